@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# ci/test.sh: the one command that runs every test, on a fresh Debian 12
+# machine or a developer's: installs dependencies, builds twice (-Werror;
+# ASan+UBSan), starts a private Ceph RGW, runs ctest on both builds, and
+# stops RGW even when a test fails. The plain build's ctest summary is last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$PWD
+jobs=$(nproc 2>/dev/null || echo 2)
+
+ci/deps.sh
+
+build() { # dir, extra cmake args...
+  local dir=$1
+  shift
+  cmake -S "$top" -B "$dir" -DSS_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs" >/dev/null 2>"$dir.log" || { cat "$dir.log" >&2; return 1; }
+}
+build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+build build-asan -DCMAKE_BUILD_TYPE=Debug -DSS_SANITIZE=ON
+
+export S3SYNC_RGW_DIR=${S3SYNC_RGW_DIR:-$top/build/rgw}
+trap 'ci/rgw.sh stop >/dev/null 2>&1 || true' EXIT
+eval "$(ci/rgw.sh start)"
+
+status=0
+echo "== ctest under ASan+UBSan"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs") || status=1
+echo "== ctest"
+(cd build && ctest --output-on-failure -j "$jobs") || status=1
+exit $status

@@ -1,0 +1,207 @@
+/* engine: helpers shared by push and pull (see engine.h). */
+#include "engine.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "format.h"
+
+#define CONTENT_DOMAIN "s3sync-content-v1"
+#define RACY_SECONDS 2 /* mtimes this recent may still change within their granularity */
+
+typedef struct identify {
+    ss_folder *f;
+    crypto_generichash_state h;
+    eng_chunk_fn fn;
+    void *ctx;
+} identify;
+
+static ss_rc on_chunk(void *arg, const uint8_t *data, size_t len, uint64_t offset, ss_err *err)
+{
+    identify *id = arg;
+    uint8_t cid[SS_CHUNK_ID_BYTES];
+    (void)offset;
+    ss_chunk_id(ss_keys_subkey(ss_repo_keys(id->f->repo), SS_SUBKEY_CHUNK_ID), data, len, cid);
+    crypto_generichash_update(&id->h, cid, sizeof cid);
+    return id->fn ? id->fn(id->ctx, data, len, cid, err) : SS_OK;
+}
+
+static ss_rc read_all(int fd, uint8_t *buf, size_t len, ss_err *err)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = read(fd, buf + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ss_fail(err, SS_ERR_IO, "read: %s", strerror(errno));
+        if (n == 0) return ss_fail(err, SS_ERR_IO, "file shrank while being read");
+        done += (size_t)n;
+    }
+    return SS_OK;
+}
+
+ss_rc eng_identify(ss_folder *f, int fd, uint64_t size, eng_chunk_fn fn, void *ctx,
+                   uint8_t ret_content_id[32], uint8_t **ret_inline, ss_err *err)
+{
+    const uint8_t *key = ss_keys_subkey(ss_repo_keys(f->repo), SS_SUBKEY_CHUNK_ID);
+    identify id = {.f = f, .fn = fn, .ctx = ctx};
+    ss_rc rc;
+    if (ret_inline) *ret_inline = NULL;
+    if (size <= f->limits.inline_limit) {
+        uint8_t *buf = malloc(size ? size : 1);
+        if (!buf) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        rc = read_all(fd, buf, (size_t)size, err);
+        if (!rc) crypto_generichash(ret_content_id, 32, buf, (size_t)size, key, 32);
+        if (!rc && ret_inline) *ret_inline = buf;
+        else free(buf);
+        return rc;
+    }
+    crypto_generichash_init(&id.h, key, 32, 32);
+    crypto_generichash_update(&id.h, (const uint8_t *)CONTENT_DOMAIN, strlen(CONTENT_DOMAIN));
+    rc = ss_chunker_fd(f->chunker, fd, on_chunk, &id, err);
+    if (!rc) crypto_generichash_final(&id.h, ret_content_id, 32);
+    return rc;
+}
+
+int eng_kind_of(mode_t mode)
+{
+    return S_ISREG(mode) ? SS_TXN_FILE : S_ISDIR(mode) ? SS_TXN_DIR : S_ISLNK(mode) ? SS_TXN_SYMLINK : 0;
+}
+
+int eng_stat_matches(const ss_state_row *row, const struct stat *st)
+{
+    if (row->ctime_s < 0) return 0; /* recorded while racy: re-read */
+    if (row->kind != eng_kind_of(st->st_mode)) return 0;
+    if (row->kind == SS_TXN_DIR) return row->mode == (uint32_t)(st->st_mode & 07777);
+    return row->ino == (uint64_t)st->st_ino && row->size == (uint64_t)st->st_size &&
+           row->mtime_s == st->st_mtim.tv_sec && row->mtime_ns == (uint32_t)st->st_mtim.tv_nsec &&
+           row->ctime_s == st->st_ctim.tv_sec && row->ctime_ns == (uint32_t)st->st_ctim.tv_nsec &&
+           row->mode == (uint32_t)(st->st_mode & 07777);
+}
+
+void eng_row_set_stat(ss_state_row *row, const struct stat *st)
+{
+    row->ino = (uint64_t)st->st_ino;
+    row->ctime_s = st->st_ctim.tv_sec;
+    row->ctime_ns = (uint32_t)st->st_ctim.tv_nsec;
+    /* As git's racy-index rule: a write in the same tick could leave size and mtime unchanged. */
+    if (time(NULL) - st->st_mtim.tv_sec < RACY_SECONDS) row->ctime_s = -1;
+}
+
+/* --- state body of chunked files ------------------------------------------------- */
+
+static int body_put(eng_body *b, const void *p, size_t n)
+{
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap - b->len < n) cap *= 2;
+        unsigned char *np = realloc(b->p, cap);
+        if (!np) return -1;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+ss_rc eng_body_add(eng_body *b, const char *pack, const ss_chunk_ref *r)
+{
+    uint8_t klen = (uint8_t)strlen(pack);
+    if (body_put(b, &klen, 1) || body_put(b, pack, klen) || body_put(b, &r->offset, 8) ||
+        body_put(b, &r->sealed_len, 4) || body_put(b, &r->plain_len, 4) ||
+        body_put(b, r->id, sizeof r->id))
+        return SS_ERR_NOMEM;
+    return SS_OK;
+}
+
+void eng_body_free(eng_body *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+int eng_body_next(const void *body, size_t len, size_t *pos, const char **ret_pack,
+                  size_t *ret_pack_len, ss_chunk_ref *ret_ref)
+{
+    const unsigned char *p = body;
+    size_t at = *pos, klen;
+    if (at >= len) return 0;
+    klen = p[at];
+    if (len - at < 1 + klen + 8 + 4 + 4 + 32) return 0;
+    memset(ret_ref, 0, sizeof *ret_ref);
+    *ret_pack = (const char *)p + at + 1;
+    *ret_pack_len = klen;
+    at += 1 + klen;
+    memcpy(&ret_ref->offset, p + at, 8);
+    memcpy(&ret_ref->sealed_len, p + at + 8, 4);
+    memcpy(&ret_ref->plain_len, p + at + 12, 4);
+    memcpy(ret_ref->id, p + at + 16, 32);
+    *pos = at + 48;
+    return 1;
+}
+
+/* --- conflicts -------------------------------------------------------------------- */
+
+ss_rc eng_conflict_name(ss_folder *f, const char *path, char **ret_name, ss_err *err)
+{
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    *ret_name = NULL;
+    if (!dot || dot == base) dot = base + strlen(base); /* ".bashrc" has no extension */
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+    for (int n = 0; n < 1000; n++) {
+        char *name = NULL, suffix[16] = "";
+        struct stat st;
+        if (n) snprintf(suffix, sizeof suffix, "-%d", n);
+        if (asprintf(&name, "%.*s.sync-conflict-%s-%s%s%s", (int)(dot - path), path, stamp,
+                     f->device_name, suffix, dot) < 0)
+            return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        if (fstatat(f->root_fd, name, &st, AT_SYMLINK_NOFOLLOW) && errno == ENOENT) {
+            *ret_name = name;
+            return SS_OK;
+        }
+        free(name);
+    }
+    return ss_fail(err, SS_ERR_IO, "no free conflict name for %s", path);
+}
+
+ss_rc eng_stats_conflict(ss_stats *s, const char *path)
+{
+    char **nv = realloc(s->conflicts, (s->n_conflicts + 2) * sizeof *nv);
+    if (!nv) return SS_ERR_NOMEM;
+    s->conflicts = nv;
+    if (!(nv[s->n_conflicts] = strdup(path))) return SS_ERR_NOMEM;
+    nv[++s->n_conflicts] = NULL;
+    return SS_OK;
+}
+
+ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err)
+{
+    char *dir = NULL;
+    *ret_fd = -1;
+    if (asprintf(&dir, "%s/tmp", f->meta) < 0) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (mkdir(dir, 0700) && errno != EEXIST) {
+        ss_rc rc = ss_fail(err, SS_ERR_IO, "create %s: %s", dir, strerror(errno));
+        free(dir);
+        return rc;
+    }
+    /* O_TMPFILE: nothing to clean up after a crash. */
+    *ret_fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (*ret_fd < 0) {
+        ss_rc rc = ss_fail(err, SS_ERR_IO, "temp file in %s: %s", dir, strerror(errno));
+        free(dir);
+        return rc;
+    }
+    free(dir);
+    return SS_OK;
+}

@@ -1,0 +1,49 @@
+/*
+ * fsio: the data interface's writing half. Every change to the synced
+ * folder goes through here, relative to the folder's root descriptor:
+ *   - parents are opened one component at a time with O_NOFOLLOW, so no
+ *     write ever passes through a symlink or leaves the folder (invariant 6);
+ *   - a file is written to a temp name in its own directory, fsynced, given
+ *     its mode and mtime, renamed over the target, and the directory fsynced:
+ *     a reader sees the old or the new content, never a mix (invariant 3).
+ * Temp names start with SS_FS_TMP_PREFIX; the scanner skips them.
+ */
+#ifndef SS_FSIO_H
+#define SS_FSIO_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ss_error.h"
+
+#define SS_FS_TMP_PREFIX ".s3sync-tmp-"
+
+typedef struct ss_atomic ss_atomic;
+
+/*
+ * Open the directory holding path (relative to root_fd), creating missing
+ * directories when mkdirs. *ret_dirfd is owned by the caller; *ret_base
+ * points into path. A missing parent (without mkdirs) is SS_ERR_NOT_FOUND;
+ * a parent that is a symlink or a file is SS_ERR_IO.
+ */
+ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd,
+                   const char **ret_base, ss_err *err);
+
+/* Start writing path's new content in a temp file beside it. */
+ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
+int ss_atomic_fd(const ss_atomic *at);
+/* Set mode and mtime, fsync, rename into place, fsync the directory; frees at. */
+ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
+                       ss_err *err);
+void ss_atomic_abort(ss_atomic *at); /* removes the temp file; NULL safe */
+
+/* Replace path by a symlink to target, atomically. */
+ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, ss_err *err);
+/* Make directory path (and parents); an existing directory gets the mode. */
+ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err);
+/* Remove a file, symlink or empty directory; missing is fine. */
+ss_rc ss_fs_remove(int root_fd, const char *path, ss_err *err);
+/* Rename within the folder (conflict copies). */
+ss_rc ss_fs_rename(int root_fd, const char *from, const char *to, ss_err *err);
+
+#endif

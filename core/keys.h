@@ -1,0 +1,99 @@
+/*
+ * keys: the repository's secrets and the two small objects that hold them,
+ * `keys/<id>` (master key sealed under a passphrase) and `config` (parameters
+ * MAC'd with the master key). docs/FORMAT.md, sections Keys, config and
+ * keys/<id>, is the normative layout; core/format.h has its constants.
+ *
+ * An ss_keys lives in sodium_malloc'ed memory (guard pages, mlock, wiped on
+ * free) and is read-only once built, so it may be shared between threads.
+ * Pointers the accessors return are borrowed: valid until ss_keys_free.
+ *
+ * The library assumes sodium_init() was called; ss_keys_generate and
+ * ss_keys_from_master call it as well (it is idempotent).
+ */
+#ifndef SS_KEYS_H
+#define SS_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chunker.h"
+#include "format.h"
+#include "ss_error.h"
+
+typedef struct ss_keys ss_keys;
+
+/* A fresh repository: random master key and repository id. */
+ss_rc ss_keys_generate(ss_keys **ret_keys, ss_err *err);
+/* Rebuild from a stored master key (e.g. DIR/.s3sync/); inputs are copied, not kept. */
+ss_rc ss_keys_from_master(const uint8_t master[SS_MASTER_KEY_BYTES],
+                          const uint8_t repo_id[SS_REPO_ID_BYTES], ss_keys **ret_keys, ss_err *err);
+void ss_keys_free(ss_keys *keys); /* NULL safe; wipes */
+
+/* Borrowed. The master key only to store it for cron runs (mode 0600); use subkeys otherwise. */
+const uint8_t *ss_keys_master(const ss_keys *keys);
+/* Borrowed; NULL for an id that is not an ss_subkey. */
+const uint8_t *ss_keys_subkey(const ss_keys *keys, ss_subkey id);
+const uint8_t *ss_keys_repo_id(const ss_keys *keys);
+
+/* ---- key files ---- */
+
+typedef struct ss_kdf_limits {
+    uint64_t opslimit;
+    uint64_t memlimit; /* bytes */
+} ss_kdf_limits;
+
+/* Limits for new key files from $S3SYNC_KDF (see format.h); SS_ERR_INVALID on an unknown value. */
+ss_rc ss_kdf_limits_from_env(ss_kdf_limits *ret_limits, ss_err *err);
+
+/*
+ * Seal the master key under passphrase into a key file. limits NULL: from
+ * the environment; limits outside the format's bounds: SS_ERR_INVALID.
+ * Runs Argon2id (about 1 s at the default limits).
+ */
+ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passlen,
+                      const ss_kdf_limits *limits, uint8_t out[SS_KEYFILE_BYTES], ss_err *err);
+
+/*
+ * Open a key file of repository repo_id. SS_ERR_INTEGRITY for a file that is
+ * malformed or asks for KDF limits out of bounds (checked before the KDF
+ * runs, so a hostile store cannot make us burn CPU and memory, nor weaken the
+ * KDF). SS_ERR_PASSPHRASE when the seal does not open: a wrong passphrase,
+ * a file of another repository, or a damaged salt, nonce, limit or
+ * ciphertext are cryptographically the same event. Error messages say "key
+ * file"; callers prefix the object key.
+ */
+ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                      const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err);
+
+/* ---- config ---- */
+
+typedef struct ss_config {
+    uint8_t version;
+    uint8_t repo_id[SS_REPO_ID_BYTES];
+    ss_chunker_params chunker;
+    uint32_t inline_limit; /* files up to this size are stored in the transaction */
+    uint8_t zstd_level;
+    uint64_t created; /* Unix seconds */
+} ss_config;
+
+/* Defaults of a new repository (chunker: ss_chunker_default). */
+void ss_config_init(ss_config *cfg, const ss_keys *keys, uint64_t created);
+
+/* SS_ERR_INVALID when cfg would not parse, or is of another repository than keys. */
+ss_rc ss_config_encode(const ss_keys *keys, const ss_config *cfg, uint8_t out[SS_CONFIG_BYTES],
+                       ss_err *err);
+
+/*
+ * Structure only, MAC not checked: the repository id to open a key file
+ * with. Use no other field before ss_config_verify succeeded. Refusals are
+ * SS_ERR_INTEGRITY naming "config".
+ */
+ss_rc ss_config_parse_unverified(const uint8_t *buf, size_t len, ss_config *ret_cfg, ss_err *err);
+/* The MAC under keys' config subkey, and that the config is of keys' repository. */
+ss_rc ss_config_verify(const ss_keys *keys, const uint8_t *buf, size_t len, ss_err *err);
+/* Both, for a device that already holds the keys. */
+ss_rc ss_config_open(const ss_keys *keys, const uint8_t *buf, size_t len, ss_config *ret_cfg,
+                     ss_err *err);
+
+#endif

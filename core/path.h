@@ -1,0 +1,45 @@
+/*
+ * path: the relative paths a repository stores, their order and their rules.
+ *
+ * Owns what a valid path is (docs/FORMAT.md "Transactions": 1 to 4096 bytes,
+ * no NUL, no empty, "." or ".." segment, no leading or trailing '/', first
+ * segment not ".s3sync"; invariant 6) and the one order every sorted list of
+ * paths uses: bytes compared with '/' lowest. That order is a depth-first
+ * walk with each directory's names sorted by strcmp, so a directory's
+ * subtree follows it directly, before a sibling such as "a-c" or "a.txt";
+ * the scanner, the state index and the transaction codec all rely on it.
+ *
+ * Paths are (pointer, length) pairs: a decoder checks a name before trusting
+ * that it holds no NUL.
+ */
+#ifndef SS_PATH_H
+#define SS_PATH_H
+
+#include <stddef.h>
+
+#include "format.h"
+#include "ss_error.h"
+
+#define SS_PATH_MAX SS_TXN_PATH_MAX /* longest valid path, in bytes (no NUL counted) */
+
+/* <0, 0, >0 as a sorts before, equal to, after b. A total order on any bytes. */
+int ss_path_cmp(const char *a, size_t alen, const char *b, size_t blen);
+
+/* Nonzero when a is a proper ancestor of b ("a" of "a/b", not of "a-b" nor "a"). */
+int ss_path_is_ancestor(const char *a, size_t alen, const char *b, size_t blen);
+
+/*
+ * SS_OK when p is a valid path; else SS_ERR_INTEGRITY with err naming the
+ * rule broken and quoting the path (escaped, cut short when long). Callers
+ * that check their own input rather than decoded bytes map the code.
+ */
+ss_rc ss_path_validate(const char *p, size_t len, ss_err *err);
+
+/*
+ * Write p as a double-quoted C-style literal for messages: printable ASCII
+ * as is, '"' and '\\' escaped, everything else as \xNN; cut with "..." so
+ * the result fits cap (>= 8). Always NUL-terminates; returns dst.
+ */
+char *ss_path_quote(char *dst, size_t cap, const char *p, size_t len);
+
+#endif

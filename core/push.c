@@ -1,0 +1,519 @@
+/*
+ * push: publish local changes as transaction seq = watermark + 1.
+ *
+ * The scan and the previous state are merged in path order; each changed
+ * path becomes one op, spooled to a temp file while new chunks are sealed
+ * into data/ packs and uploaded in parallel. Then the transaction is
+ * written from the spool, framed, and created as log/<seq> with
+ * If-None-Match: *. The state changes in one SQLite transaction that
+ * commits only after log/<seq> is in the store (so a crash before that
+ * leaves the state as it was, and the packs are unreferenced garbage);
+ * a 412 means another device took seq: pull, then build again.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fault.h"
+#include "frame.h"
+#include "path.h"
+#include "seal.h"
+#include "spool.h"
+
+#define PACK_TARGET (8u << 20) /* seal chunks into packs of about this size */
+#define MAX_ATTEMPTS 8
+
+typedef struct pack_buf {
+    uint8_t *p;
+    size_t len, cap;
+    uint32_t index; /* in the pack table */
+} pack_buf;
+
+typedef struct push {
+    ss_folder *f;
+    ss_stats *stats;
+    uint64_t seq;
+    ss_spool *spool;
+    ss_xfer *xfer;
+    char **packs; /* pack table: data/ keys */
+    uint32_t n_packs, cap_packs;
+    pack_buf cur; /* pack being filled, index UINT32_MAX when none */
+    ss_chunk_ref *refs; /* chunks of the file being pushed */
+    uint32_t n_refs, cap_refs;
+    eng_body body;
+    uint64_t file_bytes; /* bytes chunked of the file being pushed */
+} push;
+
+/* --- pack table and packing ------------------------------------------------------- */
+
+static ss_rc pack_index(push *p, const char *key, uint32_t *ret, ss_err *err)
+{
+    for (uint32_t i = p->n_packs; i-- > 0;)
+        if (!strcmp(p->packs[i], key)) {
+            *ret = i;
+            return SS_OK;
+        }
+    if (p->n_packs == p->cap_packs) {
+        uint32_t cap = p->cap_packs ? p->cap_packs * 2 : 16;
+        char **nv = realloc(p->packs, cap * sizeof *nv);
+        if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        p->packs = nv;
+        p->cap_packs = cap;
+    }
+    if (!(p->packs[p->n_packs] = strdup(key))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    *ret = p->n_packs++;
+    return SS_OK;
+}
+
+static void upload_done(void *ctx, ss_rc rc, const ss_err *err)
+{
+    (void)rc;
+    (void)err;
+    free(ctx); /* the pack's bytes; failures are collected by ss_xfer_wait */
+}
+
+static ss_rc flush_pack(push *p, ss_err *err)
+{
+    ss_rc rc;
+    if (!p->cur.len) return SS_OK;
+    ss_fault_point("push.pack");
+    rc = ss_xfer_put(p->xfer, p->packs[p->cur.index], p->cur.p, p->cur.len, SS_PUT_CREATE_ONLY,
+                     upload_done, p->cur.p);
+    memset(&p->cur, 0, sizeof p->cur);
+    p->cur.index = UINT32_MAX;
+    return rc ? ss_fail(err, rc, "upload: out of memory") : SS_OK;
+}
+
+static ss_rc new_pack(push *p, ss_err *err)
+{
+    char key[SS_KEY_NAME_MAX];
+    uint64_t rnd;
+    randombytes_buf(&rnd, sizeof rnd);
+    snprintf(key, sizeof key, SS_KEY_DATA_FMT, p->seq, rnd);
+    return pack_index(p, key, &p->cur.index, err);
+}
+
+/* Seal a new chunk into the current pack; *ret gets its reference. */
+static ss_rc pack_chunk(push *p, const uint8_t *data, size_t len, const uint8_t id[32],
+                        ss_chunk_ref *ret, ss_err *err)
+{
+    const ss_config *cfg = ss_repo_config(p->f->repo);
+    void *sealed = NULL;
+    size_t slen = 0;
+    ss_chunk_loc loc;
+    ss_rc rc = ss_chunk_seal(ss_repo_keys(p->f->repo), id, data, len, 1, cfg->zstd_level, &sealed,
+                             &slen, err);
+    if (rc) return rc;
+    if (p->cur.index == UINT32_MAX && (rc = new_pack(p, err))) goto out;
+    if (p->cur.cap - p->cur.len < slen) {
+        size_t cap = p->cur.cap ? p->cur.cap : PACK_TARGET + (2u << 20);
+        while (cap - p->cur.len < slen) cap *= 2;
+        uint8_t *np = realloc(p->cur.p, cap);
+        if (!np) {
+            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        p->cur.p = np;
+        p->cur.cap = cap;
+    }
+    *ret = (ss_chunk_ref){.pack = p->cur.index, .offset = p->cur.len, .sealed_len = (uint32_t)slen,
+                          .plain_len = (uint32_t)len};
+    memcpy(ret->id, id, 32);
+    memcpy(p->cur.p + p->cur.len, sealed, slen);
+    p->cur.len += slen;
+    /* Known from now on, so a repeat within this push is referenced, not sealed again. */
+    snprintf(loc.pack, sizeof loc.pack, "%s", p->packs[p->cur.index]);
+    loc.off = ret->offset;
+    loc.sealed_len = ret->sealed_len;
+    loc.plain_len = ret->plain_len;
+    rc = ss_state_chunk_add(p->f->state, id, &loc, err);
+    if (!rc && p->cur.len >= PACK_TARGET) rc = flush_pack(p, err);
+out:
+    free(sealed);
+    return rc;
+}
+
+static ss_rc add_ref(push *p, const ss_chunk_ref *r, ss_err *err)
+{
+    if (p->n_refs == p->cap_refs) {
+        uint32_t cap = p->cap_refs ? p->cap_refs * 2 : 64;
+        ss_chunk_ref *nv = realloc(p->refs, cap * sizeof *nv);
+        if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        p->refs = nv;
+        p->cap_refs = cap;
+    }
+    p->refs[p->n_refs++] = *r;
+    return eng_body_add(&p->body, p->packs[r->pack], r) ? ss_fail(err, SS_ERR_NOMEM, "out of memory")
+                                                       : SS_OK;
+}
+
+/* Per chunk of a changed file: reference it if known, else seal it into a pack. */
+static ss_rc on_file_chunk(void *ctx, const uint8_t *data, size_t len, const uint8_t id[32],
+                           ss_err *err)
+{
+    push *p = ctx;
+    ss_chunk_loc loc;
+    ss_chunk_ref r;
+    int found;
+    ss_rc rc = ss_state_chunk_find(p->f->state, id, &loc, &found, err);
+    if (rc) return rc;
+    if (found) {
+        r = (ss_chunk_ref){.offset = loc.off, .sealed_len = loc.sealed_len, .plain_len = loc.plain_len};
+        memcpy(r.id, id, 32);
+        if ((rc = pack_index(p, loc.pack, &r.pack, err))) return rc;
+    } else if ((rc = pack_chunk(p, data, len, id, &r, err))) {
+        return rc;
+    }
+    p->file_bytes += len;
+    return add_ref(p, &r, err);
+}
+
+/* --- one path ------------------------------------------------------------------------ */
+
+static void verbose(push *p, const char *what, const char *path)
+{
+    if (p->f->hooks.verbose) p->f->hooks.verbose(p->f->hooks.ctx, what, path);
+}
+
+static void warn(push *p, const char *fmt, const char *path, const char *why)
+{
+    char msg[4200];
+    if (!p->f->hooks.warn) return;
+    snprintf(msg, sizeof msg, fmt, path, why);
+    p->f->hooks.warn(p->f->hooks.ctx, msg);
+}
+
+/* Record an upsert in the spool and the new row in the state. */
+static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, const void *body,
+                     size_t body_len, ss_err *err)
+{
+    ss_state_row row = {.path = e->path, .kind = (int)e->kind, .mode = e->mode, .size = e->size,
+                        .mtime_s = e->mtime_s, .mtime_ns = e->mtime_ns, .body = body,
+                        .body_len = body_len, .storage = (int)e->storage};
+    ss_rc rc = ss_spool_put(p->spool, e, p->refs, err);
+    if (rc) return rc;
+    memcpy(row.content_id, e->content_id, 32);
+    eng_row_set_stat(&row, st);
+    verbose(p, "push", e->path);
+    return ss_state_put(p->f->state, &row, err);
+}
+
+/* Only the local stat moved (touch, copy back): remember it so the next scan stays cheap. */
+static ss_rc restat(push *p, const ss_state_row *old, const struct stat *st, ss_err *err)
+{
+    ss_state_row row = *old;
+    eng_row_set_stat(&row, st);
+    row.size = (uint64_t)st->st_size;
+    row.mtime_s = st->st_mtim.tv_sec;
+    row.mtime_ns = (uint32_t)st->st_mtim.tv_nsec;
+    return ss_state_put(p->f->state, &row, err);
+}
+
+/* Identify an open file; *ret_changed 1 when it changed while being read. */
+static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[32], uint8_t **inl,
+                            int *ret_changed, ss_err *err)
+{
+    struct stat after;
+    ss_rc rc;
+    p->n_refs = 0;
+    p->body.len = 0;
+    p->file_bytes = 0;
+    *ret_changed = 0;
+    if (lseek(fd, 0, SEEK_SET) < 0 || fstat(fd, st))
+        return ss_fail(err, SS_ERR_IO, "read %s: %s", "file", strerror(errno));
+    rc = eng_identify(p->f, fd, (uint64_t)st->st_size, on_file_chunk, p, cid, inl, err);
+    if (rc) return rc;
+    if (fstat(fd, &after)) return ss_fail(err, SS_ERR_IO, "stat: %s", strerror(errno));
+    if (after.st_size != st->st_size || after.st_mtim.tv_sec != st->st_mtim.tv_sec ||
+        after.st_mtim.tv_nsec != st->st_mtim.tv_nsec ||
+        (!*inl && p->file_bytes != (uint64_t)st->st_size)) {
+        free(*inl);
+        *inl = NULL;
+        *ret_changed = 1;
+    }
+    return SS_OK;
+}
+
+static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_err *err)
+{
+    uint8_t cid[32], *inl = NULL;
+    struct stat st;
+    int fd, changed = 1;
+    ss_rc rc = SS_OK;
+    ss_txn_entry e = {.type = SS_TXN_UPSERT, .path = path, .path_len = strlen(path),
+                      .kind = SS_TXN_FILE};
+
+    fd = openat(p->f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return SS_OK; /* gone since the scan: the next push sees it */
+        warn(p, "skipping %s: %s", path, strerror(errno));
+        return SS_OK;
+    }
+    for (int attempt = 0; attempt < 3 && changed && !rc; attempt++)
+        rc = read_file_once(p, fd, &st, cid, &inl, &changed, err);
+    close(fd);
+    if (!rc && changed) warn(p, "skipping %s: %s", path, "it keeps changing while being read");
+    if (rc && err) {
+        ss_err inner = *err;
+        ss_fail(err, rc, "push %s: %s", path, inner.msg);
+    }
+    if (rc || changed) goto out;
+    if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, 32) &&
+        row->mode == (uint32_t)(st.st_mode & 07777)) {
+        rc = restat(p, row, &st, err);
+        goto out;
+    }
+    memcpy(e.content_id, cid, 32);
+    e.mode = st.st_mode & 07777;
+    e.mtime_s = st.st_mtim.tv_sec;
+    e.mtime_ns = (uint32_t)st.st_mtim.tv_nsec;
+    e.size = (uint64_t)st.st_size;
+    e.storage = inl ? SS_TXN_INLINE : SS_TXN_CHUNKS;
+    e.inline_data = inl;
+    e.n_chunks = inl ? 0 : p->n_refs;
+    rc = inl ? publish(p, &e, &st, inl, (size_t)st.st_size, err)
+             : publish(p, &e, &st, p->body.p, p->body.len, err);
+out:
+    free(inl);
+    return rc;
+}
+
+static ss_rc push_symlink(push *p, const char *path, const struct stat *st,
+                          const ss_state_row *row, ss_err *err)
+{
+    char target[4097];
+    ssize_t n = readlinkat(p->f->root_fd, path, target, sizeof target - 1);
+    ss_txn_entry e = {.type = SS_TXN_UPSERT, .path = path, .path_len = strlen(path),
+                      .kind = SS_TXN_SYMLINK, .mode = st->st_mode & 07777,
+                      .mtime_s = st->st_mtim.tv_sec, .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
+    if (n < 0) {
+        warn(p, "skipping %s: %s", path, strerror(errno));
+        return SS_OK;
+    }
+    target[n] = '\0';
+    if (row && row->kind == SS_TXN_SYMLINK && row->body_len == (size_t)n &&
+        !memcmp(row->body, target, (size_t)n))
+        return restat(p, row, st, err);
+    e.size = (uint64_t)n;
+    e.target = target;
+    return publish(p, &e, st, target, (size_t)n, err);
+}
+
+static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss_state_row *row,
+                      ss_err *err)
+{
+    ss_txn_entry e = {.type = SS_TXN_UPSERT, .path = path, .path_len = strlen(path),
+                      .kind = SS_TXN_DIR, .mode = st->st_mode & 07777,
+                      .mtime_s = st->st_mtim.tv_sec, .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
+    /* A directory's mtime moves with every entry in it; only its mode is worth syncing. */
+    if (row && row->kind == SS_TXN_DIR && row->mode == e.mode) return restat(p, row, st, err);
+    return publish(p, &e, st, NULL, 0, err);
+}
+
+static ss_rc push_delete(push *p, const ss_state_row *row, ss_err *err)
+{
+    ss_txn_entry e = {.type = SS_TXN_DELETE, .path = row->path, .path_len = strlen(row->path)};
+    ss_rc rc;
+    if (ss_ignore_match(p->f->ign, row->path, row->kind == SS_TXN_DIR)) return SS_OK;
+    if ((rc = ss_spool_put(p->spool, &e, NULL, err))) return rc;
+    verbose(p, "delete", row->path);
+    return ss_state_remove(p->f->state, row->path, err);
+}
+
+static ss_rc push_entry(push *p, const ss_scan_entry *se, const ss_state_row *row, ss_err *err)
+{
+    if (row && eng_stat_matches(row, &se->st)) return SS_OK;
+    switch (se->kind) {
+    case SS_TXN_FILE: return push_file(p, se->path, row, err);
+    case SS_TXN_SYMLINK: return push_symlink(p, se->path, &se->st, row, err);
+    default: return push_dir(p, se->path, &se->st, row, err);
+    }
+}
+
+/* Merge the scan with the previous state, both in path order. */
+static ss_rc diff(push *p, ss_err *err)
+{
+    ss_scan *sc = NULL;
+    ss_state_iter *it = NULL;
+    const ss_scan_entry *e = NULL;
+    const ss_state_row *r = NULL;
+    ss_rc rc;
+    if ((rc = ss_scan_new(p->f->root, p->f->ign, p->f->hooks.warn, p->f->hooks.ctx, &sc, err)) ||
+        (rc = ss_state_iter_new(p->f->state, &it, err)) || (rc = ss_scan_next(sc, &e, err)) ||
+        (rc = ss_state_iter_next(it, &r, err)))
+        goto out;
+    while (!rc && (e || r)) {
+        int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
+        if (c < 0) {
+            rc = push_entry(p, e, NULL, err);
+        } else if (c > 0) {
+            rc = push_delete(p, r, err);
+        } else {
+            rc = push_entry(p, e, r, err);
+        }
+        if (!rc && c <= 0) rc = ss_scan_next(sc, &e, err);
+        if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
+    }
+out:
+    ss_state_iter_free(it);
+    ss_scan_free(sc);
+    return rc;
+}
+
+/* --- the transaction ---------------------------------------------------------------- */
+
+static int write_fd(void *ctx, const void *buf, size_t len)
+{
+    int fd = *(int *)ctx;
+    const char *b = buf;
+    while (len) {
+        ssize_t n = write(fd, b, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+typedef struct frame_sink {
+    ss_frame_writer *w;
+    ss_err err;
+} frame_sink;
+
+static int write_frame(void *ctx, const void *buf, size_t len)
+{
+    frame_sink *s = ctx;
+    return ss_frame_write(s->w, buf, len, &s->err) ? -1 : 0;
+}
+
+/* Frame the spooled ops into a temp file; *ret_fd holds the object, *ret_size its size. */
+static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32], int *ret_fd,
+                          uint8_t hash[32], ss_err *err)
+{
+    ss_folder *f = p->f;
+    struct timespec now;
+    ss_txn_header h = {0};
+    ss_txn_writer *tw = NULL;
+    frame_sink sink = {0};
+    int fd = -1;
+    ss_rc rc;
+    *ret_fd = -1;
+    clock_gettime(CLOCK_REALTIME, &now);
+    h.seq = p->seq;
+    h.time_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    memcpy(h.device_id, f->device_id, sizeof h.device_id);
+    h.device_name = f->device_name;
+    h.device_name_len = strlen(f->device_name);
+    h.n_packs = p->n_packs;
+    h.pack_keys = (const char *const *)p->packs;
+    h.n_ops = ss_spool_count(p->spool);
+    if ((rc = eng_tmpfile(f, &fd, err)) ||
+        (rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
+                                  ss_repo_config(f->repo)->zstd_level, write_fd, &fd, &sink.w, err)) ||
+        (rc = ss_txn_writer_new(&f->limits, &h, write_frame, &sink, &tw, err)) ||
+        (rc = ss_spool_replay(p->spool, tw, err)) || (rc = ss_txn_writer_finish(tw, err)) ||
+        (rc = ss_frame_finish(sink.w, hash, err)))
+        goto fail;
+    ss_txn_writer_free(tw);
+    ss_frame_writer_free(sink.w);
+    *ret_fd = fd;
+    return SS_OK;
+fail:
+    if (rc == SS_ERR_IO && sink.err.msg[0] && err) *err = sink.err;
+    ss_txn_writer_free(tw);
+    ss_frame_writer_free(sink.w);
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32], ss_err *err)
+{
+    char key[SS_KEY_NAME_MAX];
+    uint8_t hash[32];
+    int fd = -1;
+    off_t size;
+    ss_rc rc;
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, p->seq);
+    if ((rc = build_object(p, key, prev_chain, &fd, hash, err))) return rc;
+    size = lseek(fd, 0, SEEK_END);
+    ss_fault_point("push.before-log");
+    rc = ss_store_put_file(p->f->store, key, fd, 0, (uint64_t)size, SS_PUT_CREATE_ONLY, err);
+    close(fd);
+    if (rc) return rc;
+    ss_fault_point("push.after-log");
+    ss_chain_next(ss_repo_keys(p->f->repo), prev_chain, hash, chain);
+    return SS_OK;
+}
+
+static void push_free(push *p)
+{
+    ss_spool_free(p->spool);
+    ss_xfer_free(p->xfer); /* waits for what is in flight */
+    free(p->cur.p);
+    for (uint32_t i = 0; i < p->n_packs; i++) free(p->packs[i]);
+    free(p->packs);
+    free(p->refs);
+    eng_body_free(&p->body);
+}
+
+static ss_rc push_once(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    push p = {.f = f, .stats = stats, .cur.index = UINT32_MAX};
+    uint8_t prev[32], chain[32];
+    uint64_t wm;
+    int fd;
+    ss_rc rc;
+    if ((rc = ss_state_watermark(f->state, &wm, prev, err))) return rc;
+    p.seq = wm + 1;
+    if ((rc = ss_state_begin(f->state, err))) return rc;
+    if ((rc = eng_tmpfile(f, &fd, err)) || (rc = ss_spool_new(fd, &p.spool, err)) ||
+        (rc = ss_xfer_new(f->store, &p.xfer, err)) || (rc = diff(&p, err)) ||
+        (rc = flush_pack(&p, err)) || (rc = ss_xfer_wait(p.xfer, err)))
+        goto fail;
+    if (!ss_spool_count(p.spool)) { /* nothing to say: the store is not touched */
+        rc = ss_state_commit(f->state, err);
+        stats->seq = wm;
+        goto out;
+    }
+    if ((rc = upload_log(&p, prev, chain, err)) ||
+        (rc = ss_state_set_watermark(f->state, p.seq, chain, err)))
+        goto fail;
+    ss_fault_point("push.before-commit");
+    if ((rc = ss_state_commit(f->state, err))) goto fail;
+    stats->seq = p.seq;
+    stats->files += ss_spool_count(p.spool);
+    goto out;
+fail:
+    ss_state_rollback(f->state);
+out:
+    push_free(&p);
+    return rc;
+}
+
+ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    ss_rc rc = SS_OK;
+    for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        rc = push_once(f, stats, err);
+        if (rc != SS_ERR_EXISTS) break;
+        /* Another device wrote our sequence first: take its changes, then build again. */
+        usleep(randombytes_uniform(50000u << (attempt < 4 ? attempt : 4)));
+        if ((rc = ss_pull(f, stats, err))) break;
+        rc = SS_ERR_EXISTS;
+    }
+    if (rc == SS_ERR_EXISTS)
+        rc = ss_fail(err, SS_ERR_TEMPORARY, "push: other devices kept writing first (%d tries)",
+                     MAX_ATTEMPTS);
+    stats->requests = ss_store_counts(f->store)->requests;
+    stats->bytes_up = ss_store_counts(f->store)->bytes_up;
+    stats->bytes_down = ss_store_counts(f->store)->bytes_down;
+    return rc;
+}

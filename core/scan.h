@@ -1,0 +1,34 @@
+/*
+ * scan: walks a synced folder with lstat, depth first, each directory's
+ * names sorted, so entries come out in ss_path_cmp order ('/' lowest): the
+ * order of the state's rows, which lets a push merge the two streams without
+ * loading either. Skips .s3sync/, ignored paths, and special files (fifos,
+ * sockets, devices: reported through warn). Symlinks are entries, never
+ * followed. Memory: the names of the directories on the current path only.
+ */
+#ifndef SS_SCAN_H
+#define SS_SCAN_H
+
+#include <sys/stat.h>
+
+#include "ignore.h"
+#include "ss_error.h"
+
+typedef struct ss_scan ss_scan;
+
+typedef struct ss_scan_entry {
+    const char *path; /* relative to the root; borrowed until the next call */
+    int kind;         /* 1 file, 2 directory, 3 symlink */
+    struct stat st;
+} ss_scan_entry;
+
+typedef void (*ss_warn_fn)(void *ctx, const char *msg);
+
+/* ign and warn may be NULL; ign is borrowed. */
+ss_rc ss_scan_new(const char *root, const ss_ignore *ign, ss_warn_fn warn, void *warn_ctx,
+                  ss_scan **ret_scan, ss_err *err);
+/* *ret_entry NULL at the end. */
+ss_rc ss_scan_next(ss_scan *sc, const ss_scan_entry **ret_entry, ss_err *err);
+void ss_scan_free(ss_scan *sc);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * state: the previous state of a synced folder, DIR/.s3sync/state.db.
+ *
+ * SQLite in WAL mode. Per path: what the store last said about it (kind,
+ * mode, mtime, size, content id and body: inline bytes, encoded chunk refs
+ * or a symlink target) and what the local file looked like when it last
+ * matched (inode, ctime, size, mtime), so change detection needs only an
+ * lstat. Also the watermark (last applied sequence and its chain value),
+ * the device's identity, and where each known chunk lives (so a chunk is
+ * uploaded once).
+ *
+ * Two connections: iteration reads a snapshot on one, while writes go
+ * through the other inside ss_state_begin/commit; a push can walk the rows
+ * and change them without the walk seeing its own changes. Paths are
+ * ordered with ss_path_cmp ('/' lowest), the order a directory walk yields.
+ */
+#ifndef SS_STATE_H
+#define SS_STATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ss_error.h"
+
+typedef struct ss_state ss_state;
+typedef struct ss_state_iter ss_state_iter;
+
+typedef struct ss_state_row {
+    const char *path; /* borrowed */
+    int kind;         /* SS_TXN kinds: 1 file, 2 directory, 3 symlink */
+    uint32_t mode;
+    uint64_t size;
+    int64_t mtime_s;
+    uint32_t mtime_ns;
+    /* The local file when it last matched this row. */
+    uint64_t ino;
+    int64_t ctime_s;
+    uint32_t ctime_ns;
+    uint8_t content_id[32]; /* files only */
+    const void *body;       /* borrowed; see above */
+    size_t body_len;
+    int storage; /* files: 1 inline, 2 chunks (as in transactions) */
+} ss_state_row;
+
+typedef struct ss_chunk_loc {
+    char pack[96]; /* data object key */
+    uint64_t off;
+    uint32_t sealed_len, plain_len;
+} ss_chunk_loc;
+
+/* Open (and with create, make) the database at path. */
+ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *err);
+void ss_state_free(ss_state *st);
+
+/* One write transaction at a time (BEGIN IMMEDIATE); rollback is safe without begin. */
+ss_rc ss_state_begin(ss_state *st, ss_err *err);
+ss_rc ss_state_commit(ss_state *st, ss_err *err);
+void ss_state_rollback(ss_state *st);
+
+/* Small text settings (device id, name, store URL). *ret_value malloc'ed, NULL when unset. */
+ss_rc ss_state_meta_get(ss_state *st, const char *key, char **ret_value, ss_err *err);
+ss_rc ss_state_meta_set(ss_state *st, const char *key, const char *value, ss_err *err);
+
+/* Sequence 0 and a zero chain for a device that applied nothing yet. */
+ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[32], ss_err *err);
+ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[32], ss_err *err);
+
+/* *ret_found 0 when absent; the row's pointers are valid until the next call on st. */
+ss_rc ss_state_lookup(ss_state *st, const char *path, ss_state_row *ret_row, int *ret_found,
+                      ss_err *err);
+ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err);
+ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err);
+/* Remove path and everything under it (a directory replaced by a file). */
+ss_rc ss_state_remove_tree(ss_state *st, const char *path, ss_err *err);
+
+/* Every row in path order, from a snapshot taken now. */
+ss_rc ss_state_iter_new(ss_state *st, ss_state_iter **ret_iter, ss_err *err);
+/* *ret_row NULL at the end; valid until the next call. */
+ss_rc ss_state_iter_next(ss_state_iter *it, const ss_state_row **ret_row, ss_err *err);
+void ss_state_iter_free(ss_state_iter *it);
+
+ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc,
+                          int *ret_found, ss_err *err);
+ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc *loc,
+                         ss_err *err);
+
+#endif

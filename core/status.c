@@ -1,0 +1,63 @@
+/*
+ * status: what push and pull would do, without doing it. Local: paths
+ * whose lstat no longer matches the previous state, new paths, and deleted
+ * ones (a touched file counts: status reads no file). Remote: transactions
+ * listed after the watermark.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+#include "format.h"
+#include "path.h"
+
+static int count_key(void *ctx, const char *key, const ss_store_stat *st)
+{
+    (void)key;
+    (void)st;
+    (*(uint64_t *)ctx)++;
+    return 0;
+}
+
+static ss_rc count_local(ss_folder *f, uint64_t *ret, ss_err *err)
+{
+    ss_scan *sc = NULL;
+    ss_state_iter *it = NULL;
+    const ss_scan_entry *e = NULL;
+    const ss_state_row *r = NULL;
+    ss_rc rc;
+    *ret = 0;
+    if ((rc = ss_scan_new(f->root, f->ign, NULL, NULL, &sc, err)) ||
+        (rc = ss_state_iter_new(f->state, &it, err)) || (rc = ss_scan_next(sc, &e, err)) ||
+        (rc = ss_state_iter_next(it, &r, err)))
+        goto out;
+    while (!rc && (e || r)) {
+        int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
+        if (c < 0 || (c == 0 && !eng_stat_matches(r, &e->st))) (*ret)++;
+        if (c > 0 && !ss_ignore_match(f->ign, r->path, r->kind == SS_TXN_DIR)) (*ret)++;
+        if (c <= 0) rc = ss_scan_next(sc, &e, err);
+        if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
+    }
+out:
+    ss_state_iter_free(it);
+    ss_scan_free(sc);
+    return rc;
+}
+
+ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    uint8_t chain[32];
+    char after[SS_KEY_NAME_MAX] = "";
+    uint64_t wm;
+    ss_rc rc;
+    if ((rc = ss_state_watermark(f->state, &wm, chain, err))) return rc;
+    stats->seq = wm;
+    if (wm) snprintf(after, sizeof after, SS_KEY_LOG_FMT, wm);
+    if ((rc = ss_store_list(f->store, SS_KEY_LOG_PREFIX, after, count_key, &stats->pending_remote,
+                            err)) ||
+        (rc = count_local(f, &stats->pending_local, err)))
+        return rc;
+    stats->requests = ss_store_counts(f->store)->requests;
+    stats->bytes_down = ss_store_counts(f->store)->bytes_down;
+    return SS_OK;
+}

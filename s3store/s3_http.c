@@ -1,0 +1,436 @@
+/*
+ * s3_http: curl multi engine with retries for the S3 backend (see s3_http.h).
+ *
+ * A request moves: start -> active (in the multi) -> finished, or
+ * active -> waiting (backoff) -> active on a retryable failure. Error
+ * bodies are parsed with libxml2 into "OP KEY: HTTP 403 Code: Message".
+ */
+#include "s3_http.h"
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sodium.h>
+
+#define ERRBODY_MAX 65536
+#define CONNECT_TIMEOUT_MS 10000L
+#define STALL_SECONDS 30L /* a transfer moving under 1 byte/s this long is dead */
+#define BACKOFF_BASE_MS 200
+#define BACKOFF_CAP_MS 10000
+
+struct s3_http {
+    CURLM *multi;
+    s3_req *waiting;  /* backing off until retry_at_ms */
+    s3_req *finished; /* done, not yet collected */
+    unsigned active;
+    unsigned max_retries;
+    unsigned timeout_ms;
+    char *ca_bundle;
+    ss_store_counters *counts;
+};
+
+int64_t s3_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+ss_rc s3_http_new(const ss_store_opts *opts, ss_store_counters *counts, s3_http **ret,
+                  ss_err *err)
+{
+    static int curl_ready;
+    s3_http *h = NULL;
+    const char *ca = opts->ca_bundle;
+
+    *ret = NULL;
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT))
+            return ss_fail(err, SS_ERR_NOMEM, "libcurl initialisation failed");
+        curl_ready = 1;
+    }
+    if (!ca) ca = getenv("AWS_CA_BUNDLE");
+    if (!ca) ca = getenv("CURL_CA_BUNDLE");
+    h = calloc(1, sizeof *h);
+    if (!h || !(h->multi = curl_multi_init()) || (ca && *ca && !(h->ca_bundle = strdup(ca))))
+        goto nomem;
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    h->max_retries = opts->max_retries ? opts->max_retries : 6;
+    h->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 300000;
+    h->counts = counts;
+    *ret = h;
+    return SS_OK;
+nomem:
+    s3_http_free(h);
+    return ss_fail(err, SS_ERR_NOMEM, "S3 engine: out of memory");
+}
+
+void s3_http_free(s3_http *h)
+{
+    if (!h) return;
+    if (h->multi) curl_multi_cleanup(h->multi);
+    free(h->ca_bundle);
+    free(h);
+}
+
+void s3_req_cleanup(s3_req *r)
+{
+    if (r->easy) curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+    curl_slist_free_all(r->headers);
+    r->headers = NULL;
+    free(r->url);
+    r->url = NULL;
+    free(r->errbody);
+    r->errbody = NULL;
+    r->errbody_len = 0;
+}
+
+/* --- curl callbacks ------------------------------------------------------ */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    s3_req *r = ud;
+    size_t n = size * nmemb;
+    long status = 0;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300) {
+        if (r->sink && r->sink(r->sink_ctx, data, n)) {
+            r->sink_failed = 1;
+            return 0; /* aborts the transfer */
+        }
+        r->delivered += n;
+        r->http->counts->bytes_down += n;
+        return n;
+    }
+    if (r->errbody_len < ERRBODY_MAX) {
+        size_t keep = n < ERRBODY_MAX - r->errbody_len ? n : ERRBODY_MAX - r->errbody_len;
+        char *p = realloc(r->errbody, r->errbody_len + keep + 1);
+        if (!p) return 0;
+        memcpy(p + r->errbody_len, data, keep);
+        r->errbody = p;
+        r->errbody_len += keep;
+        p[r->errbody_len] = '\0';
+    }
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+    s3_req *r = ud;
+    size_t n = size * nmemb;
+    if (n > 5 && !strncasecmp(data, "ETag:", 5)) {
+        const char *v = data + 5;
+        size_t len = n - 5;
+        while (len && (*v == ' ' || *v == '"')) v++, len--;
+        while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == '"' ||
+                       v[len - 1] == ' '))
+            len--;
+        if (len >= sizeof r->etag) len = sizeof r->etag - 1;
+        memcpy(r->etag, v, len);
+        r->etag[len] = '\0';
+    } else if (n > 15 && !strncasecmp(data, "Content-Length:", 15)) {
+        r->content_length = strtoull(data + 15, NULL, 10);
+    }
+    return n;
+}
+
+static size_t on_read(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    s3_req *r = ud;
+    long n = r->body->read(r->body->ctx, buf, size * nmemb);
+    if (n < 0) return CURL_READFUNC_ABORT;
+    r->http->counts->bytes_up += (uint64_t)n;
+    return (size_t)n;
+}
+
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+    s3_req *r = ud;
+    if (offset != 0 || origin != SEEK_SET || !r->body->rewind) return CURL_SEEKFUNC_CANTSEEK;
+    return r->body->rewind(r->body->ctx) ? CURL_SEEKFUNC_FAIL : CURL_SEEKFUNC_OK;
+}
+
+/* --- one attempt --------------------------------------------------------- */
+
+static ss_rc add_range(s3_req *r)
+{
+    char hdr[96];
+    uint64_t off = r->range_off + r->delivered;
+    struct curl_slist *l;
+    if (!r->use_range && !r->delivered) return SS_OK;
+    if (r->use_range && r->range_len != SS_TO_END) {
+        uint64_t last = r->range_off + r->range_len - 1;
+        if (r->range_len == 0 || off > last) return SS_OK; /* caller handles empty ranges */
+        snprintf(hdr, sizeof hdr, "Range: bytes=%llu-%llu", (unsigned long long)off,
+                 (unsigned long long)last);
+    } else {
+        snprintf(hdr, sizeof hdr, "Range: bytes=%llu-", (unsigned long long)off);
+    }
+    l = curl_slist_append(r->headers, hdr);
+    if (!l) return SS_ERR_NOMEM;
+    r->headers = l;
+    return SS_OK;
+}
+
+static ss_rc setup_attempt(s3_http *h, s3_req *r)
+{
+    r->http = h;
+    CURL *e;
+    struct curl_slist *l;
+    int64_t left = r->deadline_ms - s3_now_ms();
+    ss_rc rc;
+
+    s3_req_cleanup(r);
+    rc = r->sign(r->sign_ctx, r, &r->url, &r->headers);
+    if (rc) return rc;
+    if (add_range(r) || !(l = curl_slist_append(r->headers, "Expect:")))
+        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
+    r->headers = l;
+    if (!(e = r->easy = curl_easy_init()))
+        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
+    curl_easy_setopt(e, CURLOPT_URL, r->url);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, CONNECT_TIMEOUT_MS);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(left > 1000 ? left : 1000));
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, STALL_SECONDS);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    if (h->ca_bundle) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_bundle);
+    if (!strcmp(r->method, "PUT")) {
+        if (r->body->rewind && r->body->rewind(r->body->ctx))
+            return ss_fail(&r->err, SS_ERR_IO, "%s %s: cannot rewind the body", r->op, r->key);
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, r);
+        curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
+        curl_easy_setopt(e, CURLOPT_SEEKDATA, r);
+    } else if (!strcmp(r->method, "HEAD")) {
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(r->method, "GET")) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    r->attempts++;
+    h->counts->requests++;
+    if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
+        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: cannot start transfer", r->op, r->key);
+    h->active++;
+    return SS_OK;
+}
+
+/* --- classification ------------------------------------------------------ */
+
+static char *xml_child_text(xmlNode *parent, const char *name)
+{
+    for (xmlNode *n = parent ? parent->children : NULL; n; n = n->next)
+        if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name))
+            return (char *)xmlNodeGetContent(n);
+    return NULL;
+}
+
+/* One line from an S3 error: "OP KEY: HTTP 403 Code: Message". */
+static void describe_http_error(s3_req *r, ss_rc rc)
+{
+    char *code = NULL, *msg = NULL;
+    xmlDoc *doc = NULL;
+    if (r->errbody_len)
+        doc = xmlReadMemory(r->errbody, (int)r->errbody_len, "error.xml", NULL,
+                            XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (doc) {
+        xmlNode *root = xmlDocGetRootElement(doc);
+        code = xml_child_text(root, "Code");
+        msg = xml_child_text(root, "Message");
+    }
+    if (!code && r->status == 404) code = (char *)xmlStrdup((const xmlChar *)"NoSuchKey");
+    ss_fail(&r->err, rc, "%s %s: HTTP %ld%s%s%s%s%s", r->op, r->key, r->status, code ? " " : "",
+            code ? code : "", msg && *msg ? ": " : "", msg ? msg : "",
+            r->attempts > 1 ? " (after retries)" : "");
+    xmlFree(code);
+    xmlFree(msg);
+    xmlFreeDoc(doc);
+}
+
+static int retryable_curl(CURLcode c)
+{
+    switch (c) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static ss_rc status_rc(long status)
+{
+    if (status == 404) return SS_ERR_NOT_FOUND;
+    if (status == 412) return SS_ERR_EXISTS;
+    if (status == 401 || status == 403) return SS_ERR_AUTH;
+    if (status >= 500 || status == 429 || status == 408) return SS_ERR_TEMPORARY;
+    return SS_ERR_STORE;
+}
+
+/* Decide a finished attempt's fate: 0 done (r->rc set), 1 retry. */
+static int classify(s3_http *h, s3_req *r, CURLcode cc)
+{
+    int transient;
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (r->sink_failed) {
+        r->rc = ss_fail(&r->err, SS_ERR_IO, "%s %s: the receiver refused the data", r->op, r->key);
+        return 0;
+    }
+    if (cc == CURLE_OK && r->status >= 200 && r->status < 300) {
+        r->rc = SS_OK;
+        return 0;
+    }
+    if (cc == CURLE_OK && r->status == 416) { /* a range past the end: empty, as files do */
+        r->rc = SS_OK;
+        return 0;
+    }
+    transient = cc != CURLE_OK ? retryable_curl(cc) : status_rc(r->status) == SS_ERR_TEMPORARY;
+    if (transient && r->attempts <= h->max_retries && s3_now_ms() < r->deadline_ms) return 1;
+    if (cc != CURLE_OK) {
+        r->rc = ss_fail(&r->err, transient ? SS_ERR_TEMPORARY : SS_ERR_STORE, "%s %s: %s (%s)%s",
+                        r->op, r->key, curl_easy_strerror(cc), r->url,
+                        r->attempts > 1 ? ", after retries" : "");
+        if (cc == CURLE_READ_ERROR || cc == CURLE_ABORTED_BY_CALLBACK) r->rc = SS_ERR_IO;
+        return 0;
+    }
+    r->rc = status_rc(r->status);
+    describe_http_error(r, r->rc);
+    return 0;
+}
+
+static int64_t backoff_ms(unsigned attempts)
+{
+    int64_t cap = BACKOFF_BASE_MS << (attempts < 6 ? attempts : 6);
+    if (cap > BACKOFF_CAP_MS) cap = BACKOFF_CAP_MS;
+    return (int64_t)randombytes_uniform((uint32_t)cap) + 1; /* full jitter */
+}
+
+static void push(s3_req **list, s3_req *r)
+{
+    r->next = *list;
+    *list = r;
+}
+
+static void finish(s3_http *h, s3_req *r)
+{
+    r->finished = 1;
+    if (r->easy) {
+        curl_easy_cleanup(r->easy);
+        r->easy = NULL;
+    }
+    push(&h->finished, r);
+}
+
+void s3_http_start(s3_http *h, s3_req *r)
+{
+    r->deadline_ms = s3_now_ms() + h->timeout_ms;
+    if (setup_attempt(h, r)) {
+        r->rc = r->rc ? r->rc : SS_ERR_NOMEM;
+        if (!r->err.msg[0]) ss_fail(&r->err, r->rc, "%s %s: cannot start", r->op, r->key);
+        finish(h, r);
+    }
+}
+
+static void collect_done(s3_http *h)
+{
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(h->multi, &left))) {
+        s3_req *r = NULL;
+        if (m->msg != CURLMSG_DONE) continue;
+        curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        curl_multi_remove_handle(h->multi, m->easy_handle);
+        h->active--;
+        if (classify(h, r, m->data.result)) {
+            r->retry_at_ms = s3_now_ms() + backoff_ms(r->attempts);
+            push(&h->waiting, r);
+        } else {
+            finish(h, r);
+        }
+    }
+}
+
+/* Restart requests whose backoff ended; returns ms until the next one is due. */
+static int64_t restart_due(s3_http *h)
+{
+    int64_t now = s3_now_ms(), next = -1;
+    s3_req **pp = &h->waiting;
+    while (*pp) {
+        s3_req *r = *pp;
+        if (r->retry_at_ms > now) {
+            if (next < 0 || r->retry_at_ms - now < next) next = r->retry_at_ms - now;
+            pp = &r->next;
+            continue;
+        }
+        *pp = r->next;
+        r->status = 0;
+        if (setup_attempt(h, r)) {
+            r->rc = r->rc ? r->rc : SS_ERR_NOMEM;
+            finish(h, r);
+        }
+    }
+    return next;
+}
+
+s3_req *s3_http_step(s3_http *h, int block)
+{
+    s3_req *done;
+    for (;;) {
+        int running;
+        int64_t next_retry = restart_due(h);
+        curl_multi_perform(h->multi, &running);
+        collect_done(h);
+        if (h->finished || !block || (!h->active && !h->waiting)) break;
+        int wait = next_retry >= 0 && next_retry < 1000 ? (int)next_retry : 1000;
+        curl_multi_poll(h->multi, NULL, 0, wait, NULL);
+    }
+    done = h->finished;
+    h->finished = NULL;
+    return done;
+}
+
+ss_rc s3_http_run(s3_http *h, s3_req *r)
+{
+    s3_req *others = NULL;
+    s3_http_start(h, r);
+    for (s3_req **pp = &h->finished; *pp; pp = &(*pp)->next)
+        if (*pp == r) { /* failed to start: already finished */
+            *pp = r->next;
+            break;
+        }
+    while (!r->finished) {
+        s3_req *done = s3_http_step(h, 1);
+        while (done) {
+            s3_req *next = done->next;
+            if (done != r) push(&others, done);
+            done = next;
+        }
+    }
+    while (others) { /* hand the others back for their owner's next step */
+        s3_req *next = others->next;
+        push(&h->finished, others);
+        others = next;
+    }
+    return r->rc;
+}

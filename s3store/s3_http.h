@@ -1,0 +1,76 @@
+/*
+ * s3_http: the HTTP engine under the S3 backend. Runs requests on one curl
+ * multi handle (kept-alive connections shared by every request of a store),
+ * bounded in parallel by the caller, with retries: exponential backoff with
+ * full jitter on 5xx, 429, 408, timeouts and resets, never on other 4xx, and
+ * an overall deadline per request. Signing is a callback so each attempt is
+ * signed afresh (a retry minutes later needs a fresh X-Amz-Date).
+ */
+#ifndef SS_S3_HTTP_H
+#define SS_S3_HTTP_H
+
+#include <curl/curl.h>
+#include <stdint.h>
+
+#include "s3store.h"
+
+typedef struct s3_http s3_http;
+typedef struct s3_req s3_req;
+
+/* Builds the URL and headers of one attempt; returns 0 or an ss_rc with r->err set. */
+typedef ss_rc (*s3_sign_fn)(void *ctx, s3_req *r, char **ret_url, struct curl_slist **ret_headers);
+
+struct s3_req {
+    /* In: what to do. */
+    const char *method; /* "GET", "PUT", "HEAD", "DELETE" */
+    const char *op;     /* names the request in errors: "PUT", "LIST", ... */
+    const char *key;    /* names the object in errors */
+    const ss_store_reader *body; /* PUT body, or NULL */
+    uint64_t body_len;
+    ss_store_write_fn sink; /* 2xx response body goes here (NULL: discarded) */
+    void *sink_ctx;
+    uint64_t range_off, range_len; /* GET range; range_len SS_TO_END for open-ended */
+    int use_range;
+    s3_sign_fn sign;
+    void *sign_ctx;
+
+    /* Out. */
+    long status;
+    ss_rc rc;
+    ss_err err;
+    unsigned attempts;
+    char etag[80];
+    uint64_t content_length;
+
+    /* Engine state. */
+    CURL *easy;
+    struct curl_slist *headers;
+    char *url;
+    uint64_t delivered;  /* body bytes handed to sink; a retried GET resumes here */
+    char *errbody;       /* non-2xx body, capped */
+    size_t errbody_len;
+    int sink_failed;
+    int64_t deadline_ms, retry_at_ms;
+    int finished;
+    s3_req *next; /* engine's waiting and finished lists */
+    void *user;   /* caller's tag */
+    s3_http *http;
+};
+
+ss_rc s3_http_new(const ss_store_opts *opts, ss_store_counters *counts, s3_http **ret,
+                  ss_err *err);
+void s3_http_free(s3_http *h);
+
+/* Start r (fields zeroed except the In group). */
+void s3_http_start(s3_http *h, s3_req *r);
+/* Progress; with block, wait until at least one request finishes. Returns the finished ones. */
+s3_req *s3_http_step(s3_http *h, int block);
+/* Start r and run until it finishes; other requests progress meanwhile (kept on the finished list). */
+ss_rc s3_http_run(s3_http *h, s3_req *r);
+/* Release a finished request's engine resources. */
+void s3_req_cleanup(s3_req *r);
+
+/* Monotonic milliseconds (used for deadlines and backoff). */
+int64_t s3_now_ms(void);
+
+#endif

@@ -1,0 +1,145 @@
+/*
+ * s3store: one object-store interface, chosen by URL.
+ *
+ *   s3://BUCKET/PREFIX   S3-compatible store over HTTP(S), SigV4-signed
+ *   file:///ABS/PATH     a local directory with the same semantics
+ *
+ * Keys are relative to the store's prefix, '/'-separated, any bytes but NUL.
+ * Semantics every backend keeps (tests/test-s3store.c checks both):
+ *   - a put is all or nothing: no reader ever sees a partial object;
+ *   - SS_PUT_CREATE_ONLY fails with SS_ERR_EXISTS when the key exists, atomically;
+ *   - list returns keys in byte order, strictly after `start_after`;
+ *   - a missing key is SS_ERR_NOT_FOUND; unreachable or throttled is
+ *     SS_ERR_TEMPORARY (after the backend's own retries).
+ * The store knows nothing of sync: bytes in, bytes out.
+ */
+#ifndef SS_S3STORE_H
+#define SS_S3STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "ss_error.h"
+#include "sigv4.h"
+
+typedef struct ss_store ss_store;
+
+typedef struct ss_store_opts {
+    /* Each NULL field falls back to the AWS environment conventions. */
+    const char *endpoint;      /* http(s)://host[:port]; AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL */
+    const char *region;        /* AWS_REGION, AWS_DEFAULT_REGION, else us-east-1 */
+    const char *access_key;    /* AWS_ACCESS_KEY_ID */
+    const char *secret_key;    /* AWS_SECRET_ACCESS_KEY */
+    const char *session_token; /* AWS_SESSION_TOKEN */
+    const char *ca_bundle;     /* AWS_CA_BUNDLE */
+    int addressing;            /* SS_ADDR_AUTO: path-style with an endpoint, virtual-host on AWS */
+    unsigned max_parallel;     /* concurrent transfers; 0 = default (8) */
+    unsigned timeout_ms;       /* overall deadline per request incl. retries; 0 = default (300 s) */
+    unsigned max_retries;      /* 0 = default (6) */
+    time_t (*clock)(void);     /* signing clock; NULL = time() (tests fix it) */
+} ss_store_opts;
+
+enum { SS_ADDR_AUTO = 0, SS_ADDR_PATH, SS_ADDR_VHOST };
+
+#define SS_PUT_CREATE_ONLY 0x1u /* If-None-Match: *; SS_ERR_EXISTS when taken */
+#define SS_TO_END UINT64_MAX    /* length meaning "to the end of the object" */
+
+typedef struct ss_store_stat {
+    uint64_t size;
+    char etag[80]; /* opaque, unquoted */
+} ss_store_stat;
+
+/* A body to upload: read sequentially; rewind lets a retry start again. */
+typedef struct ss_store_reader {
+    /* Returns bytes read (0 at end) or -1 on error. */
+    long (*read)(void *ctx, void *buf, size_t len);
+    int (*rewind)(void *ctx); /* 0 on success */
+    void *ctx;
+} ss_store_reader;
+
+/* A sink for downloaded bytes; returns 0 to continue, non-zero to abort. */
+typedef int (*ss_store_write_fn)(void *ctx, const void *buf, size_t len);
+
+/* Called for each listed key (relative to the prefix) in order; non-zero stops. */
+typedef int (*ss_store_list_fn)(void *ctx, const char *key, const ss_store_stat *st);
+
+/* opts may be NULL. Nothing is contacted until the first operation. */
+ss_rc ss_store_open(const char *url, const ss_store_opts *opts, ss_store **ret_store, ss_err *err);
+void ss_store_free(ss_store *store);
+
+/* The URL the store was opened with (borrowed). */
+const char *ss_store_url(const ss_store *store);
+
+/* What the store was asked so far: every attempt counts as a request. */
+typedef struct ss_store_counters {
+    uint64_t requests;   /* HTTP requests or file operations */
+    uint64_t bytes_up;   /* body bytes sent */
+    uint64_t bytes_down; /* body bytes received */
+} ss_store_counters;
+
+const ss_store_counters *ss_store_counts(const ss_store *store);
+/* Shorthand for ss_store_counts(store)->requests. */
+uint64_t ss_store_requests(const ss_store *store);
+
+ss_rc ss_store_put(ss_store *store, const char *key, const void *buf, size_t len, unsigned flags,
+                   ss_err *err);
+/* Upload len bytes of fd from offset off (pread, so fd's position is untouched). */
+ss_rc ss_store_put_file(ss_store *store, const char *key, int fd, uint64_t off, uint64_t len,
+                        unsigned flags, ss_err *err);
+ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
+                          const ss_store_reader *body, unsigned flags, ss_err *err);
+
+/*
+ * Get [off, off+len) of an object (len SS_TO_END: to its end). A range past
+ * the end is cut short, as HTTP does. *ret_buf is malloc'ed, caller frees;
+ * NUL-terminated for convenience (not counted in *ret_len).
+ */
+ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len, void **ret_buf,
+                   size_t *ret_len, ss_err *err);
+ss_rc ss_store_get_stream(ss_store *store, const char *key, uint64_t off, uint64_t len,
+                          ss_store_write_fn write, void *ctx, ss_err *err);
+/* Write the bytes to fd with write(2) from its current position. */
+ss_rc ss_store_get_file(ss_store *store, const char *key, uint64_t off, uint64_t len, int fd,
+                        ss_err *err);
+
+ss_rc ss_store_head(ss_store *store, const char *key, ss_store_stat *ret_stat, ss_err *err);
+/* Deleting a missing key succeeds: delete is idempotent. */
+ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err);
+/* Keys under prefix (may be ""), strictly after start_after (NULL or ""), every page. */
+ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after,
+                    ss_store_list_fn fn, void *ctx, ss_err *err);
+
+typedef enum ss_presign_op { SS_PRESIGN_GET, SS_PRESIGN_PUT, SS_PRESIGN_LIST } ss_presign_op;
+
+/*
+ * A URL that lets its holder do exactly one kind of request, for expires
+ * seconds (<= SS_SIGV4_MAX_EXPIRES). For LIST, key is the prefix and
+ * start_after is signed into the query. headers are signed: the user must
+ * send them verbatim (e.g. if-none-match: * for a create-only PUT).
+ * *ret_url is malloc'ed. The file backend cannot presign (SS_ERR_INVALID).
+ */
+ss_rc ss_store_presign(ss_store *store, ss_presign_op op, const char *key, const char *start_after,
+                       const ss_sigv4_header *headers, size_t n_headers, unsigned expires,
+                       char **ret_url, ss_err *err);
+
+/*
+ * Parallel transfers. Submitting blocks while the store's concurrency bound
+ * is reached, so a producer pipelines with the uploads and memory stays
+ * bounded. Completion callbacks run in the caller's thread, inside a submit
+ * or ss_xfer_wait; buffers must stay valid until their callback ran.
+ */
+typedef struct ss_xfer ss_xfer;
+typedef void (*ss_xfer_done_fn)(void *ctx, ss_rc rc, const ss_err *err);
+
+ss_rc ss_xfer_new(ss_store *store, ss_xfer **ret_xfer, ss_err *err);
+ss_rc ss_xfer_put(ss_xfer *x, const char *key, const void *buf, size_t len, unsigned flags,
+                  ss_xfer_done_fn done, void *ctx);
+/* Fill dst with exactly len bytes from [off, off+len); short object is an error. */
+ss_rc ss_xfer_get(ss_xfer *x, const char *key, uint64_t off, size_t len, void *dst,
+                  ss_xfer_done_fn done, void *ctx);
+/* Run everything submitted to completion; returns the first failure, if any. */
+ss_rc ss_xfer_wait(ss_xfer *x, ss_err *err);
+void ss_xfer_free(ss_xfer *x); /* waits for what is in flight */
+
+#endif

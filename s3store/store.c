@@ -1,0 +1,400 @@
+/*
+ * store: the generic half of s3store. Picks a backend by URL scheme and
+ * turns the buffer, file and stream flavours of put and get into the one
+ * streaming call each backend implements, so backends never duplicate them.
+ * Also runs ss_xfer for backends without a parallel engine.
+ */
+#include "store_impl.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const ss_store_ops *const backends[] = {&ss_store_file_ops, &ss_store_s3_ops};
+
+ss_rc ss_store_open(const char *url, const ss_store_opts *opts, ss_store **ret_store, ss_err *err)
+{
+    static const ss_store_opts no_opts;
+    ss_store *s = NULL;
+    const char *sep;
+    ss_rc rc;
+
+    *ret_store = NULL;
+    sep = url ? strstr(url, "://") : NULL;
+    if (!sep) return ss_fail(err, SS_ERR_INVALID, "store URL '%s': expected s3:// or file://", url ? url : "");
+    s = calloc(1, sizeof *s);
+    if (!s) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", url);
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+        if (strlen(backends[i]->scheme) == (size_t)(sep - url) &&
+            !strncmp(url, backends[i]->scheme, (size_t)(sep - url)))
+            s->ops = backends[i];
+    if (!s->ops) {
+        rc = ss_fail(err, SS_ERR_INVALID, "store URL '%s': unknown scheme (s3:// or file://)", url);
+        goto fail;
+    }
+    s->url = strdup(url);
+    if (!s->url) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", url);
+        goto fail;
+    }
+    if (!opts) opts = &no_opts;
+    s->max_parallel = opts->max_parallel ? opts->max_parallel : 8;
+    rc = s->ops->open(s, sep + 3, opts, err);
+    if (rc) goto fail;
+    *ret_store = s;
+    return SS_OK;
+fail:
+    free(s ? s->url : NULL);
+    free(s);
+    return rc;
+}
+
+void ss_store_free(ss_store *store)
+{
+    if (!store) return;
+    store->ops->close(store);
+    free(store->url);
+    free(store);
+}
+
+const char *ss_store_url(const ss_store *store)
+{
+    return store->url;
+}
+
+const ss_store_counters *ss_store_counts(const ss_store *store)
+{
+    return &store->counts;
+}
+
+uint64_t ss_store_requests(const ss_store *store)
+{
+    return store->counts.requests;
+}
+
+/* --- readers and writers shared by the flavours ------------------------- */
+
+static long mem_read(void *ctx, void *buf, size_t len)
+{
+    ss_mem_reader *m = ctx;
+    size_t n = m->len - m->pos < len ? m->len - m->pos : len;
+    memcpy(buf, m->buf + m->pos, n);
+    m->pos += n;
+    return (long)n;
+}
+
+static int mem_rewind(void *ctx)
+{
+    ((ss_mem_reader *)ctx)->pos = 0;
+    return 0;
+}
+
+void ss_mem_reader_init(ss_mem_reader *m, const void *buf, size_t len, ss_store_reader *ret_rd)
+{
+    m->buf = buf;
+    m->len = len;
+    m->pos = 0;
+    ret_rd->read = mem_read;
+    ret_rd->rewind = mem_rewind;
+    ret_rd->ctx = m;
+}
+
+typedef struct fd_reader {
+    int fd;
+    uint64_t start, pos, end;
+} fd_reader;
+
+static long fd_read(void *ctx, void *buf, size_t len)
+{
+    fd_reader *f = ctx;
+    ssize_t n;
+    if (len > f->end - f->pos) len = (size_t)(f->end - f->pos);
+    if (!len) return 0;
+    do
+        n = pread(f->fd, buf, len, (off_t)f->pos);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) return -1; /* 0 here means the file shrank under us */
+    f->pos += (uint64_t)n;
+    return (long)n;
+}
+
+static int fd_rewind(void *ctx)
+{
+    fd_reader *f = ctx;
+    f->pos = f->start;
+    return 0;
+}
+
+typedef struct grow_buf {
+    unsigned char *p;
+    size_t len, cap;
+} grow_buf;
+
+static int grow_write(void *ctx, const void *buf, size_t len)
+{
+    grow_buf *g = ctx;
+    if (g->cap - g->len < len + 1) {
+        size_t cap = g->cap ? g->cap : 4096;
+        while (cap - g->len < len + 1) cap *= 2;
+        unsigned char *p = realloc(g->p, cap);
+        if (!p) return -1;
+        g->p = p;
+        g->cap = cap;
+    }
+    memcpy(g->p + g->len, buf, len);
+    g->len += len;
+    return 0;
+}
+
+static int fd_write(void *ctx, const void *buf, size_t len)
+{
+    int fd = *(int *)ctx;
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static ss_rc check_key(const char *key, ss_err *err)
+{
+    if (!key || !*key) return ss_fail(err, SS_ERR_INVALID, "empty object key");
+    return SS_OK;
+}
+
+/* --- the public flavours -------------------------------------------------- */
+
+ss_rc ss_store_put(ss_store *store, const char *key, const void *buf, size_t len, unsigned flags,
+                   ss_err *err)
+{
+    ss_mem_reader m;
+    ss_store_reader rd;
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    ss_mem_reader_init(&m, buf, len, &rd);
+    return store->ops->put(store, key, len, &rd, buf, flags, err);
+}
+
+ss_rc ss_store_put_file(ss_store *store, const char *key, int fd, uint64_t off, uint64_t len,
+                        unsigned flags, ss_err *err)
+{
+    fd_reader f = {fd, off, off, off + len};
+    ss_store_reader rd = {fd_read, fd_rewind, &f};
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    return store->ops->put(store, key, len, &rd, NULL, flags, err);
+}
+
+ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
+                          const ss_store_reader *body, unsigned flags, ss_err *err)
+{
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    return store->ops->put(store, key, len, body, NULL, flags, err);
+}
+
+ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len, void **ret_buf,
+                   size_t *ret_len, ss_err *err)
+{
+    grow_buf g = {0};
+    ss_rc rc;
+
+    *ret_buf = NULL;
+    *ret_len = 0;
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    rc = store->ops->get(store, key, off, len, grow_write, &g, err);
+    if (!rc && !g.p && grow_write(&g, "", 0)) rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
+    if (rc) {
+        free(g.p);
+        return rc;
+    }
+    g.p[g.len] = '\0';
+    *ret_buf = g.p;
+    *ret_len = g.len;
+    return SS_OK;
+}
+
+ss_rc ss_store_get_stream(ss_store *store, const char *key, uint64_t off, uint64_t len,
+                          ss_store_write_fn write, void *ctx, ss_err *err)
+{
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    return store->ops->get(store, key, off, len, write, ctx, err);
+}
+
+ss_rc ss_store_get_file(ss_store *store, const char *key, uint64_t off, uint64_t len, int fd,
+                        ss_err *err)
+{
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    return store->ops->get(store, key, off, len, fd_write, &fd, err);
+}
+
+ss_rc ss_store_head(ss_store *store, const char *key, ss_store_stat *ret_stat, ss_err *err)
+{
+    memset(ret_stat, 0, sizeof *ret_stat);
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    return store->ops->head(store, key, ret_stat, err);
+}
+
+ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err)
+{
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    return store->ops->del(store, key, err);
+}
+
+ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after,
+                    ss_store_list_fn fn, void *ctx, ss_err *err)
+{
+    return store->ops->list(store, prefix ? prefix : "", start_after ? start_after : "", fn, ctx,
+                            err);
+}
+
+ss_rc ss_store_presign(ss_store *store, ss_presign_op op, const char *key, const char *start_after,
+                       const ss_sigv4_header *headers, size_t n_headers, unsigned expires,
+                       char **ret_url, ss_err *err)
+{
+    *ret_url = NULL;
+    if (expires == 0 || expires > SS_SIGV4_MAX_EXPIRES)
+        return ss_fail(err, SS_ERR_INVALID, "presign %s: expiry %u s outside 1..%u", key, expires,
+                       SS_SIGV4_MAX_EXPIRES);
+    if (!store->ops->presign)
+        return ss_fail(err, SS_ERR_INVALID, "store %s cannot presign URLs", store->url);
+    return store->ops->presign(store, op, key ? key : "", start_after ? start_after : "", headers,
+                               n_headers, expires, ret_url, err);
+}
+
+/* --- parallel transfers --------------------------------------------------- */
+
+struct ss_xfer {
+    ss_store *store;
+    size_t in_flight;
+    ss_rc first_rc;
+    ss_err first_err;
+};
+
+ss_rc ss_xfer_new(ss_store *store, ss_xfer **ret_xfer, ss_err *err)
+{
+    *ret_xfer = NULL;
+    ss_xfer *x = calloc(1, sizeof *x);
+    if (!x) return ss_fail(err, SS_ERR_NOMEM, "transfer set: out of memory");
+    x->store = store;
+    *ret_xfer = x;
+    return SS_OK;
+}
+
+static void finish_op(ss_xfer *x, ss_xfer_op *op)
+{
+    if (op->rc && !x->first_rc) {
+        x->first_rc = op->rc;
+        x->first_err = op->err;
+    }
+    if (op->done) op->done(op->ctx, op->rc, &op->err);
+    free(op->key);
+    free(op);
+}
+
+static void run_sync(ss_store *s, ss_xfer_op *op)
+{
+    if (op->is_put) {
+        ss_mem_reader m;
+        ss_store_reader rd;
+        ss_mem_reader_init(&m, op->buf, op->len, &rd);
+        op->rc = s->ops->put(s, op->key, op->len, &rd, op->buf, op->flags, &op->err);
+        return;
+    }
+    void *buf = NULL;
+    size_t got = 0;
+    if (!op->len) return;
+    op->rc = ss_store_get(s, op->key, op->off, op->len, &buf, &got, &op->err);
+    if (!op->rc && got != op->len)
+        op->rc = ss_fail(&op->err, SS_ERR_INTEGRITY, "get %s: %zu of %zu bytes at offset %llu",
+                         op->key, got, op->len, (unsigned long long)op->off);
+    if (!op->rc) memcpy(op->dst, buf, got);
+    free(buf);
+}
+
+/* Deliver finished ops; block for at least one when asked. */
+static void xfer_step(ss_xfer *x, int block)
+{
+    ss_xfer_op *done = NULL;
+    x->store->ops->xfer_step(x->store, block, &done);
+    while (done) {
+        ss_xfer_op *next = done->next;
+        x->in_flight--;
+        finish_op(x, done);
+        done = next;
+    }
+}
+
+static ss_rc xfer_submit(ss_xfer *x, ss_xfer_op *op)
+{
+    ss_store *s = x->store;
+    if (!s->ops->xfer_start || (!op->is_put && !op->len)) {
+        run_sync(s, op);
+        finish_op(x, op);
+        return SS_OK;
+    }
+    while (x->in_flight >= s->max_parallel) xfer_step(x, 1);
+    if (s->ops->xfer_start(s, op)) {
+        finish_op(x, op);
+        return SS_OK;
+    }
+    x->in_flight++;
+    xfer_step(x, 0);
+    return SS_OK;
+}
+
+static ss_xfer_op *new_op(const char *key, ss_xfer_done_fn done, void *ctx)
+{
+    ss_xfer_op *op = calloc(1, sizeof *op);
+    if (!op) return NULL;
+    op->key = strdup(key);
+    if (!op->key) {
+        free(op);
+        return NULL;
+    }
+    op->done = done;
+    op->ctx = ctx;
+    return op;
+}
+
+ss_rc ss_xfer_put(ss_xfer *x, const char *key, const void *buf, size_t len, unsigned flags,
+                  ss_xfer_done_fn done, void *ctx)
+{
+    ss_xfer_op *op = new_op(key, done, ctx);
+    if (!op) return SS_ERR_NOMEM;
+    op->is_put = 1;
+    op->buf = buf;
+    op->len = len;
+    op->flags = flags;
+    return xfer_submit(x, op);
+}
+
+ss_rc ss_xfer_get(ss_xfer *x, const char *key, uint64_t off, size_t len, void *dst,
+                  ss_xfer_done_fn done, void *ctx)
+{
+    ss_xfer_op *op = new_op(key, done, ctx);
+    if (!op) return SS_ERR_NOMEM;
+    op->dst = dst;
+    op->off = off;
+    op->len = len;
+    return xfer_submit(x, op);
+}
+
+ss_rc ss_xfer_wait(ss_xfer *x, ss_err *err)
+{
+    ss_rc rc;
+    while (x->in_flight) xfer_step(x, 1);
+    rc = x->first_rc;
+    if (rc && err) *err = x->first_err;
+    x->first_rc = SS_OK;
+    return rc;
+}
+
+void ss_xfer_free(ss_xfer *x)
+{
+    if (!x) return;
+    ss_xfer_wait(x, NULL);
+    free(x);
+}

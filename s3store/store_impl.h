@@ -1,0 +1,71 @@
+/*
+ * store_impl: what a backend provides (the ops table, as Redis's rio) and
+ * the shared state the generic layer keeps. Private to s3store/.
+ */
+#ifndef SS_STORE_IMPL_H
+#define SS_STORE_IMPL_H
+
+#include "s3store.h"
+
+/* One queued parallel transfer; owned by the generic layer. */
+typedef struct ss_xfer_op {
+    int is_put;
+    char *key;
+    const void *buf; /* put: body */
+    void *dst;       /* get: destination of exactly len bytes */
+    size_t len;
+    uint64_t off;
+    unsigned flags;
+    ss_xfer_done_fn done;
+    void *ctx;
+    ss_rc rc;
+    ss_err err;
+    struct ss_xfer_op *next;
+} ss_xfer_op;
+
+typedef struct ss_store_ops {
+    const char *scheme; /* "s3", "file" */
+    ss_rc (*open)(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err);
+    void (*close)(ss_store *s);
+    /* buf, when not NULL, is the whole body (body then reads the same bytes). */
+    ss_rc (*put)(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
+                 const void *buf, unsigned flags, ss_err *err);
+    ss_rc (*get)(ss_store *s, const char *key, uint64_t off, uint64_t len, ss_store_write_fn write,
+                 void *ctx, ss_err *err);
+    ss_rc (*head)(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err);
+    ss_rc (*del)(ss_store *s, const char *key, ss_err *err);
+    ss_rc (*list)(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
+                  void *ctx, ss_err *err);
+    ss_rc (*presign)(ss_store *s, ss_presign_op op, const char *key, const char *start_after,
+                     const ss_sigv4_header *headers, size_t n_headers, unsigned expires,
+                     char **ret_url, ss_err *err);
+    /*
+     * Optional parallel engine. xfer_start begins op without blocking;
+     * xfer_step makes progress (waiting for some when block) and hands back
+     * finished ops, with rc and err set, through *ret_done. NULL: the
+     * generic layer runs each op synchronously. A start that fails sets
+     * op->rc and op->err and returns it; the op is then not in flight.
+     */
+    ss_rc (*xfer_start)(ss_store *s, ss_xfer_op *op);
+    void (*xfer_step)(ss_store *s, int block, ss_xfer_op **ret_done);
+} ss_store_ops;
+
+struct ss_store {
+    const ss_store_ops *ops;
+    char *url;
+    ss_store_counters counts; /* kept up to date by the backends */
+    unsigned max_parallel;
+    void *impl; /* backend state */
+};
+
+extern const ss_store_ops ss_store_file_ops;
+extern const ss_store_ops ss_store_s3_ops;
+
+/* Shared by backends: a reader over a memory buffer. */
+typedef struct ss_mem_reader {
+    const unsigned char *buf;
+    size_t len, pos;
+} ss_mem_reader;
+void ss_mem_reader_init(ss_mem_reader *m, const void *buf, size_t len, ss_store_reader *ret_rd);
+
+#endif

@@ -1,0 +1,564 @@
+/*
+ * store_s3: the s3://BUCKET/PREFIX backend. Maps store operations to S3
+ * REST requests (PUT, GET with Range, HEAD, DELETE, ListObjectsV2), signs
+ * each attempt with SigV4 (UNSIGNED-PAYLOAD: the AEAD above already guards
+ * every body) and runs them on the s3_http engine.
+ */
+#include "s3_http.h"
+#include "store_impl.h"
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct s3_store {
+    char *scheme_host; /* "http://127.0.0.1:7480" or "https://bucket.s3.amazonaws.com" */
+    char *host;        /* Host header value */
+    char *bucket;
+    char *prefix;      /* "" or ending in '/' */
+    int path_style;
+    char *access_key, *secret_key, *session_token, *region;
+    time_t (*clock)(void);
+    s3_http *http;
+} s3_store;
+
+/* One request in flight, with what its signer needs. */
+typedef struct s3_call {
+    s3_req req;
+    s3_store *s3;
+    char *path;  /* encoded, as sent */
+    char *query; /* encoded, as sent, or NULL */
+    unsigned flags;
+    const void *put_buf; /* whole body, when known: lets an ambiguous 412 be checked */
+    ss_xfer_op *op;      /* parallel transfer this call serves, or NULL */
+    ss_mem_reader mem;
+    ss_store_reader rd;
+    size_t got; /* xfer get: bytes copied into op->dst */
+} s3_call;
+
+static s3_store *s3_of(ss_store *s)
+{
+    return s->impl;
+}
+
+static char *env_or(const char *v, const char *name1, const char *name2)
+{
+    if (v && *v) return strdup(v);
+    if (name1 && getenv(name1) && *getenv(name1)) return strdup(getenv(name1));
+    if (name2 && getenv(name2) && *getenv(name2)) return strdup(getenv(name2));
+    return NULL;
+}
+
+static void s3_close(ss_store *s)
+{
+    s3_store *s3 = s3_of(s);
+    if (!s3) return;
+    s3_http_free(s3->http);
+    if (s3->secret_key) sodium_memzero(s3->secret_key, strlen(s3->secret_key));
+    if (s3->session_token) sodium_memzero(s3->session_token, strlen(s3->session_token));
+    free(s3->scheme_host);
+    free(s3->host);
+    free(s3->bucket);
+    free(s3->prefix);
+    free(s3->access_key);
+    free(s3->secret_key);
+    free(s3->session_token);
+    free(s3->region);
+    free(s3);
+    s->impl = NULL;
+}
+
+/* Split "BUCKET/PREFIX" into bucket and a prefix that is "" or ends in '/'. */
+static ss_rc parse_location(ss_store *s, s3_store *s3, const char *location, ss_err *err)
+{
+    const char *slash = strchr(location, '/');
+    size_t blen = slash ? (size_t)(slash - location) : strlen(location);
+    const char *pfx = slash ? slash + 1 : "";
+    size_t plen = strlen(pfx);
+    if (blen < 3 || blen > 63)
+        return ss_fail(err, SS_ERR_INVALID, "store URL '%s': bucket name must be 3 to 63 characters", s->url);
+    while (plen && pfx[plen - 1] == '/') plen--;
+    s3->bucket = strndup(location, blen);
+    if (!s3->bucket || asprintf(&s3->prefix, "%.*s%s", (int)plen, pfx, plen ? "/" : "") < 0) {
+        s3->prefix = NULL;
+        return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
+    }
+    return SS_OK;
+}
+
+static ss_rc parse_endpoint(ss_store *s, s3_store *s3, const ss_store_opts *opts, ss_err *err)
+{
+    char *ep = env_or(opts->endpoint, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
+    const char *auth, *end;
+    ss_rc rc = SS_OK;
+    /* Custom endpoints (RGW, MinIO) rarely have wildcard DNS: path-style there. */
+    int vhost = opts->addressing == SS_ADDR_VHOST || (opts->addressing == SS_ADDR_AUTO && !ep);
+
+    if (!ep && asprintf(&ep, "https://s3.%s.amazonaws.com", s3->region) < 0) ep = NULL;
+    if (!ep) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
+    auth = strstr(ep, "://");
+    if (!auth || (strncmp(ep, "http://", 7) && strncmp(ep, "https://", 8)) || !auth[3]) {
+        rc = ss_fail(err, SS_ERR_INVALID, "endpoint '%s': expected http(s)://HOST[:PORT]", ep);
+        goto out;
+    }
+    auth += 3;
+    end = auth + strcspn(auth, "/?#");
+    s3->path_style = !vhost;
+    if (vhost)
+        rc = asprintf(&s3->host, "%s.%.*s", s3->bucket, (int)(end - auth), auth) < 0;
+    else
+        s3->host = strndup(auth, (size_t)(end - auth));
+    if (rc || !s3->host ||
+        asprintf(&s3->scheme_host, "%.*s%s", (int)(auth - ep), ep, s3->host) < 0) {
+        s3->scheme_host = NULL;
+        rc = ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
+    }
+out:
+    free(ep);
+    return rc;
+}
+
+static ss_rc s3_open(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err)
+{
+    s3_store *s3 = calloc(1, sizeof *s3);
+    ss_rc rc;
+    if (!s3) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
+    s->impl = s3;
+    s3->clock = opts->clock ? opts->clock : NULL;
+    s3->region = env_or(opts->region, "AWS_REGION", "AWS_DEFAULT_REGION");
+    if (!s3->region) s3->region = strdup("us-east-1");
+    s3->access_key = env_or(opts->access_key, "AWS_ACCESS_KEY_ID", NULL);
+    s3->secret_key = env_or(opts->secret_key, "AWS_SECRET_ACCESS_KEY", NULL);
+    s3->session_token = env_or(opts->session_token, "AWS_SESSION_TOKEN", NULL);
+    if (!s3->region) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
+        goto fail;
+    }
+    if (!s3->access_key || !s3->secret_key) {
+        rc = ss_fail(err, SS_ERR_INVALID,
+                     "store %s: no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", s->url);
+        goto fail;
+    }
+    if ((rc = parse_location(s, s3, location, err)) || (rc = parse_endpoint(s, s3, opts, err)) ||
+        (rc = s3_http_new(opts, &s->counts, &s3->http, err)))
+        goto fail;
+    return SS_OK;
+fail:
+    s3_close(s);
+    return rc;
+}
+
+/* --- requests -------------------------------------------------------------- */
+
+static ss_rc object_path(s3_store *s3, const char *key, int bucket_root, char **ret_path)
+{
+    char *full = NULL, *enc = NULL;
+    *ret_path = NULL;
+    if (asprintf(&full, "%s%s", bucket_root ? "" : s3->prefix, bucket_root ? "" : key) < 0)
+        return SS_ERR_NOMEM;
+    enc = ss_sigv4_uri_encode(full, 1);
+    free(full);
+    if (!enc) return SS_ERR_NOMEM;
+    if (s3->path_style ? asprintf(ret_path, "/%s%s%s", s3->bucket, bucket_root ? "" : "/", enc) < 0
+                       : asprintf(ret_path, "/%s", enc) < 0)
+        *ret_path = NULL;
+    free(enc);
+    return *ret_path ? SS_OK : SS_ERR_NOMEM;
+}
+
+static time_t sign_time(s3_store *s3)
+{
+    return s3->clock ? s3->clock() : time(NULL);
+}
+
+static ss_rc append(struct curl_slist **l, const char *name, const char *value)
+{
+    char *line = NULL;
+    struct curl_slist *n;
+    if (asprintf(&line, "%s: %s", name, value) < 0) return SS_ERR_NOMEM;
+    n = curl_slist_append(*l, line);
+    free(line);
+    if (!n) return SS_ERR_NOMEM;
+    *l = n;
+    return SS_OK;
+}
+
+static ss_rc sign_call(void *ctx, s3_req *r, char **ret_url, struct curl_slist **ret_headers)
+{
+    s3_call *c = ctx;
+    s3_store *s3 = c->s3;
+    ss_sigv4_creds cr = {s3->access_key, s3->secret_key, s3->session_token, s3->region, "s3"};
+    ss_sigv4_header h[2] = {{"x-amz-content-sha256", SS_SIGV4_UNSIGNED}, {"if-none-match", "*"}};
+    ss_sigv4_req req = {r->method, s3->host, c->path, c->query, h,
+                        (c->flags & SS_PUT_CREATE_ONLY) ? 2 : 1, SS_SIGV4_UNSIGNED, sign_time(s3)};
+    ss_sigv4_parts p;
+    struct curl_slist *l = NULL;
+    ss_rc rc = ss_sigv4_sign(&cr, &req, &p, &r->err);
+    if (rc) return rc;
+    if (asprintf(ret_url, "%s%s%s%s", s3->scheme_host, c->path, c->query ? "?" : "",
+                 c->query ? c->query : "") < 0) {
+        *ret_url = NULL;
+        rc = SS_ERR_NOMEM;
+    }
+    for (size_t i = 0; !rc && i < req.n_headers; i++) rc = append(&l, h[i].name, h[i].value);
+    if (!rc) rc = append(&l, "Host", s3->host);
+    if (!rc) rc = append(&l, "x-amz-date", p.amz_date);
+    if (!rc) rc = append(&l, "Authorization", p.authorization);
+    if (!rc && s3->session_token) rc = append(&l, "x-amz-security-token", s3->session_token);
+    ss_sigv4_parts_clear(&p);
+    if (rc) {
+        curl_slist_free_all(l);
+        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
+    }
+    *ret_headers = l;
+    return SS_OK;
+}
+
+static void call_free(s3_call *c)
+{
+    if (!c) return;
+    s3_req_cleanup(&c->req);
+    free(c->path);
+    free(c->query);
+    free(c);
+}
+
+static s3_call *call_new(ss_store *s, const char *method, const char *op, const char *key)
+{
+    s3_call *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->s3 = s3_of(s);
+    c->req.method = method;
+    c->req.op = op;
+    c->req.key = key;
+    c->req.sign = sign_call;
+    c->req.sign_ctx = c;
+    c->req.user = c;
+    if (object_path(c->s3, key, 0, &c->path)) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static ss_rc run_call(ss_store *s, s3_call *c, ss_err *err)
+{
+    ss_rc rc = s3_http_run(s3_of(s)->http, &c->req);
+    if (rc && err) *err = c->req.err;
+    return rc;
+}
+
+/* A retried create-only PUT may meet its own earlier attempt: same bytes means success. */
+static ss_rc resolve_own_412(ss_store *s, const char *key, const void *buf, size_t len, ss_rc rc,
+                             unsigned attempts, unsigned flags, ss_err *err)
+{
+    void *have = NULL;
+    size_t have_len = 0;
+    if (rc != SS_ERR_EXISTS || attempts < 2 || !buf || !(flags & SS_PUT_CREATE_ONLY)) return rc;
+    if (ss_store_get(s, key, 0, SS_TO_END, &have, &have_len, NULL)) return rc;
+    if (have_len == len && !memcmp(have, buf, len)) rc = SS_OK;
+    else
+        ss_fail(err, rc, "put %s: object exists", key);
+    free(have);
+    return rc;
+}
+
+static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
+                    const void *buf, unsigned flags, ss_err *err)
+{
+    s3_call *c = call_new(s, "PUT", "PUT", key);
+    ss_rc rc;
+    unsigned attempts;
+    if (!c) return ss_fail(err, SS_ERR_NOMEM, "PUT %s: out of memory", key);
+    c->flags = flags;
+    c->req.body = body;
+    c->req.body_len = len;
+    rc = run_call(s, c, err);
+    attempts = c->req.attempts;
+    call_free(c);
+    return resolve_own_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
+}
+
+static ss_rc s3_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
+                    ss_store_write_fn write, void *ctx, ss_err *err)
+{
+    s3_call *c;
+    ss_rc rc;
+    if (len == 0) return SS_OK;
+    if (!(c = call_new(s, "GET", "GET", key))) return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
+    c->req.sink = write;
+    c->req.sink_ctx = ctx;
+    c->req.use_range = off != 0 || len != SS_TO_END;
+    c->req.range_off = off;
+    c->req.range_len = len;
+    rc = run_call(s, c, err);
+    call_free(c);
+    return rc;
+}
+
+static ss_rc s3_head(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err)
+{
+    s3_call *c = call_new(s, "HEAD", "HEAD", key);
+    ss_rc rc;
+    if (!c) return ss_fail(err, SS_ERR_NOMEM, "HEAD %s: out of memory", key);
+    rc = run_call(s, c, err);
+    if (!rc) {
+        ret_stat->size = c->req.content_length;
+        memcpy(ret_stat->etag, c->req.etag, sizeof ret_stat->etag);
+    }
+    call_free(c);
+    return rc;
+}
+
+static ss_rc s3_del(ss_store *s, const char *key, ss_err *err)
+{
+    s3_call *c = call_new(s, "DELETE", "DELETE", key);
+    ss_rc rc;
+    if (!c) return ss_fail(err, SS_ERR_NOMEM, "DELETE %s: out of memory", key);
+    rc = run_call(s, c, err);
+    call_free(c);
+    return rc == SS_ERR_NOT_FOUND ? SS_OK : rc;
+}
+
+/* --- listing ----------------------------------------------------------------- */
+
+typedef struct list_page {
+    unsigned char *xml;
+    size_t len, cap;
+} list_page;
+
+static int page_write(void *ctx, const void *buf, size_t len)
+{
+    list_page *p = ctx;
+    if (p->cap - p->len < len + 1) {
+        size_t cap = p->cap ? p->cap : 65536;
+        while (cap - p->len < len + 1) cap *= 2;
+        unsigned char *n = realloc(p->xml, cap);
+        if (!n) return -1;
+        p->xml = n;
+        p->cap = cap;
+    }
+    memcpy(p->xml + p->len, buf, len);
+    p->len += len;
+    return 0;
+}
+
+static ss_rc list_query(const char *prefix, const char *after, const char *token, char **ret_q)
+{
+    char *p = ss_sigv4_uri_encode(prefix, 0), *a = ss_sigv4_uri_encode(after, 0);
+    char *t = token ? ss_sigv4_uri_encode(token, 0) : NULL;
+    int r = -1;
+    *ret_q = NULL;
+    if (p && a && (!token || t))
+        r = asprintf(ret_q, "list-type=2&prefix=%s%s%s%s%s", p, *after ? "&start-after=" : "",
+                     *after ? a : "", t ? "&continuation-token=" : "", t ? t : "");
+    free(p);
+    free(a);
+    free(t);
+    if (r < 0) *ret_q = NULL;
+    return *ret_q ? SS_OK : SS_ERR_NOMEM;
+}
+
+static xmlNode *child(xmlNode *parent, const char *name)
+{
+    for (xmlNode *n = parent ? parent->children : NULL; n; n = n->next)
+        if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name)) return n;
+    return NULL;
+}
+
+static char *child_text(xmlNode *parent, const char *name)
+{
+    xmlNode *n = child(parent, name);
+    return n ? (char *)xmlNodeGetContent(n) : NULL;
+}
+
+/* Deliver one page's keys; sets *ret_token to the next page's token, or NULL. */
+static ss_rc parse_page(s3_store *s3, const list_page *pg, ss_store_list_fn fn, void *ctx,
+                        int *stopped, char **ret_token, ss_err *err)
+{
+    xmlDoc *doc = xmlReadMemory((const char *)pg->xml, (int)pg->len, "list.xml", NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    size_t plen = strlen(s3->prefix);
+    char *trunc = NULL;
+    *ret_token = NULL;
+    if (!root || strcmp((const char *)root->name, "ListBucketResult")) {
+        xmlFreeDoc(doc);
+        return ss_fail(err, SS_ERR_STORE, "LIST %s: the store answered with something that is not a listing",
+                       s3->prefix);
+    }
+    for (xmlNode *n = root->children; n && !*stopped; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE || strcmp((const char *)n->name, "Contents")) continue;
+        char *key = child_text(n, "Key"), *size = child_text(n, "Size"), *etag = child_text(n, "ETag");
+        ss_store_stat st = {0};
+        if (size) st.size = strtoull(size, NULL, 10);
+        if (etag) {
+            const char *e = etag + (*etag == '"');
+            snprintf(st.etag, sizeof st.etag, "%.*s", (int)strcspn(e, "\""), e);
+        }
+        if (key && !strncmp(key, s3->prefix, plen) && fn(ctx, key + plen, &st)) *stopped = 1;
+        xmlFree(key);
+        xmlFree(size);
+        xmlFree(etag);
+    }
+    trunc = child_text(root, "IsTruncated");
+    if (trunc && !strcmp(trunc, "true")) {
+        char *t = child_text(root, "NextContinuationToken");
+        *ret_token = t ? strdup(t) : NULL;
+        xmlFree(t);
+    }
+    xmlFree(trunc);
+    xmlFreeDoc(doc);
+    return SS_OK;
+}
+
+static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
+                     void *ctx, ss_err *err)
+{
+    s3_store *s3 = s3_of(s);
+    char *full_prefix = NULL, *full_after = NULL, *token = NULL;
+    int stopped = 0;
+    ss_rc rc = SS_OK;
+
+    if (asprintf(&full_prefix, "%s%s", s3->prefix, prefix) < 0 ||
+        asprintf(&full_after, "%s%s", *start_after ? s3->prefix : "", start_after) < 0)
+        return ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
+    do {
+        list_page pg = {0};
+        char *next = NULL;
+        s3_call *c = calloc(1, sizeof *c);
+        if (!c || object_path(s3, "", 1, &c->path) ||
+            list_query(full_prefix, token ? "" : full_after, token, &c->query)) {
+            call_free(c);
+            rc = ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
+            break;
+        }
+        c->s3 = s3;
+        c->req = (s3_req){.method = "GET", .op = "LIST", .key = full_prefix, .sign = sign_call,
+                          .sign_ctx = c, .sink = page_write, .sink_ctx = &pg};
+        rc = run_call(s, c, err);
+        call_free(c);
+        if (!rc) rc = parse_page(s3, &pg, fn, ctx, &stopped, &next, err);
+        free(pg.xml);
+        free(token);
+        token = next;
+    } while (!rc && token && !stopped);
+    free(token);
+    free(full_prefix);
+    free(full_after);
+    return rc;
+}
+
+/* --- presigning ------------------------------------------------------------ */
+
+static ss_rc s3_presign(ss_store *s, ss_presign_op op, const char *key, const char *start_after,
+                        const ss_sigv4_header *headers, size_t n_headers, unsigned expires,
+                        char **ret_url, ss_err *err)
+{
+    s3_store *s3 = s3_of(s);
+    ss_sigv4_creds cr = {s3->access_key, s3->secret_key, s3->session_token, s3->region, "s3"};
+    char *path = NULL, *query = NULL, *full = NULL, *after = NULL;
+    ss_sigv4_parts p = {0};
+    ss_rc rc = SS_ERR_NOMEM;
+
+    if (op == SS_PRESIGN_LIST) {
+        if (asprintf(&full, "%s%s", s3->prefix, key) < 0 ||
+            asprintf(&after, "%s%s", *start_after ? s3->prefix : "", start_after) < 0 ||
+            object_path(s3, "", 1, &path) || list_query(full, after, NULL, &query))
+            goto fail;
+    } else if (object_path(s3, key, 0, &path)) {
+        goto fail;
+    }
+    ss_sigv4_req req = {op == SS_PRESIGN_PUT ? "PUT" : "GET", s3->host, path, query, headers,
+                        n_headers, SS_SIGV4_UNSIGNED, sign_time(s3)};
+    rc = ss_sigv4_presign(&cr, &req, expires, &p, err);
+    if (rc) goto out;
+    if (asprintf(ret_url, "%s%s?%s", s3->scheme_host, path, p.query) < 0) {
+        *ret_url = NULL;
+        goto fail;
+    }
+    rc = SS_OK;
+    goto out;
+fail:
+    rc = ss_fail(err, SS_ERR_NOMEM, "presign %s: out of memory", key);
+out:
+    ss_sigv4_parts_clear(&p);
+    free(full);
+    free(after);
+    free(path);
+    free(query);
+    return rc;
+}
+
+/* --- parallel transfers ------------------------------------------------------- */
+
+static int dst_write(void *ctx, const void *buf, size_t len)
+{
+    s3_call *c = ctx;
+    if (len > c->op->len - c->got) return -1; /* longer than asked: not what we want */
+    memcpy((unsigned char *)c->op->dst + c->got, buf, len);
+    c->got += len;
+    return 0;
+}
+
+static ss_rc s3_xfer_start(ss_store *s, ss_xfer_op *op)
+{
+    s3_call *c = call_new(s, op->is_put ? "PUT" : "GET", op->is_put ? "PUT" : "GET", op->key);
+    if (!c) return op->rc = ss_fail(&op->err, SS_ERR_NOMEM, "%s: out of memory", op->key);
+    c->op = op;
+    if (op->is_put) {
+        ss_mem_reader_init(&c->mem, op->buf, op->len, &c->rd);
+        c->flags = op->flags;
+        c->put_buf = op->buf;
+        c->req.body = &c->rd;
+        c->req.body_len = op->len;
+    } else {
+        c->req.sink = dst_write;
+        c->req.sink_ctx = c;
+        c->req.use_range = 1;
+        c->req.range_off = op->off;
+        c->req.range_len = op->len;
+    }
+    s3_http_start(s3_of(s)->http, &c->req);
+    return SS_OK;
+}
+
+static void s3_xfer_step(ss_store *s, int block, ss_xfer_op **ret_done)
+{
+    s3_req *done = s3_http_step(s3_of(s)->http, block);
+    *ret_done = NULL;
+    while (done) {
+        s3_req *next = done->next;
+        s3_call *c = done->user;
+        ss_xfer_op *op = c->op;
+        op->rc = done->rc;
+        op->err = done->err;
+        if (!op->rc && !op->is_put && c->got != op->len)
+            op->rc = ss_fail(&op->err, SS_ERR_INTEGRITY, "GET %s: %zu of %zu bytes at offset %llu",
+                             op->key, c->got, op->len, (unsigned long long)op->off);
+        if (op->is_put)
+            op->rc = resolve_own_412(s, op->key, op->buf, op->len, op->rc, done->attempts,
+                                     op->flags, &op->err);
+        call_free(c);
+        op->next = *ret_done;
+        *ret_done = op;
+        done = next;
+    }
+}
+
+const ss_store_ops ss_store_s3_ops = {
+    .scheme = "s3",
+    .open = s3_open,
+    .close = s3_close,
+    .put = s3_put,
+    .get = s3_get,
+    .head = s3_head,
+    .del = s3_del,
+    .list = s3_list,
+    .presign = s3_presign,
+    .xfer_start = s3_xfer_start,
+    .xfer_step = s3_xfer_step,
+};

@@ -1,0 +1,548 @@
+/*
+ * test-keys: master key and subkeys, key files and config (core/keys.h)
+ * against docs/FORMAT.md, and every way a hostile store could bend them.
+ * Key files are built by hand from libsodium primitives where the library
+ * would refuse to write them, so the reader's checks are tested on their own.
+ * Runs with S3SYNC_KDF=interactive: the KDF at the minimum limits.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "keys.h"
+
+static const char PASS[] = "correct horse battery staple";
+
+static ss_keys *new_keys(void)
+{
+    ss_keys *k = NULL;
+    ss_err err = {{0}};
+    assert_int_equal(ss_keys_generate(&k, &err), SS_OK);
+    assert_non_null(k);
+    return k;
+}
+
+static uint64_t le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_subkeys(void **state)
+{
+    (void)state;
+    ss_keys *a = new_keys(), *b = NULL;
+    ss_err err = {{0}};
+    uint8_t want[32];
+
+    /* Derivation as FORMAT.md states it, recomputed with the primitive. */
+    for (unsigned id = 1; id <= SS_SUBKEY_COUNT; id++) {
+        crypto_kdf_derive_from_key(want, 32, id, "s3sync01", ss_keys_master(a));
+        assert_memory_equal(ss_keys_subkey(a, (ss_subkey)id), want, 32);
+        for (unsigned j = 1; j < id; j++)
+            assert_memory_not_equal(ss_keys_subkey(a, (ss_subkey)id),
+                                    ss_keys_subkey(a, (ss_subkey)j), 32);
+    }
+    assert_null(ss_keys_subkey(a, (ss_subkey)0));
+    assert_null(ss_keys_subkey(a, (ss_subkey)(SS_SUBKEY_COUNT + 1)));
+
+    assert_int_equal(ss_keys_from_master(ss_keys_master(a), ss_keys_repo_id(a), &b, &err), SS_OK);
+    assert_memory_equal(ss_keys_repo_id(a), ss_keys_repo_id(b), SS_REPO_ID_BYTES);
+    for (unsigned id = 1; id <= SS_SUBKEY_COUNT; id++)
+        assert_memory_equal(ss_keys_subkey(a, (ss_subkey)id), ss_keys_subkey(b, (ss_subkey)id), 32);
+    ss_keys_free(b);
+
+    b = new_keys(); /* fresh randomness each time */
+    assert_memory_not_equal(ss_keys_master(a), ss_keys_master(b), 32);
+    assert_memory_not_equal(ss_keys_repo_id(a), ss_keys_repo_id(b), SS_REPO_ID_BYTES);
+    ss_keys_free(b);
+    ss_keys_free(a);
+    ss_keys_free(NULL);
+
+    b = (ss_keys *)1;
+    assert_int_equal(ss_keys_from_master(NULL, want, &b, &err), SS_ERR_INVALID);
+    assert_null(b);
+}
+
+static void test_kdf_env(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *value; /* NULL: unset */
+        ss_rc rc;
+        uint64_t ops, mem;
+    } cases[] = {
+        {NULL, SS_OK, SS_KDF_OPSLIMIT_DEFAULT, SS_KDF_MEMLIMIT_DEFAULT},
+        {"moderate", SS_OK, 3, 256ull << 20},
+        {"interactive", SS_OK, 2, 64ull << 20},
+        {"sensitive", SS_OK, 4, 1024ull << 20},
+        {"fast", SS_ERR_INVALID, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ss_kdf_limits l;
+        ss_err err = {{0}};
+        if (cases[i].value)
+            setenv(SS_KDF_ENV, cases[i].value, 1);
+        else
+            unsetenv(SS_KDF_ENV);
+        assert_int_equal(ss_kdf_limits_from_env(&l, &err), cases[i].rc);
+        if (cases[i].rc == SS_OK) {
+            assert_int_equal(l.opslimit, cases[i].ops);
+            assert_int_equal(l.memlimit, cases[i].mem);
+        }
+    }
+    setenv(SS_KDF_ENV, "interactive", 1);
+    /* The format's constants are libsodium's named limits. */
+    assert_int_equal(SS_KDF_OPSLIMIT_MIN, crypto_pwhash_OPSLIMIT_INTERACTIVE);
+    assert_int_equal(SS_KDF_MEMLIMIT_MIN, crypto_pwhash_MEMLIMIT_INTERACTIVE);
+    assert_int_equal(SS_KDF_OPSLIMIT_DEFAULT, crypto_pwhash_OPSLIMIT_MODERATE);
+    assert_int_equal(SS_KDF_MEMLIMIT_DEFAULT, crypto_pwhash_MEMLIMIT_MODERATE);
+    assert_int_equal(SS_KDF_OPSLIMIT_MAX, crypto_pwhash_OPSLIMIT_SENSITIVE);
+    assert_int_equal(SS_KDF_MEMLIMIT_MAX, crypto_pwhash_MEMLIMIT_SENSITIVE);
+}
+
+static void sealed_file(const ss_keys *k, uint8_t file[SS_KEYFILE_BYTES])
+{
+    ss_err err = {{0}};
+    ss_rc rc = ss_keyfile_seal(k, PASS, strlen(PASS), NULL, file, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, SS_OK);
+}
+
+static ss_rc open_file(const uint8_t *file, size_t len, const uint8_t *repo_id, const char *pass,
+                       ss_keys **ret, ss_err *err)
+{
+    *ret = (ss_keys *)1; /* must come back NULL on failure */
+    return ss_keyfile_open(file, len, repo_id, pass, strlen(pass), ret, err);
+}
+
+static void test_keyfile_roundtrip(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys(), *back = NULL;
+    uint8_t file[SS_KEYFILE_BYTES], file2[SS_KEYFILE_BYTES];
+    ss_err err = {{0}};
+
+    sealed_file(k, file);
+    assert_memory_equal(file, "S3SK", 4);
+    assert_int_equal(file[4], 1);
+    assert_int_equal(file[5], 2);
+    assert_int_equal(file[6] | file[7], 0);
+    assert_int_equal(le64(file + 8), 2); /* S3SYNC_KDF=interactive */
+    assert_int_equal(le64(file + 16), 64u << 20);
+
+    assert_int_equal(open_file(file, sizeof file, ss_keys_repo_id(k), PASS, &back, &err), SS_OK);
+    assert_memory_equal(ss_keys_master(back), ss_keys_master(k), 32);
+    assert_memory_equal(ss_keys_repo_id(back), ss_keys_repo_id(k), SS_REPO_ID_BYTES);
+    ss_keys_free(back);
+
+    /* Per-file salt and nonce: the same key twice gives two different files. */
+    sealed_file(k, file2);
+    assert_memory_not_equal(file + 24, file2 + 24, 16);
+    assert_memory_not_equal(file + 40, file2 + 40, 24);
+
+    /* Explicit limits are written as given. */
+    ss_kdf_limits lim = {2, (64u << 20) + 1024};
+    assert_int_equal(ss_keyfile_seal(k, "x", 1, &lim, file2, &err), SS_OK);
+    assert_int_equal(le64(file2 + 16), (64u << 20) + 1024);
+    assert_int_equal(open_file(file2, sizeof file2, ss_keys_repo_id(k), "x", &back, &err), SS_OK);
+    ss_keys_free(back);
+    ss_keys_free(k);
+}
+
+static void test_keyfile_wrong_passphrase_or_repo(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys(), *back = NULL;
+    uint8_t file[SS_KEYFILE_BYTES], other_repo[SS_REPO_ID_BYTES];
+    ss_err err = {{0}};
+
+    sealed_file(k, file);
+    assert_int_equal(open_file(file, sizeof file, ss_keys_repo_id(k), "wrong", &back, &err),
+                     SS_ERR_PASSPHRASE);
+    assert_null(back);
+    assert_non_null(strstr(err.msg, "passphrase"));
+    /* A key file moved to another repository: the repository id is in the AD. */
+    memcpy(other_repo, ss_keys_repo_id(k), sizeof other_repo);
+    other_repo[15] ^= 1;
+    assert_int_equal(open_file(file, sizeof file, other_repo, PASS, &back, &err),
+                     SS_ERR_PASSPHRASE);
+    assert_null(back);
+    ss_keys_free(k);
+}
+
+/*
+ * Each header byte flipped (bit 7, which pushes any limit byte but the lowest
+ * ones out of bounds). Structural bytes and out-of-bounds limits are refused
+ * as malformed before the KDF; a changed salt, nonce or in-bounds limit is
+ * authenticated through the AD and cannot be told from a wrong passphrase.
+ */
+static ss_rc expected_for_flip(size_t off)
+{
+    if (off < 8) return SS_ERR_INTEGRITY;  /* magic, version, alg, zero */
+    if (off < 16) return SS_ERR_INTEGRITY; /* opslimit >= 130 */
+    if (off == 16 || off == 17 || off == 18) return SS_ERR_PASSPHRASE; /* +128 B..+8 MiB */
+    if (off < 24) return SS_ERR_INTEGRITY;                             /* memlimit > 1 GiB */
+    return SS_ERR_PASSPHRASE;                                          /* salt, nonce, sealed key */
+}
+
+static void test_keyfile_each_byte_flipped(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys(), *back = NULL;
+    uint8_t file[SS_KEYFILE_BYTES];
+    static const size_t sealed_offsets[] = {64, 80, 95, 96, 111};
+    size_t offsets[SS_KEYFILE_HEADER_BYTES + sizeof sealed_offsets / sizeof sealed_offsets[0]];
+    size_t n = 0;
+
+    for (size_t i = 0; i < SS_KEYFILE_HEADER_BYTES; i++)
+        offsets[n++] = i;
+    for (size_t i = 0; i < sizeof sealed_offsets / sizeof sealed_offsets[0]; i++)
+        offsets[n++] = sealed_offsets[i];
+    sealed_file(k, file);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t bad[SS_KEYFILE_BYTES];
+        ss_err err = {{0}};
+        memcpy(bad, file, sizeof bad);
+        bad[offsets[i]] ^= 0x80;
+        ss_rc rc = open_file(bad, sizeof bad, ss_keys_repo_id(k), PASS, &back, &err);
+        if (rc != expected_for_flip(offsets[i]))
+            fprintf(stderr, "byte %zu: rc %d (%s)\n", offsets[i], rc, err.msg);
+        assert_int_equal(rc, expected_for_flip(offsets[i]));
+        assert_null(back);
+        assert_true(err.msg[0] != '\0');
+    }
+    ss_keys_free(k);
+}
+
+static void test_keyfile_bad_length(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys(), *back = NULL;
+    uint8_t file[SS_KEYFILE_BYTES + 1] = {0};
+    ss_err err = {{0}};
+    static const size_t lens[] = {0, 4, 111, 113};
+
+    sealed_file(k, file);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        assert_int_equal(open_file(file, lens[i], ss_keys_repo_id(k), PASS, &back, &err),
+                         SS_ERR_INTEGRITY);
+        assert_null(back);
+    }
+    ss_keys_free(k);
+}
+
+/* A key file built from primitives, correctly sealed at any limits the library would refuse. */
+static void hand_sealed(const ss_keys *k, uint64_t ops, uint64_t mem,
+                        uint8_t file[SS_KEYFILE_BYTES])
+{
+    uint8_t pk[32], ad[80];
+
+    memset(file, 0, SS_KEYFILE_BYTES);
+    memcpy(file, "S3SK", 4);
+    file[4] = 1;
+    file[5] = crypto_pwhash_ALG_ARGON2ID13;
+    put64(file + 8, ops);
+    put64(file + 16, mem);
+    randombytes_buf(file + 24, 16 + 24);
+    assert_int_equal(crypto_pwhash(pk, sizeof pk, PASS, strlen(PASS), file + 24, ops, (size_t)mem,
+                                   crypto_pwhash_ALG_ARGON2ID13),
+                     0);
+    memcpy(ad, file, 64);
+    memcpy(ad + 64, ss_keys_repo_id(k), 16);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + 64, NULL, ss_keys_master(k), 32, ad,
+                                               sizeof ad, NULL, file + 40, pk);
+    sodium_memzero(pk, sizeof pk);
+}
+
+static void test_keyfile_weak_limits_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        uint64_t ops, mem;
+        ss_rc rc;
+    } cases[] = {
+        {"minimum itself opens", 2, 64u << 20, SS_OK},
+        {"opslimit 1", 1, 64u << 20, SS_ERR_INTEGRITY},
+        {"memlimit 32 MiB", 2, 32u << 20, SS_ERR_INTEGRITY},
+        {"memlimit 64 MiB - 1 KiB", 2, (64u << 20) - 1024, SS_ERR_INTEGRITY},
+        {"both tiny", 1, 8192, SS_ERR_INTEGRITY},
+    };
+    ss_keys *k = new_keys();
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t file[SS_KEYFILE_BYTES];
+        ss_keys *back = NULL;
+        ss_err err = {{0}};
+        hand_sealed(k, cases[i].ops, cases[i].mem, file);
+        ss_rc rc = open_file(file, sizeof file, ss_keys_repo_id(k), PASS, &back, &err);
+        if (rc != cases[i].rc) fprintf(stderr, "%s: %d %s\n", cases[i].name, rc, err.msg);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc == SS_OK) {
+            assert_memory_equal(ss_keys_master(back), ss_keys_master(k), 32);
+            ss_keys_free(back);
+        } else {
+            assert_null(back);
+            assert_non_null(strstr(err.msg, "key file asks for weaker KDF limits than allowed"));
+        }
+    }
+    ss_keys_free(k);
+}
+
+/* Huge limits would run for hours: returning at all proves the check precedes the KDF. */
+static void test_keyfile_huge_limits_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t ops, mem;
+    } cases[] = {{1ull << 40, 64u << 20}, {2, 1ull << 50}, {5, 256u << 20}, {2, (1ull << 30) + 1}};
+    ss_keys *k = new_keys();
+    uint8_t file[SS_KEYFILE_BYTES];
+
+    sealed_file(k, file);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ss_keys *back = NULL;
+        ss_err err = {{0}};
+        put64(file + 8, cases[i].ops);
+        put64(file + 16, cases[i].mem);
+        assert_int_equal(open_file(file, sizeof file, ss_keys_repo_id(k), PASS, &back, &err),
+                         SS_ERR_INTEGRITY);
+        assert_null(back);
+        assert_non_null(strstr(err.msg, "stronger KDF limits"));
+    }
+    ss_keys_free(k);
+}
+
+static void test_keyfile_seal_refuses(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        const char *pass;
+        ss_kdf_limits lim;
+    } cases[] = {
+        {"empty passphrase", "", {2, 64u << 20}},  {"opslimit below", PASS, {1, 64u << 20}},
+        {"memlimit below", PASS, {2, 1u << 20}},   {"opslimit above", PASS, {5, 64u << 20}},
+        {"memlimit above", PASS, {2, 2ull << 30}},
+    };
+    ss_keys *k = new_keys();
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t file[SS_KEYFILE_BYTES];
+        ss_err err = {{0}};
+        memset(file, 0xAA, sizeof file);
+        assert_int_equal(
+            ss_keyfile_seal(k, cases[i].pass, strlen(cases[i].pass), &cases[i].lim, file, &err),
+            SS_ERR_INVALID);
+        for (size_t j = 0; j < sizeof file; j++)
+            assert_int_equal(file[j], 0);
+    }
+    setenv(SS_KDF_ENV, "bogus", 1);
+    uint8_t file[SS_KEYFILE_BYTES];
+    ss_err err = {{0}};
+    assert_int_equal(ss_keyfile_seal(k, PASS, strlen(PASS), NULL, file, &err), SS_ERR_INVALID);
+    setenv(SS_KDF_ENV, "interactive", 1);
+    ss_keys_free(k);
+}
+
+/* ---- config ---- */
+
+static void encoded_config(const ss_keys *k, uint8_t out[SS_CONFIG_BYTES])
+{
+    ss_config c;
+    ss_err err = {{0}};
+    ss_config_init(&c, k, 1700000000);
+    assert_int_equal(ss_config_encode(k, &c, out, &err), SS_OK);
+}
+
+static void remac(const ss_keys *k, uint8_t buf[SS_CONFIG_BYTES])
+{
+    crypto_generichash(buf + 64, 32, buf, 64, ss_keys_subkey(k, SS_SUBKEY_CONFIG), 32);
+}
+
+static void test_config_roundtrip(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys();
+    uint8_t buf[SS_CONFIG_BYTES], mac[32];
+    ss_config c, back;
+    ss_err err = {{0}};
+
+    ss_config_init(&c, k, 1700000000);
+    assert_int_equal(c.chunker.min_size, ss_chunker_default.min_size);
+    assert_int_equal(c.chunker.avg_size, ss_chunker_default.avg_size);
+    assert_int_equal(c.chunker.max_size, ss_chunker_default.max_size);
+    assert_int_equal(c.inline_limit, SS_CONFIG_DEFAULT_INLINE_LIMIT);
+    assert_int_equal(c.zstd_level, SS_CONFIG_DEFAULT_ZSTD_LEVEL);
+    assert_int_equal(ss_config_encode(k, &c, buf, &err), SS_OK);
+
+    /* Layout, field by field, as FORMAT.md gives it. */
+    assert_memory_equal(buf, "S3SC", 4);
+    assert_int_equal(buf[4], 1);
+    assert_memory_equal(buf + 8, ss_keys_repo_id(k), 16);
+    assert_int_equal(buf[24] | buf[25] << 8 | buf[26] << 16 | (uint32_t)buf[27] << 24,
+                     c.chunker.min_size);
+    assert_int_equal(buf[36] | buf[37] << 8, 4096);
+    assert_int_equal(buf[40], 3);
+    assert_int_equal(le64(buf + 48), 1700000000);
+    crypto_generichash(mac, 32, buf, 64, ss_keys_subkey(k, SS_SUBKEY_CONFIG), 32);
+    assert_memory_equal(buf + 64, mac, 32);
+
+    /* The join path: unverified id first, then the MAC. */
+    assert_int_equal(ss_config_parse_unverified(buf, sizeof buf, &back, &err), SS_OK);
+    assert_memory_equal(back.repo_id, ss_keys_repo_id(k), 16);
+    assert_int_equal(ss_config_verify(k, buf, sizeof buf, &err), SS_OK);
+    assert_int_equal(ss_config_open(k, buf, sizeof buf, &back, &err), SS_OK);
+    assert_int_equal(back.version, 1);
+    assert_int_equal(back.chunker.avg_size, c.chunker.avg_size);
+    assert_int_equal(back.chunker.max_size, c.chunker.max_size);
+    assert_int_equal(back.inline_limit, c.inline_limit);
+    assert_int_equal(back.zstd_level, c.zstd_level);
+    assert_int_equal(back.created, c.created);
+    ss_keys_free(k);
+}
+
+static void test_config_each_byte_flipped(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys();
+    uint8_t buf[SS_CONFIG_BYTES];
+
+    encoded_config(k, buf);
+    for (size_t i = 0; i < sizeof buf; i++) {
+        for (int bit = 0; bit < 8; bit += 7) {
+            uint8_t bad[SS_CONFIG_BYTES];
+            ss_config c;
+            ss_err err = {{0}};
+            memcpy(bad, buf, sizeof bad);
+            bad[i] ^= (uint8_t)(1u << bit);
+            c.zstd_level = 77;
+            assert_int_equal(ss_config_open(k, bad, sizeof bad, &c, &err), SS_ERR_INTEGRITY);
+            assert_int_equal(c.zstd_level, 0); /* cleared, not half-filled */
+            assert_non_null(strstr(err.msg, "config"));
+        }
+    }
+    ss_keys_free(k);
+}
+
+/* Fields the MAC vouches for but the format forbids: refused even when correctly MAC'd. */
+static void test_config_bad_fields(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        size_t off;
+        uint8_t value;
+    } cases[] = {
+        {"version 2", 4, 2},
+        {"version 0", 4, 0},
+        {"reserved after version", 6, 1},
+        {"reserved after zstd level", 44, 1},
+        {"reserved after creation time", 60, 1},
+        {"zstd level 0", 40, 0},
+        {"zstd level 20", 40, 20},
+        {"min size above avg", 26, 0x7f}, /* min = 0x7f0000 + ... */
+        {"avg not a power of two", 28, 1},
+        {"max above 8 MiB", 35, 1},
+        {"inline limit above 1 MiB", 38, 0x20},
+    };
+    ss_keys *k = new_keys();
+    uint8_t buf[SS_CONFIG_BYTES];
+
+    encoded_config(k, buf);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t bad[SS_CONFIG_BYTES];
+        ss_config c;
+        ss_err err = {{0}};
+        memcpy(bad, buf, sizeof bad);
+        bad[cases[i].off] = cases[i].value;
+        remac(k, bad);
+        assert_int_equal(ss_config_verify(k, bad, sizeof bad, &err), SS_OK);
+        ss_rc rc = ss_config_parse_unverified(bad, sizeof bad, &c, &err);
+        if (rc != SS_ERR_INTEGRITY) fprintf(stderr, "%s: accepted\n", cases[i].name);
+        assert_int_equal(rc, SS_ERR_INTEGRITY);
+        assert_int_equal(ss_config_open(k, bad, sizeof bad, &c, &err), SS_ERR_INTEGRITY);
+    }
+    ss_keys_free(k);
+}
+
+static void test_config_other_repo_and_length(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys(), *other = new_keys(), *same_master = NULL;
+    uint8_t buf[SS_CONFIG_BYTES + 1] = {0};
+    ss_config c;
+    ss_err err = {{0}};
+
+    encoded_config(k, buf);
+    assert_int_equal(ss_config_verify(other, buf, SS_CONFIG_BYTES, &err), SS_ERR_INTEGRITY);
+    /* Same master key, other repository id: MAC holds, id check refuses. */
+    assert_int_equal(
+        ss_keys_from_master(ss_keys_master(k), ss_keys_repo_id(other), &same_master, &err), SS_OK);
+    assert_int_equal(ss_config_verify(same_master, buf, SS_CONFIG_BYTES, &err), SS_ERR_INTEGRITY);
+    assert_non_null(strstr(err.msg, "another repository"));
+    assert_int_equal(ss_config_open(k, buf, SS_CONFIG_BYTES - 1, &c, &err), SS_ERR_INTEGRITY);
+    assert_int_equal(ss_config_open(k, buf, SS_CONFIG_BYTES + 1, &c, &err), SS_ERR_INTEGRITY);
+    assert_int_equal(ss_config_verify(k, buf, 0, &err), SS_ERR_INTEGRITY);
+    ss_keys_free(same_master);
+    ss_keys_free(other);
+    ss_keys_free(k);
+}
+
+static void test_config_encode_refuses(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys(), *other = new_keys();
+    uint8_t buf[SS_CONFIG_BYTES];
+    ss_config c;
+    ss_err err = {{0}};
+
+    ss_config_init(&c, k, 1);
+    assert_int_equal(ss_config_encode(other, &c, buf, &err), SS_ERR_INVALID);
+    c.chunker.min_size = c.chunker.avg_size;
+    assert_int_equal(ss_config_encode(k, &c, buf, &err), SS_ERR_INVALID);
+    ss_config_init(&c, k, 1);
+    c.zstd_level = 22;
+    assert_int_equal(ss_config_encode(k, &c, buf, &err), SS_ERR_INVALID);
+    ss_keys_free(other);
+    ss_keys_free(k);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0) return 1;
+    setenv(SS_KDF_ENV, "interactive", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_subkeys),
+        cmocka_unit_test(test_kdf_env),
+        cmocka_unit_test(test_keyfile_roundtrip),
+        cmocka_unit_test(test_keyfile_wrong_passphrase_or_repo),
+        cmocka_unit_test(test_keyfile_each_byte_flipped),
+        cmocka_unit_test(test_keyfile_bad_length),
+        cmocka_unit_test(test_keyfile_weak_limits_refused),
+        cmocka_unit_test(test_keyfile_huge_limits_refused),
+        cmocka_unit_test(test_keyfile_seal_refuses),
+        cmocka_unit_test(test_config_roundtrip),
+        cmocka_unit_test(test_config_each_byte_flipped),
+        cmocka_unit_test(test_config_bad_fields),
+        cmocka_unit_test(test_config_other_repo_and_length),
+        cmocka_unit_test(test_config_encode_refuses),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

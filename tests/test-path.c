@@ -1,0 +1,214 @@
+/*
+ * test-path: the '/'-lowest path order (against a depth-first walk with
+ * names sorted by strcmp), ancestry, validation (FORMAT.md path rules,
+ * invariant 6) and the quoting used in messages.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "path.h"
+
+static int cmp(const char *a, const char *b)
+{
+    int c = ss_path_cmp(a, strlen(a), b, strlen(b));
+    return c < 0 ? -1 : c > 0;
+}
+
+static void test_cmp_table(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *a, *b;
+        int want;
+    } cases[] = {
+        {"a", "a", 0},         {"a", "a/b", -1},      {"a/b", "a-c", -1},   {"a-c", "b", -1},
+        {"a/b", "a/b/c", -1},  {"a/b/c", "a/b", 1},   {"a/b", "a/b", 0},    {"ab", "a", 1},
+        {"a", "ab", -1},       {"a/z", "a.txt", -1},  {"a/z", "a0", -1},    {"a b", "a/b", 1},
+        {"a/b/c", "a/bc", -1}, {"a/b-c", "a/b/c", 1}, {"A", "a", -1},       {"\x7f", "\x80", -1},
+        {"\xff", "a", 1},      {"x/\xff", "x!", -1},  {"dir/", "dir!", -1}, {"", "a", -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = cmp(cases[i].a, cases[i].b);
+        if (got != cases[i].want)
+            fprintf(stderr, "cmp(\"%s\", \"%s\") = %d, want %d\n", cases[i].a, cases[i].b, got,
+                    cases[i].want);
+        assert_int_equal(got, cases[i].want);
+        assert_int_equal(cmp(cases[i].b, cases[i].a), -cases[i].want);
+    }
+}
+
+/* NUL is ordered too (just above '/'), so the order is total on any bytes. */
+static void test_cmp_nul(void **state)
+{
+    (void)state;
+    assert_true(ss_path_cmp("a\0", 2, "a/", 2) > 0);
+    assert_true(ss_path_cmp("a\0", 2, "a\x01", 2) < 0);
+    assert_true(ss_path_cmp("a", 1, "a\0", 2) < 0);
+}
+
+/* A depth-first walk, names sorted by strcmp, is already in ss_path_cmp order. */
+static void test_cmp_is_walk_order(void **state)
+{
+    (void)state;
+    static const char *walk[] = {
+        "a",  "a/b",  "a/b/c", "a/b/d", "a/b-", "a/b.x", "a/bb",  "a!",  "a-c",   "a-c/x", "a.txt",
+        "a0", "a0/!", "a0/0",  "aa",    "b",    "b/x",   "b/x/y", "b c", "b c/d", "b!",    "b0",
+    };
+    size_t n = sizeof walk / sizeof walk[0];
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            int want = i < j ? -1 : i > j;
+            if (cmp(walk[i], walk[j]) != want)
+                fprintf(stderr, "walk order: \"%s\" vs \"%s\"\n", walk[i], walk[j]);
+            assert_int_equal(cmp(walk[i], walk[j]), want);
+        }
+}
+
+static void test_ancestor(void **state)
+{
+    (void)state;
+    assert_true(ss_path_is_ancestor("a", 1, "a/b", 3));
+    assert_true(ss_path_is_ancestor("a", 1, "a/b/c", 5));
+    assert_true(ss_path_is_ancestor("a/b", 3, "a/b/c", 5));
+    assert_false(ss_path_is_ancestor("a", 1, "a", 1));
+    assert_false(ss_path_is_ancestor("a", 1, "a-b", 3));
+    assert_false(ss_path_is_ancestor("a", 1, "ab/c", 4));
+    assert_false(ss_path_is_ancestor("a/b", 3, "a", 1));
+    assert_false(ss_path_is_ancestor("b", 1, "a/b", 3));
+}
+
+static void test_validate_accept(void **state)
+{
+    (void)state;
+    static const char *ok[] = {
+        "a",
+        "a/b",
+        "a/b/c.txt",
+        "...",
+        ".hidden",
+        "a/.s3sync",
+        ".s3sync2",
+        ".s3syn",
+        "x/..y",
+        "..a/b",
+        "a./b",
+        "a b/ c ",
+        "\xc3\xa9t\xc3\xa9",
+        "\xff\xfe",
+        "a\\b",
+        "a:b*?<>|",
+        "-",
+        ".s3sync-old/x",
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        ss_err err = {{0}};
+        ss_rc rc = ss_path_validate(ok[i], strlen(ok[i]), &err);
+        if (rc) fprintf(stderr, "%s\n", err.msg);
+        assert_int_equal(rc, SS_OK);
+    }
+    char longest[SS_PATH_MAX];
+    memset(longest, 'x', sizeof longest);
+    for (size_t i = 100; i < sizeof longest; i += 100)
+        longest[i] = '/';
+    assert_int_equal(ss_path_validate(longest, sizeof longest, NULL), SS_OK);
+}
+
+static void test_validate_reject(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *p;
+        size_t len; /* 0: strlen */
+        const char *why;
+    } bad[] = {
+        {"", 0, "empty"},
+        {"/a", 0, "absolute"},
+        {"/", 0, "absolute"},
+        {"a/", 0, "trailing '/'"},
+        {"a//b", 0, "empty segment"},
+        {".", 0, "'.' segment"},
+        {"a/./b", 0, "'.' segment"},
+        {"a/.", 0, "'.' segment"},
+        {"..", 0, "'..' segment"},
+        {"../a", 0, "'..' segment"},
+        {"a/../b", 0, "'..' segment"},
+        {"a/..", 0, "'..' segment"},
+        {".s3sync", 0, "inside .s3sync/"},
+        {".s3sync/state.db", 0, "inside .s3sync/"},
+        {"a\0b", 3, "contains NUL"},
+        {"a\0", 2, "contains NUL"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ss_err err = {{0}};
+        size_t len = bad[i].len ? bad[i].len : strlen(bad[i].p);
+        ss_rc rc = ss_path_validate(bad[i].p, len, &err);
+        assert_int_equal(rc, SS_ERR_INTEGRITY);
+        if (!strstr(err.msg, bad[i].why)) fprintf(stderr, "case %zu: %s\n", i, err.msg);
+        assert_non_null(strstr(err.msg, bad[i].why));
+    }
+}
+
+static void test_validate_length(void **state)
+{
+    (void)state;
+    char *p = malloc(SS_PATH_MAX + 1);
+    assert_non_null(p);
+    memset(p, 'a', SS_PATH_MAX + 1);
+    ss_err err = {{0}};
+    assert_int_equal(ss_path_validate(p, SS_PATH_MAX, &err), SS_OK);
+    assert_int_equal(ss_path_validate(p, SS_PATH_MAX + 1, &err), SS_ERR_INTEGRITY);
+    assert_non_null(strstr(err.msg, "4097 bytes"));
+    assert_true(strlen(err.msg) < 300); /* the quote is cut short */
+    free(p);
+}
+
+/* A hostile name must not reach a terminal raw: no control byte in the message. */
+static void test_validate_quotes_safely(void **state)
+{
+    (void)state;
+    ss_err err = {{0}};
+    const char p[] = "\x1b[31m/../\"q\"\\\n\xff";
+    assert_int_equal(ss_path_validate(p, sizeof p - 1, &err), SS_ERR_INTEGRITY);
+    for (const char *c = err.msg; *c; c++)
+        assert_true(*c >= 0x20 && *c < 0x7f);
+    assert_non_null(strstr(err.msg, "\"\\x1b[31m/../\\\"q\\\"\\\\\\x0a\\xff\""));
+}
+
+static void test_quote(void **state)
+{
+    (void)state;
+    char q[16];
+    assert_string_equal(ss_path_quote(q, sizeof q, "ab", 2), "\"ab\"");
+    assert_string_equal(ss_path_quote(q, sizeof q, "", 0), "\"\"");
+    assert_string_equal(ss_path_quote(q, sizeof q, "a\0b", 3), "\"a\\x00b\"");
+    ss_path_quote(q, sizeof q, "0123456789abcdefghij", 20);
+    assert_true(strlen(q) < sizeof q);
+    assert_non_null(strstr(q, "...\""));
+    char small[8];
+    ss_path_quote(small, sizeof small, "\x01\x02\x03\x04", 4);
+    assert_true(strlen(small) < sizeof small);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cmp_table),
+        cmocka_unit_test(test_cmp_nul),
+        cmocka_unit_test(test_cmp_is_walk_order),
+        cmocka_unit_test(test_ancestor),
+        cmocka_unit_test(test_validate_accept),
+        cmocka_unit_test(test_validate_reject),
+        cmocka_unit_test(test_validate_length),
+        cmocka_unit_test(test_validate_quotes_safely),
+        cmocka_unit_test(test_quote),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
