@@ -84,13 +84,40 @@ int eng_stat_matches(const ss_state_row *row, const struct stat *st)
            row->mode == (uint32_t)(st->st_mode & 07777);
 }
 
+ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
+                        const struct stat *st, int *ret_match, ss_err *err)
+{
+    uint8_t cid[32];
+    int fd;
+    ss_rc rc;
+    *ret_match = eng_stat_matches(row, st);
+    if (*ret_match || row->kind != eng_kind_of(st->st_mode) ||
+        row->mode != (uint32_t)(st->st_mode & 07777))
+        return SS_OK;
+    if (row->kind == SS_TXN_DIR) {
+        *ret_match = 1;
+    } else if (row->kind == SS_TXN_SYMLINK) {
+        char target[4097];
+        ssize_t n = readlinkat(f->root_fd, path, target, sizeof target);
+        *ret_match = n >= 0 && (size_t)n == row->body_len && !memcmp(target, row->body, (size_t)n);
+    } else if ((uint64_t)st->st_size == row->size) {
+        if ((fd = openat(f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+            return ss_fail(err, SS_ERR_IO, "read %s: %s", path, strerror(errno));
+        rc = eng_identify(f, fd, row->size, NULL, NULL, cid, NULL, err);
+        close(fd);
+        if (rc) return rc;
+        *ret_match = !memcmp(cid, row->content_id, 32);
+    }
+    return SS_OK;
+}
+
 void eng_row_set_stat(ss_state_row *row, const struct stat *st)
 {
     row->ino = (uint64_t)st->st_ino;
     row->ctime_s = st->st_ctim.tv_sec;
     row->ctime_ns = (uint32_t)st->st_ctim.tv_nsec;
     /* As git's racy-index rule: a write in the same tick could leave size and mtime unchanged. */
-    if (time(NULL) - st->st_mtim.tv_sec < RACY_SECONDS) row->ctime_s = -1;
+    if (!S_ISDIR(st->st_mode) && time(NULL) - st->st_mtim.tv_sec < RACY_SECONDS) row->ctime_s = -1;
 }
 
 /* --- state body of chunked files ------------------------------------------------- */

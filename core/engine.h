@@ -47,6 +47,12 @@ ss_rc eng_identify(ss_folder *f, int fd, uint64_t size, eng_chunk_fn fn, void *c
 
 /* The state row's local columns match what lstat says now (no read needed). */
 int eng_stat_matches(const ss_state_row *row, const struct stat *st);
+/*
+ * The local path (lstat st) still holds what row says, reading it only when
+ * the stat does not tell (a racily recent mtime, a copy with a new inode).
+ */
+ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
+                        const struct stat *st, int *ret_match, ss_err *err);
 /* Fill row's local columns from st; racily-recent mtimes are marked to re-check. */
 void eng_row_set_stat(ss_state_row *row, const struct stat *st);
 

@@ -16,6 +16,7 @@
 
 #define MASTER_FILE "master.key"
 #define SETTINGS_FILE "config"
+#define REPO_CONFIG_FILE "repo.config" /* the store's config object, cached at join */
 
 void ss_stats_clear(ss_stats *s)
 {
@@ -227,7 +228,13 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     if ((rc = take_lock(f, err)) || (rc = ss_store_open(url, store_opts, &f->store, err)) ||
         (rc = load_master(f, master, err)))
         goto fail;
-    rc = ss_repo_open_master(f->store, master, &f->repo, err);
+    free(path);
+    if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0) path = NULL;
+    char *cfg = NULL;
+    size_t cfg_len = 0;
+    if (path && read_file(path, &cfg, &cfg_len, NULL)) cfg = NULL; /* no cache: fetch it */
+    rc = ss_repo_open_master(f->store, master, (const uint8_t *)cfg, cfg_len, &f->repo, err);
+    free(cfg);
     sodium_memzero(master, sizeof master);
     if (rc || (rc = open_common(f, err))) goto fail;
     free(settings);
@@ -258,6 +265,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
                      ss_folder **ret_folder, int *ret_created, ss_err *err)
 {
     ss_folder *f = NULL;
+    uint8_t cfg[SS_CONFIG_BYTES];
     ss_rc rc;
     *ret_folder = NULL;
     *ret_created = 0;
@@ -286,6 +294,8 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     if ((rc = take_lock(f, err)) ||
         (rc = write_private(f->meta, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)),
                             SS_MASTER_KEY_BYTES, err)) ||
+        (rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err)) ||
+        (rc = write_private(f->meta, REPO_CONFIG_FILE, cfg, sizeof cfg, err)) ||
         (rc = open_common(f, err)) || (rc = write_settings(f, o->store_url, err)))
         goto fail;
     *ret_folder = f;

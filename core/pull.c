@@ -223,6 +223,7 @@ typedef struct apply {
     ss_txn_reader *r;
     ss_xfer *xfer;
     int deferred_pass;
+    int kept; /* clear_way left a directory holding local files */
     char **deferred; /* paths whose op waits until the rest of the transaction applied */
     size_t n_deferred;
     /* The file being written from chunks. */
@@ -235,7 +236,6 @@ typedef struct apply {
 typedef struct local {
     int state, kind;
     struct stat st;
-    int have_row, row_kind;
 } local;
 
 /* What the folder holds at path compared with the previous state. */
@@ -243,12 +243,9 @@ static ss_rc look(apply *a, const char *path, local *l, ss_err *err)
 {
     ss_state_row row;
     const char *base;
-    int dirfd, found;
-    ss_rc rc = ss_state_lookup(a->f->state, path, &row, &found, err);
+    int dirfd, found, match = 0;
+    ss_rc rc;
     memset(l, 0, sizeof *l);
-    if (rc) return rc;
-    l->have_row = found;
-    l->row_kind = found ? row.kind : 0;
     rc = ss_fs_parent(a->f->root_fd, path, 0, &dirfd, &base, err);
     if (rc == SS_ERR_NOT_FOUND) return SS_OK; /* L_ABSENT */
     if (rc) return rc;
@@ -260,7 +257,10 @@ static ss_rc look(apply *a, const char *path, local *l, ss_err *err)
     }
     close(dirfd);
     l->kind = eng_kind_of(l->st.st_mode);
-    l->state = found && eng_stat_matches(&row, &l->st) ? L_CLEAN : L_DIRTY;
+    if ((rc = ss_state_lookup(a->f->state, path, &row, &found, err)) ||
+        (found && (rc = eng_local_matches(a->f, &row, path, &l->st, &match, err))))
+        return rc;
+    l->state = match ? L_CLEAN : L_DIRTY;
     return SS_OK;
 }
 
@@ -474,6 +474,7 @@ static ss_rc clear_way(apply *a, const char *path, const local *l, int for_delet
                        int *ret_deferred, ss_err *err)
 {
     *ret_deferred = 0;
+    a->kept = 0;
     if (l->kind != SS_TXN_DIR) return ss_fs_remove(a->f->root_fd, path, err);
     if (!unlinkat(a->f->root_fd, path, AT_REMOVEDIR)) return SS_OK;
     if (errno != ENOTEMPTY && errno != EEXIST)
@@ -482,6 +483,7 @@ static ss_rc clear_way(apply *a, const char *path, const local *l, int for_delet
         *ret_deferred = 1; /* its children's deletes come later in this transaction */
         return defer(a, path, err);
     }
+    a->kept = for_delete;
     return for_delete ? SS_OK : keep_as_conflict(a, path, err); /* it holds local files */
 }
 
@@ -527,8 +529,8 @@ static ss_rc apply_delete(apply *a, const ss_txn_entry *e, ss_err *err)
     if (rc) return rc;
     if (l.state == L_CLEAN || (l.state == L_DIRTY && l.kind == SS_TXN_DIR)) {
         if ((rc = clear_way(a, e->path, &l, 1, &deferred, err)) || deferred) return rc;
-        a->stats->files++;
-        if (a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "delete", e->path);
+        if (!a->kept) a->stats->files++;
+        if (!a->kept && a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "delete", e->path);
     }
     /* Modify beats delete: a dirty file stays, and without a row the next push sends it. */
     return ss_state_remove(a->f->state, e->path, err);

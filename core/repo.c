@@ -185,7 +185,7 @@ fail:
 }
 
 ss_rc ss_repo_open_master(ss_store *store, const uint8_t master[SS_MASTER_KEY_BYTES],
-                          ss_repo **ret_repo, ss_err *err)
+                          const uint8_t *cfg, size_t cfg_len, ss_repo **ret_repo, ss_err *err)
 {
     ss_repo *repo = NULL;
     uint8_t *cfgbuf = NULL;
@@ -193,9 +193,15 @@ ss_rc ss_repo_open_master(ss_store *store, const uint8_t master[SS_MASTER_KEY_BY
     ss_rc rc;
     *ret_repo = NULL;
     if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if ((rc = fetch_config(store, &cfgbuf, &cfglen, &repo->cfg, err)) ||
-        (rc = ss_keys_from_master(master, repo->cfg.repo_id, &repo->keys, err)) ||
-        (rc = ss_config_open(repo->keys, cfgbuf, cfglen, &repo->cfg, err)))
+    if (cfg) {
+        rc = ss_config_parse_unverified(cfg, cfg_len, &repo->cfg, err);
+    } else {
+        rc = fetch_config(store, &cfgbuf, &cfglen, &repo->cfg, err);
+        cfg = cfgbuf;
+        cfg_len = cfglen;
+    }
+    if (rc || (rc = ss_keys_from_master(master, repo->cfg.repo_id, &repo->keys, err)) ||
+        (rc = ss_config_open(repo->keys, cfg, cfg_len, &repo->cfg, err)))
         goto fail;
     free(cfgbuf);
     *ret_repo = repo;

@@ -22,8 +22,13 @@ ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo 
 /* SS_ERR_NOT_FOUND when there is no repository; SS_ERR_PASSPHRASE when no key file opens. */
 ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **ret_repo,
                    ss_err *err);
+/*
+ * Open with the master key a device kept. cfg, when not NULL, is the config
+ * object's bytes the device cached at join (verified here all the same), so
+ * opening costs no request.
+ */
 ss_rc ss_repo_open_master(ss_store *store, const uint8_t master[SS_MASTER_KEY_BYTES],
-                          ss_repo **ret_repo, ss_err *err);
+                          const uint8_t *cfg, size_t cfg_len, ss_repo **ret_repo, ss_err *err);
 void ss_repo_free(ss_repo *repo); /* NULL safe; wipes the keys */
 
 const ss_keys *ss_repo_keys(const ss_repo *repo);

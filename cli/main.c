@@ -1,0 +1,296 @@
+/*
+ * s3sync: the command line. Owns arguments, folder discovery, passphrase
+ * input, human and --json output, and the exit codes of DESIGN.md:
+ *   0 done; 1 failed; 2 usage; 3 the store failed verification;
+ *   75 temporary (store unreachable, folder or lease busy): try again later.
+ * No sync logic lives here: every command is one call into core/.
+ */
+#include <getopt.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "format.h"
+#include "repo.h"
+#include "secret.h"
+#include "sync.h"
+
+#define EXIT_USAGE 2
+#define EXIT_VERIFY 3
+#define EXIT_TEMP 75
+
+typedef struct cli {
+    const char *dir;       /* -C */
+    int quiet, verbose, json;
+    const char *endpoint;  /* --endpoint */
+    const char *pass_file; /* --password-file */
+    const char *device;    /* --device (init) */
+    const char *command;
+    int tty; /* stderr is a terminal */
+    ss_store_opts store_opts;
+} cli;
+
+static const char usage_text[] =
+    "usage: s3sync [-C DIR] [-q|-v] [--json] [--endpoint URL] [--password-file F] COMMAND\n"
+    "  init STORE [DIR]      create the repository at STORE, or join it if it exists\n"
+    "  push | pull | sync    publish local changes | apply remote ones | both\n"
+    "  status                what is pending either way\n"
+    "  key add | key list | key remove ID\n"
+    "STORE: s3://BUCKET/PREFIX or file:///ABS/PATH\n";
+
+static int usage(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("s3sync: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n", stderr);
+    fputs(usage_text, stderr);
+    return EXIT_USAGE;
+}
+
+static int exit_code(ss_rc rc)
+{
+    switch (rc) {
+    case SS_OK: return 0;
+    case SS_ERR_INTEGRITY: return EXIT_VERIFY;
+    case SS_ERR_TEMPORARY: return EXIT_TEMP;
+    default: return 1;
+    }
+}
+
+/* --- output --------------------------------------------------------------------- */
+
+static void on_warn(void *ctx, const char *msg)
+{
+    cli *c = ctx;
+    if (!c->quiet) fprintf(stderr, "s3sync: %s\n", msg);
+}
+
+static void on_verbose(void *ctx, const char *what, const char *path)
+{
+    cli *c = ctx;
+    if (c->verbose) fprintf(stderr, "%-6s %s\n", what, path);
+}
+
+static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
+{
+    json_t *o = json_object(), *conf = json_array();
+    for (size_t i = 0; i < s->n_conflicts; i++) json_array_append_new(conf, json_string(s->conflicts[i]));
+    json_object_set_new(o, "command", json_string(c->command));
+    json_object_set_new(o, "ok", json_boolean(rc == SS_OK));
+    json_object_set_new(o, "seq", json_integer((json_int_t)s->seq));
+    json_object_set_new(o, "files", json_integer((json_int_t)s->files));
+    json_object_set_new(o, "bytes_up", json_integer((json_int_t)s->bytes_up));
+    json_object_set_new(o, "bytes_down", json_integer((json_int_t)s->bytes_down));
+    json_object_set_new(o, "requests", json_integer((json_int_t)s->requests));
+    json_object_set_new(o, "conflicts", conf);
+    if (!strcmp(c->command, "status")) {
+        json_object_set_new(o, "pending_local", json_integer((json_int_t)s->pending_local));
+        json_object_set_new(o, "pending_remote", json_integer((json_int_t)s->pending_remote));
+    }
+    if (rc) {
+        json_object_set_new(o, "error", json_string(err->msg[0] ? err->msg : ss_strerror(rc)));
+        json_object_set_new(o, "exit", json_integer(exit_code(rc)));
+    }
+    char *text = json_dumps(o, JSON_COMPACT);
+    if (text) puts(text);
+    free(text);
+    json_decref(o);
+}
+
+static void print_human(const cli *c, const ss_stats *s)
+{
+    if (c->quiet || !isatty(1)) return; /* cron: silent unless something failed */
+    if (!strcmp(c->command, "status")) {
+        printf("at sequence %llu; %llu local change%s to push, %llu remote transaction%s to pull\n",
+               (unsigned long long)s->seq, (unsigned long long)s->pending_local,
+               s->pending_local == 1 ? "" : "s", (unsigned long long)s->pending_remote,
+               s->pending_remote == 1 ? "" : "s");
+        return;
+    }
+    printf("%s: %llu path%s changed, at sequence %llu (%llu requests, %llu bytes up, %llu down)\n",
+           c->command, (unsigned long long)s->files, s->files == 1 ? "" : "s",
+           (unsigned long long)s->seq, (unsigned long long)s->requests,
+           (unsigned long long)s->bytes_up, (unsigned long long)s->bytes_down);
+}
+
+static int finish(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
+{
+    if (rc) fprintf(stderr, "s3sync %s: %s\n", c->command, err->msg[0] ? err->msg : ss_strerror(rc));
+    if (c->json) print_json(c, s, rc, err);
+    else if (!rc) print_human(c, s);
+    return exit_code(rc);
+}
+
+/* --- commands -------------------------------------------------------------------- */
+
+static ss_hooks hooks_for(cli *c)
+{
+    return (ss_hooks){.warn = on_warn, .verbose = on_verbose, .ctx = c};
+}
+
+static int cmd_init(cli *c, int argc, char **argv)
+{
+    ss_folder *f = NULL;
+    ss_stats st = {0};
+    ss_err err = {{0}};
+    cli_secret pass = {0};
+    ss_hooks h = hooks_for(c);
+    int created = 0;
+    ss_rc rc;
+    if (argc < 1 || argc > 2) return usage("init needs STORE and at most one DIR");
+    const char *dir = argc == 2 ? argv[1] : c->dir ? c->dir : ".";
+    rc = cli_secret_get(c->pass_file, "Passphrase: ", 0, &pass, &err);
+    if (!rc) {
+        ss_init_opts o = {argv[0], &c->store_opts, pass.buf, pass.len, c->device};
+        rc = ss_folder_init(dir, &o, &h, &f, &created, &err);
+    }
+    cli_secret_free(&pass);
+    if (!rc && !c->quiet && !c->json)
+        fprintf(stderr, "%s %s; %s is now synced\n",
+                created ? "created a new repository at" : "joined the repository at", argv[0], dir);
+    if (!rc && !created) rc = ss_pull(f, &st, &err); /* a joining device starts with the files */
+    ss_folder_free(f);
+    rc = finish(c, &st, rc, &err);
+    ss_stats_clear(&st);
+    return rc;
+}
+
+static ss_rc open_here(cli *c, ss_folder **ret, ss_err *err)
+{
+    char *dir = NULL;
+    ss_hooks h = hooks_for(c);
+    ss_rc rc = ss_folder_find(c->dir ? c->dir : ".", &dir, err);
+    if (!rc) rc = ss_folder_open(dir, &c->store_opts, &h, ret, err);
+    free(dir);
+    return rc;
+}
+
+typedef ss_rc (*engine_fn)(ss_folder *, ss_stats *, ss_err *);
+
+static int cmd_engine(cli *c, engine_fn fn, int argc)
+{
+    ss_folder *f = NULL;
+    ss_stats st = {0};
+    ss_err err = {{0}};
+    ss_rc rc;
+    if (argc) return usage("%s takes no arguments", c->command);
+    rc = open_here(c, &f, &err);
+    if (!rc) rc = fn(f, &st, &err);
+    ss_folder_free(f);
+    rc = finish(c, &st, rc, &err);
+    ss_stats_clear(&st);
+    return rc;
+}
+
+static int print_key(void *ctx, const char *id)
+{
+    json_t *arr = ctx;
+    if (arr) json_array_append_new(arr, json_string(id));
+    else puts(id);
+    return 0;
+}
+
+static int cmd_key(cli *c, int argc, char **argv)
+{
+    ss_folder *f = NULL;
+    ss_err err = {{0}};
+    ss_stats st = {0};
+    cli_secret pass = {0};
+    json_t *ids = NULL;
+    char id[17] = "";
+    ss_rc rc;
+    if (argc < 1) return usage("key needs add, list or remove");
+    if (!strcmp(argv[0], "remove") ? argc != 2 : argc != 1)
+        return usage("key add | key list | key remove ID");
+    if (strcmp(argv[0], "add") && strcmp(argv[0], "list") && strcmp(argv[0], "remove"))
+        return usage("unknown key command '%s'", argv[0]);
+    rc = open_here(c, &f, &err);
+    if (!rc && !strcmp(argv[0], "add") &&
+        !(rc = cli_secret_get(c->pass_file, "New passphrase: ", 1, &pass, &err))) {
+        rc = ss_repo_key_add(ss_folder_repo(f), pass.buf, pass.len, id, &err);
+        if (!rc && !c->json) printf("added key %s\n", id);
+    } else if (!rc && !strcmp(argv[0], "list")) {
+        ids = c->json ? json_array() : NULL;
+        rc = ss_repo_key_list(ss_folder_repo(f), print_key, ids, &err);
+    } else if (!rc && !strcmp(argv[0], "remove")) {
+        rc = ss_repo_key_remove(ss_folder_repo(f), argv[1], &err);
+    }
+    cli_secret_free(&pass);
+    ss_folder_free(f);
+    if (rc || !c->json) {
+        json_decref(ids);
+        return finish(c, &st, rc, &err);
+    }
+    json_t *o = json_pack("{s:s, s:b}", "command", "key", "ok", 1);
+    if (ids) json_object_set_new(o, "keys", ids);
+    if (id[0]) json_object_set_new(o, "added", json_string(id));
+    char *text = json_dumps(o, JSON_COMPACT);
+    puts(text);
+    free(text);
+    json_decref(o);
+    return 0;
+}
+
+/* --- arguments ------------------------------------------------------------------- */
+
+static int parse(cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},        {"quiet", no_argument, NULL, 'q'},
+        {"verbose", no_argument, NULL, 'v'},     {"endpoint", required_argument, NULL, 'e'},
+        {"password-file", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
+        {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "C:qvh", opts, NULL)) != -1) {
+        switch (o) {
+        case 'C': c->dir = optarg; break;
+        case 'q': c->quiet = 1; break;
+        case 'v': c->verbose = 1; break;
+        case 'j': c->json = 1; break;
+        case 'e': c->endpoint = optarg; break;
+        case 'p': c->pass_file = optarg; break;
+        case 'd': c->device = optarg; break;
+        case 'V':
+            printf("s3sync %s (repository format %u)\n", S3SYNC_VERSION, SS_FORMAT_VERSION);
+            exit(0);
+        case 'h': fputs(usage_text, stdout); exit(0);
+        default: return -1;
+        }
+    }
+    if (c->quiet && c->verbose) return -1;
+    return optind;
+}
+
+int main(int argc, char **argv)
+{
+    cli c = {0};
+    int first;
+    if (sodium_init() < 0) {
+        fputs("s3sync: libsodium failed to initialise\n", stderr);
+        return 1;
+    }
+    first = parse(&c, argc, argv);
+    if (first < 0) return usage("bad option");
+    if (first >= argc) return usage("no command");
+    /* getopt permuted the options first: options may stand anywhere (s3sync push --json). */
+    c.command = argv[first];
+    c.store_opts.endpoint = c.endpoint;
+    c.tty = isatty(2);
+    argc -= first + 1;
+    argv += first + 1;
+    if (!strcmp(c.command, "init")) return cmd_init(&c, argc, argv);
+    if (!strcmp(c.command, "push")) return cmd_engine(&c, ss_push, argc);
+    if (!strcmp(c.command, "pull")) return cmd_engine(&c, ss_pull, argc);
+    if (!strcmp(c.command, "sync")) return cmd_engine(&c, ss_sync, argc);
+    if (!strcmp(c.command, "status")) return cmd_engine(&c, ss_status, argc);
+    if (!strcmp(c.command, "key")) return cmd_key(&c, argc, argv);
+    return usage("unknown command '%s'", c.command);
+}

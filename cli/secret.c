@@ -1,0 +1,141 @@
+/* secret: passphrase sources for the CLI (see secret.h). */
+#include "secret.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define SECRET_MAX 1024
+
+static ss_rc alloc_secret(cli_secret *s, ss_err *err)
+{
+    s->buf = sodium_malloc(SECRET_MAX + 1);
+    s->len = 0;
+    return s->buf ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "out of memory");
+}
+
+/* Read up to SECRET_MAX bytes from fd; one trailing newline is not part of it. */
+static ss_rc read_fd(int fd, cli_secret *s, const char *what, ss_err *err)
+{
+    ssize_t n;
+    while (s->len < SECRET_MAX && (n = read(fd, s->buf + s->len, SECRET_MAX - s->len)) != 0) {
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ss_fail(err, SS_ERR_IO, "read passphrase from %s: %s", what, strerror(errno));
+        s->len += (size_t)n;
+    }
+    if (s->len && s->buf[s->len - 1] == '\n') s->len--;
+    if (s->len && s->buf[s->len - 1] == '\r') s->len--;
+    s->buf[s->len] = '\0';
+    if (!s->len) return ss_fail(err, SS_ERR_INVALID, "the passphrase from %s is empty", what);
+    return SS_OK;
+}
+
+static ss_rc from_file(const char *path, cli_secret *s, ss_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ss_rc rc;
+    if (fd < 0) return ss_fail(err, SS_ERR_INVALID, "password file %s: %s", path, strerror(errno));
+    rc = read_fd(fd, s, path, err);
+    close(fd);
+    return rc;
+}
+
+static ss_rc from_command(const char *cmd, cli_secret *s, ss_err *err)
+{
+    int fds[2], status;
+    pid_t pid;
+    ss_rc rc;
+    if (pipe(fds)) return ss_fail(err, SS_ERR_IO, "pipe: %s", strerror(errno));
+    pid = fork();
+    if (pid < 0) return ss_fail(err, SS_ERR_IO, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    rc = read_fd(fds[0], s, "S3SYNC_PASSWORD_COMMAND", err);
+    close(fds[0]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!rc && (!WIFEXITED(status) || WEXITSTATUS(status)))
+        rc = ss_fail(err, SS_ERR_INVALID, "S3SYNC_PASSWORD_COMMAND failed (exit %d)",
+                     WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return rc;
+}
+
+static ss_rc prompt_once(int tty, const char *prompt, cli_secret *s, ss_err *err)
+{
+    struct termios old, quiet;
+    ss_rc rc = SS_OK;
+    char c;
+    if (write(tty, prompt, strlen(prompt)) < 0 || tcgetattr(tty, &old))
+        return ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
+    quiet = old;
+    quiet.c_lflag &= ~(tcflag_t)ECHO;
+    tcsetattr(tty, TCSAFLUSH, &quiet);
+    s->len = 0;
+    while (read(tty, &c, 1) == 1 && c != '\n')
+        if (s->len < SECRET_MAX) s->buf[s->len++] = c;
+    s->buf[s->len] = '\0';
+    tcsetattr(tty, TCSAFLUSH, &old);
+    if (write(tty, "\n", 1) < 0) rc = SS_ERR_IO;
+    if (!s->len) rc = ss_fail(err, SS_ERR_INVALID, "empty passphrase");
+    return rc;
+}
+
+static ss_rc from_prompt(const char *prompt, int confirm, cli_secret *s, ss_err *err)
+{
+    int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    cli_secret again = {0};
+    ss_rc rc;
+    if (tty < 0 || !isatty(tty)) {
+        if (tty >= 0) close(tty);
+        return ss_fail(err, SS_ERR_INVALID,
+                       "no passphrase: use --password-file, S3SYNC_PASSWORD_FILE, "
+                       "S3SYNC_PASSWORD_COMMAND or S3SYNC_PASSWORD, or run on a terminal");
+    }
+    rc = prompt_once(tty, prompt, s, err);
+    if (!rc && confirm && !(rc = alloc_secret(&again, err)) &&
+        !(rc = prompt_once(tty, "Repeat it: ", &again, err)) &&
+        (again.len != s->len || sodium_memcmp(again.buf, s->buf, s->len)))
+        rc = ss_fail(err, SS_ERR_INVALID, "the two passphrases differ");
+    cli_secret_free(&again);
+    close(tty);
+    return rc;
+}
+
+ss_rc cli_secret_get(const char *file, const char *prompt, int confirm, cli_secret *ret,
+                     ss_err *err)
+{
+    const char *env;
+    ss_rc rc = alloc_secret(ret, err);
+    if (rc) return rc;
+    if (file) rc = from_file(file, ret, err);
+    else if ((env = getenv("S3SYNC_PASSWORD_FILE")) && *env) rc = from_file(env, ret, err);
+    else if ((env = getenv("S3SYNC_PASSWORD_COMMAND")) && *env) rc = from_command(env, ret, err);
+    else if ((env = getenv("S3SYNC_PASSWORD")) && *env) {
+        size_t n = strlen(env);
+        ret->len = n < SECRET_MAX ? n : SECRET_MAX;
+        memcpy(ret->buf, env, ret->len);
+        ret->buf[ret->len] = '\0';
+    } else
+        rc = from_prompt(prompt, confirm, ret, err);
+    if (rc) cli_secret_free(ret);
+    return rc;
+}
+
+void cli_secret_free(cli_secret *s)
+{
+    if (s->buf) sodium_free(s->buf); /* wipes */
+    s->buf = NULL;
+    s->len = 0;
+}
