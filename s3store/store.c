@@ -5,6 +5,7 @@
  * Also runs ss_xfer for backends without a parallel engine.
  */
 #include "store_impl.h"
+#include "ss_buf.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -126,41 +127,6 @@ static int fd_rewind(void *ctx)
     return 0;
 }
 
-typedef struct grow_buf {
-    unsigned char *p;
-    size_t len, cap;
-} grow_buf;
-
-static int grow_write(void *ctx, const void *buf, size_t len)
-{
-    grow_buf *g = ctx;
-    if (g->cap - g->len < len + 1) {
-        size_t cap = g->cap ? g->cap : 4096;
-        while (cap - g->len < len + 1) cap *= 2;
-        unsigned char *p = realloc(g->p, cap);
-        if (!p) return -1;
-        g->p = p;
-        g->cap = cap;
-    }
-    memcpy(g->p + g->len, buf, len);
-    g->len += len;
-    return 0;
-}
-
-static int fd_write(void *ctx, const void *buf, size_t len)
-{
-    int fd = *(int *)ctx;
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static ss_rc check_key(const char *key, ss_err *err)
 {
     if (!key || !*key) return ss_fail(err, SS_ERR_INVALID, "empty object key");
@@ -198,19 +164,18 @@ ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
 ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len, void **ret_buf,
                    size_t *ret_len, ss_err *err)
 {
-    grow_buf g = {0};
+    ss_buf g = {0};
     ss_rc rc;
 
     *ret_buf = NULL;
     *ret_len = 0;
     if (check_key(key, err)) return SS_ERR_INVALID;
-    rc = store->ops->get(store, key, off, len, grow_write, &g, err);
-    if (!rc && !g.p && grow_write(&g, "", 0)) rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
+    rc = store->ops->get(store, key, off, len, ss_buf_sink, &g, err);
+    if (!rc && ss_buf_append(&g, "", 0)) rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
     if (rc) {
-        free(g.p);
+        ss_buf_free(&g);
         return rc;
     }
-    g.p[g.len] = '\0';
     *ret_buf = g.p;
     *ret_len = g.len;
     return SS_OK;
@@ -227,7 +192,7 @@ ss_rc ss_store_get_file(ss_store *store, const char *key, uint64_t off, uint64_t
                         ss_err *err)
 {
     if (check_key(key, err)) return SS_ERR_INVALID;
-    return store->ops->get(store, key, off, len, fd_write, &fd, err);
+    return store->ops->get(store, key, off, len, ss_fd_sink, &fd, err);
 }
 
 ss_rc ss_store_head(ss_store *store, const char *key, ss_store_stat *ret_stat, ss_err *err)

@@ -6,6 +6,7 @@
  */
 #include "s3_http.h"
 #include "store_impl.h"
+#include "ss_buf.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -325,27 +326,6 @@ static ss_rc s3_del(ss_store *s, const char *key, ss_err *err)
 
 /* --- listing ----------------------------------------------------------------- */
 
-typedef struct list_page {
-    unsigned char *xml;
-    size_t len, cap;
-} list_page;
-
-static int page_write(void *ctx, const void *buf, size_t len)
-{
-    list_page *p = ctx;
-    if (p->cap - p->len < len + 1) {
-        size_t cap = p->cap ? p->cap : 65536;
-        while (cap - p->len < len + 1) cap *= 2;
-        unsigned char *n = realloc(p->xml, cap);
-        if (!n) return -1;
-        p->xml = n;
-        p->cap = cap;
-    }
-    memcpy(p->xml + p->len, buf, len);
-    p->len += len;
-    return 0;
-}
-
 static ss_rc list_query(const char *prefix, const char *after, const char *token, char **ret_q)
 {
     char *p = ss_sigv4_uri_encode(prefix, 0), *a = ss_sigv4_uri_encode(after, 0);
@@ -376,10 +356,10 @@ static char *child_text(xmlNode *parent, const char *name)
 }
 
 /* Deliver one page's keys; sets *ret_token to the next page's token, or NULL. */
-static ss_rc parse_page(s3_store *s3, const list_page *pg, ss_store_list_fn fn, void *ctx,
+static ss_rc parse_page(s3_store *s3, const ss_buf *pg, ss_store_list_fn fn, void *ctx,
                         int *stopped, char **ret_token, ss_err *err)
 {
-    xmlDoc *doc = xmlReadMemory((const char *)pg->xml, (int)pg->len, "list.xml", NULL,
+    xmlDoc *doc = xmlReadMemory((const char *)pg->p, (int)pg->len, "list.xml", NULL,
                                 XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
     xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
     size_t plen = strlen(s3->prefix);
@@ -427,7 +407,7 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
         asprintf(&full_after, "%s%s", *start_after ? s3->prefix : "", start_after) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
     do {
-        list_page pg = {0};
+        ss_buf pg = {0};
         char *next = NULL;
         s3_call *c = calloc(1, sizeof *c);
         if (!c || object_path(s3, "", 1, &c->path) ||
@@ -438,11 +418,11 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
         }
         c->s3 = s3;
         c->req = (s3_req){.method = "GET", .op = "LIST", .key = full_prefix, .sign = sign_call,
-                          .sign_ctx = c, .sink = page_write, .sink_ctx = &pg};
+                          .sign_ctx = c, .sink = ss_buf_sink, .sink_ctx = &pg};
         rc = run_call(s, c, err);
         call_free(c);
         if (!rc) rc = parse_page(s3, &pg, fn, ctx, &stopped, &next, err);
-        free(pg.xml);
+        ss_buf_free(&pg);
         free(token);
         token = next;
     } while (!rc && token && !stopped);
