@@ -6,7 +6,8 @@
  *   - a file is written to a temp name in its own directory, fsynced, given
  *     its mode and mtime, renamed over the target, and the directory fsynced:
  *     a reader sees the old or the new content, never a mix (invariant 3).
- * Temp names start with SS_FS_TMP_PREFIX; the scanner skips them.
+ * Temp names start with SS_FS_TMP_PREFIX; the scanner skips them (and removes
+ * those a killed command left behind).
  */
 #ifndef SS_FSIO_H
 #define SS_FSIO_H

@@ -5,7 +5,10 @@
  *   P1. Nothing of log/<seq> is applied before the whole object verified:
  *       fetch_txn stages the plaintext in a temp file, ss_frame_end checks it
  *       ended at its final record, and check_txn walks every op before
- *       apply_txn touches the folder.
+ *       apply_txn touches the folder. The same holds for the data: stage_data
+ *       fetches and verifies every chunk of the transaction into a temp file
+ *       first, so a truncated or altered pack changes nothing either (the
+ *       stage costs disk, not memory; a re-run after a crash fetches again).
  *   P2. Transactions apply in sequence order without gaps; the first listed
  *       key must be the watermark's own (else the store was rolled back).
  *   P3. A file is its old or its new content (fsio's temp + rename), and
@@ -17,8 +20,8 @@
  *       sync keeps its local version as a conflict copy; modify beats delete.
  *
  *   state per store transaction:
- *     LISTED --fetch_txn--> STAGED --check_txn--> VERIFIED
- *     VERIFIED --apply_txn (per op: apply_upsert / apply_delete)--> APPLIED
+ *     LISTED --fetch_txn--> STAGED --check_txn--> VERIFIED --stage_data--> DATA STAGED
+ *     DATA STAGED --apply_txn (per op: apply_upsert / apply_delete)--> APPLIED
  *     APPLIED --ss_state_commit (watermark = seq, chain)--> COMMITTED
  *   any failure before COMMITTED: ss_state_rollback; the folder holds whole
  *   files only, and the next run starts again at STAGED for the same seq.
@@ -99,7 +102,8 @@ static ss_rc list_new(ss_folder *f, uint64_t wm, log_list *l, ss_err *err)
             return ss_fail(err, SS_ERR_INTEGRITY,
                            "log/%020" PRIu64 " is missing: the sequence has a gap before %020" PRIu64,
                            wm + 1 + (i - first), l->seqs[i]);
-    memmove(l->seqs, l->seqs + first, (l->n - first) * sizeof *l->seqs);
+    if (first) /* seqs is NULL when the list is empty */
+        memmove(l->seqs, l->seqs + first, (l->n - first) * sizeof *l->seqs);
     l->n -= first;
     return SS_OK;
 }
@@ -217,20 +221,26 @@ static ss_rc check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err)
 
 enum { L_ABSENT, L_CLEAN, L_DIRTY };
 
+typedef struct deferral {
+    char *path;
+    int del; /* a delete; else a replacement of a directory */
+} deferral;
+
 typedef struct apply {
     ss_folder *f;
     ss_stats *stats;
     ss_txn_reader *r;
     ss_xfer *xfer;
     int deferred_pass;
-    int kept; /* clear_way left a directory holding local files */
-    char **deferred; /* paths whose op waits until the rest of the transaction applied */
+    int kept;           /* clear_way left a directory holding local files */
+    deferral *deferred; /* ops that wait until the rest of the transaction applied */
     size_t n_deferred;
-    /* The file being written from chunks. */
-    int out_fd;
-    ss_rc chunk_rc;
+    /* Every chunked file's data, verified, back to back in transaction order (P1). */
+    int stage_fd;
+    uint64_t stage_off; /* where the current op's data starts in it */
+    ss_rc chunk_rc;     /* the first failure of a chunk being fetched */
     ss_err chunk_err;
-    eng_body body;
+    eng_body body; /* state body of the chunked file being applied */
 } apply;
 
 typedef struct local {
@@ -330,7 +340,7 @@ static void chunk_done(void *ctx, ss_rc rc, const ss_err *err)
     if (!rc && len != j->ref.plain_len)
         rc = ss_fail(&a->chunk_err, SS_ERR_INTEGRITY, "a chunk has %zu bytes, expected %u", len,
                      j->ref.plain_len);
-    if (!rc && pwrite(a->out_fd, plain, len, (off_t)j->file_off) != (ssize_t)len)
+    if (!rc && pwrite(a->stage_fd, plain, len, (off_t)(a->stage_off + j->file_off)) != (ssize_t)len)
         rc = ss_fail(&a->chunk_err, SS_ERR_IO, "write: %s", strerror(errno));
     if (rc && !a->chunk_rc) a->chunk_rc = rc;
     free(plain);
@@ -338,14 +348,13 @@ static void chunk_done(void *ctx, ss_rc rc, const ss_err *err)
     free(j);
 }
 
-/* Fetch, verify and write every chunk of the current entry into out_fd. */
+/* Fetch, verify and write every chunk of the current entry into the stage at stage_off. */
 static ss_rc fetch_chunks(apply *a, const ss_txn_entry *e, ss_err *err)
 {
     const ss_txn_header *h = ss_txn_reader_header(a->r);
     uint64_t off = 0;
     ss_rc rc = SS_OK;
     a->chunk_rc = SS_OK;
-    a->body.len = 0;
     for (uint32_t i = 0; i < e->n_chunks && !rc && !a->chunk_rc; i++) {
         chunk_job *j = calloc(1, sizeof *j);
         ss_chunk_loc loc;
@@ -362,7 +371,7 @@ static ss_rc fetch_chunks(apply *a, const ss_txn_entry *e, ss_err *err)
         loc.sealed_len = j->ref.sealed_len;
         loc.plain_len = j->ref.plain_len;
         if ((rc = ss_state_chunk_add(a->f->state, j->ref.id, &loc, err)) ||
-            eng_body_add(&a->body, loc.pack, &j->ref) || !(j->sealed = malloc(j->ref.sealed_len))) {
+            !(j->sealed = malloc(j->ref.sealed_len))) {
             free(j);
             rc = rc ? rc : ss_fail(err, SS_ERR_NOMEM, "out of memory");
             break;
@@ -377,6 +386,57 @@ static ss_rc fetch_chunks(apply *a, const ss_txn_entry *e, ss_err *err)
         rc = ss_fail(err, wrc, "%s: fetching its data failed", e->path);
     }
     return rc;
+}
+
+static int is_chunked(const ss_txn_entry *e)
+{
+    return e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE && e->storage == SS_TXN_CHUNKS;
+}
+
+/* P1 for the data: every chunked file of the transaction, fetched and verified into the stage. */
+static ss_rc stage_data(apply *a, int fd, uint64_t seq, ss_err *err)
+{
+    staged src = {fd, 0};
+    ss_store_reader rd;
+    const ss_txn_entry *e;
+    ss_rc rc = open_txn(a->f, &src, &rd, seq, &a->r, err);
+    a->stage_off = 0;
+    while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e) {
+        if (!is_chunked(e)) continue;
+        if (a->stage_fd < 0 && (rc = eng_tmpfile(a->f, &a->stage_fd, err))) break;
+        rc = fetch_chunks(a, e, err);
+        a->stage_off += e->size;
+    }
+    ss_txn_reader_free(a->r);
+    a->r = NULL;
+    return rc;
+}
+
+/* The state body of the current chunked entry, from its chunk refs. */
+static ss_rc read_body(apply *a, ss_err *err)
+{
+    ss_chunk_ref ref;
+    ss_rc rc = SS_OK;
+    a->body.len = 0;
+    while (!rc && ss_txn_chunks_left(a->r) && !(rc = ss_txn_next_chunk(a->r, &ref, err)))
+        if (eng_body_add(&a->body, ss_txn_reader_header(a->r)->pack_keys[ref.pack], &ref))
+            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    return rc;
+}
+
+/* Copy the current entry's staged data into out. */
+static ss_rc copy_staged(apply *a, const ss_txn_entry *e, int out, ss_err *err)
+{
+    uint8_t buf[65536];
+    for (uint64_t done = 0; done < e->size;) {
+        size_t want = e->size - done < sizeof buf ? (size_t)(e->size - done) : sizeof buf;
+        ssize_t n = pread(a->stage_fd, buf, want, (off_t)(a->stage_off + done));
+        if (n <= 0 || pwrite(out, buf, (size_t)n, (off_t)done) != n)
+            return ss_fail(err, SS_ERR_IO, "write %s: %s", e->path,
+                           n == 0 ? "short stage" : strerror(errno));
+        done += (uint64_t)n;
+    }
+    return SS_OK;
 }
 
 /* Record the path as applied: remote fields from e, local ones from what is there now. */
@@ -407,12 +467,11 @@ static ss_rc write_file(apply *a, const ss_txn_entry *e, ss_err *err)
     ss_atomic *at = NULL;
     ss_rc rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
     if (rc) return rc;
-    a->out_fd = ss_atomic_fd(at);
     if (e->storage == SS_TXN_INLINE) {
-        if (e->size && pwrite(a->out_fd, e->inline_data, e->size, 0) != (ssize_t)e->size)
+        if (e->size && pwrite(ss_atomic_fd(at), e->inline_data, e->size, 0) != (ssize_t)e->size)
             rc = ss_fail(err, SS_ERR_IO, "write %s: %s", e->path, strerror(errno));
-    } else {
-        rc = fetch_chunks(a, e, err);
+    } else if (!(rc = read_body(a, err))) {
+        rc = copy_staged(a, e, ss_atomic_fd(at), err);
     }
     if (rc) {
         ss_atomic_abort(at);
@@ -441,12 +500,14 @@ static ss_rc write_entry(apply *a, const ss_txn_entry *e, ss_err *err)
     }
 }
 
-static ss_rc defer(apply *a, const char *path, ss_err *err)
+static ss_rc defer(apply *a, const char *path, int del, ss_err *err)
 {
-    char **nv = realloc(a->deferred, (a->n_deferred + 1) * sizeof *nv);
+    deferral *nv = realloc(a->deferred, (a->n_deferred + 1) * sizeof *nv);
     if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     a->deferred = nv;
-    if (!(nv[a->n_deferred] = strdup(path))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    nv[a->n_deferred].del = del;
+    if (!(nv[a->n_deferred].path = strdup(path)))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     a->n_deferred++;
     return SS_OK;
 }
@@ -456,7 +517,7 @@ static int is_deferred(const apply *a, const char *path)
     size_t lo = 0, hi = a->n_deferred, len = strlen(path);
     while (lo < hi) { /* deferred paths were added in transaction order: sorted */
         size_t mid = (lo + hi) / 2;
-        int c = ss_path_cmp(a->deferred[mid], strlen(a->deferred[mid]), path, len);
+        int c = ss_path_cmp(a->deferred[mid].path, strlen(a->deferred[mid].path), path, len);
         if (!c) return 1;
         if (c < 0) lo = mid + 1;
         else hi = mid;
@@ -481,7 +542,7 @@ static ss_rc clear_way(apply *a, const char *path, const local *l, int for_delet
         return ss_fail(err, SS_ERR_IO, "remove directory %s: %s", path, strerror(errno));
     if (!a->deferred_pass) {
         *ret_deferred = 1; /* its children's deletes come later in this transaction */
-        return defer(a, path, err);
+        return defer(a, path, for_delete, err);
     }
     a->kept = for_delete;
     return for_delete ? SS_OK : keep_as_conflict(a, path, err); /* it holds local files */
@@ -495,15 +556,8 @@ static ss_rc apply_upsert(apply *a, const ss_txn_entry *e, ss_err *err)
     if (rc) return rc;
     if (l.state == L_DIRTY && (rc = same_as_local(a, e, &l, &same, err))) return rc;
     if (same && e->kind != SS_TXN_DIR) { /* already there: a re-run after a crash */
-        if (e->storage == SS_TXN_CHUNKS) {
-            ss_chunk_ref ref;
-            a->body.len = 0;
-            while (!rc && ss_txn_chunks_left(a->r) &&
-                   !(rc = ss_txn_next_chunk(a->r, &ref, err)))
-                if (eng_body_add(&a->body, ss_txn_reader_header(a->r)->pack_keys[ref.pack], &ref))
-                    rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-            return rc ? rc : record(a, e, a->body.p, a->body.len, err);
-        }
+        if (e->storage == SS_TXN_CHUNKS)
+            return (rc = read_body(a, err)) ? rc : record(a, e, a->body.p, a->body.len, err);
         return record(a, e, e->kind == SS_TXN_FILE ? (const void *)e->inline_data : e->target,
                       e->size, err);
     }
@@ -536,14 +590,32 @@ static ss_rc apply_delete(apply *a, const ss_txn_entry *e, ss_err *err)
     return ss_state_remove(a->f->state, e->path, err);
 }
 
+/*
+ * Deletes of directories that were not empty when their turn came, deepest
+ * first: in reverse path order a directory's subdirectories come before it.
+ */
+static ss_rc delete_deferred(apply *a, ss_err *err)
+{
+    ss_rc rc = SS_OK;
+    for (size_t i = a->n_deferred; i-- > 0 && !rc;) {
+        ss_txn_entry e = {.type = SS_TXN_DELETE, .path = a->deferred[i].path,
+                          .path_len = strlen(a->deferred[i].path)};
+        if (a->deferred[i].del) rc = apply_delete(a, &e, err);
+    }
+    return rc;
+}
+
 static ss_rc walk_ops(apply *a, int fd, uint64_t seq, ss_err *err)
 {
     staged src = {fd, 0};
     ss_store_reader rd;
     const ss_txn_entry *e;
     ss_rc rc = open_txn(a->f, &src, &rd, seq, &a->r, err);
+    uint64_t next_off = 0;
     while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e) {
-        if (a->deferred_pass && !is_deferred(a, e->path)) continue;
+        a->stage_off = next_off; /* the entry's data in the stage, if it has chunks */
+        next_off += is_chunked(e) ? e->size : 0;
+        if (a->deferred_pass && (e->type == SS_TXN_DELETE || !is_deferred(a, e->path))) continue;
         rc = e->type == SS_TXN_DELETE ? apply_delete(a, e, err) : apply_upsert(a, e, err);
         ss_fault_point("pull.op");
     }
@@ -555,22 +627,25 @@ static ss_rc walk_ops(apply *a, int fd, uint64_t seq, ss_err *err)
 static ss_rc apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
                        const uint8_t chain[32], ss_err *err)
 {
-    apply a = {.f = f, .stats = stats};
+    apply a = {.f = f, .stats = stats, .stage_fd = -1};
     ss_rc rc;
     if ((rc = ss_xfer_new(f->store, &a.xfer, err)) || (rc = ss_state_begin(f->state, err)))
         goto out;
-    rc = walk_ops(&a, fd, seq, err);
+    rc = stage_data(&a, fd, seq, err);
+    if (!rc) rc = walk_ops(&a, fd, seq, err);
     if (!rc && a.n_deferred) {
         a.deferred_pass = 1;
-        rc = walk_ops(&a, fd, seq, err);
+        rc = delete_deferred(&a, err);
+        if (!rc) rc = walk_ops(&a, fd, seq, err);
     }
     if (!rc) rc = ss_state_set_watermark(f->state, seq, chain, err);
     ss_fault_point("pull.before-commit");
     if (!rc) rc = ss_state_commit(f->state, err);
     if (rc) ss_state_rollback(f->state);
 out:
-    for (size_t i = 0; i < a.n_deferred; i++) free(a.deferred[i]);
+    for (size_t i = 0; i < a.n_deferred; i++) free(a.deferred[i].path);
     free(a.deferred);
+    if (a.stage_fd >= 0) close(a.stage_fd);
     eng_body_free(&a.body);
     ss_xfer_free(a.xfer);
     return rc;

@@ -57,7 +57,11 @@ static ss_rc push_dir(ss_scan *sc, size_t path_len, ss_err *err)
     while ((errno = 0, e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         if (!path_len && !strcmp(e->d_name, ".s3sync")) continue;
-        if (!strncmp(e->d_name, SS_FS_TMP_PREFIX, strlen(SS_FS_TMP_PREFIX))) continue;
+        if (!strncmp(e->d_name, SS_FS_TMP_PREFIX, strlen(SS_FS_TMP_PREFIX))) {
+            /* Left by a command killed mid-write (commands hold the folder's lock). */
+            unlinkat(dirfd(d), e->d_name, 0);
+            continue;
+        }
         if (f.n == cap) {
             char **nv = realloc(f.names, (cap = cap ? cap * 2 : 32) * sizeof *nv);
             if (!nv) goto nomem;
@@ -73,7 +77,7 @@ static ss_rc push_dir(ss_scan *sc, size_t path_len, ss_err *err)
         return rc;
     }
     closedir(d);
-    qsort(f.names, f.n, sizeof *f.names, name_cmp);
+    if (f.n) qsort(f.names, f.n, sizeof *f.names, name_cmp); /* names is NULL when empty */
     if (sc->depth == sc->cap) {
         frame *ns = realloc(sc->stack, (sc->cap = sc->cap ? sc->cap * 2 : 16) * sizeof *ns);
         if (!ns) goto nomem_closed;

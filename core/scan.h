@@ -3,8 +3,10 @@
  * names sorted, so entries come out in ss_path_cmp order ('/' lowest): the
  * order of the state's rows, which lets a push merge the two streams without
  * loading either. Skips .s3sync/, ignored paths, and special files (fifos,
- * sockets, devices: reported through warn). Symlinks are entries, never
- * followed. Memory: the names of the directories on the current path only.
+ * sockets, devices: reported through warn). Removes fsio's temp files: one
+ * seen by a scan (under the folder's lock) is a leftover of a killed command.
+ * Symlinks are entries, never followed. Memory: the names of the directories
+ * on the current path only.
  */
 #ifndef SS_SCAN_H
 #define SS_SCAN_H

@@ -1,7 +1,8 @@
 /*
  * sync: the engine's public face. A synced folder DIR has DIR/.s3sync/ with
  * state.db (the previous state), master.key (0600: the repository's master
- * key, so cron runs need no passphrase), settings (store URL, device name)
+ * key, so cron runs need no passphrase), config (store URL, device name),
+ * repo.config (the store's config object, verified at every open)
  * and a lock held while a command runs (an open file description lock: the
  * kernel drops it when the holder dies, so it is never stale).
  *

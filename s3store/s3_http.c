@@ -59,6 +59,10 @@ ss_rc s3_http_new(const ss_store_opts *opts, ss_store_counters *counts, s3_http 
         goto nomem;
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     h->max_retries = opts->max_retries ? opts->max_retries : 6;
+    /* AWS convention: AWS_MAX_ATTEMPTS counts the first try too. */
+    const char *attempts = getenv("AWS_MAX_ATTEMPTS");
+    if (!opts->max_retries && attempts && atoi(attempts) >= 1)
+        h->max_retries = (unsigned)atoi(attempts) - 1;
     h->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 300000;
     h->counts = counts;
     *ret = h;
@@ -252,6 +256,11 @@ static void describe_http_error(s3_req *r, ss_rc rc)
         msg = xml_child_text(root, "Message");
     }
     if (!code && r->status == 404) code = (char *)xmlStrdup((const xmlChar *)"NoSuchKey");
+    /* The store's words go into a one-line message: no control characters from it. */
+    for (char *p = msg; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    for (char *p = code; p && *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     ss_fail(&r->err, rc, "%s %s: HTTP %ld%s%s%s%s%s", r->op, r->key, r->status, code ? " " : "",
             code ? code : "", msg && *msg ? ": " : "", msg ? msg : "",
             r->attempts > 1 ? " (after retries)" : "");

@@ -36,7 +36,7 @@ typedef struct ss_store_opts {
     int addressing;            /* SS_ADDR_AUTO: path-style with an endpoint, virtual-host on AWS */
     unsigned max_parallel;     /* concurrent transfers; 0 = default (8) */
     unsigned timeout_ms;       /* overall deadline per request incl. retries; 0 = default (300 s) */
-    unsigned max_retries;      /* 0 = default (6) */
+    unsigned max_retries;      /* 0: AWS_MAX_ATTEMPTS - 1, else 6 */
     time_t (*clock)(void);     /* signing clock; NULL = time() (tests fix it) */
 } ss_store_opts;
 

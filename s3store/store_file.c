@@ -332,7 +332,7 @@ static ss_rc read_dir(const char *path, int skip_tmp, dent **ret, size_t *ret_n,
         v[n++].is_dir = is_dir;
     }
     closedir(d);
-    qsort(v, n, sizeof *v, dent_cmp);
+    if (n) qsort(v, n, sizeof *v, dent_cmp);
     *ret = v;
     *ret_n = n;
     return SS_OK;

@@ -1,0 +1,1328 @@
+/*
+ * test-sync: the sync engine end to end, through the real s3sync binary.
+ *
+ * Owns the integration scenarios: two and three devices, conflicts,
+ * concurrent syncs, every crash point, a tampered store, and the CLI's
+ * failure exits. Every scenario runs against the file:// store (a temp dir)
+ * and, when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET are set (ci/test.sh),
+ * against s3:// on the private RGW under a fresh prefix per scenario.
+ *
+ * A scenario is a world: a temp dir holding devices A, B, C (folders joined
+ * with `s3sync init`) and, for file://, the store. s3sync is spawned with
+ * posix_spawn; stdout (--json) and stderr are captured in memfds. Most
+ * scenarios are scripts of steps (write, remove, sync, compare ...) played
+ * by play(); trees are compared byte for byte by expect_same_tree().
+ *
+ * S3SYNC_TEST_BIG=1 adds the 200 MiB file the issue asks for (skipped
+ * otherwise: it alone would take longer than the rest of the suite).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <regex.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "format.h"
+#include "fsio.h"
+#include "s3store.h"
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define COUNT(a) (sizeof(a) / sizeof *(a))
+#define MIB (1024u * 1024)
+
+enum { A, B, C, MAX_DEV };
+
+static int g_s3; /* the group running: 0 file://, 1 s3:// */
+static const char *g_bucket;
+static char g_tag[13];    /* random, so runs never share s3 prefixes */
+static unsigned g_worlds; /* worlds made so far: each gets its own prefix */
+static char g_step[256];  /* the script step being played, for failure messages */
+
+static void failf(const char *fmt, ...)
+{
+    va_list ap;
+    if (g_step[0]) fprintf(stderr, "at %s: ", g_step);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fail();
+}
+
+/* --- worlds ------------------------------------------------------------------------- */
+
+typedef struct world {
+    char root[128];         /* temp dir: devices, the file store, outside things */
+    char url[256];          /* the store */
+    char dev[MAX_DEV][160]; /* device folders */
+    int n;                  /* devices joined */
+} world;
+
+static int world_setup(void **state)
+{
+    const char *tmp = getenv("TMPDIR");
+    world *w = calloc(1, sizeof *w);
+    if (!w) return -1;
+    snprintf(w->root, sizeof w->root, "%s/ss-sync-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(w->root)) return -1;
+    if (g_s3)
+        snprintf(w->url, sizeof w->url, "s3://%s/sync-%s-%u", g_bucket, g_tag, ++g_worlds);
+    else
+        snprintf(w->url, sizeof w->url, "file://%s/store", w->root);
+    for (int d = 0; d < MAX_DEV; d++)
+        snprintf(w->dev[d], sizeof w->dev[d], "%s/%c", w->root, 'A' + d);
+    g_step[0] = '\0';
+    *state = w;
+    return 0;
+}
+
+static void rm_rf(const char *path);
+
+typedef struct keys {
+    char **v;
+    size_t n;
+} keys;
+
+static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
+{
+    keys *k = ctx;
+    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
+    (void)st;
+    if (!nv || !(nv[k->n] = strdup(key))) return 1;
+    k->v = nv;
+    k->n++;
+    return 0;
+}
+
+static int world_teardown(void **state)
+{
+    world *w = *state;
+    ss_store *s = NULL;
+    keys k = {0};
+    if (g_s3 && !ss_store_open(w->url, NULL, &s, NULL)) { /* leave the bucket as it was */
+        ss_store_list(s, "", NULL, collect_key, &k, NULL);
+        for (size_t i = 0; i < k.n; i++)
+            ss_store_delete(s, k.v[i], NULL);
+    }
+    for (size_t i = 0; i < k.n; i++)
+        free(k.v[i]);
+    free(k.v);
+    ss_store_free(s);
+    rm_rf(w->root);
+    free(w);
+    return 0;
+}
+
+/* dir/rel in one of a few rotating buffers (valid for the next 15 calls). */
+static const char *at_dir(const char *dir, const char *rel)
+{
+    static char buf[16][4096];
+    static unsigned next;
+    char *p = buf[next++ % COUNT(buf)];
+    snprintf(p, sizeof buf[0], "%s/%s", dir, rel);
+    return p;
+}
+
+static const char *at(const world *w, int d, const char *rel)
+{
+    return at_dir(w->dev[d], rel);
+}
+
+/* --- running s3sync ----------------------------------------------------------------- */
+
+typedef struct child {
+    pid_t pid;
+    int out, err;
+} child;
+
+typedef struct outcome {
+    int code; /* exit code; -1 when killed */
+    int sig;  /* the signal that killed it; 0 when it exited */
+    char *out, *err;
+    json_t *json; /* stdout parsed; NULL when not JSON */
+} outcome;
+
+static int same_name(const char *a, const char *b)
+{
+    size_t n = strcspn(a, "=");
+    return n == strcspn(b, "=") && !strncmp(a, b, n);
+}
+
+/* environ with overrides: "NAME=value" sets, "NAME" unsets. */
+static char **make_env(const char *const *over)
+{
+    size_t n = 0, k = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    for (const char *const *o = over; o && *o; o++)
+        n++;
+    char **env = calloc(n + 1, sizeof *env);
+    assert_non_null(env);
+    for (char **e = environ; *e; e++) {
+        int hidden = 0;
+        for (const char *const *o = over; o && *o && !hidden; o++)
+            hidden = same_name(*e, *o);
+        if (!hidden) env[k++] = *e;
+    }
+    for (const char *const *o = over; o && *o; o++)
+        if (strchr(*o, '=')) env[k++] = (char *)*o;
+    return env;
+}
+
+/* Start argv[0] (a path) with env overrides, stdin /dev/null, stdout and stderr captured. */
+static child start_prog(const char *const *env, const char *const *argv)
+{
+    child c = {-1, memfd_create("stdout", MFD_CLOEXEC), memfd_create("stderr", MFD_CLOEXEC)};
+    posix_spawn_file_actions_t fa;
+    char **envp = make_env(env);
+    int rc;
+    assert_true(c.out >= 0 && c.err >= 0);
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, c.out, 1);
+    posix_spawn_file_actions_adddup2(&fa, c.err, 2);
+    rc = posix_spawn(&c.pid, argv[0], &fa, NULL, (char *const *)argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    free(envp);
+    if (rc) failf("spawn %s: %s", argv[0], strerror(rc));
+    return c;
+}
+
+static char *slurp_fd(int fd)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    char chunk[65536];
+    ssize_t n;
+    assert_non_null(m);
+    lseek(fd, 0, SEEK_SET);
+    while ((n = read(fd, chunk, sizeof chunk)) > 0)
+        fwrite(chunk, 1, (size_t)n, m);
+    fclose(m);
+    close(fd);
+    return buf;
+}
+
+static outcome finish(child c)
+{
+    outcome o = {0};
+    int status;
+    while (waitpid(c.pid, &status, 0) < 0)
+        assert_int_equal(errno, EINTR);
+    o.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    o.sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    o.out = slurp_fd(c.out);
+    o.err = slurp_fd(c.err);
+    o.json = json_loads(o.out, JSON_DISABLE_EOF_CHECK, NULL);
+    return o;
+}
+
+static void outcome_free(outcome *o)
+{
+    free(o->out);
+    free(o->err);
+    json_decref(o->json);
+}
+
+/* s3sync with args (NULL-terminated). */
+static child start_cli(const char *const *env, const char *const *args)
+{
+    const char *argv[24] = {S3SYNC_BIN};
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(i + 2 < COUNT(argv));
+        argv[i + 1] = args[i];
+    }
+    return start_prog(env, argv);
+}
+
+static outcome run_cli(const char *const *env, const char *const *args)
+{
+    return finish(start_cli(env, args));
+}
+
+/* s3sync -C DEV --json CMD */
+static child start_cmd(const world *w, int d, const char *const *env, const char *cmd)
+{
+    return start_cli(env, ARGS("-C", w->dev[d], "--json", cmd));
+}
+
+static outcome run_cmd(const world *w, int d, const char *const *env, const char *cmd)
+{
+    return finish(start_cmd(w, d, env, cmd));
+}
+
+static void expect_exit(outcome *o, int code, const char *what)
+{
+    if (o->code == code) return;
+    fprintf(stderr, "%s: exit %d (signal %d), expected %d\nstderr: %sstdout: %s\n", what, o->code,
+            o->sig, code, o->err, o->out);
+    outcome_free(o);
+    failf("%s failed", what);
+}
+
+static int64_t jint(const json_t *j, const char *key)
+{
+    const json_t *v = json_object_get(j, key);
+    if (!json_is_integer(v)) failf("--json has no integer %s", key);
+    return (int64_t)json_integer_value(v);
+}
+
+/* Run cmd on device d, which must succeed; its --json (the caller decrefs). */
+static json_t *ok_json(const world *w, int d, const char *cmd)
+{
+    char what[64];
+    outcome o = run_cmd(w, d, NULL, cmd);
+    json_t *j;
+    snprintf(what, sizeof what, "%s on %c", cmd, 'A' + d);
+    expect_exit(&o, 0, what);
+    if (!json_is_object(o.json)) failf("%s: stdout is not JSON: %s", what, o.out);
+    j = json_incref(o.json);
+    outcome_free(&o);
+    return j;
+}
+
+static void ok(const world *w, int d, const char *cmd)
+{
+    json_decref(ok_json(w, d, cmd));
+}
+
+/* Make device d's folder: create the repository or join it. */
+static void join(world *w, int d)
+{
+    char name[2] = {(char)('A' + d), 0};
+    outcome o = run_cli(NULL, ARGS("--json", "--device", name, "init", w->url, w->dev[d]));
+    expect_exit(&o, 0, "init");
+    outcome_free(&o);
+    if (w->n < d + 1) w->n = d + 1;
+}
+
+/* --- files and trees ---------------------------------------------------------------- */
+
+static void make_parents(const char *path)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = strchr(p + 1, '/'); s; s = strchr(s + 1, '/')) {
+        *s = '\0';
+        if (mkdir(p, 0755) && errno != EEXIST) failf("mkdir %s: %s", p, strerror(errno));
+        *s = '/';
+    }
+}
+
+static void write_bytes(const char *path, const void *data, size_t len)
+{
+    int fd;
+    make_parents(path);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0 || write(fd, data, len) != (ssize_t)len || close(fd))
+        failf("write %s: %s", path, strerror(errno));
+}
+
+/* len fresh pseudo-random bytes (a new seed per call, reproducible per run). */
+static void write_random(const char *path, size_t len)
+{
+    static uint64_t calls;
+    uint8_t seed[randombytes_SEEDBYTES] = {0};
+    uint8_t *buf = malloc(len ? len : 1);
+    assert_non_null(buf);
+    calls++;
+    memcpy(seed, &calls, sizeof calls);
+    randombytes_buf_deterministic(buf, len, seed);
+    write_bytes(path, buf, len);
+    free(buf);
+}
+
+static void flip_middle_byte(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    struct stat st;
+    uint8_t b;
+    if (fd < 0 || fstat(fd, &st) || pread(fd, &b, 1, st.st_size / 2) != 1) failf("flip %s", path);
+    b ^= 0x5a;
+    if (pwrite(fd, &b, 1, st.st_size / 2) != 1 || close(fd)) failf("flip %s", path);
+}
+
+static int not_dots(const struct dirent *e)
+{
+    return strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+}
+
+static int rm_entry(const char *path)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *e;
+    if (lstat(path, &st)) return errno == ENOENT ? 0 : -1;
+    if (!S_ISDIR(st.st_mode)) return unlink(path);
+    chmod(path, 0700);
+    if (!(d = opendir(path))) return -1;
+    while ((e = readdir(d))) {
+        char *sub = NULL;
+        if (!not_dots(e) || asprintf(&sub, "%s/%s", path, e->d_name) < 0) continue;
+        rm_entry(sub);
+        free(sub);
+    }
+    closedir(d);
+    return rmdir(path);
+}
+
+static void rm_rf(const char *path)
+{
+    if (rm_entry(path)) failf("remove %s: %s", path, strerror(errno));
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+    return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+/* Sorted names in dir, without .s3sync/ at a folder's top; -1 when it cannot be read. */
+static int list_dir(const char *dir, int top, struct dirent ***ret)
+{
+    int n = scandir(dir, ret, not_dots, by_name), k = 0;
+    for (int i = 0; i < n; i++) {
+        if (top && !strcmp((*ret)[i]->d_name, ".s3sync"))
+            free((*ret)[i]);
+        else
+            (*ret)[k++] = (*ret)[i];
+    }
+    return n < 0 ? -1 : k;
+}
+
+static void free_list(struct dirent **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* The bytes of a regular file (NUL-terminated), or NULL when it cannot be read. */
+static char *read_file(const char *path, size_t *len)
+{
+    char *buf = NULL;
+    FILE *f = fopen(path, "rbe"), *m = f ? open_memstream(&buf, len) : NULL;
+    char chunk[65536];
+    size_t n;
+    while (m && (n = fread(chunk, 1, sizeof chunk, f)))
+        fwrite(chunk, 1, n, m);
+    if (m) fclose(m);
+    if (f) fclose(f);
+    return buf;
+}
+
+/* 1 when both are regular files with the same bytes. */
+static int same_content(const char *a, const char *b)
+{
+    static char x[MIB], y[MIB];
+    FILE *fa = fopen(a, "rbe"), *fb = fopen(b, "rbe");
+    int same = fa && fb;
+    while (same) {
+        size_t n = fread(x, 1, sizeof x, fa), m = fread(y, 1, sizeof y, fb);
+        same = n == m && !memcmp(x, y, n);
+        if (!n) break;
+    }
+    if (fa) fclose(fa);
+    if (fb) fclose(fb);
+    return same;
+}
+
+static int dir_diff(const char *a, const char *b, const char *rel, char *why, size_t cap);
+
+static int entry_diff(const char *a, const char *b, const char *rel, char *why, size_t cap)
+{
+    struct stat sa, sb;
+    char ta[4097], tb[4097];
+    const char *bad = NULL;
+    if (lstat(a, &sa) || lstat(b, &sb))
+        bad = "lstat failed";
+    else if ((sa.st_mode ^ sb.st_mode) & S_IFMT)
+        bad = "types differ";
+    else if (!S_ISLNK(sa.st_mode) && (sa.st_mode ^ sb.st_mode) & 07777)
+        bad = "modes differ";
+    else if (S_ISDIR(sa.st_mode))
+        return dir_diff(a, b, rel, why, cap);
+    else if (S_ISREG(sa.st_mode) && !same_content(a, b))
+        bad = "contents differ";
+    else if (S_ISLNK(sa.st_mode)) {
+        ssize_t n = readlink(a, ta, sizeof ta), m = readlink(b, tb, sizeof tb);
+        if (n < 0 || n != m || memcmp(ta, tb, (size_t)n)) bad = "symlink targets differ";
+    }
+    if (bad) snprintf(why, cap, "%s: %s", rel, bad);
+    return bad != NULL;
+}
+
+static int dir_diff(const char *a, const char *b, const char *rel, char *why, size_t cap)
+{
+    struct dirent **na = NULL, **nb = NULL;
+    int n = list_dir(a, !*rel, &na), m = list_dir(b, !*rel, &nb), i = 0, j = 0, diff = 0;
+    if (n < 0 || m < 0) {
+        snprintf(why, cap, "cannot list %s", n < 0 ? a : b);
+        diff = 1;
+    }
+    while (!diff && (i < n || j < m)) {
+        int c = i == n ? 1 : j == m ? -1 : strcmp(na[i]->d_name, nb[j]->d_name);
+        if (c) {
+            snprintf(why, cap, "%s%s%s only in %s", rel, *rel ? "/" : "",
+                     c < 0 ? na[i]->d_name : nb[j]->d_name, c < 0 ? a : b);
+            diff = 1;
+        } else {
+            char *sub = NULL, *pa = NULL, *pb = NULL;
+            if (asprintf(&sub, "%s%s%s", rel, *rel ? "/" : "", na[i]->d_name) < 0 ||
+                asprintf(&pa, "%s/%s", a, na[i]->d_name) < 0 ||
+                asprintf(&pb, "%s/%s", b, na[i]->d_name) < 0)
+                fail();
+            diff = entry_diff(pa, pb, sub, why, cap);
+            free(sub);
+            free(pa);
+            free(pb);
+            i++;
+            j++;
+        }
+    }
+    free_list(na, n);
+    free_list(nb, m);
+    return diff;
+}
+
+/* Trees a and b hold the same names, types, modes, contents and link targets (.s3sync/ aside). */
+static void expect_same_tree(const char *a, const char *b)
+{
+    char why[8192];
+    if (dir_diff(a, b, "", why, sizeof why)) failf("%s and %s differ: %s", a, b, why);
+}
+
+static void expect_converged(const world *w)
+{
+    for (int d = 1; d < w->n; d++)
+        expect_same_tree(w->dev[0], w->dev[d]);
+}
+
+/* Depth-first walk of a folder (.s3sync/ skipped); fn returns non-zero to stop. */
+typedef int (*walk_fn)(void *ctx, const char *path, const char *rel, const struct stat *st);
+
+static int walk(const char *dir, const char *rel, walk_fn fn, void *ctx)
+{
+    struct dirent **v = NULL;
+    int n = list_dir(dir, !*rel, &v), stop = n < 0;
+    for (int i = 0; i < n && !stop; i++) {
+        char *path = NULL, *sub = NULL;
+        struct stat st;
+        if (asprintf(&path, "%s/%s", dir, v[i]->d_name) < 0 ||
+            asprintf(&sub, "%s%s%s", rel, *rel ? "/" : "", v[i]->d_name) < 0)
+            fail();
+        stop = lstat(path, &st) || fn(ctx, path, sub, &st) ||
+               (S_ISDIR(st.st_mode) && walk(path, sub, fn, ctx));
+        free(path);
+        free(sub);
+    }
+    free_list(v, n);
+    return stop;
+}
+
+typedef struct needle {
+    const char *data; /* content sought, or a name part */
+    size_t len;
+    int count;
+} needle;
+
+static int count_content(void *ctx, const char *path, const char *rel, const struct stat *st)
+{
+    needle *nd = ctx;
+    size_t len = 0;
+    char *buf = NULL;
+    (void)rel;
+    if (S_ISREG(st->st_mode) && (size_t)st->st_size == nd->len && (buf = read_file(path, &len)) &&
+        len == nd->len && !memcmp(buf, nd->data, len))
+        nd->count++;
+    free(buf);
+    return 0;
+}
+
+static int count_name(void *ctx, const char *path, const char *rel, const struct stat *st)
+{
+    needle *nd = ctx;
+    const char *base = strrchr(path, '/') + 1;
+    (void)rel;
+    (void)st;
+    if (strstr(base, nd->data)) nd->count++;
+    return 0;
+}
+
+/* Files holding exactly data, or entries whose name contains data. */
+static int count_in(const char *dir, walk_fn fn, const char *data)
+{
+    needle nd = {data, strlen(data), 0};
+    if (walk(dir, "", fn, &nd)) failf("cannot walk %s", dir);
+    return nd.count;
+}
+
+static void expect_content(const char *path, const char *data)
+{
+    size_t len = 0;
+    char *buf = read_file(path, &len);
+    if (!data && buf) failf("%s exists; expected it gone", path);
+    if (data && (!buf || len != strlen(data) || memcmp(buf, data, len)))
+        failf("%s does not hold \"%s\"", path, data);
+    free(buf);
+}
+
+/* A copy of dir, to compare with later (cp -a keeps modes, links and times). */
+static void snapshot(const char *dir, const char *copy)
+{
+    outcome o = finish(start_prog(NULL, ARGS("/bin/cp", "-a", dir, copy)));
+    expect_exit(&o, 0, "cp -a");
+    outcome_free(&o);
+}
+
+/* --- scripts ------------------------------------------------------------------------ */
+
+/*
+ * One step of a scenario. op:
+ *   'w' write data at path          'r' write (decimal) data random bytes at path
+ *   'f' flip the middle byte        'm' make directory path
+ *   'l' symlink path -> data        'c' chmod path to octal data
+ *   'v' rename path to data         'x' remove path (a tree too)
+ *   's' sync (data: at most this many bytes up, when set)
+ *   '=' every joined device holds the same tree
+ *   '?' path holds data (NULL: path is gone)
+ *   '1' exactly one file of the folder holds data
+ *   'L' path is a symlink to data
+ */
+typedef struct step {
+    int dev;
+    char op;
+    const char *path, *data;
+} step;
+
+static void sync_dev(const world *w, int d, const char *max_up)
+{
+    json_t *j = ok_json(w, d, "sync");
+    if (max_up && jint(j, "bytes_up") > strtoll(max_up, NULL, 10))
+        failf("sync sent %" PRId64 " bytes, expected at most %s", jint(j, "bytes_up"), max_up);
+    json_decref(j);
+}
+
+static void play(const world *w, const step *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++, s++) {
+        const char *p = s->path ? at(w, s->dev, s->path) : NULL;
+        snprintf(g_step, sizeof g_step, "step %zu (%c %c %s %.40s)", i, 'A' + s->dev, s->op,
+                 s->path ? s->path : "", s->data ? s->data : "");
+        switch (s->op) {
+        case 'w':
+            write_bytes(p, s->data, strlen(s->data));
+            break;
+        case 'r':
+            write_random(p, (size_t)strtoull(s->data, NULL, 10));
+            break;
+        case 'f':
+            flip_middle_byte(p);
+            break;
+        case 'm':
+            make_parents(p);
+            if (mkdir(p, 0755)) failf("mkdir: %s", strerror(errno));
+            break;
+        case 'l':
+            make_parents(p);
+            if (symlink(s->data, p)) failf("symlink: %s", strerror(errno));
+            break;
+        case 'c':
+            if (chmod(p, (mode_t)strtol(s->data, NULL, 8))) failf("chmod: %s", strerror(errno));
+            break;
+        case 'v':
+            if (rename(p, at(w, s->dev, s->data))) failf("rename: %s", strerror(errno));
+            break;
+        case 'x':
+            rm_rf(p);
+            break;
+        case 's':
+            sync_dev(w, s->dev, s->data);
+            break;
+        case '=':
+            expect_converged(w);
+            break;
+        case '?':
+            expect_content(p, s->data);
+            break;
+        case 'L': {
+            char t[4096];
+            ssize_t len = readlink(p, t, sizeof t);
+            if (len != (ssize_t)strlen(s->data) || memcmp(t, s->data, (size_t)len))
+                failf("not a link to %s", s->data);
+            break;
+        }
+        case '1':
+            if (count_in(w->dev[s->dev], count_content, s->data) != 1)
+                failf("not exactly one file holds \"%s\"", s->data);
+            break;
+        default:
+            failf("bad step");
+        }
+    }
+    g_step[0] = '\0';
+}
+
+/* --- scenarios: devices ------------------------------------------------------------- */
+
+static const step two_devices[] = {
+    /* create, on A */
+    {A, 'w', "a.txt", "hello"},
+    {A, 'w', "empty", ""},
+    {A, 'r', "inline", "4096"}, /* exactly the inline limit */
+    {A, 'r', "over", "4097"},   /* one byte over: chunks */
+    {A, 'r', "big.bin", "20971520"},
+    {A, 'w', "deep/er/still/f.txt", "deep"},
+    {A, 'm', "emptydir", NULL},
+    {A, 'l', "link", "a.txt"},
+    {A, 'l', "deep/up", "../a.txt"},
+    {A, 'l', "outside", "../outside"}, /* a directory outside: stored as a link, never followed */
+    {A, 'w', "exec.sh", "#!/bin/sh\n"},
+    {A, 'c', "exec.sh", "755"},
+    {A, 's', NULL, NULL},
+    {B, 's', NULL, NULL},
+    {A, '=', NULL, NULL},
+    {B, 'L', "outside", "../outside"},
+    /* edit, on A: a one-byte edit of the big file sends about one chunk, not the file */
+    {A, 'w', "a.txt", "hello, edited"},
+    {A, 'r', "inline", "4096"}, /* same size, same second: only the content tells */
+    {A, 'f', "big.bin", NULL},
+    {A, 's', NULL, "3145728"},
+    {B, 's', NULL, NULL},
+    {A, '=', NULL, NULL},
+    /* edit, on B, across the inline limit both ways */
+    {B, 'r', "over", "4096"},
+    {B, 'r', "inline", "4097"},
+    {B, 'w', "empty", "not any more"},
+    {B, 'w', "deep/new-empty", ""},
+    {B, 's', NULL, NULL},
+    {A, 's', NULL, NULL},
+    {A, '=', NULL, NULL},
+    /* modes */
+    {A, 'c', "exec.sh", "600"},
+    {A, 'c', "a.txt", "640"},
+    {A, 'c', "deep/er", "700"},
+    {A, 's', NULL, NULL},
+    {B, 's', NULL, NULL},
+    {A, '=', NULL, NULL},
+    /* rename: delete + create, of a file and of a tree; a link retargeted */
+    {A, 'v', "a.txt", "renamed.txt"},
+    {A, 'v', "deep", "deep2"},
+    {A, 'x', "link", NULL},
+    {A, 'l', "link", "renamed.txt"},
+    {A, 's', NULL, NULL},
+    {B, 's', NULL, NULL},
+    {A, '=', NULL, NULL},
+    {B, '?', "renamed.txt", "hello, edited"},
+    {B, '?', "a.txt", NULL},
+    /* delete, on B */
+    {B, 'x', "big.bin", NULL},
+    {B, 'x', "deep2", NULL},
+    {B, 'x', "emptydir", NULL},
+    {B, 'x', "outside", NULL},
+    {B, 'x', "empty", NULL},
+    {B, 's', NULL, NULL},
+    {A, 's', NULL, NULL},
+    {A, '=', NULL, NULL},
+    {A, '?', "big.bin", NULL},
+};
+
+static void expect_idle_sync(const world *w, int d)
+{
+    json_t *j = ok_json(w, d, "sync");
+    if (jint(j, "requests") != 1 || jint(j, "bytes_up") != 0 || jint(j, "files") != 0)
+        failf("a no-change sync on %c made %" PRId64 " requests, sent %" PRId64 " bytes", 'A' + d,
+              jint(j, "requests"), jint(j, "bytes_up"));
+    json_decref(j);
+}
+
+static void test_two_devices(void **state)
+{
+    world *w = *state;
+    write_bytes(at_dir(w->root, "outside/secret"), "outside the folder", 18);
+    join(w, A);
+    join(w, B);
+    play(w, two_devices, COUNT(two_devices));
+    expect_content(at_dir(w->root, "outside/secret"), "outside the folder");
+    expect_idle_sync(w, A);
+    expect_idle_sync(w, B);
+}
+
+/* The issue's 200 MiB file: only with S3SYNC_TEST_BIG=1 (about as long as the rest). */
+static void test_two_devices_200mib(void **state)
+{
+    static const step big[] = {
+        {A, 'r', "huge.bin", "209715200"},
+        {A, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        {A, '=', NULL, NULL},
+        {B, 'f', "huge.bin", NULL},
+        {B, 's', NULL, "3145728"},
+        {A, 's', NULL, NULL},
+        {A, '=', NULL, NULL},
+    };
+    world *w = *state;
+    const char *on = getenv("S3SYNC_TEST_BIG");
+    if (!on || strcmp(on, "1")) skip();
+    join(w, A);
+    join(w, B);
+    play(w, big, COUNT(big));
+}
+
+static void test_three_devices(void **state)
+{
+    static const step three[] = {
+        {A, 'w', "a1", "from A"},
+        {A, 's', NULL, NULL},
+        {B, 'w', "b1", "from B"},
+        {C, 'w', "shared/c1", "from C"},
+        {C, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        {A, 's', NULL, NULL},
+        {A, 'w', "b1", "B's file, edited on A"},
+        {C, 'r', "shared/c2", "100000"},
+        {B, 'x', "a1", NULL},
+        {A, 's', NULL, NULL},
+        {C, 's', NULL, NULL},
+        {B, 'w', "shared/c1", "C's file, edited on B"},
+        {B, 's', NULL, NULL},
+        {C, 'x', "shared/c2", NULL},
+        {C, 's', NULL, NULL},
+        {A, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        {C, 's', NULL, NULL},
+        {A, '=', NULL, NULL},
+        {C, '?', "a1", NULL},
+        {C, '?', "b1", "B's file, edited on A"},
+        {A, '?', "shared/c1", "C's file, edited on B"},
+        {A, '?', "shared/c2", NULL},
+    };
+    world *w = *state;
+    join(w, A);
+    join(w, B);
+    join(w, C);
+    play(w, three, COUNT(three));
+    for (int d = A; d <= C; d++)
+        expect_idle_sync(w, d);
+}
+
+/* --- scenarios: conflicts ----------------------------------------------------------- */
+
+static void test_conflict_both_edit(void **state)
+{
+    static const struct {
+        const char *path, *pattern;
+    } files[] = {
+        {"f.txt", "^f\\.sync-conflict-[0-9]{8}-[0-9]{6}-B\\.txt$"},
+        {"sub/Makefile", "^sub/Makefile\\.sync-conflict-[0-9]{8}-[0-9]{6}-B$"},
+        {".profile", "^\\.profile\\.sync-conflict-[0-9]{8}-[0-9]{6}-B$"},
+    };
+    world *w = *state;
+    json_t *j, *conf;
+    join(w, A);
+    join(w, B);
+    for (size_t i = 0; i < COUNT(files); i++)
+        write_bytes(at(w, A, files[i].path), "base", 4);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    for (size_t i = 0; i < COUNT(files); i++) {
+        write_bytes(at(w, A, files[i].path), "A's", 3);
+        write_bytes(at(w, B, files[i].path), "B's!", 4);
+    }
+    ok(w, A, "sync");
+    j = ok_json(w, B, "sync");
+    conf = json_object_get(j, "conflicts");
+    if (json_array_size(conf) != COUNT(files)) failf("conflicts: %s", json_dumps(j, 0));
+    for (size_t i = 0; i < COUNT(files); i++) {
+        const char *copy = json_string_value(json_array_get(conf, i));
+        int matched = 0;
+        for (size_t k = 0; k < COUNT(files) && copy; k++) {
+            regex_t re;
+            assert_int_equal(regcomp(&re, files[k].pattern, REG_EXTENDED | REG_NOSUB), 0);
+            matched |= !regexec(&re, copy, 0, NULL, 0);
+            regfree(&re);
+        }
+        if (!matched) failf("conflict copy %s has not the expected name", copy ? copy : "?");
+        expect_content(at(w, B, copy), "B's!");
+    }
+    json_decref(j);
+    ok(w, A, "sync");
+    expect_converged(w);
+    for (size_t i = 0; i < COUNT(files); i++)
+        expect_content(at(w, A, files[i].path), "A's");
+    assert_int_equal(count_in(w->dev[A], count_content, "B's!"), COUNT(files));
+}
+
+static void test_modify_beats_delete(void **state)
+{
+    static const step script[] = {
+        {A, 'w', "g1", "base"},
+        {A, 'w', "g2", "base"},
+        {A, 'w', "d1/f", "base"},
+        {A, 'w', "d2/f", "base"},
+        {A, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        /* the deleting device syncs first */
+        {A, 'x', "g1", NULL},
+        {A, 'x', "d1", NULL},
+        {B, 'w', "g1", "edited g1"},
+        {B, 'w', "d1/f", "edited d1/f"},
+        {A, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        {A, 's', NULL, NULL},
+        /* the editing device syncs first */
+        {A, 'x', "g2", NULL},
+        {A, 'x', "d2", NULL},
+        {B, 'w', "g2", "edited g2"},
+        {B, 'w', "d2/f", "edited d2/f"},
+        {B, 's', NULL, NULL},
+        {A, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        {A, '=', NULL, NULL},
+        {A, '?', "g1", "edited g1"},
+        {A, '?', "d1/f", "edited d1/f"},
+        {A, '?', "g2", "edited g2"},
+        {A, '?', "d2/f", "edited d2/f"},
+    };
+    world *w = *state;
+    join(w, A);
+    join(w, B);
+    play(w, script, COUNT(script));
+}
+
+static void test_type_change(void **state)
+{
+    static const step script[] = {
+        {A, 'w', "h1", "base"},
+        {A, 'w', "h2", "base"},
+        {A, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        /* A replaces a file by a directory and syncs first; B edits the file */
+        {A, 'x', "h1", NULL},
+        {A, 'w', "h1/inner", "A's directory 1"},
+        {B, 'w', "h1", "B's edit 1"},
+        {A, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        {A, 's', NULL, NULL},
+        /* the same, B first */
+        {A, 'x', "h2", NULL},
+        {A, 'w', "h2/inner", "A's directory 2"},
+        {B, 'w', "h2", "B's edit 2"},
+        {B, 's', NULL, NULL},
+        {A, 's', NULL, NULL},
+        {B, 's', NULL, NULL},
+        {A, '=', NULL, NULL},
+        {A, '1', NULL, "A's directory 1"},
+        {A, '1', NULL, "B's edit 1"},
+        {A, '1', NULL, "A's directory 2"},
+        {A, '1', NULL, "B's edit 2"},
+    };
+    world *w = *state;
+    join(w, A);
+    join(w, B);
+    play(w, script, COUNT(script));
+    assert_int_equal(count_in(w->dev[A], count_name, ".sync-conflict-"), 2);
+}
+
+/* Both devices sync at the same moment; retries are internal, so both succeed. */
+static void test_concurrent_sync(void **state)
+{
+    world *w = *state;
+    char name[32], data[2][64], shared[2][64];
+    join(w, A);
+    join(w, B);
+    for (int round = 0; round < 4; round++) {
+        child c[2];
+        for (int d = A; d <= B; d++) {
+            snprintf(name, sizeof name, "%c%d", 'a' + d, round);
+            snprintf(data[d], sizeof data[d], "%c's file %d", 'A' + d, round);
+            snprintf(shared[d], sizeof shared[d], "%c's shared %d", 'A' + d, round);
+            write_bytes(at(w, d, name), data[d], strlen(data[d]));
+            write_bytes(at(w, d, "shared"), shared[d], strlen(shared[d]));
+            write_random(at(w, d, d == A ? "dir-a/blob" : "dir-b/blob"), 300000);
+        }
+        for (int d = A; d <= B; d++)
+            c[d] = start_cmd(w, d, NULL, "sync");
+        for (int d = A; d <= B; d++) {
+            outcome o = finish(c[d]);
+            expect_exit(&o, 0, "concurrent sync");
+            outcome_free(&o);
+        }
+        ok(w, A, "sync");
+        ok(w, B, "sync");
+        expect_converged(w);
+        for (int d = A; d <= B; d++) {
+            if (count_in(w->dev[A], count_content, data[d]) != 1 ||
+                count_in(w->dev[A], count_content, shared[d]) != 1)
+                failf("round %d: a write of %c was lost", round, 'A' + d);
+        }
+    }
+}
+
+/* --- scenarios: crashes ------------------------------------------------------------- */
+
+static int whole_files(void *ctx, const char *path, const char *rel, const struct stat *st)
+{
+    const char *const *trees = ctx; /* old, new */
+    const char *base = strrchr(path, '/') + 1;
+    if (!S_ISREG(st->st_mode) || !strncmp(base, SS_FS_TMP_PREFIX, strlen(SS_FS_TMP_PREFIX)))
+        return 0;
+    if (same_content(path, at_dir(trees[0], rel)) || same_content(path, at_dir(trees[1], rel)))
+        return 0;
+    fprintf(stderr, "%s is neither its old nor its new content\n", path);
+    return 1;
+}
+
+/* A new batch of changes on A: chunked and inline files, a new tree, a deleted one, a link. */
+static void change_batch(const world *w, int i)
+{
+    char p[64];
+    write_random(at(w, A, "blob"), 300000);
+    write_random(at(w, A, "small"), 100);
+    write_random(at(w, A, "zz-last"), 5000);
+    snprintf(p, sizeof p, "dir%d/new", i);
+    write_random(at(w, A, p), 6000);
+    snprintf(p, sizeof p, "dir%d", i - 1);
+    rm_rf(at(w, A, p));
+    unlink(at(w, A, "link"));
+    snprintf(p, sizeof p, "dir%d", i);
+    if (symlink(p, at(w, A, "link"))) fail();
+}
+
+static void test_crash_points(void **state)
+{
+    static const struct {
+        const char *at;
+        int push; /* 1: A crashes pushing; 0: B crashes pulling */
+    } points[] = {
+        {"push.pack", 1},
+        {"push.before-log", 1},
+        {"push.after-log", 1},
+        {"push.before-commit", 1},
+        {"pull.op", 0},
+        {"pull.op:4", 0},
+        {"pull.before-commit", 0},
+        {"apply.before-rename", 0},
+        {"apply.before-rename:3", 0},
+        {"apply.after-rename", 0},
+        {"apply.after-rename:3", 0},
+    };
+    world *w = *state;
+    char snap[200], env[64];
+    snprintf(snap, sizeof snap, "%s/snapshot", w->root);
+    join(w, A);
+    join(w, B);
+    for (size_t i = 0; i < COUNT(points); i++) {
+        int d = points[i].push ? A : B;
+        const char *trees[2] = {snap, w->dev[A]};
+        json_t *j;
+        outcome o;
+        snprintf(g_step, sizeof g_step, "crash at %s", points[i].at);
+        snprintf(env, sizeof env, "S3SYNC_CRASH_AT=%s", points[i].at);
+        change_batch(w, (int)i);
+        if (!points[i].push) ok(w, A, "push");
+        snapshot(w->dev[d], snap);
+        o = run_cmd(w, d, ARGS(env), points[i].push ? "push" : "pull");
+        if (o.sig != SIGKILL) failf("not killed: exit %d, stderr: %s", o.code, o.err);
+        outcome_free(&o);
+        if (points[i].push)
+            expect_same_tree(w->dev[A], snap); /* a push leaves the folder be */
+        else if (walk(w->dev[B], "", whole_files, trees))
+            failf("a partial file is visible");
+        /* Run again without the crash: converges, and our own writes are no conflicts. */
+        j = ok_json(w, d, points[i].push ? "push" : "pull");
+        if (json_array_size(json_object_get(j, "conflicts"))) failf("conflict after the crash");
+        json_decref(j);
+        ok(w, B, "sync");
+        ok(w, A, "sync");
+        expect_converged(w);
+        for (int k = A; k <= B; k++) {
+            if (count_in(w->dev[k], count_name, ".sync-conflict-"))
+                failf("%c has a conflict copy", 'A' + k);
+            if (count_in(w->dev[k], count_name, SS_FS_TMP_PREFIX))
+                failf("%c keeps a temp file", 'A' + k);
+        }
+        rm_rf(snap);
+    }
+    g_step[0] = '\0';
+}
+
+/* --- scenarios: a tampered store ---------------------------------------------------- */
+
+typedef struct undo {
+    char key[2][SS_KEY_NAME_MAX]; /* objects to put back as they were */
+    void *buf[2];
+    size_t len[2];
+    char named[SS_KEY_NAME_MAX]; /* the key the error must name; "" for any */
+} undo;
+
+static void *get_obj(ss_store *s, const char *key, size_t *len)
+{
+    void *buf = NULL;
+    ss_err err = {{0}};
+    if (ss_store_get(s, key, 0, SS_TO_END, &buf, len, &err)) failf("get %s: %s", key, err.msg);
+    return buf;
+}
+
+static void put_obj(ss_store *s, const char *key, const void *buf, size_t len)
+{
+    ss_err err = {{0}};
+    if (ss_store_put(s, key, buf, len, 0, &err)) failf("put %s: %s", key, err.msg);
+}
+
+/* Save key for undo slot i; returns the saved bytes. */
+static uint8_t *save(ss_store *s, undo *u, int i, const char *key)
+{
+    snprintf(u->key[i], sizeof u->key[i], "%s", key);
+    return u->buf[i] = get_obj(s, key, &u->len[i]);
+}
+
+static void log_key(char *key, uint64_t seq)
+{
+    snprintf(key, SS_KEY_NAME_MAX, SS_KEY_LOG_FMT, seq);
+}
+
+static void flip_log(ss_store *s, uint64_t seq, undo *u)
+{
+    char key[SS_KEY_NAME_MAX];
+    log_key(key, seq);
+    uint8_t *orig = save(s, u, 0, key), *bad = malloc(u->len[0]);
+    memcpy(bad, orig, u->len[0]);
+    bad[u->len[0] / 2] ^= 1;
+    put_obj(s, key, bad, u->len[0]);
+    free(bad);
+    snprintf(u->named, sizeof u->named, "%s", key);
+}
+
+static void gap_log(ss_store *s, uint64_t seq, undo *u)
+{
+    char key[SS_KEY_NAME_MAX];
+    ss_err err = {{0}};
+    log_key(key, seq - 1);
+    save(s, u, 0, key);
+    assert_int_equal(ss_store_delete(s, key, &err), SS_OK);
+    snprintf(u->named, sizeof u->named, "%s", key);
+}
+
+static void replay_log(ss_store *s, uint64_t seq, undo *u)
+{
+    char key[SS_KEY_NAME_MAX], prev[SS_KEY_NAME_MAX];
+    size_t len;
+    log_key(key, seq);
+    log_key(prev, seq - 1);
+    save(s, u, 0, key);
+    void *old = get_obj(s, prev, &len);
+    put_obj(s, key, old, len);
+    free(old);
+    snprintf(u->named, sizeof u->named, "%s", key);
+}
+
+static int find_pack(void *ctx, const char *key, const ss_store_stat *st)
+{
+    (void)st;
+    snprintf(ctx, SS_KEY_NAME_MAX, "%s", key);
+    return 1;
+}
+
+static void truncate_pack(ss_store *s, uint64_t seq, undo *u)
+{
+    char prefix[SS_KEY_NAME_MAX], key[SS_KEY_NAME_MAX] = "";
+    ss_err err = {{0}};
+    snprintf(prefix, sizeof prefix, SS_KEY_DATA_FMT, seq, (uint64_t)0);
+    prefix[strlen(prefix) - 16] = '\0'; /* data/<seq>- */
+    assert_int_equal(ss_store_list(s, prefix, NULL, find_pack, key, &err), SS_OK);
+    if (!key[0]) failf("no pack of transaction %" PRIu64, seq);
+    save(s, u, 0, key);
+    put_obj(s, key, u->buf[0], u->len[0] / 2);
+}
+
+static void test_tampering(void **state)
+{
+    static const struct {
+        const char *what;
+        int pushes; /* transactions A writes; B has every one before */
+        void (*tamper)(ss_store *s, uint64_t seq, undo *u);
+    } cases[] = {
+        {"a flipped byte in log/N", 1, flip_log},
+        {"log/N-1 deleted: a gap", 2, gap_log},
+        {"log/N-1 copied over log/N: a replay", 1, replay_log},
+        {"a truncated data pack", 1, truncate_pack},
+    };
+    world *w = *state;
+    ss_store *s = NULL;
+    ss_err err = {{0}};
+    char snap[200];
+    uint64_t seq = 0;
+    snprintf(snap, sizeof snap, "%s/snapshot", w->root);
+    join(w, A);
+    join(w, B);
+    assert_int_equal(ss_store_open(w->url, NULL, &s, &err), SS_OK);
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        undo u = {0};
+        char name[32];
+        outcome o;
+        snprintf(g_step, sizeof g_step, "%s", cases[i].what);
+        for (int k = 0; k < cases[i].pushes; k++) { /* an inline edit first, then a new pack */
+            snprintf(name, sizeof name, "p%" PRIu64 ".bin", seq + 1);
+            write_random(at(w, A, "a.txt"), 50);
+            write_random(at(w, A, name), 300000);
+            json_t *j = ok_json(w, A, "push");
+            seq = (uint64_t)jint(j, "seq");
+            json_decref(j);
+        }
+        snapshot(w->dev[B], snap);
+        cases[i].tamper(s, seq, &u);
+        o = run_cli(NULL, ARGS("-C", w->dev[B], "pull"));
+        expect_exit(&o, 3, "pull of a tampered store");
+        if (!*o.err || strchr(o.err, '\n') != o.err + strlen(o.err) - 1)
+            failf("not one line: %s", o.err);
+        if (u.named[0] && !strstr(o.err, u.named)) failf("%s is not named: %s", u.named, o.err);
+        outcome_free(&o);
+        expect_same_tree(w->dev[B], snap); /* nothing of it applied */
+        for (int k = 0; k < 2; k++) {
+            if (u.key[k][0]) put_obj(s, u.key[k], u.buf[k], u.len[k]);
+            free(u.buf[k]);
+        }
+        ok(w, B, "pull"); /* put back as it was, the store verifies again */
+        expect_converged(w);
+        rm_rf(snap);
+    }
+    g_step[0] = '\0';
+    ss_store_free(s);
+}
+
+/* --- scenarios: failures ------------------------------------------------------------ */
+
+static void test_wrong_passphrase(void **state)
+{
+    world *w = *state;
+    outcome o;
+    join(w, A);
+    o = run_cli(ARGS("S3SYNC_PASSWORD=not the passphrase"),
+                ARGS("--device", "B", "init", w->url, w->dev[B]));
+    expect_exit(&o, 1, "join with a wrong passphrase");
+    if (!strstr(o.err, "wrong passphrase") || strchr(o.err, '\n') != o.err + strlen(o.err) - 1)
+        failf("unclear message: %s", o.err);
+    outcome_free(&o);
+    struct dirent **v = NULL;
+    int n = scandir(w->dev[B], &v, not_dots, by_name); /* absent or empty */
+    if (n > 0) failf("join with a wrong passphrase left %s in %s", v[0]->d_name, w->dev[B]);
+    free_list(v, n);
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/*
+ * An unreachable store is temporary (75), for init and for a folder that was
+ * synced. AWS_MAX_ATTEMPTS=2 keeps the retries short (the default retry
+ * schedule is the s3store conformance test's business); the runs go side by
+ * side, and only once: with the s3 group when there is one (the store is
+ * s3:// either way).
+ */
+static void test_unreachable(void **state)
+{
+    static const char *const dead[] = {"AWS_ENDPOINT_URL=http://127.0.0.1:9", "AWS_ENDPOINT_URL_S3",
+                                       "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+                                       "AWS_MAX_ATTEMPTS=2", NULL};
+    world *w = *state;
+    child c[2];
+    int n = 0;
+    double t0 = now_s();
+    if (!g_s3 && g_bucket) skip(); /* the s3 group runs it */
+    if (g_s3) join(w, A);          /* a synced folder whose store went away */
+    c[n++] = start_cli(dead, ARGS("init", "s3://s3sync-test/unreachable", w->dev[C]));
+    if (g_s3) c[n++] = start_cmd(w, A, dead, "sync");
+    for (int i = 0; i < n; i++) {
+        outcome o = finish(c[i]);
+        expect_exit(&o, 75, i ? "sync on an unreachable store" : "init on an unreachable store");
+        outcome_free(&o);
+    }
+    if (!access(at(w, C, ".s3sync"), F_OK)) failf("init on an unreachable store made .s3sync/");
+    if (now_s() - t0 > 15) failf("took %.1f s to give up", now_s() - t0);
+}
+
+static void test_bad_arguments(void **state)
+{
+    const char *const *const bad[] = {
+        (const char *const[]){NULL},
+        ARGS("--no-such-option", "sync"),
+        ARGS("-q", "-v", "sync"),
+        ARGS("frobnicate"),
+        ARGS("push", "extra"),
+        ARGS("sync", "extra"),
+        ARGS("init"),
+        ARGS("init", "file:///tmp/x", "dir", "more"),
+        ARGS("key"),
+        ARGS("key", "frob"),
+        ARGS("key", "remove"),
+        ARGS("-C"),
+    };
+    (void)state;
+    for (size_t i = 0; i < COUNT(bad); i++) {
+        outcome o = run_cli(NULL, bad[i]);
+        snprintf(g_step, sizeof g_step, "bad arguments #%zu", i);
+        expect_exit(&o, 2, "bad arguments");
+        if (!strstr(o.err, "usage:")) failf("no usage: %s", o.err);
+        outcome_free(&o);
+    }
+    g_step[0] = '\0';
+}
+
+#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        WORLD_TEST(test_two_devices),         WORLD_TEST(test_two_devices_200mib),
+        WORLD_TEST(test_three_devices),       WORLD_TEST(test_conflict_both_edit),
+        WORLD_TEST(test_modify_beats_delete), WORLD_TEST(test_type_change),
+        WORLD_TEST(test_concurrent_sync),     WORLD_TEST(test_crash_points),
+        WORLD_TEST(test_tampering),           WORLD_TEST(test_wrong_passphrase),
+        WORLD_TEST(test_unreachable),         WORLD_TEST(test_bad_arguments),
+    };
+    unsigned char rnd[6];
+    int failed;
+
+    if (sodium_init() < 0) return 1;
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(g_tag, sizeof g_tag, rnd, sizeof rnd);
+    /* Fast, non-interactive key derivation for every device the tests make. */
+    setenv("S3SYNC_KDF", "interactive", 1);
+    setenv("S3SYNC_PASSWORD", "correct horse battery staple", 1);
+    unsetenv("S3SYNC_PASSWORD_FILE");
+    unsetenv("S3SYNC_PASSWORD_COMMAND");
+    unsetenv("S3SYNC_CRASH_AT");
+
+    g_bucket = getenv("AWS_ENDPOINT_URL") ? getenv("S3SYNC_TEST_BUCKET") : NULL;
+    failed = cmocka_run_group_tests_name("sync/file", tests, NULL, NULL);
+    if (!g_bucket) {
+        fprintf(stderr, "s3 backend: skipped (no RGW: run through ci/test.sh)\n");
+        return failed;
+    }
+    g_s3 = 1;
+    failed |= cmocka_run_group_tests_name("sync/s3", tests, NULL, NULL);
+    return failed;
+}
