@@ -1,0 +1,206 @@
+/*
+ * config.c: the s3sync-lockd configuration file. A small key = value format
+ * (docs/PROTOCOL.md, "Configuration"): '#' starts a comment line, blank lines
+ * are skipped, values run to the end of the line with surrounding blanks
+ * trimmed. Unknown keys are errors, so a typo never silently falls back to a
+ * default. Relative paths are taken from the file's own directory, so a
+ * configuration works whatever the daemon's working directory.
+ */
+#include "lockd.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void ld_config_defaults(ld_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->max_connections = 1024;
+    c->ttl_default_ms = 30 * 1000;
+    c->ttl_min_ms = 1000;
+    c->ttl_max_ms = 600 * 1000;
+    c->put_expires_max = 900;
+    c->get_expires = 3600;
+}
+
+void ld_config_clear(ld_config *c)
+{
+    char **strs[] = {&c->listen, &c->db,         &c->cert,       &c->key,           &c->endpoint,
+                     &c->region, &c->access_key, &c->secret_key, &c->session_token, &c->ca_bundle};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
+        free(*strs[i]);
+        *strs[i] = NULL;
+    }
+    for (size_t i = 0; i < c->n_repos; i++)
+        free(c->repos[i].url);
+    free(c->repos);
+    c->repos = NULL;
+    c->n_repos = 0;
+}
+
+static char *trim(char *s)
+{
+    char *e;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    e = s + strlen(s);
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r' || e[-1] == '\n'))
+        e--;
+    *e = '\0';
+    return s;
+}
+
+/* path, or dir/path when relative. */
+static char *resolve(const char *dir, const char *path)
+{
+    char *r = NULL;
+    if (path[0] == '/' || !dir[0]) return strdup(path);
+    if (asprintf(&r, "%s/%s", dir, path) < 0) r = NULL;
+    return r;
+}
+
+static int parse_uint(const char *v, unsigned long long max, unsigned long long *ret)
+{
+    char *end = NULL;
+    errno = 0;
+    if (!*v || *v == '-') return -1;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno || *end || n > max) return -1;
+    *ret = n;
+    return 0;
+}
+
+static ss_rc set_string(char **dst, char *value)
+{
+    free(*dst);
+    *dst = value;
+    return value ? SS_OK : SS_ERR_NOMEM;
+}
+
+static ss_rc add_repo(ld_config *c, const char *name, const char *url, ss_err *err)
+{
+    ld_config_repo *t;
+    if (!ld_name_ok(name))
+        return ss_fail(err, SS_ERR_INVALID, "repository name '%s': use 1..64 of [A-Za-z0-9._-]",
+                       name);
+    if (strncmp(url, "s3://", 5))
+        return ss_fail(err, SS_ERR_INVALID, "repository %s: URL must be s3://BUCKET/PREFIX", name);
+    for (size_t i = 0; i < c->n_repos; i++)
+        if (!strcmp(c->repos[i].name, name))
+            return ss_fail(err, SS_ERR_INVALID, "repository %s named twice", name);
+    if (!(t = realloc(c->repos, (c->n_repos + 1) * sizeof *t)))
+        return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
+    c->repos = t;
+    snprintf(t[c->n_repos].name, sizeof t->name, "%s", name);
+    if (!(t[c->n_repos].url = strdup(url)))
+        return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
+    c->n_repos++;
+    return SS_OK;
+}
+
+static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, ss_err *err)
+{
+    static const struct {
+        const char *key;
+        size_t off;
+        int path;
+    } strs[] = {
+        {"listen", offsetof(ld_config, listen), 0},
+        {"db", offsetof(ld_config, db), 1},
+        {"cert", offsetof(ld_config, cert), 1},
+        {"key", offsetof(ld_config, key), 1},
+        {"s3_endpoint", offsetof(ld_config, endpoint), 0},
+        {"s3_region", offsetof(ld_config, region), 0},
+        {"s3_access_key_id", offsetof(ld_config, access_key), 0},
+        {"s3_secret_access_key", offsetof(ld_config, secret_key), 0},
+        {"s3_session_token", offsetof(ld_config, session_token), 0},
+        {"s3_ca_bundle", offsetof(ld_config, ca_bundle), 1},
+    };
+    unsigned long long n;
+
+    if (!strncmp(k, "repo ", 5)) return add_repo(c, trim((char *)k + 5), v, err);
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        if (!strcmp(k, strs[i].key)) {
+            char **dst = (char **)((char *)c + strs[i].off);
+            if (set_string(dst, strs[i].path ? resolve(dir, v) : strdup(v)))
+                return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
+            return SS_OK;
+        }
+    if (parse_uint(v, UINT_MAX, &n))
+        return ss_fail(err, SS_ERR_INVALID, "%s: '%s' is not a number (or an unknown key)", k, v);
+    if (!strcmp(k, "threads"))
+        c->threads = (unsigned)n;
+    else if (!strcmp(k, "max_connections"))
+        c->max_connections = (unsigned)n;
+    else if (!strcmp(k, "lease_ttl_default"))
+        c->ttl_default_ms = (int64_t)n * 1000;
+    else if (!strcmp(k, "lease_ttl_min"))
+        c->ttl_min_ms = (int64_t)n * 1000;
+    else if (!strcmp(k, "lease_ttl_max"))
+        c->ttl_max_ms = (int64_t)n * 1000;
+    else if (!strcmp(k, "presign_put_max"))
+        c->put_expires_max = (unsigned)n;
+    else if (!strcmp(k, "presign_get"))
+        c->get_expires = (unsigned)n;
+    else
+        return ss_fail(err, SS_ERR_INVALID, "unknown key '%s'", k);
+    return SS_OK;
+}
+
+static ss_rc check(const ld_config *c, ss_err *err)
+{
+    if (!c->cert != !c->key) return ss_fail(err, SS_ERR_INVALID, "cert and key go together");
+    if (c->ttl_min_ms < 1000 || c->ttl_min_ms > c->ttl_max_ms ||
+        c->ttl_default_ms < c->ttl_min_ms || c->ttl_default_ms > c->ttl_max_ms)
+        return ss_fail(err, SS_ERR_INVALID,
+                       "lease TTLs: need 1 <= lease_ttl_min <= lease_ttl_default <= lease_ttl_max");
+    if (c->put_expires_max < 1 || c->put_expires_max > SS_SIGV4_MAX_EXPIRES || c->get_expires < 1 ||
+        c->get_expires > SS_SIGV4_MAX_EXPIRES)
+        return ss_fail(err, SS_ERR_INVALID, "presign expiries must be 1..%d seconds",
+                       SS_SIGV4_MAX_EXPIRES);
+    return SS_OK;
+}
+
+ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL, *dir = NULL, *slash;
+    size_t cap = 0;
+    unsigned lineno = 0;
+    ss_rc rc = SS_OK;
+
+    if (!f) return ss_fail(err, SS_ERR_IO, "config %s: %s", path, strerror(errno));
+    if (!(dir = strdup(path))) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
+        goto out;
+    }
+    slash = strrchr(dir, '/');
+    if (slash)
+        slash[slash == dir ? 1 : 0] = '\0';
+    else
+        dir[0] = '\0';
+    while (getline(&line, &cap, f) >= 0) {
+        char *s = trim(line), *eq;
+        lineno++;
+        if (!*s || *s == '#') continue;
+        if (!(eq = strchr(s, '='))) {
+            rc = ss_fail(err, SS_ERR_INVALID, "config %s:%u: expected key = value", path, lineno);
+            goto out;
+        }
+        *eq = '\0';
+        if ((rc = apply(c, dir, trim(s), trim(eq + 1), err))) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            ss_fail(err, rc, "config %s:%u: %s", path, lineno, msg);
+            goto out;
+        }
+    }
+    rc = check(c, err);
+out:
+    free(line);
+    free(dir);
+    fclose(f);
+    return rc;
+}

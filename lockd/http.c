@@ -1,0 +1,569 @@
+/*
+ * http.c: s3sync-lockd's HTTP/1.1 front: libmicrohttpd (optionally TLS via
+ * its GnuTLS support), routing, Bearer authentication, JSON bodies in and
+ * out, the mapping of lease outcomes to statuses, and request metrics.
+ * Decides nothing about leases or keys itself: lease.c and presign.c do.
+ * docs/PROTOCOL.md is the contract for every route here.
+ */
+#include "lockd.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define BODY_MAX (256 * 1024) /* a presign of 1000 keys fits; anything bigger is abuse */
+
+struct ld_server {
+    ld_server_ctx ctx;
+    unsigned char secret[32];
+    struct MHD_Daemon *mhd;
+    char *cert_pem, *key_pem;
+};
+
+/* One request: its body as it arrives, and when it started. */
+typedef struct req {
+    char *body;
+    size_t len;
+    int too_big;
+    struct timespec t0;
+} req;
+
+/* What a handler answers. */
+typedef struct reply {
+    unsigned status;
+    json_t *json;      /* owned; NULL for text */
+    char *text;        /* owned; text/plain body */
+    int64_t retry_ms;  /* > 0: a Retry-After header */
+    const char *allow; /* 405: the Allow header */
+    int auth_challenge;
+} reply;
+
+static double since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void error_reply(reply *r, unsigned status, const char *code, const char *msg)
+{
+    r->status = status;
+    json_decref(r->json);
+    r->json = json_pack("{s:s, s:s}", "error", code, "message", msg);
+    /* A message quoting the client's bytes may be cut inside a UTF-8
+     * sequence; jansson refuses that, the code alone still tells. */
+    if (!r->json) r->json = json_pack("{s:s, s:s}", "error", code, "message", code);
+}
+
+/* Map a refused lease or presign operation to its HTTP answer. */
+static void outcome_reply(reply *r, ss_rc rc, const ld_outcome *o)
+{
+    static const struct {
+        ld_why why;
+        unsigned status;
+        const char *code;
+    } map[] = {
+        {LD_WHY_NO_REPO, 404, "no_such_repository"},
+        {LD_WHY_READ_ONLY, 403, "read_only"},
+        {LD_WHY_FOREIGN, 403, "forbidden"},
+        {LD_WHY_LEASE_HELD, 409, "lease_held"},
+        {LD_WHY_STALE_LEASE, 409, "stale_lease"},
+        {LD_WHY_STALE_FENCING, 409, "stale_fencing_token"},
+        {LD_WHY_BAD_SEQ, 409, "wrong_sequence"},
+        {LD_WHY_OBJECT_MISSING, 409, "object_missing"},
+        {LD_WHY_BAD_KEY, 403, "key_not_allowed"},
+        {LD_WHY_BAD_REQUEST, 400, "bad_request"},
+    };
+    unsigned status = 500;
+    const char *code = "internal";
+    for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+        if (map[i].why == o->why) {
+            status = map[i].status;
+            code = map[i].code;
+        }
+    if (o->why == LD_WHY_STORE) {
+        status = rc == SS_ERR_TEMPORARY ? 503 : 502;
+        code = rc == SS_ERR_TEMPORARY ? "store_unavailable" : "store_error";
+        r->retry_ms = rc == SS_ERR_TEMPORARY ? 1000 : 0;
+    }
+    if (status >= 500) fprintf(stderr, "s3sync-lockd: %u %s: %s\n", status, code, o->err.msg);
+    error_reply(r, status, code, o->err.msg[0] ? o->err.msg : ss_strerror(rc));
+    if (!r->json) return;
+    if (status == 409) json_object_set_new(r->json, "head", json_integer((json_int_t)o->head));
+    if (o->why == LD_WHY_LEASE_HELD) {
+        r->retry_ms = o->retry_after_ms;
+        json_object_set_new(r->json, "retry_after_ms", json_integer(o->retry_after_ms));
+        json_object_set_new(r->json, "holder", json_string(o->holder));
+    }
+}
+
+/* ttl_ms <= 0: not a grant or renewal, so no TTL to report. */
+static json_t *lease_json(const char *repo, const ld_lease *l, int64_t ttl_ms)
+{
+    json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "repo", repo, "lease_id", l->id,
+                          "fencing_token", (json_int_t)l->fencing, "head", (json_int_t)l->head,
+                          "expires_in_ms", (json_int_t)l->expires_in_ms, "expires_at_ms",
+                          (json_int_t)l->expires_ms);
+    if (j && ttl_ms > 0) json_object_set_new(j, "ttl_ms", json_integer(ttl_ms));
+    return j;
+}
+
+/* ttl_ms (integer) or ttl (seconds, may be fractional); else the default. */
+static int body_ttl(const ld_server *s, json_t *body, int64_t *ret)
+{
+    json_t *ms = json_object_get(body, "ttl_ms"), *sec = json_object_get(body, "ttl");
+    *ret = s->ctx.cfg->ttl_default_ms;
+    if (ms) {
+        if (!json_is_integer(ms)) return -1;
+        *ret = json_integer_value(ms);
+    } else if (sec) {
+        if (!json_is_number(sec) || json_number_value(sec) > 1e9) return -1;
+        *ret = (int64_t)(json_number_value(sec) * 1000.0);
+    }
+    return 0;
+}
+
+/* fencing_token from the body, else from the query (DELETE without a body). */
+static int body_fencing(struct MHD_Connection *c, json_t *body, uint64_t *ret)
+{
+    json_t *f = json_object_get(body, "fencing_token");
+    const char *q;
+    char *end = NULL;
+    if (f) {
+        if (!json_is_integer(f) || json_integer_value(f) < 1) return -1;
+        *ret = (uint64_t)json_integer_value(f);
+        return 0;
+    }
+    q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fencing_token");
+    if (!q || !*q || *q == '-') return -1;
+    errno = 0;
+    *ret = strtoull(q, &end, 10);
+    return errno || *end || *ret == 0 ? -1 : 0;
+}
+
+/* --- routes under /v1/repos/{repo}/ -------------------------------------------- */
+
+typedef enum { OP_HEAD, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_PRESIGN, OP_COMMIT } op_t;
+
+static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *dev,
+                       const char *repo, op_t op, const char *lease_id, json_t *body, reply *r)
+{
+    ld_leases *l = s->ctx.leases;
+    ld_outcome o;
+    ld_lease lease;
+    int64_t ttl = 0;
+    uint64_t fencing = 0, head = 0;
+    ss_rc rc = SS_OK;
+
+    /* Who may do what comes before what the body says (PROTOCOL.md, Errors);
+     * the lease operations check again, presign checks PUT itself. */
+    if ((rc = ld_lease_access(l, dev, repo, op != OP_HEAD && op != OP_PRESIGN, &o))) {
+        outcome_reply(r, rc, &o);
+        return;
+    }
+    switch (op) {
+    case OP_HEAD: {
+        int leased = 0;
+        if (!(rc = ld_lease_head(l, repo, &head, &leased, &o))) {
+            r->status = 200;
+            r->json = json_pack("{s:s, s:I, s:b}", "repo", repo, "head", (json_int_t)head, "leased",
+                                leased);
+        }
+        break;
+    }
+    case OP_ACQUIRE:
+        if (body_ttl(s, body, &ttl)) goto bad_ttl;
+        if (!(rc = ld_lease_acquire(l, dev, repo, ttl, &lease, &o))) {
+            r->status = 201;
+            r->json = lease_json(repo, &lease, ttl);
+        }
+        break;
+    case OP_RENEW:
+        if (body_ttl(s, body, &ttl)) goto bad_ttl;
+        if (body_fencing(c, body, &fencing)) goto bad_fencing;
+        if (!(rc = ld_lease_renew(l, dev, repo, lease_id, fencing, ttl, &lease, &o))) {
+            r->status = 200;
+            r->json = lease_json(repo, &lease, ttl);
+        }
+        break;
+    case OP_RELEASE:
+        if (body_fencing(c, body, &fencing)) goto bad_fencing;
+        if (!(rc = ld_lease_release(l, dev, repo, lease_id, fencing, &o))) {
+            r->status = 200;
+            r->json =
+                json_pack("{s:s, s:s, s:b}", "repo", repo, "lease_id", lease_id, "released", 1);
+        }
+        break;
+    case OP_PRESIGN: {
+        json_t *res = NULL;
+        if (!(rc = ld_presign(
+                  l, &(ld_presign_limits){s->ctx.cfg->put_expires_max, s->ctx.cfg->get_expires},
+                  dev, repo, body, &res, &o))) {
+            const char *op_s = json_string_value(json_object_get(res, "op"));
+            size_t n = json_array_size(json_object_get(res, "urls"));
+            ld_counter ctr = !strcmp(op_s, "put")    ? LD_C_PRESIGN_PUT
+                             : !strcmp(op_s, "list") ? LD_C_PRESIGN_LIST
+                                                     : LD_C_PRESIGN_GET;
+            ld_metrics_add(s->ctx.metrics, ctr, n);
+            r->status = 200;
+            r->json = res;
+        }
+        break;
+    }
+    case OP_COMMIT: {
+        const char *id = json_string_value(json_object_get(body, "lease_id"));
+        json_t *seq = json_object_get(body, "seq"), *rel = json_object_get(body, "release");
+        int released = 0;
+        if (!id || !json_is_integer(seq) || json_integer_value(seq) < 1 ||
+            (rel && !json_is_boolean(rel))) {
+            error_reply(r, 400, "bad_request",
+                        "commit needs lease_id (string), fencing_token and seq (integers >= 1), "
+                        "and optionally release (boolean)");
+            return;
+        }
+        if (body_fencing(c, body, &fencing)) goto bad_fencing;
+        if (!(rc = ld_lease_commit(l, dev, repo, id, fencing, (uint64_t)json_integer_value(seq),
+                                   json_is_true(rel), &lease, &released, &o))) {
+            r->status = 200;
+            r->json = json_pack("{s:s, s:I, s:b}", "repo", repo, "head", (json_int_t)lease.head,
+                                "released", released);
+            if (r->json && !released)
+                json_object_set_new(r->json, "lease", lease_json(repo, &lease, 0));
+        }
+        break;
+    }
+    }
+    if (rc) outcome_reply(r, rc, &o);
+    return;
+bad_ttl:
+    error_reply(r, 400, "bad_request", "ttl must be a number of seconds, or ttl_ms an integer");
+    return;
+bad_fencing:
+    error_reply(r, 400, "bad_request", "fencing_token (integer >= 1) is required");
+}
+
+/* Split /v1/repos/{repo}/{rest}; 0 when the path is not of that shape. */
+static int parse_repo_path(const char *url, char *repo, const char **rest)
+{
+    const char *p = url + strlen("/v1/repos/"), *slash;
+    if (strncmp(url, "/v1/repos/", 10) || !(slash = strchr(p, '/'))) return 0;
+    if ((size_t)(slash - p) > LD_NAME_MAX || slash == p) return 0;
+    memcpy(repo, p, (size_t)(slash - p));
+    repo[slash - p] = '\0';
+    *rest = slash + 1;
+    return ld_name_ok(repo);
+}
+
+static void dispatch(ld_server *s, struct MHD_Connection *c, const char *url, const char *method,
+                     req *rq, ld_route *route, reply *r)
+{
+    char repo[LD_NAME_MAX + 1], lease_id[LD_LEASE_ID_LEN + 1];
+    const char *rest = NULL, *allow = NULL;
+    json_t *body = NULL;
+    ld_device dev;
+    ld_auth_result ar;
+    ss_err err = {{0}};
+    op_t op;
+
+    if (!strcmp(url, "/healthz")) {
+        *route = LD_R_HEALTHZ;
+        allow = "GET";
+        if (!strcmp(method, "GET")) {
+            r->status = 200;
+            r->json = json_pack("{s:s}", "status", "ok");
+            return;
+        }
+        goto not_allowed;
+    }
+    if (!strcmp(url, "/metrics")) {
+        *route = LD_R_METRICS;
+        allow = "GET";
+        if (strcmp(method, "GET")) goto not_allowed;
+        r->status = 200;
+        if (!(r->text = ld_metrics_render(s->ctx.metrics)))
+            error_reply(r, 500, "internal", "out of memory");
+        return;
+    }
+    *route = LD_R_OTHER;
+    if (!parse_repo_path(url, repo, &rest)) goto not_found;
+    if (!strcmp(rest, "head")) {
+        *route = LD_R_HEAD, op = OP_HEAD, allow = "GET";
+    } else if (!strcmp(rest, "lease")) {
+        *route = LD_R_ACQUIRE, op = OP_ACQUIRE, allow = "POST";
+    } else if (!strcmp(rest, "presign")) {
+        *route = LD_R_PRESIGN, op = OP_PRESIGN, allow = "POST";
+    } else if (!strcmp(rest, "commit")) {
+        *route = LD_R_COMMIT, op = OP_COMMIT, allow = "POST";
+    } else if (!strncmp(rest, "lease/", 6) && strlen(rest + 6) >= LD_LEASE_ID_LEN &&
+               strspn(rest + 6, "0123456789abcdef") == LD_LEASE_ID_LEN &&
+               (!rest[6 + LD_LEASE_ID_LEN] || !strcmp(rest + 6 + LD_LEASE_ID_LEN, "/renew"))) {
+        memcpy(lease_id, rest + 6, LD_LEASE_ID_LEN);
+        lease_id[LD_LEASE_ID_LEN] = '\0';
+        if (rest[6 + LD_LEASE_ID_LEN])
+            *route = LD_R_RENEW, op = OP_RENEW, allow = "POST";
+        else
+            *route = LD_R_RELEASE, op = OP_RELEASE, allow = "DELETE";
+    } else {
+        goto not_found;
+    }
+    if (strcmp(method, allow)) goto not_allowed;
+
+    if (ld_auth_check(
+            s->ctx.db, s->secret,
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), &dev,
+            &ar, &err)) {
+        fprintf(stderr, "s3sync-lockd: auth: %s\n", err.msg);
+        error_reply(r, 500, "internal", "authentication failed: database error");
+        return;
+    }
+    if (ar != LD_AUTH_OK) {
+        r->auth_challenge = 1;
+        error_reply(r, 401, "unauthorized",
+                    ar == LD_AUTH_MISSING   ? "missing Authorization: Bearer TOKEN"
+                    : ar == LD_AUTH_REVOKED ? "device token revoked"
+                                            : "unknown device token");
+        return;
+    }
+    if (rq->too_big) {
+        error_reply(r, 413, "payload_too_large", "request body over 256 KiB");
+        return;
+    }
+    if (rq->len) {
+        json_error_t jerr;
+        body = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!json_is_object(body)) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "body must be a JSON object: %s",
+                     body ? "not an object" : jerr.text);
+            json_decref(body);
+            error_reply(r, 400, "bad_request", msg);
+            return;
+        }
+    } else if (!(body = json_object())) {
+        error_reply(r, 500, "internal", "out of memory");
+        return;
+    }
+    serve_repo(s, c, &dev, repo, op, lease_id, body, r);
+    json_decref(body);
+    return;
+not_found:
+    error_reply(r, 404, "not_found", "no such route");
+    return;
+not_allowed:
+    r->allow = allow;
+    error_reply(r, 405, "method_not_allowed", "method not allowed on this route");
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, reply *r)
+{
+    struct MHD_Response *resp = NULL;
+    char *text = NULL, ra[32];
+    enum MHD_Result ret;
+    const char *type = "application/json";
+
+    if (r->text) {
+        text = r->text;
+        r->text = NULL;
+        type = "text/plain; version=0.0.4; charset=utf-8";
+    } else if (!r->json || !(text = json_dumps(r->json, JSON_COMPACT))) {
+        static const char oom[] = "{\"error\":\"internal\",\"message\":\"out of memory\"}";
+        r->status = 500;
+        resp = MHD_create_response_from_buffer(sizeof oom - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+    }
+    if (!resp) resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (r->retry_ms > 0) {
+        snprintf(ra, sizeof ra, "%lld", (long long)((r->retry_ms + 999) / 1000));
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
+    if (r->allow) MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->auth_challenge)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"s3sync-lockd\"");
+    ret = MHD_queue_response(c, r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+    ld_server *s = cls;
+    req *rq = *con_cls;
+    reply r = {0};
+    ld_route route = LD_R_OTHER;
+    enum MHD_Result ret;
+    (void)version;
+
+    if (!rq) { /* headers only so far */
+        if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
+        clock_gettime(CLOCK_MONOTONIC, &rq->t0);
+        *con_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_data_size) { /* a piece of the body */
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (rq->too_big || rq->len + n > BODY_MAX) {
+            rq->too_big = 1;
+            return MHD_YES;
+        }
+        char *b = realloc(rq->body, rq->len + n + 1);
+        if (!b) return MHD_NO;
+        memcpy(b + rq->len, upload_data, n);
+        rq->body = b;
+        rq->len += n;
+        return MHD_YES;
+    }
+    dispatch(s, c, url, method, rq, &route, &r);
+    ret = send_reply(c, &r);
+    ld_metrics_request(s->ctx.metrics, route, r.status, since(&rq->t0));
+    json_decref(r.json);
+    free(r.text);
+    return ret;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    req *rq = *con_cls;
+    (void)cls, (void)c, (void)toe;
+    if (!rq) return;
+    free(rq->body);
+    free(rq);
+    *con_cls = NULL;
+}
+
+static ss_rc read_pem(const char *path, char **ret, ss_err *err)
+{
+    FILE *f = fopen(path, "r");
+    char *buf = NULL;
+    size_t len = 0;
+    *ret = NULL;
+    if (!f) return ss_fail(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!(buf = malloc(1 << 20)) || (len = fread(buf, 1, (1 << 20) - 1, f)) == 0 || ferror(f)) {
+        free(buf);
+        fclose(f);
+        return ss_fail(err, SS_ERR_IO, "%s: cannot read PEM", path);
+    }
+    fclose(f);
+    buf[len] = '\0';
+    *ret = buf;
+    return SS_OK;
+}
+
+/* HOST:PORT or [V6ADDR]:PORT -> socket address. */
+static ss_rc resolve_listen(const char *listen, struct sockaddr_storage *sa, socklen_t *salen,
+                            ss_err *err)
+{
+    char host[256];
+    const char *port;
+    struct addrinfo hints = {0}, *ai = NULL;
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':' || (size_t)(close - listen - 1) >= sizeof host) goto bad;
+        memcpy(host, listen + 1, (size_t)(close - listen - 1));
+        host[close - listen - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(listen, ':');
+        if (!colon || (size_t)(colon - listen) >= sizeof host) goto bad;
+        memcpy(host, listen, (size_t)(colon - listen));
+        host[colon - listen] = '\0';
+        port = colon + 1;
+    }
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    if (!*port || getaddrinfo(host[0] ? host : NULL, port, &hints, &ai) || !ai) goto bad;
+    memcpy(sa, ai->ai_addr, ai->ai_addrlen);
+    *salen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    return SS_OK;
+bad:
+    return ss_fail(err, SS_ERR_INVALID, "listen '%s': expected HOST:PORT or [ADDR]:PORT", listen);
+}
+
+ss_rc ld_http_start(const ld_server_ctx *ctx, ld_server **ret, unsigned *ret_port, ss_err *err)
+{
+    ld_server *s = NULL;
+    struct sockaddr_storage sa;
+    socklen_t salen = 0;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    const union MHD_DaemonInfo *info;
+    ss_rc rc;
+
+    *ret = NULL;
+    if ((rc = resolve_listen(ctx->cfg->listen ? ctx->cfg->listen : "127.0.0.1:8443", &sa, &salen,
+                             err)))
+        return rc;
+    if (!(s = calloc(1, sizeof *s))) return ss_fail(err, SS_ERR_NOMEM, "server: out of memory");
+    s->ctx = *ctx;
+    ld_db_secret(ctx->db, s->secret);
+    if (ctx->cfg->cert) {
+        if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+            rc = ss_fail(err, SS_ERR_INVALID, "this libmicrohttpd has no TLS support");
+            goto fail;
+        }
+        if ((rc = read_pem(ctx->cfg->cert, &s->cert_pem, err)) ||
+            (rc = read_pem(ctx->cfg->key, &s->key_pem, err)))
+            goto fail;
+        flags |= MHD_USE_TLS;
+    }
+    if (sa.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+    /* A thread per connection by default: a commit waits for a bucket HEAD,
+     * and that must not stall the other connections of a pool thread. */
+    if (!ctx->cfg->threads) flags |= MHD_USE_THREAD_PER_CONNECTION;
+    struct MHD_OptionItem opts[8];
+    size_t n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                        (intptr_t)ctx->cfg->max_connections, NULL};
+    if (ctx->cfg->threads > 1)
+        opts[n++] =
+            (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)ctx->cfg->threads, NULL};
+    if (s->cert_pem) {
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->cert_pem};
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->key_pem};
+    }
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    s->mhd = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR,
+                              (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                              MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!s->mhd) {
+        rc = ss_fail(err, SS_ERR_IO, "cannot listen on %s (in use, or bad TLS certificate/key)",
+                     ctx->cfg->listen ? ctx->cfg->listen : "127.0.0.1:8443");
+        goto fail;
+    }
+    info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    if (ret_port) *ret_port = info ? info->port : 0;
+    *ret = s;
+    return SS_OK;
+fail:
+    ld_http_stop(s);
+    return rc;
+}
+
+void ld_http_stop(ld_server *s)
+{
+    if (!s) return;
+    if (s->mhd) MHD_stop_daemon(s->mhd);
+    if (s->key_pem) memset(s->key_pem, 0, strlen(s->key_pem));
+    free(s->cert_pem);
+    free(s->key_pem);
+    memset(s->secret, 0, sizeof s->secret);
+    free(s);
+}
