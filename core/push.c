@@ -43,6 +43,7 @@ typedef struct push {
     ss_spool *spool;
     ss_xfer *xfer;
     char **packs; /* pack table: data/ keys */
+    uint8_t *used; /* per pack: referenced by a spooled op (a file read but unchanged is not) */
     uint32_t n_packs, cap_packs;
     pack_buf cur; /* pack being filled, index UINT32_MAX when none */
     ss_chunk_ref *refs; /* chunks of the file being pushed */
@@ -63,11 +64,14 @@ static ss_rc pack_index(push *p, const char *key, uint32_t *ret, ss_err *err)
     if (p->n_packs == p->cap_packs) {
         uint32_t cap = p->cap_packs ? p->cap_packs * 2 : 16;
         char **nv = realloc(p->packs, cap * sizeof *nv);
-        if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        p->packs = nv;
+        uint8_t *nu = nv ? realloc(p->used, cap) : NULL;
+        if (nv) p->packs = nv;
+        if (!nu) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        p->used = nu;
         p->cap_packs = cap;
     }
     if (!(p->packs[p->n_packs] = strdup(key))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    p->used[p->n_packs] = 0;
     *ret = p->n_packs++;
     return SS_OK;
 }
@@ -199,6 +203,7 @@ static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, cons
                         .body_len = body_len, .storage = (int)e->storage};
     ss_rc rc = ss_spool_put(p->spool, e, p->refs, err);
     if (rc) return rc;
+    for (uint32_t i = 0; e->kind == SS_TXN_FILE && i < e->n_chunks; i++) p->used[p->refs[i].pack] = 1;
     memcpy(row.content_id, e->content_id, 32);
     eng_row_set_stat(&row, st);
     verbose(p, "push", e->path);
@@ -403,30 +408,44 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
     ss_txn_header h = {0};
     ss_txn_writer *tw = NULL;
     frame_sink sink = {0};
+    const char **table = calloc(p->n_packs + 1, sizeof *table);
+    uint32_t *remap = calloc(p->n_packs + 1, sizeof *remap);
     int fd = -1;
     ss_rc rc;
     *ret_fd = -1;
+    if (!table || !remap) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (uint32_t i = 0; i < p->n_packs; i++) /* only the packs some op references */
+        if (p->used[i]) {
+            remap[i] = h.n_packs;
+            table[h.n_packs++] = p->packs[i];
+        }
     clock_gettime(CLOCK_REALTIME, &now);
     h.seq = p->seq;
     h.time_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
     memcpy(h.device_id, f->device_id, sizeof h.device_id);
     h.device_name = f->device_name;
     h.device_name_len = strlen(f->device_name);
-    h.n_packs = p->n_packs;
-    h.pack_keys = (const char *const *)p->packs;
+    h.pack_keys = table;
     h.n_ops = ss_spool_count(p->spool);
     if ((rc = eng_tmpfile(f, &fd, err)) ||
         (rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
                                   ss_repo_config(f->repo)->zstd_level, write_fd, &fd, &sink.w, err)) ||
         (rc = ss_txn_writer_new(&f->limits, &h, write_frame, &sink, &tw, err)) ||
-        (rc = ss_spool_replay(p->spool, tw, err)) || (rc = ss_txn_writer_finish(tw, err)) ||
+        (rc = ss_spool_replay(p->spool, tw, remap, err)) || (rc = ss_txn_writer_finish(tw, err)) ||
         (rc = ss_frame_finish(sink.w, hash, err)))
         goto fail;
     ss_txn_writer_free(tw);
     ss_frame_writer_free(sink.w);
+    free(table);
+    free(remap);
     *ret_fd = fd;
     return SS_OK;
 fail:
+    free(table);
+    free(remap);
     if (rc == SS_ERR_IO && sink.err.msg[0] && err) *err = sink.err;
     ss_txn_writer_free(tw);
     ss_frame_writer_free(sink.w);
@@ -460,6 +479,7 @@ static void push_free(push *p)
     free(p->cur.p);
     for (uint32_t i = 0; i < p->n_packs; i++) free(p->packs[i]);
     free(p->packs);
+    free(p->used);
     free(p->refs);
     eng_body_free(&p->body);
 }

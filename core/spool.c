@@ -65,7 +65,8 @@ ss_rc ss_spool_put(ss_spool *sp, const ss_txn_entry *e, const ss_chunk_ref *chun
     return SS_OK;
 }
 
-static ss_rc replay_one(ss_spool *sp, ss_txn_writer *w, char *path, uint8_t *data, ss_err *err)
+static ss_rc replay_one(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, char *path,
+                        uint8_t *data, ss_err *err)
 {
     rec r;
     ss_txn_entry e = {0};
@@ -86,12 +87,13 @@ static ss_rc replay_one(ss_spool *sp, ss_txn_writer *w, char *path, uint8_t *dat
     if ((rc = ss_txn_put_upsert(w, &e, err))) return rc;
     for (uint32_t i = 0; i < r.n_chunks; i++) {
         if (fread(&c, sizeof c, 1, sp->fp) != 1) return ss_fail(err, SS_ERR_IO, "spool: read back failed");
+        c.pack = remap[c.pack];
         if ((rc = ss_txn_put_chunk(w, &c, err))) return rc;
     }
     return SS_OK;
 }
 
-ss_rc ss_spool_replay(ss_spool *sp, ss_txn_writer *w, ss_err *err)
+ss_rc ss_spool_replay(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, ss_err *err)
 {
     char *path = malloc(4097);
     uint8_t *data = malloc(1u << 20);
@@ -99,7 +101,7 @@ ss_rc ss_spool_replay(ss_spool *sp, ss_txn_writer *w, ss_err *err)
     if (!path || !data) rc = ss_fail(err, SS_ERR_NOMEM, "spool: out of memory");
     else if (fflush(sp->fp) || fseek(sp->fp, 0, SEEK_SET))
         rc = ss_fail(err, SS_ERR_IO, "spool: rewind failed");
-    for (uint32_t i = 0; !rc && i < sp->n; i++) rc = replay_one(sp, w, path, data, err);
+    for (uint32_t i = 0; !rc && i < sp->n; i++) rc = replay_one(sp, w, remap, path, data, err);
     free(path);
     free(data);
     return rc;

@@ -19,7 +19,7 @@ void ss_spool_free(ss_spool *sp);
 /* e->inline_data / e->target per kind; chunks holds e->n_chunks refs. */
 ss_rc ss_spool_put(ss_spool *sp, const ss_txn_entry *e, const ss_chunk_ref *chunks, ss_err *err);
 uint32_t ss_spool_count(const ss_spool *sp);
-/* Replay every op into w, in the order spooled. */
-ss_rc ss_spool_replay(ss_spool *sp, ss_txn_writer *w, ss_err *err);
+/* Replay every op into w, in the order spooled; chunk pack indices i become remap[i]. */
+ss_rc ss_spool_replay(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, ss_err *err);
 
 #endif
