@@ -2,8 +2,9 @@
 # ci/test.sh: the one command that runs every test, on a fresh Debian 12
 # machine or a developer's: installs dependencies, builds twice (-Werror;
 # ASan+UBSan), starts a private Ceph RGW, runs ctest on both builds, runs
-# each libFuzzer target briefly (ci/fuzz.sh), and stops RGW even when a test
-# fails. The plain build's ctest summary is last.
+# each libFuzzer target briefly (ci/fuzz.sh), builds and installs the Debian
+# packages (ci/package.sh), and stops RGW even when a test fails. The plain
+# build's ctest summary is last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
@@ -29,6 +30,8 @@ echo "== ctest under ASan+UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs") || status=1
 echo "== fuzz targets, ${S3SYNC_FUZZ_SECONDS:-15} s each"
 ci/fuzz.sh "${S3SYNC_FUZZ_SECONDS:-15}" || status=1
+echo "== Debian packages: build, install, run"
+S3SYNC_PACKAGE_INSTALL=1 ci/package.sh || status=1
 echo "== ctest"
 (cd build && ctest --output-on-failure -j "$jobs") || status=1
 exit $status
