@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli-history.h"
 #include "format.h"
 #include "repo.h"
 #include "secret.h"
@@ -28,19 +29,29 @@ typedef struct cli {
     int quiet, verbose, json;
     const char *endpoint;  /* --endpoint */
     const char *pass_file; /* --password-file */
+    const char *token_file; /* --token-file (lockd stores) */
     const char *device;    /* --device (init) */
+    int data;              /* --data (verify) */
+    const char *at, *to;   /* --at, --to (restore) */
     const char *command;
     int tty; /* stderr is a terminal */
     ss_store_opts store_opts;
 } cli;
 
 static const char usage_text[] =
-    "usage: s3sync [-C DIR] [-q|-v] [--json] [--endpoint URL] [--password-file F] COMMAND\n"
+    "usage: s3sync [-C DIR] [-q|-v] [--json] [--endpoint URL] [--password-file F]\n"
+    "              [--token-file F] COMMAND\n"
     "  init STORE [DIR]      create the repository at STORE, or join it if it exists\n"
     "  push | pull | sync    publish local changes | apply remote ones | both\n"
     "  status                what is pending either way\n"
+    "  log [PATH]            the transactions, newest first (touching PATH)\n"
+    "  verify [--data]       check every log object (and every chunk): exit 3 if any is bad\n"
+    "  restore PATH [--at SEQ|--at @UNIX-SECONDS|--at YYYY-MM-DD[THH:MM[:SS]]] [--to DEST]\n"
+    "                        PATH as it was, beside it as NAME.restored-SEQ.EXT or at DEST\n"
+    "                        (relative PATH and DEST: from -C DIR when given)\n"
     "  key add | key list | key remove ID\n"
-    "STORE: s3://BUCKET/PREFIX or file:///ABS/PATH\n";
+    "STORE: s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO\n"
+    "  (lockd: the device token from --token-file F or S3SYNC_TOKEN_FILE)\n";
 
 static int usage(const char *fmt, ...)
 {
@@ -238,6 +249,24 @@ static int cmd_key(cli *c, int argc, char **argv)
     return 0;
 }
 
+/* log, verify, restore: cli/history.c checks their arguments and prints their output. */
+static int cmd_history(cli *c, int argc, char **argv)
+{
+    cli_hist h = {.command = c->command, .dir = c->dir, .json = c->json, .quiet = c->quiet,
+                  .verbose = c->verbose, .data = c->data, .at = c->at, .to = c->to};
+    ss_folder *f = NULL;
+    ss_stats st = {0};
+    ss_err err = {{0}};
+    const char *bad = cli_hist_parse(&h, argc, argv);
+    ss_rc rc;
+    if (bad) return usage("%s", bad);
+    rc = open_here(c, &f, &err);
+    if (!rc) rc = cli_hist_run(&h, f, &err);
+    ss_folder_free(f);
+    if (!rc || h.printed) return exit_code(rc);
+    return finish(c, &st, rc, &err);
+}
+
 /* --- arguments ------------------------------------------------------------------- */
 
 static int parse(cli *c, int argc, char **argv)
@@ -246,6 +275,9 @@ static int parse(cli *c, int argc, char **argv)
         {"json", no_argument, NULL, 'j'},        {"quiet", no_argument, NULL, 'q'},
         {"verbose", no_argument, NULL, 'v'},     {"endpoint", required_argument, NULL, 'e'},
         {"password-file", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
+        {"token-file", required_argument, NULL, 't'},
+        {"data", no_argument, NULL, 'D'},        {"at", required_argument, NULL, 'a'},
+        {"to", required_argument, NULL, 'T'},
         {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int o;
@@ -257,7 +289,11 @@ static int parse(cli *c, int argc, char **argv)
         case 'j': c->json = 1; break;
         case 'e': c->endpoint = optarg; break;
         case 'p': c->pass_file = optarg; break;
+        case 't': c->token_file = optarg; break;
         case 'd': c->device = optarg; break;
+        case 'D': c->data = 1; break;
+        case 'a': c->at = optarg; break;
+        case 'T': c->to = optarg; break;
         case 'V':
             printf("s3sync %s (repository format %u)\n", S3SYNC_VERSION, SS_FORMAT_VERSION);
             exit(0);
@@ -283,14 +319,18 @@ int main(int argc, char **argv)
     /* getopt permuted the options first: options may stand anywhere (s3sync push --json). */
     c.command = argv[first];
     c.store_opts.endpoint = c.endpoint;
+    c.store_opts.token_file = c.token_file;
     c.tty = isatty(2);
     argc -= first + 1;
     argv += first + 1;
+    if ((c.data || c.at || c.to) && !cli_hist_is(c.command))
+        return usage("--data, --at and --to go with verify and restore");
     if (!strcmp(c.command, "init")) return cmd_init(&c, argc, argv);
     if (!strcmp(c.command, "push")) return cmd_engine(&c, ss_push, argc);
     if (!strcmp(c.command, "pull")) return cmd_engine(&c, ss_pull, argc);
     if (!strcmp(c.command, "sync")) return cmd_engine(&c, ss_sync, argc);
     if (!strcmp(c.command, "status")) return cmd_engine(&c, ss_status, argc);
     if (!strcmp(c.command, "key")) return cmd_key(&c, argc, argv);
+    if (cli_hist_is(c.command)) return cmd_history(&c, argc, argv);
     return usage("unknown command '%s'", c.command);
 }

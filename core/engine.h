@@ -79,4 +79,109 @@ ss_rc eng_stats_conflict(ss_stats *s, const char *path);
 /* Path of a temp file under .s3sync/tmp/ (created empty, O_RDWR); unlinked already. */
 ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err);
 
+/* --- reading the log, as pull does (pull.c; history.c shares it) --------------------- */
+
+/* The log/ sequences a listing found, in order, with their object sizes. */
+typedef struct eng_log_list {
+    uint64_t *seqs;
+    uint64_t *sizes; /* of each log object, as listed */
+    size_t n, cap;
+    int bad; /* 1: an unexpected key (bad_key); 2: out of memory */
+    char bad_key[128];
+} eng_log_list;
+void eng_log_list_free(eng_log_list *l);
+
+/*
+ * The sequences after watermark wm (0: from log/1), checked to be the
+ * watermark's own key followed by a run without gaps (pull's P2). On a gap
+ * the error names the missing key and l still holds every listed sequence.
+ */
+ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err);
+
+/*
+ * Fetch log/<seq> (or take its bytes from obj when not NULL) and verify its
+ * frame against prev (chain(seq - 1)), staging the plaintext in a temp file
+ * (*ret_fd, owned by the caller) and computing ret_chain = chain(seq). Its
+ * ops are not decoded yet: eng_check_txn.
+ */
+ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
+                    size_t obj_len, int *ret_fd, uint8_t ret_chain[32], ss_err *err);
+/* Decode every op and chunk ref of the staged transaction once: SS_OK only when all is valid. */
+ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err);
+
+/* A staged plaintext as a transaction reader's source. */
+typedef struct eng_staged {
+    int fd;
+    uint64_t pos;
+} eng_staged;
+/* Open a reader on the staged plaintext (src and rd must outlive it); checks its sequence. */
+ss_rc eng_open_txn(ss_folder *f, eng_staged *src, ss_store_reader *rd, uint64_t seq,
+                   ss_txn_reader **ret_reader, ss_err *err);
+
+/*
+ * Verified chunk fetches (fetch.c): chunks are queued by eng_fetch_chunk and
+ * fetched in coalesced ranged GETs, each chunk opened with ss_chunk_open
+ * (authenticity, id), checked for its plain length, and written to out_fd at
+ * the offset given (out_fd -1: verify only). eng_fetch_wait runs what is
+ * queued to the end and returns the first failure (all go to bad, if set).
+ */
+typedef void (*eng_bad_chunk_fn)(void *ctx, const char *pack, const ss_chunk_ref *ref, ss_rc rc,
+                                 const char *msg);
+typedef struct eng_fetch {
+    ss_folder *f;
+    ss_xfer *xfer;
+    int out_fd;
+    ss_rc rc;   /* the first failure */
+    ss_err err; /* its message, naming the pack and offset */
+    eng_bad_chunk_fn bad; /* when set, told of every failure */
+    void *ctx;
+    struct eng_fetch_job *jobs; /* queued, not yet requested */
+    size_t n_jobs, cap_jobs;
+} eng_fetch;
+ss_rc eng_fetch_chunk(eng_fetch *x, const char *pack, const ss_chunk_ref *ref, uint64_t out_off,
+                      ss_err *err);
+/* Fetch everything queued and wait; frees the queue (x may be reused). */
+ss_rc eng_fetch_wait(eng_fetch *x, ss_err *err);
+
+/* --- walking the whole log (history.c: log, verify, restore) ------------------------ */
+
+typedef struct eng_walk_txn {
+    uint64_t seq;
+    uint64_t object_size; /* bytes of log/<seq> */
+    const ss_txn_header *h;
+} eng_walk_txn;
+
+typedef struct eng_walk {
+    uint64_t upto; /* the last sequence to walk; 0: the newest */
+    /* After log/<seq> verified whole; *ret_stop ends the walk before its ops. May be NULL. */
+    ss_rc (*txn)(void *ctx, const eng_walk_txn *t, int *ret_stop, ss_err *err);
+    /* Each op of it, in order; chunk refs not read are skipped. May be NULL. */
+    ss_rc (*op)(void *ctx, const eng_walk_txn *t, ss_txn_reader *r, const ss_txn_entry *e,
+                ss_err *err);
+    /* After its last op. May be NULL. */
+    ss_rc (*txn_done)(void *ctx, const eng_walk_txn *t, ss_err *err);
+    void *ctx;
+    /* Out: the newest sequence listed, and the last one whose ops were all handed out. */
+    uint64_t head, last;
+    int broken; /* the walk stopped at a log object that failed verification (err says why) */
+    char broken_key[128]; /* that object's key */
+} eng_walk;
+
+/*
+ * Walk log/1 .. upto in order, verifying each object exactly as pull does
+ * (frame, chain from log/1, every op decoded) before handing out its ops.
+ * Costs every log object's bytes: without checkpoints there is no shorter
+ * verified way to sequence N.
+ */
+ss_rc eng_walk_log(ss_folder *f, eng_walk *w, ss_err *err);
+
+/* path is top itself or under it ("" is above every path). */
+int eng_path_at_or_under(const char *top, size_t top_len, const char *path, size_t len);
+
+/* A private temporary SQLite database (on disk, gone when closed) with schema run in it. */
+struct sqlite3;
+ss_rc eng_tempdb_open(const char *schema, struct sqlite3 **ret_db, ss_err *err);
+/* SQLite's failure as SS_ERR_IO (or SS_ERR_NOMEM), naming what was being done. */
+ss_rc eng_tempdb_fail(struct sqlite3 *db, const char *what, ss_err *err);
+
 #endif

@@ -135,10 +135,15 @@ ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t m
     free(at->tmp);
     at->tmp = NULL;
     ss_fault_point("apply.after-rename");
-    if (fsync(at->dirfd)) rc = errno_fail(err, "fsync directory of", at->path);
 out:
     ss_atomic_abort(at);
     return rc;
+}
+
+ss_rc ss_fs_sync(int root_fd, ss_err *err)
+{
+    if (syncfs(root_fd)) return errno_fail(err, "sync the file system of", "the folder");
+    return SS_OK;
 }
 
 ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, ss_err *err)

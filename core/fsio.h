@@ -4,8 +4,9 @@
  *   - parents are opened one component at a time with O_NOFOLLOW, so no
  *     write ever passes through a symlink or leaves the folder (invariant 6);
  *   - a file is written to a temp name in its own directory, fsynced, given
- *     its mode and mtime, renamed over the target, and the directory fsynced:
- *     a reader sees the old or the new content, never a mix (invariant 3).
+ *     its mode and mtime, and renamed over the target: a reader sees the old
+ *     or the new content, never a mix (invariant 3); ss_fs_sync makes the
+ *     renames durable before the state records them.
  * Temp names start with SS_FS_TMP_PREFIX; the scanner skips them (and removes
  * those a killed command left behind).
  */
@@ -33,9 +34,15 @@ ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd,
 /* Start writing path's new content in a temp file beside it. */
 ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
 int ss_atomic_fd(const ss_atomic *at);
-/* Set mode and mtime, fsync, rename into place, fsync the directory; frees at. */
+/*
+ * Set mode and mtime, fsync, rename into place; frees at. The rename is
+ * durable only after ss_fs_sync: one syncfs for a whole transaction costs
+ * far less than an fsync of the directory per file.
+ */
 ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
                        ss_err *err);
+/* Make every change to the folder's file system durable (syncfs). */
+ss_rc ss_fs_sync(int root_fd, ss_err *err);
 void ss_atomic_abort(ss_atomic *at); /* removes the temp file; NULL safe */
 
 /* Replace path by a symlink to target, atomically. */

@@ -3,8 +3,8 @@
  *
  * Design notes. Invariants this file keeps (each asserted or tested):
  *   P1. Nothing of log/<seq> is applied before the whole object verified:
- *       fetch_txn stages the plaintext in a temp file, ss_frame_end checks it
- *       ended at its final record, and check_txn walks every op before
+ *       eng_fetch_txn stages the plaintext in a temp file, ss_frame_end checks it
+ *       ended at its final record, and eng_check_txn walks every op before
  *       apply_txn touches the folder. The same holds for the data: stage_data
  *       fetches and verifies every chunk of the transaction into a temp file
  *       first, so a truncated or altered pack changes nothing either (the
@@ -20,7 +20,7 @@
  *       sync keeps its local version as a conflict copy; modify beats delete.
  *
  *   state per store transaction:
- *     LISTED --fetch_txn--> STAGED --check_txn--> VERIFIED --stage_data--> DATA STAGED
+ *     LISTED --eng_fetch_txn--> STAGED --eng_check_txn--> VERIFIED --stage_data--> DATA STAGED
  *     DATA STAGED --apply_txn (per op: apply_upsert / apply_delete)--> APPLIED
  *     APPLIED --ss_state_commit (watermark = seq, chain)--> COMMITTED
  *   any failure before COMMITTED: ss_state_rollback; the folder holds whole
@@ -44,20 +44,19 @@
 
 #define MAX_TXN_PLAIN (1ull << 36) /* a transaction's plaintext beyond this is refused */
 
-typedef struct log_list {
-    uint64_t *seqs;
-    size_t n, cap;
-    int bad;
-    char bad_key[128];
-} log_list;
+void eng_log_list_free(eng_log_list *l)
+{
+    free(l->seqs);
+    free(l->sizes);
+    memset(l, 0, sizeof *l);
+}
 
 static int collect_log(void *ctx, const char *key, const ss_store_stat *st)
 {
-    log_list *l = ctx;
+    eng_log_list *l = ctx;
     const char *d = key + strlen(SS_KEY_LOG_PREFIX);
     char *end = NULL;
     uint64_t seq;
-    (void)st;
     seq = strtoull(d, &end, 10);
     if (strlen(d) != SS_SEQ_DIGITS || *end || !seq) {
         l->bad = 1;
@@ -67,19 +66,22 @@ static int collect_log(void *ctx, const char *key, const ss_store_stat *st)
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
         uint64_t *nv = realloc(l->seqs, cap * sizeof *nv);
-        if (!nv) {
+        uint64_t *ns = nv ? realloc(l->sizes, cap * sizeof *ns) : NULL;
+        if (nv) l->seqs = nv;
+        if (!ns) {
             l->bad = 2;
             return 1;
         }
-        l->seqs = nv;
+        l->sizes = ns;
         l->cap = cap;
     }
+    l->sizes[l->n] = st ? st->size : 0;
     l->seqs[l->n++] = seq;
     return 0;
 }
 
 /* Sequences after the watermark; checks P2 on what the store lists. */
-static ss_rc list_new(ss_folder *f, uint64_t wm, log_list *l, ss_err *err)
+ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err)
 {
     char after[SS_KEY_NAME_MAX] = "";
     size_t first = 0;
@@ -102,8 +104,10 @@ static ss_rc list_new(ss_folder *f, uint64_t wm, log_list *l, ss_err *err)
             return ss_fail(err, SS_ERR_INTEGRITY,
                            "log/%020" PRIu64 " is missing: the sequence has a gap before %020" PRIu64,
                            wm + 1 + (i - first), l->seqs[i]);
-    if (first) /* seqs is NULL when the list is empty */
+    if (first) { /* seqs is NULL when the list is empty */
         memmove(l->seqs, l->seqs + first, (l->n - first) * sizeof *l->seqs);
+        memmove(l->sizes, l->sizes + first, (l->n - first) * sizeof *l->sizes);
+    }
     l->n -= first;
     return SS_OK;
 }
@@ -137,8 +141,8 @@ static int stage_write(void *ctx, const void *buf, size_t len)
     return 0;
 }
 
-static ss_rc fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], int *ret_fd,
-                       uint8_t chain[32], ss_err *err)
+ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
+                    size_t obj_len, int *ret_fd, uint8_t chain[32], ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
     uint8_t hash[32];
@@ -151,7 +155,10 @@ static ss_rc fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], int *
         (rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
                                   MAX_TXN_PLAIN, stage_write, &stage, &fd.r, err)))
         goto fail;
-    rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, feed_frame, &fd, err);
+    if (obj) /* fetched already (history.c fetches several at once) */
+        rc = ss_frame_feed(fd.r, obj, obj_len, err);
+    else
+        rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, feed_frame, &fd, err);
     if (fd.rc) {
         rc = fd.rc;
         if (err) *err = fd.err;
@@ -169,22 +176,17 @@ fail:
 }
 
 /* A reader of the staged plaintext. */
-typedef struct staged {
-    int fd;
-    uint64_t pos;
-} staged;
-
 static long staged_read(void *ctx, void *buf, size_t len)
 {
-    staged *s = ctx;
+    eng_staged *s = ctx;
     ssize_t n = pread(s->fd, buf, len, (off_t)s->pos);
     if (n < 0) return -1;
     s->pos += (uint64_t)n;
     return (long)n;
 }
 
-static ss_rc open_txn(ss_folder *f, staged *src, ss_store_reader *rd, uint64_t seq,
-                      ss_txn_reader **ret, ss_err *err)
+ss_rc eng_open_txn(ss_folder *f, eng_staged *src, ss_store_reader *rd, uint64_t seq,
+                   ss_txn_reader **ret, ss_err *err)
 {
     ss_rc rc;
     src->pos = 0;
@@ -201,13 +203,13 @@ static ss_rc open_txn(ss_folder *f, staged *src, ss_store_reader *rd, uint64_t s
 }
 
 /* Walk every op and chunk once: a malformed op anywhere refuses the whole transaction. */
-static ss_rc check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err)
+ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err)
 {
-    staged src = {fd, 0};
+    eng_staged src = {fd, 0};
     ss_store_reader rd;
     ss_txn_reader *r = NULL;
     const ss_txn_entry *e;
-    ss_rc rc = open_txn(f, &src, &rd, seq, &r, err);
+    ss_rc rc = eng_open_txn(f, &src, &rd, seq, &r, err);
     while (!rc && !(rc = ss_txn_next(r, &e, err)) && e) {
         ss_chunk_ref ref;
         while (!rc && ss_txn_chunks_left(r)) rc = ss_txn_next_chunk(r, &ref, err);
@@ -238,8 +240,6 @@ typedef struct apply {
     /* Every chunked file's data, verified, back to back in transaction order (P1). */
     int stage_fd;
     uint64_t stage_off; /* where the current op's data starts in it */
-    ss_rc chunk_rc;     /* the first failure of a chunk being fetched */
-    ss_err chunk_err;
     eng_body body; /* state body of the chunked file being applied */
 } apply;
 
@@ -317,73 +317,23 @@ static ss_rc keep_as_conflict(apply *a, const char *path, ss_err *err)
     return rc;
 }
 
-static void chunk_done(void *ctx, ss_rc rc, const ss_err *err);
-
-typedef struct chunk_job {
-    apply *a;
-    ss_chunk_ref ref;
-    uint64_t file_off;
-    uint8_t *sealed;
-} chunk_job;
-
-static void chunk_done(void *ctx, ss_rc rc, const ss_err *err)
-{
-    chunk_job *j = ctx;
-    apply *a = j->a;
-    void *plain = NULL;
-    size_t len = 0;
-    if (!rc)
-        rc = ss_chunk_open(ss_repo_keys(a->f->repo), j->ref.id, j->sealed, j->ref.sealed_len,
-                           j->ref.plain_len, &plain, &len, &a->chunk_err);
-    else if (!a->chunk_rc && err)
-        a->chunk_err = *err;
-    if (!rc && len != j->ref.plain_len)
-        rc = ss_fail(&a->chunk_err, SS_ERR_INTEGRITY, "a chunk has %zu bytes, expected %u", len,
-                     j->ref.plain_len);
-    if (!rc && pwrite(a->stage_fd, plain, len, (off_t)(a->stage_off + j->file_off)) != (ssize_t)len)
-        rc = ss_fail(&a->chunk_err, SS_ERR_IO, "write: %s", strerror(errno));
-    if (rc && !a->chunk_rc) a->chunk_rc = rc;
-    free(plain);
-    free(j->sealed);
-    free(j);
-}
-
-/* Fetch, verify and write every chunk of the current entry into the stage at stage_off. */
-static ss_rc fetch_chunks(apply *a, const ss_txn_entry *e, ss_err *err)
+/* Queue every chunk of the current entry for the stage at stage_off (stage_data waits). */
+static ss_rc fetch_chunks(apply *a, eng_fetch *x, const ss_txn_entry *e, ss_err *err)
 {
     const ss_txn_header *h = ss_txn_reader_header(a->r);
     uint64_t off = 0;
     ss_rc rc = SS_OK;
-    a->chunk_rc = SS_OK;
-    for (uint32_t i = 0; i < e->n_chunks && !rc && !a->chunk_rc; i++) {
-        chunk_job *j = calloc(1, sizeof *j);
+    for (uint32_t i = 0; i < e->n_chunks && !rc; i++) {
+        ss_chunk_ref ref;
         ss_chunk_loc loc;
-        if (!j || (rc = ss_txn_next_chunk(a->r, &j->ref, err))) {
-            free(j);
-            rc = rc ? rc : ss_fail(err, SS_ERR_NOMEM, "out of memory");
-            break;
-        }
-        j->a = a;
-        j->file_off = off;
-        off += j->ref.plain_len;
-        snprintf(loc.pack, sizeof loc.pack, "%s", h->pack_keys[j->ref.pack]);
-        loc.off = j->ref.offset;
-        loc.sealed_len = j->ref.sealed_len;
-        loc.plain_len = j->ref.plain_len;
-        if ((rc = ss_state_chunk_add(a->f->state, j->ref.id, &loc, err)) ||
-            !(j->sealed = malloc(j->ref.sealed_len))) {
-            free(j);
-            rc = rc ? rc : ss_fail(err, SS_ERR_NOMEM, "out of memory");
-            break;
-        }
-        rc = ss_xfer_get(a->xfer, loc.pack, loc.off, j->ref.sealed_len, j->sealed, chunk_done, j);
-    }
-    ss_rc wrc = ss_xfer_wait(a->xfer, NULL);
-    if (!rc && a->chunk_rc) {
-        rc = a->chunk_rc;
-        ss_fail(err, rc, "%s: %s", e->path, a->chunk_err.msg);
-    } else if (!rc && wrc) {
-        rc = ss_fail(err, wrc, "%s: fetching its data failed", e->path);
+        if ((rc = ss_txn_next_chunk(a->r, &ref, err))) break;
+        snprintf(loc.pack, sizeof loc.pack, "%s", h->pack_keys[ref.pack]);
+        loc.off = ref.offset;
+        loc.sealed_len = ref.sealed_len;
+        loc.plain_len = ref.plain_len;
+        if (!(rc = ss_state_chunk_add(a->f->state, ref.id, &loc, err)))
+            rc = eng_fetch_chunk(x, loc.pack, &ref, a->stage_off + off, err);
+        off += ref.plain_len;
     }
     return rc;
 }
@@ -396,20 +346,23 @@ static int is_chunked(const ss_txn_entry *e)
 /* P1 for the data: every chunked file of the transaction, fetched and verified into the stage. */
 static ss_rc stage_data(apply *a, int fd, uint64_t seq, ss_err *err)
 {
-    staged src = {fd, 0};
+    eng_staged src = {fd, 0};
     ss_store_reader rd;
     const ss_txn_entry *e;
-    ss_rc rc = open_txn(a->f, &src, &rd, seq, &a->r, err);
+    eng_fetch x = {.f = a->f, .xfer = a->xfer, .out_fd = -1};
+    ss_rc rc = eng_open_txn(a->f, &src, &rd, seq, &a->r, err), wrc;
     a->stage_off = 0;
     while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e) {
         if (!is_chunked(e)) continue;
         if (a->stage_fd < 0 && (rc = eng_tmpfile(a->f, &a->stage_fd, err))) break;
-        rc = fetch_chunks(a, e, err);
+        x.out_fd = a->stage_fd;
+        rc = fetch_chunks(a, &x, e, err);
         a->stage_off += e->size;
     }
     ss_txn_reader_free(a->r);
     a->r = NULL;
-    return rc;
+    wrc = eng_fetch_wait(&x, rc ? NULL : err); /* all of it, even after a failure: buffers in flight */
+    return rc ? rc : wrc;
 }
 
 /* The state body of the current chunked entry, from its chunk refs. */
@@ -607,10 +560,10 @@ static ss_rc delete_deferred(apply *a, ss_err *err)
 
 static ss_rc walk_ops(apply *a, int fd, uint64_t seq, ss_err *err)
 {
-    staged src = {fd, 0};
+    eng_staged src = {fd, 0};
     ss_store_reader rd;
     const ss_txn_entry *e;
-    ss_rc rc = open_txn(a->f, &src, &rd, seq, &a->r, err);
+    ss_rc rc = eng_open_txn(a->f, &src, &rd, seq, &a->r, err);
     uint64_t next_off = 0;
     while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e) {
         a->stage_off = next_off; /* the entry's data in the stage, if it has chunks */
@@ -638,6 +591,7 @@ static ss_rc apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
         rc = delete_deferred(&a, err);
         if (!rc) rc = walk_ops(&a, fd, seq, err);
     }
+    if (!rc) rc = ss_fs_sync(f->root_fd, err); /* P3: the files are durable before the state says so */
     if (!rc) rc = ss_state_set_watermark(f->state, seq, chain, err);
     ss_fault_point("pull.before-commit");
     if (!rc) rc = ss_state_commit(f->state, err);
@@ -653,17 +607,17 @@ out:
 
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)
 {
-    log_list l = {0};
+    eng_log_list l = {0};
     uint8_t chain[32], next[32];
     uint64_t wm;
     ss_rc rc;
-    if ((rc = ss_state_watermark(f->state, &wm, chain, err)) || (rc = list_new(f, wm, &l, err)))
+    if ((rc = ss_state_watermark(f->state, &wm, chain, err)) || (rc = eng_list_log(f, wm, &l, err)))
         goto out;
     for (size_t i = 0; i < l.n && !rc; i++) {
         int fd = -1;
         assert(l.seqs[i] == wm + 1); /* P2 */
-        if (!(rc = fetch_txn(f, l.seqs[i], chain, &fd, next, err)) &&
-            !(rc = check_txn(f, fd, l.seqs[i], err)) &&
+        if (!(rc = eng_fetch_txn(f, l.seqs[i], chain, NULL, 0, &fd, next, err)) &&
+            !(rc = eng_check_txn(f, fd, l.seqs[i], err)) &&
             !(rc = apply_txn(f, stats, fd, l.seqs[i], next, err))) {
             wm = l.seqs[i];
             memcpy(chain, next, 32);
@@ -672,7 +626,7 @@ ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)
     }
     stats->seq = wm;
 out:
-    free(l.seqs);
+    eng_log_list_free(&l);
     stats->requests = ss_store_counts(f->store)->requests;
     stats->bytes_up = ss_store_counts(f->store)->bytes_up;
     stats->bytes_down = ss_store_counts(f->store)->bytes_down;

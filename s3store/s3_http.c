@@ -1,9 +1,11 @@
 /*
- * s3_http: curl multi engine with retries for the S3 backend (see s3_http.h).
+ * s3_http: curl multi engine with retries for the s3 and lockd backends (see
+ * s3_http.h).
  *
  * A request moves: start -> active (in the multi) -> finished, or
  * active -> waiting (backoff) -> active on a retryable failure. Error
- * bodies are parsed with libxml2 into "OP KEY: HTTP 403 Code: Message".
+ * bodies are parsed with libxml2 into "OP KEY: HTTP 403 Code: Message";
+ * listing pages into keys (s3_list_page).
  */
 #include "s3_http.h"
 
@@ -58,6 +60,10 @@ ss_rc s3_http_new(const ss_store_opts *opts, ss_store_counters *counts, s3_http 
     if (!h || !(h->multi = curl_multi_init()) || (ca && *ca && !(h->ca_bundle = strdup(ca))))
         goto nomem;
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    /* Keep every connection of a full batch: curl's default cache (4 per handle attached)
+     * shrinks when a batch drains, and the next batch would connect again. */
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
+                      (long)(opts->max_parallel ? opts->max_parallel : 8));
     h->max_retries = opts->max_retries ? opts->max_retries : 6;
     /* AWS convention: AWS_MAX_ATTEMPTS counts the first try too. */
     const char *attempts = getenv("AWS_MAX_ATTEMPTS");
@@ -84,6 +90,9 @@ void s3_req_cleanup(s3_req *r)
 {
     if (r->easy) curl_easy_cleanup(r->easy);
     r->easy = NULL;
+    /* Header lines may carry a credential (lockd's Bearer token): wiped, not just freed. */
+    for (struct curl_slist *l = r->headers; l; l = l->next)
+        sodium_memzero(l->data, strlen(l->data));
     curl_slist_free_all(r->headers);
     r->headers = NULL;
     free(r->url);
@@ -138,6 +147,14 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
         r->etag[len] = '\0';
     } else if (n > 15 && !strncasecmp(data, "Content-Length:", 15)) {
         r->content_length = strtoull(data + 15, NULL, 10);
+    } else if (n > 14 && !strncasecmp(data, "Content-Range:", 14)) {
+        /* "bytes A-B/SIZE"; a range past the end gets an asterisk for A-B */
+        const char *slash = memchr(data, '/', n);
+        char *end = NULL;
+        if (slash && slash[1] >= '0' && slash[1] <= '9') {
+            r->range_total = strtoull(slash + 1, &end, 10);
+            r->has_range_total = end && (*end == '\r' || *end == '\n');
+        }
     }
     return n;
 }
@@ -210,11 +227,16 @@ static ss_rc setup_attempt(s3_http *h, s3_req *r)
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, STALL_SECONDS);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     if (h->ca_bundle) curl_easy_setopt(e, CURLOPT_CAINFO, h->ca_bundle);
-    if (!strcmp(r->method, "PUT")) {
+    if (r->body) { /* PUT or POST */
         if (r->body->rewind && r->body->rewind(r->body->ctx))
             return ss_fail(&r->err, SS_ERR_IO, "%s %s: cannot rewind the body", r->op, r->key);
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+        if (!strcmp(r->method, "POST")) {
+            curl_easy_setopt(e, CURLOPT_POST, 1L);
+            curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        } else {
+            curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+            curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+        }
         curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
         curl_easy_setopt(e, CURLOPT_READDATA, r);
         curl_easy_setopt(e, CURLOPT_SEEKFUNCTION, on_seek);
@@ -269,6 +291,54 @@ static void describe_http_error(s3_req *r, ss_rc rc)
     xmlFreeDoc(doc);
 }
 
+ss_rc s3_list_page(const ss_buf *pg, const char *strip, const char *what, ss_store_list_fn fn,
+                   void *ctx, s3_page *page, ss_err *err)
+{
+    xmlDoc *doc = xmlReadMemory((const char *)pg->p, (int)pg->len, "list.xml", NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    size_t slen = strlen(strip);
+    char *trunc = NULL;
+    ss_rc rc = SS_OK;
+    if (!root || strcmp((const char *)root->name, "ListBucketResult")) {
+        xmlFreeDoc(doc);
+        return ss_fail(err, SS_ERR_STORE,
+                       "LIST %s: the store answered with something that is not a listing", what);
+    }
+    for (xmlNode *n = root->children; n && !page->stopped && !rc; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE || strcmp((const char *)n->name, "Contents")) continue;
+        char *key = xml_child_text(n, "Key"), *size = xml_child_text(n, "Size");
+        char *etag = xml_child_text(n, "ETag");
+        ss_store_stat st = {0};
+        if (size) st.size = strtoull(size, NULL, 10);
+        if (etag) {
+            const char *e = etag + (*etag == '"');
+            snprintf(st.etag, sizeof st.etag, "%.*s", (int)strcspn(e, "\""), e);
+        }
+        if (key && !strncmp(key, strip, slen)) {
+            free(page->last_key);
+            if (!(page->last_key = strdup(key + slen)))
+                rc = ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", what);
+            else if (fn(ctx, key + slen, &st))
+                page->stopped = 1;
+        }
+        xmlFree(key);
+        xmlFree(size);
+        xmlFree(etag);
+    }
+    trunc = xml_child_text(root, "IsTruncated");
+    page->truncated = trunc && !strcmp(trunc, "true");
+    if (!rc && page->truncated) {
+        char *t = xml_child_text(root, "NextContinuationToken");
+        if (t && !(page->next_token = strdup(t)))
+            rc = ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", what);
+        xmlFree(t);
+    }
+    xmlFree(trunc);
+    xmlFreeDoc(doc);
+    return rc;
+}
+
 static int retryable_curl(CURLcode c)
 {
     switch (c) {
@@ -317,8 +387,9 @@ static int classify(s3_http *h, s3_req *r, CURLcode cc)
     transient = cc != CURLE_OK ? retryable_curl(cc) : status_rc(r->status) == SS_ERR_TEMPORARY;
     if (transient && r->attempts <= h->max_retries && s3_now_ms() < r->deadline_ms) return 1;
     if (cc != CURLE_OK) {
-        r->rc = ss_fail(&r->err, transient ? SS_ERR_TEMPORARY : SS_ERR_STORE, "%s %s: %s (%s)%s",
-                        r->op, r->key, curl_easy_strerror(cc), r->url,
+        /* The URL without its query: a presigned URL's signature is a capability, not a detail. */
+        r->rc = ss_fail(&r->err, transient ? SS_ERR_TEMPORARY : SS_ERR_STORE, "%s %s: %s (%.*s)%s",
+                        r->op, r->key, curl_easy_strerror(cc), (int)strcspn(r->url, "?"), r->url,
                         r->attempts > 1 ? ", after retries" : "");
         if (cc == CURLE_READ_ERROR || cc == CURLE_ABORTED_BY_CALLBACK) r->rc = SS_ERR_IO;
         return 0;

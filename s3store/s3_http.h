@@ -1,10 +1,12 @@
 /*
- * s3_http: the HTTP engine under the S3 backend. Runs requests on one curl
- * multi handle (kept-alive connections shared by every request of a store),
- * bounded in parallel by the caller, with retries: exponential backoff with
- * full jitter on 5xx, 429, 408, timeouts and resets, never on other 4xx, and
- * an overall deadline per request. Signing is a callback so each attempt is
- * signed afresh (a retry minutes later needs a fresh X-Amz-Date).
+ * s3_http: the HTTP engine under the s3 and lockd backends. Runs requests on
+ * one curl multi handle (kept-alive connections shared by every request of a
+ * store), bounded in parallel by the caller, with retries: exponential
+ * backoff with full jitter on 5xx, 429, 408, timeouts and resets, never on
+ * other 4xx, and an overall deadline per request. Signing is a callback so
+ * each attempt is signed afresh (a retry minutes later needs a fresh
+ * X-Amz-Date; a presigned URL is simply handed back). Also the S3 XML both
+ * backends read: error bodies and ListObjectsV2 pages.
  */
 #ifndef SS_S3_HTTP_H
 #define SS_S3_HTTP_H
@@ -13,6 +15,7 @@
 #include <stdint.h>
 
 #include "s3store.h"
+#include "ss_buf.h"
 
 typedef struct s3_http s3_http;
 typedef struct s3_req s3_req;
@@ -22,10 +25,10 @@ typedef ss_rc (*s3_sign_fn)(void *ctx, s3_req *r, char **ret_url, struct curl_sl
 
 struct s3_req {
     /* In: what to do. */
-    const char *method; /* "GET", "PUT", "HEAD", "DELETE" */
+    const char *method; /* "GET", "PUT", "POST", "HEAD", "DELETE" */
     const char *op;     /* names the request in errors: "PUT", "LIST", ... */
     const char *key;    /* names the object in errors */
-    const ss_store_reader *body; /* PUT body, or NULL */
+    const ss_store_reader *body; /* PUT or POST body, or NULL */
     uint64_t body_len;
     ss_store_write_fn sink; /* 2xx response body goes here (NULL: discarded) */
     void *sink_ctx;
@@ -41,6 +44,8 @@ struct s3_req {
     unsigned attempts;
     char etag[80];
     uint64_t content_length;
+    uint64_t range_total; /* the object's size N from "Content-Range: bytes A-B/N" */
+    int has_range_total;  /* a Content-Range with a size came */
 
     /* Engine state. */
     CURL *easy;
@@ -72,5 +77,22 @@ void s3_req_cleanup(s3_req *r);
 
 /* Monotonic milliseconds (used for deadlines and backoff). */
 int64_t s3_now_ms(void);
+
+/* One ListObjectsV2 page, as s3_list_page read it. */
+typedef struct s3_page {
+    int stopped;      /* the callback asked to stop */
+    int truncated;    /* more keys follow this page */
+    char *next_token; /* NextContinuationToken of a truncated page, or NULL (malloc'ed) */
+    char *last_key;   /* the page's last key under strip, stripped, or NULL (malloc'ed) */
+} s3_page;
+
+/*
+ * Hand each key of a ListObjectsV2 page that starts with strip to fn,
+ * stripped, in order, until fn returns non-zero. SS_ERR_STORE (naming what)
+ * when the body is no listing. The caller frees page->next_token and
+ * page->last_key, also on failure.
+ */
+ss_rc s3_list_page(const ss_buf *pg, const char *strip, const char *what, ss_store_list_fn fn,
+                   void *ctx, s3_page *page, ss_err *err);
 
 #endif

@@ -3,6 +3,10 @@
  *
  *   s3://BUCKET/PREFIX   S3-compatible store over HTTP(S), SigV4-signed
  *   file:///ABS/PATH     a local directory with the same semantics
+ *   lockd:http(s)://HOST:PORT/REPO
+ *                        a repository served by s3sync-lockd (docs/PROTOCOL.md):
+ *                        presigned URLs only, create-only puts under a lease,
+ *                        log/ listed from lockd's head; no delete, no presign
  *
  * Keys are relative to the store's prefix, '/'-separated, any bytes but NUL.
  * Semantics every backend keeps (tests/test-s3store.c checks both):
@@ -38,6 +42,7 @@ typedef struct ss_store_opts {
     unsigned timeout_ms;       /* overall deadline per request incl. retries; 0 = default (300 s) */
     unsigned max_retries;      /* 0: AWS_MAX_ATTEMPTS - 1, else 6 */
     time_t (*clock)(void);     /* signing clock; NULL = time() (tests fix it) */
+    const char *token_file;    /* lockd: the device token's file; S3SYNC_TOKEN_FILE */
 } ss_store_opts;
 
 enum { SS_ADDR_AUTO = 0, SS_ADDR_PATH, SS_ADDR_VHOST };
@@ -106,7 +111,11 @@ ss_rc ss_store_get_file(ss_store *store, const char *key, uint64_t off, uint64_t
 ss_rc ss_store_head(ss_store *store, const char *key, ss_store_stat *ret_stat, ss_err *err);
 /* Deleting a missing key succeeds: delete is idempotent. */
 ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err);
-/* Keys under prefix (may be ""), strictly after start_after (NULL or ""), every page. */
+/*
+ * Keys under prefix (may be ""), strictly after start_after (NULL or ""), every page.
+ * lockd stores answer log/ from lockd's head without asking the bucket: st
+ * is zeroed there (size and ETag unknown).
+ */
 ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after,
                     ss_store_list_fn fn, void *ctx, ss_err *err);
 

@@ -12,26 +12,48 @@
 #include <string.h>
 #include <unistd.h>
 
-static const ss_store_ops *const backends[] = {&ss_store_file_ops, &ss_store_s3_ops};
+static const ss_store_ops *const backends[] = {&ss_store_file_ops, &ss_store_s3_ops,
+                                               &ss_store_lockd_ops};
+
+/*
+ * The backend of url and what it opens: "SCHEME://REST" gives REST;
+ * "SCHEME:INNER://REST" gives the nested URL "INNER://REST" whole, for a
+ * backend that nests (lockd:http://...). NULL when no backend fits.
+ */
+static const ss_store_ops *pick_backend(const char *url, const char **ret_location)
+{
+    const char *sep = strstr(url, "://"), *colon;
+    size_t n;
+    if (!sep) return NULL;
+    n = (size_t)(sep - url);
+    colon = memchr(url, ':', n);
+    *ret_location = colon ? colon + 1 : sep + 3;
+    if (colon) n = (size_t)(colon - url);
+    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
+        if (strlen(backends[i]->scheme) == n && !strncmp(url, backends[i]->scheme, n) &&
+            (backends[i]->nested != 0) == (colon != NULL))
+            return backends[i];
+    return NULL;
+}
 
 ss_rc ss_store_open(const char *url, const ss_store_opts *opts, ss_store **ret_store, ss_err *err)
 {
     static const ss_store_opts no_opts;
     ss_store *s = NULL;
-    const char *sep;
+    const char *location = NULL;
     ss_rc rc;
 
     *ret_store = NULL;
-    sep = url ? strstr(url, "://") : NULL;
-    if (!sep) return ss_fail(err, SS_ERR_INVALID, "store URL '%s': expected s3:// or file://", url ? url : "");
+    if (!url || !strstr(url, "://"))
+        return ss_fail(err, SS_ERR_INVALID,
+                       "store URL '%s': expected s3://, file:// or lockd:http(s)://",
+                       url ? url : "");
     s = calloc(1, sizeof *s);
     if (!s) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", url);
-    for (size_t i = 0; i < sizeof backends / sizeof *backends; i++)
-        if (strlen(backends[i]->scheme) == (size_t)(sep - url) &&
-            !strncmp(url, backends[i]->scheme, (size_t)(sep - url)))
-            s->ops = backends[i];
+    s->ops = pick_backend(url, &location);
     if (!s->ops) {
-        rc = ss_fail(err, SS_ERR_INVALID, "store URL '%s': unknown scheme (s3:// or file://)", url);
+        rc = ss_fail(err, SS_ERR_INVALID,
+                     "store URL '%s': unknown scheme (s3://, file:// or lockd:http(s)://)", url);
         goto fail;
     }
     s->url = strdup(url);
@@ -41,7 +63,7 @@ ss_rc ss_store_open(const char *url, const ss_store_opts *opts, ss_store **ret_s
     }
     if (!opts) opts = &no_opts;
     s->max_parallel = opts->max_parallel ? opts->max_parallel : 8;
-    rc = s->ops->open(s, sep + 3, opts, err);
+    rc = s->ops->open(s, location, opts, err);
     if (rc) goto fail;
     *ret_store = s;
     return SS_OK;
@@ -125,6 +147,43 @@ static int fd_rewind(void *ctx)
     fd_reader *f = ctx;
     f->pos = f->start;
     return 0;
+}
+
+ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t len, ss_rc rc,
+                           unsigned attempts, unsigned flags, ss_err *err)
+{
+    void *have = NULL;
+    size_t have_len = 0;
+    if (rc != SS_ERR_EXISTS || attempts < 2 || !buf || !(flags & SS_PUT_CREATE_ONLY)) return rc;
+    if (ss_store_get(s, key, 0, SS_TO_END, &have, &have_len, NULL)) return rc;
+    if (have_len == len && !memcmp(have, buf, len))
+        rc = SS_OK;
+    else
+        ss_fail(err, rc, "put %s: object exists", key);
+    free(have);
+    return rc;
+}
+
+int ss_xfer_dst_write(void *ctx, const void *buf, size_t len)
+{
+    ss_xfer_dst *d = ctx;
+    if (len > d->op->len - d->got) return -1; /* longer than asked: not what we want */
+    memcpy((unsigned char *)d->op->dst + d->got, buf, len);
+    d->got += len;
+    return 0;
+}
+
+void ss_xfer_settle(ss_store *s, ss_xfer_op *op, const ss_xfer_dst *dst, ss_rc rc,
+                    const ss_err *err, unsigned attempts)
+{
+    op->rc = rc;
+    if (rc && err) op->err = *err;
+    if (!op->rc && !op->is_put && dst->got != op->len)
+        op->rc = ss_fail(&op->err, SS_ERR_INTEGRITY, "GET %s: %zu of %zu bytes at offset %llu",
+                         op->key, dst->got, op->len, (unsigned long long)op->off);
+    if (op->is_put)
+        op->rc = ss_store_resolve_412(s, op->key, op->buf, op->len, op->rc, attempts, op->flags,
+                                      &op->err);
 }
 
 static ss_rc check_key(const char *key, ss_err *err)

@@ -24,7 +24,8 @@ typedef struct ss_xfer_op {
 } ss_xfer_op;
 
 typedef struct ss_store_ops {
-    const char *scheme; /* "s3", "file" */
+    const char *scheme; /* "s3", "file", "lockd" */
+    int nested;         /* its location is a URL of its own: lockd:http://HOST/REPO */
     ss_rc (*open)(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err);
     void (*close)(ss_store *s);
     /* buf, when not NULL, is the whole body (body then reads the same bytes). */
@@ -60,6 +61,7 @@ struct ss_store {
 
 extern const ss_store_ops ss_store_file_ops;
 extern const ss_store_ops ss_store_s3_ops;
+extern const ss_store_ops ss_store_lockd_ops;
 
 /* Shared by backends: a reader over a memory buffer. */
 typedef struct ss_mem_reader {
@@ -67,5 +69,29 @@ typedef struct ss_mem_reader {
     size_t len, pos;
 } ss_mem_reader;
 void ss_mem_reader_init(ss_mem_reader *m, const void *buf, size_t len, ss_store_reader *ret_rd);
+
+/*
+ * Shared by backends: a create-only PUT that was retried may meet its own
+ * earlier attempt (412). When buf (the whole body) is known, the object is
+ * fetched: the same bytes mean success. Returns rc otherwise.
+ */
+ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t len, ss_rc rc,
+                           unsigned attempts, unsigned flags, ss_err *err);
+
+/* Shared by backend engines: the sink of a parallel GET, exactly op->len bytes into op->dst. */
+typedef struct ss_xfer_dst {
+    ss_xfer_op *op;
+    size_t got;
+} ss_xfer_dst;
+int ss_xfer_dst_write(void *ctx, const void *buf, size_t len);
+
+/*
+ * Settle a parallel transfer a backend engine ran, from its request's rc,
+ * err and attempts: a GET that delivered fewer than op->len bytes
+ * (dst->got) is SS_ERR_INTEGRITY; a PUT's 412 goes through
+ * ss_store_resolve_412.
+ */
+void ss_xfer_settle(ss_store *s, ss_xfer_op *op, const ss_xfer_dst *dst, ss_rc rc,
+                    const ss_err *err, unsigned attempts);
 
 #endif

@@ -8,8 +8,6 @@
 #include "store_impl.h"
 #include "ss_buf.h"
 
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,10 +32,9 @@ typedef struct s3_call {
     char *query; /* encoded, as sent, or NULL */
     unsigned flags;
     const void *put_buf; /* whole body, when known: lets an ambiguous 412 be checked */
-    ss_xfer_op *op;      /* parallel transfer this call serves, or NULL */
+    ss_xfer_dst dst;     /* parallel transfer this call serves (dst.op), or NULL */
     ss_mem_reader mem;
     ss_store_reader rd;
-    size_t got; /* xfer get: bytes copied into op->dst */
 } s3_call;
 
 static s3_store *s3_of(ss_store *s)
@@ -252,21 +249,6 @@ static ss_rc run_call(ss_store *s, s3_call *c, ss_err *err)
     return rc;
 }
 
-/* A retried create-only PUT may meet its own earlier attempt: same bytes means success. */
-static ss_rc resolve_own_412(ss_store *s, const char *key, const void *buf, size_t len, ss_rc rc,
-                             unsigned attempts, unsigned flags, ss_err *err)
-{
-    void *have = NULL;
-    size_t have_len = 0;
-    if (rc != SS_ERR_EXISTS || attempts < 2 || !buf || !(flags & SS_PUT_CREATE_ONLY)) return rc;
-    if (ss_store_get(s, key, 0, SS_TO_END, &have, &have_len, NULL)) return rc;
-    if (have_len == len && !memcmp(have, buf, len)) rc = SS_OK;
-    else
-        ss_fail(err, rc, "put %s: object exists", key);
-    free(have);
-    return rc;
-}
-
 static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
                     const void *buf, unsigned flags, ss_err *err)
 {
@@ -280,7 +262,7 @@ static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
     rc = run_call(s, c, err);
     attempts = c->req.attempts;
     call_free(c);
-    return resolve_own_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
+    return ss_store_resolve_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
 }
 
 static ss_rc s3_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
@@ -342,59 +324,6 @@ static ss_rc list_query(const char *prefix, const char *after, const char *token
     return *ret_q ? SS_OK : SS_ERR_NOMEM;
 }
 
-static xmlNode *child(xmlNode *parent, const char *name)
-{
-    for (xmlNode *n = parent ? parent->children : NULL; n; n = n->next)
-        if (n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name)) return n;
-    return NULL;
-}
-
-static char *child_text(xmlNode *parent, const char *name)
-{
-    xmlNode *n = child(parent, name);
-    return n ? (char *)xmlNodeGetContent(n) : NULL;
-}
-
-/* Deliver one page's keys; sets *ret_token to the next page's token, or NULL. */
-static ss_rc parse_page(s3_store *s3, const ss_buf *pg, ss_store_list_fn fn, void *ctx,
-                        int *stopped, char **ret_token, ss_err *err)
-{
-    xmlDoc *doc = xmlReadMemory((const char *)pg->p, (int)pg->len, "list.xml", NULL,
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-    size_t plen = strlen(s3->prefix);
-    char *trunc = NULL;
-    *ret_token = NULL;
-    if (!root || strcmp((const char *)root->name, "ListBucketResult")) {
-        xmlFreeDoc(doc);
-        return ss_fail(err, SS_ERR_STORE, "LIST %s: the store answered with something that is not a listing",
-                       s3->prefix);
-    }
-    for (xmlNode *n = root->children; n && !*stopped; n = n->next) {
-        if (n->type != XML_ELEMENT_NODE || strcmp((const char *)n->name, "Contents")) continue;
-        char *key = child_text(n, "Key"), *size = child_text(n, "Size"), *etag = child_text(n, "ETag");
-        ss_store_stat st = {0};
-        if (size) st.size = strtoull(size, NULL, 10);
-        if (etag) {
-            const char *e = etag + (*etag == '"');
-            snprintf(st.etag, sizeof st.etag, "%.*s", (int)strcspn(e, "\""), e);
-        }
-        if (key && !strncmp(key, s3->prefix, plen) && fn(ctx, key + plen, &st)) *stopped = 1;
-        xmlFree(key);
-        xmlFree(size);
-        xmlFree(etag);
-    }
-    trunc = child_text(root, "IsTruncated");
-    if (trunc && !strcmp(trunc, "true")) {
-        char *t = child_text(root, "NextContinuationToken");
-        *ret_token = t ? strdup(t) : NULL;
-        xmlFree(t);
-    }
-    xmlFree(trunc);
-    xmlFreeDoc(doc);
-    return SS_OK;
-}
-
 static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
                      void *ctx, ss_err *err)
 {
@@ -402,13 +331,14 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
     char *full_prefix = NULL, *full_after = NULL, *token = NULL;
     int stopped = 0;
     ss_rc rc = SS_OK;
+    /* Paged by continuation token; store_lockd.c's presigned LISTs page by start-after. */
 
     if (asprintf(&full_prefix, "%s%s", s3->prefix, prefix) < 0 ||
         asprintf(&full_after, "%s%s", *start_after ? s3->prefix : "", start_after) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
     do {
         ss_buf pg = {0};
-        char *next = NULL;
+        s3_page page = {0};
         s3_call *c = calloc(1, sizeof *c);
         if (!c || object_path(s3, "", 1, &c->path) ||
             list_query(full_prefix, token ? "" : full_after, token, &c->query)) {
@@ -421,10 +351,12 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
                           .sign_ctx = c, .sink = ss_buf_sink, .sink_ctx = &pg};
         rc = run_call(s, c, err);
         call_free(c);
-        if (!rc) rc = parse_page(s3, &pg, fn, ctx, &stopped, &next, err);
+        if (!rc) rc = s3_list_page(&pg, s3->prefix, full_prefix, fn, ctx, &page, err);
         ss_buf_free(&pg);
+        free(page.last_key);
         free(token);
-        token = next;
+        token = page.next_token;
+        stopped = page.stopped;
     } while (!rc && token && !stopped);
     free(token);
     free(full_prefix);
@@ -475,20 +407,11 @@ out:
 
 /* --- parallel transfers ------------------------------------------------------- */
 
-static int dst_write(void *ctx, const void *buf, size_t len)
-{
-    s3_call *c = ctx;
-    if (len > c->op->len - c->got) return -1; /* longer than asked: not what we want */
-    memcpy((unsigned char *)c->op->dst + c->got, buf, len);
-    c->got += len;
-    return 0;
-}
-
 static ss_rc s3_xfer_start(ss_store *s, ss_xfer_op *op)
 {
     s3_call *c = call_new(s, op->is_put ? "PUT" : "GET", op->is_put ? "PUT" : "GET", op->key);
     if (!c) return op->rc = ss_fail(&op->err, SS_ERR_NOMEM, "%s: out of memory", op->key);
-    c->op = op;
+    c->dst.op = op;
     if (op->is_put) {
         ss_mem_reader_init(&c->mem, op->buf, op->len, &c->rd);
         c->flags = op->flags;
@@ -496,8 +419,8 @@ static ss_rc s3_xfer_start(ss_store *s, ss_xfer_op *op)
         c->req.body = &c->rd;
         c->req.body_len = op->len;
     } else {
-        c->req.sink = dst_write;
-        c->req.sink_ctx = c;
+        c->req.sink = ss_xfer_dst_write;
+        c->req.sink_ctx = &c->dst;
         c->req.use_range = 1;
         c->req.range_off = op->off;
         c->req.range_len = op->len;
@@ -513,15 +436,8 @@ static void s3_xfer_step(ss_store *s, int block, ss_xfer_op **ret_done)
     while (done) {
         s3_req *next = done->next;
         s3_call *c = done->user;
-        ss_xfer_op *op = c->op;
-        op->rc = done->rc;
-        op->err = done->err;
-        if (!op->rc && !op->is_put && c->got != op->len)
-            op->rc = ss_fail(&op->err, SS_ERR_INTEGRITY, "GET %s: %zu of %zu bytes at offset %llu",
-                             op->key, c->got, op->len, (unsigned long long)op->off);
-        if (op->is_put)
-            op->rc = resolve_own_412(s, op->key, op->buf, op->len, op->rc, done->attempts,
-                                     op->flags, &op->err);
+        ss_xfer_op *op = c->dst.op;
+        ss_xfer_settle(s, op, &c->dst, done->rc, &done->err, done->attempts);
         call_free(c);
         op->next = *ret_done;
         *ret_done = op;

@@ -1,0 +1,460 @@
+/*
+ * store_lockd: the lockd:http(s)://HOST:PORT/REPO backend. The device holds
+ * no bucket credentials: s3sync-lockd (docs/PROTOCOL.md) hands it presigned
+ * URLs, which run on the s3_http engine like the s3 backend's requests;
+ * lockd_client.c makes the lockd calls on the same engine, so retries,
+ * deadlines, kept-alive connections and the request counters are shared.
+ *
+ * Owns: the lockd client (token, lease) and a cache of presigned GET URLs,
+ * reused for 80% of their lifetime (a pull reads many chunks of one pack).
+ * Puts are create-only under the lease (the first put acquires it); the put
+ * of log/<seq> is followed by the commit that releases it (the protocol's
+ * rule). log/ is listed from lockd's head, not the bucket: lockd's head
+ * defines the committed log, and an idle pull costs one request.
+ */
+#include "lockd_client.h"
+#include "store_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define URL_CACHE_MAX 256
+
+typedef struct url_entry {
+    char *key, *url;
+    int64_t fresh_until_ms; /* monotonic: 80% of the URL's lifetime */
+    struct url_entry *next;
+} url_entry;
+
+typedef struct lk_store {
+    s3_http *http;
+    lk_client k;
+    url_entry *urls; /* most recently used first */
+    size_t n_urls;
+} lk_store;
+
+/* One object request, to a presigned URL. */
+typedef struct lk_call {
+    s3_req req;
+    char *url;
+    int create_only; /* If-None-Match: *, signed into every PUT URL */
+    ss_buf resp;     /* LIST: the page */
+    ss_mem_reader mem;
+    ss_store_reader rd;
+    ss_xfer_dst dst; /* parallel transfer this call serves (dst.op), or NULL */
+} lk_call;
+
+static lk_store *lk_of(ss_store *s)
+{
+    return s->impl;
+}
+
+static lk_client *client_of(ss_store *s)
+{
+    return &lk_of(s)->k;
+}
+
+/* 1 when key is log/<20 digits>, its sequence in *ret_seq. */
+static int log_key(const char *key, uint64_t *ret_seq)
+{
+    const char *d = key + strlen(LK_LOG_PREFIX);
+    if (strncmp(key, LK_LOG_PREFIX, strlen(LK_LOG_PREFIX)) || strlen(d) != LK_SEQ_DIGITS ||
+        strspn(d, "0123456789") != LK_SEQ_DIGITS)
+        return 0;
+    *ret_seq = strtoull(d, NULL, 10);
+    return 1;
+}
+
+/* The sequence a log/<seq> or data/<seq>-<hex> key is written for, else 0. */
+static uint64_t write_seq(const char *key)
+{
+    uint64_t seq = 0;
+    if (log_key(key, &seq)) return seq;
+    if (strncmp(key, LK_DATA_PREFIX, strlen(LK_DATA_PREFIX)) ||
+        strspn(key + strlen(LK_DATA_PREFIX), "0123456789") != LK_SEQ_DIGITS ||
+        key[strlen(LK_DATA_PREFIX) + LK_SEQ_DIGITS] != '-')
+        return 0;
+    return strtoull(key + strlen(LK_DATA_PREFIX), NULL, 10);
+}
+
+/* --- requests ------------------------------------------------------------------- */
+
+static ss_rc sign_call(void *ctx, s3_req *r, char **ret_url, struct curl_slist **ret_headers)
+{
+    lk_call *c = ctx;
+    struct curl_slist *l = NULL;
+    if (!(*ret_url = strdup(c->url)) ||
+        (c->create_only && !(l = curl_slist_append(NULL, "If-None-Match: *"))))
+        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
+    *ret_headers = l;
+    return SS_OK;
+}
+
+static void call_free(lk_call *c)
+{
+    if (!c) return;
+    s3_req_cleanup(&c->req);
+    free(c->url);
+    ss_buf_free(&c->resp);
+    free(c);
+}
+
+/* A PUT or GET of key through url (taken, even on failure); body or sink set by the caller. */
+static lk_call *object_call(int put, const char *key, char *url)
+{
+    lk_call *c = url ? calloc(1, sizeof *c) : NULL;
+    if (!c) {
+        free(url);
+        return NULL;
+    }
+    c->url = url;
+    c->create_only = put;
+    c->req = (s3_req){.method = put ? "PUT" : "GET",
+                      .op = put ? "PUT" : "GET",
+                      .key = key,
+                      .sign = sign_call,
+                      .sign_ctx = c,
+                      .user = c};
+    return c;
+}
+
+/* Run an object request; its rc, err set on failure. */
+static ss_rc run_call(ss_store *s, lk_call *c, ss_err *err)
+{
+    ss_rc rc = s3_http_run(lk_of(s)->http, &c->req);
+    if (rc && err) *err = c->req.err;
+    return rc;
+}
+
+/* --- presigned URLs ---------------------------------------------------------------- */
+
+static void url_entry_free(url_entry *e)
+{
+    free(e->key);
+    free(e->url);
+    free(e);
+}
+
+/* A GET URL for key (malloc'ed): from the cache while fresh, else presigned. */
+static ss_rc get_url(ss_store *s, const char *key, char **ret_url, ss_err *err)
+{
+    lk_store *lk = lk_of(s);
+    url_entry **pp = &lk->urls, *e = NULL;
+    json_t *ans = NULL;
+    char *url = NULL;
+    ss_rc rc;
+
+    *ret_url = NULL;
+    for (; *pp; pp = &(*pp)->next)
+        if (!strcmp((*pp)->key, key)) break;
+    if (*pp) { /* unlink; back in front when still fresh */
+        e = *pp;
+        *pp = e->next;
+        lk->n_urls--;
+        if (s3_now_ms() >= e->fresh_until_ms) {
+            url_entry_free(e);
+            e = NULL;
+        }
+    }
+    if (!e) {
+        lk_lease_keep(client_of(s), NULL); /* a failure here is the next write's business */
+        rc = lk_presign(client_of(s), json_pack("{s:s, s:[s]}", "op", "get", "keys", key), key,
+                        &url, &ans, err);
+        json_int_t expires = json_integer_value(json_object_get(ans, "expires_in"));
+        json_decref(ans);
+        if (rc) return rc;
+        if (!(e = calloc(1, sizeof *e)) || !(e->key = strdup(key))) {
+            free(url);
+            if (e) url_entry_free(e);
+            return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
+        }
+        e->url = url;
+        e->fresh_until_ms = s3_now_ms() + (int64_t)expires * 800;
+    }
+    e->next = lk->urls;
+    lk->urls = e;
+    if (++lk->n_urls > URL_CACHE_MAX) { /* drop the least recently used */
+        url_entry **last = &lk->urls;
+        while ((*last)->next)
+            last = &(*last)->next;
+        url_entry_free(*last);
+        *last = NULL;
+        lk->n_urls--;
+    }
+    *ret_url = strdup(e->url);
+    return *ret_url ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
+}
+
+/* A PUT URL for key (malloc'ed), under the lease (acquired or renewed first). */
+static ss_rc put_url(ss_store *s, const char *key, unsigned flags, char **ret_url, ss_err *err)
+{
+    lk_store *lk = lk_of(s);
+    json_t *ans = NULL;
+    uint64_t seq = write_seq(key);
+    ss_rc rc;
+    *ret_url = NULL;
+    if (!(flags & SS_PUT_CREATE_ONLY))
+        return ss_fail(err, SS_ERR_INVALID, "PUT %s: %s only creates objects, never overwrites",
+                       key, s->url);
+    if (seq && seq == lk->k.taken_seq)
+        return ss_fail(err, SS_ERR_EXISTS,
+                       "PUT %s: sequence %llu was refused; pulling and rebuilding", key,
+                       (unsigned long long)seq);
+    if ((rc = lk_lease_need(&lk->k, err))) return rc;
+    rc = lk_presign(client_of(s),
+                    json_pack("{s:s, s:[s], s:s, s:I}", "op", "put", "keys", key, "lease_id",
+                              lk->k.lease_id, "fencing_token", lk->k.fencing),
+                    key, ret_url, &ans, err);
+    rc = lk_refused(&lk->k, ans, rc, seq, err);
+    json_decref(ans);
+    return rc;
+}
+
+/* After a PUT: log/<seq> is committed; a 412 there means the sequence is taken. */
+static ss_rc after_put(ss_store *s, const char *key, ss_rc rc, ss_err *err)
+{
+    uint64_t seq = 0;
+    if (!log_key(key, &seq)) return rc;
+    if (rc == SS_ERR_EXISTS) { /* PROTOCOL.md: release, pull, start again */
+        lk_lease_release(client_of(s));
+        client_of(s)->taken_seq = seq;
+    }
+    return rc ? rc : lk_commit(client_of(s), seq, err);
+}
+
+/* --- operations ---------------------------------------------------------------------- */
+
+static ss_rc lk_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
+                    const void *buf, unsigned flags, ss_err *err)
+{
+    char *url = NULL;
+    lk_call *c;
+    unsigned attempts;
+    ss_rc rc = put_url(s, key, flags, &url, err);
+    if (rc) return rc;
+    if (!(c = object_call(1, key, url)))
+        return ss_fail(err, SS_ERR_NOMEM, "PUT %s: out of memory", key);
+    c->req.body = body;
+    c->req.body_len = len;
+    rc = run_call(s, c, err);
+    attempts = c->req.attempts;
+    call_free(c);
+    rc = ss_store_resolve_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
+    return after_put(s, key, rc, err);
+}
+
+static ss_rc lk_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
+                    ss_store_write_fn write, void *ctx, ss_err *err)
+{
+    char *url = NULL;
+    lk_call *c;
+    ss_rc rc;
+    if (len == 0) return SS_OK;
+    if ((rc = get_url(s, key, &url, err))) return rc;
+    if (!(c = object_call(0, key, url)))
+        return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
+    c->req.sink = write;
+    c->req.sink_ctx = ctx;
+    c->req.use_range = off != 0 || len != SS_TO_END;
+    c->req.range_off = off;
+    c->req.range_len = len;
+    rc = run_call(s, c, err);
+    call_free(c);
+    return rc;
+}
+
+/* No presigned HEAD: a GET of the first byte, its size from Content-Range. */
+static ss_rc lk_head(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err)
+{
+    char *url = NULL;
+    lk_call *c;
+    ss_rc rc;
+    if ((rc = get_url(s, key, &url, err))) return rc;
+    if (!(c = object_call(0, key, url)))
+        return ss_fail(err, SS_ERR_NOMEM, "HEAD %s: out of memory", key);
+    c->req.op = "HEAD";
+    c->req.use_range = 1;
+    c->req.range_len = 1;
+    rc = run_call(s, c, err);
+    if (!rc) {
+        /* 206: bytes 0-0/N; 416 (an empty object): bytes STAR/0; 200: the whole object came. */
+        ret_stat->size = c->req.has_range_total ? c->req.range_total
+                         : c->req.status == 416 ? 0
+                                                : c->req.content_length;
+        memcpy(ret_stat->etag, c->req.etag, sizeof ret_stat->etag);
+    }
+    call_free(c);
+    return rc;
+}
+
+static ss_rc lk_del(ss_store *s, const char *key, ss_err *err)
+{
+    return ss_fail(err, SS_ERR_INVALID, "DELETE %s: %s cannot delete (lockd signs no DELETE)", key,
+                   s->url);
+}
+
+/* log/ after start_after, from lockd's head: the keys (after, head]. */
+static ss_rc list_log(ss_store *s, uint64_t after, ss_store_list_fn fn, void *ctx, ss_err *err)
+{
+    json_t *ans = NULL;
+    json_int_t head;
+    ss_store_stat st = {0};
+    ss_rc rc;
+    lk_lease_keep(client_of(s), NULL);
+    client_of(s)->taken_seq = 0; /* the engine pulls: it may write again */
+    rc = lk_api(client_of(s), "GET", "GET head", "/head", NULL, &ans, err);
+    head = json_integer_value(json_object_get(ans, "head"));
+    if (!rc && (!json_is_integer(json_object_get(ans, "head")) || head < 0))
+        rc = ss_fail(err, SS_ERR_STORE, "%s: GET head: no head in the answer", s->url);
+    json_decref(ans);
+    for (uint64_t n = after + 1; !rc && n <= (uint64_t)head; n++) {
+        char key[sizeof LK_LOG_PREFIX + LK_SEQ_DIGITS];
+        snprintf(key, sizeof key, LK_LOG_PREFIX "%0*llu", LK_SEQ_DIGITS, (unsigned long long)n);
+        if (fn(ctx, key, &st)) break;
+    }
+    return rc;
+}
+
+/* One presigned LIST page of prefix after after; *page tells what follows. */
+static ss_rc list_page(ss_store *s, const char *prefix, const char *after, ss_store_list_fn fn,
+                       void *ctx, s3_page *page, ss_err *err)
+{
+    json_t *ans = NULL;
+    char *url = NULL;
+    lk_call *c = NULL;
+    ss_rc rc = lk_presign(
+        client_of(s),
+        json_pack("{s:s, s:s, s:s}", "op", "list", "prefix", prefix, "start_after", after), prefix,
+        &url, &ans, err);
+    if (!rc && !(c = object_call(0, prefix, url)))
+        rc = ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
+    if (!rc) {
+        c->req.op = "LIST";
+        c->req.sink = ss_buf_sink;
+        c->req.sink_ctx = &c->resp;
+        rc = run_call(s, c, err);
+    }
+    if (!rc) rc = s3_list_page(&c->resp, lk_jstr(ans, "key_prefix"), prefix, fn, ctx, page, err);
+    call_free(c);
+    json_decref(ans);
+    return rc;
+}
+
+/* Any other prefix: presigned LIST URLs (signed queries: paged by start-after, not a token). */
+static ss_rc list_pages(ss_store *s, const char *prefix, const char *start_after,
+                        ss_store_list_fn fn, void *ctx, ss_err *err)
+{
+    char *after = strdup(start_after);
+    ss_rc rc = after ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
+    lk_lease_keep(client_of(s), NULL);
+    while (!rc) {
+        s3_page page = {0};
+        rc = list_page(s, prefix, after, fn, ctx, &page, err);
+        free(page.next_token);
+        free(after);
+        after = page.last_key;
+        if (!page.truncated || page.stopped || !after) break;
+    }
+    free(after);
+    return rc;
+}
+
+static ss_rc lk_list(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
+                     void *ctx, ss_err *err)
+{
+    uint64_t after = 0;
+    if (!strcmp(prefix, LK_LOG_PREFIX) && (!*start_after || log_key(start_after, &after)))
+        return list_log(s, after, fn, ctx, err);
+    return list_pages(s, prefix, start_after, fn, ctx, err);
+}
+
+/* --- parallel transfers ---------------------------------------------------------------- */
+
+static ss_rc lk_xfer_start(ss_store *s, ss_xfer_op *op)
+{
+    char *url = NULL;
+    lk_call *c;
+    ss_rc rc = op->is_put ? put_url(s, op->key, op->flags, &url, &op->err)
+                          : get_url(s, op->key, &url, &op->err);
+    if (rc) return op->rc = rc;
+    if (!(c = object_call(op->is_put, op->key, url)))
+        return op->rc = ss_fail(&op->err, SS_ERR_NOMEM, "%s: out of memory", op->key);
+    c->dst.op = op;
+    if (op->is_put) {
+        ss_mem_reader_init(&c->mem, op->buf, op->len, &c->rd);
+        c->req.body = &c->rd;
+        c->req.body_len = op->len;
+    } else {
+        c->req.sink = ss_xfer_dst_write;
+        c->req.sink_ctx = &c->dst;
+        c->req.use_range = 1;
+        c->req.range_off = op->off;
+        c->req.range_len = op->len;
+    }
+    s3_http_start(lk_of(s)->http, &c->req);
+    return SS_OK;
+}
+
+static void lk_xfer_step(ss_store *s, int block, ss_xfer_op **ret_done)
+{
+    s3_req *done = s3_http_step(lk_of(s)->http, block);
+    *ret_done = NULL;
+    while (done) {
+        s3_req *next = done->next;
+        lk_call *c = done->user;
+        ss_xfer_op *op = c->dst.op;
+        ss_xfer_settle(s, op, &c->dst, done->rc, &done->err, done->attempts);
+        if (op->is_put) op->rc = after_put(s, op->key, op->rc, &op->err);
+        call_free(c);
+        op->next = *ret_done;
+        *ret_done = op;
+        done = next;
+    }
+}
+
+/* --- open and close ---------------------------------------------------------------------- */
+
+static void lk_close(ss_store *s)
+{
+    lk_store *lk = lk_of(s);
+    if (!lk) return;
+    lk_client_clear(&lk->k); /* releases a held lease on the engine, so first */
+    while (lk->urls) {
+        url_entry *next = lk->urls->next;
+        url_entry_free(lk->urls);
+        lk->urls = next;
+    }
+    s3_http_free(lk->http);
+    free(lk);
+    s->impl = NULL;
+}
+
+/* location: "http(s)://HOST:PORT/REPO". */
+static ss_rc lk_open(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err)
+{
+    lk_store *lk = calloc(1, sizeof *lk);
+    ss_rc rc;
+    if (!lk) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
+    s->impl = lk;
+    if ((rc = s3_http_new(opts, &s->counts, &lk->http, err)) ||
+        (rc = lk_client_init(&lk->k, s->url, location, opts->token_file, lk->http, err))) {
+        lk_close(s);
+        return rc;
+    }
+    return SS_OK;
+}
+
+const ss_store_ops ss_store_lockd_ops = {
+    .scheme = "lockd",
+    .nested = 1,
+    .open = lk_open,
+    .close = lk_close,
+    .put = lk_put,
+    .get = lk_get,
+    .head = lk_head,
+    .del = lk_del,
+    .list = lk_list,
+    .xfer_start = lk_xfer_start,
+    .xfer_step = lk_xfer_step,
+};

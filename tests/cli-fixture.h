@@ -1,0 +1,136 @@
+/*
+ * cli-fixture: the s3sync binary (S3SYNC_BIN) driven as a user drives it,
+ * shared by the integration tests (test-sync, test-lockd-sync). A world is
+ * a temp dir holding devices A, B, C (folders joined with `s3sync init`) and
+ * the store URL they sync through; s3sync is spawned with posix_spawn, its
+ * stdout (--json) and stderr captured in memfds; trees are compared byte for
+ * byte; scenarios are scripts of steps played by play().
+ *
+ * Failures go through cmocka (fail()); failf() prefixes the script step
+ * being played (g_step).
+ */
+#ifndef SS_CLI_FIXTURE_H
+#define SS_CLI_FIXTURE_H
+
+#include <dirent.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#ifndef S3SYNC_BIN
+#error "S3SYNC_BIN must name the s3sync binary"
+#endif
+
+#define ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define COUNT(a) (sizeof(a) / sizeof *(a))
+#define MIB (1024u * 1024)
+
+enum { A, B, C, MAX_DEV };
+
+extern char g_step[256]; /* the script step being played, for failure messages */
+
+void failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+typedef struct world {
+    char root[128];           /* temp dir: devices, the file store, outside things */
+    char url[256];            /* the store */
+    char dev[MAX_DEV][160];   /* device folders */
+    char token[MAX_DEV][256]; /* lockd stores: each device's --token-file ("" none) */
+    int n;                    /* devices joined */
+} world;
+
+/* dir/rel in one of a few rotating buffers (valid for the next 15 calls). */
+const char *at_dir(const char *dir, const char *rel);
+const char *at(const world *w, int d, const char *rel);
+
+/* --- running s3sync ------------------------------------------------------------------ */
+
+typedef struct child {
+    pid_t pid;
+    int out, err;
+} child;
+
+typedef struct outcome {
+    int code; /* exit code; -1 when killed */
+    int sig;  /* the signal that killed it; 0 when it exited */
+    char *out, *err;
+    json_t *json; /* stdout parsed; NULL when not JSON */
+} outcome;
+
+/* Start argv[0] (a path) with env overrides ("NAME=value" sets, "NAME" unsets). */
+child start_prog(const char *const *env, const char *const *argv);
+outcome finish(child c); /* wait, collect stdout and stderr */
+void outcome_free(outcome *o);
+/* s3sync with args (NULL-terminated). */
+child start_cli(const char *const *env, const char *const *args);
+outcome run_cli(const char *const *env, const char *const *args);
+/* s3sync -C DEV --json [--token-file T] CMD */
+child start_cmd(const world *w, int d, const char *const *env, const char *cmd);
+outcome run_cmd(const world *w, int d, const char *const *env, const char *cmd);
+void expect_exit(outcome *o, int code, const char *what);
+int64_t jint(const json_t *j, const char *key);
+/* Run cmd on device d, which must succeed; its --json (the caller decrefs). */
+json_t *ok_json(const world *w, int d, const char *cmd);
+void ok(const world *w, int d, const char *cmd);
+/* Make device d's folder: create the repository or join it. */
+void join(world *w, int d);
+/* A no-change sync: one request, nothing sent, nothing changed. */
+void expect_idle_sync(const world *w, int d);
+double now_s(void); /* monotonic seconds */
+
+/* --- files and trees ----------------------------------------------------------------- */
+
+void make_parents(const char *path);
+void write_bytes(const char *path, const void *data, size_t len);
+/* len fresh pseudo-random bytes (a new seed per call, reproducible per run). */
+void write_random(const char *path, size_t len);
+void flip_middle_byte(const char *path);
+void rm_rf(const char *path);
+/* scandir helpers: names but . and .., sorted by name. */
+int not_dots(const struct dirent *e);
+int by_name(const struct dirent **a, const struct dirent **b);
+void free_list(struct dirent **v, int n);
+/* The bytes of a regular file (NUL-terminated), or NULL when it cannot be read. */
+char *read_file(const char *path, size_t *len);
+int same_content(const char *a, const char *b);
+/* Trees a and b hold the same names, types, modes, contents and link targets (.s3sync/ aside). */
+void expect_same_tree(const char *a, const char *b);
+void expect_converged(const world *w);
+/* Depth-first walk of a folder (.s3sync/ skipped); fn returns non-zero to stop. */
+typedef int (*walk_fn)(void *ctx, const char *path, const char *rel, const struct stat *st);
+int walk(const char *dir, const char *rel, walk_fn fn, void *ctx);
+/* walk_fns for count_in: files holding exactly data; entries whose name contains data. */
+int count_content(void *ctx, const char *path, const char *rel, const struct stat *st);
+int count_name(void *ctx, const char *path, const char *rel, const struct stat *st);
+int count_in(const char *dir, walk_fn fn, const char *data);
+void expect_content(const char *path, const char *data); /* data NULL: path is gone */
+/* A copy of dir, to compare with later (cp -a keeps modes, links and times). */
+void snapshot(const char *dir, const char *copy);
+
+/* --- scripts -------------------------------------------------------------------------- */
+
+/*
+ * One step of a scenario. op:
+ *   'w' write data at path          'r' write (decimal) data random bytes at path
+ *   'f' flip the middle byte        'm' make directory path
+ *   'l' symlink path -> data        'c' chmod path to octal data
+ *   'v' rename path to data         'x' remove path (a tree too)
+ *   's' sync (data: at most this many bytes up, when set)
+ *   '=' every joined device holds the same tree
+ *   '?' path holds data (NULL: path is gone)
+ *   '1' exactly one file of the folder holds data
+ *   'L' path is a symlink to data
+ */
+typedef struct step {
+    int dev;
+    char op;
+    const char *path, *data;
+} step;
+
+void sync_dev(const world *w, int d, const char *max_up);
+void play(const world *w, const step *s, size_t n);
+
+#endif

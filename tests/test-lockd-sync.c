@@ -1,0 +1,691 @@
+/*
+ * test-lockd-sync: the lockd: store end to end. A real s3sync-lockd
+ * (S3SYNC_LOCKD_BIN) on a loopback port serves repositories under a random
+ * prefix of the RGW bucket that ci/test.sh starts; then
+ *
+ *   lockd/store  the backend through the s3store API: a HEAD made of a
+ *                ranged GET, presigned LIST pages, create-only puts under a
+ *                lease and the commit of log/<seq>, log/ from lockd's head,
+ *                the GET URL cache, what it refuses;
+ *   lockd/sync   the real s3sync binary (S3SYNC_BIN, cli-fixture.h) with
+ *                --token-file: two devices both ways, an idle sync in one
+ *                request, read-only and bad tokens, a lease held by another
+ *                device, concurrent pushes, s3sync killed at every push
+ *                crash point, lockd killed with SIGKILL mid-push.
+ *
+ * Each world is a repository of its own (w1, w2, ...) with devices A and B
+ * (read-write) and C (read-only). Lease holding by hand goes through the
+ * curl command. Skipped (77) without RGW.
+ */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "cli-fixture.h"
+#include "s3store.h"
+
+#ifndef S3SYNC_LOCKD_BIN
+#error "S3SYNC_LOCKD_BIN must name the s3sync-lockd binary"
+#endif
+
+#define CURL_BIN "/usr/bin/curl"
+#define REPOS 12 /* w1..w12: one per world, configured before lockd starts */
+
+static char g_dir[] = "/tmp/ss-lockd-sync-XXXXXX";
+static char g_base[256]; /* s3://BUCKET/lsync-TAG: the repositories' bucket prefix */
+static char g_conf[600], g_port_file[600];
+static unsigned g_port, g_worlds;
+static child g_lockd = {-1, -1, -1};
+
+/* --- the daemon ------------------------------------------------------------------------ */
+
+static void lockd_start(void)
+{
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", g_port); /* the first start picks a port */
+    unlink(g_port_file);
+    g_lockd = start_prog(NULL, ARGS(S3SYNC_LOCKD_BIN, "--config", g_conf, "--listen", listen,
+                                    "--port-file", g_port_file));
+    for (int i = 0; i < 1500; i++) { /* 30 s: an ASan build starts slower */
+        FILE *f = fopen(g_port_file, "r");
+        int ok = f && fscanf(f, "%u", &g_port) == 1;
+        if (f) fclose(f);
+        if (ok) return;
+        if (waitpid(g_lockd.pid, NULL, WNOHANG)) failf("s3sync-lockd died at start");
+        usleep(20000);
+    }
+    failf("s3sync-lockd did not start");
+}
+
+/* Whatever ends the run (a failure outside a test exits), lockd goes with it. */
+static void lockd_reap(void)
+{
+    if (g_lockd.pid > 0) kill(g_lockd.pid, SIGKILL);
+}
+
+/* Stop lockd with sig; its exit code, or 1000 + the signal that ended it. */
+static int lockd_stop(int sig)
+{
+    outcome o;
+    int code;
+    if (g_lockd.pid <= 0) return -1;
+    kill(g_lockd.pid, sig);
+    o = finish(g_lockd);
+    g_lockd.pid = -1;
+    code = o.sig ? 1000 + o.sig : o.code;
+    outcome_free(&o);
+    return code;
+}
+
+/* `s3sync-lockd device add NAME --repo REPO [--read-only]`; the token into token_file. */
+static void device_add(const char *repo, const char *name, int ro, const char *token_file)
+{
+    outcome o = finish(start_prog(NULL, ro ? ARGS(S3SYNC_LOCKD_BIN, "--config", g_conf, "device",
+                                                  "add", name, "--repo", repo, "--read-only")
+                                           : ARGS(S3SYNC_LOCKD_BIN, "--config", g_conf, "device",
+                                                  "add", name, "--repo", repo)));
+    expect_exit(&o, 0, "device add");
+    write_bytes(token_file, o.out, strlen(o.out)); /* with its newline, as a user saves it */
+    outcome_free(&o);
+}
+
+/* A lockd call by hand: method on /v1/repos/REPO/route as the device of token_file. */
+static json_t *by_hand(const char *method, const char *token_file, const char *repo,
+                       const char *route, const char *body)
+{
+    size_t len = 0;
+    char url[256], auth[128], *tok = read_file(token_file, &len);
+    outcome o;
+    json_t *j;
+    if (!tok) failf("no token in %s", token_file);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %.*s", (int)strcspn(tok, "\n"), tok);
+    free(tok);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/repos/%s%s", g_port, repo, route);
+    o = finish(start_prog(NULL, body ? ARGS(CURL_BIN, "-sS", "-X", method, "-H", auth, "-H",
+                                            "Content-Type: application/json", "--data", body, url)
+                                     : ARGS(CURL_BIN, "-sS", "-X", method, "-H", auth, url)));
+    expect_exit(&o, 0, "curl");
+    if (!json_is_object(o.json)) failf("lockd answered %s", o.out);
+    j = json_incref(o.json);
+    outcome_free(&o);
+    return j;
+}
+
+static int64_t lockd_head(const char *token_file, const char *repo, int *ret_leased)
+{
+    json_t *j = by_hand("GET", token_file, repo, "/head", NULL);
+    int64_t head = jint(j, "head");
+    if (ret_leased) *ret_leased = json_is_true(json_object_get(j, "leased"));
+    json_decref(j);
+    return head;
+}
+
+static ss_store *direct_store(const char *repo)
+{
+    char url[400];
+    ss_store *s = NULL;
+    ss_err err = {{0}};
+    snprintf(url, sizeof url, "%s/%s", g_base, repo);
+    if (ss_store_open(url, NULL, &s, &err)) failf("%s: %s", url, err.msg);
+    return s;
+}
+
+static int count_key(void *ctx, const char *key, const ss_store_stat *st)
+{
+    (void)key, (void)st;
+    (*(int64_t *)ctx)++;
+    return 0;
+}
+
+/* The bucket's log/ of repo is log/1..head with nothing else: no gap, no sequence twice. */
+static void expect_log_is_head(const char *repo, const char *token_file, int64_t want)
+{
+    ss_store *s = direct_store(repo);
+    ss_err err = {{0}};
+    int64_t n = 0, head = lockd_head(token_file, repo, NULL);
+    char last[64];
+    ss_store_stat st;
+    if (ss_store_list(s, "log/", NULL, count_key, &n, &err)) failf("list: %s", err.msg);
+    snprintf(last, sizeof last, "log/%020" PRId64, head);
+    if (n != head || (head && ss_store_head(s, last, &st, &err)))
+        failf("the bucket holds %" PRId64 " log objects, lockd's head is %" PRId64, n, head);
+    if (want >= 0 && head != want) failf("head %" PRId64 ", expected %" PRId64, head, want);
+    ss_store_free(s);
+}
+
+/* --- worlds: one repository each --------------------------------------------------------- */
+
+static int world_setup(void **state)
+{
+    world *w = calloc(1, sizeof *w);
+    char repo[16], name[32];
+    if (!w || g_worlds == REPOS) return -1;
+    snprintf(w->root, sizeof w->root, "%s/world-XXXXXX", g_dir);
+    if (!mkdtemp(w->root)) return -1;
+    snprintf(repo, sizeof repo, "w%u", ++g_worlds);
+    snprintf(w->url, sizeof w->url, "lockd:http://127.0.0.1:%u/%s", g_port, repo);
+    for (int d = 0; d < MAX_DEV; d++) {
+        snprintf(w->dev[d], sizeof w->dev[d], "%s/%c", w->root, 'A' + d);
+        snprintf(w->token[d], sizeof w->token[d], "%s/%c.token", w->root, 'A' + d);
+        snprintf(name, sizeof name, "%s-%c", repo, 'A' + d);
+        device_add(repo, name, d == C, w->token[d]);
+    }
+    g_step[0] = '\0';
+    *state = w;
+    return 0;
+}
+
+static int world_teardown(void **state)
+{
+    world *w = *state;
+    rm_rf(w->root);
+    free(w);
+    return 0;
+}
+
+static const char *repo_of(const world *w)
+{
+    return strrchr(w->url, '/') + 1;
+}
+
+/* --- lockd/sync ------------------------------------------------------------------------ */
+
+static const step both_ways[] = {
+    {A, 'w', "a.txt", "hello"},
+    {A, 'r', "inline", "4000"},
+    {A, 'r', "big.bin", "12582912"}, /* two packs, uploaded in parallel */
+    {A, 'w', "deep/er/f.txt", "deep"},
+    {A, 'm', "emptydir", NULL},
+    {A, 'l', "link", "a.txt"},
+    {A, 's', NULL, NULL},
+    {B, 's', NULL, NULL},
+    {A, '=', NULL, NULL},
+    {B, 'w', "a.txt", "edited on B"},
+    {B, 'f', "big.bin", NULL},
+    {B, 'x', "deep", NULL},
+    {B, 'r', "from-b", "300000"},
+    {B, 's', NULL, "3145728"},
+    {A, 's', NULL, NULL},
+    {A, '=', NULL, NULL},
+    {A, '?', "a.txt", "edited on B"},
+    {A, '?', "deep/er/f.txt", NULL},
+};
+
+static void test_two_devices(void **state)
+{
+    world *w = *state;
+    join(w, A);
+    join(w, B);
+    play(w, both_ways, COUNT(both_ways));
+    expect_idle_sync(w, A); /* one GET head: no S3 call at all */
+    expect_idle_sync(w, B);
+    expect_log_is_head(repo_of(w), w->token[A], 2);
+}
+
+static void test_read_only(void **state)
+{
+    world *w = *state;
+    outcome o;
+    join(w, A);
+    write_random(at(w, A, "from-a"), 100000);
+    ok(w, A, "sync");
+    join(w, C); /* read-only: joins and pulls */
+    expect_same_tree(w->dev[A], w->dev[C]);
+    write_bytes(at(w, A, "more"), "more", 4);
+    ok(w, A, "sync");
+    ok(w, C, "pull");
+    expect_same_tree(w->dev[A], w->dev[C]);
+    write_bytes(at(w, C, "from-c"), "refused", 7);
+    o = run_cmd(w, C, NULL, "push");
+    expect_exit(&o, 1, "push of a read-only device");
+    if (!strstr(o.err, "403 read_only")) failf("unclear message: %s", o.err);
+    outcome_free(&o);
+    expect_log_is_head(repo_of(w), w->token[A], 2);
+}
+
+static void test_tokens_and_failures(void **state)
+{
+    world *w = *state;
+    char bad[300], env[320];
+    outcome o;
+    join(w, A);
+    snprintf(bad, sizeof bad, "%s/bad.token", w->root);
+    write_bytes(bad, "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n", 44);
+    o = run_cli(NULL, ARGS("-C", w->dev[A], "--token-file", bad, "sync"));
+    expect_exit(&o, 1, "sync with an unknown token");
+    if (!strstr(o.err, "401 unauthorized")) failf("unclear message: %s", o.err);
+    outcome_free(&o);
+    o = run_cli(ARGS("S3SYNC_TOKEN_FILE"), ARGS("-C", w->dev[A], "sync"));
+    expect_exit(&o, 1, "sync without a token");
+    if (!strstr(o.err, "S3SYNC_TOKEN_FILE")) failf("unclear message: %s", o.err);
+    outcome_free(&o);
+    o = run_cli(NULL, ARGS("-C", w->dev[A], "--token-file", "/nonexistent/token", "sync"));
+    expect_exit(&o, 1, "sync with a missing token file");
+    outcome_free(&o);
+    snprintf(env, sizeof env, "S3SYNC_TOKEN_FILE=%s", w->token[A]); /* the environment works too */
+    o = run_cli(ARGS(env), ARGS("-C", w->dev[A], "sync"));
+    expect_exit(&o, 0, "sync with S3SYNC_TOKEN_FILE");
+    outcome_free(&o);
+    /* lockd unreachable: temporary, and soon (AWS_MAX_ATTEMPTS bounds the retries). */
+    double t0 = now_s();
+    snprintf(w->url, sizeof w->url, "lockd:http://127.0.0.1:9/%s", repo_of(w));
+    o = run_cli(ARGS("AWS_MAX_ATTEMPTS=2"),
+                ARGS("--token-file", w->token[B], "init", w->url, w->dev[B]));
+    expect_exit(&o, 75, "init with lockd unreachable");
+    outcome_free(&o);
+    if (now_s() - t0 > 15) failf("took %.1f s to give up", now_s() - t0);
+}
+
+static void test_lease_held(void **state)
+{
+    world *w = *state;
+    char route[128], env[] = "S3SYNC_LEASE_WAIT_MS=1500";
+    json_t *lease;
+    outcome o;
+    join(w, A);
+    join(w, B);
+    lease = by_hand("POST", w->token[B], repo_of(w), "/lease", "{\"ttl\": 600}");
+    write_bytes(at(w, A, "waits"), "for the lease", 13);
+    double t0 = now_s();
+    o = run_cmd(w, A, ARGS(env), "push");
+    expect_exit(&o, 75, "push while another device holds the lease");
+    if (!strstr(o.err, "lease held by w")) failf("unclear message: %s", o.err);
+    outcome_free(&o);
+    if (now_s() - t0 < 1.4 || now_s() - t0 > 10)
+        failf("waited %.1f s, not about 1.5", now_s() - t0);
+    snprintf(route, sizeof route, "/lease/%s?fencing_token=%" PRId64,
+             json_string_value(json_object_get(lease, "lease_id")), jint(lease, "fencing_token"));
+    json_decref(by_hand("DELETE", w->token[B], repo_of(w), route, NULL));
+    json_decref(lease);
+    ok(w, A, "push");
+    ok(w, B, "sync");
+    expect_converged(w);
+}
+
+/* Both devices push at once, four times; one waits for the lease or rebuilds, none loses. */
+static void test_concurrent_push(void **state)
+{
+    world *w = *state;
+    char name[32], data[2][64], shared[2][64];
+    join(w, A);
+    join(w, B);
+    for (int round = 0; round < 4; round++) {
+        child c[2];
+        for (int d = A; d <= B; d++) {
+            snprintf(name, sizeof name, "%c%d", 'a' + d, round);
+            snprintf(data[d], sizeof data[d], "%c's file %d", 'A' + d, round);
+            snprintf(shared[d], sizeof shared[d], "%c's shared %d", 'A' + d, round);
+            write_bytes(at(w, d, name), data[d], strlen(data[d]));
+            write_bytes(at(w, d, "shared"), shared[d], strlen(shared[d]));
+            write_random(at(w, d, d == A ? "dir-a/blob" : "dir-b/blob"), 300000);
+        }
+        for (int d = A; d <= B; d++)
+            c[d] = start_cmd(w, d, NULL, "sync");
+        for (int d = A; d <= B; d++) {
+            outcome o = finish(c[d]);
+            expect_exit(&o, 0, "concurrent sync");
+            outcome_free(&o);
+        }
+        ok(w, A, "sync");
+        ok(w, B, "sync");
+        expect_converged(w);
+        for (int d = A; d <= B; d++)
+            if (count_in(w->dev[A], count_content, data[d]) != 1 ||
+                count_in(w->dev[A], count_content, shared[d]) != 1)
+                failf("round %d: a write of %c was lost", round, 'A' + d);
+    }
+    expect_log_is_head(repo_of(w), w->token[A], -1);
+}
+
+/* s3sync killed at each push crash point, with a short lease: the rerun converges. */
+static void test_client_killed(void **state)
+{
+    static const char *const points[] = {"push.pack", "push.before-log", "push.after-log",
+                                         "push.before-commit"};
+    world *w = *state;
+    char env[64], file[32];
+    join(w, A);
+    join(w, B);
+    for (size_t i = 0; i < COUNT(points); i++) {
+        snprintf(g_step, sizeof g_step, "crash at %s", points[i]);
+        snprintf(env, sizeof env, "S3SYNC_CRASH_AT=%s", points[i]);
+        snprintf(file, sizeof file, "blob%zu", i);
+        write_random(at(w, A, file), 300000);
+        write_random(at(w, A, "small"), 100);
+        outcome o = run_cmd(w, A, ARGS(env, "S3SYNC_LEASE_TTL_MS=2000"), "push");
+        if (o.sig != SIGKILL) failf("not killed: exit %d, stderr: %s", o.code, o.err);
+        outcome_free(&o);
+        /* Its lease, if it held one, expires in 2 s: the rerun waits for it. */
+        json_t *j = ok_json(w, A, "push");
+        if (json_array_size(json_object_get(j, "conflicts"))) failf("conflict after the crash");
+        json_decref(j);
+        ok(w, B, "sync");
+        ok(w, A, "sync");
+        expect_converged(w);
+        if (count_in(w->dev[A], count_name, ".sync-conflict-")) failf("a conflict copy");
+    }
+    g_step[0] = '\0';
+    expect_log_is_head(repo_of(w), w->token[A], -1);
+}
+
+/*
+ * lockd SIGKILLed while a push holds the lease, restarted on its port. Round
+ * 0: lockd stays down until the push gives up (75; its short lease expires
+ * meanwhile). Round 1: back after a second, which the push's retries
+ * usually ride out (its next presign meets the dead port).
+ * Either way a rerun converges and the log stays gapless.
+ */
+static void test_lockd_killed(void **state)
+{
+    world *w = *state;
+    char name[32];
+    json_t *j;
+    join(w, A);
+    join(w, B);
+    for (int round = 0; round < 2; round++) {
+        int leased = 0;
+        snprintf(g_step, sizeof g_step, "round %d", round);
+        for (int i = 0; i < 6; i++) { /* about 6 packs: the push takes a while */
+            snprintf(name, sizeof name, "big%d-%d.bin", round, i);
+            write_random(at(w, A, name), 8 * MIB);
+        }
+        /* A short lease: a push that gives up holding it must not block the rerun long. */
+        child c = start_cmd(w, A,
+                            round ? ARGS("S3SYNC_LEASE_TTL_MS=3000")
+                                  : ARGS("AWS_MAX_ATTEMPTS=2", "S3SYNC_LEASE_TTL_MS=3000"),
+                            "push");
+        for (int i = 0; i < 3000 && !leased; i++) {
+            lockd_head(w->token[B], repo_of(w), &leased);
+            if (!leased) usleep(2000);
+        }
+        if (!leased) failf("the push never held the lease");
+        assert_int_equal(lockd_stop(SIGKILL), 1000 + SIGKILL);
+        outcome o = {0};
+        if (!round)
+            o = finish(c); /* gives up while lockd is down */
+        else
+            usleep(1000000);
+        lockd_start();
+        if (round) o = finish(c);
+        if (o.code != 0 && o.code != 75)
+            failf("push with lockd killed: exit %d (signal %d): %s", o.code, o.sig, o.err);
+        outcome_free(&o);
+        j = ok_json(w, A, "push"); /* converges: pushes what is left, if anything */
+        int64_t seq = jint(j, "seq");
+        json_decref(j);
+        ok(w, B, "sync");
+        expect_converged(w);
+        expect_log_is_head(repo_of(w), w->token[A], seq);
+    }
+    g_step[0] = '\0';
+}
+
+/* --- lockd/store ------------------------------------------------------------------------- */
+
+typedef struct store_fx {
+    ss_store *s;      /* lockd:, as device rw */
+    ss_store *direct; /* s3:// under the same prefix */
+    char token[300];
+} store_fx;
+
+static int store_setup(void **state)
+{
+    store_fx *fx = calloc(1, sizeof *fx);
+    char url[128];
+    ss_err err = {{0}};
+    ss_store_opts o = {.token_file = fx->token};
+    snprintf(fx->token, sizeof fx->token, "%s/store.token", g_dir);
+    device_add("store", "store-rw", 0, fx->token);
+    snprintf(url, sizeof url, "lockd:http://127.0.0.1:%u/store", g_port);
+    if (ss_store_open(url, &o, &fx->s, &err)) failf("%s: %s", url, err.msg);
+    fx->direct = direct_store("store");
+    *state = fx;
+    return 0;
+}
+
+static int store_teardown(void **state)
+{
+    store_fx *fx = *state;
+    ss_store_free(fx->s);
+    ss_store_free(fx->direct);
+    free(fx);
+    return 0;
+}
+
+static void put_ok(ss_store *s, const char *key, const char *data, unsigned flags)
+{
+    ss_err err = {{0}};
+    if (ss_store_put(s, key, data, strlen(data), flags, &err)) failf("put %s: %s", key, err.msg);
+}
+
+static void test_store_objects(void **state)
+{
+    store_fx *fx = *state;
+    ss_store *s = fx->s;
+    ss_store_stat st;
+    ss_err err = {{0}};
+    char *url = NULL;
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(ss_store_head(s, "config", &st, &err), SS_ERR_NOT_FOUND);
+    assert_non_null(strstr(err.msg, "config"));
+    put_ok(s, "keys/00000000000000aa", "0123456789", SS_PUT_CREATE_ONLY); /* takes the lease */
+    assert_int_equal(ss_store_put(s, "keys/00000000000000aa", "x", 1, SS_PUT_CREATE_ONLY, &err),
+                     SS_ERR_EXISTS);
+    assert_int_equal(ss_store_put(s, "keys/00000000000000bb", "x", 1, 0, &err), SS_ERR_INVALID);
+    put_ok(s, "keys/00000000000000cc", "", SS_PUT_CREATE_ONLY);
+    assert_int_equal(ss_store_head(s, "keys/00000000000000aa", &st, &err), SS_OK);
+    assert_int_equal(st.size, 10);
+    assert_true(st.etag[0] != '\0');
+    assert_int_equal(ss_store_head(s, "keys/00000000000000cc", &st, &err), SS_OK);
+    assert_int_equal(st.size, 0);
+    assert_int_equal(ss_store_get(s, "keys/00000000000000aa", 3, 4, &buf, &len, &err), SS_OK);
+    assert_int_equal(len, 4);
+    assert_memory_equal(buf, "3456", 4);
+    free(buf);
+    /* The GET URL is cached: the same object again costs one request, not two. */
+    uint64_t before = ss_store_requests(s);
+    assert_int_equal(ss_store_get(s, "keys/00000000000000aa", 8, SS_TO_END, &buf, &len, &err),
+                     SS_OK);
+    assert_int_equal(len, 2);
+    free(buf);
+    assert_int_equal(ss_store_requests(s) - before, 1);
+    assert_int_equal(ss_store_delete(s, "keys/00000000000000aa", &err), SS_ERR_INVALID);
+    assert_int_equal(ss_store_presign(s, SS_PRESIGN_GET, "config", NULL, NULL, 0, 60, &url, &err),
+                     SS_ERR_INVALID);
+    /* A key of the wrong sequence: the engine's cue to pull and rebuild. */
+    assert_int_equal(ss_store_put(s, "log/00000000000000000007", "x", 1, SS_PUT_CREATE_ONLY, &err),
+                     SS_ERR_EXISTS);
+    assert_non_null(strstr(err.msg, "wrong_sequence"));
+}
+
+static int collect(void *ctx, const char *key, const ss_store_stat *st)
+{
+    char ***v = ctx;
+    size_t n = 0;
+    (void)st;
+    while (*v && (*v)[n])
+        n++;
+    *v = realloc(*v, (n + 2) * sizeof **v);
+    (*v)[n] = strdup(key);
+    (*v)[n + 1] = NULL;
+    return 0;
+}
+
+static void free_keys(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Sequences written and committed through the store; log/ listed from lockd's head. */
+static void test_store_log(void **state)
+{
+    store_fx *fx = *state;
+    ss_err err = {{0}};
+    char **got = NULL;
+    for (int seq = 1; seq <= 2; seq++) {
+        char data[64], log[64];
+        snprintf(data, sizeof data, "data/%020d-00000000000000%02d", seq, seq);
+        snprintf(log, sizeof log, "log/%020d", seq);
+        put_ok(fx->s, data, "pack", SS_PUT_CREATE_ONLY);
+        put_ok(fx->s, log, "transaction", SS_PUT_CREATE_ONLY); /* commits, releases */
+    }
+    expect_log_is_head("store", fx->token, 2);
+    uint64_t before = ss_store_requests(fx->s);
+    assert_int_equal(ss_store_list(fx->s, "log/", "log/00000000000000000000", collect, &got, &err),
+                     SS_OK);
+    assert_int_equal(ss_store_requests(fx->s) - before, 1); /* GET head, nothing else */
+    assert_non_null(got && got[0] && got[1]);
+    assert_string_equal(got[0], "log/00000000000000000001");
+    assert_string_equal(got[1], "log/00000000000000000002");
+    assert_null(got[2]);
+    free_keys(got);
+    got = NULL;
+    assert_int_equal(ss_store_list(fx->s, "log/", "log/00000000000000000002", collect, &got, &err),
+                     SS_OK);
+    assert_null(got);
+    assert_int_equal(ss_store_list(fx->s, "data/", NULL, collect, &got, &err), SS_OK);
+    assert_non_null(got && got[0] && got[1]);
+    assert_null(got[2]);
+    free_keys(got);
+}
+
+/* More keys than one LIST page holds: paged by start-after through presigned URLs. */
+static void test_store_list_pages(void **state)
+{
+    store_fx *fx = *state;
+    enum { N = 1100 };
+    static char keys[N][32];
+    char **got = NULL;
+    ss_xfer *x = NULL;
+    ss_err err = {{0}};
+    size_t n = 0;
+    assert_int_equal(ss_xfer_new(fx->direct, &x, &err), SS_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "keys/%016x", 0x100 + i);
+        assert_int_equal(ss_xfer_put(x, keys[i], "k", 1, 0, NULL, NULL), SS_OK);
+    }
+    if (ss_xfer_wait(x, &err)) failf("%s", err.msg);
+    ss_xfer_free(x);
+    assert_int_equal(ss_store_list(fx->s, "keys/", "keys/00000000000000ff", collect, &got, &err),
+                     SS_OK);
+    for (n = 0; got && got[n]; n++)
+        assert_string_equal(got[n], keys[n]);
+    assert_int_equal(n, N);
+    free_keys(got);
+    got = NULL;
+    assert_int_equal(ss_store_list(fx->s, "keys/", keys[1049], collect, &got, &err), SS_OK);
+    for (n = 0; got && got[n]; n++)
+        assert_string_equal(got[n], keys[1050 + n]);
+    assert_int_equal(n, 50);
+    free_keys(got);
+}
+
+static void test_store_bad_urls(void **state)
+{
+    static const char *const bad[] = {
+        "lockd:ftp://127.0.0.1:1/r",    "lockd:http://127.0.0.1:1",    "lockd:http://127.0.0.1:1/",
+        "lockd:http://127.0.0.1:1/a/b", "lockd:http://127.0.0.1:1/.r", "lockd:http:///r",
+        "s3:http://127.0.0.1:1/r",      "lockd://127.0.0.1:1/r",
+    };
+    store_fx *fx = *state;
+    ss_store_opts o = {.token_file = fx->token};
+    for (size_t i = 0; i < COUNT(bad); i++) {
+        ss_store *s = NULL;
+        ss_err err = {{0}};
+        if (ss_store_open(bad[i], &o, &s, &err) != SS_ERR_INVALID) failf("%s opened", bad[i]);
+        assert_true(err.msg[0] != '\0');
+    }
+}
+
+/* --- the run -------------------------------------------------------------------------------- */
+
+/* Leave the bucket as it was: every object under the run's prefix goes. */
+static void delete_all(void)
+{
+    ss_store *s = NULL;
+    char **keys = NULL;
+    if (ss_store_open(g_base, NULL, &s, NULL)) return;
+    ss_store_list(s, "", NULL, collect, &keys, NULL);
+    for (size_t i = 0; keys && keys[i]; i++)
+        ss_store_delete(s, keys[i], NULL);
+    free_keys(keys);
+    ss_store_free(s);
+}
+
+#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest store_tests[] = {
+        cmocka_unit_test(test_store_objects),
+        cmocka_unit_test(test_store_log),
+        cmocka_unit_test(test_store_list_pages),
+        cmocka_unit_test(test_store_bad_urls),
+    };
+    const struct CMUnitTest sync_tests[] = {
+        WORLD_TEST(test_two_devices),         WORLD_TEST(test_read_only),
+        WORLD_TEST(test_tokens_and_failures), WORLD_TEST(test_lease_held),
+        WORLD_TEST(test_concurrent_push),     WORLD_TEST(test_client_killed),
+        WORLD_TEST(test_lockd_killed),
+    };
+    const char *bucket = getenv("S3SYNC_TEST_BUCKET");
+    unsigned char rnd[8];
+    char tag[17], repos[4096] = "";
+    int failed;
+
+    if (sodium_init() < 0) return 1;
+    if (!bucket || !getenv("AWS_ENDPOINT_URL") || !getenv("AWS_ACCESS_KEY_ID") ||
+        access(CURL_BIN, X_OK)) {
+        fprintf(stderr, "lockd/sync: skipped (no RGW or no curl: run through ci/test.sh)\n");
+        return 77;
+    }
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(tag, sizeof tag, rnd, sizeof rnd);
+    snprintf(g_base, sizeof g_base, "s3://%s/lsync-%s", bucket, tag);
+    if (!mkdtemp(g_dir)) return 1;
+    for (int i = 0; i <= REPOS; i++) {
+        size_t len = strlen(repos);
+        if (i)
+            snprintf(repos + len, sizeof repos - len, "repo w%d = %s/w%d\n", i, g_base, i);
+        else
+            snprintf(repos + len, sizeof repos - len, "repo store = %s/store\n", g_base);
+    }
+    snprintf(g_conf, sizeof g_conf, "%s/lockd.conf", g_dir);
+    snprintf(g_port_file, sizeof g_port_file, "%s/port", g_dir);
+    FILE *f = fopen(g_conf, "w");
+    if (!f || fprintf(f, "db = lockd.db\nlease_ttl_min = 1\n%s", repos) < 0 || fclose(f)) return 1;
+    /* Fast, non-interactive key derivation for every device the tests make. */
+    setenv("S3SYNC_KDF", "interactive", 1);
+    setenv("S3SYNC_PASSWORD", "correct horse battery staple", 1);
+    unsetenv("S3SYNC_PASSWORD_FILE");
+    unsetenv("S3SYNC_PASSWORD_COMMAND");
+    unsetenv("S3SYNC_CRASH_AT");
+    unsetenv("S3SYNC_TOKEN_FILE");
+    unsetenv("S3SYNC_LEASE_TTL_MS");
+    unsetenv("S3SYNC_LEASE_WAIT_MS");
+
+    signal(SIGPIPE, SIG_IGN); /* output piped into head: finish, and stop lockd */
+    atexit(lockd_reap);
+    lockd_start();
+    failed = cmocka_run_group_tests_name("lockd/store", store_tests, store_setup, store_teardown);
+    failed |= cmocka_run_group_tests_name("lockd/sync", sync_tests, NULL, NULL);
+    if (g_lockd.pid > 0 && lockd_stop(SIGTERM) != 0) failed |= 1; /* a clean, leak-free exit */
+    delete_all();
+    if (!failed) rm_rf(g_dir);
+    return failed;
+}
