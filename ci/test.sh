@@ -32,6 +32,6 @@ echo "== fuzz targets, ${S3SYNC_FUZZ_SECONDS:-15} s each"
 ci/fuzz.sh "${S3SYNC_FUZZ_SECONDS:-15}" || status=1
 echo "== Debian packages: build, install, run"
 S3SYNC_PACKAGE_INSTALL=1 ci/package.sh || status=1
-echo "== ctest"
-(cd build && ctest --output-on-failure -j "$jobs") || status=1
+echo "== ctest (with the 200 MiB file test)"
+(cd build && S3SYNC_TEST_BIG=1 ctest --output-on-failure -j "$jobs") || status=1
 exit $status
