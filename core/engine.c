@@ -212,6 +212,48 @@ ss_rc eng_stats_conflict(ss_stats *s, const char *path)
     return SS_OK;
 }
 
+static char *inflight_path(ss_folder *f)
+{
+    char *p = NULL;
+    return asprintf(&p, "%s/inflight", f->meta) < 0 ? NULL : p;
+}
+
+ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[32], ss_err *err)
+{
+    char hex[65], line[96], *path = inflight_path(f);
+    int fd = -1, n;
+    ss_rc rc = SS_OK;
+    if (!path) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    sodium_bin2hex(hex, sizeof hex, chain, 32);
+    n = snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)seq, hex);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd))
+        rc = ss_fail(err, SS_ERR_IO, "write %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    free(path);
+    return rc;
+}
+
+int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[32])
+{
+    char hex[65], want[96], line[96] = "", *path = inflight_path(f);
+    FILE *fp = path ? fopen(path, "re") : NULL;
+    free(path);
+    if (!fp) return 0;
+    if (!fgets(line, sizeof line, fp)) line[0] = '\0';
+    fclose(fp);
+    sodium_bin2hex(hex, sizeof hex, chain, 32);
+    snprintf(want, sizeof want, "%llu %s\n", (unsigned long long)seq, hex);
+    return !strcmp(line, want);
+}
+
+void eng_inflight_clear(ss_folder *f)
+{
+    char *path = inflight_path(f);
+    if (path) unlink(path);
+    free(path);
+}
+
 ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err)
 {
     char *dir = NULL;

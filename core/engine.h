@@ -76,6 +76,16 @@ int eng_kind_of(mode_t mode);
 /* Append a path to stats->conflicts. */
 ss_rc eng_stats_conflict(ss_stats *s, const char *path);
 
+/*
+ * The in-flight record, .s3sync/inflight: "seq chain" of a log object this
+ * device put but has not recorded (the answer was lost, or it was killed).
+ * When pull meets that very object it adopts it (the state takes its ops,
+ * the folder is left alone) instead of applying it over newer local edits.
+ */
+ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[32], ss_err *err);
+int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[32]);
+void eng_inflight_clear(ss_folder *f);
+
 /* Path of a temp file under .s3sync/tmp/ (created empty, O_RDWR); unlinked already. */
 ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err);
 

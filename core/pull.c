@@ -577,15 +577,70 @@ static ss_rc walk_ops(apply *a, int fd, uint64_t seq, ss_err *err)
     return rc;
 }
 
+/*
+ * Our own transaction, put by a push that could not record it (P4): the
+ * folder already holds it or newer edits, so only the state takes its ops.
+ * Rows get no local stat, so the next push reads those paths again and
+ * sends whatever changed since as the next transaction.
+ */
+static ss_rc adopt_entry(apply *a, const ss_txn_entry *e, ss_err *err)
+{
+    ss_state_row row = {.path = e->path, .kind = (int)e->kind, .mode = e->mode, .size = e->size,
+                        .mtime_s = e->mtime_s, .mtime_ns = e->mtime_ns, .ctime_s = -1,
+                        .storage = (int)e->storage};
+    ss_rc rc;
+    if (e->type == SS_TXN_DELETE) return ss_state_remove(a->f->state, e->path, err);
+    if (is_chunked(e)) {
+        const char *pack;
+        size_t pos = 0, pack_len;
+        ss_chunk_ref ref;
+        if ((rc = read_body(a, err))) return rc;
+        row.body = a->body.p;
+        row.body_len = a->body.len;
+        while (!rc && eng_body_next(a->body.p, a->body.len, &pos, &pack, &pack_len, &ref)) {
+            ss_chunk_loc loc = {.off = ref.offset, .sealed_len = ref.sealed_len,
+                                .plain_len = ref.plain_len};
+            snprintf(loc.pack, sizeof loc.pack, "%.*s", (int)pack_len, pack);
+            rc = ss_state_chunk_add(a->f->state, ref.id, &loc, err); /* ours: reuse them */
+        }
+        if (rc) return rc;
+    } else if (e->kind == SS_TXN_FILE) {
+        row.body = e->inline_data;
+        row.body_len = e->size;
+    } else if (e->kind == SS_TXN_SYMLINK) {
+        row.body = e->target;
+        row.body_len = e->size;
+    }
+    memcpy(row.content_id, e->content_id, 32);
+    return ss_state_put(a->f->state, &row, err);
+}
+
+static ss_rc adopt_txn(apply *a, int fd, uint64_t seq, ss_err *err)
+{
+    eng_staged src = {fd, 0};
+    ss_store_reader rd;
+    const ss_txn_entry *e;
+    ss_rc rc = eng_open_txn(a->f, &src, &rd, seq, &a->r, err);
+    while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e) rc = adopt_entry(a, e, err);
+    ss_txn_reader_free(a->r);
+    a->r = NULL;
+    return rc;
+}
+
 static ss_rc apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
                        const uint8_t chain[32], ss_err *err)
 {
     apply a = {.f = f, .stats = stats, .stage_fd = -1};
+    int ours = eng_inflight_is(f, seq, chain);
     ss_rc rc;
     if ((rc = ss_xfer_new(f->store, &a.xfer, err)) || (rc = ss_state_begin(f->state, err)))
         goto out;
-    rc = stage_data(&a, fd, seq, err);
-    if (!rc) rc = walk_ops(&a, fd, seq, err);
+    if (ours) {
+        rc = adopt_txn(&a, fd, seq, err);
+    } else {
+        rc = stage_data(&a, fd, seq, err);
+        if (!rc) rc = walk_ops(&a, fd, seq, err);
+    }
     if (!rc && a.n_deferred) {
         a.deferred_pass = 1;
         rc = delete_deferred(&a, err);
@@ -596,6 +651,7 @@ static ss_rc apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
     ss_fault_point("pull.before-commit");
     if (!rc) rc = ss_state_commit(f->state, err);
     if (rc) ss_state_rollback(f->state);
+    if (!rc && ours) eng_inflight_clear(f);
 out:
     for (size_t i = 0; i < a.n_deferred; i++) free(a.deferred[i].path);
     free(a.deferred);

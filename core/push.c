@@ -463,13 +463,16 @@ static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32]
     snprintf(key, sizeof key, SS_KEY_LOG_FMT, p->seq);
     if ((rc = build_object(p, key, prev_chain, &fd, hash, err))) return rc;
     size = lseek(fd, 0, SEEK_END);
+    ss_chain_next(ss_repo_keys(p->f->repo), prev_chain, hash, chain);
+    /* If the answer is lost, the object may be in the store without the state knowing it. */
+    if ((rc = eng_inflight_set(p->f, p->seq, chain, err))) goto out;
     ss_fault_point("push.before-log");
     rc = ss_store_put_file(p->f->store, key, fd, 0, (uint64_t)size, SS_PUT_CREATE_ONLY, err);
+    if (rc == SS_ERR_EXISTS) eng_inflight_clear(p->f); /* another device's, not ours */
+    if (!rc) ss_fault_point("push.after-log");
+out:
     close(fd);
-    if (rc) return rc;
-    ss_fault_point("push.after-log");
-    ss_chain_next(ss_repo_keys(p->f->repo), prev_chain, hash, chain);
-    return SS_OK;
+    return rc;
 }
 
 static void push_free(push *p)
@@ -508,6 +511,7 @@ static ss_rc push_once(ss_folder *f, ss_stats *stats, ss_err *err)
         goto fail;
     ss_fault_point("push.before-commit");
     if ((rc = ss_state_commit(f->state, err))) goto fail;
+    eng_inflight_clear(f);
     stats->seq = p.seq;
     stats->files += ss_spool_count(p.spool);
     goto out;

@@ -108,7 +108,8 @@ ss_rc lk_api(lk_client *k, const char *method, const char *what, const char *rou
                       .sign_ctx = a,
                       .user = a,
                       .sink = ss_buf_sink,
-                      .sink_ctx = &a->resp};
+                      .sink_ctx = &a->resp,
+                      .whole_body = 1};
     if (body && !(a->json_body = json_dumps(body, JSON_COMPACT))) goto nomem;
     if (body) {
         ss_mem_reader_init(&a->mem, a->json_body, strlen(a->json_body), &a->rd);

@@ -8,6 +8,7 @@
  * listing pages into keys (s3_list_page).
  */
 #include "s3_http.h"
+#include "ss_buf.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -206,6 +207,10 @@ static ss_rc setup_attempt(s3_http *h, s3_req *r)
     ss_rc rc;
 
     s3_req_cleanup(r);
+    if (r->whole_body && r->delivered) { /* a cut listing cannot be resumed with Range */
+        ((ss_buf *)r->sink_ctx)->len = 0;
+        r->delivered = 0;
+    }
     rc = r->sign(r->sign_ctx, r, &r->url, &r->headers);
     if (rc) return rc;
     if (add_range(r) || !(l = curl_slist_append(r->headers, "Expect:")))

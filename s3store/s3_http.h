@@ -31,6 +31,8 @@ struct s3_req {
     const ss_store_reader *body; /* PUT or POST body, or NULL */
     uint64_t body_len;
     ss_store_write_fn sink; /* 2xx response body goes here (NULL: discarded) */
+    int whole_body;         /* sink_ctx is an ss_buf holding one document (a listing, a
+                               JSON answer): a retry starts it over instead of resuming */
     void *sink_ctx;
     uint64_t range_off, range_len; /* GET range; range_len SS_TO_END for open-ended */
     int use_range;

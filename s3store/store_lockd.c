@@ -333,6 +333,7 @@ static ss_rc list_page(ss_store *s, const char *prefix, const char *after, ss_st
         c->req.op = "LIST";
         c->req.sink = ss_buf_sink;
         c->req.sink_ctx = &c->resp;
+        c->req.whole_body = 1;
         rc = run_call(s, c, err);
     }
     if (!rc) rc = s3_list_page(&c->resp, lk_jstr(ans, "key_prefix"), prefix, fn, ctx, page, err);

@@ -348,7 +348,8 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
         }
         c->s3 = s3;
         c->req = (s3_req){.method = "GET", .op = "LIST", .key = full_prefix, .sign = sign_call,
-                          .sign_ctx = c, .sink = ss_buf_sink, .sink_ctx = &pg};
+                          .sign_ctx = c, .sink = ss_buf_sink, .sink_ctx = &pg,
+                          .whole_body = 1};
         rc = run_call(s, c, err);
         call_free(c);
         if (!rc) rc = s3_list_page(&pg, s3->prefix, full_prefix, fn, ctx, &page, err);

@@ -1,0 +1,607 @@
+/*
+ * test-faults: store faults, end to end. Owns the scenarios where the s3sync
+ * binary talks to the real RGW through faultproxy (faultproxy.h), which
+ * drops connections before and after relaying, answers 500 and 503
+ * SlowDown, stalls, and cuts response bodies; and an RGW outage mid-push
+ * (radosgw stopped with SIGSTOP and resumed with SIGCONT: memstore keeps the
+ * data only while the OSD lives, so the OSD is never touched).
+ *
+ * What must hold: every command exits 0 or 75 (never 1, 3, a signal or a
+ * hang); once the faults stop, syncing again converges, and both folders
+ * hold exactly what A wrote (nothing lost, no conflict copy).
+ *
+ * Retries: the mixes run every command with AWS_MAX_ATTEMPTS=4 (each request
+ * tried at most 4 times: most commands still succeed, some give up with 75,
+ * and backoff stays under ~3 s per request); the storm mix with 2, so that
+ * commands give up midway; the outage with 3. Single targeted faults use the
+ * default (7) and must not fail the command at all.
+ *
+ * Seeds: one per run, printed; mix i runs with seed N + i, and
+ * S3SYNC_FAULT_SEED=N replays run N (which request meets which fault still
+ * depends on timing where requests run in parallel). Debugging:
+ * FAULTPROXY_LOG=1 prints each fault; S3SYNC_FAULT_KEEP=1 keeps the folders
+ * and store objects; S3SYNC_FAULT_ONLY=test_mix_storm runs one test (a cmocka
+ * filter: * and ? only). Needs RGW (ci/rgw.sh): skipped with 77 otherwise.
+ *
+ * KNOWN BUGS this test fails on until the code is fixed (see the tests'
+ * comments): test_lost_log_answer (core: an own log/N whose answer was lost
+ * comes back as a foreign transaction) and test_cut_listing (s3store: a cut
+ * listing is resumed with Range); the mixes meet both at random.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "cli-fixture.h"
+#include "faultproxy.h"
+#include "s3store.h"
+
+#define ROUNDS 4
+#define CMD_LIMIT_S 60 /* a command running longer hangs: a bug */
+
+static faultproxy *g_proxy;
+static const char *g_bucket;
+static char g_tag[13];
+static unsigned g_worlds;
+static uint64_t g_base_seed; /* S3SYNC_FAULT_SEED, or random */
+static uint64_t g_seed;      /* the case's: base + mix index */
+static pid_t g_rgw_stopped;  /* radosgw pid while SIGSTOPped, to resume whatever happens */
+
+/* --- worlds ------------------------------------------------------------------------- */
+
+static int world_setup(void **state)
+{
+    const char *tmp = getenv("TMPDIR");
+    world *w = calloc(1, sizeof *w);
+    if (!w) return -1;
+    snprintf(w->root, sizeof w->root, "%s/ss-faults-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(w->root)) return -1;
+    snprintf(w->url, sizeof w->url, "s3://%s/faults-%s-%u", g_bucket, g_tag, ++g_worlds);
+    for (int d = 0; d < MAX_DEV; d++)
+        snprintf(w->dev[d], sizeof w->dev[d], "%s/%c", w->root, 'A' + d);
+    g_step[0] = '\0';
+    fp_set(g_proxy, NULL, 0);
+    *state = w;
+    return 0;
+}
+
+static void resume_rgw(void)
+{
+    if (g_rgw_stopped > 0) kill(g_rgw_stopped, SIGCONT);
+    g_rgw_stopped = 0;
+}
+
+typedef struct keys {
+    char **v;
+    size_t n;
+} keys;
+
+static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
+{
+    keys *k = ctx;
+    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
+    (void)st;
+    if (!nv || !(nv[k->n] = strdup(key))) return 1;
+    k->v = nv;
+    k->n++;
+    return 0;
+}
+
+static int world_teardown(void **state)
+{
+    world *w = *state;
+    ss_store *s = NULL;
+    keys k = {0};
+    resume_rgw();
+    fp_set(g_proxy, NULL, 0);
+    if (getenv("S3SYNC_FAULT_KEEP")) { /* to look into a failure */
+        fprintf(stderr, "kept %s and %s\n", w->root, w->url);
+        free(w);
+        return 0;
+    }
+    if (!ss_store_open(w->url, NULL, &s, NULL)) { /* leave the bucket as it was */
+        ss_store_list(s, "", NULL, collect_key, &k, NULL);
+        for (size_t i = 0; i < k.n; i++)
+            ss_store_delete(s, k.v[i], NULL);
+    }
+    for (size_t i = 0; i < k.n; i++)
+        free(k.v[i]);
+    free(k.v);
+    ss_store_free(s);
+    rm_rf(w->root);
+    free(w);
+    return 0;
+}
+
+/* --- commands under faults ---------------------------------------------------------- */
+
+/* Wait for c, killing it (and failing) after CMD_LIMIT_S. */
+static outcome finish_limited(child c, const char *what)
+{
+    double t0 = now_s();
+    siginfo_t si;
+    for (;;) { /* WNOWAIT: finish() reaps it */
+        si.si_pid = 0;
+        if (!waitid(P_PID, (id_t)c.pid, &si, WEXITED | WNOHANG | WNOWAIT) && si.si_pid) break;
+        if (now_s() - t0 > CMD_LIMIT_S) {
+            outcome o;
+            kill(c.pid, SIGKILL);
+            o = finish(c);
+            fprintf(stderr, "%s: still running after %d s (seed %" PRIu64 ")\nstderr: %s\n", what,
+                    CMD_LIMIT_S, g_seed, o.err);
+            outcome_free(&o);
+            failf("%s hangs", what);
+        }
+        usleep(20000);
+    }
+    return finish(c);
+}
+
+/* Run cmd on d through the proxy: it must end with 0 or 75. Returns the exit code. */
+static int run_faulty(const world *w, int d, const char *cmd, const char *const *env)
+{
+    char what[128];
+    outcome o;
+    int code;
+    snprintf(what, sizeof what, "%s on %c", cmd, 'A' + d);
+    o = finish_limited(start_cmd(w, d, env, cmd), what);
+    code = o.code;
+    {
+        char *conf = o.json ? json_dumps(json_object_get(o.json, "conflicts"), JSON_COMPACT) : NULL;
+        fprintf(stderr, "  %s: exit %d, seq %lld, %lld files, conflicts %s%s%.*s\n", what, code,
+                o.json ? (long long)json_integer_value(json_object_get(o.json, "seq")) : -1,
+                o.json ? (long long)json_integer_value(json_object_get(o.json, "files")) : -1,
+                conf ? conf : "?", code ? ": " : "", code ? (int)strcspn(o.err, "\n") : 0, o.err);
+        free(conf);
+    }
+    if (code != 0 && code != 75) {
+        fprintf(stderr,
+                "%s: exit %d (signal %d) under faults, seed %" PRIu64
+                " (replay: S3SYNC_FAULT_SEED=%" PRIu64 ")\nstderr: %sstdout: %s\n",
+                what, o.code, o.sig, g_seed, g_base_seed, o.err, o.out);
+        outcome_free(&o);
+        failf("%s: exit %d; only 0 or 75 may end a command under store faults", what, code);
+    }
+    outcome_free(&o);
+    return code;
+}
+
+/* With the faults off, sync A and B until both succeed in the same pass. */
+static void converge(const world *w)
+{
+    for (int pass = 0; pass < 4; pass++) {
+        int a = run_faulty(w, A, "sync", NULL), b = run_faulty(w, B, "sync", NULL);
+        if (!a && !b) return;
+    }
+    failf("no convergence after the faults stopped: syncs keep exiting 75");
+}
+
+/* A's folder is what it meant to publish: both folders must hold exactly it. */
+static void expect_intended(const world *w, const char *intended)
+{
+    expect_same_tree(intended, w->dev[A]);
+    expect_same_tree(intended, w->dev[B]);
+}
+
+/* Round r of A's work: creates, edits, deletes, and multi-MiB files (several packs). */
+static void edit_round(const world *w, int r)
+{
+    char p[64], text[128];
+    if (r == 0) {
+        write_random(at(w, A, "big.bin"), 12 * MIB); /* more than one 8 MiB pack */
+        write_random(at(w, A, "mid.bin"), 200000);
+        write_bytes(at(w, A, "empty"), "", 0);
+    } else {
+        flip_middle_byte(at(w, A, "big.bin"));
+        snprintf(p, sizeof p, "dir%d/f0", r - 1);
+        rm_rf(at(w, A, p));
+    }
+    if (r == 2) {
+        rm_rf(at(w, A, "mid.bin"));
+        write_random(at(w, A, "big2.bin"), 5 * MIB);
+    }
+    if (r == 3) write_random(at(w, A, "mid.bin"), 300000);
+    snprintf(text, sizeof text, "notes, round %d\n", r);
+    write_bytes(at(w, A, "notes.txt"), text, strlen(text));
+    for (int k = 0; k < 4; k++) {
+        snprintf(p, sizeof p, "dir%d/f%d", r, k);
+        snprintf(text, sizeof text, "file %d of round %d", k, r);
+        write_bytes(at(w, A, p), text, strlen(text));
+    }
+    snprintf(p, sizeof p, "dir%d/blob", r);
+    write_random(at(w, A, p), 70000);
+}
+
+/* --- scenarios: fault mixes --------------------------------------------------------- */
+
+typedef struct mix {
+    const char *name;
+    fp_rates rates;
+    const char *attempts; /* AWS_MAX_ATTEMPTS=N for every command */
+} mix;
+
+/* Rates in permille of requests. */
+static const mix mixes[] = {
+    {"drops and cuts",
+     {.permille = {[FP_DROP_BEFORE] = 80, [FP_DROP_AFTER] = 100, [FP_TRUNCATE] = 100}},
+     "AWS_MAX_ATTEMPTS=4"},
+    {"errors and stalls",
+     {.permille = {[FP_500] = 100, [FP_503] = 120, [FP_STALL] = 80}, .stall_ms = 400},
+     "AWS_MAX_ATTEMPTS=4"},
+    {"everything",
+     {.permille = {[FP_DROP_BEFORE] = 50,
+                   [FP_DROP_AFTER] = 60,
+                   [FP_500] = 40,
+                   [FP_503] = 40,
+                   [FP_STALL] = 40,
+                   [FP_TRUNCATE] = 60},
+      .stall_ms = 250},
+     "AWS_MAX_ATTEMPTS=4"},
+    /* Half the requests fail and each is tried twice: commands give up midway. */
+    {"storm",
+     {.permille = {[FP_DROP_BEFORE] = 80,
+                   [FP_DROP_AFTER] = 120,
+                   [FP_500] = 60,
+                   [FP_503] = 100,
+                   [FP_STALL] = 40,
+                   [FP_TRUNCATE] = 120},
+      .stall_ms = 100},
+     "AWS_MAX_ATTEMPTS=2"},
+};
+
+static void run_mix(world *w, const mix *m, uint64_t seed)
+{
+    const char *const env[] = {m->attempts, NULL};
+    char intended[200];
+    uint64_t before[FP_KINDS], after[FP_KINDS];
+    int exits75 = 0, cmds = 0;
+    double t0 = now_s();
+    g_seed = seed;
+    fprintf(stderr,
+            "faults: mix \"%s\", seed %" PRIu64 " (replay: S3SYNC_FAULT_SEED=%" PRIu64 ")\n",
+            m->name, seed, g_base_seed);
+    join(w, A); /* joined without faults: init under faults is not this test's business */
+    join(w, B);
+    fp_counts(g_proxy, before);
+    fp_set(g_proxy, &m->rates, seed);
+    for (int r = 0; r < ROUNDS; r++) {
+        snprintf(g_step, sizeof g_step, "mix \"%s\" seed %" PRIu64 " round %d", m->name, seed, r);
+        edit_round(w, r);
+        exits75 += run_faulty(w, A, "sync", env) == 75;
+        exits75 += run_faulty(w, B, "sync", env) == 75;
+        cmds += 2;
+    }
+    fp_set(g_proxy, NULL, 0);
+    fp_counts(g_proxy, after);
+    fprintf(stderr, "faults: %d commands, %d exited 75; relayed %" PRIu64, cmds, exits75,
+            after[FP_NONE] - before[FP_NONE]);
+    for (int k = FP_DROP_BEFORE; k < FP_KINDS; k++)
+        fprintf(stderr, ", %s %" PRIu64, fp_name((fp_fault)k), after[k] - before[k]);
+    fprintf(stderr, "; %.1f s\n", now_s() - t0);
+    snprintf(intended, sizeof intended, "%s/intended", w->root);
+    snapshot(w->dev[A], intended); /* what A holds now is what it meant to publish */
+    snprintf(g_step, sizeof g_step, "mix \"%s\" seed %" PRIu64 " convergence", m->name, seed);
+    converge(w);
+    expect_intended(w, intended);
+    g_step[0] = '\0';
+}
+
+static void test_mix_drops(void **state)
+{
+    run_mix(*state, &mixes[0], g_base_seed + 0);
+}
+
+static void test_mix_errors(void **state)
+{
+    run_mix(*state, &mixes[1], g_base_seed + 1);
+}
+
+static void test_mix_everything(void **state)
+{
+    run_mix(*state, &mixes[2], g_base_seed + 2);
+}
+
+static void test_mix_storm(void **state)
+{
+    run_mix(*state, &mixes[3], g_base_seed + 3);
+}
+
+/* --- scenarios: one fault where it hurts most ---------------------------------------- */
+
+/*
+ * One fault, on the first request matching a pattern: the command must
+ * still succeed (a single transient fault is what retries are for), with no
+ * conflict copy, and the devices converge on A's content. A dropped answer
+ * to the create-only PUT of log/N is the sharp one: the PUT did create the
+ * object, so its retry meets 412, which must not read as "another device
+ * took N" followed by a conflict with our own transaction.
+ */
+typedef struct one_fault {
+    const char *what;
+    fp_fault fault;
+    const char *match;
+    int dev; /* whose sync meets it: A pushes, B pulls */
+} one_fault;
+
+/* A new pack and edits on A; the fault on the first request matching; then converge. */
+static void play_one_fault(world *w, const one_fault *c, int i)
+{
+    fp_rates one = {.stall_ms = 2000, .match = c->match, .limit = 1};
+    uint64_t c0[FP_KINDS], c1[FP_KINDS];
+    char intended[200], name[64];
+    json_t *conf;
+    outcome o;
+    snprintf(intended, sizeof intended, "%s/intended", w->root);
+    snprintf(g_step, sizeof g_step, "%s", c->what);
+    one.permille[c->fault] = 1000;
+    snprintf(name, sizeof name, "case%d/blob", i); /* a new pack each time */
+    write_random(at(w, A, name), 300000);
+    snprintf(name, sizeof name, "case%d/note", i);
+    write_bytes(at(w, A, name), c->what, strlen(c->what));
+    write_bytes(at(w, A, "notes.txt"), c->what, strlen(c->what));
+    if (c->dev == B) ok(w, A, "sync");
+    fp_counts(g_proxy, c0);
+    fp_set(g_proxy, &one, 0);
+    o = finish_limited(start_cmd(w, c->dev, NULL, "sync"), c->what);
+    fp_set(g_proxy, NULL, 0);
+    fp_counts(g_proxy, c1);
+    if (c1[c->fault] == c0[c->fault])
+        failf("no request matched %s: the case tests nothing", c->match);
+    expect_exit(&o, 0, c->what);
+    conf = json_object_get(o.json, "conflicts");
+    if (json_array_size(conf)) {
+        char *text = json_dumps(o.json, 0);
+        fprintf(stderr, "%s: sync on %c reported conflicts: %s\nstderr: %s\n", c->what,
+                'A' + c->dev, text, o.err);
+        free(text);
+        outcome_free(&o);
+        failf("a conflict with its own write after one store fault");
+    }
+    outcome_free(&o);
+    if (c->dev == A) ok(w, B, "sync");
+    rm_rf(intended);
+    snapshot(w->dev[A], intended);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    expect_intended(w, intended);
+    rm_rf(intended);
+    g_step[0] = '\0';
+}
+
+static void test_targeted(void **state)
+{
+    static const one_fault cases[] = {
+        {"answer to the log PUT dropped", FP_DROP_AFTER, "PUT */log/*", A},
+        {"answer to a pack PUT dropped", FP_DROP_AFTER, "PUT */data/*", A},
+        {"log PUT dropped before relaying", FP_DROP_BEFORE, "PUT */log/*", A},
+        {"log PUT answered 503 SlowDown", FP_503, "PUT */log/*", A},
+        {"log PUT answered 500", FP_500, "PUT */log/*", A},
+        {"log GET cut in half", FP_TRUNCATE, "GET */log/*", B},
+        {"pack GET cut in half", FP_TRUNCATE, "GET */data/*", B},
+        {"answer to a pack GET dropped", FP_DROP_AFTER, "GET */data/*", B},
+        {"answer to a listing dropped", FP_DROP_AFTER, "GET *list-type=2*", B},
+        {"log GET stalled 2 s", FP_STALL, "GET */log/*", B},
+    };
+    world *w = *state;
+    g_seed = 0;
+    join(w, A);
+    join(w, B);
+    for (size_t i = 0; i < COUNT(cases); i++)
+        play_one_fault(w, &cases[i], (int)i);
+}
+
+/*
+ * KNOWN BUG (s3store/s3_http.c; reported, not fixed here): a ListObjectsV2
+ * answer cut mid-body is retried as if it were an object GET: the retry
+ * carries "Range: bytes=<received>-" and its body is appended to the part
+ * already received. RGW ignores Range on a listing and sends the whole page
+ * again, so the page is half a page plus a page, "not a listing", exit 1.
+ * A listing must restart from an empty page on retry.
+ */
+static void test_cut_listing(void **state)
+{
+    static const one_fault cut = {"listing cut in half", FP_TRUNCATE, "GET *list-type=2*", B};
+    world *w = *state;
+    g_seed = 0;
+    join(w, A);
+    join(w, B);
+    play_one_fault(w, &cut, 0);
+}
+
+/*
+ * KNOWN BUG (core/push.c + core/pull.c; reported, not fixed here): the
+ * answer to A's create-only PUT of log/N is lost on every attempt, so the
+ * push exits 75 believing N unwritten, while log/N (A's own transaction)
+ * is in the store. A edits on, and its next sync pulls log/N as a foreign
+ * transaction over its newer edits: the newer version of a file becomes a
+ * conflict copy of A's own write, a file A deleted since comes back, and an
+ * edit that restored the last-synced content is silently overwritten (seen
+ * in the storm mix as big.bin's last version lost). Nothing may be lost:
+ * this test fails until the engine recognises its own in-flight
+ * transaction (see the report: record seq and hash before the PUT, and
+ * adopt a matching log/N into the state without touching the folder).
+ */
+static void test_lost_log_answer(void **state)
+{
+    static const char *const env[] = {"AWS_MAX_ATTEMPTS=2", NULL};
+    const fp_rates lost = {.permille = {[FP_DROP_AFTER] = 1000}, .match = "PUT */log/*"};
+    world *w = *state;
+    char intended[200];
+    outcome o;
+    snprintf(intended, sizeof intended, "%s/intended", w->root);
+    g_seed = 0;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "keep.txt"), "v1", 2);
+    write_bytes(at(w, A, "stays.txt"), "untouched", 9);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+
+    /* The push whose every answer is lost: exit 75, yet log/2 is A's transaction. */
+    write_bytes(at(w, A, "keep.txt"), "v2", 2);
+    write_bytes(at(w, A, "new.txt"), "made in the push whose answer was lost", 38);
+    fp_set(g_proxy, &lost, 0);
+    o = finish_limited(start_cmd(w, A, env, "sync"), "sync on A, log PUT answers lost");
+    fp_set(g_proxy, NULL, 0);
+    expect_exit(&o, 75, "sync on A whose log PUT answers were all lost");
+    outcome_free(&o);
+
+    /* A goes on: a newer version, and the new file deleted again. */
+    write_bytes(at(w, A, "keep.txt"), "v3", 2);
+    rm_rf(at(w, A, "new.txt"));
+    snapshot(w->dev[A], intended);
+    snprintf(g_step, sizeof g_step, "after a push whose log/N answer was lost (KNOWN BUG)");
+    converge(w);
+    expect_intended(w, intended);
+    g_step[0] = '\0';
+}
+
+/* --- scenario: RGW stopped mid-push --------------------------------------------------- */
+
+/* The radosgw of ci/rgw.sh (its launch pid file), or 0 when not found. */
+static pid_t find_radosgw(void)
+{
+    const char *dir = getenv("S3SYNC_RGW_DIR");
+    static const char *const files[] = {"run/client.rgw.s3sync.pid",
+                                        "run/client.rgw.s3sync.launch"};
+    for (size_t i = 0; dir && i < COUNT(files); i++) {
+        char path[512], comm[64] = "";
+        size_t len = 0;
+        char *text = read_file(at_dir(dir, files[i]), &len), *c;
+        long pid = text ? strtol(text, NULL, 10) : 0;
+        free(text);
+        if (pid <= 0) continue;
+        snprintf(path, sizeof path, "/proc/%ld/comm", pid);
+        if ((c = read_file(path, &len))) {
+            snprintf(comm, sizeof comm, "%s", c);
+            free(c);
+        }
+        if (!strncmp(comm, "radosgw", 7)) return (pid_t)pid;
+    }
+    return 0;
+}
+
+/*
+ * A pushes 40 MiB (5 packs); after its first requests went through, radosgw
+ * is stopped. The proxy stands in for a load balancer: after 1.5 s without
+ * an answer it says 504 (without it, each attempt waits for the client's
+ * 30 s stall limit). The push must give up with 75 and leave A's folder
+ * and state as they were; once radosgw runs again, syncing converges.
+ * AWS_MAX_ATTEMPTS=3 keeps the give-up to a few seconds.
+ */
+static void test_rgw_outage_mid_push(void **state)
+{
+    static const char *const env[] = {"AWS_MAX_ATTEMPTS=3", NULL};
+    const fp_rates gateway = {.timeout_ms = 1500};
+    world *w = *state;
+    pid_t rgw = find_radosgw();
+    uint64_t c0[FP_KINDS], c[FP_KINDS];
+    char intended[200];
+    double t0;
+    child ch;
+    outcome o;
+    if (!rgw) {
+        fprintf(stderr, "no radosgw pid under $S3SYNC_RGW_DIR/run: outage skipped\n");
+        skip();
+    }
+    g_seed = 0;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "before.txt"), "synced before the outage", 24);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    write_random(at(w, A, "huge.bin"), 40 * MIB);
+    write_bytes(at(w, A, "during.txt"), "written before the outage", 25);
+    snprintf(intended, sizeof intended, "%s/intended", w->root);
+    snapshot(w->dev[A], intended);
+
+    fp_set(g_proxy, &gateway, 0);
+    fp_counts(g_proxy, c0);
+    ch = start_cmd(w, A, env, "push");
+    t0 = now_s();
+    do { /* a pack or two are up: stop radosgw in the middle of the push */
+        usleep(2000);
+        fp_counts(g_proxy, c);
+    } while (c[FP_NONE] - c0[FP_NONE] < 2 && now_s() - t0 < 20);
+    if (kill(rgw, SIGSTOP)) failf("SIGSTOP radosgw %d: %s", (int)rgw, strerror(errno));
+    g_rgw_stopped = rgw;
+    fprintf(stderr,
+            "outage: radosgw %d stopped after %" PRIu64 " requests (%.2f s into the push)\n",
+            (int)rgw, c[FP_NONE] - c0[FP_NONE], now_s() - t0);
+    o = finish_limited(ch, "push during the outage");
+    fp_counts(g_proxy, c);
+    fprintf(stderr, "outage: push exit %d after %.1f s, %" PRIu64 " gateway timeouts\n", o.code,
+            now_s() - t0, c[FP_TIMEOUT] - c0[FP_TIMEOUT]);
+    expect_exit(&o, 75, "push while radosgw is stopped");
+    outcome_free(&o);
+    expect_same_tree(intended, w->dev[A]); /* a push leaves the folder be */
+    /* B, during the outage: also temporary, never more. */
+    o = finish_limited(start_cmd(w, B, env, "sync"), "sync on B during the outage");
+    expect_exit(&o, 75, "sync on B while radosgw is stopped");
+    outcome_free(&o);
+
+    resume_rgw();
+    fp_set(g_proxy, NULL, 0);
+    converge(w);
+    expect_intended(w, intended);
+}
+
+#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        WORLD_TEST(test_mix_drops),       WORLD_TEST(test_mix_errors),
+        WORLD_TEST(test_mix_everything),  WORLD_TEST(test_mix_storm),
+        WORLD_TEST(test_targeted),        WORLD_TEST(test_cut_listing),
+        WORLD_TEST(test_lost_log_answer), WORLD_TEST(test_rgw_outage_mid_push),
+    };
+    const char *endpoint = getenv("AWS_ENDPOINT_URL_S3"), *seed = getenv("S3SYNC_FAULT_SEED");
+    unsigned char rnd[6];
+    int failed;
+
+    if (!endpoint || !*endpoint) endpoint = getenv("AWS_ENDPOINT_URL");
+    g_bucket = getenv("S3SYNC_TEST_BUCKET");
+    if (!endpoint || !*endpoint || !g_bucket || !*g_bucket) {
+        fprintf(stderr, "test-faults: skipped (no RGW: run through ci/test.sh)\n");
+        return 77;
+    }
+    if (sodium_init() < 0) return 1;
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(g_tag, sizeof g_tag, rnd, sizeof rnd);
+    g_base_seed = seed && *seed ? strtoull(seed, NULL, 10) : randombytes_uniform(1000000);
+    fprintf(stderr, "test-faults: seed %" PRIu64 " (replay: S3SYNC_FAULT_SEED=%" PRIu64 ")\n",
+            g_base_seed, g_base_seed);
+
+    if (!(g_proxy = fp_start(endpoint, g_base_seed))) return 1;
+    /* Every client of this process and its children talks through the proxy. */
+    setenv("AWS_ENDPOINT_URL", fp_url(g_proxy), 1);
+    unsetenv("AWS_ENDPOINT_URL_S3");
+    setenv("S3SYNC_KDF", "interactive", 1);
+    setenv("S3SYNC_PASSWORD", "correct horse battery staple", 1);
+    unsetenv("S3SYNC_PASSWORD_FILE");
+    unsetenv("S3SYNC_PASSWORD_COMMAND");
+    unsetenv("S3SYNC_CRASH_AT");
+    unsetenv("AWS_MAX_ATTEMPTS");
+    atexit(resume_rgw);
+    if (getenv("S3SYNC_FAULT_ONLY")) cmocka_set_test_filter(getenv("S3SYNC_FAULT_ONLY"));
+
+    failed = cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+    resume_rgw();
+    fp_stop(g_proxy);
+    return failed;
+}
