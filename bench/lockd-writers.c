@@ -246,7 +246,7 @@ static json_int_t get_head(CURL *c, struct curl_slist *h)
  * 1..head in order; the number of problems. */
 static long check_bucket(CURL *c, struct curl_slist *h, json_int_t head, long *listed)
 {
-    char url[512], body[256], after[64] = "";
+    char url[512], body[256], after[160] = "";
     buf b = {0}, x = {0};
     long problems = 0, next = 1;
     *listed = 0;
