@@ -468,7 +468,8 @@ static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32]
     if ((rc = eng_inflight_set(p->f, p->seq, chain, err))) goto out;
     ss_fault_point("push.before-log");
     rc = ss_store_put_file(p->f->store, key, fd, 0, (uint64_t)size, SS_PUT_CREATE_ONLY, err);
-    if (rc == SS_ERR_EXISTS) eng_inflight_clear(p->f); /* another device's, not ours */
+    /* A 412 may still be our own earlier attempt (its check failed too): keep the record;
+     * pull compares chains, so another device's object is never taken for ours. */
     if (!rc) ss_fault_point("push.after-log");
 out:
     close(fd);

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# test-cli: what a user meets at the command line, on a file:// store:
+# .s3syncignore, special files skipped with a warning, status, every
+# passphrase source, and two commands at once on one folder (the lock).
+# Usage: test-cli.sh S3SYNC_BIN
+set -euo pipefail
+bin=$1
+w=$(mktemp -d /tmp/ss-cli-XXXXXX)
+trap 'rm -rf "$w"' EXIT
+export S3SYNC_KDF=interactive
+unset S3SYNC_PASSWORD S3SYNC_PASSWORD_FILE S3SYNC_PASSWORD_COMMAND
+fails=0
+check() { # description, then a command that must succeed
+  local what=$1
+  shift
+  if "$@"; then echo "ok   $what"; else echo "FAIL $what"; fails=$((fails + 1)); fi
+}
+json() { sed -n 's/.*"'"$1"'":\([0-9]*\).*/\1/p'; }
+
+# Passphrase sources: a file, a command, the variable; a wrong one refuses.
+printf 'secret one\n' >"$w/pass"
+check "init with --password-file" "$bin" -q init "file://$w/store" "$w/A" --password-file "$w/pass"
+check "join with S3SYNC_PASSWORD_COMMAND" env S3SYNC_PASSWORD_COMMAND="cat $w/pass" "$bin" -q init "file://$w/store" "$w/B"
+check "a wrong passphrase exits 1" bash -c "env S3SYNC_PASSWORD_COMMAND='echo nope' '$bin' -q init 'file://$w/store' '$w/C' 2>/dev/null; test \$? -eq 1"
+check "a failing passphrase command exits 1" bash -c "env S3SYNC_PASSWORD_COMMAND=false '$bin' -q init 'file://$w/store' '$w/D' 2>/dev/null; test \$? -eq 1"
+check "no passphrase and no terminal exits 1" bash -c "'$bin' -q init 'file://$w/store' '$w/E' </dev/null 2>/dev/null; test \$? -eq 1"
+check "nothing was made for the refused joins" bash -c "! test -e '$w/C/.s3sync' && ! test -e '$w/D/.s3sync' && ! test -e '$w/E/.s3sync'"
+
+# .s3syncignore and special files.
+printf '*.tmp\nbuild/\n!keep.tmp\n' >"$w/A/.s3syncignore"
+mkdir -p "$w/A/build" "$w/A/src"
+echo a >"$w/A/src/a.c"
+echo x >"$w/A/x.tmp"
+echo k >"$w/A/keep.tmp"
+echo o >"$w/A/build/out.o"
+mkfifo "$w/A/pipe"
+"$bin" -C "$w/A" push 2>"$w/warn"
+check "a fifo is skipped with a warning" grep -q "skipping pipe" "$w/warn"
+"$bin" -C "$w/B" pull 2>/dev/null
+check "ignored files stay local" bash -c "! test -e '$w/B/x.tmp' && ! test -e '$w/B/build'"
+check "the rest arrives, negation included" bash -c "test -f '$w/B/src/a.c' && test -f '$w/B/keep.tmp' && test -f '$w/B/.s3syncignore' && ! test -e '$w/B/pipe'"
+
+# status: changed nothing, counts both ways.
+echo new >"$w/B/new.txt"
+"$bin" -C "$w/A" push >/dev/null 2>&1
+echo edit >>"$w/A/src/a.c"
+"$bin" -C "$w/A" push >/dev/null 2>&1
+out=$("$bin" -C "$w/B" status --json)
+check "status counts the local new file" test "$(echo "$out" | json pending_local)" -ge 1
+check "status counts the remote transaction" test "$(echo "$out" | json pending_remote)" -eq 1
+check "status changed nothing" bash -c "! grep -q edit '$w/B/src/a.c'"
+
+# Two commands at once on one folder: the second waits for the lock.
+for i in 1 2 3 4; do echo "$i" >"$w/A/f$i"; done
+"$bin" -C "$w/A" sync >/dev/null 2>&1 &
+p1=$!
+"$bin" -C "$w/A" sync >/dev/null 2>&1 &
+p2=$!
+r1=0 r2=0
+wait $p1 || r1=$?
+wait $p2 || r2=$?
+check "two syncs on one folder both succeed" test "$r1$r2" = 00
+"$bin" -C "$w/B" sync >/dev/null 2>&1
+"$bin" -C "$w/A" sync >/dev/null 2>&1
+check "and the other device has everything" bash -c "test -f '$w/B/f4' && grep -q edit '$w/B/src/a.c' && test -f '$w/A/new.txt'"
+
+passed=$(( $(grep -c '^    check\|^check' "$0") - fails ))
+echo "$passed passed, $fails failed"
+[ "$fails" -eq 0 ]
