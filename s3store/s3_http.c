@@ -9,6 +9,7 @@
  */
 #include "s3_http.h"
 #include "ss_buf.h"
+#include "store_impl.h"
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -518,4 +519,21 @@ ss_rc s3_http_run(s3_http *h, s3_req *r)
         others = next;
     }
     return r->rc;
+}
+
+void s3_req_bind_xfer(s3_req *r, ss_xfer_op *op, ss_mem_reader *mem, ss_store_reader *rd,
+                      ss_xfer_dst *dst)
+{
+    dst->op = op;
+    if (op->is_put) {
+        ss_mem_reader_init(mem, op->buf, op->len, rd);
+        r->body = rd;
+        r->body_len = op->len;
+        return;
+    }
+    r->sink = ss_xfer_dst_write;
+    r->sink_ctx = dst;
+    r->use_range = 1;
+    r->range_off = op->off;
+    r->range_len = op->len;
 }

@@ -97,4 +97,15 @@ typedef struct s3_page {
 ss_rc s3_list_page(const ss_buf *pg, const char *strip, const char *what, ss_store_list_fn fn,
                    void *ctx, s3_page *page, ss_err *err);
 
+/*
+ * Point r at a parallel transfer's body or destination (both backends run
+ * ss_xfer ops on this engine): a PUT reads op->buf through mem/rd, a GET
+ * writes exactly [op->off, op->off + op->len) through dst. All borrowed.
+ */
+struct ss_xfer_op;
+struct ss_xfer_dst;
+struct ss_mem_reader;
+void s3_req_bind_xfer(s3_req *r, struct ss_xfer_op *op, struct ss_mem_reader *mem,
+                      ss_store_reader *rd, struct ss_xfer_dst *dst);
+
 #endif

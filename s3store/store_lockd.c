@@ -381,18 +381,7 @@ static ss_rc lk_xfer_start(ss_store *s, ss_xfer_op *op)
     if (rc) return op->rc = rc;
     if (!(c = object_call(op->is_put, op->key, url)))
         return op->rc = ss_fail(&op->err, SS_ERR_NOMEM, "%s: out of memory", op->key);
-    c->dst.op = op;
-    if (op->is_put) {
-        ss_mem_reader_init(&c->mem, op->buf, op->len, &c->rd);
-        c->req.body = &c->rd;
-        c->req.body_len = op->len;
-    } else {
-        c->req.sink = ss_xfer_dst_write;
-        c->req.sink_ctx = &c->dst;
-        c->req.use_range = 1;
-        c->req.range_off = op->off;
-        c->req.range_len = op->len;
-    }
+    s3_req_bind_xfer(&c->req, op, &c->mem, &c->rd, &c->dst);
     s3_http_start(lk_of(s)->http, &c->req);
     return SS_OK;
 }

@@ -412,19 +412,10 @@ static ss_rc s3_xfer_start(ss_store *s, ss_xfer_op *op)
 {
     s3_call *c = call_new(s, op->is_put ? "PUT" : "GET", op->is_put ? "PUT" : "GET", op->key);
     if (!c) return op->rc = ss_fail(&op->err, SS_ERR_NOMEM, "%s: out of memory", op->key);
-    c->dst.op = op;
+    s3_req_bind_xfer(&c->req, op, &c->mem, &c->rd, &c->dst);
     if (op->is_put) {
-        ss_mem_reader_init(&c->mem, op->buf, op->len, &c->rd);
-        c->flags = op->flags;
+        c->flags = op->flags; /* signs if-none-match for create-only */
         c->put_buf = op->buf;
-        c->req.body = &c->rd;
-        c->req.body_len = op->len;
-    } else {
-        c->req.sink = ss_xfer_dst_write;
-        c->req.sink_ctx = &c->dst;
-        c->req.use_range = 1;
-        c->req.range_off = op->off;
-        c->req.range_len = op->len;
     }
     s3_http_start(s3_of(s)->http, &c->req);
     return SS_OK;
