@@ -279,6 +279,14 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     if ((rc = ss_store_open(o->store_url, o->store_opts, &f->store, err))) goto fail;
     /* Join first: nothing is written locally until the passphrase proved itself. */
     rc = ss_repo_join(f->store, o->passphrase, o->passlen, &f->repo, err);
+    /* Direct mode rests on create-only puts: refuse a store that ignores them. */
+    if (rc == SS_OK || rc == SS_ERR_NOT_FOUND) {
+        ss_rc probe = ss_store_probe_create_only(f->store, err);
+        if (probe) {
+            rc = probe;
+            goto fail;
+        }
+    }
     if (rc == SS_ERR_NOT_FOUND) {
         rc = ss_repo_create(f->store, o->passphrase, o->passlen, &f->repo, err);
         *ret_created = !rc;

@@ -119,6 +119,16 @@ ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err);
 ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after,
                     ss_store_list_fn fn, void *ctx, ss_err *err);
 
+/*
+ * Check that the store honours create-only puts, on which direct mode's
+ * "sequence N is written once" rests: creates probe/<random> twice (with
+ * different bodies, so a retried put cannot mistake the second for its own
+ * echo), expects the second to fail with SS_ERR_EXISTS, deletes the probe.
+ * SS_ERR_STORE when the second create succeeded. A lockd store is not
+ * probed: lockd serialises writers with leases. Costs three requests.
+ */
+ss_rc ss_store_probe_create_only(ss_store *store, ss_err *err);
+
 typedef enum ss_presign_op { SS_PRESIGN_GET, SS_PRESIGN_PUT, SS_PRESIGN_LIST } ss_presign_op;
 
 /*

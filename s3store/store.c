@@ -8,6 +8,8 @@
 #include "ss_buf.h"
 
 #include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -230,7 +232,8 @@ ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len,
     *ret_len = 0;
     if (check_key(key, err)) return SS_ERR_INVALID;
     rc = store->ops->get(store, key, off, len, ss_buf_sink, &g, err);
-    if (!rc && ss_buf_append(&g, "", 0)) rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
+    if (!rc && ss_buf_append(&g, "", 0))
+        rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
     if (rc) {
         ss_buf_free(&g);
         return rc;
@@ -265,6 +268,30 @@ ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err)
 {
     if (check_key(key, err)) return SS_ERR_INVALID;
     return store->ops->del(store, key, err);
+}
+
+ss_rc ss_store_probe_create_only(ss_store *store, ss_err *err)
+{
+    static const char body1[] = "s3sync create-only probe 1",
+                      body2[] = "s3sync create-only probe 2";
+    uint8_t id[8];
+    char hex[2 * sizeof id + 1], key[32];
+    ss_err ignored;
+    ss_rc rc;
+    if (store->ops->leased) return SS_OK;
+    randombytes_buf(id, sizeof id);
+    snprintf(key, sizeof key, "probe/%s", sodium_bin2hex(hex, sizeof hex, id, sizeof id));
+    if ((rc = ss_store_put(store, key, body1, sizeof body1 - 1, SS_PUT_CREATE_ONLY, err)))
+        return rc;
+    rc = ss_store_put(store, key, body2, sizeof body2 - 1, SS_PUT_CREATE_ONLY, err);
+    ss_store_delete(store, key, &ignored); /* a leftover probe is harmless */
+    if (rc == SS_ERR_EXISTS) return SS_OK;
+    if (rc) return rc;
+    return ss_fail(err, SS_ERR_STORE,
+                   "%s ignores If-None-Match: * (a second create of %s succeeded), so two "
+                   "devices could both write one sequence: use a store that honours "
+                   "conditional writes, or a lockd: store",
+                   store->url, key);
 }
 
 ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after,
@@ -359,7 +386,8 @@ static ss_rc xfer_submit(ss_xfer *x, ss_xfer_op *op)
         finish_op(x, op);
         return SS_OK;
     }
-    while (x->in_flight >= s->max_parallel) xfer_step(x, 1);
+    while (x->in_flight >= s->max_parallel)
+        xfer_step(x, 1);
     if (s->ops->xfer_start(s, op)) {
         finish_op(x, op);
         return SS_OK;
@@ -409,7 +437,8 @@ ss_rc ss_xfer_get(ss_xfer *x, const char *key, uint64_t off, size_t len, void *d
 ss_rc ss_xfer_wait(ss_xfer *x, ss_err *err)
 {
     ss_rc rc;
-    while (x->in_flight) xfer_step(x, 1);
+    while (x->in_flight)
+        xfer_step(x, 1);
     rc = x->first_rc;
     if (rc && err) *err = x->first_err;
     x->first_rc = SS_OK;

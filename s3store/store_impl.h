@@ -26,6 +26,7 @@ typedef struct ss_xfer_op {
 typedef struct ss_store_ops {
     const char *scheme; /* "s3", "file", "lockd" */
     int nested;         /* its location is a URL of its own: lockd:http://HOST/REPO */
+    int leased;         /* writers are serialised by leases: no create-only probe (lockd) */
     ss_rc (*open)(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err);
     void (*close)(ss_store *s);
     /* buf, when not NULL, is the whole body (body then reads the same bytes). */

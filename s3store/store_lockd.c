@@ -438,6 +438,7 @@ static ss_rc lk_open(ss_store *s, const char *location, const ss_store_opts *opt
 const ss_store_ops ss_store_lockd_ops = {
     .scheme = "lockd",
     .nested = 1,
+    .leased = 1,
     .open = lk_open,
     .close = lk_close,
     .put = lk_put,

@@ -60,8 +60,8 @@ struct faultproxy {
     uint64_t counts[FP_KINDS];
 };
 
-static const char *const names[FP_KINDS] = {"none", "drop-before", "drop-after", "500",
-                                            "503",  "stall",       "truncate",   "timeout"};
+static const char *const names[FP_KINDS] = {"none",  "drop-before", "drop-after", "500",    "503",
+                                            "stall", "truncate",    "overwrite",  "timeout"};
 
 const char *fp_name(fp_fault f)
 {
@@ -340,6 +340,15 @@ static int serve_one(conn *c)
         if (!send_all(c->cl.fd, rhead, rn)) s_relay(&c->up, c->cl.fd, (uint64_t)resp.len / 2);
         return -1;
     }
+    if (f == FP_OVERWRITE && status == 412) { /* the object stays as it was: only the answer lies */
+        static const char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                                 "ETag: \"faultproxy\"\r\n\r\n";
+        count(c->p, f);
+        return relay_body(&c->up, -1, resp) || resp.len < 0 || send_all(c->cl.fd, ok, sizeof ok - 1)
+                   ? -1
+                   : 0;
+    }
+    if (f == FP_OVERWRITE) f = FP_NONE;
     if (f == FP_DROP_AFTER || f == FP_TRUNCATE) { /* no body to cut: drop the answer instead */
         count(c->p, FP_DROP_AFTER);
         return -1; /* the store has answered: it has done the request */

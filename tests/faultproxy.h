@@ -27,6 +27,7 @@ typedef enum fp_fault {
     FP_503,         /* 503 SlowDown, not relayed */
     FP_STALL,       /* relayed after stall_ms */
     FP_TRUNCATE,    /* response body cut at half, connection closed */
+    FP_OVERWRITE,   /* relayed; a 412 answered as 200: a store ignoring If-None-Match */
     FP_TIMEOUT,     /* not scheduled: upstream silent for timeout_ms, 504 answered */
     FP_KINDS
 } fp_fault;

@@ -23,10 +23,9 @@
  * and store objects; S3SYNC_FAULT_ONLY=test_mix_storm runs one test (a cmocka
  * filter: * and ? only). Needs RGW (ci/rgw.sh): skipped with 77 otherwise.
  *
- * KNOWN BUGS this test fails on until the code is fixed (see the tests'
- * comments): test_lost_log_answer (core: an own log/N whose answer was lost
- * comes back as a foreign transaction) and test_cut_listing (s3store: a cut
- * listing is resumed with Range); the mixes meet both at random.
+ * test_cut_listing and test_lost_log_answer are regression tests of two
+ * bugs this suite found (the mixes met both at random); their comments say
+ * what went wrong.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -405,12 +404,12 @@ static void test_targeted(void **state)
 }
 
 /*
- * KNOWN BUG (s3store/s3_http.c; reported, not fixed here): a ListObjectsV2
- * answer cut mid-body is retried as if it were an object GET: the retry
- * carries "Range: bytes=<received>-" and its body is appended to the part
- * already received. RGW ignores Range on a listing and sends the whole page
- * again, so the page is half a page plus a page, "not a listing", exit 1.
- * A listing must restart from an empty page on retry.
+ * Regression (s3store/s3_http.c): a ListObjectsV2 answer cut mid-body was
+ * retried as if it were an object GET: the retry carried "Range:
+ * bytes=<received>-" and its body was appended to the part already
+ * received. RGW ignores Range on a listing and sends the whole page again,
+ * so the page was half a page plus a page, "not a listing", exit 1. A
+ * listing restarts from an empty page on retry (s3_http's whole_body).
  */
 static void test_cut_listing(void **state)
 {
@@ -423,17 +422,16 @@ static void test_cut_listing(void **state)
 }
 
 /*
- * KNOWN BUG (core/push.c + core/pull.c; reported, not fixed here): the
- * answer to A's create-only PUT of log/N is lost on every attempt, so the
- * push exits 75 believing N unwritten, while log/N (A's own transaction)
- * is in the store. A edits on, and its next sync pulls log/N as a foreign
- * transaction over its newer edits: the newer version of a file becomes a
- * conflict copy of A's own write, a file A deleted since comes back, and an
- * edit that restored the last-synced content is silently overwritten (seen
- * in the storm mix as big.bin's last version lost). Nothing may be lost:
- * this test fails until the engine recognises its own in-flight
- * transaction (see the report: record seq and hash before the PUT, and
- * adopt a matching log/N into the state without touching the folder).
+ * Regression (core/push.c + core/pull.c): the answer to A's create-only PUT
+ * of log/N is lost on every attempt, so the push exits 75 believing N
+ * unwritten, while log/N (A's own transaction) is in the store. A edits
+ * on; its next sync used to pull log/N as a foreign transaction over the
+ * newer edits: the newer version of a file became a conflict copy of A's
+ * own write, a file A deleted since came back, and an edit that restored
+ * the last-synced content was silently overwritten (seen in the storm mix
+ * as big.bin's last version lost). Push now records the transaction's
+ * sequence and hash in .s3sync/inflight before the PUT, and pull adopts a
+ * matching log/N into the state without touching the folder.
  */
 static void test_lost_log_answer(void **state)
 {
@@ -464,7 +462,7 @@ static void test_lost_log_answer(void **state)
     write_bytes(at(w, A, "keep.txt"), "v3", 2);
     rm_rf(at(w, A, "new.txt"));
     snapshot(w->dev[A], intended);
-    snprintf(g_step, sizeof g_step, "after a push whose log/N answer was lost (KNOWN BUG)");
+    snprintf(g_step, sizeof g_step, "after a push whose log/N answer was lost");
     converge(w);
     expect_intended(w, intended);
     g_step[0] = '\0';
@@ -560,15 +558,71 @@ static void test_rgw_outage_mid_push(void **state)
     expect_intended(w, intended);
 }
 
+/* --- scenario: a store that ignores If-None-Match ------------------------------------ */
+
+static size_t count_keys(const char *url)
+{
+    ss_store *s = NULL;
+    keys k = {0};
+    if (ss_store_open(url, NULL, &s, NULL) || ss_store_list(s, "", NULL, collect_key, &k, NULL))
+        failf("cannot list %s", url);
+    for (size_t i = 0; i < k.n; i++)
+        free(k.v[i]);
+    free(k.v);
+    ss_store_free(s);
+    return k.n;
+}
+
+/*
+ * Direct mode rests on create-only puts (DESIGN: "init probes the store and
+ * refuses direct mode where conditional create is not honoured"). The proxy
+ * answers every 412 to a PUT with 200, as a store ignoring If-None-Match
+ * would: init must refuse, naming the header, and leave neither a folder
+ * nor a repository behind; joining an existing repository is refused the
+ * same way. Through an honest store both work.
+ */
+static void test_init_refuses_store_ignoring_create_only(void **state)
+{
+    const fp_rates lying = {.permille = {[FP_OVERWRITE] = 1000}, .match = "PUT *"};
+    world *w = *state;
+    uint64_t c0[FP_KINDS], c1[FP_KINDS];
+    outcome o;
+    fp_counts(g_proxy, c0);
+    fp_set(g_proxy, &lying, 0);
+    o = run_cli(NULL, ARGS("--device", "A", "init", w->url, w->dev[A]));
+    fp_set(g_proxy, NULL, 0);
+    fp_counts(g_proxy, c1);
+    expect_exit(&o, 1, "init through a store ignoring If-None-Match");
+    if (!strstr(o.err, "If-None-Match") || strchr(o.err, '\n') != o.err + strlen(o.err) - 1)
+        failf("init's error is not one line naming If-None-Match: %s", o.err);
+    outcome_free(&o);
+    assert_int_equal(c1[FP_OVERWRITE] - c0[FP_OVERWRITE], 1);
+    if (!access(at(w, A, ".s3sync"), F_OK)) failf("a refused init left %s", at(w, A, ".s3sync"));
+    assert_int_equal(count_keys(w->url), 0); /* no config, no key file, no probe */
+
+    join(w, A); /* an honest store */
+    fp_set(g_proxy, &lying, 0);
+    o = run_cli(NULL, ARGS("--device", "B", "init", w->url, w->dev[B]));
+    fp_set(g_proxy, NULL, 0);
+    expect_exit(&o, 1, "joining through a store ignoring If-None-Match");
+    outcome_free(&o);
+    if (!access(at(w, B, ".s3sync"), F_OK)) failf("a refused join left %s", at(w, B, ".s3sync"));
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        WORLD_TEST(test_mix_drops),       WORLD_TEST(test_mix_errors),
-        WORLD_TEST(test_mix_everything),  WORLD_TEST(test_mix_storm),
-        WORLD_TEST(test_targeted),        WORLD_TEST(test_cut_listing),
-        WORLD_TEST(test_lost_log_answer), WORLD_TEST(test_rgw_outage_mid_push),
+        WORLD_TEST(test_mix_drops),
+        WORLD_TEST(test_mix_errors),
+        WORLD_TEST(test_mix_everything),
+        WORLD_TEST(test_mix_storm),
+        WORLD_TEST(test_targeted),
+        WORLD_TEST(test_cut_listing),
+        WORLD_TEST(test_lost_log_answer),
+        WORLD_TEST(test_rgw_outage_mid_push),
+        WORLD_TEST(test_init_refuses_store_ignoring_create_only),
     };
     const char *endpoint = getenv("AWS_ENDPOINT_URL_S3"), *seed = getenv("S3SYNC_FAULT_SEED");
     unsigned char rnd[6];
