@@ -153,6 +153,18 @@ ss_rc eng_fetch_chunk(eng_fetch *x, const char *pack, const ss_chunk_ref *ref, u
 /* Fetch everything queued and wait; frees the queue (x may be reused). */
 ss_rc eng_fetch_wait(eng_fetch *x, ss_err *err);
 
+/*
+ * The local copy of a file as a source of chunks (reuse.c): a pull that
+ * changes path reads the chunks its last synced version shares with the new
+ * one from the file, each re-hashed and used only when its id matches.
+ * *ret_reuse is NULL (and SS_OK) when there is nothing to reuse; owned.
+ */
+typedef struct eng_reuse eng_reuse;
+ss_rc eng_reuse_open(ss_folder *f, const char *path, eng_reuse **ret_reuse, ss_err *err);
+/* 1 when ref's plaintext was read locally, verified and written to out_fd at out_off. */
+int eng_reuse_chunk(eng_reuse *r, const ss_chunk_ref *ref, int out_fd, uint64_t out_off);
+void eng_reuse_free(eng_reuse *r); /* NULL safe */
+
 /* --- walking the whole log (history.c: log, verify, restore) ------------------------ */
 
 typedef struct eng_walk_txn {

@@ -321,8 +321,9 @@ static ss_rc keep_as_conflict(apply *a, const char *path, ss_err *err)
 static ss_rc fetch_chunks(apply *a, eng_fetch *x, const ss_txn_entry *e, ss_err *err)
 {
     const ss_txn_header *h = ss_txn_reader_header(a->r);
+    eng_reuse *mine = NULL;
     uint64_t off = 0;
-    ss_rc rc = SS_OK;
+    ss_rc rc = eng_reuse_open(a->f, e->path, &mine, err);
     for (uint32_t i = 0; i < e->n_chunks && !rc; i++) {
         ss_chunk_ref ref;
         ss_chunk_loc loc;
@@ -331,10 +332,12 @@ static ss_rc fetch_chunks(apply *a, eng_fetch *x, const ss_txn_entry *e, ss_err 
         loc.off = ref.offset;
         loc.sealed_len = ref.sealed_len;
         loc.plain_len = ref.plain_len;
-        if (!(rc = ss_state_chunk_add(a->f->state, ref.id, &loc, err)))
+        if (!(rc = ss_state_chunk_add(a->f->state, ref.id, &loc, err)) &&
+            !eng_reuse_chunk(mine, &ref, x->out_fd, a->stage_off + off))
             rc = eng_fetch_chunk(x, loc.pack, &ref, a->stage_off + off, err);
         off += ref.plain_len;
     }
+    eng_reuse_free(mine);
     return rc;
 }
 

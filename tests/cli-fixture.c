@@ -489,11 +489,11 @@ void snapshot(const char *dir, const char *copy)
 
 /* --- scripts ------------------------------------------------------------------------ */
 
-void sync_dev(const world *w, int d, const char *max_up)
+void sync_dev(const world *w, int d, const char *max_bytes, const char *field)
 {
     json_t *j = ok_json(w, d, "sync");
-    if (max_up && jint(j, "bytes_up") > strtoll(max_up, NULL, 10))
-        failf("sync sent %" PRId64 " bytes, expected at most %s", jint(j, "bytes_up"), max_up);
+    if (max_bytes && jint(j, field) > strtoll(max_bytes, NULL, 10))
+        failf("sync's %s is %" PRId64 ", expected at most %s", field, jint(j, field), max_bytes);
     json_decref(j);
 }
 
@@ -531,7 +531,10 @@ void play(const world *w, const step *s, size_t n)
             rm_rf(p);
             break;
         case 's':
-            sync_dev(w, s->dev, s->data);
+            sync_dev(w, s->dev, s->data, "bytes_up");
+            break;
+        case 'd':
+            sync_dev(w, s->dev, s->data, "bytes_down");
             break;
         case '=':
             expect_converged(w);

@@ -119,6 +119,7 @@ void snapshot(const char *dir, const char *copy);
  *   'l' symlink path -> data        'c' chmod path to octal data
  *   'v' rename path to data         'x' remove path (a tree too)
  *   's' sync (data: at most this many bytes up, when set)
+ *   'd' sync (data: at most this many bytes down, when set)
  *   '=' every joined device holds the same tree
  *   '?' path holds data (NULL: path is gone)
  *   '1' exactly one file of the folder holds data
@@ -130,7 +131,8 @@ typedef struct step {
     const char *path, *data;
 } step;
 
-void sync_dev(const world *w, int d, const char *max_up);
+/* Sync device d; when max_bytes is set, its --json field (bytes_up, bytes_down) is at most that. */
+void sync_dev(const world *w, int d, const char *max_bytes, const char *field);
 void play(const world *w, const step *s, size_t n);
 
 #endif

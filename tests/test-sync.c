@@ -121,7 +121,7 @@ static const step two_devices[] = {
     {A, 'r', "inline", "4096"}, /* same size, same second: only the content tells */
     {A, 'f', "big.bin", NULL},
     {A, 's', NULL, "3145728"},
-    {B, 's', NULL, NULL},
+    {B, 'd', NULL, "3145728"}, /* and B fetches about one chunk: the rest is in its copy */
     {A, '=', NULL, NULL},
     /* edit, on B, across the inline limit both ways */
     {B, 'r', "over", "4096"},
@@ -182,7 +182,7 @@ static void test_two_devices_200mib(void **state)
         {A, '=', NULL, NULL},
         {B, 'f', "huge.bin", NULL},
         {B, 's', NULL, "3145728"},
-        {A, 's', NULL, NULL},
+        {A, 'd', NULL, "3145728"},
         {A, '=', NULL, NULL},
     };
     world *w = *state;
@@ -275,6 +275,40 @@ static void test_conflict_both_edit(void **state)
     for (size_t i = 0; i < COUNT(files); i++)
         expect_content(at(w, A, files[i].path), "A's");
     assert_int_equal(count_in(w->dev[A], count_content, "B's!"), COUNT(files));
+}
+
+/*
+ * Pull reads the chunks a changed file shares with the local copy from the
+ * copy, and trusts none of them unverified: here B's copy was edited too
+ * (at its start), so its first chunk no longer matches and must come from
+ * the store with A's middle chunk, while B's edit survives as a conflict copy.
+ */
+static void test_pull_reuses_local_chunks(void **state)
+{
+    world *w = *state;
+    const char *big_b;
+    json_t *j;
+    FILE *fp;
+    join(w, A);
+    join(w, B);
+    write_random(at(w, A, "big.bin"), 16 * MIB);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    big_b = at(w, B, "big.bin");
+    if (!(fp = fopen(big_b, "r+")) || fputs("B was here", fp) < 0 || fclose(fp))
+        failf("cannot edit %s", big_b);
+    flip_middle_byte(at(w, A, "big.bin"));
+    ok(w, A, "sync");
+    j = ok_json(w, B, "sync");
+    if (jint(j, "bytes_down") > 4 * MIB || json_array_size(json_object_get(j, "conflicts")) != 1)
+        failf("B fetched %" PRId64 " bytes (at most 2 chunks expected), conflicts %s",
+              jint(j, "bytes_down"), json_dumps(json_object_get(j, "conflicts"), 0));
+    json_decref(j);
+    if (!same_content(at(w, A, "big.bin"), at(w, B, "big.bin")))
+        failf("B's big.bin is not A's version");
+    assert_int_equal(count_in(w->dev[B], count_name, "sync-conflict"), 1);
+    ok(w, A, "sync");
+    expect_converged(w);
 }
 
 static void test_modify_beats_delete(void **state)
@@ -701,6 +735,7 @@ int main(void)
         WORLD_TEST(test_concurrent_sync),     WORLD_TEST(test_crash_points),
         WORLD_TEST(test_tampering),           WORLD_TEST(test_wrong_passphrase),
         WORLD_TEST(test_unreachable),         WORLD_TEST(test_bad_arguments),
+        WORLD_TEST(test_pull_reuses_local_chunks),
     };
     unsigned char rnd[6];
     int failed;
