@@ -42,6 +42,33 @@ typedef struct world {
     int n;                    /* devices joined */
 } world;
 
+/* --- suites and worlds ---------------------------------------------------------------- */
+
+/*
+ * What every suite does first: libsodium, a random run tag (so runs never
+ * share s3 prefixes), and the environment every s3sync child inherits: a
+ * fast KDF, a passphrase, none of the variables that would change what a
+ * test sees. suite names the temp dirs and store prefixes. -1 on failure.
+ */
+int fixture_init(const char *suite);
+/* S3SYNC_TEST_BUCKET when an RGW endpoint is set (ci/rgw.sh), else NULL. */
+const char *fixture_bucket(void);
+/* The store of worlds made from now on: 0 a file:// store in the world's root, 1 RGW. */
+void fixture_use_s3(int on);
+/*
+ * cmocka setup and teardown of one world: a fresh root with device folders
+ * (not joined) and a store of its own. world_close empties the world's s3
+ * prefix and removes its root, unless S3SYNC_KEEP=1 (then both are printed).
+ */
+int world_open(void **state);
+int world_close(void **state);
+/* Every key of the store at url, in order; NULL-terminated, free with keys_free. */
+char **store_keys(const char *url, size_t *ret_n);
+void keys_free(char **keys);
+/* Run tests once on file:// stores and, with RGW, once more on s3:// ("SUITE/file", "SUITE/s3"). */
+struct CMUnitTest;
+int fixture_run_file_and_s3(const struct CMUnitTest *tests, size_t n);
+
 /* dir/rel in one of a few rotating buffers (valid for the next 15 calls). */
 const char *at_dir(const char *dir, const char *rel);
 const char *at(const world *w, int d, const char *rel);

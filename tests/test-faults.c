@@ -19,7 +19,7 @@
  * Seeds: one per run, printed; mix i runs with seed N + i, and
  * S3SYNC_FAULT_SEED=N replays run N (which request meets which fault still
  * depends on timing where requests run in parallel). Debugging:
- * FAULTPROXY_LOG=1 prints each fault; S3SYNC_FAULT_KEEP=1 keeps the folders
+ * FAULTPROXY_LOG=1 prints each fault; S3SYNC_KEEP=1 keeps the folders
  * and store objects; S3SYNC_FAULT_ONLY=test_mix_storm runs one test (a cmocka
  * filter: * and ? only). Needs RGW (ci/rgw.sh): skipped with 77 otherwise.
  *
@@ -53,30 +53,11 @@
 #define CMD_LIMIT_S 60 /* a command running longer hangs: a bug */
 
 static faultproxy *g_proxy;
-static const char *g_bucket;
-static char g_tag[13];
-static unsigned g_worlds;
 static uint64_t g_base_seed; /* S3SYNC_FAULT_SEED, or random */
 static uint64_t g_seed;      /* the case's: base + mix index */
 static pid_t g_rgw_stopped;  /* radosgw pid while SIGSTOPped, to resume whatever happens */
 
 /* --- worlds ------------------------------------------------------------------------- */
-
-static int world_setup(void **state)
-{
-    const char *tmp = getenv("TMPDIR");
-    world *w = calloc(1, sizeof *w);
-    if (!w) return -1;
-    snprintf(w->root, sizeof w->root, "%s/ss-faults-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(w->root)) return -1;
-    snprintf(w->url, sizeof w->url, "s3://%s/faults-%s-%u", g_bucket, g_tag, ++g_worlds);
-    for (int d = 0; d < MAX_DEV; d++)
-        snprintf(w->dev[d], sizeof w->dev[d], "%s/%c", w->root, 'A' + d);
-    g_step[0] = '\0';
-    fp_set(g_proxy, NULL, 0);
-    *state = w;
-    return 0;
-}
 
 static void resume_rgw(void)
 {
@@ -84,46 +65,17 @@ static void resume_rgw(void)
     g_rgw_stopped = 0;
 }
 
-typedef struct keys {
-    char **v;
-    size_t n;
-} keys;
-
-static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
+static int world_setup(void **state)
 {
-    keys *k = ctx;
-    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
-    (void)st;
-    if (!nv || !(nv[k->n] = strdup(key))) return 1;
-    k->v = nv;
-    k->n++;
-    return 0;
+    fp_set(g_proxy, NULL, 0);
+    return world_open(state);
 }
 
 static int world_teardown(void **state)
 {
-    world *w = *state;
-    ss_store *s = NULL;
-    keys k = {0};
     resume_rgw();
     fp_set(g_proxy, NULL, 0);
-    if (getenv("S3SYNC_FAULT_KEEP")) { /* to look into a failure */
-        fprintf(stderr, "kept %s and %s\n", w->root, w->url);
-        free(w);
-        return 0;
-    }
-    if (!ss_store_open(w->url, NULL, &s, NULL)) { /* leave the bucket as it was */
-        ss_store_list(s, "", NULL, collect_key, &k, NULL);
-        for (size_t i = 0; i < k.n; i++)
-            ss_store_delete(s, k.v[i], NULL);
-    }
-    for (size_t i = 0; i < k.n; i++)
-        free(k.v[i]);
-    free(k.v);
-    ss_store_free(s);
-    rm_rf(w->root);
-    free(w);
-    return 0;
+    return world_close(state);
 }
 
 /* --- commands under faults ---------------------------------------------------------- */
@@ -562,15 +514,9 @@ static void test_rgw_outage_mid_push(void **state)
 
 static size_t count_keys(const char *url)
 {
-    ss_store *s = NULL;
-    keys k = {0};
-    if (ss_store_open(url, NULL, &s, NULL) || ss_store_list(s, "", NULL, collect_key, &k, NULL))
-        failf("cannot list %s", url);
-    for (size_t i = 0; i < k.n; i++)
-        free(k.v[i]);
-    free(k.v);
-    ss_store_free(s);
-    return k.n;
+    size_t n;
+    keys_free(store_keys(url, &n));
+    return n;
 }
 
 /*
@@ -625,18 +571,15 @@ int main(void)
         WORLD_TEST(test_init_refuses_store_ignoring_create_only),
     };
     const char *endpoint = getenv("AWS_ENDPOINT_URL_S3"), *seed = getenv("S3SYNC_FAULT_SEED");
-    unsigned char rnd[6];
     int failed;
 
     if (!endpoint || !*endpoint) endpoint = getenv("AWS_ENDPOINT_URL");
-    g_bucket = getenv("S3SYNC_TEST_BUCKET");
-    if (!endpoint || !*endpoint || !g_bucket || !*g_bucket) {
+    if (!fixture_bucket()) {
         fprintf(stderr, "test-faults: skipped (no RGW: run through ci/test.sh)\n");
         return 77;
     }
-    if (sodium_init() < 0) return 1;
-    randombytes_buf(rnd, sizeof rnd);
-    sodium_bin2hex(g_tag, sizeof g_tag, rnd, sizeof rnd);
+    if (fixture_init("faults")) return 1;
+    fixture_use_s3(1);
     g_base_seed = seed && *seed ? strtoull(seed, NULL, 10) : randombytes_uniform(1000000);
     fprintf(stderr, "test-faults: seed %" PRIu64 " (replay: S3SYNC_FAULT_SEED=%" PRIu64 ")\n",
             g_base_seed, g_base_seed);
@@ -645,11 +588,6 @@ int main(void)
     /* Every client of this process and its children talks through the proxy. */
     setenv("AWS_ENDPOINT_URL", fp_url(g_proxy), 1);
     unsetenv("AWS_ENDPOINT_URL_S3");
-    setenv("S3SYNC_KDF", "interactive", 1);
-    setenv("S3SYNC_PASSWORD", "correct horse battery staple", 1);
-    unsetenv("S3SYNC_PASSWORD_FILE");
-    unsetenv("S3SYNC_PASSWORD_COMMAND");
-    unsetenv("S3SYNC_CRASH_AT");
     unsetenv("AWS_MAX_ATTEMPTS");
     atexit(resume_rgw);
     if (getenv("S3SYNC_FAULT_ONLY")) cmocka_set_test_filter(getenv("S3SYNC_FAULT_ONLY"));

@@ -29,71 +29,15 @@
 
 #include <cmocka.h>
 #include <jansson.h>
-#include <sodium.h>
 
 #include "cli-fixture.h"
 #include "format.h"
 #include "fsio.h"
 #include "s3store.h"
 
-static int g_s3; /* the group running: 0 file://, 1 s3:// */
-static const char *g_bucket;
-static char g_tag[13];    /* random, so runs never share s3 prefixes */
-static unsigned g_worlds; /* worlds made so far: each gets its own prefix */
-
-/* --- worlds ------------------------------------------------------------------------- */
-
-static int world_setup(void **state)
+static int on_s3(const world *w)
 {
-    const char *tmp = getenv("TMPDIR");
-    world *w = calloc(1, sizeof *w);
-    if (!w) return -1;
-    snprintf(w->root, sizeof w->root, "%s/ss-sync-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(w->root)) return -1;
-    if (g_s3)
-        snprintf(w->url, sizeof w->url, "s3://%s/sync-%s-%u", g_bucket, g_tag, ++g_worlds);
-    else
-        snprintf(w->url, sizeof w->url, "file://%s/store", w->root);
-    for (int d = 0; d < MAX_DEV; d++)
-        snprintf(w->dev[d], sizeof w->dev[d], "%s/%c", w->root, 'A' + d);
-    g_step[0] = '\0';
-    *state = w;
-    return 0;
-}
-
-typedef struct keys {
-    char **v;
-    size_t n;
-} keys;
-
-static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
-{
-    keys *k = ctx;
-    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
-    (void)st;
-    if (!nv || !(nv[k->n] = strdup(key))) return 1;
-    k->v = nv;
-    k->n++;
-    return 0;
-}
-
-static int world_teardown(void **state)
-{
-    world *w = *state;
-    ss_store *s = NULL;
-    keys k = {0};
-    if (g_s3 && !ss_store_open(w->url, NULL, &s, NULL)) { /* leave the bucket as it was */
-        ss_store_list(s, "", NULL, collect_key, &k, NULL);
-        for (size_t i = 0; i < k.n; i++)
-            ss_store_delete(s, k.v[i], NULL);
-    }
-    for (size_t i = 0; i < k.n; i++)
-        free(k.v[i]);
-    free(k.v);
-    ss_store_free(s);
-    rm_rf(w->root);
-    free(w);
-    return 0;
+    return !strncmp(w->url, "s3://", 5);
 }
 
 /* --- scenarios: devices ------------------------------------------------------------- */
@@ -677,17 +621,17 @@ static void test_wrong_passphrase(void **state)
  */
 static void test_unreachable(void **state)
 {
-    static const char *const dead[] = {"AWS_ENDPOINT_URL=http://127.0.0.1:9", "AWS_ENDPOINT_URL_S3",
-                                       "AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-                                       "AWS_MAX_ATTEMPTS=2", NULL};
+    static const char *const dead[] = {
+        "AWS_ENDPOINT_URL=http://127.0.0.1:9", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID=test",
+        "AWS_SECRET_ACCESS_KEY=test",          "AWS_MAX_ATTEMPTS=2",  NULL};
     world *w = *state;
     child c[2];
     int n = 0;
     double t0 = now_s();
-    if (!g_s3 && g_bucket) skip(); /* the s3 group runs it */
-    if (g_s3) join(w, A);          /* a synced folder whose store went away */
+    if (!on_s3(w) && fixture_bucket()) skip(); /* the s3 group runs it */
+    if (on_s3(w)) join(w, A);                  /* a synced folder whose store went away */
     c[n++] = start_cli(dead, ARGS("init", "s3://s3sync-test/unreachable", w->dev[C]));
-    if (g_s3) c[n++] = start_cmd(w, A, dead, "sync");
+    if (on_s3(w)) c[n++] = start_cmd(w, A, dead, "sync");
     for (int i = 0; i < n; i++) {
         outcome o = finish(c[i]);
         expect_exit(&o, 75, i ? "sync on an unreachable store" : "init on an unreachable store");
@@ -724,39 +668,25 @@ static void test_bad_arguments(void **state)
     g_step[0] = '\0';
 }
 
-#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_close)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        WORLD_TEST(test_two_devices),         WORLD_TEST(test_two_devices_200mib),
-        WORLD_TEST(test_three_devices),       WORLD_TEST(test_conflict_both_edit),
-        WORLD_TEST(test_modify_beats_delete), WORLD_TEST(test_type_change),
-        WORLD_TEST(test_concurrent_sync),     WORLD_TEST(test_crash_points),
-        WORLD_TEST(test_tampering),           WORLD_TEST(test_wrong_passphrase),
-        WORLD_TEST(test_unreachable),         WORLD_TEST(test_bad_arguments),
+        WORLD_TEST(test_two_devices),
+        WORLD_TEST(test_two_devices_200mib),
+        WORLD_TEST(test_three_devices),
+        WORLD_TEST(test_conflict_both_edit),
+        WORLD_TEST(test_modify_beats_delete),
+        WORLD_TEST(test_type_change),
+        WORLD_TEST(test_concurrent_sync),
+        WORLD_TEST(test_crash_points),
+        WORLD_TEST(test_tampering),
+        WORLD_TEST(test_wrong_passphrase),
+        WORLD_TEST(test_unreachable),
+        WORLD_TEST(test_bad_arguments),
         WORLD_TEST(test_pull_reuses_local_chunks),
     };
-    unsigned char rnd[6];
-    int failed;
-
-    if (sodium_init() < 0) return 1;
-    randombytes_buf(rnd, sizeof rnd);
-    sodium_bin2hex(g_tag, sizeof g_tag, rnd, sizeof rnd);
-    /* Fast, non-interactive key derivation for every device the tests make. */
-    setenv("S3SYNC_KDF", "interactive", 1);
-    setenv("S3SYNC_PASSWORD", "correct horse battery staple", 1);
-    unsetenv("S3SYNC_PASSWORD_FILE");
-    unsetenv("S3SYNC_PASSWORD_COMMAND");
-    unsetenv("S3SYNC_CRASH_AT");
-
-    g_bucket = getenv("AWS_ENDPOINT_URL") ? getenv("S3SYNC_TEST_BUCKET") : NULL;
-    failed = cmocka_run_group_tests_name("sync/file", tests, NULL, NULL);
-    if (!g_bucket) {
-        fprintf(stderr, "s3 backend: skipped (no RGW: run through ci/test.sh)\n");
-        return failed;
-    }
-    g_s3 = 1;
-    failed |= cmocka_run_group_tests_name("sync/s3", tests, NULL, NULL);
-    return failed;
+    if (fixture_init("sync")) return 1;
+    return fixture_run_file_and_s3(tests, COUNT(tests));
 }
