@@ -19,6 +19,8 @@
 #   bench/bench-lockd.sh            env: BENCH_LOCKD_WRK="-t2 -c50 -d10s"
 #                                        BENCH_LOCKD_POOL=N
 #                                        BENCH_LOCKD_WRITERS=50 BENCH_LOCKD_WRITERS_S=10
+#                                        BENCH_LOCKD_BUILD=DIR (default build; made
+#                                        RelWithDebInfo when it has no CMakeCache.txt)
 #
 # Owns a private RGW in BENCH_LOCKD_RGW_DIR (default /tmp/s3sync-rgw-benchlockd),
 # started with ci/rgw.sh and stopped at the end unless it already ran; its
@@ -45,15 +47,17 @@ done
 NGINX=$(command -v nginx)
 
 # --- build ---------------------------------------------------------------
+BUILD=${BENCH_LOCKD_BUILD:-build}
 build_log=$(mktemp "${TMPDIR:-/tmp}/bench-lockd-build.XXXXXX")
-if ! { [ -f build/CMakeCache.txt ] || cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build_log" 2>&1; } ||
-	! cmake --build build --target s3sync-lockd lockd-writers -j2 >"$build_log" 2>&1; then
+if ! { [ -f "$BUILD/CMakeCache.txt" ] || cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build_log" 2>&1; } ||
+	! cmake --build "$BUILD" --target s3sync-lockd lockd-writers -j2 >"$build_log" 2>&1; then
 	echo "bench-lockd.sh: build failed, log: $build_log" >&2
 	exit 1
 fi
 rm -f "$build_log"
-LOCKD=$ROOT/build/lockd/s3sync-lockd
-WRITERS_BIN=$ROOT/build/bench/lockd-writers
+BUILD=$(cd "$BUILD" && pwd)
+LOCKD=$BUILD/lockd/s3sync-lockd
+WRITERS_BIN=$BUILD/bench/lockd-writers
 
 # --- state and cleanup ---------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/bench-lockd.XXXXXX")

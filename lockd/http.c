@@ -502,7 +502,9 @@ ss_rc ld_http_start(const ld_server_ctx *ctx, ld_server **ret, unsigned *ret_por
     ld_server *s = NULL;
     struct sockaddr_storage sa;
     socklen_t salen = 0;
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    /* TURBO: read and write before polling (the socket is usually ready on a
+     * kept-alive connection): fewer syscalls per request, ~2 us of CPU. */
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     const union MHD_DaemonInfo *info;
     ss_rc rc;
 
@@ -530,6 +532,12 @@ ss_rc ld_http_start(const ld_server_ctx *ctx, ld_server **ret, unsigned *ret_por
     struct MHD_OptionItem opts[8];
     size_t n = 0;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL};
+    /* MHD zeroes a connection's whole memory pool between requests (memset
+     * was 5% of a head request's CPU with the default 32 KiB). lockd's
+     * request line and headers are a few hundred bytes, and bodies stream
+     * through on_request, so 8 KiB is plenty (a longer URL gets 414, more
+     * headers 431: docs/PROTOCOL.md). */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, 8192, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                         (intptr_t)ctx->cfg->max_connections, NULL};
     if (ctx->cfg->threads > 1)

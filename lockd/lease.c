@@ -48,7 +48,8 @@
  * Locking: one mutex per repository serialises every decision about it,
  * including the bucket requests inside commit and reconcile (so nobody can
  * take the lease between a commit's HEAD and its head update). Head reads
- * take no repository mutex: they read one committed database row.
+ * take no repository mutex: they read one committed snapshot of the
+ * repository and lease rows (ld_db_repo_state, usually from db.c's cache).
  */
 #include "lockd.h"
 
@@ -294,9 +295,7 @@ ss_rc ld_lease_head(ld_leases *l, const char *repo, uint64_t *ret_head, int *ret
     if (!find(l, repo))
         return refuse(out, LD_WHY_NO_REPO, SS_ERR_NOT_FOUND, "repository %s is not served here",
                       repo);
-    if ((rc = ld_db_repo_get(l->db, repo, &r, &out->err)) ||
-        (rc = ld_db_lease_get(l->db, repo, &lr, &found, &out->err)))
-        return failed(out, rc);
+    if ((rc = ld_db_repo_state(l->db, repo, &r, &lr, &found, &out->err))) return failed(out, rc);
     *ret_head = out->head = r.head;
     if (ret_leased) *ret_leased = found && now_ms(l) < lr.expires_ms;
     return SS_OK;
@@ -312,8 +311,7 @@ static ss_rc current(ld_leases *l, ld_slot *s, const ld_device *dev, const char 
 {
     int found = 0;
     ss_rc rc;
-    if ((rc = ld_db_repo_get(l->db, s->name, ret_repo, &out->err)) ||
-        (rc = ld_db_lease_get(l->db, s->name, ret, &found, &out->err)))
+    if ((rc = ld_db_repo_state(l->db, s->name, ret_repo, ret, &found, &out->err)))
         return failed(out, rc);
     out->head = ret_repo->head;
     /* A lease id is 128 random bits: comparing it in constant time keeps a

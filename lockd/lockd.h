@@ -152,6 +152,14 @@ ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, ss_err *
 /* The lease row of repo; *ret_found 0 when there is none. */
 ss_rc ld_db_lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_found, ss_err *err);
 /*
+ * The repository row and its lease row (*ret_found 0 when none) as of one
+ * snapshot, from the read cache while the database has not changed (db.c
+ * says how that is checked): the hot read of GET head and of every lease
+ * check.
+ */
+ss_rc ld_db_repo_state(ld_db *db, const char *repo, ld_repo_row *ret_repo, ld_lease_row *ret_lease,
+                       int *ret_found, ss_err *err);
+/*
  * Replace the repository's lease row by a new one, taking the fencing token
  * from next_fencing and incrementing it, marking the repository dirty when
  * the replaced (expired) lease had PUT URLs: one transaction, durable before

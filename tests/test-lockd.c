@@ -969,6 +969,15 @@ static void test_http_routes(void **state)
     r = call(&h->p, "POST", h->rw, "/v1/repos/auth/presign", "%s}", big);
     expect(&r, 413, "payload_too_large");
     resp_free(&r);
+    /* Headers beyond the connection's 8 KiB pool are refused before routing. */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/healthz", h->p.port);
+    memset(big, 'a', 9000);
+    memcpy(big, "X-Big: ", 7);
+    big[9000] = '\0';
+    r = http("GET", url, (const char *const[]){big, NULL}, NULL);
+    assert_int_equal(r.status, 431);
+    resp_free(&r);
     free(big);
     r = call(&h->p, "GET", NULL, "/metrics", NULL);
     expect(&r, 200, NULL);
