@@ -88,7 +88,8 @@ check_has() { # deb, paths...
 }
 check_has "${debs[0]}" usr/bin/s3sync usr/share/man/man1/s3sync.1.gz \
   usr/share/bash-completion/completions/s3sync usr/lib/systemd/user/s3sync@.service \
-  usr/lib/systemd/user/s3sync@.timer usr/share/doc/s3sync/copyright
+  usr/lib/systemd/user/s3sync@.timer usr/lib/systemd/user/s3sync-watch@.service \
+  usr/share/doc/s3sync/copyright
 check_has "${debs[1]}" usr/sbin/s3sync-lockd usr/share/man/man8/s3sync-lockd.8.gz \
   lib/systemd/system/s3sync-lockd.service usr/lib/sysusers.d/s3sync-lockd.conf \
   usr/share/doc/s3sync/lockd.conf.example usr/share/doc/s3sync/PROTOCOL.md

@@ -4,7 +4,8 @@
 # ASan+UBSan), starts a private Ceph RGW, runs ctest on both builds, runs
 # each libFuzzer target briefly (ci/fuzz.sh), builds and installs the Debian
 # packages (ci/package.sh), and stops RGW even when a test fails. The plain
-# build's ctest summary is last.
+# build's ctest summary is last. Not here: ci/valgrind.sh (memcheck on the
+# integration tests, ~30 min: run before a release; see docs/RELIABILITY.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD

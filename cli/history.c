@@ -1,5 +1,5 @@
 /*
- * history: s3sync log, verify and restore (see cli-history.h). Arguments,
+ * history: s3sync log, verify, restore, checkpoint and gc (see cli-history.h). Arguments,
  * times and output only; the work is core/history.h's.
  */
 #include <ctype.h>
@@ -11,12 +11,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpoint.h"
+#include "format.h"
 #include "cli-history.h"
+#include "gc.h"
 #include "history.h"
 
 int cli_hist_is(const char *command)
 {
-    return !strcmp(command, "log") || !strcmp(command, "verify") || !strcmp(command, "restore");
+    return !strcmp(command, "log") || !strcmp(command, "verify") || !strcmp(command, "restore") ||
+           !strcmp(command, "checkpoint") || !strcmp(command, "gc");
 }
 
 /* --- arguments ------------------------------------------------------------------------ */
@@ -80,9 +84,31 @@ static const char *parse_at(cli_hist *h)
     return "--at takes a sequence, @UNIX-SECONDS or YYYY-MM-DD[THH:MM[:SS]] (local time)";
 }
 
+/* gc's options; NULL when they are fine. */
+static const char *parse_gc(cli_hist *h, int argc)
+{
+    const char *n = h->keep_last ? h->keep_last : h->keep_days;
+    int gc = !strcmp(h->command, "gc");
+    if ((h->keep_days || h->keep_last || h->dry_run) && !gc)
+        return "--keep-days, --keep-last and --dry-run go with gc";
+    if (!gc) return NULL;
+    if (argc) return "gc takes no arguments but its options";
+    if (h->keep_days && h->keep_last) return "give --keep-days or --keep-last, not both";
+    h->keep = SS_GC_KEEP_DAYS_DEFAULT;
+    if (!n) return NULL;
+    if (!all_digits(n) || strlen(n) > 9) return "--keep-days and --keep-last take a number";
+    h->keep = strtoull(n, NULL, 10);
+    if (h->keep_last && !h->keep) return "--keep-last must be at least 1";
+    return NULL;
+}
+
 const char *cli_hist_parse(cli_hist *h, int argc, char **argv)
 {
     int restore = !strcmp(h->command, "restore");
+    const char *bad = parse_gc(h, argc);
+    if (bad) return bad;
+    if (!strcmp(h->command, "gc")) return NULL;
+    if (!strcmp(h->command, "checkpoint")) return argc ? "checkpoint takes no arguments" : NULL;
     if (h->data && strcmp(h->command, "verify")) return "--data goes with verify";
     if ((h->at || h->to) && !restore) return "--at and --to go with restore";
     if (!strcmp(h->command, "log")) {
@@ -189,6 +215,7 @@ static ss_rc print_txn(void *ctx, const ss_log_entry *e, ss_err *err)
                       when, "time_ns", (json_int_t)e->time_ns, "device", jstr(e->device), "upserts",
                       (json_int_t)e->upserts, "deletes", (json_int_t)e->deletes, "bytes",
                       (json_int_t)e->bytes, "object_bytes", (json_int_t)e->object_bytes);
+        if (e->checkpoint) json_object_set_new(t, "checkpoint", json_true());
         if (lo->h->path) {
             json_t *paths = json_array();
             for (size_t i = 0; i < e->n_paths; i++)
@@ -200,8 +227,13 @@ static ss_rc print_txn(void *ctx, const ss_log_entry *e, ss_err *err)
     }
     local_time(when, sizeof when, e->time_ns, 0);
     human_bytes(bytes, sizeof bytes, e->bytes);
-    printf("%6" PRIu64 "  %s  %-12s  +%" PRIu64 " -%" PRIu64 "  %s", e->seq, when, e->device,
-           e->upserts, e->deletes, bytes);
+    if (e->checkpoint)
+        printf("%6" PRIu64 "  %s  %-12s  checkpoint: %" PRIu64 " paths, %s (history before it "
+               "was gc'd)",
+               e->seq, when, e->device, e->upserts, bytes);
+    else
+        printf("%6" PRIu64 "  %s  %-12s  +%" PRIu64 " -%" PRIu64 "  %s", e->seq, when, e->device,
+               e->upserts, e->deletes, bytes);
     if (lo->h->verbose) {
         human_bytes(obj, sizeof obj, e->object_bytes);
         printf("  (log object %s)", obj);
@@ -258,6 +290,8 @@ static ss_rc run_verify(cli_hist *h, ss_folder *f, ss_err *err)
         json_t *o = json_base(h, !rc, &st);
         json_object_set_new(o, "checked_logs", json_integer((json_int_t)rep.checked_logs));
         json_object_set_new(o, "checked_chunks", json_integer((json_int_t)rep.checked_chunks));
+        json_object_set_new(o, "checked_checkpoints",
+                            json_integer((json_int_t)rep.checked_checkpoints));
         json_object_set_new(o, "unchecked_logs", json_integer((json_int_t)rep.unchecked_logs));
         json_object_set(o, "problems", problems);
         if (rc) json_object_set_new(o, "exit", json_integer(3));
@@ -309,8 +343,93 @@ static ss_rc run_restore(cli_hist *h, ss_folder *f, ss_err *err)
     return rc;
 }
 
+/* --- checkpoint, gc --------------------------------------------------------------------- */
+
+static ss_rc run_checkpoint(cli_hist *h, ss_folder *f, ss_err *err)
+{
+    ss_checkpoint_result res = {0};
+    ss_stats st = {0};
+    char bytes[32];
+    ss_rc rc = ss_checkpoint(f, &res, &st, err);
+    if (!rc && h->json) {
+        json_t *o = json_base(h, 1, &st);
+        json_object_set_new(o, "checkpoint", json_integer((json_int_t)res.seq));
+        json_object_set_new(o, "existed", json_boolean(res.existed));
+        json_object_set_new(o, "paths", json_integer((json_int_t)res.paths));
+        json_object_set_new(o, "bytes", json_integer((json_int_t)res.bytes));
+        put_json(o);
+    } else if (!rc && !h->quiet) {
+        human_bytes(bytes, sizeof bytes, res.bytes);
+        printf("checkpoints/%020" PRIu64 ": %" PRIu64 " path%s, %s%s\n", res.seq, res.paths,
+               res.paths == 1 ? "" : "s", bytes,
+               res.existed ? " (another device had written it already)" : "");
+    }
+    return rc;
+}
+
+typedef struct gc_out {
+    const cli_hist *h;
+    json_t *keys; /* --json */
+} gc_out;
+
+static void print_gone(void *ctx, const char *key, uint64_t bytes)
+{
+    gc_out *g = ctx;
+    if (g->keys)
+        json_array_append_new(g->keys,
+                              json_pack("{s:s, s:I}", "key", key, "bytes", (json_int_t)bytes));
+    else if (g->h->dry_run || g->h->verbose)
+        printf("%s %s %" PRIu64 "\n", g->h->dry_run ? "would delete" : "delete", key, bytes);
+}
+
+static ss_rc run_gc(cli_hist *h, ss_folder *f, ss_err *err)
+{
+    ss_gc_opts o = {.by_last = h->keep_last != NULL, .dry_run = h->dry_run};
+    gc_out g = {h, h->json ? json_array() : NULL};
+    ss_gc_result res = {0};
+    ss_stats st = {0};
+    char bytes[32], kept[32];
+    ss_rc rc;
+    if (o.by_last)
+        o.keep_last = h->keep;
+    else
+        o.keep_days = h->keep;
+    rc = ss_gc(f, &o, print_gone, &g, &res, &st, err);
+    if (!rc && h->json) {
+        json_t *out = json_base(h, 1, &st);
+        json_object_set_new(out, "dry_run", json_boolean(h->dry_run));
+        json_object_set_new(out, "head", json_integer((json_int_t)res.head));
+        json_object_set_new(out, "retained", json_integer((json_int_t)res.retained));
+        json_object_set_new(out, "checkpoint", json_integer((json_int_t)res.checkpoint));
+        json_object_set_new(out, "deleted_objects", json_integer((json_int_t)res.objects));
+        json_object_set_new(out, "deleted_bytes", json_integer((json_int_t)res.bytes));
+        json_object_set_new(out, "kept_objects", json_integer((json_int_t)res.kept_objects));
+        json_object_set_new(out, "kept_bytes", json_integer((json_int_t)res.kept_bytes));
+        json_object_set(out, "deleted", g.keys);
+        put_json(out);
+    } else if (!rc && !h->quiet) {
+        human_bytes(bytes, sizeof bytes, res.bytes);
+        human_bytes(kept, sizeof kept, res.kept_bytes);
+        if (res.checkpoint)
+            printf("there was no checkpoint: wrote checkpoints/%020" PRIu64
+                   "; run gc again to delete what it makes unneeded\n",
+                   res.checkpoint);
+        else if (!res.retained)
+            printf("nothing to delete: no checkpoint is old enough to start the kept history\n");
+        else
+            printf("%s %" PRIu64 " object%s (%s) before checkpoints/%020" PRIu64 "; %" PRIu64
+                   " kept (%s)\n",
+                   h->dry_run ? "would delete" : "deleted", res.objects,
+                   res.objects == 1 ? "" : "s", bytes, res.retained, res.kept_objects, kept);
+    }
+    json_decref(g.keys);
+    return rc;
+}
+
 ss_rc cli_hist_run(cli_hist *h, ss_folder *f, ss_err *err)
 {
+    if (!strcmp(h->command, "checkpoint")) return run_checkpoint(h, f, err);
+    if (!strcmp(h->command, "gc")) return run_gc(h, f, err);
     if (!strcmp(h->command, "log")) return run_log(h, f, err);
     if (!strcmp(h->command, "verify")) return run_verify(h, f, err);
     return run_restore(h, f, err);

@@ -15,10 +15,13 @@
 #include <unistd.h>
 
 #include "cli-history.h"
+#include "config.h"
 #include "format.h"
+#include "progress.h"
 #include "repo.h"
 #include "secret.h"
 #include "sync.h"
+#include "watch.h"
 
 #define EXIT_USAGE 2
 #define EXIT_VERIFY 3
@@ -31,17 +34,29 @@ typedef struct cli {
     const char *pass_file; /* --password-file */
     const char *token_file; /* --token-file (lockd stores) */
     const char *device;    /* --device (init) */
+    const char *expect_fp; /* --expect-fingerprint (init) */
+    char fingerprint[SS_FINGERPRINT_TEXT]; /* init, key fingerprint: printed, and in --json */
     int data;              /* --data (verify) */
     const char *at, *to;   /* --at, --to (restore) */
+    const char *keep_days, *keep_last; /* --keep-days, --keep-last (gc) */
+    int dry_run;                       /* --dry-run (gc) */
+    const char *interval;  /* --interval (watch) */
     const char *command;
     int tty; /* stderr is a terminal */
     ss_store_opts store_opts;
+    cli_out out;              /* progress bar and colour on stderr */
+    char token_path[4096];    /* the token file chosen when --token-file was not given */
+    char bad[160]; /* the first option getopt refused, and why */
 } cli;
 
+static int json_errors; /* --json: usage errors are a JSON object on stdout too */
+
 static const char usage_text[] =
-    "usage: s3sync [-C DIR] [-q|-v] [--json] [--endpoint URL] [--password-file F]\n"
-    "              [--token-file F] COMMAND\n"
-    "  init STORE [DIR]      create the repository at STORE, or join it if it exists\n"
+    "usage: s3sync [-C DIR] [-q|-v] [--json] [--endpoint URL] [--profile NAME]\n"
+    "              [--password-file F] [--token-file F] COMMAND\n"
+    "  init STORE [DIR] [--expect-fingerprint F]\n"
+    "                        create the repository at STORE, or join it if it exists\n"
+    "                        (and only if its fingerprint is F: check F out of band)\n"
     "  push | pull | sync    publish local changes | apply remote ones | both\n"
     "  status                what is pending either way\n"
     "  log [PATH]            the transactions, newest first (touching PATH)\n"
@@ -49,19 +64,37 @@ static const char usage_text[] =
     "  restore PATH [--at SEQ|--at @UNIX-SECONDS|--at YYYY-MM-DD[THH:MM[:SS]]] [--to DEST]\n"
     "                        PATH as it was, beside it as NAME.restored-SEQ.EXT or at DEST\n"
     "                        (relative PATH and DEST: from -C DIR when given)\n"
-    "  key add | key list | key remove ID\n"
+    "  checkpoint            write the whole state at the head to checkpoints/<seq>\n"
+    "  gc [--keep-days N | --keep-last N] [--dry-run]\n"
+    "                        delete log objects, checkpoints and packs no state kept needs\n"
+    "                        (default --keep-days 30; s3:// and file:// stores only)\n"
+    "  key add | key list | key remove ID | key fingerprint\n"
+    "  watch [--interval SECONDS]\n"
+    "                        sync on every change (inotify), pull every SECONDS (default 10),\n"
+    "                        until SIGINT or SIGTERM\n"
+    "  config [list | get KEY | set KEY VALUE | unset KEY]\n"
+    "                        this folder's settings (.s3sync/config)\n"
     "STORE: s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO\n"
     "  (lockd: the device token from --token-file F or S3SYNC_TOKEN_FILE)\n";
 
 static int usage(const char *fmt, ...)
 {
     va_list ap;
-    fputs("s3sync: ", stderr);
+    char msg[1024];
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fputs("\n", stderr);
-    fputs(usage_text, stderr);
+    /* The line, then the synopsis only: the command list is --help's (cron mail stays short). */
+    const char *end = strstr(usage_text, " COMMAND\n");
+    int n = end ? (int)(end - usage_text) + 8 : (int)strlen(usage_text);
+    fprintf(stderr, "s3sync: %s\n%.*s  (s3sync --help lists the commands)\n", msg, n, usage_text);
+    if (json_errors) {
+        json_t *o = json_pack("{s:b, s:s, s:i}", "ok", 0, "error", msg, "exit", EXIT_USAGE);
+        char *text = json_dumps(o, JSON_COMPACT);
+        if (text) puts(text);
+        free(text);
+        json_decref(o);
+    }
     return EXIT_USAGE;
 }
 
@@ -80,19 +113,52 @@ static int exit_code(ss_rc rc)
 static void on_warn(void *ctx, const char *msg)
 {
     cli *c = ctx;
-    if (!c->quiet) fprintf(stderr, "s3sync: %s\n", msg);
+    if (!c->quiet) cli_out_line(&c->out, 'w', "s3sync", msg);
 }
 
 static void on_verbose(void *ctx, const char *what, const char *path)
 {
     cli *c = ctx;
-    if (c->verbose) fprintf(stderr, "%-6s %s\n", what, path);
+    if (!c->verbose) return;
+    cli_out_clear(&c->out);
+    fprintf(stderr, "%-6s %s\n", what, path);
+}
+
+static void on_progress(void *ctx, const ss_progress *p)
+{
+    cli *c = ctx;
+    cli_out_progress(&c->out, p);
+}
+
+/*
+ * What to do next, for the failures where the message cannot know it:
+ * appended unless the message already says it.
+ */
+static const char *next_step(ss_rc rc, const char *msg)
+{
+    if (rc == SS_ERR_TEMPORARY && !strstr(msg, "try again"))
+        return " (temporary: try again later; cron can simply rerun)";
+    if (rc == SS_ERR_INTEGRITY && !strstr(msg, "verify"))
+        return " (nothing from it was applied; s3sync verify lists every bad object)";
+    return "";
+}
+
+static void error_line(cli *c, ss_rc rc, const ss_err *err)
+{
+    char prefix[64], text[sizeof err->msg + 128];
+    const char *msg = err->msg[0] ? err->msg : ss_strerror(rc);
+    snprintf(prefix, sizeof prefix, "s3sync %s", c->command);
+    /* init refused a repository before making the folder: there is nothing to verify there. */
+    snprintf(text, sizeof text, "%s%s", msg,
+             strcmp(c->command, "init") || rc != SS_ERR_INTEGRITY ? next_step(rc, msg) : "");
+    cli_out_line(&c->out, 'e', prefix, text);
 }
 
 static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
 {
     json_t *o = json_object(), *conf = json_array();
-    for (size_t i = 0; i < s->n_conflicts; i++) json_array_append_new(conf, json_string(s->conflicts[i]));
+    for (size_t i = 0; i < s->n_conflicts; i++)
+        json_array_append_new(conf, json_string(s->conflicts[i]));
     json_object_set_new(o, "command", json_string(c->command));
     json_object_set_new(o, "ok", json_boolean(rc == SS_OK));
     json_object_set_new(o, "seq", json_integer((json_int_t)s->seq));
@@ -101,6 +167,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     json_object_set_new(o, "bytes_down", json_integer((json_int_t)s->bytes_down));
     json_object_set_new(o, "requests", json_integer((json_int_t)s->requests));
     json_object_set_new(o, "conflicts", conf);
+    if (c->fingerprint[0]) json_object_set_new(o, "fingerprint", json_string(c->fingerprint));
     if (!strcmp(c->command, "status")) {
         json_object_set_new(o, "pending_local", json_integer((json_int_t)s->pending_local));
         json_object_set_new(o, "pending_remote", json_integer((json_int_t)s->pending_remote));
@@ -131,9 +198,10 @@ static void print_human(const cli *c, const ss_stats *s)
            (unsigned long long)s->bytes_up, (unsigned long long)s->bytes_down);
 }
 
-static int finish(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
+static int finish(cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
 {
-    if (rc) fprintf(stderr, "s3sync %s: %s\n", c->command, err->msg[0] ? err->msg : ss_strerror(rc));
+    cli_out_clear(&c->out);
+    if (rc) error_line(c, rc, err);
     if (c->json) print_json(c, s, rc, err);
     else if (!rc) print_human(c, s);
     return exit_code(rc);
@@ -143,7 +211,49 @@ static int finish(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
 
 static ss_hooks hooks_for(cli *c)
 {
-    return (ss_hooks){.warn = on_warn, .verbose = on_verbose, .ctx = c};
+    /* The bar's extra counting pass is made only when someone can see the bar. */
+    return (ss_hooks){.warn = on_warn, .verbose = on_verbose,
+                      .progress = c->out.bar ? on_progress : NULL, .ctx = c};
+}
+
+/*
+ * The lockd token file when --token-file was not given: the folder's
+ * token_file setting (relative to the folder), else S3SYNC_TOKEN_FILE (read
+ * by the store), else $XDG_CONFIG_HOME/s3sync/token when it exists.
+ */
+static void choose_token_file(cli *c, const char *folder)
+{
+    char *v = NULL;
+    const char *env = getenv("S3SYNC_TOKEN_FILE");
+    if (c->token_file) return;
+    if (folder && !ss_folder_get_setting(folder, "token_file", &v, NULL)) {
+        if (v[0] == '/')
+            snprintf(c->token_path, sizeof c->token_path, "%s", v);
+        else
+            snprintf(c->token_path, sizeof c->token_path, "%s/%s", folder, v);
+        free(v);
+    } else if (!(env && *env)) {
+        cli_xdg_config_file("token", c->token_path, sizeof c->token_path);
+    }
+    c->store_opts.token_file = c->token_path[0] ? c->token_path : NULL;
+}
+
+/*
+ * init's --endpoint and --profile go in the folder's config: cron need not
+ * repeat them. A token file is not recorded (config set token_file does it):
+ * which token a device uses stays the user's explicit choice.
+ */
+static void remember_options(cli *c, const char *dir, ss_rc *rc, ss_err *err)
+{
+    ss_err e2 = {{0}};
+    ss_rc r = SS_OK;
+    if (c->endpoint) r = ss_folder_set_setting(dir, "endpoint", c->endpoint, NULL, &e2);
+    if (!r && c->store_opts.profile)
+        r = ss_folder_set_setting(dir, "profile", c->store_opts.profile, NULL, &e2);
+    if (r && !*rc) {
+        *rc = r;
+        *err = e2;
+    }
 }
 
 static int cmd_init(cli *c, int argc, char **argv)
@@ -157,17 +267,22 @@ static int cmd_init(cli *c, int argc, char **argv)
     ss_rc rc;
     if (argc < 1 || argc > 2) return usage("init needs STORE and at most one DIR");
     const char *dir = argc == 2 ? argv[1] : c->dir ? c->dir : ".";
+    choose_token_file(c, NULL);
     rc = cli_secret_get(c->pass_file, "Passphrase: ", 0, &pass, &err);
     if (!rc) {
-        ss_init_opts o = {argv[0], &c->store_opts, pass.buf, pass.len, c->device};
+        ss_init_opts o = {argv[0], &c->store_opts, pass.buf, pass.len, c->device, c->expect_fp};
         rc = ss_folder_init(dir, &o, &h, &f, &created, &err);
     }
     cli_secret_free(&pass);
-    if (!rc && !c->quiet && !c->json)
-        fprintf(stderr, "%s %s; %s is now synced\n",
-                created ? "created a new repository at" : "joined the repository at", argv[0], dir);
+    if (!rc) ss_repo_fingerprint(ss_folder_repo(f), c->fingerprint);
+    if (!rc && !c->quiet && !c->json && c->tty) /* cron: nothing but errors */
+        fprintf(stderr, "%s %s; %s is now synced\nrepository fingerprint: %s\n",
+                created ? "created a new repository at" : "joined the repository at", argv[0], dir,
+                c->fingerprint);
     if (!rc && !created) rc = ss_pull(f, &st, &err); /* a joining device starts with the files */
-    ss_folder_free(f);
+    int made = f != NULL;
+    ss_folder_free(f); /* drops the folder lock, which setting the options takes */
+    if (made) remember_options(c, dir, &rc, &err);
     rc = finish(c, &st, rc, &err);
     ss_stats_clear(&st);
     return rc;
@@ -178,6 +293,7 @@ static ss_rc open_here(cli *c, ss_folder **ret, ss_err *err)
     char *dir = NULL;
     ss_hooks h = hooks_for(c);
     ss_rc rc = ss_folder_find(c->dir ? c->dir : ".", &dir, err);
+    if (!rc) choose_token_file(c, dir);
     if (!rc) rc = ss_folder_open(dir, &c->store_opts, &h, ret, err);
     free(dir);
     return rc;
@@ -217,10 +333,11 @@ static int cmd_key(cli *c, int argc, char **argv)
     json_t *ids = NULL;
     char id[17] = "";
     ss_rc rc;
-    if (argc < 1) return usage("key needs add, list or remove");
+    if (argc < 1) return usage("key needs add, list, remove or fingerprint");
     if (!strcmp(argv[0], "remove") ? argc != 2 : argc != 1)
-        return usage("key add | key list | key remove ID");
-    if (strcmp(argv[0], "add") && strcmp(argv[0], "list") && strcmp(argv[0], "remove"))
+        return usage("key add | key list | key remove ID | key fingerprint");
+    if (strcmp(argv[0], "add") && strcmp(argv[0], "list") && strcmp(argv[0], "remove") &&
+        strcmp(argv[0], "fingerprint"))
         return usage("unknown key command '%s'", argv[0]);
     rc = open_here(c, &f, &err);
     if (!rc && !strcmp(argv[0], "add") &&
@@ -232,6 +349,9 @@ static int cmd_key(cli *c, int argc, char **argv)
         rc = ss_repo_key_list(ss_folder_repo(f), print_key, ids, &err);
     } else if (!rc && !strcmp(argv[0], "remove")) {
         rc = ss_repo_key_remove(ss_folder_repo(f), argv[1], &err);
+    } else if (!rc && !strcmp(argv[0], "fingerprint")) {
+        ss_repo_fingerprint(ss_folder_repo(f), c->fingerprint);
+        if (!c->json) printf("%s\n", c->fingerprint);
     }
     cli_secret_free(&pass);
     ss_folder_free(f);
@@ -242,6 +362,7 @@ static int cmd_key(cli *c, int argc, char **argv)
     json_t *o = json_pack("{s:s, s:b}", "command", "key", "ok", 1);
     if (ids) json_object_set_new(o, "keys", ids);
     if (id[0]) json_object_set_new(o, "added", json_string(id));
+    if (c->fingerprint[0]) json_object_set_new(o, "fingerprint", json_string(c->fingerprint));
     char *text = json_dumps(o, JSON_COMPACT);
     puts(text);
     free(text);
@@ -253,7 +374,8 @@ static int cmd_key(cli *c, int argc, char **argv)
 static int cmd_history(cli *c, int argc, char **argv)
 {
     cli_hist h = {.command = c->command, .dir = c->dir, .json = c->json, .quiet = c->quiet,
-                  .verbose = c->verbose, .data = c->data, .at = c->at, .to = c->to};
+                  .verbose = c->verbose, .data = c->data, .at = c->at, .to = c->to,
+                  .keep_days = c->keep_days, .keep_last = c->keep_last, .dry_run = c->dry_run};
     ss_folder *f = NULL;
     ss_stats st = {0};
     ss_err err = {{0}};
@@ -267,41 +389,99 @@ static int cmd_history(cli *c, int argc, char **argv)
     return finish(c, &st, rc, &err);
 }
 
+/* watch: cli/watch.c runs the loop and prints its own events. */
+static int cmd_watch(cli *c, int argc)
+{
+    cli_watch w = {.dir = c->dir, .store_opts = &c->store_opts, .hooks = hooks_for(c),
+                   .quiet = c->quiet, .verbose = c->verbose, .json = c->json,
+                   .interval = c->interval};
+    const char *bad = cli_watch_check(&w, argc);
+    return bad ? usage("%s", bad) : cli_watch_run(&w);
+}
+
 /* --- arguments ------------------------------------------------------------------- */
 
 static int parse(cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"json", no_argument, NULL, 'j'},        {"quiet", no_argument, NULL, 'q'},
-        {"verbose", no_argument, NULL, 'v'},     {"endpoint", required_argument, NULL, 'e'},
-        {"password-file", required_argument, NULL, 'p'}, {"device", required_argument, NULL, 'd'},
-        {"token-file", required_argument, NULL, 't'},
-        {"data", no_argument, NULL, 'D'},        {"at", required_argument, NULL, 'a'},
-        {"to", required_argument, NULL, 'T'},
-        {"version", no_argument, NULL, 'V'},     {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"json", no_argument, NULL, 'j'},
+                                         {"quiet", no_argument, NULL, 'q'},
+                                         {"verbose", no_argument, NULL, 'v'},
+                                         {"endpoint", required_argument, NULL, 'e'},
+                                         {"password-file", required_argument, NULL, 'p'},
+                                         {"device", required_argument, NULL, 'd'},
+                                         {"token-file", required_argument, NULL, 't'},
+                                         {"expect-fingerprint", required_argument, NULL, 'F'},
+                                         {"data", no_argument, NULL, 'D'},
+                                         {"at", required_argument, NULL, 'a'},
+                                         {"to", required_argument, NULL, 'T'},
+                                         {"interval", required_argument, NULL, 'I'},
+                                         {"profile", required_argument, NULL, 'P'},
+                                         {"keep-days", required_argument, NULL, 'K'},
+                                         {"keep-last", required_argument, NULL, 'L'},
+                                         {"dry-run", no_argument, NULL, 'N'},
+                                         {"version", no_argument, NULL, 'V'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int o;
-    while ((o = getopt_long(argc, argv, "C:qvh", opts, NULL)) != -1) {
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, ":C:qvh", opts, NULL)) != -1) {
         switch (o) {
-        case 'C': c->dir = optarg; break;
-        case 'q': c->quiet = 1; break;
-        case 'v': c->verbose = 1; break;
-        case 'j': c->json = 1; break;
-        case 'e': c->endpoint = optarg; break;
-        case 'p': c->pass_file = optarg; break;
-        case 't': c->token_file = optarg; break;
-        case 'd': c->device = optarg; break;
-        case 'D': c->data = 1; break;
-        case 'a': c->at = optarg; break;
+        case 'C':
+            c->dir = optarg;
+            break;
+        case 'q':
+            c->quiet = 1;
+            break;
+        case 'v':
+            c->verbose = 1;
+            break;
+        case 'j':
+            c->json = json_errors = 1;
+            break;
+        case 'P':
+            c->store_opts.profile = optarg;
+            break;
+        case 'e':
+            c->endpoint = optarg;
+            break;
+        case 'p':
+            c->pass_file = optarg;
+            break;
+        case 't':
+            c->token_file = optarg;
+            break;
+        case 'd':
+            c->device = optarg;
+            break;
+        case 'F':
+            c->expect_fp = optarg;
+            break;
+        case 'D':
+            c->data = 1;
+            break;
+        case 'a':
+            c->at = optarg;
+            break;
         case 'T': c->to = optarg; break;
+        case 'I': c->interval = optarg; break;
+        case 'K': c->keep_days = optarg; break;
+        case 'L': c->keep_last = optarg; break;
+        case 'N': c->dry_run = 1; break;
         case 'V':
             printf("s3sync %s (repository format %u)\n", S3SYNC_VERSION, SS_FORMAT_VERSION);
             exit(0);
         case 'h': fputs(usage_text, stdout); exit(0);
-        default: return -1;
+        default: /* opterr 0: our one line names it, after --json is known */
+            if (!c->bad[0])
+                snprintf(c->bad, sizeof c->bad,
+                         o == ':' ? "option '%s' needs a value" : "unknown option '%s'",
+                         argv[optind - 1]);
+            break;
         }
     }
-    if (c->quiet && c->verbose) return -1;
+    if (c->quiet && c->verbose && !c->bad[0])
+        snprintf(c->bad, sizeof c->bad, "-q and -v exclude each other");
+    if (c->bad[0]) return -1;
     return optind;
 }
 
@@ -314,17 +494,24 @@ int main(int argc, char **argv)
         return 1;
     }
     first = parse(&c, argc, argv);
-    if (first < 0) return usage("bad option");
+    if (first < 0) return usage("%s", c.bad);
     if (first >= argc) return usage("no command");
     /* getopt permuted the options first: options may stand anywhere (s3sync push --json). */
     c.command = argv[first];
     c.store_opts.endpoint = c.endpoint;
     c.store_opts.token_file = c.token_file;
     c.tty = isatty(2);
+    /* watch prints its own events; a bar there would stand between them. */
+    cli_out_init(&c.out, c.tty, c.quiet || !strcmp(c.command, "watch"));
     argc -= first + 1;
     argv += first + 1;
-    if ((c.data || c.at || c.to) && !cli_hist_is(c.command))
-        return usage("--data, --at and --to go with verify and restore");
+    if ((c.data || c.at || c.to || c.keep_days || c.keep_last || c.dry_run) &&
+        !cli_hist_is(c.command))
+        return usage("--data, --at, --to, --keep-days, --keep-last and --dry-run go with "
+                     "verify, restore and gc");
+    if (c.interval && strcmp(c.command, "watch")) return usage("--interval goes with watch");
+    if (c.expect_fp && strcmp(c.command, "init"))
+        return usage("--expect-fingerprint goes with init");
     if (!strcmp(c.command, "init")) return cmd_init(&c, argc, argv);
     if (!strcmp(c.command, "push")) return cmd_engine(&c, ss_push, argc);
     if (!strcmp(c.command, "pull")) return cmd_engine(&c, ss_pull, argc);
@@ -332,5 +519,11 @@ int main(int argc, char **argv)
     if (!strcmp(c.command, "status")) return cmd_engine(&c, ss_status, argc);
     if (!strcmp(c.command, "key")) return cmd_key(&c, argc, argv);
     if (cli_hist_is(c.command)) return cmd_history(&c, argc, argv);
+    if (!strcmp(c.command, "watch")) return cmd_watch(&c, argc);
+    if (!strcmp(c.command, "config")) {
+        cli_config cc = {.dir = c.dir, .json = c.json, .quiet = c.quiet, .out = &c.out,
+                         .store_opts = &c.store_opts};
+        return cli_config_run(&cc, argc, argv);
+    }
     return usage("unknown command '%s'", c.command);
 }

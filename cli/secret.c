@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,21 +73,62 @@ static ss_rc from_command(const char *cmd, cli_secret *s, ss_err *err)
     return rc;
 }
 
+/*
+ * While echo is off, a signal that ends the process (^C at the prompt)
+ * must not leave the terminal without echo: restore it, then die of the
+ * signal as before.
+ */
+static const int echo_sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+static struct sigaction echo_prev[sizeof echo_sigs / sizeof echo_sigs[0]];
+static int echo_tty = -1;
+static struct termios echo_saved;
+
+static void restore_echo(int sig)
+{
+    if (echo_tty >= 0) tcsetattr(echo_tty, TCSAFLUSH, &echo_saved);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* tty >= 0: guard; -1: give back the handlers there were (SIG_IGN under nohup, say). */
+static void guard_echo(int tty, const struct termios *saved)
+{
+    struct sigaction guard = {.sa_handler = restore_echo};
+    sigemptyset(&guard.sa_mask);
+    echo_saved = *saved;
+    for (size_t i = 0; i < sizeof echo_sigs / sizeof echo_sigs[0]; i++) {
+        if (tty >= 0 && echo_tty < 0) {
+            sigaction(echo_sigs[i], NULL, &echo_prev[i]);
+            if (echo_prev[i].sa_handler != SIG_IGN) sigaction(echo_sigs[i], &guard, NULL);
+        } else if (tty < 0 && echo_tty >= 0) {
+            sigaction(echo_sigs[i], &echo_prev[i], NULL);
+        }
+    }
+    echo_tty = tty;
+}
+
 static ss_rc prompt_once(int tty, const char *prompt, cli_secret *s, ss_err *err)
 {
     struct termios old, quiet;
     ss_rc rc = SS_OK;
     char c;
-    if (write(tty, prompt, strlen(prompt)) < 0 || tcgetattr(tty, &old))
-        return ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
+    if (tcgetattr(tty, &old)) return ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
     quiet = old;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
-    tcsetattr(tty, TCSAFLUSH, &quiet);
+    guard_echo(tty, &old);
+    /* Echo off first, then the prompt: what is typed once the prompt shows is never echoed
+     * nor flushed away (TCSAFLUSH drops only what was typed before it). */
+    if (tcsetattr(tty, TCSAFLUSH, &quiet) || write(tty, prompt, strlen(prompt)) < 0) {
+        tcsetattr(tty, TCSAFLUSH, &old);
+        guard_echo(-1, &old);
+        return ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
+    }
     s->len = 0;
     while (read(tty, &c, 1) == 1 && c != '\n')
         if (s->len < SECRET_MAX) s->buf[s->len++] = c;
     s->buf[s->len] = '\0';
     tcsetattr(tty, TCSAFLUSH, &old);
+    guard_echo(-1, &old);
     if (write(tty, "\n", 1) < 0) rc = SS_ERR_IO;
     if (!s->len) rc = ss_fail(err, SS_ERR_INVALID, "empty passphrase");
     return rc;

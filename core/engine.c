@@ -68,6 +68,34 @@ ss_rc eng_identify(ss_folder *f, int fd, uint64_t size, eng_chunk_fn fn, void *c
     return rc;
 }
 
+ss_rc eng_check_content(ss_folder *f, ss_txn_reader *r, const ss_txn_entry *e, ss_err *err)
+{
+    const uint8_t *key = ss_keys_subkey(ss_repo_keys(f->repo), SS_SUBKEY_CHUNK_ID);
+    int file = e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE;
+    int by_chunks = file && e->storage == SS_TXN_CHUNKS; /* above the inline limit (decoder) */
+    uint8_t want[32], got[32];
+    crypto_generichash_state h;
+    ss_chunk_ref ref;
+    char *path = NULL; /* e is the reader's: what is needed after reading on is copied */
+    ss_rc rc = SS_OK;
+    if (file) memcpy(want, e->content_id, 32);
+    if (by_chunks && !(path = strdup(e->path))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (file && e->storage == SS_TXN_INLINE)
+        crypto_generichash(got, 32, e->inline_data, (size_t)e->size, key, 32);
+    if (by_chunks) {
+        crypto_generichash_init(&h, key, 32, 32);
+        crypto_generichash_update(&h, (const uint8_t *)CONTENT_DOMAIN, strlen(CONTENT_DOMAIN));
+    }
+    while (!rc && ss_txn_chunks_left(r) && !(rc = ss_txn_next_chunk(r, &ref, err)))
+        if (by_chunks) crypto_generichash_update(&h, ref.id, sizeof ref.id);
+    if (by_chunks) crypto_generichash_final(&h, got, 32);
+    if (!rc && file && sodium_memcmp(got, want, 32))
+        rc = ss_fail(err, SS_ERR_INTEGRITY, "\"%s\": its content id does not match its %s",
+                     by_chunks ? path : e->path, by_chunks ? "chunks" : "bytes");
+    free(path);
+    return rc;
+}
+
 int eng_kind_of(mode_t mode)
 {
     return S_ISREG(mode) ? SS_TXN_FILE : S_ISDIR(mode) ? SS_TXN_DIR : S_ISLNK(mode) ? SS_TXN_SYMLINK : 0;
@@ -200,6 +228,11 @@ ss_rc eng_conflict_name(ss_folder *f, const char *path, char **ret_name, ss_err 
         free(name);
     }
     return ss_fail(err, SS_ERR_IO, "no free conflict name for %s", path);
+}
+
+void eng_progress(ss_folder *f)
+{
+    if (f->hooks.progress) f->hooks.progress(f->hooks.ctx, &f->prog);
 }
 
 ss_rc eng_stats_conflict(ss_stats *s, const char *path)

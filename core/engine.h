@@ -31,7 +31,12 @@ struct ss_folder {
     uint8_t device_id[SS_TXN_DEVICE_ID_BYTES];
     char device_name[SS_TXN_DEVICE_NAME_MAX + 1];
     ss_hooks hooks;
+    ss_progress prog; /* what hooks.progress is told */
+    char *settings;   /* the text of .s3sync/config, as read at open */
 };
+
+/* Tell hooks.progress (if any) where f->prog stands. */
+void eng_progress(ss_folder *f);
 
 /* Called per chunk of a file being identified; data valid during the call. */
 typedef ss_rc (*eng_chunk_fn)(void *ctx, const uint8_t *data, size_t len, const uint8_t id[32],
@@ -96,10 +101,13 @@ typedef struct eng_log_list {
     uint64_t *seqs;
     uint64_t *sizes; /* of each log object, as listed */
     size_t n, cap;
-    int bad; /* 1: an unexpected key (bad_key); 2: out of memory */
+    const char *prefix; /* of the keys listed: NULL for log/ (checkpoints/ too) */
+    int bad; /* 1: an unexpected key (bad_key); 2: out of memory; 3: log/<watermark> is gone */
     char bad_key[128];
 } eng_log_list;
 void eng_log_list_free(eng_log_list *l);
+/* An ss_store_list_fn (ctx: the list) adding "<prefix><20 digits>" keys; others set bad. */
+int eng_collect_seq(void *ctx, const char *key, const ss_store_stat *st);
 
 /*
  * The sequences after watermark wm (0: from log/1), checked to be the
@@ -107,6 +115,11 @@ void eng_log_list_free(eng_log_list *l);
  * the error names the missing key and l still holds every listed sequence.
  */
 ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err);
+/*
+ * The sequences after c (a checkpoint: log/<c> itself may be gone after gc),
+ * checked to run from c + 1 without gaps.
+ */
+ss_rc eng_list_log_after(ss_folder *f, uint64_t c, eng_log_list *l, ss_err *err);
 
 /*
  * Fetch log/<seq> (or take its bytes from obj when not NULL) and verify its
@@ -116,8 +129,47 @@ ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err);
  */
 ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
                     size_t obj_len, int *ret_fd, uint8_t ret_chain[32], ss_err *err);
+/*
+ * Log objects fetched ahead, in parallel (a small GET costs a round trip:
+ * ~40 ms on RGW), then verified one by one in order by their consumer.
+ */
+#ifndef ENG_PREFETCH_MAX /* a build with -DENG_PREFETCH_MAX=1 fetches one at a time (bench) */
+#define ENG_PREFETCH_MAX 32 /* objects per batch (the batch array's size) */
+#endif
+typedef struct eng_fetched {
+    uint8_t *buf; /* owned (malloc); NULL: too big to prefetch, stream it */
+    size_t len;
+    ss_rc rc; /* the fetch's outcome, err its message */
+    ss_err err;
+} eng_fetched;
+/*
+ * Fetch log objects l[i..end) into b (ENG_PREFETCH_MAX entries), as many as
+ * the batch bounds allow; *ret_n how many slots were filled (>= 1 when
+ * i < end; a slot with buf NULL is one object to stream). The caller frees
+ * each buf.
+ */
+ss_rc eng_prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, eng_fetched *b,
+                   size_t *ret_n, ss_err *err);
+
+/*
+ * Apply the verified transaction staged in fd (pull.c, P1-P4) and commit the
+ * watermark (seq, chain). base: it is a checkpoint applied as a base (join,
+ * re-base after gc): paths the state holds alike are left alone, and rows
+ * it lacks are deleted.
+ */
+ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const uint8_t chain[32],
+                    int base, ss_err *err);
+
 /* Decode every op and chunk ref of the staged transaction once: SS_OK only when all is valid. */
 ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err);
+/*
+ * Read e's chunk refs (if any) and check its content id against its inline
+ * bytes or chunk ids (FORMAT.md "Transactions"): a lying id would make a
+ * device take another version for the same one. Used by eng_check_txn.
+ */
+ss_rc eng_check_content(ss_folder *f, ss_txn_reader *r, const ss_txn_entry *e, ss_err *err);
+/* Invariant 6 against the state: no op below a path it holds as a file or symlink (beneath.c). */
+ss_rc eng_check_beneath(ss_folder *f, int fd, uint64_t seq, ss_err *err);
 
 /* A staged plaintext as a transaction reader's source. */
 typedef struct eng_staged {
@@ -165,16 +217,67 @@ ss_rc eng_reuse_open(ss_folder *f, const char *path, eng_reuse **ret_reuse, ss_e
 int eng_reuse_chunk(eng_reuse *r, const ss_chunk_ref *ref, int out_fd, uint64_t out_off);
 void eng_reuse_free(eng_reuse *r); /* NULL safe */
 
+/* --- checkpoints (checkpoint.c) ------------------------------------------------------ */
+
+/* The checkpoints/ sequences, ascending, with their sizes; an unexpected key is SS_ERR_INTEGRITY. */
+ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err);
+/*
+ * Fetch checkpoints/<seq>, verify its frame and header, and decode every op
+ * once (upserts only); the transaction part is staged in *ret_fd (owned by
+ * the caller; read it with eng_open_txn). ret_chain: the chain(seq) it
+ * records; ret_time_ns (may be NULL): its writer's time.
+ */
+ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[32],
+                           uint64_t *ret_time_ns, ss_err *err);
+/*
+ * After a push committed seq (its log object log_bytes long): the automatic
+ * rule of FORMAT.md "Writing". Never fails the push: a failure is a warning.
+ */
+void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes);
+/* Log bytes applied by a pull: counted toward the rule's byte threshold. */
+void eng_checkpoint_count(ss_folder *f, uint64_t log_bytes);
+
+/*
+ * A state replayed from a walk's ops (verify), in a temporary database, and
+ * a checkpoint compared with it. eng_replay_op reads the entry's chunk refs
+ * (the body stays readable through eng_replay_body until the next op).
+ */
+typedef struct eng_replay eng_replay;
+ss_rc eng_replay_new(eng_replay **ret_replay, ss_err *err);
+void eng_replay_free(eng_replay *rp); /* NULL safe */
+ss_rc eng_replay_op(eng_replay *rp, const ss_txn_header *h, ss_txn_reader *r,
+                    const ss_txn_entry *e, ss_err *err);
+const eng_body *eng_replay_body(const eng_replay *rp);
+/*
+ * Compare the checkpoint staged in fd (eng_fetch_checkpoint) with the
+ * replay: *ret_diff (owned) names the first path that differs, or NULL when
+ * it holds exactly the replayed state.
+ */
+ss_rc eng_replay_compare(ss_folder *f, eng_replay *rp, int fd, uint64_t seq, char **ret_diff,
+                         ss_err *err);
+
 /* --- walking the whole log (history.c: log, verify, restore) ------------------------ */
 
 typedef struct eng_walk_txn {
     uint64_t seq;
     uint64_t object_size; /* bytes of log/<seq> */
+    int checkpoint;       /* it is checkpoints/<seq>: its ops are the whole state at seq */
     const ss_txn_header *h;
 } eng_walk_txn;
 
+enum { ENG_FROM_FIRST, ENG_FROM_NEWEST };
+
 typedef struct eng_walk {
     uint64_t upto; /* the last sequence to walk; 0: the newest */
+    /*
+     * ENG_FROM_FIRST: from log/1, or from the oldest checkpoint when gc took
+     * log/1. ENG_FROM_NEWEST: from the newest checkpoint at or before upto
+     * that cp_ok (may be NULL) accepts, given its writer's time; else log/1.
+     */
+    int from;
+    int (*cp_ok)(void *ctx, uint64_t seq, uint64_t time_ns);
+    /* A later checkpoint the walk reached: chain is the walked chain(seq). May be NULL. */
+    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t chain[32]);
     /* After log/<seq> verified whole; *ret_stop ends the walk before its ops. May be NULL. */
     ss_rc (*txn)(void *ctx, const eng_walk_txn *t, int *ret_stop, ss_err *err);
     /* Each op of it, in order; chunk refs not read are skipped. May be NULL. */
@@ -185,6 +288,7 @@ typedef struct eng_walk {
     void *ctx;
     /* Out: the newest sequence listed, and the last one whose ops were all handed out. */
     uint64_t head, last;
+    uint64_t start; /* the checkpoint the walk started from; 0: log/1 */
     int broken; /* the walk stopped at a log object that failed verification (err says why) */
     char broken_key[128]; /* that object's key */
 } eng_walk;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fsio.h"
 #include "seal.h"
 
 #define FETCH_RANGE_MAX (8u << 20) /* bytes one coalesced GET may span */
@@ -51,8 +52,12 @@ static void finish_chunk(eng_fetch *x, const struct eng_fetch_job *j, const uint
     if (!rc && len != j->ref.plain_len)
         rc = ss_fail(&e, SS_ERR_INTEGRITY, "a chunk has %zu bytes, expected %u", len,
                      j->ref.plain_len);
-    if (!rc && x->out_fd >= 0 && pwrite(x->out_fd, plain, len, (off_t)j->out_off) != (ssize_t)len)
-        rc = ss_fail(&e, SS_ERR_IO, "write: %s", strerror(errno));
+    if (!rc && x->out_fd >= 0 && ss_fs_pwrite_all(x->out_fd, plain, len, (off_t)j->out_off))
+        rc = ss_fail(&e, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
+    if (!rc) {
+        x->f->prog.bytes_done += len;
+        eng_progress(x->f);
+    }
     if (rc && x->bad) x->bad(x->ctx, j->pack, &j->ref, rc, e.msg);
     if (rc && !x->rc) {
         x->rc = rc;

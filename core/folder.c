@@ -20,7 +20,8 @@
 
 void ss_stats_clear(ss_stats *s)
 {
-    for (size_t i = 0; i < s->n_conflicts; i++) free(s->conflicts[i]);
+    for (size_t i = 0; i < s->n_conflicts; i++)
+        free(s->conflicts[i]);
     free(s->conflicts);
     memset(s, 0, sizeof *s);
 }
@@ -42,6 +43,7 @@ void ss_folder_free(ss_folder *f)
     if (f->lock_fd >= 0) close(f->lock_fd); /* drops the lock */
     free(f->root);
     free(f->meta);
+    free(f->settings);
     free(f);
 }
 
@@ -81,7 +83,8 @@ static ss_rc take_lock(ss_folder *f, ss_err *err)
     if (asprintf(&path, "%s/lock", f->meta) < 0) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     f->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     free(path);
-    if (f->lock_fd < 0) return ss_fail(err, SS_ERR_IO, "lock %s/lock: %s", f->meta, strerror(errno));
+    if (f->lock_fd < 0)
+        return ss_fail(err, SS_ERR_IO, "lock %s/lock: %s", f->meta, strerror(errno));
     for (int i = 0; i < 300; i++) { /* 30 s */
         if (!fcntl(f->lock_fd, F_OFD_SETLK, &fl)) return SS_OK;
         if (errno != EAGAIN && errno != EACCES)
@@ -99,12 +102,14 @@ static ss_rc read_file(const char *path, char **ret, size_t *ret_len, ss_err *er
     char *buf = NULL;
     size_t len = 0;
     *ret = NULL;
-    if (!fp) return ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "read %s: %s",
-                            path, strerror(errno));
+    if (!fp)
+        return ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "read %s: %s", path,
+                       strerror(errno));
     FILE *m = open_memstream(&buf, &len);
     char chunk[4096];
     size_t n;
-    while (m && (n = fread(chunk, 1, sizeof chunk, fp))) fwrite(chunk, 1, n, m);
+    while (m && (n = fread(chunk, 1, sizeof chunk, fp)))
+        fwrite(chunk, 1, n, m);
     int bad = ferror(fp) || !m;
     fclose(fp);
     if (m) fclose(m);
@@ -122,14 +127,18 @@ static int setting(const char *text, const char *key, char *out, size_t cap)
 {
     size_t kl = strlen(key);
     for (const char *l = text; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
-        while (*l == ' ') l++;
+        while (*l == ' ')
+            l++;
         if (strncmp(l, key, kl)) continue;
         const char *v = l + kl;
-        while (*v == ' ') v++;
+        while (*v == ' ')
+            v++;
         if (*v++ != '=') continue;
-        while (*v == ' ') v++;
+        while (*v == ' ')
+            v++;
         size_t n = strcspn(v, "\n");
-        while (n && v[n - 1] == ' ') n--;
+        while (n && v[n - 1] == ' ')
+            n--;
         if (n >= cap) return 0;
         memcpy(out, v, n);
         out[n] = '\0';
@@ -167,9 +176,277 @@ static void default_device_name(char *out, size_t cap)
         if (*p == '/' || *p == ' ' || *p == '.') *p = '-';
 }
 
+/* --- settings that `s3sync config` reads and writes ------------------------------ */
+
+enum { K_STORE, K_URL, K_WORD, K_PATH, K_NAME, K_COUNT, K_FIXED };
+
+typedef struct setting_key {
+    ss_setting_info info;
+    int kind;
+} setting_key;
+
+static const setting_key known[] = {
+    {{"store",
+      "the repository: s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO "
+      "(moving it: the same repository only)",
+      0},
+     K_STORE},
+    {{"endpoint",
+      "S3 endpoint http(s)://HOST[:PORT] (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, "
+      "the profile's endpoint_url, else AWS)",
+      0},
+     K_URL},
+    {{"region",
+      "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1)",
+      0},
+     K_WORD},
+    {{"profile",
+      "AWS profile in ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE, else default)",
+      0},
+     K_WORD},
+    {{"token_file",
+      "lockd device token file (default: S3SYNC_TOKEN_FILE, else "
+      "$XDG_CONFIG_HOME/s3sync/token when it exists)",
+      0},
+     K_PATH},
+    {{"device", "this device's name in transactions and conflict copies (default: the host name)",
+      0},
+     K_NAME},
+    {{"ignore_file", "ignore patterns, relative to the folder or absolute (default: .s3syncignore)",
+      0},
+     K_PATH},
+    {{"checkpoint_txns",
+      "write a checkpoint after this many transactions since the last one; 0: never "
+      "(default: S3SYNC_CHECKPOINT_TXNS, else 1000)",
+      0},
+     K_COUNT},
+    {{"checkpoint_bytes",
+      "write a checkpoint after this many log bytes since the last one; 0: never "
+      "(default: S3SYNC_CHECKPOINT_BYTES, else 64 MiB)",
+      0},
+     K_COUNT},
+    {{"device_id", "this device's random id (set by init)", 1}, K_FIXED},
+};
+#define N_KNOWN (sizeof known / sizeof known[0])
+
+const ss_setting_info *ss_folder_settings(size_t *ret_n)
+{
+    static ss_setting_info infos[N_KNOWN];
+    for (size_t i = 0; i < N_KNOWN; i++)
+        infos[i] = known[i].info;
+    *ret_n = N_KNOWN;
+    return infos;
+}
+
+static const setting_key *find_key(const char *key, ss_err *err)
+{
+    char names[512] = "";
+    for (size_t i = 0; i < N_KNOWN; i++) {
+        if (!strcmp(known[i].info.name, key)) return &known[i];
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                 known[i].info.name);
+    }
+    ss_fail(err, SS_ERR_INVALID, "unknown setting '%s' (known: %s)", key, names);
+    return NULL;
+}
+
+static int all_of(const char *v, const char *set)
+{
+    return *v && strspn(v, set) == strlen(v);
+}
+
+#define WORD_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
+
+/* NULL when value suits k, else what it should look like. */
+static const char *bad_value(const setting_key *k, const char *v)
+{
+    for (const char *p = v; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) return "no control characters";
+    if (!*v || *v == ' ' || v[strlen(v) - 1] == ' ')
+        return "a value without leading or trailing spaces";
+    switch (k->kind) {
+    case K_STORE:
+        return !strncmp(v, "s3://", 5) || !strncmp(v, "file:///", 8) ||
+                       !strncmp(v, "lockd:http://", 13) || !strncmp(v, "lockd:https://", 14)
+                   ? NULL
+                   : "s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO";
+    case K_URL:
+        return (!strncmp(v, "http://", 7) && v[7]) || (!strncmp(v, "https://", 8) && v[8])
+                   ? NULL
+                   : "http(s)://HOST[:PORT]";
+    case K_WORD:
+        return all_of(v, WORD_CHARS) ? NULL : "letters, digits, '.', '_' and '-'";
+    case K_NAME:
+        return strlen(v) <= SS_TXN_DEVICE_NAME_MAX && !strpbrk(v, "/. ")
+                   ? NULL
+                   : "a name of at most 255 bytes without '/', '.' or spaces";
+    case K_COUNT:
+        return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
+    default:
+        return NULL;
+    }
+}
+
+static ss_rc read_settings(const char *dir, char **ret_text, ss_err *err)
+{
+    char *path = NULL;
+    ss_rc rc;
+    *ret_text = NULL;
+    if (asprintf(&path, "%s/.s3sync/" SETTINGS_FILE, dir) < 0)
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    rc = read_file(path, ret_text, NULL, err);
+    if (rc == SS_ERR_NOT_FOUND)
+        rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s is not a synced folder (run s3sync init)", dir);
+    free(path);
+    return rc;
+}
+
+ss_rc ss_folder_get_setting(const char *dir, const char *key, char **ret_value, ss_err *err)
+{
+    char *text = NULL, value[4096];
+    ss_rc rc;
+    *ret_value = NULL;
+    if (!find_key(key, err)) return SS_ERR_INVALID;
+    if ((rc = read_settings(dir, &text, err))) return rc;
+    if (!setting(text, key, value, sizeof value))
+        rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s is not set", key);
+    else if (!(*ret_value = strdup(value)))
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    free(text);
+    return rc;
+}
+
+/* text with key's line replaced by "key = value" (or dropped when value is NULL). */
+static char *edit_settings(const char *text, const char *key, const char *value)
+{
+    char *out = NULL;
+    size_t len = 0, kl = strlen(key);
+    int done = 0;
+    FILE *m = open_memstream(&out, &len);
+    if (!m) return NULL;
+    for (const char *l = text; *l;) {
+        size_t n = strcspn(l, "\n");
+        const char *k = l + strspn(l, " "), *after = k + kl;
+        int is_key = !strncmp(k, key, kl) && after[strspn(after, " ")] == '=';
+        if (!is_key)
+            fprintf(m, "%.*s\n", (int)n, l);
+        else if (value && !done++)
+            fprintf(m, "%s = %s\n", key, value);
+        l += n + (l[n] == '\n');
+    }
+    if (value && !done) fprintf(m, "%s = %s\n", key, value);
+    if (fclose(m)) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+static ss_rc check_same_repo(ss_folder *f, const char *settings, const char *url,
+                             const ss_store_opts *store_opts, ss_err *err);
+
+ss_rc ss_folder_set_setting(const char *dir, const char *key, const char *value,
+                            const ss_store_opts *store_opts, ss_err *err)
+{
+    const setting_key *k = find_key(key, err);
+    ss_folder *f = NULL;
+    char *text = NULL, *edited = NULL;
+    const char *want;
+    ss_rc rc;
+    if (!k) return SS_ERR_INVALID;
+    if (k->info.read_only) return ss_fail(err, SS_ERR_INVALID, "%s is read-only", key);
+    if (!value && k->kind == K_STORE) return ss_fail(err, SS_ERR_INVALID, "store cannot be unset");
+    if (value && (want = bad_value(k, value)))
+        return ss_fail(err, SS_ERR_INVALID, "%s: '%s' is not %s", key, value, want);
+    /* Under the folder lock: a sync reads the settings once at open, and two sets do not race. */
+    if ((rc = new_folder(dir, NULL, &f, err))) return rc;
+    if ((rc = read_settings(f->root, &text, err))) goto out; /* names a folder that is not synced */
+    free(text);
+    text = NULL;
+    if ((rc = take_lock(f, err)) || (rc = read_settings(f->root, &text, err))) goto out;
+    if (k->kind == K_STORE && (rc = check_same_repo(f, text, value, store_opts, err))) goto out;
+    if (!(edited = edit_settings(text, key, value))) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    rc = write_private(f->meta, SETTINGS_FILE, edited, strlen(edited), err);
+out:
+    free(text);
+    free(edited);
+    ss_folder_free(f);
+    return rc;
+}
+
+int ss_folder_setting(const ss_folder *f, const char *key, char *buf, size_t cap)
+{
+    return f->settings && setting(f->settings, key, buf, cap);
+}
+
+/*
+ * The folder's S3 settings under the command line's: so->field is set only
+ * when the command line left it NULL. fso holds the strings.
+ */
+typedef struct folder_store_opts {
+    char endpoint[1024], region[128], profile[256];
+} folder_store_opts;
+
+static void apply_store_settings(const char *text, ss_store_opts *so, folder_store_opts *fso)
+{
+    if (!so->endpoint && setting(text, "endpoint", fso->endpoint, sizeof fso->endpoint))
+        so->endpoint = fso->endpoint;
+    if (!so->region && setting(text, "region", fso->region, sizeof fso->region))
+        so->region = fso->region;
+    if (!so->profile && setting(text, "profile", fso->profile, sizeof fso->profile))
+        so->profile = fso->profile;
+}
+
+/*
+ * The folder's store may move only to a store holding this very repository
+ * (a copied bucket, a new endpoint): in an empty prefix or another
+ * repository the next push would start a history no other device sees.
+ * The store's config object must be byte for byte the one cached at join.
+ */
+static ss_rc check_same_repo(ss_folder *f, const char *settings, const char *url,
+                             const ss_store_opts *store_opts, ss_err *err)
+{
+    ss_store_opts so = store_opts ? *store_opts : (ss_store_opts){0};
+    folder_store_opts fso;
+    char tok[4096], tok_path[8192], *path = NULL, *cached = NULL;
+    void *cfg = NULL;
+    size_t len = 0, cached_len = 0;
+    ss_store *s = NULL;
+    ss_rc rc;
+    apply_store_settings(settings, &so, &fso);
+    if (!so.token_file && setting(settings, "token_file", tok, sizeof tok)) {
+        snprintf(tok_path, sizeof tok_path, "%s%s%s", tok[0] == '/' ? "" : f->root,
+                 tok[0] == '/' ? "" : "/", tok);
+        so.token_file = tok_path;
+    }
+    if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0)
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (!(rc = read_file(path, &cached, &cached_len, err)) &&
+        !(rc = ss_store_open(url, &so, &s, err)))
+        rc = ss_store_get(s, SS_KEY_CONFIG, 0, SS_TO_END, &cfg, &len, err);
+    if (rc == SS_ERR_NOT_FOUND && cached)
+        rc = ss_fail(err, SS_ERR_CONFLICT,
+                     "%s holds no repository: the store can only move to a copy of this "
+                     "folder's repository",
+                     url);
+    else if (!rc && (len != cached_len || memcmp(cfg, cached, len)))
+        rc = ss_fail(err, SS_ERR_CONFLICT,
+                     "%s holds another repository: the store can only move to a copy of this "
+                     "folder's repository",
+                     url);
+    free(cfg);
+    free(cached);
+    free(path);
+    ss_store_free(s);
+    return rc;
+}
+
 /* --- opening the parts ---------------------------------------------------------- */
 
-static ss_rc open_common(ss_folder *f, ss_err *err)
+static ss_rc open_common(ss_folder *f, const char *ignore_file, ss_err *err)
 {
     char *db = NULL;
     ss_rc rc;
@@ -177,9 +454,10 @@ static ss_rc open_common(ss_folder *f, ss_err *err)
     f->limits.inline_limit = cfg->inline_limit;
     f->limits.max_chunk_size = cfg->chunker.max_size;
     if ((rc = ss_chunker_new(&cfg->chunker, &f->chunker, err)) ||
-        (rc = ss_ignore_load(f->root, &f->ign, err)))
+        (rc = ss_ignore_load(f->root, ignore_file, &f->ign, err)))
         return rc;
-    if (asprintf(&db, "%s/state.db", f->meta) < 0) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (asprintf(&db, "%s/state.db", f->meta) < 0)
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_state_open(db, 1, &f->state, err);
     free(db);
     return rc;
@@ -190,7 +468,8 @@ static ss_rc load_master(ss_folder *f, uint8_t master[SS_MASTER_KEY_BYTES], ss_e
     char *path = NULL, *buf = NULL;
     size_t len = 0;
     ss_rc rc;
-    if (asprintf(&path, "%s/" MASTER_FILE, f->meta) < 0) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (asprintf(&path, "%s/" MASTER_FILE, f->meta) < 0)
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = read_file(path, &buf, &len, err);
     if (!rc && len != SS_MASTER_KEY_BYTES)
         rc = ss_fail(err, SS_ERR_IO, "%s: not a master key (%zu bytes)", path, len);
@@ -205,8 +484,10 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
                      ss_folder **ret_folder, ss_err *err)
 {
     ss_folder *f = NULL;
-    char *settings = NULL, *path = NULL, url[4096], idhex[64];
+    char *settings = NULL, *path = NULL, url[4096], idhex[64], ign[4096];
     uint8_t master[SS_MASTER_KEY_BYTES];
+    ss_store_opts so = store_opts ? *store_opts : (ss_store_opts){0};
+    folder_store_opts fso;
     ss_rc rc;
     *ret_folder = NULL;
     if ((rc = new_folder(dir, hooks, &f, err))) return rc;
@@ -216,7 +497,8 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
         goto fail;
     }
     rc = read_file(path, &settings, NULL, err);
-    if (rc == SS_ERR_NOT_FOUND) rc = ss_fail(err, rc, "%s is not a synced folder (run s3sync init)", f->root);
+    if (rc == SS_ERR_NOT_FOUND)
+        rc = ss_fail(err, rc, "%s is not a synced folder (run s3sync init)", f->root);
     if (rc) goto fail;
     if (!setting(settings, "store", url, sizeof url) ||
         !setting(settings, "device_id", idhex, sizeof idhex) ||
@@ -225,7 +507,8 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
         rc = ss_fail(err, SS_ERR_INVALID, "%s: missing store, device or device_id", path);
         goto fail;
     }
-    if ((rc = take_lock(f, err)) || (rc = ss_store_open(url, store_opts, &f->store, err)) ||
+    apply_store_settings(settings, &so, &fso);
+    if ((rc = take_lock(f, err)) || (rc = ss_store_open(url, &so, &f->store, err)) ||
         (rc = load_master(f, master, err)))
         goto fail;
     free(path);
@@ -236,8 +519,10 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     rc = ss_repo_open_master(f->store, master, (const uint8_t *)cfg, cfg_len, &f->repo, err);
     free(cfg);
     sodium_memzero(master, sizeof master);
-    if (rc || (rc = open_common(f, err))) goto fail;
-    free(settings);
+    if (rc ||
+        (rc = open_common(f, setting(settings, "ignore_file", ign, sizeof ign) ? ign : NULL, err)))
+        goto fail;
+    f->settings = settings;
     free(path);
     *ret_folder = f;
     return SS_OK;
@@ -265,10 +550,12 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
                      ss_folder **ret_folder, int *ret_created, ss_err *err)
 {
     ss_folder *f = NULL;
-    uint8_t cfg[SS_CONFIG_BYTES];
+    uint8_t cfg[SS_CONFIG_BYTES], fp[SS_FINGERPRINT_BYTES];
     ss_rc rc;
     *ret_folder = NULL;
     *ret_created = 0;
+    if (o->expect_fingerprint && (rc = ss_fingerprint_parse(o->expect_fingerprint, fp, err)))
+        return rc; /* a typo is told before the passphrase's key derivation, not after */
     if (mkdir(dir, 0755) && errno != EEXIST)
         return ss_fail(err, SS_ERR_IO, "create folder %s: %s", dir, strerror(errno));
     if ((rc = new_folder(dir, hooks, &f, err))) return rc;
@@ -279,6 +566,13 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     if ((rc = ss_store_open(o->store_url, o->store_opts, &f->store, err))) goto fail;
     /* Join first: nothing is written locally until the passphrase proved itself. */
     rc = ss_repo_join(f->store, o->passphrase, o->passlen, &f->repo, err);
+    if (o->expect_fingerprint && rc == SS_ERR_NOT_FOUND)
+        rc = ss_fail(err, rc,
+                     "%s holds no repository to join (--expect-fingerprint never creates one)",
+                     o->store_url);
+    if (o->expect_fingerprint && !rc)
+        rc = ss_repo_check_fingerprint(f->repo, o->expect_fingerprint, err);
+    if (o->expect_fingerprint && rc) goto fail;
     /* Direct mode rests on create-only puts: refuse a store that ignores them. */
     if (rc == SS_OK || rc == SS_ERR_NOT_FOUND) {
         ss_rc probe = ss_store_probe_create_only(f->store, err);
@@ -297,14 +591,16 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         goto fail;
     }
     randombytes_buf(f->device_id, sizeof f->device_id);
-    if (o->device_name) snprintf(f->device_name, sizeof f->device_name, "%s", o->device_name);
-    else default_device_name(f->device_name, sizeof f->device_name);
+    if (o->device_name)
+        snprintf(f->device_name, sizeof f->device_name, "%s", o->device_name);
+    else
+        default_device_name(f->device_name, sizeof f->device_name);
     if ((rc = take_lock(f, err)) ||
         (rc = write_private(f->meta, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)),
                             SS_MASTER_KEY_BYTES, err)) ||
         (rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err)) ||
         (rc = write_private(f->meta, REPO_CONFIG_FILE, cfg, sizeof cfg, err)) ||
-        (rc = open_common(f, err)) || (rc = write_settings(f, o->store_url, err)))
+        (rc = open_common(f, NULL, err)) || (rc = write_settings(f, o->store_url, err)))
         goto fail;
     *ret_folder = f;
     return SS_OK;
@@ -330,5 +626,6 @@ ss_rc ss_folder_find(const char *path, char **ret_dir, ss_err *err)
         *slash = '\0';
     }
     return ss_fail(err, SS_ERR_NOT_FOUND,
-                   "%s is not inside a synced folder (no .s3sync/ above it; run s3sync init)", path);
+                   "%s is not inside a synced folder (no .s3sync/ above it; run s3sync init)",
+                   path);
 }

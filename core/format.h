@@ -38,13 +38,19 @@
 
 /* Subkey ids: crypto_kdf_derive_from_key(32, id, SS_KDF_CONTEXT, master). */
 typedef enum ss_subkey {
-    SS_SUBKEY_OBJECT = 1,   /* secretstream key of framed objects */
-    SS_SUBKEY_CHUNK_ID = 2, /* key of BLAKE2b-256 chunk ids and content ids */
-    SS_SUBKEY_CONFIG = 3,   /* key of the config MAC */
-    SS_SUBKEY_CHAIN = 4,    /* key of the transaction hash chain */
-    SS_SUBKEY_CHUNK = 5,    /* XChaCha20-Poly1305 key of sealed chunks */
+    SS_SUBKEY_OBJECT = 1,      /* secretstream key of framed objects */
+    SS_SUBKEY_CHUNK_ID = 2,    /* key of BLAKE2b-256 chunk ids and content ids */
+    SS_SUBKEY_CONFIG = 3,      /* key of the config MAC */
+    SS_SUBKEY_CHAIN = 4,       /* key of the transaction hash chain */
+    SS_SUBKEY_CHUNK = 5,       /* XChaCha20-Poly1305 key of sealed chunks */
+    SS_SUBKEY_FINGERPRINT = 6, /* key of the repository fingerprint (commits to the master key) */
 } ss_subkey;
-#define SS_SUBKEY_COUNT 5
+#define SS_SUBKEY_COUNT 6
+
+/* Repository fingerprint: BLAKE2b-128(fingerprint subkey; label || repository id). */
+#define SS_FINGERPRINT_LABEL "s3sync-fingerprint-v1" /* 21 bytes, no NUL */
+#define SS_FINGERPRINT_BYTES 16
+#define SS_FINGERPRINT_TEXT 40 /* 8 groups of 4 lowercase hex, '-' between, and NUL */
 
 /* ---- "config (96 bytes)" ---- */
 
@@ -52,6 +58,8 @@ typedef enum ss_subkey {
 #define SS_CONFIG_BYTES 96
 #define SS_CONFIG_OFF_MAGIC 0
 #define SS_CONFIG_OFF_VERSION 4
+#define SS_CONFIG_OFF_SUITE 5   /* cipher suite, SS_SUITE_V1 */
+#define SS_CONFIG_OFF_KDF_ALG 6 /* algorithm every key file must use */
 #define SS_CONFIG_OFF_REPO_ID 8
 #define SS_CONFIG_OFF_CHUNK_MIN 24
 #define SS_CONFIG_OFF_CHUNK_AVG 28
@@ -59,7 +67,9 @@ typedef enum ss_subkey {
 #define SS_CONFIG_OFF_INLINE_LIMIT 36
 #define SS_CONFIG_OFF_ZSTD_LEVEL 40
 #define SS_CONFIG_OFF_CREATED 48
-#define SS_CONFIG_OFF_MAC 64 /* MAC = BLAKE2b-256(config subkey; bytes 0..63) */
+#define SS_CONFIG_OFF_KDF_MIN_OPS 56     /* u32: least opslimit of a key file */
+#define SS_CONFIG_OFF_KDF_MIN_MEM_KIB 60 /* u32: least memlimit of a key file, KiB */
+#define SS_CONFIG_OFF_MAC 64             /* MAC = BLAKE2b-256(config subkey; bytes 0..63) */
 #define SS_CONFIG_MAC_BYTES 32
 #define SS_CONFIG_CHUNK_MAX_LIMIT (8u * 1024 * 1024) /* max <= 8 MiB */
 #define SS_CONFIG_CHUNK_MIN_LIMIT 64u                /* min >= 64 */
@@ -67,6 +77,13 @@ typedef enum ss_subkey {
 #define SS_CONFIG_INLINE_LIMIT_MAX (1024u * 1024)    /* inline limit <= 1 MiB */
 #define SS_CONFIG_ZSTD_LEVEL_MIN 1u
 #define SS_CONFIG_ZSTD_LEVEL_MAX 19u
+/*
+ * Cipher suite 1, the only one: XChaCha20-Poly1305-IETF (key files, sealed
+ * chunks), secretstream XChaCha20-Poly1305 (framed objects), BLAKE2b
+ * (ids, MACs, chain, fingerprint), crypto_kdf (subkeys). A reader refuses
+ * any other value, so there is nothing to negotiate down to.
+ */
+#define SS_SUITE_V1 1u
 /*
  * Defaults written by init (not part of the format: any valid value reads).
  * Inline 4096: below one file system block the sealed-chunk cost (41 bytes
@@ -112,6 +129,16 @@ typedef enum ss_subkey {
  */
 #define SS_KDF_ENV "S3SYNC_KDF"
 
+/* ---- "Size padding" ---- */
+
+/*
+ * A padded length is a multiple of a block that grows with the length
+ * (Padme): block = max(SS_PAD_MIN_BYTES, 2^(E - S)) for n bytes to hold,
+ * E = floor(log2 n), S = floor(log2 E) + 1. Padding is ISO/IEC 7816-4 as
+ * sodium_pad writes it (0x80, then zeros), so n = unpadded length + 1.
+ */
+#define SS_PAD_MIN_BYTES 256u
+
 /* ---- "Framed objects" ---- */
 
 #define SS_FRAME_MAGIC "S3SO"
@@ -147,6 +174,7 @@ typedef enum ss_subkey {
 #define SS_CHUNK_TAG_BYTES 16
 #define SS_CHUNK_FLAG_ZSTD 0x01u
 #define SS_CHUNK_SEAL_OVERHEAD (SS_CHUNK_NONCE_BYTES + 1 + SS_CHUNK_TAG_BYTES) /* 41 */
+#define SS_CHUNK_SEAL_FIXED (SS_CHUNK_NONCE_BYTES + SS_CHUNK_TAG_BYTES) /* 40: nonce and tag */
 
 /* ---- "Transactions" ---- */
 
@@ -168,5 +196,26 @@ typedef enum ss_subkey {
 #define SS_TXN_CHUNK_REF_BYTES 52 /* u32 pack | u64 off | u32 sealed | u32 plain | id(32) */
 #define SS_TXN_CONTENT_LABEL "s3sync-content-v1" /* 17 bytes, no NUL */
 #define SS_TXN_RESERVED_DIR ".s3sync"            /* first path segment that is refused */
+
+/* ---- "Checkpoints" ---- */
+
+#define SS_CHECKPOINT_MAGIC "S3CK"
+#define SS_CHECKPOINT_VERSION 1u
+#define SS_CHECKPOINT_HEADER_BYTES 40 /* magic(4) | version | 0 | u16 0 | chain(seq) (32) */
+#define SS_CHECKPOINT_OFF_VERSION 4
+#define SS_CHECKPOINT_OFF_ZERO 5 /* 3 zero bytes */
+#define SS_CHECKPOINT_OFF_CHAIN 8
+/*
+ * Not part of the format: the rule by which a push writes a checkpoint by
+ * itself (FORMAT.md "Writing"): when the sequence it committed is this many
+ * transactions, or the log objects since the newest checkpoint this many
+ * bytes, past that checkpoint. The environment overrides them (0: never).
+ */
+#define SS_CHECKPOINT_EVERY_TXNS 1000u
+#define SS_CHECKPOINT_EVERY_BYTES (64ull * 1024 * 1024)
+#define SS_CHECKPOINT_TXNS_ENV "S3SYNC_CHECKPOINT_TXNS"
+#define SS_CHECKPOINT_BYTES_ENV "S3SYNC_CHECKPOINT_BYTES"
+/* gc: --keep-days default */
+#define SS_GC_KEEP_DAYS_DEFAULT 30u
 
 #endif

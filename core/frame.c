@@ -7,8 +7,15 @@
  * last record is whatever is left when the object ends. The writer keeps a
  * full record back until it knows more follows, so a plaintext of k * 65536
  * bytes ends in a full FINAL record, never in an empty one.
+ *
+ * Also owns the padding of the record stream (FORMAT.md "Size padding"): the
+ * writer appends 0x80 and zeros up to the bucket of what it wrote; the reader
+ * holds back a trailing 0x80 and the zeros after it (as a count: they are
+ * zeros) until it knows whether more follows, so the padding never reaches
+ * zstd or the consumer, and checks at the end that it is the canonical one.
  */
 #include "frame.h"
+#include "pad.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -38,6 +45,7 @@ struct ss_frame_writer {
     size_t zcap;
     size_t fill; /* bytes in plain */
     uint64_t records;
+    uint64_t stream; /* record plaintext bytes so far, padding not yet included */
     ss_rc failed;
     int finished;
     uint8_t plain[REC];
@@ -64,6 +72,9 @@ struct ss_frame_reader {
     size_t zcap;
     size_t fill; /* bytes in wire */
     uint64_t records;
+    uint64_t stream;     /* record plaintext bytes authenticated */
+    int pad_held;        /* a 0x80 that may open the padding is held back */
+    uint64_t zeros_held; /* and this many zeros after it */
     ss_rc failed;
     ss_err first; /* repeated by every call after a failure */
     uint8_t wire[WIRE];
@@ -150,6 +161,7 @@ static ss_rc w_push(ss_frame_writer *w, unsigned char tag, ss_err *err)
 /* A full record is held back until a byte after it arrives: only then is it not the last. */
 static ss_rc w_append(ss_frame_writer *w, const uint8_t *p, size_t n, ss_err *err)
 {
+    w->stream += n;
     while (n > 0) {
         if (w->fill == REC) {
             ss_rc rc = w_push(w, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE, err);
@@ -248,6 +260,22 @@ ss_rc ss_frame_write(ss_frame_writer *w, const void *buf, size_t len, ss_err *er
     return w_compress(w, &in, ZSTD_e_continue, err);
 }
 
+static const uint8_t zeros[4096];
+
+/* 0x80, then zeros up to the bucket of the stream (what sodium_pad writes). */
+static ss_rc w_pad(ss_frame_writer *w, ss_err *err)
+{
+    static const uint8_t marker = 0x80;
+    uint64_t left = ss_pad_size(w->stream) - w->stream - 1;
+    ss_rc rc = w_append(w, &marker, 1, err);
+    while (!rc && left) {
+        size_t k = left < sizeof zeros ? (size_t)left : sizeof zeros;
+        rc = w_append(w, zeros, k, err);
+        left -= k;
+    }
+    return rc;
+}
+
 ss_rc ss_frame_finish(ss_frame_writer *w, uint8_t ret_object_hash[SS_OBJECT_HASH_BYTES],
                       ss_err *err)
 {
@@ -259,6 +287,7 @@ ss_rc ss_frame_finish(ss_frame_writer *w, uint8_t ret_object_hash[SS_OBJECT_HASH
         ZSTD_inBuffer in = {NULL, 0, 0};
         if ((rc = w_compress(w, &in, ZSTD_e_end, err)) != SS_OK) return rc;
     }
+    if ((rc = w_pad(w, err)) != SS_OK) return rc;
     if ((rc = w_push(w, crypto_secretstream_xchacha20poly1305_TAG_FINAL, err)) != SS_OK) return rc;
     w->finished = 1;
     if (ret_object_hash) crypto_generichash_final(&w->hash, ret_object_hash, SS_OBJECT_HASH_BYTES);
@@ -391,6 +420,51 @@ static ss_rc r_plain(ss_frame_reader *r, const uint8_t *p, size_t n, ss_err *err
     return SS_OK;
 }
 
+static ss_rc r_zeros(ss_frame_reader *r, uint64_t n, ss_err *err)
+{
+    ss_rc rc = SS_OK;
+    while (!rc && n) {
+        size_t k = n < sizeof zeros ? (size_t)n : sizeof zeros;
+        rc = r_plain(r, zeros, k, err);
+        n -= k;
+    }
+    return rc;
+}
+
+/* A record's plaintext, less what may be padding: a last 0x80 and the zeros after it. */
+static ss_rc r_unpad(ss_frame_reader *r, const uint8_t *p, size_t n, ss_err *err)
+{
+    static const uint8_t marker = 0x80;
+    size_t j = n;
+    ss_rc rc = SS_OK;
+
+    r->stream += n;
+    while (j > 0 && p[j - 1] == 0)
+        j--;
+    if (j == 0) { /* zeros only: padding if a marker is held, else data */
+        if (r->pad_held) r->zeros_held += n;
+        return r->pad_held ? SS_OK : r_zeros(r, n, err);
+    }
+    if (r->pad_held) { /* not the padding after all */
+        if ((rc = r_plain(r, &marker, 1, err)) || (rc = r_zeros(r, r->zeros_held, err))) return rc;
+        r->pad_held = 0;
+        r->zeros_held = 0;
+    }
+    if (p[j - 1] != 0x80) return r_plain(r, p, n, err);
+    if ((rc = r_plain(r, p, j - 1, err))) return rc;
+    r->pad_held = 1;
+    r->zeros_held = n - j;
+    return SS_OK;
+}
+
+/* At the end: what was held back is the padding the stream's length gets. */
+static ss_rc r_pad_end(ss_frame_reader *r, ss_err *err)
+{
+    if (!r->pad_held || ss_pad_size(r->stream - 1 - r->zeros_held) != r->stream)
+        return r_fail(r, err, "padding is not the one its length gets");
+    return SS_OK;
+}
+
 /* One record, authenticated before a byte of it goes on; at_end: the object ends after it. */
 static ss_rc r_record(ss_frame_reader *r, const uint8_t *c, size_t clen, int at_end, ss_err *err)
 {
@@ -413,7 +487,7 @@ static ss_rc r_record(ss_frame_reader *r, const uint8_t *c, size_t clen, int at_
                       tag);
     else if (at_end)
         return r_fail(r, err, "truncated: ends without its final record");
-    return r_plain(r, r->plain, (size_t)mlen, err);
+    return r_unpad(r, r->plain, (size_t)mlen, err);
 }
 
 static ss_rc r_repeat(ss_frame_reader *r, ss_err *err)
@@ -485,10 +559,16 @@ ss_rc ss_frame_end(ss_frame_reader *r, uint8_t ret_object_hash[SS_OBJECT_HASH_BY
         if ((rc = r_record(r, r->wire, r->fill, 1, err)) != SS_OK) return rc;
         r->fill = 0;
     }
+    if ((rc = r_pad_end(r, err)) != SS_OK) return rc;
     if (r->zd && !r->zdone) return r_fail(r, err, "zstd frame is incomplete");
     r->ended = 1;
     if (ret_object_hash) crypto_generichash_final(&r->hash, ret_object_hash, SS_OBJECT_HASH_BYTES);
     return SS_OK;
+}
+
+uint64_t ss_frame_reader_padding(const ss_frame_reader *r)
+{
+    return r && r->ended ? 1 + r->zeros_held : 0;
 }
 
 void ss_frame_reader_free(ss_frame_reader *r)

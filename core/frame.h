@@ -70,6 +70,8 @@ int ss_frame_sink(void *reader, const void *buf, size_t len);
 /* End of the object: SS_OK only when it ended exactly after its final record. */
 ss_rc ss_frame_end(ss_frame_reader *r, uint8_t ret_object_hash[SS_OBJECT_HASH_BYTES], ss_err *err);
 void ss_frame_reader_free(ss_frame_reader *r); /* NULL safe; wipes buffers */
+/* After ss_frame_end succeeded: bytes of padding the record stream carried (bench/padcost). */
+uint64_t ss_frame_reader_padding(const ss_frame_reader *r);
 
 /* Whole-buffer wrappers over the streaming path. *ret_buf is malloc'ed; caller frees. */
 ss_rc ss_frame_seal_buf(const ss_keys *keys, unsigned kind, const char *key, uint64_t seq,

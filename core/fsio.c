@@ -140,6 +140,24 @@ out:
     return rc;
 }
 
+int ss_fs_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return -1;
+        if (n == 0) {
+            errno = ENOSPC;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
 ss_rc ss_fs_sync(int root_fd, ss_err *err)
 {
     if (syncfs(root_fd)) return errno_fail(err, "sync the file system of", "the folder");

@@ -41,6 +41,12 @@ int ss_atomic_fd(const ss_atomic *at);
  */
 ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
                        ss_err *err);
+/*
+ * pwrite all len bytes at off: 0, or -1 with errno set. A short write (a
+ * disk filling up) is retried, so errno names the cause (ENOSPC) instead of
+ * whatever an earlier call left there.
+ */
+int ss_fs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 /* Make every change to the folder's file system durable (syncfs). */
 ss_rc ss_fs_sync(int root_fd, ss_err *err);
 void ss_atomic_abort(ss_atomic *at); /* removes the temp file; NULL safe */

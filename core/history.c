@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,34 +63,26 @@ out:
  * the walk would be bound by latency. A batch is bounded in objects and
  * bytes; an object larger than PREFETCH_ONE is streamed alone.
  */
-#define PREFETCH_MAX 32
 #define PREFETCH_BYTES (32u << 20)
 #define PREFETCH_ONE (8u << 20)
 
-typedef struct fetched {
-    uint8_t *buf; /* owned; NULL: stream it */
-    size_t len;
-    ss_rc rc;
-    ss_err err;
-} fetched;
-
 static void got_log(void *ctx, ss_rc rc, const ss_err *err)
 {
-    fetched *p = ctx;
+    eng_fetched *p = ctx;
     p->rc = rc;
     if (rc) snprintf(p->err.msg, sizeof p->err.msg, "%s", err ? err->msg : ss_strerror(rc));
 }
 
-/* Fetch objects l[i..end) (as many as the bounds allow) into b; *ret_n how many (>= 1). */
-static ss_rc prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, fetched *b,
-                      size_t *ret_n, ss_err *err)
+ss_rc eng_prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, eng_fetched *b,
+                   size_t *ret_n, ss_err *err)
 {
     size_t n = 0, bytes = 0;
     ss_rc rc = SS_OK;
-    while (i + n < end && n < PREFETCH_MAX && l->sizes[i + n] <= PREFETCH_ONE &&
-           bytes + l->sizes[i + n] <= PREFETCH_BYTES) {
+    /* Size 0: unknown (a lockd listing) or empty; either way streamed, alone. */
+    while (i + n < end && n < ENG_PREFETCH_MAX && l->sizes[i + n] &&
+           l->sizes[i + n] <= PREFETCH_ONE && bytes + l->sizes[i + n] <= PREFETCH_BYTES) {
         char key[SS_KEY_NAME_MAX];
-        fetched *p = &b[n];
+        eng_fetched *p = &b[n];
         memset(p, 0, sizeof *p);
         p->len = (size_t)l->sizes[i + n];
         if (!(p->buf = malloc(p->len ? p->len : 1))) {
@@ -99,20 +92,19 @@ static ss_rc prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, f
         snprintf(key, sizeof key, SS_KEY_LOG_FMT, l->seqs[i + n]);
         bytes += p->len;
         n++;
-        if (!p->len) continue; /* empty: the frame reader says what is wrong */
         if ((rc = ss_xfer_get(x, key, 0, p->len, p->buf, got_log, p))) {
             rc = ss_fail(err, rc, "fetch %s: %s", key, ss_strerror(rc));
             break;
         }
     }
     ss_xfer_wait(x, NULL);                        /* each object's outcome is in b */
-    if (!n && !rc) memset(&b[n++], 0, sizeof *b); /* too big: streamed */
+    if (!n && !rc) memset(&b[n++], 0, sizeof *b); /* too big or size unknown: streamed */
     *ret_n = n;
     return rc;
 }
 
 /* Verify one listed object (prefetched or streamed) and hand out its ops. */
-static ss_rc walk_one(ss_folder *f, eng_walk *w, eng_walk_txn *t, const fetched *p,
+static ss_rc walk_one(ss_folder *f, eng_walk *w, eng_walk_txn *t, const eng_fetched *p,
                       uint8_t chain[32], int *ret_stop, ss_err *err)
 {
     uint8_t next[32];
@@ -134,61 +126,139 @@ static ss_rc walk_one(ss_folder *f, eng_walk *w, eng_walk_txn *t, const fetched 
     return rc;
 }
 
+/* Hand out checkpoints/<seq> (verified whole first) as the walk's first "transaction". */
+static ss_rc walk_cp(ss_folder *f, eng_walk *w, uint64_t seq, uint64_t size, uint8_t chain[32],
+                     int *ret_stop, ss_err *err)
+{
+    eng_walk_txn t = {.seq = seq, .object_size = size, .checkpoint = 1};
+    uint64_t time_ns = 0;
+    int fd = -1; /* owned */
+    ss_rc rc = eng_fetch_checkpoint(f, seq, &fd, chain, &time_ns, err);
+    *ret_stop = 0;
+    if (!rc && w->cp_ok && !w->cp_ok(w->ctx, seq, time_ns))
+        rc = SS_ERR_NOT_FOUND; /* not this one */
+    if (!rc) rc = hand_out(f, w, fd, &t, ret_stop, err);
+    if (!rc) w->start = w->last = seq;
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/*
+ * Where the walk starts (H1 with checkpoints): the newest checkpoint at or
+ * before upto that cp_ok accepts (ENG_FROM_NEWEST), else log/1; or log/1, and
+ * the oldest checkpoint when gc took log/1 (ENG_FROM_FIRST). A checkpoint
+ * that fails verification makes way for an older one (ENG_FROM_NEWEST).
+ */
+static ss_rc walk_start(ss_folder *f, eng_walk *w, const eng_log_list *cps, eng_log_list *l,
+                        uint8_t chain[32], int *ret_stop, ss_err *err)
+{
+    ss_err bad = {{0}}; /* a checkpoint that failed verification: said if nothing else serves */
+    ss_rc rc = SS_ERR_NOT_FOUND, bad_rc = SS_OK;
+    *ret_stop = 0;
+    for (size_t j = cps->n; w->from == ENG_FROM_NEWEST && j-- > 0 && rc;) {
+        if (w->upto && cps->seqs[j] > w->upto) continue;
+        rc = walk_cp(f, w, cps->seqs[j], cps->sizes[j], chain, ret_stop, &bad);
+        if (rc == SS_ERR_INTEGRITY)
+            bad_rc = rc;
+        else if (rc && rc != SS_ERR_NOT_FOUND)
+            return ss_fail(err, rc, "%s", bad.msg);
+    }
+    if (!rc) return SS_OK;
+    memset(chain, 0, 32);
+    if ((rc = eng_list_log_after(f, 0, l, NULL)) && rc != SS_ERR_INTEGRITY)
+        return ss_fail(err, rc, "list the log: %s", ss_strerror(rc));
+    if ((l->n && l->seqs[0] == 1) || !cps->n) return SS_OK;
+    /* gc took log/1: a state before the oldest checkpoint is gone */
+    if (bad_rc) return ss_fail(err, bad_rc, "%s", bad.msg);
+    if (w->upto && w->upto < cps->seqs[0])
+        return ss_fail(err, SS_ERR_NOT_FOUND,
+                       "sequence %" PRIu64 " is no longer kept: gc removed what came before "
+                       "checkpoints/%020" PRIu64,
+                       w->upto, cps->seqs[0]);
+    if (w->from == ENG_FROM_NEWEST)
+        return ss_fail(err, SS_ERR_NOT_FOUND,
+                       "that state is no longer kept: gc removed what came before "
+                       "checkpoints/%020" PRIu64,
+                       cps->seqs[0]);
+    if ((rc = walk_cp(f, w, cps->seqs[0], cps->sizes[0], chain, ret_stop, err))) {
+        w->broken = 1;
+        snprintf(w->broken_key, sizeof w->broken_key, SS_KEY_CHECKPOINT_FMT, cps->seqs[0]);
+        return rc;
+    }
+    eng_log_list_free(l);
+    return SS_OK;
+}
+
+/* A checkpoint after the start, reached by the walk: verify can compare what it records. */
+static void reached(eng_walk *w, const eng_log_list *cps, size_t *j, uint64_t seq,
+                    const uint8_t chain[32])
+{
+    while (*j < cps->n && cps->seqs[*j] <= seq) {
+        if (cps->seqs[*j] == seq && seq > w->start && w->cp_check) w->cp_check(w->ctx, seq, chain);
+        (*j)++;
+    }
+}
+
 ss_rc eng_walk_log(ss_folder *f, eng_walk *w, ss_err *err)
 {
-    eng_log_list l = {0}; /* owned */
-    ss_xfer *x = NULL;    /* owned */
-    fetched *b = NULL;    /* owned, with each buf */
+    eng_log_list l = {0}, cps = {0}; /* owned */
+    ss_xfer *x = NULL;               /* owned */
+    eng_fetched *b = NULL;           /* owned, with each buf */
     uint8_t chain[32] = {0};
-    ss_err list_err = {{0}};
-    size_t run = 0, end;
-    ss_rc list_rc, rc = SS_OK;
+    size_t run = 0, end, j = 0;
+    ss_rc rc = SS_OK;
     int stop = 0;
-    w->head = w->last = 0;
+    w->head = w->last = w->start = 0;
     w->broken = 0;
     w->broken_key[0] = '\0';
-    list_rc = eng_list_log(f, 0, &l, &list_err);
-    if (list_rc && list_rc != SS_ERR_INTEGRITY) {
-        rc = list_rc;
-        if (err) *err = list_err;
+    if ((rc = eng_list_checkpoints(f, &cps, err)) ||
+        (rc = walk_start(f, w, &cps, &l, chain, &stop, err)) || stop)
+        goto out;
+    if (w->start && (rc = eng_list_log_after(f, w->start, &l, NULL)) && rc != SS_ERR_INTEGRITY) {
+        rc = ss_fail(err, rc, "list the log: %s", ss_strerror(rc));
         goto out;
     }
-    while (run < l.n && l.seqs[run] == run + 1)
+    rc = SS_OK;
+    while (run < l.n && l.seqs[run] == w->start + run + 1)
         run++; /* the listing's gap-free start: all that can be verified */
-    w->head = l.n ? l.seqs[l.n - 1] : 0;
-    if (!list_rc && w->upto > w->head) {
+    w->head = l.n ? l.seqs[l.n - 1] : w->start;
+    if (run == l.n && !l.bad && w->upto > w->head) {
         rc = ss_fail(err, SS_ERR_NOT_FOUND,
                      "there is no sequence %" PRIu64 ": the newest is %" PRIu64, w->upto, w->head);
         goto out;
     }
-    end = w->upto && w->upto < run ? (size_t)w->upto : run;
+    end = w->upto && w->upto - w->start < run ? (size_t)(w->upto - w->start) : run;
     if (end && ((rc = ss_xfer_new(f->store, &x, err)) ||
-                (!(b = calloc(PREFETCH_MAX, sizeof *b)) &&
+                (!(b = calloc(ENG_PREFETCH_MAX, sizeof *b)) &&
                  (rc = ss_fail(err, SS_ERR_NOMEM, "out of memory")))))
         goto out;
     for (size_t i = 0; i < end && !rc && !stop;) {
         size_t n = 0, k;
-        rc = prefetch(x, &l, i, end, b, &n, err);
+        rc = eng_prefetch(x, &l, i, end, b, &n, err);
         for (k = 0; k < n && !rc && !stop; k++, i++) {
             eng_walk_txn t = {.seq = l.seqs[i], .object_size = l.sizes[i]};
-            rc = walk_one(f, w, &t, &b[k], chain, &stop, err);
+            if (!(rc = walk_one(f, w, &t, &b[k], chain, &stop, err)) && !stop)
+                reached(w, &cps, &j, t.seq, chain);
         }
         for (k = 0; k < n; k++)
             free(b[k].buf);
     }
-    if (!rc && !stop && list_rc && (!w->upto || w->upto > run)) {
-        rc = list_rc;
-        if (err) *err = list_err;
+    if (!rc && !stop && (run < l.n || l.bad) && (!w->upto || w->upto > w->start + run)) {
         w->broken = 1;
-        if (l.bad)
+        if (l.bad == 1) {
             snprintf(w->broken_key, sizeof w->broken_key, "%s", l.bad_key);
-        else
-            snprintf(w->broken_key, sizeof w->broken_key, SS_KEY_LOG_FMT, (uint64_t)run + 1);
+            rc = ss_fail(err, SS_ERR_INTEGRITY, "unexpected object %s in the log", l.bad_key);
+        } else {
+            snprintf(w->broken_key, sizeof w->broken_key, SS_KEY_LOG_FMT, w->start + run + 1);
+            rc = ss_fail(err, SS_ERR_INTEGRITY, "%s is missing: the sequence has a gap",
+                         w->broken_key);
+        }
     }
 out:
     free(b);
     ss_xfer_free(x);
     eng_log_list_free(&l);
+    eng_log_list_free(&cps);
     return rc;
 }
 
@@ -307,7 +377,7 @@ nomem:
 
 static const char log_schema[] =
     "CREATE TABLE txn(seq INTEGER PRIMARY KEY, time INTEGER, device TEXT, upserts INTEGER,"
-    "  deletes INTEGER, bytes INTEGER, obj INTEGER);"
+    "  deletes INTEGER, bytes INTEGER, obj INTEGER, cp INTEGER);"
     "CREATE TABLE path(seq INTEGER, path TEXT, del INTEGER);"
     "CREATE INDEX path_seq ON path(seq);";
 
@@ -368,6 +438,7 @@ static ss_rc log_done(void *ctx, const eng_walk_txn *t, ss_err *err)
     sqlite3_bind_int64(q, 5, (sqlite3_int64)l->deletes);
     sqlite3_bind_int64(q, 6, (sqlite3_int64)l->bytes);
     sqlite3_bind_int64(q, 7, (sqlite3_int64)t->object_size);
+    sqlite3_bind_int(q, 8, t->checkpoint);
     return step_done(l->db, q, "add a transaction", err);
 }
 
@@ -411,7 +482,7 @@ static ss_rc log_emit(logw *l, ss_log_fn fn, void *ctx, ss_err *err)
     ss_rc rc = SS_OK;
     int r;
     if (sqlite3_prepare_v2(l->db,
-                           "SELECT seq, time, device, upserts, deletes, bytes, obj FROM txn "
+                           "SELECT seq, time, device, upserts, deletes, bytes, obj, cp FROM txn "
                            "ORDER BY seq DESC",
                            -1, &q, NULL) ||
         sqlite3_prepare_v2(l->db, "SELECT path, del FROM path WHERE seq = ?1 ORDER BY rowid", -1,
@@ -429,6 +500,7 @@ static ss_rc log_emit(logw *l, ss_log_fn fn, void *ctx, ss_err *err)
             .deletes = (uint64_t)sqlite3_column_int64(q, 4),
             .bytes = (uint64_t)sqlite3_column_int64(q, 5),
             .object_bytes = (uint64_t)sqlite3_column_int64(q, 6),
+            .checkpoint = sqlite3_column_int(q, 7),
         };
         if (l->filter && (rc = log_paths(l, qp, e.seq, &paths, &e.n_paths, err))) break;
         e.paths = paths;
@@ -458,7 +530,7 @@ ss_rc ss_log(ss_folder *f, const char *path, ss_log_fn fn, void *ctx, ss_stats *
     ss_rc rc;
     l.filter_len = l.filter ? strlen(l.filter) : 0;
     if ((rc = eng_tempdb_open(log_schema, &l.db, err))) return rc;
-    if (sqlite3_prepare_v2(l.db, "INSERT INTO txn VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", -1,
+    if (sqlite3_prepare_v2(l.db, "INSERT INTO txn VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", -1,
                            &l.add_txn, NULL) ||
         sqlite3_prepare_v2(l.db, "INSERT INTO path VALUES (?1, ?2, ?3)", -1, &l.add_path, NULL))
         rc = eng_tempdb_fail(l.db, "prepare", err);
@@ -482,6 +554,7 @@ typedef struct verifyw {
     ss_folder *f;
     sqlite3 *db;
     sqlite3_stmt *add;
+    eng_replay *rp; /* the state the walk replays, for each later checkpoint */
     ss_problem_fn fn;
     void *ctx;
     ss_verify_report *rep;
@@ -504,21 +577,28 @@ static void problem(verifyw *v, const char *key, const char *msg)
     if (v->fn) v->fn(v->ctx, key, named);
 }
 
+/* Replay every op (later checkpoints are compared with it); with --data, note its chunks. */
 static ss_rc verify_op(void *ctx, const eng_walk_txn *t, ss_txn_reader *r, const ss_txn_entry *e,
                        ss_err *err)
 {
     verifyw *v = ctx;
+    const eng_body *b;
+    const char *pack;
+    size_t pos = 0, pack_len;
     ss_chunk_ref ref;
-    ss_rc rc = SS_OK;
-    while (!rc && ss_txn_chunks_left(r) && !(rc = ss_txn_next_chunk(r, &ref, err))) {
-        sqlite3_bind_text(v->add, 1, t->h->pack_keys[ref.pack], -1, SQLITE_STATIC);
+    ss_rc rc = eng_replay_op(v->rp, t->h, r, e, err);
+    if (rc || !v->db || e->type != SS_TXN_UPSERT || e->kind != SS_TXN_FILE ||
+        e->storage != SS_TXN_CHUNKS)
+        return rc;
+    b = eng_replay_body(v->rp);
+    while (!rc && eng_body_next(b->p, b->len, &pos, &pack, &pack_len, &ref)) {
+        sqlite3_bind_text(v->add, 1, pack, (int)pack_len, SQLITE_STATIC);
         sqlite3_bind_int64(v->add, 2, (sqlite3_int64)ref.offset);
         sqlite3_bind_int64(v->add, 3, ref.sealed_len);
         sqlite3_bind_int64(v->add, 4, ref.plain_len);
         sqlite3_bind_blob(v->add, 5, ref.id, sizeof ref.id, SQLITE_STATIC);
         rc = step_done(v->db, v->add, "add a chunk", err);
     }
-    (void)e;
     return rc;
 }
 
@@ -591,14 +671,44 @@ static ss_rc verify_data(verifyw *v, ss_err *err)
     return rc;
 }
 
+/* A later checkpoint must verify, record the walked chain and hold the replayed state. */
+static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[32])
+{
+    verifyw *v = ctx;
+    char key[SS_KEY_NAME_MAX], msg[SS_KEY_NAME_MAX + 4200];
+    char *diff = NULL; /* owned */
+    uint8_t recorded[32];
+    ss_err e = {{0}};
+    int fd = -1; /* owned */
+    ss_rc rc = eng_fetch_checkpoint(v->f, seq, &fd, recorded, NULL, &e);
+    snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
+    if (!rc && sodium_memcmp(recorded, chain, 32))
+        problem(v, key, "records another chain value than the log holds at its sequence");
+    else if (!rc && (rc = eng_replay_compare(v->f, v->rp, fd, seq, &diff, &e)) == SS_OK && diff) {
+        snprintf(msg, sizeof msg,
+                 "does not hold the state the log replays to at %" PRIu64
+                 " (first difference: %.4096s)",
+                 seq, diff);
+        problem(v, key, msg);
+    } else if (!rc)
+        v->rep->checked_checkpoints++;
+    if (rc == SS_ERR_INTEGRITY || rc == SS_ERR_NOT_FOUND)
+        problem(v, key, e.msg);
+    else if (rc && !v->hard)
+        v->hard = rc;
+    free(diff);
+    if (fd >= 0) close(fd);
+}
+
 ss_rc ss_verify(ss_folder *f, int data, ss_problem_fn fn, void *ctx, ss_verify_report *ret_report,
                 ss_stats *stats, ss_err *err)
 {
     verifyw v = {.f = f, .fn = fn, .ctx = ctx, .rep = ret_report};
-    eng_walk w = {.op = data ? verify_op : NULL, .ctx = &v};
+    eng_walk w = {.op = verify_op, .cp_check = verify_cp, .ctx = &v};
     ss_err werr = {{0}};
     ss_rc rc;
     memset(ret_report, 0, sizeof *ret_report);
+    if ((rc = eng_replay_new(&v.rp, err))) return rc;
     if (data &&
         ((rc = eng_tempdb_open(verify_schema, &v.db, err)) ||
          (sqlite3_prepare_v2(v.db, "INSERT OR IGNORE INTO chunk VALUES (?1, ?2, ?3, ?4, ?5)", -1,
@@ -607,7 +717,9 @@ ss_rc ss_verify(ss_folder *f, int data, ss_problem_fn fn, void *ctx, ss_verify_r
         goto out;
     rc = eng_walk_log(f, &w, &werr);
     stats->seq = w.head;
-    ret_report->checked_logs = w.last;
+    ret_report->checked_logs = w.last > w.start ? w.last - w.start : 0;
+    if (w.start && w.last >= w.start) ret_report->checked_checkpoints++;
+    if (!rc && v.hard) rc = ss_fail(err, v.hard, "a checkpoint: %s", ss_strerror(v.hard));
     if (rc && w.broken) { /* H2: report it, then check the data of what did verify */
         uint64_t after = w.head > w.last + 1 ? w.head - w.last - 1 : 0;
         char msg[sizeof werr.msg + 128];
@@ -628,6 +740,7 @@ ss_rc ss_verify(ss_folder *f, int data, ss_problem_fn fn, void *ctx, ss_verify_r
 out:
     sqlite3_finalize(v.add);
     sqlite3_close(v.db);
+    eng_replay_free(v.rp);
     stats_from_store(f, stats);
     return rc;
 }

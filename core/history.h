@@ -4,11 +4,11 @@
  * at a sequence or a time (ss_restore).
  *
  * Every log object read is verified exactly as pull verifies it: its frame
- * and the hash chain from log/1, then every op decoded, before anything of
- * it is used. So each of these commands reads every log object from log/1
- * up to the sequence it needs (restore stops there): its cost grows with the
- * length of the history, not with the folder. Checkpoints (issue 6, later)
- * will let them start from the newest checkpoint at or before that sequence.
+ * and the hash chain, then every op decoded, before anything of it is used.
+ * restore starts from the newest checkpoint at or before the sequence it
+ * needs (checkpoint.h) and reads the log objects after it; log and verify
+ * read every log object from log/1, or, once gc took log/1, from the oldest
+ * retained checkpoint.
  *
  * Memory stays bounded: what a command collects (transaction summaries,
  * chunk locations, the entries under a restored path) lives in a temporary
@@ -36,6 +36,7 @@ typedef struct ss_log_entry {
     uint64_t upserts, deletes;
     uint64_t bytes;           /* sum of the sizes of the files it upserted */
     uint64_t object_bytes;    /* size of log/<seq> in the store */
+    int checkpoint; /* the oldest retained state, checkpoints/<seq> (gc took what came before) */
     const ss_log_path *paths; /* with a path filter: the touched paths under it, in path order */
     size_t n_paths;
 } ss_log_entry;
@@ -55,14 +56,17 @@ typedef void (*ss_problem_fn)(void *ctx, const char *key, const char *msg);
 
 typedef struct ss_verify_report {
     uint64_t checked_logs;   /* log objects that verified */
+    uint64_t checked_checkpoints; /* checkpoints that verified (and matched the chain) */
     uint64_t checked_chunks; /* distinct chunks fetched and verified (data) */
     uint64_t problems;       /* each also told to the problem callback */
     uint64_t unchecked_logs; /* after a broken link of the chain: not verifiable */
 } ss_verify_report;
 
 /*
- * Walk the chain from log/1 to the newest log object, verifying each (frame,
- * chain, every op); with data, also every chunk any of them references
+ * Walk the chain from log/1 (after gc: from the oldest retained checkpoint)
+ * to the newest log object, verifying each (frame, chain, every op) and each
+ * later checkpoint (it verifies and records the walked chain value); with
+ * data, also every chunk any of them references
  * (ranged GET, decrypt, id; each distinct chunk once). Problems are reported
  * one by one and do not stop the check, but a log object that fails ends the
  * chain walk: nothing after it can be verified. Returns SS_OK when the check

@@ -57,17 +57,22 @@ nomem:
     return ss_fail(err, SS_ERR_NOMEM, "ignore patterns: out of memory");
 }
 
-ss_rc ss_ignore_load(const char *root, ss_ignore **ret_ign, ss_err *err)
+ss_rc ss_ignore_load(const char *root, const char *file, ss_ignore **ret_ign, ss_err *err)
 {
     char *path = NULL, *text = NULL;
     size_t len = 0;
     FILE *f = NULL;
     ss_rc rc;
     *ret_ign = NULL;
-    if (asprintf(&path, "%s/.s3syncignore", root) < 0) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if ((file && file[0] == '/'
+             ? asprintf(&path, "%s", file)
+             : asprintf(&path, "%s/%s", root, file ? file : ".s3syncignore")) < 0)
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     f = fopen(path, "re");
-    if (!f && errno != ENOENT) {
-        rc = ss_fail(err, SS_ERR_IO, "read %s: %s", path, strerror(errno));
+    if (!f && (errno != ENOENT || file)) {
+        rc = ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "ignore file %s: %s%s",
+                     path, strerror(errno),
+                     file ? " (named by ignore_file: s3sync config set ignore_file PATH)" : "");
         free(path);
         return rc;
     }

@@ -14,8 +14,12 @@
 
 typedef struct ss_ignore ss_ignore;
 
-/* Read DIR/.s3syncignore; a missing file yields an empty set. */
-ss_rc ss_ignore_load(const char *root, ss_ignore **ret_ign, ss_err *err);
+/*
+ * Read the patterns of file (relative to root, or absolute; NULL:
+ * .s3syncignore). A missing .s3syncignore yields an empty set; a missing
+ * file named otherwise is an error (the folder's config, ignore_file, names it).
+ */
+ss_rc ss_ignore_load(const char *root, const char *file, ss_ignore **ret_ign, ss_err *err);
 /* Parse patterns from a string (tests; ss_ignore_load uses it). */
 ss_rc ss_ignore_parse(const char *text, ss_ignore **ret_ign, ss_err *err);
 void ss_ignore_free(ss_ignore *ign);

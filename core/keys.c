@@ -23,6 +23,8 @@ _Static_assert(SS_KEYFILE_SEALED_BYTES ==
 _Static_assert(SS_KEYFILE_OFF_SEALED + SS_KEYFILE_SEALED_BYTES == SS_KEYFILE_BYTES, "key file");
 _Static_assert(SS_CONFIG_OFF_MAC + SS_CONFIG_MAC_BYTES == SS_CONFIG_BYTES, "config size");
 _Static_assert(SS_CONFIG_CHUNK_MAX_LIMIT == SS_CHUNKER_MAX_LIMIT, "chunker and format agree");
+_Static_assert(SS_FINGERPRINT_BYTES >= crypto_generichash_BYTES_MIN, "fingerprint size");
+_Static_assert(SS_KDF_MEMLIMIT_MAX / 1024 <= UINT32_MAX, "KDF floor fits the config's u32 KiB");
 
 struct ss_keys {
     uint8_t master[SS_MASTER_KEY_BYTES];
@@ -126,6 +128,62 @@ const uint8_t *ss_keys_subkey(const ss_keys *keys, ss_subkey id)
 const uint8_t *ss_keys_repo_id(const ss_keys *keys)
 {
     return keys->repo_id;
+}
+
+/* ---- fingerprint ---- */
+
+void ss_keys_fingerprint(const ss_keys *keys, uint8_t out[SS_FINGERPRINT_BYTES])
+{
+    crypto_generichash_state h;
+
+    crypto_generichash_init(&h, keys->subkeys[SS_SUBKEY_FINGERPRINT - 1], SS_SUBKEY_BYTES,
+                            SS_FINGERPRINT_BYTES);
+    crypto_generichash_update(&h, (const uint8_t *)SS_FINGERPRINT_LABEL,
+                              sizeof SS_FINGERPRINT_LABEL - 1);
+    crypto_generichash_update(&h, keys->repo_id, SS_REPO_ID_BYTES);
+    crypto_generichash_final(&h, out, SS_FINGERPRINT_BYTES);
+}
+
+void ss_fingerprint_text(const uint8_t fp[SS_FINGERPRINT_BYTES], char out[SS_FINGERPRINT_TEXT])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (size_t i = 0; i < SS_FINGERPRINT_BYTES; i++) {
+        if (i && i % 2 == 0) out[o++] = '-';
+        out[o++] = hex[fp[i] >> 4];
+        out[o++] = hex[fp[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+ss_rc ss_fingerprint_parse(const char *text, uint8_t out[SS_FINGERPRINT_BYTES], ss_err *err)
+{
+    size_t n = 0;
+    int half = -1;
+
+    memset(out, 0, SS_FINGERPRINT_BYTES);
+    for (const char *p = text ? text : ""; *p; p++) {
+        char c = *p;
+        int v = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (v < 0 && strchr("-: \t\r\n", c)) continue; /* as pasted, newline and all */
+        if (v < 0 || n == SS_FINGERPRINT_BYTES) break;
+        if (half < 0) {
+            half = v;
+        } else {
+            out[n++] = (uint8_t)(half << 4 | v);
+            half = -1;
+        }
+        if (!p[1] && n == SS_FINGERPRINT_BYTES) return SS_OK;
+        if (n == SS_FINGERPRINT_BYTES && !p[strspn(p + 1, "-: \t\r\n") + 1]) return SS_OK;
+    }
+    memset(out, 0, SS_FINGERPRINT_BYTES);
+    return ss_fail(err, SS_ERR_INVALID,
+                   "fingerprint '%.60s' is not %d hex digits (as s3sync key fingerprint shows it)",
+                   text ? text : "", 2 * SS_FINGERPRINT_BYTES);
 }
 
 /* ---- key files ---- */
@@ -251,8 +309,11 @@ ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_R
     if (memcmp(buf + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4) != 0)
         return ss_fail(err, SS_ERR_INTEGRITY, "key file: bad magic, not an s3sync key file");
     if (buf[SS_KEYFILE_OFF_VERSION] != SS_FORMAT_VERSION)
-        return ss_fail(err, SS_ERR_INTEGRITY, "key file: format version %u, expected %u",
-                       buf[SS_KEYFILE_OFF_VERSION], SS_FORMAT_VERSION);
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: format version %u, %s",
+                       buf[SS_KEYFILE_OFF_VERSION],
+                       buf[SS_KEYFILE_OFF_VERSION] < SS_FORMAT_VERSION
+                           ? "older than this s3sync accepts (1): refusing a downgrade"
+                           : "newer than this s3sync reads (1): upgrade s3sync");
     if (buf[SS_KEYFILE_OFF_ALG] != SS_KEYFILE_ALG_ARGON2ID13)
         return ss_fail(err, SS_ERR_INTEGRITY, "key file: unknown KDF algorithm %u",
                        buf[SS_KEYFILE_OFF_ALG]);
@@ -297,7 +358,31 @@ fail:
     return rc;
 }
 
+ss_rc ss_keyfile_limits(const uint8_t *buf, size_t len, ss_kdf_limits *ret_limits, ss_err *err)
+{
+    memset(ret_limits, 0, sizeof *ret_limits);
+    if (!buf || len != SS_KEYFILE_BYTES)
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: %zu bytes, expected %u", len,
+                       SS_KEYFILE_BYTES);
+    ret_limits->opslimit = get_le64(buf + SS_KEYFILE_OFF_OPSLIMIT);
+    ret_limits->memlimit = get_le64(buf + SS_KEYFILE_OFF_MEMLIMIT);
+    return SS_OK;
+}
+
 /* ---- config ---- */
+
+ss_rc ss_config_check_kdf(const ss_config *cfg, const ss_kdf_limits *lim, const char *what,
+                          ss_err *err)
+{
+    if (lim->opslimit >= cfg->kdf_min.opslimit && lim->memlimit >= cfg->kdf_min.memlimit)
+        return SS_OK;
+    return ss_fail(err, SS_ERR_INTEGRITY,
+                   "%s asks for weaker KDF limits (opslimit %llu, memlimit %llu) than this "
+                   "repository's minimum in config (%llu, %llu): refusing a downgrade",
+                   what, (unsigned long long)lim->opslimit, (unsigned long long)lim->memlimit,
+                   (unsigned long long)cfg->kdf_min.opslimit,
+                   (unsigned long long)cfg->kdf_min.memlimit);
+}
 
 void ss_config_init(ss_config *cfg, const ss_keys *keys, uint64_t created)
 {
@@ -308,6 +393,8 @@ void ss_config_init(ss_config *cfg, const ss_keys *keys, uint64_t created)
     cfg->inline_limit = SS_CONFIG_DEFAULT_INLINE_LIMIT;
     cfg->zstd_level = SS_CONFIG_DEFAULT_ZSTD_LEVEL;
     cfg->created = created;
+    cfg->kdf_min.opslimit = SS_KDF_OPSLIMIT_MIN;
+    cfg->kdf_min.memlimit = SS_KDF_MEMLIMIT_MIN;
 }
 
 /* The field rules of FORMAT.md; rc says whose fault a violation is. */
@@ -316,8 +403,18 @@ static ss_rc config_check(const ss_config *c, ss_rc rc, ss_err *err)
     const ss_chunker_params *p = &c->chunker;
 
     if (c->version != SS_FORMAT_VERSION)
-        return ss_fail(err, rc, "config: format version %u, expected %u", c->version,
-                       SS_FORMAT_VERSION);
+        return ss_fail(err, rc, "config: format version %u, %s", c->version,
+                       c->version < SS_FORMAT_VERSION
+                           ? "older than this s3sync accepts (1): refusing a downgrade"
+                           : "newer than this s3sync reads (1): upgrade s3sync");
+    if (limits_weak(c->kdf_min.opslimit, c->kdf_min.memlimit) ||
+        limits_huge(c->kdf_min.opslimit, c->kdf_min.memlimit) || c->kdf_min.memlimit % 1024)
+        return ss_fail(err, rc,
+                       "config: KDF minimum opslimit %llu, memlimit %llu is outside [%u, %u] x "
+                       "[%llu, %llu] KiB-aligned (a weaker one would be a downgrade)",
+                       (unsigned long long)c->kdf_min.opslimit,
+                       (unsigned long long)c->kdf_min.memlimit, SS_KDF_OPSLIMIT_MIN,
+                       SS_KDF_OPSLIMIT_MAX, SS_KDF_MEMLIMIT_MIN, SS_KDF_MEMLIMIT_MAX);
     if (p->min_size < SS_CONFIG_CHUNK_MIN_LIMIT || p->avg_size < SS_CONFIG_CHUNK_AVG_LOW ||
         (p->avg_size & (p->avg_size - 1)) != 0 || !(p->min_size < p->avg_size) ||
         !(p->avg_size < p->max_size) || p->max_size > SS_CONFIG_CHUNK_MAX_LIMIT)
@@ -354,6 +451,8 @@ ss_rc ss_config_encode(const ss_keys *keys, const ss_config *cfg, uint8_t out[SS
         return ss_fail(err, SS_ERR_INVALID, "config: repository id differs from the keys'");
     memcpy(b + SS_CONFIG_OFF_MAGIC, SS_CONFIG_MAGIC, 4);
     b[SS_CONFIG_OFF_VERSION] = cfg->version;
+    b[SS_CONFIG_OFF_SUITE] = SS_SUITE_V1;
+    b[SS_CONFIG_OFF_KDF_ALG] = SS_KEYFILE_ALG_ARGON2ID13;
     memcpy(b + SS_CONFIG_OFF_REPO_ID, cfg->repo_id, SS_REPO_ID_BYTES);
     put_le32(b + SS_CONFIG_OFF_CHUNK_MIN, cfg->chunker.min_size);
     put_le32(b + SS_CONFIG_OFF_CHUNK_AVG, cfg->chunker.avg_size);
@@ -361,6 +460,8 @@ ss_rc ss_config_encode(const ss_keys *keys, const ss_config *cfg, uint8_t out[SS
     put_le32(b + SS_CONFIG_OFF_INLINE_LIMIT, cfg->inline_limit);
     b[SS_CONFIG_OFF_ZSTD_LEVEL] = cfg->zstd_level;
     put_le64(b + SS_CONFIG_OFF_CREATED, cfg->created);
+    put_le32(b + SS_CONFIG_OFF_KDF_MIN_OPS, (uint32_t)cfg->kdf_min.opslimit);
+    put_le32(b + SS_CONFIG_OFF_KDF_MIN_MEM_KIB, (uint32_t)(cfg->kdf_min.memlimit / 1024));
     config_mac(keys, b, b + SS_CONFIG_OFF_MAC);
     memcpy(out, b, SS_CONFIG_BYTES);
     return SS_OK;
@@ -378,10 +479,15 @@ ss_rc ss_config_parse_unverified(const uint8_t *buf, size_t len, ss_config *ret_
                        SS_CONFIG_BYTES);
     if (memcmp(buf + SS_CONFIG_OFF_MAGIC, SS_CONFIG_MAGIC, 4) != 0)
         return ss_fail(err, SS_ERR_INTEGRITY, "config: bad magic, not an s3sync repository");
-    if (!all_zero(buf + SS_CONFIG_OFF_VERSION + 1, 3) ||
-        !all_zero(buf + SS_CONFIG_OFF_ZSTD_LEVEL + 1, 7) ||
-        !all_zero(buf + SS_CONFIG_OFF_CREATED + 8, 8))
+    if (buf[SS_CONFIG_OFF_KDF_ALG + 1] || !all_zero(buf + SS_CONFIG_OFF_ZSTD_LEVEL + 1, 7))
         return ss_fail(err, SS_ERR_INTEGRITY, "config: reserved bytes are not zero");
+    if (buf[SS_CONFIG_OFF_SUITE] != SS_SUITE_V1)
+        return ss_fail(err, SS_ERR_INTEGRITY, "config: cipher suite %u, only %u is known",
+                       buf[SS_CONFIG_OFF_SUITE], SS_SUITE_V1);
+    if (buf[SS_CONFIG_OFF_KDF_ALG] != SS_KEYFILE_ALG_ARGON2ID13)
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "config: KDF algorithm %u, only %u (Argon2id) is known",
+                       buf[SS_CONFIG_OFF_KDF_ALG], SS_KEYFILE_ALG_ARGON2ID13);
     c.version = buf[SS_CONFIG_OFF_VERSION];
     memcpy(c.repo_id, buf + SS_CONFIG_OFF_REPO_ID, SS_REPO_ID_BYTES);
     c.chunker.min_size = get_le32(buf + SS_CONFIG_OFF_CHUNK_MIN);
@@ -390,6 +496,8 @@ ss_rc ss_config_parse_unverified(const uint8_t *buf, size_t len, ss_config *ret_
     c.inline_limit = get_le32(buf + SS_CONFIG_OFF_INLINE_LIMIT);
     c.zstd_level = buf[SS_CONFIG_OFF_ZSTD_LEVEL];
     c.created = get_le64(buf + SS_CONFIG_OFF_CREATED);
+    c.kdf_min.opslimit = get_le32(buf + SS_CONFIG_OFF_KDF_MIN_OPS);
+    c.kdf_min.memlimit = (uint64_t)get_le32(buf + SS_CONFIG_OFF_KDF_MIN_MEM_KIB) * 1024;
     if ((rc = config_check(&c, SS_ERR_INTEGRITY, err)) != SS_OK) return rc;
     *ret_cfg = c;
     return SS_OK;

@@ -36,6 +36,16 @@ const uint8_t *ss_keys_master(const ss_keys *keys);
 const uint8_t *ss_keys_subkey(const ss_keys *keys, ss_subkey id);
 const uint8_t *ss_keys_repo_id(const ss_keys *keys);
 
+/*
+ * Repository fingerprint (FORMAT.md "Repository fingerprint"): binds the
+ * repository id and the master key, so a look-alike repository with keys of
+ * its own has another one. Text form: 8 groups of 4 hex digits.
+ */
+void ss_keys_fingerprint(const ss_keys *keys, uint8_t out[SS_FINGERPRINT_BYTES]);
+void ss_fingerprint_text(const uint8_t fp[SS_FINGERPRINT_BYTES], char out[SS_FINGERPRINT_TEXT]);
+/* Accepts the text form with any '-', ':' or spaces and either case; SS_ERR_INVALID otherwise. */
+ss_rc ss_fingerprint_parse(const char *text, uint8_t out[SS_FINGERPRINT_BYTES], ss_err *err);
+
 /* ---- key files ---- */
 
 typedef struct ss_kdf_limits {
@@ -65,6 +75,9 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
  */
 ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
                       const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err);
+/* The KDF limits a key file states (authenticated only once it opened). SS_ERR_INTEGRITY if short.
+ */
+ss_rc ss_keyfile_limits(const uint8_t *buf, size_t len, ss_kdf_limits *ret_limits, ss_err *err);
 
 /* ---- config ---- */
 
@@ -74,11 +87,20 @@ typedef struct ss_config {
     ss_chunker_params chunker;
     uint32_t inline_limit; /* files up to this size are stored in the transaction */
     uint8_t zstd_level;
-    uint64_t created; /* Unix seconds */
+    uint64_t created;      /* Unix seconds */
+    ss_kdf_limits kdf_min; /* every key file of the repository asks for at least these */
 } ss_config;
 
-/* Defaults of a new repository (chunker: ss_chunker_default). */
+/* Defaults of a new repository (chunker: ss_chunker_default; KDF floor: the format's minimum). */
 void ss_config_init(ss_config *cfg, const ss_keys *keys, uint64_t created);
+
+/*
+ * A key file's limits against the repository's floor: SS_ERR_INTEGRITY when
+ * weaker (a store, or a device that knew the passphrase, swapped in a key file
+ * that is cheaper to brute-force). what names the key file in the message.
+ */
+ss_rc ss_config_check_kdf(const ss_config *cfg, const ss_kdf_limits *lim, const char *what,
+                          ss_err *err);
 
 /* SS_ERR_INVALID when cfg would not parse, or is of another repository than keys. */
 ss_rc ss_config_encode(const ss_keys *keys, const ss_config *cfg, uint8_t out[SS_CONFIG_BYTES],

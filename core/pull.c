@@ -10,7 +10,9 @@
  *       first, so a truncated or altered pack changes nothing either (the
  *       stage costs disk, not memory; a re-run after a crash fetches again).
  *   P2. Transactions apply in sequence order without gaps; the first listed
- *       key must be the watermark's own (else the store was rolled back).
+ *       key must be the watermark's own (else the store was rolled back),
+ *       unless gc removed it and a checkpoint at or after the watermark is
+ *       there to re-base on (pull_log.c: listing, batches, checkpoints).
  *   P3. A file is its old or its new content (fsio's temp + rename), and
  *       the state and watermark of seq commit in one SQLite transaction
  *       after every file of seq is in place: killed anywhere, the next pull
@@ -43,74 +45,6 @@
 #include "seal.h"
 
 #define MAX_TXN_PLAIN (1ull << 36) /* a transaction's plaintext beyond this is refused */
-
-void eng_log_list_free(eng_log_list *l)
-{
-    free(l->seqs);
-    free(l->sizes);
-    memset(l, 0, sizeof *l);
-}
-
-static int collect_log(void *ctx, const char *key, const ss_store_stat *st)
-{
-    eng_log_list *l = ctx;
-    const char *d = key + strlen(SS_KEY_LOG_PREFIX);
-    char *end = NULL;
-    uint64_t seq;
-    seq = strtoull(d, &end, 10);
-    if (strlen(d) != SS_SEQ_DIGITS || *end || !seq) {
-        l->bad = 1;
-        snprintf(l->bad_key, sizeof l->bad_key, "%s", key);
-        return 1;
-    }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        uint64_t *nv = realloc(l->seqs, cap * sizeof *nv);
-        uint64_t *ns = nv ? realloc(l->sizes, cap * sizeof *ns) : NULL;
-        if (nv) l->seqs = nv;
-        if (!ns) {
-            l->bad = 2;
-            return 1;
-        }
-        l->sizes = ns;
-        l->cap = cap;
-    }
-    l->sizes[l->n] = st ? st->size : 0;
-    l->seqs[l->n++] = seq;
-    return 0;
-}
-
-/* Sequences after the watermark; checks P2 on what the store lists. */
-ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err)
-{
-    char after[SS_KEY_NAME_MAX] = "";
-    size_t first = 0;
-    ss_rc rc;
-    if (wm) snprintf(after, sizeof after, SS_KEY_LOG_FMT, wm - 1);
-    rc = ss_store_list(f->store, SS_KEY_LOG_PREFIX, after, collect_log, l, err);
-    if (rc) return rc;
-    if (l->bad == 2) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if (l->bad) return ss_fail(err, SS_ERR_INTEGRITY, "unexpected object %s in the log", l->bad_key);
-    if (wm) {
-        if (!l->n || l->seqs[0] != wm)
-            return ss_fail(err, SS_ERR_INTEGRITY,
-                           "the store no longer holds log/%020" PRIu64 ", which this device "
-                           "applied: it was rolled back or tampered with",
-                           wm);
-        first = 1;
-    }
-    for (size_t i = first; i < l->n; i++)
-        if (l->seqs[i] != wm + 1 + (i - first))
-            return ss_fail(err, SS_ERR_INTEGRITY,
-                           "log/%020" PRIu64 " is missing: the sequence has a gap before %020" PRIu64,
-                           wm + 1 + (i - first), l->seqs[i]);
-    if (first) { /* seqs is NULL when the list is empty */
-        memmove(l->seqs, l->seqs + first, (l->n - first) * sizeof *l->seqs);
-        memmove(l->sizes, l->sizes + first, (l->n - first) * sizeof *l->sizes);
-    }
-    l->n -= first;
-    return SS_OK;
-}
 
 /* --- fetch and verify one transaction (P1) -------------------------------------------- */
 
@@ -211,11 +145,16 @@ ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err)
     const ss_txn_entry *e;
     ss_rc rc = eng_open_txn(f, &src, &rd, seq, &r, err);
     while (!rc && !(rc = ss_txn_next(r, &e, err)) && e) {
-        ss_chunk_ref ref;
-        while (!rc && ss_txn_chunks_left(r)) rc = ss_txn_next_chunk(r, &ref, err);
+        f->prog.files_total++; /* pull's totals grow as each transaction is verified */
+        if (e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE) f->prog.bytes_total += e->size;
+        rc = eng_check_content(f, r, e, err);
     }
     ss_txn_reader_free(r);
     if (rc && rc != SS_ERR_NOMEM && rc != SS_ERR_IO) rc = SS_ERR_INTEGRITY;
+    if (rc == SS_ERR_INTEGRITY && err && !strstr(err->msg, "log/")) { /* name the object */
+        ss_err why = *err;
+        ss_fail(err, rc, "log/%020" PRIu64 ": %s", seq, why.msg);
+    }
     return rc;
 }
 
@@ -241,6 +180,10 @@ typedef struct apply {
     int stage_fd;
     uint64_t stage_off; /* where the current op's data starts in it */
     eng_body body; /* state body of the chunked file being applied */
+    /* A checkpoint applied as a base (join, re-base after gc): per op, 1 when the state holds it. */
+    int base;
+    uint8_t *same;
+    size_t n_ops;
 } apply;
 
 typedef struct local {
@@ -346,6 +289,8 @@ static int is_chunked(const ss_txn_entry *e)
     return e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE && e->storage == SS_TXN_CHUNKS;
 }
 
+static ss_rc note_same(apply *a, const ss_txn_entry *e, ss_err *err);
+
 /* P1 for the data: every chunked file of the transaction, fetched and verified into the stage. */
 static ss_rc stage_data(apply *a, int fd, uint64_t seq, ss_err *err)
 {
@@ -356,6 +301,7 @@ static ss_rc stage_data(apply *a, int fd, uint64_t seq, ss_err *err)
     ss_rc rc = eng_open_txn(a->f, &src, &rd, seq, &a->r, err), wrc;
     a->stage_off = 0;
     while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e) {
+        if (a->base && ((rc = note_same(a, e, err)) || a->same[a->n_ops - 1])) continue;
         if (!is_chunked(e)) continue;
         if (a->stage_fd < 0 && (rc = eng_tmpfile(a->f, &a->stage_fd, err))) break;
         x.out_fd = a->stage_fd;
@@ -387,7 +333,7 @@ static ss_rc copy_staged(apply *a, const ss_txn_entry *e, int out, ss_err *err)
     for (uint64_t done = 0; done < e->size;) {
         size_t want = e->size - done < sizeof buf ? (size_t)(e->size - done) : sizeof buf;
         ssize_t n = pread(a->stage_fd, buf, want, (off_t)(a->stage_off + done));
-        if (n <= 0 || pwrite(out, buf, (size_t)n, (off_t)done) != n)
+        if (n <= 0 || ss_fs_pwrite_all(out, buf, (size_t)n, (off_t)done))
             return ss_fail(err, SS_ERR_IO, "write %s: %s", e->path,
                            n == 0 ? "short stage" : strerror(errno));
         done += (uint64_t)n;
@@ -415,6 +361,9 @@ static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t bo
     memcpy(row.content_id, e->content_id, 32);
     eng_row_set_stat(&row, &st);
     if (a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "pull", e->path);
+    a->f->prog.files_done++;
+    if (e->kind == SS_TXN_FILE && e->storage == SS_TXN_INLINE) a->f->prog.bytes_done += e->size;
+    eng_progress(a->f);
     return ss_state_put(a->f->state, &row, err);
 }
 
@@ -424,7 +373,7 @@ static ss_rc write_file(apply *a, const ss_txn_entry *e, ss_err *err)
     ss_rc rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
     if (rc) return rc;
     if (e->storage == SS_TXN_INLINE) {
-        if (e->size && pwrite(ss_atomic_fd(at), e->inline_data, e->size, 0) != (ssize_t)e->size)
+        if (e->size && ss_fs_pwrite_all(ss_atomic_fd(at), e->inline_data, e->size, 0))
             rc = ss_fail(err, SS_ERR_IO, "write %s: %s", e->path, strerror(errno));
     } else if (!(rc = read_body(a, err))) {
         rc = copy_staged(a, e, ss_atomic_fd(at), err);
@@ -504,11 +453,43 @@ static ss_rc clear_way(apply *a, const char *path, const local *l, int for_delet
     return for_delete ? SS_OK : keep_as_conflict(a, path, err); /* it holds local files */
 }
 
+/*
+ * The length of the first parent of path that is here but no directory, or
+ * 0. eng_check_beneath refused a transaction when the state holds such a
+ * parent, so this one is the user's: a directory replaced by a file or a
+ * symlink since the last sync. Looked for only when look() failed.
+ */
+static size_t blocked_at(apply *a, const char *path)
+{
+    for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
+        char *p = strndup(path, (size_t)(s - path));
+        struct stat st;
+        int r = p ? fstatat(a->f->root_fd, p, &st, AT_SYMLINK_NOFOLLOW) : -1;
+        free(p);
+        if (r) return 0;
+        if (!S_ISDIR(st.st_mode)) return (size_t)(s - path);
+    }
+    return 0;
+}
+
+/* Invariant 4 for a blocked parent: it is kept as a conflict copy, and its directory returns. */
+static ss_rc look_unblocked(apply *a, const char *path, local *l, ss_err *err)
+{
+    ss_rc rc = look(a, path, l, err);
+    size_t n = rc == SS_ERR_IO ? blocked_at(a, path) : 0;
+    char *parent = n ? strndup(path, n) : NULL;
+    if (!n) return rc;
+    if (!parent) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    rc = keep_as_conflict(a, parent, err);
+    free(parent);
+    return rc ? rc : look(a, path, l, err);
+}
+
 static ss_rc apply_upsert(apply *a, const ss_txn_entry *e, ss_err *err)
 {
     local l;
     int same = 0, deferred = 0;
-    ss_rc rc = look(a, e->path, &l, err);
+    ss_rc rc = look_unblocked(a, e->path, &l, err);
     if (rc) return rc;
     if (l.state == L_DIRTY && (rc = same_as_local(a, e, &l, &same, err))) return rc;
     if (same && e->kind != SS_TXN_DIR) { /* already there: a re-run after a crash */
@@ -536,12 +517,17 @@ static ss_rc apply_delete(apply *a, const ss_txn_entry *e, ss_err *err)
     local l;
     int deferred = 0;
     ss_rc rc = look(a, e->path, &l, err);
+    if (rc == SS_ERR_IO && blocked_at(a, e->path)) { /* the user replaced a parent: gone here */
+        rc = SS_OK;
+        l.state = L_ABSENT;
+    }
     if (rc) return rc;
     if (l.state == L_CLEAN || (l.state == L_DIRTY && l.kind == SS_TXN_DIR)) {
         if ((rc = clear_way(a, e->path, &l, 1, &deferred, err)) || deferred) return rc;
         if (!a->kept) a->stats->files++;
         if (!a->kept && a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "delete", e->path);
     }
+    a->f->prog.files_done++;
     /* Modify beats delete: a dirty file stays, and without a row the next push sends it. */
     return ss_state_remove(a->f->state, e->path, err);
 }
@@ -561,6 +547,76 @@ static ss_rc delete_deferred(apply *a, ss_err *err)
     return rc;
 }
 
+/* --- a checkpoint as a base: join, or re-base after gc (FORMAT.md "Reading") ---------- */
+
+/* Record whether the state already holds op e exactly (same kind, mode and content). */
+static ss_rc note_same(apply *a, const ss_txn_entry *e, ss_err *err)
+{
+    ss_state_row row;
+    int found = 0, same = 0;
+    uint8_t *nv = realloc(a->same, a->n_ops + 1);
+    ss_rc rc;
+    if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    a->same = nv;
+    if ((rc = ss_state_lookup(a->f->state, e->path, &row, &found, err))) return rc;
+    if (found && row.kind == (int)e->kind && row.mode == e->mode) {
+        if (e->kind == SS_TXN_FILE) same = !memcmp(row.content_id, e->content_id, 32);
+        else if (e->kind == SS_TXN_SYMLINK)
+            same = row.body_len == e->size && !memcmp(row.body, e->target, e->size);
+        else same = 1;
+    }
+    a->same[a->n_ops++] = (uint8_t)same;
+    return SS_OK;
+}
+
+/*
+ * A path the state holds as the checkpoint does: its chunk refs become the
+ * checkpoint's (gc may have deleted the packs the old refs named, if another
+ * device uploaded the same content elsewhere); its local columns stay.
+ */
+static ss_rc rebase_row(apply *a, const ss_txn_entry *e, ss_err *err)
+{
+    ss_state_row row;
+    int found = 0;
+    ss_rc rc;
+    if (!is_chunked(e)) return SS_OK;
+    if ((rc = read_body(a, err)) || (rc = ss_state_lookup(a->f->state, e->path, &row, &found, err)))
+        return rc;
+    if (!found) return SS_OK;
+    row.body = a->body.p;
+    row.body_len = a->body.len;
+    row.storage = SS_TXN_CHUNKS;
+    return ss_state_put(a->f->state, &row, err);
+}
+
+/* Paths the state holds and the checkpoint does not: deleted, as a delete op would (P4). */
+static ss_rc delete_missing(apply *a, int fd, uint64_t seq, ss_err *err)
+{
+    eng_staged src = {fd, 0};
+    ss_store_reader rd;
+    ss_state_iter *it = NULL; /* owned: a snapshot from before this apply */
+    const ss_state_row *row = NULL;
+    const ss_txn_entry *e = NULL;
+    ss_rc rc = eng_open_txn(a->f, &src, &rd, seq, &a->r, err);
+    if (!rc) rc = ss_state_iter_new(a->f->state, &it, err);
+    if (!rc) rc = ss_state_iter_next(it, &row, err);
+    if (!rc) rc = ss_txn_next(a->r, &e, err);
+    while (!rc && row) {
+        int c = !e ? -1 : ss_path_cmp(row->path, strlen(row->path), e->path, e->path_len);
+        if (c < 0) {
+            ss_txn_entry d = {.type = SS_TXN_DELETE, .path = row->path, .path_len = strlen(row->path)};
+            if (!(rc = apply_delete(a, &d, err))) rc = ss_state_iter_next(it, &row, err);
+        } else {
+            if (!c) rc = ss_state_iter_next(it, &row, err);
+            if (!rc) rc = ss_txn_next(a->r, &e, err);
+        }
+    }
+    ss_state_iter_free(it);
+    ss_txn_reader_free(a->r);
+    a->r = NULL;
+    return rc;
+}
+
 static ss_rc walk_ops(apply *a, int fd, uint64_t seq, ss_err *err)
 {
     eng_staged src = {fd, 0};
@@ -568,7 +624,11 @@ static ss_rc walk_ops(apply *a, int fd, uint64_t seq, ss_err *err)
     const ss_txn_entry *e;
     ss_rc rc = eng_open_txn(a->f, &src, &rd, seq, &a->r, err);
     uint64_t next_off = 0;
-    while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e) {
+    for (size_t i = 0; !rc && !(rc = ss_txn_next(a->r, &e, err)) && e; i++) {
+        if (a->base && a->same[i]) { /* the folder is left alone; the row takes its chunk refs */
+            if (!a->deferred_pass) rc = rebase_row(a, e, err);
+            continue;
+        }
         a->stage_off = next_off; /* the entry's data in the stage, if it has chunks */
         next_off += is_chunked(e) ? e->size : 0;
         if (a->deferred_pass && (e->type == SS_TXN_DELETE || !is_deferred(a, e->path))) continue;
@@ -630,11 +690,11 @@ static ss_rc adopt_txn(apply *a, int fd, uint64_t seq, ss_err *err)
     return rc;
 }
 
-static ss_rc apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
-                       const uint8_t chain[32], ss_err *err)
+ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const uint8_t chain[32],
+                    int base, ss_err *err)
 {
-    apply a = {.f = f, .stats = stats, .stage_fd = -1};
-    int ours = eng_inflight_is(f, seq, chain);
+    apply a = {.f = f, .stats = stats, .stage_fd = -1, .base = base};
+    int ours = !base && eng_inflight_is(f, seq, chain);
     ss_rc rc;
     if ((rc = ss_xfer_new(f->store, &a.xfer, err)) || (rc = ss_state_begin(f->state, err)))
         goto out;
@@ -643,6 +703,7 @@ static ss_rc apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
     } else {
         rc = stage_data(&a, fd, seq, err);
         if (!rc) rc = walk_ops(&a, fd, seq, err);
+        if (!rc && base) rc = delete_missing(&a, fd, seq, err);
     }
     if (!rc && a.n_deferred) {
         a.deferred_pass = 1;
@@ -658,42 +719,9 @@ static ss_rc apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
 out:
     for (size_t i = 0; i < a.n_deferred; i++) free(a.deferred[i].path);
     free(a.deferred);
+    free(a.same);
     if (a.stage_fd >= 0) close(a.stage_fd);
     eng_body_free(&a.body);
     ss_xfer_free(a.xfer);
     return rc;
-}
-
-ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)
-{
-    eng_log_list l = {0};
-    uint8_t chain[32], next[32];
-    uint64_t wm;
-    ss_rc rc;
-    if ((rc = ss_state_watermark(f->state, &wm, chain, err)) || (rc = eng_list_log(f, wm, &l, err)))
-        goto out;
-    for (size_t i = 0; i < l.n && !rc; i++) {
-        int fd = -1;
-        assert(l.seqs[i] == wm + 1); /* P2 */
-        if (!(rc = eng_fetch_txn(f, l.seqs[i], chain, NULL, 0, &fd, next, err)) &&
-            !(rc = eng_check_txn(f, fd, l.seqs[i], err)) &&
-            !(rc = apply_txn(f, stats, fd, l.seqs[i], next, err))) {
-            wm = l.seqs[i];
-            memcpy(chain, next, 32);
-        }
-        if (fd >= 0) close(fd);
-    }
-    stats->seq = wm;
-out:
-    eng_log_list_free(&l);
-    stats->requests = ss_store_counts(f->store)->requests;
-    stats->bytes_up = ss_store_counts(f->store)->bytes_up;
-    stats->bytes_down = ss_store_counts(f->store)->bytes_down;
-    return rc;
-}
-
-ss_rc ss_sync(ss_folder *f, ss_stats *stats, ss_err *err)
-{
-    ss_rc rc = ss_pull(f, stats, err);
-    return rc ? rc : ss_push(f, stats, err);
 }

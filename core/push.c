@@ -23,6 +23,7 @@
 #include "engine.h"
 #include "fault.h"
 #include "frame.h"
+#include "pad.h"
 #include "path.h"
 #include "seal.h"
 #include "spool.h"
@@ -50,6 +51,8 @@ typedef struct push {
     uint32_t n_refs, cap_refs;
     eng_body body;
     uint64_t file_bytes; /* bytes chunked of the file being pushed */
+    int counting; /* diff only counts what would be read, for the progress totals */
+    uint64_t log_bytes; /* size of log/<seq> (the automatic checkpoint rule counts it) */
 } push;
 
 /* --- pack table and packing ------------------------------------------------------- */
@@ -87,6 +90,16 @@ static ss_rc flush_pack(push *p, ss_err *err)
 {
     ss_rc rc;
     if (!p->cur.len) return SS_OK;
+    /* Filler to the pack's size bucket (FORMAT.md "Size padding"): random, like ciphertext. */
+    size_t padded = (size_t)ss_pad_size(p->cur.len - 1);
+    if (padded > p->cur.cap) {
+        uint8_t *np = realloc(p->cur.p, padded);
+        if (!np) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        p->cur.p = np;
+        p->cur.cap = padded;
+    }
+    randombytes_buf(p->cur.p + p->cur.len, padded - p->cur.len);
+    p->cur.len = padded;
     ss_fault_point("push.pack");
     rc = ss_xfer_put(p->xfer, p->packs[p->cur.index], p->cur.p, p->cur.len, SS_PUT_CREATE_ONLY,
                      upload_done, p->cur.p);
@@ -176,6 +189,8 @@ static ss_rc on_file_chunk(void *ctx, const uint8_t *data, size_t len, const uin
         return rc;
     }
     p->file_bytes += len;
+    p->f->prog.bytes_done += len;
+    eng_progress(p->f);
     return add_ref(p, &r, err);
 }
 
@@ -327,6 +342,7 @@ static ss_rc push_delete(push *p, const ss_state_row *row, ss_err *err)
     ss_txn_entry e = {.type = SS_TXN_DELETE, .path = row->path, .path_len = strlen(row->path)};
     ss_rc rc;
     if (ss_ignore_match(p->f->ign, row->path, row->kind == SS_TXN_DIR)) return SS_OK;
+    if (p->counting) return SS_OK;
     if ((rc = ss_spool_put(p->spool, &e, NULL, err))) return rc;
     verbose(p, "delete", row->path);
     return ss_state_remove(p->f->state, row->path, err);
@@ -334,12 +350,26 @@ static ss_rc push_delete(push *p, const ss_state_row *row, ss_err *err)
 
 static ss_rc push_entry(push *p, const ss_scan_entry *se, const ss_state_row *row, ss_err *err)
 {
+    ss_rc rc;
     if (row && eng_stat_matches(row, &se->st)) return SS_OK;
-    switch (se->kind) {
-    case SS_TXN_FILE: return push_file(p, se->path, row, err);
-    case SS_TXN_SYMLINK: return push_symlink(p, se->path, &se->st, row, err);
-    default: return push_dir(p, se->path, &se->st, row, err);
+    if (p->counting) {
+        p->f->prog.files_total++;
+        if (se->kind == SS_TXN_FILE) p->f->prog.bytes_total += (uint64_t)se->st.st_size;
+        return SS_OK;
     }
+    switch (se->kind) {
+    case SS_TXN_FILE: {
+        uint64_t before = p->f->prog.bytes_done; /* inline files are not chunked: count by size */
+        rc = push_file(p, se->path, row, err);
+        p->f->prog.bytes_done = before + (uint64_t)se->st.st_size;
+        break;
+    }
+    case SS_TXN_SYMLINK: rc = push_symlink(p, se->path, &se->st, row, err); break;
+    default: rc = push_dir(p, se->path, &se->st, row, err); break;
+    }
+    p->f->prog.files_done++;
+    eng_progress(p->f);
+    return rc;
 }
 
 /* Merge the scan with the previous state, both in path order. */
@@ -350,7 +380,8 @@ static ss_rc diff(push *p, ss_err *err)
     const ss_scan_entry *e = NULL;
     const ss_state_row *r = NULL;
     ss_rc rc;
-    if ((rc = ss_scan_new(p->f->root, p->f->ign, p->f->hooks.warn, p->f->hooks.ctx, &sc, err)) ||
+    ss_warn_fn warn_fn = p->counting ? NULL : p->f->hooks.warn; /* the real pass warns, once */
+    if ((rc = ss_scan_new(p->f->root, p->f->ign, warn_fn, p->f->hooks.ctx, &sc, err)) ||
         (rc = ss_state_iter_new(p->f->state, &it, err)) || (rc = ss_scan_next(sc, &e, err)) ||
         (rc = ss_state_iter_next(it, &r, err)))
         goto out;
@@ -463,6 +494,7 @@ static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32]
     snprintf(key, sizeof key, SS_KEY_LOG_FMT, p->seq);
     if ((rc = build_object(p, key, prev_chain, &fd, hash, err))) return rc;
     size = lseek(fd, 0, SEEK_END);
+    p->log_bytes = size > 0 ? (uint64_t)size : 0;
     ss_chain_next(ss_repo_keys(p->f->repo), prev_chain, hash, chain);
     /* If the answer is lost, the object may be in the store without the state knowing it. */
     if ((rc = eng_inflight_set(p->f, p->seq, chain, err))) goto out;
@@ -497,6 +529,13 @@ static ss_rc push_once(ss_folder *f, ss_stats *stats, ss_err *err)
     ss_rc rc;
     if ((rc = ss_state_watermark(f->state, &wm, prev, err))) return rc;
     p.seq = wm + 1;
+    f->prog = (ss_progress){.phase = "push"};
+    if (f->hooks.progress) { /* a terminal is watching: count first, so the bar has totals */
+        p.counting = 1;
+        rc = diff(&p, err);
+        p.counting = 0;
+        if (rc) return rc;
+    }
     if ((rc = ss_state_begin(f->state, err))) return rc;
     if ((rc = eng_tmpfile(f, &fd, err)) || (rc = ss_spool_new(fd, &p.spool, err)) ||
         (rc = ss_xfer_new(f->store, &p.xfer, err)) || (rc = diff(&p, err)) ||
@@ -513,6 +552,7 @@ static ss_rc push_once(ss_folder *f, ss_stats *stats, ss_err *err)
     ss_fault_point("push.before-commit");
     if ((rc = ss_state_commit(f->state, err))) goto fail;
     eng_inflight_clear(f);
+    eng_checkpoint_auto(f, p.seq, p.log_bytes);
     stats->seq = p.seq;
     stats->files += ss_spool_count(p.spool);
     goto out;

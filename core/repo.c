@@ -43,18 +43,16 @@ static ss_repo *new_repo(ss_store *store)
     return repo;
 }
 
-static ss_rc put_keyfile(ss_repo *repo, const char *pass, size_t passlen, char ret_id[17],
-                         ss_err *err)
+/* lim: from the environment, at least the repository's floor (checked by the caller). */
+static ss_rc put_keyfile(ss_repo *repo, const char *pass, size_t passlen, const ss_kdf_limits *lim,
+                         char ret_id[17], ss_err *err)
 {
     uint8_t file[SS_KEYFILE_BYTES];
     char key[SS_KEY_NAME_MAX];
-    ss_kdf_limits lim;
     uint64_t id;
     ss_rc rc;
     randombytes_buf(&id, sizeof id);
-    if ((rc = ss_kdf_limits_from_env(&lim, err)) ||
-        (rc = ss_keyfile_seal(repo->keys, pass, passlen, &lim, file, err)))
-        return rc;
+    if ((rc = ss_keyfile_seal(repo->keys, pass, passlen, lim, file, err))) return rc;
     snprintf(key, sizeof key, SS_KEY_KEYFILE_FMT, id);
     rc = ss_store_put(repo->store, key, file, sizeof file, SS_PUT_CREATE_ONLY, err);
     if (!rc && ret_id) snprintf(ret_id, 17, "%016" PRIx64, id);
@@ -67,16 +65,20 @@ ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo 
     ss_repo *repo = NULL;
     uint8_t cfg[SS_CONFIG_BYTES];
     ss_store_stat st;
+    ss_kdf_limits lim;
     ss_rc rc;
     *ret_repo = NULL;
+    if ((rc = ss_kdf_limits_from_env(&lim, err))) return rc;
     rc = ss_store_head(store, SS_KEY_CONFIG, &st, err);
     if (!rc) return ss_fail(err, SS_ERR_EXISTS, "%s already holds a repository", ss_store_url(store));
     if (rc != SS_ERR_NOT_FOUND) return rc;
     if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if ((rc = ss_keys_generate(&repo->keys, err))) goto fail;
     ss_config_init(&repo->cfg, repo->keys, (uint64_t)time(NULL));
+    /* The first key file's limits become the floor no later key file may go below. */
+    repo->cfg.kdf_min = lim;
     /* Key file first: a config without a key would be a repository nobody can open. */
-    if ((rc = put_keyfile(repo, pass, passlen, NULL, err)) ||
+    if ((rc = put_keyfile(repo, pass, passlen, &lim, NULL, err)) ||
         (rc = ss_config_encode(repo->keys, &repo->cfg, cfg, err)) ||
         (rc = ss_store_put(store, SS_KEY_CONFIG, cfg, sizeof cfg, SS_PUT_CREATE_ONLY, err)))
         goto fail;
@@ -133,8 +135,10 @@ static void free_names(key_names *k)
     free(k->v);
 }
 
+/* *ret_limits, *ret_name: the limits and key of the file that opened. */
 static ss_rc try_keyfiles(ss_store *store, const key_names *names, const uint8_t *repo_id,
-                          const char *pass, size_t passlen, ss_keys **ret_keys, ss_err *err)
+                          const char *pass, size_t passlen, ss_keys **ret_keys,
+                          ss_kdf_limits *ret_limits, const char **ret_name, ss_err *err)
 {
     ss_rc rc = SS_ERR_PASSPHRASE;
     for (size_t i = 0; i < names->n && rc == SS_ERR_PASSPHRASE; i++) {
@@ -144,8 +148,10 @@ static ss_rc try_keyfiles(ss_store *store, const key_names *names, const uint8_t
         rc = ss_store_get(store, names->v[i], 0, SS_TO_END, &buf, &len, err);
         if (rc) return rc;
         rc = ss_keyfile_open(buf, len, repo_id, pass, passlen, ret_keys, &e);
+        if (!rc) rc = ss_keyfile_limits(buf, len, ret_limits, &e);
+        *ret_name = names->v[i];
         free(buf);
-        if (rc && rc != SS_ERR_PASSPHRASE) return ss_fail(err, rc, "%s", e.msg);
+        if (rc && rc != SS_ERR_PASSPHRASE) return ss_fail(err, rc, "%s: %s", names->v[i], e.msg);
     }
     if (rc == SS_ERR_PASSPHRASE)
         ss_fail(err, rc, "wrong passphrase: none of the %zu key files of %s opens with it",
@@ -160,6 +166,8 @@ ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **
     uint8_t *cfgbuf = NULL;
     size_t cfglen = 0;
     key_names names = {0};
+    ss_kdf_limits lim;
+    const char *opened = NULL;
     ss_rc rc;
     *ret_repo = NULL;
     if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
@@ -170,8 +178,11 @@ ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **
         rc = ss_fail(err, SS_ERR_INTEGRITY, "%s has a config but no key files", ss_store_url(store));
         goto fail;
     }
-    if ((rc = try_keyfiles(store, &names, repo->cfg.repo_id, pass, passlen, &repo->keys, err)) ||
-        (rc = ss_config_open(repo->keys, cfgbuf, cfglen, &repo->cfg, err)))
+    /* The floor is only trusted once config's MAC verified, so it is checked after the KDF. */
+    if ((rc = try_keyfiles(store, &names, repo->cfg.repo_id, pass, passlen, &repo->keys, &lim,
+                           &opened, err)) ||
+        (rc = ss_config_open(repo->keys, cfgbuf, cfglen, &repo->cfg, err)) ||
+        (rc = ss_config_check_kdf(&repo->cfg, &lim, opened, err)))
         goto fail;
     free(cfgbuf);
     free_names(&names);
@@ -215,8 +226,40 @@ fail:
 ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, char ret_id[17],
                       ss_err *err)
 {
+    ss_kdf_limits lim;
+    ss_rc rc;
     ret_id[0] = '\0';
-    return put_keyfile(repo, pass, passlen, ret_id, err);
+    if ((rc = ss_kdf_limits_from_env(&lim, err))) return rc;
+    if (ss_config_check_kdf(&repo->cfg, &lim, "the new key file", err))
+        return ss_fail(err, SS_ERR_INVALID,
+                       "%s=%s is weaker than this repository's KDF minimum (opslimit %llu, "
+                       "memlimit %llu): choose a stronger setting",
+                       SS_KDF_ENV, getenv(SS_KDF_ENV) ? getenv(SS_KDF_ENV) : "",
+                       (unsigned long long)repo->cfg.kdf_min.opslimit,
+                       (unsigned long long)repo->cfg.kdf_min.memlimit);
+    return put_keyfile(repo, pass, passlen, &lim, ret_id, err);
+}
+
+void ss_repo_fingerprint(const ss_repo *repo, char out[SS_FINGERPRINT_TEXT])
+{
+    uint8_t fp[SS_FINGERPRINT_BYTES];
+    ss_keys_fingerprint(repo->keys, fp);
+    ss_fingerprint_text(fp, out);
+}
+
+ss_rc ss_repo_check_fingerprint(const ss_repo *repo, const char *expected, ss_err *err)
+{
+    uint8_t want[SS_FINGERPRINT_BYTES], have[SS_FINGERPRINT_BYTES];
+    char text[SS_FINGERPRINT_TEXT];
+    ss_rc rc = ss_fingerprint_parse(expected, want, err);
+    if (rc) return rc;
+    ss_keys_fingerprint(repo->keys, have);
+    if (!sodium_memcmp(want, have, sizeof have)) return SS_OK;
+    ss_fingerprint_text(have, text);
+    return ss_fail(err, SS_ERR_INTEGRITY,
+                   "%s holds a repository with fingerprint %s, not the expected %s: refusing "
+                   "to join (the store may have swapped in a repository of its own)",
+                   ss_store_url(repo->store), text, expected);
 }
 
 ss_rc ss_repo_key_list(ss_repo *repo, ss_repo_key_fn fn, void *ctx, ss_err *err)

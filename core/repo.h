@@ -35,11 +35,18 @@ const ss_keys *ss_repo_keys(const ss_repo *repo);
 const ss_config *ss_repo_config(const ss_repo *repo);
 ss_store *ss_repo_store(const ss_repo *repo);
 
-/* Seal the master key under another passphrase; ret_id gets the key file id (16 hex). */
+/*
+ * Seal the master key under another passphrase; ret_id gets the key file id
+ * (16 hex). Limits from $S3SYNC_KDF, refused (SS_ERR_INVALID) below config's floor.
+ */
 ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, char ret_id[17],
                       ss_err *err);
 typedef int (*ss_repo_key_fn)(void *ctx, const char *id);
 ss_rc ss_repo_key_list(ss_repo *repo, ss_repo_key_fn fn, void *ctx, ss_err *err);
+/* The fingerprint (FORMAT.md "Repository fingerprint") as text. */
+void ss_repo_fingerprint(const ss_repo *repo, char out[SS_FINGERPRINT_TEXT]);
+/* SS_ERR_INTEGRITY naming both fingerprints when expected (text form) is not repo's. */
+ss_rc ss_repo_check_fingerprint(const ss_repo *repo, const char *expected, ss_err *err);
 /* Never removes the last key file (SS_ERR_INVALID). */
 ss_rc ss_repo_key_remove(ss_repo *repo, const char *id, ss_err *err);
 

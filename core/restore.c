@@ -2,10 +2,12 @@
  * restore: a file or a directory as it was at a sequence (see history.h).
  *
  * Design notes. Invariants this file keeps:
- *   R1. The state at SEQ is the replay of transactions 1..SEQ, each verified
- *       as pull verifies it (eng_walk_log), kept only for the entries at or
- *       under PATH, in a temporary SQLite table: memory grows neither with
- *       the repository nor with the restored tree.
+ *   R1. The state at SEQ is the replay of transactions C+1..SEQ over the
+ *       newest checkpoint C at or before SEQ (by time: written at or before
+ *       it; none: from log/1), each verified as pull verifies it
+ *       (eng_walk_log), kept only for the entries at or under PATH, in a
+ *       temporary SQLite table: memory grows neither with the repository nor
+ *       with the restored tree.
  *   R2. Nothing that exists is overwritten, and a restore is all or nothing:
  *       the file or tree is written under a temp name beside the destination
  *       (SS_FS_TMP_PREFIX: scans skip it), then renamed to the destination
@@ -16,7 +18,9 @@
  *       Directories stay writable (0700) while being filled and get their
  *       recorded modes last, deepest first.
  *   R4. A path gone at the head, restored without --at, comes back as it was
- *       last: the entries are copied aside each time the path disappears.
+ *       last: the entries are copied aside each time the path disappears
+ *       (walking again from the oldest retained state when the newest
+ *       checkpoint no longer holds it).
  *
  *   walk log/1..SEQ --op under PATH--> table cur (and saved, R4)
  *   --write_tree--> temp name beside DEST: entries in path order, directory
@@ -117,6 +121,14 @@ static ss_rc replay_txn(void *ctx, const eng_walk_txn *t, int *ret_stop, ss_err 
     (void)err;
     *ret_stop = s->o->by_time && (int64_t)(t->h->time_ns / 1000000000u) > s->o->at_time;
     return SS_OK;
+}
+
+/* By time: a checkpoint written at or before the time holds no later transaction. */
+static int cp_in_time(void *ctx, uint64_t seq, uint64_t time_ns)
+{
+    rs *s = ctx;
+    (void)seq;
+    return (int64_t)(time_ns / 1000000000u) <= s->o->at_time;
 }
 
 static ss_rc replay_op(void *ctx, const eng_walk_txn *t, ss_txn_reader *r, const ss_txn_entry *e,
@@ -481,8 +493,12 @@ ss_rc ss_restore(ss_folder *f, const ss_restore_opts *o, ss_restore_result *ret_
                  ss_stats *stats, ss_err *err)
 {
     rs s = {.f = f, .o = o, .path = o->path, .len = strlen(o->path), .pfd = -1, .res = ret_result};
-    eng_walk w = {
-        .upto = o->by_time ? 0 : o->at_seq, .txn = replay_txn, .op = replay_op, .ctx = &s};
+    eng_walk w = {.upto = o->by_time ? 0 : o->at_seq,
+                  .from = ENG_FROM_NEWEST,
+                  .cp_ok = o->by_time ? cp_in_time : NULL,
+                  .txn = replay_txn,
+                  .op = replay_op,
+                  .ctx = &s};
     const char *tbl = "cur";
     uint64_t seq;
     ss_rc rc;
@@ -493,6 +509,14 @@ ss_rc ss_restore(ss_folder *f, const ss_restore_opts *o, ss_restore_result *ret_
         if (sqlite3_prepare_v2(s.db, queries[i], -1, &s.q[i], NULL))
             rc = eng_tempdb_fail(s.db, "prepare", err);
     if (!rc) rc = eng_walk_log(f, &w, err);
+    if (!rc && w.start && !o->at_seq && !o->by_time && !s.saved_seq && !present(&s)) {
+        /* R4 before the newest checkpoint: gone now, so walk from the oldest retained state */
+        w.from = ENG_FROM_FIRST;
+        if (sqlite3_exec(s.db, "DELETE FROM cur; DELETE FROM saved;", NULL, NULL, NULL))
+            rc = eng_tempdb_fail(s.db, "clear", err);
+        s.saved_seq = 0;
+        if (!rc) rc = eng_walk_log(f, &w, err);
+    }
     seq = w.last;
     if (!rc && (!w.last || !present(&s))) {
         if (!o->at_seq && !o->by_time && s.saved_seq) { /* R4: gone now, as it was last */

@@ -122,6 +122,8 @@ int eng_reuse_chunk(eng_reuse *r, const ss_chunk_ref *ref, int out_fd, uint64_t 
     ss_chunk_id(ss_keys_subkey(ss_repo_keys(r->f->repo), SS_SUBKEY_CHUNK_ID), r->buf, w->len, id);
     if (sodium_memcmp(id, ref->id, sizeof id)) return 0;
     if (pwrite(out_fd, r->buf, w->len, (off_t)out_off) != (ssize_t)w->len) return 0;
+    r->f->prog.bytes_done += w->len;
+    eng_progress(r->f);
     return 1;
 }
 

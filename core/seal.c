@@ -1,7 +1,8 @@
 /*
  * seal: one chunk in, one self-contained sealed blob out, and back.
  *
- * Owns the sealed-chunk layout nonce(24) || AEAD(u8 flags || payload). The
+ * Owns the sealed-chunk layout nonce(24) || AEAD(u8 flags || payload || pad),
+ * pad to a size bucket (pad.h) so a chunk's size tells little of its file's. The
  * payload is zstd only when that is strictly smaller, decided by letting zstd
  * write into a buffer one byte shorter than the chunk: incompressible data
  * fails fast there instead of costing a second copy. Decompression trusts no
@@ -17,6 +18,7 @@
 #include <zstd.h>
 
 #include "chunker.h"
+#include "pad.h"
 
 _Static_assert(SS_CHUNK_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce");
 _Static_assert(SS_CHUNK_TAG_BYTES == crypto_aead_xchacha20poly1305_ietf_ABYTES, "tag");
@@ -43,7 +45,7 @@ ss_rc ss_chunk_seal(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
 {
     uint8_t ad[AD_BYTES];
     uint8_t *out = NULL, *body;
-    size_t stored = len;
+    size_t stored = len, padded = 0;
     unsigned long long clen = 0;
     char hex[17];
 
@@ -55,10 +57,11 @@ ss_rc ss_chunk_seal(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
         (level < (int)SS_CONFIG_ZSTD_LEVEL_MIN || level > (int)SS_CONFIG_ZSTD_LEVEL_MAX))
         return ss_fail(err, SS_ERR_INVALID, "chunk %s: zstd level %d is outside %u..%u",
                        id_hex(id, hex), level, SS_CONFIG_ZSTD_LEVEL_MIN, SS_CONFIG_ZSTD_LEVEL_MAX);
-    if (len > SIZE_MAX - SS_CHUNK_SEAL_OVERHEAD)
+    if (len > SS_CONFIG_CHUNK_MAX_LIMIT)
         return ss_fail(err, SS_ERR_INVALID, "chunk %s: too large", id_hex(id, hex));
 
-    out = malloc(SS_CHUNK_SEAL_OVERHEAD + len);
+    /* Room for the raw payload padded: zstd is only kept when smaller. */
+    out = malloc(SS_CHUNK_SEAL_FIXED + ss_pad_size(1 + len));
     if (!out) return ss_fail(err, SS_ERR_NOMEM, "chunk %s: out of memory", id_hex(id, hex));
     body = out + SS_CHUNK_NONCE_BYTES;
     body[0] = 0;
@@ -71,13 +74,19 @@ ss_rc ss_chunk_seal(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
     }
     if (!(body[0] & SS_CHUNK_FLAG_ZSTD) && len) memcpy(body + 1, data, len);
 
+    if (sodium_pad(&padded, body, 1 + stored, (size_t)ss_pad_block(2 + stored),
+                   (size_t)ss_pad_size(1 + stored))) {
+        free(out);
+        return ss_fail(err, SS_ERR_INVALID, "chunk %s: cannot pad %zu bytes", id_hex(id, hex),
+                       1 + stored);
+    }
     randombytes_buf(out, SS_CHUNK_NONCE_BYTES);
     chunk_ad(keys, id, ad);
     /* In place: libsodium allows c == m. */
-    crypto_aead_xchacha20poly1305_ietf_encrypt(body, &clen, body, 1 + stored, ad, sizeof ad, NULL,
-                                               out, ss_keys_subkey(keys, SS_SUBKEY_CHUNK));
+    crypto_aead_xchacha20poly1305_ietf_encrypt(body, &clen, body, padded, ad, sizeof ad, NULL, out,
+                                               ss_keys_subkey(keys, SS_SUBKEY_CHUNK));
     *ret_len = SS_CHUNK_NONCE_BYTES + (size_t)clen;
-    if (*ret_len < SS_CHUNK_SEAL_OVERHEAD + len) {
+    if (*ret_len < SS_CHUNK_SEAL_FIXED + ss_pad_size(1 + len)) {
         uint8_t *shrunk = realloc(out, *ret_len);
         if (shrunk) out = shrunk; /* keeping the larger block is harmless */
     }
@@ -105,15 +114,15 @@ ss_rc ss_chunk_open(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
     const uint8_t *s = sealed;
     uint8_t ad[AD_BYTES], calc[SS_CHUNK_ID_LEN];
     uint8_t *body = NULL, *plain = NULL;
-    size_t body_len = 0, plain_len = 0;
+    size_t body_len = 0, plain_len = 0, unpadded = 0;
     ss_rc rc;
 
     if (ret_buf) *ret_buf = NULL;
     if (ret_len) *ret_len = 0;
     if (!keys || !id || (!sealed && sealed_len) || !ret_buf || !ret_len)
         return ss_fail(err, SS_ERR_INVALID, "chunk open: missing argument");
-    if (sealed_len < SS_CHUNK_SEAL_OVERHEAD)
-        return open_fail(err, id, "shorter than a sealed chunk");
+    if (sealed_len < SS_CHUNK_SEAL_FIXED || !ss_pad_is_bucket(sealed_len - SS_CHUNK_SEAL_FIXED))
+        return open_fail(err, id, "sealed length is not nonce, tag and a size bucket");
 
     body_len = sealed_len - SS_CHUNK_NONCE_BYTES - SS_CHUNK_TAG_BYTES;
     body = malloc(body_len);
@@ -125,13 +134,20 @@ ss_rc ss_chunk_open(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
         rc = open_fail(err, id, "does not authenticate (damaged, or not the chunk of this id)");
         goto fail;
     }
+    /* The marker lies within the last block of the length it pads, at most ss_pad_block(body_len).
+     */
+    if (sodium_unpad(&unpadded, body, body_len, (size_t)ss_pad_block(body_len)) != 0 ||
+        unpadded < 1 || ss_pad_size(unpadded) != body_len) {
+        rc = open_fail(err, id, "padding is not the one its length gets");
+        goto fail;
+    }
     if (body[0] & ~SS_CHUNK_FLAG_ZSTD) {
         rc = open_fail(err, id, "unknown flags");
         goto fail;
     }
 
     const uint8_t *payload = body + 1;
-    size_t n = body_len - 1;
+    size_t n = unpadded - 1;
     if (!(body[0] & SS_CHUNK_FLAG_ZSTD)) {
         if (n > max_plain) {
             rc = open_fail(err, id, "larger than the caller's limit");

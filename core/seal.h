@@ -23,7 +23,8 @@
 /*
  * Seal chunk data whose id (ss_chunk_id with the chunk-id subkey) is id.
  * try_compress: store zstd at level when strictly smaller, else raw (level
- * 1..19). Output is SS_CHUNK_SEAL_OVERHEAD + stored payload bytes.
+ * 1..19). Output is SS_CHUNK_SEAL_FIXED + ss_pad_size(1 + stored payload
+ * bytes) (pad.h). len is at most SS_CONFIG_CHUNK_MAX_LIMIT.
  */
 ss_rc ss_chunk_seal(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], const void *data,
                     size_t len, int try_compress, int level, void **ret_buf, size_t *ret_len,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "path.h"
 
 static const char schema[] =
@@ -21,10 +22,18 @@ static const char schema[] =
     "  size INTEGER NOT NULL, mtime_s INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
     "  ino INTEGER NOT NULL, ctime_s INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,"
     "  content_id BLOB, storage INTEGER NOT NULL, body BLOB) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS chunks(id BLOB PRIMARY KEY, pack TEXT NOT NULL,"
-    "  off INTEGER NOT NULL, sealed INTEGER NOT NULL, plain INTEGER NOT NULL) WITHOUT ROWID;";
+    "CREATE TABLE IF NOT EXISTS chunks(id BLOB NOT NULL, pack TEXT NOT NULL,"
+    "  off INTEGER NOT NULL, sealed INTEGER NOT NULL, plain INTEGER NOT NULL,"
+    "  refs INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(id, pack, off)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS chunks_dead ON chunks(refs) WHERE refs <= 0;";
 
-#define FILE_COLS                                                                              \
+/*
+ * state.db files made before chunks counted their references: the table is
+ * rebuilt from the rows (once), since it may name chunks no row references.
+ */
+static const char old_chunks[] = "SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'refs'";
+
+#define FILE_COLS                                                                                  \
     "path, kind, mode, size, mtime_s, mtime_ns, ino, ctime_s, ctime_ns, content_id, storage, body"
 
 enum {
@@ -36,6 +45,11 @@ enum {
     Q_REMOVE_TREE,
     Q_CHUNK_FIND,
     Q_CHUNK_ADD,
+    Q_CHUNK_REF,
+    Q_CHUNK_UNREF,
+    Q_BODY,
+    Q_BODIES_TREE,
+    Q_PRUNE,
     Q_COUNT
 };
 
@@ -48,9 +62,19 @@ static const char *const queries[Q_COUNT] = {
     [Q_REMOVE] = "DELETE FROM files WHERE path = ?1",
     [Q_REMOVE_TREE] = "DELETE FROM files WHERE path = ?1 OR "
                       "substr(path, 1, length(?1) + 1) = ?1 || '/'",
-    [Q_CHUNK_FIND] = "SELECT pack, off, sealed, plain FROM chunks WHERE id = ?1",
+    /* A live location first; one with no reference is a chunk of this very push. */
+    [Q_CHUNK_FIND] = "SELECT pack, off, sealed, plain FROM chunks WHERE id = ?1 "
+                     "ORDER BY refs DESC LIMIT 1",
     [Q_CHUNK_ADD] = "INSERT OR IGNORE INTO chunks(id, pack, off, sealed, plain) "
                     "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_CHUNK_REF] = "INSERT INTO chunks(id, pack, off, sealed, plain, refs) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, 1) "
+                    "ON CONFLICT(id, pack, off) DO UPDATE SET refs = refs + 1",
+    [Q_CHUNK_UNREF] = "UPDATE chunks SET refs = refs - 1 WHERE id = ?1 AND pack = ?2 AND off = ?3",
+    [Q_BODY] = "SELECT body FROM files WHERE path = ?1 AND storage = 2",
+    [Q_BODIES_TREE] = "SELECT body FROM files WHERE storage = 2 AND (path = ?1 OR "
+                      "substr(path, 1, length(?1) + 1) = ?1 || '/')",
+    [Q_PRUNE] = "DELETE FROM chunks WHERE refs <= 0",
 };
 
 struct ss_state {
@@ -74,7 +98,7 @@ static int path_collate(void *arg, int alen, const void *a, int blen, const void
 static ss_rc db_fail(ss_state *st, sqlite3 *db, ss_err *err, const char *what)
 {
     int code = sqlite3_errcode(db);
-    ss_rc rc = code == SQLITE_NOMEM ? SS_ERR_NOMEM
+    ss_rc rc = code == SQLITE_NOMEM                           ? SS_ERR_NOMEM
                : code == SQLITE_BUSY || code == SQLITE_LOCKED ? SS_ERR_CONFLICT
                                                               : SS_ERR_IO;
     return ss_fail(err, rc, "state %s: %s: %s", st->path, what, sqlite3_errmsg(db));
@@ -101,9 +125,20 @@ static ss_rc open_conn(ss_state *st, int flags, sqlite3 **ret_db, ss_err *err)
     return SS_OK;
 }
 
+static int has_row(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *q = NULL;
+    int r = sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_finalize(q);
+    return r;
+}
+
+static ss_rc recount(ss_state *st, ss_err *err);
+
 ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *err)
 {
     ss_state *st = NULL;
+    int rebuild;
     ss_rc rc;
     *ret_state = NULL;
     st = calloc(1, sizeof *st);
@@ -113,7 +148,10 @@ ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *
     }
     rc = open_conn(st, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), &st->wr, err);
     if (rc) goto fail;
-    if (sqlite3_exec(st->wr, schema, NULL, NULL, NULL) != SQLITE_OK) {
+    rebuild = has_row(st->wr, "SELECT 1 FROM sqlite_master WHERE name = 'chunks'") &&
+              !has_row(st->wr, old_chunks);
+    if ((rebuild && sqlite3_exec(st->wr, "DROP TABLE chunks", NULL, NULL, NULL) != SQLITE_OK) ||
+        sqlite3_exec(st->wr, schema, NULL, NULL, NULL) != SQLITE_OK) {
         rc = db_fail(st, st->wr, err, "create schema");
         goto fail;
     }
@@ -124,6 +162,7 @@ ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *
             rc = db_fail(st, st->wr, err, "prepare");
             goto fail;
         }
+    if (rebuild && (rc = recount(st, err))) goto fail;
     *ret_state = st;
     return SS_OK;
 fail:
@@ -135,7 +174,8 @@ void ss_state_free(ss_state *st)
 {
     if (!st) return;
     if (st->in_txn) ss_state_rollback(st);
-    for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(st->q[i]);
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(st->q[i]);
     sqlite3_close(st->rd);
     sqlite3_close(st->wr);
     free(st->path);
@@ -152,6 +192,10 @@ ss_rc ss_state_begin(ss_state *st, ss_err *err)
 
 ss_rc ss_state_commit(ss_state *st, ss_err *err)
 {
+    sqlite3_stmt *q = st->q[Q_PRUNE];
+    int r = sqlite3_step(q); /* chunks no row references are not reused (FORMAT.md "gc") */
+    sqlite3_reset(q);
+    if (r != SQLITE_DONE) return db_fail(st, st->wr, err, "forget unreferenced chunks");
     if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         return db_fail(st, st->wr, err, "commit");
     st->in_txn = 0;
@@ -287,9 +331,77 @@ ss_rc ss_state_lookup(ss_state *st, const char *path, ss_state_row *ret_row, int
     return r == SQLITE_DONE ? SS_OK : db_fail(st, st->wr, err, "look up a path");
 }
 
+/* Count the chunk references of a chunked row's body up (delta 1) or down (-1). */
+static ss_rc count_refs(ss_state *st, const void *body, size_t len, int delta, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[delta > 0 ? Q_CHUNK_REF : Q_CHUNK_UNREF];
+    const char *pack;
+    size_t pos = 0, pack_len;
+    ss_chunk_ref ref;
+    ss_rc rc = SS_OK;
+    while (!rc && eng_body_next(body, len, &pos, &pack, &pack_len, &ref)) {
+        sqlite3_bind_blob(q, 1, ref.id, 32, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, 2, pack, (int)pack_len, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 3, (sqlite3_int64)ref.offset);
+        if (delta > 0) {
+            sqlite3_bind_int64(q, 4, ref.sealed_len);
+            sqlite3_bind_int64(q, 5, ref.plain_len);
+        }
+        rc = run(st, q, err, "count a chunk reference");
+    }
+    return rc;
+}
+
+/* Count down the references of the rows q (bound already) selects. */
+static ss_rc unref_rows(ss_state *st, sqlite3_stmt *q, ss_err *err)
+{
+    ss_rc rc = SS_OK;
+    int r;
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+        rc = count_refs(st, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), -1, err);
+    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "read a path");
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc;
+}
+
+static ss_rc unref_path(ss_state *st, const char *path, int tree, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[tree ? Q_BODIES_TREE : Q_BODY];
+    sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
+    return unref_rows(st, q, err);
+}
+
+static ss_rc recount(ss_state *st, ss_err *err)
+{
+    sqlite3_stmt *q = NULL; /* owned */
+    ss_rc rc = ss_state_begin(st, err);
+    int r;
+    if (rc) return rc;
+    if (sqlite3_prepare_v2(st->wr, "SELECT body FROM files WHERE storage = 2", -1, &q, NULL))
+        rc = db_fail(st, st->wr, err, "count chunk references");
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+        rc = count_refs(st, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), 1, err);
+    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "count chunk references");
+    sqlite3_finalize(q);
+    if (!rc) rc = ss_state_commit(st, err);
+    if (rc) ss_state_rollback(st);
+    return rc;
+}
+
+/*
+ * The chunks table holds exactly the chunks some row references (with the
+ * count), plus, until commit, those a push sealed: so a push reuses only
+ * chunks of the device's current state, which gc keeps (FORMAT.md "gc").
+ */
 ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_PUT];
+    ss_rc rc;
+    if (row->kind == 1 && row->storage == 2 &&
+        (rc = count_refs(st, row->body, row->body_len, 1, err)))
+        return rc;
+    if ((rc = unref_path(st, row->path, 0, err))) return rc;
     sqlite3_bind_text(q, 1, row->path, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, row->kind);
     sqlite3_bind_int64(q, 3, row->mode);
@@ -315,6 +427,8 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
 ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_REMOVE];
+    ss_rc rc = unref_path(st, path, 0, err);
+    if (rc) return rc;
     sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
     return run(st, q, err, "remove a path");
 }
@@ -322,6 +436,8 @@ ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err)
 ss_rc ss_state_remove_tree(ss_state *st, const char *path, ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_REMOVE_TREE];
+    ss_rc rc = unref_path(st, path, 1, err);
+    if (rc) return rc;
     sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
     return run(st, q, err, "remove a tree");
 }
@@ -361,8 +477,8 @@ void ss_state_iter_free(ss_state_iter *it)
     free(it);
 }
 
-ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc,
-                          int *ret_found, ss_err *err)
+ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc, int *ret_found,
+                          ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_CHUNK_FIND];
     int r;
@@ -371,7 +487,8 @@ ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_
     sqlite3_bind_blob(q, 1, id, 32, SQLITE_STATIC);
     r = sqlite3_step(q);
     if (r == SQLITE_ROW) {
-        snprintf(ret_loc->pack, sizeof ret_loc->pack, "%s", (const char *)sqlite3_column_text(q, 0));
+        snprintf(ret_loc->pack, sizeof ret_loc->pack, "%s",
+                 (const char *)sqlite3_column_text(q, 0));
         ret_loc->off = (uint64_t)sqlite3_column_int64(q, 1);
         ret_loc->sealed_len = (uint32_t)sqlite3_column_int64(q, 2);
         ret_loc->plain_len = (uint32_t)sqlite3_column_int64(q, 3);

@@ -6,8 +6,10 @@
  * or a symlink target) and what the local file looked like when it last
  * matched (inode, ctime, size, mtime), so change detection needs only an
  * lstat. Also the watermark (last applied sequence and its chain value),
- * the device's identity, and where each known chunk lives (so a chunk is
- * uploaded once).
+ * the device's identity, and where each chunk the rows reference lives, with
+ * the count of rows referencing it (so a chunk is uploaded once, and a push
+ * reuses only chunks of the current state: what gc keeps; locations no row
+ * references are forgotten at each commit).
  *
  * Two connections: iteration reads a snapshot on one, while writes go
  * through the other inside ss_state_begin/commit; a push can walk the rows
@@ -81,6 +83,11 @@ void ss_state_iter_free(ss_state_iter *it);
 
 ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc,
                           int *ret_found, ss_err *err);
+/*
+ * A location of a chunk about to be referenced (pull) or just sealed (push):
+ * found by ss_state_chunk_find until the commit, which forgets it unless a
+ * row put meanwhile references it. ss_state_put/remove keep the counts.
+ */
 ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc *loc,
                          ss_err *err);
 

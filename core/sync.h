@@ -38,11 +38,24 @@ typedef struct ss_stats {
 
 void ss_stats_clear(ss_stats *s); /* frees conflicts */
 
+/*
+ * Where a long push or pull stands. Push counts the changed files and their
+ * bytes before reading them (one extra lstat pass, made only when a progress
+ * hook is set); pull learns each transaction's totals when it verifies it, so
+ * its totals grow by transaction (txn_done of txn_total tells how far).
+ */
+typedef struct ss_progress {
+    const char *phase; /* "push" or "pull" */
+    uint64_t files_done, files_total;
+    uint64_t bytes_done, bytes_total; /* file content bytes read (push) or fetched (pull) */
+    uint64_t txn_done, txn_total;     /* pull: transactions applied of those listed */
+} ss_progress;
+
 /* Callbacks the CLI provides; any may be NULL. */
 typedef struct ss_hooks {
     ss_warn_fn warn; /* a skipped special file, a conflict made */
     void (*verbose)(void *ctx, const char *what, const char *path); /* -v: per path */
-    void (*progress)(void *ctx, uint64_t files_done, uint64_t bytes_done, uint64_t bytes_total);
+    void (*progress)(void *ctx, const ss_progress *p); /* often: throttle in the callee */
     void *ctx;
 } ss_hooks;
 
@@ -52,6 +65,12 @@ typedef struct ss_init_opts {
     const char *passphrase;
     size_t passlen;
     const char *device_name; /* NULL: the host name */
+    /*
+     * Not NULL: join only a repository with this fingerprint (text form); a
+     * differing one is SS_ERR_INTEGRITY and none at all SS_ERR_NOT_FOUND, both
+     * before anything is written into the folder.
+     */
+    const char *expect_fingerprint;
 } ss_init_opts;
 
 /* *ret_created 1 when a new repository was made, 0 when joined. */
@@ -68,6 +87,33 @@ ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc ss_sync(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err);
+
+/*
+ * Folder settings, DIR/.s3sync/config ("key = value" lines; `s3sync config`).
+ * Only the keys ss_folder_settings lists are accepted. Precedence when a
+ * folder is opened: a command-line option (a non-NULL ss_store_opts field)
+ * beats the folder's setting, which beats the environment, which beats
+ * ~/.aws/config: the folder's file is written for that one folder.
+ */
+typedef struct ss_setting_info {
+    const char *name;
+    const char *help; /* one line: what it is, its default */
+    int read_only;    /* shown by get, refused by set */
+} ss_setting_info;
+
+/* The known keys (static table); *ret_n gets their count. */
+const ss_setting_info *ss_folder_settings(size_t *ret_n);
+/* dir: the synced folder. SS_ERR_NOT_FOUND when unset, SS_ERR_INVALID for an unknown key. */
+ss_rc ss_folder_get_setting(const char *dir, const char *key, char **ret_value, ss_err *err);
+/*
+ * Check the value, then rewrite the file atomically (under the folder lock); value NULL
+ * unsets. A new store must hold this folder's repository (SS_ERR_CONFLICT otherwise):
+ * it is asked for its config, through store_opts (may be NULL) over the folder's settings.
+ */
+ss_rc ss_folder_set_setting(const char *dir, const char *key, const char *value,
+                            const ss_store_opts *store_opts, ss_err *err);
+/* A setting of an open folder as read at open, copied into buf: 1, or 0 when unset (or too long). */
+int ss_folder_setting(const ss_folder *f, const char *key, char *buf, size_t cap);
 
 /* The store and repository of an open folder (borrowed), for key management. */
 struct ss_repo *ss_folder_repo(ss_folder *f);

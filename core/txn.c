@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pad.h"
 #include "path.h"
 #include "txn_impl.h"
 
@@ -150,6 +151,10 @@ int ss_txn_file_fault(const ss_txn_limits *lim, const ss_txn_entry *e, char *why
     }
     if (e->storage != SS_TXN_CHUNKS)
         return ss_txn_say(why, "unknown storage %u", (unsigned)e->storage);
+    /* A writer inlines every file up to the limit; its content id is then checked on its bytes. */
+    if (e->size <= lim->inline_limit)
+        return ss_txn_say(why, "file of %llu bytes stored as chunks, not inline (limit %u)", size,
+                          lim->inline_limit);
     /* Each chunk holds 1..max bytes, so the count alone can prove the size unreachable. */
     if (e->n_chunks > e->size)
         return ss_txn_say(why, "%u chunks for %llu bytes: a chunk is never empty", e->n_chunks,
@@ -180,12 +185,14 @@ int ss_txn_chunk_fault(const ss_txn_limits *lim, uint32_t n_packs, const ss_chun
     if (last && r->plain_len != plain_left)
         return ss_txn_say(why, "plain lengths add up to less than the file size");
     /* Bounds what one ranged GET may fetch into memory. */
-    if (r->sealed_len <= SS_CHUNK_SEAL_OVERHEAD ||
-        r->sealed_len - SS_CHUNK_SEAL_OVERHEAD > r->plain_len)
-        return ss_txn_say(why, "sealed length %u not in %u..%llu (plain length + %u)",
-                          r->sealed_len, SS_CHUNK_SEAL_OVERHEAD + 1,
-                          (unsigned long long)r->plain_len + SS_CHUNK_SEAL_OVERHEAD,
-                          SS_CHUNK_SEAL_OVERHEAD);
+    uint64_t most = SS_CHUNK_SEAL_FIXED + ss_pad_size(1 + (uint64_t)r->plain_len);
+    if (r->sealed_len < SS_CHUNK_SEAL_FIXED ||
+        !ss_pad_is_bucket(r->sealed_len - SS_CHUNK_SEAL_FIXED) || r->sealed_len > most)
+        return ss_txn_say(why,
+                          "sealed length %u is not %u + a size bucket of at most %llu (the "
+                          "bucket of 1 + plain length)",
+                          r->sealed_len, SS_CHUNK_SEAL_FIXED,
+                          (unsigned long long)(most - SS_CHUNK_SEAL_FIXED));
     if (r->offset > UINT64_MAX - r->sealed_len)
         return ss_txn_say(why, "offset %llu + sealed length overflows",
                           (unsigned long long)r->offset);

@@ -68,7 +68,7 @@ typedef struct ss_txn_header {
 typedef struct ss_chunk_ref {
     uint32_t pack;       /* index into the pack table */
     uint64_t offset;     /* of the sealed chunk in the pack */
-    uint32_t sealed_len; /* SS_CHUNK_SEAL_OVERHEAD + 1 .. plain_len + SS_CHUNK_SEAL_OVERHEAD */
+    uint32_t sealed_len; /* SS_CHUNK_SEAL_FIXED + a bucket <= ss_pad_size(1 + plain_len) */
     uint32_t plain_len;  /* 1 .. max_chunk_size */
     uint8_t id[SS_CHUNK_ID_LEN];
 } ss_chunk_ref;

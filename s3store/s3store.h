@@ -43,6 +43,14 @@ typedef struct ss_store_opts {
     unsigned max_retries;      /* 0: AWS_MAX_ATTEMPTS - 1, else 6 */
     time_t (*clock)(void);     /* signing clock; NULL = time() (tests fix it) */
     const char *token_file;    /* lockd: the device token's file; S3SYNC_TOKEN_FILE */
+    /*
+     * AWS profile, read as the AWS CLI does from AWS_SHARED_CREDENTIALS_FILE
+     * (~/.aws/credentials) and AWS_CONFIG_FILE (~/.aws/config): NULL means
+     * AWS_PROFILE, else "default". Named here, its credentials beat the
+     * AWS_ACCESS_KEY_ID variables (as --profile does); otherwise the variables
+     * win and the profile fills in what they leave unset.
+     */
+    const char *profile;
 } ss_store_opts;
 
 enum { SS_ADDR_AUTO = 0, SS_ADDR_PATH, SS_ADDR_VHOST };

@@ -4,6 +4,7 @@
  * each attempt with SigV4 (UNSIGNED-PAYLOAD: the AEAD above already guards
  * every body) and runs them on the s3_http engine.
  */
+#include "aws_profile.h"
 #include "s3_http.h"
 #include "store_impl.h"
 #include "ss_buf.h"
@@ -87,9 +88,11 @@ static ss_rc parse_location(ss_store *s, s3_store *s3, const char *location, ss_
     return SS_OK;
 }
 
-static ss_rc parse_endpoint(ss_store *s, s3_store *s3, const ss_store_opts *opts, ss_err *err)
+static ss_rc parse_endpoint(ss_store *s, s3_store *s3, const ss_store_opts *opts,
+                            const ss_aws_profile *prof, ss_err *err)
 {
     char *ep = env_or(opts->endpoint, "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
+    if (!ep && prof->endpoint_url && *prof->endpoint_url) ep = strdup(prof->endpoint_url);
     const char *auth, *end;
     ss_rc rc = SS_OK;
     /* Custom endpoints (RGW, MinIO) rarely have wildcard DNS: path-style there. */
@@ -119,32 +122,67 @@ out:
     return rc;
 }
 
+/*
+ * Keys as the AWS CLI picks them: a profile named by the caller (as
+ * --profile), else AWS_ACCESS_KEY_ID and friends, else the profile
+ * (AWS_PROFILE or default); the token comes from the same source as the
+ * keys. A field the caller gives (opts) beats its source's.
+ */
+static ss_rc pick_credentials(ss_store *s, s3_store *s3, const ss_store_opts *opts,
+                              const ss_aws_profile *prof, ss_err *err)
+{
+    int named = opts->profile && *opts->profile;
+    const char *env_key = getenv("AWS_ACCESS_KEY_ID");
+    if (!named && env_key && *env_key) {
+        s3->access_key = env_or(opts->access_key, "AWS_ACCESS_KEY_ID", NULL);
+        s3->secret_key = env_or(opts->secret_key, "AWS_SECRET_ACCESS_KEY", NULL);
+        s3->session_token = env_or(opts->session_token, "AWS_SESSION_TOKEN", NULL);
+    } else if (prof->access_key || (opts->access_key && *opts->access_key)) {
+        s3->access_key = env_or(opts->access_key, NULL, NULL);
+        if (!s3->access_key) s3->access_key = env_or(prof->access_key, NULL, NULL);
+        s3->secret_key = env_or(opts->secret_key, NULL, NULL);
+        if (!s3->secret_key) s3->secret_key = env_or(prof->secret_key, NULL, NULL);
+        s3->session_token = env_or(opts->session_token, NULL, NULL);
+        if (!s3->session_token) s3->session_token = env_or(prof->session_token, NULL, NULL);
+    } else if (prof->unsupported) {
+        return ss_fail(err, SS_ERR_INVALID,
+                       "store %s: AWS profile '%s' gets its credentials through %s, which s3sync "
+                       "does not support; give the profile aws_access_key_id and "
+                       "aws_secret_access_key, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                       s->url, prof->name, prof->unsupported);
+    }
+    if (!s3->access_key || !s3->secret_key)
+        return ss_fail(err, SS_ERR_INVALID,
+                       "store %s: no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                       "or put them in profile '%s' of ~/.aws/credentials (aws configure)",
+                       s->url, prof->name);
+    return SS_OK;
+}
+
 static ss_rc s3_open(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err)
 {
     s3_store *s3 = calloc(1, sizeof *s3);
+    ss_aws_profile prof = {0};
     ss_rc rc;
     if (!s3) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
     s->impl = s3;
     s3->clock = opts->clock ? opts->clock : NULL;
+    if ((rc = ss_aws_profile_load(opts->profile, &prof, err))) goto fail; /* names the files */
     s3->region = env_or(opts->region, "AWS_REGION", "AWS_DEFAULT_REGION");
-    if (!s3->region) s3->region = strdup("us-east-1");
-    s3->access_key = env_or(opts->access_key, "AWS_ACCESS_KEY_ID", NULL);
-    s3->secret_key = env_or(opts->secret_key, "AWS_SECRET_ACCESS_KEY", NULL);
-    s3->session_token = env_or(opts->session_token, "AWS_SESSION_TOKEN", NULL);
+    if (!s3->region) s3->region = strdup(prof.region && *prof.region ? prof.region : "us-east-1");
     if (!s3->region) {
         rc = ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
         goto fail;
     }
-    if (!s3->access_key || !s3->secret_key) {
-        rc = ss_fail(err, SS_ERR_INVALID,
-                     "store %s: no credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", s->url);
-        goto fail;
-    }
-    if ((rc = parse_location(s, s3, location, err)) || (rc = parse_endpoint(s, s3, opts, err)) ||
+    if ((rc = pick_credentials(s, s3, opts, &prof, err))) goto fail;
+    if ((rc = parse_location(s, s3, location, err)) ||
+        (rc = parse_endpoint(s, s3, opts, &prof, err)) ||
         (rc = s3_http_new(opts, &s->counts, &s3->http, err)))
         goto fail;
+    ss_aws_profile_clear(&prof);
     return SS_OK;
 fail:
+    ss_aws_profile_clear(&prof);
     s3_close(s);
     return rc;
 }

@@ -32,6 +32,7 @@ static const char DEVICE[] = "format-test";
 #define MiB (1024u * 1024)
 
 static char tmp[64], store_root[96], folder[96];
+static char fingerprint[64]; /* as the code shows it */
 static const uint8_t zero[32];
 
 /* ---- the writer: the project's own code ---- */
@@ -70,6 +71,7 @@ static void write_repository(void)
     snprintf(url, sizeof url, "file://%s", store_root);
     assert_int_equal(ss_store_open(url, NULL, &store, &err), SS_OK);
     assert_int_equal(ss_repo_create(store, PASS, strlen(PASS), &repo, &err), SS_OK);
+    ss_repo_fingerprint(repo, fingerprint);
     ss_repo_free(repo), ss_store_free(store);
     ss_init_opts o = {.store_url = url, .passphrase = PASS, .passlen = strlen(PASS)};
     o.device_name = DEVICE;
@@ -92,7 +94,7 @@ static void write_repository(void)
 
 /* ---- the independent decoder: FORMAT.md, libsodium and libzstd only ---- */
 
-static uint8_t repo_id[16], subkey[6][32]; /* subkeys by id 1..5 */
+static uint8_t repo_id[16], subkey[7][32]; /* subkeys by id 1..6 */
 
 typedef struct cur {
     const uint8_t *p;
@@ -117,6 +119,29 @@ static uint64_t le(const uint8_t *p, int n)
 static uint64_t u(cur *c, int n)
 {
     return le(take(c, (size_t)n), n);
+}
+
+/* "Size padding": the padded length of len bytes, from the section's words alone. */
+static uint64_t pad_size(uint64_t len)
+{
+    uint64_t n = len + 1, block;
+    unsigned e = 0, s = 0;
+    while (n >> (e + 1)) e++;          /* E = floor(log2 n) */
+    while ((e ? e : 1) >> (s + 1)) s++; /* S = floor(log2 E) + 1 */
+    s++;
+    block = e > s ? (uint64_t)1 << (e - s) : 1;
+    if (block < 256) block = 256;
+    return (len / block + 1) * block;
+}
+
+/* The unpadded length of p[0..plen): ISO/IEC 7816-4 padding to exactly its bucket. */
+static size_t unpad(const uint8_t *p, size_t plen)
+{
+    size_t i = plen;
+    while (i > 0 && p[i - 1] == 0) i--;
+    assert_true(i > 0 && p[i - 1] == 0x80);
+    assert_int_equal(pad_size(i - 1), plen);
+    return i - 1;
 }
 
 /* File rel under dir (store_root for an object key), whole. */
@@ -144,9 +169,9 @@ static void open_repo(uint64_t t0, uint64_t t1)
     char pattern[128];
     glob_t g;
     assert_int_equal(clen, 96);
-    assert_memory_equal(cfg, "S3SC\1", 5);
-    assert_true(!memcmp(cfg + 5, zero, 3) && !memcmp(cfg + 41, zero, 7) &&
-                !memcmp(cfg + 56, zero, 8));
+    assert_memory_equal(cfg, "S3SC\1\1\2\0", 8); /* version 1, suite 1, Argon2id, zero */
+    assert_true(!memcmp(cfg + 41, zero, 7));
+    assert_true(le(cfg + 56, 4) == 2 && le(cfg + 60, 4) == 64 * 1024); /* the KDF floor */
     memcpy(repo_id, cfg + 8, 16); /* unverified until the MAC checks */
     /* init's defaults: chunker sizes, inline limit, zstd level */
     assert_true(le(cfg + 24, 4) == 64 * 1024 && le(cfg + 28, 4) == 256 * 1024 &&
@@ -168,10 +193,17 @@ static void open_repo(uint64_t t0, uint64_t t1)
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(master, NULL, NULL, kf + 64, 48, ad,
                                                                 80, kf + 40, pk),
                      0);
-    for (uint64_t id = 1; id <= 5; id++)
+    for (uint64_t id = 1; id <= 6; id++)
         assert_int_equal(crypto_kdf_derive_from_key(subkey[id], 32, id, "s3sync01", master), 0);
     crypto_generichash(mac, 32, cfg, 64, subkey[3], 32);
     assert_memory_equal(mac, cfg + 64, 32);
+    /* "Repository fingerprint": BLAKE2b-128(subkey 6; label || id), 8 groups of 4 hex. */
+    uint8_t fp[16], msg[21 + 16];
+    char text[40], *t = text;
+    memcpy(msg, "s3sync-fingerprint-v1", 21), memcpy(msg + 21, repo_id, 16);
+    crypto_generichash(fp, 16, msg, sizeof msg, subkey[6], 32);
+    for (int i = 0; i < 16; i++) t += sprintf(t, "%s%02x", i && i % 2 == 0 ? "-" : "", fp[i]);
+    assert_string_equal(text, fingerprint);
     free(cfg), free(kf);
 }
 
@@ -213,6 +245,7 @@ static uint8_t *open_object(const char *key, uint64_t seq, const uint8_t prev_ch
                                           : crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
     }
     crypto_generichash(hash, 32, obj, olen, NULL, 0);
+    plen = unpad(plain, plen);
     if (obj[6] & 1) {               /* exactly one zstd frame */
         uint8_t *out = malloc(MiB); /* ample for this test's transactions */
         assert_int_equal(ZSTD_findFrameCompressedSize(plain, plen), plen);
@@ -257,17 +290,20 @@ static void open_chunk(const uint8_t *packs, uint32_t n_packs, const uint8_t *re
     const uint8_t *id = ref + 20;
     char key[43] = {0};
     size_t plen;
-    uint8_t ad[63], body[BIG + 1], calc[32];
+    uint8_t ad[63], body[2 * BIG], calc[32];
     unsigned long long blen = 0;
-    assert_true(pack < n_packs && plain >= 1 && plain <= MiB && sealed >= 42 &&
-                sealed <= plain + 41 && sealed - 40 <= sizeof body);
+    assert_true(pack < n_packs && plain >= 1 && plain <= MiB && sealed >= 40 + 256 &&
+                pad_size(sealed - 41) == sealed - 40 && sealed - 40 <= pad_size(1 + plain) &&
+                sealed - 40 <= sizeof body);
     memcpy(key, packs + pack * 44 + 2, 42);
     uint8_t *p = slurp(store_root, key, &plen);
     assert_true(off + sealed <= plen);
+    assert_int_equal(pad_size(plen - 1), plen); /* the pack: filler to its bucket */
     memcpy(ad, "s3sync-chunk-v1", 15), memcpy(ad + 15, repo_id, 16), memcpy(ad + 31, id, 32);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
                          body, &blen, NULL, p + off + 24, sealed - 24, ad, 63, p + off, subkey[5]),
                      0);
+    blen = unpad(body, blen);
     assert_int_equal(body[0] & ~1, 0);
     if (body[0] & 1) {
         assert_int_equal(ZSTD_getFrameContentSize(body + 1, blen - 1), plain);

@@ -19,6 +19,7 @@
 #include <zstd.h>
 
 #include "frame.h"
+#include "pad.h"
 
 #define KEY1 "log/00000000000000000001"
 #define KEY2 "log/00000000000000000002"
@@ -132,10 +133,23 @@ static void expect_refused(read_args a, const uint8_t *obj, size_t len, const ui
     }
 }
 
+/* The record stream holds n bytes padded to their bucket (FORMAT.md "Size padding"). */
 static size_t raw_object_size(size_t n)
 {
-    size_t records = n == 0 ? 1 : (n + 65535) / 65536;
-    return 32 + n + 17 * records;
+    size_t p = (size_t)ss_pad_size(n), records = (p + 65535) / 65536;
+    return 32 + p + 17 * records;
+}
+
+/* src padded as sodium_pad would: 0x80, zeros, to padded bytes (0: its bucket). */
+static uint8_t *padded(const void *src, size_t n, size_t to, size_t *ret_len)
+{
+    if (!to) to = (size_t)ss_pad_size(n);
+    uint8_t *p = calloc(1, to + 1);
+    if (!p || to <= n) abort();
+    if (n) memcpy(p, src, n);
+    p[n] = 0x80;
+    *ret_len = to;
+    return p;
 }
 
 static void test_roundtrip(void **state)
@@ -248,12 +262,18 @@ static void test_wire_format(void **state)
     assert_int_equal(mlen, 65536);
     assert_int_equal(tag, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE);
     assert_memory_equal(plain, data, 65536);
-    assert_int_equal(olen - 32 - 65553, 10 + 17);
+    /* 65546 bytes pad to 67584 (block 2048): 10 bytes, 0x80, 2037 zeros in the last record. */
+    assert_int_equal(ss_pad_size(n), 67584);
+    assert_int_equal(olen - 32 - 65553, 2048 + 17);
     assert_int_equal(crypto_secretstream_xchacha20poly1305_pull(&st, plain, &mlen, &tag,
-                                                                obj + 32 + 65553, 27, ctx, 32),
+                                                                obj + 32 + 65553, 2048 + 17, ctx,
+                                                                32),
                      0);
-    assert_int_equal(mlen, 10);
+    assert_int_equal(mlen, 2048);
     assert_int_equal(tag, crypto_secretstream_xchacha20poly1305_TAG_FINAL);
+    assert_memory_equal(plain, data + 65536, 10);
+    assert_int_equal(plain[10], 0x80);
+    for (size_t i = 11; i < 2048; i++) assert_int_equal(plain[i], 0);
     free(obj);
     free(data);
 }
@@ -312,16 +332,16 @@ static void test_truncated(void **state)
         32 + 17, 32 + 1000, 32 + R - 1, 32 + R, 32 + R + 1, 32 + 2 * R, 32 + 3 * R, 32 + 3 * R + 17,
         olen - 1};
 
-    assert_int_equal(olen, 32 + 3 * R + 5 + 17);
+    assert_int_equal(olen, raw_object_size(n));
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         size_t whole = cuts[i] < 32 ? 0 : (cuts[i] - 32) / R; /* records before the cut */
         char name[32];
         snprintf(name, sizeof name, "cut at %zu", cuts[i]);
         expect_refused(RA_DEFAULT, obj, cuts[i], data, whole * 65536, name);
     }
-    /* The same with an object whose last record is full (size a multiple of 65536). */
+    /* The same with an object whose last record is full (131000 bytes pad to 2 * 65536). */
     free(obj);
-    obj = seal_obj(SS_FRAME_KIND_LOG, KEY1, 1, ZERO_CHAIN, 0, data, 2 * 65536, &olen, NULL);
+    obj = seal_obj(SS_FRAME_KIND_LOG, KEY1, 1, ZERO_CHAIN, 0, data, 131000, &olen, NULL);
     assert_int_equal(olen, 32 + 2 * R);
     expect_refused(RA_DEFAULT, obj, 32 + R, data, 65536, "full final record dropped");
     expect_refused(RA_DEFAULT, obj, olen - 1, data, 65536, "full final record cut");
@@ -606,6 +626,15 @@ static void test_hand_built_objects(void **state)
     wlen = o.pos;
     assert_true(wlen < 65536);
     ZSTD_freeCCtx(cc);
+    /* Record streams padded as a writer pads them, so only the rule under test can refuse. */
+    size_t l_full, l_z, l_cut, l_two, l_byte, l_not, l_empty, l_wide, l_10, l_over, l_span;
+    uint8_t *full = padded(data, 65535, 0, &l_full); /* the marker ends record 0 */
+    uint8_t *pz = padded(z, zlen, 0, &l_z), *pcut = padded(z, zlen - 5, 0, &l_cut);
+    uint8_t *ptwo = padded(z, 2 * zlen, 0, &l_two), *pbyte = padded(z, zlen + 1, 0, &l_byte);
+    uint8_t *pnot = padded(data + 1000, 100, 0, &l_not), *pempty = padded("", 0, 0, &l_empty);
+    uint8_t *pwide = padded(wide, wlen, 0, &l_wide), *p10 = padded(data, 10, 0, &l_10);
+    uint8_t *pover = padded(data, 10, 512, &l_over); /* a bucket, not the one 10 bytes get */
+    uint8_t *pspan = padded(data, 70000, 0, &l_span); /* zeros run on into the last record */
 
     const struct {
         const char *name;
@@ -617,10 +646,16 @@ static void test_hand_built_objects(void **state)
     } cases[] = {
         {"message then empty final (not what we write, still valid)",
          0,
-         {{data, 65536, M}, {"", 0, F}},
+         {{full, 65536, M}, {"", 0, F}},
          2,
          SS_OK,
-         65536},
+         65535},
+        {"padding across records", 0, {{pspan, 65536, M}, {pspan + 65536, l_span - 65536, F}},
+         2, SS_OK, 70000},
+        {"unpadded", 0, {{data, 10, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"padded to another bucket", 0, {{pover, l_over, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"no 0x80 marker in a bucket's length", 0, {{data, 256, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"padded, then data", 0, {{p10, l_10, M}, {data, 10, F}}, 2, SS_ERR_INTEGRITY, 0},
         {"short last record tagged message",
          0,
          {{data, 65536, M}, {data, 10, M}},
@@ -628,14 +663,14 @@ static void test_hand_built_objects(void **state)
          SS_ERR_INTEGRITY,
          0},
         {"push tag", 0, {{data, 65536, P}, {data, 5, F}}, 2, SS_ERR_INTEGRITY, 0},
-        {"unknown header flag", 0x02, {{data, 10, F}}, 1, SS_ERR_INTEGRITY, 0},
-        {"zstd frame", 1, {{z, zlen, F}}, 1, SS_OK, 300000},
-        {"zstd frame cut short", 1, {{z, zlen - 5, F}}, 1, SS_ERR_INTEGRITY, 0},
-        {"two zstd frames", 1, {{z, 2 * zlen, F}}, 1, SS_ERR_INTEGRITY, 0},
-        {"zstd frame and a byte", 1, {{z, zlen + 1, F}}, 1, SS_ERR_INTEGRITY, 0},
-        {"not zstd", 1, {{data + 1000, 100, F}}, 1, SS_ERR_INTEGRITY, 0},
-        {"empty, flagged zstd", 1, {{"", 0, F}}, 1, SS_ERR_INTEGRITY, 0},
-        {"window above 8 MiB", 1, {{wide, wlen, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"unknown header flag", 0x02, {{p10, l_10, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"zstd frame", 1, {{pz, l_z, F}}, 1, SS_OK, 300000},
+        {"zstd frame cut short", 1, {{pcut, l_cut, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"two zstd frames", 1, {{ptwo, l_two, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"zstd frame and a byte", 1, {{pbyte, l_byte, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"not zstd", 1, {{pnot, l_not, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"empty, flagged zstd", 1, {{pempty, l_empty, F}}, 1, SS_ERR_INTEGRITY, 0},
+        {"window above 8 MiB", 1, {{pwide, l_wide, F}}, 1, SS_ERR_INTEGRITY, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t *obj = hand_object(cases[i].flags, cases[i].recs, cases[i].nrec, &olen);
@@ -653,9 +688,47 @@ static void test_hand_built_objects(void **state)
         free(s.p);
         free(obj);
     }
+    uint8_t *bufs[] = {full, pz, pcut, ptwo, pbyte, pnot, pempty, pwide, p10, pover, pspan};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(wide);
     free(z);
     free(data);
+}
+
+/* Data that looks like padding (0x80, zeros) at record ends and the end survives the trip. */
+static void test_padding_lookalikes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        size_t n, marker; /* marker: index of a 0x80 in zeros (n: none) */
+    } cases[] = {
+        {"zeros", 200000, 200000},
+        {"0x80 ends record 0", 65536 + 3, 65535},
+        {"0x80 then zeros to the end", 70000, 60000},
+        {"ends in 0x80", 4097, 4096},
+        {"one 0x80", 1, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = cases[i].n, olen = 0;
+        uint8_t *data = calloc(1, n);
+        if (cases[i].marker < n) data[cases[i].marker] = 0x80;
+        uint8_t *obj = seal_obj(SS_FRAME_KIND_LOG, KEY1, 1, ZERO_CHAIN, 0, data, n, &olen, NULL);
+        assert_int_equal(olen, raw_object_size(n));
+        for (size_t slice = 0; slice < 3; slice++) {
+            sink out = {0};
+            ss_err err = {{0}};
+            size_t sl = slice == 0 ? 0 : slice == 1 ? 7 : 65553;
+            ss_rc rc = read_obj(RA_DEFAULT, obj, olen, sl, &out, NULL, &err);
+            if (rc) fprintf(stderr, "%s: %s\n", cases[i].name, err.msg);
+            assert_int_equal(rc, SS_OK);
+            assert_int_equal(out.len, n);
+            assert_memory_equal(out.p, data, n);
+            free(out.p);
+        }
+        free(obj);
+        free(data);
+    }
 }
 
 static int setup(void **state)
@@ -693,6 +766,7 @@ int main(void)
         cmocka_unit_test(test_sink_adapter),
         cmocka_unit_test(test_chain),
         cmocka_unit_test(test_hand_built_objects),
+        cmocka_unit_test(test_padding_lookalikes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -395,12 +395,17 @@ static void test_config_roundtrip(void **state)
     /* Layout, field by field, as FORMAT.md gives it. */
     assert_memory_equal(buf, "S3SC", 4);
     assert_int_equal(buf[4], 1);
+    assert_int_equal(buf[5], 1); /* cipher suite */
+    assert_int_equal(buf[6], 2); /* Argon2id */
+    assert_int_equal(buf[7], 0);
     assert_memory_equal(buf + 8, ss_keys_repo_id(k), 16);
     assert_int_equal(buf[24] | buf[25] << 8 | buf[26] << 16 | (uint32_t)buf[27] << 24,
                      c.chunker.min_size);
     assert_int_equal(buf[36] | buf[37] << 8, 4096);
     assert_int_equal(buf[40], 3);
     assert_int_equal(le64(buf + 48), 1700000000);
+    assert_int_equal(buf[56] | buf[57] << 8, 2);                         /* floor: opslimit */
+    assert_int_equal(buf[60] | buf[61] << 8 | buf[62] << 16, 64 * 1024); /* and KiB */
     crypto_generichash(mac, 32, buf, 64, ss_keys_subkey(k, SS_SUBKEY_CONFIG), 32);
     assert_memory_equal(buf + 64, mac, 32);
 
@@ -415,6 +420,8 @@ static void test_config_roundtrip(void **state)
     assert_int_equal(back.inline_limit, c.inline_limit);
     assert_int_equal(back.zstd_level, c.zstd_level);
     assert_int_equal(back.created, c.created);
+    assert_int_equal(back.kdf_min.opslimit, SS_KDF_OPSLIMIT_MIN);
+    assert_int_equal(back.kdf_min.memlimit, SS_KDF_MEMLIMIT_MIN);
     ss_keys_free(k);
 }
 
@@ -452,9 +459,15 @@ static void test_config_bad_fields(void **state)
     } cases[] = {
         {"version 2", 4, 2},
         {"version 0", 4, 0},
-        {"reserved after version", 6, 1},
+        {"cipher suite 0", 5, 0},
+        {"cipher suite 2", 5, 2},
+        {"KDF algorithm 1 (Argon2i)", 6, 1},
+        {"reserved after KDF algorithm", 7, 1},
         {"reserved after zstd level", 44, 1},
-        {"reserved after creation time", 60, 1},
+        {"KDF floor opslimit 1", 56, 1},
+        {"KDF floor opslimit 5", 56, 5},
+        {"KDF floor memlimit 0", 62, 0}, /* 64 MiB is 0x10000 KiB */
+        {"KDF floor memlimit 2 GiB", 62, 0x20},
         {"zstd level 0", 40, 0},
         {"zstd level 20", 40, 20},
         {"min size above avg", 26, 0x7f}, /* min = 0x7f0000 + ... */
@@ -524,6 +537,110 @@ static void test_config_encode_refuses(void **state)
     ss_keys_free(k);
 }
 
+/* Key files against the repository's floor: at or above it passes, below it is a downgrade. */
+static void test_config_kdf_floor(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t ops, mem;
+        ss_rc rc;
+    } cases[] = {
+        {3, 256ull << 20, SS_OK},
+        {4, 1024ull << 20, SS_OK},
+        {2, 256ull << 20, SS_ERR_INTEGRITY},
+        {3, (256ull << 20) - 1024, SS_ERR_INTEGRITY},
+        {2, 64ull << 20, SS_ERR_INTEGRITY},
+    };
+    ss_keys *k = new_keys();
+    ss_config c, back;
+    uint8_t buf[SS_CONFIG_BYTES];
+    ss_err err = {{0}};
+    ss_config_init(&c, k, 1);
+    c.kdf_min = (ss_kdf_limits){3, 256ull << 20};
+    assert_int_equal(ss_config_encode(k, &c, buf, &err), SS_OK);
+    assert_int_equal(ss_config_open(k, buf, sizeof buf, &back, &err), SS_OK);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ss_kdf_limits l = {cases[i].ops, cases[i].mem};
+        assert_int_equal(ss_config_check_kdf(&back, &l, "keys/x", &err), cases[i].rc);
+        if (cases[i].rc) assert_non_null(strstr(err.msg, "keys/x"));
+    }
+    /* A floor outside the format's bounds does not encode. */
+    c.kdf_min = (ss_kdf_limits){1, 256ull << 20};
+    assert_int_equal(ss_config_encode(k, &c, buf, &err), SS_ERR_INVALID);
+    c.kdf_min = (ss_kdf_limits){3, (256ull << 20) + 1};
+    assert_int_equal(ss_config_encode(k, &c, buf, &err), SS_ERR_INVALID);
+    ss_keys_free(k);
+}
+
+/* The fingerprint commits to the repository id and the master key, and reads back from text. */
+static void test_fingerprint(void **state)
+{
+    (void)state;
+    ss_keys *a = new_keys(), *b = new_keys(), *same = NULL, *id_only = NULL, *master_only = NULL;
+    uint8_t fa[16], fb[16], f2[16], parsed[16], want[16];
+    char text[SS_FINGERPRINT_TEXT];
+    ss_err err = {{0}};
+    crypto_generichash_state h;
+
+    ss_keys_fingerprint(a, fa);
+    ss_keys_fingerprint(b, fb);
+    assert_memory_not_equal(fa, fb, 16);
+    assert_int_equal(ss_keys_from_master(ss_keys_master(a), ss_keys_repo_id(a), &same, &err),
+                     SS_OK);
+    ss_keys_fingerprint(same, f2);
+    assert_memory_equal(fa, f2, 16);
+    /* Either half swapped changes it: a look-alike needs both. */
+    assert_int_equal(ss_keys_from_master(ss_keys_master(b), ss_keys_repo_id(a), &id_only, &err),
+                     SS_OK);
+    ss_keys_fingerprint(id_only, f2);
+    assert_memory_not_equal(fa, f2, 16);
+    assert_int_equal(ss_keys_from_master(ss_keys_master(a), ss_keys_repo_id(b), &master_only, &err),
+                     SS_OK);
+    ss_keys_fingerprint(master_only, f2);
+    assert_memory_not_equal(fa, f2, 16);
+
+    /* As FORMAT.md writes it: BLAKE2b-128(subkey 6; label || repository id). */
+    uint8_t sub[32];
+    crypto_kdf_derive_from_key(sub, 32, 6, "s3sync01", ss_keys_master(a));
+    crypto_generichash_init(&h, sub, 32, 16);
+    crypto_generichash_update(&h, (const uint8_t *)"s3sync-fingerprint-v1", 21);
+    crypto_generichash_update(&h, ss_keys_repo_id(a), 16);
+    crypto_generichash_final(&h, want, 16);
+    assert_memory_equal(fa, want, 16);
+
+    ss_fingerprint_text(fa, text);
+    assert_int_equal(strlen(text), 39);
+    for (int i = 4; i < 39; i += 5)
+        assert_int_equal(text[i], '-');
+    assert_int_equal(ss_fingerprint_parse(text, parsed, &err), SS_OK);
+    assert_memory_equal(parsed, fa, 16);
+    static const struct {
+        const char *text;
+        ss_rc rc;
+    } cases[] = {
+        {"00112233445566778899aabbccddeeff", SS_OK},
+        {"0011-2233-4455-6677-8899-AABB-CCDD-EEFF", SS_OK},
+        {"00:11:22:33 44:55:66:77 88:99:aa:bb cc:dd:ee:ff", SS_OK},
+        {"0011-2233-4455-6677-8899-aabb-ccdd-eeff\n", SS_OK}, /* pasted with its newline */
+        {"  0011-2233-4455-6677-8899-aabb-ccdd-eeff \t", SS_OK},
+        {"00112233445566778899aabbccddeeff 0", SS_ERR_INVALID}, /* more after the separators */
+        {"00112233445566778899aabbccddeeff x", SS_ERR_INVALID},
+        {"00112233445566778899aabbccddeef", SS_ERR_INVALID},   /* 31 digits */
+        {"00112233445566778899aabbccddeeff0", SS_ERR_INVALID}, /* 33 */
+        {"00112233445566778899aabbccddeefg", SS_ERR_INVALID},
+        {"", SS_ERR_INVALID},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        assert_int_equal(ss_fingerprint_parse(cases[i].text, parsed, &err), cases[i].rc);
+        if (cases[i].rc == SS_OK) assert_int_equal(parsed[15], 0xff);
+    }
+    ss_keys_free(master_only);
+    ss_keys_free(id_only);
+    ss_keys_free(same);
+    ss_keys_free(b);
+    ss_keys_free(a);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -543,6 +660,8 @@ int main(void)
         cmocka_unit_test(test_config_bad_fields),
         cmocka_unit_test(test_config_other_repo_and_length),
         cmocka_unit_test(test_config_encode_refuses),
+        cmocka_unit_test(test_config_kdf_floor),
+        cmocka_unit_test(test_fingerprint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -234,6 +234,30 @@ static void test_two_devices(void **state)
     expect_log_is_head(repo_of(w), w->token[A], 2);
 }
 
+/* Checkpoints through lockd (it presigns checkpoints/<seq <= head>); gc needs the bucket. */
+static void test_checkpoint_gc(void **state)
+{
+    world *w = *state;
+    outcome o;
+    json_t *j;
+    join(w, A);
+    for (int i = 0; i < 3; i++) {
+        write_random(at(w, A, "f.bin"), 100000);
+        ok(w, A, "sync");
+    }
+    j = ok_json(w, A, "checkpoint");
+    if (jint(j, "checkpoint") != 3) failf("checkpoint through lockd: %s", json_dumps(j, 0));
+    json_decref(j);
+    join(w, B); /* from checkpoints/3 */
+    expect_same_tree(w->dev[A], w->dev[B]);
+    j = ok_json(w, B, "verify");
+    json_decref(j);
+    o = run_cmd(w, A, NULL, "gc");
+    expect_exit(&o, 1, "gc on a lockd store");
+    if (!strstr(o.err, "lockd")) failf("unclear message: %s", o.err);
+    outcome_free(&o);
+}
+
 static void test_read_only(void **state)
 {
     world *w = *state;
@@ -639,6 +663,7 @@ int main(void)
     };
     const struct CMUnitTest sync_tests[] = {
         WORLD_TEST(test_two_devices),         WORLD_TEST(test_read_only),
+        WORLD_TEST(test_checkpoint_gc),
         WORLD_TEST(test_tokens_and_failures), WORLD_TEST(test_lease_held),
         WORLD_TEST(test_concurrent_push),     WORLD_TEST(test_client_killed),
         WORLD_TEST(test_lockd_killed),

@@ -18,6 +18,7 @@
 #include <sodium.h>
 #include <zstd.h>
 
+#include "pad.h"
 #include "seal.h"
 
 #define MiB (1024u * 1024)
@@ -52,21 +53,42 @@ static uint8_t *seal_chunk(const uint8_t *data, size_t n, int compress, size_t *
 }
 
 /* A sealed chunk made from primitives: any flags and payload, under any id. */
-static uint8_t *hand_sealed_chunk(const uint8_t id[32], uint8_t flags, const void *payload,
-                                  size_t n, size_t *ret_len)
+/* Seal body (flags, payload, padding: whatever the caller wrote) of blen bytes under id. */
+static uint8_t *aead_sealed(const uint8_t id[32], const uint8_t *body_in, size_t blen,
+                            size_t *ret_len)
 {
     uint8_t ad[63];
-    uint8_t *out = malloc(41 + n), *body = out + 24;
-    body[0] = flags;
-    memcpy(body + 1, payload, n);
+    uint8_t *out = malloc(40 + blen), *body = out + 24;
+    memcpy(body, body_in, blen);
     memcpy(ad, "s3sync-chunk-v1", 15);
     memcpy(ad + 15, ss_keys_repo_id(keys), 16);
     memcpy(ad + 31, id, 32);
     randombytes_buf(out, 24);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(body, NULL, body, 1 + n, ad, sizeof ad, NULL, out,
+    crypto_aead_xchacha20poly1305_ietf_encrypt(body, NULL, body, blen, ad, sizeof ad, NULL, out,
                                                ss_keys_subkey(keys, SS_SUBKEY_CHUNK));
-    *ret_len = 41 + n;
+    *ret_len = 40 + blen;
     return out;
+}
+
+/* flags || payload, padded with 0x80 and zeros to padded bytes (0: the bucket it gets). */
+static uint8_t *padded_chunk(const uint8_t id[32], uint8_t flags, const void *payload, size_t n,
+                             size_t padded, size_t *ret_len)
+{
+    if (!padded) padded = (size_t)ss_pad_size(1 + n);
+    uint8_t *body = calloc(1, padded + 1); /* + 1: never a zero-size block */
+    if (!body || padded <= n) abort();
+    body[0] = flags;
+    memcpy(body + 1, payload, n);
+    if (padded > 1 + n) body[1 + n] = 0x80;
+    uint8_t *out = aead_sealed(id, body, padded, ret_len);
+    free(body);
+    return out;
+}
+
+static uint8_t *hand_sealed_chunk(const uint8_t id[32], uint8_t flags, const void *payload,
+                                  size_t n, size_t *ret_len)
+{
+    return padded_chunk(id, flags, payload, n, 0, ret_len);
 }
 
 static ss_rc open_chunk(const ss_keys *k, const uint8_t id[32], const uint8_t *sealed, size_t len,
@@ -105,7 +127,8 @@ static void test_chunk_roundtrip(void **state)
         if (cases[i].expect_zstd)
             assert_true(slen < cases[i].n);
         else
-            assert_int_equal(slen, cases[i].n + SS_CHUNK_SEAL_OVERHEAD);
+            assert_int_equal(slen, 40 + ss_pad_size(1 + cases[i].n));
+        assert_true(ss_pad_is_bucket(slen - 40)); /* the size tells only the bucket */
         assert_int_equal(open_chunk(keys, id, s, slen, cases[i].n, &plain, &plen), SS_OK);
         assert_int_equal(plen, cases[i].n);
         if (plen) assert_memory_equal(plain, data, plen);
@@ -195,6 +218,35 @@ static void test_chunk_refused(void **state)
     free(h);
     h = hand_sealed_chunk(id, SS_CHUNK_FLAG_ZSTD, data, 100, &hlen);
     assert_int_equal(open_chunk(keys, id, h, hlen, MiB, &plain, &plen), SS_ERR_INTEGRITY);
+    free(h);
+    /* Padding: missing, not the canonical bucket, marker damaged; each sealed validly. */
+    const struct {
+        const char *name;
+        size_t padded; /* of the 101 bytes flags || payload */
+        int marker_off;
+    } pads[] = {
+        {"unpadded", 101, 0},
+        {"a bucket too large", 512, 0},
+        {"marker missing", 256, -1},
+        {"marker not last nonzero", 256, 2},
+    };
+    for (size_t i = 0; i < sizeof pads / sizeof pads[0]; i++) {
+        uint8_t body[512] = {0};
+        memcpy(body + 1, zeros, 100);
+        body[1 + 100] = pads[i].marker_off < 0 ? 0 : 0x80;
+        if (pads[i].marker_off > 0) body[1 + 100 + pads[i].marker_off] = 1;
+        if (pads[i].padded == 101) body[101] = 0;
+        h = aead_sealed(id100, body, pads[i].padded, &hlen);
+        ss_rc prc = open_chunk(keys, id100, h, hlen, MiB, &plain, &plen);
+        if (prc != SS_ERR_INTEGRITY) fprintf(stderr, "%s: %d\n", pads[i].name, prc);
+        assert_int_equal(prc, SS_ERR_INTEGRITY);
+        free(h);
+    }
+    h = padded_chunk(id100, 0, zeros, 100, 0, &hlen); /* the same, padded right, opens */
+    assert_int_equal(open_chunk(keys, id100, h, hlen, MiB, &plain, &plen), SS_OK);
+    assert_int_equal(plen, 100);
+    free(plain);
+    plain = NULL;
     free(h);
     h = hand_sealed_chunk(id, 0, data, 100, &hlen);
     ss_err err = {{0}};

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pad.h"
 #include "txn-fixture.h"
 #include "txn.h"
 
@@ -169,7 +170,7 @@ static void big_chunk(uint32_t i, uint32_t j, ss_chunk_ref *c)
     c->pack = j % 2;
     c->offset = (uint64_t)i * 3 + j;
     c->plain_len = j < 2 ? 4096 : i % (BIG_PER_DIR + 1);
-    c->sealed_len = c->plain_len + SS_CHUNK_SEAL_OVERHEAD;
+    c->sealed_len = (uint32_t)(SS_CHUNK_SEAL_FIXED + ss_pad_size(1 + (uint64_t)c->plain_len));
     memcpy(c->id, &i, sizeof i);
 }
 
@@ -433,21 +434,23 @@ static const char *name256(void)
     X(inline_len_not_size, "inline length 2, but size 3", hdr(b, 0, 1); fhead(b, "a", 3, 1, 2); b_mem(b, "xy", 2)) \
     X(inline_above_limit, "65 bytes, above the inline limit 64", \
       hdr(b, 0, 1); fhead(b, "a", 65, 1, 65); b_uint(b, 0, 65)) \
-    X(chunks_more_than_bytes, "3 chunks for 2 bytes", hdr(b, 1, 1); fhead(b, "a", 2, 2, 3)) \
+    X(chunks_at_inline_limit, "file of 64 bytes stored as chunks, not inline (limit 64)", \
+      hdr(b, 1, 1); fhead(b, "a", 64, 2, 1); cref(b, 0, 0, 296, 64)) \
+    X(chunks_more_than_bytes, "66 chunks for 65 bytes", hdr(b, 1, 1); fhead(b, "a", 65, 2, 66)) \
     X(chunks_cannot_hold, "1 chunks of at most 4096 bytes cannot hold 5000", hdr(b, 1, 1); fhead(b, "a", 5000, 2, 1)) \
     X(chunk_plain_above_max, "chunk 1/2: plain length 4097 not in 1..4096", \
       hdr(b, 1, 1); fhead(b, "a", 5000, 2, 2); cref(b, 0, 0, 100, 4097)) \
-    X(chunk_plain_0, "plain length 0", hdr(b, 1, 1); fhead(b, "a", 2, 2, 2); cref(b, 0, 0, 50, 0)) \
+    X(chunk_plain_0, "plain length 0", hdr(b, 1, 1); fhead(b, "a", 100, 2, 2); cref(b, 0, 0, 50, 0)) \
     X(chunk_sum_below_size, "chunk 2/2: plain lengths add up to less than the file size", \
-      hdr(b, 1, 1); fhead(b, "a", 300, 2, 2); cref(b, 0, 0, 141, 100); cref(b, 0, 141, 141, 100)) \
+      hdr(b, 1, 1); fhead(b, "a", 300, 2, 2); cref(b, 0, 0, 296, 100); cref(b, 0, 296, 296, 100)) \
     X(chunk_sum_above_size, "chunk 2/2: plain lengths add up to more than the file size", \
-      hdr(b, 1, 1); fhead(b, "a", 150, 2, 2); cref(b, 0, 0, 141, 100); cref(b, 0, 141, 141, 100)) \
-    X(chunk_pack_index, "pack index 1, but the table has 1 packs", hdr(b, 1, 1); fhead(b, "a", 10, 2, 1); cref(b, 1, 0, 51, 10)) \
-    X(chunk_no_packs, "pack index 0, but the table has 0 packs", hdr(b, 0, 1); fhead(b, "a", 10, 2, 1); cref(b, 0, 0, 51, 10)) \
-    X(chunk_sealed_41, "sealed length 41", hdr(b, 1, 1); fhead(b, "a", 10, 2, 1); cref(b, 0, 0, 41, 10)) \
-    X(chunk_sealed_above_plain, "sealed length 52", hdr(b, 1, 1); fhead(b, "a", 10, 2, 1); cref(b, 0, 0, 52, 10)) \
-    X(chunk_offset_overflow, "overflows", hdr(b, 1, 1); fhead(b, "a", 10, 2, 1); cref(b, 0, UINT64_MAX - 10, 51, 10)) \
-    X(chunk_ref_missing, "\"a\" chunk 2/2: truncated", hdr(b, 1, 1); fhead(b, "a", 20, 2, 2); cref(b, 0, 0, 51, 10)) \
+      hdr(b, 1, 1); fhead(b, "a", 150, 2, 2); cref(b, 0, 0, 296, 100); cref(b, 0, 296, 296, 100)) \
+    X(chunk_pack_index, "pack index 1, but the table has 1 packs", hdr(b, 1, 1); fhead(b, "a", 100, 2, 1); cref(b, 1, 0, 296, 100)) \
+    X(chunk_no_packs, "pack index 0, but the table has 0 packs", hdr(b, 0, 1); fhead(b, "a", 100, 2, 1); cref(b, 0, 0, 296, 100)) \
+    X(chunk_sealed_41, "sealed length 41", hdr(b, 1, 1); fhead(b, "a", 100, 2, 1); cref(b, 0, 0, 41, 100)) \
+    X(chunk_sealed_above_plain, "sealed length 52", hdr(b, 1, 1); fhead(b, "a", 100, 2, 1); cref(b, 0, 0, 52, 100)) \
+    X(chunk_offset_overflow, "overflows", hdr(b, 1, 1); fhead(b, "a", 100, 2, 1); cref(b, 0, UINT64_MAX - 10, 296, 100)) \
+    X(chunk_ref_missing, "\"a\" chunk 2/2: truncated", hdr(b, 1, 1); fhead(b, "a", 200, 2, 2); cref(b, 0, 0, 296, 100)) \
     X(symlink_target_nul, "symlink target contains NUL", hdr(b, 0, 1); lnk(b, "a", "x\0y", 3)) \
     X(symlink_len_not_size, "symlink target length 4, but size 3", \
       hdr(b, 0, 1); oph(b, 1, "a", 1); attrs(b, 3, 0777, 0, 3); b_uint(b, 4, 2); b_mem(b, "abcd", 4)) \
@@ -549,20 +552,23 @@ static void wfinish(ss_txn_writer *w)
     X(mode, "mode 010000", E(.kind = SS_TXN_DIR, .mode = 010000)) \
     X(nsec, "nanoseconds", E(.kind = SS_TXN_DIR, .mtime_ns = 1000000000u)) \
     X(storage_0, "unknown storage 0", E(.kind = SS_TXN_FILE)) \
+    X(chunks_below_inline, "file of 10 bytes stored as chunks, not inline (limit 64)", \
+      wfile(w, "a", 10, SS_TXN_CHUNKS, 1)) \
     X(symlink_nul, "contains NUL", E(.kind = SS_TXN_SYMLINK, .size = 3, .target = "x\0y")) \
     X(symlink_missing, "target missing", E(.kind = SS_TXN_SYMLINK, .size = 3)) \
-    X(chunk_not_due, "no chunk is due", wchunk(w, 0, 10, 51)) \
+    X(chunk_not_due, "no chunk is due", wchunk(w, 0, 10, 296)) \
     X(chunks_missing, "op 1/2 \"a\": chunk 2/2: missing before the next op", \
-      wfile(w, "a", 20, SS_TXN_CHUNKS, 2); wchunk(w, 0, 10, 51); wdir(w, "b")) \
+      wfile(w, "a", 200, SS_TXN_CHUNKS, 2); wchunk(w, 0, 100, 296); wdir(w, "b")) \
     X(chunk_sum, "chunk 2/2: plain lengths add up to less", \
-      wfile(w, "a", 20, SS_TXN_CHUNKS, 2); wchunk(w, 0, 10, 51); wchunk(w, 0, 5, 46)) \
-    X(chunk_pack, "pack index 2", wfile(w, "a", 10, SS_TXN_CHUNKS, 1); wchunk(w, 2, 10, 51)) \
-    X(chunk_sealed, "sealed length 100", wfile(w, "a", 10, SS_TXN_CHUNKS, 1); wchunk(w, 0, 10, 100)) \
+      wfile(w, "a", 200, SS_TXN_CHUNKS, 2); wchunk(w, 0, 100, 296); wchunk(w, 0, 50, 296)) \
+    X(chunk_pack, "pack index 2", wfile(w, "a", 100, SS_TXN_CHUNKS, 1); wchunk(w, 2, 100, 296)) \
+    X(chunk_sealed, "sealed length 100", wfile(w, "a", 100, SS_TXN_CHUNKS, 1); wchunk(w, 0, 100, 100)) \
+    X(chunk_sealed_bucket_too_big, "sealed length 552", wfile(w, "a", 100, SS_TXN_CHUNKS, 1); wchunk(w, 0, 100, 552)) \
     X(chunk_max, "plain length 4097", wfile(w, "a", 8000, SS_TXN_CHUNKS, 2); wchunk(w, 0, 4097, 4138)) \
     X(more_ops, "op 3/2: more ops than declared", wdir(w, "a"); wdir(w, "b"); wdir(w, "c")) \
     X(fewer_ops, "1 ops put, 2 declared", wdir(w, "a"); wfinish(w)) \
     X(finish_owes_chunks, "chunk 2/2: missing at the end", \
-      wdir(w, "a"); wfile(w, "b", 20, SS_TXN_CHUNKS, 2); wchunk(w, 0, 10, 51); wfinish(w))
+      wdir(w, "a"); wfile(w, "b", 200, SS_TXN_CHUNKS, 2); wchunk(w, 0, 100, 296); wfinish(w))
 /* clang-format on */
 
 #define DEFINE_REFUSED(name, expect, ...)                                                          \

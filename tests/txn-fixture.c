@@ -113,9 +113,10 @@ const ss_txn_header sample_hdr = {
 };
 
 const ss_chunk_ref sample_chunks[3] = {
-    {.pack = 0, .offset = 0, .sealed_len = 4096 + 41, .plain_len = 4096, .id = {1, 1}},
-    {.pack = 1, .offset = 0, .sealed_len = 200, .plain_len = 4096, .id = {2, 2}},
-    {.pack = 1, .offset = 200, .sealed_len = 141, .plain_len = 100, .id = {3, 3}},
+    /* Sealed lengths: 40 + a size bucket, at most the bucket of 1 + plain (pad.h). */
+    {.pack = 0, .offset = 0, .sealed_len = 40 + 4352, .plain_len = 4096, .id = {1, 1}},
+    {.pack = 1, .offset = 0, .sealed_len = 40 + 256, .plain_len = 4096, .id = {2, 2}},
+    {.pack = 1, .offset = 296, .sealed_len = 40 + 256, .plain_len = 100, .id = {3, 3}},
 };
 
 /* clang-format off */

@@ -9,11 +9,13 @@
  * slices of 1 byte to 2 records:
  *   0 raw     the rest is an object log/1 (seq 1, zero chain)
  *   1 forged  header fields, then records (u8 tag | u16 len | bytes) sealed
- *             here as FORMAT.md says: any header, tag, cut or zstd payload
+ *             here as FORMAT.md says: any header, tag, cut, padding or zstd
+ *             payload (byte 3 bit 7: pad the stream in its last record)
  *   2 trip    the rest (repeated) goes through the writer and back, then
  *             one flipped byte, truncation or extension must be refused
- *   3 chunk   a sealed chunk forged from u8 flags || payload, and the raw
- *             rest, opened by ss_chunk_open
+ *   3 chunk   a sealed chunk forged from u8 flags || payload (padded to its
+ *             bucket unless max_plain's byte is odd), and the raw rest,
+ *             opened by ss_chunk_open
  * Any result but SS_OK or SS_ERR_INTEGRITY aborts, and so does an accepted
  * object that breaks a rule of FORMAT.md "Framed objects".
  *
@@ -29,6 +31,7 @@
 
 #include "chunker.h"
 #include "frame.h"
+#include "pad.h"
 #include "seal.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -118,9 +121,19 @@ static void context(const uint8_t header[8], uint8_t out[32])
     crypto_generichash_final(&h, out, 32);
 }
 
+/* FORMAT.md "Size padding": the unpadded length of a padded stream, or SIZE_MAX. */
+static size_t unpadded(const uint8_t *p, size_t n)
+{
+    size_t i = n;
+    while (i > 0 && p[i - 1] == 0) i--;
+    if (i == 0 || p[i - 1] != 0x80 || ss_pad_size(i - 1) != n) return SIZE_MAX;
+    return i - 1;
+}
+
 /*
- * Mode 1: u8 kind | u8 flags | u8 byte7 | u8 params, then records: u8 tag (bit 7: pad the
- * record with zeros to a full 65536 bytes) | u16 len | len bytes.
+ * Mode 1: u8 kind | u8 flags | u8 byte7 | u8 params, then records: u8 tag (bit 7: fill the
+ * record with zeros to a full 65536 bytes) | u16 len | len bytes. params bit 0: kind; bit 7:
+ * pad the stream (0x80, zeros) inside the last record when it fits; the rest: max_plain.
  */
 static void forged(const uint8_t *d, size_t n, uint32_t seed)
 {
@@ -134,7 +147,8 @@ static void forged(const uint8_t *d, size_t n, uint32_t seed)
     if (n < 4) return;
     hdr[5] = d[0], hdr[6] = d[1], hdr[7] = d[2];
     unsigned kind = 1 + (d[3] & 1);
-    uint64_t max_plain = (uint64_t)(d[3] >> 1) << 15; /* 0 .. 4 MiB */
+    int pad = d[3] >> 7;
+    uint64_t max_plain = (uint64_t)(d[3] >> 1 & 0x3f) << 16; /* 0 .. 4 MiB */
     context(hdr, ctx);
     buf_add(&obj, hdr, 8);
     crypto_secretstream_xchacha20poly1305_init_push(&st, wire,
@@ -149,6 +163,12 @@ static void forged(const uint8_t *d, size_t n, uint32_t seed)
         memset(rec, 0, len);
         memcpy(rec, d + k, take);
         k += take;
+        size_t to = (size_t)ss_pad_size(plain.len + len) - plain.len;
+        if (pad && k + 3 > n && to <= REC) { /* the last record carries the padding */
+            memset(rec + len, 0, to - len);
+            rec[len] = 0x80;
+            len = to;
+        }
         unsigned long long clen = 0;
         crypto_secretstream_xchacha20poly1305_push(&st, wire, &clen, rec, len, ctx, 32, tag);
         buf_add(&obj, wire, (size_t)clen);
@@ -158,11 +178,13 @@ static void forged(const uint8_t *d, size_t n, uint32_t seed)
     }
     if (read_obj(obj.p, obj.len, kind, max_plain, seed, &out) == SS_OK) {
         /* Accepted: it must be an object FORMAT.md allows. */
-        if (records == 0 || bad_cut || bad_tag || hdr[5] != kind || (hdr[6] & ~1) || hdr[7])
+        size_t l = unpadded(plain.p, plain.len);
+        if (records == 0 || bad_cut || bad_tag || hdr[5] != kind || (hdr[6] & ~1) || hdr[7] ||
+            l == SIZE_MAX)
             abort();
-        if (!(hdr[6] & 1) && (out.len != plain.len || (out.len && memcmp(out.p, plain.p, out.len))))
+        if (!(hdr[6] & 1) && (out.len != l || (out.len && memcmp(out.p, plain.p, out.len))))
             abort();
-        if ((hdr[6] & 1) && ZSTD_findFrameCompressedSize(plain.p, plain.len) != plain.len) abort();
+        if ((hdr[6] & 1) && ZSTD_findFrameCompressedSize(plain.p, l) != l) abort();
     }
     free(obj.p), free(plain.p), free(out.p);
 }
@@ -190,9 +212,9 @@ static void trip(const uint8_t *d, size_t n, uint32_t seed)
     }
     must(ss_frame_finish(w, NULL, &err), &err);
     ss_frame_writer_free(w);
-    /* The writer's cut: as few records as possible, every one but the last full. */
-    size_t body = obj.len - SS_FRAME_PREFIX_BYTES;
-    if (!level && body != (plain.len ? (plain.len + REC - 1) / REC : 1) * 17 + plain.len) abort();
+    /* The writer's cut of the padded stream: as few records as possible, all but the last full. */
+    size_t body = obj.len - SS_FRAME_PREFIX_BYTES, padded = (size_t)ss_pad_size(plain.len);
+    if (!level && body != (padded + REC - 1) / REC * 17 + padded) abort();
     if (read_obj(obj.p, obj.len, kind, UINT64_MAX, seed, &out) != SS_OK || out.len != plain.len ||
         (out.len && memcmp(out.p, plain.p, out.len)))
         abort();
@@ -220,6 +242,7 @@ static void chunk(const uint8_t *d, size_t n)
 
     if (n < 2) return;
     size_t max_plain = (size_t)d[1] * 64, body_len = n - 1;
+    if (!(d[1] & 1)) body_len = (size_t)ss_pad_size(n - 1); /* flags || payload, padded */
     /* The id the forger means: of what the payload decodes to, when it does. */
     if (d[0] & SS_CHUNK_FLAG_ZSTD) {
         unsigned long long fcs = ZSTD_getFrameContentSize(d + 2, n - 2);
@@ -234,10 +257,11 @@ static void chunk(const uint8_t *d, size_t n)
     memcpy(ad + 15, ss_keys_repo_id(keys), 16);
     memcpy(ad + 31, id, 32);
     sealed = malloc(SS_CHUNK_NONCE_BYTES + body_len + SS_CHUNK_TAG_BYTES);
-    body = malloc(body_len);
+    body = calloc(1, body_len);
     if (!sealed || !body) abort();
-    body[0] = d[0]; /* flags || payload */
+    body[0] = d[0]; /* flags || payload || padding */
     memcpy(body + 1, d + 2, n - 2);
+    if (body_len > n - 1) body[n - 1] = 0x80;
     memcpy(sealed, nonce, sizeof nonce);
     crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + 24, NULL, body, body_len, ad, sizeof ad,
                                                NULL, nonce, ss_keys_subkey(keys, SS_SUBKEY_CHUNK));

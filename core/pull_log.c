@@ -1,0 +1,239 @@
+/*
+ * pull_log: which log objects a pull applies, and from where (pull.c applies
+ * each one): the listing after the watermark (P2), batches fetched ahead in
+ * parallel, and a checkpoint as the base of a joining device or of one whose
+ * history gc removed (docs/FORMAT.md "Reading"). history.c and gc.c list
+ * the log through it too.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+void eng_log_list_free(eng_log_list *l)
+{
+    free(l->seqs);
+    free(l->sizes);
+    memset(l, 0, sizeof *l);
+}
+
+int eng_collect_seq(void *ctx, const char *key, const ss_store_stat *st)
+{
+    eng_log_list *l = ctx;
+    const char *d = key + strlen(l->prefix ? l->prefix : SS_KEY_LOG_PREFIX);
+    char *end = NULL;
+    uint64_t seq;
+    seq = strtoull(d, &end, 10);
+    if (strlen(d) != SS_SEQ_DIGITS || *end || !seq) {
+        l->bad = 1;
+        snprintf(l->bad_key, sizeof l->bad_key, "%s", key);
+        return 1;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        uint64_t *nv = realloc(l->seqs, cap * sizeof *nv);
+        uint64_t *ns = nv ? realloc(l->sizes, cap * sizeof *ns) : NULL;
+        if (nv) l->seqs = nv;
+        if (!ns) {
+            l->bad = 2;
+            return 1;
+        }
+        l->sizes = ns;
+        l->cap = cap;
+    }
+    l->sizes[l->n] = st ? st->size : 0;
+    l->seqs[l->n++] = seq;
+    return 0;
+}
+
+/*
+ * Sequences after wm; checks P2 on what the store lists. own: the first
+ * listed key must be log/<wm> itself (else the store was rolled back, or gc
+ * removed it: l->bad = 3), and is dropped from the list.
+ */
+static ss_rc list_log(ss_folder *f, uint64_t wm, int own, eng_log_list *l, ss_err *err)
+{
+    char after[SS_KEY_NAME_MAX] = "";
+    size_t first = 0;
+    ss_rc rc;
+    if (wm) snprintf(after, sizeof after, SS_KEY_LOG_FMT, own ? wm - 1 : wm);
+    rc = ss_store_list(f->store, SS_KEY_LOG_PREFIX, after, eng_collect_seq, l, err);
+    if (rc) return rc;
+    if (l->bad == 2) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (l->bad)
+        return ss_fail(err, SS_ERR_INTEGRITY, "unexpected object %s in the log", l->bad_key);
+    if (own) {
+        if (!l->n || l->seqs[0] != wm) {
+            l->bad = 3;
+            return ss_fail(err, SS_ERR_INTEGRITY,
+                           "the store no longer holds log/%020" PRIu64 ", which this device "
+                           "applied: it was rolled back or tampered with",
+                           wm);
+        }
+        first = 1;
+    }
+    for (size_t i = first; i < l->n; i++)
+        if (l->seqs[i] != wm + 1 + (i - first))
+            return ss_fail(err, SS_ERR_INTEGRITY,
+                           "log/%020" PRIu64
+                           " is missing: the sequence has a gap before %020" PRIu64,
+                           wm + 1 + (i - first), l->seqs[i]);
+    if (first) { /* seqs is NULL when the list is empty */
+        memmove(l->seqs, l->seqs + first, (l->n - first) * sizeof *l->seqs);
+        memmove(l->sizes, l->sizes + first, (l->n - first) * sizeof *l->sizes);
+    }
+    l->n -= first;
+    return SS_OK;
+}
+
+ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err)
+{
+    return list_log(f, wm, wm > 0, l, err);
+}
+
+ss_rc eng_list_log_after(ss_folder *f, uint64_t c, eng_log_list *l, ss_err *err)
+{
+    return list_log(f, c, 0, l, err);
+}
+
+/* Verify and apply one prefetched (or, buf NULL, streamed) log object: P1, in order (P2). */
+static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fetched *p,
+                      uint8_t chain[32], ss_err *err)
+{
+    uint8_t next[32];
+    int fd = -1; /* owned: the staged plaintext */
+    ss_rc rc = p->rc;
+    if (rc && err) *err = p->err;
+    if (!rc && !(rc = eng_fetch_txn(f, seq, chain, p->buf, p->len, &fd, next, err)) &&
+        !(rc = eng_check_txn(f, fd, seq, err)) && !(rc = eng_check_beneath(f, fd, seq, err)) &&
+        !(rc = eng_apply_txn(f, stats, fd, seq, next, 0, err)))
+        memcpy(chain, next, 32);
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/*
+ * Log objects are fetched ahead in parallel batches (eng_prefetch), but each
+ * is still verified whole and applied, and its watermark committed, one at a
+ * time in sequence order: P1-P4 hold as with one GET at a time, and a failure
+ * leaves the watermark at the last good object.
+ */
+static ss_rc pull_list(ss_folder *f, ss_stats *stats, const eng_log_list *l, uint64_t *wm,
+                       uint8_t chain[32], ss_err *err)
+{
+    ss_xfer *x = NULL;     /* owned */
+    eng_fetched *b = NULL; /* owned, with each buf */
+    uint64_t applied = 0;  /* log bytes, for the automatic checkpoint rule */
+    ss_rc rc = SS_OK;
+    if (!l->n) return SS_OK;
+    f->prog.txn_total = l->n;
+    if ((rc = ss_xfer_new(f->store, &x, err))) return rc;
+    if (!(b = calloc(ENG_PREFETCH_MAX, sizeof *b)))
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < l->n && !rc;) {
+        size_t n = 0, k;
+        rc = eng_prefetch(x, l, i, l->n, b, &n, err);
+        for (k = 0; k < n && !rc; k++, i++) {
+            assert(l->seqs[i] == *wm + 1); /* P2 */
+            if (!(rc = pull_one(f, stats, l->seqs[i], &b[k], chain, err))) {
+                *wm = l->seqs[i];
+                applied += l->sizes[i];
+                f->prog.txn_done++;
+                eng_progress(f);
+            }
+        }
+        for (k = 0; k < n; k++)
+            free(b[k].buf);
+    }
+    free(b);
+    ss_xfer_free(x);
+    eng_checkpoint_count(f, applied);
+    return rc;
+}
+
+/*
+ * Apply checkpoints/<c> as a base (join, re-base after gc): P1 holds (it is
+ * verified whole, ops and data, before anything applies), and the state's
+ * paths it lacks are deleted as a delete op would (P4: local changes stay or
+ * become conflict copies). At c == watermark there is nothing to apply, and
+ * the chain(c) this device holds is checked by log/<c+1> (it only decrypts
+ * with it).
+ */
+static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm, uint8_t chain[32],
+                       ss_err *err)
+{
+    uint8_t recorded[32];
+    int fd = -1; /* owned */
+    ss_rc rc;
+    if (c == *wm) return SS_OK; /* gc took log/<c>: log/<c+1> checks our chain(c) */
+    rc = eng_fetch_checkpoint(f, c, &fd, recorded, NULL, err);
+    if (!rc) rc = eng_apply_txn(f, stats, fd, c, recorded, 1, err);
+    if (!rc) {
+        *wm = c;
+        memcpy(chain, recorded, 32);
+    }
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/*
+ * Where the log continues for this device. A joining device (watermark 0)
+ * starts from the newest checkpoint. A device whose log/<watermark> is gone
+ * re-bases on a checkpoint at or after it (gc ran); without one the store
+ * was rolled back: refused (P2).
+ */
+static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t chain[32],
+                        eng_log_list *l, ss_err *err)
+{
+    eng_log_list cps = {0}; /* owned */
+    ss_err gone = {{0}};
+    uint64_t c;
+    ss_rc rc = *wm ? eng_list_log(f, *wm, l, &gone) : SS_OK;
+    if (*wm && (rc != SS_ERR_INTEGRITY || l->bad != 3)) {
+        if (rc && err) *err = gone;
+        return rc;
+    }
+    if ((rc = eng_list_checkpoints(f, &cps, err))) goto out;
+    c = cps.n ? cps.seqs[cps.n - 1] : 0;
+    eng_log_list_free(l);
+    if (*wm && c < *wm) {
+        rc = SS_ERR_INTEGRITY;
+        if (err) *err = gone;
+        goto out;
+    }
+    if (c && (rc = pull_base(f, stats, c, wm, chain, err))) goto out;
+    rc = eng_list_log_after(f, *wm, l, err);
+out:
+    eng_log_list_free(&cps);
+    return rc;
+}
+
+ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    eng_log_list l = {0};
+    uint8_t chain[32];
+    uint64_t wm;
+    ss_rc rc;
+    f->prog = (ss_progress){.phase = "pull"};
+    if ((rc = ss_state_watermark(f->state, &wm, chain, err)) ||
+        (rc = pull_start(f, stats, &wm, chain, &l, err)))
+        goto out;
+    rc = pull_list(f, stats, &l, &wm, chain, err);
+out:
+    stats->seq = wm;
+    eng_log_list_free(&l);
+    stats->requests = ss_store_counts(f->store)->requests;
+    stats->bytes_up = ss_store_counts(f->store)->bytes_up;
+    stats->bytes_down = ss_store_counts(f->store)->bytes_down;
+    return rc;
+}
+
+ss_rc ss_sync(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    ss_rc rc = ss_pull(f, stats, err);
+    return rc ? rc : ss_push(f, stats, err);
+}

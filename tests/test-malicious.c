@@ -1,0 +1,716 @@
+/*
+ * test-malicious: a device that holds the key turns against the others.
+ *
+ * Owns the scenarios beyond test-sync's tampering (a flipped byte, a gap, a
+ * replayed object, a cut pack) where the attacker can seal valid objects:
+ * the forger (below) joins with the passphrase, walks the log to the hash
+ * chain's head, and writes hand-made transaction bytes (docs/FORMAT.md
+ * "Transactions", byte by byte: the encoder refuses to write them) as the
+ * next log object, correctly framed and chained. Each crafted transaction
+ * starts with a harmless op where path order allows, so "applies nothing"
+ * is seen: device B's `s3sync pull` must exit 3 with one line on stderr,
+ * leave B's folder as it was (byte for byte) and create nothing outside it.
+ * The forged object is then deleted and the next case forged at the same
+ * sequence. Then the attacks that need no key: a log object of another
+ * repository with the same passphrase, and a store rolled back (objects
+ * deleted, then the sequence rewritten by a device that never saw them).
+ *
+ * The store is s3:// on RGW when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET
+ * are set (ci/test.sh), file:// otherwise.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "chunker.h"
+#include "cli-fixture.h"
+#include "format.h"
+#include "frame.h"
+#include "path.h"
+#include "repo.h"
+#include "s3store.h"
+#include "seal.h"
+#include "txn-fixture.h"
+
+#define PASS "correct horse battery staple"
+
+static const char *g_bucket;
+static char g_tag[13];
+static unsigned g_worlds;
+
+/* --- worlds ------------------------------------------------------------------------- */
+
+static void world_url(const world *w, const char *name, char *url, size_t cap)
+{
+    if (g_bucket)
+        snprintf(url, cap, "s3://%s/malicious-%s-%u-%s", g_bucket, g_tag, g_worlds, name);
+    else
+        snprintf(url, cap, "file://%s/%s", w->root, name);
+}
+
+static int world_setup(void **state)
+{
+    const char *tmp = getenv("TMPDIR");
+    world *w = calloc(1, sizeof *w);
+    if (!w) return -1;
+    snprintf(w->root, sizeof w->root, "%s/ss-mal-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(w->root)) return -1;
+    g_worlds++;
+    world_url(w, "store", w->url, sizeof w->url);
+    for (int d = 0; d < MAX_DEV; d++)
+        snprintf(w->dev[d], sizeof w->dev[d], "%s/%c", w->root, 'A' + d);
+    g_step[0] = '\0';
+    *state = w;
+    return 0;
+}
+
+static int delete_key(void *ctx, const char *key, const ss_store_stat *st)
+{
+    (void)st;
+    ss_store_delete(ctx, key, NULL);
+    return 0;
+}
+
+static void empty_store(const char *url)
+{
+    ss_store *s = NULL;
+    if (!ss_store_open(url, NULL, &s, NULL)) ss_store_list(s, "", NULL, delete_key, s, NULL);
+    ss_store_free(s);
+}
+
+static int world_teardown(void **state)
+{
+    world *w = *state;
+    char other[256];
+    if (g_bucket) {
+        empty_store(w->url);
+        world_url(w, "other", other, sizeof other);
+        empty_store(other);
+    }
+    rm_rf(w->root);
+    free(w);
+    return 0;
+}
+
+/* --- the forger: a device with the key writing its own log objects ------------------ */
+
+typedef struct forger {
+    ss_store *store;
+    ss_repo *repo;
+    uint64_t head;                 /* the last log object */
+    uint8_t chain[SS_CHAIN_BYTES]; /* chain(head) */
+} forger;
+
+static void check(ss_rc rc, const ss_err *err, const char *what)
+{
+    if (rc) failf("%s: %s", what, err->msg);
+}
+
+static void *get_obj(ss_store *s, const char *key, size_t *len)
+{
+    void *obj = NULL;
+    ss_err err = {{0}};
+    check(ss_store_get(s, key, 0, SS_TO_END, &obj, len, &err), &err, key);
+    return obj;
+}
+
+/* Walk the log from 1, verifying as a device does, to the head and its chain value. */
+static void forger_sync(forger *f)
+{
+    ss_err err = {{0}};
+    memset(f->chain, 0, sizeof f->chain);
+    for (f->head = 0;; f->head++) {
+        char key[SS_KEY_NAME_MAX];
+        void *obj = NULL, *plain = NULL;
+        size_t len = 0, plen = 0;
+        uint8_t hash[SS_OBJECT_HASH_BYTES];
+        ss_store_stat st;
+        snprintf(key, sizeof key, SS_KEY_LOG_FMT, f->head + 1);
+        if (ss_store_head(f->store, key, &st, &err) == SS_ERR_NOT_FOUND) return;
+        obj = get_obj(f->store, key, &len);
+        check(ss_frame_open_buf(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, f->head + 1,
+                                f->chain, UINT64_MAX, obj, len, &plain, &plen, hash, &err),
+              &err, key);
+        ss_chain_next(ss_repo_keys(f->repo), f->chain, hash, f->chain);
+        free(obj);
+        free(plain);
+    }
+}
+
+static void forger_open(forger *f, const char *url)
+{
+    ss_err err = {{0}};
+    memset(f, 0, sizeof *f);
+    check(ss_store_open(url, NULL, &f->store, &err), &err, url);
+    check(ss_repo_join(f->store, PASS, strlen(PASS), &f->repo, &err), &err, "join");
+    forger_sync(f);
+}
+
+static void forger_free(forger *f)
+{
+    ss_repo_free(f->repo);
+    ss_store_free(f->store);
+}
+
+/* Seal plain as log/<head + 1>, chained to the head, created as a device creates it. */
+static void forge(forger *f, const buf *plain, char *ret_key)
+{
+    void *obj = NULL;
+    size_t len = 0;
+    ss_err err = {{0}};
+    snprintf(ret_key, SS_KEY_NAME_MAX, SS_KEY_LOG_FMT, f->head + 1);
+    check(ss_frame_seal_buf(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, ret_key, f->head + 1,
+                            f->chain, 3, plain->p, plain->len, &obj, &len, NULL, &err),
+          &err, "seal");
+    check(ss_store_put(f->store, ret_key, obj, len, SS_PUT_CREATE_ONLY, &err), &err, ret_key);
+    free(obj);
+}
+
+/* --- transaction bytes ------------------------------------------------------------------ */
+
+static void t_header(buf *b, uint64_t seq, uint32_t n_packs, uint32_t n_ops)
+{
+    static const uint8_t device_id[16] = {0xee};
+    b_mem(b, "S3ST", 4);
+    b_uint(b, 1, 1);
+    b_uint(b, 0, 3);
+    b_uint(b, seq, 8);
+    b_uint(b, 1700000000000000000ull, 8);
+    b_mem(b, device_id, sizeof device_id);
+    b_uint(b, 3, 2);
+    b_mem(b, "EVE", 3);
+    b_uint(b, n_packs, 4);
+    b_uint(b, n_ops, 4);
+}
+
+static void t_path(buf *b, const char *path, size_t len)
+{
+    b_uint(b, len, 2);
+    b_mem(b, path, len);
+}
+
+static void t_attrs(buf *b, int kind, uint64_t size)
+{
+    b_uint(b, (uint64_t)kind, 1);
+    b_uint(b, 0644, 4);
+    b_uint(b, 1700000000, 8);
+    b_uint(b, 0, 4);
+    b_uint(b, size, 8);
+}
+
+/* An inline file with its true content id, so only what the case breaks is wrong. */
+static void t_file(buf *b, const forger *f, const char *path, size_t path_len, const char *data)
+{
+    uint8_t cid[32];
+    size_t n = strlen(data);
+    crypto_generichash(cid, sizeof cid, (const uint8_t *)data, n,
+                       ss_keys_subkey(ss_repo_keys(f->repo), SS_SUBKEY_CHUNK_ID), SS_SUBKEY_BYTES);
+    b_uint(b, SS_TXN_OP_UPSERT, 1);
+    t_path(b, path, path_len);
+    t_attrs(b, SS_TXN_KIND_FILE, n);
+    b_mem(b, cid, sizeof cid);
+    b_uint(b, SS_TXN_STORAGE_INLINE, 1);
+    b_uint(b, n, 4);
+    b_mem(b, data, n);
+}
+
+static void t_link(buf *b, const char *path, const char *target, size_t target_len)
+{
+    b_uint(b, SS_TXN_OP_UPSERT, 1);
+    t_path(b, path, strlen(path));
+    t_attrs(b, SS_TXN_KIND_SYMLINK, target_len);
+    t_path(b, target, target_len);
+}
+
+static void t_delete(buf *b, const char *path)
+{
+    b_uint(b, SS_TXN_OP_DELETE, 1);
+    t_path(b, path, strlen(path));
+}
+
+/* --- crafted transactions ------------------------------------------------------------------ */
+
+#define BENIGN "!benign.txt" /* sorts before every path the cases break */
+#define EVIL "evil"          /* what no case may leave anywhere */
+
+typedef struct ctx {
+    const world *w;
+    const forger *f;
+    uint64_t seq;
+    char abs[256]; /* an absolute path outside every folder */
+} ctx;
+
+static void c_dotdot(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, "../escape.txt", 13, EVIL);
+}
+
+static void c_dotdot_inner(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, "d/../../escape.txt", 18, EVIL);
+}
+
+static void c_absolute(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2); /* '/' sorts lowest: the absolute path first */
+    t_file(b, c->f, c->abs, strlen(c->abs), EVIL);
+    t_file(b, c->f, "zz-benign.txt", 13, "harmless");
+}
+
+static void c_meta_file(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, ".s3sync/master.key", 18, EVIL);
+}
+
+static void c_meta_delete(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_delete(b, ".s3sync/state.db");
+}
+
+static void c_meta_dir(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_link(b, ".s3sync", "/", 1);
+}
+
+static void c_nul(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, "nul\0../../escape.txt", 20, EVIL);
+}
+
+static void c_empty_segment(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, "a//b", 4, EVIL);
+}
+
+static void c_dot(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, "./x", 3, EVIL);
+}
+
+/* A symlink out of the folder and a file through it, in one transaction. */
+static void c_link_then_through(const ctx *c, buf *b)
+{
+    char through[300];
+    snprintf(through, sizeof through, "lnk/escape.txt");
+    t_header(b, c->seq, 0, 3);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_link(b, "lnk", c->w->root, strlen(c->w->root));
+    t_file(b, c->f, through, strlen(through), EVIL);
+}
+
+/* Through "out", a symlink out of the folder that an earlier transaction made. */
+static void c_through_old_link(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, "out/escape.txt", 14, EVIL);
+}
+
+static void c_delete_through_old_link(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_delete(b, "out/victim.txt");
+}
+
+static void c_path_too_long(const ctx *c, buf *b)
+{
+    char *p = malloc(SS_PATH_MAX + 2);
+    memset(p, 'p', SS_PATH_MAX + 1);
+    p[SS_PATH_MAX + 1] = '\0';
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, p, SS_PATH_MAX + 1, EVIL);
+    free(p);
+}
+
+static void c_huge_ops(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, UINT32_MAX);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+}
+
+static void c_huge_packs(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, UINT32_MAX, 1);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+}
+
+static void c_huge_path_len(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    b_uint(b, SS_TXN_OP_UPSERT, 1);
+    b_uint(b, 0xffff, 2); /* declares 65535 bytes, holds 4 */
+    b_mem(b, "evil", 4);
+}
+
+static void c_huge_inline(const ctx *c, buf *b)
+{
+    uint8_t cid[32] = {0};
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    b_uint(b, SS_TXN_OP_UPSERT, 1);
+    t_path(b, "big.bin", 7);
+    t_attrs(b, SS_TXN_KIND_FILE, UINT32_MAX);
+    b_mem(b, cid, sizeof cid);
+    b_uint(b, SS_TXN_STORAGE_INLINE, 1);
+    b_uint(b, UINT32_MAX, 4);
+    b_mem(b, EVIL, 4);
+}
+
+static void c_huge_chunks(const ctx *c, buf *b)
+{
+    uint8_t cid[32] = {0};
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    b_uint(b, SS_TXN_OP_UPSERT, 1);
+    t_path(b, "big.bin", 7);
+    t_attrs(b, SS_TXN_KIND_FILE, UINT64_MAX);
+    b_mem(b, cid, sizeof cid);
+    b_uint(b, SS_TXN_STORAGE_CHUNKS, 1);
+    b_uint(b, UINT32_MAX, 4);
+}
+
+static void c_huge_target(const ctx *c, buf *b)
+{
+    char *t = malloc(SS_TXN_TARGET_MAX + 1);
+    memset(t, 't', SS_TXN_TARGET_MAX + 1);
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_link(b, "link", t, SS_TXN_TARGET_MAX + 1);
+    free(t);
+}
+
+static void c_wrong_seq(const ctx *c, buf *b)
+{
+    t_header(b, c->seq + 1000, 0, 1);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+}
+
+static void c_trailing(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 1);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    b_mem(b, EVIL, 4);
+}
+
+static void c_out_of_order(const ctx *c, buf *b)
+{
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, "zz-benign.txt", 13, "harmless");
+    t_file(b, c->f, BENIGN, strlen(BENIGN), EVIL);
+}
+
+/* Bytes that are not what the content id says: a device would take it for another version. */
+static void c_bad_content_id(const ctx *c, buf *b)
+{
+    size_t at;
+    t_header(b, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    at = b->len;
+    t_file(b, c->f, "victim.txt", 10, EVIL);
+    b->p[at + 1 + 2 + 10 + 25] ^= 1; /* type, path, kind/mode/mtime/size: the content id */
+}
+
+/*
+ * A 4-byte file stored as a chunk (a real one, sealed and uploaded) under a
+ * content id that lies: a reader that checked content ids only of inline
+ * files and of files above the inline limit would apply it.
+ */
+static void c_small_as_chunks(const ctx *c, buf *b)
+{
+    const ss_keys *keys = ss_repo_keys(c->f->repo);
+    char pack[64];
+    uint8_t cid[32] = {0}, chunk_id[SS_CHUNK_ID_LEN];
+    void *sealed = NULL;
+    size_t sealed_len = 0;
+    ss_err err = {{0}};
+    snprintf(pack, sizeof pack, "data/%020" PRIu64 "-0123456789abcdef", c->seq);
+    ss_chunk_id(ss_keys_subkey(keys, SS_SUBKEY_CHUNK_ID), EVIL, 4, chunk_id);
+    check(ss_chunk_seal(keys, chunk_id, EVIL, 4, 0, 1, &sealed, &sealed_len, &err), &err, "seal");
+    check(ss_store_put(c->f->store, pack, sealed, sealed_len, SS_PUT_CREATE_ONLY, &err), &err,
+          pack);
+    free(sealed);
+    t_header(b, c->seq, 1, 2);
+    t_path(b, pack, strlen(pack));
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    b_uint(b, SS_TXN_OP_UPSERT, 1);
+    t_path(b, "small.txt", 9);
+    t_attrs(b, SS_TXN_KIND_FILE, 4);
+    b_mem(b, cid, sizeof cid);
+    b_uint(b, SS_TXN_STORAGE_CHUNKS, 1);
+    b_uint(b, 1, 4);
+    b_uint(b, 0, 4); /* pack index, offset, sealed and plain length, id */
+    b_uint(b, 0, 8);
+    b_uint(b, sealed_len, 4);
+    b_uint(b, 4, 4);
+    b_mem(b, chunk_id, sizeof chunk_id);
+}
+
+typedef struct mal_case {
+    const char *what;
+    void (*craft)(const ctx *c, buf *b);
+} mal_case;
+
+static const mal_case g_cases[] = {
+    {"../ at the start", c_dotdot},
+    {"../ inside", c_dotdot_inner},
+    {"an absolute path", c_absolute},
+    {"a file in .s3sync/", c_meta_file},
+    {"a delete in .s3sync/", c_meta_delete},
+    {".s3sync replaced by a symlink", c_meta_dir},
+    {"a NUL inside a path", c_nul},
+    {"an empty segment", c_empty_segment},
+    {"a . segment", c_dot},
+    {"a symlink out and a file through it", c_link_then_through},
+    {"a file through an applied symlink", c_through_old_link},
+    {"a delete through an applied symlink", c_delete_through_old_link},
+    {"a path over 4096 bytes", c_path_too_long},
+    {"2^32-1 ops declared", c_huge_ops},
+    {"2^32-1 packs declared", c_huge_packs},
+    {"a path length past the end", c_huge_path_len},
+    {"a 4 GiB inline file", c_huge_inline},
+    {"2^32-1 chunks of a 2^64-1 byte file", c_huge_chunks},
+    {"a symlink target over 4096 bytes", c_huge_target},
+    {"a header seq that is not the object's", c_wrong_seq},
+    {"trailing bytes", c_trailing},
+    {"paths out of order", c_out_of_order},
+    {"a content id that lies", c_bad_content_id},
+    {"a 4-byte file stored as chunks", c_small_as_chunks},
+};
+
+/* B pulls: exit 3, one line, nothing changed in B, nothing made outside. */
+static void expect_refused(const world *w, const char *snap, const char *forged)
+{
+    outcome o = run_cli(NULL, ARGS("-C", w->dev[B], "pull"));
+    struct stat st;
+    expect_exit(&o, 3, "pull of a forged transaction");
+    if (!*o.err || strchr(o.err, '\n') != o.err + strlen(o.err) - 1)
+        failf("not one line: %s", o.err);
+    if (!strstr(o.err, forged)) failf("%s is not named: %s", forged, o.err);
+    outcome_free(&o);
+    expect_same_tree(w->dev[B], snap);
+    if (!lstat(at_dir(w->root, "escape.txt"), &st)) failf("escape.txt was written outside B");
+    if (lstat(at_dir(w->root, "victim.txt"), &st)) failf("victim.txt outside B was deleted");
+}
+
+static void test_forged(void **state)
+{
+    world *w = *state;
+    forger f;
+    ctx c = {w, &f, 0, ""};
+    char snap[200], forged[SS_KEY_NAME_MAX];
+    ss_err err = {{0}};
+    snprintf(snap, sizeof snap, "%s/snapshot", w->root);
+    snprintf(c.abs, sizeof c.abs, "%s/abs-escape.txt", w->root + 1); /* no leading '/' yet */
+    memmove(c.abs + 1, c.abs, strlen(c.abs) + 1);
+    c.abs[0] = '/';
+    join(w, A);
+    join(w, B);
+    /* A legal symlink out of the folder, and a victim beside the folders. */
+    write_bytes(at_dir(w->root, "victim.txt"), "victim", 6);
+    write_bytes(at(w, A, "a.txt"), "a", 1);
+    if (symlink(w->root, at(w, A, "out"))) failf("symlink: %s", strerror(errno));
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    snapshot(w->dev[B], snap);
+    forger_open(&f, w->url);
+    for (size_t i = 0; i < COUNT(g_cases); i++) {
+        buf b = {0};
+        snprintf(g_step, sizeof g_step, "%s", g_cases[i].what);
+        c.seq = f.head + 1;
+        g_cases[i].craft(&c, &b);
+        forge(&f, &b, forged);
+        free(b.p);
+        expect_refused(w, snap, forged);
+        if (!lstat(c.abs, &(struct stat){0})) failf("%s was written", c.abs);
+        check(ss_store_delete(f.store, forged, &err), &err, forged);
+    }
+    g_step[0] = '\0';
+    /* What the forger may do it can do through the front door: B takes it. */
+    {
+        buf b = {0};
+        c.seq = f.head + 1;
+        t_header(&b, c.seq, 0, 1);
+        t_file(&b, &f, BENIGN, strlen(BENIGN), "harmless");
+        forge(&f, &b, forged);
+        free(b.p);
+        ok(w, B, "pull");
+        expect_content(at(w, B, BENIGN), "harmless");
+    }
+    forger_free(&f);
+    rm_rf(snap);
+}
+
+/* --- attacks without the key --------------------------------------------------------------- */
+
+static void copy_obj(ss_store *from, ss_store *to, const char *key, unsigned flags)
+{
+    size_t len = 0;
+    void *obj = get_obj(from, key, &len);
+    ss_err err = {{0}};
+    check(ss_store_put(to, key, obj, len, flags, &err), &err, key);
+    free(obj);
+}
+
+/* A and B on one repository, D (in C's slot) on another with the same passphrase. */
+static void test_swapped_repositories(void **state)
+{
+    world *w = *state;
+    world other = *w;
+    ss_store *mine = NULL, *theirs = NULL;
+    ss_err err = {{0}};
+    char snap[200], key[SS_KEY_NAME_MAX];
+    snprintf(snap, sizeof snap, "%s/snapshot", w->root);
+    world_url(w, "other", other.url, sizeof other.url);
+    join(w, A);
+    join(w, B);
+    join(&other, C);
+    for (int i = 0; i < 3; i++) { /* both at seq 3 */
+        char name[16];
+        snprintf(name, sizeof name, "f%d.txt", i);
+        write_bytes(at(w, A, name), "mine", 4);
+        write_bytes(at(&other, C, name), "theirs", 6);
+        ok(w, A, "push");
+        ok(&other, C, "push");
+    }
+    ok(w, B, "pull");
+    snapshot(w->dev[B], snap);
+    write_bytes(at(&other, C, "next.txt"), EVIL, 4);
+    ok(&other, C, "push"); /* theirs: log/4 */
+    check(ss_store_open(w->url, NULL, &mine, &err), &err, w->url);
+    check(ss_store_open(other.url, NULL, &theirs, &err), &err, other.url);
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, (uint64_t)4);
+    snprintf(g_step, sizeof g_step, "their log/4 as ours");
+    copy_obj(theirs, mine, key, SS_PUT_CREATE_ONLY);
+    {
+        outcome o = run_cli(NULL, ARGS("-C", w->dev[B], "pull"));
+        expect_exit(&o, 3, "pull of another repository's object");
+        if (!strstr(o.err, key)) failf("%s is not named: %s", key, o.err);
+        outcome_free(&o);
+    }
+    expect_same_tree(w->dev[B], snap);
+    /* Their log/1 over ours: a device that joins now refuses it too. */
+    snprintf(g_step, sizeof g_step, "their log/1 over ours, a new device joins");
+    check(ss_store_delete(mine, key, &err), &err, key);
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, (uint64_t)1);
+    copy_obj(theirs, mine, key, 0);
+    rm_rf(w->dev[C]);
+    {
+        char name[2] = "C";
+        outcome o = run_cli(NULL, ARGS("--device", name, "init", w->url, w->dev[C]));
+        expect_exit(&o, 3, "join of a store holding another repository's log/1");
+        outcome_free(&o);
+    }
+    g_step[0] = '\0';
+    ss_store_free(mine);
+    ss_store_free(theirs);
+    rm_rf(snap);
+}
+
+/*
+ * A store rolled back below what B applied: first the newest objects simply
+ * gone, then the same sequences written again by C, which never saw them
+ * (as after restoring a bucket backup and syncing on).
+ */
+static void test_rolled_back(void **state)
+{
+    world *w = *state;
+    ss_store *s = NULL;
+    ss_err err = {{0}};
+    char snap[200], key[SS_KEY_NAME_MAX];
+    snprintf(snap, sizeof snap, "%s/snapshot", w->root);
+    join(w, A);
+    join(w, B);
+    join(w, C);
+    write_bytes(at(w, A, "base.txt"), "base", 4);
+    ok(w, A, "push"); /* seq 1 */
+    ok(w, C, "pull");
+    write_bytes(at(w, A, "lost1.txt"), "lost1", 5);
+    ok(w, A, "push"); /* seq 2 */
+    write_bytes(at(w, A, "lost2.txt"), "lost2", 5);
+    ok(w, A, "push"); /* seq 3 */
+    ok(w, B, "pull");
+    snapshot(w->dev[B], snap);
+    check(ss_store_open(w->url, NULL, &s, &err), &err, w->url);
+    snprintf(g_step, sizeof g_step, "log/2 and log/3 deleted");
+    for (uint64_t q = 2; q <= 3; q++) {
+        snprintf(key, sizeof key, SS_KEY_LOG_FMT, q);
+        check(ss_store_delete(s, key, &err), &err, key);
+    }
+    {
+        outcome o = run_cli(NULL, ARGS("-C", w->dev[B], "pull"));
+        expect_exit(&o, 3, "pull of a store rolled back");
+        if (!strstr(o.err, key)) failf("%s is not named: %s", key, o.err);
+        outcome_free(&o);
+    }
+    expect_same_tree(w->dev[B], snap);
+    snprintf(g_step, sizeof g_step, "log/2 and log/3 written again by C");
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "c%d.txt", i);
+        write_bytes(at(w, C, name), "from C", 6);
+        ok(w, C, "push"); /* seq 2, 3, 4 */
+    }
+    {
+        outcome o = run_cli(NULL, ARGS("-C", w->dev[B], "pull"));
+        expect_exit(&o, 3, "pull of a store rolled back and rewritten");
+        if (!strchr(o.err, '\n') || !strstr(o.err, "log/")) failf("no log object named: %s", o.err);
+        outcome_free(&o);
+    }
+    expect_same_tree(w->dev[B], snap);
+    g_step[0] = '\0';
+    ss_store_free(s);
+    rm_rf(snap);
+}
+
+#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        WORLD_TEST(test_forged),
+        WORLD_TEST(test_swapped_repositories),
+        WORLD_TEST(test_rolled_back),
+    };
+    unsigned char rnd[6];
+    if (sodium_init() < 0) return 1;
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(g_tag, sizeof g_tag, rnd, sizeof rnd);
+    setenv("S3SYNC_KDF", "interactive", 1);
+    setenv("S3SYNC_PASSWORD", PASS, 1);
+    unsetenv("S3SYNC_PASSWORD_FILE");
+    unsetenv("S3SYNC_PASSWORD_COMMAND");
+    unsetenv("S3SYNC_CRASH_AT");
+    g_bucket = getenv("AWS_ENDPOINT_URL") ? getenv("S3SYNC_TEST_BUCKET") : NULL;
+    fprintf(stderr, "malicious: store %s\n", g_bucket ? "s3:// (RGW)" : "file:// (no RGW)");
+    return cmocka_run_group_tests_name("malicious", tests, NULL, NULL);
+}
