@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ci/test.sh: the one command that runs every test, on a fresh Debian 12
 # machine or a developer's: installs dependencies, builds twice (-Werror;
-# ASan+UBSan), starts a private Ceph RGW, runs ctest on both builds, runs
+# ASan+UBSan), runs the README's ci/demo.sh on the plain build, starts a
+# private Ceph RGW, runs ctest on both builds, runs
 # each libFuzzer target briefly (ci/fuzz.sh), builds and installs the Debian
 # packages (ci/package.sh), and stops RGW even when a test fails. The plain
 # build's ctest summary is last. Not here: ci/valgrind.sh (memcheck on the
@@ -27,6 +28,13 @@ trap 'ci/rgw.sh stop >/dev/null 2>&1 || true' EXIT
 eval "$(ci/rgw.sh start)"
 
 status=0
+echo "== ci/demo.sh, the README's first command (its output only when it fails)"
+demo_tmp=$(mktemp -d)
+TMPDIR=$demo_tmp ci/demo.sh "$top/build/cli/s3sync" >"$demo_tmp/log" 2>&1 || {
+  cat "$demo_tmp/log" >&2
+  status=1
+}
+rm -rf "$demo_tmp"
 echo "== ctest under ASan+UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j "$jobs") || status=1
 echo "== fuzz targets, ${S3SYNC_FUZZ_SECONDS:-15} s each"

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "format.h"
 
 #define CONTENT_DOMAIN "s3sync-content-v1"
@@ -101,14 +102,21 @@ int eng_kind_of(mode_t mode)
     return S_ISREG(mode) ? SS_TXN_FILE : S_ISDIR(mode) ? SS_TXN_DIR : S_ISLNK(mode) ? SS_TXN_SYMLINK : 0;
 }
 
+/* st's ctime; its mtime when a test stands in a file system whose ctime cannot tell (fault.h). */
+static struct timespec seen_ctime(const struct stat *st)
+{
+    return ss_fault_on("ctime-is-mtime") ? st->st_mtim : st->st_ctim;
+}
+
 int eng_stat_matches(const ss_state_row *row, const struct stat *st)
 {
+    struct timespec ctime = seen_ctime(st);
     if (row->ctime_s < 0) return 0; /* recorded while racy: re-read */
     if (row->kind != eng_kind_of(st->st_mode)) return 0;
     if (row->kind == SS_TXN_DIR) return row->mode == (uint32_t)(st->st_mode & 07777);
     return row->ino == (uint64_t)st->st_ino && row->size == (uint64_t)st->st_size &&
            row->mtime_s == st->st_mtim.tv_sec && row->mtime_ns == (uint32_t)st->st_mtim.tv_nsec &&
-           row->ctime_s == st->st_ctim.tv_sec && row->ctime_ns == (uint32_t)st->st_ctim.tv_nsec &&
+           row->ctime_s == ctime.tv_sec && row->ctime_ns == (uint32_t)ctime.tv_nsec &&
            row->mode == (uint32_t)(st->st_mode & 07777);
 }
 
@@ -141,9 +149,10 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
 
 void eng_row_set_stat(ss_state_row *row, const struct stat *st)
 {
+    struct timespec ctime = seen_ctime(st);
     row->ino = (uint64_t)st->st_ino;
-    row->ctime_s = st->st_ctim.tv_sec;
-    row->ctime_ns = (uint32_t)st->st_ctim.tv_nsec;
+    row->ctime_s = ctime.tv_sec;
+    row->ctime_ns = (uint32_t)ctime.tv_nsec;
     /* As git's racy-index rule: a write in the same tick could leave size and mtime unchanged. */
     if (!S_ISDIR(st->st_mode) && time(NULL) - st->st_mtim.tv_sec < RACY_SECONDS) row->ctime_s = -1;
 }

@@ -1,7 +1,9 @@
 /*
- * status: what push and pull would do, without doing it. Local: paths
- * whose lstat no longer matches the previous state, new paths, and deleted
- * ones (a touched file counts: status reads no file). Remote: transactions
+ * status: what push and pull would do, without doing it. Local: new paths,
+ * deleted ones, and paths whose content, target, kind or mode changed. As
+ * push, it reads a file only when its lstat no longer matches the previous
+ * state or was recorded too recently to trust (the racy-mtime rule): a
+ * touched file, or one just pulled, is no change. Remote: transactions
  * listed after the watermark.
  */
 #include <stdio.h>
@@ -19,6 +21,15 @@ static int count_key(void *ctx, const char *key, const ss_store_stat *st)
     return 0;
 }
 
+/* 1 when e holds what row r records; a file that cannot be read counts as changed (push warns). */
+static int same_as_row(ss_folder *f, const ss_state_row *r, const ss_scan_entry *e)
+{
+    ss_err ignored = {{0}};
+    int match = eng_stat_matches(r, &e->st);
+    if (!match && eng_local_matches(f, r, e->path, &e->st, &match, &ignored)) match = 0;
+    return match;
+}
+
 static ss_rc count_local(ss_folder *f, uint64_t *ret, ss_err *err)
 {
     ss_scan *sc = NULL;
@@ -33,7 +44,7 @@ static ss_rc count_local(ss_folder *f, uint64_t *ret, ss_err *err)
         goto out;
     while (!rc && (e || r)) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
-        if (c < 0 || (c == 0 && !eng_stat_matches(r, &e->st))) (*ret)++;
+        if (c < 0 || (c == 0 && !same_as_row(f, r, e))) (*ret)++;
         if (c > 0 && !ss_ignore_match(f->ign, r->path, r->kind == SS_TXN_DIR)) (*ret)++;
         if (c <= 0) rc = ss_scan_next(sc, &e, err);
         if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # test-cli: what a user meets at the command line, on a file:// store:
 # .s3syncignore, special files skipped with a warning, status, every
-# passphrase source, and two commands at once on one folder (the lock).
+# passphrase source, a command run in a subfolder (the folder found upward),
+# the conflict warning, and two commands at once on one folder (the lock).
 # Usage: test-cli.sh S3SYNC_BIN
 set -euo pipefail
-bin=$1
+bin=$(realpath "$1") # the subfolder test runs it from elsewhere
 w=$(mktemp -d /tmp/ss-cli-XXXXXX)
 trap 'rm -rf "$w"' EXIT
 export S3SYNC_KDF=interactive
@@ -21,6 +22,7 @@ json() { sed -n 's/.*"'"$1"'":\([0-9]*\).*/\1/p'; }
 printf 'secret one\n' >"$w/pass"
 check "init with --password-file" "$bin" -q init "file://$w/store" "$w/A" --password-file "$w/pass"
 check "join with S3SYNC_PASSWORD_COMMAND" env S3SYNC_PASSWORD_COMMAND="cat $w/pass" "$bin" -q init "file://$w/store" "$w/B"
+check "join with S3SYNC_PASSWORD_FILE" env S3SYNC_PASSWORD_FILE="$w/pass" "$bin" -q init "file://$w/store" "$w/F" </dev/null
 check "a wrong passphrase exits 1" bash -c "env S3SYNC_PASSWORD_COMMAND='echo nope' '$bin' -q init 'file://$w/store' '$w/C' 2>/dev/null; test \$? -eq 1"
 check "a failing passphrase command exits 1" bash -c "env S3SYNC_PASSWORD_COMMAND=false '$bin' -q init 'file://$w/store' '$w/D' 2>/dev/null; test \$? -eq 1"
 check "no passphrase and no terminal exits 1" bash -c "'$bin' -q init 'file://$w/store' '$w/E' </dev/null 2>/dev/null; test \$? -eq 1"
@@ -46,9 +48,25 @@ echo new >"$w/B/new.txt"
 echo edit >>"$w/A/src/a.c"
 "$bin" -C "$w/A" push >/dev/null 2>&1
 out=$("$bin" -C "$w/B" status --json)
-check "status counts the local new file" test "$(echo "$out" | json pending_local)" -ge 1
+check "status counts the local new file, and it alone" test "$(echo "$out" | json pending_local)" -eq 1
 check "status counts the remote transaction" test "$(echo "$out" | json pending_remote)" -eq 1
 check "status changed nothing" bash -c "! grep -q edit '$w/B/src/a.c'"
+
+# Without -C, the folder is the one holding the current directory, found upward.
+echo sub >"$w/B/src/from-sub.txt"
+check "sync in a subfolder without -C succeeds" bash -c "cd '$w/B/src' && '$bin' sync >/dev/null 2>&1"
+"$bin" -C "$w/A" sync >/dev/null 2>&1
+check "and synced the folder above" test -f "$w/A/src/from-sub.txt"
+check "and makes no folder of the subfolder" test ! -e "$w/B/src/.s3sync"
+
+# A conflict is told on stderr, even without a terminal, naming both paths.
+echo "A's side" >"$w/A/both.txt"
+echo "B's side" >"$w/B/both.txt"
+"$bin" -C "$w/A" sync >/dev/null 2>&1
+check "a sync that makes a conflict copy succeeds" bash -c "'$bin' -C '$w/B' sync >/dev/null 2>'$w/conflict'"
+check "the conflict warning names the path and its copy" \
+  grep -Eqx 's3sync: conflict: both\.txt changed here and on another device; the local version is kept as both\.sync-conflict-[0-9]{8}-[0-9]{6}-[^/]+\.txt' "$w/conflict"
+check "and is the only line" test "$(wc -l <"$w/conflict")" -eq 1
 
 # Two commands at once on one folder: the second waits for the lock.
 for i in 1 2 3 4; do echo "$i" >"$w/A/f$i"; done
@@ -64,6 +82,6 @@ check "two syncs on one folder both succeed" test "$r1$r2" = 00
 "$bin" -C "$w/A" sync >/dev/null 2>&1
 check "and the other device has everything" bash -c "test -f '$w/B/f4' && grep -q edit '$w/B/src/a.c' && test -f '$w/A/new.txt'"
 
-passed=$(( $(grep -c '^    check\|^check' "$0") - fails ))
+passed=$(( $(grep -c '^ *check "' "$0") - fails ))
 echo "$passed passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -2,10 +2,11 @@
  * test-sync: the sync engine end to end, through the real s3sync binary.
  *
  * Owns the integration scenarios: two and three devices, conflicts,
- * concurrent syncs, every crash point, a tampered store, and the CLI's
- * failure exits. Every scenario runs against the file:// store (a temp dir)
- * and, when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET are set (ci/test.sh),
- * against s3:// on the private RGW under a fresh prefix per scenario.
+ * concurrent syncs, the racy-mtime rule, every crash point, a tampered
+ * store, and the CLI's failure exits. Every scenario runs against the
+ * file:// store (a temp dir) and, when AWS_ENDPOINT_URL and
+ * S3SYNC_TEST_BUCKET are set (ci/test.sh), against s3:// on the private RGW
+ * under a fresh prefix per scenario.
  *
  * A scenario is a world (cli-fixture.h): a temp dir holding devices A, B, C
  * (folders joined with `s3sync init`) and, for file://, the store. Most
@@ -15,6 +16,8 @@
  * S3SYNC_TEST_BIG=1 adds the 200 MiB file the issue asks for (skipped
  * otherwise: it alone would take longer than the rest of the suite).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <regex.h>
 #include <setjmp.h>
@@ -25,6 +28,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -361,6 +366,46 @@ static void test_concurrent_sync(void **state)
     }
 }
 
+/*
+ * The racy-mtime rule (core/engine.c): a file whose mtime was too recent when
+ * its stat was recorded is read again by the next push, since a rewrite in the
+ * same timestamp tick leaves size, mtime and ctime as they were. No test can
+ * time a write into one tick, so S3SYNC_FAULT=ctime-is-mtime (core/fault.h)
+ * has the engine take each ctime for the mtime, and the rewrite puts the old
+ * mtime back: the stat is then exactly the recorded one, and only the rule
+ * finds the change.
+ */
+static void test_racy_mtime(void **state)
+{
+    static const char *const coarse[] = {"S3SYNC_FAULT=ctime-is-mtime", NULL};
+    world *w = *state;
+    const char *path = at(w, A, "racy.txt");
+    struct stat st;
+    outcome o;
+    join(w, A);
+    join(w, B);
+    for (int tries = 0;; tries++) { /* the sync must see the mtime as recent: < 2 s old */
+        write_bytes(path, "version 1", 9);
+        if (lstat(path, &st)) failf("lstat %s: %s", path, strerror(errno));
+        o = run_cmd(w, A, coarse, "sync");
+        expect_exit(&o, 0, "sync of a new file");
+        outcome_free(&o);
+        if (time(NULL) - st.st_mtim.tv_sec < 2) break;
+        if (tries == 4) failf("every sync took over a second: cannot test the racy window");
+    }
+    write_bytes(path, "version 2", 9); /* same size, same inode */
+    if (utimensat(AT_FDCWD, path, (struct timespec[2]){{0, UTIME_OMIT}, st.st_mtim}, 0))
+        failf("utimensat %s: %s", path, strerror(errno));
+    o = run_cmd(w, A, coarse, "sync");
+    expect_exit(&o, 0, "sync of the rewrite");
+    if (!json_is_object(o.json) || jint(o.json, "files") != 1)
+        failf("the same-size rewrite with its old mtime was not pushed: %s", o.out);
+    outcome_free(&o);
+    ok(w, B, "sync");
+    expect_content(at(w, B, "racy.txt"), "version 2");
+    expect_converged(w);
+}
+
 /* --- scenarios: crashes ------------------------------------------------------------- */
 
 static int whole_files(void *ctx, const char *path, const char *rel, const struct stat *st)
@@ -526,7 +571,8 @@ static int find_pack(void *ctx, const char *key, const ss_store_stat *st)
     return 1;
 }
 
-static void truncate_pack(ss_store *s, uint64_t seq, undo *u)
+/* The first data/ pack of transaction seq, saved for undo slot 0. */
+static uint8_t *save_pack(ss_store *s, uint64_t seq, undo *u)
 {
     char prefix[SS_KEY_NAME_MAX], key[SS_KEY_NAME_MAX] = "";
     ss_err err = {{0}};
@@ -534,8 +580,30 @@ static void truncate_pack(ss_store *s, uint64_t seq, undo *u)
     prefix[strlen(prefix) - 16] = '\0'; /* data/<seq>- */
     assert_int_equal(ss_store_list(s, prefix, NULL, find_pack, key, &err), SS_OK);
     if (!key[0]) failf("no pack of transaction %" PRIu64, seq);
-    save(s, u, 0, key);
-    put_obj(s, key, u->buf[0], u->len[0] / 2);
+    return save(s, u, 0, key);
+}
+
+static void truncate_pack(ss_store *s, uint64_t seq, undo *u)
+{
+    save_pack(s, seq, u);
+    put_obj(s, u->key[0], u->buf[0], u->len[0] / 2);
+    snprintf(u->named, sizeof u->named, "%s", u->key[0]);
+}
+
+/*
+ * A flipped byte inside a chunk of a pack: the pack's first sealed chunk
+ * starts at 0 (a 24-byte nonce, then at least 64 bytes of ciphertext); the
+ * middle byte could fall in the filler after the chunks, which nothing reads.
+ */
+static void flip_pack(ss_store *s, uint64_t seq, undo *u)
+{
+    uint8_t *orig = save_pack(s, seq, u), *bad = malloc(u->len[0]);
+    assert_non_null(bad);
+    memcpy(bad, orig, u->len[0]);
+    bad[40] ^= 1;
+    put_obj(s, u->key[0], bad, u->len[0]);
+    free(bad);
+    snprintf(u->named, sizeof u->named, "%s", u->key[0]);
 }
 
 static void test_tampering(void **state)
@@ -549,6 +617,7 @@ static void test_tampering(void **state)
         {"log/N-1 deleted: a gap", 2, gap_log},
         {"log/N-1 copied over log/N: a replay", 1, replay_log},
         {"a truncated data pack", 1, truncate_pack},
+        {"a flipped byte in a chunk of a data pack", 1, flip_pack},
     };
     world *w = *state;
     ss_store *s = NULL;
@@ -680,6 +749,7 @@ int main(void)
         WORLD_TEST(test_modify_beats_delete),
         WORLD_TEST(test_type_change),
         WORLD_TEST(test_concurrent_sync),
+        WORLD_TEST(test_racy_mtime),
         WORLD_TEST(test_crash_points),
         WORLD_TEST(test_tampering),
         WORLD_TEST(test_wrong_passphrase),
