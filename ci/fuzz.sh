@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# ci/fuzz.sh [SECONDS]: builds the libFuzzer targets (tests/fuzz/fuzz-*.c)
-# with clang in build-fuzz/ and runs each for SECONDS (default 20) over its
-# seed corpus tests/fuzz/corpus-<name>/. Exits 1 when any target crashes,
+# ci/fuzz.sh [SECONDS [TARGET...]]: builds the libFuzzer targets
+# (tests/fuzz/fuzz-*.c, or the TARGETs named, e.g. fuzz-lockd-body) with
+# clang in build-fuzz/ and runs each for SECONDS (default 20) over its seed
+# corpus tests/fuzz/corpus-<name>/. Exits 1 when any target crashes,
 # leaks, times out or runs out of memory, printing the input that did it.
 # Installs clang and libclang-rt-14-dev (the fuzzer runtime) when missing.
 #
-# Owns build-fuzz/ and build-fuzz/fuzz-run/<target>/ (new inputs the fuzzer
+# Owns build-fuzz/ (SS_FUZZ_BUILD=DIR: another build directory, e.g. beside
+# someone else's) and build-fuzz/fuzz-run/<target>/ (new inputs the fuzzer
 # found, crash artifacts, the log); the seed corpora are only read. Reproduce
 # a crash with: build-fuzz/tests/<target> <crash file>.
 #
@@ -20,8 +22,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$PWD
 secs=${1:-20}
-case "$secs" in '' | *[!0-9]*) echo "usage: $0 [SECONDS]" >&2; exit 2 ;; esac
+case "$secs" in '' | *[!0-9]*) echo "usage: $0 [SECONDS [TARGET...]]" >&2; exit 2 ;; esac
+shift $(($# > 0 ? 1 : 0))
 jobs=$(nproc 2>/dev/null || echo 2)
+build=${SS_FUZZ_BUILD:-build-fuzz}
+case "$build" in /*) ;; *) build=$top/$build ;; esac
 
 ci/deps.sh
 
@@ -39,25 +44,30 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-targets=()
-for src in tests/fuzz/fuzz-*.c; do
-  targets+=("$(basename "$src" .c)")
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  for src in tests/fuzz/fuzz-*.c; do
+    targets+=("$(basename "$src" .c)")
+  done
+fi
+for t in "${targets[@]}"; do
+  [ -f "tests/fuzz/$t.c" ] || { echo "$0: no target $t (tests/fuzz/$t.c)" >&2; exit 2; }
 done
 
-cmake -S "$top" -B build-fuzz -DCMAKE_C_COMPILER=clang -DSS_FUZZ=ON -DSS_WERROR=ON \
+cmake -S "$top" -B "$build" -DCMAKE_C_COMPILER=clang -DSS_FUZZ=ON -DSS_WERROR=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-fuzz -j "$jobs" --target "${targets[@]}" >/dev/null 2>build-fuzz/build.log ||
-  { cat build-fuzz/build.log >&2; exit 1; }
+cmake --build "$build" -j "$jobs" --target "${targets[@]}" >/dev/null 2>"$build/build.log" ||
+  { cat "$build/build.log" >&2; exit 1; }
 
 status=0
 for t in "${targets[@]}"; do
   seeds=$top/tests/fuzz/corpus-${t#fuzz-}
-  run=$top/build-fuzz/fuzz-run/$t
+  run=$build/fuzz-run/$t
   mkdir -p "$run/corpus" "$run/artifacts" "$seeds"
   rm -f "$run"/artifacts/*
   # New inputs go to the first directory, so the committed seeds stay as they are.
   rc=0
-  "$top/build-fuzz/tests/$t" -max_total_time="$secs" -timeout=30 -print_final_stats=1 \
+  "$build/tests/$t" -max_total_time="$secs" -timeout=30 -print_final_stats=1 \
     -artifact_prefix="$run/artifacts/" "$run/corpus" "$seeds" >"$run/log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$run/log" | tail -n 1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$run/log" | tail -n 1)

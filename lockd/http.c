@@ -1,10 +1,12 @@
 /*
  * http.c: s3sync-lockd's HTTP/1.1 front: libmicrohttpd (optionally TLS via
- * its GnuTLS support), routing, Bearer authentication, JSON bodies in and
- * out, the mapping of lease outcomes to statuses, and request metrics.
- * Decides nothing about leases or keys itself: lease.c and presign.c do.
+ * its GnuTLS support), routing, Bearer authentication, JSON answers (body.c
+ * reads the request bodies), the mapping of lease outcomes to statuses, and
+ * request metrics. Decides nothing about leases or keys itself: lease.c and
+ * presign.c do.
  * docs/PROTOCOL.md is the contract for every route here.
  */
+#include "body.h"
 #include "lockd.h"
 
 #include <arpa/inet.h>
@@ -116,37 +118,10 @@ static json_t *lease_json(const char *repo, const ld_lease *l, int64_t ttl_ms)
     return j;
 }
 
-/* ttl_ms (integer) or ttl (seconds, may be fractional); else the default. */
-static int body_ttl(const ld_server *s, json_t *body, int64_t *ret)
+/* ?fencing_token= of the request: DELETE lease may carry it there instead of a body. */
+static const char *query_fencing(struct MHD_Connection *c)
 {
-    json_t *ms = json_object_get(body, "ttl_ms"), *sec = json_object_get(body, "ttl");
-    *ret = s->ctx.cfg->ttl_default_ms;
-    if (ms) {
-        if (!json_is_integer(ms)) return -1;
-        *ret = json_integer_value(ms);
-    } else if (sec) {
-        if (!json_is_number(sec) || json_number_value(sec) > 1e9) return -1;
-        *ret = (int64_t)(json_number_value(sec) * 1000.0);
-    }
-    return 0;
-}
-
-/* fencing_token from the body, else from the query (DELETE without a body). */
-static int body_fencing(struct MHD_Connection *c, json_t *body, uint64_t *ret)
-{
-    json_t *f = json_object_get(body, "fencing_token");
-    const char *q;
-    char *end = NULL;
-    if (f) {
-        if (!json_is_integer(f) || json_integer_value(f) < 1) return -1;
-        *ret = (uint64_t)json_integer_value(f);
-        return 0;
-    }
-    q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fencing_token");
-    if (!q || !*q || *q == '-') return -1;
-    errno = 0;
-    *ret = strtoull(q, &end, 10);
-    return errno || *end || *ret == 0 ? -1 : 0;
+    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "fencing_token");
 }
 
 /* --- routes under /v1/repos/{repo}/ -------------------------------------------- */
@@ -180,22 +155,23 @@ static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *
         break;
     }
     case OP_ACQUIRE:
-        if (body_ttl(s, body, &ttl)) goto bad_ttl;
+        if ((rc = ld_body_parse_ttl(body, s->ctx.cfg->ttl_default_ms, &ttl, &o))) break;
         if (!(rc = ld_lease_acquire(l, dev, repo, ttl, &lease, &o))) {
             r->status = 201;
             r->json = lease_json(repo, &lease, ttl);
         }
         break;
     case OP_RENEW:
-        if (body_ttl(s, body, &ttl)) goto bad_ttl;
-        if (body_fencing(c, body, &fencing)) goto bad_fencing;
+        if ((rc = ld_body_parse_ttl(body, s->ctx.cfg->ttl_default_ms, &ttl, &o)) ||
+            (rc = ld_body_parse_fencing(body, query_fencing(c), &fencing, &o)))
+            break;
         if (!(rc = ld_lease_renew(l, dev, repo, lease_id, fencing, ttl, &lease, &o))) {
             r->status = 200;
             r->json = lease_json(repo, &lease, ttl);
         }
         break;
     case OP_RELEASE:
-        if (body_fencing(c, body, &fencing)) goto bad_fencing;
+        if ((rc = ld_body_parse_fencing(body, query_fencing(c), &fencing, &o))) break;
         if (!(rc = ld_lease_release(l, dev, repo, lease_id, fencing, &o))) {
             r->status = 200;
             r->json =
@@ -219,19 +195,11 @@ static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *
         break;
     }
     case OP_COMMIT: {
-        const char *id = json_string_value(json_object_get(body, "lease_id"));
-        json_t *seq = json_object_get(body, "seq"), *rel = json_object_get(body, "release");
+        ld_body_commit cm;
         int released = 0;
-        if (!id || !json_is_integer(seq) || json_integer_value(seq) < 1 ||
-            (rel && !json_is_boolean(rel))) {
-            error_reply(r, 400, "bad_request",
-                        "commit needs lease_id (string), fencing_token and seq (integers >= 1), "
-                        "and optionally release (boolean)");
-            return;
-        }
-        if (body_fencing(c, body, &fencing)) goto bad_fencing;
-        if (!(rc = ld_lease_commit(l, dev, repo, id, fencing, (uint64_t)json_integer_value(seq),
-                                   json_is_true(rel), &lease, &released, &o))) {
+        if ((rc = ld_body_parse_commit(body, query_fencing(c), &cm, &o))) break;
+        if (!(rc = ld_lease_commit(l, dev, repo, cm.lease_id, cm.fencing, cm.seq, cm.release,
+                                   &lease, &released, &o))) {
             r->status = 200;
             r->json = json_pack("{s:s, s:I, s:b}", "repo", repo, "head", (json_int_t)lease.head,
                                 "released", released);
@@ -242,12 +210,6 @@ static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *
     }
     }
     if (rc) outcome_reply(r, rc, &o);
-    return;
-bad_ttl:
-    error_reply(r, 400, "bad_request", "ttl must be a number of seconds, or ttl_ms an integer");
-    return;
-bad_fencing:
-    error_reply(r, 400, "bad_request", "fencing_token (integer >= 1) is required");
 }
 
 /* Split /v1/repos/{repo}/{rest}; 0 when the path is not of that shape. */
@@ -270,6 +232,7 @@ static void dispatch(ld_server *s, struct MHD_Connection *c, const char *url, co
     json_t *body = NULL;
     ld_device dev;
     ld_auth_result ar;
+    ld_outcome o;
     ss_err err = {{0}};
     op_t op;
 
@@ -336,19 +299,8 @@ static void dispatch(ld_server *s, struct MHD_Connection *c, const char *url, co
         error_reply(r, 413, "payload_too_large", "request body over 256 KiB");
         return;
     }
-    if (rq->len) {
-        json_error_t jerr;
-        body = json_loadb(rq->body, rq->len, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(body)) {
-            char msg[300];
-            snprintf(msg, sizeof msg, "body must be a JSON object: %s",
-                     body ? "not an object" : jerr.text);
-            json_decref(body);
-            error_reply(r, 400, "bad_request", msg);
-            return;
-        }
-    } else if (!(body = json_object())) {
-        error_reply(r, 500, "internal", "out of memory");
+    if (ld_body_load(rq->body, rq->len, &body, &o)) {
+        outcome_reply(r, o.why == LD_WHY_INTERNAL ? SS_ERR_NOMEM : SS_ERR_INVALID, &o);
         return;
     }
     serve_repo(s, c, &dev, repo, op, lease_id, body, r);

@@ -6,6 +6,7 @@
  *   lease.c   the lease state machine and head sequence per repository
  *             (ld_leases_*, ld_lease_*); the only writer of leases and head
  *   presign.c which keys a device may get URLs for, and the URLs (ld_presign_*)
+ *   body.c    request bodies -> checked fields (ld_body_*, in body.h: fuzzed alone)
  *   auth.c    device tokens: generation, keyed hash, Bearer check (ld_auth_*)
  *   config.c  the key=value configuration file (ld_config_*)
  *   metrics.c Prometheus counters and the latency histogram (ld_metrics_*)

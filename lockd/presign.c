@@ -6,6 +6,7 @@
  * normalise. PUT rules follow docs/FORMAT.md: the lease holder creates the
  * objects of sequence head+1 only, always with If-None-Match: * signed in.
  */
+#include "body.h"
 #include "lockd.h"
 
 #include <inttypes.h>
@@ -160,74 +161,49 @@ static ss_rc add_url(json_t *urls, ss_store *store, ss_presign_op op, const char
 ss_rc ld_presign(ld_leases *l, const ld_presign_limits *lim, const ld_device *dev, const char *repo,
                  json_t *body, json_t **ret, ld_outcome *out)
 {
-    const char *op = json_string_value(json_object_get(body, "op"));
-    json_t *keys = json_object_get(body, "keys"), *urls = NULL, *res = NULL;
-    int put = op && !strcmp(op, "put"), list = op && !strcmp(op, "list");
+    json_t *urls = NULL, *res = NULL;
+    ld_body_presign req;
+    ld_outcome refused;
     uint64_t seq = 0, head = 0;
     int64_t remaining_ms = 0;
     unsigned expires = lim->get_s;
     char *kp = NULL;
     ss_store *store;
-    ss_rc rc;
+    ss_rc rc, body_rc = ld_body_parse_presign(body, &req, &refused);
 
     *ret = NULL;
     memset(out, 0, sizeof *out);
-    if ((rc = ld_lease_access(l, dev, repo, put, out))) return rc;
-    if (!op || (!put && !list && strcmp(op, "get")))
-        return bad(out, LD_WHY_BAD_REQUEST, "presign: op must be get, put or list");
+    /* Who may do what comes before what the body says (PROTOCOL.md, Errors). */
+    if ((rc = ld_lease_access(l, dev, repo, req.put, out))) return rc;
+    if (body_rc) {
+        *out = refused;
+        return body_rc;
+    }
     store = ld_leases_store(l, repo);
     if (!(urls = json_array()) || !(kp = key_prefix(store))) {
         rc = ss_fail(&out->err, SS_ERR_NOMEM, "presign: out of memory");
         out->why = LD_WHY_INTERNAL;
         goto fail;
     }
-    if (list) {
-        const char *prefix = json_string_value(json_object_get(body, "prefix"));
-        const char *after = json_string_value(json_object_get(body, "start_after"));
-        if (!prefix) prefix = "";
-        if (!after) after = "";
-        if (!ld_key_ok(prefix, 1, 1) || !ld_key_ok(after, 1, 0)) {
-            rc = bad(out, LD_WHY_BAD_KEY, "presign: prefix or start_after '%.200s' not allowed",
-                     ld_key_ok(prefix, 1, 1) ? after : prefix);
+    if (req.op == SS_PRESIGN_LIST) {
+        if ((rc = add_url(urls, store, SS_PRESIGN_LIST, req.prefix, req.start_after, expires, out)))
             goto fail;
-        }
-        if ((rc = add_url(urls, store, SS_PRESIGN_LIST, prefix, after, expires, out))) goto fail;
     } else {
-        size_t n = json_array_size(keys);
-        if (!json_is_array(keys) || n == 0 || n > LD_PRESIGN_MAX_KEYS) {
-            rc = bad(out, LD_WHY_BAD_REQUEST, "presign: keys must be an array of 1 to %d keys",
-                     LD_PRESIGN_MAX_KEYS);
-            goto fail;
-        }
-        for (size_t i = 0; i < n; i++) {
-            const char *k = json_string_value(json_array_get(keys, i));
-            if (!k || !ld_key_ok(k, 0, 0)) {
-                rc = bad(out, LD_WHY_BAD_KEY, "presign: key '%.200s' not allowed", k ? k : "");
-                goto fail;
-            }
-        }
-        if (put) {
-            json_t *jf = json_object_get(body, "fencing_token");
-            const char *id = json_string_value(json_object_get(body, "lease_id"));
-            if (!id || !json_is_integer(jf) || json_integer_value(jf) < 1) {
-                rc = bad(out, LD_WHY_BAD_REQUEST, "presign: put needs lease_id and fencing_token%s",
-                         "");
-                goto fail;
-            }
-            if ((rc = ld_lease_begin_put(l, dev, repo, id, (uint64_t)json_integer_value(jf), &seq,
-                                         &head, &remaining_ms, out)))
+        if (req.put) {
+            if ((rc = ld_lease_begin_put(l, dev, repo, req.lease_id, req.fencing, &seq, &head,
+                                         &remaining_ms, out)))
                 goto fail;
             /* Invariant 4: a URL never outlives the lease that allowed it. */
             if (remaining_ms < 1000) {
                 out->why = LD_WHY_STALE_LEASE;
                 rc = ss_fail(&out->err, SS_ERR_CONFLICT,
-                             "lease %.40s expires in under a second: renew it first", id);
+                             "lease %.40s expires in under a second: renew it first", req.lease_id);
                 goto fail;
             }
             expires = (unsigned)(remaining_ms / 1000);
             if (expires > lim->put_max_s) expires = lim->put_max_s;
-            for (size_t i = 0; i < n; i++) {
-                const char *k = json_string_value(json_array_get(keys, i));
+            for (size_t i = 0; i < req.n_keys; i++) {
+                const char *k = ld_body_presign_key(&req, i);
                 uint64_t ks = key_seq(k);
                 if (ks && ks != seq && ld_put_key_ok(k, ks - 1)) {
                     /* Well formed, for another sequence: the client's head is stale. */
@@ -248,15 +224,15 @@ ss_rc ld_presign(ld_leases *l, const ld_presign_limits *lim, const ld_device *de
                 }
             }
         }
-        for (size_t i = 0; i < n; i++)
-            if ((rc = add_url(urls, store, put ? SS_PRESIGN_PUT : SS_PRESIGN_GET,
-                              json_string_value(json_array_get(keys, i)), NULL, expires, out)))
+        for (size_t i = 0; i < req.n_keys; i++)
+            if ((rc = add_url(urls, store, req.op, ld_body_presign_key(&req, i), NULL, expires,
+                              out)))
                 goto fail;
     }
-    res = json_pack("{s:s, s:I, s:s, s:o}", "op", op, "expires_in", (json_int_t)expires,
+    res = json_pack("{s:s, s:I, s:s, s:o}", "op", req.op_name, "expires_in", (json_int_t)expires,
                     "key_prefix", kp, "urls", urls);
     urls = NULL; /* json_pack's "o" took it, even on failure */
-    if (res && put &&
+    if (res && req.put &&
         (json_object_set_new(res, "seq", json_integer((json_int_t)seq)) ||
          json_object_set_new(res, "head", json_integer((json_int_t)head)))) {
         json_decref(res);

@@ -38,12 +38,6 @@ static void sleep_ms(int64_t ms)
     }
 }
 
-const char *lk_jstr(const json_t *o, const char *key)
-{
-    const char *v = json_string_value(json_object_get(o, key));
-    return v ? v : "";
-}
-
 static ss_rc add_header(struct curl_slist **l, const char *line)
 {
     struct curl_slist *n = curl_slist_append(*l, line);
@@ -120,23 +114,17 @@ ss_rc lk_api(lk_client *k, const char *method, const char *what, const char *rou
     body = NULL;
     rc = s3_http_run(k->http, &a->req);
     if (a->req.status >= 400 && a->req.errbody)
-        j = json_loadb(a->req.errbody, a->req.errbody_len, 0, NULL);
+        j = lk_answer_load(a->req.errbody, a->req.errbody_len);
     else if (!rc)
-        j = json_loadb((const char *)a->resp.p, a->resp.len, 0, NULL);
-    if (j && !json_is_object(j)) {
-        json_decref(j);
-        j = NULL;
-    }
+        j = lk_answer_load((const char *)a->resp.p, a->resp.len);
     if (!rc && !j) {
         rc = ss_fail(err, SS_ERR_STORE, "%s %s: the answer is not a JSON object", k->where, what);
     } else if (rc && a->req.status >= 400) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", lk_jstr(j, "message"));
-        for (char *p = msg; *p; p++) /* lockd's words go into a one-line message */
-            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+        lk_answer_refusal no;
+        lk_answer_parse_refusal(j, &no);
         rc = lockd_rc(a->req.status);
         ss_fail(err, rc, "%s %s: HTTP %ld%s%s%s%s", k->where, what, a->req.status,
-                *lk_jstr(j, "error") ? " " : "", lk_jstr(j, "error"), msg[0] ? ": " : "", msg);
+                no.code[0] ? " " : "", no.code, no.message[0] ? ": " : "", no.message);
     } else if (rc && err) {
         *err = a->req.err;
     }
@@ -157,16 +145,15 @@ static void lease_forget(lk_client *k)
 
 static ss_rc lease_take(lk_client *k, const json_t *ans, ss_err *err)
 {
-    json_int_t ttl = json_integer_value(json_object_get(ans, "ttl_ms"));
-    const char *id = lk_jstr(ans, "lease_id");
-    if (!*id || strlen(id) >= sizeof k->lease_id || strspn(id, "0123456789abcdef") != strlen(id) ||
-        !json_is_integer(json_object_get(ans, "fencing_token")))
+    lk_answer_lease got;
+    if (lk_answer_parse_lease(ans, &got))
         return ss_fail(err, SS_ERR_STORE, "%s: lockd granted a lease without id or fencing token",
                        k->where);
-    snprintf(k->lease_id, sizeof k->lease_id, "%s", id);
-    k->fencing = json_integer_value(json_object_get(ans, "fencing_token"));
-    k->renew_at_ms = s3_now_ms() + (ttl > 0 ? ttl : k->lease_ttl_ms) / 3;
+    memcpy(k->lease_id, got.lease_id, sizeof k->lease_id);
+    k->fencing = got.fencing;
+    k->renew_at_ms = s3_now_ms() + (got.ttl_ms ? got.ttl_ms : k->lease_ttl_ms) / 3;
     k->leased = 1;
+    sodium_memzero(&got, sizeof got);
     return SS_OK;
 }
 
@@ -176,25 +163,21 @@ static ss_rc lease_acquire(lk_client *k, ss_err *err)
     int64_t start = s3_now_ms();
     for (;;) {
         json_t *ans = NULL;
+        lk_answer_refusal no;
         ss_rc rc = lk_api(k, "POST", "POST lease", "/lease",
                           json_pack("{s:I}", "ttl_ms", (json_int_t)k->lease_ttl_ms), &ans, err);
         if (!rc) rc = lease_take(k, ans, err);
-        if (rc != SS_ERR_CONFLICT || strcmp(lk_jstr(ans, "error"), "lease_held")) {
-            json_decref(ans);
-            return rc;
-        }
-        int64_t left = start + k->lease_wait_ms - s3_now_ms();
-        int64_t retry = json_integer_value(json_object_get(ans, "retry_after_ms"));
-        int64_t nap = 100 + randombytes_uniform(400); /* a release frees it before retry_after */
-        if (left <= 0) {
-            rc = ss_fail(err, SS_ERR_TEMPORARY,
-                         "%s: lease held by %s (waited %lld ms, it expires in %lld ms); try later",
-                         k->where, lk_jstr(ans, "holder"), (long long)(s3_now_ms() - start),
-                         (long long)retry);
-            json_decref(ans);
-            return rc;
-        }
+        lk_answer_parse_refusal(rc == SS_ERR_CONFLICT ? ans : NULL, &no);
         json_decref(ans);
+        if (rc != SS_ERR_CONFLICT || strcmp(no.code, "lease_held")) return rc;
+        int64_t left = start + k->lease_wait_ms - s3_now_ms();
+        int64_t retry = no.retry_after_ms;
+        int64_t nap = 100 + randombytes_uniform(400); /* a release frees it before retry_after */
+        if (left <= 0)
+            return ss_fail(
+                err, SS_ERR_TEMPORARY,
+                "%s: lease held by %s (waited %lld ms, it expires in %lld ms); try later", k->where,
+                no.holder, (long long)(s3_now_ms() - start), (long long)retry);
         if (retry > 0 && retry < nap) nap = retry;
         sleep_ms(nap < left ? nap : left);
     }
@@ -214,9 +197,11 @@ ss_rc lk_lease_keep(lk_client *k, ss_err *err)
         &ans, err);
     if (!rc) rc = lease_take(k, ans, err);
     if (rc == SS_ERR_CONFLICT) { /* expired and maybe taken over: nothing written can commit */
+        lk_answer_refusal no;
+        lk_answer_parse_refusal(ans, &no);
         lease_forget(k);
         rc = ss_fail(err, SS_ERR_EXISTS, "%s: the lease was lost (%s); pulling and rebuilding",
-                     k->where, lk_jstr(ans, "error"));
+                     k->where, no.code);
     }
     json_decref(ans);
     return rc;
@@ -247,10 +232,11 @@ void lk_lease_release(lk_client *k)
  */
 ss_rc lk_refused(lk_client *k, const json_t *ans, ss_rc rc, uint64_t seq, ss_err *err)
 {
-    const char *code = lk_jstr(ans, "error");
+    lk_answer_refusal no;
     if (rc != SS_ERR_CONFLICT) return rc;
+    lk_answer_parse_refusal(ans, &no);
     k->taken_seq = seq;
-    if (!strncmp(code, "stale_", 6))
+    if (!strncmp(no.code, "stale_", 6))
         lease_forget(k);
     else
         lk_lease_release(k);
@@ -270,6 +256,7 @@ ss_rc lk_commit(lk_client *k, uint64_t seq, ss_err *err)
                        k->where, LK_SEQ_DIGITS, (unsigned long long)seq);
     for (int i = 1;; i++) {
         json_t *ans = NULL;
+        lk_answer_refusal no;
         ss_rc rc = lk_lease_keep(k, err);
         if (!rc)
             rc = lk_api(k, "POST", "POST commit", "/commit",
@@ -277,7 +264,8 @@ ss_rc lk_commit(lk_client *k, uint64_t seq, ss_err *err)
                                   k->fencing, "seq", (json_int_t)seq, "release", 1),
                         &ans, err);
         if (!rc) lease_forget(k); /* released with the commit */
-        if (rc == SS_ERR_CONFLICT && !strcmp(lk_jstr(ans, "error"), "object_missing")) {
+        lk_answer_parse_refusal(rc == SS_ERR_CONFLICT ? ans : NULL, &no);
+        if (rc == SS_ERR_CONFLICT && !strcmp(no.code, "object_missing")) {
             json_decref(ans);
             if (i < COMMIT_TRIES) {
                 sleep_ms(200 * i);
@@ -298,18 +286,17 @@ ss_rc lk_presign(lk_client *k, json_t *body, const char *key, char **ret_url, js
                  ss_err *err)
 {
     json_t *ans = NULL;
-    const char *url;
+    lk_answer_presigned got;
     ss_rc rc = lk_api(k, "POST", "POST presign", "/presign", body, &ans, err);
     *ret_url = NULL;
     if (rc) {
         *ret_ans = ans;
         return rc;
     }
-    url =
-        json_string_value(json_object_get(json_array_get(json_object_get(ans, "urls"), 0), "url"));
-    if (!url)
-        rc = ss_fail(err, SS_ERR_STORE, "%s: presign %s: the answer holds no URL", k->where, key);
-    else if (!(*ret_url = strdup(url)))
+    if (lk_answer_parse_presigned(ans, &got))
+        rc = ss_fail(err, SS_ERR_STORE, "%s: presign %s: the answer holds no http(s) URL", k->where,
+                     key);
+    else if (!(*ret_url = strdup(got.url)))
         rc = ss_fail(err, SS_ERR_NOMEM, "presign %s: out of memory", key);
     *ret_ans = ans;
     return rc;

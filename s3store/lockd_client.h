@@ -4,7 +4,8 @@
  * s3_http engine, so lockd requests retry, time out and count like bucket
  * requests; and keeps the write lease: acquired with a bounded wait while
  * another device holds it, renewed once a third of its TTL passed, committed
- * with release, released. Private to s3store/.
+ * with release, released. What lockd answers is read through lockd_answer.h,
+ * which checks it first. Private to s3store/.
  */
 #ifndef SS_LOCKD_CLIENT_H
 #define SS_LOCKD_CLIENT_H
@@ -12,6 +13,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "lockd_answer.h"
 #include "s3_http.h"
 
 /* FORMAT.md's names of the keys PROTOCOL.md's rules are about. */
@@ -41,9 +43,6 @@ ss_rc lk_client_init(lk_client *k, const char *where, const char *location, cons
                      s3_http *http, ss_err *err);
 void lk_client_clear(lk_client *k); /* releases a held lease (best effort), wipes the token */
 
-/* A string member of o, "" when absent. */
-const char *lk_jstr(const json_t *o, const char *key);
-
 /*
  * A lockd API call: method on route (under /v1/repos/REPO), with body (may
  * be NULL; taken). 2xx: *ret is the answer object. Otherwise the rc of the
@@ -55,7 +54,8 @@ const char *lk_jstr(const json_t *o, const char *key);
 ss_rc lk_api(lk_client *k, const char *method, const char *what, const char *route, json_t *body,
              json_t **ret, ss_err *err);
 
-/* POST presign with body (taken): *ret_url the first URL (malloc'ed), *ret_ans the answer. */
+/* POST presign with body (taken): *ret_url the first URL (malloc'ed), *ret_ans the answer,
+ * which lk_answer_parse_presigned accepts when this returns SS_OK. */
 ss_rc lk_presign(lk_client *k, json_t *body, const char *key, char **ret_url, json_t **ret_ans,
                  ss_err *err);
 

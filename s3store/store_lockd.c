@@ -159,9 +159,10 @@ static ss_rc get_url(ss_store *s, const char *key, char **ret_url, ss_err *err)
     }
     if (!e) {
         lk_lease_keep(client_of(s), NULL); /* a failure here is the next write's business */
+        lk_answer_presigned got;
         rc = lk_presign(client_of(s), json_pack("{s:s, s:[s]}", "op", "get", "keys", key), key,
                         &url, &ans, err);
-        json_int_t expires = json_integer_value(json_object_get(ans, "expires_in"));
+        lk_answer_parse_presigned(ans, &got);
         json_decref(ans);
         if (rc) return rc;
         if (!(e = calloc(1, sizeof *e)) || !(e->key = strdup(key))) {
@@ -170,7 +171,7 @@ static ss_rc get_url(ss_store *s, const char *key, char **ret_url, ss_err *err)
             return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
         }
         e->url = url;
-        e->fresh_until_ms = s3_now_ms() + (int64_t)expires * 800;
+        e->fresh_until_ms = s3_now_ms() + got.reuse_ms;
     }
     e->next = lk->urls;
     lk->urls = e;
@@ -298,17 +299,16 @@ static ss_rc lk_del(ss_store *s, const char *key, ss_err *err)
 static ss_rc list_log(ss_store *s, uint64_t after, ss_store_list_fn fn, void *ctx, ss_err *err)
 {
     json_t *ans = NULL;
-    json_int_t head;
+    uint64_t head = 0;
     ss_store_stat st = {0};
     ss_rc rc;
     lk_lease_keep(client_of(s), NULL);
     client_of(s)->taken_seq = 0; /* the engine pulls: it may write again */
     rc = lk_api(client_of(s), "GET", "GET head", "/head", NULL, &ans, err);
-    head = json_integer_value(json_object_get(ans, "head"));
-    if (!rc && (!json_is_integer(json_object_get(ans, "head")) || head < 0))
+    if (!rc && lk_answer_parse_head(ans, &head))
         rc = ss_fail(err, SS_ERR_STORE, "%s: GET head: no head in the answer", s->url);
     json_decref(ans);
-    for (uint64_t n = after + 1; !rc && n <= (uint64_t)head; n++) {
+    for (uint64_t n = after + 1; !rc && n <= head; n++) {
         char key[sizeof LK_LOG_PREFIX + LK_SEQ_DIGITS];
         snprintf(key, sizeof key, LK_LOG_PREFIX "%0*llu", LK_SEQ_DIGITS, (unsigned long long)n);
         if (fn(ctx, key, &st)) break;
@@ -336,7 +336,11 @@ static ss_rc list_page(ss_store *s, const char *prefix, const char *after, ss_st
         c->req.whole_body = 1;
         rc = run_call(s, c, err);
     }
-    if (!rc) rc = s3_list_page(&c->resp, lk_jstr(ans, "key_prefix"), prefix, fn, ctx, page, err);
+    if (!rc) {
+        lk_answer_presigned got;
+        lk_answer_parse_presigned(ans, &got); /* accepted by lk_presign */
+        rc = s3_list_page(&c->resp, got.key_prefix, prefix, fn, ctx, page, err);
+    }
     call_free(c);
     json_decref(ans);
     return rc;
