@@ -16,6 +16,12 @@
  * Each world is a repository of its own (w1, w2, ...) with devices A and B
  * (read-write) and C (read-only). Lease holding by hand goes through the
  * curl command. Skipped (77) without RGW.
+ *
+ * The bucket credentials are lockd's alone: main() takes them out of this
+ * process's environment before anything starts, so no s3sync here has any
+ * (a lockd: client that went to the bucket itself would fail, as
+ * test_no_bucket_credentials shows); lockd gets them back in its own
+ * environment, and the test's own look at the bucket passes them as options.
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -48,6 +54,31 @@ static char g_base[256]; /* s3://BUCKET/lsync-TAG: the repositories' bucket pref
 static char g_conf[600], g_port_file[600];
 static unsigned g_port, g_worlds;
 static child g_lockd = {-1, -1, -1};
+static const char *g_lockd_env[4]; /* "AWS_ACCESS_KEY_ID=..." and co.: lockd's only */
+static ss_store_opts g_bucket;     /* the same credentials, for the test's direct look */
+
+/* Move the bucket credentials from the environment every child inherits to
+ * lockd's and the test's own; and keep ~/.aws out of the children's reach. */
+static int hide_bucket_credentials(void)
+{
+    static const char *const names[] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                        "AWS_SESSION_TOKEN"};
+    const char **opt[] = {&g_bucket.access_key, &g_bucket.secret_key, &g_bucket.session_token};
+    size_t n = 0;
+    for (size_t i = 0; i < COUNT(names); i++) {
+        const char *v = getenv(names[i]);
+        char *e = NULL;
+        if (!v || !*v) continue;
+        if (asprintf(&e, "%s=%s", names[i], v) < 0) return -1;
+        g_lockd_env[n++] = e;
+        *opt[i] = e + strlen(names[i]) + 1;
+        if (unsetenv(names[i])) return -1;
+    }
+    if (setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null", 1) ||
+        setenv("AWS_CONFIG_FILE", "/dev/null", 1) || unsetenv("AWS_PROFILE"))
+        return -1;
+    return 0;
+}
 
 /* --- the daemon ------------------------------------------------------------------------ */
 
@@ -56,8 +87,8 @@ static void lockd_start(void)
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", g_port); /* the first start picks a port */
     unlink(g_port_file);
-    g_lockd = start_prog(NULL, ARGS(S3SYNC_LOCKD_BIN, "--config", g_conf, "--listen", listen,
-                                    "--port-file", g_port_file));
+    g_lockd = start_prog(g_lockd_env, ARGS(S3SYNC_LOCKD_BIN, "--config", g_conf, "--listen", listen,
+                                           "--port-file", g_port_file));
     for (int i = 0; i < 1500; i++) { /* 30 s: an ASan build starts slower */
         FILE *f = fopen(g_port_file, "r");
         int ok = f && fscanf(f, "%u", &g_port) == 1;
@@ -138,7 +169,7 @@ static ss_store *direct_store(const char *repo)
     ss_store *s = NULL;
     ss_err err = {{0}};
     snprintf(url, sizeof url, "%s/%s", g_base, repo);
-    if (ss_store_open(url, NULL, &s, &err)) failf("%s: %s", url, err.msg);
+    if (ss_store_open(url, &g_bucket, &s, &err)) failf("%s: %s", url, err.msg);
     return s;
 }
 
@@ -310,6 +341,21 @@ static void test_tokens_and_failures(void **state)
     expect_exit(&o, 75, "init with lockd unreachable");
     outcome_free(&o);
     if (now_s() - t0 > 15) failf("took %.1f s to give up", now_s() - t0);
+}
+
+/* The proof that the lockd: tests above run without bucket credentials: the
+ * same s3sync, given the bucket itself, cannot even start. */
+static void test_no_bucket_credentials(void **state)
+{
+    char url[400], dir[600];
+    outcome o;
+    (void)state;
+    snprintf(url, sizeof url, "%s/direct", g_base);
+    snprintf(dir, sizeof dir, "%s/direct", g_dir);
+    o = run_cli(NULL, ARGS("init", url, dir));
+    if (o.code == 0 || !strstr(o.err, "no credentials"))
+        failf("s3sync reached the bucket without lockd (exit %d): %s", o.code, o.err);
+    outcome_free(&o);
 }
 
 static void test_lease_held(void **state)
@@ -643,7 +689,7 @@ static void delete_all(void)
 {
     ss_store *s = NULL;
     char **keys = NULL;
-    if (ss_store_open(g_base, NULL, &s, NULL)) return;
+    if (ss_store_open(g_base, &g_bucket, &s, NULL)) return;
     ss_store_list(s, "", NULL, collect, &keys, NULL);
     for (size_t i = 0; keys && keys[i]; i++)
         ss_store_delete(s, keys[i], NULL);
@@ -662,11 +708,15 @@ int main(void)
         cmocka_unit_test(test_store_bad_urls),
     };
     const struct CMUnitTest sync_tests[] = {
-        WORLD_TEST(test_two_devices),         WORLD_TEST(test_read_only),
+        WORLD_TEST(test_two_devices),
+        WORLD_TEST(test_read_only),
         WORLD_TEST(test_checkpoint_gc),
-        WORLD_TEST(test_tokens_and_failures), WORLD_TEST(test_lease_held),
-        WORLD_TEST(test_concurrent_push),     WORLD_TEST(test_client_killed),
+        WORLD_TEST(test_tokens_and_failures),
+        WORLD_TEST(test_lease_held),
+        WORLD_TEST(test_concurrent_push),
+        WORLD_TEST(test_client_killed),
         WORLD_TEST(test_lockd_killed),
+        cmocka_unit_test(test_no_bucket_credentials),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];
@@ -679,6 +729,7 @@ int main(void)
         fprintf(stderr, "lockd/sync: skipped (no RGW or no curl: run through ci/test.sh)\n");
         return 77;
     }
+    if (hide_bucket_credentials()) return 1;
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(tag, sizeof tag, rnd, sizeof rnd);
     snprintf(g_base, sizeof g_base, "s3://%s/lsync-%s", bucket, tag);

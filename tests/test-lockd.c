@@ -6,9 +6,10 @@
  *                file:// store; key rules, tokens, config. Always runs.
  *   lockd/http   the real s3sync-lockd binary (S3SYNC_LOCKD_BIN) on a free
  *                loopback port, against the real RGW that ci/test.sh starts,
- *                under a random prefix per run: auth, leases, presigned URLs
- *                used against RGW, commit, restart, SIGKILL and reconcile,
- *                TLS. Skipped (77) without RGW when the unit group passed.
+ *                under a random prefix per run: auth (and `device list`),
+ *                leases, the lease counters of /metrics, presigned URLs used
+ *                against RGW, commit, restart, SIGKILL and reconcile, TLS.
+ *                Skipped (77) without RGW when the unit group passed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -862,6 +863,21 @@ static long long head(const lockd_proc *p, const char *tok, const char *repo)
     return h;
 }
 
+/* The value of the unlabelled counter `name` in lockd's /metrics. */
+static long long metric(const lockd_proc *p, const char *name)
+{
+    resp r = call(p, "GET", NULL, "/metrics", NULL);
+    size_t n = strlen(name);
+    long long v = -1;
+    expect(&r, 200, NULL);
+    for (const char *line = r.body; line && *line;
+         line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (!strncmp(line, name, n) && line[n] == ' ') v = atoll(line + n + 1);
+    if (v < 0) fail_msg("no %s in /metrics:\n%s", name, r.body);
+    resp_free(&r);
+    return v;
+}
+
 /* The i-th URL of a presign answer (malloc'ed). */
 static char *url_of(const resp *r, size_t i)
 {
@@ -962,6 +978,10 @@ static void test_http_routes(void **state)
     r = call(&h->p, "POST", h->rw, "/v1/repos/auth/lease", "{\"ttl\": 100000}");
     expect(&r, 400, "bad_request");
     resp_free(&r);
+    /* Beyond int64_t milliseconds: refused before any conversion (UBSan builds would abort). */
+    r = call(&h->p, "POST", h->rw, "/v1/repos/auth/lease", "{\"ttl\": -1e300}");
+    expect(&r, 400, "bad_request");
+    resp_free(&r);
     char *big = malloc(300 * 1024);
     memset(big, ' ', 300 * 1024 - 1);
     big[300 * 1024 - 1] = '\0';
@@ -989,6 +1009,25 @@ static void test_http_routes(void **state)
     resp_free(&r);
 }
 
+/* `s3sync-lockd device list` shows device name of repo with this mode and state. */
+static void expect_device(const lockd_proc *p, const char *name, const char *repo, const char *mode,
+                          const char *state)
+{
+    char out[8192], *save = NULL;
+    int seen = 0;
+    assert_int_equal(admin(p, out, sizeof out, "device", "list", NULL), 0);
+    for (char *line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char n[LD_NAME_MAX + 1], rp[LD_NAME_MAX + 1], m[16], st[16];
+        if (sscanf(line, "%64s %64s %15s %15s", n, rp, m, st) != 4)
+            fail_msg("device list: %s", line);
+        if (strcmp(n, name)) continue;
+        seen++;
+        if (strcmp(rp, repo) || strcmp(m, mode) || strcmp(st, state))
+            fail_msg("device list shows '%s', expected %s %s %s %s", line, name, repo, mode, state);
+    }
+    if (seen != 1) fail_msg("device list shows %s %d times", name, seen);
+}
+
 static void test_http_auth(void **state)
 {
     H *h = *state;
@@ -1012,6 +1051,10 @@ static void test_http_auth(void **state)
     expect(&r, 401, "unauthorized");
     assert_non_null(strstr(jstr(&r, "message"), "revoked"));
     resp_free(&r);
+    /* What an operator sees: `device list`, while the server runs. */
+    expect_device(&h->p, "auth-revoked", "auth", "read-write", "revoked");
+    expect_device(&h->p, "auth-ro", "auth", "read-only", "active");
+    expect_device(&h->p, "auth-rw", "auth", "read-write", "active");
 
     /* Another repository's device sees nothing here. */
     r = call(&h->p, "GET", h->other, "/v1/repos/auth/head", NULL);
@@ -1070,6 +1113,8 @@ static void test_http_race(void **state)
 {
     H *h = *state;
     long long last_fencing = 0;
+    long long refused = metric(&h->p, "s3sync_lockd_leases_refused_total");
+    long long expired = metric(&h->p, "s3sync_lockd_leases_expired_total");
     for (int round = 0; round < 10; round++) {
         pthread_barrier_t go;
         pthread_t t[2];
@@ -1098,12 +1143,17 @@ static void test_http_race(void **state)
         resp_free(&x[0].r);
         resp_free(&x[1].r);
     }
+    /* One refusal per round, counted; every lease was released, none expired. */
+    assert_int_equal(metric(&h->p, "s3sync_lockd_leases_refused_total"), refused + 10);
+    assert_int_equal(metric(&h->p, "s3sync_lockd_leases_expired_total"), expired);
 }
 
 static void test_http_expiry_takeover(void **state)
 {
     H *h = *state;
     char path[200];
+    long long refused = metric(&h->p, "s3sync_lockd_leases_refused_total");
+    long long expired = metric(&h->p, "s3sync_lockd_leases_expired_total");
     lease_t a = acquire(&h->p, h->ea, "expiry", 1);
     resp r = call(&h->p, "POST", h->eb, "/v1/repos/expiry/lease", "{\"ttl\": 5}");
     expect(&r, 409, "lease_held");
@@ -1112,6 +1162,9 @@ static void test_http_expiry_takeover(void **state)
     usleep(1200 * 1000);
     lease_t b = acquire(&h->p, h->eb, "expiry", 5);
     assert_true(b.fencing > a.fencing);
+    /* The 409 above, then a's lease taken over once expired: each counted once. */
+    assert_int_equal(metric(&h->p, "s3sync_lockd_leases_refused_total"), refused + 1);
+    assert_int_equal(metric(&h->p, "s3sync_lockd_leases_expired_total"), expired + 1);
     /* The old holder is refused everywhere, with 409. */
     snprintf(path, sizeof path, "/v1/repos/expiry/lease/%s/renew", a.id);
     r = call(&h->p, "POST", h->ea, path, "{\"ttl\": 5, \"fencing_token\": %lld}", a.fencing);
