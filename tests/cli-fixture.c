@@ -494,15 +494,23 @@ static int entry_diff(const char *a, const char *b, const char *rel, char *why, 
     else if (!S_ISLNK(sa.st_mode) && (sa.st_mode ^ sb.st_mode) & 07777)
         bad = "modes differ";
     else if (S_ISDIR(sa.st_mode))
-        return dir_diff(a, b, rel, why, cap);
+        return dir_diff(a, b, rel, why, cap); /* a directory's mtime is not kept (README) */
     else if (S_ISREG(sa.st_mode) && !same_content(a, b))
         bad = "contents differ";
     else if (S_ISLNK(sa.st_mode)) {
         ssize_t n = readlink(a, ta, sizeof ta), m = readlink(b, tb, sizeof tb);
         if (n < 0 || n != m || memcmp(ta, tb, (size_t)n)) bad = "symlink targets differ";
     }
-    if (bad) snprintf(why, cap, "%s: %s", rel, bad);
-    return bad != NULL;
+    if (bad) {
+        snprintf(why, cap, "%s: %s", rel, bad);
+        return 1;
+    }
+    if (sa.st_mtim.tv_sec == sb.st_mtim.tv_sec && sa.st_mtim.tv_nsec == sb.st_mtim.tv_nsec)
+        return 0;
+    snprintf(why, cap, "%s: mtimes differ (%lld.%09ld, %lld.%09ld)", rel,
+             (long long)sa.st_mtim.tv_sec, sa.st_mtim.tv_nsec, (long long)sb.st_mtim.tv_sec,
+             sb.st_mtim.tv_nsec);
+    return 1;
 }
 
 static int dir_diff(const char *a, const char *b, const char *rel, char *why, size_t cap)
@@ -538,7 +546,10 @@ static int dir_diff(const char *a, const char *b, const char *rel, char *why, si
     return diff;
 }
 
-/* Trees a and b hold the same names, types, modes, contents and link targets (.s3sync/ aside). */
+/*
+ * Trees a and b hold the same names, types, modes, contents, link targets and
+ * mtimes of files and links, to the nanosecond (.s3sync/ aside).
+ */
 void expect_same_tree(const char *a, const char *b)
 {
     char why[8192];

@@ -123,7 +123,11 @@ void free_list(struct dirent **v, int n);
 /* The bytes of a regular file (NUL-terminated), or NULL when it cannot be read. */
 char *read_file(const char *path, size_t *len);
 int same_content(const char *a, const char *b);
-/* Trees a and b hold the same names, types, modes, contents and link targets (.s3sync/ aside). */
+/*
+ * Trees a and b hold the same names, types, modes, contents, link targets and
+ * mtimes of files and links, to the nanosecond (.s3sync/ aside; a directory's
+ * mtime moves with its entries and is not kept).
+ */
 void expect_same_tree(const char *a, const char *b);
 void expect_converged(const world *w);
 /* Depth-first walk of a folder (.s3sync/ skipped); fn returns non-zero to stop. */

@@ -2,11 +2,11 @@
  * test-sync: the sync engine end to end, through the real s3sync binary.
  *
  * Owns the integration scenarios: two and three devices, conflicts,
- * concurrent syncs, the racy-mtime rule, every crash point, a tampered
- * store, and the CLI's failure exits. Every scenario runs against the
- * file:// store (a temp dir) and, when AWS_ENDPOINT_URL and
- * S3SYNC_TEST_BUCKET are set (ci/test.sh), against s3:// on the private RGW
- * under a fresh prefix per scenario.
+ * concurrent syncs, a push that loses its sequence and retries, the
+ * racy-mtime rule, every crash point, a tampered store, and the CLI's
+ * failure exits. Every scenario runs against the file:// store (a temp dir)
+ * and, when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET are set (ci/test.sh),
+ * against s3:// on the private RGW under a fresh prefix per scenario.
  *
  * A scenario is a world (cli-fixture.h): a temp dir holding devices A, B, C
  * (folders joined with `s3sync init`) and, for file://, the store. Most
@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -364,6 +365,68 @@ static void test_concurrent_sync(void **state)
                 failf("round %d: a write of %c was lost", round, 'A' + d);
         }
     }
+}
+
+/* Wait until c stops itself at a pause point (S3SYNC_PAUSE_AT, core/fault.h). */
+static void expect_stopped(child c, const char *what)
+{
+    int status;
+    while (waitpid(c.pid, &status, WUNTRACED) < 0)
+        assert_int_equal(errno, EINTR);
+    if (!WIFSTOPPED(status))
+        failf("%s did not stop at its pause point (exit %d, signal %d)", what,
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/*
+ * The push retry path, made to run: A and B both stop at push.before-log,
+ * each having built a transaction on the same head and uploaded its packs.
+ * A goes on and writes the sequence; B's create-only put of it gets a 412, so
+ * B pulls A's transaction (its own edit of the shared file becomes a conflict
+ * copy), builds again and writes the next sequence. Exactly one retried, both
+ * succeeded, and every write of both is there.
+ */
+static void test_push_retry(void **state)
+{
+    static const char *const pause[] = {"S3SYNC_PAUSE_AT=push.before-log:1", NULL};
+    world *w = *state;
+    child c[2];
+    int64_t retries[2], seq[2];
+    char data[2][32];
+    join(w, A);
+    join(w, B);
+    for (int d = A; d <= B; d++) {
+        snprintf(data[d], sizeof data[d], "%c's edit", 'A' + d);
+        write_bytes(at(w, d, d == A ? "a.txt" : "b.txt"), data[d], strlen(data[d]));
+        write_bytes(at(w, d, "shared"), data[d], strlen(data[d]));
+        write_random(at(w, d, d == A ? "a.bin" : "b.bin"), 300000); /* a pack each */
+    }
+    for (int d = A; d <= B; d++) {
+        c[d] = start_cmd(w, d, pause, "push");
+        expect_stopped(c[d], d == A ? "A's push" : "B's push");
+    }
+    for (int d = A; d <= B; d++) { /* A first: B finds its sequence taken */
+        outcome o;
+        kill(c[d].pid, SIGCONT);
+        o = finish(c[d]);
+        expect_exit(&o, 0, d == A ? "A's push" : "B's push, after A's");
+        if (!json_is_object(o.json)) failf("push: stdout is not JSON: %s", o.out);
+        retries[d] = jint(o.json, "retries");
+        seq[d] = jint(o.json, "seq");
+        outcome_free(&o);
+    }
+    if (retries[A] != 0 || retries[B] != 1 || seq[A] != 1 || seq[B] != 2)
+        failf("retries %" PRId64 " and %" PRId64 ", seq %" PRId64 " and %" PRId64
+              "; expected B alone to retry once, at sequence 2 after A's 1",
+              retries[A], retries[B], seq[A], seq[B]);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    expect_converged(w);
+    for (int d = A; d <= B; d++)
+        if (count_in(w->dev[A], count_content, data[d]) != 2) /* its own file and "shared" */
+            failf("a write of %c was lost", 'A' + d);
+    assert_int_equal(count_in(w->dev[A], count_name, ".sync-conflict-"), 1);
 }
 
 /*
@@ -749,6 +812,7 @@ int main(void)
         WORLD_TEST(test_modify_beats_delete),
         WORLD_TEST(test_type_change),
         WORLD_TEST(test_concurrent_sync),
+        WORLD_TEST(test_push_retry),
         WORLD_TEST(test_racy_mtime),
         WORLD_TEST(test_crash_points),
         WORLD_TEST(test_tampering),
