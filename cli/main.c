@@ -166,6 +166,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     json_object_set_new(o, "bytes_up", json_integer((json_int_t)s->bytes_up));
     json_object_set_new(o, "bytes_down", json_integer((json_int_t)s->bytes_down));
     json_object_set_new(o, "requests", json_integer((json_int_t)s->requests));
+    json_object_set_new(o, "retries", json_integer((json_int_t)s->retries));
     json_object_set_new(o, "conflicts", conf);
     if (c->fingerprint[0]) json_object_set_new(o, "fingerprint", json_string(c->fingerprint));
     if (!strcmp(c->command, "status")) {

@@ -164,9 +164,11 @@ ss_rc ss_fs_sync(int root_fd, ss_err *err)
     return SS_OK;
 }
 
-ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, ss_err *err)
+ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t mtime_s,
+                    uint32_t mtime_ns, ss_err *err)
 {
     static unsigned long seq;
+    struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)mtime_s, (long)mtime_ns}};
     char tmp[64];
     const char *base;
     int dirfd;
@@ -175,6 +177,9 @@ ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, ss_err *e
     snprintf(tmp, sizeof tmp, SS_FS_TMP_PREFIX "%ld-l%lu", (long)getpid(), ++seq);
     if (symlinkat(target, dirfd, tmp)) {
         rc = errno_fail(err, "create symlink", path);
+    } else if (utimensat(dirfd, tmp, times, AT_SYMLINK_NOFOLLOW)) { /* rename keeps it */
+        rc = errno_fail(err, "set the mtime of symlink", path);
+        unlinkat(dirfd, tmp, 0);
     } else if (renameat(dirfd, tmp, dirfd, base)) {
         rc = errno_fail(err, "replace", path);
         unlinkat(dirfd, tmp, 0);

@@ -51,8 +51,9 @@ int ss_fs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 ss_rc ss_fs_sync(int root_fd, ss_err *err);
 void ss_atomic_abort(ss_atomic *at); /* removes the temp file; NULL safe */
 
-/* Replace path by a symlink to target, atomically. */
-ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, ss_err *err);
+/* Replace path by a symlink to target with that mtime (the link's own), atomically. */
+ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t mtime_s,
+                    uint32_t mtime_ns, ss_err *err);
 /* Make directory path (and parents); an existing directory gets the mode. */
 ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err);
 /* Remove a file, symlink or empty directory; missing is fine. */

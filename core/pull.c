@@ -395,7 +395,7 @@ static ss_rc write_entry(apply *a, const ss_txn_entry *e, ss_err *err)
     switch (e->kind) {
     case SS_TXN_FILE: return write_file(a, e, err);
     case SS_TXN_SYMLINK:
-        rc = ss_fs_symlink(a->f->root_fd, e->path, e->target, err);
+        rc = ss_fs_symlink(a->f->root_fd, e->path, e->target, e->mtime_s, e->mtime_ns, err);
         if (!rc) a->stats->files++;
         return rc ? rc : record(a, e, e->target, e->size, err);
     default:

@@ -567,6 +567,7 @@ ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err)
 {
     ss_rc rc = SS_OK;
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+        if (attempt) stats->retries++; /* a rebuild on what the pull brought */
         rc = push_once(f, stats, err);
         if (rc != SS_ERR_EXISTS) break;
         /* Another device wrote our sequence first: take its changes, then build again. */

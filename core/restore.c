@@ -383,7 +383,7 @@ static ss_rc write_row(rs *s, const row *r, ss_err *err)
     if (r->kind == SS_TXN_DIR)
         rc = top ? SS_OK : ss_fs_mkdir(s->pfd, dest, 0700, err); /* modes last (R3) */
     else if (r->kind == SS_TXN_SYMLINK)
-        rc = ss_fs_symlink(s->pfd, dest, r->body, err);
+        rc = ss_fs_symlink(s->pfd, dest, r->body, r->mtime_s, r->mtime_ns, err);
     else
         rc = write_file(s, r, dest, err);
     if (!rc) s->res->files++;

@@ -31,6 +31,7 @@ typedef struct ss_stats {
     uint64_t bytes_up;   /* bytes sent to the store */
     uint64_t bytes_down; /* bytes received */
     uint64_t requests;   /* store requests made */
+    uint64_t retries;    /* push: builds redone because another device took the sequence first */
     uint64_t pending_local, pending_remote; /* ss_status only */
     char **conflicts;    /* conflict copies made; NULL-terminated, owned */
     size_t n_conflicts;
