@@ -225,7 +225,16 @@ static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, cons
     return ss_state_put(p->f->state, &row, err);
 }
 
-/* Only the local stat moved (touch, copy back): remember it so the next scan stays cheap. */
+/*
+ * The mtime the store holds for row is st's. Files and symlinks sync their
+ * mtimes: a touch alone is a change (an op that reuses every chunk).
+ */
+static int same_mtime(const ss_state_row *row, const struct stat *st)
+{
+    return row->mtime_s == st->st_mtim.tv_sec && row->mtime_ns == (uint32_t)st->st_mtim.tv_nsec;
+}
+
+/* Only the local stat moved (a new inode, a copy back): remembered, so scans stay cheap. */
 static ss_rc restat(push *p, const ss_state_row *old, const struct stat *st, ss_err *err)
 {
     ss_state_row row = *old;
@@ -285,8 +294,9 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
         ss_fail(err, rc, "push %s: %s", path, inner.msg);
     }
     if (rc || changed) goto out;
+    /* The same bytes, mode and mtime: nothing to say (a new inode, a touch that set it back). */
     if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, 32) &&
-        row->mode == (uint32_t)(st.st_mode & 07777)) {
+        row->mode == (uint32_t)(st.st_mode & 07777) && same_mtime(row, &st)) {
         rc = restat(p, row, &st, err);
         goto out;
     }
@@ -319,7 +329,7 @@ static ss_rc push_symlink(push *p, const char *path, const struct stat *st,
     }
     target[n] = '\0';
     if (row && row->kind == SS_TXN_SYMLINK && row->body_len == (size_t)n &&
-        !memcmp(row->body, target, (size_t)n))
+        !memcmp(row->body, target, (size_t)n) && row->mode == e.mode && same_mtime(row, st))
         return restat(p, row, st, err);
     e.size = (uint64_t)n;
     e.target = target;

@@ -261,6 +261,34 @@ static void test_pull_reuses_local_chunks(void **state)
     expect_converged(w);
 }
 
+/* A touch alone (the bytes unchanged) is a change: its mtime reaches the other device. */
+static void test_touch(void **state)
+{
+    world *w = *state;
+    const struct timespec old[2] = {{0, UTIME_OMIT}, {1500000000, 123456789}};
+    json_t *j;
+    join(w, A);
+    join(w, B);
+    write_random(at(w, A, "big.bin"), 3 * MIB);
+    write_bytes(at(w, A, "small.txt"), "small", 5);
+    if (symlink("small.txt", at(w, A, "link"))) failf("symlink");
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    for (int i = 0; i < 3; i++) {
+        static const char *const names[] = {"big.bin", "small.txt", "link"};
+        if (utimensat(AT_FDCWD, at(w, A, names[i]), old, AT_SYMLINK_NOFOLLOW))
+            failf("touch %s", names[i]);
+    }
+    j = ok_json(w, A, "sync");
+    if (jint(j, "files") != 3 || jint(j, "bytes_up") > 64 * 1024) /* no chunk again */
+        failf("a touch of 3 entries: %s", json_dumps(j, 0));
+    json_decref(j);
+    ok(w, B, "sync");
+    expect_converged(w); /* mtimes compared to the nanosecond */
+    expect_idle_sync(w, A);
+    expect_idle_sync(w, B);
+}
+
 static void test_modify_beats_delete(void **state)
 {
     static const step script[] = {
@@ -820,6 +848,7 @@ int main(void)
         WORLD_TEST(test_unreachable),
         WORLD_TEST(test_bad_arguments),
         WORLD_TEST(test_pull_reuses_local_chunks),
+        WORLD_TEST(test_touch),
     };
     if (fixture_init("sync")) return 1;
     return fixture_run_file_and_s3(tests, COUNT(tests));
