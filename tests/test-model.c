@@ -174,12 +174,24 @@ typedef struct scope {
     int overwrite; /* 1: mark what it holds overwritten; 0: record it as new versions */
 } scope;
 
+/*
+ * A temp file a killed sync left (fsio.h): the engine's, not the user's; the
+ * next scan removes it, so it is no version anyone wrote.
+ */
+static int engine_temp(const char *rel)
+{
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    return !strncmp(base, SS_FS_TMP_PREFIX, strlen(SS_FS_TMP_PREFIX));
+}
+
 static int visit(void *ctx, const char *path, const char *rel, const struct stat *st)
 {
     scope *s = ctx;
     uint8_t h[HASH_LEN];
     char base[256];
     (void)st;
+    if (engine_temp(rel)) return 0;
     if (!s->overwrite) {
         record(s->w, s->d, rel);
         return 0;
@@ -230,6 +242,7 @@ static int collect(void *ctx, const char *path, const char *rel, const struct st
 {
     entries *e = ctx;
     (void)path;
+    if (engine_temp(rel)) return 0; /* the user's operations never pick one */
     if (e->n == e->cap) {
         e->cap = e->cap ? e->cap * 2 : 64;
         e->rel = realloc(e->rel, e->cap * sizeof *e->rel);
