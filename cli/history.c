@@ -215,6 +215,7 @@ static ss_rc print_txn(void *ctx, const ss_log_entry *e, ss_err *err)
                       when, "time_ns", (json_int_t)e->time_ns, "device", jstr(e->device), "upserts",
                       (json_int_t)e->upserts, "deletes", (json_int_t)e->deletes, "bytes",
                       (json_int_t)e->bytes, "object_bytes", (json_int_t)e->object_bytes);
+        json_object_set_new(t, "device_id", jstr(e->device_id));
         if (e->checkpoint) json_object_set_new(t, "checkpoint", json_true());
         if (lo->h->path) {
             json_t *paths = json_array();
@@ -228,12 +229,12 @@ static ss_rc print_txn(void *ctx, const ss_log_entry *e, ss_err *err)
     local_time(when, sizeof when, e->time_ns, 0);
     human_bytes(bytes, sizeof bytes, e->bytes);
     if (e->checkpoint)
-        printf("%6" PRIu64 "  %s  %-12s  checkpoint: %" PRIu64 " paths, %s (history before it "
-               "was gc'd)",
-               e->seq, when, e->device, e->upserts, bytes);
-    else
-        printf("%6" PRIu64 "  %s  %-12s  +%" PRIu64 " -%" PRIu64 "  %s", e->seq, when, e->device,
-               e->upserts, e->deletes, bytes);
+        printf("%6" PRIu64 "  %s  %-12s %.8s  checkpoint: %" PRIu64 " paths, %s (history "
+               "before it was gc'd)",
+               e->seq, when, e->device, e->device_id, e->upserts, bytes);
+    else /* the id, because a name is only what a device calls itself */
+        printf("%6" PRIu64 "  %s  %-12s %.8s  +%" PRIu64 " -%" PRIu64 "  %s", e->seq, when,
+               e->device, e->device_id, e->upserts, e->deletes, bytes);
     if (lo->h->verbose) {
         human_bytes(obj, sizeof obj, e->object_bytes);
         printf("  (log object %s)", obj);

@@ -47,6 +47,7 @@ typedef struct cli {
     cli_out out;              /* progress bar and colour on stderr */
     char token_path[4096];    /* the token file chosen when --token-file was not given */
     char bad[160]; /* the first option getopt refused, and why */
+    json_t *extra; /* owned: more fields for the --json object (device list, revoke) */
 } cli;
 
 static int json_errors; /* --json: usage errors are a JSON object on stdout too */
@@ -69,6 +70,8 @@ static const char usage_text[] =
     "                        delete log objects, checkpoints and packs no state kept needs\n"
     "                        (default --keep-days 30; s3:// and file:// stores only)\n"
     "  key add | key list | key remove ID | key fingerprint\n"
+    "  device list | device revoke NAME|ID\n"
+    "                        the devices that sign transactions; refuse one's from now on\n"
     "  watch [--interval SECONDS]\n"
     "                        sync on every change (inotify), pull every SECONDS (default 10),\n"
     "                        until SIGINT or SIGTERM\n"
@@ -169,6 +172,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     json_object_set_new(o, "retries", json_integer((json_int_t)s->retries));
     json_object_set_new(o, "conflicts", conf);
     if (c->fingerprint[0]) json_object_set_new(o, "fingerprint", json_string(c->fingerprint));
+    if (c->extra) json_object_update(o, c->extra);
     if (!strcmp(c->command, "status")) {
         json_object_set_new(o, "pending_local", json_integer((json_int_t)s->pending_local));
         json_object_set_new(o, "pending_remote", json_integer((json_int_t)s->pending_remote));
@@ -371,6 +375,79 @@ static int cmd_key(cli *c, int argc, char **argv)
     return 0;
 }
 
+static void human_device(const ss_device_info *d)
+{
+    char revoked[24] = "-", last[24] = "-";
+    if (d->revoked) snprintf(revoked, sizeof revoked, "%" PRIu64, d->revoked);
+    if (d->last) snprintf(last, sizeof last, "%" PRIu64, d->last);
+    printf("%.16s  %-16s  %8" PRIu64 "  %8s  %8s%s\n", d->id, d->name, d->enrolled, revoked, last,
+           d->self ? "  (this device)" : "");
+}
+
+static json_t *json_device(const ss_device_info *d)
+{
+    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "id", d->id, "name", d->name, "enrolled",
+                     (json_int_t)d->enrolled, "revoked", (json_int_t)d->revoked, "last",
+                     (json_int_t)d->last, "self", d->self);
+}
+
+typedef struct device_out {
+    cli *c;
+    json_t *list; /* --json */
+    int header, self_seen;
+} device_out;
+
+static ss_rc print_device(void *ctx, const ss_device_info *d, ss_err *err)
+{
+    device_out *o = ctx;
+    (void)err;
+    o->self_seen |= d->self;
+    if (o->list) return json_array_append_new(o->list, json_device(d)) ? SS_ERR_NOMEM : SS_OK;
+    if (!o->header++)
+        printf("%-16s  %-16s  %8s  %8s  %8s\n", "ID", "NAME", "ENROLLED", "REVOKED", "LAST");
+    human_device(d);
+    return SS_OK;
+}
+
+/* device list | device revoke NAME|ID (docs/FORMAT.md "Devices and signatures"). */
+static int cmd_device(cli *c, int argc, char **argv)
+{
+    ss_folder *f = NULL;
+    ss_stats st = {0};
+    ss_err err = {{0}};
+    device_out o = {.c = c};
+    ss_device_info gone;
+    char self[33];
+    ss_rc rc;
+    if (argc < 1 || (strcmp(argv[0], "list") && strcmp(argv[0], "revoke")))
+        return usage("device list | device revoke NAME|ID");
+    if (!strcmp(argv[0], "list") ? argc != 1 : argc != 2)
+        return usage(!strcmp(argv[0], "list") ? "device list takes no arguments"
+                                              : "device revoke needs one NAME or ID");
+    rc = open_here(c, &f, &err);
+    if (!rc) ss_folder_device_id(f, self);
+    if (!rc && !strcmp(argv[0], "list")) {
+        o.list = c->json ? json_array() : NULL;
+        rc = ss_folder_devices(f, print_device, &o, &st, &err);
+        if (!rc && !o.self_seen && !c->json && !c->quiet)
+            printf("this device, %.16s, is not enrolled yet: its first push enrolls it\n", self);
+        if (o.list) c->extra = json_pack("{s:o, s:s}", "devices", o.list, "device_id", self);
+    } else if (!rc) {
+        rc = ss_folder_revoke(f, argv[1], &gone, &st, &err);
+        if (!rc && gone.id[0] && c->json) c->extra = json_pack("{s:o}", "revoked", json_device(&gone));
+        if (!rc && gone.id[0] && !c->json && !c->quiet)
+            printf("revoked %s (%.16s) at sequence %" PRIu64 ": what it signs from now on is "
+                   "refused\n",
+                   gone.name, gone.id, gone.revoked);
+    }
+    ss_folder_free(f);
+    rc = finish(c, &st, rc, &err);
+    ss_stats_clear(&st);
+    json_decref(c->extra);
+    c->extra = NULL;
+    return rc;
+}
+
 /* log, verify, restore: cli/history.c checks their arguments and prints their output. */
 static int cmd_history(cli *c, int argc, char **argv)
 {
@@ -519,6 +596,7 @@ int main(int argc, char **argv)
     if (!strcmp(c.command, "sync")) return cmd_engine(&c, ss_sync, argc);
     if (!strcmp(c.command, "status")) return cmd_engine(&c, ss_status, argc);
     if (!strcmp(c.command, "key")) return cmd_key(&c, argc, argv);
+    if (!strcmp(c.command, "device")) return cmd_device(&c, argc, argv);
     if (cli_hist_is(c.command)) return cmd_history(&c, argc, argv);
     if (!strcmp(c.command, "watch")) return cmd_watch(&c, argc);
     if (!strcmp(c.command, "config")) {

@@ -101,10 +101,12 @@ static ss_rc check_header(const char *key, const cp_sink *s, ss_err *err)
     return SS_OK;
 }
 
-/* Every op decoded once; upserts only (C2). */
-static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq, uint64_t *ret_time,
+/* Every op decoded once; upserts only; then its device table and signature (C2). */
+static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq,
+                       const uint8_t chain[32], uint64_t *ret_time, ss_devices **ret_table,
                        ss_err *err)
 {
+    ss_devices *table = NULL; /* owned until handed out */
     eng_staged src = {fd, 0};
     ss_store_reader rd;
     ss_txn_reader *r = NULL; /* owned */
@@ -115,6 +117,12 @@ static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq, uint
         if (e->type != SS_TXN_UPSERT)
             rc = ss_fail(err, SS_ERR_INTEGRITY, "%s: a checkpoint holds a delete (%s)", key,
                          e->path);
+    if (!rc) rc = eng_checkpoint_table(f, r, fd, chain, &table, err);
+    if (!rc && ret_table) {
+        *ret_table = table;
+        table = NULL;
+    }
+    ss_devices_free(table);
     ss_txn_reader_free(r);
     if (rc && rc != SS_ERR_NOMEM && rc != SS_ERR_IO) {
         if (err && !strstr(err->msg, key)) {
@@ -127,7 +135,7 @@ static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq, uint
 }
 
 ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[32],
-                           uint64_t *ret_time_ns, ss_err *err)
+                           uint64_t *ret_time_ns, ss_devices **ret_table, ss_err *err)
 {
     static const uint8_t zero_chain[SS_CHAIN_BYTES] = {0};
     char key[SS_KEY_NAME_MAX];
@@ -147,7 +155,9 @@ ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_
     }
     if (!rc) rc = ss_frame_end(fd.r, NULL, err);
     if (!rc) rc = check_header(key, &sink, err);
-    if (!rc) rc = check_ops(f, key, sink.fd, seq, ret_time_ns, err);
+    if (!rc)
+        rc = check_ops(f, key, sink.fd, seq, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, ret_time_ns,
+                       ret_table, err);
     if (rc) goto fail;
     ss_frame_reader_free(fd.r);
     memcpy(ret_chain, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, SS_CHAIN_BYTES);
@@ -281,13 +291,21 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const p
     uint8_t hdr[SS_CHECKPOINT_HEADER_BYTES] = {0};
     const char **table = calloc(ps->n + 1, sizeof *table); /* owned */
     ss_txn_header h = {.seq = seq, .n_packs = (uint32_t)ps->n, .pack_keys = table, .n_ops = rows};
+    ss_txn_device *devs = NULL; /* owned */
     frame_out out = {0};
+    eng_signer sg;
     ss_txn_writer *tw = NULL; /* owned */
     ss_state_iter *it = NULL; /* owned */
     const ss_state_row *row;
     struct timespec now;
     ss_rc rc;
     if (!table) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if ((rc = ss_devices_entries(f->devices, &devs, &h.n_devices, err))) {
+        free(table);
+        return rc;
+    }
+    h.devices = devs;
+    eng_signer_init(&sg, f, SS_FRAME_KIND_CHECKPOINT, seq, chain, to_frame, &out);
     for (size_t i = 0; i < ps->n; i++)
         table[i] = ps->keys[i];
     clock_gettime(CLOCK_REALTIME, &now);
@@ -303,16 +321,17 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const p
                                    zero_chain, (int)ss_repo_config(f->repo)->zstd_level, ss_fd_sink,
                                    &fd, &out.w, err)) &&
         !(rc = ss_frame_write(out.w, hdr, sizeof hdr, err)) &&
-        !(rc = ss_txn_writer_new(&f->limits, &h, to_frame, &out, &tw, err)) &&
+        !(rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err)) &&
         !(rc = ss_state_iter_new(f->state, &it, err)))
         while (!(rc = ss_state_iter_next(it, &row, err)) && row)
             if ((rc = put_row(tw, ps, row, err))) break;
-    if (!rc) rc = ss_txn_writer_finish(tw, err);
+    if (!rc) rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err);
     if (!rc) rc = ss_frame_finish(out.w, NULL, err);
     if (rc == SS_ERR_IO && out.err.msg[0] && err) *err = out.err;
     ss_state_iter_free(it);
     ss_txn_writer_free(tw);
     ss_frame_writer_free(out.w);
+    free(devs);
     free(table);
     return rc;
 }
@@ -357,12 +376,36 @@ out:
     return rc;
 }
 
+/*
+ * Readers check who signed a checkpoint, so a device that signed nothing yet
+ * enrolls first (a transaction of its enrollment alone), unless the state
+ * at the head has its checkpoint already: then there is nothing to write.
+ */
+static ss_rc enroll_unless_written(ss_folder *f, ss_checkpoint_result *res, ss_stats *stats,
+                                   ss_err *err)
+{
+    char key[SS_KEY_NAME_MAX];
+    uint8_t chain[32];
+    ss_store_stat st;
+    ss_rc rc = ss_state_watermark(f->state, &res->seq, chain, err);
+    if (rc || !res->seq) return rc;
+    snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, res->seq);
+    rc = ss_store_head(f->store, key, &st, err);
+    if (!rc) {
+        res->existed = 1;
+        remember(f, res->seq, 0);
+        return SS_OK;
+    }
+    return rc == SS_ERR_NOT_FOUND ? eng_push_enroll(f, stats, err) : rc;
+}
+
 ss_rc ss_checkpoint(ss_folder *f, ss_checkpoint_result *ret_result, ss_stats *stats, ss_err *err)
 {
     ss_rc rc;
     memset(ret_result, 0, sizeof *ret_result);
     rc = ss_pull(f, stats, err);
-    if (!rc) rc = write_checkpoint(f, ret_result, err);
+    if (!rc && !ss_devices_find(f->devices, f->device_id)) rc = enroll_unless_written(f, ret_result, stats, err);
+    if (!rc && !ret_result->existed) rc = write_checkpoint(f, ret_result, err);
     stats->seq = ret_result->seq;
     stats->requests = ss_store_counts(f->store)->requests;
     stats->bytes_up = ss_store_counts(f->store)->bytes_up;

@@ -8,9 +8,12 @@
 #ifndef SS_ENGINE_H
 #define SS_ENGINE_H
 
+#include <sodium.h>
 #include <sys/stat.h>
 
 #include "chunker.h"
+#include "device_key.h"
+#include "devices.h"
 #include "ignore.h"
 #include "repo.h"
 #include "state.h"
@@ -28,8 +31,10 @@ struct ss_folder {
     ss_chunker *chunker;
     ss_ignore *ign;
     ss_txn_limits limits;
-    uint8_t device_id[SS_TXN_DEVICE_ID_BYTES];
+    uint8_t device_id[SS_TXN_DEVICE_ID_BYTES]; /* ss_device_key_id(key) */
     char device_name[SS_TXN_DEVICE_NAME_MAX + 1];
+    ss_device_key *key;  /* signs what this device writes */
+    ss_devices *devices; /* the device table at the watermark, as state.db holds it */
     ss_hooks hooks;
     ss_progress prog; /* what hooks.progress is told */
     char *settings;   /* the text of .s3sync/config, as read at open */
@@ -94,6 +99,50 @@ void eng_inflight_clear(ss_folder *f);
 /* Path of a temp file under .s3sync/tmp/ (created empty, O_RDWR); unlinked already. */
 ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err);
 
+/*
+ * Pushes with no local change (push.c): the transaction that enrolls this
+ * device, when it is not enrolled yet (a checkpoint's writer must be), and
+ * one that revokes device id (already revoked by then: nothing is written).
+ */
+ss_rc eng_push_enroll(ss_folder *f, ss_stats *stats, ss_err *err);
+ss_rc eng_push_revoke(ss_folder *f, const uint8_t id[SS_TXN_DEVICE_ID_BYTES], ss_stats *stats,
+                      ss_err *err);
+
+/* --- signatures (signing.c) --------------------------------------------------------- */
+
+/*
+ * A transaction writer's sink that hashes what it forwards to out, and the
+ * sign function that signs the hash with this device's key (FORMAT.md
+ * "Devices and signatures"). chain: chain(seq - 1) for a log object,
+ * chain(seq) for a checkpoint.
+ */
+typedef struct eng_signer {
+    ss_folder *f;
+    int kind;
+    uint64_t seq;
+    uint8_t chain[32];
+    crypto_generichash_state h;
+    ss_store_write_fn out;
+    void *ctx;
+    int signed_;
+} eng_signer;
+void eng_signer_init(eng_signer *s, ss_folder *f, int kind, uint64_t seq, const uint8_t chain[32],
+                     ss_store_write_fn out, void *ctx);
+int eng_signer_write(void *ctx, const void *buf, size_t len); /* an ss_store_write_fn */
+ss_rc eng_signer_sign(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err); /* ss_txn_sign_fn */
+
+/* BLAKE2b-256 of the first len bytes of the staged plaintext fd. */
+ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[32], ss_err *err);
+/*
+ * The log transaction staged in fd, read by r to its end, against table
+ * (the device table at its sequence - 1): devices.h's rules and its signature.
+ */
+ss_rc eng_check_signature(ss_folder *f, const ss_devices *table, ss_txn_reader *r, int fd,
+                          const uint8_t prev_chain[32], ss_err *err);
+/* The checked device table of the checkpoint staged in fd, read by r to its end. Owned. */
+ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd, const uint8_t chain[32],
+                           ss_devices **ret_table, ss_err *err);
+
 /* --- reading the log, as pull does (pull.c; history.c shares it) --------------------- */
 
 /* The log/ sequences a listing found, in order, with their object sizes. */
@@ -153,15 +202,22 @@ ss_rc eng_prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, eng_
 
 /*
  * Apply the verified transaction staged in fd (pull.c, P1-P4) and commit the
- * watermark (seq, chain). base: it is a checkpoint applied as a base (join,
- * re-base after gc): paths the state holds alike are left alone, and rows
- * it lacks are deleted.
+ * watermark (seq, chain) with devices, the device table after it, which
+ * then becomes f->devices. base: it is a checkpoint applied as a base
+ * (join, re-base after gc): paths the state holds alike are left alone, and
+ * rows it lacks are deleted.
  */
 ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const uint8_t chain[32],
-                    int base, ss_err *err);
+                    int base, const ss_devices *devices, ss_err *err);
 
-/* Decode every op and chunk ref of the staged transaction once: SS_OK only when all is valid. */
-ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err);
+/*
+ * Decode every op and chunk ref of the staged transaction once, then check
+ * its device entries and signature against table (the device table at
+ * seq - 1; prev = chain(seq - 1)): SS_OK only when all is valid. ret_next
+ * (may be NULL) gets the table after it (owned).
+ */
+ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[32],
+                    const ss_devices *table, ss_devices **ret_next, ss_err *err);
 /*
  * Read e's chunk refs (if any) and check its content id against its inline
  * bytes or chunk ids (FORMAT.md "Transactions"): a lying id would make a
@@ -225,10 +281,11 @@ ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err);
  * Fetch checkpoints/<seq>, verify its frame and header, and decode every op
  * once (upserts only); the transaction part is staged in *ret_fd (owned by
  * the caller; read it with eng_open_txn). ret_chain: the chain(seq) it
- * records; ret_time_ns (may be NULL): its writer's time.
+ * records; ret_time_ns (may be NULL): its writer's time; ret_table (may be
+ * NULL): its device table, checked with its signature (owned).
  */
 ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[32],
-                           uint64_t *ret_time_ns, ss_err *err);
+                           uint64_t *ret_time_ns, ss_devices **ret_table, ss_err *err);
 /*
  * After a push committed seq (its log object log_bytes long): the automatic
  * rule of FORMAT.md "Writing". Never fails the push: a failure is a warning.
@@ -276,8 +333,12 @@ typedef struct eng_walk {
      */
     int from;
     int (*cp_ok)(void *ctx, uint64_t seq, uint64_t time_ns);
-    /* A later checkpoint the walk reached: chain is the walked chain(seq). May be NULL. */
-    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t chain[32]);
+    /*
+     * A later checkpoint the walk reached: chain is the walked chain(seq),
+     * devices the walked device table at seq. May be NULL.
+     */
+    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t chain[32],
+                     const ss_devices *devices);
     /* After log/<seq> verified whole; *ret_stop ends the walk before its ops. May be NULL. */
     ss_rc (*txn)(void *ctx, const eng_walk_txn *t, int *ret_stop, ss_err *err);
     /* Each op of it, in order; chunk refs not read are skipped. May be NULL. */
@@ -291,6 +352,7 @@ typedef struct eng_walk {
     uint64_t start; /* the checkpoint the walk started from; 0: log/1 */
     int broken; /* the walk stopped at a log object that failed verification (err says why) */
     char broken_key[128]; /* that object's key */
+    ss_devices *devices;  /* private: the device table as the walk goes; freed at its end */
 } eng_walk;
 
 /*

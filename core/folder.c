@@ -39,6 +39,8 @@ void ss_folder_free(ss_folder *f)
     ss_store_free(f->store);
     ss_chunker_free(f->chunker);
     ss_ignore_free(f->ign);
+    ss_device_key_free(f->key);
+    ss_devices_free(f->devices);
     if (f->root_fd >= 0) close(f->root_fd);
     if (f->lock_fd >= 0) close(f->lock_fd); /* drops the lock */
     free(f->root);
@@ -225,7 +227,7 @@ static const setting_key known[] = {
       "(default: S3SYNC_CHECKPOINT_BYTES, else 64 MiB)",
       0},
      K_COUNT},
-    {{"device_id", "this device's random id (set by init)", 1}, K_FIXED},
+    {{"device_id", "this device's id, from its signing key (set by init)", 1}, K_FIXED},
 };
 #define N_KNOWN (sizeof known / sizeof known[0])
 
@@ -460,6 +462,20 @@ static ss_rc open_common(ss_folder *f, const char *ignore_file, ss_err *err)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_state_open(db, 1, &f->state, err);
     free(db);
+    if (!rc) rc = ss_devices_new(&f->devices, err);
+    return rc ? rc : ss_state_devices_load(f->state, f->devices, err);
+}
+
+/* The signing key, which must be the device id the settings name. */
+static ss_rc load_device_key(ss_folder *f, ss_err *err)
+{
+    ss_rc rc = ss_device_key_load(f->meta, &f->key, err);
+    if (rc == SS_ERR_NOT_FOUND)
+        return ss_fail(err, SS_ERR_INVALID, "%s/" SS_DEVICE_KEY_FILE " is missing: this folder "
+                       "cannot sign; set it up again with s3sync init in a new folder", f->meta);
+    if (!rc && sodium_memcmp(ss_device_key_id(f->key), f->device_id, sizeof f->device_id))
+        rc = ss_fail(err, SS_ERR_INVALID, "%s/" SS_DEVICE_KEY_FILE " is not the key of this "
+                     "folder's device_id", f->meta);
     return rc;
 }
 
@@ -508,8 +524,8 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
         goto fail;
     }
     apply_store_settings(settings, &so, &fso);
-    if ((rc = take_lock(f, err)) || (rc = ss_store_open(url, &so, &f->store, err)) ||
-        (rc = load_master(f, master, err)))
+    if ((rc = take_lock(f, err)) || (rc = load_device_key(f, err)) ||
+        (rc = ss_store_open(url, &so, &f->store, err)) || (rc = load_master(f, master, err)))
         goto fail;
     free(path);
     if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0) path = NULL;
@@ -590,7 +606,8 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         rc = ss_fail(err, SS_ERR_IO, "create %s: %s", f->meta, strerror(errno));
         goto fail;
     }
-    randombytes_buf(f->device_id, sizeof f->device_id);
+    if ((rc = ss_device_key_create(f->meta, &f->key, err))) goto fail;
+    memcpy(f->device_id, ss_device_key_id(f->key), sizeof f->device_id);
     if (o->device_name)
         snprintf(f->device_name, sizeof f->device_name, "%s", o->device_name);
     else

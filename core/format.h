@@ -196,6 +196,30 @@ typedef enum ss_subkey {
 #define SS_TXN_CHUNK_REF_BYTES 52 /* u32 pack | u64 off | u32 sealed | u32 plain | id(32) */
 #define SS_TXN_CONTENT_LABEL "s3sync-content-v1" /* 17 bytes, no NUL */
 #define SS_TXN_RESERVED_DIR ".s3sync"            /* first path segment that is refused */
+#define SS_TXN_CONTENT_ID_BYTES 32
+#define SS_TXN_TARGET_MAX 4096      /* symlink target bytes */
+#define SS_TXN_PACK_KEY_LEN 42      /* "data/" 20 digits "-" 16 lowercase hex */
+#define SS_TXN_MAX_PACKS (1u << 20) /* pack table entries of one transaction */
+#define SS_TXN_SIG_BYTES 64         /* Ed25519 signature after the last op */
+
+/* ---- "Devices and signatures" ---- */
+
+#define SS_TXN_DEV_ENROLL 1u
+#define SS_TXN_DEV_REVOKE 2u
+#define SS_TXN_MAX_DEVICES 1024u /* device entries of one transaction or checkpoint */
+#define SS_DEVICES_MAX (SS_TXN_MAX_DEVICES / 2) /* devices of a table: an enroll and a revoke each */
+#define SS_TXN_DEV_FIXED 25      /* u8 type | device id (16) | u64 seq */
+#define SS_DEVICE_PK_BYTES 32    /* Ed25519 public key (crypto_sign_PUBLICKEYBYTES) */
+#define SS_DEVICE_SK_BYTES 64    /* Ed25519 secret key as libsodium keeps it: seed || pk */
+/* device id = BLAKE2b-128(SS_DEVICE_ID_LABEL || public key), unkeyed */
+#define SS_DEVICE_ID_LABEL "s3sync-device-v1" /* 16 bytes, no NUL */
+/*
+ * signed = SS_SIG_LABEL || repository id || u8 frame kind || u64 seq ||
+ *          chain (log: chain(seq - 1); checkpoint: chain(seq)) ||
+ *          BLAKE2b-256(the transaction's bytes before its signature)
+ */
+#define SS_SIG_LABEL "s3sync-sig-v1" /* 13 bytes, no NUL */
+#define SS_SIG_MESSAGE_BYTES (13 + SS_REPO_ID_BYTES + 1 + 8 + 32 + 32)
 
 /* ---- "Checkpoints" ---- */
 

@@ -120,7 +120,7 @@ static ss_rc keep_days(ss_folder *f, const eng_log_list *cps, uint64_t days, uin
         uint8_t chain[32];
         uint64_t time_ns = 0;
         int fd = -1;
-        ss_rc rc = eng_fetch_checkpoint(f, cps->seqs[j], &fd, chain, &time_ns, err);
+        ss_rc rc = eng_fetch_checkpoint(f, cps->seqs[j], &fd, chain, &time_ns, NULL, err);
         if (fd >= 0) close(fd);
         if (rc) return rc;
         if ((int64_t)(time_ns / 1000000000u) <= cutoff) {

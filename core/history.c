@@ -108,11 +108,16 @@ static ss_rc walk_one(ss_folder *f, eng_walk *w, eng_walk_txn *t, const eng_fetc
                       uint8_t chain[32], int *ret_stop, ss_err *err)
 {
     uint8_t next[32];
-    int fd = -1; /* owned: the staged plaintext */
+    int fd = -1;              /* owned: the staged plaintext */
+    ss_devices *devs = NULL; /* owned: the device table after it */
     ss_rc rc = p->rc;
     if (rc && err) *err = p->err;
     if (!rc) rc = eng_fetch_txn(f, t->seq, chain, p->buf, p->len, &fd, next, err);
-    if (!rc) rc = eng_check_txn(f, fd, t->seq, err);
+    if (!rc) rc = eng_check_txn(f, fd, t->seq, chain, w->devices, &devs, err);
+    if (!rc) {
+        ss_devices_free(w->devices);
+        w->devices = devs;
+    }
     if (rc == SS_ERR_INTEGRITY || rc == SS_ERR_NOT_FOUND) { /* H2 */
         w->broken = 1;
         snprintf(w->broken_key, sizeof w->broken_key, SS_KEY_LOG_FMT, t->seq);
@@ -132,11 +137,18 @@ static ss_rc walk_cp(ss_folder *f, eng_walk *w, uint64_t seq, uint64_t size, uin
 {
     eng_walk_txn t = {.seq = seq, .object_size = size, .checkpoint = 1};
     uint64_t time_ns = 0;
-    int fd = -1; /* owned */
-    ss_rc rc = eng_fetch_checkpoint(f, seq, &fd, chain, &time_ns, err);
+    int fd = -1;              /* owned */
+    ss_devices *devs = NULL; /* owned: its device table */
+    ss_rc rc = eng_fetch_checkpoint(f, seq, &fd, chain, &time_ns, &devs, err);
     *ret_stop = 0;
     if (!rc && w->cp_ok && !w->cp_ok(w->ctx, seq, time_ns))
         rc = SS_ERR_NOT_FOUND; /* not this one */
+    if (!rc) {
+        ss_devices_free(w->devices);
+        w->devices = devs;
+        devs = NULL;
+    }
+    ss_devices_free(devs);
     if (!rc) rc = hand_out(f, w, fd, &t, ret_stop, err);
     if (!rc) w->start = w->last = seq;
     if (fd >= 0) close(fd);
@@ -194,7 +206,8 @@ static void reached(eng_walk *w, const eng_log_list *cps, size_t *j, uint64_t se
                     const uint8_t chain[32])
 {
     while (*j < cps->n && cps->seqs[*j] <= seq) {
-        if (cps->seqs[*j] == seq && seq > w->start && w->cp_check) w->cp_check(w->ctx, seq, chain);
+        if (cps->seqs[*j] == seq && seq > w->start && w->cp_check)
+            w->cp_check(w->ctx, seq, chain, w->devices);
         (*j)++;
     }
 }
@@ -211,7 +224,9 @@ ss_rc eng_walk_log(ss_folder *f, eng_walk *w, ss_err *err)
     w->head = w->last = w->start = 0;
     w->broken = 0;
     w->broken_key[0] = '\0';
-    if ((rc = eng_list_checkpoints(f, &cps, err)) ||
+    ss_devices_free(w->devices);
+    w->devices = NULL;
+    if ((rc = ss_devices_new(&w->devices, err)) || (rc = eng_list_checkpoints(f, &cps, err)) ||
         (rc = walk_start(f, w, &cps, &l, chain, &stop, err)) || stop)
         goto out;
     if (w->start && (rc = eng_list_log_after(f, w->start, &l, NULL)) && rc != SS_ERR_INTEGRITY) {
@@ -259,6 +274,8 @@ out:
     ss_xfer_free(x);
     eng_log_list_free(&l);
     eng_log_list_free(&cps);
+    ss_devices_free(w->devices);
+    w->devices = NULL;
     return rc;
 }
 
@@ -377,7 +394,7 @@ nomem:
 
 static const char log_schema[] =
     "CREATE TABLE txn(seq INTEGER PRIMARY KEY, time INTEGER, device TEXT, upserts INTEGER,"
-    "  deletes INTEGER, bytes INTEGER, obj INTEGER, cp INTEGER);"
+    "  deletes INTEGER, bytes INTEGER, obj INTEGER, cp INTEGER, device_id TEXT);"
     "CREATE TABLE path(seq INTEGER, path TEXT, del INTEGER);"
     "CREATE INDEX path_seq ON path(seq);";
 
@@ -430,7 +447,9 @@ static ss_rc log_done(void *ctx, const eng_walk_txn *t, ss_err *err)
 {
     logw *l = ctx;
     sqlite3_stmt *q = l->add_txn;
+    char id[17];
     if (!l->touched) return SS_OK;
+    ss_device_id_short(t->h->device_id, id);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)t->seq);
     sqlite3_bind_int64(q, 2, (sqlite3_int64)t->h->time_ns);
     sqlite3_bind_text(q, 3, t->h->device_name, (int)t->h->device_name_len, SQLITE_STATIC);
@@ -439,6 +458,7 @@ static ss_rc log_done(void *ctx, const eng_walk_txn *t, ss_err *err)
     sqlite3_bind_int64(q, 6, (sqlite3_int64)l->bytes);
     sqlite3_bind_int64(q, 7, (sqlite3_int64)t->object_size);
     sqlite3_bind_int(q, 8, t->checkpoint);
+    sqlite3_bind_text(q, 9, id, -1, SQLITE_TRANSIENT);
     return step_done(l->db, q, "add a transaction", err);
 }
 
@@ -482,7 +502,8 @@ static ss_rc log_emit(logw *l, ss_log_fn fn, void *ctx, ss_err *err)
     ss_rc rc = SS_OK;
     int r;
     if (sqlite3_prepare_v2(l->db,
-                           "SELECT seq, time, device, upserts, deletes, bytes, obj, cp FROM txn "
+                           "SELECT seq, time, device, upserts, deletes, bytes, obj, cp, device_id "
+                           "FROM txn "
                            "ORDER BY seq DESC",
                            -1, &q, NULL) ||
         sqlite3_prepare_v2(l->db, "SELECT path, del FROM path WHERE seq = ?1 ORDER BY rowid", -1,
@@ -501,6 +522,7 @@ static ss_rc log_emit(logw *l, ss_log_fn fn, void *ctx, ss_err *err)
             .bytes = (uint64_t)sqlite3_column_int64(q, 5),
             .object_bytes = (uint64_t)sqlite3_column_int64(q, 6),
             .checkpoint = sqlite3_column_int(q, 7),
+            .device_id = (const char *)sqlite3_column_text(q, 8),
         };
         if (l->filter && (rc = log_paths(l, qp, e.seq, &paths, &e.n_paths, err))) break;
         e.paths = paths;
@@ -530,7 +552,7 @@ ss_rc ss_log(ss_folder *f, const char *path, ss_log_fn fn, void *ctx, ss_stats *
     ss_rc rc;
     l.filter_len = l.filter ? strlen(l.filter) : 0;
     if ((rc = eng_tempdb_open(log_schema, &l.db, err))) return rc;
-    if (sqlite3_prepare_v2(l.db, "INSERT INTO txn VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)", -1,
+    if (sqlite3_prepare_v2(l.db, "INSERT INTO txn VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", -1,
                            &l.add_txn, NULL) ||
         sqlite3_prepare_v2(l.db, "INSERT INTO path VALUES (?1, ?2, ?3)", -1, &l.add_path, NULL))
         rc = eng_tempdb_fail(l.db, "prepare", err);
@@ -671,19 +693,28 @@ static ss_rc verify_data(verifyw *v, ss_err *err)
     return rc;
 }
 
-/* A later checkpoint must verify, record the walked chain and hold the replayed state. */
-static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[32])
+/*
+ * A later checkpoint must verify, record the walked chain, and hold the
+ * replayed state and device table.
+ */
+static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[32], const ss_devices *devices)
 {
     verifyw *v = ctx;
-    char key[SS_KEY_NAME_MAX], msg[SS_KEY_NAME_MAX + 4200];
-    char *diff = NULL; /* owned */
+    char key[SS_KEY_NAME_MAX], msg[SS_KEY_NAME_MAX + 4200], why[400];
+    char *diff = NULL;          /* owned */
+    ss_devices *table = NULL;   /* owned */
     uint8_t recorded[32];
     ss_err e = {{0}};
     int fd = -1; /* owned */
-    ss_rc rc = eng_fetch_checkpoint(v->f, seq, &fd, recorded, NULL, &e);
+    ss_rc rc = eng_fetch_checkpoint(v->f, seq, &fd, recorded, NULL, &table, &e);
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
     if (!rc && sodium_memcmp(recorded, chain, 32))
         problem(v, key, "records another chain value than the log holds at its sequence");
+    else if (!rc && ss_devices_differ(devices, table, 1, why, sizeof why)) {
+        snprintf(msg, sizeof msg, "holds another device table than the log's at its sequence (%s)",
+                 why);
+        problem(v, key, msg);
+    }
     else if (!rc && (rc = eng_replay_compare(v->f, v->rp, fd, seq, &diff, &e)) == SS_OK && diff) {
         snprintf(msg, sizeof msg,
                  "does not hold the state the log replays to at %" PRIu64
@@ -697,6 +728,7 @@ static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[32])
     else if (rc && !v->hard)
         v->hard = rc;
     free(diff);
+    ss_devices_free(table);
     if (fd >= 0) close(fd);
 }
 

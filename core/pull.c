@@ -20,11 +20,16 @@
  *       id (no conflict copy of our own write).
  *   P4. A local change is never overwritten: a path changed since the last
  *       sync keeps its local version as a conflict copy; modify beats delete.
+ *   P5. Only what a device may sign is applied: eng_check_txn checks the
+ *       signature and device entries against the device table at seq - 1
+ *       (devices.c), and the table after seq commits with its watermark, so
+ *       a crash can never leave one ahead of the other.
  *
  *   state per store transaction:
- *     LISTED --eng_fetch_txn--> STAGED --eng_check_txn--> VERIFIED --stage_data--> DATA STAGED
+ *     LISTED --eng_fetch_txn--> STAGED --eng_check_txn (ops, signer)--> VERIFIED
+ *     VERIFIED --stage_data--> DATA STAGED
  *     DATA STAGED --apply_txn (per op: apply_upsert / apply_delete)--> APPLIED
- *     APPLIED --ss_state_commit (watermark = seq, chain)--> COMMITTED
+ *     APPLIED --ss_state_commit (watermark = seq, chain, device table)--> COMMITTED
  *   any failure before COMMITTED: ss_state_rollback; the folder holds whole
  *   files only, and the next run starts again at STAGED for the same seq.
  */
@@ -136,9 +141,14 @@ ss_rc eng_open_txn(ss_folder *f, eng_staged *src, ss_store_reader *rd, uint64_t 
     return rc;
 }
 
-/* Walk every op and chunk once: a malformed op anywhere refuses the whole transaction. */
-ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err)
+/*
+ * Walk every op and chunk once: a malformed op anywhere refuses the whole
+ * transaction; then who signed it, and whether they may.
+ */
+ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[32],
+                    const ss_devices *table, ss_devices **ret_next, ss_err *err)
 {
+    ss_devices *next = NULL; /* owned until handed out */
     eng_staged src = {fd, 0};
     ss_store_reader rd;
     ss_txn_reader *r = NULL;
@@ -149,6 +159,13 @@ ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, ss_err *err)
         if (e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE) f->prog.bytes_total += e->size;
         rc = eng_check_content(f, r, e, err);
     }
+    if (!rc) rc = eng_check_signature(f, table, r, fd, prev, err);
+    if (!rc && ret_next && !(rc = ss_devices_copy(table, &next, err)) &&
+        !(rc = ss_devices_apply_log(next, ss_txn_reader_header(r), err))) {
+        *ret_next = next;
+        next = NULL;
+    }
+    ss_devices_free(next);
     ss_txn_reader_free(r);
     if (rc && rc != SS_ERR_NOMEM && rc != SS_ERR_IO) rc = SS_ERR_INTEGRITY;
     if (rc == SS_ERR_INTEGRITY && err && !strstr(err->msg, "log/")) { /* name the object */
@@ -691,9 +708,10 @@ static ss_rc adopt_txn(apply *a, int fd, uint64_t seq, ss_err *err)
 }
 
 ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const uint8_t chain[32],
-                    int base, ss_err *err)
+                    int base, const ss_devices *devices, ss_err *err)
 {
     apply a = {.f = f, .stats = stats, .stage_fd = -1, .base = base};
+    ss_devices *kept = NULL; /* owned: f->devices once committed */
     int ours = !base && eng_inflight_is(f, seq, chain);
     ss_rc rc;
     if ((rc = ss_xfer_new(f->store, &a.xfer, err)) || (rc = ss_state_begin(f->state, err)))
@@ -712,15 +730,23 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const u
     }
     if (!rc) rc = ss_fs_sync(f->root_fd, err); /* P3: the files are durable before the state says so */
     if (!rc) rc = ss_state_set_watermark(f->state, seq, chain, err);
+    if (!rc) rc = ss_state_devices_save(f->state, devices, err); /* moves with the watermark */
+    if (!rc) rc = ss_devices_copy(devices, &kept, err);
     ss_fault_point("pull.before-commit");
     if (!rc) rc = ss_state_commit(f->state, err);
     if (rc) ss_state_rollback(f->state);
+    if (!rc) {
+        ss_devices_free(f->devices);
+        f->devices = kept;
+        kept = NULL;
+    }
     if (!rc && ours) eng_inflight_clear(f);
 out:
     for (size_t i = 0; i < a.n_deferred; i++) free(a.deferred[i].path);
     free(a.deferred);
     free(a.same);
     if (a.stage_fd >= 0) close(a.stage_fd);
+    ss_devices_free(kept);
     eng_body_free(&a.body);
     ss_xfer_free(a.xfer);
     return rc;

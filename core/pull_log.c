@@ -105,13 +105,16 @@ static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fet
                       uint8_t chain[32], ss_err *err)
 {
     uint8_t next[32];
-    int fd = -1; /* owned: the staged plaintext */
+    int fd = -1;              /* owned: the staged plaintext */
+    ss_devices *devs = NULL; /* owned: the device table after it */
     ss_rc rc = p->rc;
     if (rc && err) *err = p->err;
     if (!rc && !(rc = eng_fetch_txn(f, seq, chain, p->buf, p->len, &fd, next, err)) &&
-        !(rc = eng_check_txn(f, fd, seq, err)) && !(rc = eng_check_beneath(f, fd, seq, err)) &&
-        !(rc = eng_apply_txn(f, stats, fd, seq, next, 0, err)))
+        !(rc = eng_check_txn(f, fd, seq, chain, f->devices, &devs, err)) &&
+        !(rc = eng_check_beneath(f, fd, seq, err)) &&
+        !(rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, err)))
         memcpy(chain, next, 32);
+    ss_devices_free(devs);
     if (fd >= 0) close(fd);
     return rc;
 }
@@ -167,15 +170,23 @@ static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm, 
                        ss_err *err)
 {
     uint8_t recorded[32];
-    int fd = -1; /* owned */
+    int fd = -1;              /* owned */
+    ss_devices *devs = NULL; /* owned: the checkpoint's device table */
+    char why[400];
     ss_rc rc;
     if (c == *wm) return SS_OK; /* gc took log/<c>: log/<c+1> checks our chain(c) */
-    rc = eng_fetch_checkpoint(f, c, &fd, recorded, NULL, err);
-    if (!rc) rc = eng_apply_txn(f, stats, fd, c, recorded, 1, err);
+    rc = eng_fetch_checkpoint(f, c, &fd, recorded, NULL, &devs, err);
+    /* What this device knows of the table must still hold in the newer one. */
+    if (!rc && ss_devices_differ(f->devices, devs, 0, why, sizeof why))
+        rc = ss_fail(err, SS_ERR_INTEGRITY,
+                     "checkpoints/%020" PRIu64 ": its device table contradicts this device's: %s",
+                     c, why);
+    if (!rc) rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, err);
     if (!rc) {
         *wm = c;
         memcpy(chain, recorded, 32);
     }
+    ss_devices_free(devs);
     if (fd >= 0) close(fd);
     return rc;
 }

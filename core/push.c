@@ -53,6 +53,10 @@ typedef struct push {
     uint64_t file_bytes; /* bytes chunked of the file being pushed */
     int counting; /* diff only counts what would be read, for the progress totals */
     uint64_t log_bytes; /* size of log/<seq> (the automatic checkpoint rule counts it) */
+    const uint8_t *revoke; /* a device id to revoke in this transaction, or NULL */
+    int force; /* a transaction of device entries only (enrollment, revocation): no scan */
+    ss_txn_device devs[2]; /* device entries: this device enrolling, a device revoked */
+    uint32_t n_devs;
 } push;
 
 /* --- pack table and packing ------------------------------------------------------- */
@@ -449,6 +453,7 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
     ss_txn_header h = {0};
     ss_txn_writer *tw = NULL;
     frame_sink sink = {0};
+    eng_signer sg;
     const char **table = calloc(p->n_packs + 1, sizeof *table);
     uint32_t *remap = calloc(p->n_packs + 1, sizeof *remap);
     int fd = -1;
@@ -470,12 +475,16 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
     h.device_name = f->device_name;
     h.device_name_len = strlen(f->device_name);
     h.pack_keys = table;
+    h.n_devices = p->n_devs;
+    h.devices = p->devs;
     h.n_ops = ss_spool_count(p->spool);
+    eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, write_frame, &sink);
     if ((rc = eng_tmpfile(f, &fd, err)) ||
         (rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
                                   ss_repo_config(f->repo)->zstd_level, write_fd, &fd, &sink.w, err)) ||
-        (rc = ss_txn_writer_new(&f->limits, &h, write_frame, &sink, &tw, err)) ||
-        (rc = ss_spool_replay(p->spool, tw, remap, err)) || (rc = ss_txn_writer_finish(tw, err)) ||
+        (rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err)) ||
+        (rc = ss_spool_replay(p->spool, tw, remap, err)) ||
+        (rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err)) ||
         (rc = ss_frame_finish(sink.w, hash, err)))
         goto fail;
     ss_txn_writer_free(tw);
@@ -530,17 +539,89 @@ static void push_free(push *p)
     eng_body_free(&p->body);
 }
 
-static ss_rc push_once(ss_folder *f, ss_stats *stats, ss_err *err)
+/*
+ * The device entries of transaction p->seq (FORMAT.md "Devices and
+ * signatures"): this device enrolls itself in the first one it signs, and
+ * a revocation asked for goes in; one this device may not sign is refused
+ * before anything is built.
+ */
+static ss_rc device_entries(push *p, ss_err *err)
 {
-    push p = {.f = f, .stats = stats, .cur.index = UINT32_MAX};
+    ss_folder *f = p->f;
+    const ss_device *me = ss_devices_find(f->devices, f->device_id), *target = NULL;
+    char hex[17];
+    ss_device_id_short(f->device_id, hex);
+    if (me && me->revoked)
+        return ss_fail(err, SS_ERR_REVOKED,
+                       "this device (%s, %s) was revoked at log/%020" PRIu64 ": the repository "
+                       "refuses what it signs; to sync from this machine, s3sync init a new folder",
+                       f->device_name, hex, me->revoked);
+    if (!me && ss_devices_count(f->devices) >= SS_DEVICES_MAX)
+        return ss_fail(err, SS_ERR_INVALID,
+                       "this device cannot enroll: the repository has %u devices, the most a "
+                       "device table holds",
+                       SS_DEVICES_MAX);
+    if (p->revoke && !(target = ss_devices_find(f->devices, p->revoke)))
+        return ss_fail(err, SS_ERR_INVALID, "that device is not enrolled");
+    if (target && target->revoked) p->revoke = NULL; /* another device revoked it meanwhile */
+    p->n_devs = 0;
+    if (!me) {
+        ss_txn_device *e = &p->devs[p->n_devs++];
+        *e = (ss_txn_device){.type = SS_TXN_DEV_ENROLL, .seq = p->seq};
+        memcpy(e->id, f->device_id, sizeof e->id);
+        memcpy(e->pk, ss_device_key_public(f->key), sizeof e->pk);
+        e->name_len = strlen(f->device_name);
+        memcpy(e->name, f->device_name, e->name_len + 1);
+    }
+    if (p->revoke) {
+        ss_txn_device *e = &p->devs[p->n_devs++];
+        *e = (ss_txn_device){.type = SS_TXN_DEV_REVOKE, .seq = p->seq};
+        memcpy(e->id, p->revoke, sizeof e->id);
+    }
+    if (p->n_devs == 2 && memcmp(p->devs[0].id, p->devs[1].id, sizeof p->devs[0].id) > 0) {
+        ss_txn_device t = p->devs[0]; /* entries go in id order */
+        p->devs[0] = p->devs[1];
+        p->devs[1] = t;
+    }
+    return SS_OK;
+}
+
+/* The device table after transaction p->seq, saved with its watermark; f->devices once committed. */
+static ss_rc next_devices(push *p, ss_devices **ret_next, ss_err *err)
+{
+    ss_folder *f = p->f;
+    ss_txn_header h = {.seq = p->seq, .device_name = f->device_name,
+                       .device_name_len = strlen(f->device_name), .n_devices = p->n_devs,
+                       .devices = p->devs};
+    ss_devices *next = NULL;
+    ss_rc rc;
+    memcpy(h.device_id, f->device_id, sizeof h.device_id);
+    *ret_next = NULL;
+    if ((rc = ss_devices_copy(f->devices, &next, err)) ||
+        (rc = ss_devices_apply_log(next, &h, err)) ||
+        (rc = ss_state_devices_save(f->state, next, err))) {
+        ss_devices_free(next);
+        return rc;
+    }
+    *ret_next = next;
+    return SS_OK;
+}
+
+static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats,
+                       ss_err *err)
+{
+    push p = {.f = f, .stats = stats, .cur.index = UINT32_MAX, .revoke = revoke, .force = force};
+    ss_devices *next = NULL; /* owned until committed */
     uint8_t prev[32], chain[32];
     uint64_t wm;
     int fd;
     ss_rc rc;
     if ((rc = ss_state_watermark(f->state, &wm, prev, err))) return rc;
     p.seq = wm + 1;
+    if ((rc = device_entries(&p, err))) return rc;
+    if (force && !p.n_devs) p.force = 0; /* enrolled or revoked meanwhile: nothing to say */
     f->prog = (ss_progress){.phase = "push"};
-    if (f->hooks.progress) { /* a terminal is watching: count first, so the bar has totals */
+    if (f->hooks.progress && !force) { /* a terminal is watching: count first, for the totals */
         p.counting = 1;
         rc = diff(&p, err);
         p.counting = 0;
@@ -548,19 +629,23 @@ static ss_rc push_once(ss_folder *f, ss_stats *stats, ss_err *err)
     }
     if ((rc = ss_state_begin(f->state, err))) return rc;
     if ((rc = eng_tmpfile(f, &fd, err)) || (rc = ss_spool_new(fd, &p.spool, err)) ||
-        (rc = ss_xfer_new(f->store, &p.xfer, err)) || (rc = diff(&p, err)) ||
+        (rc = ss_xfer_new(f->store, &p.xfer, err)) || (!force && (rc = diff(&p, err))) ||
         (rc = flush_pack(&p, err)) || (rc = ss_xfer_wait(p.xfer, err)))
         goto fail;
-    if (!ss_spool_count(p.spool)) { /* nothing to say: the store is not touched */
+    if (!ss_spool_count(p.spool) && !p.force) { /* nothing to say: the store is not touched */
         rc = ss_state_commit(f->state, err);
         stats->seq = wm;
         goto out;
     }
     if ((rc = upload_log(&p, prev, chain, err)) ||
-        (rc = ss_state_set_watermark(f->state, p.seq, chain, err)))
+        (rc = ss_state_set_watermark(f->state, p.seq, chain, err)) ||
+        (rc = next_devices(&p, &next, err)))
         goto fail;
     ss_fault_point("push.before-commit");
     if ((rc = ss_state_commit(f->state, err))) goto fail;
+    ss_devices_free(f->devices);
+    f->devices = next;
+    next = NULL;
     eng_inflight_clear(f);
     eng_checkpoint_auto(f, p.seq, p.log_bytes);
     stats->seq = p.seq;
@@ -569,16 +654,18 @@ static ss_rc push_once(ss_folder *f, ss_stats *stats, ss_err *err)
 fail:
     ss_state_rollback(f->state);
 out:
+    ss_devices_free(next);
     push_free(&p);
     return rc;
 }
 
-ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err)
+/* Push with the retry rule: another device took our sequence (412), so pull and build again. */
+static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats, ss_err *err)
 {
     ss_rc rc = SS_OK;
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         if (attempt) stats->retries++; /* a rebuild on what the pull brought */
-        rc = push_once(f, stats, err);
+        rc = push_once(f, revoke, force, stats, err);
         if (rc != SS_ERR_EXISTS) break;
         /* Another device wrote our sequence first: take its changes, then build again. */
         usleep(randombytes_uniform(50000u << (attempt < 4 ? attempt : 4)));
@@ -592,4 +679,22 @@ ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err)
     stats->bytes_up = ss_store_counts(f->store)->bytes_up;
     stats->bytes_down = ss_store_counts(f->store)->bytes_down;
     return rc;
+}
+
+ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    return push_with(f, NULL, 0, stats, err);
+}
+
+ss_rc eng_push_enroll(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    const ss_device *me = ss_devices_find(f->devices, f->device_id);
+    if (me && !me->revoked) return SS_OK;
+    return push_with(f, NULL, !me, stats, err); /* a revoked device is refused there */
+}
+
+ss_rc eng_push_revoke(ss_folder *f, const uint8_t id[SS_TXN_DEVICE_ID_BYTES], ss_stats *stats,
+                      ss_err *err)
+{
+    return push_with(f, id, 1, stats, err);
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices.h"
 #include "engine.h"
 #include "path.h"
 
@@ -25,7 +26,10 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS chunks(id BLOB NOT NULL, pack TEXT NOT NULL,"
     "  off INTEGER NOT NULL, sealed INTEGER NOT NULL, plain INTEGER NOT NULL,"
     "  refs INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(id, pack, off)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS chunks_dead ON chunks(refs) WHERE refs <= 0;";
+    "CREATE INDEX IF NOT EXISTS chunks_dead ON chunks(refs) WHERE refs <= 0;"
+    "CREATE TABLE IF NOT EXISTS devices(id BLOB PRIMARY KEY, pk BLOB NOT NULL,"
+    "  enrolled INTEGER NOT NULL, revoked INTEGER NOT NULL, last INTEGER NOT NULL,"
+    "  name TEXT NOT NULL) WITHOUT ROWID;";
 
 /*
  * state.db files made before chunks counted their references: the table is
@@ -50,6 +54,9 @@ enum {
     Q_BODY,
     Q_BODIES_TREE,
     Q_PRUNE,
+    Q_DEV_ALL,
+    Q_DEV_CLEAR,
+    Q_DEV_PUT,
     Q_COUNT
 };
 
@@ -75,6 +82,10 @@ static const char *const queries[Q_COUNT] = {
     [Q_BODIES_TREE] = "SELECT body FROM files WHERE storage = 2 AND (path = ?1 OR "
                       "substr(path, 1, length(?1) + 1) = ?1 || '/')",
     [Q_PRUNE] = "DELETE FROM chunks WHERE refs <= 0",
+    [Q_DEV_ALL] = "SELECT id, pk, enrolled, revoked, last, name FROM devices",
+    [Q_DEV_CLEAR] = "DELETE FROM devices",
+    [Q_DEV_PUT] = "INSERT INTO devices(id, pk, enrolled, revoked, last, name) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 };
 
 struct ss_state {
@@ -507,4 +518,47 @@ ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc 
     sqlite3_bind_int64(q, 4, loc->sealed_len);
     sqlite3_bind_int64(q, 5, loc->plain_len);
     return run(st, q, err, "record a chunk");
+}
+
+ss_rc ss_state_devices_load(ss_state *st, ss_devices *d, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_DEV_ALL];
+    ss_rc rc = SS_OK;
+    int r = SQLITE_DONE;
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        ss_device dev = {0};
+        const char *name = (const char *)sqlite3_column_text(q, 5);
+        if (sqlite3_column_bytes(q, 0) != sizeof dev.id ||
+            sqlite3_column_bytes(q, 1) != sizeof dev.pk || !name || strlen(name) >= sizeof dev.name) {
+            rc = ss_fail(err, SS_ERR_IO, "state %s: a malformed device row", st->path);
+            break;
+        }
+        memcpy(dev.id, sqlite3_column_blob(q, 0), sizeof dev.id);
+        memcpy(dev.pk, sqlite3_column_blob(q, 1), sizeof dev.pk);
+        dev.enrolled = (uint64_t)sqlite3_column_int64(q, 2);
+        dev.revoked = (uint64_t)sqlite3_column_int64(q, 3);
+        dev.last = (uint64_t)sqlite3_column_int64(q, 4);
+        strcpy(dev.name, name);
+        rc = ss_devices_put(d, &dev, err);
+    }
+    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "read devices");
+    sqlite3_reset(q);
+    return rc;
+}
+
+ss_rc ss_state_devices_save(ss_state *st, const ss_devices *d, ss_err *err)
+{
+    ss_rc rc = run(st, st->q[Q_DEV_CLEAR], err, "write devices");
+    for (size_t i = 0; !rc && i < ss_devices_count(d); i++) {
+        const ss_device *dev = ss_devices_at(d, i);
+        sqlite3_stmt *q = st->q[Q_DEV_PUT];
+        sqlite3_bind_blob(q, 1, dev->id, sizeof dev->id, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, dev->pk, sizeof dev->pk, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, (sqlite3_int64)dev->enrolled);
+        sqlite3_bind_int64(q, 4, (sqlite3_int64)dev->revoked);
+        sqlite3_bind_int64(q, 5, (sqlite3_int64)dev->last);
+        sqlite3_bind_text(q, 6, dev->name, -1, SQLITE_STATIC);
+        rc = run(st, q, err, "write devices");
+    }
+    return rc;
 }

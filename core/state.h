@@ -91,4 +91,13 @@ ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_
 ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc *loc,
                          ss_err *err);
 
+/*
+ * The device table (devices.h) as of the watermark: loaded into d (which
+ * should be empty), or saved whole in the current write transaction, so it
+ * moves with the watermark.
+ */
+struct ss_devices;
+ss_rc ss_state_devices_load(ss_state *st, struct ss_devices *d, ss_err *err);
+ss_rc ss_state_devices_save(ss_state *st, const struct ss_devices *d, ss_err *err);
+
 #endif

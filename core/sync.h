@@ -119,4 +119,32 @@ int ss_folder_setting(const ss_folder *f, const char *key, char *buf, size_t cap
 /* The store and repository of an open folder (borrowed), for key management. */
 struct ss_repo *ss_folder_repo(ss_folder *f);
 
+/*
+ * Devices (docs/FORMAT.md "Devices and signatures"): every transaction is
+ * signed by its device's key; a device enrolls itself with the first one it
+ * signs; a revoked device's later transactions are refused.
+ */
+typedef struct ss_device_info {
+    const char *name;  /* as it last named itself */
+    char id[33];       /* 32 hex digits */
+    uint64_t enrolled; /* sequence that enrolled it */
+    uint64_t revoked;  /* sequence that revoked it; 0: not revoked */
+    uint64_t last;     /* newest sequence it signed that this device applied; 0: unknown */
+    int self;          /* it is this device */
+} ss_device_info;
+typedef ss_rc (*ss_device_fn)(void *ctx, const ss_device_info *d, ss_err *err);
+
+/* Pull, then hand out every device of the table at the head, in id order. */
+ss_rc ss_folder_devices(ss_folder *f, ss_device_fn fn, void *ctx, ss_stats *stats, ss_err *err);
+/*
+ * Pull, then revoke the device named who (its name, or 4 or more leading hex
+ * digits of its id) in a signed transaction. SS_ERR_NOT_FOUND when no
+ * enrolled device matches; SS_ERR_INVALID when several do, or it is revoked
+ * already.
+ */
+ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoked,
+                       ss_stats *stats, ss_err *err);
+/* This device's id (32 hex digits and NUL). */
+void ss_folder_device_id(const ss_folder *f, char out[33]);
+
 #endif

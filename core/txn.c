@@ -199,6 +199,25 @@ int ss_txn_chunk_fault(const ss_txn_limits *lim, uint32_t n_packs, const ss_chun
     return 0;
 }
 
+int ss_txn_device_fault(const ss_txn_device *prev, const ss_txn_device *d, uint64_t seq,
+                        char *why)
+{
+    if (d->type != SS_TXN_DEV_ENROLL && d->type != SS_TXN_DEV_REVOKE)
+        return ss_txn_say(why, "unknown device entry type %u", d->type);
+    if (d->seq == 0 || d->seq > seq)
+        return ss_txn_say(why, "device entry sequence %llu not in 1..%llu",
+                          (unsigned long long)d->seq, (unsigned long long)seq);
+    if (d->type == SS_TXN_DEV_ENROLL && ss_txn_name_fault(d->name, d->name_len, why)) return 1;
+    if (!prev) return 0;
+    int c = memcmp(prev->id, d->id, SS_TXN_DEVICE_ID_BYTES);
+    if (c > 0 || (c == 0 && prev->type >= d->type))
+        return ss_txn_say(why, "device entries out of order or repeated");
+    if (c == 0 && d->seq < prev->seq) /* enroll, then revoke of the same device */
+        return ss_txn_say(why, "device revoked at %llu, before its enrollment at %llu",
+                          (unsigned long long)d->seq, (unsigned long long)prev->seq);
+    return 0;
+}
+
 /* Strictly increasing paths, nothing upserted below the barrier (see txn_impl.h). */
 int ss_txn_order_step(ss_txn_order *o, const ss_txn_entry *e, char *why)
 {
@@ -229,7 +248,7 @@ int ss_txn_order_step(ss_txn_order *o, const ss_txn_entry *e, char *why)
 
 /* ---- decoder ---- */
 
-enum phase { PH_HEADER, PH_PACKS, PH_OPS, PH_CHUNKS, PH_END };
+enum phase { PH_HEADER, PH_PACKS, PH_DEVICES, PH_OPS, PH_CHUNKS, PH_END };
 
 struct ss_txn_reader {
     ss_txn_limits lim;
@@ -239,6 +258,10 @@ struct ss_txn_reader {
     char *keys;            /* KEY_SLOT bytes per pack */
     uint32_t keys_cap;     /* slots allocated */
     const char **key_ptrs; /* hdr.pack_keys */
+    ss_txn_device *devs;   /* hdr.devices, grown as entries arrive */
+    uint32_t devs_cap, dev_i;
+    uint64_t signed_len; /* bytes before the signature, once read */
+    uint8_t sig[SS_TXN_SIG_BYTES];
     enum phase phase;
     uint32_t pack_i, op_i, chunk_i; /* 1-based: the one being read, for messages */
     uint32_t chunks_left;
@@ -268,6 +291,9 @@ static void where(const ss_txn_reader *r, char *dst, size_t cap)
         return;
     case PH_PACKS:
         snprintf(dst, cap, "pack %u/%u", r->pack_i, r->hdr.n_packs);
+        return;
+    case PH_DEVICES:
+        snprintf(dst, cap, "device entry %u/%u", r->dev_i, r->hdr.n_devices);
         return;
     case PH_END:
         snprintf(dst, cap, "after op %u/%u", r->op_i, r->hdr.n_ops);
@@ -421,6 +447,64 @@ static ss_rc r_packs(ss_txn_reader *r, ss_err *err)
     return SS_OK;
 }
 
+/* Room for entry i: doubled as entries arrive, never sized by the declared count alone. */
+static ss_rc grow_devs(ss_txn_reader *r, uint32_t i, ss_err *err)
+{
+    if (i < r->devs_cap) return SS_OK;
+    uint32_t cap = r->devs_cap ? r->devs_cap * 2 : 4;
+    if (cap > r->hdr.n_devices) cap = r->hdr.n_devices;
+    ss_txn_device *d = realloc(r->devs, (size_t)cap * sizeof *d);
+    if (!d) {
+        r->failed = SS_ERR_NOMEM;
+        return ss_fail(err, SS_ERR_NOMEM, "transaction device section of %u entries", cap);
+    }
+    r->devs = d;
+    r->devs_cap = cap;
+    return SS_OK;
+}
+
+static ss_rc r_device(ss_txn_reader *r, ss_txn_device *d, ss_err *err)
+{
+    uint8_t b[SS_TXN_DEV_FIXED], lb[2];
+    ss_rc rc = rd(r, b, sizeof b, "the device entry", err);
+    if (rc) return rc;
+    memset(d, 0, sizeof *d);
+    d->type = b[0];
+    memcpy(d->id, b + 1, SS_TXN_DEVICE_ID_BYTES);
+    d->seq = ss_txn_get64(b + 1 + SS_TXN_DEVICE_ID_BYTES);
+    if (d->type != SS_TXN_DEV_ENROLL) return SS_OK; /* an unknown type is refused by the rule */
+    if ((rc = rd(r, d->pk, sizeof d->pk, "the public key", err)) ||
+        (rc = rd(r, lb, 2, "the device name length", err)))
+        return rc;
+    d->name_len = ss_txn_get16(lb);
+    if (d->name_len > SS_TXN_DEVICE_NAME_MAX)
+        return bad(r, err, "device name of %zu bytes, more than %d", d->name_len,
+                   SS_TXN_DEVICE_NAME_MAX);
+    if ((rc = rd(r, d->name, d->name_len, "the device name", err))) return rc;
+    d->name[d->name_len] = '\0';
+    return SS_OK;
+}
+
+static ss_rc r_devices(ss_txn_reader *r, ss_err *err)
+{
+    char why[SS_TXN_WHY];
+    uint8_t nb[2];
+    ss_rc rc = rd(r, nb, 2, "the device entry count", err);
+    if (rc) return rc;
+    r->hdr.n_devices = ss_txn_get16(nb);
+    if (r->hdr.n_devices > SS_TXN_MAX_DEVICES)
+        return bad(r, err, "%u device entries, above the limit %u", r->hdr.n_devices,
+                   SS_TXN_MAX_DEVICES);
+    for (uint32_t i = 0; i < r->hdr.n_devices; i++) {
+        r->dev_i = i + 1;
+        if ((rc = grow_devs(r, i, err)) || (rc = r_device(r, &r->devs[i], err))) return rc;
+        if (ss_txn_device_fault(i ? &r->devs[i - 1] : NULL, &r->devs[i], r->hdr.seq, why))
+            return bad(r, err, "%s", why);
+    }
+    r->hdr.devices = r->devs;
+    return SS_OK;
+}
+
 ss_rc ss_txn_reader_new(const ss_txn_limits *lim, const ss_store_reader *src,
                         ss_txn_reader **ret_reader, ss_err *err)
 {
@@ -444,6 +528,8 @@ ss_rc ss_txn_reader_new(const ss_txn_limits *lim, const ss_store_reader *src,
     if ((rc = r_header(r, err))) goto fail;
     r->phase = PH_PACKS;
     if ((rc = r_packs(r, err))) goto fail;
+    r->phase = PH_DEVICES;
+    if ((rc = r_devices(r, err))) goto fail;
     r->phase = PH_OPS;
     *ret_reader = r;
     return SS_OK;
@@ -591,17 +677,26 @@ static ss_rc r_chunk(ss_txn_reader *r, ss_chunk_ref *c, ss_err *err)
     return SS_OK;
 }
 
-/* After the last op: the source must be exhausted. */
+/* After the last op: the signature, then the source must be exhausted. */
 static ss_rc r_end(ss_txn_reader *r, ss_err *err)
 {
+    uint64_t signed_len = r->offset;
     r->phase = PH_END;
-    if (r->pos == r->len) {
-        ss_rc rc = fill(r, err);
-        if (rc) return rc;
-    }
+    ss_rc rc = rd(r, r->sig, sizeof r->sig, "the signature", err);
+    if (rc) return rc;
+    if (r->pos == r->len && (rc = fill(r, err))) return rc;
     if (r->pos < r->len)
         return bad(r, err, "trailing bytes from byte %llu", (unsigned long long)r->offset);
+    r->signed_len = signed_len;
     return SS_OK;
+}
+
+const uint8_t *ss_txn_reader_signature(const ss_txn_reader *r, uint64_t *ret_signed_len)
+{
+    *ret_signed_len = 0;
+    if (r->phase != PH_END || r->failed || !r->signed_len) return NULL;
+    *ret_signed_len = r->signed_len;
+    return r->sig;
 }
 
 static ss_rc next(ss_txn_reader *r, const ss_txn_entry **ret_entry, ss_err *err)
@@ -652,6 +747,7 @@ void ss_txn_reader_free(ss_txn_reader *r)
     if (!r) return;
     free(r->keys);
     free(r->key_ptrs);
+    free(r->devs);
     free(r->inl);
     free(r);
 }

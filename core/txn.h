@@ -21,15 +21,6 @@
 #include "s3store.h"
 #include "ss_error.h"
 
-/*
- * Transaction constants beyond core/format.h's (FORMAT.md "Transactions");
- * they belong there, next to the others.
- */
-#define SS_TXN_CONTENT_ID_BYTES 32
-#define SS_TXN_TARGET_MAX 4096      /* symlink target bytes */
-#define SS_TXN_PACK_KEY_LEN 42      /* "data/" 20 digits "-" 16 lowercase hex */
-#define SS_TXN_MAX_PACKS (1u << 20) /* pack table entries of one transaction */
-
 typedef enum ss_txn_type {
     SS_TXN_UPSERT = SS_TXN_OP_UPSERT,
     SS_TXN_DELETE = SS_TXN_OP_DELETE,
@@ -53,6 +44,22 @@ typedef struct ss_txn_limits {
     uint32_t max_packs;      /* 0: SS_TXN_MAX_PACKS; less only in tests */
 } ss_txn_limits;
 
+/*
+ * One entry of the device section (FORMAT.md "Devices and signatures"). In a
+ * log transaction: the signer enrolling itself, or a device it revokes, at
+ * the transaction's sequence; in a checkpoint: the device table at its
+ * sequence. The decoder checks the layout; what an entry may say given the
+ * table before it is the engine's (devices.h).
+ */
+typedef struct ss_txn_device {
+    uint8_t type; /* SS_TXN_DEV_ENROLL or SS_TXN_DEV_REVOKE */
+    uint8_t id[SS_TXN_DEVICE_ID_BYTES];
+    uint64_t seq;                         /* when it took effect: 1..the header's seq */
+    uint8_t pk[SS_DEVICE_PK_BYTES];       /* enroll */
+    char name[SS_TXN_DEVICE_NAME_MAX + 1]; /* enroll: NUL-terminated */
+    size_t name_len;
+} ss_txn_device;
+
 typedef struct ss_txn_header {
     uint64_t seq;     /* >= 1 */
     uint64_t time_ns; /* Unix nanoseconds */
@@ -61,6 +68,8 @@ typedef struct ss_txn_header {
     size_t device_name_len;  /* <= SS_TXN_DEVICE_NAME_MAX */
     uint32_t n_packs;
     const char *const *pack_keys; /* n_packs NUL-terminated data/ keys, by pack index */
+    uint32_t n_devices;           /* <= SS_TXN_MAX_DEVICES */
+    const ss_txn_device *devices; /* in strictly increasing (id, type) order */
     uint32_t n_ops;
 } ss_txn_header;
 
@@ -113,8 +122,17 @@ ss_rc ss_txn_writer_new(const ss_txn_limits *lim, const ss_txn_header *h, ss_sto
 ss_rc ss_txn_put_upsert(ss_txn_writer *w, const ss_txn_entry *e, ss_err *err);
 ss_rc ss_txn_put_chunk(ss_txn_writer *w, const ss_chunk_ref *r, ss_err *err);
 ss_rc ss_txn_put_delete(ss_txn_writer *w, const char *path, size_t len, ss_err *err);
-/* Checks that n_ops ops and all chunks were put, then flushes the rest to out. */
-ss_rc ss_txn_writer_finish(ss_txn_writer *w, ss_err *err);
+/*
+ * Signs what out received: called once every byte before the signature went
+ * to out, it writes the 64-byte signature (FORMAT.md "Devices and
+ * signatures"; the caller hashes out's bytes and signs).
+ */
+typedef ss_rc (*ss_txn_sign_fn)(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err);
+/*
+ * Checks that n_ops ops and all chunks were put, flushes them to out, then
+ * writes the signature sign makes.
+ */
+ss_rc ss_txn_writer_finish(ss_txn_writer *w, ss_txn_sign_fn sign, void *ctx, ss_err *err);
 void ss_txn_writer_free(ss_txn_writer *w); /* NULL safe; does not flush */
 
 /* ---- Decoder ---- */
@@ -149,6 +167,12 @@ ss_rc ss_txn_next(ss_txn_reader *r, const ss_txn_entry **ret_entry, ss_err *err)
  */
 ss_rc ss_txn_next_chunk(ss_txn_reader *r, ss_chunk_ref *ret_ref, ss_err *err);
 uint32_t ss_txn_chunks_left(const ss_txn_reader *r);
+/*
+ * Once ss_txn_next reported the end: the signature (borrowed, valid until
+ * ss_txn_reader_free) and in *ret_signed_len how many bytes of the source
+ * came before it, the bytes it signs. NULL before the end.
+ */
+const uint8_t *ss_txn_reader_signature(const ss_txn_reader *r, uint64_t *ret_signed_len);
 void ss_txn_reader_free(ss_txn_reader *r); /* NULL safe */
 
 #endif

@@ -73,6 +73,14 @@ int ss_txn_chunk_fault(const ss_txn_limits *lim, uint32_t n_packs, const ss_chun
                        uint64_t plain_left, int last, char *why);
 
 /*
+ * Device entry d of a transaction with sequence seq, after prev (NULL for
+ * the first): known type, seq in 1..seq, a valid name, strictly increasing
+ * (id, type), and a revoke no earlier than the same device's enroll.
+ */
+int ss_txn_device_fault(const ss_txn_device *prev, const ss_txn_device *d, uint64_t seq,
+                        char *why);
+
+/*
  * Order of ops: strictly increasing paths. The barrier is the last path the
  * transaction deletes or upserts as a file or symlink; nothing may be
  * upserted below it (a file "a" with a file "a/b" contradicts itself, and a

@@ -96,7 +96,31 @@ static ss_rc w_check_header(const ss_txn_limits *lim, const ss_txn_header *h, ss
         if (ss_txn_pack_key_fault(k, strlen(k), h->seq, why))
             return ss_fail(err, SS_ERR_INVALID, "transaction writer: pack %u: %s", i, why);
     }
+    if (h->n_devices > SS_TXN_MAX_DEVICES || (h->n_devices && !h->devices))
+        return ss_fail(err, SS_ERR_INVALID, "transaction writer: %u device entries, at most %u",
+                       h->n_devices, SS_TXN_MAX_DEVICES);
+    for (uint32_t i = 0; i < h->n_devices; i++)
+        if (ss_txn_device_fault(i ? &h->devices[i - 1] : NULL, &h->devices[i], h->seq, why))
+            return ss_fail(err, SS_ERR_INVALID, "transaction writer: device entry %u: %s", i + 1,
+                           why);
     return SS_OK;
+}
+
+static ss_rc w_device(ss_txn_writer *w, const ss_txn_device *d, ss_err *err)
+{
+    uint8_t b[SS_TXN_DEV_FIXED + SS_DEVICE_PK_BYTES + 2];
+    size_t n = SS_TXN_DEV_FIXED;
+    b[0] = d->type;
+    memcpy(b + 1, d->id, SS_TXN_DEVICE_ID_BYTES);
+    ss_txn_put64(b + 1 + SS_TXN_DEVICE_ID_BYTES, d->seq);
+    if (d->type == SS_TXN_DEV_ENROLL) {
+        memcpy(b + n, d->pk, SS_DEVICE_PK_BYTES);
+        ss_txn_put16(b + n + SS_DEVICE_PK_BYTES, (uint16_t)d->name_len);
+        n += SS_DEVICE_PK_BYTES + 2;
+    }
+    ss_rc rc = emit(w, b, n, err);
+    if (!rc && d->type == SS_TXN_DEV_ENROLL) rc = emit(w, d->name, d->name_len, err);
+    return rc;
 }
 
 static ss_rc w_header(ss_txn_writer *w, const ss_txn_header *h, ss_err *err)
@@ -120,6 +144,11 @@ static ss_rc w_header(ss_txn_writer *w, const ss_txn_header *h, ss_err *err)
         rc = emit(w, len, 2, err);
         if (!rc) rc = emit(w, h->pack_keys[i], SS_TXN_PACK_KEY_LEN, err);
     }
+    uint8_t nd[2];
+    ss_txn_put16(nd, (uint16_t)h->n_devices);
+    if (!rc) rc = emit(w, nd, sizeof nd, err);
+    for (uint32_t i = 0; !rc && i < h->n_devices; i++)
+        rc = w_device(w, &h->devices[i], err);
     return rc;
 }
 
@@ -268,8 +297,9 @@ ss_rc ss_txn_put_delete(ss_txn_writer *w, const char *path, size_t len, ss_err *
     return SS_OK;
 }
 
-ss_rc ss_txn_writer_finish(ss_txn_writer *w, ss_err *err)
+ss_rc ss_txn_writer_finish(ss_txn_writer *w, ss_txn_sign_fn sign, void *ctx, ss_err *err)
 {
+    uint8_t sig[SS_TXN_SIG_BYTES];
     if (w->failed) return ss_fail(err, w->failed, "transaction writer stopped by an earlier error");
     if (w->finished) return ss_fail(err, SS_ERR_INVALID, "transaction writer already finished");
     if (w->chunks_left) return w_fail_chunk(w, err, "missing at the end");
@@ -278,7 +308,11 @@ ss_rc ss_txn_writer_finish(ss_txn_writer *w, ss_err *err)
         ss_txn_say(why, "%u ops put, %u declared", w->op_i, w->n_ops);
         return w_fail(w, err, w->op_i, NULL, 0, why);
     }
-    ss_rc rc = w_flush(w, err);
+    if (!sign) return w_fail(w, err, w->op_i, NULL, 0, "no signer");
+    ss_rc rc = w_flush(w, err); /* sign sees every byte before the signature */
+    if (!rc && (rc = sign(ctx, sig, err))) w->failed = rc;
+    if (!rc) rc = emit(w, sig, sizeof sig, err);
+    if (!rc) rc = w_flush(w, err);
     if (rc) return rc;
     w->finished = 1;
     return SS_OK;

@@ -18,6 +18,7 @@ const char *ss_strerror(ss_rc rc)
     case SS_ERR_STORE: return "store error";
     case SS_ERR_PASSPHRASE: return "wrong passphrase";
     case SS_ERR_CONFLICT: return "conflict";
+    case SS_ERR_REVOKED: return "device revoked";
     }
     return "unknown error";
 }

@@ -25,6 +25,7 @@ typedef enum ss_rc {
     SS_ERR_STORE,     /* the store answered with a permanent error */
     SS_ERR_PASSPHRASE, /* no key file opens with this passphrase */
     SS_ERR_CONFLICT,  /* lease held by another, stale fencing token (409) */
+    SS_ERR_REVOKED,   /* this device was revoked: the repository refuses what it signs */
 } ss_rc;
 
 /* Caller-provided detail: one line naming the object, path or key. */

@@ -282,6 +282,48 @@ static uint32_t txn_header(cur *c, uint64_t seq, uint64_t t0, uint64_t t1,
     return n_ops;
 }
 
+/*
+ * "Devices and signatures": the device section of a transaction by device
+ * id with public key pk; enrolling: it is the device's first transaction.
+ */
+static void txn_devices(cur *c, uint64_t seq, const uint8_t device_id[16], const uint8_t pk[32],
+                        int enrolling)
+{
+    uint8_t id[16];
+    crypto_generichash_state h;
+    assert_int_equal(u(c, 2), enrolling ? 1 : 0);
+    if (!enrolling) return;
+    crypto_generichash_init(&h, NULL, 0, 16); /* device id = BLAKE2b-128(label || key) */
+    crypto_generichash_update(&h, (const uint8_t *)"s3sync-device-v1", 16);
+    crypto_generichash_update(&h, pk, 32);
+    crypto_generichash_final(&h, id, 16);
+    assert_memory_equal(id, device_id, 16);
+    assert_int_equal(u(c, 1), 1); /* enroll */
+    assert_memory_equal(take(c, 16), device_id, 16);
+    assert_int_equal(u(c, 8), seq);
+    assert_memory_equal(take(c, 32), pk, 32);
+    assert_int_equal(u(c, 2), strlen(DEVICE));
+    assert_memory_equal(take(c, strlen(DEVICE)), DEVICE, strlen(DEVICE));
+}
+
+/* The signature that ends log/<seq>'s plaintext p[0..len), by the key pk. */
+static void txn_signature(const uint8_t *p, size_t len, uint64_t seq, const uint8_t prev[32],
+                          const uint8_t pk[32])
+{
+    uint8_t msg[13 + 16 + 1 + 8 + 32 + 32], *m = msg;
+    assert_true(len > 64);
+    memcpy(m, "s3sync-sig-v1", 13), m += 13;
+    memcpy(m, repo_id, 16), m += 16;
+    *m++ = 1; /* frame kind: log */
+    for (int i = 0; i < 8; i++)
+        *m++ = (uint8_t)(seq >> (8 * i));
+    memcpy(m, prev, 32), m += 32;
+    crypto_generichash(m, 32, p, len - 64, NULL, 0);
+    assert_int_equal(crypto_sign_verify_detached(p + len - 64, msg, sizeof msg, pk), 0);
+    msg[29] ^= 1; /* another sequence: it does not verify */
+    assert_int_not_equal(crypto_sign_verify_detached(p + len - 64, msg, sizeof msg, pk), 0);
+}
+
 /* "Sealed chunks and data/ packs": the chunk a 52-byte chunk ref names, into dst. */
 static void open_chunk(const uint8_t *packs, uint32_t n_packs, const uint8_t *ref, uint8_t *dst)
 {
@@ -369,6 +411,7 @@ static void txn_ops(cur *c, uint32_t n_ops, const uint8_t *packs, uint32_t n_pac
         assert_memory_equal(id, content_id, 32);
         free(want);
     }
+    take(c, 64); /* the signature */
     assert_int_equal(c->pos, c->len); /* no trailing bytes */
 }
 
@@ -391,6 +434,10 @@ static void test_format_matches_code(void **state)
     assert_non_null(hex);
     assert_int_equal(sodium_hex2bin(device_id, 16, hex + 12, 32, NULL, NULL, NULL), 0);
     free(settings);
+    uint8_t *sk = slurp(folder, ".s3sync/device.key", &len), pk[32]; /* seed || public key */
+    assert_int_equal(len, 64);
+    memcpy(pk, sk + 32, 32);
+    free(sk);
 
     open_repo(t0, t1);
     uint8_t *plain = open_object("log/00000000000000000001", 1, zero, &len, &records, hash);
@@ -400,7 +447,9 @@ static void test_format_matches_code(void **state)
     const uint8_t *packs;
     uint32_t n_packs, n_ops = txn_header(&c, 1, t0, t1, device_id, &packs, &n_packs);
     assert_int_equal(n_packs, 1);
+    txn_devices(&c, 1, device_id, pk, 1);
     txn_ops(&c, n_ops, packs, n_packs);
+    txn_signature(plain, len, 1, zero, pk);
     free(plain);
 
     put_file("a.txt", "hello again\n", 12);
@@ -418,7 +467,9 @@ static void test_format_matches_code(void **state)
     assert_int_equal(txn_header(&c, 2, t0, t1, device_id, &packs, &n_packs), 1);
     /* big.bin, re-read as racy (written this second), may list log/1's pack unreferenced */
     assert_in_range(n_packs, 0, 1);
+    txn_devices(&c, 2, device_id, pk, 0); /* enrolled by log/1 */
     assert_memory_equal(take(&c, 8), "\1\5\0a.txt", 8); /* upsert, u16 5, path */
+    txn_signature(plain, len, 2, chain1, pk);
     free(plain);
 }
 

@@ -41,6 +41,7 @@
 #include "repo.h"
 #include "s3store.h"
 #include "seal.h"
+#include "forger.h"
 #include "txn-fixture.h"
 
 #define PASS "correct horse battery staple"
@@ -103,15 +104,6 @@ static int world_teardown(void **state)
     return 0;
 }
 
-/* --- the forger: a device with the key writing its own log objects ------------------ */
-
-typedef struct forger {
-    ss_store *store;
-    ss_repo *repo;
-    uint64_t head;                 /* the last log object */
-    uint8_t chain[SS_CHAIN_BYTES]; /* chain(head) */
-} forger;
-
 static void check(ss_rc rc, const ss_err *err, const char *what)
 {
     if (rc) failf("%s: %s", what, err->msg);
@@ -123,120 +115,6 @@ static void *get_obj(ss_store *s, const char *key, size_t *len)
     ss_err err = {{0}};
     check(ss_store_get(s, key, 0, SS_TO_END, &obj, len, &err), &err, key);
     return obj;
-}
-
-/* Walk the log from 1, verifying as a device does, to the head and its chain value. */
-static void forger_sync(forger *f)
-{
-    ss_err err = {{0}};
-    memset(f->chain, 0, sizeof f->chain);
-    for (f->head = 0;; f->head++) {
-        char key[SS_KEY_NAME_MAX];
-        void *obj = NULL, *plain = NULL;
-        size_t len = 0, plen = 0;
-        uint8_t hash[SS_OBJECT_HASH_BYTES];
-        ss_store_stat st;
-        snprintf(key, sizeof key, SS_KEY_LOG_FMT, f->head + 1);
-        if (ss_store_head(f->store, key, &st, &err) == SS_ERR_NOT_FOUND) return;
-        obj = get_obj(f->store, key, &len);
-        check(ss_frame_open_buf(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, f->head + 1,
-                                f->chain, UINT64_MAX, obj, len, &plain, &plen, hash, &err),
-              &err, key);
-        ss_chain_next(ss_repo_keys(f->repo), f->chain, hash, f->chain);
-        free(obj);
-        free(plain);
-    }
-}
-
-static void forger_open(forger *f, const char *url)
-{
-    ss_err err = {{0}};
-    memset(f, 0, sizeof *f);
-    check(ss_store_open(url, NULL, &f->store, &err), &err, url);
-    check(ss_repo_join(f->store, PASS, strlen(PASS), &f->repo, &err), &err, "join");
-    forger_sync(f);
-}
-
-static void forger_free(forger *f)
-{
-    ss_repo_free(f->repo);
-    ss_store_free(f->store);
-}
-
-/* Seal plain as log/<head + 1>, chained to the head, created as a device creates it. */
-static void forge(forger *f, const buf *plain, char *ret_key)
-{
-    void *obj = NULL;
-    size_t len = 0;
-    ss_err err = {{0}};
-    snprintf(ret_key, SS_KEY_NAME_MAX, SS_KEY_LOG_FMT, f->head + 1);
-    check(ss_frame_seal_buf(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, ret_key, f->head + 1,
-                            f->chain, 3, plain->p, plain->len, &obj, &len, NULL, &err),
-          &err, "seal");
-    check(ss_store_put(f->store, ret_key, obj, len, SS_PUT_CREATE_ONLY, &err), &err, ret_key);
-    free(obj);
-}
-
-/* --- transaction bytes ------------------------------------------------------------------ */
-
-static void t_header(buf *b, uint64_t seq, uint32_t n_packs, uint32_t n_ops)
-{
-    static const uint8_t device_id[16] = {0xee};
-    b_mem(b, "S3ST", 4);
-    b_uint(b, 1, 1);
-    b_uint(b, 0, 3);
-    b_uint(b, seq, 8);
-    b_uint(b, 1700000000000000000ull, 8);
-    b_mem(b, device_id, sizeof device_id);
-    b_uint(b, 3, 2);
-    b_mem(b, "EVE", 3);
-    b_uint(b, n_packs, 4);
-    b_uint(b, n_ops, 4);
-}
-
-static void t_path(buf *b, const char *path, size_t len)
-{
-    b_uint(b, len, 2);
-    b_mem(b, path, len);
-}
-
-static void t_attrs(buf *b, int kind, uint64_t size)
-{
-    b_uint(b, (uint64_t)kind, 1);
-    b_uint(b, 0644, 4);
-    b_uint(b, 1700000000, 8);
-    b_uint(b, 0, 4);
-    b_uint(b, size, 8);
-}
-
-/* An inline file with its true content id, so only what the case breaks is wrong. */
-static void t_file(buf *b, const forger *f, const char *path, size_t path_len, const char *data)
-{
-    uint8_t cid[32];
-    size_t n = strlen(data);
-    crypto_generichash(cid, sizeof cid, (const uint8_t *)data, n,
-                       ss_keys_subkey(ss_repo_keys(f->repo), SS_SUBKEY_CHUNK_ID), SS_SUBKEY_BYTES);
-    b_uint(b, SS_TXN_OP_UPSERT, 1);
-    t_path(b, path, path_len);
-    t_attrs(b, SS_TXN_KIND_FILE, n);
-    b_mem(b, cid, sizeof cid);
-    b_uint(b, SS_TXN_STORAGE_INLINE, 1);
-    b_uint(b, n, 4);
-    b_mem(b, data, n);
-}
-
-static void t_link(buf *b, const char *path, const char *target, size_t target_len)
-{
-    b_uint(b, SS_TXN_OP_UPSERT, 1);
-    t_path(b, path, strlen(path));
-    t_attrs(b, SS_TXN_KIND_SYMLINK, target_len);
-    t_path(b, target, target_len);
-}
-
-static void t_delete(buf *b, const char *path)
-{
-    b_uint(b, SS_TXN_OP_DELETE, 1);
-    t_path(b, path, strlen(path));
 }
 
 /* --- crafted transactions ------------------------------------------------------------------ */
@@ -253,63 +131,63 @@ typedef struct ctx {
 
 static void c_dotdot(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_file(b, c->f, "../escape.txt", 13, EVIL);
 }
 
 static void c_dotdot_inner(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_file(b, c->f, "d/../../escape.txt", 18, EVIL);
 }
 
 static void c_absolute(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2); /* '/' sorts lowest: the absolute path first */
+    t_header(b, c->f, NULL, c->seq, 0, 2); /* '/' sorts lowest: the absolute path first */
     t_file(b, c->f, c->abs, strlen(c->abs), EVIL);
     t_file(b, c->f, "zz-benign.txt", 13, "harmless");
 }
 
 static void c_meta_file(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_file(b, c->f, ".s3sync/master.key", 18, EVIL);
 }
 
 static void c_meta_delete(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_delete(b, ".s3sync/state.db");
 }
 
 static void c_meta_dir(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_link(b, ".s3sync", "/", 1);
 }
 
 static void c_nul(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_file(b, c->f, "nul\0../../escape.txt", 20, EVIL);
 }
 
 static void c_empty_segment(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_file(b, c->f, "a//b", 4, EVIL);
 }
 
 static void c_dot(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_file(b, c->f, "./x", 3, EVIL);
 }
@@ -319,7 +197,7 @@ static void c_link_then_through(const ctx *c, buf *b)
 {
     char through[300];
     snprintf(through, sizeof through, "lnk/escape.txt");
-    t_header(b, c->seq, 0, 3);
+    t_header(b, c->f, NULL, c->seq, 0, 3);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_link(b, "lnk", c->w->root, strlen(c->w->root));
     t_file(b, c->f, through, strlen(through), EVIL);
@@ -328,14 +206,14 @@ static void c_link_then_through(const ctx *c, buf *b)
 /* Through "out", a symlink out of the folder that an earlier transaction made. */
 static void c_through_old_link(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_file(b, c->f, "out/escape.txt", 14, EVIL);
 }
 
 static void c_delete_through_old_link(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_delete(b, "out/victim.txt");
 }
@@ -345,7 +223,7 @@ static void c_path_too_long(const ctx *c, buf *b)
     char *p = malloc(SS_PATH_MAX + 2);
     memset(p, 'p', SS_PATH_MAX + 1);
     p[SS_PATH_MAX + 1] = '\0';
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_file(b, c->f, p, SS_PATH_MAX + 1, EVIL);
     free(p);
@@ -353,19 +231,19 @@ static void c_path_too_long(const ctx *c, buf *b)
 
 static void c_huge_ops(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, UINT32_MAX);
+    t_header(b, c->f, NULL, c->seq, 0, UINT32_MAX);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
 }
 
 static void c_huge_packs(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, UINT32_MAX, 1);
+    t_header(b, c->f, NULL, c->seq, UINT32_MAX, 1);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
 }
 
 static void c_huge_path_len(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     b_uint(b, SS_TXN_OP_UPSERT, 1);
     b_uint(b, 0xffff, 2); /* declares 65535 bytes, holds 4 */
@@ -375,7 +253,7 @@ static void c_huge_path_len(const ctx *c, buf *b)
 static void c_huge_inline(const ctx *c, buf *b)
 {
     uint8_t cid[32] = {0};
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     b_uint(b, SS_TXN_OP_UPSERT, 1);
     t_path(b, "big.bin", 7);
@@ -389,7 +267,7 @@ static void c_huge_inline(const ctx *c, buf *b)
 static void c_huge_chunks(const ctx *c, buf *b)
 {
     uint8_t cid[32] = {0};
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     b_uint(b, SS_TXN_OP_UPSERT, 1);
     t_path(b, "big.bin", 7);
@@ -403,7 +281,7 @@ static void c_huge_target(const ctx *c, buf *b)
 {
     char *t = malloc(SS_TXN_TARGET_MAX + 1);
     memset(t, 't', SS_TXN_TARGET_MAX + 1);
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_link(b, "link", t, SS_TXN_TARGET_MAX + 1);
     free(t);
@@ -411,20 +289,20 @@ static void c_huge_target(const ctx *c, buf *b)
 
 static void c_wrong_seq(const ctx *c, buf *b)
 {
-    t_header(b, c->seq + 1000, 0, 1);
+    t_header(b, c->f, NULL, c->seq + 1000, 0, 1);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
 }
 
 static void c_trailing(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 1);
+    t_header(b, c->f, NULL, c->seq, 0, 1);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     b_mem(b, EVIL, 4);
 }
 
 static void c_out_of_order(const ctx *c, buf *b)
 {
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, "zz-benign.txt", 13, "harmless");
     t_file(b, c->f, BENIGN, strlen(BENIGN), EVIL);
 }
@@ -433,7 +311,7 @@ static void c_out_of_order(const ctx *c, buf *b)
 static void c_bad_content_id(const ctx *c, buf *b)
 {
     size_t at;
-    t_header(b, c->seq, 0, 2);
+    t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     at = b->len;
     t_file(b, c->f, "victim.txt", 10, EVIL);
@@ -459,8 +337,9 @@ static void c_small_as_chunks(const ctx *c, buf *b)
     check(ss_store_put(c->f->store, pack, sealed, sealed_len, SS_PUT_CREATE_ONLY, &err), &err,
           pack);
     free(sealed);
-    t_header(b, c->seq, 1, 2);
+    t_header(b, c->f, NULL, c->seq, 1, 2);
     t_path(b, pack, strlen(pack));
+    t_devices_none(b);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     b_uint(b, SS_TXN_OP_UPSERT, 1);
     t_path(b, "small.txt", 9);
@@ -541,14 +420,16 @@ static void test_forged(void **state)
     if (symlink(w->root, at(w, A, "out"))) failf("symlink: %s", strerror(errno));
     ok(w, A, "push");
     ok(w, B, "pull");
+    forger_open(&f, w->url, PASS);
+    forger_enroll(&f); /* a device of the repository, so only the content is hostile */
+    ok(w, B, "pull");
     snapshot(w->dev[B], snap);
-    forger_open(&f, w->url);
     for (size_t i = 0; i < COUNT(g_cases); i++) {
         buf b = {0};
         snprintf(g_step, sizeof g_step, "%s", g_cases[i].what);
         c.seq = f.head + 1;
         g_cases[i].craft(&c, &b);
-        forge(&f, &b, forged);
+        forge(&f, &b, SIG_OWN, forged);
         free(b.p);
         expect_refused(w, snap, forged);
         if (!lstat(c.abs, &(struct stat){0})) failf("%s was written", c.abs);
@@ -559,9 +440,9 @@ static void test_forged(void **state)
     {
         buf b = {0};
         c.seq = f.head + 1;
-        t_header(&b, c.seq, 0, 1);
+        t_header(&b, &f, NULL, c.seq, 0, 1);
         t_file(&b, &f, BENIGN, strlen(BENIGN), "harmless");
-        forge(&f, &b, forged);
+        forge(&f, &b, SIG_OWN, forged);
         free(b.p);
         ok(w, B, "pull");
         expect_content(at(w, B, BENIGN), "harmless");

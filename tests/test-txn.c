@@ -48,10 +48,17 @@ static void test_roundtrip(void **state)
             }
         }
         assert_int_equal(chunk, 3);
+        uint64_t signed_len = 1;
+        assert_null(ss_txn_reader_signature(r, &signed_len)); /* not before the end */
+        assert_true(signed_len == 0);
         assert_int_equal(ss_txn_next(r, &e, &err), SS_OK);
         assert_null(e);
         assert_int_equal(ss_txn_next(r, &e, &err), SS_OK); /* the end stays the end */
         assert_null(e);
+        const uint8_t *sig = ss_txn_reader_signature(r, &signed_len);
+        assert_non_null(sig);
+        assert_memory_equal(sig, sample_sig, SS_TXN_SIG_BYTES);
+        assert_true(signed_len == b.len - SS_TXN_SIG_BYTES); /* everything before it */
         ss_txn_reader_free(r);
     }
     free(b.p);
@@ -88,10 +95,11 @@ static void test_empty(void **state)
     ss_txn_header h = sample_hdr;
     h.n_ops = 0;
     h.n_packs = 0;
+    h.n_devices = 0;
     h.device_name_len = 0;
     buf b = {0};
     encode(&h, NULL, 0, NULL, &b);
-    assert_int_equal(b.len, 50);
+    assert_int_equal(b.len, 50 + 2 + SS_TXN_SIG_BYTES); /* header, no device entry, signature */
     msrc src;
     ss_txn_reader *r = open_mem(&src, b.p, b.len, 1);
     const ss_txn_entry *e = NULL;
@@ -211,7 +219,7 @@ static void big_write(FILE *f, uint32_t n_ops)
             assert_int_equal(ss_txn_put_chunk(w, &c, &err), SS_OK);
         }
     }
-    assert_int_equal(ss_txn_writer_finish(w, &err), SS_OK);
+    assert_int_equal(ss_txn_writer_finish(w, sign_sample, NULL, &err), SS_OK);
     ss_txn_writer_free(w);
 }
 
@@ -303,6 +311,33 @@ static void hdr_full(buf *b, const char *name, size_t nlen, uint32_t n_packs, ui
 static void hdr(buf *b, uint32_t n_packs, uint32_t n_ops)
 {
     hdr_full(b, "pc", 2, n_packs, n_ops, KEY5);
+    b_uint(b, 0, 2); /* no device entry */
+}
+
+/* A header with one op and n device entries to follow. */
+static void hdr_dev(buf *b, uint32_t n)
+{
+    hdr_full(b, "pc", 2, 0, 1, KEY5);
+    b_uint(b, n, 2);
+}
+
+/* A device entry: type, id (first byte), seq; an enroll with name (name_len bytes). */
+static void dev(buf *b, unsigned type, uint8_t id0, uint64_t seq, const char *name,
+                size_t name_len)
+{
+    b_uint(b, type, 1);
+    b_uint(b, id0, 1);
+    b_uint(b, 0, SS_TXN_DEVICE_ID_BYTES - 1);
+    b_uint(b, seq, 8);
+    if (type != SS_TXN_DEV_ENROLL) return;
+    b_uint(b, 0x5a, SS_DEVICE_PK_BYTES);
+    b_uint(b, name_len, 2);
+    b_mem(b, name, name_len);
+}
+
+static void sig(buf *b)
+{
+    b_mem(b, sample_sig, SS_TXN_SIG_BYTES);
 }
 
 static void oph(buf *b, unsigned type, const char *p, size_t len)
@@ -402,8 +437,27 @@ static const char *name256(void)
     X(pack_key_seq_0, "sequence not in 1..7", hdr_full(b, "", 0, 1, 0, "data/00000000000000000000-0123456789abcdef")) \
     X(pack_key_overflow, "overflows", hdr_full(b, "", 0, 1, 0, "data/99999999999999999999-0123456789abcdef")) \
     X(n_ops_above_present, "op 3/3: truncated", hdr(b, 0, 3); dir(b, "a"); dir(b, "b")) \
-    X(trailing_byte, "after op 1/1: trailing bytes from byte", hdr(b, 0, 1); dir(b, "a"); b_uint(b, 0, 1)) \
-    X(n_ops_below_present, "trailing bytes", hdr(b, 0, 1); dir(b, "a"); dir(b, "b")) \
+    X(trailing_byte, "after op 1/1: trailing bytes from byte", hdr(b, 0, 1); dir(b, "a"); sig(b); b_uint(b, 0, 1)) \
+    X(n_ops_below_present, "trailing bytes", hdr(b, 0, 1); dir(b, "a"); sig(b); dir(b, "b")) \
+    X(signature_cut, "after op 1/1: truncated at byte 146, in the signature", \
+      hdr(b, 0, 1); dir(b, "a"); b_uint(b, 0, SS_TXN_SIG_BYTES - 1)) \
+    X(no_devices_count, "truncated at byte 52, in the device entry count", hdr_full(b, "pc", 2, 0, 0, KEY5)) \
+    X(devices_over_limit, "1025 device entries, above the limit 1024", hdr_dev(b, 1025)) \
+    X(device_type_0, "device entry 1/1: unknown device entry type 0", hdr_dev(b, 1); dev(b, 0, 1, 7, NULL, 0)) \
+    X(device_type_3, "unknown device entry type 3", hdr_dev(b, 1); dev(b, 3, 1, 7, NULL, 0)) \
+    X(device_seq_0, "device entry sequence 0 not in 1..7", hdr_dev(b, 1); dev(b, 2, 1, 0, NULL, 0)) \
+    X(device_seq_future, "device entry sequence 8 not in 1..7", hdr_dev(b, 1); dev(b, 2, 1, 8, NULL, 0)) \
+    X(device_out_of_order, "device entry 2/2: device entries out of order", \
+      hdr_dev(b, 2); dev(b, 2, 2, 7, NULL, 0); dev(b, 2, 1, 7, NULL, 0)) \
+    X(device_repeated, "out of order or repeated", hdr_dev(b, 2); dev(b, 2, 1, 7, NULL, 0); dev(b, 2, 1, 7, NULL, 0)) \
+    X(device_revoke_then_enroll, "out of order or repeated", \
+      hdr_dev(b, 2); dev(b, 2, 1, 7, NULL, 0); dev(b, 1, 1, 7, "a", 1)) \
+    X(device_revoked_before_enrolled, "device revoked at 3, before its enrollment at 5", \
+      hdr_dev(b, 2); dev(b, 1, 1, 5, "a", 1); dev(b, 2, 1, 3, NULL, 0)) \
+    X(device_entry_name_256, "device entry 1/1: device name of 256 bytes", hdr_dev(b, 1); dev(b, 1, 1, 7, name256(), 256)) \
+    X(device_entry_name_not_utf8, "not UTF-8", hdr_dev(b, 1); dev(b, 1, 1, 7, "\xc3\x28", 2)) \
+    X(device_entry_cut, "truncated at byte 82, in the public key", \
+      hdr_dev(b, 1); b_uint(b, 1, 1); b_uint(b, 1, SS_TXN_DEVICE_ID_BYTES); b_uint(b, 7, 8); b_uint(b, 0, 3)) \
     X(op_type_0, "op 1/1: unknown op type 0", hdr(b, 0, 1); oph(b, 0, "a", 1)) \
     X(op_type_3, "unknown op type 3", hdr(b, 0, 1); oph(b, 3, "a", 1)) \
     X(kind_0, "\"a\": unknown kind 0", hdr(b, 0, 1); oph(b, 1, "a", 1); attrs(b, 0, 0, 0, 0)) \
@@ -532,7 +586,7 @@ static void wchunk(ss_txn_writer *w, uint32_t pack, uint32_t plain, uint32_t sea
 
 static void wfinish(ss_txn_writer *w)
 {
-    if (!wrc) wrc = ss_txn_writer_finish(w, &werr);
+    if (!wrc) wrc = ss_txn_writer_finish(w, sign_sample, NULL, &werr);
 }
 
 #define E(...) wentry(w, &(ss_txn_entry){.path = "a", .path_len = 1, __VA_ARGS__})
@@ -607,7 +661,7 @@ static void test_encoder_refuses(void **state)
         /* A failed writer writes nothing more. */
         assert_int_equal(ss_txn_put_delete(w, "zz", 2, &err), SS_ERR_INVALID);
         assert_non_null(strstr(err.msg, "earlier error"));
-        assert_int_equal(ss_txn_writer_finish(w, &err), SS_ERR_INVALID);
+        assert_int_equal(ss_txn_writer_finish(w, sign_sample, NULL, &err), SS_ERR_INVALID);
         ss_txn_writer_free(w);
         free(b.p);
     }
@@ -617,9 +671,17 @@ static void test_encoder_refuses_header(void **state)
 {
     (void)state;
     static const char *const bad_key[] = {"data/1-2"};
-    ss_txn_header hs[6];
-    for (int i = 0; i < 6; i++)
+    static ss_txn_device devs[2];
+    ss_txn_header hs[10];
+    for (int i = 0; i < 10; i++)
         hs[i] = sample_hdr;
+    memcpy(devs, sample_devices, sizeof devs);
+    devs[0].type = 0;
+    hs[6].devices = devs; /* an unknown entry type */
+    hs[7].n_packs = 1; /* KEY5 only: sequence 6 may name it */
+    hs[7].seq = 6;     /* below its device entries' 7 */
+    hs[8].n_devices = SS_TXN_MAX_DEVICES + 1;
+    hs[9].devices = NULL;
     hs[0].seq = 0;
     hs[1].device_name = name256();
     hs[1].device_name_len = 256;
@@ -628,7 +690,7 @@ static void test_encoder_refuses_header(void **state)
     hs[3].n_packs = 9;
     hs[4].pack_keys = NULL;
     hs[5].seq = 6; /* below KEY7's sequence */
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 10; i++) {
         buf b = {0};
         ss_txn_writer *w = (ss_txn_writer *)&b;
         ss_err err = {{0}};
@@ -662,13 +724,19 @@ static void test_io_errors_and_limits(void **state)
     ss_txn_writer *w = NULL;
     assert_int_equal(ss_txn_writer_new(&LIM, &sample_hdr, fail_sink, NULL, &w, &err), SS_OK);
     assert_int_equal(ss_txn_put_delete(w, "a", 1, &err), SS_OK);     /* still buffered */
-    assert_int_equal(ss_txn_writer_finish(w, &err), SS_ERR_INVALID); /* 1 of 7 ops */
+    assert_int_equal(ss_txn_writer_finish(w, sign_sample, NULL, &err), SS_ERR_INVALID); /* 1 of 7 */
     ss_txn_writer_free(w);
     ss_txn_header h = sample_hdr;
     h.n_ops = 1;
     assert_int_equal(ss_txn_writer_new(&LIM, &h, fail_sink, NULL, &w, &err), SS_OK);
     assert_int_equal(ss_txn_put_delete(w, "a", 1, &err), SS_OK);
-    assert_int_equal(ss_txn_writer_finish(w, &err), SS_ERR_IO);
+    assert_int_equal(ss_txn_writer_finish(w, sign_sample, NULL, &err), SS_ERR_IO);
+    ss_txn_writer_free(w);
+    /* No signer, or one that fails: nothing more is written. */
+    assert_int_equal(ss_txn_writer_new(&LIM, &h, buf_sink, &(buf){0}, &w, &err), SS_OK);
+    assert_int_equal(ss_txn_put_delete(w, "a", 1, &err), SS_OK);
+    assert_int_equal(ss_txn_writer_finish(w, NULL, NULL, &err), SS_ERR_INVALID);
+    assert_non_null(strstr(err.msg, "no signer"));
     ss_txn_writer_free(w);
     static const ss_txn_limits bad[] = {
         {.inline_limit = SS_CONFIG_INLINE_LIMIT_MAX + 1, .max_chunk_size = 4096},
@@ -716,12 +784,14 @@ static int write_corpus(const char *out)
     lnk(&b, "l", "../t", 4);
     del(&b, "l/x");
     fhead(&b, "m", 4100, SS_TXN_CHUNKS, 2);
-    cref(&b, 0, 0, 4096 + 41, 4096);
-    cref(&b, 0, 4137, 45, 4);
+    cref(&b, 0, 0, 40 + 4352, 4096); /* sealed: 40 + the bucket of 1 + plain (pad.h) */
+    cref(&b, 0, 4392, 40 + 256, 4);
     dir(&b, "z");
+    sig(&b);
     bad |= write_seed(out, "barrier", &b);
     b.len = 0;
     hdr(&b, 0, 0);
+    sig(&b);
     bad |= write_seed(out, "empty", &b);
     FILE *f = tmpfile();
     if (!f) return 1;

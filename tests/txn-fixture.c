@@ -100,6 +100,27 @@ ss_rc decode_all(const uint8_t *p, size_t len, size_t step, int read_chunks, ss_
 
 static const char *const sample_keys[] = {KEY5, KEY7};
 
+const uint8_t sample_sig[SS_TXN_SIG_BYTES] = {0x51, 0x6e, [31] = 0x77, [63] = 0x99};
+
+ss_rc sign_sample(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err)
+{
+    (void)ctx, (void)err;
+    memcpy(ret_sig, sample_sig, SS_TXN_SIG_BYTES);
+    return SS_OK;
+}
+
+/* The signer enrolling itself, and a device it revokes (ids in order). */
+const ss_txn_device sample_devices[2] = {
+    {.type = SS_TXN_DEV_REVOKE, .id = {0x11, 0x22}, .seq = 7},
+    {.type = SS_TXN_DEV_ENROLL,
+     .id = {0xd1, 0xd2, 0xd3, 0xd4, 0xd5, 0xd6, 0xd7, 0xd8, 0xd9, 0xda, 0xdb, 0xdc, 0xdd, 0xde,
+            0xdf, 0xe0},
+     .seq = 7,
+     .pk = {0xaa, [31] = 0xbb},
+     .name = "laptop \xc3\xa9t\xc3\xa9",
+     .name_len = 12},
+};
+
 const ss_txn_header sample_hdr = {
     .seq = 7,
     .time_ns = UINT64_C(1700000000123456789),
@@ -109,6 +130,8 @@ const ss_txn_header sample_hdr = {
     .device_name_len = 12,
     .n_packs = 2,
     .pack_keys = sample_keys,
+    .n_devices = 2,
+    .devices = sample_devices,
     .n_ops = 7,
 };
 
@@ -154,7 +177,7 @@ void encode(const ss_txn_header *h, const ss_txn_entry *ops, size_t n, const ss_
         for (uint32_t j = 0; !rc && ops[i].storage == SS_TXN_CHUNKS && j < ops[i].n_chunks; j++)
             rc = ss_txn_put_chunk(w, chunks++, &err);
     }
-    if (!rc) rc = ss_txn_writer_finish(w, &err);
+    if (!rc) rc = ss_txn_writer_finish(w, sign_sample, NULL, &err);
     if (rc) fprintf(stderr, "%s\n", err.msg);
     assert_int_equal(rc, SS_OK);
     ss_txn_writer_free(w);
@@ -184,6 +207,18 @@ void check_header(const ss_txn_header *h)
     assert_int_equal(h->n_packs, 2);
     assert_string_equal(h->pack_keys[0], KEY5);
     assert_string_equal(h->pack_keys[1], KEY7);
+    assert_int_equal(h->n_devices, 2);
+    for (int i = 0; i < 2; i++) {
+        const ss_txn_device *d = &h->devices[i], *x = &sample_devices[i];
+        assert_int_equal(d->type, x->type);
+        assert_memory_equal(d->id, x->id, sizeof d->id);
+        assert_true(d->seq == x->seq);
+        assert_int_equal(d->name_len, x->name_len);
+        if (x->type == SS_TXN_DEV_ENROLL) {
+            assert_memory_equal(d->pk, x->pk, sizeof d->pk);
+            assert_string_equal(d->name, x->name);
+        }
+    }
     assert_int_equal(h->n_ops, 7);
 }
 

@@ -39,6 +39,11 @@ ss_txn_reader *open_mem(msrc *s, const uint8_t *p, size_t len, size_t step);
 /* Walks everything; read_chunks 0 leaves the chunk refs to ss_txn_next to skip. */
 ss_rc decode_all(const uint8_t *p, size_t len, size_t step, int read_chunks, ss_err *err);
 
+/* The sample's signature: a fixed pattern (signing is the engine's, not the codec's). */
+extern const uint8_t sample_sig[SS_TXN_SIG_BYTES];
+ss_rc sign_sample(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err);
+
+extern const ss_txn_device sample_devices[2];
 extern const ss_txn_header sample_hdr;
 extern const ss_chunk_ref sample_chunks[3];
 extern const ss_txn_entry sample_ops[7];

@@ -84,6 +84,17 @@ encoder_refused:
     abort();
 }
 
+/* The re-encoding's signature: the decoded one (signing is the engine's, not the codec's). */
+static ss_rc copy_signature(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err)
+{
+    uint64_t signed_len;
+    const uint8_t *sig = ss_txn_reader_signature(ctx, &signed_len);
+    (void)err;
+    if (!sig) abort(); /* the decoder reached the end, so it has one */
+    memcpy(ret_sig, sig, SS_TXN_SIG_BYTES);
+    return SS_OK;
+}
+
 static ss_rc decode(const uint8_t *data, size_t size, size_t step, same *reencode)
 {
     src s = {data, size, 0, step};
@@ -98,7 +109,7 @@ static ss_rc decode(const uint8_t *data, size_t size, size_t step, same *reencod
         abort();
     }
     if (!rc) rc = walk(r, reencode ? w : NULL, &err);
-    if (!rc && w && ss_txn_writer_finish(w, &err)) {
+    if (!rc && w && ss_txn_writer_finish(w, copy_signature, r, &err)) {
         fprintf(stderr, "the encoder could not finish: %s\n", err.msg);
         abort();
     }
