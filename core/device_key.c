@@ -18,7 +18,10 @@ struct ss_device_key {
 
 static ss_rc key_new(ss_device_key **ret_key, ss_err *err)
 {
-    ss_device_key *k = calloc(1, sizeof *k);
+    ss_device_key *k = NULL;
+    *ret_key = NULL;
+    if (sodium_init() < 0) return ss_fail(err, SS_ERR_NOMEM, "device key: sodium_init failed");
+    k = calloc(1, sizeof *k);
     if (k && !(k->sk = sodium_malloc(SS_DEVICE_SK_BYTES))) {
         free(k);
         k = NULL;
