@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -485,6 +486,20 @@ static void test_gc_reuse(void **state)
 
 /* --- gc while two devices push ---------------------------------------------------------- */
 
+/* dest/name, restored, is byte for byte one of the versions the test wrote (PREFIX0..3). */
+static void expect_a_version(const world *w, const char *dest, const char *name, const char *prefix)
+{
+    char rel[96], v[32];
+    struct stat st;
+    snprintf(rel, sizeof rel, "%s/%s", dest, name);
+    if (lstat(at_dir(w->root, rel), &st)) return; /* not written yet at that sequence */
+    for (int round = 0; round < 4; round++) {
+        snprintf(v, sizeof v, "%s%d", prefix, round);
+        if (same_content(at_dir(w->root, rel), at_dir(w->root, v))) return;
+    }
+    failf("restored %s is no version that was written", rel);
+}
+
 static void test_gc_concurrent(void **state)
 {
     world *w = *state;
@@ -499,8 +514,13 @@ static void test_gc_concurrent(void **state)
     join(w, C);
     for (int round = 0; round < 4; round++) {
         child c[3];
+        char kept[32];
         write_random(at(w, A, "a.bin"), 150000);
         write_random(at(w, B, "b.bin"), 150000);
+        snprintf(kept, sizeof kept, "wrote-a%d", round); /* every version, to compare restores */
+        snapshot(at(w, A, "a.bin"), at_dir(w->root, kept));
+        snprintf(kept, sizeof kept, "wrote-b%d", round);
+        snapshot(at(w, B, "b.bin"), at_dir(w->root, kept));
         c[0] = start_cmd(w, A, env, "sync");
         c[1] = start_cmd(w, B, env, "sync");
         c[2] = start_cli(NULL, ARGS("-C", w->dev[C], "--json", "gc", "--keep-last", "2"));
@@ -535,8 +555,21 @@ static void test_gc_concurrent(void **state)
                  first, head);
         json_decref(
             on_ok(w, C, ARGS("restore", ".", "--at", at_seq, "--to", at_dir(w->root, dest))));
+        expect_a_version(w, dest, "a.bin", "wrote-a");
+        expect_a_version(w, dest, "b.bin", "wrote-b");
     }
     g_step[0] = '\0';
+    { /* and the head's is the folder as it is */
+        char dest[64];
+        snprintf(dest, sizeof dest, "v%" PRIu64, head);
+        for (int i = 0; i < 2; i++) {
+            const char *name = i ? "b.bin" : "a.bin";
+            char rel[96];
+            snprintf(rel, sizeof rel, "%s/%s", dest, name);
+            if (!same_content(at_dir(w->root, rel), at(w, C, name)))
+                failf("restore at the head: %s is not the folder's", name);
+        }
+    }
     free_keys(&cps);
     ss_store_free(s);
 }
