@@ -8,7 +8,7 @@ packages=(
   libcurl4-openssl-dev libxml2-dev libsodium-dev libzstd-dev libsqlite3-dev
   libmicrohttpd-dev libjansson-dev libcmocka-dev
   ceph-mon ceph-osd radosgw ceph-common
-  curl python3 procps openssl
+  curl python3 procps openssl bash-completion
 )
 
 missing=()

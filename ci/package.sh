@@ -9,9 +9,12 @@
 #      work tree gets no debian/ build litter;
 #   3. checks what each .deb holds, unpacks both with dpkg -x into a
 #      throwaway root and runs `s3sync --version` and `s3sync-lockd --version`
-#      from there, and checks the man pages render without warnings;
+#      from there, checks the man pages render without warnings, and checks
+#      the systemd units with `systemd-analyze verify` (skipped, saying so,
+#      where systemd-analyze cannot run);
 #   4. with S3SYNC_PACKAGE_INSTALL=1, also installs both with apt-get (as
-#      dpkg -i, plus their dependencies) and runs the installed programs.
+#      dpkg -i, plus their dependencies), runs the installed programs and
+#      verifies the installed units in place.
 #
 # The .debs are left in ${S3SYNC_DEB_DIR:-build/deb}. The last line is the
 # one-line result; on failure it says which step failed, the step's log is
@@ -46,6 +49,9 @@ missing=()
 for p in "${tools[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# systemd-analyze checks the units; containers often lack the systemd package
+# (a few MB, and installing it starts nothing).
+command -v systemd-analyze >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "ci/package.sh: installing ${missing[*]}" >&2
   apt_install "${missing[@]}" || fail "apt-get install ${missing[*]}"
@@ -73,6 +79,7 @@ mkdir -p "$src"
   fail "copy of the work tree"
 (cd "$src" && DEB_BUILD_OPTIONS="nocheck parallel=$(nproc)" \
   dpkg-buildpackage -us -uc -b >"$log" 2>&1) || fail "dpkg-buildpackage (log above)"
+: >"$log" # a later step's failure is not the build's
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 debs=("$tmp/s3sync_${version}_$arch.deb" "$tmp/s3sync-lockd_${version}_$arch.deb")
 for d in "${debs[@]}"; do [ -f "$d" ] || fail "no $(basename "$d")"; done
@@ -104,12 +111,58 @@ for m in usr/share/man/man1/s3sync.1.gz usr/share/man/man8/s3sync-lockd.8.gz; do
   if ! w=$(man -l --warnings "$root/$m" 2>&1 >/dev/null) || [ -n "$w" ]; then fail "man $m: $w"; fi
 done
 
+# The units under ROOT ("" the installed system) through `systemd-analyze
+# verify`: keys and values, the programs of ExecStart= (under ROOT: copies of
+# the units name them there), the Documentation= man pages (MANPATH: the
+# packages' own, when ROOT is set), the timer's service. The templates get an
+# instance, a folder as systemd-escape --path makes it. verify exits 0 on an
+# unknown key or a bad value and only prints them: any output is a failure.
+verify_units() { # root
+  local r=$1 d man=() w
+  d=$(mktemp -d "$tmp/units.XXXXXX")
+  mkdir -m 0700 "$d/run" # a --user manager wants XDG_RUNTIME_DIR
+  [ -z "$r" ] || man=(env "MANPATH=$r/usr/share/man")
+  sed "s|^ExecStart=/|ExecStart=$r/|" "$r/lib/systemd/system/s3sync-lockd.service" >"$d/s3sync-lockd.service"
+  for u in s3sync@.service s3sync@.timer s3sync-watch@.service; do
+    sed "s|^ExecStart=/|ExecStart=$r/|" "$r/usr/lib/systemd/user/$u" >"$d/${u/@/@home-u-Notes}"
+  done
+  if ! w=$(cd "$d" && "${man[@]}" systemd-analyze verify ./s3sync-lockd.service 2>&1) ||
+    [ -n "$w" ]; then
+    fail "systemd-analyze verify s3sync-lockd.service${r:+ (unpacked)}: $w"
+  fi
+  if ! w=$(cd "$d" && XDG_RUNTIME_DIR=$d/run "${man[@]}" systemd-analyze --user verify \
+    ./s3sync@home-u-Notes.service ./s3sync@home-u-Notes.timer ./s3sync-watch@home-u-Notes.service 2>&1) ||
+    [ -n "$w" ]; then
+    fail "systemd-analyze --user verify of the user units${r:+ (unpacked)}: $w"
+  fi
+}
+# systemd-analyze verify needs no running systemd (this works in a plain
+# container or VM), but where it cannot run at all a unit it likes fails too:
+# then the units are left unchecked, saying so.
+probe=$tmp/probe
+mkdir "$probe" && mkdir -m 0700 "$probe/run"
+printf '[Unit]\nDescription=probe\n[Service]\nType=oneshot\nExecStart=/bin/true\n' >"$probe/probe.service"
+can_verify=0
+if ! command -v systemd-analyze >/dev/null; then
+  echo "ci/package.sh: no systemd-analyze: the systemd units are not verified" >&2
+  units_ok="; systemd units NOT verified (no systemd-analyze)"
+elif ! w=$(cd "$probe" && XDG_RUNTIME_DIR=$probe/run systemd-analyze verify ./probe.service 2>&1 &&
+  XDG_RUNTIME_DIR=$probe/run systemd-analyze --user verify ./probe.service 2>&1) || [ -n "$w" ]; then
+  echo "ci/package.sh: systemd-analyze cannot run here, the units are not verified: $w" >&2
+  units_ok="; systemd units NOT verified (systemd-analyze cannot run here)"
+else
+  verify_units "$root"
+  can_verify=1
+  units_ok="; units verified"
+fi
+
 # 4. Optionally, a real install.
 installed=""
 if [ "${S3SYNC_PACKAGE_INSTALL:-0}" = 1 ]; then
   apt_install "${debs[@]}" || fail "apt-get install of the .debs"
   [ "$(s3sync --version)" = "$got" ] || fail "installed s3sync --version"
   [ "$(s3sync-lockd --version)" = "$lockd" ] || fail "installed s3sync-lockd --version"
+  [ $can_verify = 0 ] || verify_units ""
   installed=", installed"
 fi
 
@@ -117,4 +170,4 @@ mkdir -p "$out"
 cp "${debs[@]}" "$out/"
 size() { echo "$(($(stat -c %s "$1") / 1024)) KiB"; }
 echo "ci/package.sh: ok: $(basename "${debs[0]}") ($(size "${debs[0]}")), $(basename "${debs[1]}")" \
-  "($(size "${debs[1]}")) in ${out#"$top"/}; '$got'$installed; $(($(date +%s) - t0)) s"
+  "($(size "${debs[1]}")) in ${out#"$top"/}; '$got'$units_ok$installed; $(($(date +%s) - t0)) s"
