@@ -11,7 +11,9 @@
  *                --token-file: two devices both ways, an idle sync in one
  *                request, read-only and bad tokens, a lease held by another
  *                device, concurrent pushes, s3sync killed at every push
- *                crash point, lockd killed with SIGKILL mid-push.
+ *                crash point, lockd killed with SIGKILL mid-push; two
+ *                `s3sync watch` processes carrying a create, an edit and
+ *                a delete, each idle poll one request (GET head).
  *
  * Each world is a repository of its own (w1, w2, ...) with devices A and B
  * (read-write) and C (read-only). Lease holding by hand goes through the
@@ -502,6 +504,127 @@ static void test_lockd_killed(void **state)
     g_step[0] = '\0';
 }
 
+/* --- watch through lockd ---------------------------------------------------------------- */
+
+#define WATCH_LIMIT_S 20.0 /* a change must reach the other folder within this */
+
+static child g_watch[2]; /* A's and B's `s3sync watch` (pid 0: none) */
+
+static void watch_start(const world *w, int d)
+{
+    g_watch[d] = start_cli(NULL, ARGS("-C", w->dev[d], "--json", "-v", "--token-file", w->token[d],
+                                      "watch", "--interval", "1"));
+}
+
+/* What the watch on d printed on stdout so far (free it); pread leaves the offset to the writer. */
+static char *watch_out(int d)
+{
+    size_t cap = 1 << 20;
+    char *buf = malloc(cap);
+    ssize_t n = buf ? pread(g_watch[d].out, buf, cap - 1, 0) : -1;
+    if (!buf) failf("out of memory");
+    buf[n > 0 ? n : 0] = '\0';
+    return buf;
+}
+
+/*
+ * The idle polls in the watch's --json (a pull that changed nothing, past
+ * sequence 0), each of which must have made exactly one request: lockd's
+ * GET head, no S3 call. Their count.
+ */
+static int lockd_idle_polls(int d)
+{
+    char *out = watch_out(d);
+    int n = 0;
+    for (const char *l = out; *l; l += strcspn(l, "\n"), l += *l == '\n') {
+        json_t *j = json_loadb(l, strcspn(l, "\n"), 0, NULL);
+        const char *ev = json_string_value(json_object_get(j, "event"));
+        if (ev && !strcmp(ev, "pull") && jint(j, "files") == 0 && jint(j, "seq") > 0) {
+            if (jint(j, "requests") != 1)
+                failf("an idle poll of %c through lockd made %" PRId64 " requests: %.*s", 'A' + d,
+                      jint(j, "requests"), (int)strcspn(l, "\n"), l);
+            n++;
+        }
+        json_decref(j);
+    }
+    free(out);
+    return n;
+}
+
+/* Wait until device d's rel holds data (NULL: is gone). */
+static void watch_arrives(const world *w, int d, const char *rel, const char *data)
+{
+    for (double t0 = now_s();;) {
+        size_t len = 0;
+        char *got = read_file(at(w, d, rel), &len);
+        int done = data ? got && len == strlen(data) && !memcmp(got, data, len)
+                        : !got && access(at(w, d, rel), F_OK);
+        free(got);
+        if (done) return;
+        if (now_s() - t0 > WATCH_LIMIT_S) {
+            char *a = watch_out(A), *b = watch_out(B);
+            failf("%s did not %s on %c within %.0f s\nA: %s\nB: %s", rel, data ? "arrive" : "go",
+                  'A' + d, WATCH_LIMIT_S, a, b);
+        }
+        usleep(50000);
+    }
+}
+
+/* SIGTERM ends the watch on d with 0 and its stop event. */
+static void watch_stop(int d)
+{
+    outcome o;
+    kill(g_watch[d].pid, SIGTERM);
+    o = finish(g_watch[d]);
+    g_watch[d].pid = 0;
+    expect_exit(&o, 0, "watch stopped by SIGTERM");
+    if (!strstr(o.out, "\"event\":\"stop\"")) failf("no stop event: %s", o.out);
+    outcome_free(&o);
+}
+
+static int watch_teardown(void **state)
+{
+    for (int d = A; d <= B; d++)
+        if (g_watch[d].pid > 0) { /* a failed test left it running */
+            kill(g_watch[d].pid, SIGKILL);
+            outcome o = finish(g_watch[d]);
+            outcome_free(&o);
+        }
+    memset(g_watch, 0, sizeof g_watch);
+    return world_teardown(state);
+}
+
+/*
+ * Two watches through lockd: a create on A, an edit on B and a delete on A
+ * each reach the other folder; every idle poll is one GET head.
+ */
+static void test_watch(void **state)
+{
+    world *w = *state;
+    join(w, A);
+    join(w, B);
+    watch_start(w, A);
+    watch_start(w, B);
+    write_bytes(at(w, A, "notes.txt"), "made on A", 9);
+    watch_arrives(w, B, "notes.txt", "made on A");
+    write_bytes(at(w, B, "notes.txt"), "edited on B", 11);
+    watch_arrives(w, A, "notes.txt", "edited on B");
+    rm_rf(at(w, A, "notes.txt"));
+    watch_arrives(w, B, "notes.txt", NULL);
+    /* --interval 1: a few idle polls each in a few seconds (more when the machine is busy) */
+    for (double t0 = now_s(); lockd_idle_polls(A) < 3 || lockd_idle_polls(B) < 3;) {
+        if (now_s() - t0 > WATCH_LIMIT_S) {
+            char *a = watch_out(A);
+            failf("fewer than 3 idle polls on A and B in %.0f s; A: %s", WATCH_LIMIT_S, a);
+        }
+        usleep(100000);
+    }
+    watch_stop(A);
+    watch_stop(B);
+    expect_same_tree(w->dev[A], w->dev[B]);
+    expect_log_is_head(repo_of(w), w->token[A], -1);
+}
+
 /* --- lockd/store ------------------------------------------------------------------------- */
 
 typedef struct store_fx {
@@ -698,6 +821,7 @@ static void delete_all(void)
 }
 
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+#define WATCH_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, watch_teardown)
 
 int main(void)
 {
@@ -716,6 +840,7 @@ int main(void)
         WORLD_TEST(test_concurrent_push),
         WORLD_TEST(test_client_killed),
         WORLD_TEST(test_lockd_killed),
+        WATCH_TEST(test_watch),
         cmocka_unit_test(test_no_bucket_credentials),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
@@ -755,6 +880,8 @@ int main(void)
     unsetenv("S3SYNC_LEASE_TTL_MS");
     unsetenv("S3SYNC_LEASE_WAIT_MS");
 
+    /* One test by name (a cmocka glob), as S3SYNC_WATCH_ONLY does for test-watch. */
+    if (getenv("S3SYNC_LOCKD_SYNC_ONLY")) cmocka_set_test_filter(getenv("S3SYNC_LOCKD_SYNC_ONLY"));
     signal(SIGPIPE, SIG_IGN); /* output piped into head: finish, and stop lockd */
     atexit(lockd_reap);
     lockd_start();
