@@ -17,6 +17,10 @@
  *       memory) and compares each later checkpoint with it, path by path:
  *       every path it holds equal (kind, mode, mtime, size, content id,
  *       chunk refs or bytes), and as many paths as the replay.
+ *   C5. Crash points (fault.h), for the test that kills a checkpoint write:
+ *       checkpoint.before-put (encoded, not created) and checkpoint.after-put
+ *       (created, not yet remembered in state.db), on each path that writes
+ *       one: the command, gc's first checkpoint, the push rule.
  */
 #include "checkpoint.h"
 
@@ -30,6 +34,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fault.h"
 #include "frame.h"
 #include "ss_buf.h"
 
@@ -364,11 +369,13 @@ static ss_rc write_checkpoint(ss_folder *f, ss_checkpoint_result *res, ss_err *e
     res->paths = rows;
     size = lseek(fd, 0, SEEK_END);
     res->bytes = size > 0 ? (uint64_t)size : 0;
+    ss_fault_point("checkpoint.before-put");
     rc = ss_store_put_file(f->store, key, fd, 0, res->bytes, SS_PUT_CREATE_ONLY, err);
     if (rc == SS_ERR_EXISTS) { /* another device wrote state(seq) first: the same state */
         res->existed = 1;
         rc = SS_OK;
     }
+    if (!rc) ss_fault_point("checkpoint.after-put");
     if (!rc) remember(f, res->seq, 0);
 out:
     free(ps.keys);

@@ -15,6 +15,11 @@
  *       object already gone (another gc) is no failure.
  *   G4. Nothing outside log/, checkpoints/ and data/ is ever listed for
  *       deletion, nor a key there that is not in the format's shape.
+ *   G5. Crash points (fault.h), for the test that kills gc at each and
+ *       checks G3: gc.before-deletes (all listed and walked, nothing
+ *       deleted), gc.log, gc.checkpoint and gc.pack (before each delete of
+ *       that kind: "gc.pack:2" is the middle of the pack deletes),
+ *       gc.after-logs and gc.after-checkpoints (between the kinds).
  */
 #include "gc.h"
 
@@ -28,6 +33,7 @@
 
 #include "checkpoint.h"
 #include "engine.h"
+#include "fault.h"
 
 static const char schema[] =
     "CREATE TABLE data(key TEXT PRIMARY KEY, seq INTEGER, size INTEGER) WITHOUT ROWID;"
@@ -157,9 +163,11 @@ static ss_rc drop_packs(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_
                            -1, &q, NULL))
         return eng_tempdb_fail(g->db, "read", err);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)res->head);
-    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        ss_fault_point("gc.pack");
         rc = drop(g->f, o, fn, ctx, (const char *)sqlite3_column_text(q, 0),
                   (uint64_t)sqlite3_column_int64(q, 1), res, err);
+    }
     if (!rc && r != SQLITE_DONE) rc = eng_tempdb_fail(g->db, "read", err);
     sqlite3_finalize(q);
     return rc;
@@ -170,14 +178,19 @@ static ss_rc delete_all(gcw *g, const ss_gc_opts *o, const eng_log_list *l, cons
 {
     char key[SS_KEY_NAME_MAX];
     ss_rc rc = SS_OK;
+    ss_fault_point("gc.before-deletes");
     for (size_t i = 0; i < l->n && l->seqs[i] <= res->retained && !rc; i++) {
         snprintf(key, sizeof key, SS_KEY_LOG_FMT, l->seqs[i]);
+        ss_fault_point("gc.log");
         rc = drop(g->f, o, fn, ctx, key, l->sizes[i], res, err);
     }
+    if (!rc) ss_fault_point("gc.after-logs");
     for (size_t j = 0; j < cps->n && cps->seqs[j] < res->retained && !rc; j++) {
         snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, cps->seqs[j]);
+        ss_fault_point("gc.checkpoint");
         rc = drop(g->f, o, fn, ctx, key, cps->sizes[j], res, err);
     }
+    if (!rc) ss_fault_point("gc.after-checkpoints");
     return rc ? rc : drop_packs(g, o, fn, ctx, res, err);
 }
 
