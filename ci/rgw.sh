@@ -6,6 +6,13 @@
 #   ci/rgw.sh env      print the same `export` lines for a running cluster
 #   ci/rgw.sh status   exit 0 if the S3 endpoint answers, non-zero otherwise
 #   ci/rgw.sh stop     stop the daemons this script started (idempotent)
+#   ci/rgw.sh restart-gateway
+#                      stop radosgw alone if it still runs (a test may have
+#                      killed it) and start it again on the same port and
+#                      state; the mon and the OSD, and so the data, stay.
+#                      Every client of this cluster sees the gateway go away
+#                      meanwhile: a test that uses it starts a private cluster
+#                      (its own S3SYNC_RGW_DIR), never the shared one
 #
 # Usage: eval "$(ci/rgw.sh start)"  ...tests...  ci/rgw.sh stop
 #
@@ -50,7 +57,7 @@ err() { printf 'rgw.sh: error: %s\n' "$*" >&2; }
 die() { err "$*"; exit 1; }
 
 usage() {
-	echo "usage: $0 start|stop|env|status   (state folder: $DIR)" >&2
+	echo "usage: $0 start|stop|env|status|restart-gateway   (state folder: $DIR)" >&2
 	exit 2
 }
 
@@ -454,6 +461,43 @@ cmd_stop() {
 	say "stopped"
 }
 
+# radosgw alone, as after a crash of the gateway: the mon and the OSD keep
+# running, so memstore keeps every object. Same ceph.conf, so the same port.
+cmd_restart_gateway() {
+	local t0=$SECONDS pid port code n=0
+	need_tools
+	lock
+	if ! { [ -f "$DIR/user.ok" ] && daemon_alive mon.a && daemon_alive osd.0; }; then
+		die "no running cluster in $DIR to restart the gateway of (run: $0 start)"
+	fi
+	port=$(rgw_port)
+	[ -n "$port" ] || die "no rgw.port in $DIR"
+	pid=$(daemon_pid "$RGW_NAME")
+	if [ -n "$pid" ]; then
+		say "stopping radosgw ($pid)"
+		term_wait "$STOP_TIMEOUT" "$pid"
+	fi
+	rm -f "$DIR/run/$RGW_NAME.pid" "$DIR/run/$RGW_NAME.launch"
+	launch "$RGW_NAME" radosgw -c "$CONF" -n "$RGW_NAME"
+	while :; do # not fail(): the rest of the cluster is fine, and the caller decides
+		if ! launched_alive "$RGW_NAME"; then
+			err "radosgw exited during its restart (port 127.0.0.1:$port taken?)"
+			tail_logs "$RGW_NAME"
+			exit 1
+		fi
+		code=$(http_code "$port")
+		[ "$code" != 000 ] && [ -n "$code" ] && break
+		if [ $n -ge $((START_TIMEOUT * 5)) ]; then
+			err "restarted radosgw did not answer on 127.0.0.1:$port within ${START_TIMEOUT}s"
+			tail_logs "$RGW_NAME"
+			exit 1
+		fi
+		sleep 0.2
+		n=$((n + 1))
+	done
+	say "radosgw answers again on 127.0.0.1:$port (HTTP $code) ($((SECONDS - t0))s)"
+}
+
 cmd_env() {
 	healthy || { err "not running (state folder: $DIR); run: $0 start"; exit 1; }
 	print_env
@@ -476,6 +520,7 @@ main() {
 	stop) cmd_stop ;;
 	env) cmd_env ;;
 	status) cmd_status ;;
+	restart-gateway) cmd_restart_gateway ;;
 	*) usage ;;
 	esac
 }

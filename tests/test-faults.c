@@ -2,9 +2,14 @@
  * test-faults: store faults, end to end. Owns the scenarios where the s3sync
  * binary talks to the real RGW through faultproxy (faultproxy.h), which
  * drops connections before and after relaying, answers 500 and 503
- * SlowDown, stalls, and cuts response bodies; and an RGW outage mid-push
- * (radosgw stopped with SIGSTOP and resumed with SIGCONT: memstore keeps the
- * data only while the OSD lives, so the OSD is never touched).
+ * SlowDown, stalls, and cuts response bodies; and RGW outages mid-push:
+ * radosgw stopped with SIGSTOP and resumed with SIGCONT, and radosgw
+ * SIGKILLed and started again (ci/rgw.sh restart-gateway). memstore keeps
+ * the data only while the OSD lives, so the OSD is never touched. Both
+ * outages take the gateway away from every client of it, so they run on a
+ * private cluster this suite starts (ci/rgw.sh start with its own
+ * S3SYNC_RGW_DIR) and stops, never on the shared RGW that other suites use
+ * at the same time.
  *
  * What must hold: every command exits 0 or 75 (never 1, 3, a signal or a
  * hang); once the faults stop, syncing again converges, and both folders
@@ -21,7 +26,11 @@
  * depends on timing where requests run in parallel). Debugging:
  * FAULTPROXY_LOG=1 prints each fault; S3SYNC_KEEP=1 keeps the folders
  * and store objects; S3SYNC_FAULT_ONLY=test_mix_storm runs one test (a cmocka
- * filter: * and ? only). Needs RGW (ci/rgw.sh): skipped with 77 otherwise.
+ * filter: * and ? only). Needs RGW (ci/rgw.sh): skipped with 77 otherwise;
+ * the outages also need the Ceph daemons here (skipped without them). The
+ * private cluster's folder is S3SYNC_OUTAGE_RGW_DIR, by default rgw-outage/
+ * beside this binary: a run killed before it stopped the cluster leaves
+ * it running, and the next run reuses it.
  *
  * test_cut_listing and test_lost_log_answer are regression tests of two
  * bugs this suite found (the mixes met both at random); their comments say
@@ -57,6 +66,22 @@ static uint64_t g_base_seed; /* S3SYNC_FAULT_SEED, or random */
 static uint64_t g_seed;      /* the case's: base + mix index */
 static pid_t g_rgw_stopped;  /* radosgw pid while SIGSTOPped, to resume whatever happens */
 
+/* The outages' own cluster (ci/rgw.sh), started on first use. */
+static struct {
+    int tried, up;     /* start attempted; it answers */
+    char dir[512];     /* its S3SYNC_RGW_DIR */
+    char endpoint[64]; /* http://127.0.0.1:PORT, radosgw itself */
+    char access[64], secret[128];
+    faultproxy *proxy; /* in front of it: a load balancer's gateway timeout */
+} g_priv;
+
+static pid_t private_radosgw(void);
+
+/* The shared RGW's settings, put back after a private-cluster test. */
+static char *g_shared_env[3];
+static const char *const g_env_names[3] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                           "AWS_ENDPOINT_URL"};
+
 /* --- worlds ------------------------------------------------------------------------- */
 
 static void resume_rgw(void)
@@ -76,6 +101,126 @@ static int world_teardown(void **state)
     resume_rgw();
     fp_set(g_proxy, NULL, 0);
     return world_close(state);
+}
+
+/* ci/rgw.sh CMD on the private cluster's folder; its outcome. */
+static outcome private_rgw_sh(const char *cmd)
+{
+    char dir[600];
+    snprintf(dir, sizeof dir, "S3SYNC_RGW_DIR=%s", g_priv.dir);
+    /* memstore holds the objects in the OSD's RAM: 1 GiB is plenty for these tests */
+    return finish(start_prog(ARGS(dir, "S3SYNC_RGW_MEMSTORE_BYTES=1073741824"),
+                             ARGS("/bin/bash", S3SYNC_RGW_SH, cmd)));
+}
+
+/* The value of `export NAME=VALUE` in text (rgw.sh's output), into out. */
+static int export_value(const char *text, const char *name, char *out, size_t cap)
+{
+    char want[64];
+    const char *p;
+    snprintf(want, sizeof want, "export %s=", name);
+    if (!(p = strstr(text, want))) return -1;
+    p += strlen(want);
+    snprintf(out, cap, "%.*s", (int)strcspn(p, "\n"), p);
+    return 0;
+}
+
+/* Start (or reuse) the private cluster once; 0 when it answers. */
+static int private_rgw_start(void)
+{
+    const char *dir = getenv("S3SYNC_OUTAGE_RGW_DIR");
+    outcome o;
+    double t0 = now_s();
+    if (g_priv.tried) return g_priv.up ? 0 : -1;
+    g_priv.tried = 1;
+    snprintf(g_priv.dir, sizeof g_priv.dir, "%s", dir && *dir ? dir : S3SYNC_OUTAGE_RGW_DIR);
+    o = private_rgw_sh("start");
+    if (o.code ||
+        export_value(o.out, "AWS_ENDPOINT_URL", g_priv.endpoint, sizeof g_priv.endpoint) ||
+        export_value(o.out, "AWS_ACCESS_KEY_ID", g_priv.access, sizeof g_priv.access) ||
+        export_value(o.out, "AWS_SECRET_ACCESS_KEY", g_priv.secret, sizeof g_priv.secret)) {
+        fprintf(stderr, "ci/rgw.sh start (S3SYNC_RGW_DIR=%s): exit %d\n%s", g_priv.dir, o.code,
+                o.err);
+        outcome_free(&o);
+        return -1;
+    }
+    outcome_free(&o);
+    if (!(g_priv.proxy = fp_start(g_priv.endpoint, g_base_seed))) return -1;
+    g_priv.up = 1;
+    fprintf(stderr, "outage: private RGW at %s (%s), up in %.1f s\n", g_priv.endpoint, g_priv.dir,
+            now_s() - t0);
+    return 0;
+}
+
+static void private_rgw_stop(void)
+{
+    outcome o;
+    if (!g_priv.tried) return;
+    if (g_priv.proxy) fp_stop(g_priv.proxy);
+    g_priv.proxy = NULL;
+    o = private_rgw_sh("stop");
+    if (o.code) fprintf(stderr, "ci/rgw.sh stop (S3SYNC_RGW_DIR=%s): %s", g_priv.dir, o.err);
+    outcome_free(&o);
+    g_priv.tried = g_priv.up = 0;
+}
+
+/*
+ * A world on the private cluster: every s3sync of the test (and world_close)
+ * talks to it, through its proxy (proxied) or to radosgw itself. Skipped when
+ * the Ceph daemons are not installed; a cluster that does not come up fails.
+ */
+static int private_world_setup(void **state, int proxied)
+{
+    if (private_rgw_start()) {
+        if (access("/usr/bin/radosgw", X_OK)) {
+            fprintf(stderr, "outage: no radosgw here to start a private cluster: skipped\n");
+            *state = NULL;
+            return 0;
+        }
+        return -1;
+    }
+    fp_set(g_priv.proxy, NULL, 0);
+    for (size_t i = 0; i < COUNT(g_env_names); i++) {
+        const char *v = getenv(g_env_names[i]);
+        free(g_shared_env[i]);
+        g_shared_env[i] = v ? strdup(v) : NULL;
+    }
+    setenv("AWS_ACCESS_KEY_ID", g_priv.access, 1);
+    setenv("AWS_SECRET_ACCESS_KEY", g_priv.secret, 1);
+    setenv("AWS_ENDPOINT_URL", proxied ? fp_url(g_priv.proxy) : g_priv.endpoint, 1);
+    return world_open(state);
+}
+
+static int private_proxied_setup(void **state)
+{
+    return private_world_setup(state, 1);
+}
+
+static int private_direct_setup(void **state)
+{
+    return private_world_setup(state, 0);
+}
+
+static int private_world_teardown(void **state)
+{
+    int rc = 0;
+    resume_rgw();
+    if (!*state) return 0; /* skipped */
+    fp_set(g_priv.proxy, NULL, 0);
+    if (!private_radosgw()) { /* a test that failed with the gateway down: bring it back */
+        outcome o = private_rgw_sh("restart-gateway");
+        outcome_free(&o);
+    }
+    rc = world_close(state); /* its prefix on the private cluster */
+    for (size_t i = 0; i < COUNT(g_env_names); i++) {
+        if (g_shared_env[i])
+            setenv(g_env_names[i], g_shared_env[i], 1);
+        else
+            unsetenv(g_env_names[i]);
+        free(g_shared_env[i]);
+        g_shared_env[i] = NULL;
+    }
+    return rc;
 }
 
 /* --- commands under faults ---------------------------------------------------------- */
@@ -420,27 +565,37 @@ static void test_lost_log_answer(void **state)
     g_step[0] = '\0';
 }
 
-/* --- scenario: RGW stopped mid-push --------------------------------------------------- */
+/* --- scenarios: RGW stopped, and killed, mid-push ------------------------------------ */
 
-/* The radosgw of ci/rgw.sh (its launch pid file), or 0 when not found. */
-static pid_t find_radosgw(void)
+/*
+ * The radosgw of the private cluster (its pid file, or the pid rgw.sh
+ * launched), or 0. Only a radosgw whose command line names that cluster's
+ * ceph.conf: never the shared one, never a reused pid.
+ */
+static pid_t private_radosgw(void)
 {
-    const char *dir = getenv("S3SYNC_RGW_DIR");
     static const char *const files[] = {"run/client.rgw.s3sync.pid",
                                         "run/client.rgw.s3sync.launch"};
-    for (size_t i = 0; dir && i < COUNT(files); i++) {
-        char path[512], comm[64] = "";
+    char conf[600];
+    snprintf(conf, sizeof conf, "%s/ceph.conf", g_priv.dir);
+    for (size_t i = 0; i < COUNT(files); i++) {
+        char path[64];
         size_t len = 0;
-        char *text = read_file(at_dir(dir, files[i]), &len), *c;
+        char *text = read_file(at_dir(g_priv.dir, files[i]), &len), *cmd, *comm;
         long pid = text ? strtol(text, NULL, 10) : 0;
+        int ours = 0;
         free(text);
         if (pid <= 0) continue;
         snprintf(path, sizeof path, "/proc/%ld/comm", pid);
-        if ((c = read_file(path, &len))) {
-            snprintf(comm, sizeof comm, "%s", c);
-            free(c);
+        comm = read_file(path, &len);
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        if (comm && !strncmp(comm, "radosgw", 7) && (cmd = read_file(path, &len))) {
+            for (size_t k = 0; k < len; k += strlen(cmd + k) + 1) /* NUL-separated arguments */
+                ours |= !strcmp(cmd + k, conf);
+            free(cmd);
         }
-        if (!strncmp(comm, "radosgw", 7)) return (pid_t)pid;
+        free(comm);
+        if (ours) return (pid_t)pid;
     }
     return 0;
 }
@@ -451,23 +606,23 @@ static pid_t find_radosgw(void)
  * an answer it says 504 (without it, each attempt waits for the client's
  * 30 s stall limit). The push must give up with 75 and leave A's folder
  * and state as they were; once radosgw runs again, syncing converges.
- * AWS_MAX_ATTEMPTS=3 keeps the give-up to a few seconds.
+ * AWS_MAX_ATTEMPTS=3 keeps the give-up to a few seconds. On the private
+ * cluster, through its proxy.
  */
 static void test_rgw_outage_mid_push(void **state)
 {
     static const char *const env[] = {"AWS_MAX_ATTEMPTS=3", NULL};
     const fp_rates gateway = {.timeout_ms = 1500};
     world *w = *state;
-    pid_t rgw = find_radosgw();
+    faultproxy *proxy = g_priv.proxy;
+    pid_t rgw;
     uint64_t c0[FP_KINDS], c[FP_KINDS];
     char intended[200];
     double t0;
     child ch;
     outcome o;
-    if (!rgw) {
-        fprintf(stderr, "no radosgw pid under $S3SYNC_RGW_DIR/run: outage skipped\n");
-        skip();
-    }
+    if (!w) skip();
+    if (!(rgw = private_radosgw())) failf("no radosgw of the private cluster in %s", g_priv.dir);
     g_seed = 0;
     join(w, A);
     join(w, B);
@@ -479,13 +634,13 @@ static void test_rgw_outage_mid_push(void **state)
     snprintf(intended, sizeof intended, "%s/intended", w->root);
     snapshot(w->dev[A], intended);
 
-    fp_set(g_proxy, &gateway, 0);
-    fp_counts(g_proxy, c0);
+    fp_set(proxy, &gateway, 0);
+    fp_counts(proxy, c0);
     ch = start_cmd(w, A, env, "push");
     t0 = now_s();
     do { /* a pack or two are up: stop radosgw in the middle of the push */
         usleep(2000);
-        fp_counts(g_proxy, c);
+        fp_counts(proxy, c);
     } while (c[FP_NONE] - c0[FP_NONE] < 2 && now_s() - t0 < 20);
     if (kill(rgw, SIGSTOP)) failf("SIGSTOP radosgw %d: %s", (int)rgw, strerror(errno));
     g_rgw_stopped = rgw;
@@ -493,7 +648,7 @@ static void test_rgw_outage_mid_push(void **state)
             "outage: radosgw %d stopped after %" PRIu64 " requests (%.2f s into the push)\n",
             (int)rgw, c[FP_NONE] - c0[FP_NONE], now_s() - t0);
     o = finish_limited(ch, "push during the outage");
-    fp_counts(g_proxy, c);
+    fp_counts(proxy, c);
     fprintf(stderr, "outage: push exit %d after %.1f s, %" PRIu64 " gateway timeouts\n", o.code,
             now_s() - t0, c[FP_TIMEOUT] - c0[FP_TIMEOUT]);
     expect_exit(&o, 75, "push while radosgw is stopped");
@@ -505,9 +660,133 @@ static void test_rgw_outage_mid_push(void **state)
     outcome_free(&o);
 
     resume_rgw();
-    fp_set(g_proxy, NULL, 0);
+    fp_set(proxy, NULL, 0);
     converge(w);
     expect_intended(w, intended);
+}
+
+/* Wait until c stops itself at its pause point (S3SYNC_PAUSE_AT, core/fault.h). */
+static void expect_paused(child c, const char *what)
+{
+    int status;
+    while (waitpid(c.pid, &status, WUNTRACED) < 0)
+        assert_int_equal(errno, EINTR);
+    if (!WIFSTOPPED(status))
+        failf("%s did not stop at its pause point (exit %d, signal %d)", what,
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* SIGKILL the private radosgw and wait until it is gone (init reaps it: not our child). */
+static void kill_gateway(void)
+{
+    pid_t rgw = private_radosgw();
+    double t0 = now_s();
+    if (!rgw) failf("no radosgw of the private cluster in %s", g_priv.dir);
+    if (kill(rgw, SIGKILL)) failf("SIGKILL radosgw %d: %s", (int)rgw, strerror(errno));
+    while (private_radosgw() == rgw && now_s() - t0 < 10)
+        usleep(10000);
+    if (private_radosgw() == rgw) failf("radosgw %d still runs 10 s after SIGKILL", (int)rgw);
+}
+
+static void restart_gateway(void)
+{
+    double t0 = now_s();
+    outcome o = private_rgw_sh("restart-gateway");
+    expect_exit(&o, 0, "ci/rgw.sh restart-gateway");
+    outcome_free(&o);
+    fprintf(stderr, "outage: radosgw answers again after %.2f s\n", now_s() - t0);
+}
+
+/* B syncs, and holds what the store held: its folder as it was, or all of A's push. */
+static void expect_whole(const world *w, const char *old, const char *intended, const char *mark)
+{
+    int made_it;
+    ok(w, B, "sync");
+    made_it = !access(at(w, B, mark), F_OK);
+    fprintf(stderr, "outage: B then pulled %s\n", made_it ? "all of A's push" : "nothing of it");
+    expect_same_tree(made_it ? intended : old, w->dev[B]);
+}
+
+/*
+ * The gateway dies: radosgw is SIGKILLed while A pushes (stopped at its
+ * second pack, S3SYNC_PAUSE_AT=push.pack:2, so the kill lands with a pack
+ * handed to the uploader and more to seal), then started again by
+ * ci/rgw.sh restart-gateway on the same port and state; the OSD keeps the
+ * objects. s3sync talks to radosgw directly: connections reset and refused.
+ *   1. Down until the push gives up: it exits 75, A's folder is as it was,
+ *      B's sync exits 75 and changes nothing; after the restart B pulls
+ *      either nothing or all of A's push, and syncing converges.
+ *   2. Back while the push still retries (7 attempts): it exits 0, or 75
+ *      if the restart outlasted its retries; the same checks after.
+ * Then verify --data on B: every pack a transaction references is whole.
+ */
+static void test_rgw_killed_mid_push(void **state)
+{
+    static const char *const quick[] = {"AWS_MAX_ATTEMPTS=3", "S3SYNC_PAUSE_AT=push.pack:2", NULL};
+    static const char *const patient[] = {"S3SYNC_PAUSE_AT=push.pack:2", NULL};
+    static const char *const fast[] = {"AWS_MAX_ATTEMPTS=3", NULL};
+    world *w = *state;
+    char intended[200], old[200];
+    double t0;
+    child ch;
+    outcome o;
+    if (!w) skip();
+    g_seed = 0;
+    snprintf(intended, sizeof intended, "%s/intended", w->root);
+    snprintf(old, sizeof old, "%s/old", w->root);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "before.txt"), "synced before the outage", 24);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+
+    for (int phase = 1; phase <= 2; phase++) {
+        char name[32];
+        snprintf(g_step, sizeof g_step, "radosgw killed, phase %d", phase);
+        snprintf(name, sizeof name, "huge%d.bin", phase);
+        write_random(at(w, A, name), 40 * MIB);
+        snprintf(name, sizeof name, "during%d.txt", phase);
+        write_bytes(at(w, A, name), g_step, strlen(g_step));
+        rm_rf(intended);
+        rm_rf(old);
+        snapshot(w->dev[A], intended);
+        snapshot(w->dev[B], old);
+
+        ch = start_cmd(w, A, phase == 1 ? quick : patient, "push");
+        expect_paused(ch, "push");
+        kill_gateway();
+        t0 = now_s();
+        kill(ch.pid, SIGCONT);
+        if (phase == 1) {
+            o = finish_limited(ch, "push while radosgw is dead");
+            fprintf(stderr, "outage: push exit %d %.1f s after radosgw died\n", o.code,
+                    now_s() - t0);
+            expect_exit(&o, 75, "push while radosgw is dead");
+            outcome_free(&o);
+            expect_same_tree(intended, w->dev[A]); /* a push leaves the folder be */
+            o = finish_limited(start_cmd(w, B, fast, "sync"), "sync on B while radosgw is dead");
+            expect_exit(&o, 75, "sync on B while radosgw is dead");
+            outcome_free(&o);
+            expect_same_tree(old, w->dev[B]);
+            restart_gateway();
+        } else {
+            restart_gateway();
+            o = finish_limited(ch, "push across a radosgw restart");
+            fprintf(stderr, "outage: push exit %d %.1f s after radosgw died\n", o.code,
+                    now_s() - t0);
+            if (o.code != 0 && o.code != 75) expect_exit(&o, 0, "push across a radosgw restart");
+            outcome_free(&o);
+            expect_same_tree(intended, w->dev[A]);
+        }
+        expect_whole(w, old, intended, name);
+        converge(w);
+        expect_intended(w, intended);
+    }
+    g_step[0] = '\0';
+    o = run_cli(NULL, ARGS("-C", w->dev[B], "--json", "verify", "--data"));
+    expect_exit(&o, 0, "verify --data after the outages");
+    outcome_free(&o);
 }
 
 /* --- scenario: a store that ignores If-None-Match ------------------------------------ */
@@ -556,6 +835,7 @@ static void test_init_refuses_store_ignoring_create_only(void **state)
 }
 
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+#define PRIVATE_TEST(f, setup) cmocka_unit_test_setup_teardown(f, setup, private_world_teardown)
 
 int main(void)
 {
@@ -567,7 +847,8 @@ int main(void)
         WORLD_TEST(test_targeted),
         WORLD_TEST(test_cut_listing),
         WORLD_TEST(test_lost_log_answer),
-        WORLD_TEST(test_rgw_outage_mid_push),
+        PRIVATE_TEST(test_rgw_outage_mid_push, private_proxied_setup),
+        PRIVATE_TEST(test_rgw_killed_mid_push, private_direct_setup),
         WORLD_TEST(test_init_refuses_store_ignoring_create_only),
     };
     const char *endpoint = getenv("AWS_ENDPOINT_URL_S3"), *seed = getenv("S3SYNC_FAULT_SEED");
@@ -594,6 +875,7 @@ int main(void)
 
     failed = cmocka_run_group_tests_name("faults", tests, NULL, NULL);
     resume_rgw();
+    private_rgw_stop();
     fp_stop(g_proxy);
     return failed;
 }
