@@ -10,16 +10,18 @@
  *   G2. The live set is the pack keys of checkpoint R and of every op of
  *       log/R+1..H, walked and verified as verify walks them (eng_walk_log);
  *       any failure stops gc before its first delete.
- *   G3. Deletes go in the order log/ <= R, checkpoints/ < R, packs: a gc
- *       killed anywhere leaves [R, H] whole, and the next run converges. An
- *       object already gone (another gc) is no failure.
+ *   G3. Deletes go in the order checkpoints/ < R (oldest first), log/ <= R,
+ *       packs: a gc killed anywhere leaves [R, H] whole, the oldest
+ *       checkpoint left with the log after it (so verify and every walk go
+ *       through), and the next run converges. An object already gone
+ *       (another gc) is no failure.
  *   G4. Nothing outside log/, checkpoints/ and data/ is ever listed for
  *       deletion, nor a key there that is not in the format's shape.
  *   G5. Crash points (fault.h), for the test that kills gc at each and
  *       checks G3: gc.before-deletes (all listed and walked, nothing
  *       deleted), gc.log, gc.checkpoint and gc.pack (before each delete of
  *       that kind: "gc.pack:2" is the middle of the pack deletes),
- *       gc.after-logs and gc.after-checkpoints (between the kinds).
+ *       gc.after-checkpoints and gc.after-logs (between the kinds).
  */
 #include "gc.h"
 
@@ -179,18 +181,25 @@ static ss_rc delete_all(gcw *g, const ss_gc_opts *o, const eng_log_list *l, cons
     char key[SS_KEY_NAME_MAX];
     ss_rc rc = SS_OK;
     ss_fault_point("gc.before-deletes");
-    for (size_t i = 0; i < l->n && l->seqs[i] <= res->retained && !rc; i++) {
-        snprintf(key, sizeof key, SS_KEY_LOG_FMT, l->seqs[i]);
-        ss_fault_point("gc.log");
-        rc = drop(g->f, o, fn, ctx, key, l->sizes[i], res, err);
-    }
-    if (!rc) ss_fault_point("gc.after-logs");
+    /*
+     * Checkpoints older than R first, oldest first: killed among them, the
+     * oldest left still has its log after it. Deleting log/ <= R first
+     * would leave a checkpoint C < R whose log/C+1 is gone, and verify (and
+     * a restore walking from the oldest state) would meet a gap until gc ran
+     * again (test-crash-gc found it).
+     */
     for (size_t j = 0; j < cps->n && cps->seqs[j] < res->retained && !rc; j++) {
         snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, cps->seqs[j]);
         ss_fault_point("gc.checkpoint");
         rc = drop(g->f, o, fn, ctx, key, cps->sizes[j], res, err);
     }
     if (!rc) ss_fault_point("gc.after-checkpoints");
+    for (size_t i = 0; i < l->n && l->seqs[i] <= res->retained && !rc; i++) {
+        snprintf(key, sizeof key, SS_KEY_LOG_FMT, l->seqs[i]);
+        ss_fault_point("gc.log");
+        rc = drop(g->f, o, fn, ctx, key, l->sizes[i], res, err);
+    }
+    if (!rc) ss_fault_point("gc.after-logs");
     return rc ? rc : drop_packs(g, o, fn, ctx, res, err);
 }
 

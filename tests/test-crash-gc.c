@@ -208,17 +208,11 @@ typedef struct retained {
     uint64_t gone_last; /* ... to its version of this sequence */
 } retained;
 
-/* k->gone, restored without --at, is its last version (gap: exit 3 at the gap instead). */
-static void expect_gone_restores(const world *w, const retained *k, int gap)
+/* k->gone, restored without --at, is its last version. */
+static void expect_gone_restores(const world *w, const retained *k)
 {
     char rel[96];
     outcome o = cmd_on(w, A, NULL, ARGS("restore", k->gone, "--to", at_dir(w->root, "gone.r")));
-    if (gap) {
-        expect_exit(&o, 3, "restore of a file deleted after R, at a known gap");
-        if (!strstr(o.err, "is missing")) failf("restore at the gap: %s", o.err);
-        outcome_free(&o);
-        return;
-    }
     expect_exit(&o, 0, "restore of a file deleted after R");
     outcome_free(&o);
     g_restores++;
@@ -230,11 +224,9 @@ static void expect_gone_restores(const world *w, const retained *k, int gap)
 
 /*
  * Every state of [R, H] restores whole; the deleted file restores; verify
- * --data passes; A's folder is still as A pushed H. gap: the known
- * exception below (verify and the deleted file's restore meet a gap, exit
- * 3), checked to fail exactly so.
+ * --data passes; A's folder is still as A pushed H.
  */
-static void expect_retained(const world *w, const retained *k, int gap)
+static void expect_retained(const world *w, const retained *k)
 {
     char at_seq[24], dest[32], snap[32];
     outcome o;
@@ -251,15 +243,10 @@ static void expect_retained(const world *w, const retained *k, int gap)
     snprintf(snap, sizeof snap, "at%" PRIu64, k->h);
     expect_same_tree(at_dir(w->root, snap), w->dev[A]); /* gc never touches the folder */
 
-    if (k->gone) expect_gone_restores(w, k, gap);
+    if (k->gone) expect_gone_restores(w, k);
 
     o = cmd_on(w, A, NULL, ARGS("verify", "--data"));
-    if (gap) {
-        expect_exit(&o, 3, "verify --data at a known gap");
-        if (!strstr(o.err, "is missing")) failf("verify at the gap: %s", o.err);
-    } else {
-        expect_exit(&o, 0, "verify --data");
-    }
+    expect_exit(&o, 0, "verify --data");
     outcome_free(&o);
 }
 
@@ -310,29 +297,20 @@ static void gc_history(world *w)
 static void test_gc_killed(void **state)
 {
     /*
-     * gap: a known defect, reported and not fixed here (core/gc.c's delete
-     * order is not this test's to change). gc deletes log/ <= R before the
-     * checkpoints older than R, so at these points a checkpoint C < R is
-     * left whose log/C+1 is gone. verify, and a restore without --at that
-     * walks from the oldest checkpoint, start at C and meet the gap: exit 3,
-     * "log/<C+1> is missing", as if the store were damaged, until gc runs
-     * again. [R, H] itself is whole: restore --at SEQ works. Deleting the
-     * older checkpoints first would close it; then set these to 0: the test
-     * fails while a marked point passes, so the table cannot go stale.
+     * In gc's order (core/gc.c delete_all): checkpoints older than R, then
+     * log/ <= R, then packs. At every point the oldest checkpoint left still
+     * has its log after it, so verify and every walk go through.
      */
-    static const struct {
-        const char *at;
-        int gap;
-    } points[] = {
-        {"gc.before-deletes", 0},    /* listed and walked, nothing deleted */
-        {"gc.log", 0},               /* the same, at the first delete */
-        {"gc.log:3", 0},             /* log/1, 2 gone: checkpoint 2, log/3.. */
-        {"gc.log:4", 1},             /* log/1..3 gone: checkpoint 2, log/4.. */
-        {"gc.after-logs", 1},        /* log/1..4 gone: checkpoint 2, log/5.. */
-        {"gc.checkpoint:2", 1},      /* checkpoint 2 gone: checkpoint 3, log/5.. */
-        {"gc.after-checkpoints", 0}, /* checkpoints 4, 5; log/5, 6; every pack */
-        {"gc.pack:2", 0},            /* in the middle of the pack deletes */
-        {"gc.pack:3", 0},            /* before the last one */
+    static const char *const points[] = {
+        "gc.before-deletes",    /* listed and walked, nothing deleted */
+        "gc.checkpoint",        /* the same, at the first delete */
+        "gc.checkpoint:2",      /* checkpoint 2 gone: checkpoint 3, log/1.. */
+        "gc.after-checkpoints", /* checkpoints 2, 3 gone: checkpoint 4, log/1.. */
+        "gc.log",               /* the same, at the first log delete */
+        "gc.log:3",             /* log/1, 2 gone: checkpoint 4, log/3.. */
+        "gc.after-logs",        /* log/1..4 gone: checkpoint 4, log/5.., every pack */
+        "gc.pack:2",            /* in the middle of the pack deletes */
+        "gc.pack:3",            /* before the last one */
     };
     world *w = *state;
     const retained k = {.r = 4, .h = 6, .gone = "gone.txt", .gone_last = 4};
@@ -345,16 +323,16 @@ static void test_gc_killed(void **state)
     snprintf(g_step, sizeof g_step, "uninterrupted gc");
     if (gc_to_fixpoint(w, KEEP_LAST, 2) != k.r) failf("gc kept another R than %" PRIu64, k.r);
     reference = store_keys(w->url, NULL);
-    expect_retained(w, &k, 0);
+    expect_retained(w, &k);
     for (size_t i = 0; i < COUNT(points); i++) {
-        snprintf(g_step, sizeof g_step, "gc killed at %s", points[i].at);
+        snprintf(g_step, sizeof g_step, "gc killed at %s", points[i]);
         restore_store(w, &before);
-        crash_at(w, points[i].at, ARGS("gc", "--keep-last", KEEP_LAST));
-        expect_retained(w, &k, points[i].gap);
+        crash_at(w, points[i], ARGS("gc", "--keep-last", KEEP_LAST));
+        expect_retained(w, &k);
         /* the second run does the rest; a third finds nothing */
         if (gc_to_fixpoint(w, KEEP_LAST, 2) != k.r) failf("gc again kept another R");
         expect_keys(w, reference);
-        expect_retained(w, &k, 0);
+        expect_retained(w, &k);
     }
     g_step[0] = '\0';
     keys_free(reference);
@@ -399,7 +377,7 @@ static void test_checkpoint_killed(void **state)
     snprintf(g_step, sizeof g_step, "uninterrupted gc");
     if (gc_to_fixpoint(w, "1", 3) != 3) failf("gc kept another R than 3");
     reference = store_keys(w->url, NULL);
-    expect_retained(w, &last, 0);
+    expect_retained(w, &last);
     for (size_t i = 0; i < COUNT(points); i++) {
         int written = !strcmp(points[i].at, "checkpoint.after-put");
         snprintf(g_step, sizeof g_step, "%s killed at %s", points[i].by_gc ? "gc" : "checkpoint",
@@ -407,8 +385,8 @@ static void test_checkpoint_killed(void **state)
         restore_store(w, &before);
         crash_at(w, points[i].at,
                  points[i].by_gc ? ARGS("gc", "--keep-last", "1") : ARGS("checkpoint"));
-        expect_retained(w, &all, 0); /* nothing was deleted: every state restores */
-        if (!points[i].by_gc) {      /* the command again: writes it, or finds it written */
+        expect_retained(w, &all); /* nothing was deleted: every state restores */
+        if (!points[i].by_gc) {   /* the command again: writes it, or finds it written */
             json_t *j = cmd_ok(w, A, ARGS("checkpoint"));
             if (jint(j, "checkpoint") != 3 ||
                 json_is_true(json_object_get(j, "existed")) != written)
@@ -417,7 +395,7 @@ static void test_checkpoint_killed(void **state)
         }
         if (gc_to_fixpoint(w, "1", 3) != 3) failf("gc again kept another R");
         expect_keys(w, reference);
-        expect_retained(w, &last, 0);
+        expect_retained(w, &last);
     }
     g_step[0] = '\0';
     keys_free(reference);
