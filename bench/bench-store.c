@@ -418,11 +418,8 @@ int main(int argc, char **argv)
             curl_small = strtoul(optarg, &end, 10);
             if (*end || !curl_small || curl_small > SMALL_N) usage();
             break;
-        case 'g':
-            reclaim_cmd = optarg;
-            break;
-        default:
-            usage();
+        case 'g': reclaim_cmd = optarg; break;
+        default: usage();
         }
     }
     if (argc - optind > 1) usage();

@@ -22,9 +22,9 @@ typedef struct cli_hist {
     const char *command;
     const char *dir; /* -C: relative PATH and DEST are taken from there, as git -C does */
     int json, quiet, verbose;
-    int data;       /* --data */
-    const char *at; /* --at */
-    const char *to; /* --to */
+    int data;                          /* --data */
+    const char *at;                    /* --at */
+    const char *to;                    /* --to */
     const char *keep_days, *keep_last; /* gc */
     int dry_run;
     /* parsed */

@@ -20,7 +20,7 @@
 typedef struct cli_config {
     const char *dir; /* -C, or NULL: the folder holding "." */
     int json, quiet;
-    cli_out *out; /* for error lines */
+    cli_out *out;                    /* for error lines */
     const ss_store_opts *store_opts; /* --endpoint, --token-file...: to check a new store */
 } cli_config;
 

@@ -28,26 +28,26 @@
 #define EXIT_TEMP 75
 
 typedef struct cli {
-    const char *dir;       /* -C */
+    const char *dir; /* -C */
     int quiet, verbose, json;
-    const char *endpoint;  /* --endpoint */
-    const char *pass_file; /* --password-file */
-    const char *token_file; /* --token-file (lockd stores) */
-    const char *device;    /* --device (init) */
-    const char *expect_fp; /* --expect-fingerprint (init) */
+    const char *endpoint;                  /* --endpoint */
+    const char *pass_file;                 /* --password-file */
+    const char *token_file;                /* --token-file (lockd stores) */
+    const char *device;                    /* --device (init) */
+    const char *expect_fp;                 /* --expect-fingerprint (init) */
     char fingerprint[SS_FINGERPRINT_TEXT]; /* init, key fingerprint: printed, and in --json */
-    int data;              /* --data (verify) */
-    const char *at, *to;   /* --at, --to (restore) */
-    const char *keep_days, *keep_last; /* --keep-days, --keep-last (gc) */
-    int dry_run;                       /* --dry-run (gc) */
-    const char *interval;  /* --interval (watch) */
+    int data;                              /* --data (verify) */
+    const char *at, *to;                   /* --at, --to (restore) */
+    const char *keep_days, *keep_last;     /* --keep-days, --keep-last (gc) */
+    int dry_run;                           /* --dry-run (gc) */
+    const char *interval;                  /* --interval (watch) */
     const char *command;
     int tty; /* stderr is a terminal */
     ss_store_opts store_opts;
-    cli_out out;              /* progress bar and colour on stderr */
-    char token_path[4096];    /* the token file chosen when --token-file was not given */
-    char bad[160]; /* the first option getopt refused, and why */
-    json_t *extra; /* owned: more fields for the --json object (device list, revoke) */
+    cli_out out;           /* progress bar and colour on stderr */
+    char token_path[4096]; /* the token file chosen when --token-file was not given */
+    char bad[160];         /* the first option getopt refused, and why */
+    json_t *extra;         /* owned: more fields for the --json object (device list, revoke) */
 } cli;
 
 static int json_errors; /* --json: usage errors are a JSON object on stdout too */
@@ -207,8 +207,10 @@ static int finish(cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
 {
     cli_out_clear(&c->out);
     if (rc) error_line(c, rc, err);
-    if (c->json) print_json(c, s, rc, err);
-    else if (!rc) print_human(c, s);
+    if (c->json)
+        print_json(c, s, rc, err);
+    else if (!rc)
+        print_human(c, s);
     return exit_code(rc);
 }
 
@@ -217,8 +219,10 @@ static int finish(cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
 static ss_hooks hooks_for(cli *c)
 {
     /* The bar's extra counting pass is made only when someone can see the bar. */
-    return (ss_hooks){.warn = on_warn, .verbose = on_verbose,
-                      .progress = c->out.bar ? on_progress : NULL, .ctx = c};
+    return (ss_hooks){.warn = on_warn,
+                      .verbose = on_verbose,
+                      .progress = c->out.bar ? on_progress : NULL,
+                      .ctx = c};
 }
 
 /*
@@ -324,8 +328,10 @@ static int cmd_engine(cli *c, engine_fn fn, int argc)
 static int print_key(void *ctx, const char *id)
 {
     json_t *arr = ctx;
-    if (arr) json_array_append_new(arr, json_string(id));
-    else puts(id);
+    if (arr)
+        json_array_append_new(arr, json_string(id));
+    else
+        puts(id);
     return 0;
 }
 
@@ -434,7 +440,8 @@ static int cmd_device(cli *c, int argc, char **argv)
         if (o.list) c->extra = json_pack("{s:o, s:s}", "devices", o.list, "device_id", self);
     } else if (!rc) {
         rc = ss_folder_revoke(f, argv[1], &gone, &st, &err);
-        if (!rc && gone.id[0] && c->json) c->extra = json_pack("{s:o}", "revoked", json_device(&gone));
+        if (!rc && gone.id[0] && c->json)
+            c->extra = json_pack("{s:o}", "revoked", json_device(&gone));
         if (!rc && gone.id[0] && !c->json && !c->quiet)
             printf("revoked %s (%.16s) at sequence %" PRIu64 ": what it signs from now on is "
                    "refused\n",
@@ -451,9 +458,17 @@ static int cmd_device(cli *c, int argc, char **argv)
 /* log, verify, restore: cli/history.c checks their arguments and prints their output. */
 static int cmd_history(cli *c, int argc, char **argv)
 {
-    cli_hist h = {.command = c->command, .dir = c->dir, .json = c->json, .quiet = c->quiet,
-                  .verbose = c->verbose, .data = c->data, .at = c->at, .to = c->to,
-                  .keep_days = c->keep_days, .keep_last = c->keep_last, .dry_run = c->dry_run};
+    cli_hist h = {.command = c->command,
+                  .dir = c->dir,
+                  .json = c->json,
+                  .quiet = c->quiet,
+                  .verbose = c->verbose,
+                  .data = c->data,
+                  .at = c->at,
+                  .to = c->to,
+                  .keep_days = c->keep_days,
+                  .keep_last = c->keep_last,
+                  .dry_run = c->dry_run};
     ss_folder *f = NULL;
     ss_stats st = {0};
     ss_err err = {{0}};
@@ -470,8 +485,12 @@ static int cmd_history(cli *c, int argc, char **argv)
 /* watch: cli/watch.c runs the loop and prints its own events. */
 static int cmd_watch(cli *c, int argc)
 {
-    cli_watch w = {.dir = c->dir, .store_opts = &c->store_opts, .hooks = hooks_for(c),
-                   .quiet = c->quiet, .verbose = c->verbose, .json = c->json,
+    cli_watch w = {.dir = c->dir,
+                   .store_opts = &c->store_opts,
+                   .hooks = hooks_for(c),
+                   .quiet = c->quiet,
+                   .verbose = c->verbose,
+                   .json = c->json,
                    .interval = c->interval};
     const char *bad = cli_watch_check(&w, argc);
     return bad ? usage("%s", bad) : cli_watch_run(&w);
@@ -504,42 +523,18 @@ static int parse(cli *c, int argc, char **argv)
     opterr = 0;
     while ((o = getopt_long(argc, argv, ":C:qvh", opts, NULL)) != -1) {
         switch (o) {
-        case 'C':
-            c->dir = optarg;
-            break;
-        case 'q':
-            c->quiet = 1;
-            break;
-        case 'v':
-            c->verbose = 1;
-            break;
-        case 'j':
-            c->json = json_errors = 1;
-            break;
-        case 'P':
-            c->store_opts.profile = optarg;
-            break;
-        case 'e':
-            c->endpoint = optarg;
-            break;
-        case 'p':
-            c->pass_file = optarg;
-            break;
-        case 't':
-            c->token_file = optarg;
-            break;
-        case 'd':
-            c->device = optarg;
-            break;
-        case 'F':
-            c->expect_fp = optarg;
-            break;
-        case 'D':
-            c->data = 1;
-            break;
-        case 'a':
-            c->at = optarg;
-            break;
+        case 'C': c->dir = optarg; break;
+        case 'q': c->quiet = 1; break;
+        case 'v': c->verbose = 1; break;
+        case 'j': c->json = json_errors = 1; break;
+        case 'P': c->store_opts.profile = optarg; break;
+        case 'e': c->endpoint = optarg; break;
+        case 'p': c->pass_file = optarg; break;
+        case 't': c->token_file = optarg; break;
+        case 'd': c->device = optarg; break;
+        case 'F': c->expect_fp = optarg; break;
+        case 'D': c->data = 1; break;
+        case 'a': c->at = optarg; break;
         case 'T': c->to = optarg; break;
         case 'I': c->interval = optarg; break;
         case 'K': c->keep_days = optarg; break;
@@ -600,7 +595,10 @@ int main(int argc, char **argv)
     if (cli_hist_is(c.command)) return cmd_history(&c, argc, argv);
     if (!strcmp(c.command, "watch")) return cmd_watch(&c, argc);
     if (!strcmp(c.command, "config")) {
-        cli_config cc = {.dir = c.dir, .json = c.json, .quiet = c.quiet, .out = &c.out,
+        cli_config cc = {.dir = c.dir,
+                         .json = c.json,
+                         .quiet = c.quiet,
+                         .out = &c.out,
                          .store_opts = &c.store_opts};
         return cli_config_run(&cc, argc, argv);
     }

@@ -27,7 +27,8 @@ static ss_rc read_fd(int fd, cli_secret *s, const char *what, ss_err *err)
     ssize_t n;
     while (s->len < SECRET_MAX && (n = read(fd, s->buf + s->len, SECRET_MAX - s->len)) != 0) {
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return ss_fail(err, SS_ERR_IO, "read passphrase from %s: %s", what, strerror(errno));
+        if (n < 0)
+            return ss_fail(err, SS_ERR_IO, "read passphrase from %s: %s", what, strerror(errno));
         s->len += (size_t)n;
     }
     if (s->len && s->buf[s->len - 1] == '\n') s->len--;
@@ -161,9 +162,12 @@ ss_rc cli_secret_get(const char *file, const char *prompt, int confirm, cli_secr
     const char *env;
     ss_rc rc = alloc_secret(ret, err);
     if (rc) return rc;
-    if (file) rc = from_file(file, ret, err);
-    else if ((env = getenv("S3SYNC_PASSWORD_FILE")) && *env) rc = from_file(env, ret, err);
-    else if ((env = getenv("S3SYNC_PASSWORD_COMMAND")) && *env) rc = from_command(env, ret, err);
+    if (file)
+        rc = from_file(file, ret, err);
+    else if ((env = getenv("S3SYNC_PASSWORD_FILE")) && *env)
+        rc = from_file(env, ret, err);
+    else if ((env = getenv("S3SYNC_PASSWORD_COMMAND")) && *env)
+        rc = from_command(env, ret, err);
     else if ((env = getenv("S3SYNC_PASSWORD")) && *env) {
         size_t n = strlen(env);
         ret->len = n < SECRET_MAX ? n : SECRET_MAX;

@@ -107,9 +107,8 @@ static ss_rc check_header(const char *key, const cp_sink *s, ss_err *err)
 }
 
 /* Every op decoded once; upserts only; then its device table and signature (C2). */
-static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq,
-                       const uint8_t chain[32], uint64_t *ret_time, ss_devices **ret_table,
-                       ss_err *err)
+static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq, const uint8_t chain[32],
+                       uint64_t *ret_time, ss_devices **ret_table, ss_err *err)
 {
     ss_devices *table = NULL; /* owned until handed out */
     eng_staged src = {fd, 0};
@@ -411,7 +410,8 @@ ss_rc ss_checkpoint(ss_folder *f, ss_checkpoint_result *ret_result, ss_stats *st
     ss_rc rc;
     memset(ret_result, 0, sizeof *ret_result);
     rc = ss_pull(f, stats, err);
-    if (!rc && !ss_devices_find(f->devices, f->device_id)) rc = enroll_unless_written(f, ret_result, stats, err);
+    if (!rc && !ss_devices_find(f->devices, f->device_id))
+        rc = enroll_unless_written(f, ret_result, stats, err);
     if (!rc && !ret_result->existed) rc = write_checkpoint(f, ret_result, err);
     stats->seq = ret_result->seq;
     stats->requests = ss_store_counts(f->store)->requests;

@@ -58,8 +58,10 @@ ss_rc eng_identify(ss_folder *f, int fd, uint64_t size, eng_chunk_fn fn, void *c
         if (!buf) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
         rc = read_all(fd, buf, (size_t)size, err);
         if (!rc) crypto_generichash(ret_content_id, 32, buf, (size_t)size, key, 32);
-        if (!rc && ret_inline) *ret_inline = buf;
-        else free(buf);
+        if (!rc && ret_inline)
+            *ret_inline = buf;
+        else
+            free(buf);
         return rc;
     }
     crypto_generichash_init(&id.h, key, 32, 32);
@@ -99,7 +101,10 @@ ss_rc eng_check_content(ss_folder *f, ss_txn_reader *r, const ss_txn_entry *e, s
 
 int eng_kind_of(mode_t mode)
 {
-    return S_ISREG(mode) ? SS_TXN_FILE : S_ISDIR(mode) ? SS_TXN_DIR : S_ISLNK(mode) ? SS_TXN_SYMLINK : 0;
+    return S_ISREG(mode)   ? SS_TXN_FILE
+           : S_ISDIR(mode) ? SS_TXN_DIR
+           : S_ISLNK(mode) ? SS_TXN_SYMLINK
+                           : 0;
 }
 
 /* st's ctime; its mtime when a test stands in a file system whose ctime cannot tell (fault.h). */
@@ -163,7 +168,8 @@ static int body_put(eng_body *b, const void *p, size_t n)
 {
     if (b->cap - b->len < n) {
         size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < n) cap *= 2;
+        while (cap - b->len < n)
+            cap *= 2;
         unsigned char *np = realloc(b->p, cap);
         if (!np) return -1;
         b->p = np;

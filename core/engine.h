@@ -21,9 +21,9 @@
 #include "txn.h"
 
 struct ss_folder {
-    char *root;   /* absolute */
-    char *meta;   /* root/.s3sync */
-    int root_fd;  /* O_DIRECTORY; every change goes through fsio relative to it */
+    char *root;  /* absolute */
+    char *meta;  /* root/.s3sync */
+    int root_fd; /* O_DIRECTORY; every change goes through fsio relative to it */
     int lock_fd;
     ss_store *store;
     ss_repo *repo;
@@ -129,7 +129,8 @@ typedef struct eng_signer {
 void eng_signer_init(eng_signer *s, ss_folder *f, int kind, uint64_t seq, const uint8_t chain[32],
                      ss_store_write_fn out, void *ctx);
 int eng_signer_write(void *ctx, const void *buf, size_t len); /* an ss_store_write_fn */
-ss_rc eng_signer_sign(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err); /* ss_txn_sign_fn */
+ss_rc eng_signer_sign(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES],
+                      ss_err *err); /* ss_txn_sign_fn */
 
 /* BLAKE2b-256 of the first len bytes of the staged plaintext fd. */
 ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[32], ss_err *err);
@@ -182,7 +183,7 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const vo
  * Log objects fetched ahead, in parallel (a small GET costs a round trip:
  * ~40 ms on RGW), then verified one by one in order by their consumer.
  */
-#ifndef ENG_PREFETCH_MAX /* a build with -DENG_PREFETCH_MAX=1 fetches one at a time (bench) */
+#ifndef ENG_PREFETCH_MAX    /* a build with -DENG_PREFETCH_MAX=1 fetches one at a time (bench) */
 #define ENG_PREFETCH_MAX 32 /* objects per batch (the batch array's size) */
 #endif
 typedef struct eng_fetched {
@@ -249,8 +250,8 @@ typedef struct eng_fetch {
     ss_folder *f;
     ss_xfer *xfer;
     int out_fd;
-    ss_rc rc;   /* the first failure */
-    ss_err err; /* its message, naming the pack and offset */
+    ss_rc rc;             /* the first failure */
+    ss_err err;           /* its message, naming the pack and offset */
     eng_bad_chunk_fn bad; /* when set, told of every failure */
     void *ctx;
     struct eng_fetch_job *jobs; /* queued, not yet requested */
@@ -275,7 +276,8 @@ void eng_reuse_free(eng_reuse *r); /* NULL safe */
 
 /* --- checkpoints (checkpoint.c) ------------------------------------------------------ */
 
-/* The checkpoints/ sequences, ascending, with their sizes; an unexpected key is SS_ERR_INTEGRITY. */
+/* The checkpoints/ sequences, ascending, with their sizes; an unexpected key is SS_ERR_INTEGRITY.
+ */
 ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err);
 /*
  * Fetch checkpoints/<seq>, verify its frame and header, and decode every op
@@ -302,8 +304,8 @@ void eng_checkpoint_count(ss_folder *f, uint64_t log_bytes);
 typedef struct eng_replay eng_replay;
 ss_rc eng_replay_new(eng_replay **ret_replay, ss_err *err);
 void eng_replay_free(eng_replay *rp); /* NULL safe */
-ss_rc eng_replay_op(eng_replay *rp, const ss_txn_header *h, ss_txn_reader *r,
-                    const ss_txn_entry *e, ss_err *err);
+ss_rc eng_replay_op(eng_replay *rp, const ss_txn_header *h, ss_txn_reader *r, const ss_txn_entry *e,
+                    ss_err *err);
 const eng_body *eng_replay_body(const eng_replay *rp);
 /*
  * Compare the checkpoint staged in fd (eng_fetch_checkpoint) with the
@@ -337,8 +339,7 @@ typedef struct eng_walk {
      * A later checkpoint the walk reached: chain is the walked chain(seq),
      * devices the walked device table at seq. May be NULL.
      */
-    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t chain[32],
-                     const ss_devices *devices);
+    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t chain[32], const ss_devices *devices);
     /* After log/<seq> verified whole; *ret_stop ends the walk before its ops. May be NULL. */
     ss_rc (*txn)(void *ctx, const eng_walk_txn *t, int *ret_stop, ss_err *err);
     /* Each op of it, in order; chunk refs not read are skipped. May be NULL. */
@@ -350,7 +351,7 @@ typedef struct eng_walk {
     /* Out: the newest sequence listed, and the last one whose ops were all handed out. */
     uint64_t head, last;
     uint64_t start; /* the checkpoint the walk started from; 0: log/1 */
-    int broken; /* the walk stopped at a log object that failed verification (err says why) */
+    int broken;     /* the walk stopped at a log object that failed verification (err says why) */
     char broken_key[128]; /* that object's key */
     ss_devices *devices;  /* private: the device table as the walk goes; freed at its end */
 } eng_walk;

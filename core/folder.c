@@ -276,16 +276,13 @@ static const char *bad_value(const setting_key *k, const char *v)
         return (!strncmp(v, "http://", 7) && v[7]) || (!strncmp(v, "https://", 8) && v[8])
                    ? NULL
                    : "http(s)://HOST[:PORT]";
-    case K_WORD:
-        return all_of(v, WORD_CHARS) ? NULL : "letters, digits, '.', '_' and '-'";
+    case K_WORD: return all_of(v, WORD_CHARS) ? NULL : "letters, digits, '.', '_' and '-'";
     case K_NAME:
         return strlen(v) <= SS_TXN_DEVICE_NAME_MAX && !strpbrk(v, "/. ")
                    ? NULL
                    : "a name of at most 255 bytes without '/', '.' or spaces";
-    case K_COUNT:
-        return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
-    default:
-        return NULL;
+    case K_COUNT: return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
+    default: return NULL;
     }
 }
 
@@ -471,11 +468,15 @@ static ss_rc load_device_key(ss_folder *f, ss_err *err)
 {
     ss_rc rc = ss_device_key_load(f->meta, &f->key, err);
     if (rc == SS_ERR_NOT_FOUND)
-        return ss_fail(err, SS_ERR_INVALID, "%s/" SS_DEVICE_KEY_FILE " is missing: this folder "
-                       "cannot sign; set it up again with s3sync init in a new folder", f->meta);
+        return ss_fail(err, SS_ERR_INVALID,
+                       "%s/" SS_DEVICE_KEY_FILE " is missing: this folder "
+                       "cannot sign; set it up again with s3sync init in a new folder",
+                       f->meta);
     if (!rc && sodium_memcmp(ss_device_key_id(f->key), f->device_id, sizeof f->device_id))
-        rc = ss_fail(err, SS_ERR_INVALID, "%s/" SS_DEVICE_KEY_FILE " is not the key of this "
-                     "folder's device_id", f->meta);
+        rc = ss_fail(err, SS_ERR_INVALID,
+                     "%s/" SS_DEVICE_KEY_FILE " is not the key of this "
+                     "folder's device_id",
+                     f->meta);
     return rc;
 }
 

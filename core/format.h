@@ -207,10 +207,11 @@ typedef enum ss_subkey {
 #define SS_TXN_DEV_ENROLL 1u
 #define SS_TXN_DEV_REVOKE 2u
 #define SS_TXN_MAX_DEVICES 1024u /* device entries of one transaction or checkpoint */
-#define SS_DEVICES_MAX (SS_TXN_MAX_DEVICES / 2) /* devices of a table: an enroll and a revoke each */
-#define SS_TXN_DEV_FIXED 25      /* u8 type | device id (16) | u64 seq */
-#define SS_DEVICE_PK_BYTES 32    /* Ed25519 public key (crypto_sign_PUBLICKEYBYTES) */
-#define SS_DEVICE_SK_BYTES 64    /* Ed25519 secret key as libsodium keeps it: seed || pk */
+#define SS_DEVICES_MAX                                                                             \
+    (SS_TXN_MAX_DEVICES / 2)  /* devices of a table: an enroll and a revoke each */
+#define SS_TXN_DEV_FIXED 25   /* u8 type | device id (16) | u64 seq */
+#define SS_DEVICE_PK_BYTES 32 /* Ed25519 public key (crypto_sign_PUBLICKEYBYTES) */
+#define SS_DEVICE_SK_BYTES 64 /* Ed25519 secret key as libsodium keeps it: seed || pk */
 /* device id = BLAKE2b-128(SS_DEVICE_ID_LABEL || public key), unkeyed */
 #define SS_DEVICE_ID_LABEL "s3sync-device-v1" /* 16 bytes, no NUL */
 /*

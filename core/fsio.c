@@ -26,8 +26,8 @@ static ss_rc errno_fail(ss_err *err, const char *what, const char *path)
                    strerror(e));
 }
 
-ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd,
-                   const char **ret_base, ss_err *err)
+ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd, const char **ret_base,
+                   ss_err *err)
 {
     int fd = dup(root_fd);
     const char *p = path;
@@ -59,8 +59,8 @@ ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd,
 fail:
     if (errno == ELOOP || errno == ENOTDIR) {
         close(fd);
-        return ss_fail(err, SS_ERR_IO, "refusing to write %s: a parent is not a directory (symlink?)",
-                       path);
+        return ss_fail(err, SS_ERR_IO,
+                       "refusing to write %s: a parent is not a directory (symlink?)", path);
     }
     {
         int e = errno;
@@ -199,9 +199,10 @@ ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
     if (mkdirat(dirfd, base, 0700) && errno != EEXIST) {
         rc = errno_fail(err, "create directory", path);
     } else if ((fd = openat(dirfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-        rc = errno == ENOTDIR || errno == ELOOP
-                 ? ss_fail(err, SS_ERR_IO, "create directory %s: something else is in the way", path)
-                 : errno_fail(err, "open directory", path);
+        rc =
+            errno == ENOTDIR || errno == ELOOP
+                ? ss_fail(err, SS_ERR_IO, "create directory %s: something else is in the way", path)
+                : errno_fail(err, "open directory", path);
     } else {
         if (fchmod(fd, mode & 07777)) rc = errno_fail(err, "set mode of", path);
         close(fd);
@@ -236,8 +237,10 @@ ss_rc ss_fs_rename(int root_fd, const char *from, const char *to, ss_err *err)
     if (rc) return rc;
     rc = ss_fs_parent(root_fd, to, 1, &fd2, &tb, err);
     if (!rc) {
-        if (renameat(fd1, fb, fd2, tb)) rc = errno_fail(err, "rename", from);
-        else if (fsync(fd2)) rc = errno_fail(err, "fsync directory of", to);
+        if (renameat(fd1, fb, fd2, tb))
+            rc = errno_fail(err, "rename", from);
+        else if (fsync(fd2))
+            rc = errno_fail(err, "fsync directory of", to);
         close(fd2);
     }
     close(fd1);

@@ -28,8 +28,8 @@ typedef struct ss_atomic ss_atomic;
  * points into path. A missing parent (without mkdirs) is SS_ERR_NOT_FOUND;
  * a parent that is a symlink or a file is SS_ERR_IO.
  */
-ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd,
-                   const char **ret_base, ss_err *err);
+ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd, const char **ret_base,
+                   ss_err *err);
 
 /* Start writing path's new content in a temp file beside it. */
 ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);

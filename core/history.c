@@ -108,7 +108,7 @@ static ss_rc walk_one(ss_folder *f, eng_walk *w, eng_walk_txn *t, const eng_fetc
                       uint8_t chain[32], int *ret_stop, ss_err *err)
 {
     uint8_t next[32];
-    int fd = -1;              /* owned: the staged plaintext */
+    int fd = -1;             /* owned: the staged plaintext */
     ss_devices *devs = NULL; /* owned: the device table after it */
     ss_rc rc = p->rc;
     if (rc && err) *err = p->err;
@@ -137,7 +137,7 @@ static ss_rc walk_cp(ss_folder *f, eng_walk *w, uint64_t seq, uint64_t size, uin
 {
     eng_walk_txn t = {.seq = seq, .object_size = size, .checkpoint = 1};
     uint64_t time_ns = 0;
-    int fd = -1;              /* owned */
+    int fd = -1;             /* owned */
     ss_devices *devs = NULL; /* owned: its device table */
     ss_rc rc = eng_fetch_checkpoint(f, seq, &fd, chain, &time_ns, &devs, err);
     *ret_stop = 0;
@@ -701,8 +701,8 @@ static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[32], const ss
 {
     verifyw *v = ctx;
     char key[SS_KEY_NAME_MAX], msg[SS_KEY_NAME_MAX + 4200], why[400];
-    char *diff = NULL;          /* owned */
-    ss_devices *table = NULL;   /* owned */
+    char *diff = NULL;        /* owned */
+    ss_devices *table = NULL; /* owned */
     uint8_t recorded[32];
     ss_err e = {{0}};
     int fd = -1; /* owned */
@@ -714,8 +714,7 @@ static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[32], const ss
         snprintf(msg, sizeof msg, "holds another device table than the log's at its sequence (%s)",
                  why);
         problem(v, key, msg);
-    }
-    else if (!rc && (rc = eng_replay_compare(v->f, v->rp, fd, seq, &diff, &e)) == SS_OK && diff) {
+    } else if (!rc && (rc = eng_replay_compare(v->f, v->rp, fd, seq, &diff, &e)) == SS_OK && diff) {
         snprintf(msg, sizeof msg,
                  "does not hold the state the log replays to at %" PRIu64
                  " (first difference: %.4096s)",

@@ -31,12 +31,12 @@ typedef struct ss_log_path {
 /* One transaction as `s3sync log` shows it. Borrowed: valid during the callback. */
 typedef struct ss_log_entry {
     uint64_t seq;
-    uint64_t time_ns;   /* Unix nanoseconds, by the writing device's clock */
+    uint64_t time_ns;      /* Unix nanoseconds, by the writing device's clock */
     const char *device;    /* the name its signer gave itself */
     const char *device_id; /* the signer's id, 16 hex digits: its signature verified */
     uint64_t upserts, deletes;
-    uint64_t bytes;           /* sum of the sizes of the files it upserted */
-    uint64_t object_bytes;    /* size of log/<seq> in the store */
+    uint64_t bytes;        /* sum of the sizes of the files it upserted */
+    uint64_t object_bytes; /* size of log/<seq> in the store */
     int checkpoint; /* the oldest retained state, checkpoints/<seq> (gc took what came before) */
     const ss_log_path *paths; /* with a path filter: the touched paths under it, in path order */
     size_t n_paths;
@@ -56,11 +56,11 @@ ss_rc ss_log(ss_folder *f, const char *path, ss_log_fn fn, void *ctx, ss_stats *
 typedef void (*ss_problem_fn)(void *ctx, const char *key, const char *msg);
 
 typedef struct ss_verify_report {
-    uint64_t checked_logs;   /* log objects that verified */
+    uint64_t checked_logs;        /* log objects that verified */
     uint64_t checked_checkpoints; /* checkpoints that verified (and matched the chain) */
-    uint64_t checked_chunks; /* distinct chunks fetched and verified (data) */
-    uint64_t problems;       /* each also told to the problem callback */
-    uint64_t unchecked_logs; /* after a broken link of the chain: not verifiable */
+    uint64_t checked_chunks;      /* distinct chunks fetched and verified (data) */
+    uint64_t problems;            /* each also told to the problem callback */
+    uint64_t unchecked_logs;      /* after a broken link of the chain: not verifiable */
 } ss_verify_report;
 
 /*

@@ -21,7 +21,8 @@ static ss_rc add_line(ss_ignore *ign, char *line)
 {
     pattern p = {0};
     size_t len = strlen(line);
-    while (len && (line[len - 1] == '\r' || line[len - 1] == ' ')) line[--len] = '\0';
+    while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+        line[--len] = '\0';
     if (!len || line[0] == '#') return SS_OK;
     if (line[0] == '!') p.negate = 1, line++, len--;
     if (len && line[len - 1] == '/') p.dir_only = 1, line[--len] = '\0';
@@ -80,7 +81,8 @@ ss_rc ss_ignore_load(const char *root, const char *file, ss_ignore **ret_ign, ss
         FILE *m = open_memstream(&text, &len);
         char buf[4096];
         size_t n;
-        while (m && (n = fread(buf, 1, sizeof buf, f))) fwrite(buf, 1, n, m);
+        while (m && (n = fread(buf, 1, sizeof buf, f)))
+            fwrite(buf, 1, n, m);
         if (m) fclose(m);
         fclose(f);
     }
@@ -93,7 +95,8 @@ ss_rc ss_ignore_load(const char *root, const char *file, ss_ignore **ret_ign, ss
 void ss_ignore_free(ss_ignore *ign)
 {
     if (!ign) return;
-    for (size_t i = 0; i < ign->n; i++) free(ign->v[i].glob);
+    for (size_t i = 0; i < ign->n; i++)
+        free(ign->v[i].glob);
     free(ign->v);
     free(ign);
 }

@@ -196,8 +196,9 @@ typedef struct apply {
     /* Every chunked file's data, verified, back to back in transaction order (P1). */
     int stage_fd;
     uint64_t stage_off; /* where the current op's data starts in it */
-    eng_body body; /* state body of the chunked file being applied */
-    /* A checkpoint applied as a base (join, re-base after gc): per op, 1 when the state holds it. */
+    eng_body body;      /* state body of the chunked file being applied */
+    /* A checkpoint applied as a base (join, re-base after gc): per op, 1 when the state holds it.
+     */
     int base;
     uint8_t *same;
     size_t n_ops;
@@ -269,8 +270,10 @@ static ss_rc keep_as_conflict(apply *a, const char *path, ss_err *err)
     if (!rc && eng_stats_conflict(a->stats, name)) rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if (!rc && a->f->hooks.warn) {
         char msg[8300];
-        snprintf(msg, sizeof msg, "conflict: %s changed here and on another device; "
-                 "the local version is kept as %s", path, name);
+        snprintf(msg, sizeof msg,
+                 "conflict: %s changed here and on another device; "
+                 "the local version is kept as %s",
+                 path, name);
         a->f->hooks.warn(a->f->hooks.ctx, msg);
     }
     free(name);
@@ -327,7 +330,8 @@ static ss_rc stage_data(apply *a, int fd, uint64_t seq, ss_err *err)
     }
     ss_txn_reader_free(a->r);
     a->r = NULL;
-    wrc = eng_fetch_wait(&x, rc ? NULL : err); /* all of it, even after a failure: buffers in flight */
+    wrc = eng_fetch_wait(&x,
+                         rc ? NULL : err); /* all of it, even after a failure: buffers in flight */
     return rc ? rc : wrc;
 }
 
@@ -361,9 +365,15 @@ static ss_rc copy_staged(apply *a, const ss_txn_entry *e, int out, ss_err *err)
 /* Record the path as applied: remote fields from e, local ones from what is there now. */
 static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t body_len, ss_err *err)
 {
-    ss_state_row row = {.path = e->path, .kind = (int)e->kind, .mode = e->mode, .size = e->size,
-                        .mtime_s = e->mtime_s, .mtime_ns = e->mtime_ns, .body = body,
-                        .body_len = body_len, .storage = (int)e->storage};
+    ss_state_row row = {.path = e->path,
+                        .kind = (int)e->kind,
+                        .mode = e->mode,
+                        .size = e->size,
+                        .mtime_s = e->mtime_s,
+                        .mtime_ns = e->mtime_ns,
+                        .body = body,
+                        .body_len = body_len,
+                        .storage = (int)e->storage};
     struct stat st;
     const char *base;
     int dirfd;
@@ -441,8 +451,10 @@ static int is_deferred(const apply *a, const char *path)
         size_t mid = (lo + hi) / 2;
         int c = ss_path_cmp(a->deferred[mid].path, strlen(a->deferred[mid].path), path, len);
         if (!c) return 1;
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
     return 0;
 }
@@ -542,7 +554,8 @@ static ss_rc apply_delete(apply *a, const ss_txn_entry *e, ss_err *err)
     if (l.state == L_CLEAN || (l.state == L_DIRTY && l.kind == SS_TXN_DIR)) {
         if ((rc = clear_way(a, e->path, &l, 1, &deferred, err)) || deferred) return rc;
         if (!a->kept) a->stats->files++;
-        if (!a->kept && a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "delete", e->path);
+        if (!a->kept && a->f->hooks.verbose)
+            a->f->hooks.verbose(a->f->hooks.ctx, "delete", e->path);
     }
     a->f->prog.files_done++;
     /* Modify beats delete: a dirty file stays, and without a row the next push sends it. */
@@ -557,7 +570,8 @@ static ss_rc delete_deferred(apply *a, ss_err *err)
 {
     ss_rc rc = SS_OK;
     for (size_t i = a->n_deferred; i-- > 0 && !rc;) {
-        ss_txn_entry e = {.type = SS_TXN_DELETE, .path = a->deferred[i].path,
+        ss_txn_entry e = {.type = SS_TXN_DELETE,
+                          .path = a->deferred[i].path,
                           .path_len = strlen(a->deferred[i].path)};
         if (a->deferred[i].del) rc = apply_delete(a, &e, err);
     }
@@ -577,10 +591,12 @@ static ss_rc note_same(apply *a, const ss_txn_entry *e, ss_err *err)
     a->same = nv;
     if ((rc = ss_state_lookup(a->f->state, e->path, &row, &found, err))) return rc;
     if (found && row.kind == (int)e->kind && row.mode == e->mode) {
-        if (e->kind == SS_TXN_FILE) same = !memcmp(row.content_id, e->content_id, 32);
+        if (e->kind == SS_TXN_FILE)
+            same = !memcmp(row.content_id, e->content_id, 32);
         else if (e->kind == SS_TXN_SYMLINK)
             same = row.body_len == e->size && !memcmp(row.body, e->target, e->size);
-        else same = 1;
+        else
+            same = 1;
     }
     a->same[a->n_ops++] = (uint8_t)same;
     return SS_OK;
@@ -621,7 +637,8 @@ static ss_rc delete_missing(apply *a, int fd, uint64_t seq, ss_err *err)
     while (!rc && row) {
         int c = !e ? -1 : ss_path_cmp(row->path, strlen(row->path), e->path, e->path_len);
         if (c < 0) {
-            ss_txn_entry d = {.type = SS_TXN_DELETE, .path = row->path, .path_len = strlen(row->path)};
+            ss_txn_entry d = {
+                .type = SS_TXN_DELETE, .path = row->path, .path_len = strlen(row->path)};
             if (!(rc = apply_delete(a, &d, err))) rc = ss_state_iter_next(it, &row, err);
         } else {
             if (!c) rc = ss_state_iter_next(it, &row, err);
@@ -665,8 +682,13 @@ static ss_rc walk_ops(apply *a, int fd, uint64_t seq, ss_err *err)
  */
 static ss_rc adopt_entry(apply *a, const ss_txn_entry *e, ss_err *err)
 {
-    ss_state_row row = {.path = e->path, .kind = (int)e->kind, .mode = e->mode, .size = e->size,
-                        .mtime_s = e->mtime_s, .mtime_ns = e->mtime_ns, .ctime_s = -1,
+    ss_state_row row = {.path = e->path,
+                        .kind = (int)e->kind,
+                        .mode = e->mode,
+                        .size = e->size,
+                        .mtime_s = e->mtime_s,
+                        .mtime_ns = e->mtime_ns,
+                        .ctime_s = -1,
                         .storage = (int)e->storage};
     ss_rc rc;
     if (e->type == SS_TXN_DELETE) return ss_state_remove(a->f->state, e->path, err);
@@ -678,8 +700,8 @@ static ss_rc adopt_entry(apply *a, const ss_txn_entry *e, ss_err *err)
         row.body = a->body.p;
         row.body_len = a->body.len;
         while (!rc && eng_body_next(a->body.p, a->body.len, &pos, &pack, &pack_len, &ref)) {
-            ss_chunk_loc loc = {.off = ref.offset, .sealed_len = ref.sealed_len,
-                                .plain_len = ref.plain_len};
+            ss_chunk_loc loc = {
+                .off = ref.offset, .sealed_len = ref.sealed_len, .plain_len = ref.plain_len};
             snprintf(loc.pack, sizeof loc.pack, "%.*s", (int)pack_len, pack);
             rc = ss_state_chunk_add(a->f->state, ref.id, &loc, err); /* ours: reuse them */
         }
@@ -701,7 +723,8 @@ static ss_rc adopt_txn(apply *a, int fd, uint64_t seq, ss_err *err)
     ss_store_reader rd;
     const ss_txn_entry *e;
     ss_rc rc = eng_open_txn(a->f, &src, &rd, seq, &a->r, err);
-    while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e) rc = adopt_entry(a, e, err);
+    while (!rc && !(rc = ss_txn_next(a->r, &e, err)) && e)
+        rc = adopt_entry(a, e, err);
     ss_txn_reader_free(a->r);
     a->r = NULL;
     return rc;
@@ -728,7 +751,8 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const u
         rc = delete_deferred(&a, err);
         if (!rc) rc = walk_ops(&a, fd, seq, err);
     }
-    if (!rc) rc = ss_fs_sync(f->root_fd, err); /* P3: the files are durable before the state says so */
+    if (!rc)
+        rc = ss_fs_sync(f->root_fd, err); /* P3: the files are durable before the state says so */
     if (!rc) rc = ss_state_set_watermark(f->state, seq, chain, err);
     if (!rc) rc = ss_state_devices_save(f->state, devices, err); /* moves with the watermark */
     if (!rc) rc = ss_devices_copy(devices, &kept, err);
@@ -742,7 +766,8 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const u
     }
     if (!rc && ours) eng_inflight_clear(f);
 out:
-    for (size_t i = 0; i < a.n_deferred; i++) free(a.deferred[i].path);
+    for (size_t i = 0; i < a.n_deferred; i++)
+        free(a.deferred[i].path);
     free(a.deferred);
     free(a.same);
     if (a.stage_fd >= 0) close(a.stage_fd);

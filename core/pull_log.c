@@ -105,7 +105,7 @@ static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fet
                       uint8_t chain[32], ss_err *err)
 {
     uint8_t next[32];
-    int fd = -1;              /* owned: the staged plaintext */
+    int fd = -1;             /* owned: the staged plaintext */
     ss_devices *devs = NULL; /* owned: the device table after it */
     ss_rc rc = p->rc;
     if (rc && err) *err = p->err;
@@ -170,7 +170,7 @@ static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm, 
                        ss_err *err)
 {
     uint8_t recorded[32];
-    int fd = -1;              /* owned */
+    int fd = -1;             /* owned */
     ss_devices *devs = NULL; /* owned: the checkpoint's device table */
     char why[400];
     ss_rc rc;

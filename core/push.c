@@ -43,16 +43,16 @@ typedef struct push {
     uint64_t seq;
     ss_spool *spool;
     ss_xfer *xfer;
-    char **packs; /* pack table: data/ keys */
+    char **packs;  /* pack table: data/ keys */
     uint8_t *used; /* per pack: referenced by a spooled op (a file read but unchanged is not) */
     uint32_t n_packs, cap_packs;
-    pack_buf cur; /* pack being filled, index UINT32_MAX when none */
+    pack_buf cur;       /* pack being filled, index UINT32_MAX when none */
     ss_chunk_ref *refs; /* chunks of the file being pushed */
     uint32_t n_refs, cap_refs;
     eng_body body;
-    uint64_t file_bytes; /* bytes chunked of the file being pushed */
-    int counting; /* diff only counts what would be read, for the progress totals */
-    uint64_t log_bytes; /* size of log/<seq> (the automatic checkpoint rule counts it) */
+    uint64_t file_bytes;   /* bytes chunked of the file being pushed */
+    int counting;          /* diff only counts what would be read, for the progress totals */
+    uint64_t log_bytes;    /* size of log/<seq> (the automatic checkpoint rule counts it) */
     const uint8_t *revoke; /* a device id to revoke in this transaction, or NULL */
     int force; /* a transaction of device entries only (enrollment, revocation): no scan */
     ss_txn_device devs[2]; /* device entries: this device enrolling, a device revoked */
@@ -135,7 +135,8 @@ static ss_rc pack_chunk(push *p, const uint8_t *data, size_t len, const uint8_t 
     if (p->cur.index == UINT32_MAX && (rc = new_pack(p, err))) goto out;
     if (p->cur.cap - p->cur.len < slen) {
         size_t cap = p->cur.cap ? p->cur.cap : PACK_TARGET + (2u << 20);
-        while (cap - p->cur.len < slen) cap *= 2;
+        while (cap - p->cur.len < slen)
+            cap *= 2;
         uint8_t *np = realloc(p->cur.p, cap);
         if (!np) {
             rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
@@ -144,7 +145,9 @@ static ss_rc pack_chunk(push *p, const uint8_t *data, size_t len, const uint8_t 
         p->cur.p = np;
         p->cur.cap = cap;
     }
-    *ret = (ss_chunk_ref){.pack = p->cur.index, .offset = p->cur.len, .sealed_len = (uint32_t)slen,
+    *ret = (ss_chunk_ref){.pack = p->cur.index,
+                          .offset = p->cur.len,
+                          .sealed_len = (uint32_t)slen,
                           .plain_len = (uint32_t)len};
     memcpy(ret->id, id, 32);
     memcpy(p->cur.p + p->cur.len, sealed, slen);
@@ -171,8 +174,9 @@ static ss_rc add_ref(push *p, const ss_chunk_ref *r, ss_err *err)
         p->cap_refs = cap;
     }
     p->refs[p->n_refs++] = *r;
-    return eng_body_add(&p->body, p->packs[r->pack], r) ? ss_fail(err, SS_ERR_NOMEM, "out of memory")
-                                                       : SS_OK;
+    return eng_body_add(&p->body, p->packs[r->pack], r)
+               ? ss_fail(err, SS_ERR_NOMEM, "out of memory")
+               : SS_OK;
 }
 
 /* Per chunk of a changed file: reference it if known, else seal it into a pack. */
@@ -186,7 +190,8 @@ static ss_rc on_file_chunk(void *ctx, const uint8_t *data, size_t len, const uin
     ss_rc rc = ss_state_chunk_find(p->f->state, id, &loc, &found, err);
     if (rc) return rc;
     if (found) {
-        r = (ss_chunk_ref){.offset = loc.off, .sealed_len = loc.sealed_len, .plain_len = loc.plain_len};
+        r = (ss_chunk_ref){
+            .offset = loc.off, .sealed_len = loc.sealed_len, .plain_len = loc.plain_len};
         memcpy(r.id, id, 32);
         if ((rc = pack_index(p, loc.pack, &r.pack, err))) return rc;
     } else if ((rc = pack_chunk(p, data, len, id, &r, err))) {
@@ -217,12 +222,19 @@ static void warn(push *p, const char *fmt, const char *path, const char *why)
 static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, const void *body,
                      size_t body_len, ss_err *err)
 {
-    ss_state_row row = {.path = e->path, .kind = (int)e->kind, .mode = e->mode, .size = e->size,
-                        .mtime_s = e->mtime_s, .mtime_ns = e->mtime_ns, .body = body,
-                        .body_len = body_len, .storage = (int)e->storage};
+    ss_state_row row = {.path = e->path,
+                        .kind = (int)e->kind,
+                        .mode = e->mode,
+                        .size = e->size,
+                        .mtime_s = e->mtime_s,
+                        .mtime_ns = e->mtime_ns,
+                        .body = body,
+                        .body_len = body_len,
+                        .storage = (int)e->storage};
     ss_rc rc = ss_spool_put(p->spool, e, p->refs, err);
     if (rc) return rc;
-    for (uint32_t i = 0; e->kind == SS_TXN_FILE && i < e->n_chunks; i++) p->used[p->refs[i].pack] = 1;
+    for (uint32_t i = 0; e->kind == SS_TXN_FILE && i < e->n_chunks; i++)
+        p->used[p->refs[i].pack] = 1;
     memcpy(row.content_id, e->content_id, 32);
     eng_row_set_stat(&row, st);
     verbose(p, "push", e->path);
@@ -280,8 +292,8 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
     struct stat st;
     int fd, changed = 1;
     ss_rc rc = SS_OK;
-    ss_txn_entry e = {.type = SS_TXN_UPSERT, .path = path, .path_len = strlen(path),
-                      .kind = SS_TXN_FILE};
+    ss_txn_entry e = {
+        .type = SS_TXN_UPSERT, .path = path, .path_len = strlen(path), .kind = SS_TXN_FILE};
 
     fd = openat(p->f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
@@ -319,14 +331,18 @@ out:
     return rc;
 }
 
-static ss_rc push_symlink(push *p, const char *path, const struct stat *st,
-                          const ss_state_row *row, ss_err *err)
+static ss_rc push_symlink(push *p, const char *path, const struct stat *st, const ss_state_row *row,
+                          ss_err *err)
 {
     char target[4097];
     ssize_t n = readlinkat(p->f->root_fd, path, target, sizeof target - 1);
-    ss_txn_entry e = {.type = SS_TXN_UPSERT, .path = path, .path_len = strlen(path),
-                      .kind = SS_TXN_SYMLINK, .mode = st->st_mode & 07777,
-                      .mtime_s = st->st_mtim.tv_sec, .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
+    ss_txn_entry e = {.type = SS_TXN_UPSERT,
+                      .path = path,
+                      .path_len = strlen(path),
+                      .kind = SS_TXN_SYMLINK,
+                      .mode = st->st_mode & 07777,
+                      .mtime_s = st->st_mtim.tv_sec,
+                      .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
     if (n < 0) {
         warn(p, "skipping %s: %s", path, strerror(errno));
         return SS_OK;
@@ -343,9 +359,13 @@ static ss_rc push_symlink(push *p, const char *path, const struct stat *st,
 static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss_state_row *row,
                       ss_err *err)
 {
-    ss_txn_entry e = {.type = SS_TXN_UPSERT, .path = path, .path_len = strlen(path),
-                      .kind = SS_TXN_DIR, .mode = st->st_mode & 07777,
-                      .mtime_s = st->st_mtim.tv_sec, .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
+    ss_txn_entry e = {.type = SS_TXN_UPSERT,
+                      .path = path,
+                      .path_len = strlen(path),
+                      .kind = SS_TXN_DIR,
+                      .mode = st->st_mode & 07777,
+                      .mtime_s = st->st_mtim.tv_sec,
+                      .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
     /* A directory's mtime moves with every entry in it; only its mode is worth syncing. */
     if (row && row->kind == SS_TXN_DIR && row->mode == e.mode) return restat(p, row, st, err);
     return publish(p, &e, st, NULL, 0, err);
@@ -481,7 +501,8 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
     eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, write_frame, &sink);
     if ((rc = eng_tmpfile(f, &fd, err)) ||
         (rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
-                                  ss_repo_config(f->repo)->zstd_level, write_fd, &fd, &sink.w, err)) ||
+                                  ss_repo_config(f->repo)->zstd_level, write_fd, &fd, &sink.w,
+                                  err)) ||
         (rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err)) ||
         (rc = ss_spool_replay(p->spool, tw, remap, err)) ||
         (rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err)) ||
@@ -532,7 +553,8 @@ static void push_free(push *p)
     ss_spool_free(p->spool);
     ss_xfer_free(p->xfer); /* waits for what is in flight */
     free(p->cur.p);
-    for (uint32_t i = 0; i < p->n_packs; i++) free(p->packs[i]);
+    for (uint32_t i = 0; i < p->n_packs; i++)
+        free(p->packs[i]);
     free(p->packs);
     free(p->used);
     free(p->refs);
@@ -586,12 +608,15 @@ static ss_rc device_entries(push *p, ss_err *err)
     return SS_OK;
 }
 
-/* The device table after transaction p->seq, saved with its watermark; f->devices once committed. */
+/* The device table after transaction p->seq, saved with its watermark; f->devices once committed.
+ */
 static ss_rc next_devices(push *p, ss_devices **ret_next, ss_err *err)
 {
     ss_folder *f = p->f;
-    ss_txn_header h = {.seq = p->seq, .device_name = f->device_name,
-                       .device_name_len = strlen(f->device_name), .n_devices = p->n_devs,
+    ss_txn_header h = {.seq = p->seq,
+                       .device_name = f->device_name,
+                       .device_name_len = strlen(f->device_name),
+                       .n_devices = p->n_devs,
                        .devices = p->devs};
     ss_devices *next = NULL;
     ss_rc rc;
@@ -607,8 +632,7 @@ static ss_rc next_devices(push *p, ss_devices **ret_next, ss_err *err)
     return SS_OK;
 }
 
-static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats,
-                       ss_err *err)
+static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats, ss_err *err)
 {
     push p = {.f = f, .stats = stats, .cur.index = UINT32_MAX, .revoke = revoke, .force = force};
     ss_devices *next = NULL; /* owned until committed */

@@ -70,7 +70,8 @@ ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo 
     *ret_repo = NULL;
     if ((rc = ss_kdf_limits_from_env(&lim, err))) return rc;
     rc = ss_store_head(store, SS_KEY_CONFIG, &st, err);
-    if (!rc) return ss_fail(err, SS_ERR_EXISTS, "%s already holds a repository", ss_store_url(store));
+    if (!rc)
+        return ss_fail(err, SS_ERR_EXISTS, "%s already holds a repository", ss_store_url(store));
     if (rc != SS_ERR_NOT_FOUND) return rc;
     if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if ((rc = ss_keys_generate(&repo->keys, err))) goto fail;
@@ -131,7 +132,8 @@ static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
 
 static void free_names(key_names *k)
 {
-    for (size_t i = 0; i < k->n; i++) free(k->v[i]);
+    for (size_t i = 0; i < k->n; i++)
+        free(k->v[i]);
     free(k->v);
 }
 
@@ -175,7 +177,8 @@ ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **
         (rc = ss_store_list(store, SS_KEY_KEYS_PREFIX, NULL, collect_key, &names, err)))
         goto fail;
     if (!names.n) {
-        rc = ss_fail(err, SS_ERR_INTEGRITY, "%s has a config but no key files", ss_store_url(store));
+        rc =
+            ss_fail(err, SS_ERR_INTEGRITY, "%s has a config but no key files", ss_store_url(store));
         goto fail;
     }
     /* The floor is only trusted once config's MAC verified, so it is checked after the KDF. */
@@ -223,8 +226,7 @@ fail:
     return rc;
 }
 
-ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, char ret_id[17],
-                      ss_err *err)
+ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, char ret_id[17], ss_err *err)
 {
     ss_kdf_limits lim;
     ss_rc rc;
@@ -279,7 +281,8 @@ ss_rc ss_repo_key_remove(ss_repo *repo, const char *id, ss_err *err)
     size_t found = 0;
     ss_rc rc = ss_store_list(repo->store, SS_KEY_KEYS_PREFIX, NULL, collect_key, &names, err);
     snprintf(key, sizeof key, SS_KEY_KEYS_PREFIX "%s", id);
-    for (size_t i = 0; !rc && i < names.n; i++) found += !strcmp(names.v[i], key);
+    for (size_t i = 0; !rc && i < names.n; i++)
+        found += !strcmp(names.v[i], key);
     if (!rc && !found) rc = ss_fail(err, SS_ERR_NOT_FOUND, "no key file %s", id);
     if (!rc && names.n < 2)
         rc = ss_fail(err, SS_ERR_INVALID, "refusing to remove %s: it is the last key file", id);

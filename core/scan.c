@@ -39,7 +39,8 @@ static int name_cmp(const void *a, const void *b)
 
 static void frame_free(frame *f)
 {
-    for (size_t i = 0; i < f->n; i++) free(f->names[i]);
+    for (size_t i = 0; i < f->n; i++)
+        free(f->names[i]);
     free(f->names);
     memset(f, 0, sizeof *f);
 }
@@ -122,7 +123,8 @@ ss_rc ss_scan_new(const char *root, const ss_ignore *ign, ss_warn_fn warn, void 
 void ss_scan_free(ss_scan *sc)
 {
     if (!sc) return;
-    while (sc->depth) frame_free(&sc->stack[--sc->depth]);
+    while (sc->depth)
+        frame_free(&sc->stack[--sc->depth]);
     free(sc->stack);
     free(sc->full);
     free(sc->root);
@@ -170,8 +172,8 @@ ss_rc ss_scan_next(ss_scan *sc, const ss_scan_entry **ret_entry, ss_err *err)
             warnf(sc, "skipping %s...: path longer than 4096 bytes", name);
             continue;
         }
-        snprintf(sc->path + f->path_len, MAX_PATH + 1 - f->path_len, "%s%s",
-                 f->path_len ? "/" : "", name);
+        snprintf(sc->path + f->path_len, MAX_PATH + 1 - f->path_len, "%s%s", f->path_len ? "/" : "",
+                 name);
         int kind = classify(sc, &sc->entry.st, err, &rc);
         if (rc) return rc;
         if (!kind || ss_ignore_match(sc->ign, sc->path, kind == 2)) continue;

@@ -46,18 +46,26 @@ uint32_t ss_spool_count(const ss_spool *sp)
 
 ss_rc ss_spool_put(ss_spool *sp, const ss_txn_entry *e, const ss_chunk_ref *chunks, ss_err *err)
 {
-    rec r = {.type = (uint8_t)e->type, .kind = (uint8_t)e->kind, .storage = (uint8_t)e->storage,
-             .mode = e->mode, .mtime_ns = e->mtime_ns, .mtime_s = e->mtime_s, .size = e->size,
+    rec r = {.type = (uint8_t)e->type,
+             .kind = (uint8_t)e->kind,
+             .storage = (uint8_t)e->storage,
+             .mode = e->mode,
+             .mtime_ns = e->mtime_ns,
+             .mtime_s = e->mtime_s,
+             .size = e->size,
              .path_len = (uint32_t)e->path_len};
     const void *data = NULL;
     if (e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE) {
         memcpy(r.content_id, e->content_id, sizeof r.content_id);
-        if (e->storage == SS_TXN_INLINE) data = e->inline_data, r.data_len = (uint32_t)e->size;
-        else r.n_chunks = e->n_chunks;
+        if (e->storage == SS_TXN_INLINE)
+            data = e->inline_data, r.data_len = (uint32_t)e->size;
+        else
+            r.n_chunks = e->n_chunks;
     } else if (e->type == SS_TXN_UPSERT && e->kind == SS_TXN_SYMLINK) {
         data = e->target, r.data_len = (uint32_t)e->size;
     }
-    if (fwrite(&r, sizeof r, 1, sp->fp) != 1 || fwrite(e->path, 1, r.path_len, sp->fp) != r.path_len ||
+    if (fwrite(&r, sizeof r, 1, sp->fp) != 1 ||
+        fwrite(e->path, 1, r.path_len, sp->fp) != r.path_len ||
         (r.data_len && fwrite(data, 1, r.data_len, sp->fp) != r.data_len) ||
         (r.n_chunks && fwrite(chunks, sizeof *chunks, r.n_chunks, sp->fp) != r.n_chunks))
         return ss_fail(err, SS_ERR_IO, "spool: write failed (disk full?)");
@@ -78,15 +86,25 @@ static ss_rc replay_one(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, c
         return ss_fail(err, SS_ERR_IO, "spool: read back failed");
     path[r.path_len] = '\0';
     if (r.type == SS_TXN_DELETE) return ss_txn_put_delete(w, path, r.path_len, err);
-    e = (ss_txn_entry){.type = SS_TXN_UPSERT, .path = path, .path_len = r.path_len, .kind = r.kind,
-                       .mode = r.mode, .mtime_s = r.mtime_s, .mtime_ns = r.mtime_ns, .size = r.size,
-                       .storage = r.storage, .n_chunks = r.n_chunks};
+    e = (ss_txn_entry){.type = SS_TXN_UPSERT,
+                       .path = path,
+                       .path_len = r.path_len,
+                       .kind = r.kind,
+                       .mode = r.mode,
+                       .mtime_s = r.mtime_s,
+                       .mtime_ns = r.mtime_ns,
+                       .size = r.size,
+                       .storage = r.storage,
+                       .n_chunks = r.n_chunks};
     memcpy(e.content_id, r.content_id, sizeof e.content_id);
-    if (r.kind == SS_TXN_SYMLINK) e.target = (const char *)data;
-    else if (r.kind == SS_TXN_FILE && r.storage == SS_TXN_INLINE) e.inline_data = data;
+    if (r.kind == SS_TXN_SYMLINK)
+        e.target = (const char *)data;
+    else if (r.kind == SS_TXN_FILE && r.storage == SS_TXN_INLINE)
+        e.inline_data = data;
     if ((rc = ss_txn_put_upsert(w, &e, err))) return rc;
     for (uint32_t i = 0; i < r.n_chunks; i++) {
-        if (fread(&c, sizeof c, 1, sp->fp) != 1) return ss_fail(err, SS_ERR_IO, "spool: read back failed");
+        if (fread(&c, sizeof c, 1, sp->fp) != 1)
+            return ss_fail(err, SS_ERR_IO, "spool: read back failed");
         c.pack = remap[c.pack];
         if ((rc = ss_txn_put_chunk(w, &c, err))) return rc;
     }
@@ -98,10 +116,12 @@ ss_rc ss_spool_replay(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, ss_
     char *path = malloc(4097);
     uint8_t *data = malloc(1u << 20);
     ss_rc rc = SS_OK;
-    if (!path || !data) rc = ss_fail(err, SS_ERR_NOMEM, "spool: out of memory");
+    if (!path || !data)
+        rc = ss_fail(err, SS_ERR_NOMEM, "spool: out of memory");
     else if (fflush(sp->fp) || fseek(sp->fp, 0, SEEK_SET))
         rc = ss_fail(err, SS_ERR_IO, "spool: rewind failed");
-    for (uint32_t i = 0; !rc && i < sp->n; i++) rc = replay_one(sp, w, remap, path, data, err);
+    for (uint32_t i = 0; !rc && i < sp->n; i++)
+        rc = replay_one(sp, w, remap, path, data, err);
     free(path);
     free(data);
     return rc;

@@ -529,7 +529,8 @@ ss_rc ss_state_devices_load(ss_state *st, ss_devices *d, ss_err *err)
         ss_device dev = {0};
         const char *name = (const char *)sqlite3_column_text(q, 5);
         if (sqlite3_column_bytes(q, 0) != sizeof dev.id ||
-            sqlite3_column_bytes(q, 1) != sizeof dev.pk || !name || strlen(name) >= sizeof dev.name) {
+            sqlite3_column_bytes(q, 1) != sizeof dev.pk || !name ||
+            strlen(name) >= sizeof dev.name) {
             rc = ss_fail(err, SS_ERR_IO, "state %s: a malformed device row", st->path);
             break;
         }

@@ -81,15 +81,14 @@ ss_rc ss_state_iter_new(ss_state *st, ss_state_iter **ret_iter, ss_err *err);
 ss_rc ss_state_iter_next(ss_state_iter *it, const ss_state_row **ret_row, ss_err *err);
 void ss_state_iter_free(ss_state_iter *it);
 
-ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc,
-                          int *ret_found, ss_err *err);
+ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc, int *ret_found,
+                          ss_err *err);
 /*
  * A location of a chunk about to be referenced (pull) or just sealed (push):
  * found by ss_state_chunk_find until the commit, which forgets it unless a
  * row put meanwhile references it. ss_state_put/remove keep the counts.
  */
-ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc *loc,
-                         ss_err *err);
+ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc *loc, ss_err *err);
 
 /*
  * The device table (devices.h) as of the watermark: loaded into d (which

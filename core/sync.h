@@ -33,7 +33,7 @@ typedef struct ss_stats {
     uint64_t requests;   /* store requests made */
     uint64_t retries;    /* push: builds redone because another device took the sequence first */
     uint64_t pending_local, pending_remote; /* ss_status only */
-    char **conflicts;    /* conflict copies made; NULL-terminated, owned */
+    char **conflicts;                       /* conflict copies made; NULL-terminated, owned */
     size_t n_conflicts;
 } ss_stats;
 
@@ -113,7 +113,8 @@ ss_rc ss_folder_get_setting(const char *dir, const char *key, char **ret_value, 
  */
 ss_rc ss_folder_set_setting(const char *dir, const char *key, const char *value,
                             const ss_store_opts *store_opts, ss_err *err);
-/* A setting of an open folder as read at open, copied into buf: 1, or 0 when unset (or too long). */
+/* A setting of an open folder as read at open, copied into buf: 1, or 0 when unset (or too long).
+ */
 int ss_folder_setting(const ss_folder *f, const char *key, char *buf, size_t cap);
 
 /* The store and repository of an open folder (borrowed), for key management. */
@@ -142,8 +143,8 @@ ss_rc ss_folder_devices(ss_folder *f, ss_device_fn fn, void *ctx, ss_stats *stat
  * enrolled device matches; SS_ERR_INVALID when several do, or it is revoked
  * already.
  */
-ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoked,
-                       ss_stats *stats, ss_err *err);
+ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoked, ss_stats *stats,
+                       ss_err *err);
 /* This device's id (32 hex digits and NUL). */
 void ss_folder_device_id(const ss_folder *f, char out[33]);
 

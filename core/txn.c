@@ -199,8 +199,7 @@ int ss_txn_chunk_fault(const ss_txn_limits *lim, uint32_t n_packs, const ss_chun
     return 0;
 }
 
-int ss_txn_device_fault(const ss_txn_device *prev, const ss_txn_device *d, uint64_t seq,
-                        char *why)
+int ss_txn_device_fault(const ss_txn_device *prev, const ss_txn_device *d, uint64_t seq, char *why)
 {
     if (d->type != SS_TXN_DEV_ENROLL && d->type != SS_TXN_DEV_REVOKE)
         return ss_txn_say(why, "unknown device entry type %u", d->type);
@@ -286,21 +285,12 @@ static void where(const ss_txn_reader *r, char *dst, size_t cap)
     char q[160];
     int n;
     switch (r->phase) {
-    case PH_HEADER:
-        snprintf(dst, cap, "header");
-        return;
-    case PH_PACKS:
-        snprintf(dst, cap, "pack %u/%u", r->pack_i, r->hdr.n_packs);
-        return;
-    case PH_DEVICES:
-        snprintf(dst, cap, "device entry %u/%u", r->dev_i, r->hdr.n_devices);
-        return;
-    case PH_END:
-        snprintf(dst, cap, "after op %u/%u", r->op_i, r->hdr.n_ops);
-        return;
+    case PH_HEADER: snprintf(dst, cap, "header"); return;
+    case PH_PACKS: snprintf(dst, cap, "pack %u/%u", r->pack_i, r->hdr.n_packs); return;
+    case PH_DEVICES: snprintf(dst, cap, "device entry %u/%u", r->dev_i, r->hdr.n_devices); return;
+    case PH_END: snprintf(dst, cap, "after op %u/%u", r->op_i, r->hdr.n_ops); return;
     case PH_OPS:
-    case PH_CHUNKS:
-        break;
+    case PH_CHUNKS: break;
     }
     n = snprintf(dst, cap, "op %u/%u", r->op_i, r->hdr.n_ops);
     if (n < 0 || (size_t)n >= cap) return;

@@ -54,8 +54,8 @@ typedef struct ss_txn_limits {
 typedef struct ss_txn_device {
     uint8_t type; /* SS_TXN_DEV_ENROLL or SS_TXN_DEV_REVOKE */
     uint8_t id[SS_TXN_DEVICE_ID_BYTES];
-    uint64_t seq;                         /* when it took effect: 1..the header's seq */
-    uint8_t pk[SS_DEVICE_PK_BYTES];       /* enroll */
+    uint64_t seq;                          /* when it took effect: 1..the header's seq */
+    uint8_t pk[SS_DEVICE_PK_BYTES];        /* enroll */
     char name[SS_TXN_DEVICE_NAME_MAX + 1]; /* enroll: NUL-terminated */
     size_t name_len;
 } ss_txn_device;

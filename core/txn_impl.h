@@ -77,8 +77,7 @@ int ss_txn_chunk_fault(const ss_txn_limits *lim, uint32_t n_packs, const ss_chun
  * the first): known type, seq in 1..seq, a valid name, strictly increasing
  * (id, type), and a revoke no earlier than the same device's enroll.
  */
-int ss_txn_device_fault(const ss_txn_device *prev, const ss_txn_device *d, uint64_t seq,
-                        char *why);
+int ss_txn_device_fault(const ss_txn_device *prev, const ss_txn_device *d, uint64_t seq, char *why);
 
 /*
  * Order of ops: strictly increasing paths. The barrier is the last path the

@@ -43,8 +43,7 @@ int64_t s3_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-ss_rc s3_http_new(const ss_store_opts *opts, ss_store_counters *counts, s3_http **ret,
-                  ss_err *err)
+ss_rc s3_http_new(const ss_store_opts *opts, ss_store_counters *counts, s3_http **ret, ss_err *err)
 {
     static int curl_ready;
     s3_http *h = NULL;
@@ -140,9 +139,10 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     if (n > 5 && !strncasecmp(data, "ETag:", 5)) {
         const char *v = data + 5;
         size_t len = n - 5;
-        while (len && (*v == ' ' || *v == '"')) v++, len--;
-        while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == '"' ||
-                       v[len - 1] == ' '))
+        while (len && (*v == ' ' || *v == '"'))
+            v++, len--;
+        while (len &&
+               (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == '"' || v[len - 1] == ' '))
             len--;
         if (len >= sizeof r->etag) len = sizeof r->etag - 1;
         memcpy(r->etag, v, len);
@@ -357,10 +357,8 @@ static int retryable_curl(CURLcode c)
     case CURLE_PARTIAL_FILE:
     case CURLE_SSL_CONNECT_ERROR:
     case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return 1;
-    default:
-        return 0;
+    case CURLE_HTTP2_STREAM: return 1;
+    default: return 0;
     }
 }
 

@@ -25,9 +25,9 @@ typedef ss_rc (*s3_sign_fn)(void *ctx, s3_req *r, char **ret_url, struct curl_sl
 
 struct s3_req {
     /* In: what to do. */
-    const char *method; /* "GET", "PUT", "POST", "HEAD", "DELETE" */
-    const char *op;     /* names the request in errors: "PUT", "LIST", ... */
-    const char *key;    /* names the object in errors */
+    const char *method;          /* "GET", "PUT", "POST", "HEAD", "DELETE" */
+    const char *op;              /* names the request in errors: "PUT", "LIST", ... */
+    const char *key;             /* names the object in errors */
     const ss_store_reader *body; /* PUT or POST body, or NULL */
     uint64_t body_len;
     ss_store_write_fn sink; /* 2xx response body goes here (NULL: discarded) */
@@ -53,8 +53,8 @@ struct s3_req {
     CURL *easy;
     struct curl_slist *headers;
     char *url;
-    uint64_t delivered;  /* body bytes handed to sink; a retried GET resumes here */
-    char *errbody;       /* non-2xx body, capped */
+    uint64_t delivered; /* body bytes handed to sink; a retried GET resumes here */
+    char *errbody;      /* non-2xx body, capped */
     size_t errbody_len;
     int sink_failed;
     int64_t deadline_ms, retry_at_ms;
@@ -64,15 +64,15 @@ struct s3_req {
     s3_http *http;
 };
 
-ss_rc s3_http_new(const ss_store_opts *opts, ss_store_counters *counts, s3_http **ret,
-                  ss_err *err);
+ss_rc s3_http_new(const ss_store_opts *opts, ss_store_counters *counts, s3_http **ret, ss_err *err);
 void s3_http_free(s3_http *h);
 
 /* Start r (fields zeroed except the In group). */
 void s3_http_start(s3_http *h, s3_req *r);
 /* Progress; with block, wait until at least one request finishes. Returns the finished ones. */
 s3_req *s3_http_step(s3_http *h, int block);
-/* Start r and run until it finishes; other requests progress meanwhile (kept on the finished list). */
+/* Start r and run until it finishes; other requests progress meanwhile (kept on the finished list).
+ */
 ss_rc s3_http_run(s3_http *h, s3_req *r);
 /* Release a finished request's engine resources. */
 void s3_req_cleanup(s3_req *r);

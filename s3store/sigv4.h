@@ -31,11 +31,12 @@ typedef struct ss_sigv4_header {
 } ss_sigv4_header;
 
 typedef struct ss_sigv4_req {
-    const char *method;       /* "GET", "PUT", ... */
-    const char *host;         /* Host header value, with ":port" when not the default */
-    const char *path;         /* the path as sent on the wire, already URI-encoded */
-    const char *query;        /* the query as sent (without '?'), or NULL */
-    const ss_sigv4_header *headers; /* further headers to sign, besides host and x-amz-* added here */
+    const char *method; /* "GET", "PUT", ... */
+    const char *host;   /* Host header value, with ":port" when not the default */
+    const char *path;   /* the path as sent on the wire, already URI-encoded */
+    const char *query;  /* the query as sent (without '?'), or NULL */
+    const ss_sigv4_header
+        *headers; /* further headers to sign, besides host and x-amz-* added here */
     size_t n_headers;
     const char *payload_hash; /* lower-case hex SHA-256 of the body, or SS_SIGV4_UNSIGNED */
     time_t now;               /* signing time, UTC */
@@ -56,8 +57,8 @@ typedef struct ss_sigv4_parts {
  * `Authorization: parts.authorization` and, with a session token,
  * `X-Amz-Security-Token`. Cleared on entry; filled only on success.
  */
-ss_rc ss_sigv4_sign(const ss_sigv4_creds *creds, const ss_sigv4_req *req,
-                    ss_sigv4_parts *ret_parts, ss_err *err);
+ss_rc ss_sigv4_sign(const ss_sigv4_creds *creds, const ss_sigv4_req *req, ss_sigv4_parts *ret_parts,
+                    ss_err *err);
 
 /*
  * Query signing for a presigned URL valid `expires` seconds (1..7 days).

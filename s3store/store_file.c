@@ -90,8 +90,10 @@ static ss_rc fs_open(ss_store *s, const char *location, const ss_store_opts *opt
     (void)opts;
 
     if (location[0] != '/')
-        return ss_fail(err, SS_ERR_INVALID, "store URL '%s': file:// needs an absolute path", s->url);
-    while (n > 1 && location[n - 1] == '/') n--;
+        return ss_fail(err, SS_ERR_INVALID, "store URL '%s': file:// needs an absolute path",
+                       s->url);
+    while (n > 1 && location[n - 1] == '/')
+        n--;
     fs = calloc(1, sizeof *fs);
     if (!fs || !(fs->root = strndup(location, n)) || asprintf(&tmp, "%s/" TMP_DIR, fs->root) < 0) {
         tmp = NULL;
@@ -153,8 +155,8 @@ static ss_rc copy_body(int fd, const ss_store_reader *body, uint64_t len, const 
 }
 
 /* Place tmp at path: link() for create-only (atomic EEXIST), rename() otherwise. */
-static ss_rc publish(const char *tmp, char *path, const char *root, unsigned flags,
-                     const char *key, ss_err *err)
+static ss_rc publish(const char *tmp, char *path, const char *root, unsigned flags, const char *key,
+                     ss_err *err)
 {
     int r;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -338,7 +340,8 @@ static ss_rc read_dir(const char *path, int skip_tmp, dent **ret, size_t *ret_n,
     return SS_OK;
 nomem:
     closedir(d);
-    while (n) free(v[--n].name);
+    while (n)
+        free(v[--n].name);
     free(v);
     return ss_fail(err, SS_ERR_NOMEM, "list %s: out of memory", path);
 }
@@ -350,7 +353,8 @@ static ss_rc walk(const char *root, const char *rel, list_walk *w, ss_err *err)
     size_t n = 0;
     char *path = NULL;
     ss_rc rc;
-    if (asprintf(&path, "%s/%s", root, rel) < 0) return ss_fail(err, SS_ERR_NOMEM, "list: out of memory");
+    if (asprintf(&path, "%s/%s", root, rel) < 0)
+        return ss_fail(err, SS_ERR_NOMEM, "list: out of memory");
     rc = read_dir(path, !*rel, &v, &n, err);
     free(path);
     for (size_t i = 0; i < n && !rc && !w->stopped; i++) {
@@ -375,7 +379,8 @@ static ss_rc walk(const char *root, const char *rel, list_walk *w, ss_err *err)
         }
         free(key);
     }
-    while (n) free(v[--n].name);
+    while (n)
+        free(v[--n].name);
     free(v);
     return rc;
 }

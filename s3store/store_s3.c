@@ -18,7 +18,7 @@ typedef struct s3_store {
     char *scheme_host; /* "http://127.0.0.1:7480" or "https://bucket.s3.amazonaws.com" */
     char *host;        /* Host header value */
     char *bucket;
-    char *prefix;      /* "" or ending in '/' */
+    char *prefix; /* "" or ending in '/' */
     int path_style;
     char *access_key, *secret_key, *session_token, *region;
     time_t (*clock)(void);
@@ -78,8 +78,10 @@ static ss_rc parse_location(ss_store *s, s3_store *s3, const char *location, ss_
     const char *pfx = slash ? slash + 1 : "";
     size_t plen = strlen(pfx);
     if (blen < 3 || blen > 63)
-        return ss_fail(err, SS_ERR_INVALID, "store URL '%s': bucket name must be 3 to 63 characters", s->url);
-    while (plen && pfx[plen - 1] == '/') plen--;
+        return ss_fail(err, SS_ERR_INVALID,
+                       "store URL '%s': bucket name must be 3 to 63 characters", s->url);
+    while (plen && pfx[plen - 1] == '/')
+        plen--;
     s3->bucket = strndup(location, blen);
     if (!s3->bucket || asprintf(&s3->prefix, "%.*s%s", (int)plen, pfx, plen ? "/" : "") < 0) {
         s3->prefix = NULL;
@@ -228,8 +230,14 @@ static ss_rc sign_call(void *ctx, s3_req *r, char **ret_url, struct curl_slist *
     s3_store *s3 = c->s3;
     ss_sigv4_creds cr = {s3->access_key, s3->secret_key, s3->session_token, s3->region, "s3"};
     ss_sigv4_header h[2] = {{"x-amz-content-sha256", SS_SIGV4_UNSIGNED}, {"if-none-match", "*"}};
-    ss_sigv4_req req = {r->method, s3->host, c->path, c->query, h,
-                        (c->flags & SS_PUT_CREATE_ONLY) ? 2 : 1, SS_SIGV4_UNSIGNED, sign_time(s3)};
+    ss_sigv4_req req = {r->method,
+                        s3->host,
+                        c->path,
+                        c->query,
+                        h,
+                        (c->flags & SS_PUT_CREATE_ONLY) ? 2 : 1,
+                        SS_SIGV4_UNSIGNED,
+                        sign_time(s3)};
     ss_sigv4_parts p;
     struct curl_slist *l = NULL;
     ss_rc rc = ss_sigv4_sign(&cr, &req, &p, &r->err);
@@ -239,7 +247,8 @@ static ss_rc sign_call(void *ctx, s3_req *r, char **ret_url, struct curl_slist *
         *ret_url = NULL;
         rc = SS_ERR_NOMEM;
     }
-    for (size_t i = 0; !rc && i < req.n_headers; i++) rc = append(&l, h[i].name, h[i].value);
+    for (size_t i = 0; !rc && i < req.n_headers; i++)
+        rc = append(&l, h[i].name, h[i].value);
     if (!rc) rc = append(&l, "Host", s3->host);
     if (!rc) rc = append(&l, "x-amz-date", p.amz_date);
     if (!rc) rc = append(&l, "Authorization", p.authorization);
@@ -309,7 +318,8 @@ static ss_rc s3_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
     s3_call *c;
     ss_rc rc;
     if (len == 0) return SS_OK;
-    if (!(c = call_new(s, "GET", "GET", key))) return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
+    if (!(c = call_new(s, "GET", "GET", key)))
+        return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
     c->req.sink = write;
     c->req.sink_ctx = ctx;
     c->req.use_range = off != 0 || len != SS_TO_END;
@@ -385,8 +395,13 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
             break;
         }
         c->s3 = s3;
-        c->req = (s3_req){.method = "GET", .op = "LIST", .key = full_prefix, .sign = sign_call,
-                          .sign_ctx = c, .sink = ss_buf_sink, .sink_ctx = &pg,
+        c->req = (s3_req){.method = "GET",
+                          .op = "LIST",
+                          .key = full_prefix,
+                          .sign = sign_call,
+                          .sign_ctx = c,
+                          .sink = ss_buf_sink,
+                          .sink_ctx = &pg,
                           .whole_body = 1};
         rc = run_call(s, c, err);
         call_free(c);
@@ -423,8 +438,14 @@ static ss_rc s3_presign(ss_store *s, ss_presign_op op, const char *key, const ch
     } else if (object_path(s3, key, 0, &path)) {
         goto fail;
     }
-    ss_sigv4_req req = {op == SS_PRESIGN_PUT ? "PUT" : "GET", s3->host, path, query, headers,
-                        n_headers, SS_SIGV4_UNSIGNED, sign_time(s3)};
+    ss_sigv4_req req = {op == SS_PRESIGN_PUT ? "PUT" : "GET",
+                        s3->host,
+                        path,
+                        query,
+                        headers,
+                        n_headers,
+                        SS_SIGV4_UNSIGNED,
+                        sign_time(s3)};
     rc = ss_sigv4_presign(&cr, &req, expires, &p, err);
     if (rc) goto out;
     if (asprintf(ret_url, "%s%s?%s", s3->scheme_host, path, p.query) < 0) {

@@ -655,15 +655,9 @@ void play(const world *w, const step *s, size_t n)
         snprintf(g_step, sizeof g_step, "step %zu (%c %c %s %.40s)", i, 'A' + s->dev, s->op,
                  s->path ? s->path : "", s->data ? s->data : "");
         switch (s->op) {
-        case 'w':
-            write_bytes(p, s->data, strlen(s->data));
-            break;
-        case 'r':
-            write_random(p, (size_t)strtoull(s->data, NULL, 10));
-            break;
-        case 'f':
-            flip_middle_byte(p);
-            break;
+        case 'w': write_bytes(p, s->data, strlen(s->data)); break;
+        case 'r': write_random(p, (size_t)strtoull(s->data, NULL, 10)); break;
+        case 'f': flip_middle_byte(p); break;
         case 'm':
             make_parents(p);
             if (mkdir(p, 0755)) failf("mkdir: %s", strerror(errno));
@@ -678,21 +672,11 @@ void play(const world *w, const step *s, size_t n)
         case 'v':
             if (rename(p, at(w, s->dev, s->data))) failf("rename: %s", strerror(errno));
             break;
-        case 'x':
-            rm_rf(p);
-            break;
-        case 's':
-            sync_dev(w, s->dev, s->data, "bytes_up");
-            break;
-        case 'd':
-            sync_dev(w, s->dev, s->data, "bytes_down");
-            break;
-        case '=':
-            expect_converged(w);
-            break;
-        case '?':
-            expect_content(p, s->data);
-            break;
+        case 'x': rm_rf(p); break;
+        case 's': sync_dev(w, s->dev, s->data, "bytes_up"); break;
+        case 'd': sync_dev(w, s->dev, s->data, "bytes_down"); break;
+        case '=': expect_converged(w); break;
+        case '?': expect_content(p, s->data); break;
         case 'L': {
             char t[4096];
             ssize_t len = readlink(p, t, sizeof t);
@@ -704,8 +688,7 @@ void play(const world *w, const step *s, size_t n)
             if (count_in(w->dev[s->dev], count_content, s->data) != 1)
                 failf("not exactly one file holds \"%s\"", s->data);
             break;
-        default:
-            failf("bad step");
+        default: failf("bad step");
         }
     }
     g_step[0] = '\0';

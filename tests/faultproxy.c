@@ -288,9 +288,7 @@ static int serve_one(conn *c)
     int is_head = !strncmp(head, "HEAD ", 5);
     framing req = body_framing(head, 0, 0);
     switch (f) {
-    case FP_DROP_BEFORE:
-        count(c->p, f);
-        return -1;
+    case FP_DROP_BEFORE: count(c->p, f); return -1;
     case FP_500:
     case FP_503:
         count(c->p, f);
@@ -298,11 +296,8 @@ static int serve_one(conn *c)
         return f == FP_500
                    ? answer_error(c->cl.fd, 500, "InternalError", "injected by faultproxy")
                    : answer_error(c->cl.fd, 503, "SlowDown", "Please reduce your request rate.");
-    case FP_STALL:
-        sleep_ms(stall_ms);
-        break;
-    default:
-        break;
+    case FP_STALL: sleep_ms(stall_ms); break;
+    default: break;
     }
     if (c->up.fd < 0 && connect_upstream(c)) return -1;
     struct timeval tv = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000};

@@ -157,15 +157,9 @@ static const kat kats[] = {
 static void fill_input(uint8_t *buf, size_t len, int input)
 {
     switch (input) {
-    case IN_SPLITMIX:
-        fill_splitmix(buf, len, 0x5eed);
-        break;
-    case IN_ZEROS:
-        memset(buf, 0, len);
-        break;
-    case IN_PATTERN:
-        fill_pattern(buf, len);
-        break;
+    case IN_SPLITMIX: fill_splitmix(buf, len, 0x5eed); break;
+    case IN_ZEROS: memset(buf, 0, len); break;
+    case IN_PATTERN: fill_pattern(buf, len); break;
     }
 }
 

@@ -126,8 +126,10 @@ static uint64_t pad_size(uint64_t len)
 {
     uint64_t n = len + 1, block;
     unsigned e = 0, s = 0;
-    while (n >> (e + 1)) e++;          /* E = floor(log2 n) */
-    while ((e ? e : 1) >> (s + 1)) s++; /* S = floor(log2 E) + 1 */
+    while (n >> (e + 1))
+        e++; /* E = floor(log2 n) */
+    while ((e ? e : 1) >> (s + 1))
+        s++; /* S = floor(log2 E) + 1 */
     s++;
     block = e > s ? (uint64_t)1 << (e - s) : 1;
     if (block < 256) block = 256;
@@ -138,7 +140,8 @@ static uint64_t pad_size(uint64_t len)
 static size_t unpad(const uint8_t *p, size_t plen)
 {
     size_t i = plen;
-    while (i > 0 && p[i - 1] == 0) i--;
+    while (i > 0 && p[i - 1] == 0)
+        i--;
     assert_true(i > 0 && p[i - 1] == 0x80);
     assert_int_equal(pad_size(i - 1), plen);
     return i - 1;
@@ -202,7 +205,8 @@ static void open_repo(uint64_t t0, uint64_t t1)
     char text[40], *t = text;
     memcpy(msg, "s3sync-fingerprint-v1", 21), memcpy(msg + 21, repo_id, 16);
     crypto_generichash(fp, 16, msg, sizeof msg, subkey[6], 32);
-    for (int i = 0; i < 16; i++) t += sprintf(t, "%s%02x", i && i % 2 == 0 ? "-" : "", fp[i]);
+    for (int i = 0; i < 16; i++)
+        t += sprintf(t, "%s%02x", i && i % 2 == 0 ? "-" : "", fp[i]);
     assert_string_equal(text, fingerprint);
     free(cfg), free(kf);
 }
@@ -411,7 +415,7 @@ static void txn_ops(cur *c, uint32_t n_ops, const uint8_t *packs, uint32_t n_pac
         assert_memory_equal(id, content_id, 32);
         free(want);
     }
-    take(c, 64); /* the signature */
+    take(c, 64);                      /* the signature */
     assert_int_equal(c->pos, c->len); /* no trailing bytes */
 }
 
@@ -467,7 +471,7 @@ static void test_format_matches_code(void **state)
     assert_int_equal(txn_header(&c, 2, t0, t1, device_id, &packs, &n_packs), 1);
     /* big.bin, re-read as racy (written this second), may list log/1's pack unreferenced */
     assert_in_range(n_packs, 0, 1);
-    txn_devices(&c, 2, device_id, pk, 0); /* enrolled by log/1 */
+    txn_devices(&c, 2, device_id, pk, 0);               /* enrolled by log/1 */
     assert_memory_equal(take(&c, 8), "\1\5\0a.txt", 8); /* upsert, u16 5, path */
     txn_signature(plain, len, 2, chain1, pk);
     free(plain);

@@ -265,15 +265,15 @@ static void test_wire_format(void **state)
     /* 65546 bytes pad to 67584 (block 2048): 10 bytes, 0x80, 2037 zeros in the last record. */
     assert_int_equal(ss_pad_size(n), 67584);
     assert_int_equal(olen - 32 - 65553, 2048 + 17);
-    assert_int_equal(crypto_secretstream_xchacha20poly1305_pull(&st, plain, &mlen, &tag,
-                                                                obj + 32 + 65553, 2048 + 17, ctx,
-                                                                32),
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_pull(
+                         &st, plain, &mlen, &tag, obj + 32 + 65553, 2048 + 17, ctx, 32),
                      0);
     assert_int_equal(mlen, 2048);
     assert_int_equal(tag, crypto_secretstream_xchacha20poly1305_TAG_FINAL);
     assert_memory_equal(plain, data + 65536, 10);
     assert_int_equal(plain[10], 0x80);
-    for (size_t i = 11; i < 2048; i++) assert_int_equal(plain[i], 0);
+    for (size_t i = 11; i < 2048; i++)
+        assert_int_equal(plain[i], 0);
     free(obj);
     free(data);
 }
@@ -633,7 +633,7 @@ static void test_hand_built_objects(void **state)
     uint8_t *ptwo = padded(z, 2 * zlen, 0, &l_two), *pbyte = padded(z, zlen + 1, 0, &l_byte);
     uint8_t *pnot = padded(data + 1000, 100, 0, &l_not), *pempty = padded("", 0, 0, &l_empty);
     uint8_t *pwide = padded(wide, wlen, 0, &l_wide), *p10 = padded(data, 10, 0, &l_10);
-    uint8_t *pover = padded(data, 10, 512, &l_over); /* a bucket, not the one 10 bytes get */
+    uint8_t *pover = padded(data, 10, 512, &l_over);  /* a bucket, not the one 10 bytes get */
     uint8_t *pspan = padded(data, 70000, 0, &l_span); /* zeros run on into the last record */
 
     const struct {
@@ -650,8 +650,12 @@ static void test_hand_built_objects(void **state)
          2,
          SS_OK,
          65535},
-        {"padding across records", 0, {{pspan, 65536, M}, {pspan + 65536, l_span - 65536, F}},
-         2, SS_OK, 70000},
+        {"padding across records",
+         0,
+         {{pspan, 65536, M}, {pspan + 65536, l_span - 65536, F}},
+         2,
+         SS_OK,
+         70000},
         {"unpadded", 0, {{data, 10, F}}, 1, SS_ERR_INTEGRITY, 0},
         {"padded to another bucket", 0, {{pover, l_over, F}}, 1, SS_ERR_INTEGRITY, 0},
         {"no 0x80 marker in a bucket's length", 0, {{data, 256, F}}, 1, SS_ERR_INTEGRITY, 0},
@@ -689,7 +693,8 @@ static void test_hand_built_objects(void **state)
         free(obj);
     }
     uint8_t *bufs[] = {full, pz, pcut, ptwo, pbyte, pnot, pempty, pwide, p10, pover, pspan};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
     free(wide);
     free(z);
     free(data);

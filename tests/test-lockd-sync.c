@@ -832,16 +832,11 @@ int main(void)
         cmocka_unit_test(test_store_bad_urls),
     };
     const struct CMUnitTest sync_tests[] = {
-        WORLD_TEST(test_two_devices),
-        WORLD_TEST(test_read_only),
-        WORLD_TEST(test_checkpoint_gc),
-        WORLD_TEST(test_tokens_and_failures),
-        WORLD_TEST(test_lease_held),
-        WORLD_TEST(test_concurrent_push),
-        WORLD_TEST(test_client_killed),
-        WORLD_TEST(test_lockd_killed),
-        WATCH_TEST(test_watch),
-        cmocka_unit_test(test_no_bucket_credentials),
+        WORLD_TEST(test_two_devices),   WORLD_TEST(test_read_only),
+        WORLD_TEST(test_checkpoint_gc), WORLD_TEST(test_tokens_and_failures),
+        WORLD_TEST(test_lease_held),    WORLD_TEST(test_concurrent_push),
+        WORLD_TEST(test_client_killed), WORLD_TEST(test_lockd_killed),
+        WATCH_TEST(test_watch),         cmocka_unit_test(test_no_bucket_credentials),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];

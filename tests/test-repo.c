@@ -126,7 +126,8 @@ static void test_lifecycle(void **state)
 
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown)};
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);
     return cmocka_run_group_tests_name("repo", tests, NULL, NULL);

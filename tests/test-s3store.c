@@ -99,12 +99,8 @@ static const struct {
     uint64_t off, len;
     const char *want;
 } ranges[] = {
-    {"head", 0, 4, "0123"},
-    {"middle", 3, 4, "3456"},
-    {"to-end", 7, SS_TO_END, "789"},
-    {"cut-short", 8, 100, "89"},
-    {"past-end", 20, 5, ""},
-    {"zero-length", 2, 0, ""},
+    {"head", 0, 4, "0123"},      {"middle", 3, 4, "3456"}, {"to-end", 7, SS_TO_END, "789"},
+    {"cut-short", 8, 100, "89"}, {"past-end", 20, 5, ""},  {"zero-length", 2, 0, ""},
 };
 
 static void test_ranges(void **state)
@@ -157,8 +153,9 @@ static void test_head_delete(void **state)
 }
 
 static const char *const odd_keys[] = {
-    "odd/with space", "odd/plus+sign", "odd/equals=sign", "odd/tilde~", "odd/percent%20not",
-    "odd/unicode-é-日本", "odd/deep/nested/path", "odd/semi;colon&amp", "odd/quote'\"",
+    "odd/with space",       "odd/plus+sign",      "odd/equals=sign",
+    "odd/tilde~",           "odd/percent%20not",  "odd/unicode-é-日本",
+    "odd/deep/nested/path", "odd/semi;colon&amp", "odd/quote'\"",
 };
 
 static int collect(void *ctx, const char *key, const ss_store_stat *st)
@@ -166,7 +163,8 @@ static int collect(void *ctx, const char *key, const ss_store_stat *st)
     char ***v = ctx;
     size_t n = 0;
     (void)st;
-    while ((*v) && (*v)[n]) n++;
+    while ((*v) && (*v)[n])
+        n++;
     *v = realloc(*v, (n + 2) * sizeof **v);
     (*v)[n] = strdup(key);
     (*v)[n + 1] = NULL;
@@ -175,7 +173,8 @@ static int collect(void *ctx, const char *key, const ss_store_stat *st)
 
 static void free_keys(char **v)
 {
-    for (size_t i = 0; v && v[i]; i++) free(v[i]);
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -219,9 +218,9 @@ static void test_list_many(void **state)
     assert_int_equal(ss_xfer_new(s, &x, &err), SS_OK);
     for (int i = 0; i < N; i++) {
         snprintf(keys[i], sizeof keys[i], "many/%020d", i);
-        assert_int_equal(ss_xfer_put(x, keys[i], keys[i], strlen(keys[i]), SS_PUT_CREATE_ONLY,
-                                     NULL, NULL),
-                         SS_OK);
+        assert_int_equal(
+            ss_xfer_put(x, keys[i], keys[i], strlen(keys[i]), SS_PUT_CREATE_ONLY, NULL, NULL),
+            SS_OK);
     }
     if (ss_xfer_wait(x, &err)) fail_msg("%s", err.msg);
     ss_xfer_free(x);
@@ -238,7 +237,8 @@ static void test_list_many(void **state)
 
     /* start-after lists exactly what is newer than a watermark. */
     assert_int_equal(ss_store_list(s, "many/", keys[1049], collect, &got, &err), SS_OK);
-    for (n = 0; got[n]; n++) assert_string_equal(got[n], keys[1050 + n]);
+    for (n = 0; got[n]; n++)
+        assert_string_equal(got[n], keys[1050 + n]);
     assert_int_equal(n, 50);
     free_keys(got);
 }
@@ -394,12 +394,13 @@ static void test_presign(void **state)
     assert_int_equal(ss_store_presign(s, SS_PRESIGN_GET, "pre/obj", NULL, NULL, 0, 300, &get, &err),
                      SS_OK);
     assert_int_equal(http("GET", get, NULL, NULL), 200);
-    assert_int_equal(ss_store_presign(s, SS_PRESIGN_LIST, "pre/", "pre/a", NULL, 0, 300, &list, &err),
-                     SS_OK);
+    assert_int_equal(
+        ss_store_presign(s, SS_PRESIGN_LIST, "pre/", "pre/a", NULL, 0, 300, &list, &err), SS_OK);
     assert_int_equal(http("GET", list, NULL, NULL), 200);
     free(get);
-    assert_int_equal(ss_store_presign(s, SS_PRESIGN_GET, "pre/obj", NULL, NULL, 0, 604801, &get, &err),
-                     SS_ERR_INVALID);
+    assert_int_equal(
+        ss_store_presign(s, SS_PRESIGN_GET, "pre/obj", NULL, NULL, 0, 604801, &get, &err),
+        SS_ERR_INVALID);
     assert_null(get);
     free(put);
     free(list);
@@ -428,11 +429,11 @@ static void test_bad_urls(void **state)
     }
 }
 
-#define CONFORMANCE                                                                              \
-    cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_create_only_conflict),              \
-        cmocka_unit_test(test_ranges), cmocka_unit_test(test_missing),                          \
-        cmocka_unit_test(test_head_delete), cmocka_unit_test(test_odd_keys),                    \
-        cmocka_unit_test(test_list_many), cmocka_unit_test(test_parallel_get),                  \
+#define CONFORMANCE                                                                                \
+    cmocka_unit_test(test_roundtrip), cmocka_unit_test(test_create_only_conflict),                 \
+        cmocka_unit_test(test_ranges), cmocka_unit_test(test_missing),                             \
+        cmocka_unit_test(test_head_delete), cmocka_unit_test(test_odd_keys),                       \
+        cmocka_unit_test(test_list_many), cmocka_unit_test(test_parallel_get),                     \
         cmocka_unit_test(test_file_and_stream)
 
 int main(void)

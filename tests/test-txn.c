@@ -322,8 +322,7 @@ static void hdr_dev(buf *b, uint32_t n)
 }
 
 /* A device entry: type, id (first byte), seq; an enroll with name (name_len bytes). */
-static void dev(buf *b, unsigned type, uint8_t id0, uint64_t seq, const char *name,
-                size_t name_len)
+static void dev(buf *b, unsigned type, uint8_t id0, uint64_t seq, const char *name, size_t name_len)
 {
     b_uint(b, type, 1);
     b_uint(b, id0, 1);
@@ -678,8 +677,8 @@ static void test_encoder_refuses_header(void **state)
     memcpy(devs, sample_devices, sizeof devs);
     devs[0].type = 0;
     hs[6].devices = devs; /* an unknown entry type */
-    hs[7].n_packs = 1; /* KEY5 only: sequence 6 may name it */
-    hs[7].seq = 6;     /* below its device entries' 7 */
+    hs[7].n_packs = 1;    /* KEY5 only: sequence 6 may name it */
+    hs[7].seq = 6;        /* below its device entries' 7 */
     hs[8].n_devices = SS_TXN_MAX_DEVICES + 1;
     hs[9].devices = NULL;
     hs[0].seq = 0;
@@ -723,7 +722,7 @@ static void test_io_errors_and_limits(void **state)
     assert_int_equal(ss_txn_reader_new(&LIM, &src, &r, &err), SS_ERR_INVALID);
     ss_txn_writer *w = NULL;
     assert_int_equal(ss_txn_writer_new(&LIM, &sample_hdr, fail_sink, NULL, &w, &err), SS_OK);
-    assert_int_equal(ss_txn_put_delete(w, "a", 1, &err), SS_OK);     /* still buffered */
+    assert_int_equal(ss_txn_put_delete(w, "a", 1, &err), SS_OK); /* still buffered */
     assert_int_equal(ss_txn_writer_finish(w, sign_sample, NULL, &err), SS_ERR_INVALID); /* 1 of 7 */
     ss_txn_writer_free(w);
     ss_txn_header h = sample_hdr;

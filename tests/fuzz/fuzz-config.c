@@ -105,15 +105,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
     switch (data[0] & 3) {
-    case 0:
-        config(data + 1, size - 1, 0, 0);
-        break;
-    case 1:
-        config(data + 1, size - 1, 1, data[0] & 4);
-        break;
-    case 2:
-        keyfile(data + 1, size - 1);
-        break;
+    case 0: config(data + 1, size - 1, 0, 0); break;
+    case 1: config(data + 1, size - 1, 1, data[0] & 4); break;
+    case 2: keyfile(data + 1, size - 1); break;
     case 3:
         config(data + 1, size - 1, 0, 0);
         keyfile(data + 1, size - 1);

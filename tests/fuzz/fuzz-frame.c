@@ -125,7 +125,8 @@ static void context(const uint8_t header[8], uint8_t out[32])
 static size_t unpadded(const uint8_t *p, size_t n)
 {
     size_t i = n;
-    while (i > 0 && p[i - 1] == 0) i--;
+    while (i > 0 && p[i - 1] == 0)
+        i--;
     if (i == 0 || p[i - 1] != 0x80 || ss_pad_size(i - 1) != n) return SIZE_MAX;
     return i - 1;
 }
@@ -290,15 +291,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         read_obj(data + 1, size - 1, SS_FRAME_KIND_LOG, MAX_PLAIN, seed, &out);
         free(out.p);
         break;
-    case 1:
-        forged(data + 1, size - 1, seed);
-        break;
-    case 2:
-        trip(data + 1, size - 1, seed);
-        break;
-    case 3:
-        chunk(data + 1, size - 1);
-        break;
+    case 1: forged(data + 1, size - 1, seed); break;
+    case 2: trip(data + 1, size - 1, seed); break;
+    case 3: chunk(data + 1, size - 1); break;
     }
     return 0;
 }
