@@ -99,6 +99,22 @@ ss_rc eng_check_content(ss_folder *f, ss_txn_reader *r, const ss_txn_entry *e, s
     return rc;
 }
 
+ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len)
+{
+    ss_state_row row = {.path = e->path,
+                        .kind = (int)e->kind,
+                        .mode = e->mode,
+                        .size = e->size,
+                        .mtime_s = e->mtime_s,
+                        .mtime_ns = e->mtime_ns,
+                        .ctime_s = -1,
+                        .body = body,
+                        .body_len = body_len,
+                        .storage = (int)e->storage};
+    memcpy(row.content_id, e->content_id, sizeof row.content_id);
+    return row;
+}
+
 int eng_kind_of(mode_t mode)
 {
     return S_ISREG(mode)   ? SS_TXN_FILE

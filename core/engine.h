@@ -63,6 +63,11 @@ int eng_stat_matches(const ss_state_row *row, const struct stat *st);
  */
 ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
                         const struct stat *st, int *ret_match, ss_err *err);
+/*
+ * A state row of what e says (its remote columns), with body; its local
+ * columns say "not seen yet" (ctime -1: re-read).
+ */
+ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len);
 /* Fill row's local columns from st; racily-recent mtimes are marked to re-check. */
 void eng_row_set_stat(ss_state_row *row, const struct stat *st);
 

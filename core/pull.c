@@ -365,15 +365,7 @@ static ss_rc copy_staged(apply *a, const ss_txn_entry *e, int out, ss_err *err)
 /* Record the path as applied: remote fields from e, local ones from what is there now. */
 static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t body_len, ss_err *err)
 {
-    ss_state_row row = {.path = e->path,
-                        .kind = (int)e->kind,
-                        .mode = e->mode,
-                        .size = e->size,
-                        .mtime_s = e->mtime_s,
-                        .mtime_ns = e->mtime_ns,
-                        .body = body,
-                        .body_len = body_len,
-                        .storage = (int)e->storage};
+    ss_state_row row = eng_row_of(e, body, body_len);
     struct stat st;
     const char *base;
     int dirfd;
@@ -385,7 +377,6 @@ static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t bo
         return rc;
     }
     close(dirfd);
-    memcpy(row.content_id, e->content_id, 32);
     eng_row_set_stat(&row, &st);
     if (a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "pull", e->path);
     a->f->prog.files_done++;
@@ -682,14 +673,7 @@ static ss_rc walk_ops(apply *a, int fd, uint64_t seq, ss_err *err)
  */
 static ss_rc adopt_entry(apply *a, const ss_txn_entry *e, ss_err *err)
 {
-    ss_state_row row = {.path = e->path,
-                        .kind = (int)e->kind,
-                        .mode = e->mode,
-                        .size = e->size,
-                        .mtime_s = e->mtime_s,
-                        .mtime_ns = e->mtime_ns,
-                        .ctime_s = -1,
-                        .storage = (int)e->storage};
+    ss_state_row row = eng_row_of(e, NULL, 0);
     ss_rc rc;
     if (e->type == SS_TXN_DELETE) return ss_state_remove(a->f->state, e->path, err);
     if (is_chunked(e)) {
@@ -713,7 +697,6 @@ static ss_rc adopt_entry(apply *a, const ss_txn_entry *e, ss_err *err)
         row.body = e->target;
         row.body_len = e->size;
     }
-    memcpy(row.content_id, e->content_id, 32);
     return ss_state_put(a->f->state, &row, err);
 }
 

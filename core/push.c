@@ -222,20 +222,11 @@ static void warn(push *p, const char *fmt, const char *path, const char *why)
 static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, const void *body,
                      size_t body_len, ss_err *err)
 {
-    ss_state_row row = {.path = e->path,
-                        .kind = (int)e->kind,
-                        .mode = e->mode,
-                        .size = e->size,
-                        .mtime_s = e->mtime_s,
-                        .mtime_ns = e->mtime_ns,
-                        .body = body,
-                        .body_len = body_len,
-                        .storage = (int)e->storage};
+    ss_state_row row = eng_row_of(e, body, body_len);
     ss_rc rc = ss_spool_put(p->spool, e, p->refs, err);
     if (rc) return rc;
     for (uint32_t i = 0; e->kind == SS_TXN_FILE && i < e->n_chunks; i++)
         p->used[p->refs[i].pack] = 1;
-    memcpy(row.content_id, e->content_id, 32);
     eng_row_set_stat(&row, st);
     verbose(p, "push", e->path);
     return ss_state_put(p->f->state, &row, err);
