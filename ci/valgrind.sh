@@ -5,16 +5,19 @@
 # binary as its argument) that logs each process to its own file. Clean
 # means: no memcheck error and no definite or indirect leak in any process.
 #
-# Subset (representative, ~10 min on 2 cores): test-cli.sh (passphrase
+# Subset (representative, ~40 min on 2 cores): test-cli.sh (passphrase
 # sources, ignore rules, status, the folder lock), test-history on file://
 # (log, verify, restore, tampered objects), test-sync on file:// (devices,
 # conflicts, concurrent syncs, every crash point, tampering, failures) and
-# test-malicious on file:// (forged transactions refused). The s3:// groups
+# test-malicious on file:// (forged transactions refused), test-devices on
+# file:// (signed transactions: device list, revoke, forged, impersonated
+# and revoked signers) and test-checkpoint on file:// (checkpoint, join
+# from it, gc, restore by time, the 1,000-transaction join). The s3:// groups
 # are left out: the same engine code, plus libcurl under valgrind's ~30x
 # slowdown. The KDF runs at S3SYNC_KDF=interactive as in every test.
 #
 # Usage: ci/valgrind.sh [BUILD_DIR] [TEST...]   (default build-valgrind;
-#        tests: cli history sync malicious). Not run by ci/test.sh: it
+#        tests: cli history sync malicious devices checkpoint). Not run by ci/test.sh: it
 #        alone takes longer than the whole CI budget allows (see
 #        docs/RELIABILITY.md); run it before a release.
 set -euo pipefail
@@ -23,7 +26,7 @@ top=$PWD
 build=${1:-build-valgrind}
 shift || true
 tests=("$@")
-[ ${#tests[@]} -gt 0 ] || tests=(cli history sync malicious)
+[ ${#tests[@]} -gt 0 ] || tests=(cli history sync malicious devices checkpoint)
 
 command -v valgrind >/dev/null || { echo "valgrind: not installed (apt-get install valgrind)" >&2; exit 1; }
 cmake -S "$top" -B "$build" -DSS_WERROR=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
