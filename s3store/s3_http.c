@@ -220,6 +220,9 @@ static ss_rc setup_attempt(s3_http *h, s3_req *r)
     if (!(e = r->easy = curl_easy_init()))
         return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
     curl_easy_setopt(e, CURLOPT_URL, r->url);
+    /* Endpoints and lockd's URLs are checked to be http(s) already; curl also refuses any other. */
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
     curl_easy_setopt(e, CURLOPT_PRIVATE, r);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
