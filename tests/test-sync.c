@@ -482,7 +482,10 @@ static void test_racy_mtime(void **state)
         expect_exit(&o, 0, "sync of a new file");
         outcome_free(&o);
         if (time(NULL) - st.st_mtim.tv_sec < 2) break;
-        if (tries == 4) failf("every sync took over a second: cannot test the racy window");
+        if (tries == 4) { /* under valgrind, say: what it would test cannot be set up */
+            fprintf(stderr, "every sync took over a second: the racy window cannot be tested\n");
+            skip();
+        }
     }
     write_bytes(path, "version 2", 9); /* same size, same inode */
     if (utimensat(AT_FDCWD, path, (struct timespec[2]){{0, UTIME_OMIT}, st.st_mtim}, 0))
