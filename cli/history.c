@@ -216,6 +216,7 @@ static ss_rc print_txn(void *ctx, const ss_log_entry *e, ss_err *err)
                       (json_int_t)e->upserts, "deletes", (json_int_t)e->deletes, "bytes",
                       (json_int_t)e->bytes, "object_bytes", (json_int_t)e->object_bytes);
         json_object_set_new(t, "device_id", jstr(e->device_id));
+        if (e->devices) json_object_set_new(t, "devices", jstr(e->devices));
         if (e->checkpoint) json_object_set_new(t, "checkpoint", json_true());
         if (lo->h->path) {
             json_t *paths = json_array();
@@ -235,6 +236,7 @@ static ss_rc print_txn(void *ctx, const ss_log_entry *e, ss_err *err)
     else /* the id, because a name is only what a device calls itself */
         printf("%6" PRIu64 "  %s  %-12s %.8s  +%" PRIu64 " -%" PRIu64 "  %s", e->seq, when,
                e->device, e->device_id, e->upserts, e->deletes, bytes);
+    if (e->devices) printf("  (%s)", e->devices);
     if (lo->h->verbose) {
         human_bytes(obj, sizeof obj, e->object_bytes);
         printf("  (log object %s)", obj);

@@ -394,7 +394,7 @@ nomem:
 
 static const char log_schema[] =
     "CREATE TABLE txn(seq INTEGER PRIMARY KEY, time INTEGER, device TEXT, upserts INTEGER,"
-    "  deletes INTEGER, bytes INTEGER, obj INTEGER, cp INTEGER, device_id TEXT);"
+    "  deletes INTEGER, bytes INTEGER, obj INTEGER, cp INTEGER, device_id TEXT, devices TEXT);"
     "CREATE TABLE path(seq INTEGER, path TEXT, del INTEGER);"
     "CREATE INDEX path_seq ON path(seq);";
 
@@ -443,11 +443,27 @@ static ss_rc log_op(void *ctx, const eng_walk_txn *t, ss_txn_reader *r, const ss
     return step_done(l->db, l->add_path, "add a path", err);
 }
 
+/* What a log transaction's device entries did, in words: "enrolled; revoked 0123456789abcdef". */
+static void device_words(const ss_txn_header *h, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (uint32_t i = 0; i < h->n_devices && n < cap; i++) {
+        char id[17];
+        ss_device_id_short(h->devices[i].id, id);
+        int k = h->devices[i].type == SS_TXN_DEV_ENROLL
+                    ? snprintf(out + n, cap - n, "%senrolled", n ? "; " : "")
+                    : snprintf(out + n, cap - n, "%srevoked %s", n ? "; " : "", id);
+        if (k < 0) break;
+        n += (size_t)k;
+    }
+}
+
 static ss_rc log_done(void *ctx, const eng_walk_txn *t, ss_err *err)
 {
     logw *l = ctx;
     sqlite3_stmt *q = l->add_txn;
-    char id[17];
+    char id[17], words[256];
     if (!l->touched) return SS_OK;
     ss_device_id_short(t->h->device_id, id);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)t->seq);
@@ -459,6 +475,11 @@ static ss_rc log_done(void *ctx, const eng_walk_txn *t, ss_err *err)
     sqlite3_bind_int64(q, 7, (sqlite3_int64)t->object_size);
     sqlite3_bind_int(q, 8, t->checkpoint);
     sqlite3_bind_text(q, 9, id, -1, SQLITE_TRANSIENT);
+    device_words(t->h, words, sizeof words);
+    if (!t->checkpoint && words[0]) /* bindings outlive a reset: set it every time */
+        sqlite3_bind_text(q, 10, words, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, 10);
     return step_done(l->db, q, "add a transaction", err);
 }
 
@@ -502,7 +523,8 @@ static ss_rc log_emit(logw *l, ss_log_fn fn, void *ctx, ss_err *err)
     ss_rc rc = SS_OK;
     int r;
     if (sqlite3_prepare_v2(l->db,
-                           "SELECT seq, time, device, upserts, deletes, bytes, obj, cp, device_id "
+                           "SELECT seq, time, device, upserts, deletes, bytes, obj, cp, device_id, "
+                           "devices "
                            "FROM txn "
                            "ORDER BY seq DESC",
                            -1, &q, NULL) ||
@@ -523,6 +545,7 @@ static ss_rc log_emit(logw *l, ss_log_fn fn, void *ctx, ss_err *err)
             .object_bytes = (uint64_t)sqlite3_column_int64(q, 6),
             .checkpoint = sqlite3_column_int(q, 7),
             .device_id = (const char *)sqlite3_column_text(q, 8),
+            .devices = (const char *)sqlite3_column_text(q, 9),
         };
         if (l->filter && (rc = log_paths(l, qp, e.seq, &paths, &e.n_paths, err))) break;
         e.paths = paths;
@@ -552,8 +575,8 @@ ss_rc ss_log(ss_folder *f, const char *path, ss_log_fn fn, void *ctx, ss_stats *
     ss_rc rc;
     l.filter_len = l.filter ? strlen(l.filter) : 0;
     if ((rc = eng_tempdb_open(log_schema, &l.db, err))) return rc;
-    if (sqlite3_prepare_v2(l.db, "INSERT INTO txn VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)", -1,
-                           &l.add_txn, NULL) ||
+    if (sqlite3_prepare_v2(l.db, "INSERT INTO txn VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           -1, &l.add_txn, NULL) ||
         sqlite3_prepare_v2(l.db, "INSERT INTO path VALUES (?1, ?2, ?3)", -1, &l.add_path, NULL))
         rc = eng_tempdb_fail(l.db, "prepare", err);
     if (!rc) rc = eng_walk_log(f, &w, err);

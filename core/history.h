@@ -34,6 +34,7 @@ typedef struct ss_log_entry {
     uint64_t time_ns;      /* Unix nanoseconds, by the writing device's clock */
     const char *device;    /* the name its signer gave itself */
     const char *device_id; /* the signer's id, 16 hex digits: its signature verified */
+    const char *devices;   /* NULL, or what it did to the device table ("enrolled; revoked ID") */
     uint64_t upserts, deletes;
     uint64_t bytes;        /* sum of the sizes of the files it upserted */
     uint64_t object_bytes; /* size of log/<seq> in the store */

@@ -553,13 +553,22 @@ static void test_revoked_device(void **state)
     json_t *t;
     size_t i;
     int seen_b = 0;
+    char revoked_b[32];
+    snprintf(revoked_b, sizeof revoked_b, "revoked %.16s", b_hex);
     json_array_foreach(json_object_get(o.json, "transactions"), i, t)
     {
         const char *dev = json_string_value(json_object_get(t, "device"));
         const char *id = json_string_value(json_object_get(t, "device_id"));
+        const char *did = json_string_value(json_object_get(t, "devices"));
+        int64_t seq = jint(t, "seq");
         if (!dev || !id || strncmp(!strcmp(dev, "B") ? b_hex : a_hex, id, 16))
             failf("log entry %zu: %s", i, o.out);
         seen_b |= !strcmp(dev, "B");
+        /* what each did to the table: A and B enrolled at 1 and 2, A revoked B at 3 */
+        const char *want = seq <= 2 ? "enrolled" : seq == 3 ? revoked_b : NULL;
+        if (want ? !did || strcmp(did, want) : did != NULL)
+            failf("log entry %" PRId64 ": devices %s, not %s", seq, did ? did : "(none)",
+                  want ? want : "(none)");
     }
     if (!seen_b) failf("log: B's transaction is not named: %s", o.out);
     outcome_free(&o);
