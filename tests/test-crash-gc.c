@@ -6,7 +6,7 @@
  * Owns docs/FORMAT.md "gc" step 4's promise, "a gc killed at any point
  * leaves [R, H] whole and a second run converges", and the same of a
  * checkpoint write killed just before or just after its create (gc's first
- * checkpoint, and `s3sync checkpoint`). The points are core/gc.c G5 and
+ * checkpoint, `s3sync checkpoint`, and the one a push writes by the rule). The points are core/gc.c G5 and
  * core/checkpoint.c C5, fired by S3SYNC_CRASH_AT (core/fault.h). Each run
  * must die there by SIGKILL: a point that moved or vanished fails the test
  * instead of passing while proving nothing.
@@ -402,6 +402,47 @@ static void test_checkpoint_killed(void **state)
     saved_free(&before);
 }
 
+/*
+ * The automatic checkpoint a push writes after it committed (the rule, here
+ * every transaction: S3SYNC_CHECKPOINT_TXNS=1), killed before and after its
+ * create: the push is in the store and in A's state (a sync after it has
+ * nothing to send), every state restores, verify passes, and `s3sync
+ * checkpoint` writes the missing checkpoint or finds the one written.
+ */
+static void test_auto_checkpoint_killed(void **state)
+{
+    static const char *const points[] = {"checkpoint.before-put", "checkpoint.after-put"};
+    world *w = *state;
+    bare_history(w);
+    for (size_t i = 0; i < COUNT(points); i++) {
+        uint64_t seq = 4 + i;
+        char env[64], text[32], snap[32];
+        outcome o;
+        snprintf(g_step, sizeof g_step, "a push's checkpoint killed at %s", points[i]);
+        snprintf(text, sizeof text, "push %" PRIu64, seq);
+        write_text(w, "auto.txt", text);
+        snprintf(env, sizeof env, "S3SYNC_CRASH_AT=%s", points[i]);
+        o = cmd_on(w, A, ARGS(env, "S3SYNC_CHECKPOINT_TXNS=1"), ARGS("sync"));
+        if (o.sig != SIGKILL) failf("sync never reached %s (exit %d)", points[i], o.code);
+        outcome_free(&o);
+        g_kills++;
+        snprintf(snap, sizeof snap, "at%" PRIu64, seq);
+        snapshot(w->dev[A], at_dir(w->root, snap));
+        json_t *j = cmd_ok(w, A, ARGS("sync"));
+        if ((uint64_t)jint(j, "seq") != seq || jint(j, "files") || jint(j, "bytes_up"))
+            failf("the killed push was not committed whole: %s", json_dumps(j, 0));
+        json_decref(j);
+        const retained k = {.r = 1, .h = seq};
+        expect_retained(w, &k);
+        j = cmd_ok(w, A, ARGS("checkpoint"));
+        if ((uint64_t)jint(j, "checkpoint") != seq ||
+            json_is_true(json_object_get(j, "existed")) != (int)i) /* after-put: it is there */
+            failf("checkpoint after the kill: %s", json_dumps(j, 0));
+        json_decref(j);
+    }
+    g_step[0] = '\0';
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_close)
 
 int main(void)
@@ -409,6 +450,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         WORLD_TEST(test_gc_killed),
         WORLD_TEST(test_checkpoint_killed),
+        WORLD_TEST(test_auto_checkpoint_killed),
     };
     int failed;
     if (fixture_init("crashgc")) return 1;
