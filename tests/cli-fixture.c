@@ -125,6 +125,50 @@ char **store_keys(const char *url, size_t *ret_n)
     return k.v;
 }
 
+static int collect_sized(void *ctx, const char *key, const ss_store_stat *st)
+{
+    listing *l = ctx;
+    char **nv = realloc(l->v, (l->n + 1) * sizeof *nv);
+    uint64_t *ns = nv ? realloc(l->size, (l->n + 1) * sizeof *ns) : NULL;
+    if (nv) l->v = nv;
+    if (!ns || !(nv[l->n] = strdup(key))) return 1;
+    l->size = ns;
+    l->size[l->n++] = st ? st->size : 0;
+    return 0;
+}
+
+listing store_listing(const char *url, const char *prefix)
+{
+    ss_store *s = NULL;
+    listing l = {0};
+    ss_err err = {{0}};
+    if (ss_store_open(url, NULL, &s, &err) ||
+        ss_store_list(s, prefix, NULL, collect_sized, &l, &err)) {
+        ss_store_free(s);
+        listing_free(&l);
+        failf("cannot list %s under %s: %s", prefix, url, err.msg);
+    }
+    ss_store_free(s);
+    return l;
+}
+
+void listing_free(listing *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    free(l->size);
+    memset(l, 0, sizeof *l);
+}
+
+ss_store *world_store(const world *w)
+{
+    ss_store *s = NULL;
+    ss_err err = {{0}};
+    if (ss_store_open(w->url, NULL, &s, &err)) failf("open %s: %s", w->url, err.msg);
+    return s;
+}
+
 void keys_free(char **keys)
 {
     for (size_t i = 0; keys && keys[i]; i++)
@@ -289,17 +333,48 @@ outcome run_cli(const char *const *env, const char *const *args)
     return finish(start_cli(env, args));
 }
 
-/* s3sync -C DEV --json CMD */
+/* s3sync -C DEV --json [--token-file T] ARGS... */
+static child start_on(const world *w, int d, const char *const *env, const char *const *args)
+{
+    const char *argv[24] = {"-C", w->dev[d], "--json"};
+    size_t n = 3;
+    if (w->token[d][0]) {
+        argv[n++] = "--token-file";
+        argv[n++] = w->token[d];
+    }
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(n + 1 < COUNT(argv));
+        argv[n++] = args[i];
+    }
+    return start_cli(env, argv);
+}
+
 child start_cmd(const world *w, int d, const char *const *env, const char *cmd)
 {
-    if (w->token[d][0])
-        return start_cli(env, ARGS("-C", w->dev[d], "--json", "--token-file", w->token[d], cmd));
-    return start_cli(env, ARGS("-C", w->dev[d], "--json", cmd));
+    return start_on(w, d, env, ARGS(cmd));
 }
 
 outcome run_cmd(const world *w, int d, const char *const *env, const char *cmd)
 {
-    return finish(start_cmd(w, d, env, cmd));
+    return run_on(w, d, env, ARGS(cmd));
+}
+
+outcome run_on(const world *w, int d, const char *const *env, const char *const *args)
+{
+    return finish(start_on(w, d, env, args));
+}
+
+json_t *ok_on(const world *w, int d, const char *const *args)
+{
+    char what[64];
+    outcome o = run_on(w, d, NULL, args);
+    json_t *j;
+    snprintf(what, sizeof what, "%s on %c", args[0], 'A' + d);
+    expect_exit(&o, 0, what);
+    if (!json_is_object(o.json)) failf("%s: stdout is not JSON: %s", what, o.out);
+    j = json_incref(o.json);
+    outcome_free(&o);
+    return j;
 }
 
 void expect_exit(outcome *o, int code, const char *what)
@@ -321,15 +396,7 @@ int64_t jint(const json_t *j, const char *key)
 /* Run cmd on device d, which must succeed; its --json (the caller decrefs). */
 json_t *ok_json(const world *w, int d, const char *cmd)
 {
-    char what[64];
-    outcome o = run_cmd(w, d, NULL, cmd);
-    json_t *j;
-    snprintf(what, sizeof what, "%s on %c", cmd, 'A' + d);
-    expect_exit(&o, 0, what);
-    if (!json_is_object(o.json)) failf("%s: stdout is not JSON: %s", what, o.out);
-    j = json_incref(o.json);
-    outcome_free(&o);
-    return j;
+    return ok_on(w, d, ARGS(cmd));
 }
 
 void ok(const world *w, int d, const char *cmd)

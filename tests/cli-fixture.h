@@ -62,6 +62,17 @@ void fixture_use_s3(int on);
  */
 int world_open(void **state);
 int world_close(void **state);
+/* The keys under prefix of the store at url, in order, with their sizes. */
+typedef struct listing {
+    char **v;
+    uint64_t *size;
+    size_t n;
+} listing;
+listing store_listing(const char *url, const char *prefix);
+void listing_free(listing *l);
+/* The world's store, opened (the caller frees it). */
+struct ss_store;
+struct ss_store *world_store(const world *w);
 /* Every key of the store at url, in order; NULL-terminated, free with keys_free. */
 char **store_keys(const char *url, size_t *ret_n);
 void keys_free(char **keys);
@@ -97,6 +108,10 @@ outcome run_cli(const char *const *env, const char *const *args);
 /* s3sync -C DEV --json [--token-file T] CMD */
 child start_cmd(const world *w, int d, const char *const *env, const char *cmd);
 outcome run_cmd(const world *w, int d, const char *const *env, const char *cmd);
+/* s3sync -C DEV --json [--token-file T] ARGS... (NULL-terminated), with env overrides. */
+outcome run_on(const world *w, int d, const char *const *env, const char *const *args);
+/* The same without env, which must succeed with a JSON object on stdout (the caller decrefs). */
+json_t *ok_on(const world *w, int d, const char *const *args);
 void expect_exit(outcome *o, int code, const char *what);
 int64_t jint(const json_t *j, const char *key);
 /* Run cmd on device d, which must succeed; its --json (the caller decrefs). */

@@ -38,73 +38,6 @@
 #include "s3store.h"
 #include "sync.h"
 
-typedef struct keys {
-    char **v;
-    uint64_t *size;
-    size_t n;
-} keys;
-
-static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
-{
-    keys *k = ctx;
-    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
-    uint64_t *ns = nv ? realloc(k->size, (k->n + 1) * sizeof *ns) : NULL;
-    if (nv) k->v = nv;
-    if (!ns || !(nv[k->n] = strdup(key))) return 1;
-    k->size = ns;
-    k->size[k->n++] = st ? st->size : 0;
-    return 0;
-}
-
-static void free_keys(keys *k)
-{
-    for (size_t i = 0; i < k->n; i++)
-        free(k->v[i]);
-    free(k->v);
-    free(k->size);
-    memset(k, 0, sizeof *k);
-}
-
-static keys list(ss_store *s, const char *prefix)
-{
-    keys k = {0};
-    ss_err err = {{0}};
-    if (ss_store_list(s, prefix, NULL, collect_key, &k, &err))
-        failf("list %s: %s", prefix, err.msg);
-    return k;
-}
-
-static ss_store *store_of(const world *w)
-{
-    ss_store *s = NULL;
-    ss_err err = {{0}};
-    if (ss_store_open(w->url, NULL, &s, &err)) failf("open %s: %s", w->url, err.msg);
-    return s;
-}
-
-/* s3sync -C DEV --json ARGS... (env may be NULL) */
-static outcome on_env(const world *w, int d, const char *const *env, const char *const *args)
-{
-    const char *argv[20] = {"-C", w->dev[d], "--json"};
-    size_t n = 3;
-    for (size_t i = 0; args[i]; i++) {
-        assert_true(n + 1 < COUNT(argv));
-        argv[n++] = args[i];
-    }
-    return run_cli(env, argv);
-}
-
-static json_t *on_ok(const world *w, int d, const char *const *args)
-{
-    outcome o = on_env(w, d, NULL, args);
-    json_t *j;
-    expect_exit(&o, 0, args[0]);
-    if (!json_is_object(o.json)) failf("%s: stdout is not JSON: %s", args[0], o.out);
-    j = json_incref(o.json);
-    outcome_free(&o);
-    return j;
-}
-
 /* state.db orders paths with ss_path_cmp: a connection needs the collation. */
 static int path_collate(void *arg, int alen, const void *a, int blen, const void *b)
 {
@@ -115,7 +48,7 @@ static int path_collate(void *arg, int alen, const void *a, int blen, const void
 /* The command fails with code and names key on stderr. */
 static void expect_bad_on(const world *w, int d, const char *const *args, int code, const char *key)
 {
-    outcome o = on_env(w, d, NULL, args);
+    outcome o = run_on(w, d, NULL, args);
     expect_exit(&o, code, args[0]);
     if (!strstr(o.err, key)) failf("%s does not name %s: %s", args[0], key, o.err);
     outcome_free(&o);
@@ -195,7 +128,7 @@ static void test_join_long_history(void **state)
     unsigned long n = getenv("S3SYNC_TEST_BIG") ? 10000 : 1000;
     join(w, A);
     push_many(w, A, 1, n);
-    json_t *j = on_ok(w, A, ARGS("checkpoint"));
+    json_t *j = ok_on(w, A, ARGS("checkpoint"));
     if (jint(j, "checkpoint") != (int64_t)n) failf("checkpoint: %s", json_dumps(j, 0));
     json_decref(j);
     push_many(w, A, n + 1, n + 10);
@@ -215,7 +148,7 @@ static void test_join_long_history(void **state)
 static void test_checkpoint_join(void **state)
 {
     world *w = *state;
-    ss_store *s = store_of(w);
+    ss_store *s = world_store(w);
     enum { N = 20 };
     int64_t full, from_cp;
     json_t *j;
@@ -229,13 +162,13 @@ static void test_checkpoint_join(void **state)
     }
     full = join_counted(w, C); /* no checkpoint yet: log/1..N */
 
-    j = on_ok(w, A, ARGS("checkpoint"));
+    j = ok_on(w, A, ARGS("checkpoint"));
     if (jint(j, "checkpoint") != N || json_is_true(json_object_get(j, "existed")) ||
         jint(j, "paths") != 2)
         failf("checkpoint: %s", json_dumps(j, 0));
     json_decref(j);
     if (!has_key(s, cp_key(N))) failf("%s was not written", cp_key(N));
-    j = on_ok(w, C, ARGS("checkpoint")); /* the same state from another device */
+    j = ok_on(w, C, ARGS("checkpoint")); /* the same state from another device */
     if (jint(j, "checkpoint") != N || !json_is_true(json_object_get(j, "existed")))
         failf("a second checkpoint of the same state: %s", json_dumps(j, 0));
     json_decref(j);
@@ -251,7 +184,7 @@ static void test_checkpoint_join(void **state)
         failf("join from a checkpoint made %" PRId64 " requests, from log/1 %" PRId64, from_cp,
               full);
 
-    j = on_ok(w, B, ARGS("verify", "--data"));
+    j = ok_on(w, B, ARGS("verify", "--data"));
     if (jint(j, "checked_checkpoints") != 1 || jint(j, "checked_logs") != N + 2 ||
         json_array_size(json_object_get(j, "problems")))
         failf("verify: %s", json_dumps(j, 0));
@@ -273,7 +206,7 @@ static void test_checkpoint_join(void **state)
                                       NULL, NULL, NULL),
                          SQLITE_OK);
         sqlite3_close(h);
-        json_decref(on_ok(w, C, ARGS("checkpoint")));
+        json_decref(ok_on(w, C, ARGS("checkpoint")));
         snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
         expect_bad_on(w, B, ARGS("verify"), 3, key);
         assert_int_equal(ss_store_delete(s, key, NULL), SS_OK);
@@ -305,20 +238,20 @@ static void test_restore_time(void **state)
     join(w, A);
     write_text(w, A, "f.txt", "one");
     push(w, A);
-    json_decref(on_ok(w, A, ARGS("checkpoint"))); /* checkpoints/1, written before T */
+    json_decref(ok_on(w, A, ARGS("checkpoint"))); /* checkpoints/1, written before T */
     sleep(2);
     snprintf(when, sizeof when, "@%lld", (long long)time(NULL));
     sleep(2);
     write_text(w, A, "f.txt", "two");
     push(w, A);
-    json_decref(on_ok(w, A, ARGS("checkpoint"))); /* checkpoints/2, written after T */
+    json_decref(ok_on(w, A, ARGS("checkpoint"))); /* checkpoints/2, written after T */
     write_text(w, A, "f.txt", "three");
     push(w, A);
-    j = on_ok(w, A, ARGS("restore", "f.txt", "--at", when, "--to", at_dir(w->root, "t.txt")));
+    j = ok_on(w, A, ARGS("restore", "f.txt", "--at", when, "--to", at_dir(w->root, "t.txt")));
     if (jint(j, "seq") != 1) failf("restore at %s: %s", when, json_dumps(j, 0));
     json_decref(j);
     expect_content(at_dir(w->root, "t.txt"), "one");
-    j = on_ok(w, A, ARGS("restore", "f.txt", "--at", "2", "--to", at_dir(w->root, "s.txt")));
+    j = ok_on(w, A, ARGS("restore", "f.txt", "--at", "2", "--to", at_dir(w->root, "s.txt")));
     json_decref(j);
     expect_content(at_dir(w->root, "s.txt"), "two");
     snprintf(content, sizeof content, "%s", "three");
@@ -348,10 +281,10 @@ static void put_back(ss_store *s, const char *key, void *orig, size_t len)
 }
 
 /* gc --dry-run: names every key with its listed size, deletes nothing. */
-static void dry_run(const world *w, ss_store *s)
+static void dry_run(const world *w)
 {
-    keys before = list(s, ""), after;
-    json_t *j = on_ok(w, A, ARGS("gc", "--keep-last", "1", "--dry-run")), *e;
+    listing before = store_listing(w->url, ""), after;
+    json_t *j = ok_on(w, A, ARGS("gc", "--keep-last", "1", "--dry-run")), *e;
     int64_t sum = 0;
     size_t i;
     if (!json_array_size(json_object_get(j, "deleted"))) failf("dry run: %s", json_dumps(j, 0));
@@ -367,18 +300,18 @@ static void dry_run(const world *w, ss_store *s)
         sum += jint(e, "bytes");
     }
     if (sum != jint(j, "deleted_bytes")) failf("dry run: bytes do not add up");
-    after = list(s, "");
+    after = store_listing(w->url, "");
     if (after.n != before.n) failf("dry run deleted %zu objects", before.n - after.n);
     json_decref(j);
-    free_keys(&before);
-    free_keys(&after);
+    listing_free(&before);
+    listing_free(&after);
 }
 
 static void test_gc(void **state)
 {
     world *w = *state;
-    ss_store *s = store_of(w);
-    keys logs, data;
+    ss_store *s = world_store(w);
+    listing logs, data;
     void *orig;
     size_t len;
     uint64_t head, wm;
@@ -396,29 +329,29 @@ static void test_gc(void **state)
     write_text(w, A, "s.txt", "changed on A");
     write_random(at(w, A, "big.bin"), 200000);
     head = push(w, A);
-    json_decref(on_ok(w, A, ARGS("checkpoint")));
-    j = on_ok(w, A, ARGS("gc", "--keep-days", "1")); /* the checkpoint is too young */
+    json_decref(ok_on(w, A, ARGS("checkpoint")));
+    j = ok_on(w, A, ARGS("gc", "--keep-days", "1")); /* the checkpoint is too young */
     if (jint(j, "retained") || jint(j, "deleted_objects")) failf("gc: %s", json_dumps(j, 0));
     json_decref(j);
-    dry_run(w, s);
+    dry_run(w);
 
-    j = on_ok(w, A, ARGS("gc", "--keep-last", "1"));
+    j = ok_on(w, A, ARGS("gc", "--keep-last", "1"));
     if (jint(j, "retained") != (int64_t)head || jint(j, "deleted_objects") < (int64_t)head + 4)
         failf("gc: %s", json_dumps(j, 0));
     json_decref(j);
-    logs = list(s, SS_KEY_LOG_PREFIX);
-    data = list(s, SS_KEY_DATA_PREFIX);
+    logs = store_listing(w->url, SS_KEY_LOG_PREFIX);
+    data = store_listing(w->url, SS_KEY_DATA_PREFIX);
     if (logs.n || data.n != 1) failf("after gc: %zu log objects, %zu packs", logs.n, data.n);
-    free_keys(&logs);
-    free_keys(&data);
-    json_decref(on_ok(w, A, ARGS("verify", "--data")));
+    listing_free(&logs);
+    listing_free(&data);
+    json_decref(ok_on(w, A, ARGS("verify", "--data")));
     expect_bad_on(w, A, ARGS("restore", "s.txt", "--at", "1"), 1, "no longer kept");
     expect_bad_on(w, A, ARGS("restore", "s.txt", "--at", "@1000000000"), 1, "no longer kept");
 
     /* A file deleted after the retained checkpoint comes back. */
     remove(at(w, A, "keep.txt"));
     push(w, A);
-    j = on_ok(w, A, ARGS("restore", "keep.txt"));
+    j = ok_on(w, A, ARGS("restore", "keep.txt"));
     if (jint(j, "seq") != (int64_t)head) failf("restore of a deleted file: %s", json_dumps(j, 0));
     expect_content(at(w, A, json_string_value(json_object_get(j, "dest"))), "keep me");
     json_decref(j);
@@ -437,12 +370,12 @@ static void test_gc(void **state)
     flip_key(s, cp_key(head), &orig, &len);
     expect_bad_on(w, A, ARGS("verify"), 3, cp_key(head));
     put_back(s, cp_key(head), orig, len);
-    data = list(s, SS_KEY_DATA_PREFIX);
+    data = store_listing(w->url, SS_KEY_DATA_PREFIX);
     flip_key(s, data.v[0], &orig, &len);
     expect_bad_on(w, A, ARGS("verify", "--data"), 3, data.v[0]);
     put_back(s, data.v[0], orig, len);
-    free_keys(&data);
-    json_decref(on_ok(w, A, ARGS("verify", "--data")));
+    listing_free(&data);
+    json_decref(ok_on(w, A, ARGS("verify", "--data")));
 
     /* A rollback is still refused: log/<watermark> gone and no checkpoint at or after it. */
     j = ok_json(w, A, "sync");
@@ -470,9 +403,9 @@ static void test_gc_reuse(void **state)
     push(w, A);
     remove(at(w, A, "big.bin"));
     push(w, A);
-    json_decref(on_ok(w, A, ARGS("checkpoint")));
+    json_decref(ok_on(w, A, ARGS("checkpoint")));
     sleep(1); /* --keep-days 0: the newest checkpoint written before now */
-    j = on_ok(w, A, ARGS("gc", "--keep-days", "0"));
+    j = ok_on(w, A, ARGS("gc", "--keep-days", "0"));
     if (jint(j, "deleted_objects") != 3) failf("gc: %s", json_dumps(j, 0)); /* log 1, 2; the pack */
     json_decref(j);
     snapshot(at_dir(w->root, "big.copy"), at(w, A, "big.bin"));
@@ -481,7 +414,7 @@ static void test_gc_reuse(void **state)
     json_decref(j);
     join(w, B);
     expect_same_tree(w->dev[A], w->dev[B]);
-    json_decref(on_ok(w, B, ARGS("verify", "--data")));
+    json_decref(ok_on(w, B, ARGS("verify", "--data")));
 }
 
 /* --- gc while two devices push ---------------------------------------------------------- */
@@ -504,8 +437,8 @@ static void test_gc_concurrent(void **state)
 {
     world *w = *state;
     static const char *const env[] = {"S3SYNC_CHECKPOINT_TXNS=2", NULL};
-    ss_store *s = store_of(w);
-    keys cps;
+    ss_store *s = world_store(w);
+    listing cps;
     uint64_t first, head;
     int64_t deleted = 0;
     json_t *j;
@@ -538,10 +471,10 @@ static void test_gc_concurrent(void **state)
     json_decref(ok_json(w, B, "sync"));
     json_decref(ok_json(w, C, "sync"));
     expect_converged(w);
-    json_decref(on_ok(w, C, ARGS("verify", "--data")));
+    json_decref(ok_on(w, C, ARGS("verify", "--data")));
 
     /* Every retained version, from the oldest checkpoint to the head, restores. */
-    cps = list(s, SS_KEY_CHECKPOINTS_PREFIX);
+    cps = store_listing(w->url, SS_KEY_CHECKPOINTS_PREFIX);
     if (!cps.n) failf("no checkpoint after gc ran");
     first = strtoull(cps.v[0] + strlen(SS_KEY_CHECKPOINTS_PREFIX), NULL, 10);
     j = ok_json(w, C, "sync");
@@ -554,7 +487,7 @@ static void test_gc_concurrent(void **state)
         snprintf(g_step, sizeof g_step, "restore at %" PRIu64 " of %" PRIu64 "..%" PRIu64, seq,
                  first, head);
         json_decref(
-            on_ok(w, C, ARGS("restore", ".", "--at", at_seq, "--to", at_dir(w->root, dest))));
+            ok_on(w, C, ARGS("restore", ".", "--at", at_seq, "--to", at_dir(w->root, dest))));
         expect_a_version(w, dest, "a.bin", "wrote-a");
         expect_a_version(w, dest, "b.bin", "wrote-b");
     }
@@ -570,7 +503,7 @@ static void test_gc_concurrent(void **state)
                 failf("restore at the head: %s is not the folder's", name);
         }
     }
-    free_keys(&cps);
+    listing_free(&cps);
     ss_store_free(s);
 }
 

@@ -6,10 +6,9 @@
  * Owns docs/FORMAT.md "gc" step 4's promise, "a gc killed at any point
  * leaves [R, H] whole and a second run converges", and the same of a
  * checkpoint write killed just before or just after its create (gc's first
- * checkpoint, `s3sync checkpoint`, and the one a push writes by the rule). The points are core/gc.c G5 and
- * core/checkpoint.c C5, fired by S3SYNC_CRASH_AT (core/fault.h). Each run
- * must die there by SIGKILL: a point that moved or vanished fails the test
- * instead of passing while proving nothing.
+ * checkpoint, `s3sync checkpoint`, and the one a push writes by the rule). The points are core/gc.c
+ * G5 and core/checkpoint.c C5, fired by S3SYNC_CRASH_AT (core/fault.h). Each run must die there by
+ * SIGKILL: a point that moved or vanished fails the test instead of passing while proving nothing.
  *
  * After each kill: every state R..H restores (`restore . --at SEQ`) to
  * exactly the folder A had when it pushed SEQ (names, modes, bytes, link
@@ -47,36 +46,13 @@ static unsigned g_kills, g_restores, g_gc_runs; /* for the figures (docs/RELIABI
 
 /* --- commands ----------------------------------------------------------------------- */
 
-/* s3sync -C DEV --json ARGS... with env overrides (NULL: none). */
-static outcome cmd_on(const world *w, int d, const char *const *env, const char *const *args)
-{
-    const char *argv[20] = {"-C", w->dev[d], "--json"};
-    size_t n = 3;
-    for (size_t i = 0; args[i]; i++) {
-        assert_true(n + 1 < COUNT(argv));
-        argv[n++] = args[i];
-    }
-    return run_cli(env, argv);
-}
-
-static json_t *cmd_ok(const world *w, int d, const char *const *args)
-{
-    outcome o = cmd_on(w, d, NULL, args);
-    json_t *j;
-    expect_exit(&o, 0, args[0]);
-    if (!json_is_object(o.json)) failf("%s: stdout is not JSON: %s", args[0], o.out);
-    j = json_incref(o.json);
-    outcome_free(&o);
-    return j;
-}
-
 /* args run with S3SYNC_CRASH_AT=point must die there by SIGKILL. */
 static void crash_at(const world *w, const char *point, const char *const *args)
 {
     char env[96];
     outcome o;
     snprintf(env, sizeof env, "S3SYNC_CRASH_AT=%s", point);
-    o = cmd_on(w, A, ARGS(env), args);
+    o = run_on(w, A, ARGS(env), args);
     if (o.sig != SIGKILL) {
         fprintf(stderr, "stdout: %s\nstderr: %s\n", o.out, o.err);
         outcome_free(&o);
@@ -103,7 +79,7 @@ static uint64_t gc_to_fixpoint(const world *w, const char *keep, int max_runs)
 {
     uint64_t r = 0;
     for (int run = 0; run < max_runs; run++) {
-        json_t *j = cmd_ok(w, A, ARGS("gc", "--keep-last", keep));
+        json_t *j = ok_on(w, A, ARGS("gc", "--keep-last", keep));
         g_gc_runs++;
         int64_t deleted = jint(j, "deleted_objects"), wrote = jint(j, "checkpoint");
         if ((uint64_t)jint(j, "retained") > r) r = (uint64_t)jint(j, "retained");
@@ -212,7 +188,7 @@ typedef struct retained {
 static void expect_gone_restores(const world *w, const retained *k)
 {
     char rel[96];
-    outcome o = cmd_on(w, A, NULL, ARGS("restore", k->gone, "--to", at_dir(w->root, "gone.r")));
+    outcome o = run_on(w, A, NULL, ARGS("restore", k->gone, "--to", at_dir(w->root, "gone.r")));
     expect_exit(&o, 0, "restore of a file deleted after R");
     outcome_free(&o);
     g_restores++;
@@ -235,7 +211,7 @@ static void expect_retained(const world *w, const retained *k)
         snprintf(dest, sizeof dest, "restored%" PRIu64, seq);
         snprintf(snap, sizeof snap, "at%" PRIu64, seq);
         json_decref(
-            cmd_ok(w, A, ARGS("restore", ".", "--at", at_seq, "--to", at_dir(w->root, dest))));
+            ok_on(w, A, ARGS("restore", ".", "--at", at_seq, "--to", at_dir(w->root, dest))));
         expect_same_tree(at_dir(w->root, snap), at_dir(w->root, dest));
         rm_rf(at_dir(w->root, dest));
         g_restores++;
@@ -245,7 +221,7 @@ static void expect_retained(const world *w, const retained *k)
 
     if (k->gone) expect_gone_restores(w, k);
 
-    o = cmd_on(w, A, NULL, ARGS("verify", "--data"));
+    o = run_on(w, A, NULL, ARGS("verify", "--data"));
     expect_exit(&o, 0, "verify --data");
     outcome_free(&o);
 }
@@ -387,7 +363,7 @@ static void test_checkpoint_killed(void **state)
                  points[i].by_gc ? ARGS("gc", "--keep-last", "1") : ARGS("checkpoint"));
         expect_retained(w, &all); /* nothing was deleted: every state restores */
         if (!points[i].by_gc) {   /* the command again: writes it, or finds it written */
-            json_t *j = cmd_ok(w, A, ARGS("checkpoint"));
+            json_t *j = ok_on(w, A, ARGS("checkpoint"));
             if (jint(j, "checkpoint") != 3 ||
                 json_is_true(json_object_get(j, "existed")) != written)
                 failf("checkpoint again: %s", json_dumps(j, 0));
@@ -422,19 +398,19 @@ static void test_auto_checkpoint_killed(void **state)
         snprintf(text, sizeof text, "push %" PRIu64, seq);
         write_text(w, "auto.txt", text);
         snprintf(env, sizeof env, "S3SYNC_CRASH_AT=%s", points[i]);
-        o = cmd_on(w, A, ARGS(env, "S3SYNC_CHECKPOINT_TXNS=1"), ARGS("sync"));
+        o = run_on(w, A, ARGS(env, "S3SYNC_CHECKPOINT_TXNS=1"), ARGS("sync"));
         if (o.sig != SIGKILL) failf("sync never reached %s (exit %d)", points[i], o.code);
         outcome_free(&o);
         g_kills++;
         snprintf(snap, sizeof snap, "at%" PRIu64, seq);
         snapshot(w->dev[A], at_dir(w->root, snap));
-        json_t *j = cmd_ok(w, A, ARGS("sync"));
+        json_t *j = ok_on(w, A, ARGS("sync"));
         if ((uint64_t)jint(j, "seq") != seq || jint(j, "files") || jint(j, "bytes_up"))
             failf("the killed push was not committed whole: %s", json_dumps(j, 0));
         json_decref(j);
         const retained k = {.r = 1, .h = seq};
         expect_retained(w, &k);
-        j = cmd_ok(w, A, ARGS("checkpoint"));
+        j = ok_on(w, A, ARGS("checkpoint"));
         if ((uint64_t)jint(j, "checkpoint") != seq ||
             json_is_true(json_object_get(j, "existed")) != (int)i) /* after-put: it is there */
             failf("checkpoint after the kill: %s", json_dumps(j, 0));

@@ -46,62 +46,30 @@
 
 #define PASS "correct horse battery staple"
 
-static const char *g_bucket;
-static char g_tag[13];
-static unsigned g_worlds;
-
 /* --- worlds ------------------------------------------------------------------------- */
 
-static void world_url(const world *w, const char *name, char *url, size_t cap)
+/* A second repository's store beside the world's (same bucket or root, its own prefix). */
+static void other_url(const world *w, char *url, size_t cap)
 {
-    if (g_bucket)
-        snprintf(url, cap, "s3://%s/malicious-%s-%u-%s", g_bucket, g_tag, g_worlds, name);
-    else
-        snprintf(url, cap, "file://%s/%s", w->root, name);
+    if ((size_t)snprintf(url, cap, "%.240s-other", w->url) >= cap) failf("URL too long");
 }
 
-static int world_setup(void **state)
-{
-    const char *tmp = getenv("TMPDIR");
-    world *w = calloc(1, sizeof *w);
-    if (!w) return -1;
-    snprintf(w->root, sizeof w->root, "%s/ss-mal-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(w->root)) return -1;
-    g_worlds++;
-    world_url(w, "store", w->url, sizeof w->url);
-    for (int d = 0; d < MAX_DEV; d++)
-        snprintf(w->dev[d], sizeof w->dev[d], "%s/%c", w->root, 'A' + d);
-    g_step[0] = '\0';
-    *state = w;
-    return 0;
-}
-
-static int delete_key(void *ctx, const char *key, const ss_store_stat *st)
-{
-    (void)st;
-    ss_store_delete(ctx, key, NULL);
-    return 0;
-}
-
-static void empty_store(const char *url)
-{
-    ss_store *s = NULL;
-    if (!ss_store_open(url, NULL, &s, NULL)) ss_store_list(s, "", NULL, delete_key, s, NULL);
-    ss_store_free(s);
-}
-
+/* The fixture's world_close empties the world's own prefix; the other one goes here. */
 static int world_teardown(void **state)
 {
-    world *w = *state;
-    char other[256];
-    if (g_bucket) {
-        empty_store(w->url);
-        world_url(w, "other", other, sizeof other);
-        empty_store(other);
+    const world *w = *state;
+    char other[300];
+    other_url(w, other, sizeof other);
+    if (!strncmp(other, "s3://", 5)) {
+        listing k = store_listing(other, "");
+        ss_store *s = NULL;
+        if (!ss_store_open(other, NULL, &s, NULL))
+            for (size_t i = 0; i < k.n; i++)
+                ss_store_delete(s, k.v[i], NULL);
+        ss_store_free(s);
+        listing_free(&k);
     }
-    rm_rf(w->root);
-    free(w);
-    return 0;
+    return world_close(state);
 }
 
 static void check(ss_rc rc, const ss_err *err, const char *what)
@@ -471,7 +439,7 @@ static void test_swapped_repositories(void **state)
     ss_err err = {{0}};
     char snap[200], key[SS_KEY_NAME_MAX];
     snprintf(snap, sizeof snap, "%s/snapshot", w->root);
-    world_url(w, "other", other.url, sizeof other.url);
+    other_url(w, other.url, sizeof other.url);
     join(w, A);
     join(w, B);
     join(&other, C);
@@ -573,7 +541,7 @@ static void test_rolled_back(void **state)
     rm_rf(snap);
 }
 
-#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_teardown)
 
 int main(void)
 {
@@ -582,16 +550,8 @@ int main(void)
         WORLD_TEST(test_swapped_repositories),
         WORLD_TEST(test_rolled_back),
     };
-    unsigned char rnd[6];
-    if (sodium_init() < 0) return 1;
-    randombytes_buf(rnd, sizeof rnd);
-    sodium_bin2hex(g_tag, sizeof g_tag, rnd, sizeof rnd);
-    setenv("S3SYNC_KDF", "interactive", 1);
-    setenv("S3SYNC_PASSWORD", PASS, 1);
-    unsetenv("S3SYNC_PASSWORD_FILE");
-    unsetenv("S3SYNC_PASSWORD_COMMAND");
-    unsetenv("S3SYNC_CRASH_AT");
-    g_bucket = getenv("AWS_ENDPOINT_URL") ? getenv("S3SYNC_TEST_BUCKET") : NULL;
-    fprintf(stderr, "malicious: store %s\n", g_bucket ? "s3:// (RGW)" : "file:// (no RGW)");
+    if (fixture_init("mal")) return 1;
+    fixture_use_s3(fixture_bucket() != NULL); /* RGW when there is one, else file:// */
+    fprintf(stderr, "malicious: store %s\n", fixture_bucket() ? "s3:// (RGW)" : "file:// (no RGW)");
     return cmocka_run_group_tests_name("malicious", tests, NULL, NULL);
 }

@@ -37,92 +37,15 @@
 
 #define PASS "correct horse battery staple"
 
-static int g_s3;
-static const char *g_bucket;
-static char g_tag[13];
-static unsigned g_worlds;
-
-/* --- worlds ------------------------------------------------------------------------- */
-
-static int world_setup(void **state)
-{
-    const char *tmp = getenv("TMPDIR");
-    world *w = calloc(1, sizeof *w);
-    if (!w) return -1;
-    snprintf(w->root, sizeof w->root, "%s/ss-sec-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(w->root)) return -1;
-    if (g_s3)
-        snprintf(w->url, sizeof w->url, "s3://%s/sec-%s-%u", g_bucket, g_tag, ++g_worlds);
-    else
-        snprintf(w->url, sizeof w->url, "file://%s/store", w->root);
-    for (int d = 0; d < MAX_DEV; d++)
-        snprintf(w->dev[d], sizeof w->dev[d], "%s/%c", w->root, 'A' + d);
-    g_step[0] = '\0';
-    *state = w;
-    return 0;
-}
-
-typedef struct names {
-    char **v;
-    uint64_t *size;
-    size_t n;
-} names;
-
-static int collect(void *ctx, const char *key, const ss_store_stat *st)
-{
-    names *k = ctx;
-    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
-    uint64_t *ns = nv ? realloc(k->size, (k->n + 1) * sizeof *ns) : NULL;
-    if (nv) k->v = nv;
-    if (!ns || !(nv[k->n] = strdup(key))) return 1;
-    k->size = ns;
-    k->size[k->n++] = st->size;
-    return 0;
-}
-
-static void names_free(names *k)
-{
-    for (size_t i = 0; i < k->n; i++)
-        free(k->v[i]);
-    free(k->v);
-    free(k->size);
-    memset(k, 0, sizeof *k);
-}
-
-static ss_store *open_store(const world *w)
-{
-    ss_store *s = NULL;
-    ss_err err = {{0}};
-    if (ss_store_open(w->url, NULL, &s, &err)) failf("open %s: %s", w->url, err.msg);
-    return s;
-}
-
-static names list_all(ss_store *s, const char *prefix)
-{
-    names k = {0};
-    ss_err err = {{0}};
-    if (ss_store_list(s, prefix, NULL, collect, &k, &err)) failf("list: %s", err.msg);
-    return k;
-}
-
 /* Delete every object of the world's prefix: the store's own power. */
 static void wipe_store(const world *w)
 {
-    ss_store *s = open_store(w);
-    names k = list_all(s, "");
+    ss_store *s = world_store(w);
+    listing k = store_listing(w->url, "");
     for (size_t i = 0; i < k.n; i++)
         ss_store_delete(s, k.v[i], NULL);
-    names_free(&k);
+    listing_free(&k);
     ss_store_free(s);
-}
-
-static int world_teardown(void **state)
-{
-    world *w = *state;
-    if (g_s3) wipe_store(w); /* leave the bucket as it was */
-    rm_rf(w->root);
-    free(w);
-    return 0;
 }
 
 /* --- the store's objects ------------------------------------------------------------- */
@@ -238,7 +161,7 @@ static void expect_join_refused(const world *w, int d, const char *const *extra,
 static void test_config_downgrade(void **state)
 {
     world *w = *state;
-    ss_store *s = open_store(w);
+    ss_store *s = world_store(w);
     join((world *)w, A);
     ss_keys *k = device_keys(w, A);
     size_t len = 0;
@@ -280,13 +203,13 @@ static void test_config_downgrade(void **state)
 static void test_keyfile_downgrade(void **state)
 {
     world *w = *state;
-    ss_store *s = open_store(w);
+    ss_store *s = world_store(w);
     /* A repository made with moderate limits: its config records them as the floor. */
     outcome o = run_cli(ARGS("S3SYNC_KDF=moderate"), ARGS("--json", "init", w->url, w->dev[A]));
     expect_exit(&o, 0, "init moderate");
     outcome_free(&o);
     ss_keys *k = device_keys(w, A);
-    names kf = list_all(s, SS_KEY_KEYS_PREFIX);
+    listing kf = store_listing(w->url, SS_KEY_KEYS_PREFIX);
     assert_int_equal(kf.n, 1);
     size_t len = 0;
     uint8_t *orig = get_obj(s, kf.v[0], &len);
@@ -319,7 +242,7 @@ static void test_keyfile_downgrade(void **state)
     expect_exit(&o, 0, "join with the genuine key file");
     outcome_free(&o);
     free(orig);
-    names_free(&kf);
+    listing_free(&kf);
     ss_keys_free(k);
     ss_store_free(s);
 }
@@ -345,10 +268,10 @@ static void test_fingerprint_swap(void **state)
     /* Nothing to join yet: --expect-fingerprint never creates a repository. */
     expect_init_fails(w, A, ARGS("--expect-fingerprint", "0000-0000-0000-0000-0000-0000-0000-0000"),
                       1, "holds no repository", "expect on an empty store");
-    ss_store *s = open_store(w);
-    names none = list_all(s, SS_KEY_CONFIG);
+    ss_store *s = world_store(w);
+    listing none = store_listing(w->url, SS_KEY_CONFIG);
     assert_int_equal(none.n, 0);
-    names_free(&none);
+    listing_free(&none);
     ss_store_free(s);
     rmdir(w->dev[A]);
 
@@ -407,8 +330,8 @@ static void test_store_learns_nothing(void **state)
     write_bytes(at(w, A, rel), big, 300000); /* chunked, and compressible */
     free(big);
     ok(w, A, "sync");
-    ss_store *s = open_store(w);
-    names k = list_all(s, "");
+    ss_store *s = world_store(w);
+    listing k = store_listing(w->url, "");
     const char *secrets[] = {name, dir, marker};
     for (size_t i = 0; i < k.n; i++) {
         size_t len = 0;
@@ -419,7 +342,7 @@ static void test_store_learns_nothing(void **state)
                 failf("%s holds '%s' in the clear", k.v[i], secrets[j]);
         free(obj);
     }
-    names_free(&k);
+    listing_free(&k);
     ss_store_free(s);
 }
 
@@ -441,9 +364,9 @@ static int framed_on_bucket(uint64_t size)
 }
 
 /* Every object of the store has a bucket size; returns how many data/ objects there are. */
-static size_t expect_all_on_buckets(ss_store *s)
+static size_t expect_all_on_buckets(const world *w)
 {
-    names k = list_all(s, "");
+    listing k = store_listing(w->url, "");
     size_t packs = 0;
     assert_true(k.n > 0);
     for (size_t i = 0; i < k.n; i++) {
@@ -458,7 +381,7 @@ static size_t expect_all_on_buckets(ss_store *s)
         if (!good) failf("%s: %llu bytes is not on a size bucket", key, (unsigned long long)z);
         packs += !strncmp(key, SS_KEY_DATA_PREFIX, 5);
     }
-    names_free(&k);
+    listing_free(&k);
     return packs;
 }
 
@@ -475,8 +398,8 @@ static void test_padding(void **state)
     ok(w, A, "sync");
     join((world *)w, B);
     expect_same_tree(w->dev[A], w->dev[B]);
-    ss_store *s = open_store(w);
-    expect_all_on_buckets(s);
+    ss_store *s = world_store(w);
+    expect_all_on_buckets(w);
 
     /*
      * Two pushes of one chunk each (below the chunker minimum), 300 bytes
@@ -490,13 +413,13 @@ static void test_padding(void **state)
     for (size_t i = 0; i < sizeof x - 1; i++)
         x[i] = alnum[randombytes_uniform(sizeof alnum - 1)];
     x[sizeof x - 1] = '\0';
-    names before = list_all(s, "");
+    listing before = store_listing(w->url, "");
     write_random(at(w, A, x), 30000);
     ok(w, A, "sync");
-    names mid = list_all(s, "");
+    listing mid = store_listing(w->url, "");
     write_random(at(w, A, x), 30300);
     ok(w, A, "sync");
-    names after = list_all(s, "");
+    listing after = store_listing(w->url, "");
     assert_int_equal(mid.n, before.n + 2); /* log/2 and one pack */
     assert_int_equal(after.n, mid.n + 2);
     uint64_t first[2] = {0}, second[2] = {0};
@@ -509,16 +432,16 @@ static void test_padding(void **state)
     assert_true(first[0] && first[1]);
     assert_int_equal(first[0], second[0]); /* log objects */
     assert_int_equal(first[1], second[1]); /* packs */
-    expect_all_on_buckets(s);
+    expect_all_on_buckets(w);
     ok(w, B, "sync");
     expect_same_tree(w->dev[A], w->dev[B]);
-    names_free(&before);
-    names_free(&mid);
-    names_free(&after);
+    listing_free(&before);
+    listing_free(&mid);
+    listing_free(&after);
     ss_store_free(s);
 }
 
-#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
+#define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_close)
 
 int main(void)
 {
@@ -527,17 +450,8 @@ int main(void)
         WORLD_TEST(test_fingerprint_swap),     WORLD_TEST(test_padding),
         WORLD_TEST(test_store_learns_nothing),
     };
-    unsigned char rnd[6];
-
-    if (sodium_init() < 0) return 1;
-    randombytes_buf(rnd, sizeof rnd);
-    sodium_bin2hex(g_tag, sizeof g_tag, rnd, sizeof rnd);
-    setenv("S3SYNC_KDF", "interactive", 1);
-    setenv("S3SYNC_PASSWORD", PASS, 1);
-    unsetenv("S3SYNC_PASSWORD_FILE");
-    unsetenv("S3SYNC_PASSWORD_COMMAND");
-    unsetenv("S3SYNC_CRASH_AT");
-    g_bucket = getenv("AWS_ENDPOINT_URL") ? getenv("S3SYNC_TEST_BUCKET") : NULL;
-    g_s3 = g_bucket != NULL;
-    return cmocka_run_group_tests_name(g_s3 ? "security/s3" : "security/file", tests, NULL, NULL);
+    if (fixture_init("sec")) return 1;
+    fixture_use_s3(fixture_bucket() != NULL); /* RGW when there is one, else file:// */
+    return cmocka_run_group_tests_name(fixture_bucket() ? "security/s3" : "security/file", tests,
+                                       NULL, NULL);
 }
