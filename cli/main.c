@@ -45,7 +45,7 @@ typedef struct cli {
     int tty; /* stderr is a terminal */
     ss_store_opts store_opts;
     cli_out out;           /* progress bar and colour on stderr */
-    char token_path[4096]; /* the token file chosen when --token-file was not given */
+    char token_path[4096]; /* $XDG_CONFIG_HOME/s3sync/token, when it exists */
     char bad[160];         /* the first option getopt refused, and why */
     json_t *extra;         /* owned: more fields for the --json object (device list, revoke) */
 } cli;
@@ -226,25 +226,15 @@ static ss_hooks hooks_for(cli *c)
 }
 
 /*
- * The lockd token file when --token-file was not given: the folder's
- * token_file setting (relative to the folder), else S3SYNC_TOKEN_FILE (read
- * by the store), else $XDG_CONFIG_HOME/s3sync/token when it exists.
+ * The lockd token: --token-file, else the folder's token_file setting
+ * (core/folder.c), else S3SYNC_TOKEN_FILE, else $XDG_CONFIG_HOME/s3sync/token
+ * when it exists (the store takes the first it is given).
  */
-static void choose_token_file(cli *c, const char *folder)
+static void choose_token_file(cli *c)
 {
-    char *v = NULL;
-    const char *env = getenv("S3SYNC_TOKEN_FILE");
-    if (c->token_file) return;
-    if (folder && !ss_folder_get_setting(folder, "token_file", &v, NULL)) {
-        if (v[0] == '/')
-            snprintf(c->token_path, sizeof c->token_path, "%s", v);
-        else
-            snprintf(c->token_path, sizeof c->token_path, "%s/%s", folder, v);
-        free(v);
-    } else if (!(env && *env)) {
-        cli_xdg_config_file("token", c->token_path, sizeof c->token_path);
-    }
-    c->store_opts.token_file = c->token_path[0] ? c->token_path : NULL;
+    c->store_opts.token_file = c->token_file;
+    if (cli_xdg_config_file("token", c->token_path, sizeof c->token_path))
+        c->store_opts.token_default = c->token_path;
 }
 
 /*
@@ -276,7 +266,6 @@ static int cmd_init(cli *c, int argc, char **argv)
     ss_rc rc;
     if (argc < 1 || argc > 2) return usage("init needs STORE and at most one DIR");
     const char *dir = argc == 2 ? argv[1] : c->dir ? c->dir : ".";
-    choose_token_file(c, NULL);
     rc = cli_secret_get(c->pass_file, "Passphrase: ", 0, &pass, &err);
     if (!rc) {
         ss_init_opts o = {argv[0], &c->store_opts, pass.buf, pass.len, c->device, c->expect_fp};
@@ -302,7 +291,6 @@ static ss_rc open_here(cli *c, ss_folder **ret, ss_err *err)
     char *dir = NULL;
     ss_hooks h = hooks_for(c);
     ss_rc rc = ss_folder_find(c->dir ? c->dir : ".", &dir, err);
-    if (!rc) choose_token_file(c, dir);
     if (!rc) rc = ss_folder_open(dir, &c->store_opts, &h, ret, err);
     free(dir);
     return rc;
@@ -572,7 +560,7 @@ int main(int argc, char **argv)
     /* getopt permuted the options first: options may stand anywhere (s3sync push --json). */
     c.command = argv[first];
     c.store_opts.endpoint = c.endpoint;
-    c.store_opts.token_file = c.token_file;
+    choose_token_file(&c);
     c.tty = isatty(2);
     /* watch prints its own events; a bar there would stand between them. */
     cli_out_init(&c.out, c.tty, c.quiet || !strcmp(c.command, "watch"));

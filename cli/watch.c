@@ -383,8 +383,10 @@ static void read_events(watcher *w)
 
 static int fatal_rc(ss_rc rc)
 {
-    /* The store failed verification, or the folder's settings are bad: retrying cannot help. */
-    return rc == SS_ERR_INTEGRITY || rc == SS_ERR_INVALID || rc == SS_ERR_PASSPHRASE;
+    /* The store failed verification, the folder's settings are bad, or this device was
+     * revoked: retrying cannot help. */
+    return rc == SS_ERR_INTEGRITY || rc == SS_ERR_INVALID || rc == SS_ERR_PASSPHRASE ||
+           rc == SS_ERR_REVOKED;
 }
 
 /*

@@ -386,11 +386,19 @@ int ss_folder_setting(const ss_folder *f, const char *key, char *buf, size_t cap
  * when the command line left it NULL. fso holds the strings.
  */
 typedef struct folder_store_opts {
-    char endpoint[1024], region[128], profile[256];
+    char endpoint[1024], region[128], profile[256], token[4096], token_path[8192];
 } folder_store_opts;
 
-static void apply_store_settings(const char *text, ss_store_opts *so, folder_store_opts *fso)
+/* The folder's settings fill what the caller's options leave unset; token_file is relative to root.
+ */
+static void apply_store_settings(const char *text, const char *root, ss_store_opts *so,
+                                 folder_store_opts *fso)
 {
+    if (!so->token_file && setting(text, "token_file", fso->token, sizeof fso->token)) {
+        snprintf(fso->token_path, sizeof fso->token_path, "%s%s%s",
+                 fso->token[0] == '/' ? "" : root, fso->token[0] == '/' ? "" : "/", fso->token);
+        so->token_file = fso->token_path;
+    }
     if (!so->endpoint && setting(text, "endpoint", fso->endpoint, sizeof fso->endpoint))
         so->endpoint = fso->endpoint;
     if (!so->region && setting(text, "region", fso->region, sizeof fso->region))
@@ -410,17 +418,12 @@ static ss_rc check_same_repo(ss_folder *f, const char *settings, const char *url
 {
     ss_store_opts so = store_opts ? *store_opts : (ss_store_opts){0};
     folder_store_opts fso;
-    char tok[4096], tok_path[8192], *path = NULL, *cached = NULL;
+    char *path = NULL, *cached = NULL;
     void *cfg = NULL;
     size_t len = 0, cached_len = 0;
     ss_store *s = NULL;
     ss_rc rc;
-    apply_store_settings(settings, &so, &fso);
-    if (!so.token_file && setting(settings, "token_file", tok, sizeof tok)) {
-        snprintf(tok_path, sizeof tok_path, "%s%s%s", tok[0] == '/' ? "" : f->root,
-                 tok[0] == '/' ? "" : "/", tok);
-        so.token_file = tok_path;
-    }
+    apply_store_settings(settings, f->root, &so, &fso);
     if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if (!(rc = read_file(path, &cached, &cached_len, err)) &&
@@ -524,7 +527,7 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
         rc = ss_fail(err, SS_ERR_INVALID, "%s: missing store, device or device_id", path);
         goto fail;
     }
-    apply_store_settings(settings, &so, &fso);
+    apply_store_settings(settings, f->root, &so, &fso);
     if ((rc = take_lock(f, err)) || (rc = load_device_key(f, err)) ||
         (rc = ss_store_open(url, &so, &f->store, err)) || (rc = load_master(f, master, err)))
         goto fail;

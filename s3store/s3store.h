@@ -43,6 +43,8 @@ typedef struct ss_store_opts {
     unsigned max_retries;      /* 0: AWS_MAX_ATTEMPTS - 1, else 6 */
     time_t (*clock)(void);     /* signing clock; NULL = time() (tests fix it) */
     const char *token_file;    /* lockd: the device token's file; S3SYNC_TOKEN_FILE */
+    const char
+        *token_default; /* lockd: when neither of those names one ($XDG_CONFIG_HOME/s3sync/token) */
     /*
      * AWS profile, read as the AWS CLI does from AWS_SHARED_CREDENTIALS_FILE
      * (~/.aws/credentials) and AWS_CONFIG_FILE (~/.aws/config): NULL means

@@ -428,11 +428,15 @@ static void lk_close(ss_store *s)
 static ss_rc lk_open(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err)
 {
     lk_store *lk = calloc(1, sizeof *lk);
+    const char *env = getenv("S3SYNC_TOKEN_FILE");
+    const char *token = opts->token_file ? opts->token_file
+                        : env && *env    ? env
+                                         : opts->token_default;
     ss_rc rc;
     if (!lk) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
     s->impl = lk;
     if ((rc = s3_http_new(opts, &s->counts, &lk->http, err)) ||
-        (rc = lk_client_init(&lk->k, s->url, location, opts->token_file, lk->http, err))) {
+        (rc = lk_client_init(&lk->k, s->url, location, token, lk->http, err))) {
         lk_close(s);
         return rc;
     }

@@ -510,10 +510,19 @@ static void test_lockd_killed(void **state)
 
 static child g_watch[2]; /* A's and B's `s3sync watch` (pid 0: none) */
 
+/* A's watch is given its token; B's finds it in its folder's token_file setting. */
 static void watch_start(const world *w, int d)
 {
-    g_watch[d] = start_cli(NULL, ARGS("-C", w->dev[d], "--json", "-v", "--token-file", w->token[d],
-                                      "watch", "--interval", "1"));
+    if (d == A) {
+        g_watch[d] = start_cli(NULL, ARGS("-C", w->dev[d], "--json", "-v", "--token-file",
+                                          w->token[d], "watch", "--interval", "1"));
+        return;
+    }
+    outcome o = run_cli(NULL, ARGS("-C", w->dev[d], "--token-file", w->token[d], "config", "set",
+                                   "token_file", w->token[d]));
+    expect_exit(&o, 0, "config set token_file");
+    outcome_free(&o);
+    g_watch[d] = start_cli(NULL, ARGS("-C", w->dev[d], "--json", "-v", "watch", "--interval", "1"));
 }
 
 /* What the watch on d printed on stdout so far (free it); pread leaves the offset to the writer. */
