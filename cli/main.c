@@ -237,24 +237,6 @@ static void choose_token_file(cli *c)
         c->store_opts.token_default = c->token_path;
 }
 
-/*
- * init's --endpoint and --profile go in the folder's config: cron need not
- * repeat them. A token file is not recorded (config set token_file does it):
- * which token a device uses stays the user's explicit choice.
- */
-static void remember_options(cli *c, const char *dir, ss_rc *rc, ss_err *err)
-{
-    ss_err e2 = {{0}};
-    ss_rc r = SS_OK;
-    if (c->endpoint) r = ss_folder_set_setting(dir, "endpoint", c->endpoint, NULL, &e2);
-    if (!r && c->store_opts.profile)
-        r = ss_folder_set_setting(dir, "profile", c->store_opts.profile, NULL, &e2);
-    if (r && !*rc) {
-        *rc = r;
-        *err = e2;
-    }
-}
-
 static int cmd_init(cli *c, int argc, char **argv)
 {
     ss_folder *f = NULL;
@@ -278,9 +260,7 @@ static int cmd_init(cli *c, int argc, char **argv)
                 created ? "created a new repository at" : "joined the repository at", argv[0], dir,
                 c->fingerprint);
     if (!rc && !created) rc = ss_pull(f, &st, &err); /* a joining device starts with the files */
-    int made = f != NULL;
-    ss_folder_free(f); /* drops the folder lock, which setting the options takes */
-    if (made) remember_options(c, dir, &rc, &err);
+    ss_folder_free(f);
     rc = finish(c, &st, rc, &err);
     ss_stats_clear(&st);
     return rc;

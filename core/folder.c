@@ -553,13 +553,24 @@ fail:
     return rc;
 }
 
-static ss_rc write_settings(ss_folder *f, const char *url, ss_err *err)
+/* An option init records in the settings (value may be NULL: not given) must suit its key. */
+static ss_rc check_init_setting(const char *key, const char *value, ss_err *err)
+{
+    const char *want = value ? bad_value(find_key(key, NULL), value) : NULL;
+    return want ? ss_fail(err, SS_ERR_INVALID, "--%s %s: want %s", key, value, want) : SS_OK;
+}
+
+/* The first settings: the store, this device, and the endpoint and profile init was given. */
+static ss_rc write_settings(ss_folder *f, const char *url, const ss_store_opts *so, ss_err *err)
 {
     char idhex[2 * SS_TXN_DEVICE_ID_BYTES + 1], *text = NULL;
+    const char *ep = so ? so->endpoint : NULL, *profile = so ? so->profile : NULL;
     ss_rc rc;
     sodium_bin2hex(idhex, sizeof idhex, f->device_id, sizeof f->device_id);
-    if (asprintf(&text, "# s3sync folder settings\nstore = %s\ndevice = %s\ndevice_id = %s\n", url,
-                 f->device_name, idhex) < 0)
+    if (asprintf(&text,
+                 "# s3sync folder settings\nstore = %s\ndevice = %s\ndevice_id = %s\n%s%s%s%s%s%s",
+                 url, f->device_name, idhex, ep ? "endpoint = " : "", ep ? ep : "", ep ? "\n" : "",
+                 profile ? "profile = " : "", profile ? profile : "", profile ? "\n" : "") < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = write_private(f->meta, SETTINGS_FILE, text, strlen(text), err);
     free(text);
@@ -576,6 +587,10 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     *ret_created = 0;
     if (o->expect_fingerprint && (rc = ss_fingerprint_parse(o->expect_fingerprint, fp, err)))
         return rc; /* a typo is told before the passphrase's key derivation, not after */
+    if ((rc =
+             check_init_setting("endpoint", o->store_opts ? o->store_opts->endpoint : NULL, err)) ||
+        (rc = check_init_setting("profile", o->store_opts ? o->store_opts->profile : NULL, err)))
+        return rc; /* they go into the settings as they are */
     if (mkdir(dir, 0755) && errno != EEXIST)
         return ss_fail(err, SS_ERR_IO, "create folder %s: %s", dir, strerror(errno));
     if ((rc = new_folder(dir, hooks, &f, err))) return rc;
@@ -621,7 +636,8 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
                             SS_MASTER_KEY_BYTES, err)) ||
         (rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err)) ||
         (rc = write_private(f->meta, REPO_CONFIG_FILE, cfg, sizeof cfg, err)) ||
-        (rc = open_common(f, NULL, err)) || (rc = write_settings(f, o->store_url, err)))
+        (rc = open_common(f, NULL, err)) ||
+        (rc = write_settings(f, o->store_url, o->store_opts, err)))
         goto fail;
     *ret_folder = f;
     return SS_OK;

@@ -62,7 +62,7 @@ typedef struct ss_hooks {
 
 typedef struct ss_init_opts {
     const char *store_url;
-    const ss_store_opts *store_opts;
+    const ss_store_opts *store_opts; /* its endpoint and profile go in the folder's settings */
     const char *passphrase;
     size_t passlen;
     const char *device_name; /* NULL: the host name */
