@@ -117,8 +117,21 @@ void ss_atomic_abort(ss_atomic *at)
     free(at);
 }
 
+/* The target is still what the caller saw (ss_fs_seen): nothing, or that very file as it was. */
+static int still_seen(const ss_atomic *at, const ss_fs_seen *seen)
+{
+    struct stat now;
+    if (fstatat(at->dirfd, at->base, &now, AT_SYMLINK_NOFOLLOW)) return errno == ENOENT;
+    return seen->present && now.st_ino == seen->st.st_ino && now.st_dev == seen->st.st_dev &&
+           now.st_size == seen->st.st_size && now.st_mode == seen->st.st_mode &&
+           now.st_mtim.tv_sec == seen->st.st_mtim.tv_sec &&
+           now.st_mtim.tv_nsec == seen->st.st_mtim.tv_nsec &&
+           now.st_ctim.tv_sec == seen->st.st_ctim.tv_sec &&
+           now.st_ctim.tv_nsec == seen->st.st_ctim.tv_nsec;
+}
+
 ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
-                       ss_err *err)
+                       const ss_fs_seen *seen, ss_err *err)
 {
     struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)mtime_s, (long)mtime_ns}};
     ss_rc rc = SS_OK;
@@ -127,6 +140,8 @@ ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t m
         goto out;
     }
     ss_fault_point("apply.before-rename");
+    /* Writing the new version took a while: a local edit meanwhile is kept, not overwritten. */
+    if (seen && !still_seen(at, seen) && (rc = seen->aside(seen->ctx, err))) goto out;
     /* A directory in the way is not ours to replace here: the caller resolves it first. */
     if (renameat(at->dirfd, at->tmp, at->dirfd, at->base)) {
         rc = errno_fail(err, "replace", at->path);

@@ -20,6 +20,9 @@
  *       id (no conflict copy of our own write).
  *   P4. A local change is never overwritten: a path changed since the last
  *       sync keeps its local version as a conflict copy; modify beats delete.
+ *       A file is looked at again right before the new version is renamed
+ *       over it (ss_fs_seen): an edit made while it was being written is
+ *       kept the same way.
  *   P5. Only what a device may sign is applied: eng_check_txn checks the
  *       signature and device entries against the device table at seq - 1
  *       (devices.c), and the table after seq commits with its watermark, so
@@ -385,8 +388,25 @@ static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t bo
     return ss_state_put(a->f->state, &row, err);
 }
 
-static ss_rc write_file(apply *a, const ss_txn_entry *e, ss_err *err)
+static ss_rc keep_as_conflict(apply *a, const char *path, ss_err *err);
+
+typedef struct aside_ctx {
+    apply *a;
+    const char *path;
+} aside_ctx;
+
+/* ss_fs_seen's aside: the file changed while its new version was written (P4). */
+static ss_rc aside(void *ctx, ss_err *err)
 {
+    aside_ctx *c = ctx;
+    return keep_as_conflict(c->a, c->path, err);
+}
+
+/* l: what look() found at e->path, as it stands after clearing the way (P4). */
+static ss_rc write_file(apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
+{
+    aside_ctx ac = {a, e->path};
+    ss_fs_seen seen = {.present = l->state != L_ABSENT, .st = l->st, .aside = aside, .ctx = &ac};
     ss_atomic *at = NULL;
     ss_rc rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
     if (rc) return rc;
@@ -400,18 +420,18 @@ static ss_rc write_file(apply *a, const ss_txn_entry *e, ss_err *err)
         ss_atomic_abort(at);
         return rc;
     }
-    rc = ss_atomic_commit(at, e->mode, e->mtime_s, e->mtime_ns, err);
+    rc = ss_atomic_commit(at, e->mode, e->mtime_s, e->mtime_ns, &seen, err);
     if (rc) return rc;
     a->stats->files++;
     return e->storage == SS_TXN_INLINE ? record(a, e, e->inline_data, e->size, err)
                                        : record(a, e, a->body.p, a->body.len, err);
 }
 
-static ss_rc write_entry(apply *a, const ss_txn_entry *e, ss_err *err)
+static ss_rc write_entry(apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
 {
     ss_rc rc;
     switch (e->kind) {
-    case SS_TXN_FILE: return write_file(a, e, err);
+    case SS_TXN_FILE: return write_file(a, e, l, err);
     case SS_TXN_SYMLINK:
         rc = ss_fs_symlink(a->f->root_fd, e->path, e->target, e->mtime_s, e->mtime_ns, err);
         if (!rc) a->stats->files++;
@@ -518,18 +538,17 @@ static ss_rc apply_upsert(apply *a, const ss_txn_entry *e, ss_err *err)
         return record(a, e, e->kind == SS_TXN_FILE ? (const void *)e->inline_data : e->target,
                       e->size, err);
     }
-    if (l.state == L_DIRTY && !same) {
-        if (l.kind == SS_TXN_DIR && e->kind == SS_TXN_DIR) {
-            /* both sides have the directory: nothing to keep apart */
-        } else if ((rc = keep_as_conflict(a, e->path, err))) {
-            return rc;
-        }
-    } else if (l.state == L_CLEAN && l.kind != (int)e->kind) {
-        if ((rc = clear_way(a, e->path, &l, 0, &deferred, err)) || deferred) return rc;
-    }
     if (e->kind == SS_TXN_DIR && l.kind == SS_TXN_DIR && l.state == L_DIRTY)
         return record(a, e, NULL, 0, err); /* keep a locally changed mode */
-    return write_entry(a, e, err);
+    if (l.state == L_DIRTY && !same) {
+        rc = keep_as_conflict(a, e->path, err);
+        if (rc) return rc;
+        l.state = L_ABSENT; /* moved aside */
+    } else if (l.state == L_CLEAN && l.kind != (int)e->kind) {
+        if ((rc = clear_way(a, e->path, &l, 0, &deferred, err)) || deferred) return rc;
+        l.state = L_ABSENT; /* removed, or kept as a conflict copy */
+    }
+    return write_entry(a, e, &l, err);
 }
 
 static ss_rc apply_delete(apply *a, const ss_txn_entry *e, ss_err *err)

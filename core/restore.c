@@ -360,7 +360,7 @@ static ss_rc write_file(rs *s, const row *r, const char *dest, ss_err *err)
         return rc;
     }
     s->res->bytes += r->size;
-    return ss_atomic_commit(at, r->mode, r->mtime_s, r->mtime_ns, err);
+    return ss_atomic_commit(at, r->mode, r->mtime_s, r->mtime_ns, NULL, err);
 }
 
 /* Where entry path goes under the temp name. *ret owned. */
