@@ -108,11 +108,17 @@ ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len
                         .mtime_s = e->mtime_s,
                         .mtime_ns = e->mtime_ns,
                         .ctime_s = -1,
+                        .local_mode = e->mode,
                         .body = body,
                         .body_len = body_len,
                         .storage = (int)e->storage};
     memcpy(row.content_id, e->content_id, sizeof row.content_id);
     return row;
+}
+
+uint32_t eng_mode_applied(const ss_folder *f, uint32_t mode)
+{
+    return mode & 07777 & ~f->mode_mask;
 }
 
 int eng_kind_of(mode_t mode)
@@ -134,11 +140,11 @@ int eng_stat_matches(const ss_state_row *row, const struct stat *st)
     struct timespec ctime = seen_ctime(st);
     if (row->ctime_s < 0) return 0; /* recorded while racy: re-read */
     if (row->kind != eng_kind_of(st->st_mode)) return 0;
-    if (row->kind == SS_TXN_DIR) return row->mode == (uint32_t)(st->st_mode & 07777);
+    if (row->kind == SS_TXN_DIR) return row->local_mode == (uint32_t)(st->st_mode & 07777);
     return row->ino == (uint64_t)st->st_ino && row->size == (uint64_t)st->st_size &&
            row->mtime_s == st->st_mtim.tv_sec && row->mtime_ns == (uint32_t)st->st_mtim.tv_nsec &&
            row->ctime_s == ctime.tv_sec && row->ctime_ns == (uint32_t)ctime.tv_nsec &&
-           row->mode == (uint32_t)(st->st_mode & 07777);
+           row->local_mode == (uint32_t)(st->st_mode & 07777);
 }
 
 ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
@@ -149,7 +155,7 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
     ss_rc rc;
     *ret_match = eng_stat_matches(row, st);
     if (*ret_match || row->kind != eng_kind_of(st->st_mode) ||
-        row->mode != (uint32_t)(st->st_mode & 07777))
+        row->local_mode != (uint32_t)(st->st_mode & 07777))
         return SS_OK;
     if (row->kind == SS_TXN_DIR) {
         *ret_match = 1;
@@ -174,6 +180,7 @@ void eng_row_set_stat(ss_state_row *row, const struct stat *st)
     row->ino = (uint64_t)st->st_ino;
     row->ctime_s = ctime.tv_sec;
     row->ctime_ns = (uint32_t)ctime.tv_nsec;
+    row->local_mode = (uint32_t)(st->st_mode & 07777);
     /* As git's racy-index rule: a write in the same tick could leave size and mtime unchanged. */
     if (!S_ISDIR(st->st_mode) && time(NULL) - st->st_mtim.tv_sec < RACY_SECONDS) row->ctime_s = -1;
 }

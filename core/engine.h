@@ -36,9 +36,17 @@ struct ss_folder {
     ss_device_key *key;  /* signs what this device writes */
     ss_devices *devices; /* the device table at the watermark, as state.db holds it */
     ss_hooks hooks;
-    ss_progress prog; /* what hooks.progress is told */
-    char *settings;   /* the text of .s3sync/config, as read at open */
+    ss_progress prog;   /* what hooks.progress is told */
+    char *settings;     /* the text of .s3sync/config, as read at open */
+    uint32_t mode_mask; /* bits of a mode from the store never applied here (eng_mode_applied) */
 };
+
+/*
+ * The mode a path gets here for mode from the store: never setuid, setgid
+ * or sticky; group and world write masked by the umask unless the folder's
+ * preserve_modes is set (as tar and rsync do for a user who is not root).
+ */
+uint32_t eng_mode_applied(const ss_folder *f, uint32_t mode);
 
 /* Tell hooks.progress (if any) where f->prog stands. */
 void eng_progress(ss_folder *f);
@@ -65,10 +73,13 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
                         const struct stat *st, int *ret_match, ss_err *err);
 /*
  * A state row of what e says (its remote columns), with body; its local
- * columns say "not seen yet" (ctime -1: re-read).
+ * columns say "not seen yet" (ctime -1: re-read; local_mode: e's mode).
  */
 ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len);
-/* Fill row's local columns from st; racily-recent mtimes are marked to re-check. */
+/*
+ * Fill row's local columns (local_mode too) from st; racily-recent mtimes
+ * are marked to re-check.
+ */
 void eng_row_set_stat(ss_state_row *row, const struct stat *st);
 
 /* State body of a chunked file: chunk refs with their pack keys spelled out. */

@@ -27,6 +27,9 @@
  *       signature and device entries against the device table at seq - 1
  *       (devices.c), and the table after seq commits with its watermark, so
  *       a crash can never leave one ahead of the other.
+ *   P6. Modes from the store are applied masked (eng_mode_applied), and the
+ *       row records the masked mode as the local one, so it is no local
+ *       change.
  *
  *   state per store transaction:
  *     LISTED --eng_fetch_txn--> STAGED --eng_check_txn (ops, signer)--> VERIFIED
@@ -365,7 +368,12 @@ static ss_rc copy_staged(apply *a, const ss_txn_entry *e, int out, ss_err *err)
     return SS_OK;
 }
 
-/* Record the path as applied: remote fields from e, local ones from what is there now. */
+/*
+ * Record the path as applied: remote fields from e, local ones from what is
+ * there now, but for the mode: the one this pull gives it (P6), so a
+ * directory whose mode was kept as the user changed it compares as it
+ * should.
+ */
 static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t body_len, ss_err *err)
 {
     ss_state_row row = eng_row_of(e, body, body_len);
@@ -381,6 +389,7 @@ static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t bo
     }
     close(dirfd);
     eng_row_set_stat(&row, &st);
+    if (e->kind != SS_TXN_SYMLINK) row.local_mode = eng_mode_applied(a->f, e->mode);
     if (a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "pull", e->path);
     a->f->prog.files_done++;
     if (e->kind == SS_TXN_FILE && e->storage == SS_TXN_INLINE) a->f->prog.bytes_done += e->size;
@@ -420,7 +429,7 @@ static ss_rc write_file(apply *a, const ss_txn_entry *e, const local *l, ss_err 
         ss_atomic_abort(at);
         return rc;
     }
-    rc = ss_atomic_commit(at, e->mode, e->mtime_s, e->mtime_ns, &seen, err);
+    rc = ss_atomic_commit(at, eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns, &seen, err);
     if (rc) return rc;
     a->stats->files++;
     return e->storage == SS_TXN_INLINE ? record(a, e, e->inline_data, e->size, err)
@@ -437,7 +446,7 @@ static ss_rc write_entry(apply *a, const ss_txn_entry *e, const local *l, ss_err
         if (!rc) a->stats->files++;
         return rc ? rc : record(a, e, e->target, e->size, err);
     default:
-        rc = ss_fs_mkdir(a->f->root_fd, e->path, e->mode, err);
+        rc = ss_fs_mkdir(a->f->root_fd, e->path, eng_mode_applied(a->f, e->mode), err);
         if (!rc) a->stats->files++;
         return rc ? rc : record(a, e, NULL, 0, err);
     }

@@ -241,6 +241,19 @@ static int same_mtime(const ss_state_row *row, const struct stat *st)
     return row->mtime_s == st->st_mtim.tv_sec && row->mtime_ns == (uint32_t)st->st_mtim.tv_nsec;
 }
 
+/*
+ * The mode to publish for a path lstat says st of. While it has the local
+ * mode last synced, the store's stays (a pull may have masked it: a setuid
+ * bit never applied here is no change to send); a mode changed here goes
+ * as it is.
+ */
+static uint32_t mode_to_send(const ss_state_row *row, const struct stat *st)
+{
+    uint32_t mode = st->st_mode & 07777;
+    if (row && row->kind == eng_kind_of(st->st_mode) && row->local_mode == mode) return row->mode;
+    return mode;
+}
+
 /* Only the local stat moved (a new inode, a copy back): remembered, so scans stay cheap. */
 static ss_rc restat(push *p, const ss_state_row *old, const struct stat *st, ss_err *err)
 {
@@ -302,13 +315,13 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
     }
     if (rc || changed) goto out;
     /* The same bytes, mode and mtime: nothing to say (a new inode, a touch that set it back). */
+    e.mode = mode_to_send(row, &st);
     if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, 32) &&
-        row->mode == (uint32_t)(st.st_mode & 07777) && same_mtime(row, &st)) {
+        row->mode == e.mode && same_mtime(row, &st)) {
         rc = restat(p, row, &st, err);
         goto out;
     }
     memcpy(e.content_id, cid, 32);
-    e.mode = st.st_mode & 07777;
     e.mtime_s = st.st_mtim.tv_sec;
     e.mtime_ns = (uint32_t)st.st_mtim.tv_nsec;
     e.size = (uint64_t)st.st_size;
@@ -331,7 +344,7 @@ static ss_rc push_symlink(push *p, const char *path, const struct stat *st, cons
                       .path = path,
                       .path_len = strlen(path),
                       .kind = SS_TXN_SYMLINK,
-                      .mode = st->st_mode & 07777,
+                      .mode = mode_to_send(row, st),
                       .mtime_s = st->st_mtim.tv_sec,
                       .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
     if (n < 0) {
@@ -354,7 +367,7 @@ static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss
                       .path = path,
                       .path_len = strlen(path),
                       .kind = SS_TXN_DIR,
-                      .mode = st->st_mode & 07777,
+                      .mode = mode_to_send(row, st),
                       .mtime_s = st->st_mtim.tv_sec,
                       .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
     /* A directory's mtime moves with every entry in it; only its mode is worth syncing. */

@@ -15,8 +15,9 @@
  *       a failure the temp tree is removed.
  *   R3. Files are written with fsio's atomic writes (temp, fsync, rename);
  *       chunks are fetched with pull's verified fetch (eng_fetch_chunk).
+ *       Modes are applied as pull applies them (eng_mode_applied).
  *       Directories stay writable (0700) while being filled and get their
- *       recorded modes last, deepest first.
+ *       modes last, deepest first.
  *   R4. A path gone at the head, restored without --at, comes back as it was
  *       last: the entries are copied aside each time the path disappears
  *       (walking again from the oldest retained state when the newest
@@ -360,7 +361,8 @@ static ss_rc write_file(rs *s, const row *r, const char *dest, ss_err *err)
         return rc;
     }
     s->res->bytes += r->size;
-    return ss_atomic_commit(at, r->mode, r->mtime_s, r->mtime_ns, NULL, err);
+    return ss_atomic_commit(at, eng_mode_applied(s->f, r->mode), r->mtime_s, r->mtime_ns, NULL,
+                            err);
 }
 
 /* Where entry path goes under the temp name. *ret owned. */
@@ -409,7 +411,8 @@ static ss_rc set_dir_modes(rs *s, const char *tbl, ss_err *err)
         int dirfd = -1;    /* owned */
         if ((rc = dest_of(s, (const char *)sqlite3_column_text(q, 0), &dest, err))) break;
         if (!(rc = ss_fs_parent(s->pfd, dest, 0, &dirfd, &base, err))) {
-            if (fchmodat(dirfd, base, (mode_t)sqlite3_column_int64(q, 1) & 07777, 0))
+            if (fchmodat(dirfd, base, eng_mode_applied(s->f, (uint32_t)sqlite3_column_int64(q, 1)),
+                         0))
                 rc = ss_fail(err, SS_ERR_IO, "set mode of %s: %s", dest, strerror(errno));
             close(dirfd);
         }
