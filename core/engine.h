@@ -14,8 +14,10 @@
 #include "chunker.h"
 #include "device_key.h"
 #include "devices.h"
+#include "dirmodes.h"
 #include "ignore.h"
 #include "repo.h"
+#include "scan.h"
 #include "state.h"
 #include "sync.h"
 #include "txn.h"
@@ -68,6 +70,7 @@ int eng_stat_matches(const ss_state_row *row, const struct stat *st);
 /*
  * The local path (lstat st) still holds what row says, reading it only when
  * the stat does not tell (a racily recent mtime, a copy with a new inode).
+ * A file its owner may not read (mode 000) cannot be told the same: no match.
  */
 ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
                         const struct stat *st, int *ret_match, ss_err *err);
@@ -111,6 +114,27 @@ ss_rc eng_stats_conflict(ss_stats *s, const char *path);
 ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[32], ss_err *err);
 int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[32]);
 void eng_inflight_clear(ss_folder *f);
+
+/* The folder's directory modes (dirmodes.h), journaled in .s3sync/dirmodes. Owned. */
+#define ENG_DIRMODES_FILE "dirmodes"
+ss_rc eng_dirmodes_new(ss_folder *f, ss_dirmodes **ret_dm, ss_err *err);
+
+/*
+ * The folder's scan (push, status). A directory this device's user cannot
+ * read but that is as last synced (this device gave it that mode: a pull of
+ * a 000 directory) is opened to its owner while the scan is inside it;
+ * one the user made unreadable still fails the scan, since its unseen
+ * contents must not pass for deleted.
+ */
+typedef struct eng_scan {
+    ss_folder *f;
+    ss_scan *sc;
+    ss_dirmodes *dm;
+} eng_scan;
+ss_rc eng_scan_new(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_scan *s, ss_err *err);
+ss_rc eng_scan_next(eng_scan *s, const ss_scan_entry **ret_entry, ss_err *err);
+/* Every directory opened gets its mode back (the first failure, unless rc already failed). */
+ss_rc eng_scan_end(eng_scan *s, ss_rc rc, ss_err *err);
 
 /* Path of a temp file under .s3sync/tmp/ (created empty, O_RDWR); unlinked already. */
 ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err);

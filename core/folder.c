@@ -485,6 +485,24 @@ static ss_rc open_common(ss_folder *f, const char *ignore_file, ss_err *err)
     return rc ? rc : ss_state_devices_load(f->state, f->devices, err);
 }
 
+/*
+ * A command killed inside a directory it had opened to its owner left the
+ * journal (dirmodes.h): the modes go back before anything looks at them.
+ * Once: a failure is told, and the journal is gone either way.
+ */
+static void put_back_dir_modes(ss_folder *f)
+{
+    char *journal = NULL;
+    ss_err err = {{0}};
+    if (asprintf(&journal, "%s/" ENG_DIRMODES_FILE, f->meta) < 0) return;
+    if (ss_dirmodes_recover(f->root_fd, journal, &err) && f->hooks.warn) {
+        char msg[sizeof err.msg + 64];
+        snprintf(msg, sizeof msg, "directory modes a killed command left open: %s", err.msg);
+        f->hooks.warn(f->hooks.ctx, msg);
+    }
+    free(journal);
+}
+
 /* The signing key, which must be the device id the settings name. */
 static ss_rc load_device_key(ss_folder *f, ss_err *err)
 {
@@ -552,6 +570,7 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     if ((rc = take_lock(f, err)) || (rc = load_device_key(f, err)) ||
         (rc = ss_store_open(url, &so, &f->store, err)) || (rc = load_master(f, master, err)))
         goto fail;
+    put_back_dir_modes(f); /* under the lock */
     free(path);
     if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0) path = NULL;
     char *cfg = NULL;

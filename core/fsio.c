@@ -205,6 +205,56 @@ ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t m
     return rc;
 }
 
+/* O_PATH: a directory its owner may not read (mode 000) still opens; never a symlink. */
+static int open_dir_path(int dirfd, const char *base)
+{
+    return openat(dirfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+ss_rc ss_fs_dir_chmod(int fd, const char *path, uint32_t mode, ss_err *err)
+{
+    char proc[64];
+    int rd;
+    /* fchmod refuses an O_PATH descriptor; its /proc link names exactly the directory opened. */
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (!chmod(proc, mode & 07777)) return SS_OK;
+    if (errno != ENOENT) return errno_fail(err, "set mode of", path);
+    rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* no /proc: readable ones */
+    if (rd < 0 || fchmod(rd, mode & 07777)) {
+        ss_rc rc = errno_fail(err, "set mode of", path);
+        if (rd >= 0) close(rd);
+        return rc;
+    }
+    close(rd);
+    return SS_OK;
+}
+
+ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_mode, ss_err *err)
+{
+    const char *base;
+    struct stat st;
+    int dirfd, fd;
+    ss_rc rc = ss_fs_parent(root_fd, path, 0, &dirfd, &base, err);
+    *ret_fd = -1;
+    *ret_mode = 0;
+    if (rc) return rc;
+    fd = open_dir_path(dirfd, base);
+    if (fd < 0) {
+        int e = errno;
+        rc = e == ENOENT || e == ENOTDIR || e == ELOOP
+                 ? ss_fail(err, SS_ERR_NOT_FOUND, "%s is no directory", path)
+                 : errno_fail(err, "open directory", path);
+    } else if (fstat(fd, &st)) {
+        rc = errno_fail(err, "stat directory", path);
+        close(fd);
+    } else {
+        *ret_fd = fd;
+        *ret_mode = st.st_mode & 07777;
+    }
+    close(dirfd);
+    return rc;
+}
+
 ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
 {
     const char *base;
@@ -213,13 +263,13 @@ ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
     if (rc) return rc;
     if (mkdirat(dirfd, base, 0700) && errno != EEXIST) {
         rc = errno_fail(err, "create directory", path);
-    } else if ((fd = openat(dirfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+    } else if ((fd = open_dir_path(dirfd, base)) < 0) {
         rc =
             errno == ENOTDIR || errno == ELOOP
                 ? ss_fail(err, SS_ERR_IO, "create directory %s: something else is in the way", path)
                 : errno_fail(err, "open directory", path);
     } else {
-        if (fchmod(fd, mode & 07777)) rc = errno_fail(err, "set mode of", path);
+        rc = ss_fs_dir_chmod(fd, path, mode, err);
         close(fd);
     }
     close(dirfd);

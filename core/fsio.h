@@ -72,6 +72,15 @@ ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t m
                     uint32_t mtime_ns, ss_err *err);
 /* Make directory path (and parents); an existing directory gets the mode. */
 ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err);
+/*
+ * Directory path opened O_PATH (*ret_fd, owned), never through a symlink,
+ * and its mode: search permission on its parents is all it needs, so a
+ * directory mode 000 can be opened too. Gone, or not a directory:
+ * SS_ERR_NOT_FOUND.
+ */
+ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_mode, ss_err *err);
+/* Set the mode of the directory open as fd (ss_fs_dir_open); path names it in messages. */
+ss_rc ss_fs_dir_chmod(int fd, const char *path, uint32_t mode, ss_err *err);
 /* Remove a file, symlink or empty directory; missing is fine. */
 ss_rc ss_fs_remove(int root_fd, const char *path, ss_err *err);
 /* Rename within the folder (conflict copies). */

@@ -413,14 +413,14 @@ static ss_rc push_entry(push *p, const ss_scan_entry *se, const ss_state_row *ro
 /* Merge the scan with the previous state, both in path order. */
 static ss_rc diff(push *p, ss_err *err)
 {
-    ss_scan *sc = NULL;
+    eng_scan sc = {0};
     ss_state_iter *it = NULL;
     const ss_scan_entry *e = NULL;
     const ss_state_row *r = NULL;
     ss_rc rc;
     ss_warn_fn warn_fn = p->counting ? NULL : p->f->hooks.warn; /* the real pass warns, once */
-    if ((rc = ss_scan_new(p->f->root, p->f->ign, warn_fn, p->f->hooks.ctx, &sc, err)) ||
-        (rc = ss_state_iter_new(p->f->state, &it, err)) || (rc = ss_scan_next(sc, &e, err)) ||
+    if ((rc = eng_scan_new(p->f, warn_fn, p->f->hooks.ctx, &sc, err)) ||
+        (rc = ss_state_iter_new(p->f->state, &it, err)) || (rc = eng_scan_next(&sc, &e, err)) ||
         (rc = ss_state_iter_next(it, &r, err)))
         goto out;
     while (!rc && (e || r)) {
@@ -432,13 +432,12 @@ static ss_rc diff(push *p, ss_err *err)
         } else {
             rc = push_entry(p, e, r, err);
         }
-        if (!rc && c <= 0) rc = ss_scan_next(sc, &e, err);
+        if (!rc && c <= 0) rc = eng_scan_next(&sc, &e, err);
         if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
     }
 out:
     ss_state_iter_free(it);
-    ss_scan_free(sc);
-    return rc;
+    return eng_scan_end(&sc, rc, err);
 }
 
 /* --- the transaction ---------------------------------------------------------------- */

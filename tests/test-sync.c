@@ -626,6 +626,37 @@ static void test_crash_points(void **state)
     g_step[0] = '\0';
 }
 
+/*
+ * A directory whose mode closes it to its owner (555) gets that mode only
+ * after its contents, so pull keeps it open (u+rwx) meanwhile. Killed then,
+ * it is left open; the next command closes it again (.s3sync/dirmodes)
+ * before anything could take the open mode for a local change and push it.
+ */
+static void test_crash_in_closed_dir(void **state)
+{
+    world *w = *state;
+    struct stat st;
+    outcome o;
+    join(w, A);
+    join(w, B);
+    for (int i = 0; i < 3; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "ro/f%d.txt", i);
+        write_bytes(at(w, A, p), "inside", 6);
+    }
+    if (chmod(at(w, A, "ro"), 0555)) failf("chmod: %s", strerror(errno));
+    ok(w, A, "push");
+    o = run_cmd(w, B, ARGS("S3SYNC_CRASH_AT=apply.before-rename:2"), "pull");
+    if (o.sig != SIGKILL) failf("not killed: exit %d, stderr: %s", o.code, o.err);
+    outcome_free(&o);
+    ok(w, B, "pull");
+    if (lstat(at(w, B, "ro"), &st) || (st.st_mode & 07777) != 0555)
+        failf("B's ro/ has mode 0%o after the crash, not 0555", st.st_mode & 07777);
+    expect_idle_sync(w, B);
+    ok(w, A, "sync");
+    expect_converged(w);
+}
+
 /* --- scenarios: a tampered store ---------------------------------------------------- */
 
 typedef struct undo {
@@ -885,6 +916,7 @@ int main(void)
         WORLD_TEST(test_racy_mtime),
         WORLD_TEST(test_edit_before_rename),
         WORLD_TEST(test_crash_points),
+        WORLD_TEST(test_crash_in_closed_dir),
         WORLD_TEST(test_tampering),
         WORLD_TEST(test_wrong_passphrase),
         WORLD_TEST(test_unreachable),
