@@ -108,11 +108,17 @@ ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len
                         .mtime_s = e->mtime_s,
                         .mtime_ns = e->mtime_ns,
                         .ctime_s = -1,
+                        .local_mode = e->mode,
                         .body = body,
                         .body_len = body_len,
                         .storage = (int)e->storage};
     memcpy(row.content_id, e->content_id, sizeof row.content_id);
     return row;
+}
+
+uint32_t eng_mode_applied(const ss_folder *f, uint32_t mode)
+{
+    return mode & 07777 & ~f->mode_mask;
 }
 
 int eng_kind_of(mode_t mode)
@@ -134,11 +140,11 @@ int eng_stat_matches(const ss_state_row *row, const struct stat *st)
     struct timespec ctime = seen_ctime(st);
     if (row->ctime_s < 0) return 0; /* recorded while racy: re-read */
     if (row->kind != eng_kind_of(st->st_mode)) return 0;
-    if (row->kind == SS_TXN_DIR) return row->mode == (uint32_t)(st->st_mode & 07777);
+    if (row->kind == SS_TXN_DIR) return row->local_mode == (uint32_t)(st->st_mode & 07777);
     return row->ino == (uint64_t)st->st_ino && row->size == (uint64_t)st->st_size &&
            row->mtime_s == st->st_mtim.tv_sec && row->mtime_ns == (uint32_t)st->st_mtim.tv_nsec &&
            row->ctime_s == ctime.tv_sec && row->ctime_ns == (uint32_t)ctime.tv_nsec &&
-           row->mode == (uint32_t)(st->st_mode & 07777);
+           row->local_mode == (uint32_t)(st->st_mode & 07777);
 }
 
 ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
@@ -149,7 +155,7 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
     ss_rc rc;
     *ret_match = eng_stat_matches(row, st);
     if (*ret_match || row->kind != eng_kind_of(st->st_mode) ||
-        row->mode != (uint32_t)(st->st_mode & 07777))
+        row->local_mode != (uint32_t)(st->st_mode & 07777))
         return SS_OK;
     if (row->kind == SS_TXN_DIR) {
         *ret_match = 1;
@@ -158,8 +164,9 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
         ssize_t n = readlinkat(f->root_fd, path, target, sizeof target);
         *ret_match = n >= 0 && (size_t)n == row->body_len && !memcmp(target, row->body, (size_t)n);
     } else if ((uint64_t)st->st_size == row->size) {
-        if ((fd = openat(f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
-            return ss_fail(err, SS_ERR_IO, "read %s: %s", path, strerror(errno));
+        fd = openat(f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 && errno == EACCES) return SS_OK; /* a mode 000 file: unknown, so changed */
+        if (fd < 0) return ss_fail(err, SS_ERR_IO, "read %s: %s", path, strerror(errno));
         rc = eng_identify(f, fd, row->size, NULL, NULL, cid, NULL, err);
         close(fd);
         if (rc) return rc;
@@ -174,6 +181,7 @@ void eng_row_set_stat(ss_state_row *row, const struct stat *st)
     row->ino = (uint64_t)st->st_ino;
     row->ctime_s = ctime.tv_sec;
     row->ctime_ns = (uint32_t)ctime.tv_nsec;
+    row->local_mode = (uint32_t)(st->st_mode & 07777);
     /* As git's racy-index rule: a write in the same tick could leave size and mtime unchanged. */
     if (!S_ISDIR(st->st_mode) && time(NULL) - st->st_mtim.tv_sec < RACY_SECONDS) row->ctime_s = -1;
 }
@@ -316,6 +324,62 @@ void eng_inflight_clear(ss_folder *f)
     char *path = inflight_path(f);
     if (path) unlink(path);
     free(path);
+}
+
+ss_rc eng_dirmodes_new(ss_folder *f, ss_dirmodes **ret_dm, ss_err *err)
+{
+    char *journal = NULL;
+    ss_rc rc;
+    *ret_dm = NULL;
+    if (asprintf(&journal, "%s/" ENG_DIRMODES_FILE, f->meta) < 0)
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    rc = ss_dirmodes_new(f->root_fd, journal, ret_dm, err);
+    free(journal);
+    return rc;
+}
+
+/* ss_scan_open_fn: only a directory with the local mode last synced is this device's to open. */
+static int open_synced(void *ctx, const char *path, const struct stat *st)
+{
+    eng_scan *s = ctx;
+    ss_state_row row;
+    int found = 0;
+    if (ss_state_lookup(s->f->state, path, &row, &found, NULL) || !found ||
+        row.kind != SS_TXN_DIR || row.local_mode != (uint32_t)(st->st_mode & 07777))
+        return -1;
+    return ss_dirmodes_open(s->dm, path, S_IRUSR | S_IXUSR, NULL) ? -1 : 0;
+}
+
+ss_rc eng_scan_new(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_scan *s, ss_err *err)
+{
+    ss_rc rc;
+    *s = (eng_scan){.f = f};
+    if ((rc = eng_dirmodes_new(f, &s->dm, err))) return rc;
+    rc = ss_scan_new(f->root, f->ign, warn, warn_ctx, &s->sc, err);
+    if (rc) {
+        ss_dirmodes_free(s->dm);
+        s->dm = NULL;
+        return rc;
+    }
+    ss_scan_set_opener(s->sc, open_synced, s);
+    return SS_OK;
+}
+
+ss_rc eng_scan_next(eng_scan *s, const ss_scan_entry **ret_entry, ss_err *err)
+{
+    ss_rc rc = ss_scan_next(s->sc, ret_entry, err);
+    /* The caller is done with what came before: directories the scan left close again. */
+    if (!rc && *ret_entry) rc = ss_dirmodes_leave(s->dm, (*ret_entry)->path, err);
+    return rc;
+}
+
+ss_rc eng_scan_end(eng_scan *s, ss_rc rc, ss_err *err)
+{
+    ss_rc put = s->dm ? ss_dirmodes_finish(s->dm, rc ? NULL : err) : SS_OK;
+    ss_dirmodes_free(s->dm);
+    ss_scan_free(s->sc);
+    *s = (eng_scan){0};
+    return rc ? rc : put;
 }
 
 ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err)

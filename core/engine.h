@@ -14,8 +14,10 @@
 #include "chunker.h"
 #include "device_key.h"
 #include "devices.h"
+#include "dirmodes.h"
 #include "ignore.h"
 #include "repo.h"
+#include "scan.h"
 #include "state.h"
 #include "sync.h"
 #include "txn.h"
@@ -36,9 +38,17 @@ struct ss_folder {
     ss_device_key *key;  /* signs what this device writes */
     ss_devices *devices; /* the device table at the watermark, as state.db holds it */
     ss_hooks hooks;
-    ss_progress prog; /* what hooks.progress is told */
-    char *settings;   /* the text of .s3sync/config, as read at open */
+    ss_progress prog;   /* what hooks.progress is told */
+    char *settings;     /* the text of .s3sync/config, as read at open */
+    uint32_t mode_mask; /* bits of a mode from the store never applied here (eng_mode_applied) */
 };
+
+/*
+ * The mode a path gets here for mode from the store: never setuid, setgid
+ * or sticky; group and world write masked by the umask unless the folder's
+ * preserve_modes is set (as tar and rsync do for a user who is not root).
+ */
+uint32_t eng_mode_applied(const ss_folder *f, uint32_t mode);
 
 /* Tell hooks.progress (if any) where f->prog stands. */
 void eng_progress(ss_folder *f);
@@ -60,15 +70,19 @@ int eng_stat_matches(const ss_state_row *row, const struct stat *st);
 /*
  * The local path (lstat st) still holds what row says, reading it only when
  * the stat does not tell (a racily recent mtime, a copy with a new inode).
+ * A file its owner may not read (mode 000) cannot be told the same: no match.
  */
 ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
                         const struct stat *st, int *ret_match, ss_err *err);
 /*
  * A state row of what e says (its remote columns), with body; its local
- * columns say "not seen yet" (ctime -1: re-read).
+ * columns say "not seen yet" (ctime -1: re-read; local_mode: e's mode).
  */
 ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len);
-/* Fill row's local columns from st; racily-recent mtimes are marked to re-check. */
+/*
+ * Fill row's local columns (local_mode too) from st; racily-recent mtimes
+ * are marked to re-check.
+ */
 void eng_row_set_stat(ss_state_row *row, const struct stat *st);
 
 /* State body of a chunked file: chunk refs with their pack keys spelled out. */
@@ -100,6 +114,27 @@ ss_rc eng_stats_conflict(ss_stats *s, const char *path);
 ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[32], ss_err *err);
 int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[32]);
 void eng_inflight_clear(ss_folder *f);
+
+/* The folder's directory modes (dirmodes.h), journaled in .s3sync/dirmodes. Owned. */
+#define ENG_DIRMODES_FILE "dirmodes"
+ss_rc eng_dirmodes_new(ss_folder *f, ss_dirmodes **ret_dm, ss_err *err);
+
+/*
+ * The folder's scan (push, status). A directory this device's user cannot
+ * read but that is as last synced (this device gave it that mode: a pull of
+ * a 000 directory) is opened to its owner while the scan is inside it;
+ * one the user made unreadable still fails the scan, since its unseen
+ * contents must not pass for deleted.
+ */
+typedef struct eng_scan {
+    ss_folder *f;
+    ss_scan *sc;
+    ss_dirmodes *dm;
+} eng_scan;
+ss_rc eng_scan_new(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_scan *s, ss_err *err);
+ss_rc eng_scan_next(eng_scan *s, const ss_scan_entry **ret_entry, ss_err *err);
+/* Every directory opened gets its mode back (the first failure, unless rc already failed). */
+ss_rc eng_scan_end(eng_scan *s, ss_rc rc, ss_err *err);
 
 /* Path of a temp file under .s3sync/tmp/ (created empty, O_RDWR); unlinked already. */
 ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err);

@@ -49,6 +49,18 @@ void ss_folder_free(ss_folder *f)
     free(f);
 }
 
+/*
+ * The bits of a mode from the store this device never applies: setuid,
+ * setgid and sticky, and the group and world write bits its umask masks,
+ * unless preserve_modes (as tar and rsync treat a user who is not root).
+ */
+static uint32_t mode_mask(int preserve)
+{
+    mode_t um = umask(0); /* read, then put back: the process makes no files meanwhile */
+    umask(um);
+    return 07000 | (preserve ? 0 : (uint32_t)(um & 022));
+}
+
 static ss_rc new_folder(const char *dir, const ss_hooks *hooks, ss_folder **ret, ss_err *err)
 {
     ss_folder *f = calloc(1, sizeof *f);
@@ -56,6 +68,7 @@ static ss_rc new_folder(const char *dir, const ss_hooks *hooks, ss_folder **ret,
     *ret = NULL;
     if (!f) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     f->root_fd = f->lock_fd = -1;
+    f->mode_mask = mode_mask(0);
     if (hooks) f->hooks = *hooks;
     if (!realpath(dir, abs)) {
         free(f);
@@ -180,7 +193,7 @@ static void default_device_name(char *out, size_t cap)
 
 /* --- settings that `s3sync config` reads and writes ------------------------------ */
 
-enum { K_STORE, K_URL, K_WORD, K_PATH, K_NAME, K_COUNT, K_FIXED };
+enum { K_STORE, K_URL, K_WORD, K_PATH, K_NAME, K_COUNT, K_BOOL, K_FIXED };
 
 typedef struct setting_key {
     ss_setting_info info;
@@ -227,6 +240,11 @@ static const setting_key known[] = {
       "(default: S3SYNC_CHECKPOINT_BYTES, else 64 MiB)",
       0},
      K_COUNT},
+    {{"preserve_modes",
+      "true: group and world write bits from the store are applied as they are, not masked by "
+      "the umask (default false; setuid, setgid and sticky bits are never applied)",
+      0},
+     K_BOOL},
     {{"device_id", "this device's id, from its signing key (set by init)", 1}, K_FIXED},
 };
 #define N_KNOWN (sizeof known / sizeof known[0])
@@ -282,6 +300,7 @@ static const char *bad_value(const setting_key *k, const char *v)
                    ? NULL
                    : "a name of at most 255 bytes without '/', '.' or spaces";
     case K_COUNT: return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
+    case K_BOOL: return !strcmp(v, "true") || !strcmp(v, "false") ? NULL : "true or false";
     default: return NULL;
     }
 }
@@ -466,6 +485,24 @@ static ss_rc open_common(ss_folder *f, const char *ignore_file, ss_err *err)
     return rc ? rc : ss_state_devices_load(f->state, f->devices, err);
 }
 
+/*
+ * A command killed inside a directory it had opened to its owner left the
+ * journal (dirmodes.h): the modes go back before anything looks at them.
+ * Once: a failure is told, and the journal is gone either way.
+ */
+static void put_back_dir_modes(ss_folder *f)
+{
+    char *journal = NULL;
+    ss_err err = {{0}};
+    if (asprintf(&journal, "%s/" ENG_DIRMODES_FILE, f->meta) < 0) return;
+    if (ss_dirmodes_recover(f->root_fd, journal, &err) && f->hooks.warn) {
+        char msg[sizeof err.msg + 64];
+        snprintf(msg, sizeof msg, "directory modes a killed command left open: %s", err.msg);
+        f->hooks.warn(f->hooks.ctx, msg);
+    }
+    free(journal);
+}
+
 /* The signing key, which must be the device id the settings name. */
 static ss_rc load_device_key(ss_folder *f, ss_err *err)
 {
@@ -504,7 +541,7 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
                      ss_folder **ret_folder, ss_err *err)
 {
     ss_folder *f = NULL;
-    char *settings = NULL, *path = NULL, url[4096], idhex[64], ign[4096];
+    char *settings = NULL, *path = NULL, url[4096], idhex[64], ign[4096], flag[16];
     uint8_t master[SS_MASTER_KEY_BYTES];
     ss_store_opts so = store_opts ? *store_opts : (ss_store_opts){0};
     folder_store_opts fso;
@@ -528,9 +565,12 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
         goto fail;
     }
     apply_store_settings(settings, f->root, &so, &fso);
+    f->mode_mask =
+        mode_mask(setting(settings, "preserve_modes", flag, sizeof flag) && !strcmp(flag, "true"));
     if ((rc = take_lock(f, err)) || (rc = load_device_key(f, err)) ||
         (rc = ss_store_open(url, &so, &f->store, err)) || (rc = load_master(f, master, err)))
         goto fail;
+    put_back_dir_modes(f); /* under the lock */
     free(path);
     if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0) path = NULL;
     char *cfg = NULL;

@@ -117,8 +117,21 @@ void ss_atomic_abort(ss_atomic *at)
     free(at);
 }
 
+/* The target is still what the caller saw (ss_fs_seen): nothing, or that very file as it was. */
+static int still_seen(const ss_atomic *at, const ss_fs_seen *seen)
+{
+    struct stat now;
+    if (fstatat(at->dirfd, at->base, &now, AT_SYMLINK_NOFOLLOW)) return errno == ENOENT;
+    return seen->present && now.st_ino == seen->st.st_ino && now.st_dev == seen->st.st_dev &&
+           now.st_size == seen->st.st_size && now.st_mode == seen->st.st_mode &&
+           now.st_mtim.tv_sec == seen->st.st_mtim.tv_sec &&
+           now.st_mtim.tv_nsec == seen->st.st_mtim.tv_nsec &&
+           now.st_ctim.tv_sec == seen->st.st_ctim.tv_sec &&
+           now.st_ctim.tv_nsec == seen->st.st_ctim.tv_nsec;
+}
+
 ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
-                       ss_err *err)
+                       const ss_fs_seen *seen, ss_err *err)
 {
     struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)mtime_s, (long)mtime_ns}};
     ss_rc rc = SS_OK;
@@ -127,6 +140,8 @@ ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t m
         goto out;
     }
     ss_fault_point("apply.before-rename");
+    /* Writing the new version took a while: a local edit meanwhile is kept, not overwritten. */
+    if (seen && !still_seen(at, seen) && (rc = seen->aside(seen->ctx, err))) goto out;
     /* A directory in the way is not ours to replace here: the caller resolves it first. */
     if (renameat(at->dirfd, at->tmp, at->dirfd, at->base)) {
         rc = errno_fail(err, "replace", at->path);
@@ -190,6 +205,56 @@ ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t m
     return rc;
 }
 
+/* O_PATH: a directory its owner may not read (mode 000) still opens; never a symlink. */
+static int open_dir_path(int dirfd, const char *base)
+{
+    return openat(dirfd, base, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+ss_rc ss_fs_dir_chmod(int fd, const char *path, uint32_t mode, ss_err *err)
+{
+    char proc[64];
+    int rd;
+    /* fchmod refuses an O_PATH descriptor; its /proc link names exactly the directory opened. */
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    if (!chmod(proc, mode & 07777)) return SS_OK;
+    if (errno != ENOENT) return errno_fail(err, "set mode of", path);
+    rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* no /proc: readable ones */
+    if (rd < 0 || fchmod(rd, mode & 07777)) {
+        ss_rc rc = errno_fail(err, "set mode of", path);
+        if (rd >= 0) close(rd);
+        return rc;
+    }
+    close(rd);
+    return SS_OK;
+}
+
+ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_mode, ss_err *err)
+{
+    const char *base;
+    struct stat st;
+    int dirfd, fd;
+    ss_rc rc = ss_fs_parent(root_fd, path, 0, &dirfd, &base, err);
+    *ret_fd = -1;
+    *ret_mode = 0;
+    if (rc) return rc;
+    fd = open_dir_path(dirfd, base);
+    if (fd < 0) {
+        int e = errno;
+        rc = e == ENOENT || e == ENOTDIR || e == ELOOP
+                 ? ss_fail(err, SS_ERR_NOT_FOUND, "%s is no directory", path)
+                 : errno_fail(err, "open directory", path);
+    } else if (fstat(fd, &st)) {
+        rc = errno_fail(err, "stat directory", path);
+        close(fd);
+    } else {
+        *ret_fd = fd;
+        *ret_mode = st.st_mode & 07777;
+    }
+    close(dirfd);
+    return rc;
+}
+
 ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
 {
     const char *base;
@@ -198,13 +263,13 @@ ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
     if (rc) return rc;
     if (mkdirat(dirfd, base, 0700) && errno != EEXIST) {
         rc = errno_fail(err, "create directory", path);
-    } else if ((fd = openat(dirfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
+    } else if ((fd = open_dir_path(dirfd, base)) < 0) {
         rc =
             errno == ENOTDIR || errno == ELOOP
                 ? ss_fail(err, SS_ERR_IO, "create directory %s: something else is in the way", path)
                 : errno_fail(err, "open directory", path);
     } else {
-        if (fchmod(fd, mode & 07777)) rc = errno_fail(err, "set mode of", path);
+        rc = ss_fs_dir_chmod(fd, path, mode, err);
         close(fd);
     }
     close(dirfd);

@@ -14,6 +14,7 @@
 #define SS_FSIO_H
 
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "ss_error.h"
@@ -31,16 +32,31 @@ typedef struct ss_atomic ss_atomic;
 ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd, const char **ret_base,
                    ss_err *err);
 
+/*
+ * What the caller saw at an atomic write's target when it decided to write
+ * it (pull: the file it found clean). Right before the rename the target is
+ * looked at again: when it is no longer that (another inode, size, mtime or
+ * ctime, or something where nothing was), aside moves it out of the way
+ * first, so a local edit made meanwhile is kept, not overwritten.
+ */
+typedef struct ss_fs_seen {
+    int present; /* something was there; st is its lstat */
+    struct stat st;
+    ss_rc (*aside)(void *ctx, ss_err *err);
+    void *ctx;
+} ss_fs_seen;
+
 /* Start writing path's new content in a temp file beside it. */
 ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
 int ss_atomic_fd(const ss_atomic *at);
 /*
- * Set mode and mtime, fsync, rename into place; frees at. The rename is
- * durable only after ss_fs_sync: one syncfs for a whole transaction costs
- * far less than an fsync of the directory per file.
+ * Set mode and mtime, fsync, rename into place (over what seen describes,
+ * when seen is not NULL); frees at. The rename is durable only after
+ * ss_fs_sync: one syncfs for a whole transaction costs far less than an
+ * fsync of the directory per file.
  */
 ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
-                       ss_err *err);
+                       const ss_fs_seen *seen, ss_err *err);
 /*
  * pwrite all len bytes at off: 0, or -1 with errno set. A short write (a
  * disk filling up) is retried, so errno names the cause (ENOSPC) instead of
@@ -56,6 +72,15 @@ ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t m
                     uint32_t mtime_ns, ss_err *err);
 /* Make directory path (and parents); an existing directory gets the mode. */
 ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err);
+/*
+ * Directory path opened O_PATH (*ret_fd, owned), never through a symlink,
+ * and its mode: search permission on its parents is all it needs, so a
+ * directory mode 000 can be opened too. Gone, or not a directory:
+ * SS_ERR_NOT_FOUND.
+ */
+ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_mode, ss_err *err);
+/* Set the mode of the directory open as fd (ss_fs_dir_open); path names it in messages. */
+ss_rc ss_fs_dir_chmod(int fd, const char *path, uint32_t mode, ss_err *err);
 /* Remove a file, symlink or empty directory; missing is fine. */
 ss_rc ss_fs_remove(int root_fd, const char *path, ss_err *err);
 /* Rename within the folder (conflict copies). */

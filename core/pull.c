@@ -20,10 +20,19 @@
  *       id (no conflict copy of our own write).
  *   P4. A local change is never overwritten: a path changed since the last
  *       sync keeps its local version as a conflict copy; modify beats delete.
+ *       A file is looked at again right before the new version is renamed
+ *       over it (ss_fs_seen): an edit made while it was being written is
+ *       kept the same way.
  *   P5. Only what a device may sign is applied: eng_check_txn checks the
  *       signature and device entries against the device table at seq - 1
  *       (devices.c), and the table after seq commits with its watermark, so
  *       a crash can never leave one ahead of the other.
+ *   P6. Modes from the store are applied masked (eng_mode_applied), and the
+ *       row records the masked mode as the local one, so it is no local
+ *       change. A directory gets its mode after its contents, and one this
+ *       transaction must write into is opened to its owner meanwhile
+ *       (dirmodes.h): a directory pushed as 555 or 000 can be filled by a
+ *       user who is not root, and a command killed meanwhile is healed.
  *
  *   state per store transaction:
  *     LISTED --eng_fetch_txn--> STAGED --eng_check_txn (ops, signer)--> VERIFIED
@@ -42,6 +51,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dirmodes.h"
 #include "engine.h"
 #include "fault.h"
 #include "frame.h"
@@ -189,6 +199,7 @@ typedef struct apply {
     ss_stats *stats;
     ss_txn_reader *r;
     ss_xfer *xfer;
+    ss_dirmodes *dm; /* directory modes after contents; directories opened meanwhile (P6) */
     int deferred_pass;
     int kept;           /* clear_way left a directory holding local files */
     deferral *deferred; /* ops that wait until the rest of the transaction applied */
@@ -251,6 +262,7 @@ static ss_rc same_as_local(apply *a, const ss_txn_entry *e, const local *l, int 
         uint8_t cid[32];
         int fd = openat(a->f->root_fd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         ss_rc rc;
+        if (fd < 0 && errno == EACCES) return SS_OK; /* cannot tell: kept as a conflict copy */
         if (fd < 0) return ss_fail(err, SS_ERR_IO, "read %s: %s", e->path, strerror(errno));
         rc = eng_identify(a->f, fd, e->size, NULL, NULL, cid, NULL, err);
         close(fd);
@@ -362,7 +374,12 @@ static ss_rc copy_staged(apply *a, const ss_txn_entry *e, int out, ss_err *err)
     return SS_OK;
 }
 
-/* Record the path as applied: remote fields from e, local ones from what is there now. */
+/*
+ * Record the path as applied: remote fields from e, local ones from what is
+ * there now, but for the mode: the one this pull gives it (P6), so a
+ * directory that gets its mode later, and one whose mode was kept as the
+ * user changed it, compare as they should.
+ */
 static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t body_len, ss_err *err)
 {
     ss_state_row row = eng_row_of(e, body, body_len);
@@ -378,6 +395,7 @@ static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t bo
     }
     close(dirfd);
     eng_row_set_stat(&row, &st);
+    if (e->kind != SS_TXN_SYMLINK) row.local_mode = eng_mode_applied(a->f, e->mode);
     if (a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "pull", e->path);
     a->f->prog.files_done++;
     if (e->kind == SS_TXN_FILE && e->storage == SS_TXN_INLINE) a->f->prog.bytes_done += e->size;
@@ -385,8 +403,25 @@ static ss_rc record(apply *a, const ss_txn_entry *e, const void *body, size_t bo
     return ss_state_put(a->f->state, &row, err);
 }
 
-static ss_rc write_file(apply *a, const ss_txn_entry *e, ss_err *err)
+static ss_rc keep_as_conflict(apply *a, const char *path, ss_err *err);
+
+typedef struct aside_ctx {
+    apply *a;
+    const char *path;
+} aside_ctx;
+
+/* ss_fs_seen's aside: the file changed while its new version was written (P4). */
+static ss_rc aside(void *ctx, ss_err *err)
 {
+    aside_ctx *c = ctx;
+    return keep_as_conflict(c->a, c->path, err);
+}
+
+/* l: what look() found at e->path, as it stands after clearing the way (P4). */
+static ss_rc write_file(apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
+{
+    aside_ctx ac = {a, e->path};
+    ss_fs_seen seen = {.present = l->state != L_ABSENT, .st = l->st, .aside = aside, .ctx = &ac};
     ss_atomic *at = NULL;
     ss_rc rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
     if (rc) return rc;
@@ -400,24 +435,24 @@ static ss_rc write_file(apply *a, const ss_txn_entry *e, ss_err *err)
         ss_atomic_abort(at);
         return rc;
     }
-    rc = ss_atomic_commit(at, e->mode, e->mtime_s, e->mtime_ns, err);
+    rc = ss_atomic_commit(at, eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns, &seen, err);
     if (rc) return rc;
     a->stats->files++;
     return e->storage == SS_TXN_INLINE ? record(a, e, e->inline_data, e->size, err)
                                        : record(a, e, a->body.p, a->body.len, err);
 }
 
-static ss_rc write_entry(apply *a, const ss_txn_entry *e, ss_err *err)
+static ss_rc write_entry(apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
 {
     ss_rc rc;
     switch (e->kind) {
-    case SS_TXN_FILE: return write_file(a, e, err);
+    case SS_TXN_FILE: return write_file(a, e, l, err);
     case SS_TXN_SYMLINK:
         rc = ss_fs_symlink(a->f->root_fd, e->path, e->target, e->mtime_s, e->mtime_ns, err);
         if (!rc) a->stats->files++;
         return rc ? rc : record(a, e, e->target, e->size, err);
-    default:
-        rc = ss_fs_mkdir(a->f->root_fd, e->path, e->mode, err);
+    default: /* its mode once its contents are written (P6) */
+        rc = ss_dirmodes_mkdir(a->dm, e->path, eng_mode_applied(a->f, e->mode), err);
         if (!rc) a->stats->files++;
         return rc ? rc : record(a, e, NULL, 0, err);
     }
@@ -500,7 +535,8 @@ static ss_rc look_unblocked(apply *a, const char *path, local *l, ss_err *err)
     char *parent = n ? strndup(path, n) : NULL;
     if (!n) return rc;
     if (!parent) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    rc = keep_as_conflict(a, parent, err);
+    rc = ss_dirmodes_enter(a->dm, parent, err);
+    if (!rc) rc = keep_as_conflict(a, parent, err);
     free(parent);
     return rc ? rc : look(a, path, l, err);
 }
@@ -509,7 +545,8 @@ static ss_rc apply_upsert(apply *a, const ss_txn_entry *e, ss_err *err)
 {
     local l;
     int same = 0, deferred = 0;
-    ss_rc rc = look_unblocked(a, e->path, &l, err);
+    ss_rc rc = ss_dirmodes_enter(a->dm, e->path, err);
+    if (!rc) rc = look_unblocked(a, e->path, &l, err);
     if (rc) return rc;
     if (l.state == L_DIRTY && (rc = same_as_local(a, e, &l, &same, err))) return rc;
     if (same && e->kind != SS_TXN_DIR) { /* already there: a re-run after a crash */
@@ -518,25 +555,25 @@ static ss_rc apply_upsert(apply *a, const ss_txn_entry *e, ss_err *err)
         return record(a, e, e->kind == SS_TXN_FILE ? (const void *)e->inline_data : e->target,
                       e->size, err);
     }
-    if (l.state == L_DIRTY && !same) {
-        if (l.kind == SS_TXN_DIR && e->kind == SS_TXN_DIR) {
-            /* both sides have the directory: nothing to keep apart */
-        } else if ((rc = keep_as_conflict(a, e->path, err))) {
-            return rc;
-        }
-    } else if (l.state == L_CLEAN && l.kind != (int)e->kind) {
-        if ((rc = clear_way(a, e->path, &l, 0, &deferred, err)) || deferred) return rc;
-    }
     if (e->kind == SS_TXN_DIR && l.kind == SS_TXN_DIR && l.state == L_DIRTY)
         return record(a, e, NULL, 0, err); /* keep a locally changed mode */
-    return write_entry(a, e, err);
+    if (l.state == L_DIRTY && !same) {
+        rc = keep_as_conflict(a, e->path, err);
+        if (rc) return rc;
+        l.state = L_ABSENT; /* moved aside */
+    } else if (l.state == L_CLEAN && l.kind != (int)e->kind) {
+        if ((rc = clear_way(a, e->path, &l, 0, &deferred, err)) || deferred) return rc;
+        l.state = L_ABSENT; /* removed, or kept as a conflict copy */
+    }
+    return write_entry(a, e, &l, err);
 }
 
 static ss_rc apply_delete(apply *a, const ss_txn_entry *e, ss_err *err)
 {
     local l;
     int deferred = 0;
-    ss_rc rc = look(a, e->path, &l, err);
+    ss_rc rc = ss_dirmodes_enter(a->dm, e->path, err);
+    if (!rc) rc = look(a, e->path, &l, err);
     if (rc == SS_ERR_IO && blocked_at(a, e->path)) { /* the user replaced a parent: gone here */
         rc = SS_OK;
         l.state = L_ABSENT;
@@ -720,7 +757,8 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const u
     ss_devices *kept = NULL; /* owned: f->devices once committed */
     int ours = !base && eng_inflight_is(f, seq, chain);
     ss_rc rc;
-    if ((rc = ss_xfer_new(f->store, &a.xfer, err)) || (rc = ss_state_begin(f->state, err)))
+    if ((rc = ss_xfer_new(f->store, &a.xfer, err)) || (rc = eng_dirmodes_new(f, &a.dm, err)) ||
+        (rc = ss_state_begin(f->state, err)))
         goto out;
     if (ours) {
         rc = adopt_txn(&a, fd, seq, err);
@@ -734,6 +772,7 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const u
         rc = delete_deferred(&a, err);
         if (!rc) rc = walk_ops(&a, fd, seq, err);
     }
+    if (!rc) rc = ss_dirmodes_finish(a.dm, err); /* P6: every directory its mode */
     if (!rc)
         rc = ss_fs_sync(f->root_fd, err); /* P3: the files are durable before the state says so */
     if (!rc) rc = ss_state_set_watermark(f->state, seq, chain, err);
@@ -756,6 +795,7 @@ out:
     if (a.stage_fd >= 0) close(a.stage_fd);
     ss_devices_free(kept);
     eng_body_free(&a.body);
+    ss_dirmodes_free(a.dm); /* after a failure too: no directory stays open */
     ss_xfer_free(a.xfer);
     return rc;
 }

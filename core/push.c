@@ -241,6 +241,19 @@ static int same_mtime(const ss_state_row *row, const struct stat *st)
     return row->mtime_s == st->st_mtim.tv_sec && row->mtime_ns == (uint32_t)st->st_mtim.tv_nsec;
 }
 
+/*
+ * The mode to publish for a path lstat says st of. While it has the local
+ * mode last synced, the store's stays (a pull may have masked it: a setuid
+ * bit never applied here is no change to send); a mode changed here goes
+ * as it is.
+ */
+static uint32_t mode_to_send(const ss_state_row *row, const struct stat *st)
+{
+    uint32_t mode = st->st_mode & 07777;
+    if (row && row->kind == eng_kind_of(st->st_mode) && row->local_mode == mode) return row->mode;
+    return mode;
+}
+
 /* Only the local stat moved (a new inode, a copy back): remembered, so scans stay cheap. */
 static ss_rc restat(push *p, const ss_state_row *old, const struct stat *st, ss_err *err)
 {
@@ -302,13 +315,13 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
     }
     if (rc || changed) goto out;
     /* The same bytes, mode and mtime: nothing to say (a new inode, a touch that set it back). */
+    e.mode = mode_to_send(row, &st);
     if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, 32) &&
-        row->mode == (uint32_t)(st.st_mode & 07777) && same_mtime(row, &st)) {
+        row->mode == e.mode && same_mtime(row, &st)) {
         rc = restat(p, row, &st, err);
         goto out;
     }
     memcpy(e.content_id, cid, 32);
-    e.mode = st.st_mode & 07777;
     e.mtime_s = st.st_mtim.tv_sec;
     e.mtime_ns = (uint32_t)st.st_mtim.tv_nsec;
     e.size = (uint64_t)st.st_size;
@@ -331,7 +344,7 @@ static ss_rc push_symlink(push *p, const char *path, const struct stat *st, cons
                       .path = path,
                       .path_len = strlen(path),
                       .kind = SS_TXN_SYMLINK,
-                      .mode = st->st_mode & 07777,
+                      .mode = mode_to_send(row, st),
                       .mtime_s = st->st_mtim.tv_sec,
                       .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
     if (n < 0) {
@@ -354,7 +367,7 @@ static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss
                       .path = path,
                       .path_len = strlen(path),
                       .kind = SS_TXN_DIR,
-                      .mode = st->st_mode & 07777,
+                      .mode = mode_to_send(row, st),
                       .mtime_s = st->st_mtim.tv_sec,
                       .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
     /* A directory's mtime moves with every entry in it; only its mode is worth syncing. */
@@ -400,14 +413,14 @@ static ss_rc push_entry(push *p, const ss_scan_entry *se, const ss_state_row *ro
 /* Merge the scan with the previous state, both in path order. */
 static ss_rc diff(push *p, ss_err *err)
 {
-    ss_scan *sc = NULL;
+    eng_scan sc = {0};
     ss_state_iter *it = NULL;
     const ss_scan_entry *e = NULL;
     const ss_state_row *r = NULL;
     ss_rc rc;
     ss_warn_fn warn_fn = p->counting ? NULL : p->f->hooks.warn; /* the real pass warns, once */
-    if ((rc = ss_scan_new(p->f->root, p->f->ign, warn_fn, p->f->hooks.ctx, &sc, err)) ||
-        (rc = ss_state_iter_new(p->f->state, &it, err)) || (rc = ss_scan_next(sc, &e, err)) ||
+    if ((rc = eng_scan_new(p->f, warn_fn, p->f->hooks.ctx, &sc, err)) ||
+        (rc = ss_state_iter_new(p->f->state, &it, err)) || (rc = eng_scan_next(&sc, &e, err)) ||
         (rc = ss_state_iter_next(it, &r, err)))
         goto out;
     while (!rc && (e || r)) {
@@ -419,13 +432,12 @@ static ss_rc diff(push *p, ss_err *err)
         } else {
             rc = push_entry(p, e, r, err);
         }
-        if (!rc && c <= 0) rc = ss_scan_next(sc, &e, err);
+        if (!rc && c <= 0) rc = eng_scan_next(&sc, &e, err);
         if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
     }
 out:
     ss_state_iter_free(it);
-    ss_scan_free(sc);
-    return rc;
+    return eng_scan_end(&sc, rc, err);
 }
 
 /* --- the transaction ---------------------------------------------------------------- */

@@ -15,16 +15,17 @@
  *       a failure the temp tree is removed.
  *   R3. Files are written with fsio's atomic writes (temp, fsync, rename);
  *       chunks are fetched with pull's verified fetch (eng_fetch_chunk).
- *       Directories stay writable (0700) while being filled and get their
- *       recorded modes last, deepest first.
+ *       Modes are applied as pull applies them (eng_mode_applied), and a
+ *       directory gets its mode after its contents, as in pull (dirmodes.h:
+ *       it stays open to its owner while being filled).
  *   R4. A path gone at the head, restored without --at, comes back as it was
  *       last: the entries are copied aside each time the path disappears
  *       (walking again from the oldest retained state when the newest
  *       checkpoint no longer holds it).
  *
  *   walk log/1..SEQ --op under PATH--> table cur (and saved, R4)
- *   --write_tree--> temp name beside DEST: entries in path order, directory
- *   modes --publish--> DEST
+ *   --write_tree--> temp name beside DEST: entries in path order, each
+ *   directory's mode once left --publish--> DEST
  */
 #include <dirent.h>
 #include <errno.h>
@@ -39,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dirmodes.h"
 #include "engine.h"
 #include "fsio.h"
 #include "history.h"
@@ -77,6 +79,7 @@ typedef struct rs {
     eng_body body;
     /* writing */
     ss_xfer *xfer;
+    ss_dirmodes *dm;      /* directory modes after contents, on pfd (R3) */
     int pfd;              /* the destination's parent directory (owned) */
     char *top;            /* owned: the destination, top_base its last segment */
     const char *top_base; /* the name in pfd */
@@ -360,7 +363,8 @@ static ss_rc write_file(rs *s, const row *r, const char *dest, ss_err *err)
         return rc;
     }
     s->res->bytes += r->size;
-    return ss_atomic_commit(at, r->mode, r->mtime_s, r->mtime_ns, err);
+    return ss_atomic_commit(at, eng_mode_applied(s->f, r->mode), r->mtime_s, r->mtime_ns, NULL,
+                            err);
 }
 
 /* Where entry path goes under the temp name. *ret owned. */
@@ -380,43 +384,16 @@ static ss_rc write_row(rs *s, const row *r, ss_err *err)
     ss_rc rc;
     if (top && (rc = make_tmp(s, r->kind, err))) return rc;
     if ((rc = dest_of(s, r->path, &dest, err))) return rc;
-    if (r->kind == SS_TXN_DIR)
-        rc = top ? SS_OK : ss_fs_mkdir(s->pfd, dest, 0700, err); /* modes last (R3) */
-    else if (r->kind == SS_TXN_SYMLINK)
+    rc = ss_dirmodes_enter(s->dm, dest, err);
+    if (!rc && r->kind == SS_TXN_DIR) /* its mode once its contents are in (R3) */
+        rc = ss_dirmodes_mkdir(s->dm, dest, eng_mode_applied(s->f, r->mode), err);
+    else if (!rc && r->kind == SS_TXN_SYMLINK)
         rc = ss_fs_symlink(s->pfd, dest, r->body, r->mtime_s, r->mtime_ns, err);
-    else
+    else if (!rc)
         rc = write_file(s, r, dest, err);
     if (!rc) s->res->files++;
     if (!rc && s->f->hooks.verbose) s->f->hooks.verbose(s->f->hooks.ctx, "restore", r->path);
     free(dest);
-    return rc;
-}
-
-/* Directory modes, deepest first (R3). */
-static ss_rc set_dir_modes(rs *s, const char *tbl, ss_err *err)
-{
-    sqlite3_stmt *q = NULL; /* owned */
-    char sql[256];
-    ss_rc rc = SS_OK;
-    int r;
-    snprintf(sql, sizeof sql, "SELECT path, mode FROM %s WHERE kind = %d AND %s ORDER BY path DESC",
-             tbl, SS_TXN_DIR, s->len ? AT_OR_UNDER : "?1 = ?1");
-    if (sqlite3_prepare_v2(s->db, sql, -1, &q, NULL)) return eng_tempdb_fail(s->db, "read", err);
-    sqlite3_bind_text(q, 1, s->path, (int)s->len, SQLITE_STATIC);
-    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
-        const char *base;
-        char *dest = NULL; /* owned */
-        int dirfd = -1;    /* owned */
-        if ((rc = dest_of(s, (const char *)sqlite3_column_text(q, 0), &dest, err))) break;
-        if (!(rc = ss_fs_parent(s->pfd, dest, 0, &dirfd, &base, err))) {
-            if (fchmodat(dirfd, base, (mode_t)sqlite3_column_int64(q, 1) & 07777, 0))
-                rc = ss_fail(err, SS_ERR_IO, "set mode of %s: %s", dest, strerror(errno));
-            close(dirfd);
-        }
-        free(dest);
-    }
-    if (!rc && r != SQLITE_DONE) rc = eng_tempdb_fail(s->db, "read", err);
-    sqlite3_finalize(q);
     return rc;
 }
 
@@ -439,6 +416,7 @@ static ss_rc write_tree(rs *s, const char *tbl, uint64_t seq, ss_err *err)
     else
         rc = beside_name(s, seq, kind, err);
     if (!rc && !s->len) rc = make_tmp(s, SS_TXN_DIR, err); /* the folder itself has no row */
+    if (!rc) rc = ss_dirmodes_new(s->pfd, NULL, &s->dm, err);
     for (; !rc && r == SQLITE_ROW; r = sqlite3_step(q)) {
         row w = {.path = (const char *)sqlite3_column_text(q, 0),
                  .kind = sqlite3_column_int(q, 1),
@@ -453,7 +431,7 @@ static ss_rc write_tree(rs *s, const char *tbl, uint64_t seq, ss_err *err)
     }
     if (!rc && r != SQLITE_DONE) rc = eng_tempdb_fail(s->db, "read", err);
     sqlite3_finalize(q);
-    if (!rc) rc = set_dir_modes(s, tbl, err);
+    if (!rc) rc = ss_dirmodes_finish(s->dm, err);
     if (!rc) rc = publish(s, err);
     if (s->made) remove_made(s->pfd, s->tmp); /* a failure: nothing of it stays */
     return rc;
@@ -534,6 +512,7 @@ ss_rc ss_restore(ss_folder *f, const ss_restore_opts *o, ss_restore_result *ret_
     stats->requests = ss_store_counts(f->store)->requests;
     stats->bytes_down = ss_store_counts(f->store)->bytes_down;
     ss_xfer_free(s.xfer);
+    ss_dirmodes_free(s.dm);
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(s.q[i]);
     sqlite3_close(s.db);

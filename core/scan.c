@@ -24,6 +24,8 @@ struct ss_scan {
     const ss_ignore *ign;
     ss_warn_fn warn;
     void *warn_ctx;
+    ss_scan_open_fn open;
+    void *open_ctx;
     frame *stack;
     size_t depth, cap;
     char path[MAX_PATH + 1];
@@ -51,10 +53,15 @@ static ss_rc push_dir(ss_scan *sc, size_t path_len, ss_err *err)
     struct dirent *e;
     frame f = {.path_len = path_len};
     size_t cap = 0;
+    int e_open;
     sc->path[path_len] = '\0';
     snprintf(sc->full, sc->root_len + MAX_PATH + 2, "%s/%s", sc->root, sc->path);
-    if (!(d = opendir(sc->full)))
-        return ss_fail(err, SS_ERR_IO, "scan %s: %s", sc->full, strerror(errno));
+    d = opendir(sc->full);
+    e_open = errno;
+    if (!d && e_open == EACCES && path_len && sc->open &&
+        !sc->open(sc->open_ctx, sc->path, &sc->entry.st))
+        d = opendir(sc->full); /* its owner may read it now (ss_scan_set_opener) */
+    if (!d) return ss_fail(err, SS_ERR_IO, "scan %s: %s", sc->full, strerror(e_open));
     while ((errno = 0, e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         if (!path_len && !strcmp(e->d_name, ".s3sync")) continue;
@@ -118,6 +125,12 @@ ss_rc ss_scan_new(const char *root, const ss_ignore *ign, ss_warn_fn warn, void 
     }
     *ret_scan = sc;
     return SS_OK;
+}
+
+void ss_scan_set_opener(ss_scan *sc, ss_scan_open_fn fn, void *ctx)
+{
+    sc->open = fn;
+    sc->open_ctx = ctx;
 }
 
 void ss_scan_free(ss_scan *sc)

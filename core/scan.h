@@ -29,6 +29,14 @@ typedef void (*ss_warn_fn)(void *ctx, const char *msg);
 /* ign and warn may be NULL; ign is borrowed. */
 ss_rc ss_scan_new(const char *root, const ss_ignore *ign, ss_warn_fn warn, void *warn_ctx,
                   ss_scan **ret_scan, ss_err *err);
+/*
+ * A directory its owner cannot read as it stands (EACCES) is handed to fn
+ * first (path and its lstat): fn returns 0 when it made the directory
+ * readable (dirmodes.h), and the scan reads it; else the scan fails as
+ * without fn.
+ */
+typedef int (*ss_scan_open_fn)(void *ctx, const char *path, const struct stat *st);
+void ss_scan_set_opener(ss_scan *sc, ss_scan_open_fn fn, void *ctx);
 /* *ret_entry NULL at the end. */
 ss_rc ss_scan_next(ss_scan *sc, const ss_scan_entry **ret_entry, ss_err *err);
 void ss_scan_free(ss_scan *sc);

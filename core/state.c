@@ -22,7 +22,7 @@ static const char schema[] =
     "  path TEXT PRIMARY KEY COLLATE ss_path, kind INTEGER NOT NULL, mode INTEGER NOT NULL,"
     "  size INTEGER NOT NULL, mtime_s INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
     "  ino INTEGER NOT NULL, ctime_s INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,"
-    "  content_id BLOB, storage INTEGER NOT NULL, body BLOB) WITHOUT ROWID;"
+    "  content_id BLOB, storage INTEGER NOT NULL, body BLOB, local_mode INTEGER) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS chunks(id BLOB NOT NULL, pack TEXT NOT NULL,"
     "  off INTEGER NOT NULL, sealed INTEGER NOT NULL, plain INTEGER NOT NULL,"
     "  refs INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(id, pack, off)) WITHOUT ROWID;"
@@ -36,9 +36,17 @@ static const char schema[] =
  * rebuilt from the rows (once), since it may name chunks no row references.
  */
 static const char old_chunks[] = "SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'refs'";
+/*
+ * ... and before rows kept the local mode apart from the store's: until a
+ * pull masked modes the two were one, so a NULL local_mode reads as mode.
+ */
+static const char old_files[] =
+    "SELECT 1 FROM pragma_table_info('files') WHERE name = 'local_mode'";
 
 #define FILE_COLS                                                                                  \
-    "path, kind, mode, size, mtime_s, mtime_ns, ino, ctime_s, ctime_ns, content_id, storage, body"
+    "path, kind, mode, size, mtime_s, mtime_ns, ino, ctime_s, ctime_ns, content_id, storage, "     \
+    "body, "                                                                                       \
+    "local_mode"
 
 enum {
     Q_META_GET,
@@ -65,7 +73,7 @@ static const char *const queries[Q_COUNT] = {
     [Q_META_SET] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?1, ?2)",
     [Q_LOOKUP] = "SELECT " FILE_COLS " FROM files WHERE path = ?1",
     [Q_PUT] = "INSERT OR REPLACE INTO files(" FILE_COLS
-              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [Q_REMOVE] = "DELETE FROM files WHERE path = ?1",
     [Q_REMOVE_TREE] = "DELETE FROM files WHERE path = ?1 OR "
                       "substr(path, 1, length(?1) + 1) = ?1 || '/'",
@@ -149,7 +157,7 @@ static ss_rc recount(ss_state *st, ss_err *err);
 ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *err)
 {
     ss_state *st = NULL;
-    int rebuild;
+    int rebuild, add_local_mode;
     ss_rc rc;
     *ret_state = NULL;
     st = calloc(1, sizeof *st);
@@ -161,7 +169,11 @@ ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *
     if (rc) goto fail;
     rebuild = has_row(st->wr, "SELECT 1 FROM sqlite_master WHERE name = 'chunks'") &&
               !has_row(st->wr, old_chunks);
+    add_local_mode = has_row(st->wr, "SELECT 1 FROM sqlite_master WHERE name = 'files'") &&
+                     !has_row(st->wr, old_files);
     if ((rebuild && sqlite3_exec(st->wr, "DROP TABLE chunks", NULL, NULL, NULL) != SQLITE_OK) ||
+        (add_local_mode && sqlite3_exec(st->wr, "ALTER TABLE files ADD COLUMN local_mode INTEGER",
+                                        NULL, NULL, NULL) != SQLITE_OK) ||
         sqlite3_exec(st->wr, schema, NULL, NULL, NULL) != SQLITE_OK) {
         rc = db_fail(st, st->wr, err, "create schema");
         goto fail;
@@ -321,6 +333,9 @@ static void read_row(sqlite3_stmt *q, ss_state_row *row)
     row->storage = sqlite3_column_int(q, 10);
     row->body = sqlite3_column_blob(q, 11);
     row->body_len = (size_t)sqlite3_column_bytes(q, 11);
+    row->local_mode = sqlite3_column_type(q, 12) == SQLITE_NULL
+                          ? row->mode
+                          : (uint32_t)sqlite3_column_int64(q, 12);
 }
 
 ss_rc ss_state_lookup(ss_state *st, const char *path, ss_state_row *ret_row, int *ret_found,
@@ -431,6 +446,7 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
         sqlite3_bind_blob(q, 12, row->body, (int)row->body_len, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(q, 12);
+    sqlite3_bind_int64(q, 13, row->local_mode);
     sqlite3_reset(st->q[Q_LOOKUP]); /* row may have pointed into it; the binds copied */
     return run(st, q, err, "write a path");
 }

@@ -4,8 +4,9 @@
  * SQLite in WAL mode. Per path: what the store last said about it (kind,
  * mode, mtime, size, content id and body: inline bytes, encoded chunk refs
  * or a symlink target) and what the local file looked like when it last
- * matched (inode, ctime, size, mtime), so change detection needs only an
- * lstat. Also the watermark (last applied sequence and its chain value),
+ * matched (inode, ctime, size, mtime, and the mode it has here: a pull
+ * masks the store's mode, so it may differ from mode), so change detection
+ * needs only an lstat. Also the watermark (last applied sequence and its chain value),
  * the device's identity, and where each chunk the rows reference lives, with
  * the count of rows referencing it (so a chunk is uploaded once, and a push
  * reuses only chunks of the current state: what gc keeps; locations no row
@@ -38,6 +39,7 @@ typedef struct ss_state_row {
     uint64_t ino;
     int64_t ctime_s;
     uint32_t ctime_ns;
+    uint32_t local_mode;    /* mode as the store has it, local_mode as the folder does */
     uint8_t content_id[32]; /* files only */
     const void *body;       /* borrowed; see above */
     size_t body_len;

@@ -32,27 +32,26 @@ static int same_as_row(ss_folder *f, const ss_state_row *r, const ss_scan_entry 
 
 static ss_rc count_local(ss_folder *f, uint64_t *ret, ss_err *err)
 {
-    ss_scan *sc = NULL;
+    eng_scan sc = {0};
     ss_state_iter *it = NULL;
     const ss_scan_entry *e = NULL;
     const ss_state_row *r = NULL;
     ss_rc rc;
     *ret = 0;
-    if ((rc = ss_scan_new(f->root, f->ign, NULL, NULL, &sc, err)) ||
-        (rc = ss_state_iter_new(f->state, &it, err)) || (rc = ss_scan_next(sc, &e, err)) ||
+    if ((rc = eng_scan_new(f, NULL, NULL, &sc, err)) ||
+        (rc = ss_state_iter_new(f->state, &it, err)) || (rc = eng_scan_next(&sc, &e, err)) ||
         (rc = ss_state_iter_next(it, &r, err)))
         goto out;
     while (!rc && (e || r)) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
         if (c < 0 || (c == 0 && !same_as_row(f, r, e))) (*ret)++;
         if (c > 0 && !ss_ignore_match(f->ign, r->path, r->kind == SS_TXN_DIR)) (*ret)++;
-        if (c <= 0) rc = ss_scan_next(sc, &e, err);
+        if (c <= 0) rc = eng_scan_next(&sc, &e, err);
         if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
     }
 out:
     ss_state_iter_free(it);
-    ss_scan_free(sc);
-    return rc;
+    return eng_scan_end(&sc, rc, err);
 }
 
 ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err)

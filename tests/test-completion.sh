@@ -73,7 +73,7 @@ expect_nospace() { # line: the suggestion is a prefix to type on from (compopt -
 }
 
 commands="checkpoint config device gc init key log pull push restore status sync verify watch"
-keys="checkpoint_bytes checkpoint_txns device device_id endpoint ignore_file profile region store token_file"
+keys="checkpoint_bytes checkpoint_txns device device_id endpoint ignore_file preserve_modes profile region store token_file"
 
 # Commands and subcommands.
 expect "s3sync " "$commands"
@@ -85,6 +85,9 @@ expect "s3sync config get " "$keys"
 expect "s3sync config set reg" "region"
 expect "s3sync config unset check" "checkpoint_bytes checkpoint_txns"
 expect "s3sync config set region " ""
+expect "s3sync config set preserve_modes " "false true"
+expect "s3sync config set preserve_modes t" "true"
+expect "s3sync config get preserve_modes " ""
 expect "s3sync device " "list revoke"
 expect "s3sync device r" "revoke"
 expect "s3sync device revoke " ""

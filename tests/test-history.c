@@ -489,10 +489,15 @@ static void test_restore_dir(void **state)
     write_bytes(at(w, A, "proj/src/empty"), "", 0);
     make_parents(at(w, A, "proj/empty-dir/x"));
     if (symlink("src/big.c", at(w, A, "proj/link"))) fail();
-    if (chmod(at(w, A, "proj/src"), 0750) || chmod(at(w, A, "proj/readme"), 0600)) fail();
+    write_bytes(at(w, A, "proj/ro/inside"), "inside", 6);
+    write_bytes(at(w, A, "proj/suid"), "#!/bin/sh\n", 10);
+    if (chmod(at(w, A, "proj/src"), 0750) || chmod(at(w, A, "proj/readme"), 0600) ||
+        chmod(at(w, A, "proj/ro"), 0555) || chmod(at(w, A, "proj/suid"), 04755))
+        fail();
     write_bytes(at(w, A, "proj-other"), "not under proj", 14); /* sorts beside proj/, not in it */
     snprintf(snap, sizeof snap, "%s/proj.orig", w->root);
     snapshot(at(w, A, "proj"), snap);
+    if (chmod(at_dir(snap, "suid"), 0755)) fail(); /* restore applies modes as pull does */
     push(w, A);
     write_bytes(at(w, A, "proj/readme"), "changed", 7);
     push(w, A);

@@ -15,6 +15,11 @@
  *                 pushed (exit 0); a directory mode 000 fails the push (exit
  *                 1, naming it) and publishes nothing, since its unseen
  *                 contents must not pass for deleted; readable again, both go.
+ *   dir modes     as an unprivileged user: 555 and 000 directories (with files)
+ *                 pushed by another device are pulled, written into later,
+ *                 pushed from and healed after a pull killed inside them; a
+ *                 000 file that changes on the other device is pulled, the
+ *                 copy that cannot be read kept as a conflict copy.
  *   changing      a file rewritten again and again while push reads it: push
  *                 reads it up to 3 times and skips it with a warning if it
  *                 never holds still; B never gets a torn mix of two versions,
@@ -38,6 +43,7 @@
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -252,11 +258,30 @@ static void test_read_only(void **state)
 
 /* --- unreadable (as an unprivileged user) -------------------------------------------- */
 
-static outcome run_nobody(const world *w, int d, const char *cmd)
+/* s3sync as uid nobody; env: one more variable ("NAME=value"), or NULL. */
+static outcome run_nobody_env(const world *w, int d, const char *env, const char *cmd)
 {
-    return finish(start_prog(ARGS("HOME=/nonexistent"),
+    return finish(start_prog(ARGS("HOME=/nonexistent", env),
                              ARGS("/usr/bin/setpriv", "--reuid=" NOBODY, "--regid=" NOBODY,
                                   "--clear-groups", S3SYNC_BIN, "-C", w->dev[d], "--json", cmd)));
+}
+
+static outcome run_nobody(const world *w, int d, const char *cmd)
+{
+    return run_nobody_env(w, d, NULL, cmd);
+}
+
+/* Skip the test, saying why, where it cannot run commands as uid nobody. */
+static void need_nobody(void)
+{
+    outcome o = finish(start_prog(NULL, ARGS("/usr/bin/setpriv", "--reuid=" NOBODY,
+                                             "--regid=" NOBODY, "--clear-groups", "/bin/true")));
+    if (o.code) {
+        fprintf(stderr, "skipped: cannot run as uid " NOBODY " (setpriv: %s)\n", o.err);
+        outcome_free(&o);
+        skip();
+    }
+    outcome_free(&o);
 }
 
 static void chown_tree(const char *dir)
@@ -266,22 +291,22 @@ static void chown_tree(const char *dir)
     outcome_free(&o);
 }
 
+/* A and B joined for a test that runs s3sync as nobody (skipped where it cannot); store: its path.
+ */
+static void join_for_nobody(world *w, char *store, size_t cap)
+{
+    snprintf(store, cap, "%s/store", w->root);
+    need_nobody();
+    join(w, A);
+    join(w, B);
+}
+
 static void test_unreadable(void **state)
 {
     world *w = *state;
     char store[200];
     outcome o;
-    snprintf(store, sizeof store, "%s/store", w->root);
-    o = finish(start_prog(NULL, ARGS("/usr/bin/setpriv", "--reuid=" NOBODY, "--regid=" NOBODY,
-                                     "--clear-groups", "/bin/true")));
-    if (o.code) {
-        fprintf(stderr, "skipped: cannot run as uid " NOBODY " (setpriv: %s)\n", o.err);
-        outcome_free(&o);
-        skip();
-    }
-    outcome_free(&o);
-    join(w, A);
-    join(w, B);
+    join_for_nobody(w, store, sizeof store);
     write_bytes(at(w, A, "open.txt"), "open", 4);
     write_bytes(at(w, A, "secret.txt"), "secret", 6);
     write_bytes(at(w, A, "locked/inside.txt"), "inside", 6);
@@ -318,6 +343,117 @@ static void test_unreadable(void **state)
     outcome_free(&o);
     ok(w, B, "pull");
     expect_same_tree(w->dev[A], w->dev[B]);
+    g_step[0] = '\0';
+}
+
+/* --- directory modes from another device (pulled as an unprivileged user) -------------- */
+
+/* cmd as nobody succeeds; with field set, its --json field is 0 (nothing changed or pending). */
+static void ok_nobody(const world *w, int d, const char *cmd, const char *field)
+{
+    outcome o = run_nobody(w, d, cmd);
+    expect_exit(&o, 0, cmd);
+    if (field && (!json_is_object(o.json) || jint(o.json, field) != 0))
+        failf("%s: %s is not 0: %s", cmd, field, o.out);
+    outcome_free(&o);
+}
+
+static void expect_dir_mode(const world *w, int d, const char *rel, mode_t want)
+{
+    struct stat st;
+    if (lstat(at(w, d, rel), &st)) failf("lstat %s: %s", rel, strerror(errno));
+    if ((st.st_mode & 07777) != want)
+        failf("%c's %s has mode 0%o, not 0%o", 'A' + d, rel, st.st_mode & 07777, want);
+}
+
+/*
+ * A honest user on A makes directories read-only (555) and closed (000), with
+ * files inside, and A pushes as root. B pulls as an unprivileged user, who
+ * cannot write into such a directory: each gets its mode after its contents
+ * (core/dirmodes.c), and a later transaction writing into or deleting from
+ * one opens it to its owner for the while and closes it again. B's own push
+ * reads into a 000 directory it made itself, as it stands (a directory made
+ * 000 by B's user still fails the push: test_unreadable). A pull killed
+ * while such a directory is open is healed by the next command, before the
+ * wrong mode can pass for B's user's.
+ */
+static void test_dir_modes(void **state)
+{
+    world *w = *state;
+    char store[200];
+    outcome o;
+    join_for_nobody(w, store, sizeof store);
+    chown_tree(w->dev[B]);
+    write_bytes(at(w, A, "ro/a.txt"), "a", 1);
+    write_bytes(at(w, A, "ro/sub/b.txt"), "b", 1);
+    write_bytes(at(w, A, "zero/z.txt"), "z", 1);
+    if (chmod(at(w, A, "ro/sub"), 0555) || chmod(at(w, A, "ro"), 0555) ||
+        chmod(at(w, A, "zero"), 0))
+        failf("chmod: %s", strerror(errno));
+    ok(w, A, "push");
+    chown_tree(store);
+    snprintf(g_step, sizeof g_step, "B pulls 555 and 000 directories with their contents");
+    ok_nobody(w, B, "pull", NULL);
+    expect_dir_mode(w, B, "ro", 0555);
+    expect_dir_mode(w, B, "ro/sub", 0555);
+    expect_dir_mode(w, B, "zero", 0);
+    expect_content(at(w, B, "zero/z.txt"), "z");
+    expect_same_tree(w->dev[A], w->dev[B]);
+    snprintf(g_step, sizeof g_step, "B's push reads into the 000 directory it made");
+    ok_nobody(w, B, "sync", "files");
+    ok_nobody(w, B, "status", "pending_local");
+    expect_dir_mode(w, B, "zero", 0);
+    snprintf(g_step, sizeof g_step, "a later transaction writes into them and deletes from them");
+    write_bytes(at(w, A, "ro/new.txt"), "new", 3);
+    write_bytes(at(w, A, "ro/a.txt"), "a, edited", 9);
+    write_bytes(at(w, A, "ro/sub/c.txt"), "c", 1);
+    write_bytes(at(w, A, "zero/z2.txt"), "z2", 2);
+    if (unlink(at(w, A, "ro/sub/b.txt"))) failf("unlink: %s", strerror(errno));
+    ok(w, A, "push");
+    chown_tree(store);
+    ok_nobody(w, B, "pull", NULL);
+    expect_dir_mode(w, B, "ro", 0555);
+    expect_dir_mode(w, B, "ro/sub", 0555);
+    expect_dir_mode(w, B, "zero", 0);
+    expect_same_tree(w->dev[A], w->dev[B]);
+    snprintf(g_step, sizeof g_step, "B's pull killed with ro/ open");
+    write_bytes(at(w, A, "ro/late.txt"), "late", 4);
+    ok(w, A, "push");
+    chown_tree(store);
+    o = run_nobody_env(w, B, "S3SYNC_CRASH_AT=apply.before-rename", "pull");
+    if (o.sig != SIGKILL) failf("not killed: exit %d, stderr: %s", o.code, o.err);
+    outcome_free(&o);
+    ok_nobody(w, B, "status", NULL); /* any command puts the mode back first */
+    expect_dir_mode(w, B, "ro", 0555);
+    ok_nobody(w, B, "pull", NULL);
+    ok_nobody(w, B, "sync", "files");
+    expect_same_tree(w->dev[A], w->dev[B]);
+    snprintf(g_step, sizeof g_step, "opened again on A");
+    if (chmod(at(w, A, "zero"), 0755) || chmod(at(w, A, "ro"), 0755)) failf("chmod");
+    ok(w, A, "push");
+    chown_tree(store);
+    ok_nobody(w, B, "pull", NULL);
+    expect_dir_mode(w, B, "ro", 0755);
+    expect_dir_mode(w, B, "zero", 0755);
+    expect_same_tree(w->dev[A], w->dev[B]);
+    /*
+     * A file 000, with an mtime too recent for B to trust its stat (a future
+     * one, for certain): when A changes it, B cannot read its copy to tell
+     * whether it changed too, so it keeps that copy as a conflict copy.
+     */
+    snprintf(g_step, sizeof g_step, "a file 000 B cannot read changes on A");
+    for (int v = 1; v <= 2; v++) {
+        struct timespec later[2] = {{0, UTIME_OMIT}, {time(NULL) + 3600 * v, 0}};
+        write_bytes(at(w, A, "closed.txt"), v == 1 ? "one" : "two", 3);
+        if (chmod(at(w, A, "closed.txt"), 0) ||
+            utimensat(AT_FDCWD, at(w, A, "closed.txt"), later, 0))
+            failf("chmod, utimensat: %s", strerror(errno));
+        ok(w, A, "push");
+        chown_tree(store);
+        ok_nobody(w, B, "pull", NULL);
+    }
+    expect_content(at(w, B, "closed.txt"), "two");
+    assert_int_equal(count_in(w->dev[B], count_content, "one"), 1);
     g_step[0] = '\0';
 }
 
@@ -390,10 +526,8 @@ static void test_changing_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        WORLD_TEST(test_disk_full),
-        WORLD_TEST(test_read_only),
-        WORLD_TEST(test_unreadable),
-        WORLD_TEST(test_changing_file),
+        WORLD_TEST(test_disk_full), WORLD_TEST(test_read_only),     WORLD_TEST(test_unreadable),
+        WORLD_TEST(test_dir_modes), WORLD_TEST(test_changing_file),
     };
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);

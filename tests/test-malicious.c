@@ -14,6 +14,8 @@
  * sequence. Then the attacks that need no key: a log object of another
  * repository with the same passphrase, and a store rolled back (objects
  * deleted, then the sequence rewritten by a device that never saw them).
+ * Last, what needs no forging at all: setuid, setgid and sticky modes pushed
+ * by an ordinary device (test_special_modes, on file:// and on RGW).
  *
  * The store is s3:// on RGW when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET
  * are set (ci/test.sh), file:// otherwise.
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -541,6 +544,95 @@ static void test_rolled_back(void **state)
     rm_rf(snap);
 }
 
+/* --- modes an enrolled device pushes ------------------------------------------------------- */
+
+static mode_t mode_of(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st)) failf("lstat %s: %s", path, strerror(errno));
+    return st.st_mode & 07777;
+}
+
+static void expect_mode(const world *w, int d, const char *rel, mode_t want)
+{
+    mode_t got = mode_of(at(w, d, rel));
+    if (got != want) failf("%c's %s has mode 0%o, not 0%o", 'A' + d, rel, got, want);
+}
+
+/*
+ * No ordinary push needs forging to hand out setuid files: A's root user
+ * makes them (chmod 4777, 6755, 1777; directories too) and pushes. The store
+ * keeps each mode as A had it (FORMAT.md "Transactions"); a pulling device
+ * never applies setuid, setgid or sticky, and masks group and world write
+ * with its umask (022 here) unless preserve_modes is set (C). The masked
+ * modes are no local change: B's next sync sends nothing, A keeps its modes,
+ * and when B edits such a file, its push carries the store's mode, not the
+ * masked one (C, keeping world write, sees 0777).
+ */
+static void test_special_modes(void **state)
+{
+    static const struct {
+        const char *path;
+        mode_t mode, masked, preserved;
+    } m[] = {
+        {"suid", 04777, 0755, 0777},           {"sgid", 06755, 0755, 0755},
+        {"sticky", 01777, 0755, 0777},         {"dir-suid", 04777, 0755, 0777},
+        {"dir-sgid", 02775, 0755, 0775},       {"dir-tmp", 01777, 0755, 0777},
+        {"dir-tmp/inside", 06777, 0755, 0777},
+    };
+    world *w = *state;
+    mode_t old = umask(022); /* every s3sync child inherits it */
+    join(w, A);
+    join(w, B);
+    join(w, C);
+    {
+        json_t *j = ok_on(w, C, ARGS("config", "set", "preserve_modes", "true"));
+        outcome o = run_on(w, C, NULL, ARGS("config", "set", "preserve_modes", "yes"));
+        expect_exit(&o, 2, "config set preserve_modes yes");
+        outcome_free(&o);
+        json_decref(j);
+    }
+    for (size_t i = 0; i < COUNT(m); i++) {
+        if (!strncmp(m[i].path, "dir-", 4) && !strchr(m[i].path, '/')) {
+            if (mkdir(at(w, A, m[i].path), 0755)) failf("mkdir %s", m[i].path);
+        } else {
+            write_bytes(at(w, A, m[i].path), "#!/bin/sh\nid\n", 13);
+        }
+    }
+    for (size_t i = COUNT(m); i-- > 0;) /* the inside first: a directory's own bits last */
+        if (chmod(at(w, A, m[i].path), m[i].mode))
+            failf("chmod %s: %s", m[i].path, strerror(errno));
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    ok(w, C, "pull");
+    for (size_t i = 0; i < COUNT(m); i++) {
+        snprintf(g_step, sizeof g_step, "%s pushed as 0%o", m[i].path, m[i].mode);
+        expect_mode(w, A, m[i].path, m[i].mode);
+        expect_mode(w, B, m[i].path, m[i].masked);
+        expect_mode(w, C, m[i].path, m[i].preserved);
+    }
+    snprintf(g_step, sizeof g_step, "the masked modes are no local change");
+    expect_idle_sync(w, B);
+    expect_idle_sync(w, C);
+    expect_idle_sync(w, A);
+    for (size_t i = 0; i < COUNT(m); i++)
+        expect_mode(w, A, m[i].path, m[i].mode);
+    snprintf(g_step, sizeof g_step, "B edits a masked file: the store keeps its mode");
+    write_bytes(at(w, B, "suid"), "#!/bin/sh\necho B\n", 17);
+    ok(w, B, "sync");
+    ok(w, C, "sync");
+    expect_content(at(w, C, "suid"), "#!/bin/sh\necho B\n");
+    expect_mode(w, C, "suid", 0777);
+    expect_idle_sync(w, B);
+    snprintf(g_step, sizeof g_step, "a mode changed on B after the masking is pushed");
+    if (chmod(at(w, B, "sgid"), 0700)) failf("chmod");
+    ok(w, B, "sync");
+    ok(w, A, "sync");
+    expect_mode(w, A, "sgid", 0700);
+    g_step[0] = '\0';
+    umask(old);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_teardown)
 
 int main(void)
@@ -550,8 +642,13 @@ int main(void)
         WORLD_TEST(test_swapped_repositories),
         WORLD_TEST(test_rolled_back),
     };
+    const struct CMUnitTest both_stores[] = {
+        WORLD_TEST(test_special_modes),
+    };
+    int failed;
     if (fixture_init("mal")) return 1;
     fixture_use_s3(fixture_bucket() != NULL); /* RGW when there is one, else file:// */
     fprintf(stderr, "malicious: store %s\n", fixture_bucket() ? "s3:// (RGW)" : "file:// (no RGW)");
-    return cmocka_run_group_tests_name("malicious", tests, NULL, NULL);
+    failed = cmocka_run_group_tests_name("malicious", tests, NULL, NULL);
+    return failed | fixture_run_file_and_s3(both_stores, COUNT(both_stores));
 }

@@ -2,11 +2,12 @@
  * test-sync: the sync engine end to end, through the real s3sync binary.
  *
  * Owns the integration scenarios: two and three devices, conflicts,
- * concurrent syncs, a push that loses its sequence and retries, the
- * racy-mtime rule, every crash point, a tampered store, and the CLI's
- * failure exits. Every scenario runs against the file:// store (a temp dir)
- * and, when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET are set (ci/test.sh),
- * against s3:// on the private RGW under a fresh prefix per scenario.
+ * concurrent syncs, a push that loses its sequence and retries, a local
+ * edit while pull writes the same file, the racy-mtime rule, every crash
+ * point, a tampered store, and the CLI's failure exits. Every scenario runs
+ * against the file:// store (a temp dir) and, when AWS_ENDPOINT_URL and
+ * S3SYNC_TEST_BUCKET are set (ci/test.sh), against s3:// on the private RGW
+ * under a fresh prefix per scenario.
  *
  * A scenario is a world (cli-fixture.h): a temp dir holding devices A, B, C
  * (folders joined with `s3sync init`) and, for file://, the store. Most
@@ -458,6 +459,43 @@ static void test_push_retry(void **state)
 }
 
 /*
+ * A local edit in the window between pull's look at a file and the rename of
+ * the new version over it (copying a large file's data takes that long):
+ * B's pull stops at apply.before-rename (S3SYNC_PAUSE_AT), B's user edits
+ * the file, and the pull goes on. The edit is kept as a conflict copy, as if
+ * it had been made before the pull looked; nothing is overwritten.
+ */
+static void test_edit_before_rename(void **state)
+{
+    static const char *const pause[] = {"S3SYNC_PAUSE_AT=apply.before-rename:1", NULL};
+    world *w = *state;
+    child c;
+    outcome o;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "f.txt"), "base", 4);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    write_bytes(at(w, A, "f.txt"), "A's edit", 8);
+    ok(w, A, "push");
+    c = start_cmd(w, B, pause, "pull");
+    expect_stopped(c, "B's pull");
+    write_bytes(at(w, B, "f.txt"), "B's edit, in the window", 23);
+    kill(c.pid, SIGCONT);
+    o = finish(c);
+    expect_exit(&o, 0, "B's pull, after the edit");
+    if (!json_is_object(o.json) || json_array_size(json_object_get(o.json, "conflicts")) != 1)
+        failf("the edit in the window is no conflict copy: %s", o.out);
+    outcome_free(&o);
+    expect_content(at(w, B, "f.txt"), "A's edit");
+    assert_int_equal(count_in(w->dev[B], count_content, "B's edit, in the window"), 1);
+    ok(w, B, "sync");
+    ok(w, A, "sync");
+    expect_converged(w);
+    assert_int_equal(count_in(w->dev[A], count_name, ".sync-conflict-"), 1);
+}
+
+/*
  * The racy-mtime rule (core/engine.c): a file whose mtime was too recent when
  * its stat was recorded is read again by the next push, since a rewrite in the
  * same timestamp tick leaves size, mtime and ctime as they were. No test can
@@ -586,6 +624,37 @@ static void test_crash_points(void **state)
         rm_rf(snap);
     }
     g_step[0] = '\0';
+}
+
+/*
+ * A directory whose mode closes it to its owner (555) gets that mode only
+ * after its contents, so pull keeps it open (u+rwx) meanwhile. Killed then,
+ * it is left open; the next command closes it again (.s3sync/dirmodes)
+ * before anything could take the open mode for a local change and push it.
+ */
+static void test_crash_in_closed_dir(void **state)
+{
+    world *w = *state;
+    struct stat st;
+    outcome o;
+    join(w, A);
+    join(w, B);
+    for (int i = 0; i < 3; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "ro/f%d.txt", i);
+        write_bytes(at(w, A, p), "inside", 6);
+    }
+    if (chmod(at(w, A, "ro"), 0555)) failf("chmod: %s", strerror(errno));
+    ok(w, A, "push");
+    o = run_cmd(w, B, ARGS("S3SYNC_CRASH_AT=apply.before-rename:2"), "pull");
+    if (o.sig != SIGKILL) failf("not killed: exit %d, stderr: %s", o.code, o.err);
+    outcome_free(&o);
+    ok(w, B, "pull");
+    if (lstat(at(w, B, "ro"), &st) || (st.st_mode & 07777) != 0555)
+        failf("B's ro/ has mode 0%o after the crash, not 0555", st.st_mode & 07777);
+    expect_idle_sync(w, B);
+    ok(w, A, "sync");
+    expect_converged(w);
 }
 
 /* --- scenarios: a tampered store ---------------------------------------------------- */
@@ -845,7 +914,9 @@ int main(void)
         WORLD_TEST(test_concurrent_sync),
         WORLD_TEST(test_push_retry),
         WORLD_TEST(test_racy_mtime),
+        WORLD_TEST(test_edit_before_rename),
         WORLD_TEST(test_crash_points),
+        WORLD_TEST(test_crash_in_closed_dir),
         WORLD_TEST(test_tampering),
         WORLD_TEST(test_wrong_passphrase),
         WORLD_TEST(test_unreachable),
