@@ -18,6 +18,9 @@ void ld_config_defaults(ld_config *c)
 {
     memset(c, 0, sizeof *c);
     c->max_connections = 1024;
+    /* A household behind one NAT: a few devices, 8 parallel transfers each. */
+    c->max_connections_per_ip = 64;
+    c->connection_timeout = 30;
     c->ttl_default_ms = 30 * 1000;
     c->ttl_min_ms = 1000;
     c->ttl_max_ms = 600 * 1000;
@@ -134,6 +137,10 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
         c->threads = (unsigned)n;
     else if (!strcmp(k, "max_connections"))
         c->max_connections = (unsigned)n;
+    else if (!strcmp(k, "max_connections_per_ip"))
+        c->max_connections_per_ip = (unsigned)n;
+    else if (!strcmp(k, "connection_timeout"))
+        c->connection_timeout = (unsigned)n;
     else if (!strcmp(k, "lease_ttl_default"))
         c->ttl_default_ms = (int64_t)n * 1000;
     else if (!strcmp(k, "lease_ttl_min"))
@@ -152,6 +159,12 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
 static ss_rc check(const ld_config *c, ss_err *err)
 {
     if (!c->cert != !c->key) return ss_fail(err, SS_ERR_INVALID, "cert and key go together");
+    /* 0 would mean "no limit" to libmicrohttpd: exactly what these keys are against. */
+    if (c->max_connections < 1 || c->max_connections_per_ip < 1)
+        return ss_fail(err, SS_ERR_INVALID,
+                       "max_connections and max_connections_per_ip must be at least 1");
+    if (c->connection_timeout < 1 || c->connection_timeout > 3600)
+        return ss_fail(err, SS_ERR_INVALID, "connection_timeout must be 1..3600 seconds");
     if (c->ttl_min_ms < 1000 || c->ttl_min_ms > c->ttl_max_ms ||
         c->ttl_default_ms < c->ttl_min_ms || c->ttl_default_ms > c->ttl_max_ms)
         return ss_fail(err, SS_ERR_INVALID,

@@ -311,7 +311,9 @@ typedef struct ld_config {
     char *db;         /* database path */
     char *cert, *key; /* PEM files; both or neither */
     unsigned threads; /* 0: a thread per connection; N: a pool of N */
-    unsigned max_connections;
+    /* Hostile clients: connections in all and from one address, and the
+     * seconds a connection may stay silent (headers or body) before it is closed. */
+    unsigned max_connections, max_connections_per_ip, connection_timeout;
     int64_t ttl_default_ms, ttl_min_ms, ttl_max_ms;
     unsigned put_expires_max; /* seconds, cap of presigned PUT URLs */
     unsigned get_expires;     /* seconds, presigned GET and LIST URLs */
