@@ -103,7 +103,7 @@ ss_rc lk_api(lk_client *k, const char *method, const char *what, const char *rou
                       .user = a,
                       .sink = ss_buf_sink,
                       .sink_ctx = &a->resp,
-                      .whole_body = 1};
+                      .whole_body = SS_CAP_LOCKD_ANSWER};
     if (body && !(a->json_body = json_dumps(body, JSON_COMPACT))) goto nomem;
     if (body) {
         ss_mem_reader_init(&a->mem, a->json_body, strlen(a->json_body), &a->rd);

@@ -307,6 +307,13 @@ static ss_rc list_log(ss_store *s, uint64_t after, ss_store_list_fn fn, void *ct
     rc = lk_api(client_of(s), "GET", "GET head", "/head", NULL, &ans, err);
     if (!rc && lk_answer_parse_head(ans, &head))
         rc = ss_fail(err, SS_ERR_STORE, "%s: GET head: no head in the answer", s->url);
+    /* Each sequence listed becomes memory in the engine: a head beyond reason is a lie. */
+    if (!rc && head > after && head - after > SS_CAP_LOCKD_LOG_AHEAD)
+        rc = ss_fail(err, SS_ERR_STORE,
+                     "%s: GET head: head %llu is more than %u sequences past log/%0*llu, the most "
+                     "one listing takes: refused",
+                     s->url, (unsigned long long)head, SS_CAP_LOCKD_LOG_AHEAD, LK_SEQ_DIGITS,
+                     (unsigned long long)after);
     json_decref(ans);
     for (uint64_t n = after + 1; !rc && n <= head; n++) {
         char key[sizeof LK_LOG_PREFIX + LK_SEQ_DIGITS];
@@ -333,7 +340,7 @@ static ss_rc list_page(ss_store *s, const char *prefix, const char *after, ss_st
         c->req.op = "LIST";
         c->req.sink = ss_buf_sink;
         c->req.sink_ctx = &c->resp;
-        c->req.whole_body = 1;
+        c->req.whole_body = SS_CAP_LIST_PAGE;
         rc = run_call(s, c, err);
     }
     if (!rc) {
