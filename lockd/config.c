@@ -217,3 +217,17 @@ out:
     fclose(f);
     return rc;
 }
+
+void ld_config_store_opts(const ld_config *c, ss_store_opts *ret)
+{
+    /* Short deadlines: a commit waits on the bucket while holding the
+     * repository's lease mutex, so a dead endpoint must fail, not hang. */
+    *ret = (ss_store_opts){.endpoint = c->endpoint,
+                           .region = c->region,
+                           .access_key = c->access_key,
+                           .secret_key = c->secret_key,
+                           .session_token = c->session_token,
+                           .ca_bundle = c->ca_bundle,
+                           .timeout_ms = 30000,
+                           .max_retries = 3};
+}

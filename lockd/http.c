@@ -30,7 +30,7 @@ struct ld_server {
     char *cert_pem, *key_pem;
 };
 
-typedef enum { OP_HEAD, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_PRESIGN, OP_COMMIT } op_t;
+typedef enum { OP_HEAD, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_PRESIGN, OP_COMMIT, OP_WRITERS } op_t;
 
 /*
  * One request: what its headers decided (route, operation, the device its
@@ -45,6 +45,7 @@ typedef struct req {
     int admitted; /* route, method, token and Content-Length passed */
     ld_device dev;
     char repo[LD_NAME_MAX + 1], lease_id[LD_LEASE_ID_LEN + 1];
+    uint64_t seq; /* GET writers/{seq} */
     char *body;
     size_t len;
 } req;
@@ -94,6 +95,7 @@ static void outcome_reply(reply *r, ss_rc rc, const ld_outcome *o)
         {LD_WHY_OBJECT_MISSING, 409, "object_missing"},
         {LD_WHY_BAD_KEY, 403, "key_not_allowed"},
         {LD_WHY_BAD_REQUEST, 400, "bad_request"},
+        {LD_WHY_REWINDING, 503, "rewinding"},
     };
     unsigned status = 500;
     const char *code = "internal";
@@ -107,6 +109,7 @@ static void outcome_reply(reply *r, ss_rc rc, const ld_outcome *o)
         code = rc == SS_ERR_TEMPORARY ? "store_unavailable" : "store_error";
         r->retry_ms = rc == SS_ERR_TEMPORARY ? 1000 : 0;
     }
+    if (o->why == LD_WHY_REWINDING) r->retry_ms = 1000;
     if (status >= 500) fprintf(stderr, "s3sync-lockd: %u %s: %s\n", status, code, o->err.msg);
     error_reply(r, status, code, o->err.msg[0] ? o->err.msg : ss_strerror(rc));
     if (!r->json) return;
@@ -137,10 +140,31 @@ static const char *query_fencing(struct MHD_Connection *c)
 
 /* --- routes under /v1/repos/{repo}/ -------------------------------------------- */
 
-static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *dev,
-                       const char *repo, op_t op, const char *lease_id, json_t *body, reply *r)
+/* GET writers/{seq}: the devices given the PUT URLs of log/<seq> (docs/PROTOCOL.md). */
+static ss_rc writers_reply(ld_server *s, const char *repo, uint64_t seq, reply *r, ld_outcome *o)
+{
+    ld_writers w;
+    json_t *names = NULL;
+    ss_rc rc = ld_db_writers(s->ctx.db, repo, seq, &w, &o->err);
+    if (rc) {
+        o->why = LD_WHY_INTERNAL;
+        return rc;
+    }
+    names = json_array();
+    for (size_t i = 0; i < w.n; i++)
+        json_array_append_new(names, json_string(w.name[i]));
+    r->status = 200;
+    r->json = json_pack("{s:s, s:I, s:o}", "repo", repo, "seq", (json_int_t)seq, "devices", names);
+    return SS_OK;
+}
+
+static void serve_repo(ld_server *s, struct MHD_Connection *c, const req *rq, json_t *body,
+                       reply *r)
 {
     ld_leases *l = s->ctx.leases;
+    const ld_device *dev = &rq->dev;
+    const char *repo = rq->repo, *lease_id = rq->lease_id;
+    op_t op = rq->op;
     ld_outcome o;
     ld_lease lease;
     int64_t ttl = 0;
@@ -149,7 +173,8 @@ static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *
 
     /* Who may do what comes before what the body says (PROTOCOL.md, Errors);
      * the lease operations check again, presign checks PUT itself. */
-    if ((rc = ld_lease_access(l, dev, repo, op != OP_HEAD && op != OP_PRESIGN, &o))) {
+    if ((rc = ld_lease_access(l, dev, repo, op != OP_HEAD && op != OP_PRESIGN && op != OP_WRITERS,
+                              &o))) {
         outcome_reply(r, rc, &o);
         return;
     }
@@ -203,6 +228,7 @@ static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *
         }
         break;
     }
+    case OP_WRITERS: rc = writers_reply(s, repo, rq->seq, r, &o); break;
     case OP_COMMIT: {
         ld_body_commit cm;
         int released = 0;
@@ -244,6 +270,10 @@ static int parse_op(const char *rest, req *rq, const char **allow)
         rq->route = LD_R_PRESIGN, rq->op = OP_PRESIGN, *allow = "POST";
     } else if (!strcmp(rest, "commit")) {
         rq->route = LD_R_COMMIT, rq->op = OP_COMMIT, *allow = "POST";
+    } else if (!strncmp(rest, "writers/", 8) && rest[8] && strlen(rest + 8) <= 18 &&
+               strspn(rest + 8, "0123456789") == strlen(rest + 8)) {
+        rq->route = LD_R_WRITERS, rq->op = OP_WRITERS, *allow = "GET";
+        rq->seq = strtoull(rest + 8, NULL, 10);
     } else if (!strncmp(rest, "lease/", 6) && strlen(rest + 6) >= LD_LEASE_ID_LEN &&
                strspn(rest + 6, "0123456789abcdef") == LD_LEASE_ID_LEN &&
                (!rest[6 + LD_LEASE_ID_LEN] || !strcmp(rest + 6 + LD_LEASE_ID_LEN, "/renew"))) {
@@ -346,7 +376,7 @@ static void serve_admitted(ld_server *s, struct MHD_Connection *c, req *rq, repl
         outcome_reply(r, o.why == LD_WHY_INTERNAL ? SS_ERR_NOMEM : SS_ERR_INVALID, &o);
         return;
     }
-    serve_repo(s, c, &rq->dev, rq->repo, rq->op, rq->lease_id, body, r);
+    serve_repo(s, c, rq, body, r);
     json_decref(body);
 }
 

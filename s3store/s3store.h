@@ -145,6 +145,13 @@ ss_rc ss_store_get_file(ss_store *store, const char *key, uint64_t off, uint64_t
                         ss_err *err);
 
 ss_rc ss_store_head(ss_store *store, const char *key, ss_store_stat *ret_stat, ss_err *err);
+/*
+ * Who wrote key, when the store keeps that: a lockd: store asks lockd which
+ * device it gave the PUT URLs of a log/<seq> key to (docs/PROTOCOL.md, GET
+ * writers), into ret[cap] as "NAME" or "NAME or NAME". SS_ERR_NOT_FOUND when
+ * the store keeps no such record (s3://, file://) or knows nobody for key.
+ */
+ss_rc ss_store_writer(ss_store *store, const char *key, char *ret, size_t cap, ss_err *err);
 /* Deleting a missing key succeeds: delete is idempotent. */
 ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err);
 /*

@@ -352,6 +352,15 @@ ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after
                             err);
 }
 
+ss_rc ss_store_writer(ss_store *store, const char *key, char *ret, size_t cap, ss_err *err)
+{
+    if (cap) ret[0] = '\0';
+    if (!store->ops->writer || !cap)
+        return ss_fail(err, SS_ERR_NOT_FOUND, "%s keeps no record of who wrote %s", store->url,
+                       key);
+    return store->ops->writer(store, key, ret, cap, err);
+}
+
 ss_rc ss_store_presign(ss_store *store, ss_presign_op op, const char *key, const char *start_after,
                        const ss_sigv4_header *headers, size_t n_headers, unsigned expires,
                        char **ret_url, ss_err *err)

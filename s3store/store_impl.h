@@ -38,6 +38,8 @@ typedef struct ss_store_ops {
     ss_rc (*del)(ss_store *s, const char *key, ss_err *err);
     ss_rc (*list)(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
                   void *ctx, ss_err *err);
+    /* Optional: who wrote key (ss_store_writer); NULL: nobody knows. */
+    ss_rc (*writer)(ss_store *s, const char *key, char *ret, size_t cap, ss_err *err);
     ss_rc (*presign)(ss_store *s, ss_presign_op op, const char *key, const char *start_after,
                      const ss_sigv4_header *headers, size_t n_headers, unsigned expires,
                      char **ret_url, ss_err *err);

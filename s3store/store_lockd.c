@@ -381,6 +381,24 @@ static ss_rc lk_list(ss_store *s, const char *prefix, const char *start_after, s
     return list_pages(s, prefix, start_after, fn, ctx, err);
 }
 
+/* GET writers/{seq}: the device lockd gave the PUT URLs of log/<seq> to. */
+static ss_rc lk_writer(ss_store *s, const char *key, char *ret, size_t cap, ss_err *err)
+{
+    char route[64];
+    json_t *ans = NULL;
+    uint64_t seq = 0;
+    ss_rc rc;
+    if (!log_key(key, &seq))
+        return ss_fail(err, SS_ERR_NOT_FOUND, "%s records writers of log/ only", s->url);
+    snprintf(route, sizeof route, "/writers/%llu", (unsigned long long)seq);
+    rc = lk_api(client_of(s), "GET", "GET writers", route, NULL, &ans, err);
+    if (!rc && lk_answer_parse_writers(ans, ret, cap))
+        rc = ss_fail(err, SS_ERR_STORE, "%s: GET writers: not a list of device names", s->url);
+    if (!rc && !ret[0]) rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s: nobody wrote %s", s->url, key);
+    json_decref(ans);
+    return rc;
+}
+
 /* --- parallel transfers ---------------------------------------------------------------- */
 
 static ss_rc lk_xfer_start(ss_store *s, ss_xfer_op *op)
@@ -461,6 +479,7 @@ const ss_store_ops ss_store_lockd_ops = {
     .head = lk_head,
     .del = lk_del,
     .list = lk_list,
+    .writer = lk_writer,
     .xfer_start = lk_xfer_start,
     .xfer_step = lk_xfer_step,
 };

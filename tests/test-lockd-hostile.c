@@ -4,14 +4,21 @@
  * ports, each with a configuration of its own, serving repositories under a
  * random prefix of the RGW bucket that ci/test.sh starts:
  *
+ *   lockd/db       a database of schema version 1 opens migrated, its rows
+ *                  kept (no daemon, no RGW).
  *   lockd/clients  hostile clients: a thousand silent connections from one
  *                  address while a device from another address is served;
  *                  a body announced but never sent, before a token and
  *                  after one; the limits and the silence timeout from the
  *                  configuration.
+ *   lockd/rewind   a device holding only a token commits garbage at head+1:
+ *                  the real s3sync names it when it fails there, and
+ *                  `s3sync-lockd repo rewind` lets the devices go on, but
+ *                  one whose watermark lies above the rewind (exit 3).
  *
  * Raw sockets play the attackers (a device is a socket bound to 127.0.0.2,
- * so the daemon sees another address). Skipped (77) without RGW.
+ * so the daemon sees another address), libcurl the device with a token.
+ * The daemons are skipped without RGW.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,9 +40,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "cli-fixture.h"
+#include "lockd.h"
 #include "s3store.h"
 
 #ifndef S3SYNC_LOCKD_BIN
@@ -220,6 +231,42 @@ static int still_open_then_close(int *fds, int n)
     return open;
 }
 
+/* --- HTTP by libcurl ---------------------------------------------------------------------- */
+
+/* method on url with one header line and a body (may be NULL): the status must be want; the
+ * JSON answer (NULL when the answer is not JSON; the caller decrefs). */
+static json_t *http_json(const char *method, const char *url, const char *header, const char *body,
+                         long want)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    char *got = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&got, &len);
+    long status = 0;
+    json_t *j;
+    if (!c || !mem) failf("out of memory");
+    h = curl_slist_append(h, header);
+    h = curl_slist_append(h, "Content-Type: application/json");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, mem);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (body) curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    fclose(mem);
+    if (status != want)
+        failf("%s %.*s: HTTP %ld, expected %ld: %s", method, (int)strcspn(url, "?"), url, status,
+              want, got ? got : "");
+    j = json_loads(got ? got : "", 0, NULL);
+    free(got);
+    return j;
+}
+
 /* --- lockd/clients ----------------------------------------------------------------------- */
 
 /*
@@ -306,6 +353,227 @@ static void test_auth_before_body(void **state)
     daemon_stop(&d);
 }
 
+/* --- lockd/rewind ------------------------------------------------------------------------ */
+
+/* A token of the daemon's into a file (static buffer for the path), as a user saves it. */
+static const char *token_file(const daemon_t *d, const char *name)
+{
+    static char path[600];
+    char line[80];
+    snprintf(path, sizeof path, "%s/%s.token", d->dir, name);
+    snprintf(line, sizeof line, "%s\n", daemon_device(d, name));
+    write_bytes(path, line, strlen(line));
+    return path;
+}
+
+/* Devices A and B of repository r on the daemon, as the fixture's scripts know them. */
+static void rewind_world(const daemon_t *d, world *w)
+{
+    memset(w, 0, sizeof *w);
+    snprintf(w->root, sizeof w->root, "%.100s", d->dir);
+    snprintf(w->url, sizeof w->url, "lockd:http://127.0.0.1:%u/r", d->port);
+    for (int dev = A; dev <= B; dev++) {
+        char name[8] = {'d', 'e', 'v', '-', (char)('a' + dev), 0};
+        snprintf(w->dev[dev], sizeof w->dev[dev], "%.100s/%c", d->dir, 'A' + dev);
+        snprintf(w->token[dev], sizeof w->token[dev], "%.200s", token_file(d, name));
+    }
+}
+
+/* One lockd call as the device of token: the answer, which must have the status want. */
+static json_t *lockd_call(const daemon_t *d, const char *token, const char *method,
+                          const char *route, const char *body, long want)
+{
+    char url[256], auth[128];
+    size_t len = 0;
+    char *tok = read_file(token, &len);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/repos/r%s", d->port, route);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %.*s", (int)strcspn(tok, "\n"), tok);
+    free(tok);
+    json_t *j = http_json(method, url, auth, body, want);
+    return j;
+}
+
+/*
+ * Mallory holds a token, not the master key: it takes the lease, uploads
+ * garbage as log/<head+1> through its presigned URL, and commits it. Every
+ * device then fails on that sequence, and nobody can push past it.
+ */
+static uint64_t commit_garbage(const daemon_t *d, const char *token)
+{
+    char body[512], key[64];
+    json_t *lease = lockd_call(d, token, "POST", "/lease", "{\"ttl\": 3}", 201), *urls;
+    uint64_t seq = (uint64_t)jint(lease, "head") + 1;
+    const char *id = json_string_value(json_object_get(lease, "lease_id"));
+    snprintf(key, sizeof key, "log/%020" PRIu64, seq);
+    snprintf(
+        body, sizeof body,
+        "{\"op\": \"put\", \"keys\": [\"%s\"], \"lease_id\": \"%s\", \"fencing_token\": %" PRId64
+        "}",
+        key, id, jint(lease, "fencing_token"));
+    urls = lockd_call(d, token, "POST", "/presign", body, 200);
+    const char *url =
+        json_string_value(json_object_get(json_array_get(json_object_get(urls, "urls"), 0), "url"));
+    json_decref(
+        http_json("PUT", url, "If-None-Match: *", "not a transaction, not even close", 200));
+    snprintf(body, sizeof body,
+             "{\"lease_id\": \"%s\", \"fencing_token\": %" PRId64 ", \"seq\": %" PRIu64
+             ", \"release\": true}",
+             id, jint(lease, "fencing_token"), seq);
+    json_decref(lockd_call(d, token, "POST", "/commit", body, 200));
+    json_decref(urls);
+    json_decref(lease);
+    return seq;
+}
+
+/* `s3sync-lockd --config CONF repo rewind r SEQ`: its stdout (the caller frees). */
+static char *rewind_to(const daemon_t *d, const char *seq)
+{
+    outcome o = finish(
+        start_prog(NULL, ARGS(S3SYNC_LOCKD_BIN, "--config", d->conf, "repo", "rewind", "r", seq)));
+    char *out = o.out;
+    expect_exit(&o, 0, "repo rewind");
+    o.out = NULL;
+    outcome_free(&o);
+    return out;
+}
+
+/* The log/ keys of the daemon's bucket prefix, as "1,2,3". */
+static void bucket_log(const daemon_t *d, const char *name, const char *want)
+{
+    char url[400], got[256] = "";
+    snprintf(url, sizeof url, "%s/%s", g_base, name);
+    listing k = store_listing(url, "log/");
+    for (size_t i = 0; i < k.n; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%llu", i ? "," : "",
+                 strtoull(k.v[i] + 4, NULL, 10));
+    listing_free(&k);
+    if (strcmp(got, want)) failf("%s: the bucket holds log/ %s, expected %s", d->dir, got, want);
+}
+
+/*
+ * A device with a token commits garbage at head+1: the others name it when
+ * they meet it, and are wedged; `repo rewind r 1` (head back, the object
+ * gone from the bucket) lets them continue. Then a device whose watermark
+ * is above the rewind's SEQ gets exit 3 (it applied what no longer exists),
+ * while one at SEQ pushes on.
+ */
+static void test_rewind(void **state)
+{
+    daemon_t d;
+    world w;
+    outcome o;
+    char *out;
+    const char *mallory;
+    (void)state;
+    daemon_start(&d, "rewind", NULL);
+    rewind_world(&d, &w);
+    mallory = token_file(&d, "mallory");
+    join(&w, A);
+    write_bytes(at(&w, A, "a.txt"), "from A", 6);
+    ok(&w, A, "sync");
+    join(&w, B);
+    assert_int_equal(commit_garbage(&d, mallory), 2);
+    o = run_cmd(&w, B, NULL, "pull");
+    expect_exit(&o, 3, "pull of a garbage log object");
+    if (!strstr(o.err, "log/00000000000000000002") ||
+        !strstr(o.err, "(committed through lockd by device mallory)"))
+        failf("the error does not name the object and its writer: %s", o.err);
+    outcome_free(&o);
+    write_bytes(at(&w, A, "b.txt"), "waits", 5);
+    o = run_cmd(&w, A, NULL, "sync");
+    expect_exit(&o, 3, "sync past the garbage");
+    outcome_free(&o);
+
+    out = rewind_to(&d, "1");
+    if (!strstr(out, "head 2 -> 1") || !strstr(out, "deleted 1 log"))
+        failf("repo rewind said: %s", out);
+    free(out);
+    bucket_log(&d, "rewind", "1");
+    ok(&w, A, "sync"); /* b.txt as sequence 2 */
+    ok(&w, B, "sync");
+    w.n = 2;
+    expect_converged(&w);
+    bucket_log(&d, "rewind", "1,2");
+
+    write_bytes(at(&w, A, "c.txt"), "applied, then rewound", 21);
+    ok(&w, A, "sync"); /* sequence 3; B stays at 2 */
+    free(rewind_to(&d, "2"));
+    o = run_cmd(&w, A, NULL, "sync");
+    expect_exit(&o, 3, "sync of a device whose watermark is above the rewind");
+    if (!strstr(o.err, "log/00000000000000000003")) failf("unclear message: %s", o.err);
+    outcome_free(&o);
+    write_bytes(at(&w, B, "d.txt"), "B goes on", 9);
+    ok(&w, B, "sync"); /* a new sequence 3 */
+    bucket_log(&d, "rewind", "1,2,3");
+    daemon_stop(&d);
+}
+
+/* --- lockd/db ------------------------------------------------------------------------------ */
+
+/* The schema of version 1, as the databases lockd made before the rewind have it. */
+static const char schema_v1[] =
+    "CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);"
+    "CREATE TABLE devices (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, repo TEXT NOT NULL,"
+    "  read_only INTEGER NOT NULL, token_hash BLOB NOT NULL UNIQUE,"
+    "  revoked INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE repositories (name TEXT PRIMARY KEY, url TEXT NOT NULL,"
+    "  head INTEGER NOT NULL DEFAULT 0, next_fencing INTEGER NOT NULL DEFAULT 1,"
+    "  dirty INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE leases (repo TEXT PRIMARY KEY REFERENCES repositories(name), id TEXT NOT NULL,"
+    "  device TEXT NOT NULL, fencing INTEGER NOT NULL, granted_ms INTEGER NOT NULL,"
+    "  expires_ms INTEGER NOT NULL, put_seq INTEGER NOT NULL DEFAULT 0);"
+    "INSERT INTO meta VALUES ('token_secret', zeroblob(32));"
+    "INSERT INTO repositories VALUES ('r', 's3://bucket/r', 7, 3, 0);"
+    "INSERT INTO leases VALUES ('r', '0123456789abcdef0123456789abcdef', 'old-dev', 2, 1, "
+    "  9000000000000, 8);"
+    "PRAGMA user_version = 1;";
+
+static int user_version(const char *path)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int v = -1;
+    if (sqlite3_open(path, &db) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* A version-1 database opens as version 2: its rows kept, and sequences get writers. */
+static void test_db_migration(void **state)
+{
+    char path[300];
+    sqlite3 *raw = NULL;
+    ld_db *db = NULL;
+    ld_repo_row r;
+    ld_writers w;
+    ss_err err = {{0}};
+    (void)state;
+    snprintf(path, sizeof path, "%s/v1.db", g_dir);
+    assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(raw, schema_v1, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    for (int round = 0; round < 2; round++) { /* the second open finds version 2 already */
+        if (ld_db_open(path, &db, &err)) failf("open: %s", err.msg);
+        assert_int_equal(ld_db_repo_get(db, "r", &r, &err), SS_OK);
+        assert_int_equal(r.head, 7);
+        assert_int_equal(r.next_fencing, 3);
+        assert_false(r.rewinding);
+        if (!round)
+            assert_int_equal(
+                ld_db_lease_set_put_seq(db, "r", "0123456789abcdef0123456789abcdef", 8, &err),
+                SS_OK);
+        assert_int_equal(ld_db_writers(db, "r", 8, &w, &err), SS_OK);
+        assert_int_equal(w.n, 1);
+        assert_string_equal(w.name[0], "old-dev");
+        ld_db_close(db);
+        assert_int_equal(user_version(path), 2);
+    }
+}
+
 /* --- the run -------------------------------------------------------------------------------- */
 
 int main(void)
@@ -315,33 +583,43 @@ int main(void)
         cmocka_unit_test(test_connection_limits),
         cmocka_unit_test(test_auth_before_body),
     };
+    const struct CMUnitTest rewind_tests[] = {
+        cmocka_unit_test(test_rewind),
+    };
+    const struct CMUnitTest db_tests[] = {
+        cmocka_unit_test(test_db_migration),
+    };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     struct rlimit nofile;
     unsigned char rnd[8];
     char tag[17];
     int failed;
 
-    if (fixture_init("lhostile")) return 1;
-    if (!bucket || !getenv("AWS_ENDPOINT_URL") || !getenv("AWS_ACCESS_KEY_ID")) {
-        fprintf(stderr, "lockd/hostile: skipped (no RGW: run through ci/test.sh)\n");
-        return 77;
-    }
-    /* A thousand sockets of the attacker, and the daemon's own. */
-    if (getrlimit(RLIMIT_NOFILE, &nofile) || nofile.rlim_max < 2100) {
-        fprintf(stderr, "lockd/hostile: skipped (fewer than 2100 file descriptors)\n");
-        return 77;
-    }
-    nofile.rlim_cur = nofile.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &nofile);
-    randombytes_buf(rnd, sizeof rnd);
-    sodium_bin2hex(tag, sizeof tag, rnd, sizeof rnd);
-    snprintf(g_base, sizeof g_base, "s3://%s/lhostile-%s", bucket, tag);
-    if (!mkdtemp(g_dir)) return 1;
+    if (fixture_init("lhostile") || !mkdtemp(g_dir)) return 1;
     signal(SIGPIPE, SIG_IGN);
     atexit(reap_all);
     if (getenv("S3SYNC_LOCKD_HOSTILE_ONLY"))
         cmocka_set_test_filter(getenv("S3SYNC_LOCKD_HOSTILE_ONLY"));
-    failed = cmocka_run_group_tests_name("lockd/clients", client_tests, NULL, NULL);
+    failed = cmocka_run_group_tests_name("lockd/db", db_tests, NULL, NULL);
+    if (!bucket || !getenv("AWS_ENDPOINT_URL") || !getenv("AWS_ACCESS_KEY_ID")) {
+        fprintf(stderr, "lockd/hostile: daemons skipped (no RGW: run through ci/test.sh)\n");
+        rm_rf(g_dir);
+        return failed;
+    }
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(tag, sizeof tag, rnd, sizeof rnd);
+    snprintf(g_base, sizeof g_base, "s3://%s/lhostile-%s", bucket, tag);
+    /* A thousand sockets of the attacker, and the daemon's own. */
+    if (getrlimit(RLIMIT_NOFILE, &nofile) || nofile.rlim_max < 2100)
+        fprintf(stderr, "lockd/clients: skipped (fewer than 2100 file descriptors)\n");
+    else {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+        failed |= cmocka_run_group_tests_name("lockd/clients", client_tests, NULL, NULL);
+    }
+    /* A rewind waits for the PUT URLs of the last lease: short leases keep that short. */
+    setenv("S3SYNC_LEASE_TTL_MS", "3000", 1);
+    failed |= cmocka_run_group_tests_name("lockd/rewind", rewind_tests, NULL, NULL);
     if (!failed) rm_rf(g_dir);
     return failed;
 }
