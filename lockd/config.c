@@ -7,9 +7,11 @@
  * configuration works whatever the daemon's working directory.
  */
 #include "lockd.h"
+#include "ss_buf.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,12 +32,15 @@ void ld_config_defaults(ld_config *c)
 
 void ld_config_clear(ld_config *c)
 {
-    char **strs[] = {&c->listen, &c->db,         &c->cert,       &c->key,           &c->endpoint,
-                     &c->region, &c->access_key, &c->secret_key, &c->session_token, &c->ca_bundle};
+    char **strs[] = {&c->listen,   &c->db,     &c->cert,       &c->key,
+                     &c->endpoint, &c->region, &c->access_key, &c->ca_bundle};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
     }
+    sodium_free(c->secret_key); /* wipes */
+    sodium_free(c->session_token);
+    c->secret_key = c->session_token = NULL;
     for (size_t i = 0; i < c->n_repos; i++)
         free(c->repos[i].url);
     free(c->repos);
@@ -82,6 +87,19 @@ static ss_rc set_string(char **dst, char *value)
     return value ? SS_OK : SS_ERR_NOMEM;
 }
 
+/* A bucket secret: kept in sodium_malloc'ed memory (locked where the system
+ * lets it, wiped when freed). */
+static ss_rc set_secret(char **dst, const char *value)
+{
+    size_t n = strlen(value) + 1;
+    char *copy = sodium_malloc(n);
+    if (!copy) return SS_ERR_NOMEM;
+    memcpy(copy, value, n);
+    sodium_free(*dst);
+    *dst = copy;
+    return SS_OK;
+}
+
 static ss_rc add_repo(ld_config *c, const char *name, const char *url, ss_err *err)
 {
     ld_config_repo *t;
@@ -117,13 +135,16 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
         {"s3_endpoint", offsetof(ld_config, endpoint), 0},
         {"s3_region", offsetof(ld_config, region), 0},
         {"s3_access_key_id", offsetof(ld_config, access_key), 0},
-        {"s3_secret_access_key", offsetof(ld_config, secret_key), 0},
-        {"s3_session_token", offsetof(ld_config, session_token), 0},
         {"s3_ca_bundle", offsetof(ld_config, ca_bundle), 1},
     };
     unsigned long long n;
 
     if (!strncmp(k, "repo ", 5)) return add_repo(c, trim((char *)k + 5), v, err);
+    if (!strcmp(k, "s3_secret_access_key") || !strcmp(k, "s3_session_token")) {
+        char **dst = !strcmp(k, "s3_session_token") ? &c->session_token : &c->secret_key;
+        if (set_secret(dst, v)) return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
+        return SS_OK;
+    }
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
         if (!strcmp(k, strs[i].key)) {
             char **dst = (char **)((char *)c + strs[i].off);
@@ -176,15 +197,29 @@ static ss_rc check(const ld_config *c, ss_err *err)
     return SS_OK;
 }
 
+/* The next line of text (its '\n' cut), or NULL at the end; *pos moves past it. */
+static char *next_line(char *text, size_t len, size_t *pos)
+{
+    char *line = text + *pos, *nl;
+    if (*pos >= len) return NULL;
+    nl = memchr(line, '\n', len - *pos);
+    if (nl) *nl = '\0';
+    *pos = nl ? (size_t)(nl - text) + 1 : len;
+    return line;
+}
+
 ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err)
 {
-    FILE *f = fopen(path, "r");
-    char *line = NULL, *dir = NULL, *slash;
-    size_t cap = 0;
+    char *text = NULL, *dir = NULL, *slash, *line;
+    size_t len = 0, pos = 0;
     unsigned lineno = 0;
-    ss_rc rc = SS_OK;
+    ss_rc rc = ss_buf_read_secret(path, LD_CONFIG_MAX, &text, &len, err);
 
-    if (!f) return ss_fail(err, SS_ERR_IO, "config %s: %s", path, strerror(errno));
+    if (rc) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        return ss_fail(err, rc, "config %s", msg);
+    }
     if (!(dir = strdup(path))) {
         rc = ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
         goto out;
@@ -194,7 +229,7 @@ ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err)
         slash[slash == dir ? 1 : 0] = '\0';
     else
         dir[0] = '\0';
-    while (getline(&line, &cap, f) >= 0) {
+    while ((line = next_line(text, len, &pos))) {
         char *s = trim(line), *eq;
         lineno++;
         if (!*s || *s == '#') continue;
@@ -212,9 +247,8 @@ ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err)
     }
     rc = check(c, err);
 out:
-    free(line);
+    sodium_free(text); /* wipes: the file may hold the bucket secret */
     free(dir);
-    fclose(f);
     return rc;
 }
 

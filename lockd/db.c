@@ -264,7 +264,7 @@ static ss_rc load_secret(ld_db *db, ss_err *err)
     if (r != SQLITE_DONE) return db_sql_fail(db, err, "read token secret");
     /* First use: a fresh secret, so a copy of the devices table alone lets
      * nobody test guessed tokens against the hashes. */
-    randombytes_buf(db->secret, sizeof db->secret);
+    randombytes_buf(db->secret, 32);
     if (sqlite3_prepare_v2(db->sql, "INSERT INTO meta (k, v) VALUES ('token_secret', ?)", -1, &st,
                            NULL) != SQLITE_OK)
         return db_sql_fail(db, err, "prepare");
@@ -301,7 +301,10 @@ ss_rc ld_db_open(const char *path, ld_db **ret_db, ss_err *err)
     *ret_db = NULL;
     if (sodium_init() < 0) return ss_fail(err, SS_ERR_INVALID, "libsodium initialisation failed");
     db = calloc(1, sizeof *db);
-    if (!db) return ss_fail(err, SS_ERR_NOMEM, "database: out of memory");
+    if (!db || !(db->secret = sodium_malloc(32))) {
+        free(db);
+        return ss_fail(err, SS_ERR_NOMEM, "database: out of memory");
+    }
     pthread_mutex_init(&db->mu, NULL);
     db->seen_version = -1;
     if (sqlite3_open_v2(path, &db->sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
@@ -334,7 +337,7 @@ void ld_db_close(ld_db *db)
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize(db->stmts[i]);
     sqlite3_close(db->sql);
-    sodium_memzero(db->secret, sizeof db->secret);
+    sodium_free(db->secret); /* wipes */
     cache_flush(db);
     pthread_mutex_destroy(&db->mu);
     free(db);

@@ -104,7 +104,7 @@ typedef struct repo_slot {
 struct ld_db {
     sqlite3 *sql;
     pthread_mutex_t mu;
-    unsigned char secret[32];
+    unsigned char *secret; /* the token secret: sodium_malloc'ed (locked, wiped when freed) */
     sqlite3_stmt *stmts[S_COUNT]; /* idle prepared statements; NULL while in use */
     int64_t seen_version, seen_changes;
     dev_slot devs[CACHE_SLOTS];

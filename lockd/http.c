@@ -8,12 +8,14 @@
  */
 #include "body.h"
 #include "lockd.h"
+#include "ss_buf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +27,9 @@
 
 struct ld_server {
     ld_server_ctx ctx;
-    unsigned char secret[32];
+    unsigned char *secret; /* the token secret's copy: sodium_malloc'ed, wiped when freed */
     struct MHD_Daemon *mhd;
-    char *cert_pem, *key_pem;
+    char *cert_pem, *key_pem; /* sodium_malloc'ed: the key is a secret */
 };
 
 typedef enum { OP_HEAD, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_PRESIGN, OP_COMMIT, OP_WRITERS } op_t;
@@ -473,20 +475,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static ss_rc read_pem(const char *path, char **ret, ss_err *err)
 {
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
     size_t len = 0;
-    *ret = NULL;
-    if (!f) return ss_fail(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
-    if (!(buf = malloc(1 << 20)) || (len = fread(buf, 1, (1 << 20) - 1, f)) == 0 || ferror(f)) {
-        free(buf);
-        fclose(f);
-        return ss_fail(err, SS_ERR_IO, "%s: cannot read PEM", path);
+    ss_rc rc = ss_buf_read_secret(path, 1 << 20, ret, &len, err);
+    if (!rc && !len) {
+        sodium_free(*ret);
+        *ret = NULL;
+        rc = ss_fail(err, SS_ERR_IO, "%s: cannot read PEM", path);
     }
-    fclose(f);
-    buf[len] = '\0';
-    *ret = buf;
-    return SS_OK;
+    return rc;
 }
 
 /* HOST:PORT or [V6ADDR]:PORT -> socket address. */
@@ -537,6 +533,10 @@ ss_rc ld_http_start(const ld_server_ctx *ctx, ld_server **ret, unsigned *ret_por
         return rc;
     if (!(s = calloc(1, sizeof *s))) return ss_fail(err, SS_ERR_NOMEM, "server: out of memory");
     s->ctx = *ctx;
+    if (!(s->secret = sodium_malloc(32))) {
+        free(s);
+        return ss_fail(err, SS_ERR_NOMEM, "server: out of memory");
+    }
     ld_db_secret(ctx->db, s->secret);
     if (ctx->cfg->cert) {
         if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
@@ -601,9 +601,8 @@ void ld_http_stop(ld_server *s)
 {
     if (!s) return;
     if (s->mhd) MHD_stop_daemon(s->mhd);
-    if (s->key_pem) memset(s->key_pem, 0, strlen(s->key_pem));
-    free(s->cert_pem);
-    free(s->key_pem);
-    memset(s->secret, 0, sizeof s->secret);
+    sodium_free(s->cert_pem); /* sodium_free wipes */
+    sodium_free(s->key_pem);
+    sodium_free(s->secret);
     free(s);
 }

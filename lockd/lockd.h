@@ -351,12 +351,16 @@ typedef struct ld_config {
     int64_t ttl_default_ms, ttl_min_ms, ttl_max_ms;
     unsigned put_expires_max; /* seconds, cap of presigned PUT URLs */
     unsigned get_expires;     /* seconds, presigned GET and LIST URLs */
-    /* Bucket settings; NULL falls back to the AWS_* environment (s3store). */
+    /* Bucket settings; NULL falls back to the AWS_* environment (s3store).
+     * secret_key and session_token are sodium_malloc'ed: ld_config_clear wipes them. */
     char *endpoint, *region, *access_key, *secret_key, *session_token, *ca_bundle;
     ld_config_repo *repos;
     size_t n_repos;
 } ld_config;
 
+/* A configuration file's bytes; more is refused. It is read as a secret
+ * (ss_buf_read_secret): it may hold the bucket's secret key. */
+#define LD_CONFIG_MAX (1u << 20)
 void ld_config_defaults(ld_config *c);
 ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err);
 void ld_config_clear(ld_config *c);

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,13 +104,13 @@ static int cmd_device(ld_db *db, int argc, char **argv)
         ld_db_secret(db, secret);
         ld_auth_token_new(token);
         ld_auth_hash(secret, token, hash);
-        memset(secret, 0, sizeof secret);
+        sodium_memzero(secret, sizeof secret);
         if (ld_db_device_add(db, name, repo, ro, hash, ld_clock_real.now_ms(ld_clock_real.ctx),
                              &err))
             return fail("device add", &err);
         /* The only time the token exists outside the device: the db keeps its hash. */
         printf("%s\n", token);
-        memset(token, 0, sizeof token);
+        sodium_memzero(token, sizeof token);
         return 0;
     }
     if (argc == 2 && !strcmp(argv[1], "list")) {

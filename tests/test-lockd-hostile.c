@@ -4,13 +4,15 @@
  * ports, each with a configuration of its own, serving repositories under a
  * random prefix of the RGW bucket that ci/test.sh starts:
  *
- *   lockd/db       a database of schema version 1 opens migrated, its rows
- *                  kept (no daemon, no RGW).
+ *   lockd/offline  (no daemon, no RGW) a database of schema version 1 opens
+ *                  migrated; s3sync warns that a lockd:http:// URL to another
+ *                  host sends the token in clear; lockd's config loader
+ *                  leaves no copy of the bucket secret in memory.
  *   lockd/clients  hostile clients: a thousand silent connections from one
  *                  address while a device from another address is served;
  *                  a body announced but never sent, before a token and
  *                  after one; the limits and the silence timeout from the
- *                  configuration.
+ *                  configuration; the token secret in locked memory.
  *   lockd/rewind   a device holding only a token commits garbage at head+1:
  *                  the real s3sync names it when it fails there, and
  *                  `s3sync-lockd repo rewind` lets the devices go on, but
@@ -22,6 +24,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -574,6 +577,132 @@ static void test_db_migration(void **state)
     }
 }
 
+/* --- secrets ------------------------------------------------------------------------------- */
+
+/*
+ * A lockd:http:// URL to a host other than this machine sends the token in
+ * clear: s3sync warns, once; not for 127.0.0.0/8, ::1, localhost, nor https.
+ * The token file is missing, so each run stops right after opening the store.
+ */
+static void test_cleartext_warning(void **state)
+{
+    static const struct {
+        const char *url;
+        int warns;
+    } cases[] = {
+        {"lockd:http://192.0.2.1:9/r", 1},     {"lockd:http://lockd.example:9/r", 1},
+        {"lockd:http://[2001:db8::1]:9/r", 1}, {"lockd:http://127.0.0.2:9/r", 0},
+        {"lockd:http://localhost:9/r", 0},     {"lockd:http://[::1]:9/r", 0},
+        {"lockd:https://192.0.2.1:9/r", 0},
+    };
+    char dir[300];
+    (void)state;
+    snprintf(dir, sizeof dir, "%s/cleartext", g_dir);
+    for (size_t i = 0; i < COUNT(cases); i++) {
+        outcome o = run_cli(NULL, ARGS("--token-file", "/nonexistent", "init", cases[i].url, dir));
+        const char *w = strstr(o.err, "travels in clear");
+        int n = w ? 1 + (strstr(w + 1, "travels in clear") != NULL) : 0;
+        if (o.code != 1 || n != cases[i].warns)
+            failf("%s: exit %d, %d warnings (expected %d): %s", cases[i].url, o.code, n,
+                  cases[i].warns, o.err);
+        outcome_free(&o);
+    }
+}
+
+#define MASK 0x5a /* the secret is held XORed with it here, so only a leak can match */
+
+/* 1 when this process's readable, writable memory holds the n bytes whose XOR with MASK
+ * is masked. The scratch buffer is zeroed after each window, so it holds no match itself. */
+static int memory_holds(const unsigned char *masked, size_t n)
+{
+    enum { WINDOW = 1 << 20 };
+    FILE *maps = fopen("/proc/self/maps", "r");
+    int mem = open("/proc/self/mem", O_RDONLY | O_CLOEXEC), found = 0;
+    unsigned char *buf = calloc(1, WINDOW);
+    char line[512];
+    if (!maps || mem < 0 || !buf) failf("cannot read this process's memory");
+    while (!found && fgets(line, sizeof line, maps)) {
+        unsigned long lo, hi;
+        char perms[5];
+        if (sscanf(line, "%lx-%lx %4s", &lo, &hi, perms) != 3 || perms[0] != 'r' ||
+            perms[1] != 'w' || hi - lo > (1ul << 30) || strstr(line, "[vvar]"))
+            continue;
+        for (unsigned long at = lo; at < hi && !found; at += WINDOW - n) {
+            size_t want = hi - at < WINDOW ? hi - at : WINDOW;
+            ssize_t got = pread(mem, buf, want, (off_t)at);
+            if (got <= 0) break;
+            for (ssize_t i = 0; i < got; i++)
+                buf[i] ^= MASK;
+            found = memmem(buf, (size_t)got, masked, n) != NULL;
+            memset(buf, 0, WINDOW);
+            if ((size_t)got < want || at + want >= hi) break;
+        }
+    }
+    free(buf);
+    close(mem);
+    fclose(maps);
+    return found;
+}
+
+/*
+ * lockd wipes the bucket secret it read from its config: after
+ * ld_config_clear no byte of this process's memory holds it (the file's
+ * buffer, the line, the copy kept). Skipped under ASan, whose allocator
+ * keeps freed memory in regions too large to scan.
+ */
+static void test_config_wiped(void **state)
+{
+    unsigned char raw[20], masked[24];
+    char secret[41], text[128], path[300];
+    ld_config c;
+    ss_err err = {{0}};
+    int fd;
+    (void)state;
+#if defined(__SANITIZE_ADDRESS__)
+    skip();
+#endif
+    randombytes_buf(raw, sizeof raw);
+    sodium_bin2hex(secret, sizeof secret, raw, sizeof raw);
+    for (size_t i = 0; i < sizeof masked; i++)
+        masked[i] = (unsigned char)secret[10 + i] ^ MASK;
+    snprintf(path, sizeof path, "%s/secret.conf", g_dir);
+    snprintf(text, sizeof text, "db = x.db\ns3_secret_access_key = %s\n", secret);
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) || close(fd))
+        failf("%s: %s", path, strerror(errno));
+    sodium_memzero(raw, sizeof raw);
+    sodium_memzero(secret, sizeof secret);
+    sodium_memzero(text, sizeof text);
+    if (memory_holds(masked, sizeof masked)) failf("this test left a copy of the secret");
+    ld_config_defaults(&c);
+    if (ld_config_load(path, &c, &err)) failf("%s", err.msg);
+    if (!c.secret_key || !memory_holds(masked, sizeof masked))
+        failf("the scan does not see the secret the config holds");
+    ld_config_clear(&c);
+    if (memory_holds(masked, sizeof masked)) failf("the bucket secret is still in memory");
+    unlink(path);
+}
+
+/* Its token secret in locked memory: VmLck of a running lockd (where it may lock). */
+static void test_secrets_locked(void **state)
+{
+    daemon_t d;
+    char path[64], line[256];
+    struct rlimit lim;
+    long kb = -1;
+    FILE *f;
+    (void)state;
+    if (geteuid() && (getrlimit(RLIMIT_MEMLOCK, &lim) || lim.rlim_cur < (64u << 10))) skip();
+    daemon_start(&d, "locked", NULL);
+    snprintf(path, sizeof path, "/proc/%d/status", (int)d.proc.pid);
+    if (!(f = fopen(path, "r"))) failf("%s: %s", path, strerror(errno));
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmLck:", 6)) kb = atol(line + 6);
+    fclose(f);
+    if (kb <= 0) failf("lockd locks no memory (VmLck %ld kB): its secrets may be swapped out", kb);
+    daemon_stop(&d);
+}
+
 /* --- the run -------------------------------------------------------------------------------- */
 
 int main(void)
@@ -582,12 +711,15 @@ int main(void)
         cmocka_unit_test(test_slow_connections),
         cmocka_unit_test(test_connection_limits),
         cmocka_unit_test(test_auth_before_body),
+        cmocka_unit_test(test_secrets_locked),
     };
     const struct CMUnitTest rewind_tests[] = {
         cmocka_unit_test(test_rewind),
     };
-    const struct CMUnitTest db_tests[] = {
+    const struct CMUnitTest offline_tests[] = {
         cmocka_unit_test(test_db_migration),
+        cmocka_unit_test(test_cleartext_warning),
+        cmocka_unit_test(test_config_wiped),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     struct rlimit nofile;
@@ -600,7 +732,7 @@ int main(void)
     atexit(reap_all);
     if (getenv("S3SYNC_LOCKD_HOSTILE_ONLY"))
         cmocka_set_test_filter(getenv("S3SYNC_LOCKD_HOSTILE_ONLY"));
-    failed = cmocka_run_group_tests_name("lockd/db", db_tests, NULL, NULL);
+    failed = cmocka_run_group_tests_name("lockd/offline", offline_tests, NULL, NULL);
     if (!bucket || !getenv("AWS_ENDPOINT_URL") || !getenv("AWS_ACCESS_KEY_ID")) {
         fprintf(stderr, "lockd/hostile: daemons skipped (no RGW: run through ci/test.sh)\n");
         rm_rf(g_dir);
