@@ -38,7 +38,6 @@
 #include "frame.h"
 #include "ss_buf.h"
 
-#define MAX_CP_PLAIN (1ull << 40)     /* a checkpoint's plaintext beyond this is refused */
 #define META_SEQ "checkpoint.seq"     /* the newest checkpoint this device knows of */
 #define META_BYTES "checkpoint.bytes" /* log bytes this device saw after it */
 
@@ -149,8 +148,9 @@ ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_
     *ret_fd = -1;
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
     if ((rc = eng_tmpfile(f, &sink.fd, err)) ||
-        (rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq,
-                                  zero_chain, MAX_CP_PLAIN, cp_write, &sink, &fd.r, err)))
+        (rc =
+             ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq,
+                                 zero_chain, SS_CHECKPOINT_PLAIN_MAX, cp_write, &sink, &fd.r, err)))
         goto fail;
     rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, cp_feed_frame, &fd, err);
     if (fd.rc) {

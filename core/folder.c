@@ -447,7 +447,7 @@ static ss_rc check_same_repo(ss_folder *f, const char *settings, const char *url
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if (!(rc = read_file(path, &cached, &cached_len, err)) &&
         !(rc = ss_store_open(url, &so, &s, err)))
-        rc = ss_store_get(s, SS_KEY_CONFIG, 0, SS_TO_END, &cfg, &len, err);
+        rc = ss_store_get_max(s, SS_KEY_CONFIG, SS_CONFIG_READ_MAX, &cfg, &len, err);
     if (rc == SS_ERR_NOT_FOUND && cached)
         rc = ss_fail(err, SS_ERR_CONFLICT,
                      "%s holds no repository: the store can only move to a copy of this "

@@ -243,4 +243,24 @@ typedef enum ss_subkey {
 /* gc: --keep-days default */
 #define SS_GC_KEEP_DAYS_DEFAULT 30u
 
+/* ---- "Bounded reads": the most a reader takes of what a store holds ---- */
+
+/*
+ * Objects read whole into memory: a larger one is refused (SS_ERR_INTEGRITY,
+ * naming it and the cap) before more than this of it is read. Version 1's
+ * config is 96 bytes and a key file 112: the slack lets a later version
+ * grow, and lets a reader give its own "wrong size" error.
+ */
+#define SS_CONFIG_READ_MAX 4096u
+#define SS_KEYFILE_READ_MAX 4096u
+/* Key files a reader considers (join may run the KDF on each); key add stops there too. */
+#define SS_KEYFILES_MAX 64u
+/*
+ * Objects streamed through the frame reader: memory is one record
+ * (SS_FRAME_WIRE_RECORD_BYTES) and a zstd window (SS_ZSTD_WINDOW_LOG_MAX);
+ * the plaintext staged on disk stops at these.
+ */
+#define SS_TXN_PLAIN_MAX (1ull << 36)        /* a transaction: 64 GiB */
+#define SS_CHECKPOINT_PLAIN_MAX (1ull << 40) /* a checkpoint: 1 TiB */
+
 #endif

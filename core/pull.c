@@ -59,8 +59,6 @@
 #include "path.h"
 #include "seal.h"
 
-#define MAX_TXN_PLAIN (1ull << 36) /* a transaction's plaintext beyond this is refused */
-
 /* --- fetch and verify one transaction (P1) -------------------------------------------- */
 
 typedef struct feed {
@@ -102,7 +100,7 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const vo
     snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
     if ((rc = eng_tmpfile(f, &stage, err)) ||
         (rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
-                                  MAX_TXN_PLAIN, stage_write, &stage, &fd.r, err)))
+                                  SS_TXN_PLAIN_MAX, stage_write, &stage, &fd.r, err)))
         goto fail;
     if (obj) /* fetched already (history.c fetches several at once) */
         rc = ss_frame_feed(fd.r, obj, obj_len, err);

@@ -100,6 +100,22 @@ ss_rc eng_list_log_after(ss_folder *f, uint64_t c, eng_log_list *l, ss_err *err)
     return list_log(f, c, 0, l, err);
 }
 
+/*
+ * A log object that failed verification: the device the store says wrote
+ * it (a lockd: store knows whom it gave the PUT URLs), appended to err, so
+ * the admin knows whose token to revoke before `s3sync-lockd repo rewind`.
+ */
+static void name_writer(ss_folder *f, uint64_t seq, ss_err *err)
+{
+    char key[SS_KEY_NAME_MAX], who[300];
+    size_t n;
+    if (!err) return;
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
+    if (ss_store_writer(f->store, key, who, sizeof who, NULL)) return;
+    n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n, " (committed through lockd by device %s)", who);
+}
+
 /* Verify and apply one prefetched (or, buf NULL, streamed) log object: P1, in order (P2). */
 static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fetched *p,
                       uint8_t chain[32], ss_err *err)
@@ -114,6 +130,7 @@ static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fet
         !(rc = eng_check_beneath(f, fd, seq, err)) &&
         !(rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, err)))
         memcpy(chain, next, 32);
+    if (rc == SS_ERR_INTEGRITY) name_writer(f, seq, err);
     ss_devices_free(devs);
     if (fd >= 0) close(fd);
     return rc;

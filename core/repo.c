@@ -98,7 +98,7 @@ static ss_rc fetch_config(ss_store *store, uint8_t **ret_buf, size_t *ret_len, s
 {
     void *buf = NULL;
     size_t len = 0;
-    ss_rc rc = ss_store_get(store, SS_KEY_CONFIG, 0, SS_TO_END, &buf, &len, err);
+    ss_rc rc = ss_store_get_max(store, SS_KEY_CONFIG, SS_CONFIG_READ_MAX, &buf, &len, err);
     *ret_buf = NULL;
     if (rc == SS_ERR_NOT_FOUND)
         return ss_fail(err, rc, "%s holds no repository (no config object)", ss_store_url(store));
@@ -116,18 +116,31 @@ static ss_rc fetch_config(ss_store *store, uint8_t **ret_buf, size_t *ret_len, s
 typedef struct key_names {
     char **v;
     size_t n;
+    int failed; /* out of memory, or more than SS_KEYFILES_MAX: the listing stopped */
 } key_names;
 
 static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
 {
     key_names *k = ctx;
     (void)st;
+    if (k->n == SS_KEYFILES_MAX) return k->failed = 1;
     char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
-    if (!nv) return 1;
+    if (!nv) return k->failed = 1;
     k->v = nv;
-    if (!(k->v[k->n] = strdup(key))) return 1;
+    if (!(k->v[k->n] = strdup(key))) return k->failed = 1;
     k->n++;
     return 0;
+}
+
+/* The key files of the store, at most SS_KEYFILES_MAX of them (docs/FORMAT.md "Bounded reads"). */
+static ss_rc list_keys(ss_store *store, key_names *names, ss_err *err)
+{
+    ss_rc rc = ss_store_list(store, SS_KEY_KEYS_PREFIX, NULL, collect_key, names, err);
+    if (rc || !names->failed) return rc;
+    if (names->n < SS_KEYFILES_MAX) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    return ss_fail(err, SS_ERR_INTEGRITY,
+                   "%s lists more than %u key files, the most a reader takes", ss_store_url(store),
+                   SS_KEYFILES_MAX);
 }
 
 static void free_names(key_names *k)
@@ -147,7 +160,7 @@ static ss_rc try_keyfiles(ss_store *store, const key_names *names, const uint8_t
         void *buf = NULL;
         size_t len = 0;
         ss_err e = {{0}};
-        rc = ss_store_get(store, names->v[i], 0, SS_TO_END, &buf, &len, err);
+        rc = ss_store_get_max(store, names->v[i], SS_KEYFILE_READ_MAX, &buf, &len, err);
         if (rc) return rc;
         rc = ss_keyfile_open(buf, len, repo_id, pass, passlen, ret_keys, &e);
         if (!rc) rc = ss_keyfile_limits(buf, len, ret_limits, &e);
@@ -174,7 +187,7 @@ ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **
     *ret_repo = NULL;
     if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if ((rc = fetch_config(store, &cfgbuf, &cfglen, &repo->cfg, err)) ||
-        (rc = ss_store_list(store, SS_KEY_KEYS_PREFIX, NULL, collect_key, &names, err)))
+        (rc = list_keys(store, &names, err)))
         goto fail;
     if (!names.n) {
         rc =
@@ -239,6 +252,16 @@ ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, char ret_
                        SS_KDF_ENV, getenv(SS_KDF_ENV) ? getenv(SS_KDF_ENV) : "",
                        (unsigned long long)repo->cfg.kdf_min.opslimit,
                        (unsigned long long)repo->cfg.kdf_min.memlimit);
+    /* One more than readers take would lock every joining device out. */
+    key_names names = {0};
+    rc = list_keys(repo->store, &names, err);
+    size_t n = names.n;
+    free_names(&names);
+    if (rc) return rc;
+    if (n >= SS_KEYFILES_MAX)
+        return ss_fail(err, SS_ERR_INVALID,
+                       "%s holds %zu key files, the most a reader takes: remove one first",
+                       ss_store_url(repo->store), n);
     return put_keyfile(repo, pass, passlen, &lim, ret_id, err);
 }
 
@@ -267,7 +290,7 @@ ss_rc ss_repo_check_fingerprint(const ss_repo *repo, const char *expected, ss_er
 ss_rc ss_repo_key_list(ss_repo *repo, ss_repo_key_fn fn, void *ctx, ss_err *err)
 {
     key_names names = {0};
-    ss_rc rc = ss_store_list(repo->store, SS_KEY_KEYS_PREFIX, NULL, collect_key, &names, err);
+    ss_rc rc = list_keys(repo->store, &names, err);
     for (size_t i = 0; !rc && i < names.n; i++)
         if (fn(ctx, names.v[i] + strlen(SS_KEY_KEYS_PREFIX))) break;
     free_names(&names);
@@ -279,7 +302,7 @@ ss_rc ss_repo_key_remove(ss_repo *repo, const char *id, ss_err *err)
     key_names names = {0};
     char key[SS_KEY_NAME_MAX];
     size_t found = 0;
-    ss_rc rc = ss_store_list(repo->store, SS_KEY_KEYS_PREFIX, NULL, collect_key, &names, err);
+    ss_rc rc = list_keys(repo->store, &names, err);
     snprintf(key, sizeof key, SS_KEY_KEYS_PREFIX "%s", id);
     for (size_t i = 0; !rc && i < names.n; i++)
         found += !strcmp(names.v[i], key);

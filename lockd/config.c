@@ -7,9 +7,11 @@
  * configuration works whatever the daemon's working directory.
  */
 #include "lockd.h"
+#include "ss_buf.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,9 @@ void ld_config_defaults(ld_config *c)
 {
     memset(c, 0, sizeof *c);
     c->max_connections = 1024;
+    /* A household behind one NAT: a few devices, 8 parallel transfers each. */
+    c->max_connections_per_ip = 64;
+    c->connection_timeout = 30;
     c->ttl_default_ms = 30 * 1000;
     c->ttl_min_ms = 1000;
     c->ttl_max_ms = 600 * 1000;
@@ -27,12 +32,15 @@ void ld_config_defaults(ld_config *c)
 
 void ld_config_clear(ld_config *c)
 {
-    char **strs[] = {&c->listen, &c->db,         &c->cert,       &c->key,           &c->endpoint,
-                     &c->region, &c->access_key, &c->secret_key, &c->session_token, &c->ca_bundle};
+    char **strs[] = {&c->listen,   &c->db,     &c->cert,       &c->key,
+                     &c->endpoint, &c->region, &c->access_key, &c->ca_bundle};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         free(*strs[i]);
         *strs[i] = NULL;
     }
+    sodium_free(c->secret_key); /* wipes */
+    sodium_free(c->session_token);
+    c->secret_key = c->session_token = NULL;
     for (size_t i = 0; i < c->n_repos; i++)
         free(c->repos[i].url);
     free(c->repos);
@@ -79,6 +87,19 @@ static ss_rc set_string(char **dst, char *value)
     return value ? SS_OK : SS_ERR_NOMEM;
 }
 
+/* A bucket secret: kept in sodium_malloc'ed memory (locked where the system
+ * lets it, wiped when freed). */
+static ss_rc set_secret(char **dst, const char *value)
+{
+    size_t n = strlen(value) + 1;
+    char *copy = sodium_malloc(n);
+    if (!copy) return SS_ERR_NOMEM;
+    memcpy(copy, value, n);
+    sodium_free(*dst);
+    *dst = copy;
+    return SS_OK;
+}
+
 static ss_rc add_repo(ld_config *c, const char *name, const char *url, ss_err *err)
 {
     ld_config_repo *t;
@@ -114,13 +135,16 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
         {"s3_endpoint", offsetof(ld_config, endpoint), 0},
         {"s3_region", offsetof(ld_config, region), 0},
         {"s3_access_key_id", offsetof(ld_config, access_key), 0},
-        {"s3_secret_access_key", offsetof(ld_config, secret_key), 0},
-        {"s3_session_token", offsetof(ld_config, session_token), 0},
         {"s3_ca_bundle", offsetof(ld_config, ca_bundle), 1},
     };
     unsigned long long n;
 
     if (!strncmp(k, "repo ", 5)) return add_repo(c, trim((char *)k + 5), v, err);
+    if (!strcmp(k, "s3_secret_access_key") || !strcmp(k, "s3_session_token")) {
+        char **dst = !strcmp(k, "s3_session_token") ? &c->session_token : &c->secret_key;
+        if (set_secret(dst, v)) return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
+        return SS_OK;
+    }
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
         if (!strcmp(k, strs[i].key)) {
             char **dst = (char **)((char *)c + strs[i].off);
@@ -134,6 +158,10 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
         c->threads = (unsigned)n;
     else if (!strcmp(k, "max_connections"))
         c->max_connections = (unsigned)n;
+    else if (!strcmp(k, "max_connections_per_ip"))
+        c->max_connections_per_ip = (unsigned)n;
+    else if (!strcmp(k, "connection_timeout"))
+        c->connection_timeout = (unsigned)n;
     else if (!strcmp(k, "lease_ttl_default"))
         c->ttl_default_ms = (int64_t)n * 1000;
     else if (!strcmp(k, "lease_ttl_min"))
@@ -152,6 +180,12 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
 static ss_rc check(const ld_config *c, ss_err *err)
 {
     if (!c->cert != !c->key) return ss_fail(err, SS_ERR_INVALID, "cert and key go together");
+    /* 0 would mean "no limit" to libmicrohttpd: exactly what these keys are against. */
+    if (c->max_connections < 1 || c->max_connections_per_ip < 1)
+        return ss_fail(err, SS_ERR_INVALID,
+                       "max_connections and max_connections_per_ip must be at least 1");
+    if (c->connection_timeout < 1 || c->connection_timeout > 3600)
+        return ss_fail(err, SS_ERR_INVALID, "connection_timeout must be 1..3600 seconds");
     if (c->ttl_min_ms < 1000 || c->ttl_min_ms > c->ttl_max_ms ||
         c->ttl_default_ms < c->ttl_min_ms || c->ttl_default_ms > c->ttl_max_ms)
         return ss_fail(err, SS_ERR_INVALID,
@@ -163,15 +197,29 @@ static ss_rc check(const ld_config *c, ss_err *err)
     return SS_OK;
 }
 
+/* The next line of text (its '\n' cut), or NULL at the end; *pos moves past it. */
+static char *next_line(char *text, size_t len, size_t *pos)
+{
+    char *line = text + *pos, *nl;
+    if (*pos >= len) return NULL;
+    nl = memchr(line, '\n', len - *pos);
+    if (nl) *nl = '\0';
+    *pos = nl ? (size_t)(nl - text) + 1 : len;
+    return line;
+}
+
 ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err)
 {
-    FILE *f = fopen(path, "r");
-    char *line = NULL, *dir = NULL, *slash;
-    size_t cap = 0;
+    char *text = NULL, *dir = NULL, *slash, *line;
+    size_t len = 0, pos = 0;
     unsigned lineno = 0;
-    ss_rc rc = SS_OK;
+    ss_rc rc = ss_buf_read_secret(path, LD_CONFIG_MAX, &text, &len, err);
 
-    if (!f) return ss_fail(err, SS_ERR_IO, "config %s: %s", path, strerror(errno));
+    if (rc) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        return ss_fail(err, rc, "config %s", msg);
+    }
     if (!(dir = strdup(path))) {
         rc = ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
         goto out;
@@ -181,7 +229,7 @@ ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err)
         slash[slash == dir ? 1 : 0] = '\0';
     else
         dir[0] = '\0';
-    while (getline(&line, &cap, f) >= 0) {
+    while ((line = next_line(text, len, &pos))) {
         char *s = trim(line), *eq;
         lineno++;
         if (!*s || *s == '#') continue;
@@ -199,8 +247,21 @@ ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err)
     }
     rc = check(c, err);
 out:
-    free(line);
+    sodium_free(text); /* wipes: the file may hold the bucket secret */
     free(dir);
-    fclose(f);
     return rc;
+}
+
+void ld_config_store_opts(const ld_config *c, ss_store_opts *ret)
+{
+    /* Short deadlines: a commit waits on the bucket while holding the
+     * repository's lease mutex, so a dead endpoint must fail, not hang. */
+    *ret = (ss_store_opts){.endpoint = c->endpoint,
+                           .region = c->region,
+                           .access_key = c->access_key,
+                           .secret_key = c->secret_key,
+                           .session_token = c->session_token,
+                           .ca_bundle = c->ca_bundle,
+                           .timeout_ms = 30000,
+                           .max_retries = 3};
 }

@@ -8,12 +8,14 @@
  */
 #include "body.h"
 #include "lockd.h"
+#include "ss_buf.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,17 +27,29 @@
 
 struct ld_server {
     ld_server_ctx ctx;
-    unsigned char secret[32];
+    unsigned char *secret; /* the token secret's copy: sodium_malloc'ed, wiped when freed */
     struct MHD_Daemon *mhd;
-    char *cert_pem, *key_pem;
+    char *cert_pem, *key_pem; /* sodium_malloc'ed: the key is a secret */
 };
 
-/* One request: its body as it arrives, and when it started. */
+typedef enum { OP_HEAD, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_PRESIGN, OP_COMMIT, OP_WRITERS } op_t;
+
+/*
+ * One request: what its headers decided (route, operation, the device its
+ * token names), then its body as it arrives, and when it started. A body
+ * is read only once the headers were admitted: no unauthenticated byte of
+ * it is ever taken in (docs/PROTOCOL.md, Transport).
+ */
 typedef struct req {
+    struct timespec t0;
+    ld_route route;
+    op_t op;
+    int admitted; /* route, method, token and Content-Length passed */
+    ld_device dev;
+    char repo[LD_NAME_MAX + 1], lease_id[LD_LEASE_ID_LEN + 1];
+    uint64_t seq; /* GET writers/{seq} */
     char *body;
     size_t len;
-    int too_big;
-    struct timespec t0;
 } req;
 
 /* What a handler answers. */
@@ -83,6 +97,7 @@ static void outcome_reply(reply *r, ss_rc rc, const ld_outcome *o)
         {LD_WHY_OBJECT_MISSING, 409, "object_missing"},
         {LD_WHY_BAD_KEY, 403, "key_not_allowed"},
         {LD_WHY_BAD_REQUEST, 400, "bad_request"},
+        {LD_WHY_REWINDING, 503, "rewinding"},
     };
     unsigned status = 500;
     const char *code = "internal";
@@ -96,6 +111,7 @@ static void outcome_reply(reply *r, ss_rc rc, const ld_outcome *o)
         code = rc == SS_ERR_TEMPORARY ? "store_unavailable" : "store_error";
         r->retry_ms = rc == SS_ERR_TEMPORARY ? 1000 : 0;
     }
+    if (o->why == LD_WHY_REWINDING) r->retry_ms = 1000;
     if (status >= 500) fprintf(stderr, "s3sync-lockd: %u %s: %s\n", status, code, o->err.msg);
     error_reply(r, status, code, o->err.msg[0] ? o->err.msg : ss_strerror(rc));
     if (!r->json) return;
@@ -126,12 +142,31 @@ static const char *query_fencing(struct MHD_Connection *c)
 
 /* --- routes under /v1/repos/{repo}/ -------------------------------------------- */
 
-typedef enum { OP_HEAD, OP_ACQUIRE, OP_RENEW, OP_RELEASE, OP_PRESIGN, OP_COMMIT } op_t;
+/* GET writers/{seq}: the devices given the PUT URLs of log/<seq> (docs/PROTOCOL.md). */
+static ss_rc writers_reply(ld_server *s, const char *repo, uint64_t seq, reply *r, ld_outcome *o)
+{
+    ld_writers w;
+    json_t *names = NULL;
+    ss_rc rc = ld_db_writers(s->ctx.db, repo, seq, &w, &o->err);
+    if (rc) {
+        o->why = LD_WHY_INTERNAL;
+        return rc;
+    }
+    names = json_array();
+    for (size_t i = 0; i < w.n; i++)
+        json_array_append_new(names, json_string(w.name[i]));
+    r->status = 200;
+    r->json = json_pack("{s:s, s:I, s:o}", "repo", repo, "seq", (json_int_t)seq, "devices", names);
+    return SS_OK;
+}
 
-static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *dev,
-                       const char *repo, op_t op, const char *lease_id, json_t *body, reply *r)
+static void serve_repo(ld_server *s, struct MHD_Connection *c, const req *rq, json_t *body,
+                       reply *r)
 {
     ld_leases *l = s->ctx.leases;
+    const ld_device *dev = &rq->dev;
+    const char *repo = rq->repo, *lease_id = rq->lease_id;
+    op_t op = rq->op;
     ld_outcome o;
     ld_lease lease;
     int64_t ttl = 0;
@@ -140,7 +175,8 @@ static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *
 
     /* Who may do what comes before what the body says (PROTOCOL.md, Errors);
      * the lease operations check again, presign checks PUT itself. */
-    if ((rc = ld_lease_access(l, dev, repo, op != OP_HEAD && op != OP_PRESIGN, &o))) {
+    if ((rc = ld_lease_access(l, dev, repo, op != OP_HEAD && op != OP_PRESIGN && op != OP_WRITERS,
+                              &o))) {
         outcome_reply(r, rc, &o);
         return;
     }
@@ -194,6 +230,7 @@ static void serve_repo(ld_server *s, struct MHD_Connection *c, const ld_device *
         }
         break;
     }
+    case OP_WRITERS: rc = writers_reply(s, repo, rq->seq, r, &o); break;
     case OP_COMMIT: {
         ld_body_commit cm;
         int released = 0;
@@ -224,68 +261,90 @@ static int parse_repo_path(const char *url, char *repo, const char **rest)
     return ld_name_ok(repo);
 }
 
-static void dispatch(ld_server *s, struct MHD_Connection *c, const char *url, const char *method,
-                     req *rq, ld_route *route, reply *r)
+/* The operation a route under /v1/repos/{repo}/ names, and its method; 0 when none. */
+static int parse_op(const char *rest, req *rq, const char **allow)
 {
-    char repo[LD_NAME_MAX + 1], lease_id[LD_LEASE_ID_LEN + 1];
+    if (!strcmp(rest, "head")) {
+        rq->route = LD_R_HEAD, rq->op = OP_HEAD, *allow = "GET";
+    } else if (!strcmp(rest, "lease")) {
+        rq->route = LD_R_ACQUIRE, rq->op = OP_ACQUIRE, *allow = "POST";
+    } else if (!strcmp(rest, "presign")) {
+        rq->route = LD_R_PRESIGN, rq->op = OP_PRESIGN, *allow = "POST";
+    } else if (!strcmp(rest, "commit")) {
+        rq->route = LD_R_COMMIT, rq->op = OP_COMMIT, *allow = "POST";
+    } else if (!strncmp(rest, "writers/", 8) && rest[8] && strlen(rest + 8) <= 18 &&
+               strspn(rest + 8, "0123456789") == strlen(rest + 8)) {
+        rq->route = LD_R_WRITERS, rq->op = OP_WRITERS, *allow = "GET";
+        rq->seq = strtoull(rest + 8, NULL, 10);
+    } else if (!strncmp(rest, "lease/", 6) && strlen(rest + 6) >= LD_LEASE_ID_LEN &&
+               strspn(rest + 6, "0123456789abcdef") == LD_LEASE_ID_LEN &&
+               (!rest[6 + LD_LEASE_ID_LEN] || !strcmp(rest + 6 + LD_LEASE_ID_LEN, "/renew"))) {
+        memcpy(rq->lease_id, rest + 6, LD_LEASE_ID_LEN);
+        rq->lease_id[LD_LEASE_ID_LEN] = '\0';
+        if (rest[6 + LD_LEASE_ID_LEN])
+            rq->route = LD_R_RENEW, rq->op = OP_RENEW, *allow = "POST";
+        else
+            rq->route = LD_R_RELEASE, rq->op = OP_RELEASE, *allow = "DELETE";
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+/* 1 when the Content-Length header announces more than BODY_MAX. */
+static int announced_too_big(struct MHD_Connection *c)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    char *end = NULL;
+    unsigned long long n;
+    if (!v) return 0;
+    errno = 0;
+    n = strtoull(v, &end, 10);
+    return errno || end == v || n > BODY_MAX;
+}
+
+/*
+ * What the headers alone decide, before a byte of the body is read: the
+ * routes without a body answer here, and so does every refusal of route,
+ * method, token or announced size (r is set: 1). 0 admits the request: its
+ * body may come.
+ */
+static int admit(ld_server *s, struct MHD_Connection *c, const char *url, const char *method,
+                 req *rq, reply *r)
+{
     const char *rest = NULL, *allow = NULL;
-    json_t *body = NULL;
-    ld_device dev;
     ld_auth_result ar;
-    ld_outcome o;
     ss_err err = {{0}};
-    op_t op;
 
     if (!strcmp(url, "/healthz")) {
-        *route = LD_R_HEALTHZ;
+        rq->route = LD_R_HEALTHZ;
         allow = "GET";
         if (!strcmp(method, "GET")) {
             r->status = 200;
             r->json = json_pack("{s:s}", "status", "ok");
-            return;
+            return 1;
         }
         goto not_allowed;
     }
     if (!strcmp(url, "/metrics")) {
-        *route = LD_R_METRICS;
+        rq->route = LD_R_METRICS;
         allow = "GET";
         if (strcmp(method, "GET")) goto not_allowed;
         r->status = 200;
         if (!(r->text = ld_metrics_render(s->ctx.metrics)))
             error_reply(r, 500, "internal", "out of memory");
-        return;
+        return 1;
     }
-    *route = LD_R_OTHER;
-    if (!parse_repo_path(url, repo, &rest)) goto not_found;
-    if (!strcmp(rest, "head")) {
-        *route = LD_R_HEAD, op = OP_HEAD, allow = "GET";
-    } else if (!strcmp(rest, "lease")) {
-        *route = LD_R_ACQUIRE, op = OP_ACQUIRE, allow = "POST";
-    } else if (!strcmp(rest, "presign")) {
-        *route = LD_R_PRESIGN, op = OP_PRESIGN, allow = "POST";
-    } else if (!strcmp(rest, "commit")) {
-        *route = LD_R_COMMIT, op = OP_COMMIT, allow = "POST";
-    } else if (!strncmp(rest, "lease/", 6) && strlen(rest + 6) >= LD_LEASE_ID_LEN &&
-               strspn(rest + 6, "0123456789abcdef") == LD_LEASE_ID_LEN &&
-               (!rest[6 + LD_LEASE_ID_LEN] || !strcmp(rest + 6 + LD_LEASE_ID_LEN, "/renew"))) {
-        memcpy(lease_id, rest + 6, LD_LEASE_ID_LEN);
-        lease_id[LD_LEASE_ID_LEN] = '\0';
-        if (rest[6 + LD_LEASE_ID_LEN])
-            *route = LD_R_RENEW, op = OP_RENEW, allow = "POST";
-        else
-            *route = LD_R_RELEASE, op = OP_RELEASE, allow = "DELETE";
-    } else {
-        goto not_found;
-    }
+    rq->route = LD_R_OTHER;
+    if (!parse_repo_path(url, rq->repo, &rest) || !parse_op(rest, rq, &allow)) goto not_found;
     if (strcmp(method, allow)) goto not_allowed;
-
     if (ld_auth_check(
             s->ctx.db, s->secret,
-            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), &dev,
-            &ar, &err)) {
+            MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+            &rq->dev, &ar, &err)) {
         fprintf(stderr, "s3sync-lockd: auth: %s\n", err.msg);
         error_reply(r, 500, "internal", "authentication failed: database error");
-        return;
+        return 1;
     }
     if (ar != LD_AUTH_OK) {
         r->auth_challenge = 1;
@@ -293,25 +352,34 @@ static void dispatch(ld_server *s, struct MHD_Connection *c, const char *url, co
                     ar == LD_AUTH_MISSING   ? "missing Authorization: Bearer TOKEN"
                     : ar == LD_AUTH_REVOKED ? "device token revoked"
                                             : "unknown device token");
-        return;
+        return 1;
     }
-    if (rq->too_big) {
+    if (announced_too_big(c)) {
         error_reply(r, 413, "payload_too_large", "request body over 256 KiB");
-        return;
+        return 1;
     }
+    rq->admitted = 1;
+    return 0;
+not_found:
+    error_reply(r, 404, "not_found", "no such route");
+    return 1;
+not_allowed:
+    r->allow = allow;
+    error_reply(r, 405, "method_not_allowed", "method not allowed on this route");
+    return 1;
+}
+
+/* An admitted request with its whole body: the operation. */
+static void serve_admitted(ld_server *s, struct MHD_Connection *c, req *rq, reply *r)
+{
+    json_t *body = NULL;
+    ld_outcome o;
     if (ld_body_load(rq->body, rq->len, &body, &o)) {
         outcome_reply(r, o.why == LD_WHY_INTERNAL ? SS_ERR_NOMEM : SS_ERR_INVALID, &o);
         return;
     }
-    serve_repo(s, c, &dev, repo, op, lease_id, body, r);
+    serve_repo(s, c, rq, body, r);
     json_decref(body);
-    return;
-not_found:
-    error_reply(r, 404, "not_found", "no such route");
-    return;
-not_allowed:
-    r->allow = allow;
-    error_reply(r, 405, "method_not_allowed", "method not allowed on this route");
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, reply *r)
@@ -350,6 +418,16 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, reply *r)
     return ret;
 }
 
+/* Send r, count it, and free what it holds. */
+static enum MHD_Result respond(ld_server *s, struct MHD_Connection *c, const req *rq, reply *r)
+{
+    enum MHD_Result ret = send_reply(c, r);
+    ld_metrics_request(s->ctx.metrics, rq->route, r->status, since(&rq->t0));
+    json_decref(r->json);
+    free(r->text);
+    return ret;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -357,23 +435,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     ld_server *s = cls;
     req *rq = *con_cls;
     reply r = {0};
-    ld_route route = LD_R_OTHER;
-    enum MHD_Result ret;
     (void)version;
 
-    if (!rq) { /* headers only so far */
+    if (!rq) { /* the headers, all of them, and no body yet */
         if (!(rq = calloc(1, sizeof *rq))) return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &rq->t0);
         *con_cls = rq;
-        return MHD_YES;
+        /* A refusal is queued now: libmicrohttpd then never reads the body. */
+        return admit(s, c, url, method, rq, &r) ? respond(s, c, rq, &r) : MHD_YES;
     }
-    if (*upload_data_size) { /* a piece of the body */
+    if (*upload_data_size) { /* a piece of the body of an admitted request */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rq->too_big || rq->len + n > BODY_MAX) {
-            rq->too_big = 1;
-            return MHD_YES;
-        }
+        /* Over the limit without a Content-Length that said so (chunked): no
+         * answer can be queued mid-body, so the connection is closed. */
+        if (rq->len + n > BODY_MAX) return MHD_NO;
         char *b = realloc(rq->body, rq->len + n + 1);
         if (!b) return MHD_NO;
         memcpy(b + rq->len, upload_data, n);
@@ -381,12 +457,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         rq->len += n;
         return MHD_YES;
     }
-    dispatch(s, c, url, method, rq, &route, &r);
-    ret = send_reply(c, &r);
-    ld_metrics_request(s->ctx.metrics, route, r.status, since(&rq->t0));
-    json_decref(r.json);
-    free(r.text);
-    return ret;
+    if (!rq->admitted) return MHD_NO; /* answered at the headers already */
+    serve_admitted(s, c, rq, &r);
+    return respond(s, c, rq, &r);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
@@ -402,20 +475,14 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 
 static ss_rc read_pem(const char *path, char **ret, ss_err *err)
 {
-    FILE *f = fopen(path, "r");
-    char *buf = NULL;
     size_t len = 0;
-    *ret = NULL;
-    if (!f) return ss_fail(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
-    if (!(buf = malloc(1 << 20)) || (len = fread(buf, 1, (1 << 20) - 1, f)) == 0 || ferror(f)) {
-        free(buf);
-        fclose(f);
-        return ss_fail(err, SS_ERR_IO, "%s: cannot read PEM", path);
+    ss_rc rc = ss_buf_read_secret(path, 1 << 20, ret, &len, err);
+    if (!rc && !len) {
+        sodium_free(*ret);
+        *ret = NULL;
+        rc = ss_fail(err, SS_ERR_IO, "%s: cannot read PEM", path);
     }
-    fclose(f);
-    buf[len] = '\0';
-    *ret = buf;
-    return SS_OK;
+    return rc;
 }
 
 /* HOST:PORT or [V6ADDR]:PORT -> socket address. */
@@ -466,6 +533,10 @@ ss_rc ld_http_start(const ld_server_ctx *ctx, ld_server **ret, unsigned *ret_por
         return rc;
     if (!(s = calloc(1, sizeof *s))) return ss_fail(err, SS_ERR_NOMEM, "server: out of memory");
     s->ctx = *ctx;
+    if (!(s->secret = sodium_malloc(32))) {
+        free(s);
+        return ss_fail(err, SS_ERR_NOMEM, "server: out of memory");
+    }
     ld_db_secret(ctx->db, s->secret);
     if (ctx->cfg->cert) {
         if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
@@ -481,9 +552,18 @@ ss_rc ld_http_start(const ld_server_ctx *ctx, ld_server **ret, unsigned *ret_por
     /* A thread per connection by default: a commit waits for a bucket HEAD,
      * and that must not stall the other connections of a pool thread. */
     if (!ctx->cfg->threads) flags |= MHD_USE_THREAD_PER_CONNECTION;
-    struct MHD_OptionItem opts[8];
+    struct MHD_OptionItem opts[10];
     size_t n = 0;
-    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, 60, NULL};
+    const ld_config *cfg = ctx->cfg;
+    /* Hostile clients (docs/PROTOCOL.md, Transport): a silent connection is
+     * closed, and one address cannot take every connection the devices need. */
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                        (intptr_t)cfg->connection_timeout, NULL};
+    opts[n++] = (struct MHD_OptionItem){
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (intptr_t)(cfg->max_connections_per_ip < cfg->max_connections ? cfg->max_connections_per_ip
+                                                                      : cfg->max_connections),
+        NULL};
     /* MHD zeroes a connection's whole memory pool between requests (memset
      * was 5% of a head request's CPU with the default 32 KiB). lockd's
      * request line and headers are a few hundred bytes, and bodies stream
@@ -521,9 +601,8 @@ void ld_http_stop(ld_server *s)
 {
     if (!s) return;
     if (s->mhd) MHD_stop_daemon(s->mhd);
-    if (s->key_pem) memset(s->key_pem, 0, strlen(s->key_pem));
-    free(s->cert_pem);
-    free(s->key_pem);
-    memset(s->secret, 0, sizeof s->secret);
+    sodium_free(s->cert_pem); /* sodium_free wipes */
+    sodium_free(s->key_pem);
+    sodium_free(s->secret);
     free(s);
 }

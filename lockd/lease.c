@@ -11,7 +11,8 @@
  *  2. Fencing tokens strictly increase per repository, across restarts: a
  *     grant takes repositories.next_fencing and increments it in the same
  *     durable transaction that records the lease, before the answer leaves.
- *  3. Head never decreases, and only advances (a) by a commit of exactly
+ *  3. Head never decreases (but by an admin's `repo rewind`, which no lease
+ *     survives: lockd/rewind.c), and only advances (a) by a commit of exactly
  *     head+1 with the current, unexpired lease whose holder presents its
  *     fencing token, after a HEAD request found log/<head+1> in the bucket;
  *     or (b) by reconciliation, to the highest consecutive log/ key found in
@@ -251,6 +252,11 @@ static ss_rc reconcile_locked(ld_leases *l, ld_slot *s, uint64_t *ret_head, ld_o
     char after[32];
     ss_rc rc = ld_db_repo_get(l->db, s->name, &r, &out->err);
     if (rc) return failed(out, rc);
+    if (r.rewinding) { /* the bucket still holds what the rewind is deleting: never count it */
+        out->head = r.head;
+        if (ret_head) *ret_head = r.head;
+        return SS_OK;
+    }
     scan sc = {r.head};
     ld_log_key(r.head, after);
     /* start-after the current head's key: an idle repository costs one
@@ -387,6 +393,9 @@ static ss_rc acquire_locked(ld_leases *l, ld_slot *s, const ld_device *dev, int6
         if ((rc = ld_db_lease_delete(l->db, s->name, old.id, &out->err))) return failed(out, rc);
     }
     if ((rc = ld_db_repo_get(l->db, s->name, &r, &out->err))) return failed(out, rc);
+    if (r.rewinding)
+        return refuse(out, LD_WHY_REWINDING, SS_ERR_TEMPORARY,
+                      "repository %s is being rewound by its admin; try again shortly", s->name);
     if (r.dirty) { /* invariant 5: never grant on a head that may be behind */
         if ((rc = reconcile_locked(l, s, NULL, out))) return rc;
         if ((rc = ld_db_repo_get(l->db, s->name, &r, &out->err))) return failed(out, rc);

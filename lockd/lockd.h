@@ -2,15 +2,19 @@
  * lockd.h: the types and functions s3sync-lockd's modules share.
  *
  *   db.c      SQLite state: devices, repositories (head, next fencing token),
- *             leases, the token secret (ld_db_*)
+ *             leases, the writers of each sequence, the token secret (ld_db_*;
+ *             db_head.c the leases, head and rewind part, db_impl.h private)
  *   lease.c   the lease state machine and head sequence per repository
  *             (ld_leases_*, ld_lease_*); the only writer of leases and head
+ *             but for an admin's rewind
  *   presign.c which keys a device may get URLs for, and the URLs (ld_presign_*)
  *   body.c    request bodies -> checked fields (ld_body_*, in body.h: fuzzed alone)
  *   auth.c    device tokens: generation, keyed hash, Bearer check (ld_auth_*)
  *   config.c  the key=value configuration file (ld_config_*)
  *   metrics.c Prometheus counters and the latency histogram (ld_metrics_*)
  *   http.c    libmicrohttpd routes, JSON in and out (ld_http_*)
+ *   rewind.c  the admin's repo rewind: head back, the bucket above it deleted
+ *             (ld_rewind)
  *   main.c    arguments, admin commands, server start, signals
  *
  * lockd holds bucket credentials but never a repository's keys or plaintext:
@@ -23,6 +27,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "s3store.h"
 #include "ss_error.h"
@@ -63,6 +68,7 @@ typedef enum ld_route {
     LD_R_RELEASE,
     LD_R_PRESIGN,
     LD_R_COMMIT,
+    LD_R_WRITERS,
     LD_R_OTHER,
     LD_R_COUNT
 } ld_route;
@@ -111,6 +117,8 @@ typedef struct ld_repo_row {
     uint64_t head;         /* highest committed sequence, 0 for none */
     uint64_t next_fencing; /* the token the next grant hands out (from 1) */
     int dirty;             /* a lease ended after PUT URLs were issued, uncommitted */
+    int rewinding;         /* an admin's rewind is under way: no lease is granted */
+    int64_t urls_until_ms; /* no PUT URL issued for the repository is valid after this */
 } ld_repo_row;
 
 typedef struct ld_lease_row {
@@ -169,6 +177,7 @@ ss_rc ld_db_repo_state(ld_db *db, const char *repo, ld_repo_row *ret_repo, ld_le
 ss_rc ld_db_lease_grant(ld_db *db, const char *repo, ld_lease_row *lease, ss_err *err);
 ss_rc ld_db_lease_set_expiry(ld_db *db, const char *repo, const char *id, int64_t expires_ms,
                              ss_err *err);
+/* put_seq = seq, and the lease's device recorded as a writer of seq: one transaction. */
 ss_rc ld_db_lease_set_put_seq(ld_db *db, const char *repo, const char *id, uint64_t seq,
                               ss_err *err);
 /* Delete the lease (SS_ERR_NOT_FOUND when gone); mark the repository dirty
@@ -178,6 +187,30 @@ ss_rc ld_db_lease_delete(ld_db *db, const char *repo, const char *id, ss_err *er
  * transaction. */
 ss_rc ld_db_commit(ld_db *db, const char *repo, const char *id, uint64_t seq, int release,
                    ss_err *err);
+
+/*
+ * The writers of a sequence: the devices that were given PUT URLs for it
+ * (one, unless a lease ended with them unused and another device got the
+ * sequence), in the order they got them. Nobody else can have written
+ * log/<seq> through lockd.
+ */
+#define LD_WRITERS_MAX 4
+typedef struct ld_writers {
+    char name[LD_WRITERS_MAX][LD_NAME_MAX + 1];
+    size_t n;
+} ld_writers;
+ss_rc ld_db_writers(ld_db *db, const char *repo, uint64_t seq, ld_writers *ret, ss_err *err);
+
+/*
+ * An admin's rewind (lockd/rewind.c), in two steps. begin: head = seq (at
+ * most head), the lease ended (its PUT URLs counted into urls_until_ms),
+ * rewinding set (no grant, no reconciliation until end), the writers above
+ * seq forgotten; *ret_before and *ret_after the repository row around it.
+ * end: rewinding cleared, once the bucket holds nothing above seq.
+ */
+ss_rc ld_db_rewind_begin(ld_db *db, const char *repo, uint64_t seq, ld_repo_row *ret_before,
+                         ld_repo_row *ret_after, ss_err *err);
+ss_rc ld_db_rewind_end(ld_db *db, const char *repo, ss_err *err);
 
 /* --- auth.c ----------------------------------------------------------------- */
 
@@ -217,6 +250,7 @@ typedef enum ld_why {
     LD_WHY_BAD_REQUEST,    /* malformed argument: 400 */
     LD_WHY_STORE,          /* the bucket failed: 503 when temporary, else 502 */
     LD_WHY_INTERNAL,       /* database or memory: 500 */
+    LD_WHY_REWINDING,      /* an admin's rewind is under way: 503, retry after */
 } ld_why;
 
 typedef struct ld_outcome {
@@ -311,19 +345,37 @@ typedef struct ld_config {
     char *db;         /* database path */
     char *cert, *key; /* PEM files; both or neither */
     unsigned threads; /* 0: a thread per connection; N: a pool of N */
-    unsigned max_connections;
+    /* Hostile clients: connections in all and from one address, and the
+     * seconds a connection may stay silent (headers or body) before it is closed. */
+    unsigned max_connections, max_connections_per_ip, connection_timeout;
     int64_t ttl_default_ms, ttl_min_ms, ttl_max_ms;
     unsigned put_expires_max; /* seconds, cap of presigned PUT URLs */
     unsigned get_expires;     /* seconds, presigned GET and LIST URLs */
-    /* Bucket settings; NULL falls back to the AWS_* environment (s3store). */
+    /* Bucket settings; NULL falls back to the AWS_* environment (s3store).
+     * secret_key and session_token are sodium_malloc'ed: ld_config_clear wipes them. */
     char *endpoint, *region, *access_key, *secret_key, *session_token, *ca_bundle;
     ld_config_repo *repos;
     size_t n_repos;
 } ld_config;
 
+/* A configuration file's bytes; more is refused. It is read as a secret
+ * (ss_buf_read_secret): it may hold the bucket's secret key. */
+#define LD_CONFIG_MAX (1u << 20)
 void ld_config_defaults(ld_config *c);
 ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err);
 void ld_config_clear(ld_config *c);
+/* How lockd opens a repository's bucket: the config's s3_* settings (borrowed). */
+void ld_config_store_opts(const ld_config *c, ss_store_opts *ret);
+
+/* --- rewind.c --------------------------------------------------------------- */
+
+/*
+ * `repo rewind REPO SEQ` (docs/PROTOCOL.md "Rewind"): head back to seq, the
+ * bucket's log/, data/ and checkpoints/ objects above it deleted, after every
+ * PUT URL of the repository expired. What it did goes to out, one line.
+ */
+ss_rc ld_rewind(const ld_config *cfg, ld_db *db, const char *repo, uint64_t seq, FILE *out,
+                ss_err *err);
 
 /* --- http.c ----------------------------------------------------------------- */
 

@@ -1,6 +1,6 @@
 /*
  * main.c: the s3sync-lockd command: arguments, the admin commands that work
- * on the database without a server (device add/list/revoke, repo add/list),
+ * on the database without a server (device add/list/revoke, repo add/list/rewind),
  * and the server's life: open the db, open each repository's store,
  * reconcile head with the bucket, listen, wait for SIGTERM or SIGINT, stop.
  *
@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@ static const char usage_text[] =
     "  device list\n"
     "  device revoke NAME\n"
     "  repo add NAME s3://BUCKET/PREFIX\n"
-    "  repo list\n";
+    "  repo list\n"
+    "  repo rewind NAME SEQ                         head back to SEQ; deletes log/, data/ and\n"
+    "                                               checkpoints/ above it from the bucket\n";
 
 static int usage(void)
 {
@@ -101,13 +104,13 @@ static int cmd_device(ld_db *db, int argc, char **argv)
         ld_db_secret(db, secret);
         ld_auth_token_new(token);
         ld_auth_hash(secret, token, hash);
-        memset(secret, 0, sizeof secret);
+        sodium_memzero(secret, sizeof secret);
         if (ld_db_device_add(db, name, repo, ro, hash, ld_clock_real.now_ms(ld_clock_real.ctx),
                              &err))
             return fail("device add", &err);
         /* The only time the token exists outside the device: the db keeps its hash. */
         printf("%s\n", token);
-        memset(token, 0, sizeof token);
+        sodium_memzero(token, sizeof token);
         return 0;
     }
     if (argc == 2 && !strcmp(argv[1], "list")) {
@@ -119,10 +122,27 @@ static int cmd_device(ld_db *db, int argc, char **argv)
     return usage();
 }
 
-static int cmd_repo(ld_db *db, int argc, char **argv)
+/* repo rewind NAME SEQ */
+static int cmd_rewind(const ld_config *cfg, ld_db *db, const char *name, const char *seq_text)
+{
+    ss_err err = {{0}};
+    char *end = NULL;
+    unsigned long long seq;
+    errno = 0;
+    seq = strtoull(seq_text, &end, 10);
+    if (!ld_name_ok(name) || !*seq_text || *seq_text == '-' || *end || errno || seq > INT64_MAX) {
+        fprintf(stderr, "s3sync-lockd: repo rewind NAME SEQ (SEQ a sequence number, 0 or more)\n");
+        return 2;
+    }
+    if (ld_rewind(cfg, db, name, (uint64_t)seq, stdout, &err)) return fail("repo rewind", &err);
+    return 0;
+}
+
+static int cmd_repo(const ld_config *cfg, ld_db *db, int argc, char **argv)
 {
     ss_err err = {{0}};
     int changed = 0;
+    if (argc == 4 && !strcmp(argv[1], "rewind")) return cmd_rewind(cfg, db, argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "add")) {
         if (!ld_name_ok(argv[2]) || strncmp(argv[3], "s3://", 5)) {
             fprintf(stderr, "s3sync-lockd: repo add NAME s3://BUCKET/PREFIX\n");
@@ -184,17 +204,7 @@ static int collect_repo(void *vctx, const ld_repo_row *r)
 
 static int open_repo(open_ctx *c, const ld_repo_row *r)
 {
-    const ld_config *cfg = c->cfg;
-    /* Short deadlines: a commit waits on the bucket while holding the
-     * repository's lease mutex, so a dead endpoint must fail, not hang. */
-    ss_store_opts o = {.endpoint = cfg->endpoint,
-                       .region = cfg->region,
-                       .access_key = cfg->access_key,
-                       .secret_key = cfg->secret_key,
-                       .session_token = cfg->session_token,
-                       .ca_bundle = cfg->ca_bundle,
-                       .timeout_ms = 30000,
-                       .max_retries = 3};
+    ss_store_opts o;
     ss_store *store = NULL;
     char loc[1024];
     if (strncmp(r->url, "s3://", 5)) {
@@ -218,6 +228,7 @@ static int open_repo(open_ctx *c, const ld_repo_row *r)
     }
     c->prefixes = t;
     memcpy(t[c->n++], loc, sizeof loc);
+    ld_config_store_opts(c->cfg, &o);
     if ((c->rc = ss_store_open(r->url, &o, &store, &c->err)) ||
         (c->rc = ld_leases_add_repo(c->leases, r->name, store, &c->err)))
         return 1;
@@ -393,7 +404,7 @@ int main(int argc, char **argv)
     else if (!strcmp(argv[i], "device"))
         status = cmd_device(db, argc - i, argv + i);
     else if (!strcmp(argv[i], "repo"))
-        status = cmd_repo(db, argc - i, argv + i);
+        status = cmd_repo(&cfg, db, argc - i, argv + i);
     else
         status = usage();
 out:

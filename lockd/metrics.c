@@ -21,9 +21,9 @@ static const double bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0
                                 0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5};
 #define N_BOUNDS (sizeof bounds / sizeof *bounds)
 
-static const char *const route_names[LD_R_COUNT] = {"healthz",       "metrics",     "head",
-                                                    "lease_acquire", "lease_renew", "lease_release",
-                                                    "presign",       "commit",      "other"};
+static const char *const route_names[LD_R_COUNT] = {
+    "healthz",       "metrics", "head",   "lease_acquire", "lease_renew",
+    "lease_release", "presign", "commit", "writers",       "other"};
 
 struct ld_metrics {
     pthread_mutex_t mu;

@@ -5,6 +5,7 @@
  */
 #include "lockd_answer.h"
 
+#include <stdio.h>
 #include <string.h>
 
 json_t *lk_answer_load(const char *buf, size_t len)
@@ -66,6 +67,28 @@ int lk_answer_parse_head(const json_t *ans, uint64_t *ret_head)
     *ret_head = 0;
     if (!json_is_integer(head) || json_integer_value(head) < 0) return -1;
     *ret_head = (uint64_t)json_integer_value(head);
+    return 0;
+}
+
+int lk_answer_parse_writers(const json_t *ans, char *out, size_t cap)
+{
+    static const char name_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                     "0123456789._-";
+    const json_t *devices = json_object_get(ans, "devices");
+    size_t n = json_array_size(devices), used = 0;
+    out[0] = '\0';
+    if (!json_is_array(devices) || n > 4) return -1;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = json_string_value(json_array_get(devices, i));
+        size_t len = name ? strlen(name) : 0;
+        if (!len || len > 64 || strspn(name, name_chars) != len) {
+            out[0] = '\0';
+            return -1;
+        }
+        used += (size_t)snprintf(out + used, used < cap ? cap - used : 0, "%s%s", i ? " or " : "",
+                                 name);
+        if (used >= cap) used = cap - 1;
+    }
     return 0;
 }
 

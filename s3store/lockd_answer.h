@@ -46,6 +46,14 @@ int lk_answer_parse_presigned(const json_t *ans, lk_answer_presigned *ret);
 /* 0 with *ret_head (200 of GET head), or -1 when there is no head integer >= 0. */
 int lk_answer_parse_head(const json_t *ans, uint64_t *ret_head);
 
+/*
+ * GET writers/{seq} (200): the devices lockd gave the PUT URLs of log/<seq>,
+ * into out[cap] as "A" or "A or B" ("" when lockd knows none). -1 when
+ * "devices" is not an array of at most 4 device names (1..64 of
+ * [A-Za-z0-9._-]): a name goes into this device's error messages.
+ */
+int lk_answer_parse_writers(const json_t *ans, char *out, size_t cap);
+
 /* A refusal (lockd's error object; ans may be NULL): each string one line of
  * printable text, "" when absent, cut to fit. */
 typedef struct lk_answer_refusal {

@@ -6,12 +6,15 @@
 #include "lockd_client.h"
 #include "store_impl.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,7 +106,7 @@ ss_rc lk_api(lk_client *k, const char *method, const char *what, const char *rou
                       .user = a,
                       .sink = ss_buf_sink,
                       .sink_ctx = &a->resp,
-                      .whole_body = 1};
+                      .whole_body = SS_CAP_LOCKD_ANSWER};
     if (body && !(a->json_body = json_dumps(body, JSON_COMPACT))) goto nomem;
     if (body) {
         ss_mem_reader_init(&a->mem, a->json_body, strlen(a->json_body), &a->rd);
@@ -307,30 +310,20 @@ static ss_rc read_token(const lk_client *k, const char *path, char **ret, ss_err
 {
     char *buf = NULL;
     size_t len = 0;
-    ssize_t n = 1;
-    int fd = -1;
-    ss_rc rc = SS_OK;
+    ss_err e = {{0}};
+    ss_rc rc;
 
     *ret = NULL;
     if (!path || !*path)
         return ss_fail(err, SS_ERR_INVALID,
                        "%s: no device token: give --token-file FILE or set S3SYNC_TOKEN_FILE",
                        k->where);
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return ss_fail(err, SS_ERR_INVALID, "token file %s: %s", path, strerror(errno));
-    if (!(buf = sodium_malloc(TOKEN_MAX + 2))) {
-        close(fd);
-        return ss_fail(err, SS_ERR_NOMEM, "token file %s: out of memory", path);
-    }
-    while (len <= TOKEN_MAX && (n = read(fd, buf + len, TOKEN_MAX + 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
+    rc = ss_buf_read_secret(path, TOKEN_MAX + 1, &buf, &len, &e);
+    if (rc) return ss_fail(err, rc == SS_ERR_NOMEM ? rc : SS_ERR_INVALID, "token file %s", e.msg);
     while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
         len--;
     buf[len] = '\0';
-    if (n < 0)
-        rc = ss_fail(err, SS_ERR_INVALID, "token file %s: %s", path, strerror(errno));
-    else if (len > TOKEN_MAX)
+    if (len > TOKEN_MAX)
         rc = ss_fail(err, SS_ERR_INVALID, "token file %s: too long for a token", path);
     for (size_t i = 0; !rc && i <= len; i++)
         if (i == len ? !len : buf[i] <= ' ' || buf[i] > '~')
@@ -343,6 +336,43 @@ static ss_rc read_token(const lk_client *k, const char *path, char **ret, ss_err
     }
     *ret = buf;
     return SS_OK;
+}
+
+/* 1 when host (of an http:// URL: NAME, IPv4 or [IPv6]) is this machine: localhost,
+ * 127.0.0.0/8 or ::1. Nothing is resolved: a name that merely points here is not. */
+static int loopback(const char *host, size_t len)
+{
+    char h[64];
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (len >= sizeof h) return 0;
+    memcpy(h, host, len);
+    h[len] = '\0';
+    if (!strcasecmp(h, "localhost")) return 1;
+    if (inet_pton(AF_INET, h, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+    if (len > 2 && h[0] == '[' && h[len - 1] == ']') {
+        h[len - 1] = '\0';
+        return inet_pton(AF_INET6, h + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    return 0;
+}
+
+/*
+ * Over http:// the token goes in every request's Authorization header, as
+ * readable as the URL to whoever is on the way: fine on this machine, a
+ * warning (once a process) for any other host.
+ */
+static void warn_cleartext(const char *where, const char *location)
+{
+    static int warned;
+    const char *host = location + strlen("http://");
+    size_t len = host[0] == '[' ? strcspn(host, "]") + 1 : strcspn(host, ":/");
+    if (strncmp(location, "http://", 7) || loopback(host, len) || warned) return;
+    warned = 1;
+    fprintf(stderr,
+            "s3sync: warning: %s: the device token travels in clear (http://) to %.*s, which is "
+            "not this machine; use lockd:https://\n",
+            where, (int)len, host);
 }
 
 static int64_t env_ms(const char *name, int64_t def)
@@ -368,6 +398,7 @@ ss_rc lk_client_init(lk_client *k, const char *where, const char *location, cons
         return ss_fail(err, SS_ERR_INVALID,
                        "store URL '%s': expected lockd:http(s)://HOST:PORT/REPO", where);
     if (sodium_init() < 0) return ss_fail(err, SS_ERR_NOMEM, "libsodium failed to initialise");
+    warn_cleartext(where, location);
     k->lease_ttl_ms = env_ms("S3SYNC_LEASE_TTL_MS", LEASE_TTL_MS);
     k->lease_wait_ms = env_ms("S3SYNC_LEASE_WAIT_MS", LEASE_WAIT_MS);
     if (asprintf(&k->api, "%.*s/v1/repos/%.*s", (int)(slash - location), location, (int)rlen,

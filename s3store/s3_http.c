@@ -19,7 +19,6 @@
 #include <strings.h>
 #include <sodium.h>
 
-#define ERRBODY_MAX 65536
 #define CONNECT_TIMEOUT_MS 10000L
 #define STALL_SECONDS 30L /* a transfer moving under 1 byte/s this long is dead */
 #define BACKOFF_BASE_MS 200
@@ -101,6 +100,7 @@ void s3_req_cleanup(s3_req *r)
     free(r->errbody);
     r->errbody = NULL;
     r->errbody_len = 0;
+    r->errbody_cut = 0;
 }
 
 /* --- curl callbacks ------------------------------------------------------ */
@@ -112,6 +112,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     long status = 0;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
     if (status >= 200 && status < 300) {
+        if (r->whole_body && n > r->whole_body - r->delivered) {
+            r->over_cap = 1;
+            return 0; /* aborts the transfer: the rest is never read */
+        }
         if (r->sink && r->sink(r->sink_ctx, data, n)) {
             r->sink_failed = 1;
             return 0; /* aborts the transfer */
@@ -120,14 +124,16 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         r->http->counts->bytes_down += n;
         return n;
     }
-    if (r->errbody_len < ERRBODY_MAX) {
-        size_t keep = n < ERRBODY_MAX - r->errbody_len ? n : ERRBODY_MAX - r->errbody_len;
-        char *p = realloc(r->errbody, r->errbody_len + keep + 1);
-        if (!p) return 0;
-        memcpy(p + r->errbody_len, data, keep);
-        r->errbody = p;
-        r->errbody_len += keep;
-        p[r->errbody_len] = '\0';
+    size_t keep = n < SS_CAP_ERROR_BODY - r->errbody_len ? n : SS_CAP_ERROR_BODY - r->errbody_len;
+    char *p = realloc(r->errbody, r->errbody_len + keep + 1);
+    if (!p) return 0;
+    memcpy(p + r->errbody_len, data, keep);
+    r->errbody = p;
+    r->errbody_len += keep;
+    p[r->errbody_len] = '\0';
+    if (keep < n) { /* an error body without end: what it says is in the first 64 KiB */
+        r->errbody_cut = 1;
+        return 0;
     }
     return n;
 }
@@ -292,8 +298,9 @@ static void describe_http_error(s3_req *r, ss_rc rc)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     for (char *p = code; p && *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
-    ss_fail(&r->err, rc, "%s %s: HTTP %ld%s%s%s%s%s", r->op, r->key, r->status, code ? " " : "",
+    ss_fail(&r->err, rc, "%s %s: HTTP %ld%s%s%s%s%s%s", r->op, r->key, r->status, code ? " " : "",
             code ? code : "", msg && *msg ? ": " : "", msg ? msg : "",
+            r->errbody_cut ? " (error body cut at 64 KiB)" : "",
             r->attempts > 1 ? " (after retries)" : "");
     xmlFree(code);
     xmlFree(msg);
@@ -379,6 +386,13 @@ static int classify(s3_http *h, s3_req *r, CURLcode cc)
 {
     int transient;
     curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+    if (r->over_cap) {
+        r->rc = ss_fail(&r->err, SS_ERR_STORE,
+                        "%s %s: the answer runs past %zu bytes, the most one may hold: refused",
+                        r->op, r->key, r->whole_body);
+        return 0;
+    }
+    if (r->errbody_cut) cc = CURLE_OK; /* cut by us: the status stands */
     if (r->sink_failed) {
         r->rc = ss_fail(&r->err, SS_ERR_IO, "%s %s: the receiver refused the data", r->op, r->key);
         return 0;

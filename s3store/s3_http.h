@@ -31,8 +31,9 @@ struct s3_req {
     const ss_store_reader *body; /* PUT or POST body, or NULL */
     uint64_t body_len;
     ss_store_write_fn sink; /* 2xx response body goes here (NULL: discarded) */
-    int whole_body;         /* sink_ctx is an ss_buf holding one document (a listing, a
-                               JSON answer): a retry starts it over instead of resuming */
+    size_t whole_body;      /* > 0: sink_ctx is an ss_buf holding one document (a listing, a
+                               JSON answer) of at most this many bytes (an SS_CAP_*): a retry
+                               starts it over instead of resuming, and more is SS_ERR_STORE */
     void *sink_ctx;
     uint64_t range_off, range_len; /* GET range; range_len SS_TO_END for open-ended */
     int use_range;
@@ -54,8 +55,10 @@ struct s3_req {
     struct curl_slist *headers;
     char *url;
     uint64_t delivered; /* body bytes handed to sink; a retried GET resumes here */
-    char *errbody;      /* non-2xx body, capped */
+    char *errbody;      /* non-2xx body, at most SS_CAP_ERROR_BODY */
     size_t errbody_len;
+    int errbody_cut; /* the error body went on past SS_CAP_ERROR_BODY: its transfer was cut */
+    int over_cap;    /* the document went past whole_body: its transfer was cut */
     int sink_failed;
     int64_t deadline_ms, retry_at_ms;
     int finished;

@@ -57,6 +57,23 @@ typedef struct ss_store_opts {
 
 enum { SS_ADDR_AUTO = 0, SS_ADDR_PATH, SS_ADDR_VHOST };
 
+/*
+ * Transport caps: the most a store's or lockd's answer may put in this
+ * process's memory (docs/FORMAT.md "Bounded reads" lists every read, these
+ * and the engine's own in core/format.h). Past a cap the transfer stops at
+ * once and the request fails with a line naming what and the cap.
+ */
+/* A LIST page's XML (1000 keys of 1 KiB are ~1.5 MiB): SS_ERR_STORE. */
+#define SS_CAP_LIST_PAGE (8u << 20)
+/* An error answer's body: kept that far, then the connection is dropped. */
+#define SS_CAP_ERROR_BODY (64u << 10)
+/* A lockd JSON answer (a presign of 1000 keys is ~600 KiB): SS_ERR_STORE. */
+#define SS_CAP_LOCKD_ANSWER (1u << 20)
+/* lockd's head past where a log/ listing starts, in sequences: SS_ERR_STORE. */
+#define SS_CAP_LOCKD_LOG_AHEAD (1u << 22)
+/* ss_store_get to the end of an object (tools, tests): SS_ERR_INTEGRITY. */
+#define SS_CAP_GET_WHOLE (64u << 20)
+
 #define SS_PUT_CREATE_ONLY 0x1u /* If-None-Match: *; SS_ERR_EXISTS when taken */
 #define SS_TO_END UINT64_MAX    /* length meaning "to the end of the object" */
 
@@ -106,12 +123,21 @@ ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
                           const ss_store_reader *body, unsigned flags, ss_err *err);
 
 /*
- * Get [off, off+len) of an object (len SS_TO_END: to its end). A range past
- * the end is cut short, as HTTP does. *ret_buf is malloc'ed, caller frees;
- * NUL-terminated for convenience (not counted in *ret_len).
+ * Get [off, off+len) of an object (len SS_TO_END: to its end, at most
+ * SS_CAP_GET_WHOLE bytes). A range past the end is cut short, as HTTP does;
+ * a store that sends more than asked fails (SS_ERR_INTEGRITY). *ret_buf is
+ * malloc'ed, caller frees; NUL-terminated for convenience (not counted in
+ * *ret_len).
  */
 ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len, void **ret_buf,
                    size_t *ret_len, ss_err *err);
+/*
+ * A whole object of at most max bytes into memory, as ss_store_get: one that
+ * holds more is SS_ERR_INTEGRITY naming key and max, and no more than max
+ * bytes of it are ever read (the engine's small objects: core/format.h).
+ */
+ss_rc ss_store_get_max(ss_store *store, const char *key, size_t max, void **ret_buf,
+                       size_t *ret_len, ss_err *err);
 ss_rc ss_store_get_stream(ss_store *store, const char *key, uint64_t off, uint64_t len,
                           ss_store_write_fn write, void *ctx, ss_err *err);
 /* Write the bytes to fd with write(2) from its current position. */
@@ -119,6 +145,13 @@ ss_rc ss_store_get_file(ss_store *store, const char *key, uint64_t off, uint64_t
                         ss_err *err);
 
 ss_rc ss_store_head(ss_store *store, const char *key, ss_store_stat *ret_stat, ss_err *err);
+/*
+ * Who wrote key, when the store keeps that: a lockd: store asks lockd which
+ * device it gave the PUT URLs of a log/<seq> key to (docs/PROTOCOL.md, GET
+ * writers), into ret[cap] as "NAME" or "NAME or NAME". SS_ERR_NOT_FOUND when
+ * the store keeps no such record (s3://, file://) or knows nobody for key.
+ */
+ss_rc ss_store_writer(ss_store *store, const char *key, char *ret, size_t cap, ss_err *err);
 /* Deleting a missing key succeeds: delete is idempotent. */
 ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err);
 /*

@@ -1,7 +1,9 @@
-/* ss_buf: growable buffer and write sinks (see ss_buf.h). */
+/* ss_buf: growable buffer, write sinks and secret files (see ss_buf.h). */
 #include "ss_buf.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -49,4 +51,35 @@ int ss_fd_sink(void *ctx, const void *data, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+ss_rc ss_buf_read_secret(const char *path, size_t max, char **ret, size_t *ret_len, ss_err *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    ssize_t n = 1;
+    int fd = -1;
+    *ret = NULL;
+    *ret_len = 0;
+    if (sodium_init() < 0) return ss_fail(err, SS_ERR_NOMEM, "libsodium initialisation failed");
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return ss_fail(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!(buf = sodium_malloc(max + 1))) {
+        close(fd);
+        return ss_fail(err, SS_ERR_NOMEM, "%s: out of memory", path);
+    }
+    /* One byte past max tells a file that is too long. */
+    while (len <= max && (n = read(fd, buf + len, max + 1 - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    if (n < 0 || len > max) {
+        ss_rc rc = n < 0 ? ss_fail(err, SS_ERR_IO, "%s: %s", path, strerror(errno))
+                         : ss_fail(err, SS_ERR_INVALID, "%s: over %zu bytes", path, max);
+        sodium_free(buf); /* wipes */
+        return rc;
+    }
+    buf[len] = '\0';
+    *ret = buf;
+    *ret_len = len;
+    return SS_OK;
 }

@@ -151,25 +151,38 @@ static int fd_rewind(void *ctx)
     return 0;
 }
 
+/* A sink comparing what arrives with the bytes we put: nothing is kept. */
+typedef struct same_bytes {
+    const unsigned char *want;
+    size_t len, got;
+} same_bytes;
+
+static int same_sink(void *ctx, const void *data, size_t n)
+{
+    same_bytes *s = ctx;
+    if (n > s->len - s->got || memcmp(s->want + s->got, data, n)) return -1; /* another object */
+    s->got += n;
+    return 0;
+}
+
 ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t len, ss_rc rc,
                            unsigned attempts, unsigned flags, ss_err *err)
 {
-    void *have = NULL;
-    size_t have_len = 0;
+    same_bytes sb = {buf, len, 0};
     if (rc != SS_ERR_EXISTS || attempts < 2 || !buf || !(flags & SS_PUT_CREATE_ONLY)) return rc;
-    if (ss_store_get(s, key, 0, SS_TO_END, &have, &have_len, NULL)) return rc;
-    if (have_len == len && !memcmp(have, buf, len))
-        rc = SS_OK;
-    else
-        ss_fail(err, rc, "put %s: object exists", key);
-    free(have);
-    return rc;
+    /* Compared as it streams: the object is read no further than our own length. */
+    if (!ss_store_get_stream(s, key, 0, SS_TO_END, same_sink, &sb, NULL) && sb.got == len)
+        return SS_OK;
+    return ss_fail(err, rc, "put %s: object exists", key);
 }
 
 int ss_xfer_dst_write(void *ctx, const void *buf, size_t len)
 {
     ss_xfer_dst *d = ctx;
-    if (len > d->op->len - d->got) return -1; /* longer than asked: not what we want */
+    if (len > d->op->len - d->got) { /* longer than asked: not what we want, nor read further */
+        d->over = 1;
+        return -1;
+    }
     memcpy((unsigned char *)d->op->dst + d->got, buf, len);
     d->got += len;
     return 0;
@@ -180,7 +193,10 @@ void ss_xfer_settle(ss_store *s, ss_xfer_op *op, const ss_xfer_dst *dst, ss_rc r
 {
     op->rc = rc;
     if (rc && err) op->err = *err;
-    if (!op->rc && !op->is_put && dst->got != op->len)
+    if (!op->is_put && dst->over)
+        op->rc = ss_fail(&op->err, SS_ERR_INTEGRITY, "GET %s: more than the %zu bytes asked for",
+                         op->key, op->len);
+    else if (!op->rc && !op->is_put && dst->got != op->len)
         op->rc = ss_fail(&op->err, SS_ERR_INTEGRITY, "GET %s: %zu of %zu bytes at offset %llu",
                          op->key, dst->got, op->len, (unsigned long long)op->off);
     if (op->is_put)
@@ -222,25 +238,60 @@ ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
     return store->ops->put(store, key, len, body, NULL, flags, err);
 }
 
-ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len, void **ret_buf,
-                   size_t *ret_len, ss_err *err)
+/* A sink into memory that takes at most max bytes. */
+typedef struct capped {
+    ss_buf buf;
+    size_t max;
+    int over;
+} capped;
+
+static int capped_sink(void *ctx, const void *data, size_t len)
 {
-    ss_buf g = {0};
+    capped *c = ctx;
+    if (len > c->max - c->buf.len) {
+        c->over = 1;
+        return -1; /* stops the transfer: the rest is never read */
+    }
+    return ss_buf_append(&c->buf, data, len);
+}
+
+/* [off, off+len) into memory, at most max bytes of it. */
+static ss_rc get_capped(ss_store *store, const char *key, uint64_t off, uint64_t len, size_t max,
+                        void **ret_buf, size_t *ret_len, ss_err *err)
+{
+    capped c = {.max = max};
     ss_rc rc;
 
     *ret_buf = NULL;
     *ret_len = 0;
     if (check_key(key, err)) return SS_ERR_INVALID;
-    rc = store->ops->get(store, key, off, len, ss_buf_sink, &g, err);
-    if (!rc && ss_buf_append(&g, "", 0))
+    rc = store->ops->get(store, key, off, len, capped_sink, &c, err);
+    if (c.over)
+        rc = ss_fail(err, SS_ERR_INTEGRITY,
+                     "GET %s from %s: more than %zu bytes, the most this read takes: refused", key,
+                     store->url, max);
+    if (!rc && ss_buf_append(&c.buf, "", 0))
         rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
     if (rc) {
-        ss_buf_free(&g);
+        ss_buf_free(&c.buf);
         return rc;
     }
-    *ret_buf = g.p;
-    *ret_len = g.len;
+    *ret_buf = c.buf.p;
+    *ret_len = c.buf.len;
     return SS_OK;
+}
+
+ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len, void **ret_buf,
+                   size_t *ret_len, ss_err *err)
+{
+    size_t max = len < SS_CAP_GET_WHOLE ? (size_t)len : SS_CAP_GET_WHOLE;
+    return get_capped(store, key, off, len, max, ret_buf, ret_len, err);
+}
+
+ss_rc ss_store_get_max(ss_store *store, const char *key, size_t max, void **ret_buf,
+                       size_t *ret_len, ss_err *err)
+{
+    return get_capped(store, key, 0, SS_TO_END, max, ret_buf, ret_len, err);
 }
 
 ss_rc ss_store_get_stream(ss_store *store, const char *key, uint64_t off, uint64_t len,
@@ -299,6 +350,15 @@ ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after
 {
     return store->ops->list(store, prefix ? prefix : "", start_after ? start_after : "", fn, ctx,
                             err);
+}
+
+ss_rc ss_store_writer(ss_store *store, const char *key, char *ret, size_t cap, ss_err *err)
+{
+    if (cap) ret[0] = '\0';
+    if (!store->ops->writer || !cap)
+        return ss_fail(err, SS_ERR_NOT_FOUND, "%s keeps no record of who wrote %s", store->url,
+                       key);
+    return store->ops->writer(store, key, ret, cap, err);
 }
 
 ss_rc ss_store_presign(ss_store *store, ss_presign_op op, const char *key, const char *start_after,

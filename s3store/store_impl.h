@@ -38,6 +38,8 @@ typedef struct ss_store_ops {
     ss_rc (*del)(ss_store *s, const char *key, ss_err *err);
     ss_rc (*list)(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
                   void *ctx, ss_err *err);
+    /* Optional: who wrote key (ss_store_writer); NULL: nobody knows. */
+    ss_rc (*writer)(ss_store *s, const char *key, char *ret, size_t cap, ss_err *err);
     ss_rc (*presign)(ss_store *s, ss_presign_op op, const char *key, const char *start_after,
                      const ss_sigv4_header *headers, size_t n_headers, unsigned expires,
                      char **ret_url, ss_err *err);
@@ -83,13 +85,14 @@ ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t
 typedef struct ss_xfer_dst {
     ss_xfer_op *op;
     size_t got;
+    int over; /* the store sent more than op->len: the transfer was stopped */
 } ss_xfer_dst;
 int ss_xfer_dst_write(void *ctx, const void *buf, size_t len);
 
 /*
  * Settle a parallel transfer a backend engine ran, from its request's rc,
- * err and attempts: a GET that delivered fewer than op->len bytes
- * (dst->got) is SS_ERR_INTEGRITY; a PUT's 412 goes through
+ * err and attempts: a GET that delivered fewer or more than op->len bytes
+ * (dst->got, dst->over) is SS_ERR_INTEGRITY; a PUT's 412 goes through
  * ss_store_resolve_412.
  */
 void ss_xfer_settle(ss_store *s, ss_xfer_op *op, const ss_xfer_dst *dst, ss_rc rc,

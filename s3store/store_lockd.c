@@ -307,6 +307,13 @@ static ss_rc list_log(ss_store *s, uint64_t after, ss_store_list_fn fn, void *ct
     rc = lk_api(client_of(s), "GET", "GET head", "/head", NULL, &ans, err);
     if (!rc && lk_answer_parse_head(ans, &head))
         rc = ss_fail(err, SS_ERR_STORE, "%s: GET head: no head in the answer", s->url);
+    /* Each sequence listed becomes memory in the engine: a head beyond reason is a lie. */
+    if (!rc && head > after && head - after > SS_CAP_LOCKD_LOG_AHEAD)
+        rc = ss_fail(err, SS_ERR_STORE,
+                     "%s: GET head: head %llu is more than %u sequences past log/%0*llu, the most "
+                     "one listing takes: refused",
+                     s->url, (unsigned long long)head, SS_CAP_LOCKD_LOG_AHEAD, LK_SEQ_DIGITS,
+                     (unsigned long long)after);
     json_decref(ans);
     for (uint64_t n = after + 1; !rc && n <= head; n++) {
         char key[sizeof LK_LOG_PREFIX + LK_SEQ_DIGITS];
@@ -333,7 +340,7 @@ static ss_rc list_page(ss_store *s, const char *prefix, const char *after, ss_st
         c->req.op = "LIST";
         c->req.sink = ss_buf_sink;
         c->req.sink_ctx = &c->resp;
-        c->req.whole_body = 1;
+        c->req.whole_body = SS_CAP_LIST_PAGE;
         rc = run_call(s, c, err);
     }
     if (!rc) {
@@ -372,6 +379,24 @@ static ss_rc lk_list(ss_store *s, const char *prefix, const char *start_after, s
     if (!strcmp(prefix, LK_LOG_PREFIX) && (!*start_after || log_key(start_after, &after)))
         return list_log(s, after, fn, ctx, err);
     return list_pages(s, prefix, start_after, fn, ctx, err);
+}
+
+/* GET writers/{seq}: the device lockd gave the PUT URLs of log/<seq> to. */
+static ss_rc lk_writer(ss_store *s, const char *key, char *ret, size_t cap, ss_err *err)
+{
+    char route[64];
+    json_t *ans = NULL;
+    uint64_t seq = 0;
+    ss_rc rc;
+    if (!log_key(key, &seq))
+        return ss_fail(err, SS_ERR_NOT_FOUND, "%s records writers of log/ only", s->url);
+    snprintf(route, sizeof route, "/writers/%llu", (unsigned long long)seq);
+    rc = lk_api(client_of(s), "GET", "GET writers", route, NULL, &ans, err);
+    if (!rc && lk_answer_parse_writers(ans, ret, cap))
+        rc = ss_fail(err, SS_ERR_STORE, "%s: GET writers: not a list of device names", s->url);
+    if (!rc && !ret[0]) rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s: nobody wrote %s", s->url, key);
+    json_decref(ans);
+    return rc;
 }
 
 /* --- parallel transfers ---------------------------------------------------------------- */
@@ -454,6 +479,7 @@ const ss_store_ops ss_store_lockd_ops = {
     .head = lk_head,
     .del = lk_del,
     .list = lk_list,
+    .writer = lk_writer,
     .xfer_start = lk_xfer_start,
     .xfer_step = lk_xfer_step,
 };

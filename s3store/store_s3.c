@@ -402,7 +402,7 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
                           .sign_ctx = c,
                           .sink = ss_buf_sink,
                           .sink_ctx = &pg,
-                          .whole_body = 1};
+                          .whole_body = SS_CAP_LIST_PAGE};
         rc = run_call(s, c, err);
         call_free(c);
         if (!rc) rc = s3_list_page(&pg, s3->prefix, full_prefix, fn, ctx, &page, err);

@@ -521,7 +521,8 @@ static void test_unit_config(void **state)
     f = fopen(path, "w");
     fprintf(f, "# comment\n\nlisten = [::1]:8443\ndb = state/lockd.db\nthreads = 4\n"
                "lease_ttl_max = 120\nrepo photos = s3://bucket/photos\n"
-               "repo docs=s3://bucket/docs/\n  s3_region = eu-west-1  \n");
+               "repo docs=s3://bucket/docs/\n  s3_region = eu-west-1  \n"
+               "max_connections_per_ip = 8\nconnection_timeout = 5\n");
     fclose(f);
     ld_config_defaults(&c);
     assert_int_equal(ld_config_load(path, &c, &err), SS_OK);
@@ -533,11 +534,20 @@ static void test_unit_config(void **state)
     assert_string_equal(c.repos[1].name, "docs");
     assert_string_equal(c.repos[1].url, "s3://bucket/docs/");
     assert_string_equal(c.region, "eu-west-1");
+    assert_int_equal(c.max_connections_per_ip, 8);
+    assert_int_equal(c.connection_timeout, 5);
     ld_config_clear(&c);
 
-    static const char *const bad[] = {
-        "bogus = 1\n",          "threads = -1\n", "just a line\n",      "repo ../x = s3://b/x\n",
-        "repo a = file:///x\n", "cert = a.pem\n", "lease_ttl_min = 0\n"};
+    static const char *const bad[] = {"bogus = 1\n",
+                                      "threads = -1\n",
+                                      "just a line\n",
+                                      "repo ../x = s3://b/x\n",
+                                      "repo a = file:///x\n",
+                                      "cert = a.pem\n",
+                                      "lease_ttl_min = 0\n",
+                                      "max_connections_per_ip = 0\n",
+                                      "connection_timeout = 0\n",
+                                      "max_connections = 0\n"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         f = fopen(path, "w");
         fputs(bad[i], f);

@@ -3,13 +3,15 @@
  * s3sync-lockd's JSON answers (s3store/lockd_answer.c), what a lockd that
  * lies, or anyone between it and an http:// client, can make a device read.
  * Each input is one answer body: lk_answer_load, then every parser on it
- * (a lease grant, a presign answer of GET, PUT or LIST, the head, a refusal),
+ * (a lease grant, a presign answer of GET, PUT or LIST, the head, the writers
+ * of a sequence, a refusal),
  * as lockd_client.c and store_lockd.c would read it.
  *
  * Checked: an accepted lease id is 1..63 lower-case hex (it goes into request
  * paths), its TTL >= 0; an accepted URL is http(s) (curl would also write
  * file: URLs); the GET URL reuse time stays within 80% of 7 days; a head is
- * >= 0; a refusal's code, message and holder are NUL-terminated single lines.
+ * >= 0; writers are device names; a refusal's code, message and holder are
+ * NUL-terminated single lines.
  * Seeds: corpus-lockd-answer/ (real answers of a running lockd).
  */
 #include "lockd_answer.h"
@@ -35,6 +37,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lk_answer_presigned pre;
     lk_answer_refusal no;
     uint64_t head = 0;
+    char who[300];
 
     if (ans && !json_is_object(ans)) abort();
     /* lk_api hands the parsers NULL when the bytes held no object. */
@@ -55,6 +58,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pre.reuse_ms < 0 || pre.reuse_ms > (int64_t)LK_ANSWER_EXPIRES_MAX * 800) abort();
     if (lk_answer_parse_head(ans, &head) && head) abort();
     if ((int64_t)head < 0) abort();
+    /* A writer's name goes into an error message: device-name characters only. */
+    if (!lk_answer_parse_writers(ans, who, sizeof who) &&
+        strspn(who, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._- ") !=
+            strlen(who))
+        abort();
+    one_line(who, sizeof who);
     lk_answer_parse_refusal(ans, &no);
     one_line(no.code, sizeof no.code);
     one_line(no.message, sizeof no.message);

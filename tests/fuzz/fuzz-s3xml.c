@@ -11,8 +11,9 @@
  *   0 list   prefix "" or "p/" (bit 1); the callback stops after 1..7 keys
  *            (bits 2-4; 0: never). Every key handed out must be a string
  *            under the prefix, the result SS_OK or SS_ERR_STORE.
- *   1 error  status 403/404/412/500 (bits 1-2), 1 or 2 attempts (bit 3);
- *            the message must stay a NUL-terminated string.
+ *   1 error  status 403/404/412/500 (bits 1-2), 1 or 2 attempts (bit 3),
+ *            cut at its cap or not (bit 4); the message must stay a
+ *            NUL-terminated string.
  * Seeds: corpus-s3xml/.
  */
 #include "../../s3store/s3_http.c"
@@ -56,7 +57,8 @@ static void error_body(uint8_t mode, const uint8_t *d, size_t n)
     s3_req r = {.op = "GET", .key = "log/00000000000000000001"};
     r.status = status[mode >> 1 & 3];
     r.attempts = 1 + (mode >> 3 & 1);
-    r.errbody_len = n < ERRBODY_MAX ? n : ERRBODY_MAX;
+    r.errbody_cut = mode >> 4 & 1; /* the body went on past SS_CAP_ERROR_BODY */
+    r.errbody_len = n < SS_CAP_ERROR_BODY ? n : SS_CAP_ERROR_BODY;
     if (!(r.errbody = malloc(r.errbody_len + 1))) abort();
     memcpy(r.errbody, d, r.errbody_len);
     describe_http_error(&r, SS_ERR_STORE);
