@@ -60,11 +60,14 @@ typedef enum stmt_id {
     S_DELETE_DIRTY,
     S_LEASE_DELETE,
     S_COMMIT_HEAD,
+    S_HEAD_OBJECT,
     S_COUNT
 } stmt_id;
 
 #define DEVICE_COLS "id, name, repo, read_only, revoked, created_ms, token_hash"
-#define REPO_COLS "name, url, head, next_fencing, dirty"
+/* The head's object as lockd last saw it, only while it is the head's (seq = head). */
+#define REPO_COLS "r.name, r.url, r.head, r.next_fencing, r.dirty, h.etag, h.size"
+#define REPO_FROM "repositories r LEFT JOIN head_objects h ON h.repo = r.name AND h.seq = r.head"
 #define LEASE_COLS "id, device, fencing, granted_ms, expires_ms, put_seq"
 
 /* Numbered parameters where a statement runs through run(): ?1 repo, ?2 lease id, ?3 n. */
@@ -85,11 +88,11 @@ static const char *const stmt_sql[S_COUNT] = {
         " (SELECT repo FROM leases WHERE device = ? AND put_seq > repositories.head)",
     [S_DEVICE_REVOKE_LEASES] = "DELETE FROM leases WHERE device = ?",
     [S_DEVICE_LIST] = "SELECT " DEVICE_COLS " FROM devices ORDER BY name",
-    [S_REPO_GET] = "SELECT " REPO_COLS " FROM repositories WHERE name = ?",
+    [S_REPO_GET] = "SELECT " REPO_COLS " FROM " REPO_FROM " WHERE r.name = ?",
     [S_REPO_INSERT] = "INSERT INTO repositories (name, url) VALUES (?1, ?2)",
     /* Keep next_fencing: tokens must still only increase (invariant 2). */
     [S_REPO_MOVE] = "UPDATE repositories SET url = ?2, head = 0, dirty = 1 WHERE name = ?1",
-    [S_REPO_LIST] = "SELECT " REPO_COLS " FROM repositories ORDER BY name",
+    [S_REPO_LIST] = "SELECT " REPO_COLS " FROM " REPO_FROM " ORDER BY r.name",
     [S_REPO_MARK_DIRTY] = "UPDATE repositories SET dirty = 1 WHERE name = ?1",
     [S_REPO_RAISE_HEAD] = "UPDATE repositories SET head = max(head, ?3), dirty = 0 WHERE name = ?1",
     [S_LEASE_GET] = "SELECT " LEASE_COLS " FROM leases WHERE repo = ?",
@@ -111,6 +114,8 @@ static const char *const stmt_sql[S_COUNT] = {
      * dirty, and it lets a repeated commit of the same sequence be recognised. */
     [S_COMMIT_HEAD] = "UPDATE repositories SET head = ?3 WHERE name = ?1 AND head = ?3 - 1"
                       " AND EXISTS (SELECT 1 FROM leases WHERE repo = ?1 AND id = ?2)",
+    [S_HEAD_OBJECT] = "INSERT OR REPLACE INTO head_objects (repo, seq, etag, size)"
+                      " VALUES (?1, ?2, ?3, ?4)",
 };
 
 /*
@@ -182,6 +187,14 @@ static const char schema[] =
     "  granted_ms INTEGER NOT NULL,"
     "  expires_ms INTEGER NOT NULL,"
     "  put_seq INTEGER NOT NULL DEFAULT 0);"
+    /* What log/<seq> was when head moved to seq (commit's HEAD, reconciliation's listing):
+     * GET head hands it out for the devices' fork check (docs/PROTOCOL.md). A row whose
+     * seq is not the head any more is ignored, so whatever moves head needs not know it. */
+    "CREATE TABLE IF NOT EXISTS head_objects ("
+    "  repo TEXT PRIMARY KEY REFERENCES repositories(name),"
+    "  seq INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  size INTEGER NOT NULL);"
     "PRAGMA user_version = 1;";
 
 static ss_rc sql_fail(ld_db *db, ss_err *err, const char *what)
@@ -529,6 +542,25 @@ static void repo_row(sqlite3_stmt *st, ld_repo_row *r)
     r->head = (uint64_t)sqlite3_column_int64(st, 2);
     r->next_fencing = (uint64_t)sqlite3_column_int64(st, 3);
     r->dirty = sqlite3_column_int(st, 4) != 0;
+    copy_text(r->head_etag, sizeof r->head_etag, sqlite3_column_text(st, 5)); /* NULL: "" */
+    r->head_size = (uint64_t)sqlite3_column_int64(st, 6);
+}
+
+/* Record obj as log/<seq>'s (obj NULL or without an ETag: nothing to record); in a transaction. */
+static ss_rc head_object(ld_db *db, const char *repo, uint64_t seq, const ss_store_stat *obj,
+                         ss_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ss_rc rc;
+    if (!obj || !obj->etag[0]) return SS_OK;
+    if ((rc = take(db, S_HEAD_OBJECT, &st, err))) return rc;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    sqlite3_bind_text(st, 3, obj->etag, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)obj->size);
+    rc = step_done(db, st, "head object", err);
+    give(db, S_HEAD_OBJECT, st);
+    return rc;
 }
 
 /* Caller holds the mutex. */
@@ -619,10 +651,16 @@ ss_rc ld_db_repo_mark_dirty(ld_db *db, const char *repo, ss_err *err)
     return rc;
 }
 
-ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, ss_err *err)
+ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, const ss_store_stat *obj,
+                            ss_err *err)
 {
+    ss_rc rc;
     pthread_mutex_lock(&db->mu);
-    ss_rc rc = run(db, S_REPO_RAISE_HEAD, repo, NULL, (int64_t)head, err);
+    if ((rc = txn(db, S_BEGIN_IMMEDIATE, err))) goto out;
+    if ((rc = run(db, S_REPO_RAISE_HEAD, repo, NULL, (int64_t)head, err)) ||
+        (rc = head_object(db, repo, head, obj, err)) || (rc = txn(db, S_COMMIT, err)))
+        rollback(db);
+out:
     pthread_mutex_unlock(&db->mu);
     return rc;
 }
@@ -774,12 +812,13 @@ out:
 }
 
 ss_rc ld_db_commit(ld_db *db, const char *repo, const char *id, uint64_t seq, int release,
-                   ss_err *err)
+                   const ss_store_stat *obj, ss_err *err)
 {
     ss_rc rc;
     pthread_mutex_lock(&db->mu);
     if ((rc = txn(db, S_BEGIN_IMMEDIATE, err))) goto out;
     if ((rc = lease_change(db, S_COMMIT_HEAD, repo, id, (int64_t)seq, err)) ||
+        (rc = head_object(db, repo, seq, obj, err)) ||
         (release && (rc = lease_change(db, S_LEASE_DELETE, repo, id, 0, err))) ||
         (rc = txn(db, S_COMMIT, err)))
         rollback(db);

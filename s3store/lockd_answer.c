@@ -69,6 +69,20 @@ int lk_answer_parse_head(const json_t *ans, uint64_t *ret_head)
     return 0;
 }
 
+void lk_answer_parse_head_object(const json_t *ans, ss_store_stat *ret)
+{
+    const char *etag = lk_answer_str(ans, "etag");
+    json_t *size = json_object_get(ans, "size");
+    size_t n = strnlen(etag, sizeof ret->etag);
+    memset(ret, 0, sizeof *ret);
+    if (!n || n == sizeof ret->etag || !json_is_integer(size) || json_integer_value(size) < 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (etag[i] < '!' || etag[i] > '~') return;
+    memcpy(ret->etag, etag, n + 1);
+    ret->size = (uint64_t)json_integer_value(size);
+}
+
 /* The string member key of o into out[cap], control characters blanked, cut to fit. */
 static void one_line(const json_t *o, const char *key, char *out, size_t cap)
 {

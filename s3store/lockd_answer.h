@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "s3store.h"
+
 /* The longest presigned URL lifetime S3 signs (SigV4: 7 days), in seconds. */
 #define LK_ANSWER_EXPIRES_MAX (7 * 24 * 3600)
 
@@ -45,6 +47,11 @@ int lk_answer_parse_presigned(const json_t *ans, lk_answer_presigned *ret);
 
 /* 0 with *ret_head (200 of GET head), or -1 when there is no head integer >= 0. */
 int lk_answer_parse_head(const json_t *ans, uint64_t *ret_head);
+/*
+ * What GET head says of log/<head>: its ETag (1..79 printable characters)
+ * and size (an integer >= 0), else both unknown (etag "", size 0).
+ */
+void lk_answer_parse_head_object(const json_t *ans, ss_store_stat *ret);
 
 /* A refusal (lockd's error object; ans may be NULL): each string one line of
  * printable text, "" when absent, cut to fit. */

@@ -103,6 +103,13 @@ void s3_req_cleanup(s3_req *r)
     r->errbody_len = 0;
 }
 
+void s3_req_put_stat(const s3_req *r, uint64_t len, ss_store_stat *ret_stat)
+{
+    memset(ret_stat, 0, sizeof *ret_stat);
+    ret_stat->size = len;
+    memcpy(ret_stat->etag, r->etag, sizeof ret_stat->etag);
+}
+
 /* --- curl callbacks ------------------------------------------------------ */
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)

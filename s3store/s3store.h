@@ -104,6 +104,14 @@ ss_rc ss_store_put_file(ss_store *store, const char *key, int fd, uint64_t off, 
                         unsigned flags, ss_err *err);
 ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
                           const ss_store_reader *body, unsigned flags, ss_err *err);
+/*
+ * ss_store_put_file, and what the store then holds: ret_stat gets len and
+ * the ETag the store answered (as a listing or HEAD gives it later; "" when
+ * the answer carried none), so a caller can tell later whether the key
+ * still holds this object without reading it back.
+ */
+ss_rc ss_store_put_file_stat(ss_store *store, const char *key, int fd, uint64_t off, uint64_t len,
+                             unsigned flags, ss_store_stat *ret_stat, ss_err *err);
 
 /*
  * Get [off, off+len) of an object (len SS_TO_END: to its end). A range past
@@ -124,7 +132,8 @@ ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err);
 /*
  * Keys under prefix (may be ""), strictly after start_after (NULL or ""), every page.
  * lockd stores answer log/ from lockd's head without asking the bucket: st
- * is zeroed there (size and ETag unknown).
+ * is zeroed there (size and ETag unknown), but for log/<head> when lockd
+ * tells what it saw there.
  */
 ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after,
                     ss_store_list_fn fn, void *ctx, ss_err *err);

@@ -10,7 +10,8 @@
  * Puts are create-only under the lease (the first put acquires it); the put
  * of log/<seq> is followed by the commit that releases it (the protocol's
  * rule). log/ is listed from lockd's head, not the bucket: lockd's head
- * defines the committed log, and an idle pull costs one request.
+ * defines the committed log, and an idle pull costs one request (which also
+ * brings log/<head>'s ETag, for the engine's fork check).
  */
 #include "lockd_client.h"
 #include "store_impl.h"
@@ -227,7 +228,7 @@ static ss_rc after_put(ss_store *s, const char *key, ss_rc rc, ss_err *err)
 /* --- operations ---------------------------------------------------------------------- */
 
 static ss_rc lk_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                    const void *buf, unsigned flags, ss_err *err)
+                    const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err)
 {
     char *url = NULL;
     lk_call *c;
@@ -240,6 +241,7 @@ static ss_rc lk_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
     c->req.body_len = len;
     rc = run_call(s, c, err);
     attempts = c->req.attempts;
+    if (!rc && ret_stat) s3_req_put_stat(&c->req, len, ret_stat);
     call_free(c);
     rc = ss_store_resolve_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
     return after_put(s, key, rc, err);
@@ -295,23 +297,27 @@ static ss_rc lk_del(ss_store *s, const char *key, ss_err *err)
                    s->url);
 }
 
-/* log/ after start_after, from lockd's head: the keys (after, head]. */
+/*
+ * log/ after start_after, from lockd's head: the keys (after, head]. Their
+ * stat is unknown (zero), but for log/<head> when lockd tells its ETag.
+ */
 static ss_rc list_log(ss_store *s, uint64_t after, ss_store_list_fn fn, void *ctx, ss_err *err)
 {
     json_t *ans = NULL;
     uint64_t head = 0;
-    ss_store_stat st = {0};
+    ss_store_stat none = {0}, top;
     ss_rc rc;
     lk_lease_keep(client_of(s), NULL);
     client_of(s)->taken_seq = 0; /* the engine pulls: it may write again */
     rc = lk_api(client_of(s), "GET", "GET head", "/head", NULL, &ans, err);
     if (!rc && lk_answer_parse_head(ans, &head))
         rc = ss_fail(err, SS_ERR_STORE, "%s: GET head: no head in the answer", s->url);
+    lk_answer_parse_head_object(ans, &top);
     json_decref(ans);
     for (uint64_t n = after + 1; !rc && n <= head; n++) {
         char key[sizeof LK_LOG_PREFIX + LK_SEQ_DIGITS];
         snprintf(key, sizeof key, LK_LOG_PREFIX "%0*llu", LK_SEQ_DIGITS, (unsigned long long)n);
-        if (fn(ctx, key, &st)) break;
+        if (fn(ctx, key, n == head ? &top : &none)) break;
     }
     return rc;
 }

@@ -297,7 +297,7 @@ static ss_rc run_call(ss_store *s, s3_call *c, ss_err *err)
 }
 
 static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                    const void *buf, unsigned flags, ss_err *err)
+                    const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err)
 {
     s3_call *c = call_new(s, "PUT", "PUT", key);
     ss_rc rc;
@@ -308,6 +308,7 @@ static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
     c->req.body_len = len;
     rc = run_call(s, c, err);
     attempts = c->req.attempts;
+    if (!rc && ret_stat) s3_req_put_stat(&c->req, len, ret_stat);
     call_free(c);
     return ss_store_resolve_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
 }

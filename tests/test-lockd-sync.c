@@ -40,6 +40,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "cli-fixture.h"
 #include "s3store.h"
@@ -49,7 +50,7 @@
 #endif
 
 #define CURL_BIN "/usr/bin/curl"
-#define REPOS 12 /* w1..w12: one per world, configured before lockd starts */
+#define REPOS 16 /* w1..w16: one per world, configured before lockd starts */
 
 static char g_dir[] = "/tmp/ss-lockd-sync-XXXXXX";
 static char g_base[256]; /* s3://BUCKET/lsync-TAG: the repositories' bucket prefix */
@@ -504,6 +505,64 @@ static void test_lockd_killed(void **state)
     g_step[0] = '\0';
 }
 
+/* lockd's database as a backup from before would have it: repo's head set back to head. */
+static void lockd_db_set_head(const char *repo, int64_t head)
+{
+    char path[700], *sql = NULL, *msg = NULL;
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof path, "%s/lockd.db", g_dir);
+    if (asprintf(&sql, "UPDATE repositories SET head = %" PRId64 " WHERE name = '%s'", head, repo) <
+        0)
+        failf("out of memory");
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        failf("%s: %s", path, msg ? msg : sqlite3_errmsg(db));
+    sqlite3_close(db);
+    free(sql);
+}
+
+/*
+ * A store fork through lockd: the bucket lost A's log/2 and lockd's head went
+ * back to 1 (its database restored from a backup); B, which never saw A's
+ * log/2, writes another. lockd's head is 2 again, and A's watermark 2: only
+ * the object tells them apart. A's pull and push: exit 3 naming log/2.
+ */
+static void test_fork(void **state)
+{
+    world *w = *state;
+    ss_store *s = direct_store(repo_of(w));
+    ss_err err = {{0}};
+    char snap[300];
+    const char *key = "log/00000000000000000002";
+    snprintf(snap, sizeof snap, "%s/snapshot", w->root);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "base.txt"), "base", 4);
+    ok(w, A, "push"); /* seq 1 */
+    ok(w, B, "pull");
+    write_bytes(at(w, A, "mine.txt"), "A's seq 2", 9);
+    ok(w, A, "push");       /* seq 2 */
+    expect_idle_sync(w, A); /* still one GET head: lockd's answer carries log/2's ETag */
+    snprintf(g_step, sizeof g_step, "log/2 lost, lockd's head back at 1, B writes another log/2");
+    if (ss_store_delete(s, key, &err)) failf("%s: %s", key, err.msg);
+    assert_int_equal(lockd_stop(SIGTERM), 0);
+    lockd_db_set_head(repo_of(w), 1);
+    lockd_start();
+    write_bytes(at(w, B, "theirs.txt"), "B's seq 2", 9);
+    ok(w, B, "push");
+    expect_log_is_head(repo_of(w), w->token[A], 2);
+    write_bytes(at(w, A, "later.txt"), "not on a fork", 13); /* for the push to write */
+    snapshot(w->dev[A], snap);
+    expect_fork(w, A, "pull", snap, 2);
+    expect_fork(w, A, "push", snap, 2);
+    snprintf(g_step, sizeof g_step, "B writes log/3 on its side: lockd tells log/3's ETag only");
+    write_bytes(at(w, B, "theirs3.txt"), "B's seq 3", 9);
+    ok(w, B, "push");
+    expect_fork(w, A, "pull", snap, 2);
+    g_step[0] = '\0';
+    ss_store_free(s);
+}
+
 /* --- watch through lockd ---------------------------------------------------------------- */
 
 #define WATCH_LIMIT_S 20.0 /* a change must reach the other folder within this */
@@ -846,6 +905,7 @@ int main(void)
         WORLD_TEST(test_lease_held),    WORLD_TEST(test_concurrent_push),
         WORLD_TEST(test_client_killed), WORLD_TEST(test_lockd_killed),
         WATCH_TEST(test_watch),         cmocka_unit_test(test_no_bucket_credentials),
+        WORLD_TEST(test_fork),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];
