@@ -50,6 +50,7 @@ int lk_answer_parse_presigned(const json_t *ans, lk_answer_presigned *ret)
     if (expires < 0) expires = 0;
     if (expires > LK_ANSWER_EXPIRES_MAX) expires = LK_ANSWER_EXPIRES_MAX;
     ret->reuse_ms = (int64_t)expires * 800;
+    ret->expires_ms = (int64_t)expires * 1000;
     ret->url = json_string_value(json_object_get(first, "url"));
     /* curl speaks file:, ftp:, smb: ... too: a PUT URL from a lockd that lies
      * must not write this device's files. */

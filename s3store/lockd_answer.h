@@ -40,6 +40,7 @@ typedef struct lk_answer_presigned {
     const char *url;        /* urls[0].url: an http:// or https:// URL */
     const char *key_prefix; /* LIST: what listed keys start with; "" when absent */
     int64_t reuse_ms;       /* how long a GET URL may be reused: 80% of expires_in, >= 0 */
+    int64_t expires_ms;     /* expires_in, >= 0: when the store refuses the URL */
 } lk_answer_presigned;
 
 /* 0, or -1 when the answer holds no URL curl should be given (none, or not http(s)). */

@@ -36,10 +36,15 @@ struct s3_http {
     ss_store_counters *counts;
 };
 
+/*
+ * CLOCK_BOOTTIME counts the time a laptop spent suspended, which the
+ * lifetimes measured with it (leases, presigned URLs, the GET URL cache) go
+ * on spending meanwhile; CLOCK_MONOTONIC stands still then.
+ */
 int64_t s3_now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -299,6 +304,7 @@ static void describe_http_error(s3_req *r, ss_rc rc)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     for (char *p = code; p && *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
     ss_fail(&r->err, rc, "%s %s: HTTP %ld%s%s%s%s%s", r->op, r->key, r->status, code ? " " : "",
             code ? code : "", msg && *msg ? ": " : "", msg ? msg : "",
             r->attempts > 1 ? " (after retries)" : "");

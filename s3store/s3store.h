@@ -14,7 +14,12 @@
  *   - SS_PUT_CREATE_ONLY fails with SS_ERR_EXISTS when the key exists, atomically;
  *   - list returns keys in byte order, strictly after `start_after`;
  *   - a missing key is SS_ERR_NOT_FOUND; unreachable or throttled is
- *     SS_ERR_TEMPORARY (after the backend's own retries).
+ *     SS_ERR_TEMPORARY (after the backend's own retries); refused
+ *     credentials are SS_ERR_AUTH, but SS_ERR_TEMPORARY once the same store
+ *     handle had them accepted (s3: they expired or were rotated meanwhile);
+ *   - lockd: a PUT whose presigned URL expired before it reached the bucket
+ *     (the device slept past its lease) is SS_ERR_EXISTS, as a lost lease is:
+ *     pull and rebuild.
  * The store knows nothing of sync: bytes in, bytes out.
  */
 #ifndef SS_S3STORE_H

@@ -55,6 +55,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!pre.key_prefix) abort();
     (void)strlen(pre.key_prefix);
     if (pre.reuse_ms < 0 || pre.reuse_ms > (int64_t)LK_ANSWER_EXPIRES_MAX * 800) abort();
+    if (pre.expires_ms < pre.reuse_ms || pre.expires_ms > (int64_t)LK_ANSWER_EXPIRES_MAX * 1000)
+        abort();
     if (lk_answer_parse_head(ans, &head) && head) abort();
     if ((int64_t)head < 0) abort();
     lk_answer_parse_head_object(ans, &obj); /* an ETag of printable characters, or none */
