@@ -194,6 +194,7 @@ typedef struct eng_log_list {
     const char *prefix; /* of the keys listed: NULL for log/ (checkpoints/ too) */
     int bad; /* 1: an unexpected key (bad_key); 2: out of memory; 3: log/<watermark> is gone */
     char bad_key[128];
+    ss_store_stat first, last; /* what the listing said of its first and last keys */
 } eng_log_list;
 void eng_log_list_free(eng_log_list *l);
 /* An ss_store_list_fn (ctx: the list) adding "<prefix><20 digits>" keys; others set bad. */
@@ -215,10 +216,31 @@ ss_rc eng_list_log_after(ss_folder *f, uint64_t c, eng_log_list *l, ss_err *err)
  * Fetch log/<seq> (or take its bytes from obj when not NULL) and verify its
  * frame against prev (chain(seq - 1)), staging the plaintext in a temp file
  * (*ret_fd, owned by the caller) and computing ret_chain = chain(seq). Its
- * ops are not decoded yet: eng_check_txn.
+ * ops are not decoded yet: eng_check_txn. ret_obj (may be NULL): what the
+ * object was, for the fork check (its tag left unknown).
  */
 ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
-                    size_t obj_len, int *ret_fd, uint8_t ret_chain[32], ss_err *err);
+                    size_t obj_len, int *ret_fd, uint8_t ret_chain[32], ss_state_applied *ret_obj,
+                    ss_err *err);
+
+/* --- the fork check (fork.c) ------------------------------------------------------------ */
+
+/* The tag state.db keeps of an ETag (32 hex digits of a digest; "" for no ETag). */
+void eng_etag_tag(const char *etag, char out[33]);
+/*
+ * log/<wm>, which a listing described as st, is the object this device
+ * applied or wrote there (as state.db recorded it), else SS_ERR_INTEGRITY
+ * naming the fork. Reads the object only when st differs from the record
+ * (st NULL: in any case).
+ */
+ss_rc eng_fork_check(ss_folder *f, uint64_t wm, const ss_store_stat *st, ss_err *err);
+/* The same, listing log/<wm> first (push: before writing on top of it). */
+ss_rc eng_fork_check_now(ss_folder *f, uint64_t wm, ss_err *err);
+/*
+ * rc, log/<wm + 1> failing verification: when log/<wm> (read now) is not
+ * the object this device applied, err names that fork instead.
+ */
+ss_rc eng_fork_explain(ss_folder *f, uint64_t wm, ss_rc rc, ss_err *err);
 /*
  * Log objects fetched ahead, in parallel (a small GET costs a round trip:
  * ~40 ms on RGW), then verified one by one in order by their consumer.
@@ -244,12 +266,12 @@ ss_rc eng_prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, eng_
 /*
  * Apply the verified transaction staged in fd (pull.c, P1-P4) and commit the
  * watermark (seq, chain) with devices, the device table after it, which
- * then becomes f->devices. base: it is a checkpoint applied as a base
- * (join, re-base after gc): paths the state holds alike are left alone, and
- * rows it lacks are deleted.
+ * then becomes f->devices, and obj (NULL for a base), what log/<seq> was.
+ * base: it is a checkpoint applied as a base (join, re-base after gc):
+ * paths the state holds alike are left alone, and rows it lacks are deleted.
  */
 ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const uint8_t chain[32],
-                    int base, const ss_devices *devices, ss_err *err);
+                    int base, const ss_devices *devices, const ss_state_applied *obj, ss_err *err);
 
 /*
  * Decode every op and chunk ref of the staged transaction once, then check

@@ -112,7 +112,7 @@ static ss_rc walk_one(ss_folder *f, eng_walk *w, eng_walk_txn *t, const eng_fetc
     ss_devices *devs = NULL; /* owned: the device table after it */
     ss_rc rc = p->rc;
     if (rc && err) *err = p->err;
-    if (!rc) rc = eng_fetch_txn(f, t->seq, chain, p->buf, p->len, &fd, next, err);
+    if (!rc) rc = eng_fetch_txn(f, t->seq, chain, p->buf, p->len, &fd, next, NULL, err);
     if (!rc) rc = eng_check_txn(f, fd, t->seq, chain, w->devices, &devs, err);
     if (!rc) {
         ss_devices_free(w->devices);

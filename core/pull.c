@@ -65,11 +65,13 @@ typedef struct feed {
     ss_frame_reader *r;
     ss_err err;
     ss_rc rc;
+    uint64_t bytes;
 } feed;
 
 static int feed_frame(void *ctx, const void *buf, size_t len)
 {
     feed *fd = ctx;
+    fd->bytes += len;
     fd->rc = ss_frame_feed(fd->r, buf, len, &fd->err);
     return fd->rc ? -1 : 0;
 }
@@ -89,7 +91,8 @@ static int stage_write(void *ctx, const void *buf, size_t len)
 }
 
 ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
-                    size_t obj_len, int *ret_fd, uint8_t chain[32], ss_err *err)
+                    size_t obj_len, int *ret_fd, uint8_t chain[32], ss_state_applied *ret_obj,
+                    ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
     uint8_t hash[32];
@@ -102,6 +105,7 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const vo
         (rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
                                   SS_TXN_PLAIN_MAX, stage_write, &stage, &fd.r, err)))
         goto fail;
+    fd.bytes = obj_len;
     if (obj) /* fetched already (history.c fetches several at once) */
         rc = ss_frame_feed(fd.r, obj, obj_len, err);
     else
@@ -114,6 +118,10 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const vo
     if (rc) goto fail;
     ss_frame_reader_free(fd.r);
     ss_chain_next(ss_repo_keys(f->repo), prev, hash, chain);
+    if (ret_obj) {
+        *ret_obj = (ss_state_applied){.seq = seq, .size = fd.bytes};
+        memcpy(ret_obj->hash, hash, sizeof hash);
+    }
     *ret_fd = stage;
     return SS_OK;
 fail:
@@ -749,7 +757,7 @@ static ss_rc adopt_txn(apply *a, int fd, uint64_t seq, ss_err *err)
 }
 
 ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const uint8_t chain[32],
-                    int base, const ss_devices *devices, ss_err *err)
+                    int base, const ss_devices *devices, const ss_state_applied *obj, ss_err *err)
 {
     apply a = {.f = f, .stats = stats, .stage_fd = -1, .base = base};
     ss_devices *kept = NULL; /* owned: f->devices once committed */
@@ -774,7 +782,8 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const u
     if (!rc)
         rc = ss_fs_sync(f->root_fd, err); /* P3: the files are durable before the state says so */
     if (!rc) rc = ss_state_set_watermark(f->state, seq, chain, err);
-    if (!rc) rc = ss_state_devices_save(f->state, devices, err); /* moves with the watermark */
+    if (!rc && obj) rc = ss_state_set_applied(f->state, obj, err); /* for the fork check */
+    if (!rc) rc = ss_state_devices_save(f->state, devices, err);   /* moves with the watermark */
     if (!rc) rc = ss_devices_copy(devices, &kept, err);
     ss_fault_point("pull.before-commit");
     if (!rc) rc = ss_state_commit(f->state, err);

@@ -46,6 +46,8 @@ int eng_collect_seq(void *ctx, const char *key, const ss_store_stat *st)
         l->cap = cap;
     }
     l->sizes[l->n] = st ? st->size : 0;
+    if (st && !l->n) l->first = *st;
+    if (st) l->last = *st;
     l->seqs[l->n++] = seq;
     return 0;
 }
@@ -53,7 +55,8 @@ int eng_collect_seq(void *ctx, const char *key, const ss_store_stat *st)
 /*
  * Sequences after wm; checks P2 on what the store lists. own: the first
  * listed key must be log/<wm> itself (else the store was rolled back, or gc
- * removed it: l->bad = 3), and is dropped from the list.
+ * removed it: l->bad = 3), and the very object applied there (fork.c), and
+ * is dropped from the list.
  */
 static ss_rc list_log(ss_folder *f, uint64_t wm, int own, eng_log_list *l, ss_err *err)
 {
@@ -74,6 +77,7 @@ static ss_rc list_log(ss_folder *f, uint64_t wm, int own, eng_log_list *l, ss_er
                            "applied: it was rolled back or tampered with",
                            wm);
         }
+        if ((rc = eng_fork_check(f, wm, &l->first, err))) return rc;
         first = 1;
     }
     for (size_t i = first; i < l->n; i++)
@@ -116,19 +120,24 @@ static void name_writer(ss_folder *f, uint64_t seq, ss_err *err)
     snprintf(err->msg + n, sizeof err->msg - n, " (committed through lockd by device %s)", who);
 }
 
-/* Verify and apply one prefetched (or, buf NULL, streamed) log object: P1, in order (P2). */
+/*
+ * Verify and apply one prefetched (or, buf NULL, streamed) log object: P1, in
+ * order (P2). listed: what the listing said of it, NULL when nothing useful.
+ */
 static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fetched *p,
-                      uint8_t chain[32], ss_err *err)
+                      const ss_store_stat *listed, uint8_t chain[32], ss_err *err)
 {
     uint8_t next[32];
+    ss_state_applied obj;    /* what log/<seq> is, for the fork check */
     int fd = -1;             /* owned: the staged plaintext */
     ss_devices *devs = NULL; /* owned: the device table after it */
     ss_rc rc = p->rc;
     if (rc && err) *err = p->err;
-    if (!rc && !(rc = eng_fetch_txn(f, seq, chain, p->buf, p->len, &fd, next, err)) &&
-        !(rc = eng_check_txn(f, fd, seq, chain, f->devices, &devs, err)) &&
+    if (!rc) rc = eng_fetch_txn(f, seq, chain, p->buf, p->len, &fd, next, &obj, err);
+    if (!rc && listed && listed->size == obj.size) eng_etag_tag(listed->etag, obj.tag);
+    if (!rc && !(rc = eng_check_txn(f, fd, seq, chain, f->devices, &devs, err)) &&
         !(rc = eng_check_beneath(f, fd, seq, err)) &&
-        !(rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, err)))
+        !(rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, &obj, err)))
         memcpy(chain, next, 32);
     if (rc == SS_ERR_INTEGRITY) name_writer(f, seq, err);
     ss_devices_free(devs);
@@ -159,7 +168,10 @@ static ss_rc pull_list(ss_folder *f, ss_stats *stats, const eng_log_list *l, uin
         rc = eng_prefetch(x, l, i, l->n, b, &n, err);
         for (k = 0; k < n && !rc; k++, i++) {
             assert(l->seqs[i] == *wm + 1); /* P2 */
-            if (!(rc = pull_one(f, stats, l->seqs[i], &b[k], chain, err))) {
+            const ss_store_stat *listed = i + 1 == l->n ? &l->last : NULL;
+            rc = pull_one(f, stats, l->seqs[i], &b[k], listed, chain, err);
+            if (rc && !i) rc = eng_fork_explain(f, *wm, rc, err); /* not on top of ours? */
+            if (!rc) {
                 *wm = l->seqs[i];
                 applied += l->sizes[i];
                 f->prog.txn_done++;
@@ -198,7 +210,7 @@ static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm, 
         rc = ss_fail(err, SS_ERR_INTEGRITY,
                      "checkpoints/%020" PRIu64 ": its device table contradicts this device's: %s",
                      c, why);
-    if (!rc) rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, err);
+    if (!rc) rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, NULL, err);
     if (!rc) {
         *wm = c;
         memcpy(chain, recorded, 32);

@@ -527,10 +527,13 @@ fail:
     return rc;
 }
 
-static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32], ss_err *err)
+/* Create log/<seq>; *ret_obj: what it is, for the fork check (fork.c). */
+static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32],
+                        ss_state_applied *ret_obj, ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
     uint8_t hash[32];
+    ss_store_stat st;
     int fd = -1;
     off_t size;
     ss_rc rc;
@@ -542,10 +545,15 @@ static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32]
     /* If the answer is lost, the object may be in the store without the state knowing it. */
     if ((rc = eng_inflight_set(p->f, p->seq, chain, err))) goto out;
     ss_fault_point("push.before-log");
-    rc = ss_store_put_file(p->f->store, key, fd, 0, (uint64_t)size, SS_PUT_CREATE_ONLY, err);
+    rc = ss_store_put_file_stat(p->f->store, key, fd, 0, (uint64_t)size, SS_PUT_CREATE_ONLY, &st,
+                                err);
     /* A 412 may still be our own earlier attempt (its check failed too): keep the record;
      * pull compares chains, so another device's object is never taken for ours. */
-    if (!rc) ss_fault_point("push.after-log");
+    if (rc) goto out;
+    ss_fault_point("push.after-log");
+    *ret_obj = (ss_state_applied){.seq = p->seq, .size = p->log_bytes};
+    memcpy(ret_obj->hash, hash, sizeof hash);
+    eng_etag_tag(st.etag, ret_obj->tag);
 out:
     close(fd);
     return rc;
@@ -640,6 +648,7 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     push p = {.f = f, .stats = stats, .cur.index = UINT32_MAX, .revoke = revoke, .force = force};
     ss_devices *next = NULL; /* owned until committed */
     uint8_t prev[32], chain[32];
+    ss_state_applied obj;
     uint64_t wm;
     int fd;
     ss_rc rc;
@@ -664,9 +673,10 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
         stats->seq = wm;
         goto out;
     }
-    if ((rc = upload_log(&p, prev, chain, err)) ||
+    /* Never write on top of a log/<wm> that is not the one this device has (a fork). */
+    if ((rc = eng_fork_check_now(f, wm, err)) || (rc = upload_log(&p, prev, chain, &obj, err)) ||
         (rc = ss_state_set_watermark(f->state, p.seq, chain, err)) ||
-        (rc = next_devices(&p, &next, err)))
+        (rc = ss_state_set_applied(f->state, &obj, err)) || (rc = next_devices(&p, &next, err)))
         goto fail;
     ss_fault_point("push.before-commit");
     if ((rc = ss_state_commit(f->state, err))) goto fail;

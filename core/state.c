@@ -271,6 +271,27 @@ static int hex_nibble(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
+/* n bytes from 2n hex digits at s (no more, no less): 0, or -1 when malformed. */
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_nibble(s[2 * i]), lo = hi < 0 ? -1 : hex_nibble(s[2 * i + 1]);
+        if (lo < 0) return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return s[2 * n] && s[2 * n] != ' ' ? -1 : 0;
+}
+
+static void tohex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
 ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[32], ss_err *err)
 {
     char *seq = NULL, *chain = NULL;
@@ -285,14 +306,10 @@ ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[32],
         rc = ss_fail(err, SS_ERR_IO, "state %s: watermark without its chain value", st->path);
         goto out;
     }
-    for (int i = 0; i < 32; i++) {
-        int hi = hex_nibble(chain[2 * i]), lo = hex_nibble(chain[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            rc = ss_fail(err, SS_ERR_IO, "state %s: malformed chain value", st->path);
-            memset(ret_chain, 0, 32);
-            goto out;
-        }
-        ret_chain[i] = (uint8_t)(hi << 4 | lo);
+    if (unhex(chain, ret_chain, 32)) {
+        rc = ss_fail(err, SS_ERR_IO, "state %s: malformed chain value", st->path);
+        memset(ret_chain, 0, 32);
+        goto out;
     }
     *ret_seq = strtoull(seq, NULL, 10);
 out:
@@ -304,16 +321,43 @@ out:
 ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[32], ss_err *err)
 {
     char s[24], hex[65];
-    static const char digits[] = "0123456789abcdef";
     ss_rc rc;
     snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[chain[i] >> 4];
-        hex[2 * i + 1] = digits[chain[i] & 15];
-    }
-    hex[64] = '\0';
+    tohex(chain, 32, hex);
     rc = ss_state_meta_set(st, "watermark", s, err);
     return rc ? rc : ss_state_meta_set(st, "chain", hex, err);
+}
+
+/* meta "applied": "SEQ SIZE HASH TAG", the hash in 64 hex digits, the tag 32 or "-". */
+ss_rc ss_state_set_applied(ss_state *st, const ss_state_applied *a, ss_err *err)
+{
+    char hash[65], line[160];
+    tohex(a->hash, 32, hash);
+    snprintf(line, sizeof line, "%llu %llu %s %s", (unsigned long long)a->seq,
+             (unsigned long long)a->size, hash, a->tag[0] ? a->tag : "-");
+    return ss_state_meta_set(st, "applied", line, err);
+}
+
+ss_rc ss_state_applied_get(ss_state *st, ss_state_applied *ret, int *ret_found, ss_err *err)
+{
+    char *line = NULL, *p, *end = NULL;
+    ss_state_applied a = {0};
+    ss_rc rc = ss_state_meta_get(st, "applied", &line, err);
+    *ret_found = 0;
+    if (rc || !line) return rc;
+    a.seq = strtoull(line, &end, 10);
+    p = end;
+    if (*p == ' ') a.size = strtoull(p + 1, &end, 10);
+    p = end;
+    /* An unreadable record is no record: the check it serves is skipped, never failed. */
+    if (p != line && *p == ' ' && !unhex(p + 1, a.hash, 32) && strlen(p + 1) > 65) {
+        p += 66;
+        if (strlen(p) == 32 && strspn(p, "0123456789abcdef") == 32) memcpy(a.tag, p, 33);
+        *ret_found = !strcmp(p, "-") || a.tag[0];
+    }
+    free(line);
+    if (*ret_found) *ret = a;
+    return SS_OK;
 }
 
 static void read_row(sqlite3_stmt *q, ss_state_row *row)

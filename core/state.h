@@ -69,6 +69,22 @@ ss_rc ss_state_meta_set(ss_state *st, const char *key, const char *value, ss_err
 ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[32], ss_err *err);
 ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[32], ss_err *err);
 
+/*
+ * What log/<seq> was when this device applied or wrote it (FORMAT.md "The
+ * fork check"), recorded with the watermark (same transaction), so a later
+ * pull or push can tell that the store still holds that very object there.
+ */
+typedef struct ss_state_applied {
+    uint64_t seq;
+    uint64_t size;    /* bytes of the object */
+    uint8_t hash[32]; /* BLAKE2b-256 of them, as the hash chain takes it */
+    char tag[33];     /* the store's ETag for it, as 32 hex digits of a digest; "" unknown */
+} ss_state_applied;
+
+ss_rc ss_state_set_applied(ss_state *st, const ss_state_applied *a, ss_err *err);
+/* *ret_found 0 when nothing (or nothing readable) is recorded. */
+ss_rc ss_state_applied_get(ss_state *st, ss_state_applied *ret, int *ret_found, ss_err *err);
+
 /* *ret_found 0 when absent; the row's pointers are valid until the next call on st. */
 ss_rc ss_state_lookup(ss_state *st, const char *path, ss_state_row *ret_row, int *ret_found,
                       ss_err *err);

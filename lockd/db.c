@@ -40,11 +40,11 @@ const char *const db_stmt_sql[S_COUNT] = {
         " (SELECT repo FROM leases WHERE device = ? AND put_seq > repositories.head)",
     [S_DEVICE_REVOKE_LEASES] = "DELETE FROM leases WHERE device = ?",
     [S_DEVICE_LIST] = "SELECT " DEVICE_COLS " FROM devices ORDER BY name",
-    [S_REPO_GET] = "SELECT " REPO_COLS " FROM repositories WHERE name = ?",
+    [S_REPO_GET] = "SELECT " REPO_COLS " FROM " REPO_FROM " WHERE r.name = ?",
     [S_REPO_INSERT] = "INSERT INTO repositories (name, url) VALUES (?1, ?2)",
     /* Keep next_fencing: tokens must still only increase (invariant 2). */
     [S_REPO_MOVE] = "UPDATE repositories SET url = ?2, head = 0, dirty = 1 WHERE name = ?1",
-    [S_REPO_LIST] = "SELECT " REPO_COLS " FROM repositories ORDER BY name",
+    [S_REPO_LIST] = "SELECT " REPO_COLS " FROM " REPO_FROM " ORDER BY r.name",
     [S_REPO_MARK_DIRTY] = "UPDATE repositories SET dirty = 1 WHERE name = ?1",
     [S_REPO_RAISE_HEAD] = "UPDATE repositories SET head = max(head, ?3), dirty = 0 WHERE name = ?1",
     [S_LEASE_GET] = "SELECT " LEASE_COLS " FROM leases WHERE repo = ?",
@@ -84,6 +84,8 @@ const char *const db_stmt_sql[S_COUNT] = {
     [S_REWIND_BEGIN] =
         "UPDATE repositories SET head = ?3, dirty = 0, rewinding = 1 WHERE name = ?1",
     [S_REWIND_END] = "UPDATE repositories SET rewinding = 0 WHERE name = ?1",
+    [S_HEAD_OBJECT] = "INSERT OR REPLACE INTO head_objects (repo, seq, etag, size)"
+                      " VALUES (?1, ?2, ?3, ?4)",
 };
 
 static const char schema[] =
@@ -117,7 +119,8 @@ static const char schema[] =
  * Version 2 (user_version; version 1 is the tables above): rewinding (an
  * admin's rewind is under way: no lease is granted), urls_until_ms (no PUT
  * URL of the repository is valid after it), and who was given the PUT URLs
- * of each sequence. Schema changes only (ADD COLUMN with a default rewrites
+ * of each sequence, and log/<head> as lockd saw it (the fork check). Schema
+ * changes only (ADD COLUMN with a default rewrites
  * no row): an old database migrates in milliseconds, whatever its size.
  */
 static const char migrate_v2[] =
@@ -128,6 +131,14 @@ static const char migrate_v2[] =
     "  seq INTEGER NOT NULL,"
     "  device TEXT NOT NULL,"
     "  PRIMARY KEY (repo, seq, device));"
+    /* What log/<seq> was when head moved to seq (commit's HEAD, reconciliation's listing):
+     * GET head hands it out for the devices' fork check (docs/PROTOCOL.md). A row whose
+     * seq is not the head any more is ignored, so whatever moves head needs not know it. */
+    "CREATE TABLE head_objects ("
+    "  repo TEXT PRIMARY KEY REFERENCES repositories(name),"
+    "  seq INTEGER NOT NULL,"
+    "  etag TEXT NOT NULL,"
+    "  size INTEGER NOT NULL);"
     "PRAGMA user_version = 2;";
 #define SCHEMA_VERSION 2
 
@@ -497,6 +508,26 @@ static void db_repo_row(sqlite3_stmt *st, ld_repo_row *r)
     r->dirty = sqlite3_column_int(st, 4) != 0;
     r->rewinding = sqlite3_column_int(st, 5) != 0;
     r->urls_until_ms = sqlite3_column_int64(st, 6);
+    db_copy_text(r->head_etag, sizeof r->head_etag, sqlite3_column_text(st, 7)); /* NULL: "" */
+    r->head_size = (uint64_t)sqlite3_column_int64(st, 8);
+}
+
+/* Record obj as log/<seq>'s (obj NULL or without an ETag: nothing to record); in a transaction. */
+ss_rc db_head_object(ld_db *db, const char *repo, uint64_t seq, const ss_store_stat *obj,
+                     ss_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ss_rc rc;
+    if (!obj || !obj->etag[0]) return SS_OK;
+    rc = db_take(db, S_HEAD_OBJECT, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    sqlite3_bind_text(st, 3, obj->etag, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)obj->size);
+    rc = db_step_done(db, st, "head object", err);
+    db_give(db, S_HEAD_OBJECT, st);
+    return rc;
 }
 
 /* Caller holds the mutex. */
@@ -592,7 +623,18 @@ ss_rc ld_db_repo_mark_dirty(ld_db *db, const char *repo, ss_err *err)
     return db_run_locked(db, S_REPO_MARK_DIRTY, repo, 0, err);
 }
 
-ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, ss_err *err)
+ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, const ss_store_stat *obj,
+                            ss_err *err)
 {
-    return db_run_locked(db, S_REPO_RAISE_HEAD, repo, (int64_t)head, err);
+    ss_rc rc;
+    pthread_mutex_lock(&db->mu);
+    rc = db_txn(db, S_BEGIN_IMMEDIATE, err);
+    if (rc) goto out;
+    rc = db_run(db, S_REPO_RAISE_HEAD, repo, NULL, (int64_t)head, err);
+    if (!rc) rc = db_head_object(db, repo, head, obj, err);
+    if (!rc) rc = db_txn(db, S_COMMIT, err);
+    if (rc) db_rollback(db);
+out:
+    pthread_mutex_unlock(&db->mu);
+    return rc;
 }

@@ -165,12 +165,13 @@ out:
 }
 
 ss_rc ld_db_commit(ld_db *db, const char *repo, const char *id, uint64_t seq, int release,
-                   ss_err *err)
+                   const ss_store_stat *obj, ss_err *err)
 {
     ss_rc rc;
     pthread_mutex_lock(&db->mu);
     if ((rc = db_txn(db, S_BEGIN_IMMEDIATE, err))) goto out;
     if ((rc = lease_change(db, S_COMMIT_HEAD, repo, id, (int64_t)seq, err)) ||
+        (rc = db_head_object(db, repo, seq, obj, err)) ||
         (release && (rc = db_run(db, S_URLS_UNTIL, repo, id, 0, err))) ||
         (release && (rc = lease_change(db, S_LEASE_DELETE, repo, id, 0, err))) ||
         (rc = db_txn(db, S_COMMIT, err)))

@@ -58,11 +58,15 @@ typedef enum stmt_id {
     S_WRITERS_DROP,
     S_REWIND_BEGIN,
     S_REWIND_END,
+    S_HEAD_OBJECT,
     S_COUNT
 } stmt_id;
 
 #define DEVICE_COLS "id, name, repo, read_only, revoked, created_ms, token_hash"
-#define REPO_COLS "name, url, head, next_fencing, dirty, rewinding, urls_until_ms"
+/* The head's object as lockd last saw it, only while it is the head's (seq = head). */
+#define REPO_COLS                                                                                  \
+    "r.name, r.url, r.head, r.next_fencing, r.dirty, r.rewinding, r.urls_until_ms, h.etag, h.size"
+#define REPO_FROM "repositories r LEFT JOIN head_objects h ON h.repo = r.name AND h.seq = r.head"
 #define LEASE_COLS "id, device, fencing, granted_ms, expires_ms, put_seq"
 
 /* Their SQL, by call site (db.c). */
@@ -120,6 +124,9 @@ ss_rc db_take(ld_db *db, stmt_id id, sqlite3_stmt **st, ss_err *err);
 void db_give(ld_db *db, stmt_id id, sqlite3_stmt *st);
 /* Run a statement that returns no rows. */
 ss_rc db_step_done(ld_db *db, sqlite3_stmt *st, const char *what, ss_err *err);
+/* Record obj (NULL or without an ETag: nothing) as log/<seq>'s; inside a transaction. */
+ss_rc db_head_object(ld_db *db, const char *repo, uint64_t seq, const ss_store_stat *obj,
+                     ss_err *err);
 /* BEGIN, BEGIN IMMEDIATE, COMMIT or ROLLBACK. */
 ss_rc db_txn(ld_db *db, stmt_id id, ss_err *err);
 /* After a failed step inside a transaction: undo it, keep the first error. */

@@ -182,11 +182,17 @@ static void serve_repo(ld_server *s, struct MHD_Connection *c, const req *rq, js
     }
     switch (op) {
     case OP_HEAD: {
+        ss_store_stat obj;
         int leased = 0;
-        if (!(rc = ld_lease_head(l, repo, &head, &leased, &o))) {
+        if (!(rc = ld_lease_head(l, repo, &head, &leased, &obj, &o))) {
             r->status = 200;
             r->json = json_pack("{s:s, s:I, s:b}", "repo", repo, "head", (json_int_t)head, "leased",
                                 leased);
+            /* log/<head> as lockd saw it: the devices' fork check (PROTOCOL.md, GET head) */
+            if (r->json && obj.etag[0]) {
+                json_object_set_new(r->json, "etag", json_string(obj.etag));
+                json_object_set_new(r->json, "size", json_integer((json_int_t)obj.size));
+            }
         }
         break;
     }

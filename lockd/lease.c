@@ -218,7 +218,8 @@ ss_rc ld_lease_access(ld_leases *l, const ld_device *dev, const char *repo, int 
 /* --- reconciliation --------------------------------------------------------- */
 
 typedef struct scan {
-    uint64_t head; /* highest consecutive sequence seen so far */
+    uint64_t head;    /* highest consecutive sequence seen so far */
+    ss_store_stat st; /* what the listing said of log/<head> */
 } scan;
 
 /* log/<20 digits> -> its sequence, or 0 for any other key. */
@@ -238,10 +239,11 @@ static int scan_key(void *ctx, const char *key, const ss_store_stat *st)
 {
     scan *sc = ctx;
     uint64_t seq = log_seq(key);
-    (void)st;
     if (seq == 0) return 0;            /* not a sequence key: not ours to judge */
     if (seq != sc->head + 1) return 1; /* a gap: head stops before it */
     sc->head = seq;
+    memset(&sc->st, 0, sizeof sc->st);
+    if (st) sc->st = *st;
     return 0;
 }
 
@@ -257,7 +259,7 @@ static ss_rc reconcile_locked(ld_leases *l, ld_slot *s, uint64_t *ret_head, ld_o
         if (ret_head) *ret_head = r.head;
         return SS_OK;
     }
-    scan sc = {r.head};
+    scan sc = {.head = r.head};
     ld_log_key(r.head, after);
     /* start-after the current head's key: an idle repository costs one
      * short page, however long its history. */
@@ -265,7 +267,8 @@ static ss_rc reconcile_locked(ld_leases *l, ld_slot *s, uint64_t *ret_head, ld_o
         return failed(out, rc);
     assert(sc.head >= r.head); /* invariant 3: never down */
     if (sc.head != r.head || r.dirty) {
-        if ((rc = ld_db_repo_raise_head(l->db, s->name, sc.head, &out->err)))
+        if ((rc = ld_db_repo_raise_head(l->db, s->name, sc.head, sc.head != r.head ? &sc.st : NULL,
+                                        &out->err)))
             return failed(out, rc);
         ld_metrics_add(l->metrics, LD_C_RECONCILE, sc.head - r.head);
     }
@@ -291,7 +294,7 @@ ss_rc ld_lease_reconcile(ld_leases *l, const char *repo, uint64_t *ret_head, ld_
 /* --- reading ------------------------------------------------------------------ */
 
 ss_rc ld_lease_head(ld_leases *l, const char *repo, uint64_t *ret_head, int *ret_leased,
-                    ld_outcome *out)
+                    ss_store_stat *ret_obj, ld_outcome *out)
 {
     ld_repo_row r;
     ld_lease_row lr;
@@ -304,6 +307,11 @@ ss_rc ld_lease_head(ld_leases *l, const char *repo, uint64_t *ret_head, int *ret
     if ((rc = ld_db_repo_state(l->db, repo, &r, &lr, &found, &out->err))) return failed(out, rc);
     *ret_head = out->head = r.head;
     if (ret_leased) *ret_leased = found && now_ms(l) < lr.expires_ms;
+    if (ret_obj) {
+        memset(ret_obj, 0, sizeof *ret_obj);
+        memcpy(ret_obj->etag, r.head_etag, sizeof ret_obj->etag);
+        ret_obj->size = r.head_size;
+    }
     return SS_OK;
 }
 
@@ -546,7 +554,7 @@ static ss_rc commit_locked(ld_leases *l, ld_slot *s, const ld_device *dev, const
                       "it first",
                       seq, key);
     if (rc) return failed(out, rc);
-    if ((rc = ld_db_commit(l->db, s->name, row.id, seq, release, &out->err)))
+    if ((rc = ld_db_commit(l->db, s->name, row.id, seq, release, &st, &out->err)))
         return failed(out, rc);
     ld_metrics_add(l->metrics, LD_C_COMMITS, 1);
     if (release) ld_metrics_add(l->metrics, LD_C_RELEASED, 1);

@@ -119,6 +119,8 @@ typedef struct ld_repo_row {
     int dirty;             /* a lease ended after PUT URLs were issued, uncommitted */
     int rewinding;         /* an admin's rewind is under way: no lease is granted */
     int64_t urls_until_ms; /* no PUT URL issued for the repository is valid after this */
+    char head_etag[80];    /* log/<head>'s ETag when head moved there, "" when unknown */
+    uint64_t head_size;    /* and its size */
 } ld_repo_row;
 
 typedef struct ld_lease_row {
@@ -155,8 +157,10 @@ ss_rc ld_db_repo_list(ld_db *db, int (*fn)(void *ctx, const ld_repo_row *r), voi
                       ss_err *err);
 /* Mark the repository for reconciliation before its next grant. */
 ss_rc ld_db_repo_mark_dirty(ld_db *db, const char *repo, ss_err *err);
-/* Raise head to `head` (never lowers it) and clear dirty, in one transaction. */
-ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, ss_err *err);
+/* Raise head to `head` (never lowers it) and clear dirty, in one transaction; obj (may be
+ * NULL): what log/<head> is. */
+ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, const ss_store_stat *obj,
+                            ss_err *err);
 
 /* The lease row of repo; *ret_found 0 when there is none. */
 ss_rc ld_db_lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_found, ss_err *err);
@@ -183,10 +187,10 @@ ss_rc ld_db_lease_set_put_seq(ld_db *db, const char *repo, const char *id, uint6
 /* Delete the lease (SS_ERR_NOT_FOUND when gone); mark the repository dirty
  * when it had uncommitted PUT URLs. */
 ss_rc ld_db_lease_delete(ld_db *db, const char *repo, const char *id, ss_err *err);
-/* head = seq (which must be head+1), and the lease deleted when release: one
- * transaction. */
+/* head = seq (which must be head+1), obj recorded as log/<seq>'s, and the lease
+ * deleted when release: one transaction. */
 ss_rc ld_db_commit(ld_db *db, const char *repo, const char *id, uint64_t seq, int release,
-                   ss_err *err);
+                   const ss_store_stat *obj, ss_err *err);
 
 /*
  * The writers of a sequence: the devices that were given PUT URLs for it
@@ -285,9 +289,10 @@ ss_store *ld_leases_store(ld_leases *l, const char *repo);
 
 /* Move head up to the highest consecutive log/ key in the bucket; *ret_head (may be NULL). */
 ss_rc ld_lease_reconcile(ld_leases *l, const char *repo, uint64_t *ret_head, ld_outcome *out);
-/* Head and whether a live lease exists: database only, no bucket request. */
+/* Head and whether a live lease exists: database only, no bucket request. ret_obj (may be
+ * NULL): log/<head>'s size and ETag as lockd saw them when head moved there ("" unknown). */
 ss_rc ld_lease_head(ld_leases *l, const char *repo, uint64_t *ret_head, int *ret_leased,
-                    ld_outcome *out);
+                    ss_store_stat *ret_obj, ld_outcome *out);
 /* Whether dev may use repo (and write to it when need_write); the route
  * handlers ask first, every ld_lease_* operation asks again. */
 ss_rc ld_lease_access(ld_leases *l, const ld_device *dev, const char *repo, int need_write,

@@ -51,6 +51,7 @@ int lk_answer_parse_presigned(const json_t *ans, lk_answer_presigned *ret)
     if (expires < 0) expires = 0;
     if (expires > LK_ANSWER_EXPIRES_MAX) expires = LK_ANSWER_EXPIRES_MAX;
     ret->reuse_ms = (int64_t)expires * 800;
+    ret->expires_ms = (int64_t)expires * 1000;
     ret->url = json_string_value(json_object_get(first, "url"));
     /* curl speaks file:, ftp:, smb: ... too: a PUT URL from a lockd that lies
      * must not write this device's files. */
@@ -90,6 +91,20 @@ int lk_answer_parse_writers(const json_t *ans, char *out, size_t cap)
         if (used >= cap) used = cap - 1;
     }
     return 0;
+}
+
+void lk_answer_parse_head_object(const json_t *ans, ss_store_stat *ret)
+{
+    const char *etag = lk_answer_str(ans, "etag");
+    json_t *size = json_object_get(ans, "size");
+    size_t n = strnlen(etag, sizeof ret->etag);
+    memset(ret, 0, sizeof *ret);
+    if (!n || n == sizeof ret->etag || !json_is_integer(size) || json_integer_value(size) < 0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (etag[i] < '!' || etag[i] > '~') return;
+    memcpy(ret->etag, etag, n + 1);
+    ret->size = (uint64_t)json_integer_value(size);
 }
 
 /* The string member key of o into out[cap], control characters blanked, cut to fit. */

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "s3store.h"
+
 /* The longest presigned URL lifetime S3 signs (SigV4: 7 days), in seconds. */
 #define LK_ANSWER_EXPIRES_MAX (7 * 24 * 3600)
 
@@ -38,6 +40,7 @@ typedef struct lk_answer_presigned {
     const char *url;        /* urls[0].url: an http:// or https:// URL */
     const char *key_prefix; /* LIST: what listed keys start with; "" when absent */
     int64_t reuse_ms;       /* how long a GET URL may be reused: 80% of expires_in, >= 0 */
+    int64_t expires_ms;     /* expires_in, >= 0: when the store refuses the URL */
 } lk_answer_presigned;
 
 /* 0, or -1 when the answer holds no URL curl should be given (none, or not http(s)). */
@@ -45,6 +48,11 @@ int lk_answer_parse_presigned(const json_t *ans, lk_answer_presigned *ret);
 
 /* 0 with *ret_head (200 of GET head), or -1 when there is no head integer >= 0. */
 int lk_answer_parse_head(const json_t *ans, uint64_t *ret_head);
+/*
+ * What GET head says of log/<head>: its ETag (1..79 printable characters)
+ * and size (an integer >= 0), else both unknown (etag "", size 0).
+ */
+void lk_answer_parse_head_object(const json_t *ans, ss_store_stat *ret);
 
 /*
  * GET writers/{seq} (200): the devices lockd gave the PUT URLs of log/<seq>,

@@ -35,10 +35,15 @@ struct s3_http {
     ss_store_counters *counts;
 };
 
+/*
+ * CLOCK_BOOTTIME counts the time a laptop spent suspended, which the
+ * lifetimes measured with it (leases, presigned URLs, the GET URL cache) go
+ * on spending meanwhile; CLOCK_MONOTONIC stands still then.
+ */
 int64_t s3_now_ms(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_BOOTTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -101,6 +106,13 @@ void s3_req_cleanup(s3_req *r)
     r->errbody = NULL;
     r->errbody_len = 0;
     r->errbody_cut = 0;
+}
+
+void s3_req_put_stat(const s3_req *r, uint64_t len, ss_store_stat *ret_stat)
+{
+    memset(ret_stat, 0, sizeof *ret_stat);
+    ret_stat->size = len;
+    memcpy(ret_stat->etag, r->etag, sizeof ret_stat->etag);
 }
 
 /* --- curl callbacks ------------------------------------------------------ */
@@ -298,6 +310,7 @@ static void describe_http_error(s3_req *r, ss_rc rc)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
     for (char *p = code; p && *p; p++)
         if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    snprintf(r->code, sizeof r->code, "%s", code ? code : "");
     ss_fail(&r->err, rc, "%s %s: HTTP %ld%s%s%s%s%s%s", r->op, r->key, r->status, code ? " " : "",
             code ? code : "", msg && *msg ? ": " : "", msg ? msg : "",
             r->errbody_cut ? " (error body cut at 64 KiB)" : "",

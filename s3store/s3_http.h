@@ -44,6 +44,7 @@ struct s3_req {
     long status;
     ss_rc rc;
     ss_err err;
+    char code[64]; /* the S3 error's Code ("InvalidAccessKeyId"), "" when none */
     unsigned attempts;
     char etag[80];
     uint64_t content_length;
@@ -79,8 +80,10 @@ s3_req *s3_http_step(s3_http *h, int block);
 ss_rc s3_http_run(s3_http *h, s3_req *r);
 /* Release a finished request's engine resources. */
 void s3_req_cleanup(s3_req *r);
+/* What a PUT of len bytes that r made leaves in the store: len and the ETag it answered. */
+void s3_req_put_stat(const s3_req *r, uint64_t len, ss_store_stat *ret_stat);
 
-/* Monotonic milliseconds (used for deadlines and backoff). */
+/* Monotonic milliseconds, suspend included (deadlines, backoff, lease and URL lifetimes). */
 int64_t s3_now_ms(void);
 
 /* One ListObjectsV2 page, as s3_list_page read it. */

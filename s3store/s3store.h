@@ -14,7 +14,12 @@
  *   - SS_PUT_CREATE_ONLY fails with SS_ERR_EXISTS when the key exists, atomically;
  *   - list returns keys in byte order, strictly after `start_after`;
  *   - a missing key is SS_ERR_NOT_FOUND; unreachable or throttled is
- *     SS_ERR_TEMPORARY (after the backend's own retries).
+ *     SS_ERR_TEMPORARY (after the backend's own retries); refused
+ *     credentials are SS_ERR_AUTH, but SS_ERR_TEMPORARY once the same store
+ *     handle had them accepted (s3: they expired or were rotated meanwhile);
+ *   - lockd: a PUT whose presigned URL expired before it reached the bucket
+ *     (the device slept past its lease) is SS_ERR_EXISTS, as a lost lease is:
+ *     pull and rebuild.
  * The store knows nothing of sync: bytes in, bytes out.
  */
 #ifndef SS_S3STORE_H
@@ -121,6 +126,14 @@ ss_rc ss_store_put_file(ss_store *store, const char *key, int fd, uint64_t off, 
                         unsigned flags, ss_err *err);
 ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
                           const ss_store_reader *body, unsigned flags, ss_err *err);
+/*
+ * ss_store_put_file, and what the store then holds: ret_stat gets len and
+ * the ETag the store answered (as a listing or HEAD gives it later; "" when
+ * the answer carried none), so a caller can tell later whether the key
+ * still holds this object without reading it back.
+ */
+ss_rc ss_store_put_file_stat(ss_store *store, const char *key, int fd, uint64_t off, uint64_t len,
+                             unsigned flags, ss_store_stat *ret_stat, ss_err *err);
 
 /*
  * Get [off, off+len) of an object (len SS_TO_END: to its end, at most
@@ -157,7 +170,8 @@ ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err);
 /*
  * Keys under prefix (may be ""), strictly after start_after (NULL or ""), every page.
  * lockd stores answer log/ from lockd's head without asking the bucket: st
- * is zeroed there (size and ETag unknown).
+ * is zeroed there (size and ETag unknown), but for log/<head> when lockd
+ * tells what it saw there.
  */
 ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after,
                     ss_store_list_fn fn, void *ctx, ss_err *err);

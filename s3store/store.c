@@ -219,23 +219,30 @@ ss_rc ss_store_put(ss_store *store, const char *key, const void *buf, size_t len
     ss_store_reader rd;
     if (check_key(key, err)) return SS_ERR_INVALID;
     ss_mem_reader_init(&m, buf, len, &rd);
-    return store->ops->put(store, key, len, &rd, buf, flags, err);
+    return store->ops->put(store, key, len, &rd, buf, flags, NULL, err);
 }
 
 ss_rc ss_store_put_file(ss_store *store, const char *key, int fd, uint64_t off, uint64_t len,
                         unsigned flags, ss_err *err)
 {
+    return ss_store_put_file_stat(store, key, fd, off, len, flags, NULL, err);
+}
+
+ss_rc ss_store_put_file_stat(ss_store *store, const char *key, int fd, uint64_t off, uint64_t len,
+                             unsigned flags, ss_store_stat *ret_stat, ss_err *err)
+{
     fd_reader f = {fd, off, off, off + len};
     ss_store_reader rd = {fd_read, fd_rewind, &f};
+    if (ret_stat) memset(ret_stat, 0, sizeof *ret_stat);
     if (check_key(key, err)) return SS_ERR_INVALID;
-    return store->ops->put(store, key, len, &rd, NULL, flags, err);
+    return store->ops->put(store, key, len, &rd, NULL, flags, ret_stat, err);
 }
 
 ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
                           const ss_store_reader *body, unsigned flags, ss_err *err)
 {
     if (check_key(key, err)) return SS_ERR_INVALID;
-    return store->ops->put(store, key, len, body, NULL, flags, err);
+    return store->ops->put(store, key, len, body, NULL, flags, NULL, err);
 }
 
 /* A sink into memory that takes at most max bytes. */
@@ -411,7 +418,7 @@ static void run_sync(ss_store *s, ss_xfer_op *op)
         ss_mem_reader m;
         ss_store_reader rd;
         ss_mem_reader_init(&m, op->buf, op->len, &rd);
-        op->rc = s->ops->put(s, op->key, op->len, &rd, op->buf, op->flags, &op->err);
+        op->rc = s->ops->put(s, op->key, op->len, &rd, op->buf, op->flags, NULL, &op->err);
         return;
     }
     void *buf = NULL;

@@ -174,11 +174,20 @@ static ss_rc publish(const char *tmp, char *path, const char *root, unsigned fla
     return SS_OK;
 }
 
+/* An object's ETag: its inode, size and mtime (a link() keeps all three). */
+static void stat_to(const struct stat *st, ss_store_stat *ret)
+{
+    ret->size = (uint64_t)st->st_size;
+    snprintf(ret->etag, sizeof ret->etag, "%llx-%llx-%lx", (unsigned long long)st->st_ino,
+             (unsigned long long)st->st_size, (long)st->st_mtim.tv_nsec ^ (long)st->st_mtim.tv_sec);
+}
+
 static ss_rc fs_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                    const void *buf, unsigned flags, ss_err *err)
+                    const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err)
 {
     file_store *fs = fs_of(s);
     char *path = NULL, *tmp = NULL;
+    struct stat st;
     int fd = -1;
     ss_rc rc;
     (void)buf;
@@ -202,13 +211,14 @@ static ss_rc fs_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
     }
     rc = copy_body(fd, body, len, key, &s->counts.bytes_up, err);
     if (rc) goto fail;
-    if (fsync(fd)) {
+    if (fsync(fd) || fstat(fd, &st)) {
         rc = io_fail(err, "put: fsync", key);
         goto fail;
     }
     close(fd);
     fd = -1;
     rc = publish(tmp, path, fs->root, flags, key, err);
+    if (!rc && ret_stat) stat_to(&st, ret_stat);
 fail:
     if (fd >= 0) close(fd);
     if (tmp) unlink(tmp); /* after link() the object keeps its own name */
@@ -252,13 +262,6 @@ out:
     if (fd >= 0) close(fd);
     free(path);
     return rc;
-}
-
-static void stat_to(const struct stat *st, ss_store_stat *ret)
-{
-    ret->size = (uint64_t)st->st_size;
-    snprintf(ret->etag, sizeof ret->etag, "%llx-%llx-%lx", (unsigned long long)st->st_ino,
-             (unsigned long long)st->st_size, (long)st->st_mtim.tv_nsec ^ (long)st->st_mtim.tv_sec);
 }
 
 static ss_rc fs_head(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err)

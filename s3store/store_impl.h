@@ -29,9 +29,10 @@ typedef struct ss_store_ops {
     int leased;         /* writers are serialised by leases: no create-only probe (lockd) */
     ss_rc (*open)(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err);
     void (*close)(ss_store *s);
-    /* buf, when not NULL, is the whole body (body then reads the same bytes). */
+    /* buf, when not NULL, is the whole body (body then reads the same bytes). ret_stat (may
+     * be NULL): the new object's size and the ETag the store answered ("" if none). */
     ss_rc (*put)(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                 const void *buf, unsigned flags, ss_err *err);
+                 const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err);
     ss_rc (*get)(ss_store *s, const char *key, uint64_t off, uint64_t len, ss_store_write_fn write,
                  void *ctx, ss_err *err);
     ss_rc (*head)(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err);

@@ -10,7 +10,8 @@
  * Puts are create-only under the lease (the first put acquires it); the put
  * of log/<seq> is followed by the commit that releases it (the protocol's
  * rule). log/ is listed from lockd's head, not the bucket: lockd's head
- * defines the committed log, and an idle pull costs one request.
+ * defines the committed log, and an idle pull costs one request (which also
+ * brings log/<head>'s ETag, for the engine's fork check).
  */
 #include "lockd_client.h"
 #include "store_impl.h"
@@ -20,6 +21,9 @@
 #include <string.h>
 
 #define URL_CACHE_MAX 256
+/* A refused PUT URL this close to its expiry (or past it) is taken as expired: expires_in
+ * counts whole seconds from lockd's clock, which the bucket's may be a little ahead of. */
+#define URL_EXPIRY_SLACK_MS 2000
 
 typedef struct url_entry {
     char *key, *url;
@@ -38,8 +42,9 @@ typedef struct lk_store {
 typedef struct lk_call {
     s3_req req;
     char *url;
-    int create_only; /* If-None-Match: *, signed into every PUT URL */
-    ss_buf resp;     /* LIST: the page */
+    int create_only;       /* If-None-Match: *, signed into every PUT URL */
+    int64_t expires_at_ms; /* PUT: s3_now_ms() when the bucket stops taking the URL */
+    ss_buf resp;           /* LIST: the page */
     ss_mem_reader mem;
     ss_store_reader rd;
     ss_xfer_dst dst; /* parallel transfer this call serves (dst.op), or NULL */
@@ -187,14 +192,20 @@ static ss_rc get_url(ss_store *s, const char *key, char **ret_url, ss_err *err)
     return *ret_url ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
 }
 
-/* A PUT URL for key (malloc'ed), under the lease (acquired or renewed first). */
-static ss_rc put_url(ss_store *s, const char *key, unsigned flags, char **ret_url, ss_err *err)
+/*
+ * A PUT URL for key (malloc'ed), under the lease (acquired or renewed first);
+ * *ret_expires_at_ms: when it expires (s3_now_ms).
+ */
+static ss_rc put_url(ss_store *s, const char *key, unsigned flags, char **ret_url,
+                     int64_t *ret_expires_at_ms, ss_err *err)
 {
     lk_store *lk = lk_of(s);
+    lk_answer_presigned got;
     json_t *ans = NULL;
     uint64_t seq = write_seq(key);
     ss_rc rc;
     *ret_url = NULL;
+    *ret_expires_at_ms = 0;
     if (!(flags & SS_PUT_CREATE_ONLY))
         return ss_fail(err, SS_ERR_INVALID, "PUT %s: %s only creates objects, never overwrites",
                        key, s->url);
@@ -208,8 +219,31 @@ static ss_rc put_url(ss_store *s, const char *key, unsigned flags, char **ret_ur
                               lk->k.lease_id, "fencing_token", lk->k.fencing),
                     key, ret_url, &ans, err);
     rc = lk_refused(&lk->k, ans, rc, seq, err);
+    if (!rc && !lk_answer_parse_presigned(ans, &got))
+        *ret_expires_at_ms = s3_now_ms() + got.expires_ms;
     json_decref(ans);
     return rc;
+}
+
+/*
+ * A PUT that the bucket refused (403) once its URL had expired: this device
+ * was stopped or asleep past its lease (PROTOCOL.md "The s3sync client"), so
+ * its lease is as good as gone and nothing of the sequence can commit. The
+ * lease goes back (or is forgotten, taken over meanwhile), the sequence's
+ * other writes stop, and the engine pulls and rebuilds (SS_ERR_EXISTS) on a
+ * lease of its own again. A 403 on a URL still in date is a refusal: rc.
+ */
+static ss_rc put_refused(ss_store *s, const lk_call *c, const char *key, ss_rc rc, ss_err *err)
+{
+    if (rc != SS_ERR_AUTH || !c->expires_at_ms ||
+        s3_now_ms() < c->expires_at_ms - URL_EXPIRY_SLACK_MS)
+        return rc;
+    lk_lease_release(client_of(s));
+    client_of(s)->taken_seq = write_seq(key);
+    return ss_fail(err, SS_ERR_EXISTS,
+                   "PUT %s: refused once its URL had expired (this device was stopped or asleep "
+                   "past its lease); pulling and rebuilding",
+                   key);
 }
 
 /* After a PUT: log/<seq> is committed; a 412 there means the sequence is taken. */
@@ -227,19 +261,23 @@ static ss_rc after_put(ss_store *s, const char *key, ss_rc rc, ss_err *err)
 /* --- operations ---------------------------------------------------------------------- */
 
 static ss_rc lk_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                    const void *buf, unsigned flags, ss_err *err)
+                    const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err)
 {
     char *url = NULL;
     lk_call *c;
     unsigned attempts;
-    ss_rc rc = put_url(s, key, flags, &url, err);
+    int64_t expires_at_ms = 0;
+    ss_rc rc = put_url(s, key, flags, &url, &expires_at_ms, err);
     if (rc) return rc;
     if (!(c = object_call(1, key, url)))
         return ss_fail(err, SS_ERR_NOMEM, "PUT %s: out of memory", key);
+    c->expires_at_ms = expires_at_ms;
     c->req.body = body;
     c->req.body_len = len;
     rc = run_call(s, c, err);
+    rc = put_refused(s, c, key, rc, err);
     attempts = c->req.attempts;
+    if (!rc && ret_stat) s3_req_put_stat(&c->req, len, ret_stat);
     call_free(c);
     rc = ss_store_resolve_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
     return after_put(s, key, rc, err);
@@ -295,12 +333,15 @@ static ss_rc lk_del(ss_store *s, const char *key, ss_err *err)
                    s->url);
 }
 
-/* log/ after start_after, from lockd's head: the keys (after, head]. */
+/*
+ * log/ after start_after, from lockd's head: the keys (after, head]. Their
+ * stat is unknown (zero), but for log/<head> when lockd tells its ETag.
+ */
 static ss_rc list_log(ss_store *s, uint64_t after, ss_store_list_fn fn, void *ctx, ss_err *err)
 {
     json_t *ans = NULL;
     uint64_t head = 0;
-    ss_store_stat st = {0};
+    ss_store_stat none = {0}, top;
     ss_rc rc;
     lk_lease_keep(client_of(s), NULL);
     client_of(s)->taken_seq = 0; /* the engine pulls: it may write again */
@@ -314,11 +355,12 @@ static ss_rc list_log(ss_store *s, uint64_t after, ss_store_list_fn fn, void *ct
                      "one listing takes: refused",
                      s->url, (unsigned long long)head, SS_CAP_LOCKD_LOG_AHEAD, LK_SEQ_DIGITS,
                      (unsigned long long)after);
+    lk_answer_parse_head_object(ans, &top);
     json_decref(ans);
     for (uint64_t n = after + 1; !rc && n <= head; n++) {
         char key[sizeof LK_LOG_PREFIX + LK_SEQ_DIGITS];
         snprintf(key, sizeof key, LK_LOG_PREFIX "%0*llu", LK_SEQ_DIGITS, (unsigned long long)n);
-        if (fn(ctx, key, &st)) break;
+        if (fn(ctx, key, n == head ? &top : &none)) break;
     }
     return rc;
 }
@@ -405,11 +447,13 @@ static ss_rc lk_xfer_start(ss_store *s, ss_xfer_op *op)
 {
     char *url = NULL;
     lk_call *c;
-    ss_rc rc = op->is_put ? put_url(s, op->key, op->flags, &url, &op->err)
+    int64_t expires_at_ms = 0;
+    ss_rc rc = op->is_put ? put_url(s, op->key, op->flags, &url, &expires_at_ms, &op->err)
                           : get_url(s, op->key, &url, &op->err);
     if (rc) return op->rc = rc;
     if (!(c = object_call(op->is_put, op->key, url)))
         return op->rc = ss_fail(&op->err, SS_ERR_NOMEM, "%s: out of memory", op->key);
+    c->expires_at_ms = expires_at_ms;
     s3_req_bind_xfer(&c->req, op, &c->mem, &c->rd, &c->dst);
     s3_http_start(lk_of(s)->http, &c->req);
     return SS_OK;
@@ -424,6 +468,7 @@ static void lk_xfer_step(ss_store *s, int block, ss_xfer_op **ret_done)
         lk_call *c = done->user;
         ss_xfer_op *op = c->dst.op;
         ss_xfer_settle(s, op, &c->dst, done->rc, &done->err, done->attempts);
+        if (op->is_put) op->rc = put_refused(s, c, op->key, op->rc, &op->err);
         if (op->is_put) op->rc = after_put(s, op->key, op->rc, &op->err);
         call_free(c);
         op->next = *ret_done;

@@ -23,6 +23,7 @@ typedef struct s3_store {
     char *access_key, *secret_key, *session_token, *region;
     time_t (*clock)(void);
     s3_http *http;
+    int accepted; /* the store took a request signed with these credentials (auth_refusal) */
 } s3_store;
 
 /* One request in flight, with what its signer needs. */
@@ -289,15 +290,53 @@ static s3_call *call_new(ss_store *s, const char *method, const char *op, const 
     return c;
 }
 
+/* S3 error codes that say the credentials are not (or no longer) good, whatever the request. */
+static int credential_code(const char *code)
+{
+    static const char *const codes[] = {
+        "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "TokenRefreshRequired",
+        "InvalidToken",       "RequestExpired",        "UserSuspended"};
+    for (size_t i = 0; i < sizeof codes / sizeof *codes; i++)
+        if (!strcmp(code, codes[i])) return 1;
+    return 0;
+}
+
+/*
+ * A finished request's rc, judged by what the credentials did before (README
+ * "Exit codes"). Credentials the store took earlier in this run and refuses
+ * now expired (a session token), were rotated or removed, or their user
+ * suspended, while the command ran: SS_ERR_TEMPORARY, so the next run, with
+ * whatever credentials the environment then holds, does the work; nothing
+ * was half done (a push's log object is written last). Refused from the
+ * start, they are wrong (a bad secret, a stale token in the environment):
+ * the refusal stands, exit 1, and a scheduled run says so every time rather
+ * than passing for "try later". AccessDenied is a permission, not the
+ * credentials: it stands too.
+ */
+static ss_rc auth_refusal(s3_store *s3, const s3_req *r, ss_rc rc, ss_err *err)
+{
+    if (r->status / 100 == 2 || r->status == 404 || r->status == 412 || r->status == 416)
+        s3->accepted = 1; /* answered after the signature was checked */
+    if (!rc || !s3->accepted || r->status < 400 || !credential_code(r->code)) return rc;
+    if (err) {
+        ss_err why = *err;
+        ss_fail(err, SS_ERR_TEMPORARY,
+                "%s (the credentials worked earlier in this run: expired, rotated or suspended "
+                "since; try again with fresh ones)",
+                why.msg);
+    }
+    return SS_ERR_TEMPORARY;
+}
+
 static ss_rc run_call(ss_store *s, s3_call *c, ss_err *err)
 {
     ss_rc rc = s3_http_run(s3_of(s)->http, &c->req);
     if (rc && err) *err = c->req.err;
-    return rc;
+    return auth_refusal(s3_of(s), &c->req, rc, err);
 }
 
 static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                    const void *buf, unsigned flags, ss_err *err)
+                    const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err)
 {
     s3_call *c = call_new(s, "PUT", "PUT", key);
     ss_rc rc;
@@ -308,6 +347,7 @@ static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
     c->req.body_len = len;
     rc = run_call(s, c, err);
     attempts = c->req.attempts;
+    if (!rc && ret_stat) s3_req_put_stat(&c->req, len, ret_stat);
     call_free(c);
     return ss_store_resolve_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
 }
@@ -488,6 +528,7 @@ static void s3_xfer_step(ss_store *s, int block, ss_xfer_op **ret_done)
         s3_req *next = done->next;
         s3_call *c = done->user;
         ss_xfer_op *op = c->dst.op;
+        done->rc = auth_refusal(s3_of(s), done, done->rc, &done->err);
         ss_xfer_settle(s, op, &c->dst, done->rc, &done->err, done->attempts);
         call_free(c);
         op->next = *ret_done;

@@ -386,6 +386,21 @@ void expect_exit(outcome *o, int code, const char *what)
     failf("%s failed", what);
 }
 
+void expect_fork(const world *w, int d, const char *cmd, const char *snap, uint64_t seq)
+{
+    char key[40], what[64];
+    outcome o = run_cmd(w, d, NULL, cmd);
+    snprintf(key, sizeof key, "log/%020" PRIu64, seq);
+    snprintf(what, sizeof what, "%s on a fork", cmd);
+    expect_exit(&o, 3, what);
+    if (!*o.err || strchr(o.err, '\n') != o.err + strlen(o.err) - 1)
+        failf("%s: not one line: %s", what, o.err);
+    if (!strstr(o.err, key) || !strstr(o.err, "fork"))
+        failf("%s: the fork at %s is not named: %s", what, key, o.err);
+    outcome_free(&o);
+    expect_same_tree(w->dev[d], snap);
+}
+
 int64_t jint(const json_t *j, const char *key)
 {
     const json_t *v = json_object_get(j, key);

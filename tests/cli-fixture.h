@@ -113,6 +113,8 @@ outcome run_on(const world *w, int d, const char *const *env, const char *const 
 /* The same without env, which must succeed with a JSON object on stdout (the caller decrefs). */
 json_t *ok_on(const world *w, int d, const char *const *args);
 void expect_exit(outcome *o, int code, const char *what);
+/* cmd on d meets a store fork at log/<seq>: exit 3, one line naming it, d's folder still snap. */
+void expect_fork(const world *w, int d, const char *cmd, const char *snap, uint64_t seq);
 int64_t jint(const json_t *j, const char *key);
 /* Run cmd on device d, which must succeed; its --json (the caller decrefs). */
 json_t *ok_json(const world *w, int d, const char *cmd);

@@ -76,6 +76,7 @@ static struct {
 } g_priv;
 
 static pid_t private_radosgw(void);
+static void credentials_back(void);
 
 /* The shared RGW's settings, put back after a private-cluster test. */
 static char *g_shared_env[3];
@@ -205,6 +206,7 @@ static int private_world_teardown(void **state)
 {
     int rc = 0;
     resume_rgw();
+    credentials_back();    /* a test that failed with them taken away */
     if (!*state) return 0; /* skipped */
     fp_set(g_priv.proxy, NULL, 0);
     if (!private_radosgw()) { /* a test that failed with the gateway down: bring it back */
@@ -834,6 +836,92 @@ static void test_init_refuses_store_ignoring_create_only(void **state)
     if (!access(at(w, B, ".s3sync"), F_OK)) failf("a refused join left %s", at(w, B, ".s3sync"));
 }
 
+/* --- credentials taken away mid-push ----------------------------------------------------- */
+
+static int g_creds_gone; /* the private cluster's user is without its key, or suspended */
+
+/* radosgw-admin ARGS... on the private cluster (the user of ci/rgw.sh, s3sync-test). */
+static void rgw_admin(const char *what, const char *const *args)
+{
+    char conf[600];
+    const char *argv[16] = {"/usr/bin/radosgw-admin", "-c", conf};
+    size_t n = 3;
+    snprintf(conf, sizeof conf, "%s/ceph.conf", g_priv.dir);
+    for (size_t i = 0; args[i] && n < COUNT(argv) - 1; i++)
+        argv[n++] = args[i];
+    outcome o = finish(start_prog(NULL, argv));
+    expect_exit(&o, 0, what);
+    outcome_free(&o);
+}
+
+/* The user's key and standing as ci/rgw.sh made them. */
+static void credentials_back(void)
+{
+    if (!g_creds_gone) return;
+    g_creds_gone = 0;
+    rgw_admin("key create", ARGS("key", "create", "--uid=s3sync-test", "--access-key",
+                                 g_priv.access, "--secret", g_priv.secret));
+    rgw_admin("user enable", ARGS("user", "enable", "--uid=s3sync-test"));
+}
+
+/*
+ * The credentials a push runs with stop working while it runs (a session
+ * token expiring, a key rotated away, a user suspended): radosgw-admin
+ * removes the user's key, then suspends the user, while A's push is stopped
+ * at push.before-log (S3SYNC_PAUSE_AT), its packs uploaded with them. The
+ * resumed push meets 403 InvalidAccessKeyId, then UserSuspended: exit 75
+ * (try again later), A's folder as it was. A push that starts with the
+ * credentials already refused stays exit 1 (they are wrong, not expired).
+ * With them back, a push finishes and B gets every file: nothing lost.
+ * On the private cluster (the key of the user every client of it uses).
+ */
+static void test_credentials_expire_mid_push(void **state)
+{
+    static const char *const pause[] = {"S3SYNC_PAUSE_AT=push.before-log:1", NULL};
+    static const char *const code[] = {"InvalidAccessKeyId", "UserSuspended"};
+    world *w = *state;
+    char intended[200];
+    outcome o;
+    if (!w) skip();
+    g_seed = 0;
+    snprintf(intended, sizeof intended, "%s/intended", w->root);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "before.txt"), "synced before", 13);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    for (int round = 0; round < 2; round++) {
+        char name[32];
+        snprintf(g_step, sizeof g_step, "%s mid-push", code[round]);
+        snprintf(name, sizeof name, "blob%d.bin", round);
+        write_random(at(w, A, name), 300000);
+        rm_rf(intended);
+        snapshot(w->dev[A], intended);
+        child ch = start_cmd(w, A, pause, "push");
+        expect_paused(ch, "push");
+        g_creds_gone = 1;
+        if (round)
+            rgw_admin("user suspend", ARGS("user", "suspend", "--uid=s3sync-test"));
+        else
+            rgw_admin("key rm",
+                      ARGS("key", "rm", "--uid=s3sync-test", "--access-key", g_priv.access));
+        kill(ch.pid, SIGCONT);
+        o = finish_limited(ch, "push whose credentials went away");
+        expect_exit(&o, 75, "push whose credentials went away mid-push");
+        if (!strstr(o.err, code[round])) failf("%s is not named: %s", code[round], o.err);
+        outcome_free(&o);
+        expect_same_tree(intended, w->dev[A]);
+        o = run_cmd(w, A, NULL, "push");
+        expect_exit(&o, 1, "push with credentials refused from the start");
+        outcome_free(&o);
+        credentials_back();
+        ok(w, A, "push");
+        ok(w, B, "sync");
+        expect_same_tree(intended, w->dev[B]);
+    }
+    g_step[0] = '\0';
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 #define PRIVATE_TEST(f, setup) cmocka_unit_test_setup_teardown(f, setup, private_world_teardown)
 
@@ -849,6 +937,7 @@ int main(void)
         WORLD_TEST(test_lost_log_answer),
         PRIVATE_TEST(test_rgw_outage_mid_push, private_proxied_setup),
         PRIVATE_TEST(test_rgw_killed_mid_push, private_direct_setup),
+        PRIVATE_TEST(test_credentials_expire_mid_push, private_direct_setup),
         WORLD_TEST(test_init_refuses_store_ignoring_create_only),
     };
     const char *endpoint = getenv("AWS_ENDPOINT_URL_S3"), *seed = getenv("S3SYNC_FAULT_SEED");

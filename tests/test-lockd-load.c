@@ -164,7 +164,7 @@ static void test_cache_interleaved(void **state)
     assert_int_equal(ld_db_repo_put(t->server, "r1", "s3://b/r1", &changed, &err), SS_OK);
     for (uint64_t i = 1; i <= 300; i++) {
         ld_db *writer = i % 2 ? t->admin : t->server;
-        if (i % 3 == 0) assert_int_equal(ld_db_repo_raise_head(writer, "r1", i, &err), SS_OK);
+        if (i % 3 == 0) assert_int_equal(ld_db_repo_raise_head(writer, "r1", i, NULL, &err), SS_OK);
         assert_int_equal(ld_db_repo_state(t->server, "r1", &r, &l, &found, &err), SS_OK);
         assert_int_equal(ld_db_repo_get(t->admin, "r1", &direct, &err), SS_OK);
         assert_int_equal(r.head, direct.head);

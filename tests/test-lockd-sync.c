@@ -25,6 +25,7 @@
  * test_no_bucket_credentials shows); lockd gets them back in its own
  * environment, and the test's own look at the bucket passes them as options.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -40,8 +41,10 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <sodium.h>
+#include <sqlite3.h>
 
 #include "cli-fixture.h"
+#include "faultproxy.h"
 #include "s3store.h"
 
 #ifndef S3SYNC_LOCKD_BIN
@@ -49,14 +52,15 @@
 #endif
 
 #define CURL_BIN "/usr/bin/curl"
-#define REPOS 12 /* w1..w12: one per world, configured before lockd starts */
+#define REPOS 16 /* w1..w16: one per world, configured before lockd starts */
 
 static char g_dir[] = "/tmp/ss-lockd-sync-XXXXXX";
 static char g_base[256]; /* s3://BUCKET/lsync-TAG: the repositories' bucket prefix */
 static char g_conf[600], g_port_file[600];
 static unsigned g_port, g_worlds;
 static child g_lockd = {-1, -1, -1};
-static const char *g_lockd_env[4]; /* "AWS_ACCESS_KEY_ID=..." and co.: lockd's only */
+static const char *g_lockd_env[5]; /* "AWS_ACCESS_KEY_ID=..." and co.: lockd's only */
+static char g_lockd_via[300];      /* "AWS_ENDPOINT_URL_S3=PROXY": lockd's bucket behind a proxy */
 static ss_store_opts g_bucket;     /* the same credentials, for the test's direct look */
 
 /* Move the bucket credentials from the environment every child inherits to
@@ -89,8 +93,15 @@ static void lockd_start(void)
     char listen[64];
     snprintf(listen, sizeof listen, "127.0.0.1:%u", g_port); /* the first start picks a port */
     unlink(g_port_file);
-    g_lockd = start_prog(g_lockd_env, ARGS(S3SYNC_LOCKD_BIN, "--config", g_conf, "--listen", listen,
-                                           "--port-file", g_port_file));
+    const char *env[COUNT(g_lockd_env) + 1] = {0};
+    size_t n = 0;
+    while (g_lockd_env[n]) {
+        env[n] = g_lockd_env[n];
+        n++;
+    }
+    if (g_lockd_via[0]) env[n] = g_lockd_via;
+    g_lockd = start_prog(env, ARGS(S3SYNC_LOCKD_BIN, "--config", g_conf, "--listen", listen,
+                                   "--port-file", g_port_file));
     for (int i = 0; i < 1500; i++) { /* 30 s: an ASan build starts slower */
         FILE *f = fopen(g_port_file, "r");
         int ok = f && fscanf(f, "%u", &g_port) == 1;
@@ -504,6 +515,169 @@ static void test_lockd_killed(void **state)
     g_step[0] = '\0';
 }
 
+/* lockd's database as a backup from before would have it: repo's head set back to head. */
+static void lockd_db_set_head(const char *repo, int64_t head)
+{
+    char path[700], *sql = NULL, *msg = NULL;
+    sqlite3 *db = NULL;
+    snprintf(path, sizeof path, "%s/lockd.db", g_dir);
+    if (asprintf(&sql, "UPDATE repositories SET head = %" PRId64 " WHERE name = '%s'", head, repo) <
+        0)
+        failf("out of memory");
+    if (sqlite3_open(path, &db) != SQLITE_OK ||
+        sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK)
+        failf("%s: %s", path, msg ? msg : sqlite3_errmsg(db));
+    sqlite3_close(db);
+    free(sql);
+}
+
+/*
+ * A store fork through lockd: the bucket lost A's log/2 and lockd's head went
+ * back to 1 (its database restored from a backup); B, which never saw A's
+ * log/2, writes another. lockd's head is 2 again, and A's watermark 2: only
+ * the object tells them apart. A's pull and push: exit 3 naming log/2.
+ */
+static void test_fork(void **state)
+{
+    world *w = *state;
+    ss_store *s = direct_store(repo_of(w));
+    ss_err err = {{0}};
+    char snap[300];
+    const char *key = "log/00000000000000000002";
+    snprintf(snap, sizeof snap, "%s/snapshot", w->root);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "base.txt"), "base", 4);
+    ok(w, A, "push"); /* seq 1 */
+    ok(w, B, "pull");
+    write_bytes(at(w, A, "mine.txt"), "A's seq 2", 9);
+    ok(w, A, "push");       /* seq 2 */
+    expect_idle_sync(w, A); /* still one GET head: lockd's answer carries log/2's ETag */
+    snprintf(g_step, sizeof g_step, "log/2 lost, lockd's head back at 1, B writes another log/2");
+    if (ss_store_delete(s, key, &err)) failf("%s: %s", key, err.msg);
+    assert_int_equal(lockd_stop(SIGTERM), 0);
+    lockd_db_set_head(repo_of(w), 1);
+    lockd_start();
+    write_bytes(at(w, B, "theirs.txt"), "B's seq 2", 9);
+    ok(w, B, "push");
+    expect_log_is_head(repo_of(w), w->token[A], 2);
+    write_bytes(at(w, A, "later.txt"), "not on a fork", 13); /* for the push to write */
+    snapshot(w->dev[A], snap);
+    expect_fork(w, A, "pull", snap, 2);
+    expect_fork(w, A, "push", snap, 2);
+    snprintf(g_step, sizeof g_step, "B writes log/3 on its side: lockd tells log/3's ETag only");
+    write_bytes(at(w, B, "theirs3.txt"), "B's seq 3", 9);
+    ok(w, B, "push");
+    expect_fork(w, A, "pull", snap, 2);
+    g_step[0] = '\0';
+    ss_store_free(s);
+}
+
+/* lockd again, its bucket requests (and so every presigned URL) through p, or direct (NULL). */
+static void lockd_via(const faultproxy *p)
+{
+    assert_int_equal(lockd_stop(SIGTERM), 0);
+    snprintf(g_lockd_via, sizeof g_lockd_via, "%s%s", p ? "AWS_ENDPOINT_URL_S3=" : "",
+             p ? fp_url(p) : "");
+    lockd_start();
+}
+
+/* Wait until c stops itself at its pause point (S3SYNC_PAUSE_AT, core/fault.h). */
+static void expect_paused(child c)
+{
+    int status;
+    while (waitpid(c.pid, &status, WUNTRACED) < 0)
+        assert_int_equal(errno, EINTR);
+    if (!WIFSTOPPED(status)) failf("the push did not stop at its pause point");
+}
+
+/* Until repo's lease (held by a stopped device) has expired. */
+static void lease_expires(const world *w)
+{
+    int leased = 1;
+    for (double t0 = now_s(); leased; usleep(50000)) {
+        lockd_head(w->token[B], repo_of(w), &leased);
+        if (leased && now_s() - t0 > 20) failf("the lease did not expire");
+    }
+}
+
+/* The stopped push c goes on; it must end in 0 (or 75, then a rerun pushes) and lose nothing. */
+static void resume_push(const world *w, child c, const char *file)
+{
+    outcome o;
+    kill(c.pid, SIGCONT);
+    o = finish(c);
+    if (o.code != 0 && o.code != 75)
+        failf("the push woken up past its lease: exit %d (signal %d): %s", o.code, o.sig, o.err);
+    fprintf(stderr, "%s: the push woken up past its lease: exit %d, %" PRId64 " rebuilds\n", g_step,
+            o.code, o.json ? jint(o.json, "retries") : -1);
+    outcome_free(&o);
+    ok(w, A, "push"); /* what is left, if it gave up */
+    ok(w, B, "sync");
+    ok(w, A, "sync");
+    expect_converged(w);
+    if (access(at(w, B, file), F_OK)) failf("%s did not reach B: a change was lost", file);
+}
+
+/*
+ * A device put to sleep mid-push (a laptop suspended: SIGSTOP here) past its
+ * 1.5 s lease, while B takes the lease over and pushes. A stale lease: A
+ * stops at push.before-log (its packs uploaded), then at push.after-log
+ * (log/<seq> uploaded and committed, not yet in A's state). An expired URL:
+ * a fault proxy in front of the bucket
+ * (lockd's endpoint meanwhile) holds A's pack PUT for 4 s and A is stopped while it waits, so the
+ * PUT reaches the bucket after its URL expired (403). Either way A re-acquires, pulls, rebuilds and
+ * finishes: exit 0, or 75 and a rerun; never 1, and B gets A's file.
+ */
+static void test_sleep_mid_push(void **state)
+{
+    world *w = *state;
+    const char *ttl = "S3SYNC_LEASE_TTL_MS=1500";
+    fp_rates held = {
+        .permille = {[FP_STALL] = 1000}, .stall_ms = 4000, .match = "PUT */data/*", .limit = 1};
+    faultproxy *p = fp_start(getenv("AWS_ENDPOINT_URL"), 1);
+    uint64_t n[FP_KINDS];
+    child c;
+    if (!p) failf("no fault proxy");
+    join(w, A);
+    join(w, B);
+    for (int i = 0; i < 2; i++) { /* the lease goes stale before log/<seq>, or after it */
+        char pause[64], file[16];
+        snprintf(g_step, sizeof g_step, "stale lease at %s",
+                 i ? "push.after-log" : "push.before-log");
+        snprintf(pause, sizeof pause, "S3SYNC_PAUSE_AT=%s:1",
+                 i ? "push.after-log" : "push.before-log");
+        snprintf(file, sizeof file, "a%d.bin", i);
+        write_random(at(w, A, file), 300000);
+        c = start_cmd(w, A, ARGS(ttl, pause), "push");
+        expect_paused(c);
+        lease_expires(w);
+        write_bytes(at(w, B, file + 1), "B meanwhile", 11);
+        ok(w, B, "push");
+        resume_push(w, c, file);
+    }
+    snprintf(g_step, sizeof g_step, "expired URL");
+    lockd_via(p);
+    write_random(at(w, A, "a2.bin"), 300000);
+    fp_set(p, &held, 0);
+    c = start_cmd(w, A, ARGS(ttl), "push");
+    for (double t0 = now_s();; usleep(10000)) { /* until the proxy holds A's PUT */
+        fp_counts(p, n);
+        if (n[FP_STALL]) break;
+        if (now_s() - t0 > 20) failf("no pack PUT came");
+    }
+    kill(c.pid, SIGSTOP);
+    lease_expires(w);
+    write_bytes(at(w, B, "b2.txt"), "B meanwhile", 11);
+    ok(w, B, "push");
+    usleep(4500000); /* the proxy let the PUT go: its URL had expired */
+    resume_push(w, c, "a2.bin");
+    g_step[0] = '\0';
+    lockd_via(NULL);
+    fp_stop(p);
+    expect_log_is_head(repo_of(w), w->token[A], -1);
+}
+
 /* --- watch through lockd ---------------------------------------------------------------- */
 
 #define WATCH_LIMIT_S 20.0 /* a change must reach the other folder within this */
@@ -846,6 +1020,7 @@ int main(void)
         WORLD_TEST(test_lease_held),    WORLD_TEST(test_concurrent_push),
         WORLD_TEST(test_client_killed), WORLD_TEST(test_lockd_killed),
         WATCH_TEST(test_watch),         cmocka_unit_test(test_no_bucket_credentials),
+        WORLD_TEST(test_fork),          WORLD_TEST(test_sleep_mid_push),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];

@@ -141,8 +141,24 @@ static uint64_t head_of(unit *u)
 {
     uint64_t head = 0;
     ld_outcome o;
-    assert_int_equal(ld_lease_head(u->leases, "r1", &head, NULL, &o), SS_OK);
+    assert_int_equal(ld_lease_head(u->leases, "r1", &head, NULL, NULL, &o), SS_OK);
     return head;
+}
+
+/* GET head's log/<seq> is the bucket's: ETag and size as a HEAD gives them now. */
+static void expect_head_object(unit *u, uint64_t seq)
+{
+    char key[32];
+    uint64_t head = 0;
+    ss_store_stat want, got;
+    ss_err err = {{0}};
+    ld_outcome o;
+    ld_log_key(seq, key);
+    assert_int_equal(ss_store_head(u->store, key, &want, &err), SS_OK);
+    assert_int_equal(ld_lease_head(u->leases, "r1", &head, NULL, &got, &o), SS_OK);
+    assert_int_equal(head, seq);
+    assert_string_equal(got.etag, want.etag);
+    assert_int_equal(got.size, want.size);
 }
 
 static void acquire_ok(unit *u, const ld_device *d, int64_t ttl_ms, ld_lease *l)
@@ -172,7 +188,7 @@ static void test_unit_one_holder(void **state)
     assert_int_equal(o.retry_after_ms, 6000);
     assert_string_equal(o.holder, "dev-a");
     assert_int_equal(ld_lease_acquire(u->leases, &u->a, "r1", 5000, &lb, &o), SS_ERR_CONFLICT);
-    assert_int_equal(ld_lease_head(u->leases, "r1", &head, &leased, &o), SS_OK);
+    assert_int_equal(ld_lease_head(u->leases, "r1", &head, &leased, NULL, &o), SS_OK);
     assert_int_equal(head, 0);
     assert_true(leased);
     /* Released: free for the other device, with a greater fencing token. */
@@ -291,6 +307,7 @@ static void test_unit_commit(void **state)
                      SS_OK);
     assert_int_equal(c.head, 1);
     assert_false(rel);
+    expect_head_object(u, 1);
     /* A repeated commit (its answer lost) is recognised, not re-applied. */
     assert_int_equal(ld_lease_commit(u->leases, &u->a, "r1", la.id, la.fencing, 1, 0, &c, &rel, &o),
                      SS_OK);
@@ -304,6 +321,7 @@ static void test_unit_commit(void **state)
                      SS_OK);
     assert_true(rel);
     assert_int_equal(head_of(u), 2);
+    expect_head_object(u, 2);
     assert_int_equal(ld_lease_release(u->leases, &u->a, "r1", la.id, la.fencing, &o),
                      SS_ERR_CONFLICT); /* already released by the commit */
 }
@@ -323,10 +341,12 @@ static void test_unit_reconcile(void **state)
     assert_int_equal(ss_store_put(u->store, "log/0001", "x", 1, 0, &err), SS_OK);
     assert_int_equal(ld_lease_reconcile(u->leases, "r1", &head, &o), SS_OK);
     assert_int_equal(head, 3);
+    expect_head_object(u, 3);
     put_log(u->store, 4);
     assert_int_equal(ld_lease_reconcile(u->leases, "r1", &head, &o), SS_OK);
     assert_int_equal(head, 5);
     assert_int_equal(head_of(u), 5);
+    expect_head_object(u, 5);
 }
 
 /* Invariant 5: a lease that ends after PUT URLs were issued, uncommitted,

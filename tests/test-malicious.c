@@ -633,6 +633,72 @@ static void test_special_modes(void **state)
     umask(old);
 }
 
+/*
+ * A store fork: the store loses A's newest object, log/2, and B, which never
+ * saw it, writes a different log/2. A's log/2 is there by name, not by
+ * content: A's pull and push must say so (exit 3 naming sequence 2) and
+ * change nothing, even after B wrote log/3 on its side of the fork.
+ */
+static void test_fork(void **state)
+{
+    world *w = *state;
+    ss_store *s = NULL;
+    ss_err err = {{0}};
+    char snap[200], key[SS_KEY_NAME_MAX];
+    snprintf(snap, sizeof snap, "%s/snapshot", w->root);
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, (uint64_t)2);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "base.txt"), "base", 4);
+    ok(w, A, "push"); /* seq 1 */
+    ok(w, B, "pull");
+    /* The check costs nothing while the listing's ETag is the one recorded. */
+    expect_idle_sync(w, B); /* log/1 as B pulled it */
+    write_bytes(at(w, A, "mine.txt"), "A's seq 2", 9);
+    ok(w, A, "push");       /* seq 2 */
+    expect_idle_sync(w, A); /* log/2 as A wrote it */
+    check(ss_store_open(w->url, NULL, &s, &err), &err, w->url);
+    snprintf(g_step, sizeof g_step, "log/2 restored byte for byte");
+    {
+        size_t len = 0;
+        void *obj = get_obj(s, key, &len);
+        check(ss_store_delete(s, key, &err), &err, key);
+        check(ss_store_put(s, key, obj, len, SS_PUT_CREATE_ONLY, &err), &err, key);
+        free(obj);
+    }
+    ok(w, A, "pull");       /* a new ETag maybe (file://: a new inode), the same object */
+    expect_idle_sync(w, A); /* and the ETag it has now is remembered */
+    snprintf(g_step, sizeof g_step, "log/2 lost, B writes another log/2");
+    check(ss_store_delete(s, key, &err), &err, key);
+    write_bytes(at(w, B, "theirs.txt"), "B's seq 2", 9);
+    ok(w, B, "push"); /* seq 2 again */
+    snapshot(w->dev[A], snap);
+    expect_fork(w, A, "pull", snap, 2);
+    write_bytes(at(w, A, "later.txt"), "not on a fork", 13);
+    rm_rf(snap);
+    snapshot(w->dev[A], snap);
+    expect_fork(w, A, "push", snap, 2);
+    expect_fork(w, A, "sync", snap, 2);
+    snprintf(g_step, sizeof g_step, "B writes log/3 on its side");
+    write_bytes(at(w, B, "theirs3.txt"), "B's seq 3", 9);
+    ok(w, B, "push"); /* seq 3 */
+    expect_fork(w, A, "pull", snap, 2);
+    /* README "A store fork": A joins again in place; its side comes back as local changes. */
+    snprintf(g_step, sizeof g_step, "A joins again");
+    if (rename(at(w, A, ".s3sync"), at_dir(w->root, "A.s3sync-forked")))
+        failf("rename: %s", strerror(errno));
+    join(w, A);
+    ok(w, A, "sync");
+    ok(w, B, "sync");
+    expect_converged(w);
+    expect_content(at(w, B, "mine.txt"), "A's seq 2");
+    expect_content(at(w, B, "later.txt"), "not on a fork");
+    expect_content(at(w, A, "theirs3.txt"), "B's seq 3");
+    g_step[0] = '\0';
+    ss_store_free(s);
+    rm_rf(snap);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_teardown)
 
 int main(void)
@@ -644,6 +710,7 @@ int main(void)
     };
     const struct CMUnitTest both_stores[] = {
         WORLD_TEST(test_special_modes),
+        WORLD_TEST(test_fork),
     };
     int failed;
     if (fixture_init("mal")) return 1;

@@ -3,8 +3,8 @@
  * s3sync-lockd's JSON answers (s3store/lockd_answer.c), what a lockd that
  * lies, or anyone between it and an http:// client, can make a device read.
  * Each input is one answer body: lk_answer_load, then every parser on it
- * (a lease grant, a presign answer of GET, PUT or LIST, the head, the writers
- * of a sequence, a refusal),
+ * (a lease grant, a presign answer of GET, PUT or LIST, the head and its
+ * object's ETag, the writers of a sequence, a refusal),
  * as lockd_client.c and store_lockd.c would read it.
  *
  * Checked: an accepted lease id is 1..63 lower-case hex (it goes into request
@@ -36,6 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     lk_answer_lease lease;
     lk_answer_presigned pre;
     lk_answer_refusal no;
+    ss_store_stat obj;
     uint64_t head = 0;
     char who[300];
 
@@ -56,6 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!pre.key_prefix) abort();
     (void)strlen(pre.key_prefix);
     if (pre.reuse_ms < 0 || pre.reuse_ms > (int64_t)LK_ANSWER_EXPIRES_MAX * 800) abort();
+    if (pre.expires_ms < pre.reuse_ms || pre.expires_ms > (int64_t)LK_ANSWER_EXPIRES_MAX * 1000)
+        abort();
     if (lk_answer_parse_head(ans, &head) && head) abort();
     if ((int64_t)head < 0) abort();
     /* A writer's name goes into an error message: device-name characters only. */
@@ -64,6 +67,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             strlen(who))
         abort();
     one_line(who, sizeof who);
+    lk_answer_parse_head_object(ans, &obj); /* an ETag of printable characters, or none */
+    one_line(obj.etag, sizeof obj.etag);
+    if (strchr(obj.etag, ' ') || (!obj.etag[0] && obj.size)) abort();
     lk_answer_parse_refusal(ans, &no);
     one_line(no.code, sizeof no.code);
     one_line(no.message, sizeof no.message);
