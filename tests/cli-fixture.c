@@ -309,6 +309,17 @@ outcome finish(child c)
     return o;
 }
 
+void expect_stopped(child c, const char *what)
+{
+    int status;
+    while (waitpid(c.pid, &status, WUNTRACED) < 0)
+        assert_int_equal(errno, EINTR);
+    if (!WIFSTOPPED(status))
+        failf("%s did not stop at its pause point (exit %d, signal %d)", what,
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
 void outcome_free(outcome *o)
 {
     free(o->out);

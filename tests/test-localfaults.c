@@ -1,6 +1,7 @@
 /*
- * test-localfaults: the folder's own file system fails, end to end through
- * the s3sync binary on a file:// store (the store plays no part here).
+ * test-localfaults: the folder's own file system fails, or a local user
+ * plays tricks with it, end to end through the s3sync binary on a file://
+ * store (the store plays no part here).
  *
  *   disk full     B's folder on a small tmpfs, nearly filled: pull exits 1
  *                 with one line naming the cause (No space left on device);
@@ -19,6 +20,11 @@
  *                 reads it up to 3 times and skips it with a warning if it
  *                 never holds still; B never gets a torn mix of two versions,
  *                 and once the writer stops the next sync converges.
+ *   swapped       d/ swapped for a symlink to a directory outside the folder
+ *                 while push stands before reading d/secret.txt, or pull
+ *                 before removing d/sub (S3SYNC_PAUSE_AT): nothing outside
+ *                 is pushed or removed; with openat2 and with the O_NOFOLLOW
+ *                 walk (S3SYNC_FAULT=no-openat2).
  *
  * Needs root for mount and setpriv (CI and this machine run as root); each
  * scenario that cannot get them is skipped with a message saying why.
@@ -385,15 +391,127 @@ static void test_changing_file(void **state)
     g_step[0] = '\0';
 }
 
+/* --- a directory swapped for a symlink mid-command ----------------------------------- */
+
+/* The two ways fsio resolves a path beneath the folder (core/fsio.h): openat2, the walk. */
+static const char *const g_resolvers[2][3] = {
+    {"openat2", NULL},
+    {"the O_NOFOLLOW walk", "S3SYNC_FAULT=no-openat2", NULL},
+};
+
+/* Replace dir by a symlink to target (dir itself is kept as away), or put it back. */
+static void swap_dir(const char *dir, const char *away, const char *target)
+{
+    if (target ? rename(dir, away) || symlink(target, dir) : unlink(dir) || rename(away, dir))
+        failf("swap %s: %s", dir, strerror(errno));
+}
+
+/* s3sync -C DEV --json CMD, stopped at point, with the resolver's environment. */
+static child start_paused(const world *w, int d, const char *point, int walk, const char *cmd)
+{
+    char pause[96];
+    const char *env[3] = {pause, g_resolvers[walk][1], NULL};
+    snprintf(pause, sizeof pause, "S3SYNC_PAUSE_AT=%s", point);
+    child c = start_cmd(w, d, env, cmd);
+    expect_stopped(c, cmd);
+    return c;
+}
+
+/*
+ * A local user swaps d/ for a symlink to a directory outside the folder
+ * while A's push stands between its scan of d/secret.txt and reading it.
+ * The push must not read through the link: nothing of the outside file
+ * reaches the store (B), and the push warns and goes on.
+ */
+static void test_swap_during_push(void **state)
+{
+    world *w = *state;
+    char outside[200], away[200];
+    snprintf(outside, sizeof outside, "%s/outside", w->root);
+    snprintf(away, sizeof away, "%s.away", at(w, A, "d"));
+    write_bytes(at_dir(outside, "secret.txt"), "OUTSIDE SECRET", 14);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "d/secret.txt"), "inside", 6);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    for (int walk = 0; walk < 2; walk++) {
+        child c;
+        outcome o;
+        snprintf(g_step, sizeof g_step, "push, d/ swapped before reading (%s)",
+                 g_resolvers[walk][0]);
+        write_bytes(at(w, A, "d/secret.txt"), walk ? "inside 3" : "inside 2", 8);
+        c = start_paused(w, A, "push.before-read:1", walk, "push");
+        swap_dir(at(w, A, "d"), away, outside);
+        kill(c.pid, SIGCONT);
+        o = finish(c);
+        ok(w, B, "pull");
+        if (count_in(w->dev[B], count_content, "OUTSIDE SECRET"))
+            failf("the file outside the folder was pushed through the symlink");
+        expect_exit(&o, 0, g_step);
+        if (!strstr(o.err, "skipping d/secret.txt"))
+            failf("no warning for d/secret.txt: %s", o.err);
+        fprintf(stderr, "  %s: %s", g_step, o.err);
+        outcome_free(&o);
+        swap_dir(at(w, A, "d"), away, NULL);
+        ok(w, A, "push");
+        ok(w, B, "pull");
+        expect_content(at(w, B, "d/secret.txt"), walk ? "inside 3" : "inside 2");
+    }
+    g_step[0] = '\0';
+}
+
+/*
+ * A local user swaps d/ for a symlink to a directory outside the folder
+ * while B's pull stands before removing d/sub (deleted by A). The pull
+ * must not remove outside/sub through the link; once d/ is back, a pull
+ * completes.
+ */
+static void test_swap_during_pull(void **state)
+{
+    world *w = *state;
+    char outside[200], away[200];
+    struct stat st;
+    snprintf(outside, sizeof outside, "%s/outside", w->root);
+    snprintf(away, sizeof away, "%s.away", at(w, B, "d"));
+    if (mkdir(outside, 0755) || mkdir(at_dir(outside, "sub"), 0755)) failf("mkdir outside");
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "d/keep.txt"), "keep", 4);
+    for (int walk = 0; walk < 2; walk++) {
+        child c;
+        outcome o;
+        snprintf(g_step, sizeof g_step, "pull, d/ swapped before removing d/sub (%s)",
+                 g_resolvers[walk][0]);
+        if (mkdir(at(w, A, "d/sub"), 0755)) failf("mkdir d/sub");
+        ok(w, A, "push");
+        ok(w, B, "pull");
+        if (rmdir(at(w, A, "d/sub"))) failf("rmdir d/sub");
+        ok(w, A, "push");
+        c = start_paused(w, B, "apply.before-remove:1", walk, "pull");
+        swap_dir(at(w, B, "d"), away, outside);
+        kill(c.pid, SIGCONT);
+        o = finish(c);
+        fprintf(stderr, "  %s: exit %d %s", g_step, o.code, o.err);
+        if (o.code != 0 && o.code != 1) failf("pull: exit %d: %s", o.code, o.err);
+        outcome_free(&o);
+        if (stat(at_dir(outside, "sub"), &st) || !S_ISDIR(st.st_mode))
+            failf("the directory outside the folder was removed through the symlink");
+        swap_dir(at(w, B, "d"), away, NULL);
+        ok(w, B, "pull");
+        expect_same_tree(w->dev[A], w->dev[B]);
+    }
+    g_step[0] = '\0';
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        WORLD_TEST(test_disk_full),
-        WORLD_TEST(test_read_only),
-        WORLD_TEST(test_unreadable),
-        WORLD_TEST(test_changing_file),
+        WORLD_TEST(test_disk_full),        WORLD_TEST(test_read_only),
+        WORLD_TEST(test_unreadable),       WORLD_TEST(test_changing_file),
+        WORLD_TEST(test_swap_during_push), WORLD_TEST(test_swap_during_pull),
     };
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);
@@ -401,5 +519,7 @@ int main(void)
     unsetenv("S3SYNC_PASSWORD_FILE");
     unsetenv("S3SYNC_PASSWORD_COMMAND");
     unsetenv("S3SYNC_CRASH_AT");
+    unsetenv("S3SYNC_PAUSE_AT");
+    unsetenv("S3SYNC_FAULT");
     return cmocka_run_group_tests_name("localfaults", tests, NULL, NULL);
 }
