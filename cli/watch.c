@@ -21,6 +21,7 @@
 
 #include "fsio.h"
 #include "ignore.h"
+#include "path.h"
 #include "watch.h"
 
 #define QUIET_MS 300      /* a sync starts once the folder was quiet this long */
@@ -243,7 +244,7 @@ static ss_rc watch_tree(watcher *w, const char *rel, ss_err *err)
     while (!rc && (e = readdir(d))) {
         char *child = NULL;
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-            (!*rel && !strcmp(e->d_name, ".s3sync")) || !is_dir_entry(d, e))
+            ss_path_reserved(e->d_name, strlen(e->d_name)) || !is_dir_entry(d, e))
             continue;
         if (!(child = join_rel(rel, e->d_name)))
             rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
@@ -320,7 +321,7 @@ static void on_child(watcher *w, const struct inotify_event *ev, const char *dir
     int is_dir = !!(ev->mask & IN_ISDIR);
     char *child = NULL;
     ss_err err = {{0}};
-    if ((!*dir && !strcmp(ev->name, ".s3sync")) ||
+    if (ss_path_reserved(ev->name, strlen(ev->name)) || /* never synced, at any depth */
         !strncmp(ev->name, SS_FS_TMP_PREFIX, strlen(SS_FS_TMP_PREFIX)))
         return; /* the engine's own files */
     if (!(child = join_rel(dir, ev->name))) {

@@ -553,6 +553,49 @@ fail:
     return rc;
 }
 
+/* --- nesting -------------------------------------------------------------------- */
+
+/* dir holds a .s3sync/ directory: it is a synced folder's root (or claims to be). */
+static int holds_meta(const char *dir)
+{
+    char probe[PATH_MAX + 16];
+    struct stat st;
+    snprintf(probe, sizeof probe, "%s/" SS_TXN_RESERVED_DIR, dir);
+    return !stat(probe, &st) && S_ISDIR(st.st_mode);
+}
+
+/* The nearest proper ancestor of abs (resolved) that holds a .s3sync/, into out; 0: none. */
+static int synced_above(const char *abs, char *out, size_t cap)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", abs);
+    for (char *slash = strrchr(dir, '/'); slash && slash != dir; slash = strrchr(dir, '/')) {
+        *slash = '\0';
+        if (holds_meta(dir)) {
+            snprintf(out, cap, "%s", dir);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A .s3sync/ below another synced folder's root is never adopted: no
+ * version that refuses such paths writes one, but an older one applied any
+ * path another device sent (sub/.s3sync/config naming the sender's store),
+ * and a folder inside another one is synced by the outer one anyway.
+ */
+static ss_rc refuse_nested(const char *dir, const char *outer, ss_err *err)
+{
+    return ss_fail(err, SS_ERR_INVALID,
+                   "%s lies inside the synced folder %s: refusing its " SS_TXN_RESERVED_DIR
+                   "/ (a folder inside another one is never synced on its own; "
+                   "move one of them out of the other)",
+                   dir, outer);
+}
+
+/* --- init ---------------------------------------------------------------------- */
+
 /* An option init records in the settings (value may be NULL: not given) must suit its key. */
 static ss_rc check_init_setting(const char *key, const char *value, ss_err *err)
 {
@@ -582,6 +625,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
 {
     ss_folder *f = NULL;
     uint8_t cfg[SS_CONFIG_BYTES], fp[SS_FINGERPRINT_BYTES];
+    char outer[PATH_MAX];
     ss_rc rc;
     *ret_folder = NULL;
     *ret_created = 0;
@@ -596,6 +640,10 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     if ((rc = new_folder(dir, hooks, &f, err))) return rc;
     if (!access(f->meta, F_OK)) {
         rc = ss_fail(err, SS_ERR_EXISTS, "%s is already a synced folder", f->root);
+        goto fail;
+    }
+    if (synced_above(f->root, outer, sizeof outer)) {
+        rc = refuse_nested(f->root, outer, err);
         goto fail;
     }
     if ((rc = ss_store_open(o->store_url, o->store_opts, &f->store, err))) goto fail;
@@ -648,13 +696,12 @@ fail:
 
 ss_rc ss_folder_find(const char *path, char **ret_dir, ss_err *err)
 {
-    char abs[PATH_MAX], probe[PATH_MAX + 16];
-    struct stat st;
+    char abs[PATH_MAX], outer[PATH_MAX];
     *ret_dir = NULL;
     if (!realpath(path, abs)) return ss_fail(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
     for (;;) {
-        snprintf(probe, sizeof probe, "%s/.s3sync", abs);
-        if (!stat(probe, &st) && S_ISDIR(st.st_mode)) {
+        if (holds_meta(abs)) {
+            if (synced_above(abs, outer, sizeof outer)) return refuse_nested(abs, outer, err);
             *ret_dir = strdup(abs);
             return *ret_dir ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "out of memory");
         }

@@ -2,12 +2,14 @@
  * path: the relative paths a repository stores, their order and their rules.
  *
  * Owns what a valid path is (docs/FORMAT.md "Transactions": 1 to 4096 bytes,
- * no NUL, no empty, "." or ".." segment, no leading or trailing '/', first
- * segment not ".s3sync"; invariant 6) and the one order every sorted list of
- * paths uses: bytes compared with '/' lowest. That order is a depth-first
- * walk with each directory's names sorted by strcmp, so a directory's
- * subtree follows it directly, before a sibling such as "a-c" or "a.txt";
- * the scanner, the state index and the transaction codec all rely on it.
+ * no NUL, no empty, "." or ".." segment, no leading or trailing '/', no
+ * segment that is ".s3sync" on any file system, see ss_path_reserved;
+ * invariant 6), and the one order every sorted list of paths uses: bytes
+ * compared with '/' lowest.
+ * That order is a depth-first walk with each directory's names sorted by
+ * strcmp, so a directory's subtree follows it directly, before a sibling
+ * such as "a-c" or "a.txt"; the scanner, the state index and the
+ * transaction codec all rely on it.
  *
  * Paths are (pointer, length) pairs: a decoder checks a name before trusting
  * that it holds no NUL.
@@ -34,6 +36,27 @@ int ss_path_is_ancestor(const char *a, size_t alen, const char *b, size_t blen);
  * that check their own input rather than decoded bytes map the code.
  */
 ss_rc ss_path_validate(const char *p, size_t len, ss_err *err);
+
+/*
+ * Nonzero when the segment [s, s+n) is the control folder ".s3sync" on some
+ * file system s3sync runs on: ASCII case ignored (macOS, casefolded ext4,
+ * tmpfs and f2fs), and as Linux's utf8 casefolding ("nfdicf") compares
+ * names: every Unicode Default_Ignorable_Code_Point dropped (U+200D ZERO
+ * WIDTH JOINER, U+00AD SOFT HYPHEN, variation selectors...), then NFD and
+ * full case folding, under which U+017F LATIN SMALL LETTER LONG S is 's';
+ * then trailing '.' and ' ' dropped (Windows and FAT file systems drop
+ * them). Bytes that are not UTF-8 compare as bytes (as casefolding does),
+ * so they never make such a segment.
+ */
+int ss_path_reserved(const char *s, size_t n);
+
+/*
+ * Why the name [s, s+n) cannot be a path segment, or NULL when it can:
+ * empty, "." or "..", either of those with ignorable code points added (a
+ * file system that folds names may take "..\u200d" for ".." itself), or
+ * ss_path_reserved. The scan skips what a transaction could not hold.
+ */
+const char *ss_path_segment_fault(const char *s, size_t n);
 
 /*
  * Write p as a double-quoted C-style literal for messages: printable ASCII

@@ -397,6 +397,9 @@ static ss_rc push_delete(push *p, const ss_state_row *row, ss_err *err)
     ss_rc rc;
     if (ss_ignore_match(p->f->ign, row->path, row->kind == SS_TXN_DIR)) return SS_OK;
     if (p->counting) return SS_OK;
+    /* Applied before the path rules refused it (a .s3sync at depth): forgotten, never sent. */
+    if (ss_path_validate(row->path, strlen(row->path), NULL))
+        return ss_state_remove(p->f->state, row->path, err);
     if ((rc = ss_spool_put(p->spool, &e, NULL, err))) return rc;
     verbose(p, "delete", row->path);
     return ss_state_remove(p->f->state, row->path, err);

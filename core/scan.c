@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fsio.h"
+#include "path.h"
 
 #define MAX_PATH 4096
 
@@ -58,6 +59,21 @@ static ss_rc scan_fail(ss_scan *sc, ss_err *err, int e)
                    sc->path[0] ? sc->path : ".", strerror(e));
 }
 
+/* A name a transaction cannot hold is skipped (the root's own .s3sync/ without a word). */
+static int skip_name(ss_scan *sc, size_t path_len, const char *name)
+{
+    char at[MAX_PATH + 1];
+    const char *why = ss_path_segment_fault(name, strlen(name));
+    if (!why) return 0;
+    if (!path_len && !strcmp(name, SS_TXN_RESERVED_DIR)) return 1;
+    snprintf(at, sizeof at, "%.*s%s%s", (int)path_len, sc->path, path_len ? "/" : "", name);
+    warnf(sc, "skipping %s: %s", at,
+          ss_path_reserved(name, strlen(name))
+              ? "a name of s3sync's control folder (" SS_TXN_RESERVED_DIR "), never synced"
+              : why);
+    return 1;
+}
+
 /* The names in directory fd, sorted, as a new frame on top; fd becomes the top's directory. */
 static ss_rc push_dir(ss_scan *sc, int fd, size_t path_len, ss_err *err)
 {
@@ -80,7 +96,7 @@ static ss_rc push_dir(ss_scan *sc, int fd, size_t path_len, ss_err *err)
             unlinkat(dirfd(d), e->d_name, 0);
             continue;
         }
-        if (!path_len && !strcmp(e->d_name, ".s3sync")) continue;
+        if (skip_name(sc, path_len, e->d_name)) continue;
         if (f.n == cap) {
             char **nv = realloc(f.names, (cap = cap ? cap * 2 : 32) * sizeof *nv);
             if (!nv) goto nomem;

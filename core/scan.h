@@ -2,9 +2,11 @@
  * scan: walks a synced folder depth first, each directory's names sorted,
  * so entries come out in ss_path_cmp order ('/' lowest): the order of the
  * state's rows, which lets a push merge the two streams without loading
- * either. Skips .s3sync/, ignored paths, and special files (fifos, sockets,
- * devices: reported through warn). Removes fsio's temp files: one seen by
- * a scan (under the folder's lock) is a leftover of a killed command.
+ * either. Skips ignored paths, names no transaction may hold (.s3sync and
+ * its case-folded aliases at any depth, ss_path_segment_fault: warned about
+ * but for the root's own .s3sync/), and special files (fifos, sockets,
+ * devices: warned about). Removes fsio's temp files: one seen by a scan
+ * (under the folder's lock) is a leftover of a killed command.
  *
  * Symlinks are entries, never followed, at any depth: each directory is
  * opened from its parent's descriptor with O_NOFOLLOW and its names are

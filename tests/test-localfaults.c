@@ -25,6 +25,10 @@
  *                 before removing d/sub (S3SYNC_PAUSE_AT): nothing outside
  *                 is pushed or removed; with openat2 and with the O_NOFOLLOW
  *                 walk (S3SYNC_FAULT=no-openat2).
+ *   casefold      on a casefolded tmpfs or ext4 image (skipped, saying why,
+ *                 where the kernel has no CONFIG_UNICODE): the kernel takes
+ *                 each alias of tests/reserved-names.h for .s3sync, and a
+ *                 forged .S3SYNC/config (and others) leaves B's settings be.
  *
  * Needs root for mount and setpriv (CI and this machine run as root); each
  * scenario that cannot get them is skipped with a message saying why.
@@ -41,9 +45,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <linux/fs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -51,6 +57,8 @@
 #include <sodium.h>
 
 #include "cli-fixture.h"
+#include "forger.h"
+#include "reserved-names.h"
 
 #define NOBODY "65534"
 
@@ -504,6 +512,129 @@ static void test_swap_during_pull(void **state)
     g_step[0] = '\0';
 }
 
+/* --- a casefolded file system ---------------------------------------------------------- */
+
+#ifndef FS_CASEFOLD_FL
+#define FS_CASEFOLD_FL 0x40000000 /* chattr +F */
+#endif
+
+/* Mount a small ext4 image made with casefolding at mnt; 0 with why when it cannot. */
+static int mount_ext4_casefold(const world *w, const char *mnt, char *why, size_t cap)
+{
+    char img[200];
+    outcome o;
+    int fd;
+    snprintf(img, sizeof img, "%s/casefold.img", w->root);
+    fd = open(img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ftruncate(fd, 64 * MIB)) failf("%s: %s", img, strerror(errno));
+    close(fd);
+    o = finish(start_prog(NULL, ARGS("/sbin/mkfs.ext4", "-q", "-F", "-O", "casefold", img)));
+    if (!o.code) {
+        outcome_free(&o);
+        o = finish(start_prog(NULL, ARGS("/bin/mount", "-o", "loop", img, mnt)));
+    }
+    if (o.code) snprintf(why, cap, "%.*s", (int)strcspn(o.err, "\n"), o.err);
+    outcome_free(&o);
+    if (!o.code) snprintf(g_mounts[g_n_mounts++], sizeof g_mounts[0], "%s", mnt);
+    return !o.code;
+}
+
+/*
+ * An empty directory under w->root whose names the kernel compares
+ * casefolded (tmpfs -o casefold, else an ext4 image with casefolding, then
+ * chattr +F); 0 with why when this kernel has neither (CONFIG_UNICODE).
+ */
+static int casefolded_dir(const world *w, char *dir, size_t cap, char *why, size_t why_cap)
+{
+    char mnt[140], ext4[256] = "";
+    int fd, flags = 0, ok;
+    snprintf(mnt, sizeof mnt, "%s/cf", w->root);
+    if (mkdir(mnt, 0755)) failf("mkdir %s: %s", mnt, strerror(errno));
+    if (!mount("tmpfs", mnt, "tmpfs", 0, "casefold,size=64m")) {
+        snprintf(g_mounts[g_n_mounts++], sizeof g_mounts[0], "%s", mnt);
+    } else {
+        int e = errno;
+        if (!mount_ext4_casefold(w, mnt, ext4, sizeof ext4)) {
+            snprintf(why, why_cap, "tmpfs -o casefold: %s; ext4 -O casefold: %s", strerror(e),
+                     ext4);
+            return 0;
+        }
+    }
+    snprintf(dir, cap, "%s/folded", mnt);
+    if (mkdir(dir, 0755)) failf("mkdir %s: %s", dir, strerror(errno));
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = fd >= 0 && !ioctl(fd, FS_IOC_GETFLAGS, &flags);
+    flags |= FS_CASEFOLD_FL;
+    ok = ok && !ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    if (!ok) snprintf(why, why_cap, "chattr +F %s: %s", dir, strerror(errno));
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+/*
+ * On a casefolded directory, what core/path.h says of the control folder's
+ * aliases holds: the kernel takes each for .s3sync itself. Then B's folder
+ * there, and a forged transaction writing .S3SYNC/config (and the other
+ * aliases) into it: once that overwrote B's own settings; now the pull
+ * exits 3 and B's .s3sync/ is as it was.
+ */
+static void test_casefold_aliases(void **state)
+{
+    static const char *const paths[] = {".S3SYNC/config",
+                                        ".\xc5\xbf"
+                                        "3SYNC/config",
+                                        ".s3\xe2\x80\x8d"
+                                        "sync/config"};
+    world *w = *state;
+    char dir[150], why[512] = "", probe[300], *config = NULL, *now = NULL;
+    struct stat meta, st;
+    size_t len = 0;
+    forger f;
+    if (!casefolded_dir(w, dir, sizeof dir, why, sizeof why)) {
+        fprintf(stderr, "skipped: no casefolded file system on this kernel (%s)\n", why);
+        skip();
+    }
+    snprintf(probe, sizeof probe, "%s/probe/.s3sync", dir);
+    make_parents(at_dir(probe, "x"));
+    if (stat(probe, &meta)) failf("stat %s: %s", probe, strerror(errno));
+    for (size_t i = 0; i < COUNT(g_reserved); i++) {
+        snprintf(probe, sizeof probe, "%s/probe/%s", dir, g_reserved[i].name);
+        if (g_reserved[i].casefold && (stat(probe, &st) || st.st_ino != meta.st_ino))
+            failf("this kernel does not take %s for .s3sync", g_reserved[i].what);
+    }
+    snprintf(w->dev[B], sizeof w->dev[B], "%s/B", dir);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "a.txt"), "a", 1);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    config = read_file(at(w, B, ".s3sync/config"), &len);
+    forger_open(&f, w->url, "correct horse battery staple");
+    forger_enroll(&f);
+    ok(w, B, "pull");
+    for (size_t i = 0; i < COUNT(paths); i++) {
+        char key[SS_KEY_NAME_MAX];
+        buf b = {0};
+        outcome o;
+        ss_err err = {{0}};
+        snprintf(g_step, sizeof g_step, "a forged %s on a casefolded folder", paths[i]);
+        t_header(&b, &f, NULL, f.head + 1, 0, 1);
+        t_file(&b, &f, paths[i], strlen(paths[i]), "store = file:///elsewhere\n");
+        forge(&f, &b, SIG_OWN, key);
+        free(b.p);
+        o = run_cmd(w, B, NULL, "pull");
+        expect_exit(&o, 3, g_step);
+        outcome_free(&o);
+        now = read_file(at(w, B, ".s3sync/config"), &len);
+        if (!now || strcmp(now, config)) failf("B's settings were overwritten: %s", now);
+        free(now);
+        if (ss_store_delete(f.store, key, &err)) failf("delete %s: %s", key, err.msg);
+    }
+    g_step[0] = '\0';
+    free(config);
+    forger_free(&f);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
@@ -512,6 +643,7 @@ int main(void)
         WORLD_TEST(test_disk_full),        WORLD_TEST(test_read_only),
         WORLD_TEST(test_unreadable),       WORLD_TEST(test_changing_file),
         WORLD_TEST(test_swap_during_push), WORLD_TEST(test_swap_during_pull),
+        WORLD_TEST(test_casefold_aliases),
     };
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);

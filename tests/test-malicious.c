@@ -15,6 +15,10 @@
  * repository with the same passphrase, and a store rolled back (objects
  * deleted, then the sequence rewritten by a device that never saw them).
  *
+ * What else a device (one holding the key, or an ordinary one) can send:
+ * the rows an older version kept after applying sub/.s3sync/... must not
+ * stop a push for good (test_legacy_control_rows).
+ *
  * The store is s3:// on RGW when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET
  * are set (ci/test.sh), file:// otherwise.
  */
@@ -41,6 +45,7 @@
 #include "repo.h"
 #include "s3store.h"
 #include "seal.h"
+#include "state.h"
 #include "forger.h"
 #include "txn-fixture.h"
 
@@ -94,7 +99,8 @@ typedef struct ctx {
     const world *w;
     const forger *f;
     uint64_t seq;
-    char abs[256]; /* an absolute path outside every folder */
+    char abs[256];    /* an absolute path outside every folder */
+    const char *path; /* the case's hostile path, for the cases made from a table */
 } ctx;
 
 static void c_dotdot(const ctx *c, buf *b)
@@ -137,6 +143,14 @@ static void c_meta_dir(const ctx *c, buf *b)
     t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_link(b, ".s3sync", "/", 1);
+}
+
+/* A file at the case's path: a control folder below the root, or an alias of one. */
+static void c_hostile_path(const ctx *c, buf *b)
+{
+    t_header(b, c->f, NULL, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, c->path, strlen(c->path), EVIL);
 }
 
 static void c_nul(const ctx *c, buf *b)
@@ -354,6 +368,25 @@ static const mal_case g_cases[] = {
     {"a 4-byte file stored as chunks", c_small_as_chunks},
 };
 
+/* c_hostile_path's paths: control folders below the root, and aliases of .s3sync. */
+static const struct {
+    const char *what, *path;
+} g_paths[] = {
+    /* Run a command in sub/ and it would use the sender's settings (its store, its lockd). */
+    {"sub/.s3sync/config", "sub/.s3sync/config"},
+    {"sub/.s3sync/master.key", "sub/.s3sync/master.key"},
+    /* On a case-insensitive or casefolded file system, each of these is .s3sync itself. */
+    {".S3SYNC/config", ".S3SYNC/config"},
+    {"sub/.s3sYnc/state.db", "sub/.s3sYnc/state.db"},
+    {".\\u017f3sync/config (long s)", ".\xc5\xbf"
+                                      "3sync/config"},
+    {".s3\\u200dsync/config (zero width joiner)", ".s3\xe2\x80\x8d"
+                                                  "sync/config"},
+    {".s3sync\\ufe0f/config (variation selector)", ".s3sync\xef\xb8\x8f/config"},
+    {".s3sync./config (trailing dot)", ".s3sync./config"},
+    {"..\\u200d/escape.txt ('..' to a casefolding file system)", "..\xe2\x80\x8d/escape.txt"},
+};
+
 /* B pulls: exit 3, one line, nothing changed in B, nothing made outside. */
 static void expect_refused(const world *w, const char *snap, const char *forged)
 {
@@ -373,7 +406,7 @@ static void test_forged(void **state)
 {
     world *w = *state;
     forger f;
-    ctx c = {w, &f, 0, ""};
+    ctx c = {w, &f, 0, "", NULL};
     char snap[200], forged[SS_KEY_NAME_MAX];
     ss_err err = {{0}};
     snprintf(snap, sizeof snap, "%s/snapshot", w->root);
@@ -392,11 +425,14 @@ static void test_forged(void **state)
     forger_enroll(&f); /* a device of the repository, so only the content is hostile */
     ok(w, B, "pull");
     snapshot(w->dev[B], snap);
-    for (size_t i = 0; i < COUNT(g_cases); i++) {
+    for (size_t i = 0; i < COUNT(g_cases) + COUNT(g_paths); i++) {
+        int crafted = i < COUNT(g_cases); /* else a hostile path of g_paths */
         buf b = {0};
-        snprintf(g_step, sizeof g_step, "%s", g_cases[i].what);
+        snprintf(g_step, sizeof g_step, "%s",
+                 crafted ? g_cases[i].what : g_paths[i - COUNT(g_cases)].what);
         c.seq = f.head + 1;
-        g_cases[i].craft(&c, &b);
+        c.path = crafted ? NULL : g_paths[i - COUNT(g_cases)].path;
+        (crafted ? g_cases[i].craft : c_hostile_path)(&c, &b);
         forge(&f, &b, SIG_OWN, forged);
         free(b.p);
         expect_refused(w, snap, forged);
@@ -417,6 +453,50 @@ static void test_forged(void **state)
     }
     forger_free(&f);
     rm_rf(snap);
+}
+
+/*
+ * What an older s3sync left after applying a hostile sub/.s3sync/config:
+ * the file, and rows in its state (put here through the state's own API,
+ * as it put them). The next push must not fail for good on paths no
+ * transaction may hold: it skips the folder with a warning, forgets the
+ * rows, and sends nothing of them.
+ */
+static void test_legacy_control_rows(void **state)
+{
+    static const char *const paths[] = {"sub/.s3sync", "sub/.s3sync/config"};
+    world *w = *state;
+    ss_state *st = NULL;
+    ss_err err = {{0}};
+    outcome o;
+    json_t *j;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "sub/a.txt"), "a", 1);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    write_bytes(at(w, B, "sub/.s3sync/config"), "store = file:///elsewhere\n", 26);
+    check(ss_state_open(at(w, B, ".s3sync/state.db"), 0, &st, &err), &err, "state");
+    check(ss_state_begin(st, &err), &err, "begin");
+    for (size_t i = 0; i < COUNT(paths); i++) {
+        ss_state_row row = {.path = paths[i],
+                            .kind = i ? SS_TXN_FILE : SS_TXN_DIR,
+                            .mode = i ? 0644 : 0755,
+                            .size = i ? 26 : 0,
+                            .ctime_s = -1};
+        check(ss_state_put(st, &row, &err), &err, paths[i]);
+    }
+    check(ss_state_commit(st, &err), &err, "commit");
+    ss_state_free(st);
+    o = run_cmd(w, B, NULL, "push");
+    expect_exit(&o, 0, "push beside rows an older version left");
+    if (!strstr(o.err, "skipping sub/.s3sync")) failf("no warning for sub/.s3sync: %s", o.err);
+    outcome_free(&o);
+    ok(w, A, "pull");
+    expect_content(at(w, A, "sub/.s3sync/config"), NULL);
+    j = ok_json(w, B, "status");
+    if (jint(j, "pending_local")) failf("status still counts the forgotten rows");
+    json_decref(j);
 }
 
 /* --- attacks without the key --------------------------------------------------------------- */
@@ -547,6 +627,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         WORLD_TEST(test_forged),
+        WORLD_TEST(test_legacy_control_rows),
         WORLD_TEST(test_swapped_repositories),
         WORLD_TEST(test_rolled_back),
     };
