@@ -448,16 +448,31 @@ static ss_rc check_same_repo(ss_folder *f, const char *settings, const char *url
 
 /* --- opening the parts ---------------------------------------------------------- */
 
-static ss_rc open_common(ss_folder *f, const char *ignore_file, ss_err *err)
+ss_rc eng_load_ignore(ss_folder *f, ss_err *err)
+{
+    char file[4096];
+    ss_ignore *ign = NULL;
+    int named = ss_folder_setting(f, "ignore_file", file, sizeof file);
+    ss_rc rc = ss_ignore_load(f->root, named ? file : NULL, &ign, err);
+    if (rc) return rc;
+    ss_ignore_free(f->ign);
+    f->ign = ign;
+    return SS_OK;
+}
+
+/*
+ * The ignore patterns are read by what scans (eng_load_ignore), not here: a
+ * bad .s3syncignore (another device made it a symlink) must not stop the
+ * pull that brings the fix.
+ */
+static ss_rc open_common(ss_folder *f, ss_err *err)
 {
     char *db = NULL;
     ss_rc rc;
     const ss_config *cfg = ss_repo_config(f->repo);
     f->limits.inline_limit = cfg->inline_limit;
     f->limits.max_chunk_size = cfg->chunker.max_size;
-    if ((rc = ss_chunker_new(&cfg->chunker, &f->chunker, err)) ||
-        (rc = ss_ignore_load(f->root, ignore_file, &f->ign, err)))
-        return rc;
+    if ((rc = ss_chunker_new(&cfg->chunker, &f->chunker, err))) return rc;
     if (asprintf(&db, "%s/state.db", f->meta) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_state_open(db, 1, &f->state, err);
@@ -504,7 +519,7 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
                      ss_folder **ret_folder, ss_err *err)
 {
     ss_folder *f = NULL;
-    char *settings = NULL, *path = NULL, url[4096], idhex[64], ign[4096];
+    char *settings = NULL, *path = NULL, url[4096], idhex[64];
     uint8_t master[SS_MASTER_KEY_BYTES];
     ss_store_opts so = store_opts ? *store_opts : (ss_store_opts){0};
     folder_store_opts fso;
@@ -539,10 +554,9 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     rc = ss_repo_open_master(f->store, master, (const uint8_t *)cfg, cfg_len, &f->repo, err);
     free(cfg);
     sodium_memzero(master, sizeof master);
-    if (rc ||
-        (rc = open_common(f, setting(settings, "ignore_file", ign, sizeof ign) ? ign : NULL, err)))
-        goto fail;
     f->settings = settings;
+    settings = NULL;
+    if (rc || (rc = open_common(f, err))) goto fail;
     free(path);
     *ret_folder = f;
     return SS_OK;
@@ -684,8 +698,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
                             SS_MASTER_KEY_BYTES, err)) ||
         (rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err)) ||
         (rc = write_private(f->meta, REPO_CONFIG_FILE, cfg, sizeof cfg, err)) ||
-        (rc = open_common(f, NULL, err)) ||
-        (rc = write_settings(f, o->store_url, o->store_opts, err)))
+        (rc = open_common(f, err)) || (rc = write_settings(f, o->store_url, o->store_opts, err)))
         goto fail;
     *ret_folder = f;
     return SS_OK;

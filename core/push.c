@@ -667,6 +667,7 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     p.seq = wm + 1;
     if ((rc = device_entries(&p, err))) return rc;
     if (force && !p.n_devs) p.force = 0; /* enrolled or revoked meanwhile: nothing to say */
+    if (!force && (rc = eng_load_ignore(f, err))) return rc;
     f->prog = (ss_progress){.phase = "push"};
     if (f->hooks.progress && !force) { /* a terminal is watching: count first, for the totals */
         p.counting = 1;

@@ -38,7 +38,8 @@ static ss_rc count_local(ss_folder *f, uint64_t *ret, ss_err *err)
     const ss_state_row *r = NULL;
     ss_rc rc;
     *ret = 0;
-    if ((rc = ss_scan_new(f->root_fd, f->ign, NULL, NULL, &sc, err)) ||
+    if ((rc = eng_load_ignore(f, err)) ||
+        (rc = ss_scan_new(f->root_fd, f->ign, NULL, NULL, &sc, err)) ||
         (rc = ss_state_iter_new(f->state, &it, err)) || (rc = ss_scan_next(sc, &e, err)) ||
         (rc = ss_state_iter_next(it, &r, err)))
         goto out;

@@ -18,6 +18,8 @@
  * What else a device (one holding the key, or an ordinary one) can send:
  * the rows an older version kept after applying sub/.s3sync/... must not
  * stop a push for good (test_legacy_control_rows).
+ * A .s3syncignore made a symlink to /dev/zero or a fifo, or over 1 MiB,
+ * must not hang or flood another device (test_ignore_file_not_followed).
  *
  * The store is s3:// on RGW when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET
  * are set (ci/test.sh), file:// otherwise.
@@ -31,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -455,6 +458,89 @@ static void test_forged(void **state)
     rm_rf(snap);
 }
 
+/* --- files the engine reads from the folder -------------------------------------------- */
+
+/* s3sync -C dev ARGS, killed if it takes a minute (a hang is a failure, not a stuck suite). */
+static outcome run_within(const world *w, int d, const char *const *args)
+{
+    const char *argv[8] = {"-C", w->dev[d]};
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(i + 3 < COUNT(argv));
+        argv[i + 2] = args[i];
+    }
+    return finish_within(start_cli(NULL, argv), 60);
+}
+
+/* B's command fails at once with one line naming .s3syncignore and why. */
+static void expect_ignore_refused(const world *w, const char *cmd, const char *why)
+{
+    outcome o = run_within(w, B, ARGS(cmd));
+    if (o.sig) failf("%s was killed after a minute: it hung on .s3syncignore", cmd);
+    expect_exit(&o, 1, cmd);
+    if (!strstr(o.err, ".s3syncignore") || !strstr(o.err, why) ||
+        strchr(o.err, '\n') != o.err + strlen(o.err) - 1)
+        failf("%s: not one line naming .s3syncignore (%s): %s", cmd, why, o.err);
+    fprintf(stderr, "  %s: %s", cmd, o.err);
+    outcome_free(&o);
+}
+
+/* B pulls what A made of its .s3syncignore: the pull itself never reads it. */
+static void push_and_pull(const world *w)
+{
+    outcome o;
+    ok(w, A, "push");
+    o = run_within(w, B, ARGS("pull"));
+    if (o.sig) failf("pull was killed after a minute: it hung on .s3syncignore");
+    expect_exit(&o, 0, "pull");
+    outcome_free(&o);
+}
+
+/*
+ * A device (its own patterns in ignore_file, so it is not bothered itself)
+ * makes .s3syncignore a symlink to /dev/zero, then to a fifo, then a 2 MiB
+ * file. Once every command on every device hung there (and ate memory);
+ * now B's pull goes on, its push and status fail with one line naming the
+ * file, and once A removes it B's sync heals.
+ */
+static void test_ignore_file_not_followed(void **state)
+{
+    world *w = *state;
+    char fifo[200];
+    outcome o;
+    snprintf(fifo, sizeof fifo, "%s/fifo", w->root);
+    if (mkfifo(fifo, 0644)) failf("mkfifo: %s", strerror(errno));
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, ".myignore"), "*.tmp\n", 6);
+    o = run_cli(NULL, ARGS("-C", w->dev[A], "config", "set", "ignore_file", ".myignore"));
+    expect_exit(&o, 0, "config set ignore_file");
+    outcome_free(&o);
+    snprintf(g_step, sizeof g_step, ".s3syncignore -> /dev/zero");
+    if (symlink("/dev/zero", at(w, A, ".s3syncignore"))) failf("symlink: %s", strerror(errno));
+    push_and_pull(w);
+    expect_ignore_refused(w, "push", "symlink");
+    expect_ignore_refused(w, "status", "symlink");
+    snprintf(g_step, sizeof g_step, ".s3syncignore -> a fifo");
+    if (unlink(at(w, A, ".s3syncignore")) || symlink(fifo, at(w, A, ".s3syncignore")))
+        failf("symlink: %s", strerror(errno));
+    push_and_pull(w);
+    expect_ignore_refused(w, "sync", "symlink");
+    snprintf(g_step, sizeof g_step, ".s3syncignore of 2 MiB");
+    unlink(at(w, A, ".s3syncignore"));
+    write_random(at(w, A, ".s3syncignore"), 2 * MIB);
+    push_and_pull(w);
+    expect_ignore_refused(w, "push", "1024 KiB");
+    snprintf(g_step, sizeof g_step, ".s3syncignore removed by A");
+    unlink(at(w, A, ".s3syncignore"));
+    ok(w, A, "push");
+    o = run_within(w, B, ARGS("sync"));
+    expect_exit(&o, 0, "sync once A removed it");
+    outcome_free(&o);
+    ok(w, A, "pull");
+    expect_same_tree(w->dev[A], w->dev[B]);
+    g_step[0] = '\0';
+}
+
 /*
  * What an older s3sync left after applying a hostile sub/.s3sync/config:
  * the file, and rows in its state (put here through the state's own API,
@@ -627,6 +713,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         WORLD_TEST(test_forged),
+        WORLD_TEST(test_ignore_file_not_followed),
         WORLD_TEST(test_legacy_control_rows),
         WORLD_TEST(test_swapped_repositories),
         WORLD_TEST(test_rolled_back),
