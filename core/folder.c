@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "path.h"
 
 #define MASTER_FILE "master.key"
 #define SETTINGS_FILE "config"
@@ -277,10 +278,11 @@ static const char *bad_value(const setting_key *k, const char *v)
                    ? NULL
                    : "http(s)://HOST[:PORT]";
     case K_WORD: return all_of(v, WORD_CHARS) ? NULL : "letters, digits, '.', '_' and '-'";
-    case K_NAME:
-        return strlen(v) <= SS_TXN_DEVICE_NAME_MAX && !strpbrk(v, "/. ")
+    case K_NAME: /* it names transactions and conflict copies, and is shown everywhere */
+        return strlen(v) <= SS_TXN_DEVICE_NAME_MAX && !strpbrk(v, "/. ") &&
+                       ss_path_printable(v, strlen(v))
                    ? NULL
-                   : "a name of at most 255 bytes without '/', '.' or spaces";
+                   : "a name of at most 255 bytes of printable UTF-8 without '/', '.' or spaces";
     case K_COUNT: return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
     default: return NULL;
     }
@@ -647,8 +649,9 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         return rc; /* a typo is told before the passphrase's key derivation, not after */
     if ((rc =
              check_init_setting("endpoint", o->store_opts ? o->store_opts->endpoint : NULL, err)) ||
-        (rc = check_init_setting("profile", o->store_opts ? o->store_opts->profile : NULL, err)))
-        return rc; /* they go into the settings as they are */
+        (rc = check_init_setting("profile", o->store_opts ? o->store_opts->profile : NULL, err)) ||
+        (rc = check_init_setting("device", o->device_name, err)))
+        return rc; /* they go into the settings (and transactions, file names) as they are */
     if (mkdir(dir, 0755) && errno != EEXIST)
         return ss_fail(err, SS_ERR_IO, "create folder %s: %s", dir, strerror(errno));
     if ((rc = new_folder(dir, hooks, &f, err))) return rc;

@@ -75,35 +75,81 @@ static int in_ranges(const cp_range *r, size_t n, uint32_t cp)
     return 0;
 }
 
-char *ss_path_quote(char *dst, size_t cap, const char *p, size_t len)
+/*
+ * What a terminal must not get raw: C0 controls and DEL, C1 controls (some
+ * terminals take U+009B as CSI), and the marks that reorder or break what
+ * is shown (bidi controls, line and paragraph separators).
+ */
+static int unsafe_to_show(uint32_t cp)
+{
+    static const cp_range bad[] = {{0x00, 0x1f},     {0x7f, 0x9f},     {0x061c, 0x061c},
+                                   {0x200e, 0x200f}, {0x2028, 0x202e}, {0x2066, 0x2069}};
+    return in_ranges(bad, sizeof bad / sizeof bad[0], cp);
+}
+
+/*
+ * p for messages: valid UTF-8 that is safe to show as is, every other byte
+ * as \xNN; with quoted, between double quotes with '"' and '\\' escaped.
+ * Cut with "..." so the result fits cap (>= 8).
+ */
+static char *escape(char *dst, size_t cap, const char *p, size_t len, int quoted)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    /* Room kept for the worst escape (4), "..." (3), the closing quote and NUL. */
-    size_t stop = cap > 9 ? cap - 9 : 0;
-    dst[o++] = '"';
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (o >= stop) {
+    const unsigned char *u = (const unsigned char *)p;
+    size_t o = 0, room = cap - (quoted ? 5 : 4), n; /* "...", the closing quote and NUL */
+    if (quoted) dst[o++] = '"';
+    for (size_t i = 0; i < len; i += n) {
+        char piece[16];
+        size_t k = 0;
+        uint32_t cp;
+        n = utf8_at(u + i, len - i, &cp);
+        if (quoted && (cp == '"' || cp == '\\')) {
+            piece[k++] = '\\';
+            piece[k++] = (char)cp;
+        } else if (n && !unsafe_to_show(cp)) {
+            memcpy(piece, p + i, n);
+            k = n;
+        } else {
+            n = n ? n : 1; /* a stray byte alone; a whole sequence that must not show raw */
+            for (size_t j = 0; j < n; j++) {
+                piece[k++] = '\\';
+                piece[k++] = 'x';
+                piece[k++] = hex[u[i + j] >> 4];
+                piece[k++] = hex[u[i + j] & 15];
+            }
+        }
+        if (o + k > room) {
             memcpy(dst + o, "...", 3);
             o += 3;
             break;
         }
-        if (c == '"' || c == '\\') {
-            dst[o++] = '\\';
-            dst[o++] = (char)c;
-        } else if (c >= 0x20 && c < 0x7f) {
-            dst[o++] = (char)c;
-        } else {
-            dst[o++] = '\\';
-            dst[o++] = 'x';
-            dst[o++] = hex[c >> 4];
-            dst[o++] = hex[c & 15];
-        }
+        memcpy(dst + o, piece, k);
+        o += k;
     }
-    dst[o++] = '"';
+    if (quoted) dst[o++] = '"';
     dst[o] = '\0';
     return dst;
+}
+
+int ss_path_printable(const char *p, size_t len)
+{
+    size_t n;
+    for (size_t i = 0; i < len; i += n) {
+        uint32_t cp;
+        n = utf8_at((const unsigned char *)p + i, len - i, &cp);
+        if (!n || unsafe_to_show(cp)) return 0;
+    }
+    return 1;
+}
+
+char *ss_path_quote(char *dst, size_t cap, const char *p, size_t len)
+{
+    return escape(dst, cap, p, len, 1);
+}
+
+char *ss_path_escape(char *dst, size_t cap, const char *p, size_t len)
+{
+    return escape(dst, cap, p, len, 0);
 }
 
 /*

@@ -4,8 +4,8 @@
  * Owns what a valid path is (docs/FORMAT.md "Transactions": 1 to 4096 bytes,
  * no NUL, no empty, "." or ".." segment, no leading or trailing '/', no
  * segment that is ".s3sync" on any file system, see ss_path_reserved;
- * invariant 6), and the one order every sorted list of paths uses: bytes
- * compared with '/' lowest.
+ * invariant 6), how a name from elsewhere is shown in a message, and the one
+ * order every sorted list of paths uses: bytes compared with '/' lowest.
  * That order is a depth-first walk with each directory's names sorted by
  * strcmp, so a directory's subtree follows it directly, before a sibling
  * such as "a-c" or "a.txt"; the scanner, the state index and the
@@ -59,10 +59,18 @@ int ss_path_reserved(const char *s, size_t n);
 const char *ss_path_segment_fault(const char *s, size_t n);
 
 /*
- * Write p as a double-quoted C-style literal for messages: printable ASCII
- * as is, '"' and '\\' escaped, everything else as \xNN; cut with "..." so
- * the result fits cap (>= 8). Always NUL-terminates; returns dst.
+ * p for messages, so that a name from the store, another device or the
+ * folder cannot drive the terminal: valid UTF-8 as is, except C0 and C1
+ * controls, DEL and the marks that reorder or break a line (bidi controls,
+ * U+2028, U+2029), which come out as \xNN per byte, as does every byte
+ * that is not UTF-8. ss_path_quote puts the result in double quotes with
+ * '"' and '\\' escaped as well; ss_path_escape leaves those (a message
+ * that quoted a path already). Cut with "..." so the result fits cap (>= 8).
+ * Always NUL-terminates; returns dst.
  */
 char *ss_path_quote(char *dst, size_t cap, const char *p, size_t len);
+/* Nonzero when p is UTF-8 that ss_path_escape shows as it is (a device name must be). */
+int ss_path_printable(const char *p, size_t len);
+char *ss_path_escape(char *dst, size_t cap, const char *p, size_t len);
 
 #endif

@@ -2,8 +2,8 @@
 # test-cli: what a user meets at the command line, on a file:// store:
 # .s3syncignore, special files skipped with a warning, status, every
 # passphrase source, a command run in a subfolder (the folder found upward),
-# a .s3sync/ inside a synced folder never adopted nor synced, the conflict
-# warning, and two commands at once on one folder (the lock).
+# a .s3sync/ inside a synced folder never adopted nor synced, init --device
+# checked, the conflict warning, and two commands at once on one folder (the lock).
 # Usage: test-cli.sh S3SYNC_BIN
 set -euo pipefail
 bin=$(realpath "$1") # the subfolder test runs it from elsewhere
@@ -76,6 +76,12 @@ check "B's push skips the nested control folder, with a warning" grep -q "skippi
 "$bin" -C "$w/A" pull 2>/dev/null
 check "so no other device gets it" bash -c "test -f '$w/A/src/secret.txt' && ! test -e '$w/A/src/.s3sync'"
 rm -rf "$w/B/src/.s3sync"
+
+# init --device is held to what config set device takes: no control characters, no '/'.
+check "init --device with an escape sequence is refused" bash -c "! '$bin' -q --device \$'ev\\x1b[8mil' init 'file://$w/store' '$w/G' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/G/.s3sync'"
+check "init --device with a C1 control (U+009B) is refused" bash -c "! '$bin' -q --device \$'ev\\xc2\\x9bil' init 'file://$w/store' '$w/G' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/G/.s3sync'"
+check "init --device that is not UTF-8 is refused" bash -c "! '$bin' -q --device \$'ev\\xffil' init 'file://$w/store' '$w/G' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/G/.s3sync'"
+check "init --device with a '/' is refused" bash -c "! '$bin' -q --device 'a/b' init 'file://$w/store' '$w/G' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/G/.s3sync'"
 
 # A conflict is told on stderr, even without a terminal, naming both paths.
 echo "A's side" >"$w/A/both.txt"

@@ -20,6 +20,8 @@
  * stop a push for good (test_legacy_control_rows).
  * A .s3syncignore made a symlink to /dev/zero or a fifo, or over 1 MiB,
  * must not hang or flood another device (test_ignore_file_not_followed).
+ * Escape sequences in file and device names must reach no terminal raw
+ * (test_hostile_names).
  *
  * The store is s3:// on RGW when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET
  * are set (ci/test.sh), file:// otherwise.
@@ -458,6 +460,67 @@ static void test_forged(void **state)
     rm_rf(snap);
 }
 
+/* --- names a terminal would act on ------------------------------------------------------ */
+
+/* Nothing raw that drives a terminal (ESC, BEL, C1), and the hostile name shown escaped. */
+static void expect_shown_safely(const char *text, const char *what, const char *escaped)
+{
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+        if ((*c < 0x20 && *c != '\n') || *c == 0x7f ||
+            (c[0] == 0xc2 && c[1] >= 0x80 && c[1] < 0xa0))
+            failf("%s: a raw control byte 0x%02x reaches the terminal: %s", what, *c, text);
+    if (escaped && !strstr(text, escaped)) failf("%s: \"%s\" not shown: %s", what, escaped, text);
+}
+
+/*
+ * An enrolled device whose name and file name carry escape sequences (a
+ * window title, a cleared screen, hidden text, a C1 CSI): B's pull -v, the
+ * conflict warning, log -v and device list show them escaped.
+ */
+static void test_hostile_names(void **state)
+{
+    static const char path[] = "\x1b]0;owned\x07\x1b[2J\xc2\x9b"
+                               "31m.txt";
+    world *w = *state;
+    forger f;
+    buf b = {0};
+    char forged[SS_KEY_NAME_MAX];
+    outcome o;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "a.txt"), "a", 1);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    forger_open(&f, w->url, PASS);
+    snprintf(f.name, sizeof f.name, "EVE\x1b[8m");
+    forger_enroll(&f);
+    write_bytes(at(w, B, path), "B's own", 7); /* the forged file meets a local one: a conflict */
+    t_header(&b, &f, NULL, f.head + 1, 0, 1);
+    t_file(&b, &f, path, strlen(path), "from EVE");
+    forge(&f, &b, SIG_OWN, forged);
+    free(b.p);
+    snprintf(g_step, sizeof g_step, "pull -v");
+    o = run_cli(NULL, ARGS("-C", w->dev[B], "-v", "pull"));
+    expect_exit(&o, 0, "pull of a hostile name");
+    expect_shown_safely(o.err, "pull -v", "\\x1b]0;owned\\x07\\x1b[2J\\xc2\\x9b31m.txt");
+    if (!strstr(o.err, "conflict")) failf("no conflict warning: %s", o.err);
+    outcome_free(&o);
+    expect_content(at(w, B, path), "from EVE");
+    snprintf(g_step, sizeof g_step, "log -v PATH");
+    o = run_cli(NULL, ARGS("-C", w->dev[B], "-v", "log", at(w, B, path)));
+    expect_exit(&o, 0, "log -v");
+    expect_shown_safely(o.out, "log -v", "EVE\\x1b[8m");
+    expect_shown_safely(o.out, "log -v", "\\x1b]0;owned");
+    outcome_free(&o);
+    snprintf(g_step, sizeof g_step, "device list");
+    o = run_cli(NULL, ARGS("-C", w->dev[B], "device", "list"));
+    expect_exit(&o, 0, "device list");
+    expect_shown_safely(o.out, "device list", "EVE\\x1b[8m");
+    outcome_free(&o);
+    g_step[0] = '\0';
+    forger_free(&f);
+}
+
 /* --- files the engine reads from the folder -------------------------------------------- */
 
 /* s3sync -C dev ARGS, killed if it takes a minute (a hang is a failure, not a stuck suite). */
@@ -713,6 +776,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         WORLD_TEST(test_forged),
+        WORLD_TEST(test_hostile_names),
         WORLD_TEST(test_ignore_file_not_followed),
         WORLD_TEST(test_legacy_control_rows),
         WORLD_TEST(test_swapped_repositories),

@@ -223,6 +223,56 @@ static void test_quote(void **state)
     assert_true(strlen(small) < sizeof small);
 }
 
+/* What a terminal would act on never comes out raw; readable UTF-8 does. */
+static void test_escape_for_terminal(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *escaped, *quoted;
+    } cases[] = {
+        {"\x1b]0;owned\x07", "\\x1b]0;owned\\x07", "\"\\x1b]0;owned\\x07\""},
+        {"\x1b[2J\x1b[H", "\\x1b[2J\\x1b[H", "\"\\x1b[2J\\x1b[H\""},
+        {"a\rb\nc\td", "a\\x0db\\x0ac\\x09d", "\"a\\x0db\\x0ac\\x09d\""},
+        {"del\x7f", "del\\x7f", "\"del\\x7f\""},
+        {"csi\xc2\x9b"
+         "31m",
+         "csi\\xc2\\x9b31m", "\"csi\\xc2\\x9b31m\""}, /* U+009B */
+        {"rlo\xe2\x80\xae"
+         "txt.exe",
+         "rlo\\xe2\\x80\\xaetxt.exe", NULL}, /* U+202E */
+        {"ls\xe2\x80\xa8"
+         "x",
+         "ls\\xe2\\x80\\xa8x", NULL}, /* U+2028 */
+        {"caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80", "caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80",
+         "\"caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80\""},
+        {"bad\xff\xc3", "bad\\xff\\xc3", "\"bad\\xff\\xc3\""},
+        {"over\xc0\xae", "over\\xc0\\xae", NULL},
+        {"q\"b\\s", "q\"b\\s", "\"q\\\"b\\\\s\""},
+    };
+    char out[128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = strlen(cases[i].in);
+        assert_string_equal(ss_path_escape(out, sizeof out, cases[i].in, len), cases[i].escaped);
+        if (cases[i].quoted)
+            assert_string_equal(ss_path_quote(out, sizeof out, cases[i].in, len), cases[i].quoted);
+    }
+    /* Any bytes at all: no C0, DEL or C1 byte pair comes out, and it fits. */
+    srand(7);
+    for (int round = 0; round < 20000; round++) {
+        unsigned char in[24];
+        char small[40];
+        size_t len = (size_t)(rand() % (int)sizeof in);
+        for (size_t i = 0; i < len; i++)
+            in[i] = (unsigned char)(rand() % 4 ? rand() : 0x80 + rand() % 0x40);
+        ss_path_escape(small, sizeof small, (const char *)in, len);
+        assert_true(strlen(small) < sizeof small);
+        for (const unsigned char *c = (const unsigned char *)small; *c; c++) {
+            assert_false(*c < 0x20 || *c == 0x7f);
+            assert_false(c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -236,6 +286,7 @@ int main(void)
         cmocka_unit_test(test_validate_length),
         cmocka_unit_test(test_validate_quotes_safely),
         cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_escape_for_terminal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
