@@ -16,6 +16,7 @@
 #include "cli-history.h"
 #include "gc.h"
 #include "history.h"
+#include "progress.h"
 
 int cli_hist_is(const char *command)
 {
@@ -206,7 +207,7 @@ typedef struct log_out {
 static ss_rc print_txn(void *ctx, const ss_log_entry *e, ss_err *err)
 {
     log_out *lo = ctx;
-    char when[40], bytes[32], obj[32];
+    char when[40], bytes[32], obj[32], safe[CLI_SAFE_CAP];
     (void)err;
     if (lo->txns) {
         json_t *t = NULL;
@@ -229,21 +230,23 @@ static ss_rc print_txn(void *ctx, const ss_log_entry *e, ss_err *err)
     }
     local_time(when, sizeof when, e->time_ns, 0);
     human_bytes(bytes, sizeof bytes, e->bytes);
+    cli_out_safe(safe, sizeof safe, e->device); /* names and paths are another device's words */
     if (e->checkpoint)
         printf("%6" PRIu64 "  %s  %-12s %.8s  checkpoint: %" PRIu64 " paths, %s (history "
                "before it was gc'd)",
-               e->seq, when, e->device, e->device_id, e->upserts, bytes);
+               e->seq, when, safe, e->device_id, e->upserts, bytes);
     else /* the id, because a name is only what a device calls itself */
-        printf("%6" PRIu64 "  %s  %-12s %.8s  +%" PRIu64 " -%" PRIu64 "  %s", e->seq, when,
-               e->device, e->device_id, e->upserts, e->deletes, bytes);
-    if (e->devices) printf("  (%s)", e->devices);
+        printf("%6" PRIu64 "  %s  %-12s %.8s  +%" PRIu64 " -%" PRIu64 "  %s", e->seq, when, safe,
+               e->device_id, e->upserts, e->deletes, bytes);
+    if (e->devices) printf("  (%s)", cli_out_safe(safe, sizeof safe, e->devices));
     if (lo->h->verbose) {
         human_bytes(obj, sizeof obj, e->object_bytes);
         printf("  (log object %s)", obj);
     }
     putchar('\n');
     for (size_t i = 0; lo->h->verbose && i < e->n_paths; i++)
-        printf("        %c %s\n", e->paths[i].deleted ? '-' : '+', e->paths[i].path);
+        printf("        %c %s\n", e->paths[i].deleted ? '-' : '+',
+               cli_out_safe(safe, sizeof safe, e->paths[i].path));
     return SS_OK;
 }
 
@@ -273,7 +276,8 @@ static ss_rc run_log(cli_hist *h, ss_folder *f, ss_err *err)
 static void print_problem(void *ctx, const char *key, const char *msg)
 {
     json_t *problems = ctx;
-    fprintf(stderr, "s3sync verify: %s\n", msg);
+    char safe[CLI_SAFE_CAP];
+    fprintf(stderr, "s3sync verify: %s\n", cli_out_safe(safe, sizeof safe, msg));
     if (problems)
         json_array_append_new(problems, json_pack("{s:s, s:o}", "key", key, "problem", jstr(msg)));
 }
@@ -320,7 +324,7 @@ static ss_rc run_restore(cli_hist *h, ss_folder *f, ss_err *err)
     ss_restore_result res = {0};
     ss_stats st = {0};
     char *arg = NULL, *rel = NULL, *to = NULL; /* owned */
-    char bytes[32];
+    char bytes[32], safe[CLI_SAFE_CAP], dest[CLI_SAFE_CAP];
     ss_rc rc = from_dir(h, h->path, &arg, err);
     if (!rc) rc = ss_history_relpath(f, arg, &rel, err);
     if (!rc && h->to) rc = from_dir(h, h->to, &to, err);
@@ -336,7 +340,8 @@ static ss_rc run_restore(cli_hist *h, ss_folder *f, ss_err *err)
     } else if (!rc && !h->quiet) {
         human_bytes(bytes, sizeof bytes, res.bytes);
         printf("restored %s as it was at sequence %" PRIu64 " to %s (%" PRIu64 " entr%s, %s)\n",
-               rel[0] ? rel : ".", res.seq, res.dest, res.files, res.files == 1 ? "y" : "ies",
+               cli_out_safe(safe, sizeof safe, rel[0] ? rel : "."), res.seq,
+               cli_out_safe(dest, sizeof dest, res.dest), res.files, res.files == 1 ? "y" : "ies",
                bytes);
     }
     ss_restore_result_clear(&res);

@@ -122,9 +122,10 @@ static void on_warn(void *ctx, const char *msg)
 static void on_verbose(void *ctx, const char *what, const char *path)
 {
     cli *c = ctx;
+    char safe[CLI_SAFE_CAP];
     if (!c->verbose) return;
     cli_out_clear(&c->out);
-    fprintf(stderr, "%-6s %s\n", what, path);
+    fprintf(stderr, "%-6s %s\n", what, cli_out_safe(safe, sizeof safe, path));
 }
 
 static void on_progress(void *ctx, const ss_progress *p)
@@ -351,10 +352,11 @@ static int cmd_key(cli *c, int argc, char **argv)
 
 static void human_device(const ss_device_info *d)
 {
-    char revoked[24] = "-", last[24] = "-";
+    char revoked[24] = "-", last[24] = "-", name[CLI_SAFE_CAP];
     if (d->revoked) snprintf(revoked, sizeof revoked, "%" PRIu64, d->revoked);
     if (d->last) snprintf(last, sizeof last, "%" PRIu64, d->last);
-    printf("%.16s  %-16s  %8" PRIu64 "  %8s  %8s%s\n", d->id, d->name, d->enrolled, revoked, last,
+    printf("%.16s  %-16s  %8" PRIu64 "  %8s  %8s%s\n", d->id,
+           cli_out_safe(name, sizeof name, d->name), d->enrolled, revoked, last,
            d->self ? "  (this device)" : "");
 }
 
@@ -391,7 +393,7 @@ static int cmd_device(cli *c, int argc, char **argv)
     ss_err err = {{0}};
     device_out o = {.c = c};
     ss_device_info gone;
-    char self[33];
+    char self[33], safe[CLI_SAFE_CAP];
     ss_rc rc;
     if (argc < 1 || (strcmp(argv[0], "list") && strcmp(argv[0], "revoke")))
         return usage("device list | device revoke NAME|ID");
@@ -413,7 +415,7 @@ static int cmd_device(cli *c, int argc, char **argv)
         if (!rc && gone.id[0] && !c->json && !c->quiet)
             printf("revoked %s (%.16s) at sequence %" PRIu64 ": what it signs from now on is "
                    "refused\n",
-                   gone.name, gone.id, gone.revoked);
+                   cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked);
     }
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);

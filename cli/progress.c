@@ -7,6 +7,8 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "path.h"
+
 #define FIRST_DRAW_NS 300000000LL /* quick commands show no bar at all */
 #define REDRAW_NS 100000000LL
 
@@ -130,9 +132,16 @@ void cli_out_clear(cli_out *o)
     o->drawn = 0;
 }
 
+const char *cli_out_safe(char *buf, size_t cap, const char *s)
+{
+    return ss_path_escape(buf, cap, s, strlen(s));
+}
+
 void cli_out_line(cli_out *o, int kind, const char *prefix, const char *text)
 {
     const char *on = !o->color ? "" : kind == 'e' ? SGR_RED : kind == 'w' ? SGR_YELLOW : "";
+    char safe[CLI_SAFE_CAP];
     cli_out_clear(o); /* the next progress call draws the bar again, under the line */
-    fprintf(stderr, "%s%s:%s %s\n", on, prefix, *on ? SGR_OFF : "", text);
+    fprintf(stderr, "%s%s:%s %s\n", on, prefix, *on ? SGR_OFF : "",
+            cli_out_safe(safe, sizeof safe, text));
 }

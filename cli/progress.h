@@ -6,6 +6,10 @@
  * stderr goes through cli_out_line, which first erases the bar.
  * Colour only when stderr is a terminal and NO_COLOR is unset or empty
  * (https://no-color.org).
+ *
+ * Names from elsewhere (paths and device names from the store, messages
+ * that quote them) reach the terminal through cli_out_safe: a hostile
+ * name's escape sequences come out as text (core/path.h ss_path_escape).
  */
 #ifndef SS_CLI_PROGRESS_H
 #define SS_CLI_PROGRESS_H
@@ -33,9 +37,14 @@ void cli_out_progress(cli_out *o, const ss_progress *p);
 void cli_out_clear(cli_out *o);
 /*
  * One line on stderr, the bar erased first: "PREFIX: TEXT". kind 'e' (error:
- * red prefix), 'w' (warning: yellow), else plain.
+ * red prefix), 'w' (warning: yellow), else plain. TEXT goes through
+ * cli_out_safe.
  */
 void cli_out_line(cli_out *o, int kind, const char *prefix, const char *text);
+
+#define CLI_SAFE_CAP (4 * 4096 + 16) /* room for any path, escaped */
+/* s as it may reach a terminal, in buf (cut with "..." past cap); returns buf. */
+const char *cli_out_safe(char *buf, size_t cap, const char *s);
 
 /* "1.5 MiB" into buf. */
 const char *cli_out_bytes(uint64_t n, char *buf, size_t cap);

@@ -21,6 +21,8 @@
 
 #include "fsio.h"
 #include "ignore.h"
+#include "path.h"
+#include "progress.h"
 #include "watch.h"
 
 #define QUIET_MS 300      /* a sync starts once the folder was quiet this long */
@@ -120,16 +122,24 @@ static void report_done(watcher *w, const char *what, const char *trigger, const
     }
 }
 
+/* "s3sync watch: MSG" on stderr; a message may quote a path from another device. */
+static void say(const char *msg)
+{
+    char safe[CLI_SAFE_CAP];
+    fprintf(stderr, "s3sync watch: %s\n", cli_out_safe(safe, sizeof safe, msg));
+}
+
 /* One line per outage, not per attempt; fatal failures end the watch. */
 static void report_failure(watcher *w, const char *what, ss_rc rc, const ss_err *err, int fatal)
 {
     const char *msg = err->msg[0] ? err->msg : ss_strerror(rc);
+    char safe[CLI_SAFE_CAP];
     if (w->failing && !fatal) return;
     if (fatal)
-        fprintf(stderr, "s3sync watch: %s\n", msg);
+        say(msg);
     else
-        fprintf(stderr, "s3sync watch: %s (%s failed; retrying in %lld s, watching on)\n", msg,
-                what, (long long)(w->backoff_ms / 1000));
+        fprintf(stderr, "s3sync watch: %s (%s failed; retrying in %lld s, watching on)\n",
+                cli_out_safe(safe, sizeof safe, msg), what, (long long)(w->backoff_ms / 1000));
     if (w->o->json)
         emit(json_pack("{s:s, s:s, s:b, s:s, s:b, s:I, s:i}", "event", "error", "command", what,
                        "ok", 0, "error", msg, "fatal", fatal, "retry_ms",
@@ -200,12 +210,13 @@ static char *join_rel(const char *dir, const char *name)
 /* A directory that cannot be watched (the watch limit, no permission) is found at each poll. */
 static void cannot_watch(watcher *w, const char *abs)
 {
-    int limit = errno == ENOSPC;
+    int limit = errno == ENOSPC, e = errno;
+    char safe[CLI_SAFE_CAP];
     if (!w->unwatched && !w->o->quiet)
         fprintf(stderr, "s3sync watch: cannot watch %s: %s; changes there are found at each poll\n",
-                abs,
+                cli_out_safe(safe, sizeof safe, abs),
                 limit ? "the inotify watch limit is reached (sysctl fs.inotify.max_user_watches)"
-                      : strerror(errno));
+                      : strerror(e));
     w->unwatched = 1;
 }
 
@@ -243,7 +254,7 @@ static ss_rc watch_tree(watcher *w, const char *rel, ss_err *err)
     while (!rc && (e = readdir(d))) {
         char *child = NULL;
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-            (!*rel && !strcmp(e->d_name, ".s3sync")) || !is_dir_entry(d, e))
+            ss_path_reserved(e->d_name, strlen(e->d_name)) || !is_dir_entry(d, e))
             continue;
         if (!(child = join_rel(rel, e->d_name)))
             rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
@@ -288,7 +299,7 @@ static ss_rc rewatch(watcher *w, ss_err *err)
         return rc;
     }
     /* Unreadable: the old patterns stay (the syncs fail on it and say so) until it is edited. */
-    if (rc) fprintf(stderr, "s3sync watch: %s\n", err->msg);
+    if (rc) say(err->msg);
     free(w->ignore_file);
     w->ignore_file = file; /* tried: not again at every poll */
     if (!rc) {
@@ -320,7 +331,7 @@ static void on_child(watcher *w, const struct inotify_event *ev, const char *dir
     int is_dir = !!(ev->mask & IN_ISDIR);
     char *child = NULL;
     ss_err err = {{0}};
-    if ((!*dir && !strcmp(ev->name, ".s3sync")) ||
+    if (ss_path_reserved(ev->name, strlen(ev->name)) || /* never synced, at any depth */
         !strncmp(ev->name, SS_FS_TMP_PREFIX, strlen(SS_FS_TMP_PREFIX)))
         return; /* the engine's own files */
     if (!(child = join_rel(dir, ev->name))) {
@@ -469,7 +480,7 @@ static int loop(watcher *w)
             (now >= due_at(w) && ignore_setting_changed(w))) {
             w->rewatch = 0;
             if (rewatch(w, &err)) {
-                fprintf(stderr, "s3sync watch: %s\n", err.msg);
+                say(err.msg);
                 return 1;
             }
             note_change(w, now, "rescan");
@@ -531,7 +542,7 @@ int cli_watch_run(cli_watch *o)
     rc = ss_folder_find(o->dir ? o->dir : ".", &w.root, &err);
     if (!rc) rc = rewatch(&w, &err);
     if (rc) {
-        fprintf(stderr, "s3sync watch: %s\n", err.msg[0] ? err.msg : ss_strerror(rc));
+        say(err.msg[0] ? err.msg : ss_strerror(rc));
         goto out;
     }
     report_start(&w);

@@ -12,6 +12,7 @@
 
 #include "fault.h"
 #include "format.h"
+#include "fsio.h"
 
 #define CONTENT_DOMAIN "s3sync-content-v1"
 #define RACY_SECONDS 2 /* mtimes this recent may still change within their granularity */
@@ -161,12 +162,17 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
         *ret_match = 1;
     } else if (row->kind == SS_TXN_SYMLINK) {
         char target[4097];
-        ssize_t n = readlinkat(f->root_fd, path, target, sizeof target);
-        *ret_match = n >= 0 && (size_t)n == row->body_len && !memcmp(target, row->body, (size_t)n);
+        size_t n = 0;
+        *ret_match = !ss_fs_readlink(f->root_fd, path, target, sizeof target, &n, NULL) &&
+                     n == row->body_len && !memcmp(target, row->body, n);
     } else if ((uint64_t)st->st_size == row->size) {
-        fd = openat(f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0 && errno == EACCES) return SS_OK; /* a mode 000 file: unknown, so changed */
-        if (fd < 0) return ss_fail(err, SS_ERR_IO, "read %s: %s", path, strerror(errno));
+        ss_err why = {{0}};
+        rc = ss_fs_open(f->root_fd, path, O_RDONLY | O_NONBLOCK, &fd, &why);
+        if (rc && errno == EACCES) return SS_OK; /* a mode 000 file: unknown, so changed */
+        if (rc) {
+            if (err) *err = why;
+            return rc;
+        }
         rc = eng_identify(f, fd, row->size, NULL, NULL, cid, NULL, err);
         close(fd);
         if (rc) return rc;
@@ -260,7 +266,7 @@ ss_rc eng_conflict_name(ss_folder *f, const char *path, char **ret_name, ss_err 
         if (asprintf(&name, "%.*s.sync-conflict-%s-%s%s%s", (int)(dot - path), path, stamp,
                      f->device_name, suffix, dot) < 0)
             return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        if (fstatat(f->root_fd, name, &st, AT_SYMLINK_NOFOLLOW) && errno == ENOENT) {
+        if (ss_fs_lstat(f->root_fd, name, &st, NULL) == SS_ERR_NOT_FOUND) {
             *ret_name = name;
             return SS_OK;
         }
@@ -355,7 +361,7 @@ ss_rc eng_scan_new(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_scan *s, s
     ss_rc rc;
     *s = (eng_scan){.f = f};
     if ((rc = eng_dirmodes_new(f, &s->dm, err))) return rc;
-    rc = ss_scan_new(f->root, f->ign, warn, warn_ctx, &s->sc, err);
+    rc = ss_scan_new(f->root_fd, f->ign, warn, warn_ctx, &s->sc, err);
     if (rc) {
         ss_dirmodes_free(s->dm);
         s->dm = NULL;

@@ -31,7 +31,7 @@ struct ss_folder {
     ss_repo *repo;
     ss_state *state;
     ss_chunker *chunker;
-    ss_ignore *ign;
+    ss_ignore *ign; /* NULL until eng_load_ignore */
     ss_txn_limits limits;
     uint8_t device_id[SS_TXN_DEVICE_ID_BYTES]; /* ss_device_key_id(key) */
     char device_name[SS_TXN_DEVICE_NAME_MAX + 1];
@@ -49,6 +49,12 @@ struct ss_folder {
  * preserve_modes is set (as tar and rsync do for a user who is not root).
  */
 uint32_t eng_mode_applied(const ss_folder *f, uint32_t mode);
+
+/*
+ * (Re)read f->ign from the folder's ignore file, as it is now (a pull may
+ * just have changed it): what scans calls it first (push, status).
+ */
+ss_rc eng_load_ignore(ss_folder *f, ss_err *err);
 
 /* Tell hooks.progress (if any) where f->prog stands. */
 void eng_progress(ss_folder *f);

@@ -12,7 +12,10 @@
  * test stands in a file system that reports each file's ctime as its mtime,
  * so a rewrite with the old mtime put back looks exactly as a rewrite within
  * one timestamp tick does (which no test can time), and only the racy-mtime
- * rule can tell. Builds without SS_FAULT_HOOKS compile all of it away.
+ * rule can tell. S3SYNC_FAULT=no-openat2 stands in a kernel without
+ * openat2: fsio resolves every path by its O_NOFOLLOW walk (test-localfaults
+ * runs its symlink-swap cases both ways). Builds without SS_FAULT_HOOKS
+ * compile all of it away.
  */
 #ifndef SS_FAULT_H
 #define SS_FAULT_H

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "path.h"
 
 #define MASTER_FILE "master.key"
 #define SETTINGS_FILE "config"
@@ -295,10 +296,11 @@ static const char *bad_value(const setting_key *k, const char *v)
                    ? NULL
                    : "http(s)://HOST[:PORT]";
     case K_WORD: return all_of(v, WORD_CHARS) ? NULL : "letters, digits, '.', '_' and '-'";
-    case K_NAME:
-        return strlen(v) <= SS_TXN_DEVICE_NAME_MAX && !strpbrk(v, "/. ")
+    case K_NAME: /* it names transactions and conflict copies, and is shown everywhere */
+        return strlen(v) <= SS_TXN_DEVICE_NAME_MAX && !strpbrk(v, "/. ") &&
+                       ss_path_printable(v, strlen(v))
                    ? NULL
-                   : "a name of at most 255 bytes without '/', '.' or spaces";
+                   : "a name of at most 255 bytes of printable UTF-8 without '/', '.' or spaces";
     case K_COUNT: return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
     case K_BOOL: return !strcmp(v, "true") || !strcmp(v, "false") ? NULL : "true or false";
     default: return NULL;
@@ -467,16 +469,31 @@ static ss_rc check_same_repo(ss_folder *f, const char *settings, const char *url
 
 /* --- opening the parts ---------------------------------------------------------- */
 
-static ss_rc open_common(ss_folder *f, const char *ignore_file, ss_err *err)
+ss_rc eng_load_ignore(ss_folder *f, ss_err *err)
+{
+    char file[4096];
+    ss_ignore *ign = NULL;
+    int named = ss_folder_setting(f, "ignore_file", file, sizeof file);
+    ss_rc rc = ss_ignore_load(f->root, named ? file : NULL, &ign, err);
+    if (rc) return rc;
+    ss_ignore_free(f->ign);
+    f->ign = ign;
+    return SS_OK;
+}
+
+/*
+ * The ignore patterns are read by what scans (eng_load_ignore), not here: a
+ * bad .s3syncignore (another device made it a symlink) must not stop the
+ * pull that brings the fix.
+ */
+static ss_rc open_common(ss_folder *f, ss_err *err)
 {
     char *db = NULL;
     ss_rc rc;
     const ss_config *cfg = ss_repo_config(f->repo);
     f->limits.inline_limit = cfg->inline_limit;
     f->limits.max_chunk_size = cfg->chunker.max_size;
-    if ((rc = ss_chunker_new(&cfg->chunker, &f->chunker, err)) ||
-        (rc = ss_ignore_load(f->root, ignore_file, &f->ign, err)))
-        return rc;
+    if ((rc = ss_chunker_new(&cfg->chunker, &f->chunker, err))) return rc;
     if (asprintf(&db, "%s/state.db", f->meta) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_state_open(db, 1, &f->state, err);
@@ -541,7 +558,7 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
                      ss_folder **ret_folder, ss_err *err)
 {
     ss_folder *f = NULL;
-    char *settings = NULL, *path = NULL, url[4096], idhex[64], ign[4096], flag[16];
+    char *settings = NULL, *path = NULL, url[4096], idhex[64], flag[16];
     uint8_t master[SS_MASTER_KEY_BYTES];
     ss_store_opts so = store_opts ? *store_opts : (ss_store_opts){0};
     folder_store_opts fso;
@@ -579,10 +596,9 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     rc = ss_repo_open_master(f->store, master, (const uint8_t *)cfg, cfg_len, &f->repo, err);
     free(cfg);
     sodium_memzero(master, sizeof master);
-    if (rc ||
-        (rc = open_common(f, setting(settings, "ignore_file", ign, sizeof ign) ? ign : NULL, err)))
-        goto fail;
     f->settings = settings;
+    settings = NULL;
+    if (rc || (rc = open_common(f, err))) goto fail;
     free(path);
     *ret_folder = f;
     return SS_OK;
@@ -592,6 +608,49 @@ fail:
     ss_folder_free(f);
     return rc;
 }
+
+/* --- nesting -------------------------------------------------------------------- */
+
+/* dir holds a .s3sync/ directory: it is a synced folder's root (or claims to be). */
+static int holds_meta(const char *dir)
+{
+    char probe[PATH_MAX + 16];
+    struct stat st;
+    snprintf(probe, sizeof probe, "%s/" SS_TXN_RESERVED_DIR, dir);
+    return !stat(probe, &st) && S_ISDIR(st.st_mode);
+}
+
+/* The nearest proper ancestor of abs (resolved) that holds a .s3sync/, into out; 0: none. */
+static int synced_above(const char *abs, char *out, size_t cap)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", abs);
+    for (char *slash = strrchr(dir, '/'); slash && slash != dir; slash = strrchr(dir, '/')) {
+        *slash = '\0';
+        if (holds_meta(dir)) {
+            snprintf(out, cap, "%s", dir);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * A .s3sync/ below another synced folder's root is never adopted: no
+ * version that refuses such paths writes one, but an older one applied any
+ * path another device sent (sub/.s3sync/config naming the sender's store),
+ * and a folder inside another one is synced by the outer one anyway.
+ */
+static ss_rc refuse_nested(const char *dir, const char *outer, ss_err *err)
+{
+    return ss_fail(err, SS_ERR_INVALID,
+                   "%s lies inside the synced folder %s: refusing its " SS_TXN_RESERVED_DIR
+                   "/ (a folder inside another one is never synced on its own; "
+                   "move one of them out of the other)",
+                   dir, outer);
+}
+
+/* --- init ---------------------------------------------------------------------- */
 
 /* An option init records in the settings (value may be NULL: not given) must suit its key. */
 static ss_rc check_init_setting(const char *key, const char *value, ss_err *err)
@@ -622,6 +681,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
 {
     ss_folder *f = NULL;
     uint8_t cfg[SS_CONFIG_BYTES], fp[SS_FINGERPRINT_BYTES];
+    char outer[PATH_MAX];
     ss_rc rc;
     *ret_folder = NULL;
     *ret_created = 0;
@@ -629,13 +689,18 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         return rc; /* a typo is told before the passphrase's key derivation, not after */
     if ((rc =
              check_init_setting("endpoint", o->store_opts ? o->store_opts->endpoint : NULL, err)) ||
-        (rc = check_init_setting("profile", o->store_opts ? o->store_opts->profile : NULL, err)))
-        return rc; /* they go into the settings as they are */
+        (rc = check_init_setting("profile", o->store_opts ? o->store_opts->profile : NULL, err)) ||
+        (rc = check_init_setting("device", o->device_name, err)))
+        return rc; /* they go into the settings (and transactions, file names) as they are */
     if (mkdir(dir, 0755) && errno != EEXIST)
         return ss_fail(err, SS_ERR_IO, "create folder %s: %s", dir, strerror(errno));
     if ((rc = new_folder(dir, hooks, &f, err))) return rc;
     if (!access(f->meta, F_OK)) {
         rc = ss_fail(err, SS_ERR_EXISTS, "%s is already a synced folder", f->root);
+        goto fail;
+    }
+    if (synced_above(f->root, outer, sizeof outer)) {
+        rc = refuse_nested(f->root, outer, err);
         goto fail;
     }
     if ((rc = ss_store_open(o->store_url, o->store_opts, &f->store, err))) goto fail;
@@ -676,8 +741,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
                             SS_MASTER_KEY_BYTES, err)) ||
         (rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err)) ||
         (rc = write_private(f->meta, REPO_CONFIG_FILE, cfg, sizeof cfg, err)) ||
-        (rc = open_common(f, NULL, err)) ||
-        (rc = write_settings(f, o->store_url, o->store_opts, err)))
+        (rc = open_common(f, err)) || (rc = write_settings(f, o->store_url, o->store_opts, err)))
         goto fail;
     *ret_folder = f;
     return SS_OK;
@@ -688,13 +752,12 @@ fail:
 
 ss_rc ss_folder_find(const char *path, char **ret_dir, ss_err *err)
 {
-    char abs[PATH_MAX], probe[PATH_MAX + 16];
-    struct stat st;
+    char abs[PATH_MAX], outer[PATH_MAX];
     *ret_dir = NULL;
     if (!realpath(path, abs)) return ss_fail(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
     for (;;) {
-        snprintf(probe, sizeof probe, "%s/.s3sync", abs);
-        if (!stat(probe, &st) && S_ISDIR(st.st_mode)) {
+        if (holds_meta(abs)) {
+            if (synced_above(abs, outer, sizeof outer)) return refuse_nested(abs, outer, err);
             *ret_dir = strdup(abs);
             return *ret_dir ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "out of memory");
         }

@@ -195,7 +195,7 @@ typedef enum ss_subkey {
 #define SS_TXN_OP_MIN_BYTES 4     /* type + u16 len + 1 path byte */
 #define SS_TXN_CHUNK_REF_BYTES 52 /* u32 pack | u64 off | u32 sealed | u32 plain | id(32) */
 #define SS_TXN_CONTENT_LABEL "s3sync-content-v1" /* 17 bytes, no NUL */
-#define SS_TXN_RESERVED_DIR ".s3sync"            /* first path segment that is refused */
+#define SS_TXN_RESERVED_DIR ".s3sync"            /* a path segment refused at any depth */
 #define SS_TXN_CONTENT_ID_BYTES 32
 #define SS_TXN_TARGET_MAX 4096      /* symlink target bytes */
 #define SS_TXN_PACK_KEY_LEN 42      /* "data/" 20 digits "-" 16 lowercase hex */

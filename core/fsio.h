@@ -1,8 +1,14 @@
 /*
- * fsio: the data interface's writing half. Every change to the synced
- * folder goes through here, relative to the folder's root descriptor:
- *   - parents are opened one component at a time with O_NOFOLLOW, so no
- *     write ever passes through a symlink or leaves the folder (invariant 6);
+ * fsio: the data interface's writing half, and how any path of the synced
+ * folder is reached. Every change to the folder, and every read of a path
+ * in it, goes through here, relative to the folder's root descriptor:
+ *   - a path is resolved beneath the root without following a symlink at
+ *     any component: openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS
+ *     where the kernel has it, else parents opened one component at a time
+ *     with O_NOFOLLOW (the walk; S3SYNC_FAULT=no-openat2 forces it for the
+ *     tests). A user who swaps a directory for a symlink to elsewhere while
+ *     a command runs makes it fail on that path, never read, write or
+ *     remove outside the folder (invariant 6);
  *   - a file is written to a temp name in its own directory, fsynced, given
  *     its mode and mtime, and renamed over the target: a reader sees the old
  *     or the new content, never a mix (invariant 3); ss_fs_sync makes the
@@ -31,6 +37,18 @@ typedef struct ss_atomic ss_atomic;
  */
 ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd, const char **ret_base,
                    ss_err *err);
+/*
+ * Open path with flags (O_CLOEXEC added), the last component no more
+ * followed than the others: a symlink there is SS_ERR_IO too (errno ELOOP,
+ * EXDEV or ENOTDIR). Missing is SS_ERR_NOT_FOUND. On failure errno says
+ * why, for callers that word their own message. *ret_fd is the caller's.
+ */
+ss_rc ss_fs_open(int root_fd, const char *path, int flags, int *ret_fd, ss_err *err);
+/* lstat of path, its parents reached as above; missing is SS_ERR_NOT_FOUND. */
+ss_rc ss_fs_lstat(int root_fd, const char *path, struct stat *ret_st, ss_err *err);
+/* The target of symlink path: *ret_len bytes in buf (no NUL added; cap bytes at most). */
+ss_rc ss_fs_readlink(int root_fd, const char *path, char *buf, size_t cap, size_t *ret_len,
+                     ss_err *err);
 
 /*
  * What the caller saw at an atomic write's target when it decided to write
@@ -83,6 +101,9 @@ ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_m
 ss_rc ss_fs_dir_chmod(int fd, const char *path, uint32_t mode, ss_err *err);
 /* Remove a file, symlink or empty directory; missing is fine. */
 ss_rc ss_fs_remove(int root_fd, const char *path, ss_err *err);
+/* Remove directory path through its parent's descriptor: missing is fine, not empty SS_ERR_EXISTS.
+ */
+ss_rc ss_fs_rmdir(int root_fd, const char *path, ss_err *err);
 /* Rename within the folder (conflict copies). */
 ss_rc ss_fs_rename(int root_fd, const char *from, const char *to, ss_err *err);
 

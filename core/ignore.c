@@ -2,10 +2,15 @@
 #include "ignore.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsio.h"
 
 typedef struct pattern {
     char *glob;
@@ -58,37 +63,93 @@ nomem:
     return ss_fail(err, SS_ERR_NOMEM, "ignore patterns: out of memory");
 }
 
+/*
+ * The ignore file, opened: in the folder beneath its root, no symlink
+ * followed anywhere (a synced symlink to /dev/zero or to a fifo is refused,
+ * not read); an absolute path the user named as given. Never waits on a
+ * fifo (O_NONBLOCK). -1 with errno when it cannot.
+ */
+static int open_ignore(const char *root, const char *file)
+{
+    int root_fd, fd = -1, e;
+    ss_rc rc;
+    if (file && file[0] == '/') return open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0) return -1;
+    rc = ss_fs_open(root_fd, file ? file : SS_IGNORE_FILE, O_RDONLY | O_NONBLOCK, &fd, NULL);
+    e = errno;
+    close(root_fd);
+    errno = e;
+    return rc ? -1 : fd;
+}
+
+static ss_rc too_big(const char *shown, ss_err *err)
+{
+    return ss_fail(err, SS_ERR_IO, "ignore file %s is over %d KiB, more than patterns need", shown,
+                   SS_IGNORE_MAX / 1024);
+}
+
+/* All of fd, a regular file of at most SS_IGNORE_MAX bytes, NUL-terminated in *ret_text. */
+static ss_rc read_capped(int fd, const char *shown, char **ret_text, ss_err *err)
+{
+    struct stat st;
+    char *buf = NULL;
+    size_t len = 0;
+    ssize_t n = 1;
+    *ret_text = NULL;
+    if (fstat(fd, &st))
+        return ss_fail(err, SS_ERR_IO, "ignore file %s: %s", shown, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ss_fail(err, SS_ERR_IO, "ignore file %s is not a regular file", shown);
+    if (st.st_size > SS_IGNORE_MAX) return too_big(shown, err);
+    buf = malloc(SS_IGNORE_MAX + 2);
+    if (!buf) return ss_fail(err, SS_ERR_NOMEM, "ignore file %s: out of memory", shown);
+    while (len <= SS_IGNORE_MAX && n) { /* it may grow while read: the cap holds anyway */
+        n = read(fd, buf + len, SS_IGNORE_MAX + 1 - len);
+        if (n > 0) len += (size_t)n;
+        if (n < 0 && errno != EINTR) break;
+    }
+    if (n < 0 || len > SS_IGNORE_MAX) {
+        ss_rc rc = n < 0 ? ss_fail(err, SS_ERR_IO, "ignore file %s: %s", shown, strerror(errno))
+                         : too_big(shown, err);
+        free(buf);
+        return rc;
+    }
+    buf[len] = '\0';
+    *ret_text = buf;
+    return SS_OK;
+}
+
 ss_rc ss_ignore_load(const char *root, const char *file, ss_ignore **ret_ign, ss_err *err)
 {
-    char *path = NULL, *text = NULL;
-    size_t len = 0;
-    FILE *f = NULL;
+    char *shown = NULL, *text = NULL;
+    int fd;
     ss_rc rc;
     *ret_ign = NULL;
     if ((file && file[0] == '/'
-             ? asprintf(&path, "%s", file)
-             : asprintf(&path, "%s/%s", root, file ? file : ".s3syncignore")) < 0)
+             ? asprintf(&shown, "%s", file)
+             : asprintf(&shown, "%s/%s", root, file ? file : SS_IGNORE_FILE)) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    f = fopen(path, "re");
-    if (!f && (errno != ENOENT || file)) {
+    fd = open_ignore(root, file);
+    if (fd < 0 && errno == ENOENT && !file) { /* no .s3syncignore: nothing is ignored */
+        free(shown);
+        return ss_ignore_parse("", ret_ign, err);
+    }
+    if (fd < 0 && (errno == ELOOP || errno == EXDEV || errno == ENOTDIR))
+        rc = ss_fail(err, SS_ERR_IO,
+                     "ignore file %s is a symlink or lies below one: refusing to follow it "
+                     "(make it a regular file)",
+                     shown);
+    else if (fd < 0)
         rc = ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "ignore file %s: %s%s",
-                     path, strerror(errno),
+                     shown, strerror(errno),
                      file ? " (named by ignore_file: s3sync config set ignore_file PATH)" : "");
-        free(path);
-        return rc;
-    }
-    if (f) {
-        FILE *m = open_memstream(&text, &len);
-        char buf[4096];
-        size_t n;
-        while (m && (n = fread(buf, 1, sizeof buf, f)))
-            fwrite(buf, 1, n, m);
-        if (m) fclose(m);
-        fclose(f);
-    }
-    rc = ss_ignore_parse(text ? text : "", ret_ign, err);
+    else
+        rc = read_capped(fd, shown, &text, err);
+    if (fd >= 0) close(fd);
+    if (!rc) rc = ss_ignore_parse(text, ret_ign, err);
     free(text);
-    free(path);
+    free(shown);
     return rc;
 }
 

@@ -12,12 +12,18 @@
 
 #include "ss_error.h"
 
+#define SS_IGNORE_FILE ".s3syncignore"
+#define SS_IGNORE_MAX (1 << 20) /* bytes: an ignore file beyond this is refused */
+
 typedef struct ss_ignore ss_ignore;
 
 /*
  * Read the patterns of file (relative to root, or absolute; NULL:
  * .s3syncignore). A missing .s3syncignore yields an empty set; a missing
  * file named otherwise is an error (the folder's config, ignore_file, names it).
+ * The file is never followed when it lies in the folder (another device may
+ * have made it a symlink: to /dev/zero, to a fifo) and must be a regular
+ * file of at most SS_IGNORE_MAX bytes; else a one-line error names it.
  */
 ss_rc ss_ignore_load(const char *root, const char *file, ss_ignore **ret_ign, ss_err *err);
 /* Parse patterns from a string (tests; ss_ignore_load uses it). */

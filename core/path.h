@@ -2,12 +2,14 @@
  * path: the relative paths a repository stores, their order and their rules.
  *
  * Owns what a valid path is (docs/FORMAT.md "Transactions": 1 to 4096 bytes,
- * no NUL, no empty, "." or ".." segment, no leading or trailing '/', first
- * segment not ".s3sync"; invariant 6) and the one order every sorted list of
- * paths uses: bytes compared with '/' lowest. That order is a depth-first
- * walk with each directory's names sorted by strcmp, so a directory's
- * subtree follows it directly, before a sibling such as "a-c" or "a.txt";
- * the scanner, the state index and the transaction codec all rely on it.
+ * no NUL, no empty, "." or ".." segment, no leading or trailing '/', no
+ * segment that is ".s3sync" on any file system, see ss_path_reserved;
+ * invariant 6), how a name from elsewhere is shown in a message, and the one
+ * order every sorted list of paths uses: bytes compared with '/' lowest.
+ * That order is a depth-first walk with each directory's names sorted by
+ * strcmp, so a directory's subtree follows it directly, before a sibling
+ * such as "a-c" or "a.txt"; the scanner, the state index and the
+ * transaction codec all rely on it.
  *
  * Paths are (pointer, length) pairs: a decoder checks a name before trusting
  * that it holds no NUL.
@@ -36,10 +38,39 @@ int ss_path_is_ancestor(const char *a, size_t alen, const char *b, size_t blen);
 ss_rc ss_path_validate(const char *p, size_t len, ss_err *err);
 
 /*
- * Write p as a double-quoted C-style literal for messages: printable ASCII
- * as is, '"' and '\\' escaped, everything else as \xNN; cut with "..." so
- * the result fits cap (>= 8). Always NUL-terminates; returns dst.
+ * Nonzero when the segment [s, s+n) is the control folder ".s3sync" on some
+ * file system s3sync runs on: ASCII case ignored (macOS, casefolded ext4,
+ * tmpfs and f2fs), and as Linux's utf8 casefolding ("nfdicf") compares
+ * names: every Unicode Default_Ignorable_Code_Point dropped (U+200D ZERO
+ * WIDTH JOINER, U+00AD SOFT HYPHEN, variation selectors...), then NFD and
+ * full case folding, under which U+017F LATIN SMALL LETTER LONG S is 's';
+ * then trailing '.' and ' ' dropped (Windows and FAT file systems drop
+ * them). Bytes that are not UTF-8 compare as bytes (as casefolding does),
+ * so they never make such a segment.
+ */
+int ss_path_reserved(const char *s, size_t n);
+
+/*
+ * Why the name [s, s+n) cannot be a path segment, or NULL when it can:
+ * empty, "." or "..", either of those with ignorable code points added (a
+ * file system that folds names may take "..\u200d" for ".." itself), or
+ * ss_path_reserved. The scan skips what a transaction could not hold.
+ */
+const char *ss_path_segment_fault(const char *s, size_t n);
+
+/*
+ * p for messages, so that a name from the store, another device or the
+ * folder cannot drive the terminal: valid UTF-8 as is, except C0 and C1
+ * controls, DEL and the marks that reorder or break a line (bidi controls,
+ * U+2028, U+2029), which come out as \xNN per byte, as does every byte
+ * that is not UTF-8. ss_path_quote puts the result in double quotes with
+ * '"' and '\\' escaped as well; ss_path_escape leaves those (a message
+ * that quoted a path already). Cut with "..." so the result fits cap (>= 8).
+ * Always NUL-terminates; returns dst.
  */
 char *ss_path_quote(char *dst, size_t cap, const char *p, size_t len);
+/* Nonzero when p is UTF-8 that ss_path_escape shows as it is (a device name must be). */
+int ss_path_printable(const char *p, size_t len);
+char *ss_path_escape(char *dst, size_t cap, const char *p, size_t len);
 
 #endif

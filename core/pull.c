@@ -262,14 +262,20 @@ static ss_rc same_as_local(apply *a, const ss_txn_entry *e, const local *l, int 
         *ret_same = 1;
     } else if (e->kind == SS_TXN_SYMLINK) {
         char target[4097];
-        ssize_t n = readlinkat(a->f->root_fd, e->path, target, sizeof target);
-        *ret_same = n == (ssize_t)e->size && !memcmp(target, e->target, (size_t)n);
+        size_t n = 0;
+        ss_rc rc = ss_fs_readlink(a->f->root_fd, e->path, target, sizeof target, &n, err);
+        if (rc) return rc;
+        *ret_same = n == e->size && !memcmp(target, e->target, n);
     } else if ((uint64_t)l->st.st_size == e->size) {
         uint8_t cid[32];
-        int fd = openat(a->f->root_fd, e->path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        ss_rc rc;
-        if (fd < 0 && errno == EACCES) return SS_OK; /* cannot tell: kept as a conflict copy */
-        if (fd < 0) return ss_fail(err, SS_ERR_IO, "read %s: %s", e->path, strerror(errno));
+        int fd = -1;
+        ss_err why = {{0}};
+        ss_rc rc = ss_fs_open(a->f->root_fd, e->path, O_RDONLY | O_NONBLOCK, &fd, &why);
+        if (rc && errno == EACCES) return SS_OK; /* cannot tell: kept as a conflict copy */
+        if (rc) {
+            if (err) *err = why;
+            return rc;
+        }
         rc = eng_identify(a->f, fd, e->size, NULL, NULL, cid, NULL, err);
         close(fd);
         if (rc) return rc;
@@ -500,12 +506,13 @@ static int is_deferred(const apply *a, const char *path)
 static ss_rc clear_way(apply *a, const char *path, const local *l, int for_delete,
                        int *ret_deferred, ss_err *err)
 {
+    ss_rc rc;
     *ret_deferred = 0;
     a->kept = 0;
+    ss_fault_point("apply.before-remove");
     if (l->kind != SS_TXN_DIR) return ss_fs_remove(a->f->root_fd, path, err);
-    if (!unlinkat(a->f->root_fd, path, AT_REMOVEDIR)) return SS_OK;
-    if (errno != ENOTEMPTY && errno != EEXIST)
-        return ss_fail(err, SS_ERR_IO, "remove directory %s: %s", path, strerror(errno));
+    rc = ss_fs_rmdir(a->f->root_fd, path, err); /* through its parent: never a symlink's target */
+    if (rc != SS_ERR_EXISTS) return rc;
     if (!a->deferred_pass) {
         *ret_deferred = 1; /* its children's deletes come later in this transaction */
         return defer(a, path, for_delete, err);
@@ -525,7 +532,7 @@ static size_t blocked_at(apply *a, const char *path)
     for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
         char *p = strndup(path, (size_t)(s - path));
         struct stat st;
-        int r = p ? fstatat(a->f->root_fd, p, &st, AT_SYMLINK_NOFOLLOW) : -1;
+        ss_rc r = p ? ss_fs_lstat(a->f->root_fd, p, &st, NULL) : SS_ERR_NOMEM;
         free(p);
         if (r) return 0;
         if (!S_ISDIR(st.st_mode)) return (size_t)(s - path);

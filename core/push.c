@@ -23,6 +23,7 @@
 #include "engine.h"
 #include "fault.h"
 #include "frame.h"
+#include "fsio.h"
 #include "pad.h"
 #include "path.h"
 #include "seal.h"
@@ -290,19 +291,40 @@ static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[32], u
     return SS_OK;
 }
 
+/* The cause at the end of an fsio message ("open a/b: Permission denied"). */
+static const char *last_part(const char *msg)
+{
+    const char *at = msg, *next;
+    while ((next = strstr(at, ": ")))
+        at = next + 2;
+    return at;
+}
+
 static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_err *err)
 {
     uint8_t cid[32], *inl = NULL;
     struct stat st;
     int fd, changed = 1;
+    ss_err why = {{0}};
     ss_rc rc = SS_OK;
     ss_txn_entry e = {
         .type = SS_TXN_UPSERT, .path = path, .path_len = strlen(path), .kind = SS_TXN_FILE};
 
-    fd = openat(p->f->root_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) return SS_OK; /* gone since the scan: the next push sees it */
-        warn(p, "skipping %s: %s", path, strerror(errno));
+    ss_fault_point("push.before-read");
+    /* No symlink anywhere on the way (a directory swapped since the scan), no fifo waited on. */
+    rc = ss_fs_open(p->f->root_fd, path, O_RDONLY | O_NONBLOCK, &fd, &why);
+    if (rc == SS_ERR_NOT_FOUND) return SS_OK; /* gone since the scan: the next push sees it */
+    if (rc == SS_ERR_IO) { /* unreadable, or a symlink on its way: the rest goes on */
+        warn(p, "skipping %s: %s", path, last_part(why.msg));
+        return SS_OK;
+    }
+    if (rc) {
+        if (err) *err = why;
+        return rc;
+    }
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) { /* swapped for a fifo or such since the scan */
+        close(fd);
+        warn(p, "skipping %s: %s", path, "not a regular file");
         return SS_OK;
     }
     for (int attempt = 0; attempt < 3 && changed && !rc; attempt++)
@@ -339,7 +361,9 @@ static ss_rc push_symlink(push *p, const char *path, const struct stat *st, cons
                           ss_err *err)
 {
     char target[4097];
-    ssize_t n = readlinkat(p->f->root_fd, path, target, sizeof target - 1);
+    size_t n = 0;
+    ss_err why = {{0}};
+    ss_rc rc = ss_fs_readlink(p->f->root_fd, path, target, sizeof target - 1, &n, &why);
     ss_txn_entry e = {.type = SS_TXN_UPSERT,
                       .path = path,
                       .path_len = strlen(path),
@@ -347,17 +371,22 @@ static ss_rc push_symlink(push *p, const char *path, const struct stat *st, cons
                       .mode = mode_to_send(row, st),
                       .mtime_s = st->st_mtim.tv_sec,
                       .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
-    if (n < 0) {
-        warn(p, "skipping %s: %s", path, strerror(errno));
+    if (rc == SS_ERR_NOT_FOUND) return SS_OK; /* gone since the scan */
+    if (rc == SS_ERR_IO) {
+        warn(p, "skipping %s: %s", path, last_part(why.msg));
         return SS_OK;
+    }
+    if (rc) {
+        if (err) *err = why;
+        return rc;
     }
     target[n] = '\0';
     if (row && row->kind == SS_TXN_SYMLINK && row->body_len == (size_t)n &&
-        !memcmp(row->body, target, (size_t)n) && row->mode == e.mode && same_mtime(row, st))
+        !memcmp(row->body, target, n) && row->mode == e.mode && same_mtime(row, st))
         return restat(p, row, st, err);
     e.size = (uint64_t)n;
     e.target = target;
-    return publish(p, &e, st, target, (size_t)n, err);
+    return publish(p, &e, st, target, n, err);
 }
 
 static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss_state_row *row,
@@ -381,6 +410,9 @@ static ss_rc push_delete(push *p, const ss_state_row *row, ss_err *err)
     ss_rc rc;
     if (ss_ignore_match(p->f->ign, row->path, row->kind == SS_TXN_DIR)) return SS_OK;
     if (p->counting) return SS_OK;
+    /* Applied before the path rules refused it (a .s3sync at depth): forgotten, never sent. */
+    if (ss_path_validate(row->path, strlen(row->path), NULL))
+        return ss_state_remove(p->f->state, row->path, err);
     if ((rc = ss_spool_put(p->spool, &e, NULL, err))) return rc;
     verbose(p, "delete", row->path);
     return ss_state_remove(p->f->state, row->path, err);
@@ -656,6 +688,7 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     p.seq = wm + 1;
     if ((rc = device_entries(&p, err))) return rc;
     if (force && !p.n_devs) p.force = 0; /* enrolled or revoked meanwhile: nothing to say */
+    if (!force && (rc = eng_load_ignore(f, err))) return rc;
     f->prog = (ss_progress){.phase = "push"};
     if (f->hooks.progress && !force) { /* a terminal is watching: count first, for the totals */
         p.counting = 1;

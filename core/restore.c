@@ -200,7 +200,7 @@ static ss_rc beside_name(rs *s, uint64_t seq, int kind, ss_err *err)
             s->top = NULL;
             return ss_fail(err, SS_ERR_NOMEM, "out of memory");
         }
-        if (name_free(s->f->root_fd, s->top)) {
+        if (ss_fs_lstat(s->f->root_fd, s->top, &(struct stat){0}, NULL) == SS_ERR_NOT_FOUND) {
             if (!(s->res->dest = strdup(s->top)))
                 return ss_fail(err, SS_ERR_NOMEM, "out of memory");
             /* its parent, made again when it was deleted too */

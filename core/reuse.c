@@ -65,16 +65,11 @@ static int map_body(eng_reuse *r, const ss_state_row *row)
     return 0;
 }
 
-/* A regular file at path, opened without following a symlink anywhere; -1 when not. */
+/* The file at path, opened without following a symlink anywhere; -1 when not. */
 static int open_local(ss_folder *f, const char *path)
 {
-    const char *base;
-    int dirfd, fd;
-    ss_err ignored;
-    if (ss_fs_parent(f->root_fd, path, 0, &dirfd, &base, &ignored)) return -1;
-    fd = openat(dirfd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    close(dirfd);
-    return fd;
+    int fd = -1;
+    return ss_fs_open(f->root_fd, path, O_RDONLY | O_NONBLOCK, &fd, NULL) ? -1 : fd;
 }
 
 ss_rc eng_reuse_open(ss_folder *f, const char *path, eng_reuse **ret_reuse, ss_err *err)

@@ -1,12 +1,20 @@
 /*
- * scan: walks a synced folder with lstat, depth first, each directory's
- * names sorted, so entries come out in ss_path_cmp order ('/' lowest): the
- * order of the state's rows, which lets a push merge the two streams without
- * loading either. Skips .s3sync/, ignored paths, and special files (fifos,
- * sockets, devices: reported through warn). Removes fsio's temp files: one
- * seen by a scan (under the folder's lock) is a leftover of a killed command.
- * Symlinks are entries, never followed. Memory: the names of the directories
- * on the current path only.
+ * scan: walks a synced folder depth first, each directory's names sorted,
+ * so entries come out in ss_path_cmp order ('/' lowest): the order of the
+ * state's rows, which lets a push merge the two streams without loading
+ * either. Skips ignored paths, names no transaction may hold (.s3sync and
+ * its case-folded aliases at any depth, ss_path_segment_fault: warned about
+ * but for the root's own .s3sync/), and special files (fifos, sockets,
+ * devices: warned about). Removes fsio's temp files: one seen by a scan
+ * (under the folder's lock) is a leftover of a killed command.
+ *
+ * Symlinks are entries, never followed, at any depth: each directory is
+ * opened from its parent's descriptor with O_NOFOLLOW and its names are
+ * stat'ed relative to it, and a parent is opened again after a subtree by
+ * its path beneath the root (fsio's ss_fs_open). A directory swapped for a
+ * symlink while the scan runs ends there: nothing outside is listed.
+ * Memory: the names of the directories on the current path only; one
+ * directory descriptor open.
  */
 #ifndef SS_SCAN_H
 #define SS_SCAN_H
@@ -26,8 +34,8 @@ typedef struct ss_scan_entry {
 
 typedef void (*ss_warn_fn)(void *ctx, const char *msg);
 
-/* ign and warn may be NULL; ign is borrowed. */
-ss_rc ss_scan_new(const char *root, const ss_ignore *ign, ss_warn_fn warn, void *warn_ctx,
+/* root_fd: the folder, borrowed (the scan opens its own "."); ign and warn may be NULL. */
+ss_rc ss_scan_new(int root_fd, const ss_ignore *ign, ss_warn_fn warn, void *warn_ctx,
                   ss_scan **ret_scan, ss_err *err);
 /*
  * A directory its owner cannot read as it stands (EACCES) is handed to fn

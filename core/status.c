@@ -38,14 +38,16 @@ static ss_rc count_local(ss_folder *f, uint64_t *ret, ss_err *err)
     const ss_state_row *r = NULL;
     ss_rc rc;
     *ret = 0;
-    if ((rc = eng_scan_new(f, NULL, NULL, &sc, err)) ||
+    if ((rc = eng_load_ignore(f, err)) || (rc = eng_scan_new(f, NULL, NULL, &sc, err)) ||
         (rc = ss_state_iter_new(f->state, &it, err)) || (rc = eng_scan_next(&sc, &e, err)) ||
         (rc = ss_state_iter_next(it, &r, err)))
         goto out;
     while (!rc && (e || r)) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
         if (c < 0 || (c == 0 && !same_as_row(f, r, e))) (*ret)++;
-        if (c > 0 && !ss_ignore_match(f->ign, r->path, r->kind == SS_TXN_DIR)) (*ret)++;
+        if (c > 0 && !ss_ignore_match(f->ign, r->path, r->kind == SS_TXN_DIR) &&
+            !ss_path_validate(r->path, strlen(r->path), NULL)) /* push forgets those */
+            (*ret)++;
         if (c <= 0) rc = eng_scan_next(&sc, &e, err);
         if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
     }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -307,6 +308,35 @@ outcome finish(child c)
     o.err = slurp_fd(c.err);
     o.json = json_loads(o.out, JSON_DISABLE_EOF_CHECK, NULL);
     return o;
+}
+
+outcome finish_within(child c, double seconds)
+{
+    double until = now_s() + seconds;
+    siginfo_t info;
+    for (;;) { /* WNOWAIT: finish reaps it */
+        info.si_pid = 0;
+        if (waitid(P_PID, (id_t)c.pid, &info, WEXITED | WNOHANG | WNOWAIT) && errno != EINTR)
+            failf("waitid: %s", strerror(errno));
+        if (info.si_pid) break;
+        if (now_s() > until) {
+            kill(c.pid, SIGKILL); /* hung: the outcome says killed */
+            break;
+        }
+        usleep(20000);
+    }
+    return finish(c);
+}
+
+void expect_stopped(child c, const char *what)
+{
+    int status;
+    while (waitpid(c.pid, &status, WUNTRACED) < 0)
+        assert_int_equal(errno, EINTR);
+    if (!WIFSTOPPED(status))
+        failf("%s did not stop at its pause point (exit %d, signal %d)", what,
+              WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 void outcome_free(outcome *o)

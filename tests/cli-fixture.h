@@ -101,6 +101,10 @@ typedef struct outcome {
 /* Start argv[0] (a path) with env overrides ("NAME=value" sets, "NAME" unsets). */
 child start_prog(const char *const *env, const char *const *argv);
 outcome finish(child c); /* wait, collect stdout and stderr */
+/* finish, but SIGKILL it when it has not ended within seconds (a hang shows as sig 9). */
+outcome finish_within(child c, double seconds);
+/* Wait until c stops itself at a pause point (S3SYNC_PAUSE_AT, core/fault.h); SIGCONT goes on. */
+void expect_stopped(child c, const char *what);
 void outcome_free(outcome *o);
 /* s3sync with args (NULL-terminated). */
 child start_cli(const char *const *env, const char *const *args);

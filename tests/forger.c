@@ -59,6 +59,7 @@ void forger_open(forger *f, const char *url, const char *pass)
     check(ss_repo_join(f->store, pass, strlen(pass), &f->repo, &err), &err, "join");
     crypto_sign_keypair(f->pk, f->sk);
     id_of(f->pk, f->id);
+    snprintf(f->name, sizeof f->name, "EVE");
     forger_sync(f);
 }
 
@@ -116,8 +117,8 @@ void forger_enroll(forger *f)
     b_mem(&b, f->id, sizeof f->id);
     b_uint(&b, seq, 8);
     b_mem(&b, f->pk, sizeof f->pk);
-    b_uint(&b, 3, 2);
-    b_mem(&b, "EVE", 3);
+    b_uint(&b, strlen(f->name), 2);
+    b_mem(&b, f->name, strlen(f->name));
     forge(f, &b, SIG_OWN, key);
     free(b.p);
     forger_sync(f);
@@ -132,8 +133,8 @@ void t_header_only(buf *b, const forger *f, const uint8_t *id, uint64_t seq, uin
     b_uint(b, seq, 8);
     b_uint(b, 1700000000000000000ull, 8);
     b_mem(b, id ? id : f->id, SS_TXN_DEVICE_ID_BYTES);
-    b_uint(b, 3, 2);
-    b_mem(b, "EVE", 3);
+    b_uint(b, strlen(f->name), 2);
+    b_mem(b, f->name, strlen(f->name));
     b_uint(b, n_packs, 4);
     b_uint(b, n_ops, 4);
 }

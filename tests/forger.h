@@ -28,6 +28,7 @@ typedef struct forger {
     uint8_t chain[SS_CHAIN_BYTES]; /* chain(head) */
     uint8_t pk[SS_DEVICE_PK_BYTES], sk[SS_DEVICE_SK_BYTES];
     uint8_t id[SS_TXN_DEVICE_ID_BYTES]; /* of pk */
+    char name[64]; /* its device name: "EVE" unless a case sets another before forger_enroll */
 } forger;
 
 /* How forge signs the bytes it is given. */
@@ -44,7 +45,7 @@ void forger_free(forger *f);
 void forger_sync(forger *f);
 /* Sign plain (a transaction without its signature) as sig says, seal it as log/<head + 1>. */
 void forge(forger *f, const buf *plain, forger_sig sig, char *ret_key);
-/* A transaction enrolling the forger as "EVE": afterwards its transactions are a device's. */
+/* A transaction enrolling the forger as f->name: afterwards its transactions are a device's. */
 void forger_enroll(forger *f);
 
 /*

@@ -2,7 +2,8 @@
 # test-cli: what a user meets at the command line, on a file:// store:
 # .s3syncignore, special files skipped with a warning, status, every
 # passphrase source, a command run in a subfolder (the folder found upward),
-# the conflict warning, and two commands at once on one folder (the lock).
+# a .s3sync/ inside a synced folder never adopted nor synced, init --device
+# checked, the conflict warning, and two commands at once on one folder (the lock).
 # Usage: test-cli.sh S3SYNC_BIN
 set -euo pipefail
 bin=$(realpath "$1") # the subfolder test runs it from elsewhere
@@ -58,6 +59,29 @@ check "sync in a subfolder without -C succeeds" bash -c "cd '$w/B/src' && '$bin'
 "$bin" -C "$w/A" sync >/dev/null 2>&1
 check "and synced the folder above" test -f "$w/A/src/from-sub.txt"
 check "and makes no folder of the subfolder" test ! -e "$w/B/src/.s3sync"
+
+# A .s3sync/ below a synced folder's root (another repository's, as an older
+# s3sync applied from a hostile device's sub/.s3sync/...) is never adopted:
+# not from the subfolder, not by init, and B's push never syncs it.
+"$bin" -q init "file://$w/evil" "$w/X" --password-file "$w/pass"
+cp -a "$w/X/.s3sync" "$w/B/src/.s3sync"
+echo "B's secret" >"$w/B/src/secret.txt"
+check "a command in the subfolder refuses the nested .s3sync" bash -c "cd '$w/B/src' && ! '$bin' sync >/dev/null 2>'$w/nested' && grep -q 'lies inside the synced folder' '$w/nested'"
+check "and said so in one line" test "$(wc -l <"$w/nested")" -eq 1
+check "and sent nothing to the other repository" bash -c "! ls '$w/evil/log' 2>/dev/null | grep -q ."
+check "-C naming the subfolder refuses it too" bash -c "! '$bin' -C '$w/B/src' status >/dev/null 2>&1"
+check "init inside a synced folder is refused" bash -c "! '$bin' -q init 'file://$w/evil2' '$w/B/src/inner' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/B/src/inner/.s3sync'"
+"$bin" -C "$w/B" push 2>"$w/warn"
+check "B's push skips the nested control folder, with a warning" grep -q "skipping src/.s3sync" "$w/warn"
+"$bin" -C "$w/A" pull 2>/dev/null
+check "so no other device gets it" bash -c "test -f '$w/A/src/secret.txt' && ! test -e '$w/A/src/.s3sync'"
+rm -rf "$w/B/src/.s3sync"
+
+# init --device is held to what config set device takes: no control characters, no '/'.
+check "init --device with an escape sequence is refused" bash -c "! '$bin' -q --device \$'ev\\x1b[8mil' init 'file://$w/store' '$w/G' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/G/.s3sync'"
+check "init --device with a C1 control (U+009B) is refused" bash -c "! '$bin' -q --device \$'ev\\xc2\\x9bil' init 'file://$w/store' '$w/G' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/G/.s3sync'"
+check "init --device that is not UTF-8 is refused" bash -c "! '$bin' -q --device \$'ev\\xffil' init 'file://$w/store' '$w/G' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/G/.s3sync'"
+check "init --device with a '/' is refused" bash -c "! '$bin' -q --device 'a/b' init 'file://$w/store' '$w/G' --password-file '$w/pass' 2>/dev/null && ! test -e '$w/G/.s3sync'"
 
 # A conflict is told on stderr, even without a terminal, naming both paths.
 echo "A's side" >"$w/A/both.txt"

@@ -667,18 +667,6 @@ static void test_rgw_outage_mid_push(void **state)
     expect_intended(w, intended);
 }
 
-/* Wait until c stops itself at its pause point (S3SYNC_PAUSE_AT, core/fault.h). */
-static void expect_paused(child c, const char *what)
-{
-    int status;
-    while (waitpid(c.pid, &status, WUNTRACED) < 0)
-        assert_int_equal(errno, EINTR);
-    if (!WIFSTOPPED(status))
-        failf("%s did not stop at its pause point (exit %d, signal %d)", what,
-              WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
 /* SIGKILL the private radosgw and wait until it is gone (init reaps it: not our child). */
 static void kill_gateway(void)
 {
@@ -756,7 +744,7 @@ static void test_rgw_killed_mid_push(void **state)
         snapshot(w->dev[B], old);
 
         ch = start_cmd(w, A, phase == 1 ? quick : patient, "push");
-        expect_paused(ch, "push");
+        expect_stopped(ch, "push");
         kill_gateway();
         t0 = now_s();
         kill(ch.pid, SIGCONT);
@@ -898,7 +886,7 @@ static void test_credentials_expire_mid_push(void **state)
         rm_rf(intended);
         snapshot(w->dev[A], intended);
         child ch = start_cmd(w, A, pause, "push");
-        expect_paused(ch, "push");
+        expect_stopped(ch, "push");
         g_creds_gone = 1;
         if (round)
             rgw_admin("user suspend", ARGS("user", "suspend", "--uid=s3sync-test"));

@@ -1,6 +1,7 @@
 /*
- * test-localfaults: the folder's own file system fails, end to end through
- * the s3sync binary on a file:// store (the store plays no part here).
+ * test-localfaults: the folder's own file system fails, or a local user
+ * plays tricks with it, end to end through the s3sync binary on a file://
+ * store (the store plays no part here).
  *
  *   disk full     B's folder on a small tmpfs, nearly filled: pull exits 1
  *                 with one line naming the cause (No space left on device);
@@ -24,6 +25,15 @@
  *                 reads it up to 3 times and skips it with a warning if it
  *                 never holds still; B never gets a torn mix of two versions,
  *                 and once the writer stops the next sync converges.
+ *   swapped       d/ swapped for a symlink to a directory outside the folder
+ *                 while push stands before reading d/secret.txt, or pull
+ *                 before removing d/sub (S3SYNC_PAUSE_AT): nothing outside
+ *                 is pushed or removed; with openat2 and with the O_NOFOLLOW
+ *                 walk (S3SYNC_FAULT=no-openat2).
+ *   casefold      on a casefolded tmpfs or ext4 image (skipped, saying why,
+ *                 where the kernel has no CONFIG_UNICODE): the kernel takes
+ *                 each alias of tests/reserved-names.h for .s3sync, and a
+ *                 forged .S3SYNC/config (and others) leaves B's settings be.
  *
  * Needs root for mount and setpriv (CI and this machine run as root); each
  * scenario that cannot get them is skipped with a message saying why.
@@ -40,9 +50,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
+#include <linux/fs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +63,8 @@
 #include <sodium.h>
 
 #include "cli-fixture.h"
+#include "forger.h"
+#include "reserved-names.h"
 
 #define NOBODY "65534"
 
@@ -521,13 +535,251 @@ static void test_changing_file(void **state)
     g_step[0] = '\0';
 }
 
+/* --- a directory swapped for a symlink mid-command ----------------------------------- */
+
+/* The two ways fsio resolves a path beneath the folder (core/fsio.h): openat2, the walk. */
+static const char *const g_resolvers[2][3] = {
+    {"openat2", NULL},
+    {"the O_NOFOLLOW walk", "S3SYNC_FAULT=no-openat2", NULL},
+};
+
+/* Replace dir by a symlink to target (dir itself is kept as away), or put it back. */
+static void swap_dir(const char *dir, const char *away, const char *target)
+{
+    if (target ? rename(dir, away) || symlink(target, dir) : unlink(dir) || rename(away, dir))
+        failf("swap %s: %s", dir, strerror(errno));
+}
+
+/* s3sync -C DEV --json CMD, stopped at point, with the resolver's environment. */
+static child start_paused(const world *w, int d, const char *point, int walk, const char *cmd)
+{
+    char pause[96];
+    const char *env[3] = {pause, g_resolvers[walk][1], NULL};
+    snprintf(pause, sizeof pause, "S3SYNC_PAUSE_AT=%s", point);
+    child c = start_cmd(w, d, env, cmd);
+    expect_stopped(c, cmd);
+    return c;
+}
+
+/*
+ * A local user swaps d/ for a symlink to a directory outside the folder
+ * while A's push stands between its scan of d/secret.txt and reading it.
+ * The push must not read through the link: nothing of the outside file
+ * reaches the store (B), and the push warns and goes on.
+ */
+static void test_swap_during_push(void **state)
+{
+    world *w = *state;
+    char outside[200], away[200];
+    snprintf(outside, sizeof outside, "%s/outside", w->root);
+    snprintf(away, sizeof away, "%s.away", at(w, A, "d"));
+    write_bytes(at_dir(outside, "secret.txt"), "OUTSIDE SECRET", 14);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "d/secret.txt"), "inside", 6);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    for (int walk = 0; walk < 2; walk++) {
+        child c;
+        outcome o;
+        snprintf(g_step, sizeof g_step, "push, d/ swapped before reading (%s)",
+                 g_resolvers[walk][0]);
+        write_bytes(at(w, A, "d/secret.txt"), walk ? "inside 3" : "inside 2", 8);
+        c = start_paused(w, A, "push.before-read:1", walk, "push");
+        swap_dir(at(w, A, "d"), away, outside);
+        kill(c.pid, SIGCONT);
+        o = finish(c);
+        ok(w, B, "pull");
+        if (count_in(w->dev[B], count_content, "OUTSIDE SECRET"))
+            failf("the file outside the folder was pushed through the symlink");
+        expect_exit(&o, 0, g_step);
+        if (!strstr(o.err, "skipping d/secret.txt"))
+            failf("no warning for d/secret.txt: %s", o.err);
+        fprintf(stderr, "  %s: %s", g_step, o.err);
+        outcome_free(&o);
+        swap_dir(at(w, A, "d"), away, NULL);
+        ok(w, A, "push");
+        ok(w, B, "pull");
+        expect_content(at(w, B, "d/secret.txt"), walk ? "inside 3" : "inside 2");
+    }
+    g_step[0] = '\0';
+}
+
+/*
+ * A local user swaps d/ for a symlink to a directory outside the folder
+ * while B's pull stands before removing d/sub (deleted by A). The pull
+ * must not remove outside/sub through the link; once d/ is back, a pull
+ * completes.
+ */
+static void test_swap_during_pull(void **state)
+{
+    world *w = *state;
+    char outside[200], away[200];
+    struct stat st;
+    snprintf(outside, sizeof outside, "%s/outside", w->root);
+    snprintf(away, sizeof away, "%s.away", at(w, B, "d"));
+    if (mkdir(outside, 0755) || mkdir(at_dir(outside, "sub"), 0755)) failf("mkdir outside");
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "d/keep.txt"), "keep", 4);
+    for (int walk = 0; walk < 2; walk++) {
+        child c;
+        outcome o;
+        snprintf(g_step, sizeof g_step, "pull, d/ swapped before removing d/sub (%s)",
+                 g_resolvers[walk][0]);
+        if (mkdir(at(w, A, "d/sub"), 0755)) failf("mkdir d/sub");
+        ok(w, A, "push");
+        ok(w, B, "pull");
+        if (rmdir(at(w, A, "d/sub"))) failf("rmdir d/sub");
+        ok(w, A, "push");
+        c = start_paused(w, B, "apply.before-remove:1", walk, "pull");
+        swap_dir(at(w, B, "d"), away, outside);
+        kill(c.pid, SIGCONT);
+        o = finish(c);
+        fprintf(stderr, "  %s: exit %d %s", g_step, o.code, o.err);
+        if (o.code != 0 && o.code != 1) failf("pull: exit %d: %s", o.code, o.err);
+        outcome_free(&o);
+        if (stat(at_dir(outside, "sub"), &st) || !S_ISDIR(st.st_mode))
+            failf("the directory outside the folder was removed through the symlink");
+        swap_dir(at(w, B, "d"), away, NULL);
+        ok(w, B, "pull");
+        expect_same_tree(w->dev[A], w->dev[B]);
+    }
+    g_step[0] = '\0';
+}
+
+/* --- a casefolded file system ---------------------------------------------------------- */
+
+#ifndef FS_CASEFOLD_FL
+#define FS_CASEFOLD_FL 0x40000000 /* chattr +F */
+#endif
+
+/* Mount a small ext4 image made with casefolding at mnt; 0 with why when it cannot. */
+static int mount_ext4_casefold(const world *w, const char *mnt, char *why, size_t cap)
+{
+    char img[200];
+    outcome o;
+    int fd;
+    snprintf(img, sizeof img, "%s/casefold.img", w->root);
+    fd = open(img, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || ftruncate(fd, 64 * MIB)) failf("%s: %s", img, strerror(errno));
+    close(fd);
+    o = finish(start_prog(NULL, ARGS("/sbin/mkfs.ext4", "-q", "-F", "-O", "casefold", img)));
+    if (!o.code) {
+        outcome_free(&o);
+        o = finish(start_prog(NULL, ARGS("/bin/mount", "-o", "loop", img, mnt)));
+    }
+    if (o.code) snprintf(why, cap, "%.*s", (int)strcspn(o.err, "\n"), o.err);
+    outcome_free(&o);
+    if (!o.code) snprintf(g_mounts[g_n_mounts++], sizeof g_mounts[0], "%s", mnt);
+    return !o.code;
+}
+
+/*
+ * An empty directory under w->root whose names the kernel compares
+ * casefolded (tmpfs -o casefold, else an ext4 image with casefolding, then
+ * chattr +F); 0 with why when this kernel has neither (CONFIG_UNICODE).
+ */
+static int casefolded_dir(const world *w, char *dir, size_t cap, char *why, size_t why_cap)
+{
+    char mnt[140], ext4[256] = "";
+    int fd, flags = 0, ok;
+    snprintf(mnt, sizeof mnt, "%s/cf", w->root);
+    if (mkdir(mnt, 0755)) failf("mkdir %s: %s", mnt, strerror(errno));
+    if (!mount("tmpfs", mnt, "tmpfs", 0, "casefold,size=64m")) {
+        snprintf(g_mounts[g_n_mounts++], sizeof g_mounts[0], "%s", mnt);
+    } else {
+        int e = errno;
+        if (!mount_ext4_casefold(w, mnt, ext4, sizeof ext4)) {
+            snprintf(why, why_cap, "tmpfs -o casefold: %s; ext4 -O casefold: %s", strerror(e),
+                     ext4);
+            return 0;
+        }
+    }
+    snprintf(dir, cap, "%s/folded", mnt);
+    if (mkdir(dir, 0755)) failf("mkdir %s: %s", dir, strerror(errno));
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = fd >= 0 && !ioctl(fd, FS_IOC_GETFLAGS, &flags);
+    flags |= FS_CASEFOLD_FL;
+    ok = ok && !ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    if (!ok) snprintf(why, why_cap, "chattr +F %s: %s", dir, strerror(errno));
+    if (fd >= 0) close(fd);
+    return ok;
+}
+
+/*
+ * On a casefolded directory, what core/path.h says of the control folder's
+ * aliases holds: the kernel takes each for .s3sync itself. Then B's folder
+ * there, and a forged transaction writing .S3SYNC/config (and the other
+ * aliases) into it: once that overwrote B's own settings; now the pull
+ * exits 3 and B's .s3sync/ is as it was.
+ */
+static void test_casefold_aliases(void **state)
+{
+    static const char *const paths[] = {".S3SYNC/config",
+                                        ".\xc5\xbf"
+                                        "3SYNC/config",
+                                        ".s3\xe2\x80\x8d"
+                                        "sync/config"};
+    world *w = *state;
+    char dir[150], why[512] = "", probe[300], *config = NULL, *now = NULL;
+    struct stat meta, st;
+    size_t len = 0;
+    forger f;
+    if (!casefolded_dir(w, dir, sizeof dir, why, sizeof why)) {
+        fprintf(stderr, "skipped: no casefolded file system on this kernel (%s)\n", why);
+        skip();
+    }
+    snprintf(probe, sizeof probe, "%s/probe/.s3sync", dir);
+    make_parents(at_dir(probe, "x"));
+    if (stat(probe, &meta)) failf("stat %s: %s", probe, strerror(errno));
+    for (size_t i = 0; i < COUNT(g_reserved); i++) {
+        snprintf(probe, sizeof probe, "%s/probe/%s", dir, g_reserved[i].name);
+        if (g_reserved[i].casefold && (stat(probe, &st) || st.st_ino != meta.st_ino))
+            failf("this kernel does not take %s for .s3sync", g_reserved[i].what);
+    }
+    snprintf(w->dev[B], sizeof w->dev[B], "%s/B", dir);
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "a.txt"), "a", 1);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    config = read_file(at(w, B, ".s3sync/config"), &len);
+    forger_open(&f, w->url, "correct horse battery staple");
+    forger_enroll(&f);
+    ok(w, B, "pull");
+    for (size_t i = 0; i < COUNT(paths); i++) {
+        char key[SS_KEY_NAME_MAX];
+        buf b = {0};
+        outcome o;
+        ss_err err = {{0}};
+        snprintf(g_step, sizeof g_step, "a forged %s on a casefolded folder", paths[i]);
+        t_header(&b, &f, NULL, f.head + 1, 0, 1);
+        t_file(&b, &f, paths[i], strlen(paths[i]), "store = file:///elsewhere\n");
+        forge(&f, &b, SIG_OWN, key);
+        free(b.p);
+        o = run_cmd(w, B, NULL, "pull");
+        expect_exit(&o, 3, g_step);
+        outcome_free(&o);
+        now = read_file(at(w, B, ".s3sync/config"), &len);
+        if (!now || strcmp(now, config)) failf("B's settings were overwritten: %s", now);
+        free(now);
+        if (ss_store_delete(f.store, key, &err)) failf("delete %s: %s", key, err.msg);
+    }
+    g_step[0] = '\0';
+    free(config);
+    forger_free(&f);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_setup, world_teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        WORLD_TEST(test_disk_full), WORLD_TEST(test_read_only),     WORLD_TEST(test_unreadable),
-        WORLD_TEST(test_dir_modes), WORLD_TEST(test_changing_file),
+        WORLD_TEST(test_disk_full),        WORLD_TEST(test_read_only),
+        WORLD_TEST(test_unreadable),       WORLD_TEST(test_dir_modes),
+        WORLD_TEST(test_changing_file),    WORLD_TEST(test_swap_during_push),
+        WORLD_TEST(test_swap_during_pull), WORLD_TEST(test_casefold_aliases),
     };
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);
@@ -535,5 +787,7 @@ int main(void)
     unsetenv("S3SYNC_PASSWORD_FILE");
     unsetenv("S3SYNC_PASSWORD_COMMAND");
     unsetenv("S3SYNC_CRASH_AT");
+    unsetenv("S3SYNC_PAUSE_AT");
+    unsetenv("S3SYNC_FAULT");
     return cmocka_run_group_tests_name("localfaults", tests, NULL, NULL);
 }

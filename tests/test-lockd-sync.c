@@ -582,15 +582,6 @@ static void lockd_via(const faultproxy *p)
     lockd_start();
 }
 
-/* Wait until c stops itself at its pause point (S3SYNC_PAUSE_AT, core/fault.h). */
-static void expect_paused(child c)
-{
-    int status;
-    while (waitpid(c.pid, &status, WUNTRACED) < 0)
-        assert_int_equal(errno, EINTR);
-    if (!WIFSTOPPED(status)) failf("the push did not stop at its pause point");
-}
-
 /* Until repo's lease (held by a stopped device) has expired. */
 static void lease_expires(const world *w)
 {
@@ -650,7 +641,7 @@ static void test_sleep_mid_push(void **state)
         snprintf(file, sizeof file, "a%d.bin", i);
         write_random(at(w, A, file), 300000);
         c = start_cmd(w, A, ARGS(ttl, pause), "push");
-        expect_paused(c);
+        expect_stopped(c, "the push");
         lease_expires(w);
         write_bytes(at(w, B, file + 1), "B meanwhile", 11);
         ok(w, B, "push");

@@ -17,6 +17,14 @@
  * Last, what needs no forging at all: setuid, setgid and sticky modes pushed
  * by an ordinary device (test_special_modes, on file:// and on RGW).
  *
+ * What else a device (one holding the key, or an ordinary one) can send:
+ * the rows an older version kept after applying sub/.s3sync/... must not
+ * stop a push for good (test_legacy_control_rows).
+ * A .s3syncignore made a symlink to /dev/zero or a fifo, or over 1 MiB,
+ * must not hang or flood another device (test_ignore_file_not_followed).
+ * Escape sequences in file and device names must reach no terminal raw
+ * (test_hostile_names).
+ *
  * The store is s3:// on RGW when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET
  * are set (ci/test.sh), file:// otherwise.
  */
@@ -44,6 +52,7 @@
 #include "repo.h"
 #include "s3store.h"
 #include "seal.h"
+#include "state.h"
 #include "forger.h"
 #include "txn-fixture.h"
 
@@ -97,7 +106,8 @@ typedef struct ctx {
     const world *w;
     const forger *f;
     uint64_t seq;
-    char abs[256]; /* an absolute path outside every folder */
+    char abs[256];    /* an absolute path outside every folder */
+    const char *path; /* the case's hostile path, for the cases made from a table */
 } ctx;
 
 static void c_dotdot(const ctx *c, buf *b)
@@ -140,6 +150,14 @@ static void c_meta_dir(const ctx *c, buf *b)
     t_header(b, c->f, NULL, c->seq, 0, 2);
     t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
     t_link(b, ".s3sync", "/", 1);
+}
+
+/* A file at the case's path: a control folder below the root, or an alias of one. */
+static void c_hostile_path(const ctx *c, buf *b)
+{
+    t_header(b, c->f, NULL, c->seq, 0, 2);
+    t_file(b, c->f, BENIGN, strlen(BENIGN), "harmless");
+    t_file(b, c->f, c->path, strlen(c->path), EVIL);
 }
 
 static void c_nul(const ctx *c, buf *b)
@@ -357,6 +375,25 @@ static const mal_case g_cases[] = {
     {"a 4-byte file stored as chunks", c_small_as_chunks},
 };
 
+/* c_hostile_path's paths: control folders below the root, and aliases of .s3sync. */
+static const struct {
+    const char *what, *path;
+} g_paths[] = {
+    /* Run a command in sub/ and it would use the sender's settings (its store, its lockd). */
+    {"sub/.s3sync/config", "sub/.s3sync/config"},
+    {"sub/.s3sync/master.key", "sub/.s3sync/master.key"},
+    /* On a case-insensitive or casefolded file system, each of these is .s3sync itself. */
+    {".S3SYNC/config", ".S3SYNC/config"},
+    {"sub/.s3sYnc/state.db", "sub/.s3sYnc/state.db"},
+    {".\\u017f3sync/config (long s)", ".\xc5\xbf"
+                                      "3sync/config"},
+    {".s3\\u200dsync/config (zero width joiner)", ".s3\xe2\x80\x8d"
+                                                  "sync/config"},
+    {".s3sync\\ufe0f/config (variation selector)", ".s3sync\xef\xb8\x8f/config"},
+    {".s3sync./config (trailing dot)", ".s3sync./config"},
+    {"..\\u200d/escape.txt ('..' to a casefolding file system)", "..\xe2\x80\x8d/escape.txt"},
+};
+
 /* B pulls: exit 3, one line, nothing changed in B, nothing made outside. */
 static void expect_refused(const world *w, const char *snap, const char *forged)
 {
@@ -376,7 +413,7 @@ static void test_forged(void **state)
 {
     world *w = *state;
     forger f;
-    ctx c = {w, &f, 0, ""};
+    ctx c = {w, &f, 0, "", NULL};
     char snap[200], forged[SS_KEY_NAME_MAX];
     ss_err err = {{0}};
     snprintf(snap, sizeof snap, "%s/snapshot", w->root);
@@ -395,11 +432,14 @@ static void test_forged(void **state)
     forger_enroll(&f); /* a device of the repository, so only the content is hostile */
     ok(w, B, "pull");
     snapshot(w->dev[B], snap);
-    for (size_t i = 0; i < COUNT(g_cases); i++) {
+    for (size_t i = 0; i < COUNT(g_cases) + COUNT(g_paths); i++) {
+        int crafted = i < COUNT(g_cases); /* else a hostile path of g_paths */
         buf b = {0};
-        snprintf(g_step, sizeof g_step, "%s", g_cases[i].what);
+        snprintf(g_step, sizeof g_step, "%s",
+                 crafted ? g_cases[i].what : g_paths[i - COUNT(g_cases)].what);
         c.seq = f.head + 1;
-        g_cases[i].craft(&c, &b);
+        c.path = crafted ? NULL : g_paths[i - COUNT(g_cases)].path;
+        (crafted ? g_cases[i].craft : c_hostile_path)(&c, &b);
         forge(&f, &b, SIG_OWN, forged);
         free(b.p);
         expect_refused(w, snap, forged);
@@ -420,6 +460,194 @@ static void test_forged(void **state)
     }
     forger_free(&f);
     rm_rf(snap);
+}
+
+/* --- names a terminal would act on ------------------------------------------------------ */
+
+/* Nothing raw that drives a terminal (ESC, BEL, C1), and the hostile name shown escaped. */
+static void expect_shown_safely(const char *text, const char *what, const char *escaped)
+{
+    for (const unsigned char *c = (const unsigned char *)text; *c; c++)
+        if ((*c < 0x20 && *c != '\n') || *c == 0x7f ||
+            (c[0] == 0xc2 && c[1] >= 0x80 && c[1] < 0xa0))
+            failf("%s: a raw control byte 0x%02x reaches the terminal: %s", what, *c, text);
+    if (escaped && !strstr(text, escaped)) failf("%s: \"%s\" not shown: %s", what, escaped, text);
+}
+
+/*
+ * An enrolled device whose name and file name carry escape sequences (a
+ * window title, a cleared screen, hidden text, a C1 CSI): B's pull -v, the
+ * conflict warning, log -v and device list show them escaped.
+ */
+static void test_hostile_names(void **state)
+{
+    static const char path[] = "\x1b]0;owned\x07\x1b[2J\xc2\x9b"
+                               "31m.txt";
+    world *w = *state;
+    forger f;
+    buf b = {0};
+    char forged[SS_KEY_NAME_MAX];
+    outcome o;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "a.txt"), "a", 1);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    forger_open(&f, w->url, PASS);
+    snprintf(f.name, sizeof f.name, "EVE\x1b[8m");
+    forger_enroll(&f);
+    write_bytes(at(w, B, path), "B's own", 7); /* the forged file meets a local one: a conflict */
+    t_header(&b, &f, NULL, f.head + 1, 0, 1);
+    t_file(&b, &f, path, strlen(path), "from EVE");
+    forge(&f, &b, SIG_OWN, forged);
+    free(b.p);
+    snprintf(g_step, sizeof g_step, "pull -v");
+    o = run_cli(NULL, ARGS("-C", w->dev[B], "-v", "pull"));
+    expect_exit(&o, 0, "pull of a hostile name");
+    expect_shown_safely(o.err, "pull -v", "\\x1b]0;owned\\x07\\x1b[2J\\xc2\\x9b31m.txt");
+    if (!strstr(o.err, "conflict")) failf("no conflict warning: %s", o.err);
+    outcome_free(&o);
+    expect_content(at(w, B, path), "from EVE");
+    snprintf(g_step, sizeof g_step, "log -v PATH");
+    o = run_cli(NULL, ARGS("-C", w->dev[B], "-v", "log", at(w, B, path)));
+    expect_exit(&o, 0, "log -v");
+    expect_shown_safely(o.out, "log -v", "EVE\\x1b[8m");
+    expect_shown_safely(o.out, "log -v", "\\x1b]0;owned");
+    outcome_free(&o);
+    snprintf(g_step, sizeof g_step, "device list");
+    o = run_cli(NULL, ARGS("-C", w->dev[B], "device", "list"));
+    expect_exit(&o, 0, "device list");
+    expect_shown_safely(o.out, "device list", "EVE\\x1b[8m");
+    outcome_free(&o);
+    g_step[0] = '\0';
+    forger_free(&f);
+}
+
+/* --- files the engine reads from the folder -------------------------------------------- */
+
+/* s3sync -C dev ARGS, killed if it takes a minute (a hang is a failure, not a stuck suite). */
+static outcome run_within(const world *w, int d, const char *const *args)
+{
+    const char *argv[8] = {"-C", w->dev[d]};
+    for (size_t i = 0; args[i]; i++) {
+        assert_true(i + 3 < COUNT(argv));
+        argv[i + 2] = args[i];
+    }
+    return finish_within(start_cli(NULL, argv), 60);
+}
+
+/* B's command fails at once with one line naming .s3syncignore and why. */
+static void expect_ignore_refused(const world *w, const char *cmd, const char *why)
+{
+    outcome o = run_within(w, B, ARGS(cmd));
+    if (o.sig) failf("%s was killed after a minute: it hung on .s3syncignore", cmd);
+    expect_exit(&o, 1, cmd);
+    if (!strstr(o.err, ".s3syncignore") || !strstr(o.err, why) ||
+        strchr(o.err, '\n') != o.err + strlen(o.err) - 1)
+        failf("%s: not one line naming .s3syncignore (%s): %s", cmd, why, o.err);
+    fprintf(stderr, "  %s: %s", cmd, o.err);
+    outcome_free(&o);
+}
+
+/* B pulls what A made of its .s3syncignore: the pull itself never reads it. */
+static void push_and_pull(const world *w)
+{
+    outcome o;
+    ok(w, A, "push");
+    o = run_within(w, B, ARGS("pull"));
+    if (o.sig) failf("pull was killed after a minute: it hung on .s3syncignore");
+    expect_exit(&o, 0, "pull");
+    outcome_free(&o);
+}
+
+/*
+ * A device (its own patterns in ignore_file, so it is not bothered itself)
+ * makes .s3syncignore a symlink to /dev/zero, then to a fifo, then a 2 MiB
+ * file. Once every command on every device hung there (and ate memory);
+ * now B's pull goes on, its push and status fail with one line naming the
+ * file, and once A removes it B's sync heals.
+ */
+static void test_ignore_file_not_followed(void **state)
+{
+    world *w = *state;
+    char fifo[200];
+    outcome o;
+    snprintf(fifo, sizeof fifo, "%s/fifo", w->root);
+    if (mkfifo(fifo, 0644)) failf("mkfifo: %s", strerror(errno));
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, ".myignore"), "*.tmp\n", 6);
+    o = run_cli(NULL, ARGS("-C", w->dev[A], "config", "set", "ignore_file", ".myignore"));
+    expect_exit(&o, 0, "config set ignore_file");
+    outcome_free(&o);
+    snprintf(g_step, sizeof g_step, ".s3syncignore -> /dev/zero");
+    if (symlink("/dev/zero", at(w, A, ".s3syncignore"))) failf("symlink: %s", strerror(errno));
+    push_and_pull(w);
+    expect_ignore_refused(w, "push", "symlink");
+    expect_ignore_refused(w, "status", "symlink");
+    snprintf(g_step, sizeof g_step, ".s3syncignore -> a fifo");
+    if (unlink(at(w, A, ".s3syncignore")) || symlink(fifo, at(w, A, ".s3syncignore")))
+        failf("symlink: %s", strerror(errno));
+    push_and_pull(w);
+    expect_ignore_refused(w, "sync", "symlink");
+    snprintf(g_step, sizeof g_step, ".s3syncignore of 2 MiB");
+    unlink(at(w, A, ".s3syncignore"));
+    write_random(at(w, A, ".s3syncignore"), 2 * MIB);
+    push_and_pull(w);
+    expect_ignore_refused(w, "push", "1024 KiB");
+    snprintf(g_step, sizeof g_step, ".s3syncignore removed by A");
+    unlink(at(w, A, ".s3syncignore"));
+    ok(w, A, "push");
+    o = run_within(w, B, ARGS("sync"));
+    expect_exit(&o, 0, "sync once A removed it");
+    outcome_free(&o);
+    ok(w, A, "pull");
+    expect_same_tree(w->dev[A], w->dev[B]);
+    g_step[0] = '\0';
+}
+
+/*
+ * What an older s3sync left after applying a hostile sub/.s3sync/config:
+ * the file, and rows in its state (put here through the state's own API,
+ * as it put them). The next push must not fail for good on paths no
+ * transaction may hold: it skips the folder with a warning, forgets the
+ * rows, and sends nothing of them.
+ */
+static void test_legacy_control_rows(void **state)
+{
+    static const char *const paths[] = {"sub/.s3sync", "sub/.s3sync/config"};
+    world *w = *state;
+    ss_state *st = NULL;
+    ss_err err = {{0}};
+    outcome o;
+    json_t *j;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "sub/a.txt"), "a", 1);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    write_bytes(at(w, B, "sub/.s3sync/config"), "store = file:///elsewhere\n", 26);
+    check(ss_state_open(at(w, B, ".s3sync/state.db"), 0, &st, &err), &err, "state");
+    check(ss_state_begin(st, &err), &err, "begin");
+    for (size_t i = 0; i < COUNT(paths); i++) {
+        ss_state_row row = {.path = paths[i],
+                            .kind = i ? SS_TXN_FILE : SS_TXN_DIR,
+                            .mode = i ? 0644 : 0755,
+                            .size = i ? 26 : 0,
+                            .ctime_s = -1};
+        check(ss_state_put(st, &row, &err), &err, paths[i]);
+    }
+    check(ss_state_commit(st, &err), &err, "commit");
+    ss_state_free(st);
+    o = run_cmd(w, B, NULL, "push");
+    expect_exit(&o, 0, "push beside rows an older version left");
+    if (!strstr(o.err, "skipping sub/.s3sync")) failf("no warning for sub/.s3sync: %s", o.err);
+    outcome_free(&o);
+    ok(w, A, "pull");
+    expect_content(at(w, A, "sub/.s3sync/config"), NULL);
+    j = ok_json(w, B, "status");
+    if (jint(j, "pending_local")) failf("status still counts the forgotten rows");
+    json_decref(j);
 }
 
 /* --- attacks without the key --------------------------------------------------------------- */
@@ -705,6 +933,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         WORLD_TEST(test_forged),
+        WORLD_TEST(test_hostile_names),
+        WORLD_TEST(test_ignore_file_not_followed),
+        WORLD_TEST(test_legacy_control_rows),
         WORLD_TEST(test_swapped_repositories),
         WORLD_TEST(test_rolled_back),
     };

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "path.h"
+#include "reserved-names.h"
 
 static int cmp(const char *a, const char *b)
 {
@@ -89,24 +90,9 @@ static void test_validate_accept(void **state)
 {
     (void)state;
     static const char *ok[] = {
-        "a",
-        "a/b",
-        "a/b/c.txt",
-        "...",
-        ".hidden",
-        "a/.s3sync",
-        ".s3sync2",
-        ".s3syn",
-        "x/..y",
-        "..a/b",
-        "a./b",
-        "a b/ c ",
-        "\xc3\xa9t\xc3\xa9",
-        "\xff\xfe",
-        "a\\b",
-        "a:b*?<>|",
-        "-",
-        ".s3sync-old/x",
+        "a",        "a/b",   "a/b/c.txt", "...",  ".hidden",       ".s3sync2",
+        ".s3syn",   "x/..y", "..a/b",     "a./b", "a b/ c ",       "\xc3\xa9t\xc3\xa9",
+        "\xff\xfe", "a\\b",  "a:b*?<>|",  "-",    ".s3sync-old/x",
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         ss_err err = {{0}};
@@ -143,6 +129,9 @@ static void test_validate_reject(void **state)
         {"a/..", 0, "'..' segment"},
         {".s3sync", 0, "inside .s3sync/"},
         {".s3sync/state.db", 0, "inside .s3sync/"},
+        {"a/.s3sync", 0, "inside .s3sync/"},
+        {"a/b/.s3sync/config", 0, "inside .s3sync/"},
+        {"sub/.S3SYNC/master.key", 0, ".s3sync/ on a case-insensitive file system"},
         {"a\0b", 3, "contains NUL"},
         {"a\0", 2, "contains NUL"},
     };
@@ -153,6 +142,43 @@ static void test_validate_reject(void **state)
         assert_int_equal(rc, SS_ERR_INTEGRITY);
         if (!strstr(err.msg, bad[i].why)) fprintf(stderr, "case %zu: %s\n", i, err.msg);
         assert_non_null(strstr(err.msg, bad[i].why));
+    }
+}
+
+/* Every alias of the control folder, alone, first, in the middle and last. */
+static void test_validate_reserved_aliases(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof g_reserved / sizeof g_reserved[0]; i++) {
+        const char *n = g_reserved[i].name;
+        char p[4][128];
+        snprintf(p[0], sizeof p[0], "%s", n);
+        snprintf(p[1], sizeof p[1], "%s/config", n);
+        snprintf(p[2], sizeof p[2], "sub/%s/master.key", n);
+        snprintf(p[3], sizeof p[3], "a/b/%s", n);
+        if (!ss_path_reserved(n, strlen(n))) fail_msg("%s: not reserved", g_reserved[i].what);
+        for (int j = 0; j < 4; j++) {
+            ss_err err = {{0}};
+            if (ss_path_validate(p[j], strlen(p[j]), &err) != SS_ERR_INTEGRITY)
+                fail_msg("%s: \"%s\" is taken for a valid path", g_reserved[i].what, p[j]);
+            if (!strstr(err.msg, ".s3sync/")) fail_msg("%s: %s", g_reserved[i].what, err.msg);
+        }
+    }
+    for (size_t i = 0; i < sizeof g_dot_aliases / sizeof g_dot_aliases[0]; i++) {
+        char p[64];
+        ss_err err = {{0}};
+        snprintf(p, sizeof p, "a/%s/escape.txt", g_dot_aliases[i].name);
+        if (ss_path_validate(p, strlen(p), &err) != SS_ERR_INTEGRITY)
+            fail_msg("%s: taken for a valid path", g_dot_aliases[i].what);
+        if (!strstr(err.msg, "'.' or '..'")) fail_msg("%s: %s", g_dot_aliases[i].what, err.msg);
+    }
+    for (size_t i = 0; i < sizeof g_not_reserved / sizeof g_not_reserved[0]; i++) {
+        const char *n = g_not_reserved[i].name;
+        char p[64];
+        ss_err err = {{0}};
+        snprintf(p, sizeof p, "sub/%s/x", n);
+        if (ss_path_reserved(n, strlen(n)) || ss_path_validate(p, strlen(p), &err))
+            fail_msg("%s: refused: %s", g_not_reserved[i].what, err.msg);
     }
 }
 
@@ -197,6 +223,56 @@ static void test_quote(void **state)
     assert_true(strlen(small) < sizeof small);
 }
 
+/* What a terminal would act on never comes out raw; readable UTF-8 does. */
+static void test_escape_for_terminal(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *escaped, *quoted;
+    } cases[] = {
+        {"\x1b]0;owned\x07", "\\x1b]0;owned\\x07", "\"\\x1b]0;owned\\x07\""},
+        {"\x1b[2J\x1b[H", "\\x1b[2J\\x1b[H", "\"\\x1b[2J\\x1b[H\""},
+        {"a\rb\nc\td", "a\\x0db\\x0ac\\x09d", "\"a\\x0db\\x0ac\\x09d\""},
+        {"del\x7f", "del\\x7f", "\"del\\x7f\""},
+        {"csi\xc2\x9b"
+         "31m",
+         "csi\\xc2\\x9b31m", "\"csi\\xc2\\x9b31m\""}, /* U+009B */
+        {"rlo\xe2\x80\xae"
+         "txt.exe",
+         "rlo\\xe2\\x80\\xaetxt.exe", NULL}, /* U+202E */
+        {"ls\xe2\x80\xa8"
+         "x",
+         "ls\\xe2\\x80\\xa8x", NULL}, /* U+2028 */
+        {"caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80", "caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80",
+         "\"caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80\""},
+        {"bad\xff\xc3", "bad\\xff\\xc3", "\"bad\\xff\\xc3\""},
+        {"over\xc0\xae", "over\\xc0\\xae", NULL},
+        {"q\"b\\s", "q\"b\\s", "\"q\\\"b\\\\s\""},
+    };
+    char out[128];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = strlen(cases[i].in);
+        assert_string_equal(ss_path_escape(out, sizeof out, cases[i].in, len), cases[i].escaped);
+        if (cases[i].quoted)
+            assert_string_equal(ss_path_quote(out, sizeof out, cases[i].in, len), cases[i].quoted);
+    }
+    /* Any bytes at all: no C0, DEL or C1 byte pair comes out, and it fits. */
+    srand(7);
+    for (int round = 0; round < 20000; round++) {
+        unsigned char in[24];
+        char small[40];
+        size_t len = (size_t)(rand() % (int)sizeof in);
+        for (size_t i = 0; i < len; i++)
+            in[i] = (unsigned char)(rand() % 4 ? rand() : 0x80 + rand() % 0x40);
+        ss_path_escape(small, sizeof small, (const char *)in, len);
+        assert_true(strlen(small) < sizeof small);
+        for (const unsigned char *c = (const unsigned char *)small; *c; c++) {
+            assert_false(*c < 0x20 || *c == 0x7f);
+            assert_false(c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,9 +282,11 @@ int main(void)
         cmocka_unit_test(test_ancestor),
         cmocka_unit_test(test_validate_accept),
         cmocka_unit_test(test_validate_reject),
+        cmocka_unit_test(test_validate_reserved_aliases),
         cmocka_unit_test(test_validate_length),
         cmocka_unit_test(test_validate_quotes_safely),
         cmocka_unit_test(test_quote),
+        cmocka_unit_test(test_escape_for_terminal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -396,18 +396,6 @@ static void test_concurrent_sync(void **state)
     }
 }
 
-/* Wait until c stops itself at a pause point (S3SYNC_PAUSE_AT, core/fault.h). */
-static void expect_stopped(child c, const char *what)
-{
-    int status;
-    while (waitpid(c.pid, &status, WUNTRACED) < 0)
-        assert_int_equal(errno, EINTR);
-    if (!WIFSTOPPED(status))
-        failf("%s did not stop at its pause point (exit %d, signal %d)", what,
-              WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-              WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
 /*
  * The push retry path, made to run: A and B both stop at push.before-log,
  * each having built a transaction on the same head and uploaded its packs.
