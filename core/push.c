@@ -267,21 +267,61 @@ static ss_rc restat(push *p, const ss_state_row *old, const struct stat *st, ss_
 }
 
 /* Identify an open file; *ret_changed 1 when it changed while being read. */
+static int64_t ns_of(const struct timespec *t)
+{
+    return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+}
+
+/*
+ * A file's mtime comes from the kernel's coarse clock, up to a tick (1 to
+ * 10 ms) behind the real one. A write during a read moves the mtime only when
+ * it lands in a later tick than the write before the read did, so a read
+ * that began within a tick of the file's mtime cannot tell "unchanged" from
+ * "written again in the same tick" (a torn read passing for a whole one).
+ * Two ticks, for the margin.
+ */
+static int64_t mtime_tick_ns(void)
+{
+    struct timespec res;
+    if (clock_getres(CLOCK_REALTIME_COARSE, &res)) return 20000000;
+    return 2 * ns_of(&res);
+}
+
+/*
+ * The read that began at start cannot vouch for a file of mtime m: wait until
+ * one could. An mtime after start was set by hand (touch -d, a pull): the
+ * kernel's own are never ahead of the clock, so any write moves it.
+ */
+static int racy_read(const struct timespec *m, const struct timespec *start)
+{
+    struct timespec now;
+    int64_t until = ns_of(m) + mtime_tick_ns(), wait;
+    if (until <= ns_of(start) || ns_of(m) > ns_of(start)) return 0;
+    clock_gettime(CLOCK_REALTIME, &now);
+    wait = until - ns_of(&now);
+    if (wait > 0) nanosleep(&(struct timespec){wait / 1000000000, wait % 1000000000}, NULL);
+    return 1;
+}
+
 static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[32], uint8_t **inl,
                             int *ret_changed, ss_err *err)
 {
     struct stat after;
+    struct timespec start;
+    int racy;
     ss_rc rc;
     p->n_refs = 0;
     p->body.len = 0;
     p->file_bytes = 0;
     *ret_changed = 0;
+    clock_gettime(CLOCK_REALTIME, &start);
     if (lseek(fd, 0, SEEK_SET) < 0 || fstat(fd, st))
         return ss_fail(err, SS_ERR_IO, "read %s: %s", "file", strerror(errno));
     rc = eng_identify(p->f, fd, (uint64_t)st->st_size, on_file_chunk, p, cid, inl, err);
     if (rc) return rc;
     if (fstat(fd, &after)) return ss_fail(err, SS_ERR_IO, "stat: %s", strerror(errno));
-    if (after.st_size != st->st_size || after.st_mtim.tv_sec != st->st_mtim.tv_sec ||
+    racy = racy_read(&st->st_mtim, &start); /* so read it again */
+    if (racy || after.st_size != st->st_size || after.st_mtim.tv_sec != st->st_mtim.tv_sec ||
         after.st_mtim.tv_nsec != st->st_mtim.tv_nsec ||
         (!*inl && p->file_bytes != (uint64_t)st->st_size)) {
         free(*inl);
