@@ -508,6 +508,11 @@ static void test_rewind(void **state)
     write_bytes(at(&w, B, "d.txt"), "B goes on", 9);
     ok(&w, B, "sync"); /* a new sequence 3 */
     bucket_log(&d, "rewind", "1,2,3");
+    /* A log/3 is there again by name, not the one A applied: the fork check still stops A. */
+    o = run_cmd(&w, A, NULL, "sync");
+    expect_exit(&o, 3, "sync of a device whose log/3 was rewound and written again");
+    if (!strstr(o.err, "log/00000000000000000003")) failf("unclear message: %s", o.err);
+    outcome_free(&o);
     daemon_stop(&d);
 }
 
@@ -575,6 +580,16 @@ static void test_db_migration(void **state)
         ld_db_close(db);
         assert_int_equal(user_version(path), 2);
     }
+    /* The migrated database keeps log/<head> for the fork check as a new one does. */
+    if (ld_db_open(path, &db, &err)) failf("open: %s", err.msg);
+    ss_store_stat obj = {.size = 5};
+    snprintf(obj.etag, sizeof obj.etag, "abc123");
+    assert_int_equal(ld_db_repo_raise_head(db, "r", 8, &obj, &err), SS_OK);
+    assert_int_equal(ld_db_repo_get(db, "r", &r, &err), SS_OK);
+    assert_int_equal(r.head, 8);
+    assert_string_equal(r.head_etag, "abc123");
+    assert_int_equal(r.head_size, 5);
+    ld_db_close(db);
 }
 
 /* --- secrets ------------------------------------------------------------------------------- */
