@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int ss_buf_append(ss_buf *b, const void *data, size_t len)
@@ -59,11 +60,18 @@ ss_rc ss_buf_read_secret(const char *path, size_t max, char **ret, size_t *ret_l
     size_t len = 0;
     ssize_t n = 1;
     int fd = -1;
+    struct stat st;
     *ret = NULL;
     *ret_len = 0;
     if (sodium_init() < 0) return ss_fail(err, SS_ERR_NOMEM, "libsodium initialisation failed");
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a fifo put where the file should be (inside a synced folder, by
+     * another device) must not hang the command; only a regular file is read. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return ss_fail(err, SS_ERR_IO, "%s: %s", path, strerror(errno));
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ss_fail(err, SS_ERR_IO, "%s: not a regular file", path);
+    }
     if (!(buf = sodium_malloc(max + 1))) {
         close(fd);
         return ss_fail(err, SS_ERR_NOMEM, "%s: out of memory", path);

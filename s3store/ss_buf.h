@@ -29,7 +29,7 @@ int ss_fd_sink(void *ctx, const void *data, size_t len);
  * most max bytes of path, NUL-terminated, in sodium_malloc'ed memory (*ret;
  * locked where the system lets it; sodium_free wipes it), read with read(2)
  * so no stdio buffer keeps a copy. SS_ERR_IO naming path when it cannot be
- * read, SS_ERR_INVALID when it holds more than max bytes.
+ * read or is no regular file (a fifo is never waited on), SS_ERR_INVALID when it holds more than max bytes.
  */
 ss_rc ss_buf_read_secret(const char *path, size_t max, char **ret, size_t *ret_len, ss_err *err);
 

@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -341,6 +342,13 @@ static void test_tokens_and_failures(void **state)
     outcome_free(&o);
     o = run_cli(NULL, ARGS("-C", w->dev[A], "--token-file", "/nonexistent/token", "sync"));
     expect_exit(&o, 1, "sync with a missing token file");
+    outcome_free(&o);
+    /* A fifo (another device may sync one where a relative token_file points) is not waited on. */
+    snprintf(bad, sizeof bad, "%s/fifo.token", w->root);
+    if (mkfifo(bad, 0600)) failf("mkfifo: %s", strerror(errno));
+    o = run_cli(NULL, ARGS("-C", w->dev[A], "--token-file", bad, "sync"));
+    expect_exit(&o, 1, "sync with a fifo for a token file");
+    if (!strstr(o.err, "not a regular file")) failf("unclear message: %s", o.err);
     outcome_free(&o);
     snprintf(env, sizeof env, "S3SYNC_TOKEN_FILE=%s", w->token[A]); /* the environment works too */
     o = run_cli(ARGS(env), ARGS("-C", w->dev[A], "sync"));
