@@ -11,12 +11,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "checkpoint.h"
-#include "format.h"
-#include "cli-history.h"
-#include "gc.h"
 #include "history.h"
 #include "progress.h"
+#include "s3sync.h"
 
 int cli_hist_is(const char *command)
 {

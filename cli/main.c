@@ -14,13 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli-history.h"
 #include "config.h"
-#include "format.h"
+#include "history.h"
 #include "progress.h"
-#include "repo.h"
+#include "s3sync.h"
 #include "secret.h"
-#include "sync.h"
 #include "watch.h"
 
 #define EXIT_USAGE 2
