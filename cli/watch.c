@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "progress.h"
 #include "s3sync.h"
 #include "watch.h"
@@ -161,17 +162,12 @@ static int remember(watcher *w, int wd, const char *rel)
     char *copy = strdup(rel);
     if (!copy) return -1;
     if ((size_t)wd >= w->cap) {
-        size_t cap = w->cap ? w->cap : 64;
-        while (cap <= (size_t)wd)
-            cap *= 2;
-        char **nd = realloc(w->dirs, cap * sizeof *nd);
-        if (!nd) {
+        size_t old = w->cap;
+        if (SS_ARRAY_GROW(w->dirs, (size_t)wd + 1, w->cap)) {
             free(copy);
             return -1;
         }
-        memset(nd + w->cap, 0, (cap - w->cap) * sizeof *nd);
-        w->dirs = nd;
-        w->cap = cap;
+        memset(w->dirs + old, 0, (w->cap - old) * sizeof *w->dirs); /* unused wds: none */
     }
     if (w->dirs[wd])
         free(w->dirs[wd]); /* the same directory again (a bind mount, a race) */

@@ -1,6 +1,6 @@
 /*
  * device_admin: `s3sync device list` and `device revoke` on an open folder
- * (sync.h); the table and its rules are devices.c's, the signed revocation
+ * (s3sync.h); the table and its rules are devices.c's, the signed revocation
  * push.c's.
  */
 #include <ctype.h>
@@ -96,7 +96,8 @@ ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoke
     if (!rc) rc = resolve(f, who, &d, err);
     if (rc) return rc;
     memcpy(id, d->id, sizeof id); /* d points into the table the push replaces */
-    if ((rc = eng_push_revoke(f, id, stats, err))) return rc;
+    rc = eng_push_revoke(f, id, stats, err);
+    if (rc) return rc;
     if ((d = ss_devices_find(f->devices, id))) info_of(f, d, ret_revoked);
     return SS_OK;
 }

@@ -302,7 +302,8 @@ ss_rc ss_folder_get_setting(const char *dir, const char *key, char **ret_value, 
     ss_rc rc;
     *ret_value = NULL;
     if (!find_key(key, err)) return SS_ERR_INVALID;
-    if ((rc = read_settings(dir, &text, err))) return rc;
+    rc = read_settings(dir, &text, err);
+    if (rc) return rc;
     if (!eng_setting(text, key, value, sizeof value))
         rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s is not set", key);
     else if (!(*ret_value = strdup(value)))
@@ -354,11 +355,16 @@ ss_rc ss_folder_set_setting(const char *dir, const char *key, const char *value,
     if (value && (want = bad_value(k, value)))
         return ss_fail(err, SS_ERR_INVALID, "%s: '%s' is not %s", key, value, want);
     /* Under the folder lock: a sync reads the settings once at open, and two sets do not race. */
-    if ((rc = new_folder(dir, NULL, &f, err))) return rc;
-    if ((rc = read_settings(f->root, &text, err))) goto out; /* names a folder that is not synced */
+    rc = new_folder(dir, NULL, &f, err);
+    if (rc) return rc;
+    rc = read_settings(f->root, &text, err);
+    if (rc) goto out; /* names a folder that is not synced */
     free(text);
     text = NULL;
-    if ((rc = take_lock(f, err)) || (rc = read_settings(f->root, &text, err))) goto out;
+    rc = take_lock(f, err);
+    if (rc) goto out;
+    rc = read_settings(f->root, &text, err);
+    if (rc) goto out;
     if (k->kind == K_STORE && (rc = check_same_repo(f, text, value, store_opts, err))) goto out;
     if (!(edited = edit_settings(text, key, value))) {
         rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
@@ -463,7 +469,8 @@ static ss_rc open_common(ss_folder *f, ss_err *err)
     const ss_config *cfg = ss_repo_config(f->repo);
     f->limits.inline_limit = cfg->inline_limit;
     f->limits.max_chunk_size = cfg->chunker.max_size;
-    if ((rc = ss_chunker_new(&cfg->chunker, &f->chunker, err))) return rc;
+    rc = ss_chunker_new(&cfg->chunker, &f->chunker, err);
+    if (rc) return rc;
     if (asprintf(&db, "%s/state.db", f->meta) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_state_open(db, 1, &f->state, err);
@@ -534,7 +541,8 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     folder_store_opts fso;
     ss_rc rc;
     *ret_folder = NULL;
-    if ((rc = new_folder(dir, hooks, &f, err))) return rc;
+    rc = new_folder(dir, hooks, &f, err);
+    if (rc) return rc;
     if (asprintf(&path, "%s/" SETTINGS_FILE, f->meta) < 0) {
         path = NULL;
         rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
@@ -554,9 +562,14 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     apply_store_settings(settings, f->root, &so, &fso);
     f->mode_mask = mode_mask(eng_setting(settings, "preserve_modes", flag, sizeof flag) &&
                              !strcmp(flag, "true"));
-    if ((rc = take_lock(f, err)) || (rc = load_device_key(f, err)) ||
-        (rc = ss_store_open(url, &so, &f->store, err)) || (rc = load_master(f, master, err)))
-        goto fail;
+    rc = take_lock(f, err);
+    if (rc) goto fail;
+    rc = load_device_key(f, err);
+    if (rc) goto fail;
+    rc = ss_store_open(url, &so, &f->store, err);
+    if (rc) goto fail;
+    rc = load_master(f, master, err);
+    if (rc) goto fail;
     put_back_dir_modes(f); /* under the lock */
     free(path);
     if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0) path = NULL;
@@ -664,7 +677,8 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         return rc; /* they go into the settings (and transactions, file names) as they are */
     if (mkdir(dir, 0755) && errno != EEXIST)
         return ss_fail(err, SS_ERR_IO, "create folder %s: %s", dir, strerror(errno));
-    if ((rc = new_folder(dir, hooks, &f, err))) return rc;
+    rc = new_folder(dir, hooks, &f, err);
+    if (rc) return rc;
     if (!access(f->meta, F_OK)) {
         rc = ss_fail(err, SS_ERR_EXISTS, "%s is already a synced folder", f->root);
         goto fail;
@@ -673,7 +687,8 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         rc = refuse_nested(f->root, outer, err);
         goto fail;
     }
-    if ((rc = ss_store_open(o->store_url, o->store_opts, &f->store, err))) goto fail;
+    rc = ss_store_open(o->store_url, o->store_opts, &f->store, err);
+    if (rc) goto fail;
     /* Join first: nothing is written locally until the passphrase proved itself. */
     rc = ss_repo_join(f->store, o->passphrase, o->passlen, &f->repo, err);
     if (o->expect_fingerprint && rc == SS_ERR_NOT_FOUND)
@@ -700,19 +715,26 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         rc = ss_fail(err, SS_ERR_IO, "create %s: %s", f->meta, strerror(errno));
         goto fail;
     }
-    if ((rc = ss_device_key_create(f->meta, &f->key, err))) goto fail;
+    rc = ss_device_key_create(f->meta, &f->key, err);
+    if (rc) goto fail;
     memcpy(f->device_id, ss_device_key_id(f->key), sizeof f->device_id);
     if (o->device_name)
         snprintf(f->device_name, sizeof f->device_name, "%s", o->device_name);
     else
         default_device_name(f->device_name, sizeof f->device_name);
-    if ((rc = take_lock(f, err)) ||
-        (rc = write_private(f->meta, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)),
-                            SS_MASTER_KEY_BYTES, err)) ||
-        (rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err)) ||
-        (rc = write_private(f->meta, REPO_CONFIG_FILE, cfg, sizeof cfg, err)) ||
-        (rc = open_common(f, err)) || (rc = write_settings(f, o->store_url, o->store_opts, err)))
-        goto fail;
+    rc = take_lock(f, err);
+    if (rc) goto fail;
+    rc = write_private(f->meta, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)),
+                       SS_MASTER_KEY_BYTES, err);
+    if (rc) goto fail;
+    rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err);
+    if (rc) goto fail;
+    rc = write_private(f->meta, REPO_CONFIG_FILE, cfg, sizeof cfg, err);
+    if (rc) goto fail;
+    rc = open_common(f, err);
+    if (rc) goto fail;
+    rc = write_settings(f, o->store_url, o->store_opts, err);
+    if (rc) goto fail;
     *ret_folder = f;
     return SS_OK;
 fail:

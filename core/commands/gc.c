@@ -1,5 +1,5 @@
 /*
- * gc: retention, the live set and the deletes (see gc.h and docs/FORMAT.md
+ * gc: retention, the live set and the deletes (see s3sync.h and docs/FORMAT.md
  * "gc", which holds the safety argument).
  *
  * Design notes.
@@ -239,10 +239,12 @@ static ss_rc run(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_resu
     if (rc) goto out;
     res->head = l.n ? l.seqs[l.n - 1] : 0;
     if (cps.n && cps.seqs[cps.n - 1] > res->head) res->head = cps.seqs[cps.n - 1];
-    if ((rc = ss_store_list(f->store, SS_KEY_DATA_PREFIX, "", collect_data, g, err))) goto out;
+    rc = ss_store_list(f->store, SS_KEY_DATA_PREFIX, "", collect_data, g, err);
+    if (rc) goto out;
     sum(&l, &res->kept_objects, &res->kept_bytes);
     sum(&cps, &res->kept_objects, &res->kept_bytes);
-    if ((rc = data_totals(g, res, err))) goto out;
+    rc = data_totals(g, res, err);
+    if (rc) goto out;
     if (!res->head) goto out; /* an empty repository */
     if (!cps.n) {             /* FORMAT.md gc step 1: a checkpoint first, nothing else this run */
         ss_checkpoint_result cp = {0};
@@ -255,7 +257,8 @@ static ss_rc run(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_resu
         goto out;
     if (!(res->retained = g->r)) goto out;
     w.upto = res->head;
-    if ((rc = eng_walk_log(f, &w, err))) goto out; /* G2: nothing deleted */
+    rc = eng_walk_log(f, &w, err);
+    if (rc) goto out; /* G2: nothing deleted */
     if (w.start != g->r || w.last != res->head) {
         rc = ss_fail(err, SS_ERR_INTEGRITY,
                      "gc: the walk from checkpoints/%020" PRIu64 " did not reach %" PRIu64
@@ -285,7 +288,8 @@ ss_rc ss_gc(ss_folder *f, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_res
                        ss_store_url(f->store));
     if (o->by_last && !o->keep_last)
         return ss_fail(err, SS_ERR_INVALID, "--keep-last must be >= 1");
-    if ((rc = eng_tempdb_open(schema, &g.db, err))) return rc;
+    rc = eng_tempdb_open(schema, &g.db, err);
+    if (rc) return rc;
     if (sqlite3_prepare_v2(g.db, "INSERT OR IGNORE INTO data VALUES (?1, ?2, ?3)", -1, &g.add_data,
                            NULL) ||
         sqlite3_prepare_v2(g.db, "INSERT OR IGNORE INTO live VALUES (?1)", -1, &g.add_live, NULL))

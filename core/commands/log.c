@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "engine.h"
 #include "path.h"
 
@@ -190,11 +191,7 @@ static ss_rc log_paths(logw *l, sqlite3_stmt *q, uint64_t seq, ss_log_path **ret
     *ret_n = 0;
     sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
     while ((r = sqlite3_step(q)) == SQLITE_ROW) {
-        if (n == cap) {
-            ss_log_path *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof *nv);
-            if (!nv) break;
-            v = nv;
-        }
+        if (SS_ARRAY_GROW(v, n + 1, cap)) break;
         v[n].deleted = sqlite3_column_int(q, 1);
         if (!(v[n].path = strdup((const char *)sqlite3_column_text(q, 0)))) break;
         n++;
@@ -263,7 +260,8 @@ ss_rc ss_log(ss_folder *f, const char *path, ss_log_fn fn, void *ctx, ss_stats *
     eng_walk w = {.txn = log_txn, .op = log_op, .txn_done = log_done, .ctx = &l};
     ss_rc rc;
     l.filter_len = l.filter ? strlen(l.filter) : 0;
-    if ((rc = eng_tempdb_open(log_schema, &l.db, err))) return rc;
+    rc = eng_tempdb_open(log_schema, &l.db, err);
+    if (rc) return rc;
     if (sqlite3_prepare_v2(l.db, "INSERT INTO txn VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                            -1, &l.add_txn, NULL) ||
         sqlite3_prepare_v2(l.db, "INSERT INTO path VALUES (?1, ?2, ?3)", -1, &l.add_path, NULL))

@@ -71,7 +71,8 @@ static ss_rc pull_list(ss_folder *f, ss_stats *stats, const eng_log_list *l, uin
     ss_rc rc = SS_OK;
     if (!l->n) return SS_OK;
     f->prog.txn_total = l->n;
-    if ((rc = ss_xfer_new(f->store, &x, err))) return rc;
+    rc = ss_xfer_new(f->store, &x, err);
+    if (rc) return rc;
     if (!(b = calloc(ENG_PREFETCH_MAX, sizeof *b)))
         rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < l->n && !rc;) {
@@ -148,7 +149,8 @@ static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t cha
         if (rc && err) *err = gone;
         return rc;
     }
-    if ((rc = eng_list_checkpoints(f, &cps, err))) goto out;
+    rc = eng_list_checkpoints(f, &cps, err);
+    if (rc) goto out;
     c = cps.n ? cps.seqs[cps.n - 1] : 0;
     eng_log_list_free(l);
     if (*wm && c < *wm) {
@@ -170,9 +172,10 @@ ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)
     uint64_t wm;
     ss_rc rc;
     f->prog = (ss_progress){.phase = "pull"};
-    if ((rc = ss_state_watermark(f->state, &wm, chain, err)) ||
-        (rc = pull_start(f, stats, &wm, chain, &l, err)))
-        goto out;
+    rc = ss_state_watermark(f->state, &wm, chain, err);
+    if (rc) goto out;
+    rc = pull_start(f, stats, &wm, chain, &l, err);
+    if (rc) goto out;
     rc = pull_list(f, stats, &l, &wm, chain, err);
 out:
     stats->seq = wm;

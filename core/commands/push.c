@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "engine.h"
 #include "fault.h"
 #include "frame.h"
@@ -49,7 +50,7 @@ typedef struct push {
     uint32_t n_packs, cap_packs;
     pack_buf cur;       /* pack being filled, index UINT32_MAX when none */
     ss_chunk_ref *refs; /* chunks of the file being pushed */
-    uint32_t n_refs, cap_refs;
+    size_t n_refs, cap_refs;
     ss_state_body body;
     uint64_t file_bytes;   /* bytes chunked of the file being pushed */
     int counting;          /* diff only counts what would be read, for the progress totals */
@@ -167,13 +168,8 @@ out:
 
 static ss_rc add_ref(push *p, const ss_chunk_ref *r, ss_err *err)
 {
-    if (p->n_refs == p->cap_refs) {
-        uint32_t cap = p->cap_refs ? p->cap_refs * 2 : 64;
-        ss_chunk_ref *nv = realloc(p->refs, cap * sizeof *nv);
-        if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        p->refs = nv;
-        p->cap_refs = cap;
-    }
+    if (SS_ARRAY_GROW(p->refs, p->n_refs + 1, p->cap_refs))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     p->refs[p->n_refs++] = *r;
     return ss_state_body_add(&p->body, p->packs[r->pack], r)
                ? ss_fail(err, SS_ERR_NOMEM, "out of memory")
@@ -194,7 +190,8 @@ static ss_rc on_file_chunk(void *ctx, const uint8_t *data, size_t len, const uin
         r = (ss_chunk_ref){
             .offset = loc.off, .sealed_len = loc.sealed_len, .plain_len = loc.plain_len};
         memcpy(r.id, id, 32);
-        if ((rc = pack_index(p, loc.pack, &r.pack, err))) return rc;
+        rc = pack_index(p, loc.pack, &r.pack, err);
+        if (rc) return rc;
     } else if ((rc = pack_chunk(p, data, len, id, &r, err))) {
         return rc;
     }
@@ -453,7 +450,8 @@ static ss_rc push_delete(push *p, const ss_state_row *row, ss_err *err)
     /* Applied before the path rules refused it (a .s3sync at depth): forgotten, never sent. */
     if (ss_path_validate(row->path, strlen(row->path), NULL))
         return ss_state_remove(p->f->state, row->path, err);
-    if ((rc = ss_spool_put(p->spool, &e, NULL, err))) return rc;
+    rc = ss_spool_put(p->spool, &e, NULL, err);
+    if (rc) return rc;
     verbose(p, "delete", row->path);
     return ss_state_remove(p->f->state, row->path, err);
 }
@@ -491,10 +489,14 @@ static ss_rc diff(push *p, ss_err *err)
     const ss_state_row *r = NULL;
     ss_rc rc;
     ss_warn_fn warn_fn = p->counting ? NULL : p->f->hooks.warn; /* the real pass warns, once */
-    if ((rc = eng_scan_new(p->f, warn_fn, p->f->hooks.ctx, &sc, err)) ||
-        (rc = ss_state_iter_new(p->f->state, &it, err)) || (rc = eng_scan_next(&sc, &e, err)) ||
-        (rc = ss_state_iter_next(it, &r, err)))
-        goto out;
+    rc = eng_scan_new(p->f, warn_fn, p->f->hooks.ctx, &sc, err);
+    if (rc) goto out;
+    rc = ss_state_iter_new(p->f->state, &it, err);
+    if (rc) goto out;
+    rc = eng_scan_next(&sc, &e, err);
+    if (rc) goto out;
+    rc = ss_state_iter_next(it, &r, err);
+    if (rc) goto out;
     while (!rc && (e || r)) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
         if (c < 0) {
@@ -574,15 +576,19 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
     h.devices = p->devs;
     h.n_ops = ss_spool_count(p->spool);
     eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, write_frame, &sink);
-    if ((rc = eng_tmpfile(f, &fd, err)) ||
-        (rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
-                                  ss_repo_config(f->repo)->zstd_level, write_fd, &fd, &sink.w,
-                                  err)) ||
-        (rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err)) ||
-        (rc = ss_spool_replay(p->spool, tw, remap, err)) ||
-        (rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err)) ||
-        (rc = ss_frame_finish(sink.w, hash, err)))
-        goto fail;
+    rc = eng_tmpfile(f, &fd, err);
+    if (rc) goto fail;
+    rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
+                             ss_repo_config(f->repo)->zstd_level, write_fd, &fd, &sink.w, err);
+    if (rc) goto fail;
+    rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err);
+    if (rc) goto fail;
+    rc = ss_spool_replay(p->spool, tw, remap, err);
+    if (rc) goto fail;
+    rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err);
+    if (rc) goto fail;
+    rc = ss_frame_finish(sink.w, hash, err);
+    if (rc) goto fail;
     ss_txn_writer_free(tw);
     ss_frame_writer_free(sink.w);
     free(table);
@@ -610,12 +616,14 @@ static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32]
     off_t size;
     ss_rc rc;
     snprintf(key, sizeof key, SS_KEY_LOG_FMT, p->seq);
-    if ((rc = build_object(p, key, prev_chain, &fd, hash, err))) return rc;
+    rc = build_object(p, key, prev_chain, &fd, hash, err);
+    if (rc) return rc;
     size = lseek(fd, 0, SEEK_END);
     p->log_bytes = size > 0 ? (uint64_t)size : 0;
     ss_chain_next(ss_repo_keys(p->f->repo), prev_chain, hash, chain);
     /* If the answer is lost, the object may be in the store without the state knowing it. */
-    if ((rc = eng_inflight_set(p->f, p->seq, chain, err))) goto out;
+    rc = eng_inflight_set(p->f, p->seq, chain, err);
+    if (rc) goto out;
     ss_fault_point("push.before-log");
     rc = ss_store_put_file_stat(p->f->store, key, fd, 0, (uint64_t)size, SS_PUT_CREATE_ONLY, &st,
                                 err);
@@ -724,9 +732,11 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     uint64_t wm;
     int fd;
     ss_rc rc;
-    if ((rc = ss_state_watermark(f->state, &wm, prev, err))) return rc;
+    rc = ss_state_watermark(f->state, &wm, prev, err);
+    if (rc) return rc;
     p.seq = wm + 1;
-    if ((rc = device_entries(&p, err))) return rc;
+    rc = device_entries(&p, err);
+    if (rc) return rc;
     if (force && !p.n_devs) p.force = 0; /* enrolled or revoked meanwhile: nothing to say */
     if (!force && (rc = eng_load_ignore(f, err))) return rc;
     f->prog = (ss_progress){.phase = "push"};
@@ -736,7 +746,8 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
         p.counting = 0;
         if (rc) return rc;
     }
-    if ((rc = ss_state_begin(f->state, err))) return rc;
+    rc = ss_state_begin(f->state, err);
+    if (rc) return rc;
     if ((rc = eng_tmpfile(f, &fd, err)) || (rc = ss_spool_new(fd, &p.spool, err)) ||
         (rc = ss_xfer_new(f->store, &p.xfer, err)) || (!force && (rc = diff(&p, err))) ||
         (rc = flush_pack(&p, err)) || (rc = ss_xfer_wait(p.xfer, err)))
@@ -747,12 +758,19 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
         goto out;
     }
     /* Never write on top of a log/<wm> that is not the one this device has (a fork). */
-    if ((rc = eng_fork_check_now(f, wm, err)) || (rc = upload_log(&p, prev, chain, &obj, err)) ||
-        (rc = ss_state_set_watermark(f->state, p.seq, chain, err)) ||
-        (rc = ss_state_set_applied(f->state, &obj, err)) || (rc = next_devices(&p, &next, err)))
-        goto fail;
+    rc = eng_fork_check_now(f, wm, err);
+    if (rc) goto fail;
+    rc = upload_log(&p, prev, chain, &obj, err);
+    if (rc) goto fail;
+    rc = ss_state_set_watermark(f->state, p.seq, chain, err);
+    if (rc) goto fail;
+    rc = ss_state_set_applied(f->state, &obj, err);
+    if (rc) goto fail;
+    rc = next_devices(&p, &next, err);
+    if (rc) goto fail;
     ss_fault_point("push.before-commit");
-    if ((rc = ss_state_commit(f->state, err))) goto fail;
+    rc = ss_state_commit(f->state, err);
+    if (rc) goto fail;
     ss_devices_free(f->devices);
     f->devices = next;
     next = NULL;
@@ -779,7 +797,8 @@ static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
         if (rc != SS_ERR_EXISTS) break;
         /* Another device wrote our sequence first: take its changes, then build again. */
         usleep(randombytes_uniform(50000u << (attempt < 4 ? attempt : 4)));
-        if ((rc = ss_pull(f, stats, err))) break;
+        rc = ss_pull(f, stats, err);
+        if (rc) break;
         rc = SS_ERR_EXISTS;
     }
     if (rc == SS_ERR_EXISTS)

@@ -1,5 +1,5 @@
 /*
- * restore: a file or a directory as it was at a sequence (see history.h).
+ * restore: a file or a directory as it was at a sequence (see s3sync.h).
  *
  * Design notes. Invariants this file keeps:
  *   R1. The state at SEQ is the replay of transactions C+1..SEQ over the
@@ -110,8 +110,10 @@ static ss_rc drop(rs *s, uint64_t seq, const char *path, size_t len, int self, s
 {
     ss_rc rc;
     if (self && len == s->len && !memcmp(path, s->path, len) && present(s)) {
-        if ((rc = run(s, Q_SAVE_CLEAR, "save", err)) || (rc = run(s, Q_SAVE, "save", err)))
-            return rc;
+        rc = run(s, Q_SAVE_CLEAR, "save", err);
+        if (rc) return rc;
+        rc = run(s, Q_SAVE, "save", err);
+        if (rc) return rc;
         s->saved_seq = seq - 1;
     }
     sqlite3_bind_text(s->q[self ? Q_DROP_TREE : Q_DROP_BELOW], 1, path, (int)len, SQLITE_STATIC);
@@ -383,7 +385,8 @@ static ss_rc write_row(rs *s, const row *r, ss_err *err)
     int top = s->len && strlen(r->path) == s->len;
     ss_rc rc;
     if (top && (rc = make_tmp(s, r->kind, err))) return rc;
-    if ((rc = dest_of(s, r->path, &dest, err))) return rc;
+    rc = dest_of(s, r->path, &dest, err);
+    if (rc) return rc;
     rc = ss_dirmodes_enter(s->dm, dest, err);
     if (!rc && r->kind == SS_TXN_DIR) /* its mode once its contents are in (R3) */
         rc = ss_dirmodes_mkdir(s->dm, dest, eng_mode_applied(s->f, r->mode), err);
@@ -482,7 +485,8 @@ ss_rc ss_restore(ss_folder *f, const ss_restore_opts *o, ss_restore_result *ret_
     ss_rc rc;
     memset(ret_result, 0, sizeof *ret_result);
     if (s.len && ss_path_validate(s.path, s.len, err)) return SS_ERR_INVALID;
-    if ((rc = eng_tempdb_open(schema, &s.db, err))) return rc;
+    rc = eng_tempdb_open(schema, &s.db, err);
+    if (rc) return rc;
     for (int i = 0; i < Q_COUNT && !rc; i++)
         if (sqlite3_prepare_v2(s.db, queries[i], -1, &s.q[i], NULL))
             rc = eng_tempdb_fail(s.db, "prepare", err);

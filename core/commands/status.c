@@ -38,10 +38,16 @@ static ss_rc count_local(ss_folder *f, uint64_t *ret, ss_err *err)
     const ss_state_row *r = NULL;
     ss_rc rc;
     *ret = 0;
-    if ((rc = eng_load_ignore(f, err)) || (rc = eng_scan_new(f, NULL, NULL, &sc, err)) ||
-        (rc = ss_state_iter_new(f->state, &it, err)) || (rc = eng_scan_next(&sc, &e, err)) ||
-        (rc = ss_state_iter_next(it, &r, err)))
-        goto out;
+    rc = eng_load_ignore(f, err);
+    if (rc) goto out;
+    rc = eng_scan_new(f, NULL, NULL, &sc, err);
+    if (rc) goto out;
+    rc = ss_state_iter_new(f->state, &it, err);
+    if (rc) goto out;
+    rc = eng_scan_next(&sc, &e, err);
+    if (rc) goto out;
+    rc = ss_state_iter_next(it, &r, err);
+    if (rc) goto out;
     while (!rc && (e || r)) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
         if (c < 0 || (c == 0 && !same_as_row(f, r, e))) (*ret)++;
@@ -62,13 +68,14 @@ ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err)
     char after[SS_KEY_NAME_MAX] = "";
     uint64_t wm;
     ss_rc rc;
-    if ((rc = ss_state_watermark(f->state, &wm, chain, err))) return rc;
+    rc = ss_state_watermark(f->state, &wm, chain, err);
+    if (rc) return rc;
     stats->seq = wm;
     if (wm) snprintf(after, sizeof after, SS_KEY_LOG_FMT, wm);
-    if ((rc = ss_store_list(f->store, SS_KEY_LOG_PREFIX, after, count_key, &stats->pending_remote,
-                            err)) ||
-        (rc = count_local(f, &stats->pending_local, err)))
-        return rc;
+    rc = ss_store_list(f->store, SS_KEY_LOG_PREFIX, after, count_key, &stats->pending_remote, err);
+    if (rc) return rc;
+    rc = count_local(f, &stats->pending_local, err);
+    if (rc) return rc;
     eng_stats_from_store(f, stats, ENG_STATS_NO_UP);
     return SS_OK;
 }

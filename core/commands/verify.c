@@ -104,7 +104,8 @@ static ss_rc verify_pack(verifyw *v, ss_xfer *xfer, sqlite3_stmt *q, int *ret_ro
                             .plain_len = (uint32_t)sqlite3_column_int64(q, 3)};
         if (sqlite3_column_bytes(q, 4) == sizeof ref.id)
             memcpy(ref.id, sqlite3_column_blob(q, 4), sizeof ref.id);
-        if ((rc = eng_fetch_chunk(&x, pack, &ref, 0, err))) break;
+        rc = eng_fetch_chunk(&x, pack, &ref, 0, err);
+        if (rc) break;
         n++;
         *ret_row = sqlite3_step(q);
     } while (*ret_row == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(q, 0), pack));
@@ -189,7 +190,8 @@ ss_rc ss_verify(ss_folder *f, int data, ss_problem_fn fn, void *ctx, ss_verify_r
     ss_err werr = {{0}};
     ss_rc rc;
     memset(ret_report, 0, sizeof *ret_report);
-    if ((rc = eng_replay_new(&v.rp, err))) return rc;
+    rc = eng_replay_new(&v.rp, err);
+    if (rc) return rc;
     if (data &&
         ((rc = eng_tempdb_open(verify_schema, &v.db, err)) ||
          (sqlite3_prepare_v2(v.db, "INSERT OR IGNORE INTO chunk VALUES (?1, ?2, ?3, ?4, ?5)", -1,

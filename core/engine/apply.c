@@ -14,7 +14,7 @@
  *   P2. Transactions apply in sequence order without gaps; the first listed
  *       key must be the watermark's own (else the store was rolled back),
  *       unless gc removed it and a checkpoint at or after the watermark is
- *       there to re-base on (pull_log.c: listing, batches, checkpoints).
+ *       there to re-base on (commands/pull.c: listing, batches, checkpoints).
  *   P3. A file is its old or its new content (fsio's temp + rename), and
  *       the state and watermark of seq commit in one SQLite transaction
  *       after every file of seq is in place: killed anywhere, the next pull
@@ -53,6 +53,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "dirmodes.h"
 #include "engine.h"
 #include "fault.h"
@@ -79,7 +80,7 @@ typedef struct apply {
     int deferred_pass;
     int kept;           /* clear_way left a directory holding local files */
     deferral *deferred; /* ops that wait until the rest of the transaction applied */
-    size_t n_deferred;
+    size_t n_deferred, cap_deferred;
     /* Every chunked file's data, verified, back to back in transaction order (P1). */
     int stage_fd;
     uint64_t stage_off; /* where the current op's data starts in it */
@@ -184,7 +185,8 @@ static ss_rc fetch_chunks(apply *a, eng_fetch *x, const ss_txn_entry *e, ss_err 
     for (uint32_t i = 0; i < e->n_chunks && !rc; i++) {
         ss_chunk_ref ref;
         ss_chunk_loc loc;
-        if ((rc = ss_txn_next_chunk(a->r, &ref, err))) break;
+        rc = ss_txn_next_chunk(a->r, &ref, err);
+        if (rc) break;
         snprintf(loc.pack, sizeof loc.pack, "%s", h->pack_keys[ref.pack]);
         loc.off = ref.offset;
         loc.sealed_len = ref.sealed_len;
@@ -342,11 +344,10 @@ static ss_rc write_entry(apply *a, const ss_txn_entry *e, const local *l, ss_err
 
 static ss_rc defer(apply *a, const char *path, int del, ss_err *err)
 {
-    deferral *nv = realloc(a->deferred, (a->n_deferred + 1) * sizeof *nv);
-    if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    a->deferred = nv;
-    nv[a->n_deferred].del = del;
-    if (!(nv[a->n_deferred].path = strdup(path)))
+    if (SS_ARRAY_GROW(a->deferred, a->n_deferred + 1, a->cap_deferred))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    a->deferred[a->n_deferred].del = del;
+    if (!(a->deferred[a->n_deferred].path = strdup(path)))
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     a->n_deferred++;
     return SS_OK;
@@ -500,7 +501,8 @@ static ss_rc note_same(apply *a, const ss_txn_entry *e, ss_err *err)
     ss_rc rc;
     if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     a->same = nv;
-    if ((rc = ss_state_lookup(a->f->state, e->path, &row, &found, err))) return rc;
+    rc = ss_state_lookup(a->f->state, e->path, &row, &found, err);
+    if (rc) return rc;
     if (found && row.kind == (int)e->kind && row.mode == e->mode) {
         if (e->kind == SS_TXN_FILE)
             same = !memcmp(row.content_id, e->content_id, 32);
@@ -524,8 +526,10 @@ static ss_rc rebase_row(apply *a, const ss_txn_entry *e, ss_err *err)
     int found = 0;
     ss_rc rc;
     if (!is_chunked(e)) return SS_OK;
-    if ((rc = read_body(a, err)) || (rc = ss_state_lookup(a->f->state, e->path, &row, &found, err)))
-        return rc;
+    rc = read_body(a, err);
+    if (rc) return rc;
+    rc = ss_state_lookup(a->f->state, e->path, &row, &found, err);
+    if (rc) return rc;
     if (!found) return SS_OK;
     row.body = a->body.p;
     row.body_len = a->body.len;
@@ -600,7 +604,8 @@ static ss_rc adopt_entry(apply *a, const ss_txn_entry *e, ss_err *err)
         const char *pack;
         size_t pos = 0, pack_len;
         ss_chunk_ref ref;
-        if ((rc = read_body(a, err))) return rc;
+        rc = read_body(a, err);
+        if (rc) return rc;
         row.body = a->body.p;
         row.body_len = a->body.len;
         while (!rc && ss_state_body_next(a->body.p, a->body.len, &pos, &pack, &pack_len, &ref)) {
@@ -640,9 +645,12 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const u
     ss_devices *kept = NULL; /* owned: f->devices once committed */
     int ours = !base && eng_inflight_is(f, seq, chain);
     ss_rc rc;
-    if ((rc = ss_xfer_new(f->store, &a.xfer, err)) || (rc = eng_dirmodes_new(f, &a.dm, err)) ||
-        (rc = ss_state_begin(f->state, err)))
-        goto out;
+    rc = ss_xfer_new(f->store, &a.xfer, err);
+    if (rc) goto out;
+    rc = eng_dirmodes_new(f, &a.dm, err);
+    if (rc) goto out;
+    rc = ss_state_begin(f->state, err);
+    if (rc) goto out;
     if (ours) {
         rc = adopt_txn(&a, fd, seq, err);
     } else {

@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
 #include "engine.h"
 
 typedef struct chain {
@@ -79,13 +80,7 @@ static ss_rc check_parents(ss_folder *f, chain *c, const char *path, uint64_t se
 
 static ss_rc push_dir(chain *c, const char *path, ss_err *err)
 {
-    if (c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 16;
-        char **nv = realloc(c->dir, cap * sizeof *nv);
-        if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        c->dir = nv;
-        c->cap = cap;
-    }
+    if (SS_ARRAY_GROW(c->dir, c->n + 1, c->cap)) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if (!(c->dir[c->n] = strdup(path))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     c->n++;
     return SS_OK;

@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "engine.h"
 #include "fault.h"
 #include "frame.h"
@@ -53,13 +54,8 @@ static ss_rc packs_add(packset *ps, const char *pack, size_t len, ss_err *err)
         return ss_fail(err, SS_ERR_INTEGRITY, "state: a chunk in pack of bad name %.*s", (int)len,
                        pack);
     if (ps->n && !memcmp(ps->keys[ps->n - 1], pack, len)) return SS_OK; /* runs are common */
-    if (ps->n == ps->cap) {
-        size_t cap = ps->cap ? ps->cap * 2 : 64;
-        void *nv = realloc(ps->keys, cap * sizeof *ps->keys);
-        if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        ps->keys = nv;
-        ps->cap = cap;
-    }
+    if (SS_ARRAY_GROW(ps->keys, ps->n + 1, ps->cap))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     memcpy(ps->keys[ps->n], pack, len);
     ps->keys[ps->n++][len] = '\0';
     return SS_OK;
@@ -124,7 +120,8 @@ static ss_rc put_row(ss_txn_writer *tw, const packset *ps, const ss_state_row *r
     } else {
         e.size = 0;
     }
-    if ((rc = ss_txn_put_upsert(tw, &e, err))) return rc;
+    rc = ss_txn_put_upsert(tw, &e, err);
+    if (rc) return rc;
     for (pos = 0; !rc && e.n_chunks &&
                   ss_state_body_next(row->body, row->body_len, &pos, &pack, &len, &ref);) {
         char k[SS_TXN_PACK_KEY_LEN + 1];
@@ -183,16 +180,27 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const p
     hdr[SS_CHECKPOINT_OFF_VERSION] = SS_CHECKPOINT_VERSION;
     memcpy(hdr + SS_CHECKPOINT_OFF_CHAIN, chain, SS_CHAIN_BYTES);
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
-    if (!(rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq,
-                                   zero_chain, (int)ss_repo_config(f->repo)->zstd_level, ss_fd_sink,
-                                   &fd, &out.w, err)) &&
-        !(rc = ss_frame_write(out.w, hdr, sizeof hdr, err)) &&
-        !(rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err)) &&
-        !(rc = ss_state_iter_new(f->state, &it, err)))
-        while (!(rc = ss_state_iter_next(it, &row, err)) && row)
-            if ((rc = put_row(tw, ps, row, err))) break;
-    if (!rc) rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err);
-    if (!rc) rc = ss_frame_finish(out.w, NULL, err);
+    rc =
+        ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq, zero_chain,
+                            (int)ss_repo_config(f->repo)->zstd_level, ss_fd_sink, &fd, &out.w, err);
+    if (rc) goto out;
+    rc = ss_frame_write(out.w, hdr, sizeof hdr, err);
+    if (rc) goto out;
+    rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err);
+    if (rc) goto out;
+    rc = ss_state_iter_new(f->state, &it, err);
+    if (rc) goto out;
+    for (;;) {
+        rc = ss_state_iter_next(it, &row, err);
+        if (rc || !row) break;
+        rc = put_row(tw, ps, row, err);
+        if (rc) goto out;
+    }
+    if (rc) goto out;
+    rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err);
+    if (rc) goto out;
+    rc = ss_frame_finish(out.w, NULL, err);
+out:
     if (rc == SS_ERR_IO && out.err.msg[0] && err) *err = out.err;
     ss_state_iter_free(it);
     ss_txn_writer_free(tw);
@@ -221,12 +229,16 @@ ss_rc eng_checkpoint_write(ss_folder *f, ss_checkpoint_result *res, ss_err *err)
     int fd = -1; /* owned */
     off_t size;
     ss_rc rc;
-    if ((rc = ss_state_watermark(f->state, &res->seq, chain, err))) return rc;
+    rc = ss_state_watermark(f->state, &res->seq, chain, err);
+    if (rc) return rc;
     if (!res->seq) return ss_fail(err, SS_ERR_INVALID, "nothing to checkpoint: no transaction yet");
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, res->seq);
-    if ((rc = collect(f, &ps, &rows, err)) || (rc = eng_tmpfile(f, &fd, err)) ||
-        (rc = encode(f, res->seq, chain, &ps, rows, fd, err)))
-        goto out;
+    rc = collect(f, &ps, &rows, err);
+    if (rc) goto out;
+    rc = eng_tmpfile(f, &fd, err);
+    if (rc) goto out;
+    rc = encode(f, res->seq, chain, &ps, rows, fd, err);
+    if (rc) goto out;
     res->paths = rows;
     size = lseek(fd, 0, SEEK_END);
     res->bytes = size > 0 ? (uint64_t)size : 0;
@@ -295,7 +307,8 @@ void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes)
     bytes = meta_u64(f, META_BYTES);
     if (!due(seq, cp, bytes, every_txns, every_bytes)) return;
     /* Another device may have written one since: one LIST, only when the rule may fire. */
-    if ((rc = eng_list_checkpoints(f, &l, &err))) goto out;
+    rc = eng_list_checkpoints(f, &l, &err);
+    if (rc) goto out;
     if (l.n && l.seqs[l.n - 1] > cp) {
         cp = l.seqs[l.n - 1];
         bytes = 0; /* the log bytes after it are not known here: counted again from now */

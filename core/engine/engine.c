@@ -306,7 +306,8 @@ ss_rc eng_scan_new(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_scan *s, s
 {
     ss_rc rc;
     *s = (eng_scan){.f = f};
-    if ((rc = eng_dirmodes_new(f, &s->dm, err))) return rc;
+    rc = eng_dirmodes_new(f, &s->dm, err);
+    if (rc) return rc;
     rc = ss_scan_new(f->root_fd, f->ign, warn, warn_ctx, &s->sc, err);
     if (rc) {
         ss_dirmodes_free(s->dm);

@@ -1,5 +1,5 @@
 /*
- * engine: what push.c, pull.c and folder.c share, private to core/.
+ * engine: what the commands (core/commands/) share, private to core/.
  *
  * The folder handle, how a local file becomes a content id and chunks (the
  * same way on both sides, so a device can tell "same content" without the
@@ -183,7 +183,8 @@ ss_rc eng_check_signature(ss_folder *f, const ss_devices *table, ss_txn_reader *
 ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd, const uint8_t chain[32],
                            ss_devices **ret_table, ss_err *err);
 
-/* --- reading the log, as pull does (pull.c; history.c shares it) --------------------- */
+/* --- reading the log, as pull does (log_list.c, txn_read.c; walk.c shares it)
+ * --------------------- */
 
 /* The log/ sequences a listing found, in order, with their object sizes. */
 typedef struct eng_log_list {
@@ -263,7 +264,7 @@ ss_rc eng_prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, eng_
                    size_t *ret_n, ss_err *err);
 
 /*
- * Apply the verified transaction staged in fd (pull.c, P1-P4) and commit the
+ * Apply the verified transaction staged in fd (apply.c, P1-P4) and commit the
  * watermark (seq, chain) with devices, the device table after it, which
  * then becomes f->devices, and obj (NULL for a base), what log/<seq> was.
  * base: it is a checkpoint applied as a base (join, re-base after gc):
@@ -384,7 +385,7 @@ const ss_state_body *eng_replay_body(const eng_replay *rp);
 ss_rc eng_replay_compare(ss_folder *f, eng_replay *rp, int fd, uint64_t seq, char **ret_diff,
                          ss_err *err);
 
-/* --- walking the whole log (history.c: log, verify, restore) ------------------------ */
+/* --- walking the whole log (walk.c: log, verify, restore, gc) ------------------------ */
 
 typedef struct eng_walk_txn {
     uint64_t seq;

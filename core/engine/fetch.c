@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "engine.h"
 #include "fsio.h"
 #include "seal.h"
@@ -133,13 +134,8 @@ static ss_rc flush(eng_fetch *x, ss_err *err)
 ss_rc eng_fetch_chunk(eng_fetch *x, const char *pack, const ss_chunk_ref *ref, uint64_t out_off,
                       ss_err *err)
 {
-    if (x->n_jobs == x->cap_jobs) {
-        size_t cap = x->cap_jobs ? x->cap_jobs * 2 : 64;
-        struct eng_fetch_job *nv = realloc(x->jobs, cap * sizeof *nv);
-        if (!nv) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        x->jobs = nv;
-        x->cap_jobs = cap;
-    }
+    if (SS_ARRAY_GROW(x->jobs, x->n_jobs + 1, x->cap_jobs))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     struct eng_fetch_job *j = &x->jobs[x->n_jobs++];
     snprintf(j->pack, sizeof j->pack, "%s", pack);
     j->ref = *ref;

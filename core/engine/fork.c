@@ -6,7 +6,7 @@
  * hold different histories that each verify on their own. The key's name
  * cannot tell; its bytes can.
  *
- * Cost: pull lists log/ from the watermark's own key (pull_log.c), so the
+ * Cost: pull lists log/ from the watermark's own key (log_list.c), so the
  * listing brings that key's ETag and size with no extra request; push lists
  * once more before it writes on top of the watermark. Only when they differ
  * from what state.db recorded (ss_state_applied) is the object fetched and
@@ -81,7 +81,8 @@ ss_rc eng_fork_check(ss_folder *f, uint64_t wm, const ss_store_stat *st, ss_err 
         return SS_OK; /* cannot tell */
     if (tag[0] && !strcmp(tag, rec.tag) && st->size == rec.size) return SS_OK;
     snprintf(key, sizeof key, SS_KEY_LOG_FMT, wm);
-    if ((rc = same_bytes(f, key, &rec, &same, err))) return rc;
+    rc = same_bytes(f, key, &rec, &same, err);
+    if (rc) return rc;
     if (!same)
         return ss_fail(err, SS_ERR_INTEGRITY,
                        "%s is not the transaction this device applied at sequence %" PRIu64

@@ -76,7 +76,8 @@ static ss_rc list_log(ss_folder *f, uint64_t wm, int own, eng_log_list *l, ss_er
                            "applied: it was rolled back or tampered with",
                            wm);
         }
-        if ((rc = eng_fork_check(f, wm, &l->first, err))) return rc;
+        rc = eng_fork_check(f, wm, &l->first, err);
+        if (rc) return rc;
         first = 1;
     }
     for (size_t i = first; i < l->n; i++)

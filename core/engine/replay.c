@@ -123,7 +123,8 @@ ss_rc eng_replay_op(eng_replay *rp, const ss_txn_header *h, ss_txn_reader *r, co
     rp->body.len = 0;
     if (drop >= 0) {
         sqlite3_bind_text(rp->q[drop], 1, e->path, (int)e->path_len, SQLITE_STATIC);
-        if ((rc = rstep(rp, drop, err))) return rc;
+        rc = rstep(rp, drop, err);
+        if (rc) return rc;
     }
     if (e->type == SS_TXN_DELETE || (rc = entry_body(rp, h, r, e, err))) return rc;
     sqlite3_bind_text(q, 1, e->path, (int)e->path_len, SQLITE_STATIC);
@@ -172,7 +173,8 @@ ss_rc eng_replay_compare(ss_folder *f, eng_replay *rp, int fd, uint64_t seq, cha
     *ret_diff = NULL;
     while (!rc && !*ret_diff && !(rc = ss_txn_next(r, &e, err)) && e) {
         n++;
-        if ((rc = entry_body(rp, ss_txn_reader_header(r), r, e, err))) break;
+        rc = entry_body(rp, ss_txn_reader_header(r), r, e, err);
+        if (rc) break;
         if (!same_row(rp, e) && !(*ret_diff = strdup(e->path)))
             rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
     }

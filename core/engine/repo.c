@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "array.h"
+
 struct ss_repo {
     ss_store *store; /* borrowed */
     ss_keys *keys;
@@ -52,7 +54,8 @@ static ss_rc put_keyfile(ss_repo *repo, const char *pass, size_t passlen, const 
     uint64_t id;
     ss_rc rc;
     randombytes_buf(&id, sizeof id);
-    if ((rc = ss_keyfile_seal(repo->keys, pass, passlen, lim, file, err))) return rc;
+    rc = ss_keyfile_seal(repo->keys, pass, passlen, lim, file, err);
+    if (rc) return rc;
     snprintf(key, sizeof key, SS_KEY_KEYFILE_FMT, id);
     rc = ss_store_put(repo->store, key, file, sizeof file, SS_PUT_CREATE_ONLY, err);
     if (!rc && ret_id) snprintf(ret_id, 17, "%016" PRIx64, id);
@@ -68,21 +71,25 @@ ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo 
     ss_kdf_limits lim;
     ss_rc rc;
     *ret_repo = NULL;
-    if ((rc = ss_kdf_limits_from_env(&lim, err))) return rc;
+    rc = ss_kdf_limits_from_env(&lim, err);
+    if (rc) return rc;
     rc = ss_store_head(store, SS_KEY_CONFIG, &st, err);
     if (!rc)
         return ss_fail(err, SS_ERR_EXISTS, "%s already holds a repository", ss_store_url(store));
     if (rc != SS_ERR_NOT_FOUND) return rc;
     if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if ((rc = ss_keys_generate(&repo->keys, err))) goto fail;
+    rc = ss_keys_generate(&repo->keys, err);
+    if (rc) goto fail;
     ss_config_init(&repo->cfg, repo->keys, (uint64_t)time(NULL));
     /* The first key file's limits become the floor no later key file may go below. */
     repo->cfg.kdf_min = lim;
     /* Key file first: a config without a key would be a repository nobody can open. */
-    if ((rc = put_keyfile(repo, pass, passlen, &lim, NULL, err)) ||
-        (rc = ss_config_encode(repo->keys, &repo->cfg, cfg, err)) ||
-        (rc = ss_store_put(store, SS_KEY_CONFIG, cfg, sizeof cfg, SS_PUT_CREATE_ONLY, err)))
-        goto fail;
+    rc = put_keyfile(repo, pass, passlen, &lim, NULL, err);
+    if (rc) goto fail;
+    rc = ss_config_encode(repo->keys, &repo->cfg, cfg, err);
+    if (rc) goto fail;
+    rc = ss_store_put(store, SS_KEY_CONFIG, cfg, sizeof cfg, SS_PUT_CREATE_ONLY, err);
+    if (rc) goto fail;
     *ret_repo = repo;
     return SS_OK;
 fail:
@@ -115,7 +122,7 @@ static ss_rc fetch_config(ss_store *store, uint8_t **ret_buf, size_t *ret_len, s
 
 typedef struct key_names {
     char **v;
-    size_t n;
+    size_t n, cap;
     int failed; /* out of memory, or more than SS_KEYFILES_MAX: the listing stopped */
 } key_names;
 
@@ -124,9 +131,7 @@ static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
     key_names *k = ctx;
     (void)st;
     if (k->n == SS_KEYFILES_MAX) return k->failed = 1;
-    char **nv = realloc(k->v, (k->n + 1) * sizeof *nv);
-    if (!nv) return k->failed = 1;
-    k->v = nv;
+    if (SS_ARRAY_GROW(k->v, k->n + 1, k->cap)) return k->failed = 1;
     if (!(k->v[k->n] = strdup(key))) return k->failed = 1;
     k->n++;
     return 0;
@@ -186,20 +191,23 @@ ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **
     ss_rc rc;
     *ret_repo = NULL;
     if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if ((rc = fetch_config(store, &cfgbuf, &cfglen, &repo->cfg, err)) ||
-        (rc = list_keys(store, &names, err)))
-        goto fail;
+    rc = fetch_config(store, &cfgbuf, &cfglen, &repo->cfg, err);
+    if (rc) goto fail;
+    rc = list_keys(store, &names, err);
+    if (rc) goto fail;
     if (!names.n) {
         rc =
             ss_fail(err, SS_ERR_INTEGRITY, "%s has a config but no key files", ss_store_url(store));
         goto fail;
     }
     /* The floor is only trusted once config's MAC verified, so it is checked after the KDF. */
-    if ((rc = try_keyfiles(store, &names, repo->cfg.repo_id, pass, passlen, &repo->keys, &lim,
-                           &opened, err)) ||
-        (rc = ss_config_open(repo->keys, cfgbuf, cfglen, &repo->cfg, err)) ||
-        (rc = ss_config_check_kdf(&repo->cfg, &lim, opened, err)))
-        goto fail;
+    rc = try_keyfiles(store, &names, repo->cfg.repo_id, pass, passlen, &repo->keys, &lim, &opened,
+                      err);
+    if (rc) goto fail;
+    rc = ss_config_open(repo->keys, cfgbuf, cfglen, &repo->cfg, err);
+    if (rc) goto fail;
+    rc = ss_config_check_kdf(&repo->cfg, &lim, opened, err);
+    if (rc) goto fail;
     free(cfgbuf);
     free_names(&names);
     *ret_repo = repo;
@@ -244,7 +252,8 @@ ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, char ret_
     ss_kdf_limits lim;
     ss_rc rc;
     ret_id[0] = '\0';
-    if ((rc = ss_kdf_limits_from_env(&lim, err))) return rc;
+    rc = ss_kdf_limits_from_env(&lim, err);
+    if (rc) return rc;
     if (ss_config_check_kdf(&repo->cfg, &lim, "the new key file", err))
         return ss_fail(err, SS_ERR_INVALID,
                        "%s=%s is weaker than this repository's KDF minimum (opslimit %llu, "

@@ -80,7 +80,8 @@ ss_rc eng_reuse_open(ss_folder *f, const char *path, eng_reuse **ret_reuse, ss_e
     eng_reuse *r = NULL;
     ss_rc rc;
     *ret_reuse = NULL;
-    if ((rc = ss_state_lookup(f->state, path, &row, &found, err))) return rc;
+    rc = ss_state_lookup(f->state, path, &row, &found, err);
+    if (rc) return rc;
     if (!found || row.kind != SS_TXN_FILE || row.storage != SS_TXN_CHUNKS) return SS_OK;
     if (!(r = calloc(1, sizeof *r))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     r->f = f;

@@ -63,12 +63,13 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const vo
     ss_rc rc;
     *ret_fd = -1;
     snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
-    if ((rc = eng_tmpfile(f, &stage, err)) ||
-        (rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
-                                  SS_TXN_PLAIN_MAX, stage_write, &stage, &fd.r, err)))
-        goto fail;
+    rc = eng_tmpfile(f, &stage, err);
+    if (rc) goto fail;
+    rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
+                             SS_TXN_PLAIN_MAX, stage_write, &stage, &fd.r, err);
+    if (rc) goto fail;
     fd.bytes = obj_len;
-    if (obj) /* fetched already (history.c fetches several at once) */
+    if (obj) /* fetched already (prefetch.c fetches several at once) */
         rc = ss_frame_feed(fd.r, obj, obj_len, err);
     else
         rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, feed_frame, &fd, err);

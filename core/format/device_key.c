@@ -54,7 +54,10 @@ ss_rc ss_device_key_create(const char *dir, ss_device_key **ret_key, ss_err *err
     int fd = -1;
     ss_rc rc;
     *ret_key = NULL;
-    if ((rc = key_new(&k, err)) || (rc = key_path(dir, &path, err))) goto fail;
+    rc = key_new(&k, err);
+    if (rc) goto fail;
+    rc = key_path(dir, &path, err);
+    if (rc) goto fail;
     crypto_sign_keypair(pk, k->sk);
     ss_device_id_of(pk, k->id);
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -97,7 +100,10 @@ ss_rc ss_device_key_load(const char *dir, ss_device_key **ret_key, ss_err *err)
     ssize_t n;
     ss_rc rc;
     *ret_key = NULL;
-    if ((rc = key_new(&k, err)) || (rc = key_path(dir, &path, err))) goto fail;
+    rc = key_new(&k, err);
+    if (rc) goto fail;
+    rc = key_path(dir, &path, err);
+    if (rc) goto fail;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
         rc = ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO,
                      "read %s: %s (this device's signing key)", path, strerror(errno));

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "array.h"
+
 struct ss_devices {
     ss_device *v;
     size_t n, cap;
@@ -96,13 +98,7 @@ ss_rc ss_devices_put(ss_devices *d, const ss_device *dev, ss_err *err)
     if (d->n == SS_DEVICES_MAX)
         return ss_fail(err, SS_ERR_INVALID, "the device table is full (%u devices)",
                        SS_DEVICES_MAX);
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 8;
-        ss_device *v = realloc(d->v, cap * sizeof *v);
-        if (!v) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        d->v = v;
-        d->cap = cap;
-    }
+    if (SS_ARRAY_GROW(d->v, d->n + 1, d->cap)) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     memmove(d->v + i + 1, d->v + i, (d->n - i) * sizeof *d->v);
     d->v[i] = *dev;
     d->n++;
@@ -214,7 +210,8 @@ ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[16], const
     char name[300];
     ss_rc rc;
     for (uint32_t i = 0; i < h->n_devices; i++) {
-        if ((rc = check_entry(d, h, &h->devices[i], err))) return rc;
+        rc = check_entry(d, h, &h->devices[i], err);
+        if (rc) return rc;
         if (h->devices[i].type == SS_TXN_DEV_ENROLL) pk = h->devices[i].pk; /* the signer's */
     }
     if (!pk)
@@ -247,7 +244,8 @@ ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err)
         } else {
             continue; /* refused by the check; apply only follows it */
         }
-        if ((rc = ss_devices_put(d, &dev, err))) return rc;
+        rc = ss_devices_put(d, &dev, err);
+        if (rc) return rc;
     }
     if (!(known = ss_devices_find(d, h->device_id))) return SS_OK;
     dev = *known;
@@ -280,7 +278,8 @@ static ss_rc table_of(const ss_txn_header *h, ss_devices *t, ss_err *err)
             memcpy(dev.name, e->name, e->name_len + 1);
             dev.enrolled = e->seq;
         }
-        if ((rc = ss_devices_put(t, &dev, err))) return rc;
+        rc = ss_devices_put(t, &dev, err);
+        if (rc) return rc;
     }
     return SS_OK;
 }
@@ -295,7 +294,10 @@ ss_rc ss_devices_from_checkpoint(const uint8_t repo_id[16], const ss_txn_header 
     char name[300];
     ss_rc rc;
     *ret_table = NULL;
-    if ((rc = ss_devices_new(&t, err)) || (rc = table_of(h, t, err))) goto fail;
+    rc = ss_devices_new(&t, err);
+    if (rc) goto fail;
+    rc = table_of(h, t, err);
+    if (rc) goto fail;
     signer = ss_devices_find(t, h->device_id);
     if (!signer) {
         rc = ss_fail(err, SS_ERR_INTEGRITY, "signed by device %s, which it does not enroll",

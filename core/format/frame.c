@@ -187,7 +187,8 @@ ss_rc ss_frame_writer_new(const ss_keys *keys, unsigned kind, const char *key, u
     if (ret_writer) *ret_writer = NULL;
     if (!keys || !prev_chain || !out || !ret_writer)
         return ss_fail(err, SS_ERR_INVALID, "frame writer: missing argument");
-    if ((rc = check_args(kind, key, err)) != SS_OK) return rc;
+    rc = check_args(kind, key, err);
+    if (rc) return rc;
     if (level < 0 || level > (int)SS_CONFIG_ZSTD_LEVEL_MAX)
         return ss_fail(err, SS_ERR_INVALID, "object %s: zstd level %d is outside 0..%u", key, level,
                        SS_CONFIG_ZSTD_LEVEL_MAX);
@@ -218,7 +219,8 @@ ss_rc ss_frame_writer_new(const ss_keys *keys, unsigned kind, const char *key, u
     crypto_secretstream_xchacha20poly1305_init_push(&w->st, prefix + SS_FRAME_HEADER_BYTES,
                                                     ss_keys_subkey(keys, SS_SUBKEY_OBJECT));
     crypto_generichash_init(&w->hash, NULL, 0, SS_OBJECT_HASH_BYTES);
-    if ((rc = w_emit(w, prefix, sizeof prefix, err)) != SS_OK) goto fail;
+    rc = w_emit(w, prefix, sizeof prefix, err);
+    if (rc) goto fail;
     *ret_writer = w;
     return SS_OK;
 fail:
@@ -281,13 +283,17 @@ ss_rc ss_frame_finish(ss_frame_writer *w, uint8_t ret_object_hash[SS_OBJECT_HASH
     ss_rc rc;
 
     if (ret_object_hash) memset(ret_object_hash, 0, SS_OBJECT_HASH_BYTES);
-    if ((rc = w_check(w, err)) != SS_OK) return rc;
+    rc = w_check(w, err);
+    if (rc) return rc;
     if (w->zc) {
         ZSTD_inBuffer in = {NULL, 0, 0};
-        if ((rc = w_compress(w, &in, ZSTD_e_end, err)) != SS_OK) return rc;
+        rc = w_compress(w, &in, ZSTD_e_end, err);
+        if (rc) return rc;
     }
-    if ((rc = w_pad(w, err)) != SS_OK) return rc;
-    if ((rc = w_push(w, crypto_secretstream_xchacha20poly1305_TAG_FINAL, err)) != SS_OK) return rc;
+    rc = w_pad(w, err);
+    if (rc) return rc;
+    rc = w_push(w, crypto_secretstream_xchacha20poly1305_TAG_FINAL, err);
+    if (rc) return rc;
     w->finished = 1;
     if (ret_object_hash) crypto_generichash_final(&w->hash, ret_object_hash, SS_OBJECT_HASH_BYTES);
     return SS_OK;
@@ -335,7 +341,8 @@ ss_rc ss_frame_reader_new(const ss_keys *keys, unsigned expected_kind, const cha
     if (ret_reader) *ret_reader = NULL;
     if (!keys || !prev_chain || !plaintext_out || !ret_reader)
         return ss_fail(err, SS_ERR_INVALID, "frame reader: missing argument");
-    if ((rc = check_args(expected_kind, key, err)) != SS_OK) return rc;
+    rc = check_args(expected_kind, key, err);
+    if (rc) return rc;
     r = calloc(1, sizeof *r);
     if (!r || !(r->key = strdup(key))) {
         free(r);
@@ -445,12 +452,16 @@ static ss_rc r_unpad(ss_frame_reader *r, const uint8_t *p, size_t n, ss_err *err
         return r->pad_held ? SS_OK : r_zeros(r, n, err);
     }
     if (r->pad_held) { /* not the padding after all */
-        if ((rc = r_plain(r, &marker, 1, err)) || (rc = r_zeros(r, r->zeros_held, err))) return rc;
+        rc = r_plain(r, &marker, 1, err);
+        if (rc) return rc;
+        rc = r_zeros(r, r->zeros_held, err);
+        if (rc) return rc;
         r->pad_held = 0;
         r->zeros_held = 0;
     }
     if (p[j - 1] != 0x80) return r_plain(r, p, n, err);
-    if ((rc = r_plain(r, p, j - 1, err))) return rc;
+    rc = r_plain(r, p, j - 1, err);
+    if (rc) return rc;
     r->pad_held = 1;
     r->zeros_held = n - j;
     return SS_OK;
@@ -520,7 +531,8 @@ ss_rc ss_frame_feed(ss_frame_reader *r, const void *buf, size_t len, ss_err *err
         if (r->final_seen)
             return r_fail(r, err, "%zu bytes after its final record (extended)", len);
         if (r->fill == 0 && len >= WIRE) { /* a whole record in the input: no copy */
-            if ((rc = r_record(r, p, WIRE, 0, err)) != SS_OK) return rc;
+            rc = r_record(r, p, WIRE, 0, err);
+            if (rc) return rc;
             p += WIRE;
             len -= WIRE;
             continue;
@@ -533,7 +545,8 @@ ss_rc ss_frame_feed(ss_frame_reader *r, const void *buf, size_t len, ss_err *err
         len -= k;
         if (r->fill == WIRE) {
             r->fill = 0;
-            if ((rc = r_record(r, r->wire, WIRE, 0, err)) != SS_OK) return rc;
+            rc = r_record(r, r->wire, WIRE, 0, err);
+            if (rc) return rc;
         }
     }
     return SS_OK;
@@ -555,10 +568,12 @@ ss_rc ss_frame_end(ss_frame_reader *r, uint8_t ret_object_hash[SS_OBJECT_HASH_BY
     if (!r->started) return r_fail(r, err, "truncated: shorter than its header");
     if (!r->final_seen) {
         if (r->fill == 0) return r_fail(r, err, "truncated: ends without its final record");
-        if ((rc = r_record(r, r->wire, r->fill, 1, err)) != SS_OK) return rc;
+        rc = r_record(r, r->wire, r->fill, 1, err);
+        if (rc) return rc;
         r->fill = 0;
     }
-    if ((rc = r_pad_end(r, err)) != SS_OK) return rc;
+    rc = r_pad_end(r, err);
+    if (rc) return rc;
     if (r->zd && !r->zdone) return r_fail(r, err, "zstd frame is incomplete");
     r->ended = 1;
     if (ret_object_hash) crypto_generichash_final(&r->hash, ret_object_hash, SS_OBJECT_HASH_BYTES);
@@ -634,9 +649,12 @@ ss_rc ss_frame_seal_buf(const ss_keys *keys, unsigned kind, const char *key, uin
     if (!ret_buf || !ret_len) return ss_fail(err, SS_ERR_INVALID, "frame: no result pointer");
     rc = ss_frame_writer_new(keys, kind, key, seq, prev_chain, level, membuf_add, &m, &w, err);
     if (rc != SS_OK) goto fail;
-    if ((rc = ss_frame_write(w, plain, len, err)) != SS_OK) goto fail;
-    if ((rc = ss_frame_finish(w, hash, err)) != SS_OK) goto fail;
-    if ((rc = membuf_take(&m, ret_buf, ret_len, key, err)) != SS_OK) goto fail;
+    rc = ss_frame_write(w, plain, len, err);
+    if (rc) goto fail;
+    rc = ss_frame_finish(w, hash, err);
+    if (rc) goto fail;
+    rc = membuf_take(&m, ret_buf, ret_len, key, err);
+    if (rc) goto fail;
     if (ret_object_hash) memcpy(ret_object_hash, hash, SS_OBJECT_HASH_BYTES);
 fail:
     if (rc == SS_ERR_IO && m.nomem)
@@ -663,9 +681,12 @@ ss_rc ss_frame_open_buf(const ss_keys *keys, unsigned expected_kind, const char 
     rc = ss_frame_reader_new(keys, expected_kind, key, seq, prev_chain, max_plain, membuf_add, &m,
                              &r, err);
     if (rc != SS_OK) goto fail;
-    if ((rc = ss_frame_feed(r, obj, len, err)) != SS_OK) goto fail;
-    if ((rc = ss_frame_end(r, hash, err)) != SS_OK) goto fail;
-    if ((rc = membuf_take(&m, ret_buf, ret_len, key, err)) != SS_OK) goto fail;
+    rc = ss_frame_feed(r, obj, len, err);
+    if (rc) goto fail;
+    rc = ss_frame_end(r, hash, err);
+    if (rc) goto fail;
+    rc = membuf_take(&m, ret_buf, ret_len, key, err);
+    if (rc) goto fail;
     if (ret_object_hash) memcpy(ret_object_hash, hash, SS_OBJECT_HASH_BYTES);
 fail:
     if (rc == SS_ERR_IO && m.nomem)

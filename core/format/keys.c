@@ -446,7 +446,8 @@ ss_rc ss_config_encode(const ss_keys *keys, const ss_config *cfg, uint8_t out[SS
 
     if (out) memset(out, 0, SS_CONFIG_BYTES);
     if (!keys || !cfg || !out) return ss_fail(err, SS_ERR_INVALID, "config: missing argument");
-    if ((rc = config_check(cfg, SS_ERR_INVALID, err)) != SS_OK) return rc;
+    rc = config_check(cfg, SS_ERR_INVALID, err);
+    if (rc) return rc;
     if (memcmp(cfg->repo_id, keys->repo_id, SS_REPO_ID_BYTES) != 0)
         return ss_fail(err, SS_ERR_INVALID, "config: repository id differs from the keys'");
     memcpy(b + SS_CONFIG_OFF_MAGIC, SS_CONFIG_MAGIC, 4);
@@ -498,7 +499,8 @@ ss_rc ss_config_parse_unverified(const uint8_t *buf, size_t len, ss_config *ret_
     c.created = get_le64(buf + SS_CONFIG_OFF_CREATED);
     c.kdf_min.opslimit = get_le32(buf + SS_CONFIG_OFF_KDF_MIN_OPS);
     c.kdf_min.memlimit = (uint64_t)get_le32(buf + SS_CONFIG_OFF_KDF_MIN_MEM_KIB) * 1024;
-    if ((rc = config_check(&c, SS_ERR_INTEGRITY, err)) != SS_OK) return rc;
+    rc = config_check(&c, SS_ERR_INTEGRITY, err);
+    if (rc) return rc;
     *ret_cfg = c;
     return SS_OK;
 }
@@ -528,8 +530,10 @@ ss_rc ss_config_open(const ss_keys *keys, const uint8_t *buf, size_t len, ss_con
 
     if (ret_cfg) memset(ret_cfg, 0, sizeof *ret_cfg);
     if (!ret_cfg) return ss_fail(err, SS_ERR_INVALID, "config: missing argument");
-    if ((rc = ss_config_parse_unverified(buf, len, &c, err)) != SS_OK) return rc;
-    if ((rc = ss_config_verify(keys, buf, len, err)) != SS_OK) return rc;
+    rc = ss_config_parse_unverified(buf, len, &c, err);
+    if (rc) return rc;
+    rc = ss_config_verify(keys, buf, len, err);
+    if (rc) return rc;
     *ret_cfg = c;
     return SS_OK;
 }

@@ -381,8 +381,10 @@ static ss_rc r_header(ss_txn_reader *r, ss_err *err)
     if (r->hdr.seq == 0) return bad(r, err, "sequence 0");
     r->hdr.time_ns = ss_txn_get64(b + 16);
     memcpy(r->hdr.device_id, b + 24, SS_TXN_DEVICE_ID_BYTES);
-    if ((rc = r_name(r, ss_txn_get16(b + SS_TXN_HEADER_FIXED), err))) return rc;
-    if ((rc = rd(r, c, sizeof c, "the counts", err))) return rc;
+    rc = r_name(r, ss_txn_get16(b + SS_TXN_HEADER_FIXED), err);
+    if (rc) return rc;
+    rc = rd(r, c, sizeof c, "the counts", err);
+    if (rc) return rc;
     r->hdr.n_packs = ss_txn_get32(c);
     r->hdr.n_ops = ss_txn_get32(c + 4);
     if (r->hdr.n_packs > r->lim.max_packs)
@@ -417,9 +419,11 @@ static ss_rc r_packs(ss_txn_reader *r, ss_err *err)
         if (ss_txn_get16(lb) != SS_TXN_PACK_KEY_LEN)
             return bad(r, err, "pack key of %u bytes, not %d", ss_txn_get16(lb),
                        SS_TXN_PACK_KEY_LEN);
-        if ((rc = grow_keys(r, i, err))) return rc;
+        rc = grow_keys(r, i, err);
+        if (rc) return rc;
         char *k = r->keys + (size_t)i * KEY_SLOT;
-        if ((rc = rd(r, k, SS_TXN_PACK_KEY_LEN, "the pack key", err))) return rc;
+        rc = rd(r, k, SS_TXN_PACK_KEY_LEN, "the pack key", err);
+        if (rc) return rc;
         k[SS_TXN_PACK_KEY_LEN] = '\0';
         if (ss_txn_pack_key_fault(k, SS_TXN_PACK_KEY_LEN, r->hdr.seq, why))
             return bad(r, err, "%s", why);
@@ -463,14 +467,16 @@ static ss_rc r_device(ss_txn_reader *r, ss_txn_device *d, ss_err *err)
     memcpy(d->id, b + 1, SS_TXN_DEVICE_ID_BYTES);
     d->seq = ss_txn_get64(b + 1 + SS_TXN_DEVICE_ID_BYTES);
     if (d->type != SS_TXN_DEV_ENROLL) return SS_OK; /* an unknown type is refused by the rule */
-    if ((rc = rd(r, d->pk, sizeof d->pk, "the public key", err)) ||
-        (rc = rd(r, lb, 2, "the device name length", err)))
-        return rc;
+    rc = rd(r, d->pk, sizeof d->pk, "the public key", err);
+    if (rc) return rc;
+    rc = rd(r, lb, 2, "the device name length", err);
+    if (rc) return rc;
     d->name_len = ss_txn_get16(lb);
     if (d->name_len > SS_TXN_DEVICE_NAME_MAX)
         return bad(r, err, "device name of %zu bytes, more than %d", d->name_len,
                    SS_TXN_DEVICE_NAME_MAX);
-    if ((rc = rd(r, d->name, d->name_len, "the device name", err))) return rc;
+    rc = rd(r, d->name, d->name_len, "the device name", err);
+    if (rc) return rc;
     d->name[d->name_len] = '\0';
     return SS_OK;
 }
@@ -487,7 +493,10 @@ static ss_rc r_devices(ss_txn_reader *r, ss_err *err)
                    SS_TXN_MAX_DEVICES);
     for (uint32_t i = 0; i < r->hdr.n_devices; i++) {
         r->dev_i = i + 1;
-        if ((rc = grow_devs(r, i, err)) || (rc = r_device(r, &r->devs[i], err))) return rc;
+        rc = grow_devs(r, i, err);
+        if (rc) return rc;
+        rc = r_device(r, &r->devs[i], err);
+        if (rc) return rc;
         if (ss_txn_device_fault(i ? &r->devs[i - 1] : NULL, &r->devs[i], r->hdr.seq, why))
             return bad(r, err, "%s", why);
     }
@@ -501,7 +510,8 @@ ss_rc ss_txn_reader_new(const ss_txn_limits *lim, const ss_reader *src, ss_txn_r
     ss_txn_reader *r = NULL;
     ss_rc rc;
     *ret_reader = NULL;
-    if ((rc = ss_txn_limits_check(lim, err))) goto fail;
+    rc = ss_txn_limits_check(lim, err);
+    if (rc) goto fail;
     if (!src || !src->read) {
         rc = ss_fail(err, SS_ERR_INVALID, "transaction reader: no source");
         goto fail;
@@ -515,11 +525,14 @@ ss_rc ss_txn_reader_new(const ss_txn_limits *lim, const ss_reader *src, ss_txn_r
     r->lim.max_packs = ss_txn_max_packs(lim);
     r->src = *src;
     r->phase = PH_HEADER;
-    if ((rc = r_header(r, err))) goto fail;
+    rc = r_header(r, err);
+    if (rc) goto fail;
     r->phase = PH_PACKS;
-    if ((rc = r_packs(r, err))) goto fail;
+    rc = r_packs(r, err);
+    if (rc) goto fail;
     r->phase = PH_DEVICES;
-    if ((rc = r_devices(r, err))) goto fail;
+    rc = r_devices(r, err);
+    if (rc) goto fail;
     r->phase = PH_OPS;
     *ret_reader = r;
     return SS_OK;
@@ -588,7 +601,8 @@ static ss_rc r_file(ss_txn_reader *r, ss_err *err)
     e->storage = (ss_txn_storage)b[SS_TXN_CONTENT_ID_BYTES];
     if (e->storage != SS_TXN_INLINE && e->storage != SS_TXN_CHUNKS)
         return bad(r, err, "unknown storage %u", b[SS_TXN_CONTENT_ID_BYTES]);
-    if ((rc = rd(r, nb, 4, "the inline length or chunk count", err))) return rc;
+    rc = rd(r, nb, 4, "the inline length or chunk count", err);
+    if (rc) return rc;
     uint32_t n = ss_txn_get32(nb);
     if (e->storage == SS_TXN_INLINE && n != e->size)
         return bad(r, err, "inline length %u, but size %llu", n, (unsigned long long)e->size);
@@ -613,7 +627,8 @@ static ss_rc r_target(ss_txn_reader *r, ss_err *err)
     if (len != e->size)
         return bad(r, err, "symlink target length %zu, but size %llu", len,
                    (unsigned long long)e->size);
-    if ((rc = rd(r, r->target, len, "the symlink target", err))) return rc;
+    rc = rd(r, r->target, len, "the symlink target", err);
+    if (rc) return rc;
     r->target[len] = '\0';
     if (ss_txn_target_fault(r->target, len, why)) return bad(r, err, "%s", why);
     e->target = r->target;
@@ -634,7 +649,8 @@ static ss_rc r_op(ss_txn_reader *r, ss_err *err)
     size_t len = ss_txn_get16(b + 1);
     if (len == 0 || len > SS_PATH_MAX)
         return bad(r, err, "path length %zu not in 1..%d", len, SS_PATH_MAX);
-    if ((rc = rd(r, r->path, len, "the path", err))) return rc;
+    rc = rd(r, r->path, len, "the path", err);
+    if (rc) return rc;
     r->path[len] = '\0';
     e->type = (ss_txn_type)b[0];
     e->path = r->path;
@@ -699,7 +715,8 @@ static ss_rc next(ss_txn_reader *r, const ss_txn_entry **ret_entry, ss_err *err)
     if (r->op_i == r->hdr.n_ops) return r_end(r, err);
     r->op_i++;
     r->phase = PH_OPS;
-    if ((rc = r_op(r, err))) return rc;
+    rc = r_op(r, err);
+    if (rc) return rc;
     *ret_entry = &r->entry;
     return SS_OK;
 }

@@ -158,8 +158,10 @@ ss_rc ss_txn_writer_new(const ss_txn_limits *lim, const ss_txn_header *h, ss_wri
     ss_txn_writer *w = NULL;
     ss_rc rc;
     *ret_writer = NULL;
-    if ((rc = ss_txn_limits_check(lim, err))) goto fail;
-    if ((rc = w_check_header(lim, h, err))) goto fail;
+    rc = ss_txn_limits_check(lim, err);
+    if (rc) goto fail;
+    rc = w_check_header(lim, h, err);
+    if (rc) goto fail;
     if (!out) {
         rc = ss_fail(err, SS_ERR_INVALID, "transaction writer: no output");
         goto fail;
@@ -175,7 +177,8 @@ ss_rc ss_txn_writer_new(const ss_txn_limits *lim, const ss_txn_header *h, ss_wri
     w->seq = h->seq;
     w->n_packs = h->n_packs;
     w->n_ops = h->n_ops;
-    if ((rc = w_header(w, h, err))) goto fail;
+    rc = w_header(w, h, err);
+    if (rc) goto fail;
     *ret_writer = w;
     return SS_OK;
 fail:
@@ -277,7 +280,8 @@ ss_rc ss_txn_put_chunk(ss_txn_writer *w, const ss_chunk_ref *r, ss_err *err)
     p = ss_txn_put32(p, r->sealed_len);
     p = ss_txn_put32(p, r->plain_len);
     memcpy(p, r->id, SS_CHUNK_ID_LEN);
-    if ((rc = emit(w, b, sizeof b, err))) return rc;
+    rc = emit(w, b, sizeof b, err);
+    if (rc) return rc;
     w->chunks_left--;
     w->chunk_i++;
     w->plain_left -= r->plain_len;
@@ -292,7 +296,8 @@ ss_rc ss_txn_put_delete(ss_txn_writer *w, const char *path, size_t len, ss_err *
     ss_txn_entry d = {.type = SS_TXN_DELETE, .path = path, .path_len = len};
     if (ss_txn_path_fault(path, len, why) || ss_txn_order_step(&w->order, &d, why))
         return w_fail(w, err, w->op_i + 1, path, path ? len : 0, why);
-    if ((rc = w_op_head(w, SS_TXN_DELETE, path, len, err))) return rc;
+    rc = w_op_head(w, SS_TXN_DELETE, path, len, err);
+    if (rc) return rc;
     w->op_i++;
     return SS_OK;
 }

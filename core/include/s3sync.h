@@ -264,14 +264,14 @@ ss_rc ss_gc(ss_folder *f, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_res
 /* ------------------------------------------------------------------------------------- */
 
 /*
- * history (commands/history.c, log.c, verify.c, restore.c): the repository's log as a history: list
+ * history (commands/log.c, verify.c, restore.c): the repository's log as a history: list
  * it (ss_log), check every object in it (ss_verify), and bring back a file or a directory as it was
  * at a sequence or a time (ss_restore).
  *
  * Every log object read is verified exactly as pull verifies it: its frame
  * and the hash chain, then every op decoded, before anything of it is used.
  * restore starts from the newest checkpoint at or before the sequence it
- * needs (checkpoint.h) and reads the log objects after it; log and verify
+ * needs (see checkpoint above) and reads the log objects after it; log and verify
  * read every log object from log/1, or, once gc took log/1, from the oldest
  * retained checkpoint.
  *

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "fsio.h"
 #include "path.h"
 
@@ -135,15 +136,9 @@ static ss_rc add(ss_dirmodes *dm, const char *path, uint32_t mode, held **ret, s
     char *copy = strdup(path);
     *ret = NULL;
     if (!copy) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if (dm->n == dm->cap) {
-        size_t cap = dm->cap ? dm->cap * 2 : 16;
-        held *nv = realloc(dm->v, cap * sizeof *nv);
-        if (!nv) {
-            free(copy);
-            return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        }
-        dm->v = nv;
-        dm->cap = cap;
+    if (SS_ARRAY_GROW(dm->v, dm->n + 1, dm->cap)) {
+        free(copy);
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     }
     while (at < dm->n && !at_or_under(dm->v[at].path, path))
         at++;

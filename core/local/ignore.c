@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "fsio.h"
 
 typedef struct pattern {
@@ -19,7 +20,7 @@ typedef struct pattern {
 
 struct ss_ignore {
     pattern *v;
-    size_t n;
+    size_t n, cap;
 };
 
 static ss_rc add_line(ss_ignore *ign, char *line)
@@ -38,9 +39,7 @@ static ss_rc add_line(ss_ignore *ign, char *line)
         p.anchored = strchr(line, '/') != NULL;
         if (line[0] == '/') line++;
     }
-    pattern *nv = realloc(ign->v, (ign->n + 1) * sizeof *nv);
-    if (!nv) return SS_ERR_NOMEM;
-    ign->v = nv;
+    if (SS_ARRAY_GROW(ign->v, ign->n + 1, ign->cap)) return SS_ERR_NOMEM;
     if (!(p.glob = strdup(line))) return SS_ERR_NOMEM;
     ign->v[ign->n++] = p;
     return SS_OK;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "fsio.h"
 #include "path.h"
 
@@ -99,11 +100,7 @@ static ss_rc push_dir(ss_scan *sc, int fd, size_t path_len, ss_err *err)
             continue;
         }
         if (skip_name(sc, path_len, e->d_name)) continue;
-        if (f.n == cap) {
-            char **nv = realloc(f.names, (cap = cap ? cap * 2 : 32) * sizeof *nv);
-            if (!nv) goto nomem;
-            f.names = nv;
-        }
+        if (SS_ARRAY_GROW(f.names, f.n + 1, cap)) goto nomem;
         if (!(f.names[f.n] = strdup(e->d_name))) goto nomem;
         f.n++;
     }
@@ -116,11 +113,7 @@ static ss_rc push_dir(ss_scan *sc, int fd, size_t path_len, ss_err *err)
     }
     closedir(d);
     if (f.n) qsort(f.names, f.n, sizeof *f.names, name_cmp); /* names is NULL when empty */
-    if (sc->depth == sc->cap) {
-        frame *ns = realloc(sc->stack, (sc->cap = sc->cap ? sc->cap * 2 : 16) * sizeof *ns);
-        if (!ns) goto nomem_closed;
-        sc->stack = ns;
-    }
+    if (SS_ARRAY_GROW(sc->stack, sc->depth + 1, sc->cap)) goto nomem_closed;
     sc->stack[sc->depth++] = f;
     if (sc->dir_fd >= 0) close(sc->dir_fd);
     sc->dir_fd = fd;

@@ -101,12 +101,14 @@ static ss_rc replay_one(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, c
         e.target = (const char *)data;
     else if (r.kind == SS_TXN_FILE && r.storage == SS_TXN_INLINE)
         e.inline_data = data;
-    if ((rc = ss_txn_put_upsert(w, &e, err))) return rc;
+    rc = ss_txn_put_upsert(w, &e, err);
+    if (rc) return rc;
     for (uint32_t i = 0; i < r.n_chunks; i++) {
         if (fread(&c, sizeof c, 1, sp->fp) != 1)
             return ss_fail(err, SS_ERR_IO, "spool: read back failed");
         c.pack = remap[c.pack];
-        if ((rc = ss_txn_put_chunk(w, &c, err))) return rc;
+        rc = ss_txn_put_chunk(w, &c, err);
+        if (rc) return rc;
     }
     return SS_OK;
 }

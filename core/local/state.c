@@ -298,9 +298,10 @@ ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[32],
     ss_rc rc;
     *ret_seq = 0;
     memset(ret_chain, 0, 32);
-    if ((rc = ss_state_meta_get(st, "watermark", &seq, err)) ||
-        (rc = ss_state_meta_get(st, "chain", &chain, err)))
-        goto out;
+    rc = ss_state_meta_get(st, "watermark", &seq, err);
+    if (rc) goto out;
+    rc = ss_state_meta_get(st, "chain", &chain, err);
+    if (rc) goto out;
     if (!seq) goto out;
     if (!chain || strlen(chain) != 64) {
         rc = ss_fail(err, SS_ERR_IO, "state %s: watermark without its chain value", st->path);
@@ -471,7 +472,8 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
     if (row->kind == 1 && row->storage == 2 &&
         (rc = count_refs(st, row->body, row->body_len, 1, err)))
         return rc;
-    if ((rc = unref_path(st, row->path, 0, err))) return rc;
+    rc = unref_path(st, row->path, 0, err);
+    if (rc) return rc;
     sqlite3_bind_text(q, 1, row->path, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, row->kind);
     sqlite3_bind_int64(q, 3, row->mode);
