@@ -29,6 +29,7 @@
 #include "path.h"
 #include "seal.h"
 #include "spool.h"
+#include "ss_buf.h"
 
 #define PACK_TARGET (8u << 20) /* seal chunks into packs of about this size */
 #define MAX_ATTEMPTS 8
@@ -397,7 +398,7 @@ out:
 static ss_rc push_symlink(push *p, const char *path, const struct stat *st, const ss_state_row *row,
                           ss_err *err)
 {
-    char target[4097];
+    char target[SS_TXN_TARGET_MAX + 1];
     size_t n = 0;
     ss_err why = {{0}};
     ss_rc rc = ss_fs_readlink(p->f->root_fd, path, target, sizeof target - 1, &n, &why);
@@ -516,31 +517,6 @@ out:
 
 /* --- the transaction ---------------------------------------------------------------- */
 
-static int write_fd(void *ctx, const void *buf, size_t len)
-{
-    int fd = *(int *)ctx;
-    const char *b = buf;
-    while (len) {
-        ssize_t n = write(fd, b, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return -1;
-        b += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
-typedef struct frame_sink {
-    ss_frame_writer *w;
-    ss_err err;
-} frame_sink;
-
-static int write_frame(void *ctx, const void *buf, size_t len)
-{
-    frame_sink *s = ctx;
-    return ss_frame_write(s->w, buf, len, &s->err) ? -1 : 0;
-}
-
 /* Frame the spooled ops into a temp file; *ret_fd holds the object, *ret_size its size. */
 static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32], int *ret_fd,
                           uint8_t hash[32], ss_err *err)
@@ -549,7 +525,7 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
     struct timespec now;
     ss_txn_header h = {0};
     ss_txn_writer *tw = NULL;
-    frame_sink sink = {0};
+    ss_frame_out sink = {0};
     eng_signer sg;
     const char **table = calloc(p->n_packs + 1, sizeof *table);
     uint32_t *remap = calloc(p->n_packs + 1, sizeof *remap);
@@ -575,11 +551,11 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
     h.n_devices = p->n_devs;
     h.devices = p->devs;
     h.n_ops = ss_spool_count(p->spool);
-    eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, write_frame, &sink);
+    eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, ss_frame_out_write, &sink);
     rc = eng_tmpfile(f, &fd, err);
     if (rc) goto fail;
     rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
-                             ss_repo_config(f->repo)->zstd_level, write_fd, &fd, &sink.w, err);
+                             ss_repo_config(f->repo)->zstd_level, ss_fd_sink, &fd, &sink.w, err);
     if (rc) goto fail;
     rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err);
     if (rc) goto fail;

@@ -132,7 +132,7 @@ static ss_rc same_as_local(apply *a, const ss_txn_entry *e, const local *l, int 
     if (e->kind == SS_TXN_DIR) {
         *ret_same = 1;
     } else if (e->kind == SS_TXN_SYMLINK) {
-        char target[4097];
+        char target[SS_TXN_TARGET_MAX + 1];
         size_t n = 0;
         ss_rc rc = ss_fs_readlink(a->f->root_fd, e->path, target, sizeof target, &n, err);
         if (rc) return rc;

@@ -134,17 +134,6 @@ static ss_rc put_row(ss_txn_writer *tw, const packset *ps, const ss_state_row *r
     return rc;
 }
 
-typedef struct frame_out {
-    ss_frame_writer *w;
-    ss_err err;
-} frame_out;
-
-static int to_frame(void *ctx, const void *buf, size_t len)
-{
-    frame_out *o = ctx;
-    return ss_frame_write(o->w, buf, len, &o->err) ? -1 : 0;
-}
-
 /* Pass 2: header, then every row as an upsert, framed into the temp file fd. */
 static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const packset *ps,
                     uint32_t rows, int fd, ss_err *err)
@@ -155,7 +144,7 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const p
     const char **table = calloc(ps->n + 1, sizeof *table); /* owned */
     ss_txn_header h = {.seq = seq, .n_packs = (uint32_t)ps->n, .pack_keys = table, .n_ops = rows};
     ss_txn_device *devs = NULL; /* owned */
-    frame_out out = {0};
+    ss_frame_out out = {0};
     eng_signer sg;
     ss_txn_writer *tw = NULL; /* owned */
     ss_state_iter *it = NULL; /* owned */
@@ -168,7 +157,7 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const p
         return rc;
     }
     h.devices = devs;
-    eng_signer_init(&sg, f, SS_FRAME_KIND_CHECKPOINT, seq, chain, to_frame, &out);
+    eng_signer_init(&sg, f, SS_FRAME_KIND_CHECKPOINT, seq, chain, ss_frame_out_write, &out);
     for (size_t i = 0; i < ps->n; i++)
         table[i] = ps->keys[i];
     clock_gettime(CLOCK_REALTIME, &now);

@@ -161,7 +161,7 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
     if (row->kind == SS_TXN_DIR) {
         *ret_match = 1;
     } else if (row->kind == SS_TXN_SYMLINK) {
-        char target[4097];
+        char target[SS_TXN_TARGET_MAX + 1];
         size_t n = 0;
         *ret_match = !ss_fs_readlink(f->root_fd, path, target, sizeof target, &n, NULL) &&
                      n == row->body_len && !memcmp(target, row->body, n);

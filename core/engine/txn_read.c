@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include "dirmodes.h"
 #include "engine.h"
 #include "fault.h"
@@ -20,6 +21,7 @@
 #include "fsio.h"
 #include "path.h"
 #include "seal.h"
+#include "ss_buf.h"
 
 /* --- fetch and verify one transaction (P1) -------------------------------------------- */
 
@@ -38,20 +40,6 @@ static int feed_frame(void *ctx, const void *buf, size_t len)
     return fd->rc ? -1 : 0;
 }
 
-static int stage_write(void *ctx, const void *buf, size_t len)
-{
-    int fd = *(int *)ctx;
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return -1;
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
                     size_t obj_len, int *ret_fd, uint8_t chain[32], ss_state_applied *ret_obj,
                     ss_err *err)
@@ -66,7 +54,7 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const vo
     rc = eng_tmpfile(f, &stage, err);
     if (rc) goto fail;
     rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
-                             SS_TXN_PLAIN_MAX, stage_write, &stage, &fd.r, err);
+                             SS_TXN_PLAIN_MAX, ss_fd_sink, &stage, &fd.r, err);
     if (rc) goto fail;
     fd.bytes = obj_len;
     if (obj) /* fetched already (prefetch.c fetches several at once) */

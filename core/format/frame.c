@@ -249,6 +249,12 @@ static ss_rc w_compress(ss_frame_writer *w, ZSTD_inBuffer *in, ZSTD_EndDirective
     }
 }
 
+int ss_frame_out_write(void *ctx, const void *buf, size_t len)
+{
+    ss_frame_out *s = ctx;
+    return ss_frame_write(s->w, buf, len, &s->err) ? -1 : 0;
+}
+
 ss_rc ss_frame_write(ss_frame_writer *w, const void *buf, size_t len, ss_err *err)
 {
     ss_rc rc = w_check(w, err);

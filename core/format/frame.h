@@ -44,6 +44,16 @@ ss_rc ss_frame_writer_new(const ss_keys *keys, unsigned kind, const char *key, u
                           const uint8_t prev_chain[SS_CHAIN_BYTES], int level, ss_write_fn out,
                           void *out_ctx, ss_frame_writer **ret_writer, ss_err *err);
 ss_rc ss_frame_write(ss_frame_writer *w, const void *buf, size_t len, ss_err *err);
+/*
+ * A frame writer as a sink (an ss_write_fn, ctx the ss_frame_out): what a
+ * transaction writer writes into to be framed. A failure keeps its detail
+ * in err for the caller, since a sink can only say -1.
+ */
+typedef struct ss_frame_out {
+    ss_frame_writer *w;
+    ss_err err;
+} ss_frame_out;
+int ss_frame_out_write(void *ctx, const void *buf, size_t len);
 /* Emit the last record; ret_object_hash (may be NULL): BLAKE2b-256 of all object bytes. */
 ss_rc ss_frame_finish(ss_frame_writer *w, uint8_t ret_object_hash[SS_OBJECT_HASH_BYTES],
                       ss_err *err);
