@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "s3store.h"
-#include "sync.h"
+#include "s3sync.h"
 
 #define FILE_COUNT 10
 

@@ -165,7 +165,7 @@ static void one_log(walk *w, uint64_t seq, uint8_t chain[SS_CHAIN_BYTES])
     ss_chain_next(w->keys, chain, hash, chain);
 
     ss_txn_limits lim = {w->cfg->inline_limit, w->cfg->chunker.max_size, 0};
-    ss_store_reader src = {mem_read, NULL, &plain};
+    ss_reader src = {mem_read, NULL, &plain};
     const ss_txn_entry *e = NULL;
     if (ss_txn_reader_new(&lim, &src, &tr, &err)) die(key, &err);
     const ss_txn_header *h = ss_txn_reader_header(tr);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ci/test.sh: the one command that runs every test, on a fresh Debian 12
 # machine or a developer's: installs dependencies, builds twice (-Werror;
-# ASan+UBSan), runs the README's ci/demo.sh on the plain build, starts a
-# private Ceph RGW, runs ctest on both builds, runs
+# ASan+UBSan), checks core's layers (ci/layers.sh), runs the README's
+# ci/demo.sh on the plain build, starts a private Ceph RGW, runs ctest on
+# both builds, runs
 # each libFuzzer target briefly (ci/fuzz.sh), builds and installs the Debian
 # packages (ci/package.sh), and stops RGW even when a test fails. The plain
 # build's ctest summary is last. Not here: ci/valgrind.sh (memcheck on the
@@ -22,6 +23,8 @@ build() { # dir, extra cmake args...
 }
 build build -DCMAKE_BUILD_TYPE=RelWithDebInfo
 build build-asan -DCMAKE_BUILD_TYPE=Debug -DSS_SANITIZE=ON
+echo "== ci/layers.sh: core's layers, by includes and by calls"
+ci/layers.sh build
 
 export S3SYNC_RGW_DIR=${S3SYNC_RGW_DIR:-$top/build/rgw}
 trap 'ci/rgw.sh stop >/dev/null 2>&1 || true' EXIT

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "sync.h"
+#include "s3sync.h"
 
 #define EXIT_USAGE 2
 

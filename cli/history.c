@@ -11,17 +11,32 @@
 #include <string.h>
 #include <time.h>
 
-#include "checkpoint.h"
-#include "format.h"
-#include "cli-history.h"
-#include "gc.h"
 #include "history.h"
 #include "progress.h"
+#include "s3sync.h"
+
+static ss_rc run_log(cli_hist *h, ss_folder *f, ss_err *err);
+static ss_rc run_verify(cli_hist *h, ss_folder *f, ss_err *err);
+static ss_rc run_restore(cli_hist *h, ss_folder *f, ss_err *err);
+static ss_rc run_checkpoint(cli_hist *h, ss_folder *f, ss_err *err);
+static ss_rc run_gc(cli_hist *h, ss_folder *f, ss_err *err);
+
+/* The history commands and what runs each. */
+static const struct {
+    const char *name;
+    ss_rc (*run)(cli_hist *h, ss_folder *f, ss_err *err);
+} hist_commands[] = {
+    {"log", run_log},         {"verify", run_verify},
+    {"restore", run_restore}, {"checkpoint", run_checkpoint},
+    {"gc", run_gc},
+};
+#define N_HIST (sizeof hist_commands / sizeof hist_commands[0])
 
 int cli_hist_is(const char *command)
 {
-    return !strcmp(command, "log") || !strcmp(command, "verify") || !strcmp(command, "restore") ||
-           !strcmp(command, "checkpoint") || !strcmp(command, "gc");
+    for (size_t i = 0; i < N_HIST; i++)
+        if (!strcmp(command, hist_commands[i].name)) return 1;
+    return 0;
 }
 
 /* --- arguments ------------------------------------------------------------------------ */
@@ -436,9 +451,7 @@ static ss_rc run_gc(cli_hist *h, ss_folder *f, ss_err *err)
 
 ss_rc cli_hist_run(cli_hist *h, ss_folder *f, ss_err *err)
 {
-    if (!strcmp(h->command, "checkpoint")) return run_checkpoint(h, f, err);
-    if (!strcmp(h->command, "gc")) return run_gc(h, f, err);
-    if (!strcmp(h->command, "log")) return run_log(h, f, err);
-    if (!strcmp(h->command, "verify")) return run_verify(h, f, err);
-    return run_restore(h, f, err);
+    for (size_t i = 0; i < N_HIST; i++)
+        if (!strcmp(h->command, hist_commands[i].name)) return hist_commands[i].run(h, f, err);
+    return ss_fail(err, SS_ERR_INVALID, "unknown command '%s'", h->command);
 }

@@ -14,13 +14,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli-history.h"
 #include "config.h"
-#include "format.h"
+#include "history.h"
 #include "progress.h"
-#include "repo.h"
+#include "s3sync.h"
 #include "secret.h"
-#include "sync.h"
 #include "watch.h"
 
 #define EXIT_USAGE 2
@@ -238,7 +236,16 @@ static void choose_token_file(cli *c)
         c->store_opts.token_default = c->token_path;
 }
 
-static int cmd_init(cli *c, int argc, char **argv)
+typedef ss_rc (*engine_fn)(ss_folder *, ss_stats *, ss_err *);
+
+/* A command: its name, what runs it, and for push, pull, sync and status the one core call. */
+typedef struct command {
+    const char *name;
+    int (*run)(cli *c, const struct command *cmd, int argc, char **argv);
+    engine_fn fn;
+} command;
+
+static int cmd_init(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
     ss_stats st = {0};
@@ -247,6 +254,7 @@ static int cmd_init(cli *c, int argc, char **argv)
     ss_hooks h = hooks_for(c);
     int created = 0;
     ss_rc rc;
+    (void)cmd;
     if (argc < 1 || argc > 2) return usage("init needs STORE and at most one DIR");
     const char *dir = argc == 2 ? argv[1] : c->dir ? c->dir : ".";
     rc = cli_secret_get(c->pass_file, "Passphrase: ", 0, &pass, &err);
@@ -277,17 +285,16 @@ static ss_rc open_here(cli *c, ss_folder **ret, ss_err *err)
     return rc;
 }
 
-typedef ss_rc (*engine_fn)(ss_folder *, ss_stats *, ss_err *);
-
-static int cmd_engine(cli *c, engine_fn fn, int argc)
+static int cmd_engine(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
     ss_stats st = {0};
     ss_err err = {{0}};
     ss_rc rc;
+    (void)argv;
     if (argc) return usage("%s takes no arguments", c->command);
     rc = open_here(c, &f, &err);
-    if (!rc) rc = fn(f, &st, &err);
+    if (!rc) rc = cmd->fn(f, &st, &err);
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);
     ss_stats_clear(&st);
@@ -304,7 +311,7 @@ static int print_key(void *ctx, const char *id)
     return 0;
 }
 
-static int cmd_key(cli *c, int argc, char **argv)
+static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
     ss_err err = {{0}};
@@ -313,6 +320,7 @@ static int cmd_key(cli *c, int argc, char **argv)
     json_t *ids = NULL;
     char id[17] = "";
     ss_rc rc;
+    (void)cmd;
     if (argc < 1) return usage("key needs add, list, remove or fingerprint");
     if (!strcmp(argv[0], "remove") ? argc != 2 : argc != 1)
         return usage("key add | key list | key remove ID | key fingerprint");
@@ -386,7 +394,7 @@ static ss_rc print_device(void *ctx, const ss_device_info *d, ss_err *err)
 }
 
 /* device list | device revoke NAME|ID (docs/FORMAT.md "Devices and signatures"). */
-static int cmd_device(cli *c, int argc, char **argv)
+static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
     ss_stats st = {0};
@@ -395,6 +403,7 @@ static int cmd_device(cli *c, int argc, char **argv)
     ss_device_info gone;
     char self[33], safe[CLI_SAFE_CAP];
     ss_rc rc;
+    (void)cmd;
     if (argc < 1 || (strcmp(argv[0], "list") && strcmp(argv[0], "revoke")))
         return usage("device list | device revoke NAME|ID");
     if (!strcmp(argv[0], "list") ? argc != 1 : argc != 2)
@@ -426,7 +435,7 @@ static int cmd_device(cli *c, int argc, char **argv)
 }
 
 /* log, verify, restore: cli/history.c checks their arguments and prints their output. */
-static int cmd_history(cli *c, int argc, char **argv)
+static int cmd_history(cli *c, const command *cmd, int argc, char **argv)
 {
     cli_hist h = {.command = c->command,
                   .dir = c->dir,
@@ -444,6 +453,7 @@ static int cmd_history(cli *c, int argc, char **argv)
     ss_err err = {{0}};
     const char *bad = cli_hist_parse(&h, argc, argv);
     ss_rc rc;
+    (void)cmd;
     if (bad) return usage("%s", bad);
     rc = open_here(c, &f, &err);
     if (!rc) rc = cli_hist_run(&h, f, &err);
@@ -452,8 +462,20 @@ static int cmd_history(cli *c, int argc, char **argv)
     return finish(c, &st, rc, &err);
 }
 
+/* config: cli/config.c reads and writes the folder's settings. */
+static int cmd_config(cli *c, const command *cmd, int argc, char **argv)
+{
+    cli_config cc = {.dir = c->dir,
+                     .json = c->json,
+                     .quiet = c->quiet,
+                     .out = &c->out,
+                     .store_opts = &c->store_opts};
+    (void)cmd;
+    return cli_config_run(&cc, argc, argv);
+}
+
 /* watch: cli/watch.c runs the loop and prints its own events. */
-static int cmd_watch(cli *c, int argc)
+static int cmd_watch(cli *c, const command *cmd, int argc, char **argv)
 {
     cli_watch w = {.dir = c->dir,
                    .store_opts = &c->store_opts,
@@ -463,6 +485,8 @@ static int cmd_watch(cli *c, int argc)
                    .json = c->json,
                    .interval = c->interval};
     const char *bad = cli_watch_check(&w, argc);
+    (void)cmd;
+    (void)argv;
     return bad ? usage("%s", bad) : cli_watch_run(&w);
 }
 
@@ -528,6 +552,17 @@ static int parse(cli *c, int argc, char **argv)
     return optind;
 }
 
+/* Every command s3sync takes; the history commands are cli/history.c's. */
+static const command commands[] = {
+    {"init", cmd_init, NULL},          {"push", cmd_engine, ss_push},
+    {"pull", cmd_engine, ss_pull},     {"sync", cmd_engine, ss_sync},
+    {"status", cmd_engine, ss_status}, {"key", cmd_key, NULL},
+    {"device", cmd_device, NULL},      {"log", cmd_history, NULL},
+    {"verify", cmd_history, NULL},     {"restore", cmd_history, NULL},
+    {"checkpoint", cmd_history, NULL}, {"gc", cmd_history, NULL},
+    {"watch", cmd_watch, NULL},        {"config", cmd_config, NULL},
+};
+
 int main(int argc, char **argv)
 {
     cli c = {0};
@@ -555,22 +590,8 @@ int main(int argc, char **argv)
     if (c.interval && strcmp(c.command, "watch")) return usage("--interval goes with watch");
     if (c.expect_fp && strcmp(c.command, "init"))
         return usage("--expect-fingerprint goes with init");
-    if (!strcmp(c.command, "init")) return cmd_init(&c, argc, argv);
-    if (!strcmp(c.command, "push")) return cmd_engine(&c, ss_push, argc);
-    if (!strcmp(c.command, "pull")) return cmd_engine(&c, ss_pull, argc);
-    if (!strcmp(c.command, "sync")) return cmd_engine(&c, ss_sync, argc);
-    if (!strcmp(c.command, "status")) return cmd_engine(&c, ss_status, argc);
-    if (!strcmp(c.command, "key")) return cmd_key(&c, argc, argv);
-    if (!strcmp(c.command, "device")) return cmd_device(&c, argc, argv);
-    if (cli_hist_is(c.command)) return cmd_history(&c, argc, argv);
-    if (!strcmp(c.command, "watch")) return cmd_watch(&c, argc);
-    if (!strcmp(c.command, "config")) {
-        cli_config cc = {.dir = c.dir,
-                         .json = c.json,
-                         .quiet = c.quiet,
-                         .out = &c.out,
-                         .store_opts = &c.store_opts};
-        return cli_config_run(&cc, argc, argv);
-    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(c.command, commands[i].name))
+            return commands[i].run(&c, &commands[i], argc, argv);
     return usage("unknown command '%s'", c.command);
 }

@@ -7,8 +7,6 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "path.h"
-
 #define FIRST_DRAW_NS 300000000LL /* quick commands show no bar at all */
 #define REDRAW_NS 100000000LL
 
@@ -134,7 +132,7 @@ void cli_out_clear(cli_out *o)
 
 const char *cli_out_safe(char *buf, size_t cap, const char *s)
 {
-    return ss_path_escape(buf, cap, s, strlen(s));
+    return ss_display_path(buf, cap, s);
 }
 
 void cli_out_line(cli_out *o, int kind, const char *prefix, const char *text)

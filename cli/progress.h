@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "sync.h"
+#include "s3sync.h"
 
 typedef struct cli_out {
     int bar;   /* draw the bar */

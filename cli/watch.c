@@ -19,10 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "fsio.h"
-#include "ignore.h"
-#include "path.h"
+#include "array.h"
 #include "progress.h"
+#include "s3sync.h"
 #include "watch.h"
 
 #define QUIET_MS 300      /* a sync starts once the folder was quiet this long */
@@ -44,7 +43,7 @@ static int g_wake[2] = {-1, -1}; /* self-pipe: a signal wakes poll() without a r
 typedef struct watcher {
     cli_watch *o;
     char *root; /* absolute */
-    ss_ignore *ign;
+    ss_folder_ignore *ign;
     char *ignore_file;   /* the folder's ignore_file setting (NULL: .s3syncignore) */
     int ifd;             /* inotify */
     char **dirs;         /* by watch descriptor: the directory's path ("" the root) */
@@ -163,17 +162,12 @@ static int remember(watcher *w, int wd, const char *rel)
     char *copy = strdup(rel);
     if (!copy) return -1;
     if ((size_t)wd >= w->cap) {
-        size_t cap = w->cap ? w->cap : 64;
-        while (cap <= (size_t)wd)
-            cap *= 2;
-        char **nd = realloc(w->dirs, cap * sizeof *nd);
-        if (!nd) {
+        size_t old = w->cap;
+        if (SS_ARRAY_GROW(w->dirs, (size_t)wd + 1, w->cap)) {
             free(copy);
             return -1;
         }
-        memset(nd + w->cap, 0, (cap - w->cap) * sizeof *nd);
-        w->dirs = nd;
-        w->cap = cap;
+        memset(w->dirs + old, 0, (w->cap - old) * sizeof *w->dirs); /* unused wds: none */
     }
     if (w->dirs[wd])
         free(w->dirs[wd]); /* the same directory again (a bind mount, a race) */
@@ -254,11 +248,11 @@ static ss_rc watch_tree(watcher *w, const char *rel, ss_err *err)
     while (!rc && (e = readdir(d))) {
         char *child = NULL;
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-            ss_path_reserved(e->d_name, strlen(e->d_name)) || !is_dir_entry(d, e))
+            ss_folder_name_skipped(e->d_name) || !is_dir_entry(d, e))
             continue;
         if (!(child = join_rel(rel, e->d_name)))
             rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        else if (!ss_ignore_match(w->ign, child, 1))
+        else if (!ss_folder_ignored(w->ign, child, 1))
             rc = watch_tree(w, child, err);
         free(child);
     }
@@ -290,11 +284,12 @@ static const char *ignore_rel(const watcher *w)
  * directory. */
 static ss_rc rewatch(watcher *w, ss_err *err)
 {
-    ss_ignore *ign = NULL;
+    ss_folder_ignore *ign = NULL;
     char *file = NULL;
     ss_rc rc = ss_folder_get_setting(w->root, "ignore_file", &file, NULL);
     if (rc) file = NULL; /* unset: .s3syncignore */
-    if ((rc = ss_ignore_load(w->root, file, &ign, err)) && !w->ign) {
+    rc = ss_folder_ignore_load(w->root, &ign, err);
+    if (rc && !w->ign) {
         free(file);
         return rc;
     }
@@ -303,7 +298,7 @@ static ss_rc rewatch(watcher *w, ss_err *err)
     free(w->ignore_file);
     w->ignore_file = file; /* tried: not again at every poll */
     if (!rc) {
-        ss_ignore_free(w->ign);
+        ss_folder_ignore_free(w->ign);
         w->ign = ign;
     }
     if (w->ifd >= 0) close(w->ifd);
@@ -331,16 +326,14 @@ static void on_child(watcher *w, const struct inotify_event *ev, const char *dir
     int is_dir = !!(ev->mask & IN_ISDIR);
     char *child = NULL;
     ss_err err = {{0}};
-    if (ss_path_reserved(ev->name, strlen(ev->name)) || /* never synced, at any depth */
-        !strncmp(ev->name, SS_FS_TMP_PREFIX, strlen(SS_FS_TMP_PREFIX)))
-        return; /* the engine's own files */
+    if (ss_folder_name_skipped(ev->name)) return; /* never synced, at any depth */
     if (!(child = join_rel(dir, ev->name))) {
         w->rewatch = 1; /* out of memory: start over later */
         return;
     }
     if (!strcmp(child, ignore_rel(w))) {
         w->rewatch = 1; /* what is watched may change */
-    } else if (ss_ignore_match(w->ign, child, is_dir)) {
+    } else if (ss_folder_ignored(w->ign, child, is_dir)) {
         free(child);
         return;
     }
@@ -553,7 +546,7 @@ int cli_watch_run(cli_watch *o)
 out:
     if (w.ifd >= 0) close(w.ifd);
     forget_all(&w);
-    ss_ignore_free(w.ign);
+    ss_folder_ignore_free(w.ign);
     free(w.ignore_file);
     free(w.root);
     return code;

@@ -25,7 +25,7 @@
 #ifndef SS_CLI_WATCH_H
 #define SS_CLI_WATCH_H
 
-#include "sync.h"
+#include "s3sync.h"
 
 typedef struct cli_watch {
     const char *dir;                 /* -C, or NULL: the folder holding "." */

@@ -29,6 +29,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "io.h"
 #include "ss_error.h"
 #include "sigv4.h"
 
@@ -87,16 +88,9 @@ typedef struct ss_store_stat {
     char etag[80]; /* opaque, unquoted */
 } ss_store_stat;
 
-/* A body to upload: read sequentially; rewind lets a retry start again. */
-typedef struct ss_store_reader {
-    /* Returns bytes read (0 at end) or -1 on error. */
-    long (*read)(void *ctx, void *buf, size_t len);
-    int (*rewind)(void *ctx); /* 0 on success */
-    void *ctx;
-} ss_store_reader;
-
-/* A sink for downloaded bytes; returns 0 to continue, non-zero to abort. */
-typedef int (*ss_store_write_fn)(void *ctx, const void *buf, size_t len);
+/* A body to upload, and a sink for downloaded bytes (base/io.h). */
+typedef ss_reader ss_store_reader;
+typedef ss_write_fn ss_store_write_fn;
 
 /* Called for each listed key (relative to the prefix) in order; non-zero stops. */
 typedef int (*ss_store_list_fn)(void *ctx, const char *key, const ss_store_stat *st);

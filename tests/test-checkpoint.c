@@ -36,7 +36,7 @@
 #include "format.h"
 #include "path.h"
 #include "s3store.h"
-#include "sync.h"
+#include "s3sync.h"
 
 /* state.db orders paths with ss_path_cmp: a connection needs the collation. */
 static int path_collate(void *arg, int alen, const void *a, int blen, const void *b)

@@ -23,7 +23,7 @@
 
 #include "repo.h" /* the writer side only: the decoder below uses none of core/ */
 #include "s3store.h"
-#include "sync.h"
+#include "s3sync.h"
 
 static const char PASS[] = "correct horse battery staple";
 static const char DEVICE[] = "format-test";

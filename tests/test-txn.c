@@ -245,7 +245,7 @@ static void test_large_streaming(void **state)
     big_write(f, BIG_DIRS * (BIG_PER_DIR + 1));
     assert_int_equal(fflush(f), 0);
     assert_int_equal(file_rewind(f), 0);
-    ss_store_reader src = {file_read_7, file_rewind, f};
+    ss_reader src = {file_read_7, file_rewind, f};
     ss_txn_reader *r = NULL;
     ss_err err = {{0}};
     assert_int_equal(ss_txn_reader_new(&LIM, &src, &r, &err), SS_OK);
@@ -716,7 +716,7 @@ static void test_io_errors_and_limits(void **state)
     (void)state;
     ss_err err = {{0}};
     ss_txn_reader *r = NULL;
-    ss_store_reader src = {fail_read, NULL, NULL};
+    ss_reader src = {fail_read, NULL, NULL};
     assert_int_equal(ss_txn_reader_new(&LIM, &src, &r, &err), SS_ERR_IO);
     src.read = NULL;
     assert_int_equal(ss_txn_reader_new(&LIM, &src, &r, &err), SS_ERR_INVALID);

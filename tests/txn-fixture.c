@@ -62,7 +62,7 @@ int msrc_rewind(void *ctx)
 ss_txn_reader *open_mem(msrc *s, const uint8_t *p, size_t len, size_t step)
 {
     *s = (msrc){p, len, 0, step};
-    ss_store_reader src = {msrc_read, msrc_rewind, s};
+    ss_reader src = {msrc_read, msrc_rewind, s};
     ss_txn_reader *r = NULL;
     ss_err err = {{0}};
     ss_rc rc = ss_txn_reader_new(&LIM, &src, &r, &err);
@@ -75,7 +75,7 @@ ss_txn_reader *open_mem(msrc *s, const uint8_t *p, size_t len, size_t step)
 ss_rc decode_all(const uint8_t *p, size_t len, size_t step, int read_chunks, ss_err *err)
 {
     msrc s = {p, len, 0, step};
-    ss_store_reader src = {msrc_read, msrc_rewind, &s};
+    ss_reader src = {msrc_read, msrc_rewind, &s};
     ss_txn_reader *r = NULL;
     const ss_txn_entry *e = NULL;
     ss_rc rc = ss_txn_reader_new(&LIM, &src, &r, err);

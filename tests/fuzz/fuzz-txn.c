@@ -98,7 +98,7 @@ static ss_rc copy_signature(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err
 static ss_rc decode(const uint8_t *data, size_t size, size_t step, same *reencode)
 {
     src s = {data, size, 0, step};
-    ss_store_reader in = {src_read, NULL, &s};
+    ss_reader in = {src_read, NULL, &s};
     ss_txn_reader *r = NULL;
     ss_txn_writer *w = NULL;
     ss_err err = {{0}};

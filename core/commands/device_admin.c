@@ -1,0 +1,103 @@
+/*
+ * device_admin: `s3sync device list` and `device revoke` on an open folder
+ * (s3sync.h); the table and its rules are devices.c's, the signed revocation
+ * push.c's.
+ */
+#include <ctype.h>
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+
+static void info_of(const ss_folder *f, const ss_device *d, ss_device_info *ret)
+{
+    memset(ret, 0, sizeof *ret);
+    ret->name = d->name;
+    sodium_bin2hex(ret->id, sizeof ret->id, d->id, sizeof d->id);
+    ret->enrolled = d->enrolled;
+    ret->revoked = d->revoked;
+    ret->last = d->last;
+    ret->self = !memcmp(d->id, f->device_id, sizeof d->id);
+}
+
+void ss_folder_device_id(const ss_folder *f, char out[33])
+{
+    sodium_bin2hex(out, 33, f->device_id, sizeof f->device_id);
+}
+
+ss_rc ss_folder_devices(ss_folder *f, ss_device_fn fn, void *ctx, ss_stats *stats, ss_err *err)
+{
+    ss_device_info info;
+    ss_rc rc = ss_pull(f, stats, err);
+    for (size_t i = 0; !rc && i < ss_devices_count(f->devices); i++) {
+        info_of(f, ss_devices_at(f->devices, i), &info);
+        rc = fn(ctx, &info, err);
+    }
+    return rc;
+}
+
+/* who names d: its whole name, or a prefix (4 hex digits or more) of its id. */
+static int names(const ss_device *d, const char *who)
+{
+    char hex[33];
+    size_t n = strlen(who);
+    if (!strcmp(d->name, who)) return 1;
+    if (n < 4 || n > 32) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isxdigit((unsigned char)who[i])) return 0;
+    sodium_bin2hex(hex, sizeof hex, d->id, sizeof d->id);
+    return !strncasecmp(hex, who, n);
+}
+
+/* The one device who names; those already revoked only when no other matches. */
+static ss_rc resolve(ss_folder *f, const char *who, const ss_device **ret, ss_err *err)
+{
+    const ss_device *live = NULL, *gone = NULL;
+    size_t n_live = 0;
+    char a[17], b[17];
+    for (size_t i = 0; i < ss_devices_count(f->devices); i++) {
+        const ss_device *d = ss_devices_at(f->devices, i);
+        if (!names(d, who)) continue;
+        if (d->revoked) {
+            gone = d;
+        } else {
+            if (n_live++) ss_device_id_short(live->id, a);
+            if (n_live > 1) ss_device_id_short(d->id, b);
+            if (n_live == 2)
+                return ss_fail(err, SS_ERR_INVALID,
+                               "%s names more than one device (%s, %s): give its id instead "
+                               "(s3sync device list)",
+                               who, a, b);
+            live = d;
+        }
+    }
+    *ret = live ? live : gone;
+    if (!*ret)
+        return ss_fail(err, SS_ERR_NOT_FOUND,
+                       "no enrolled device is named %s (s3sync device list shows them)", who);
+    if (!live) {
+        ss_device_id_short(gone->id, a);
+        return ss_fail(err, SS_ERR_INVALID,
+                       "device %s (%s) was revoked already, at log/%020" PRIu64, gone->name, a,
+                       gone->revoked);
+    }
+    return SS_OK;
+}
+
+ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoked, ss_stats *stats,
+                       ss_err *err)
+{
+    const ss_device *d = NULL;
+    uint8_t id[SS_TXN_DEVICE_ID_BYTES];
+    ss_rc rc = ss_pull(f, stats, err);
+    memset(ret_revoked, 0, sizeof *ret_revoked);
+    if (!rc) rc = resolve(f, who, &d, err);
+    if (rc) return rc;
+    memcpy(id, d->id, sizeof id); /* d points into the table the push replaces */
+    rc = eng_push_revoke(f, id, stats, err);
+    if (rc) return rc;
+    if ((d = ss_devices_find(f->devices, id))) info_of(f, d, ret_revoked);
+    return SS_OK;
+}

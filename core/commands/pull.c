@@ -1,0 +1,185 @@
+/*
+ * pull: apply every transaction after the watermark, in order (ss_pull).
+ * Which log objects, and from where: the listing after the watermark
+ * (engine/log_list.c, P2), batches fetched ahead in parallel
+ * (engine/prefetch.c), and a checkpoint as the base of a joining device or
+ * of one whose history gc removed (docs/FORMAT.md "Reading"). Each object
+ * is checked (engine/txn_read.c) then applied (engine/apply.c).
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+/*
+ * A log object that failed verification: the device the store says wrote
+ * it (a lockd: store knows whom it gave the PUT URLs), appended to err, so
+ * the admin knows whose token to revoke before `s3sync-lockd repo rewind`.
+ */
+static void name_writer(ss_folder *f, uint64_t seq, ss_err *err)
+{
+    char key[SS_KEY_NAME_MAX], who[300];
+    size_t n;
+    if (!err) return;
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
+    if (ss_store_writer(f->store, key, who, sizeof who, NULL)) return;
+    n = strlen(err->msg);
+    snprintf(err->msg + n, sizeof err->msg - n, " (committed through lockd by device %s)", who);
+}
+
+/*
+ * Verify and apply one prefetched (or, buf NULL, streamed) log object: P1, in
+ * order (P2). listed: what the listing said of it, NULL when nothing useful.
+ */
+static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fetched *p,
+                      const ss_store_stat *listed, uint8_t chain[32], ss_err *err)
+{
+    uint8_t next[32];
+    ss_state_applied obj;    /* what log/<seq> is, for the fork check */
+    int fd = -1;             /* owned: the staged plaintext */
+    ss_devices *devs = NULL; /* owned: the device table after it */
+    ss_rc rc = p->rc;
+    if (rc && err) *err = p->err;
+    if (!rc) rc = eng_fetch_txn(f, seq, chain, p->buf, p->len, &fd, next, &obj, err);
+    if (!rc && listed && listed->size == obj.size) eng_etag_tag(listed->etag, obj.tag);
+    if (!rc && !(rc = eng_check_txn(f, fd, seq, chain, f->devices, &devs, err)) &&
+        !(rc = eng_check_beneath(f, fd, seq, err)) &&
+        !(rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, &obj, err)))
+        memcpy(chain, next, 32);
+    if (rc == SS_ERR_INTEGRITY) name_writer(f, seq, err);
+    ss_devices_free(devs);
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/*
+ * Log objects are fetched ahead in parallel batches (eng_prefetch), but each
+ * is still verified whole and applied, and its watermark committed, one at a
+ * time in sequence order: P1-P4 hold as with one GET at a time, and a failure
+ * leaves the watermark at the last good object.
+ */
+static ss_rc pull_list(ss_folder *f, ss_stats *stats, const eng_log_list *l, uint64_t *wm,
+                       uint8_t chain[32], ss_err *err)
+{
+    ss_xfer *x = NULL;     /* owned */
+    eng_fetched *b = NULL; /* owned, with each buf */
+    uint64_t applied = 0;  /* log bytes, for the automatic checkpoint rule */
+    ss_rc rc = SS_OK;
+    if (!l->n) return SS_OK;
+    f->prog.txn_total = l->n;
+    rc = ss_xfer_new(f->store, &x, err);
+    if (rc) return rc;
+    if (!(b = calloc(ENG_PREFETCH_MAX, sizeof *b)))
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < l->n && !rc;) {
+        size_t n = 0, k;
+        rc = eng_prefetch(x, l, i, l->n, b, &n, err);
+        for (k = 0; k < n && !rc; k++, i++) {
+            assert(l->seqs[i] == *wm + 1); /* P2 */
+            const ss_store_stat *listed = i + 1 == l->n ? &l->last : NULL;
+            rc = pull_one(f, stats, l->seqs[i], &b[k], listed, chain, err);
+            if (rc && !i) rc = eng_fork_explain(f, *wm, rc, err); /* not on top of ours? */
+            if (!rc) {
+                *wm = l->seqs[i];
+                applied += l->sizes[i];
+                f->prog.txn_done++;
+                eng_progress(f);
+            }
+        }
+        for (k = 0; k < n; k++)
+            free(b[k].buf);
+    }
+    free(b);
+    ss_xfer_free(x);
+    eng_checkpoint_count(f, applied);
+    return rc;
+}
+
+/*
+ * Apply checkpoints/<c> as a base (join, re-base after gc): P1 holds (it is
+ * verified whole, ops and data, before anything applies), and the state's
+ * paths it lacks are deleted as a delete op would (P4: local changes stay or
+ * become conflict copies). At c == watermark there is nothing to apply, and
+ * the chain(c) this device holds is checked by log/<c+1> (it only decrypts
+ * with it).
+ */
+static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm, uint8_t chain[32],
+                       ss_err *err)
+{
+    uint8_t recorded[32];
+    int fd = -1;             /* owned */
+    ss_devices *devs = NULL; /* owned: the checkpoint's device table */
+    char why[400];
+    ss_rc rc;
+    if (c == *wm) return SS_OK; /* gc took log/<c>: log/<c+1> checks our chain(c) */
+    rc = eng_fetch_checkpoint(f, c, &fd, recorded, NULL, &devs, err);
+    /* What this device knows of the table must still hold in the newer one. */
+    if (!rc && ss_devices_differ(f->devices, devs, 0, why, sizeof why))
+        rc = ss_fail(err, SS_ERR_INTEGRITY,
+                     "checkpoints/%020" PRIu64 ": its device table contradicts this device's: %s",
+                     c, why);
+    if (!rc) rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, NULL, err);
+    if (!rc) {
+        *wm = c;
+        memcpy(chain, recorded, 32);
+    }
+    ss_devices_free(devs);
+    if (fd >= 0) close(fd);
+    return rc;
+}
+
+/*
+ * Where the log continues for this device. A joining device (watermark 0)
+ * starts from the newest checkpoint. A device whose log/<watermark> is gone
+ * re-bases on a checkpoint at or after it (gc ran); without one the store
+ * was rolled back: refused (P2).
+ */
+static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t chain[32],
+                        eng_log_list *l, ss_err *err)
+{
+    eng_log_list cps = {0}; /* owned */
+    ss_err gone = {{0}};
+    uint64_t c;
+    ss_rc rc = *wm ? eng_list_log(f, *wm, l, &gone) : SS_OK;
+    if (*wm && (rc != SS_ERR_INTEGRITY || l->bad != 3)) {
+        if (rc && err) *err = gone;
+        return rc;
+    }
+    rc = eng_list_checkpoints(f, &cps, err);
+    if (rc) goto out;
+    c = cps.n ? cps.seqs[cps.n - 1] : 0;
+    eng_log_list_free(l);
+    if (*wm && c < *wm) {
+        rc = SS_ERR_INTEGRITY;
+        if (err) *err = gone;
+        goto out;
+    }
+    if (c && (rc = pull_base(f, stats, c, wm, chain, err))) goto out;
+    rc = eng_list_log_after(f, *wm, l, err);
+out:
+    eng_log_list_free(&cps);
+    return rc;
+}
+
+ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    eng_log_list l = {0};
+    uint8_t chain[32];
+    uint64_t wm;
+    ss_rc rc;
+    f->prog = (ss_progress){.phase = "pull"};
+    rc = ss_state_watermark(f->state, &wm, chain, err);
+    if (rc) goto out;
+    rc = pull_start(f, stats, &wm, chain, &l, err);
+    if (rc) goto out;
+    rc = pull_list(f, stats, &l, &wm, chain, err);
+out:
+    stats->seq = wm;
+    eng_log_list_free(&l);
+    eng_stats_from_store(f, stats, ENG_STATS_ALL);
+    return rc;
+}

@@ -1,0 +1,156 @@
+/*
+ * checkpoint_read: listing checkpoints/ and reading one back verified (a
+ * joining device, a device re-based after gc, log, verify, restore and gc
+ * start there; docs/FORMAT.md "Checkpoints").
+ *
+ *   C2. Reading verifies before anything is used, as for log objects: the
+ *       frame (bound to the key checkpoints/<seq>), the header, and every op
+ *       decoded once (a delete op is refused) before the caller sees it.
+ */
+#include "s3sync.h"
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "fault.h"
+#include "frame.h"
+#include "ss_buf.h"
+
+/* --- listing --------------------------------------------------------------------------- */
+
+ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err)
+{
+    ss_rc rc;
+    l->prefix = SS_KEY_CHECKPOINTS_PREFIX;
+    rc = ss_store_list(f->store, SS_KEY_CHECKPOINTS_PREFIX, "", eng_collect_seq, l, err);
+    if (rc) return rc;
+    if (l->bad == 2) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (l->bad) return ss_fail(err, SS_ERR_INTEGRITY, "unexpected object %s", l->bad_key);
+    return SS_OK;
+}
+
+/* --- reading (C2) ------------------------------------------------------------------------ */
+
+typedef struct cp_sink {
+    int fd;
+    uint8_t hdr[SS_CHECKPOINT_HEADER_BYTES];
+    size_t got; /* header bytes seen */
+} cp_sink;
+
+/* The header into hdr, the transaction after it into the stage. */
+static int cp_write(void *ctx, const void *buf, size_t len)
+{
+    cp_sink *s = ctx;
+    const uint8_t *p = buf;
+    if (s->got < sizeof s->hdr) {
+        size_t n = sizeof s->hdr - s->got < len ? sizeof s->hdr - s->got : len;
+        memcpy(s->hdr + s->got, p, n);
+        s->got += n;
+        p += n;
+        len -= n;
+    }
+    return len ? ss_fd_sink(&s->fd, p, len) : 0;
+}
+
+typedef struct cp_feed {
+    ss_frame_reader *r;
+    ss_err err;
+    ss_rc rc;
+} cp_feed;
+
+static int cp_feed_frame(void *ctx, const void *buf, size_t len)
+{
+    cp_feed *fd = ctx;
+    fd->rc = ss_frame_feed(fd->r, buf, len, &fd->err);
+    return fd->rc ? -1 : 0;
+}
+
+static ss_rc check_header(const char *key, const cp_sink *s, ss_err *err)
+{
+    static const uint8_t zero[3] = {0};
+    if (s->got < sizeof s->hdr)
+        return ss_fail(err, SS_ERR_INTEGRITY, "%s: shorter than a checkpoint header", key);
+    if (memcmp(s->hdr, SS_CHECKPOINT_MAGIC, 4))
+        return ss_fail(err, SS_ERR_INTEGRITY, "%s: not a checkpoint (bad magic)", key);
+    if (s->hdr[SS_CHECKPOINT_OFF_VERSION] != SS_CHECKPOINT_VERSION)
+        return ss_fail(err, SS_ERR_INTEGRITY, "%s: checkpoint version %u is not supported", key,
+                       s->hdr[SS_CHECKPOINT_OFF_VERSION]);
+    if (memcmp(s->hdr + SS_CHECKPOINT_OFF_ZERO, zero, sizeof zero))
+        return ss_fail(err, SS_ERR_INTEGRITY, "%s: nonzero reserved header bytes", key);
+    return SS_OK;
+}
+
+/* Every op decoded once; upserts only; then its device table and signature (C2). */
+static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq, const uint8_t chain[32],
+                       uint64_t *ret_time, ss_devices **ret_table, ss_err *err)
+{
+    ss_devices *table = NULL; /* owned until handed out */
+    eng_staged src = {fd, 0};
+    ss_store_reader rd;
+    ss_txn_reader *r = NULL; /* owned */
+    const ss_txn_entry *e;
+    ss_rc rc = eng_open_txn(f, &src, &rd, seq, &r, err);
+    if (!rc && ret_time) *ret_time = ss_txn_reader_header(r)->time_ns;
+    while (!rc && !(rc = ss_txn_next(r, &e, err)) && e)
+        if (e->type != SS_TXN_UPSERT)
+            rc = ss_fail(err, SS_ERR_INTEGRITY, "%s: a checkpoint holds a delete (%s)", key,
+                         e->path);
+    if (!rc) rc = eng_checkpoint_table(f, r, fd, chain, &table, err);
+    if (!rc && ret_table) {
+        *ret_table = table;
+        table = NULL;
+    }
+    ss_devices_free(table);
+    ss_txn_reader_free(r);
+    if (rc && rc != SS_ERR_NOMEM && rc != SS_ERR_IO) {
+        if (err && !strstr(err->msg, key)) {
+            ss_err inner = *err;
+            ss_fail(err, SS_ERR_INTEGRITY, "%s: %s", key, inner.msg);
+        }
+        rc = SS_ERR_INTEGRITY;
+    }
+    return rc;
+}
+
+ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[32],
+                           uint64_t *ret_time_ns, ss_devices **ret_table, ss_err *err)
+{
+    static const uint8_t zero_chain[SS_CHAIN_BYTES] = {0};
+    char key[SS_KEY_NAME_MAX];
+    cp_sink sink = {.fd = -1};
+    cp_feed fd = {0};
+    ss_rc rc;
+    *ret_fd = -1;
+    snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
+    if ((rc = eng_tmpfile(f, &sink.fd, err)) ||
+        (rc =
+             ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq,
+                                 zero_chain, SS_CHECKPOINT_PLAIN_MAX, cp_write, &sink, &fd.r, err)))
+        goto fail;
+    rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, cp_feed_frame, &fd, err);
+    if (fd.rc) {
+        rc = fd.rc;
+        if (err) *err = fd.err;
+    }
+    if (!rc) rc = ss_frame_end(fd.r, NULL, err);
+    if (!rc) rc = check_header(key, &sink, err);
+    if (!rc)
+        rc = check_ops(f, key, sink.fd, seq, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, ret_time_ns,
+                       ret_table, err);
+    if (rc) goto fail;
+    ss_frame_reader_free(fd.r);
+    memcpy(ret_chain, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, SS_CHAIN_BYTES);
+    *ret_fd = sink.fd;
+    return SS_OK;
+fail:
+    ss_frame_reader_free(fd.r);
+    if (sink.fd >= 0) close(sink.fd);
+    return rc;
+}

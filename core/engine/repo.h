@@ -1,0 +1,40 @@
+/*
+ * repo: a repository in a store: its config, its key files, and the keys
+ * that open it. Creating writes config and the first key file create-only;
+ * joining tries a passphrase against every key file and writes nothing;
+ * a device that already joined opens it with the master key it kept.
+ * The store is borrowed: the caller frees it after the repo. Key file
+ * management and the fingerprint are public (s3sync.h).
+ */
+#ifndef SS_REPO_H
+#define SS_REPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "keys.h"
+#include "s3sync.h"
+
+/* SS_ERR_EXISTS when the store already holds a repository. */
+ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo **ret_repo,
+                     ss_err *err);
+/* SS_ERR_NOT_FOUND when there is no repository; SS_ERR_PASSPHRASE when no key file opens. */
+ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **ret_repo,
+                   ss_err *err);
+/*
+ * Open with the master key a device kept. cfg, when not NULL, is the config
+ * object's bytes the device cached at join (verified here all the same), so
+ * opening costs no request.
+ */
+ss_rc ss_repo_open_master(ss_store *store, const uint8_t master[SS_MASTER_KEY_BYTES],
+                          const uint8_t *cfg, size_t cfg_len, ss_repo **ret_repo, ss_err *err);
+void ss_repo_free(ss_repo *repo); /* NULL safe; wipes the keys */
+
+const ss_keys *ss_repo_keys(const ss_repo *repo);
+const ss_config *ss_repo_config(const ss_repo *repo);
+ss_store *ss_repo_store(const ss_repo *repo);
+
+/* SS_ERR_INTEGRITY naming both fingerprints when expected (text form) is not repo's. */
+ss_rc ss_repo_check_fingerprint(const ss_repo *repo, const char *expected, ss_err *err);
+
+#endif

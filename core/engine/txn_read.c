@@ -1,0 +1,143 @@
+/*
+ * txn_read: reading a log object and checking it before anything of it is
+ * used (pull's P1 and P5, see apply.c): fetch and verify its frame and the
+ * hash chain, staging the plaintext in a temp file; open a transaction
+ * reader on the staged plaintext; decode every op and chunk ref once and
+ * check content ids, device entries and the signature.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dirmodes.h"
+#include "engine.h"
+#include "fault.h"
+#include "frame.h"
+#include "fsio.h"
+#include "path.h"
+#include "seal.h"
+#include "ss_buf.h"
+
+/* --- fetch and verify one transaction (P1) -------------------------------------------- */
+
+typedef struct feed {
+    ss_frame_reader *r;
+    ss_err err;
+    ss_rc rc;
+    uint64_t bytes;
+} feed;
+
+static int feed_frame(void *ctx, const void *buf, size_t len)
+{
+    feed *fd = ctx;
+    fd->bytes += len;
+    fd->rc = ss_frame_feed(fd->r, buf, len, &fd->err);
+    return fd->rc ? -1 : 0;
+}
+
+ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
+                    size_t obj_len, int *ret_fd, uint8_t chain[32], ss_state_applied *ret_obj,
+                    ss_err *err)
+{
+    char key[SS_KEY_NAME_MAX];
+    uint8_t hash[32];
+    feed fd = {0};
+    int stage = -1;
+    ss_rc rc;
+    *ret_fd = -1;
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
+    rc = eng_tmpfile(f, &stage, err);
+    if (rc) goto fail;
+    rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
+                             SS_TXN_PLAIN_MAX, ss_fd_sink, &stage, &fd.r, err);
+    if (rc) goto fail;
+    fd.bytes = obj_len;
+    if (obj) /* fetched already (prefetch.c fetches several at once) */
+        rc = ss_frame_feed(fd.r, obj, obj_len, err);
+    else
+        rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, feed_frame, &fd, err);
+    if (fd.rc) {
+        rc = fd.rc;
+        if (err) *err = fd.err;
+    }
+    if (!rc) rc = ss_frame_end(fd.r, hash, err);
+    if (rc) goto fail;
+    ss_frame_reader_free(fd.r);
+    ss_chain_next(ss_repo_keys(f->repo), prev, hash, chain);
+    if (ret_obj) {
+        *ret_obj = (ss_state_applied){.seq = seq, .size = fd.bytes};
+        memcpy(ret_obj->hash, hash, sizeof hash);
+    }
+    *ret_fd = stage;
+    return SS_OK;
+fail:
+    ss_frame_reader_free(fd.r);
+    if (stage >= 0) close(stage);
+    return rc;
+}
+
+/* A reader of the staged plaintext. */
+static long staged_read(void *ctx, void *buf, size_t len)
+{
+    eng_staged *s = ctx;
+    ssize_t n = pread(s->fd, buf, len, (off_t)s->pos);
+    if (n < 0) return -1;
+    s->pos += (uint64_t)n;
+    return (long)n;
+}
+
+ss_rc eng_open_txn(ss_folder *f, eng_staged *src, ss_store_reader *rd, uint64_t seq,
+                   ss_txn_reader **ret, ss_err *err)
+{
+    ss_rc rc;
+    src->pos = 0;
+    *rd = (ss_store_reader){staged_read, NULL, src};
+    rc = ss_txn_reader_new(&f->limits, rd, ret, err);
+    if (!rc && ss_txn_reader_header(*ret)->seq != seq) {
+        uint64_t claimed = ss_txn_reader_header(*ret)->seq;
+        ss_txn_reader_free(*ret);
+        *ret = NULL;
+        rc = ss_fail(err, SS_ERR_INTEGRITY, "log/%020" PRIu64 " claims sequence %" PRIu64, seq,
+                     claimed);
+    }
+    return rc;
+}
+
+/*
+ * Walk every op and chunk once: a malformed op anywhere refuses the whole
+ * transaction; then who signed it, and whether they may.
+ */
+ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[32],
+                    const ss_devices *table, ss_devices **ret_next, ss_err *err)
+{
+    ss_devices *next = NULL; /* owned until handed out */
+    eng_staged src = {fd, 0};
+    ss_store_reader rd;
+    ss_txn_reader *r = NULL;
+    const ss_txn_entry *e;
+    ss_rc rc = eng_open_txn(f, &src, &rd, seq, &r, err);
+    while (!rc && !(rc = ss_txn_next(r, &e, err)) && e) {
+        f->prog.files_total++; /* pull's totals grow as each transaction is verified */
+        if (e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE) f->prog.bytes_total += e->size;
+        rc = eng_check_content(f, r, e, err);
+    }
+    if (!rc) rc = eng_check_signature(f, table, r, fd, prev, err);
+    if (!rc && ret_next && !(rc = ss_devices_copy(table, &next, err)) &&
+        !(rc = ss_devices_apply_log(next, ss_txn_reader_header(r), err))) {
+        *ret_next = next;
+        next = NULL;
+    }
+    ss_devices_free(next);
+    ss_txn_reader_free(r);
+    if (rc && rc != SS_ERR_NOMEM && rc != SS_ERR_IO) rc = SS_ERR_INTEGRITY;
+    if (rc == SS_ERR_INTEGRITY && err && !strstr(err->msg, "log/")) { /* name the object */
+        ss_err why = *err;
+        ss_fail(err, rc, "log/%020" PRIu64 ": %s", seq, why.msg);
+    }
+    return rc;
+}

@@ -1,0 +1,539 @@
+/*
+ * keys: master key and subkeys, key files (keys/<id>) and config.
+ *
+ * Owns every byte of the master key: it is only ever written into the
+ * sodium_malloc'ed ss_keys, which is then made read-only, so no copy sits on
+ * the stack or heap. Key file and config layouts follow docs/FORMAT.md.
+ */
+#include "keys.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+_Static_assert(sizeof SS_KDF_CONTEXT - 1 == crypto_kdf_CONTEXTBYTES, "KDF context size");
+_Static_assert(SS_MASTER_KEY_BYTES == crypto_kdf_KEYBYTES, "master key size");
+_Static_assert(SS_KEYFILE_ALG_ARGON2ID13 == crypto_pwhash_ALG_ARGON2ID13, "Argon2id id");
+_Static_assert(SS_KEYFILE_SALT_BYTES == crypto_pwhash_SALTBYTES, "salt size");
+_Static_assert(SS_KEYFILE_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce");
+_Static_assert(SS_KEYFILE_SEALED_BYTES ==
+                   SS_MASTER_KEY_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES,
+               "sealed master key size");
+_Static_assert(SS_KEYFILE_OFF_SEALED + SS_KEYFILE_SEALED_BYTES == SS_KEYFILE_BYTES, "key file");
+_Static_assert(SS_CONFIG_OFF_MAC + SS_CONFIG_MAC_BYTES == SS_CONFIG_BYTES, "config size");
+_Static_assert(SS_CONFIG_CHUNK_MAX_LIMIT == SS_CHUNKER_MAX_LIMIT, "chunker and format agree");
+_Static_assert(SS_FINGERPRINT_BYTES >= crypto_generichash_BYTES_MIN, "fingerprint size");
+_Static_assert(SS_KDF_MEMLIMIT_MAX / 1024 <= UINT32_MAX, "KDF floor fits the config's u32 KiB");
+
+struct ss_keys {
+    uint8_t master[SS_MASTER_KEY_BYTES];
+    uint8_t subkeys[SS_SUBKEY_COUNT][SS_SUBKEY_BYTES];
+    uint8_t repo_id[SS_REPO_ID_BYTES];
+};
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
+/* master NULL: draw a random one in place, so it never exists outside the guarded page. */
+static ss_rc keys_build(const uint8_t *master, const uint8_t *repo_id, ss_keys **ret_keys,
+                        ss_err *err)
+{
+    ss_keys *k = NULL;
+
+    if (ret_keys) *ret_keys = NULL;
+    if (!ret_keys) return ss_fail(err, SS_ERR_INVALID, "keys: no result pointer");
+    if (sodium_init() < 0) return ss_fail(err, SS_ERR_NOMEM, "keys: sodium_init failed");
+    k = sodium_malloc(sizeof *k);
+    if (!k) return ss_fail(err, SS_ERR_NOMEM, "keys: out of secure memory");
+    if (master)
+        memcpy(k->master, master, sizeof k->master);
+    else
+        randombytes_buf(k->master, sizeof k->master);
+    if (repo_id)
+        memcpy(k->repo_id, repo_id, sizeof k->repo_id);
+    else
+        randombytes_buf(k->repo_id, sizeof k->repo_id);
+    for (unsigned id = 1; id <= SS_SUBKEY_COUNT; id++)
+        crypto_kdf_derive_from_key(k->subkeys[id - 1], SS_SUBKEY_BYTES, id, SS_KDF_CONTEXT,
+                                   k->master);
+    /* A stray write into the keys is a bug; make it crash instead. */
+    sodium_mprotect_readonly(k);
+    *ret_keys = k;
+    return SS_OK;
+}
+
+ss_rc ss_keys_generate(ss_keys **ret_keys, ss_err *err)
+{
+    return keys_build(NULL, NULL, ret_keys, err);
+}
+
+ss_rc ss_keys_from_master(const uint8_t master[SS_MASTER_KEY_BYTES],
+                          const uint8_t repo_id[SS_REPO_ID_BYTES], ss_keys **ret_keys, ss_err *err)
+{
+    if (ret_keys) *ret_keys = NULL;
+    if (!master || !repo_id) return ss_fail(err, SS_ERR_INVALID, "keys: master key or id missing");
+    return keys_build(master, repo_id, ret_keys, err);
+}
+
+void ss_keys_free(ss_keys *keys)
+{
+    sodium_free(keys); /* NULL safe; makes the pages writable and wipes them */
+}
+
+const uint8_t *ss_keys_master(const ss_keys *keys)
+{
+    return keys->master;
+}
+
+const uint8_t *ss_keys_subkey(const ss_keys *keys, ss_subkey id)
+{
+    if (id < 1 || id > SS_SUBKEY_COUNT) return NULL;
+    return keys->subkeys[id - 1];
+}
+
+const uint8_t *ss_keys_repo_id(const ss_keys *keys)
+{
+    return keys->repo_id;
+}
+
+/* ---- fingerprint ---- */
+
+void ss_keys_fingerprint(const ss_keys *keys, uint8_t out[SS_FINGERPRINT_BYTES])
+{
+    crypto_generichash_state h;
+
+    crypto_generichash_init(&h, keys->subkeys[SS_SUBKEY_FINGERPRINT - 1], SS_SUBKEY_BYTES,
+                            SS_FINGERPRINT_BYTES);
+    crypto_generichash_update(&h, (const uint8_t *)SS_FINGERPRINT_LABEL,
+                              sizeof SS_FINGERPRINT_LABEL - 1);
+    crypto_generichash_update(&h, keys->repo_id, SS_REPO_ID_BYTES);
+    crypto_generichash_final(&h, out, SS_FINGERPRINT_BYTES);
+}
+
+void ss_fingerprint_text(const uint8_t fp[SS_FINGERPRINT_BYTES], char out[SS_FINGERPRINT_TEXT])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (size_t i = 0; i < SS_FINGERPRINT_BYTES; i++) {
+        if (i && i % 2 == 0) out[o++] = '-';
+        out[o++] = hex[fp[i] >> 4];
+        out[o++] = hex[fp[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+ss_rc ss_fingerprint_parse(const char *text, uint8_t out[SS_FINGERPRINT_BYTES], ss_err *err)
+{
+    size_t n = 0;
+    int half = -1;
+
+    memset(out, 0, SS_FINGERPRINT_BYTES);
+    for (const char *p = text ? text : ""; *p; p++) {
+        char c = *p;
+        int v = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
+        if (v < 0 && strchr("-: \t\r\n", c)) continue; /* as pasted, newline and all */
+        if (v < 0 || n == SS_FINGERPRINT_BYTES) break;
+        if (half < 0) {
+            half = v;
+        } else {
+            out[n++] = (uint8_t)(half << 4 | v);
+            half = -1;
+        }
+        if (!p[1] && n == SS_FINGERPRINT_BYTES) return SS_OK;
+        if (n == SS_FINGERPRINT_BYTES && !p[strspn(p + 1, "-: \t\r\n") + 1]) return SS_OK;
+    }
+    memset(out, 0, SS_FINGERPRINT_BYTES);
+    return ss_fail(err, SS_ERR_INVALID,
+                   "fingerprint '%.60s' is not %d hex digits (as s3sync key fingerprint shows it)",
+                   text ? text : "", 2 * SS_FINGERPRINT_BYTES);
+}
+
+/* ---- key files ---- */
+
+ss_rc ss_kdf_limits_from_env(ss_kdf_limits *ret_limits, ss_err *err)
+{
+    const char *v = getenv(SS_KDF_ENV);
+
+    ret_limits->opslimit = SS_KDF_OPSLIMIT_DEFAULT;
+    ret_limits->memlimit = SS_KDF_MEMLIMIT_DEFAULT;
+    if (!v || !*v || !strcmp(v, "moderate")) return SS_OK;
+    if (!strcmp(v, "interactive")) {
+        ret_limits->opslimit = SS_KDF_OPSLIMIT_MIN;
+        ret_limits->memlimit = SS_KDF_MEMLIMIT_MIN;
+        return SS_OK;
+    }
+    if (!strcmp(v, "sensitive")) {
+        ret_limits->opslimit = SS_KDF_OPSLIMIT_MAX;
+        ret_limits->memlimit = SS_KDF_MEMLIMIT_MAX;
+        return SS_OK;
+    }
+    return ss_fail(err, SS_ERR_INVALID, "%s=%s: expected interactive, moderate or sensitive",
+                   SS_KDF_ENV, v);
+}
+
+static int limits_weak(uint64_t ops, uint64_t mem)
+{
+    return ops < SS_KDF_OPSLIMIT_MIN || mem < SS_KDF_MEMLIMIT_MIN;
+}
+
+static int limits_huge(uint64_t ops, uint64_t mem)
+{
+    return ops > SS_KDF_OPSLIMIT_MAX || mem > SS_KDF_MEMLIMIT_MAX;
+}
+
+/* Argon2id into a guarded buffer; *ret_pk is sodium_malloc'ed. */
+static ss_rc passphrase_key(const char *passphrase, size_t passlen, const uint8_t *salt,
+                            uint64_t ops, uint64_t mem, uint8_t **ret_pk, ss_err *err)
+{
+    uint8_t *pk = sodium_malloc(crypto_aead_xchacha20poly1305_ietf_KEYBYTES);
+
+    *ret_pk = NULL;
+    if (!pk) return ss_fail(err, SS_ERR_NOMEM, "key file: out of secure memory");
+    if (crypto_pwhash(pk, crypto_aead_xchacha20poly1305_ietf_KEYBYTES, passphrase, passlen, salt,
+                      ops, (size_t)mem, crypto_pwhash_ALG_ARGON2ID13) != 0) {
+        sodium_free(pk);
+        return ss_fail(err, SS_ERR_NOMEM, "key file: Argon2id could not get %llu bytes of memory",
+                       (unsigned long long)mem);
+    }
+    *ret_pk = pk;
+    return SS_OK;
+}
+
+static void keyfile_ad(const uint8_t *file, const uint8_t *repo_id,
+                       uint8_t ad[SS_KEYFILE_HEADER_BYTES + SS_REPO_ID_BYTES])
+{
+    memcpy(ad, file, SS_KEYFILE_HEADER_BYTES);
+    memcpy(ad + SS_KEYFILE_HEADER_BYTES, repo_id, SS_REPO_ID_BYTES);
+}
+
+ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passlen,
+                      const ss_kdf_limits *limits, uint8_t out[SS_KEYFILE_BYTES], ss_err *err)
+{
+    uint8_t file[SS_KEYFILE_BYTES] = {0};
+    uint8_t ad[SS_KEYFILE_HEADER_BYTES + SS_REPO_ID_BYTES];
+    uint8_t *pk = NULL;
+    ss_kdf_limits lim;
+    ss_rc rc;
+
+    if (out) memset(out, 0, SS_KEYFILE_BYTES);
+    if (!keys || !out || (!passphrase && passlen))
+        return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
+    if (passlen == 0) return ss_fail(err, SS_ERR_INVALID, "key file: empty passphrase");
+    if (limits) {
+        lim = *limits;
+    } else if ((rc = ss_kdf_limits_from_env(&lim, err)) != SS_OK) {
+        return rc;
+    }
+    if (limits_weak(lim.opslimit, lim.memlimit) || limits_huge(lim.opslimit, lim.memlimit))
+        return ss_fail(err, SS_ERR_INVALID,
+                       "key file: KDF limits opslimit %llu, memlimit %llu are outside "
+                       "[%u, %u] x [%llu, %llu]",
+                       (unsigned long long)lim.opslimit, (unsigned long long)lim.memlimit,
+                       SS_KDF_OPSLIMIT_MIN, SS_KDF_OPSLIMIT_MAX, SS_KDF_MEMLIMIT_MIN,
+                       SS_KDF_MEMLIMIT_MAX);
+
+    memcpy(file + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4);
+    file[SS_KEYFILE_OFF_VERSION] = SS_FORMAT_VERSION;
+    file[SS_KEYFILE_OFF_ALG] = SS_KEYFILE_ALG_ARGON2ID13;
+    put_le64(file + SS_KEYFILE_OFF_OPSLIMIT, lim.opslimit);
+    put_le64(file + SS_KEYFILE_OFF_MEMLIMIT, lim.memlimit);
+    randombytes_buf(file + SS_KEYFILE_OFF_SALT, SS_KEYFILE_SALT_BYTES);
+    randombytes_buf(file + SS_KEYFILE_OFF_NONCE, SS_KEYFILE_NONCE_BYTES);
+
+    rc = passphrase_key(passphrase, passlen, file + SS_KEYFILE_OFF_SALT, lim.opslimit, lim.memlimit,
+                        &pk, err);
+    if (rc != SS_OK) goto fail;
+    keyfile_ad(file, keys->repo_id, ad);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + SS_KEYFILE_OFF_SEALED, NULL, keys->master,
+                                               SS_MASTER_KEY_BYTES, ad, sizeof ad, NULL,
+                                               file + SS_KEYFILE_OFF_NONCE, pk);
+    memcpy(out, file, SS_KEYFILE_BYTES);
+    rc = SS_OK;
+fail:
+    sodium_free(pk);
+    return rc;
+}
+
+ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                      const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err)
+{
+    uint8_t ad[SS_KEYFILE_HEADER_BYTES + SS_REPO_ID_BYTES];
+    uint8_t *pk = NULL, *master = NULL;
+    uint64_t ops, mem;
+    ss_rc rc;
+
+    if (ret_keys) *ret_keys = NULL;
+    if (!ret_keys || !repo_id || (!buf && len) || (!passphrase && passlen))
+        return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
+    if (len != SS_KEYFILE_BYTES)
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: %zu bytes, expected %u", len,
+                       SS_KEYFILE_BYTES);
+    if (memcmp(buf + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4) != 0)
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: bad magic, not an s3sync key file");
+    if (buf[SS_KEYFILE_OFF_VERSION] != SS_FORMAT_VERSION)
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: format version %u, %s",
+                       buf[SS_KEYFILE_OFF_VERSION],
+                       buf[SS_KEYFILE_OFF_VERSION] < SS_FORMAT_VERSION
+                           ? "older than this s3sync accepts (1): refusing a downgrade"
+                           : "newer than this s3sync reads (1): upgrade s3sync");
+    if (buf[SS_KEYFILE_OFF_ALG] != SS_KEYFILE_ALG_ARGON2ID13)
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: unknown KDF algorithm %u",
+                       buf[SS_KEYFILE_OFF_ALG]);
+    if (!all_zero(buf + SS_KEYFILE_OFF_ALG + 1, SS_KEYFILE_OFF_OPSLIMIT - SS_KEYFILE_OFF_ALG - 1))
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: reserved bytes are not zero");
+    ops = get_le64(buf + SS_KEYFILE_OFF_OPSLIMIT);
+    mem = get_le64(buf + SS_KEYFILE_OFF_MEMLIMIT);
+    /* Before the KDF: the limits are not authenticated until it has run. */
+    if (limits_weak(ops, mem))
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "key file asks for weaker KDF limits than allowed (opslimit %llu, "
+                       "memlimit %llu; minimum %u, %llu)",
+                       (unsigned long long)ops, (unsigned long long)mem, SS_KDF_OPSLIMIT_MIN,
+                       SS_KDF_MEMLIMIT_MIN);
+    if (limits_huge(ops, mem))
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "key file asks for stronger KDF limits than allowed (opslimit %llu, "
+                       "memlimit %llu; maximum %u, %llu)",
+                       (unsigned long long)ops, (unsigned long long)mem, SS_KDF_OPSLIMIT_MAX,
+                       SS_KDF_MEMLIMIT_MAX);
+
+    rc = passphrase_key(passphrase, passlen, buf + SS_KEYFILE_OFF_SALT, ops, mem, &pk, err);
+    if (rc != SS_OK) goto fail;
+    master = sodium_malloc(SS_MASTER_KEY_BYTES);
+    if (!master) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "key file: out of secure memory");
+        goto fail;
+    }
+    keyfile_ad(buf, repo_id, ad);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(master, NULL, NULL, buf + SS_KEYFILE_OFF_SEALED,
+                                                   SS_KEYFILE_SEALED_BYTES, ad, sizeof ad,
+                                                   buf + SS_KEYFILE_OFF_NONCE, pk) != 0) {
+        rc = ss_fail(err, SS_ERR_PASSPHRASE,
+                     "key file does not open with this passphrase (or it is damaged, or "
+                     "belongs to another repository)");
+        goto fail;
+    }
+    rc = keys_build(master, repo_id, ret_keys, err);
+fail:
+    sodium_free(master);
+    sodium_free(pk);
+    return rc;
+}
+
+ss_rc ss_keyfile_limits(const uint8_t *buf, size_t len, ss_kdf_limits *ret_limits, ss_err *err)
+{
+    memset(ret_limits, 0, sizeof *ret_limits);
+    if (!buf || len != SS_KEYFILE_BYTES)
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: %zu bytes, expected %u", len,
+                       SS_KEYFILE_BYTES);
+    ret_limits->opslimit = get_le64(buf + SS_KEYFILE_OFF_OPSLIMIT);
+    ret_limits->memlimit = get_le64(buf + SS_KEYFILE_OFF_MEMLIMIT);
+    return SS_OK;
+}
+
+/* ---- config ---- */
+
+ss_rc ss_config_check_kdf(const ss_config *cfg, const ss_kdf_limits *lim, const char *what,
+                          ss_err *err)
+{
+    if (lim->opslimit >= cfg->kdf_min.opslimit && lim->memlimit >= cfg->kdf_min.memlimit)
+        return SS_OK;
+    return ss_fail(err, SS_ERR_INTEGRITY,
+                   "%s asks for weaker KDF limits (opslimit %llu, memlimit %llu) than this "
+                   "repository's minimum in config (%llu, %llu): refusing a downgrade",
+                   what, (unsigned long long)lim->opslimit, (unsigned long long)lim->memlimit,
+                   (unsigned long long)cfg->kdf_min.opslimit,
+                   (unsigned long long)cfg->kdf_min.memlimit);
+}
+
+void ss_config_init(ss_config *cfg, const ss_keys *keys, uint64_t created)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->version = SS_FORMAT_VERSION;
+    memcpy(cfg->repo_id, keys->repo_id, SS_REPO_ID_BYTES);
+    cfg->chunker = ss_chunker_default;
+    cfg->inline_limit = SS_CONFIG_DEFAULT_INLINE_LIMIT;
+    cfg->zstd_level = SS_CONFIG_DEFAULT_ZSTD_LEVEL;
+    cfg->created = created;
+    cfg->kdf_min.opslimit = SS_KDF_OPSLIMIT_MIN;
+    cfg->kdf_min.memlimit = SS_KDF_MEMLIMIT_MIN;
+}
+
+/* The field rules of FORMAT.md; rc says whose fault a violation is. */
+static ss_rc config_check(const ss_config *c, ss_rc rc, ss_err *err)
+{
+    const ss_chunker_params *p = &c->chunker;
+
+    if (c->version != SS_FORMAT_VERSION)
+        return ss_fail(err, rc, "config: format version %u, %s", c->version,
+                       c->version < SS_FORMAT_VERSION
+                           ? "older than this s3sync accepts (1): refusing a downgrade"
+                           : "newer than this s3sync reads (1): upgrade s3sync");
+    if (limits_weak(c->kdf_min.opslimit, c->kdf_min.memlimit) ||
+        limits_huge(c->kdf_min.opslimit, c->kdf_min.memlimit) || c->kdf_min.memlimit % 1024)
+        return ss_fail(err, rc,
+                       "config: KDF minimum opslimit %llu, memlimit %llu is outside [%u, %u] x "
+                       "[%llu, %llu] KiB-aligned (a weaker one would be a downgrade)",
+                       (unsigned long long)c->kdf_min.opslimit,
+                       (unsigned long long)c->kdf_min.memlimit, SS_KDF_OPSLIMIT_MIN,
+                       SS_KDF_OPSLIMIT_MAX, SS_KDF_MEMLIMIT_MIN, SS_KDF_MEMLIMIT_MAX);
+    if (p->min_size < SS_CONFIG_CHUNK_MIN_LIMIT || p->avg_size < SS_CONFIG_CHUNK_AVG_LOW ||
+        (p->avg_size & (p->avg_size - 1)) != 0 || !(p->min_size < p->avg_size) ||
+        !(p->avg_size < p->max_size) || p->max_size > SS_CONFIG_CHUNK_MAX_LIMIT)
+        return ss_fail(err, rc,
+                       "config: chunker sizes %u/%u/%u break min >= %u, avg a power of two "
+                       ">= %u, min < avg < max <= %u",
+                       p->min_size, p->avg_size, p->max_size, SS_CONFIG_CHUNK_MIN_LIMIT,
+                       SS_CONFIG_CHUNK_AVG_LOW, SS_CONFIG_CHUNK_MAX_LIMIT);
+    if (c->inline_limit > SS_CONFIG_INLINE_LIMIT_MAX)
+        return ss_fail(err, rc, "config: inline limit %u is above %u", c->inline_limit,
+                       SS_CONFIG_INLINE_LIMIT_MAX);
+    if (c->zstd_level < SS_CONFIG_ZSTD_LEVEL_MIN || c->zstd_level > SS_CONFIG_ZSTD_LEVEL_MAX)
+        return ss_fail(err, rc, "config: zstd level %u is outside %u..%u", c->zstd_level,
+                       SS_CONFIG_ZSTD_LEVEL_MIN, SS_CONFIG_ZSTD_LEVEL_MAX);
+    return SS_OK;
+}
+
+static void config_mac(const ss_keys *keys, const uint8_t *buf, uint8_t mac[SS_CONFIG_MAC_BYTES])
+{
+    crypto_generichash(mac, SS_CONFIG_MAC_BYTES, buf, SS_CONFIG_OFF_MAC,
+                       keys->subkeys[SS_SUBKEY_CONFIG - 1], SS_SUBKEY_BYTES);
+}
+
+ss_rc ss_config_encode(const ss_keys *keys, const ss_config *cfg, uint8_t out[SS_CONFIG_BYTES],
+                       ss_err *err)
+{
+    uint8_t b[SS_CONFIG_BYTES] = {0};
+    ss_rc rc;
+
+    if (out) memset(out, 0, SS_CONFIG_BYTES);
+    if (!keys || !cfg || !out) return ss_fail(err, SS_ERR_INVALID, "config: missing argument");
+    rc = config_check(cfg, SS_ERR_INVALID, err);
+    if (rc) return rc;
+    if (memcmp(cfg->repo_id, keys->repo_id, SS_REPO_ID_BYTES) != 0)
+        return ss_fail(err, SS_ERR_INVALID, "config: repository id differs from the keys'");
+    memcpy(b + SS_CONFIG_OFF_MAGIC, SS_CONFIG_MAGIC, 4);
+    b[SS_CONFIG_OFF_VERSION] = cfg->version;
+    b[SS_CONFIG_OFF_SUITE] = SS_SUITE_V1;
+    b[SS_CONFIG_OFF_KDF_ALG] = SS_KEYFILE_ALG_ARGON2ID13;
+    memcpy(b + SS_CONFIG_OFF_REPO_ID, cfg->repo_id, SS_REPO_ID_BYTES);
+    put_le32(b + SS_CONFIG_OFF_CHUNK_MIN, cfg->chunker.min_size);
+    put_le32(b + SS_CONFIG_OFF_CHUNK_AVG, cfg->chunker.avg_size);
+    put_le32(b + SS_CONFIG_OFF_CHUNK_MAX, cfg->chunker.max_size);
+    put_le32(b + SS_CONFIG_OFF_INLINE_LIMIT, cfg->inline_limit);
+    b[SS_CONFIG_OFF_ZSTD_LEVEL] = cfg->zstd_level;
+    put_le64(b + SS_CONFIG_OFF_CREATED, cfg->created);
+    put_le32(b + SS_CONFIG_OFF_KDF_MIN_OPS, (uint32_t)cfg->kdf_min.opslimit);
+    put_le32(b + SS_CONFIG_OFF_KDF_MIN_MEM_KIB, (uint32_t)(cfg->kdf_min.memlimit / 1024));
+    config_mac(keys, b, b + SS_CONFIG_OFF_MAC);
+    memcpy(out, b, SS_CONFIG_BYTES);
+    return SS_OK;
+}
+
+ss_rc ss_config_parse_unverified(const uint8_t *buf, size_t len, ss_config *ret_cfg, ss_err *err)
+{
+    ss_config c = {0};
+    ss_rc rc;
+
+    if (ret_cfg) memset(ret_cfg, 0, sizeof *ret_cfg);
+    if (!ret_cfg || (!buf && len)) return ss_fail(err, SS_ERR_INVALID, "config: missing argument");
+    if (len != SS_CONFIG_BYTES)
+        return ss_fail(err, SS_ERR_INTEGRITY, "config: %zu bytes, expected %u", len,
+                       SS_CONFIG_BYTES);
+    if (memcmp(buf + SS_CONFIG_OFF_MAGIC, SS_CONFIG_MAGIC, 4) != 0)
+        return ss_fail(err, SS_ERR_INTEGRITY, "config: bad magic, not an s3sync repository");
+    if (buf[SS_CONFIG_OFF_KDF_ALG + 1] || !all_zero(buf + SS_CONFIG_OFF_ZSTD_LEVEL + 1, 7))
+        return ss_fail(err, SS_ERR_INTEGRITY, "config: reserved bytes are not zero");
+    if (buf[SS_CONFIG_OFF_SUITE] != SS_SUITE_V1)
+        return ss_fail(err, SS_ERR_INTEGRITY, "config: cipher suite %u, only %u is known",
+                       buf[SS_CONFIG_OFF_SUITE], SS_SUITE_V1);
+    if (buf[SS_CONFIG_OFF_KDF_ALG] != SS_KEYFILE_ALG_ARGON2ID13)
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "config: KDF algorithm %u, only %u (Argon2id) is known",
+                       buf[SS_CONFIG_OFF_KDF_ALG], SS_KEYFILE_ALG_ARGON2ID13);
+    c.version = buf[SS_CONFIG_OFF_VERSION];
+    memcpy(c.repo_id, buf + SS_CONFIG_OFF_REPO_ID, SS_REPO_ID_BYTES);
+    c.chunker.min_size = get_le32(buf + SS_CONFIG_OFF_CHUNK_MIN);
+    c.chunker.avg_size = get_le32(buf + SS_CONFIG_OFF_CHUNK_AVG);
+    c.chunker.max_size = get_le32(buf + SS_CONFIG_OFF_CHUNK_MAX);
+    c.inline_limit = get_le32(buf + SS_CONFIG_OFF_INLINE_LIMIT);
+    c.zstd_level = buf[SS_CONFIG_OFF_ZSTD_LEVEL];
+    c.created = get_le64(buf + SS_CONFIG_OFF_CREATED);
+    c.kdf_min.opslimit = get_le32(buf + SS_CONFIG_OFF_KDF_MIN_OPS);
+    c.kdf_min.memlimit = (uint64_t)get_le32(buf + SS_CONFIG_OFF_KDF_MIN_MEM_KIB) * 1024;
+    rc = config_check(&c, SS_ERR_INTEGRITY, err);
+    if (rc) return rc;
+    *ret_cfg = c;
+    return SS_OK;
+}
+
+ss_rc ss_config_verify(const ss_keys *keys, const uint8_t *buf, size_t len, ss_err *err)
+{
+    uint8_t mac[SS_CONFIG_MAC_BYTES];
+
+    if (!keys || (!buf && len)) return ss_fail(err, SS_ERR_INVALID, "config: missing argument");
+    if (len != SS_CONFIG_BYTES)
+        return ss_fail(err, SS_ERR_INTEGRITY, "config: %zu bytes, expected %u", len,
+                       SS_CONFIG_BYTES);
+    config_mac(keys, buf, mac);
+    if (crypto_verify_32(mac, buf + SS_CONFIG_OFF_MAC) != 0)
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "config: MAC does not verify (tampered, or keys of another repository)");
+    if (memcmp(buf + SS_CONFIG_OFF_REPO_ID, keys->repo_id, SS_REPO_ID_BYTES) != 0)
+        return ss_fail(err, SS_ERR_INTEGRITY, "config: belongs to another repository");
+    return SS_OK;
+}
+
+ss_rc ss_config_open(const ss_keys *keys, const uint8_t *buf, size_t len, ss_config *ret_cfg,
+                     ss_err *err)
+{
+    ss_config c;
+    ss_rc rc;
+
+    if (ret_cfg) memset(ret_cfg, 0, sizeof *ret_cfg);
+    if (!ret_cfg) return ss_fail(err, SS_ERR_INVALID, "config: missing argument");
+    rc = ss_config_parse_unverified(buf, len, &c, err);
+    if (rc) return rc;
+    rc = ss_config_verify(keys, buf, len, err);
+    if (rc) return rc;
+    *ret_cfg = c;
+    return SS_OK;
+}

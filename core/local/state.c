@@ -1,0 +1,627 @@
+/*
+ * state: SQLite schema and statements behind state.h. Every statement is
+ * prepared once per connection; rows handed out point into SQLite's memory
+ * and live until the statement steps again.
+ */
+#include "state.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "devices.h"
+#include "state_body.h"
+#include "path.h"
+
+static const char schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS files("
+    "  path TEXT PRIMARY KEY COLLATE ss_path, kind INTEGER NOT NULL, mode INTEGER NOT NULL,"
+    "  size INTEGER NOT NULL, mtime_s INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,"
+    "  ino INTEGER NOT NULL, ctime_s INTEGER NOT NULL, ctime_ns INTEGER NOT NULL,"
+    "  content_id BLOB, storage INTEGER NOT NULL, body BLOB, local_mode INTEGER) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS chunks(id BLOB NOT NULL, pack TEXT NOT NULL,"
+    "  off INTEGER NOT NULL, sealed INTEGER NOT NULL, plain INTEGER NOT NULL,"
+    "  refs INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(id, pack, off)) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS chunks_dead ON chunks(refs) WHERE refs <= 0;"
+    "CREATE TABLE IF NOT EXISTS devices(id BLOB PRIMARY KEY, pk BLOB NOT NULL,"
+    "  enrolled INTEGER NOT NULL, revoked INTEGER NOT NULL, last INTEGER NOT NULL,"
+    "  name TEXT NOT NULL) WITHOUT ROWID;";
+
+/*
+ * state.db files made before chunks counted their references: the table is
+ * rebuilt from the rows (once), since it may name chunks no row references.
+ */
+static const char old_chunks[] = "SELECT 1 FROM pragma_table_info('chunks') WHERE name = 'refs'";
+/*
+ * ... and before rows kept the local mode apart from the store's: until a
+ * pull masked modes the two were one, so a NULL local_mode reads as mode.
+ */
+static const char old_files[] =
+    "SELECT 1 FROM pragma_table_info('files') WHERE name = 'local_mode'";
+
+#define FILE_COLS                                                                                  \
+    "path, kind, mode, size, mtime_s, mtime_ns, ino, ctime_s, ctime_ns, content_id, storage, "     \
+    "body, "                                                                                       \
+    "local_mode"
+
+enum {
+    Q_META_GET,
+    Q_META_SET,
+    Q_LOOKUP,
+    Q_PUT,
+    Q_REMOVE,
+    Q_REMOVE_TREE,
+    Q_CHUNK_FIND,
+    Q_CHUNK_ADD,
+    Q_CHUNK_REF,
+    Q_CHUNK_UNREF,
+    Q_BODY,
+    Q_BODIES_TREE,
+    Q_PRUNE,
+    Q_DEV_ALL,
+    Q_DEV_CLEAR,
+    Q_DEV_PUT,
+    Q_COUNT
+};
+
+static const char *const queries[Q_COUNT] = {
+    [Q_META_GET] = "SELECT v FROM meta WHERE k = ?1",
+    [Q_META_SET] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?1, ?2)",
+    [Q_LOOKUP] = "SELECT " FILE_COLS " FROM files WHERE path = ?1",
+    [Q_PUT] = "INSERT OR REPLACE INTO files(" FILE_COLS
+              ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    [Q_REMOVE] = "DELETE FROM files WHERE path = ?1",
+    [Q_REMOVE_TREE] = "DELETE FROM files WHERE path = ?1 OR "
+                      "substr(path, 1, length(?1) + 1) = ?1 || '/'",
+    /* A live location first; one with no reference is a chunk of this very push. */
+    [Q_CHUNK_FIND] = "SELECT pack, off, sealed, plain FROM chunks WHERE id = ?1 "
+                     "ORDER BY refs DESC LIMIT 1",
+    [Q_CHUNK_ADD] = "INSERT OR IGNORE INTO chunks(id, pack, off, sealed, plain) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5)",
+    [Q_CHUNK_REF] = "INSERT INTO chunks(id, pack, off, sealed, plain, refs) "
+                    "VALUES (?1, ?2, ?3, ?4, ?5, 1) "
+                    "ON CONFLICT(id, pack, off) DO UPDATE SET refs = refs + 1",
+    [Q_CHUNK_UNREF] = "UPDATE chunks SET refs = refs - 1 WHERE id = ?1 AND pack = ?2 AND off = ?3",
+    [Q_BODY] = "SELECT body FROM files WHERE path = ?1 AND storage = 2",
+    [Q_BODIES_TREE] = "SELECT body FROM files WHERE storage = 2 AND (path = ?1 OR "
+                      "substr(path, 1, length(?1) + 1) = ?1 || '/')",
+    [Q_PRUNE] = "DELETE FROM chunks WHERE refs <= 0",
+    [Q_DEV_ALL] = "SELECT id, pk, enrolled, revoked, last, name FROM devices",
+    [Q_DEV_CLEAR] = "DELETE FROM devices",
+    [Q_DEV_PUT] = "INSERT INTO devices(id, pk, enrolled, revoked, last, name) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+};
+
+struct ss_state {
+    sqlite3 *wr, *rd;
+    sqlite3_stmt *q[Q_COUNT];
+    char *path;
+    int in_txn;
+};
+
+struct ss_state_iter {
+    sqlite3_stmt *stmt;
+    ss_state_row row;
+};
+
+static int path_collate(void *arg, int alen, const void *a, int blen, const void *b)
+{
+    (void)arg;
+    return ss_path_cmp(a, (size_t)alen, b, (size_t)blen);
+}
+
+static ss_rc db_fail(ss_state *st, sqlite3 *db, ss_err *err, const char *what)
+{
+    int code = sqlite3_errcode(db);
+    ss_rc rc = code == SQLITE_NOMEM                           ? SS_ERR_NOMEM
+               : code == SQLITE_BUSY || code == SQLITE_LOCKED ? SS_ERR_CONFLICT
+                                                              : SS_ERR_IO;
+    return ss_fail(err, rc, "state %s: %s: %s", st->path, what, sqlite3_errmsg(db));
+}
+
+static ss_rc open_conn(ss_state *st, int flags, sqlite3 **ret_db, ss_err *err)
+{
+    sqlite3 *db = NULL;
+    *ret_db = NULL;
+    if (sqlite3_open_v2(st->path, &db, flags, NULL) != SQLITE_OK) {
+        ss_rc rc = ss_fail(err, SS_ERR_IO, "state %s: %s", st->path,
+                           db ? sqlite3_errmsg(db) : "cannot open");
+        sqlite3_close(db);
+        return rc;
+    }
+    sqlite3_busy_timeout(db, 10000);
+    sqlite3_extended_result_codes(db, 0);
+    if (sqlite3_create_collation(db, "ss_path", SQLITE_UTF8, NULL, path_collate) != SQLITE_OK) {
+        ss_rc rc = db_fail(st, db, err, "register collation");
+        sqlite3_close(db);
+        return rc;
+    }
+    *ret_db = db;
+    return SS_OK;
+}
+
+static int has_row(sqlite3 *db, const char *sql)
+{
+    sqlite3_stmt *q = NULL;
+    int r = sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW;
+    sqlite3_finalize(q);
+    return r;
+}
+
+static ss_rc recount(ss_state *st, ss_err *err);
+
+ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *err)
+{
+    ss_state *st = NULL;
+    int rebuild, add_local_mode;
+    ss_rc rc;
+    *ret_state = NULL;
+    st = calloc(1, sizeof *st);
+    if (!st || !(st->path = strdup(path))) {
+        free(st);
+        return ss_fail(err, SS_ERR_NOMEM, "state %s: out of memory", path);
+    }
+    rc = open_conn(st, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0), &st->wr, err);
+    if (rc) goto fail;
+    rebuild = has_row(st->wr, "SELECT 1 FROM sqlite_master WHERE name = 'chunks'") &&
+              !has_row(st->wr, old_chunks);
+    add_local_mode = has_row(st->wr, "SELECT 1 FROM sqlite_master WHERE name = 'files'") &&
+                     !has_row(st->wr, old_files);
+    if ((rebuild && sqlite3_exec(st->wr, "DROP TABLE chunks", NULL, NULL, NULL) != SQLITE_OK) ||
+        (add_local_mode && sqlite3_exec(st->wr, "ALTER TABLE files ADD COLUMN local_mode INTEGER",
+                                        NULL, NULL, NULL) != SQLITE_OK) ||
+        sqlite3_exec(st->wr, schema, NULL, NULL, NULL) != SQLITE_OK) {
+        rc = db_fail(st, st->wr, err, "create schema");
+        goto fail;
+    }
+    rc = open_conn(st, SQLITE_OPEN_READONLY, &st->rd, err);
+    if (rc) goto fail;
+    for (int i = 0; i < Q_COUNT; i++)
+        if (sqlite3_prepare_v2(st->wr, queries[i], -1, &st->q[i], NULL) != SQLITE_OK) {
+            rc = db_fail(st, st->wr, err, "prepare");
+            goto fail;
+        }
+    if (rebuild && (rc = recount(st, err))) goto fail;
+    *ret_state = st;
+    return SS_OK;
+fail:
+    ss_state_free(st);
+    return rc;
+}
+
+void ss_state_free(ss_state *st)
+{
+    if (!st) return;
+    if (st->in_txn) ss_state_rollback(st);
+    for (int i = 0; i < Q_COUNT; i++)
+        sqlite3_finalize(st->q[i]);
+    sqlite3_close(st->rd);
+    sqlite3_close(st->wr);
+    free(st->path);
+    free(st);
+}
+
+ss_rc ss_state_begin(ss_state *st, ss_err *err)
+{
+    if (sqlite3_exec(st->wr, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(st, st->wr, err, "begin");
+    st->in_txn = 1;
+    return SS_OK;
+}
+
+ss_rc ss_state_commit(ss_state *st, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_PRUNE];
+    int r = sqlite3_step(q); /* chunks no row references are not reused (FORMAT.md "gc") */
+    sqlite3_reset(q);
+    if (r != SQLITE_DONE) return db_fail(st, st->wr, err, "forget unreferenced chunks");
+    if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        return db_fail(st, st->wr, err, "commit");
+    st->in_txn = 0;
+    return SS_OK;
+}
+
+void ss_state_rollback(ss_state *st)
+{
+    if (st->in_txn) sqlite3_exec(st->wr, "ROLLBACK", NULL, NULL, NULL);
+    st->in_txn = 0;
+}
+
+/* Step a write statement to completion and reset it. */
+static ss_rc run(ss_state *st, sqlite3_stmt *q, ss_err *err, const char *what)
+{
+    int r = sqlite3_step(q);
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return r == SQLITE_DONE ? SS_OK : db_fail(st, st->wr, err, what);
+}
+
+ss_rc ss_state_meta_get(ss_state *st, const char *key, char **ret_value, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_META_GET];
+    ss_rc rc = SS_OK;
+    int r;
+    *ret_value = NULL;
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    r = sqlite3_step(q);
+    if (r == SQLITE_ROW) {
+        *ret_value = strdup((const char *)sqlite3_column_text(q, 0));
+        if (!*ret_value) rc = ss_fail(err, SS_ERR_NOMEM, "state: out of memory");
+    } else if (r != SQLITE_DONE) {
+        rc = db_fail(st, st->wr, err, "read setting");
+    }
+    sqlite3_reset(q);
+    return rc;
+}
+
+ss_rc ss_state_meta_set(ss_state *st, const char *key, const char *value, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_META_SET];
+    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, value, -1, SQLITE_STATIC);
+    return run(st, q, err, "write setting");
+}
+
+static int hex_nibble(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* n bytes from 2n hex digits at s (no more, no less): 0, or -1 when malformed. */
+static int unhex(const char *s, uint8_t *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int hi = hex_nibble(s[2 * i]), lo = hi < 0 ? -1 : hex_nibble(s[2 * i + 1]);
+        if (lo < 0) return -1;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return s[2 * n] && s[2 * n] != ' ' ? -1 : 0;
+}
+
+static void tohex(const uint8_t *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[32], ss_err *err)
+{
+    char *seq = NULL, *chain = NULL;
+    ss_rc rc;
+    *ret_seq = 0;
+    memset(ret_chain, 0, 32);
+    rc = ss_state_meta_get(st, "watermark", &seq, err);
+    if (rc) goto out;
+    rc = ss_state_meta_get(st, "chain", &chain, err);
+    if (rc) goto out;
+    if (!seq) goto out;
+    if (!chain || strlen(chain) != 64) {
+        rc = ss_fail(err, SS_ERR_IO, "state %s: watermark without its chain value", st->path);
+        goto out;
+    }
+    if (unhex(chain, ret_chain, 32)) {
+        rc = ss_fail(err, SS_ERR_IO, "state %s: malformed chain value", st->path);
+        memset(ret_chain, 0, 32);
+        goto out;
+    }
+    *ret_seq = strtoull(seq, NULL, 10);
+out:
+    free(seq);
+    free(chain);
+    return rc;
+}
+
+ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[32], ss_err *err)
+{
+    char s[24], hex[65];
+    ss_rc rc;
+    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
+    tohex(chain, 32, hex);
+    rc = ss_state_meta_set(st, "watermark", s, err);
+    return rc ? rc : ss_state_meta_set(st, "chain", hex, err);
+}
+
+/* meta "applied": "SEQ SIZE HASH TAG", the hash in 64 hex digits, the tag 32 or "-". */
+ss_rc ss_state_set_applied(ss_state *st, const ss_state_applied *a, ss_err *err)
+{
+    char hash[65], line[160];
+    tohex(a->hash, 32, hash);
+    snprintf(line, sizeof line, "%llu %llu %s %s", (unsigned long long)a->seq,
+             (unsigned long long)a->size, hash, a->tag[0] ? a->tag : "-");
+    return ss_state_meta_set(st, "applied", line, err);
+}
+
+ss_rc ss_state_applied_get(ss_state *st, ss_state_applied *ret, int *ret_found, ss_err *err)
+{
+    char *line = NULL, *p, *end = NULL;
+    ss_state_applied a = {0};
+    ss_rc rc = ss_state_meta_get(st, "applied", &line, err);
+    *ret_found = 0;
+    if (rc || !line) return rc;
+    a.seq = strtoull(line, &end, 10);
+    p = end;
+    if (*p == ' ') a.size = strtoull(p + 1, &end, 10);
+    p = end;
+    /* An unreadable record is no record: the check it serves is skipped, never failed. */
+    if (p != line && *p == ' ' && !unhex(p + 1, a.hash, 32) && strlen(p + 1) > 65) {
+        p += 66;
+        if (strlen(p) == 32 && strspn(p, "0123456789abcdef") == 32) memcpy(a.tag, p, 33);
+        *ret_found = !strcmp(p, "-") || a.tag[0];
+    }
+    free(line);
+    if (*ret_found) *ret = a;
+    return SS_OK;
+}
+
+static void read_row(sqlite3_stmt *q, ss_state_row *row)
+{
+    const void *cid = sqlite3_column_blob(q, 9);
+    memset(row, 0, sizeof *row);
+    row->path = (const char *)sqlite3_column_text(q, 0);
+    row->kind = sqlite3_column_int(q, 1);
+    row->mode = (uint32_t)sqlite3_column_int64(q, 2);
+    row->size = (uint64_t)sqlite3_column_int64(q, 3);
+    row->mtime_s = sqlite3_column_int64(q, 4);
+    row->mtime_ns = (uint32_t)sqlite3_column_int64(q, 5);
+    row->ino = (uint64_t)sqlite3_column_int64(q, 6);
+    row->ctime_s = sqlite3_column_int64(q, 7);
+    row->ctime_ns = (uint32_t)sqlite3_column_int64(q, 8);
+    if (cid && sqlite3_column_bytes(q, 9) == 32) memcpy(row->content_id, cid, 32);
+    row->storage = sqlite3_column_int(q, 10);
+    row->body = sqlite3_column_blob(q, 11);
+    row->body_len = (size_t)sqlite3_column_bytes(q, 11);
+    row->local_mode = sqlite3_column_type(q, 12) == SQLITE_NULL
+                          ? row->mode
+                          : (uint32_t)sqlite3_column_int64(q, 12);
+}
+
+ss_rc ss_state_lookup(ss_state *st, const char *path, ss_state_row *ret_row, int *ret_found,
+                      ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_LOOKUP];
+    int r;
+    memset(ret_row, 0, sizeof *ret_row);
+    *ret_found = 0;
+    sqlite3_reset(q);
+    sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
+    r = sqlite3_step(q);
+    if (r == SQLITE_ROW) {
+        read_row(q, ret_row);
+        *ret_found = 1;
+        return SS_OK; /* the statement stays on the row: its memory backs ret_row */
+    }
+    sqlite3_reset(q);
+    return r == SQLITE_DONE ? SS_OK : db_fail(st, st->wr, err, "look up a path");
+}
+
+/* Count the chunk references of a chunked row's body up (delta 1) or down (-1). */
+static ss_rc count_refs(ss_state *st, const void *body, size_t len, int delta, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[delta > 0 ? Q_CHUNK_REF : Q_CHUNK_UNREF];
+    const char *pack;
+    size_t pos = 0, pack_len;
+    ss_chunk_ref ref;
+    ss_rc rc = SS_OK;
+    while (!rc && ss_state_body_next(body, len, &pos, &pack, &pack_len, &ref)) {
+        sqlite3_bind_blob(q, 1, ref.id, 32, SQLITE_TRANSIENT);
+        sqlite3_bind_text(q, 2, pack, (int)pack_len, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(q, 3, (sqlite3_int64)ref.offset);
+        if (delta > 0) {
+            sqlite3_bind_int64(q, 4, ref.sealed_len);
+            sqlite3_bind_int64(q, 5, ref.plain_len);
+        }
+        rc = run(st, q, err, "count a chunk reference");
+    }
+    return rc;
+}
+
+/* Count down the references of the rows q (bound already) selects. */
+static ss_rc unref_rows(ss_state *st, sqlite3_stmt *q, ss_err *err)
+{
+    ss_rc rc = SS_OK;
+    int r;
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+        rc = count_refs(st, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), -1, err);
+    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "read a path");
+    sqlite3_reset(q);
+    sqlite3_clear_bindings(q);
+    return rc;
+}
+
+static ss_rc unref_path(ss_state *st, const char *path, int tree, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[tree ? Q_BODIES_TREE : Q_BODY];
+    sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
+    return unref_rows(st, q, err);
+}
+
+static ss_rc recount(ss_state *st, ss_err *err)
+{
+    sqlite3_stmt *q = NULL; /* owned */
+    ss_rc rc = ss_state_begin(st, err);
+    int r;
+    if (rc) return rc;
+    if (sqlite3_prepare_v2(st->wr, "SELECT body FROM files WHERE storage = 2", -1, &q, NULL))
+        rc = db_fail(st, st->wr, err, "count chunk references");
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+        rc = count_refs(st, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), 1, err);
+    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "count chunk references");
+    sqlite3_finalize(q);
+    if (!rc) rc = ss_state_commit(st, err);
+    if (rc) ss_state_rollback(st);
+    return rc;
+}
+
+/*
+ * The chunks table holds exactly the chunks some row references (with the
+ * count), plus, until commit, those a push sealed: so a push reuses only
+ * chunks of the device's current state, which gc keeps (FORMAT.md "gc").
+ */
+ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_PUT];
+    ss_rc rc;
+    if (row->kind == 1 && row->storage == 2 &&
+        (rc = count_refs(st, row->body, row->body_len, 1, err)))
+        return rc;
+    rc = unref_path(st, row->path, 0, err);
+    if (rc) return rc;
+    sqlite3_bind_text(q, 1, row->path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, row->kind);
+    sqlite3_bind_int64(q, 3, row->mode);
+    sqlite3_bind_int64(q, 4, (sqlite3_int64)row->size);
+    sqlite3_bind_int64(q, 5, row->mtime_s);
+    sqlite3_bind_int64(q, 6, row->mtime_ns);
+    sqlite3_bind_int64(q, 7, (sqlite3_int64)row->ino);
+    sqlite3_bind_int64(q, 8, row->ctime_s);
+    sqlite3_bind_int64(q, 9, row->ctime_ns);
+    if (row->kind == 1)
+        sqlite3_bind_blob(q, 10, row->content_id, 32, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, 10);
+    sqlite3_bind_int(q, 11, row->storage);
+    if (row->body)
+        sqlite3_bind_blob(q, 12, row->body, (int)row->body_len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, 12);
+    sqlite3_bind_int64(q, 13, row->local_mode);
+    sqlite3_reset(st->q[Q_LOOKUP]); /* row may have pointed into it; the binds copied */
+    return run(st, q, err, "write a path");
+}
+
+ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_REMOVE];
+    ss_rc rc = unref_path(st, path, 0, err);
+    if (rc) return rc;
+    sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
+    return run(st, q, err, "remove a path");
+}
+
+ss_rc ss_state_remove_tree(ss_state *st, const char *path, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_REMOVE_TREE];
+    ss_rc rc = unref_path(st, path, 1, err);
+    if (rc) return rc;
+    sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
+    return run(st, q, err, "remove a tree");
+}
+
+ss_rc ss_state_iter_new(ss_state *st, ss_state_iter **ret_iter, ss_err *err)
+{
+    ss_state_iter *it = calloc(1, sizeof *it);
+    *ret_iter = NULL;
+    if (!it) return ss_fail(err, SS_ERR_NOMEM, "state: out of memory");
+    if (sqlite3_prepare_v2(st->rd, "SELECT " FILE_COLS " FROM files ORDER BY path", -1, &it->stmt,
+                           NULL) != SQLITE_OK) {
+        ss_rc rc = db_fail(st, st->rd, err, "iterate");
+        free(it);
+        return rc;
+    }
+    *ret_iter = it;
+    return SS_OK;
+}
+
+ss_rc ss_state_iter_next(ss_state_iter *it, const ss_state_row **ret_row, ss_err *err)
+{
+    int r = sqlite3_step(it->stmt);
+    *ret_row = NULL;
+    if (r == SQLITE_DONE) return SS_OK;
+    if (r != SQLITE_ROW)
+        return ss_fail(err, SS_ERR_IO, "state: iterate: %s",
+                       sqlite3_errmsg(sqlite3_db_handle(it->stmt)));
+    read_row(it->stmt, &it->row);
+    *ret_row = &it->row;
+    return SS_OK;
+}
+
+void ss_state_iter_free(ss_state_iter *it)
+{
+    if (!it) return;
+    sqlite3_finalize(it->stmt);
+    free(it);
+}
+
+ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc, int *ret_found,
+                          ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_CHUNK_FIND];
+    int r;
+    memset(ret_loc, 0, sizeof *ret_loc);
+    *ret_found = 0;
+    sqlite3_bind_blob(q, 1, id, 32, SQLITE_STATIC);
+    r = sqlite3_step(q);
+    if (r == SQLITE_ROW) {
+        snprintf(ret_loc->pack, sizeof ret_loc->pack, "%s",
+                 (const char *)sqlite3_column_text(q, 0));
+        ret_loc->off = (uint64_t)sqlite3_column_int64(q, 1);
+        ret_loc->sealed_len = (uint32_t)sqlite3_column_int64(q, 2);
+        ret_loc->plain_len = (uint32_t)sqlite3_column_int64(q, 3);
+        *ret_found = 1;
+    }
+    sqlite3_reset(q);
+    return r == SQLITE_ROW || r == SQLITE_DONE ? SS_OK : db_fail(st, st->wr, err, "find a chunk");
+}
+
+ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc *loc, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_CHUNK_ADD];
+    sqlite3_bind_blob(q, 1, id, 32, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, loc->pack, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)loc->off);
+    sqlite3_bind_int64(q, 4, loc->sealed_len);
+    sqlite3_bind_int64(q, 5, loc->plain_len);
+    return run(st, q, err, "record a chunk");
+}
+
+ss_rc ss_state_devices_load(ss_state *st, ss_devices *d, ss_err *err)
+{
+    sqlite3_stmt *q = st->q[Q_DEV_ALL];
+    ss_rc rc = SS_OK;
+    int r = SQLITE_DONE;
+    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
+        ss_device dev = {0};
+        const char *name = (const char *)sqlite3_column_text(q, 5);
+        if (sqlite3_column_bytes(q, 0) != sizeof dev.id ||
+            sqlite3_column_bytes(q, 1) != sizeof dev.pk || !name ||
+            strlen(name) >= sizeof dev.name) {
+            rc = ss_fail(err, SS_ERR_IO, "state %s: a malformed device row", st->path);
+            break;
+        }
+        memcpy(dev.id, sqlite3_column_blob(q, 0), sizeof dev.id);
+        memcpy(dev.pk, sqlite3_column_blob(q, 1), sizeof dev.pk);
+        dev.enrolled = (uint64_t)sqlite3_column_int64(q, 2);
+        dev.revoked = (uint64_t)sqlite3_column_int64(q, 3);
+        dev.last = (uint64_t)sqlite3_column_int64(q, 4);
+        strcpy(dev.name, name);
+        rc = ss_devices_put(d, &dev, err);
+    }
+    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "read devices");
+    sqlite3_reset(q);
+    return rc;
+}
+
+ss_rc ss_state_devices_save(ss_state *st, const ss_devices *d, ss_err *err)
+{
+    ss_rc rc = run(st, st->q[Q_DEV_CLEAR], err, "write devices");
+    for (size_t i = 0; !rc && i < ss_devices_count(d); i++) {
+        const ss_device *dev = ss_devices_at(d, i);
+        sqlite3_stmt *q = st->q[Q_DEV_PUT];
+        sqlite3_bind_blob(q, 1, dev->id, sizeof dev->id, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 2, dev->pk, sizeof dev->pk, SQLITE_STATIC);
+        sqlite3_bind_int64(q, 3, (sqlite3_int64)dev->enrolled);
+        sqlite3_bind_int64(q, 4, (sqlite3_int64)dev->revoked);
+        sqlite3_bind_int64(q, 5, (sqlite3_int64)dev->last);
+        sqlite3_bind_text(q, 6, dev->name, -1, SQLITE_STATIC);
+        rc = run(st, q, err, "write devices");
+    }
+    return rc;
+}
