@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # ci/format.sh [PATH...]: checks that C sources follow the repository's
 # .clang-format, changing nothing: `clang-format --dry-run --Werror` over the
-# tracked *.c and *.h files (of the PATHs given, files or folders, else of
-# the whole tree). Prints each file that would change and exits 1 when any
+# *.c and *.h files git knows (tracked, or new and not ignored: so build
+# directories are skipped) of the PATHs given, files or folders, else of the
+# whole tree. Prints each file that would change and exits 1 when any
 # would. To fix one: clang-format -i FILE. Nothing is excluded: the fuzz
 # targets, tests and benches are C like the rest.
 set -euo pipefail
@@ -11,7 +12,7 @@ command -v clang-format >/dev/null ||
   { echo "ci/format.sh: clang-format not installed (ci/deps.sh installs it)" >&2; exit 2; }
 [ -f .clang-format ] || { echo "ci/format.sh: no .clang-format at $PWD" >&2; exit 2; }
 
-mapfile -d '' files < <(git ls-files -z -- "${@:-.}" | grep -zE '\.[ch]$' || true)
+mapfile -d '' files < <(git ls-files -z --cached --others --exclude-standard -- "${@:-.}" | grep -zE '\.[ch]$' || true)
 if [ ${#files[@]} -eq 0 ]; then
   echo "ci/format.sh: no tracked C files under: ${*:-.}" >&2
   exit 2
