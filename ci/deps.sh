@@ -7,6 +7,7 @@ packages=(
   build-essential cmake pkg-config git ca-certificates
   libcurl4-openssl-dev libxml2-dev libsodium-dev libzstd-dev libsqlite3-dev
   libmicrohttpd-dev libjansson-dev libcmocka-dev
+  clang-format
   ceph-mon ceph-osd radosgw ceph-common
   curl python3 procps openssl bash-completion
 )

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # ci/test.sh: the one command that runs every test, on a fresh Debian 12
-# machine or a developer's: installs dependencies, builds twice (-Werror;
-# ASan+UBSan), checks core's layers (ci/layers.sh), runs the README's
-# ci/demo.sh on the plain build, starts a private Ceph RGW, runs ctest on
-# both builds, runs
+# machine or a developer's: installs dependencies, checks the C sources'
+# format (ci/format.sh), builds twice (-Werror; ASan+UBSan), checks core's
+# layers (ci/layers.sh), runs the README's ci/demo.sh on the plain build,
+# starts a private Ceph RGW, runs ctest on both builds, runs
 # each libFuzzer target briefly (ci/fuzz.sh), builds and installs the Debian
 # packages (ci/package.sh), and stops RGW even when a test fails. The plain
 # build's ctest summary is last. Not here: ci/valgrind.sh (memcheck on the
@@ -14,6 +14,8 @@ top=$PWD
 jobs=$(nproc 2>/dev/null || echo 2)
 
 ci/deps.sh
+# First: a formatting slip fails in a second, not after the builds.
+ci/format.sh
 
 build() { # dir, extra cmake args...
   local dir=$1

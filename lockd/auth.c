@@ -21,12 +21,14 @@ void ld_auth_token_new(char out[LD_TOKEN_LEN + 1])
     sodium_memzero(raw, sizeof raw);
 }
 
-void ld_auth_hash(const unsigned char secret[32], const char *token, unsigned char out[LD_HASH_LEN])
+void ld_auth_hash(const unsigned char secret[LD_SECRET_LEN], const char *token,
+                  unsigned char out[LD_HASH_LEN])
 {
-    crypto_generichash(out, LD_HASH_LEN, (const unsigned char *)token, strlen(token), secret, 32);
+    crypto_generichash(out, LD_HASH_LEN, (const unsigned char *)token, strlen(token), secret,
+                       LD_SECRET_LEN);
 }
 
-ss_rc ld_auth_check(ld_db *db, const unsigned char secret[32], const char *authorization,
+ss_rc ld_auth_check(ld_db *db, const unsigned char secret[LD_SECRET_LEN], const char *authorization,
                     ld_device *ret_dev, ld_auth_result *ret_result, ss_err *err)
 {
     unsigned char hash[LD_HASH_LEN], stored[LD_HASH_LEN];

@@ -1,6 +1,6 @@
 /*
  * body.c: request bodies -> checked fields (see body.h). The messages are
- * the ones docs/PROTOCOL.md's clients have always been given; http.c and
+ * the ones docs/PROTOCOL.md's clients have always been given; routes.c and
  * presign.c turn a refusal into its answer.
  */
 #include "body.h"

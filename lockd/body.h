@@ -4,7 +4,7 @@
  * (and 403 key_not_allowed) refusals of malformed ones, as docs/PROTOCOL.md
  * states them; decides nothing about leases, devices or keys beyond their
  * shape. Touches no database, clock or network, so every parser here can be
- * fuzzed alone (tests/fuzz/fuzz-lockd-body.c); http.c and presign.c call it.
+ * fuzzed alone (tests/fuzz/fuzz-lockd-body.c); routes.c and presign.c call it.
  *
  * A refusal fills out (LD_WHY_BAD_REQUEST or LD_WHY_BAD_KEY, the one-line
  * message for the client) and returns its ss_rc; strings in the results are

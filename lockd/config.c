@@ -238,7 +238,8 @@ ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err)
             goto out;
         }
         *eq = '\0';
-        if ((rc = apply(c, dir, trim(s), trim(eq + 1), err))) {
+        rc = apply(c, dir, trim(s), trim(eq + 1), err);
+        if (rc) {
             char msg[sizeof err->msg];
             snprintf(msg, sizeof msg, "%s", err->msg);
             ss_fail(err, rc, "config %s:%u: %s", path, lineno, msg);

@@ -2,18 +2,20 @@
  * db.c: s3sync-lockd's persistent state in one SQLite database (WAL):
  * the token secret, devices, repositories (head, next fencing token, dirty,
  * rewinding), the one lease row per repository and the writers of each
- * sequence. Owns the schema, its migrations and every SQL statement; the
- * functions about leases, head and rewind are in db_head.c (db_impl.h is
- * what the two share). Decides nothing (lease.c decides, then calls one
- * function here per state change, each one transaction).
+ * sequence. This file owns the connection, the schema and its migrations,
+ * every SQL statement (db_stmt_sql) and the helpers that run them; the
+ * functions on top are in db_admin.c (devices, repositories), db_head.c
+ * (leases, head, writers, rewind) and db_cache.c (the read cache), and
+ * db_impl.h is what they share. Decides nothing (lease.c decides, then
+ * calls one function per state change, each one transaction).
  *
  * Durability: synchronous=FULL, so a transaction that returned is on disk
  * before lockd answers the request that caused it; that is what lets a
  * fencing token be "persisted before it is handed out".
  *
  * One connection, one mutex: every function holds the mutex for its whole
- * transaction, so the multi-statement updates below never interleave; the
- * kept statements and the read cache (both below) live under it too.
+ * transaction, so the multi-statement updates never interleave; the kept
+ * statements and the read cache live under it too.
  */
 #include "db_impl.h"
 
@@ -141,6 +143,7 @@ static const char migrate_v2[] =
     "  size INTEGER NOT NULL);"
     "PRAGMA user_version = 2;";
 #define SCHEMA_VERSION 2
+#define BUSY_TIMEOUT_MS 5000 /* how long a write waits for an admin command's lock */
 
 ss_rc db_sql_fail(ld_db *db, ss_err *err, const char *what)
 {
@@ -159,7 +162,8 @@ static ss_rc exec(ld_db *db, const char *sql, ss_err *err)
 
 ss_rc db_take(ld_db *db, stmt_id id, sqlite3_stmt **st, ss_err *err)
 {
-    if ((*st = db->stmts[id])) {
+    *st = db->stmts[id];
+    if (*st) {
         db->stmts[id] = NULL;
         return SS_OK;
     }
@@ -193,7 +197,8 @@ ss_rc db_txn(ld_db *db, stmt_id id, ss_err *err)
 {
     sqlite3_stmt *st = NULL;
     ss_rc rc = db_take(db, id, &st, err);
-    if (!rc) rc = db_step_done(db, st, db_stmt_sql[id], err);
+    if (rc) return rc;
+    rc = db_step_done(db, st, db_stmt_sql[id], err);
     db_give(db, id, st);
     return rc;
 }
@@ -205,8 +210,27 @@ void db_rollback(ld_db *db)
 
 ss_rc db_finish(ld_db *db, ss_rc rc, ss_err *err)
 {
-    if (!rc) rc = db_txn(db, S_COMMIT, err);
-    if (rc) db_rollback(db);
+    if (rc) goto fail;
+    rc = db_txn(db, S_COMMIT, err);
+    if (rc) goto fail;
+    return SS_OK;
+fail:
+    db_rollback(db);
+    return rc;
+}
+
+ss_rc db_begin(ld_db *db, ss_err *err)
+{
+    pthread_mutex_lock(&db->mu);
+    ss_rc rc = db_txn(db, S_BEGIN_IMMEDIATE, err);
+    if (rc) pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+ss_rc db_end(ld_db *db, ss_rc rc, ss_err *err)
+{
+    rc = db_finish(db, rc, err);
+    pthread_mutex_unlock(&db->mu);
     return rc;
 }
 
@@ -215,46 +239,28 @@ void db_copy_text(char *dst, size_t cap, const unsigned char *src)
     snprintf(dst, cap, "%s", src ? (const char *)src : "");
 }
 
-/* --- the read cache ------------------------------------------------------------ */
-
-static void cache_flush(ld_db *db)
-{
-    memset(db->devs, 0, sizeof db->devs);
-    memset(db->repos, 0, sizeof db->repos);
-}
-
-int db_cache_valid(ld_db *db)
+ss_rc db_run(ld_db *db, stmt_id id, const char *repo, const char *lease_id, int64_t n, ss_err *err)
 {
     sqlite3_stmt *st = NULL;
-    int64_t changes = sqlite3_total_changes64(db->sql), version = -1;
-    if (!db_take(db, S_DATA_VERSION, &st, NULL) && sqlite3_step(st) == SQLITE_ROW)
-        version = sqlite3_column_int64(st, 0);
-    db_give(db, S_DATA_VERSION, st);
-    if (version < 0) {
-        cache_flush(db);
-        db->seen_version = -1;
-        return -1;
-    }
-    if (version != db->seen_version || changes != db->seen_changes) {
-        cache_flush(db);
-        db->seen_version = version;
-        db->seen_changes = changes;
-    }
-    return 0;
+    ss_rc rc = db_take(db, id, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+    if (lease_id) sqlite3_bind_text(st, 2, lease_id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, n);
+    rc = db_step_done(db, st, db_stmt_sql[id], err);
+    db_give(db, id, st);
+    return rc;
 }
 
-unsigned db_name_slot(const char *s)
+ss_rc db_run_locked(ld_db *db, stmt_id id, const char *repo, int64_t n, ss_err *err)
 {
-    uint32_t h = 2166136261u; /* FNV-1a: names are few and short */
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % CACHE_SLOTS;
+    pthread_mutex_lock(&db->mu);
+    ss_rc rc = db_run(db, id, repo, NULL, n, err);
+    pthread_mutex_unlock(&db->mu);
+    return rc;
 }
 
-static unsigned hash_slot(const unsigned char hash[LD_HASH_LEN])
-{
-    return ((unsigned)hash[0] | (unsigned)hash[1] << 8) % CACHE_SLOTS;
-}
+/* --- opening ---------------------------------------------------------------------- */
 
 static ss_rc load_secret(ld_db *db, ss_err *err)
 {
@@ -264,22 +270,23 @@ static ss_rc load_secret(ld_db *db, ss_err *err)
         SQLITE_OK)
         return db_sql_fail(db, err, "prepare");
     int r = sqlite3_step(st);
-    if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 32) {
-        memcpy(db->secret, sqlite3_column_blob(st, 0), 32);
+    if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == LD_SECRET_LEN) {
+        memcpy(db->secret, sqlite3_column_blob(st, 0), LD_SECRET_LEN);
         sqlite3_finalize(st);
         return SS_OK;
     }
     sqlite3_finalize(st);
     if (r == SQLITE_ROW)
-        return ss_fail(err, SS_ERR_INTEGRITY, "database: token secret is not 32 bytes");
+        return ss_fail(err, SS_ERR_INTEGRITY, "database: token secret is not %d bytes",
+                       LD_SECRET_LEN);
     if (r != SQLITE_DONE) return db_sql_fail(db, err, "read token secret");
     /* First use: a fresh secret, so a copy of the devices table alone lets
      * nobody test guessed tokens against the hashes. */
-    randombytes_buf(db->secret, 32);
+    randombytes_buf(db->secret, LD_SECRET_LEN);
     if (sqlite3_prepare_v2(db->sql, "INSERT INTO meta (k, v) VALUES ('token_secret', ?)", -1, &st,
                            NULL) != SQLITE_OK)
         return db_sql_fail(db, err, "prepare");
-    sqlite3_bind_blob(st, 1, db->secret, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 1, db->secret, LD_SECRET_LEN, SQLITE_STATIC);
     rc = db_step_done(db, st, "store token secret", err);
     sqlite3_finalize(st);
     return rc;
@@ -305,6 +312,21 @@ static ss_rc make_schema(ld_db *db, ss_err *err)
     return version < 2 ? exec(db, migrate_v2, err) : SS_OK;
 }
 
+/* Schema and token secret, one transaction: a failed first start leaves nothing half-made. */
+static ss_rc make_contents(ld_db *db, ss_err *err)
+{
+    ss_rc rc = exec(db, "BEGIN IMMEDIATE", err);
+    if (rc) return rc;
+    rc = make_schema(db, err);
+    if (rc) goto fail;
+    rc = load_secret(db, err);
+    if (rc) goto fail;
+    return exec(db, "COMMIT", err);
+fail:
+    exec(db, "ROLLBACK", NULL);
+    return rc;
+}
+
 ss_rc ld_db_open(const char *path, ld_db **ret_db, ss_err *err)
 {
     ld_db *db = NULL;
@@ -312,7 +334,9 @@ ss_rc ld_db_open(const char *path, ld_db **ret_db, ss_err *err)
     *ret_db = NULL;
     if (sodium_init() < 0) return ss_fail(err, SS_ERR_INVALID, "libsodium initialisation failed");
     db = calloc(1, sizeof *db);
-    if (!db || !(db->secret = sodium_malloc(32))) {
+    if (!db) return ss_fail(err, SS_ERR_NOMEM, "database: out of memory");
+    db->secret = sodium_malloc(LD_SECRET_LEN);
+    if (!db->secret) {
         free(db);
         return ss_fail(err, SS_ERR_NOMEM, "database: out of memory");
     }
@@ -325,16 +349,15 @@ ss_rc ld_db_open(const char *path, ld_db **ret_db, ss_err *err)
         goto fail;
     }
     /* An admin command may run beside the server: wait for its write lock. */
-    sqlite3_busy_timeout(db->sql, 5000);
-    if ((rc = exec(db, "PRAGMA journal_mode = WAL", err)) ||
-        (rc = exec(db, "PRAGMA synchronous = FULL", err)) ||
-        (rc = exec(db, "PRAGMA foreign_keys = ON", err)) || (rc = exec(db, "BEGIN IMMEDIATE", err)))
-        goto fail;
-    if ((rc = make_schema(db, err)) || (rc = load_secret(db, err))) {
-        exec(db, "ROLLBACK", NULL);
-        goto fail;
-    }
-    if ((rc = exec(db, "COMMIT", err))) goto fail;
+    sqlite3_busy_timeout(db->sql, BUSY_TIMEOUT_MS);
+    rc = exec(db, "PRAGMA journal_mode = WAL", err);
+    if (rc) goto fail;
+    rc = exec(db, "PRAGMA synchronous = FULL", err);
+    if (rc) goto fail;
+    rc = exec(db, "PRAGMA foreign_keys = ON", err);
+    if (rc) goto fail;
+    rc = make_contents(db, err);
+    if (rc) goto fail;
     *ret_db = db;
     return SS_OK;
 fail:
@@ -349,292 +372,12 @@ void ld_db_close(ld_db *db)
         sqlite3_finalize(db->stmts[i]);
     sqlite3_close(db->sql);
     sodium_free(db->secret); /* wipes */
-    cache_flush(db);
+    db_cache_flush(db);
     pthread_mutex_destroy(&db->mu);
     free(db);
 }
 
-void ld_db_secret(const ld_db *db, unsigned char out[32])
+void ld_db_secret(const ld_db *db, unsigned char out[LD_SECRET_LEN])
 {
-    memcpy(out, db->secret, 32);
-}
-
-ss_rc db_run(ld_db *db, stmt_id id, const char *repo, const char *lease_id, int64_t n, ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc = db_take(db, id, &st, err);
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
-    if (lease_id) sqlite3_bind_text(st, 2, lease_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, n);
-    rc = db_step_done(db, st, db_stmt_sql[id], err);
-    db_give(db, id, st);
-    return rc;
-}
-
-/* --- devices ------------------------------------------------------------------ */
-
-ss_rc ld_db_device_add(ld_db *db, const char *name, const char *repo, int read_only,
-                       const unsigned char hash[LD_HASH_LEN], int64_t now_ms, ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc;
-    pthread_mutex_lock(&db->mu);
-    if (!(rc = db_take(db, S_DEVICE_ADD, &st, err))) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, repo, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, read_only ? 1 : 0);
-        sqlite3_bind_blob(st, 4, hash, LD_HASH_LEN, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, now_ms);
-        rc = db_step_done(db, st, "device add", err);
-        if (rc == SS_ERR_EXISTS) rc = ss_fail(err, SS_ERR_EXISTS, "device %s already exists", name);
-    }
-    db_give(db, S_DEVICE_ADD, st);
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-static void device_row(sqlite3_stmt *st, ld_device *d)
-{
-    d->id = sqlite3_column_int64(st, 0);
-    db_copy_text(d->name, sizeof d->name, sqlite3_column_text(st, 1));
-    db_copy_text(d->repo, sizeof d->repo, sqlite3_column_text(st, 2));
-    d->read_only = sqlite3_column_int(st, 3) != 0;
-    d->revoked = sqlite3_column_int(st, 4) != 0;
-    d->created_ms = sqlite3_column_int64(st, 5);
-}
-
-/* Caller holds the mutex. */
-static ss_rc device_by_hash(ld_db *db, const unsigned char hash[LD_HASH_LEN], ld_device *ret,
-                            unsigned char ret_hash[LD_HASH_LEN], ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc = db_take(db, S_DEVICE_BY_HASH, &st, err);
-    if (rc) return rc;
-    sqlite3_bind_blob(st, 1, hash, LD_HASH_LEN, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW && sqlite3_column_bytes(st, 6) == LD_HASH_LEN) {
-        device_row(st, ret);
-        memcpy(ret_hash, sqlite3_column_blob(st, 6), LD_HASH_LEN);
-    } else if (r == SQLITE_ROW || r == SQLITE_DONE) {
-        rc = ss_fail(err, SS_ERR_NOT_FOUND, "no such device token");
-    } else {
-        rc = db_sql_fail(db, err, "device lookup");
-    }
-    db_give(db, S_DEVICE_BY_HASH, st);
-    return rc;
-}
-
-ss_rc ld_db_device_by_hash(ld_db *db, const unsigned char hash[LD_HASH_LEN], ld_device *ret,
-                           unsigned char ret_hash[LD_HASH_LEN], ss_err *err)
-{
-    dev_slot *c = &db->devs[hash_slot(hash)];
-    ss_rc rc = SS_OK;
-    pthread_mutex_lock(&db->mu);
-    if (db_cache_valid(db) == 0 && c->used && !memcmp(c->hash, hash, LD_HASH_LEN)) {
-        *ret = c->dev;
-        memcpy(ret_hash, c->hash, LD_HASH_LEN);
-    } else if (!(rc = device_by_hash(db, hash, ret, ret_hash, err)) && db->seen_version >= 0) {
-        c->used = 1;
-        memcpy(c->hash, ret_hash, LD_HASH_LEN);
-        c->dev = *ret;
-    }
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-/* One statement of `id` with ?1 = name; *ret_changes the rows it changed (may be NULL). */
-static ss_rc by_name(ld_db *db, stmt_id id, const char *name, int *ret_changes, ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc = db_take(db, id, &st, err);
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    rc = db_step_done(db, st, db_stmt_sql[id], err);
-    if (!rc && ret_changes) *ret_changes = sqlite3_changes(db->sql);
-    db_give(db, id, st);
-    return rc;
-}
-
-ss_rc ld_db_device_revoke(ld_db *db, const char *name, ss_err *err)
-{
-    int changed = 0;
-    ss_rc rc;
-    pthread_mutex_lock(&db->mu);
-    if ((rc = db_txn(db, S_BEGIN_IMMEDIATE, err))) goto out;
-    if ((rc = by_name(db, S_DEVICE_REVOKE, name, &changed, err))) goto rollback;
-    if (changed == 0) {
-        rc = ss_fail(err, SS_ERR_NOT_FOUND, "no device named %s", name);
-        goto rollback;
-    }
-    if ((rc = by_name(db, S_DEVICE_REVOKE_DIRTY, name, NULL, err)) ||
-        (rc = by_name(db, S_URLS_UNTIL_DEVICE, name, NULL, err)) ||
-        (rc = by_name(db, S_DEVICE_REVOKE_LEASES, name, NULL, err)))
-        goto rollback;
-    if (!(rc = db_txn(db, S_COMMIT, err))) goto out;
-rollback:
-    db_rollback(db);
-out:
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-ss_rc ld_db_device_list(ld_db *db, int (*fn)(void *ctx, const ld_device *d), void *ctx, ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc;
-    int r = SQLITE_DONE;
-    pthread_mutex_lock(&db->mu);
-    rc = db_take(db, S_DEVICE_LIST, &st, err);
-    while (!rc && (r = sqlite3_step(st)) == SQLITE_ROW) {
-        ld_device d;
-        device_row(st, &d);
-        if (fn(ctx, &d)) break;
-    }
-    if (!rc && r != SQLITE_ROW && r != SQLITE_DONE) rc = db_sql_fail(db, err, "device list");
-    db_give(db, S_DEVICE_LIST, st);
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-/* --- repositories ----------------------------------------------------------------- */
-
-static void db_repo_row(sqlite3_stmt *st, ld_repo_row *r)
-{
-    db_copy_text(r->name, sizeof r->name, sqlite3_column_text(st, 0));
-    db_copy_text(r->url, sizeof r->url, sqlite3_column_text(st, 1));
-    r->head = (uint64_t)sqlite3_column_int64(st, 2);
-    r->next_fencing = (uint64_t)sqlite3_column_int64(st, 3);
-    r->dirty = sqlite3_column_int(st, 4) != 0;
-    r->rewinding = sqlite3_column_int(st, 5) != 0;
-    r->urls_until_ms = sqlite3_column_int64(st, 6);
-    db_copy_text(r->head_etag, sizeof r->head_etag, sqlite3_column_text(st, 7)); /* NULL: "" */
-    r->head_size = (uint64_t)sqlite3_column_int64(st, 8);
-}
-
-/* Record obj as log/<seq>'s (obj NULL or without an ETag: nothing to record); in a transaction. */
-ss_rc db_head_object(ld_db *db, const char *repo, uint64_t seq, const ss_store_stat *obj,
-                     ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc;
-    if (!obj || !obj->etag[0]) return SS_OK;
-    rc = db_take(db, S_HEAD_OBJECT, &st, err);
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-    sqlite3_bind_text(st, 3, obj->etag, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)obj->size);
-    rc = db_step_done(db, st, "head object", err);
-    db_give(db, S_HEAD_OBJECT, st);
-    return rc;
-}
-
-/* Caller holds the mutex. */
-ss_rc db_repo_get(ld_db *db, const char *name, ld_repo_row *ret, ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc = db_take(db, S_REPO_GET, &st, err);
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW)
-        db_repo_row(st, ret);
-    else if (r == SQLITE_DONE)
-        rc = ss_fail(err, SS_ERR_NOT_FOUND, "no repository named %s", name);
-    else
-        rc = db_sql_fail(db, err, "repository lookup");
-    db_give(db, S_REPO_GET, st);
-    return rc;
-}
-
-ss_rc ld_db_repo_get(ld_db *db, const char *name, ld_repo_row *ret, ss_err *err)
-{
-    pthread_mutex_lock(&db->mu);
-    ss_rc rc = db_repo_get(db, name, ret, err);
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-ss_rc ld_db_repo_put(ld_db *db, const char *name, const char *url, int *ret_changed, ss_err *err)
-{
-    ld_repo_row old;
-    stmt_id id = S_COUNT;
-    ss_rc rc;
-    *ret_changed = 0;
-    if (strlen(url) >= sizeof old.url)
-        return ss_fail(err, SS_ERR_INVALID, "repository URL too long");
-    pthread_mutex_lock(&db->mu);
-    if ((rc = db_txn(db, S_BEGIN_IMMEDIATE, err))) goto out;
-    rc = db_repo_get(db, name, &old, err);
-    if (rc == SS_ERR_NOT_FOUND) {
-        id = S_REPO_INSERT;
-        rc = SS_OK;
-    } else if (!rc && strcmp(old.url, url)) {
-        id = S_REPO_MOVE;
-        *ret_changed = 1;
-    }
-    if (rc) goto rollback;
-    if (id != S_COUNT) {
-        sqlite3_stmt *st = NULL;
-        if ((rc = db_take(db, id, &st, err))) goto rollback;
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, url, -1, SQLITE_STATIC);
-        rc = db_step_done(db, st, "repository add", err);
-        db_give(db, id, st);
-        if (rc) goto rollback;
-    }
-    if (!(rc = db_txn(db, S_COMMIT, err))) goto out;
-rollback:
-    db_rollback(db);
-out:
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-ss_rc ld_db_repo_list(ld_db *db, int (*fn)(void *ctx, const ld_repo_row *r), void *ctx, ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc;
-    int r = SQLITE_DONE;
-    pthread_mutex_lock(&db->mu);
-    rc = db_take(db, S_REPO_LIST, &st, err);
-    while (!rc && (r = sqlite3_step(st)) == SQLITE_ROW) {
-        ld_repo_row row;
-        db_repo_row(st, &row);
-        if (fn(ctx, &row)) break;
-    }
-    if (!rc && r != SQLITE_ROW && r != SQLITE_DONE) rc = db_sql_fail(db, err, "repository list");
-    db_give(db, S_REPO_LIST, st);
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-ss_rc db_run_locked(ld_db *db, stmt_id id, const char *repo, int64_t n, ss_err *err)
-{
-    pthread_mutex_lock(&db->mu);
-    ss_rc rc = db_run(db, id, repo, NULL, n, err);
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-ss_rc ld_db_repo_mark_dirty(ld_db *db, const char *repo, ss_err *err)
-{
-    return db_run_locked(db, S_REPO_MARK_DIRTY, repo, 0, err);
-}
-
-ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, const ss_store_stat *obj,
-                            ss_err *err)
-{
-    ss_rc rc;
-    pthread_mutex_lock(&db->mu);
-    rc = db_txn(db, S_BEGIN_IMMEDIATE, err);
-    if (rc) goto out;
-    rc = db_run(db, S_REPO_RAISE_HEAD, repo, NULL, (int64_t)head, err);
-    if (!rc) rc = db_head_object(db, repo, head, obj, err);
-    if (!rc) rc = db_txn(db, S_COMMIT, err);
-    if (rc) db_rollback(db);
-out:
-    pthread_mutex_unlock(&db->mu);
-    return rc;
+    memcpy(out, db->secret, LD_SECRET_LEN);
 }

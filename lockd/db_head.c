@@ -1,7 +1,8 @@
 /*
  * db_head.c: the part of lockd's database (db.c) about who may write what:
- * the lease row of each repository, head moving with a commit, the writers
- * of each sequence (the devices given its PUT URLs), and an admin's rewind.
+ * the lease row of each repository, head moving with a commit or a
+ * reconciliation (and log/<head> as lockd saw it), the writers of each
+ * sequence (the devices given its PUT URLs), and an admin's rewind.
  * One function per state change, each one transaction; lease.c decides.
  */
 #include "db_impl.h"
@@ -12,7 +13,7 @@
 
 /* --- leases ------------------------------------------------------------------------- */
 
-static ss_rc lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_found, ss_err *err)
+ss_rc db_lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_found, ss_err *err)
 {
     sqlite3_stmt *st = NULL;
     ss_rc rc = db_take(db, S_LEASE_GET, &st, err);
@@ -38,66 +39,16 @@ static ss_rc lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_
 ss_rc ld_db_lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_found, ss_err *err)
 {
     pthread_mutex_lock(&db->mu);
-    ss_rc rc = lease_get(db, repo, ret, ret_found, err);
+    ss_rc rc = db_lease_get(db, repo, ret, ret_found, err);
     pthread_mutex_unlock(&db->mu);
     return rc;
 }
 
-/* Both rows from one snapshot: one read transaction, not one per statement. */
-static ss_rc state_read(ld_db *db, const char *repo, ld_repo_row *ret_repo, ld_lease_row *ret_lease,
-                        int *ret_found, ss_err *err)
-{
-    ss_rc rc = db_txn(db, S_BEGIN, err);
-    if (rc) return rc;
-    if ((rc = db_repo_get(db, repo, ret_repo, err)) ||
-        (rc = lease_get(db, repo, ret_lease, ret_found, err))) {
-        db_rollback(db);
-        return rc;
-    }
-    if ((rc = db_txn(db, S_COMMIT, err))) db_rollback(db);
-    return rc;
-}
-
-ss_rc ld_db_repo_state(ld_db *db, const char *repo, ld_repo_row *ret_repo, ld_lease_row *ret_lease,
-                       int *ret_found, ss_err *err)
-{
-    repo_slot *c = &db->repos[db_name_slot(repo)];
-    ss_rc rc = SS_OK;
-    *ret_found = 0;
-    pthread_mutex_lock(&db->mu);
-    if (db_cache_valid(db) == 0 && c->used && !strcmp(c->repo.name, repo)) {
-        *ret_repo = c->repo;
-        *ret_lease = c->lease;
-        *ret_found = c->lease_found;
-    } else if (!(rc = state_read(db, repo, ret_repo, ret_lease, ret_found, err)) &&
-               db->seen_version >= 0 && sqlite3_total_changes64(db->sql) == db->seen_changes) {
-        c->used = 1;
-        c->repo = *ret_repo;
-        c->lease_found = *ret_found;
-        if (*ret_found)
-            c->lease = *ret_lease;
-        else
-            memset(&c->lease, 0, sizeof c->lease);
-    }
-    pthread_mutex_unlock(&db->mu);
-    return rc;
-}
-
-ss_rc ld_db_lease_grant(ld_db *db, const char *repo, ld_lease_row *lease, ss_err *err)
+static ss_rc grant_insert(ld_db *db, const char *repo, const ld_lease_row *lease, ss_err *err)
 {
     sqlite3_stmt *st = NULL;
-    ld_repo_row r;
-    ss_rc rc;
-    pthread_mutex_lock(&db->mu);
-    if ((rc = db_txn(db, S_BEGIN_IMMEDIATE, err))) goto out;
-    if ((rc = db_repo_get(db, repo, &r, err))) goto rollback;
-    if ((rc = db_run(db, S_GRANT_DIRTY, repo, NULL, 0, err)) ||
-        (rc = db_run(db, S_GRANT_DELETE, repo, NULL, 0, err)) ||
-        (rc = db_run(db, S_GRANT_FENCING, repo, NULL, (int64_t)r.next_fencing, err)))
-        goto rollback;
-    lease->fencing = r.next_fencing;
-    lease->put_seq = 0;
-    if ((rc = db_take(db, S_GRANT_INSERT, &st, err))) goto rollback;
+    ss_rc rc = db_take(db, S_GRANT_INSERT, &st, err);
+    if (rc) return rc;
     sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, lease->id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, lease->device, -1, SQLITE_STATIC);
@@ -106,13 +57,27 @@ ss_rc ld_db_lease_grant(ld_db *db, const char *repo, ld_lease_row *lease, ss_err
     sqlite3_bind_int64(st, 6, lease->expires_ms);
     rc = db_step_done(db, st, "lease grant", err);
     db_give(db, S_GRANT_INSERT, st);
-    if (rc) goto rollback;
-    if (!(rc = db_txn(db, S_COMMIT, err))) goto out;
-rollback:
-    db_rollback(db);
-out:
-    pthread_mutex_unlock(&db->mu);
     return rc;
+}
+
+ss_rc ld_db_lease_grant(ld_db *db, const char *repo, ld_lease_row *lease, ss_err *err)
+{
+    ld_repo_row r;
+    ss_rc rc = db_begin(db, err);
+    if (rc) return rc;
+    rc = db_repo_get(db, repo, &r, err);
+    if (rc) goto out;
+    rc = db_run(db, S_GRANT_DIRTY, repo, NULL, 0, err);
+    if (rc) goto out;
+    rc = db_run(db, S_GRANT_DELETE, repo, NULL, 0, err);
+    if (rc) goto out;
+    rc = db_run(db, S_GRANT_FENCING, repo, NULL, (int64_t)r.next_fencing, err);
+    if (rc) goto out;
+    lease->fencing = r.next_fencing;
+    lease->put_seq = 0;
+    rc = grant_insert(db, repo, lease, err);
+out:
+    return db_end(db, rc, err);
 }
 
 /* One UPDATE/DELETE of the lease (repo, id); SS_ERR_NOT_FOUND when it is gone. */
@@ -120,9 +85,10 @@ static ss_rc lease_change(ld_db *db, stmt_id id, const char *repo, const char *l
                           ss_err *err)
 {
     ss_rc rc = db_run(db, id, repo, lease_id, n, err);
-    if (!rc && sqlite3_changes(db->sql) == 0)
-        rc = ss_fail(err, SS_ERR_NOT_FOUND, "lease %s of %s is gone", lease_id, repo);
-    return rc;
+    if (rc) return rc;
+    if (sqlite3_changes(db->sql) == 0)
+        return ss_fail(err, SS_ERR_NOT_FOUND, "lease %s of %s is gone", lease_id, repo);
+    return SS_OK;
 }
 
 ss_rc ld_db_lease_set_expiry(ld_db *db, const char *repo, const char *id, int64_t expires_ms,
@@ -137,48 +103,82 @@ ss_rc ld_db_lease_set_expiry(ld_db *db, const char *repo, const char *id, int64_
 ss_rc ld_db_lease_set_put_seq(ld_db *db, const char *repo, const char *id, uint64_t seq,
                               ss_err *err)
 {
-    ss_rc rc;
-    pthread_mutex_lock(&db->mu);
-    rc = db_txn(db, S_BEGIN_IMMEDIATE, err);
-    if (rc) goto out;
+    ss_rc rc = db_begin(db, err);
+    if (rc) return rc;
     rc = lease_change(db, S_LEASE_PUT_SEQ, repo, id, (int64_t)seq, err);
-    if (!rc) rc = db_run(db, S_WRITER_ADD, repo, id, (int64_t)seq, err);
-    rc = db_finish(db, rc, err);
+    if (rc) goto out;
+    rc = db_run(db, S_WRITER_ADD, repo, id, (int64_t)seq, err);
 out:
-    pthread_mutex_unlock(&db->mu);
-    return rc;
+    return db_end(db, rc, err);
+}
+
+/* The lease (repo, id) ends: its PUT URLs counted into urls_until_ms; in a transaction. */
+static ss_rc lease_end(ld_db *db, const char *repo, const char *id, ss_err *err)
+{
+    ss_rc rc = db_run(db, S_URLS_UNTIL, repo, id, 0, err);
+    if (rc) return rc;
+    return lease_change(db, S_LEASE_DELETE, repo, id, 0, err);
 }
 
 ss_rc ld_db_lease_delete(ld_db *db, const char *repo, const char *id, ss_err *err)
 {
-    ss_rc rc;
-    pthread_mutex_lock(&db->mu);
-    if ((rc = db_txn(db, S_BEGIN_IMMEDIATE, err))) goto out;
-    if ((rc = db_run(db, S_DELETE_DIRTY, repo, id, 0, err)) ||
-        (rc = db_run(db, S_URLS_UNTIL, repo, id, 0, err)) ||
-        (rc = lease_change(db, S_LEASE_DELETE, repo, id, 0, err)) ||
-        (rc = db_txn(db, S_COMMIT, err)))
-        db_rollback(db);
+    ss_rc rc = db_begin(db, err);
+    if (rc) return rc;
+    rc = db_run(db, S_DELETE_DIRTY, repo, id, 0, err);
+    if (rc) goto out;
+    rc = lease_end(db, repo, id, err);
 out:
-    pthread_mutex_unlock(&db->mu);
+    return db_end(db, rc, err);
+}
+
+/* --- head ------------------------------------------------------------------------------ */
+
+ss_rc db_head_object(ld_db *db, const char *repo, uint64_t seq, const ss_store_stat *obj,
+                     ss_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ss_rc rc;
+    if (!obj || !obj->etag[0]) return SS_OK;
+    rc = db_take(db, S_HEAD_OBJECT, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
+    sqlite3_bind_text(st, 3, obj->etag, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)obj->size);
+    rc = db_step_done(db, st, "head object", err);
+    db_give(db, S_HEAD_OBJECT, st);
     return rc;
 }
 
 ss_rc ld_db_commit(ld_db *db, const char *repo, const char *id, uint64_t seq, int release,
                    const ss_store_stat *obj, ss_err *err)
 {
-    ss_rc rc;
-    pthread_mutex_lock(&db->mu);
-    if ((rc = db_txn(db, S_BEGIN_IMMEDIATE, err))) goto out;
-    if ((rc = lease_change(db, S_COMMIT_HEAD, repo, id, (int64_t)seq, err)) ||
-        (rc = db_head_object(db, repo, seq, obj, err)) ||
-        (release && (rc = db_run(db, S_URLS_UNTIL, repo, id, 0, err))) ||
-        (release && (rc = lease_change(db, S_LEASE_DELETE, repo, id, 0, err))) ||
-        (rc = db_txn(db, S_COMMIT, err)))
-        db_rollback(db);
+    ss_rc rc = db_begin(db, err);
+    if (rc) return rc;
+    rc = lease_change(db, S_COMMIT_HEAD, repo, id, (int64_t)seq, err);
+    if (rc) goto out;
+    rc = db_head_object(db, repo, seq, obj, err);
+    if (rc) goto out;
+    if (release) rc = lease_end(db, repo, id, err);
 out:
-    pthread_mutex_unlock(&db->mu);
-    return rc;
+    return db_end(db, rc, err);
+}
+
+ss_rc ld_db_repo_mark_dirty(ld_db *db, const char *repo, ss_err *err)
+{
+    return db_run_locked(db, S_REPO_MARK_DIRTY, repo, 0, err);
+}
+
+ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, const ss_store_stat *obj,
+                            ss_err *err)
+{
+    ss_rc rc = db_begin(db, err);
+    if (rc) return rc;
+    rc = db_run(db, S_REPO_RAISE_HEAD, repo, NULL, (int64_t)head, err);
+    if (rc) goto out;
+    rc = db_head_object(db, repo, head, obj, err);
+out:
+    return db_end(db, rc, err);
 }
 
 /* --- writers and rewind ---------------------------------------------------------------- */
@@ -194,8 +194,11 @@ ss_rc ld_db_writers(ld_db *db, const char *repo, uint64_t seq, ld_writers *ret, 
     if (rc) goto out;
     sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)seq);
-    while (ret->n < LD_WRITERS_MAX && (r = sqlite3_step(st)) == SQLITE_ROW)
+    while (ret->n < LD_WRITERS_MAX) {
+        r = sqlite3_step(st);
+        if (r != SQLITE_ROW) break;
         db_copy_text(ret->name[ret->n++], sizeof ret->name[0], sqlite3_column_text(st, 0));
+    }
     if (r != SQLITE_ROW && r != SQLITE_DONE) rc = db_sql_fail(db, err, "writers");
 out:
     db_give(db, S_WRITERS_GET, st);
@@ -204,12 +207,13 @@ out:
 }
 
 /* The lease of repo, ended as a release would: its PUT URLs counted into urls_until_ms. */
-static ss_rc end_lease(ld_db *db, const char *repo, ss_err *err)
+static ss_rc end_any_lease(ld_db *db, const char *repo, ss_err *err)
 {
     ld_lease_row lease;
     int found = 0;
-    ss_rc rc = lease_get(db, repo, &lease, &found, err);
-    if (rc || !found) return rc;
+    ss_rc rc = db_lease_get(db, repo, &lease, &found, err);
+    if (rc) return rc;
+    if (!found) return SS_OK;
     rc = db_run(db, S_URLS_UNTIL, repo, lease.id, 0, err);
     if (rc) return rc;
     return db_run(db, S_LEASE_DELETE, repo, lease.id, 0, err);
@@ -218,29 +222,24 @@ static ss_rc end_lease(ld_db *db, const char *repo, ss_err *err)
 ss_rc ld_db_rewind_begin(ld_db *db, const char *repo, uint64_t seq, ld_repo_row *ret_before,
                          ld_repo_row *ret_after, ss_err *err)
 {
-    ss_rc rc;
-    pthread_mutex_lock(&db->mu);
-    rc = db_txn(db, S_BEGIN_IMMEDIATE, err);
-    if (rc) goto out;
+    ss_rc rc = db_begin(db, err);
+    if (rc) return rc;
     rc = db_repo_get(db, repo, ret_before, err);
-    if (rc) goto end;
+    if (rc) goto out;
     if (seq > ret_before->head) {
         rc = ss_fail(err, SS_ERR_INVALID, "repository %s: head is %llu, below %llu", repo,
                      (unsigned long long)ret_before->head, (unsigned long long)seq);
-        goto end;
+        goto out;
     }
-    rc = end_lease(db, repo, err);
-    if (rc) goto end;
+    rc = end_any_lease(db, repo, err);
+    if (rc) goto out;
     rc = db_run(db, S_REWIND_BEGIN, repo, NULL, (int64_t)seq, err);
-    if (rc) goto end;
+    if (rc) goto out;
     rc = db_run(db, S_WRITERS_DROP, repo, NULL, (int64_t)seq, err);
-    if (rc) goto end;
+    if (rc) goto out;
     rc = db_repo_get(db, repo, ret_after, err);
-end:
-    rc = db_finish(db, rc, err);
 out:
-    pthread_mutex_unlock(&db->mu);
-    return rc;
+    return db_end(db, rc, err);
 }
 
 ss_rc ld_db_rewind_end(ld_db *db, const char *repo, ss_err *err)

@@ -1,9 +1,10 @@
 /*
- * db_impl.h: what db.c and db_head.c share, private to the two: the
+ * db_impl.h: what the files of lockd's database share, private to them: the
  * connection and its read cache, the prepared statements by call site, and
- * the helpers that run them. db.c owns the schema, devices and
- * repositories; db_head.c the leases, head, the writers of each sequence
- * and the rewind. Every helper here but db_run_locked expects db->mu held.
+ * the helpers that run them. db.c owns the connection, schema and SQL;
+ * db_admin.c devices and repositories; db_head.c the leases, head, the
+ * writers of each sequence and the rewind; db_cache.c the read cache.
+ * Every helper here but db_begin and db_run_locked expects db->mu held.
  */
 #ifndef LD_DB_IMPL_H
 #define LD_DB_IMPL_H
@@ -82,7 +83,7 @@ extern const char *const db_stmt_sql[S_COUNT];
  * Validity: lockd is NOT the only writer. The admin commands (device revoke,
  * which also deletes the device's lease; device add; repo add) run in
  * another process beside the server, and a revoked token must get 401 on the
- * very next request (tests/test-lockd.c, test_http_auth). So invalidating on
+ * very next request (tests/test-lockd-http.c, test_http_auth). So invalidating on
  * lockd's own write paths alone would be wrong. The cache is checked before
  * each use against two numbers: PRAGMA data_version, which changes when
  * another connection committed, and sqlite3_total_changes64, which changes
@@ -124,9 +125,6 @@ ss_rc db_take(ld_db *db, stmt_id id, sqlite3_stmt **st, ss_err *err);
 void db_give(ld_db *db, stmt_id id, sqlite3_stmt *st);
 /* Run a statement that returns no rows. */
 ss_rc db_step_done(ld_db *db, sqlite3_stmt *st, const char *what, ss_err *err);
-/* Record obj (NULL or without an ETag: nothing) as log/<seq>'s; inside a transaction. */
-ss_rc db_head_object(ld_db *db, const char *repo, uint64_t seq, const ss_store_stat *obj,
-                     ss_err *err);
 /* BEGIN, BEGIN IMMEDIATE, COMMIT or ROLLBACK. */
 ss_rc db_txn(ld_db *db, stmt_id id, ss_err *err);
 /* After a failed step inside a transaction: undo it, keep the first error. */
@@ -134,16 +132,33 @@ void db_rollback(ld_db *db);
 /* The end of a transaction that got to rc: COMMIT when SS_OK, else (or when
  * the COMMIT fails) ROLLBACK; the outcome. */
 ss_rc db_finish(ld_db *db, ss_rc rc, ss_err *err);
+/* A write transaction of its own: db_begin takes db->mu and begins (on
+ * failure it holds nothing); db_end(rc) is db_finish, then lets go of db->mu.
+ * Every change of state is one db_begin ... db_end. */
+ss_rc db_begin(ld_db *db, ss_err *err);
+ss_rc db_end(ld_db *db, ss_rc rc, ss_err *err);
 void db_copy_text(char *dst, size_t cap, const unsigned char *src);
-/* Empty the cache if the database changed since the last check; 0 when the
- * cache may be used. On a database error the cache is emptied and not used. */
-int db_cache_valid(ld_db *db);
-unsigned db_name_slot(const char *s);
 /* Run one statement inside the caller's transaction with ?1 = repo, ?2 = id,
  * ?3 = n; binding a number the statement does not use is harmless. */
 ss_rc db_run(ld_db *db, stmt_id id, const char *repo, const char *lease_id, int64_t n, ss_err *err);
 /* db_run with ?1 = repo, ?3 = n, as a transaction of its own (takes db->mu). */
 ss_rc db_run_locked(ld_db *db, stmt_id id, const char *repo, int64_t n, ss_err *err);
+
+/* db_cache.c: empty the cache; empty it if the database changed since the
+ * last check, 0 when the cache may be used (on a database error the cache is
+ * emptied and not used). */
+void db_cache_flush(ld_db *db);
+int db_cache_valid(ld_db *db);
+
+/* db_admin.c: the rows, uncached (SS_ERR_NOT_FOUND when absent). */
+ss_rc db_device_by_hash(ld_db *db, const unsigned char hash[LD_HASH_LEN], ld_device *ret,
+                        unsigned char ret_hash[LD_HASH_LEN], ss_err *err);
 ss_rc db_repo_get(ld_db *db, const char *name, ld_repo_row *ret, ss_err *err);
+
+/* db_head.c: the lease row of repo (*ret_found 0: none), uncached. */
+ss_rc db_lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_found, ss_err *err);
+/* Record obj (NULL or without an ETag: nothing) as log/<seq>'s; inside a transaction. */
+ss_rc db_head_object(ld_db *db, const char *repo, uint64_t seq, const ss_store_stat *obj,
+                     ss_err *err);
 
 #endif

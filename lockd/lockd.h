@@ -3,16 +3,19 @@
  *
  *   db.c      SQLite state: devices, repositories (head, next fencing token),
  *             leases, the writers of each sequence, the token secret (ld_db_*;
- *             db_head.c the leases, head and rewind part, db_impl.h private)
+ *             db_admin.c devices and repositories, db_head.c leases, head and
+ *             rewind, db_cache.c the read cache; db_impl.h private to them)
  *   lease.c   the lease state machine and head sequence per repository
  *             (ld_leases_*, ld_lease_*); the only writer of leases and head
- *             but for an admin's rewind
+ *             but for an admin's rewind; lease_repo.c the repositories served,
+ *             access, reconciliation and head reads (lease_impl.h private)
  *   presign.c which keys a device may get URLs for, and the URLs (ld_presign_*)
  *   body.c    request bodies -> checked fields (ld_body_*, in body.h: fuzzed alone)
  *   auth.c    device tokens: generation, keyed hash, Bearer check (ld_auth_*)
  *   config.c  the key=value configuration file (ld_config_*)
  *   metrics.c Prometheus counters and the latency histogram (ld_metrics_*)
- *   http.c    libmicrohttpd routes, JSON in and out (ld_http_*)
+ *   http.c    libmicrohttpd, authentication, JSON in and out (ld_http_*);
+ *             routes.c the table of routes and their handlers
  *   rewind.c  the admin's repo rewind: head back, the bucket above it deleted
  *             (ld_rewind)
  *   main.c    arguments, admin commands, server start, signals
@@ -32,12 +35,18 @@
 #include "s3store.h"
 #include "ss_error.h"
 
-#define LD_NAME_MAX 64     /* device and repository names: [A-Za-z0-9._-], 1..64 */
-#define LD_LEASE_ID_LEN 32 /* lower-case hex of 16 random bytes */
-#define LD_HASH_LEN 32     /* keyed BLAKE2b-256 of a device token */
-#define LD_TOKEN_BYTES 32  /* random bytes in a device token */
-#define LD_TOKEN_LEN 43    /* base64url without padding of LD_TOKEN_BYTES */
-#define LD_SEQ_DIGITS 20   /* log/<20 digits>, docs/FORMAT.md */
+#define LD_NAME_MAX 64       /* device and repository names: [A-Za-z0-9._-], 1..64 */
+#define LD_LEASE_ID_BYTES 16 /* random bytes in a lease id */
+#define LD_LEASE_ID_LEN (2 * LD_LEASE_ID_BYTES) /* its lower-case hex */
+#define LD_HASH_LEN 32                          /* keyed BLAKE2b-256 of a device token */
+#define LD_SECRET_LEN 32                        /* the token secret: the key of that hash */
+#define LD_TOKEN_BYTES 32                       /* random bytes in a device token */
+#define LD_TOKEN_LEN 43                         /* base64url without padding of LD_TOKEN_BYTES */
+#define LD_SEQ_DIGITS 20                        /* log/<20 digits>, docs/FORMAT.md */
+#define LD_LOG_KEY_SIZE 32                      /* "log/" + LD_SEQ_DIGITS + NUL fits */
+#define LD_ID_HEX 16    /* hex digits naming data/<seq>-<id> and keys/<id> (FORMAT.md) */
+#define LD_KEY_MAX 1024 /* longest object key a device may ask a URL for */
+#define LD_URL_MAX 1024 /* a repository's bucket URL, with its terminating NUL */
 
 /* --- time: every expiry decision asks this, so tests can move time ------- */
 
@@ -54,8 +63,8 @@ extern const ld_clock ld_clock_real;
 
 /* 1 if s is a valid device or repository name. */
 int ld_name_ok(const char *s);
-/* "log/" followed by seq as 20 digits, into out[32]. */
-void ld_log_key(uint64_t seq, char out[32]);
+/* "log/" followed by seq as 20 digits, into out[LD_LOG_KEY_SIZE]. */
+void ld_log_key(uint64_t seq, char out[LD_LOG_KEY_SIZE]);
 
 /* --- metrics ---------------------------------------------------------------- */
 
@@ -113,14 +122,14 @@ typedef struct ld_device {
 
 typedef struct ld_repo_row {
     char name[LD_NAME_MAX + 1];
-    char url[1024];
-    uint64_t head;         /* highest committed sequence, 0 for none */
-    uint64_t next_fencing; /* the token the next grant hands out (from 1) */
-    int dirty;             /* a lease ended after PUT URLs were issued, uncommitted */
-    int rewinding;         /* an admin's rewind is under way: no lease is granted */
-    int64_t urls_until_ms; /* no PUT URL issued for the repository is valid after this */
-    char head_etag[80];    /* log/<head>'s ETag when head moved there, "" when unknown */
-    uint64_t head_size;    /* and its size */
+    char url[LD_URL_MAX];
+    uint64_t head;               /* highest committed sequence, 0 for none */
+    uint64_t next_fencing;       /* the token the next grant hands out (from 1) */
+    int dirty;                   /* a lease ended after PUT URLs were issued, uncommitted */
+    int rewinding;               /* an admin's rewind is under way: no lease is granted */
+    int64_t urls_until_ms;       /* no PUT URL issued for the repository is valid after this */
+    char head_etag[SS_ETAG_MAX]; /* log/<head>'s ETag when head moved there, "" when unknown */
+    uint64_t head_size;          /* and its size */
 } ld_repo_row;
 
 typedef struct ld_lease_row {
@@ -137,7 +146,7 @@ typedef struct ld_lease_row {
  * the token secret on first use. */
 ss_rc ld_db_open(const char *path, ld_db **ret_db, ss_err *err);
 void ld_db_close(ld_db *db);
-void ld_db_secret(const ld_db *db, unsigned char out[32]);
+void ld_db_secret(const ld_db *db, unsigned char out[LD_SECRET_LEN]);
 
 ss_rc ld_db_device_add(ld_db *db, const char *name, const char *repo, int read_only,
                        const unsigned char hash[LD_HASH_LEN], int64_t now_ms, ss_err *err);
@@ -166,7 +175,7 @@ ss_rc ld_db_repo_raise_head(ld_db *db, const char *repo, uint64_t head, const ss
 ss_rc ld_db_lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_found, ss_err *err);
 /*
  * The repository row and its lease row (*ret_found 0 when none) as of one
- * snapshot, from the read cache while the database has not changed (db.c
+ * snapshot, from the read cache while the database has not changed (db_impl.h
  * says how that is checked): the hot read of GET head and of every lease
  * check.
  */
@@ -220,7 +229,7 @@ ss_rc ld_db_rewind_end(ld_db *db, const char *repo, ss_err *err);
 
 /* A fresh random token, base64url without padding, NUL-terminated. */
 void ld_auth_token_new(char out[LD_TOKEN_LEN + 1]);
-void ld_auth_hash(const unsigned char secret[32], const char *token,
+void ld_auth_hash(const unsigned char secret[LD_SECRET_LEN], const char *token,
                   unsigned char out[LD_HASH_LEN]);
 
 typedef enum ld_auth_result {
@@ -232,7 +241,7 @@ typedef enum ld_auth_result {
 
 /* Check an Authorization header value (may be NULL). SS_OK with *ret_result
  * telling the outcome; an error only when the database failed. */
-ss_rc ld_auth_check(ld_db *db, const unsigned char secret[32], const char *authorization,
+ss_rc ld_auth_check(ld_db *db, const unsigned char secret[LD_SECRET_LEN], const char *authorization,
                     ld_device *ret_dev, ld_auth_result *ret_result, ss_err *err);
 
 /* --- lease.c ---------------------------------------------------------------- */

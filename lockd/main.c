@@ -80,7 +80,7 @@ static int cmd_device(ld_db *db, int argc, char **argv)
     if (argc >= 2 && !strcmp(argv[1], "add")) {
         const char *name = argc > 2 ? argv[2] : NULL, *repo = NULL;
         int ro = 0;
-        unsigned char secret[32], hash[LD_HASH_LEN];
+        unsigned char secret[LD_SECRET_LEN], hash[LD_HASH_LEN];
         char token[LD_TOKEN_LEN + 1];
         for (int i = 3; i < argc; i++) {
             if (!strcmp(argv[i], "--repo") && i + 1 < argc)
@@ -171,20 +171,20 @@ typedef struct open_ctx {
     ld_leases *leases;
     ss_rc rc;
     ss_err err;
-    char (*prefixes)[1024];
+    char (*prefixes)[LD_URL_MAX];
     size_t n;
     ld_repo_row *rows;
     size_t n_rows;
 } open_ctx;
 
 /* "BUCKET/PREFIX/" of an s3:// URL, for the overlap check. */
-static void location(const char *url, char out[1024])
+static void location(const char *url, char out[LD_URL_MAX])
 {
     const char *p = url + 5;
     size_t n = strlen(p);
     while (n && p[n - 1] == '/')
         n--;
-    snprintf(out, 1024, "%.*s/", (int)n, p);
+    snprintf(out, LD_URL_MAX, "%.*s/", (int)n, p);
 }
 
 /* Copies the rows: the db holds its mutex during a list, and opening or
@@ -206,7 +206,7 @@ static int open_repo(open_ctx *c, const ld_repo_row *r)
 {
     ss_store_opts o;
     ss_store *store = NULL;
-    char loc[1024];
+    char loc[LD_URL_MAX];
     if (strncmp(r->url, "s3://", 5)) {
         c->rc = ss_fail(&c->err, SS_ERR_INVALID, "repository %s: %s is not s3://", r->name, r->url);
         return 1;
@@ -221,7 +221,7 @@ static int open_repo(open_ctx *c, const ld_repo_row *r)
                         "repository %s (%s) overlaps another repository's prefix", r->name, r->url);
             return 1;
         }
-    char(*t)[1024] = realloc(c->prefixes, (c->n + 1) * sizeof *t);
+    char(*t)[LD_URL_MAX] = realloc(c->prefixes, (c->n + 1) * sizeof *t);
     if (!t) {
         c->rc = ss_fail(&c->err, SS_ERR_NOMEM, "out of memory");
         return 1;
@@ -229,9 +229,10 @@ static int open_repo(open_ctx *c, const ld_repo_row *r)
     c->prefixes = t;
     memcpy(t[c->n++], loc, sizeof loc);
     ld_config_store_opts(c->cfg, &o);
-    if ((c->rc = ss_store_open(r->url, &o, &store, &c->err)) ||
-        (c->rc = ld_leases_add_repo(c->leases, r->name, store, &c->err)))
-        return 1;
+    c->rc = ss_store_open(r->url, &o, &store, &c->err);
+    if (c->rc) return 1;
+    c->rc = ld_leases_add_repo(c->leases, r->name, store, &c->err);
+    if (c->rc) return 1;
     return 0;
 }
 

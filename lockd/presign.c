@@ -30,15 +30,15 @@ int ld_name_ok(const char *s)
     return 1;
 }
 
-void ld_log_key(uint64_t seq, char out[32])
+void ld_log_key(uint64_t seq, char out[LD_LOG_KEY_SIZE])
 {
-    snprintf(out, 32, "log/%020" PRIu64, seq);
+    snprintf(out, LD_LOG_KEY_SIZE, "log/%020" PRIu64, seq);
 }
 
 int ld_key_ok(const char *key, int allow_empty, int allow_trailing_slash)
 {
     size_t len = key ? strlen(key) : 0, seg = 0;
-    if (!key || len > 1024) return 0;
+    if (!key || len > LD_KEY_MAX) return 0;
     if (!len) return allow_empty;
     for (size_t i = 0; i <= len; i++) {
         char c = key[i];
@@ -68,20 +68,20 @@ static uint64_t digits(const char *s, size_t n)
     return v;
 }
 
-static int hex16(const char *s)
+static int hex_id(const char *s)
 {
-    return strlen(s) == 16 && strspn(s, "0123456789abcdef") == 16;
+    return strlen(s) == LD_ID_HEX && strspn(s, "0123456789abcdef") == LD_ID_HEX;
 }
 
 int ld_put_key_ok(const char *key, uint64_t head)
 {
     const size_t d = LD_SEQ_DIGITS;
     if (!strcmp(key, "config")) return 1;
-    if (!strncmp(key, "keys/", 5)) return hex16(key + 5);
+    if (!strncmp(key, "keys/", 5)) return hex_id(key + 5);
     if (!strncmp(key, "log/", 4)) return strlen(key) == 4 + d && digits(key + 4, d) == head + 1;
     if (!strncmp(key, "data/", 5))
-        return strlen(key) == 5 + d + 1 + 16 && digits(key + 5, d) == head + 1 &&
-               key[5 + d] == '-' && hex16(key + 6 + d);
+        return strlen(key) == 5 + d + 1 + LD_ID_HEX && digits(key + 5, d) == head + 1 &&
+               key[5 + d] == '-' && hex_id(key + 6 + d);
     if (!strncmp(key, "checkpoints/", 12)) {
         uint64_t seq = strlen(key) == 12 + d ? digits(key + 12, d) : 0;
         return seq >= 1 && seq <= head;
@@ -174,25 +174,28 @@ ss_rc ld_presign(ld_leases *l, const ld_presign_limits *lim, const ld_device *de
     *ret = NULL;
     memset(out, 0, sizeof *out);
     /* Who may do what comes before what the body says (PROTOCOL.md, Errors). */
-    if ((rc = ld_lease_access(l, dev, repo, req.put, out))) return rc;
+    rc = ld_lease_access(l, dev, repo, req.put, out);
+    if (rc) return rc;
     if (body_rc) {
         *out = refused;
         return body_rc;
     }
     store = ld_leases_store(l, repo);
-    if (!(urls = json_array()) || !(kp = key_prefix(store))) {
+    urls = json_array();
+    kp = key_prefix(store);
+    if (!urls || !kp) {
         rc = ss_fail(&out->err, SS_ERR_NOMEM, "presign: out of memory");
         out->why = LD_WHY_INTERNAL;
         goto fail;
     }
     if (req.op == SS_PRESIGN_LIST) {
-        if ((rc = add_url(urls, store, SS_PRESIGN_LIST, req.prefix, req.start_after, expires, out)))
-            goto fail;
+        rc = add_url(urls, store, SS_PRESIGN_LIST, req.prefix, req.start_after, expires, out);
+        if (rc) goto fail;
     } else {
         if (req.put) {
-            if ((rc = ld_lease_begin_put(l, dev, repo, req.lease_id, req.fencing, &seq, &head,
-                                         &remaining_ms, out)))
-                goto fail;
+            rc = ld_lease_begin_put(l, dev, repo, req.lease_id, req.fencing, &seq, &head,
+                                    &remaining_ms, out);
+            if (rc) goto fail;
             /* Invariant 4: a URL never outlives the lease that allowed it. */
             if (remaining_ms < 1000) {
                 out->why = LD_WHY_STALE_LEASE;
@@ -224,10 +227,10 @@ ss_rc ld_presign(ld_leases *l, const ld_presign_limits *lim, const ld_device *de
                 }
             }
         }
-        for (size_t i = 0; i < req.n_keys; i++)
-            if ((rc = add_url(urls, store, req.op, ld_body_presign_key(&req, i), NULL, expires,
-                              out)))
-                goto fail;
+        for (size_t i = 0; i < req.n_keys; i++) {
+            rc = add_url(urls, store, req.op, ld_body_presign_key(&req, i), NULL, expires, out);
+            if (rc) goto fail;
+        }
     }
     res = json_pack("{s:s, s:I, s:s, s:o}", "op", req.op_name, "expires_in", (json_int_t)expires,
                     "key_prefix", kp, "urls", urls);

@@ -47,8 +47,10 @@ static uint64_t key_seq(const doomed *d, const char *key)
         seq = seq * 10 + (uint64_t)(*q - '0');
     }
     if (strcmp(d->prefix, "data/")) return *end ? 0 : seq;
-    return *end == '-' && strlen(end + 1) == 16 && strspn(end + 1, "0123456789abcdef") == 16 ? seq
-                                                                                             : 0;
+    return *end == '-' && strlen(end + 1) == LD_ID_HEX &&
+                   strspn(end + 1, "0123456789abcdef") == LD_ID_HEX
+               ? seq
+               : 0;
 }
 
 static int collect(void *ctx, const char *key, const ss_store_stat *st)
@@ -82,8 +84,9 @@ static ss_rc list_above(ss_store *store, doomed *d, ss_err *err)
     snprintf(after, sizeof after, "%s%0*" PRIu64 "%s", d->prefix, LD_SEQ_DIGITS, d->above,
              strcmp(d->prefix, "data/") ? "" : "-~");
     rc = ss_store_list(store, d->prefix, after, collect, d, err);
-    if (!rc && d->failed) rc = ss_fail(err, SS_ERR_NOMEM, "rewind: out of memory");
-    return rc;
+    if (rc) return rc;
+    if (d->failed) return ss_fail(err, SS_ERR_NOMEM, "rewind: out of memory");
+    return SS_OK;
 }
 
 static ss_rc delete_all(ss_store *store, const doomed *d, ss_err *err)
@@ -107,6 +110,20 @@ static void sleep_until(int64_t until_ms)
     }
 }
 
+/* Step 2 and 3 for one prefix: its keys above seq, listed then deleted; *ret_count how many. */
+static ss_rc clear_prefix(ss_store *store, const char *prefix, uint64_t seq, size_t *ret_count,
+                          ss_err *err)
+{
+    doomed d = {.prefix = prefix, .above = seq};
+    ss_rc rc = list_above(store, &d, err);
+    if (rc) goto out;
+    rc = delete_all(store, &d, err);
+out:
+    *ret_count = d.n;
+    doomed_free(&d);
+    return rc;
+}
+
 /* Steps 2 and 3 on the repository at url. counts[i]: what went of prefix i. */
 static ss_rc clear_above(const ld_config *cfg, const ld_repo_row *r, uint64_t seq, FILE *out,
                          size_t counts[3], ss_err *err)
@@ -124,13 +141,12 @@ static ss_rc clear_above(const ld_config *cfg, const ld_repo_row *r, uint64_t se
     }
     ld_config_store_opts(cfg, &o);
     rc = ss_store_open(r->url, &o, &store, err);
-    for (size_t i = 0; !rc && i < 3; i++) {
-        doomed d = {.prefix = prefixes[i], .above = seq};
-        rc = list_above(store, &d, err);
-        if (!rc) rc = delete_all(store, &d, err);
-        counts[i] = d.n;
-        doomed_free(&d);
+    if (rc) goto out;
+    for (size_t i = 0; i < 3; i++) {
+        rc = clear_prefix(store, prefixes[i], seq, &counts[i], err);
+        if (rc) goto out;
     }
+out:
     ss_store_free(store);
     return rc;
 }

@@ -183,11 +183,20 @@ ss_rc ss_aws_profile_load(const char *name, ss_aws_profile *ret, ss_err *err)
     memset(ret, 0, sizeof *ret);
     if (!name || !*name) name = env && *env ? env : "default";
     snprintf(ret->name, sizeof ret->name, "%s", name);
-    if (!(rc = parse_file(cred, name, 0, named, ret, err)) &&
-        !(rc = parse_file(conf, name, 1, named, ret, err)) && named && !ret->found)
+    rc = parse_file(cred, name, 0, named, ret, err);
+    if (rc) goto fail;
+    rc = parse_file(conf, name, 1, named, ret, err);
+    if (rc) goto fail;
+    if (named && !ret->found) {
         rc = ss_fail(err, SS_ERR_INVALID, "AWS profile '%s' is in neither %s nor %s", name,
                      cred ? cred : "~/.aws/credentials", conf ? conf : "~/.aws/config");
-    if (rc) ss_aws_profile_clear(ret);
+        goto fail;
+    }
+    free(cred);
+    free(conf);
+    return SS_OK;
+fail:
+    ss_aws_profile_clear(ret);
     free(cred);
     free(conf);
     return rc;

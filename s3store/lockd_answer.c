@@ -78,11 +78,11 @@ int lk_answer_parse_writers(const json_t *ans, char *out, size_t cap)
     const json_t *devices = json_object_get(ans, "devices");
     size_t n = json_array_size(devices), used = 0;
     out[0] = '\0';
-    if (!json_is_array(devices) || n > 4) return -1;
+    if (!json_is_array(devices) || n > LK_WRITERS_MAX) return -1;
     for (size_t i = 0; i < n; i++) {
         const char *name = json_string_value(json_array_get(devices, i));
         size_t len = name ? strlen(name) : 0;
-        if (!len || len > 64 || strspn(name, name_chars) != len) {
+        if (!len || len > LK_NAME_MAX || strspn(name, name_chars) != len) {
             out[0] = '\0';
             return -1;
         }

@@ -18,6 +18,12 @@
 
 /* The longest presigned URL lifetime S3 signs (SigV4: 7 days), in seconds. */
 #define LK_ANSWER_EXPIRES_MAX (7 * 24 * 3600)
+/* Device and repository names: 1..64 of [A-Za-z0-9._-] (PROTOCOL.md). */
+#define LK_NAME_MAX 64
+/* A lease id as this client accepts it, with its NUL (lockd's are 32 hex digits). */
+#define LK_LEASE_ID_SIZE 64
+/* How many writers of one sequence an answer may name. */
+#define LK_WRITERS_MAX 4
 
 /* The JSON object an answer's bytes hold (the caller's), or NULL when they hold none. */
 json_t *lk_answer_load(const char *buf, size_t len);
@@ -27,9 +33,9 @@ const char *lk_answer_str(const json_t *o, const char *key);
 
 /* A lease granted or renewed (201/200 of POST lease, POST lease/{id}/renew). */
 typedef struct lk_answer_lease {
-    char lease_id[64];  /* 1..63 lower-case hex digits */
-    json_int_t fencing; /* as lockd gave it: lockd checks it when it comes back */
-    int64_t ttl_ms;     /* > 0, or 0 when the answer gives none */
+    char lease_id[LK_LEASE_ID_SIZE]; /* 1..63 lower-case hex digits */
+    json_int_t fencing;              /* as lockd gave it: lockd checks it when it comes back */
+    int64_t ttl_ms;                  /* > 0, or 0 when the answer gives none */
 } lk_answer_lease;
 
 /* 0, or -1 when the answer lacks a well-formed lease_id or fencing_token. */
@@ -65,10 +71,10 @@ int lk_answer_parse_writers(const json_t *ans, char *out, size_t cap);
 /* A refusal (lockd's error object; ans may be NULL): each string one line of
  * printable text, "" when absent, cut to fit. */
 typedef struct lk_answer_refusal {
-    char code[64];          /* "lease_held", "stale_lease", ... */
-    char message[256];      /* for the user */
-    char holder[80];        /* lease_held: the device holding the lease */
-    int64_t retry_after_ms; /* lease_held: >= 0 */
+    char code[64];                 /* "lease_held", "stale_lease", ... */
+    char message[256];             /* for the user */
+    char holder[LK_NAME_MAX + 16]; /* lease_held: the holding device (a longer name is cut) */
+    int64_t retry_after_ms;        /* lease_held: >= 0 */
 } lk_answer_refusal;
 
 void lk_answer_parse_refusal(const json_t *ans, lk_answer_refusal *ret);

@@ -18,17 +18,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TOKEN_MAX 1024
+#define TOKEN_MAX 1024 /* longest device token read (lockd makes LD_TOKEN_LEN = 43) */
+#define BEARER "Bearer "
 #define LEASE_TTL_MS 60000  /* S3SYNC_LEASE_TTL_MS overrides */
 #define LEASE_WAIT_MS 15000 /* S3SYNC_LEASE_WAIT_MS: how long a held lease is waited for */
 #define COMMIT_TRIES 4
+#define WHAT_MAX 64   /* an API call's name in messages: "POST lease renew" */
+#define ROUTE_MAX 160 /* a route under the repository: /lease/<id>?fencing_token=<n> */
 
 /* One API call in flight. */
 typedef struct api_req {
     s3_req req;
     lk_client *k;
     char *url, *json_body;
-    char what[64]; /* "POST lease", for messages */
+    char what[WHAT_MAX]; /* "POST lease", for messages */
     ss_buf resp;
     ss_mem_reader mem;
     ss_store_reader rd;
@@ -41,28 +44,24 @@ static void sleep_ms(int64_t ms)
     }
 }
 
-static ss_rc add_header(struct curl_slist **l, const char *line)
-{
-    struct curl_slist *n = curl_slist_append(*l, line);
-    if (!n) return SS_ERR_NOMEM;
-    *l = n;
-    return SS_OK;
-}
-
 static ss_rc sign_api(void *ctx, s3_req *r, char **ret_url, struct curl_slist **ret_headers)
 {
     api_req *a = ctx;
-    char auth[TOKEN_MAX + 32];
-    ss_rc rc = (*ret_url = strdup(a->url)) ? SS_OK : SS_ERR_NOMEM;
-    if (!rc) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", a->k->token);
-        rc = add_header(ret_headers, auth);
-        sodium_memzero(auth, sizeof auth);
-    }
-    if (!rc) rc = add_header(ret_headers, "Content-Type: application/json");
-    if (!rc) rc = add_header(ret_headers, "Accept: application/json");
-    /* On failure the lines stay on the request, which wipes and frees them. */
-    return rc ? ss_fail(&r->err, rc, "%s %s: out of memory", r->op, r->key) : SS_OK;
+    char auth[sizeof BEARER + TOKEN_MAX];
+    ss_rc rc;
+    *ret_url = strdup(a->url);
+    if (!*ret_url) goto nomem;
+    snprintf(auth, sizeof auth, BEARER "%s", a->k->token);
+    rc = s3_header_add(ret_headers, "Authorization", auth);
+    sodium_memzero(auth, sizeof auth);
+    if (rc) goto nomem;
+    rc = s3_header_add(ret_headers, "Content-Type", "application/json");
+    if (rc) goto nomem;
+    rc = s3_header_add(ret_headers, "Accept", "application/json");
+    if (rc) goto nomem;
+    return SS_OK;
+nomem: /* the URL and lines stay on the request, which wipes and frees them */
+    return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
 }
 
 static void api_req_free(api_req *a)
@@ -92,8 +91,10 @@ ss_rc lk_api(lk_client *k, const char *method, const char *what, const char *rou
 
     *ret = NULL;
     if (!body && !strcmp(method, "POST")) goto nomem; /* json_pack failed */
-    if (!(a = calloc(1, sizeof *a)) || asprintf(&a->url, "%s%s", k->api, route) < 0) {
-        if (a) a->url = NULL;
+    a = calloc(1, sizeof *a);
+    if (!a) goto nomem;
+    if (asprintf(&a->url, "%s%s", k->api, route) < 0) {
+        a->url = NULL;
         goto nomem;
     }
     a->k = k;
@@ -107,8 +108,9 @@ ss_rc lk_api(lk_client *k, const char *method, const char *what, const char *rou
                       .sink = ss_buf_sink,
                       .sink_ctx = &a->resp,
                       .whole_body = SS_CAP_LOCKD_ANSWER};
-    if (body && !(a->json_body = json_dumps(body, JSON_COMPACT))) goto nomem;
     if (body) {
+        a->json_body = json_dumps(body, JSON_COMPACT);
+        if (!a->json_body) goto nomem;
         ss_mem_reader_init(&a->mem, a->json_body, strlen(a->json_body), &a->rd);
         a->req.body = &a->rd;
         a->req.body_len = strlen(a->json_body);
@@ -169,7 +171,11 @@ static ss_rc lease_acquire(lk_client *k, ss_err *err)
         lk_answer_refusal no;
         ss_rc rc = lk_api(k, "POST", "POST lease", "/lease",
                           json_pack("{s:I}", "ttl_ms", (json_int_t)k->lease_ttl_ms), &ans, err);
-        if (!rc) rc = lease_take(k, ans, err);
+        if (!rc) {
+            rc = lease_take(k, ans, err);
+            json_decref(ans);
+            return rc;
+        }
         lk_answer_parse_refusal(rc == SS_ERR_CONFLICT ? ans : NULL, &no);
         json_decref(ans);
         if (rc != SS_ERR_CONFLICT || strcmp(no.code, "lease_held")) return rc;
@@ -189,7 +195,7 @@ static ss_rc lease_acquire(lk_client *k, ss_err *err)
 /* Before a lockd call or upload: renew a held lease once a third of its TTL passed. */
 ss_rc lk_lease_keep(lk_client *k, ss_err *err)
 {
-    char route[128];
+    char route[ROUTE_MAX];
     json_t *ans = NULL;
     ss_rc rc;
     if (!k->leased || s3_now_ms() < k->renew_at_ms) return SS_OK;
@@ -198,7 +204,11 @@ ss_rc lk_lease_keep(lk_client *k, ss_err *err)
         k, "POST", "POST lease renew", route,
         json_pack("{s:I, s:I}", "fencing_token", k->fencing, "ttl_ms", (json_int_t)k->lease_ttl_ms),
         &ans, err);
-    if (!rc) rc = lease_take(k, ans, err);
+    if (!rc) {
+        rc = lease_take(k, ans, err);
+        json_decref(ans);
+        return rc;
+    }
     if (rc == SS_ERR_CONFLICT) { /* expired and maybe taken over: nothing written can commit */
         lk_answer_refusal no;
         lk_answer_parse_refusal(ans, &no);
@@ -218,7 +228,7 @@ ss_rc lk_lease_need(lk_client *k, ss_err *err)
 /* Give the lease back (best effort: an unreachable lockd lets it expire). */
 void lk_lease_release(lk_client *k)
 {
-    char route[160];
+    char route[ROUTE_MAX];
     json_t *ans = NULL;
     if (!k->leased) return;
     snprintf(route, sizeof route, "/lease/%s?fencing_token=%lld", k->lease_id,
@@ -261,11 +271,11 @@ ss_rc lk_commit(lk_client *k, uint64_t seq, ss_err *err)
         json_t *ans = NULL;
         lk_answer_refusal no;
         ss_rc rc = lk_lease_keep(k, err);
-        if (!rc)
-            rc = lk_api(k, "POST", "POST commit", "/commit",
-                        json_pack("{s:s, s:I, s:I, s:b}", "lease_id", k->lease_id, "fencing_token",
-                                  k->fencing, "seq", (json_int_t)seq, "release", 1),
-                        &ans, err);
+        if (rc) return lk_refused(k, NULL, rc, seq, err);
+        rc = lk_api(k, "POST", "POST commit", "/commit",
+                    json_pack("{s:s, s:I, s:I, s:b}", "lease_id", k->lease_id, "fencing_token",
+                              k->fencing, "seq", (json_int_t)seq, "release", 1),
+                    &ans, err);
         if (!rc) lease_forget(k); /* released with the commit */
         lk_answer_parse_refusal(rc == SS_ERR_CONFLICT ? ans : NULL, &no);
         if (rc == SS_ERR_CONFLICT && !strcmp(no.code, "object_missing")) {
@@ -296,13 +306,13 @@ ss_rc lk_presign(lk_client *k, json_t *body, const char *key, char **ret_url, js
         *ret_ans = ans;
         return rc;
     }
-    if (lk_answer_parse_presigned(ans, &got))
-        rc = ss_fail(err, SS_ERR_STORE, "%s: presign %s: the answer holds no http(s) URL", k->where,
-                     key);
-    else if (!(*ret_url = strdup(got.url)))
-        rc = ss_fail(err, SS_ERR_NOMEM, "presign %s: out of memory", key);
     *ret_ans = ans;
-    return rc;
+    if (lk_answer_parse_presigned(ans, &got))
+        return ss_fail(err, SS_ERR_STORE, "%s: presign %s: the answer holds no http(s) URL",
+                       k->where, key);
+    *ret_url = strdup(got.url);
+    if (!*ret_url) return ss_fail(err, SS_ERR_NOMEM, "presign %s: out of memory", key);
+    return SS_OK;
 }
 
 /* The token of path into sodium_malloc'ed memory: one line of printable characters. */
@@ -323,19 +333,22 @@ static ss_rc read_token(const lk_client *k, const char *path, char **ret, ss_err
     while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
         len--;
     buf[len] = '\0';
-    if (len > TOKEN_MAX)
+    if (len > TOKEN_MAX) {
         rc = ss_fail(err, SS_ERR_INVALID, "token file %s: too long for a token", path);
-    for (size_t i = 0; !rc && i <= len; i++)
-        if (i == len ? !len : buf[i] <= ' ' || buf[i] > '~')
+        goto fail;
+    }
+    for (size_t i = 0; i <= len; i++)
+        if (i == len ? !len : buf[i] <= ' ' || buf[i] > '~') {
             rc = ss_fail(
                 err, SS_ERR_INVALID,
                 "token file %s does not hold a token (one line, as `device add` printed it)", path);
-    if (rc) {
-        sodium_free(buf); /* wipes */
-        return rc;
-    }
+            goto fail;
+        }
     *ret = buf;
     return SS_OK;
+fail:
+    sodium_free(buf); /* wipes */
+    return rc;
 }
 
 /* 1 when host (of an http:// URL: NAME, IPv4 or [IPv6]) is this machine: localhost,
@@ -393,7 +406,8 @@ ss_rc lk_client_init(lk_client *k, const char *where, const char *location, cons
     k->where = where;
     k->http = http;
     if ((strncmp(location, "http://", 7) && strncmp(location, "https://", 8)) || !slash ||
-        slash == auth + 3 || !rlen || rlen > 64 || *repo == '.' || (repo[rlen] && repo[rlen + 1]) ||
+        slash == auth + 3 || !rlen || rlen > LK_NAME_MAX || *repo == '.' ||
+        (repo[rlen] && repo[rlen + 1]) ||
         strspn(repo, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != rlen)
         return ss_fail(err, SS_ERR_INVALID,
                        "store URL '%s': expected lockd:http(s)://HOST:PORT/REPO", where);

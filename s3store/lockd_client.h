@@ -28,7 +28,7 @@ typedef struct lk_client {
     s3_http *http;     /* the store's engine (borrowed) */
     int64_t lease_ttl_ms, lease_wait_ms;
     int leased; /* the lease below is held */
-    char lease_id[64];
+    char lease_id[LK_LEASE_ID_SIZE];
     json_int_t fencing;
     int64_t renew_at_ms;
     uint64_t taken_seq; /* writes of this sequence were refused: none until the next pull */

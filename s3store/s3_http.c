@@ -108,6 +108,28 @@ void s3_req_cleanup(s3_req *r)
     r->errbody_cut = 0;
 }
 
+ss_rc s3_header_add(struct curl_slist **l, const char *name, const char *value)
+{
+    char *line = NULL;
+    struct curl_slist *n = NULL;
+    if (asprintf(&line, "%s: %s", name, value) < 0) return SS_ERR_NOMEM;
+    n = curl_slist_append(*l, line);
+    sodium_memzero(line, strlen(line));
+    free(line);
+    if (!n) return SS_ERR_NOMEM;
+    *l = n;
+    return SS_OK;
+}
+
+void s3_req_get_range(s3_req *r, uint64_t off, uint64_t len, ss_store_write_fn write, void *ctx)
+{
+    r->sink = write;
+    r->sink_ctx = ctx;
+    r->use_range = off != 0 || len != SS_TO_END;
+    r->range_off = off;
+    r->range_len = len;
+}
+
 void s3_req_put_stat(const s3_req *r, uint64_t len, ss_store_stat *ret_stat)
 {
     memset(ret_stat, 0, sizeof *ret_stat);
@@ -232,11 +254,14 @@ static ss_rc setup_attempt(s3_http *h, s3_req *r)
     }
     rc = r->sign(r->sign_ctx, r, &r->url, &r->headers);
     if (rc) return rc;
-    if (add_range(r) || !(l = curl_slist_append(r->headers, "Expect:")))
-        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
+    rc = add_range(r);
+    if (rc) return ss_fail(&r->err, rc, "%s %s: out of memory", r->op, r->key);
+    l = curl_slist_append(r->headers, "Expect:");
+    if (!l) return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
     r->headers = l;
-    if (!(e = r->easy = curl_easy_init()))
-        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
+    e = curl_easy_init();
+    r->easy = e;
+    if (!e) return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
     curl_easy_setopt(e, CURLOPT_URL, r->url);
     /* Endpoints and lockd's URLs are checked to be http(s) already; curl also refuses any other. */
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -346,7 +371,8 @@ ss_rc s3_list_page(const ss_buf *pg, const char *strip, const char *what, ss_sto
         }
         if (key && !strncmp(key, strip, slen)) {
             free(page->last_key);
-            if (!(page->last_key = strdup(key + slen)))
+            page->last_key = strdup(key + slen);
+            if (!page->last_key)
                 rc = ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", what);
             else if (fn(ctx, key + slen, &st))
                 page->stopped = 1;
@@ -547,6 +573,27 @@ ss_rc s3_http_run(s3_http *h, s3_req *r)
         others = next;
     }
     return r->rc;
+}
+
+ss_rc s3_http_call(s3_http *h, s3_req *r, ss_err *err)
+{
+    ss_rc rc = s3_http_run(h, r);
+    if (rc && err) *err = r->err;
+    return rc;
+}
+
+void s3_http_xfer_step(ss_store *s, s3_http *h, int block, s3_xfer_done_fn done_fn,
+                       ss_xfer_op **ret_done)
+{
+    s3_req *done = s3_http_step(h, block);
+    *ret_done = NULL;
+    while (done) {
+        s3_req *next = done->next;
+        ss_xfer_op *op = done_fn(s, done);
+        op->next = *ret_done;
+        *ret_done = op;
+        done = next;
+    }
 }
 
 void s3_req_bind_xfer(s3_req *r, ss_xfer_op *op, ss_mem_reader *mem, ss_store_reader *rd,

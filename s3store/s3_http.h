@@ -17,6 +17,8 @@
 #include "s3store.h"
 #include "ss_buf.h"
 
+#define S3_CODE_MAX 64 /* an S3 error Code, with its NUL: longer ones are cut */
+
 typedef struct s3_http s3_http;
 typedef struct s3_req s3_req;
 
@@ -44,9 +46,9 @@ struct s3_req {
     long status;
     ss_rc rc;
     ss_err err;
-    char code[64]; /* the S3 error's Code ("InvalidAccessKeyId"), "" when none */
+    char code[S3_CODE_MAX]; /* the S3 error's Code ("InvalidAccessKeyId"), "" when none */
     unsigned attempts;
-    char etag[80];
+    char etag[SS_ETAG_MAX];
     uint64_t content_length;
     uint64_t range_total; /* the object's size N from "Content-Range: bytes A-B/N" */
     int has_range_total;  /* a Content-Range with a size came */
@@ -78,8 +80,15 @@ s3_req *s3_http_step(s3_http *h, int block);
 /* Start r and run until it finishes; other requests progress meanwhile (kept on the finished list).
  */
 ss_rc s3_http_run(s3_http *h, s3_req *r);
+/* s3_http_run, and on failure *err (when not NULL) says why (r->err). */
+ss_rc s3_http_call(s3_http *h, s3_req *r, ss_err *err);
 /* Release a finished request's engine resources. */
 void s3_req_cleanup(s3_req *r);
+/* Append the header line "name: value" to *l (the line is wiped after curl
+ * copied it: it may carry a credential); SS_ERR_NOMEM leaves *l as it was. */
+ss_rc s3_header_add(struct curl_slist **l, const char *name, const char *value);
+/* r a GET of [off, off + len) (len SS_TO_END: to the end) into write(ctx). */
+void s3_req_get_range(s3_req *r, uint64_t off, uint64_t len, ss_store_write_fn write, void *ctx);
 /* What a PUT of len bytes that r made leaves in the store: len and the ETag it answered. */
 void s3_req_put_stat(const s3_req *r, uint64_t len, ss_store_stat *ret_stat);
 
@@ -113,5 +122,13 @@ struct ss_xfer_dst;
 struct ss_mem_reader;
 void s3_req_bind_xfer(s3_req *r, struct ss_xfer_op *op, struct ss_mem_reader *mem,
                       ss_store_reader *rd, struct ss_xfer_dst *dst);
+/*
+ * A backend's xfer_step on h: each request that finished goes to done(s, r),
+ * which settles its op (ss_xfer_settle and the backend's own judgement),
+ * frees the call r belongs to and returns the op; *ret_done lists the ops.
+ */
+typedef struct ss_xfer_op *(*s3_xfer_done_fn)(ss_store *s, s3_req *r);
+void s3_http_xfer_step(ss_store *s, s3_http *h, int block, s3_xfer_done_fn done,
+                       struct ss_xfer_op **ret_done);
 
 #endif

@@ -82,10 +82,11 @@ enum { SS_ADDR_AUTO = 0, SS_ADDR_PATH, SS_ADDR_VHOST };
 
 #define SS_PUT_CREATE_ONLY 0x1u /* If-None-Match: *; SS_ERR_EXISTS when taken */
 #define SS_TO_END UINT64_MAX    /* length meaning "to the end of the object" */
+#define SS_ETAG_MAX 80          /* an ETag, unquoted, with its NUL: longer ones are cut */
 
 typedef struct ss_store_stat {
     uint64_t size;
-    char etag[80]; /* opaque, unquoted */
+    char etag[SS_ETAG_MAX]; /* opaque, unquoted */
 } ss_store_stat;
 
 /* A body to upload, and a sink for downloaded bytes (base/io.h). */

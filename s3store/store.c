@@ -273,19 +273,23 @@ static ss_rc get_capped(ss_store *store, const char *key, uint64_t off, uint64_t
     *ret_len = 0;
     if (check_key(key, err)) return SS_ERR_INVALID;
     rc = store->ops->get(store, key, off, len, capped_sink, &c, err);
-    if (c.over)
+    if (c.over) {
         rc = ss_fail(err, SS_ERR_INTEGRITY,
                      "GET %s from %s: more than %zu bytes, the most this read takes: refused", key,
                      store->url, max);
-    if (!rc && ss_buf_append(&c.buf, "", 0))
+        goto fail;
+    }
+    if (rc) goto fail;
+    if (ss_buf_append(&c.buf, "", 0)) {
         rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
-    if (rc) {
-        ss_buf_free(&c.buf);
-        return rc;
+        goto fail;
     }
     *ret_buf = c.buf.p;
     *ret_len = c.buf.len;
     return SS_OK;
+fail:
+    ss_buf_free(&c.buf);
+    return rc;
 }
 
 ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len, void **ret_buf,
@@ -339,8 +343,8 @@ ss_rc ss_store_probe_create_only(ss_store *store, ss_err *err)
     if (store->ops->leased) return SS_OK;
     randombytes_buf(id, sizeof id);
     snprintf(key, sizeof key, "probe/%s", sodium_bin2hex(hex, sizeof hex, id, sizeof id));
-    if ((rc = ss_store_put(store, key, body1, sizeof body1 - 1, SS_PUT_CREATE_ONLY, err)))
-        return rc;
+    rc = ss_store_put(store, key, body1, sizeof body1 - 1, SS_PUT_CREATE_ONLY, err);
+    if (rc) return rc;
     rc = ss_store_put(store, key, body2, sizeof body2 - 1, SS_PUT_CREATE_ONLY, err);
     ss_store_delete(store, key, &ignored); /* a leftover probe is harmless */
     if (rc == SS_ERR_EXISTS) return SS_OK;

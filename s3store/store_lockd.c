@@ -89,11 +89,13 @@ static ss_rc sign_call(void *ctx, s3_req *r, char **ret_url, struct curl_slist *
 {
     lk_call *c = ctx;
     struct curl_slist *l = NULL;
-    if (!(*ret_url = strdup(c->url)) ||
-        (c->create_only && !(l = curl_slist_append(NULL, "If-None-Match: *"))))
-        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
+    *ret_url = strdup(c->url);
+    if (!*ret_url) goto nomem;
+    if (c->create_only && s3_header_add(&l, "If-None-Match", "*")) goto nomem;
     *ret_headers = l;
     return SS_OK;
+nomem: /* the URL stays on the request, which frees it */
+    return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
 }
 
 static void call_free(lk_call *c)
@@ -127,9 +129,7 @@ static lk_call *object_call(int put, const char *key, char *url)
 /* Run an object request; its rc, err set on failure. */
 static ss_rc run_call(ss_store *s, lk_call *c, ss_err *err)
 {
-    ss_rc rc = s3_http_run(lk_of(s)->http, &c->req);
-    if (rc && err) *err = c->req.err;
-    return rc;
+    return s3_http_call(lk_of(s)->http, &c->req, err);
 }
 
 /* --- presigned URLs ---------------------------------------------------------------- */
@@ -170,7 +170,9 @@ static ss_rc get_url(ss_store *s, const char *key, char **ret_url, ss_err *err)
         lk_answer_parse_presigned(ans, &got);
         json_decref(ans);
         if (rc) return rc;
-        if (!(e = calloc(1, sizeof *e)) || !(e->key = strdup(key))) {
+        e = calloc(1, sizeof *e);
+        if (e) e->key = strdup(key);
+        if (!e || !e->key) {
             free(url);
             if (e) url_entry_free(e);
             return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
@@ -213,14 +215,16 @@ static ss_rc put_url(ss_store *s, const char *key, unsigned flags, char **ret_ur
         return ss_fail(err, SS_ERR_EXISTS,
                        "PUT %s: sequence %llu was refused; pulling and rebuilding", key,
                        (unsigned long long)seq);
-    if ((rc = lk_lease_need(&lk->k, err))) return rc;
+    rc = lk_lease_need(&lk->k, err);
+    if (rc) return rc;
     rc = lk_presign(client_of(s),
                     json_pack("{s:s, s:[s], s:s, s:I}", "op", "put", "keys", key, "lease_id",
                               lk->k.lease_id, "fencing_token", lk->k.fencing),
                     key, ret_url, &ans, err);
     rc = lk_refused(&lk->k, ans, rc, seq, err);
-    if (!rc && !lk_answer_parse_presigned(ans, &got))
-        *ret_expires_at_ms = s3_now_ms() + got.expires_ms;
+    if (rc) goto out;
+    if (!lk_answer_parse_presigned(ans, &got)) *ret_expires_at_ms = s3_now_ms() + got.expires_ms;
+out:
     json_decref(ans);
     return rc;
 }
@@ -264,13 +268,13 @@ static ss_rc lk_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
                     const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err)
 {
     char *url = NULL;
-    lk_call *c;
+    lk_call *c = NULL;
     unsigned attempts;
     int64_t expires_at_ms = 0;
     ss_rc rc = put_url(s, key, flags, &url, &expires_at_ms, err);
     if (rc) return rc;
-    if (!(c = object_call(1, key, url)))
-        return ss_fail(err, SS_ERR_NOMEM, "PUT %s: out of memory", key);
+    c = object_call(1, key, url);
+    if (!c) return ss_fail(err, SS_ERR_NOMEM, "PUT %s: out of memory", key);
     c->expires_at_ms = expires_at_ms;
     c->req.body = body;
     c->req.body_len = len;
@@ -287,17 +291,14 @@ static ss_rc lk_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
                     ss_store_write_fn write, void *ctx, ss_err *err)
 {
     char *url = NULL;
-    lk_call *c;
+    lk_call *c = NULL;
     ss_rc rc;
     if (len == 0) return SS_OK;
-    if ((rc = get_url(s, key, &url, err))) return rc;
-    if (!(c = object_call(0, key, url)))
-        return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
-    c->req.sink = write;
-    c->req.sink_ctx = ctx;
-    c->req.use_range = off != 0 || len != SS_TO_END;
-    c->req.range_off = off;
-    c->req.range_len = len;
+    rc = get_url(s, key, &url, err);
+    if (rc) return rc;
+    c = object_call(0, key, url);
+    if (!c) return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
+    s3_req_get_range(&c->req, off, len, write, ctx);
     rc = run_call(s, c, err);
     call_free(c);
     return rc;
@@ -307,11 +308,11 @@ static ss_rc lk_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
 static ss_rc lk_head(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err)
 {
     char *url = NULL;
-    lk_call *c;
-    ss_rc rc;
-    if ((rc = get_url(s, key, &url, err))) return rc;
-    if (!(c = object_call(0, key, url)))
-        return ss_fail(err, SS_ERR_NOMEM, "HEAD %s: out of memory", key);
+    lk_call *c = NULL;
+    ss_rc rc = get_url(s, key, &url, err);
+    if (rc) return rc;
+    c = object_call(0, key, url);
+    if (!c) return ss_fail(err, SS_ERR_NOMEM, "HEAD %s: out of memory", key);
     c->req.op = "HEAD";
     c->req.use_range = 1;
     c->req.range_len = 1;
@@ -346,22 +347,30 @@ static ss_rc list_log(ss_store *s, uint64_t after, ss_store_list_fn fn, void *ct
     lk_lease_keep(client_of(s), NULL);
     client_of(s)->taken_seq = 0; /* the engine pulls: it may write again */
     rc = lk_api(client_of(s), "GET", "GET head", "/head", NULL, &ans, err);
-    if (!rc && lk_answer_parse_head(ans, &head))
+    if (rc) goto fail;
+    if (lk_answer_parse_head(ans, &head)) {
         rc = ss_fail(err, SS_ERR_STORE, "%s: GET head: no head in the answer", s->url);
+        goto fail;
+    }
     /* Each sequence listed becomes memory in the engine: a head beyond reason is a lie. */
-    if (!rc && head > after && head - after > SS_CAP_LOCKD_LOG_AHEAD)
+    if (head > after && head - after > SS_CAP_LOCKD_LOG_AHEAD) {
         rc = ss_fail(err, SS_ERR_STORE,
                      "%s: GET head: head %llu is more than %u sequences past log/%0*llu, the most "
                      "one listing takes: refused",
                      s->url, (unsigned long long)head, SS_CAP_LOCKD_LOG_AHEAD, LK_SEQ_DIGITS,
                      (unsigned long long)after);
+        goto fail;
+    }
     lk_answer_parse_head_object(ans, &top);
     json_decref(ans);
-    for (uint64_t n = after + 1; !rc && n <= head; n++) {
+    for (uint64_t n = after + 1; n <= head; n++) {
         char key[sizeof LK_LOG_PREFIX + LK_SEQ_DIGITS];
         snprintf(key, sizeof key, LK_LOG_PREFIX "%0*llu", LK_SEQ_DIGITS, (unsigned long long)n);
         if (fn(ctx, key, n == head ? &top : &none)) break;
     }
+    return SS_OK;
+fail:
+    json_decref(ans);
     return rc;
 }
 
@@ -372,24 +381,26 @@ static ss_rc list_page(ss_store *s, const char *prefix, const char *after, ss_st
     json_t *ans = NULL;
     char *url = NULL;
     lk_call *c = NULL;
+    lk_answer_presigned got;
     ss_rc rc = lk_presign(
         client_of(s),
         json_pack("{s:s, s:s, s:s}", "op", "list", "prefix", prefix, "start_after", after), prefix,
         &url, &ans, err);
-    if (!rc && !(c = object_call(0, prefix, url)))
+    if (rc) goto out;
+    c = object_call(0, prefix, url);
+    if (!c) {
         rc = ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
-    if (!rc) {
-        c->req.op = "LIST";
-        c->req.sink = ss_buf_sink;
-        c->req.sink_ctx = &c->resp;
-        c->req.whole_body = SS_CAP_LIST_PAGE;
-        rc = run_call(s, c, err);
+        goto out;
     }
-    if (!rc) {
-        lk_answer_presigned got;
-        lk_answer_parse_presigned(ans, &got); /* accepted by lk_presign */
-        rc = s3_list_page(&c->resp, got.key_prefix, prefix, fn, ctx, page, err);
-    }
+    c->req.op = "LIST";
+    c->req.sink = ss_buf_sink;
+    c->req.sink_ctx = &c->resp;
+    c->req.whole_body = SS_CAP_LIST_PAGE;
+    rc = run_call(s, c, err);
+    if (rc) goto out;
+    lk_answer_parse_presigned(ans, &got); /* accepted by lk_presign */
+    rc = s3_list_page(&c->resp, got.key_prefix, prefix, fn, ctx, page, err);
+out:
     call_free(c);
     json_decref(ans);
     return rc;
@@ -400,15 +411,16 @@ static ss_rc list_pages(ss_store *s, const char *prefix, const char *start_after
                         ss_store_list_fn fn, void *ctx, ss_err *err)
 {
     char *after = strdup(start_after);
-    ss_rc rc = after ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
+    ss_rc rc = SS_OK;
+    if (!after) return ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
     lk_lease_keep(client_of(s), NULL);
-    while (!rc) {
+    for (;;) {
         s3_page page = {0};
         rc = list_page(s, prefix, after, fn, ctx, &page, err);
         free(page.next_token);
         free(after);
         after = page.last_key;
-        if (!page.truncated || page.stopped || !after) break;
+        if (rc || !page.truncated || page.stopped || !after) break;
     }
     free(after);
     return rc;
@@ -434,9 +446,13 @@ static ss_rc lk_writer(ss_store *s, const char *key, char *ret, size_t cap, ss_e
         return ss_fail(err, SS_ERR_NOT_FOUND, "%s records writers of log/ only", s->url);
     snprintf(route, sizeof route, "/writers/%llu", (unsigned long long)seq);
     rc = lk_api(client_of(s), "GET", "GET writers", route, NULL, &ans, err);
-    if (!rc && lk_answer_parse_writers(ans, ret, cap))
+    if (rc) goto out;
+    if (lk_answer_parse_writers(ans, ret, cap)) {
         rc = ss_fail(err, SS_ERR_STORE, "%s: GET writers: not a list of device names", s->url);
-    if (!rc && !ret[0]) rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s: nobody wrote %s", s->url, key);
+        goto out;
+    }
+    if (!ret[0]) rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s: nobody wrote %s", s->url, key);
+out:
     json_decref(ans);
     return rc;
 }
@@ -446,35 +462,35 @@ static ss_rc lk_writer(ss_store *s, const char *key, char *ret, size_t cap, ss_e
 static ss_rc lk_xfer_start(ss_store *s, ss_xfer_op *op)
 {
     char *url = NULL;
-    lk_call *c;
+    lk_call *c = NULL;
     int64_t expires_at_ms = 0;
     ss_rc rc = op->is_put ? put_url(s, op->key, op->flags, &url, &expires_at_ms, &op->err)
                           : get_url(s, op->key, &url, &op->err);
     if (rc) return op->rc = rc;
-    if (!(c = object_call(op->is_put, op->key, url)))
-        return op->rc = ss_fail(&op->err, SS_ERR_NOMEM, "%s: out of memory", op->key);
+    c = object_call(op->is_put, op->key, url);
+    if (!c) return op->rc = ss_fail(&op->err, SS_ERR_NOMEM, "%s: out of memory", op->key);
     c->expires_at_ms = expires_at_ms;
     s3_req_bind_xfer(&c->req, op, &c->mem, &c->rd, &c->dst);
     s3_http_start(lk_of(s)->http, &c->req);
     return SS_OK;
 }
 
+static ss_xfer_op *lk_xfer_done(ss_store *s, s3_req *done)
+{
+    lk_call *c = done->user;
+    ss_xfer_op *op = c->dst.op;
+    ss_xfer_settle(s, op, &c->dst, done->rc, &done->err, done->attempts);
+    if (op->is_put) {
+        op->rc = put_refused(s, c, op->key, op->rc, &op->err);
+        op->rc = after_put(s, op->key, op->rc, &op->err);
+    }
+    call_free(c);
+    return op;
+}
+
 static void lk_xfer_step(ss_store *s, int block, ss_xfer_op **ret_done)
 {
-    s3_req *done = s3_http_step(lk_of(s)->http, block);
-    *ret_done = NULL;
-    while (done) {
-        s3_req *next = done->next;
-        lk_call *c = done->user;
-        ss_xfer_op *op = c->dst.op;
-        ss_xfer_settle(s, op, &c->dst, done->rc, &done->err, done->attempts);
-        if (op->is_put) op->rc = put_refused(s, c, op->key, op->rc, &op->err);
-        if (op->is_put) op->rc = after_put(s, op->key, op->rc, &op->err);
-        call_free(c);
-        op->next = *ret_done;
-        *ret_done = op;
-        done = next;
-    }
+    s3_http_xfer_step(s, lk_of(s)->http, block, lk_xfer_done, ret_done);
 }
 
 /* --- open and close ---------------------------------------------------------------------- */
@@ -505,12 +521,14 @@ static ss_rc lk_open(ss_store *s, const char *location, const ss_store_opts *opt
     ss_rc rc;
     if (!lk) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
     s->impl = lk;
-    if ((rc = s3_http_new(opts, &s->counts, &lk->http, err)) ||
-        (rc = lk_client_init(&lk->k, s->url, location, token, lk->http, err))) {
-        lk_close(s);
-        return rc;
-    }
+    rc = s3_http_new(opts, &s->counts, &lk->http, err);
+    if (rc) goto fail;
+    rc = lk_client_init(&lk->k, s->url, location, token, lk->http, err);
+    if (rc) goto fail;
     return SS_OK;
+fail:
+    lk_close(s);
+    return rc;
 }
 
 const ss_store_ops ss_store_lockd_ops = {

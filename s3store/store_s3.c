@@ -170,18 +170,22 @@ static ss_rc s3_open(ss_store *s, const char *location, const ss_store_opts *opt
     if (!s3) return ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
     s->impl = s3;
     s3->clock = opts->clock ? opts->clock : NULL;
-    if ((rc = ss_aws_profile_load(opts->profile, &prof, err))) goto fail; /* names the files */
+    rc = ss_aws_profile_load(opts->profile, &prof, err); /* names the files */
+    if (rc) goto fail;
     s3->region = env_or(opts->region, "AWS_REGION", "AWS_DEFAULT_REGION");
     if (!s3->region) s3->region = strdup(prof.region && *prof.region ? prof.region : "us-east-1");
     if (!s3->region) {
         rc = ss_fail(err, SS_ERR_NOMEM, "store %s: out of memory", s->url);
         goto fail;
     }
-    if ((rc = pick_credentials(s, s3, opts, &prof, err))) goto fail;
-    if ((rc = parse_location(s, s3, location, err)) ||
-        (rc = parse_endpoint(s, s3, opts, &prof, err)) ||
-        (rc = s3_http_new(opts, &s->counts, &s3->http, err)))
-        goto fail;
+    rc = pick_credentials(s, s3, opts, &prof, err);
+    if (rc) goto fail;
+    rc = parse_location(s, s3, location, err);
+    if (rc) goto fail;
+    rc = parse_endpoint(s, s3, opts, &prof, err);
+    if (rc) goto fail;
+    rc = s3_http_new(opts, &s->counts, &s3->http, err);
+    if (rc) goto fail;
     ss_aws_profile_clear(&prof);
     return SS_OK;
 fail:
@@ -213,18 +217,6 @@ static time_t sign_time(s3_store *s3)
     return s3->clock ? s3->clock() : time(NULL);
 }
 
-static ss_rc append(struct curl_slist **l, const char *name, const char *value)
-{
-    char *line = NULL;
-    struct curl_slist *n;
-    if (asprintf(&line, "%s: %s", name, value) < 0) return SS_ERR_NOMEM;
-    n = curl_slist_append(*l, line);
-    free(line);
-    if (!n) return SS_ERR_NOMEM;
-    *l = n;
-    return SS_OK;
-}
-
 static ss_rc sign_call(void *ctx, s3_req *r, char **ret_url, struct curl_slist **ret_headers)
 {
     s3_call *c = ctx;
@@ -247,20 +239,29 @@ static ss_rc sign_call(void *ctx, s3_req *r, char **ret_url, struct curl_slist *
                  c->query ? c->query : "") < 0) {
         *ret_url = NULL;
         rc = SS_ERR_NOMEM;
+        goto fail;
     }
-    for (size_t i = 0; !rc && i < req.n_headers; i++)
-        rc = append(&l, h[i].name, h[i].value);
-    if (!rc) rc = append(&l, "Host", s3->host);
-    if (!rc) rc = append(&l, "x-amz-date", p.amz_date);
-    if (!rc) rc = append(&l, "Authorization", p.authorization);
-    if (!rc && s3->session_token) rc = append(&l, "x-amz-security-token", s3->session_token);
+    for (size_t i = 0; i < req.n_headers; i++) {
+        rc = s3_header_add(&l, h[i].name, h[i].value);
+        if (rc) goto fail;
+    }
+    rc = s3_header_add(&l, "Host", s3->host);
+    if (rc) goto fail;
+    rc = s3_header_add(&l, "x-amz-date", p.amz_date);
+    if (rc) goto fail;
+    rc = s3_header_add(&l, "Authorization", p.authorization);
+    if (rc) goto fail;
+    if (s3->session_token) {
+        rc = s3_header_add(&l, "x-amz-security-token", s3->session_token);
+        if (rc) goto fail;
+    }
     ss_sigv4_parts_clear(&p);
-    if (rc) {
-        curl_slist_free_all(l);
-        return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
-    }
     *ret_headers = l;
     return SS_OK;
+fail:
+    ss_sigv4_parts_clear(&p);
+    curl_slist_free_all(l);
+    return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: out of memory", r->op, r->key);
 }
 
 static void call_free(s3_call *c)
@@ -330,8 +331,7 @@ static ss_rc auth_refusal(s3_store *s3, const s3_req *r, ss_rc rc, ss_err *err)
 
 static ss_rc run_call(ss_store *s, s3_call *c, ss_err *err)
 {
-    ss_rc rc = s3_http_run(s3_of(s)->http, &c->req);
-    if (rc && err) *err = c->req.err;
+    ss_rc rc = s3_http_call(s3_of(s)->http, &c->req, err);
     return auth_refusal(s3_of(s), &c->req, rc, err);
 }
 
@@ -355,16 +355,12 @@ static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
 static ss_rc s3_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
                     ss_store_write_fn write, void *ctx, ss_err *err)
 {
-    s3_call *c;
+    s3_call *c = NULL;
     ss_rc rc;
     if (len == 0) return SS_OK;
-    if (!(c = call_new(s, "GET", "GET", key)))
-        return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
-    c->req.sink = write;
-    c->req.sink_ctx = ctx;
-    c->req.use_range = off != 0 || len != SS_TO_END;
-    c->req.range_off = off;
-    c->req.range_len = len;
+    c = call_new(s, "GET", "GET", key);
+    if (!c) return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
+    s3_req_get_range(&c->req, off, len, write, ctx);
     rc = run_call(s, c, err);
     call_free(c);
     return rc;
@@ -412,6 +408,38 @@ static ss_rc list_query(const char *prefix, const char *after, const char *token
     return *ret_q ? SS_OK : SS_ERR_NOMEM;
 }
 
+/* One LIST page of full_prefix: after full_after, or at token when not NULL. */
+static ss_rc list_one(ss_store *s, const char *prefix, const char *full_prefix,
+                      const char *full_after, const char *token, ss_store_list_fn fn, void *ctx,
+                      s3_page *page, ss_err *err)
+{
+    s3_store *s3 = s3_of(s);
+    ss_buf pg = {0};
+    s3_call *c = calloc(1, sizeof *c);
+    ss_rc rc;
+    if (!c || object_path(s3, "", 1, &c->path) ||
+        list_query(full_prefix, token ? "" : full_after, token, &c->query)) {
+        call_free(c);
+        return ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
+    }
+    c->s3 = s3;
+    c->req = (s3_req){.method = "GET",
+                      .op = "LIST",
+                      .key = full_prefix,
+                      .sign = sign_call,
+                      .sign_ctx = c,
+                      .sink = ss_buf_sink,
+                      .sink_ctx = &pg,
+                      .whole_body = SS_CAP_LIST_PAGE};
+    rc = run_call(s, c, err);
+    call_free(c);
+    if (rc) goto out;
+    rc = s3_list_page(&pg, s3->prefix, full_prefix, fn, ctx, page, err);
+out:
+    ss_buf_free(&pg);
+    return rc;
+}
+
 static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
                      void *ctx, ss_err *err)
 {
@@ -425,28 +453,8 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
         asprintf(&full_after, "%s%s", *start_after ? s3->prefix : "", start_after) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
     do {
-        ss_buf pg = {0};
         s3_page page = {0};
-        s3_call *c = calloc(1, sizeof *c);
-        if (!c || object_path(s3, "", 1, &c->path) ||
-            list_query(full_prefix, token ? "" : full_after, token, &c->query)) {
-            call_free(c);
-            rc = ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
-            break;
-        }
-        c->s3 = s3;
-        c->req = (s3_req){.method = "GET",
-                          .op = "LIST",
-                          .key = full_prefix,
-                          .sign = sign_call,
-                          .sign_ctx = c,
-                          .sink = ss_buf_sink,
-                          .sink_ctx = &pg,
-                          .whole_body = SS_CAP_LIST_PAGE};
-        rc = run_call(s, c, err);
-        call_free(c);
-        if (!rc) rc = s3_list_page(&pg, s3->prefix, full_prefix, fn, ctx, &page, err);
-        ss_buf_free(&pg);
+        rc = list_one(s, prefix, full_prefix, full_after, token, fn, ctx, &page, err);
         free(page.last_key);
         free(token);
         token = page.next_token;
@@ -520,21 +528,19 @@ static ss_rc s3_xfer_start(ss_store *s, ss_xfer_op *op)
     return SS_OK;
 }
 
+static ss_xfer_op *s3_xfer_done(ss_store *s, s3_req *done)
+{
+    s3_call *c = done->user;
+    ss_xfer_op *op = c->dst.op;
+    done->rc = auth_refusal(s3_of(s), done, done->rc, &done->err);
+    ss_xfer_settle(s, op, &c->dst, done->rc, &done->err, done->attempts);
+    call_free(c);
+    return op;
+}
+
 static void s3_xfer_step(ss_store *s, int block, ss_xfer_op **ret_done)
 {
-    s3_req *done = s3_http_step(s3_of(s)->http, block);
-    *ret_done = NULL;
-    while (done) {
-        s3_req *next = done->next;
-        s3_call *c = done->user;
-        ss_xfer_op *op = c->dst.op;
-        done->rc = auth_refusal(s3_of(s), done, done->rc, &done->err);
-        ss_xfer_settle(s, op, &c->dst, done->rc, &done->err, done->attempts);
-        call_free(c);
-        op->next = *ret_done;
-        *ret_done = op;
-        done = next;
-    }
+    s3_http_xfer_step(s, s3_of(s)->http, block, s3_xfer_done, ret_done);
 }
 
 const ss_store_ops ss_store_s3_ops = {

@@ -503,7 +503,10 @@ void flip_middle_byte(const char *path)
     int fd = open(path, O_RDWR | O_CLOEXEC);
     struct stat st;
     uint8_t b;
-    if (fd < 0 || fstat(fd, &st) || pread(fd, &b, 1, st.st_size / 2) != 1) failf("flip %s", path);
+    if (fd < 0 || fstat(fd, &st) || pread(fd, &b, 1, st.st_size / 2) != 1) {
+        failf("flip %s", path);
+        return;
+    }
     b ^= 0x5a;
     if (pwrite(fd, &b, 1, st.st_size / 2) != 1 || close(fd)) failf("flip %s", path);
 }
