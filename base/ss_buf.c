@@ -1,8 +1,13 @@
 /* ss_buf: growable buffer, write sinks and secret files (see ss_buf.h). */
 #include "ss_buf.h"
 
+#include "array.h"
+
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,21 +16,42 @@
 
 int ss_buf_append(ss_buf *b, const void *data, size_t len)
 {
-    if (b->cap - b->len < len + 1) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->len < len + 1) {
-            if (cap > (size_t)-1 / 2) return -1;
-            cap *= 2;
-        }
-        unsigned char *p = realloc(b->p, cap);
-        if (!p) return -1;
-        b->p = p;
-        b->cap = cap;
-    }
+    if (len >= SIZE_MAX - b->len) return -1;
+    if (SS_ARRAY_GROW(b->p, b->len + len + 1, b->cap)) return -1;
     if (len) memcpy(b->p + b->len, data, len);
     b->len += len;
     b->p[b->len] = '\0';
     return 0;
+}
+
+int ss_buf_vprintf(ss_buf *b, const char *fmt, va_list ap)
+{
+    va_list again;
+    size_t room = b->p ? b->cap - b->len : 0;
+    int n, rc = -1;
+    va_copy(again, ap);
+    n = vsnprintf(room ? (char *)b->p + b->len : NULL, room, fmt, ap);
+    if (n < 0) goto done;
+    if ((size_t)n >= room) { /* did not fit: grow to the size it told, print again */
+        if (SS_ARRAY_GROW(b->p, b->len + (size_t)n + 1, b->cap)) goto done;
+        vsnprintf((char *)b->p + b->len, b->cap - b->len, fmt, again);
+    }
+    b->len += (size_t)n;
+    rc = 0;
+done:
+    if (rc && b->p) b->p[b->len] = '\0'; /* a cut-off print leaves the old text whole */
+    va_end(again);
+    return rc;
+}
+
+int ss_buf_printf(ss_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = ss_buf_vprintf(b, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 void ss_buf_free(ss_buf *b)

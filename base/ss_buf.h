@@ -7,6 +7,7 @@
 #ifndef SS_BUF_H
 #define SS_BUF_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "ss_error.h"
@@ -18,6 +19,9 @@ typedef struct ss_buf {
 
 /* 0 on success, -1 when out of memory (buf unchanged). */
 int ss_buf_append(ss_buf *b, const void *data, size_t len);
+/* printf onto the end of b: 0 on success, -1 on a bad format or out of memory (b unchanged). */
+int ss_buf_vprintf(ss_buf *b, const char *fmt, va_list ap);
+int ss_buf_printf(ss_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ss_buf_free(ss_buf *b); /* leaves an empty buffer */
 
 /* Sinks: ctx is an ss_buf * / an int * holding the fd. 0 on success. */

@@ -7,6 +7,7 @@
  * configuration works whatever the daemon's working directory.
  */
 #include "lockd.h"
+#include "array.h"
 #include "ss_buf.h"
 
 #include <errno.h>
@@ -45,7 +46,7 @@ void ld_config_clear(ld_config *c)
         free(c->repos[i].url);
     free(c->repos);
     c->repos = NULL;
-    c->n_repos = 0;
+    c->n_repos = c->cap_repos = 0;
 }
 
 static char *trim(char *s)
@@ -111,12 +112,12 @@ static ss_rc add_repo(ld_config *c, const char *name, const char *url, ss_err *e
     for (size_t i = 0; i < c->n_repos; i++)
         if (!strcmp(c->repos[i].name, name))
             return ss_fail(err, SS_ERR_INVALID, "repository %s named twice", name);
-    if (!(t = realloc(c->repos, (c->n_repos + 1) * sizeof *t)))
+    if (SS_ARRAY_GROW(c->repos, c->n_repos + 1, c->cap_repos))
         return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
-    c->repos = t;
-    snprintf(t[c->n_repos].name, sizeof t->name, "%s", name);
-    if (!(t[c->n_repos].url = strdup(url)))
-        return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
+    t = &c->repos[c->n_repos];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->url = strdup(url);
+    if (!t->url) return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
     c->n_repos++;
     return SS_OK;
 }

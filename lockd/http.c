@@ -9,6 +9,7 @@
  */
 #include "body.h"
 #include "lockd.h"
+#include "array.h"
 #include "routes.h"
 #include "ss_buf.h"
 
@@ -55,7 +56,7 @@ typedef struct req {
     ld_device dev;
     ld_params p;
     char *body;
-    size_t len;
+    size_t len, cap;
 } req;
 
 static double since(const struct timespec *t0)
@@ -226,10 +227,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         /* Over the limit without a Content-Length that said so (chunked): no
          * answer can be queued mid-body, so the connection is closed. */
         if (rq->len + n > BODY_MAX) return MHD_NO;
-        char *b = realloc(rq->body, rq->len + n + 1);
-        if (!b) return MHD_NO;
-        memcpy(b + rq->len, upload_data, n);
-        rq->body = b;
+        if (SS_ARRAY_GROW(rq->body, rq->len + n + 1, rq->cap)) return MHD_NO;
+        memcpy(rq->body + rq->len, upload_data, n);
         rq->len += n;
         return MHD_YES;
     }

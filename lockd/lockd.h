@@ -369,7 +369,7 @@ typedef struct ld_config {
      * secret_key and session_token are sodium_malloc'ed: ld_config_clear wipes them. */
     char *endpoint, *region, *access_key, *secret_key, *session_token, *ca_bundle;
     ld_config_repo *repos;
-    size_t n_repos;
+    size_t n_repos, cap_repos;
 } ld_config;
 
 /* A configuration file's bytes; more is refused. It is read as a secret

@@ -7,6 +7,7 @@
  * Exit codes: 0 done, 1 failed, 2 usage.
  */
 #include "lockd.h"
+#include "array.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -172,9 +173,9 @@ typedef struct open_ctx {
     ss_rc rc;
     ss_err err;
     char (*prefixes)[LD_URL_MAX];
-    size_t n;
+    size_t n, cap;
     ld_repo_row *rows;
-    size_t n_rows;
+    size_t n_rows, cap_rows;
 } open_ctx;
 
 /* "BUCKET/PREFIX/" of an s3:// URL, for the overlap check. */
@@ -192,13 +193,11 @@ static void location(const char *url, char out[LD_URL_MAX])
 static int collect_repo(void *vctx, const ld_repo_row *r)
 {
     open_ctx *c = vctx;
-    ld_repo_row *t = realloc(c->rows, (c->n_rows + 1) * sizeof *t);
-    if (!t) {
+    if (SS_ARRAY_GROW(c->rows, c->n_rows + 1, c->cap_rows)) {
         c->rc = ss_fail(&c->err, SS_ERR_NOMEM, "out of memory");
         return 1;
     }
-    c->rows = t;
-    t[c->n_rows++] = *r;
+    c->rows[c->n_rows++] = *r;
     return 0;
 }
 
@@ -221,13 +220,11 @@ static int open_repo(open_ctx *c, const ld_repo_row *r)
                         "repository %s (%s) overlaps another repository's prefix", r->name, r->url);
             return 1;
         }
-    char(*t)[LD_URL_MAX] = realloc(c->prefixes, (c->n + 1) * sizeof *t);
-    if (!t) {
+    if (SS_ARRAY_GROW(c->prefixes, c->n + 1, c->cap)) {
         c->rc = ss_fail(&c->err, SS_ERR_NOMEM, "out of memory");
         return 1;
     }
-    c->prefixes = t;
-    memcpy(t[c->n++], loc, sizeof loc);
+    memcpy(c->prefixes[c->n++], loc, sizeof loc);
     ld_config_store_opts(c->cfg, &o);
     c->rc = ss_store_open(r->url, &o, &store, &c->err);
     if (c->rc) return 1;

@@ -5,6 +5,7 @@
  * additions, far below the cost of the request that causes it.
  */
 #include "lockd.h"
+#include "ss_buf.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -76,35 +77,20 @@ void ld_metrics_request(ld_metrics *m, ld_route route, unsigned status, double s
     pthread_mutex_unlock(&m->mu);
 }
 
-/* A growing string; on allocation failure it turns NULL and stays so. */
-typedef struct buf {
-    char *s;
-    size_t len, cap;
-} buf;
+/* The page being rendered; one failed print fails it (render returns NULL). */
+typedef struct page {
+    ss_buf b;
+    int failed;
+} page;
 
-static void put(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(page *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-static void put(buf *b, const char *fmt, ...)
+static void put(page *pg, const char *fmt, ...)
 {
     va_list ap;
-    int n;
-    if (!b->s) return;
-    for (;;) {
-        va_start(ap, fmt);
-        n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
-        va_end(ap);
-        if (n < 0) goto oom;
-        if ((size_t)n < b->cap - b->len) break;
-        char *t = realloc(b->s, b->cap * 2 + (size_t)n);
-        if (!t) goto oom;
-        b->s = t;
-        b->cap = b->cap * 2 + (size_t)n;
-    }
-    b->len += (size_t)n;
-    return;
-oom:
-    free(b->s);
-    b->s = NULL;
+    va_start(ap, fmt);
+    if (!pg->failed && ss_buf_vprintf(&pg->b, fmt, ap)) pg->failed = 1;
+    va_end(ap);
 }
 
 static const struct {
@@ -125,7 +111,7 @@ static const struct {
 
 char *ld_metrics_render(ld_metrics *m)
 {
-    buf b = {malloc(4096), 0, 4096};
+    page b = {{NULL, 0, 0}, 0};
     ld_metrics c;
     pthread_mutex_lock(&m->mu);
     memcpy(c.requests, m->requests, sizeof c.requests);
@@ -179,5 +165,6 @@ char *ld_metrics_render(ld_metrics *m)
         (unsigned long long)c.counters[LD_C_PRESIGN_GET],
         (unsigned long long)c.counters[LD_C_PRESIGN_PUT],
         (unsigned long long)c.counters[LD_C_PRESIGN_LIST]);
-    return b.s;
+    if (b.failed) ss_buf_free(&b.b);
+    return (char *)b.b.p; /* owned by the caller, as before: free() */
 }

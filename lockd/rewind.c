@@ -17,6 +17,7 @@
  *  4. Clear rewinding (ld_db_rewind_end).
  */
 #include "lockd.h"
+#include "array.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -32,7 +33,7 @@ typedef struct doomed {
     const char *prefix; /* "log/", "data/", "checkpoints/" */
     uint64_t above;
     char **keys;
-    size_t n;
+    size_t n, cap;
     int failed; /* out of memory: the listing stopped */
 } doomed;
 
@@ -56,13 +57,11 @@ static uint64_t key_seq(const doomed *d, const char *key)
 static int collect(void *ctx, const char *key, const ss_store_stat *st)
 {
     doomed *d = ctx;
-    char **v = NULL;
     (void)st;
     if (key_seq(d, key) <= d->above) return 0; /* not ours: left alone */
-    v = realloc(d->keys, (d->n + 1) * sizeof *v);
-    if (!v) return d->failed = 1;
-    d->keys = v;
-    if (!(v[d->n] = strdup(key))) return d->failed = 1;
+    if (SS_ARRAY_GROW(d->keys, d->n + 1, d->cap)) return d->failed = 1;
+    d->keys[d->n] = strdup(key);
+    if (!d->keys[d->n]) return d->failed = 1;
     d->n++;
     return 0;
 }
@@ -73,7 +72,7 @@ static void doomed_free(doomed *d)
         free(d->keys[i]);
     free(d->keys);
     d->keys = NULL;
-    d->n = 0;
+    d->n = d->cap = 0;
 }
 
 /* List d->prefix above d->above (the listing starts after the last key SEQ may own). */
