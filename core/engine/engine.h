@@ -290,14 +290,34 @@ ss_rc eng_check_content(ss_folder *f, ss_txn_reader *r, const ss_txn_entry *e, s
 /* Invariant 6 against the state: no op below a path it holds as a file or symlink (beneath.c). */
 ss_rc eng_check_beneath(ss_folder *f, int fd, uint64_t seq, ss_err *err);
 
-/* A staged plaintext as a transaction reader's source. */
-typedef struct eng_staged {
-    int fd;
-    uint64_t pos;
-} eng_staged;
-/* Open a reader on the staged plaintext (src and rd must outlive it); checks its sequence. */
-ss_rc eng_open_txn(ss_folder *f, eng_staged *src, ss_store_reader *rd, uint64_t seq,
-                   ss_txn_reader **ret_reader, ss_err *err);
+/*
+ * The ops of a transaction staged in a file (eng_fetch_txn, or the part of
+ * eng_fetch_checkpoint after its header), read in order:
+ *
+ *   eng_txn_iter it = {0};
+ *   rc = eng_txn_open(&it, f, fd, seq, err);   checks it claims seq
+ *   if (rc) goto fail;
+ *   for (;;) {
+ *       rc = eng_txn_next(&it, &e, err);       NULL after the last op
+ *       if (rc) goto fail;
+ *       if (!e) break;
+ *       ...                                     it.r: the header, e's chunk refs
+ *   }
+ *   fail: eng_txn_close(&it);                  after a failed open too, and twice
+ *
+ * An open iterator must not be copied or moved: its reader reads through it.
+ */
+typedef struct eng_txn_iter {
+    ss_txn_reader *r; /* owned; the signature once eng_txn_next reported the end */
+    int fd;           /* the staged plaintext (borrowed) */
+    uint64_t pos;     /* where r reads it next */
+    ss_reader src;
+} eng_txn_iter;
+ss_rc eng_txn_open(eng_txn_iter *it, ss_folder *f, int fd, uint64_t seq, ss_err *err);
+ss_rc eng_txn_next(eng_txn_iter *it, const ss_txn_entry **ret_entry, ss_err *err);
+void eng_txn_close(eng_txn_iter *it);
+/* body becomes the current entry's chunk refs not read yet, with their pack keys. */
+ss_rc eng_txn_body(ss_txn_reader *r, ss_state_body *body, ss_err *err);
 
 /*
  * Verified chunk fetches (fetch.c): chunks are queued by eng_fetch_chunk and
@@ -345,7 +365,7 @@ ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err);
 /*
  * Fetch checkpoints/<seq>, verify its frame and header, and decode every op
  * once (upserts only); the transaction part is staged in *ret_fd (owned by
- * the caller; read it with eng_open_txn). ret_chain: the chain(seq) it
+ * the caller; read it with eng_txn_open). ret_chain: the chain(seq) it
  * records; ret_time_ns (may be NULL): its writer's time; ret_table (may be
  * NULL): its device table, checked with its signature (owned).
  */
