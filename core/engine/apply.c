@@ -4,7 +4,8 @@
  * log and drives both). This file stages the data, walks the ops and
  * commits; apply_op.c applies each op to its path.
  *
- * Design notes. Invariants this file keeps (each asserted or tested):
+ * Design notes. Invariants this file and apply_op.c keep (each asserted or
+ * tested):
  *   P1. Nothing of log/<seq> is applied before the whole object verified:
  *       eng_fetch_txn stages the plaintext in a temp file, ss_frame_end checks it
  *       ended at its final record, and eng_check_txn walks every op before
@@ -40,7 +41,7 @@
  *   state per store transaction:
  *     LISTED --eng_fetch_txn--> STAGED --eng_check_txn (ops, signer)--> VERIFIED
  *     VERIFIED --stage_data--> DATA STAGED
- *     DATA STAGED --walk_ops (per op: eng_apply_upsert / eng_apply_delete)--> APPLIED
+ *     DATA STAGED --walk_ops (per op, apply_op.c: eng_apply_upsert / eng_apply_delete)--> APPLIED
  *     APPLIED --ss_state_commit (watermark = seq, chain, device table)--> COMMITTED
  *   any failure before COMMITTED: ss_state_rollback; the folder holds whole
  *   files only, and the next run starts again at STAGED for the same seq.
