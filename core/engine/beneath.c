@@ -47,61 +47,73 @@ static int made_here(const chain *c, const char *dir)
 static ss_rc check_parents(ss_folder *f, chain *c, const char *path, uint64_t seq, ss_err *err)
 {
     const char *slash = strrchr(path, '/');
-    char *p = NULL;
+    size_t len = slash ? (size_t)(slash - path) : 0;
+    char *p = NULL; /* owned: the parent, cut at each ancestor in turn */
     ss_rc rc = SS_OK;
     if (!slash) return SS_OK;
-    if (c->clean && strlen(c->clean) == (size_t)(slash - path) &&
-        !strncmp(c->clean, path, (size_t)(slash - path)))
-        return SS_OK;
-    if (!(p = strndup(path, (size_t)(slash - path))))
-        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (c->clean && strlen(c->clean) == len && !strncmp(c->clean, path, len)) return SS_OK;
+    p = strndup(path, len);
+    if (!p) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     for (char *s = p;; s++) {
         ss_state_row row;
         int found = 0, end = !*s;
         if (*s && *s != '/') continue;
         *s = '\0';
-        if (!made_here(c, p) && !(rc = ss_state_lookup(f->state, p, &row, &found, err)) && found &&
-            row.kind != SS_TXN_DIR)
+        if (!made_here(c, p)) {
+            rc = ss_state_lookup(f->state, p, &row, &found, err);
+            if (rc) goto fail;
+        }
+        if (found && row.kind != SS_TXN_DIR) {
             rc = ss_fail(err, SS_ERR_INTEGRITY,
                          "log/%020" PRIu64 " reaches %s below %s, which this device holds as a %s: "
                          "refusing a path through it",
                          seq, path, p, row.kind == SS_TXN_SYMLINK ? "symlink" : "file");
-        if (rc || end) break;
+            goto fail;
+        }
+        if (end) break;
         *s = '/';
     }
-    if (!rc) {
-        free(c->clean);
-        c->clean = p;
-        p = NULL;
-    }
+    free(c->clean);
+    c->clean = p;
+    return SS_OK;
+fail:
     free(p);
     return rc;
 }
 
 static ss_rc push_dir(chain *c, const char *path, ss_err *err)
 {
-    if (SS_ARRAY_GROW(c->dir, c->n + 1, c->cap)) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if (!(c->dir[c->n] = strdup(path))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    c->n++;
+    char *copy = strdup(path);
+    if (!copy || SS_ARRAY_GROW(c->dir, c->n + 1, c->cap)) {
+        free(copy);
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    }
+    c->dir[c->n++] = copy;
     return SS_OK;
 }
 
 ss_rc eng_check_beneath(ss_folder *f, int fd, uint64_t seq, ss_err *err)
 {
-    eng_staged src = {fd, 0};
-    ss_store_reader rd;
-    ss_txn_reader *r = NULL;
+    eng_txn_iter it = {0};
     const ss_txn_entry *e = NULL;
     chain c = {0};
-    ss_rc rc = eng_open_txn(f, &src, &rd, seq, &r, err);
-    while (!rc && !(rc = ss_txn_next(r, &e, err)) && e) {
+    ss_rc rc = eng_txn_open(&it, f, fd, seq, err);
+    if (rc) goto done;
+    for (;;) {
+        rc = eng_txn_next(&it, &e, err);
+        if (rc) goto done;
+        if (!e) break;
         while (c.n && !is_below(e->path, c.dir[c.n - 1]))
             free(c.dir[--c.n]);
         rc = check_parents(f, &c, e->path, seq, err);
-        if (!rc && e->type == SS_TXN_UPSERT && e->kind == SS_TXN_DIR)
+        if (rc) goto done;
+        if (e->type == SS_TXN_UPSERT && e->kind == SS_TXN_DIR) {
             rc = push_dir(&c, e->path, err);
+            if (rc) goto done;
+        }
     }
-    ss_txn_reader_free(r);
+done:
+    eng_txn_close(&it);
     while (c.n)
         free(c.dir[--c.n]);
     free(c.dir);

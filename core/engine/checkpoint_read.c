@@ -88,27 +88,35 @@ static ss_rc check_header(const char *key, const cp_sink *s, ss_err *err)
 }
 
 /* Every op decoded once; upserts only; then its device table and signature (C2). */
-static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq, const uint8_t chain[32],
-                       uint64_t *ret_time, ss_devices **ret_table, ss_err *err)
+static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq,
+                       const uint8_t chain[SS_CHAIN_BYTES], uint64_t *ret_time,
+                       ss_devices **ret_table, ss_err *err)
 {
     ss_devices *table = NULL; /* owned until handed out */
-    eng_staged src = {fd, 0};
-    ss_store_reader rd;
-    ss_txn_reader *r = NULL; /* owned */
+    eng_txn_iter it = {0};
     const ss_txn_entry *e;
-    ss_rc rc = eng_open_txn(f, &src, &rd, seq, &r, err);
-    if (!rc && ret_time) *ret_time = ss_txn_reader_header(r)->time_ns;
-    while (!rc && !(rc = ss_txn_next(r, &e, err)) && e)
-        if (e->type != SS_TXN_UPSERT)
+    ss_rc rc = eng_txn_open(&it, f, fd, seq, err);
+    if (rc) goto done;
+    if (ret_time) *ret_time = ss_txn_reader_header(it.r)->time_ns;
+    for (;;) {
+        rc = eng_txn_next(&it, &e, err);
+        if (rc) goto done;
+        if (!e) break;
+        if (e->type != SS_TXN_UPSERT) {
             rc = ss_fail(err, SS_ERR_INTEGRITY, "%s: a checkpoint holds a delete (%s)", key,
                          e->path);
-    if (!rc) rc = eng_checkpoint_table(f, r, fd, chain, &table, err);
-    if (!rc && ret_table) {
+            goto done;
+        }
+    }
+    rc = eng_checkpoint_table(f, it.r, fd, chain, &table, err);
+    if (rc) goto done;
+    if (ret_table) {
         *ret_table = table;
         table = NULL;
     }
+done:
     ss_devices_free(table);
-    ss_txn_reader_free(r);
+    eng_txn_close(&it);
     if (rc && rc != SS_ERR_NOMEM && rc != SS_ERR_IO) {
         if (err && !strstr(err->msg, key)) {
             ss_err inner = *err;
@@ -119,8 +127,9 @@ static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq, cons
     return rc;
 }
 
-ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[32],
-                           uint64_t *ret_time_ns, ss_devices **ret_table, ss_err *err)
+ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
+                           uint8_t ret_chain[SS_CHAIN_BYTES], uint64_t *ret_time_ns,
+                           ss_devices **ret_table, ss_err *err)
 {
     static const uint8_t zero_chain[SS_CHAIN_BYTES] = {0};
     char key[SS_KEY_NAME_MAX];
@@ -128,22 +137,25 @@ ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_
     cp_feed fd = {0};
     ss_rc rc;
     *ret_fd = -1;
+    if (ret_table) *ret_table = NULL;
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
-    if ((rc = eng_tmpfile(f, &sink.fd, err)) ||
-        (rc =
-             ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq,
-                                 zero_chain, SS_CHECKPOINT_PLAIN_MAX, cp_write, &sink, &fd.r, err)))
-        goto fail;
+    rc = eng_tmpfile(f, &sink.fd, err);
+    if (rc) goto fail;
+    rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq, zero_chain,
+                             SS_CHECKPOINT_PLAIN_MAX, cp_write, &sink, &fd.r, err);
+    if (rc) goto fail;
     rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, cp_feed_frame, &fd, err);
     if (fd.rc) {
         rc = fd.rc;
         if (err) *err = fd.err;
     }
-    if (!rc) rc = ss_frame_end(fd.r, NULL, err);
-    if (!rc) rc = check_header(key, &sink, err);
-    if (!rc)
-        rc = check_ops(f, key, sink.fd, seq, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, ret_time_ns,
-                       ret_table, err);
+    if (rc) goto fail;
+    rc = ss_frame_end(fd.r, NULL, err);
+    if (rc) goto fail;
+    rc = check_header(key, &sink, err);
+    if (rc) goto fail;
+    rc = check_ops(f, key, sink.fd, seq, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, ret_time_ns, ret_table,
+                   err);
     if (rc) goto fail;
     ss_frame_reader_free(fd.r);
     memcpy(ret_chain, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, SS_CHAIN_BYTES);

@@ -35,6 +35,7 @@
 
 #define META_SEQ "checkpoint.seq"     /* the newest checkpoint this device knows of */
 #define META_BYTES "checkpoint.bytes" /* log bytes this device saw after it */
+#define U64_TEXT 21                   /* a uint64_t in decimal, and its NUL */
 
 /* --- writing (C1) ------------------------------------------------------------------------ */
 
@@ -68,17 +69,22 @@ static ss_rc collect(ss_folder *f, packset *ps, uint32_t *ret_rows, ss_err *err)
     const ss_state_row *row;
     uint64_t rows = 0;
     ss_rc rc = ss_state_iter_new(f->state, &it, err);
-    while (!rc && !(rc = ss_state_iter_next(it, &row, err)) && row) {
+    if (rc) goto fail;
+    for (;;) {
         const char *pack;
         size_t pos = 0, len;
         ss_chunk_ref ref;
+        rc = ss_state_iter_next(it, &row, err);
+        if (rc) goto fail;
+        if (!row) break;
         rows++;
         if (row->kind != SS_TXN_FILE || row->storage != SS_TXN_CHUNKS) continue;
-        while (!rc && ss_state_body_next(row->body, row->body_len, &pos, &pack, &len, &ref))
+        while (ss_state_body_next(row->body, row->body_len, &pos, &pack, &len, &ref)) {
             rc = packs_add(ps, pack, len, err);
+            if (rc) goto fail;
+        }
     }
     ss_state_iter_free(it);
-    if (rc) return rc;
     if (rows > UINT32_MAX) return ss_fail(err, SS_ERR_INVALID, "too many paths for a checkpoint");
     if (ps->n) qsort(ps->keys, ps->n, sizeof *ps->keys, key_cmp);
     size_t out = 0;
@@ -91,6 +97,9 @@ static ss_rc collect(ss_folder *f, packset *ps, uint32_t *ret_rows, ss_err *err)
                        "the state references more packs than a checkpoint holds");
     *ret_rows = (uint32_t)rows;
     return SS_OK;
+fail:
+    ss_state_iter_free(it);
+    return rc;
 }
 
 /* One state row as an upsert, its chunk refs re-indexed into the checkpoint's pack table. */
@@ -122,21 +131,22 @@ static ss_rc put_row(ss_txn_writer *tw, const packset *ps, const ss_state_row *r
     }
     rc = ss_txn_put_upsert(tw, &e, err);
     if (rc) return rc;
-    for (pos = 0; !rc && e.n_chunks &&
-                  ss_state_body_next(row->body, row->body_len, &pos, &pack, &len, &ref);) {
+    for (pos = 0;
+         e.n_chunks && ss_state_body_next(row->body, row->body_len, &pos, &pack, &len, &ref);) {
         char k[SS_TXN_PACK_KEY_LEN + 1];
         const char(*hit)[SS_TXN_PACK_KEY_LEN + 1];
         snprintf(k, sizeof k, "%.*s", (int)len, pack);
         hit = bsearch(k, ps->keys, ps->n, sizeof *ps->keys, key_cmp);
         ref.pack = (uint32_t)(hit - ps->keys);
         rc = ss_txn_put_chunk(tw, &ref, err);
+        if (rc) return rc;
     }
-    return rc;
+    return SS_OK;
 }
 
 /* Pass 2: header, then every row as an upsert, framed into the temp file fd. */
-static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const packset *ps,
-                    uint32_t rows, int fd, ss_err *err)
+static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
+                    const packset *ps, uint32_t rows, int fd, ss_err *err)
 {
     static const uint8_t zero_chain[SS_CHAIN_BYTES] = {0};
     char key[SS_KEY_NAME_MAX];
@@ -152,10 +162,8 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const p
     struct timespec now;
     ss_rc rc;
     if (!table) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if ((rc = ss_devices_entries(f->devices, &devs, &h.n_devices, err))) {
-        free(table);
-        return rc;
-    }
+    rc = ss_devices_entries(f->devices, &devs, &h.n_devices, err);
+    if (rc) goto out;
     h.devices = devs;
     eng_signer_init(&sg, f, SS_FRAME_KIND_CHECKPOINT, seq, chain, ss_frame_out_write, &out);
     for (size_t i = 0; i < ps->n; i++)
@@ -181,11 +189,11 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[32], const p
     if (rc) goto out;
     for (;;) {
         rc = ss_state_iter_next(it, &row, err);
-        if (rc || !row) break;
+        if (rc) goto out;
+        if (!row) break;
         rc = put_row(tw, ps, row, err);
         if (rc) goto out;
     }
-    if (rc) goto out;
     rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err);
     if (rc) goto out;
     rc = ss_frame_finish(out.w, NULL, err);
@@ -201,7 +209,7 @@ out:
 
 void eng_checkpoint_remember(ss_folder *f, uint64_t seq, uint64_t bytes)
 {
-    char v[32];
+    char v[U64_TEXT];
     snprintf(v, sizeof v, "%" PRIu64, seq);
     ss_state_meta_set(f->state, META_SEQ, v, NULL);
     snprintf(v, sizeof v, "%" PRIu64, bytes);
@@ -212,7 +220,7 @@ void eng_checkpoint_remember(ss_folder *f, uint64_t seq, uint64_t bytes)
 ss_rc eng_checkpoint_write(ss_folder *f, ss_checkpoint_result *res, ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
-    uint8_t chain[32];
+    uint8_t chain[SS_CHAIN_BYTES];
     packset ps = {0};
     uint32_t rows = 0;
     int fd = -1; /* owned */
@@ -237,8 +245,9 @@ ss_rc eng_checkpoint_write(ss_folder *f, ss_checkpoint_result *res, ss_err *err)
         res->existed = 1;
         rc = SS_OK;
     }
-    if (!rc) ss_fault_point("checkpoint.after-put");
-    if (!rc) eng_checkpoint_remember(f, res->seq, 0);
+    if (rc) goto out;
+    ss_fault_point("checkpoint.after-put");
+    eng_checkpoint_remember(f, res->seq, 0);
 out:
     free(ps.keys);
     if (fd >= 0) close(fd);
@@ -249,7 +258,7 @@ out:
 /* The folder's setting (s3sync config), else the variable, else dflt. */
 static uint64_t setting(ss_folder *f, const char *key, const char *env, uint64_t dflt)
 {
-    char buf[32];
+    char buf[32]; /* a number: a longer value is passed over */
     const char *v = ss_folder_setting(f, key, buf, sizeof buf) ? buf : getenv(env);
     char *end = NULL;
     unsigned long long n;
@@ -270,7 +279,7 @@ static uint64_t meta_u64(ss_folder *f, const char *k)
 
 void eng_checkpoint_count(ss_folder *f, uint64_t log_bytes)
 {
-    char v[32];
+    char v[U64_TEXT];
     if (!log_bytes) return;
     snprintf(v, sizeof v, "%" PRIu64, meta_u64(f, META_BYTES) + log_bytes);
     ss_state_meta_set(f->state, META_BYTES, v, NULL);
@@ -307,7 +316,7 @@ void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes)
 out:
     eng_log_list_free(&l);
     if (rc && f->hooks.warn) {
-        char msg[sizeof err.msg + 64];
+        char msg[sizeof err.msg + 64]; /* err's and the sentence before it */
         snprintf(msg, sizeof msg, "no checkpoint written after this push: %s", err.msg);
         f->hooks.warn(f->hooks.ctx, msg);
     }

@@ -10,12 +10,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "fault.h"
 #include "format.h"
 #include "fsio.h"
 
-#define CONTENT_DOMAIN "s3sync-content-v1"
 #define RACY_SECONDS 2 /* mtimes this recent may still change within their granularity */
+/* The in-flight record: "<seq> <chain in hex>\n" and its NUL. */
+#define INFLIGHT_LINE (SS_SEQ_DIGITS + 1 + 2 * SS_CHAIN_BYTES + 2)
 
 typedef struct identify {
     ss_folder *f;
@@ -47,29 +49,45 @@ static ss_rc read_all(int fd, uint8_t *buf, size_t len, ss_err *err)
     return SS_OK;
 }
 
+/* A chunked file's content id: keyed BLAKE2b of the label and its chunk ids (FORMAT.md). */
+static void content_init(crypto_generichash_state *h, const uint8_t key[SS_SUBKEY_BYTES])
+{
+    crypto_generichash_init(h, key, SS_SUBKEY_BYTES, SS_TXN_CONTENT_ID_BYTES);
+    crypto_generichash_update(h, (const uint8_t *)SS_TXN_CONTENT_LABEL,
+                              strlen(SS_TXN_CONTENT_LABEL));
+}
+
 ss_rc eng_identify(ss_folder *f, int fd, uint64_t size, eng_chunk_fn fn, void *ctx,
-                   uint8_t ret_content_id[32], uint8_t **ret_inline, ss_err *err)
+                   uint8_t ret_content_id[SS_TXN_CONTENT_ID_BYTES], uint8_t **ret_inline,
+                   ss_err *err)
 {
     const uint8_t *key = ss_keys_subkey(ss_repo_keys(f->repo), SS_SUBKEY_CHUNK_ID);
     identify id = {.f = f, .fn = fn, .ctx = ctx};
+    uint8_t *buf = NULL; /* owned: an inline-sized file's bytes */
     ss_rc rc;
     if (ret_inline) *ret_inline = NULL;
-    if (size <= f->limits.inline_limit) {
-        uint8_t *buf = malloc(size ? size : 1);
-        if (!buf) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        rc = read_all(fd, buf, (size_t)size, err);
-        if (!rc) crypto_generichash(ret_content_id, 32, buf, (size_t)size, key, 32);
-        if (!rc && ret_inline)
-            *ret_inline = buf;
-        else
-            free(buf);
+    if (size > f->limits.inline_limit) {
+        content_init(&id.h, key);
+        rc = ss_chunker_fd(f->chunker, fd, on_chunk, &id, err);
+        if (rc) return rc;
+        crypto_generichash_final(&id.h, ret_content_id, SS_TXN_CONTENT_ID_BYTES);
+        return SS_OK;
+    }
+    buf = malloc(size ? size : 1);
+    if (!buf) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    rc = read_all(fd, buf, (size_t)size, err);
+    if (rc) {
+        free(buf);
         return rc;
     }
-    crypto_generichash_init(&id.h, key, 32, 32);
-    crypto_generichash_update(&id.h, (const uint8_t *)CONTENT_DOMAIN, strlen(CONTENT_DOMAIN));
-    rc = ss_chunker_fd(f->chunker, fd, on_chunk, &id, err);
-    if (!rc) crypto_generichash_final(&id.h, ret_content_id, 32);
-    return rc;
+    crypto_generichash(ret_content_id, SS_TXN_CONTENT_ID_BYTES, buf, (size_t)size, key,
+                       SS_SUBKEY_BYTES);
+    if (ret_inline) {
+        *ret_inline = buf;
+        buf = NULL;
+    }
+    free(buf);
+    return SS_OK;
 }
 
 ss_rc eng_check_content(ss_folder *f, ss_txn_reader *r, const ss_txn_entry *e, ss_err *err)
@@ -77,25 +95,29 @@ ss_rc eng_check_content(ss_folder *f, ss_txn_reader *r, const ss_txn_entry *e, s
     const uint8_t *key = ss_keys_subkey(ss_repo_keys(f->repo), SS_SUBKEY_CHUNK_ID);
     int file = e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE;
     int by_chunks = file && e->storage == SS_TXN_CHUNKS; /* above the inline limit (decoder) */
-    uint8_t want[32], got[32];
+    uint8_t want[SS_TXN_CONTENT_ID_BYTES], got[SS_TXN_CONTENT_ID_BYTES];
     crypto_generichash_state h;
     ss_chunk_ref ref;
     char *path = NULL; /* e is the reader's: what is needed after reading on is copied */
     ss_rc rc = SS_OK;
-    if (file) memcpy(want, e->content_id, 32);
-    if (by_chunks && !(path = strdup(e->path))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if (file && e->storage == SS_TXN_INLINE)
-        crypto_generichash(got, 32, e->inline_data, (size_t)e->size, key, 32);
+    if (file) memcpy(want, e->content_id, sizeof want);
     if (by_chunks) {
-        crypto_generichash_init(&h, key, 32, 32);
-        crypto_generichash_update(&h, (const uint8_t *)CONTENT_DOMAIN, strlen(CONTENT_DOMAIN));
+        path = strdup(e->path);
+        if (!path) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        content_init(&h, key);
     }
-    while (!rc && ss_txn_chunks_left(r) && !(rc = ss_txn_next_chunk(r, &ref, err)))
+    if (file && e->storage == SS_TXN_INLINE)
+        crypto_generichash(got, sizeof got, e->inline_data, (size_t)e->size, key, SS_SUBKEY_BYTES);
+    while (ss_txn_chunks_left(r)) {
+        rc = ss_txn_next_chunk(r, &ref, err);
+        if (rc) goto done;
         if (by_chunks) crypto_generichash_update(&h, ref.id, sizeof ref.id);
-    if (by_chunks) crypto_generichash_final(&h, got, 32);
-    if (!rc && file && sodium_memcmp(got, want, 32))
+    }
+    if (by_chunks) crypto_generichash_final(&h, got, sizeof got);
+    if (file && sodium_memcmp(got, want, sizeof got))
         rc = ss_fail(err, SS_ERR_INTEGRITY, "\"%s\": its content id does not match its %s",
                      by_chunks ? path : e->path, by_chunks ? "chunks" : "bytes");
+done:
     free(path);
     return rc;
 }
@@ -151,7 +173,7 @@ int eng_stat_matches(const ss_state_row *row, const struct stat *st)
 ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
                         const struct stat *st, int *ret_match, ss_err *err)
 {
-    uint8_t cid[32];
+    uint8_t cid[SS_TXN_CONTENT_ID_BYTES];
     int fd;
     ss_rc rc;
     *ret_match = eng_stat_matches(row, st);
@@ -176,7 +198,7 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
         rc = eng_identify(f, fd, row->size, NULL, NULL, cid, NULL, err);
         close(fd);
         if (rc) return rc;
-        *ret_match = !memcmp(cid, row->content_id, 32);
+        *ret_match = !memcmp(cid, row->content_id, sizeof cid);
     }
     return SS_OK;
 }
@@ -228,11 +250,16 @@ void eng_progress(ss_folder *f)
 
 ss_rc eng_stats_conflict(ss_stats *s, const char *path)
 {
-    char **nv = realloc(s->conflicts, (s->n_conflicts + 2) * sizeof *nv);
-    if (!nv) return SS_ERR_NOMEM;
-    s->conflicts = nv;
-    if (!(nv[s->n_conflicts] = strdup(path))) return SS_ERR_NOMEM;
-    nv[++s->n_conflicts] = NULL;
+    /* ss_stats keeps no capacity: the slots known to be there, the NULL's included. */
+    size_t cap = s->conflicts ? s->n_conflicts + 1 : 0;
+    char *copy = strdup(path);
+    if (!copy) return SS_ERR_NOMEM;
+    if (SS_ARRAY_GROW(s->conflicts, s->n_conflicts + 2, cap)) {
+        free(copy);
+        return SS_ERR_NOMEM;
+    }
+    s->conflicts[s->n_conflicts++] = copy;
+    s->conflicts[s->n_conflicts] = NULL;
     return SS_OK;
 }
 
@@ -242,13 +269,13 @@ static char *inflight_path(ss_folder *f)
     return asprintf(&p, "%s/inflight", f->meta) < 0 ? NULL : p;
 }
 
-ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[32], ss_err *err)
+ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES], ss_err *err)
 {
-    char hex[65], line[96], *path = inflight_path(f);
+    char hex[2 * SS_CHAIN_BYTES + 1], line[INFLIGHT_LINE], *path = inflight_path(f);
     int fd = -1, n;
     ss_rc rc = SS_OK;
     if (!path) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    sodium_bin2hex(hex, sizeof hex, chain, 32);
+    sodium_bin2hex(hex, sizeof hex, chain, SS_CHAIN_BYTES);
     n = snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)seq, hex);
     fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd))
@@ -258,15 +285,16 @@ ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[32], ss_e
     return rc;
 }
 
-int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[32])
+int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES])
 {
-    char hex[65], want[96], line[96] = "", *path = inflight_path(f);
+    char hex[2 * SS_CHAIN_BYTES + 1], want[INFLIGHT_LINE], line[INFLIGHT_LINE] = "";
+    char *path = inflight_path(f);
     FILE *fp = path ? fopen(path, "re") : NULL;
     free(path);
     if (!fp) return 0;
     if (!fgets(line, sizeof line, fp)) line[0] = '\0';
     fclose(fp);
-    sodium_bin2hex(hex, sizeof hex, chain, 32);
+    sodium_bin2hex(hex, sizeof hex, chain, SS_CHAIN_BYTES);
     snprintf(want, sizeof want, "%llu %s\n", (unsigned long long)seq, hex);
     return !strcmp(line, want);
 }
@@ -296,8 +324,8 @@ static int open_synced(void *ctx, const char *path, const struct stat *st)
     eng_scan *s = ctx;
     ss_state_row row;
     int found = 0;
-    if (ss_state_lookup(s->f->state, path, &row, &found, NULL) || !found ||
-        row.kind != SS_TXN_DIR || row.local_mode != (uint32_t)(st->st_mode & 07777))
+    if (ss_state_lookup(s->f->state, path, &row, &found, NULL)) return -1;
+    if (!found || row.kind != SS_TXN_DIR || row.local_mode != (uint32_t)(st->st_mode & 07777))
         return -1;
     return ss_dirmodes_open(s->dm, path, S_IRUSR | S_IXUSR, NULL) ? -1 : 0;
 }
@@ -321,9 +349,9 @@ ss_rc eng_scan_new(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_scan *s, s
 ss_rc eng_scan_next(eng_scan *s, const ss_scan_entry **ret_entry, ss_err *err)
 {
     ss_rc rc = ss_scan_next(s->sc, ret_entry, err);
+    if (rc || !*ret_entry) return rc;
     /* The caller is done with what came before: directories the scan left close again. */
-    if (!rc && *ret_entry) rc = ss_dirmodes_leave(s->dm, (*ret_entry)->path, err);
-    return rc;
+    return ss_dirmodes_leave(s->dm, (*ret_entry)->path, err);
 }
 
 ss_rc eng_scan_end(eng_scan *s, ss_rc rc, ss_err *err)

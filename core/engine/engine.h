@@ -64,8 +64,8 @@ int eng_setting(const char *text, const char *key, char *out, size_t cap);
 void eng_progress(ss_folder *f);
 
 /* Called per chunk of a file being identified; data valid during the call. */
-typedef ss_rc (*eng_chunk_fn)(void *ctx, const uint8_t *data, size_t len, const uint8_t id[32],
-                              ss_err *err);
+typedef ss_rc (*eng_chunk_fn)(void *ctx, const uint8_t *data, size_t len,
+                              const uint8_t id[SS_CHUNK_ID_BYTES], ss_err *err);
 
 /*
  * Content id of the open file fd of size bytes (FORMAT.md: inline files hash
@@ -73,7 +73,8 @@ typedef ss_rc (*eng_chunk_fn)(void *ctx, const uint8_t *data, size_t len, const 
  * gets the bytes (malloc'ed) when wanted; for others fn sees every chunk.
  */
 ss_rc eng_identify(ss_folder *f, int fd, uint64_t size, eng_chunk_fn fn, void *ctx,
-                   uint8_t ret_content_id[32], uint8_t **ret_inline, ss_err *err);
+                   uint8_t ret_content_id[SS_TXN_CONTENT_ID_BYTES], uint8_t **ret_inline,
+                   ss_err *err);
 
 /* The state row's local columns match what lstat says now (no read needed). */
 int eng_stat_matches(const ss_state_row *row, const struct stat *st);
@@ -110,8 +111,9 @@ ss_rc eng_stats_conflict(ss_stats *s, const char *path);
  * When pull meets that very object it adopts it (the state takes its ops,
  * the folder is left alone) instead of applying it over newer local edits.
  */
-ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[32], ss_err *err);
-int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[32]);
+ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
+                       ss_err *err);
+int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES]);
 void eng_inflight_clear(ss_folder *f);
 
 /* The folder's directory modes (dirmodes.h), journaled in .s3sync/dirmodes. Owned. */
@@ -159,29 +161,31 @@ typedef struct eng_signer {
     ss_folder *f;
     int kind;
     uint64_t seq;
-    uint8_t chain[32];
+    uint8_t chain[SS_CHAIN_BYTES];
     crypto_generichash_state h;
     ss_store_write_fn out;
     void *ctx;
     int signed_;
 } eng_signer;
-void eng_signer_init(eng_signer *s, ss_folder *f, int kind, uint64_t seq, const uint8_t chain[32],
-                     ss_store_write_fn out, void *ctx);
+void eng_signer_init(eng_signer *s, ss_folder *f, int kind, uint64_t seq,
+                     const uint8_t chain[SS_CHAIN_BYTES], ss_store_write_fn out, void *ctx);
 int eng_signer_write(void *ctx, const void *buf, size_t len); /* an ss_store_write_fn */
 ss_rc eng_signer_sign(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES],
                       ss_err *err); /* ss_txn_sign_fn */
 
 /* BLAKE2b-256 of the first len bytes of the staged plaintext fd. */
-ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[32], ss_err *err);
+ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[crypto_generichash_BYTES],
+                        ss_err *err);
 /*
  * The log transaction staged in fd, read by r to its end, against table
  * (the device table at its sequence - 1): devices.h's rules and its signature.
  */
 ss_rc eng_check_signature(ss_folder *f, const ss_devices *table, ss_txn_reader *r, int fd,
-                          const uint8_t prev_chain[32], ss_err *err);
+                          const uint8_t prev_chain[SS_CHAIN_BYTES], ss_err *err);
 /* The checked device table of the checkpoint staged in fd, read by r to its end. Owned. */
-ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd, const uint8_t chain[32],
-                           ss_devices **ret_table, ss_err *err);
+ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd,
+                           const uint8_t chain[SS_CHAIN_BYTES], ss_devices **ret_table,
+                           ss_err *err);
 
 /* --- reading the log, as pull does (log_list.c, txn_read.c; walk.c shares it)
  * --------------------- */
@@ -190,7 +194,7 @@ ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd, const uint8_t
 typedef struct eng_log_list {
     uint64_t *seqs;
     uint64_t *sizes; /* of each log object, as listed */
-    size_t n, cap;
+    size_t n, cap_seqs, cap_sizes;
     const char *prefix; /* of the keys listed: NULL for log/ (checkpoints/ too) */
     int bad; /* 1: an unexpected key (bad_key); 2: out of memory; 3: log/<watermark> is gone */
     char bad_key[128];
@@ -219,14 +223,16 @@ ss_rc eng_list_log_after(ss_folder *f, uint64_t c, eng_log_list *l, ss_err *err)
  * ops are not decoded yet: eng_check_txn. ret_obj (may be NULL): what the
  * object was, for the fork check (its tag left unknown).
  */
-ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
-                    size_t obj_len, int *ret_fd, uint8_t ret_chain[32], ss_state_applied *ret_obj,
-                    ss_err *err);
+ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES], const void *obj,
+                    size_t obj_len, int *ret_fd, uint8_t ret_chain[SS_CHAIN_BYTES],
+                    ss_state_applied *ret_obj, ss_err *err);
 
 /* --- the fork check (fork.c) ------------------------------------------------------------ */
 
-/* The tag state.db keeps of an ETag (32 hex digits of a digest; "" for no ETag). */
-void eng_etag_tag(const char *etag, char out[33]);
+/* The tag state.db keeps of an ETag: BLAKE2b-128 of it in hex ("" for no ETag). */
+#define ENG_ETAG_TAG_BYTES 16
+#define ENG_ETAG_TAG_TEXT (2 * ENG_ETAG_TAG_BYTES + 1)
+void eng_etag_tag(const char *etag, char out[ENG_ETAG_TAG_TEXT]);
 /*
  * log/<wm>, which a listing described as st, is the object this device
  * applied or wrote there (as state.db recorded it), else SS_ERR_INTEGRITY
@@ -270,8 +276,9 @@ ss_rc eng_prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, eng_
  * base: it is a checkpoint applied as a base (join, re-base after gc):
  * paths the state holds alike are left alone, and rows it lacks are deleted.
  */
-ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const uint8_t chain[32],
-                    int base, const ss_devices *devices, const ss_state_applied *obj, ss_err *err);
+ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
+                    const uint8_t chain[SS_CHAIN_BYTES], int base, const ss_devices *devices,
+                    const ss_state_applied *obj, ss_err *err);
 
 /*
  * Decode every op and chunk ref of the staged transaction once, then check
@@ -279,7 +286,7 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq, const u
  * seq - 1; prev = chain(seq - 1)): SS_OK only when all is valid. ret_next
  * (may be NULL) gets the table after it (owned).
  */
-ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[32],
+ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES],
                     const ss_devices *table, ss_devices **ret_next, ss_err *err);
 /*
  * Read e's chunk refs (if any) and check its content id against its inline
@@ -290,14 +297,34 @@ ss_rc eng_check_content(ss_folder *f, ss_txn_reader *r, const ss_txn_entry *e, s
 /* Invariant 6 against the state: no op below a path it holds as a file or symlink (beneath.c). */
 ss_rc eng_check_beneath(ss_folder *f, int fd, uint64_t seq, ss_err *err);
 
-/* A staged plaintext as a transaction reader's source. */
-typedef struct eng_staged {
-    int fd;
-    uint64_t pos;
-} eng_staged;
-/* Open a reader on the staged plaintext (src and rd must outlive it); checks its sequence. */
-ss_rc eng_open_txn(ss_folder *f, eng_staged *src, ss_store_reader *rd, uint64_t seq,
-                   ss_txn_reader **ret_reader, ss_err *err);
+/*
+ * The ops of a transaction staged in a file (eng_fetch_txn, or the part of
+ * eng_fetch_checkpoint after its header), read in order:
+ *
+ *   eng_txn_iter it = {0};
+ *   rc = eng_txn_open(&it, f, fd, seq, err);   checks it claims seq
+ *   if (rc) goto fail;
+ *   for (;;) {
+ *       rc = eng_txn_next(&it, &e, err);       NULL after the last op
+ *       if (rc) goto fail;
+ *       if (!e) break;
+ *       ...                                     it.r: the header, e's chunk refs
+ *   }
+ *   fail: eng_txn_close(&it);                  after a failed open too, and twice
+ *
+ * An open iterator must not be copied or moved: its reader reads through it.
+ */
+typedef struct eng_txn_iter {
+    ss_txn_reader *r; /* owned; the signature once eng_txn_next reported the end */
+    int fd;           /* the staged plaintext (borrowed) */
+    uint64_t pos;     /* where r reads it next */
+    ss_reader src;
+} eng_txn_iter;
+ss_rc eng_txn_open(eng_txn_iter *it, ss_folder *f, int fd, uint64_t seq, ss_err *err);
+ss_rc eng_txn_next(eng_txn_iter *it, const ss_txn_entry **ret_entry, ss_err *err);
+void eng_txn_close(eng_txn_iter *it);
+/* body becomes the current entry's chunk refs not read yet, with their pack keys. */
+ss_rc eng_txn_body(ss_txn_reader *r, ss_state_body *body, ss_err *err);
 
 /*
  * Verified chunk fetches (fetch.c): chunks are queued by eng_fetch_chunk and
@@ -345,12 +372,13 @@ ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err);
 /*
  * Fetch checkpoints/<seq>, verify its frame and header, and decode every op
  * once (upserts only); the transaction part is staged in *ret_fd (owned by
- * the caller; read it with eng_open_txn). ret_chain: the chain(seq) it
+ * the caller; read it with eng_txn_open). ret_chain: the chain(seq) it
  * records; ret_time_ns (may be NULL): its writer's time; ret_table (may be
  * NULL): its device table, checked with its signature (owned).
  */
-ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[32],
-                           uint64_t *ret_time_ns, ss_devices **ret_table, ss_err *err);
+ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
+                           uint8_t ret_chain[SS_CHAIN_BYTES], uint64_t *ret_time_ns,
+                           ss_devices **ret_table, ss_err *err);
 /*
  * After a push committed seq (its log object log_bytes long): the automatic
  * rule of FORMAT.md "Writing". Never fails the push: a failure is a warning.
@@ -409,7 +437,8 @@ typedef struct eng_walk {
      * A later checkpoint the walk reached: chain is the walked chain(seq),
      * devices the walked device table at seq. May be NULL.
      */
-    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t chain[32], const ss_devices *devices);
+    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
+                     const ss_devices *devices);
     /* After log/<seq> verified whole; *ret_stop ends the walk before its ops. May be NULL. */
     ss_rc (*txn)(void *ctx, const eng_walk_txn *t, int *ret_stop, ss_err *err);
     /* Each op of it, in order; chunk refs not read are skipped. May be NULL. */

@@ -38,33 +38,69 @@ typedef struct range_get {
     uint8_t *buf;
 } range_get;
 
-/* Open one sealed chunk and write its plaintext; failures are recorded in x. */
+/* Open one sealed chunk, check its length and write its plaintext at its offset (e: why not). */
+static ss_rc open_chunk(eng_fetch *x, const struct eng_fetch_job *j, const uint8_t *sealed,
+                        ss_err *e)
+{
+    void *plain = NULL; /* owned */
+    size_t len = 0;
+    ss_rc rc = ss_chunk_open(ss_repo_keys(x->f->repo), j->ref.id, sealed, j->ref.sealed_len,
+                             j->ref.plain_len, &plain, &len, e);
+    if (rc) goto done;
+    if (len != j->ref.plain_len) {
+        rc = ss_fail(e, SS_ERR_INTEGRITY, "a chunk has %zu bytes, expected %u", len,
+                     j->ref.plain_len);
+        goto done;
+    }
+    if (x->out_fd >= 0 && ss_fs_pwrite_all(x->out_fd, plain, len, (off_t)j->out_off)) {
+        rc = ss_fail(e, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
+        goto done;
+    }
+    x->f->prog.bytes_done += len;
+    eng_progress(x->f);
+done:
+    free(plain);
+    return rc;
+}
+
+/* One chunk of a range GET that ended with rc (why: its message); failures are recorded in x. */
 static void finish_chunk(eng_fetch *x, const struct eng_fetch_job *j, const uint8_t *sealed,
                          ss_rc rc, const char *why)
 {
     ss_err e = {{0}};
-    void *plain = NULL;
-    size_t len = 0;
-    if (!rc)
-        rc = ss_chunk_open(ss_repo_keys(x->f->repo), j->ref.id, sealed, j->ref.sealed_len,
-                           j->ref.plain_len, &plain, &len, &e);
-    else
+    if (rc)
         snprintf(e.msg, sizeof e.msg, "%s", why && *why ? why : ss_strerror(rc));
-    if (!rc && len != j->ref.plain_len)
-        rc = ss_fail(&e, SS_ERR_INTEGRITY, "a chunk has %zu bytes, expected %u", len,
-                     j->ref.plain_len);
-    if (!rc && x->out_fd >= 0 && ss_fs_pwrite_all(x->out_fd, plain, len, (off_t)j->out_off))
-        rc = ss_fail(&e, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
-    if (!rc) {
-        x->f->prog.bytes_done += len;
-        eng_progress(x->f);
+    else
+        rc = open_chunk(x, j, sealed, &e);
+    if (rc == SS_OK) return; /* opened and written */
+    if (x->bad) x->bad(x->ctx, j->pack, &j->ref, rc, e.msg);
+    if (x->rc) return; /* the first failure is the one told */
+    x->rc = rc;
+    ss_fail(&x->err, rc, "%s at offset %" PRIu64 ": %s", j->pack, j->ref.offset, e.msg);
+}
+
+static void range_free(range_get *g)
+{
+    free(g->buf);
+    free(g->jobs);
+    free(g);
+}
+
+/* A range GET of len bytes at off for the n jobs (copied); NULL when out of memory. */
+static range_get *range_new(eng_fetch *x, const struct eng_fetch_job *jobs, size_t n, uint64_t off,
+                            uint64_t len)
+{
+    range_get *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    *g = (range_get){.x = x, .n = n, .off = off};
+    g->jobs = malloc(n * sizeof *g->jobs);
+    g->buf = malloc((size_t)len);
+    if (!g->jobs || !g->buf) {
+        range_free(g);
+        return NULL;
     }
-    if (rc && x->bad) x->bad(x->ctx, j->pack, &j->ref, rc, e.msg);
-    if (rc && !x->rc) {
-        x->rc = rc;
-        ss_fail(&x->err, rc, "%s at offset %" PRIu64 ": %s", j->pack, j->ref.offset, e.msg);
-    }
-    free(plain);
+    memcpy(g->jobs, jobs, n * sizeof *g->jobs);
+    return g;
 }
 
 static void range_done(void *ctx, ss_rc rc, const ss_err *err)
@@ -73,9 +109,7 @@ static void range_done(void *ctx, ss_rc rc, const ss_err *err)
     for (size_t i = 0; i < g->n; i++)
         finish_chunk(g->x, &g->jobs[i], g->buf ? g->buf + (g->jobs[i].ref.offset - g->off) : NULL,
                      rc, err ? err->msg : NULL);
-    free(g->buf);
-    free(g->jobs);
-    free(g);
+    range_free(g);
 }
 
 static int job_cmp(const void *a, const void *b)
@@ -103,30 +137,25 @@ static size_t group(const struct eng_fetch_job *v, size_t n, uint64_t *off, uint
 
 static ss_rc flush(eng_fetch *x, ss_err *err)
 {
-    size_t i = 0;
     ss_rc rc = SS_OK;
     if (x->n_jobs) qsort(x->jobs, x->n_jobs, sizeof *x->jobs, job_cmp);
-    while (!rc && i < x->n_jobs) {
+    for (size_t i = 0, k; i < x->n_jobs; i += k) {
         uint64_t off, len;
-        size_t k = group(x->jobs + i, x->n_jobs - i, &off, &len);
-        range_get *g = calloc(1, sizeof *g);
-        if (!g || !(g->jobs = malloc(k * sizeof *g->jobs)) || !(g->buf = malloc(len))) {
-            if (g) free(g->jobs);
-            free(g);
+        range_get *g;
+        k = group(x->jobs + i, x->n_jobs - i, &off, &len);
+        g = range_new(x, x->jobs + i, k, off, len);
+        if (!g) {
             rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-            break;
+            goto done;
         }
-        memcpy(g->jobs, x->jobs + i, k * sizeof *g->jobs);
-        *g = (range_get){x, g->jobs, k, off, g->buf};
         rc = ss_xfer_get(x->xfer, x->jobs[i].pack, off, (size_t)len, g->buf, range_done, g);
         if (rc == SS_ERR_NOMEM) { /* not submitted: range_done will not run */
-            free(g->buf);
-            free(g->jobs);
-            free(g);
+            range_free(g);
             rc = ss_fail(err, rc, "out of memory");
         }
-        i += k;
+        if (rc) goto done;
     }
+done:
     x->n_jobs = 0;
     return rc;
 }
@@ -145,11 +174,13 @@ ss_rc eng_fetch_chunk(eng_fetch *x, const char *pack, const ss_chunk_ref *ref, u
 
 ss_rc eng_fetch_wait(eng_fetch *x, ss_err *err)
 {
-    ss_rc rc = flush(x, err), wrc = ss_xfer_wait(x->xfer, NULL);
+    ss_rc rc = flush(x, err);
+    ss_rc wrc = ss_xfer_wait(x->xfer, NULL); /* after a failure too: buffers in flight */
     free(x->jobs);
     x->jobs = NULL;
     x->n_jobs = x->cap_jobs = 0;
-    if (!rc && x->rc) rc = ss_fail(err, x->rc, "%s", x->err.msg);
-    if (!rc && wrc) rc = ss_fail(err, wrc, "fetching data failed");
-    return rc;
+    if (rc) return rc;
+    if (x->rc) return ss_fail(err, x->rc, "%s", x->err.msg);
+    if (wrc) return ss_fail(err, wrc, "fetching data failed");
+    return SS_OK;
 }

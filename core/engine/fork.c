@@ -24,13 +24,15 @@
 #include "engine.h"
 #include "format.h"
 
-void eng_etag_tag(const char *etag, char out[33])
+_Static_assert(sizeof((ss_state_applied *)0)->tag == ENG_ETAG_TAG_TEXT, "state.db's tag column");
+
+void eng_etag_tag(const char *etag, char out[ENG_ETAG_TAG_TEXT])
 {
-    uint8_t d[16];
+    uint8_t d[ENG_ETAG_TAG_BYTES];
     out[0] = '\0';
     if (!etag[0]) return;
     crypto_generichash(d, sizeof d, (const uint8_t *)etag, strlen(etag), NULL, 0);
-    sodium_bin2hex(out, 33, d, sizeof d);
+    sodium_bin2hex(out, ENG_ETAG_TAG_TEXT, d, sizeof d);
 }
 
 /* The bytes of log/<seq>, hashed as they stream, up to max + 1 of them. */
@@ -53,7 +55,7 @@ static ss_rc same_bytes(ss_folder *f, const char *key, const ss_state_applied *r
                         ss_err *err)
 {
     hasher x = {.max = rec->size};
-    uint8_t hash[32];
+    uint8_t hash[SS_OBJECT_HASH_BYTES];
     ss_rc rc;
     *ret_same = 0;
     crypto_generichash_init(&x.h, NULL, 0, sizeof hash);
@@ -69,7 +71,7 @@ static ss_rc same_bytes(ss_folder *f, const char *key, const ss_state_applied *r
 ss_rc eng_fork_check(ss_folder *f, uint64_t wm, const ss_store_stat *st, ss_err *err)
 {
     static const ss_store_stat unknown;
-    char key[SS_KEY_NAME_MAX], tag[33];
+    char key[SS_KEY_NAME_MAX], tag[ENG_ETAG_TAG_TEXT];
     ss_state_applied rec;
     int found = 0, same = 0;
     ss_rc rc = ss_state_applied_get(f->state, &rec, &found, err);

@@ -4,13 +4,13 @@
  * start at the watermark's own key. pull, log, verify, restore and gc list
  * the log through it.
  */
-#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "engine.h"
 
 void eng_log_list_free(eng_log_list *l)
@@ -18,6 +18,14 @@ void eng_log_list_free(eng_log_list *l)
     free(l->seqs);
     free(l->sizes);
     memset(l, 0, sizeof *l);
+}
+
+/* Room for one more sequence and its size. */
+static ss_rc grow(eng_log_list *l)
+{
+    ss_rc rc = SS_ARRAY_GROW(l->seqs, l->n + 1, l->cap_seqs);
+    if (rc) return rc;
+    return SS_ARRAY_GROW(l->sizes, l->n + 1, l->cap_sizes);
 }
 
 int eng_collect_seq(void *ctx, const char *key, const ss_store_stat *st)
@@ -32,17 +40,9 @@ int eng_collect_seq(void *ctx, const char *key, const ss_store_stat *st)
         snprintf(l->bad_key, sizeof l->bad_key, "%s", key);
         return 1;
     }
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        uint64_t *nv = realloc(l->seqs, cap * sizeof *nv);
-        uint64_t *ns = nv ? realloc(l->sizes, cap * sizeof *ns) : NULL;
-        if (nv) l->seqs = nv;
-        if (!ns) {
-            l->bad = 2;
-            return 1;
-        }
-        l->sizes = ns;
-        l->cap = cap;
+    if (grow(l)) {
+        l->bad = 2;
+        return 1;
     }
     l->sizes[l->n] = st ? st->size : 0;
     if (st && !l->n) l->first = *st;

@@ -37,14 +37,16 @@ ss_rc eng_prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, eng_
         eng_fetched *p = &b[n];
         memset(p, 0, sizeof *p);
         p->len = (size_t)l->sizes[i + n];
-        if (!(p->buf = malloc(p->len ? p->len : 1))) {
+        p->buf = malloc(p->len ? p->len : 1);
+        if (!p->buf) {
             rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
             break;
         }
         snprintf(key, sizeof key, SS_KEY_LOG_FMT, l->seqs[i + n]);
         bytes += p->len;
         n++;
-        if ((rc = ss_xfer_get(x, key, 0, p->len, p->buf, got_log, p))) {
+        rc = ss_xfer_get(x, key, 0, p->len, p->buf, got_log, p);
+        if (rc) {
             rc = ss_fail(err, rc, "fetch %s: %s", key, ss_strerror(rc));
             break;
         }

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "engine.h"
 #include "fault.h"
 #include "frame.h"
@@ -45,7 +46,7 @@ struct eng_replay {
 
 ss_rc eng_replay_new(eng_replay **ret, ss_err *err)
 {
-    eng_replay *rp = calloc(1, sizeof *rp);
+    eng_replay *rp = calloc(1, sizeof *rp); /* owned until returned */
     ss_rc rc;
     *ret = NULL;
     if (!rp) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
@@ -53,15 +54,18 @@ ss_rc eng_replay_new(eng_replay **ret, ss_err *err)
                          "  mtime_s INTEGER, mtime_ns INTEGER, size INTEGER, cid BLOB, body BLOB)"
                          "  WITHOUT ROWID;",
                          &rp->db, err);
-    for (int i = 0; !rc && i < R_N; i++)
-        if (sqlite3_prepare_v2(rp->db, replay_sql[i], -1, &rp->q[i], NULL))
+    if (rc) goto fail;
+    for (int i = 0; i < R_N; i++) {
+        if (sqlite3_prepare_v2(rp->db, replay_sql[i], -1, &rp->q[i], NULL)) {
             rc = eng_tempdb_fail(rp->db, "prepare", err);
-    if (rc) {
-        eng_replay_free(rp);
-        return rc;
+            goto fail;
+        }
     }
     *ret = rp;
     return SS_OK;
+fail:
+    eng_replay_free(rp);
+    return rc;
 }
 
 void eng_replay_free(eng_replay *rp)
@@ -82,29 +86,19 @@ static ss_rc rstep(eng_replay *rp, int q, ss_err *err)
 }
 
 /* The entry's body into rp->body: chunk refs with their pack keys, inline bytes, or target. */
-static ss_rc entry_body(eng_replay *rp, const ss_txn_header *h, ss_txn_reader *r,
-                        const ss_txn_entry *e, ss_err *err)
+static ss_rc entry_body(eng_replay *rp, ss_txn_reader *r, const ss_txn_entry *e, ss_err *err)
 {
-    ss_chunk_ref ref;
-    ss_rc rc = SS_OK;
-    rp->body.len = 0;
-    if (e->kind == SS_TXN_FILE && e->storage == SS_TXN_CHUNKS) {
-        while (!rc && ss_txn_chunks_left(r) && !(rc = ss_txn_next_chunk(r, &ref, err)))
-            if (ss_state_body_add(&rp->body, h->pack_keys[ref.pack], &ref))
-                rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        return rc;
-    }
     const void *p = e->kind == SS_TXN_SYMLINK ? (const void *)e->target
                     : e->kind == SS_TXN_FILE  ? (const void *)e->inline_data
                                               : NULL;
     size_t n = e->kind == SS_TXN_DIR ? 0 : (size_t)e->size;
-    if (n && (rp->body.cap < n)) {
-        unsigned char *np = realloc(rp->body.p, n);
-        if (!np) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        rp->body.p = np;
-        rp->body.cap = n;
-    }
-    if (n) memcpy(rp->body.p, p, n);
+    if (e->kind == SS_TXN_FILE && e->storage == SS_TXN_CHUNKS)
+        return eng_txn_body(r, &rp->body, err);
+    rp->body.len = 0;
+    if (!n) return SS_OK;
+    if (SS_ARRAY_GROW(rp->body.p, n, rp->body.cap))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    memcpy(rp->body.p, p, n);
     rp->body.len = n;
     return SS_OK;
 }
@@ -120,13 +114,16 @@ ss_rc eng_replay_op(eng_replay *rp, const ss_txn_header *h, ss_txn_reader *r, co
     sqlite3_stmt *q = rp->q[R_PUT];
     int drop = e->type == SS_TXN_DELETE ? R_DROP_TREE : e->kind != SS_TXN_DIR ? R_DROP_BELOW : -1;
     ss_rc rc = SS_OK;
+    (void)h; /* the same as r's: the pack keys come through r */
     rp->body.len = 0;
     if (drop >= 0) {
         sqlite3_bind_text(rp->q[drop], 1, e->path, (int)e->path_len, SQLITE_STATIC);
         rc = rstep(rp, drop, err);
         if (rc) return rc;
     }
-    if (e->type == SS_TXN_DELETE || (rc = entry_body(rp, h, r, e, err))) return rc;
+    if (e->type == SS_TXN_DELETE) return SS_OK;
+    rc = entry_body(rp, r, e, err);
+    if (rc) return rc;
     sqlite3_bind_text(q, 1, e->path, (int)e->path_len, SQLITE_STATIC);
     sqlite3_bind_int(q, 2, (int)e->kind);
     sqlite3_bind_int64(q, 3, e->mode);
@@ -134,7 +131,7 @@ ss_rc eng_replay_op(eng_replay *rp, const ss_txn_header *h, ss_txn_reader *r, co
     sqlite3_bind_int64(q, 5, e->mtime_ns);
     sqlite3_bind_int64(q, 6, (sqlite3_int64)(e->kind == SS_TXN_DIR ? 0 : e->size));
     if (e->kind == SS_TXN_FILE)
-        sqlite3_bind_blob(q, 7, e->content_id, 32, SQLITE_STATIC);
+        sqlite3_bind_blob(q, 7, e->content_id, SS_TXN_CONTENT_ID_BYTES, SQLITE_STATIC);
     else
         sqlite3_bind_null(q, 7);
     sqlite3_bind_blob(q, 8, rp->body.p ? (const void *)rp->body.p : "", (int)rp->body.len,
@@ -153,38 +150,50 @@ static int same_row(eng_replay *rp, const ss_txn_entry *e)
            sqlite3_column_int64(q, 2) == e->mtime_s &&
            (uint32_t)sqlite3_column_int64(q, 3) == e->mtime_ns &&
            (uint64_t)sqlite3_column_int64(q, 4) == (e->kind == SS_TXN_DIR ? 0 : e->size) &&
-           (e->kind != SS_TXN_FILE || (sqlite3_column_bytes(q, 5) == 32 &&
-                                       !memcmp(sqlite3_column_blob(q, 5), e->content_id, 32))) &&
+           (e->kind != SS_TXN_FILE ||
+            (sqlite3_column_bytes(q, 5) == SS_TXN_CONTENT_ID_BYTES &&
+             !memcmp(sqlite3_column_blob(q, 5), e->content_id, SS_TXN_CONTENT_ID_BYTES))) &&
            (size_t)sqlite3_column_bytes(q, 6) == rp->body.len &&
            (!rp->body.len || !memcmp(sqlite3_column_blob(q, 6), rp->body.p, rp->body.len));
     sqlite3_reset(q);
     return same;
 }
 
+/* Every path the checkpoint holds matches: then it must hold as many as the replay. */
+static ss_rc count_differs(eng_replay *rp, uint64_t n, char **ret_diff, ss_err *err)
+{
+    sqlite3_stmt *q = rp->q[R_COUNT_ROWS];
+    int differs = sqlite3_step(q) == SQLITE_ROW && (uint64_t)sqlite3_column_int64(q, 0) != n;
+    sqlite3_reset(q);
+    if (!differs) return SS_OK;
+    *ret_diff = strdup("(a path it lacks)");
+    return *ret_diff ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "out of memory");
+}
+
 ss_rc eng_replay_compare(ss_folder *f, eng_replay *rp, int fd, uint64_t seq, char **ret_diff,
                          ss_err *err)
 {
-    eng_staged src = {fd, 0};
-    ss_store_reader rd;
-    ss_txn_reader *r = NULL; /* owned */
+    eng_txn_iter it = {0};
     const ss_txn_entry *e;
     uint64_t n = 0;
-    ss_rc rc = eng_open_txn(f, &src, &rd, seq, &r, err);
+    ss_rc rc;
     *ret_diff = NULL;
-    while (!rc && !*ret_diff && !(rc = ss_txn_next(r, &e, err)) && e) {
+    rc = eng_txn_open(&it, f, fd, seq, err);
+    if (rc) goto done;
+    for (;;) {
+        rc = eng_txn_next(&it, &e, err);
+        if (rc) goto done;
+        if (!e) break;
         n++;
-        rc = entry_body(rp, ss_txn_reader_header(r), r, e, err);
-        if (rc) break;
-        if (!same_row(rp, e) && !(*ret_diff = strdup(e->path)))
-            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        rc = entry_body(rp, it.r, e, err);
+        if (rc) goto done;
+        if (same_row(rp, e)) continue;
+        *ret_diff = strdup(e->path);
+        if (!*ret_diff) rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        goto done;
     }
-    if (!rc && !*ret_diff) { /* every path it holds matches: then it must hold as many */
-        if (sqlite3_step(rp->q[R_COUNT_ROWS]) == SQLITE_ROW &&
-            (uint64_t)sqlite3_column_int64(rp->q[R_COUNT_ROWS], 0) != n &&
-            !(*ret_diff = strdup("(a path it lacks)")))
-            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        sqlite3_reset(rp->q[R_COUNT_ROWS]);
-    }
-    ss_txn_reader_free(r);
+    rc = count_differs(rp, n, ret_diff, err);
+done:
+    eng_txn_close(&it);
     return rc;
 }

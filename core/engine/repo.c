@@ -47,7 +47,7 @@ static ss_repo *new_repo(ss_store *store)
 
 /* lim: from the environment, at least the repository's floor (checked by the caller). */
 static ss_rc put_keyfile(ss_repo *repo, const char *pass, size_t passlen, const ss_kdf_limits *lim,
-                         char ret_id[17], ss_err *err)
+                         char ret_id[SS_KEYFILE_ID_HEX + 1], ss_err *err)
 {
     uint8_t file[SS_KEYFILE_BYTES];
     char key[SS_KEY_NAME_MAX];
@@ -58,8 +58,9 @@ static ss_rc put_keyfile(ss_repo *repo, const char *pass, size_t passlen, const 
     if (rc) return rc;
     snprintf(key, sizeof key, SS_KEY_KEYFILE_FMT, id);
     rc = ss_store_put(repo->store, key, file, sizeof file, SS_PUT_CREATE_ONLY, err);
-    if (!rc && ret_id) snprintf(ret_id, 17, "%016" PRIx64, id);
-    return rc;
+    if (rc) return rc;
+    if (ret_id) snprintf(ret_id, SS_KEYFILE_ID_HEX + 1, "%016" PRIx64, id);
+    return SS_OK;
 }
 
 ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo **ret_repo,
@@ -74,10 +75,11 @@ ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo 
     rc = ss_kdf_limits_from_env(&lim, err);
     if (rc) return rc;
     rc = ss_store_head(store, SS_KEY_CONFIG, &st, err);
-    if (!rc)
+    if (rc == SS_OK) /* found */
         return ss_fail(err, SS_ERR_EXISTS, "%s already holds a repository", ss_store_url(store));
     if (rc != SS_ERR_NOT_FOUND) return rc;
-    if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    repo = new_repo(store);
+    if (!repo) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_keys_generate(&repo->keys, err);
     if (rc) goto fail;
     ss_config_init(&repo->cfg, repo->keys, (uint64_t)time(NULL));
@@ -132,7 +134,8 @@ static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
     (void)st;
     if (k->n == SS_KEYFILES_MAX) return k->failed = 1;
     if (SS_ARRAY_GROW(k->v, k->n + 1, k->cap)) return k->failed = 1;
-    if (!(k->v[k->n] = strdup(key))) return k->failed = 1;
+    k->v[k->n] = strdup(key);
+    if (!k->v[k->n]) return k->failed = 1;
     k->n++;
     return 0;
 }
@@ -155,6 +158,16 @@ static void free_names(key_names *k)
     free(k->v);
 }
 
+/* The keys the key file buf opens to with pass, and its KDF limits. */
+static ss_rc open_keyfile(const void *buf, size_t len, const uint8_t *repo_id, const char *pass,
+                          size_t passlen, ss_keys **ret_keys, ss_kdf_limits *ret_limits,
+                          ss_err *err)
+{
+    ss_rc rc = ss_keyfile_open(buf, len, repo_id, pass, passlen, ret_keys, err);
+    if (rc) return rc;
+    return ss_keyfile_limits(buf, len, ret_limits, err);
+}
+
 /* *ret_limits, *ret_name: the limits and key of the file that opened. */
 static ss_rc try_keyfiles(ss_store *store, const key_names *names, const uint8_t *repo_id,
                           const char *pass, size_t passlen, ss_keys **ret_keys,
@@ -167,8 +180,7 @@ static ss_rc try_keyfiles(ss_store *store, const key_names *names, const uint8_t
         ss_err e = {{0}};
         rc = ss_store_get_max(store, names->v[i], SS_KEYFILE_READ_MAX, &buf, &len, err);
         if (rc) return rc;
-        rc = ss_keyfile_open(buf, len, repo_id, pass, passlen, ret_keys, &e);
-        if (!rc) rc = ss_keyfile_limits(buf, len, ret_limits, &e);
+        rc = open_keyfile(buf, len, repo_id, pass, passlen, ret_keys, ret_limits, &e);
         *ret_name = names->v[i];
         free(buf);
         if (rc && rc != SS_ERR_PASSPHRASE) return ss_fail(err, rc, "%s: %s", names->v[i], e.msg);
@@ -190,7 +202,8 @@ ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **
     const char *opened = NULL;
     ss_rc rc;
     *ret_repo = NULL;
-    if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    repo = new_repo(store);
+    if (!repo) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = fetch_config(store, &cfgbuf, &cfglen, &repo->cfg, err);
     if (rc) goto fail;
     rc = list_keys(store, &names, err);
@@ -227,7 +240,8 @@ ss_rc ss_repo_open_master(ss_store *store, const uint8_t master[SS_MASTER_KEY_BY
     size_t cfglen = 0;
     ss_rc rc;
     *ret_repo = NULL;
-    if (!(repo = new_repo(store))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    repo = new_repo(store);
+    if (!repo) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if (cfg) {
         rc = ss_config_parse_unverified(cfg, cfg_len, &repo->cfg, err);
     } else {
@@ -235,9 +249,11 @@ ss_rc ss_repo_open_master(ss_store *store, const uint8_t master[SS_MASTER_KEY_BY
         cfg = cfgbuf;
         cfg_len = cfglen;
     }
-    if (rc || (rc = ss_keys_from_master(master, repo->cfg.repo_id, &repo->keys, err)) ||
-        (rc = ss_config_open(repo->keys, cfg, cfg_len, &repo->cfg, err)))
-        goto fail;
+    if (rc) goto fail;
+    rc = ss_keys_from_master(master, repo->cfg.repo_id, &repo->keys, err);
+    if (rc) goto fail;
+    rc = ss_config_open(repo->keys, cfg, cfg_len, &repo->cfg, err);
+    if (rc) goto fail;
     free(cfgbuf);
     *ret_repo = repo;
     return SS_OK;
@@ -247,7 +263,8 @@ fail:
     return rc;
 }
 
-ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, char ret_id[17], ss_err *err)
+ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen,
+                      char ret_id[SS_KEYFILE_ID_HEX + 1], ss_err *err)
 {
     ss_kdf_limits lim;
     ss_rc rc;
@@ -300,8 +317,10 @@ ss_rc ss_repo_key_list(ss_repo *repo, ss_repo_key_fn fn, void *ctx, ss_err *err)
 {
     key_names names = {0};
     ss_rc rc = list_keys(repo->store, &names, err);
-    for (size_t i = 0; !rc && i < names.n; i++)
+    if (rc) goto done;
+    for (size_t i = 0; i < names.n; i++)
         if (fn(ctx, names.v[i] + strlen(SS_KEY_KEYS_PREFIX))) break;
+done:
     free_names(&names);
     return rc;
 }
@@ -312,13 +331,20 @@ ss_rc ss_repo_key_remove(ss_repo *repo, const char *id, ss_err *err)
     char key[SS_KEY_NAME_MAX];
     size_t found = 0;
     ss_rc rc = list_keys(repo->store, &names, err);
+    if (rc) goto done;
     snprintf(key, sizeof key, SS_KEY_KEYS_PREFIX "%s", id);
-    for (size_t i = 0; !rc && i < names.n; i++)
+    for (size_t i = 0; i < names.n; i++)
         found += !strcmp(names.v[i], key);
-    if (!rc && !found) rc = ss_fail(err, SS_ERR_NOT_FOUND, "no key file %s", id);
-    if (!rc && names.n < 2)
+    if (!found) {
+        rc = ss_fail(err, SS_ERR_NOT_FOUND, "no key file %s", id);
+        goto done;
+    }
+    if (names.n < 2) {
         rc = ss_fail(err, SS_ERR_INVALID, "refusing to remove %s: it is the last key file", id);
-    if (!rc) rc = ss_store_delete(repo->store, key, err);
+        goto done;
+    }
+    rc = ss_store_delete(repo->store, key, err);
+done:
     free_names(&names);
     return rc;
 }

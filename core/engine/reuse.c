@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "engine.h"
 #include "fsio.h"
 
@@ -34,8 +35,8 @@ struct eng_reuse {
     int fd;
     where *v; /* sorted by id */
     size_t n;
-    uint8_t *buf;
-    size_t buf_len;
+    uint8_t *buf; /* a chunk read back */
+    size_t buf_cap;
 };
 
 static int where_cmp(const void *a, const void *b)
@@ -51,11 +52,7 @@ static int map_body(eng_reuse *r, const ss_state_row *row)
     const char *pack;
     ss_chunk_ref ref;
     while (ss_state_body_next(row->body, row->body_len, &pos, &pack, &pack_len, &ref)) {
-        if (r->n == cap) {
-            where *nv = realloc(r->v, (cap = cap ? 2 * cap : 64) * sizeof *nv);
-            if (!nv) return -1;
-            r->v = nv;
-        }
+        if (SS_ARRAY_GROW(r->v, r->n + 1, cap)) return -1;
         memcpy(r->v[r->n].id, ref.id, SS_CHUNK_ID_LEN);
         r->v[r->n].off = off;
         r->v[r->n++].len = ref.plain_len;
@@ -83,16 +80,17 @@ ss_rc eng_reuse_open(ss_folder *f, const char *path, eng_reuse **ret_reuse, ss_e
     rc = ss_state_lookup(f->state, path, &row, &found, err);
     if (rc) return rc;
     if (!found || row.kind != SS_TXN_FILE || row.storage != SS_TXN_CHUNKS) return SS_OK;
-    if (!(r = calloc(1, sizeof *r))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    r = calloc(1, sizeof *r);
+    if (!r) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     r->f = f;
     r->fd = -1;
     if (map_body(r, &row)) {
         eng_reuse_free(r);
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     }
+    if (r->n) r->fd = open_local(f, path);
     /* Not there, not a file, not readable: nothing to reuse, and not an error. */
-    if (r->n == 0 || (r->fd = open_local(f, path)) < 0 || fstat(r->fd, &st) ||
-        !S_ISREG(st.st_mode)) {
+    if (r->fd < 0 || fstat(r->fd, &st) || !S_ISREG(st.st_mode)) {
         eng_reuse_free(r);
         return SS_OK;
     }
@@ -108,12 +106,7 @@ int eng_reuse_chunk(eng_reuse *r, const ss_chunk_ref *ref, int out_fd, uint64_t 
     memcpy(key.id, ref->id, SS_CHUNK_ID_LEN);
     w = bsearch(&key, r->v, r->n, sizeof *r->v, where_cmp);
     if (!w || w->len != ref->plain_len) return 0;
-    if (r->buf_len < w->len) {
-        uint8_t *nb = realloc(r->buf, w->len);
-        if (!nb) return 0;
-        r->buf = nb;
-        r->buf_len = w->len;
-    }
+    if (SS_ARRAY_GROW(r->buf, w->len, r->buf_cap)) return 0;
     if (pread(r->fd, r->buf, w->len, (off_t)w->off) != (ssize_t)w->len) return 0;
     ss_chunk_id(ss_keys_subkey(ss_repo_keys(r->f->repo), SS_SUBKEY_CHUNK_ID), r->buf, w->len, id);
     if (sodium_memcmp(id, ref->id, sizeof id)) return 0;

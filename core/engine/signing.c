@@ -16,17 +16,17 @@
 
 #include "engine.h"
 
-void eng_signer_init(eng_signer *s, ss_folder *f, int kind, uint64_t seq, const uint8_t chain[32],
-                     ss_store_write_fn out, void *ctx)
+void eng_signer_init(eng_signer *s, ss_folder *f, int kind, uint64_t seq,
+                     const uint8_t chain[SS_CHAIN_BYTES], ss_store_write_fn out, void *ctx)
 {
     memset(s, 0, sizeof *s);
     s->f = f;
     s->kind = kind;
     s->seq = seq;
-    memcpy(s->chain, chain, 32);
+    memcpy(s->chain, chain, SS_CHAIN_BYTES);
     s->out = out;
     s->ctx = ctx;
-    crypto_generichash_init(&s->h, NULL, 0, 32);
+    crypto_generichash_init(&s->h, NULL, 0, crypto_generichash_BYTES);
 }
 
 int eng_signer_write(void *ctx, const void *buf, size_t len)
@@ -39,7 +39,7 @@ int eng_signer_write(void *ctx, const void *buf, size_t len)
 ss_rc eng_signer_sign(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err)
 {
     eng_signer *s = ctx;
-    uint8_t digest[32], msg[SS_SIG_MESSAGE_BYTES];
+    uint8_t digest[crypto_generichash_BYTES], msg[SS_SIG_MESSAGE_BYTES];
     if (s->signed_) return ss_fail(err, SS_ERR_INVALID, "signer used twice");
     crypto_generichash_final(&s->h, digest, sizeof digest);
     ss_devices_sig_message(msg, ss_keys_repo_id(ss_repo_keys(s->f->repo)), s->kind, s->seq,
@@ -49,12 +49,13 @@ ss_rc eng_signer_sign(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err)
     return SS_OK;
 }
 
-ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[32], ss_err *err)
+ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[crypto_generichash_BYTES],
+                        ss_err *err)
 {
     crypto_generichash_state h;
     uint8_t buf[64 * 1024];
     uint64_t off = 0;
-    crypto_generichash_init(&h, NULL, 0, 32);
+    crypto_generichash_init(&h, NULL, 0, crypto_generichash_BYTES);
     while (off < len) {
         size_t want = len - off < sizeof buf ? (size_t)(len - off) : sizeof buf;
         ssize_t n = pread(fd, buf, want, (off_t)off);
@@ -65,40 +66,40 @@ ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[32], ss_err *er
         crypto_generichash_update(&h, buf, (size_t)n);
         off += (uint64_t)n;
     }
-    crypto_generichash_final(&h, ret_digest, 32);
+    crypto_generichash_final(&h, ret_digest, crypto_generichash_BYTES);
     return SS_OK;
 }
 
 /* The signature of the transaction r read to its end from fd, and the digest of what it signs. */
-static ss_rc signed_part(ss_txn_reader *r, int fd, const uint8_t **ret_sig, uint8_t digest[32],
-                         ss_err *err)
+static ss_rc signed_part(ss_txn_reader *r, int fd, const uint8_t **ret_sig,
+                         uint8_t digest[crypto_generichash_BYTES], ss_err *err)
 {
     uint64_t signed_len;
-    if (!(*ret_sig = ss_txn_reader_signature(r, &signed_len)))
-        return ss_fail(err, SS_ERR_INVALID, "the transaction was not read to its end");
+    *ret_sig = ss_txn_reader_signature(r, &signed_len);
+    if (!*ret_sig) return ss_fail(err, SS_ERR_INVALID, "the transaction was not read to its end");
     return eng_staged_digest(fd, signed_len, digest, err);
 }
 
 ss_rc eng_check_signature(ss_folder *f, const ss_devices *table, ss_txn_reader *r, int fd,
-                          const uint8_t prev_chain[32], ss_err *err)
+                          const uint8_t prev_chain[SS_CHAIN_BYTES], ss_err *err)
 {
     const uint8_t *sig;
-    uint8_t digest[32];
+    uint8_t digest[crypto_generichash_BYTES];
     ss_rc rc = signed_part(r, fd, &sig, digest, err);
-    return rc ? rc
-              : ss_devices_check_log(table, ss_keys_repo_id(ss_repo_keys(f->repo)),
-                                     ss_txn_reader_header(r), prev_chain, digest, sig, err);
+    if (rc) return rc;
+    return ss_devices_check_log(table, ss_keys_repo_id(ss_repo_keys(f->repo)),
+                                ss_txn_reader_header(r), prev_chain, digest, sig, err);
 }
 
-ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd, const uint8_t chain[32],
-                           ss_devices **ret_table, ss_err *err)
+ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd,
+                           const uint8_t chain[SS_CHAIN_BYTES], ss_devices **ret_table, ss_err *err)
 {
     const uint8_t *sig;
-    uint8_t digest[32];
-    ss_rc rc = signed_part(r, fd, &sig, digest, err);
+    uint8_t digest[crypto_generichash_BYTES];
+    ss_rc rc;
     *ret_table = NULL;
-    return rc ? rc
-              : ss_devices_from_checkpoint(ss_keys_repo_id(ss_repo_keys(f->repo)),
-                                           ss_txn_reader_header(r), chain, digest, sig, ret_table,
-                                           err);
+    rc = signed_part(r, fd, &sig, digest, err);
+    if (rc) return rc;
+    return ss_devices_from_checkpoint(ss_keys_repo_id(ss_repo_keys(f->repo)),
+                                      ss_txn_reader_header(r), chain, digest, sig, ret_table, err);
 }

@@ -40,12 +40,12 @@ static int feed_frame(void *ctx, const void *buf, size_t len)
     return fd->rc ? -1 : 0;
 }
 
-ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const void *obj,
-                    size_t obj_len, int *ret_fd, uint8_t chain[32], ss_state_applied *ret_obj,
-                    ss_err *err)
+ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES], const void *obj,
+                    size_t obj_len, int *ret_fd, uint8_t chain[SS_CHAIN_BYTES],
+                    ss_state_applied *ret_obj, ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
-    uint8_t hash[32];
+    uint8_t hash[SS_OBJECT_HASH_BYTES];
     feed fd = {0};
     int stage = -1;
     ss_rc rc;
@@ -65,7 +65,8 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[32], const vo
         rc = fd.rc;
         if (err) *err = fd.err;
     }
-    if (!rc) rc = ss_frame_end(fd.r, hash, err);
+    if (rc) goto fail;
+    rc = ss_frame_end(fd.r, hash, err);
     if (rc) goto fail;
     ss_frame_reader_free(fd.r);
     ss_chain_next(ss_repo_keys(f->repo), prev, hash, chain);
@@ -81,59 +82,93 @@ fail:
     return rc;
 }
 
-/* A reader of the staged plaintext. */
+/* --- the staged transaction's ops --------------------------------------------------------- */
+
 static long staged_read(void *ctx, void *buf, size_t len)
 {
-    eng_staged *s = ctx;
-    ssize_t n = pread(s->fd, buf, len, (off_t)s->pos);
+    eng_txn_iter *it = ctx;
+    ssize_t n = pread(it->fd, buf, len, (off_t)it->pos);
     if (n < 0) return -1;
-    s->pos += (uint64_t)n;
+    it->pos += (uint64_t)n;
     return (long)n;
 }
 
-ss_rc eng_open_txn(ss_folder *f, eng_staged *src, ss_store_reader *rd, uint64_t seq,
-                   ss_txn_reader **ret, ss_err *err)
+ss_rc eng_txn_open(eng_txn_iter *it, ss_folder *f, int fd, uint64_t seq, ss_err *err)
 {
+    uint64_t claimed;
     ss_rc rc;
-    src->pos = 0;
-    *rd = (ss_store_reader){staged_read, NULL, src};
-    rc = ss_txn_reader_new(&f->limits, rd, ret, err);
-    if (!rc && ss_txn_reader_header(*ret)->seq != seq) {
-        uint64_t claimed = ss_txn_reader_header(*ret)->seq;
-        ss_txn_reader_free(*ret);
-        *ret = NULL;
-        rc = ss_fail(err, SS_ERR_INTEGRITY, "log/%020" PRIu64 " claims sequence %" PRIu64, seq,
-                     claimed);
-    }
-    return rc;
+    *it = (eng_txn_iter){.fd = fd, .src = {staged_read, NULL, it}};
+    rc = ss_txn_reader_new(&f->limits, &it->src, &it->r, err);
+    if (rc) return rc;
+    claimed = ss_txn_reader_header(it->r)->seq;
+    if (claimed == seq) return SS_OK;
+    eng_txn_close(it);
+    return ss_fail(err, SS_ERR_INTEGRITY, "log/%020" PRIu64 " claims sequence %" PRIu64, seq,
+                   claimed);
 }
+
+ss_rc eng_txn_next(eng_txn_iter *it, const ss_txn_entry **ret_entry, ss_err *err)
+{
+    return ss_txn_next(it->r, ret_entry, err);
+}
+
+void eng_txn_close(eng_txn_iter *it)
+{
+    ss_txn_reader_free(it->r);
+    it->r = NULL;
+}
+
+ss_rc eng_txn_body(ss_txn_reader *r, ss_state_body *body, ss_err *err)
+{
+    const ss_txn_header *h = ss_txn_reader_header(r);
+    ss_chunk_ref ref;
+    ss_rc rc;
+    body->len = 0;
+    while (ss_txn_chunks_left(r)) {
+        rc = ss_txn_next_chunk(r, &ref, err);
+        if (rc) return rc;
+        if (ss_state_body_add(body, h->pack_keys[ref.pack], &ref))
+            return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    }
+    return SS_OK;
+}
+
+/* --- checking it (P1, P5) ----------------------------------------------------------------- */
 
 /*
  * Walk every op and chunk once: a malformed op anywhere refuses the whole
  * transaction; then who signed it, and whether they may.
  */
-ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[32],
+ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES],
                     const ss_devices *table, ss_devices **ret_next, ss_err *err)
 {
     ss_devices *next = NULL; /* owned until handed out */
-    eng_staged src = {fd, 0};
-    ss_store_reader rd;
-    ss_txn_reader *r = NULL;
+    eng_txn_iter it = {0};
     const ss_txn_entry *e;
-    ss_rc rc = eng_open_txn(f, &src, &rd, seq, &r, err);
-    while (!rc && !(rc = ss_txn_next(r, &e, err)) && e) {
+    ss_rc rc;
+    if (ret_next) *ret_next = NULL;
+    rc = eng_txn_open(&it, f, fd, seq, err);
+    if (rc) goto done;
+    for (;;) {
+        rc = eng_txn_next(&it, &e, err);
+        if (rc) goto done;
+        if (!e) break;
         f->prog.files_total++; /* pull's totals grow as each transaction is verified */
         if (e->type == SS_TXN_UPSERT && e->kind == SS_TXN_FILE) f->prog.bytes_total += e->size;
-        rc = eng_check_content(f, r, e, err);
+        rc = eng_check_content(f, it.r, e, err);
+        if (rc) goto done;
     }
-    if (!rc) rc = eng_check_signature(f, table, r, fd, prev, err);
-    if (!rc && ret_next && !(rc = ss_devices_copy(table, &next, err)) &&
-        !(rc = ss_devices_apply_log(next, ss_txn_reader_header(r), err))) {
-        *ret_next = next;
-        next = NULL;
-    }
+    rc = eng_check_signature(f, table, it.r, fd, prev, err);
+    if (rc || !ret_next) goto done;
+    rc = ss_devices_copy(table, &next, err);
+    if (rc) goto done;
+    rc = ss_devices_apply_log(next, ss_txn_reader_header(it.r), err);
+    if (rc) goto done;
+    *ret_next = next;
+    next = NULL;
+done:
     ss_devices_free(next);
-    ss_txn_reader_free(r);
+    eng_txn_close(&it);
     if (rc && rc != SS_ERR_NOMEM && rc != SS_ERR_IO) rc = SS_ERR_INTEGRITY;
     if (rc == SS_ERR_INTEGRITY && err && !strstr(err->msg, "log/")) { /* name the object */
         ss_err why = *err;

@@ -29,72 +29,94 @@
 static ss_rc hand_out(ss_folder *f, eng_walk *w, int fd, eng_walk_txn *t, int *ret_stop,
                       ss_err *err)
 {
-    eng_staged src = {fd, 0};
-    ss_store_reader rd;
-    ss_txn_reader *r = NULL; /* owned */
+    eng_txn_iter it = {0};
     const ss_txn_entry *e;
-    ss_rc rc = eng_open_txn(f, &src, &rd, t->seq, &r, err);
+    ss_rc rc;
     *ret_stop = 0;
-    if (rc) goto out;
-    t->h = ss_txn_reader_header(r);
-    if (w->txn && ((rc = w->txn(w->ctx, t, ret_stop, err)) || *ret_stop)) goto out;
-    while (!(rc = ss_txn_next(r, &e, err)) && e)
-        if (w->op && (rc = w->op(w->ctx, t, r, e, err))) break;
-    if (!rc && w->txn_done) rc = w->txn_done(w->ctx, t, err);
-out:
+    rc = eng_txn_open(&it, f, fd, t->seq, err);
+    if (rc) goto done;
+    t->h = ss_txn_reader_header(it.r);
+    if (w->txn) {
+        rc = w->txn(w->ctx, t, ret_stop, err);
+        if (rc || *ret_stop) goto done;
+    }
+    for (;;) {
+        rc = eng_txn_next(&it, &e, err);
+        if (rc) goto done;
+        if (!e) break;
+        if (!w->op) continue;
+        rc = w->op(w->ctx, t, it.r, e, err);
+        if (rc) goto done;
+    }
+    if (w->txn_done) rc = w->txn_done(w->ctx, t, err);
+done:
     t->h = NULL;
-    ss_txn_reader_free(r);
+    eng_txn_close(&it);
     return rc;
+}
+
+/* The object failed verification, or is gone: nothing after it can be verified (H2). */
+static void broken_at(eng_walk *w, const char *fmt, uint64_t seq)
+{
+    w->broken = 1;
+    snprintf(w->broken_key, sizeof w->broken_key, fmt, seq);
 }
 
 /* Verify one listed object (prefetched or streamed) and hand out its ops. */
 static ss_rc walk_one(ss_folder *f, eng_walk *w, eng_walk_txn *t, const eng_fetched *p,
-                      uint8_t chain[32], int *ret_stop, ss_err *err)
+                      uint8_t chain[SS_CHAIN_BYTES], int *ret_stop, ss_err *err)
 {
-    uint8_t next[32];
+    uint8_t next[SS_CHAIN_BYTES];
     int fd = -1;             /* owned: the staged plaintext */
     ss_devices *devs = NULL; /* owned: the device table after it */
     ss_rc rc = p->rc;
-    if (rc && err) *err = p->err;
-    if (!rc) rc = eng_fetch_txn(f, t->seq, chain, p->buf, p->len, &fd, next, NULL, err);
-    if (!rc) rc = eng_check_txn(f, fd, t->seq, chain, w->devices, &devs, err);
-    if (!rc) {
-        ss_devices_free(w->devices);
-        w->devices = devs;
+    *ret_stop = 0;
+    if (rc) {
+        if (err) *err = p->err;
+        goto verified;
     }
-    if (rc == SS_ERR_INTEGRITY || rc == SS_ERR_NOT_FOUND) { /* H2 */
-        w->broken = 1;
-        snprintf(w->broken_key, sizeof w->broken_key, SS_KEY_LOG_FMT, t->seq);
-    }
-    if (!rc) rc = hand_out(f, w, fd, t, ret_stop, err);
+    rc = eng_fetch_txn(f, t->seq, chain, p->buf, p->len, &fd, next, NULL, err);
+    if (rc) goto verified;
+    rc = eng_check_txn(f, fd, t->seq, chain, w->devices, &devs, err);
+    if (rc) goto verified;
+    ss_devices_free(w->devices);
+    w->devices = devs;
+verified:
+    if (rc == SS_ERR_INTEGRITY || rc == SS_ERR_NOT_FOUND) broken_at(w, SS_KEY_LOG_FMT, t->seq);
+    if (rc) goto done;
+    rc = hand_out(f, w, fd, t, ret_stop, err);
+    if (rc || *ret_stop) goto done;
+    w->last = t->seq;
+    memcpy(chain, next, SS_CHAIN_BYTES);
+done:
     if (fd >= 0) close(fd);
-    if (!rc && !*ret_stop) {
-        w->last = t->seq;
-        memcpy(chain, next, 32);
-    }
     return rc;
 }
 
 /* Hand out checkpoints/<seq> (verified whole first) as the walk's first "transaction". */
-static ss_rc walk_cp(ss_folder *f, eng_walk *w, uint64_t seq, uint64_t size, uint8_t chain[32],
-                     int *ret_stop, ss_err *err)
+static ss_rc walk_cp(ss_folder *f, eng_walk *w, uint64_t seq, uint64_t size,
+                     uint8_t chain[SS_CHAIN_BYTES], int *ret_stop, ss_err *err)
 {
     eng_walk_txn t = {.seq = seq, .object_size = size, .checkpoint = 1};
     uint64_t time_ns = 0;
     int fd = -1;             /* owned */
     ss_devices *devs = NULL; /* owned: its device table */
-    ss_rc rc = eng_fetch_checkpoint(f, seq, &fd, chain, &time_ns, &devs, err);
+    ss_rc rc;
     *ret_stop = 0;
-    if (!rc && w->cp_ok && !w->cp_ok(w->ctx, seq, time_ns))
+    rc = eng_fetch_checkpoint(f, seq, &fd, chain, &time_ns, &devs, err);
+    if (rc) goto done;
+    if (w->cp_ok && !w->cp_ok(w->ctx, seq, time_ns)) {
         rc = SS_ERR_NOT_FOUND; /* not this one */
-    if (!rc) {
-        ss_devices_free(w->devices);
-        w->devices = devs;
-        devs = NULL;
+        goto done;
     }
+    ss_devices_free(w->devices);
+    w->devices = devs;
+    devs = NULL;
+    rc = hand_out(f, w, fd, &t, ret_stop, err);
+    if (rc) goto done;
+    w->start = w->last = seq;
+done:
     ss_devices_free(devs);
-    if (!rc) rc = hand_out(f, w, fd, &t, ret_stop, err);
-    if (!rc) w->start = w->last = seq;
     if (fd >= 0) close(fd);
     return rc;
 }
@@ -106,7 +128,7 @@ static ss_rc walk_cp(ss_folder *f, eng_walk *w, uint64_t seq, uint64_t size, uin
  * that fails verification makes way for an older one (ENG_FROM_NEWEST).
  */
 static ss_rc walk_start(ss_folder *f, eng_walk *w, const eng_log_list *cps, eng_log_list *l,
-                        uint8_t chain[32], int *ret_stop, ss_err *err)
+                        uint8_t chain[SS_CHAIN_BYTES], int *ret_stop, ss_err *err)
 {
     ss_err bad = {{0}}; /* a checkpoint that failed verification: said if nothing else serves */
     ss_rc rc = SS_ERR_NOT_FOUND, bad_rc = SS_OK;
@@ -119,10 +141,10 @@ static ss_rc walk_start(ss_folder *f, eng_walk *w, const eng_log_list *cps, eng_
         else if (rc && rc != SS_ERR_NOT_FOUND)
             return ss_fail(err, rc, "%s", bad.msg);
     }
-    if (!rc) return SS_OK;
-    memset(chain, 0, 32);
-    if ((rc = eng_list_log_after(f, 0, l, NULL)) && rc != SS_ERR_INTEGRITY)
-        return ss_fail(err, rc, "list the log: %s", ss_strerror(rc));
+    if (rc == SS_OK) return SS_OK; /* a checkpoint to start from */
+    memset(chain, 0, SS_CHAIN_BYTES);
+    rc = eng_list_log_after(f, 0, l, NULL);
+    if (rc && rc != SS_ERR_INTEGRITY) return ss_fail(err, rc, "list the log: %s", ss_strerror(rc));
     if ((l->n && l->seqs[0] == 1) || !cps->n) return SS_OK;
     /* gc took log/1: a state before the oldest checkpoint is gone */
     if (bad_rc) return ss_fail(err, bad_rc, "%s", bad.msg);
@@ -136,9 +158,9 @@ static ss_rc walk_start(ss_folder *f, eng_walk *w, const eng_log_list *cps, eng_
                        "that state is no longer kept: gc removed what came before "
                        "checkpoints/%020" PRIu64,
                        cps->seqs[0]);
-    if ((rc = walk_cp(f, w, cps->seqs[0], cps->sizes[0], chain, ret_stop, err))) {
-        w->broken = 1;
-        snprintf(w->broken_key, sizeof w->broken_key, SS_KEY_CHECKPOINT_FMT, cps->seqs[0]);
+    rc = walk_cp(f, w, cps->seqs[0], cps->sizes[0], chain, ret_stop, err);
+    if (rc) {
+        broken_at(w, SS_KEY_CHECKPOINT_FMT, cps->seqs[0]);
         return rc;
     }
     eng_log_list_free(l);
@@ -147,7 +169,7 @@ static ss_rc walk_start(ss_folder *f, eng_walk *w, const eng_log_list *cps, eng_
 
 /* A checkpoint after the start, reached by the walk: verify can compare what it records. */
 static void reached(eng_walk *w, const eng_log_list *cps, size_t *j, uint64_t seq,
-                    const uint8_t chain[32])
+                    const uint8_t chain[SS_CHAIN_BYTES])
 {
     while (*j < cps->n && cps->seqs[*j] <= seq) {
         if (cps->seqs[*j] == seq && seq > w->start && w->cp_check)
@@ -156,26 +178,67 @@ static void reached(eng_walk *w, const eng_log_list *cps, size_t *j, uint64_t se
     }
 }
 
+/* Verify and hand out l[0..end), prefetched in batches, noting the checkpoints reached. */
+static ss_rc walk_run(ss_folder *f, eng_walk *w, const eng_log_list *l, const eng_log_list *cps,
+                      size_t end, uint8_t chain[SS_CHAIN_BYTES], int *ret_stop, ss_err *err)
+{
+    ss_xfer *x = NULL;     /* owned */
+    eng_fetched *b = NULL; /* owned, with each buf */
+    size_t n = 0, j = 0;
+    ss_rc rc;
+    *ret_stop = 0;
+    rc = ss_xfer_new(f->store, &x, err);
+    if (rc) goto done;
+    b = calloc(ENG_PREFETCH_MAX, sizeof *b);
+    if (!b) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < end && !*ret_stop;) {
+        rc = eng_prefetch(x, l, i, end, b, &n, err);
+        if (rc) goto done;
+        for (size_t k = 0; k < n && !*ret_stop; k++, i++) {
+            eng_walk_txn t = {.seq = l->seqs[i], .object_size = l->sizes[i]};
+            rc = walk_one(f, w, &t, &b[k], chain, ret_stop, err);
+            if (rc) goto done;
+            if (!*ret_stop) reached(w, cps, &j, t.seq, chain);
+        }
+        for (size_t k = 0; k < n; k++)
+            free(b[k].buf);
+        n = 0;
+    }
+done:
+    for (size_t k = 0; k < n; k++)
+        free(b[k].buf);
+    free(b);
+    ss_xfer_free(x);
+    return rc;
+}
+
 ss_rc eng_walk_log(ss_folder *f, eng_walk *w, ss_err *err)
 {
     eng_log_list l = {0}, cps = {0}; /* owned */
-    ss_xfer *x = NULL;               /* owned */
-    eng_fetched *b = NULL;           /* owned, with each buf */
-    uint8_t chain[32] = {0};
-    size_t run = 0, end, j = 0;
-    ss_rc rc = SS_OK;
+    uint8_t chain[SS_CHAIN_BYTES] = {0};
+    size_t run = 0, end;
+    ss_rc rc;
     int stop = 0;
     w->head = w->last = w->start = 0;
     w->broken = 0;
     w->broken_key[0] = '\0';
     ss_devices_free(w->devices);
     w->devices = NULL;
-    if ((rc = ss_devices_new(&w->devices, err)) || (rc = eng_list_checkpoints(f, &cps, err)) ||
-        (rc = walk_start(f, w, &cps, &l, chain, &stop, err)) || stop)
-        goto out;
-    if (w->start && (rc = eng_list_log_after(f, w->start, &l, NULL)) && rc != SS_ERR_INTEGRITY) {
-        rc = ss_fail(err, rc, "list the log: %s", ss_strerror(rc));
-        goto out;
+    rc = ss_devices_new(&w->devices, err);
+    if (rc) goto done;
+    rc = eng_list_checkpoints(f, &cps, err);
+    if (rc) goto done;
+    rc = walk_start(f, w, &cps, &l, chain, &stop, err);
+    if (rc || stop) goto done;
+    if (w->start) {
+        rc = eng_list_log_after(f, w->start, &l, NULL);
+        if (rc && rc != SS_ERR_INTEGRITY) {
+            rc = ss_fail(err, rc, "list the log: %s", ss_strerror(rc));
+            goto done;
+        }
     }
     rc = SS_OK;
     while (run < l.n && l.seqs[run] == w->start + run + 1)
@@ -184,25 +247,14 @@ ss_rc eng_walk_log(ss_folder *f, eng_walk *w, ss_err *err)
     if (run == l.n && !l.bad && w->upto > w->head) {
         rc = ss_fail(err, SS_ERR_NOT_FOUND,
                      "there is no sequence %" PRIu64 ": the newest is %" PRIu64, w->upto, w->head);
-        goto out;
+        goto done;
     }
     end = w->upto && w->upto - w->start < run ? (size_t)(w->upto - w->start) : run;
-    if (end && ((rc = ss_xfer_new(f->store, &x, err)) ||
-                (!(b = calloc(ENG_PREFETCH_MAX, sizeof *b)) &&
-                 (rc = ss_fail(err, SS_ERR_NOMEM, "out of memory")))))
-        goto out;
-    for (size_t i = 0; i < end && !rc && !stop;) {
-        size_t n = 0, k;
-        rc = eng_prefetch(x, &l, i, end, b, &n, err);
-        for (k = 0; k < n && !rc && !stop; k++, i++) {
-            eng_walk_txn t = {.seq = l.seqs[i], .object_size = l.sizes[i]};
-            if (!(rc = walk_one(f, w, &t, &b[k], chain, &stop, err)) && !stop)
-                reached(w, &cps, &j, t.seq, chain);
-        }
-        for (k = 0; k < n; k++)
-            free(b[k].buf);
+    if (end) {
+        rc = walk_run(f, w, &l, &cps, end, chain, &stop, err);
+        if (rc || stop) goto done;
     }
-    if (!rc && !stop && (run < l.n || l.bad) && (!w->upto || w->upto > w->start + run)) {
+    if ((run < l.n || l.bad) && (!w->upto || w->upto > w->start + run)) {
         w->broken = 1;
         if (l.bad == 1) {
             snprintf(w->broken_key, sizeof w->broken_key, "%s", l.bad_key);
@@ -213,9 +265,7 @@ ss_rc eng_walk_log(ss_folder *f, eng_walk *w, ss_err *err)
                          w->broken_key);
         }
     }
-out:
-    free(b);
-    ss_xfer_free(x);
+done:
     eng_log_list_free(&l);
     eng_log_list_free(&cps);
     ss_devices_free(w->devices);

@@ -1,0 +1,386 @@
+/*
+ * apply_op: one op of a verified transaction against the folder and the
+ * state (pull's P3, P4 and P6; apply.c holds the invariants and drives the
+ * transaction). What is at the path is looked at first: a clean local copy
+ * is replaced, a changed one is kept as a conflict copy, and what is in the
+ * way (a directory not empty yet, a parent the user replaced) is handled
+ * before the new version is written.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apply_impl.h"
+#include "array.h"
+#include "fault.h"
+#include "fsio.h"
+#include "path.h"
+
+enum { L_ABSENT, L_CLEAN, L_DIRTY };
+
+typedef struct local {
+    int state, kind;
+    struct stat st;
+} local;
+
+/* What the folder holds at path compared with the previous state. */
+static ss_rc look(eng_apply *a, const char *path, local *l, ss_err *err)
+{
+    ss_state_row row;
+    const char *base;
+    int dirfd, found = 0, match = 0;
+    ss_rc rc;
+    memset(l, 0, sizeof *l);
+    rc = ss_fs_parent(a->f->root_fd, path, 0, &dirfd, &base, err);
+    if (rc == SS_ERR_NOT_FOUND) return SS_OK; /* L_ABSENT */
+    if (rc) return rc;
+    if (fstatat(dirfd, base, &l->st, AT_SYMLINK_NOFOLLOW)) {
+        int e = errno;
+        close(dirfd);
+        if (e == ENOENT) return SS_OK;
+        return ss_fail(err, SS_ERR_IO, "stat %s: %s", path, strerror(e));
+    }
+    close(dirfd);
+    l->kind = eng_kind_of(l->st.st_mode);
+    rc = ss_state_lookup(a->f->state, path, &row, &found, err);
+    if (rc) return rc;
+    if (found) {
+        rc = eng_local_matches(a->f, &row, path, &l->st, &match, err);
+        if (rc) return rc;
+    }
+    l->state = match ? L_CLEAN : L_DIRTY;
+    return SS_OK;
+}
+
+/* A dirty local version that equals the incoming one is no conflict (a re-run after a crash). */
+static ss_rc same_as_local(eng_apply *a, const ss_txn_entry *e, const local *l, int *ret_same,
+                           ss_err *err)
+{
+    *ret_same = 0;
+    if (l->kind != (int)e->kind) return SS_OK;
+    if (e->kind == SS_TXN_DIR) {
+        *ret_same = 1;
+    } else if (e->kind == SS_TXN_SYMLINK) {
+        char target[SS_TXN_TARGET_MAX + 1];
+        size_t n = 0;
+        ss_rc rc = ss_fs_readlink(a->f->root_fd, e->path, target, sizeof target, &n, err);
+        if (rc) return rc;
+        *ret_same = n == e->size && !memcmp(target, e->target, n);
+    } else if ((uint64_t)l->st.st_size == e->size) {
+        uint8_t cid[SS_TXN_CONTENT_ID_BYTES];
+        int fd = -1;
+        ss_err why = {{0}};
+        ss_rc rc = ss_fs_open(a->f->root_fd, e->path, O_RDONLY | O_NONBLOCK, &fd, &why);
+        if (rc && errno == EACCES) return SS_OK; /* cannot tell: kept as a conflict copy */
+        if (rc) {
+            if (err) *err = why;
+            return rc;
+        }
+        rc = eng_identify(a->f, fd, e->size, NULL, NULL, cid, NULL, err);
+        close(fd);
+        if (rc) return rc;
+        *ret_same = !memcmp(cid, e->content_id, sizeof cid);
+    }
+    return SS_OK;
+}
+
+/* Keep the local version beside the incoming one (invariant 4). */
+static ss_rc keep_as_conflict(eng_apply *a, const char *path, ss_err *err)
+{
+    char *name = NULL; /* owned */
+    ss_rc rc = eng_conflict_name(a->f, path, &name, err);
+    if (rc) goto done;
+    rc = ss_fs_rename(a->f->root_fd, path, name, err);
+    if (rc) goto done;
+    if (eng_stats_conflict(a->stats, name)) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    if (a->f->hooks.warn) {
+        char msg[8300];
+        snprintf(msg, sizeof msg,
+                 "conflict: %s changed here and on another device; "
+                 "the local version is kept as %s",
+                 path, name);
+        a->f->hooks.warn(a->f->hooks.ctx, msg);
+    }
+done:
+    free(name);
+    return rc;
+}
+
+/* The current entry's bytes into out: inline, or its chunks' plaintext from the stage. */
+static ss_rc write_data(eng_apply *a, const ss_txn_entry *e, int out, ss_err *err)
+{
+    uint8_t buf[65536];
+    ss_rc rc;
+    if (e->storage == SS_TXN_INLINE) {
+        if (e->size && ss_fs_pwrite_all(out, e->inline_data, e->size, 0))
+            return ss_fail(err, SS_ERR_IO, "write %s: %s", e->path, strerror(errno));
+        return SS_OK;
+    }
+    rc = eng_txn_body(a->txn.r, &a->body, err);
+    if (rc) return rc;
+    for (uint64_t done = 0; done < e->size;) {
+        size_t want = e->size - done < sizeof buf ? (size_t)(e->size - done) : sizeof buf;
+        ssize_t n = pread(a->stage_fd, buf, want, (off_t)(a->stage_off + done));
+        if (n <= 0 || ss_fs_pwrite_all(out, buf, (size_t)n, (off_t)done))
+            return ss_fail(err, SS_ERR_IO, "write %s: %s", e->path,
+                           n == 0 ? "short stage" : strerror(errno));
+        done += (uint64_t)n;
+    }
+    return SS_OK;
+}
+
+/*
+ * Record the path as applied: remote fields from e, local ones from what is
+ * there now, but for the mode: the one this pull gives it (P6), so a
+ * directory that gets its mode later, and one whose mode was kept as the
+ * user changed it, compare as they should.
+ */
+static ss_rc record(eng_apply *a, const ss_txn_entry *e, const void *body, size_t body_len,
+                    ss_err *err)
+{
+    ss_state_row row = eng_row_of(e, body, body_len);
+    struct stat st;
+    const char *base;
+    int dirfd;
+    ss_rc rc = ss_fs_parent(a->f->root_fd, e->path, 0, &dirfd, &base, err);
+    if (rc) return rc;
+    if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW)) {
+        rc = ss_fail(err, SS_ERR_IO, "stat %s: %s", e->path, strerror(errno));
+        close(dirfd);
+        return rc;
+    }
+    close(dirfd);
+    eng_row_set_stat(&row, &st);
+    if (e->kind != SS_TXN_SYMLINK) row.local_mode = eng_mode_applied(a->f, e->mode);
+    if (a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "pull", e->path);
+    a->f->prog.files_done++;
+    if (e->kind == SS_TXN_FILE && e->storage == SS_TXN_INLINE) a->f->prog.bytes_done += e->size;
+    eng_progress(a->f);
+    return ss_state_put(a->f->state, &row, err);
+}
+
+typedef struct aside_ctx {
+    eng_apply *a;
+    const char *path;
+} aside_ctx;
+
+/* ss_fs_seen's aside: the file changed while its new version was written (P4). */
+static ss_rc aside(void *ctx, ss_err *err)
+{
+    aside_ctx *c = ctx;
+    return keep_as_conflict(c->a, c->path, err);
+}
+
+/* l: what look() found at e->path, as it stands after clearing the way (P4). */
+static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
+{
+    aside_ctx ac = {a, e->path};
+    ss_fs_seen seen = {.present = l->state != L_ABSENT, .st = l->st, .aside = aside, .ctx = &ac};
+    ss_atomic *at = NULL;
+    ss_rc rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
+    if (rc) return rc;
+    rc = write_data(a, e, ss_atomic_fd(at), err);
+    if (rc) {
+        ss_atomic_abort(at);
+        return rc;
+    }
+    rc = ss_atomic_commit(at, eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns, &seen, err);
+    if (rc) return rc;
+    a->stats->files++;
+    return e->storage == SS_TXN_INLINE ? record(a, e, e->inline_data, e->size, err)
+                                       : record(a, e, a->body.p, a->body.len, err);
+}
+
+static ss_rc write_entry(eng_apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
+{
+    ss_rc rc;
+    switch (e->kind) {
+    case SS_TXN_FILE: return write_file(a, e, l, err);
+    case SS_TXN_SYMLINK:
+        rc = ss_fs_symlink(a->f->root_fd, e->path, e->target, e->mtime_s, e->mtime_ns, err);
+        if (rc) return rc;
+        a->stats->files++;
+        return record(a, e, e->target, e->size, err);
+    default: /* its mode once its contents are written (P6) */
+        rc = ss_dirmodes_mkdir(a->dm, e->path, eng_mode_applied(a->f, e->mode), err);
+        if (rc) return rc;
+        a->stats->files++;
+        return record(a, e, NULL, 0, err);
+    }
+}
+
+static ss_rc defer(eng_apply *a, const char *path, int del, ss_err *err)
+{
+    char *copy = NULL;
+    if (SS_ARRAY_GROW(a->deferred, a->n_deferred + 1, a->cap_deferred))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    copy = strdup(path);
+    if (!copy) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    a->deferred[a->n_deferred++] = (eng_deferral){.path = copy, .del = del};
+    return SS_OK;
+}
+
+int eng_apply_is_deferred(const eng_apply *a, const char *path)
+{
+    size_t lo = 0, hi = a->n_deferred, len = strlen(path);
+    while (lo < hi) { /* deferred paths were added in transaction order: sorted */
+        size_t mid = (lo + hi) / 2;
+        int c = ss_path_cmp(a->deferred[mid].path, strlen(a->deferred[mid].path), path, len);
+        if (!c) return 1;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/*
+ * Remove what is in the way of a clean replacement or delete. A directory
+ * that is not empty waits for the rest of the transaction (its children's
+ * deletes come after it); if it still holds local files then, a delete
+ * leaves it and a replacement keeps it as a conflict copy.
+ */
+static ss_rc clear_way(eng_apply *a, const char *path, const local *l, int for_delete,
+                       int *ret_deferred, ss_err *err)
+{
+    ss_rc rc;
+    *ret_deferred = 0;
+    a->kept = 0;
+    ss_fault_point("apply.before-remove");
+    if (l->kind != SS_TXN_DIR) return ss_fs_remove(a->f->root_fd, path, err);
+    rc = ss_fs_rmdir(a->f->root_fd, path, err); /* through its parent: never a symlink's target */
+    if (rc != SS_ERR_EXISTS) return rc;
+    if (!a->deferred_pass) {
+        *ret_deferred = 1; /* its children's deletes come later in this transaction */
+        return defer(a, path, for_delete, err);
+    }
+    a->kept = for_delete;
+    return for_delete ? SS_OK : keep_as_conflict(a, path, err); /* it holds local files */
+}
+
+/*
+ * The length of the first parent of path that is here but no directory, or
+ * 0. eng_check_beneath refused a transaction when the state holds such a
+ * parent, so this one is the user's: a directory replaced by a file or a
+ * symlink since the last sync. Looked for only when look() failed.
+ */
+static size_t blocked_at(eng_apply *a, const char *path)
+{
+    for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
+        char *p = strndup(path, (size_t)(s - path));
+        struct stat st;
+        ss_rc r = p ? ss_fs_lstat(a->f->root_fd, p, &st, NULL) : SS_ERR_NOMEM;
+        free(p);
+        if (r) return 0;
+        if (!S_ISDIR(st.st_mode)) return (size_t)(s - path);
+    }
+    return 0;
+}
+
+/* look(), once path's parents are open to their owner (P6): either fails on a blocked parent. */
+static ss_rc enter_and_look(eng_apply *a, const char *path, local *l, ss_err *err)
+{
+    ss_rc rc = ss_dirmodes_enter(a->dm, path, err);
+    if (rc) return rc;
+    return look(a, path, l, err);
+}
+
+/* Invariant 4 for a blocked parent: it is kept as a conflict copy, and its directory returns. */
+static ss_rc look_unblocked(eng_apply *a, const char *path, local *l, ss_err *err)
+{
+    char *parent = NULL; /* owned */
+    ss_rc rc = look(a, path, l, err);
+    size_t n = rc == SS_ERR_IO ? blocked_at(a, path) : 0;
+    if (!n) return rc;
+    parent = strndup(path, n);
+    if (!parent) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    rc = ss_dirmodes_enter(a->dm, parent, err);
+    if (rc) goto done;
+    rc = keep_as_conflict(a, parent, err);
+    if (rc) goto done;
+    rc = look(a, path, l, err);
+done:
+    free(parent);
+    return rc;
+}
+
+ss_rc eng_apply_upsert(eng_apply *a, const ss_txn_entry *e, ss_err *err)
+{
+    local l;
+    int same = 0, deferred = 0;
+    ss_rc rc = ss_dirmodes_enter(a->dm, e->path, err);
+    if (rc) return rc;
+    rc = look_unblocked(a, e->path, &l, err);
+    if (rc) return rc;
+    if (l.state == L_DIRTY) {
+        rc = same_as_local(a, e, &l, &same, err);
+        if (rc) return rc;
+    }
+    if (same && e->kind != SS_TXN_DIR) { /* already there: a re-run after a crash */
+        if (e->storage != SS_TXN_CHUNKS)
+            return record(a, e, e->kind == SS_TXN_FILE ? (const void *)e->inline_data : e->target,
+                          e->size, err);
+        rc = eng_txn_body(a->txn.r, &a->body, err);
+        if (rc) return rc;
+        return record(a, e, a->body.p, a->body.len, err);
+    }
+    if (e->kind == SS_TXN_DIR && l.kind == SS_TXN_DIR && l.state == L_DIRTY)
+        return record(a, e, NULL, 0, err); /* keep a locally changed mode */
+    if (l.state == L_DIRTY && !same) {
+        rc = keep_as_conflict(a, e->path, err);
+        if (rc) return rc;
+        l.state = L_ABSENT; /* moved aside */
+    } else if (l.state == L_CLEAN && l.kind != (int)e->kind) {
+        rc = clear_way(a, e->path, &l, 0, &deferred, err);
+        if (rc || deferred) return rc;
+        l.state = L_ABSENT; /* removed, or kept as a conflict copy */
+    }
+    return write_entry(a, e, &l, err);
+}
+
+ss_rc eng_apply_delete(eng_apply *a, const ss_txn_entry *e, ss_err *err)
+{
+    local l;
+    int deferred = 0;
+    ss_rc rc = enter_and_look(a, e->path, &l, err);
+    if (rc == SS_ERR_IO && blocked_at(a, e->path)) { /* the user replaced a parent: gone here */
+        rc = SS_OK;
+        l.state = L_ABSENT;
+    }
+    if (rc) return rc;
+    if (l.state == L_CLEAN || (l.state == L_DIRTY && l.kind == SS_TXN_DIR)) {
+        rc = clear_way(a, e->path, &l, 1, &deferred, err);
+        if (rc || deferred) return rc;
+        if (!a->kept) a->stats->files++;
+        if (!a->kept && a->f->hooks.verbose)
+            a->f->hooks.verbose(a->f->hooks.ctx, "delete", e->path);
+    }
+    a->f->prog.files_done++;
+    /* Modify beats delete: a dirty file stays, and without a row the next push sends it. */
+    return ss_state_remove(a->f->state, e->path, err);
+}
+
+/*
+ * Deletes of directories that were not empty when their turn came, deepest
+ * first: in reverse path order a directory's subdirectories come before it.
+ */
+ss_rc eng_apply_deferred(eng_apply *a, ss_err *err)
+{
+    for (size_t i = a->n_deferred; i-- > 0;) {
+        ss_txn_entry e = {.type = SS_TXN_DELETE,
+                          .path = a->deferred[i].path,
+                          .path_len = strlen(a->deferred[i].path)};
+        ss_rc rc;
+        if (!a->deferred[i].del) continue;
+        rc = eng_apply_delete(a, &e, err);
+        if (rc) return rc;
+    }
+    return SS_OK;
+}
