@@ -25,20 +25,11 @@
 #include "fault.h"
 #include "frame.h"
 #include "fsio.h"
-#include "pad.h"
 #include "path.h"
-#include "seal.h"
 #include "spool.h"
 #include "ss_buf.h"
 
-#define PACK_TARGET (8u << 20) /* seal chunks into packs of about this size */
 #define MAX_ATTEMPTS 8
-
-typedef struct pack_buf {
-    uint8_t *p;
-    size_t len, cap;
-    uint32_t index; /* in the pack table */
-} pack_buf;
 
 typedef struct push {
     ss_folder *f;
@@ -46,10 +37,7 @@ typedef struct push {
     uint64_t seq;
     ss_spool *spool;
     ss_xfer *xfer;
-    char **packs;  /* pack table: data/ keys */
-    uint8_t *used; /* per pack: referenced by a spooled op (a file read but unchanged is not) */
-    uint32_t n_packs, cap_packs;
-    pack_buf cur;       /* pack being filled, index UINT32_MAX when none */
+    eng_packer *packer; /* the pack table, and the pack being filled */
     ss_chunk_ref *refs; /* chunks of the file being pushed */
     size_t n_refs, cap_refs;
     ss_state_body body;
@@ -62,140 +50,26 @@ typedef struct push {
     uint32_t n_devs;
 } push;
 
-/* --- pack table and packing ------------------------------------------------------- */
-
-static ss_rc pack_index(push *p, const char *key, uint32_t *ret, ss_err *err)
-{
-    for (uint32_t i = p->n_packs; i-- > 0;)
-        if (!strcmp(p->packs[i], key)) {
-            *ret = i;
-            return SS_OK;
-        }
-    if (p->n_packs == p->cap_packs) {
-        uint32_t cap = p->cap_packs ? p->cap_packs * 2 : 16;
-        char **nv = realloc(p->packs, cap * sizeof *nv);
-        uint8_t *nu = nv ? realloc(p->used, cap) : NULL;
-        if (nv) p->packs = nv;
-        if (!nu) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        p->used = nu;
-        p->cap_packs = cap;
-    }
-    if (!(p->packs[p->n_packs] = strdup(key))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    p->used[p->n_packs] = 0;
-    *ret = p->n_packs++;
-    return SS_OK;
-}
-
-static void upload_done(void *ctx, ss_rc rc, const ss_err *err)
-{
-    (void)rc;
-    (void)err;
-    free(ctx); /* the pack's bytes; failures are collected by ss_xfer_wait */
-}
-
-static ss_rc flush_pack(push *p, ss_err *err)
-{
-    ss_rc rc;
-    if (!p->cur.len) return SS_OK;
-    /* Filler to the pack's size bucket (FORMAT.md "Size padding"): random, like ciphertext. */
-    size_t padded = (size_t)ss_pad_size(p->cur.len - 1);
-    if (padded > p->cur.cap) {
-        uint8_t *np = realloc(p->cur.p, padded);
-        if (!np) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        p->cur.p = np;
-        p->cur.cap = padded;
-    }
-    randombytes_buf(p->cur.p + p->cur.len, padded - p->cur.len);
-    p->cur.len = padded;
-    ss_fault_point("push.pack");
-    rc = ss_xfer_put(p->xfer, p->packs[p->cur.index], p->cur.p, p->cur.len, SS_PUT_CREATE_ONLY,
-                     upload_done, p->cur.p);
-    memset(&p->cur, 0, sizeof p->cur);
-    p->cur.index = UINT32_MAX;
-    return rc ? ss_fail(err, rc, "upload: out of memory") : SS_OK;
-}
-
-static ss_rc new_pack(push *p, ss_err *err)
-{
-    char key[SS_KEY_NAME_MAX];
-    uint64_t rnd;
-    randombytes_buf(&rnd, sizeof rnd);
-    snprintf(key, sizeof key, SS_KEY_DATA_FMT, p->seq, rnd);
-    return pack_index(p, key, &p->cur.index, err);
-}
-
-/* Seal a new chunk into the current pack; *ret gets its reference. */
-static ss_rc pack_chunk(push *p, const uint8_t *data, size_t len, const uint8_t id[32],
-                        ss_chunk_ref *ret, ss_err *err)
-{
-    const ss_config *cfg = ss_repo_config(p->f->repo);
-    void *sealed = NULL;
-    size_t slen = 0;
-    ss_chunk_loc loc;
-    ss_rc rc = ss_chunk_seal(ss_repo_keys(p->f->repo), id, data, len, 1, cfg->zstd_level, &sealed,
-                             &slen, err);
-    if (rc) return rc;
-    if (p->cur.index == UINT32_MAX && (rc = new_pack(p, err))) goto out;
-    if (p->cur.cap - p->cur.len < slen) {
-        size_t cap = p->cur.cap ? p->cur.cap : PACK_TARGET + (2u << 20);
-        while (cap - p->cur.len < slen)
-            cap *= 2;
-        uint8_t *np = realloc(p->cur.p, cap);
-        if (!np) {
-            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        p->cur.p = np;
-        p->cur.cap = cap;
-    }
-    *ret = (ss_chunk_ref){.pack = p->cur.index,
-                          .offset = p->cur.len,
-                          .sealed_len = (uint32_t)slen,
-                          .plain_len = (uint32_t)len};
-    memcpy(ret->id, id, 32);
-    memcpy(p->cur.p + p->cur.len, sealed, slen);
-    p->cur.len += slen;
-    /* Known from now on, so a repeat within this push is referenced, not sealed again. */
-    snprintf(loc.pack, sizeof loc.pack, "%s", p->packs[p->cur.index]);
-    loc.off = ret->offset;
-    loc.sealed_len = ret->sealed_len;
-    loc.plain_len = ret->plain_len;
-    rc = ss_state_chunk_add(p->f->state, id, &loc, err);
-    if (!rc && p->cur.len >= PACK_TARGET) rc = flush_pack(p, err);
-out:
-    free(sealed);
-    return rc;
-}
+/* --- chunks of the file being pushed ------------------------------------------- */
 
 static ss_rc add_ref(push *p, const ss_chunk_ref *r, ss_err *err)
 {
     if (SS_ARRAY_GROW(p->refs, p->n_refs + 1, p->cap_refs))
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     p->refs[p->n_refs++] = *r;
-    return ss_state_body_add(&p->body, p->packs[r->pack], r)
-               ? ss_fail(err, SS_ERR_NOMEM, "out of memory")
-               : SS_OK;
+    if (ss_state_body_add(&p->body, eng_packer_key(p->packer, r->pack), r))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    return SS_OK;
 }
 
 /* Per chunk of a changed file: reference it if known, else seal it into a pack. */
-static ss_rc on_file_chunk(void *ctx, const uint8_t *data, size_t len, const uint8_t id[32],
-                           ss_err *err)
+static ss_rc on_file_chunk(void *ctx, const uint8_t *data, size_t len,
+                           const uint8_t id[SS_CHUNK_ID_LEN], ss_err *err)
 {
     push *p = ctx;
-    ss_chunk_loc loc;
     ss_chunk_ref r;
-    int found;
-    ss_rc rc = ss_state_chunk_find(p->f->state, id, &loc, &found, err);
+    ss_rc rc = eng_packer_add(p->packer, data, len, id, &r, err);
     if (rc) return rc;
-    if (found) {
-        r = (ss_chunk_ref){
-            .offset = loc.off, .sealed_len = loc.sealed_len, .plain_len = loc.plain_len};
-        memcpy(r.id, id, 32);
-        rc = pack_index(p, loc.pack, &r.pack, err);
-        if (rc) return rc;
-    } else if ((rc = pack_chunk(p, data, len, id, &r, err))) {
-        return rc;
-    }
     p->file_bytes += len;
     p->f->prog.bytes_done += len;
     eng_progress(p->f);
@@ -225,7 +99,7 @@ static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, cons
     ss_rc rc = ss_spool_put(p->spool, e, p->refs, err);
     if (rc) return rc;
     for (uint32_t i = 0; e->kind == SS_TXN_FILE && i < e->n_chunks; i++)
-        p->used[p->refs[i].pack] = 1;
+        eng_packer_use(p->packer, p->refs[i].pack);
     eng_row_set_stat(&row, st);
     verbose(p, "push", e->path);
     return ss_state_put(p->f->state, &row, err);
@@ -301,8 +175,8 @@ static int racy_read(const struct timespec *m, const struct timespec *start)
     return 1;
 }
 
-static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[32], uint8_t **inl,
-                            int *ret_changed, ss_err *err)
+static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[SS_TXN_CONTENT_ID_BYTES],
+                            uint8_t **inl, int *ret_changed, ss_err *err)
 {
     struct stat after;
     struct timespec start;
@@ -340,7 +214,7 @@ static const char *last_part(const char *msg)
 
 static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_err *err)
 {
-    uint8_t cid[32], *inl = NULL;
+    uint8_t cid[SS_TXN_CONTENT_ID_BYTES], *inl = NULL;
     struct stat st;
     int fd, changed = 1;
     ss_err why = {{0}};
@@ -376,12 +250,12 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
     if (rc || changed) goto out;
     /* The same bytes, mode and mtime: nothing to say (a new inode, a touch that set it back). */
     e.mode = mode_to_send(row, &st);
-    if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, 32) &&
+    if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, SS_TXN_CONTENT_ID_BYTES) &&
         row->mode == e.mode && same_mtime(row, &st)) {
         rc = restat(p, row, &st, err);
         goto out;
     }
-    memcpy(e.content_id, cid, 32);
+    memcpy(e.content_id, cid, SS_TXN_CONTENT_ID_BYTES);
     e.mtime_s = st.st_mtim.tv_sec;
     e.mtime_ns = (uint32_t)st.st_mtim.tv_nsec;
     e.size = (uint64_t)st.st_size;
@@ -518,8 +392,8 @@ out:
 /* --- the transaction ---------------------------------------------------------------- */
 
 /* Frame the spooled ops into a temp file; *ret_fd holds the object, *ret_size its size. */
-static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32], int *ret_fd,
-                          uint8_t hash[32], ss_err *err)
+static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[SS_CHAIN_BYTES],
+                          int *ret_fd, uint8_t hash[SS_OBJECT_HASH_BYTES], ss_err *err)
 {
     ss_folder *f = p->f;
     struct timespec now;
@@ -527,8 +401,9 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
     ss_txn_writer *tw = NULL;
     ss_frame_out sink = {0};
     eng_signer sg;
-    const char **table = calloc(p->n_packs + 1, sizeof *table);
-    uint32_t *remap = calloc(p->n_packs + 1, sizeof *remap);
+    uint32_t n_packs = eng_packer_count(p->packer);
+    const char **table = calloc(n_packs + 1, sizeof *table);
+    uint32_t *remap = calloc(n_packs + 1, sizeof *remap);
     int fd = -1;
     ss_rc rc;
     *ret_fd = -1;
@@ -536,10 +411,10 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32]
         rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (uint32_t i = 0; i < p->n_packs; i++) /* only the packs some op references */
-        if (p->used[i]) {
+    for (uint32_t i = 0; i < n_packs; i++) /* only the packs some op references */
+        if (eng_packer_used(p->packer, i)) {
             remap[i] = h.n_packs;
-            table[h.n_packs++] = p->packs[i];
+            table[h.n_packs++] = eng_packer_key(p->packer, i);
         }
     clock_gettime(CLOCK_REALTIME, &now);
     h.seq = p->seq;
@@ -582,11 +457,11 @@ fail:
 }
 
 /* Create log/<seq>; *ret_obj: what it is, for the fork check (fork.c). */
-static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32],
-                        ss_state_applied *ret_obj, ss_err *err)
+static ss_rc upload_log(push *p, const uint8_t prev_chain[SS_CHAIN_BYTES],
+                        uint8_t chain[SS_CHAIN_BYTES], ss_state_applied *ret_obj, ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
-    uint8_t hash[32];
+    uint8_t hash[SS_OBJECT_HASH_BYTES];
     ss_store_stat st;
     int fd = -1;
     off_t size;
@@ -618,12 +493,8 @@ out:
 static void push_free(push *p)
 {
     ss_spool_free(p->spool);
-    ss_xfer_free(p->xfer); /* waits for what is in flight */
-    free(p->cur.p);
-    for (uint32_t i = 0; i < p->n_packs; i++)
-        free(p->packs[i]);
-    free(p->packs);
-    free(p->used);
+    ss_xfer_free(p->xfer);      /* waits for what is in flight */
+    eng_packer_free(p->packer); /* after: uploads in flight name its keys */
     free(p->refs);
     ss_state_body_free(&p->body);
 }
@@ -689,21 +560,24 @@ static ss_rc next_devices(push *p, ss_devices **ret_next, ss_err *err)
     ss_rc rc;
     memcpy(h.device_id, f->device_id, sizeof h.device_id);
     *ret_next = NULL;
-    if ((rc = ss_devices_copy(f->devices, &next, err)) ||
-        (rc = ss_devices_apply_log(next, &h, err)) ||
-        (rc = ss_state_devices_save(f->state, next, err))) {
-        ss_devices_free(next);
-        return rc;
-    }
+    rc = ss_devices_copy(f->devices, &next, err);
+    if (rc) goto fail;
+    rc = ss_devices_apply_log(next, &h, err);
+    if (rc) goto fail;
+    rc = ss_state_devices_save(f->state, next, err);
+    if (rc) goto fail;
     *ret_next = next;
     return SS_OK;
+fail:
+    ss_devices_free(next);
+    return rc;
 }
 
 static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats, ss_err *err)
 {
-    push p = {.f = f, .stats = stats, .cur.index = UINT32_MAX, .revoke = revoke, .force = force};
+    push p = {.f = f, .stats = stats, .revoke = revoke, .force = force};
     ss_devices *next = NULL; /* owned until committed */
-    uint8_t prev[32], chain[32];
+    uint8_t prev[SS_CHAIN_BYTES], chain[SS_CHAIN_BYTES];
     ss_state_applied obj;
     uint64_t wm;
     int fd;
@@ -714,7 +588,10 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     rc = device_entries(&p, err);
     if (rc) return rc;
     if (force && !p.n_devs) p.force = 0; /* enrolled or revoked meanwhile: nothing to say */
-    if (!force && (rc = eng_load_ignore(f, err))) return rc;
+    if (!force) {
+        rc = eng_load_ignore(f, err);
+        if (rc) return rc;
+    }
     f->prog = (ss_progress){.phase = "push"};
     if (f->hooks.progress && !force) { /* a terminal is watching: count first, for the totals */
         p.counting = 1;
@@ -724,10 +601,22 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     }
     rc = ss_state_begin(f->state, err);
     if (rc) return rc;
-    if ((rc = eng_tmpfile(f, &fd, err)) || (rc = ss_spool_new(fd, &p.spool, err)) ||
-        (rc = ss_xfer_new(f->store, &p.xfer, err)) || (!force && (rc = diff(&p, err))) ||
-        (rc = flush_pack(&p, err)) || (rc = ss_xfer_wait(p.xfer, err)))
-        goto fail;
+    rc = eng_tmpfile(f, &fd, err);
+    if (rc) goto fail;
+    rc = ss_spool_new(fd, &p.spool, err);
+    if (rc) goto fail;
+    rc = ss_xfer_new(f->store, &p.xfer, err);
+    if (rc) goto fail;
+    rc = eng_packer_new(f, p.xfer, p.seq, &p.packer, err);
+    if (rc) goto fail;
+    if (!force) {
+        rc = diff(&p, err);
+        if (rc) goto fail;
+    }
+    rc = eng_packer_flush(p.packer, err);
+    if (rc) goto fail;
+    rc = ss_xfer_wait(p.xfer, err);
+    if (rc) goto fail;
     if (!ss_spool_count(p.spool) && !p.force) { /* nothing to say: the store is not touched */
         rc = ss_state_commit(f->state, err);
         stats->seq = wm;
