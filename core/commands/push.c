@@ -3,9 +3,9 @@
  *
  * The scan and the previous state are merged in path order; each changed
  * path becomes one op, spooled to a temp file while new chunks are sealed
- * into data/ packs and uploaded in parallel. Then the transaction is
- * written from the spool, framed, and created as log/<seq> with
- * If-None-Match: *. The state changes in one SQLite transaction that
+ * into data/ packs and uploaded in parallel (engine/packer.c). Then the
+ * transaction is written from the spool, framed, and created as log/<seq>
+ * with If-None-Match: * (push_txn.c). The state changes in one SQLite transaction that
  * commits only after log/<seq> is in the store (so a crash before that
  * leaves the state as it was, and the packs are unreferenced garbage);
  * a 412 means another device took seq: pull, then build again.
@@ -23,32 +23,13 @@
 #include "array.h"
 #include "engine.h"
 #include "fault.h"
-#include "frame.h"
 #include "fsio.h"
 #include "path.h"
 #include "spool.h"
+#include "push_impl.h"
 #include "ss_buf.h"
 
 #define MAX_ATTEMPTS 8
-
-typedef struct push {
-    ss_folder *f;
-    ss_stats *stats;
-    uint64_t seq;
-    ss_spool *spool;
-    ss_xfer *xfer;
-    eng_packer *packer; /* the pack table, and the pack being filled */
-    ss_chunk_ref *refs; /* chunks of the file being pushed */
-    size_t n_refs, cap_refs;
-    ss_state_body body;
-    uint64_t file_bytes;   /* bytes chunked of the file being pushed */
-    int counting;          /* diff only counts what would be read, for the progress totals */
-    uint64_t log_bytes;    /* size of log/<seq> (the automatic checkpoint rule counts it) */
-    const uint8_t *revoke; /* a device id to revoke in this transaction, or NULL */
-    int force; /* a transaction of device entries only (enrollment, revocation): no scan */
-    ss_txn_device devs[2]; /* device entries: this device enrolling, a device revoked */
-    uint32_t n_devs;
-} push;
 
 /* --- chunks of the file being pushed ------------------------------------------- */
 
@@ -239,15 +220,22 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
         warn(p, "skipping %s: %s", path, "not a regular file");
         return SS_OK;
     }
-    for (int attempt = 0; attempt < 3 && changed && !rc; attempt++)
+    for (int attempt = 0; attempt < 3 && changed; attempt++) {
         rc = read_file_once(p, fd, &st, cid, &inl, &changed, err);
-    close(fd);
-    if (!rc && changed) warn(p, "skipping %s: %s", path, "it keeps changing while being read");
-    if (rc && err) {
-        ss_err inner = *err;
-        ss_fail(err, rc, "push %s: %s", path, inner.msg);
+        if (rc) break;
     }
-    if (rc || changed) goto out;
+    close(fd);
+    if (rc) {
+        if (err) {
+            ss_err inner = *err;
+            ss_fail(err, rc, "push %s: %s", path, inner.msg);
+        }
+        goto out;
+    }
+    if (changed) {
+        warn(p, "skipping %s: %s", path, "it keeps changing while being read");
+        goto out;
+    }
     /* The same bytes, mode and mtime: nothing to say (a new inode, a touch that set it back). */
     e.mode = mode_to_send(row, &st);
     if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, SS_TXN_CONTENT_ID_BYTES) &&
@@ -372,7 +360,7 @@ static ss_rc diff(push *p, ss_err *err)
     if (rc) goto out;
     rc = ss_state_iter_next(it, &r, err);
     if (rc) goto out;
-    while (!rc && (e || r)) {
+    while (e || r) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
         if (c < 0) {
             rc = push_entry(p, e, NULL, err);
@@ -381,8 +369,15 @@ static ss_rc diff(push *p, ss_err *err)
         } else {
             rc = push_entry(p, e, r, err);
         }
-        if (!rc && c <= 0) rc = eng_scan_next(&sc, &e, err);
-        if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
+        if (rc) goto out;
+        if (c <= 0) {
+            rc = eng_scan_next(&sc, &e, err);
+            if (rc) goto out;
+        }
+        if (c >= 0) {
+            rc = ss_state_iter_next(it, &r, err);
+            if (rc) goto out;
+        }
     }
 out:
     ss_state_iter_free(it);
@@ -391,105 +386,6 @@ out:
 
 /* --- the transaction ---------------------------------------------------------------- */
 
-/* Frame the spooled ops into a temp file; *ret_fd holds the object, *ret_size its size. */
-static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[SS_CHAIN_BYTES],
-                          int *ret_fd, uint8_t hash[SS_OBJECT_HASH_BYTES], ss_err *err)
-{
-    ss_folder *f = p->f;
-    struct timespec now;
-    ss_txn_header h = {0};
-    ss_txn_writer *tw = NULL;
-    ss_frame_out sink = {0};
-    eng_signer sg;
-    uint32_t n_packs = eng_packer_count(p->packer);
-    const char **table = calloc(n_packs + 1, sizeof *table);
-    uint32_t *remap = calloc(n_packs + 1, sizeof *remap);
-    int fd = -1;
-    ss_rc rc;
-    *ret_fd = -1;
-    if (!table || !remap) {
-        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    for (uint32_t i = 0; i < n_packs; i++) /* only the packs some op references */
-        if (eng_packer_used(p->packer, i)) {
-            remap[i] = h.n_packs;
-            table[h.n_packs++] = eng_packer_key(p->packer, i);
-        }
-    clock_gettime(CLOCK_REALTIME, &now);
-    h.seq = p->seq;
-    h.time_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-    memcpy(h.device_id, f->device_id, sizeof h.device_id);
-    h.device_name = f->device_name;
-    h.device_name_len = strlen(f->device_name);
-    h.pack_keys = table;
-    h.n_devices = p->n_devs;
-    h.devices = p->devs;
-    h.n_ops = ss_spool_count(p->spool);
-    eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, ss_frame_out_write, &sink);
-    rc = eng_tmpfile(f, &fd, err);
-    if (rc) goto fail;
-    rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
-                             ss_repo_config(f->repo)->zstd_level, ss_fd_sink, &fd, &sink.w, err);
-    if (rc) goto fail;
-    rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err);
-    if (rc) goto fail;
-    rc = ss_spool_replay(p->spool, tw, remap, err);
-    if (rc) goto fail;
-    rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err);
-    if (rc) goto fail;
-    rc = ss_frame_finish(sink.w, hash, err);
-    if (rc) goto fail;
-    ss_txn_writer_free(tw);
-    ss_frame_writer_free(sink.w);
-    free(table);
-    free(remap);
-    *ret_fd = fd;
-    return SS_OK;
-fail:
-    free(table);
-    free(remap);
-    if (rc == SS_ERR_IO && sink.err.msg[0] && err) *err = sink.err;
-    ss_txn_writer_free(tw);
-    ss_frame_writer_free(sink.w);
-    if (fd >= 0) close(fd);
-    return rc;
-}
-
-/* Create log/<seq>; *ret_obj: what it is, for the fork check (fork.c). */
-static ss_rc upload_log(push *p, const uint8_t prev_chain[SS_CHAIN_BYTES],
-                        uint8_t chain[SS_CHAIN_BYTES], ss_state_applied *ret_obj, ss_err *err)
-{
-    char key[SS_KEY_NAME_MAX];
-    uint8_t hash[SS_OBJECT_HASH_BYTES];
-    ss_store_stat st;
-    int fd = -1;
-    off_t size;
-    ss_rc rc;
-    snprintf(key, sizeof key, SS_KEY_LOG_FMT, p->seq);
-    rc = build_object(p, key, prev_chain, &fd, hash, err);
-    if (rc) return rc;
-    size = lseek(fd, 0, SEEK_END);
-    p->log_bytes = size > 0 ? (uint64_t)size : 0;
-    ss_chain_next(ss_repo_keys(p->f->repo), prev_chain, hash, chain);
-    /* If the answer is lost, the object may be in the store without the state knowing it. */
-    rc = eng_inflight_set(p->f, p->seq, chain, err);
-    if (rc) goto out;
-    ss_fault_point("push.before-log");
-    rc = ss_store_put_file_stat(p->f->store, key, fd, 0, (uint64_t)size, SS_PUT_CREATE_ONLY, &st,
-                                err);
-    /* A 412 may still be our own earlier attempt (its check failed too): keep the record;
-     * pull compares chains, so another device's object is never taken for ours. */
-    if (rc) goto out;
-    ss_fault_point("push.after-log");
-    *ret_obj = (ss_state_applied){.seq = p->seq, .size = p->log_bytes};
-    memcpy(ret_obj->hash, hash, sizeof hash);
-    eng_etag_tag(st.etag, ret_obj->tag);
-out:
-    close(fd);
-    return rc;
-}
-
 static void push_free(push *p)
 {
     ss_spool_free(p->spool);
@@ -497,80 +393,6 @@ static void push_free(push *p)
     eng_packer_free(p->packer); /* after: uploads in flight name its keys */
     free(p->refs);
     ss_state_body_free(&p->body);
-}
-
-/*
- * The device entries of transaction p->seq (FORMAT.md "Devices and
- * signatures"): this device enrolls itself in the first one it signs, and
- * a revocation asked for goes in; one this device may not sign is refused
- * before anything is built.
- */
-static ss_rc device_entries(push *p, ss_err *err)
-{
-    ss_folder *f = p->f;
-    const ss_device *me = ss_devices_find(f->devices, f->device_id), *target = NULL;
-    char hex[17];
-    ss_device_id_short(f->device_id, hex);
-    if (me && me->revoked)
-        return ss_fail(err, SS_ERR_REVOKED,
-                       "this device (%s, %s) was revoked at log/%020" PRIu64 ": the repository "
-                       "refuses what it signs; to sync from this machine, s3sync init a new folder",
-                       f->device_name, hex, me->revoked);
-    if (!me && ss_devices_count(f->devices) >= SS_DEVICES_MAX)
-        return ss_fail(err, SS_ERR_INVALID,
-                       "this device cannot enroll: the repository has %u devices, the most a "
-                       "device table holds",
-                       SS_DEVICES_MAX);
-    if (p->revoke && !(target = ss_devices_find(f->devices, p->revoke)))
-        return ss_fail(err, SS_ERR_INVALID, "that device is not enrolled");
-    if (target && target->revoked) p->revoke = NULL; /* another device revoked it meanwhile */
-    p->n_devs = 0;
-    if (!me) {
-        ss_txn_device *e = &p->devs[p->n_devs++];
-        *e = (ss_txn_device){.type = SS_TXN_DEV_ENROLL, .seq = p->seq};
-        memcpy(e->id, f->device_id, sizeof e->id);
-        memcpy(e->pk, ss_device_key_public(f->key), sizeof e->pk);
-        e->name_len = strlen(f->device_name);
-        memcpy(e->name, f->device_name, e->name_len + 1);
-    }
-    if (p->revoke) {
-        ss_txn_device *e = &p->devs[p->n_devs++];
-        *e = (ss_txn_device){.type = SS_TXN_DEV_REVOKE, .seq = p->seq};
-        memcpy(e->id, p->revoke, sizeof e->id);
-    }
-    if (p->n_devs == 2 && memcmp(p->devs[0].id, p->devs[1].id, sizeof p->devs[0].id) > 0) {
-        ss_txn_device t = p->devs[0]; /* entries go in id order */
-        p->devs[0] = p->devs[1];
-        p->devs[1] = t;
-    }
-    return SS_OK;
-}
-
-/* The device table after transaction p->seq, saved with its watermark; f->devices once committed.
- */
-static ss_rc next_devices(push *p, ss_devices **ret_next, ss_err *err)
-{
-    ss_folder *f = p->f;
-    ss_txn_header h = {.seq = p->seq,
-                       .device_name = f->device_name,
-                       .device_name_len = strlen(f->device_name),
-                       .n_devices = p->n_devs,
-                       .devices = p->devs};
-    ss_devices *next = NULL;
-    ss_rc rc;
-    memcpy(h.device_id, f->device_id, sizeof h.device_id);
-    *ret_next = NULL;
-    rc = ss_devices_copy(f->devices, &next, err);
-    if (rc) goto fail;
-    rc = ss_devices_apply_log(next, &h, err);
-    if (rc) goto fail;
-    rc = ss_state_devices_save(f->state, next, err);
-    if (rc) goto fail;
-    *ret_next = next;
-    return SS_OK;
-fail:
-    ss_devices_free(next);
-    return rc;
 }
 
 static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats, ss_err *err)
@@ -585,7 +407,7 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     rc = ss_state_watermark(f->state, &wm, prev, err);
     if (rc) return rc;
     p.seq = wm + 1;
-    rc = device_entries(&p, err);
+    rc = push_device_entries(&p, err);
     if (rc) return rc;
     if (force && !p.n_devs) p.force = 0; /* enrolled or revoked meanwhile: nothing to say */
     if (!force) {
@@ -625,13 +447,13 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     /* Never write on top of a log/<wm> that is not the one this device has (a fork). */
     rc = eng_fork_check_now(f, wm, err);
     if (rc) goto fail;
-    rc = upload_log(&p, prev, chain, &obj, err);
+    rc = push_upload_log(&p, prev, chain, &obj, err);
     if (rc) goto fail;
     rc = ss_state_set_watermark(f->state, p.seq, chain, err);
     if (rc) goto fail;
     rc = ss_state_set_applied(f->state, &obj, err);
     if (rc) goto fail;
-    rc = next_devices(&p, &next, err);
+    rc = push_next_devices(&p, &next, err);
     if (rc) goto fail;
     ss_fault_point("push.before-commit");
     rc = ss_state_commit(f->state, err);

@@ -234,7 +234,6 @@ static ss_rc to_name(rs *s, ss_err *err)
     char *to = strdup(s->o->to), *slash; /* owned */
     const char *parent;
     struct stat st;
-    ss_rc rc = SS_OK;
     name = name ? name + 1 : s->path;
     if (!to) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     while ((slash = strrchr(to, '/')) && slash != to && !slash[1])
@@ -246,23 +245,23 @@ static ss_rc to_name(rs *s, ss_err *err)
         s->res->dest = strdup(to);
     }
     free(to);
-    if (!s->res->dest || !(s->top = strdup(s->res->dest)))
-        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (s->res->dest) s->top = strdup(s->res->dest);
+    if (!s->top) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if (!name_free(AT_FDCWD, s->top))
         return ss_fail(err, SS_ERR_EXISTS, "refusing to overwrite %s: it exists", s->top);
     slash = strrchr(s->top, '/');
     if (slash) *slash = '\0';
     parent = !slash ? "." : slash == s->top ? "/" : s->top;
+    s->top_base = slash ? slash + 1 : s->top;
     s->pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->pfd < 0)
-        rc = ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO,
-                     "%s: cannot open its directory %s: %s", s->o->to, parent, strerror(errno));
-    else if (in_meta(s->f, parent))
-        rc = ss_fail(err, SS_ERR_INVALID, "refusing to write into %s", s->f->meta);
-    s->top_base = slash ? slash + 1 : s->top;
-    if (!rc && ss_path_validate(s->top_base, strlen(s->top_base), NULL))
-        rc = ss_fail(err, SS_ERR_INVALID, "%s: not a name to restore to", s->res->dest);
-    return rc;
+        return ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO,
+                       "%s: cannot open its directory %s: %s", s->o->to, parent, strerror(errno));
+    if (in_meta(s->f, parent))
+        return ss_fail(err, SS_ERR_INVALID, "refusing to write into %s", s->f->meta);
+    if (ss_path_validate(s->top_base, strlen(s->top_base), NULL))
+        return ss_fail(err, SS_ERR_INVALID, "%s: not a name to restore to", s->res->dest);
+    return SS_OK;
 }
 
 /* A free temp name beside the destination: the restore is written there, then renamed (R2). */
@@ -340,18 +339,21 @@ static ss_rc write_chunks(rs *s, const row *r, int fd, ss_err *err)
     uint64_t off = 0;
     ss_chunk_ref ref;
     ss_rc rc = SS_OK;
-    while (!rc && !x.rc && ss_state_body_next(r->body, r->body_len, &pos, &pack, &pack_len, &ref)) {
+    while (!x.rc && ss_state_body_next(r->body, r->body_len, &pos, &pack, &pack_len, &ref)) {
         char key[SS_KEY_NAME_MAX];
         snprintf(key, sizeof key, "%.*s", (int)pack_len, pack);
         rc = eng_fetch_chunk(&x, key, &ref, off, err);
+        if (rc) break;
         off += ref.plain_len;
     }
     eng_fetch_wait(&x, NULL); /* failures are in x */
-    if (!rc && x.rc) rc = ss_fail(err, x.rc, "%s: %s", r->path, x.err.msg);
-    if (!rc && off != r->size)
-        rc = ss_fail(err, SS_ERR_INTEGRITY, "%s: its chunks hold %" PRIu64 " bytes, not %" PRIu64,
-                     r->path, off, r->size);
-    return rc;
+    if (rc) return rc;
+    if (x.rc) return ss_fail(err, x.rc, "%s: %s", r->path, x.err.msg);
+    if (off != r->size)
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "%s: its chunks hold %" PRIu64 " bytes, not %" PRIu64, r->path, off,
+                       r->size);
+    return SS_OK;
 }
 
 static ss_rc write_file(rs *s, const row *r, const char *dest, ss_err *err)
