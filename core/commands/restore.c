@@ -350,9 +350,8 @@ static ss_rc write_chunks(rs *s, const row *r, int fd, ss_err *err)
     if (rc) return rc;
     if (x.rc) return ss_fail(err, x.rc, "%s: %s", r->path, x.err.msg);
     if (off != r->size)
-        return ss_fail(err, SS_ERR_INTEGRITY,
-                       "%s: its chunks hold %" PRIu64 " bytes, not %" PRIu64, r->path, off,
-                       r->size);
+        return ss_fail(err, SS_ERR_INTEGRITY, "%s: its chunks hold %" PRIu64 " bytes, not %" PRIu64,
+                       r->path, off, r->size);
     return SS_OK;
 }
 
