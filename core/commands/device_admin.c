@@ -31,20 +31,22 @@ ss_rc ss_folder_devices(ss_folder *f, ss_device_fn fn, void *ctx, ss_stats *stat
 {
     ss_device_info info;
     ss_rc rc = ss_pull(f, stats, err);
-    for (size_t i = 0; !rc && i < ss_devices_count(f->devices); i++) {
+    if (rc) return rc;
+    for (size_t i = 0; i < ss_devices_count(f->devices); i++) {
         info_of(f, ss_devices_at(f->devices, i), &info);
         rc = fn(ctx, &info, err);
+        if (rc) return rc;
     }
-    return rc;
+    return SS_OK;
 }
 
 /* who names d: its whole name, or a prefix (4 hex digits or more) of its id. */
 static int names(const ss_device *d, const char *who)
 {
-    char hex[33];
+    char hex[2 * SS_TXN_DEVICE_ID_BYTES + 1];
     size_t n = strlen(who);
     if (!strcmp(d->name, who)) return 1;
-    if (n < 4 || n > 32) return 0;
+    if (n < 4 || n > 2 * SS_TXN_DEVICE_ID_BYTES) return 0;
     for (size_t i = 0; i < n; i++)
         if (!isxdigit((unsigned char)who[i])) return 0;
     sodium_bin2hex(hex, sizeof hex, d->id, sizeof d->id);
@@ -91,13 +93,16 @@ ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoke
 {
     const ss_device *d = NULL;
     uint8_t id[SS_TXN_DEVICE_ID_BYTES];
-    ss_rc rc = ss_pull(f, stats, err);
+    ss_rc rc;
     memset(ret_revoked, 0, sizeof *ret_revoked);
-    if (!rc) rc = resolve(f, who, &d, err);
+    rc = ss_pull(f, stats, err);
+    if (rc) return rc;
+    rc = resolve(f, who, &d, err);
     if (rc) return rc;
     memcpy(id, d->id, sizeof id); /* d points into the table the push replaces */
     rc = eng_push_revoke(f, id, stats, err);
     if (rc) return rc;
-    if ((d = ss_devices_find(f->devices, id))) info_of(f, d, ret_revoked);
+    d = ss_devices_find(f->devices, id);
+    if (d) info_of(f, d, ret_revoked);
     return SS_OK;
 }

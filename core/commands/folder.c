@@ -14,10 +14,9 @@
 
 #include "engine.h"
 #include "path.h"
+#include "settings.h"
 
 #define MASTER_FILE "master.key"
-#define SETTINGS_FILE "config"
-#define REPO_CONFIG_FILE "repo.config" /* the store's config object, cached at join */
 
 void ss_stats_clear(ss_stats *s)
 {
@@ -76,7 +75,8 @@ static ss_rc new_folder(const char *dir, const ss_hooks *hooks, ss_folder **ret,
         return ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "folder %s: %s", dir,
                        strerror(errno));
     }
-    if (!(f->root = strdup(abs)) || asprintf(&f->meta, "%s/.s3sync", abs) < 0) {
+    f->root = strdup(abs);
+    if (!f->root || asprintf(&f->meta, "%s/.s3sync", abs) < 0) {
         f->meta = NULL;
         ss_folder_free(f);
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
@@ -110,34 +110,6 @@ static ss_rc take_lock(ss_folder *f, ss_err *err)
     return ss_fail(err, SS_ERR_TEMPORARY, "%s is busy: another s3sync command runs on it", f->root);
 }
 
-/* --- settings: "key = value" lines ----------------------------------------------- */
-
-static ss_rc read_file(const char *path, char **ret, size_t *ret_len, ss_err *err)
-{
-    FILE *fp = fopen(path, "re");
-    char *buf = NULL;
-    size_t len = 0;
-    *ret = NULL;
-    if (!fp)
-        return ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "read %s: %s", path,
-                       strerror(errno));
-    FILE *m = open_memstream(&buf, &len);
-    char chunk[4096];
-    size_t n;
-    while (m && (n = fread(chunk, 1, sizeof chunk, fp)))
-        fwrite(chunk, 1, n, m);
-    int bad = ferror(fp) || !m;
-    fclose(fp);
-    if (m) fclose(m);
-    if (bad) {
-        free(buf);
-        return ss_fail(err, SS_ERR_IO, "read %s failed", path);
-    }
-    *ret = buf;
-    if (ret_len) *ret_len = len;
-    return SS_OK;
-}
-
 /* Write a file atomically with mode 0600 (settings, master key). */
 static ss_rc write_private(const char *dir, const char *name, const void *buf, size_t len,
                            ss_err *err)
@@ -167,184 +139,10 @@ static void default_device_name(char *out, size_t cap)
         if (*p == '/' || *p == ' ' || *p == '.') *p = '-';
 }
 
-/* --- settings that `s3sync config` reads and writes ------------------------------ */
-
-enum { K_STORE, K_URL, K_WORD, K_PATH, K_NAME, K_COUNT, K_BOOL, K_FIXED };
-
-typedef struct setting_key {
-    ss_setting_info info;
-    int kind;
-} setting_key;
-
-static const setting_key known[] = {
-    {{"store",
-      "the repository: s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO "
-      "(moving it: the same repository only)",
-      0},
-     K_STORE},
-    {{"endpoint",
-      "S3 endpoint http(s)://HOST[:PORT] (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, "
-      "the profile's endpoint_url, else AWS)",
-      0},
-     K_URL},
-    {{"region",
-      "S3 region (default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else us-east-1)",
-      0},
-     K_WORD},
-    {{"profile",
-      "AWS profile in ~/.aws/credentials and ~/.aws/config (default: AWS_PROFILE, else default)",
-      0},
-     K_WORD},
-    {{"token_file",
-      "lockd device token file (default: S3SYNC_TOKEN_FILE, else "
-      "$XDG_CONFIG_HOME/s3sync/token when it exists)",
-      0},
-     K_PATH},
-    {{"device", "this device's name in transactions and conflict copies (default: the host name)",
-      0},
-     K_NAME},
-    {{"ignore_file", "ignore patterns, relative to the folder or absolute (default: .s3syncignore)",
-      0},
-     K_PATH},
-    {{"checkpoint_txns",
-      "write a checkpoint after this many transactions since the last one; 0: never "
-      "(default: S3SYNC_CHECKPOINT_TXNS, else 1000)",
-      0},
-     K_COUNT},
-    {{"checkpoint_bytes",
-      "write a checkpoint after this many log bytes since the last one; 0: never "
-      "(default: S3SYNC_CHECKPOINT_BYTES, else 64 MiB)",
-      0},
-     K_COUNT},
-    {{"preserve_modes",
-      "true: group and world write bits from the store are applied as they are, not masked by "
-      "the umask (default false; setuid, setgid and sticky bits are never applied)",
-      0},
-     K_BOOL},
-    {{"device_id", "this device's id, from its signing key (set by init)", 1}, K_FIXED},
-};
-#define N_KNOWN (sizeof known / sizeof known[0])
-
-const ss_setting_info *ss_folder_settings(size_t *ret_n)
-{
-    static ss_setting_info infos[N_KNOWN];
-    for (size_t i = 0; i < N_KNOWN; i++)
-        infos[i] = known[i].info;
-    *ret_n = N_KNOWN;
-    return infos;
-}
-
-static const setting_key *find_key(const char *key, ss_err *err)
-{
-    char names[512] = "";
-    for (size_t i = 0; i < N_KNOWN; i++) {
-        if (!strcmp(known[i].info.name, key)) return &known[i];
-        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
-                 known[i].info.name);
-    }
-    ss_fail(err, SS_ERR_INVALID, "unknown setting '%s' (known: %s)", key, names);
-    return NULL;
-}
-
-static int all_of(const char *v, const char *set)
-{
-    return *v && strspn(v, set) == strlen(v);
-}
-
-#define WORD_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-"
-
-/* NULL when value suits k, else what it should look like. */
-static const char *bad_value(const setting_key *k, const char *v)
-{
-    for (const char *p = v; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) return "no control characters";
-    if (!*v || *v == ' ' || v[strlen(v) - 1] == ' ')
-        return "a value without leading or trailing spaces";
-    switch (k->kind) {
-    case K_STORE:
-        return !strncmp(v, "s3://", 5) || !strncmp(v, "file:///", 8) ||
-                       !strncmp(v, "lockd:http://", 13) || !strncmp(v, "lockd:https://", 14)
-                   ? NULL
-                   : "s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO";
-    case K_URL:
-        return (!strncmp(v, "http://", 7) && v[7]) || (!strncmp(v, "https://", 8) && v[8])
-                   ? NULL
-                   : "http(s)://HOST[:PORT]";
-    case K_WORD: return all_of(v, WORD_CHARS) ? NULL : "letters, digits, '.', '_' and '-'";
-    case K_NAME: /* it names transactions and conflict copies, and is shown everywhere */
-        return strlen(v) <= SS_TXN_DEVICE_NAME_MAX && !strpbrk(v, "/. ") &&
-                       ss_path_printable(v, strlen(v))
-                   ? NULL
-                   : "a name of at most 255 bytes of printable UTF-8 without '/', '.' or spaces";
-    case K_COUNT: return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
-    case K_BOOL: return !strcmp(v, "true") || !strcmp(v, "false") ? NULL : "true or false";
-    default: return NULL;
-    }
-}
-
-static ss_rc read_settings(const char *dir, char **ret_text, ss_err *err)
-{
-    char *path = NULL;
-    ss_rc rc;
-    *ret_text = NULL;
-    if (asprintf(&path, "%s/.s3sync/" SETTINGS_FILE, dir) < 0)
-        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    rc = read_file(path, ret_text, NULL, err);
-    if (rc == SS_ERR_NOT_FOUND)
-        rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s is not a synced folder (run s3sync init)", dir);
-    free(path);
-    return rc;
-}
-
-ss_rc ss_folder_get_setting(const char *dir, const char *key, char **ret_value, ss_err *err)
-{
-    char *text = NULL, value[4096];
-    ss_rc rc;
-    *ret_value = NULL;
-    if (!find_key(key, err)) return SS_ERR_INVALID;
-    rc = read_settings(dir, &text, err);
-    if (rc) return rc;
-    if (!eng_setting(text, key, value, sizeof value))
-        rc = ss_fail(err, SS_ERR_NOT_FOUND, "%s is not set", key);
-    else if (!(*ret_value = strdup(value)))
-        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    free(text);
-    return rc;
-}
-
-/* text with key's line replaced by "key = value" (or dropped when value is NULL). */
-static char *edit_settings(const char *text, const char *key, const char *value)
-{
-    char *out = NULL;
-    size_t len = 0, kl = strlen(key);
-    int done = 0;
-    FILE *m = open_memstream(&out, &len);
-    if (!m) return NULL;
-    for (const char *l = text; *l;) {
-        size_t n = strcspn(l, "\n");
-        const char *k = l + strspn(l, " "), *after = k + kl;
-        int is_key = !strncmp(k, key, kl) && after[strspn(after, " ")] == '=';
-        if (!is_key)
-            fprintf(m, "%.*s\n", (int)n, l);
-        else if (value && !done++)
-            fprintf(m, "%s = %s\n", key, value);
-        l += n + (l[n] == '\n');
-    }
-    if (value && !done) fprintf(m, "%s = %s\n", key, value);
-    if (fclose(m)) {
-        free(out);
-        return NULL;
-    }
-    return out;
-}
-
-static ss_rc check_same_repo(ss_folder *f, const char *settings, const char *url,
-                             const ss_store_opts *store_opts, ss_err *err);
-
 ss_rc ss_folder_set_setting(const char *dir, const char *key, const char *value,
                             const ss_store_opts *store_opts, ss_err *err)
 {
-    const setting_key *k = find_key(key, err);
+    const settings_key *k = settings_find_key(key, err);
     ss_folder *f = NULL;
     char *text = NULL, *edited = NULL;
     const char *want;
@@ -352,21 +150,25 @@ ss_rc ss_folder_set_setting(const char *dir, const char *key, const char *value,
     if (!k) return SS_ERR_INVALID;
     if (k->info.read_only) return ss_fail(err, SS_ERR_INVALID, "%s is read-only", key);
     if (!value && k->kind == K_STORE) return ss_fail(err, SS_ERR_INVALID, "store cannot be unset");
-    if (value && (want = bad_value(k, value)))
-        return ss_fail(err, SS_ERR_INVALID, "%s: '%s' is not %s", key, value, want);
+    want = value ? settings_bad_value(k, value) : NULL;
+    if (want) return ss_fail(err, SS_ERR_INVALID, "%s: '%s' is not %s", key, value, want);
     /* Under the folder lock: a sync reads the settings once at open, and two sets do not race. */
     rc = new_folder(dir, NULL, &f, err);
     if (rc) return rc;
-    rc = read_settings(f->root, &text, err);
+    rc = settings_read(f->root, &text, err);
     if (rc) goto out; /* names a folder that is not synced */
     free(text);
     text = NULL;
     rc = take_lock(f, err);
     if (rc) goto out;
-    rc = read_settings(f->root, &text, err);
+    rc = settings_read(f->root, &text, err);
     if (rc) goto out;
-    if (k->kind == K_STORE && (rc = check_same_repo(f, text, value, store_opts, err))) goto out;
-    if (!(edited = edit_settings(text, key, value))) {
+    if (k->kind == K_STORE) {
+        rc = settings_check_same_repo(f, text, value, store_opts, err);
+        if (rc) goto out;
+    }
+    edited = settings_edit(text, key, value);
+    if (!edited) {
         rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
         goto out;
     }
@@ -375,71 +177,6 @@ out:
     free(text);
     free(edited);
     ss_folder_free(f);
-    return rc;
-}
-
-/*
- * The folder's S3 settings under the command line's: so->field is set only
- * when the command line left it NULL. fso holds the strings.
- */
-typedef struct folder_store_opts {
-    char endpoint[1024], region[128], profile[256], token[4096], token_path[8192];
-} folder_store_opts;
-
-/* The folder's settings fill what the caller's options leave unset; token_file is relative to root.
- */
-static void apply_store_settings(const char *text, const char *root, ss_store_opts *so,
-                                 folder_store_opts *fso)
-{
-    if (!so->token_file && eng_setting(text, "token_file", fso->token, sizeof fso->token)) {
-        snprintf(fso->token_path, sizeof fso->token_path, "%s%s%s",
-                 fso->token[0] == '/' ? "" : root, fso->token[0] == '/' ? "" : "/", fso->token);
-        so->token_file = fso->token_path;
-    }
-    if (!so->endpoint && eng_setting(text, "endpoint", fso->endpoint, sizeof fso->endpoint))
-        so->endpoint = fso->endpoint;
-    if (!so->region && eng_setting(text, "region", fso->region, sizeof fso->region))
-        so->region = fso->region;
-    if (!so->profile && eng_setting(text, "profile", fso->profile, sizeof fso->profile))
-        so->profile = fso->profile;
-}
-
-/*
- * The folder's store may move only to a store holding this very repository
- * (a copied bucket, a new endpoint): in an empty prefix or another
- * repository the next push would start a history no other device sees.
- * The store's config object must be byte for byte the one cached at join.
- */
-static ss_rc check_same_repo(ss_folder *f, const char *settings, const char *url,
-                             const ss_store_opts *store_opts, ss_err *err)
-{
-    ss_store_opts so = store_opts ? *store_opts : (ss_store_opts){0};
-    folder_store_opts fso;
-    char *path = NULL, *cached = NULL;
-    void *cfg = NULL;
-    size_t len = 0, cached_len = 0;
-    ss_store *s = NULL;
-    ss_rc rc;
-    apply_store_settings(settings, f->root, &so, &fso);
-    if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0)
-        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if (!(rc = read_file(path, &cached, &cached_len, err)) &&
-        !(rc = ss_store_open(url, &so, &s, err)))
-        rc = ss_store_get_max(s, SS_KEY_CONFIG, SS_CONFIG_READ_MAX, &cfg, &len, err);
-    if (rc == SS_ERR_NOT_FOUND && cached)
-        rc = ss_fail(err, SS_ERR_CONFLICT,
-                     "%s holds no repository: the store can only move to a copy of this "
-                     "folder's repository",
-                     url);
-    else if (!rc && (len != cached_len || memcmp(cfg, cached, len)))
-        rc = ss_fail(err, SS_ERR_CONFLICT,
-                     "%s holds another repository: the store can only move to a copy of this "
-                     "folder's repository",
-                     url);
-    free(cfg);
-    free(cached);
-    free(path);
-    ss_store_free(s);
     return rc;
 }
 
@@ -475,8 +212,10 @@ static ss_rc open_common(ss_folder *f, ss_err *err)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_state_open(db, 1, &f->state, err);
     free(db);
-    if (!rc) rc = ss_devices_new(&f->devices, err);
-    return rc ? rc : ss_state_devices_load(f->state, f->devices, err);
+    if (rc) return rc;
+    rc = ss_devices_new(&f->devices, err);
+    if (rc) return rc;
+    return ss_state_devices_load(f->state, f->devices, err);
 }
 
 /*
@@ -506,7 +245,8 @@ static ss_rc load_device_key(ss_folder *f, ss_err *err)
                        "%s/" SS_DEVICE_KEY_FILE " is missing: this folder "
                        "cannot sign; set it up again with s3sync init in a new folder",
                        f->meta);
-    if (!rc && sodium_memcmp(ss_device_key_id(f->key), f->device_id, sizeof f->device_id))
+    if (rc) return rc;
+    if (sodium_memcmp(ss_device_key_id(f->key), f->device_id, sizeof f->device_id))
         rc = ss_fail(err, SS_ERR_INVALID,
                      "%s/" SS_DEVICE_KEY_FILE " is not the key of this "
                      "folder's device_id",
@@ -521,10 +261,14 @@ static ss_rc load_master(ss_folder *f, uint8_t master[SS_MASTER_KEY_BYTES], ss_e
     ss_rc rc;
     if (asprintf(&path, "%s/" MASTER_FILE, f->meta) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    rc = read_file(path, &buf, &len, err);
-    if (!rc && len != SS_MASTER_KEY_BYTES)
+    rc = settings_read_file(path, &buf, &len, err);
+    if (rc) goto done;
+    if (len != SS_MASTER_KEY_BYTES) {
         rc = ss_fail(err, SS_ERR_IO, "%s: not a master key (%zu bytes)", path, len);
-    if (!rc) memcpy(master, buf, SS_MASTER_KEY_BYTES);
+        goto done;
+    }
+    memcpy(master, buf, SS_MASTER_KEY_BYTES);
+done:
     if (buf) sodium_memzero(buf, len);
     free(buf);
     free(path);
@@ -538,7 +282,7 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     char *settings = NULL, *path = NULL, url[4096], idhex[64], flag[16];
     uint8_t master[SS_MASTER_KEY_BYTES];
     ss_store_opts so = store_opts ? *store_opts : (ss_store_opts){0};
-    folder_store_opts fso;
+    settings_store_opts fso;
     ss_rc rc;
     *ret_folder = NULL;
     rc = new_folder(dir, hooks, &f, err);
@@ -548,7 +292,7 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
         rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    rc = read_file(path, &settings, NULL, err);
+    rc = settings_read_file(path, &settings, NULL, err);
     if (rc == SS_ERR_NOT_FOUND)
         rc = ss_fail(err, rc, "%s is not a synced folder (run s3sync init)", f->root);
     if (rc) goto fail;
@@ -559,7 +303,7 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
         rc = ss_fail(err, SS_ERR_INVALID, "%s: missing store, device or device_id", path);
         goto fail;
     }
-    apply_store_settings(settings, f->root, &so, &fso);
+    settings_apply_store(settings, f->root, &so, &fso);
     f->mode_mask = mode_mask(eng_setting(settings, "preserve_modes", flag, sizeof flag) &&
                              !strcmp(flag, "true"));
     rc = take_lock(f, err);
@@ -575,13 +319,15 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     if (asprintf(&path, "%s/" REPO_CONFIG_FILE, f->meta) < 0) path = NULL;
     char *cfg = NULL;
     size_t cfg_len = 0;
-    if (path && read_file(path, &cfg, &cfg_len, NULL)) cfg = NULL; /* no cache: fetch it */
+    if (path && settings_read_file(path, &cfg, &cfg_len, NULL)) cfg = NULL; /* no cache: fetch it */
     rc = ss_repo_open_master(f->store, master, (const uint8_t *)cfg, cfg_len, &f->repo, err);
     free(cfg);
     sodium_memzero(master, sizeof master);
     f->settings = settings;
     settings = NULL;
-    if (rc || (rc = open_common(f, err))) goto fail;
+    if (rc) goto fail;
+    rc = open_common(f, err);
+    if (rc) goto fail;
     free(path);
     *ret_folder = f;
     return SS_OK;
@@ -638,7 +384,7 @@ static ss_rc refuse_nested(const char *dir, const char *outer, ss_err *err)
 /* An option init records in the settings (value may be NULL: not given) must suit its key. */
 static ss_rc check_init_setting(const char *key, const char *value, ss_err *err)
 {
-    const char *want = value ? bad_value(find_key(key, NULL), value) : NULL;
+    const char *want = value ? settings_bad_value(settings_find_key(key, NULL), value) : NULL;
     return want ? ss_fail(err, SS_ERR_INVALID, "--%s %s: want %s", key, value, want) : SS_OK;
 }
 
@@ -668,13 +414,17 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     ss_rc rc;
     *ret_folder = NULL;
     *ret_created = 0;
-    if (o->expect_fingerprint && (rc = ss_fingerprint_parse(o->expect_fingerprint, fp, err)))
-        return rc; /* a typo is told before the passphrase's key derivation, not after */
-    if ((rc =
-             check_init_setting("endpoint", o->store_opts ? o->store_opts->endpoint : NULL, err)) ||
-        (rc = check_init_setting("profile", o->store_opts ? o->store_opts->profile : NULL, err)) ||
-        (rc = check_init_setting("device", o->device_name, err)))
-        return rc; /* they go into the settings (and transactions, file names) as they are */
+    if (o->expect_fingerprint) {
+        rc = ss_fingerprint_parse(o->expect_fingerprint, fp, err);
+        if (rc) return rc; /* a typo is told before the passphrase's key derivation, not after */
+    }
+    /* They go into the settings (and transactions, file names) as they are. */
+    rc = check_init_setting("endpoint", o->store_opts ? o->store_opts->endpoint : NULL, err);
+    if (rc) return rc;
+    rc = check_init_setting("profile", o->store_opts ? o->store_opts->profile : NULL, err);
+    if (rc) return rc;
+    rc = check_init_setting("device", o->device_name, err);
+    if (rc) return rc;
     if (mkdir(dir, 0755) && errno != EEXIST)
         return ss_fail(err, SS_ERR_IO, "create folder %s: %s", dir, strerror(errno));
     rc = new_folder(dir, hooks, &f, err);

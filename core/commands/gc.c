@@ -97,13 +97,13 @@ static int only_r(void *ctx, uint64_t seq, uint64_t time_ns)
 static ss_rc live_txn(void *ctx, const eng_walk_txn *t, int *ret_stop, ss_err *err)
 {
     gcw *g = ctx;
-    ss_rc rc = SS_OK;
     *ret_stop = 0; /* the ops are not needed: the walk still decodes and checks them all */
-    for (uint32_t i = 0; i < t->h->n_packs && !rc; i++) {
+    for (uint32_t i = 0; i < t->h->n_packs; i++) {
         sqlite3_bind_text(g->add_live, 1, t->h->pack_keys[i], -1, SQLITE_STATIC);
-        rc = step(g, g->add_live, err);
+        ss_rc rc = step(g, g->add_live, err);
+        if (rc) return rc;
     }
-    return rc;
+    return SS_OK;
 }
 
 /* --- retention ------------------------------------------------------------------------- */
@@ -124,7 +124,7 @@ static ss_rc keep_days(ss_folder *f, const eng_log_list *cps, uint64_t days, uin
     int64_t cutoff = (int64_t)time(NULL) - (int64_t)(days * 86400u);
     *ret_r = 0;
     for (size_t j = cps->n; j-- > 0;) {
-        uint8_t chain[32];
+        uint8_t chain[SS_CHAIN_BYTES];
         uint64_t time_ns = 0;
         int fd = -1;
         ss_rc rc = eng_fetch_checkpoint(f, cps->seqs[j], &fd, chain, &time_ns, NULL, err);
@@ -143,10 +143,11 @@ static ss_rc keep_days(ss_folder *f, const eng_log_list *cps, uint64_t days, uin
 static ss_rc drop(ss_folder *f, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, const char *key,
                   uint64_t size, ss_gc_result *res, ss_err *err)
 {
-    ss_rc rc = SS_OK;
     if (fn) fn(ctx, key, size);
-    if (!o->dry_run && (rc = ss_store_delete(f->store, key, err)) == SS_ERR_NOT_FOUND) rc = SS_OK;
-    if (rc) return rc;
+    if (!o->dry_run) {
+        ss_rc rc = ss_store_delete(f->store, key, err);
+        if (rc && rc != SS_ERR_NOT_FOUND) return rc; /* gone already: what a delete wants */
+    }
     res->objects++;
     res->bytes += size;
     return SS_OK;
@@ -164,12 +165,18 @@ static ss_rc drop_packs(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_
                            -1, &q, NULL))
         return eng_tempdb_fail(g->db, "read", err);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)res->head);
-    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
+    for (;;) {
+        r = sqlite3_step(q);
+        if (r == SQLITE_DONE) break;
+        if (r != SQLITE_ROW) {
+            rc = eng_tempdb_fail(g->db, "read", err);
+            break;
+        }
         ss_fault_point("gc.pack");
         rc = drop(g->f, o, fn, ctx, (const char *)sqlite3_column_text(q, 0),
                   (uint64_t)sqlite3_column_int64(q, 1), res, err);
+        if (rc) break;
     }
-    if (!rc && r != SQLITE_DONE) rc = eng_tempdb_fail(g->db, "read", err);
     sqlite3_finalize(q);
     return rc;
 }
@@ -178,7 +185,7 @@ static ss_rc delete_all(gcw *g, const ss_gc_opts *o, const eng_log_list *l, cons
                         ss_gc_fn fn, void *ctx, ss_gc_result *res, ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
-    ss_rc rc = SS_OK;
+    ss_rc rc;
     ss_fault_point("gc.before-deletes");
     /*
      * Checkpoints older than R first, oldest first: killed among them, the
@@ -187,19 +194,21 @@ static ss_rc delete_all(gcw *g, const ss_gc_opts *o, const eng_log_list *l, cons
      * a restore walking from the oldest state) would meet a gap until gc ran
      * again (test-crash-gc found it).
      */
-    for (size_t j = 0; j < cps->n && cps->seqs[j] < res->retained && !rc; j++) {
+    for (size_t j = 0; j < cps->n && cps->seqs[j] < res->retained; j++) {
         snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, cps->seqs[j]);
         ss_fault_point("gc.checkpoint");
         rc = drop(g->f, o, fn, ctx, key, cps->sizes[j], res, err);
+        if (rc) return rc;
     }
-    if (!rc) ss_fault_point("gc.after-checkpoints");
-    for (size_t i = 0; i < l->n && l->seqs[i] <= res->retained && !rc; i++) {
+    ss_fault_point("gc.after-checkpoints");
+    for (size_t i = 0; i < l->n && l->seqs[i] <= res->retained; i++) {
         snprintf(key, sizeof key, SS_KEY_LOG_FMT, l->seqs[i]);
         ss_fault_point("gc.log");
         rc = drop(g->f, o, fn, ctx, key, l->sizes[i], res, err);
+        if (rc) return rc;
     }
-    if (!rc) ss_fault_point("gc.after-logs");
-    return rc ? rc : drop_packs(g, o, fn, ctx, res, err);
+    ss_fault_point("gc.after-logs");
+    return drop_packs(g, o, fn, ctx, res, err);
 }
 
 /* --- the command ------------------------------------------------------------------------ */
@@ -235,7 +244,8 @@ static ss_rc run(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_resu
     eng_walk w = {.from = ENG_FROM_NEWEST, .cp_ok = only_r, .txn = live_txn, .ctx = g};
     ss_rc rc = eng_list_log_after(f, 0, &l, err);     /* G1: first, so H is the earliest head */
     if (rc == SS_ERR_INTEGRITY && !l.bad) rc = SS_OK; /* gc's own work: log/1.. is gone */
-    if (!rc) rc = eng_list_checkpoints(f, &cps, err);
+    if (rc) goto out;
+    rc = eng_list_checkpoints(f, &cps, err);
     if (rc) goto out;
     res->head = l.n ? l.seqs[l.n - 1] : 0;
     if (cps.n && cps.seqs[cps.n - 1] > res->head) res->head = cps.seqs[cps.n - 1];
@@ -248,14 +258,20 @@ static ss_rc run(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_resu
     if (!res->head) goto out; /* an empty repository */
     if (!cps.n) {             /* FORMAT.md gc step 1: a checkpoint first, nothing else this run */
         ss_checkpoint_result cp = {0};
-        if (!o->dry_run && !(rc = ss_checkpoint(f, &cp, stats, err))) res->checkpoint = cp.seq;
+        if (o->dry_run) goto out;
+        rc = ss_checkpoint(f, &cp, stats, err);
+        if (rc) goto out;
+        res->checkpoint = cp.seq;
         goto out;
     }
-    if (o->by_last)
+    if (o->by_last) {
         g->r = keep_last(&cps, res->head, o->keep_last);
-    else if ((rc = keep_days(f, &cps, o->keep_days, &g->r, err)))
-        goto out;
-    if (!(res->retained = g->r)) goto out;
+    } else {
+        rc = keep_days(f, &cps, o->keep_days, &g->r, err);
+        if (rc) goto out;
+    }
+    res->retained = g->r;
+    if (!res->retained) goto out;
     w.upto = res->head;
     rc = eng_walk_log(f, &w, err);
     if (rc) goto out; /* G2: nothing deleted */
@@ -292,9 +308,12 @@ ss_rc ss_gc(ss_folder *f, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_res
     if (rc) return rc;
     if (sqlite3_prepare_v2(g.db, "INSERT OR IGNORE INTO data VALUES (?1, ?2, ?3)", -1, &g.add_data,
                            NULL) ||
-        sqlite3_prepare_v2(g.db, "INSERT OR IGNORE INTO live VALUES (?1)", -1, &g.add_live, NULL))
+        sqlite3_prepare_v2(g.db, "INSERT OR IGNORE INTO live VALUES (?1)", -1, &g.add_live, NULL)) {
         rc = eng_tempdb_fail(g.db, "prepare", err);
-    if (!rc) rc = run(&g, o, fn, ctx, ret_result, stats, err);
+        goto done;
+    }
+    rc = run(&g, o, fn, ctx, ret_result, stats, err);
+done:
     sqlite3_finalize(g.add_data);
     sqlite3_finalize(g.add_live);
     sqlite3_close(g.db);

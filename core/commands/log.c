@@ -56,7 +56,8 @@ ss_rc ss_history_relpath(ss_folder *f, const char *arg, char **ret_rel, ss_err *
         abs = NULL;
         goto nomem;
     }
-    if (!(norm = malloc(strlen(abs) + 2))) goto nomem;
+    norm = malloc(strlen(abs) + 2);
+    if (!norm) goto nomem;
     /* Lexically: drop empty and "." segments; ".." takes one back. */
     for (char *save = NULL, *seg = strtok_r(abs, "/", &save); seg;
          seg = strtok_r(NULL, "/", &save)) {
@@ -69,7 +70,8 @@ ss_rc ss_history_relpath(ss_folder *f, const char *arg, char **ret_rel, ss_err *
         n += (size_t)sprintf(norm + n, "/%s", seg);
     }
     norm[n] = '\0';
-    if (!(full = resolve_parent(norm))) goto nomem;
+    full = resolve_parent(norm);
+    if (!full) goto nomem;
     if (!strcmp(full, f->root)) {
         *ret_rel = strdup("");
     } else if (!strncmp(full, f->root, rootlen) && full[rootlen] == '/') {
@@ -190,10 +192,13 @@ static ss_rc log_paths(logw *l, sqlite3_stmt *q, uint64_t seq, ss_log_path **ret
     *ret = NULL;
     *ret_n = 0;
     sqlite3_bind_int64(q, 1, (sqlite3_int64)seq);
-    while ((r = sqlite3_step(q)) == SQLITE_ROW) {
+    for (;;) {
+        r = sqlite3_step(q);
+        if (r != SQLITE_ROW) break;
         if (SS_ARRAY_GROW(v, n + 1, cap)) break;
         v[n].deleted = sqlite3_column_int(q, 1);
-        if (!(v[n].path = strdup((const char *)sqlite3_column_text(q, 0)))) break;
+        v[n].path = strdup((const char *)sqlite3_column_text(q, 0));
+        if (!v[n].path) break;
         n++;
     }
     sqlite3_reset(q);
@@ -226,7 +231,13 @@ static ss_rc log_emit(logw *l, ss_log_fn fn, void *ctx, ss_err *err)
         rc = eng_tempdb_fail(l->db, "read", err);
         goto out;
     }
-    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
+    for (;;) {
+        r = sqlite3_step(q);
+        if (r == SQLITE_DONE) break;
+        if (r != SQLITE_ROW) {
+            rc = eng_tempdb_fail(l->db, "read", err);
+            goto out;
+        }
         ss_log_path *paths = NULL; /* owned */
         ss_log_entry e = {
             .seq = (uint64_t)sqlite3_column_int64(q, 0),
@@ -240,14 +251,17 @@ static ss_rc log_emit(logw *l, ss_log_fn fn, void *ctx, ss_err *err)
             .device_id = (const char *)sqlite3_column_text(q, 8),
             .devices = (const char *)sqlite3_column_text(q, 9),
         };
-        if (l->filter && (rc = log_paths(l, qp, e.seq, &paths, &e.n_paths, err))) break;
+        if (l->filter) {
+            rc = log_paths(l, qp, e.seq, &paths, &e.n_paths, err);
+            if (rc) goto out;
+        }
         e.paths = paths;
         rc = fn(ctx, &e, err);
         for (size_t i = 0; i < e.n_paths; i++)
             free((char *)paths[i].path);
         free(paths);
+        if (rc) goto out;
     }
-    if (!rc && r != SQLITE_DONE) rc = eng_tempdb_fail(l->db, "read", err);
 out:
     sqlite3_finalize(q);
     sqlite3_finalize(qp);
@@ -264,11 +278,15 @@ ss_rc ss_log(ss_folder *f, const char *path, ss_log_fn fn, void *ctx, ss_stats *
     if (rc) return rc;
     if (sqlite3_prepare_v2(l.db, "INSERT INTO txn VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                            -1, &l.add_txn, NULL) ||
-        sqlite3_prepare_v2(l.db, "INSERT INTO path VALUES (?1, ?2, ?3)", -1, &l.add_path, NULL))
+        sqlite3_prepare_v2(l.db, "INSERT INTO path VALUES (?1, ?2, ?3)", -1, &l.add_path, NULL)) {
         rc = eng_tempdb_fail(l.db, "prepare", err);
-    if (!rc) rc = eng_walk_log(f, &w, err);
+        goto done;
+    }
+    rc = eng_walk_log(f, &w, err);
     stats->seq = w.head;
-    if (!rc) rc = log_emit(&l, fn, ctx, err);
+    if (rc) goto done;
+    rc = log_emit(&l, fn, ctx, err);
+done:
     sqlite3_finalize(l.add_txn);
     sqlite3_finalize(l.add_path);
     sqlite3_close(l.db);

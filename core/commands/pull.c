@@ -36,24 +36,57 @@ static void name_writer(ss_folder *f, uint64_t seq, ss_err *err)
  * order (P2). listed: what the listing said of it, NULL when nothing useful.
  */
 static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fetched *p,
-                      const ss_store_stat *listed, uint8_t chain[32], ss_err *err)
+                      const ss_store_stat *listed, uint8_t chain[SS_CHAIN_BYTES], ss_err *err)
 {
-    uint8_t next[32];
+    uint8_t next[SS_CHAIN_BYTES];
     ss_state_applied obj;    /* what log/<seq> is, for the fork check */
     int fd = -1;             /* owned: the staged plaintext */
     ss_devices *devs = NULL; /* owned: the device table after it */
     ss_rc rc = p->rc;
-    if (rc && err) *err = p->err;
-    if (!rc) rc = eng_fetch_txn(f, seq, chain, p->buf, p->len, &fd, next, &obj, err);
-    if (!rc && listed && listed->size == obj.size) eng_etag_tag(listed->etag, obj.tag);
-    if (!rc && !(rc = eng_check_txn(f, fd, seq, chain, f->devices, &devs, err)) &&
-        !(rc = eng_check_beneath(f, fd, seq, err)) &&
-        !(rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, &obj, err)))
-        memcpy(chain, next, 32);
+    if (rc) {
+        if (err) *err = p->err;
+        goto done;
+    }
+    rc = eng_fetch_txn(f, seq, chain, p->buf, p->len, &fd, next, &obj, err);
+    if (rc) goto done;
+    if (listed && listed->size == obj.size) eng_etag_tag(listed->etag, obj.tag);
+    rc = eng_check_txn(f, fd, seq, chain, f->devices, &devs, err);
+    if (rc) goto done;
+    rc = eng_check_beneath(f, fd, seq, err);
+    if (rc) goto done;
+    rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, &obj, err);
+    if (rc) goto done;
+    memcpy(chain, next, SS_CHAIN_BYTES);
+done:
     if (rc == SS_ERR_INTEGRITY) name_writer(f, seq, err);
     ss_devices_free(devs);
     if (fd >= 0) close(fd);
     return rc;
+}
+
+static void free_batch(eng_fetched *b, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        free(b[k].buf);
+}
+
+/* Apply the n fetched objects b of l from index i on, in order. */
+static ss_rc pull_batch(ss_folder *f, ss_stats *stats, const eng_log_list *l, size_t i,
+                        const eng_fetched *b, size_t n, uint64_t *wm, uint8_t chain[SS_CHAIN_BYTES],
+                        uint64_t *applied, ss_err *err)
+{
+    for (size_t k = 0; k < n; k++, i++) {
+        assert(l->seqs[i] == *wm + 1); /* P2 */
+        const ss_store_stat *listed = i + 1 == l->n ? &l->last : NULL;
+        ss_rc rc = pull_one(f, stats, l->seqs[i], &b[k], listed, chain, err);
+        if (rc && !i) rc = eng_fork_explain(f, *wm, rc, err); /* not on top of ours? */
+        if (rc) return rc;
+        *wm = l->seqs[i];
+        *applied += l->sizes[i];
+        f->prog.txn_done++;
+        eng_progress(f);
+    }
+    return SS_OK;
 }
 
 /*
@@ -63,7 +96,7 @@ static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fet
  * leaves the watermark at the last good object.
  */
 static ss_rc pull_list(ss_folder *f, ss_stats *stats, const eng_log_list *l, uint64_t *wm,
-                       uint8_t chain[32], ss_err *err)
+                       uint8_t chain[SS_CHAIN_BYTES], ss_err *err)
 {
     ss_xfer *x = NULL;     /* owned */
     eng_fetched *b = NULL; /* owned, with each buf */
@@ -73,26 +106,24 @@ static ss_rc pull_list(ss_folder *f, ss_stats *stats, const eng_log_list *l, uin
     f->prog.txn_total = l->n;
     rc = ss_xfer_new(f->store, &x, err);
     if (rc) return rc;
-    if (!(b = calloc(ENG_PREFETCH_MAX, sizeof *b)))
+    b = calloc(ENG_PREFETCH_MAX, sizeof *b);
+    if (!b) {
         rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < l->n && !rc;) {
-        size_t n = 0, k;
-        rc = eng_prefetch(x, l, i, l->n, b, &n, err);
-        for (k = 0; k < n && !rc; k++, i++) {
-            assert(l->seqs[i] == *wm + 1); /* P2 */
-            const ss_store_stat *listed = i + 1 == l->n ? &l->last : NULL;
-            rc = pull_one(f, stats, l->seqs[i], &b[k], listed, chain, err);
-            if (rc && !i) rc = eng_fork_explain(f, *wm, rc, err); /* not on top of ours? */
-            if (!rc) {
-                *wm = l->seqs[i];
-                applied += l->sizes[i];
-                f->prog.txn_done++;
-                eng_progress(f);
-            }
-        }
-        for (k = 0; k < n; k++)
-            free(b[k].buf);
+        goto done;
     }
+    for (size_t i = 0; i < l->n;) {
+        size_t n = 0;
+        rc = eng_prefetch(x, l, i, l->n, b, &n, err);
+        if (rc) {
+            free_batch(b, n);
+            goto done;
+        }
+        rc = pull_batch(f, stats, l, i, b, n, wm, chain, &applied, err);
+        free_batch(b, n);
+        if (rc) goto done;
+        i += n;
+    }
+done:
     free(b);
     ss_xfer_free(x);
     eng_checkpoint_count(f, applied);
@@ -107,26 +138,29 @@ static ss_rc pull_list(ss_folder *f, ss_stats *stats, const eng_log_list *l, uin
  * the chain(c) this device holds is checked by log/<c+1> (it only decrypts
  * with it).
  */
-static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm, uint8_t chain[32],
-                       ss_err *err)
+static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm,
+                       uint8_t chain[SS_CHAIN_BYTES], ss_err *err)
 {
-    uint8_t recorded[32];
+    uint8_t recorded[SS_CHAIN_BYTES];
     int fd = -1;             /* owned */
     ss_devices *devs = NULL; /* owned: the checkpoint's device table */
     char why[400];
     ss_rc rc;
     if (c == *wm) return SS_OK; /* gc took log/<c>: log/<c+1> checks our chain(c) */
     rc = eng_fetch_checkpoint(f, c, &fd, recorded, NULL, &devs, err);
+    if (rc) goto done;
     /* What this device knows of the table must still hold in the newer one. */
-    if (!rc && ss_devices_differ(f->devices, devs, 0, why, sizeof why))
+    if (ss_devices_differ(f->devices, devs, 0, why, sizeof why)) {
         rc = ss_fail(err, SS_ERR_INTEGRITY,
                      "checkpoints/%020" PRIu64 ": its device table contradicts this device's: %s",
                      c, why);
-    if (!rc) rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, NULL, err);
-    if (!rc) {
-        *wm = c;
-        memcpy(chain, recorded, 32);
+        goto done;
     }
+    rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, NULL, err);
+    if (rc) goto done;
+    *wm = c;
+    memcpy(chain, recorded, SS_CHAIN_BYTES);
+done:
     ss_devices_free(devs);
     if (fd >= 0) close(fd);
     return rc;
@@ -138,7 +172,7 @@ static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm, 
  * re-bases on a checkpoint at or after it (gc ran); without one the store
  * was rolled back: refused (P2).
  */
-static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t chain[32],
+static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t chain[SS_CHAIN_BYTES],
                         eng_log_list *l, ss_err *err)
 {
     eng_log_list cps = {0}; /* owned */
@@ -158,7 +192,10 @@ static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t cha
         if (err) *err = gone;
         goto out;
     }
-    if (c && (rc = pull_base(f, stats, c, wm, chain, err))) goto out;
+    if (c) {
+        rc = pull_base(f, stats, c, wm, chain, err);
+        if (rc) goto out;
+    }
     rc = eng_list_log_after(f, *wm, l, err);
 out:
     eng_log_list_free(&cps);
@@ -168,7 +205,7 @@ out:
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)
 {
     eng_log_list l = {0};
-    uint8_t chain[32];
+    uint8_t chain[SS_CHAIN_BYTES];
     uint64_t wm;
     ss_rc rc;
     f->prog = (ss_progress){.phase = "pull"};

@@ -3,9 +3,9 @@
  *
  * The scan and the previous state are merged in path order; each changed
  * path becomes one op, spooled to a temp file while new chunks are sealed
- * into data/ packs and uploaded in parallel. Then the transaction is
- * written from the spool, framed, and created as log/<seq> with
- * If-None-Match: *. The state changes in one SQLite transaction that
+ * into data/ packs and uploaded in parallel (engine/packer.c). Then the
+ * transaction is written from the spool, framed, and created as log/<seq>
+ * with If-None-Match: * (push_txn.c). The state changes in one SQLite transaction that
  * commits only after log/<seq> is in the store (so a crash before that
  * leaves the state as it was, and the packs are unreferenced garbage);
  * a 412 means another device took seq: pull, then build again.
@@ -23,179 +23,34 @@
 #include "array.h"
 #include "engine.h"
 #include "fault.h"
-#include "frame.h"
 #include "fsio.h"
-#include "pad.h"
 #include "path.h"
-#include "seal.h"
 #include "spool.h"
+#include "push_impl.h"
 #include "ss_buf.h"
 
-#define PACK_TARGET (8u << 20) /* seal chunks into packs of about this size */
 #define MAX_ATTEMPTS 8
 
-typedef struct pack_buf {
-    uint8_t *p;
-    size_t len, cap;
-    uint32_t index; /* in the pack table */
-} pack_buf;
-
-typedef struct push {
-    ss_folder *f;
-    ss_stats *stats;
-    uint64_t seq;
-    ss_spool *spool;
-    ss_xfer *xfer;
-    char **packs;  /* pack table: data/ keys */
-    uint8_t *used; /* per pack: referenced by a spooled op (a file read but unchanged is not) */
-    uint32_t n_packs, cap_packs;
-    pack_buf cur;       /* pack being filled, index UINT32_MAX when none */
-    ss_chunk_ref *refs; /* chunks of the file being pushed */
-    size_t n_refs, cap_refs;
-    ss_state_body body;
-    uint64_t file_bytes;   /* bytes chunked of the file being pushed */
-    int counting;          /* diff only counts what would be read, for the progress totals */
-    uint64_t log_bytes;    /* size of log/<seq> (the automatic checkpoint rule counts it) */
-    const uint8_t *revoke; /* a device id to revoke in this transaction, or NULL */
-    int force; /* a transaction of device entries only (enrollment, revocation): no scan */
-    ss_txn_device devs[2]; /* device entries: this device enrolling, a device revoked */
-    uint32_t n_devs;
-} push;
-
-/* --- pack table and packing ------------------------------------------------------- */
-
-static ss_rc pack_index(push *p, const char *key, uint32_t *ret, ss_err *err)
-{
-    for (uint32_t i = p->n_packs; i-- > 0;)
-        if (!strcmp(p->packs[i], key)) {
-            *ret = i;
-            return SS_OK;
-        }
-    if (p->n_packs == p->cap_packs) {
-        uint32_t cap = p->cap_packs ? p->cap_packs * 2 : 16;
-        char **nv = realloc(p->packs, cap * sizeof *nv);
-        uint8_t *nu = nv ? realloc(p->used, cap) : NULL;
-        if (nv) p->packs = nv;
-        if (!nu) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        p->used = nu;
-        p->cap_packs = cap;
-    }
-    if (!(p->packs[p->n_packs] = strdup(key))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    p->used[p->n_packs] = 0;
-    *ret = p->n_packs++;
-    return SS_OK;
-}
-
-static void upload_done(void *ctx, ss_rc rc, const ss_err *err)
-{
-    (void)rc;
-    (void)err;
-    free(ctx); /* the pack's bytes; failures are collected by ss_xfer_wait */
-}
-
-static ss_rc flush_pack(push *p, ss_err *err)
-{
-    ss_rc rc;
-    if (!p->cur.len) return SS_OK;
-    /* Filler to the pack's size bucket (FORMAT.md "Size padding"): random, like ciphertext. */
-    size_t padded = (size_t)ss_pad_size(p->cur.len - 1);
-    if (padded > p->cur.cap) {
-        uint8_t *np = realloc(p->cur.p, padded);
-        if (!np) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        p->cur.p = np;
-        p->cur.cap = padded;
-    }
-    randombytes_buf(p->cur.p + p->cur.len, padded - p->cur.len);
-    p->cur.len = padded;
-    ss_fault_point("push.pack");
-    rc = ss_xfer_put(p->xfer, p->packs[p->cur.index], p->cur.p, p->cur.len, SS_PUT_CREATE_ONLY,
-                     upload_done, p->cur.p);
-    memset(&p->cur, 0, sizeof p->cur);
-    p->cur.index = UINT32_MAX;
-    return rc ? ss_fail(err, rc, "upload: out of memory") : SS_OK;
-}
-
-static ss_rc new_pack(push *p, ss_err *err)
-{
-    char key[SS_KEY_NAME_MAX];
-    uint64_t rnd;
-    randombytes_buf(&rnd, sizeof rnd);
-    snprintf(key, sizeof key, SS_KEY_DATA_FMT, p->seq, rnd);
-    return pack_index(p, key, &p->cur.index, err);
-}
-
-/* Seal a new chunk into the current pack; *ret gets its reference. */
-static ss_rc pack_chunk(push *p, const uint8_t *data, size_t len, const uint8_t id[32],
-                        ss_chunk_ref *ret, ss_err *err)
-{
-    const ss_config *cfg = ss_repo_config(p->f->repo);
-    void *sealed = NULL;
-    size_t slen = 0;
-    ss_chunk_loc loc;
-    ss_rc rc = ss_chunk_seal(ss_repo_keys(p->f->repo), id, data, len, 1, cfg->zstd_level, &sealed,
-                             &slen, err);
-    if (rc) return rc;
-    if (p->cur.index == UINT32_MAX && (rc = new_pack(p, err))) goto out;
-    if (p->cur.cap - p->cur.len < slen) {
-        size_t cap = p->cur.cap ? p->cur.cap : PACK_TARGET + (2u << 20);
-        while (cap - p->cur.len < slen)
-            cap *= 2;
-        uint8_t *np = realloc(p->cur.p, cap);
-        if (!np) {
-            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        p->cur.p = np;
-        p->cur.cap = cap;
-    }
-    *ret = (ss_chunk_ref){.pack = p->cur.index,
-                          .offset = p->cur.len,
-                          .sealed_len = (uint32_t)slen,
-                          .plain_len = (uint32_t)len};
-    memcpy(ret->id, id, 32);
-    memcpy(p->cur.p + p->cur.len, sealed, slen);
-    p->cur.len += slen;
-    /* Known from now on, so a repeat within this push is referenced, not sealed again. */
-    snprintf(loc.pack, sizeof loc.pack, "%s", p->packs[p->cur.index]);
-    loc.off = ret->offset;
-    loc.sealed_len = ret->sealed_len;
-    loc.plain_len = ret->plain_len;
-    rc = ss_state_chunk_add(p->f->state, id, &loc, err);
-    if (!rc && p->cur.len >= PACK_TARGET) rc = flush_pack(p, err);
-out:
-    free(sealed);
-    return rc;
-}
+/* --- chunks of the file being pushed ------------------------------------------- */
 
 static ss_rc add_ref(push *p, const ss_chunk_ref *r, ss_err *err)
 {
     if (SS_ARRAY_GROW(p->refs, p->n_refs + 1, p->cap_refs))
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     p->refs[p->n_refs++] = *r;
-    return ss_state_body_add(&p->body, p->packs[r->pack], r)
-               ? ss_fail(err, SS_ERR_NOMEM, "out of memory")
-               : SS_OK;
+    if (ss_state_body_add(&p->body, eng_packer_key(p->packer, r->pack), r))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    return SS_OK;
 }
 
 /* Per chunk of a changed file: reference it if known, else seal it into a pack. */
-static ss_rc on_file_chunk(void *ctx, const uint8_t *data, size_t len, const uint8_t id[32],
-                           ss_err *err)
+static ss_rc on_file_chunk(void *ctx, const uint8_t *data, size_t len,
+                           const uint8_t id[SS_CHUNK_ID_LEN], ss_err *err)
 {
     push *p = ctx;
-    ss_chunk_loc loc;
     ss_chunk_ref r;
-    int found;
-    ss_rc rc = ss_state_chunk_find(p->f->state, id, &loc, &found, err);
+    ss_rc rc = eng_packer_add(p->packer, data, len, id, &r, err);
     if (rc) return rc;
-    if (found) {
-        r = (ss_chunk_ref){
-            .offset = loc.off, .sealed_len = loc.sealed_len, .plain_len = loc.plain_len};
-        memcpy(r.id, id, 32);
-        rc = pack_index(p, loc.pack, &r.pack, err);
-        if (rc) return rc;
-    } else if ((rc = pack_chunk(p, data, len, id, &r, err))) {
-        return rc;
-    }
     p->file_bytes += len;
     p->f->prog.bytes_done += len;
     eng_progress(p->f);
@@ -225,7 +80,7 @@ static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, cons
     ss_rc rc = ss_spool_put(p->spool, e, p->refs, err);
     if (rc) return rc;
     for (uint32_t i = 0; e->kind == SS_TXN_FILE && i < e->n_chunks; i++)
-        p->used[p->refs[i].pack] = 1;
+        eng_packer_use(p->packer, p->refs[i].pack);
     eng_row_set_stat(&row, st);
     verbose(p, "push", e->path);
     return ss_state_put(p->f->state, &row, err);
@@ -301,8 +156,8 @@ static int racy_read(const struct timespec *m, const struct timespec *start)
     return 1;
 }
 
-static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[32], uint8_t **inl,
-                            int *ret_changed, ss_err *err)
+static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[SS_TXN_CONTENT_ID_BYTES],
+                            uint8_t **inl, int *ret_changed, ss_err *err)
 {
     struct stat after;
     struct timespec start;
@@ -340,7 +195,7 @@ static const char *last_part(const char *msg)
 
 static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_err *err)
 {
-    uint8_t cid[32], *inl = NULL;
+    uint8_t cid[SS_TXN_CONTENT_ID_BYTES], *inl = NULL;
     struct stat st;
     int fd, changed = 1;
     ss_err why = {{0}};
@@ -365,23 +220,30 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
         warn(p, "skipping %s: %s", path, "not a regular file");
         return SS_OK;
     }
-    for (int attempt = 0; attempt < 3 && changed && !rc; attempt++)
+    for (int attempt = 0; attempt < 3 && changed; attempt++) {
         rc = read_file_once(p, fd, &st, cid, &inl, &changed, err);
-    close(fd);
-    if (!rc && changed) warn(p, "skipping %s: %s", path, "it keeps changing while being read");
-    if (rc && err) {
-        ss_err inner = *err;
-        ss_fail(err, rc, "push %s: %s", path, inner.msg);
+        if (rc) break;
     }
-    if (rc || changed) goto out;
+    close(fd);
+    if (rc) {
+        if (err) {
+            ss_err inner = *err;
+            ss_fail(err, rc, "push %s: %s", path, inner.msg);
+        }
+        goto out;
+    }
+    if (changed) {
+        warn(p, "skipping %s: %s", path, "it keeps changing while being read");
+        goto out;
+    }
     /* The same bytes, mode and mtime: nothing to say (a new inode, a touch that set it back). */
     e.mode = mode_to_send(row, &st);
-    if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, 32) &&
+    if (row && row->kind == SS_TXN_FILE && !memcmp(row->content_id, cid, SS_TXN_CONTENT_ID_BYTES) &&
         row->mode == e.mode && same_mtime(row, &st)) {
         rc = restat(p, row, &st, err);
         goto out;
     }
-    memcpy(e.content_id, cid, 32);
+    memcpy(e.content_id, cid, SS_TXN_CONTENT_ID_BYTES);
     e.mtime_s = st.st_mtim.tv_sec;
     e.mtime_ns = (uint32_t)st.st_mtim.tv_nsec;
     e.size = (uint64_t)st.st_size;
@@ -498,7 +360,7 @@ static ss_rc diff(push *p, ss_err *err)
     if (rc) goto out;
     rc = ss_state_iter_next(it, &r, err);
     if (rc) goto out;
-    while (!rc && (e || r)) {
+    while (e || r) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
         if (c < 0) {
             rc = push_entry(p, e, NULL, err);
@@ -507,8 +369,15 @@ static ss_rc diff(push *p, ss_err *err)
         } else {
             rc = push_entry(p, e, r, err);
         }
-        if (!rc && c <= 0) rc = eng_scan_next(&sc, &e, err);
-        if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
+        if (rc) goto out;
+        if (c <= 0) {
+            rc = eng_scan_next(&sc, &e, err);
+            if (rc) goto out;
+        }
+        if (c >= 0) {
+            rc = ss_state_iter_next(it, &r, err);
+            if (rc) goto out;
+        }
     }
 out:
     ss_state_iter_free(it);
@@ -517,193 +386,20 @@ out:
 
 /* --- the transaction ---------------------------------------------------------------- */
 
-/* Frame the spooled ops into a temp file; *ret_fd holds the object, *ret_size its size. */
-static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[32], int *ret_fd,
-                          uint8_t hash[32], ss_err *err)
-{
-    ss_folder *f = p->f;
-    struct timespec now;
-    ss_txn_header h = {0};
-    ss_txn_writer *tw = NULL;
-    ss_frame_out sink = {0};
-    eng_signer sg;
-    const char **table = calloc(p->n_packs + 1, sizeof *table);
-    uint32_t *remap = calloc(p->n_packs + 1, sizeof *remap);
-    int fd = -1;
-    ss_rc rc;
-    *ret_fd = -1;
-    if (!table || !remap) {
-        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    for (uint32_t i = 0; i < p->n_packs; i++) /* only the packs some op references */
-        if (p->used[i]) {
-            remap[i] = h.n_packs;
-            table[h.n_packs++] = p->packs[i];
-        }
-    clock_gettime(CLOCK_REALTIME, &now);
-    h.seq = p->seq;
-    h.time_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-    memcpy(h.device_id, f->device_id, sizeof h.device_id);
-    h.device_name = f->device_name;
-    h.device_name_len = strlen(f->device_name);
-    h.pack_keys = table;
-    h.n_devices = p->n_devs;
-    h.devices = p->devs;
-    h.n_ops = ss_spool_count(p->spool);
-    eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, ss_frame_out_write, &sink);
-    rc = eng_tmpfile(f, &fd, err);
-    if (rc) goto fail;
-    rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
-                             ss_repo_config(f->repo)->zstd_level, ss_fd_sink, &fd, &sink.w, err);
-    if (rc) goto fail;
-    rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err);
-    if (rc) goto fail;
-    rc = ss_spool_replay(p->spool, tw, remap, err);
-    if (rc) goto fail;
-    rc = ss_txn_writer_finish(tw, eng_signer_sign, &sg, err);
-    if (rc) goto fail;
-    rc = ss_frame_finish(sink.w, hash, err);
-    if (rc) goto fail;
-    ss_txn_writer_free(tw);
-    ss_frame_writer_free(sink.w);
-    free(table);
-    free(remap);
-    *ret_fd = fd;
-    return SS_OK;
-fail:
-    free(table);
-    free(remap);
-    if (rc == SS_ERR_IO && sink.err.msg[0] && err) *err = sink.err;
-    ss_txn_writer_free(tw);
-    ss_frame_writer_free(sink.w);
-    if (fd >= 0) close(fd);
-    return rc;
-}
-
-/* Create log/<seq>; *ret_obj: what it is, for the fork check (fork.c). */
-static ss_rc upload_log(push *p, const uint8_t prev_chain[32], uint8_t chain[32],
-                        ss_state_applied *ret_obj, ss_err *err)
-{
-    char key[SS_KEY_NAME_MAX];
-    uint8_t hash[32];
-    ss_store_stat st;
-    int fd = -1;
-    off_t size;
-    ss_rc rc;
-    snprintf(key, sizeof key, SS_KEY_LOG_FMT, p->seq);
-    rc = build_object(p, key, prev_chain, &fd, hash, err);
-    if (rc) return rc;
-    size = lseek(fd, 0, SEEK_END);
-    p->log_bytes = size > 0 ? (uint64_t)size : 0;
-    ss_chain_next(ss_repo_keys(p->f->repo), prev_chain, hash, chain);
-    /* If the answer is lost, the object may be in the store without the state knowing it. */
-    rc = eng_inflight_set(p->f, p->seq, chain, err);
-    if (rc) goto out;
-    ss_fault_point("push.before-log");
-    rc = ss_store_put_file_stat(p->f->store, key, fd, 0, (uint64_t)size, SS_PUT_CREATE_ONLY, &st,
-                                err);
-    /* A 412 may still be our own earlier attempt (its check failed too): keep the record;
-     * pull compares chains, so another device's object is never taken for ours. */
-    if (rc) goto out;
-    ss_fault_point("push.after-log");
-    *ret_obj = (ss_state_applied){.seq = p->seq, .size = p->log_bytes};
-    memcpy(ret_obj->hash, hash, sizeof hash);
-    eng_etag_tag(st.etag, ret_obj->tag);
-out:
-    close(fd);
-    return rc;
-}
-
 static void push_free(push *p)
 {
     ss_spool_free(p->spool);
-    ss_xfer_free(p->xfer); /* waits for what is in flight */
-    free(p->cur.p);
-    for (uint32_t i = 0; i < p->n_packs; i++)
-        free(p->packs[i]);
-    free(p->packs);
-    free(p->used);
+    ss_xfer_free(p->xfer);      /* waits for what is in flight */
+    eng_packer_free(p->packer); /* after: uploads in flight name its keys */
     free(p->refs);
     ss_state_body_free(&p->body);
 }
 
-/*
- * The device entries of transaction p->seq (FORMAT.md "Devices and
- * signatures"): this device enrolls itself in the first one it signs, and
- * a revocation asked for goes in; one this device may not sign is refused
- * before anything is built.
- */
-static ss_rc device_entries(push *p, ss_err *err)
-{
-    ss_folder *f = p->f;
-    const ss_device *me = ss_devices_find(f->devices, f->device_id), *target = NULL;
-    char hex[17];
-    ss_device_id_short(f->device_id, hex);
-    if (me && me->revoked)
-        return ss_fail(err, SS_ERR_REVOKED,
-                       "this device (%s, %s) was revoked at log/%020" PRIu64 ": the repository "
-                       "refuses what it signs; to sync from this machine, s3sync init a new folder",
-                       f->device_name, hex, me->revoked);
-    if (!me && ss_devices_count(f->devices) >= SS_DEVICES_MAX)
-        return ss_fail(err, SS_ERR_INVALID,
-                       "this device cannot enroll: the repository has %u devices, the most a "
-                       "device table holds",
-                       SS_DEVICES_MAX);
-    if (p->revoke && !(target = ss_devices_find(f->devices, p->revoke)))
-        return ss_fail(err, SS_ERR_INVALID, "that device is not enrolled");
-    if (target && target->revoked) p->revoke = NULL; /* another device revoked it meanwhile */
-    p->n_devs = 0;
-    if (!me) {
-        ss_txn_device *e = &p->devs[p->n_devs++];
-        *e = (ss_txn_device){.type = SS_TXN_DEV_ENROLL, .seq = p->seq};
-        memcpy(e->id, f->device_id, sizeof e->id);
-        memcpy(e->pk, ss_device_key_public(f->key), sizeof e->pk);
-        e->name_len = strlen(f->device_name);
-        memcpy(e->name, f->device_name, e->name_len + 1);
-    }
-    if (p->revoke) {
-        ss_txn_device *e = &p->devs[p->n_devs++];
-        *e = (ss_txn_device){.type = SS_TXN_DEV_REVOKE, .seq = p->seq};
-        memcpy(e->id, p->revoke, sizeof e->id);
-    }
-    if (p->n_devs == 2 && memcmp(p->devs[0].id, p->devs[1].id, sizeof p->devs[0].id) > 0) {
-        ss_txn_device t = p->devs[0]; /* entries go in id order */
-        p->devs[0] = p->devs[1];
-        p->devs[1] = t;
-    }
-    return SS_OK;
-}
-
-/* The device table after transaction p->seq, saved with its watermark; f->devices once committed.
- */
-static ss_rc next_devices(push *p, ss_devices **ret_next, ss_err *err)
-{
-    ss_folder *f = p->f;
-    ss_txn_header h = {.seq = p->seq,
-                       .device_name = f->device_name,
-                       .device_name_len = strlen(f->device_name),
-                       .n_devices = p->n_devs,
-                       .devices = p->devs};
-    ss_devices *next = NULL;
-    ss_rc rc;
-    memcpy(h.device_id, f->device_id, sizeof h.device_id);
-    *ret_next = NULL;
-    if ((rc = ss_devices_copy(f->devices, &next, err)) ||
-        (rc = ss_devices_apply_log(next, &h, err)) ||
-        (rc = ss_state_devices_save(f->state, next, err))) {
-        ss_devices_free(next);
-        return rc;
-    }
-    *ret_next = next;
-    return SS_OK;
-}
-
 static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats, ss_err *err)
 {
-    push p = {.f = f, .stats = stats, .cur.index = UINT32_MAX, .revoke = revoke, .force = force};
+    push p = {.f = f, .stats = stats, .revoke = revoke, .force = force};
     ss_devices *next = NULL; /* owned until committed */
-    uint8_t prev[32], chain[32];
+    uint8_t prev[SS_CHAIN_BYTES], chain[SS_CHAIN_BYTES];
     ss_state_applied obj;
     uint64_t wm;
     int fd;
@@ -711,10 +407,13 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     rc = ss_state_watermark(f->state, &wm, prev, err);
     if (rc) return rc;
     p.seq = wm + 1;
-    rc = device_entries(&p, err);
+    rc = push_device_entries(&p, err);
     if (rc) return rc;
     if (force && !p.n_devs) p.force = 0; /* enrolled or revoked meanwhile: nothing to say */
-    if (!force && (rc = eng_load_ignore(f, err))) return rc;
+    if (!force) {
+        rc = eng_load_ignore(f, err);
+        if (rc) return rc;
+    }
     f->prog = (ss_progress){.phase = "push"};
     if (f->hooks.progress && !force) { /* a terminal is watching: count first, for the totals */
         p.counting = 1;
@@ -724,10 +423,22 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     }
     rc = ss_state_begin(f->state, err);
     if (rc) return rc;
-    if ((rc = eng_tmpfile(f, &fd, err)) || (rc = ss_spool_new(fd, &p.spool, err)) ||
-        (rc = ss_xfer_new(f->store, &p.xfer, err)) || (!force && (rc = diff(&p, err))) ||
-        (rc = flush_pack(&p, err)) || (rc = ss_xfer_wait(p.xfer, err)))
-        goto fail;
+    rc = eng_tmpfile(f, &fd, err);
+    if (rc) goto fail;
+    rc = ss_spool_new(fd, &p.spool, err);
+    if (rc) goto fail;
+    rc = ss_xfer_new(f->store, &p.xfer, err);
+    if (rc) goto fail;
+    rc = eng_packer_new(f, p.xfer, p.seq, &p.packer, err);
+    if (rc) goto fail;
+    if (!force) {
+        rc = diff(&p, err);
+        if (rc) goto fail;
+    }
+    rc = eng_packer_flush(p.packer, err);
+    if (rc) goto fail;
+    rc = ss_xfer_wait(p.xfer, err);
+    if (rc) goto fail;
     if (!ss_spool_count(p.spool) && !p.force) { /* nothing to say: the store is not touched */
         rc = ss_state_commit(f->state, err);
         stats->seq = wm;
@@ -736,13 +447,13 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     /* Never write on top of a log/<wm> that is not the one this device has (a fork). */
     rc = eng_fork_check_now(f, wm, err);
     if (rc) goto fail;
-    rc = upload_log(&p, prev, chain, &obj, err);
+    rc = push_upload_log(&p, prev, chain, &obj, err);
     if (rc) goto fail;
     rc = ss_state_set_watermark(f->state, p.seq, chain, err);
     if (rc) goto fail;
     rc = ss_state_set_applied(f->state, &obj, err);
     if (rc) goto fail;
-    rc = next_devices(&p, &next, err);
+    rc = push_next_devices(&p, &next, err);
     if (rc) goto fail;
     ss_fault_point("push.before-commit");
     rc = ss_state_commit(f->state, err);

@@ -153,7 +153,10 @@ static ss_rc replay_op(void *ctx, const eng_walk_txn *t, ss_txn_reader *r, const
         return drop(s, t->seq, s->path, s->len, 1, err);
     }
     if (e->type == SS_TXN_DELETE) return drop(s, t->seq, e->path, e->path_len, 1, err);
-    if (e->kind != SS_TXN_DIR && (rc = drop(s, t->seq, e->path, e->path_len, 0, err))) return rc;
+    if (e->kind != SS_TXN_DIR) {
+        rc = drop(s, t->seq, e->path, e->path_len, 0, err);
+        if (rc) return rc;
+    }
     if (e->kind == SS_TXN_SYMLINK) {
         body = e->target;
         body_len = e->size;
@@ -162,10 +165,12 @@ static ss_rc replay_op(void *ctx, const eng_walk_txn *t, ss_txn_reader *r, const
         body_len = e->size;
     } else if (e->kind == SS_TXN_FILE) {
         s->body.len = 0;
-        while (!rc && ss_txn_chunks_left(r) && !(rc = ss_txn_next_chunk(r, &ref, err)))
+        while (ss_txn_chunks_left(r)) {
+            rc = ss_txn_next_chunk(r, &ref, err);
+            if (rc) return rc;
             if (ss_state_body_add(&s->body, t->h->pack_keys[ref.pack], &ref))
-                rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-        if (rc) return rc;
+                return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        }
         body = s->body.p;
         body_len = s->body.len;
     }
@@ -229,7 +234,6 @@ static ss_rc to_name(rs *s, ss_err *err)
     char *to = strdup(s->o->to), *slash; /* owned */
     const char *parent;
     struct stat st;
-    ss_rc rc = SS_OK;
     name = name ? name + 1 : s->path;
     if (!to) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     while ((slash = strrchr(to, '/')) && slash != to && !slash[1])
@@ -241,23 +245,23 @@ static ss_rc to_name(rs *s, ss_err *err)
         s->res->dest = strdup(to);
     }
     free(to);
-    if (!s->res->dest || !(s->top = strdup(s->res->dest)))
-        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (s->res->dest) s->top = strdup(s->res->dest);
+    if (!s->top) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     if (!name_free(AT_FDCWD, s->top))
         return ss_fail(err, SS_ERR_EXISTS, "refusing to overwrite %s: it exists", s->top);
     slash = strrchr(s->top, '/');
     if (slash) *slash = '\0';
     parent = !slash ? "." : slash == s->top ? "/" : s->top;
+    s->top_base = slash ? slash + 1 : s->top;
     s->pfd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->pfd < 0)
-        rc = ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO,
-                     "%s: cannot open its directory %s: %s", s->o->to, parent, strerror(errno));
-    else if (in_meta(s->f, parent))
-        rc = ss_fail(err, SS_ERR_INVALID, "refusing to write into %s", s->f->meta);
-    s->top_base = slash ? slash + 1 : s->top;
-    if (!rc && ss_path_validate(s->top_base, strlen(s->top_base), NULL))
-        rc = ss_fail(err, SS_ERR_INVALID, "%s: not a name to restore to", s->res->dest);
-    return rc;
+        return ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO,
+                       "%s: cannot open its directory %s: %s", s->o->to, parent, strerror(errno));
+    if (in_meta(s->f, parent))
+        return ss_fail(err, SS_ERR_INVALID, "refusing to write into %s", s->f->meta);
+    if (ss_path_validate(s->top_base, strlen(s->top_base), NULL))
+        return ss_fail(err, SS_ERR_INVALID, "%s: not a name to restore to", s->res->dest);
+    return SS_OK;
 }
 
 /* A free temp name beside the destination: the restore is written there, then renamed (R2). */
@@ -335,18 +339,20 @@ static ss_rc write_chunks(rs *s, const row *r, int fd, ss_err *err)
     uint64_t off = 0;
     ss_chunk_ref ref;
     ss_rc rc = SS_OK;
-    while (!rc && !x.rc && ss_state_body_next(r->body, r->body_len, &pos, &pack, &pack_len, &ref)) {
+    while (!x.rc && ss_state_body_next(r->body, r->body_len, &pos, &pack, &pack_len, &ref)) {
         char key[SS_KEY_NAME_MAX];
         snprintf(key, sizeof key, "%.*s", (int)pack_len, pack);
         rc = eng_fetch_chunk(&x, key, &ref, off, err);
+        if (rc) break;
         off += ref.plain_len;
     }
     eng_fetch_wait(&x, NULL); /* failures are in x */
-    if (!rc && x.rc) rc = ss_fail(err, x.rc, "%s: %s", r->path, x.err.msg);
-    if (!rc && off != r->size)
-        rc = ss_fail(err, SS_ERR_INTEGRITY, "%s: its chunks hold %" PRIu64 " bytes, not %" PRIu64,
-                     r->path, off, r->size);
-    return rc;
+    if (rc) return rc;
+    if (x.rc) return ss_fail(err, x.rc, "%s: %s", r->path, x.err.msg);
+    if (off != r->size)
+        return ss_fail(err, SS_ERR_INTEGRITY, "%s: its chunks hold %" PRIu64 " bytes, not %" PRIu64,
+                       r->path, off, r->size);
+    return SS_OK;
 }
 
 static ss_rc write_file(rs *s, const row *r, const char *dest, ss_err *err)
@@ -384,18 +390,24 @@ static ss_rc write_row(rs *s, const row *r, ss_err *err)
     char *dest = NULL; /* owned */
     int top = s->len && strlen(r->path) == s->len;
     ss_rc rc;
-    if (top && (rc = make_tmp(s, r->kind, err))) return rc;
+    if (top) {
+        rc = make_tmp(s, r->kind, err);
+        if (rc) return rc;
+    }
     rc = dest_of(s, r->path, &dest, err);
     if (rc) return rc;
     rc = ss_dirmodes_enter(s->dm, dest, err);
-    if (!rc && r->kind == SS_TXN_DIR) /* its mode once its contents are in (R3) */
+    if (rc) goto done;
+    if (r->kind == SS_TXN_DIR) /* its mode once its contents are in (R3) */
         rc = ss_dirmodes_mkdir(s->dm, dest, eng_mode_applied(s->f, r->mode), err);
-    else if (!rc && r->kind == SS_TXN_SYMLINK)
+    else if (r->kind == SS_TXN_SYMLINK)
         rc = ss_fs_symlink(s->pfd, dest, r->body, r->mtime_s, r->mtime_ns, err);
-    else if (!rc)
+    else
         rc = write_file(s, r, dest, err);
-    if (!rc) s->res->files++;
-    if (!rc && s->f->hooks.verbose) s->f->hooks.verbose(s->f->hooks.ctx, "restore", r->path);
+    if (rc) goto done;
+    s->res->files++;
+    if (s->f->hooks.verbose) s->f->hooks.verbose(s->f->hooks.ctx, "restore", r->path);
+done:
     free(dest);
     return rc;
 }
@@ -418,9 +430,14 @@ static ss_rc write_tree(rs *s, const char *tbl, uint64_t seq, ss_err *err)
         rc = ss_fail(err, SS_ERR_INVALID, "restoring the whole folder needs --to DEST");
     else
         rc = beside_name(s, seq, kind, err);
-    if (!rc && !s->len) rc = make_tmp(s, SS_TXN_DIR, err); /* the folder itself has no row */
-    if (!rc) rc = ss_dirmodes_new(s->pfd, NULL, &s->dm, err);
-    for (; !rc && r == SQLITE_ROW; r = sqlite3_step(q)) {
+    if (rc) goto done;
+    if (!s->len) { /* the folder itself has no row */
+        rc = make_tmp(s, SS_TXN_DIR, err);
+        if (rc) goto done;
+    }
+    rc = ss_dirmodes_new(s->pfd, NULL, &s->dm, err);
+    if (rc) goto done;
+    for (; r == SQLITE_ROW; r = sqlite3_step(q)) {
         row w = {.path = (const char *)sqlite3_column_text(q, 0),
                  .kind = sqlite3_column_int(q, 1),
                  .mode = (uint32_t)sqlite3_column_int64(q, 2),
@@ -431,11 +448,19 @@ static ss_rc write_tree(rs *s, const char *tbl, uint64_t seq, ss_err *err)
                  .body = sqlite3_column_blob(q, 7),
                  .body_len = (size_t)sqlite3_column_bytes(q, 7)};
         rc = write_row(s, &w, err);
+        if (rc) goto done;
     }
-    if (!rc && r != SQLITE_DONE) rc = eng_tempdb_fail(s->db, "read", err);
+    if (r != SQLITE_DONE) {
+        rc = eng_tempdb_fail(s->db, "read", err);
+        goto done;
+    }
     sqlite3_finalize(q);
-    if (!rc) rc = ss_dirmodes_finish(s->dm, err);
-    if (!rc) rc = publish(s, err);
+    q = NULL;
+    rc = ss_dirmodes_finish(s->dm, err);
+    if (rc) goto done;
+    rc = publish(s, err);
+done:
+    sqlite3_finalize(q);
     if (s->made) remove_made(s->pfd, s->tmp); /* a failure: nothing of it stays */
     return rc;
 }
@@ -470,6 +495,37 @@ static ss_rc not_there(rs *s, const eng_walk *w, ss_err *err)
                    w->last);
 }
 
+/*
+ * The statements prepared, the log walked into the temp tables, and PATH
+ * found: in the walked state (cur), or (R4) as it was last (*ret_saved).
+ */
+static ss_rc replay(rs *s, eng_walk *w, int *ret_saved, ss_err *err)
+{
+    const ss_restore_opts *o = s->o;
+    ss_rc rc;
+    *ret_saved = 0;
+    for (int i = 0; i < Q_COUNT; i++)
+        if (sqlite3_prepare_v2(s->db, queries[i], -1, &s->q[i], NULL))
+            return eng_tempdb_fail(s->db, "prepare", err);
+    rc = eng_walk_log(s->f, w, err);
+    if (rc) return rc;
+    if (w->start && !o->at_seq && !o->by_time && !s->saved_seq && !present(s)) {
+        /* R4 before the newest checkpoint: gone now, so walk from the oldest retained state */
+        w->from = ENG_FROM_FIRST;
+        s->saved_seq = 0;
+        if (sqlite3_exec(s->db, "DELETE FROM cur; DELETE FROM saved;", NULL, NULL, NULL))
+            return eng_tempdb_fail(s->db, "clear", err);
+        rc = eng_walk_log(s->f, w, err);
+        if (rc) return rc;
+    }
+    if (w->last && present(s)) return SS_OK;
+    if (!o->at_seq && !o->by_time && s->saved_seq) { /* R4: gone now, as it was last */
+        *ret_saved = 1;
+        return SS_OK;
+    }
+    return not_there(s, w, err);
+}
+
 ss_rc ss_restore(ss_folder *f, const ss_restore_opts *o, ss_restore_result *ret_result,
                  ss_stats *stats, ss_err *err)
 {
@@ -480,38 +536,22 @@ ss_rc ss_restore(ss_folder *f, const ss_restore_opts *o, ss_restore_result *ret_
                   .txn = replay_txn,
                   .op = replay_op,
                   .ctx = &s};
-    const char *tbl = "cur";
+    int saved = 0;
     uint64_t seq;
     ss_rc rc;
     memset(ret_result, 0, sizeof *ret_result);
     if (s.len && ss_path_validate(s.path, s.len, err)) return SS_ERR_INVALID;
     rc = eng_tempdb_open(schema, &s.db, err);
     if (rc) return rc;
-    for (int i = 0; i < Q_COUNT && !rc; i++)
-        if (sqlite3_prepare_v2(s.db, queries[i], -1, &s.q[i], NULL))
-            rc = eng_tempdb_fail(s.db, "prepare", err);
-    if (!rc) rc = eng_walk_log(f, &w, err);
-    if (!rc && w.start && !o->at_seq && !o->by_time && !s.saved_seq && !present(&s)) {
-        /* R4 before the newest checkpoint: gone now, so walk from the oldest retained state */
-        w.from = ENG_FROM_FIRST;
-        if (sqlite3_exec(s.db, "DELETE FROM cur; DELETE FROM saved;", NULL, NULL, NULL))
-            rc = eng_tempdb_fail(s.db, "clear", err);
-        s.saved_seq = 0;
-        if (!rc) rc = eng_walk_log(f, &w, err);
-    }
-    seq = w.last;
-    if (!rc && (!w.last || !present(&s))) {
-        if (!o->at_seq && !o->by_time && s.saved_seq) { /* R4: gone now, as it was last */
-            tbl = "saved";
-            seq = s.saved_seq;
-        } else {
-            rc = not_there(&s, &w, err);
-        }
-    }
-    ret_result->seq = seq;
+    rc = replay(&s, &w, &saved, err);
+    seq = saved ? s.saved_seq : w.last;
+    ret_result->seq = seq; /* told even when PATH was not there */
     stats->seq = seq;
-    if (!rc) rc = ss_xfer_new(f->store, &s.xfer, err);
-    if (!rc) rc = write_tree(&s, tbl, seq, err);
+    if (rc) goto done;
+    rc = ss_xfer_new(f->store, &s.xfer, err);
+    if (rc) goto done;
+    rc = write_tree(&s, saved ? "saved" : "cur", seq, err);
+done:
     stats->files = ret_result->files;
     eng_stats_from_store(f, stats, ENG_STATS_NO_UP);
     ss_xfer_free(s.xfer);

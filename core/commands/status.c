@@ -48,14 +48,20 @@ static ss_rc count_local(ss_folder *f, uint64_t *ret, ss_err *err)
     if (rc) goto out;
     rc = ss_state_iter_next(it, &r, err);
     if (rc) goto out;
-    while (!rc && (e || r)) {
+    while (e || r) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
         if (c < 0 || (c == 0 && !same_as_row(f, r, e))) (*ret)++;
         if (c > 0 && !ss_ignore_match(f->ign, r->path, r->kind == SS_TXN_DIR) &&
             !ss_path_validate(r->path, strlen(r->path), NULL)) /* push forgets those */
             (*ret)++;
-        if (c <= 0) rc = eng_scan_next(&sc, &e, err);
-        if (!rc && c >= 0) rc = ss_state_iter_next(it, &r, err);
+        if (c <= 0) {
+            rc = eng_scan_next(&sc, &e, err);
+            if (rc) goto out;
+        }
+        if (c >= 0) {
+            rc = ss_state_iter_next(it, &r, err);
+            if (rc) goto out;
+        }
     }
 out:
     ss_state_iter_free(it);
@@ -64,7 +70,7 @@ out:
 
 ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err)
 {
-    uint8_t chain[32];
+    uint8_t chain[SS_CHAIN_BYTES];
     char after[SS_KEY_NAME_MAX] = "";
     uint64_t wm;
     ss_rc rc;

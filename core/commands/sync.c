@@ -7,5 +7,6 @@
 ss_rc ss_sync(ss_folder *f, ss_stats *stats, ss_err *err)
 {
     ss_rc rc = ss_pull(f, stats, err);
-    return rc ? rc : ss_push(f, stats, err);
+    if (rc) return rc;
+    return ss_push(f, stats, err);
 }

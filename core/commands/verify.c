@@ -63,15 +63,16 @@ static ss_rc verify_op(void *ctx, const eng_walk_txn *t, ss_txn_reader *r, const
         e->storage != SS_TXN_CHUNKS)
         return rc;
     b = eng_replay_body(v->rp);
-    while (!rc && ss_state_body_next(b->p, b->len, &pos, &pack, &pack_len, &ref)) {
+    while (ss_state_body_next(b->p, b->len, &pos, &pack, &pack_len, &ref)) {
         sqlite3_bind_text(v->add, 1, pack, (int)pack_len, SQLITE_STATIC);
         sqlite3_bind_int64(v->add, 2, (sqlite3_int64)ref.offset);
         sqlite3_bind_int64(v->add, 3, ref.sealed_len);
         sqlite3_bind_int64(v->add, 4, ref.plain_len);
         sqlite3_bind_blob(v->add, 5, ref.id, sizeof ref.id, SQLITE_STATIC);
         rc = eng_tempdb_step(v->db, v->add, "add a chunk", err);
+        if (rc) return rc;
     }
-    return rc;
+    return SS_OK;
 }
 
 static void on_bad_chunk(void *ctx, const char *pack, const ss_chunk_ref *ref, ss_rc rc,
@@ -135,10 +136,14 @@ static ss_rc verify_data(verifyw *v, ss_err *err)
                            &q, NULL))
         return eng_tempdb_fail(v->db, "read", err);
     rc = ss_xfer_new(v->f->store, &xfer, err);
+    if (rc) goto done;
     r = sqlite3_step(q);
-    while (!rc && r == SQLITE_ROW)
+    while (r == SQLITE_ROW) {
         rc = verify_pack(v, xfer, q, &r, err);
-    if (!rc && r != SQLITE_DONE) rc = eng_tempdb_fail(v->db, "read", err);
+        if (rc) goto done;
+    }
+    if (r != SQLITE_DONE) rc = eng_tempdb_fail(v->db, "read", err);
+done:
     ss_xfer_free(xfer);
     sqlite3_finalize(q);
     return rc;
@@ -148,31 +153,41 @@ static ss_rc verify_data(verifyw *v, ss_err *err)
  * A later checkpoint must verify, record the walked chain, and hold the
  * replayed state and device table.
  */
-static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[32], const ss_devices *devices)
+static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
+                      const ss_devices *devices)
 {
     verifyw *v = ctx;
     char key[SS_KEY_NAME_MAX], msg[SS_KEY_NAME_MAX + 4200], why[400];
     char *diff = NULL;        /* owned */
     ss_devices *table = NULL; /* owned */
-    uint8_t recorded[32];
+    uint8_t recorded[SS_CHAIN_BYTES];
     ss_err e = {{0}};
     int fd = -1; /* owned */
     ss_rc rc = eng_fetch_checkpoint(v->f, seq, &fd, recorded, NULL, &table, &e);
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
-    if (!rc && sodium_memcmp(recorded, chain, 32))
+    if (rc) goto done;
+    if (sodium_memcmp(recorded, chain, SS_CHAIN_BYTES)) {
         problem(v, key, "records another chain value than the log holds at its sequence");
-    else if (!rc && ss_devices_differ(devices, table, 1, why, sizeof why)) {
+        goto done;
+    }
+    if (ss_devices_differ(devices, table, 1, why, sizeof why)) {
         snprintf(msg, sizeof msg, "holds another device table than the log's at its sequence (%s)",
                  why);
         problem(v, key, msg);
-    } else if (!rc && (rc = eng_replay_compare(v->f, v->rp, fd, seq, &diff, &e)) == SS_OK && diff) {
+        goto done;
+    }
+    rc = eng_replay_compare(v->f, v->rp, fd, seq, &diff, &e);
+    if (rc) goto done;
+    if (diff) {
         snprintf(msg, sizeof msg,
                  "does not hold the state the log replays to at %" PRIu64
                  " (first difference: %.4096s)",
                  seq, diff);
         problem(v, key, msg);
-    } else if (!rc)
-        v->rep->checked_checkpoints++;
+        goto done;
+    }
+    v->rep->checked_checkpoints++;
+done:
     if (rc == SS_ERR_INTEGRITY || rc == SS_ERR_NOT_FOUND)
         problem(v, key, e.msg);
     else if (rc && !v->hard)
@@ -192,12 +207,15 @@ ss_rc ss_verify(ss_folder *f, int data, ss_problem_fn fn, void *ctx, ss_verify_r
     memset(ret_report, 0, sizeof *ret_report);
     rc = eng_replay_new(&v.rp, err);
     if (rc) return rc;
-    if (data &&
-        ((rc = eng_tempdb_open(verify_schema, &v.db, err)) ||
-         (sqlite3_prepare_v2(v.db, "INSERT OR IGNORE INTO chunk VALUES (?1, ?2, ?3, ?4, ?5)", -1,
-                             &v.add, NULL) &&
-          (rc = eng_tempdb_fail(v.db, "prepare", err)))))
-        goto out;
+    if (data) {
+        rc = eng_tempdb_open(verify_schema, &v.db, err);
+        if (rc) goto out;
+        if (sqlite3_prepare_v2(v.db, "INSERT OR IGNORE INTO chunk VALUES (?1, ?2, ?3, ?4, ?5)", -1,
+                               &v.add, NULL)) {
+            rc = eng_tempdb_fail(v.db, "prepare", err);
+            goto out;
+        }
+    }
     rc = eng_walk_log(f, &w, &werr);
     stats->seq = w.head;
     ret_report->checked_logs = w.last > w.start ? w.last - w.start : 0;

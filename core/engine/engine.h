@@ -480,4 +480,28 @@ ss_rc eng_tempdb_step(struct sqlite3 *db, struct sqlite3_stmt *q, const char *wh
 enum { ENG_STATS_ALL, ENG_STATS_NO_UP };
 void eng_stats_from_store(ss_folder *f, ss_stats *stats, int which);
 
+/* ---- packer (packer.c): the data/ packs of one push ---------------------------------- */
+
+/*
+ * A push's pack table and the pack being filled. eng_packer_add references
+ * a chunk the state knows where it lies; a new one it seals into the
+ * current pack and records in the state (a repeat within the push is then
+ * referenced, not sealed again). A full pack, and the last one at
+ * eng_packer_flush, is padded to its size bucket and uploaded create-only
+ * through xfer (borrowed: free the packer after xfer, which waits for what
+ * is in flight). ret_ref->pack indexes the packer's table.
+ */
+typedef struct eng_packer eng_packer;
+ss_rc eng_packer_new(ss_folder *f, ss_xfer *xfer, uint64_t seq, eng_packer **ret_packer,
+                     ss_err *err);
+ss_rc eng_packer_add(eng_packer *pk, const uint8_t *data, size_t len,
+                     const uint8_t id[SS_CHUNK_ID_LEN], ss_chunk_ref *ret_ref, ss_err *err);
+ss_rc eng_packer_flush(eng_packer *pk, ss_err *err);
+/* The pack table: its size, the key of pack i, and whether an op references it (_use). */
+uint32_t eng_packer_count(const eng_packer *pk);
+const char *eng_packer_key(const eng_packer *pk, uint32_t i);
+int eng_packer_used(const eng_packer *pk, uint32_t i);
+void eng_packer_use(eng_packer *pk, uint32_t i);
+void eng_packer_free(eng_packer *pk);
+
 #endif

@@ -119,8 +119,10 @@ void ss_device_id_short(const uint8_t id[SS_TXN_DEVICE_ID_BYTES], char out[17])
     sodium_bin2hex(out, 17, id, 8);
 }
 
-void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES], const uint8_t repo_id[16], int kind,
-                            uint64_t seq, const uint8_t chain[32], const uint8_t digest[32])
+void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES],
+                            const uint8_t repo_id[SS_REPO_ID_BYTES], int kind, uint64_t seq,
+                            const uint8_t chain[SS_CHAIN_BYTES],
+                            const uint8_t digest[SS_SIG_DIGEST_BYTES])
 {
     uint8_t *p = out;
     memcpy(p, SS_SIG_LABEL, strlen(SS_SIG_LABEL));
@@ -130,8 +132,8 @@ void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES], const uint8_t rep
     *p++ = (uint8_t)kind;
     for (int i = 0; i < 8; i++)
         *p++ = (uint8_t)(seq >> (8 * i));
-    memcpy(p, chain, 32);
-    memcpy(p + 32, digest, 32);
+    memcpy(p, chain, SS_CHAIN_BYTES);
+    memcpy(p + SS_CHAIN_BYTES, digest, SS_SIG_DIGEST_BYTES);
 }
 
 /* "NAME (0123456789abcdef)" of a device, for messages. */
@@ -147,9 +149,9 @@ static const char *who(const ss_device *dev, const uint8_t id[SS_TXN_DEVICE_ID_B
     return buf;
 }
 
-static int verifies(const uint8_t repo_id[16], int kind, uint64_t seq, const uint8_t chain[32],
-                    const uint8_t digest[32], const uint8_t sig[SS_TXN_SIG_BYTES],
-                    const uint8_t pk[SS_DEVICE_PK_BYTES])
+static int verifies(const uint8_t repo_id[SS_REPO_ID_BYTES], int kind, uint64_t seq,
+                    const uint8_t chain[SS_CHAIN_BYTES], const uint8_t digest[SS_SIG_DIGEST_BYTES],
+                    const uint8_t sig[SS_TXN_SIG_BYTES], const uint8_t pk[SS_DEVICE_PK_BYTES])
 {
     uint8_t msg[SS_SIG_MESSAGE_BYTES];
     ss_devices_sig_message(msg, repo_id, kind, seq, chain, digest);
@@ -201,8 +203,9 @@ static ss_rc check_entry(const ss_devices *d, const ss_txn_header *h, const ss_t
     return SS_OK;
 }
 
-ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[16], const ss_txn_header *h,
-                           const uint8_t prev_chain[32], const uint8_t digest[32],
+ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                           const ss_txn_header *h, const uint8_t prev_chain[SS_CHAIN_BYTES],
+                           const uint8_t digest[SS_SIG_DIGEST_BYTES],
                            const uint8_t sig[SS_TXN_SIG_BYTES], ss_err *err)
 {
     const ss_device *signer = ss_devices_find(d, h->device_id);
@@ -284,8 +287,9 @@ static ss_rc table_of(const ss_txn_header *h, ss_devices *t, ss_err *err)
     return SS_OK;
 }
 
-ss_rc ss_devices_from_checkpoint(const uint8_t repo_id[16], const ss_txn_header *h,
-                                 const uint8_t chain[32], const uint8_t digest[32],
+ss_rc ss_devices_from_checkpoint(const uint8_t repo_id[SS_REPO_ID_BYTES], const ss_txn_header *h,
+                                 const uint8_t chain[SS_CHAIN_BYTES],
+                                 const uint8_t digest[SS_SIG_DIGEST_BYTES],
                                  const uint8_t sig[SS_TXN_SIG_BYTES], ss_devices **ret_table,
                                  ss_err *err)
 {

@@ -52,8 +52,10 @@ void ss_device_id_of(const uint8_t pk[SS_DEVICE_PK_BYTES], uint8_t ret_id[SS_TXN
 void ss_device_id_short(const uint8_t id[SS_TXN_DEVICE_ID_BYTES], char out[17]);
 
 /* The bytes a transaction's signature signs (FORMAT.md). kind: SS_FRAME_KIND_LOG or _CHECKPOINT. */
-void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES], const uint8_t repo_id[16], int kind,
-                            uint64_t seq, const uint8_t chain[32], const uint8_t digest[32]);
+void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES],
+                            const uint8_t repo_id[SS_REPO_ID_BYTES], int kind, uint64_t seq,
+                            const uint8_t chain[SS_CHAIN_BYTES],
+                            const uint8_t digest[SS_SIG_DIGEST_BYTES]);
 
 /*
  * Log transaction h (its sequence h->seq), whose bytes before the signature
@@ -64,8 +66,9 @@ void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES], const uint8_t rep
  * by this transaction) and not revoked before h->seq, and sig verifies.
  * SS_ERR_INTEGRITY naming the device and what is wrong.
  */
-ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[16], const ss_txn_header *h,
-                           const uint8_t prev_chain[32], const uint8_t digest[32],
+ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                           const ss_txn_header *h, const uint8_t prev_chain[SS_CHAIN_BYTES],
+                           const uint8_t digest[SS_SIG_DIGEST_BYTES],
                            const uint8_t sig[SS_TXN_SIG_BYTES], ss_err *err);
 /* d after the checked log transaction h: its entries, and its signer's name and sequence. */
 ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err);
@@ -76,8 +79,9 @@ ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err);
  * device's enroll, and the signer is enrolled, not revoked, and signed it.
  * *ret_table owned.
  */
-ss_rc ss_devices_from_checkpoint(const uint8_t repo_id[16], const ss_txn_header *h,
-                                 const uint8_t chain[32], const uint8_t digest[32],
+ss_rc ss_devices_from_checkpoint(const uint8_t repo_id[SS_REPO_ID_BYTES], const ss_txn_header *h,
+                                 const uint8_t chain[SS_CHAIN_BYTES],
+                                 const uint8_t digest[SS_SIG_DIGEST_BYTES],
                                  const uint8_t sig[SS_TXN_SIG_BYTES], ss_devices **ret_table,
                                  ss_err *err);
 /*

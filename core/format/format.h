@@ -220,7 +220,8 @@ typedef enum ss_subkey {
  *          BLAKE2b-256(the transaction's bytes before its signature)
  */
 #define SS_SIG_LABEL "s3sync-sig-v1" /* 13 bytes, no NUL */
-#define SS_SIG_MESSAGE_BYTES (13 + SS_REPO_ID_BYTES + 1 + 8 + 32 + 32)
+#define SS_SIG_DIGEST_BYTES 32       /* BLAKE2b-256 of the bytes before the signature */
+#define SS_SIG_MESSAGE_BYTES (13 + SS_REPO_ID_BYTES + 1 + 8 + SS_CHAIN_BYTES + SS_SIG_DIGEST_BYTES)
 
 /* ---- "Checkpoints" ---- */
 

@@ -259,8 +259,9 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
     if (passlen == 0) return ss_fail(err, SS_ERR_INVALID, "key file: empty passphrase");
     if (limits) {
         lim = *limits;
-    } else if ((rc = ss_kdf_limits_from_env(&lim, err)) != SS_OK) {
-        return rc;
+    } else {
+        rc = ss_kdf_limits_from_env(&lim, err);
+        if (rc) return rc;
     }
     if (limits_weak(lim.opslimit, lim.memlimit) || limits_huge(lim.opslimit, lim.memlimit))
         return ss_fail(err, SS_ERR_INVALID,

@@ -47,7 +47,7 @@ static ss_rc w_fail(ss_txn_writer *w, ss_err *err, uint32_t op_no, const char *p
 /* The same, for the chunked file put last (its path is the order's previous one). */
 static ss_rc w_fail_chunk(ss_txn_writer *w, ss_err *err, const char *why)
 {
-    char msg[SS_TXN_WHY + 32];
+    char msg[SS_TXN_WHY + 32]; /* room for the "chunk N/M: " before why */
     snprintf(msg, sizeof msg, "chunk %u/%u: %s", w->chunk_i + 1, w->chunk_i + w->chunks_left, why);
     return w_fail(w, err, w->op_i, w->order.prev, w->order.prev_len, msg);
 }
@@ -119,8 +119,9 @@ static ss_rc w_device(ss_txn_writer *w, const ss_txn_device *d, ss_err *err)
         n += SS_DEVICE_PK_BYTES + 2;
     }
     ss_rc rc = emit(w, b, n, err);
-    if (!rc && d->type == SS_TXN_DEV_ENROLL) rc = emit(w, d->name, d->name_len, err);
-    return rc;
+    if (rc) return rc;
+    if (d->type != SS_TXN_DEV_ENROLL) return SS_OK;
+    return emit(w, d->name, d->name_len, err);
 }
 
 static ss_rc w_header(ss_txn_writer *w, const ss_txn_header *h, ss_err *err)
@@ -134,22 +135,30 @@ static ss_rc w_header(ss_txn_writer *w, const ss_txn_header *h, ss_err *err)
     memcpy(p, h->device_id, SS_TXN_DEVICE_ID_BYTES);
     ss_txn_put16(p + SS_TXN_DEVICE_ID_BYTES, (uint16_t)h->device_name_len);
     ss_rc rc = emit(w, b, sizeof b, err);
-    if (!rc) rc = emit(w, h->device_name, h->device_name_len, err);
+    if (rc) return rc;
+    rc = emit(w, h->device_name, h->device_name_len, err);
+    if (rc) return rc;
     uint8_t counts[8];
     ss_txn_put32(ss_txn_put32(counts, h->n_packs), h->n_ops);
-    if (!rc) rc = emit(w, counts, sizeof counts, err);
-    for (uint32_t i = 0; !rc && i < h->n_packs; i++) {
+    rc = emit(w, counts, sizeof counts, err);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < h->n_packs; i++) {
         uint8_t len[2];
         ss_txn_put16(len, SS_TXN_PACK_KEY_LEN);
         rc = emit(w, len, 2, err);
-        if (!rc) rc = emit(w, h->pack_keys[i], SS_TXN_PACK_KEY_LEN, err);
+        if (rc) return rc;
+        rc = emit(w, h->pack_keys[i], SS_TXN_PACK_KEY_LEN, err);
+        if (rc) return rc;
     }
     uint8_t nd[2];
     ss_txn_put16(nd, (uint16_t)h->n_devices);
-    if (!rc) rc = emit(w, nd, sizeof nd, err);
-    for (uint32_t i = 0; !rc && i < h->n_devices; i++)
+    rc = emit(w, nd, sizeof nd, err);
+    if (rc) return rc;
+    for (uint32_t i = 0; i < h->n_devices; i++) {
         rc = w_device(w, &h->devices[i], err);
-    return rc;
+        if (rc) return rc;
+    }
+    return SS_OK;
 }
 
 ss_rc ss_txn_writer_new(const ss_txn_limits *lim, const ss_txn_header *h, ss_write_fn out,
@@ -213,20 +222,23 @@ static int upsert_fault(const ss_txn_writer *w, const ss_txn_entry *e, char *why
 
 static ss_rc w_upsert_body(ss_txn_writer *w, const ss_txn_entry *e, ss_err *err)
 {
-    uint8_t b[64], *p = b;
+    uint8_t b[SS_TXN_CONTENT_ID_BYTES + 1 + 4], *p = b; /* content id | storage | u32 count */
+    ss_rc rc;
     if (e->kind == SS_TXN_DIR) return SS_OK;
     if (e->kind == SS_TXN_SYMLINK) {
         ss_txn_put16(b, (uint16_t)e->size);
-        ss_rc rc = emit(w, b, 2, err);
-        return rc ? rc : emit(w, e->target, (size_t)e->size, err);
+        rc = emit(w, b, 2, err);
+        if (rc) return rc;
+        return emit(w, e->target, (size_t)e->size, err);
     }
     memcpy(p, e->content_id, SS_TXN_CONTENT_ID_BYTES);
     p += SS_TXN_CONTENT_ID_BYTES;
     *p++ = (uint8_t)e->storage;
     p = ss_txn_put32(p, e->storage == SS_TXN_INLINE ? (uint32_t)e->size : e->n_chunks);
-    ss_rc rc = emit(w, b, (size_t)(p - b), err);
-    if (!rc && e->storage == SS_TXN_INLINE) rc = emit(w, e->inline_data, (size_t)e->size, err);
-    return rc;
+    rc = emit(w, b, (size_t)(p - b), err);
+    if (rc) return rc;
+    if (e->storage != SS_TXN_INLINE) return SS_OK;
+    return emit(w, e->inline_data, (size_t)e->size, err);
 }
 
 static ss_rc w_op_head(ss_txn_writer *w, ss_txn_type type, const char *path, size_t len,
@@ -236,7 +248,8 @@ static ss_rc w_op_head(ss_txn_writer *w, ss_txn_type type, const char *path, siz
     b[0] = (uint8_t)type;
     ss_txn_put16(b + 1, (uint16_t)len);
     ss_rc rc = emit(w, b, sizeof b, err);
-    return rc ? rc : emit(w, path, len, err);
+    if (rc) return rc;
+    return emit(w, path, len, err);
 }
 
 ss_rc ss_txn_put_upsert(ss_txn_writer *w, const ss_txn_entry *e, ss_err *err)
@@ -255,8 +268,10 @@ ss_rc ss_txn_put_upsert(ss_txn_writer *w, const ss_txn_entry *e, ss_err *err)
     p = ss_txn_put32(p, u.mtime_ns);
     ss_txn_put64(p, u.size);
     rc = w_op_head(w, SS_TXN_UPSERT, u.path, u.path_len, err);
-    if (!rc) rc = emit(w, b, sizeof b, err);
-    if (!rc) rc = w_upsert_body(w, &u, err);
+    if (rc) return rc;
+    rc = emit(w, b, sizeof b, err);
+    if (rc) return rc;
+    rc = w_upsert_body(w, &u, err);
     if (rc) return rc;
     w->op_i++;
     if (u.kind == SS_TXN_FILE && u.storage == SS_TXN_CHUNKS) {
@@ -315,9 +330,15 @@ ss_rc ss_txn_writer_finish(ss_txn_writer *w, ss_txn_sign_fn sign, void *ctx, ss_
     }
     if (!sign) return w_fail(w, err, w->op_i, NULL, 0, "no signer");
     ss_rc rc = w_flush(w, err); /* sign sees every byte before the signature */
-    if (!rc && (rc = sign(ctx, sig, err))) w->failed = rc;
-    if (!rc) rc = emit(w, sig, sizeof sig, err);
-    if (!rc) rc = w_flush(w, err);
+    if (rc) return rc;
+    rc = sign(ctx, sig, err);
+    if (rc) {
+        w->failed = rc;
+        return rc;
+    }
+    rc = emit(w, sig, sizeof sig, err);
+    if (rc) return rc;
+    rc = w_flush(w, err);
     if (rc) return rc;
     w->finished = 1;
     return SS_OK;

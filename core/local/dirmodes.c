@@ -71,7 +71,8 @@ static ss_rc write_journal(ss_dirmodes *dm, int sync, ss_err *err)
         dm->jfd = open(dm->journal, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (dm->jfd < 0) return io_fail(err, "write", dm->journal);
     }
-    if (!(m = open_memstream(&buf, &len))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    m = open_memstream(&buf, &len);
+    if (!m) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < dm->n; i++)
         if (dm->v[i].now != dm->v[i].mode)
             fprintf(m, "%o %o %s%c", dm->v[i].mode, dm->v[i].now, dm->v[i].path, 0);
@@ -116,10 +117,11 @@ static ss_rc pop(ss_dirmodes *dm, ss_err *err)
 
 ss_rc ss_dirmodes_leave(ss_dirmodes *dm, const char *path, ss_err *err)
 {
-    ss_rc rc = SS_OK;
-    while (!rc && dm->n && !at_or_under(path, dm->v[dm->n - 1].path))
-        rc = pop(dm, err);
-    return rc;
+    while (dm->n && !at_or_under(path, dm->v[dm->n - 1].path)) {
+        ss_rc rc = pop(dm, err);
+        if (rc) return rc;
+    }
+    return SS_OK;
 }
 
 static held *find(ss_dirmodes *dm, const char *path)
@@ -160,8 +162,12 @@ static ss_rc open_fd(ss_dirmodes *dm, const char *path, int fd, uint32_t cur, ui
     if (rc) return rc;
     h->now = cur | need;
     rc = write_journal(dm, 1, err);
-    if (!rc) rc = ss_fs_dir_chmod(fd, path, h->now, err);
-    if (rc) h->now = cur; /* nothing changed: nothing to put back */
+    if (rc) goto fail;
+    rc = ss_fs_dir_chmod(fd, path, h->now, err);
+    if (rc) goto fail;
+    return SS_OK;
+fail:
+    h->now = cur; /* nothing changed: nothing to put back */
     return rc;
 }
 
@@ -180,7 +186,8 @@ static ss_rc open_one(ss_dirmodes *dm, const char *path, uint32_t need, ss_err *
 ss_rc ss_dirmodes_open(ss_dirmodes *dm, const char *path, uint32_t need, ss_err *err)
 {
     ss_rc rc = ss_dirmodes_leave(dm, path, err);
-    return rc ? rc : open_one(dm, path, need, err);
+    if (rc) return rc;
+    return open_one(dm, path, need, err);
 }
 
 ss_rc ss_dirmodes_enter(ss_dirmodes *dm, const char *path, ss_err *err)
@@ -191,7 +198,8 @@ ss_rc ss_dirmodes_enter(ss_dirmodes *dm, const char *path, ss_err *err)
     ss_rc rc = ss_dirmodes_leave(dm, path, err);
     if (rc || !slash) return rc; /* the folder's root is the user's */
     if (dm->parent && strlen(dm->parent) == plen && !strncmp(dm->parent, path, plen)) return SS_OK;
-    if (!(parent = strndup(path, plen))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    parent = strndup(path, plen);
+    if (!parent) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     for (char *s = parent;; s++) {
         int end = !*s;
         if (*s && *s != '/') continue;
@@ -201,14 +209,14 @@ ss_rc ss_dirmodes_enter(ss_dirmodes *dm, const char *path, ss_err *err)
         *s = '/';
     }
     if (rc == SS_ERR_NOT_FOUND) { /* not there yet: the write makes it (0755) */
-        free(parent);
-        return SS_OK;
+        rc = SS_OK;
+        goto done;
     }
-    if (!rc) {
-        free(dm->parent);
-        dm->parent = parent;
-        parent = NULL;
-    }
+    if (rc) goto done;
+    free(dm->parent);
+    dm->parent = parent;
+    parent = NULL;
+done:
     free(parent);
     return rc;
 }
@@ -226,8 +234,9 @@ ss_rc ss_dirmodes_mkdir(ss_dirmodes *dm, const char *path, uint32_t mode, ss_err
         h->mode = mode;
         h->now = open_mode;
         rc = write_journal(dm, 1, err);
+        if (rc) return rc;
     }
-    return rc ? rc : ss_fs_mkdir(dm->root_fd, path, open_mode, err);
+    return ss_fs_mkdir(dm->root_fd, path, open_mode, err);
 }
 
 ss_rc ss_dirmodes_finish(ss_dirmodes *dm, ss_err *err)
@@ -235,7 +244,7 @@ ss_rc ss_dirmodes_finish(ss_dirmodes *dm, ss_err *err)
     ss_rc rc = SS_OK;
     while (dm->n) { /* every one, even after a failure: the first is reported */
         ss_rc r = pop(dm, rc ? NULL : err);
-        if (!rc) rc = r;
+        if (r && !rc) rc = r;
     }
     if (dm->jfd >= 0) {
         close(dm->jfd);
@@ -332,7 +341,8 @@ static void remove_temps(int root_fd, const char *path)
     rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     close(fd);
     if (rd < 0) return;
-    if (!(d = fdopendir(rd))) {
+    d = fdopendir(rd);
+    if (!d) {
         close(rd);
         return;
     }
@@ -348,20 +358,24 @@ ss_rc ss_dirmodes_recover(int root_fd, const char *journal, ss_err *err)
     size_t end = 0;
     ss_rc rc = read_journal(journal, &buf, &end, err);
     if (rc || !buf) return rc;
-    if (end && buf[end - 1])
+    if (end && buf[end - 1]) {
         rc = ss_fail(err, SS_ERR_IO, "%s: not a journal of directory modes", journal);
-    while (!rc && end) { /* the last record is the deepest directory */
+        goto done;
+    }
+    while (end) { /* the last record is the deepest directory */
         ss_dirmodes dm = {.root_fd = root_fd};
         held h;
         size_t start = 0;
         if (!last_record(buf, end, &h, &start)) {
             rc = ss_fail(err, SS_ERR_IO, "%s: not a journal of directory modes", journal);
-            break;
+            goto done;
         }
         remove_temps(root_fd, h.path);
         rc = put_back(&dm, &h, err);
+        if (rc) goto done;
         end = start;
     }
+done:
     free(buf);
     unlink(journal); /* once: a failure is told, not met again by every command */
     return rc;

@@ -185,8 +185,9 @@ ss_rc ss_fs_readlink(int root_fd, const char *path, char *buf, size_t cap, size_
     n = readlinkat(dirfd, base, buf, cap);
     if (n < 0) rc = errno_fail(err, "read symlink", path);
     close(dirfd);
-    if (!rc) *ret_len = (size_t)n;
-    return rc;
+    if (rc) return rc;
+    *ret_len = (size_t)n;
+    return SS_OK;
 }
 
 ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
@@ -434,13 +435,13 @@ ss_rc ss_fs_rename(int root_fd, const char *from, const char *to, ss_err *err)
     ss_rc rc = ss_fs_parent(root_fd, from, 0, &fd1, &fb, err);
     if (rc) return rc;
     rc = ss_fs_parent(root_fd, to, 1, &fd2, &tb, err);
-    if (!rc) {
-        if (renameat(fd1, fb, fd2, tb))
-            rc = errno_fail(err, "rename", from);
-        else if (fsync(fd2))
-            rc = errno_fail(err, "fsync directory of", to);
-        close(fd2);
-    }
+    if (rc) goto done;
+    if (renameat(fd1, fb, fd2, tb))
+        rc = errno_fail(err, "rename", from);
+    else if (fsync(fd2))
+        rc = errno_fail(err, "fsync directory of", to);
+    close(fd2);
+done:
     close(fd1);
     return rc;
 }

@@ -146,7 +146,9 @@ ss_rc ss_ignore_load(const char *root, const char *file, ss_ignore **ret_ign, ss
     else
         rc = read_capped(fd, shown, &text, err);
     if (fd >= 0) close(fd);
-    if (!rc) rc = ss_ignore_parse(text, ret_ign, err);
+    if (rc) goto done;
+    rc = ss_ignore_parse(text, ret_ign, err);
+done:
     free(text);
     free(shown);
     return rc;

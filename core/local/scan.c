@@ -237,10 +237,13 @@ ss_rc ss_scan_next(ss_scan *sc, const ss_scan_entry **ret_entry, ss_err *err)
             sc->dir_fd = -1;
             continue;
         }
-        if (sc->dir_fd < 0 && ((rc = reopen_top(sc, &gone, err)) || gone)) {
+        if (sc->dir_fd < 0) {
+            rc = reopen_top(sc, &gone, err);
             if (rc) return rc;
-            f->next = f->n;
-            continue;
+            if (gone) {
+                f->next = f->n;
+                continue;
+            }
         }
         const char *name = f->names[f->next++];
         size_t len = f->path_len + (f->path_len ? 1 : 0) + strlen(name);
@@ -256,7 +259,10 @@ ss_rc ss_scan_next(ss_scan *sc, const ss_scan_entry **ret_entry, ss_err *err)
         sc->entry.kind = kind;
         sc->entry.path = sc->path;
         /* Descend after handing out the directory itself. */
-        if (kind == 2 && (rc = descend(sc, name, len, err))) return rc;
+        if (kind == 2) {
+            rc = descend(sc, name, len, err);
+            if (rc) return rc;
+        }
         *ret_entry = &sc->entry;
         return SS_OK;
     }

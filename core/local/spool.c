@@ -1,9 +1,14 @@
 /* spool: the temp-file queue of ops behind push (see spool.h). */
 #include "spool.h"
+#include "path.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+/* A record's inline bytes or symlink target: at most the largest inline limit. */
+#define SPOOL_DATA_MAX SS_CONFIG_INLINE_LIMIT_MAX
+_Static_assert(SS_TXN_TARGET_MAX <= SS_CONFIG_INLINE_LIMIT_MAX, "a target fits a record");
 
 typedef struct rec {
     uint8_t type, kind, storage;
@@ -23,7 +28,8 @@ ss_rc ss_spool_new(int fd, ss_spool **ret, ss_err *err)
 {
     ss_spool *sp = calloc(1, sizeof *sp);
     *ret = NULL;
-    if (!sp || !(sp->fp = fdopen(fd, "w+"))) {
+    if (sp) sp->fp = fdopen(fd, "w+");
+    if (!sp || !sp->fp) {
         free(sp);
         close(fd);
         return ss_fail(err, SS_ERR_NOMEM, "spool: out of memory");
@@ -80,8 +86,8 @@ static ss_rc replay_one(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, c
     ss_txn_entry e = {0};
     ss_chunk_ref c;
     ss_rc rc;
-    if (fread(&r, sizeof r, 1, sp->fp) != 1 || r.path_len > 4096 || r.data_len > (1u << 20) ||
-        fread(path, 1, r.path_len, sp->fp) != r.path_len ||
+    if (fread(&r, sizeof r, 1, sp->fp) != 1 || r.path_len > SS_PATH_MAX ||
+        r.data_len > SPOOL_DATA_MAX || fread(path, 1, r.path_len, sp->fp) != r.path_len ||
         (r.data_len && fread(data, 1, r.data_len, sp->fp) != r.data_len))
         return ss_fail(err, SS_ERR_IO, "spool: read back failed");
     path[r.path_len] = '\0';
@@ -115,15 +121,22 @@ static ss_rc replay_one(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, c
 
 ss_rc ss_spool_replay(ss_spool *sp, ss_txn_writer *w, const uint32_t *remap, ss_err *err)
 {
-    char *path = malloc(4097);
-    uint8_t *data = malloc(1u << 20);
+    char *path = malloc(SS_PATH_MAX + 1);
+    uint8_t *data = malloc(SPOOL_DATA_MAX);
     ss_rc rc = SS_OK;
-    if (!path || !data)
+    if (!path || !data) {
         rc = ss_fail(err, SS_ERR_NOMEM, "spool: out of memory");
-    else if (fflush(sp->fp) || fseek(sp->fp, 0, SEEK_SET))
+        goto done;
+    }
+    if (fflush(sp->fp) || fseek(sp->fp, 0, SEEK_SET)) {
         rc = ss_fail(err, SS_ERR_IO, "spool: rewind failed");
-    for (uint32_t i = 0; !rc && i < sp->n; i++)
+        goto done;
+    }
+    for (uint32_t i = 0; i < sp->n; i++) {
         rc = replay_one(sp, w, remap, path, data, err);
+        if (rc) goto done;
+    }
+done:
     free(path);
     free(data);
     return rc;

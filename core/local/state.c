@@ -1,16 +1,16 @@
 /*
- * state: SQLite schema and statements behind state.h. Every statement is
+ * state: SQLite schema and statements behind state.h, and the rows (files)
+ * and chunks tables; meta and devices are state_meta.c. Every statement is
  * prepared once per connection; rows handed out point into SQLite's memory
  * and live until the statement steps again.
  */
-#include "state.h"
+#include "state_impl.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "devices.h"
 #include "state_body.h"
 #include "path.h"
 
@@ -48,26 +48,6 @@ static const char old_files[] =
     "body, "                                                                                       \
     "local_mode"
 
-enum {
-    Q_META_GET,
-    Q_META_SET,
-    Q_LOOKUP,
-    Q_PUT,
-    Q_REMOVE,
-    Q_REMOVE_TREE,
-    Q_CHUNK_FIND,
-    Q_CHUNK_ADD,
-    Q_CHUNK_REF,
-    Q_CHUNK_UNREF,
-    Q_BODY,
-    Q_BODIES_TREE,
-    Q_PRUNE,
-    Q_DEV_ALL,
-    Q_DEV_CLEAR,
-    Q_DEV_PUT,
-    Q_COUNT
-};
-
 static const char *const queries[Q_COUNT] = {
     [Q_META_GET] = "SELECT v FROM meta WHERE k = ?1",
     [Q_META_SET] = "INSERT OR REPLACE INTO meta(k, v) VALUES (?1, ?2)",
@@ -96,13 +76,6 @@ static const char *const queries[Q_COUNT] = {
                   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 };
 
-struct ss_state {
-    sqlite3 *wr, *rd;
-    sqlite3_stmt *q[Q_COUNT];
-    char *path;
-    int in_txn;
-};
-
 struct ss_state_iter {
     sqlite3_stmt *stmt;
     ss_state_row row;
@@ -114,7 +87,7 @@ static int path_collate(void *arg, int alen, const void *a, int blen, const void
     return ss_path_cmp(a, (size_t)alen, b, (size_t)blen);
 }
 
-static ss_rc db_fail(ss_state *st, sqlite3 *db, ss_err *err, const char *what)
+ss_rc ss_state_db_fail(ss_state *st, sqlite3 *db, ss_err *err, const char *what)
 {
     int code = sqlite3_errcode(db);
     ss_rc rc = code == SQLITE_NOMEM                           ? SS_ERR_NOMEM
@@ -136,7 +109,7 @@ static ss_rc open_conn(ss_state *st, int flags, sqlite3 **ret_db, ss_err *err)
     sqlite3_busy_timeout(db, 10000);
     sqlite3_extended_result_codes(db, 0);
     if (sqlite3_create_collation(db, "ss_path", SQLITE_UTF8, NULL, path_collate) != SQLITE_OK) {
-        ss_rc rc = db_fail(st, db, err, "register collation");
+        ss_rc rc = ss_state_db_fail(st, db, err, "register collation");
         sqlite3_close(db);
         return rc;
     }
@@ -161,7 +134,8 @@ ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *
     ss_rc rc;
     *ret_state = NULL;
     st = calloc(1, sizeof *st);
-    if (!st || !(st->path = strdup(path))) {
+    if (st) st->path = strdup(path);
+    if (!st || !st->path) {
         free(st);
         return ss_fail(err, SS_ERR_NOMEM, "state %s: out of memory", path);
     }
@@ -175,17 +149,20 @@ ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *
         (add_local_mode && sqlite3_exec(st->wr, "ALTER TABLE files ADD COLUMN local_mode INTEGER",
                                         NULL, NULL, NULL) != SQLITE_OK) ||
         sqlite3_exec(st->wr, schema, NULL, NULL, NULL) != SQLITE_OK) {
-        rc = db_fail(st, st->wr, err, "create schema");
+        rc = ss_state_db_fail(st, st->wr, err, "create schema");
         goto fail;
     }
     rc = open_conn(st, SQLITE_OPEN_READONLY, &st->rd, err);
     if (rc) goto fail;
     for (int i = 0; i < Q_COUNT; i++)
         if (sqlite3_prepare_v2(st->wr, queries[i], -1, &st->q[i], NULL) != SQLITE_OK) {
-            rc = db_fail(st, st->wr, err, "prepare");
+            rc = ss_state_db_fail(st, st->wr, err, "prepare");
             goto fail;
         }
-    if (rebuild && (rc = recount(st, err))) goto fail;
+    if (rebuild) {
+        rc = recount(st, err);
+        if (rc) goto fail;
+    }
     *ret_state = st;
     return SS_OK;
 fail:
@@ -208,7 +185,7 @@ void ss_state_free(ss_state *st)
 ss_rc ss_state_begin(ss_state *st, ss_err *err)
 {
     if (sqlite3_exec(st->wr, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(st, st->wr, err, "begin");
+        return ss_state_db_fail(st, st->wr, err, "begin");
     st->in_txn = 1;
     return SS_OK;
 }
@@ -218,9 +195,9 @@ ss_rc ss_state_commit(ss_state *st, ss_err *err)
     sqlite3_stmt *q = st->q[Q_PRUNE];
     int r = sqlite3_step(q); /* chunks no row references are not reused (FORMAT.md "gc") */
     sqlite3_reset(q);
-    if (r != SQLITE_DONE) return db_fail(st, st->wr, err, "forget unreferenced chunks");
+    if (r != SQLITE_DONE) return ss_state_db_fail(st, st->wr, err, "forget unreferenced chunks");
     if (sqlite3_exec(st->wr, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-        return db_fail(st, st->wr, err, "commit");
+        return ss_state_db_fail(st, st->wr, err, "commit");
     st->in_txn = 0;
     return SS_OK;
 }
@@ -231,134 +208,12 @@ void ss_state_rollback(ss_state *st)
     st->in_txn = 0;
 }
 
-/* Step a write statement to completion and reset it. */
-static ss_rc run(ss_state *st, sqlite3_stmt *q, ss_err *err, const char *what)
+ss_rc ss_state_run(ss_state *st, sqlite3_stmt *q, ss_err *err, const char *what)
 {
     int r = sqlite3_step(q);
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
-    return r == SQLITE_DONE ? SS_OK : db_fail(st, st->wr, err, what);
-}
-
-ss_rc ss_state_meta_get(ss_state *st, const char *key, char **ret_value, ss_err *err)
-{
-    sqlite3_stmt *q = st->q[Q_META_GET];
-    ss_rc rc = SS_OK;
-    int r;
-    *ret_value = NULL;
-    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-    r = sqlite3_step(q);
-    if (r == SQLITE_ROW) {
-        *ret_value = strdup((const char *)sqlite3_column_text(q, 0));
-        if (!*ret_value) rc = ss_fail(err, SS_ERR_NOMEM, "state: out of memory");
-    } else if (r != SQLITE_DONE) {
-        rc = db_fail(st, st->wr, err, "read setting");
-    }
-    sqlite3_reset(q);
-    return rc;
-}
-
-ss_rc ss_state_meta_set(ss_state *st, const char *key, const char *value, ss_err *err)
-{
-    sqlite3_stmt *q = st->q[Q_META_SET];
-    sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, value, -1, SQLITE_STATIC);
-    return run(st, q, err, "write setting");
-}
-
-static int hex_nibble(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* n bytes from 2n hex digits at s (no more, no less): 0, or -1 when malformed. */
-static int unhex(const char *s, uint8_t *out, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int hi = hex_nibble(s[2 * i]), lo = hi < 0 ? -1 : hex_nibble(s[2 * i + 1]);
-        if (lo < 0) return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return s[2 * n] && s[2 * n] != ' ' ? -1 : 0;
-}
-
-static void tohex(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[32], ss_err *err)
-{
-    char *seq = NULL, *chain = NULL;
-    ss_rc rc;
-    *ret_seq = 0;
-    memset(ret_chain, 0, 32);
-    rc = ss_state_meta_get(st, "watermark", &seq, err);
-    if (rc) goto out;
-    rc = ss_state_meta_get(st, "chain", &chain, err);
-    if (rc) goto out;
-    if (!seq) goto out;
-    if (!chain || strlen(chain) != 64) {
-        rc = ss_fail(err, SS_ERR_IO, "state %s: watermark without its chain value", st->path);
-        goto out;
-    }
-    if (unhex(chain, ret_chain, 32)) {
-        rc = ss_fail(err, SS_ERR_IO, "state %s: malformed chain value", st->path);
-        memset(ret_chain, 0, 32);
-        goto out;
-    }
-    *ret_seq = strtoull(seq, NULL, 10);
-out:
-    free(seq);
-    free(chain);
-    return rc;
-}
-
-ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[32], ss_err *err)
-{
-    char s[24], hex[65];
-    ss_rc rc;
-    snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
-    tohex(chain, 32, hex);
-    rc = ss_state_meta_set(st, "watermark", s, err);
-    return rc ? rc : ss_state_meta_set(st, "chain", hex, err);
-}
-
-/* meta "applied": "SEQ SIZE HASH TAG", the hash in 64 hex digits, the tag 32 or "-". */
-ss_rc ss_state_set_applied(ss_state *st, const ss_state_applied *a, ss_err *err)
-{
-    char hash[65], line[160];
-    tohex(a->hash, 32, hash);
-    snprintf(line, sizeof line, "%llu %llu %s %s", (unsigned long long)a->seq,
-             (unsigned long long)a->size, hash, a->tag[0] ? a->tag : "-");
-    return ss_state_meta_set(st, "applied", line, err);
-}
-
-ss_rc ss_state_applied_get(ss_state *st, ss_state_applied *ret, int *ret_found, ss_err *err)
-{
-    char *line = NULL, *p, *end = NULL;
-    ss_state_applied a = {0};
-    ss_rc rc = ss_state_meta_get(st, "applied", &line, err);
-    *ret_found = 0;
-    if (rc || !line) return rc;
-    a.seq = strtoull(line, &end, 10);
-    p = end;
-    if (*p == ' ') a.size = strtoull(p + 1, &end, 10);
-    p = end;
-    /* An unreadable record is no record: the check it serves is skipped, never failed. */
-    if (p != line && *p == ' ' && !unhex(p + 1, a.hash, 32) && strlen(p + 1) > 65) {
-        p += 66;
-        if (strlen(p) == 32 && strspn(p, "0123456789abcdef") == 32) memcpy(a.tag, p, 33);
-        *ret_found = !strcmp(p, "-") || a.tag[0];
-    }
-    free(line);
-    if (*ret_found) *ret = a;
-    return SS_OK;
+    return r == SQLITE_DONE ? SS_OK : ss_state_db_fail(st, st->wr, err, what);
 }
 
 static void read_row(sqlite3_stmt *q, ss_state_row *row)
@@ -374,7 +229,8 @@ static void read_row(sqlite3_stmt *q, ss_state_row *row)
     row->ino = (uint64_t)sqlite3_column_int64(q, 6);
     row->ctime_s = sqlite3_column_int64(q, 7);
     row->ctime_ns = (uint32_t)sqlite3_column_int64(q, 8);
-    if (cid && sqlite3_column_bytes(q, 9) == 32) memcpy(row->content_id, cid, 32);
+    if (cid && sqlite3_column_bytes(q, 9) == sizeof row->content_id)
+        memcpy(row->content_id, cid, sizeof row->content_id);
     row->storage = sqlite3_column_int(q, 10);
     row->body = sqlite3_column_blob(q, 11);
     row->body_len = (size_t)sqlite3_column_bytes(q, 11);
@@ -399,7 +255,7 @@ ss_rc ss_state_lookup(ss_state *st, const char *path, ss_state_row *ret_row, int
         return SS_OK; /* the statement stays on the row: its memory backs ret_row */
     }
     sqlite3_reset(q);
-    return r == SQLITE_DONE ? SS_OK : db_fail(st, st->wr, err, "look up a path");
+    return r == SQLITE_DONE ? SS_OK : ss_state_db_fail(st, st->wr, err, "look up a path");
 }
 
 /* Count the chunk references of a chunked row's body up (delta 1) or down (-1). */
@@ -409,28 +265,34 @@ static ss_rc count_refs(ss_state *st, const void *body, size_t len, int delta, s
     const char *pack;
     size_t pos = 0, pack_len;
     ss_chunk_ref ref;
-    ss_rc rc = SS_OK;
-    while (!rc && ss_state_body_next(body, len, &pos, &pack, &pack_len, &ref)) {
-        sqlite3_bind_blob(q, 1, ref.id, 32, SQLITE_TRANSIENT);
+    while (ss_state_body_next(body, len, &pos, &pack, &pack_len, &ref)) {
+        sqlite3_bind_blob(q, 1, ref.id, sizeof ref.id, SQLITE_TRANSIENT);
         sqlite3_bind_text(q, 2, pack, (int)pack_len, SQLITE_TRANSIENT);
         sqlite3_bind_int64(q, 3, (sqlite3_int64)ref.offset);
         if (delta > 0) {
             sqlite3_bind_int64(q, 4, ref.sealed_len);
             sqlite3_bind_int64(q, 5, ref.plain_len);
         }
-        rc = run(st, q, err, "count a chunk reference");
+        ss_rc rc = ss_state_run(st, q, err, "count a chunk reference");
+        if (rc) return rc;
     }
-    return rc;
+    return SS_OK;
 }
 
 /* Count down the references of the rows q (bound already) selects. */
 static ss_rc unref_rows(ss_state *st, sqlite3_stmt *q, ss_err *err)
 {
     ss_rc rc = SS_OK;
-    int r;
-    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+    for (;;) {
+        int r = sqlite3_step(q);
+        if (r == SQLITE_DONE) break;
+        if (r != SQLITE_ROW) {
+            rc = ss_state_db_fail(st, st->wr, err, "read a path");
+            break;
+        }
         rc = count_refs(st, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), -1, err);
-    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "read a path");
+        if (rc) break;
+    }
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);
     return rc;
@@ -447,16 +309,29 @@ static ss_rc recount(ss_state *st, ss_err *err)
 {
     sqlite3_stmt *q = NULL; /* owned */
     ss_rc rc = ss_state_begin(st, err);
-    int r;
     if (rc) return rc;
-    if (sqlite3_prepare_v2(st->wr, "SELECT body FROM files WHERE storage = 2", -1, &q, NULL))
-        rc = db_fail(st, st->wr, err, "count chunk references");
-    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW)
+    if (sqlite3_prepare_v2(st->wr, "SELECT body FROM files WHERE storage = 2", -1, &q, NULL)) {
+        rc = ss_state_db_fail(st, st->wr, err, "count chunk references");
+        goto fail;
+    }
+    for (;;) {
+        int r = sqlite3_step(q);
+        if (r == SQLITE_DONE) break;
+        if (r != SQLITE_ROW) {
+            rc = ss_state_db_fail(st, st->wr, err, "count chunk references");
+            goto fail;
+        }
         rc = count_refs(st, sqlite3_column_blob(q, 0), (size_t)sqlite3_column_bytes(q, 0), 1, err);
-    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "count chunk references");
+        if (rc) goto fail;
+    }
     sqlite3_finalize(q);
-    if (!rc) rc = ss_state_commit(st, err);
-    if (rc) ss_state_rollback(st);
+    q = NULL;
+    rc = ss_state_commit(st, err);
+    if (rc) goto fail;
+    return SS_OK;
+fail:
+    sqlite3_finalize(q);
+    ss_state_rollback(st);
     return rc;
 }
 
@@ -469,9 +344,10 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_PUT];
     ss_rc rc;
-    if (row->kind == 1 && row->storage == 2 &&
-        (rc = count_refs(st, row->body, row->body_len, 1, err)))
-        return rc;
+    if (row->kind == 1 && row->storage == 2) {
+        rc = count_refs(st, row->body, row->body_len, 1, err);
+        if (rc) return rc;
+    }
     rc = unref_path(st, row->path, 0, err);
     if (rc) return rc;
     sqlite3_bind_text(q, 1, row->path, -1, SQLITE_TRANSIENT);
@@ -484,7 +360,7 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
     sqlite3_bind_int64(q, 8, row->ctime_s);
     sqlite3_bind_int64(q, 9, row->ctime_ns);
     if (row->kind == 1)
-        sqlite3_bind_blob(q, 10, row->content_id, 32, SQLITE_TRANSIENT);
+        sqlite3_bind_blob(q, 10, row->content_id, sizeof row->content_id, SQLITE_TRANSIENT);
     else
         sqlite3_bind_null(q, 10);
     sqlite3_bind_int(q, 11, row->storage);
@@ -494,7 +370,7 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
         sqlite3_bind_null(q, 12);
     sqlite3_bind_int64(q, 13, row->local_mode);
     sqlite3_reset(st->q[Q_LOOKUP]); /* row may have pointed into it; the binds copied */
-    return run(st, q, err, "write a path");
+    return ss_state_run(st, q, err, "write a path");
 }
 
 ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err)
@@ -503,7 +379,7 @@ ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err)
     ss_rc rc = unref_path(st, path, 0, err);
     if (rc) return rc;
     sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
-    return run(st, q, err, "remove a path");
+    return ss_state_run(st, q, err, "remove a path");
 }
 
 ss_rc ss_state_remove_tree(ss_state *st, const char *path, ss_err *err)
@@ -512,7 +388,7 @@ ss_rc ss_state_remove_tree(ss_state *st, const char *path, ss_err *err)
     ss_rc rc = unref_path(st, path, 1, err);
     if (rc) return rc;
     sqlite3_bind_text(q, 1, path, -1, SQLITE_TRANSIENT);
-    return run(st, q, err, "remove a tree");
+    return ss_state_run(st, q, err, "remove a tree");
 }
 
 ss_rc ss_state_iter_new(ss_state *st, ss_state_iter **ret_iter, ss_err *err)
@@ -522,7 +398,7 @@ ss_rc ss_state_iter_new(ss_state *st, ss_state_iter **ret_iter, ss_err *err)
     if (!it) return ss_fail(err, SS_ERR_NOMEM, "state: out of memory");
     if (sqlite3_prepare_v2(st->rd, "SELECT " FILE_COLS " FROM files ORDER BY path", -1, &it->stmt,
                            NULL) != SQLITE_OK) {
-        ss_rc rc = db_fail(st, st->rd, err, "iterate");
+        ss_rc rc = ss_state_db_fail(st, st->rd, err, "iterate");
         free(it);
         return rc;
     }
@@ -550,14 +426,14 @@ void ss_state_iter_free(ss_state_iter *it)
     free(it);
 }
 
-ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc, int *ret_found,
-                          ss_err *err)
+ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[SS_CHUNK_ID_LEN], ss_chunk_loc *ret_loc,
+                          int *ret_found, ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_CHUNK_FIND];
     int r;
     memset(ret_loc, 0, sizeof *ret_loc);
     *ret_found = 0;
-    sqlite3_bind_blob(q, 1, id, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 1, id, SS_CHUNK_ID_LEN, SQLITE_STATIC);
     r = sqlite3_step(q);
     if (r == SQLITE_ROW) {
         snprintf(ret_loc->pack, sizeof ret_loc->pack, "%s",
@@ -568,60 +444,18 @@ ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_
         *ret_found = 1;
     }
     sqlite3_reset(q);
-    return r == SQLITE_ROW || r == SQLITE_DONE ? SS_OK : db_fail(st, st->wr, err, "find a chunk");
+    return r == SQLITE_ROW || r == SQLITE_DONE ? SS_OK
+                                               : ss_state_db_fail(st, st->wr, err, "find a chunk");
 }
 
-ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc *loc, ss_err *err)
+ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[SS_CHUNK_ID_LEN], const ss_chunk_loc *loc,
+                         ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_CHUNK_ADD];
-    sqlite3_bind_blob(q, 1, id, 32, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 1, id, SS_CHUNK_ID_LEN, SQLITE_STATIC);
     sqlite3_bind_text(q, 2, loc->pack, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 3, (sqlite3_int64)loc->off);
     sqlite3_bind_int64(q, 4, loc->sealed_len);
     sqlite3_bind_int64(q, 5, loc->plain_len);
-    return run(st, q, err, "record a chunk");
-}
-
-ss_rc ss_state_devices_load(ss_state *st, ss_devices *d, ss_err *err)
-{
-    sqlite3_stmt *q = st->q[Q_DEV_ALL];
-    ss_rc rc = SS_OK;
-    int r = SQLITE_DONE;
-    while (!rc && (r = sqlite3_step(q)) == SQLITE_ROW) {
-        ss_device dev = {0};
-        const char *name = (const char *)sqlite3_column_text(q, 5);
-        if (sqlite3_column_bytes(q, 0) != sizeof dev.id ||
-            sqlite3_column_bytes(q, 1) != sizeof dev.pk || !name ||
-            strlen(name) >= sizeof dev.name) {
-            rc = ss_fail(err, SS_ERR_IO, "state %s: a malformed device row", st->path);
-            break;
-        }
-        memcpy(dev.id, sqlite3_column_blob(q, 0), sizeof dev.id);
-        memcpy(dev.pk, sqlite3_column_blob(q, 1), sizeof dev.pk);
-        dev.enrolled = (uint64_t)sqlite3_column_int64(q, 2);
-        dev.revoked = (uint64_t)sqlite3_column_int64(q, 3);
-        dev.last = (uint64_t)sqlite3_column_int64(q, 4);
-        strcpy(dev.name, name);
-        rc = ss_devices_put(d, &dev, err);
-    }
-    if (!rc && r != SQLITE_DONE) rc = db_fail(st, st->wr, err, "read devices");
-    sqlite3_reset(q);
-    return rc;
-}
-
-ss_rc ss_state_devices_save(ss_state *st, const ss_devices *d, ss_err *err)
-{
-    ss_rc rc = run(st, st->q[Q_DEV_CLEAR], err, "write devices");
-    for (size_t i = 0; !rc && i < ss_devices_count(d); i++) {
-        const ss_device *dev = ss_devices_at(d, i);
-        sqlite3_stmt *q = st->q[Q_DEV_PUT];
-        sqlite3_bind_blob(q, 1, dev->id, sizeof dev->id, SQLITE_STATIC);
-        sqlite3_bind_blob(q, 2, dev->pk, sizeof dev->pk, SQLITE_STATIC);
-        sqlite3_bind_int64(q, 3, (sqlite3_int64)dev->enrolled);
-        sqlite3_bind_int64(q, 4, (sqlite3_int64)dev->revoked);
-        sqlite3_bind_int64(q, 5, (sqlite3_int64)dev->last);
-        sqlite3_bind_text(q, 6, dev->name, -1, SQLITE_STATIC);
-        rc = run(st, q, err, "write devices");
-    }
-    return rc;
+    return ss_state_run(st, q, err, "record a chunk");
 }

@@ -23,7 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "format.h"
 #include "ss_error.h"
+
+#define SS_STATE_TAG_HEX 32 /* an ETag as state.db keeps it: the hex digits of an MD5 */
 
 typedef struct ss_state ss_state;
 typedef struct ss_state_iter ss_state_iter;
@@ -39,9 +42,9 @@ typedef struct ss_state_row {
     uint64_t ino;
     int64_t ctime_s;
     uint32_t ctime_ns;
-    uint32_t local_mode;    /* mode as the store has it, local_mode as the folder does */
-    uint8_t content_id[32]; /* files only */
-    const void *body;       /* borrowed; see above */
+    uint32_t local_mode; /* mode as the store has it, local_mode as the folder does */
+    uint8_t content_id[SS_TXN_CONTENT_ID_BYTES]; /* files only */
+    const void *body;                            /* borrowed; see above */
     size_t body_len;
     int storage; /* files: 1 inline, 2 chunks (as in transactions) */
 } ss_state_row;
@@ -66,8 +69,10 @@ ss_rc ss_state_meta_get(ss_state *st, const char *key, char **ret_value, ss_err 
 ss_rc ss_state_meta_set(ss_state *st, const char *key, const char *value, ss_err *err);
 
 /* Sequence 0 and a zero chain for a device that applied nothing yet. */
-ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[32], ss_err *err);
-ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[32], ss_err *err);
+ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[SS_CHAIN_BYTES],
+                         ss_err *err);
+ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
+                             ss_err *err);
 
 /*
  * What log/<seq> was when this device applied or wrote it (FORMAT.md "The
@@ -76,9 +81,9 @@ ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[32]
  */
 typedef struct ss_state_applied {
     uint64_t seq;
-    uint64_t size;    /* bytes of the object */
-    uint8_t hash[32]; /* BLAKE2b-256 of them, as the hash chain takes it */
-    char tag[33];     /* the store's ETag for it, as 32 hex digits of a digest; "" unknown */
+    uint64_t size;                      /* bytes of the object */
+    uint8_t hash[SS_OBJECT_HASH_BYTES]; /* BLAKE2b-256 of them, as the hash chain takes it */
+    char tag[SS_STATE_TAG_HEX + 1];     /* the store's ETag for it; "" unknown */
 } ss_state_applied;
 
 ss_rc ss_state_set_applied(ss_state *st, const ss_state_applied *a, ss_err *err);
@@ -99,14 +104,15 @@ ss_rc ss_state_iter_new(ss_state *st, ss_state_iter **ret_iter, ss_err *err);
 ss_rc ss_state_iter_next(ss_state_iter *it, const ss_state_row **ret_row, ss_err *err);
 void ss_state_iter_free(ss_state_iter *it);
 
-ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[32], ss_chunk_loc *ret_loc, int *ret_found,
-                          ss_err *err);
+ss_rc ss_state_chunk_find(ss_state *st, const uint8_t id[SS_CHUNK_ID_LEN], ss_chunk_loc *ret_loc,
+                          int *ret_found, ss_err *err);
 /*
  * A location of a chunk about to be referenced (pull) or just sealed (push):
  * found by ss_state_chunk_find until the commit, which forgets it unless a
  * row put meanwhile references it. ss_state_put/remove keep the counts.
  */
-ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[32], const ss_chunk_loc *loc, ss_err *err);
+ss_rc ss_state_chunk_add(ss_state *st, const uint8_t id[SS_CHUNK_ID_LEN], const ss_chunk_loc *loc,
+                         ss_err *err);
 
 /*
  * The device table (devices.h) as of the watermark: loaded into d (which
