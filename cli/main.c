@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "config.h"
+#include "doctor.h"
 #include "history.h"
 #include "progress.h"
 #include "s3sync.h"
@@ -75,6 +77,8 @@ static const char usage_text[] =
     "                        until SIGINT or SIGTERM\n"
     "  config [list | get KEY | set KEY VALUE | unset KEY]\n"
     "                        this folder's settings (.s3sync/config)\n"
+    "  doctor [STORE]        check the store (this folder's, or STORE) and the folder,\n"
+    "                        one line each: ok, or what to do\n"
     "STORE: s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO\n"
     "  (lockd: the device token from --token-file F or S3SYNC_TOKEN_FILE)\n";
 
@@ -168,6 +172,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     json_object_set_new(o, "bytes_up", json_integer((json_int_t)s->bytes_up));
     json_object_set_new(o, "bytes_down", json_integer((json_int_t)s->bytes_down));
     json_object_set_new(o, "requests", json_integer((json_int_t)s->requests));
+    json_object_set_new(o, "requests_by_class", cli_requests_json(s));
     json_object_set_new(o, "retries", json_integer((json_int_t)s->retries));
     json_object_set_new(o, "conflicts", conf);
     if (c->fingerprint[0]) json_object_set_new(o, "fingerprint", json_string(c->fingerprint));
@@ -474,6 +479,19 @@ static int cmd_config(cli *c, const command *cmd, int argc, char **argv)
     return cli_config_run(&cc, argc, argv);
 }
 
+/* doctor: cli/doctor.c runs the checks and prints them. */
+static int cmd_doctor(cli *c, const command *cmd, int argc, char **argv)
+{
+    cli_doctor d = {.dir = c->dir,
+                    .json = c->json,
+                    .quiet = c->quiet,
+                    .out = &c->out,
+                    .store_opts = &c->store_opts};
+    const char *bad = cli_doctor_check(argc);
+    (void)cmd;
+    return bad ? usage("%s", bad) : cli_doctor_run(&d, argc, argv);
+}
+
 /* watch: cli/watch.c runs the loop and prints its own events. */
 static int cmd_watch(cli *c, const command *cmd, int argc, char **argv)
 {
@@ -561,6 +579,7 @@ static const command commands[] = {
     {"verify", cmd_history, NULL},     {"restore", cmd_history, NULL},
     {"checkpoint", cmd_history, NULL}, {"gc", cmd_history, NULL},
     {"watch", cmd_watch, NULL},        {"config", cmd_config, NULL},
+    {"doctor", cmd_doctor, NULL},
 };
 
 int main(int argc, char **argv)

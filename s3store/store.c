@@ -93,6 +93,13 @@ const ss_store_counters *ss_store_counts(const ss_store *store)
     return &store->counts;
 }
 
+const char *ss_req_class_name(unsigned cls)
+{
+    static const char *const names[SS_REQ_CLASSES] = {"put",    "get",  "list",
+                                                      "delete", "head", "lockd"};
+    return cls < SS_REQ_CLASSES ? names[cls] : NULL;
+}
+
 uint64_t ss_store_requests(const ss_store *store)
 {
     return store->counts.requests;
