@@ -6,7 +6,9 @@
  * .s3sync/ opened to others (folder), a nearly full tmpfs (disk; root only);
  * on lockd: stopped (lockd), a wrong token (token), a read-only device
  * (lease), lockd's bucket behind a proxy turning the 412 into 200 (presigned-put). Each
- * time exactly that check fails and doctor exits 1. Skipped without RGW.
+ * time exactly that check fails and doctor exits 1. And --json's
+ * requests_by_class adds up to requests, lockd's calls in their own class.
+ * Skipped without RGW.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -79,6 +81,27 @@ static void expect_doctor(const char *const *env, const char *const *args, const
     outcome_free(&o);
 }
 
+/*
+ * --json's requests_by_class of a push of one new file on d: the classes add
+ * up to requests; want_lockd: the lockd class counted calls (else none).
+ */
+static void expect_classes(const world *w, int d, int want_lockd)
+{
+    json_t *j, *by;
+    int64_t sum = 0;
+    write_random(at(w, d, "counted.bin"), 200000);
+    j = ok_json(w, d, "push");
+    by = json_object_get(j, "requests_by_class");
+    for (const char *const *c = ARGS("put", "get", "list", "delete", "head", "lockd"); *c; c++) {
+        if (!json_is_integer(json_object_get(by, *c))) failf("no %s in requests_by_class", *c);
+        sum += jint(by, *c);
+    }
+    if (sum != jint(j, "requests") || jint(by, "put") < 2 || jint(by, "delete") != 0 ||
+        (jint(by, "lockd") > 0) != want_lockd)
+        failf("push: %s requests, by class %s", json_dumps(j, 0), json_dumps(by, 0));
+    json_decref(j);
+}
+
 /* --- direct mode on RGW -------------------------------------------------------------- */
 
 static void test_s3(void **state)
@@ -86,6 +109,7 @@ static void test_s3(void **state)
     world *w = *state;
     char fault_env[] = "S3SYNC_FAULT=clock-ahead", meta[300];
     join(w, A);
+    expect_classes(w, A, 0);
     outcome o = run_cli(NULL, ARGS("-C", w->dev[A], "--json", "doctor"));
     expect_exit(&o, 0, "doctor");
     for (const char *const *c = ARGS("store", "create-only", "paging", "clock", "folder", "disk");
@@ -203,6 +227,7 @@ static void test_lockd(void **state)
     for (const char *const *c = ARGS("lockd", "token", "lease", "presigned-put", "folder"); *c; c++)
         if (strcmp(status_of(o.json, *c), "ok")) failf("%s: %s", *c, status_of(o.json, *c));
     outcome_free(&o);
+    expect_classes(w, A, 1);
 
     snprintf(bad_token, sizeof bad_token, "%s/bad.token", w->root);
     write_bytes(bad_token, "s3sync-not-a-token\n", 19);
