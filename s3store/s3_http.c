@@ -320,8 +320,12 @@ static ss_rc setup_attempt(s3_http *h, s3_req *r)
     } else if (strcmp(r->method, "GET")) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
+    rc = ss_store_charge(h->counts, req_class(r), r->op, r->key, &r->err);
+    if (rc) {
+        r->rc = rc;
+        return rc;
+    }
     r->attempts++;
-    ss_store_count(h->counts, req_class(r));
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
         return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: cannot start transfer", r->op, r->key);
     h->active++;

@@ -127,11 +127,19 @@ typedef struct ss_store_counters {
     uint64_t by_class[SS_REQ_CLASSES]; /* the same split by class: their sum is requests */
     uint64_t bytes_up;                 /* body bytes sent */
     uint64_t bytes_down;               /* body bytes received */
-    int date_seen;                     /* an answer carried a Date header */
-    int64_t date_skew;                 /* the last Date minus this clock when it came, in s */
+    uint64_t budget;   /* 0, or the most requests to make but lockd's (ss_store_set_budget) */
+    int date_seen;     /* an answer carried a Date header */
+    int64_t date_skew; /* the last Date minus this clock when it came, in s */
 } ss_store_counters;
 
 const ss_store_counters *ss_store_counts(const ss_store *store);
+/*
+ * At most max requests to the bucket (all classes but lockd's, from the
+ * store's first) from now on, 0: no limit. The request past it is not made:
+ * it fails with SS_ERR_TEMPORARY saying the budget is spent.
+ */
+void ss_store_set_budget(ss_store *store, uint64_t max);
+
 /* Shorthand for ss_store_counts(store)->requests. */
 uint64_t ss_store_requests(const ss_store *store);
 

@@ -64,12 +64,13 @@ struct ss_store {
     void *impl;         /* backend state */
 };
 
-/* Count one request of class cls (every attempt, retries too). */
-static inline void ss_store_count(ss_store_counters *c, ss_req_class cls)
-{
-    c->requests++;
-    c->by_class[cls]++;
-}
+/*
+ * Count one request of class cls (every attempt, retries too), or refuse it
+ * before it is made when it would pass the budget (ss_store_set_budget):
+ * SS_ERR_TEMPORARY naming op and key.
+ */
+ss_rc ss_store_charge(ss_store_counters *c, ss_req_class cls, const char *op, const char *key,
+                      ss_err *err);
 
 /* store_lockd.c's half of ss_store_lockd_check (s is a lockd store). */
 ss_rc ss_store_lockd_step(ss_store *s, ss_lockd_check what, ss_err *err);

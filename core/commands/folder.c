@@ -35,6 +35,7 @@ struct ss_repo *ss_folder_repo(ss_folder *f)
 void ss_folder_free(ss_folder *f)
 {
     if (!f) return;
+    eng_usage_record(f); /* for s3sync cost */
     ss_state_free(f->state);
     ss_repo_free(f->repo);
     ss_store_free(f->store);
@@ -169,7 +170,7 @@ static void default_device_name(char *out, size_t cap)
 
 /* --- settings that `s3sync config` reads and writes ------------------------------ */
 
-enum { K_STORE, K_URL, K_WORD, K_PATH, K_NAME, K_COUNT, K_BOOL, K_FIXED };
+enum { K_STORE, K_URL, K_WORD, K_PATH, K_NAME, K_COUNT, K_BOOL, K_FIXED, K_PRICE };
 
 typedef struct setting_key {
     ss_setting_info info;
@@ -222,6 +223,18 @@ static const setting_key known[] = {
       0},
      K_BOOL},
     {{"device_id", "this device's id, from its signing key (set by init)", 1}, K_FIXED},
+    {{"max_requests",
+      "push, pull and sync stop (exit 75) before a store request past this many; the next run "
+      "goes on (default: none)",
+      0},
+     K_COUNT},
+    /* s3sync cost; defaults: AWS S3 Standard in us-east-1, as aws.amazon.com/s3/pricing lists. */
+    {{"price_put", "USD per 1000 PUT requests, for s3sync cost (default 0.005)", 0}, K_PRICE},
+    {{"price_get", "USD per 1000 GET requests (default 0.0004)", 0}, K_PRICE},
+    {{"price_list", "USD per 1000 LIST requests (default 0.005)", 0}, K_PRICE},
+    {{"price_delete", "USD per 1000 DELETE requests (default 0)", 0}, K_PRICE},
+    {{"price_head", "USD per 1000 HEAD requests (default 0.0004)", 0}, K_PRICE},
+    {{"price_download", "USD per GB downloaded from the store (default 0.09)", 0}, K_PRICE},
 };
 #define N_KNOWN (sizeof known / sizeof known[0])
 
@@ -278,6 +291,11 @@ static const char *bad_value(const setting_key *k, const char *v)
                    : "a name of at most 255 bytes of printable UTF-8 without '/', '.' or spaces";
     case K_COUNT: return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
     case K_BOOL: return !strcmp(v, "true") || !strcmp(v, "false") ? NULL : "true or false";
+    case K_PRICE:
+        return all_of(v, "0123456789.") && strchr(v, '.') == strrchr(v, '.') && *v != '.' &&
+                       strlen(v) < 19
+                   ? NULL
+                   : "a decimal number such as 0.005";
     default: return NULL;
     }
 }

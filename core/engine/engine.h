@@ -451,4 +451,7 @@ ss_rc eng_tempdb_step(struct sqlite3 *db, struct sqlite3_stmt *q, const char *wh
 enum { ENG_STATS_ALL, ENG_STATS_NO_UP };
 void eng_stats_from_store(ss_folder *f, ss_stats *stats, int which);
 
+/* Append what f's store was asked to .s3sync/usage (engine/usage.c), as the folder closes. */
+void eng_usage_record(ss_folder *f);
+
 #endif

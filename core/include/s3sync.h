@@ -222,6 +222,27 @@ typedef struct ss_doctor_opts {
 /* Run every check; *ret_failed 1 when one failed. An error only when it could not start. */
 ss_rc ss_doctor(const ss_doctor_opts *o, ss_doctor_fn fn, void *ctx, int *ret_failed, ss_err *err);
 
+/*
+ * What the commands on a folder cost the store (engine/usage.c): each
+ * command's requests by class and bytes go to .s3sync/usage as it closes the
+ * folder. ss_folder_usage sums the last days of it, for `s3sync cost`.
+ */
+typedef struct ss_usage {
+    uint64_t runs; /* commands counted */
+    uint64_t requests_by_class[SS_REQ_CLASSES];
+    uint64_t bytes_up, bytes_down;
+    int64_t first; /* Unix seconds of the oldest command recorded at all; 0: none */
+    int64_t until; /* now */
+} ss_usage;
+ss_rc ss_folder_usage(const char *dir, uint64_t days, ss_usage *ret, ss_err *err);
+/*
+ * From now on at most max store requests (lockd's aside) for this open
+ * folder, 0: no limit (--max-requests, config max_requests). The one past
+ * it is not made: the command fails with SS_ERR_TEMPORARY, having left
+ * nothing half done, and the next run goes on from there.
+ */
+void ss_folder_limit_requests(ss_folder *f, uint64_t max);
+
 /* ------------------------------------------------------------------------------------- */
 
 /*
