@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "history.h"
+#include "budget.h"
 #include "progress.h"
 #include "s3sync.h"
 
@@ -206,10 +207,11 @@ static void put_json(json_t *o)
 /* The fields every --json answer has (DESIGN.md), from stats. */
 static json_t *json_base(const cli_hist *h, int ok, const ss_stats *st)
 {
-    return json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:[]}", "command", h->command, "ok", ok,
-                     "seq", (json_int_t)st->seq, "files", (json_int_t)st->files, "bytes_up",
+    return json_pack("{s:s, s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:[]}", "command", h->command, "ok",
+                     ok, "seq", (json_int_t)st->seq, "files", (json_int_t)st->files, "bytes_up",
                      (json_int_t)st->bytes_up, "bytes_down", (json_int_t)st->bytes_down, "requests",
-                     (json_int_t)st->requests, "conflicts");
+                     (json_int_t)st->requests, "requests_by_class", cli_requests_json(st),
+                     "conflicts");
 }
 
 /* --- log ------------------------------------------------------------------------------ */

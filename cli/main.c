@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "config.h"
+#include "doctor.h"
 #include "history.h"
 #include "progress.h"
 #include "s3sync.h"
@@ -39,6 +41,8 @@ typedef struct cli {
     const char *keep_days, *keep_last;     /* --keep-days, --keep-last (gc) */
     int dry_run;                           /* --dry-run (gc) */
     const char *interval;                  /* --interval (watch) */
+    const char *days;                      /* --days (cost) */
+    const char *max_requests;              /* --max-requests (push, pull, sync) */
     const char *command;
     int tty; /* stderr is a terminal */
     ss_store_opts store_opts;
@@ -56,7 +60,9 @@ static const char usage_text[] =
     "  init STORE [DIR] [--expect-fingerprint F]\n"
     "                        create the repository at STORE, or join it if it exists\n"
     "                        (and only if its fingerprint is F: check F out of band)\n"
-    "  push | pull | sync    publish local changes | apply remote ones | both\n"
+    "  push | pull | sync [--max-requests N]\n"
+    "                        publish local changes | apply remote ones | both;\n"
+    "                        stop (exit 75) before store request N+1\n"
     "  status                what is pending either way\n"
     "  log [PATH]            the transactions, newest first (touching PATH)\n"
     "  verify [--data]       check every log object (and every chunk): exit 3 if any is bad\n"
@@ -75,6 +81,10 @@ static const char usage_text[] =
     "                        until SIGINT or SIGTERM\n"
     "  config [list | get KEY | set KEY VALUE | unset KEY]\n"
     "                        this folder's settings (.s3sync/config)\n"
+    "  doctor [STORE]        check the store (this folder's, or STORE) and the folder,\n"
+    "                        one line each: ok, or what to do\n"
+    "  cost [--days N]       a month of this folder's requests and downloads at the rate\n"
+    "                        of the last N days (default 7), priced (config price_*)\n"
     "STORE: s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO\n"
     "  (lockd: the device token from --token-file F or S3SYNC_TOKEN_FILE)\n";
 
@@ -168,6 +178,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     json_object_set_new(o, "bytes_up", json_integer((json_int_t)s->bytes_up));
     json_object_set_new(o, "bytes_down", json_integer((json_int_t)s->bytes_down));
     json_object_set_new(o, "requests", json_integer((json_int_t)s->requests));
+    json_object_set_new(o, "requests_by_class", cli_requests_json(s));
     json_object_set_new(o, "retries", json_integer((json_int_t)s->retries));
     json_object_set_new(o, "conflicts", conf);
     if (c->fingerprint[0]) json_object_set_new(o, "fingerprint", json_string(c->fingerprint));
@@ -285,6 +296,21 @@ static ss_rc open_here(cli *c, ss_folder **ret, ss_err *err)
     return rc;
 }
 
+/* --max-requests N, else the folder's max_requests: the store refuses request N+1. */
+static ss_rc limit_requests(cli *c, ss_folder *f, ss_err *err)
+{
+    char set[32], *end = NULL;
+    const char *v = c->max_requests;
+    unsigned long long n;
+    if (!v && ss_folder_setting(f, "max_requests", set, sizeof set)) v = set;
+    if (!v) return SS_OK;
+    n = strtoull(v, &end, 10);
+    if (!*v || *end || *v == '-')
+        return ss_fail(err, SS_ERR_INVALID, "max requests '%s': a whole number (0: no limit)", v);
+    ss_folder_limit_requests(f, n);
+    return SS_OK;
+}
+
 static int cmd_engine(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
@@ -294,6 +320,7 @@ static int cmd_engine(cli *c, const command *cmd, int argc, char **argv)
     (void)argv;
     if (argc) return usage("%s takes no arguments", c->command);
     rc = open_here(c, &f, &err);
+    if (!rc && strcmp(c->command, "status")) rc = limit_requests(c, f, &err);
     if (!rc) rc = cmd->fn(f, &st, &err);
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);
@@ -474,6 +501,28 @@ static int cmd_config(cli *c, const command *cmd, int argc, char **argv)
     return cli_config_run(&cc, argc, argv);
 }
 
+/* cost: cli/budget.c sums the folder's usage and prices it. */
+static int cmd_cost(cli *c, const command *cmd, int argc, char **argv)
+{
+    cli_cost cc = {.dir = c->dir, .days = c->days, .json = c->json, .out = &c->out};
+    (void)cmd;
+    (void)argv;
+    return argc ? usage("cost takes no arguments but --days N") : cli_cost_run(&cc, argc);
+}
+
+/* doctor: cli/doctor.c runs the checks and prints them. */
+static int cmd_doctor(cli *c, const command *cmd, int argc, char **argv)
+{
+    cli_doctor d = {.dir = c->dir,
+                    .json = c->json,
+                    .quiet = c->quiet,
+                    .out = &c->out,
+                    .store_opts = &c->store_opts};
+    const char *bad = cli_doctor_check(argc);
+    (void)cmd;
+    return bad ? usage("%s", bad) : cli_doctor_run(&d, argc, argv);
+}
+
 /* watch: cli/watch.c runs the loop and prints its own events. */
 static int cmd_watch(cli *c, const command *cmd, int argc, char **argv)
 {
@@ -510,6 +559,8 @@ static int parse(cli *c, int argc, char **argv)
                                          {"keep-days", required_argument, NULL, 'K'},
                                          {"keep-last", required_argument, NULL, 'L'},
                                          {"dry-run", no_argument, NULL, 'N'},
+                                         {"days", required_argument, NULL, 'y'},
+                                         {"max-requests", required_argument, NULL, 'M'},
                                          {"version", no_argument, NULL, 'V'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -534,6 +585,8 @@ static int parse(cli *c, int argc, char **argv)
         case 'K': c->keep_days = optarg; break;
         case 'L': c->keep_last = optarg; break;
         case 'N': c->dry_run = 1; break;
+        case 'y': c->days = optarg; break;
+        case 'M': c->max_requests = optarg; break;
         case 'V':
             printf("s3sync %s (repository format %u)\n", S3SYNC_VERSION, SS_FORMAT_VERSION);
             exit(0);
@@ -561,6 +614,7 @@ static const command commands[] = {
     {"verify", cmd_history, NULL},     {"restore", cmd_history, NULL},
     {"checkpoint", cmd_history, NULL}, {"gc", cmd_history, NULL},
     {"watch", cmd_watch, NULL},        {"config", cmd_config, NULL},
+    {"doctor", cmd_doctor, NULL},      {"cost", cmd_cost, NULL},
 };
 
 int main(int argc, char **argv)
@@ -588,6 +642,10 @@ int main(int argc, char **argv)
         return usage("--data, --at, --to, --keep-days, --keep-last and --dry-run go with "
                      "verify, restore and gc");
     if (c.interval && strcmp(c.command, "watch")) return usage("--interval goes with watch");
+    if (c.days && strcmp(c.command, "cost")) return usage("--days goes with cost");
+    if (c.max_requests && strcmp(c.command, "push") && strcmp(c.command, "pull") &&
+        strcmp(c.command, "sync"))
+        return usage("--max-requests goes with push, pull and sync");
     if (c.expect_fp && strcmp(c.command, "init"))
         return usage("--expect-fingerprint goes with init");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -102,6 +102,7 @@ ss_rc lk_api(lk_client *k, const char *method, const char *what, const char *rou
     a->req = (s3_req){.method = method,
                       .op = k->where,
                       .key = a->what,
+                      .lockd_api = 1,
                       .sign = sign_api,
                       .sign_ctx = a,
                       .user = a,

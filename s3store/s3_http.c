@@ -187,6 +187,17 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
         if (len >= sizeof r->etag) len = sizeof r->etag - 1;
         memcpy(r->etag, v, len);
         r->etag[len] = '\0';
+    } else if (n > 5 && !strncasecmp(data, "Date:", 5)) {
+        /* SigV4 fails past 15 minutes of skew: doctor tells it before a request does. */
+        char date[64];
+        size_t len = n - 5 < sizeof date - 1 ? n - 5 : sizeof date - 1;
+        memcpy(date, data + 5, len);
+        date[len] = '\0';
+        time_t t = curl_getdate(date, NULL);
+        if (t > 0) {
+            r->http->counts->date_seen = 1;
+            r->http->counts->date_skew = (int64_t)t - (int64_t)time(NULL);
+        }
     } else if (n > 15 && !strncasecmp(data, "Content-Length:", 15)) {
         r->content_length = strtoull(data + 15, NULL, 10);
     } else if (n > 14 && !strncasecmp(data, "Content-Range:", 14)) {
@@ -218,6 +229,17 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 }
 
 /* --- one attempt --------------------------------------------------------- */
+
+/* What the bucket bills r as: a LIST is a GET to it, lockd's store HEAD a ranged GET. */
+static ss_req_class req_class(const s3_req *r)
+{
+    if (r->lockd_api) return SS_REQ_LOCKD;
+    if (!strcmp(r->op, "LIST")) return SS_REQ_LIST;
+    if (!strcmp(r->method, "PUT") || !strcmp(r->method, "POST")) return SS_REQ_PUT;
+    if (!strcmp(r->method, "HEAD")) return SS_REQ_HEAD;
+    if (!strcmp(r->method, "DELETE")) return SS_REQ_DELETE;
+    return SS_REQ_GET;
+}
 
 static ss_rc add_range(s3_req *r)
 {
@@ -298,8 +320,12 @@ static ss_rc setup_attempt(s3_http *h, s3_req *r)
     } else if (strcmp(r->method, "GET")) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
     }
+    rc = ss_store_charge(h->counts, req_class(r), r->op, r->key, &r->err);
+    if (rc) {
+        r->rc = rc;
+        return rc;
+    }
     r->attempts++;
-    h->counts->requests++;
     if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
         return ss_fail(&r->err, SS_ERR_NOMEM, "%s %s: cannot start transfer", r->op, r->key);
     h->active++;

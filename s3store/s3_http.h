@@ -30,6 +30,7 @@ struct s3_req {
     const char *method;          /* "GET", "PUT", "POST", "HEAD", "DELETE" */
     const char *op;              /* names the request in errors: "PUT", "LIST", ... */
     const char *key;             /* names the object in errors */
+    int lockd_api;               /* a call to lockd itself, not to the bucket: its own class */
     const ss_store_reader *body; /* PUT or POST body, or NULL */
     uint64_t body_len;
     ss_store_write_fn sink; /* 2xx response body goes here (NULL: discarded) */

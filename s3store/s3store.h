@@ -103,14 +103,43 @@ void ss_store_free(ss_store *store);
 /* The URL the store was opened with (borrowed). */
 const char *ss_store_url(const ss_store *store);
 
+/*
+ * Request classes, as S3 bills them: PUT (and POST), GET (a presigned or
+ * ranged read too), LIST (ListObjectsV2 pages), DELETE, HEAD; and the calls
+ * to s3sync-lockd itself, which no bucket bills.
+ */
+typedef enum ss_req_class {
+    SS_REQ_PUT,
+    SS_REQ_GET,
+    SS_REQ_LIST,
+    SS_REQ_DELETE,
+    SS_REQ_HEAD,
+    SS_REQ_LOCKD,
+    SS_REQ_CLASSES
+} ss_req_class;
+
+/* "put", "get", "list", "delete", "head", "lockd"; NULL past the last. */
+const char *ss_req_class_name(unsigned cls);
+
 /* What the store was asked so far: every attempt counts as a request. */
 typedef struct ss_store_counters {
-    uint64_t requests;   /* HTTP requests or file operations */
-    uint64_t bytes_up;   /* body bytes sent */
-    uint64_t bytes_down; /* body bytes received */
+    uint64_t requests;                 /* HTTP requests or file operations */
+    uint64_t by_class[SS_REQ_CLASSES]; /* the same split by class: their sum is requests */
+    uint64_t bytes_up;                 /* body bytes sent */
+    uint64_t bytes_down;               /* body bytes received */
+    uint64_t budget;   /* 0, or the most requests to make but lockd's (ss_store_set_budget) */
+    int date_seen;     /* an answer carried a Date header */
+    int64_t date_skew; /* the last Date minus this clock when it came, in s */
 } ss_store_counters;
 
 const ss_store_counters *ss_store_counts(const ss_store *store);
+/*
+ * At most max requests to the bucket (all classes but lockd's, from the
+ * store's first) from now on, 0: no limit. The request past it is not made:
+ * it fails with SS_ERR_TEMPORARY saying the budget is spent.
+ */
+void ss_store_set_budget(ss_store *store, uint64_t max);
+
 /* Shorthand for ss_store_counts(store)->requests. */
 uint64_t ss_store_requests(const ss_store *store);
 
@@ -180,6 +209,30 @@ ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after
  * probed: lockd serialises writers with leases. Costs three requests.
  */
 ss_rc ss_store_probe_create_only(ss_store *store, ss_err *err);
+
+/*
+ * What `s3sync doctor` asks beyond sync (s3store/store_probe.c). Paging:
+ * puts three objects under probe/<random>/, lists them a page of one key at
+ * a time (s3: max-keys=1 and continuation tokens), expects all three once
+ * and in order, deletes them: SS_ERR_STORE naming what came instead.
+ * SS_ERR_INVALID on a lockd store (lockd answers log/ from its head). Costs
+ * three PUTs, four LISTs and three DELETEs.
+ */
+ss_rc ss_store_probe_paging(ss_store *store, ss_err *err);
+
+/*
+ * The steps of a lockd: store, each on its own (SS_ERR_INVALID on another
+ * store): HEAD asks lockd for the head with the device token (unreachable:
+ * SS_ERR_TEMPORARY; a refused token: SS_ERR_AUTH); LEASE acquires the write
+ * lease and releases it; PUT sends a presigned create-only PUT of config to
+ * the bucket under a lease, which must answer 412 (it exists): the bucket
+ * took the signature and nothing was written (SS_ERR_NOT_FOUND, untried,
+ * when the repository has no config yet).
+ */
+typedef enum ss_lockd_check { SS_LOCKD_HEAD, SS_LOCKD_LEASE, SS_LOCKD_PUT } ss_lockd_check;
+ss_rc ss_store_lockd_check(ss_store *store, ss_lockd_check what, ss_err *err);
+/* 1 for a lockd: store. */
+int ss_store_is_lockd(const ss_store *store);
 
 typedef enum ss_presign_op { SS_PRESIGN_GET, SS_PRESIGN_PUT, SS_PRESIGN_LIST } ss_presign_op;
 

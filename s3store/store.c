@@ -93,6 +93,34 @@ const ss_store_counters *ss_store_counts(const ss_store *store)
     return &store->counts;
 }
 
+const char *ss_req_class_name(unsigned cls)
+{
+    static const char *const names[SS_REQ_CLASSES] = {"put",    "get",  "list",
+                                                      "delete", "head", "lockd"};
+    return cls < SS_REQ_CLASSES ? names[cls] : NULL;
+}
+
+void ss_store_set_budget(ss_store *store, uint64_t max)
+{
+    store->counts.budget = max;
+}
+
+ss_rc ss_store_charge(ss_store_counters *c, ss_req_class cls, const char *op, const char *key,
+                      ss_err *err)
+{
+    /* lockd's own calls are no bucket's to bill, and releasing a lease must never be refused. */
+    if (c->budget && cls != SS_REQ_LOCKD && c->requests - c->by_class[SS_REQ_LOCKD] >= c->budget)
+        return ss_fail(
+            err, SS_ERR_TEMPORARY,
+            "%s %s: the request budget of %llu is spent (--max-requests, config "
+            "max_requests); stopped before it, with nothing half applied or half published: the "
+            "next run goes on",
+            op, key, (unsigned long long)c->budget);
+    c->requests++;
+    c->by_class[cls]++;
+    return SS_OK;
+}
+
 uint64_t ss_store_requests(const ss_store *store)
 {
     return store->counts.requests;

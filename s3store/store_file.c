@@ -194,7 +194,11 @@ static ss_rc fs_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
 
     rc = key_path(s, key, &path, err);
     if (rc) return rc;
-    s->counts.requests++;
+    rc = ss_store_charge(&s->counts, SS_REQ_PUT, "put", key, err);
+    if (rc) {
+        free(path);
+        return rc;
+    }
     if (asprintf(&tmp, "%s/" TMP_DIR "/%ld.%lu", fs->root, (long)getpid(), ++fs->tmp_seq) < 0) {
         tmp = NULL;
         rc = ss_fail(err, SS_ERR_NOMEM, "put %s: out of memory", key);
@@ -235,7 +239,11 @@ static ss_rc fs_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
     int fd = -1;
     ss_rc rc = key_path(s, key, &path, err);
     if (rc) return rc;
-    s->counts.requests++;
+    rc = ss_store_charge(&s->counts, SS_REQ_GET, "get", key, err);
+    if (rc) {
+        free(path);
+        return rc;
+    }
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         rc = errno == ENOENT ? ss_fail(err, SS_ERR_NOT_FOUND, "get %s: no such object", key)
@@ -270,7 +278,11 @@ static ss_rc fs_head(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_e
     struct stat st;
     ss_rc rc = key_path(s, key, &path, err);
     if (rc) return rc;
-    s->counts.requests++;
+    rc = ss_store_charge(&s->counts, SS_REQ_HEAD, "head", key, err);
+    if (rc) {
+        free(path);
+        return rc;
+    }
     if (stat(path, &st) || !S_ISREG(st.st_mode))
         rc = errno == ENOENT || !S_ISREG(st.st_mode)
                  ? ss_fail(err, SS_ERR_NOT_FOUND, "head %s: no such object", key)
@@ -286,7 +298,11 @@ static ss_rc fs_del(ss_store *s, const char *key, ss_err *err)
     char *path = NULL;
     ss_rc rc = key_path(s, key, &path, err);
     if (rc) return rc;
-    s->counts.requests++;
+    rc = ss_store_charge(&s->counts, SS_REQ_DELETE, "delete", key, err);
+    if (rc) {
+        free(path);
+        return rc;
+    }
     if (unlink(path) && errno != ENOENT) rc = io_fail(err, "delete", key);
     free(path);
     return rc;
@@ -392,7 +408,8 @@ static ss_rc fs_list(ss_store *s, const char *prefix, const char *start_after, s
                      void *ctx, ss_err *err)
 {
     list_walk w = {prefix, start_after, fn, ctx, 0};
-    s->counts.requests++;
+    ss_rc rc = ss_store_charge(&s->counts, SS_REQ_LIST, "list", prefix, err);
+    if (rc) return rc;
     return walk(fs_of(s)->root, "", &w, err);
 }
 

@@ -60,8 +60,20 @@ struct ss_store {
     char *url;
     ss_store_counters counts; /* kept up to date by the backends */
     unsigned max_parallel;
-    void *impl; /* backend state */
+    unsigned list_page; /* keys per LIST page asked for; 0: the store's own (s3: 1000) */
+    void *impl;         /* backend state */
 };
+
+/*
+ * Count one request of class cls (every attempt, retries too), or refuse it
+ * before it is made when it would pass the budget (ss_store_set_budget):
+ * SS_ERR_TEMPORARY naming op and key.
+ */
+ss_rc ss_store_charge(ss_store_counters *c, ss_req_class cls, const char *op, const char *key,
+                      ss_err *err);
+
+/* store_lockd.c's half of ss_store_lockd_check (s is a lockd store). */
+ss_rc ss_store_lockd_step(ss_store *s, ss_lockd_check what, ss_err *err);
 
 extern const ss_store_ops ss_store_file_ops;
 extern const ss_store_ops ss_store_s3_ops;

@@ -304,6 +304,35 @@ static ss_rc lk_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
     return rc;
 }
 
+/* --- doctor's steps (ss_store_lockd_check) ---------------------------------------- */
+
+ss_rc ss_store_lockd_step(ss_store *s, ss_lockd_check what, ss_err *err)
+{
+    static const char body[] = "s3sync doctor: never written";
+    lk_client *k = client_of(s);
+    json_t *ans = NULL;
+    ss_store_stat st;
+    ss_rc rc;
+    if (what == SS_LOCKD_HEAD) {
+        rc = lk_api(k, "GET", "GET head", "/head", NULL, &ans, err);
+        json_decref(ans);
+        return rc;
+    }
+    if (what == SS_LOCKD_LEASE) {
+        rc = lk_lease_need(k, err);
+        if (!rc) lk_lease_release(k);
+        return rc;
+    }
+    /* config exists, so the create-only PUT can only be refused: 412 if the bucket took it. */
+    rc = ss_store_head(s, "config", &st, err);
+    if (rc) return rc;
+    rc = ss_store_put(s, "config", body, sizeof body - 1, SS_PUT_CREATE_ONLY, err);
+    lk_lease_release(k);
+    if (rc == SS_ERR_EXISTS) return SS_OK;
+    if (rc) return rc;
+    return ss_fail(err, SS_ERR_STORE, "%s: the bucket let a presigned PUT replace config", s->url);
+}
+
 /* No presigned HEAD: a GET of the first byte, its size from Content-Range. */
 static ss_rc lk_head(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err)
 {

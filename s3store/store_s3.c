@@ -392,15 +392,19 @@ static ss_rc s3_del(ss_store *s, const char *key, ss_err *err)
 
 /* --- listing ----------------------------------------------------------------- */
 
-static ss_rc list_query(const char *prefix, const char *after, const char *token, char **ret_q)
+static ss_rc list_query(const char *prefix, const char *after, const char *token, unsigned max_keys,
+                        char **ret_q)
 {
+    char keys[32] = "";
     char *p = ss_sigv4_uri_encode(prefix, 0), *a = ss_sigv4_uri_encode(after, 0);
     char *t = token ? ss_sigv4_uri_encode(token, 0) : NULL;
     int r = -1;
     *ret_q = NULL;
+    if (max_keys) snprintf(keys, sizeof keys, "&max-keys=%u", max_keys);
     if (p && a && (!token || t))
-        r = asprintf(ret_q, "list-type=2&prefix=%s%s%s%s%s", p, *after ? "&start-after=" : "",
-                     *after ? a : "", t ? "&continuation-token=" : "", t ? t : "");
+        r = asprintf(ret_q, "list-type=2%s&prefix=%s%s%s%s%s", keys, p,
+                     *after ? "&start-after=" : "", *after ? a : "",
+                     t ? "&continuation-token=" : "", t ? t : "");
     free(p);
     free(a);
     free(t);
@@ -418,7 +422,7 @@ static ss_rc list_one(ss_store *s, const char *prefix, const char *full_prefix,
     s3_call *c = calloc(1, sizeof *c);
     ss_rc rc;
     if (!c || object_path(s3, "", 1, &c->path) ||
-        list_query(full_prefix, token ? "" : full_after, token, &c->query)) {
+        list_query(full_prefix, token ? "" : full_after, token, s->list_page, &c->query)) {
         call_free(c);
         return ss_fail(err, SS_ERR_NOMEM, "LIST %s: out of memory", prefix);
     }
@@ -481,7 +485,7 @@ static ss_rc s3_presign(ss_store *s, ss_presign_op op, const char *key, const ch
     if (op == SS_PRESIGN_LIST) {
         if (asprintf(&full, "%s%s", s3->prefix, key) < 0 ||
             asprintf(&after, "%s%s", *start_after ? s3->prefix : "", start_after) < 0 ||
-            object_path(s3, "", 1, &path) || list_query(full, after, NULL, &query))
+            object_path(s3, "", 1, &path) || list_query(full, after, NULL, 0, &query))
             goto fail;
     } else if (object_path(s3, key, 0, &path)) {
         goto fail;

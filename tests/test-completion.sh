@@ -72,13 +72,15 @@ expect_nospace() { # line: the suggestion is a prefix to type on from (compopt -
   esac
 }
 
-commands="checkpoint config device gc init key log pull push restore status sync verify watch"
-keys="checkpoint_bytes checkpoint_txns device device_id endpoint ignore_file preserve_modes profile region store token_file"
+commands="checkpoint config cost device doctor gc init key log pull push restore status sync verify watch"
+keys="checkpoint_bytes checkpoint_txns device device_id endpoint ignore_file max_requests preserve_modes price_delete price_download price_get price_head price_list price_put profile region store token_file"
 
 # Commands and subcommands.
 expect "s3sync " "$commands"
 expect "s3sync con" "config"
-expect "s3sync c" "checkpoint config"
+expect "s3sync c" "checkpoint config cost"
+expect "s3sync do" "doctor"
+expect "s3sync --max" "--max-requests="
 expect "s3sync p" "pull push"
 expect "s3sync config " "get list set unset"
 expect "s3sync config get " "$keys"

@@ -34,6 +34,7 @@ struct ss_repo *ss_folder_repo(ss_folder *f)
 void ss_folder_free(ss_folder *f)
 {
     if (!f) return;
+    eng_usage_record(f); /* for s3sync cost */
     ss_state_free(f->state);
     ss_repo_free(f->repo);
     ss_store_free(f->store);

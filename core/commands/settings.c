@@ -85,6 +85,18 @@ static const settings_key known[] = {
       0},
      K_BOOL},
     {{"device_id", "this device's id, from its signing key (set by init)", 1}, K_FIXED},
+    {{"max_requests",
+      "push, pull and sync stop (exit 75) before a store request past this many; the next run "
+      "goes on (default: none)",
+      0},
+     K_COUNT},
+    /* s3sync cost; defaults: AWS S3 Standard in us-east-1, as aws.amazon.com/s3/pricing lists. */
+    {{"price_put", "USD per 1000 PUT requests, for s3sync cost (default 0.005)", 0}, K_PRICE},
+    {{"price_get", "USD per 1000 GET requests (default 0.0004)", 0}, K_PRICE},
+    {{"price_list", "USD per 1000 LIST requests (default 0.005)", 0}, K_PRICE},
+    {{"price_delete", "USD per 1000 DELETE requests (default 0)", 0}, K_PRICE},
+    {{"price_head", "USD per 1000 HEAD requests (default 0.0004)", 0}, K_PRICE},
+    {{"price_download", "USD per GB downloaded from the store (default 0.09)", 0}, K_PRICE},
 };
 #define N_KNOWN (sizeof known / sizeof known[0])
 
@@ -141,6 +153,11 @@ const char *settings_bad_value(const settings_key *k, const char *v)
                    : "a name of at most 255 bytes of printable UTF-8 without '/', '.' or spaces";
     case K_COUNT: return all_of(v, "0123456789") && strlen(v) < 19 ? NULL : "a whole number";
     case K_BOOL: return !strcmp(v, "true") || !strcmp(v, "false") ? NULL : "true or false";
+    case K_PRICE:
+        return all_of(v, "0123456789.") && strchr(v, '.') == strrchr(v, '.') && *v != '.' &&
+                       strlen(v) < 19
+                   ? NULL
+                   : "a decimal number such as 0.005";
     default: return NULL;
     }
 }

@@ -504,4 +504,7 @@ int eng_packer_used(const eng_packer *pk, uint32_t i);
 void eng_packer_use(eng_packer *pk, uint32_t i);
 void eng_packer_free(eng_packer *pk);
 
+/* Append what f's store was asked to .s3sync/usage (engine/usage.c), as the folder closes. */
+void eng_usage_record(ss_folder *f);
+
 #endif

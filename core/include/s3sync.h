@@ -38,12 +38,13 @@ typedef struct ss_folder ss_folder;
 
 /* What one command did; the CLI prints it (and --json). */
 typedef struct ss_stats {
-    uint64_t seq;        /* watermark after */
-    uint64_t files;      /* paths changed (pushed or applied) */
-    uint64_t bytes_up;   /* bytes sent to the store */
-    uint64_t bytes_down; /* bytes received */
-    uint64_t requests;   /* store requests made */
-    uint64_t retries;    /* push: builds redone because another device took the sequence first */
+    uint64_t seq;                               /* watermark after */
+    uint64_t files;                             /* paths changed (pushed or applied) */
+    uint64_t bytes_up;                          /* bytes sent to the store */
+    uint64_t bytes_down;                        /* bytes received */
+    uint64_t requests;                          /* store requests made */
+    uint64_t requests_by_class[SS_REQ_CLASSES]; /* the same by class (s3store.h ss_req_class) */
+    uint64_t retries; /* push: builds redone because another device took the sequence first */
     uint64_t pending_local, pending_remote; /* ss_status only */
     char **conflicts;                       /* conflict copies made; NULL-terminated, owned */
     size_t n_conflicts;
@@ -195,6 +196,52 @@ ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoke
                        ss_err *err);
 /* This device's id (32 hex digits and NUL). */
 void ss_folder_device_id(const ss_folder *f, char out[33]);
+
+/* ------------------------------------------------------------------------------------- */
+
+/*
+ * doctor (commands/doctor.c): whether a store and a folder are fit to sync,
+ * one check at a time, each told to fn with a line saying what holds or what
+ * to do. Store checks: "store" (it answers, the credentials work),
+ * "create-only" (If-None-Match: * honoured), "paging" (ListObjectsV2
+ * continuation), "clock" (against the store's Date); a lockd: store instead
+ * "lockd" (reachable), "token", "lease" (acquired and released) and
+ * "presigned-put" (the bucket judges one: it must answer 412 on config).
+ * Folder checks: "folder" (.s3sync/ is the owner's alone) and "disk" (free
+ * space). It writes only probe/ objects (deleted again) and takes no lock.
+ */
+typedef enum ss_check_status { SS_CHECK_OK, SS_CHECK_FAIL, SS_CHECK_SKIP } ss_check_status;
+typedef void (*ss_doctor_fn)(void *ctx, const char *check, ss_check_status st, const char *msg);
+
+typedef struct ss_doctor_opts {
+    const char *dir;                 /* the synced folder, or NULL: no folder checks */
+    const char *store_url;           /* NULL: dir's store */
+    const ss_store_opts *store_opts; /* over dir's settings, as ss_folder_open takes them */
+} ss_doctor_opts;
+
+/* Run every check; *ret_failed 1 when one failed. An error only when it could not start. */
+ss_rc ss_doctor(const ss_doctor_opts *o, ss_doctor_fn fn, void *ctx, int *ret_failed, ss_err *err);
+
+/*
+ * What the commands on a folder cost the store (engine/usage.c): each
+ * command's requests by class and bytes go to .s3sync/usage as it closes the
+ * folder. ss_folder_usage sums the last days of it, for `s3sync cost`.
+ */
+typedef struct ss_usage {
+    uint64_t runs; /* commands counted */
+    uint64_t requests_by_class[SS_REQ_CLASSES];
+    uint64_t bytes_up, bytes_down;
+    int64_t first; /* Unix seconds of the oldest command recorded at all; 0: none */
+    int64_t until; /* now */
+} ss_usage;
+ss_rc ss_folder_usage(const char *dir, uint64_t days, ss_usage *ret, ss_err *err);
+/*
+ * From now on at most max store requests (lockd's aside) for this open
+ * folder, 0: no limit (--max-requests, config max_requests). The one past
+ * it is not made: the command fails with SS_ERR_TEMPORARY, having left
+ * nothing half done, and the next run goes on from there.
+ */
+void ss_folder_limit_requests(ss_folder *f, uint64_t max);
 
 /* ------------------------------------------------------------------------------------- */
 
