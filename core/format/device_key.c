@@ -144,3 +144,16 @@ void ss_device_key_sign(const ss_device_key *k, const uint8_t *msg, size_t len,
 {
     crypto_sign_detached(ret_sig, NULL, msg, len, k->sk);
 }
+
+int ss_device_key_unseal(const ss_device_key *k, const uint8_t *sealed, size_t len, uint8_t *out)
+{
+    uint8_t xpk[crypto_box_PUBLICKEYBYTES], xsk[crypto_box_SECRETKEYBYTES];
+    int r = -1;
+    if (len < crypto_box_SEALBYTES) return -1;
+    if (crypto_sign_ed25519_pk_to_curve25519(xpk, k->sk + crypto_sign_SEEDBYTES)) goto done;
+    if (crypto_sign_ed25519_sk_to_curve25519(xsk, k->sk)) goto done;
+    r = crypto_box_seal_open(out, sealed, len, xpk, xsk);
+done:
+    sodium_memzero(xsk, sizeof xsk);
+    return r;
+}

@@ -30,5 +30,13 @@ const uint8_t *ss_device_key_id(const ss_device_key *k);     /* SS_TXN_DEVICE_ID
 /* Ed25519 signature of msg. */
 void ss_device_key_sign(const ss_device_key *k, const uint8_t *msg, size_t len,
                         uint8_t ret_sig[SS_TXN_SIG_BYTES]);
+/*
+ * Open what crypto_box_seal sealed to this device: its Ed25519 pair taken
+ * as X25519 (crypto_sign_ed25519_*_to_curve25519), so a device has one key
+ * pair for signing and for receiving. out gets len - crypto_box_SEALBYTES
+ * bytes. 0 when it opened, -1 when it does not (not sealed to this device,
+ * or altered).
+ */
+int ss_device_key_unseal(const ss_device_key *k, const uint8_t *sealed, size_t len, uint8_t *out);
 
 #endif

@@ -264,4 +264,35 @@ typedef enum ss_subkey {
 #define SS_TXN_PLAIN_MAX (1ull << 36)        /* a transaction: 64 GiB */
 #define SS_CHECKPOINT_PLAIN_MAX (1ull << 40) /* a checkpoint: 1 TiB */
 
+/* ---- "Key epochs" (epochs/<E>) ---- */
+
+#define SS_KEY_EPOCHS_PREFIX "epochs/"
+#define SS_KEY_EPOCH_FMT "epochs/%010" PRIu32 /* epoch, from 1 */
+#define SS_EPOCH_KEY_BYTES 32                 /* K_E; epoch 0's is the master key */
+#define SS_EPOCH_MAGIC "S3SE"
+#define SS_EPOCH_VERSION 1u
+/* header = magic(4) | u8 version | u8 0 | u16 grants | u32 epoch | repository id | check(32) */
+#define SS_EPOCH_OFF_VERSION 4
+#define SS_EPOCH_OFF_ZERO 5
+#define SS_EPOCH_OFF_GRANTS 6
+#define SS_EPOCH_OFF_EPOCH 8
+#define SS_EPOCH_OFF_REPO_ID 12
+#define SS_EPOCH_OFF_CHECK 28
+#define SS_EPOCH_CHECK_BYTES 32
+#define SS_EPOCH_HEADER_BYTES (SS_EPOCH_OFF_CHECK + SS_EPOCH_CHECK_BYTES) /* 60 */
+/* link = nonce(24) | XChaCha20-Poly1305(link subkey of K_E, nonce, AD = header, K_(E-1)) */
+#define SS_EPOCH_LINK_BYTES (24 + SS_EPOCH_KEY_BYTES + 16) /* 72 */
+/* grant = device id | crypto_box_seal(K_E, the device's X25519 key) */
+#define SS_EPOCH_SEALED_BYTES (SS_EPOCH_KEY_BYTES + 48) /* crypto_box_SEALBYTES */
+#define SS_EPOCH_GRANT_BYTES (SS_TXN_DEVICE_ID_BYTES + SS_EPOCH_SEALED_BYTES) /* 96 */
+/* trailer = signer's device id | Ed25519 over SS_EPOCH_SIG_LABEL || BLAKE2b-256(bytes before it) */
+#define SS_EPOCH_TRAILER_BYTES (SS_TXN_DEVICE_ID_BYTES + SS_TXN_SIG_BYTES)
+#define SS_EPOCH_SIG_LABEL "s3sync-epoch-sig-v1" /* 19 bytes, no NUL */
+#define SS_EPOCH_FIXED_BYTES (SS_EPOCH_HEADER_BYTES + SS_EPOCH_LINK_BYTES + SS_EPOCH_TRAILER_BYTES)
+#define SS_EPOCH_READ_MAX (SS_EPOCH_FIXED_BYTES + SS_DEVICES_MAX * SS_EPOCH_GRANT_BYTES)
+/* Subkeys of K_E: crypto_kdf_derive_from_key(32, id, SS_EPOCH_KDF_CONTEXT, K_E) */
+#define SS_EPOCH_KDF_CONTEXT "s3sync-e" /* 8 bytes */
+#define SS_EPOCH_SUBKEY_LINK 1u         /* seals K_(E-1) */
+#define SS_EPOCH_SUBKEY_CHECK 2u        /* keys the check: BLAKE2b-256(repo id || u32 E) */
+
 #endif
