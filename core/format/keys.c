@@ -7,6 +7,8 @@
  */
 #include "keys.h"
 
+#include "le.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,34 +33,6 @@ struct ss_keys {
     uint8_t subkeys[SS_SUBKEY_COUNT][SS_SUBKEY_BYTES];
     uint8_t repo_id[SS_REPO_ID_BYTES];
 };
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 static int all_zero(const uint8_t *p, size_t n)
 {
@@ -274,8 +248,8 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
     memcpy(file + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4);
     file[SS_KEYFILE_OFF_VERSION] = SS_FORMAT_VERSION;
     file[SS_KEYFILE_OFF_ALG] = SS_KEYFILE_ALG_ARGON2ID13;
-    put_le64(file + SS_KEYFILE_OFF_OPSLIMIT, lim.opslimit);
-    put_le64(file + SS_KEYFILE_OFF_MEMLIMIT, lim.memlimit);
+    ss_le_put64(file + SS_KEYFILE_OFF_OPSLIMIT, lim.opslimit);
+    ss_le_put64(file + SS_KEYFILE_OFF_MEMLIMIT, lim.memlimit);
     randombytes_buf(file + SS_KEYFILE_OFF_SALT, SS_KEYFILE_SALT_BYTES);
     randombytes_buf(file + SS_KEYFILE_OFF_NONCE, SS_KEYFILE_NONCE_BYTES);
 
@@ -320,8 +294,8 @@ ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_R
                        buf[SS_KEYFILE_OFF_ALG]);
     if (!all_zero(buf + SS_KEYFILE_OFF_ALG + 1, SS_KEYFILE_OFF_OPSLIMIT - SS_KEYFILE_OFF_ALG - 1))
         return ss_fail(err, SS_ERR_INTEGRITY, "key file: reserved bytes are not zero");
-    ops = get_le64(buf + SS_KEYFILE_OFF_OPSLIMIT);
-    mem = get_le64(buf + SS_KEYFILE_OFF_MEMLIMIT);
+    ops = ss_le_get64(buf + SS_KEYFILE_OFF_OPSLIMIT);
+    mem = ss_le_get64(buf + SS_KEYFILE_OFF_MEMLIMIT);
     /* Before the KDF: the limits are not authenticated until it has run. */
     if (limits_weak(ops, mem))
         return ss_fail(err, SS_ERR_INTEGRITY,
@@ -365,8 +339,8 @@ ss_rc ss_keyfile_limits(const uint8_t *buf, size_t len, ss_kdf_limits *ret_limit
     if (!buf || len != SS_KEYFILE_BYTES)
         return ss_fail(err, SS_ERR_INTEGRITY, "key file: %zu bytes, expected %u", len,
                        SS_KEYFILE_BYTES);
-    ret_limits->opslimit = get_le64(buf + SS_KEYFILE_OFF_OPSLIMIT);
-    ret_limits->memlimit = get_le64(buf + SS_KEYFILE_OFF_MEMLIMIT);
+    ret_limits->opslimit = ss_le_get64(buf + SS_KEYFILE_OFF_OPSLIMIT);
+    ret_limits->memlimit = ss_le_get64(buf + SS_KEYFILE_OFF_MEMLIMIT);
     return SS_OK;
 }
 
@@ -456,14 +430,14 @@ ss_rc ss_config_encode(const ss_keys *keys, const ss_config *cfg, uint8_t out[SS
     b[SS_CONFIG_OFF_SUITE] = SS_SUITE_V1;
     b[SS_CONFIG_OFF_KDF_ALG] = SS_KEYFILE_ALG_ARGON2ID13;
     memcpy(b + SS_CONFIG_OFF_REPO_ID, cfg->repo_id, SS_REPO_ID_BYTES);
-    put_le32(b + SS_CONFIG_OFF_CHUNK_MIN, cfg->chunker.min_size);
-    put_le32(b + SS_CONFIG_OFF_CHUNK_AVG, cfg->chunker.avg_size);
-    put_le32(b + SS_CONFIG_OFF_CHUNK_MAX, cfg->chunker.max_size);
-    put_le32(b + SS_CONFIG_OFF_INLINE_LIMIT, cfg->inline_limit);
+    ss_le_put32(b + SS_CONFIG_OFF_CHUNK_MIN, cfg->chunker.min_size);
+    ss_le_put32(b + SS_CONFIG_OFF_CHUNK_AVG, cfg->chunker.avg_size);
+    ss_le_put32(b + SS_CONFIG_OFF_CHUNK_MAX, cfg->chunker.max_size);
+    ss_le_put32(b + SS_CONFIG_OFF_INLINE_LIMIT, cfg->inline_limit);
     b[SS_CONFIG_OFF_ZSTD_LEVEL] = cfg->zstd_level;
-    put_le64(b + SS_CONFIG_OFF_CREATED, cfg->created);
-    put_le32(b + SS_CONFIG_OFF_KDF_MIN_OPS, (uint32_t)cfg->kdf_min.opslimit);
-    put_le32(b + SS_CONFIG_OFF_KDF_MIN_MEM_KIB, (uint32_t)(cfg->kdf_min.memlimit / 1024));
+    ss_le_put64(b + SS_CONFIG_OFF_CREATED, cfg->created);
+    ss_le_put32(b + SS_CONFIG_OFF_KDF_MIN_OPS, (uint32_t)cfg->kdf_min.opslimit);
+    ss_le_put32(b + SS_CONFIG_OFF_KDF_MIN_MEM_KIB, (uint32_t)(cfg->kdf_min.memlimit / 1024));
     config_mac(keys, b, b + SS_CONFIG_OFF_MAC);
     memcpy(out, b, SS_CONFIG_BYTES);
     return SS_OK;
@@ -492,14 +466,14 @@ ss_rc ss_config_parse_unverified(const uint8_t *buf, size_t len, ss_config *ret_
                        buf[SS_CONFIG_OFF_KDF_ALG], SS_KEYFILE_ALG_ARGON2ID13);
     c.version = buf[SS_CONFIG_OFF_VERSION];
     memcpy(c.repo_id, buf + SS_CONFIG_OFF_REPO_ID, SS_REPO_ID_BYTES);
-    c.chunker.min_size = get_le32(buf + SS_CONFIG_OFF_CHUNK_MIN);
-    c.chunker.avg_size = get_le32(buf + SS_CONFIG_OFF_CHUNK_AVG);
-    c.chunker.max_size = get_le32(buf + SS_CONFIG_OFF_CHUNK_MAX);
-    c.inline_limit = get_le32(buf + SS_CONFIG_OFF_INLINE_LIMIT);
+    c.chunker.min_size = ss_le_get32(buf + SS_CONFIG_OFF_CHUNK_MIN);
+    c.chunker.avg_size = ss_le_get32(buf + SS_CONFIG_OFF_CHUNK_AVG);
+    c.chunker.max_size = ss_le_get32(buf + SS_CONFIG_OFF_CHUNK_MAX);
+    c.inline_limit = ss_le_get32(buf + SS_CONFIG_OFF_INLINE_LIMIT);
     c.zstd_level = buf[SS_CONFIG_OFF_ZSTD_LEVEL];
-    c.created = get_le64(buf + SS_CONFIG_OFF_CREATED);
-    c.kdf_min.opslimit = get_le32(buf + SS_CONFIG_OFF_KDF_MIN_OPS);
-    c.kdf_min.memlimit = (uint64_t)get_le32(buf + SS_CONFIG_OFF_KDF_MIN_MEM_KIB) * 1024;
+    c.created = ss_le_get64(buf + SS_CONFIG_OFF_CREATED);
+    c.kdf_min.opslimit = ss_le_get32(buf + SS_CONFIG_OFF_KDF_MIN_OPS);
+    c.kdf_min.memlimit = (uint64_t)ss_le_get32(buf + SS_CONFIG_OFF_KDF_MIN_MEM_KIB) * 1024;
     rc = config_check(&c, SS_ERR_INTEGRITY, err);
     if (rc) return rc;
     *ret_cfg = c;

@@ -157,16 +157,16 @@ static ss_rc r_header(ss_txn_reader *r, ss_err *err)
     if (b[4] != SS_TXN_VERSION)
         return bad(r, err, "format version %u, only %d is known", b[4], SS_TXN_VERSION);
     if (b[5] | b[6] | b[7]) return bad(r, err, "reserved bytes not zero");
-    r->hdr.seq = ss_txn_get64(b + 8);
+    r->hdr.seq = ss_le_get64(b + 8);
     if (r->hdr.seq == 0) return bad(r, err, "sequence 0");
-    r->hdr.time_ns = ss_txn_get64(b + 16);
+    r->hdr.time_ns = ss_le_get64(b + 16);
     memcpy(r->hdr.device_id, b + 24, SS_TXN_DEVICE_ID_BYTES);
-    rc = r_name(r, ss_txn_get16(b + SS_TXN_HEADER_FIXED), err);
+    rc = r_name(r, ss_le_get16(b + SS_TXN_HEADER_FIXED), err);
     if (rc) return rc;
     rc = rd(r, c, sizeof c, "the counts", err);
     if (rc) return rc;
-    r->hdr.n_packs = ss_txn_get32(c);
-    r->hdr.n_ops = ss_txn_get32(c + 4);
+    r->hdr.n_packs = ss_le_get32(c);
+    r->hdr.n_ops = ss_le_get32(c + 4);
     if (r->hdr.n_packs > r->lim.max_packs)
         return bad(r, err, "%u packs, above the limit %u", r->hdr.n_packs, r->lim.max_packs);
     return SS_OK;
@@ -190,8 +190,8 @@ static ss_rc r_packs(ss_txn_reader *r, ss_err *err)
         r->pack_i = i + 1;
         ss_rc rc = rd(r, lb, 2, "the pack key length", err);
         if (rc) return rc;
-        if (ss_txn_get16(lb) != SS_TXN_PACK_KEY_LEN)
-            return bad(r, err, "pack key of %u bytes, not %d", ss_txn_get16(lb),
+        if (ss_le_get16(lb) != SS_TXN_PACK_KEY_LEN)
+            return bad(r, err, "pack key of %u bytes, not %d", ss_le_get16(lb),
                        SS_TXN_PACK_KEY_LEN);
         rc = grow_keys(r, i, err);
         if (rc) return rc;
@@ -233,13 +233,13 @@ static ss_rc r_device(ss_txn_reader *r, ss_txn_device *d, ss_err *err)
     memset(d, 0, sizeof *d);
     d->type = b[0];
     memcpy(d->id, b + 1, SS_TXN_DEVICE_ID_BYTES);
-    d->seq = ss_txn_get64(b + 1 + SS_TXN_DEVICE_ID_BYTES);
+    d->seq = ss_le_get64(b + 1 + SS_TXN_DEVICE_ID_BYTES);
     if (d->type != SS_TXN_DEV_ENROLL) return SS_OK; /* an unknown type is refused by the rule */
     rc = rd(r, d->pk, sizeof d->pk, "the public key", err);
     if (rc) return rc;
     rc = rd(r, lb, 2, "the device name length", err);
     if (rc) return rc;
-    d->name_len = ss_txn_get16(lb);
+    d->name_len = ss_le_get16(lb);
     if (d->name_len > SS_TXN_DEVICE_NAME_MAX)
         return bad(r, err, "device name of %zu bytes, more than %d", d->name_len,
                    SS_TXN_DEVICE_NAME_MAX);
@@ -255,7 +255,7 @@ static ss_rc r_devices(ss_txn_reader *r, ss_err *err)
     uint8_t nb[2];
     ss_rc rc = rd(r, nb, 2, "the device entry count", err);
     if (rc) return rc;
-    r->hdr.n_devices = ss_txn_get16(nb);
+    r->hdr.n_devices = ss_le_get16(nb);
     if (r->hdr.n_devices > SS_TXN_MAX_DEVICES)
         return bad(r, err, "%u device entries, above the limit %u", r->hdr.n_devices,
                    SS_TXN_MAX_DEVICES);
@@ -327,10 +327,10 @@ static ss_rc r_attrs(ss_txn_reader *r, ss_err *err)
     ss_rc rc = rd(r, b, sizeof b, "the attributes", err);
     if (rc) return rc;
     e->kind = (ss_txn_kind)b[0];
-    e->mode = ss_txn_get32(b + 1);
-    e->mtime_s = (int64_t)ss_txn_get64(b + 5);
-    e->mtime_ns = ss_txn_get32(b + 13);
-    e->size = ss_txn_get64(b + 17);
+    e->mode = ss_le_get32(b + 1);
+    e->mtime_s = (int64_t)ss_le_get64(b + 5);
+    e->mtime_ns = ss_le_get32(b + 13);
+    e->size = ss_le_get64(b + 17);
     if (ss_txn_attr_fault(e, why)) return bad(r, err, "%s", why);
     return SS_OK;
 }
@@ -366,7 +366,7 @@ static ss_rc r_file(ss_txn_reader *r, ss_err *err)
         return bad(r, err, "unknown storage %u", b[SS_TXN_CONTENT_ID_BYTES]);
     rc = rd(r, nb, 4, "the inline length or chunk count", err);
     if (rc) return rc;
-    uint32_t n = ss_txn_get32(nb);
+    uint32_t n = ss_le_get32(nb);
     if (e->storage == SS_TXN_INLINE && n != e->size)
         return bad(r, err, "inline length %u, but size %llu", n, (unsigned long long)e->size);
     if (e->storage == SS_TXN_CHUNKS) e->n_chunks = n;
@@ -385,7 +385,7 @@ static ss_rc r_target(ss_txn_reader *r, ss_err *err)
     char why[SS_TXN_WHY];
     ss_rc rc = rd(r, b, 2, "the symlink target length", err);
     if (rc) return rc;
-    size_t len = ss_txn_get16(b);
+    size_t len = ss_le_get16(b);
     /* size passed ss_txn_attr_fault, so a matching len fits the buffer. */
     if (len != e->size)
         return bad(r, err, "symlink target length %zu, but size %llu", len,
@@ -409,7 +409,7 @@ static ss_rc r_op(ss_txn_reader *r, ss_err *err)
     if (rc) return rc;
     if (b[0] != SS_TXN_UPSERT && b[0] != SS_TXN_DELETE)
         return bad(r, err, "unknown op type %u", b[0]);
-    size_t len = ss_txn_get16(b + 1);
+    size_t len = ss_le_get16(b + 1);
     if (len == 0 || len > SS_PATH_MAX)
         return bad(r, err, "path length %zu not in 1..%d", len, SS_PATH_MAX);
     rc = rd(r, r->path, len, "the path", err);
@@ -437,10 +437,10 @@ static ss_rc r_chunk(ss_txn_reader *r, ss_chunk_ref *c, ss_err *err)
     r->chunk_i++;
     ss_rc rc = rd(r, b, sizeof b, "the chunk ref", err);
     if (rc) return rc;
-    c->pack = ss_txn_get32(b);
-    c->offset = ss_txn_get64(b + 4);
-    c->sealed_len = ss_txn_get32(b + 12);
-    c->plain_len = ss_txn_get32(b + 16);
+    c->pack = ss_le_get32(b);
+    c->offset = ss_le_get64(b + 4);
+    c->sealed_len = ss_le_get32(b + 12);
+    c->plain_len = ss_le_get32(b + 16);
     memcpy(c->id, b + 20, SS_CHUNK_ID_LEN);
     if (ss_txn_chunk_fault(&r->lim, r->hdr.n_packs, c, r->plain_left, r->chunks_left == 1, why))
         return bad(r, err, "%s", why);

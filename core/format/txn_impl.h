@@ -1,15 +1,15 @@
 /*
  * txn_impl: what the transaction encoder (txn_write.c) and decoder (txn.c)
- * share, private to them: the layout's fixed sizes, little-endian helpers,
- * and the rules. Each rule is written once, so the encoder can never write
- * what the decoder refuses. A rule returns nonzero with the reason in why
- * (SS_TXN_WHY bytes); the caller adds context and its own error code.
+ * share, private to them: the layout's fixed sizes, and the rules. Each rule is written once, so
+ * the encoder can never write what the decoder refuses. A rule returns nonzero with the reason in
+ * why (SS_TXN_WHY bytes); the caller adds context and its own error code.
  */
 #ifndef SS_TXN_IMPL_H
 #define SS_TXN_IMPL_H
 
 #include <stdint.h>
 
+#include "le.h"
 #include "path.h"
 #include "txn.h"
 
@@ -17,41 +17,6 @@
 #define SS_TXN_ATTR_BYTES 25   /* kind, mode, mtime seconds and nanoseconds, size */
 #define SS_TXN_IO_BUF (64u * 1024)
 #define SS_TXN_WHY 256 /* room for one reason */
-
-static inline uint16_t ss_txn_get16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-
-static inline uint32_t ss_txn_get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static inline uint64_t ss_txn_get64(const uint8_t *p)
-{
-    return (uint64_t)ss_txn_get32(p) | (uint64_t)ss_txn_get32(p + 4) << 32;
-}
-
-static inline uint8_t *ss_txn_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    return p + 2;
-}
-
-static inline uint8_t *ss_txn_put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-    return p + 4;
-}
-
-static inline uint8_t *ss_txn_put64(uint8_t *p, uint64_t v)
-{
-    ss_txn_put32(p, (uint32_t)v);
-    return ss_txn_put32(p + 4, (uint32_t)(v >> 32));
-}
 
 /* Formats the reason into why; returns 1, so a rule reads `return ss_txn_say(...)`. */
 int ss_txn_say(char *why, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -112,10 +112,10 @@ static ss_rc w_device(ss_txn_writer *w, const ss_txn_device *d, ss_err *err)
     size_t n = SS_TXN_DEV_FIXED;
     b[0] = d->type;
     memcpy(b + 1, d->id, SS_TXN_DEVICE_ID_BYTES);
-    ss_txn_put64(b + 1 + SS_TXN_DEVICE_ID_BYTES, d->seq);
+    ss_le_put64(b + 1 + SS_TXN_DEVICE_ID_BYTES, d->seq);
     if (d->type == SS_TXN_DEV_ENROLL) {
         memcpy(b + n, d->pk, SS_DEVICE_PK_BYTES);
-        ss_txn_put16(b + n + SS_DEVICE_PK_BYTES, (uint16_t)d->name_len);
+        ss_le_put16(b + n + SS_DEVICE_PK_BYTES, (uint16_t)d->name_len);
         n += SS_DEVICE_PK_BYTES + 2;
     }
     ss_rc rc = emit(w, b, n, err);
@@ -130,28 +130,28 @@ static ss_rc w_header(ss_txn_writer *w, const ss_txn_header *h, ss_err *err)
     memcpy(p, SS_TXN_MAGIC, 4);
     p[4] = SS_TXN_VERSION;
     p[5] = p[6] = p[7] = 0;
-    p = ss_txn_put64(p + 8, h->seq);
-    p = ss_txn_put64(p, h->time_ns);
+    p = ss_le_put64(p + 8, h->seq);
+    p = ss_le_put64(p, h->time_ns);
     memcpy(p, h->device_id, SS_TXN_DEVICE_ID_BYTES);
-    ss_txn_put16(p + SS_TXN_DEVICE_ID_BYTES, (uint16_t)h->device_name_len);
+    ss_le_put16(p + SS_TXN_DEVICE_ID_BYTES, (uint16_t)h->device_name_len);
     ss_rc rc = emit(w, b, sizeof b, err);
     if (rc) return rc;
     rc = emit(w, h->device_name, h->device_name_len, err);
     if (rc) return rc;
     uint8_t counts[8];
-    ss_txn_put32(ss_txn_put32(counts, h->n_packs), h->n_ops);
+    ss_le_put32(ss_le_put32(counts, h->n_packs), h->n_ops);
     rc = emit(w, counts, sizeof counts, err);
     if (rc) return rc;
     for (uint32_t i = 0; i < h->n_packs; i++) {
         uint8_t len[2];
-        ss_txn_put16(len, SS_TXN_PACK_KEY_LEN);
+        ss_le_put16(len, SS_TXN_PACK_KEY_LEN);
         rc = emit(w, len, 2, err);
         if (rc) return rc;
         rc = emit(w, h->pack_keys[i], SS_TXN_PACK_KEY_LEN, err);
         if (rc) return rc;
     }
     uint8_t nd[2];
-    ss_txn_put16(nd, (uint16_t)h->n_devices);
+    ss_le_put16(nd, (uint16_t)h->n_devices);
     rc = emit(w, nd, sizeof nd, err);
     if (rc) return rc;
     for (uint32_t i = 0; i < h->n_devices; i++) {
@@ -226,7 +226,7 @@ static ss_rc w_upsert_body(ss_txn_writer *w, const ss_txn_entry *e, ss_err *err)
     ss_rc rc;
     if (e->kind == SS_TXN_DIR) return SS_OK;
     if (e->kind == SS_TXN_SYMLINK) {
-        ss_txn_put16(b, (uint16_t)e->size);
+        ss_le_put16(b, (uint16_t)e->size);
         rc = emit(w, b, 2, err);
         if (rc) return rc;
         return emit(w, e->target, (size_t)e->size, err);
@@ -234,7 +234,7 @@ static ss_rc w_upsert_body(ss_txn_writer *w, const ss_txn_entry *e, ss_err *err)
     memcpy(p, e->content_id, SS_TXN_CONTENT_ID_BYTES);
     p += SS_TXN_CONTENT_ID_BYTES;
     *p++ = (uint8_t)e->storage;
-    p = ss_txn_put32(p, e->storage == SS_TXN_INLINE ? (uint32_t)e->size : e->n_chunks);
+    p = ss_le_put32(p, e->storage == SS_TXN_INLINE ? (uint32_t)e->size : e->n_chunks);
     rc = emit(w, b, (size_t)(p - b), err);
     if (rc) return rc;
     if (e->storage != SS_TXN_INLINE) return SS_OK;
@@ -246,7 +246,7 @@ static ss_rc w_op_head(ss_txn_writer *w, ss_txn_type type, const char *path, siz
 {
     uint8_t b[3];
     b[0] = (uint8_t)type;
-    ss_txn_put16(b + 1, (uint16_t)len);
+    ss_le_put16(b + 1, (uint16_t)len);
     ss_rc rc = emit(w, b, sizeof b, err);
     if (rc) return rc;
     return emit(w, path, len, err);
@@ -263,10 +263,10 @@ ss_rc ss_txn_put_upsert(ss_txn_writer *w, const ss_txn_entry *e, ss_err *err)
         return w_fail(w, err, w->op_i + 1, u.path, u.path ? u.path_len : 0, why);
     uint8_t b[SS_TXN_ATTR_BYTES], *p = b;
     *p++ = (uint8_t)u.kind;
-    p = ss_txn_put32(p, u.mode);
-    p = ss_txn_put64(p, (uint64_t)u.mtime_s);
-    p = ss_txn_put32(p, u.mtime_ns);
-    ss_txn_put64(p, u.size);
+    p = ss_le_put32(p, u.mode);
+    p = ss_le_put64(p, (uint64_t)u.mtime_s);
+    p = ss_le_put32(p, u.mtime_ns);
+    ss_le_put64(p, u.size);
     rc = w_op_head(w, SS_TXN_UPSERT, u.path, u.path_len, err);
     if (rc) return rc;
     rc = emit(w, b, sizeof b, err);
@@ -290,10 +290,10 @@ ss_rc ss_txn_put_chunk(ss_txn_writer *w, const ss_chunk_ref *r, ss_err *err)
     if (ss_txn_chunk_fault(&w->lim, w->n_packs, r, w->plain_left, w->chunks_left == 1, why))
         return w_fail_chunk(w, err, why);
     uint8_t b[SS_TXN_CHUNK_REF_BYTES], *p = b;
-    p = ss_txn_put32(p, r->pack);
-    p = ss_txn_put64(p, r->offset);
-    p = ss_txn_put32(p, r->sealed_len);
-    p = ss_txn_put32(p, r->plain_len);
+    p = ss_le_put32(p, r->pack);
+    p = ss_le_put64(p, r->offset);
+    p = ss_le_put32(p, r->sealed_len);
+    p = ss_le_put32(p, r->plain_len);
     memcpy(p, r->id, SS_CHUNK_ID_LEN);
     rc = emit(w, b, sizeof b, err);
     if (rc) return rc;
