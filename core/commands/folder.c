@@ -32,6 +32,11 @@ struct ss_repo *ss_folder_repo(ss_folder *f)
     return f->repo;
 }
 
+void ss_folder_store_stats(ss_folder *f, ss_stats *stats)
+{
+    eng_stats_from_store(f, stats, ENG_STATS_ALL);
+}
+
 void ss_folder_free(ss_folder *f)
 {
     if (!f) return;
@@ -665,6 +670,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     ss_folder *f = NULL;
     uint8_t cfg[SS_CONFIG_BYTES], fp[SS_FINGERPRINT_BYTES];
     char outer[PATH_MAX];
+    int made_dir = 0; /* init made dir: a failed init removes it again */
     ss_rc rc;
     *ret_folder = NULL;
     *ret_created = 0;
@@ -675,10 +681,12 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         (rc = check_init_setting("profile", o->store_opts ? o->store_opts->profile : NULL, err)) ||
         (rc = check_init_setting("device", o->device_name, err)))
         return rc; /* they go into the settings (and transactions, file names) as they are */
-    if (mkdir(dir, 0755) && errno != EEXIST)
+    if (!mkdir(dir, 0755))
+        made_dir = 1;
+    else if (errno != EEXIST)
         return ss_fail(err, SS_ERR_IO, "create folder %s: %s", dir, strerror(errno));
     rc = new_folder(dir, hooks, &f, err);
-    if (rc) return rc;
+    if (rc) goto fail;
     if (!access(f->meta, F_OK)) {
         rc = ss_fail(err, SS_ERR_EXISTS, "%s is already a synced folder", f->root);
         goto fail;
@@ -707,7 +715,9 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         }
     }
     if (rc == SS_ERR_NOT_FOUND) {
-        rc = ss_repo_create(f->store, o->passphrase, o->passlen, &f->repo, err);
+        size_t passlen = o->passlen;
+        rc = o->confirm_new ? o->confirm_new(o->confirm_ctx, &passlen, err) : SS_OK;
+        if (!rc) rc = ss_repo_create(f->store, o->passphrase, passlen, &f->repo, err);
         *ret_created = !rc;
     }
     if (rc) goto fail;
@@ -739,6 +749,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     return SS_OK;
 fail:
     ss_folder_free(f);
+    if (made_dir) rmdir(dir); /* left as it was; not empty: something of the user's, kept */
     return rc;
 }
 
