@@ -455,6 +455,26 @@ check("and the other device has every file, byte for byte", same)
 code, so, _ = run(["-C", A, "verify", "--json"])
 check("and the repository verifies", code == 0, so[:300])
 
+# --- watch says what it did: one line per sync that changed something -------------------
+import re
+wp = subprocess.Popen([BIN, "-C", A, "watch", "--interval", "1"], env=BASE_ENV,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+time.sleep(2)
+write(A + "/watched.txt", b"seen by watch\n")
+time.sleep(3)
+write(B + "/from-b.txt", b"from b\n")
+run(["-C", B, "push"])
+time.sleep(4)
+wp.terminate()
+wout, werr = wp.communicate(timeout=30)
+lines = wout.splitlines()
+stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  "
+check("watch without a terminal: a line for the local change (time, synced, paths, sequence)",
+      any(re.match(stamp + r"synced 1 path, at sequence \d+$", l) for l in lines), repr(wout))
+check("and one for what it pulled", any(re.match(stamp + r"pulled 1 path, at sequence \d+$", l)
+                                        for l in lines), repr(wout))
+check("and idle polls print nothing", len(lines) == 2, repr(wout))
+
 # --- ~/.aws/credentials and AWS_PROFILE against the RGW ------------------------------------
 bucket = os.environ.get("S3SYNC_TEST_BUCKET")
 if bucket and os.environ.get("AWS_ACCESS_KEY_ID"):
