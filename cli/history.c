@@ -387,7 +387,7 @@ static ss_rc run_checkpoint(cli_hist *h, ss_folder *f, ss_err *err)
         human_bytes(bytes, sizeof bytes, res.bytes);
         printf("checkpoints/%020" PRIu64 ": %" PRIu64 " path%s, %s%s\n", res.seq, res.paths,
                res.paths == 1 ? "" : "s", bytes,
-               res.existed ? " (another device had written it already)" : "");
+               res.existed ? " (it was there already: nothing written)" : "");
     }
     return rc;
 }

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "budget.h"
@@ -49,6 +51,7 @@ typedef struct cli {
     cli_out out;           /* progress bar and colour on stderr */
     char token_path[4096]; /* $XDG_CONFIG_HOME/s3sync/token, when it exists */
     char bad[160];         /* the first option getopt refused, and why */
+    int mismatch;          /* a new passphrase typed twice differently, each try: exit 2 */
     json_t *extra;         /* owned: more fields for the --json object (device list, revoke) */
 } cli;
 
@@ -109,6 +112,14 @@ static int usage(const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+static int exit_code(ss_rc rc);
+
+/* The exit status of a failed command: a usage one when the two passphrases never agreed. */
+static int exit_of(const cli *c, ss_rc rc)
+{
+    return rc && c->mismatch ? EXIT_USAGE : exit_code(rc);
+}
+
 static int exit_code(ss_rc rc)
 {
     switch (rc) {
@@ -152,6 +163,10 @@ static const char *next_step(ss_rc rc, const char *msg)
         return " (temporary: try again later; cron can simply rerun)";
     if (rc == SS_ERR_INTEGRITY && !strstr(msg, "verify"))
         return " (nothing from it was applied; s3sync verify lists every bad object)";
+    if (strstr(msg, "certificate"))
+        return " (a private CA? trust it with AWS_CA_BUNDLE=FILE or CURL_CA_BUNDLE=FILE)";
+    if (strstr(msg, "no device token"))
+        return " (or, in this folder, s3sync config set token_file FILE)";
     return "";
 }
 
@@ -189,7 +204,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     }
     if (rc) {
         json_object_set_new(o, "error", json_string(err->msg[0] ? err->msg : ss_strerror(rc)));
-        json_object_set_new(o, "exit", json_integer(exit_code(rc)));
+        json_object_set_new(o, "exit", json_integer(exit_of(c, rc)));
     }
     char *text = json_dumps(o, JSON_COMPACT);
     if (text) puts(text);
@@ -197,20 +212,34 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     json_decref(o);
 }
 
+/*
+ * Commands that move data: they alone print a summary, and only at a terminal (cron: silent).
+ * init says what it did in its own words (cmd_init).
+ */
+static int moves_data(const char *command)
+{
+    return !strcmp(command, "push") || !strcmp(command, "pull") || !strcmp(command, "sync");
+}
+
 static void print_human(const cli *c, const ss_stats *s)
 {
-    if (c->quiet || !isatty(1)) return; /* cron: silent unless something failed */
-    if (!strcmp(c->command, "status")) {
+    char up[32], down[32];
+    cli_out_bytes(s->bytes_up, up, sizeof up);
+    cli_out_bytes(s->bytes_down, down, sizeof down);
+    if (!strcmp(c->command, "status")) { /* a query: its answer, in a pipe too */
         printf("at sequence %llu; %llu local change%s to push, %llu remote transaction%s to pull\n",
                (unsigned long long)s->seq, (unsigned long long)s->pending_local,
                s->pending_local == 1 ? "" : "s", (unsigned long long)s->pending_remote,
                s->pending_remote == 1 ? "" : "s");
-        return;
+    } else if (moves_data(c->command) && !c->quiet && isatty(1)) {
+        printf("%s: %llu path%s changed, at sequence %llu (%s up, %s down)\n", c->command,
+               (unsigned long long)s->files, s->files == 1 ? "" : "s", (unsigned long long)s->seq,
+               up, down);
     }
-    printf("%s: %llu path%s changed, at sequence %llu (%llu requests, %llu bytes up, %llu down)\n",
-           c->command, (unsigned long long)s->files, s->files == 1 ? "" : "s",
-           (unsigned long long)s->seq, (unsigned long long)s->requests,
-           (unsigned long long)s->bytes_up, (unsigned long long)s->bytes_down);
+    /* -v: what it cost, for any command, on stderr so a query's answer stays clean. */
+    if (c->verbose)
+        fprintf(stderr, "s3sync %s: %llu request%s, %s up, %s down\n", c->command,
+                (unsigned long long)s->requests, s->requests == 1 ? "" : "s", up, down);
 }
 
 static int finish(cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
@@ -221,7 +250,7 @@ static int finish(cli *c, const ss_stats *s, ss_rc rc, const ss_err *err)
         print_json(c, s, rc, err);
     else if (!rc)
         print_human(c, s);
-    return exit_code(rc);
+    return exit_of(c, rc);
 }
 
 /* --- commands -------------------------------------------------------------------- */
@@ -256,6 +285,63 @@ typedef struct command {
     engine_fn fn;
 } command;
 
+/*
+ * init --token-file F: the folder's settings keep F (absolute), so the next command
+ * in that folder finds its lockd token without the option.
+ */
+static ss_rc remember_token(const cli *c, const char *dir, ss_err *err)
+{
+    char abs[4096];
+    if (!realpath(c->token_file, abs))
+        return ss_fail(err, SS_ERR_IO, "--token-file %s: %s", c->token_file, strerror(errno));
+    return ss_folder_set_setting(dir, "token_file", abs, NULL, err);
+}
+
+/* A missing bucket, named, with how to make one: init never creates buckets. */
+static void no_bucket(const char *url, ss_err *err)
+{
+    char bucket[64];
+    size_t n;
+    if (!strstr(err->msg, "NoSuchBucket") || strncmp(url, "s3://", 5)) return;
+    n = strcspn(url + 5, "/");
+    snprintf(bucket, sizeof bucket, "%.*s", (int)(n < 63 ? n : 63), url + 5);
+    ss_fail(err, SS_ERR_NOT_FOUND,
+            "the bucket %s does not exist: create it first (aws s3 mb s3://%s, or the store's "
+            "console), then run init again",
+            bucket, bucket);
+}
+
+/* init at a prompt: a new repository's passphrase is typed twice (cli_secret_confirm). */
+typedef struct init_confirm {
+    cli_secret *pass;
+    int mismatch;
+} init_confirm;
+
+static ss_rc confirm_new(void *ctx, size_t *passlen, ss_err *err)
+{
+    init_confirm *ic = ctx;
+    ss_rc rc = cli_secret_confirm("Passphrase: ", ic->pass, &ic->mismatch, err);
+    if (!rc) *passlen = ic->pass->len;
+    return rc;
+}
+
+static void print_init(const char *store, const char *dir, int created, const ss_stats *st,
+                       const char *fingerprint)
+{
+    char safe[CLI_SAFE_CAP];
+    cli_out_safe(safe, sizeof safe, dir);
+    if (created)
+        printf("created a new repository at %s for %s\n", store, safe);
+    else if (st->files)
+        printf("joined the repository at %s; %s is now synced (%llu path%s pulled, at sequence "
+               "%llu)\n",
+               store, safe, (unsigned long long)st->files, st->files == 1 ? "" : "s",
+               (unsigned long long)st->seq);
+    else
+        printf("joined the repository at %s in %s (nothing to pull yet)\n", store, safe);
+    printf("repository fingerprint: %s\n", fingerprint);
+}
+
 static int cmd_init(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
@@ -263,24 +349,35 @@ static int cmd_init(cli *c, const command *cmd, int argc, char **argv)
     ss_err err = {{0}};
     cli_secret pass = {0};
     ss_hooks h = hooks_for(c);
-    int created = 0;
+    int created = 0, mismatch = 0;
     ss_rc rc;
     (void)cmd;
     if (argc < 1 || argc > 2) return usage("init needs STORE and at most one DIR");
     const char *dir = argc == 2 ? argv[1] : c->dir ? c->dir : ".";
-    rc = cli_secret_get(c->pass_file, "Passphrase: ", 0, &pass, &err);
+    rc = cli_secret_get(c->pass_file, "Passphrase: ", 0, &pass, &mismatch, &err);
     if (!rc) {
-        ss_init_opts o = {argv[0], &c->store_opts, pass.buf, pass.len, c->device, c->expect_fp};
+        init_confirm ic = {&pass, 0};
+        ss_init_opts o = {argv[0],
+                          &c->store_opts,
+                          pass.buf,
+                          pass.len,
+                          c->device,
+                          c->expect_fp,
+                          cli_secret_prompts(c->pass_file) ? confirm_new : NULL,
+                          &ic};
         rc = ss_folder_init(dir, &o, &h, &f, &created, &err);
+        mismatch = ic.mismatch;
     }
     cli_secret_free(&pass);
+    if (rc == SS_ERR_STORE || rc == SS_ERR_NOT_FOUND) no_bucket(argv[0], &err);
     if (!rc) ss_repo_fingerprint(ss_folder_repo(f), c->fingerprint);
-    if (!rc && !c->quiet && !c->json && c->tty) /* cron: nothing but errors */
-        fprintf(stderr, "%s %s; %s is now synced\nrepository fingerprint: %s\n",
-                created ? "created a new repository at" : "joined the repository at", argv[0], dir,
-                c->fingerprint);
     if (!rc && !created) rc = ss_pull(f, &st, &err); /* a joining device starts with the files */
+    if (!rc && created) ss_folder_store_stats(f, &st);
     ss_folder_free(f);
+    if (!rc && c->token_file) rc = remember_token(c, dir, &err);
+    if (!rc && !c->quiet && !c->json) /* the fingerprint is for checking out of band: always */
+        print_init(argv[0], dir, created, &st, c->fingerprint);
+    c->mismatch = mismatch;
     rc = finish(c, &st, rc, &err);
     ss_stats_clear(&st);
     return rc;
@@ -356,7 +453,7 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
         return usage("unknown key command '%s'", argv[0]);
     rc = open_here(c, &f, &err);
     if (!rc && !strcmp(argv[0], "add") &&
-        !(rc = cli_secret_get(c->pass_file, "New passphrase: ", 1, &pass, &err))) {
+        !(rc = cli_secret_get(c->pass_file, "New passphrase: ", 1, &pass, &c->mismatch, &err))) {
         rc = ss_repo_key_add(ss_folder_repo(f), pass.buf, pass.len, id, &err);
         if (!rc && !c->json) printf("added key %s\n", id);
     } else if (!rc && !strcmp(argv[0], "list")) {

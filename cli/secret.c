@@ -135,32 +135,85 @@ static ss_rc prompt_once(int tty, const char *prompt, cli_secret *s, ss_err *err
     return rc;
 }
 
-static ss_rc from_prompt(const char *prompt, int confirm, cli_secret *s, ss_err *err)
+static int open_tty(void)
 {
     int tty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (tty >= 0 && !isatty(tty)) {
+        close(tty);
+        tty = -1;
+    }
+    return tty;
+}
+
+/*
+ * s was just typed as prompt: ask for it again; on a mismatch say so and ask
+ * both again, CONFIRM_TRIES times in all (a typo would be the passphrase forever).
+ */
+static ss_rc confirm_on(int tty, const char *prompt, cli_secret *s, int *ret_mismatch, ss_err *err)
+{
+    static const char differ[] = "the two passphrases differ; try again\n";
     cli_secret again = {0};
+    ss_rc rc = alloc_secret(&again, err);
+    for (int i = 0; !rc; i++) {
+        if (i) rc = prompt_once(tty, prompt, s, err);
+        if (rc) break;
+        rc = prompt_once(tty, "Repeat it: ", &again, err);
+        if (rc) break;
+        if (again.len == s->len && !sodium_memcmp(again.buf, s->buf, s->len)) break;
+        if (i + 1 == CONFIRM_TRIES) {
+            *ret_mismatch = 1;
+            rc = ss_fail(err, SS_ERR_INVALID, "the two passphrases differed %d times",
+                         CONFIRM_TRIES);
+        } else if (write(tty, differ, sizeof differ - 1) < 0) {
+            rc = ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
+        }
+    }
+    cli_secret_free(&again);
+    return rc;
+}
+
+static ss_rc from_prompt(const char *prompt, int confirm, cli_secret *s, int *ret_mismatch,
+                         ss_err *err)
+{
+    int tty = open_tty();
     ss_rc rc;
-    if (tty < 0 || !isatty(tty)) {
-        if (tty >= 0) close(tty);
+    if (tty < 0)
         return ss_fail(err, SS_ERR_INVALID,
                        "no passphrase: use --password-file, S3SYNC_PASSWORD_FILE, "
                        "S3SYNC_PASSWORD_COMMAND or S3SYNC_PASSWORD, or run on a terminal");
-    }
     rc = prompt_once(tty, prompt, s, err);
-    if (!rc && confirm && !(rc = alloc_secret(&again, err)) &&
-        !(rc = prompt_once(tty, "Repeat it: ", &again, err)) &&
-        (again.len != s->len || sodium_memcmp(again.buf, s->buf, s->len)))
-        rc = ss_fail(err, SS_ERR_INVALID, "the two passphrases differ");
-    cli_secret_free(&again);
+    if (!rc && confirm) rc = confirm_on(tty, prompt, s, ret_mismatch, err);
+    close(tty);
+    return rc;
+}
+
+int cli_secret_prompts(const char *file)
+{
+    const char *vars[] = {"S3SYNC_PASSWORD_FILE", "S3SYNC_PASSWORD_COMMAND", "S3SYNC_PASSWORD"};
+    if (file) return 0;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i]) && *getenv(vars[i])) return 0;
+    return 1;
+}
+
+ss_rc cli_secret_confirm(const char *prompt, cli_secret *s, int *ret_mismatch, ss_err *err)
+{
+    int tty = open_tty();
+    ss_rc rc;
+    *ret_mismatch = 0;
+    if (tty < 0) return ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
+    rc = confirm_on(tty, prompt, s, ret_mismatch, err);
     close(tty);
     return rc;
 }
 
 ss_rc cli_secret_get(const char *file, const char *prompt, int confirm, cli_secret *ret,
-                     ss_err *err)
+                     int *ret_mismatch, ss_err *err)
 {
     const char *env;
-    ss_rc rc = alloc_secret(ret, err);
+    ss_rc rc;
+    *ret_mismatch = 0;
+    rc = alloc_secret(ret, err);
     if (rc) return rc;
     if (file)
         rc = from_file(file, ret, err);
@@ -174,7 +227,7 @@ ss_rc cli_secret_get(const char *file, const char *prompt, int confirm, cli_secr
         memcpy(ret->buf, env, ret->len);
         ret->buf[ret->len] = '\0';
     } else
-        rc = from_prompt(prompt, confirm, ret, err);
+        rc = from_prompt(prompt, confirm, ret, ret_mismatch, err);
     if (rc) cli_secret_free(ret);
     return rc;
 }

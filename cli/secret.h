@@ -15,9 +15,18 @@ typedef struct cli_secret {
     size_t len;
 } cli_secret;
 
-/* file: --password-file or NULL. confirm: prompt twice (a new passphrase). */
+#define CONFIRM_TRIES 3 /* a new passphrase typed twice differently: asked again, then given up */
+
+/*
+ * file: --password-file or NULL. confirm: at a prompt, ask twice (a new passphrase);
+ * *ret_mismatch 1 when the two differed CONFIRM_TRIES times (exit 2).
+ */
 ss_rc cli_secret_get(const char *file, const char *prompt, int confirm, cli_secret *ret,
-                     ss_err *err);
+                     int *ret_mismatch, ss_err *err);
+/* 1 when cli_secret_get would prompt (no file, no S3SYNC_PASSWORD* variable). */
+int cli_secret_prompts(const char *file);
+/* s was typed at the prompt: ask it again to confirm (init creating a repository). */
+ss_rc cli_secret_confirm(const char *prompt, cli_secret *s, int *ret_mismatch, ss_err *err);
 void cli_secret_free(cli_secret *s);
 
 #endif

@@ -118,6 +118,17 @@ static void report_done(watcher *w, const char *what, const char *trigger, const
                 what, trigger, (unsigned long long)s->files, s->files == 1 ? "" : "s",
                 (unsigned long long)s->seq, (unsigned long long)s->requests,
                 s->requests == 1 ? "" : "s", (long long)ms);
+    } else if (changed && !w->o->quiet) {
+        /* One line per sync that changed something, the same at a terminal and in the journal. */
+        char when[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+        printf("%s  %s %llu path%s, at sequence %llu\n", when,
+               strcmp(what, "pull") ? "synced" : "pulled", (unsigned long long)s->files,
+               s->files == 1 ? "" : "s", (unsigned long long)s->seq);
+        fflush(stdout);
     }
 }
 

@@ -304,6 +304,13 @@ static ss_rc fs_del(ss_store *s, const char *key, ss_err *err)
         return rc;
     }
     if (unlink(path) && errno != ENOENT) rc = io_fail(err, "delete", key);
+    /* probe/ is init's alone (ss_store_probe_create_only): an empty one is not left behind.
+     * Other prefixes keep their directories: a push may be putting into one right now. */
+    if (!rc && !strncmp(key, "probe/", 6) && !strchr(key + 6, '/')) {
+        char *slash = strrchr(path, '/');
+        *slash = '\0';
+        rmdir(path); /* another init's probe in it: ENOTEMPTY, kept */
+    }
     free(path);
     return rc;
 }

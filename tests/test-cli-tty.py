@@ -142,6 +142,25 @@ check("^C at the prompt: echo was off, the process ends by SIGINT, echo is back"
       "%s %s %s" % (echo_off, status, echo_back))
 check("and nothing was made", not os.path.exists(W + "/int/.s3sync"))
 
+# Creating at a prompt: the passphrase is asked twice; a mismatch is said and asked again.
+code, out = run_pty(["init", "file://" + W + "/store-new", W + "/N"], env=noenv,
+                    answers=[("Passphrase: ", "new one"), ("Repeat it: ", "new won"),
+                             ("Passphrase: ", "new one"), ("Repeat it: ", "new one")])
+check("init creating at a prompt asks twice, and again after a mismatch",
+      code == 0 and out.count("Repeat it: ") == 2 and "differ; try again" in out and
+      "created a new repository" in out, out)
+code, _, _ = run(["init", "file://" + W + "/store-new", W + "/N2"], env=env_with(S3SYNC_PASSWORD="new one"))
+check("and the confirmed passphrase joins it", code == 0)
+code, out = run_pty(["init", "file://" + W + "/store-new2", W + "/N3"], env=noenv,
+                    answers=[("Passphrase: " if i % 2 == 0 else "Repeat it: ", "x%d" % i)
+                             for i in range(6)])
+check("three mismatches: exit 2, nothing made in the folder or the store",
+      code == 2 and "differed 3 times" in out and not os.path.exists(W + "/N3") and
+      not os.path.exists(W + "/store-new2/keys"), out)
+code, out = run_pty(["init", STORE, W + "/N4"], env=noenv, answers=[("Passphrase: ", "tty secret")])
+check("joining at a prompt asks once", code == 0 and "Repeat it" not in out, out)
+shutil.rmtree(W + "/N4")
+
 code, out = run_pty(["init", STORE, B], env=noenv, answers=[("Passphrase: ", "tty secret")])
 check("joining with the passphrase typed at the prompt exits 0", code == 0, out)
 check("the passphrase is not echoed", "tty secret" not in out, out)
@@ -150,8 +169,10 @@ check("a terminal is told what happened", "joined the repository" in out, out)
 
 # key add at a terminal: asked twice; two different answers add nothing.
 code, out = run_pty(["-C", A, "key", "add"], env=noenv,
-                    answers=[("New passphrase: ", "second one"), ("Repeat it: ", "second won")])
-check("key add: two different passphrases at the prompt exit 1", code == 1 and "differ" in out, out)
+                    answers=[("New passphrase: ", "second one"), ("Repeat it: ", "second won")] +
+                    [("New passphrase: ", "second one"), ("Repeat it: ", "second won")] * 2)
+check("key add: two different passphrases three times at the prompt exit 2",
+      code == 2 and out.count("differ; try again") == 2 and "differed 3 times" in out, out)
 keys_before = run(["-C", A, "key", "list"])[1].split()
 code, out = run_pty(["-C", A, "key", "add"], env=noenv,
                     answers=[("New passphrase: ", "second one"), ("Repeat it: ", "second one")])
@@ -171,6 +192,16 @@ check("and draws the bar: files, bytes, rate, ETA",
       repr(out[-400:]))
 check("the bar is in colour at a terminal", "\x1b[32m" in out, repr(out[-200:]))
 check("the bar is erased before the summary", "push:" in out.split("\r\x1b[K")[-1], repr(out[-200:]))
+import re
+check("the push summary is in human units",
+      re.search(r"push: \d+ paths? changed, at sequence \d+ \([0-9.]+ MiB up, [0-9.]+ (B|KiB) down\)",
+                out) is not None, repr(out[-200:]))
+code, out = run_pty(["-C", A, "key", "list"])
+check("key list at a terminal: its keys, no sync summary", code == 0 and "paths changed" not in out
+      and "key:" not in out, repr(out))
+code, out = run_pty(["-C", A, "device", "list"])
+check("device list at a terminal: no sync summary", code == 0 and "paths changed" not in out
+      and "ID" in out, repr(out))
 code, out = run_pty(["-C", B, "pull"], env=env_with(NO_COLOR="1"))
 check("a long pull at a terminal draws its bar", code == 0 and "pull [" in out and "ETA" in out,
       repr(out[-300:]))
@@ -363,7 +394,8 @@ code, so, se = run(["init", STORE, W + "/R", "--endpoint", "http://127.0.0.1:9",
 check("init records --endpoint", code == 0 and run(["-C", W + "/R", "config", "get", "endpoint"])[1]
       == "http://127.0.0.1:9\n", se)
 check("init records --profile", run(["-C", W + "/R", "config", "get", "profile"])[1] == "p1\n")
-check("init does not record --token-file", run(["-C", W + "/R", "config", "get", "token_file"])[0] == 1)
+code, so, _ = run(["-C", W + "/R", "config", "get", "token_file"])
+check("init records --token-file, made absolute, for the next command", code == 0 and so == W + "/tok\n", so)
 
 # XDG: a lockd token in $XDG_CONFIG_HOME/s3sync/token (default ~/.config) is used when
 # nothing names one. Told apart by the failure: without a token exit 1 ("no device
@@ -374,6 +406,7 @@ lockd_url = "lockd:http://127.0.0.1:9/notes"
 xenv = env_with(HOME=xdg_home, XDG_CONFIG_HOME=None, S3SYNC_TOKEN_FILE=None, AWS_MAX_ATTEMPTS="1")
 code, so, se = run(["init", lockd_url, W + "/X"], env=xenv)
 check("lockd without any token: exit 1, saying so", code == 1 and "no device token" in se, se)
+check("and naming config set token_file too", "config set token_file" in se, se)
 write(xdg_home + "/.config/s3sync/token", b"some-token\n")
 code, so, se = run(["init", lockd_url, W + "/X"], env=xenv)
 check("~/.config/s3sync/token is used when nothing names a token", code == 75, se)
@@ -421,6 +454,26 @@ same = all(open(A + "/conc/%02d" % i, "rb").read() == open(B + "/conc/%02d" % i,
 check("and the other device has every file, byte for byte", same)
 code, so, _ = run(["-C", A, "verify", "--json"])
 check("and the repository verifies", code == 0, so[:300])
+
+# --- watch says what it did: one line per sync that changed something -------------------
+import re
+wp = subprocess.Popen([BIN, "-C", A, "watch", "--interval", "1"], env=BASE_ENV,
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+time.sleep(2)
+write(A + "/watched.txt", b"seen by watch\n")
+time.sleep(3)
+write(B + "/from-b.txt", b"from b\n")
+run(["-C", B, "push"])
+time.sleep(4)
+wp.terminate()
+wout, werr = wp.communicate(timeout=30)
+lines = wout.splitlines()
+stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d  "
+check("watch without a terminal: a line for the local change (time, synced, paths, sequence)",
+      any(re.match(stamp + r"synced 1 path, at sequence \d+$", l) for l in lines), repr(wout))
+check("and one for what it pulled", any(re.match(stamp + r"pulled 1 path, at sequence \d+$", l)
+                                        for l in lines), repr(wout))
+check("and idle polls print nothing", len(lines) == 2, repr(wout))
 
 # --- ~/.aws/credentials and AWS_PROFILE against the RGW ------------------------------------
 bucket = os.environ.get("S3SYNC_TEST_BUCKET")

@@ -106,6 +106,63 @@ check "two syncs on one folder both succeed" test "$r1$r2" = 00
 "$bin" -C "$w/A" sync >/dev/null 2>&1
 check "and the other device has everything" bash -c "test -f '$w/B/f4' && grep -q edit '$w/B/src/a.c' && test -f '$w/A/new.txt'"
 
+# Queries answer in a pipe, and only with their answer; summaries in human units.
+out=$("$bin" -C "$w/A" status | cat)
+check "status answers in a pipe" grep -q "^at sequence [0-9]*; " <<<"$out"
+out=$("$bin" -C "$w/A" key list | cat)
+check "key list prints its keys and no sync summary" bash -c "! grep -q 'paths changed' <<<'$out' && grep -Eq '^[0-9a-f]{16}' <<<'$out'"
+out=$("$bin" -C "$w/A" device list 2>&1 | cat)
+check "device list prints no sync summary" bash -c "grep -q '^ID ' <<<'$out' && ! grep -q 'paths changed' <<<'$out'"
+"$bin" -v -C "$w/A" key list >"$w/kl.out" 2>"$w/kl.err"
+check "-v adds the request count on stderr, the answer stays clean" bash -c "grep -Eq '^s3sync key: [0-9]+ requests?, ' '$w/kl.err' && ! grep -q request '$w/kl.out'"
+"$bin" -v -C "$w/A" sync >/dev/null 2>"$w/sy.err"
+check "-v on a sync says the requests in human units" grep -Eq '^s3sync sync: [0-9]+ requests?, [0-9.]+ (B|KiB|MiB) up, ' "$w/sy.err"
+
+# checkpoint: a second one on the same head says it was there, blaming no other device.
+"$bin" -C "$w/A" checkpoint >/dev/null
+out=$("$bin" -C "$w/A" checkpoint)
+check "a second checkpoint says it was there already" bash -c "grep -q 'there already' <<<'$out' && ! grep -q 'another device' <<<'$out'"
+
+# init says what it did, without a terminal too, and counts its requests.
+out=$("$bin" init "file://$w/store2" "$w/I1" --password-file "$w/pass")
+check "a creating init prints what it made and the fingerprint, in a pipe" bash -c "grep -q '^created a new repository at file://$w/store2' <<<'$out' && grep -Eq '^repository fingerprint: [0-9a-f]{4}(-[0-9a-f]{4}){7}$' <<<'$out'"
+check "and does not claim the folder is synced" bash -c "! grep -q 'now synced' <<<'$out'"
+check "file:// init leaves no probe/ in the store" test ! -e "$w/store2/probe"
+out=$("$bin" init "file://$w/store2" "$w/I2" --password-file "$w/pass")
+check "joining an empty repository says nothing was pulled" bash -c "grep -q 'nothing to pull yet' <<<'$out' && grep -q 'repository fingerprint' <<<'$out'"
+echo f >"$w/I1/f.txt"
+"$bin" -C "$w/I1" push 2>/dev/null
+out=$("$bin" init "file://$w/store2" "$w/I3" --password-file "$w/pass")
+check "joining with files says it is now synced, and how many" grep -q "I3 is now synced (1 path pulled" <<<"$out"
+out=$("$bin" init "file://$w/store3" "$w/I4" --password-file "$w/pass" --json)
+check "a creating init counts its requests in --json" test "$(echo "$out" | json requests)" -gt 0
+check "-q init prints nothing" test -z "$("$bin" -q init "file://$w/store2" "$w/I5" --password-file "$w/pass")"
+
+# A failed init leaves the folder as it was: no folder init made, no .s3sync/.
+check "a wrong passphrase leaves no folder behind" bash -c "! env S3SYNC_PASSWORD=nope '$bin' -q init 'file://$w/store2' '$w/J1' 2>/dev/null && ! test -e '$w/J1'"
+mkdir "$w/J2"
+check "an existing folder stays, without .s3sync" bash -c "! env S3SYNC_PASSWORD=nope '$bin' -q init 'file://$w/store2' '$w/J2' 2>/dev/null && test -d '$w/J2' && ! test -e '$w/J2/.s3sync'"
+fp=$("$bin" -C "$w/I1" key fingerprint)
+check "a wrong fingerprint leaves no folder behind" bash -c "! '$bin' -q init 'file://$w/store2' '$w/J3' --password-file '$w/pass' --expect-fingerprint 0000-0000-0000-0000-0000-0000-0000-0000 2>/dev/null && ! test -e '$w/J3'"
+check "an unreachable store leaves no folder behind" bash -c "! env AWS_MAX_ATTEMPTS=1 AWS_ACCESS_KEY_ID=k AWS_SECRET_ACCESS_KEY=s '$bin' -q init s3://bucket-x/p '$w/J4' --endpoint http://127.0.0.1:9 --password-file '$w/pass' 2>/dev/null && ! test -e '$w/J4'"
+if [ -n "${S3SYNC_TEST_BUCKET:-}" ] && [ -n "${AWS_ACCESS_KEY_ID:-}" ]; then
+  nb="ss-missing-$$"
+  check "a missing bucket: exit 1, no folder" bash -c "! '$bin' init 's3://$nb/p' '$w/J5' --password-file '$w/pass' 2>'$w/nb.err' && ! test -e '$w/J5'"
+  check "and the one line names the bucket and how to create it" bash -c "test \$(wc -l <'$w/nb.err') -eq 1 && grep -q 'bucket $nb does not exist' '$w/nb.err' && grep -q 'aws s3 mb s3://$nb' '$w/nb.err'"
+else
+  echo "skip missing-bucket checks: no S3SYNC_TEST_BUCKET"
+fi
+
+# A TLS store whose certificate is not trusted: the error says how to trust it.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$w/tls.key" -out "$w/tls.crt" -days 1 -subj /CN=127.0.0.1 2>/dev/null
+port=$((20000 + $$ % 20000))
+openssl s_server -quiet -accept "$port" -cert "$w/tls.crt" -key "$w/tls.key" -www </dev/null >/dev/null 2>&1 &
+tls=$!
+sleep 0.5
+env AWS_MAX_ATTEMPTS=1 AWS_ACCESS_KEY_ID=k AWS_SECRET_ACCESS_KEY=s "$bin" -q init s3://bucket-x/p "$w/J6" --endpoint "https://127.0.0.1:$port" --password-file "$w/pass" 2>"$w/tls.err" || true
+kill "$tls" 2>/dev/null || true
+check "an untrusted certificate: the error names AWS_CA_BUNDLE" bash -c "grep -q certificate '$w/tls.err' && grep -q AWS_CA_BUNDLE '$w/tls.err' && ! test -e '$w/J6'"
+
 passed=$(( $(grep -c '^ *check "' "$0") - fails ))
 echo "$passed passed, $fails failed"
 [ "$fails" -eq 0 ]

@@ -336,9 +336,17 @@ static void test_tokens_and_failures(void **state)
     expect_exit(&o, 1, "sync with an unknown token");
     if (!strstr(o.err, "401 unauthorized")) failf("unclear message: %s", o.err);
     outcome_free(&o);
+    /* init --token-file kept the token in the folder's settings: the next command needs none. */
+    o = run_cli(ARGS("S3SYNC_TOKEN_FILE"), ARGS("-C", w->dev[A], "sync"));
+    expect_exit(&o, 0, "sync with the token file init kept");
+    outcome_free(&o);
+    o = run_cli(ARGS("S3SYNC_TOKEN_FILE"), ARGS("-C", w->dev[A], "config", "unset", "token_file"));
+    expect_exit(&o, 0, "config unset token_file");
+    outcome_free(&o);
     o = run_cli(ARGS("S3SYNC_TOKEN_FILE"), ARGS("-C", w->dev[A], "sync"));
     expect_exit(&o, 1, "sync without a token");
-    if (!strstr(o.err, "S3SYNC_TOKEN_FILE")) failf("unclear message: %s", o.err);
+    if (!strstr(o.err, "S3SYNC_TOKEN_FILE") || !strstr(o.err, "config set token_file"))
+        failf("unclear message: %s", o.err);
     outcome_free(&o);
     o = run_cli(NULL, ARGS("-C", w->dev[A], "--token-file", "/nonexistent/token", "sync"));
     expect_exit(&o, 1, "sync with a missing token file");

@@ -31,6 +31,11 @@ struct ss_repo *ss_folder_repo(ss_folder *f)
     return f->repo;
 }
 
+void ss_folder_store_stats(ss_folder *f, ss_stats *stats)
+{
+    eng_stats_from_store(f, stats, ENG_STATS_ALL);
+}
+
 void ss_folder_free(ss_folder *f)
 {
     if (!f) return;
@@ -412,6 +417,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     ss_folder *f = NULL;
     uint8_t cfg[SS_CONFIG_BYTES], fp[SS_FINGERPRINT_BYTES];
     char outer[PATH_MAX];
+    int made_dir = 0; /* init made dir: a failed init removes it again */
     ss_rc rc;
     *ret_folder = NULL;
     *ret_created = 0;
@@ -426,10 +432,12 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     if (rc) return rc;
     rc = check_init_setting("device", o->device_name, err);
     if (rc) return rc;
-    if (mkdir(dir, 0755) && errno != EEXIST)
+    if (!mkdir(dir, 0755))
+        made_dir = 1;
+    else if (errno != EEXIST)
         return ss_fail(err, SS_ERR_IO, "create folder %s: %s", dir, strerror(errno));
     rc = new_folder(dir, hooks, &f, err);
-    if (rc) return rc;
+    if (rc) goto fail;
     if (!access(f->meta, F_OK)) {
         rc = ss_fail(err, SS_ERR_EXISTS, "%s is already a synced folder", f->root);
         goto fail;
@@ -442,13 +450,15 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     if (rc) goto fail;
     /* Join first: nothing is written locally until the passphrase proved itself. */
     rc = ss_repo_join(f->store, o->passphrase, o->passlen, &f->repo, err);
-    if (o->expect_fingerprint && rc == SS_ERR_NOT_FOUND)
-        rc = ss_fail(err, rc,
-                     "%s holds no repository to join (--expect-fingerprint never creates one)",
-                     o->store_url);
-    if (o->expect_fingerprint && !rc)
+    if (o->expect_fingerprint) {
+        if (rc == SS_ERR_NOT_FOUND)
+            rc = ss_fail(err, rc,
+                         "%s holds no repository to join (--expect-fingerprint never creates one)",
+                         o->store_url);
+        if (rc) goto fail;
         rc = ss_repo_check_fingerprint(f->repo, o->expect_fingerprint, err);
-    if (o->expect_fingerprint && rc) goto fail;
+        if (rc) goto fail;
+    }
     /* Direct mode rests on create-only puts: refuse a store that ignores them. */
     if (rc == SS_OK || rc == SS_ERR_NOT_FOUND) {
         ss_rc probe = ss_store_probe_create_only(f->store, err);
@@ -458,8 +468,14 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
         }
     }
     if (rc == SS_ERR_NOT_FOUND) {
-        rc = ss_repo_create(f->store, o->passphrase, o->passlen, &f->repo, err);
-        *ret_created = !rc;
+        size_t passlen = o->passlen;
+        if (o->confirm_new) {
+            rc = o->confirm_new(o->confirm_ctx, &passlen, err);
+            if (rc) goto fail;
+        }
+        rc = ss_repo_create(f->store, o->passphrase, passlen, &f->repo, err);
+        if (rc) goto fail;
+        *ret_created = 1;
     }
     if (rc) goto fail;
     if (mkdir(f->meta, 0700) && errno != EEXIST) {
@@ -490,6 +506,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     return SS_OK;
 fail:
     ss_folder_free(f);
+    if (made_dir) rmdir(dir); /* left as it was; not empty: something of the user's, kept */
     return rc;
 }
 

@@ -85,6 +85,13 @@ typedef struct ss_init_opts {
      * before anything is written into the folder.
      */
     const char *expect_fingerprint;
+    /*
+     * Not NULL: called once no repository was found, before one is made: SS_OK
+     * to create it. It may have the passphrase typed again, into the same
+     * buffer (*passlen its new length): a typo there would be the passphrase forever.
+     */
+    ss_rc (*confirm_new)(void *ctx, size_t *passlen, ss_err *err);
+    void *confirm_ctx;
 } ss_init_opts;
 
 /* *ret_created 1 when a new repository was made, 0 when joined. */
@@ -93,6 +100,8 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
 ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_hooks *hooks,
                      ss_folder **ret_folder, ss_err *err);
 void ss_folder_free(ss_folder *f);
+/* The store's counts so far (requests, bytes) into stats: what a creating init cost. */
+void ss_folder_store_stats(ss_folder *f, ss_stats *stats);
 
 /* Find the synced folder holding path: the nearest ancestor with .s3sync/. *ret owned. */
 ss_rc ss_folder_find(const char *path, char **ret_dir, ss_err *err);
