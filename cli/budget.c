@@ -109,7 +109,9 @@ int cli_cost_run(const cli_cost *c, int argc)
         return 2;
     }
     rc = ss_folder_find(c->dir ? c->dir : ".", &dir, &err);
-    if (!rc) rc = ss_folder_usage(dir, days, &u, &err);
+    if (rc) goto failed;
+    rc = ss_folder_usage(dir, days, &u, &err);
+failed:
     if (rc) {
         cli_out_line(c->out, 'e', "s3sync cost", err.msg[0] ? err.msg : ss_strerror(rc));
         free(dir);

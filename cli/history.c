@@ -273,15 +273,21 @@ static ss_rc run_log(cli_hist *h, ss_folder *f, ss_err *err)
     ss_stats st = {0};
     char *arg = NULL, *rel = NULL; /* owned */
     ss_rc rc = SS_OK;
-    if (h->path && !(rc = from_dir(h, h->path, &arg, err)))
+    if (h->path) {
+        rc = from_dir(h, h->path, &arg, err);
+        if (rc) goto done;
         rc = ss_history_relpath(f, arg, &rel, err);
-    if (!rc) rc = ss_log(f, rel, print_txn, &lo, &st, err);
-    if (!rc && h->json) {
+        if (rc) goto done;
+    }
+    rc = ss_log(f, rel, print_txn, &lo, &st, err);
+    if (rc) goto done;
+    if (h->json) {
         json_t *o = json_base(h, 1, &st);
         if (rel) json_object_set_new(o, "path", jstr(rel));
         json_object_set(o, "transactions", lo.txns);
         put_json(o);
     }
+done:
     json_decref(lo.txns);
     free(arg);
     free(rel);
@@ -343,24 +349,31 @@ static ss_rc run_restore(cli_hist *h, ss_folder *f, ss_err *err)
     char *arg = NULL, *rel = NULL, *to = NULL; /* owned */
     char bytes[32], safe[CLI_SAFE_CAP], dest[CLI_SAFE_CAP];
     ss_rc rc = from_dir(h, h->path, &arg, err);
-    if (!rc) rc = ss_history_relpath(f, arg, &rel, err);
-    if (!rc && h->to) rc = from_dir(h, h->to, &to, err);
+    if (rc) goto done;
+    rc = ss_history_relpath(f, arg, &rel, err);
+    if (rc) goto done;
+    if (h->to) {
+        rc = from_dir(h, h->to, &to, err);
+        if (rc) goto done;
+    }
     o.path = rel;
     o.to = to;
-    if (!rc) rc = ss_restore(f, &o, &res, &st, err);
-    if (!rc && h->json) {
+    rc = ss_restore(f, &o, &res, &st, err);
+    if (rc) goto done;
+    if (h->json) {
         json_t *out = json_base(h, 1, &st);
         json_object_set_new(out, "path", jstr(rel));
         json_object_set_new(out, "dest", jstr(res.dest));
         json_object_set_new(out, "bytes", json_integer((json_int_t)res.bytes));
         put_json(out);
-    } else if (!rc && !h->quiet) {
+    } else if (!h->quiet) {
         human_bytes(bytes, sizeof bytes, res.bytes);
         printf("restored %s as it was at sequence %" PRIu64 " to %s (%" PRIu64 " entr%s, %s)\n",
                cli_out_safe(safe, sizeof safe, rel[0] ? rel : "."), res.seq,
                cli_out_safe(dest, sizeof dest, res.dest), res.files, res.files == 1 ? "y" : "ies",
                bytes);
     }
+done:
     ss_restore_result_clear(&res);
     free(arg);
     free(rel);

@@ -388,7 +388,8 @@ static ss_rc open_here(cli *c, ss_folder **ret, ss_err *err)
     char *dir = NULL;
     ss_hooks h = hooks_for(c);
     ss_rc rc = ss_folder_find(c->dir ? c->dir : ".", &dir, err);
-    if (!rc) rc = ss_folder_open(dir, &c->store_opts, &h, ret, err);
+    if (rc) return rc;
+    rc = ss_folder_open(dir, &c->store_opts, &h, ret, err);
     free(dir);
     return rc;
 }
@@ -417,8 +418,13 @@ static int cmd_engine(cli *c, const command *cmd, int argc, char **argv)
     (void)argv;
     if (argc) return usage("%s takes no arguments", c->command);
     rc = open_here(c, &f, &err);
-    if (!rc && strcmp(c->command, "status")) rc = limit_requests(c, f, &err);
-    if (!rc) rc = cmd->fn(f, &st, &err);
+    if (rc) goto done;
+    if (strcmp(c->command, "status")) {
+        rc = limit_requests(c, f, &err);
+        if (rc) goto done;
+    }
+    rc = cmd->fn(f, &st, &err);
+done:
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);
     ss_stats_clear(&st);
@@ -452,19 +458,23 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
         strcmp(argv[0], "fingerprint"))
         return usage("unknown key command '%s'", argv[0]);
     rc = open_here(c, &f, &err);
-    if (!rc && !strcmp(argv[0], "add") &&
-        !(rc = cli_secret_get(c->pass_file, "New passphrase: ", 1, &pass, &c->mismatch, &err))) {
+    if (rc) goto done;
+    if (!strcmp(argv[0], "add")) {
+        rc = cli_secret_get(c->pass_file, "New passphrase: ", 1, &pass, &c->mismatch, &err);
+        if (rc) goto done;
         rc = ss_repo_key_add(ss_folder_repo(f), pass.buf, pass.len, id, &err);
-        if (!rc && !c->json) printf("added key %s\n", id);
-    } else if (!rc && !strcmp(argv[0], "list")) {
+        if (rc) goto done;
+        if (!c->json) printf("added key %s\n", id);
+    } else if (!strcmp(argv[0], "list")) {
         ids = c->json ? json_array() : NULL;
         rc = ss_repo_key_list(ss_folder_repo(f), print_key, ids, &err);
-    } else if (!rc && !strcmp(argv[0], "remove")) {
+    } else if (!strcmp(argv[0], "remove")) {
         rc = ss_repo_key_remove(ss_folder_repo(f), argv[1], &err);
-    } else if (!rc && !strcmp(argv[0], "fingerprint")) {
+    } else { /* fingerprint */
         ss_repo_fingerprint(ss_folder_repo(f), c->fingerprint);
         if (!c->json) printf("%s\n", c->fingerprint);
     }
+done:
     cli_secret_free(&pass);
     ss_folder_free(f);
     if (rc || !c->json) {
@@ -580,7 +590,9 @@ static int cmd_history(cli *c, const command *cmd, int argc, char **argv)
     (void)cmd;
     if (bad) return usage("%s", bad);
     rc = open_here(c, &f, &err);
-    if (!rc) rc = cli_hist_run(&h, f, &err);
+    if (rc) goto done;
+    rc = cli_hist_run(&h, f, &err);
+done:
     ss_folder_free(f);
     if (!rc || h.printed) return exit_code(rc);
     return finish(c, &st, rc, &err);

@@ -424,7 +424,9 @@ static int step(watcher *w, int full)
     if (full) w->dirty = 0; /* a change from now on needs another sync */
     g_busy = 1;
     rc = ss_folder_open(w->root, &so, &w->o->hooks, &f, &err);
-    if (!rc) rc = full ? ss_sync(f, &st, &err) : ss_pull(f, &st, &err);
+    if (rc) goto closed;
+    rc = full ? ss_sync(f, &st, &err) : ss_pull(f, &st, &err);
+closed:
     ss_folder_free(f); /* releases the folder lock */
     g_busy = 0;
     now = now_ms();
@@ -544,7 +546,9 @@ int cli_watch_run(cli_watch *o)
         return 1;
     }
     rc = ss_folder_find(o->dir ? o->dir : ".", &w.root, &err);
-    if (!rc) rc = rewatch(&w, &err);
+    if (rc) goto failed;
+    rc = rewatch(&w, &err);
+failed:
     if (rc) {
         say(err.msg[0] ? err.msg : ss_strerror(rc));
         goto out;

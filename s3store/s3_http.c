@@ -8,6 +8,7 @@
  * listing pages into keys (s3_list_page).
  */
 #include "s3_http.h"
+#include "array.h"
 #include "ss_buf.h"
 #include "store_impl.h"
 
@@ -104,7 +105,7 @@ void s3_req_cleanup(s3_req *r)
     r->url = NULL;
     free(r->errbody);
     r->errbody = NULL;
-    r->errbody_len = 0;
+    r->errbody_len = r->errbody_cap = 0;
     r->errbody_cut = 0;
 }
 
@@ -159,12 +160,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         return n;
     }
     size_t keep = n < SS_CAP_ERROR_BODY - r->errbody_len ? n : SS_CAP_ERROR_BODY - r->errbody_len;
-    char *p = realloc(r->errbody, r->errbody_len + keep + 1);
-    if (!p) return 0;
-    memcpy(p + r->errbody_len, data, keep);
-    r->errbody = p;
+    if (SS_ARRAY_GROW(r->errbody, r->errbody_len + keep + 1, r->errbody_cap)) return 0;
+    memcpy(r->errbody + r->errbody_len, data, keep);
     r->errbody_len += keep;
-    p[r->errbody_len] = '\0';
+    r->errbody[r->errbody_len] = '\0';
     if (keep < n) { /* an error body without end: what it says is in the first 64 KiB */
         r->errbody_cut = 1;
         return 0;

@@ -60,7 +60,7 @@ struct s3_req {
     char *url;
     uint64_t delivered; /* body bytes handed to sink; a retried GET resumes here */
     char *errbody;      /* non-2xx body, at most SS_CAP_ERROR_BODY */
-    size_t errbody_len;
+    size_t errbody_len, errbody_cap;
     int errbody_cut; /* the error body went on past SS_CAP_ERROR_BODY: its transfer was cut */
     int over_cap;    /* the document went past whole_body: its transfer was cut */
     int sink_failed;

@@ -9,6 +9,7 @@
  * diffing the canonical request with the one the server reports.
  */
 #include "sigv4.h"
+#include "array.h"
 
 #include <sodium.h>
 #include <stdarg.h>
@@ -30,21 +31,9 @@ typedef struct sbuf {
 static void sb_addn(sbuf *b, const char *s, size_t n)
 {
     if (b->oom) return;
-    if (n > SIZE_MAX / 4 - b->len) {
+    if (n > SIZE_MAX / 4 - b->len || SS_ARRAY_GROW(b->p, b->len + n + 1, b->cap)) {
         b->oom = 1;
         return;
-    }
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 128;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;

@@ -9,6 +9,7 @@
  * makes a depth-first walk yield keys in the same order S3 lists them.
  */
 #include "store_impl.h"
+#include "array.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -346,11 +347,7 @@ static ss_rc read_dir(const char *path, int skip_tmp, dent **ret, size_t *ret_n,
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
         if (skip_tmp && !strcmp(e->d_name, TMP_DIR)) continue;
-        if (n == cap) {
-            dent *nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof *v);
-            if (!nv) goto nomem;
-            v = nv;
-        }
+        if (SS_ARRAY_GROW(v, n + 1, cap)) goto nomem;
         int is_dir = e->d_type == DT_DIR;
         if (e->d_type == DT_UNKNOWN) {
             struct stat st;
