@@ -69,8 +69,15 @@ one_store() { # STORE, a name for the checks
   check "$tag: the store's objects are unchanged" test "$lbefore" = "$lafter"
   check "$tag: nothing arrived" test ! -e "$B/second.bin"
 
+  local dry=$out
   out=$("$bin" -C "$B" sync --json)
   check "$tag: the real sync changes the 5 paths the dry run counted" test "$(echo "$out" | json files)" -eq 5
+  # The objects' bytes, as said; over HTTP the LIST responses' XML comes on top.
+  local got said
+  got=$(echo "$out" | json bytes_down)
+  said=$(echo "$dry" | json bytes_down)
+  check "$tag: and received the bytes it said" test "$got" -ge "$said" -a "$got" -le $((said + 8192))
+  check "$tag: in the requests it estimated" bash -c "echo '$out' | grep -q '\"requests\":7,\"requests_by_class\":{\"put\":2,\"get\":3,\"list\":2,'"
   check "$tag: and sent the new file" test "$(echo "$out" | json bytes_up)" -gt 12345
   check "$tag: the remote changes arrived" bash -c "cmp -s '$A/second.bin' '$B/second.bin' && ! test -e '$B/big.bin' && grep -q more '$B/docs/one.txt'"
   out=$("$bin" -C "$B" sync --dry-run --json)
