@@ -5,13 +5,56 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-json_t *cli_requests_json(const ss_stats *s)
+static json_t *classes_json(const uint64_t by_class[SS_REQ_CLASSES])
 {
     json_t *o = json_object();
     for (unsigned i = 0; i < SS_REQ_CLASSES; i++)
-        json_object_set_new(o, ss_req_class_name(i),
-                            json_integer((json_int_t)s->requests_by_class[i]));
+        json_object_set_new(o, ss_req_class_name(i), json_integer((json_int_t)by_class[i]));
     return o;
+}
+
+json_t *cli_requests_json(const ss_stats *s)
+{
+    return classes_json(s->requests_by_class);
+}
+
+/* --- push --dry-run, sync --dry-run --------------------------------------------------- */
+
+static void plan_json(const char *command, const ss_plan *p, const ss_stats *made)
+{
+    json_t *o = json_pack(
+        "{s:s, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:I, s:o}", "command", command, "ok", 1,
+        "dry_run", 1, "files_up", (json_int_t)p->files_up, "bytes_up", (json_int_t)p->bytes_up,
+        "files_down", (json_int_t)p->files_down, "bytes_down", (json_int_t)p->bytes_down,
+        "requests_estimated", (json_int_t)p->requests_estimated, "requests_estimated_by_class",
+        classes_json(p->requests_by_class), "requests", (json_int_t)made->requests,
+        "requests_by_class", classes_json(made->requests_by_class));
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    if (text) puts(text);
+    free(text);
+    json_decref(o);
+}
+
+void cli_plan_print(const char *command, const ss_plan *p, const ss_stats *made, int json)
+{
+    char up[32], down[32], classes[160] = "";
+    size_t n = 0;
+    if (json) {
+        plan_json(command, p, made);
+        return;
+    }
+    for (unsigned i = 0; i < SS_REQ_CLASSES && n < sizeof classes; i++)
+        if (p->requests_by_class[i])
+            n += (size_t)snprintf(classes + n, sizeof classes - n, "%s%" PRIu64 " %s",
+                                  n ? ", " : ": ", p->requests_by_class[i], ss_req_class_name(i));
+    cli_out_bytes(p->bytes_up, up, sizeof up);
+    cli_out_bytes(p->bytes_down, down, sizeof down);
+    printf("%s --dry-run: nothing was sent, nothing here changed\n", command);
+    printf("  would send     %" PRIu64 " path%s, %s\n", p->files_up, p->files_up == 1 ? "" : "s",
+           up);
+    printf("  would receive  %" PRIu64 " path%s, %s\n", p->files_down,
+           p->files_down == 1 ? "" : "s", down);
+    printf("  requests       about %" PRIu64 " (an estimate%s)\n", p->requests_estimated, classes);
 }
 
 /* --- s3sync cost ------------------------------------------------------------------- */

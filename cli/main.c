@@ -41,7 +41,7 @@ typedef struct cli {
     int data;                              /* --data (verify) */
     const char *at, *to;                   /* --at, --to (restore) */
     const char *keep_days, *keep_last;     /* --keep-days, --keep-last (gc) */
-    int dry_run;                           /* --dry-run (gc) */
+    int dry_run;                           /* --dry-run (gc, push, sync) */
     const char *interval;                  /* --interval (watch) */
     const char *days;                      /* --days (cost) */
     const char *max_requests;              /* --max-requests (push, pull, sync) */
@@ -66,6 +66,8 @@ static const char usage_text[] =
     "  push | pull | sync [--max-requests N]\n"
     "                        publish local changes | apply remote ones | both;\n"
     "                        stop (exit 75) before store request N+1\n"
+    "  push | sync --dry-run  what they would send and receive, and about how many\n"
+    "                        requests; nothing is written here or in the store\n"
     "  status                what is pending either way\n"
     "  log [PATH]            the transactions, newest first (touching PATH)\n"
     "  verify [--data]       check every log object (and every chunk): exit 3 if any is bad\n"
@@ -413,6 +415,7 @@ static int cmd_engine(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
     ss_stats st = {0};
+    ss_plan plan;
     ss_err err = {{0}};
     ss_rc rc;
     (void)argv;
@@ -422,6 +425,15 @@ static int cmd_engine(cli *c, const command *cmd, int argc, char **argv)
     if (strcmp(c->command, "status")) {
         rc = limit_requests(c, f, &err);
         if (rc) goto done;
+    }
+    if (c->dry_run) {
+        rc = ss_plan_run(f, !strcmp(c->command, "sync"), &plan, &err);
+        ss_folder_store_stats(f, &st);
+        if (rc) goto done;
+        ss_folder_free(f); /* records the dry run's own requests in .s3sync/usage */
+        cli_out_clear(&c->out);
+        cli_plan_print(c->command, &plan, &st, c->json);
+        return 0;
     }
     rc = cmd->fn(f, &st, &err);
 done:
@@ -746,10 +758,12 @@ int main(int argc, char **argv)
     cli_out_init(&c.out, c.tty, c.quiet || !strcmp(c.command, "watch"));
     argc -= first + 1;
     argv += first + 1;
-    if ((c.data || c.at || c.to || c.keep_days || c.keep_last || c.dry_run) &&
-        !cli_hist_is(c.command))
-        return usage("--data, --at, --to, --keep-days, --keep-last and --dry-run go with "
+    if ((c.data || c.at || c.to || c.keep_days || c.keep_last) && !cli_hist_is(c.command))
+        return usage("--data, --at, --to, --keep-days and --keep-last go with "
                      "verify, restore and gc");
+    if (c.dry_run && !cli_hist_is(c.command) && strcmp(c.command, "push") &&
+        strcmp(c.command, "sync"))
+        return usage("--dry-run goes with push, sync and gc");
     if (c.interval && strcmp(c.command, "watch")) return usage("--interval goes with watch");
     if (c.days && strcmp(c.command, "cost")) return usage("--days goes with cost");
     if (c.max_requests && strcmp(c.command, "push") && strcmp(c.command, "pull") &&

@@ -343,45 +343,18 @@ static ss_rc push_entry(push *p, const ss_scan_entry *se, const ss_state_row *ro
     return rc;
 }
 
-/* Merge the scan with the previous state, both in path order. */
+/* One path of the scan merged with the previous state (eng_merge). */
+static ss_rc diff_one(void *ctx, const ss_scan_entry *e, const ss_state_row *r, ss_err *err)
+{
+    push *p = ctx;
+    if (!e) return push_delete(p, r, err);
+    return push_entry(p, e, r, err);
+}
+
 static ss_rc diff(push *p, ss_err *err)
 {
-    eng_scan sc = {0};
-    ss_state_iter *it = NULL;
-    const ss_scan_entry *e = NULL;
-    const ss_state_row *r = NULL;
-    ss_rc rc;
     ss_warn_fn warn_fn = p->counting ? NULL : p->f->hooks.warn; /* the real pass warns, once */
-    rc = eng_scan_new(p->f, warn_fn, p->f->hooks.ctx, &sc, err);
-    if (rc) goto out;
-    rc = ss_state_iter_new(p->f->state, &it, err);
-    if (rc) goto out;
-    rc = eng_scan_next(&sc, &e, err);
-    if (rc) goto out;
-    rc = ss_state_iter_next(it, &r, err);
-    if (rc) goto out;
-    while (e || r) {
-        int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
-        if (c < 0) {
-            rc = push_entry(p, e, NULL, err);
-        } else if (c > 0) {
-            rc = push_delete(p, r, err);
-        } else {
-            rc = push_entry(p, e, r, err);
-        }
-        if (rc) goto out;
-        if (c <= 0) {
-            rc = eng_scan_next(&sc, &e, err);
-            if (rc) goto out;
-        }
-        if (c >= 0) {
-            rc = ss_state_iter_next(it, &r, err);
-            if (rc) goto out;
-        }
-    }
-out:
-    ss_state_iter_free(it);
-    return eng_scan_end(&sc, rc, err);
+    return eng_merge(p->f, warn_fn, p->f->hooks.ctx, diff_one, p, err);
 }
 
 /* --- the transaction ---------------------------------------------------------------- */

@@ -137,6 +137,25 @@ ss_rc eng_scan_next(eng_scan *s, const ss_scan_entry **ret_entry, ss_err *err);
 /* Every directory opened gets its mode back (the first failure, unless rc already failed). */
 ss_rc eng_scan_end(eng_scan *s, ss_rc rc, ss_err *err);
 
+/*
+ * The scan against the state, both in path order (merge.c): fn sees each
+ * path once, e NULL for one only the state holds, r NULL for one only the
+ * scan found. warn: the scan's (a skipped special file), may be NULL.
+ */
+typedef ss_rc (*eng_merge_fn)(void *ctx, const ss_scan_entry *e, const ss_state_row *r,
+                              ss_err *err);
+ss_rc eng_merge(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_merge_fn fn, void *ctx,
+                ss_err *err);
+/*
+ * The paths push would send (status, dry runs), reading a file only when its
+ * stat does not tell, and the content bytes of the changed files among them
+ * (before dedup and compression: what push reads, at most what it sends);
+ * ret_chunked (may be NULL): those of files above the inline limit, which
+ * go into packs. f->ign as eng_load_ignore left it.
+ */
+ss_rc eng_local_changes(ss_folder *f, uint64_t *ret_files, uint64_t *ret_bytes,
+                        uint64_t *ret_chunked, ss_err *err);
+
 /* Path of a temp file under .s3sync/tmp/ (created empty, O_RDWR); unlinked already. */
 ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err);
 
@@ -492,6 +511,7 @@ void eng_stats_from_store(ss_folder *f, ss_stats *stats, int which);
  * is in flight). ret_ref->pack indexes the packer's table.
  */
 typedef struct eng_packer eng_packer;
+#define ENG_PACK_TARGET (8u << 20) /* packs are sealed at about this size */
 ss_rc eng_packer_new(ss_folder *f, ss_xfer *xfer, uint64_t seq, eng_packer **ret_packer,
                      ss_err *err);
 ss_rc eng_packer_add(eng_packer *pk, const uint8_t *data, size_t len,

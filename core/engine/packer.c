@@ -20,7 +20,7 @@
 #include "pad.h"
 #include "seal.h"
 
-#define PACK_TARGET (8u << 20)                  /* seal chunks into packs of about this size */
+#define PACK_TARGET ENG_PACK_TARGET
 #define PACK_RESERVE (PACK_TARGET + (2u << 20)) /* room a new pack starts with */
 
 typedef struct pack {

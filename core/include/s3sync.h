@@ -112,6 +112,26 @@ ss_rc ss_sync(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err);
 
 /*
+ * What push (with_pull 0) or sync (with_pull 1) would send and receive,
+ * doing none of it (--dry-run): nothing is written to the folder or the
+ * store. For sync the pending log objects are fetched and verified (a LIST
+ * and a GET each, which the store bills) to count what they change. The
+ * requests are an estimate of what the real run would make: a LIST to find
+ * the log, a GET per log object and per pack it would read chunks from, a
+ * PUT per 8 MiB pack of changed files above the inline limit and one for
+ * the log object.
+ */
+typedef struct ss_plan {
+    uint64_t files_up;   /* paths push would send */
+    uint64_t bytes_up;   /* content bytes of the changed files (at most: dedup sends less) */
+    uint64_t files_down; /* ops the pending transactions hold */
+    uint64_t bytes_down; /* their log objects, and the chunks this device does not hold */
+    uint64_t requests_estimated;
+    uint64_t requests_by_class[SS_REQ_CLASSES]; /* the estimate by class */
+} ss_plan;
+ss_rc ss_plan_run(ss_folder *f, int with_pull, ss_plan *ret, ss_err *err);
+
+/*
  * Folder settings, DIR/.s3sync/config ("key = value" lines; `s3sync config`).
  * Only the keys ss_folder_settings lists are accepted. Precedence when a
  * folder is opened: a command-line option (a non-NULL ss_store_opts field)
