@@ -173,11 +173,15 @@ code, out = run_pty(["-C", A, "key", "add"], env=noenv,
                     [("New passphrase: ", "second one"), ("Repeat it: ", "second won")] * 2)
 check("key add: two different passphrases three times at the prompt exit 2",
       code == 2 and out.count("differ; try again") == 2 and "differed 3 times" in out, out)
-keys_before = run(["-C", A, "key", "list"])[1].split()
+keys_before = run(["-C", A, "key", "list"])[1].splitlines()
 code, out = run_pty(["-C", A, "key", "add"], env=noenv,
                     answers=[("New passphrase: ", "second one"), ("Repeat it: ", "second one")])
 check("key add: the same twice adds a key", code == 0 and "added key" in out and "second one" not in out, out)
-check("key list shows one more key", len(run(["-C", A, "key", "list"])[1].split()) == len(keys_before) + 1)
+keys_after = run(["-C", A, "key", "list"])[1].splitlines()
+check("key list shows one more key", len(keys_after) == len(keys_before) + 1, repr(keys_after))
+host = os.uname().nodename.replace(".", "-").replace(" ", "-")
+check("labelled with the device name by default, init's first key too",
+      all(line.endswith("  " + host) for line in keys_after), repr(keys_after))
 code, _, _ = run(["init", STORE, W + "/K"], env=env_with(S3SYNC_PASSWORD="second one"))
 check("and the new passphrase joins", code == 0)
 
