@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <errno.h>
 #include <limits.h>
 #include <unistd.h>
@@ -36,6 +37,7 @@ typedef struct cli {
     const char *pass_file;                 /* --password-file */
     const char *token_file;                /* --token-file (lockd stores) */
     const char *device;                    /* --device (init) */
+    const char *label;                     /* --label (key add) */
     const char *expect_fp;                 /* --expect-fingerprint (init) */
     char fingerprint[SS_FINGERPRINT_TEXT]; /* init, key fingerprint: printed, and in --json */
     int data;                              /* --data (verify) */
@@ -78,7 +80,7 @@ static const char usage_text[] =
     "  gc [--keep-days N | --keep-last N] [--dry-run]\n"
     "                        delete log objects, checkpoints and packs no state kept needs\n"
     "                        (default --keep-days 30; s3:// and file:// stores only)\n"
-    "  key add | key list | key remove ID | key fingerprint\n"
+    "  key add [--label NAME] | key list | key remove ID | key fingerprint\n"
     "  device list | device revoke NAME|ID\n"
     "                        the devices that sign transactions; refuse one's from now on\n"
     "  watch [--interval SECONDS]\n"
@@ -443,13 +445,22 @@ done:
     return rc;
 }
 
-static int print_key(void *ctx, const char *id)
+/* id, when it was added (local time) and its label: which passphrase is whose. */
+static int print_key(void *ctx, const ss_key_info *k)
 {
     json_t *arr = ctx;
-    if (arr)
-        json_array_append_new(arr, json_string(id));
-    else
-        puts(id);
+    char when[32] = "-", safe[CLI_SAFE_CAP];
+    time_t t = (time_t)k->created;
+    struct tm tm;
+    if (arr) {
+        json_array_append_new(arr, json_pack("{s:s, s:I, s:o}", "id", k->id, "created",
+                                             (json_int_t)k->created, "label",
+                                             k->label ? json_string(k->label) : json_null()));
+        return 0;
+    }
+    if (k->label && localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+    printf("%s  %-19s  %s\n", k->id, when,
+           k->label ? cli_out_safe(safe, sizeof safe, k->label) : "(no label)");
     return 0;
 }
 
@@ -469,12 +480,14 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
     if (strcmp(argv[0], "add") && strcmp(argv[0], "list") && strcmp(argv[0], "remove") &&
         strcmp(argv[0], "fingerprint"))
         return usage("unknown key command '%s'", argv[0]);
+    if (c->label && strcmp(argv[0], "add")) return usage("--label goes with key add");
     rc = open_here(c, &f, &err);
     if (rc) goto done;
     if (!strcmp(argv[0], "add")) {
         rc = cli_secret_get(c->pass_file, "New passphrase: ", 1, &pass, &c->mismatch, &err);
         if (rc) goto done;
-        rc = ss_repo_key_add(ss_folder_repo(f), pass.buf, pass.len, id, &err);
+        rc = ss_repo_key_add(ss_folder_repo(f), pass.buf, pass.len,
+                             c->label ? c->label : ss_folder_device_name(f), id, &err);
         if (rc) goto done;
         if (!c->json) printf("added key %s\n", id);
     } else if (!strcmp(argv[0], "list")) {
@@ -670,6 +683,7 @@ static int parse(cli *c, int argc, char **argv)
                                          {"endpoint", required_argument, NULL, 'e'},
                                          {"password-file", required_argument, NULL, 'p'},
                                          {"device", required_argument, NULL, 'd'},
+                                         {"label", required_argument, NULL, 'l'},
                                          {"token-file", required_argument, NULL, 't'},
                                          {"expect-fingerprint", required_argument, NULL, 'F'},
                                          {"data", no_argument, NULL, 'D'},
@@ -698,6 +712,7 @@ static int parse(cli *c, int argc, char **argv)
         case 'p': c->pass_file = optarg; break;
         case 't': c->token_file = optarg; break;
         case 'd': c->device = optarg; break;
+        case 'l': c->label = optarg; break;
         case 'F': c->expect_fp = optarg; break;
         case 'D': c->data = 1; break;
         case 'a': c->at = optarg; break;

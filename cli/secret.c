@@ -112,7 +112,8 @@ static ss_rc prompt_once(int tty, const char *prompt, cli_secret *s, ss_err *err
 {
     struct termios old, quiet;
     ss_rc rc = SS_OK;
-    char c;
+    ssize_t got;
+    char c = 0;
     if (tcgetattr(tty, &old)) return ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
     quiet = old;
     quiet.c_lflag &= ~(tcflag_t)ECHO;
@@ -125,13 +126,20 @@ static ss_rc prompt_once(int tty, const char *prompt, cli_secret *s, ss_err *err
         return ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
     }
     s->len = 0;
-    while (read(tty, &c, 1) == 1 && c != '\n')
+    for (;;) {
+        got = read(tty, &c, 1);
+        if (got != 1 || c == '\n') break;
         if (s->len < SECRET_MAX) s->buf[s->len++] = c;
+    }
     s->buf[s->len] = '\0';
     tcsetattr(tty, TCSAFLUSH, &old);
     guard_echo(-1, &old);
-    if (write(tty, "\n", 1) < 0) rc = SS_ERR_IO;
-    if (!s->len) rc = ss_fail(err, SS_ERR_INVALID, "empty passphrase");
+    if (write(tty, "\n", 1) < 0) rc = ss_fail(err, SS_ERR_IO, "cannot prompt for the passphrase");
+    /* ^D or a closed terminal: a passphrase cut short is not one to seal the master key under. */
+    if (got != 1)
+        rc = ss_fail(err, SS_ERR_INVALID, "end of input at the passphrase prompt");
+    else if (!s->len)
+        rc = ss_fail(err, SS_ERR_INVALID, "empty passphrase");
     return rc;
 }
 

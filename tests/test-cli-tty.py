@@ -157,6 +157,24 @@ code, out = run_pty(["init", "file://" + W + "/store-new2", W + "/N3"], env=noen
 check("three mismatches: exit 2, nothing made in the folder or the store",
       code == 2 and "differed 3 times" in out and not os.path.exists(W + "/N3") and
       not os.path.exists(W + "/store-new2/keys"), out)
+# A confirmation that fails another way: exit 1, and nothing made locally or in the store.
+def made_nothing(dirname, store):
+    return (not os.path.exists(W + "/" + dirname) and not os.path.exists(W + "/" + store + "/keys")
+            and not os.path.exists(W + "/" + store + "/config"))
+
+
+code, out = run_pty(["init", "file://" + W + "/store-e1", W + "/E1"], env=noenv,
+                    answers=[("Passphrase: ", "new one"), ("Repeat it: ", "")])
+check("init creating: an empty passphrase at Repeat it exits 1, nothing made",
+      code == 1 and "empty passphrase" in out and made_nothing("E1", "store-e1"), out)
+code, out = run_pty(["init", "file://" + W + "/store-e2", W + "/E2"], env=noenv,
+                    answers=[("Passphrase: ", "new one"), ("Repeat it: ", "\x04")])
+check("init creating: end of input at Repeat it exits 1, nothing made",
+      code == 1 and "end of input" in out and made_nothing("E2", "store-e2"), out)
+code, out = run_pty(["init", "file://" + W + "/store-e3", W + "/E3"], env=noenv,
+                    answers=[("Passphrase: ", "")])
+check("init creating: an empty first passphrase exits 1, nothing made",
+      code == 1 and "empty passphrase" in out and made_nothing("E3", "store-e3"), out)
 code, out = run_pty(["init", STORE, W + "/N4"], env=noenv, answers=[("Passphrase: ", "tty secret")])
 check("joining at a prompt asks once", code == 0 and "Repeat it" not in out, out)
 shutil.rmtree(W + "/N4")
@@ -173,11 +191,25 @@ code, out = run_pty(["-C", A, "key", "add"], env=noenv,
                     [("New passphrase: ", "second one"), ("Repeat it: ", "second won")] * 2)
 check("key add: two different passphrases three times at the prompt exit 2",
       code == 2 and out.count("differ; try again") == 2 and "differed 3 times" in out, out)
-keys_before = run(["-C", A, "key", "list"])[1].split()
+keys_before = run(["-C", A, "key", "list"])[1].splitlines()
+code, out = run_pty(["-C", A, "key", "add"], env=noenv,
+                    answers=[("New passphrase: ", "second one"), ("Repeat it: ", "")])
+check("key add: an empty passphrase at Repeat it exits 1 and adds nothing",
+      code == 1 and "empty passphrase" in out and
+      run(["-C", A, "key", "list"])[1].splitlines() == keys_before, out)
+code, out = run_pty(["-C", A, "key", "add"], env=noenv,
+                    answers=[("New passphrase: ", "second one"), ("Repeat it: ", "\x04")])
+check("key add: end of input at Repeat it exits 1 and adds nothing",
+      code == 1 and "end of input" in out and
+      run(["-C", A, "key", "list"])[1].splitlines() == keys_before, out)
 code, out = run_pty(["-C", A, "key", "add"], env=noenv,
                     answers=[("New passphrase: ", "second one"), ("Repeat it: ", "second one")])
 check("key add: the same twice adds a key", code == 0 and "added key" in out and "second one" not in out, out)
-check("key list shows one more key", len(run(["-C", A, "key", "list"])[1].split()) == len(keys_before) + 1)
+keys_after = run(["-C", A, "key", "list"])[1].splitlines()
+check("key list shows one more key", len(keys_after) == len(keys_before) + 1, repr(keys_after))
+host = os.uname().nodename.replace(".", "-").replace(" ", "-")
+check("labelled with the device name by default, init's first key too",
+      all(line.endswith("  " + host) for line in keys_after), repr(keys_after))
 code, _, _ = run(["init", STORE, W + "/K"], env=env_with(S3SYNC_PASSWORD="second one"))
 check("and the new passphrase joins", code == 0)
 

@@ -115,6 +115,40 @@ out=$("$bin" -C "$w/A" device list 2>&1 | cat)
 check "device list prints no sync summary" bash -c "grep -q '^ID ' <<<'$out' && ! grep -q 'paths changed' <<<'$out'"
 "$bin" -v -C "$w/A" key list >"$w/kl.out" 2>"$w/kl.err"
 check "-v adds the request count on stderr, the answer stays clean" bash -c "grep -Eq '^s3sync key: [0-9]+ requests?, ' '$w/kl.err' && ! grep -q request '$w/kl.out'"
+
+# Key labels: which key is whose. init's first key and key add's default carry the device
+# name; --label names one; a key file written before labels lists as "(no label)".
+printf 'work pass\n' >"$w/pass2"
+dev=$(hostname | tr './ ' '---')
+out=$("$bin" -C "$w/A" key add --label "work laptop" --password-file "$w/pass2")
+kid=$(sed -n 's/^added key \([0-9a-f]\{16\}\)$/\1/p' <<<"$out")
+check "key add --label adds a key" test -n "$kid"
+"$bin" -C "$w/A" key list >"$w/kl2.out"
+check "key list: id, local time of creation, label" grep -Eq "^$kid  [0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}  work laptop\$" "$w/kl2.out"
+check "init's first key is labelled with the device name" grep -Eq "^[0-9a-f]{16}  [0-9-]{10} [0-9:]{8}  $dev\$" "$w/kl2.out"
+"$bin" -C "$w/A" key list --json >"$w/kl2.json"
+check "key list --json: id, created (Unix seconds), label" python3 -c "
+import json, sys, time
+k = {e['id']: e for e in json.load(open('$w/kl2.json'))['keys']}
+e = k['$kid']
+sys.exit(not (e['label'] == 'work laptop' and abs(e['created'] - time.time()) < 600))"
+check "--label goes with key add only (exit 2)" bash -c "'$bin' -C '$w/A' key list --label x 2>/dev/null; test \$? -eq 2"
+check "a label with a control character is refused (exit 1)" bash -c "'$bin' -C '$w/A' key add --label \$'a\\tb' --password-file '$w/pass2' 2>/dev/null; test \$? -eq 1"
+# A version-1 key file (the 112 bytes, no trailer) still lists, and its passphrase joins.
+head -c 112 "$w/store/keys/$kid" >"$w/store/keys/00000000000000aa"
+"$bin" -C "$w/A" key list >"$w/kl3.out"
+check "a key file without trailer lists as (no label)" grep -Eq '^00000000000000aa  -  +\(no label\)$' "$w/kl3.out"
+check "and --json gives it created 0, label null" bash -c "'$bin' -C '$w/A' key list --json | grep -q '\"id\":\"00000000000000aa\",\"created\":0,\"label\":null'"
+"$bin" -C "$w/A" key remove "$kid"
+check "a version-1 key file's passphrase joins" env S3SYNC_PASSWORD="work pass" "$bin" -q init "file://$w/store" "$w/KL1"
+# A trailer that does not open: key list refuses naming the key file (exit 3); joining works.
+out=$("$bin" -C "$w/A" key add --label relabel-me --password-file "$w/pass2")
+kid=$(sed -n 's/^added key \([0-9a-f]\{16\}\)$/\1/p' <<<"$out")
+"$bin" -C "$w/A" key remove 00000000000000aa
+python3 -c "f = open('$w/store/keys/$kid', 'r+b'); f.seek(300); b = f.read(1); f.seek(300); f.write(bytes([b[0] ^ 1]))"
+check "a tampered label: key list exits 3 naming the key file, listing nothing" bash -c "'$bin' -C '$w/A' key list >'$w/kl4.out' 2>'$w/kl4.err'; test \$? -eq 3 && grep -q 'keys/$kid: .*info trailer' '$w/kl4.err' && ! test -s '$w/kl4.out'"
+check "and its passphrase still joins (the 112 bytes open it)" env S3SYNC_PASSWORD="work pass" "$bin" -q init "file://$w/store" "$w/KL2"
+"$bin" -C "$w/A" key remove "$kid"
 "$bin" -v -C "$w/A" sync >/dev/null 2>"$w/sy.err"
 check "-v on a sync says the requests in human units" grep -Eq '^s3sync sync: [0-9]+ requests?, [0-9.]+ (B|KiB|MiB) up, ' "$w/sy.err"
 

@@ -70,7 +70,7 @@ static void write_repository(void)
 
     snprintf(url, sizeof url, "file://%s", store_root);
     assert_int_equal(ss_store_open(url, NULL, &store, &err), SS_OK);
-    assert_int_equal(ss_repo_create(store, PASS, strlen(PASS), &repo, &err), SS_OK);
+    assert_int_equal(ss_repo_create(store, PASS, strlen(PASS), "test", &repo, &err), SS_OK);
     ss_repo_fingerprint(repo, fingerprint);
     ss_repo_free(repo), ss_store_free(store);
     ss_init_opts o = {.store_url = url, .passphrase = PASS, .passlen = strlen(PASS)};
@@ -94,7 +94,7 @@ static void write_repository(void)
 
 /* ---- the independent decoder: FORMAT.md, libsodium and libzstd only ---- */
 
-static uint8_t repo_id[16], subkey[7][32]; /* subkeys by id 1..6 */
+static uint8_t repo_id[16], subkey[8][32]; /* subkeys by id 1..7 */
 
 typedef struct cur {
     const uint8_t *p;
@@ -164,7 +164,7 @@ static uint8_t *slurp(const char *dir, const char *rel, size_t *ret_len)
     return p;
 }
 
-/* Sections "Keys", "config (96 bytes)" and "keys/<id> (112 bytes)". */
+/* Sections "Keys", "config (96 bytes)", "keys/<id>" and "Key file info trailer". */
 static void open_repo(uint64_t t0, uint64_t t1)
 {
     size_t clen, klen;
@@ -187,7 +187,7 @@ static void open_repo(uint64_t t0, uint64_t t1)
     assert_true(strlen(name) == 16 && strspn(name, "0123456789abcdef") == 16);
     uint8_t *kf = slurp(store_root, name - 5, &klen); /* "keys/<id>" */
     globfree(&g);
-    assert_int_equal(klen, 112);
+    assert_int_equal(klen, 416);                /* with its info trailer */
     assert_memory_equal(kf, "S3SK\1\2\0\0", 8); /* magic, version 1, Argon2id, zero */
     uint64_t ops = le(kf + 8, 8), mem = le(kf + 16, 8);
     assert_true(ops == 2 && mem == 64 * MiB); /* S3SYNC_KDF=interactive: the minimum limits */
@@ -196,8 +196,16 @@ static void open_repo(uint64_t t0, uint64_t t1)
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(master, NULL, NULL, kf + 64, 48, ad,
                                                                 80, kf + 40, pk),
                      0);
-    for (uint64_t id = 1; id <= 6; id++)
+    for (uint64_t id = 1; id <= 7; id++)
         assert_int_equal(crypto_kdf_derive_from_key(subkey[id], 32, id, "s3sync01", master), 0);
+    /* The trailer: subkey 7, AD = bytes 0..111 || repository id; created, L, label, zeros. */
+    uint8_t tad[112 + 16], info[264], zeros[255] = {0};
+    memcpy(tad, kf, 112), memcpy(tad + 112, repo_id, 16);
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
+                         info, NULL, NULL, kf + 136, 280, tad, sizeof tad, kf + 112, subkey[7]),
+                     0);
+    assert_in_range(le(info, 8), t0, t1);
+    assert_true(info[8] == 4 && !memcmp(info + 9, "test", 4) && !memcmp(info + 13, zeros, 251));
     crypto_generichash(mac, 32, cfg, 64, subkey[3], 32);
     assert_memory_equal(mac, cfg + 64, 32);
     /* "Repository fingerprint": BLAKE2b-128(subkey 6; label || id), 8 groups of 4 hex. */

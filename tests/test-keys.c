@@ -641,6 +641,148 @@ static void test_fingerprint(void **state)
     ss_keys_free(a);
 }
 
+/* ---- info trailer (FORMAT.md "Key file info trailer") ---- */
+
+static void info_file(const ss_keys *k, const char *label, uint8_t file[SS_KEYFILE_INFO_BYTES])
+{
+    ss_err err = {{0}};
+    ss_rc rc = ss_keyfile_seal_info(k, PASS, strlen(PASS), NULL, 1700000000u, label, file, &err);
+    if (rc) fprintf(stderr, "%s\n", err.msg);
+    assert_int_equal(rc, SS_OK);
+}
+
+/* A trailer sealed by hand over plaintext plain: for what the library refuses to write. */
+static void hand_trailer(const ss_keys *k, uint8_t file[SS_KEYFILE_INFO_BYTES],
+                         const uint8_t plain[SS_KEYFILE_INFO_PLAIN_BYTES])
+{
+    uint8_t ad[SS_KEYFILE_BYTES + SS_REPO_ID_BYTES];
+    memcpy(ad, file, SS_KEYFILE_BYTES);
+    memcpy(ad + SS_KEYFILE_BYTES, ss_keys_repo_id(k), SS_REPO_ID_BYTES);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + 136, NULL, plain, SS_KEYFILE_INFO_PLAIN_BYTES,
+                                               ad, sizeof ad, NULL, file + 112,
+                                               ss_keys_subkey(k, SS_SUBKEY_KEYINFO));
+}
+
+static void test_keyinfo_roundtrip(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys(), *back = NULL;
+    uint8_t file[SS_KEYFILE_INFO_BYTES], other[SS_KEYFILE_INFO_BYTES];
+    uint8_t plain[SS_KEYFILE_INFO_PLAIN_BYTES] = {0};
+    char longest[SS_KEYFILE_LABEL_MAX + 2];
+    ss_keyfile_info info;
+    ss_err err = {{0}};
+
+    info_file(k, "laptop", file);
+    assert_int_equal(sizeof file, 416);
+    /* The passphrase opens the 416-byte file, and its 112-byte prefix alone (a version-1 file). */
+    assert_int_equal(open_file(file, sizeof file, ss_keys_repo_id(k), PASS, &back, &err), SS_OK);
+    assert_memory_equal(ss_keys_master(back), ss_keys_master(k), 32);
+    ss_keys_free(back);
+    assert_int_equal(open_file(file, 112, ss_keys_repo_id(k), PASS, &back, &err), SS_OK);
+    ss_keys_free(back);
+
+    assert_int_equal(ss_keyfile_info_open(k, file, sizeof file, &info, &err), SS_OK);
+    assert_true(info.present);
+    assert_int_equal(info.created, 1700000000u);
+    assert_string_equal(info.label, "laptop");
+    assert_int_equal(ss_keyfile_info_open(k, file, 112, &info, &err), SS_OK);
+    assert_false(info.present);
+    assert_int_equal(info.created, 0);
+    assert_string_equal(info.label, "");
+
+    /* The plaintext is every byte as FORMAT.md says: created, L, label, zeros. */
+    put64(plain, 1700000000u);
+    plain[8] = 6;
+    memcpy(plain + 9, "laptop", 6);
+    memcpy(other, file, sizeof other);
+    hand_trailer(k, other, plain);
+    assert_memory_equal(other + 136, file + 136, SS_KEYFILE_INFO_SEALED_BYTES);
+
+    /* Empty and longest labels; the size tells nothing of the label's length. */
+    info_file(k, "", other);
+    assert_int_equal(ss_keyfile_info_open(k, other, sizeof other, &info, &err), SS_OK);
+    assert_true(info.present);
+    assert_string_equal(info.label, "");
+    memset(longest, 'x', SS_KEYFILE_LABEL_MAX);
+    longest[SS_KEYFILE_LABEL_MAX] = '\0';
+    info_file(k, longest, other);
+    assert_int_equal(ss_keyfile_info_open(k, other, sizeof other, &info, &err), SS_OK);
+    assert_string_equal(info.label, longest);
+
+    /* Refused at seal: too long, control characters. */
+    longest[SS_KEYFILE_LABEL_MAX] = 'x';
+    longest[SS_KEYFILE_LABEL_MAX + 1] = '\0';
+    assert_int_equal(ss_keyfile_seal_info(k, PASS, strlen(PASS), NULL, 1, longest, other, &err),
+                     SS_ERR_INVALID);
+    assert_int_equal(ss_keyfile_seal_info(k, PASS, strlen(PASS), NULL, 1, "a\nb", other, &err),
+                     SS_ERR_INVALID);
+    assert_int_equal(ss_keyfile_seal_info(k, PASS, strlen(PASS), NULL, 1, "a\x7f", other, &err),
+                     SS_ERR_INVALID);
+    ss_keys_free(k);
+}
+
+static void test_keyinfo_tampered(void **state)
+{
+    (void)state;
+    ss_keys *k = new_keys(), *stranger = new_keys(), *back = NULL;
+    uint8_t file[SS_KEYFILE_INFO_BYTES], other[SS_KEYFILE_INFO_BYTES], bad[4096] = {0};
+    uint8_t plain[SS_KEYFILE_INFO_PLAIN_BYTES] = {0};
+    static const size_t lens[] = {0, 111, 113, 135, 160, 415, 417, 1024, 4096};
+    ss_keyfile_info info;
+    ss_err err = {{0}};
+
+    info_file(k, "laptop", file);
+    /* Every byte: the trailer binds the whole 112-byte prefix as well as itself. */
+    for (size_t i = 0; i < sizeof file; i++) {
+        memcpy(bad, file, sizeof file);
+        bad[i] ^= 0x01;
+        info.present = 7;
+        assert_int_equal(ss_keyfile_info_open(k, bad, sizeof file, &info, &err), SS_ERR_INTEGRITY);
+        assert_false(info.present);
+    }
+    assert_non_null(strstr(err.msg, "info trailer"));
+    /* A damaged trailer does not lock the passphrase out. */
+    memcpy(bad, file, sizeof file);
+    bad[300] ^= 0x01;
+    assert_int_equal(open_file(bad, sizeof file, ss_keys_repo_id(k), PASS, &back, &err), SS_OK);
+    ss_keys_free(back);
+
+    /* Cut, extended, oversized: not a key file's size, for both readers. */
+    memcpy(bad, file, sizeof file);
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+        assert_int_equal(ss_keyfile_info_open(k, bad, lens[i], &info, &err), SS_ERR_INTEGRITY);
+        assert_int_equal(open_file(bad, lens[i], ss_keys_repo_id(k), PASS, &back, &err),
+                         SS_ERR_INTEGRITY);
+        assert_null(back);
+    }
+
+    /* Moved: another key file's trailer on this one's prefix, or another repository's keys. */
+    info_file(k, "laptop", other);
+    memcpy(bad, file, 112);
+    memcpy(bad + 112, other + 112, sizeof file - 112);
+    assert_int_equal(ss_keyfile_info_open(k, bad, sizeof file, &info, &err), SS_ERR_INTEGRITY);
+    assert_int_equal(ss_keyfile_info_open(stranger, file, sizeof file, &info, &err),
+                     SS_ERR_INTEGRITY);
+
+    /* Authentic but malformed: a control byte, or nonzero bytes after the label. */
+    put64(plain, 1);
+    plain[8] = 3;
+    memcpy(plain + 9, "a\tb", 3);
+    hand_trailer(k, file, plain);
+    assert_int_equal(ss_keyfile_info_open(k, file, sizeof file, &info, &err), SS_ERR_INTEGRITY);
+    memcpy(plain + 9, "abc", 3);
+    plain[9 + 3] = 'd';
+    hand_trailer(k, file, plain);
+    assert_int_equal(ss_keyfile_info_open(k, file, sizeof file, &info, &err), SS_ERR_INTEGRITY);
+    plain[9 + 3] = 0;
+    hand_trailer(k, file, plain);
+    assert_int_equal(ss_keyfile_info_open(k, file, sizeof file, &info, &err), SS_OK);
+    assert_string_equal(info.label, "abc");
+    ss_keys_free(stranger);
+    ss_keys_free(k);
+}
+
 int main(void)
 {
     if (sodium_init() < 0) return 1;
@@ -655,6 +797,8 @@ int main(void)
         cmocka_unit_test(test_keyfile_weak_limits_refused),
         cmocka_unit_test(test_keyfile_huge_limits_refused),
         cmocka_unit_test(test_keyfile_seal_refuses),
+        cmocka_unit_test(test_keyinfo_roundtrip),
+        cmocka_unit_test(test_keyinfo_tampered),
         cmocka_unit_test(test_config_roundtrip),
         cmocka_unit_test(test_config_each_byte_flipped),
         cmocka_unit_test(test_config_bad_fields),

@@ -39,9 +39,9 @@ static int teardown(void **state)
     return 0;
 }
 
-static int count(void *ctx, const char *id)
+static int count(void *ctx, const ss_key_info *k)
 {
-    (void)id;
+    (void)k;
     (*(int *)ctx)++;
     return 0;
 }
@@ -59,10 +59,10 @@ typedef struct pick {
     char found[17];
 } pick;
 
-static int pick_other(void *ctx, const char *id)
+static int pick_other(void *ctx, const ss_key_info *k)
 {
     pick *p = ctx;
-    if (strcmp(id, p->skip)) snprintf(p->found, sizeof p->found, "%s", id);
+    if (strcmp(k->id, p->skip)) snprintf(p->found, sizeof p->found, "%s", k->id);
     return 0;
 }
 
@@ -87,8 +87,8 @@ static void test_lifecycle(void **state)
 
     /* Nothing there yet: joining finds no repository. */
     join(s, PASS1, SS_ERR_NOT_FOUND);
-    assert_int_equal(ss_repo_create(s, PASS1, strlen(PASS1), &a, &err), SS_OK);
-    assert_int_equal(ss_repo_create(s, PASS1, strlen(PASS1), &b, &err), SS_ERR_EXISTS);
+    assert_int_equal(ss_repo_create(s, PASS1, strlen(PASS1), "first", &a, &err), SS_OK);
+    assert_int_equal(ss_repo_create(s, PASS1, strlen(PASS1), "first", &b, &err), SS_ERR_EXISTS);
     assert_null(b);
 
     /* A wrong passphrase opens nothing and writes nothing. */
@@ -98,7 +98,7 @@ static void test_lifecycle(void **state)
     assert_int_equal(before, after);
 
     /* A second key file opens the same repository. */
-    assert_int_equal(ss_repo_key_add(a, PASS2, strlen(PASS2), id2, &err), SS_OK);
+    assert_int_equal(ss_repo_key_add(a, PASS2, strlen(PASS2), "second", id2, &err), SS_OK);
     assert_int_equal(strlen(id2), 16);
     b = join(s, PASS2, SS_OK);
     assert_memory_equal(ss_keys_master(ss_repo_keys(a)), ss_keys_master(ss_repo_keys(b)), 32);

@@ -373,7 +373,7 @@ static size_t expect_all_on_buckets(const world *w)
         const char *key = k.v[i];
         uint64_t z = k.size[i];
         int good = !strcmp(key, SS_KEY_CONFIG)                    ? z == SS_CONFIG_BYTES
-                   : !strncmp(key, SS_KEY_KEYS_PREFIX, 5)         ? z == SS_KEYFILE_BYTES
+                   : !strncmp(key, SS_KEY_KEYS_PREFIX, 5)         ? z == SS_KEYFILE_INFO_BYTES
                    : !strncmp(key, SS_KEY_DATA_PREFIX, 5)         ? ss_pad_is_bucket(z)
                    : !strncmp(key, SS_KEY_LOG_PREFIX, 4)          ? framed_on_bucket(z)
                    : !strncmp(key, SS_KEY_CHECKPOINTS_PREFIX, 12) ? framed_on_bucket(z)

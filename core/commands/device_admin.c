@@ -27,6 +27,11 @@ void ss_folder_device_id(const ss_folder *f, char out[33])
     sodium_bin2hex(out, 33, f->device_id, sizeof f->device_id);
 }
 
+const char *ss_folder_device_name(const ss_folder *f)
+{
+    return f->device_name;
+}
+
 ss_rc ss_folder_devices(ss_folder *f, ss_device_fn fn, void *ctx, ss_stats *stats, ss_err *err)
 {
     ss_device_info info;

@@ -448,6 +448,11 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     }
     rc = ss_store_open(o->store_url, o->store_opts, &f->store, err);
     if (rc) goto fail;
+    /* Named before create: the first key file is labelled with it. */
+    if (o->device_name)
+        snprintf(f->device_name, sizeof f->device_name, "%s", o->device_name);
+    else
+        default_device_name(f->device_name, sizeof f->device_name);
     /* Join first: nothing is written locally until the passphrase proved itself. */
     rc = ss_repo_join(f->store, o->passphrase, o->passlen, &f->repo, err);
     if (o->expect_fingerprint) {
@@ -473,7 +478,7 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
             rc = o->confirm_new(o->confirm_ctx, &passlen, err);
             if (rc) goto fail;
         }
-        rc = ss_repo_create(f->store, o->passphrase, passlen, &f->repo, err);
+        rc = ss_repo_create(f->store, o->passphrase, passlen, f->device_name, &f->repo, err);
         if (rc) goto fail;
         *ret_created = 1;
     }
@@ -485,10 +490,6 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     rc = ss_device_key_create(f->meta, &f->key, err);
     if (rc) goto fail;
     memcpy(f->device_id, ss_device_key_id(f->key), sizeof f->device_id);
-    if (o->device_name)
-        snprintf(f->device_name, sizeof f->device_name, "%s", o->device_name);
-    else
-        default_device_name(f->device_name, sizeof f->device_name);
     rc = take_lock(f, err);
     if (rc) goto fail;
     rc = write_private(f->meta, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)),

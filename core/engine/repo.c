@@ -47,14 +47,15 @@ static ss_repo *new_repo(ss_store *store)
 
 /* lim: from the environment, at least the repository's floor (checked by the caller). */
 static ss_rc put_keyfile(ss_repo *repo, const char *pass, size_t passlen, const ss_kdf_limits *lim,
-                         char ret_id[SS_KEYFILE_ID_HEX + 1], ss_err *err)
+                         const char *label, char ret_id[SS_KEYFILE_ID_HEX + 1], ss_err *err)
 {
-    uint8_t file[SS_KEYFILE_BYTES];
+    uint8_t file[SS_KEYFILE_INFO_BYTES];
     char key[SS_KEY_NAME_MAX];
     uint64_t id;
     ss_rc rc;
     randombytes_buf(&id, sizeof id);
-    rc = ss_keyfile_seal(repo->keys, pass, passlen, lim, file, err);
+    rc = ss_keyfile_seal_info(repo->keys, pass, passlen, lim, (uint64_t)time(NULL), label, file,
+                              err);
     if (rc) return rc;
     snprintf(key, sizeof key, SS_KEY_KEYFILE_FMT, id);
     rc = ss_store_put(repo->store, key, file, sizeof file, SS_PUT_CREATE_ONLY, err);
@@ -63,8 +64,8 @@ static ss_rc put_keyfile(ss_repo *repo, const char *pass, size_t passlen, const 
     return SS_OK;
 }
 
-ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo **ret_repo,
-                     ss_err *err)
+ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, const char *label,
+                     ss_repo **ret_repo, ss_err *err)
 {
     ss_repo *repo = NULL;
     uint8_t cfg[SS_CONFIG_BYTES];
@@ -86,7 +87,7 @@ ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo 
     /* The first key file's limits become the floor no later key file may go below. */
     repo->cfg.kdf_min = lim;
     /* Key file first: a config without a key would be a repository nobody can open. */
-    rc = put_keyfile(repo, pass, passlen, &lim, NULL, err);
+    rc = put_keyfile(repo, pass, passlen, &lim, label, NULL, err);
     if (rc) goto fail;
     rc = ss_config_encode(repo->keys, &repo->cfg, cfg, err);
     if (rc) goto fail;
@@ -263,7 +264,7 @@ fail:
     return rc;
 }
 
-ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen,
+ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, const char *label,
                       char ret_id[SS_KEYFILE_ID_HEX + 1], ss_err *err)
 {
     ss_kdf_limits lim;
@@ -288,7 +289,7 @@ ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen,
         return ss_fail(err, SS_ERR_INVALID,
                        "%s holds %zu key files, the most a reader takes: remove one first",
                        ss_store_url(repo->store), n);
-    return put_keyfile(repo, pass, passlen, &lim, ret_id, err);
+    return put_keyfile(repo, pass, passlen, &lim, label, ret_id, err);
 }
 
 void ss_repo_fingerprint(const ss_repo *repo, char out[SS_FINGERPRINT_TEXT])
@@ -313,14 +314,43 @@ ss_rc ss_repo_check_fingerprint(const ss_repo *repo, const char *expected, ss_er
                    ss_store_url(repo->store), text, expected);
 }
 
+/* One key file's id, time and label; a trailer that does not open is refused naming the file. */
+static ss_rc key_info(ss_repo *repo, const char *name, ss_keyfile_info *info, ss_err *err)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    ss_err e = {{0}};
+    ss_rc rc = ss_store_get_max(repo->store, name, SS_KEYFILE_READ_MAX, &buf, &len, err);
+    if (rc) return rc;
+    rc = ss_keyfile_info_open(repo->keys, buf, len, info, &e);
+    free(buf);
+    if (rc) return ss_fail(err, rc, "%s: %s", name, e.msg);
+    return SS_OK;
+}
+
 ss_rc ss_repo_key_list(ss_repo *repo, ss_repo_key_fn fn, void *ctx, ss_err *err)
 {
     key_names names = {0};
+    ss_keyfile_info *info = NULL;
     ss_rc rc = list_keys(repo->store, &names, err);
     if (rc) goto done;
-    for (size_t i = 0; i < names.n; i++)
-        if (fn(ctx, names.v[i] + strlen(SS_KEY_KEYS_PREFIX))) break;
+    info = calloc(names.n ? names.n : 1, sizeof *info);
+    if (!info) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    /* Every trailer verified before the first line: a refused listing prints nothing. */
+    for (size_t i = 0; i < names.n; i++) {
+        rc = key_info(repo, names.v[i], &info[i], err);
+        if (rc) goto done;
+    }
+    for (size_t i = 0; i < names.n; i++) {
+        ss_key_info k = {names.v[i] + strlen(SS_KEY_KEYS_PREFIX), info[i].created,
+                         info[i].present ? info[i].label : NULL};
+        if (fn(ctx, &k)) break;
+    }
 done:
+    free(info);
     free_names(&names);
     return rc;
 }

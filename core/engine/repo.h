@@ -15,9 +15,9 @@
 #include "keys.h"
 #include "s3sync.h"
 
-/* SS_ERR_EXISTS when the store already holds a repository. */
-ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, ss_repo **ret_repo,
-                     ss_err *err);
+/* SS_ERR_EXISTS when the store already holds a repository. label: the first key file's. */
+ss_rc ss_repo_create(ss_store *store, const char *pass, size_t passlen, const char *label,
+                     ss_repo **ret_repo, ss_err *err);
 /* SS_ERR_NOT_FOUND when there is no repository; SS_ERR_PASSPHRASE when no key file opens. */
 ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **ret_repo,
                    ss_err *err);

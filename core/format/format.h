@@ -44,8 +44,9 @@ typedef enum ss_subkey {
     SS_SUBKEY_CHAIN = 4,       /* key of the transaction hash chain */
     SS_SUBKEY_CHUNK = 5,       /* XChaCha20-Poly1305 key of sealed chunks */
     SS_SUBKEY_FINGERPRINT = 6, /* key of the repository fingerprint (commits to the master key) */
+    SS_SUBKEY_KEYINFO = 7,     /* XChaCha20-Poly1305 key of key files' info trailers */
 } ss_subkey;
-#define SS_SUBKEY_COUNT 6
+#define SS_SUBKEY_COUNT 7
 
 /* Repository fingerprint: BLAKE2b-128(fingerprint subkey; label || repository id). */
 #define SS_FINGERPRINT_LABEL "s3sync-fingerprint-v1" /* 21 bytes, no NUL */
@@ -98,7 +99,7 @@ typedef enum ss_subkey {
 #define SS_CONFIG_DEFAULT_INLINE_LIMIT 4096u
 #define SS_CONFIG_DEFAULT_ZSTD_LEVEL 3u
 
-/* ---- "keys/<id> (112 bytes)" ---- */
+/* ---- "keys/<id> (112 bytes, or 416 with its info trailer)" ---- */
 
 #define SS_KEYFILE_MAGIC "S3SK"
 #define SS_KEYFILE_BYTES 112
@@ -115,6 +116,20 @@ typedef enum ss_subkey {
 #define SS_KEYFILE_SEALED_BYTES 48   /* ciphertext (32) || tag (16) */
 #define SS_KEYFILE_HEADER_BYTES 64   /* AD = bytes 0..63 || repository id */
 #define SS_KEYFILE_ALG_ARGON2ID13 2u /* == crypto_pwhash_ALG_ARGON2ID13 */
+/*
+ * "Key file info trailer": optional, right after the 112 bytes. nonce (24) ||
+ * XChaCha20-Poly1305-IETF under the keyinfo subkey of (u64 created || u8
+ * label length L || label || zeros to 255 label bytes), tag (16); AD = bytes
+ * 0..111 || repository id. Fixed size, so the file's size does not tell the
+ * label's length: a key file is 112 or SS_KEYFILE_INFO_BYTES bytes.
+ */
+#define SS_KEYFILE_INFO_OFF_NONCE 112
+#define SS_KEYFILE_INFO_OFF_SEALED 136
+#define SS_KEYFILE_INFO_NONCE_BYTES 24
+#define SS_KEYFILE_LABEL_MAX 255
+#define SS_KEYFILE_INFO_PLAIN_BYTES 264  /* u64 created || u8 L || 255 label bytes */
+#define SS_KEYFILE_INFO_SEALED_BYTES 280 /* ciphertext (264) || tag (16) */
+#define SS_KEYFILE_INFO_BYTES 416        /* the whole key file with its trailer */
 /* Argon2id limits: a reader refuses a file outside [MIN, MAX] before running the KDF. */
 #define SS_KDF_OPSLIMIT_MIN 2u                         /* crypto_pwhash_OPSLIMIT_INTERACTIVE */
 #define SS_KDF_MEMLIMIT_MIN (64ull * 1024 * 1024)      /* crypto_pwhash_MEMLIMIT_INTERACTIVE */

@@ -23,6 +23,17 @@ _Static_assert(SS_KEYFILE_SEALED_BYTES ==
                    SS_MASTER_KEY_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES,
                "sealed master key size");
 _Static_assert(SS_KEYFILE_OFF_SEALED + SS_KEYFILE_SEALED_BYTES == SS_KEYFILE_BYTES, "key file");
+_Static_assert(SS_KEYFILE_INFO_OFF_NONCE == SS_KEYFILE_BYTES, "trailer follows the 112 bytes");
+_Static_assert(SS_KEYFILE_INFO_OFF_SEALED ==
+                   SS_KEYFILE_INFO_OFF_NONCE + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
+               "trailer nonce");
+_Static_assert(SS_KEYFILE_INFO_PLAIN_BYTES == 8 + 1 + SS_KEYFILE_LABEL_MAX, "trailer plaintext");
+_Static_assert(SS_KEYFILE_INFO_SEALED_BYTES ==
+                   SS_KEYFILE_INFO_PLAIN_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES,
+               "trailer ciphertext");
+_Static_assert(SS_KEYFILE_INFO_OFF_SEALED + SS_KEYFILE_INFO_SEALED_BYTES == SS_KEYFILE_INFO_BYTES,
+               "trailer size");
+_Static_assert(SS_KEYFILE_INFO_BYTES <= SS_KEYFILE_READ_MAX, "readers take every trailer");
 _Static_assert(SS_CONFIG_OFF_MAC + SS_CONFIG_MAC_BYTES == SS_CONFIG_BYTES, "config size");
 _Static_assert(SS_CONFIG_CHUNK_MAX_LIMIT == SS_CHUNKER_MAX_LIMIT, "chunker and format agree");
 _Static_assert(SS_FINGERPRINT_BYTES >= crypto_generichash_BYTES_MIN, "fingerprint size");
@@ -211,6 +222,14 @@ static ss_rc passphrase_key(const char *passphrase, size_t passlen, const uint8_
     return SS_OK;
 }
 
+/* 112 bytes, or 112 and an info trailer: other sizes are not key files. */
+static ss_rc keyfile_size(size_t len, ss_err *err)
+{
+    if (len == SS_KEYFILE_BYTES || len == SS_KEYFILE_INFO_BYTES) return SS_OK;
+    return ss_fail(err, SS_ERR_INTEGRITY, "key file: %zu bytes, expected %u or %u", len,
+                   SS_KEYFILE_BYTES, SS_KEYFILE_INFO_BYTES);
+}
+
 static void keyfile_ad(const uint8_t *file, const uint8_t *repo_id,
                        uint8_t ad[SS_KEYFILE_HEADER_BYTES + SS_REPO_ID_BYTES])
 {
@@ -278,9 +297,9 @@ ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_R
     if (ret_keys) *ret_keys = NULL;
     if (!ret_keys || !repo_id || (!buf && len) || (!passphrase && passlen))
         return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
-    if (len != SS_KEYFILE_BYTES)
-        return ss_fail(err, SS_ERR_INTEGRITY, "key file: %zu bytes, expected %u", len,
-                       SS_KEYFILE_BYTES);
+    /* Only bytes 0..111 open the master key: a damaged trailer does not lock anyone out. */
+    rc = keyfile_size(len, err);
+    if (rc) return rc;
     if (memcmp(buf + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4) != 0)
         return ss_fail(err, SS_ERR_INTEGRITY, "key file: bad magic, not an s3sync key file");
     if (buf[SS_KEYFILE_OFF_VERSION] != SS_FORMAT_VERSION)
@@ -335,12 +354,89 @@ fail:
 
 ss_rc ss_keyfile_limits(const uint8_t *buf, size_t len, ss_kdf_limits *ret_limits, ss_err *err)
 {
+    ss_rc rc;
     memset(ret_limits, 0, sizeof *ret_limits);
-    if (!buf || len != SS_KEYFILE_BYTES)
-        return ss_fail(err, SS_ERR_INTEGRITY, "key file: %zu bytes, expected %u", len,
-                       SS_KEYFILE_BYTES);
+    rc = keyfile_size(buf ? len : 0, err);
+    if (rc) return rc;
     ret_limits->opslimit = ss_le_get64(buf + SS_KEYFILE_OFF_OPSLIMIT);
     ret_limits->memlimit = ss_le_get64(buf + SS_KEYFILE_OFF_MEMLIMIT);
+    return SS_OK;
+}
+
+/* ---- info trailer ---- */
+
+/* Printable: the label is shown at terminals (control bytes refused; UTF-8 left to the reader). */
+static int label_ok(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] == 0x7f) return 0;
+    return 1;
+}
+
+static void info_ad(const uint8_t *file, const uint8_t *repo_id,
+                    uint8_t ad[SS_KEYFILE_BYTES + SS_REPO_ID_BYTES])
+{
+    memcpy(ad, file, SS_KEYFILE_BYTES);
+    memcpy(ad + SS_KEYFILE_BYTES, repo_id, SS_REPO_ID_BYTES);
+}
+
+ss_rc ss_keyfile_seal_info(const ss_keys *keys, const char *passphrase, size_t passlen,
+                           const ss_kdf_limits *limits, uint64_t created, const char *label,
+                           uint8_t out[SS_KEYFILE_INFO_BYTES], ss_err *err)
+{
+    uint8_t plain[SS_KEYFILE_INFO_PLAIN_BYTES] = {0};
+    uint8_t ad[SS_KEYFILE_BYTES + SS_REPO_ID_BYTES];
+    size_t n = label ? strlen(label) : 0;
+    ss_rc rc;
+
+    if (out) memset(out, 0, SS_KEYFILE_INFO_BYTES);
+    if (!keys || !out || !label) return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
+    if (n > SS_KEYFILE_LABEL_MAX || !label_ok((const uint8_t *)label, n))
+        return ss_fail(err, SS_ERR_INVALID, "key label: at most %u bytes and no control characters",
+                       SS_KEYFILE_LABEL_MAX);
+    rc = ss_keyfile_seal(keys, passphrase, passlen, limits, out, err);
+    if (rc) return rc;
+    ss_le_put64(plain, created);
+    plain[8] = (uint8_t)n;
+    memcpy(plain + 9, label, n);
+    randombytes_buf(out + SS_KEYFILE_INFO_OFF_NONCE, SS_KEYFILE_INFO_NONCE_BYTES);
+    info_ad(out, keys->repo_id, ad);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(
+        out + SS_KEYFILE_INFO_OFF_SEALED, NULL, plain, sizeof plain, ad, sizeof ad, NULL,
+        out + SS_KEYFILE_INFO_OFF_NONCE, keys->subkeys[SS_SUBKEY_KEYINFO - 1]);
+    sodium_memzero(plain, sizeof plain);
+    return SS_OK;
+}
+
+ss_rc ss_keyfile_info_open(const ss_keys *keys, const uint8_t *buf, size_t len,
+                           ss_keyfile_info *ret_info, ss_err *err)
+{
+    uint8_t plain[SS_KEYFILE_INFO_PLAIN_BYTES];
+    uint8_t ad[SS_KEYFILE_BYTES + SS_REPO_ID_BYTES];
+    size_t n;
+    ss_rc rc;
+
+    if (ret_info) memset(ret_info, 0, sizeof *ret_info);
+    if (!keys || !ret_info || (!buf && len))
+        return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
+    rc = keyfile_size(len, err);
+    if (rc) return rc;
+    if (len == SS_KEYFILE_BYTES) return SS_OK;
+    info_ad(buf, keys->repo_id, ad);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(
+            plain, NULL, NULL, buf + SS_KEYFILE_INFO_OFF_SEALED, SS_KEYFILE_INFO_SEALED_BYTES, ad,
+            sizeof ad, buf + SS_KEYFILE_INFO_OFF_NONCE, keys->subkeys[SS_SUBKEY_KEYINFO - 1]) != 0)
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "key file: info trailer does not open (tampered, cut, or taken from "
+                       "another key file)");
+    /* Authenticated, so only a holder of the master key could have written these. */
+    n = plain[8];
+    if (!label_ok(plain + 9, n) || !all_zero(plain + 9 + n, SS_KEYFILE_LABEL_MAX - n))
+        return ss_fail(err, SS_ERR_INTEGRITY, "key file: info trailer's label is malformed");
+    ret_info->present = 1;
+    ret_info->created = ss_le_get64(plain);
+    memcpy(ret_info->label, plain + 9, n);
+    ret_info->label[n] = '\0';
     return SS_OK;
 }
 

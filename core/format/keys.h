@@ -75,6 +75,32 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
  */
 ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
                       const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err);
+/*
+ * The info trailer (FORMAT.md "Key file info trailer"): when the key was
+ * added and its label, sealed under the master key so the store reads
+ * neither and cannot change them unnoticed.
+ */
+typedef struct ss_keyfile_info {
+    int present;      /* 0: a key file without trailer (created and label empty) */
+    uint64_t created; /* Unix seconds */
+    char label[SS_KEYFILE_LABEL_MAX + 1];
+} ss_keyfile_info;
+
+/*
+ * ss_keyfile_seal, then the trailer. label: up to SS_KEYFILE_LABEL_MAX bytes,
+ * no control bytes (SS_ERR_INVALID otherwise).
+ */
+ss_rc ss_keyfile_seal_info(const ss_keys *keys, const char *passphrase, size_t passlen,
+                           const ss_kdf_limits *limits, uint64_t created, const char *label,
+                           uint8_t out[SS_KEYFILE_INFO_BYTES], ss_err *err);
+/*
+ * A key file's trailer, with the keys the repository is open with (no KDF).
+ * SS_ERR_INTEGRITY when the size is not a key file's or the trailer does not
+ * open (tampered, cut, or moved from another key file).
+ */
+ss_rc ss_keyfile_info_open(const ss_keys *keys, const uint8_t *buf, size_t len,
+                           ss_keyfile_info *ret_info, ss_err *err);
+
 /* The KDF limits a key file states (authenticated only once it opened). SS_ERR_INTEGRITY if short.
  */
 ss_rc ss_keyfile_limits(const uint8_t *buf, size_t len, ss_kdf_limits *ret_limits, ss_err *err);

@@ -186,13 +186,20 @@ struct ss_repo *ss_folder_repo(ss_folder *f);
 
 /*
  * Key files of the repository (`s3sync key`): seal the master key under
- * another passphrase (ret_id gets the key file id, 16 hex; limits from
- * $S3SYNC_KDF, refused with SS_ERR_INVALID below config's floor), list
- * them, remove one (never the last: SS_ERR_INVALID).
+ * another passphrase with a label (up to 255 bytes, no control characters;
+ * ret_id gets the key file id, 16 hex; limits from $S3SYNC_KDF, refused with
+ * SS_ERR_INVALID below config's floor), list them (SS_ERR_INTEGRITY naming
+ * the key file whose label does not open), remove one (never the last:
+ * SS_ERR_INVALID).
  */
-ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, char ret_id[17],
-                      ss_err *err);
-typedef int (*ss_repo_key_fn)(void *ctx, const char *id);
+ss_rc ss_repo_key_add(ss_repo *repo, const char *pass, size_t passlen, const char *label,
+                      char ret_id[17], ss_err *err);
+typedef struct ss_key_info {
+    const char *id;    /* 16 hex */
+    uint64_t created;  /* Unix seconds; 0 with label NULL */
+    const char *label; /* NULL: a key file written without one */
+} ss_key_info;
+typedef int (*ss_repo_key_fn)(void *ctx, const ss_key_info *key);
 ss_rc ss_repo_key_list(ss_repo *repo, ss_repo_key_fn fn, void *ctx, ss_err *err);
 ss_rc ss_repo_key_remove(ss_repo *repo, const char *id, ss_err *err);
 /* The fingerprint (FORMAT.md "Repository fingerprint") as text. */
@@ -225,6 +232,8 @@ ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoke
                        ss_err *err);
 /* This device's id (32 hex digits and NUL). */
 void ss_folder_device_id(const ss_folder *f, char out[33]);
+/* The name this device gives itself (borrowed). */
+const char *ss_folder_device_name(const ss_folder *f);
 
 /* ------------------------------------------------------------------------------------- */
 

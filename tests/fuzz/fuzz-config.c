@@ -8,7 +8,8 @@
  *              (bit 2 of byte 0) and a valid MAC into a 96-byte input, so
  *              the field rules run on an authentic config; an accepted one
  *              must re-encode byte for byte (the encoding is canonical)
- *   2 key file ss_keyfile_open with the fixed passphrase
+ *   2 key file ss_keyfile_open with the fixed passphrase, then
+ *              ss_keyfile_info_open (the info trailer) with the fixed keys
  *   3 both     as 0, then as 2
  * A key file whose header passes and asks for limits other than the minimum
  * is skipped: Argon2id at those limits takes seconds and gigabytes per run.
@@ -82,7 +83,7 @@ static void keyfile(const uint8_t *d, size_t n)
     ss_err err = {{0}};
 
     /* The checks before the KDF, mirrored only to skip the expensive limits. */
-    if (n == SS_KEYFILE_BYTES && !memcmp(d, SS_KEYFILE_MAGIC, 4) &&
+    if ((n == SS_KEYFILE_BYTES || n == SS_KEYFILE_INFO_BYTES) && !memcmp(d, SS_KEYFILE_MAGIC, 4) &&
         d[SS_KEYFILE_OFF_VERSION] == SS_FORMAT_VERSION &&
         d[SS_KEYFILE_OFF_ALG] == SS_KEYFILE_ALG_ARGON2ID13 && !d[6] && !d[7]) {
         uint64_t ops = le64(d + SS_KEYFILE_OFF_OPSLIMIT), mem = le64(d + SS_KEYFILE_OFF_MEMLIMIT);
@@ -99,6 +100,11 @@ static void keyfile(const uint8_t *d, size_t n)
         abort();
     }
     ss_keys_free(k);
+    /* The trailer opens only as the seed's own seal; never out of bounds on any input. */
+    ss_keyfile_info info;
+    rc = ss_keyfile_info_open(keys, d, n, &info, &err);
+    expect(rc, SS_ERR_INTEGRITY, SS_ERR_INTEGRITY, &err);
+    if (rc == SS_OK && n == SS_KEYFILE_INFO_BYTES && !info.present) abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -132,7 +138,7 @@ static void seed(const char *dir, const char *name, uint8_t mode, const void *p,
 static void write_seeds(const char *dir)
 {
     ss_config cfg;
-    uint8_t c[SS_CONFIG_BYTES], kf[SS_KEYFILE_BYTES];
+    uint8_t c[SS_CONFIG_BYTES], kf[SS_KEYFILE_BYTES], kfi[SS_KEYFILE_INFO_BYTES];
     ss_kdf_limits min = {SS_KDF_OPSLIMIT_MIN, SS_KDF_MEMLIMIT_MIN};
     ss_err err = {{0}};
 
@@ -151,6 +157,9 @@ static void write_seeds(const char *dir)
     kf[SS_KEYFILE_OFF_OPSLIMIT] = 2;
     kf[SS_KEYFILE_OFF_MEMLIMIT + 5] = 1; /* 1 TiB: refused before the KDF */
     seed(dir, "keyfile-huge", 2, kf, sizeof kf);
+    if (ss_keyfile_seal_info(keys, PASS, strlen(PASS), &min, 1700000000, "laptop", kfi, &err))
+        abort();
+    seed(dir, "keyfile-info", 2, kfi, sizeof kfi);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
