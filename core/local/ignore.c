@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "array.h"
+#include "path.h"
 #include "fsio.h"
 
 typedef struct pattern {
@@ -182,7 +183,7 @@ static int decide(const ss_ignore *ign, const char *path, int is_dir)
 
 int ss_ignore_match(const ss_ignore *ign, const char *path, int is_dir)
 {
-    char buf[4097];
+    char buf[SS_PATH_MAX + 1]; /* the longest valid path and its NUL */
     size_t len = strlen(path);
     if (!ign || !ign->n || len >= sizeof buf) return 0;
     memcpy(buf, path, len + 1);
