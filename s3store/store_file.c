@@ -305,12 +305,16 @@ static ss_rc fs_del(ss_store *s, const char *key, ss_err *err)
         return rc;
     }
     if (unlink(path) && errno != ENOENT) rc = io_fail(err, "delete", key);
-    /* probe/ is init's alone (ss_store_probe_create_only): an empty one is not left behind.
-     * Other prefixes keep their directories: a push may be putting into one right now. */
-    if (!rc && !strncmp(key, "probe/", 6) && !strchr(key + 6, '/')) {
-        char *slash = strrchr(path, '/');
-        *slash = '\0';
-        rmdir(path); /* another init's probe in it: ENOTEMPTY, kept */
+    /* probe/ is init's and doctor's alone: the directories a probe made, probe/ included, are
+     * not left behind once empty. Other prefixes keep theirs: a push may be putting into one. */
+    if (!rc && !strncmp(key, "probe/", 6)) {
+        size_t depth = 0; /* the directories between the store's root and the key */
+        for (const char *c = key; *c; c++)
+            depth += *c == '/';
+        while (depth--) {
+            *strrchr(path, '/') = '\0';
+            if (rmdir(path)) break; /* another probe's keys in it: ENOTEMPTY, kept */
+        }
     }
     free(path);
     return rc;

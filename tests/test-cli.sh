@@ -162,6 +162,8 @@ out=$("$bin" init "file://$w/store2" "$w/I1" --password-file "$w/pass")
 check "a creating init prints what it made and the fingerprint, in a pipe" bash -c "grep -q '^created a new repository at file://$w/store2' <<<'$out' && grep -Eq '^repository fingerprint: [0-9a-f]{4}(-[0-9a-f]{4}){7}$' <<<'$out'"
 check "and does not claim the folder is synced" bash -c "! grep -q 'now synced' <<<'$out'"
 check "file:// init leaves no probe/ in the store" test ! -e "$w/store2/probe"
+"$bin" doctor "file://$w/store2" >/dev/null
+check "file:// doctor's probes leave no probe/ in the store either" test ! -e "$w/store2/probe"
 out=$("$bin" init "file://$w/store2" "$w/I2" --password-file "$w/pass")
 check "joining an empty repository says nothing was pulled" bash -c "grep -q 'nothing to pull yet' <<<'$out' && grep -q 'repository fingerprint' <<<'$out'"
 echo f >"$w/I1/f.txt"
