@@ -43,6 +43,14 @@ static void put64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* Any subkey by id: the content ones from epoch 0. */
+static const uint8_t *subkey_of(const ss_keys *k, unsigned id)
+{
+    if (id == SS_SUBKEY_OBJECT || id == SS_SUBKEY_CHUNK)
+        return ss_keys_content_key(k, 0, (ss_subkey)id);
+    return ss_keys_subkey(k, (ss_subkey)id);
+}
+
 static void test_subkeys(void **state)
 {
     (void)state;
@@ -53,18 +61,22 @@ static void test_subkeys(void **state)
     /* Derivation as FORMAT.md states it, recomputed with the primitive. */
     for (unsigned id = 1; id <= SS_SUBKEY_COUNT; id++) {
         crypto_kdf_derive_from_key(want, 32, id, "s3sync01", ss_keys_master(a));
-        assert_memory_equal(ss_keys_subkey(a, (ss_subkey)id), want, 32);
+        assert_memory_equal(subkey_of(a, id), want, 32);
         for (unsigned j = 1; j < id; j++)
-            assert_memory_not_equal(ss_keys_subkey(a, (ss_subkey)id),
-                                    ss_keys_subkey(a, (ss_subkey)j), 32);
+            assert_memory_not_equal(subkey_of(a, id), subkey_of(a, j), 32);
     }
+    /* The content subkeys belong to an epoch: epoch 0's are the master key's. */
+    assert_null(ss_keys_subkey(a, SS_SUBKEY_OBJECT));
+    assert_null(ss_keys_subkey(a, SS_SUBKEY_CHUNK));
+    assert_null(ss_keys_content_key(a, 0, SS_SUBKEY_CONFIG));
+    assert_null(ss_keys_content_key(a, 1, SS_SUBKEY_OBJECT));
     assert_null(ss_keys_subkey(a, (ss_subkey)0));
     assert_null(ss_keys_subkey(a, (ss_subkey)(SS_SUBKEY_COUNT + 1)));
 
     assert_int_equal(ss_keys_from_master(ss_keys_master(a), ss_keys_repo_id(a), &b, &err), SS_OK);
     assert_memory_equal(ss_keys_repo_id(a), ss_keys_repo_id(b), SS_REPO_ID_BYTES);
     for (unsigned id = 1; id <= SS_SUBKEY_COUNT; id++)
-        assert_memory_equal(ss_keys_subkey(a, (ss_subkey)id), ss_keys_subkey(b, (ss_subkey)id), 32);
+        assert_memory_equal(subkey_of(a, id), subkey_of(b, id), 32);
     ss_keys_free(b);
 
     b = new_keys(); /* fresh randomness each time */
@@ -140,7 +152,7 @@ static void test_keyfile_roundtrip(void **state)
 
     sealed_file(k, file);
     assert_memory_equal(file, "S3SK", 4);
-    assert_int_equal(file[4], 1);
+    assert_int_equal(file[4], 2);
     assert_int_equal(file[5], 2);
     assert_int_equal(file[6] | file[7], 0);
     assert_int_equal(le64(file + 8), 2); /* S3SYNC_KDF=interactive */
@@ -255,7 +267,7 @@ static void hand_sealed(const ss_keys *k, uint64_t ops, uint64_t mem,
 
     memset(file, 0, SS_KEYFILE_BYTES);
     memcpy(file, "S3SK", 4);
-    file[4] = 1;
+    file[4] = 2;
     file[5] = crypto_pwhash_ALG_ARGON2ID13;
     put64(file + 8, ops);
     put64(file + 16, mem);
@@ -394,7 +406,7 @@ static void test_config_roundtrip(void **state)
 
     /* Layout, field by field, as FORMAT.md gives it. */
     assert_memory_equal(buf, "S3SC", 4);
-    assert_int_equal(buf[4], 1);
+    assert_int_equal(buf[4], 2);
     assert_int_equal(buf[5], 1); /* cipher suite */
     assert_int_equal(buf[6], 2); /* Argon2id */
     assert_int_equal(buf[7], 0);
@@ -414,7 +426,7 @@ static void test_config_roundtrip(void **state)
     assert_memory_equal(back.repo_id, ss_keys_repo_id(k), 16);
     assert_int_equal(ss_config_verify(k, buf, sizeof buf, &err), SS_OK);
     assert_int_equal(ss_config_open(k, buf, sizeof buf, &back, &err), SS_OK);
-    assert_int_equal(back.version, 1);
+    assert_int_equal(back.version, 2);
     assert_int_equal(back.chunker.avg_size, c.chunker.avg_size);
     assert_int_equal(back.chunker.max_size, c.chunker.max_size);
     assert_int_equal(back.inline_limit, c.inline_limit);
@@ -457,7 +469,8 @@ static void test_config_bad_fields(void **state)
         size_t off;
         uint8_t value;
     } cases[] = {
-        {"version 2", 4, 2},
+        {"version 3", 4, 3},
+        {"version 1 (before key epochs)", 4, 1},
         {"version 0", 4, 0},
         {"cipher suite 0", 5, 0},
         {"cipher suite 2", 5, 2},
@@ -675,7 +688,8 @@ static void test_keyinfo_roundtrip(void **state)
 
     info_file(k, "laptop", file);
     assert_int_equal(sizeof file, 416);
-    /* The passphrase opens the 416-byte file, and its 112-byte prefix alone (a version-1 file). */
+    /* The passphrase opens the 416-byte file, and its 112-byte prefix alone (a file without
+     * trailer). */
     assert_int_equal(open_file(file, sizeof file, ss_keys_repo_id(k), PASS, &back, &err), SS_OK);
     assert_memory_equal(ss_keys_master(back), ss_keys_master(k), 32);
     ss_keys_free(back);

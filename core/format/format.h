@@ -1,5 +1,5 @@
 /*
- * format: every constant of the repository format, version 1.
+ * format: every constant of the repository format, version 2.
  *
  * docs/FORMAT.md is normative; this header is its mirror (as casync's
  * caformat.h is for casync) and the two change together in one commit. Each
@@ -12,7 +12,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 
-#define SS_FORMAT_VERSION 1u
+#define SS_FORMAT_VERSION 2u
 
 /* ---- "Bucket layout": object key names (printf formats, and buffer sizes incl. NUL) ---- */
 
@@ -157,11 +157,14 @@ typedef enum ss_subkey {
 /* ---- "Framed objects" ---- */
 
 #define SS_FRAME_MAGIC "S3SO"
-#define SS_FRAME_HEADER_BYTES 8 /* magic(4) | version | kind | flags | 0 */
+/* header = magic(4) | version | kind | flags | 0 | u32 epoch | u64 start */
+#define SS_FRAME_HEADER_BYTES 20
 #define SS_FRAME_OFF_VERSION 4
 #define SS_FRAME_OFF_KIND 5
 #define SS_FRAME_OFF_FLAGS 6
 #define SS_FRAME_OFF_ZERO 7
+#define SS_FRAME_OFF_EPOCH 8            /* the key epoch the object is sealed under */
+#define SS_FRAME_OFF_START 12           /* the first sequence of that epoch (epoch 0: 1) */
 #define SS_FRAME_STREAM_HEADER_BYTES 24 /* crypto_secretstream_xchacha20poly1305_HEADERBYTES */
 #define SS_FRAME_PREFIX_BYTES (SS_FRAME_HEADER_BYTES + SS_FRAME_STREAM_HEADER_BYTES)
 #define SS_FRAME_KIND_LOG 1u
@@ -194,7 +197,7 @@ typedef enum ss_subkey {
 /* ---- "Transactions" ---- */
 
 #define SS_TXN_MAGIC "S3ST"
-#define SS_TXN_VERSION 1u
+#define SS_TXN_VERSION 2u
 #define SS_TXN_OP_UPSERT 1u
 #define SS_TXN_OP_DELETE 2u
 #define SS_TXN_KIND_FILE 1u
@@ -241,7 +244,7 @@ typedef enum ss_subkey {
 /* ---- "Checkpoints" ---- */
 
 #define SS_CHECKPOINT_MAGIC "S3CK"
-#define SS_CHECKPOINT_VERSION 1u
+#define SS_CHECKPOINT_VERSION 2u
 #define SS_CHECKPOINT_HEADER_BYTES 40 /* magic(4) | version | 0 | u16 0 | chain(seq) (32) */
 #define SS_CHECKPOINT_OFF_VERSION 4
 #define SS_CHECKPOINT_OFF_ZERO 5 /* 3 zero bytes */
@@ -309,5 +312,8 @@ typedef enum ss_subkey {
 #define SS_EPOCH_KDF_CONTEXT "s3sync-e" /* 8 bytes */
 #define SS_EPOCH_SUBKEY_LINK 1u         /* seals K_(E-1) */
 #define SS_EPOCH_SUBKEY_CHECK 2u        /* keys the check: BLAKE2b-256(repo id || u32 E) */
+#define SS_EPOCH_SUBKEY_OBJECT 3u       /* epoch E's SS_SUBKEY_OBJECT (epoch 0: the master's) */
+#define SS_EPOCH_SUBKEY_CHUNK 4u        /* epoch E's SS_SUBKEY_CHUNK (epoch 0: the master's) */
+#define SS_EPOCHS_MAX 65535u            /* epochs a repository may have */
 
 #endif

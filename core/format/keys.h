@@ -32,9 +32,42 @@ void ss_keys_free(ss_keys *keys); /* NULL safe; wipes */
 
 /* Borrowed. The master key only to store it for cron runs (mode 0600); use subkeys otherwise. */
 const uint8_t *ss_keys_master(const ss_keys *keys);
-/* Borrowed; NULL for an id that is not an ss_subkey. */
+/*
+ * Borrowed; NULL for an id that is not an ss_subkey, and for the content
+ * subkeys (SS_SUBKEY_OBJECT, SS_SUBKEY_CHUNK): those belong to an epoch,
+ * ask ss_keys_content_key.
+ */
 const uint8_t *ss_keys_subkey(const ss_keys *keys, ss_subkey id);
 const uint8_t *ss_keys_repo_id(const ss_keys *keys);
+
+/*
+ * Key epochs (FORMAT.md "Key epochs"). Keys hold epochs 0 .. ss_keys_epoch,
+ * contiguous: epoch 0 is the master key from sequence 1; epoch E >= 1 is K_E,
+ * learned from epochs/ and kept by the device. Objects are written under the
+ * newest epoch held; a reader picks the key by the epoch an object states
+ * (framed objects) or the epoch in force at a pack's sequence (chunks).
+ * Identity and addressing subkeys (config, fingerprint, chunk id, chain,
+ * key info) stay on the master key, so ids and the fingerprint never change.
+ */
+uint32_t ss_keys_epoch(const ss_keys *keys); /* the newest held */
+/* The first sequence of a held epoch (epoch 0: 1); 0 when not held. */
+uint64_t ss_keys_epoch_start(const ss_keys *keys, uint32_t epoch);
+/* Borrowed: K_epoch (epoch 0: the master key); NULL when not held. */
+const uint8_t *ss_keys_epoch_key(const ss_keys *keys, uint32_t epoch);
+/* Borrowed: SS_SUBKEY_OBJECT or SS_SUBKEY_CHUNK of a held epoch; NULL otherwise. */
+const uint8_t *ss_keys_content_key(const ss_keys *keys, uint32_t epoch, ss_subkey id);
+/* The epoch in force at seq among those held: the newest that starts at or before it. */
+uint32_t ss_keys_epoch_at(const ss_keys *keys, uint64_t seq);
+/*
+ * A new ss_keys (keys itself is unchanged: it is read-only and may be in
+ * use) that also holds epoch, beginning at sequence start. epoch must be
+ * the next one (SS_ERR_INVALID otherwise) and start after the newest held
+ * (SS_ERR_INTEGRITY: a store or device that says otherwise lies). An epoch
+ * already held with the same key and start gives a plain copy; with another
+ * key or start, SS_ERR_INTEGRITY.
+ */
+ss_rc ss_keys_with_epoch(const ss_keys *keys, uint32_t epoch, uint64_t start,
+                         const uint8_t key[SS_EPOCH_KEY_BYTES], ss_keys **ret_keys, ss_err *err);
 
 /*
  * Repository fingerprint (FORMAT.md "Repository fingerprint"): binds the

@@ -30,7 +30,7 @@
  * Format constants the CLI shows or defaults to. core/format/format.h owns
  * them; a translation unit that includes both fails to build if they differ.
  */
-#define SS_FORMAT_VERSION 1u
+#define SS_FORMAT_VERSION 2u
 #define SS_FINGERPRINT_TEXT 40 /* 8 groups of 4 lowercase hex, '-' between, and NUL */
 #define SS_GC_KEEP_DAYS_DEFAULT 30u
 
