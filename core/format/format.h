@@ -288,7 +288,7 @@ typedef enum ss_subkey {
 #define SS_KEY_EPOCH_FMT "epochs/%010" PRIu32 /* epoch, from 1 */
 #define SS_EPOCH_KEY_BYTES 32                 /* K_E; epoch 0's is the master key */
 #define SS_EPOCH_MAGIC "S3SE"
-#define SS_EPOCH_VERSION 1u
+#define SS_EPOCH_VERSION 2u
 /* header = magic(4) | u8 version | u8 0 | u16 grants | u32 epoch | repository id | check(32) */
 #define SS_EPOCH_OFF_VERSION 4
 #define SS_EPOCH_OFF_ZERO 5
@@ -298,8 +298,12 @@ typedef enum ss_subkey {
 #define SS_EPOCH_OFF_CHECK 28
 #define SS_EPOCH_CHECK_BYTES 32
 #define SS_EPOCH_HEADER_BYTES (SS_EPOCH_OFF_CHECK + SS_EPOCH_CHECK_BYTES) /* 60 */
-/* link = nonce(24) | XChaCha20-Poly1305(link subkey of K_E, nonce, AD = header, K_(E-1)) */
-#define SS_EPOCH_LINK_BYTES (24 + SS_EPOCH_KEY_BYTES + 16) /* 72 */
+/*
+ * link = nonce(24) | XChaCha20-Poly1305(link subkey of K_E, nonce, AD = header,
+ *                                       K_(E-1) || u64 start of epoch E-1)
+ */
+#define SS_EPOCH_LINK_PLAIN_BYTES (SS_EPOCH_KEY_BYTES + 8)
+#define SS_EPOCH_LINK_BYTES (24 + SS_EPOCH_LINK_PLAIN_BYTES + 16) /* 80 */
 /* grant = device id | crypto_box_seal(K_E, the device's X25519 key) */
 #define SS_EPOCH_SEALED_BYTES (SS_EPOCH_KEY_BYTES + 48) /* crypto_box_SEALBYTES */
 #define SS_EPOCH_GRANT_BYTES (SS_TXN_DEVICE_ID_BYTES + SS_EPOCH_SEALED_BYTES) /* 96 */
