@@ -80,7 +80,7 @@ static const char usage_text[] =
     "  gc [--keep-days N | --keep-last N] [--dry-run]\n"
     "                        delete log objects, checkpoints and packs no state kept needs\n"
     "                        (default --keep-days 30; s3:// and file:// stores only)\n"
-    "  key add [--label NAME] | key list | key remove ID | key fingerprint\n"
+    "  key add [--label NAME] | key list | key remove ID | key rotate | key fingerprint\n"
     "  device list | device revoke NAME|ID\n"
     "                        the devices that sign transactions; refuse one's from now on\n"
     "  watch [--interval SECONDS]\n"
@@ -474,11 +474,11 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
     char id[17] = "";
     ss_rc rc;
     (void)cmd;
-    if (argc < 1) return usage("key needs add, list, remove or fingerprint");
+    if (argc < 1) return usage("key needs add, list, remove, rotate or fingerprint");
     if (!strcmp(argv[0], "remove") ? argc != 2 : argc != 1)
-        return usage("key add | key list | key remove ID | key fingerprint");
+        return usage("key add | key list | key remove ID | key rotate | key fingerprint");
     if (strcmp(argv[0], "add") && strcmp(argv[0], "list") && strcmp(argv[0], "remove") &&
-        strcmp(argv[0], "fingerprint"))
+        strcmp(argv[0], "rotate") && strcmp(argv[0], "fingerprint"))
         return usage("unknown key command '%s'", argv[0]);
     if (c->label && strcmp(argv[0], "add")) return usage("--label goes with key add");
     rc = open_here(c, &f, &err);
@@ -495,6 +495,10 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
         rc = ss_repo_key_list(ss_folder_repo(f), print_key, ids, &err);
     } else if (!strcmp(argv[0], "remove")) {
         rc = ss_repo_key_remove(ss_folder_repo(f), argv[1], &err);
+    } else if (!strcmp(argv[0], "rotate")) {
+        rc = ss_folder_rotate(f, &st, &err);
+        if (!rc && !c->json) printf("key epoch %u began at sequence %" PRIu64 "\n",
+                                    ss_folder_epoch(f), st.seq);
     } else { /* fingerprint */
         ss_repo_fingerprint(ss_folder_repo(f), c->fingerprint);
         if (!c->json) printf("%s\n", c->fingerprint);
@@ -581,9 +585,10 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
         if (!rc && gone.id[0] && c->json)
             c->extra = json_pack("{s:o}", "revoked", json_device(&gone));
         if (!rc && gone.id[0] && !c->json && !c->quiet)
-            printf("revoked %s (%.16s) at sequence %" PRIu64 ": what it signs from now on is "
-                   "refused\n",
-                   cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked);
+            printf("revoked %s (%.16s) at sequence %" PRIu64 ", where key epoch %u began: it "
+                   "reads nothing written from now on, and what it signs is refused\n",
+                   cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked,
+                   ss_folder_epoch(f));
     }
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);

@@ -1,7 +1,7 @@
 /*
- * device_admin: `s3sync device list` and `device revoke` on an open folder
- * (s3sync.h); the table and its rules are devices.c's, the signed revocation
- * push.c's.
+ * device_admin: `s3sync device list`, `device revoke` and `key rotate` on
+ * an open folder (s3sync.h); the table and its rules are devices.c's, the
+ * signed revocation and the new key epoch push.c's and epochs.c's.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -110,4 +110,16 @@ ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoke
     d = ss_devices_find(f->devices, id);
     if (d) info_of(f, d, ret_revoked);
     return SS_OK;
+}
+
+ss_rc ss_folder_rotate(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    ss_rc rc = ss_pull(f, stats, err);
+    if (rc) return rc;
+    return eng_push_rotate(f, stats, err);
+}
+
+uint32_t ss_folder_epoch(const ss_folder *f)
+{
+    return ss_keys_epoch(ss_repo_keys(f->repo));
 }

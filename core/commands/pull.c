@@ -52,6 +52,10 @@ static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fet
     if (listed && listed->size == obj.size) eng_etag_tag(listed->etag, obj.tag);
     rc = eng_check_txn(f, fd, seq, chain, f->devices, &devs, err);
     if (rc) goto done;
+    if (f->epochs_unsaved) { /* verified (E2): kept before anything of seq applies */
+        rc = eng_epochs_save(f, err);
+        if (rc) goto done;
+    }
     rc = eng_check_beneath(f, fd, seq, err);
     if (rc) goto done;
     rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, &obj, err);

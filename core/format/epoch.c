@@ -318,7 +318,9 @@ ss_rc ss_epoch_open_early(const uint8_t *buf, size_t len, uint32_t epoch,
     *ret_prev_start = 0;
     rc = parse(buf, len, epoch, repo_id, &v, err);
     if (rc) return rc;
-    rc = check_signature(&v, epoch, before, at_seq, err);
-    if (rc) return rc;
+    if (ss_devices_find(before, v.signer)) { /* else it enrolls at at_seq: verified then */
+        rc = check_signature(&v, epoch, before, at_seq, err);
+        if (rc) return rc;
+    }
     return open_grant(&v, epoch, repo_id, me, ret_key, ret_prev, ret_prev_start, err);
 }

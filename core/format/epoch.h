@@ -71,10 +71,12 @@ ss_rc ss_epoch_open(const uint8_t *buf, size_t len, uint32_t epoch,
 /*
  * ss_epoch_open for a device that meets epoch E in the log before it read
  * the transaction at_seq that begins it: its table (before) is the one of
- * at_seq - 1, which still lists the devices that transaction revokes. So
- * only structure, signature (by a device live at at_seq in before) and this
- * device's grant are checked here; the caller must run ss_epoch_verify with
- * the table after at_seq before it uses anything it read with the key.
+ * at_seq - 1, which still lists the devices that transaction revokes and
+ * lacks one it enrolls (the signer may be that one). So only structure,
+ * the signature (when before knows the signer: it must be live at at_seq)
+ * and this device's grant are checked here; the caller must run
+ * ss_epoch_verify with the table after at_seq before it uses anything it
+ * read with the key.
  */
 ss_rc ss_epoch_open_early(const uint8_t *buf, size_t len, uint32_t epoch,
                           const uint8_t repo_id[SS_REPO_ID_BYTES], const ss_devices *before,
