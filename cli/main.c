@@ -464,6 +464,9 @@ static int print_key(void *ctx, const ss_key_info *k)
     return 0;
 }
 
+/* Revocation and rotation retire every passphrase (the thief may have seen them). */
+#define NEW_EPOCH_PROMPT "New passphrase (the current ones stop working): "
+
 static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
@@ -496,9 +499,11 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
     } else if (!strcmp(argv[0], "remove")) {
         rc = ss_repo_key_remove(ss_folder_repo(f), argv[1], &err);
     } else if (!strcmp(argv[0], "rotate")) {
-        rc = ss_folder_rotate(f, &st, &err);
-        if (!rc && !c->json) printf("key epoch %u began at sequence %" PRIu64 "\n",
-                                    ss_folder_epoch(f), st.seq);
+        rc = cli_secret_get(c->pass_file, NEW_EPOCH_PROMPT, 1, &pass, &c->mismatch, &err);
+        if (rc) goto done;
+        rc = ss_folder_rotate(f, pass.buf, pass.len, &st, &err);
+        if (!rc && !c->json)
+            printf("key epoch %u began at sequence %" PRIu64 "\n", ss_folder_epoch(f), st.seq);
     } else { /* fingerprint */
         ss_repo_fingerprint(ss_folder_repo(f), c->fingerprint);
         if (!c->json) printf("%s\n", c->fingerprint);
@@ -556,6 +561,15 @@ static ss_rc print_device(void *ctx, const ss_device_info *d, ss_err *err)
     return SS_OK;
 }
 
+/* The new passphrase first: asked before anything is written. */
+static ss_rc revoke_device(cli *c, ss_folder *f, const char *who, cli_secret *pass,
+                           ss_device_info *gone, ss_stats *st, ss_err *err)
+{
+    ss_rc rc = cli_secret_get(c->pass_file, NEW_EPOCH_PROMPT, 1, pass, &c->mismatch, err);
+    if (rc) return rc;
+    return ss_folder_revoke(f, who, pass->buf, pass->len, gone, st, err);
+}
+
 /* device list | device revoke NAME|ID (docs/FORMAT.md "Devices and signatures"). */
 static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
 {
@@ -563,6 +577,7 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
     ss_stats st = {0};
     ss_err err = {{0}};
     device_out o = {.c = c};
+    cli_secret pass = {0};
     ss_device_info gone;
     char self[33], safe[CLI_SAFE_CAP];
     ss_rc rc;
@@ -581,7 +596,7 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
             printf("this device, %.16s, is not enrolled yet: its first push enrolls it\n", self);
         if (o.list) c->extra = json_pack("{s:o, s:s}", "devices", o.list, "device_id", self);
     } else if (!rc) {
-        rc = ss_folder_revoke(f, argv[1], &gone, &st, &err);
+        rc = revoke_device(c, f, argv[1], &pass, &gone, &st, &err);
         if (!rc && gone.id[0] && c->json)
             c->extra = json_pack("{s:o}", "revoked", json_device(&gone));
         if (!rc && gone.id[0] && !c->json && !c->quiet)
@@ -590,6 +605,8 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
                    cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked,
                    ss_folder_epoch(f));
     }
+    cli_secret_free(&pass);
+    cli_secret_free(&pass);
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);
     ss_stats_clear(&st);

@@ -187,22 +187,25 @@ static void open_repo(uint64_t t0, uint64_t t1)
     assert_true(strlen(name) == 16 && strspn(name, "0123456789abcdef") == 16);
     uint8_t *kf = slurp(store_root, name - 5, &klen); /* "keys/<id>" */
     globfree(&g);
-    assert_int_equal(klen, 416);                /* with its info trailer */
-    assert_memory_equal(kf, "S3SK\2\2\0\0", 8); /* magic, version 2, Argon2id, zero */
+    assert_int_equal(klen, 424);                /* with its info trailer */
+    assert_memory_equal(kf, "S3SK\2\2\0\0", 8); /* magic, version 2, Argon2id, key epoch 0 */
     uint64_t ops = le(kf + 8, 8), mem = le(kf + 16, 8);
     assert_true(ops == 2 && mem == 64 * MiB); /* S3SYNC_KDF=interactive: the minimum limits */
     assert_int_equal(crypto_pwhash(pk, 32, PASS, strlen(PASS), kf + 24, ops, mem, kf[5]), 0);
     memcpy(ad, kf, 64), memcpy(ad + 64, repo_id, 16);
-    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(master, NULL, NULL, kf + 64, 48, ad,
+    uint8_t sealed[40]; /* key epoch 0's key, the master key, || u64 its start: 1 */
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(sealed, NULL, NULL, kf + 64, 56, ad,
                                                                 80, kf + 40, pk),
                      0);
+    memcpy(master, sealed, 32);
+    assert_int_equal(le(sealed + 32, 8), 1);
     for (uint64_t id = 1; id <= 7; id++)
         assert_int_equal(crypto_kdf_derive_from_key(subkey[id], 32, id, "s3sync01", master), 0);
-    /* The trailer: subkey 7, AD = bytes 0..111 || repository id; created, L, label, zeros. */
-    uint8_t tad[112 + 16], info[264], zeros[255] = {0};
-    memcpy(tad, kf, 112), memcpy(tad + 112, repo_id, 16);
+    /* The trailer: subkey 7, AD = bytes 0..119 || repository id; created, L, label, zeros. */
+    uint8_t tad[120 + 16], info[264], zeros[255] = {0};
+    memcpy(tad, kf, 120), memcpy(tad + 120, repo_id, 16);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
-                         info, NULL, NULL, kf + 136, 280, tad, sizeof tad, kf + 112, subkey[7]),
+                         info, NULL, NULL, kf + 144, 280, tad, sizeof tad, kf + 120, subkey[7]),
                      0);
     assert_in_range(le(info, 8), t0, t1);
     assert_true(info[8] == 4 && !memcmp(info + 9, "test", 4) && !memcmp(info + 13, zeros, 251));

@@ -26,6 +26,12 @@ exits() { # CODE, then a command: it must exit with CODE
   "$@" >"$w/out" 2>"$w/err" || got=$?
   [ "$got" = "$want" ] || { echo "  exit $got, wanted $want: $(cat "$w/err")"; return 1; }
 }
+keyfiles() { # STORE: how many key files it holds
+  case $1 in
+  file://*) find "${1#file://}/keys" -type f | wc -l ;;
+  s3://*) aws s3 ls "$1/keys/" | wc -l ;;
+  esac
+}
 has_epoch() { # STORE, E: the store holds epochs/<E>
   local key
   key=$(printf 'epochs/%010d' "$2")
@@ -47,7 +53,7 @@ one_store() { # STORE, a name for the checks
   "$bin" -q -C "$A" sync
   cp -a "$B" "$w/$t-Bcopy" # what a thief took before the revocation
 
-  check "$t: revoke B" exits 0 "$bin" -C "$A" device revoke "$t-B"
+  check "$t: revoke B" exits 0 env S3SYNC_PASSWORD="new after B" "$bin" -C "$A" device revoke "$t-B"
   check "$t: it says a key epoch began" grep -q "where key epoch 1 began" "$w/out"
   check "$t: epochs/0000000001 is in the store" has_epoch "$store" 1
   echo "after the revocation" >"$A/secret.txt"
@@ -60,7 +66,18 @@ one_store() { # STORE, a name for the checks
     check "$t: $(basename "$thief") cannot push either" exits 1 "$bin" -C "$thief" sync
   done
 
+  check "$t: one key file is left, of the new passphrase" test "$(keyfiles "$store")" = 1
+  check "$t: the old passphrase no longer joins" exits 1 "$bin" init "$store" "$w/$t-Old"
+  check "$t: it says the passphrase is wrong" grep -q "wrong passphrase" "$w/err"
+  check "$t: the new passphrase joins D" exits 0 env S3SYNC_PASSWORD="new after B" \
+    "$bin" --device "$t-D" init "$store" "$w/$t-D"
+  check "$t: D reads what was written before the revocation" grep -qx "from $t-B" "$w/$t-D/$t-B.txt"
+  check "$t: and after it" grep -qx "after the revocation" "$w/$t-D/secret.txt"
+  echo "from D" >"$w/$t-D/d.txt"
+  check "$t: D writes" exits 0 "$bin" -C "$w/$t-D" sync
+
   check "$t: C, offline meanwhile, catches up" exits 0 "$bin" -C "$C" pull
+  check "$t: C has D's file" grep -qx "from D" "$C/d.txt"
   check "$t: C reads what was written after" grep -qx "after the revocation" "$C/secret.txt"
   check "$t: C keeps the epoch key" test -s "$C/.s3sync/epochs"
   echo "from C in epoch 1" >"$C/c2.txt"
@@ -68,7 +85,8 @@ one_store() { # STORE, a name for the checks
   check "$t: A reads it" exits 0 "$bin" -C "$A" sync
   check "$t: A has C's new file" grep -qx "from C in epoch 1" "$A/c2.txt"
 
-  check "$t: key rotate begins epoch 2" exits 0 "$bin" -C "$C" key rotate
+  check "$t: key rotate begins epoch 2" exits 0 env S3SYNC_PASSWORD="epoch two pass" \
+    "$bin" -C "$C" key rotate
   check "$t: and says so" grep -q "key epoch 2 began" "$w/out"
   check "$t: epochs/0000000002 is in the store" has_epoch "$store" 2
   echo "epoch two" >"$C/e2.txt"
@@ -76,6 +94,13 @@ one_store() { # STORE, a name for the checks
   check "$t: A follows into epoch 2" exits 0 "$bin" -C "$A" sync
   check "$t: A reads epoch 2's file" grep -qx "epoch two" "$A/e2.txt"
   check "$t: the thief's copy still reads nothing" exits 1 "$bin" -C "$w/$t-Bcopy" pull
+  check "$t: the epoch-1 passphrase is retired" exits 1 env S3SYNC_PASSWORD="new after B" \
+    "$bin" init "$store" "$w/$t-Old1"
+  check "$t: E joins with the epoch-2 passphrase" exits 0 env S3SYNC_PASSWORD="epoch two pass" \
+    "$bin" --device "$t-E" init "$store" "$w/$t-E"
+  check "$t: E reads epoch 0, 1 and 2" bash -c "grep -qx 'from $t-A' '$w/$t-E/$t-A.txt' &&
+    grep -qx 'from C in epoch 1' '$w/$t-E/c2.txt' && grep -qx 'epoch two' '$w/$t-E/e2.txt'"
+  check "$t: verify on E" exits 0 "$bin" -C "$w/$t-E" verify
   check "$t: verify on A walks every epoch" exits 0 "$bin" -C "$A" verify
   check "$t: verify on C too" exits 0 "$bin" -C "$C" verify
 }

@@ -89,7 +89,7 @@ static void remac(const ss_keys *k, uint8_t *cfg)
                        ss_keys_subkey(k, SS_SUBKEY_CONFIG), SS_SUBKEY_BYTES);
 }
 
-/* A key file sealing k's master key under PASS with any limits, as FORMAT.md says. */
+/* A key file of epoch 0 (k's master key) under PASS with any limits, as FORMAT.md says. */
 static void craft_keyfile(const ss_keys *k, uint8_t version, uint64_t ops, uint64_t mem,
                           uint8_t out[SS_KEYFILE_BYTES])
 {
@@ -109,9 +109,13 @@ static void craft_keyfile(const ss_keys *k, uint8_t version, uint64_t ops, uint6
                      0);
     memcpy(ad, out, SS_KEYFILE_HEADER_BYTES);
     memcpy(ad + SS_KEYFILE_HEADER_BYTES, ss_keys_repo_id(k), SS_REPO_ID_BYTES);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out + SS_KEYFILE_OFF_SEALED, NULL, ss_keys_master(k),
-                                               SS_MASTER_KEY_BYTES, ad, sizeof ad, NULL,
+    uint8_t plain[SS_KEYFILE_PLAIN_BYTES] = {0}; /* key epoch 0: the master key, from seq 1 */
+    memcpy(plain, ss_keys_master(k), SS_MASTER_KEY_BYTES);
+    plain[SS_EPOCH_KEY_BYTES] = 1;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + SS_KEYFILE_OFF_SEALED, NULL, plain,
+                                               sizeof plain, ad, sizeof ad, NULL,
                                                out + SS_KEYFILE_OFF_NONCE, pk);
+    sodium_memzero(plain, sizeof plain);
     sodium_memzero(pk, sizeof pk);
 }
 

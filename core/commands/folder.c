@@ -474,8 +474,10 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     memcpy(f->device_id, ss_device_key_id(f->key), sizeof f->device_id);
     rc = take_lock(f, err);
     if (rc) goto fail;
-    rc = eng_meta_write(f, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)),
-                       SS_MASTER_KEY_BYTES, err);
+    rc = eng_meta_write(f, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)), SS_MASTER_KEY_BYTES,
+                        err);
+    if (rc) goto fail;
+    rc = eng_epochs_save(f, err); /* a key file of a later epoch opened them all */
     if (rc) goto fail;
     rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err);
     if (rc) goto fail;

@@ -382,7 +382,8 @@ static ss_rc commit_epoch(push *p, ss_err *err)
 static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, const uint8_t *rotate,
                        ss_stats *stats, ss_err *err)
 {
-    push p = {.f = f, .stats = stats, .revoke = revoke, .force = force || rotate, .rotate = !!rotate};
+    push p = {
+        .f = f, .stats = stats, .revoke = revoke, .force = force || rotate, .rotate = !!rotate};
     ss_devices *next = NULL; /* owned until committed */
     uint8_t prev[SS_CHAIN_BYTES], chain[SS_CHAIN_BYTES];
     ss_state_applied obj;
@@ -472,8 +473,8 @@ out:
 }
 
 /* Push with the retry rule: another device took our sequence (412), so pull and build again. */
-static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, int rotate,
-                       ss_stats *stats, ss_err *err)
+static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, int rotate, ss_stats *stats,
+                       ss_err *err)
 {
     uint8_t key[SS_EPOCH_KEY_BYTES]; /* the new epoch's, the same in every attempt */
     ss_rc rc = SS_OK;

@@ -56,8 +56,8 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[SS_
     rc = eng_tmpfile(f, &fd, err);
     if (rc) goto fail;
     rc = ss_frame_writer_new(p->keys ? p->keys : ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key,
-                             p->seq, prev_chain,
-                             ss_repo_config(f->repo)->zstd_level, ss_fd_sink, &fd, &sink.w, err);
+                             p->seq, prev_chain, ss_repo_config(f->repo)->zstd_level, ss_fd_sink,
+                             &fd, &sink.w, err);
     if (rc) goto fail;
     rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err);
     if (rc) goto fail;

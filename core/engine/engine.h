@@ -23,7 +23,8 @@
 #include "s3sync.h"
 #include "txn.h"
 
-/* An epoch learned from the log object that begins it, its grants not yet verified (epochs.c E1). */
+/* An epoch learned from the log object that begins it, its grants not yet verified (epochs.c E1).
+ */
 typedef struct eng_epoch_pending {
     uint8_t *obj; /* epochs/<epoch>, owned */
     size_t len;

@@ -186,8 +186,8 @@ ss_rc eng_epoch_learn(ss_folder *f, uint32_t epoch, uint64_t start, uint64_t seq
     f->epochs_unsaved = 1;
     if (start == seq) { /* E1: its grants are checked once the table after seq is known */
         eng_epoch_pending_clear(f);
-        f->epoch_pending = (eng_epoch_pending){.obj = obj, .len = len, .epoch = epoch,
-                                               .start = start};
+        f->epoch_pending =
+            (eng_epoch_pending){.obj = obj, .len = len, .epoch = epoch, .start = start};
         obj = NULL;
     }
 done:
@@ -219,9 +219,9 @@ static int ours(ss_folder *f, uint32_t epoch, const uint8_t key[SS_EPOCH_KEY_BYT
     ss_err e;
     int yes = 0;
     if (get_epoch_object(f, epoch, &obj, &len, &e)) return 0;
-    yes = !ss_epoch_open_early(obj, len, epoch, ss_keys_repo_id(ss_repo_keys(f->repo)),
-                               f->devices, ss_keys_epoch_start(ss_repo_keys(f->repo), epoch - 1) + 1,
-                               f->key, k, prev, &ps, &e) &&
+    yes = !ss_epoch_open_early(obj, len, epoch, ss_keys_repo_id(ss_repo_keys(f->repo)), f->devices,
+                               ss_keys_epoch_start(ss_repo_keys(f->repo), epoch - 1) + 1, f->key, k,
+                               prev, &ps, &e) &&
           !sodium_memcmp(k, key, SS_EPOCH_KEY_BYTES);
     sodium_memzero(k, sizeof k);
     sodium_memzero(prev, sizeof prev);

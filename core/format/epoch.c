@@ -324,3 +324,18 @@ ss_rc ss_epoch_open_early(const uint8_t *buf, size_t len, uint32_t epoch,
     }
     return open_grant(&v, epoch, repo_id, me, ret_key, ret_prev, ret_prev_start, err);
 }
+
+ss_rc ss_epoch_link_open(const uint8_t *buf, size_t len, uint32_t epoch,
+                         const uint8_t repo_id[SS_REPO_ID_BYTES],
+                         const uint8_t key[SS_EPOCH_KEY_BYTES],
+                         uint8_t ret_prev[SS_EPOCH_KEY_BYTES], uint64_t *ret_prev_start,
+                         ss_err *err)
+{
+    view v;
+    ss_rc rc;
+    sodium_memzero(ret_prev, SS_EPOCH_KEY_BYTES);
+    *ret_prev_start = 0;
+    rc = parse(buf, len, epoch, repo_id, &v, err);
+    if (rc) return rc;
+    return unlink_view(&v, epoch, repo_id, key, ret_prev, ret_prev_start, err);
+}

@@ -95,4 +95,17 @@ ss_rc ss_epoch_unlink(const uint8_t *buf, size_t len, uint32_t epoch,
                       uint64_t at_seq, const uint8_t key[SS_EPOCH_KEY_BYTES],
                       uint8_t ret_prev[SS_EPOCH_KEY_BYTES], uint64_t *ret_prev_start, ss_err *err);
 
+/*
+ * For a device that holds K_epoch from a key file and no device table yet
+ * (joining): the object's structure, key checked against its check, the
+ * link opened (ret_prev = K_(epoch-1), ret_prev_start where it began). The
+ * link is authenticated by key alone; who was granted the epoch is checked
+ * by ss_epoch_verify once the device holds a table.
+ */
+ss_rc ss_epoch_link_open(const uint8_t *buf, size_t len, uint32_t epoch,
+                         const uint8_t repo_id[SS_REPO_ID_BYTES],
+                         const uint8_t key[SS_EPOCH_KEY_BYTES],
+                         uint8_t ret_prev[SS_EPOCH_KEY_BYTES], uint64_t *ret_prev_start,
+                         ss_err *err);
+
 #endif

@@ -99,13 +99,14 @@ typedef enum ss_subkey {
 #define SS_CONFIG_DEFAULT_INLINE_LIMIT 4096u
 #define SS_CONFIG_DEFAULT_ZSTD_LEVEL 3u
 
-/* ---- "keys/<id> (112 bytes, or 416 with its info trailer)" ---- */
+/* ---- "keys/<id> (120 bytes, or 424 with its info trailer)" ---- */
 
 #define SS_KEYFILE_MAGIC "S3SK"
-#define SS_KEYFILE_BYTES 112
+#define SS_KEYFILE_BYTES 120
 #define SS_KEYFILE_OFF_MAGIC 0
 #define SS_KEYFILE_OFF_VERSION 4
 #define SS_KEYFILE_OFF_ALG 5
+#define SS_KEYFILE_OFF_EPOCH 6 /* u16: the key epoch whose key it seals (0: the master key) */
 #define SS_KEYFILE_OFF_OPSLIMIT 8
 #define SS_KEYFILE_OFF_MEMLIMIT 16
 #define SS_KEYFILE_OFF_SALT 24
@@ -113,23 +114,24 @@ typedef enum ss_subkey {
 #define SS_KEYFILE_OFF_SEALED 64
 #define SS_KEYFILE_SALT_BYTES 16
 #define SS_KEYFILE_NONCE_BYTES 24
-#define SS_KEYFILE_SEALED_BYTES 48   /* ciphertext (32) || tag (16) */
+#define SS_KEYFILE_PLAIN_BYTES 40    /* the epoch's key (32) || u64 the epoch's first sequence */
+#define SS_KEYFILE_SEALED_BYTES 56   /* ciphertext (40) || tag (16) */
 #define SS_KEYFILE_HEADER_BYTES 64   /* AD = bytes 0..63 || repository id */
 #define SS_KEYFILE_ALG_ARGON2ID13 2u /* == crypto_pwhash_ALG_ARGON2ID13 */
 /*
- * "Key file info trailer": optional, right after the 112 bytes. nonce (24) ||
+ * "Key file info trailer": optional, right after the 120 bytes. nonce (24) ||
  * XChaCha20-Poly1305-IETF under the keyinfo subkey of (u64 created || u8
  * label length L || label || zeros to 255 label bytes), tag (16); AD = bytes
- * 0..111 || repository id. Fixed size, so the file's size does not tell the
- * label's length: a key file is 112 or SS_KEYFILE_INFO_BYTES bytes.
+ * 0..119 || repository id. Fixed size, so the file's size does not tell the
+ * label's length: a key file is 120 or SS_KEYFILE_INFO_BYTES bytes.
  */
-#define SS_KEYFILE_INFO_OFF_NONCE 112
-#define SS_KEYFILE_INFO_OFF_SEALED 136
+#define SS_KEYFILE_INFO_OFF_NONCE 120
+#define SS_KEYFILE_INFO_OFF_SEALED 144
 #define SS_KEYFILE_INFO_NONCE_BYTES 24
 #define SS_KEYFILE_LABEL_MAX 255
 #define SS_KEYFILE_INFO_PLAIN_BYTES 264  /* u64 created || u8 L || 255 label bytes */
 #define SS_KEYFILE_INFO_SEALED_BYTES 280 /* ciphertext (264) || tag (16) */
-#define SS_KEYFILE_INFO_BYTES 416        /* the whole key file with its trailer */
+#define SS_KEYFILE_INFO_BYTES 424        /* the whole key file with its trailer */
 /* Argon2id limits: a reader refuses a file outside [MIN, MAX] before running the KDF. */
 #define SS_KDF_OPSLIMIT_MIN 2u                         /* crypto_pwhash_OPSLIMIT_INTERACTIVE */
 #define SS_KDF_MEMLIMIT_MIN (64ull * 1024 * 1024)      /* crypto_pwhash_MEMLIMIT_INTERACTIVE */

@@ -20,11 +20,13 @@ _Static_assert(SS_MASTER_KEY_BYTES == crypto_kdf_KEYBYTES, "master key size");
 _Static_assert(SS_KEYFILE_ALG_ARGON2ID13 == crypto_pwhash_ALG_ARGON2ID13, "Argon2id id");
 _Static_assert(SS_KEYFILE_SALT_BYTES == crypto_pwhash_SALTBYTES, "salt size");
 _Static_assert(SS_KEYFILE_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce");
+_Static_assert(SS_KEYFILE_PLAIN_BYTES == SS_EPOCH_KEY_BYTES + 8, "key file plaintext");
 _Static_assert(SS_KEYFILE_SEALED_BYTES ==
-                   SS_MASTER_KEY_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES,
-               "sealed master key size");
+                   SS_KEYFILE_PLAIN_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES,
+               "sealed key size");
+_Static_assert(SS_EPOCHS_MAX <= UINT16_MAX, "a key file states its epoch in 16 bits");
 _Static_assert(SS_KEYFILE_OFF_SEALED + SS_KEYFILE_SEALED_BYTES == SS_KEYFILE_BYTES, "key file");
-_Static_assert(SS_KEYFILE_INFO_OFF_NONCE == SS_KEYFILE_BYTES, "trailer follows the 112 bytes");
+_Static_assert(SS_KEYFILE_INFO_OFF_NONCE == SS_KEYFILE_BYTES, "trailer follows the key file");
 _Static_assert(SS_KEYFILE_INFO_OFF_SEALED ==
                    SS_KEYFILE_INFO_OFF_NONCE + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
                "trailer nonce");
@@ -350,7 +352,8 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
 {
     uint8_t file[SS_KEYFILE_BYTES] = {0};
     uint8_t ad[SS_KEYFILE_HEADER_BYTES + SS_REPO_ID_BYTES];
-    uint8_t *pk = NULL;
+    uint8_t *pk = NULL, *plain = NULL;
+    const epoch_slot *newest;
     ss_kdf_limits lim;
     ss_rc rc;
 
@@ -375,6 +378,7 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
     memcpy(file + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4);
     file[SS_KEYFILE_OFF_VERSION] = SS_FORMAT_VERSION;
     file[SS_KEYFILE_OFF_ALG] = SS_KEYFILE_ALG_ARGON2ID13;
+    ss_le_put16(file + SS_KEYFILE_OFF_EPOCH, (uint16_t)(keys->n_epochs - 1));
     ss_le_put64(file + SS_KEYFILE_OFF_OPSLIMIT, lim.opslimit);
     ss_le_put64(file + SS_KEYFILE_OFF_MEMLIMIT, lim.memlimit);
     randombytes_buf(file + SS_KEYFILE_OFF_SALT, SS_KEYFILE_SALT_BYTES);
@@ -383,29 +387,40 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
     rc = passphrase_key(passphrase, passlen, file + SS_KEYFILE_OFF_SALT, lim.opslimit, lim.memlimit,
                         &pk, err);
     if (rc != SS_OK) goto fail;
+    plain = sodium_malloc(SS_KEYFILE_PLAIN_BYTES);
+    if (!plain) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "key file: out of secure memory");
+        goto fail;
+    }
+    newest = &keys->epochs[keys->n_epochs - 1]; /* a key file opens the newest epoch */
+    memcpy(plain, newest->key, SS_EPOCH_KEY_BYTES);
+    ss_le_put64(plain + SS_EPOCH_KEY_BYTES, newest->start);
     keyfile_ad(file, keys->repo_id, ad);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(file + SS_KEYFILE_OFF_SEALED, NULL, keys->master,
-                                               SS_MASTER_KEY_BYTES, ad, sizeof ad, NULL,
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + SS_KEYFILE_OFF_SEALED, NULL, plain,
+                                               SS_KEYFILE_PLAIN_BYTES, ad, sizeof ad, NULL,
                                                file + SS_KEYFILE_OFF_NONCE, pk);
     memcpy(out, file, SS_KEYFILE_BYTES);
     rc = SS_OK;
 fail:
+    sodium_free(plain);
     sodium_free(pk);
     return rc;
 }
 
-ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
-                      const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err)
+ss_rc ss_keyfile_open_epoch(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                            const char *passphrase, size_t passlen, ss_epoch_secret **ret_secret,
+                            ss_err *err)
 {
     uint8_t ad[SS_KEYFILE_HEADER_BYTES + SS_REPO_ID_BYTES];
-    uint8_t *pk = NULL, *master = NULL;
+    uint8_t *pk = NULL, *plain = NULL;
+    ss_epoch_secret *sec = NULL;
     uint64_t ops, mem;
     ss_rc rc;
 
-    if (ret_keys) *ret_keys = NULL;
-    if (!ret_keys || !repo_id || (!buf && len) || (!passphrase && passlen))
+    if (ret_secret) *ret_secret = NULL;
+    if (!ret_secret || !repo_id || (!buf && len) || (!passphrase && passlen))
         return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
-    /* Only bytes 0..111 open the master key: a damaged trailer does not lock anyone out. */
+    /* Only the first bytes open the key: a damaged trailer does not lock anyone out. */
     rc = keyfile_size(len, err);
     if (rc) return rc;
     if (memcmp(buf + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4) != 0)
@@ -415,8 +430,6 @@ ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_R
     if (buf[SS_KEYFILE_OFF_ALG] != SS_KEYFILE_ALG_ARGON2ID13)
         return ss_fail(err, SS_ERR_INTEGRITY, "key file: unknown KDF algorithm %u",
                        buf[SS_KEYFILE_OFF_ALG]);
-    if (!all_zero(buf + SS_KEYFILE_OFF_ALG + 1, SS_KEYFILE_OFF_OPSLIMIT - SS_KEYFILE_OFF_ALG - 1))
-        return ss_fail(err, SS_ERR_INTEGRITY, "key file: reserved bytes are not zero");
     ops = ss_le_get64(buf + SS_KEYFILE_OFF_OPSLIMIT);
     mem = ss_le_get64(buf + SS_KEYFILE_OFF_MEMLIMIT);
     /* Before the KDF: the limits are not authenticated until it has run. */
@@ -435,13 +448,14 @@ ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_R
 
     rc = passphrase_key(passphrase, passlen, buf + SS_KEYFILE_OFF_SALT, ops, mem, &pk, err);
     if (rc != SS_OK) goto fail;
-    master = sodium_malloc(SS_MASTER_KEY_BYTES);
-    if (!master) {
+    plain = sodium_malloc(SS_KEYFILE_PLAIN_BYTES);
+    sec = sodium_malloc(sizeof *sec);
+    if (!plain || !sec) {
         rc = ss_fail(err, SS_ERR_NOMEM, "key file: out of secure memory");
         goto fail;
     }
     keyfile_ad(buf, repo_id, ad);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(master, NULL, NULL, buf + SS_KEYFILE_OFF_SEALED,
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, buf + SS_KEYFILE_OFF_SEALED,
                                                    SS_KEYFILE_SEALED_BYTES, ad, sizeof ad,
                                                    buf + SS_KEYFILE_OFF_NONCE, pk) != 0) {
         rc = ss_fail(err, SS_ERR_PASSPHRASE,
@@ -449,10 +463,45 @@ ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_R
                      "belongs to another repository)");
         goto fail;
     }
-    rc = keys_build(master, repo_id, ret_keys, err);
+    sec->epoch = ss_le_get16(buf + SS_KEYFILE_OFF_EPOCH);
+    sec->start = ss_le_get64(plain + SS_EPOCH_KEY_BYTES);
+    memcpy(sec->key, plain, SS_EPOCH_KEY_BYTES);
+    if ((sec->epoch == 0) != (sec->start == 1) || !sec->start) {
+        rc = ss_fail(err, SS_ERR_INTEGRITY, "key file: key epoch %u cannot begin at sequence %llu",
+                     (unsigned)sec->epoch, (unsigned long long)sec->start);
+        goto fail;
+    }
+    *ret_secret = sec;
+    sec = NULL;
 fail:
-    sodium_free(master);
+    sodium_free(sec);
+    sodium_free(plain);
     sodium_free(pk);
+    return rc;
+}
+
+void ss_epoch_secret_free(ss_epoch_secret *s)
+{
+    sodium_free(s); /* NULL safe; wipes */
+}
+
+ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                      const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err)
+{
+    ss_epoch_secret *sec = NULL;
+    ss_rc rc;
+
+    if (ret_keys) *ret_keys = NULL;
+    if (!ret_keys) return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
+    rc = ss_keyfile_open_epoch(buf, len, repo_id, passphrase, passlen, &sec, err);
+    if (rc) return rc;
+    if (sec->epoch)
+        rc = ss_fail(err, SS_ERR_EPOCH,
+                     "key file of key epoch %u: the master key comes through epochs/",
+                     (unsigned)sec->epoch);
+    else
+        rc = keys_build(sec->key, repo_id, ret_keys, err);
+    ss_epoch_secret_free(sec);
     return rc;
 }
 

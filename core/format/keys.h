@@ -90,7 +90,8 @@ typedef struct ss_kdf_limits {
 ss_rc ss_kdf_limits_from_env(ss_kdf_limits *ret_limits, ss_err *err);
 
 /*
- * Seal the master key under passphrase into a key file. limits NULL: from
+ * Seal the newest epoch keys hold (its key and first sequence; epoch 0: the
+ * master key) under passphrase into a key file. limits NULL: from
  * the environment; limits outside the format's bounds: SS_ERR_INVALID.
  * Runs Argon2id (about 1 s at the default limits).
  */
@@ -98,13 +99,32 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
                       const ss_kdf_limits *limits, uint8_t out[SS_KEYFILE_BYTES], ss_err *err);
 
 /*
- * Open a key file of repository repo_id. SS_ERR_INTEGRITY for a file that is
- * malformed or asks for KDF limits out of bounds (checked before the KDF
- * runs, so a hostile store cannot make us burn CPU and memory, nor weaken the
- * KDF). SS_ERR_PASSPHRASE when the seal does not open: a wrong passphrase,
- * a file of another repository, or a damaged salt, nonce, limit or
- * ciphertext are cryptographically the same event. Error messages say "key
- * file"; callers prefix the object key.
+ * What a key file seals: the key of one key epoch (epoch 0: the master key)
+ * and the epoch's first sequence. In sodium_malloc'ed memory.
+ */
+typedef struct ss_epoch_secret {
+    uint32_t epoch;
+    uint64_t start;
+    uint8_t key[SS_EPOCH_KEY_BYTES];
+} ss_epoch_secret;
+void ss_epoch_secret_free(ss_epoch_secret *s); /* NULL safe; wipes */
+
+/*
+ * Open a key file of repository repo_id: *ret_secret is what it seals. A
+ * key file opens the epoch that was newest when it was sealed; older ones
+ * come through the links of epochs/ (epoch.h). Refusals as ss_keyfile_open.
+ */
+ss_rc ss_keyfile_open_epoch(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                            const char *passphrase, size_t passlen, ss_epoch_secret **ret_secret,
+                            ss_err *err);
+
+/*
+ * Open a key file of epoch 0 of repository repo_id (SS_ERR_EPOCH for a later one). SS_ERR_INTEGRITY
+ * for a file that is malformed or asks for KDF limits out of bounds (checked before the KDF runs,
+ * so a hostile store cannot make us burn CPU and memory, nor weaken the KDF). SS_ERR_PASSPHRASE
+ * when the seal does not open: a wrong passphrase, a file of another repository, or a damaged salt,
+ * nonce, limit or ciphertext are cryptographically the same event. Error messages say "key file";
+ * callers prefix the object key.
  */
 ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
                       const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err);
