@@ -166,40 +166,15 @@ done:
     return rc;
 }
 
-/*
- * Where the log continues for this device. A joining device (watermark 0)
- * starts from the newest checkpoint. A device whose log/<watermark> is gone
- * re-bases on a checkpoint at or after it (gc ran); without one the store
- * was rolled back: refused (P2).
+/* Where the log continues for this device (eng_log_start), a checkpoint applied first if need be.
  */
 static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t chain[SS_CHAIN_BYTES],
                         eng_log_list *l, ss_err *err)
 {
-    eng_log_list cps = {0}; /* owned */
-    ss_err gone = {{0}};
-    uint64_t c;
-    ss_rc rc = *wm ? eng_list_log(f, *wm, l, &gone) : SS_OK;
-    if (*wm && (rc != SS_ERR_INTEGRITY || l->bad != 3)) {
-        if (rc && err) *err = gone;
-        return rc;
-    }
-    rc = eng_list_checkpoints(f, &cps, err);
-    if (rc) goto out;
-    c = cps.n ? cps.seqs[cps.n - 1] : 0;
-    eng_log_list_free(l);
-    if (*wm && c < *wm) {
-        rc = SS_ERR_INTEGRITY;
-        if (err) *err = gone;
-        goto out;
-    }
-    if (c) {
-        rc = pull_base(f, stats, c, wm, chain, err);
-        if (rc) goto out;
-    }
-    rc = eng_list_log_after(f, *wm, l, err);
-out:
-    eng_log_list_free(&cps);
-    return rc;
+    uint64_t base, base_size;
+    ss_rc rc = eng_log_start(f, *wm, l, &base, &base_size, err);
+    if (rc || !base) return rc;
+    return pull_base(f, stats, base, wm, chain, err);
 }
 
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)

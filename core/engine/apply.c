@@ -99,14 +99,7 @@ static ss_rc note_same(eng_apply *a, const ss_txn_entry *e, ss_err *err)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_state_lookup(a->f->state, e->path, &row, &found, err);
     if (rc) return rc;
-    if (found && row.kind == (int)e->kind && row.mode == e->mode) {
-        if (e->kind == SS_TXN_FILE)
-            same = !memcmp(row.content_id, e->content_id, SS_TXN_CONTENT_ID_BYTES);
-        else if (e->kind == SS_TXN_SYMLINK)
-            same = row.body_len == e->size && !memcmp(row.body, e->target, e->size);
-        else
-            same = 1;
-    }
+    same = found && eng_row_holds(&row, e);
     a->same[a->n_ops++] = (uint8_t)same;
     return SS_OK;
 }

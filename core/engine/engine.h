@@ -91,6 +91,11 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
  */
 ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len);
 /*
+ * 1 when row already holds what upsert e says (same kind, mode and content):
+ * a checkpoint applied as a base leaves that path alone.
+ */
+int eng_row_holds(const ss_state_row *row, const ss_txn_entry *e);
+/*
  * Fill row's local columns (local_mode too) from st; racily-recent mtimes
  * are marked to re-check.
  */
@@ -234,6 +239,16 @@ ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err);
  * checked to run from c + 1 without gaps.
  */
 ss_rc eng_list_log_after(ss_folder *f, uint64_t c, eng_log_list *l, ss_err *err);
+/*
+ * Where the log continues for a device at watermark wm, as pull starts (and
+ * a dry run plans the same way). A joining device (wm 0) starts from the
+ * newest checkpoint; a device whose log/<wm> is gone re-bases on a
+ * checkpoint at or after wm (gc ran); without one the store was rolled back:
+ * refused (P2). *ret_base: the checkpoint to apply as a base first (0: none,
+ * the log follows wm), *ret_base_size its size; l: the sequences after it.
+ */
+ss_rc eng_log_start(ss_folder *f, uint64_t wm, eng_log_list *l, uint64_t *ret_base,
+                    uint64_t *ret_base_size, ss_err *err);
 
 /*
  * Fetch log/<seq> (or take its bytes from obj when not NULL) and verify its
