@@ -369,6 +369,8 @@ ss_rc eng_txn_body(ss_txn_reader *r, ss_state_body *body, ss_err *err);
  */
 typedef void (*eng_bad_chunk_fn)(void *ctx, const char *pack, const ss_chunk_ref *ref, ss_rc rc,
                                  const char *msg);
+/* A chunk's len plaintext bytes are written at out_off (verified). */
+typedef void (*eng_landed_fn)(void *ctx, uint64_t out_off, uint64_t len);
 typedef struct eng_fetch {
     ss_folder *f;
     ss_xfer *xfer;
@@ -376,6 +378,7 @@ typedef struct eng_fetch {
     ss_rc rc;             /* the first failure */
     ss_err err;           /* its message, naming the pack and offset */
     eng_bad_chunk_fn bad; /* when set, told of every failure */
+    eng_landed_fn landed; /* when set, told of every chunk written */
     void *ctx;
     struct eng_fetch_job *jobs; /* queued, not yet requested */
     size_t n_jobs, cap_jobs;
