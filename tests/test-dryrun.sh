@@ -136,7 +136,18 @@ from_checkpoint() { # STORE, a name for the checks
   done
 }
 
+# gc --dry-run on a repository without a checkpoint: gc would write one first, and says so.
+"$bin" -q init "file://$w/gc-store" "$w/gcA"
+echo a >"$w/gcA/a"
+"$bin" -q -C "$w/gcA" push
+check "gc --dry-run without a checkpoint says gc would write one" \
+  bash -c "'$bin' -C '$w/gcA' gc --dry-run --keep-last 1 | grep -q 'gc would write one at the head first'"
+check "and writes none" test ! -e "$w/gc-store/checkpoints"
+
 check "--dry-run goes with push, sync and gc only" bash -c "! '$bin' pull --dry-run 2>/dev/null"
+# log's refusal named gc alone, as if push and sync had no dry run.
+check "log --dry-run says where --dry-run goes" \
+  bash -c "! '$bin' log --dry-run 2>'$w/err' && grep -q 'dry-run goes with push, sync and gc' '$w/err'"
 one_store "file://$w/store" file
 from_checkpoint "file://$w/cp-store" file
 if [ -n "${S3SYNC_TEST_BUCKET:-}" ] && [ -n "${AWS_ACCESS_KEY_ID:-}" ] && command -v aws >/dev/null; then
