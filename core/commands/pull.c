@@ -7,7 +7,6 @@
  * is checked (engine/txn_read.c) then applied (engine/apply.c).
  */
 #include <assert.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,18 +143,10 @@ static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm,
     uint8_t recorded[SS_CHAIN_BYTES];
     int fd = -1;             /* owned */
     ss_devices *devs = NULL; /* owned: the checkpoint's device table */
-    char why[400];
     ss_rc rc;
     if (c == *wm) return SS_OK; /* gc took log/<c>: log/<c+1> checks our chain(c) */
-    rc = eng_fetch_checkpoint(f, c, &fd, recorded, NULL, &devs, err);
+    rc = eng_fetch_base(f, c, &fd, recorded, &devs, err);
     if (rc) goto done;
-    /* What this device knows of the table must still hold in the newer one. */
-    if (ss_devices_differ(f->devices, devs, 0, why, sizeof why)) {
-        rc = ss_fail(err, SS_ERR_INTEGRITY,
-                     "checkpoints/%020" PRIu64 ": its device table contradicts this device's: %s",
-                     c, why);
-        goto done;
-    }
     rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, NULL, err);
     if (rc) goto done;
     *wm = c;
@@ -166,8 +157,7 @@ done:
     return rc;
 }
 
-/* Where the log continues for this device (eng_log_start), a checkpoint applied first if need be.
- */
+/* Where the log continues for this device (eng_log_start), a base applied first if need be. */
 static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t chain[SS_CHAIN_BYTES],
                         eng_log_list *l, ss_err *err)
 {

@@ -422,6 +422,13 @@ ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
  */
 void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes);
 /*
+ * checkpoints/<seq> to apply as a base (pull) or to plan from (a dry run):
+ * eng_fetch_checkpoint, and its device table checked to agree with what
+ * this device knows (f->devices). *ret_fd and *ret_table owned by the caller.
+ */
+ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[SS_CHAIN_BYTES],
+                     ss_devices **ret_table, ss_err *err);
+/*
  * Write checkpoints/<the watermark> from the state (create-only: one another
  * device wrote first sets res->existed), and remember it.
  */
