@@ -42,11 +42,12 @@ has_epoch() { # STORE, E: the store holds epochs/<E>
 }
 
 one_store() { # STORE, a name for the checks
-  local store=$1 t=$2 A="$w/$2-A" B="$w/$2-B" C="$w/$2-C"
+  local store=$1 t=$2 A="$w/$2-A" B="$w/$2-B" C="$w/$2-C" G="$w/$2-G"
   "$bin" -q --device "$t-A" init "$store" "$A"
   "$bin" -q --device "$t-B" init "$store" "$B"
   "$bin" -q --device "$t-C" init "$store" "$C"
-  for d in "$A" "$B" "$C"; do # each enrolls with its first push
+  "$bin" -q --device "$t-G" init "$store" "$G" # offline from its first sync to the end
+  for d in "$A" "$B" "$C" "$G"; do # each enrolls with its first push
     echo "from $(basename "$d")" >"$d/$(basename "$d").txt"
     "$bin" -q -C "$d" sync
   done
@@ -102,6 +103,15 @@ one_store() { # STORE, a name for the checks
     grep -qx 'from C in epoch 1' '$w/$t-E/c2.txt' && grep -qx 'epoch two' '$w/$t-E/e2.txt'"
   check "$t: verify on E" exits 0 "$bin" -C "$w/$t-E" verify
   check "$t: verify on A walks every epoch" exits 0 "$bin" -C "$A" verify
+
+  # G slept through both epochs, and gc took the log it would have read: it
+  # starts again from a checkpoint of epoch 2, learning epochs 2 and 1 at once.
+  check "$t: a checkpoint in epoch 2" exits 0 "$bin" -C "$A" checkpoint
+  check "$t: gc drops the log before it" exits 0 "$bin" -C "$A" gc --keep-days 0
+  check "$t: G rebases on it across two epochs" exits 0 "$bin" -C "$G" pull
+  check "$t: G reads epoch 2's file" grep -qx "epoch two" "$G/e2.txt"
+  check "$t: G keeps both epoch keys" test "$(stat -c %s "$G/.s3sync/epochs")" = 88
+  check "$t: the thief's copy cannot rebase either" exits 1 "$bin" -C "$w/$t-Bcopy" pull
   check "$t: verify on C too" exits 0 "$bin" -C "$C" verify
 }
 

@@ -128,14 +128,19 @@ ss_rc eng_epochs_load(ss_folder *f, ss_err *err);
 /* Every epoch f->repo's keys hold, written to .s3sync/epochs. */
 ss_rc eng_epochs_save(ss_folder *f, ss_err *err);
 /*
- * log/<seq> states key epoch epoch, from sequence start, which this device
- * does not hold: fetch epochs/<epoch>, open this device's grant and add the
- * epoch to f->repo. SS_ERR_REVOKED when it grants this device nothing; when
- * start == seq its grants are verified later (eng_epoch_verify_pending).
+ * An object (kind SS_FRAME_KIND_*) at seq states key epoch epoch, from
+ * sequence start, which this device does not hold: fetch epochs/<epoch>,
+ * open this device's grant, follow the links down to the epoch it holds
+ * (a log read in order meets one new epoch at a time; a checkpoint may
+ * skip several) and add them to f->repo. SS_ERR_REVOKED when it grants
+ * this device nothing. When the device's table predates the epoch (a log
+ * object that begins it, any checkpoint), the grants are verified later
+ * (eng_epoch_verify_pending, E1).
  */
-ss_rc eng_epoch_learn(ss_folder *f, uint32_t epoch, uint64_t start, uint64_t seq, ss_err *err);
-/* With the table after seq: the grants of an epoch learned from log/<seq> (E1). */
-ss_rc eng_epoch_verify_pending(ss_folder *f, uint64_t seq, const ss_devices *after, ss_err *err);
+ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t start, uint64_t seq,
+                      ss_err *err);
+/* With a device table at seq: the grants of an epoch learned early, once seq reaches its start. */
+ss_rc eng_epoch_verify_pending(ss_folder *f, uint64_t seq, const ss_devices *table, ss_err *err);
 void eng_epoch_pending_clear(ss_folder *f);
 /*
  * Begin the next epoch with key (random, the caller's) at sequence at_seq,

@@ -136,73 +136,107 @@ static ss_rc get_epoch_object(ss_folder *f, uint32_t epoch, uint8_t **ret_buf, s
     return SS_OK;
 }
 
-/* Open our grant in obj: early (E1) when seq begins the epoch, else against the table we hold. */
-static ss_rc open_grant(ss_folder *f, const uint8_t *obj, size_t len, uint32_t epoch,
-                        uint64_t start, uint64_t seq, uint8_t key[SS_EPOCH_KEY_BYTES], ss_err *err)
+/* K_e and start of epochs/<e>'s previous epoch, from its link opened with K_e (at[1]). */
+static ss_rc unlink_epoch(ss_folder *f, uint32_t e, ss_epoch_secret at[2], ss_err *err)
 {
-    const ss_keys *k = ss_repo_keys(f->repo);
-    uint8_t prev[SS_EPOCH_KEY_BYTES];
-    uint64_t prev_start = 0;
-    ss_rc rc;
-    if (start == seq)
-        rc = ss_epoch_open_early(obj, len, epoch, ss_keys_repo_id(k), f->devices, start, f->key,
-                                 key, prev, &prev_start, err);
-    else
-        rc = ss_epoch_open(obj, len, epoch, ss_keys_repo_id(k), f->devices, start, f->key, key,
-                           prev, &prev_start, err);
-    /* The link must lead to the epoch we hold, as it began: else the object is not of our past. */
-    if (!rc && (sodium_memcmp(prev, ss_keys_epoch_key(k, epoch - 1), SS_EPOCH_KEY_BYTES) ||
-                prev_start != ss_keys_epoch_start(k, epoch - 1)))
-        rc = ss_fail(err, SS_ERR_INTEGRITY,
-                     SS_KEY_EPOCH_FMT ": its link is not to the epoch this device holds", epoch);
-    sodium_memzero(prev, sizeof prev);
-    if (rc) sodium_memzero(key, SS_EPOCH_KEY_BYTES);
+    uint8_t *obj = NULL;
+    size_t len = 0;
+    ss_rc rc = get_epoch_object(f, e, &obj, &len, err);
+    if (rc) return rc;
+    rc = ss_epoch_link_open(obj, len, e, ss_keys_repo_id(ss_repo_keys(f->repo)), at[1].key,
+                            at[0].key, &at[0].start, err);
+    free(obj);
     return rc;
 }
 
-ss_rc eng_epoch_learn(ss_folder *f, uint32_t epoch, uint64_t start, uint64_t seq, ss_err *err)
+/*
+ * Our grant in obj (epochs/<epoch>), then the links down to the epoch we
+ * hold: chain[i] is epoch held + i; the last link must lead to the key and
+ * start we hold, else the object is not of our past. early: with a table
+ * from before the epoch began (E1); else with the table we hold, from after.
+ */
+static ss_rc open_chain(ss_folder *f, const uint8_t *obj, size_t len, uint32_t epoch,
+                        uint64_t start, int early, ss_epoch_secret *chain, ss_err *err)
 {
     const ss_keys *k = ss_repo_keys(f->repo);
-    uint8_t *obj = NULL, key[SS_EPOCH_KEY_BYTES];
+    uint32_t held = ss_keys_epoch(k), n = epoch - held;
+    ss_rc rc;
+    chain[n].epoch = epoch;
+    chain[n].start = start;
+    if (early)
+        rc = ss_epoch_open_early(obj, len, epoch, ss_keys_repo_id(k), f->devices, start, f->key,
+                                 chain[n].key, chain[n - 1].key, &chain[n - 1].start, err);
+    else
+        rc = ss_epoch_open(obj, len, epoch, ss_keys_repo_id(k), f->devices, start, f->key,
+                           chain[n].key, chain[n - 1].key, &chain[n - 1].start, err);
+    for (uint32_t i = n - 1; !rc && i > 0; i--) {
+        chain[i].epoch = held + i;
+        rc = unlink_epoch(f, held + i, &chain[i - 1], err);
+    }
+    if (rc) return rc;
+    if (sodium_memcmp(chain[0].key, ss_keys_epoch_key(k, held), SS_EPOCH_KEY_BYTES) ||
+        chain[0].start != ss_keys_epoch_start(k, held))
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       SS_KEY_EPOCH_FMT ": its links do not lead to the epoch this device holds",
+                       epoch);
+    return SS_OK;
+}
+
+ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t start, uint64_t seq,
+                      ss_err *err)
+{
+    const ss_keys *k = ss_repo_keys(f->repo);
+    uint32_t held = ss_keys_epoch(k);
+    int log = kind == SS_FRAME_KIND_LOG;
+    ss_epoch_secret *chain = NULL; /* epochs held .. epoch */
+    uint8_t *obj = NULL;
     size_t len = 0;
     ss_rc rc;
-    if (epoch != ss_keys_epoch(k) + 1 || start > seq || start <= ss_keys_epoch_start(k, epoch - 1))
+    /* A log read in order meets each epoch where it begins; a checkpoint may skip some. */
+    if (epoch <= held || (log && epoch != held + 1) || start > seq ||
+        start <= ss_keys_epoch_start(k, held))
         return ss_fail(err, SS_ERR_INTEGRITY,
-                       "log/%020" PRIu64 ": sealed under key epoch %" PRIu32 " from log/%020" PRIu64
-                       ", which does not follow epoch %" PRIu32 " that this device holds",
-                       seq, epoch, start, ss_keys_epoch(k));
+                       "%s/%020" PRIu64 ": sealed under key epoch %" PRIu32 " from log/%020" PRIu64
+                       ", which cannot follow epoch %" PRIu32 " that this device holds",
+                       log ? "log" : "checkpoints", seq, epoch, start, held);
     rc = get_epoch_object(f, epoch, &obj, &len, err);
     if (rc) return rc;
-    rc = open_grant(f, obj, len, epoch, start, seq, key, err);
+    chain = sodium_allocarray((size_t)(epoch - held) + 1, sizeof *chain);
+    if (!chain) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of secure memory");
+        goto done;
+    }
+    rc = open_chain(f, obj, len, epoch, start, !log || start == seq, chain, err);
     if (rc == SS_ERR_REVOKED)
         rc = ss_fail(err, SS_ERR_REVOKED,
                      "this device (%s) was revoked: key epoch %" PRIu32 " began at log/%020" PRIu64
                      " without it, so it reads nothing written since; to sync from this machine "
                      "again, enroll it anew (s3sync init a new folder)",
                      f->device_name, epoch, start);
-    if (rc) goto done;
-    rc = ss_repo_add_epoch(f->repo, epoch, start, key, err);
+    for (uint32_t e = held + 1; !rc && e <= epoch; e++)
+        rc = ss_repo_add_epoch(f->repo, e, chain[e - held].start, chain[e - held].key, err);
     if (rc) goto done;
     f->epochs_unsaved = 1;
-    if (start == seq) { /* E1: its grants are checked once the table after seq is known */
+    if (!log || start == seq) { /* E1: its grants are checked once a table after start is known */
         eng_epoch_pending_clear(f);
         f->epoch_pending =
             (eng_epoch_pending){.obj = obj, .len = len, .epoch = epoch, .start = start};
         obj = NULL;
     }
 done:
-    sodium_memzero(key, sizeof key);
+    sodium_free(chain);
     free(obj);
     return rc;
 }
 
-ss_rc eng_epoch_verify_pending(ss_folder *f, uint64_t seq, const ss_devices *after, ss_err *err)
+ss_rc eng_epoch_verify_pending(ss_folder *f, uint64_t seq, const ss_devices *table, ss_err *err)
 {
     eng_epoch_pending *p = &f->epoch_pending;
     ss_rc rc;
-    if (!p->obj || p->start != seq) return SS_OK;
-    rc = ss_epoch_verify(p->obj, p->len, p->epoch, ss_keys_repo_id(ss_repo_keys(f->repo)), after,
-                         seq, err);
+    if (!p->obj || seq < p->start) return SS_OK;
+    /* Any table from the epoch's start on names the same readers (epoch.h). */
+    rc = ss_epoch_verify(p->obj, p->len, p->epoch, ss_keys_repo_id(ss_repo_keys(f->repo)), table,
+                         p->start, err);
     if (rc) return rc;
     eng_epoch_pending_clear(f);
     return SS_OK;

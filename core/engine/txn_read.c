@@ -69,7 +69,7 @@ static ss_rc learn_epoch(ss_folder *f, const feed *fd, uint64_t seq, int stage, 
     uint64_t start;
     ss_rc rc = ss_frame_reader_epoch(fd->r, &epoch, &start);
     if (rc) return ss_fail(err, SS_ERR_INTEGRITY, "log/%020" PRIu64 ": no header", seq);
-    rc = eng_epoch_learn(f, epoch, start, seq, err);
+    rc = eng_epoch_learn(f, SS_FRAME_KIND_LOG, epoch, start, seq, err);
     if (rc) return rc;
     if (ftruncate(stage, 0) || lseek(stage, 0, SEEK_SET))
         return ss_fail(err, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
