@@ -80,7 +80,7 @@ static const char usage_text[] =
     "  gc [--keep-days N | --keep-last N] [--dry-run]\n"
     "                        delete log objects, checkpoints and packs no state kept needs\n"
     "                        (default --keep-days 30; s3:// and file:// stores only)\n"
-    "  key add [--label NAME] | key list | key remove ID | key fingerprint\n"
+    "  key add [--label NAME] | key list | key remove ID | key rotate | key fingerprint\n"
     "  device list | device revoke NAME|ID\n"
     "                        the devices that sign transactions; refuse one's from now on\n"
     "  watch [--interval SECONDS]\n"
@@ -471,6 +471,9 @@ static int print_key(void *ctx, const ss_key_info *k)
     return 0;
 }
 
+/* Revocation and rotation retire every passphrase (the thief may have seen them). */
+#define NEW_EPOCH_PROMPT "New passphrase (the current ones stop working): "
+
 static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
 {
     ss_folder *f = NULL;
@@ -481,11 +484,11 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
     char id[17] = "";
     ss_rc rc;
     (void)cmd;
-    if (argc < 1) return usage("key needs add, list, remove or fingerprint");
+    if (argc < 1) return usage("key needs add, list, remove, rotate or fingerprint");
     if (!strcmp(argv[0], "remove") ? argc != 2 : argc != 1)
-        return usage("key add | key list | key remove ID | key fingerprint");
+        return usage("key add | key list | key remove ID | key rotate | key fingerprint");
     if (strcmp(argv[0], "add") && strcmp(argv[0], "list") && strcmp(argv[0], "remove") &&
-        strcmp(argv[0], "fingerprint"))
+        strcmp(argv[0], "rotate") && strcmp(argv[0], "fingerprint"))
         return usage("unknown key command '%s'", argv[0]);
     if (c->label && strcmp(argv[0], "add")) return usage("--label goes with key add");
     rc = open_here(c, &f, &err);
@@ -502,6 +505,12 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
         rc = ss_repo_key_list(ss_folder_repo(f), print_key, ids, &err);
     } else if (!strcmp(argv[0], "remove")) {
         rc = ss_repo_key_remove(ss_folder_repo(f), argv[1], &err);
+    } else if (!strcmp(argv[0], "rotate")) {
+        rc = cli_secret_get(c->pass_file, NEW_EPOCH_PROMPT, 1, &pass, &c->mismatch, &err);
+        if (rc) goto done;
+        rc = ss_folder_rotate(f, pass.buf, pass.len, &st, &err);
+        if (!rc && !c->json)
+            printf("key epoch %u began at sequence %" PRIu64 "\n", ss_folder_epoch(f), st.seq);
     } else { /* fingerprint */
         ss_repo_fingerprint(ss_folder_repo(f), c->fingerprint);
         if (!c->json) printf("%s\n", c->fingerprint);
@@ -559,6 +568,15 @@ static ss_rc print_device(void *ctx, const ss_device_info *d, ss_err *err)
     return SS_OK;
 }
 
+/* The new passphrase first: asked before anything is written. */
+static ss_rc revoke_device(cli *c, ss_folder *f, const char *who, cli_secret *pass,
+                           ss_device_info *gone, ss_stats *st, ss_err *err)
+{
+    ss_rc rc = cli_secret_get(c->pass_file, NEW_EPOCH_PROMPT, 1, pass, &c->mismatch, err);
+    if (rc) return rc;
+    return ss_folder_revoke(f, who, pass->buf, pass->len, gone, st, err);
+}
+
 /* device list | device revoke NAME|ID (docs/FORMAT.md "Devices and signatures"). */
 static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
 {
@@ -566,6 +584,7 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
     ss_stats st = {0};
     ss_err err = {{0}};
     device_out o = {.c = c};
+    cli_secret pass = {0};
     ss_device_info gone;
     char self[33], safe[CLI_SAFE_CAP];
     ss_rc rc;
@@ -584,14 +603,17 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
             printf("this device, %.16s, is not enrolled yet: its first push enrolls it\n", self);
         if (o.list) c->extra = json_pack("{s:o, s:s}", "devices", o.list, "device_id", self);
     } else if (!rc) {
-        rc = ss_folder_revoke(f, argv[1], &gone, &st, &err);
+        rc = revoke_device(c, f, argv[1], &pass, &gone, &st, &err);
         if (!rc && gone.id[0] && c->json)
             c->extra = json_pack("{s:o}", "revoked", json_device(&gone));
         if (!rc && gone.id[0] && !c->json && !c->quiet)
-            printf("revoked %s (%.16s) at sequence %" PRIu64 ": what it signs from now on is "
-                   "refused\n",
-                   cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked);
+            printf("revoked %s (%.16s) at sequence %" PRIu64 ", where key epoch %u began: it "
+                   "reads nothing written from now on, and what it signs is refused\n",
+                   cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked,
+                   ss_folder_epoch(f));
     }
+    cli_secret_free(&pass);
+    cli_secret_free(&pass);
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);
     ss_stats_clear(&st);
