@@ -1,5 +1,5 @@
 /*
- * checkpoint_read: listing checkpoints/ and reading one back verified (a
+ * checkpoint_read: reading a checkpoint back verified (a
  * joining device, a device re-based after gc, log, verify, restore and gc
  * start there; docs/FORMAT.md "Checkpoints").
  *
@@ -22,19 +22,6 @@
 #include "fault.h"
 #include "frame.h"
 #include "ss_buf.h"
-
-/* --- listing --------------------------------------------------------------------------- */
-
-ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err)
-{
-    ss_rc rc;
-    l->prefix = SS_KEY_CHECKPOINTS_PREFIX;
-    rc = ss_store_list(f->store, SS_KEY_CHECKPOINTS_PREFIX, "", eng_collect_seq, l, err);
-    if (rc) return rc;
-    if (l->bad == 2) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if (l->bad) return ss_fail(err, SS_ERR_INTEGRITY, "unexpected object %s", l->bad_key);
-    return SS_OK;
-}
 
 /* --- reading (C2) ------------------------------------------------------------------------ */
 
