@@ -20,9 +20,29 @@ static void check(ss_rc rc, const ss_err *err, const char *what)
     if (rc) fail_msg("forger: %s: %s", what, err->msg);
 }
 
+/*
+ * t after the transaction plain, as a device applies it: what an honest
+ * signer commits to. A header that does not decode leaves t as it is (the
+ * reader refuses such a transaction before its signature anyway).
+ */
+static void apply_devices(const forger *f, const void *plain, size_t len, ss_devices *t)
+{
+    const ss_config *cfg = ss_repo_config(f->repo);
+    ss_txn_limits lim = {cfg->inline_limit, cfg->chunker.max_size, 0};
+    msrc m = {plain, len, 0, len};
+    ss_reader src = {msrc_read, msrc_rewind, &m};
+    ss_txn_reader *r = NULL;
+    if (ss_txn_reader_new(&lim, &src, &r, NULL)) return;
+    (void)ss_devices_apply_log(t, ss_txn_reader_header(r), NULL);
+    ss_txn_reader_free(r);
+}
+
 void forger_sync(forger *f)
 {
     ss_err err = {{0}};
+    ss_devices_free(f->devices);
+    f->devices = NULL;
+    check(ss_devices_new(&f->devices, &err), &err, "device table");
     memset(f->chain, 0, sizeof f->chain);
     for (f->head = 0;; f->head++) {
         char key[SS_KEY_NAME_MAX];
@@ -37,6 +57,7 @@ void forger_sync(forger *f)
                                 f->chain, UINT64_MAX, obj, len, &plain, &plen, hash, &err),
               &err, key);
         ss_chain_next(ss_repo_keys(f->repo), f->chain, hash, f->chain);
+        apply_devices(f, plain, plen, f->devices);
         free(obj);
         free(plain);
     }
@@ -65,6 +86,7 @@ void forger_open(forger *f, const char *url, const char *pass)
 
 void forger_free(forger *f)
 {
+    ss_devices_free(f->devices);
     ss_repo_free(f->repo);
     ss_store_free(f->store);
     sodium_memzero(f->sk, sizeof f->sk);
@@ -81,7 +103,12 @@ static void sign(const forger *f, const buf *plain, uint64_t seq, const uint8_t 
     for (int i = 0; i < 8; i++)
         *m++ = (uint8_t)(seq >> (8 * i));
     memcpy(m, f->chain, 32), m += 32;
-    crypto_generichash(m, 32, plain->p, plain->len, NULL, 0);
+    crypto_generichash(m, 32, plain->p, plain->len, NULL, 0), m += 32;
+    ss_devices *after = NULL; /* the table after it, as the signer claims it */
+    check(ss_devices_copy(f->devices, &after, NULL), &(ss_err){{0}}, "device table");
+    apply_devices(f, plain->p, plain->len, after);
+    ss_devices_hash(after, m);
+    ss_devices_free(after);
     crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
 }
 

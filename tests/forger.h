@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices.h"
 #include "format.h"
 #include "repo.h"
 #include "s3store.h"
@@ -29,6 +30,7 @@ typedef struct forger {
     uint8_t pk[SS_DEVICE_PK_BYTES], sk[SS_DEVICE_SK_BYTES];
     uint8_t id[SS_TXN_DEVICE_ID_BYTES]; /* of pk */
     char name[64]; /* its device name: "EVE" unless a case sets another before forger_enroll */
+    ss_devices *devices; /* the table at head, as the log says: what signatures commit to */
 } forger;
 
 /* How forge signs the bytes it is given. */

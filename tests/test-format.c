@@ -323,19 +323,28 @@ static void txn_devices(cur *c, uint64_t seq, const uint8_t device_id[16], const
     assert_memory_equal(take(c, strlen(DEVICE)), DEVICE, strlen(DEVICE));
 }
 
-/* The signature that ends log/<seq>'s plaintext p[0..len), by the key pk. */
+/*
+ * The signature that ends log/<seq>'s plaintext p[0..len), by the key pk of
+ * device id, the only device of the table after it (enrolled by log/1).
+ */
 static void txn_signature(const uint8_t *p, size_t len, uint64_t seq, const uint8_t prev[32],
-                          const uint8_t pk[32])
+                          const uint8_t id[16], const uint8_t pk[32])
 {
-    uint8_t msg[13 + 16 + 1 + 8 + 32 + 32], *m = msg;
+    uint8_t msg[13 + 16 + 1 + 8 + 32 + 32 + 32], *m = msg, table[17 + 4 + 16 + 32 + 16] = {0};
     assert_true(len > 64);
-    memcpy(m, "s3sync-sig-v1", 13), m += 13;
+    memcpy(m, "s3sync-sig-v2", 13), m += 13;
     memcpy(m, repo_id, 16), m += 16;
     *m++ = 1; /* frame kind: log */
     for (int i = 0; i < 8; i++)
         *m++ = (uint8_t)(seq >> (8 * i));
     memcpy(m, prev, 32), m += 32;
-    crypto_generichash(m, 32, p, len - 64, NULL, 0);
+    crypto_generichash(m, 32, p, len - 64, NULL, 0), m += 32;
+    /* table hash: label, u32 1 device, its id, key, u64 enrolled 1, u64 revoked 0 */
+    memcpy(table, "s3sync-devices-v1", 17);
+    table[17] = 1;
+    memcpy(table + 21, id, 16), memcpy(table + 37, pk, 32);
+    table[69] = 1;
+    crypto_generichash(m, 32, table, sizeof table, NULL, 0);
     assert_int_equal(crypto_sign_verify_detached(p + len - 64, msg, sizeof msg, pk), 0);
     msg[29] ^= 1; /* another sequence: it does not verify */
     assert_int_not_equal(crypto_sign_verify_detached(p + len - 64, msg, sizeof msg, pk), 0);
@@ -466,7 +475,7 @@ static void test_format_matches_code(void **state)
     assert_int_equal(n_packs, 1);
     txn_devices(&c, 1, device_id, pk, 1);
     txn_ops(&c, n_ops, packs, n_packs);
-    txn_signature(plain, len, 1, zero, pk);
+    txn_signature(plain, len, 1, zero, device_id, pk);
     free(plain);
 
     put_file("a.txt", "hello again\n", 12);
@@ -486,7 +495,7 @@ static void test_format_matches_code(void **state)
     assert_in_range(n_packs, 0, 1);
     txn_devices(&c, 2, device_id, pk, 0);               /* enrolled by log/1 */
     assert_memory_equal(take(&c, 8), "\1\5\0a.txt", 8); /* upsert, u16 5, path */
-    txn_signature(plain, len, 2, chain1, pk);
+    txn_signature(plain, len, 2, chain1, device_id, pk);
     free(plain);
 }
 
