@@ -92,24 +92,74 @@ void forger_free(forger *f)
     sodium_memzero(f->sk, sizeof f->sk);
 }
 
-/* FORMAT.md "Devices and signatures": what a log object's signature signs. */
-static void sign(const forger *f, const buf *plain, uint64_t seq, const uint8_t *sk,
-                 uint8_t sig[64])
+/*
+ * FORMAT.md "Devices and signatures": what a signature signs. after: the
+ * table the signer commits to (the one after a log object, a checkpoint's).
+ */
+static void sign_as(const forger *f, int kind, const buf *plain, uint64_t seq,
+                    const ss_devices *after, const uint8_t *sk, uint8_t sig[64])
 {
     uint8_t msg[SS_SIG_MESSAGE_BYTES], *m = msg;
     memcpy(m, SS_SIG_LABEL, strlen(SS_SIG_LABEL)), m += strlen(SS_SIG_LABEL);
     memcpy(m, ss_keys_repo_id(ss_repo_keys(f->repo)), SS_REPO_ID_BYTES), m += SS_REPO_ID_BYTES;
-    *m++ = SS_FRAME_KIND_LOG;
+    *m++ = (uint8_t)kind;
     for (int i = 0; i < 8; i++)
         *m++ = (uint8_t)(seq >> (8 * i));
     memcpy(m, f->chain, 32), m += 32;
     crypto_generichash(m, 32, plain->p, plain->len, NULL, 0), m += 32;
-    ss_devices *after = NULL; /* the table after it, as the signer claims it */
+    ss_devices_hash(after, m);
+    crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
+}
+
+/* A log object's: over the table after it, as the log says it would be. */
+static void sign(const forger *f, const buf *plain, uint64_t seq, const uint8_t *sk,
+                 uint8_t sig[64])
+{
+    ss_devices *after = NULL;
     check(ss_devices_copy(f->devices, &after, NULL), &(ss_err){{0}}, "device table");
     apply_devices(f, plain->p, plain->len, after);
-    ss_devices_hash(after, m);
+    sign_as(f, SS_FRAME_KIND_LOG, plain, seq, after, sk, sig);
     ss_devices_free(after);
-    crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
+}
+
+void forge_checkpoint(forger *f, const ss_devices *table, char *ret_key)
+{
+    buf t = {0}, whole = {0};
+    ss_txn_device *v = NULL;
+    uint32_t n = 0;
+    uint8_t sig[64];
+    void *obj = NULL;
+    size_t len = 0;
+    ss_err err = {{0}};
+    static const uint8_t zero_chain[32];
+    check(ss_devices_entries(table, &v, &n, &err), &err, "device entries");
+    t_header_only(&t, f, NULL, f->head, 0, 0);
+    b_uint(&t, n, 2);
+    for (uint32_t i = 0; i < n; i++) {
+        b_uint(&t, v[i].type, 1);
+        b_mem(&t, v[i].id, sizeof v[i].id);
+        b_uint(&t, v[i].seq, 8);
+        if (v[i].type != SS_TXN_DEV_ENROLL) continue;
+        b_mem(&t, v[i].pk, sizeof v[i].pk);
+        b_uint(&t, v[i].name_len, 2);
+        b_mem(&t, v[i].name, v[i].name_len);
+    }
+    sign_as(f, SS_FRAME_KIND_CHECKPOINT, &t, f->head, table, f->sk, sig);
+    b_mem(&whole, SS_CHECKPOINT_MAGIC, 4);
+    b_uint(&whole, SS_CHECKPOINT_VERSION, 1);
+    b_uint(&whole, 0, 3);
+    b_mem(&whole, f->chain, SS_CHAIN_BYTES); /* chain(seq) */
+    b_mem(&whole, t.p, t.len);
+    b_mem(&whole, sig, sizeof sig);
+    snprintf(ret_key, SS_KEY_NAME_MAX, SS_KEY_CHECKPOINT_FMT, f->head);
+    check(ss_frame_seal_buf(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, ret_key, f->head,
+                            zero_chain, 3, whole.p, whole.len, &obj, &len, NULL, &err),
+          &err, "seal");
+    check(ss_store_put(f->store, ret_key, obj, len, SS_PUT_CREATE_ONLY, &err), &err, ret_key);
+    free(obj);
+    free(whole.p);
+    free(t.p);
+    free(v);
 }
 
 void forge(forger *f, const buf *plain, forger_sig how, char *ret_key)

@@ -47,6 +47,12 @@ void forger_free(forger *f);
 void forger_sync(forger *f);
 /* Sign plain (a transaction without its signature) as sig says, seal it as log/<head + 1>. */
 void forge(forger *f, const buf *plain, forger_sig sig, char *ret_key);
+/*
+ * checkpoints/<head> holding no file and the device table table (which
+ * may lie: drop a revocation, invent a device), signed by the forger over
+ * that table as a checkpoint is. *ret_key: its key.
+ */
+void forge_checkpoint(forger *f, const ss_devices *table, char *ret_key);
 /* A transaction enrolling the forger as f->name: afterwards its transactions are a device's. */
 void forger_enroll(forger *f);
 

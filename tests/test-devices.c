@@ -652,6 +652,51 @@ static void test_revoked_device(void **state)
     rm_rf(snap_c);
 }
 
+/*
+ * A checkpoint cannot undo a revocation (#15): EVE, an enrolled device
+ * turned against the others, writes a checkpoint whose table drops B's
+ * revocation, correctly signed over that table. A device joining from it
+ * adopts the table, and the first log object after it, which A signed over
+ * the true table, fails to verify: exit 3, none of it applied.
+ */
+static void test_checkpoint_undoes_revocation(void **state)
+{
+    world *w = *state;
+    forger f;
+    ss_devices *lie = NULL;
+    uint8_t b_id[16];
+    char snap[200], key[SS_KEY_NAME_MAX], hex[33];
+    setup_two(w, snap, sizeof snap);
+    device_id_of(w, B, b_id, hex);
+    ss_err err = {{0}};
+    forger_open(&f, w->url, PASS);
+    forger_enroll(&f);
+    outcome o = run_cli(NULL, ARGS("-C", w->dev[A], "device", "revoke", "B"));
+    expect_exit(&o, 0, "device revoke B");
+    outcome_free(&o);
+    ss_repo_free(f.repo); /* EVE was granted the new epoch: its passphrase opens it */
+    f.repo = NULL;
+    assert_int_equal(ss_repo_join(f.store, PASS, strlen(PASS), &f.repo, &err), SS_OK);
+    forger_sync(&f);
+    assert_int_equal(ss_devices_copy(f.devices, &lie, NULL), SS_OK);
+    ss_device b = *ss_devices_find(lie, b_id);
+    if (!b.revoked) failf("the forger's table does not show B revoked");
+    b.revoked = 0;
+    assert_int_equal(ss_devices_put(lie, &b, NULL), SS_OK);
+    forge_checkpoint(&f, lie, key);
+    write_bytes(at(w, A, "after.txt"), "after", 5);
+    ok(w, A, "push");
+
+    o = run_cli(NULL, ARGS("--device", "C", "init", w->url, w->dev[C]));
+    expect_exit(&o, 3, "joining from a checkpoint that drops a revocation");
+    if (!strstr(o.err, "does not verify")) failf("C: %s", o.err);
+    outcome_free(&o);
+    if (!access(at(w, C, "after.txt"), F_OK)) failf("C applied what follows the lie");
+    ss_devices_free(lie);
+    forger_free(&f);
+    rm_rf(snap);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_close)
 
 int main(void)
@@ -667,6 +712,7 @@ int main(void)
         WORLD_TEST(test_forged_signature),
         WORLD_TEST(test_impersonation),
         WORLD_TEST(test_revoked_device),
+        WORLD_TEST(test_checkpoint_undoes_revocation),
     };
     if (fixture_init("devices")) return 1;
     make_key(&K_A), make_key(&K_R), make_key(&K_B), make_key(&K_N), make_key(&K_M);
