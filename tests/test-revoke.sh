@@ -114,6 +114,12 @@ one_store() { # STORE, a name for the checks
   check "$t: E reads epoch 0, 1 and 2" bash -c "grep -qx 'from $t-A' '$w/$t-E/$t-A.txt' &&
     grep -qx 'from C in epoch 1' '$w/$t-E/c2.txt' && grep -qx 'epoch two' '$w/$t-E/e2.txt'"
   check "$t: verify on E" exits 0 "$bin" -C "$w/$t-E" verify
+  check "$t: E restores a file as it was in epoch 0" \
+    exits 0 "$bin" -C "$w/$t-E" restore "$t-A.txt" --at 1 --to "$w/$t-restored"
+  check "$t: with its epoch-0 content" grep -qx "from $t-A" "$w/$t-restored"
+  check "$t: the thief's copy cannot restore what came after" \
+    exits 1 "$bin" -C "$w/$t-Bcopy" restore secret.txt --to "$w/$t-stolen"
+  check "$t: and gets nothing" test ! -e "$w/$t-stolen"
   check "$t: verify on A walks every epoch" exits 0 "$bin" -C "$A" verify
 
   # G slept through both epochs, and gc took the log it would have read: it
