@@ -25,7 +25,7 @@ const char cli_usage_text[] =
     "  key add [--label NAME] | key list | key remove ID | key rotate | key fingerprint\n"
     "  device list | device revoke NAME|ID\n"
     "                        the devices that sign transactions; lock one out from now on\n"
-    "  device enrollment approve|open | device approve ID\n"
+    "  device enrollment approve | device enrollment open | device approve ID\n"
     "                        new devices wait for an enrolled one's approval, or not\n"
     "  watch [--interval SECONDS]\n"
     "                        sync on every change (inotify), pull every SECONDS (default 10),\n"
