@@ -58,3 +58,18 @@ ss_rc cli_print_device(void *ctx, const ss_device_info *d, ss_err *err)
     human_device(d);
     return SS_OK;
 }
+
+ss_rc cli_print_request(void *ctx, const ss_request_info *r, ss_err *err)
+{
+    cli_device_out *o = ctx;
+    char name[CLI_SAFE_CAP];
+    (void)err;
+    if (o->requests)
+        return json_array_append_new(o->requests,
+                                     json_pack("{s:s, s:s}", "id", r->id, "name", r->name))
+                   ? SS_ERR_NOMEM
+                   : SS_OK;
+    if (!o->request_header++) printf("waiting for approval (s3sync device approve ID):\n");
+    printf("%s  %s\n", r->id, cli_out_safe(name, sizeof name, r->name));
+    return SS_OK;
+}

@@ -25,6 +25,7 @@
 #include "progress.h"
 #include "s3sync.h"
 #include "secret.h"
+#include "usage.h"
 #include "watch.h"
 
 #define EXIT_USAGE 2
@@ -60,42 +61,6 @@ typedef struct cli {
 
 static int json_errors; /* --json: usage errors are a JSON object on stdout too */
 
-static const char usage_text[] =
-    "usage: s3sync [-C DIR] [-q|-v] [--json] [--endpoint URL] [--profile NAME]\n"
-    "              [--password-file F] [--token-file F] COMMAND\n"
-    "  init STORE [DIR] [--expect-fingerprint F]\n"
-    "                        create the repository at STORE, or join it if it exists\n"
-    "                        (and only if its fingerprint is F: check F out of band)\n"
-    "  push | pull | sync [--max-requests N]\n"
-    "                        publish local changes | apply remote ones | both;\n"
-    "                        stop (exit 75) before store request N+1\n"
-    "  push | sync --dry-run  what they would send and receive, and about how many\n"
-    "                        requests; nothing is written here or in the store\n"
-    "  status                what is pending either way\n"
-    "  log [PATH]            the transactions, newest first (touching PATH)\n"
-    "  verify [--data]       check every log object (and every chunk): exit 3 if any is bad\n"
-    "  restore PATH [--at SEQ|--at @UNIX-SECONDS|--at YYYY-MM-DD[THH:MM[:SS]]] [--to DEST]\n"
-    "                        PATH as it was, beside it as NAME.restored-SEQ.EXT or at DEST\n"
-    "                        (relative PATH and DEST: from -C DIR when given)\n"
-    "  checkpoint            write the whole state at the head to checkpoints/<seq>\n"
-    "  gc [--keep-days N | --keep-last N] [--dry-run]\n"
-    "                        delete log objects, checkpoints and packs no state kept needs\n"
-    "                        (default --keep-days 30; s3:// and file:// stores only)\n"
-    "  key add [--label NAME] | key list | key remove ID | key rotate | key fingerprint\n"
-    "  device list | device revoke NAME|ID\n"
-    "                        the devices that sign transactions; refuse one's from now on\n"
-    "  watch [--interval SECONDS]\n"
-    "                        sync on every change (inotify), pull every SECONDS (default 10),\n"
-    "                        until SIGINT or SIGTERM\n"
-    "  config [list | get KEY | set KEY VALUE | unset KEY]\n"
-    "                        this folder's settings (.s3sync/config)\n"
-    "  doctor [STORE]        check the store (this folder's, or STORE) and the folder,\n"
-    "                        one line each: ok, or what to do\n"
-    "  cost [--days N]       a month of this folder's requests and downloads at the rate\n"
-    "                        of the last N days (default 7), priced (config price_*)\n"
-    "STORE: s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO\n"
-    "  (lockd: the device token from --token-file F or S3SYNC_TOKEN_FILE)\n";
-
 static int usage(const char *fmt, ...)
 {
     va_list ap;
@@ -104,9 +69,10 @@ static int usage(const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     /* The line, then the synopsis only: the command list is --help's (cron mail stays short). */
-    const char *end = strstr(usage_text, " COMMAND\n");
-    int n = end ? (int)(end - usage_text) + 8 : (int)strlen(usage_text);
-    fprintf(stderr, "s3sync: %s\n%.*s  (s3sync --help lists the commands)\n", msg, n, usage_text);
+    const char *end = strstr(cli_usage_text, " COMMAND\n");
+    int n = end ? (int)(end - cli_usage_text) + 8 : (int)strlen(cli_usage_text);
+    fprintf(stderr, "s3sync: %s\n%.*s  (s3sync --help lists the commands)\n", msg, n,
+            cli_usage_text);
     if (json_errors) {
         json_t *o = json_pack("{s:b, s:s, s:i}", "ok", 0, "error", msg, "exit", EXIT_USAGE);
         char *text = json_dumps(o, JSON_COMPACT);
@@ -525,30 +491,83 @@ static ss_rc revoke_device(cli *c, ss_folder *f, const char *who, cli_secret *pa
 }
 
 /* device list | device revoke NAME|ID (docs/FORMAT.md "Devices and signatures"). */
+/* device enrollment approve|open, device approve ID: one signed entry each. */
+static ss_rc enrollment(cli *c, ss_folder *f, int argc, char **argv, ss_stats *st, ss_err *err)
+{
+    ss_request_info r;
+    char safe[CLI_SAFE_CAP];
+    ss_rc rc;
+    if (!strcmp(argv[0], "approve")) {
+        rc = ss_folder_approve(f, argv[1], &r, st, err);
+        if (rc) return rc;
+        if (c->json) c->extra = json_pack("{s:{s:s, s:s}}", "approved", "id", r.id, "name", r.name);
+        if (!c->json && !c->quiet)
+            printf("approved %s (%.16s): it is enrolled from sequence %" PRIu64 "\n",
+                   cli_out_safe(safe, sizeof safe, r.name), r.id, st->seq);
+        return SS_OK;
+    }
+    (void)argc;
+    rc = ss_folder_set_enrollment(f, !strcmp(argv[1], "approve"), st, err);
+    if (rc) return rc;
+    if (c->json)
+        c->extra = json_pack("{s:s}", "enrollment", ss_folder_enrollment(f) ? "approve" : "open");
+    if (!c->json && !c->quiet)
+        puts(ss_folder_enrollment(f)
+                 ? "new devices now wait for approval (s3sync device approve ID)"
+                 : "new devices now enroll themselves with their first push");
+    return SS_OK;
+}
+
+static ss_rc list_devices(cli *c, ss_folder *f, ss_stats *st, ss_err *err)
+{
+    cli_device_out o = {0};
+    char self[33];
+    ss_rc rc;
+    ss_folder_device_id(f, self);
+    o.list = c->json ? json_array() : NULL;
+    o.requests = c->json ? json_array() : NULL;
+    rc = ss_folder_devices(f, cli_print_device, &o, st, err);
+    if (rc) goto out;
+    rc = ss_folder_requests(f, cli_print_request, &o, err);
+    if (rc) goto out;
+    if (!o.self_seen && !c->json && !c->quiet)
+        printf("this device, %.16s, is not enrolled yet: its first push %s\n", self,
+               ss_folder_enrollment(f) ? "asks for approval" : "enrolls it");
+    if (o.list)
+        c->extra = json_pack("{s:O, s:O, s:s, s:s}", "devices", o.list, "requests", o.requests,
+                             "device_id", self, "enrollment",
+                             ss_folder_enrollment(f) ? "approve" : "open");
+out:
+    json_decref(o.list);
+    json_decref(o.requests);
+    return rc;
+}
+
+/* device list | revoke NAME|ID | approve ID | enrollment approve|open (FORMAT.md). */
 static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
 {
+    static const char use[] =
+        "device list | device revoke NAME|ID | device approve ID | device enrollment approve|open";
     ss_folder *f = NULL;
     ss_stats st = {0};
     ss_err err = {{0}};
-    cli_device_out o = {0};
     cli_secret pass = {0};
     ss_device_info gone;
-    char self[33], safe[CLI_SAFE_CAP];
+    char safe[CLI_SAFE_CAP];
+    const char *sub = argc ? argv[0] : "";
     ss_rc rc;
     (void)cmd;
-    if (argc < 1 || (strcmp(argv[0], "list") && strcmp(argv[0], "revoke")))
-        return usage("device list | device revoke NAME|ID");
-    if (!strcmp(argv[0], "list") ? argc != 1 : argc != 2)
-        return usage(!strcmp(argv[0], "list") ? "device list takes no arguments"
-                                              : "device revoke needs one NAME or ID");
+    if (!strcmp(sub, "list")                                ? argc != 1
+        : !strcmp(sub, "revoke") || !strcmp(sub, "approve") ? argc != 2
+        : !strcmp(sub, "enrollment")
+            ? argc != 2 || (strcmp(argv[1], "approve") && strcmp(argv[1], "open"))
+            : 1)
+        return usage("%s", use);
     rc = open_here(c, &f, &err);
-    if (!rc) ss_folder_device_id(f, self);
-    if (!rc && !strcmp(argv[0], "list")) {
-        o.list = c->json ? json_array() : NULL;
-        rc = ss_folder_devices(f, cli_print_device, &o, &st, &err);
-        if (!rc && !o.self_seen && !c->json && !c->quiet)
-            printf("this device, %.16s, is not enrolled yet: its first push enrolls it\n", self);
-        if (o.list) c->extra = json_pack("{s:o, s:s}", "devices", o.list, "device_id", self);
+    if (!rc && !strcmp(sub, "list")) {
+        rc = list_devices(c, f, &st, &err);
+    } else if (!rc && strcmp(sub, "revoke")) {
+        rc = enrollment(c, f, argc, argv, &st, &err);
     } else if (!rc) {
         rc = revoke_device(c, f, argv[1], &pass, &gone, &st, &err);
         if (!rc && gone.id[0] && c->json)
@@ -559,7 +578,6 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
                    cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked,
                    ss_folder_epoch(f));
     }
-    cli_secret_free(&pass);
     cli_secret_free(&pass);
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);
@@ -702,7 +720,7 @@ static int parse(cli *c, int argc, char **argv)
         case 'V':
             printf("s3sync %s (repository format %u)\n", S3SYNC_VERSION, SS_FORMAT_VERSION);
             exit(0);
-        case 'h': fputs(usage_text, stdout); exit(0);
+        case 'h': fputs(cli_usage_text, stdout); exit(0);
         default: /* opterr 0: our one line names it, after --json is known */
             if (!c->bad[0])
                 snprintf(c->bad, sizeof c->bad,

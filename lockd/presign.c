@@ -88,6 +88,9 @@ int ld_put_key_ok(const char *key, uint64_t head)
     }
     if (!strncmp(key, "epochs/", 7)) /* a key epoch begun with log/<head+1> */
         return strlen(key) == 7 + LD_EPOCH_DIGITS && digits(key + 7, LD_EPOCH_DIGITS) >= 1;
+    if (!strncmp(key, "requests/", 9)) /* a device asking to be approved */
+        return strlen(key) == 9 + 2 * LD_ID_HEX &&
+               strspn(key + 9, "0123456789abcdef") == 2 * LD_ID_HEX;
     return 0;
 }
 
@@ -223,7 +226,7 @@ ss_rc ld_presign(ld_leases *l, const ld_presign_limits *lim, const ld_device *de
                     rc = bad(out, LD_WHY_BAD_KEY,
                              "presign: the lease holder may create log/<head+1>, "
                              "data/<head+1>-<16 hex>, checkpoints/<seq <= head>, keys/<16 hex>, "
-                             "epochs/<10 digits> and config, not '%.200s'",
+                             "epochs/<10 digits>, requests/<32 hex> and config, not '%.200s'",
                              k);
                     goto fail;
                 }

@@ -244,6 +244,10 @@ static void entries_hash(const ss_txn_device *v, uint32_t n, uint8_t out[32])
     for (uint32_t i = 0; i < n; i++) {
         const ss_device *known = ss_devices_find(t, v[i].id);
         ss_device d = {.enrolled = v[i].seq};
+        if (v[i].type == SS_TXN_DEV_POLICY) {
+            ss_devices_set_policy(t, v[i].mode, v[i].seq);
+            continue;
+        }
         if (v[i].type == SS_TXN_DEV_REVOKE && !known) continue; /* refused anyway */
         if (v[i].type == SS_TXN_DEV_REVOKE) {
             d = *known;
@@ -255,6 +259,79 @@ static void entries_hash(const ss_txn_device *v, uint32_t n, uint8_t out[32])
         assert_int_equal(ss_devices_put(t, &d, NULL), SS_OK);
     }
     ss_devices_hash(t, out);
+    ss_devices_free(t);
+}
+
+static ss_rc cp_table(const ss_txn_device *v, uint32_t n, const keypair *signer, ss_devices **ret,
+                      ss_err *err);
+
+static ss_txn_device policy_entry(uint8_t mode, uint64_t seq)
+{
+    return (ss_txn_device){.type = SS_TXN_DEV_POLICY, .mode = mode, .seq = seq};
+}
+
+/*
+ * Approved enrollment: with the policy at approve, a device cannot enroll
+ * itself; an enrolled, unrevoked device enrolls it; the policy entry must
+ * change the policy; and the policy is part of what a signature commits to.
+ */
+static void test_approval_rules(void **state)
+{
+    (void)state;
+    ss_devices *t = table(), *plain = table(), *after = NULL;
+    uint8_t h1[32], h2[32], mode;
+    uint64_t seq;
+    ss_txn_device wrong_key = enroll_entry(&K_N, 10, "n");
+    memcpy(wrong_key.pk, K_M.pk, 32);
+    ss_devices_set_policy(t, SS_ENROLL_APPROVE, 8);
+    /* clang-format off */
+    const rule_case cases[] = {
+        CASE("a new device enrolling itself", &K_N, &K_N, "n", .e = {enroll_entry(&K_N, 10, "n")}, .n = 1,
+             .expect = "where an enrolled device must approve it"),
+        CASE("an enrolled device approving one", &K_A, &K_A, "a", .e = {enroll_entry(&K_N, 10, "n")}, .n = 1),
+        CASE("a revoked device approving one", &K_R, &K_R, "r", .e = {enroll_entry(&K_N, 10, "n")}, .n = 1,
+             .expect = "without being enrolled itself"),
+        CASE("a stranger approving one", &K_M, &K_M, "m", .e = {enroll_entry(&K_N, 10, "n")}, .n = 1,
+             .expect = "without being enrolled itself"),
+        CASE("approval with another device's key", &K_A, &K_A, "a", .e = {wrong_key}, .n = 1,
+             .expect = "enrolls a key under another device's id"),
+        CASE("the policy it already has", &K_A, &K_A, "a", .e = {policy_entry(SS_ENROLL_APPROVE, 10)}, .n = 1,
+             .expect = "already has"),
+        CASE("back to open", &K_A, &K_A, "a", .e = {policy_entry(SS_ENROLL_OPEN, 10)}, .n = 1),
+    };
+    /* clang-format on */
+    for (size_t i = 0; i < COUNT(cases); i++)
+        check_case(t, &cases[i]);
+    /* An approval names the approved device: it enrolls at 10 under the name given. */
+    ss_txn_header h = {.seq = 10,
+                       .device_name = "a",
+                       .device_name_len = 1,
+                       .n_devices = 1,
+                       .devices = (ss_txn_device[]){enroll_entry(&K_N, 10, "n")}};
+    memcpy(h.device_id, K_A.id, 16);
+    assert_int_equal(ss_devices_copy(t, &after, NULL), SS_OK);
+    assert_int_equal(ss_devices_apply_log(after, &h, NULL), SS_OK);
+    assert_non_null(ss_devices_find(after, K_N.id));
+    assert_int_equal(ss_devices_find(after, K_N.id)->enrolled, 10);
+    assert_string_equal(ss_devices_find(after, K_N.id)->name, "n");
+    /* A checkpoint carries the policy first, and reads it back. */
+    ss_txn_device *v = NULL;
+    uint32_t n = 0;
+    ss_devices *got = NULL;
+    ss_err err = {{0}};
+    assert_int_equal(ss_devices_entries(t, &v, &n, NULL), SS_OK);
+    assert_int_equal(v[0].type, SS_TXN_DEV_POLICY);
+    assert_int_equal(cp_table(v, n, &K_A, &got, &err), SS_OK);
+    ss_devices_policy(got, &mode, &seq);
+    assert_true(mode == SS_ENROLL_APPROVE && seq == 8);
+    /* The table hash covers the policy. */
+    ss_devices_hash(t, h1);
+    ss_devices_hash(plain, h2);
+    assert_memory_not_equal(h1, h2, 32);
+    free(v);
+    ss_devices_free(got);
+    ss_devices_free(after);
+    ss_devices_free(plain);
     ss_devices_free(t);
 }
 
@@ -705,6 +782,7 @@ int main(void)
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_checkpoint_tables),
+        cmocka_unit_test(test_approval_rules),
         cmocka_unit_test(test_device_key),
     };
     const struct CMUnitTest cli[] = {

@@ -8,18 +8,8 @@
 # devices that must start from a checkpoint (gc took the log before it).
 # Usage: test-dryrun.sh S3SYNC_BIN
 set -euo pipefail
-bin=$(realpath "$1")
-w=$(mktemp -d /tmp/ss-dryrun-XXXXXX)
-trap 'rm -rf "$w"' EXIT
-export S3SYNC_KDF=interactive
-unset S3SYNC_PASSWORD_FILE S3SYNC_PASSWORD_COMMAND
-export S3SYNC_PASSWORD="dry run secret"
-fails=0 passed=0
-check() { # description, then a command that must succeed
-  local what=$1
-  shift
-  if "$@"; then echo "ok   $what"; passed=$((passed + 1)); else echo "FAIL $what"; fails=$((fails + 1)); fi
-}
+. "$(dirname "$0")/cli-lib.sh"
+cli_setup dryrun "$1" "dry run secret"
 json() { sed -n 's/.*"'"$1"'":\([0-9]*\).*/\1/p'; }
 # Every file's bytes and path under DIR (.s3sync/ aside but for state.db), one hash.
 folder_hash() { (cd "$1" && find . -path ./.s3sync -prune -o -type f -print0 | sort -z | xargs -0 sha256sum; sha256sum .s3sync/state.db) | sha256sum; }
@@ -154,12 +144,11 @@ check "log --dry-run says where --dry-run goes" \
   bash -c "! '$bin' log --dry-run 2>'$w/err' && grep -q 'dry-run goes with push, sync and gc' '$w/err'"
 one_store "file://$w/store" file
 from_checkpoint "file://$w/cp-store" file
-if [ -n "${S3SYNC_TEST_BUCKET:-}" ] && [ -n "${AWS_ACCESS_KEY_ID:-}" ] && command -v aws >/dev/null; then
+if cli_have_rgw; then
   one_store "s3://$S3SYNC_TEST_BUCKET/dryrun-$$-$RANDOM" rgw
   from_checkpoint "s3://$S3SYNC_TEST_BUCKET/dryrun-cp-$$-$RANDOM" rgw
 else
   echo "skip RGW checks: no S3SYNC_TEST_BUCKET, credentials or aws"
 fi
 
-echo "$passed passed, $fails failed"
-[ "$fails" -eq 0 ]
+cli_done

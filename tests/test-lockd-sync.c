@@ -307,6 +307,38 @@ static void test_revoke(void **state)
     if (!access(at(w, B, "secret.txt"), F_OK)) failf("the revoked device got the new file");
 }
 
+/*
+ * Approved enrollment through lockd (#15): lockd presigns requests/<id>; B
+ * waits (exit 75) until A approves it, then B's push lands.
+ */
+static void test_approve(void **state)
+{
+    world *w = *state;
+    outcome o;
+    char id[20] = "";
+    join(w, A);
+    write_bytes(at(w, A, "a.txt"), "from A", 6);
+    ok(w, A, "sync");
+    o = run_on(w, A, NULL, ARGS("device", "enrollment", "approve"));
+    expect_exit(&o, 0, "enrollment approve through lockd");
+    outcome_free(&o);
+    join(w, B);
+    write_bytes(at(w, B, "b.txt"), "from B", 6);
+    o = run_cmd(w, B, NULL, "sync");
+    expect_exit(&o, 75, "sync of a device waiting for approval");
+    const char *p = strstr(o.err, "device approve ");
+    if (!p || sscanf(p, "device approve %16s", id) != 1) failf("no id: %s", o.err);
+    outcome_free(&o);
+    ok(w, A, "sync");
+    if (!access(at(w, A, "b.txt"), F_OK)) failf("B's file applied before its approval");
+    o = run_on(w, A, NULL, ARGS("device", "approve", id));
+    expect_exit(&o, 0, "device approve through lockd");
+    outcome_free(&o);
+    ok(w, B, "sync");
+    ok(w, A, "sync");
+    expect_same_tree(w->dev[A], w->dev[B]);
+}
+
 /* Checkpoints through lockd (it presigns checkpoints/<seq <= head>); gc needs the bucket. */
 static void test_checkpoint_gc(void **state)
 {
@@ -1050,19 +1082,13 @@ int main(void)
         cmocka_unit_test(test_store_bad_urls),
     };
     const struct CMUnitTest sync_tests[] = {
-        WORLD_TEST(test_two_devices),
-        WORLD_TEST(test_read_only),
-        WORLD_TEST(test_checkpoint_gc),
-        WORLD_TEST(test_revoke),
-        WORLD_TEST(test_tokens_and_failures),
-        WORLD_TEST(test_lease_held),
-        WORLD_TEST(test_concurrent_push),
-        WORLD_TEST(test_client_killed),
-        WORLD_TEST(test_lockd_killed),
-        WATCH_TEST(test_watch),
-        cmocka_unit_test(test_no_bucket_credentials),
-        WORLD_TEST(test_fork),
-        WORLD_TEST(test_sleep_mid_push),
+        WORLD_TEST(test_two_devices),   WORLD_TEST(test_read_only),
+        WORLD_TEST(test_checkpoint_gc), WORLD_TEST(test_revoke),
+        WORLD_TEST(test_approve),       WORLD_TEST(test_tokens_and_failures),
+        WORLD_TEST(test_lease_held),    WORLD_TEST(test_concurrent_push),
+        WORLD_TEST(test_client_killed), WORLD_TEST(test_lockd_killed),
+        WATCH_TEST(test_watch),         cmocka_unit_test(test_no_bucket_credentials),
+        WORLD_TEST(test_fork),          WORLD_TEST(test_sleep_mid_push),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];

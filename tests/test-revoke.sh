@@ -8,24 +8,8 @@
 # every enrolled device follows; verify passes on the devices that hold the
 # epochs. Usage: test-revoke.sh S3SYNC_BIN
 set -euo pipefail
-bin=$(realpath "$1")
-w=$(mktemp -d /tmp/ss-revoke-XXXXXX)
-trap 'rm -rf "$w"' EXIT
-export S3SYNC_KDF=interactive
-unset S3SYNC_PASSWORD_FILE S3SYNC_PASSWORD_COMMAND
-export S3SYNC_PASSWORD="revoke test secret"
-fails=0 passed=0
-check() { # description, then a command that must succeed
-  local what=$1
-  shift
-  if "$@"; then echo "ok   $what"; passed=$((passed + 1)); else echo "FAIL $what"; fails=$((fails + 1)); fi
-}
-exits() { # CODE, then a command: it must exit with CODE
-  local want=$1 got=0
-  shift
-  "$@" >"$w/out" 2>"$w/err" || got=$?
-  [ "$got" = "$want" ] || { echo "  exit $got, wanted $want: $(cat "$w/err")"; return 1; }
-}
+. "$(dirname "$0")/cli-lib.sh"
+cli_setup revoke "$1" "revoke test secret"
 keyfiles() { # STORE: how many key files it holds
   case $1 in
   file://*) find "${1#file://}/keys" -type f | wc -l ;;
@@ -150,10 +134,9 @@ first_is_revoke() {
 
 one_store "file://$w/store" file
 first_is_revoke
-if [ -n "${S3SYNC_TEST_BUCKET:-}" ] && [ -n "${AWS_ACCESS_KEY_ID:-}" ] && command -v aws >/dev/null; then
+if cli_have_rgw; then
   one_store "s3://$S3SYNC_TEST_BUCKET/revoke-$$-$RANDOM" rgw
 else
   echo "skip rgw: S3SYNC_TEST_BUCKET, credentials or aws missing"
 fi
-echo "$passed passed, $fails failed"
-[ "$fails" = 0 ]
+cli_done

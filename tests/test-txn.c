@@ -443,7 +443,11 @@ static const char *name256(void)
     X(no_devices_count, "truncated at byte 52, in the device entry count", hdr_full(b, "pc", 2, 0, 0, KEY5)) \
     X(devices_over_limit, "1025 device entries, above the limit 1024", hdr_dev(b, 1025)) \
     X(device_type_0, "device entry 1/1: unknown device entry type 0", hdr_dev(b, 1); dev(b, 0, 1, 7, NULL, 0)) \
-    X(device_type_3, "unknown device entry type 3", hdr_dev(b, 1); dev(b, 3, 1, 7, NULL, 0)) \
+    X(device_type_4, "unknown device entry type 4", hdr_dev(b, 1); dev(b, 4, 1, 7, NULL, 0)) \
+    X(policy_with_id, "an enrollment entry with an id", hdr_dev(b, 1); dev(b, 3, 1, 7, NULL, 0); \
+      b_uint(b, 1, 1)) \
+    X(policy_mode_2, "unknown mode 2", hdr_dev(b, 1); dev(b, 3, 0, 7, NULL, 0); b_uint(b, 2, 1)) \
+    X(policy_cut, "in the enrollment mode", hdr_dev(b, 1); dev(b, 3, 0, 7, NULL, 0)) \
     X(device_seq_0, "device entry sequence 0 not in 1..7", hdr_dev(b, 1); dev(b, 2, 1, 0, NULL, 0)) \
     X(device_seq_future, "device entry sequence 8 not in 1..7", hdr_dev(b, 1); dev(b, 2, 1, 8, NULL, 0)) \
     X(device_out_of_order, "device entry 2/2: device entries out of order", \

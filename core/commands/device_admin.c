@@ -1,7 +1,9 @@
 /*
- * device_admin: `s3sync device list`, `device revoke` and `key rotate` on
- * an open folder (s3sync.h); the table and its rules are devices.c's, the
- * signed revocation and the new key epoch push.c's and epochs.c's.
+ * device_admin: `s3sync device list`, `device revoke`, `key rotate` and
+ * approved enrollment (`device enrollment`, `device approve`, the requests
+ * a new device writes) on an open folder (s3sync.h); the table and its
+ * rules are devices.c's, the signed transactions push.c's, the key epochs
+ * epochs.c's, requests/ request.c's.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -161,4 +163,88 @@ ss_rc ss_folder_rotate(ss_folder *f, const char *pass, size_t passlen, ss_stats 
 uint32_t ss_folder_epoch(const ss_folder *f)
 {
     return ss_keys_epoch(ss_repo_keys(f->repo));
+}
+
+/* ---- approved enrollment ---------------------------------------------------------- */
+
+typedef struct request_out {
+    ss_request_fn fn;
+    void *ctx;
+} request_out;
+
+static ss_rc tell_request(void *ctx, const ss_txn_device *d, ss_err *err)
+{
+    request_out *o = ctx;
+    ss_request_info info = {.name = d->name};
+    sodium_bin2hex(info.id, sizeof info.id, d->id, sizeof d->id);
+    return o->fn(o->ctx, &info, err);
+}
+
+ss_rc ss_folder_requests(ss_folder *f, ss_request_fn fn, void *ctx, ss_err *err)
+{
+    request_out o = {fn, ctx};
+    return eng_requests_each(f, tell_request, &o, err);
+}
+
+typedef struct approve_find {
+    const char *who;
+    ss_txn_device found;
+    int n;
+} approve_find;
+
+static ss_rc match_request(void *ctx, const ss_txn_device *d, ss_err *err)
+{
+    approve_find *a = ctx;
+    char hex[2 * SS_TXN_DEVICE_ID_BYTES + 1];
+    (void)err;
+    sodium_bin2hex(hex, sizeof hex, d->id, sizeof d->id);
+    if (strlen(a->who) < 4 || strncasecmp(hex, a->who, strlen(a->who))) return SS_OK;
+    a->found = *d;
+    a->n++;
+    return SS_OK;
+}
+
+ss_rc ss_folder_approve(ss_folder *f, const char *who, ss_request_info *ret, ss_stats *stats,
+                        ss_err *err)
+{
+    approve_find a = {.who = who};
+    char key[SS_KEY_NAME_MAX];
+    ss_err ignored;
+    ss_rc rc;
+    memset(ret, 0, sizeof *ret);
+    rc = ss_pull(f, stats, err);
+    if (rc) return rc;
+    rc = eng_requests_each(f, match_request, &a, err);
+    if (rc) return rc;
+    if (a.n != 1)
+        return ss_fail(err, a.n ? SS_ERR_INVALID : SS_ERR_NOT_FOUND,
+                       a.n ? "%s names more than one request: give more of its id"
+                           : "no enrollment request has an id starting with %s "
+                             "(s3sync device list shows them)",
+                       who);
+    rc = eng_push_entry(f, &a.found, stats, err);
+    if (rc) return rc;
+    eng_request_key(a.found.id, key);
+    ss_store_delete(f->store, key, &ignored); /* answered: a leftover is skipped anyway */
+    sodium_bin2hex(ret->id, sizeof ret->id, a.found.id, sizeof a.found.id);
+    snprintf(ret->name_buf, sizeof ret->name_buf, "%s", a.found.name);
+    ret->name = ret->name_buf;
+    return SS_OK;
+}
+
+ss_rc ss_folder_set_enrollment(ss_folder *f, int approve, ss_stats *stats, ss_err *err)
+{
+    ss_txn_device e = {.type = SS_TXN_DEV_POLICY,
+                       .mode = approve ? SS_ENROLL_APPROVE : SS_ENROLL_OPEN};
+    ss_rc rc = ss_pull(f, stats, err);
+    if (rc) return rc;
+    return eng_push_entry(f, &e, stats, err);
+}
+
+int ss_folder_enrollment(const ss_folder *f)
+{
+    uint8_t mode;
+    uint64_t seq;
+    ss_devices_policy(f->devices, &mode, &seq);
+    return mode == SS_ENROLL_APPROVE;
 }

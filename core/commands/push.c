@@ -379,11 +379,25 @@ static ss_rc commit_epoch(push *p, ss_err *err)
     return eng_epochs_save(p->f, err);
 }
 
-static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, const uint8_t *rotate,
-                       ss_stats *stats, ss_err *err)
+/* What a push is asked to say besides the folder's changes (device entries, a new epoch). */
+typedef struct push_ask {
+    const uint8_t *revoke;      /* a device id to revoke */
+    const ss_txn_device *extra; /* a device approved, or the enrollment policy */
+    int force;                  /* write even with no file change */
+    int rotate;                 /* begin a key epoch */
+} push_ask;
+
+static ss_rc push_once(ss_folder *f, const push_ask *ask, const uint8_t *rotate, ss_stats *stats,
+                       ss_err *err)
 {
-    push p = {
-        .f = f, .stats = stats, .revoke = revoke, .force = force || rotate, .rotate = !!rotate};
+    const uint8_t *revoke = ask->revoke;
+    int force = ask->force;
+    push p = {.f = f,
+              .stats = stats,
+              .revoke = revoke,
+              .extra = ask->extra,
+              .force = force || rotate,
+              .rotate = !!rotate};
     ss_devices *next = NULL; /* owned until committed */
     uint8_t prev[SS_CHAIN_BYTES], chain[SS_CHAIN_BYTES];
     ss_state_applied obj;
@@ -474,15 +488,14 @@ out:
 }
 
 /* Push with the retry rule: another device took our sequence (412), so pull and build again. */
-static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, int rotate, ss_stats *stats,
-                       ss_err *err)
+static ss_rc push_with(ss_folder *f, const push_ask *ask, ss_stats *stats, ss_err *err)
 {
     uint8_t key[SS_EPOCH_KEY_BYTES]; /* the new epoch's, the same in every attempt */
     ss_rc rc = SS_OK;
     randombytes_buf(key, sizeof key);
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         if (attempt) stats->retries++; /* a rebuild on what the pull brought */
-        rc = push_once(f, revoke, force, rotate ? key : NULL, stats, err);
+        rc = push_once(f, ask, ask->rotate ? key : NULL, stats, err);
         if (rc != SS_ERR_EXISTS) break;
         /* Another device wrote our sequence first: take its changes, then build again. */
         usleep(randombytes_uniform(50000u << (attempt < 4 ? attempt : 4)));
@@ -500,23 +513,29 @@ static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, int rotat
 
 ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err)
 {
-    return push_with(f, NULL, 0, 0, stats, err);
+    return push_with(f, &(push_ask){0}, stats, err);
 }
 
 ss_rc eng_push_enroll(ss_folder *f, ss_stats *stats, ss_err *err)
 {
     const ss_device *me = ss_devices_find(f->devices, f->device_id);
     if (me && !me->revoked) return SS_OK;
-    return push_with(f, NULL, !me, 0, stats, err); /* a revoked device is refused there */
+    return push_with(f, &(push_ask){.force = !me}, stats, err); /* a revoked one: refused */
 }
 
 ss_rc eng_push_revoke(ss_folder *f, const uint8_t id[SS_TXN_DEVICE_ID_BYTES], ss_stats *stats,
                       ss_err *err)
 {
-    return push_with(f, id, 1, 1, stats, err); /* a revocation begins a key epoch */
+    /* a revocation begins a key epoch */
+    return push_with(f, &(push_ask){.revoke = id, .force = 1, .rotate = 1}, stats, err);
 }
 
 ss_rc eng_push_rotate(ss_folder *f, ss_stats *stats, ss_err *err)
 {
-    return push_with(f, NULL, 1, 1, stats, err);
+    return push_with(f, &(push_ask){.force = 1, .rotate = 1}, stats, err);
+}
+
+ss_rc eng_push_entry(ss_folder *f, const ss_txn_device *entry, ss_stats *stats, ss_err *err)
+{
+    return push_with(f, &(push_ask){.extra = entry, .force = 1}, stats, err);
 }

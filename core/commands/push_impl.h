@@ -24,7 +24,8 @@ typedef struct push {
     uint64_t log_bytes;    /* size of log/<seq> (the automatic checkpoint rule counts it) */
     const uint8_t *revoke; /* a device id to revoke in this transaction, or NULL */
     int force; /* a transaction of device entries only (enrollment, revocation): no scan */
-    ss_txn_device devs[2]; /* device entries: this device enrolling, a device revoked */
+    const ss_txn_device *extra; /* an entry asked for: a device approved, the policy, or NULL */
+    ss_txn_device devs[3];      /* device entries: this device enrolling, a device revoked, extra */
     uint32_t n_devs;
     const ss_devices *after; /* the device table after this transaction, its signature's */
     int rotate;              /* begin the next key epoch with this transaction (forced, no scan) */

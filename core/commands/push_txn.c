@@ -118,6 +118,27 @@ out:
     return rc;
 }
 
+static uint8_t policy_of(const ss_folder *f)
+{
+    uint8_t mode;
+    uint64_t seq;
+    ss_devices_policy(f->devices, &mode, &seq);
+    return mode;
+}
+
+/* An approval or policy entry that the table already shows (another device was first). */
+static int already_applied(const ss_folder *f, const ss_txn_device *e)
+{
+    if (e->type == SS_TXN_DEV_POLICY) return policy_of(f) == e->mode;
+    return ss_devices_find(f->devices, e->id) != NULL;
+}
+
+static int entry_cmp(const ss_txn_device *a, const ss_txn_device *b)
+{
+    int c = memcmp(a->id, b->id, sizeof a->id);
+    return c ? c : (int)a->type - (int)b->type;
+}
+
 /*
  * The device entries of transaction p->seq (FORMAT.md "Devices and
  * signatures"): this device enrolls itself in the first one it signs, and
@@ -143,7 +164,13 @@ ss_rc push_device_entries(push *p, ss_err *err)
     if (p->revoke && !(target = ss_devices_find(f->devices, p->revoke)))
         return ss_fail(err, SS_ERR_INVALID, "that device is not enrolled");
     if (target && target->revoked) p->revoke = NULL; /* another device revoked it meanwhile */
+    if (!me && policy_of(f) == SS_ENROLL_APPROVE) return eng_request_enrollment(f, err);
+    if (p->extra && already_applied(f, p->extra)) p->extra = NULL; /* done meanwhile */
     p->n_devs = 0;
+    if (p->extra) {
+        p->devs[p->n_devs] = *p->extra;
+        p->devs[p->n_devs++].seq = p->seq;
+    }
     if (!me) {
         ss_txn_device *e = &p->devs[p->n_devs++];
         *e = (ss_txn_device){.type = SS_TXN_DEV_ENROLL, .seq = p->seq};
@@ -157,11 +184,12 @@ ss_rc push_device_entries(push *p, ss_err *err)
         *e = (ss_txn_device){.type = SS_TXN_DEV_REVOKE, .seq = p->seq};
         memcpy(e->id, p->revoke, sizeof e->id);
     }
-    if (p->n_devs == 2 && memcmp(p->devs[0].id, p->devs[1].id, sizeof p->devs[0].id) > 0) {
-        ss_txn_device t = p->devs[0]; /* entries go in id order */
-        p->devs[0] = p->devs[1];
-        p->devs[1] = t;
-    }
+    for (uint32_t i = 1; i < p->n_devs; i++) /* entries go in (id, type) order */
+        for (uint32_t j = i; j > 0 && entry_cmp(&p->devs[j - 1], &p->devs[j]) > 0; j--) {
+            ss_txn_device t = p->devs[j - 1];
+            p->devs[j - 1] = p->devs[j];
+            p->devs[j] = t;
+        }
     return SS_OK;
 }
 

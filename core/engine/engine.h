@@ -218,6 +218,28 @@ ss_rc eng_push_revoke(ss_folder *f, const uint8_t id[SS_TXN_DEVICE_ID_BYTES], ss
                       ss_err *err);
 /* A transaction that begins the next key epoch, granted to every device enrolled (key rotate). */
 ss_rc eng_push_rotate(ss_folder *f, ss_stats *stats, ss_err *err);
+/*
+ * A transaction of one device entry asked for: a device approved (an enroll
+ * of another, with approval on) or the enrollment policy. Nothing is written
+ * when the table shows it already (another device was first).
+ */
+ss_rc eng_push_entry(ss_folder *f, const ss_txn_device *entry, ss_stats *stats, ss_err *err);
+/*
+ * Enrollment needs approval and this device is not enrolled: write its
+ * request (requests/<id>, FORMAT.md "Approved enrollment") and return
+ * SS_ERR_TEMPORARY saying what to run on an enrolled device.
+ */
+ss_rc eng_request_enrollment(ss_folder *f, ss_err *err);
+/* requests/<id in hex> */
+void eng_request_key(const uint8_t id[SS_TXN_DEVICE_ID_BYTES], char out[SS_KEY_NAME_MAX]);
+/* A request opened: the device's id, key and name as an enroll entry (seq 0). */
+typedef ss_rc (*eng_request_fn)(void *ctx, const ss_txn_device *d, ss_err *err);
+/*
+ * Every request of a device not enrolled yet (at most SS_REQUESTS_MAX),
+ * opened and checked, to fn; one that does not open is SS_ERR_INTEGRITY
+ * naming it.
+ */
+ss_rc eng_requests_each(ss_folder *f, eng_request_fn fn, void *ctx, ss_err *err);
 
 /* --- signatures (signing.c) --------------------------------------------------------- */
 

@@ -21,6 +21,8 @@
 struct ss_devices {
     ss_device *v;
     size_t n, cap;
+    uint8_t mode;        /* SS_ENROLL_OPEN or SS_ENROLL_APPROVE */
+    uint64_t policy_seq; /* the transaction that set it; 0: never set (open) */
 };
 
 ss_rc ss_devices_new(ss_devices **ret_devices, ss_err *err)
@@ -48,6 +50,8 @@ ss_rc ss_devices_copy(const ss_devices *d, ss_devices **ret_copy, ss_err *err)
     }
     if (d->n) memcpy(c->v, d->v, d->n * sizeof *c->v);
     c->n = c->cap = d->n;
+    c->mode = d->mode;
+    c->policy_seq = d->policy_seq;
     *ret_copy = c;
     return SS_OK;
 }
@@ -138,6 +142,11 @@ void ss_devices_hash(const ss_devices *d, uint8_t out[SS_DEVICES_HASH_BYTES])
         ss_le_put64(b, d->v[i].revoked);
         crypto_generichash_update(&h, b, 8);
     }
+    if (d->policy_seq) { /* a table that never had a policy hashes as before policies */
+        crypto_generichash_update(&h, &d->mode, 1);
+        ss_le_put64(b, d->policy_seq);
+        crypto_generichash_update(&h, b, 8);
+    }
     crypto_generichash_final(&h, out, SS_DEVICES_HASH_BYTES);
 }
 
@@ -201,6 +210,11 @@ static ss_rc check_entry(const ss_devices *d, const ss_txn_header *h, const ss_t
     if (e->seq != h->seq)
         return ss_fail(err, SS_ERR_INTEGRITY, "device entry at sequence %" PRIu64 ", not its own",
                        e->seq);
+    if (e->type == SS_TXN_DEV_POLICY) {
+        if (e->mode == d->mode)
+            return ss_fail(err, SS_ERR_INTEGRITY, "sets the enrollment policy it already has");
+        return SS_OK;
+    }
     if (e->type == SS_TXN_DEV_REVOKE) {
         if (!known)
             return ss_fail(err, SS_ERR_INTEGRITY, "revokes device %s, which is not enrolled",
@@ -211,13 +225,23 @@ static ss_rc check_entry(const ss_devices *d, const ss_txn_header *h, const ss_t
                            who(known, e->id, name, sizeof name), known->revoked);
         return SS_OK;
     }
-    if (memcmp(e->id, h->device_id, SS_TXN_DEVICE_ID_BYTES))
-        return ss_fail(err, SS_ERR_INTEGRITY, "enrolls device %s, which is not its signer",
-                       who(NULL, e->id, name, sizeof name));
     if (!id_matches_key(e))
         return ss_fail(err, SS_ERR_INTEGRITY, "enrolls a key under another device's id");
-    if (e->name_len != h->device_name_len || memcmp(e->name, h->device_name, e->name_len))
+    if (d->mode == SS_ENROLL_APPROVE) { /* an enrolled device approves another */
+        const ss_device *signer = ss_devices_find(d, h->device_id);
+        if (!memcmp(e->id, h->device_id, SS_TXN_DEVICE_ID_BYTES))
+            return ss_fail(err, SS_ERR_INTEGRITY,
+                           "enrolls itself, where an enrolled device must approve it");
+        if (!signer || signer->revoked)
+            return ss_fail(err, SS_ERR_INTEGRITY,
+                           "approves device %s without being enrolled itself",
+                           who(NULL, e->id, name, sizeof name));
+    } else if (memcmp(e->id, h->device_id, SS_TXN_DEVICE_ID_BYTES)) {
+        return ss_fail(err, SS_ERR_INTEGRITY, "enrolls device %s, which is not its signer",
+                       who(NULL, e->id, name, sizeof name));
+    } else if (e->name_len != h->device_name_len || memcmp(e->name, h->device_name, e->name_len)) {
         return ss_fail(err, SS_ERR_INTEGRITY, "enrolls its device under another name");
+    }
     if (!known && ss_devices_count(d) >= SS_DEVICES_MAX)
         return ss_fail(err, SS_ERR_INTEGRITY, "enrolls a device into a full table (%u devices)",
                        SS_DEVICES_MAX);
@@ -242,7 +266,9 @@ ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID
     for (uint32_t i = 0; i < h->n_devices; i++) {
         rc = check_entry(d, h, &h->devices[i], err);
         if (rc) return rc;
-        if (h->devices[i].type == SS_TXN_DEV_ENROLL) pk = h->devices[i].pk; /* the signer's */
+        if (h->devices[i].type == SS_TXN_DEV_ENROLL &&
+            !memcmp(h->devices[i].id, h->device_id, SS_TXN_DEVICE_ID_BYTES))
+            pk = h->devices[i].pk; /* the signer enrolling itself */
     }
     if (!pk)
         return ss_fail(err, SS_ERR_INTEGRITY, "signed by device %s, which is not enrolled",
@@ -269,10 +295,16 @@ ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err)
     ss_rc rc;
     for (uint32_t i = 0; i < h->n_devices; i++) {
         const ss_txn_device *e = &h->devices[i];
+        if (e->type == SS_TXN_DEV_POLICY) {
+            d->mode = e->mode;
+            d->policy_seq = e->seq;
+            continue;
+        }
         if (e->type == SS_TXN_DEV_ENROLL) {
             dev = (ss_device){.enrolled = e->seq};
             memcpy(dev.id, e->id, sizeof dev.id);
             memcpy(dev.pk, e->pk, sizeof dev.pk);
+            memcpy(dev.name, e->name, e->name_len + 1); /* an approved device's, until it signs */
         } else if ((known = ss_devices_find(d, e->id))) {
             dev = *known;
             dev.revoked = e->seq;
@@ -298,6 +330,11 @@ static ss_rc table_of(const ss_txn_header *h, ss_devices *t, ss_err *err)
     for (uint32_t i = 0; i < h->n_devices; i++) {
         const ss_txn_device *e = &h->devices[i];
         ss_device dev = {0};
+        if (e->type == SS_TXN_DEV_POLICY) {
+            t->mode = e->mode;
+            t->policy_seq = e->seq;
+            continue;
+        }
         if (e->type == SS_TXN_DEV_REVOKE) {
             const ss_device *known = ss_devices_find(t, e->id);
             if (!known)
@@ -357,11 +394,13 @@ fail:
 
 ss_rc ss_devices_entries(const ss_devices *d, ss_txn_device **ret, uint32_t *ret_n, ss_err *err)
 {
-    ss_txn_device *v = calloc(2 * d->n + 1, sizeof *v);
+    ss_txn_device *v = calloc(2 * d->n + 2, sizeof *v);
     uint32_t n = 0;
     *ret = NULL;
     *ret_n = 0;
     if (!v) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (d->policy_seq) /* its id is all zero: first in (id, type) order */
+        v[n++] = (ss_txn_device){.type = SS_TXN_DEV_POLICY, .mode = d->mode, .seq = d->policy_seq};
     for (size_t i = 0; i < d->n; i++) {
         const ss_device *dev = &d->v[i];
         ss_txn_device *e = &v[n++];
@@ -400,9 +439,26 @@ int ss_devices_differ(const ss_devices *older, const ss_devices *newer, int exac
             return 1;
         }
     }
+    if (older->policy_seq > newer->policy_seq ||
+        (exact && (older->policy_seq != newer->policy_seq || older->mode != newer->mode))) {
+        snprintf(why, cap, "its enrollment policy is older than this device knows");
+        return 1;
+    }
     if (exact && older->n != newer->n) {
         snprintf(why, cap, "%zu devices, where %zu were enrolled", newer->n, older->n);
         return 1;
     }
     return 0;
+}
+
+void ss_devices_policy(const ss_devices *d, uint8_t *ret_mode, uint64_t *ret_seq)
+{
+    *ret_mode = d->mode;
+    *ret_seq = d->policy_seq;
+}
+
+void ss_devices_set_policy(ss_devices *d, uint8_t mode, uint64_t seq)
+{
+    d->mode = mode;
+    d->policy_seq = seq;
 }

@@ -4,8 +4,9 @@
  *
  * Owns the rules a transaction's device section and signature obey given
  * the table before it, and the table's evolution: a device enrolls itself
- * in the first transaction it signs (enrollment rests on the master key, as
- * everything a device writes does), any enrolled device may revoke one, and
+ * in the first transaction it signs (enrollment rests on the passphrase), or
+ * with approval on, an enrolled device enrolls it; any enrolled device may
+ * revoke one or set the enrollment policy, and
  * from the sequence after its revocation nothing a device signs is
  * accepted, nor does it enroll again. The table is small (at most
  * SS_TXN_MAX_DEVICES entries) and held whole; pull keeps it in state.db,
@@ -45,6 +46,15 @@ const ss_device *ss_devices_at(const ss_devices *d, size_t i);
 const ss_device *ss_devices_find(const ss_devices *d, const uint8_t id[SS_TXN_DEVICE_ID_BYTES]);
 /* Insert or replace dev (loading a stored table); SS_ERR_INVALID when full. */
 ss_rc ss_devices_put(ss_devices *d, const ss_device *dev, ss_err *err);
+
+/*
+ * The enrollment policy (FORMAT.md "Approved enrollment"): SS_ENROLL_OPEN
+ * (a device enrolls itself, the default) or SS_ENROLL_APPROVE (an enrolled
+ * device enrolls a new one), and the sequence that set it (0: never set).
+ * set_ for loading a stored table.
+ */
+void ss_devices_policy(const ss_devices *d, uint8_t *ret_mode, uint64_t *ret_seq);
+void ss_devices_set_policy(ss_devices *d, uint8_t mode, uint64_t seq);
 
 /* device id = BLAKE2b-128(SS_DEVICE_ID_LABEL || pk) */
 void ss_device_id_of(const uint8_t pk[SS_DEVICE_PK_BYTES], uint8_t ret_id[SS_TXN_DEVICE_ID_BYTES]);

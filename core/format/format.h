@@ -227,6 +227,9 @@ typedef enum ss_subkey {
 
 #define SS_TXN_DEV_ENROLL 1u
 #define SS_TXN_DEV_REVOKE 2u
+#define SS_TXN_DEV_POLICY 3u     /* enrollment: id all zero, then u8 mode */
+#define SS_ENROLL_OPEN 0u        /* a device enrolls itself (the default) */
+#define SS_ENROLL_APPROVE 1u     /* an enrolled device enrolls a new one (device approve) */
 #define SS_TXN_MAX_DEVICES 1024u /* device entries of one transaction or checkpoint */
 #define SS_DEVICES_MAX                                                                             \
     (SS_TXN_MAX_DEVICES / 2)  /* devices of a table: an enroll and a revoke each */
@@ -241,7 +244,8 @@ typedef enum ss_subkey {
  *          BLAKE2b-256(the transaction's bytes before its signature) ||
  *          table hash (the device table after it: a checkpoint's own)
  * table hash = BLAKE2b-256(SS_DEVICES_HASH_LABEL || u32 devices || per device in
- *              id order: id (16) || public key (32) || u64 enrolled || u64 revoked)
+ *              id order: id (16) || public key (32) || u64 enrolled || u64 revoked
+ *              || once a policy entry was applied: u8 mode || u64 its seq)
  */
 #define SS_SIG_LABEL "s3sync-sig-v2" /* 13 bytes, no NUL */
 #define SS_SIG_DIGEST_BYTES 32       /* BLAKE2b-256 of the bytes before the signature */
@@ -291,6 +295,22 @@ typedef enum ss_subkey {
 #define SS_TXN_PLAIN_MAX (1ull << 36)        /* a transaction: 64 GiB */
 #define SS_CHECKPOINT_PLAIN_MAX (1ull << 40) /* a checkpoint: 1 TiB */
 
+/* ---- "Approved enrollment" (requests/<id>) ---- */
+
+#define SS_KEY_REQUESTS_PREFIX "requests/" /* then the device id in 32 lowercase hex */
+#define SS_REQUEST_MAGIC "S3SQ"
+#define SS_REQUEST_VERSION 1u
+/* request = magic(4) | u8 version | u8 0 | u16 0 | u32 epoch | nonce(24) | sealed */
+#define SS_REQUEST_OFF_EPOCH 8
+#define SS_REQUEST_OFF_NONCE 12
+#define SS_REQUEST_HEADER_BYTES 36
+/* sealed = XChaCha20-Poly1305(request subkey of K_epoch, AD = label || repo id || header,
+ *                             public key (32) || u8 name length || name || zeros to 255) */
+#define SS_REQUEST_PLAIN_BYTES (SS_DEVICE_PK_BYTES + 1 + 255)
+#define SS_REQUEST_BYTES (SS_REQUEST_HEADER_BYTES + SS_REQUEST_PLAIN_BYTES + 16)
+#define SS_REQUEST_LABEL "s3sync-request-v1" /* 17 bytes, no NUL */
+#define SS_REQUESTS_MAX 64u                  /* requests a device lists */
+
 /* ---- "Key epochs" (epochs/<E>) ---- */
 
 #define SS_KEY_EPOCHS_PREFIX "epochs/"
@@ -327,6 +347,7 @@ typedef enum ss_subkey {
 #define SS_EPOCH_SUBKEY_CHECK 2u        /* keys the check: BLAKE2b-256(repo id || u32 E) */
 #define SS_EPOCH_SUBKEY_OBJECT 3u       /* epoch E's SS_SUBKEY_OBJECT (epoch 0: the master's) */
 #define SS_EPOCH_SUBKEY_CHUNK 4u        /* epoch E's SS_SUBKEY_CHUNK (epoch 0: the master's) */
+#define SS_EPOCH_SUBKEY_REQUEST 5u      /* seals enrollment requests/ (every epoch, 0 too) */
 #define SS_EPOCHS_MAX 65535u            /* epochs a repository may have */
 
 #endif

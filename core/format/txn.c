@@ -234,6 +234,7 @@ static ss_rc r_device(ss_txn_reader *r, ss_txn_device *d, ss_err *err)
     d->type = b[0];
     memcpy(d->id, b + 1, SS_TXN_DEVICE_ID_BYTES);
     d->seq = ss_le_get64(b + 1 + SS_TXN_DEVICE_ID_BYTES);
+    if (d->type == SS_TXN_DEV_POLICY) return rd(r, &d->mode, 1, "the enrollment mode", err);
     if (d->type != SS_TXN_DEV_ENROLL) return SS_OK; /* an unknown type is refused by the rule */
     rc = rd(r, d->pk, sizeof d->pk, "the public key", err);
     if (rc) return rc;

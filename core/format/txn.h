@@ -46,13 +46,15 @@ typedef struct ss_txn_limits {
 
 /*
  * One entry of the device section (FORMAT.md "Devices and signatures"). In a
- * log transaction: the signer enrolling itself, or a device it revokes, at
+ * log transaction: the signer enrolling itself (or, with approval on, a
+ * device it approves), a device it revokes, or the enrollment policy, at
  * the transaction's sequence; in a checkpoint: the device table at its
  * sequence. The decoder checks the layout; what an entry may say given the
  * table before it is the engine's (devices.h).
  */
 typedef struct ss_txn_device {
-    uint8_t type; /* SS_TXN_DEV_ENROLL or SS_TXN_DEV_REVOKE */
+    uint8_t type; /* SS_TXN_DEV_ENROLL, _REVOKE or _POLICY (id all zero) */
+    uint8_t mode; /* policy: SS_ENROLL_OPEN or SS_ENROLL_APPROVE */
     uint8_t id[SS_TXN_DEVICE_ID_BYTES];
     uint64_t seq;                          /* when it took effect: 1..the header's seq */
     uint8_t pk[SS_DEVICE_PK_BYTES];        /* enroll */

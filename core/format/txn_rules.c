@@ -189,8 +189,13 @@ int ss_txn_chunk_fault(const ss_txn_limits *lim, uint32_t n_packs, const ss_chun
 
 int ss_txn_device_fault(const ss_txn_device *prev, const ss_txn_device *d, uint64_t seq, char *why)
 {
-    if (d->type != SS_TXN_DEV_ENROLL && d->type != SS_TXN_DEV_REVOKE)
+    static const uint8_t zero_id[SS_TXN_DEVICE_ID_BYTES];
+    if (d->type != SS_TXN_DEV_ENROLL && d->type != SS_TXN_DEV_REVOKE &&
+        d->type != SS_TXN_DEV_POLICY)
         return ss_txn_say(why, "unknown device entry type %u", d->type);
+    if (d->type == SS_TXN_DEV_POLICY &&
+        (memcmp(d->id, zero_id, sizeof zero_id) || d->mode > SS_ENROLL_APPROVE))
+        return ss_txn_say(why, "an enrollment entry with an id or an unknown mode %u", d->mode);
     if (d->seq == 0 || d->seq > seq)
         return ss_txn_say(why, "device entry sequence %llu not in 1..%llu",
                           (unsigned long long)d->seq, (unsigned long long)seq);

@@ -117,6 +117,8 @@ static ss_rc w_device(ss_txn_writer *w, const ss_txn_device *d, ss_err *err)
         memcpy(b + n, d->pk, SS_DEVICE_PK_BYTES);
         ss_le_put16(b + n + SS_DEVICE_PK_BYTES, (uint16_t)d->name_len);
         n += SS_DEVICE_PK_BYTES + 2;
+    } else if (d->type == SS_TXN_DEV_POLICY) {
+        b[n++] = d->mode;
     }
     ss_rc rc = emit(w, b, n, err);
     if (rc) return rc;

@@ -239,6 +239,29 @@ ss_rc ss_folder_revoke(ss_folder *f, const char *who, const char *pass, size_t p
  */
 ss_rc ss_folder_rotate(ss_folder *f, const char *pass, size_t passlen, ss_stats *stats,
                        ss_err *err);
+/* A new device's request to be enrolled (approved enrollment). */
+typedef struct ss_request_info {
+    char id[33];      /* 32 hex digits: compare it with the new device's out of band */
+    const char *name; /* borrowed, valid during the call (or ss_folder_approve's ret) */
+    char name_buf[256];
+} ss_request_info;
+typedef ss_rc (*ss_request_fn)(void *ctx, const ss_request_info *r, ss_err *err);
+/* The requests of devices not enrolled yet (requests/), each opened and checked, to fn. */
+ss_rc ss_folder_requests(ss_folder *f, ss_request_fn fn, void *ctx, ss_err *err);
+/*
+ * Pull, then enroll the device whose request's id starts with who (4 hex
+ * digits or more) in a signed transaction. SS_ERR_NOT_FOUND when no request
+ * matches; SS_ERR_INVALID when several do.
+ */
+ss_rc ss_folder_approve(ss_folder *f, const char *who, ss_request_info *ret, ss_stats *stats,
+                        ss_err *err);
+/*
+ * Pull, then set how devices enroll (approve: an enrolled device approves
+ * each new one; else a device enrolls itself with its first push).
+ */
+ss_rc ss_folder_set_enrollment(ss_folder *f, int approve, ss_stats *stats, ss_err *err);
+/* 1 when the repository enrolls devices by approval (as of this device's watermark). */
+int ss_folder_enrollment(const ss_folder *f);
 /* The newest key epoch this device holds (0: the master key only). */
 uint32_t ss_folder_epoch(const ss_folder *f);
 /* This device's id (32 hex digits and NUL). */

@@ -139,6 +139,35 @@ ss_rc ss_state_applied_get(ss_state *st, ss_state_applied *ret, int *ret_found, 
     return SS_OK;
 }
 
+/* The enrollment policy lives in meta as "MODE SEQ" (absent: never set). */
+#define POLICY_KEY "enrollment"
+
+static ss_rc policy_load(ss_state *st, ss_devices *d, ss_err *err)
+{
+    char *v = NULL;
+    unsigned mode = 0;
+    unsigned long long seq = 0;
+    ss_rc rc = ss_state_meta_get(st, POLICY_KEY, &v, err);
+    if (rc || !v) return rc; /* none: never set */
+    if (sscanf(v, "%u %llu", &mode, &seq) != 2 || mode > SS_ENROLL_APPROVE)
+        rc = ss_fail(err, SS_ERR_IO, "state %s: a malformed enrollment policy", st->path);
+    else
+        ss_devices_set_policy(d, (uint8_t)mode, seq);
+    free(v);
+    return rc;
+}
+
+static ss_rc policy_save(ss_state *st, const ss_devices *d, ss_err *err)
+{
+    char v[48];
+    uint8_t mode;
+    uint64_t seq;
+    ss_devices_policy(d, &mode, &seq);
+    if (!seq) return SS_OK;
+    snprintf(v, sizeof v, "%u %llu", (unsigned)mode, (unsigned long long)seq);
+    return ss_state_meta_set(st, POLICY_KEY, v, err);
+}
+
 ss_rc ss_state_devices_load(ss_state *st, ss_devices *d, ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_DEV_ALL];
@@ -168,7 +197,8 @@ ss_rc ss_state_devices_load(ss_state *st, ss_devices *d, ss_err *err)
         if (rc) break;
     }
     sqlite3_reset(q);
-    return rc;
+    if (rc) return rc;
+    return policy_load(st, d, err);
 }
 
 ss_rc ss_state_devices_save(ss_state *st, const ss_devices *d, ss_err *err)
@@ -187,5 +217,5 @@ ss_rc ss_state_devices_save(ss_state *st, const ss_devices *d, ss_err *err)
         rc = ss_state_run(st, q, err, "write devices");
         if (rc) return rc;
     }
-    return SS_OK;
+    return policy_save(st, d, err);
 }

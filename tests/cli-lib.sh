@@ -1,0 +1,33 @@
+# cli-lib.sh: what the shell CLI tests share, sourced after `set -euo pipefail`.
+# cli_setup NAME BIN PASSPHRASE: $bin (absolute), a work dir $w removed on exit,
+# fast key files, the passphrase from the environment only; then check (a
+# description and a command that must succeed), exits (a code and a command that
+# must exit with it; its stdout and stderr in $w/out and $w/err), cli_done.
+cli_setup() {
+  bin=$(realpath "$2")
+  w=$(mktemp -d "/tmp/ss-$1-XXXXXX")
+  trap 'rm -rf "$w"' EXIT
+  export S3SYNC_KDF=interactive
+  unset S3SYNC_PASSWORD_FILE S3SYNC_PASSWORD_COMMAND
+  export S3SYNC_PASSWORD="$3"
+  fails=0 passed=0
+}
+check() {
+  local what=$1
+  shift
+  if "$@"; then echo "ok   $what"; passed=$((passed + 1)); else echo "FAIL $what"; fails=$((fails + 1)); fi
+}
+exits() {
+  local want=$1 got=0
+  shift
+  "$@" >"$w/out" 2>"$w/err" || got=$?
+  [ "$got" = "$want" ] || { echo "  exit $got, wanted $want: $(cat "$w/err")"; return 1; }
+}
+# S3SYNC_TEST_BUCKET and credentials set, and the aws CLI there: RGW runs.
+cli_have_rgw() {
+  [ -n "${S3SYNC_TEST_BUCKET:-}" ] && [ -n "${AWS_ACCESS_KEY_ID:-}" ] && command -v aws >/dev/null
+}
+cli_done() {
+  echo "$passed passed, $fails failed"
+  [ "$fails" = 0 ]
+}
