@@ -132,8 +132,38 @@ first_is_revoke() {
   check "first: and told it was revoked" grep -q "was revoked" "$w/err"
 }
 
+# A rotation killed between epochs/<E> and its transaction (E4): another
+# device cannot begin that epoch meanwhile, and the same device's next try
+# knows the object for its own and finishes.
+crashed_rotation() {
+  local A="$w/crash-A" B="$w/crash-B"
+  "$bin" -q --device crash-A init "file://$w/crash" "$A"
+  "$bin" -q --device crash-B init "file://$w/crash" "$B"
+  echo a >"$A/a.txt"
+  "$bin" -q -C "$A" sync
+  echo b >"$B/b.txt"
+  "$bin" -q -C "$B" sync # B enrolls: the epoch is granted to it
+  "$bin" -q --device crash-N init "file://$w/crash" "$w/crash-N" # N never pushes
+  check "crash: rotation killed after its epoch object" \
+    exits 137 env S3SYNC_CRASH_AT=epoch.after-object "$bin" -C "$A" key rotate
+  check "crash: epochs/0000000001 is there" test -f "$w/crash/epochs/0000000001"
+  check "crash: another device cannot begin epoch 1 meanwhile" exits 75 "$bin" -C "$B" key rotate
+  check "crash: it says why" grep -q "another device is beginning key epoch 1" "$w/err"
+  check "crash: the same device's next try finishes" exits 0 "$bin" -C "$A" key rotate
+  check "crash: and says epoch 1 began" grep -q "key epoch 1 began" "$w/out"
+  check "crash: no pending key is left" test ! -e "$A/.s3sync/epoch-pending"
+  echo after >"$A/after.txt"
+  "$bin" -q -C "$A" sync
+  check "crash: B follows" exits 0 "$bin" -C "$B" sync
+  check "crash: (after.txt)" grep -qx after "$B/after.txt"
+  check "crash: N, never enrolled, holds no key of epoch 1" exits 1 "$bin" -C "$w/crash-N" pull
+  check "crash: and is told to join again, not that it was revoked" \
+    grep -q "had not enrolled.*join again with the current passphrase" "$w/err"
+}
+
 one_store "file://$w/store" file
 first_is_revoke
+crashed_rotation
 if cli_have_rgw; then
   one_store "s3://$S3SYNC_TEST_BUCKET/revoke-$$-$RANDOM" rgw
 else

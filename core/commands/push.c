@@ -376,7 +376,10 @@ static ss_rc commit_epoch(push *p, ss_err *err)
     uint32_t epoch = ss_keys_epoch(p->keys);
     ss_rc rc = ss_repo_add_epoch(p->f->repo, epoch, p->seq, p->epoch_key, err);
     if (rc) return rc;
-    return eng_epochs_save(p->f, err);
+    rc = eng_epochs_save(p->f, err);
+    if (rc) return rc;
+    eng_epoch_pending_forget(p->f);
+    return SS_OK;
 }
 
 /* What a push is asked to say besides the folder's changes (device entries, a new epoch). */

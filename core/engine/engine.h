@@ -143,7 +143,8 @@ ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t star
 ss_rc eng_epoch_verify_pending(ss_folder *f, uint64_t seq, const ss_devices *table, ss_err *err);
 void eng_epoch_pending_clear(ss_folder *f);
 /*
- * Begin the next epoch with key (random, the caller's) at sequence at_seq,
+ * Begin the next epoch with key (random, the caller's; replaced by the key
+ * of an attempt of this device that crashed, E4) at sequence at_seq,
  * granted to the devices after (the table after at_seq): epochs/<E+1>
  * created. *ret_keys: f->repo's keys with it, to seal log/<at_seq> and its
  * packs; the caller adds the epoch to f->repo once that object committed.
@@ -151,6 +152,8 @@ void eng_epoch_pending_clear(ss_folder *f);
  */
 ss_rc eng_epoch_begin(ss_folder *f, uint64_t at_seq, const ss_devices *after,
                       uint8_t key[SS_EPOCH_KEY_BYTES], ss_keys **ret_keys, ss_err *err);
+/* The epoch begun is held (or was not begun): .s3sync/epoch-pending goes (E4). */
+void eng_epoch_pending_forget(ss_folder *f);
 
 /* Write f->meta/name atomically (temp, fsync, rename) with mode 0600: settings, keys. */
 ss_rc eng_meta_write(ss_folder *f, const char *name, const void *buf, size_t len, ss_err *err);

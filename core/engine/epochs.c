@@ -21,6 +21,9 @@
  *       repository's devices sealed to this device.
  *   E3. A device never holds an epoch that does not follow the ones it
  *       holds (ss_keys_with_epoch): a store cannot skip it past one.
+ *   E4. A device beginning an epoch keeps its key in .s3sync/epoch-pending
+ *       before it creates epochs/<E>, so a crash before the transaction
+ *       commits leaves no object it cannot recognise as its own.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +36,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "fault.h"
 #include "epoch.h"
 #include "le.h"
 
@@ -45,8 +49,13 @@ void eng_epoch_pending_clear(ss_folder *f)
     f->epoch_pending = (eng_epoch_pending){0};
 }
 
-/* .s3sync/epochs whole into secure memory; SS_ERR_NOT_FOUND when there is none. */
-static ss_rc read_epochs(const char *path, uint8_t **ret_buf, size_t *ret_len, ss_err *err)
+/*
+ * A small secret file of this device whole into secure memory, its size a
+ * multiple of rec (at most SS_EPOCHS_MAX records); SS_ERR_NOT_FOUND when
+ * there is none.
+ */
+static ss_rc read_secret(const char *path, size_t rec, uint8_t **ret_buf, size_t *ret_len,
+                         ss_err *err)
 {
     struct stat st;
     uint8_t *buf = NULL;
@@ -55,9 +64,9 @@ static ss_rc read_epochs(const char *path, uint8_t **ret_buf, size_t *ret_len, s
     if (fd < 0)
         return ss_fail(err, errno == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "read %s: %s", path,
                        strerror(errno));
-    if (fstat(fd, &st) || st.st_size % RECORD_BYTES ||
-        st.st_size > (off_t)SS_EPOCHS_MAX * RECORD_BYTES || !st.st_size) {
-        rc = ss_fail(err, SS_ERR_IO, "%s: not a list of key epochs", path);
+    if (fstat(fd, &st) || st.st_size % (off_t)rec ||
+        st.st_size > (off_t)SS_EPOCHS_MAX * (off_t)rec || !st.st_size) {
+        rc = ss_fail(err, SS_ERR_IO, "%s: not what this device wrote there", path);
         goto done;
     }
     buf = sodium_malloc((size_t)st.st_size);
@@ -86,7 +95,7 @@ ss_rc eng_epochs_load(ss_folder *f, ss_err *err)
     ss_rc rc;
     if (asprintf(&path, "%s/" EPOCHS_FILE, f->meta) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    rc = read_epochs(path, &buf, &len, err);
+    rc = read_secret(path, RECORD_BYTES, &buf, &len, err);
     if (rc == SS_ERR_NOT_FOUND) rc = SS_OK; /* epoch 0 only */
     for (size_t off = 0; off < len && !rc; off += RECORD_BYTES) {
         const uint8_t *r = buf + off;
@@ -207,7 +216,14 @@ ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t star
         goto done;
     }
     rc = open_chain(f, obj, len, epoch, start, !log || start == seq, chain, err);
-    if (rc == SS_ERR_REVOKED)
+    if (rc == SS_ERR_REVOKED && !ss_devices_find(f->devices, f->device_id))
+        rc = ss_fail(
+            err, SS_ERR_REVOKED,
+            "this device (%s) had not enrolled (it pushed nothing yet) when key epoch %" PRIu32
+            " began at log/%020" PRIu64 ", so it holds no key of it: join again with the "
+            "current passphrase (s3sync init in a new folder)",
+            f->device_name, epoch, start);
+    else if (rc == SS_ERR_REVOKED)
         rc = ss_fail(err, SS_ERR_REVOKED,
                      "this device (%s) was revoked: key epoch %" PRIu32 " began at log/%020" PRIu64
                      " without it, so it reads nothing written since; to sync from this machine "
@@ -263,6 +279,47 @@ static int ours(ss_folder *f, uint32_t epoch, const uint8_t key[SS_EPOCH_KEY_BYT
     return yes;
 }
 
+/*
+ * .s3sync/epoch-pending: "u32 epoch || key" of the epoch this device is
+ * beginning, written before epochs/<E> is, removed once the epoch is held:
+ * after a crash between the two, the next attempt takes the same key, knows
+ * the object for its own and replaces it (E4).
+ */
+#define PENDING_FILE "epoch-pending"
+
+static void pending_take(ss_folder *f, uint32_t epoch, uint8_t key[SS_EPOCH_KEY_BYTES])
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    char *path = NULL;
+    if (asprintf(&path, "%s/" PENDING_FILE, f->meta) < 0) return;
+    if (!read_secret(path, 4 + SS_EPOCH_KEY_BYTES, &buf, &len, NULL) && ss_le_get32(buf) == epoch)
+        memcpy(key, buf + 4, SS_EPOCH_KEY_BYTES);
+    sodium_free(buf);
+    free(path);
+}
+
+static ss_rc pending_keep(ss_folder *f, uint32_t epoch, const uint8_t key[SS_EPOCH_KEY_BYTES],
+                          ss_err *err)
+{
+    uint8_t *buf = sodium_malloc(4 + SS_EPOCH_KEY_BYTES);
+    ss_rc rc;
+    if (!buf) return ss_fail(err, SS_ERR_NOMEM, "out of secure memory");
+    ss_le_put32(buf, epoch);
+    memcpy(buf + 4, key, SS_EPOCH_KEY_BYTES);
+    rc = eng_meta_write(f, PENDING_FILE, buf, 4 + SS_EPOCH_KEY_BYTES, err);
+    sodium_free(buf);
+    return rc;
+}
+
+void eng_epoch_pending_forget(ss_folder *f)
+{
+    char *path = NULL;
+    if (asprintf(&path, "%s/" PENDING_FILE, f->meta) < 0) return;
+    unlink(path);
+    free(path);
+}
+
 ss_rc eng_epoch_begin(ss_folder *f, uint64_t at_seq, const ss_devices *after,
                       uint8_t key[SS_EPOCH_KEY_BYTES], ss_keys **ret_keys, ss_err *err)
 {
@@ -274,6 +331,10 @@ ss_rc eng_epoch_begin(ss_folder *f, uint64_t at_seq, const ss_devices *after,
     ss_rc rc;
     *ret_keys = NULL;
     snprintf(name, sizeof name, SS_KEY_EPOCH_FMT, epoch);
+    pending_take(f, epoch, key); /* a crashed attempt's key, if there was one (E4) */
+    rc = pending_keep(f, epoch, key, err);
+    if (rc) return rc;
+    ss_fault_point("epoch.after-pending");
     rc = ss_epoch_encode(epoch, ss_keys_repo_id(k), key, ss_keys_epoch_key(k, epoch - 1),
                          ss_keys_epoch_start(k, epoch - 1), after, at_seq, f->key, &obj, &len, err);
     if (rc) return rc;
@@ -289,6 +350,7 @@ ss_rc eng_epoch_begin(ss_folder *f, uint64_t at_seq, const ss_devices *after,
                      "uses it yet): try again once it committed",
                      epoch, name);
     if (rc) goto done;
+    ss_fault_point("epoch.after-object");
     rc = ss_keys_with_epoch(k, epoch, at_seq, key, ret_keys, err);
 done:
     free(obj);
