@@ -60,8 +60,9 @@ struct faultproxy {
     uint64_t counts[FP_KINDS];
 };
 
-static const char *const names[FP_KINDS] = {"none",  "drop-before", "drop-after", "500",    "503",
-                                            "stall", "truncate",    "overwrite",  "timeout"};
+static const char *const names[FP_KINDS] = {"none",    "drop-before", "drop-after", "500",
+                                            "503",     "stall",       "truncate",   "overwrite",
+                                            "rewrite", "timeout"};
 
 const char *fp_name(fp_fault f)
 {
@@ -229,6 +230,80 @@ static int relay_body(stream *s, int dst, framing f)
     return 0;
 }
 
+/* A whole body (Content-Length or chunked, not until close) into *ret (malloc'ed). */
+static int read_body(stream *s, framing f, char **ret, size_t *ret_len)
+{
+    char line[1024], *buf = NULL;
+    size_t n, len = 0;
+    *ret = NULL;
+    *ret_len = 0;
+    for (;;) {
+        unsigned long long size;
+        char *more;
+        if (f.chunked) {
+            if (s_until(s, "\n", line, sizeof line, &n, 0, NULL)) goto fail;
+            size = strtoull(line, NULL, 16);
+        } else {
+            size = f.len < 0 ? 0 : (unsigned long long)f.len;
+        }
+        if (!(more = realloc(buf, len + size + 1))) goto fail;
+        buf = more;
+        for (unsigned long long got = 0; got < size;) {
+            size_t have = s_fill(s, 0, NULL), take = have < size - got ? have : size - got;
+            if (!have) goto fail;
+            memcpy(buf + len + got, s->buf + s->off, take);
+            s->off += take;
+            got += take;
+        }
+        len += size;
+        if (!f.chunked) break;
+        if (size == 0) { /* trailers, to the empty line */
+            do
+                if (s_until(s, "\n", line, sizeof line, &n, 0, NULL)) goto fail;
+            while (strcmp(line, "\r\n"));
+            break;
+        }
+        if (s_until(s, "\n", line, sizeof line, &n, 0, NULL)) goto fail; /* the chunk's CRLF */
+    }
+    *ret = buf;
+    *ret_len = len;
+    return 0;
+fail:
+    free(buf);
+    return -1;
+}
+
+/* FP_REWRITE: the answer rhead/body with its body through the rewrite function, framed anew. */
+static int send_rewritten(conn *c, const char *rhead, framing resp)
+{
+    char *body = NULL, *out = NULL, head[HEAD_MAX];
+    size_t len = 0, out_len = 0, hn = 0;
+    int rc;
+    if (read_body(&c->up, resp, &body, &len)) return -1;
+    out = c->p->rates.rewrite(c->p->rates.rewrite_ctx, body, len, &out_len);
+    if (!out) {
+        out = body;
+        out_len = len;
+        body = NULL;
+    }
+    /* The status line and headers but the framing ones, then our Content-Length. */
+    for (const char *l = rhead; *l && hn < sizeof head - 64;) {
+        size_t ll = strcspn(l, "\n") + 1;
+        if (!strncmp(l, "\r\n", 2)) break;
+        if (strncasecmp(l, "Content-Length:", 15) && strncasecmp(l, "Transfer-Encoding:", 18) &&
+            hn + ll < sizeof head - 64) {
+            memcpy(head + hn, l, ll);
+            hn += ll;
+        }
+        l += ll;
+    }
+    hn += (size_t)snprintf(head + hn, sizeof head - hn, "Content-Length: %zu\r\n\r\n", out_len);
+    rc = send_all(c->cl.fd, head, hn) || send_all(c->cl.fd, out, out_len) ? -1 : 0;
+    free(body);
+    free(out);
+    return rc;
+}
+
 static int connect_upstream(conn *c)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
@@ -343,7 +418,11 @@ static int serve_one(conn *c)
                    ? -1
                    : 0;
     }
-    if (f == FP_OVERWRITE) f = FP_NONE;
+    if (f == FP_REWRITE && status / 100 == 2 && resp.len != -1 && c->p->rates.rewrite) {
+        count(c->p, f);
+        return send_rewritten(c, rhead, resp);
+    }
+    if (f == FP_OVERWRITE || f == FP_REWRITE) f = FP_NONE;
     if (f == FP_DROP_AFTER || f == FP_TRUNCATE) { /* no body to cut: drop the answer instead */
         count(c->p, FP_DROP_AFTER);
         return -1; /* the store has answered: it has done the request */
@@ -460,7 +539,7 @@ void fp_set(faultproxy *p, const fp_rates *rates, uint64_t seed)
 {
     pthread_mutex_lock(&p->mu);
     p->pass = !rates;
-    p->rates = rates ? *rates : (fp_rates){{0}, 0, 0, NULL, 0};
+    p->rates = rates ? *rates : (fp_rates){.match = NULL};
     p->seed = seed;
     p->next_req = 0;
     p->injected = 0;

@@ -12,11 +12,14 @@
  * configured rates. Which request is n depends on timing when requests run
  * in parallel, so a seed replays the schedule, not always the same victims.
  * Targeted faults: an fnmatch pattern for the request line (a PUT of any
- * key under log/, say) and a limit (the first one only). FAULTPROXY_LOG=1 prints each fault.
+ * key under log/, say) and a limit (the first one only). FP_REWRITE hands a
+ * 2xx answer's body to the test's own function (a store that lies in what
+ * it answers). FAULTPROXY_LOG=1 prints each fault.
  */
 #ifndef SS_FAULTPROXY_H
 #define SS_FAULTPROXY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum fp_fault {
@@ -28,6 +31,7 @@ typedef enum fp_fault {
     FP_STALL,       /* relayed after stall_ms */
     FP_TRUNCATE,    /* response body cut at half, connection closed */
     FP_OVERWRITE,   /* relayed; a 412 answered as 200: a store ignoring If-None-Match */
+    FP_REWRITE,     /* relayed; a 2xx answer's body passed through rates->rewrite (a lying store) */
     FP_TIMEOUT,     /* not scheduled: upstream silent for timeout_ms, 504 answered */
     FP_KINDS
 } fp_fault;
@@ -38,6 +42,10 @@ typedef struct fp_rates {
     unsigned timeout_ms;         /* 0: wait for upstream forever; else answer 504 (a gateway) */
     const char *match;           /* NULL, or only request lines matching this fnmatch pattern */
     unsigned limit;              /* 0, or inject at most this many faults */
+    /* FP_REWRITE: the answer's new body (malloc'ed, *ret_len bytes) from the one the store
+     * sent, or NULL to relay it unchanged. Runs on the proxy's threads. */
+    char *(*rewrite)(void *ctx, const char *body, size_t len, size_t *ret_len);
+    void *rewrite_ctx;
 } fp_rates;
 
 typedef struct faultproxy faultproxy;
