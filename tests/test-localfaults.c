@@ -29,7 +29,9 @@
  *                 while push stands before reading d/secret.txt, or pull
  *                 before removing d/sub (S3SYNC_PAUSE_AT): nothing outside
  *                 is pushed or removed; with openat2 and with the O_NOFOLLOW
- *                 walk (S3SYNC_FAULT=no-openat2).
+ *                 walk (S3SYNC_FAULT=no-openat2). And d/ swapped while
+ *                 pull stands between two writes into it, d/ in apply's
+ *                 directory cache: nothing is written outside either.
  *   casefold      on a casefolded tmpfs or ext4 image (skipped, saying why,
  *                 where the kernel has no CONFIG_UNICODE): the kernel takes
  *                 each alias of tests/reserved-names.h for .s3sync, and a
@@ -648,6 +650,49 @@ static void test_swap_during_pull(void **state)
     g_step[0] = '\0';
 }
 
+/*
+ * A local user swaps d/ for a symlink to a directory outside the folder
+ * while B's pull stands between writing d/f1.txt and d/f2.txt, when apply
+ * holds d/ open in its directory cache (core/local/fsio.c): d/f2.txt goes
+ * into the directory apply resolved (now d.away), never through the link,
+ * so nothing appears outside; once d/ is back, a pull converges.
+ */
+static void test_swap_between_writes(void **state)
+{
+    world *w = *state;
+    char outside[200], away[200];
+    snprintf(outside, sizeof outside, "%s/outside", w->root);
+    snprintf(away, sizeof away, "%s.away", at(w, B, "d"));
+    if (mkdir(outside, 0755)) failf("mkdir outside");
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "d/keep.txt"), "keep", 4);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    for (int walk = 0; walk < 2; walk++) {
+        child c;
+        outcome o;
+        snprintf(g_step, sizeof g_step, "pull, d/ swapped between two writes into it (%s)",
+                 g_resolvers[walk][0]);
+        write_bytes(at(w, A, "d/f1.txt"), walk ? "one 2" : "one 1", 5);
+        write_bytes(at(w, A, "d/f2.txt"), walk ? "two 2" : "two 1", 5);
+        ok(w, A, "push");
+        c = start_paused(w, B, "apply.after-rename:1", walk, "pull");
+        swap_dir(at(w, B, "d"), away, outside);
+        kill(c.pid, SIGCONT);
+        o = finish(c);
+        fprintf(stderr, "  %s: exit %d %s", g_step, o.code, o.err);
+        if (o.code != 0 && o.code != 1) failf("pull: exit %d: %s", o.code, o.err);
+        outcome_free(&o);
+        if (count_in(outside, count_name, ".txt"))
+            failf("a file was written outside the folder, through the symlink");
+        swap_dir(at(w, B, "d"), away, NULL);
+        ok(w, B, "pull");
+        expect_same_tree(w->dev[A], w->dev[B]);
+    }
+    g_step[0] = '\0';
+}
+
 /* --- a casefolded file system ---------------------------------------------------------- */
 
 #ifndef FS_CASEFOLD_FL
@@ -779,7 +824,8 @@ int main(void)
         WORLD_TEST(test_disk_full),        WORLD_TEST(test_read_only),
         WORLD_TEST(test_unreadable),       WORLD_TEST(test_dir_modes),
         WORLD_TEST(test_changing_file),    WORLD_TEST(test_swap_during_push),
-        WORLD_TEST(test_swap_during_pull), WORLD_TEST(test_casefold_aliases),
+        WORLD_TEST(test_swap_during_pull), WORLD_TEST(test_swap_between_writes),
+        WORLD_TEST(test_casefold_aliases),
     };
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);
