@@ -414,13 +414,16 @@ static ss_rc delete_some(ss_store *s, const char *const *full, size_t n, ss_err 
                                 {"content-type", "application/xml"}};
     ss_buf body = {0}, answer = {0}; /* owned */
     s3_call *c = NULL;               /* owned */
+    char *label = NULL;              /* owned: names the request in errors */
     ss_rc rc = s3_delete_body(full, n, &body, err);
     if (rc) return rc;
+    if (asprintf(&label, "%s (and %zu more keys)", full[0] + strlen(s3->prefix), n - 1) < 0)
+        label = NULL;
     crypto_hash_sha256(sum, body.p, body.len);
     ss_sigv4_sha256_hex(body.p, body.len, hex);
     sodium_bin2base64(b64, sizeof b64, sum, sizeof sum, sodium_base64_VARIANT_ORIGINAL);
     c = calloc(1, sizeof *c);
-    if (!c || object_path(s3, "", 1, &c->path) || !(c->query = strdup("delete"))) {
+    if (!label || !c || object_path(s3, "", 1, &c->path) || !(c->query = strdup("delete"))) {
         rc = ss_fail(err, SS_ERR_NOMEM, "DELETE-BATCH: out of memory");
         goto out;
     }
@@ -431,7 +434,7 @@ static ss_rc delete_some(ss_store *s, const char *const *full, size_t n, ss_err 
     ss_mem_reader_init(&c->mem, body.p, body.len, &c->rd);
     c->req = (s3_req){.method = "POST",
                       .op = "DELETE-BATCH",
-                      .key = full[0] + strlen(s3->prefix),
+                      .key = label,
                       .body = &c->rd,
                       .body_len = body.len,
                       .sign = sign_call,
@@ -444,6 +447,7 @@ static ss_rc delete_some(ss_store *s, const char *const *full, size_t n, ss_err 
     rc = s3_delete_check(&answer, full, n, strlen(s3->prefix), err);
 out:
     call_free(c);
+    free(label);
     ss_buf_free(&body);
     ss_buf_free(&answer);
     return rc;
