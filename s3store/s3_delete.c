@@ -12,19 +12,35 @@
 
 #include <libxml/parser.h>
 #include <libxml/tree.h>
-#include <libxml/xmlstring.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define S3_XMLNS "http://s3.amazonaws.com/doc/2006-03-01/"
 
+/* The code point UTF-8 starts at p, its length in *ret_len; -1 when malformed or overlong. */
+static long utf8_next(const unsigned char *p, size_t *ret_len)
+{
+    static const long min[5] = {0, 0, 0x80, 0x800, 0x10000}; /* below: overlong */
+    size_t n = p[0] < 0x80 ? 1 : p[0] >> 5 == 6 ? 2 : p[0] >> 4 == 14 ? 3 : p[0] >> 3 == 30 ? 4 : 0;
+    long c = n == 1 ? p[0] : n == 2 ? p[0] & 0x1f : n == 3 ? p[0] & 0x0f : p[0] & 0x07;
+    if (!n) return -1;
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) return -1; /* the NUL ends a short sequence here too */
+        c = c << 6 | (p[i] & 0x3f);
+    }
+    *ret_len = n;
+    return c < min[n] ? -1 : c;
+}
+
 int s3_delete_key_ok(const char *key)
 {
-    size_t len = strlen(key);
-    if (!len || len > 1024 || !xmlCheckUTF8((const xmlChar *)key)) return 0;
-    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
-        if (*p < 0x20) return 0;
-        if (p[0] == 0xEF && p[1] == 0xBF && (p[2] == 0xBE || p[2] == 0xBF)) return 0;
+    const unsigned char *p = (const unsigned char *)key;
+    size_t len = strlen(key), n = 0;
+    if (!len || len > 1024) return 0;
+    for (; *p; p += n) { /* XML 1.0's Char, but for the three controls it allows */
+        long c = utf8_next(p, &n);
+        if (c < 0x20 || (c >= 0xd800 && c <= 0xdfff) || c == 0xfffe || c == 0xffff || c > 0x10ffff)
+            return 0;
     }
     return 1;
 }

@@ -14,10 +14,11 @@
 #include "ss_error.h"
 
 /*
- * 1 when key can travel in the XML body as it is: valid UTF-8 without
- * control characters (XML 1.0 has no way to carry most of them, and a
- * parser turns "\r" into "\n") nor U+FFFE, U+FFFF. Others are deleted one
- * by one (DELETE /KEY takes any bytes).
+ * 1 when key can travel in the XML body as it is: valid UTF-8 (no
+ * overlong form, no surrogate) without control characters (XML 1.0 has no
+ * way to carry most of them, and a parser turns "\r" into "\n") nor
+ * U+FFFE, U+FFFF; at most 1024 bytes, S3's limit. Others are deleted one by
+ * one (DELETE /KEY takes any bytes).
  */
 int s3_delete_key_ok(const char *key);
 
