@@ -106,8 +106,8 @@ static const char *parse_gc(cli_hist *h, int argc)
 {
     const char *n = h->keep_last ? h->keep_last : h->keep_days;
     int gc = !strcmp(h->command, "gc");
-    if ((h->keep_days || h->keep_last || h->dry_run) && !gc)
-        return "--keep-days, --keep-last and --dry-run go with gc";
+    if ((h->keep_days || h->keep_last) && !gc) return "--keep-days and --keep-last go with gc";
+    if (h->dry_run && !gc) return "--dry-run goes with push, sync and gc"; /* as cmd_engine says */
     if (!gc) return NULL;
     if (argc) return "gc takes no arguments but its options";
     if (h->keep_days && h->keep_last) return "give --keep-days or --keep-last, not both";
@@ -448,7 +448,10 @@ static ss_rc run_gc(cli_hist *h, ss_folder *f, ss_err *err)
     } else if (!rc && !h->quiet) {
         human_bytes(bytes, sizeof bytes, res.bytes);
         human_bytes(kept, sizeof kept, res.kept_bytes);
-        if (res.checkpoint)
+        if (res.checkpoint && h->dry_run)
+            printf("there is no checkpoint yet: gc would write one at the head first and delete "
+                   "nothing that run; gc again then deletes what it makes unneeded\n");
+        else if (res.checkpoint)
             printf("there was no checkpoint: wrote checkpoints/%020" PRIu64
                    "; run gc again to delete what it makes unneeded\n",
                    res.checkpoint);

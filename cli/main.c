@@ -161,12 +161,18 @@ static void on_progress(void *ctx, const ss_progress *p)
  * What to do next, for the failures where the message cannot know it:
  * appended unless the message already says it.
  */
-static const char *next_step(ss_rc rc, const char *msg)
+static const char *next_step(const char *command, ss_rc rc, const char *msg)
 {
+    /* Only pull, sync and watch apply what they read; verify reads log/, checkpoints/, data/. */
+    int applies = !strcmp(command, "pull") || !strcmp(command, "sync") || !strcmp(command, "watch");
+    int verified = strstr(msg, "log/") || strstr(msg, "checkpoints/") || strstr(msg, "data/");
     if (rc == SS_ERR_TEMPORARY && !strstr(msg, "try again"))
         return " (temporary: try again later; cron can simply rerun)";
-    if (rc == SS_ERR_INTEGRITY && !strstr(msg, "verify"))
+    if (rc == SS_ERR_INTEGRITY && !strstr(msg, "verify") && applies &&
+        !strstr(msg, "nothing was applied"))
         return " (nothing from it was applied; s3sync verify lists every bad object)";
+    if (rc == SS_ERR_INTEGRITY && !strstr(msg, "verify") && (applies || verified))
+        return " (s3sync verify lists every bad object)";
     if (strstr(msg, "certificate"))
         return " (a private CA? trust it with AWS_CA_BUNDLE=FILE or CURL_CA_BUNDLE=FILE)";
     if (strstr(msg, "no device token"))
@@ -181,7 +187,8 @@ static void error_line(cli *c, ss_rc rc, const ss_err *err)
     snprintf(prefix, sizeof prefix, "s3sync %s", c->command);
     /* init refused a repository before making the folder: there is nothing to verify there. */
     snprintf(text, sizeof text, "%s%s", msg,
-             strcmp(c->command, "init") || rc != SS_ERR_INTEGRITY ? next_step(rc, msg) : "");
+             strcmp(c->command, "init") || rc != SS_ERR_INTEGRITY ? next_step(c->command, rc, msg)
+                                                                  : "");
     cli_out_line(&c->out, 'e', prefix, text);
 }
 

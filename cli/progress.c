@@ -110,7 +110,9 @@ void cli_out_progress(cli_out *o, const ss_progress *p)
     clock_gettime(CLOCK_MONOTONIC, &now);
     long long since_start = ns_between(&o->start, &now);
     if (since_start < FIRST_DRAW_NS) return;
-    if (o->ever && ns_between(&o->last, &now) < REDRAW_NS) return;
+    int last_file =
+        p->files_total && p->files_done == p->files_total && o->last_files != p->files_done;
+    if (o->ever && ns_between(&o->last, &now) < REDRAW_NS && !last_file) return;
     long long dt = o->ever ? ns_between(&o->last, &now) : since_start;
     uint64_t moved = p->bytes_done >= o->last_bytes ? p->bytes_done - o->last_bytes : 0;
     uint64_t now_rate = dt > 0 ? (uint64_t)((double)moved * 1e9 / (double)dt) : 0;
@@ -118,6 +120,7 @@ void cli_out_progress(cli_out *o, const ss_progress *p)
     o->rate_bytes = o->ever ? (o->rate_bytes * 7 + now_rate * 3) / 10 : now_rate;
     o->ever = 1;
     o->last_bytes = p->bytes_done;
+    o->last_files = p->files_done;
     o->last = now;
     draw(o, p);
 }

@@ -2,8 +2,10 @@
  * progress: the one-line progress bar on stderr, and colour, for a human at
  * a terminal. The bar is drawn only when stderr is a terminal and not -q or
  * --json; it waits 300 ms before the first draw (a quick command shows
- * nothing) and redraws at most ten times a second. Anything else written to
- * stderr goes through cli_out_line, which first erases the bar.
+ * nothing) and redraws at most ten times a second, but at once when the
+ * last file is done (the last upload or the commit may take a while yet:
+ * the count says every file is). Anything else written to stderr goes
+ * through cli_out_line, which first erases the bar.
  * Colour only when stderr is a terminal and NO_COLOR is unset or empty
  * (https://no-color.org).
  *
@@ -27,6 +29,7 @@ typedef struct cli_out {
     struct timespec start, last;
     uint64_t rate_bytes; /* bytes per second, smoothed */
     uint64_t last_bytes;
+    uint64_t last_files; /* files_done of the last draw */
 } cli_out;
 
 /* tty: stderr is a terminal; quiet: -q or --json (no bar). */

@@ -58,11 +58,13 @@ struct faultproxy {
     unsigned injected; /* under the current rates */
     int log;           /* FAULTPROXY_LOG=1 */
     uint64_t counts[FP_KINDS];
+    char *first_page; /* FP_FIRST_PAGE: the last listing's first page, as answered */
+    size_t first_page_len;
 };
 
-static const char *const names[FP_KINDS] = {"none",    "drop-before", "drop-after", "500",
-                                            "503",     "stall",       "truncate",   "overwrite",
-                                            "rewrite", "timeout"};
+static const char *const names[FP_KINDS] = {"none",     "drop-before", "drop-after", "500",
+                                            "503",      "stall",       "truncate",   "overwrite",
+                                            "no-token", "first-page",  "rewrite",    "timeout"};
 
 const char *fp_name(fp_fault f)
 {
@@ -230,80 +232,6 @@ static int relay_body(stream *s, int dst, framing f)
     return 0;
 }
 
-/* A whole body (Content-Length or chunked, not until close) into *ret (malloc'ed). */
-static int read_body(stream *s, framing f, char **ret, size_t *ret_len)
-{
-    char line[1024], *buf = NULL;
-    size_t n, len = 0;
-    *ret = NULL;
-    *ret_len = 0;
-    for (;;) {
-        unsigned long long size;
-        char *more;
-        if (f.chunked) {
-            if (s_until(s, "\n", line, sizeof line, &n, 0, NULL)) goto fail;
-            size = strtoull(line, NULL, 16);
-        } else {
-            size = f.len < 0 ? 0 : (unsigned long long)f.len;
-        }
-        if (!(more = realloc(buf, len + size + 1))) goto fail;
-        buf = more;
-        for (unsigned long long got = 0; got < size;) {
-            size_t have = s_fill(s, 0, NULL), take = have < size - got ? have : size - got;
-            if (!have) goto fail;
-            memcpy(buf + len + got, s->buf + s->off, take);
-            s->off += take;
-            got += take;
-        }
-        len += size;
-        if (!f.chunked) break;
-        if (size == 0) { /* trailers, to the empty line */
-            do
-                if (s_until(s, "\n", line, sizeof line, &n, 0, NULL)) goto fail;
-            while (strcmp(line, "\r\n"));
-            break;
-        }
-        if (s_until(s, "\n", line, sizeof line, &n, 0, NULL)) goto fail; /* the chunk's CRLF */
-    }
-    *ret = buf;
-    *ret_len = len;
-    return 0;
-fail:
-    free(buf);
-    return -1;
-}
-
-/* FP_REWRITE: the answer rhead/body with its body through the rewrite function, framed anew. */
-static int send_rewritten(conn *c, const char *rhead, framing resp)
-{
-    char *body = NULL, *out = NULL, head[HEAD_MAX];
-    size_t len = 0, out_len = 0, hn = 0;
-    int rc;
-    if (read_body(&c->up, resp, &body, &len)) return -1;
-    out = c->p->rates.rewrite(c->p->rates.rewrite_ctx, body, len, &out_len);
-    if (!out) {
-        out = body;
-        out_len = len;
-        body = NULL;
-    }
-    /* The status line and headers but the framing ones, then our Content-Length. */
-    for (const char *l = rhead; *l && hn < sizeof head - 64;) {
-        size_t ll = strcspn(l, "\n") + 1;
-        if (!strncmp(l, "\r\n", 2)) break;
-        if (strncasecmp(l, "Content-Length:", 15) && strncasecmp(l, "Transfer-Encoding:", 18) &&
-            hn + ll < sizeof head - 64) {
-            memcpy(head + hn, l, ll);
-            hn += ll;
-        }
-        l += ll;
-    }
-    hn += (size_t)snprintf(head + hn, sizeof head - hn, "Content-Length: %zu\r\n\r\n", out_len);
-    rc = send_all(c->cl.fd, head, hn) || send_all(c->cl.fd, out, out_len) ? -1 : 0;
-    free(body);
-    free(out);
-    return rc;
-}
-
 static int connect_upstream(conn *c)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
@@ -349,6 +277,132 @@ static void sleep_ms(unsigned ms)
     struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000};
     while (nanosleep(&t, &t) && errno == EINTR) {
     }
+}
+
+/* --- the paging faults ------------------------------------------------------------ */
+
+#define PAGE_MAX (4u << 20)
+
+static int s_take(stream *s, char *out, size_t len)
+{
+    while (len) {
+        size_t have = s_fill(s, 0, NULL), k = have < len ? have : len;
+        if (!have) return -1;
+        memcpy(out, s->buf + s->off, k);
+        s->off += k;
+        out += k;
+        len -= k;
+    }
+    return 0;
+}
+
+/* A whole response body (chunks joined) into a malloc'd *ret; -1 past PAGE_MAX or unframed. */
+static int read_body(stream *s, framing f, char **ret, size_t *ret_len)
+{
+    char line[1024], *buf = malloc(PAGE_MAX);
+    size_t n = 0, ln;
+    unsigned long long size;
+    if (!buf) return -1;
+    if (!f.chunked) {
+        if (f.len < 0 || (uint64_t)f.len > PAGE_MAX || s_take(s, buf, (size_t)f.len)) goto fail;
+        n = (size_t)f.len;
+    } else {
+        for (;;) {
+            if (s_until(s, "\n", line, sizeof line, &ln, 0, NULL)) goto fail;
+            size = strtoull(line, NULL, 16);
+            if (!size) break;
+            if (size > PAGE_MAX - n || s_take(s, buf + n, (size_t)size) ||
+                s_until(s, "\n", line, sizeof line, &ln, 0, NULL))
+                goto fail;
+            n += (size_t)size;
+        }
+        do { /* trailers, to the empty line */
+            if (s_until(s, "\n", line, sizeof line, &ln, 0, NULL)) goto fail;
+        } while (strcmp(line, "\r\n"));
+    }
+    *ret = buf;
+    *ret_len = n;
+    return 0;
+fail:
+    free(buf);
+    return -1;
+}
+
+/* rhead with its framing headers replaced by a Content-Length for body, then body. */
+static int send_reframed(int fd, const char *rhead, const char *body, size_t len)
+{
+    static __thread char out[HEAD_MAX + 64];
+    size_t n = 0;
+    for (const char *l = rhead; *l && strncmp(l, "\r\n", 2);) {
+        size_t ll = strcspn(l, "\n") + (l[strcspn(l, "\n")] == '\n');
+        if (strncasecmp(l, "Content-Length:", 15) && strncasecmp(l, "Transfer-Encoding:", 18)) {
+            memcpy(out + n, l, ll);
+            n += ll;
+        }
+        l += ll;
+    }
+    n += (size_t)snprintf(out + n, sizeof out - n, "Content-Length: %zu\r\n\r\n", len);
+    return send_all(fd, out, n) || send_all(fd, body, len);
+}
+
+/*
+ * A 200 listing answered as a store with broken paging would: FP_NO_TOKEN
+ * cuts NextContinuationToken out (IsTruncated stays true); FP_FIRST_PAGE
+ * keeps each first page and answers a later page (a continuation-token
+ * request) with it again. 0 to keep the connection.
+ */
+static int break_paging(conn *c, fp_fault f, const char *head, const char *rhead, framing resp)
+{
+    static const char open_tag[] = "<NextContinuationToken>",
+                      close_tag[] = "</NextContinuationToken>";
+    faultproxy *p = c->p;
+    char *body = NULL, *tok, *end;
+    size_t len, line_len = strcspn(head, "\r\n");
+    int later = memmem(head, line_len, "continuation-token=", 19) != NULL, changed = 0, rc;
+    if (read_body(&c->up, resp, &body, &len)) return -1;
+    tok = f == FP_NO_TOKEN ? memmem(body, len, open_tag, sizeof open_tag - 1) : NULL;
+    end = tok ? memmem(tok, len - (size_t)(tok - body), close_tag, sizeof close_tag - 1) : NULL;
+    if (end) {
+        end += sizeof close_tag - 1;
+        memmove(tok, end, len - (size_t)(end - body));
+        len -= (size_t)(end - tok);
+        changed = 1;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (f == FP_FIRST_PAGE && !later) {
+        char *keep = malloc(len ? len : 1);
+        if (keep) {
+            memcpy(keep, body, len);
+            free(p->first_page);
+            p->first_page = keep;
+            p->first_page_len = len;
+        }
+    } else if (f == FP_FIRST_PAGE && p->first_page && p->first_page_len <= PAGE_MAX) {
+        memcpy(body, p->first_page, p->first_page_len);
+        len = p->first_page_len;
+        changed = 1;
+    }
+    pthread_mutex_unlock(&p->mu);
+    count(p, changed ? f : FP_NONE);
+    rc = send_reframed(c->cl.fd, rhead, body, len);
+    free(body);
+    const char *conn_hdr = header(rhead, "Connection");
+    return rc || (conn_hdr && !strncasecmp(conn_hdr, "close", 5)) ? -1 : 0;
+}
+
+/* FP_REWRITE: the answer rhead/body with its body through the test's rewrite function. */
+static int send_rewritten(conn *c, const char *rhead, framing resp)
+{
+    char *body = NULL, *out = NULL;
+    size_t len = 0, out_len = 0;
+    int rc;
+    if (read_body(&c->up, resp, &body, &len)) return -1;
+    out = c->p->rates.rewrite(c->p->rates.rewrite_ctx, body, len, &out_len);
+    rc = out ? send_reframed(c->cl.fd, rhead, out, out_len)
+             : send_reframed(c->cl.fd, rhead, body, len);
+    free(body);
+    free(out);
+    return rc ? -1 : 0;
 }
 
 /* One request and its response; 0 to keep the connection, -1 to close it. */
@@ -418,11 +472,13 @@ static int serve_one(conn *c)
                    ? -1
                    : 0;
     }
+    if ((f == FP_NO_TOKEN || f == FP_FIRST_PAGE) && status == 200)
+        return break_paging(c, f, head, rhead, resp);
     if (f == FP_REWRITE && status / 100 == 2 && resp.len != -1 && c->p->rates.rewrite) {
         count(c->p, f);
         return send_rewritten(c, rhead, resp);
     }
-    if (f == FP_OVERWRITE || f == FP_REWRITE) f = FP_NONE;
+    if (f == FP_OVERWRITE || f == FP_NO_TOKEN || f == FP_FIRST_PAGE || f == FP_REWRITE) f = FP_NONE;
     if (f == FP_DROP_AFTER || f == FP_TRUNCATE) { /* no body to cut: drop the answer instead */
         count(c->p, FP_DROP_AFTER);
         return -1; /* the store has answered: it has done the request */
@@ -572,5 +628,6 @@ void fp_stop(faultproxy *p)
     close(p->lfd);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->idle);
+    free(p->first_page);
     free(p);
 }

@@ -12,9 +12,11 @@
  * configured rates. Which request is n depends on timing when requests run
  * in parallel, so a seed replays the schedule, not always the same victims.
  * Targeted faults: an fnmatch pattern for the request line (a PUT of any
- * key under log/, say) and a limit (the first one only). FP_REWRITE hands a
- * 2xx answer's body to the test's own function (a store that lies in what
- * it answers). FAULTPROXY_LOG=1 prints each fault.
+ * key under log/, say) and a limit (the first one only). FAULTPROXY_LOG=1 prints each fault.
+ * The two paging faults (a store whose ListObjectsV2 paging is broken) only
+ * change a 200 answer to a GET ...list-type=2...: match them to "GET *list-type=2*".
+ * FP_REWRITE hands a 2xx answer's body to the test's own function (a store
+ * that lies in what it answers).
  */
 #ifndef SS_FAULTPROXY_H
 #define SS_FAULTPROXY_H
@@ -31,8 +33,10 @@ typedef enum fp_fault {
     FP_STALL,       /* relayed after stall_ms */
     FP_TRUNCATE,    /* response body cut at half, connection closed */
     FP_OVERWRITE,   /* relayed; a 412 answered as 200: a store ignoring If-None-Match */
-    FP_REWRITE,     /* relayed; a 2xx answer's body passed through rates->rewrite (a lying store) */
-    FP_TIMEOUT,     /* not scheduled: upstream silent for timeout_ms, 504 answered */
+    FP_NO_TOKEN, /* relayed; a truncated listing loses NextContinuationToken (IsTruncated stays) */
+    FP_FIRST_PAGE, /* relayed; a listing's later page answered with its first page again */
+    FP_REWRITE,    /* relayed; a 2xx answer's body passed through rates->rewrite (a lying store) */
+    FP_TIMEOUT,    /* not scheduled: upstream silent for timeout_ms, 504 answered */
     FP_KINDS
 } fp_fault;
 

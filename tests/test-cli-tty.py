@@ -6,8 +6,9 @@ as its controlling terminal, so the passphrase prompt opens /dev/tty) and
 with plain pipes, on a file:// store, and on the Ceph RGW when
 S3SYNC_TEST_BUCKET is set (the ~/.aws profile part):
 
-  - the progress bar drawn under a pty for a long push and pull, nothing at
-    all on stderr without one, -q silent and -v per file at a terminal;
+  - the progress bar drawn under a pty for a long push and pull, its file
+    counter moving with the bytes and ending at N/N, nothing at all on
+    stderr without one, -q silent and -v per file at a terminal;
   - colour only at a terminal and never with NO_COLOR;
   - the passphrase prompt: joining with it, a wrong one (exit 1, nothing made),
     the passphrase never echoed;
@@ -239,6 +240,33 @@ check("a long pull at a terminal draws its bar", code == 0 and "pull [" in out a
       repr(out[-300:]))
 check("NO_COLOR: the bar has no colour", not sgr(out), repr(sgr(out)[:3]))
 check("the pull brought the big file", os.path.getsize(B + "/big.bin") == 128 << 20)
+
+# The file counter (#20): many files big enough to be chunked between two large ones.
+# It must move while the bytes do, on push and on pull (a pull stages every file's
+# data before it applies any: it counts a file when its data has landed), and show
+# N/N at the end. Each frame: "N/M files  DONE/TOTAL".
+def counter_frames(out):
+    got = []
+    for f in out.split("\r\x1b[K"):
+        m = re.search(r"(\d+)/(\d+) files +([0-9.]+ \S+)/([0-9.]+ \S+)", f)
+        if m:
+            got.append((int(m.group(1)), int(m.group(2)), m.group(3) != m.group(4)))
+    return got
+
+
+write(A + "/count/a-first.bin", os.urandom(40 << 20))
+for i in range(600):
+    write(A + "/count/m/%03d.txt" % i, os.urandom(20000 + i))
+write(A + "/count/z-last.bin", os.urandom(40 << 20))
+for who, d, verb in (("push", A, "push"), ("pull", B, "pull")):
+    code, out = run_pty(["-C", d, verb], env=env_with(NO_COLOR="1"))
+    frames = counter_frames(out)
+    n = frames[-1][1] if frames else 0
+    check("%s at a terminal: the file counter moves while bytes do" % who,
+          code == 0 and any(0 < done < total and moving for done, total, moving in frames),
+          repr(frames))
+    check("%s at a terminal: the counter ends at N/N (N=%d)" % (who, n),
+          code == 0 and n >= 602 and frames[-1][0] == n, repr(frames[-3:]))
 
 write(A + "/big.bin", os.urandom(128 << 20))
 code, so, se = run(["-C", A, "push"])

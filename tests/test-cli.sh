@@ -147,8 +147,12 @@ kid=$(sed -n 's/^added key \([0-9a-f]\{16\}\)$/\1/p' <<<"$out")
 "$bin" -C "$w/A" key remove 00000000000000aa
 python3 -c "f = open('$w/store/keys/$kid', 'r+b'); f.seek(300); b = f.read(1); f.seek(300); f.write(bytes([b[0] ^ 1]))"
 check "a tampered label: key list exits 3 naming the key file, listing nothing" bash -c "'$bin' -C '$w/A' key list >'$w/kl4.out' 2>'$w/kl4.err'; test \$? -eq 3 && grep -q 'keys/$kid: .*info trailer' '$w/kl4.err' && ! test -s '$w/kl4.out'"
+# verify does not read key files, and key list applies nothing: no hint saying either.
+check "and sends nobody to verify, nor says nothing was applied" bash -c "! grep -Eq 'verify|applied' '$w/kl4.err'"
 check "and its passphrase still joins (the 112 bytes open it)" env S3SYNC_PASSWORD="work pass" "$bin" -q init "file://$w/store" "$w/KL2"
 "$bin" -C "$w/A" key remove "$kid"
+check "key remove of an id that is not there says where the ids are" \
+  bash -c "! '$bin' -C '$w/A' key remove '$kid' 2>'$w/kr.err' && grep -q 'no key file $kid (s3sync key list shows them)' '$w/kr.err'"
 "$bin" -v -C "$w/A" sync >/dev/null 2>"$w/sy.err"
 check "-v on a sync says the requests in human units" grep -Eq '^s3sync sync: [0-9]+ requests?, [0-9.]+ (B|KiB|MiB) up, ' "$w/sy.err"
 

@@ -2,7 +2,8 @@
  * test-doctor: `s3sync doctor` against the real RGW and a real s3sync-lockd,
  * with every check passing first and then one made to fail at a time: wrong
  * credentials (store), a proxy answering 412 as 200 (create-only: a store
- * ignoring If-None-Match), a clock an hour fast (S3SYNC_FAULT=clock-ahead),
+ * ignoring If-None-Match), the proxy breaking ListObjectsV2 paging two ways
+ * (paging), a clock an hour fast (S3SYNC_FAULT=clock-ahead),
  * .s3sync/ opened to others (folder), a nearly full tmpfs (disk; root only);
  * on lockd: stopped (lockd), a wrong token (token), a read-only device
  * (lease), lockd's bucket behind a proxy turning the 412 into 200 (presigned-put). Each
@@ -132,6 +133,21 @@ static void test_s3(void **state)
     fp_set(g_proxy, &r, 1);
     expect_doctor(NULL, ARGS("-C", w->dev[A], "--json", "--endpoint", fp_url(g_proxy), "doctor"),
                   "create-only");
+    /* Stores whose ListObjectsV2 paging is broken: a truncated page without its next
+     * token (a pull would stop short), a later page answered with the first (it would
+     * never end). The proxy must have broken a page each time, or the test proves nothing. */
+    for (int f = FP_NO_TOKEN; f <= FP_FIRST_PAGE; f++) {
+        fp_rates pr = {.match = "GET *list-type=2*"};
+        uint64_t before[FP_KINDS], after[FP_KINDS];
+        pr.permille[f] = 1000;
+        fp_counts(g_proxy, before);
+        fp_set(g_proxy, &pr, 1);
+        expect_doctor(NULL,
+                      ARGS("-C", w->dev[A], "--json", "--endpoint", fp_url(g_proxy), "doctor"),
+                      "paging");
+        fp_counts(g_proxy, after);
+        if (after[f] == before[f]) failf("faultproxy: no %s fault was injected", fp_name(f));
+    }
     fp_set(g_proxy, NULL, 0);
     expect_doctor(NULL, ARGS("-C", w->dev[A], "--json", "--endpoint", fp_url(g_proxy), "doctor"),
                   NULL);

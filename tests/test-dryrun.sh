@@ -4,7 +4,8 @@
 # edits here and transactions from another device, a dry run counts them
 # right (paths and bytes either way, requests estimated), changes nothing
 # (the folder's files and .s3sync/state.db hash the same, the store lists
-# the same objects), and the real run then does what it said.
+# the same objects), and the real run then does what it said. The same for
+# devices that must start from a checkpoint (gc took the log before it).
 # Usage: test-dryrun.sh S3SYNC_BIN
 set -euo pipefail
 bin=$(realpath "$1")
@@ -85,10 +86,73 @@ one_store() { # STORE, a name for the checks
   check "$tag: but the LIST" test "$(echo "$out" | json requests_estimated)" -eq 1
 }
 
+# A device that must start from a checkpoint: B joined before anything was
+# pushed (watermark 0), C after the first push (watermark 1); then A wrote a
+# checkpoint and gc took the log before it. A dry run plans from the
+# checkpoint as pull starts there, changes nothing, and the real run does
+# what it said, in the requests it estimated.
+from_checkpoint() { # STORE, a name for the checks
+  local store=$1 tag=$2 A="$w/$2-cA" B="$w/$2-cB" C="$w/$2-cC" d out real before after lbefore lafter
+  "$bin" -q init "$store" "$A"
+  "$bin" -q init "$store" "$B"
+  echo one >"$A/one.txt"
+  head -c 300000 /dev/urandom >"$A/big.bin"
+  "$bin" -q -C "$A" push
+  "$bin" -q init "$store" "$C"
+  echo two >"$A/two.txt"
+  "$bin" -q -C "$A" push
+  "$bin" -q -C "$A" checkpoint
+  echo three >"$A/three.txt"
+  "$bin" -q -C "$A" push
+  "$bin" -q -C "$A" gc --keep-last 1
+  lbefore=$(listing "$store")
+  check "$tag: gc took log/1 and log/2 (the test's premise)" \
+    bash -c '! echo "$1" | grep -q "log/0000000000000000000[12] "' _ "$lbefore"
+  head -c 12345 /dev/urandom >"$B/mine.bin"
+  echo c >"$C/c.txt"
+  for d in B C; do
+    local dir=$B want_down=4 # B: the checkpoint's one, big, two; log/3's three
+    # C holds one and big alike already: two, three and B's mine.bin (B synced first)
+    [ $d = C ] && dir=$C want_down=3
+    before=$(folder_hash "$dir")
+    lbefore=$(listing "$store")
+    check "$tag: $d: push --dry-run answers" bash -c "'$bin' -C '$dir' push --dry-run >/dev/null"
+    out=$("$bin" -C "$dir" sync --dry-run --json) || out=failed
+    check "$tag: $d: sync --dry-run plans from the checkpoint ($out)" test "$(echo "$out" | json files_down)" = $want_down
+    check "$tag: $d: and sends the local path" test "$(echo "$out" | json files_up)" = 1
+    after=$(folder_hash "$dir")
+    lafter=$(listing "$store")
+    check "$tag: $d: the folder's files and state.db are unchanged" test "$before" = "$after"
+    check "$tag: $d: the store's objects are unchanged" test "$lbefore" = "$lafter"
+    real=$("$bin" -C "$dir" sync --json) || real=failed
+    check "$tag: $d: the real sync changes the paths the dry run counted" \
+      test "$(echo "$real" | json files)" = $((want_down + 1))
+    check "$tag: $d: in the requests it estimated" \
+      test "$(echo "$real" | json requests)" = "$(echo "$out" | json requests_estimated)"
+    check "$tag: $d: and received about the bytes it said" \
+      test "$(echo "$real" | json bytes_down)" -ge "$(echo "$out" | json bytes_down)" -a \
+      "$(echo "$real" | json bytes_down)" -le $(($(echo "$out" | json bytes_down) + 8192))
+    check "$tag: $d: the remote files arrived" bash -c "cmp -s '$A/big.bin' '$dir/big.bin' && test -e '$dir/three.txt'"
+  done
+}
+
+# gc --dry-run on a repository without a checkpoint: gc would write one first, and says so.
+"$bin" -q init "file://$w/gc-store" "$w/gcA"
+echo a >"$w/gcA/a"
+"$bin" -q -C "$w/gcA" push
+check "gc --dry-run without a checkpoint says gc would write one" \
+  bash -c "'$bin' -C '$w/gcA' gc --dry-run --keep-last 1 | grep -q 'gc would write one at the head first'"
+check "and writes none" test ! -e "$w/gc-store/checkpoints"
+
 check "--dry-run goes with push, sync and gc only" bash -c "! '$bin' pull --dry-run 2>/dev/null"
+# log's refusal named gc alone, as if push and sync had no dry run.
+check "log --dry-run says where --dry-run goes" \
+  bash -c "! '$bin' log --dry-run 2>'$w/err' && grep -q 'dry-run goes with push, sync and gc' '$w/err'"
 one_store "file://$w/store" file
+from_checkpoint "file://$w/cp-store" file
 if [ -n "${S3SYNC_TEST_BUCKET:-}" ] && [ -n "${AWS_ACCESS_KEY_ID:-}" ] && command -v aws >/dev/null; then
   one_store "s3://$S3SYNC_TEST_BUCKET/dryrun-$$-$RANDOM" rgw
+  from_checkpoint "s3://$S3SYNC_TEST_BUCKET/dryrun-cp-$$-$RANDOM" rgw
 else
   echo "skip RGW checks: no S3SYNC_TEST_BUCKET, credentials or aws"
 fi

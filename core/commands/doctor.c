@@ -80,6 +80,13 @@ static int check_answers(doctor *d, ss_store *s)
     return 0;
 }
 
+/*
+ * The versions named: Ceph's conditional PUT (tracker #8562) is in v0.91,
+ * so in Hammer 0.94, its first stable release after it; AWS announced
+ * If-None-Match on PutObject in August 2024; MinIO took "*" as an ETag
+ * (minio/minio#19682) in RELEASE.2024-05-07T06-41-25Z, before which its
+ * If-None-Match on PUT compared ETags only.
+ */
 static void check_create_only(doctor *d, ss_store *s)
 {
     ss_err err = {{0}};
@@ -89,10 +96,9 @@ static void check_create_only(doctor *d, ss_store *s)
     else if (rc == SS_ERR_STORE)
         tell(d, "create-only", SS_CHECK_FAIL,
              "the store ignores If-None-Match: * on PUT, so two devices could write one "
-             "sequence: upgrade it (Ceph RGW honours it since Jewel 10.2, AWS S3 since "
-             "August 2024, MinIO in its releases of late 2024 and after) or sync through "
-             "s3sync-lockd "
-             "(lockd: store)");
+             "sequence: upgrade it (Ceph RGW honours it since Hammer 0.94, AWS S3 since "
+             "August 2024, MinIO since RELEASE.2024-05-07T06-41-25Z) or sync through "
+             "s3sync-lockd (a lockd: store)");
     else
         tell(d, "create-only", SS_CHECK_FAIL, "could not try it: %s", err.msg);
 }

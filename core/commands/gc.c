@@ -323,7 +323,10 @@ static ss_rc run(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_resu
     if (!res->head) goto out; /* an empty repository */
     if (!cps.n) {             /* FORMAT.md gc step 1: a checkpoint first, nothing else this run */
         ss_checkpoint_result cp = {0};
-        if (o->dry_run) goto out;
+        if (o->dry_run) { /* what the real run would do: write one, delete nothing */
+            res->checkpoint = res->head;
+            goto out;
+        }
         rc = ss_checkpoint(f, &cp, stats, err);
         if (rc) goto out;
         res->checkpoint = cp.seq;

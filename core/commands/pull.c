@@ -7,7 +7,6 @@
  * is checked (engine/txn_read.c) then applied (engine/apply.c).
  */
 #include <assert.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,18 +143,10 @@ static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm,
     uint8_t recorded[SS_CHAIN_BYTES];
     int fd = -1;             /* owned */
     ss_devices *devs = NULL; /* owned: the checkpoint's device table */
-    char why[400];
     ss_rc rc;
     if (c == *wm) return SS_OK; /* gc took log/<c>: log/<c+1> checks our chain(c) */
-    rc = eng_fetch_checkpoint(f, c, &fd, recorded, NULL, &devs, err);
+    rc = eng_fetch_base(f, c, &fd, recorded, &devs, err);
     if (rc) goto done;
-    /* What this device knows of the table must still hold in the newer one. */
-    if (ss_devices_differ(f->devices, devs, 0, why, sizeof why)) {
-        rc = ss_fail(err, SS_ERR_INTEGRITY,
-                     "checkpoints/%020" PRIu64 ": its device table contradicts this device's: %s",
-                     c, why);
-        goto done;
-    }
     rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, NULL, err);
     if (rc) goto done;
     *wm = c;
@@ -166,40 +157,14 @@ done:
     return rc;
 }
 
-/*
- * Where the log continues for this device. A joining device (watermark 0)
- * starts from the newest checkpoint. A device whose log/<watermark> is gone
- * re-bases on a checkpoint at or after it (gc ran); without one the store
- * was rolled back: refused (P2).
- */
+/* Where the log continues for this device (eng_log_start), a base applied first if need be. */
 static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t chain[SS_CHAIN_BYTES],
                         eng_log_list *l, ss_err *err)
 {
-    eng_log_list cps = {0}; /* owned */
-    ss_err gone = {{0}};
-    uint64_t c;
-    ss_rc rc = *wm ? eng_list_log(f, *wm, l, &gone) : SS_OK;
-    if (*wm && (rc != SS_ERR_INTEGRITY || l->bad != 3)) {
-        if (rc && err) *err = gone;
-        return rc;
-    }
-    rc = eng_list_checkpoints(f, &cps, err);
-    if (rc) goto out;
-    c = cps.n ? cps.seqs[cps.n - 1] : 0;
-    eng_log_list_free(l);
-    if (*wm && c < *wm) {
-        rc = SS_ERR_INTEGRITY;
-        if (err) *err = gone;
-        goto out;
-    }
-    if (c) {
-        rc = pull_base(f, stats, c, wm, chain, err);
-        if (rc) goto out;
-    }
-    rc = eng_list_log_after(f, *wm, l, err);
-out:
-    eng_log_list_free(&cps);
-    return rc;
+    uint64_t base, base_size;
+    ss_rc rc = eng_log_start(f, *wm, l, &base, &base_size, err);
+    if (rc || !base) return rc;
+    return pull_base(f, stats, base, wm, chain, err);
 }
 
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)

@@ -32,8 +32,9 @@ typedef struct verifyw {
     ss_verify_report *rep;
     /* the pack being checked */
     uint64_t bad;
-    ss_rc hard;   /* the store could not be asked: not a problem of the repository */
-    ss_err first; /* the first bad chunk's reason */
+    ss_rc hard;     /* the store could not be asked: not a problem of the repository */
+    ss_err hard_cp; /* why, when a later checkpoint could not be read */
+    ss_err first;   /* the first bad chunk's reason */
     uint64_t first_off;
 } verifyw;
 
@@ -190,8 +191,10 @@ static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTE
 done:
     if (rc == SS_ERR_INTEGRITY || rc == SS_ERR_NOT_FOUND)
         problem(v, key, e.msg);
-    else if (rc && !v->hard)
+    else if (rc && !v->hard) {
         v->hard = rc;
+        v->hard_cp = e; /* the store's message names the key */
+    }
     free(diff);
     ss_devices_free(table);
     if (fd >= 0) close(fd);
@@ -220,7 +223,8 @@ ss_rc ss_verify(ss_folder *f, int data, ss_problem_fn fn, void *ctx, ss_verify_r
     stats->seq = w.head;
     ret_report->checked_logs = w.last > w.start ? w.last - w.start : 0;
     if (w.start && w.last >= w.start) ret_report->checked_checkpoints++;
-    if (!rc && v.hard) rc = ss_fail(err, v.hard, "a checkpoint: %s", ss_strerror(v.hard));
+    if (!rc && v.hard)
+        rc = ss_fail(err, v.hard, "%s", v.hard_cp.msg[0] ? v.hard_cp.msg : ss_strerror(v.hard));
     if (rc && w.broken) { /* H2: report it, then check the data of what did verify */
         uint64_t after = w.head > w.last + 1 ? w.head - w.last - 1 : 0;
         char msg[sizeof werr.msg + 128];

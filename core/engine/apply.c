@@ -59,6 +59,28 @@
 
 /* --- staging the data (P1) ------------------------------------------------------------- */
 
+/*
+ * A chunk landed in the stage: its file counts as done for the progress bar
+ * once all its bytes have (a pull's files finish as their data arrives, not
+ * all at once when the ops apply). Files are staged in order, so a binary
+ * search finds the one at out_off.
+ */
+static void landed(void *ctx, uint64_t out_off, uint64_t len)
+{
+    eng_apply *a = ctx;
+    size_t lo = 0, hi = a->n_staged;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->staged[mid].start <= out_off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    if (lo >= a->n_staged || !a->staged[lo].left) return;
+    a->staged[lo].left -= len < a->staged[lo].left ? len : a->staged[lo].left;
+    if (!a->staged[lo].left) a->f->prog.files_done++;
+}
+
 /* Queue every chunk of the current entry for the stage at stage_off (stage_data waits). */
 static ss_rc fetch_chunks(eng_apply *a, eng_fetch *x, const ss_txn_entry *e, ss_err *err)
 {
@@ -78,7 +100,9 @@ static ss_rc fetch_chunks(eng_apply *a, eng_fetch *x, const ss_txn_entry *e, ss_
         loc.plain_len = ref.plain_len;
         rc = ss_state_chunk_add(a->f->state, ref.id, &loc, err);
         if (rc) goto done;
-        if (!eng_reuse_chunk(mine, &ref, x->out_fd, a->stage_off + off)) {
+        if (eng_reuse_chunk(mine, &ref, x->out_fd, a->stage_off + off)) {
+            landed(a, a->stage_off + off, ref.plain_len);
+        } else {
             rc = eng_fetch_chunk(x, loc.pack, &ref, a->stage_off + off, err);
             if (rc) goto done;
         }
@@ -99,14 +123,7 @@ static ss_rc note_same(eng_apply *a, const ss_txn_entry *e, ss_err *err)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_state_lookup(a->f->state, e->path, &row, &found, err);
     if (rc) return rc;
-    if (found && row.kind == (int)e->kind && row.mode == e->mode) {
-        if (e->kind == SS_TXN_FILE)
-            same = !memcmp(row.content_id, e->content_id, SS_TXN_CONTENT_ID_BYTES);
-        else if (e->kind == SS_TXN_SYMLINK)
-            same = row.body_len == e->size && !memcmp(row.body, e->target, e->size);
-        else
-            same = 1;
-    }
+    same = found && eng_row_holds(&row, e);
     a->same[a->n_ops++] = (uint8_t)same;
     return SS_OK;
 }
@@ -114,7 +131,7 @@ static ss_rc note_same(eng_apply *a, const ss_txn_entry *e, ss_err *err)
 /* P1 for the data: every chunked file of the transaction, fetched and verified into the stage. */
 static ss_rc stage_data(eng_apply *a, int fd, uint64_t seq, ss_err *err)
 {
-    eng_fetch x = {.f = a->f, .xfer = a->xfer, .out_fd = -1};
+    eng_fetch x = {.f = a->f, .xfer = a->xfer, .out_fd = -1, .landed = landed, .ctx = a};
     const ss_txn_entry *e;
     ss_rc rc, wrc;
     a->stage_off = 0;
@@ -127,9 +144,18 @@ static ss_rc stage_data(eng_apply *a, int fd, uint64_t seq, ss_err *err)
         if (a->base) { /* a checkpoint as a base: what the state holds alike stays */
             rc = note_same(a, e, err);
             if (rc) goto done;
-            if (a->same[a->n_ops - 1]) continue;
+            if (a->same[a->n_ops - 1]) { /* nothing to fetch or write: done */
+                a->f->prog.files_done++;
+                continue;
+            }
         }
         if (!eng_is_chunked(e)) continue;
+        if (SS_ARRAY_GROW(a->staged, a->n_staged + 1, a->cap_staged)) {
+            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        a->staged[a->n_staged++] = (struct eng_staged_file){a->stage_off, e->size};
+        if (!e->size) a->f->prog.files_done++;
         if (a->stage_fd < 0) {
             rc = eng_tmpfile(a->f, &a->stage_fd, err);
             if (rc) goto done;
@@ -362,6 +388,7 @@ out:
         free(a.deferred[i].path);
     free(a.deferred);
     free(a.same);
+    free(a.staged);
     if (a.stage_fd >= 0) close(a.stage_fd);
     ss_devices_free(kept);
     ss_state_body_free(&a.body);

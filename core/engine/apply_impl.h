@@ -27,6 +27,11 @@ typedef struct eng_apply {
     int stage_fd;
     uint64_t stage_off; /* where the current op's data starts in it */
     ss_state_body body; /* state body of the chunked file being applied */
+    /* Per chunked file staged: where its data starts and the bytes still to land (progress). */
+    struct eng_staged_file {
+        uint64_t start, left;
+    } * staged;
+    size_t n_staged, cap_staged;
     /* A checkpoint applied as a base (join, re-base after gc): per op, 1 when the state holds it.
      */
     int base;

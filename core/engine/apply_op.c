@@ -150,7 +150,7 @@ static ss_rc record(eng_apply *a, const ss_txn_entry *e, const void *body, size_
     eng_row_set_stat(&row, &st);
     if (e->kind != SS_TXN_SYMLINK) row.local_mode = eng_mode_applied(a->f, e->mode);
     if (a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "pull", e->path);
-    a->f->prog.files_done++;
+    if (!eng_is_chunked(e)) a->f->prog.files_done++; /* a chunked one was when its data landed */
     if (e->kind == SS_TXN_FILE && e->storage == SS_TXN_INLINE) a->f->prog.bytes_done += e->size;
     eng_progress(a->f);
     return ss_state_put(a->f->state, &row, err);

@@ -166,3 +166,30 @@ fail:
     if (sink.fd >= 0) close(sink.fd);
     return rc;
 }
+
+ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[SS_CHAIN_BYTES],
+                     ss_devices **ret_table, ss_err *err)
+{
+    ss_devices *devs = NULL; /* owned until handed out */
+    char why[400];
+    int fd = -1;
+    ss_rc rc;
+    *ret_fd = -1;
+    *ret_table = NULL;
+    rc = eng_fetch_checkpoint(f, seq, &fd, ret_chain, NULL, &devs, err);
+    if (rc) goto fail;
+    /* What this device knows of the table must still hold in the newer one. */
+    if (ss_devices_differ(f->devices, devs, 0, why, sizeof why)) {
+        rc = ss_fail(err, SS_ERR_INTEGRITY,
+                     "checkpoints/%020" PRIu64 ": its device table contradicts this device's: %s",
+                     seq, why);
+        goto fail;
+    }
+    *ret_fd = fd;
+    *ret_table = devs;
+    return SS_OK;
+fail:
+    ss_devices_free(devs);
+    if (fd >= 0) close(fd);
+    return rc;
+}

@@ -122,6 +122,16 @@ done:
     return rc;
 }
 
+int eng_row_holds(const ss_state_row *row, const ss_txn_entry *e)
+{
+    if (row->kind != (int)e->kind || row->mode != e->mode) return 0;
+    if (e->kind == SS_TXN_FILE)
+        return !memcmp(row->content_id, e->content_id, SS_TXN_CONTENT_ID_BYTES);
+    if (e->kind == SS_TXN_SYMLINK)
+        return row->body_len == e->size && !memcmp(row->body, e->target, e->size);
+    return 1;
+}
+
 ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len)
 {
     ss_state_row row = {.path = e->path,

@@ -91,6 +91,11 @@ ss_rc eng_local_matches(ss_folder *f, const ss_state_row *row, const char *path,
  */
 ss_state_row eng_row_of(const ss_txn_entry *e, const void *body, size_t body_len);
 /*
+ * 1 when row already holds what upsert e says (same kind, mode and content):
+ * a checkpoint applied as a base leaves that path alone.
+ */
+int eng_row_holds(const ss_state_row *row, const ss_txn_entry *e);
+/*
  * Fill row's local columns (local_mode too) from st; racily-recent mtimes
  * are marked to re-check.
  */
@@ -234,6 +239,16 @@ ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err);
  * checked to run from c + 1 without gaps.
  */
 ss_rc eng_list_log_after(ss_folder *f, uint64_t c, eng_log_list *l, ss_err *err);
+/*
+ * Where the log continues for a device at watermark wm, as pull starts (and
+ * a dry run plans the same way). A joining device (wm 0) starts from the
+ * newest checkpoint; a device whose log/<wm> is gone re-bases on a
+ * checkpoint at or after wm (gc ran); without one the store was rolled back:
+ * refused (P2). *ret_base: the checkpoint to apply as a base first (0: none,
+ * the log follows wm), *ret_base_size its size; l: the sequences after it.
+ */
+ss_rc eng_log_start(ss_folder *f, uint64_t wm, eng_log_list *l, uint64_t *ret_base,
+                    uint64_t *ret_base_size, ss_err *err);
 
 /*
  * Fetch log/<seq> (or take its bytes from obj when not NULL) and verify its
@@ -354,6 +369,8 @@ ss_rc eng_txn_body(ss_txn_reader *r, ss_state_body *body, ss_err *err);
  */
 typedef void (*eng_bad_chunk_fn)(void *ctx, const char *pack, const ss_chunk_ref *ref, ss_rc rc,
                                  const char *msg);
+/* A chunk's len plaintext bytes are written at out_off (verified). */
+typedef void (*eng_landed_fn)(void *ctx, uint64_t out_off, uint64_t len);
 typedef struct eng_fetch {
     ss_folder *f;
     ss_xfer *xfer;
@@ -361,6 +378,7 @@ typedef struct eng_fetch {
     ss_rc rc;             /* the first failure */
     ss_err err;           /* its message, naming the pack and offset */
     eng_bad_chunk_fn bad; /* when set, told of every failure */
+    eng_landed_fn landed; /* when set, told of every chunk written */
     void *ctx;
     struct eng_fetch_job *jobs; /* queued, not yet requested */
     size_t n_jobs, cap_jobs;
@@ -403,6 +421,13 @@ ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
  * rule of FORMAT.md "Writing". Never fails the push: a failure is a warning.
  */
 void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes);
+/*
+ * checkpoints/<seq> to apply as a base (pull) or to plan from (a dry run):
+ * eng_fetch_checkpoint, and its device table checked to agree with what
+ * this device knows (f->devices). *ret_fd and *ret_table owned by the caller.
+ */
+ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[SS_CHAIN_BYTES],
+                     ss_devices **ret_table, ss_err *err);
 /*
  * Write checkpoints/<the watermark> from the state (create-only: one another
  * device wrote first sets res->existed), and remember it.

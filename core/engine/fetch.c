@@ -57,6 +57,7 @@ static ss_rc open_chunk(eng_fetch *x, const struct eng_fetch_job *j, const uint8
         goto done;
     }
     x->f->prog.bytes_done += len;
+    if (x->landed) x->landed(x->ctx, j->out_off, len);
     eng_progress(x->f);
 done:
     free(plain);

@@ -103,3 +103,37 @@ ss_rc eng_list_log_after(ss_folder *f, uint64_t c, eng_log_list *l, ss_err *err)
 {
     return list_log(f, c, 0, l, err);
 }
+
+ss_rc eng_log_start(ss_folder *f, uint64_t wm, eng_log_list *l, uint64_t *ret_base,
+                    uint64_t *ret_base_size, ss_err *err)
+{
+    eng_log_list cps = {0}; /* owned */
+    ss_err gone = {{0}};
+    uint64_t c;
+    ss_rc rc;
+    *ret_base = 0;
+    *ret_base_size = 0;
+    rc = wm ? eng_list_log(f, wm, l, &gone) : SS_OK;
+    if (wm && (rc != SS_ERR_INTEGRITY || l->bad != 3)) {
+        if (rc && err) *err = gone;
+        return rc;
+    }
+    rc = eng_list_checkpoints(f, &cps, err);
+    if (rc) goto out;
+    c = cps.n ? cps.seqs[cps.n - 1] : 0;
+    eng_log_list_free(l);
+    if (wm && c < wm) {
+        rc = SS_ERR_INTEGRITY;
+        if (err) *err = gone;
+        goto out;
+    }
+    rc = eng_list_log_after(f, c, l, err); /* c >= wm here */
+    if (rc) goto out;
+    if (c > wm) { /* at c == wm gc took log/<c>: log/<c+1> checks our chain(c) */
+        *ret_base = c;
+        *ret_base_size = cps.sizes[cps.n - 1];
+    }
+out:
+    eng_log_list_free(&cps);
+    return rc;
+}

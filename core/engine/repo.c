@@ -366,7 +366,7 @@ ss_rc ss_repo_key_remove(ss_repo *repo, const char *id, ss_err *err)
     for (size_t i = 0; i < names.n; i++)
         found += !strcmp(names.v[i], key);
     if (!found) {
-        rc = ss_fail(err, SS_ERR_NOT_FOUND, "no key file %s", id);
+        rc = ss_fail(err, SS_ERR_NOT_FOUND, "no key file %s (s3sync key list shows them)", id);
         goto done;
     }
     if (names.n < 2) {

@@ -328,10 +328,11 @@ typedef struct ss_gc_opts {
 } ss_gc_opts;
 
 typedef struct ss_gc_result {
-    uint64_t head;                     /* H: the newest sequence when gc listed the store */
-    uint64_t retained;                 /* R: the oldest retained checkpoint; 0: nothing could go */
-    uint64_t checkpoint;               /* a checkpoint gc wrote first (there was none); 0: none */
-    uint64_t objects, bytes;           /* deleted (or, dry run, to delete) */
+    uint64_t head;           /* H: the newest sequence when gc listed the store */
+    uint64_t retained;       /* R: the oldest retained checkpoint; 0: nothing could go */
+    uint64_t checkpoint;     /* a checkpoint gc wrote first (there was none; a dry run: the head,
+                                where about it would); 0: none */
+    uint64_t objects, bytes; /* deleted (or, dry run, to delete) */
     uint64_t kept_objects, kept_bytes; /* what stays of the listed log/, checkpoints/, data/ */
 } ss_gc_result;
 
