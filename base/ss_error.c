@@ -19,6 +19,7 @@ const char *ss_strerror(ss_rc rc)
     case SS_ERR_PASSPHRASE: return "wrong passphrase";
     case SS_ERR_CONFLICT: return "conflict";
     case SS_ERR_REVOKED: return "device revoked";
+    case SS_ERR_EPOCH: return "key epoch not held";
     }
     return "unknown error";
 }

@@ -26,6 +26,7 @@ typedef enum ss_rc {
     SS_ERR_PASSPHRASE, /* no key file opens with this passphrase */
     SS_ERR_CONFLICT,   /* lease held by another, stale fencing token (409) */
     SS_ERR_REVOKED,    /* this device was revoked: the repository refuses what it signs */
+    SS_ERR_EPOCH,      /* sealed under a key epoch this device does not hold (yet) */
 } ss_rc;
 
 /* Caller-provided detail: one line naming the object, path or key. */

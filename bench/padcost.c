@@ -96,9 +96,9 @@ static uint64_t chunk_unpadded(walk *w, const char *key, const ss_chunk_ref *r)
     memcpy(ad + 15, ss_keys_repo_id(w->keys), SS_REPO_ID_BYTES);
     memcpy(ad + 15 + SS_REPO_ID_BYTES, r->id, SS_CHUNK_ID_LEN);
     if (!body || len != r->sealed_len ||
-        crypto_aead_xchacha20poly1305_ietf_decrypt(body, NULL, NULL, (uint8_t *)buf + 24, len - 24,
-                                                   ad, sizeof ad, buf,
-                                                   ss_keys_subkey(w->keys, SS_SUBKEY_CHUNK)) ||
+        crypto_aead_xchacha20poly1305_ietf_decrypt(
+            body, NULL, NULL, (uint8_t *)buf + 24, len - 24, ad, sizeof ad, buf,
+            ss_keys_content_key(w->keys, 0, SS_SUBKEY_CHUNK)) ||
         sodium_unpad(&unpadded, body, len - 40, len - 40))
         die("a chunk does not open", NULL);
     free(body);

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "doctor.h"
 #include "history.h"
+#include "listing.h"
 #include "progress.h"
 #include "s3sync.h"
 #include "secret.h"
@@ -80,7 +81,7 @@ static const char usage_text[] =
     "  gc [--keep-days N | --keep-last N] [--dry-run]\n"
     "                        delete log objects, checkpoints and packs no state kept needs\n"
     "                        (default --keep-days 30; s3:// and file:// stores only)\n"
-    "  key add [--label NAME] | key list | key remove ID | key fingerprint\n"
+    "  key add [--label NAME] | key list | key remove ID | key rotate | key fingerprint\n"
     "  device list | device revoke NAME|ID\n"
     "                        the devices that sign transactions; refuse one's from now on\n"
     "  watch [--interval SECONDS]\n"
@@ -452,24 +453,8 @@ done:
     return rc;
 }
 
-/* id, when it was added (local time) and its label: which passphrase is whose. */
-static int print_key(void *ctx, const ss_key_info *k)
-{
-    json_t *arr = ctx;
-    char when[32] = "-", safe[CLI_SAFE_CAP];
-    time_t t = (time_t)k->created;
-    struct tm tm;
-    if (arr) {
-        json_array_append_new(arr, json_pack("{s:s, s:I, s:o}", "id", k->id, "created",
-                                             (json_int_t)k->created, "label",
-                                             k->label ? json_string(k->label) : json_null()));
-        return 0;
-    }
-    if (k->label && localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-    printf("%s  %-19s  %s\n", k->id, when,
-           k->label ? cli_out_safe(safe, sizeof safe, k->label) : "(no label)");
-    return 0;
-}
+/* Revocation and rotation retire every passphrase (the thief may have seen them). */
+#define NEW_EPOCH_PROMPT "New passphrase (the current ones stop working): "
 
 static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
 {
@@ -481,11 +466,11 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
     char id[17] = "";
     ss_rc rc;
     (void)cmd;
-    if (argc < 1) return usage("key needs add, list, remove or fingerprint");
+    if (argc < 1) return usage("key needs add, list, remove, rotate or fingerprint");
     if (!strcmp(argv[0], "remove") ? argc != 2 : argc != 1)
-        return usage("key add | key list | key remove ID | key fingerprint");
+        return usage("key add | key list | key remove ID | key rotate | key fingerprint");
     if (strcmp(argv[0], "add") && strcmp(argv[0], "list") && strcmp(argv[0], "remove") &&
-        strcmp(argv[0], "fingerprint"))
+        strcmp(argv[0], "rotate") && strcmp(argv[0], "fingerprint"))
         return usage("unknown key command '%s'", argv[0]);
     if (c->label && strcmp(argv[0], "add")) return usage("--label goes with key add");
     rc = open_here(c, &f, &err);
@@ -499,9 +484,15 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
         if (!c->json) printf("added key %s\n", id);
     } else if (!strcmp(argv[0], "list")) {
         ids = c->json ? json_array() : NULL;
-        rc = ss_repo_key_list(ss_folder_repo(f), print_key, ids, &err);
+        rc = ss_repo_key_list(ss_folder_repo(f), cli_print_key, ids, &err);
     } else if (!strcmp(argv[0], "remove")) {
         rc = ss_repo_key_remove(ss_folder_repo(f), argv[1], &err);
+    } else if (!strcmp(argv[0], "rotate")) {
+        rc = cli_secret_get(c->pass_file, NEW_EPOCH_PROMPT, 1, &pass, &c->mismatch, &err);
+        if (rc) goto done;
+        rc = ss_folder_rotate(f, pass.buf, pass.len, &st, &err);
+        if (!rc && !c->json)
+            printf("key epoch %u began at sequence %" PRIu64 "\n", ss_folder_epoch(f), st.seq);
     } else { /* fingerprint */
         ss_repo_fingerprint(ss_folder_repo(f), c->fingerprint);
         if (!c->json) printf("%s\n", c->fingerprint);
@@ -524,39 +515,13 @@ done:
     return 0;
 }
 
-static void human_device(const ss_device_info *d)
+/* The new passphrase first: asked before anything is written. */
+static ss_rc revoke_device(cli *c, ss_folder *f, const char *who, cli_secret *pass,
+                           ss_device_info *gone, ss_stats *st, ss_err *err)
 {
-    char revoked[24] = "-", last[24] = "-", name[CLI_SAFE_CAP];
-    if (d->revoked) snprintf(revoked, sizeof revoked, "%" PRIu64, d->revoked);
-    if (d->last) snprintf(last, sizeof last, "%" PRIu64, d->last);
-    printf("%.16s  %-16s  %8" PRIu64 "  %8s  %8s%s\n", d->id,
-           cli_out_safe(name, sizeof name, d->name), d->enrolled, revoked, last,
-           d->self ? "  (this device)" : "");
-}
-
-static json_t *json_device(const ss_device_info *d)
-{
-    return json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "id", d->id, "name", d->name, "enrolled",
-                     (json_int_t)d->enrolled, "revoked", (json_int_t)d->revoked, "last",
-                     (json_int_t)d->last, "self", d->self);
-}
-
-typedef struct device_out {
-    cli *c;
-    json_t *list; /* --json */
-    int header, self_seen;
-} device_out;
-
-static ss_rc print_device(void *ctx, const ss_device_info *d, ss_err *err)
-{
-    device_out *o = ctx;
-    (void)err;
-    o->self_seen |= d->self;
-    if (o->list) return json_array_append_new(o->list, json_device(d)) ? SS_ERR_NOMEM : SS_OK;
-    if (!o->header++)
-        printf("%-16s  %-16s  %8s  %8s  %8s\n", "ID", "NAME", "ENROLLED", "REVOKED", "LAST");
-    human_device(d);
-    return SS_OK;
+    ss_rc rc = cli_secret_get(c->pass_file, NEW_EPOCH_PROMPT, 1, pass, &c->mismatch, err);
+    if (rc) return rc;
+    return ss_folder_revoke(f, who, pass->buf, pass->len, gone, st, err);
 }
 
 /* device list | device revoke NAME|ID (docs/FORMAT.md "Devices and signatures"). */
@@ -565,7 +530,8 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
     ss_folder *f = NULL;
     ss_stats st = {0};
     ss_err err = {{0}};
-    device_out o = {.c = c};
+    cli_device_out o = {0};
+    cli_secret pass = {0};
     ss_device_info gone;
     char self[33], safe[CLI_SAFE_CAP];
     ss_rc rc;
@@ -579,19 +545,22 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
     if (!rc) ss_folder_device_id(f, self);
     if (!rc && !strcmp(argv[0], "list")) {
         o.list = c->json ? json_array() : NULL;
-        rc = ss_folder_devices(f, print_device, &o, &st, &err);
+        rc = ss_folder_devices(f, cli_print_device, &o, &st, &err);
         if (!rc && !o.self_seen && !c->json && !c->quiet)
             printf("this device, %.16s, is not enrolled yet: its first push enrolls it\n", self);
         if (o.list) c->extra = json_pack("{s:o, s:s}", "devices", o.list, "device_id", self);
     } else if (!rc) {
-        rc = ss_folder_revoke(f, argv[1], &gone, &st, &err);
+        rc = revoke_device(c, f, argv[1], &pass, &gone, &st, &err);
         if (!rc && gone.id[0] && c->json)
-            c->extra = json_pack("{s:o}", "revoked", json_device(&gone));
+            c->extra = json_pack("{s:o}", "revoked", cli_json_device(&gone));
         if (!rc && gone.id[0] && !c->json && !c->quiet)
-            printf("revoked %s (%.16s) at sequence %" PRIu64 ": what it signs from now on is "
-                   "refused\n",
-                   cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked);
+            printf("revoked %s (%.16s) at sequence %" PRIu64 ", where key epoch %u began: it "
+                   "reads nothing written from now on, and what it signs is refused\n",
+                   cli_out_safe(safe, sizeof safe, gone.name), gone.id, gone.revoked,
+                   ss_folder_epoch(f));
     }
+    cli_secret_free(&pass);
+    cli_secret_free(&pass);
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);
     ss_stats_clear(&st);

@@ -44,9 +44,10 @@
 #define LD_TOKEN_LEN 43                         /* base64url without padding of LD_TOKEN_BYTES */
 #define LD_SEQ_DIGITS 20                        /* log/<20 digits>, docs/FORMAT.md */
 #define LD_LOG_KEY_SIZE 32                      /* "log/" + LD_SEQ_DIGITS + NUL fits */
-#define LD_ID_HEX 16    /* hex digits naming data/<seq>-<id> and keys/<id> (FORMAT.md) */
-#define LD_KEY_MAX 1024 /* longest object key a device may ask a URL for */
-#define LD_URL_MAX 1024 /* a repository's bucket URL, with its terminating NUL */
+#define LD_EPOCH_DIGITS 10 /* epochs/<10 digits>, docs/FORMAT.md "Key epochs" */
+#define LD_ID_HEX 16       /* hex digits naming data/<seq>-<id> and keys/<id> (FORMAT.md) */
+#define LD_KEY_MAX 1024    /* longest object key a device may ask a URL for */
+#define LD_URL_MAX 1024    /* a repository's bucket URL, with its terminating NUL */
 
 /* --- time: every expiry decision asks this, so tests can move time ------- */
 

@@ -86,6 +86,8 @@ int ld_put_key_ok(const char *key, uint64_t head)
         uint64_t seq = strlen(key) == 12 + d ? digits(key + 12, d) : 0;
         return seq >= 1 && seq <= head;
     }
+    if (!strncmp(key, "epochs/", 7)) /* a key epoch begun with log/<head+1> */
+        return strlen(key) == 7 + LD_EPOCH_DIGITS && digits(key + 7, LD_EPOCH_DIGITS) >= 1;
     return 0;
 }
 
@@ -220,8 +222,8 @@ ss_rc ld_presign(ld_leases *l, const ld_presign_limits *lim, const ld_device *de
                 if (!ld_put_key_ok(k, head)) {
                     rc = bad(out, LD_WHY_BAD_KEY,
                              "presign: the lease holder may create log/<head+1>, "
-                             "data/<head+1>-<16 hex>, checkpoints/<seq <= head>, keys/<16 hex> "
-                             "and config, not '%.200s'",
+                             "data/<head+1>-<16 hex>, checkpoints/<seq <= head>, keys/<16 hex>, "
+                             "epochs/<10 digits> and config, not '%.200s'",
                              k);
                     goto fail;
                 }

@@ -534,11 +534,36 @@ out:
     return rc;
 }
 
+/*
+ * A listing that says more follows must say how to get it, and each page
+ * must go past the one before (its keys after the last one handed out, and
+ * a new token): a store that breaks either would make a pull stop short of
+ * the head or list for ever (SS_ERR_INTEGRITY: what the store says cannot
+ * be so). last, token: the last key handed out and the token this page
+ * was asked with.
+ */
+static ss_rc page_follows(const char *prefix, const s3_page *page, const char *last,
+                          const char *token, ss_err *err)
+{
+    if (page->truncated && (!page->next_token || !*page->next_token))
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "LIST %s: the store says more keys follow but gives no continuation "
+                       "token (its ListObjectsV2 paging is broken: s3sync doctor)",
+                       prefix);
+    if ((last && page->last_key && strcmp(page->last_key, last) <= 0) ||
+        (token && page->next_token && !strcmp(page->next_token, token)))
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "LIST %s: a page does not go past the one before (its ListObjectsV2 paging "
+                       "is broken: s3sync doctor)",
+                       prefix);
+    return SS_OK;
+}
+
 static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
                      void *ctx, ss_err *err)
 {
     s3_store *s3 = s3_of(s);
-    char *full_prefix = NULL, *full_after = NULL, *token = NULL;
+    char *full_prefix = NULL, *full_after = NULL, *token = NULL, *last = NULL;
     int stopped = 0;
     ss_rc rc = SS_OK;
     /* Paged by continuation token; store_lockd.c's presigned LISTs page by start-after. */
@@ -549,11 +574,16 @@ static ss_rc s3_list(ss_store *s, const char *prefix, const char *start_after, s
     do {
         s3_page page = {0};
         rc = list_one(s, prefix, full_prefix, full_after, token, fn, ctx, &page, err);
-        free(page.last_key);
+        if (!rc && !page.stopped) rc = page_follows(prefix, &page, last, token, err);
         free(token);
         token = page.next_token;
         stopped = page.stopped;
+        if (page.last_key) { /* an empty page moves nothing on */
+            free(last);
+            last = page.last_key;
+        }
     } while (!rc && token && !stopped);
+    free(last);
     free(token);
     free(full_prefix);
     free(full_after);

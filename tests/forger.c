@@ -128,7 +128,7 @@ void t_header_only(buf *b, const forger *f, const uint8_t *id, uint64_t seq, uin
                    uint32_t n_ops)
 {
     b_mem(b, "S3ST", 4);
-    b_uint(b, 1, 1);
+    b_uint(b, 2, 1); /* format version */
     b_uint(b, 0, 3);
     b_uint(b, seq, 8);
     b_uint(b, 1700000000000000000ull, 8);

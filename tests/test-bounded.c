@@ -326,6 +326,40 @@ static void test_list_page(void **state)
     liar_stop(&l, SS_CAP_LIST_PAGE);
 }
 
+/*
+ * Paging that cannot be followed: a truncated page without a continuation
+ * token (a pull would stop short of the head), and every page answered with
+ * the first (it would list for ever). Refused, naming the listing.
+ */
+static void test_list_paging(void **state)
+{
+    static const char *const pages[] = {
+        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n"
+        "<?xml version=\"1.0\"?><ListBucketResult><Contents><Key>prefix/k1</Key><Size>1</Size>"
+        "</Contents><IsTruncated>true</IsTruncated></ListBucketResult>",
+        "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\nConnection: close\r\n\r\n"
+        "<?xml version=\"1.0\"?><ListBucketResult><Contents><Key>prefix/k1</Key><Size>1</Size>"
+        "</Contents><IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>"
+        "</ListBucketResult>",
+    };
+    static const char *const says[] = {"no continuation token", "does not go past"};
+    (void)state;
+    for (size_t i = 0; i < 2; i++) {
+        liar l;
+        ss_store *s;
+        ss_err err = {{0}};
+        size_t n = 0;
+        double t0 = now_s();
+        liar_start(&l, liar_once, pages[i], NULL);
+        s = liar_s3(&l);
+        expect_refusal(ss_store_list(s, "", NULL, count, &n, &err), SS_ERR_INTEGRITY, &err, t0,
+                       says[i]);
+        if (n > 2) failf("%zu keys handed out of a broken listing", n);
+        ss_store_free(s);
+        liar_stop(&l, 1 << 20);
+    }
+}
+
 static void test_error_body(void **state)
 {
     static const char forbidden[] = "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n"
@@ -453,10 +487,10 @@ int main(void)
         WORLD_TEST(test_huge_log),
     };
     const struct CMUnitTest liar_tests[] = {
-        cmocka_unit_test(test_list_page),     cmocka_unit_test(test_error_body),
-        cmocka_unit_test(test_412_recheck),   cmocka_unit_test(test_lockd_answer),
-        cmocka_unit_test(test_lockd_refusal), cmocka_unit_test(test_lockd_head_lie),
-        cmocka_unit_test(test_lockd_init),
+        cmocka_unit_test(test_list_page),      cmocka_unit_test(test_list_paging),
+        cmocka_unit_test(test_error_body),     cmocka_unit_test(test_412_recheck),
+        cmocka_unit_test(test_lockd_answer),   cmocka_unit_test(test_lockd_refusal),
+        cmocka_unit_test(test_lockd_head_lie), cmocka_unit_test(test_lockd_init),
     };
     char dir[] = "/tmp/ss-bounded-XXXXXX";
     int failed;

@@ -134,13 +134,13 @@ e = k['$kid']
 sys.exit(not (e['label'] == 'work laptop' and abs(e['created'] - time.time()) < 600))"
 check "--label goes with key add only (exit 2)" bash -c "'$bin' -C '$w/A' key list --label x 2>/dev/null; test \$? -eq 2"
 check "a label with a control character is refused (exit 1)" bash -c "'$bin' -C '$w/A' key add --label \$'a\\tb' --password-file '$w/pass2' 2>/dev/null; test \$? -eq 1"
-# A version-1 key file (the 112 bytes, no trailer) still lists, and its passphrase joins.
-head -c 112 "$w/store/keys/$kid" >"$w/store/keys/00000000000000aa"
+# A key file without its trailer (the 120 bytes) still lists, and its passphrase joins.
+head -c 120 "$w/store/keys/$kid" >"$w/store/keys/00000000000000aa"
 "$bin" -C "$w/A" key list >"$w/kl3.out"
 check "a key file without trailer lists as (no label)" grep -Eq '^00000000000000aa  -  +\(no label\)$' "$w/kl3.out"
 check "and --json gives it created 0, label null" bash -c "'$bin' -C '$w/A' key list --json | grep -q '\"id\":\"00000000000000aa\",\"created\":0,\"label\":null'"
 "$bin" -C "$w/A" key remove "$kid"
-check "a version-1 key file's passphrase joins" env S3SYNC_PASSWORD="work pass" "$bin" -q init "file://$w/store" "$w/KL1"
+check "a trailerless key file's passphrase joins" env S3SYNC_PASSWORD="work pass" "$bin" -q init "file://$w/store" "$w/KL1"
 # A trailer that does not open: key list refuses naming the key file (exit 3); joining works.
 out=$("$bin" -C "$w/A" key add --label relabel-me --password-file "$w/pass2")
 kid=$(sed -n 's/^added key \([0-9a-f]\{16\}\)$/\1/p' <<<"$out")
@@ -149,7 +149,7 @@ python3 -c "f = open('$w/store/keys/$kid', 'r+b'); f.seek(300); b = f.read(1); f
 check "a tampered label: key list exits 3 naming the key file, listing nothing" bash -c "'$bin' -C '$w/A' key list >'$w/kl4.out' 2>'$w/kl4.err'; test \$? -eq 3 && grep -q 'keys/$kid: .*info trailer' '$w/kl4.err' && ! test -s '$w/kl4.out'"
 # verify does not read key files, and key list applies nothing: no hint saying either.
 check "and sends nobody to verify, nor says nothing was applied" bash -c "! grep -Eq 'verify|applied' '$w/kl4.err'"
-check "and its passphrase still joins (the 112 bytes open it)" env S3SYNC_PASSWORD="work pass" "$bin" -q init "file://$w/store" "$w/KL2"
+check "and its passphrase still joins (the 120 bytes open it)" env S3SYNC_PASSWORD="work pass" "$bin" -q init "file://$w/store" "$w/KL2"
 "$bin" -C "$w/A" key remove "$kid"
 check "key remove of an id that is not there says where the ids are" \
   bash -c "! '$bin' -C '$w/A' key remove '$kid' 2>'$w/kr.err' && grep -q 'no key file $kid (s3sync key list shows them)' '$w/kr.err'"

@@ -27,6 +27,7 @@
 #define N_DEV 10
 #define AT 40 /* the sequence that begins the epoch */
 #define EPOCH 3u
+#define PREV_START 17 /* where epoch EPOCH - 1 began */
 #define COUNT(a) (sizeof(a) / sizeof *(a))
 
 static const uint8_t REPO[SS_REPO_ID_BYTES] = {0x5e, 0xc0, 0x11};
@@ -69,8 +70,8 @@ static int setup(void **state)
     }
     randombytes_buf(f->k, sizeof f->k);
     randombytes_buf(f->prev, sizeof f->prev);
-    assert_int_equal(ss_epoch_encode(EPOCH, REPO, f->k, f->prev, f->table, AT, f->key[0], &f->obj,
-                                     &f->len, &err),
+    assert_int_equal(ss_epoch_encode(EPOCH, REPO, f->k, f->prev, PREV_START, f->table, AT,
+                                     f->key[0], &f->obj, &f->len, &err),
                      SS_OK);
     *state = f;
     return 0;
@@ -96,36 +97,39 @@ static void test_every_reader_opens(void **state)
 {
     fixture *f = *state;
     uint8_t k[SS_EPOCH_KEY_BYTES], prev[SS_EPOCH_KEY_BYTES];
+    uint64_t ps = 0;
     ss_err err;
     assert_int_equal(f->len, SS_EPOCH_FIXED_BYTES + (N_DEV - 1) * SS_EPOCH_GRANT_BYTES);
     for (int i = 0; i < N_DEV - 1; i++) {
         assert_int_equal(
-            ss_epoch_open(f->obj, f->len, EPOCH, REPO, f->table, AT, f->key[i], k, prev, &err),
+            ss_epoch_open(f->obj, f->len, EPOCH, REPO, f->table, AT, f->key[i], k, prev, &ps, &err),
             SS_OK);
         assert_memory_equal(k, f->k, sizeof k);
         assert_memory_equal(prev, f->prev, sizeof prev);
+        assert_int_equal(ps, PREV_START);
     }
     /* The holder of K_E (from the next epoch's link) reads K_(E-1) too. */
-    assert_int_equal(ss_epoch_unlink(f->obj, f->len, EPOCH, REPO, f->table, AT, f->k, prev, &err),
-                     SS_OK);
+    assert_int_equal(
+        ss_epoch_unlink(f->obj, f->len, EPOCH, REPO, f->table, AT, f->k, prev, &ps, &err), SS_OK);
     assert_memory_equal(prev, f->prev, sizeof prev);
 }
 
 static void test_revoked_opens_nothing(void **state)
 {
     fixture *f = *state;
+    uint64_t ps = 0;
     uint8_t k[SS_EPOCH_KEY_BYTES], prev[SS_EPOCH_KEY_BYTES], zero[SS_EPOCH_KEY_BYTES] = {0};
     ss_err err;
     memset(k, 0xaa, sizeof k);
-    assert_int_equal(
-        ss_epoch_open(f->obj, f->len, EPOCH, REPO, f->table, AT, f->key[N_DEV - 1], k, prev, &err),
-        SS_ERR_REVOKED);
+    assert_int_equal(ss_epoch_open(f->obj, f->len, EPOCH, REPO, f->table, AT, f->key[N_DEV - 1], k,
+                                   prev, &ps, &err),
+                     SS_ERR_REVOKED);
     assert_non_null(strstr(err.msg, "epochs/0000000003"));
     assert_memory_equal(k, zero, sizeof k); /* cleared on entry, nothing written */
     /* Nor does a wrong key unlink the previous epoch. */
     memcpy(k, f->k, sizeof k);
     k[0] ^= 0x01;
-    assert_int_equal(ss_epoch_unlink(f->obj, f->len, EPOCH, REPO, f->table, AT, k, prev, &err),
+    assert_int_equal(ss_epoch_unlink(f->obj, f->len, EPOCH, REPO, f->table, AT, k, prev, &ps, &err),
                      SS_ERR_INTEGRITY);
     assert_memory_equal(prev, zero, sizeof prev);
 }
@@ -154,6 +158,7 @@ static void test_every_byte_covered(void **state)
         {"signer", f->len - SS_EPOCH_TRAILER_BYTES},
         {"signature", f->len - 1},
     };
+    uint64_t ps = 0;
     uint8_t *bad = malloc(f->len);
     uint8_t k[SS_EPOCH_KEY_BYTES], prev[SS_EPOCH_KEY_BYTES];
     ss_err err;
@@ -163,9 +168,9 @@ static void test_every_byte_covered(void **state)
         memcpy(bad, f->obj, f->len);
         bad[at[i].off] ^= 0x01;
         for (int d = 0; d < 2; d++) /* the signer, and a device the object grants */
-            assert_int_equal(
-                ss_epoch_open(bad, f->len, EPOCH, REPO, f->table, AT, f->key[d * 4], k, prev, &err),
-                SS_ERR_INTEGRITY);
+            assert_int_equal(ss_epoch_open(bad, f->len, EPOCH, REPO, f->table, AT, f->key[d * 4], k,
+                                           prev, &ps, &err),
+                             SS_ERR_INTEGRITY);
         assert_int_equal(ss_epoch_verify(bad, f->len, EPOCH, REPO, f->table, AT, &err),
                          SS_ERR_INTEGRITY);
     }
@@ -254,6 +259,7 @@ static void test_grants_exactly_the_readers(void **state)
  */
 static void test_equivocation_caught(void **state)
 {
+    uint64_t ps = 0;
     fixture *f = *state;
     uint8_t *bad = malloc(f->len), other[SS_EPOCH_KEY_BYTES], xpk[crypto_box_PUBLICKEYBYTES];
     uint8_t k[SS_EPOCH_KEY_BYTES], prev[SS_EPOCH_KEY_BYTES];
@@ -276,11 +282,11 @@ static void test_equivocation_caught(void **state)
 
     assert_int_equal(ss_epoch_verify(bad, f->len, EPOCH, REPO, f->table, AT, &err), SS_OK);
     assert_int_equal(
-        ss_epoch_open(bad, f->len, EPOCH, REPO, f->table, AT, f->key[5], k, prev, &err),
+        ss_epoch_open(bad, f->len, EPOCH, REPO, f->table, AT, f->key[5], k, prev, &ps, &err),
         SS_ERR_INTEGRITY);
     assert_non_null(strstr(err.msg, "not the epoch's"));
     assert_int_equal(
-        ss_epoch_open(bad, f->len, EPOCH, REPO, f->table, AT, f->key[6], k, prev, &err),
+        ss_epoch_open(bad, f->len, EPOCH, REPO, f->table, AT, f->key[6], k, prev, &ps, &err),
         SS_OK); /* the others are unaffected */
     free(bad);
 }
@@ -291,15 +297,49 @@ static void test_encode_refuses(void **state)
     uint8_t *buf = (uint8_t *)1;
     size_t len = 1;
     ss_err err;
-    assert_int_equal(
-        ss_epoch_encode(0, REPO, f->k, f->prev, f->table, AT, f->key[0], &buf, &len, &err),
-        SS_ERR_INVALID);
+    assert_int_equal(ss_epoch_encode(0, REPO, f->k, f->prev, PREV_START, f->table, AT, f->key[0],
+                                     &buf, &len, &err),
+                     SS_ERR_INVALID);
     assert_null(buf);
     assert_int_equal(len, 0);
-    assert_int_equal(ss_epoch_encode(EPOCH, REPO, f->k, f->prev, f->table, AT, f->key[N_DEV - 1],
-                                     &buf, &len, &err),
+    assert_int_equal(ss_epoch_encode(EPOCH, REPO, f->k, f->prev, PREV_START, f->table, AT,
+                                     f->key[N_DEV - 1], &buf, &len, &err),
                      SS_ERR_INVALID); /* the revoked device may not begin an epoch */
     assert_null(buf);
+}
+
+/*
+ * A device that meets the epoch before the transaction that begins it has
+ * the table of AT - 1, where the device revoked at AT is still live: the
+ * early open gives it its key, and only the table after AT verifies the
+ * grants. A bad signature or a missing grant is caught early all the same.
+ */
+static void test_open_early(void **state)
+{
+    fixture *f = *state;
+    ss_devices *before = NULL;
+    uint8_t k[SS_EPOCH_KEY_BYTES], prev[SS_EPOCH_KEY_BYTES], bad[SS_EPOCH_READ_MAX];
+    uint64_t ps = 0;
+    ss_err err;
+    assert_int_equal(ss_devices_new(&before, NULL), SS_OK);
+    for (int i = 0; i < N_DEV; i++)
+        put(before, dev_of(f->key[i], (uint64_t)i + 1, 0));
+    assert_int_equal(ss_epoch_verify(f->obj, f->len, EPOCH, REPO, before, AT, &err),
+                     SS_ERR_INTEGRITY); /* leaves out a device that is live in this table */
+    assert_int_equal(
+        ss_epoch_open_early(f->obj, f->len, EPOCH, REPO, before, AT, f->key[3], k, prev, &ps, &err),
+        SS_OK);
+    assert_memory_equal(k, f->k, sizeof k);
+    assert_int_equal(ps, PREV_START);
+    assert_int_equal(ss_epoch_open_early(f->obj, f->len, EPOCH, REPO, before, AT, f->key[N_DEV - 1],
+                                         k, prev, &ps, &err),
+                     SS_ERR_REVOKED);
+    memcpy(bad, f->obj, f->len);
+    bad[f->len - 1] ^= 1; /* the signature */
+    assert_int_equal(
+        ss_epoch_open_early(bad, f->len, EPOCH, REPO, before, AT, f->key[3], k, prev, &ps, &err),
+        SS_ERR_INTEGRITY);
+    ss_devices_free(before);
 }
 
 /* The largest table: 512 devices, within the read bound; grants are what the cost grows with. */
@@ -308,6 +348,7 @@ static void test_largest_table(void **state)
     fixture *f = *state;
     ss_devices *t = NULL;
     uint8_t *buf = NULL, k[SS_EPOCH_KEY_BYTES], prev[SS_EPOCH_KEY_BYTES];
+    uint64_t ps = 0;
     size_t len = 0;
     ss_err err;
     assert_int_equal(ss_devices_new(&t, &err), SS_OK);
@@ -320,10 +361,13 @@ static void test_largest_table(void **state)
         put(t, d);
     }
     assert_int_equal(
-        ss_epoch_encode(EPOCH, REPO, f->k, f->prev, t, AT, f->key[0], &buf, &len, &err), SS_OK);
+        ss_epoch_encode(EPOCH, REPO, f->k, f->prev, PREV_START, t, AT, f->key[0], &buf, &len, &err),
+        SS_OK);
     assert_int_equal(len, SS_EPOCH_READ_MAX);
-    assert_int_equal(ss_epoch_open(buf, len, EPOCH, REPO, t, AT, f->key[0], k, prev, &err), SS_OK);
+    assert_int_equal(ss_epoch_open(buf, len, EPOCH, REPO, t, AT, f->key[0], k, prev, &ps, &err),
+                     SS_OK);
     assert_memory_equal(prev, f->prev, sizeof prev);
+    assert_int_equal(ps, PREV_START);
     free(buf);
     ss_devices_free(t);
 }
@@ -339,6 +383,7 @@ int main(void)
         cmocka_unit_test(test_equivocation_caught),
         cmocka_unit_test(test_encode_refuses),
         cmocka_unit_test(test_largest_table),
+        cmocka_unit_test(test_open_early),
     };
     if (sodium_init() < 0) return 1;
     return cmocka_run_group_tests(tests, setup, teardown);

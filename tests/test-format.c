@@ -172,7 +172,7 @@ static void open_repo(uint64_t t0, uint64_t t1)
     char pattern[128];
     glob_t g;
     assert_int_equal(clen, 96);
-    assert_memory_equal(cfg, "S3SC\1\1\2\0", 8); /* version 1, suite 1, Argon2id, zero */
+    assert_memory_equal(cfg, "S3SC\2\1\2\0", 8); /* version 2, suite 1, Argon2id, zero */
     assert_true(!memcmp(cfg + 41, zero, 7));
     assert_true(le(cfg + 56, 4) == 2 && le(cfg + 60, 4) == 64 * 1024); /* the KDF floor */
     memcpy(repo_id, cfg + 8, 16); /* unverified until the MAC checks */
@@ -187,22 +187,25 @@ static void open_repo(uint64_t t0, uint64_t t1)
     assert_true(strlen(name) == 16 && strspn(name, "0123456789abcdef") == 16);
     uint8_t *kf = slurp(store_root, name - 5, &klen); /* "keys/<id>" */
     globfree(&g);
-    assert_int_equal(klen, 416);                /* with its info trailer */
-    assert_memory_equal(kf, "S3SK\1\2\0\0", 8); /* magic, version 1, Argon2id, zero */
+    assert_int_equal(klen, 424);                /* with its info trailer */
+    assert_memory_equal(kf, "S3SK\2\2\0\0", 8); /* magic, version 2, Argon2id, key epoch 0 */
     uint64_t ops = le(kf + 8, 8), mem = le(kf + 16, 8);
     assert_true(ops == 2 && mem == 64 * MiB); /* S3SYNC_KDF=interactive: the minimum limits */
     assert_int_equal(crypto_pwhash(pk, 32, PASS, strlen(PASS), kf + 24, ops, mem, kf[5]), 0);
     memcpy(ad, kf, 64), memcpy(ad + 64, repo_id, 16);
-    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(master, NULL, NULL, kf + 64, 48, ad,
+    uint8_t sealed[40]; /* key epoch 0's key, the master key, || u64 its start: 1 */
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(sealed, NULL, NULL, kf + 64, 56, ad,
                                                                 80, kf + 40, pk),
                      0);
+    memcpy(master, sealed, 32);
+    assert_int_equal(le(sealed + 32, 8), 1);
     for (uint64_t id = 1; id <= 7; id++)
         assert_int_equal(crypto_kdf_derive_from_key(subkey[id], 32, id, "s3sync01", master), 0);
-    /* The trailer: subkey 7, AD = bytes 0..111 || repository id; created, L, label, zeros. */
-    uint8_t tad[112 + 16], info[264], zeros[255] = {0};
-    memcpy(tad, kf, 112), memcpy(tad + 112, repo_id, 16);
+    /* The trailer: subkey 7, AD = bytes 0..119 || repository id; created, L, label, zeros. */
+    uint8_t tad[120 + 16], info[264], zeros[255] = {0};
+    memcpy(tad, kf, 120), memcpy(tad + 120, repo_id, 16);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
-                         info, NULL, NULL, kf + 136, 280, tad, sizeof tad, kf + 112, subkey[7]),
+                         info, NULL, NULL, kf + 144, 280, tad, sizeof tad, kf + 120, subkey[7]),
                      0);
     assert_in_range(le(info, 8), t0, t1);
     assert_true(info[8] == 4 && !memcmp(info + 9, "test", 4) && !memcmp(info + 13, zeros, 251));
@@ -223,19 +226,21 @@ static void open_repo(uint64_t t0, uint64_t t1)
 static uint8_t *open_object(const char *key, uint64_t seq, const uint8_t prev_chain[32],
                             size_t *ret_len, int *ret_records, uint8_t hash[32])
 {
-    size_t olen, pos = 32, plen = 0, klen = strlen(key);
+    size_t olen, pos = 44, plen = 0, klen = strlen(key);
     uint8_t *obj = slurp(store_root, key, &olen), ctx[32], b[10] = {(uint8_t)klen, 0};
     uint8_t *plain = malloc(olen + 1);
     crypto_generichash_state h;
     crypto_secretstream_xchacha20poly1305_state st;
     unsigned char tag = 0;
-    assert_true(plain && olen >= 32 + 17);
-    assert_memory_equal(obj, "S3SO\1\1", 6); /* magic, version 1, kind 1 (log) */
+    assert_true(plain && olen >= 44 + 17);
+    assert_memory_equal(obj, "S3SO\2\1", 6); /* magic, version 2, kind 1 (log) */
     assert_true((obj[6] & ~1) == 0 && obj[7] == 0);
+    /* key epoch 0 (the master key), which begins at sequence 1 */
+    assert_true(le(obj + 8, 4) == 0 && le(obj + 12, 8) == 1);
     crypto_generichash_init(&h, NULL, 0, 32);
     crypto_generichash_update(&h, (const uint8_t *)"s3sync-object-v1", 16);
     crypto_generichash_update(&h, repo_id, 16);
-    crypto_generichash_update(&h, obj, 8);
+    crypto_generichash_update(&h, obj, 20);
     crypto_generichash_update(&h, b, 2); /* u16 len(key); keys here are short */
     crypto_generichash_update(&h, (const uint8_t *)key, klen);
     for (int i = 0; i < 8; i++)
@@ -243,7 +248,7 @@ static uint8_t *open_object(const char *key, uint64_t seq, const uint8_t prev_ch
     crypto_generichash_update(&h, b, 8);
     crypto_generichash_update(&h, prev_chain, 32);
     crypto_generichash_final(&h, ctx, 32);
-    assert_int_equal(crypto_secretstream_xchacha20poly1305_init_pull(&st, obj + 8, subkey[1]), 0);
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_init_pull(&st, obj + 20, subkey[1]), 0);
     for (*ret_records = 0; pos < olen; ++*ret_records) { /* 65553 bytes a record but the last */
         size_t n = olen - pos < 65553 ? olen - pos : 65553;
         unsigned long long m = 0;
@@ -275,7 +280,7 @@ static uint8_t *open_object(const char *key, uint64_t seq, const uint8_t prev_ch
 static uint32_t txn_header(cur *c, uint64_t seq, uint64_t t0, uint64_t t1,
                            const uint8_t device_id[16], const uint8_t **packs, uint32_t *n_packs)
 {
-    assert_memory_equal(take(c, 8), "S3ST\1\0\0\0", 8); /* magic, version 1, zero */
+    assert_memory_equal(take(c, 8), "S3ST\2\0\0\0", 8); /* magic, version 2, zero */
     assert_int_equal(u(c, 8), seq);
     assert_in_range(u(c, 8), t0 * 1000000000u, (t1 + 1) * 1000000000u);
     assert_memory_equal(take(c, 16), device_id, 16);

@@ -26,6 +26,9 @@
 #define MiB (1024u * 1024)
 
 static const uint8_t ZERO_CHAIN[32];
+/* FORMAT.md "Framed objects": the 20-byte header, then the 24-byte stream header. */
+enum { HDR = 20, PFX = 44 };
+_Static_assert(HDR == SS_FRAME_HEADER_BYTES && PFX == SS_FRAME_PREFIX_BYTES, "spec and code");
 static ss_keys *keys, *other_keys, *same_repo_other_master;
 
 typedef struct sink {
@@ -137,7 +140,7 @@ static void expect_refused(read_args a, const uint8_t *obj, size_t len, const ui
 static size_t raw_object_size(size_t n)
 {
     size_t p = (size_t)ss_pad_size(n), records = (p + 65535) / 65536;
-    return 32 + p + 17 * records;
+    return PFX + p + 17 * records;
 }
 
 /* src padded as sodium_pad would: 0x80, zeros, to padded bytes (0: its bucket). */
@@ -238,11 +241,12 @@ static void test_wire_format(void **state)
     unsigned long long mlen;
     unsigned char tag;
 
-    assert_memory_equal(obj, "S3SO\x01\x01\x00\x00", 8);
+    /* magic, version 2, kind 1 (log), raw, zero, epoch 0 from sequence 1 */
+    assert_memory_equal(obj, "S3SO\x02\x01\x00\x00\0\0\0\0\x01\0\0\0\0\0\0\0", HDR);
     crypto_generichash_init(&h, NULL, 0, 32);
     crypto_generichash_update(&h, (const uint8_t *)"s3sync-object-v1", 16);
     crypto_generichash_update(&h, ss_keys_repo_id(keys), 16);
-    crypto_generichash_update(&h, obj, 8);
+    crypto_generichash_update(&h, obj, HDR);
     b[0] = sizeof KEY2 - 1;
     b[1] = 0;
     crypto_generichash_update(&h, b, 2);
@@ -254,9 +258,9 @@ static void test_wire_format(void **state)
     crypto_generichash_final(&h, ctx, 32);
 
     assert_int_equal(crypto_secretstream_xchacha20poly1305_init_pull(
-                         &st, obj + 8, ss_keys_subkey(keys, SS_SUBKEY_OBJECT)),
+                         &st, obj + HDR, ss_keys_content_key(keys, 0, SS_SUBKEY_OBJECT)),
                      0);
-    assert_int_equal(crypto_secretstream_xchacha20poly1305_pull(&st, plain, &mlen, &tag, obj + 32,
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_pull(&st, plain, &mlen, &tag, obj + PFX,
                                                                 65553, ctx, 32),
                      0);
     assert_int_equal(mlen, 65536);
@@ -264,9 +268,9 @@ static void test_wire_format(void **state)
     assert_memory_equal(plain, data, 65536);
     /* 65546 bytes pad to 67584 (block 2048): 10 bytes, 0x80, 2037 zeros in the last record. */
     assert_int_equal(ss_pad_size(n), 67584);
-    assert_int_equal(olen - 32 - 65553, 2048 + 17);
+    assert_int_equal(olen - PFX - 65553, 2048 + 17);
     assert_int_equal(crypto_secretstream_xchacha20poly1305_pull(
-                         &st, plain, &mlen, &tag, obj + 32 + 65553, 2048 + 17, ctx, 32),
+                         &st, plain, &mlen, &tag, obj + PFX + 65553, 2048 + 17, ctx, 32),
                      0);
     assert_int_equal(mlen, 2048);
     assert_int_equal(tag, crypto_secretstream_xchacha20poly1305_TAG_FINAL);
@@ -297,19 +301,21 @@ static void test_flipped_bits(void **state)
             {"kind", 5},
             {"flags", 6},
             {"zero byte", 7},
-            {"stream header first", 8},
-            {"stream header mid", 20},
-            {"stream header last", 31},
-            {"record 0 tag byte", 32},
-            {"record 0 body", 32 + 100},
-            {"record 0 MAC", 32 + 65552},
-            {"record 1 body", 32 + 65553 + 5},
+            {"epoch start", 12},
+            {"epoch start last", 19},
+            {"stream header first", HDR},
+            {"stream header mid", HDR + 12},
+            {"stream header last", PFX - 1},
+            {"record 0 tag byte", PFX},
+            {"record 0 body", PFX + 100},
+            {"record 0 MAC", PFX + 65552},
+            {"record 1 body", PFX + 65553 + 5},
             {"last record MAC", last - 3},
             {"last byte", last},
         };
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
             if (cases[i].off >= olen) continue;
-            size_t rec = cases[i].off < 32 ? 0 : (cases[i].off - 32) / 65553;
+            size_t rec = cases[i].off < PFX ? 0 : (cases[i].off - PFX) / 65553;
             obj[cases[i].off] ^= 0x01;
             /* Raw: nothing of the damaged record or after it. zstd: still only a true prefix. */
             expect_refused(RA_DEFAULT, obj, olen, data, level ? n : rec * 65536, cases[i].name);
@@ -328,13 +334,14 @@ static void test_truncated(void **state)
     uint8_t *obj = seal_obj(SS_FRAME_KIND_LOG, KEY1, 1, ZERO_CHAIN, 0, data, n, &olen, NULL);
     const size_t R = 65553;
     const size_t cuts[] = {
-        0,       1,         7,          8,      31,         32,         33,         32 + 16,
-        32 + 17, 32 + 1000, 32 + R - 1, 32 + R, 32 + R + 1, 32 + 2 * R, 32 + 3 * R, 32 + 3 * R + 17,
+        0,           1,       7,           8,           HDR - 1,     HDR,
+        PFX - 1,     PFX,     PFX + 1,     PFX + 16,    PFX + 17,    PFX + 1000,
+        PFX + R - 1, PFX + R, PFX + R + 1, PFX + 2 * R, PFX + 3 * R, PFX + 3 * R + 17,
         olen - 1};
 
     assert_int_equal(olen, raw_object_size(n));
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
-        size_t whole = cuts[i] < 32 ? 0 : (cuts[i] - 32) / R; /* records before the cut */
+        size_t whole = cuts[i] < PFX ? 0 : (cuts[i] - PFX) / R; /* records before the cut */
         char name[32];
         snprintf(name, sizeof name, "cut at %zu", cuts[i]);
         expect_refused(RA_DEFAULT, obj, cuts[i], data, whole * 65536, name);
@@ -342,8 +349,8 @@ static void test_truncated(void **state)
     /* The same with an object whose last record is full (131000 bytes pad to 2 * 65536). */
     free(obj);
     obj = seal_obj(SS_FRAME_KIND_LOG, KEY1, 1, ZERO_CHAIN, 0, data, 131000, &olen, NULL);
-    assert_int_equal(olen, 32 + 2 * R);
-    expect_refused(RA_DEFAULT, obj, 32 + R, data, 65536, "full final record dropped");
+    assert_int_equal(olen, PFX + 2 * R);
+    expect_refused(RA_DEFAULT, obj, PFX + R, data, 65536, "full final record dropped");
     expect_refused(RA_DEFAULT, obj, olen - 1, data, 65536, "full final record cut");
     free(obj);
     free(data);
@@ -365,8 +372,8 @@ static void test_extended(void **state)
         expect_refused(RA_DEFAULT, ext, olen + 1, data, n, "one extra byte");
         randombytes_buf(ext + olen, 17);
         expect_refused(RA_DEFAULT, ext, olen + 17, data, n, "extra empty record");
-        memcpy(ext + olen, obj + 32, olen - 32 < R ? olen - 32 : R);
-        expect_refused(RA_DEFAULT, ext, olen + (olen - 32 < R ? olen - 32 : R), data, n,
+        memcpy(ext + olen, obj + PFX, olen - PFX < R ? olen - PFX : R);
+        expect_refused(RA_DEFAULT, ext, olen + (olen - PFX < R ? olen - PFX : R), data, n,
                        "extra whole record");
         free(ext);
         free(obj);
@@ -568,19 +575,19 @@ static uint8_t *hand_object(uint8_t flags, const hand_rec *recs, size_t nrec, si
     crypto_generichash_state h;
     uint8_t ctx[32], b[8] = {0}, *obj, *p;
     unsigned long long clen;
-    size_t total = 32;
+    size_t total = PFX;
 
     for (size_t i = 0; i < nrec; i++)
         total += recs[i].n + 17;
     obj = malloc(total);
-    p = obj + 32;
+    p = obj + PFX;
 
-    memcpy(obj, "S3SO\x01\x01\x00\x00", 8);
+    memcpy(obj, "S3SO\x02\x01\x00\x00\0\0\0\0\x01\0\0\0\0\0\0\0", HDR);
     obj[6] = flags;
     crypto_generichash_init(&h, NULL, 0, 32);
     crypto_generichash_update(&h, (const uint8_t *)"s3sync-object-v1", 16);
     crypto_generichash_update(&h, ss_keys_repo_id(keys), 16);
-    crypto_generichash_update(&h, obj, 8);
+    crypto_generichash_update(&h, obj, HDR);
     b[0] = sizeof KEY1 - 1;
     crypto_generichash_update(&h, b, 2);
     crypto_generichash_update(&h, (const uint8_t *)KEY1, sizeof KEY1 - 1);
@@ -588,8 +595,8 @@ static uint8_t *hand_object(uint8_t flags, const hand_rec *recs, size_t nrec, si
     crypto_generichash_update(&h, b, 8);
     crypto_generichash_update(&h, ZERO_CHAIN, 32);
     crypto_generichash_final(&h, ctx, 32);
-    crypto_secretstream_xchacha20poly1305_init_push(&st, obj + 8,
-                                                    ss_keys_subkey(keys, SS_SUBKEY_OBJECT));
+    crypto_secretstream_xchacha20poly1305_init_push(&st, obj + HDR,
+                                                    ss_keys_content_key(keys, 0, SS_SUBKEY_OBJECT));
     for (size_t i = 0; i < nrec; i++) {
         crypto_secretstream_xchacha20poly1305_push(&st, p, &clen, recs[i].p, recs[i].n, ctx, 32,
                                                    recs[i].tag);

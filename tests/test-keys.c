@@ -43,6 +43,14 @@ static void put64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* Any subkey by id: the content ones from epoch 0. */
+static const uint8_t *subkey_of(const ss_keys *k, unsigned id)
+{
+    if (id == SS_SUBKEY_OBJECT || id == SS_SUBKEY_CHUNK)
+        return ss_keys_content_key(k, 0, (ss_subkey)id);
+    return ss_keys_subkey(k, (ss_subkey)id);
+}
+
 static void test_subkeys(void **state)
 {
     (void)state;
@@ -53,18 +61,22 @@ static void test_subkeys(void **state)
     /* Derivation as FORMAT.md states it, recomputed with the primitive. */
     for (unsigned id = 1; id <= SS_SUBKEY_COUNT; id++) {
         crypto_kdf_derive_from_key(want, 32, id, "s3sync01", ss_keys_master(a));
-        assert_memory_equal(ss_keys_subkey(a, (ss_subkey)id), want, 32);
+        assert_memory_equal(subkey_of(a, id), want, 32);
         for (unsigned j = 1; j < id; j++)
-            assert_memory_not_equal(ss_keys_subkey(a, (ss_subkey)id),
-                                    ss_keys_subkey(a, (ss_subkey)j), 32);
+            assert_memory_not_equal(subkey_of(a, id), subkey_of(a, j), 32);
     }
+    /* The content subkeys belong to an epoch: epoch 0's are the master key's. */
+    assert_null(ss_keys_subkey(a, SS_SUBKEY_OBJECT));
+    assert_null(ss_keys_subkey(a, SS_SUBKEY_CHUNK));
+    assert_null(ss_keys_content_key(a, 0, SS_SUBKEY_CONFIG));
+    assert_null(ss_keys_content_key(a, 1, SS_SUBKEY_OBJECT));
     assert_null(ss_keys_subkey(a, (ss_subkey)0));
     assert_null(ss_keys_subkey(a, (ss_subkey)(SS_SUBKEY_COUNT + 1)));
 
     assert_int_equal(ss_keys_from_master(ss_keys_master(a), ss_keys_repo_id(a), &b, &err), SS_OK);
     assert_memory_equal(ss_keys_repo_id(a), ss_keys_repo_id(b), SS_REPO_ID_BYTES);
     for (unsigned id = 1; id <= SS_SUBKEY_COUNT; id++)
-        assert_memory_equal(ss_keys_subkey(a, (ss_subkey)id), ss_keys_subkey(b, (ss_subkey)id), 32);
+        assert_memory_equal(subkey_of(a, id), subkey_of(b, id), 32);
     ss_keys_free(b);
 
     b = new_keys(); /* fresh randomness each time */
@@ -140,7 +152,7 @@ static void test_keyfile_roundtrip(void **state)
 
     sealed_file(k, file);
     assert_memory_equal(file, "S3SK", 4);
-    assert_int_equal(file[4], 1);
+    assert_int_equal(file[4], 2);
     assert_int_equal(file[5], 2);
     assert_int_equal(file[6] | file[7], 0);
     assert_int_equal(le64(file + 8), 2); /* S3SYNC_KDF=interactive */
@@ -194,7 +206,8 @@ static void test_keyfile_wrong_passphrase_or_repo(void **state)
  */
 static ss_rc expected_for_flip(size_t off)
 {
-    if (off < 8) return SS_ERR_INTEGRITY;  /* magic, version, alg, zero */
+    if (off < 6) return SS_ERR_INTEGRITY;  /* magic, version, alg */
+    if (off < 8) return SS_ERR_PASSPHRASE; /* the epoch: authenticated through the AD */
     if (off < 16) return SS_ERR_INTEGRITY; /* opslimit >= 130 */
     if (off == 16 || off == 17 || off == 18) return SS_ERR_PASSPHRASE; /* +128 B..+8 MiB */
     if (off < 24) return SS_ERR_INTEGRITY;                             /* memlimit > 1 GiB */
@@ -206,7 +219,7 @@ static void test_keyfile_each_byte_flipped(void **state)
     (void)state;
     ss_keys *k = new_keys(), *back = NULL;
     uint8_t file[SS_KEYFILE_BYTES];
-    static const size_t sealed_offsets[] = {64, 80, 95, 96, 111};
+    static const size_t sealed_offsets[] = {64, 80, 95, 96, 111, 119};
     size_t offsets[SS_KEYFILE_HEADER_BYTES + sizeof sealed_offsets / sizeof sealed_offsets[0]];
     size_t n = 0;
 
@@ -255,7 +268,7 @@ static void hand_sealed(const ss_keys *k, uint64_t ops, uint64_t mem,
 
     memset(file, 0, SS_KEYFILE_BYTES);
     memcpy(file, "S3SK", 4);
-    file[4] = 1;
+    file[4] = 2;
     file[5] = crypto_pwhash_ALG_ARGON2ID13;
     put64(file + 8, ops);
     put64(file + 16, mem);
@@ -265,8 +278,12 @@ static void hand_sealed(const ss_keys *k, uint64_t ops, uint64_t mem,
                      0);
     memcpy(ad, file, 64);
     memcpy(ad + 64, ss_keys_repo_id(k), 16);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(file + 64, NULL, ss_keys_master(k), 32, ad,
-                                               sizeof ad, NULL, file + 40, pk);
+    uint8_t plain[40] = {0}; /* epoch 0's key, the master key, and its start: sequence 1 */
+    memcpy(plain, ss_keys_master(k), 32);
+    plain[32] = 1;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + 64, NULL, plain, sizeof plain, ad, sizeof ad,
+                                               NULL, file + 40, pk);
+    sodium_memzero(plain, sizeof plain);
     sodium_memzero(pk, sizeof pk);
 }
 
@@ -394,7 +411,7 @@ static void test_config_roundtrip(void **state)
 
     /* Layout, field by field, as FORMAT.md gives it. */
     assert_memory_equal(buf, "S3SC", 4);
-    assert_int_equal(buf[4], 1);
+    assert_int_equal(buf[4], 2);
     assert_int_equal(buf[5], 1); /* cipher suite */
     assert_int_equal(buf[6], 2); /* Argon2id */
     assert_int_equal(buf[7], 0);
@@ -414,7 +431,7 @@ static void test_config_roundtrip(void **state)
     assert_memory_equal(back.repo_id, ss_keys_repo_id(k), 16);
     assert_int_equal(ss_config_verify(k, buf, sizeof buf, &err), SS_OK);
     assert_int_equal(ss_config_open(k, buf, sizeof buf, &back, &err), SS_OK);
-    assert_int_equal(back.version, 1);
+    assert_int_equal(back.version, 2);
     assert_int_equal(back.chunker.avg_size, c.chunker.avg_size);
     assert_int_equal(back.chunker.max_size, c.chunker.max_size);
     assert_int_equal(back.inline_limit, c.inline_limit);
@@ -457,7 +474,8 @@ static void test_config_bad_fields(void **state)
         size_t off;
         uint8_t value;
     } cases[] = {
-        {"version 2", 4, 2},
+        {"version 3", 4, 3},
+        {"version 1 (before key epochs)", 4, 1},
         {"version 0", 4, 0},
         {"cipher suite 0", 5, 0},
         {"cipher suite 2", 5, 2},
@@ -658,8 +676,8 @@ static void hand_trailer(const ss_keys *k, uint8_t file[SS_KEYFILE_INFO_BYTES],
     uint8_t ad[SS_KEYFILE_BYTES + SS_REPO_ID_BYTES];
     memcpy(ad, file, SS_KEYFILE_BYTES);
     memcpy(ad + SS_KEYFILE_BYTES, ss_keys_repo_id(k), SS_REPO_ID_BYTES);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(file + 136, NULL, plain, SS_KEYFILE_INFO_PLAIN_BYTES,
-                                               ad, sizeof ad, NULL, file + 112,
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + 144, NULL, plain, SS_KEYFILE_INFO_PLAIN_BYTES,
+                                               ad, sizeof ad, NULL, file + 120,
                                                ss_keys_subkey(k, SS_SUBKEY_KEYINFO));
 }
 
@@ -674,19 +692,20 @@ static void test_keyinfo_roundtrip(void **state)
     ss_err err = {{0}};
 
     info_file(k, "laptop", file);
-    assert_int_equal(sizeof file, 416);
-    /* The passphrase opens the 416-byte file, and its 112-byte prefix alone (a version-1 file). */
+    assert_int_equal(sizeof file, 424);
+    /* The passphrase opens the 424-byte file, and its 120-byte prefix alone (a file without
+     * trailer). */
     assert_int_equal(open_file(file, sizeof file, ss_keys_repo_id(k), PASS, &back, &err), SS_OK);
     assert_memory_equal(ss_keys_master(back), ss_keys_master(k), 32);
     ss_keys_free(back);
-    assert_int_equal(open_file(file, 112, ss_keys_repo_id(k), PASS, &back, &err), SS_OK);
+    assert_int_equal(open_file(file, 120, ss_keys_repo_id(k), PASS, &back, &err), SS_OK);
     ss_keys_free(back);
 
     assert_int_equal(ss_keyfile_info_open(k, file, sizeof file, &info, &err), SS_OK);
     assert_true(info.present);
     assert_int_equal(info.created, 1700000000u);
     assert_string_equal(info.label, "laptop");
-    assert_int_equal(ss_keyfile_info_open(k, file, 112, &info, &err), SS_OK);
+    assert_int_equal(ss_keyfile_info_open(k, file, 120, &info, &err), SS_OK);
     assert_false(info.present);
     assert_int_equal(info.created, 0);
     assert_string_equal(info.label, "");
@@ -697,7 +716,7 @@ static void test_keyinfo_roundtrip(void **state)
     memcpy(plain + 9, "laptop", 6);
     memcpy(other, file, sizeof other);
     hand_trailer(k, other, plain);
-    assert_memory_equal(other + 136, file + 136, SS_KEYFILE_INFO_SEALED_BYTES);
+    assert_memory_equal(other + 144, file + 144, SS_KEYFILE_INFO_SEALED_BYTES);
 
     /* Empty and longest labels; the size tells nothing of the label's length. */
     info_file(k, "", other);
@@ -733,7 +752,7 @@ static void test_keyinfo_tampered(void **state)
     ss_err err = {{0}};
 
     info_file(k, "laptop", file);
-    /* Every byte: the trailer binds the whole 112-byte prefix as well as itself. */
+    /* Every byte: the trailer binds the whole 120-byte prefix as well as itself. */
     for (size_t i = 0; i < sizeof file; i++) {
         memcpy(bad, file, sizeof file);
         bad[i] ^= 0x01;
@@ -759,8 +778,8 @@ static void test_keyinfo_tampered(void **state)
 
     /* Moved: another key file's trailer on this one's prefix, or another repository's keys. */
     info_file(k, "laptop", other);
-    memcpy(bad, file, 112);
-    memcpy(bad + 112, other + 112, sizeof file - 112);
+    memcpy(bad, file, 120);
+    memcpy(bad + 120, other + 120, sizeof file - 120);
     assert_int_equal(ss_keyfile_info_open(k, bad, sizeof file, &info, &err), SS_ERR_INTEGRITY);
     assert_int_equal(ss_keyfile_info_open(stranger, file, sizeof file, &info, &err),
                      SS_ERR_INTEGRITY);

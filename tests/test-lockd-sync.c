@@ -279,6 +279,34 @@ static void test_two_devices(void **state)
     expect_log_is_head(repo_of(w), w->token[A], 2);
 }
 
+/*
+ * Revocation through lockd (#15): it presigns epochs/<E>, the revoked device
+ * reads nothing written after (exit 1), the other goes on. lockd signs no
+ * DELETE, so the older key files stay (they open only the epochs before),
+ * and the revocation says so.
+ */
+static void test_revoke(void **state)
+{
+    world *w = *state;
+    outcome o;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, B, "b.txt"), "from B", 6);
+    ok(w, B, "sync");
+    ok(w, A, "sync");
+    o = run_on(w, A, ARGS("S3SYNC_PASSWORD=after B"), ARGS("device", "revoke", "B"));
+    expect_exit(&o, 0, "revoke through lockd");
+    if (!strstr(o.err, "older key files stay")) failf("no word of the key files: %s", o.err);
+    outcome_free(&o);
+    write_bytes(at(w, A, "secret.txt"), "after", 5);
+    ok(w, A, "sync");
+    o = run_cmd(w, B, NULL, "pull");
+    expect_exit(&o, 1, "pull of the revoked device");
+    if (!strstr(o.err, "was revoked")) failf("unclear message: %s", o.err);
+    outcome_free(&o);
+    if (!access(at(w, B, "secret.txt"), F_OK)) failf("the revoked device got the new file");
+}
+
 /* Checkpoints through lockd (it presigns checkpoints/<seq <= head>); gc needs the bucket. */
 static void test_checkpoint_gc(void **state)
 {
@@ -1022,12 +1050,19 @@ int main(void)
         cmocka_unit_test(test_store_bad_urls),
     };
     const struct CMUnitTest sync_tests[] = {
-        WORLD_TEST(test_two_devices),   WORLD_TEST(test_read_only),
-        WORLD_TEST(test_checkpoint_gc), WORLD_TEST(test_tokens_and_failures),
-        WORLD_TEST(test_lease_held),    WORLD_TEST(test_concurrent_push),
-        WORLD_TEST(test_client_killed), WORLD_TEST(test_lockd_killed),
-        WATCH_TEST(test_watch),         cmocka_unit_test(test_no_bucket_credentials),
-        WORLD_TEST(test_fork),          WORLD_TEST(test_sleep_mid_push),
+        WORLD_TEST(test_two_devices),
+        WORLD_TEST(test_read_only),
+        WORLD_TEST(test_checkpoint_gc),
+        WORLD_TEST(test_revoke),
+        WORLD_TEST(test_tokens_and_failures),
+        WORLD_TEST(test_lease_held),
+        WORLD_TEST(test_concurrent_push),
+        WORLD_TEST(test_client_killed),
+        WORLD_TEST(test_lockd_killed),
+        WATCH_TEST(test_watch),
+        cmocka_unit_test(test_no_bucket_credentials),
+        WORLD_TEST(test_fork),
+        WORLD_TEST(test_sleep_mid_push),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];

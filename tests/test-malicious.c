@@ -322,7 +322,8 @@ static void c_small_as_chunks(const ctx *c, buf *b)
     ss_err err = {{0}};
     snprintf(pack, sizeof pack, "data/%020" PRIu64 "-0123456789abcdef", c->seq);
     ss_chunk_id(ss_keys_subkey(keys, SS_SUBKEY_CHUNK_ID), EVIL, 4, chunk_id);
-    check(ss_chunk_seal(keys, chunk_id, EVIL, 4, 0, 1, &sealed, &sealed_len, &err), &err, "seal");
+    check(ss_chunk_seal(keys, 0, chunk_id, EVIL, 4, 0, 1, &sealed, &sealed_len, &err), &err,
+          "seal");
     check(ss_store_put(c->f->store, pack, sealed, sealed_len, SS_PUT_CREATE_ONLY, &err), &err,
           pack);
     free(sealed);

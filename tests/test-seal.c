@@ -48,7 +48,7 @@ static uint8_t *seal_chunk(const uint8_t *data, size_t n, int compress, size_t *
     void *out = NULL;
     ss_err err = {{0}};
     chunk_id(keys, data, n, id);
-    assert_int_equal(ss_chunk_seal(keys, id, data, n, compress, 3, &out, ret_len, &err), SS_OK);
+    assert_int_equal(ss_chunk_seal(keys, 0, id, data, n, compress, 3, &out, ret_len, &err), SS_OK);
     return out;
 }
 
@@ -65,7 +65,7 @@ static uint8_t *aead_sealed(const uint8_t id[32], const uint8_t *body_in, size_t
     memcpy(ad + 31, id, 32);
     randombytes_buf(out, 24);
     crypto_aead_xchacha20poly1305_ietf_encrypt(body, NULL, body, blen, ad, sizeof ad, NULL, out,
-                                               ss_keys_subkey(keys, SS_SUBKEY_CHUNK));
+                                               ss_keys_content_key(keys, 0, SS_SUBKEY_CHUNK));
     *ret_len = 40 + blen;
     return out;
 }
@@ -95,7 +95,7 @@ static ss_rc open_chunk(const ss_keys *k, const uint8_t id[32], const uint8_t *s
                         size_t max, void **ret, size_t *ret_len)
 {
     ss_err err = {{0}};
-    ss_rc rc = ss_chunk_open(k, id, sealed, len, max, ret, ret_len, &err);
+    ss_rc rc = ss_chunk_open(k, 0, id, sealed, len, max, ret, ret_len, &err);
     if (rc != SS_OK) {
         assert_null(*ret);
         assert_int_equal(*ret_len, 0);
@@ -250,7 +250,8 @@ static void test_chunk_refused(void **state)
     free(h);
     h = hand_sealed_chunk(id, 0, data, 100, &hlen);
     ss_err err = {{0}};
-    assert_int_equal(ss_chunk_open(keys, id, h, hlen, MiB, &plain, &plen, &err), SS_ERR_INTEGRITY);
+    assert_int_equal(ss_chunk_open(keys, 0, id, h, hlen, MiB, &plain, &plen, &err),
+                     SS_ERR_INTEGRITY);
     assert_non_null(strstr(err.msg, "does not match its id"));
     free(h);
     free(z);

@@ -89,7 +89,7 @@ static void remac(const ss_keys *k, uint8_t *cfg)
                        ss_keys_subkey(k, SS_SUBKEY_CONFIG), SS_SUBKEY_BYTES);
 }
 
-/* A key file sealing k's master key under PASS with any limits, as FORMAT.md says. */
+/* A key file of epoch 0 (k's master key) under PASS with any limits, as FORMAT.md says. */
 static void craft_keyfile(const ss_keys *k, uint8_t version, uint64_t ops, uint64_t mem,
                           uint8_t out[SS_KEYFILE_BYTES])
 {
@@ -109,9 +109,13 @@ static void craft_keyfile(const ss_keys *k, uint8_t version, uint64_t ops, uint6
                      0);
     memcpy(ad, out, SS_KEYFILE_HEADER_BYTES);
     memcpy(ad + SS_KEYFILE_HEADER_BYTES, ss_keys_repo_id(k), SS_REPO_ID_BYTES);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out + SS_KEYFILE_OFF_SEALED, NULL, ss_keys_master(k),
-                                               SS_MASTER_KEY_BYTES, ad, sizeof ad, NULL,
+    uint8_t plain[SS_KEYFILE_PLAIN_BYTES] = {0}; /* key epoch 0: the master key, from seq 1 */
+    memcpy(plain, ss_keys_master(k), SS_MASTER_KEY_BYTES);
+    plain[SS_EPOCH_KEY_BYTES] = 1;
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + SS_KEYFILE_OFF_SEALED, NULL, plain,
+                                               sizeof plain, ad, sizeof ad, NULL,
                                                out + SS_KEYFILE_OFF_NONCE, pk);
+    sodium_memzero(plain, sizeof plain);
     sodium_memzero(pk, sizeof pk);
 }
 
@@ -173,7 +177,8 @@ static void test_config_downgrade(void **state)
         uint8_t value;
         const char *says;
     } cases[] = {
-        {"older format version", SS_CONFIG_OFF_VERSION, 0, "refusing a downgrade"},
+        {"older format version", SS_CONFIG_OFF_VERSION, 0, "offers a downgrade"},
+        {"version 1, before key epochs", SS_CONFIG_OFF_VERSION, 1, "format version 1;"},
         {"other cipher suite", SS_CONFIG_OFF_SUITE, 2, "cipher suite 2"},
         {"other KDF algorithm", SS_CONFIG_OFF_KDF_ALG, 1, "KDF algorithm 1"},
         {"KDF floor opslimit 1", SS_CONFIG_OFF_KDF_MIN_OPS, 1, "KDF minimum"},
@@ -220,10 +225,11 @@ static void test_keyfile_downgrade(void **state)
         const char *says;
     } cases[] = {
         /* Within the format, below the repository's floor: refused after it opened. */
-        {"interactive limits", 1, 2, 64ull << 20, "than this repository's minimum"},
+        {"interactive limits", SS_FORMAT_VERSION, 2, 64ull << 20, "than this repository's minimum"},
         /* Below the format: refused before the KDF runs. */
-        {"opslimit 1, 8 MiB", 1, 1, 8ull << 20, "weaker KDF limits than allowed"},
-        {"older version", 0, 3, 256ull << 20, "refusing a downgrade"},
+        {"opslimit 1, 8 MiB", SS_FORMAT_VERSION, 1, 8ull << 20, "weaker KDF limits than allowed"},
+        {"older version", 0, 3, 256ull << 20, "offers a downgrade"},
+        {"version 1, before key epochs", 1, 3, 256ull << 20, "format version 1;"},
     };
     for (size_t i = 0; i < COUNT(cases); i++) {
         uint8_t bad[SS_KEYFILE_BYTES];
@@ -351,13 +357,13 @@ static void test_store_learns_nothing(void **state)
 /* The size of a framed object whose padded record stream is p bytes. */
 static uint64_t framed_size(uint64_t p)
 {
-    return 32 + p + 17 * ((p + 65535) / 65536);
+    return SS_FRAME_PREFIX_BYTES + p + 17 * ((p + 65535) / 65536);
 }
 
 static int framed_on_bucket(uint64_t size)
 {
-    for (uint64_t records = 1; 32 + 17 * records <= size; records++) {
-        uint64_t p = size - 32 - 17 * records;
+    for (uint64_t records = 1; SS_FRAME_PREFIX_BYTES + 17 * records <= size; records++) {
+        uint64_t p = size - SS_FRAME_PREFIX_BYTES - 17 * records;
         if (ss_pad_is_bucket(p) && framed_size(p) == size) return 1;
     }
     return 0;

@@ -294,7 +294,7 @@ static void test_truncated_every_prefix(void **state)
 static void hdr_full(buf *b, const char *name, size_t nlen, uint32_t n_packs, uint32_t n_ops,
                      const char *key)
 {
-    b_mem(b, "S3ST\1\0\0\0", 8);
+    b_mem(b, "S3ST\2\0\0\0", 8);
     b_uint(b, 7, 8);
     b_uint(b, 0, 8);
     b_mem(b, sample_hdr.device_id, SS_TXN_DEVICE_ID_BYTES);
@@ -418,7 +418,7 @@ static const char *name256(void)
 /* clang-format off */
 #define MALFORMED(X) \
     X(bad_magic, "transaction header: bad magic", hdr(b, 0, 0); b->p[0] = 'X') \
-    X(version_2, "format version 2, only 1", hdr(b, 0, 0); b->p[4] = 2) \
+    X(version_1, "format version 1, only 2", hdr(b, 0, 0); b->p[4] = 1) \
     X(reserved_nonzero, "reserved bytes not zero", hdr(b, 0, 0); b->p[6] = 1) \
     X(sequence_0, "sequence 0", hdr(b, 0, 0); memset(b->p + 8, 0, 8)) \
     X(device_name_256, "device name of 256 bytes", hdr_full(b, name256(), 256, 0, 0, KEY5)) \

@@ -1,7 +1,7 @@
 /*
- * device_admin: `s3sync device list` and `device revoke` on an open folder
- * (s3sync.h); the table and its rules are devices.c's, the signed revocation
- * push.c's.
+ * device_admin: `s3sync device list`, `device revoke` and `key rotate` on
+ * an open folder (s3sync.h); the table and its rules are devices.c's, the
+ * signed revocation and the new key epoch push.c's and epochs.c's.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -93,21 +93,77 @@ static ss_rc resolve(ss_folder *f, const char *who, const ss_device **ret, ss_er
     return SS_OK;
 }
 
-ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoked, ss_stats *stats,
-                       ss_err *err)
+/*
+ * A new key epoch began (was): the passphrase given is written as a key
+ * file of it, then every other key file is retired, since whoever was
+ * revoked may have seen those passphrases. Killed in between, the old key
+ * files open only older epochs and `key add` writes one of the new.
+ */
+static ss_rc new_passphrase(ss_folder *f, uint32_t was, const char *pass, size_t passlen,
+                            ss_err *err)
+{
+    char id[SS_KEYFILE_ID_HEX + 1];
+    ss_rc rc;
+    if (ss_folder_epoch(f) == was) return SS_OK; /* nothing written: nothing to retire */
+    ss_err why = {{0}};
+    rc = ss_repo_key_add(f->repo, pass, passlen, f->device_name, id, err);
+    if (rc) return rc;
+    rc = ss_repo_key_retire_others(f->repo, id, &why);
+    if (rc != SS_ERR_INVALID) { /* SS_ERR_INVALID: a store that cannot delete (lockd:) */
+        if (rc && err) *err = why;
+        return rc;
+    }
+    if (f->hooks.warn) {
+        char msg[sizeof why.msg + 200];
+        snprintf(msg, sizeof msg,
+                 "the older key files stay (%s): they open only the key epochs before %u; "
+                 "remove them with the bucket's credentials",
+                 why.msg, ss_folder_epoch(f));
+        f->hooks.warn(f->hooks.ctx, msg);
+    }
+    return SS_OK;
+}
+
+ss_rc ss_folder_revoke(ss_folder *f, const char *who, const char *pass, size_t passlen,
+                       ss_device_info *ret_revoked, ss_stats *stats, ss_err *err)
 {
     const ss_device *d = NULL;
     uint8_t id[SS_TXN_DEVICE_ID_BYTES];
+    uint32_t was;
     ss_rc rc;
     memset(ret_revoked, 0, sizeof *ret_revoked);
+    if (!pass || !passlen)
+        return ss_fail(err, SS_ERR_INVALID, "a revocation needs a new passphrase");
     rc = ss_pull(f, stats, err);
     if (rc) return rc;
     rc = resolve(f, who, &d, err);
     if (rc) return rc;
     memcpy(id, d->id, sizeof id); /* d points into the table the push replaces */
+    was = ss_folder_epoch(f);
     rc = eng_push_revoke(f, id, stats, err);
+    if (rc) return rc;
+    rc = new_passphrase(f, was, pass, passlen, err);
     if (rc) return rc;
     d = ss_devices_find(f->devices, id);
     if (d) info_of(f, d, ret_revoked);
     return SS_OK;
+}
+
+ss_rc ss_folder_rotate(ss_folder *f, const char *pass, size_t passlen, ss_stats *stats, ss_err *err)
+{
+    uint32_t was;
+    ss_rc rc;
+    if (!pass || !passlen)
+        return ss_fail(err, SS_ERR_INVALID, "a key rotation needs a new passphrase");
+    rc = ss_pull(f, stats, err);
+    if (rc) return rc;
+    was = ss_folder_epoch(f);
+    rc = eng_push_rotate(f, stats, err);
+    if (rc) return rc;
+    return new_passphrase(f, was, pass, passlen, err);
+}
+
+uint32_t ss_folder_epoch(const ss_folder *f)
+{
+    return ss_keys_epoch(ss_repo_keys(f->repo));
 }

@@ -47,6 +47,7 @@ void ss_folder_free(ss_folder *f)
     ss_ignore_free(f->ign);
     ss_device_key_free(f->key);
     ss_devices_free(f->devices);
+    eng_epoch_pending_clear(f);
     if (f->root_fd >= 0) close(f->root_fd);
     if (f->lock_fd >= 0) close(f->lock_fd); /* drops the lock */
     free(f->root);
@@ -116,27 +117,6 @@ static ss_rc take_lock(ss_folder *f, ss_err *err)
     return ss_fail(err, SS_ERR_TEMPORARY, "%s is busy: another s3sync command runs on it", f->root);
 }
 
-/* Write a file atomically with mode 0600 (settings, master key). */
-static ss_rc write_private(const char *dir, const char *name, const void *buf, size_t len,
-                           ss_err *err)
-{
-    char *tmp = NULL, *path = NULL;
-    int fd = -1;
-    ss_rc rc = SS_OK;
-    if (asprintf(&tmp, "%s/%s.tmp", dir, name) < 0 || asprintf(&path, "%s/%s", dir, name) < 0) {
-        free(tmp);
-        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd) || rename(tmp, path))
-        rc = ss_fail(err, SS_ERR_IO, "write %s: %s", path, strerror(errno));
-    if (fd >= 0) close(fd);
-    if (rc) unlink(tmp);
-    free(tmp);
-    free(path);
-    return rc;
-}
-
 static void default_device_name(char *out, size_t cap)
 {
     if (gethostname(out, cap) || !out[0]) snprintf(out, cap, "device");
@@ -178,7 +158,7 @@ ss_rc ss_folder_set_setting(const char *dir, const char *key, const char *value,
         rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
         goto out;
     }
-    rc = write_private(f->meta, SETTINGS_FILE, edited, strlen(edited), err);
+    rc = eng_meta_write(f, SETTINGS_FILE, edited, strlen(edited), err);
 out:
     free(text);
     free(edited);
@@ -221,7 +201,9 @@ static ss_rc open_common(ss_folder *f, ss_err *err)
     if (rc) return rc;
     rc = ss_devices_new(&f->devices, err);
     if (rc) return rc;
-    return ss_state_devices_load(f->state, f->devices, err);
+    rc = ss_state_devices_load(f->state, f->devices, err);
+    if (rc) return rc;
+    return eng_epochs_load(f, err);
 }
 
 /*
@@ -406,7 +388,7 @@ static ss_rc write_settings(ss_folder *f, const char *url, const ss_store_opts *
                  url, f->device_name, idhex, ep ? "endpoint = " : "", ep ? ep : "", ep ? "\n" : "",
                  profile ? "profile = " : "", profile ? profile : "", profile ? "\n" : "") < 0)
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    rc = write_private(f->meta, SETTINGS_FILE, text, strlen(text), err);
+    rc = eng_meta_write(f, SETTINGS_FILE, text, strlen(text), err);
     free(text);
     return rc;
 }
@@ -492,12 +474,14 @@ ss_rc ss_folder_init(const char *dir, const ss_init_opts *o, const ss_hooks *hoo
     memcpy(f->device_id, ss_device_key_id(f->key), sizeof f->device_id);
     rc = take_lock(f, err);
     if (rc) goto fail;
-    rc = write_private(f->meta, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)),
-                       SS_MASTER_KEY_BYTES, err);
+    rc = eng_meta_write(f, MASTER_FILE, ss_keys_master(ss_repo_keys(f->repo)), SS_MASTER_KEY_BYTES,
+                        err);
+    if (rc) goto fail;
+    rc = eng_epochs_save(f, err); /* a key file of a later epoch opened them all */
     if (rc) goto fail;
     rc = ss_config_encode(ss_repo_keys(f->repo), ss_repo_config(f->repo), cfg, err);
     if (rc) goto fail;
-    rc = write_private(f->meta, REPO_CONFIG_FILE, cfg, sizeof cfg, err);
+    rc = eng_meta_write(f, REPO_CONFIG_FILE, cfg, sizeof cfg, err);
     if (rc) goto fail;
     rc = open_common(f, err);
     if (rc) goto fail;

@@ -30,6 +30,12 @@ static void name_writer(ss_folder *f, uint64_t seq, ss_err *err)
     snprintf(err->msg + n, sizeof err->msg - n, " (committed through lockd by device %s)", who);
 }
 
+/* Key epochs learned from what was just verified (E2): kept before anything of it applies. */
+static ss_rc keep_epochs(ss_folder *f, ss_err *err)
+{
+    return f->epochs_unsaved ? eng_epochs_save(f, err) : SS_OK;
+}
+
 /*
  * Verify and apply one prefetched (or, buf NULL, streamed) log object: P1, in
  * order (P2). listed: what the listing said of it, NULL when nothing useful.
@@ -50,6 +56,8 @@ static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fet
     if (rc) goto done;
     if (listed && listed->size == obj.size) eng_etag_tag(listed->etag, obj.tag);
     rc = eng_check_txn(f, fd, seq, chain, f->devices, &devs, err);
+    if (rc) goto done;
+    rc = keep_epochs(f, err);
     if (rc) goto done;
     rc = eng_check_beneath(f, fd, seq, err);
     if (rc) goto done;
@@ -146,6 +154,8 @@ static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm,
     ss_rc rc;
     if (c == *wm) return SS_OK; /* gc took log/<c>: log/<c+1> checks our chain(c) */
     rc = eng_fetch_base(f, c, &fd, recorded, &devs, err);
+    if (rc) goto done;
+    rc = keep_epochs(f, err);
     if (rc) goto done;
     rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, NULL, err);
     if (rc) goto done;

@@ -361,6 +361,8 @@ static ss_rc diff(push *p, ss_err *err)
 
 static void push_free(push *p)
 {
+    ss_keys_free(p->keys);
+    sodium_memzero(p->epoch_key, sizeof p->epoch_key);
     ss_spool_free(p->spool);
     ss_xfer_free(p->xfer);      /* waits for what is in flight */
     eng_packer_free(p->packer); /* after: uploads in flight name its keys */
@@ -368,9 +370,20 @@ static void push_free(push *p)
     ss_state_body_free(&p->body);
 }
 
-static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats, ss_err *err)
+/* The epoch log/<seq> began is the repository's now: held, and kept in .s3sync/epochs. */
+static ss_rc commit_epoch(push *p, ss_err *err)
 {
-    push p = {.f = f, .stats = stats, .revoke = revoke, .force = force};
+    uint32_t epoch = ss_keys_epoch(p->keys);
+    ss_rc rc = ss_repo_add_epoch(p->f->repo, epoch, p->seq, p->epoch_key, err);
+    if (rc) return rc;
+    return eng_epochs_save(p->f, err);
+}
+
+static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, const uint8_t *rotate,
+                       ss_stats *stats, ss_err *err)
+{
+    push p = {
+        .f = f, .stats = stats, .revoke = revoke, .force = force || rotate, .rotate = !!rotate};
     ss_devices *next = NULL; /* owned until committed */
     uint8_t prev[SS_CHAIN_BYTES], chain[SS_CHAIN_BYTES];
     ss_state_applied obj;
@@ -380,9 +393,11 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     rc = ss_state_watermark(f->state, &wm, prev, err);
     if (rc) return rc;
     p.seq = wm + 1;
+    if (rotate) memcpy(p.epoch_key, rotate, sizeof p.epoch_key);
     rc = push_device_entries(&p, err);
-    if (rc) return rc;
-    if (force && !p.n_devs) p.force = 0; /* enrolled or revoked meanwhile: nothing to say */
+    if (rc) goto out;
+    if (revoke && !p.revoke) p.rotate = 0; /* revoked meanwhile, by a device that rotated */
+    if (p.force && !p.n_devs && !p.rotate) p.force = 0; /* enrolled or revoked meanwhile */
     if (!force) {
         rc = eng_load_ignore(f, err);
         if (rc) return rc;
@@ -396,6 +411,12 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     }
     rc = ss_state_begin(f->state, err);
     if (rc) return rc;
+    rc = push_devices_after(&p, &next, err);
+    if (rc) goto fail;
+    if (p.rotate) {
+        rc = push_begin_epoch(&p, next, err);
+        if (rc) goto fail;
+    }
     rc = eng_tmpfile(f, &fd, err);
     if (rc) goto fail;
     rc = ss_spool_new(fd, &p.spool, err);
@@ -426,11 +447,15 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
     if (rc) goto fail;
     rc = ss_state_set_applied(f->state, &obj, err);
     if (rc) goto fail;
-    rc = push_next_devices(&p, &next, err);
+    rc = ss_state_devices_save(f->state, next, err);
     if (rc) goto fail;
     ss_fault_point("push.before-commit");
     rc = ss_state_commit(f->state, err);
     if (rc) goto fail;
+    if (p.rotate) { /* committed: this device holds the epoch from now on */
+        rc = commit_epoch(&p, err);
+        if (rc) goto out;
+    }
     ss_devices_free(f->devices);
     f->devices = next;
     next = NULL;
@@ -448,12 +473,15 @@ out:
 }
 
 /* Push with the retry rule: another device took our sequence (412), so pull and build again. */
-static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, ss_stats *stats, ss_err *err)
+static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, int rotate, ss_stats *stats,
+                       ss_err *err)
 {
+    uint8_t key[SS_EPOCH_KEY_BYTES]; /* the new epoch's, the same in every attempt */
     ss_rc rc = SS_OK;
+    randombytes_buf(key, sizeof key);
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         if (attempt) stats->retries++; /* a rebuild on what the pull brought */
-        rc = push_once(f, revoke, force, stats, err);
+        rc = push_once(f, revoke, force, rotate ? key : NULL, stats, err);
         if (rc != SS_ERR_EXISTS) break;
         /* Another device wrote our sequence first: take its changes, then build again. */
         usleep(randombytes_uniform(50000u << (attempt < 4 ? attempt : 4)));
@@ -461,6 +489,7 @@ static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
         if (rc) break;
         rc = SS_ERR_EXISTS;
     }
+    sodium_memzero(key, sizeof key);
     if (rc == SS_ERR_EXISTS)
         rc = ss_fail(err, SS_ERR_TEMPORARY, "push: other devices kept writing first (%d tries)",
                      MAX_ATTEMPTS);
@@ -470,18 +499,23 @@ static ss_rc push_with(ss_folder *f, const uint8_t *revoke, int force, ss_stats 
 
 ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err)
 {
-    return push_with(f, NULL, 0, stats, err);
+    return push_with(f, NULL, 0, 0, stats, err);
 }
 
 ss_rc eng_push_enroll(ss_folder *f, ss_stats *stats, ss_err *err)
 {
     const ss_device *me = ss_devices_find(f->devices, f->device_id);
     if (me && !me->revoked) return SS_OK;
-    return push_with(f, NULL, !me, stats, err); /* a revoked device is refused there */
+    return push_with(f, NULL, !me, 0, stats, err); /* a revoked device is refused there */
 }
 
 ss_rc eng_push_revoke(ss_folder *f, const uint8_t id[SS_TXN_DEVICE_ID_BYTES], ss_stats *stats,
                       ss_err *err)
 {
-    return push_with(f, id, 1, stats, err);
+    return push_with(f, id, 1, 1, stats, err); /* a revocation begins a key epoch */
+}
+
+ss_rc eng_push_rotate(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    return push_with(f, NULL, 1, 1, stats, err);
 }

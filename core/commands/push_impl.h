@@ -26,6 +26,9 @@ typedef struct push {
     int force; /* a transaction of device entries only (enrollment, revocation): no scan */
     ss_txn_device devs[2]; /* device entries: this device enrolling, a device revoked */
     uint32_t n_devs;
+    int rotate;    /* begin the next key epoch with this transaction (forced, no scan) */
+    ss_keys *keys; /* rotating: the keys with the new epoch, until it is committed */
+    uint8_t epoch_key[SS_EPOCH_KEY_BYTES];
 } push;
 
 /*
@@ -39,7 +42,9 @@ ss_rc push_device_entries(push *p, ss_err *err);
 ss_rc push_upload_log(push *p, const uint8_t prev_chain[SS_CHAIN_BYTES],
                       uint8_t chain[SS_CHAIN_BYTES], ss_state_applied *ret_obj, ss_err *err);
 
-/* The device table after transaction p->seq, saved with its watermark (owned by the caller). */
-ss_rc push_next_devices(push *p, ss_devices **ret_next, ss_err *err);
+/* The device table after transaction p->seq (owned by the caller). */
+ss_rc push_devices_after(push *p, ss_devices **ret_next, ss_err *err);
+/* p->rotate: epochs/<E+1> created for the devices after p->seq; p->keys seal log/<seq>. */
+ss_rc push_begin_epoch(push *p, const ss_devices *after, ss_err *err);
 
 #endif

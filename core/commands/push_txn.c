@@ -5,6 +5,7 @@
  * and the device table after it.
  */
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +55,9 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[SS_
     eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, ss_frame_out_write, &sink);
     rc = eng_tmpfile(f, &fd, err);
     if (rc) goto fail;
-    rc = ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, p->seq, prev_chain,
-                             ss_repo_config(f->repo)->zstd_level, ss_fd_sink, &fd, &sink.w, err);
+    rc = ss_frame_writer_new(p->keys ? p->keys : ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key,
+                             p->seq, prev_chain, ss_repo_config(f->repo)->zstd_level, ss_fd_sink,
+                             &fd, &sink.w, err);
     if (rc) goto fail;
     rc = ss_txn_writer_new(&f->limits, &h, eng_signer_write, &sg, &tw, err);
     if (rc) goto fail;
@@ -162,9 +164,9 @@ ss_rc push_device_entries(push *p, ss_err *err)
     return SS_OK;
 }
 
-/* The device table after transaction p->seq, saved with its watermark; f->devices once committed.
- */
-ss_rc push_next_devices(push *p, ss_devices **ret_next, ss_err *err)
+/* The device table after transaction p->seq: what an epoch it begins is granted to, and
+ * f->devices once committed. */
+ss_rc push_devices_after(push *p, ss_devices **ret_next, ss_err *err)
 {
     ss_folder *f = p->f;
     ss_txn_header h = {.seq = p->seq,
@@ -180,11 +182,14 @@ ss_rc push_next_devices(push *p, ss_devices **ret_next, ss_err *err)
     if (rc) goto fail;
     rc = ss_devices_apply_log(next, &h, err);
     if (rc) goto fail;
-    rc = ss_state_devices_save(f->state, next, err);
-    if (rc) goto fail;
     *ret_next = next;
     return SS_OK;
 fail:
     ss_devices_free(next);
     return rc;
+}
+
+ss_rc push_begin_epoch(push *p, const ss_devices *after, ss_err *err)
+{
+    return eng_epoch_begin(p->f, p->seq, after, p->epoch_key, &p->keys, err);
 }

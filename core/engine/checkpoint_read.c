@@ -1,5 +1,5 @@
 /*
- * checkpoint_read: listing checkpoints/ and reading one back verified (a
+ * checkpoint_read: reading a checkpoint back verified (a
  * joining device, a device re-based after gc, log, verify, restore and gc
  * start there; docs/FORMAT.md "Checkpoints").
  *
@@ -22,19 +22,6 @@
 #include "fault.h"
 #include "frame.h"
 #include "ss_buf.h"
-
-/* --- listing --------------------------------------------------------------------------- */
-
-ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err)
-{
-    ss_rc rc;
-    l->prefix = SS_KEY_CHECKPOINTS_PREFIX;
-    rc = ss_store_list(f->store, SS_KEY_CHECKPOINTS_PREFIX, "", eng_collect_seq, l, err);
-    if (rc) return rc;
-    if (l->bad == 2) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    if (l->bad) return ss_fail(err, SS_ERR_INTEGRITY, "unexpected object %s", l->bad_key);
-    return SS_OK;
-}
 
 /* --- reading (C2) ------------------------------------------------------------------------ */
 
@@ -110,6 +97,8 @@ static ss_rc check_ops(ss_folder *f, const char *key, int fd, uint64_t seq,
     }
     rc = eng_checkpoint_table(f, it.r, fd, chain, &table, err);
     if (rc) goto done;
+    rc = eng_epoch_verify_pending(f, seq, table, err); /* an epoch this checkpoint taught us */
+    if (rc) goto done;
     if (ret_table) {
         *ret_table = table;
         table = NULL;
@@ -127,11 +116,45 @@ done:
     return rc;
 }
 
+/* One try at key into sink: the reader kept in fd for the epoch its header states. */
+static ss_rc fetch_once(ss_folder *f, const char *key, uint64_t seq, cp_sink *sink, cp_feed *fd,
+                        ss_err *err)
+{
+    static const uint8_t zero_chain[SS_CHAIN_BYTES] = {0};
+    ss_rc rc =
+        ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq, zero_chain,
+                            SS_CHECKPOINT_PLAIN_MAX, cp_write, sink, &fd->r, err);
+    if (rc) return rc;
+    rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, cp_feed_frame, fd, err);
+    if (fd->rc) {
+        rc = fd->rc;
+        if (err) *err = fd->err;
+    }
+    if (rc) return rc;
+    return ss_frame_end(fd->r, NULL, err);
+}
+
+/* The checkpoint is under a key epoch this device lacks: learn it, then start again. */
+static ss_rc learn_epoch(ss_folder *f, uint64_t seq, cp_sink *sink, cp_feed *fd, ss_err *err)
+{
+    uint32_t epoch;
+    uint64_t start;
+    ss_rc rc = ss_frame_reader_epoch(fd->r, &epoch, &start);
+    if (rc) return ss_fail(err, SS_ERR_INTEGRITY, "checkpoints/%020" PRIu64 ": no header", seq);
+    rc = eng_epoch_learn(f, SS_FRAME_KIND_CHECKPOINT, epoch, start, seq, err);
+    if (rc) return rc;
+    ss_frame_reader_free(fd->r);
+    *fd = (cp_feed){0};
+    sink->got = 0;
+    if (ftruncate(sink->fd, 0) || lseek(sink->fd, 0, SEEK_SET))
+        return ss_fail(err, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
+    return SS_OK;
+}
+
 ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
                            uint8_t ret_chain[SS_CHAIN_BYTES], uint64_t *ret_time_ns,
                            ss_devices **ret_table, ss_err *err)
 {
-    static const uint8_t zero_chain[SS_CHAIN_BYTES] = {0};
     char key[SS_KEY_NAME_MAX];
     cp_sink sink = {.fd = -1};
     cp_feed fd = {0};
@@ -141,16 +164,12 @@ ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
     rc = eng_tmpfile(f, &sink.fd, err);
     if (rc) goto fail;
-    rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq, zero_chain,
-                             SS_CHECKPOINT_PLAIN_MAX, cp_write, &sink, &fd.r, err);
-    if (rc) goto fail;
-    rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, cp_feed_frame, &fd, err);
-    if (fd.rc) {
-        rc = fd.rc;
-        if (err) *err = fd.err;
+    rc = fetch_once(f, key, seq, &sink, &fd, err);
+    if (rc == SS_ERR_EPOCH) {
+        rc = learn_epoch(f, seq, &sink, &fd, err);
+        if (rc) goto fail;
+        rc = fetch_once(f, key, seq, &sink, &fd, err);
     }
-    if (rc) goto fail;
-    rc = ss_frame_end(fd.r, NULL, err);
     if (rc) goto fail;
     rc = check_header(key, &sink, err);
     if (rc) goto fail;

@@ -273,6 +273,26 @@ ss_rc eng_stats_conflict(ss_stats *s, const char *path)
     return SS_OK;
 }
 
+ss_rc eng_meta_write(ss_folder *f, const char *name, const void *buf, size_t len, ss_err *err)
+{
+    char *tmp = NULL, *path = NULL;
+    int fd = -1;
+    ss_rc rc = SS_OK;
+    if (asprintf(&tmp, "%s/%s.tmp", f->meta, name) < 0) tmp = NULL;
+    if (!tmp || asprintf(&path, "%s/%s", f->meta, name) < 0) {
+        free(tmp);
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    }
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || write(fd, buf, len) != (ssize_t)len || fsync(fd) || rename(tmp, path))
+        rc = ss_fail(err, SS_ERR_IO, "write %s: %s", path, strerror(errno));
+    if (fd >= 0) close(fd);
+    if (rc) unlink(tmp);
+    free(tmp);
+    free(path);
+    return rc;
+}
+
 static char *inflight_path(ss_folder *f)
 {
     char *p = NULL;

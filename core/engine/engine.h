@@ -23,6 +23,15 @@
 #include "s3sync.h"
 #include "txn.h"
 
+/* An epoch learned from the log object that begins it, its grants not yet verified (epochs.c E1).
+ */
+typedef struct eng_epoch_pending {
+    uint8_t *obj; /* epochs/<epoch>, owned */
+    size_t len;
+    uint32_t epoch;
+    uint64_t start;
+} eng_epoch_pending;
+
 struct ss_folder {
     char *root;  /* absolute */
     char *meta;  /* root/.s3sync */
@@ -42,6 +51,8 @@ struct ss_folder {
     ss_progress prog;   /* what hooks.progress is told */
     char *settings;     /* the text of .s3sync/config, as read at open */
     uint32_t mode_mask; /* bits of a mode from the store never applied here (eng_mode_applied) */
+    eng_epoch_pending epoch_pending;
+    int epochs_unsaved; /* learned into f->repo, not yet in .s3sync/epochs */
 };
 
 /*
@@ -110,6 +121,39 @@ int eng_kind_of(mode_t mode);
 /* Append a path to stats->conflicts. */
 ss_rc eng_stats_conflict(ss_stats *s, const char *path);
 
+/* ---- key epochs (epochs.c) ---- */
+
+/* The epochs .s3sync/epochs holds, added to f->repo's keys; none there: epoch 0 only. */
+ss_rc eng_epochs_load(ss_folder *f, ss_err *err);
+/* Every epoch f->repo's keys hold, written to .s3sync/epochs. */
+ss_rc eng_epochs_save(ss_folder *f, ss_err *err);
+/*
+ * An object (kind SS_FRAME_KIND_*) at seq states key epoch epoch, from
+ * sequence start, which this device does not hold: fetch epochs/<epoch>,
+ * open this device's grant, follow the links down to the epoch it holds
+ * (a log read in order meets one new epoch at a time; a checkpoint may
+ * skip several) and add them to f->repo. SS_ERR_REVOKED when it grants
+ * this device nothing. When the device's table predates the epoch (a log
+ * object that begins it, any checkpoint), the grants are verified later
+ * (eng_epoch_verify_pending, E1).
+ */
+ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t start, uint64_t seq,
+                      ss_err *err);
+/* With a device table at seq: the grants of an epoch learned early, once seq reaches its start. */
+ss_rc eng_epoch_verify_pending(ss_folder *f, uint64_t seq, const ss_devices *table, ss_err *err);
+void eng_epoch_pending_clear(ss_folder *f);
+/*
+ * Begin the next epoch with key (random, the caller's) at sequence at_seq,
+ * granted to the devices after (the table after at_seq): epochs/<E+1>
+ * created. *ret_keys: f->repo's keys with it, to seal log/<at_seq> and its
+ * packs; the caller adds the epoch to f->repo once that object committed.
+ * SS_ERR_TEMPORARY when another device is beginning that epoch.
+ */
+ss_rc eng_epoch_begin(ss_folder *f, uint64_t at_seq, const ss_devices *after,
+                      uint8_t key[SS_EPOCH_KEY_BYTES], ss_keys **ret_keys, ss_err *err);
+
+/* Write f->meta/name atomically (temp, fsync, rename) with mode 0600: settings, keys. */
+ss_rc eng_meta_write(ss_folder *f, const char *name, const void *buf, size_t len, ss_err *err);
 /*
  * The in-flight record, .s3sync/inflight: "seq chain" of a log object this
  * device put but has not recorded (the answer was lost, or it was killed).
@@ -172,6 +216,8 @@ ss_rc eng_tmpfile(ss_folder *f, int *ret_fd, ss_err *err);
 ss_rc eng_push_enroll(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc eng_push_revoke(ss_folder *f, const uint8_t id[SS_TXN_DEVICE_ID_BYTES], ss_stats *stats,
                       ss_err *err);
+/* A transaction that begins the next key epoch, granted to every device enrolled (key rotate). */
+ss_rc eng_push_rotate(ss_folder *f, ss_stats *stats, ss_err *err);
 
 /* --- signatures (signing.c) --------------------------------------------------------- */
 

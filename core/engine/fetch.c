@@ -44,8 +44,9 @@ static ss_rc open_chunk(eng_fetch *x, const struct eng_fetch_job *j, const uint8
 {
     void *plain = NULL; /* owned */
     size_t len = 0;
-    ss_rc rc = ss_chunk_open(ss_repo_keys(x->f->repo), j->ref.id, sealed, j->ref.sealed_len,
-                             j->ref.plain_len, &plain, &len, e);
+    const ss_keys *keys = ss_repo_keys(x->f->repo);
+    ss_rc rc = ss_chunk_open(keys, ss_keys_epoch_at(keys, ss_pack_key_seq(j->pack)), j->ref.id,
+                             sealed, j->ref.sealed_len, j->ref.plain_len, &plain, &len, e);
     if (rc) goto done;
     if (len != j->ref.plain_len) {
         rc = ss_fail(e, SS_ERR_INTEGRITY, "a chunk has %zu bytes, expected %u", len,

@@ -94,6 +94,17 @@ static ss_rc list_log(ss_folder *f, uint64_t wm, int own, eng_log_list *l, ss_er
     return SS_OK;
 }
 
+ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err)
+{
+    ss_rc rc;
+    l->prefix = SS_KEY_CHECKPOINTS_PREFIX;
+    rc = ss_store_list(f->store, SS_KEY_CHECKPOINTS_PREFIX, "", eng_collect_seq, l, err);
+    if (rc) return rc;
+    if (l->bad == 2) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    if (l->bad) return ss_fail(err, SS_ERR_INTEGRITY, "unexpected object %s", l->bad_key);
+    return SS_OK;
+}
+
 ss_rc eng_list_log(ss_folder *f, uint64_t wm, eng_log_list *l, ss_err *err)
 {
     return list_log(f, wm, wm > 0, l, err);

@@ -144,8 +144,9 @@ static ss_rc pack_chunk(eng_packer *pk, const uint8_t *data, size_t len,
     void *sealed = NULL;
     size_t slen = 0;
     ss_chunk_loc loc;
-    ss_rc rc = ss_chunk_seal(ss_repo_keys(pk->f->repo), id, data, len, 1, cfg->zstd_level, &sealed,
-                             &slen, err);
+    const ss_keys *keys = ss_repo_keys(pk->f->repo);
+    ss_rc rc = ss_chunk_seal(keys, ss_keys_epoch_at(keys, pk->seq), id, data, len, 1,
+                             cfg->zstd_level, &sealed, &slen, err);
     if (rc) return rc;
     if (pk->index == UINT32_MAX) {
         rc = new_pack(pk, err);

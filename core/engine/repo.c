@@ -9,11 +9,14 @@
 #include <time.h>
 
 #include "array.h"
+#include "epoch.h"
 
 struct ss_repo {
     ss_store *store; /* borrowed */
     ss_keys *keys;
     ss_config cfg;
+    ss_keys **retired; /* keys replaced by ss_repo_add_epoch, still lent out: freed last */
+    size_t n_retired;
 };
 
 const ss_keys *ss_repo_keys(const ss_repo *repo)
@@ -35,7 +38,31 @@ void ss_repo_free(ss_repo *repo)
 {
     if (!repo) return;
     ss_keys_free(repo->keys);
+    for (size_t i = 0; i < repo->n_retired; i++)
+        ss_keys_free(repo->retired[i]);
+    free(repo->retired);
     free(repo);
+}
+
+ss_rc ss_repo_add_epoch(ss_repo *repo, uint32_t epoch, uint64_t start,
+                        const uint8_t key[SS_EPOCH_KEY_BYTES], ss_err *err)
+{
+    ss_keys *next = NULL;
+    ss_keys **grown;
+    ss_rc rc;
+    if (epoch <= ss_keys_epoch(repo->keys)) { /* held: the same key and start, or a lie */
+        rc = ss_keys_with_epoch(repo->keys, epoch, start, key, &next, err);
+        ss_keys_free(next);
+        return rc;
+    }
+    grown = realloc(repo->retired, (repo->n_retired + 1) * sizeof *grown);
+    if (!grown) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    repo->retired = grown;
+    rc = ss_keys_with_epoch(repo->keys, epoch, start, key, &next, err);
+    if (rc) return rc;
+    repo->retired[repo->n_retired++] = repo->keys;
+    repo->keys = next;
+    return SS_OK;
 }
 
 static ss_repo *new_repo(ss_store *store)
@@ -159,12 +186,73 @@ static void free_names(key_names *k)
     free(k->v);
 }
 
-/* The keys the key file buf opens to with pass, and its KDF limits. */
-static ss_rc open_keyfile(const void *buf, size_t len, const uint8_t *repo_id, const char *pass,
-                          size_t passlen, ss_keys **ret_keys, ss_kdf_limits *ret_limits,
-                          ss_err *err)
+/* What the link of epochs/<epoch> opens with key: the key and start of epoch - 1. */
+static ss_rc unlink_one(ss_store *store, const uint8_t *repo_id, uint32_t epoch,
+                        const uint8_t key[SS_EPOCH_KEY_BYTES], uint8_t ret_prev[SS_EPOCH_KEY_BYTES],
+                        uint64_t *ret_prev_start, ss_err *err)
 {
-    ss_rc rc = ss_keyfile_open(buf, len, repo_id, pass, passlen, ret_keys, err);
+    char name[SS_KEY_NAME_MAX];
+    void *obj = NULL;
+    size_t len = 0;
+    ss_rc rc;
+    snprintf(name, sizeof name, SS_KEY_EPOCH_FMT, epoch);
+    rc = ss_store_get_max(store, name, SS_EPOCH_READ_MAX, &obj, &len, err);
+    if (rc == SS_ERR_NOT_FOUND)
+        rc = ss_fail(err, SS_ERR_INTEGRITY, "%s is missing: a key file opens key epoch %" PRIu32,
+                     name, epoch);
+    if (rc) return rc;
+    rc = ss_epoch_link_open(obj, len, epoch, repo_id, key, ret_prev, ret_prev_start, err);
+    free(obj);
+    return rc;
+}
+
+/*
+ * The keys of a key file of epoch sec->epoch: the links of epochs/ walked
+ * back to the master key, then every epoch added again from 1 on (E3).
+ */
+static ss_rc keys_of_secret(ss_store *store, const uint8_t *repo_id, const ss_epoch_secret *sec,
+                            ss_keys **ret_keys, ss_err *err)
+{
+    uint32_t n = sec->epoch;
+    ss_epoch_secret *chain = NULL; /* chain[e]: epoch e's key and start */
+    ss_keys *keys = NULL, *next = NULL;
+    ss_rc rc;
+    *ret_keys = NULL;
+    chain = sodium_allocarray((size_t)n + 1, sizeof *chain);
+    if (!chain) return ss_fail(err, SS_ERR_NOMEM, "out of secure memory");
+    chain[n] = *sec;
+    for (uint32_t e = n; e > 0; e--) {
+        chain[e - 1].epoch = e - 1;
+        rc =
+            unlink_one(store, repo_id, e, chain[e].key, chain[e - 1].key, &chain[e - 1].start, err);
+        if (rc) goto fail;
+    }
+    rc = ss_keys_from_master(chain[0].key, repo_id, &keys, err);
+    if (rc) goto fail;
+    for (uint32_t e = 1; e <= n; e++) {
+        rc = ss_keys_with_epoch(keys, e, chain[e].start, chain[e].key, &next, err);
+        if (rc) goto fail;
+        ss_keys_free(keys);
+        keys = next;
+    }
+    *ret_keys = keys;
+    keys = NULL;
+fail:
+    ss_keys_free(keys);
+    sodium_free(chain);
+    return rc;
+}
+
+/* The keys the key file buf opens to with pass, and its KDF limits. */
+static ss_rc open_keyfile(ss_store *store, const void *buf, size_t len, const uint8_t *repo_id,
+                          const char *pass, size_t passlen, ss_keys **ret_keys,
+                          ss_kdf_limits *ret_limits, ss_err *err)
+{
+    ss_epoch_secret *sec = NULL;
+    ss_rc rc = ss_keyfile_open_epoch(buf, len, repo_id, pass, passlen, &sec, err);
+    if (rc) return rc;
+    rc = keys_of_secret(store, repo_id, sec, ret_keys, err);
+    ss_epoch_secret_free(sec);
     if (rc) return rc;
     return ss_keyfile_limits(buf, len, ret_limits, err);
 }
@@ -181,7 +269,7 @@ static ss_rc try_keyfiles(ss_store *store, const key_names *names, const uint8_t
         ss_err e = {{0}};
         rc = ss_store_get_max(store, names->v[i], SS_KEYFILE_READ_MAX, &buf, &len, err);
         if (rc) return rc;
-        rc = open_keyfile(buf, len, repo_id, pass, passlen, ret_keys, ret_limits, &e);
+        rc = open_keyfile(store, buf, len, repo_id, pass, passlen, ret_keys, ret_limits, &e);
         *ret_name = names->v[i];
         free(buf);
         if (rc && rc != SS_ERR_PASSPHRASE) return ss_fail(err, rc, "%s: %s", names->v[i], e.msg);
@@ -374,6 +462,23 @@ ss_rc ss_repo_key_remove(ss_repo *repo, const char *id, ss_err *err)
         goto done;
     }
     rc = ss_store_delete(repo->store, key, err);
+done:
+    free_names(&names);
+    return rc;
+}
+
+ss_rc ss_repo_key_retire_others(ss_repo *repo, const char *keep_id, ss_err *err)
+{
+    key_names names = {0};
+    char keep[SS_KEY_NAME_MAX];
+    ss_rc rc = list_keys(repo->store, &names, err);
+    if (rc) goto done;
+    snprintf(keep, sizeof keep, SS_KEY_KEYS_PREFIX "%s", keep_id);
+    for (size_t i = 0; i < names.n; i++) {
+        if (!strcmp(names.v[i], keep)) continue;
+        rc = ss_store_delete(repo->store, names.v[i], err);
+        if (rc) goto done;
+    }
 done:
     free_names(&names);
     return rc;

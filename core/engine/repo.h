@@ -30,9 +30,22 @@ ss_rc ss_repo_open_master(ss_store *store, const uint8_t master[SS_MASTER_KEY_BY
                           const uint8_t *cfg, size_t cfg_len, ss_repo **ret_repo, ss_err *err);
 void ss_repo_free(ss_repo *repo); /* NULL safe; wipes the keys */
 
+/*
+ * Borrowed; valid until ss_repo_free, even after ss_repo_add_epoch replaced
+ * them (a reader may still hold them).
+ */
 const ss_keys *ss_repo_keys(const ss_repo *repo);
+/*
+ * The keys from now on also hold key epoch epoch (ss_keys_with_epoch's
+ * rules). An epoch held already with this key and start: nothing changes.
+ */
+ss_rc ss_repo_add_epoch(ss_repo *repo, uint32_t epoch, uint64_t start,
+                        const uint8_t key[SS_EPOCH_KEY_BYTES], ss_err *err);
 const ss_config *ss_repo_config(const ss_repo *repo);
 ss_store *ss_repo_store(const ss_repo *repo);
+
+/* Delete every key file but keys/<keep_id>: the passphrases of older key epochs are retired. */
+ss_rc ss_repo_key_retire_others(ss_repo *repo, const char *keep_id, ss_err *err);
 
 /* SS_ERR_INTEGRITY naming both fingerprints when expected (text form) is not repo's. */
 ss_rc ss_repo_check_fingerprint(const ss_repo *repo, const char *expected, ss_err *err);

@@ -40,6 +40,42 @@ static int feed_frame(void *ctx, const void *buf, size_t len)
     return fd->rc ? -1 : 0;
 }
 
+/* One try at log/<seq>: *ret_reader kept for its header's epoch when the try failed. */
+static ss_rc fetch_once(ss_folder *f, const char *key, uint64_t seq,
+                        const uint8_t prev[SS_CHAIN_BYTES], const void *obj, size_t obj_len,
+                        int stage, feed *fd, uint8_t hash[SS_OBJECT_HASH_BYTES], ss_err *err)
+{
+    ss_rc rc;
+    rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
+                             SS_TXN_PLAIN_MAX, ss_fd_sink, &stage, &fd->r, err);
+    if (rc) return rc;
+    fd->bytes = obj_len;
+    if (obj) /* fetched already (prefetch.c fetches several at once) */
+        rc = ss_frame_feed(fd->r, obj, obj_len, err);
+    else
+        rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, feed_frame, fd, err);
+    if (fd->rc) {
+        rc = fd->rc;
+        if (err) *err = fd->err;
+    }
+    if (rc) return rc;
+    return ss_frame_end(fd->r, hash, err);
+}
+
+/* The object states a key epoch this device does not hold yet: learn it, then read again. */
+static ss_rc learn_epoch(ss_folder *f, const feed *fd, uint64_t seq, int stage, ss_err *err)
+{
+    uint32_t epoch;
+    uint64_t start;
+    ss_rc rc = ss_frame_reader_epoch(fd->r, &epoch, &start);
+    if (rc) return ss_fail(err, SS_ERR_INTEGRITY, "log/%020" PRIu64 ": no header", seq);
+    rc = eng_epoch_learn(f, SS_FRAME_KIND_LOG, epoch, start, seq, err);
+    if (rc) return rc;
+    if (ftruncate(stage, 0) || lseek(stage, 0, SEEK_SET))
+        return ss_fail(err, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
+    return SS_OK;
+}
+
 ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES], const void *obj,
                     size_t obj_len, int *ret_fd, uint8_t chain[SS_CHAIN_BYTES],
                     ss_state_applied *ret_obj, ss_err *err)
@@ -53,20 +89,14 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTE
     snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
     rc = eng_tmpfile(f, &stage, err);
     if (rc) goto fail;
-    rc = ss_frame_reader_new(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, seq, prev,
-                             SS_TXN_PLAIN_MAX, ss_fd_sink, &stage, &fd.r, err);
-    if (rc) goto fail;
-    fd.bytes = obj_len;
-    if (obj) /* fetched already (prefetch.c fetches several at once) */
-        rc = ss_frame_feed(fd.r, obj, obj_len, err);
-    else
-        rc = ss_store_get_stream(f->store, key, 0, SS_TO_END, feed_frame, &fd, err);
-    if (fd.rc) {
-        rc = fd.rc;
-        if (err) *err = fd.err;
+    rc = fetch_once(f, key, seq, prev, obj, obj_len, stage, &fd, hash, err);
+    if (rc == SS_ERR_EPOCH) {
+        rc = learn_epoch(f, &fd, seq, stage, err);
+        if (rc) goto fail;
+        ss_frame_reader_free(fd.r);
+        fd = (feed){0};
+        rc = fetch_once(f, key, seq, prev, obj, obj_len, stage, &fd, hash, err);
     }
-    if (rc) goto fail;
-    rc = ss_frame_end(fd.r, hash, err);
     if (rc) goto fail;
     ss_frame_reader_free(fd.r);
     ss_chain_next(ss_repo_keys(f->repo), prev, hash, chain);
@@ -163,6 +193,8 @@ ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[SS_CH
     rc = ss_devices_copy(table, &next, err);
     if (rc) goto done;
     rc = ss_devices_apply_log(next, ss_txn_reader_header(it.r), err);
+    if (rc) goto done;
+    rc = eng_epoch_verify_pending(f, seq, next, err);
     if (rc) goto done;
     *ret_next = next;
     next = NULL;

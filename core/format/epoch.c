@@ -84,21 +84,23 @@ static ss_rc put_grant(uint8_t *out, const ss_device *d, const uint8_t key[SS_EP
 }
 
 static void put_link(uint8_t *out, const uint8_t *header, const uint8_t key[SS_EPOCH_KEY_BYTES],
-                     const uint8_t prev[SS_EPOCH_KEY_BYTES])
+                     const uint8_t prev[SS_EPOCH_KEY_BYTES], uint64_t prev_start)
 {
-    uint8_t k[SS_EPOCH_KEY_BYTES];
+    uint8_t k[SS_EPOCH_KEY_BYTES], plain[SS_EPOCH_LINK_PLAIN_BYTES];
     subkey(k, SS_EPOCH_SUBKEY_LINK, key);
+    memcpy(plain, prev, SS_EPOCH_KEY_BYTES);
+    ss_le_put64(plain + SS_EPOCH_KEY_BYTES, prev_start);
     randombytes_buf(out, LINK_NONCE_BYTES);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(out + LINK_NONCE_BYTES, NULL, prev,
-                                               SS_EPOCH_KEY_BYTES, header, SS_EPOCH_HEADER_BYTES,
-                                               NULL, out, k);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + LINK_NONCE_BYTES, NULL, plain, sizeof plain,
+                                               header, SS_EPOCH_HEADER_BYTES, NULL, out, k);
     sodium_memzero(k, sizeof k);
+    sodium_memzero(plain, sizeof plain);
 }
 
 ss_rc ss_epoch_encode(uint32_t epoch, const uint8_t repo_id[SS_REPO_ID_BYTES],
                       const uint8_t key[SS_EPOCH_KEY_BYTES], const uint8_t prev[SS_EPOCH_KEY_BYTES],
-                      const ss_devices *table, uint64_t at_seq, const ss_device_key *signer,
-                      uint8_t **ret_buf, size_t *ret_len, ss_err *err)
+                      uint64_t prev_start, const ss_devices *table, uint64_t at_seq,
+                      const ss_device_key *signer, uint8_t **ret_buf, size_t *ret_len, ss_err *err)
 {
     const ss_device *me = ss_devices_find(table, ss_device_key_id(signer));
     size_t n = live_count(table, at_seq), len;
@@ -107,6 +109,9 @@ ss_rc ss_epoch_encode(uint32_t epoch, const uint8_t repo_id[SS_REPO_ID_BYTES],
     *ret_buf = NULL;
     *ret_len = 0;
     if (!epoch) return ss_fail(err, SS_ERR_INVALID, "epoch 0 is the master key's: no object");
+    if (!prev_start || prev_start >= at_seq || (epoch == 1) != (prev_start == 1))
+        return ss_fail(err, SS_ERR_INVALID, "epoch %u must begin after epoch %u's start", epoch,
+                       epoch - 1);
     if (!me || !live_at(me, at_seq))
         return ss_fail(err, SS_ERR_INVALID, "the device starting epoch %u may not read it", epoch);
     len = SS_EPOCH_FIXED_BYTES + n * SS_EPOCH_GRANT_BYTES;
@@ -119,7 +124,7 @@ ss_rc ss_epoch_encode(uint32_t epoch, const uint8_t repo_id[SS_REPO_ID_BYTES],
     ss_le_put32(buf + SS_EPOCH_OFF_EPOCH, epoch);
     memcpy(buf + SS_EPOCH_OFF_REPO_ID, repo_id, SS_REPO_ID_BYTES);
     check_of(buf + SS_EPOCH_OFF_CHECK, key, repo_id, epoch);
-    put_link(buf + SS_EPOCH_HEADER_BYTES, buf, key, prev);
+    put_link(buf + SS_EPOCH_HEADER_BYTES, buf, key, prev, prev_start);
     p = buf + SS_EPOCH_HEADER_BYTES + SS_EPOCH_LINK_BYTES;
     for (size_t i = 0; i < ss_devices_count(table); i++) {
         const ss_device *d = ss_devices_at(table, i); /* in id order: grants ascend */
@@ -215,39 +220,45 @@ ss_rc ss_epoch_verify(const uint8_t *buf, size_t len, uint32_t epoch,
     return parse_verified(buf, len, epoch, repo_id, table, at_seq, &v, err);
 }
 
-/* key against the check, then the link opened with it: K_(E-1). */
+/* key against the check, then the link opened with it: K_(E-1) and where epoch E-1 began. */
 static ss_rc unlink_view(const view *v, uint32_t epoch, const uint8_t repo_id[SS_REPO_ID_BYTES],
                          const uint8_t key[SS_EPOCH_KEY_BYTES],
-                         uint8_t ret_prev[SS_EPOCH_KEY_BYTES], ss_err *err)
+                         uint8_t ret_prev[SS_EPOCH_KEY_BYTES], uint64_t *ret_prev_start,
+                         ss_err *err)
 {
-    uint8_t check[SS_EPOCH_CHECK_BYTES], k[SS_EPOCH_KEY_BYTES];
+    uint8_t check[SS_EPOCH_CHECK_BYTES], k[SS_EPOCH_KEY_BYTES], plain[SS_EPOCH_LINK_PLAIN_BYTES];
+    uint64_t start;
     int bad;
     check_of(check, key, repo_id, epoch);
     if (sodium_memcmp(check, v->header + SS_EPOCH_OFF_CHECK, SS_EPOCH_CHECK_BYTES))
         return refuse(err, epoch, "the key this device holds is not the epoch's");
     subkey(k, SS_EPOCH_SUBKEY_LINK, key);
-    bad = crypto_aead_xchacha20poly1305_ietf_decrypt(
-        ret_prev, NULL, NULL, v->link + LINK_NONCE_BYTES, SS_EPOCH_LINK_BYTES - LINK_NONCE_BYTES,
-        v->header, SS_EPOCH_HEADER_BYTES, v->link, k);
+    bad = crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, v->link + LINK_NONCE_BYTES,
+                                                     SS_EPOCH_LINK_BYTES - LINK_NONCE_BYTES,
+                                                     v->header, SS_EPOCH_HEADER_BYTES, v->link, k);
     sodium_memzero(k, sizeof k);
-    if (bad) {
-        sodium_memzero(ret_prev, SS_EPOCH_KEY_BYTES);
-        return refuse(err, epoch, "the previous epoch's key does not open");
-    }
+    start = bad ? 0 : ss_le_get64(plain + SS_EPOCH_KEY_BYTES);
+    if (!bad && (start == 0 || (epoch == 1) != (start == 1))) bad = 2;
+    if (!bad) memcpy(ret_prev, plain, SS_EPOCH_KEY_BYTES);
+    sodium_memzero(plain, sizeof plain);
+    if (bad == 2) return refuse(err, epoch, "the previous epoch's start is impossible");
+    if (bad) return refuse(err, epoch, "the previous epoch's key does not open");
+    *ret_prev_start = start;
     return SS_OK;
 }
 
 ss_rc ss_epoch_unlink(const uint8_t *buf, size_t len, uint32_t epoch,
                       const uint8_t repo_id[SS_REPO_ID_BYTES], const ss_devices *table,
                       uint64_t at_seq, const uint8_t key[SS_EPOCH_KEY_BYTES],
-                      uint8_t ret_prev[SS_EPOCH_KEY_BYTES], ss_err *err)
+                      uint8_t ret_prev[SS_EPOCH_KEY_BYTES], uint64_t *ret_prev_start, ss_err *err)
 {
     view v;
     ss_rc rc;
     sodium_memzero(ret_prev, SS_EPOCH_KEY_BYTES);
+    *ret_prev_start = 0;
     rc = parse_verified(buf, len, epoch, repo_id, table, at_seq, &v, err);
     if (rc) return rc;
-    return unlink_view(&v, epoch, repo_id, key, ret_prev, err);
+    return unlink_view(&v, epoch, repo_id, key, ret_prev, ret_prev_start, err);
 }
 
 static const uint8_t *grant_of(const view *v, const uint8_t id[SS_TXN_DEVICE_ID_BYTES])
@@ -259,31 +270,72 @@ static const uint8_t *grant_of(const view *v, const uint8_t id[SS_TXN_DEVICE_ID_
     return NULL;
 }
 
+/* This device's grant in v opened, checked and unlinked. */
+static ss_rc open_grant(const view *v, uint32_t epoch, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                        const ss_device_key *me, uint8_t ret_key[SS_EPOCH_KEY_BYTES],
+                        uint8_t ret_prev[SS_EPOCH_KEY_BYTES], uint64_t *ret_prev_start, ss_err *err)
+{
+    uint8_t key[SS_EPOCH_KEY_BYTES];
+    const uint8_t *g = grant_of(v, ss_device_key_id(me));
+    ss_rc rc;
+    if (!g)
+        return ss_fail(err, SS_ERR_REVOKED,
+                       SS_KEY_EPOCH_FMT ": grants this device no key (it was revoked)", epoch);
+    if (ss_device_key_unseal(me, g + SS_TXN_DEVICE_ID_BYTES, SS_EPOCH_SEALED_BYTES, key))
+        rc = refuse(err, epoch, "the key granted to this device does not open");
+    else
+        rc = unlink_view(v, epoch, repo_id, key, ret_prev, ret_prev_start, err);
+    if (!rc) memcpy(ret_key, key, SS_EPOCH_KEY_BYTES);
+    sodium_memzero(key, sizeof key);
+    return rc;
+}
+
 ss_rc ss_epoch_open(const uint8_t *buf, size_t len, uint32_t epoch,
                     const uint8_t repo_id[SS_REPO_ID_BYTES], const ss_devices *table,
                     uint64_t at_seq, const ss_device_key *me, uint8_t ret_key[SS_EPOCH_KEY_BYTES],
-                    uint8_t ret_prev[SS_EPOCH_KEY_BYTES], ss_err *err)
+                    uint8_t ret_prev[SS_EPOCH_KEY_BYTES], uint64_t *ret_prev_start, ss_err *err)
 {
-    uint8_t key[SS_EPOCH_KEY_BYTES];
-    const uint8_t *g;
     view v;
     ss_rc rc;
     sodium_memzero(ret_key, SS_EPOCH_KEY_BYTES);
     sodium_memzero(ret_prev, SS_EPOCH_KEY_BYTES);
+    *ret_prev_start = 0;
     rc = parse_verified(buf, len, epoch, repo_id, table, at_seq, &v, err);
     if (rc) return rc;
-    g = grant_of(&v, ss_device_key_id(me));
-    if (!g)
-        return ss_fail(err, SS_ERR_REVOKED,
-                       SS_KEY_EPOCH_FMT ": grants this device no key (it was revoked)", epoch);
-    if (ss_device_key_unseal(me, g + SS_TXN_DEVICE_ID_BYTES, SS_EPOCH_SEALED_BYTES, key)) {
-        rc = refuse(err, epoch, "the key granted to this device does not open");
-        goto done;
+    return open_grant(&v, epoch, repo_id, me, ret_key, ret_prev, ret_prev_start, err);
+}
+
+ss_rc ss_epoch_open_early(const uint8_t *buf, size_t len, uint32_t epoch,
+                          const uint8_t repo_id[SS_REPO_ID_BYTES], const ss_devices *before,
+                          uint64_t at_seq, const ss_device_key *me,
+                          uint8_t ret_key[SS_EPOCH_KEY_BYTES], uint8_t ret_prev[SS_EPOCH_KEY_BYTES],
+                          uint64_t *ret_prev_start, ss_err *err)
+{
+    view v;
+    ss_rc rc;
+    sodium_memzero(ret_key, SS_EPOCH_KEY_BYTES);
+    sodium_memzero(ret_prev, SS_EPOCH_KEY_BYTES);
+    *ret_prev_start = 0;
+    rc = parse(buf, len, epoch, repo_id, &v, err);
+    if (rc) return rc;
+    if (ss_devices_find(before, v.signer)) { /* else it enrolls at at_seq: verified then */
+        rc = check_signature(&v, epoch, before, at_seq, err);
+        if (rc) return rc;
     }
-    rc = unlink_view(&v, epoch, repo_id, key, ret_prev, err);
-    if (rc) goto done;
-    memcpy(ret_key, key, SS_EPOCH_KEY_BYTES);
-done:
-    sodium_memzero(key, sizeof key);
-    return rc;
+    return open_grant(&v, epoch, repo_id, me, ret_key, ret_prev, ret_prev_start, err);
+}
+
+ss_rc ss_epoch_link_open(const uint8_t *buf, size_t len, uint32_t epoch,
+                         const uint8_t repo_id[SS_REPO_ID_BYTES],
+                         const uint8_t key[SS_EPOCH_KEY_BYTES],
+                         uint8_t ret_prev[SS_EPOCH_KEY_BYTES], uint64_t *ret_prev_start,
+                         ss_err *err)
+{
+    view v;
+    ss_rc rc;
+    sodium_memzero(ret_prev, SS_EPOCH_KEY_BYTES);
+    *ret_prev_start = 0;
+    rc = parse(buf, len, epoch, repo_id, &v, err);
+    if (rc) return rc;
+    return unlink_view(&v, epoch, repo_id, key, ret_prev, ret_prev_start, err);
 }

@@ -1,5 +1,5 @@
 /*
- * format: every constant of the repository format, version 1.
+ * format: every constant of the repository format, version 2.
  *
  * docs/FORMAT.md is normative; this header is its mirror (as casync's
  * caformat.h is for casync) and the two change together in one commit. Each
@@ -12,7 +12,7 @@
 #include <inttypes.h>
 #include <stdint.h>
 
-#define SS_FORMAT_VERSION 1u
+#define SS_FORMAT_VERSION 2u
 
 /* ---- "Bucket layout": object key names (printf formats, and buffer sizes incl. NUL) ---- */
 
@@ -99,13 +99,14 @@ typedef enum ss_subkey {
 #define SS_CONFIG_DEFAULT_INLINE_LIMIT 4096u
 #define SS_CONFIG_DEFAULT_ZSTD_LEVEL 3u
 
-/* ---- "keys/<id> (112 bytes, or 416 with its info trailer)" ---- */
+/* ---- "keys/<id> (120 bytes, or 424 with its info trailer)" ---- */
 
 #define SS_KEYFILE_MAGIC "S3SK"
-#define SS_KEYFILE_BYTES 112
+#define SS_KEYFILE_BYTES 120
 #define SS_KEYFILE_OFF_MAGIC 0
 #define SS_KEYFILE_OFF_VERSION 4
 #define SS_KEYFILE_OFF_ALG 5
+#define SS_KEYFILE_OFF_EPOCH 6 /* u16: the key epoch whose key it seals (0: the master key) */
 #define SS_KEYFILE_OFF_OPSLIMIT 8
 #define SS_KEYFILE_OFF_MEMLIMIT 16
 #define SS_KEYFILE_OFF_SALT 24
@@ -113,23 +114,24 @@ typedef enum ss_subkey {
 #define SS_KEYFILE_OFF_SEALED 64
 #define SS_KEYFILE_SALT_BYTES 16
 #define SS_KEYFILE_NONCE_BYTES 24
-#define SS_KEYFILE_SEALED_BYTES 48   /* ciphertext (32) || tag (16) */
+#define SS_KEYFILE_PLAIN_BYTES 40    /* the epoch's key (32) || u64 the epoch's first sequence */
+#define SS_KEYFILE_SEALED_BYTES 56   /* ciphertext (40) || tag (16) */
 #define SS_KEYFILE_HEADER_BYTES 64   /* AD = bytes 0..63 || repository id */
 #define SS_KEYFILE_ALG_ARGON2ID13 2u /* == crypto_pwhash_ALG_ARGON2ID13 */
 /*
- * "Key file info trailer": optional, right after the 112 bytes. nonce (24) ||
+ * "Key file info trailer": optional, right after the 120 bytes. nonce (24) ||
  * XChaCha20-Poly1305-IETF under the keyinfo subkey of (u64 created || u8
  * label length L || label || zeros to 255 label bytes), tag (16); AD = bytes
- * 0..111 || repository id. Fixed size, so the file's size does not tell the
- * label's length: a key file is 112 or SS_KEYFILE_INFO_BYTES bytes.
+ * 0..119 || repository id. Fixed size, so the file's size does not tell the
+ * label's length: a key file is 120 or SS_KEYFILE_INFO_BYTES bytes.
  */
-#define SS_KEYFILE_INFO_OFF_NONCE 112
-#define SS_KEYFILE_INFO_OFF_SEALED 136
+#define SS_KEYFILE_INFO_OFF_NONCE 120
+#define SS_KEYFILE_INFO_OFF_SEALED 144
 #define SS_KEYFILE_INFO_NONCE_BYTES 24
 #define SS_KEYFILE_LABEL_MAX 255
 #define SS_KEYFILE_INFO_PLAIN_BYTES 264  /* u64 created || u8 L || 255 label bytes */
 #define SS_KEYFILE_INFO_SEALED_BYTES 280 /* ciphertext (264) || tag (16) */
-#define SS_KEYFILE_INFO_BYTES 416        /* the whole key file with its trailer */
+#define SS_KEYFILE_INFO_BYTES 424        /* the whole key file with its trailer */
 /* Argon2id limits: a reader refuses a file outside [MIN, MAX] before running the KDF. */
 #define SS_KDF_OPSLIMIT_MIN 2u                         /* crypto_pwhash_OPSLIMIT_INTERACTIVE */
 #define SS_KDF_MEMLIMIT_MIN (64ull * 1024 * 1024)      /* crypto_pwhash_MEMLIMIT_INTERACTIVE */
@@ -157,11 +159,14 @@ typedef enum ss_subkey {
 /* ---- "Framed objects" ---- */
 
 #define SS_FRAME_MAGIC "S3SO"
-#define SS_FRAME_HEADER_BYTES 8 /* magic(4) | version | kind | flags | 0 */
+/* header = magic(4) | version | kind | flags | 0 | u32 epoch | u64 start */
+#define SS_FRAME_HEADER_BYTES 20
 #define SS_FRAME_OFF_VERSION 4
 #define SS_FRAME_OFF_KIND 5
 #define SS_FRAME_OFF_FLAGS 6
 #define SS_FRAME_OFF_ZERO 7
+#define SS_FRAME_OFF_EPOCH 8            /* the key epoch the object is sealed under */
+#define SS_FRAME_OFF_START 12           /* the first sequence of that epoch (epoch 0: 1) */
 #define SS_FRAME_STREAM_HEADER_BYTES 24 /* crypto_secretstream_xchacha20poly1305_HEADERBYTES */
 #define SS_FRAME_PREFIX_BYTES (SS_FRAME_HEADER_BYTES + SS_FRAME_STREAM_HEADER_BYTES)
 #define SS_FRAME_KIND_LOG 1u
@@ -194,7 +199,7 @@ typedef enum ss_subkey {
 /* ---- "Transactions" ---- */
 
 #define SS_TXN_MAGIC "S3ST"
-#define SS_TXN_VERSION 1u
+#define SS_TXN_VERSION 2u
 #define SS_TXN_OP_UPSERT 1u
 #define SS_TXN_OP_DELETE 2u
 #define SS_TXN_KIND_FILE 1u
@@ -241,7 +246,7 @@ typedef enum ss_subkey {
 /* ---- "Checkpoints" ---- */
 
 #define SS_CHECKPOINT_MAGIC "S3CK"
-#define SS_CHECKPOINT_VERSION 1u
+#define SS_CHECKPOINT_VERSION 2u
 #define SS_CHECKPOINT_HEADER_BYTES 40 /* magic(4) | version | 0 | u16 0 | chain(seq) (32) */
 #define SS_CHECKPOINT_OFF_VERSION 4
 #define SS_CHECKPOINT_OFF_ZERO 5 /* 3 zero bytes */
@@ -285,7 +290,7 @@ typedef enum ss_subkey {
 #define SS_KEY_EPOCH_FMT "epochs/%010" PRIu32 /* epoch, from 1 */
 #define SS_EPOCH_KEY_BYTES 32                 /* K_E; epoch 0's is the master key */
 #define SS_EPOCH_MAGIC "S3SE"
-#define SS_EPOCH_VERSION 1u
+#define SS_EPOCH_VERSION 2u
 /* header = magic(4) | u8 version | u8 0 | u16 grants | u32 epoch | repository id | check(32) */
 #define SS_EPOCH_OFF_VERSION 4
 #define SS_EPOCH_OFF_ZERO 5
@@ -295,8 +300,12 @@ typedef enum ss_subkey {
 #define SS_EPOCH_OFF_CHECK 28
 #define SS_EPOCH_CHECK_BYTES 32
 #define SS_EPOCH_HEADER_BYTES (SS_EPOCH_OFF_CHECK + SS_EPOCH_CHECK_BYTES) /* 60 */
-/* link = nonce(24) | XChaCha20-Poly1305(link subkey of K_E, nonce, AD = header, K_(E-1)) */
-#define SS_EPOCH_LINK_BYTES (24 + SS_EPOCH_KEY_BYTES + 16) /* 72 */
+/*
+ * link = nonce(24) | XChaCha20-Poly1305(link subkey of K_E, nonce, AD = header,
+ *                                       K_(E-1) || u64 start of epoch E-1)
+ */
+#define SS_EPOCH_LINK_PLAIN_BYTES (SS_EPOCH_KEY_BYTES + 8)
+#define SS_EPOCH_LINK_BYTES (24 + SS_EPOCH_LINK_PLAIN_BYTES + 16) /* 80 */
 /* grant = device id | crypto_box_seal(K_E, the device's X25519 key) */
 #define SS_EPOCH_SEALED_BYTES (SS_EPOCH_KEY_BYTES + 48) /* crypto_box_SEALBYTES */
 #define SS_EPOCH_GRANT_BYTES (SS_TXN_DEVICE_ID_BYTES + SS_EPOCH_SEALED_BYTES) /* 96 */
@@ -309,5 +318,8 @@ typedef enum ss_subkey {
 #define SS_EPOCH_KDF_CONTEXT "s3sync-e" /* 8 bytes */
 #define SS_EPOCH_SUBKEY_LINK 1u         /* seals K_(E-1) */
 #define SS_EPOCH_SUBKEY_CHECK 2u        /* keys the check: BLAKE2b-256(repo id || u32 E) */
+#define SS_EPOCH_SUBKEY_OBJECT 3u       /* epoch E's SS_SUBKEY_OBJECT (epoch 0: the master's) */
+#define SS_EPOCH_SUBKEY_CHUNK 4u        /* epoch E's SS_SUBKEY_CHUNK (epoch 0: the master's) */
+#define SS_EPOCHS_MAX 65535u            /* epochs a repository may have */
 
 #endif

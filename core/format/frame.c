@@ -14,6 +14,7 @@
  * reader, frame_read.c, holds them back and checks them).
  */
 #include "frame_impl.h"
+#include "le.h"
 #include "pad.h"
 
 #include <stdio.h>
@@ -151,6 +152,7 @@ ss_rc ss_frame_writer_new(const ss_keys *keys, unsigned kind, const char *key, u
 {
     ss_frame_writer *w = NULL;
     uint8_t prefix[SS_FRAME_PREFIX_BYTES] = {0};
+    uint32_t epoch;
     ss_rc rc;
 
     if (ret_writer) *ret_writer = NULL;
@@ -185,9 +187,12 @@ ss_rc ss_frame_writer_new(const ss_keys *keys, unsigned kind, const char *key, u
     prefix[SS_FRAME_OFF_VERSION] = SS_FORMAT_VERSION;
     prefix[SS_FRAME_OFF_KIND] = (uint8_t)kind;
     prefix[SS_FRAME_OFF_FLAGS] = level > 0 ? SS_FRAME_FLAG_ZSTD : 0;
+    epoch = ss_keys_epoch(keys);
+    ss_le_put32(prefix + SS_FRAME_OFF_EPOCH, epoch);
+    ss_le_put64(prefix + SS_FRAME_OFF_START, ss_keys_epoch_start(keys, epoch));
     ss_frame_context(keys, prefix, key, seq, prev_chain, w->ctx);
-    crypto_secretstream_xchacha20poly1305_init_push(&w->st, prefix + SS_FRAME_HEADER_BYTES,
-                                                    ss_keys_subkey(keys, SS_SUBKEY_OBJECT));
+    crypto_secretstream_xchacha20poly1305_init_push(
+        &w->st, prefix + SS_FRAME_HEADER_BYTES, ss_keys_content_key(keys, epoch, SS_SUBKEY_OBJECT));
     crypto_generichash_init(&w->hash, NULL, 0, SS_OBJECT_HASH_BYTES);
     rc = w_emit(w, prefix, sizeof prefix, err);
     if (rc) goto fail;

@@ -2,8 +2,8 @@
  * frame: framed objects (log/<seq>, checkpoints/<seq>) and the hash chain;
  * docs/FORMAT.md sections "Framed objects" and "Hash chain".
  *
- * An object is an 8-byte header, a secretstream header, and records of
- * 65536 plaintext bytes, each authenticated with a context that binds the
+ * An object is a 20-byte header (naming the key epoch it is sealed under), a secretstream header,
+ * and records of 65536 plaintext bytes, each authenticated with a context that binds the
  * repository, the header, the object key, the sequence and the previous chain
  * value. Writer and reader stream: memory is one record plus a zstd stream
  * context, whatever the object's size (invariant 7).
@@ -79,6 +79,13 @@ int ss_frame_sink(void *reader, const void *buf, size_t len);
 /* End of the object: SS_OK only when it ended exactly after its final record. */
 ss_rc ss_frame_end(ss_frame_reader *r, uint8_t ret_object_hash[SS_OBJECT_HASH_BYTES], ss_err *err);
 void ss_frame_reader_free(ss_frame_reader *r); /* NULL safe; wipes buffers */
+/*
+ * The key epoch and its first sequence as the object's header states them,
+ * once the header was fed (even when the reader then failed with
+ * SS_ERR_EPOCH: where to look in epochs/); SS_ERR_NOT_FOUND before. Not
+ * authenticated until the object is.
+ */
+ss_rc ss_frame_reader_epoch(const ss_frame_reader *r, uint32_t *ret_epoch, uint64_t *ret_start);
 /* After ss_frame_end succeeded: bytes of padding the record stream carried (bench/padcost). */
 uint64_t ss_frame_reader_padding(const ss_frame_reader *r);
 

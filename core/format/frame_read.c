@@ -9,8 +9,10 @@
  * reaches zstd or the consumer, and is checked at the end to be the canonical one.
  */
 #include "frame_impl.h"
+#include "le.h"
 #include "pad.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +44,9 @@ struct ss_frame_reader {
     uint64_t stream;     /* record plaintext bytes authenticated */
     int pad_held;        /* a 0x80 that may open the padding is held back */
     uint64_t zeros_held; /* and this many zeros after it */
+    uint32_t epoch;      /* the header's, once epoch_known */
+    uint64_t start;
+    int epoch_known;
     ss_rc failed;
     ss_err first; /* repeated by every call after a failure */
     uint8_t wire[WIRE];
@@ -99,9 +104,46 @@ ss_rc ss_frame_reader_new(const ss_keys *keys, unsigned expected_kind, const cha
     return SS_OK;
 }
 
+/*
+ * The key epoch the header states (FORMAT.md "Framed objects"). One this
+ * device does not hold is SS_ERR_EPOCH, so the caller can fetch it from
+ * epochs/ and try again. A held one must begin where the header says and
+ * be the one in force at the object's sequence: a log object under an
+ * older epoch than that (written with a key a revoked device still holds)
+ * is refused; a checkpoint may be written under any later epoch.
+ */
+static ss_rc r_epoch(ss_frame_reader *r, const uint8_t *h, ss_err *err)
+{
+    uint32_t in_force;
+
+    r->epoch = ss_le_get32(h + SS_FRAME_OFF_EPOCH);
+    r->start = ss_le_get64(h + SS_FRAME_OFF_START);
+    r->epoch_known = 1;
+    if (r->epoch > ss_keys_epoch(r->keys)) {
+        r->failed = SS_ERR_EPOCH;
+        ss_fail(&r->first, SS_ERR_EPOCH,
+                "object %s: sealed under key epoch %" PRIu32 ", which this device does not hold",
+                r->key, r->epoch);
+        if (err) *err = r->first;
+        return SS_ERR_EPOCH;
+    }
+    if (ss_keys_epoch_start(r->keys, r->epoch) != r->start)
+        return r_fail(r, err,
+                      "key epoch %" PRIu32 " said to begin at sequence %" PRIu64 ", not %" PRIu64,
+                      r->epoch, r->start, ss_keys_epoch_start(r->keys, r->epoch));
+    in_force = ss_keys_epoch_at(r->keys, r->seq);
+    if (r->kind == SS_FRAME_KIND_LOG ? r->epoch != in_force : r->epoch < in_force)
+        return r_fail(r, err,
+                      "sealed under key epoch %" PRIu32 ", but epoch %" PRIu32
+                      " is in force at sequence %" PRIu64,
+                      r->epoch, in_force, r->seq);
+    return SS_OK;
+}
+
 static ss_rc r_prefix(ss_frame_reader *r, ss_err *err)
 {
     const uint8_t *h = r->prefix;
+    ss_rc rc;
 
     if (memcmp(h, SS_FRAME_MAGIC, 4) != 0) return r_fail(r, err, "not a framed object (magic)");
     if (h[SS_FRAME_OFF_VERSION] != SS_FORMAT_VERSION)
@@ -110,9 +152,12 @@ static ss_rc r_prefix(ss_frame_reader *r, ss_err *err)
         return r_fail(r, err, "object kind %u, expected %u", h[SS_FRAME_OFF_KIND], r->kind);
     if ((h[SS_FRAME_OFF_FLAGS] & ~SS_FRAME_FLAG_ZSTD) != 0 || h[SS_FRAME_OFF_ZERO] != 0)
         return r_fail(r, err, "unknown header flags");
+    rc = r_epoch(r, h, err);
+    if (rc) return rc;
     ss_frame_context(r->keys, h, r->key, r->seq, r->prev_chain, r->ctx);
     if (crypto_secretstream_xchacha20poly1305_init_pull(
-            &r->st, h + SS_FRAME_HEADER_BYTES, ss_keys_subkey(r->keys, SS_SUBKEY_OBJECT)) != 0)
+            &r->st, h + SS_FRAME_HEADER_BYTES,
+            ss_keys_content_key(r->keys, r->epoch, SS_SUBKEY_OBJECT)) != 0)
         return r_fail(r, err, "bad stream header");
     if (h[SS_FRAME_OFF_FLAGS] & SS_FRAME_FLAG_ZSTD) {
         r->zcap = ZSTD_DStreamOutSize();
@@ -320,6 +365,16 @@ ss_rc ss_frame_end(ss_frame_reader *r, uint8_t ret_object_hash[SS_OBJECT_HASH_BY
     if (r->zd && !r->zdone) return r_fail(r, err, "zstd frame is incomplete");
     r->ended = 1;
     if (ret_object_hash) crypto_generichash_final(&r->hash, ret_object_hash, SS_OBJECT_HASH_BYTES);
+    return SS_OK;
+}
+
+ss_rc ss_frame_reader_epoch(const ss_frame_reader *r, uint32_t *ret_epoch, uint64_t *ret_start)
+{
+    if (ret_epoch) *ret_epoch = 0;
+    if (ret_start) *ret_start = 0;
+    if (!r || !r->epoch_known) return SS_ERR_NOT_FOUND;
+    if (ret_epoch) *ret_epoch = r->epoch;
+    if (ret_start) *ret_start = r->start;
     return SS_OK;
 }
 

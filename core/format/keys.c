@@ -9,6 +9,7 @@
 
 #include "le.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,11 +20,13 @@ _Static_assert(SS_MASTER_KEY_BYTES == crypto_kdf_KEYBYTES, "master key size");
 _Static_assert(SS_KEYFILE_ALG_ARGON2ID13 == crypto_pwhash_ALG_ARGON2ID13, "Argon2id id");
 _Static_assert(SS_KEYFILE_SALT_BYTES == crypto_pwhash_SALTBYTES, "salt size");
 _Static_assert(SS_KEYFILE_NONCE_BYTES == crypto_aead_xchacha20poly1305_ietf_NPUBBYTES, "nonce");
+_Static_assert(SS_KEYFILE_PLAIN_BYTES == SS_EPOCH_KEY_BYTES + 8, "key file plaintext");
 _Static_assert(SS_KEYFILE_SEALED_BYTES ==
-                   SS_MASTER_KEY_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES,
-               "sealed master key size");
+                   SS_KEYFILE_PLAIN_BYTES + crypto_aead_xchacha20poly1305_ietf_ABYTES,
+               "sealed key size");
+_Static_assert(SS_EPOCHS_MAX <= UINT16_MAX, "a key file states its epoch in 16 bits");
 _Static_assert(SS_KEYFILE_OFF_SEALED + SS_KEYFILE_SEALED_BYTES == SS_KEYFILE_BYTES, "key file");
-_Static_assert(SS_KEYFILE_INFO_OFF_NONCE == SS_KEYFILE_BYTES, "trailer follows the 112 bytes");
+_Static_assert(SS_KEYFILE_INFO_OFF_NONCE == SS_KEYFILE_BYTES, "trailer follows the key file");
 _Static_assert(SS_KEYFILE_INFO_OFF_SEALED ==
                    SS_KEYFILE_INFO_OFF_NONCE + crypto_aead_xchacha20poly1305_ietf_NPUBBYTES,
                "trailer nonce");
@@ -39,11 +42,38 @@ _Static_assert(SS_CONFIG_CHUNK_MAX_LIMIT == SS_CHUNKER_MAX_LIMIT, "chunker and f
 _Static_assert(SS_FINGERPRINT_BYTES >= crypto_generichash_BYTES_MIN, "fingerprint size");
 _Static_assert(SS_KDF_MEMLIMIT_MAX / 1024 <= UINT32_MAX, "KDF floor fits the config's u32 KiB");
 
+/* One key epoch held: K_E, where it begins, and the content subkeys of its objects. */
+typedef struct epoch_slot {
+    uint64_t start; /* first sequence written under it */
+    uint8_t key[SS_EPOCH_KEY_BYTES];
+    uint8_t object[SS_SUBKEY_BYTES];
+    uint8_t chunk[SS_SUBKEY_BYTES];
+} epoch_slot;
+
 struct ss_keys {
     uint8_t master[SS_MASTER_KEY_BYTES];
     uint8_t subkeys[SS_SUBKEY_COUNT][SS_SUBKEY_BYTES];
     uint8_t repo_id[SS_REPO_ID_BYTES];
+    uint32_t n_epochs;   /* epochs 0 .. n_epochs - 1, always contiguous */
+    epoch_slot epochs[]; /* epochs[0]: the master key, from sequence 1 */
 };
+
+/*
+ * One format version is read: an older one is a repository an older s3sync
+ * made (or a store offering a downgrade), a newer one needs a newer s3sync.
+ */
+static ss_rc version_fail(ss_err *err, ss_rc rc, const char *what, unsigned version)
+{
+    if (version < SS_FORMAT_VERSION)
+        return ss_fail(err, rc,
+                       "%s: repository format version %u; this s3sync reads only version %u "
+                       "(an older s3sync made it, or the store offers a downgrade)",
+                       what, version, SS_FORMAT_VERSION);
+    return ss_fail(err, rc,
+                   "%s: repository format version %u is newer than this s3sync reads (%u): "
+                   "upgrade s3sync",
+                   what, version, SS_FORMAT_VERSION);
+}
 
 static int all_zero(const uint8_t *p, size_t n)
 {
@@ -62,7 +92,7 @@ static ss_rc keys_build(const uint8_t *master, const uint8_t *repo_id, ss_keys *
     if (ret_keys) *ret_keys = NULL;
     if (!ret_keys) return ss_fail(err, SS_ERR_INVALID, "keys: no result pointer");
     if (sodium_init() < 0) return ss_fail(err, SS_ERR_NOMEM, "keys: sodium_init failed");
-    k = sodium_malloc(sizeof *k);
+    k = sodium_malloc(sizeof *k + sizeof k->epochs[0]);
     if (!k) return ss_fail(err, SS_ERR_NOMEM, "keys: out of secure memory");
     if (master)
         memcpy(k->master, master, sizeof k->master);
@@ -75,6 +105,11 @@ static ss_rc keys_build(const uint8_t *master, const uint8_t *repo_id, ss_keys *
     for (unsigned id = 1; id <= SS_SUBKEY_COUNT; id++)
         crypto_kdf_derive_from_key(k->subkeys[id - 1], SS_SUBKEY_BYTES, id, SS_KDF_CONTEXT,
                                    k->master);
+    k->n_epochs = 1;
+    k->epochs[0].start = 1;
+    memcpy(k->epochs[0].key, k->master, SS_EPOCH_KEY_BYTES);
+    memcpy(k->epochs[0].object, k->subkeys[SS_SUBKEY_OBJECT - 1], SS_SUBKEY_BYTES);
+    memcpy(k->epochs[0].chunk, k->subkeys[SS_SUBKEY_CHUNK - 1], SS_SUBKEY_BYTES);
     /* A stray write into the keys is a bug; make it crash instead. */
     sodium_mprotect_readonly(k);
     *ret_keys = k;
@@ -107,7 +142,82 @@ const uint8_t *ss_keys_master(const ss_keys *keys)
 const uint8_t *ss_keys_subkey(const ss_keys *keys, ss_subkey id)
 {
     if (id < 1 || id > SS_SUBKEY_COUNT) return NULL;
+    if (id == SS_SUBKEY_OBJECT || id == SS_SUBKEY_CHUNK) return NULL; /* per epoch */
     return keys->subkeys[id - 1];
+}
+
+/* ---- key epochs ---- */
+
+uint32_t ss_keys_epoch(const ss_keys *keys)
+{
+    return keys->n_epochs - 1;
+}
+
+uint64_t ss_keys_epoch_start(const ss_keys *keys, uint32_t epoch)
+{
+    return epoch < keys->n_epochs ? keys->epochs[epoch].start : 0;
+}
+
+const uint8_t *ss_keys_epoch_key(const ss_keys *keys, uint32_t epoch)
+{
+    return epoch < keys->n_epochs ? keys->epochs[epoch].key : NULL;
+}
+
+const uint8_t *ss_keys_content_key(const ss_keys *keys, uint32_t epoch, ss_subkey id)
+{
+    if (epoch >= keys->n_epochs) return NULL;
+    if (id == SS_SUBKEY_OBJECT) return keys->epochs[epoch].object;
+    if (id == SS_SUBKEY_CHUNK) return keys->epochs[epoch].chunk;
+    return NULL;
+}
+
+uint32_t ss_keys_epoch_at(const ss_keys *keys, uint64_t seq)
+{
+    uint32_t e = keys->n_epochs - 1;
+
+    while (e > 0 && keys->epochs[e].start > seq)
+        e--;
+    return e;
+}
+
+ss_rc ss_keys_with_epoch(const ss_keys *keys, uint32_t epoch, uint64_t start,
+                         const uint8_t key[SS_EPOCH_KEY_BYTES], ss_keys **ret_keys, ss_err *err)
+{
+    ss_keys *k = NULL;
+    epoch_slot *e;
+    size_t held;
+
+    if (ret_keys) *ret_keys = NULL;
+    if (!keys || !key || !ret_keys) return ss_fail(err, SS_ERR_INVALID, "keys: epoch missing");
+    if (epoch >= 1 && epoch < keys->n_epochs) {
+        if (keys->epochs[epoch].start != start ||
+            sodium_memcmp(keys->epochs[epoch].key, key, SS_EPOCH_KEY_BYTES) != 0)
+            return ss_fail(err, SS_ERR_INTEGRITY,
+                           "key epoch %" PRIu32 ": a second, different key for it", epoch);
+    } else if (epoch != keys->n_epochs || epoch > SS_EPOCHS_MAX) {
+        return ss_fail(err, SS_ERR_INVALID, "key epoch %" PRIu32 " does not follow epoch %" PRIu32,
+                       epoch, keys->n_epochs - 1);
+    } else if (start <= keys->epochs[epoch - 1].start) {
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "key epoch %" PRIu32 " begins at sequence %" PRIu64
+                       ", not after epoch %" PRIu32 "'s %" PRIu64,
+                       epoch, start, epoch - 1, keys->epochs[epoch - 1].start);
+    }
+    held = keys->n_epochs > epoch ? keys->n_epochs : (size_t)epoch + 1;
+    k = sodium_malloc(sizeof *k + held * sizeof k->epochs[0]);
+    if (!k) return ss_fail(err, SS_ERR_NOMEM, "keys: out of secure memory");
+    memcpy(k, keys, sizeof *k + keys->n_epochs * sizeof k->epochs[0]);
+    k->n_epochs = (uint32_t)held;
+    e = &k->epochs[epoch];
+    e->start = start;
+    memcpy(e->key, key, SS_EPOCH_KEY_BYTES);
+    crypto_kdf_derive_from_key(e->object, SS_SUBKEY_BYTES, SS_EPOCH_SUBKEY_OBJECT,
+                               SS_EPOCH_KDF_CONTEXT, e->key);
+    crypto_kdf_derive_from_key(e->chunk, SS_SUBKEY_BYTES, SS_EPOCH_SUBKEY_CHUNK,
+                               SS_EPOCH_KDF_CONTEXT, e->key);
+    sodium_mprotect_readonly(k);
+    *ret_keys = k;
+    return SS_OK;
 }
 
 const uint8_t *ss_keys_repo_id(const ss_keys *keys)
@@ -242,7 +352,8 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
 {
     uint8_t file[SS_KEYFILE_BYTES] = {0};
     uint8_t ad[SS_KEYFILE_HEADER_BYTES + SS_REPO_ID_BYTES];
-    uint8_t *pk = NULL;
+    uint8_t *pk = NULL, *plain = NULL;
+    const epoch_slot *newest;
     ss_kdf_limits lim;
     ss_rc rc;
 
@@ -267,6 +378,7 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
     memcpy(file + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4);
     file[SS_KEYFILE_OFF_VERSION] = SS_FORMAT_VERSION;
     file[SS_KEYFILE_OFF_ALG] = SS_KEYFILE_ALG_ARGON2ID13;
+    ss_le_put16(file + SS_KEYFILE_OFF_EPOCH, (uint16_t)(keys->n_epochs - 1));
     ss_le_put64(file + SS_KEYFILE_OFF_OPSLIMIT, lim.opslimit);
     ss_le_put64(file + SS_KEYFILE_OFF_MEMLIMIT, lim.memlimit);
     randombytes_buf(file + SS_KEYFILE_OFF_SALT, SS_KEYFILE_SALT_BYTES);
@@ -275,44 +387,49 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
     rc = passphrase_key(passphrase, passlen, file + SS_KEYFILE_OFF_SALT, lim.opslimit, lim.memlimit,
                         &pk, err);
     if (rc != SS_OK) goto fail;
+    plain = sodium_malloc(SS_KEYFILE_PLAIN_BYTES);
+    if (!plain) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "key file: out of secure memory");
+        goto fail;
+    }
+    newest = &keys->epochs[keys->n_epochs - 1]; /* a key file opens the newest epoch */
+    memcpy(plain, newest->key, SS_EPOCH_KEY_BYTES);
+    ss_le_put64(plain + SS_EPOCH_KEY_BYTES, newest->start);
     keyfile_ad(file, keys->repo_id, ad);
-    crypto_aead_xchacha20poly1305_ietf_encrypt(file + SS_KEYFILE_OFF_SEALED, NULL, keys->master,
-                                               SS_MASTER_KEY_BYTES, ad, sizeof ad, NULL,
+    crypto_aead_xchacha20poly1305_ietf_encrypt(file + SS_KEYFILE_OFF_SEALED, NULL, plain,
+                                               SS_KEYFILE_PLAIN_BYTES, ad, sizeof ad, NULL,
                                                file + SS_KEYFILE_OFF_NONCE, pk);
     memcpy(out, file, SS_KEYFILE_BYTES);
     rc = SS_OK;
 fail:
+    sodium_free(plain);
     sodium_free(pk);
     return rc;
 }
 
-ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
-                      const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err)
+ss_rc ss_keyfile_open_epoch(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                            const char *passphrase, size_t passlen, ss_epoch_secret **ret_secret,
+                            ss_err *err)
 {
     uint8_t ad[SS_KEYFILE_HEADER_BYTES + SS_REPO_ID_BYTES];
-    uint8_t *pk = NULL, *master = NULL;
+    uint8_t *pk = NULL, *plain = NULL;
+    ss_epoch_secret *sec = NULL;
     uint64_t ops, mem;
     ss_rc rc;
 
-    if (ret_keys) *ret_keys = NULL;
-    if (!ret_keys || !repo_id || (!buf && len) || (!passphrase && passlen))
+    if (ret_secret) *ret_secret = NULL;
+    if (!ret_secret || !repo_id || (!buf && len) || (!passphrase && passlen))
         return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
-    /* Only bytes 0..111 open the master key: a damaged trailer does not lock anyone out. */
+    /* Only the first bytes open the key: a damaged trailer does not lock anyone out. */
     rc = keyfile_size(len, err);
     if (rc) return rc;
     if (memcmp(buf + SS_KEYFILE_OFF_MAGIC, SS_KEYFILE_MAGIC, 4) != 0)
         return ss_fail(err, SS_ERR_INTEGRITY, "key file: bad magic, not an s3sync key file");
     if (buf[SS_KEYFILE_OFF_VERSION] != SS_FORMAT_VERSION)
-        return ss_fail(err, SS_ERR_INTEGRITY, "key file: format version %u, %s",
-                       buf[SS_KEYFILE_OFF_VERSION],
-                       buf[SS_KEYFILE_OFF_VERSION] < SS_FORMAT_VERSION
-                           ? "older than this s3sync accepts (1): refusing a downgrade"
-                           : "newer than this s3sync reads (1): upgrade s3sync");
+        return version_fail(err, SS_ERR_INTEGRITY, "key file", buf[SS_KEYFILE_OFF_VERSION]);
     if (buf[SS_KEYFILE_OFF_ALG] != SS_KEYFILE_ALG_ARGON2ID13)
         return ss_fail(err, SS_ERR_INTEGRITY, "key file: unknown KDF algorithm %u",
                        buf[SS_KEYFILE_OFF_ALG]);
-    if (!all_zero(buf + SS_KEYFILE_OFF_ALG + 1, SS_KEYFILE_OFF_OPSLIMIT - SS_KEYFILE_OFF_ALG - 1))
-        return ss_fail(err, SS_ERR_INTEGRITY, "key file: reserved bytes are not zero");
     ops = ss_le_get64(buf + SS_KEYFILE_OFF_OPSLIMIT);
     mem = ss_le_get64(buf + SS_KEYFILE_OFF_MEMLIMIT);
     /* Before the KDF: the limits are not authenticated until it has run. */
@@ -331,13 +448,14 @@ ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_R
 
     rc = passphrase_key(passphrase, passlen, buf + SS_KEYFILE_OFF_SALT, ops, mem, &pk, err);
     if (rc != SS_OK) goto fail;
-    master = sodium_malloc(SS_MASTER_KEY_BYTES);
-    if (!master) {
+    plain = sodium_malloc(SS_KEYFILE_PLAIN_BYTES);
+    sec = sodium_malloc(sizeof *sec);
+    if (!plain || !sec) {
         rc = ss_fail(err, SS_ERR_NOMEM, "key file: out of secure memory");
         goto fail;
     }
     keyfile_ad(buf, repo_id, ad);
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt(master, NULL, NULL, buf + SS_KEYFILE_OFF_SEALED,
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, buf + SS_KEYFILE_OFF_SEALED,
                                                    SS_KEYFILE_SEALED_BYTES, ad, sizeof ad,
                                                    buf + SS_KEYFILE_OFF_NONCE, pk) != 0) {
         rc = ss_fail(err, SS_ERR_PASSPHRASE,
@@ -345,10 +463,45 @@ ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_R
                      "belongs to another repository)");
         goto fail;
     }
-    rc = keys_build(master, repo_id, ret_keys, err);
+    sec->epoch = ss_le_get16(buf + SS_KEYFILE_OFF_EPOCH);
+    sec->start = ss_le_get64(plain + SS_EPOCH_KEY_BYTES);
+    memcpy(sec->key, plain, SS_EPOCH_KEY_BYTES);
+    if ((sec->epoch == 0) != (sec->start == 1) || !sec->start) {
+        rc = ss_fail(err, SS_ERR_INTEGRITY, "key file: key epoch %u cannot begin at sequence %llu",
+                     (unsigned)sec->epoch, (unsigned long long)sec->start);
+        goto fail;
+    }
+    *ret_secret = sec;
+    sec = NULL;
 fail:
-    sodium_free(master);
+    sodium_free(sec);
+    sodium_free(plain);
     sodium_free(pk);
+    return rc;
+}
+
+void ss_epoch_secret_free(ss_epoch_secret *s)
+{
+    sodium_free(s); /* NULL safe; wipes */
+}
+
+ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                      const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err)
+{
+    ss_epoch_secret *sec = NULL;
+    ss_rc rc;
+
+    if (ret_keys) *ret_keys = NULL;
+    if (!ret_keys) return ss_fail(err, SS_ERR_INVALID, "key file: missing argument");
+    rc = ss_keyfile_open_epoch(buf, len, repo_id, passphrase, passlen, &sec, err);
+    if (rc) return rc;
+    if (sec->epoch)
+        rc = ss_fail(err, SS_ERR_EPOCH,
+                     "key file of key epoch %u: the master key comes through epochs/",
+                     (unsigned)sec->epoch);
+    else
+        rc = keys_build(sec->key, repo_id, ret_keys, err);
+    ss_epoch_secret_free(sec);
     return rc;
 }
 
@@ -473,11 +626,7 @@ static ss_rc config_check(const ss_config *c, ss_rc rc, ss_err *err)
 {
     const ss_chunker_params *p = &c->chunker;
 
-    if (c->version != SS_FORMAT_VERSION)
-        return ss_fail(err, rc, "config: format version %u, %s", c->version,
-                       c->version < SS_FORMAT_VERSION
-                           ? "older than this s3sync accepts (1): refusing a downgrade"
-                           : "newer than this s3sync reads (1): upgrade s3sync");
+    if (c->version != SS_FORMAT_VERSION) return version_fail(err, rc, "config", c->version);
     if (limits_weak(c->kdf_min.opslimit, c->kdf_min.memlimit) ||
         limits_huge(c->kdf_min.opslimit, c->kdf_min.memlimit) || c->kdf_min.memlimit % 1024)
         return ss_fail(err, rc,

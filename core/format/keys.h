@@ -32,9 +32,42 @@ void ss_keys_free(ss_keys *keys); /* NULL safe; wipes */
 
 /* Borrowed. The master key only to store it for cron runs (mode 0600); use subkeys otherwise. */
 const uint8_t *ss_keys_master(const ss_keys *keys);
-/* Borrowed; NULL for an id that is not an ss_subkey. */
+/*
+ * Borrowed; NULL for an id that is not an ss_subkey, and for the content
+ * subkeys (SS_SUBKEY_OBJECT, SS_SUBKEY_CHUNK): those belong to an epoch,
+ * ask ss_keys_content_key.
+ */
 const uint8_t *ss_keys_subkey(const ss_keys *keys, ss_subkey id);
 const uint8_t *ss_keys_repo_id(const ss_keys *keys);
+
+/*
+ * Key epochs (FORMAT.md "Key epochs"). Keys hold epochs 0 .. ss_keys_epoch,
+ * contiguous: epoch 0 is the master key from sequence 1; epoch E >= 1 is K_E,
+ * learned from epochs/ and kept by the device. Objects are written under the
+ * newest epoch held; a reader picks the key by the epoch an object states
+ * (framed objects) or the epoch in force at a pack's sequence (chunks).
+ * Identity and addressing subkeys (config, fingerprint, chunk id, chain,
+ * key info) stay on the master key, so ids and the fingerprint never change.
+ */
+uint32_t ss_keys_epoch(const ss_keys *keys); /* the newest held */
+/* The first sequence of a held epoch (epoch 0: 1); 0 when not held. */
+uint64_t ss_keys_epoch_start(const ss_keys *keys, uint32_t epoch);
+/* Borrowed: K_epoch (epoch 0: the master key); NULL when not held. */
+const uint8_t *ss_keys_epoch_key(const ss_keys *keys, uint32_t epoch);
+/* Borrowed: SS_SUBKEY_OBJECT or SS_SUBKEY_CHUNK of a held epoch; NULL otherwise. */
+const uint8_t *ss_keys_content_key(const ss_keys *keys, uint32_t epoch, ss_subkey id);
+/* The epoch in force at seq among those held: the newest that starts at or before it. */
+uint32_t ss_keys_epoch_at(const ss_keys *keys, uint64_t seq);
+/*
+ * A new ss_keys (keys itself is unchanged: it is read-only and may be in
+ * use) that also holds epoch, beginning at sequence start. epoch must be
+ * the next one (SS_ERR_INVALID otherwise) and start after the newest held
+ * (SS_ERR_INTEGRITY: a store or device that says otherwise lies). An epoch
+ * already held with the same key and start gives a plain copy; with another
+ * key or start, SS_ERR_INTEGRITY.
+ */
+ss_rc ss_keys_with_epoch(const ss_keys *keys, uint32_t epoch, uint64_t start,
+                         const uint8_t key[SS_EPOCH_KEY_BYTES], ss_keys **ret_keys, ss_err *err);
 
 /*
  * Repository fingerprint (FORMAT.md "Repository fingerprint"): binds the
@@ -57,7 +90,8 @@ typedef struct ss_kdf_limits {
 ss_rc ss_kdf_limits_from_env(ss_kdf_limits *ret_limits, ss_err *err);
 
 /*
- * Seal the master key under passphrase into a key file. limits NULL: from
+ * Seal the newest epoch keys hold (its key and first sequence; epoch 0: the
+ * master key) under passphrase into a key file. limits NULL: from
  * the environment; limits outside the format's bounds: SS_ERR_INVALID.
  * Runs Argon2id (about 1 s at the default limits).
  */
@@ -65,13 +99,32 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
                       const ss_kdf_limits *limits, uint8_t out[SS_KEYFILE_BYTES], ss_err *err);
 
 /*
- * Open a key file of repository repo_id. SS_ERR_INTEGRITY for a file that is
- * malformed or asks for KDF limits out of bounds (checked before the KDF
- * runs, so a hostile store cannot make us burn CPU and memory, nor weaken the
- * KDF). SS_ERR_PASSPHRASE when the seal does not open: a wrong passphrase,
- * a file of another repository, or a damaged salt, nonce, limit or
- * ciphertext are cryptographically the same event. Error messages say "key
- * file"; callers prefix the object key.
+ * What a key file seals: the key of one key epoch (epoch 0: the master key)
+ * and the epoch's first sequence. In sodium_malloc'ed memory.
+ */
+typedef struct ss_epoch_secret {
+    uint32_t epoch;
+    uint64_t start;
+    uint8_t key[SS_EPOCH_KEY_BYTES];
+} ss_epoch_secret;
+void ss_epoch_secret_free(ss_epoch_secret *s); /* NULL safe; wipes */
+
+/*
+ * Open a key file of repository repo_id: *ret_secret is what it seals. A
+ * key file opens the epoch that was newest when it was sealed; older ones
+ * come through the links of epochs/ (epoch.h). Refusals as ss_keyfile_open.
+ */
+ss_rc ss_keyfile_open_epoch(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                            const char *passphrase, size_t passlen, ss_epoch_secret **ret_secret,
+                            ss_err *err);
+
+/*
+ * Open a key file of epoch 0 of repository repo_id (SS_ERR_EPOCH for a later one). SS_ERR_INTEGRITY
+ * for a file that is malformed or asks for KDF limits out of bounds (checked before the KDF runs,
+ * so a hostile store cannot make us burn CPU and memory, nor weaken the KDF). SS_ERR_PASSPHRASE
+ * when the seal does not open: a wrong passphrase, a file of another repository, or a damaged salt,
+ * nonce, limit or ciphertext are cryptographically the same event. Error messages say "key file";
+ * callers prefix the object key.
  */
 ss_rc ss_keyfile_open(const uint8_t *buf, size_t len, const uint8_t repo_id[SS_REPO_ID_BYTES],
                       const char *passphrase, size_t passlen, ss_keys **ret_keys, ss_err *err);

@@ -11,6 +11,7 @@
  */
 #include "seal.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,10 +40,11 @@ static const char *id_hex(const uint8_t *id, char out[17])
     return sodium_bin2hex(out, 17, id, 8);
 }
 
-ss_rc ss_chunk_seal(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], const void *data,
-                    size_t len, int try_compress, int level, void **ret_buf, size_t *ret_len,
-                    ss_err *err)
+ss_rc ss_chunk_seal(const ss_keys *keys, uint32_t epoch, const uint8_t id[SS_CHUNK_ID_LEN],
+                    const void *data, size_t len, int try_compress, int level, void **ret_buf,
+                    size_t *ret_len, ss_err *err)
 {
+    const uint8_t *key;
     uint8_t ad[AD_BYTES];
     uint8_t *out = NULL, *body;
     size_t stored = len, padded = 0;
@@ -53,6 +55,10 @@ ss_rc ss_chunk_seal(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
     if (ret_len) *ret_len = 0;
     if (!keys || !id || (!data && len) || !ret_buf || !ret_len)
         return ss_fail(err, SS_ERR_INVALID, "chunk seal: missing argument");
+    key = ss_keys_content_key(keys, epoch, SS_SUBKEY_CHUNK);
+    if (!key)
+        return ss_fail(err, SS_ERR_EPOCH, "chunk %s: key epoch %" PRIu32 " is not held",
+                       id_hex(id, hex), epoch);
     if (try_compress &&
         (level < (int)SS_CONFIG_ZSTD_LEVEL_MIN || level > (int)SS_CONFIG_ZSTD_LEVEL_MAX))
         return ss_fail(err, SS_ERR_INVALID, "chunk %s: zstd level %d is outside %u..%u",
@@ -84,7 +90,7 @@ ss_rc ss_chunk_seal(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
     chunk_ad(keys, id, ad);
     /* In place: libsodium allows c == m. */
     crypto_aead_xchacha20poly1305_ietf_encrypt(body, &clen, body, padded, ad, sizeof ad, NULL, out,
-                                               ss_keys_subkey(keys, SS_SUBKEY_CHUNK));
+                                               key);
     *ret_len = SS_CHUNK_NONCE_BYTES + (size_t)clen;
     if (*ret_len < SS_CHUNK_SEAL_FIXED + ss_pad_size(1 + len)) {
         uint8_t *shrunk = realloc(out, *ret_len);
@@ -107,11 +113,11 @@ static void free_plain(uint8_t *p, size_t n)
     free(p);
 }
 
-ss_rc ss_chunk_open(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], const void *sealed,
-                    size_t sealed_len, size_t max_plain, void **ret_buf, size_t *ret_len,
-                    ss_err *err)
+ss_rc ss_chunk_open(const ss_keys *keys, uint32_t epoch, const uint8_t id[SS_CHUNK_ID_LEN],
+                    const void *sealed, size_t sealed_len, size_t max_plain, void **ret_buf,
+                    size_t *ret_len, ss_err *err)
 {
-    const uint8_t *s = sealed;
+    const uint8_t *s = sealed, *key;
     uint8_t ad[AD_BYTES], calc[SS_CHUNK_ID_LEN];
     uint8_t *body = NULL, *plain = NULL;
     size_t body_len = 0, plain_len = 0, unpadded = 0;
@@ -121,6 +127,14 @@ ss_rc ss_chunk_open(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
     if (ret_len) *ret_len = 0;
     if (!keys || !id || (!sealed && sealed_len) || !ret_buf || !ret_len)
         return ss_fail(err, SS_ERR_INVALID, "chunk open: missing argument");
+    key = ss_keys_content_key(keys, epoch, SS_SUBKEY_CHUNK);
+    if (!key) {
+        char hex[17];
+        return ss_fail(err, SS_ERR_EPOCH,
+                       "chunk %s: sealed under key epoch %" PRIu32
+                       ", which this device does not hold",
+                       id_hex(id, hex), epoch);
+    }
     if (sealed_len < SS_CHUNK_SEAL_FIXED || !ss_pad_is_bucket(sealed_len - SS_CHUNK_SEAL_FIXED))
         return open_fail(err, id, "sealed length is not nonce, tag and a size bucket");
 
@@ -130,7 +144,7 @@ ss_rc ss_chunk_open(const ss_keys *keys, const uint8_t id[SS_CHUNK_ID_LEN], cons
     chunk_ad(keys, id, ad);
     if (crypto_aead_xchacha20poly1305_ietf_decrypt(body, NULL, NULL, s + SS_CHUNK_NONCE_BYTES,
                                                    sealed_len - SS_CHUNK_NONCE_BYTES, ad, sizeof ad,
-                                                   s, ss_keys_subkey(keys, SS_SUBKEY_CHUNK)) != 0) {
+                                                   s, key) != 0) {
         rc = open_fail(err, id, "does not authenticate (damaged, or not the chunk of this id)");
         goto fail;
     }
@@ -197,4 +211,18 @@ fail:
     free_plain(body, body_len);
     free_plain(plain, plain_len);
     return rc;
+}
+
+uint64_t ss_pack_key_seq(const char *key)
+{
+    uint64_t seq = 0;
+
+    if (!key || strncmp(key, SS_KEY_DATA_PREFIX, sizeof SS_KEY_DATA_PREFIX - 1) != 0) return 0;
+    key += sizeof SS_KEY_DATA_PREFIX - 1;
+    for (int i = 0; i < SS_SEQ_DIGITS; i++) {
+        uint64_t d = (uint64_t)(key[i] - '0');
+        if (key[i] < '0' || key[i] > '9' || seq > (UINT64_MAX - d) / 10) return 0;
+        seq = seq * 10 + d;
+    }
+    return key[SS_SEQ_DIGITS] == '-' ? seq : 0;
 }

@@ -30,7 +30,7 @@
  * Format constants the CLI shows or defaults to. core/format/format.h owns
  * them; a translation unit that includes both fails to build if they differ.
  */
-#define SS_FORMAT_VERSION 1u
+#define SS_FORMAT_VERSION 2u
 #define SS_FINGERPRINT_TEXT 40 /* 8 groups of 4 lowercase hex, '-' between, and NUL */
 #define SS_GC_KEEP_DAYS_DEFAULT 30u
 
@@ -226,10 +226,21 @@ ss_rc ss_folder_devices(ss_folder *f, ss_device_fn fn, void *ctx, ss_stats *stat
  * Pull, then revoke the device named who (its name, or 4 or more leading hex
  * digits of its id) in a signed transaction. SS_ERR_NOT_FOUND when no
  * enrolled device matches; SS_ERR_INVALID when several do, or it is revoked
- * already.
+ * already. A revocation also begins a new key epoch (docs/FORMAT.md "Key
+ * epochs"): the revoked device reads nothing written from then on. pass
+ * becomes the passphrase of the new epoch; every other key file is retired.
  */
-ss_rc ss_folder_revoke(ss_folder *f, const char *who, ss_device_info *ret_revoked, ss_stats *stats,
+ss_rc ss_folder_revoke(ss_folder *f, const char *who, const char *pass, size_t passlen,
+                       ss_device_info *ret_revoked, ss_stats *stats, ss_err *err);
+/*
+ * Pull, then begin a new key epoch granted to every enrolled device (key
+ * rotate): what is written from then on needs the new key. pass becomes
+ * the passphrase of the new epoch; every other key file is retired.
+ */
+ss_rc ss_folder_rotate(ss_folder *f, const char *pass, size_t passlen, ss_stats *stats,
                        ss_err *err);
+/* The newest key epoch this device holds (0: the master key only). */
+uint32_t ss_folder_epoch(const ss_folder *f);
 /* This device's id (32 hex digits and NUL). */
 void ss_folder_device_id(const ss_folder *f, char out[33]);
 /* The name this device gives itself (borrowed). */

@@ -85,7 +85,7 @@ static void keyfile(const uint8_t *d, size_t n)
     /* The checks before the KDF, mirrored only to skip the expensive limits. */
     if ((n == SS_KEYFILE_BYTES || n == SS_KEYFILE_INFO_BYTES) && !memcmp(d, SS_KEYFILE_MAGIC, 4) &&
         d[SS_KEYFILE_OFF_VERSION] == SS_FORMAT_VERSION &&
-        d[SS_KEYFILE_OFF_ALG] == SS_KEYFILE_ALG_ARGON2ID13 && !d[6] && !d[7]) {
+        d[SS_KEYFILE_OFF_ALG] == SS_KEYFILE_ALG_ARGON2ID13) {
         uint64_t ops = le64(d + SS_KEYFILE_OFF_OPSLIMIT), mem = le64(d + SS_KEYFILE_OFF_MEMLIMIT);
         int in_bounds = ops >= SS_KDF_OPSLIMIT_MIN && ops <= SS_KDF_OPSLIMIT_MAX &&
                         mem >= SS_KDF_MEMLIMIT_MIN && mem <= SS_KDF_MEMLIMIT_MAX;

@@ -153,7 +153,7 @@ static void forged(const uint8_t *d, size_t n, uint32_t seed)
     context(hdr, ctx);
     buf_add(&obj, hdr, 8);
     crypto_secretstream_xchacha20poly1305_init_push(&st, wire,
-                                                    ss_keys_subkey(keys, SS_SUBKEY_OBJECT));
+                                                    ss_keys_content_key(keys, 0, SS_SUBKEY_OBJECT));
     buf_add(&obj, wire, 24);
     for (k = 4; k + 3 <= n; records++) {
         unsigned char tag = d[k] & 3; /* MESSAGE, PUSH, REKEY, FINAL */
@@ -265,9 +265,11 @@ static void chunk(const uint8_t *d, size_t n)
     if (body_len > n - 1) body[n - 1] = 0x80;
     memcpy(sealed, nonce, sizeof nonce);
     crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + 24, NULL, body, body_len, ad, sizeof ad,
-                                               NULL, nonce, ss_keys_subkey(keys, SS_SUBKEY_CHUNK));
+                                               NULL, nonce,
+                                               ss_keys_content_key(keys, 0, SS_SUBKEY_CHUNK));
     free(body);
-    ss_rc rc = ss_chunk_open(keys, id, sealed, 24 + body_len + 16, max_plain, &got, &got_len, &err);
+    ss_rc rc =
+        ss_chunk_open(keys, 0, id, sealed, 24 + body_len + 16, max_plain, &got, &got_len, &err);
     check_rc(rc, &err);
     if (rc == SS_OK) { /* accepted: within the cap, and of this id */
         uint8_t calc[32];
@@ -276,7 +278,7 @@ static void chunk(const uint8_t *d, size_t n)
     }
     free(got), free(sealed);
     got = NULL;
-    rc = ss_chunk_open(keys, id, d, n, max_plain, &got, &got_len, &err);
+    rc = ss_chunk_open(keys, 0, id, d, n, max_plain, &got, &got_len, &err);
     if (rc != SS_ERR_INTEGRITY) abort(); /* raw bytes never authenticate */
     free(got);
 }
