@@ -20,9 +20,29 @@ static void check(ss_rc rc, const ss_err *err, const char *what)
     if (rc) fail_msg("forger: %s: %s", what, err->msg);
 }
 
+/*
+ * t after the transaction plain, as a device applies it: what an honest
+ * signer commits to. A header that does not decode leaves t as it is (the
+ * reader refuses such a transaction before its signature anyway).
+ */
+static void apply_devices(const forger *f, const void *plain, size_t len, ss_devices *t)
+{
+    const ss_config *cfg = ss_repo_config(f->repo);
+    ss_txn_limits lim = {cfg->inline_limit, cfg->chunker.max_size, 0};
+    msrc m = {plain, len, 0, len};
+    ss_reader src = {msrc_read, msrc_rewind, &m};
+    ss_txn_reader *r = NULL;
+    if (ss_txn_reader_new(&lim, &src, &r, NULL)) return;
+    (void)ss_devices_apply_log(t, ss_txn_reader_header(r), NULL);
+    ss_txn_reader_free(r);
+}
+
 void forger_sync(forger *f)
 {
     ss_err err = {{0}};
+    ss_devices_free(f->devices);
+    f->devices = NULL;
+    check(ss_devices_new(&f->devices, &err), &err, "device table");
     memset(f->chain, 0, sizeof f->chain);
     for (f->head = 0;; f->head++) {
         char key[SS_KEY_NAME_MAX];
@@ -37,6 +57,7 @@ void forger_sync(forger *f)
                                 f->chain, UINT64_MAX, obj, len, &plain, &plen, hash, &err),
               &err, key);
         ss_chain_next(ss_repo_keys(f->repo), f->chain, hash, f->chain);
+        apply_devices(f, plain, plen, f->devices);
         free(obj);
         free(plain);
     }
@@ -65,24 +86,80 @@ void forger_open(forger *f, const char *url, const char *pass)
 
 void forger_free(forger *f)
 {
+    ss_devices_free(f->devices);
     ss_repo_free(f->repo);
     ss_store_free(f->store);
     sodium_memzero(f->sk, sizeof f->sk);
 }
 
-/* FORMAT.md "Devices and signatures": what a log object's signature signs. */
-static void sign(const forger *f, const buf *plain, uint64_t seq, const uint8_t *sk,
-                 uint8_t sig[64])
+/*
+ * FORMAT.md "Devices and signatures": what a signature signs. after: the
+ * table the signer commits to (the one after a log object, a checkpoint's).
+ */
+static void sign_as(const forger *f, int kind, const buf *plain, uint64_t seq,
+                    const ss_devices *after, const uint8_t *sk, uint8_t sig[64])
 {
     uint8_t msg[SS_SIG_MESSAGE_BYTES], *m = msg;
     memcpy(m, SS_SIG_LABEL, strlen(SS_SIG_LABEL)), m += strlen(SS_SIG_LABEL);
     memcpy(m, ss_keys_repo_id(ss_repo_keys(f->repo)), SS_REPO_ID_BYTES), m += SS_REPO_ID_BYTES;
-    *m++ = SS_FRAME_KIND_LOG;
+    *m++ = (uint8_t)kind;
     for (int i = 0; i < 8; i++)
         *m++ = (uint8_t)(seq >> (8 * i));
     memcpy(m, f->chain, 32), m += 32;
-    crypto_generichash(m, 32, plain->p, plain->len, NULL, 0);
+    crypto_generichash(m, 32, plain->p, plain->len, NULL, 0), m += 32;
+    ss_devices_hash(after, m);
     crypto_sign_detached(sig, NULL, msg, sizeof msg, sk);
+}
+
+/* A log object's: over the table after it, as the log says it would be. */
+static void sign(const forger *f, const buf *plain, uint64_t seq, const uint8_t *sk,
+                 uint8_t sig[64])
+{
+    ss_devices *after = NULL;
+    check(ss_devices_copy(f->devices, &after, NULL), &(ss_err){{0}}, "device table");
+    apply_devices(f, plain->p, plain->len, after);
+    sign_as(f, SS_FRAME_KIND_LOG, plain, seq, after, sk, sig);
+    ss_devices_free(after);
+}
+
+void forge_checkpoint(forger *f, const ss_devices *table, char *ret_key)
+{
+    buf t = {0}, whole = {0};
+    ss_txn_device *v = NULL;
+    uint32_t n = 0;
+    uint8_t sig[64];
+    void *obj = NULL;
+    size_t len = 0;
+    ss_err err = {{0}};
+    static const uint8_t zero_chain[32];
+    check(ss_devices_entries(table, &v, &n, &err), &err, "device entries");
+    t_header_only(&t, f, NULL, f->head, 0, 0);
+    b_uint(&t, n, 2);
+    for (uint32_t i = 0; i < n; i++) {
+        b_uint(&t, v[i].type, 1);
+        b_mem(&t, v[i].id, sizeof v[i].id);
+        b_uint(&t, v[i].seq, 8);
+        if (v[i].type != SS_TXN_DEV_ENROLL) continue;
+        b_mem(&t, v[i].pk, sizeof v[i].pk);
+        b_uint(&t, v[i].name_len, 2);
+        b_mem(&t, v[i].name, v[i].name_len);
+    }
+    sign_as(f, SS_FRAME_KIND_CHECKPOINT, &t, f->head, table, f->sk, sig);
+    b_mem(&whole, SS_CHECKPOINT_MAGIC, 4);
+    b_uint(&whole, SS_CHECKPOINT_VERSION, 1);
+    b_uint(&whole, 0, 3);
+    b_mem(&whole, f->chain, SS_CHAIN_BYTES); /* chain(seq) */
+    b_mem(&whole, t.p, t.len);
+    b_mem(&whole, sig, sizeof sig);
+    snprintf(ret_key, SS_KEY_NAME_MAX, SS_KEY_CHECKPOINT_FMT, f->head);
+    check(ss_frame_seal_buf(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, ret_key, f->head,
+                            zero_chain, 3, whole.p, whole.len, &obj, &len, NULL, &err),
+          &err, "seal");
+    check(ss_store_put(f->store, ret_key, obj, len, SS_PUT_CREATE_ONLY, &err), &err, ret_key);
+    free(obj);
+    free(whole.p);
+    free(t.p);
+    free(v);
 }
 
 void forge(forger *f, const buf *plain, forger_sig how, char *ret_key)

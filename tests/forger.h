@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "devices.h"
 #include "format.h"
 #include "repo.h"
 #include "s3store.h"
@@ -29,6 +30,7 @@ typedef struct forger {
     uint8_t pk[SS_DEVICE_PK_BYTES], sk[SS_DEVICE_SK_BYTES];
     uint8_t id[SS_TXN_DEVICE_ID_BYTES]; /* of pk */
     char name[64]; /* its device name: "EVE" unless a case sets another before forger_enroll */
+    ss_devices *devices; /* the table at head, as the log says: what signatures commit to */
 } forger;
 
 /* How forge signs the bytes it is given. */
@@ -45,6 +47,12 @@ void forger_free(forger *f);
 void forger_sync(forger *f);
 /* Sign plain (a transaction without its signature) as sig says, seal it as log/<head + 1>. */
 void forge(forger *f, const buf *plain, forger_sig sig, char *ret_key);
+/*
+ * checkpoints/<head> holding no file and the device table table (which
+ * may lie: drop a revocation, invent a device), signed by the forger over
+ * that table as a checkpoint is. *ret_key: its key.
+ */
+void forge_checkpoint(forger *f, const ss_devices *table, char *ret_key);
 /* A transaction enrolling the forger as f->name: afterwards its transactions are a device's. */
 void forger_enroll(forger *f);
 

@@ -98,7 +98,26 @@ typedef struct rule_case {
     int flip, other_chain;
     uint64_t seq;       /* 0: 10 */
     const char *expect; /* NULL: accepted */
+    int other_table;    /* signed over another table after it than the honest one */
 } rule_case;
+
+/*
+ * The hash of t after h, as an honest signer computes it (t itself when h
+ * does not apply); other: of a table with one device more, as a signer
+ * lying about the table would sign.
+ */
+static void after_hash(const ss_devices *t, const ss_txn_header *h, int other, uint8_t out[32])
+{
+    ss_devices *after = NULL;
+    assert_int_equal(ss_devices_copy(t, &after, NULL), SS_OK);
+    (void)ss_devices_apply_log(after, h, NULL);
+    if (other) {
+        ss_device extra = dev_of(&K_N, "n", 12, 0);
+        assert_int_equal(ss_devices_put(after, &extra, NULL), SS_OK);
+    }
+    ss_devices_hash(after, out);
+    ss_devices_free(after);
+}
 
 static ss_rc check_case(const ss_devices *t, const rule_case *c)
 {
@@ -108,12 +127,13 @@ static ss_rc check_case(const ss_devices *t, const rule_case *c)
                        .device_name_len = strlen(c->header_name),
                        .n_devices = c->n,
                        .devices = c->e};
-    uint8_t digest[32], msg[SS_SIG_MESSAGE_BYTES], sig[64], chain[32];
+    uint8_t digest[32], msg[SS_SIG_MESSAGE_BYTES], sig[64], chain[32], table_hash[32];
     memcpy(h.device_id, c->signer->id, 16);
     memcpy(chain, PREV, 32);
     chain[31] ^= (uint8_t)c->other_chain;
     crypto_generichash(digest, 32, (const uint8_t *)c->name, strlen(c->name), NULL, 0);
-    ss_devices_sig_message(msg, REPO, SS_FRAME_KIND_LOG, seq, chain, digest);
+    after_hash(t, &h, c->other_table, table_hash);
+    ss_devices_sig_message(msg, REPO, SS_FRAME_KIND_LOG, seq, chain, digest, table_hash);
     crypto_sign_detached(sig, NULL, msg, sizeof msg, c->sig_key->sk);
     sig[5] ^= (uint8_t)c->flip;
     ss_err err = {{0}};
@@ -140,6 +160,8 @@ static void test_rules(void **state)
         CASE("another device's name", &K_A, &K_N, "a",
              .expect = "does not verify with the key of device a ("),
         CASE("another chain", &K_A, &K_A, "a", .other_chain = 1, .expect = "does not verify"),
+        CASE("signed over another table after it", &K_A, &K_A, "a", .other_table = 1,
+             .expect = "does not verify"),
         CASE("a new key signed by another", &K_N, &K_M, "n", .e = {enroll_entry(&K_N, 10, "n")}, .n = 1,
              .expect = "does not verify"),
         CASE("enrolling another device", &K_A, &K_A, "a", .e = {enroll_entry(&K_N, 10, "n")}, .n = 1,
@@ -214,15 +236,38 @@ static void test_apply(void **state)
     ss_devices_free(t);
 }
 
+/* The hash of the table entries v[0..n) describe, as FORMAT.md defines it, by hand. */
+static void entries_hash(const ss_txn_device *v, uint32_t n, uint8_t out[32])
+{
+    ss_devices *t = NULL;
+    assert_int_equal(ss_devices_new(&t, NULL), SS_OK);
+    for (uint32_t i = 0; i < n; i++) {
+        const ss_device *known = ss_devices_find(t, v[i].id);
+        ss_device d = {.enrolled = v[i].seq};
+        if (v[i].type == SS_TXN_DEV_REVOKE && !known) continue; /* refused anyway */
+        if (v[i].type == SS_TXN_DEV_REVOKE) {
+            d = *known;
+            d.revoked = v[i].seq;
+        } else {
+            memcpy(d.id, v[i].id, 16);
+            memcpy(d.pk, v[i].pk, 32);
+        }
+        assert_int_equal(ss_devices_put(t, &d, NULL), SS_OK);
+    }
+    ss_devices_hash(t, out);
+    ss_devices_free(t);
+}
+
 /* A checkpoint at 20 with device entries v[0..n), signed by signer: its table, or the refusal. */
 static ss_rc cp_table(const ss_txn_device *v, uint32_t n, const keypair *signer, ss_devices **ret,
                       ss_err *err)
 {
-    uint8_t digest[32] = {7}, msg[SS_SIG_MESSAGE_BYTES], sig[64];
+    uint8_t digest[32] = {7}, msg[SS_SIG_MESSAGE_BYTES], sig[64], table_hash[32];
     ss_txn_header h = {
         .seq = 20, .device_name = "x", .device_name_len = 1, .n_devices = n, .devices = v};
     memcpy(h.device_id, signer->id, 16);
-    ss_devices_sig_message(msg, REPO, SS_FRAME_KIND_CHECKPOINT, 20, PREV, digest);
+    entries_hash(v, n, table_hash);
+    ss_devices_sig_message(msg, REPO, SS_FRAME_KIND_CHECKPOINT, 20, PREV, digest, table_hash);
     crypto_sign_detached(sig, NULL, msg, sizeof msg, signer->sk);
     return ss_devices_from_checkpoint(REPO, &h, PREV, digest, sig, ret, err);
 }
@@ -271,15 +316,41 @@ static void test_checkpoint_tables(void **state)
     }
     /* A's entry, signed with another key under A's id: the signature fails. */
     {
-        uint8_t digest[32] = {7}, msg[SS_SIG_MESSAGE_BYTES], sig[64];
+        uint8_t digest[32] = {7}, msg[SS_SIG_MESSAGE_BYTES], sig[64], table_hash[32];
         ss_txn_header h = {
             .seq = 20, .device_name = "x", .device_name_len = 1, .n_devices = 1, .devices = &a};
         memcpy(h.device_id, K_A.id, 16);
-        ss_devices_sig_message(msg, REPO, SS_FRAME_KIND_CHECKPOINT, 20, PREV, digest);
+        entries_hash(&a, 1, table_hash);
+        ss_devices_sig_message(msg, REPO, SS_FRAME_KIND_CHECKPOINT, 20, PREV, digest, table_hash);
         crypto_sign_detached(sig, NULL, msg, sizeof msg, K_M.sk);
         assert_int_equal(ss_devices_from_checkpoint(REPO, &h, PREV, digest, sig, &got, &err),
                          SS_ERR_INTEGRITY);
         assert_non_null(strstr(err.msg, "does not verify"));
+    }
+    /*
+     * A signed over the table with R revoked; the entries drop the revocation
+     * (a checkpoint that would undo it): the signature does not cover them.
+     */
+    {
+        ss_txn_device signed_v[3] = {a, r, r_gone};
+        uint8_t digest[32] = {7}, msg[SS_SIG_MESSAGE_BYTES], sig[64], table_hash[32];
+        ss_txn_header h = {.seq = 20,
+                           .device_name = "x",
+                           .device_name_len = 1,
+                           .n_devices = 2,
+                           .devices = signed_v};
+        memcpy(h.device_id, K_A.id, 16);
+        entries_hash(signed_v, 3, table_hash);
+        ss_devices_sig_message(msg, REPO, SS_FRAME_KIND_CHECKPOINT, 20, PREV, digest, table_hash);
+        crypto_sign_detached(sig, NULL, msg, sizeof msg, K_A.sk);
+        assert_int_equal(ss_devices_from_checkpoint(REPO, &h, PREV, digest, sig, &got, &err),
+                         SS_ERR_INTEGRITY);
+        assert_non_null(strstr(err.msg, "does not verify"));
+        h.n_devices = 3; /* the same with the revocation: accepted */
+        assert_int_equal(ss_devices_from_checkpoint(REPO, &h, PREV, digest, sig, &got, &err),
+                         SS_OK);
+        ss_devices_free(got);
+        got = NULL;
     }
     /* differ: what a device knows must hold in a newer table. */
     assert_int_equal(ss_devices_copy(t, &got, NULL), SS_OK);
@@ -581,6 +652,51 @@ static void test_revoked_device(void **state)
     rm_rf(snap_c);
 }
 
+/*
+ * A checkpoint cannot undo a revocation (#15): EVE, an enrolled device
+ * turned against the others, writes a checkpoint whose table drops B's
+ * revocation, correctly signed over that table. A device joining from it
+ * adopts the table, and the first log object after it, which A signed over
+ * the true table, fails to verify: exit 3, none of it applied.
+ */
+static void test_checkpoint_undoes_revocation(void **state)
+{
+    world *w = *state;
+    forger f;
+    ss_devices *lie = NULL;
+    uint8_t b_id[16];
+    char snap[200], key[SS_KEY_NAME_MAX], hex[33];
+    setup_two(w, snap, sizeof snap);
+    device_id_of(w, B, b_id, hex);
+    ss_err err = {{0}};
+    forger_open(&f, w->url, PASS);
+    forger_enroll(&f);
+    outcome o = run_cli(NULL, ARGS("-C", w->dev[A], "device", "revoke", "B"));
+    expect_exit(&o, 0, "device revoke B");
+    outcome_free(&o);
+    ss_repo_free(f.repo); /* EVE was granted the new epoch: its passphrase opens it */
+    f.repo = NULL;
+    assert_int_equal(ss_repo_join(f.store, PASS, strlen(PASS), &f.repo, &err), SS_OK);
+    forger_sync(&f);
+    assert_int_equal(ss_devices_copy(f.devices, &lie, NULL), SS_OK);
+    ss_device b = *ss_devices_find(lie, b_id);
+    if (!b.revoked) failf("the forger's table does not show B revoked");
+    b.revoked = 0;
+    assert_int_equal(ss_devices_put(lie, &b, NULL), SS_OK);
+    forge_checkpoint(&f, lie, key);
+    write_bytes(at(w, A, "after.txt"), "after", 5);
+    ok(w, A, "push");
+
+    o = run_cli(NULL, ARGS("--device", "C", "init", w->url, w->dev[C]));
+    expect_exit(&o, 3, "joining from a checkpoint that drops a revocation");
+    if (!strstr(o.err, "does not verify")) failf("C: %s", o.err);
+    outcome_free(&o);
+    if (!access(at(w, C, "after.txt"), F_OK)) failf("C applied what follows the lie");
+    ss_devices_free(lie);
+    forger_free(&f);
+    rm_rf(snap);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_close)
 
 int main(void)
@@ -596,6 +712,7 @@ int main(void)
         WORLD_TEST(test_forged_signature),
         WORLD_TEST(test_impersonation),
         WORLD_TEST(test_revoked_device),
+        WORLD_TEST(test_checkpoint_undoes_revocation),
     };
     if (fixture_init("devices")) return 1;
     make_key(&K_A), make_key(&K_R), make_key(&K_B), make_key(&K_N), make_key(&K_M);

@@ -117,6 +117,10 @@ from_checkpoint() { # STORE, a name for the checks
     before=$(folder_hash "$dir")
     lbefore=$(listing "$store")
     check "$tag: $d: push --dry-run answers" bash -c "'$bin' -C '$dir' push --dry-run >/dev/null"
+    # status counts as pull starts: the checkpoint (one) and log/3 (B: and nothing of its own)
+    out=$("$bin" -C "$dir" status --json) || out=failed
+    check "$tag: $d: status counts the checkpoint and the log after it ($out)" \
+      test "$(echo "$out" | json pending_remote)" = $([ $d = B ] && echo 2 || echo 3)
     out=$("$bin" -C "$dir" sync --dry-run --json) || out=failed
     check "$tag: $d: sync --dry-run plans from the checkpoint ($out)" test "$(echo "$out" | json files_down)" = $want_down
     check "$tag: $d: and sends the local path" test "$(echo "$out" | json files_up)" = 1

@@ -1,10 +1,12 @@
 /*
  * test-format: docs/FORMAT.md matches the code. The project's code writes a
- * repository into a temp file:// store (create, join, two pushes); then an
- * independent decoder, written only from FORMAT.md with libsodium and libzstd
- * (constants hard-coded, none from core/), opens config and the key file,
- * log/1 and log/2 through the hash chain, and every op of log/1 down to its
- * sealed chunk in a data/ pack. Owns only this cross-check.
+ * repository into a temp file:// store (create, join, two pushes, a key
+ * rotation, one more push); then an independent decoder, written only from
+ * FORMAT.md with libsodium and libzstd (constants hard-coded, none from
+ * core/), opens config and the key file, log/1 and log/2 through the hash
+ * chain, every op of log/1 down to its sealed chunk in a data/ pack, then
+ * epochs/0000000001 with the device's own key and the logs and pack of key
+ * epoch 1 with that epoch's keys. Owns only this cross-check.
  */
 #include <glob.h>
 #include <setjmp.h>
@@ -26,6 +28,7 @@
 #include "s3sync.h"
 
 static const char PASS[] = "correct horse battery staple";
+static const char PASS2[] = "a passphrase of key epoch 1";
 static const char DEVICE[] = "format-test";
 #define N_SUB 20  /* sub/f00..f19, 4000 random bytes each: inline, more than one record */
 #define BIG 10000 /* big.bin: above the inline limit, one chunk */
@@ -54,6 +57,18 @@ static void push_once(void)
     ss_err err = {{0}};
     assert_int_equal(ss_folder_open(folder, NULL, NULL, &f, &err), SS_OK);
     if (ss_push(f, &st, &err)) fail_msg("push: %s", err.msg);
+    ss_stats_clear(&st);
+    ss_folder_free(f);
+}
+
+/* `s3sync key rotate` as the library runs it: key epoch 1, and a new passphrase. */
+static void rotate_once(void)
+{
+    ss_folder *f = NULL;
+    ss_stats st = {0};
+    ss_err err = {{0}};
+    assert_int_equal(ss_folder_open(folder, NULL, NULL, &f, &err), SS_OK);
+    if (ss_folder_rotate(f, PASS2, strlen(PASS2), &st, &err)) fail_msg("rotate: %s", err.msg);
     ss_stats_clear(&st);
     ss_folder_free(f);
 }
@@ -95,6 +110,11 @@ static void write_repository(void)
 /* ---- the independent decoder: FORMAT.md, libsodium and libzstd only ---- */
 
 static uint8_t repo_id[16], subkey[8][32]; /* subkeys by id 1..7 */
+static uint8_t master_key[32];
+/* "Key epochs": the epoch objects are sealed under, and its content subkeys */
+static uint32_t epoch;
+static uint64_t epoch_start = 1;
+static uint8_t object_key[32], chunk_key[32];
 
 typedef struct cur {
     const uint8_t *p;
@@ -201,6 +221,9 @@ static void open_repo(uint64_t t0, uint64_t t1)
     assert_int_equal(le(sealed + 32, 8), 1);
     for (uint64_t id = 1; id <= 7; id++)
         assert_int_equal(crypto_kdf_derive_from_key(subkey[id], 32, id, "s3sync01", master), 0);
+    memcpy(master_key, master, 32);
+    memcpy(object_key, subkey[1], 32); /* epoch 0's content keys are the master key's */
+    memcpy(chunk_key, subkey[5], 32);
     /* The trailer: subkey 7, AD = bytes 0..119 || repository id; created, L, label, zeros. */
     uint8_t tad[120 + 16], info[264], zeros[255] = {0};
     memcpy(tad, kf, 120), memcpy(tad + 120, repo_id, 16);
@@ -235,8 +258,8 @@ static uint8_t *open_object(const char *key, uint64_t seq, const uint8_t prev_ch
     assert_true(plain && olen >= 44 + 17);
     assert_memory_equal(obj, "S3SO\2\1", 6); /* magic, version 2, kind 1 (log) */
     assert_true((obj[6] & ~1) == 0 && obj[7] == 0);
-    /* key epoch 0 (the master key), which begins at sequence 1 */
-    assert_true(le(obj + 8, 4) == 0 && le(obj + 12, 8) == 1);
+    /* the key epoch in force, and where it began */
+    assert_true(le(obj + 8, 4) == epoch && le(obj + 12, 8) == epoch_start);
     crypto_generichash_init(&h, NULL, 0, 32);
     crypto_generichash_update(&h, (const uint8_t *)"s3sync-object-v1", 16);
     crypto_generichash_update(&h, repo_id, 16);
@@ -248,7 +271,7 @@ static uint8_t *open_object(const char *key, uint64_t seq, const uint8_t prev_ch
     crypto_generichash_update(&h, b, 8);
     crypto_generichash_update(&h, prev_chain, 32);
     crypto_generichash_final(&h, ctx, 32);
-    assert_int_equal(crypto_secretstream_xchacha20poly1305_init_pull(&st, obj + 20, subkey[1]), 0);
+    assert_int_equal(crypto_secretstream_xchacha20poly1305_init_pull(&st, obj + 20, object_key), 0);
     for (*ret_records = 0; pos < olen; ++*ret_records) { /* 65553 bytes a record but the last */
         size_t n = olen - pos < 65553 ? olen - pos : 65553;
         unsigned long long m = 0;
@@ -323,22 +346,76 @@ static void txn_devices(cur *c, uint64_t seq, const uint8_t device_id[16], const
     assert_memory_equal(take(c, strlen(DEVICE)), DEVICE, strlen(DEVICE));
 }
 
-/* The signature that ends log/<seq>'s plaintext p[0..len), by the key pk. */
+/*
+ * The signature that ends log/<seq>'s plaintext p[0..len), by the key pk of
+ * device id, the only device of the table after it (enrolled by log/1).
+ */
 static void txn_signature(const uint8_t *p, size_t len, uint64_t seq, const uint8_t prev[32],
-                          const uint8_t pk[32])
+                          const uint8_t id[16], const uint8_t pk[32])
 {
-    uint8_t msg[13 + 16 + 1 + 8 + 32 + 32], *m = msg;
+    uint8_t msg[13 + 16 + 1 + 8 + 32 + 32 + 32], *m = msg, table[17 + 4 + 16 + 32 + 16] = {0};
     assert_true(len > 64);
-    memcpy(m, "s3sync-sig-v1", 13), m += 13;
+    memcpy(m, "s3sync-sig-v2", 13), m += 13;
     memcpy(m, repo_id, 16), m += 16;
     *m++ = 1; /* frame kind: log */
     for (int i = 0; i < 8; i++)
         *m++ = (uint8_t)(seq >> (8 * i));
     memcpy(m, prev, 32), m += 32;
-    crypto_generichash(m, 32, p, len - 64, NULL, 0);
+    crypto_generichash(m, 32, p, len - 64, NULL, 0), m += 32;
+    /* table hash: label, u32 1 device, its id, key, u64 enrolled 1, u64 revoked 0 */
+    memcpy(table, "s3sync-devices-v1", 17);
+    table[17] = 1;
+    memcpy(table + 21, id, 16), memcpy(table + 37, pk, 32);
+    table[69] = 1;
+    crypto_generichash(m, 32, table, sizeof table, NULL, 0);
     assert_int_equal(crypto_sign_verify_detached(p + len - 64, msg, sizeof msg, pk), 0);
     msg[29] ^= 1; /* another sequence: it does not verify */
     assert_int_not_equal(crypto_sign_verify_detached(p + len - 64, msg, sizeof msg, pk), 0);
+}
+
+/* crypto_kdf_derive_from_key(32, id, "s3sync-e", key): a subkey of an epoch key. */
+static void epoch_subkey(uint8_t out[32], uint64_t id, const uint8_t key[32])
+{
+    assert_int_equal(crypto_kdf_derive_from_key(out, 32, id, "s3sync-e", key), 0);
+}
+
+/*
+ * "Key epochs": epochs/0000000001 opened with the device's own key (the X25519
+ * form of its Ed25519 key): K_1, checked against the object's check, its link
+ * to the master key, the signature; then objects are read under epoch 1 from
+ * sequence start.
+ */
+static void open_epoch_1(const uint8_t device_id[16], const uint8_t sk[64], uint64_t start)
+{
+    size_t len;
+    uint8_t *o = slurp(store_root, "epochs/0000000001", &len);
+    uint8_t xpk[32], xsk[32], k1[32], key[32], check[32], msg[20], link[40], digest[32];
+    uint8_t sigmsg[19 + 32];
+    assert_int_equal(len, 60 + 80 + 96 + 16 + 64);      /* one grant: the repository's one device */
+    assert_memory_equal(o, "S3SE\2\0\1\0\1\0\0\0", 12); /* version 2, 1 grant, epoch 1 */
+    assert_memory_equal(o + 12, repo_id, 16);
+    assert_memory_equal(o + 140, device_id, 16);
+    assert_int_equal(crypto_sign_ed25519_pk_to_curve25519(xpk, sk + 32), 0);
+    assert_int_equal(crypto_sign_ed25519_sk_to_curve25519(xsk, sk), 0);
+    assert_int_equal(crypto_box_seal_open(k1, o + 156, 80, xpk, xsk), 0);
+    epoch_subkey(key, 2, k1); /* check = BLAKE2b-256(check subkey; repository id || u32 1) */
+    memcpy(msg, repo_id, 16), memset(msg + 16, 0, 4), msg[16] = 1;
+    crypto_generichash(check, 32, msg, 20, key, 32);
+    assert_memory_equal(check, o + 28, 32);
+    epoch_subkey(key, 1, k1); /* link: K_0 and where epoch 0 began, AD = the header */
+    assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(link, NULL, NULL, o + 60 + 24, 56,
+                                                                o, 60, o + 60, key),
+                     0);
+    assert_memory_equal(link, master_key, 32);
+    assert_int_equal(le(link + 32, 8), 1);
+    assert_memory_equal(o + 236, device_id, 16); /* the signer, a reader */
+    crypto_generichash(digest, 32, o, 252, NULL, 0);
+    memcpy(sigmsg, "s3sync-epoch-sig-v1", 19), memcpy(sigmsg + 19, digest, 32);
+    assert_int_equal(crypto_sign_verify_detached(o + 252, sigmsg, sizeof sigmsg, sk + 32), 0);
+    epoch = 1, epoch_start = start;
+    epoch_subkey(object_key, 3, k1);
+    epoch_subkey(chunk_key, 4, k1);
+    free(o);
 }
 
 /* "Sealed chunks and data/ packs": the chunk a 52-byte chunk ref names, into dst. */
@@ -360,7 +437,7 @@ static void open_chunk(const uint8_t *packs, uint32_t n_packs, const uint8_t *re
     assert_int_equal(pad_size(plen - 1), plen); /* the pack: filler to its bucket */
     memcpy(ad, "s3sync-chunk-v1", 15), memcpy(ad + 15, repo_id, 16), memcpy(ad + 31, id, 32);
     assert_int_equal(crypto_aead_xchacha20poly1305_ietf_decrypt(
-                         body, &blen, NULL, p + off + 24, sealed - 24, ad, 63, p + off, subkey[5]),
+                         body, &blen, NULL, p + off + 24, sealed - 24, ad, 63, p + off, chunk_key),
                      0);
     blen = unpad(body, blen);
     assert_int_equal(body[0] & ~1, 0);
@@ -376,13 +453,10 @@ static void open_chunk(const uint8_t *packs, uint32_t n_packs, const uint8_t *re
     free(p);
 }
 
-/* Every op of log/1, against the files that were pushed. */
-static void txn_ops(cur *c, uint32_t n_ops, const uint8_t *packs, uint32_t n_packs)
+/* Every op of a transaction, against the files want_path[0..n_ops) that were pushed. */
+static void txn_ops(cur *c, uint32_t n_ops, const uint8_t *packs, uint32_t n_packs,
+                    char (*want_path)[16])
 {
-    char want_path[N_SUB + 3][16] = {"a.txt", "big.bin", "sub"}; /* '/' sorts lowest */
-    for (int i = 0; i < N_SUB; i++)
-        snprintf(want_path[3 + i], sizeof want_path[0], "sub/f%02d", i);
-    assert_int_equal(n_ops, N_SUB + 3);
     for (uint32_t i = 0; i < n_ops; i++) {
         uint8_t data[BIG], id[32];
         char full[256];
@@ -454,7 +528,6 @@ static void test_format_matches_code(void **state)
     uint8_t *sk = slurp(folder, ".s3sync/device.key", &len), pk[32]; /* seed || public key */
     assert_int_equal(len, 64);
     memcpy(pk, sk + 32, 32);
-    free(sk);
 
     open_repo(t0, t1);
     uint8_t *plain = open_object("log/00000000000000000001", 1, zero, &len, &records, hash);
@@ -465,8 +538,12 @@ static void test_format_matches_code(void **state)
     uint32_t n_packs, n_ops = txn_header(&c, 1, t0, t1, device_id, &packs, &n_packs);
     assert_int_equal(n_packs, 1);
     txn_devices(&c, 1, device_id, pk, 1);
-    txn_ops(&c, n_ops, packs, n_packs);
-    txn_signature(plain, len, 1, zero, pk);
+    char log1_paths[N_SUB + 3][16] = {"a.txt", "big.bin", "sub"}; /* '/' sorts lowest */
+    for (int i = 0; i < N_SUB; i++)
+        snprintf(log1_paths[3 + i], sizeof log1_paths[0], "sub/f%02d", i);
+    assert_int_equal(n_ops, N_SUB + 3);
+    txn_ops(&c, n_ops, packs, n_packs, log1_paths);
+    txn_signature(plain, len, 1, zero, device_id, pk);
     free(plain);
 
     put_file("a.txt", "hello again\n", 12);
@@ -486,8 +563,41 @@ static void test_format_matches_code(void **state)
     assert_in_range(n_packs, 0, 1);
     txn_devices(&c, 2, device_id, pk, 0);               /* enrolled by log/1 */
     assert_memory_equal(take(&c, 8), "\1\5\0a.txt", 8); /* upsert, u16 5, path */
-    txn_signature(plain, len, 2, chain1, pk);
+    txn_signature(plain, len, 2, chain1, device_id, pk);
     free(plain);
+
+    /* "Key epochs": a rotation begins epoch 1 at log/3, and log/4 and its pack are under it. */
+    uint8_t chain2[32], chain3[32], big2[BIG];
+    memcpy(msg + 15, chain1, 32), memcpy(msg + 47, hash, 32);
+    crypto_generichash(chain2, 32, msg, sizeof msg, subkey[4], 32);
+    rotate_once();
+    randombytes_buf(big2, sizeof big2);
+    put_file("big2.bin", big2, sizeof big2);
+    push_once();
+    t1 = (uint64_t)time(NULL);
+    open_epoch_1(device_id, sk, 3);
+    plain = open_object("log/00000000000000000003", 3, chain2, &len, &records, hash);
+    assert_non_null(plain);
+    c = (cur){plain, len, 0};
+    assert_int_equal(txn_header(&c, 3, t0, t1, device_id, &packs, &n_packs), 0);
+    assert_int_equal(n_packs, 0);
+    txn_devices(&c, 3, device_id, pk, 0); /* a rotation: no entry, no op */
+    txn_signature(plain, len, 3, chain2, device_id, pk);
+    free(plain);
+    memcpy(msg + 15, chain2, 32), memcpy(msg + 47, hash, 32);
+    crypto_generichash(chain3, 32, msg, sizeof msg, subkey[4], 32);
+    plain = open_object("log/00000000000000000004", 4, chain3, &len, &records, hash);
+    assert_non_null(plain);
+    c = (cur){plain, len, 0};
+    n_ops = txn_header(&c, 4, t0, t1, device_id, &packs, &n_packs);
+    assert_int_equal(n_packs, 1);
+    txn_devices(&c, 4, device_id, pk, 0);
+    char log4_paths[1][16] = {"big2.bin"};
+    assert_int_equal(n_ops, 1);
+    txn_ops(&c, n_ops, packs, n_packs, log4_paths); /* its chunk opens with epoch 1's key */
+    txn_signature(plain, len, 4, chain3, device_id, pk);
+    free(plain);
+    free(sk);
 }
 
 int main(void)

@@ -32,6 +32,12 @@ keyfiles() { # STORE: how many key files it holds
   s3://*) aws s3 ls "$1/keys/" | wc -l ;;
   esac
 }
+retired() { # STORE: how many retired key files it holds
+  case $1 in
+  file://*) find "${1#file://}/retired" -type f 2>/dev/null | wc -l ;;
+  s3://*) aws s3 ls "$1/retired/" | wc -l ;;
+  esac
+}
 has_epoch() { # STORE, E: the store holds epochs/<E>
   local key
   key=$(printf 'epochs/%010d' "$2")
@@ -69,7 +75,12 @@ one_store() { # STORE, a name for the checks
 
   check "$t: one key file is left, of the new passphrase" test "$(keyfiles "$store")" = 1
   check "$t: the old passphrase no longer joins" exits 1 "$bin" init "$store" "$w/$t-Old"
-  check "$t: it says the passphrase is wrong" grep -q "wrong passphrase" "$w/err"
+  check "$t: it says the passphrase was retired at epoch 1" \
+    grep -q "passphrase was retired when key epoch 1 began" "$w/err"
+  check "$t: the old key file was moved to retired/" test "$(retired "$store")" = 1
+  check "$t: a wrong passphrase is still just wrong" exits 1 env S3SYNC_PASSWORD=nonsense \
+    "$bin" init "$store" "$w/$t-Wrong"
+  check "$t: and says so" grep -q "wrong passphrase" "$w/err"
   check "$t: the new passphrase joins D" exits 0 env S3SYNC_PASSWORD="new after B" \
     "$bin" --device "$t-D" init "$store" "$w/$t-D"
   check "$t: D reads what was written before the revocation" grep -qx "from $t-B" "$w/$t-D/$t-B.txt"
@@ -97,11 +108,18 @@ one_store() { # STORE, a name for the checks
   check "$t: the thief's copy still reads nothing" exits 1 "$bin" -C "$w/$t-Bcopy" pull
   check "$t: the epoch-1 passphrase is retired" exits 1 env S3SYNC_PASSWORD="new after B" \
     "$bin" init "$store" "$w/$t-Old1"
+  check "$t: at epoch 2" grep -q "passphrase was retired when key epoch 2 began" "$w/err"
   check "$t: E joins with the epoch-2 passphrase" exits 0 env S3SYNC_PASSWORD="epoch two pass" \
     "$bin" --device "$t-E" init "$store" "$w/$t-E"
   check "$t: E reads epoch 0, 1 and 2" bash -c "grep -qx 'from $t-A' '$w/$t-E/$t-A.txt' &&
     grep -qx 'from C in epoch 1' '$w/$t-E/c2.txt' && grep -qx 'epoch two' '$w/$t-E/e2.txt'"
   check "$t: verify on E" exits 0 "$bin" -C "$w/$t-E" verify
+  check "$t: E restores a file as it was in epoch 0" \
+    exits 0 "$bin" -C "$w/$t-E" restore "$t-A.txt" --at 1 --to "$w/$t-restored"
+  check "$t: with its epoch-0 content" grep -qx "from $t-A" "$w/$t-restored"
+  check "$t: the thief's copy cannot restore what came after" \
+    exits 1 "$bin" -C "$w/$t-Bcopy" restore secret.txt --to "$w/$t-stolen"
+  check "$t: and gets nothing" test ! -e "$w/$t-stolen"
   check "$t: verify on A walks every epoch" exits 0 "$bin" -C "$A" verify
 
   # G slept through both epochs, and gc took the log it would have read: it

@@ -95,30 +95,25 @@ static ss_rc resolve(ss_folder *f, const char *who, const ss_device **ret, ss_er
 
 /*
  * A new key epoch began (was): the passphrase given is written as a key
- * file of it, then every other key file is retired, since whoever was
- * revoked may have seen those passphrases. Killed in between, the old key
- * files open only older epochs and `key add` writes one of the new.
+ * file of it, then every other key file is retired (moved to retired/),
+ * since whoever was revoked may have seen those passphrases. Killed in
+ * between, the old key files open only older epochs and `key add` writes
+ * one of the new. lockd signs no DELETE: there the old ones stay, said so.
  */
 static ss_rc new_passphrase(ss_folder *f, uint32_t was, const char *pass, size_t passlen,
                             ss_err *err)
 {
-    char id[SS_KEYFILE_ID_HEX + 1];
+    char id[SS_KEYFILE_ID_HEX + 1], msg[300];
     ss_rc rc;
     if (ss_folder_epoch(f) == was) return SS_OK; /* nothing written: nothing to retire */
-    ss_err why = {{0}};
     rc = ss_repo_key_add(f->repo, pass, passlen, f->device_name, id, err);
     if (rc) return rc;
-    rc = ss_repo_key_retire_others(f->repo, id, &why);
-    if (rc != SS_ERR_INVALID) { /* SS_ERR_INVALID: a store that cannot delete (lockd:) */
-        if (rc && err) *err = why;
-        return rc;
-    }
+    if (!ss_store_is_lockd(f->store)) return ss_repo_key_retire_others(f->repo, id, err);
     if (f->hooks.warn) {
-        char msg[sizeof why.msg + 200];
         snprintf(msg, sizeof msg,
-                 "the older key files stay (%s): they open only the key epochs before %u; "
-                 "remove them with the bucket's credentials",
-                 why.msg, ss_folder_epoch(f));
+                 "the older key files stay (lockd signs no DELETE): they open only the key epochs "
+                 "before %u; remove them with the bucket's credentials",
+                 ss_folder_epoch(f));
         f->hooks.warn(f->hooks.ctx, msg);
     }
     return SS_OK;

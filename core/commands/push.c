@@ -413,6 +413,7 @@ static ss_rc push_once(ss_folder *f, const uint8_t *revoke, int force, const uin
     if (rc) return rc;
     rc = push_devices_after(&p, &next, err);
     if (rc) goto fail;
+    p.after = next;
     if (p.rotate) {
         rc = push_begin_epoch(&p, next, err);
         if (rc) goto fail;

@@ -26,8 +26,9 @@ typedef struct push {
     int force; /* a transaction of device entries only (enrollment, revocation): no scan */
     ss_txn_device devs[2]; /* device entries: this device enrolling, a device revoked */
     uint32_t n_devs;
-    int rotate;    /* begin the next key epoch with this transaction (forced, no scan) */
-    ss_keys *keys; /* rotating: the keys with the new epoch, until it is committed */
+    const ss_devices *after; /* the device table after this transaction, its signature's */
+    int rotate;              /* begin the next key epoch with this transaction (forced, no scan) */
+    ss_keys *keys;           /* rotating: the keys with the new epoch, until it is committed */
     uint8_t epoch_key[SS_EPOCH_KEY_BYTES];
 } push;
 

@@ -52,7 +52,8 @@ static ss_rc build_object(push *p, const char *key, const uint8_t prev_chain[SS_
     h.n_devices = p->n_devs;
     h.devices = p->devs;
     h.n_ops = ss_spool_count(p->spool);
-    eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, ss_frame_out_write, &sink);
+    eng_signer_init(&sg, f, SS_FRAME_KIND_LOG, p->seq, prev_chain, p->after, ss_frame_out_write,
+                    &sink);
     rc = eng_tmpfile(f, &fd, err);
     if (rc) goto fail;
     rc = ss_frame_writer_new(p->keys ? p->keys : ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key,

@@ -3,33 +3,26 @@
  * deleted ones, and paths whose content, target, kind or mode changed. As
  * push, it reads a file only when its lstat no longer matches the previous
  * state or was recorded too recently to trust (the racy-mtime rule): a
- * touched file, or one just pulled, is no change. Remote: transactions
- * listed after the watermark.
+ * touched file, or one just pulled, is no change. Remote: what pull would
+ * apply, found as pull finds it (eng_log_start): the transactions after the
+ * watermark, and a checkpoint to start from (one, whatever it holds).
  */
-#include <stdio.h>
-
 #include "engine.h"
 #include "format.h"
-
-static int count_key(void *ctx, const char *key, const ss_store_stat *st)
-{
-    (void)key;
-    (void)st;
-    (*(uint64_t *)ctx)++;
-    return 0;
-}
 
 ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err)
 {
     uint8_t chain[SS_CHAIN_BYTES];
-    char after[SS_KEY_NAME_MAX] = "";
-    uint64_t wm, bytes;
+    eng_log_list l = {0};
+    uint64_t wm, bytes, base, base_size;
     ss_rc rc;
     rc = ss_state_watermark(f->state, &wm, chain, err);
     if (rc) return rc;
     stats->seq = wm;
-    if (wm) snprintf(after, sizeof after, SS_KEY_LOG_FMT, wm);
-    rc = ss_store_list(f->store, SS_KEY_LOG_PREFIX, after, count_key, &stats->pending_remote, err);
+    /* Where pull would start: a checkpoint it applies first counts as one. */
+    rc = eng_log_start(f, wm, &l, &base, &base_size, err);
+    stats->pending_remote = l.n + (base ? 1 : 0);
+    eng_log_list_free(&l);
     if (rc) return rc;
     rc = eng_load_ignore(f, err);
     if (rc) return rc;

@@ -165,7 +165,8 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYT
     rc = ss_devices_entries(f->devices, &devs, &h.n_devices, err);
     if (rc) goto out;
     h.devices = devs;
-    eng_signer_init(&sg, f, SS_FRAME_KIND_CHECKPOINT, seq, chain, ss_frame_out_write, &out);
+    eng_signer_init(&sg, f, SS_FRAME_KIND_CHECKPOINT, seq, chain, f->devices, ss_frame_out_write,
+                    &out);
     for (size_t i = 0; i < ps->n; i++)
         table[i] = ps->keys[i];
     clock_gettime(CLOCK_REALTIME, &now);

@@ -232,13 +232,16 @@ typedef struct eng_signer {
     int kind;
     uint64_t seq;
     uint8_t chain[SS_CHAIN_BYTES];
+    uint8_t table[SS_DEVICES_HASH_BYTES]; /* the device table after it, committed to */
     crypto_generichash_state h;
     ss_store_write_fn out;
     void *ctx;
     int signed_;
 } eng_signer;
+/* after: the device table after the transaction (a checkpoint's: the one it holds). */
 void eng_signer_init(eng_signer *s, ss_folder *f, int kind, uint64_t seq,
-                     const uint8_t chain[SS_CHAIN_BYTES], ss_store_write_fn out, void *ctx);
+                     const uint8_t chain[SS_CHAIN_BYTES], const ss_devices *after,
+                     ss_store_write_fn out, void *ctx);
 int eng_signer_write(void *ctx, const void *buf, size_t len); /* an ss_store_write_fn */
 ss_rc eng_signer_sign(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES],
                       ss_err *err); /* ss_txn_sign_fn */

@@ -168,15 +168,23 @@ static int collect_key(void *ctx, const char *key, const ss_store_stat *st)
     return 0;
 }
 
-/* The key files of the store, at most SS_KEYFILES_MAX of them (docs/FORMAT.md "Bounded reads"). */
-static ss_rc list_keys(ss_store *store, key_names *names, ss_err *err)
+/*
+ * The key files of the store under prefix (keys/, or retired/), at most
+ * SS_KEYFILES_MAX of them (docs/FORMAT.md "Bounded reads").
+ */
+static ss_rc list_prefix(ss_store *store, const char *prefix, key_names *names, ss_err *err)
 {
-    ss_rc rc = ss_store_list(store, SS_KEY_KEYS_PREFIX, NULL, collect_key, names, err);
+    ss_rc rc = ss_store_list(store, prefix, NULL, collect_key, names, err);
     if (rc || !names->failed) return rc;
     if (names->n < SS_KEYFILES_MAX) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     return ss_fail(err, SS_ERR_INTEGRITY,
                    "%s lists more than %u key files, the most a reader takes", ss_store_url(store),
                    SS_KEYFILES_MAX);
+}
+
+static ss_rc list_keys(ss_store *store, key_names *names, ss_err *err)
+{
+    return list_prefix(store, SS_KEY_KEYS_PREFIX, names, err);
 }
 
 static void free_names(key_names *k)
@@ -280,6 +288,35 @@ static ss_rc try_keyfiles(ss_store *store, const key_names *names, const uint8_t
     return rc;
 }
 
+/*
+ * No key file opens with pass: if a retired one does, err says so and when
+ * (a key file of epoch E was retired as epoch E + 1 began). Best effort.
+ */
+static void retired_says(ss_store *store, const uint8_t *repo_id, const char *pass, size_t passlen,
+                         ss_err *err)
+{
+    key_names names = {0};
+    ss_err ignored;
+    if (list_prefix(store, SS_KEY_RETIRED_PREFIX, &names, &ignored)) goto done;
+    for (size_t i = 0; i < names.n; i++) {
+        void *buf = NULL;
+        size_t len = 0;
+        ss_epoch_secret *sec = NULL;
+        if (ss_store_get_max(store, names.v[i], SS_KEYFILE_READ_MAX, &buf, &len, &ignored))
+            continue;
+        if (!ss_keyfile_open_epoch(buf, len, repo_id, pass, passlen, &sec, &ignored))
+            ss_fail(err, SS_ERR_PASSPHRASE,
+                    "this passphrase was retired when key epoch %" PRIu32 " began (a device was "
+                    "revoked, or the key rotated): ask someone who holds the current one",
+                    sec->epoch + 1);
+        ss_epoch_secret_free(sec);
+        free(buf);
+        if (sec) break;
+    }
+done:
+    free_names(&names);
+}
+
 ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **ret_repo,
                    ss_err *err)
 {
@@ -305,6 +342,7 @@ ss_rc ss_repo_join(ss_store *store, const char *pass, size_t passlen, ss_repo **
     /* The floor is only trusted once config's MAC verified, so it is checked after the KDF. */
     rc = try_keyfiles(store, &names, repo->cfg.repo_id, pass, passlen, &repo->keys, &lim, &opened,
                       err);
+    if (rc == SS_ERR_PASSPHRASE) retired_says(store, repo->cfg.repo_id, pass, passlen, err);
     if (rc) goto fail;
     rc = ss_config_open(repo->keys, cfgbuf, cfglen, &repo->cfg, err);
     if (rc) goto fail;
@@ -467,6 +505,24 @@ done:
     return rc;
 }
 
+/*
+ * keys/<id> moved to retired/<id>: its passphrase opens nothing current,
+ * but a device joining with it is told it was retired rather than wrong.
+ */
+static ss_rc retire(ss_store *store, const char *key, ss_err *err)
+{
+    char to[SS_KEY_NAME_MAX];
+    void *buf = NULL;
+    size_t len = 0;
+    ss_rc rc = ss_store_get_max(store, key, SS_KEYFILE_READ_MAX, &buf, &len, err);
+    if (rc) return rc;
+    snprintf(to, sizeof to, SS_KEY_RETIRED_PREFIX "%s", key + strlen(SS_KEY_KEYS_PREFIX));
+    rc = ss_store_put(store, to, buf, len, 0, err);
+    free(buf);
+    if (rc) return rc;
+    return ss_store_delete(store, key, err);
+}
+
 ss_rc ss_repo_key_retire_others(ss_repo *repo, const char *keep_id, ss_err *err)
 {
     key_names names = {0};
@@ -474,11 +530,8 @@ ss_rc ss_repo_key_retire_others(ss_repo *repo, const char *keep_id, ss_err *err)
     ss_rc rc = list_keys(repo->store, &names, err);
     if (rc) goto done;
     snprintf(keep, sizeof keep, SS_KEY_KEYS_PREFIX "%s", keep_id);
-    for (size_t i = 0; i < names.n; i++) {
-        if (!strcmp(names.v[i], keep)) continue;
-        rc = ss_store_delete(repo->store, names.v[i], err);
-        if (rc) goto done;
-    }
+    for (size_t i = 0; i < names.n && !rc; i++)
+        if (strcmp(names.v[i], keep)) rc = retire(repo->store, names.v[i], err);
 done:
     free_names(&names);
     return rc;

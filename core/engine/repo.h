@@ -44,7 +44,10 @@ ss_rc ss_repo_add_epoch(ss_repo *repo, uint32_t epoch, uint64_t start,
 const ss_config *ss_repo_config(const ss_repo *repo);
 ss_store *ss_repo_store(const ss_repo *repo);
 
-/* Delete every key file but keys/<keep_id>: the passphrases of older key epochs are retired. */
+/*
+ * Every key file but keys/<keep_id> moved to retired/: the passphrases of
+ * older key epochs are retired (joining with one says so).
+ */
 ss_rc ss_repo_key_retire_others(ss_repo *repo, const char *keep_id, ss_err *err);
 
 /* SS_ERR_INTEGRITY naming both fingerprints when expected (text form) is not repo's. */

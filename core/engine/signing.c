@@ -17,13 +17,15 @@
 #include "engine.h"
 
 void eng_signer_init(eng_signer *s, ss_folder *f, int kind, uint64_t seq,
-                     const uint8_t chain[SS_CHAIN_BYTES], ss_store_write_fn out, void *ctx)
+                     const uint8_t chain[SS_CHAIN_BYTES], const ss_devices *after,
+                     ss_store_write_fn out, void *ctx)
 {
     memset(s, 0, sizeof *s);
     s->f = f;
     s->kind = kind;
     s->seq = seq;
     memcpy(s->chain, chain, SS_CHAIN_BYTES);
+    ss_devices_hash(after, s->table);
     s->out = out;
     s->ctx = ctx;
     crypto_generichash_init(&s->h, NULL, 0, crypto_generichash_BYTES);
@@ -43,7 +45,7 @@ ss_rc eng_signer_sign(void *ctx, uint8_t ret_sig[SS_TXN_SIG_BYTES], ss_err *err)
     if (s->signed_) return ss_fail(err, SS_ERR_INVALID, "signer used twice");
     crypto_generichash_final(&s->h, digest, sizeof digest);
     ss_devices_sig_message(msg, ss_keys_repo_id(ss_repo_keys(s->f->repo)), s->kind, s->seq,
-                           s->chain, digest);
+                           s->chain, digest, s->table);
     ss_device_key_sign(s->f->key, msg, sizeof msg, ret_sig);
     s->signed_ = 1;
     return SS_OK;

@@ -8,6 +8,8 @@
  */
 #include "devices.h"
 
+#include "le.h"
+
 #include <inttypes.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -119,10 +121,31 @@ void ss_device_id_short(const uint8_t id[SS_TXN_DEVICE_ID_BYTES], char out[17])
     sodium_bin2hex(out, 17, id, 8);
 }
 
+void ss_devices_hash(const ss_devices *d, uint8_t out[SS_DEVICES_HASH_BYTES])
+{
+    crypto_generichash_state h;
+    uint8_t b[8];
+    crypto_generichash_init(&h, NULL, 0, SS_DEVICES_HASH_BYTES);
+    crypto_generichash_update(&h, (const uint8_t *)SS_DEVICES_HASH_LABEL,
+                              sizeof SS_DEVICES_HASH_LABEL - 1);
+    ss_le_put32(b, (uint32_t)d->n);
+    crypto_generichash_update(&h, b, 4);
+    for (size_t i = 0; i < d->n; i++) { /* kept in id order */
+        crypto_generichash_update(&h, d->v[i].id, SS_TXN_DEVICE_ID_BYTES);
+        crypto_generichash_update(&h, d->v[i].pk, SS_DEVICE_PK_BYTES);
+        ss_le_put64(b, d->v[i].enrolled);
+        crypto_generichash_update(&h, b, 8);
+        ss_le_put64(b, d->v[i].revoked);
+        crypto_generichash_update(&h, b, 8);
+    }
+    crypto_generichash_final(&h, out, SS_DEVICES_HASH_BYTES);
+}
+
 void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES],
                             const uint8_t repo_id[SS_REPO_ID_BYTES], int kind, uint64_t seq,
                             const uint8_t chain[SS_CHAIN_BYTES],
-                            const uint8_t digest[SS_SIG_DIGEST_BYTES])
+                            const uint8_t digest[SS_SIG_DIGEST_BYTES],
+                            const uint8_t table_hash[SS_DEVICES_HASH_BYTES])
 {
     uint8_t *p = out;
     memcpy(p, SS_SIG_LABEL, strlen(SS_SIG_LABEL));
@@ -134,6 +157,7 @@ void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES],
         *p++ = (uint8_t)(seq >> (8 * i));
     memcpy(p, chain, SS_CHAIN_BYTES);
     memcpy(p + SS_CHAIN_BYTES, digest, SS_SIG_DIGEST_BYTES);
+    memcpy(p + SS_CHAIN_BYTES + SS_SIG_DIGEST_BYTES, table_hash, SS_DEVICES_HASH_BYTES);
 }
 
 /* "NAME (0123456789abcdef)" of a device, for messages. */
@@ -151,10 +175,12 @@ static const char *who(const ss_device *dev, const uint8_t id[SS_TXN_DEVICE_ID_B
 
 static int verifies(const uint8_t repo_id[SS_REPO_ID_BYTES], int kind, uint64_t seq,
                     const uint8_t chain[SS_CHAIN_BYTES], const uint8_t digest[SS_SIG_DIGEST_BYTES],
-                    const uint8_t sig[SS_TXN_SIG_BYTES], const uint8_t pk[SS_DEVICE_PK_BYTES])
+                    const ss_devices *after, const uint8_t sig[SS_TXN_SIG_BYTES],
+                    const uint8_t pk[SS_DEVICE_PK_BYTES])
 {
-    uint8_t msg[SS_SIG_MESSAGE_BYTES];
-    ss_devices_sig_message(msg, repo_id, kind, seq, chain, digest);
+    uint8_t msg[SS_SIG_MESSAGE_BYTES], table[SS_DEVICES_HASH_BYTES];
+    ss_devices_hash(after, table);
+    ss_devices_sig_message(msg, repo_id, kind, seq, chain, digest, table);
     return crypto_sign_verify_detached(sig, msg, sizeof msg, pk) == 0;
 }
 
@@ -210,6 +236,7 @@ ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID
 {
     const ss_device *signer = ss_devices_find(d, h->device_id);
     const uint8_t *pk = signer ? signer->pk : NULL;
+    ss_devices *after = NULL; /* owned */
     char name[300];
     ss_rc rc;
     for (uint32_t i = 0; i < h->n_devices; i++) {
@@ -223,11 +250,16 @@ ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID
     if (signer && signer->revoked && signer->revoked < h->seq)
         return ss_fail(err, SS_ERR_INTEGRITY, "signed by device %s, revoked at sequence %" PRIu64,
                        who(signer, h->device_id, name, sizeof name), signer->revoked);
-    if (!verifies(repo_id, SS_FRAME_KIND_LOG, h->seq, prev_chain, digest, sig, pk))
-        return ss_fail(err, SS_ERR_INTEGRITY,
-                       "its signature does not verify with the key of device %s",
-                       who(signer, h->device_id, name, sizeof name));
-    return SS_OK;
+    rc = ss_devices_copy(d, &after, err);
+    if (rc) return rc;
+    rc = ss_devices_apply_log(after, h, err);
+    if (!rc && !verifies(repo_id, SS_FRAME_KIND_LOG, h->seq, prev_chain, digest, after, sig, pk))
+        rc = ss_fail(err, SS_ERR_INTEGRITY,
+                     "its signature does not verify with the key of device %s (or over another "
+                     "device table than this one after it)",
+                     who(signer, h->device_id, name, sizeof name));
+    ss_devices_free(after);
+    return rc;
 }
 
 ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err)
@@ -309,7 +341,7 @@ ss_rc ss_devices_from_checkpoint(const uint8_t repo_id[SS_REPO_ID_BYTES], const 
     } else if (signer->revoked) {
         rc = ss_fail(err, SS_ERR_INTEGRITY, "signed by device %s, revoked at sequence %" PRIu64,
                      who(signer, h->device_id, name, sizeof name), signer->revoked);
-    } else if (!verifies(repo_id, SS_FRAME_KIND_CHECKPOINT, h->seq, chain, digest, sig,
+    } else if (!verifies(repo_id, SS_FRAME_KIND_CHECKPOINT, h->seq, chain, digest, t, sig,
                          signer->pk)) {
         rc = ss_fail(err, SS_ERR_INTEGRITY,
                      "its signature does not verify with the key of device %s",

@@ -51,11 +51,23 @@ void ss_device_id_of(const uint8_t pk[SS_DEVICE_PK_BYTES], uint8_t ret_id[SS_TXN
 /* The first 8 bytes of an id in hex (17 bytes with NUL), as people see it. */
 void ss_device_id_short(const uint8_t id[SS_TXN_DEVICE_ID_BYTES], char out[17]);
 
-/* The bytes a transaction's signature signs (FORMAT.md). kind: SS_FRAME_KIND_LOG or _CHECKPOINT. */
+/*
+ * What a signature commits the table to (FORMAT.md): who is enrolled with
+ * which key, since when, and who is revoked since when; not names, nor the
+ * local `last`. A checkpoint that drops a revocation or invents a device
+ * has another hash than the table the next log transaction signed after.
+ */
+void ss_devices_hash(const ss_devices *d, uint8_t out[SS_DEVICES_HASH_BYTES]);
+
+/*
+ * The bytes a transaction's signature signs (FORMAT.md). kind: SS_FRAME_KIND_LOG or
+ * _CHECKPOINT; table_hash: ss_devices_hash of the table after it.
+ */
 void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES],
                             const uint8_t repo_id[SS_REPO_ID_BYTES], int kind, uint64_t seq,
                             const uint8_t chain[SS_CHAIN_BYTES],
-                            const uint8_t digest[SS_SIG_DIGEST_BYTES]);
+                            const uint8_t digest[SS_SIG_DIGEST_BYTES],
+                            const uint8_t table_hash[SS_DEVICES_HASH_BYTES]);
 
 /*
  * Log transaction h (its sequence h->seq), whose bytes before the signature
@@ -63,8 +75,9 @@ void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES],
  * are allowed (each at h->seq; an enroll only of the signer itself, new to
  * the table, with the id of its key and the header's name; a revoke only
  * of an enrolled device not revoked yet), its signer is enrolled (by d or
- * by this transaction) and not revoked before h->seq, and sig verifies.
- * SS_ERR_INTEGRITY naming the device and what is wrong.
+ * by this transaction) and not revoked before h->seq, and sig verifies over
+ * the table after it (d with h applied). SS_ERR_INTEGRITY naming the device
+ * and what is wrong.
  */
 ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID_BYTES],
                            const ss_txn_header *h, const uint8_t prev_chain[SS_CHAIN_BYTES],
@@ -76,7 +89,8 @@ ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err);
 /*
  * The table checkpoint h at sequence h->seq holds (recording chain(seq)),
  * checked: every enrolled id is its key's, every revoke follows its
- * device's enroll, and the signer is enrolled, not revoked, and signed it.
+ * device's enroll, and the signer is enrolled, not revoked, and signed it
+ * with this table's hash.
  * *ret_table owned.
  */
 ss_rc ss_devices_from_checkpoint(const uint8_t repo_id[SS_REPO_ID_BYTES], const ss_txn_header *h,

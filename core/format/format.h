@@ -21,8 +21,9 @@
 #define SS_KEY_LOG_PREFIX "log/"
 #define SS_KEY_DATA_PREFIX "data/"
 #define SS_KEY_CHECKPOINTS_PREFIX "checkpoints/"
-#define SS_KEY_KEYFILE_FMT "keys/%016" PRIx64             /* key file id: 8 random bytes */
-#define SS_KEY_LOG_FMT "log/%020" PRIu64                  /* seq, from 1 */
+#define SS_KEY_RETIRED_PREFIX "retired/"      /* key files of older epochs, moved from keys/ */
+#define SS_KEY_KEYFILE_FMT "keys/%016" PRIx64 /* key file id: 8 random bytes */
+#define SS_KEY_LOG_FMT "log/%020" PRIu64      /* seq, from 1 */
 #define SS_KEY_DATA_FMT "data/%020" PRIu64 "-%016" PRIx64 /* seq, 8 random bytes */
 #define SS_KEY_CHECKPOINT_FMT "checkpoints/%020" PRIu64   /* seq captured */
 #define SS_SEQ_DIGITS 20
@@ -237,11 +238,17 @@ typedef enum ss_subkey {
 /*
  * signed = SS_SIG_LABEL || repository id || u8 frame kind || u64 seq ||
  *          chain (log: chain(seq - 1); checkpoint: chain(seq)) ||
- *          BLAKE2b-256(the transaction's bytes before its signature)
+ *          BLAKE2b-256(the transaction's bytes before its signature) ||
+ *          table hash (the device table after it: a checkpoint's own)
+ * table hash = BLAKE2b-256(SS_DEVICES_HASH_LABEL || u32 devices || per device in
+ *              id order: id (16) || public key (32) || u64 enrolled || u64 revoked)
  */
-#define SS_SIG_LABEL "s3sync-sig-v1" /* 13 bytes, no NUL */
+#define SS_SIG_LABEL "s3sync-sig-v2" /* 13 bytes, no NUL */
 #define SS_SIG_DIGEST_BYTES 32       /* BLAKE2b-256 of the bytes before the signature */
-#define SS_SIG_MESSAGE_BYTES (13 + SS_REPO_ID_BYTES + 1 + 8 + SS_CHAIN_BYTES + SS_SIG_DIGEST_BYTES)
+#define SS_DEVICES_HASH_LABEL "s3sync-devices-v1" /* 17 bytes, no NUL */
+#define SS_DEVICES_HASH_BYTES 32
+#define SS_SIG_MESSAGE_BYTES                                                                       \
+    (13 + SS_REPO_ID_BYTES + 1 + 8 + SS_CHAIN_BYTES + SS_SIG_DIGEST_BYTES + SS_DEVICES_HASH_BYTES)
 
 /* ---- "Checkpoints" ---- */
 
