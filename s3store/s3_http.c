@@ -229,11 +229,15 @@ static int on_seek(void *ud, curl_off_t offset, int origin)
 
 /* --- one attempt --------------------------------------------------------- */
 
-/* What the bucket bills r as: a LIST is a GET to it, lockd's store HEAD a ranged GET. */
+/*
+ * What the bucket bills r as: a LIST is a GET to it, lockd's store HEAD a
+ * ranged GET, a DeleteObjects (a POST) a DELETE.
+ */
 static ss_req_class req_class(const s3_req *r)
 {
     if (r->lockd_api) return SS_REQ_LOCKD;
     if (!strcmp(r->op, "LIST")) return SS_REQ_LIST;
+    if (!strcmp(r->op, "DELETE-BATCH")) return SS_REQ_DELETE;
     if (!strcmp(r->method, "PUT") || !strcmp(r->method, "POST")) return SS_REQ_PUT;
     if (!strcmp(r->method, "HEAD")) return SS_REQ_HEAD;
     if (!strcmp(r->method, "DELETE")) return SS_REQ_DELETE;

@@ -79,6 +79,10 @@ enum { SS_ADDR_AUTO = 0, SS_ADDR_PATH, SS_ADDR_VHOST };
 #define SS_CAP_LOCKD_LOG_AHEAD (1u << 22)
 /* ss_store_get to the end of an object (tools, tests): SS_ERR_INTEGRITY. */
 #define SS_CAP_GET_WHOLE (64u << 20)
+/* The answer to a DeleteObjects of 1000 keys (~1.2 MiB at 1 KiB a key): SS_ERR_STORE. */
+#define SS_CAP_DELETE_ANSWER (4u << 20)
+
+#define SS_DELETE_BATCH_MAX 1000 /* keys in one S3 DeleteObjects request, S3's own limit */
 
 #define SS_PUT_CREATE_ONLY 0x1u /* If-None-Match: *; SS_ERR_EXISTS when taken */
 #define SS_TO_END UINT64_MAX    /* length meaning "to the end of the object" */
@@ -105,7 +109,8 @@ const char *ss_store_url(const ss_store *store);
 
 /*
  * Request classes, as S3 bills them: PUT (and POST), GET (a presigned or
- * ranged read too), LIST (ListObjectsV2 pages), DELETE, HEAD; and the calls
+ * ranged read too), LIST (ListObjectsV2 pages), DELETE (a DeleteObjects of
+ * up to 1000 keys is one), HEAD; and the calls
  * to s3sync-lockd itself, which no bucket bills.
  */
 typedef enum ss_req_class {
@@ -191,6 +196,20 @@ ss_rc ss_store_head(ss_store *store, const char *key, ss_store_stat *ret_stat, s
 ss_rc ss_store_writer(ss_store *store, const char *key, char *ret, size_t cap, ss_err *err);
 /* Deleting a missing key succeeds: delete is idempotent. */
 ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err);
+/*
+ * Delete keys[0..n), any n, a missing key succeeding as above. s3:// sends
+ * them SS_DELETE_BATCH_MAX to a request (DeleteObjects) and checks each
+ * key's result in the answer: a key the store failed to delete, or one its
+ * answer leaves out, fails naming it (s3store/s3_delete.h). Other stores
+ * delete key by key. Requests go one after another, in order; the first
+ * that fails stops the rest. Within one request the store may delete in
+ * any order, so a failure (or a kill) can leave any part of that request's
+ * keys deleted: a caller whose deletes must happen in order gives each
+ * step its own call.
+ */
+ss_rc ss_store_delete_batch(ss_store *store, const char *const *keys, size_t n, ss_err *err);
+/* Keys one request of ss_store_delete_batch takes: SS_DELETE_BATCH_MAX on s3://, else 1. */
+size_t ss_store_delete_batch_max(const ss_store *store);
 /*
  * Keys under prefix (may be ""), strictly after start_after (NULL or ""), every page.
  * lockd stores answer log/ from lockd's head without asking the bucket: st

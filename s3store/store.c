@@ -360,6 +360,26 @@ ss_rc ss_store_delete(ss_store *store, const char *key, ss_err *err)
     return store->ops->del(store, key, err);
 }
 
+size_t ss_store_delete_batch_max(const ss_store *store)
+{
+    return store->ops->del_batch ? SS_DELETE_BATCH_MAX : 1;
+}
+
+ss_rc ss_store_delete_batch(ss_store *store, const char *const *keys, size_t n, ss_err *err)
+{
+    size_t step = ss_store_delete_batch_max(store);
+    ss_rc rc;
+    for (size_t i = 0; i < n; i++)
+        if (check_key(keys[i], err)) return SS_ERR_INVALID;
+    for (size_t i = 0; i < n; i += step) {
+        size_t m = n - i < step ? n - i : step;
+        rc = store->ops->del_batch ? store->ops->del_batch(store, keys + i, m, err)
+                                   : store->ops->del(store, keys[i], err);
+        if (rc) return rc;
+    }
+    return SS_OK;
+}
+
 ss_rc ss_store_probe_create_only(ss_store *store, ss_err *err)
 {
     static const char body1[] = "s3sync create-only probe 1",

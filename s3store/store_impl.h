@@ -37,6 +37,9 @@ typedef struct ss_store_ops {
                  void *ctx, ss_err *err);
     ss_rc (*head)(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err);
     ss_rc (*del)(ss_store *s, const char *key, ss_err *err);
+    /* Optional: delete keys[0..n), 1 <= n <= SS_DELETE_BATCH_MAX, in one request; NULL: del
+     * key by key. */
+    ss_rc (*del_batch)(ss_store *s, const char *const *keys, size_t n, ss_err *err);
     ss_rc (*list)(ss_store *s, const char *prefix, const char *start_after, ss_store_list_fn fn,
                   void *ctx, ss_err *err);
     /* Optional: who wrote key (ss_store_writer); NULL: nobody knows. */

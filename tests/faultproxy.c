@@ -64,7 +64,7 @@ struct faultproxy {
 
 static const char *const names[FP_KINDS] = {"none",     "drop-before", "drop-after", "500",
                                             "503",      "stall",       "truncate",   "overwrite",
-                                            "no-token", "first-page",  "timeout"};
+                                            "no-token", "first-page",  "rewrite",    "timeout"};
 
 const char *fp_name(fp_fault f)
 {
@@ -390,6 +390,21 @@ static int break_paging(conn *c, fp_fault f, const char *head, const char *rhead
     return rc || (conn_hdr && !strncasecmp(conn_hdr, "close", 5)) ? -1 : 0;
 }
 
+/* FP_REWRITE: the answer rhead/body with its body through the test's rewrite function. */
+static int send_rewritten(conn *c, const char *rhead, framing resp)
+{
+    char *body = NULL, *out = NULL;
+    size_t len = 0, out_len = 0;
+    int rc;
+    if (read_body(&c->up, resp, &body, &len)) return -1;
+    out = c->p->rates.rewrite(c->p->rates.rewrite_ctx, body, len, &out_len);
+    rc = out ? send_reframed(c->cl.fd, rhead, out, out_len)
+             : send_reframed(c->cl.fd, rhead, body, len);
+    free(body);
+    free(out);
+    return rc ? -1 : 0;
+}
+
 /* One request and its response; 0 to keep the connection, -1 to close it. */
 static int serve_one(conn *c)
 {
@@ -459,7 +474,11 @@ static int serve_one(conn *c)
     }
     if ((f == FP_NO_TOKEN || f == FP_FIRST_PAGE) && status == 200)
         return break_paging(c, f, head, rhead, resp);
-    if (f == FP_OVERWRITE || f == FP_NO_TOKEN || f == FP_FIRST_PAGE) f = FP_NONE;
+    if (f == FP_REWRITE && status / 100 == 2 && resp.len != -1 && c->p->rates.rewrite) {
+        count(c->p, f);
+        return send_rewritten(c, rhead, resp);
+    }
+    if (f == FP_OVERWRITE || f == FP_NO_TOKEN || f == FP_FIRST_PAGE || f == FP_REWRITE) f = FP_NONE;
     if (f == FP_DROP_AFTER || f == FP_TRUNCATE) { /* no body to cut: drop the answer instead */
         count(c->p, FP_DROP_AFTER);
         return -1; /* the store has answered: it has done the request */
@@ -576,7 +595,7 @@ void fp_set(faultproxy *p, const fp_rates *rates, uint64_t seed)
 {
     pthread_mutex_lock(&p->mu);
     p->pass = !rates;
-    p->rates = rates ? *rates : (fp_rates){{0}, 0, 0, NULL, 0};
+    p->rates = rates ? *rates : (fp_rates){.match = NULL};
     p->seed = seed;
     p->next_req = 0;
     p->injected = 0;

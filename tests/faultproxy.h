@@ -15,10 +15,13 @@
  * key under log/, say) and a limit (the first one only). FAULTPROXY_LOG=1 prints each fault.
  * The two paging faults (a store whose ListObjectsV2 paging is broken) only
  * change a 200 answer to a GET ...list-type=2...: match them to "GET *list-type=2*".
+ * FP_REWRITE hands a 2xx answer's body to the test's own function (a store
+ * that lies in what it answers).
  */
 #ifndef SS_FAULTPROXY_H
 #define SS_FAULTPROXY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 typedef enum fp_fault {
@@ -32,6 +35,7 @@ typedef enum fp_fault {
     FP_OVERWRITE,   /* relayed; a 412 answered as 200: a store ignoring If-None-Match */
     FP_NO_TOKEN, /* relayed; a truncated listing loses NextContinuationToken (IsTruncated stays) */
     FP_FIRST_PAGE, /* relayed; a listing's later page answered with its first page again */
+    FP_REWRITE,    /* relayed; a 2xx answer's body passed through rates->rewrite (a lying store) */
     FP_TIMEOUT,    /* not scheduled: upstream silent for timeout_ms, 504 answered */
     FP_KINDS
 } fp_fault;
@@ -42,6 +46,10 @@ typedef struct fp_rates {
     unsigned timeout_ms;         /* 0: wait for upstream forever; else answer 504 (a gateway) */
     const char *match;           /* NULL, or only request lines matching this fnmatch pattern */
     unsigned limit;              /* 0, or inject at most this many faults */
+    /* FP_REWRITE: the answer's new body (malloc'ed, *ret_len bytes) from the one the store
+     * sent, or NULL to relay it unchanged. Runs on the proxy's threads. */
+    char *(*rewrite)(void *ctx, const char *body, size_t len, size_t *ret_len);
+    void *rewrite_ctx;
 } fp_rates;
 
 typedef struct faultproxy faultproxy;

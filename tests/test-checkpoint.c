@@ -12,7 +12,8 @@
  * restored); verify names a corrupted checkpoint and a corrupted pack; a
  * device behind a gc re-bases (its local change becomes a conflict copy);
  * a rollback is still refused; gc running while two devices push, then
- * every retained version restored.
+ * every retained version restored; gc of 1014 dead packs in 2 DELETE
+ * requests on s3:// (DeleteObjects), counted in its --json.
  */
 #include <inttypes.h>
 #include <setjmp.h>
@@ -417,6 +418,48 @@ static void test_gc_reuse(void **state)
     json_decref(ok_on(w, B, ARGS("verify", "--data")));
 }
 
+/*
+ * gc of 1014 dead packs (a push's leftovers, put straight into the store)
+ * counted in requests: 2 DeleteObjects on s3://, not 1014 DELETEs; on
+ * file:// each key is an unlink. First gc writes checkpoints/1, the second
+ * deletes log/1 alone, so the third deletes packs and nothing else.
+ */
+static void test_gc_batched(void **state)
+{
+    enum { N = 1014 };
+    world *w = *state;
+    ss_store *s = world_store(w);
+    ss_xfer *x = NULL;
+    ss_err err = {{0}};
+    static char keys[N][SS_KEY_NAME_MAX];
+    json_t *j, *by;
+    int s3 = !strncmp(w->url, "s3://", 5);
+    join(w, A);
+    write_text(w, A, "f.txt", "one");
+    push(w, A);
+    json_decref(ok_on(w, A, ARGS("gc", "--keep-last", "1"))); /* writes checkpoints/1 */
+    j = ok_on(w, A, ARGS("gc", "--keep-last", "1"));
+    if (jint(j, "deleted_objects") != 1) failf("gc: %s", json_dumps(j, 0)); /* log/1 */
+    json_decref(j);
+    if (ss_xfer_new(s, &x, &err)) failf("%s", err.msg);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "%s%020d-%016x", SS_KEY_DATA_PREFIX, 1, 0xdead0000u + i);
+        if (ss_xfer_put(x, keys[i], "dead", 4, 0, NULL, NULL)) failf("put %s", keys[i]);
+    }
+    if (ss_xfer_wait(x, &err)) failf("%s", err.msg);
+    ss_xfer_free(x);
+    j = ok_on(w, A, ARGS("gc", "--keep-last", "1"));
+    by = json_object_get(j, "requests_by_class");
+    if (jint(j, "deleted_objects") != N ||
+        json_integer_value(json_object_get(by, "delete")) != (s3 ? 2 : N))
+        failf("gc of %d packs: %s", N, json_dumps(j, 0));
+    json_decref(j);
+    for (int i = 0; i < N; i += 97)
+        if (has_key(s, keys[i])) failf("%s is still there", keys[i]);
+    json_decref(ok_on(w, A, ARGS("verify", "--data")));
+    ss_store_free(s);
+}
+
 /* --- gc while two devices push ---------------------------------------------------------- */
 
 /* dest/name, restored, is byte for byte one of the versions the test wrote (PREFIX0..3). */
@@ -554,6 +597,7 @@ int main(void)
         WORLD_TEST(test_restore_time),
         WORLD_TEST(test_gc),
         WORLD_TEST(test_gc_reuse),
+        WORLD_TEST(test_gc_batched),
         WORLD_TEST(test_gc_concurrent),
         cmocka_unit_test(test_bad_arguments),
     };

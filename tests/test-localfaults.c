@@ -29,7 +29,9 @@
  *                 while push stands before reading d/secret.txt, or pull
  *                 before removing d/sub (S3SYNC_PAUSE_AT): nothing outside
  *                 is pushed or removed; with openat2 and with the O_NOFOLLOW
- *                 walk (S3SYNC_FAULT=no-openat2).
+ *                 walk (S3SYNC_FAULT=no-openat2). And d/ swapped while
+ *                 pull stands between two writes into it, d/ in apply's
+ *                 directory cache: nothing is written outside either.
  *   casefold      on a casefolded tmpfs or ext4 image (skipped, saying why,
  *                 where the kernel has no CONFIG_UNICODE): the kernel takes
  *                 each alias of tests/reserved-names.h for .s3sync, and a
@@ -561,6 +563,23 @@ static child start_paused(const world *w, int d, const char *point, int walk, co
     return c;
 }
 
+/* ROOT/outside, and device d's d/ set aside as d.away while a symlink stands in for it. */
+static void swap_names(const world *w, int d, char outside[200], char away[200])
+{
+    snprintf(outside, 200, "%s/outside", w->root);
+    snprintf(away, 200, "%s.away", at(w, d, "d"));
+}
+
+/* cmd on device d stopped at point, d/ swapped for a symlink to outside, resumed to its end. */
+static outcome run_swapped(const world *w, int d, const char *point, int walk, const char *cmd,
+                           const char *away, const char *outside)
+{
+    child c = start_paused(w, d, point, walk, cmd);
+    swap_dir(at(w, d, "d"), away, outside);
+    kill(c.pid, SIGCONT);
+    return finish(c);
+}
+
 /*
  * A local user swaps d/ for a symlink to a directory outside the folder
  * while A's push stands between its scan of d/secret.txt and reading it.
@@ -571,8 +590,7 @@ static void test_swap_during_push(void **state)
 {
     world *w = *state;
     char outside[200], away[200];
-    snprintf(outside, sizeof outside, "%s/outside", w->root);
-    snprintf(away, sizeof away, "%s.away", at(w, A, "d"));
+    swap_names(w, A, outside, away);
     write_bytes(at_dir(outside, "secret.txt"), "OUTSIDE SECRET", 14);
     join(w, A);
     join(w, B);
@@ -580,15 +598,11 @@ static void test_swap_during_push(void **state)
     ok(w, A, "push");
     ok(w, B, "pull");
     for (int walk = 0; walk < 2; walk++) {
-        child c;
         outcome o;
         snprintf(g_step, sizeof g_step, "push, d/ swapped before reading (%s)",
                  g_resolvers[walk][0]);
         write_bytes(at(w, A, "d/secret.txt"), walk ? "inside 3" : "inside 2", 8);
-        c = start_paused(w, A, "push.before-read:1", walk, "push");
-        swap_dir(at(w, A, "d"), away, outside);
-        kill(c.pid, SIGCONT);
-        o = finish(c);
+        o = run_swapped(w, A, "push.before-read:1", walk, "push", away, outside);
         ok(w, B, "pull");
         if (count_in(w->dev[B], count_content, "OUTSIDE SECRET"))
             failf("the file outside the folder was pushed through the symlink");
@@ -616,14 +630,12 @@ static void test_swap_during_pull(void **state)
     world *w = *state;
     char outside[200], away[200];
     struct stat st;
-    snprintf(outside, sizeof outside, "%s/outside", w->root);
-    snprintf(away, sizeof away, "%s.away", at(w, B, "d"));
+    swap_names(w, B, outside, away);
     if (mkdir(outside, 0755) || mkdir(at_dir(outside, "sub"), 0755)) failf("mkdir outside");
     join(w, A);
     join(w, B);
     write_bytes(at(w, A, "d/keep.txt"), "keep", 4);
     for (int walk = 0; walk < 2; walk++) {
-        child c;
         outcome o;
         snprintf(g_step, sizeof g_step, "pull, d/ swapped before removing d/sub (%s)",
                  g_resolvers[walk][0]);
@@ -632,15 +644,47 @@ static void test_swap_during_pull(void **state)
         ok(w, B, "pull");
         if (rmdir(at(w, A, "d/sub"))) failf("rmdir d/sub");
         ok(w, A, "push");
-        c = start_paused(w, B, "apply.before-remove:1", walk, "pull");
-        swap_dir(at(w, B, "d"), away, outside);
-        kill(c.pid, SIGCONT);
-        o = finish(c);
+        o = run_swapped(w, B, "apply.before-remove:1", walk, "pull", away, outside);
         fprintf(stderr, "  %s: exit %d %s", g_step, o.code, o.err);
         if (o.code != 0 && o.code != 1) failf("pull: exit %d: %s", o.code, o.err);
         outcome_free(&o);
         if (stat(at_dir(outside, "sub"), &st) || !S_ISDIR(st.st_mode))
             failf("the directory outside the folder was removed through the symlink");
+        swap_dir(at(w, B, "d"), away, NULL);
+        ok(w, B, "pull");
+        expect_same_tree(w->dev[A], w->dev[B]);
+    }
+    g_step[0] = '\0';
+}
+
+/*
+ * A local user swaps d/ for a symlink to a directory outside the folder
+ * while B's pull stands between writing d/f1.txt and d/f2.txt, when apply
+ * holds d/ open in its directory cache (core/local/fsio.c): d/f2.txt goes
+ * into the directory apply resolved (now d.away), never through the link,
+ * so nothing appears outside; once d/ is back, a pull converges.
+ */
+static void test_swap_between_writes(void **state)
+{
+    world *w = *state;
+    char outside[200], away[200];
+    swap_names(w, B, outside, away);
+    if (mkdir(outside, 0755)) failf("mkdir outside");
+    join(w, A);
+    join(w, B);
+    for (int walk = 0; walk < 2; walk++) {
+        outcome o;
+        snprintf(g_step, sizeof g_step, "pull, d/ swapped between two writes into it (%s)",
+                 g_resolvers[walk][0]);
+        write_bytes(at(w, A, "d/f1.txt"), walk ? "one 2" : "one 1", 5);
+        write_bytes(at(w, A, "d/f2.txt"), walk ? "two 2" : "two 1", 5);
+        ok(w, A, "push");
+        o = run_swapped(w, B, "apply.after-rename:1", walk, "pull", away, outside);
+        if (o.code != 0 && o.code != 1) failf("pull: exit %d: %s", o.code, o.err);
+        fprintf(stderr, "  %s: exit %d %s", g_step, o.code, o.err);
+        outcome_free(&o);
+        if (count_in(outside, count_name, ".txt"))
+            failf("a file was written outside the folder, through the symlink");
         swap_dir(at(w, B, "d"), away, NULL);
         ok(w, B, "pull");
         expect_same_tree(w->dev[A], w->dev[B]);
@@ -779,7 +823,8 @@ int main(void)
         WORLD_TEST(test_disk_full),        WORLD_TEST(test_read_only),
         WORLD_TEST(test_unreadable),       WORLD_TEST(test_dir_modes),
         WORLD_TEST(test_changing_file),    WORLD_TEST(test_swap_during_push),
-        WORLD_TEST(test_swap_during_pull), WORLD_TEST(test_casefold_aliases),
+        WORLD_TEST(test_swap_during_pull), WORLD_TEST(test_swap_between_writes),
+        WORLD_TEST(test_casefold_aliases),
     };
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);

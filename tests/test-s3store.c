@@ -3,6 +3,10 @@
  * file backend (always) and the s3 backend on the RGW that ci/test.sh
  * started (when AWS_ENDPOINT_URL and S3SYNC_TEST_BUCKET are set). Each run
  * works under a fresh random prefix, so runs never see each other.
+ * Batch deletes: 1016 keys in 2 DeleteObjects and a DELETE on s3 (a key XML
+ * cannot carry goes alone), key by key on file; on s3 also through
+ * faultproxy rewriting the answer (a key left out, a key failed, no
+ * DeleteResult at all), each refused naming the key.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +23,7 @@
 #include <curl/curl.h>
 #include <sodium.h>
 
+#include "faultproxy.h"
 #include "s3store.h"
 
 static char file_root[256];
@@ -318,6 +323,154 @@ static void test_file_and_stream(void **state)
     free(data);
 }
 
+/* --- batch deletes ----------------------------------------------------------- */
+
+static int count_key(void *ctx, const char *key, const ss_store_stat *st)
+{
+    (void)key;
+    (void)st;
+    (*(size_t *)ctx)++;
+    return 0;
+}
+
+static size_t count_under(ss_store *s, const char *prefix)
+{
+    size_t n = 0;
+    ss_err err = {{0}};
+    if (ss_store_list(s, prefix, NULL, count_key, &n, &err)) fail_msg("list: %s", err.msg);
+    return n;
+}
+
+static int is_s3(const ss_store *s)
+{
+    return !strncmp(ss_store_url(s), "s3://", 5);
+}
+
+/*
+ * 1013 keys, one that XML must escape, one it cannot carry at all (a
+ * control character: deleted alone) and one that is not there: all go, in
+ * 2 DeleteObjects and 1 DELETE on s3, key by key elsewhere.
+ */
+static void test_delete_batch(void **state)
+{
+    ss_store *s = *state;
+    enum { N = 1013, ALL = N + 3 };
+    static char keys[N][32];
+    const char *v[ALL];
+    ss_xfer *x = NULL;
+    ss_err err = {{0}};
+    uint64_t before;
+    assert_int_equal(ss_xfer_new(s, &x, &err), SS_OK);
+    for (int i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "bd/%05d", i);
+        v[i] = keys[i];
+        assert_int_equal(ss_xfer_put(x, keys[i], "x", 1, 0, NULL, NULL), SS_OK);
+    }
+    if (ss_xfer_wait(x, &err)) fail_msg("%s", err.msg);
+    ss_xfer_free(x);
+    v[N] = "bd/amp&lt<gt>]]>'\"";
+    v[N + 1] = "bdc/control\x01char"; /* apart: an S3 listing cannot carry it either */
+    v[N + 2] = "bd/never-there";
+    put_ok(s, v[N], "x");
+    put_ok(s, v[N + 1], "x");
+    assert_int_equal(count_under(s, "bd/"), N + 1);
+    before = ss_store_counts(s)->by_class[SS_REQ_DELETE];
+    if (ss_store_delete_batch(s, v, ALL, &err)) fail_msg("delete batch: %s", err.msg);
+    assert_int_equal(count_under(s, "bd/"), 0);
+    assert_int_equal(ss_store_head(s, v[N + 1], &(ss_store_stat){0}, &err), SS_ERR_NOT_FOUND);
+    assert_int_equal(ss_store_counts(s)->by_class[SS_REQ_DELETE] - before, is_s3(s) ? 3 : ALL);
+    assert_int_equal(ss_store_delete_batch_max(s), is_s3(s) ? SS_DELETE_BATCH_MAX : 1);
+    assert_int_equal(ss_store_delete_batch(s, v, 0, &err), SS_OK);
+}
+
+/* --- S3-only: a store whose answer to a batch delete lies ------------------- */
+
+/* body as a NUL-terminated copy, to search. */
+static char *cstr(const char *body, size_t len)
+{
+    char *c = malloc(len + 1);
+    assert_non_null(c);
+    memcpy(c, body, len);
+    c[len] = '\0';
+    return c;
+}
+
+/* The answer without its first <Deleted> element: a key the store says nothing of. */
+static char *drop_deleted(void *ctx, const char *body, size_t len, size_t *ret_len)
+{
+    char *c = cstr(body, len), *a = strstr(c, "<Deleted>"), *b = a ? strstr(a, "</Deleted>") : NULL;
+    (void)ctx;
+    if (!b) return c[0] = '\0', *ret_len = 0, c;
+    b += strlen("</Deleted>");
+    memmove(a, b, strlen(b) + 1);
+    *ret_len = strlen(c);
+    return c;
+}
+
+/* The first <Deleted> key reported as an <Error> AccessDenied. */
+static char *deleted_to_error(void *ctx, const char *body, size_t len, size_t *ret_len)
+{
+    char *c = cstr(body, len), *out = NULL;
+    char *a = strstr(c, "<Deleted>"), *k = a ? strstr(a, "<Key>") : NULL;
+    char *ke = k ? strstr(k, "</Key>") : NULL, *b = ke ? strstr(ke, "</Deleted>") : NULL;
+    (void)ctx;
+    assert_non_null(b);
+    *a = '\0';
+    if (asprintf(&out,
+                 "%s<Error>%.*s<Code>AccessDenied</Code><Message>injected by the "
+                 "test</Message></Error>%s",
+                 c, (int)(ke + 6 - k), k, b + strlen("</Deleted>")) < 0)
+        fail();
+    free(c);
+    *ret_len = strlen(out);
+    return out;
+}
+
+/* Something else than a DeleteResult, with a 200. */
+static char *not_a_result(void *ctx, const char *body, size_t len, size_t *ret_len)
+{
+    (void)ctx;
+    (void)body;
+    (void)len;
+    *ret_len = strlen("<Error><Code>Nope</Code></Error>");
+    return strdup("<Error><Code>Nope</Code></Error>");
+}
+
+static void test_delete_batch_lies(void **state)
+{
+    static const struct {
+        char *(*rewrite)(void *, const char *, size_t, size_t *);
+        ss_rc rc;
+        const char *says;
+    } lies[] = {
+        {drop_deleted, SS_ERR_STORE, "says nothing of it"},
+        {deleted_to_error, SS_ERR_AUTH, "AccessDenied: injected by the test"},
+        {not_a_result, SS_ERR_STORE, "not a DeleteResult but Nope"},
+    };
+    const char *keys[] = {"bl/a", "bl/b", "bl/c"};
+    faultproxy *fp = fp_start(getenv("AWS_ENDPOINT_URL"), 1);
+    ss_store_opts o = {.max_retries = 1};
+    ss_store *s = NULL;
+    (void)state;
+    assert_non_null(fp);
+    o.endpoint = fp_url(fp);
+    s = open_store(s3_url, &o);
+    for (size_t i = 0; i < sizeof lies / sizeof *lies; i++) {
+        fp_rates r = {.match = "POST *", .rewrite = lies[i].rewrite};
+        ss_err err = {{0}};
+        for (size_t k = 0; k < 3; k++)
+            put_ok(s, keys[k], "x");
+        r.permille[FP_REWRITE] = 1000;
+        fp_set(fp, &r, 1);
+        assert_int_equal(ss_store_delete_batch(s, keys, 3, &err), lies[i].rc);
+        if (!strstr(err.msg, lies[i].says) || (i < 2 && !strstr(err.msg, "bl/")))
+            fail_msg("lie %zu: %s", i, err.msg);
+        fp_set(fp, NULL, 1);
+    }
+    ss_store_free(s);
+    fp_stop(fp);
+}
+
 /* --- S3-only: the failure modes a user meets first ------------------------- */
 
 static void test_wrong_secret(void **state)
@@ -434,15 +587,15 @@ static void test_bad_urls(void **state)
         cmocka_unit_test(test_ranges), cmocka_unit_test(test_missing),                             \
         cmocka_unit_test(test_head_delete), cmocka_unit_test(test_odd_keys),                       \
         cmocka_unit_test(test_list_many), cmocka_unit_test(test_parallel_get),                     \
-        cmocka_unit_test(test_file_and_stream)
+        cmocka_unit_test(test_file_and_stream), cmocka_unit_test(test_delete_batch)
 
 int main(void)
 {
     const struct CMUnitTest file_tests[] = {CONFORMANCE, cmocka_unit_test(test_file_cannot_presign),
                                             cmocka_unit_test(test_bad_urls)};
-    const struct CMUnitTest s3_tests[] = {CONFORMANCE, cmocka_unit_test(test_wrong_secret),
-                                          cmocka_unit_test(test_unreachable),
-                                          cmocka_unit_test(test_presign)};
+    const struct CMUnitTest s3_tests[] = {
+        CONFORMANCE, cmocka_unit_test(test_wrong_secret), cmocka_unit_test(test_unreachable),
+        cmocka_unit_test(test_presign), cmocka_unit_test(test_delete_batch_lies)};
     unsigned char rnd[6];
     char tag[13];
     char dir[] = "/tmp/ss-store-XXXXXX";

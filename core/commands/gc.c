@@ -19,9 +19,21 @@
  *       deletion, nor a key there that is not in the format's shape.
  *   G5. Crash points (fault.h), for the test that kills gc at each and
  *       checks G3: gc.before-deletes (all listed and walked, nothing
- *       deleted), gc.log, gc.checkpoint and gc.pack (before each delete of
- *       that kind: "gc.pack:2" is the middle of the pack deletes),
- *       gc.after-checkpoints and gc.after-logs (between the kinds).
+ *       deleted), gc.log, gc.checkpoint and gc.pack (as each key of that
+ *       kind joins its batch: "gc.pack:2" is the middle of the pack
+ *       deletes on file://, where a batch is one key, and before the
+ *       batch holding the second pack is sent on s3://), gc.after-checkpoints
+ *       and gc.after-logs (between the kinds).
+ *   G6. Deletes go in batches (ss_store_delete_batch: 1000 keys to an S3
+ *       DeleteObjects, one key on file://), never across the steps of G3:
+ *       a step's last batch is answered before the next step's first is
+ *       sent. Inside a request the store deletes in any order, and a kill
+ *       or a failed key can leave any part of it: G3 holds for any subset
+ *       of one step's keys (a checkpoint < R left still has its whole log
+ *       after it; a log/ <= R left is below R, where nothing starts a walk,
+ *       and a dead pack is no state's), but for log/1, from which a walk
+ *       of the oldest state starts while it is there: it goes alone, first.
+ *       A gc of N objects makes at most N/1000 + 4 DELETE requests.
  */
 #include "s3sync.h"
 
@@ -140,21 +152,51 @@ static ss_rc keep_days(ss_folder *f, const eng_log_list *cps, uint64_t days, uin
 
 /* --- deletes (G3) ---------------------------------------------------------------------- */
 
-static ss_rc drop(ss_folder *f, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, const char *key,
-                  uint64_t size, ss_gc_result *res, ss_err *err)
+/* The deletes of one step of G3, sent ss_store_delete_batch_max keys to a request (G6). */
+typedef struct batch {
+    ss_folder *f;
+    const ss_gc_opts *o;
+    ss_gc_fn fn;
+    void *ctx;
+    ss_gc_result *res;
+    char **keys; /* owned, each */
+    uint64_t *sizes;
+    size_t n, max;
+} batch;
+
+static void batch_clear(batch *b)
 {
-    if (fn) fn(ctx, key, size);
-    if (!o->dry_run) {
-        ss_rc rc = ss_store_delete(f->store, key, err);
-        if (rc && rc != SS_ERR_NOT_FOUND) return rc; /* gone already: what a delete wants */
-    }
-    res->objects++;
-    res->bytes += size;
-    return SS_OK;
+    while (b->n)
+        free(b->keys[--b->n]);
 }
 
-static ss_rc drop_packs(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_gc_result *res,
-                        ss_err *err)
+/* Delete what b holds (nothing under --dry-run) and count it as deleted. */
+static ss_rc flush(batch *b, ss_err *err)
+{
+    ss_rc rc = SS_OK;
+    if (!b->n) return SS_OK;
+    if (!b->o->dry_run)
+        rc = ss_store_delete_batch(b->f->store, (const char *const *)b->keys, b->n, err);
+    for (size_t i = 0; !rc && i < b->n; i++) {
+        b->res->objects++;
+        b->res->bytes += b->sizes[i];
+    }
+    batch_clear(b);
+    return rc;
+}
+
+/* key into b, after the fault point of its kind (G5); a full batch is sent. */
+static ss_rc drop(batch *b, const char *point, const char *key, uint64_t size, ss_err *err)
+{
+    ss_fault_point(point);
+    if (b->fn) b->fn(b->ctx, key, size);
+    b->keys[b->n] = strdup(key);
+    if (!b->keys[b->n]) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    b->sizes[b->n++] = size;
+    return b->n == b->max ? flush(b, err) : SS_OK;
+}
+
+static ss_rc drop_packs(gcw *g, batch *b, ss_err *err)
 {
     sqlite3_stmt *q = NULL; /* owned */
     ss_rc rc = SS_OK;
@@ -164,7 +206,7 @@ static ss_rc drop_packs(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_
                            "(SELECT key FROM live) ORDER BY key",
                            -1, &q, NULL))
         return eng_tempdb_fail(g->db, "read", err);
-    sqlite3_bind_int64(q, 1, (sqlite3_int64)res->head);
+    sqlite3_bind_int64(q, 1, (sqlite3_int64)b->res->head);
     for (;;) {
         r = sqlite3_step(q);
         if (r == SQLITE_DONE) break;
@@ -172,43 +214,66 @@ static ss_rc drop_packs(gcw *g, const ss_gc_opts *o, ss_gc_fn fn, void *ctx, ss_
             rc = eng_tempdb_fail(g->db, "read", err);
             break;
         }
-        ss_fault_point("gc.pack");
-        rc = drop(g->f, o, fn, ctx, (const char *)sqlite3_column_text(q, 0),
-                  (uint64_t)sqlite3_column_int64(q, 1), res, err);
+        rc = drop(b, "gc.pack", (const char *)sqlite3_column_text(q, 0),
+                  (uint64_t)sqlite3_column_int64(q, 1), err);
         if (rc) break;
     }
     sqlite3_finalize(q);
-    return rc;
+    if (rc) return rc;
+    return flush(b, err);
 }
 
-static ss_rc delete_all(gcw *g, const ss_gc_opts *o, const eng_log_list *l, const eng_log_list *cps,
-                        ss_gc_fn fn, void *ctx, ss_gc_result *res, ss_err *err)
+static ss_rc delete_steps(gcw *g, batch *b, const eng_log_list *l, const eng_log_list *cps,
+                          ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
     ss_rc rc;
     ss_fault_point("gc.before-deletes");
     /*
-     * Checkpoints older than R first, oldest first: killed among them, the
-     * oldest left still has its log after it. Deleting log/ <= R first
-     * would leave a checkpoint C < R whose log/C+1 is gone, and verify (and
-     * a restore walking from the oldest state) would meet a gap until gc ran
-     * again (test-crash-gc found it).
+     * Checkpoints older than R first: killed among them, every checkpoint
+     * left still has its log after it. Deleting log/ <= R first would leave
+     * a checkpoint C < R whose log/C+1 is gone, and verify (and a restore
+     * walking from the oldest state) would meet a gap until gc ran again
+     * (test-crash-gc found it). Within the step any part may go first (G6).
      */
-    for (size_t j = 0; j < cps->n && cps->seqs[j] < res->retained; j++) {
+    for (size_t j = 0; j < cps->n && cps->seqs[j] < b->res->retained; j++) {
         snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, cps->seqs[j]);
-        ss_fault_point("gc.checkpoint");
-        rc = drop(g->f, o, fn, ctx, key, cps->sizes[j], res, err);
+        rc = drop(b, "gc.checkpoint", key, cps->sizes[j], err);
         if (rc) return rc;
     }
+    rc = flush(b, err);
+    if (rc) return rc;
     ss_fault_point("gc.after-checkpoints");
-    for (size_t i = 0; i < l->n && l->seqs[i] <= res->retained; i++) {
+    for (size_t i = 0; i < l->n && l->seqs[i] <= b->res->retained; i++) {
         snprintf(key, sizeof key, SS_KEY_LOG_FMT, l->seqs[i]);
-        ss_fault_point("gc.log");
-        rc = drop(g->f, o, fn, ctx, key, l->sizes[i], res, err);
+        rc = drop(b, "gc.log", key, l->sizes[i], err);
+        if (rc) return rc;
+        /* log/1 alone, before the rest (G6): while it is there, a walk from the oldest
+         * state starts at it, and must find log/2.. whole. */
+        if (l->seqs[i] == 1) rc = flush(b, err);
         if (rc) return rc;
     }
+    rc = flush(b, err);
+    if (rc) return rc;
     ss_fault_point("gc.after-logs");
-    return drop_packs(g, o, fn, ctx, res, err);
+    return drop_packs(g, b, err);
+}
+
+static ss_rc delete_all(gcw *g, const ss_gc_opts *o, const eng_log_list *l, const eng_log_list *cps,
+                        ss_gc_fn fn, void *ctx, ss_gc_result *res, ss_err *err)
+{
+    batch b = {g->f, o, fn, ctx, res, NULL, NULL, 0, ss_store_delete_batch_max(g->f->store)};
+    ss_rc rc;
+    b.keys = calloc(b.max, sizeof *b.keys);
+    b.sizes = calloc(b.max, sizeof *b.sizes);
+    if (!b.keys || !b.sizes)
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    else
+        rc = delete_steps(g, &b, l, cps, err);
+    if (b.keys) batch_clear(&b);
+    free(b.keys);
+    free(b.sizes);
+    return rc;
 }
 
 /* --- the command ------------------------------------------------------------------------ */

@@ -351,6 +351,7 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
     ss_devices *kept = NULL; /* owned: f->devices once committed */
     int ours = !base && eng_inflight_is(f, seq, chain), began = 0;
     ss_rc rc;
+    ss_fs_cache_begin(f->root_fd); /* each directory resolved once (fsio.c) */
     rc = ss_xfer_new(f->store, &a.xfer, err);
     if (rc) goto out;
     rc = eng_dirmodes_new(f, &a.dm, err);
@@ -392,6 +393,7 @@ out:
     ss_devices_free(kept);
     ss_state_body_free(&a.body);
     ss_dirmodes_free(a.dm); /* after a failure too: no directory stays open */
+    ss_fs_cache_end();
     ss_xfer_free(a.xfer);
     return rc;
 }

@@ -30,20 +30,19 @@ typedef struct local {
 static ss_rc look(eng_apply *a, const char *path, local *l, ss_err *err)
 {
     ss_state_row row;
-    const char *base;
-    int dirfd, found = 0, match = 0;
+    ss_err why = {{0}};
+    int found = 0, match = 0;
     ss_rc rc;
     memset(l, 0, sizeof *l);
-    rc = ss_fs_parent(a->f->root_fd, path, 0, &dirfd, &base, err);
-    if (rc == SS_ERR_NOT_FOUND) return SS_OK; /* L_ABSENT */
-    if (rc) return rc;
-    if (fstatat(dirfd, base, &l->st, AT_SYMLINK_NOFOLLOW)) {
-        int e = errno;
-        close(dirfd);
-        if (e == ENOENT) return SS_OK;
-        return ss_fail(err, SS_ERR_IO, "stat %s: %s", path, strerror(e));
+    rc = ss_fs_lstat(a->f->root_fd, path, &l->st, &why);
+    if (rc == SS_ERR_NOT_FOUND) { /* L_ABSENT: the path or a parent is not there */
+        memset(&l->st, 0, sizeof l->st);
+        return SS_OK;
     }
-    close(dirfd);
+    if (rc) {
+        if (err) *err = why;
+        return rc;
+    }
     l->kind = eng_kind_of(l->st.st_mode);
     rc = ss_state_lookup(a->f->state, path, &row, &found, err);
     if (rc) return rc;
@@ -146,16 +145,8 @@ static ss_rc record(eng_apply *a, const ss_txn_entry *e, const void *body, size_
 {
     ss_state_row row = eng_row_of(e, body, body_len);
     struct stat st;
-    const char *base;
-    int dirfd;
-    ss_rc rc = ss_fs_parent(a->f->root_fd, e->path, 0, &dirfd, &base, err);
+    ss_rc rc = ss_fs_lstat(a->f->root_fd, e->path, &st, err);
     if (rc) return rc;
-    if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW)) {
-        rc = ss_fail(err, SS_ERR_IO, "stat %s: %s", e->path, strerror(errno));
-        close(dirfd);
-        return rc;
-    }
-    close(dirfd);
     eng_row_set_stat(&row, &st);
     if (e->kind != SS_TXN_SYMLINK) row.local_mode = eng_mode_applied(a->f, e->mode);
     if (a->f->hooks.verbose) a->f->hooks.verbose(a->f->hooks.ctx, "pull", e->path);

@@ -1,4 +1,28 @@
-/* fsio: symlink-safe, atomic changes to the synced folder (see fsio.h). */
+/*
+ * fsio: symlink-safe, atomic changes to the synced folder (see fsio.h).
+ *
+ * The directory cache (ss_fs_cache_begin): while apply runs, the parent
+ * directory of each path is opened once and its descriptor kept, keyed by
+ * its path relative to the root, at most SS_FS_DIRS_MAX of them (the least
+ * recently used closed first), so writing 100 files into one directory
+ * resolves it once, not three times per file. Why that keeps invariant 6:
+ *   - a descriptor enters the cache only as resolved above (openat2 with
+ *     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, or the O_NOFOLLOW walk): the
+ *     directory it names was beneath the root, reached through no symlink;
+ *   - a descriptor stays bound to that directory's inode, whatever happens
+ *     to the path later. A user who swaps the directory for a symlink to
+ *     elsewhere moves the inode away (or removes it): the next file goes
+ *     into the directory we resolved, wherever it now is, never through the
+ *     symlink, which nothing here reads again. That is what an uncached
+ *     write does too when the swap lands between its parent's open and its
+ *     create: the cache only widens that window. A removed directory (its
+ *     link count 0, checked at each use: an fstat, no path walk) is dropped
+ *     and the path resolved afresh, as it was without the cache;
+ *   - what the engine itself does to a directory (remove, rename, replace)
+ *     drops its entry and every entry below it before the call returns.
+ * A descriptor lent to a caller (an ss_atomic, from begin to commit) is
+ * pinned: not closed by eviction until it is given back.
+ */
 #include "fsio.h"
 
 #include <errno.h>
@@ -17,9 +41,10 @@
 
 struct ss_atomic {
     int dirfd, fd;
-    char *tmp;  /* temp name in dirfd */
-    char *base; /* target name in dirfd */
-    char *path; /* for messages */
+    int dir_owned; /* 0: dirfd is the directory cache's, pinned until abort */
+    char *tmp;     /* temp name in dirfd */
+    char *base;    /* target name in dirfd */
+    char *path;    /* for messages */
 };
 
 static ss_rc errno_fail(ss_err *err, const char *what, const char *path)
@@ -137,19 +162,160 @@ ss_rc ss_fs_parent(int root_fd, const char *path, int mkdirs, int *ret_dirfd, co
     return SS_OK;
 }
 
+/* --- the directory cache ------------------------------------------------------------- */
+
+typedef struct dir_slot {
+    char *path; /* relative to the root; NULL: forgotten, fd kept only while pinned */
+    int fd;     /* -1: free */
+    unsigned pins;
+    uint64_t used; /* the tick of its last use: least recent goes first */
+} dir_slot;
+
+static struct {
+    int root_fd; /* -1: off */
+    uint64_t tick;
+    dir_slot slot[SS_FS_DIRS_MAX];
+} g_dirs = {.root_fd = -1};
+
+static void slot_close(dir_slot *d)
+{
+    if (d->fd >= 0) close(d->fd);
+    free(d->path);
+    *d = (dir_slot){.fd = -1};
+}
+
+void ss_fs_cache_begin(int root_fd)
+{
+    ss_fs_cache_end();
+    for (size_t i = 0; i < SS_FS_DIRS_MAX; i++)
+        g_dirs.slot[i] = (dir_slot){.fd = -1};
+    g_dirs.root_fd = root_fd;
+}
+
+void ss_fs_cache_end(void)
+{
+    if (g_dirs.root_fd < 0) return;
+    for (size_t i = 0; i < SS_FS_DIRS_MAX; i++)
+        slot_close(&g_dirs.slot[i]);
+    g_dirs.root_fd = -1;
+}
+
+/* The engine changed path: it and every directory below it leave the cache. */
+static void forget(const char *path)
+{
+    size_t n = strlen(path);
+    if (g_dirs.root_fd < 0) return;
+    for (size_t i = 0; i < SS_FS_DIRS_MAX; i++) {
+        dir_slot *d = &g_dirs.slot[i];
+        if (!d->path || strncmp(d->path, path, n) || (d->path[n] && d->path[n] != '/')) continue;
+        free(d->path);
+        d->path = NULL; /* never found again */
+        if (!d->pins) slot_close(d);
+    }
+}
+
+/* A slot for a new entry: a free one, else the least recently used unpinned one, closed. */
+static dir_slot *slot_for_new(void)
+{
+    dir_slot *best = NULL;
+    for (size_t i = 0; i < SS_FS_DIRS_MAX; i++) {
+        dir_slot *d = &g_dirs.slot[i];
+        if (d->fd < 0) return d;
+        if (!d->pins && (!best || d->used < best->used)) best = d;
+    }
+    if (best) slot_close(best);
+    return best;
+}
+
+/* The cached descriptor of directory path[0..n), still linked somewhere, or NULL. */
+static dir_slot *lookup(const char *path, size_t n)
+{
+    for (size_t i = 0; i < SS_FS_DIRS_MAX; i++) {
+        dir_slot *d = &g_dirs.slot[i];
+        struct stat st;
+        if (!d->path || strlen(d->path) != n || memcmp(d->path, path, n)) continue;
+        if (fstat(d->fd, &st) || st.st_nlink == 0) { /* removed behind our back */
+            char *gone = d->path;
+            d->path = NULL;
+            if (!d->pins) slot_close(d);
+            forget(gone);
+            free(gone);
+            return NULL;
+        }
+        d->used = ++g_dirs.tick;
+        return d;
+    }
+    return NULL;
+}
+
+/*
+ * path's parent as ss_fs_parent opens it, from the cache while it is on for
+ * root_fd: then *ret_owned is 0 and the descriptor is the cache's (the
+ * root's own for a top-level name), else 1 and the caller closes it.
+ */
+static ss_rc parent_of(int root_fd, const char *path, int mkdirs, int *ret_dirfd,
+                       const char **ret_base, int *ret_owned, ss_err *err)
+{
+    const char *slash = strrchr(path, '/');
+    dir_slot *d = NULL;
+    size_t n;
+    ss_rc rc;
+    *ret_owned = 1;
+    if (g_dirs.root_fd < 0 || g_dirs.root_fd != root_fd)
+        return ss_fs_parent(root_fd, path, mkdirs, ret_dirfd, ret_base, err);
+    if (!slash) {
+        *ret_dirfd = root_fd;
+        *ret_base = path;
+        *ret_owned = 0;
+        return SS_OK;
+    }
+    n = (size_t)(slash - path);
+    d = lookup(path, n);
+    if (!d) {
+        rc = ss_fs_parent(root_fd, path, mkdirs, ret_dirfd, ret_base, err);
+        if (rc) return rc;
+        d = slot_for_new();
+        if (!d || !(d->path = strndup(path, n))) return SS_OK; /* uncached: still the caller's */
+        d->fd = *ret_dirfd;
+        d->used = ++g_dirs.tick;
+    }
+    *ret_dirfd = d->fd;
+    *ret_base = slash + 1;
+    *ret_owned = 0;
+    return SS_OK;
+}
+
+/* Give back what parent_of lent: close it when it was the caller's own. */
+static void put_parent(int dirfd, int owned)
+{
+    if (owned && dirfd >= 0) close(dirfd);
+}
+
+/* Pin (+1) or unpin (-1) the cache's descriptor fd; an unpinned forgotten one is closed. */
+static void pin(int fd, int delta)
+{
+    for (size_t i = 0; fd >= 0 && i < SS_FS_DIRS_MAX; i++) {
+        dir_slot *d = &g_dirs.slot[i];
+        if (d->fd != fd) continue;
+        d->pins = (unsigned)((int)d->pins + delta);
+        if (!d->pins && !d->path) slot_close(d);
+        return;
+    }
+}
+
 ss_rc ss_fs_open(int root_fd, const char *path, int flags, int *ret_fd, ss_err *err)
 {
     const char *base;
-    int dirfd, fd, e;
+    int dirfd, fd, e, owned;
     ss_rc rc;
     *ret_fd = -1;
     fd = open_beneath(root_fd, path, flags);
     if (fd < 0 && errno == ENOSYS) {
-        rc = ss_fs_parent(root_fd, path, 0, &dirfd, &base, err);
+        rc = parent_of(root_fd, path, 0, &dirfd, &base, &owned, err);
         if (rc) return rc;
         fd = openat(dirfd, base, flags | O_NOFOLLOW | O_CLOEXEC);
         e = errno;
-        close(dirfd);
+        put_parent(dirfd, owned);
         errno = e;
     }
     if (fd < 0) return resolve_fail(err, -1, path);
@@ -160,15 +326,15 @@ ss_rc ss_fs_open(int root_fd, const char *path, int flags, int *ret_fd, ss_err *
 ss_rc ss_fs_lstat(int root_fd, const char *path, struct stat *ret_st, ss_err *err)
 {
     const char *base;
-    int dirfd, e;
-    ss_rc rc = ss_fs_parent(root_fd, path, 0, &dirfd, &base, err);
+    int dirfd, e, owned;
+    ss_rc rc = parent_of(root_fd, path, 0, &dirfd, &base, &owned, err);
     if (rc) return rc;
     if (!fstatat(dirfd, base, ret_st, AT_SYMLINK_NOFOLLOW)) {
-        close(dirfd);
+        put_parent(dirfd, owned);
         return SS_OK;
     }
     e = errno;
-    close(dirfd);
+    put_parent(dirfd, owned);
     return ss_fail(err, e == ENOENT ? SS_ERR_NOT_FOUND : SS_ERR_IO, "stat %s: %s", path,
                    strerror(e));
 }
@@ -177,14 +343,14 @@ ss_rc ss_fs_readlink(int root_fd, const char *path, char *buf, size_t cap, size_
                      ss_err *err)
 {
     const char *base;
-    int dirfd;
+    int dirfd, owned;
     ssize_t n;
-    ss_rc rc = ss_fs_parent(root_fd, path, 0, &dirfd, &base, err);
+    ss_rc rc = parent_of(root_fd, path, 0, &dirfd, &base, &owned, err);
     *ret_len = 0;
     if (rc) return rc;
     n = readlinkat(dirfd, base, buf, cap);
     if (n < 0) rc = errno_fail(err, "read symlink", path);
-    close(dirfd);
+    put_parent(dirfd, owned);
     if (rc) return rc;
     *ret_len = (size_t)n;
     return SS_OK;
@@ -199,11 +365,12 @@ ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err 
     *ret_at = NULL;
     if (!(at = calloc(1, sizeof *at))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     at->fd = -1;
-    rc = ss_fs_parent(root_fd, path, 1, &at->dirfd, &base, err);
+    rc = parent_of(root_fd, path, 1, &at->dirfd, &base, &at->dir_owned, err);
     if (rc) {
         free(at);
         return rc;
     }
+    if (!at->dir_owned) pin(at->dirfd, +1);
     if (!(at->base = strdup(base)) || !(at->path = strdup(path)) ||
         asprintf(&at->tmp, SS_FS_TMP_PREFIX "%ld-%lu", (long)getpid(), ++seq) < 0) {
         at->tmp = NULL;
@@ -230,7 +397,10 @@ void ss_atomic_abort(ss_atomic *at)
     if (!at) return;
     if (at->fd >= 0) close(at->fd);
     if (at->tmp && at->dirfd >= 0) unlinkat(at->dirfd, at->tmp, 0);
-    if (at->dirfd >= 0) close(at->dirfd);
+    if (at->dir_owned)
+        put_parent(at->dirfd, 1);
+    else
+        pin(at->dirfd, -1);
     free(at->tmp);
     free(at->base);
     free(at->path);
@@ -306,8 +476,8 @@ ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t m
     struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)mtime_s, (long)mtime_ns}};
     char tmp[64];
     const char *base;
-    int dirfd;
-    ss_rc rc = ss_fs_parent(root_fd, path, 1, &dirfd, &base, err);
+    int dirfd, owned;
+    ss_rc rc = parent_of(root_fd, path, 1, &dirfd, &base, &owned, err);
     if (rc) return rc;
     snprintf(tmp, sizeof tmp, SS_FS_TMP_PREFIX "%ld-l%lu", (long)getpid(), ++seq);
     if (symlinkat(target, dirfd, tmp)) {
@@ -321,7 +491,7 @@ ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t m
     } else if (fsync(dirfd)) {
         rc = errno_fail(err, "fsync directory of", path);
     }
-    close(dirfd);
+    put_parent(dirfd, owned);
     return rc;
 }
 
@@ -353,8 +523,8 @@ ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_m
 {
     const char *base;
     struct stat st;
-    int dirfd, fd;
-    ss_rc rc = ss_fs_parent(root_fd, path, 0, &dirfd, &base, err);
+    int dirfd, fd, owned;
+    ss_rc rc = parent_of(root_fd, path, 0, &dirfd, &base, &owned, err);
     *ret_fd = -1;
     *ret_mode = 0;
     if (rc) return rc;
@@ -371,15 +541,15 @@ ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_m
         *ret_fd = fd;
         *ret_mode = st.st_mode & 07777;
     }
-    close(dirfd);
+    put_parent(dirfd, owned);
     return rc;
 }
 
 ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
 {
     const char *base;
-    int dirfd, fd;
-    ss_rc rc = ss_fs_parent(root_fd, path, 1, &dirfd, &base, err);
+    int dirfd, fd, owned;
+    ss_rc rc = parent_of(root_fd, path, 1, &dirfd, &base, &owned, err);
     if (rc) return rc;
     if (mkdirat(dirfd, base, 0700) && errno != EEXIST) {
         rc = errno_fail(err, "create directory", path);
@@ -392,16 +562,17 @@ ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
         rc = ss_fs_dir_chmod(fd, path, mode, err);
         close(fd);
     }
-    close(dirfd);
+    put_parent(dirfd, owned);
     return rc;
 }
 
 ss_rc ss_fs_remove(int root_fd, const char *path, ss_err *err)
 {
     const char *base;
-    int dirfd;
-    ss_rc rc = ss_fs_parent(root_fd, path, 0, &dirfd, &base, err);
+    int dirfd, owned;
+    ss_rc rc = parent_of(root_fd, path, 0, &dirfd, &base, &owned, err);
     if (rc) return rc == SS_ERR_NOT_FOUND ? SS_OK : rc;
+    forget(path); /* before: its descriptor, if a directory's, must not outlive it here */
     if (unlinkat(dirfd, base, 0)) {
         if (errno == EISDIR || errno == EPERM) {
             if (unlinkat(dirfd, base, AT_REMOVEDIR) && errno != ENOENT)
@@ -410,38 +581,43 @@ ss_rc ss_fs_remove(int root_fd, const char *path, ss_err *err)
             rc = errno_fail(err, "remove", path);
         }
     }
-    close(dirfd);
+    put_parent(dirfd, owned);
     return rc;
 }
 
 ss_rc ss_fs_rmdir(int root_fd, const char *path, ss_err *err)
 {
     const char *base;
-    int dirfd;
-    ss_rc rc = ss_fs_parent(root_fd, path, 0, &dirfd, &base, err);
+    int dirfd, owned;
+    ss_rc rc = parent_of(root_fd, path, 0, &dirfd, &base, &owned, err);
     if (rc) return rc == SS_ERR_NOT_FOUND ? SS_OK : rc;
+    forget(path);
     if (unlinkat(dirfd, base, AT_REMOVEDIR) && errno != ENOENT)
         rc = errno == ENOTEMPTY || errno == EEXIST
                  ? ss_fail(err, SS_ERR_EXISTS, "remove directory %s: %s", path, strerror(errno))
                  : errno_fail(err, "remove directory", path);
-    close(dirfd);
+    put_parent(dirfd, owned);
     return rc;
 }
 
 ss_rc ss_fs_rename(int root_fd, const char *from, const char *to, ss_err *err)
 {
     const char *fb, *tb;
-    int fd1, fd2;
-    ss_rc rc = ss_fs_parent(root_fd, from, 0, &fd1, &fb, err);
+    int fd1, fd2, own1, own2;
+    ss_rc rc = parent_of(root_fd, from, 0, &fd1, &fb, &own1, err);
     if (rc) return rc;
-    rc = ss_fs_parent(root_fd, to, 1, &fd2, &tb, err);
+    if (!own1) pin(fd1, +1); /* the second lookup may evict: not this one */
+    rc = parent_of(root_fd, to, 1, &fd2, &tb, &own2, err);
     if (rc) goto done;
-    if (renameat(fd1, fb, fd2, tb))
-        rc = errno_fail(err, "rename", from);
-    else if (fsync(fd2))
-        rc = errno_fail(err, "fsync directory of", to);
-    close(fd2);
+    if (renameat(fd1, fb, fd2, tb)) rc = errno_fail(err, "rename", from);
+    forget(from); /* a directory moved: its descriptors name it no more */
+    forget(to);
+    if (!rc && fsync(fd2)) rc = errno_fail(err, "fsync directory of", to);
+    put_parent(fd2, own2);
 done:
-    close(fd1);
+    if (own1)
+        put_parent(fd1, 1);
+    else
+        pin(fd1, -1);
     return rc;
 }

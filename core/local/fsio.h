@@ -26,6 +26,18 @@
 #include "ss_error.h"
 
 #define SS_FS_TMP_PREFIX ".s3sync-tmp-"
+#define SS_FS_DIRS_MAX 64 /* directory descriptors the cache keeps open, at most */
+
+/*
+ * Keep the parent directories of the paths beneath root_fd that the calls
+ * below resolve open between calls, until ss_fs_cache_end (apply: one
+ * transaction): each is resolved once, as above, and its descriptor used
+ * again while its directory is still linked; what these calls remove or
+ * rename leaves the cache with all below it. fsio.c's header says why a
+ * cached descriptor keeps invariant 6. One root at a time, one thread.
+ */
+void ss_fs_cache_begin(int root_fd);
+void ss_fs_cache_end(void);
 
 typedef struct ss_atomic ss_atomic;
 
