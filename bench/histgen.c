@@ -6,6 +6,10 @@
  *
  *   histgen DIR N
  *   histgen --purge STORE_URL     delete every key under the store (clean-up)
+ *   histgen --list STORE_URL      print "SIZE KEY" for every key under the store
+ *
+ * --list is how bench-revoke.sh sees what a command wrote (epochs/, keys/,
+ * log/) in any store, with or without the aws CLI.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,6 +25,23 @@ typedef struct keys {
     char **v;
     size_t n;
 } keys;
+
+static int print_key(void *ctx, const char *key, const ss_store_stat *st)
+{
+    (void)ctx;
+    return printf("%" PRIu64 " %s\n", st->size, key) < 0;
+}
+
+static int list(const char *url)
+{
+    ss_store *s = NULL;
+    ss_err err = {{0}};
+    ss_rc rc = ss_store_open(url, NULL, &s, &err);
+    if (!rc) rc = ss_store_list(s, "", NULL, print_key, NULL, &err);
+    ss_store_free(s);
+    if (rc) fprintf(stderr, "histgen: %s\n", err.msg);
+    return rc ? 1 : 0;
+}
 
 static int collect(void *ctx, const char *key, const ss_store_stat *st)
 {
@@ -58,6 +79,7 @@ int main(int argc, char **argv)
     unsigned long n;
     ss_rc rc;
     if (argc == 3 && !strcmp(argv[1], "--purge")) return purge(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "--list")) return list(argv[2]);
     if (argc != 3 || !(n = strtoul(argv[2], NULL, 10))) {
         fprintf(stderr, "usage: histgen DIR N\n");
         return 2;
