@@ -44,8 +44,10 @@ one_store() { # STORE, a name for the checks
   "$bin" -q -C "$A" sync
   cp -a "$B" "$w/$t-Bcopy" # what a thief took before the revocation
 
-  check "$t: revoke B" exits 0 env S3SYNC_PASSWORD="new after B" "$bin" -C "$A" device revoke "$t-B"
-  check "$t: it says a key epoch began" grep -q "where key epoch 1 began" "$w/out"
+  check "$t: revoke B" exits 0 env S3SYNC_PASSWORD="new after B" "$bin" -C "$A" --json device revoke "$t-B"
+  # epochs/1, log/<S>, the new key file, the old one copied to retired/; the old one deleted
+  check "$t: --json counts every request it made ($(cat "$w/out"))" \
+    test "$(jq .requests_by_class.put "$w/out")" = 4 -a "$(jq .requests_by_class.delete "$w/out")" = 1
   check "$t: epochs/0000000001 is in the store" has_epoch "$store" 1
   echo "after the revocation" >"$A/secret.txt"
   "$bin" -q -C "$A" push
@@ -126,6 +128,7 @@ first_is_revoke() {
   echo b >"$B/b.txt"
   "$bin" -q -C "$B" sync
   check "first: A's first transaction revokes B" exits 0 "$bin" -C "$A" device revoke first-B
+  check "first: it says a key epoch began" grep -q "where key epoch 1 began" "$w/out"
   echo a >"$A/a.txt"
   "$bin" -q -C "$A" sync
   check "first: B is refused" exits 1 "$bin" -C "$B" pull

@@ -103,14 +103,17 @@ static ss_rc resolve(ss_folder *f, const char *who, const ss_device **ret, ss_er
  * one of the new. lockd signs no DELETE: there the old ones stay, said so.
  */
 static ss_rc new_passphrase(ss_folder *f, uint32_t was, const char *pass, size_t passlen,
-                            ss_err *err)
+                            ss_stats *stats, ss_err *err)
 {
     char id[SS_KEYFILE_ID_HEX + 1], msg[300];
     ss_rc rc;
     if (ss_folder_epoch(f) == was) return SS_OK; /* nothing written: nothing to retire */
     rc = ss_repo_key_add(f->repo, pass, passlen, f->device_name, id, err);
-    if (rc) return rc;
-    if (!ss_store_is_lockd(f->store)) return ss_repo_key_retire_others(f->repo, id, err);
+    if (rc) goto done;
+    if (!ss_store_is_lockd(f->store)) {
+        rc = ss_repo_key_retire_others(f->repo, id, err);
+        goto done;
+    }
     if (f->hooks.warn) {
         snprintf(msg, sizeof msg,
                  "the older key files stay (lockd signs no DELETE): they open only the key epochs "
@@ -118,7 +121,9 @@ static ss_rc new_passphrase(ss_folder *f, uint32_t was, const char *pass, size_t
                  ss_folder_epoch(f));
         f->hooks.warn(f->hooks.ctx, msg);
     }
-    return SS_OK;
+done:
+    eng_stats_from_store(f, stats, ENG_STATS_ALL); /* the key files' requests count too */
+    return rc;
 }
 
 ss_rc ss_folder_revoke(ss_folder *f, const char *who, const char *pass, size_t passlen,
@@ -139,7 +144,7 @@ ss_rc ss_folder_revoke(ss_folder *f, const char *who, const char *pass, size_t p
     was = ss_folder_epoch(f);
     rc = eng_push_revoke(f, id, stats, err);
     if (rc) return rc;
-    rc = new_passphrase(f, was, pass, passlen, err);
+    rc = new_passphrase(f, was, pass, passlen, stats, err);
     if (rc) return rc;
     d = ss_devices_find(f->devices, id);
     if (d) info_of(f, d, ret_revoked);
@@ -157,7 +162,7 @@ ss_rc ss_folder_rotate(ss_folder *f, const char *pass, size_t passlen, ss_stats 
     was = ss_folder_epoch(f);
     rc = eng_push_rotate(f, stats, err);
     if (rc) return rc;
-    return new_passphrase(f, was, pass, passlen, err);
+    return new_passphrase(f, was, pass, passlen, stats, err);
 }
 
 uint32_t ss_folder_epoch(const ss_folder *f)
