@@ -32,6 +32,8 @@
 #include "device_key.h"
 #include "devices.h"
 #include "forger.h"
+#include "frame.h"
+#include "keys.h"
 
 #define PASS "correct horse battery staple"
 
@@ -633,6 +635,55 @@ static json_t *listed(json_t *j, const char *hex)
  * A revokes B. B can pull but no longer push; what B's key signs from then
  * on is refused by A, and by C, which joins later from a checkpoint.
  */
+/*
+ * A direct decode of log/<seq> with every key device d holds (its
+ * .s3sync/master.key; it learned no epoch): the object states an epoch d
+ * lacks, and d's keys open nothing of it, whatever chain it tries. The
+ * chunks of the packs after it are shut as well: their ids, which their
+ * seals bind, are only inside such objects.
+ */
+static void expect_undecodable(const world *w, int d, uint64_t seq)
+{
+    char path[512], key[SS_KEY_NAME_MAX], *url = NULL;
+    size_t mlen = 0, clen = 0, olen = 0, plen = 0;
+    ss_store *s = NULL;
+    ss_keys *keys = NULL, *forced = NULL;
+    void *obj = NULL, *plain = NULL;
+    uint8_t chain[SS_CHAIN_BYTES] = {0};
+    ss_err err = {{0}};
+    snprintf(path, sizeof path, "%s/.s3sync/master.key", w->dev[d]);
+    char *master = read_file(path, &mlen);
+    snprintf(path, sizeof path, "%s/.s3sync/epochs", w->dev[d]);
+    if (!access(path, F_OK)) failf("device %d holds epoch keys: it was not cut off", d);
+    snprintf(path, sizeof path, "%s/.s3sync/repo.config", w->dev[d]);
+    char *cfg = read_file(path, &clen);
+    ss_config c;
+    assert_int_equal(ss_config_parse_unverified((const uint8_t *)cfg, clen, &c, &err), SS_OK);
+    assert_int_equal(mlen, 32);
+    assert_int_equal(ss_keys_from_master((const uint8_t *)master, c.repo_id, &keys, &err), SS_OK);
+    if (asprintf(&url, "%s", w->url) < 0) failf("out of memory");
+    assert_int_equal(ss_store_open(url, NULL, &s, &err), SS_OK);
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
+    assert_int_equal(ss_store_get(s, key, 0, SS_TO_END, &obj, &olen, &err), SS_OK);
+    assert_int_equal(ss_frame_open_buf(keys, SS_FRAME_KIND_LOG, key, seq, chain, UINT64_MAX, obj,
+                                       olen, &plain, &plen, NULL, &err),
+                     SS_ERR_EPOCH);
+    /* Pretending its master key is epoch 1's does not open it either. */
+    assert_int_equal(ss_keys_with_epoch(keys, 1, 3, (const uint8_t *)master, &forced, &err), SS_OK);
+    assert_int_equal(ss_frame_open_buf(forced, SS_FRAME_KIND_LOG, key, seq, chain, UINT64_MAX, obj,
+                                       olen, &plain, &plen, NULL, &err),
+                     SS_ERR_INTEGRITY);
+    assert_null(plain);
+    ss_keys_free(forced);
+    ss_keys_free(keys);
+    ss_store_free(s);
+    free(obj);
+    free(url);
+    free(cfg);
+    sodium_memzero(master, mlen);
+    free(master);
+}
+
 static void test_revoked_device(void **state)
 {
     world *w = *state;
@@ -683,6 +734,8 @@ static void test_revoked_device(void **state)
     /* A checkpoint after the revocation, and C joins from it. */
     write_bytes(at(w, A, "more.txt"), "more", 4);
     ok(w, A, "push");
+    expect_undecodable(w, B, 3); /* the revocation, */
+    expect_undecodable(w, B, 4); /* and A's push after it */
     ok(w, A, "checkpoint");
     join(w, C);
     rm_rf(snap);
