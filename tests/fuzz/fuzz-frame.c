@@ -61,9 +61,10 @@ static int buf_add(void *ctx, const void *data, size_t len)
     return 0;
 }
 
+/* Refusals: integrity, or a key epoch the reader does not hold (it fetches epochs/). */
 static void check_rc(ss_rc rc, const ss_err *err)
 {
-    if (rc == SS_OK || rc == SS_ERR_INTEGRITY) return;
+    if (rc == SS_OK || rc == SS_ERR_INTEGRITY || rc == SS_ERR_EPOCH) return;
     fprintf(stderr, "unexpected rc %d: %s\n", rc, err->msg);
     abort();
 }
@@ -105,14 +106,14 @@ static ss_rc read_obj(const uint8_t *obj, size_t len, unsigned kind, uint64_t ma
 }
 
 /* FORMAT.md "Framed objects": the associated data of every record. */
-static void context(const uint8_t header[8], uint8_t out[32])
+static void context(const uint8_t header[SS_FRAME_HEADER_BYTES], uint8_t out[32])
 {
     crypto_generichash_state h;
     uint8_t b[8] = {sizeof KEY - 1, 0};
     crypto_generichash_init(&h, NULL, 0, 32);
     crypto_generichash_update(&h, (const uint8_t *)SS_FRAME_CONTEXT_LABEL, 16);
     crypto_generichash_update(&h, ss_keys_repo_id(keys), SS_REPO_ID_BYTES);
-    crypto_generichash_update(&h, header, 8);
+    crypto_generichash_update(&h, header, SS_FRAME_HEADER_BYTES);
     crypto_generichash_update(&h, b, 2);
     crypto_generichash_update(&h, (const uint8_t *)KEY, sizeof KEY - 1);
     b[0] = 1, b[1] = 0; /* u64 seq = 1 */
@@ -135,23 +136,28 @@ static size_t unpadded(const uint8_t *p, size_t n)
  * Mode 1: u8 kind | u8 flags | u8 byte7 | u8 params, then records: u8 tag (bit 7: fill the
  * record with zeros to a full 65536 bytes) | u16 len | len bytes. params bit 0: kind; bit 7:
  * pad the stream (0x80, zeros) inside the last record when it fits; the rest: max_plain.
+ * byte7's bits 1..7, when set, go to the epoch and start fields instead (a header naming
+ * an epoch the reader lacks, or epoch 0 said to begin elsewhere).
  */
 static void forged(const uint8_t *d, size_t n, uint32_t seed)
 {
     crypto_secretstream_xchacha20poly1305_state st;
-    uint8_t hdr[8] = {'S', '3', 'S', 'O', 1}, ctx[32];
+    /* version 2, key epoch 0 from sequence 1 */
+    uint8_t hdr[SS_FRAME_HEADER_BYTES] = {'S', '3', 'S', 'O', 2, 0, 0, 0, 0, 0, 0, 0, 1}, ctx[32];
     static uint8_t rec[REC], wire[WIRE];
     buf obj = {0}, plain = {0}, out = {0};
     size_t k = 0, records = 0;
     int bad_cut = 0, bad_tag = 0;
 
     if (n < 4) return;
-    hdr[5] = d[0], hdr[6] = d[1], hdr[7] = d[2];
+    hdr[5] = d[0], hdr[6] = d[1], hdr[7] = d[2] & 1;
+    hdr[SS_FRAME_OFF_EPOCH] = d[2] >> 1 & 7;  /* 0: the one held */
+    hdr[SS_FRAME_OFF_START] ^= d[2] >> 4 & 7; /* 0: where epoch 0 begins */
     unsigned kind = 1 + (d[3] & 1);
     int pad = d[3] >> 7;
     uint64_t max_plain = (uint64_t)(d[3] >> 1 & 0x3f) << 16; /* 0 .. 4 MiB */
     context(hdr, ctx);
-    buf_add(&obj, hdr, 8);
+    buf_add(&obj, hdr, sizeof hdr);
     crypto_secretstream_xchacha20poly1305_init_push(&st, wire,
                                                     ss_keys_content_key(keys, 0, SS_SUBKEY_OBJECT));
     buf_add(&obj, wire, 24);
@@ -181,7 +187,7 @@ static void forged(const uint8_t *d, size_t n, uint32_t seed)
         /* Accepted: it must be an object FORMAT.md allows. */
         size_t l = unpadded(plain.p, plain.len);
         if (records == 0 || bad_cut || bad_tag || hdr[5] != kind || (hdr[6] & ~1) || hdr[7] ||
-            l == SIZE_MAX)
+            hdr[SS_FRAME_OFF_EPOCH] || hdr[SS_FRAME_OFF_START] != 1 || l == SIZE_MAX)
             abort();
         if (!(hdr[6] & 1) && (out.len != l || (out.len && memcmp(out.p, plain.p, out.len))))
             abort();
@@ -226,7 +232,10 @@ static void trip(const uint8_t *d, size_t n, uint32_t seed)
         if ((what & 3) == 2) obj.len = at;
         if ((what & 3) == 3) buf_add(&obj, &what, 1);
         out.len = 0;
-        if (read_obj(obj.p, obj.len, kind, UINT64_MAX, seed, &out) != SS_ERR_INTEGRITY) abort();
+        ss_rc rc = read_obj(obj.p, obj.len, kind, UINT64_MAX, seed, &out);
+        /* a flipped epoch field names an epoch not held: refused as such */
+        int epoch_hit = (what & 3) == 1 && at >= SS_FRAME_OFF_EPOCH && at < SS_FRAME_OFF_START;
+        if (rc != SS_ERR_INTEGRITY && !(epoch_hit && rc == SS_ERR_EPOCH)) abort();
     }
     free(obj.p), free(out.p), free(plain.p);
 }
