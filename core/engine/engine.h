@@ -276,10 +276,12 @@ ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[crypto_generich
                         ss_err *err);
 /*
  * The log transaction staged in fd, read by r to its end, against table
- * (the device table at its sequence - 1): devices.h's rules and its signature.
+ * (the device table at its sequence - 1): devices.h's rules and its
+ * signature; *ret_after: the table after it (owned).
  */
 ss_rc eng_check_signature(ss_folder *f, const ss_devices *table, ss_txn_reader *r, int fd,
-                          const uint8_t prev_chain[SS_CHAIN_BYTES], ss_err *err);
+                          const uint8_t prev_chain[SS_CHAIN_BYTES], ss_devices **ret_after,
+                          ss_err *err);
 /* The checked device table of the checkpoint staged in fd, read by r to its end. Owned. */
 ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd,
                            const uint8_t chain[SS_CHAIN_BYTES], ss_devices **ret_table,

@@ -188,14 +188,10 @@ ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[SS_CH
         rc = eng_check_content(f, it.r, e, err);
         if (rc) goto done;
     }
-    rc = eng_check_signature(f, table, it.r, fd, prev, err);
-    if (rc || !ret_next) goto done;
-    rc = ss_devices_copy(table, &next, err);
-    if (rc) goto done;
-    rc = ss_devices_apply_log(next, ss_txn_reader_header(it.r), err);
+    rc = eng_check_signature(f, table, it.r, fd, prev, &next, err);
     if (rc) goto done;
     rc = eng_epoch_verify_pending(f, seq, next, err);
-    if (rc) goto done;
+    if (rc || !ret_next) goto done;
     *ret_next = next;
     next = NULL;
 done:
