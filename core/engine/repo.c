@@ -16,7 +16,7 @@ struct ss_repo {
     ss_keys *keys;
     ss_config cfg;
     ss_keys **retired; /* keys replaced by ss_repo_add_epoch, still lent out: freed last */
-    size_t n_retired;
+    size_t n_retired, cap_retired;
 };
 
 const ss_keys *ss_repo_keys(const ss_repo *repo)
@@ -48,16 +48,14 @@ ss_rc ss_repo_add_epoch(ss_repo *repo, uint32_t epoch, uint64_t start,
                         const uint8_t key[SS_EPOCH_KEY_BYTES], ss_err *err)
 {
     ss_keys *next = NULL;
-    ss_keys **grown;
     ss_rc rc;
     if (epoch <= ss_keys_epoch(repo->keys)) { /* held: the same key and start, or a lie */
         rc = ss_keys_with_epoch(repo->keys, epoch, start, key, &next, err);
         ss_keys_free(next);
         return rc;
     }
-    grown = realloc(repo->retired, (repo->n_retired + 1) * sizeof *grown);
-    if (!grown) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    repo->retired = grown;
+    if (SS_ARRAY_GROW(repo->retired, repo->n_retired + 1, repo->cap_retired))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_keys_with_epoch(repo->keys, epoch, start, key, &next, err);
     if (rc) return rc;
     repo->retired[repo->n_retired++] = repo->keys;
