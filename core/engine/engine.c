@@ -274,6 +274,13 @@ ss_rc eng_stats_conflict(ss_stats *s, const char *path)
     return SS_OK;
 }
 
+ss_rc eng_tmp_rewind(int fd, ss_err *err)
+{
+    if (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET))
+        return ss_fail(err, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
+    return SS_OK;
+}
+
 ss_rc eng_meta_write(ss_folder *f, const char *name, const void *buf, size_t len, ss_err *err)
 {
     char *tmp = NULL, *path = NULL;

@@ -191,16 +191,20 @@ static ss_rc open_chain(ss_folder *f, const uint8_t *obj, size_t len, uint32_t e
     return SS_OK;
 }
 
-ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t start, uint64_t seq,
+ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, const ss_frame_reader *r, uint64_t seq,
                       ss_err *err)
 {
     const ss_keys *k = ss_repo_keys(f->repo);
-    uint32_t held = ss_keys_epoch(k);
+    uint32_t held = ss_keys_epoch(k), epoch;
     int log = kind == SS_FRAME_KIND_LOG;
     ss_epoch_secret *chain = NULL; /* epochs held .. epoch */
     uint8_t *obj = NULL;
     size_t len = 0;
-    ss_rc rc;
+    uint64_t start;
+    ss_rc rc = ss_frame_reader_epoch(r, &epoch, &start);
+    if (rc)
+        return ss_fail(err, SS_ERR_INTEGRITY, "%s/%020" PRIu64 ": no header",
+                       log ? "log" : "checkpoints", seq);
     /* A log read in order meets each epoch where it begins; a checkpoint may skip some. */
     if (epoch <= held || (log && epoch != held + 1) || start > seq ||
         start <= ss_keys_epoch_start(k, held))
