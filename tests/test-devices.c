@@ -139,7 +139,7 @@ static ss_rc check_case(const ss_devices *t, const rule_case *c)
     crypto_sign_detached(sig, NULL, msg, sizeof msg, c->sig_key->sk);
     sig[5] ^= (uint8_t)c->flip;
     ss_err err = {{0}};
-    ss_rc rc = ss_devices_check_log(t, REPO, &h, PREV, digest, sig, &err);
+    ss_rc rc = ss_devices_check_log(t, REPO, &h, PREV, digest, sig, NULL, &err);
     if (c->expect ? rc != SS_ERR_INTEGRITY || !strstr(err.msg, c->expect) : rc != SS_OK)
         fail_msg("%s: rc %d: %s", c->name, rc, err.msg);
     return rc;

@@ -121,12 +121,17 @@ one_store() { # STORE, a name for the checks
 
 # A device whose first transaction is the revocation signs the epoch object
 # before it is enrolled: the revoked device still learns only that it was.
+# pair NAME: devices NAME-A and NAME-B on file://$w/NAME, B enrolled (it pushed b.txt).
+pair() {
+  "$bin" -q --device "$1-A" init "file://$w/$1" "$w/$1-A"
+  "$bin" -q --device "$1-B" init "file://$w/$1" "$w/$1-B"
+  echo b >"$w/$1-B/b.txt"
+  "$bin" -q -C "$w/$1-B" sync
+}
+
 first_is_revoke() {
   local A="$w/first-A" B="$w/first-B"
-  "$bin" -q --device first-A init "file://$w/first" "$A"
-  "$bin" -q --device first-B init "file://$w/first" "$B"
-  echo b >"$B/b.txt"
-  "$bin" -q -C "$B" sync
+  pair first
   check "first: A's first transaction revokes B" exits 0 "$bin" -C "$A" device revoke first-B
   check "first: it says a key epoch began" grep -q "where key epoch 1 began" "$w/out"
   echo a >"$A/a.txt"
@@ -140,12 +145,9 @@ first_is_revoke() {
 # knows the object for its own and finishes.
 crashed_rotation() {
   local A="$w/crash-A" B="$w/crash-B"
-  "$bin" -q --device crash-A init "file://$w/crash" "$A"
-  "$bin" -q --device crash-B init "file://$w/crash" "$B"
+  pair crash # B enrolls: the epoch is granted to it
   echo a >"$A/a.txt"
   "$bin" -q -C "$A" sync
-  echo b >"$B/b.txt"
-  "$bin" -q -C "$B" sync # B enrolls: the epoch is granted to it
   "$bin" -q --device crash-N init "file://$w/crash" "$w/crash-N" # N never pushes
   check "crash: rotation killed after its epoch object" \
     exits 137 env S3SYNC_CRASH_AT=epoch.after-object "$bin" -C "$A" key rotate

@@ -106,12 +106,25 @@ static ss_rc new_passphrase(ss_folder *f, uint32_t was, const char *pass, size_t
                             ss_stats *stats, ss_err *err)
 {
     char id[SS_KEYFILE_ID_HEX + 1], msg[300];
+    ss_err why = {{0}};
     ss_rc rc;
     if (ss_folder_epoch(f) == was) return SS_OK; /* nothing written: nothing to retire */
-    rc = ss_repo_key_add(f->repo, pass, passlen, f->device_name, id, err);
-    if (rc) goto done;
+    rc = ss_repo_key_add(f->repo, pass, passlen, f->device_name, id, &why);
+    if (rc) { /* what was asked is done; what is left must be said with it */
+        ss_fail(err, rc,
+                "key epoch %u began, but its passphrase was not saved (%s): run s3sync key add "
+                "on this device, or no device can join",
+                ss_folder_epoch(f), why.msg);
+        goto done;
+    }
     if (!ss_store_is_lockd(f->store)) {
-        rc = ss_repo_key_retire_others(f->repo, id, err);
+        rc = ss_repo_key_retire_others(f->repo, id, &why);
+        if (rc)
+            ss_fail(err, rc,
+                    "key epoch %u began and its passphrase is saved as key %s, but the older "
+                    "passphrases are not all retired (%s): s3sync key list, then key remove each "
+                    "other one",
+                    ss_folder_epoch(f), id, why.msg);
         goto done;
     }
     if (f->hooks.warn) {

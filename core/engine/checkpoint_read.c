@@ -137,18 +137,12 @@ static ss_rc fetch_once(ss_folder *f, const char *key, uint64_t seq, cp_sink *si
 /* The checkpoint is under a key epoch this device lacks: learn it, then start again. */
 static ss_rc learn_epoch(ss_folder *f, uint64_t seq, cp_sink *sink, cp_feed *fd, ss_err *err)
 {
-    uint32_t epoch;
-    uint64_t start;
-    ss_rc rc = ss_frame_reader_epoch(fd->r, &epoch, &start);
-    if (rc) return ss_fail(err, SS_ERR_INTEGRITY, "checkpoints/%020" PRIu64 ": no header", seq);
-    rc = eng_epoch_learn(f, SS_FRAME_KIND_CHECKPOINT, epoch, start, seq, err);
+    ss_rc rc = eng_epoch_learn(f, SS_FRAME_KIND_CHECKPOINT, fd->r, seq, err);
     if (rc) return rc;
     ss_frame_reader_free(fd->r);
     *fd = (cp_feed){0};
     sink->got = 0;
-    if (ftruncate(sink->fd, 0) || lseek(sink->fd, 0, SEEK_SET))
-        return ss_fail(err, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
-    return SS_OK;
+    return eng_tmp_rewind(sink->fd, err);
 }
 
 ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,

@@ -17,6 +17,7 @@
 
 #define RACY_SECONDS 2 /* mtimes this recent may still change within their granularity */
 /* The in-flight record: "<seq> <chain in hex>\n" and its NUL. */
+#define INFLIGHT_FILE "inflight"
 #define INFLIGHT_LINE (SS_SEQ_DIGITS + 1 + 2 * SS_CHAIN_BYTES + 2)
 
 typedef struct identify {
@@ -273,6 +274,13 @@ ss_rc eng_stats_conflict(ss_stats *s, const char *path)
     return SS_OK;
 }
 
+ss_rc eng_tmp_rewind(int fd, ss_err *err)
+{
+    if (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET))
+        return ss_fail(err, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
+    return SS_OK;
+}
+
 ss_rc eng_meta_write(ss_folder *f, const char *name, const void *buf, size_t len, ss_err *err)
 {
     char *tmp = NULL, *path = NULL;
@@ -296,23 +304,16 @@ ss_rc eng_meta_write(ss_folder *f, const char *name, const void *buf, size_t len
 static char *inflight_path(ss_folder *f)
 {
     char *p = NULL;
-    return asprintf(&p, "%s/inflight", f->meta) < 0 ? NULL : p;
+    return asprintf(&p, "%s/" INFLIGHT_FILE, f->meta) < 0 ? NULL : p;
 }
 
 ss_rc eng_inflight_set(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES], ss_err *err)
 {
-    char hex[2 * SS_CHAIN_BYTES + 1], line[INFLIGHT_LINE], *path = inflight_path(f);
-    int fd = -1, n;
-    ss_rc rc = SS_OK;
-    if (!path) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    char hex[2 * SS_CHAIN_BYTES + 1], line[INFLIGHT_LINE];
+    int n;
     sodium_bin2hex(hex, sizeof hex, chain, SS_CHAIN_BYTES);
     n = snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)seq, hex);
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, line, (size_t)n) != n || fsync(fd))
-        rc = ss_fail(err, SS_ERR_IO, "write %s: %s", path, strerror(errno));
-    if (fd >= 0) close(fd);
-    free(path);
-    return rc;
+    return eng_meta_write(f, INFLIGHT_FILE, line, (size_t)n, err);
 }
 
 int eng_inflight_is(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES])

@@ -15,6 +15,7 @@
 #include "device_key.h"
 #include "devices.h"
 #include "dirmodes.h"
+#include "frame.h"
 #include "ignore.h"
 #include "repo.h"
 #include "scan.h"
@@ -128,8 +129,8 @@ ss_rc eng_epochs_load(ss_folder *f, ss_err *err);
 /* Every epoch f->repo's keys hold, written to .s3sync/epochs. */
 ss_rc eng_epochs_save(ss_folder *f, ss_err *err);
 /*
- * An object (kind SS_FRAME_KIND_*) at seq states key epoch epoch, from
- * sequence start, which this device does not hold: fetch epochs/<epoch>,
+ * An object (kind SS_FRAME_KIND_*) at seq, read by r, stated a key epoch
+ * (ss_frame_reader_epoch) this device does not hold: fetch epochs/<epoch>,
  * open this device's grant, follow the links down to the epoch it holds
  * (a log read in order meets one new epoch at a time; a checkpoint may
  * skip several) and add them to f->repo. SS_ERR_REVOKED when it grants
@@ -137,7 +138,7 @@ ss_rc eng_epochs_save(ss_folder *f, ss_err *err);
  * object that begins it, any checkpoint), the grants are verified later
  * (eng_epoch_verify_pending, E1).
  */
-ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t start, uint64_t seq,
+ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, const ss_frame_reader *r, uint64_t seq,
                       ss_err *err);
 /* With a device table at seq: the grants of an epoch learned early, once seq reaches its start. */
 ss_rc eng_epoch_verify_pending(ss_folder *f, uint64_t seq, const ss_devices *table, ss_err *err);
@@ -155,6 +156,8 @@ ss_rc eng_epoch_begin(ss_folder *f, uint64_t at_seq, const ss_devices *after,
 /* The epoch begun is held (or was not begun): .s3sync/epoch-pending goes (E4). */
 void eng_epoch_pending_forget(ss_folder *f);
 
+/* An O_TMPFILE stage emptied for a second try at what it held. */
+ss_rc eng_tmp_rewind(int fd, ss_err *err);
 /* Write f->meta/name atomically (temp, fsync, rename) with mode 0600: settings, keys. */
 ss_rc eng_meta_write(ss_folder *f, const char *name, const void *buf, size_t len, ss_err *err);
 /*
@@ -276,10 +279,12 @@ ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[crypto_generich
                         ss_err *err);
 /*
  * The log transaction staged in fd, read by r to its end, against table
- * (the device table at its sequence - 1): devices.h's rules and its signature.
+ * (the device table at its sequence - 1): devices.h's rules and its
+ * signature; *ret_after: the table after it (owned).
  */
 ss_rc eng_check_signature(ss_folder *f, const ss_devices *table, ss_txn_reader *r, int fd,
-                          const uint8_t prev_chain[SS_CHAIN_BYTES], ss_err *err);
+                          const uint8_t prev_chain[SS_CHAIN_BYTES], ss_devices **ret_after,
+                          ss_err *err);
 /* The checked device table of the checkpoint staged in fd, read by r to its end. Owned. */
 ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd,
                            const uint8_t chain[SS_CHAIN_BYTES], ss_devices **ret_table,

@@ -127,37 +127,6 @@ ss_rc eng_epochs_save(ss_folder *f, ss_err *err)
     return rc;
 }
 
-static ss_rc get_epoch_object(ss_folder *f, uint32_t epoch, uint8_t **ret_buf, size_t *ret_len,
-                              ss_err *err)
-{
-    char key[SS_KEY_NAME_MAX];
-    void *buf = NULL;
-    ss_rc rc;
-    snprintf(key, sizeof key, SS_KEY_EPOCH_FMT, epoch);
-    rc = ss_store_get_max(f->store, key, SS_EPOCH_READ_MAX, &buf, ret_len, err);
-    if (rc == SS_ERR_NOT_FOUND)
-        rc = ss_fail(err, SS_ERR_INTEGRITY,
-                     "%s is missing: the log says key epoch %" PRIu32 " began, the store has "
-                     "no key for it",
-                     key, epoch);
-    if (rc) return rc;
-    *ret_buf = buf;
-    return SS_OK;
-}
-
-/* K_e and start of epochs/<e>'s previous epoch, from its link opened with K_e (at[1]). */
-static ss_rc unlink_epoch(ss_folder *f, uint32_t e, ss_epoch_secret at[2], ss_err *err)
-{
-    uint8_t *obj = NULL;
-    size_t len = 0;
-    ss_rc rc = get_epoch_object(f, e, &obj, &len, err);
-    if (rc) return rc;
-    rc = ss_epoch_link_open(obj, len, e, ss_keys_repo_id(ss_repo_keys(f->repo)), at[1].key,
-                            at[0].key, &at[0].start, err);
-    free(obj);
-    return rc;
-}
-
 /*
  * Our grant in obj (epochs/<epoch>), then the links down to the epoch we
  * hold: chain[i] is epoch held + i; the last link must lead to the key and
@@ -178,10 +147,9 @@ static ss_rc open_chain(ss_folder *f, const uint8_t *obj, size_t len, uint32_t e
     else
         rc = ss_epoch_open(obj, len, epoch, ss_keys_repo_id(k), f->devices, start, f->key,
                            chain[n].key, chain[n - 1].key, &chain[n - 1].start, err);
-    for (uint32_t i = n - 1; !rc && i > 0; i--) {
-        chain[i].epoch = held + i;
-        rc = unlink_epoch(f, held + i, &chain[i - 1], err);
-    }
+    if (rc) return rc;
+    chain[n - 1].epoch = epoch - 1;
+    rc = ss_repo_unlink_down(f->store, ss_keys_repo_id(k), held, epoch - 1, chain, err);
     if (rc) return rc;
     if (sodium_memcmp(chain[0].key, ss_keys_epoch_key(k, held), SS_EPOCH_KEY_BYTES) ||
         chain[0].start != ss_keys_epoch_start(k, held))
@@ -191,16 +159,20 @@ static ss_rc open_chain(ss_folder *f, const uint8_t *obj, size_t len, uint32_t e
     return SS_OK;
 }
 
-ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t start, uint64_t seq,
+ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, const ss_frame_reader *r, uint64_t seq,
                       ss_err *err)
 {
     const ss_keys *k = ss_repo_keys(f->repo);
-    uint32_t held = ss_keys_epoch(k);
+    uint32_t held = ss_keys_epoch(k), epoch;
     int log = kind == SS_FRAME_KIND_LOG;
     ss_epoch_secret *chain = NULL; /* epochs held .. epoch */
     uint8_t *obj = NULL;
     size_t len = 0;
-    ss_rc rc;
+    uint64_t start;
+    ss_rc rc = ss_frame_reader_epoch(r, &epoch, &start);
+    if (rc)
+        return ss_fail(err, SS_ERR_INTEGRITY, "%s/%020" PRIu64 ": no header",
+                       log ? "log" : "checkpoints", seq);
     /* A log read in order meets each epoch where it begins; a checkpoint may skip some. */
     if (epoch <= held || (log && epoch != held + 1) || start > seq ||
         start <= ss_keys_epoch_start(k, held))
@@ -208,7 +180,7 @@ ss_rc eng_epoch_learn(ss_folder *f, unsigned kind, uint32_t epoch, uint64_t star
                        "%s/%020" PRIu64 ": sealed under key epoch %" PRIu32 " from log/%020" PRIu64
                        ", which cannot follow epoch %" PRIu32 " that this device holds",
                        log ? "log" : "checkpoints", seq, epoch, start, held);
-    rc = get_epoch_object(f, epoch, &obj, &len, err);
+    rc = ss_repo_epoch_object(f->store, epoch, &obj, &len, err);
     if (rc) return rc;
     chain = sodium_allocarray((size_t)(epoch - held) + 1, sizeof *chain);
     if (!chain) {
@@ -268,7 +240,7 @@ static int ours(ss_folder *f, uint32_t epoch, const uint8_t key[SS_EPOCH_KEY_BYT
     uint64_t ps = 0;
     ss_err e;
     int yes = 0;
-    if (get_epoch_object(f, epoch, &obj, &len, &e)) return 0;
+    if (ss_repo_epoch_object(f->store, epoch, &obj, &len, &e)) return 0;
     yes = !ss_epoch_open_early(obj, len, epoch, ss_keys_repo_id(ss_repo_keys(f->repo)), f->devices,
                                ss_keys_epoch_start(ss_repo_keys(f->repo), epoch - 1) + 1, f->key, k,
                                prev, &ps, &e) &&

@@ -16,7 +16,7 @@ struct ss_repo {
     ss_keys *keys;
     ss_config cfg;
     ss_keys **retired; /* keys replaced by ss_repo_add_epoch, still lent out: freed last */
-    size_t n_retired;
+    size_t n_retired, cap_retired;
 };
 
 const ss_keys *ss_repo_keys(const ss_repo *repo)
@@ -48,16 +48,14 @@ ss_rc ss_repo_add_epoch(ss_repo *repo, uint32_t epoch, uint64_t start,
                         const uint8_t key[SS_EPOCH_KEY_BYTES], ss_err *err)
 {
     ss_keys *next = NULL;
-    ss_keys **grown;
     ss_rc rc;
     if (epoch <= ss_keys_epoch(repo->keys)) { /* held: the same key and start, or a lie */
         rc = ss_keys_with_epoch(repo->keys, epoch, start, key, &next, err);
         ss_keys_free(next);
         return rc;
     }
-    grown = realloc(repo->retired, (repo->n_retired + 1) * sizeof *grown);
-    if (!grown) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
-    repo->retired = grown;
+    if (SS_ARRAY_GROW(repo->retired, repo->n_retired + 1, repo->cap_retired))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     rc = ss_keys_with_epoch(repo->keys, epoch, start, key, &next, err);
     if (rc) return rc;
     repo->retired[repo->n_retired++] = repo->keys;
@@ -194,24 +192,39 @@ static void free_names(key_names *k)
     free(k->v);
 }
 
-/* What the link of epochs/<epoch> opens with key: the key and start of epoch - 1. */
-static ss_rc unlink_one(ss_store *store, const uint8_t *repo_id, uint32_t epoch,
-                        const uint8_t key[SS_EPOCH_KEY_BYTES], uint8_t ret_prev[SS_EPOCH_KEY_BYTES],
-                        uint64_t *ret_prev_start, ss_err *err)
+ss_rc ss_repo_epoch_object(ss_store *store, uint32_t epoch, uint8_t **ret_buf, size_t *ret_len,
+                           ss_err *err)
 {
     char name[SS_KEY_NAME_MAX];
-    void *obj = NULL;
-    size_t len = 0;
+    void *buf = NULL;
     ss_rc rc;
+    *ret_buf = NULL;
     snprintf(name, sizeof name, SS_KEY_EPOCH_FMT, epoch);
-    rc = ss_store_get_max(store, name, SS_EPOCH_READ_MAX, &obj, &len, err);
+    rc = ss_store_get_max(store, name, SS_EPOCH_READ_MAX, &buf, ret_len, err);
     if (rc == SS_ERR_NOT_FOUND)
-        rc = ss_fail(err, SS_ERR_INTEGRITY, "%s is missing: a key file opens key epoch %" PRIu32,
+        rc = ss_fail(err, SS_ERR_INTEGRITY,
+                     "%s is missing: key epoch %" PRIu32 " began, but the store has no key for it",
                      name, epoch);
     if (rc) return rc;
-    rc = ss_epoch_link_open(obj, len, epoch, repo_id, key, ret_prev, ret_prev_start, err);
-    free(obj);
-    return rc;
+    *ret_buf = buf;
+    return SS_OK;
+}
+
+ss_rc ss_repo_unlink_down(ss_store *store, const uint8_t repo_id[SS_REPO_ID_BYTES], uint32_t low,
+                          uint32_t top, ss_epoch_secret *chain, ss_err *err)
+{
+    for (uint32_t e = top; e > low; e--) {
+        ss_epoch_secret *at = &chain[e - low], *below = at - 1;
+        uint8_t *obj = NULL;
+        size_t len = 0;
+        ss_rc rc = ss_repo_epoch_object(store, e, &obj, &len, err);
+        if (rc) return rc;
+        below->epoch = e - 1;
+        rc = ss_epoch_link_open(obj, len, e, repo_id, at->key, below->key, &below->start, err);
+        free(obj);
+        if (rc) return rc;
+    }
+    return SS_OK;
 }
 
 /*
@@ -229,12 +242,8 @@ static ss_rc keys_of_secret(ss_store *store, const uint8_t *repo_id, const ss_ep
     chain = sodium_allocarray((size_t)n + 1, sizeof *chain);
     if (!chain) return ss_fail(err, SS_ERR_NOMEM, "out of secure memory");
     chain[n] = *sec;
-    for (uint32_t e = n; e > 0; e--) {
-        chain[e - 1].epoch = e - 1;
-        rc =
-            unlink_one(store, repo_id, e, chain[e].key, chain[e - 1].key, &chain[e - 1].start, err);
-        if (rc) goto fail;
-    }
+    rc = ss_repo_unlink_down(store, repo_id, 0, n, chain, err);
+    if (rc) goto fail;
     rc = ss_keys_from_master(chain[0].key, repo_id, &keys, err);
     if (rc) goto fail;
     for (uint32_t e = 1; e <= n; e++) {

@@ -45,6 +45,21 @@ const ss_config *ss_repo_config(const ss_repo *repo);
 ss_store *ss_repo_store(const ss_repo *repo);
 
 /*
+ * epochs/<epoch> whole, at most SS_EPOCH_READ_MAX bytes; a missing one is
+ * SS_ERR_INTEGRITY naming it (whoever asks knows the epoch began).
+ * *ret_buf is malloc'ed, the caller's.
+ */
+ss_rc ss_repo_epoch_object(ss_store *store, uint32_t epoch, uint8_t **ret_buf, size_t *ret_len,
+                           ss_err *err);
+/*
+ * The links of epochs/<top> .. epochs/<low + 1> opened one after the other:
+ * chain[i] is epoch low + i; chain[top - low] holds epoch top's key, and
+ * the rest is filled down to chain[0] (epoch low's key and start).
+ */
+ss_rc ss_repo_unlink_down(ss_store *store, const uint8_t repo_id[SS_REPO_ID_BYTES], uint32_t low,
+                          uint32_t top, ss_epoch_secret *chain, ss_err *err);
+
+/*
  * Every key file but keys/<keep_id> moved to retired/: the passphrases of
  * older key epochs are retired (joining with one says so).
  */

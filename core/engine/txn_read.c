@@ -62,20 +62,6 @@ static ss_rc fetch_once(ss_folder *f, const char *key, uint64_t seq,
     return ss_frame_end(fd->r, hash, err);
 }
 
-/* The object states a key epoch this device does not hold yet: learn it, then read again. */
-static ss_rc learn_epoch(ss_folder *f, const feed *fd, uint64_t seq, int stage, ss_err *err)
-{
-    uint32_t epoch;
-    uint64_t start;
-    ss_rc rc = ss_frame_reader_epoch(fd->r, &epoch, &start);
-    if (rc) return ss_fail(err, SS_ERR_INTEGRITY, "log/%020" PRIu64 ": no header", seq);
-    rc = eng_epoch_learn(f, SS_FRAME_KIND_LOG, epoch, start, seq, err);
-    if (rc) return rc;
-    if (ftruncate(stage, 0) || lseek(stage, 0, SEEK_SET))
-        return ss_fail(err, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
-    return SS_OK;
-}
-
 ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES], const void *obj,
                     size_t obj_len, int *ret_fd, uint8_t chain[SS_CHAIN_BYTES],
                     ss_state_applied *ret_obj, ss_err *err)
@@ -90,8 +76,10 @@ ss_rc eng_fetch_txn(ss_folder *f, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTE
     rc = eng_tmpfile(f, &stage, err);
     if (rc) goto fail;
     rc = fetch_once(f, key, seq, prev, obj, obj_len, stage, &fd, hash, err);
-    if (rc == SS_ERR_EPOCH) {
-        rc = learn_epoch(f, &fd, seq, stage, err);
+    if (rc == SS_ERR_EPOCH) { /* an epoch not held yet: learn it, then read again */
+        rc = eng_epoch_learn(f, SS_FRAME_KIND_LOG, fd.r, seq, err);
+        if (rc) goto fail;
+        rc = eng_tmp_rewind(stage, err);
         if (rc) goto fail;
         ss_frame_reader_free(fd.r);
         fd = (feed){0};
@@ -188,14 +176,10 @@ ss_rc eng_check_txn(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[SS_CH
         rc = eng_check_content(f, it.r, e, err);
         if (rc) goto done;
     }
-    rc = eng_check_signature(f, table, it.r, fd, prev, err);
-    if (rc || !ret_next) goto done;
-    rc = ss_devices_copy(table, &next, err);
-    if (rc) goto done;
-    rc = ss_devices_apply_log(next, ss_txn_reader_header(it.r), err);
+    rc = eng_check_signature(f, table, it.r, fd, prev, &next, err);
     if (rc) goto done;
     rc = eng_epoch_verify_pending(f, seq, next, err);
-    if (rc) goto done;
+    if (rc || !ret_next) goto done;
     *ret_next = next;
     next = NULL;
 done:

@@ -256,13 +256,14 @@ static ss_rc check_entry(const ss_devices *d, const ss_txn_header *h, const ss_t
 ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID_BYTES],
                            const ss_txn_header *h, const uint8_t prev_chain[SS_CHAIN_BYTES],
                            const uint8_t digest[SS_SIG_DIGEST_BYTES],
-                           const uint8_t sig[SS_TXN_SIG_BYTES], ss_err *err)
+                           const uint8_t sig[SS_TXN_SIG_BYTES], ss_devices **ret_after, ss_err *err)
 {
     const ss_device *signer = ss_devices_find(d, h->device_id);
     const uint8_t *pk = signer ? signer->pk : NULL;
-    ss_devices *after = NULL; /* owned */
+    ss_devices *after = NULL; /* owned until handed out */
     char name[300];
     ss_rc rc;
+    if (ret_after) *ret_after = NULL;
     for (uint32_t i = 0; i < h->n_devices; i++) {
         rc = check_entry(d, h, &h->devices[i], err);
         if (rc) return rc;
@@ -284,6 +285,10 @@ ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID
                      "its signature does not verify with the key of device %s (or over another "
                      "device table than this one after it)",
                      who(signer, h->device_id, name, sizeof name));
+    if (!rc && ret_after) {
+        *ret_after = after;
+        after = NULL;
+    }
     ss_devices_free(after);
     return rc;
 }

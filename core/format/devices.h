@@ -86,13 +86,14 @@ void ss_devices_sig_message(uint8_t out[SS_SIG_MESSAGE_BYTES],
  * the table, with the id of its key and the header's name; a revoke only
  * of an enrolled device not revoked yet), its signer is enrolled (by d or
  * by this transaction) and not revoked before h->seq, and sig verifies over
- * the table after it (d with h applied). SS_ERR_INTEGRITY naming the device
- * and what is wrong.
+ * the table after it (d with h applied), which *ret_after (may be NULL)
+ * receives, owned. SS_ERR_INTEGRITY naming the device and what is wrong.
  */
 ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID_BYTES],
                            const ss_txn_header *h, const uint8_t prev_chain[SS_CHAIN_BYTES],
                            const uint8_t digest[SS_SIG_DIGEST_BYTES],
-                           const uint8_t sig[SS_TXN_SIG_BYTES], ss_err *err);
+                           const uint8_t sig[SS_TXN_SIG_BYTES], ss_devices **ret_after,
+                           ss_err *err);
 /* d after the checked log transaction h: its entries, and its signer's name and sequence. */
 ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err);
 

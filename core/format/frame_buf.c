@@ -44,6 +44,36 @@ static ss_rc membuf_take(membuf *m, void **ret_buf, size_t *ret_len, const char 
     return SS_OK;
 }
 
+/* Results cleared on entry; SS_ERR_INVALID when there is nowhere to put them. */
+static ss_rc clear_results(void **ret_buf, size_t *ret_len, uint8_t *ret_hash, ss_err *err)
+{
+    if (ret_buf) *ret_buf = NULL;
+    if (ret_len) *ret_len = 0;
+    if (ret_hash) memset(ret_hash, 0, SS_OBJECT_HASH_BYTES);
+    if (!ret_buf || !ret_len) return ss_fail(err, SS_ERR_INVALID, "frame: no result pointer");
+    return SS_OK;
+}
+
+/*
+ * The end both directions share: the buffer and hash handed out when rc is
+ * SS_OK, an output that ran out of memory said as such, and what is left of
+ * the buffer wiped (it may hold plaintext) and freed.
+ */
+static ss_rc hand_out(ss_rc rc, membuf *m, const uint8_t hash[SS_OBJECT_HASH_BYTES], void **ret_buf,
+                      size_t *ret_len, uint8_t *ret_hash, const char *key, ss_err *err)
+{
+    if (rc == SS_ERR_IO && m->nomem)
+        rc = ss_fail(err, SS_ERR_NOMEM, "object %s: out of memory", key);
+    if (rc) goto out;
+    rc = membuf_take(m, ret_buf, ret_len, key, err);
+    if (rc) goto out;
+    if (ret_hash) memcpy(ret_hash, hash, SS_OBJECT_HASH_BYTES);
+out:
+    if (m->p) sodium_memzero(m->p, m->len);
+    free(m->p);
+    return rc;
+}
+
 ss_rc ss_frame_seal_buf(const ss_keys *keys, unsigned kind, const char *key, uint64_t seq,
                         const uint8_t prev_chain[SS_CHAIN_BYTES], int level, const void *plain,
                         size_t len, void **ret_buf, size_t *ret_len,
@@ -52,27 +82,16 @@ ss_rc ss_frame_seal_buf(const ss_keys *keys, unsigned kind, const char *key, uin
     ss_frame_writer *w = NULL;
     membuf m = {0};
     uint8_t hash[SS_OBJECT_HASH_BYTES];
-    ss_rc rc;
-
-    if (ret_buf) *ret_buf = NULL;
-    if (ret_len) *ret_len = 0;
-    if (ret_object_hash) memset(ret_object_hash, 0, SS_OBJECT_HASH_BYTES);
-    if (!ret_buf || !ret_len) return ss_fail(err, SS_ERR_INVALID, "frame: no result pointer");
+    ss_rc rc = clear_results(ret_buf, ret_len, ret_object_hash, err);
+    if (rc) return rc;
     rc = ss_frame_writer_new(keys, kind, key, seq, prev_chain, level, membuf_add, &m, &w, err);
-    if (rc != SS_OK) goto fail;
+    if (rc) goto done;
     rc = ss_frame_write(w, plain, len, err);
-    if (rc) goto fail;
+    if (rc) goto done;
     rc = ss_frame_finish(w, hash, err);
-    if (rc) goto fail;
-    rc = membuf_take(&m, ret_buf, ret_len, key, err);
-    if (rc) goto fail;
-    if (ret_object_hash) memcpy(ret_object_hash, hash, SS_OBJECT_HASH_BYTES);
-fail:
-    if (rc == SS_ERR_IO && m.nomem)
-        rc = ss_fail(err, SS_ERR_NOMEM, "object %s: out of memory", key);
+done:
     ss_frame_writer_free(w);
-    free(m.p);
-    return rc;
+    return hand_out(rc, &m, hash, ret_buf, ret_len, ret_object_hash, key, err);
 }
 
 ss_rc ss_frame_open_buf(const ss_keys *keys, unsigned expected_kind, const char *key, uint64_t seq,
@@ -83,27 +102,15 @@ ss_rc ss_frame_open_buf(const ss_keys *keys, unsigned expected_kind, const char 
     ss_frame_reader *r = NULL;
     membuf m = {0};
     uint8_t hash[SS_OBJECT_HASH_BYTES];
-    ss_rc rc;
-
-    if (ret_buf) *ret_buf = NULL;
-    if (ret_len) *ret_len = 0;
-    if (ret_object_hash) memset(ret_object_hash, 0, SS_OBJECT_HASH_BYTES);
-    if (!ret_buf || !ret_len) return ss_fail(err, SS_ERR_INVALID, "frame: no result pointer");
+    ss_rc rc = clear_results(ret_buf, ret_len, ret_object_hash, err);
+    if (rc) return rc;
     rc = ss_frame_reader_new(keys, expected_kind, key, seq, prev_chain, max_plain, membuf_add, &m,
                              &r, err);
-    if (rc != SS_OK) goto fail;
+    if (rc) goto done;
     rc = ss_frame_feed(r, obj, len, err);
-    if (rc) goto fail;
+    if (rc) goto done;
     rc = ss_frame_end(r, hash, err);
-    if (rc) goto fail;
-    rc = membuf_take(&m, ret_buf, ret_len, key, err);
-    if (rc) goto fail;
-    if (ret_object_hash) memcpy(ret_object_hash, hash, SS_OBJECT_HASH_BYTES);
-fail:
-    if (rc == SS_ERR_IO && m.nomem)
-        rc = ss_fail(err, SS_ERR_NOMEM, "object %s: out of memory", key);
+done:
     ss_frame_reader_free(r);
-    if (m.p) sodium_memzero(m.p, m.len);
-    free(m.p);
-    return rc;
+    return hand_out(rc, &m, hash, ret_buf, ret_len, ret_object_hash, key, err);
 }

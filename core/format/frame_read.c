@@ -293,6 +293,16 @@ static ss_rc r_repeat(ss_frame_reader *r, ss_err *err)
     return r->failed;
 }
 
+/* As much of the input (*p, *len) as dst (holding *fill of cap) takes; both advance. */
+static void fill_from(uint8_t *dst, size_t *fill, size_t cap, const uint8_t **p, size_t *len)
+{
+    size_t k = cap - *fill < *len ? cap - *fill : *len;
+    memcpy(dst + *fill, *p, k);
+    *fill += k;
+    *p += k;
+    *len -= k;
+}
+
 ss_rc ss_frame_feed(ss_frame_reader *r, const void *buf, size_t len, ss_err *err)
 {
     const uint8_t *p = buf;
@@ -303,14 +313,8 @@ ss_rc ss_frame_feed(ss_frame_reader *r, const void *buf, size_t len, ss_err *err
     if (r->ended) return ss_fail(err, SS_ERR_INVALID, "object %s: already ended", r->key);
     crypto_generichash_update(&r->hash, p, len);
     while (len > 0) {
-        size_t k;
         if (!r->started) {
-            k = SS_FRAME_PREFIX_BYTES - r->prefix_fill;
-            k = len < k ? len : k;
-            memcpy(r->prefix + r->prefix_fill, p, k);
-            r->prefix_fill += k;
-            p += k;
-            len -= k;
+            fill_from(r->prefix, &r->prefix_fill, SS_FRAME_PREFIX_BYTES, &p, &len);
             if (r->prefix_fill < SS_FRAME_PREFIX_BYTES) continue;
             rc = r_prefix(r, err);
             if (rc) return rc;
@@ -325,12 +329,7 @@ ss_rc ss_frame_feed(ss_frame_reader *r, const void *buf, size_t len, ss_err *err
             len -= WIRE;
             continue;
         }
-        k = WIRE - r->fill;
-        k = len < k ? len : k;
-        memcpy(r->wire + r->fill, p, k);
-        r->fill += k;
-        p += k;
-        len -= k;
+        fill_from(r->wire, &r->fill, WIRE, &p, &len);
         if (r->fill == WIRE) {
             r->fill = 0;
             rc = r_record(r, r->wire, WIRE, 0, err);
