@@ -44,6 +44,7 @@ void forger_sync(forger *f)
     f->devices = NULL;
     check(ss_devices_new(&f->devices, &err), &err, "device table");
     memset(f->chain, 0, sizeof f->chain);
+    memset(f->prev, 0, sizeof f->prev);
     for (f->head = 0;; f->head++) {
         char key[SS_KEY_NAME_MAX];
         void *obj = NULL, *plain = NULL;
@@ -56,6 +57,7 @@ void forger_sync(forger *f)
         check(ss_frame_open_buf(ss_repo_keys(f->repo), SS_FRAME_KIND_LOG, key, f->head + 1,
                                 f->chain, UINT64_MAX, obj, len, &plain, &plen, hash, &err),
               &err, key);
+        memcpy(f->prev, f->chain, sizeof f->prev);
         ss_chain_next(ss_repo_keys(f->repo), f->chain, hash, f->chain);
         apply_devices(f, plain, plen, f->devices);
         free(obj);
@@ -149,6 +151,7 @@ void forge_checkpoint(forger *f, const ss_devices *table, char *ret_key)
     b_uint(&whole, SS_CHECKPOINT_VERSION, 1);
     b_uint(&whole, 0, 3);
     b_mem(&whole, f->chain, SS_CHAIN_BYTES); /* chain(seq) */
+    b_mem(&whole, f->prev, SS_CHAIN_BYTES);  /* chain(seq - 1) */
     b_mem(&whole, t.p, t.len);
     b_mem(&whole, sig, sizeof sig);
     snprintf(ret_key, SS_KEY_NAME_MAX, SS_KEY_CHECKPOINT_FMT, f->head);

@@ -27,6 +27,7 @@ typedef struct forger {
     ss_repo *repo;
     uint64_t head;                 /* the last log object */
     uint8_t chain[SS_CHAIN_BYTES]; /* chain(head) */
+    uint8_t prev[SS_CHAIN_BYTES];  /* chain(head - 1) */
     uint8_t pk[SS_DEVICE_PK_BYTES], sk[SS_DEVICE_SK_BYTES];
     uint8_t id[SS_TXN_DEVICE_ID_BYTES]; /* of pk */
     char name[64]; /* its device name: "EVE" unless a case sets another before forger_enroll */

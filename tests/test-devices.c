@@ -2,14 +2,17 @@
  * test-devices: signed transactions and the device table (core/devices.c,
  * docs/FORMAT.md "Devices and signatures").
  *
- * Two parts. test_rules and test_checkpoint_tables hold every rule of the
- * section in named tables, against ss_devices directly: who may sign, what
- * an entry may say, how the table moves, what a checkpoint's table must be.
+ * Two parts. test_rules, test_endorsement and test_checkpoint_tables hold
+ * every rule of the section in named tables, against ss_devices directly:
+ * who may sign, what an entry may say, how the table moves, what a
+ * checkpoint's table must be, and when a log object vouches for one.
  * The rest drive the s3sync binary on RGW (a file:// store without it),
  * with a forger (tests/forger.c) writing what a hostile device would: a
  * transaction signed by a key nobody enrolled, a signature altered, one in
  * another device's name, and, with a revoked device's own key, one after
- * its revocation (also for a device that joins later from a checkpoint).
+ * its revocation (also for a device that joins later from a checkpoint),
+ * and checkpoints that drop a revocation or invent a device, followed by
+ * a log object or at the head.
  * Each is refused with exit 3, one line naming the log object, and nothing
  * of it applied; log and device list name the verified devices.
  */
@@ -200,6 +203,72 @@ static void test_rules(void **state)
                           .n = 1, .expect = "into a full table (512 devices)");
     check_case(t, &full);
     ss_devices_free(t);
+}
+
+/*
+ * A log object as the endorsement of a checkpoint's table at its sequence
+ * (FORMAT.md "A checkpoint at the head"): the signer signs the honest table
+ * after it; the checkpoint's table may lie.
+ */
+typedef enum cp_lie { LIE_NONE, LIE_EXTRA_DEVICE, LIE_UNREVOKED } cp_lie;
+
+typedef struct endorse_case {
+    const char *name;
+    const keypair *signer;
+    ss_txn_device e[1];
+    uint32_t n;
+    cp_lie lie; /* what the checkpoint's table says otherwise than the truth */
+    int flip, other_chain;
+    const char *expect; /* NULL: accepted */
+} endorse_case;
+
+static void check_endorsement(const endorse_case *c)
+{
+    ss_txn_header h = {.seq = 10, .n_devices = c->n, .devices = (ss_txn_device *)c->e};
+    ss_devices *after = table(); /* becomes the table after h */
+    uint8_t digest[32], msg[SS_SIG_MESSAGE_BYTES], sig[64], chain[32], table_hash[32];
+    ss_err err = {{0}};
+    memcpy(h.device_id, c->signer->id, 16);
+    (void)ss_devices_apply_log(after, &h, NULL);
+    ss_devices_hash(after, table_hash);
+    memcpy(chain, PREV, 32);
+    chain[31] ^= (uint8_t)c->other_chain;
+    crypto_generichash(digest, 32, (const uint8_t *)c->name, strlen(c->name), NULL, 0);
+    ss_devices_sig_message(msg, REPO, SS_FRAME_KIND_LOG, 10, chain, digest, table_hash);
+    crypto_sign_detached(sig, NULL, msg, sizeof msg, c->signer->sk);
+    sig[5] ^= (uint8_t)c->flip;
+    ss_device lie = dev_of(&K_M, "m", 7, 0);
+    if (c->lie == LIE_UNREVOKED) lie = dev_of(&K_B, "b", 3, 0);
+    if (c->lie != LIE_NONE) assert_int_equal(ss_devices_put(after, &lie, NULL), SS_OK);
+    ss_rc rc = ss_devices_check_endorsement(after, REPO, &h, PREV, digest, sig, &err);
+    if (c->expect ? rc != SS_ERR_INTEGRITY || !strstr(err.msg, c->expect) : rc != SS_OK)
+        fail_msg("%s: rc %d: %s", c->name, rc, err.msg);
+    ss_devices_free(after);
+}
+
+static void test_endorsement(void **state)
+{
+    (void)state;
+    /* clang-format off */
+    const endorse_case cases[] = {
+        {.name = "an enrolled signer", .signer = &K_A},
+        {.name = "a device enrolling itself", .signer = &K_N, .e = {enroll_entry(&K_N, 10, "n")}, .n = 1},
+        {.name = "a revocation", .signer = &K_A, .e = {revoke_entry(&K_B, 10)}, .n = 1},
+        {.name = "a signer the table lacks", .signer = &K_N,
+         .expect = "does not show enrolled at sequence 10"},
+        {.name = "a signer revoked before", .signer = &K_R,
+         .expect = "does not show enrolled at sequence 10"},
+        {.name = "a table with a device more", .signer = &K_A, .lie = LIE_EXTRA_DEVICE,
+         .expect = "did not sign it over the checkpoint's device table"},
+        {.name = "a table that drops its revocation", .signer = &K_A,
+         .e = {revoke_entry(&K_B, 10)}, .n = 1, .lie = LIE_UNREVOKED,
+         .expect = "not what the checkpoint's table shows"},
+        {.name = "a flipped signature bit", .signer = &K_A, .flip = 1, .expect = "did not sign it"},
+        {.name = "another chain value", .signer = &K_A, .other_chain = 1, .expect = "did not sign it"},
+    };
+    /* clang-format on */
+    for (size_t i = 0; i < COUNT(cases); i++)
+        check_endorsement(&cases[i]);
 }
 
 /* What a transaction does to the table: enrolled at its seq, revoked at its seq, names. */
@@ -827,12 +896,71 @@ static void test_checkpoint_undoes_revocation(void **state)
     rm_rf(snap);
 }
 
+/* A new device joins url into dir: the outcome, and whether it holds rel afterwards. */
+static int join_into(const world *w, const char *dir, const char *rel, int code, const char *what,
+                     const char *says)
+{
+    char path[400];
+    outcome o = run_cli(NULL, ARGS("--device", "D", "init", w->url, dir));
+    expect_exit(&o, code, what);
+    if (says && !strstr(o.err, says)) failf("%s: %s", what, o.err);
+    outcome_free(&o);
+    snprintf(path, sizeof path, "%s/%s", dir, rel);
+    return !access(path, F_OK);
+}
+
+/*
+ * A checkpoint at the head (#15, checkpoint_read.c C4). An honest one is
+ * accepted: C joins from it. Then EVE, an enrolled device turned against
+ * the others, writes the newest checkpoint with a table that invents a
+ * device, correctly signed over that table, and nothing follows it: a
+ * device joining from it reads log/<head>, which A signed over the true
+ * table, and refuses it (exit 3, nothing applied). With log/<head> gone,
+ * the same.
+ */
+static void test_checkpoint_at_head(void **state)
+{
+    world *w = *state;
+    forger f;
+    ss_devices *lie = NULL;
+    char snap[200], key[SS_KEY_NAME_MAX], log_key[SS_KEY_NAME_MAX], dir[300];
+    setup_two(w, snap, sizeof snap);
+    ok(w, A, "checkpoint"); /* at the head, A's log/2 after it */
+    if (!join_into(w, w->dev[C], "b.txt", 0, "joining from an honest checkpoint at the head", NULL))
+        failf("C did not apply the honest checkpoint");
+
+    forger_open(&f, w->url, PASS);
+    forger_enroll(&f);
+    write_bytes(at(w, A, "a2.txt"), "A again", 7);
+    ok(w, A, "sync"); /* log/<head> is A's, signed over the true table */
+    forger_sync(&f);
+    assert_int_equal(ss_devices_copy(f.devices, &lie, NULL), SS_OK);
+    ss_device invented = dev_of(&K_M, "MALLORY", f.head, 0);
+    assert_int_equal(ss_devices_put(lie, &invented, NULL), SS_OK);
+    forge_checkpoint(&f, lie, key);
+    snprintf(dir, sizeof dir, "%s/joiner", w->root);
+    if (join_into(w, dir, "a.txt", 3, "joining from a checkpoint at the head that invents a device",
+                  "its own log object does not vouch for its device table"))
+        failf("the joiner applied the lie");
+    rm_rf(dir);
+    snprintf(log_key, sizeof log_key, SS_KEY_LOG_FMT, f.head);
+    assert_int_equal(ss_store_delete(f.store, log_key, NULL), SS_OK);
+    if (join_into(w, dir, "a.txt", 3, "joining from a checkpoint at the head without its log",
+                  "is not in the store"))
+        failf("the joiner applied a checkpoint nothing vouches for");
+    ss_devices_free(lie);
+    forger_free(&f);
+    rm_rf(dir);
+    rm_rf(snap);
+}
+
 #define WORLD_TEST(f) cmocka_unit_test_setup_teardown(f, world_open, world_close)
 
 int main(void)
 {
     const struct CMUnitTest rules[] = {
         cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_endorsement),
         cmocka_unit_test(test_apply),
         cmocka_unit_test(test_checkpoint_tables),
         cmocka_unit_test(test_approval_rules),
@@ -844,6 +972,7 @@ int main(void)
         WORLD_TEST(test_impersonation),
         WORLD_TEST(test_revoked_device),
         WORLD_TEST(test_checkpoint_undoes_revocation),
+        WORLD_TEST(test_checkpoint_at_head),
     };
     if (fixture_init("devices")) return 1;
     make_key(&K_A), make_key(&K_R), make_key(&K_B), make_key(&K_N), make_key(&K_M);

@@ -6,7 +6,8 @@
  * core/), opens config and the key file, log/1 and log/2 through the hash
  * chain, every op of log/1 down to its sealed chunk in a data/ pack, then
  * epochs/0000000001 with the device's own key and the logs and pack of key
- * epoch 1 with that epoch's keys. Owns only this cross-check.
+ * epoch 1 with that epoch's keys, and a checkpoint's header with the chain
+ * values around it. Owns only this cross-check.
  */
 #include <glob.h>
 #include <setjmp.h>
@@ -57,6 +58,20 @@ static void push_once(void)
     ss_err err = {{0}};
     assert_int_equal(ss_folder_open(folder, NULL, NULL, &f, &err), SS_OK);
     if (ss_push(f, &st, &err)) fail_msg("push: %s", err.msg);
+    ss_stats_clear(&st);
+    ss_folder_free(f);
+}
+
+/* `s3sync checkpoint` as the library runs it. */
+static void checkpoint_once(void)
+{
+    ss_folder *f = NULL;
+    ss_checkpoint_result res = {0};
+    ss_stats st = {0};
+    ss_err err = {{0}};
+    assert_int_equal(ss_folder_open(folder, NULL, NULL, &f, &err), SS_OK);
+    if (ss_checkpoint(f, &res, &st, &err)) fail_msg("checkpoint: %s", err.msg);
+    assert_int_equal(res.seq, 4);
     ss_stats_clear(&st);
     ss_folder_free(f);
 }
@@ -251,12 +266,13 @@ static uint8_t *open_object(const char *key, uint64_t seq, const uint8_t prev_ch
 {
     size_t olen, pos = 44, plen = 0, klen = strlen(key);
     uint8_t *obj = slurp(store_root, key, &olen), ctx[32], b[10] = {(uint8_t)klen, 0};
-    uint8_t *plain = malloc(olen + 1);
+    uint8_t *plain = malloc(olen + 1), kind = !strncmp(key, "checkpoints/", 12) ? 2 : 1;
     crypto_generichash_state h;
     crypto_secretstream_xchacha20poly1305_state st;
     unsigned char tag = 0;
     assert_true(plain && olen >= 44 + 17);
-    assert_memory_equal(obj, "S3SO\2\1", 6); /* magic, version 2, kind 1 (log) */
+    assert_memory_equal(obj, "S3SO\2", 5); /* magic, version 2 */
+    assert_int_equal(obj[5], kind);       /* 1: log, 2: checkpoint */
     assert_true((obj[6] & ~1) == 0 && obj[7] == 0);
     /* the key epoch in force, and where it began */
     assert_true(le(obj + 8, 4) == epoch && le(obj + 12, 8) == epoch_start);
@@ -596,6 +612,22 @@ static void test_format_matches_code(void **state)
     assert_int_equal(n_ops, 1);
     txn_ops(&c, n_ops, packs, n_packs, log4_paths); /* its chunk opens with epoch 1's key */
     txn_signature(plain, len, 4, chain3, device_id, pk);
+    free(plain);
+
+    /* "Checkpoints": the header records chain(4) and chain(3); prev_chain is zero. */
+    uint8_t chain4[32];
+    memcpy(msg + 15, chain3, 32), memcpy(msg + 47, hash, 32);
+    crypto_generichash(chain4, 32, msg, sizeof msg, subkey[4], 32);
+    checkpoint_once();
+    t1 = (uint64_t)time(NULL);
+    plain = open_object("checkpoints/00000000000000000004", 4, zero, &len, &records, hash);
+    assert_non_null(plain);
+    c = (cur){plain, len, 0};
+    assert_memory_equal(take(&c, 8), "S3CK\2\0\0\0", 8); /* magic, version 2, zero */
+    assert_memory_equal(take(&c, 32), chain4, 32);
+    assert_memory_equal(take(&c, 32), chain3, 32);
+    assert_int_equal(txn_header(&c, 4, t0, t1, device_id, &packs, &n_packs), N_SUB + 4);
+    txn_devices(&c, 1, device_id, pk, 1); /* the table at 4: enrolled at 1 */
     free(plain);
     free(sk);
 }

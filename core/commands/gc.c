@@ -10,8 +10,10 @@
  *   G2. The live set is the pack keys of checkpoint R and of every op of
  *       log/R+1..H, walked and verified as verify walks them (eng_walk_log);
  *       any failure stops gc before its first delete.
- *   G3. Deletes go in the order checkpoints/ < R (oldest first), log/ <= R,
- *       packs: a gc killed anywhere leaves [R, H] whole, the oldest
+ *   G3. Deletes go in the order checkpoints/ < R (oldest first), log/ <= R
+ *       but the newest log object (a checkpoint at the head is vouched for
+ *       by its own log object: checkpoint_read.c, C6), then packs: a gc
+ *       killed anywhere leaves [R, H] whole, the oldest
  *       checkpoint left with the log after it (so verify and every walk go
  *       through), and the next run converges. An object already gone
  *       (another gc) is no failure.
@@ -136,13 +138,12 @@ static ss_rc keep_days(ss_folder *f, const eng_log_list *cps, uint64_t days, uin
     int64_t cutoff = (int64_t)time(NULL) - (int64_t)(days * 86400u);
     *ret_r = 0;
     for (size_t j = cps->n; j-- > 0;) {
-        uint8_t chain[SS_CHAIN_BYTES];
-        uint64_t time_ns = 0;
+        eng_cp_head head;
         int fd = -1;
-        ss_rc rc = eng_fetch_checkpoint(f, cps->seqs[j], &fd, chain, &time_ns, NULL, err);
+        ss_rc rc = eng_fetch_checkpoint(f, cps->seqs[j], &fd, &head, NULL, err);
         if (fd >= 0) close(fd);
         if (rc) return rc;
-        if ((int64_t)(time_ns / 1000000000u) <= cutoff) {
+        if ((int64_t)(head.time_ns / 1000000000u) <= cutoff) {
             *ret_r = cps->seqs[j];
             return SS_OK;
         }
@@ -244,7 +245,7 @@ static ss_rc delete_steps(gcw *g, batch *b, const eng_log_list *l, const eng_log
     rc = flush(b, err);
     if (rc) return rc;
     ss_fault_point("gc.after-checkpoints");
-    for (size_t i = 0; i < l->n && l->seqs[i] <= b->res->retained; i++) {
+    for (size_t i = 0; i + 1 < l->n && l->seqs[i] <= b->res->retained; i++) {
         snprintf(key, sizeof key, SS_KEY_LOG_FMT, l->seqs[i]);
         rc = drop(b, "gc.log", key, l->sizes[i], err);
         if (rc) return rc;

@@ -105,23 +105,24 @@ fail:
 
 /*
  * checkpoints/<seq>, fetched and verified as pull does before it applies
- * one as a base, then counted; *table and chain become its device table
- * and chain(seq).
+ * one as a base (with log/<seq> when it is at the head), then counted;
+ * *table and chain become its device table and chain(seq).
  */
-static ss_rc plan_base(ss_folder *f, uint64_t seq, ss_devices **table,
+static ss_rc plan_base(ss_folder *f, uint64_t seq, int at_head, ss_devices **table,
                        uint8_t chain[SS_CHAIN_BYTES], ss_plan *p, ss_err *err)
 {
-    uint8_t recorded[SS_CHAIN_BYTES];
+    eng_cp_head head;
     ss_devices *devs = NULL; /* owned */
     int fd = -1;
-    ss_rc rc = eng_fetch_base(f, seq, &fd, recorded, &devs, err);
+    ss_rc rc = eng_fetch_base(f, seq, at_head, &fd, &head, &devs, err);
     if (rc) goto done;
     rc = count_txn(f, fd, seq, 1, p, err);
     if (rc) goto done;
     ss_devices_free(*table);
     *table = devs;
     devs = NULL;
-    memcpy(chain, recorded, SS_CHAIN_BYTES);
+    memcpy(chain, head.chain, SS_CHAIN_BYTES);
+    if (at_head) add(p, SS_REQ_GET, 1); /* log/<seq>, its endorsement */
 done:
     ss_devices_free(devs);
     if (fd >= 0) close(fd);
@@ -147,7 +148,7 @@ static ss_rc plan_remote(ss_folder *f, ss_plan *p, ss_err *err)
     if (rc) goto out;
     add(p, SS_REQ_LIST, ss_store_counts(f->store)->by_class[SS_REQ_LIST] - lists);
     if (base) {
-        rc = plan_base(f, base, &table, chain, p, err);
+        rc = plan_base(f, base, !l.n, &table, chain, p, err);
         if (rc) goto out;
         p->bytes_down += base_size;
         add(p, SS_REQ_GET, 1);

@@ -61,7 +61,7 @@ static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fet
     if (rc) goto done;
     rc = eng_check_beneath(f, fd, seq, err);
     if (rc) goto done;
-    rc = eng_apply_txn(f, stats, fd, seq, next, 0, devs, &obj, err);
+    rc = eng_apply_txn(f, stats, fd, seq, chain, next, 0, devs, &obj, err);
     if (rc) goto done;
     memcpy(chain, next, SS_CHAIN_BYTES);
 done:
@@ -143,24 +143,25 @@ done:
  * paths it lacks are deleted as a delete op would (P4: local changes stay or
  * become conflict copies). At c == watermark there is nothing to apply, and
  * the chain(c) this device holds is checked by log/<c+1> (it only decrypts
- * with it).
+ * with it). at_head: nothing listed after it, so log/<c> vouches for its
+ * device table (checkpoint_read.c, C6).
  */
-static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, uint64_t *wm,
+static ss_rc pull_base(ss_folder *f, ss_stats *stats, uint64_t c, int at_head, uint64_t *wm,
                        uint8_t chain[SS_CHAIN_BYTES], ss_err *err)
 {
-    uint8_t recorded[SS_CHAIN_BYTES];
+    eng_cp_head head;
     int fd = -1;             /* owned */
     ss_devices *devs = NULL; /* owned: the checkpoint's device table */
     ss_rc rc;
     if (c == *wm) return SS_OK; /* gc took log/<c>: log/<c+1> checks our chain(c) */
-    rc = eng_fetch_base(f, c, &fd, recorded, &devs, err);
+    rc = eng_fetch_base(f, c, at_head, &fd, &head, &devs, err);
     if (rc) goto done;
     rc = keep_epochs(f, err);
     if (rc) goto done;
-    rc = eng_apply_txn(f, stats, fd, c, recorded, 1, devs, NULL, err);
+    rc = eng_apply_txn(f, stats, fd, c, head.prev, head.chain, 1, devs, NULL, err);
     if (rc) goto done;
     *wm = c;
-    memcpy(chain, recorded, SS_CHAIN_BYTES);
+    memcpy(chain, head.chain, SS_CHAIN_BYTES);
 done:
     ss_devices_free(devs);
     if (fd >= 0) close(fd);
@@ -174,7 +175,7 @@ static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t cha
     uint64_t base, base_size;
     ss_rc rc = eng_log_start(f, *wm, l, &base, &base_size, err);
     if (rc || !base) return rc;
-    return pull_base(f, stats, base, wm, chain, err);
+    return pull_base(f, stats, base, !l->n, wm, chain, err);
 }
 
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)

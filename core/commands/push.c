@@ -461,7 +461,7 @@ static ss_rc push_once(ss_folder *f, const push_ask *ask, const uint8_t *rotate,
     if (rc) goto fail;
     rc = push_upload_log(&p, prev, chain, &obj, err);
     if (rc) goto fail;
-    rc = ss_state_set_watermark(f->state, p.seq, chain, err);
+    rc = ss_state_set_watermark(f->state, p.seq, chain, prev, err);
     if (rc) goto fail;
     rc = ss_state_set_applied(f->state, &obj, err);
     if (rc) goto fail;

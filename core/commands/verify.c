@@ -154,20 +154,21 @@ done:
  * A later checkpoint must verify, record the walked chain, and hold the
  * replayed state and device table.
  */
-static void verify_cp(void *ctx, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
-                      const ss_devices *devices)
+static void verify_cp(void *ctx, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES],
+                      const uint8_t chain[SS_CHAIN_BYTES], const ss_devices *devices)
 {
     verifyw *v = ctx;
     char key[SS_KEY_NAME_MAX], msg[SS_KEY_NAME_MAX + 4200], why[400];
     char *diff = NULL;        /* owned */
     ss_devices *table = NULL; /* owned */
-    uint8_t recorded[SS_CHAIN_BYTES];
+    eng_cp_head head;
     ss_err e = {{0}};
     int fd = -1; /* owned */
-    ss_rc rc = eng_fetch_checkpoint(v->f, seq, &fd, recorded, NULL, &table, &e);
+    ss_rc rc = eng_fetch_checkpoint(v->f, seq, &fd, &head, &table, &e);
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
     if (rc) goto done;
-    if (sodium_memcmp(recorded, chain, SS_CHAIN_BYTES)) {
+    if (sodium_memcmp(head.chain, chain, SS_CHAIN_BYTES) ||
+        sodium_memcmp(head.prev, prev, SS_CHAIN_BYTES)) {
         problem(v, key, "records another chain value than the log holds at its sequence");
         goto done;
     }

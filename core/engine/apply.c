@@ -344,8 +344,8 @@ static ss_rc apply_ops(eng_apply *a, int fd, uint64_t seq, int ours, ss_err *err
 /* --- the transaction ---------------------------------------------------------------------- */
 
 ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
-                    const uint8_t chain[SS_CHAIN_BYTES], int base, const ss_devices *devices,
-                    const ss_state_applied *obj, ss_err *err)
+                    const uint8_t prev[SS_CHAIN_BYTES], const uint8_t chain[SS_CHAIN_BYTES],
+                    int base, const ss_devices *devices, const ss_state_applied *obj, ss_err *err)
 {
     eng_apply a = {.f = f, .stats = stats, .stage_fd = -1, .base = base};
     ss_devices *kept = NULL; /* owned: f->devices once committed */
@@ -365,7 +365,7 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
     if (rc) goto out;
     rc = ss_fs_sync(f->root_fd, err); /* P3: the files are durable before the state says so */
     if (rc) goto out;
-    rc = ss_state_set_watermark(f->state, seq, chain, err);
+    rc = ss_state_set_watermark(f->state, seq, chain, prev, err);
     if (rc) goto out;
     if (obj) {
         rc = ss_state_set_applied(f->state, obj, err); /* for the fork check */

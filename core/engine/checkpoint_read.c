@@ -6,10 +6,22 @@
  *   C2. Reading verifies before anything is used, as for log objects: the
  *       frame (bound to the key checkpoints/<seq>), the header, and every op
  *       decoded once (a delete op is refused) before the caller sees it.
+ *   C6. A checkpoint's device table is vouched for by a log object: the
+ *       next one, log/<seq+1>, whose signature commits to the table after it
+ *       (checked as pull applies it), or, when none is listed after it (a
+ *       checkpoint at the head), log/<seq> itself (eng_checkpoint_endorsed,
+ *       for a pull's base and a walk's start): it must
+ *       open with the chain(seq - 1) the header records, lead to its
+ *       chain(seq), and be signed over the checkpoint's table by a device
+ *       that table shows enrolled. So a device turned against the others
+ *       cannot hand a joining device a table of its own making (drop a
+ *       revocation, invent a device) by writing the newest checkpoint: gc
+ *       keeps the newest log object for this.
  */
 #include "s3sync.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <sqlite3.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -145,15 +157,16 @@ static ss_rc learn_epoch(ss_folder *f, uint64_t seq, cp_sink *sink, cp_feed *fd,
     return eng_tmp_rewind(sink->fd, err);
 }
 
-ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
-                           uint8_t ret_chain[SS_CHAIN_BYTES], uint64_t *ret_time_ns,
+ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, eng_cp_head *ret_head,
                            ss_devices **ret_table, ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
     cp_sink sink = {.fd = -1};
     cp_feed fd = {0};
+    eng_cp_head head = {.time_ns = 0};
     ss_rc rc;
     *ret_fd = -1;
+    memset(ret_head, 0, sizeof *ret_head);
     if (ret_table) *ret_table = NULL;
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
     rc = eng_tmpfile(f, &sink.fd, err);
@@ -167,11 +180,13 @@ ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
     if (rc) goto fail;
     rc = check_header(key, &sink, err);
     if (rc) goto fail;
-    rc = check_ops(f, key, sink.fd, seq, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, ret_time_ns, ret_table,
-                   err);
+    rc = check_ops(f, key, sink.fd, seq, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, &head.time_ns,
+                   ret_table, err);
     if (rc) goto fail;
     ss_frame_reader_free(fd.r);
-    memcpy(ret_chain, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, SS_CHAIN_BYTES);
+    memcpy(head.chain, sink.hdr + SS_CHECKPOINT_OFF_CHAIN, SS_CHAIN_BYTES);
+    memcpy(head.prev, sink.hdr + SS_CHECKPOINT_OFF_PREV, SS_CHAIN_BYTES);
+    *ret_head = head;
     *ret_fd = sink.fd;
     return SS_OK;
 fail:
@@ -180,16 +195,65 @@ fail:
     return rc;
 }
 
-ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[SS_CHAIN_BYTES],
+/* Read log/<seq> to its end from fd; C6 against table. */
+static ss_rc endorsement(ss_folder *f, int fd, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES],
+                         const ss_devices *table, ss_err *err)
+{
+    eng_txn_iter it = {0};
+    const ss_txn_entry *e = NULL;
+    ss_rc rc = eng_txn_open(&it, f, fd, seq, err);
+    if (rc) return rc;
+    for (;;) { /* the signature is read after the last op */
+        rc = eng_txn_next(&it, &e, err);
+        if (rc) goto done;
+        if (!e) break;
+    }
+    rc = eng_check_endorsement(f, table, it.r, fd, prev, err);
+done:
+    eng_txn_close(&it);
+    return rc;
+}
+
+ss_rc eng_checkpoint_endorsed(ss_folder *f, uint64_t seq, const eng_cp_head *head,
+                              const ss_devices *table, ss_err *err)
+{
+    uint8_t chain[SS_CHAIN_BYTES];
+    int fd = -1; /* owned */
+    ss_rc rc = eng_fetch_txn(f, seq, head->prev, NULL, 0, &fd, chain, NULL, err);
+    if (rc == SS_ERR_NOT_FOUND)
+        rc = ss_fail(err, SS_ERR_INTEGRITY, "log/%020" PRIu64 " is not in the store", seq);
+    if (rc) goto done;
+    if (sodium_memcmp(chain, head->chain, SS_CHAIN_BYTES)) {
+        rc = ss_fail(err, SS_ERR_INTEGRITY,
+                     "log/%020" PRIu64 " does not lead to the chain value the checkpoint records",
+                     seq);
+        goto done;
+    }
+    rc = endorsement(f, fd, seq, head->prev, table, err);
+done:
+    if (fd >= 0) close(fd);
+    if (rc && rc != SS_ERR_NOMEM && rc != SS_ERR_IO && rc != SS_ERR_TEMPORARY) {
+        ss_err inner = err ? *err : (ss_err){{0}};
+        rc = ss_fail(err, SS_ERR_INTEGRITY,
+                     "checkpoints/%020" PRIu64 " is the newest state and its own log object does "
+                     "not vouch for its device table: %s",
+                     seq, inner.msg);
+    }
+    return rc;
+}
+
+ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int at_head, int *ret_fd, eng_cp_head *ret_head,
                      ss_devices **ret_table, ss_err *err)
 {
     ss_devices *devs = NULL; /* owned until handed out */
+    eng_cp_head head;
     char why[400];
     int fd = -1;
     ss_rc rc;
     *ret_fd = -1;
     *ret_table = NULL;
-    rc = eng_fetch_checkpoint(f, seq, &fd, ret_chain, NULL, &devs, err);
+    memset(ret_head, 0, sizeof *ret_head);
+    rc = eng_fetch_checkpoint(f, seq, &fd, &head, &devs, err);
     if (rc) goto fail;
     /* What this device knows of the table must still hold in the newer one. */
     if (ss_devices_differ(f->devices, devs, 0, why, sizeof why)) {
@@ -198,7 +262,12 @@ ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[
                      seq, why);
         goto fail;
     }
+    if (at_head) {
+        rc = eng_checkpoint_endorsed(f, seq, &head, devs, err);
+        if (rc) goto fail;
+    }
     *ret_fd = fd;
+    *ret_head = head;
     *ret_table = devs;
     return SS_OK;
 fail:

@@ -9,6 +9,8 @@
  *       the store said about each path, so the checkpoint is state(seq), not
  *       the folder. It streams: two passes over the rows (the pack table is
  *       declared before the ops), memory grows with the packs, not the files.
+ *       Its header records chain(seq) and chain(seq - 1), which state.db
+ *       keeps with the watermark, for checkpoint_read.c's C6.
  *   C3. The automatic rule never fails a push: the push is committed
  *       already, and a checkpoint can be written by any later run.
  *   C5. Crash points (fault.h), for the test that kills a checkpoint write:
@@ -144,9 +146,13 @@ static ss_rc put_row(ss_txn_writer *tw, const packset *ps, const ss_state_row *r
     return SS_OK;
 }
 
-/* Pass 2: header, then every row as an upsert, framed into the temp file fd. */
+/*
+ * Pass 2: header (chain(seq) and prev = chain(seq - 1)), then every row as an
+ * upsert, framed into the temp file fd.
+ */
 static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
-                    const packset *ps, uint32_t rows, int fd, ss_err *err)
+                    const uint8_t prev[SS_CHAIN_BYTES], const packset *ps, uint32_t rows, int fd,
+                    ss_err *err)
 {
     static const uint8_t zero_chain[SS_CHAIN_BYTES] = {0};
     char key[SS_KEY_NAME_MAX];
@@ -177,6 +183,7 @@ static ss_rc encode(ss_folder *f, uint64_t seq, const uint8_t chain[SS_CHAIN_BYT
     memcpy(hdr, SS_CHECKPOINT_MAGIC, 4);
     hdr[SS_CHECKPOINT_OFF_VERSION] = SS_CHECKPOINT_VERSION;
     memcpy(hdr + SS_CHECKPOINT_OFF_CHAIN, chain, SS_CHAIN_BYTES);
+    memcpy(hdr + SS_CHECKPOINT_OFF_PREV, prev, SS_CHAIN_BYTES);
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, seq);
     rc =
         ss_frame_writer_new(ss_repo_keys(f->repo), SS_FRAME_KIND_CHECKPOINT, key, seq, zero_chain,
@@ -221,7 +228,7 @@ void eng_checkpoint_remember(ss_folder *f, uint64_t seq, uint64_t bytes)
 ss_rc eng_checkpoint_write(ss_folder *f, ss_checkpoint_result *res, ss_err *err)
 {
     char key[SS_KEY_NAME_MAX];
-    uint8_t chain[SS_CHAIN_BYTES];
+    uint8_t chain[SS_CHAIN_BYTES], prev[SS_CHAIN_BYTES];
     packset ps = {0};
     uint32_t rows = 0;
     int fd = -1; /* owned */
@@ -230,12 +237,14 @@ ss_rc eng_checkpoint_write(ss_folder *f, ss_checkpoint_result *res, ss_err *err)
     rc = ss_state_watermark(f->state, &res->seq, chain, err);
     if (rc) return rc;
     if (!res->seq) return ss_fail(err, SS_ERR_INVALID, "nothing to checkpoint: no transaction yet");
+    rc = ss_state_chain_prev(f->state, prev, err);
+    if (rc) return rc;
     snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, res->seq);
     rc = collect(f, &ps, &rows, err);
     if (rc) goto out;
     rc = eng_tmpfile(f, &fd, err);
     if (rc) goto out;
-    rc = encode(f, res->seq, chain, &ps, rows, fd, err);
+    rc = encode(f, res->seq, chain, prev, &ps, rows, fd, err);
     if (rc) goto out;
     res->paths = rows;
     size = lseek(fd, 0, SEEK_END);

@@ -285,6 +285,13 @@ ss_rc eng_staged_digest(int fd, uint64_t len, uint8_t ret_digest[crypto_generich
 ss_rc eng_check_signature(ss_folder *f, const ss_devices *table, ss_txn_reader *r, int fd,
                           const uint8_t prev_chain[SS_CHAIN_BYTES], ss_devices **ret_after,
                           ss_err *err);
+/*
+ * The log transaction staged in fd, read by r to its end, against after, the
+ * table its signature must commit to (a checkpoint's at the same sequence):
+ * signed by a device after shows enrolled and not revoked before it.
+ */
+ss_rc eng_check_endorsement(ss_folder *f, const ss_devices *after, ss_txn_reader *r, int fd,
+                            const uint8_t prev_chain[SS_CHAIN_BYTES], ss_err *err);
 /* The checked device table of the checkpoint staged in fd, read by r to its end. Owned. */
 ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd,
                            const uint8_t chain[SS_CHAIN_BYTES], ss_devices **ret_table,
@@ -384,14 +391,15 @@ ss_rc eng_prefetch(ss_xfer *x, const eng_log_list *l, size_t i, size_t end, eng_
 
 /*
  * Apply the verified transaction staged in fd (apply.c, P1-P4) and commit the
- * watermark (seq, chain) with devices, the device table after it, which
- * then becomes f->devices, and obj (NULL for a base), what log/<seq> was.
- * base: it is a checkpoint applied as a base (join, re-base after gc):
- * paths the state holds alike are left alone, and rows it lacks are deleted.
+ * watermark (seq, chain; prev = chain(seq - 1)) with devices, the device
+ * table after it, which then becomes f->devices, and obj (NULL for a base),
+ * what log/<seq> was. base: it is a checkpoint applied as a base (join,
+ * re-base after gc): paths the state holds alike are left alone, and rows
+ * it lacks are deleted.
  */
 ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
-                    const uint8_t chain[SS_CHAIN_BYTES], int base, const ss_devices *devices,
-                    const ss_state_applied *obj, ss_err *err);
+                    const uint8_t prev[SS_CHAIN_BYTES], const uint8_t chain[SS_CHAIN_BYTES],
+                    int base, const ss_devices *devices, const ss_state_applied *obj, ss_err *err);
 
 /*
  * Decode every op and chunk ref of the staged transaction once, then check
@@ -485,15 +493,20 @@ void eng_reuse_free(eng_reuse *r); /* NULL safe */
 /* The checkpoints/ sequences, ascending, with their sizes; an unexpected key is SS_ERR_INTEGRITY.
  */
 ss_rc eng_list_checkpoints(ss_folder *f, eng_log_list *l, ss_err *err);
+/* What a checkpoint's header records besides its state (FORMAT.md "Checkpoints"). */
+typedef struct eng_cp_head {
+    uint8_t chain[SS_CHAIN_BYTES]; /* chain(seq) */
+    uint8_t prev[SS_CHAIN_BYTES];  /* chain(seq - 1): log/<seq> opens with it */
+    uint64_t time_ns;              /* its writer's time */
+} eng_cp_head;
 /*
  * Fetch checkpoints/<seq>, verify its frame and header, and decode every op
  * once (upserts only); the transaction part is staged in *ret_fd (owned by
- * the caller; read it with eng_txn_open). ret_chain: the chain(seq) it
- * records; ret_time_ns (may be NULL): its writer's time; ret_table (may be
- * NULL): its device table, checked with its signature (owned).
+ * the caller; read it with eng_txn_open). ret_head: what its header records;
+ * ret_table (may be NULL): its device table, checked with its signature
+ * (owned).
  */
-ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
-                           uint8_t ret_chain[SS_CHAIN_BYTES], uint64_t *ret_time_ns,
+ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, eng_cp_head *ret_head,
                            ss_devices **ret_table, ss_err *err);
 /*
  * After a push committed seq (its log object log_bytes long): the automatic
@@ -503,10 +516,19 @@ void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes);
 /*
  * checkpoints/<seq> to apply as a base (pull) or to plan from (a dry run):
  * eng_fetch_checkpoint, and its device table checked to agree with what
- * this device knows (f->devices). *ret_fd and *ret_table owned by the caller.
+ * this device knows (f->devices). at_head: no log object after it was
+ * listed, so none will check its table: log/<seq> must endorse it (C6 in
+ * checkpoint_read.c). *ret_fd and *ret_table owned by the caller.
  */
-ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[SS_CHAIN_BYTES],
+ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int at_head, int *ret_fd, eng_cp_head *ret_head,
                      ss_devices **ret_table, ss_err *err);
+/*
+ * C6: log/<seq> vouches for table, the device table of checkpoints/<seq>
+ * (whose header is head), when no log object follows it. SS_ERR_INTEGRITY
+ * naming both objects.
+ */
+ss_rc eng_checkpoint_endorsed(ss_folder *f, uint64_t seq, const eng_cp_head *head,
+                              const ss_devices *table, ss_err *err);
 /*
  * Write checkpoints/<the watermark> from the state (create-only: one another
  * device wrote first sets res->existed), and remember it.
@@ -557,11 +579,12 @@ typedef struct eng_walk {
     int from;
     int (*cp_ok)(void *ctx, uint64_t seq, uint64_t time_ns);
     /*
-     * A later checkpoint the walk reached: chain is the walked chain(seq),
-     * devices the walked device table at seq. May be NULL.
+     * A later checkpoint the walk reached: prev and chain are the walked
+     * chain(seq - 1) and chain(seq), devices the walked device table at
+     * seq. May be NULL.
      */
-    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
-                     const ss_devices *devices);
+    void (*cp_check)(void *ctx, uint64_t seq, const uint8_t prev[SS_CHAIN_BYTES],
+                     const uint8_t chain[SS_CHAIN_BYTES], const ss_devices *devices);
     /* After log/<seq> verified whole; *ret_stop ends the walk before its ops. May be NULL. */
     ss_rc (*txn)(void *ctx, const eng_walk_txn *t, int *ret_stop, ss_err *err);
     /* Each op of it, in order; chunk refs not read are skipped. May be NULL. */
@@ -572,7 +595,8 @@ typedef struct eng_walk {
     void *ctx;
     /* Out: the newest sequence listed, and the last one whose ops were all handed out. */
     uint64_t head, last;
-    uint64_t start; /* the checkpoint the walk started from; 0: log/1 */
+    uint64_t start;         /* the checkpoint the walk started from; 0: log/1 */
+    eng_cp_head start_head; /* what its header records */
     int broken;     /* the walk stopped at a log object that failed verification (err says why) */
     char broken_key[128]; /* that object's key */
     ss_devices *devices;  /* private: the device table as the walk goes; freed at its end */

@@ -94,6 +94,17 @@ ss_rc eng_check_signature(ss_folder *f, const ss_devices *table, ss_txn_reader *
                                 ss_txn_reader_header(r), prev_chain, digest, sig, ret_after, err);
 }
 
+ss_rc eng_check_endorsement(ss_folder *f, const ss_devices *after, ss_txn_reader *r, int fd,
+                            const uint8_t prev_chain[SS_CHAIN_BYTES], ss_err *err)
+{
+    const uint8_t *sig;
+    uint8_t digest[crypto_generichash_BYTES];
+    ss_rc rc = signed_part(r, fd, &sig, digest, err);
+    if (rc) return rc;
+    return ss_devices_check_endorsement(after, ss_keys_repo_id(ss_repo_keys(f->repo)),
+                                        ss_txn_reader_header(r), prev_chain, digest, sig, err);
+}
+
 ss_rc eng_checkpoint_table(ss_folder *f, ss_txn_reader *r, int fd,
                            const uint8_t chain[SS_CHAIN_BYTES], ss_devices **ret_table, ss_err *err)
 {

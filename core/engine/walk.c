@@ -98,14 +98,15 @@ static ss_rc walk_cp(ss_folder *f, eng_walk *w, uint64_t seq, uint64_t size,
                      uint8_t chain[SS_CHAIN_BYTES], int *ret_stop, ss_err *err)
 {
     eng_walk_txn t = {.seq = seq, .object_size = size, .checkpoint = 1};
-    uint64_t time_ns = 0;
+    eng_cp_head head;
     int fd = -1;             /* owned */
     ss_devices *devs = NULL; /* owned: its device table */
     ss_rc rc;
     *ret_stop = 0;
-    rc = eng_fetch_checkpoint(f, seq, &fd, chain, &time_ns, &devs, err);
+    rc = eng_fetch_checkpoint(f, seq, &fd, &head, &devs, err);
     if (rc) goto done;
-    if (w->cp_ok && !w->cp_ok(w->ctx, seq, time_ns)) {
+    memcpy(chain, head.chain, SS_CHAIN_BYTES);
+    if (w->cp_ok && !w->cp_ok(w->ctx, seq, head.time_ns)) {
         rc = SS_ERR_NOT_FOUND; /* not this one */
         goto done;
     }
@@ -115,6 +116,7 @@ static ss_rc walk_cp(ss_folder *f, eng_walk *w, uint64_t seq, uint64_t size,
     rc = hand_out(f, w, fd, &t, ret_stop, err);
     if (rc) goto done;
     w->start = w->last = seq;
+    w->start_head = head;
 done:
     ss_devices_free(devs);
     if (fd >= 0) close(fd);
@@ -169,11 +171,11 @@ static ss_rc walk_start(ss_folder *f, eng_walk *w, const eng_log_list *cps, eng_
 
 /* A checkpoint after the start, reached by the walk: verify can compare what it records. */
 static void reached(eng_walk *w, const eng_log_list *cps, size_t *j, uint64_t seq,
-                    const uint8_t chain[SS_CHAIN_BYTES])
+                    const uint8_t prev[SS_CHAIN_BYTES], const uint8_t chain[SS_CHAIN_BYTES])
 {
     while (*j < cps->n && cps->seqs[*j] <= seq) {
         if (cps->seqs[*j] == seq && seq > w->start && w->cp_check)
-            w->cp_check(w->ctx, seq, chain, w->devices);
+            w->cp_check(w->ctx, seq, prev, chain, w->devices);
         (*j)++;
     }
 }
@@ -199,9 +201,11 @@ static ss_rc walk_run(ss_folder *f, eng_walk *w, const eng_log_list *l, const en
         if (rc) goto done;
         for (size_t k = 0; k < n && !*ret_stop; k++, i++) {
             eng_walk_txn t = {.seq = l->seqs[i], .object_size = l->sizes[i]};
+            uint8_t prev[SS_CHAIN_BYTES];
+            memcpy(prev, chain, SS_CHAIN_BYTES);
             rc = walk_one(f, w, &t, &b[k], chain, ret_stop, err);
             if (rc) goto done;
-            if (!*ret_stop) reached(w, cps, &j, t.seq, chain);
+            if (!*ret_stop) reached(w, cps, &j, t.seq, prev, chain);
         }
         for (size_t k = 0; k < n; k++)
             free(b[k].buf);
@@ -241,6 +245,11 @@ ss_rc eng_walk_log(ss_folder *f, eng_walk *w, ss_err *err)
         }
     }
     rc = SS_OK;
+    if (w->start && !l.n && !l.bad) { /* nothing after the checkpoint vouches for it: C6 */
+        rc = eng_checkpoint_endorsed(f, w->start, &w->start_head, w->devices, err);
+        if (rc == SS_ERR_INTEGRITY) broken_at(w, SS_KEY_CHECKPOINT_FMT, w->start);
+        if (rc) goto done;
+    }
     while (run < l.n && l.seqs[run] == w->start + run + 1)
         run++; /* the listing's gap-free start: all that can be verified */
     w->head = l.n ? l.seqs[l.n - 1] : w->start;

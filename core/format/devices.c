@@ -293,6 +293,39 @@ ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID
     return rc;
 }
 
+/* Entry e of the transaction at h->seq is what the table after it shows. */
+static int shown(const ss_devices *after, const ss_txn_header *h, const ss_txn_device *e)
+{
+    const ss_device *dev = ss_devices_find(after, e->id);
+    if (e->type == SS_TXN_DEV_POLICY) return after->mode == e->mode && after->policy_seq == h->seq;
+    if (!dev) return 0;
+    if (e->type == SS_TXN_DEV_REVOKE) return dev->revoked == h->seq;
+    return dev->enrolled == h->seq && !memcmp(dev->pk, e->pk, SS_DEVICE_PK_BYTES);
+}
+
+ss_rc ss_devices_check_endorsement(const ss_devices *after, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                                   const ss_txn_header *h, const uint8_t prev_chain[SS_CHAIN_BYTES],
+                                   const uint8_t digest[SS_SIG_DIGEST_BYTES],
+                                   const uint8_t sig[SS_TXN_SIG_BYTES], ss_err *err)
+{
+    const ss_device *signer = ss_devices_find(after, h->device_id);
+    char name[300];
+    if (!signer || signer->enrolled > h->seq || (signer->revoked && signer->revoked < h->seq))
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "signed by device %s, which the checkpoint's table does not show enrolled "
+                       "at sequence %" PRIu64,
+                       who(signer, h->device_id, name, sizeof name), h->seq);
+    for (uint32_t i = 0; i < h->n_devices; i++)
+        if (!shown(after, h, &h->devices[i]))
+            return ss_fail(err, SS_ERR_INTEGRITY,
+                           "its device entries are not what the checkpoint's table shows");
+    if (!verifies(repo_id, SS_FRAME_KIND_LOG, h->seq, prev_chain, digest, after, sig, signer->pk))
+        return ss_fail(err, SS_ERR_INTEGRITY,
+                       "device %s did not sign it over the checkpoint's device table",
+                       who(signer, h->device_id, name, sizeof name));
+    return SS_OK;
+}
+
 ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err)
 {
     const ss_device *known;

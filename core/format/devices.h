@@ -94,6 +94,17 @@ ss_rc ss_devices_check_log(const ss_devices *d, const uint8_t repo_id[SS_REPO_ID
                            const uint8_t digest[SS_SIG_DIGEST_BYTES],
                            const uint8_t sig[SS_TXN_SIG_BYTES], ss_devices **ret_after,
                            ss_err *err);
+/*
+ * Log transaction h as the endorsement of after, the device table a
+ * checkpoint at h->seq holds, when no later log object checks it: h's
+ * signer is enrolled in after (by h->seq, not revoked before it), each of
+ * h's device entries shows in after at h->seq, and sig verifies over
+ * after's hash. SS_ERR_INTEGRITY naming the device and what is wrong.
+ */
+ss_rc ss_devices_check_endorsement(const ss_devices *after, const uint8_t repo_id[SS_REPO_ID_BYTES],
+                                   const ss_txn_header *h, const uint8_t prev_chain[SS_CHAIN_BYTES],
+                                   const uint8_t digest[SS_SIG_DIGEST_BYTES],
+                                   const uint8_t sig[SS_TXN_SIG_BYTES], ss_err *err);
 /* d after the checked log transaction h: its entries, and its signer's name and sequence. */
 ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err);
 

@@ -258,10 +258,12 @@ typedef enum ss_subkey {
 
 #define SS_CHECKPOINT_MAGIC "S3CK"
 #define SS_CHECKPOINT_VERSION 2u
-#define SS_CHECKPOINT_HEADER_BYTES 40 /* magic(4) | version | 0 | u16 0 | chain(seq) (32) */
+/* magic(4) | version | 0 | u16 0 | chain(seq) (32) | chain(seq - 1) (32) */
+#define SS_CHECKPOINT_HEADER_BYTES 72
 #define SS_CHECKPOINT_OFF_VERSION 4
 #define SS_CHECKPOINT_OFF_ZERO 5 /* 3 zero bytes */
 #define SS_CHECKPOINT_OFF_CHAIN 8
+#define SS_CHECKPOINT_OFF_PREV 40 /* log/<seq> opens with it: its endorsement at the head */
 /*
  * Not part of the format: the rule by which a push writes a checkpoint by
  * itself (FORMAT.md "Writing"): when the sequence it committed is this many

@@ -71,8 +71,11 @@ ss_rc ss_state_meta_set(ss_state *st, const char *key, const char *value, ss_err
 /* Sequence 0 and a zero chain for a device that applied nothing yet. */
 ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[SS_CHAIN_BYTES],
                          ss_err *err);
+/* prev: chain(seq - 1), kept so a checkpoint at seq can record it (FORMAT.md "Checkpoints"). */
 ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
-                             ss_err *err);
+                             const uint8_t prev[SS_CHAIN_BYTES], ss_err *err);
+/* chain(watermark - 1); SS_ERR_NOT_FOUND when this state never recorded it. */
+ss_rc ss_state_chain_prev(ss_state *st, uint8_t ret_prev[SS_CHAIN_BYTES], ss_err *err);
 
 /*
  * What log/<seq> was when this device applied or wrote it (FORMAT.md "The

@@ -65,44 +65,74 @@ static void tohex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
+/* meta key's value as a chain value into ret; *ret_found 0 when unset. */
+static ss_rc chain_get(ss_state *st, const char *key, uint8_t ret[SS_CHAIN_BYTES], int *ret_found,
+                       ss_err *err)
+{
+    char *hex = NULL;
+    ss_rc rc = ss_state_meta_get(st, key, &hex, err);
+    *ret_found = 0;
+    if (rc || !hex) return rc;
+    if (strlen(hex) != 2 * SS_CHAIN_BYTES || unhex(hex, ret, SS_CHAIN_BYTES)) {
+        memset(ret, 0, SS_CHAIN_BYTES);
+        rc = ss_fail(err, SS_ERR_IO, "state %s: malformed %s value", st->path, key);
+    } else {
+        *ret_found = 1;
+    }
+    free(hex);
+    return rc;
+}
+
 ss_rc ss_state_watermark(ss_state *st, uint64_t *ret_seq, uint8_t ret_chain[SS_CHAIN_BYTES],
                          ss_err *err)
 {
-    char *seq = NULL, *chain = NULL;
+    char *seq = NULL;
+    int found = 0;
     ss_rc rc;
     *ret_seq = 0;
     memset(ret_chain, 0, SS_CHAIN_BYTES);
     rc = ss_state_meta_get(st, "watermark", &seq, err);
+    if (rc || !seq) goto out;
+    rc = chain_get(st, "chain", ret_chain, &found, err);
     if (rc) goto out;
-    rc = ss_state_meta_get(st, "chain", &chain, err);
-    if (rc) goto out;
-    if (!seq) goto out;
-    if (!chain || strlen(chain) != 2 * SS_CHAIN_BYTES) {
+    if (!found) {
         rc = ss_fail(err, SS_ERR_IO, "state %s: watermark without its chain value", st->path);
-        goto out;
-    }
-    if (unhex(chain, ret_chain, SS_CHAIN_BYTES)) {
-        rc = ss_fail(err, SS_ERR_IO, "state %s: malformed chain value", st->path);
-        memset(ret_chain, 0, SS_CHAIN_BYTES);
         goto out;
     }
     *ret_seq = strtoull(seq, NULL, 10);
 out:
     free(seq);
-    free(chain);
     return rc;
 }
 
-ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
-                             ss_err *err)
+ss_rc ss_state_chain_prev(ss_state *st, uint8_t ret_prev[SS_CHAIN_BYTES], ss_err *err)
 {
-    char s[24], hex[2 * SS_CHAIN_BYTES + 1];
+    int found = 0;
+    ss_rc rc = chain_get(st, "chain_prev", ret_prev, &found, err);
+    if (rc || found) return rc;
+    return ss_fail(err, SS_ERR_NOT_FOUND,
+                   "state %s: the chain value before the watermark is not recorded", st->path);
+}
+
+static ss_rc chain_set(ss_state *st, const char *key, const uint8_t chain[SS_CHAIN_BYTES],
+                       ss_err *err)
+{
+    char hex[2 * SS_CHAIN_BYTES + 1];
+    tohex(chain, SS_CHAIN_BYTES, hex);
+    return ss_state_meta_set(st, key, hex, err);
+}
+
+ss_rc ss_state_set_watermark(ss_state *st, uint64_t seq, const uint8_t chain[SS_CHAIN_BYTES],
+                             const uint8_t prev[SS_CHAIN_BYTES], ss_err *err)
+{
+    char s[24];
     ss_rc rc;
     snprintf(s, sizeof s, "%llu", (unsigned long long)seq);
-    tohex(chain, SS_CHAIN_BYTES, hex);
     rc = ss_state_meta_set(st, "watermark", s, err);
     if (rc) return rc;
-    return ss_state_meta_set(st, "chain", hex, err);
+    rc = chain_set(st, "chain", chain, err);
+    if (rc) return rc;
+    return chain_set(st, "chain_prev", prev, err);
 }
 
 /* meta "applied": "SEQ SIZE HASH TAG", the hash in hex, the tag SS_STATE_TAG_HEX digits or "-". */
