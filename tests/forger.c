@@ -76,14 +76,32 @@ static void id_of(const uint8_t pk[32], uint8_t id[16])
 
 void forger_open(forger *f, const char *url, const char *pass)
 {
+    forger_open_with(f, url, NULL, pass);
+}
+
+void forger_open_with(forger *f, const char *url, const ss_store_opts *opts, const char *pass)
+{
     ss_err err = {{0}};
     memset(f, 0, sizeof *f);
-    check(ss_store_open(url, NULL, &f->store, &err), &err, url);
+    check(ss_store_open(url, opts, &f->store, &err), &err, url);
     check(ss_repo_join(f->store, pass, strlen(pass), &f->repo, &err), &err, "join");
     crypto_sign_keypair(f->pk, f->sk);
     id_of(f->pk, f->id);
     snprintf(f->name, sizeof f->name, "EVE");
     forger_sync(f);
+}
+
+void forger_take_key(forger *f, const char *path)
+{
+    uint8_t sk[65];
+    FILE *fp = fopen(path, "rb");
+    size_t len = fp ? fread(sk, 1, sizeof sk, fp) : 0;
+    if (fp) fclose(fp);
+    if (len != 64) fail_msg("forger: %s is not a device key", path);
+    memcpy(f->sk, sk, 64);
+    memcpy(f->pk, sk + 32, 32);
+    id_of(f->pk, f->id);
+    sodium_memzero(sk, sizeof sk);
 }
 
 void forger_free(forger *f)

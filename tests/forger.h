@@ -43,6 +43,10 @@ typedef enum forger_sig {
 
 /* Join url with passphrase pass, make a key pair, and walk the log to its head. */
 void forger_open(forger *f, const char *url, const char *pass);
+/* The same with the store's options (credentials; NULL: the environment's). */
+void forger_open_with(forger *f, const char *url, const ss_store_opts *opts, const char *pass);
+/* Sign with an enrolled device's stolen key: its .s3sync/device.key at path. */
+void forger_take_key(forger *f, const char *path);
 void forger_free(forger *f);
 /* Walk the log from 1 again (after others pushed), to the head and its chain value. */
 void forger_sync(forger *f);

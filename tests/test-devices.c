@@ -589,14 +589,7 @@ static void device_id_of(const world *w, int d, uint8_t id[16], char hex[33])
 /* The forger takes device d's key (a stolen laptop, a client that ignores its revocation). */
 static void forger_use_key(forger *f, const world *w, int d)
 {
-    size_t len = 0;
-    char *sk = read_file(at(w, d, ".s3sync/device.key"), &len);
-    if (!sk || len != 64) failf("device.key of %c", 'A' + d);
-    memcpy(f->sk, sk, 64);
-    memcpy(f->pk, sk + 32, 32);
-    ss_device_id_of(f->pk, f->id);
-    sodium_memzero(sk, len);
-    free(sk);
+    forger_take_key(f, at(w, d, ".s3sync/device.key"));
 }
 
 /* A one-file transaction at the forger's next sequence, in header id's name, signed as how says. */

@@ -13,7 +13,9 @@
  *                device, concurrent pushes, s3sync killed at every push
  *                crash point, lockd killed with SIGKILL mid-push; two
  *                `s3sync watch` processes carrying a create, an edit and
- *                a delete, each idle poll one request (GET head).
+ *                a delete, each idle poll one request (GET head); a
+ *                revocation, an approval, and a forged checkpoint at the
+ *                head refused by a device joining through lockd.
  *
  * Each world is a repository of its own (w1, w2, ...) with devices A and B
  * (read-write) and C (read-only). Lease holding by hand goes through the
@@ -46,6 +48,7 @@
 
 #include "cli-fixture.h"
 #include "faultproxy.h"
+#include "forger.h"
 #include "s3store.h"
 
 #ifndef S3SYNC_LOCKD_BIN
@@ -305,6 +308,51 @@ static void test_revoke(void **state)
     if (!strstr(o.err, "was revoked")) failf("unclear message: %s", o.err);
     outcome_free(&o);
     if (!access(at(w, B, "secret.txt"), F_OK)) failf("the revoked device got the new file");
+}
+
+/*
+ * A forged checkpoint at the head through lockd (#15): A's stolen key writes
+ * the newest checkpoint with a table that drops B's revocation (straight
+ * into the bucket, as a presigned PUT of checkpoints/<head> would). Nothing
+ * follows it, so a device joining through lockd reads log/<head>, which A
+ * signed over the true table, and refuses the checkpoint: exit 3, nothing
+ * applied.
+ */
+static void test_forged_checkpoint(void **state)
+{
+    world *w = *state;
+    const char *const pass[] = {"S3SYNC_PASSWORD=after B", NULL};
+    char url[400], key[SS_KEY_NAME_MAX];
+    ss_devices *lie = NULL;
+    forger f;
+    outcome o;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, B, "b.txt"), "from B", 6);
+    ok(w, B, "sync");
+    ok(w, A, "sync");
+    o = run_on(w, A, pass, ARGS("device", "revoke", "B"));
+    expect_exit(&o, 0, "revoke through lockd");
+    outcome_free(&o);
+    write_bytes(at(w, A, "after.txt"), "after", 5);
+    ok(w, A, "sync");
+    snprintf(url, sizeof url, "%s/%s", g_base, repo_of(w));
+    forger_open_with(&f, url, &g_bucket, "after B");
+    forger_take_key(&f, at(w, A, ".s3sync/device.key"));
+    assert_int_equal(ss_devices_copy(f.devices, &lie, NULL), SS_OK);
+    for (size_t i = 0; i < ss_devices_count(lie); i++) {
+        ss_device d = *ss_devices_at(lie, i);
+        d.revoked = 0;
+        assert_int_equal(ss_devices_put(lie, &d, NULL), SS_OK);
+    }
+    forge_checkpoint(&f, lie, key);
+    o = run_cli(pass, ARGS("--device", "C", "--token-file", w->token[C], "init", w->url, w->dev[C]));
+    expect_exit(&o, 3, "joining through lockd from a checkpoint that drops a revocation");
+    if (!strstr(o.err, "does not vouch for its device table")) failf("C: %s", o.err);
+    outcome_free(&o);
+    if (!access(at(w, C, "after.txt"), F_OK)) failf("C applied the forged checkpoint");
+    ss_devices_free(lie);
+    forger_free(&f);
 }
 
 /*
@@ -770,11 +818,11 @@ static void watch_start(const world *w, int d)
 static char *watch_out(int d)
 {
     size_t cap = 1 << 20;
-    char *buf = malloc(cap);
-    ssize_t n = buf ? pread(g_watch[d].out, buf, cap - 1, 0) : -1;
-    if (!buf) failf("out of memory");
-    buf[n > 0 ? n : 0] = '\0';
-    return buf;
+    char *text = malloc(cap);
+    ssize_t n = text ? pread(g_watch[d].out, text, cap - 1, 0) : -1;
+    if (!text) failf("out of memory");
+    text[n > 0 ? n : 0] = '\0';
+    return text;
 }
 
 /*
@@ -920,7 +968,7 @@ static void test_store_objects(void **state)
     ss_store_stat st;
     ss_err err = {{0}};
     char *url = NULL;
-    void *buf = NULL;
+    void *got = NULL;
     size_t len = 0;
     assert_int_equal(ss_store_head(s, "config", &st, &err), SS_ERR_NOT_FOUND);
     assert_non_null(strstr(err.msg, "config"));
@@ -934,16 +982,16 @@ static void test_store_objects(void **state)
     assert_true(st.etag[0] != '\0');
     assert_int_equal(ss_store_head(s, "keys/00000000000000cc", &st, &err), SS_OK);
     assert_int_equal(st.size, 0);
-    assert_int_equal(ss_store_get(s, "keys/00000000000000aa", 3, 4, &buf, &len, &err), SS_OK);
+    assert_int_equal(ss_store_get(s, "keys/00000000000000aa", 3, 4, &got, &len, &err), SS_OK);
     assert_int_equal(len, 4);
-    assert_memory_equal(buf, "3456", 4);
-    free(buf);
+    assert_memory_equal(got, "3456", 4);
+    free(got);
     /* The GET URL is cached: the same object again costs one request, not two. */
     uint64_t before = ss_store_requests(s);
-    assert_int_equal(ss_store_get(s, "keys/00000000000000aa", 8, SS_TO_END, &buf, &len, &err),
+    assert_int_equal(ss_store_get(s, "keys/00000000000000aa", 8, SS_TO_END, &got, &len, &err),
                      SS_OK);
     assert_int_equal(len, 2);
-    free(buf);
+    free(got);
     assert_int_equal(ss_store_requests(s) - before, 1);
     assert_int_equal(ss_store_delete(s, "keys/00000000000000aa", &err), SS_ERR_INVALID);
     assert_int_equal(ss_store_presign(s, SS_PRESIGN_GET, "config", NULL, NULL, 0, 60, &url, &err),
@@ -1089,6 +1137,7 @@ int main(void)
         WORLD_TEST(test_client_killed), WORLD_TEST(test_lockd_killed),
         WATCH_TEST(test_watch),         cmocka_unit_test(test_no_bucket_credentials),
         WORLD_TEST(test_fork),          WORLD_TEST(test_sleep_mid_push),
+        WORLD_TEST(test_forged_checkpoint),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];
