@@ -283,14 +283,12 @@ static void test_two_devices(void **state)
 }
 
 /*
- * Revocation through lockd (#15): it presigns epochs/<E>, the revoked device
- * reads nothing written after (exit 1), the other goes on. lockd signs no
- * DELETE, so the older key files stay (they open only the epochs before),
- * and the revocation says so.
+ * A and B sync, then A revokes B through lockd with the new passphrase
+ * "after B". lockd signs no DELETE, so the older key files stay (they open
+ * only the epochs before), and the revocation says so.
  */
-static void test_revoke(void **state)
+static void revoke_b(world *w)
 {
-    world *w = *state;
     outcome o;
     join(w, A);
     join(w, B);
@@ -301,6 +299,17 @@ static void test_revoke(void **state)
     expect_exit(&o, 0, "revoke through lockd");
     if (!strstr(o.err, "older key files stay")) failf("no word of the key files: %s", o.err);
     outcome_free(&o);
+}
+
+/*
+ * Revocation through lockd (#15): it presigns epochs/<E>, the revoked device
+ * reads nothing written after (exit 1), the other goes on.
+ */
+static void test_revoke(void **state)
+{
+    world *w = *state;
+    outcome o;
+    revoke_b(w);
     write_bytes(at(w, A, "secret.txt"), "after", 5);
     ok(w, A, "sync");
     o = run_cmd(w, B, NULL, "pull");
@@ -326,14 +335,7 @@ static void test_forged_checkpoint(void **state)
     ss_devices *lie = NULL;
     forger f;
     outcome o;
-    join(w, A);
-    join(w, B);
-    write_bytes(at(w, B, "b.txt"), "from B", 6);
-    ok(w, B, "sync");
-    ok(w, A, "sync");
-    o = run_on(w, A, pass, ARGS("device", "revoke", "B"));
-    expect_exit(&o, 0, "revoke through lockd");
-    outcome_free(&o);
+    revoke_b(w);
     write_bytes(at(w, A, "after.txt"), "after", 5);
     ok(w, A, "sync");
     snprintf(url, sizeof url, "%s/%s", g_base, repo_of(w));
