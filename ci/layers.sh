@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ci/layers.sh [BUILD_DIR]: core's layers hold (docs/DESIGN.md). A file may
 # use its own layer and those below, never one above:
-#   base/ < core/format/ < core/local/ < core/engine/ < core/commands/
+#   base/ < core/format/ < core/local/ < core/peer/ < core/engine/ < core/commands/
 # core/include/s3sync.h, the public header, is for engine/, commands/ and
 # cli/ (which may include nothing else of core/). Checked twice: every
 # #include "..." in the sources, and every call between the built objects
@@ -10,11 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-layers=(base format local engine commands)
+layers=(base format local peer engine commands)
 rank() { # a source path -> its layer's rank, or nothing for what has none
   case $1 in
-  base/*) echo 0 ;; core/format/*) echo 1 ;; core/local/*) echo 2 ;;
-  core/engine/*) echo 3 ;; core/commands/*) echo 4 ;; cli/*) echo 5 ;;
+  base/*) echo 0 ;; core/format/*) echo 1 ;; core/local/*) echo 2 ;; core/peer/*) echo 3 ;;
+  core/engine/*) echo 4 ;; core/commands/*) echo 5 ;; cli/*) echo 6 ;;
   esac
 }
 bad=0
@@ -31,13 +31,13 @@ for src in base/*.[ch] core/*/*.[ch] cli/*.[ch]; do
     h=${home[$inc]:-}
     [ -n "$h" ] || continue # a system header, or one of another part
     case $h in
-    core/include/*) [ "$r" -ge 3 ] || fail "$src includes $inc: the public header is for engine/ and above" ;;
-    s3store/*) [ "$r" -ge 3 ] || fail "$src includes $inc: the store is for engine/ and above" ;;
+    core/include/*) [ "$r" -ge 4 ] || fail "$src includes $inc: the public header is for engine/ and above" ;;
+    s3store/*) [ "$r" -ge 4 ] || fail "$src includes $inc: the store is for engine/ and above" ;;
     *)
       hr=$(rank "$h")
-      if [ "$r" -eq 5 ] && [ "$hr" -ge 1 ]; then
+      if [ "$r" -eq 6 ] && [ "$hr" -ge 1 ]; then
         fail "$src includes $inc ($h): cli/ includes only core/include/s3sync.h"
-      elif [ "$hr" -gt "$r" ] && [ "$r" -lt 5 ]; then
+      elif [ "$hr" -gt "$r" ] && [ "$r" -lt 6 ]; then
         fail "$src includes $inc: ${layers[$r]}/ may not use ${layers[$hr]}/ ($h)"
       fi
       ;;

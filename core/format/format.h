@@ -46,8 +46,9 @@ typedef enum ss_subkey {
     SS_SUBKEY_CHUNK = 5,       /* XChaCha20-Poly1305 key of sealed chunks */
     SS_SUBKEY_FINGERPRINT = 6, /* key of the repository fingerprint (commits to the master key) */
     SS_SUBKEY_KEYINFO = 7,     /* XChaCha20-Poly1305 key of key files' info trailers */
+    SS_SUBKEY_PEER = 8,        /* key of peer hellos and handshakes (docs/PEERS.md) */
 } ss_subkey;
-#define SS_SUBKEY_COUNT 7
+#define SS_SUBKEY_COUNT 8
 
 /* Repository fingerprint: BLAKE2b-128(fingerprint subkey; label || repository id). */
 #define SS_FINGERPRINT_LABEL "s3sync-fingerprint-v1" /* 21 bytes, no NUL */
@@ -351,5 +352,30 @@ typedef enum ss_subkey {
 #define SS_EPOCH_SUBKEY_CHUNK 4u        /* epoch E's SS_SUBKEY_CHUNK (epoch 0: the master's) */
 #define SS_EPOCH_SUBKEY_REQUEST 5u      /* seals enrollment requests/ (every epoch, 0 too) */
 #define SS_EPOCHS_MAX 65535u            /* epochs a repository may have */
+
+/* ---- Peers: docs/PEERS.md (the wire between two devices, not the store) ---- */
+
+#define SS_PEER_MAGIC "S3P1"
+#define SS_PEER_HELLO_LABEL "s3sync-peer-hello" /* 17 bytes: the tag of msg1 */
+#define SS_PEER_HS_LABEL "s3sync-peer-v1"       /* 14 bytes: the transcript hash h */
+#define SS_PEER_SIG_SERVER "s3sync-peer-server" /* 18 bytes, then h: what the server signs */
+#define SS_PEER_SIG_CLIENT "s3sync-peer-client" /* 18 bytes, then h: what the client signs */
+#define SS_PEER_SESSION_LABEL "s3sync-peer-session" /* 19 bytes: the stream keys */
+#define SS_PEER_PK_BYTES 32   /* X25519 ephemeral public key */
+#define SS_PEER_HASH_BYTES 32 /* BLAKE2b-256: tags and the transcript hash */
+#define SS_PEER_MSG1_BYTES (8 + SS_PEER_PK_BYTES + SS_PEER_HASH_BYTES) /* 72 */
+/* id || signature, sealed: XChaCha20-Poly1305-IETF with a zero nonce (each key seals once) */
+#define SS_PEER_ID_BOX_BYTES (SS_TXN_DEVICE_ID_BYTES + SS_TXN_SIG_BYTES + 16) /* 96 */
+#define SS_PEER_MSG2_BYTES (SS_PEER_PK_BYTES + SS_PEER_ID_BOX_BYTES)          /* 128 */
+#define SS_PEER_MSG3_BYTES SS_PEER_ID_BOX_BYTES                               /* 96 */
+#define SS_PEER_STREAM_HEADER_BYTES 24 /* crypto_secretstream_xchacha20poly1305_HEADERBYTES */
+#define SS_PEER_MSG_MAX 65536u         /* plaintext of one message */
+#define SS_PEER_RECORD_ABYTES 17       /* crypto_secretstream_xchacha20poly1305_ABYTES */
+/* Requests and answers (the plaintext of messages) */
+#define SS_PEER_REQ_GET 1u     /* u8 type | u16 len(key) | key | u64 offset | u64 length (0: to the end) */
+#define SS_PEER_ANS_OK 0u      /* u8 status | u64 length; then that many bytes in messages */
+#define SS_PEER_ANS_MISSING 1u /* u8 status: not held here */
+#define SS_PEER_ANS_BAD 2u     /* u8 status: a request this peer does not serve */
+#define SS_PEER_PORT 21470     /* the default peer_listen port */
 
 #endif
