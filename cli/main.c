@@ -26,6 +26,7 @@
 #include "s3sync.h"
 #include "secret.h"
 #include "usage.h"
+#include "serve.h"
 #include "watch.h"
 
 #define EXIT_USAGE 2
@@ -59,38 +60,6 @@ typedef struct cli {
     json_t *extra;         /* owned: more fields for the --json object (device list, revoke) */
 } cli;
 
-static int json_errors; /* --json: usage errors are a JSON object on stdout too */
-
-static int usage(const char *fmt, ...)
-{
-    va_list ap;
-    char msg[1024];
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    /* The line, then the synopsis only: the command list is --help's (cron mail stays short). */
-    const char *end = strstr(cli_usage_text, " COMMAND\n");
-    int n = end ? (int)(end - cli_usage_text) + 8 : (int)strlen(cli_usage_text);
-    fprintf(stderr, "s3sync: %s\n%.*s  (s3sync --help lists the commands)\n", msg, n,
-            cli_usage_text);
-    if (json_errors) {
-        json_t *o = json_pack("{s:b, s:s, s:i}", "ok", 0, "error", msg, "exit", EXIT_USAGE);
-        char *text = json_dumps(o, JSON_COMPACT);
-        if (text) puts(text);
-        free(text);
-        json_decref(o);
-    }
-    return EXIT_USAGE;
-}
-
-static int exit_code(ss_rc rc);
-
-/* The exit status of a failed command: a usage one when the two passphrases never agreed. */
-static int exit_of(const cli *c, ss_rc rc)
-{
-    return rc && c->mismatch ? EXIT_USAGE : exit_code(rc);
-}
-
 static int exit_code(ss_rc rc)
 {
     switch (rc) {
@@ -99,6 +68,12 @@ static int exit_code(ss_rc rc)
     case SS_ERR_TEMPORARY: return EXIT_TEMP;
     default: return 1;
     }
+}
+
+/* The exit status of a failed command: a usage one when the two passphrases never agreed. */
+static int exit_of(const cli *c, ss_rc rc)
+{
+    return rc && c->mismatch ? EXIT_USAGE : exit_code(rc);
 }
 
 /* --- output --------------------------------------------------------------------- */
@@ -170,6 +145,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     json_object_set_new(o, "files", json_integer((json_int_t)s->files));
     json_object_set_new(o, "bytes_up", json_integer((json_int_t)s->bytes_up));
     json_object_set_new(o, "bytes_down", json_integer((json_int_t)s->bytes_down));
+    json_object_set_new(o, "bytes_peer", json_integer((json_int_t)s->bytes_peer));
     json_object_set_new(o, "requests", json_integer((json_int_t)s->requests));
     json_object_set_new(o, "requests_by_class", cli_requests_json(s));
     json_object_set_new(o, "retries", json_integer((json_int_t)s->retries));
@@ -330,7 +306,7 @@ static int cmd_init(cli *c, const command *cmd, int argc, char **argv)
     int created = 0, mismatch = 0;
     ss_rc rc;
     (void)cmd;
-    if (argc < 1 || argc > 2) return usage("init needs STORE and at most one DIR");
+    if (argc < 1 || argc > 2) return cli_usage("init needs STORE and at most one DIR");
     const char *dir = argc == 2 ? argv[1] : c->dir ? c->dir : ".";
     rc = cli_secret_get(c->pass_file, "Passphrase: ", 0, &pass, &mismatch, &err);
     if (!rc) {
@@ -395,7 +371,7 @@ static int cmd_engine(cli *c, const command *cmd, int argc, char **argv)
     ss_err err = {{0}};
     ss_rc rc;
     (void)argv;
-    if (argc) return usage("%s takes no arguments", c->command);
+    if (argc) return cli_usage("%s takes no arguments", c->command);
     rc = open_here(c, &f, &err);
     if (rc) goto done;
     if (strcmp(c->command, "status")) {
@@ -432,13 +408,13 @@ static int cmd_key(cli *c, const command *cmd, int argc, char **argv)
     char id[17] = "";
     ss_rc rc;
     (void)cmd;
-    if (argc < 1) return usage("key needs add, list, remove, rotate or fingerprint");
+    if (argc < 1) return cli_usage("key needs add, list, remove, rotate or fingerprint");
     if (!strcmp(argv[0], "remove") ? argc != 2 : argc != 1)
-        return usage("key add | key list | key remove ID | key rotate | key fingerprint");
+        return cli_usage("key add | key list | key remove ID | key rotate | key fingerprint");
     if (strcmp(argv[0], "add") && strcmp(argv[0], "list") && strcmp(argv[0], "remove") &&
         strcmp(argv[0], "rotate") && strcmp(argv[0], "fingerprint"))
-        return usage("unknown key command '%s'", argv[0]);
-    if (c->label && strcmp(argv[0], "add")) return usage("--label goes with key add");
+        return cli_usage("unknown key command '%s'", argv[0]);
+    if (c->label && strcmp(argv[0], "add")) return cli_usage("--label goes with key add");
     rc = open_here(c, &f, &err);
     if (rc) goto done;
     if (!strcmp(argv[0], "add")) {
@@ -562,7 +538,7 @@ static int cmd_device(cli *c, const command *cmd, int argc, char **argv)
         : !strcmp(sub, "enrollment")
             ? argc != 2 || (strcmp(argv[1], "approve") && strcmp(argv[1], "open"))
             : 1)
-        return usage("%s", use);
+        return cli_usage("%s", use);
     rc = open_here(c, &f, &err);
     if (!rc && !strcmp(sub, "list")) {
         rc = list_devices(c, f, &st, &err);
@@ -607,7 +583,7 @@ static int cmd_history(cli *c, const command *cmd, int argc, char **argv)
     const char *bad = cli_hist_parse(&h, argc, argv);
     ss_rc rc;
     (void)cmd;
-    if (bad) return usage("%s", bad);
+    if (bad) return cli_usage("%s", bad);
     rc = open_here(c, &f, &err);
     if (rc) goto done;
     rc = cli_hist_run(&h, f, &err);
@@ -635,7 +611,7 @@ static int cmd_cost(cli *c, const command *cmd, int argc, char **argv)
     cli_cost cc = {.dir = c->dir, .days = c->days, .json = c->json, .out = &c->out};
     (void)cmd;
     (void)argv;
-    return argc ? usage("cost takes no arguments but --days N") : cli_cost_run(&cc, argc);
+    return argc ? cli_usage("cost takes no arguments but --days N") : cli_cost_run(&cc, argc);
 }
 
 /* doctor: cli/doctor.c runs the checks and prints them. */
@@ -648,7 +624,7 @@ static int cmd_doctor(cli *c, const command *cmd, int argc, char **argv)
                     .store_opts = &c->store_opts};
     const char *bad = cli_doctor_check(argc);
     (void)cmd;
-    return bad ? usage("%s", bad) : cli_doctor_run(&d, argc, argv);
+    return bad ? cli_usage("%s", bad) : cli_doctor_run(&d, argc, argv);
 }
 
 /* watch: cli/watch.c runs the loop and prints its own events. */
@@ -664,7 +640,22 @@ static int cmd_watch(cli *c, const command *cmd, int argc, char **argv)
     const char *bad = cli_watch_check(&w, argc);
     (void)cmd;
     (void)argv;
-    return bad ? usage("%s", bad) : cli_watch_run(&w);
+    return bad ? cli_usage("%s", bad) : cli_watch_run(&w);
+}
+
+/* serve: cli/serve.c listens and loops; --interval is the time between pulls. */
+static int cmd_serve(cli *c, const command *cmd, int argc, char **argv)
+{
+    cli_serve s = {.dir = c->dir,
+                   .store_opts = &c->store_opts,
+                   .hooks = hooks_for(c),
+                   .quiet = c->quiet,
+                   .verbose = c->verbose,
+                   .json = c->json,
+                   .interval = c->interval};
+    const char *bad = cli_serve_check(&s, argc);
+    (void)cmd, (void)argv;
+    return bad ? cli_usage("%s", bad) : cli_serve_run(&s);
 }
 
 /* --- arguments ------------------------------------------------------------------- */
@@ -700,7 +691,7 @@ static int parse(cli *c, int argc, char **argv)
         case 'C': c->dir = optarg; break;
         case 'q': c->quiet = 1; break;
         case 'v': c->verbose = 1; break;
-        case 'j': c->json = json_errors = 1; break;
+        case 'j': c->json = cli_usage_json = 1; break;
         case 'P': c->store_opts.profile = optarg; break;
         case 'e': c->endpoint = optarg; break;
         case 'p': c->pass_file = optarg; break;
@@ -745,6 +736,7 @@ static const command commands[] = {
     {"checkpoint", cmd_history, NULL}, {"gc", cmd_history, NULL},
     {"watch", cmd_watch, NULL},        {"config", cmd_config, NULL},
     {"doctor", cmd_doctor, NULL},      {"cost", cmd_cost, NULL},
+    {"serve", cmd_serve, NULL},
 };
 
 int main(int argc, char **argv)
@@ -756,8 +748,8 @@ int main(int argc, char **argv)
         return 1;
     }
     first = parse(&c, argc, argv);
-    if (first < 0) return usage("%s", c.bad);
-    if (first >= argc) return usage("no command");
+    if (first < 0) return cli_usage("%s", c.bad);
+    if (first >= argc) return cli_usage("no command");
     /* getopt permuted the options first: options may stand anywhere (s3sync push --json). */
     c.command = argv[first];
     c.store_opts.endpoint = c.endpoint;
@@ -768,20 +760,21 @@ int main(int argc, char **argv)
     argc -= first + 1;
     argv += first + 1;
     if ((c.data || c.at || c.to || c.keep_days || c.keep_last) && !cli_hist_is(c.command))
-        return usage("--data, --at, --to, --keep-days and --keep-last go with "
-                     "verify, restore and gc");
+        return cli_usage("--data, --at, --to, --keep-days and --keep-last go with "
+                         "verify, restore and gc");
     if (c.dry_run && !cli_hist_is(c.command) && strcmp(c.command, "push") &&
         strcmp(c.command, "sync"))
-        return usage("--dry-run goes with push, sync and gc");
-    if (c.interval && strcmp(c.command, "watch")) return usage("--interval goes with watch");
-    if (c.days && strcmp(c.command, "cost")) return usage("--days goes with cost");
+        return cli_usage("--dry-run goes with push, sync and gc");
+    if (c.interval && strcmp(c.command, "watch") && strcmp(c.command, "serve"))
+        return cli_usage("--interval goes with watch and serve");
+    if (c.days && strcmp(c.command, "cost")) return cli_usage("--days goes with cost");
     if (c.max_requests && strcmp(c.command, "push") && strcmp(c.command, "pull") &&
         strcmp(c.command, "sync"))
-        return usage("--max-requests goes with push, pull and sync");
+        return cli_usage("--max-requests goes with push, pull and sync");
     if (c.expect_fp && strcmp(c.command, "init"))
-        return usage("--expect-fingerprint goes with init");
+        return cli_usage("--expect-fingerprint goes with init");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(c.command, commands[i].name))
             return commands[i].run(&c, &commands[i], argc, argv);
-    return usage("unknown command '%s'", c.command);
+    return cli_usage("unknown command '%s'", c.command);
 }

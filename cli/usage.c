@@ -1,6 +1,14 @@
 /* usage: the text `s3sync --help` and every usage error print (cli/main.c). */
 #include "usage.h"
 
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_usage_json;
+
 const char cli_usage_text[] =
     "usage: s3sync [-C DIR] [-q|-v] [--json] [--endpoint URL] [--profile NAME]\n"
     "              [--password-file F] [--token-file F] COMMAND\n"
@@ -30,6 +38,9 @@ const char cli_usage_text[] =
     "  watch [--interval SECONDS]\n"
     "                        sync on every change (inotify), pull every SECONDS (default 10),\n"
     "                        until SIGINT or SIGTERM\n"
+    "  serve [--interval SECONDS]\n"
+    "                        answer this repository's peers from .s3sync/cache on\n"
+    "                        peer_listen, pull every SECONDS (default 60) (docs/PEERS.md)\n"
     "  config [list | get KEY | set KEY VALUE | unset KEY]\n"
     "                        this folder's settings (.s3sync/config)\n"
     "  doctor [STORE]        check the store (this folder's, or STORE) and the folder,\n"
@@ -38,3 +49,25 @@ const char cli_usage_text[] =
     "                        of the last N days (default 7), priced (config price_*)\n"
     "STORE: s3://BUCKET/PREFIX, file:///ABS/PATH or lockd:http(s)://HOST:PORT/REPO\n"
     "  (lockd: the device token from --token-file F or S3SYNC_TOKEN_FILE)\n";
+
+int cli_usage(const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* The line, then the synopsis only: the command list is --help's (cron mail stays short). */
+    const char *end = strstr(cli_usage_text, " COMMAND\n");
+    int n = end ? (int)(end - cli_usage_text) + 8 : (int)strlen(cli_usage_text);
+    fprintf(stderr, "s3sync: %s\n%.*s  (s3sync --help lists the commands)\n", msg, n,
+            cli_usage_text);
+    if (cli_usage_json) {
+        json_t *o = json_pack("{s:b, s:s, s:i}", "ok", 0, "error", msg, "exit", 2);
+        char *text = json_dumps(o, JSON_COMPACT);
+        if (text) puts(text);
+        free(text);
+        json_decref(o);
+    }
+    return 2;
+}

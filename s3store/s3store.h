@@ -148,6 +148,29 @@ void ss_store_set_budget(ss_store *store, uint64_t max);
 /* Shorthand for ss_store_counts(store)->requests. */
 uint64_t ss_store_requests(const ss_store *store);
 
+/*
+ * A source tried before the store for every GET, and told of what the
+ * store moved (peer assist, docs/PEERS.md: the engine's peers and cache).
+ * The store stays the one that says what exists: a source only delivers
+ * bytes faster, and its caller verifies them as it would the store's.
+ */
+typedef struct ss_store_source {
+    /*
+     * [off, off + len) of key (len SS_TO_END: to its end) through write,
+     * all at once when it has them all: SS_OK, and the store is not asked;
+     * anything else, nothing was written and the store is asked.
+     */
+    ss_rc (*get)(void *ctx, const char *key, uint64_t off, uint64_t len, ss_store_write_fn write,
+                 void *wctx);
+    /* The store took (put) or gave (a whole object read into memory) key's len bytes. */
+    void (*note)(void *ctx, const char *key, const void *buf, size_t len, int put);
+    void *ctx;
+} ss_store_source;
+/* src NULL: none. Copied; src->ctx borrowed until it is unset or the store freed. */
+void ss_store_set_source(ss_store *store, const ss_store_source *src);
+/* Bytes the source delivered instead of the store (not in bytes_down). */
+uint64_t ss_store_bytes_source(const ss_store *store);
+
 ss_rc ss_store_put(ss_store *store, const char *key, const void *buf, size_t len, unsigned flags,
                    ss_err *err);
 /* Upload len bytes of fd from offset off (pread, so fd's position is untouched). */

@@ -245,9 +245,12 @@ ss_rc ss_store_put(ss_store *store, const char *key, const void *buf, size_t len
 {
     ss_mem_reader m;
     ss_store_reader rd;
+    ss_rc rc;
     if (check_key(key, err)) return SS_ERR_INVALID;
     ss_mem_reader_init(&m, buf, len, &rd);
-    return store->ops->put(store, key, len, &rd, buf, flags, NULL, err);
+    rc = store->ops->put(store, key, len, &rd, buf, flags, NULL, err);
+    if (!rc) ss_source_note(store, key, buf, len, 1);
+    return rc;
 }
 
 ss_rc ss_store_put_file(ss_store *store, const char *key, int fd, uint64_t off, uint64_t len,
@@ -261,9 +264,12 @@ ss_rc ss_store_put_file_stat(ss_store *store, const char *key, int fd, uint64_t 
 {
     fd_reader f = {fd, off, off, off + len};
     ss_store_reader rd = {fd_read, fd_rewind, &f};
+    ss_rc rc;
     if (ret_stat) memset(ret_stat, 0, sizeof *ret_stat);
     if (check_key(key, err)) return SS_ERR_INVALID;
-    return store->ops->put(store, key, len, &rd, NULL, flags, ret_stat, err);
+    rc = store->ops->put(store, key, len, &rd, NULL, flags, ret_stat, err);
+    if (!rc) ss_source_note_fd(store, key, fd, off, len);
+    return rc;
 }
 
 ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
@@ -300,6 +306,9 @@ static ss_rc get_capped(ss_store *store, const char *key, uint64_t off, uint64_t
     *ret_buf = NULL;
     *ret_len = 0;
     if (check_key(key, err)) return SS_ERR_INVALID;
+    if (ss_source_get(store, key, off, len, capped_sink, &c)) goto done;
+    ss_buf_free(&c.buf); /* what a source that failed may have left */
+    c = (capped){.max = max};
     rc = store->ops->get(store, key, off, len, capped_sink, &c, err);
     if (c.over) {
         rc = ss_fail(err, SS_ERR_INTEGRITY,
@@ -308,6 +317,8 @@ static ss_rc get_capped(ss_store *store, const char *key, uint64_t off, uint64_t
         goto fail;
     }
     if (rc) goto fail;
+    if (!off) ss_source_note(store, key, c.buf.p, c.buf.len, 0);
+done:
     if (ss_buf_append(&c.buf, "", 0)) {
         rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
         goto fail;
@@ -337,14 +348,14 @@ ss_rc ss_store_get_stream(ss_store *store, const char *key, uint64_t off, uint64
                           ss_store_write_fn write, void *ctx, ss_err *err)
 {
     if (check_key(key, err)) return SS_ERR_INVALID;
+    if (ss_source_get(store, key, off, len, write, ctx)) return SS_OK;
     return store->ops->get(store, key, off, len, write, ctx, err);
 }
 
 ss_rc ss_store_get_file(ss_store *store, const char *key, uint64_t off, uint64_t len, int fd,
                         ss_err *err)
 {
-    if (check_key(key, err)) return SS_ERR_INVALID;
-    return store->ops->get(store, key, off, len, ss_fd_sink, &fd, err);
+    return ss_store_get_stream(store, key, off, len, ss_fd_sink, &fd, err);
 }
 
 ss_rc ss_store_head(ss_store *store, const char *key, ss_store_stat *ret_stat, ss_err *err)
@@ -459,6 +470,8 @@ static void finish_op(ss_xfer *x, ss_xfer_op *op)
         x->first_rc = op->rc;
         x->first_err = op->err;
     }
+    if (!op->rc && (op->is_put || (!op->off && !op->from_source)))
+        ss_source_note(x->store, op->key, op->is_put ? op->buf : op->dst, op->len, op->is_put);
     if (op->done) op->done(op->ctx, op->rc, &op->err);
     free(op->key);
     free(op);
@@ -497,9 +510,36 @@ static void xfer_step(ss_xfer *x, int block)
     }
 }
 
+/* Exactly the op's len bytes into its dst, from a source. */
+static int exact_sink(void *ctx, const void *buf, size_t len)
+{
+    ss_xfer_op *op = ctx;
+    if (len > op->len - op->got) return -1;
+    memcpy((uint8_t *)op->dst + op->got, buf, len);
+    op->got += len;
+    return 0;
+}
+
+static int from_source(ss_store *s, ss_xfer_op *op)
+{
+    op->got = 0;
+    if (op->is_put || !op->len || !ss_source_get(s, op->key, op->off, op->len, exact_sink, op))
+        return 0;
+    if (op->got == op->len) {
+        op->from_source = 1;
+        return 1;
+    }
+    s->bytes_source -= op->got; /* short: the store is asked, as if nothing came */
+    return 0;
+}
+
 static ss_rc xfer_submit(ss_xfer *x, ss_xfer_op *op)
 {
     ss_store *s = x->store;
+    if (from_source(s, op)) {
+        finish_op(x, op);
+        return SS_OK;
+    }
     if (!s->ops->xfer_start || (!op->is_put && !op->len)) {
         run_sync(s, op);
         finish_op(x, op);

@@ -18,6 +18,8 @@ typedef struct ss_xfer_op {
     unsigned flags;
     ss_xfer_done_fn done;
     void *ctx;
+    size_t got;      /* get: bytes a source put in dst */
+    int from_source; /* get: the source delivered it all */
     ss_rc rc;
     ss_err err;
     struct ss_xfer_op *next;
@@ -65,7 +67,16 @@ struct ss_store {
     unsigned max_parallel;
     unsigned list_page; /* keys per LIST page asked for; 0: the store's own (s3: 1000) */
     void *impl;         /* backend state */
+    ss_store_source source; /* source.get NULL: none (store_source.c) */
+    uint64_t bytes_source;  /* what it delivered */
 };
+
+/* store_source.c: the source's half of a GET, and what it hears of puts and whole gets. */
+int ss_source_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
+                  ss_store_write_fn write, void *ctx); /* 1: it delivered */
+void ss_source_note(ss_store *s, const char *key, const void *buf, size_t len, int put);
+/* The same for a put of fd's [off, off + len), read back when it is small enough. */
+void ss_source_note_fd(ss_store *s, const char *key, int fd, uint64_t off, uint64_t len);
 
 /*
  * Count one request of class cls (every attempt, retries too), or refuse it

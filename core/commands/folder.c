@@ -40,6 +40,7 @@ void ss_folder_free(ss_folder *f)
 {
     if (!f) return;
     eng_usage_record(f); /* for s3sync cost */
+    eng_peers_detach(f);
     ss_state_free(f->state);
     ss_repo_free(f->repo);
     ss_store_free(f->store);
@@ -315,6 +316,8 @@ ss_rc ss_folder_open(const char *dir, const ss_store_opts *store_opts, const ss_
     settings = NULL;
     if (rc) goto fail;
     rc = open_common(f, err);
+    if (rc) goto fail;
+    rc = eng_peers_attach(f, err);
     if (rc) goto fail;
     free(path);
     *ret_folder = f;

@@ -61,7 +61,9 @@ static ss_rc pull_one(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fet
     if (rc) goto done;
     rc = eng_check_beneath(f, fd, seq, err);
     if (rc) goto done;
+    f->peer_table = devs; /* its data may come from a device it enrolls */
     rc = eng_apply_txn(f, stats, fd, seq, chain, next, 0, devs, &obj, err);
+    f->peer_table = NULL;
     if (rc) goto done;
     memcpy(chain, next, SS_CHAIN_BYTES);
 done:
@@ -77,15 +79,34 @@ static void free_batch(eng_fetched *b, size_t n)
         free(b[k].buf);
 }
 
-/* Apply the n fetched objects b of l from index i on, in order. */
-static ss_rc pull_batch(ss_folder *f, ss_stats *stats, const eng_log_list *l, size_t i,
-                        const eng_fetched *b, size_t n, uint64_t *wm, uint8_t chain[SS_CHAIN_BYTES],
-                        uint64_t *applied, ss_err *err)
+/*
+ * pull_one, and once more from the store when what failed verification came
+ * from peers since mark (they are left out: peers.c); *refetch then tells
+ * the caller that the rest of its batch must be read again too.
+ */
+static ss_rc pull_checked(ss_folder *f, ss_stats *stats, uint64_t seq, const eng_fetched *p,
+                          const ss_store_stat *listed, uint8_t chain[SS_CHAIN_BYTES], uint64_t mark,
+                          int *refetch, ss_err *err)
 {
+    static const eng_fetched again = {0}; /* streamed: from the other peers or the store */
+    char key[SS_KEY_NAME_MAX];
+    ss_rc rc = pull_one(f, stats, seq, *refetch ? &again : p, listed, chain, err);
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
+    if (rc != SS_ERR_INTEGRITY || !eng_peers_blame(f, mark, key)) return rc;
+    *refetch = 1;
+    return pull_one(f, stats, seq, &again, listed, chain, err);
+}
+
+/* Apply the n fetched objects b of l from index i on, in order; mark: before b was fetched. */
+static ss_rc pull_batch(ss_folder *f, ss_stats *stats, const eng_log_list *l, size_t i,
+                        const eng_fetched *b, size_t n, uint64_t mark, uint64_t *wm,
+                        uint8_t chain[SS_CHAIN_BYTES], uint64_t *applied, ss_err *err)
+{
+    int refetch = 0;
     for (size_t k = 0; k < n; k++, i++) {
         assert(l->seqs[i] == *wm + 1); /* P2 */
         const ss_store_stat *listed = i + 1 == l->n ? &l->last : NULL;
-        ss_rc rc = pull_one(f, stats, l->seqs[i], &b[k], listed, chain, err);
+        ss_rc rc = pull_checked(f, stats, l->seqs[i], &b[k], listed, chain, mark, &refetch, err);
         if (rc && !i) rc = eng_fork_explain(f, *wm, rc, err); /* not on top of ours? */
         if (rc) return rc;
         *wm = l->seqs[i];
@@ -120,12 +141,13 @@ static ss_rc pull_list(ss_folder *f, ss_stats *stats, const eng_log_list *l, uin
     }
     for (size_t i = 0; i < l->n;) {
         size_t n = 0;
+        uint64_t mark = eng_peers_mark(f);
         rc = eng_prefetch(x, l, i, l->n, b, &n, err);
         if (rc) {
             free_batch(b, n);
             goto done;
         }
-        rc = pull_batch(f, stats, l, i, b, n, wm, chain, &applied, err);
+        rc = pull_batch(f, stats, l, i, b, n, mark, wm, chain, &applied, err);
         free_batch(b, n);
         if (rc) goto done;
         i += n;
@@ -172,10 +194,14 @@ done:
 static ss_rc pull_start(ss_folder *f, ss_stats *stats, uint64_t *wm, uint8_t chain[SS_CHAIN_BYTES],
                         eng_log_list *l, ss_err *err)
 {
-    uint64_t base, base_size;
+    uint64_t base, base_size, mark = eng_peers_mark(f);
+    char key[SS_KEY_NAME_MAX];
     ss_rc rc = eng_log_start(f, *wm, l, &base, &base_size, err);
     if (rc || !base) return rc;
-    return pull_base(f, stats, base, !l->n, wm, chain, err);
+    rc = pull_base(f, stats, base, !l->n, wm, chain, err);
+    snprintf(key, sizeof key, SS_KEY_CHECKPOINT_FMT, base);
+    if (rc != SS_ERR_INTEGRITY || !eng_peers_blame(f, mark, key)) return rc;
+    return pull_base(f, stats, base, !l->n, wm, chain, err); /* from the store */
 }
 
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err)

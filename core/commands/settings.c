@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "path.h"
+#include "peer.h"
 #include "settings.h"
 
 ss_rc settings_read_file(const char *path, char **ret, size_t *ret_len, ss_err *err)
@@ -85,6 +86,21 @@ static const settings_key known[] = {
       0},
      K_BOOL},
     {{"device_id", "this device's id, from its signing key (set by init)", 1}, K_FIXED},
+    {{"peers",
+      "devices of this repository to fetch from before the store: HOST:PORT[,HOST:PORT...] "
+      "(docs/PEERS.md; default: none)",
+      0},
+     K_PEERS},
+    {{"peer_listen",
+      "where s3sync serve takes peers: HOST:PORT (port 0: any free one), or off "
+      "(default 0.0.0.0:21470)",
+      0},
+     K_LISTEN},
+    {{"cache_size",
+      "bytes of objects kept in .s3sync/cache to serve peers; 0: no cache, nothing served "
+      "(default 1073741824, 1 GiB)",
+      0},
+     K_COUNT},
     {{"max_requests",
       "push, pull and sync stop (exit 75) before a store request past this many; the next run "
       "goes on (default: none)",
@@ -158,6 +174,15 @@ const char *settings_bad_value(const settings_key *k, const char *v)
                        strlen(v) < 19
                    ? NULL
                    : "a decimal number such as 0.005";
+    case K_PEERS: {
+        ss_peers *ps = NULL;
+        int bad = ss_peers_new(v, NULL, NULL, NULL, &ps, NULL) != SS_OK;
+        ss_peers_free(ps);
+        return bad ? "HOST:PORT[,HOST:PORT...], at most 16" : NULL;
+    }
+    case K_LISTEN: return !strcmp(v, "off") || eng_listen_parse(v, NULL, 0, NULL) == 0
+                              ? NULL
+                              : "HOST:PORT or off";
     default: return NULL;
     }
 }

@@ -422,6 +422,7 @@ void eng_stats_from_store(ss_folder *f, ss_stats *stats, int which)
     memcpy(stats->requests_by_class, c->by_class, sizeof stats->requests_by_class);
     if (which != ENG_STATS_NO_UP) stats->bytes_up = c->bytes_up;
     stats->bytes_down = c->bytes_down;
+    stats->bytes_peer = ss_peers_bytes(f->peers);
 }
 
 /* --- settings ------------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include "dirmodes.h"
 #include "frame.h"
 #include "ignore.h"
+#include "peer.h"
 #include "repo.h"
 #include "scan.h"
 #include "state.h"
@@ -53,7 +54,10 @@ struct ss_folder {
     char *settings;     /* the text of .s3sync/config, as read at open */
     uint32_t mode_mask; /* bits of a mode from the store never applied here (eng_mode_applied) */
     eng_epoch_pending epoch_pending;
-    int epochs_unsaved; /* learned into f->repo, not yet in .s3sync/epochs */
+    int epochs_unsaved;   /* learned into f->repo, not yet in .s3sync/epochs */
+    ss_peer_cache *cache; /* what this device serves peers; NULL: cache_size 0 (peers.c) */
+    ss_peers *peers;      /* whom it asks before the store; NULL: none set */
+    const ss_devices *peer_table; /* a verified table ahead of devices (a pull mid-apply) */
 };
 
 /*
@@ -486,6 +490,24 @@ ss_rc eng_reuse_open(ss_folder *f, const char *path, eng_reuse **ret_reuse, ss_e
 /* 1 when ref's plaintext was read locally, verified and written to out_fd at out_off. */
 int eng_reuse_chunk(eng_reuse *r, const ss_chunk_ref *ref, int out_fd, uint64_t out_off);
 void eng_reuse_free(eng_reuse *r); /* NULL safe */
+
+/* --- peer assist (peers.c; docs/PEERS.md) ----------------------------------------------- */
+
+/* "HOST:PORT" into host[hcap] and port (either may be NULL); 0 when it is one. */
+int eng_listen_parse(const char *v, char *host, size_t hcap, char port[8]);
+/* A handle on the folder's cache as cache_size sets it; *ret_cache NULL when it is 0. */
+ss_rc eng_peers_cache_open(ss_folder *f, ss_peer_cache **ret_cache, ss_err *err);
+/* The cache and the peers the folder's settings ask for, as the store's source. */
+ss_rc eng_peers_attach(ss_folder *f, ss_err *err);
+void eng_peers_detach(ss_folder *f); /* safe when nothing is attached */
+/* Objects peers delivered so far: a mark for eng_peers_blame. */
+uint64_t eng_peers_mark(const ss_folder *f);
+/*
+ * Verification of what (an object) failed: when peers delivered anything
+ * since mark, they are left out for the rest of the run (and named in a
+ * warning) and 1 says the caller may read it again from the store.
+ */
+int eng_peers_blame(ss_folder *f, uint64_t mark, const char *what);
 
 /* --- checkpoints (checkpoint_read.c, checkpoint_write.c, replay.c)
  * ------------------------------------------------------ */

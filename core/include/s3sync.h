@@ -41,7 +41,8 @@ typedef struct ss_stats {
     uint64_t seq;                               /* watermark after */
     uint64_t files;                             /* paths changed (pushed or applied) */
     uint64_t bytes_up;                          /* bytes sent to the store */
-    uint64_t bytes_down;                        /* bytes received */
+    uint64_t bytes_down;                        /* bytes received from the store */
+    uint64_t bytes_peer;                        /* bytes received from peers instead */
     uint64_t requests;                          /* store requests made */
     uint64_t requests_by_class[SS_REQ_CLASSES]; /* the same by class (s3store.h ss_req_class) */
     uint64_t retries; /* push: builds redone because another device took the sequence first */
@@ -108,6 +109,28 @@ ss_rc ss_folder_find(const char *path, char **ret_dir, ss_err *err);
 
 ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err);
+
+/*
+ * s3sync serve (docs/PEERS.md "Serving"): a server holds copies of what a
+ * session is checked against (the repository's peer key, the device table,
+ * this device's key) and a handle on the folder's cache, so the folder is
+ * opened (and locked) only while ss_serve_pull runs. SS_ERR_INVALID when
+ * cache_size is 0. The listening and the loop are the caller's.
+ */
+typedef struct ss_server ss_server;
+ss_rc ss_serve_open(const char *dir, const ss_store_opts *store_opts, const ss_hooks *hooks,
+                    ss_server **ret_server, ss_err *err);
+void ss_serve_free(ss_server *s); /* NULL safe */
+/* peer_listen as set ("HOST:PORT", or "off"), else the default 0.0.0.0:21470. Borrowed. */
+const char *ss_serve_listen(const ss_server *s);
+/* Pull, and take the device table it leaves for the next sessions. */
+ss_rc ss_serve_pull(ss_server *s, ss_stats *stats, ss_err *err);
+/*
+ * One session on the accepted socket fd (owned from then on): the
+ * handshake, then the client's requests until it ends. ret_peer[cap]: the
+ * name of the device served ("" if the handshake failed).
+ */
+ss_rc ss_serve_session(ss_server *s, int fd, char *ret_peer, size_t cap, ss_err *err);
 ss_rc ss_sync(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err);
 

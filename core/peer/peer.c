@@ -167,7 +167,7 @@ static ss_rc open_identity(const handshake *hs, const ss_peer_trust *t, const ch
                        "repository's keys");
     ss_device_id_short(plain, hex);
     dev = ss_devices_find(t->devices, plain);
-    if (!dev) return ss_fail(err, SS_ERR_AUTH, "peer: device %s is not enrolled here", hex);
+    if (!dev) return ss_fail(err, SS_ERR_NOT_FOUND, "peer: device %s is not enrolled here", hex);
     if (dev->revoked)
         return ss_fail(err, SS_ERR_AUTH, "peer: device %s (%s) was revoked", dev->name, hex);
     memcpy(msg, label, llen);

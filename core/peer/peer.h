@@ -11,8 +11,9 @@
  * is checked by the engine as if it came from the bucket.
  *
  * Errors: SS_ERR_AUTH when the other end is not a device of the repository
- * (a hello that is not its, an unknown or revoked device, a signature that
- * does not verify); SS_ERR_INTEGRITY for a record that does not
+ * (a hello that is not its, a revoked device, a signature that does not
+ * verify); SS_ERR_NOT_FOUND when it is a device this end's table does not
+ * hold (yet: a table is as fresh as its last pull); SS_ERR_INTEGRITY for a record that does not
  * authenticate or a message out of shape; SS_ERR_TEMPORARY when the
  * connection ends early or times out.
  */
@@ -85,5 +86,58 @@ typedef ss_rc (*ss_peer_open_fn)(void *ctx, const char *key, int *ret_fd, uint64
  * protocol. Keys outside log/, data/ and checkpoints/ are refused unasked.
  */
 ss_rc ss_peer_serve(ss_peer *p, ss_peer_open_fn open, void *ctx, ss_err *err);
+
+/* --- the object cache a device serves from (peer_cache.c) ----------------------------- */
+
+typedef struct ss_peer_cache ss_peer_cache;
+
+/* A key of the shapes peers serve: log/ and checkpoints/ (20 digits), data/ pack keys. */
+int ss_peer_key_servable(const char *key);
+/*
+ * The cache in dir (made 0700 if missing), holding at most max_bytes: what
+ * goes past it pushes out the least recently used objects.
+ */
+ss_rc ss_peer_cache_open(const char *dir, uint64_t max_bytes, ss_peer_cache **ret_cache,
+                         ss_err *err);
+void ss_peer_cache_free(ss_peer_cache *c); /* NULL safe */
+/* Keep key's len bytes (best effort: a cache that cannot keep it stays as it was). */
+void ss_peer_cache_put(ss_peer_cache *c, const char *key, const void *buf, size_t len);
+/* An ss_peer_open_fn over the cache (ctx: the ss_peer_cache); marks key recently used. */
+ss_rc ss_peer_cache_open_key(void *ctx, const char *key, int *ret_fd, uint64_t *ret_size);
+uint64_t ss_peer_cache_bytes(const ss_peer_cache *c); /* what it holds now */
+
+/* --- the peers a device asks (peer_set.c) ------------------------------------------------ */
+
+typedef struct ss_peers ss_peers;
+
+/* The trust to connect with now (the device table moves as a pull goes). */
+typedef void (*ss_peers_trust_fn)(void *ctx, ss_peer_trust *ret_trust);
+typedef void (*ss_peers_warn_fn)(void *ctx, const char *msg);
+
+/*
+ * Peers at list, "HOST:PORT[,HOST:PORT...]" (at most SS_PEERS_MAX); nothing is
+ * contacted until the first get. SS_ERR_INVALID naming an entry out of shape.
+ */
+ss_rc ss_peers_new(const char *list, ss_peers_trust_fn trust, ss_peers_warn_fn warn, void *ctx,
+                   ss_peers **ret_peers, ss_err *err);
+void ss_peers_free(ss_peers *ps); /* NULL safe */
+/*
+ * key's bytes [off, off + len) (len 0: to the end, at most
+ * SS_PEER_OBJECT_MAX) from the first peer that holds them, through write
+ * all at once: SS_OK; SS_ERR_NOT_FOUND when none does (a peer that cannot be
+ * reached or breaks the protocol is left out for the rest of the run).
+ */
+ss_rc ss_peers_get(ss_peers *ps, const char *key, uint64_t off, uint64_t len, ss_write_fn write,
+                   void *wctx);
+/* Objects delivered so far: a mark for ss_peers_blame. */
+uint64_t ss_peers_delivered(const ss_peers *ps);
+/*
+ * What peers delivered since mark failed verification (what: the object):
+ * every peer that delivered since is left out for the rest of the run, and
+ * named in a warning. 1 when there was one.
+ */
+int ss_peers_blame(ss_peers *ps, uint64_t mark, const char *what);
+/* Bytes delivered so far. */
+uint64_t ss_peers_bytes(const ss_peers *ps);
 
 #endif

@@ -16,30 +16,6 @@
 
 #define ANSWER_OK_BYTES 9 /* u8 status | u64 length */
 
-/* A key a peer may be asked for: log/, checkpoints/ (20 digits) or data/ pack keys. */
-static int servable(const char *key)
-{
-    static const struct {
-        const char *prefix, *shape; /* d: a digit, x: lowercase hex, -: itself */
-    } kinds[] = {
-        {SS_KEY_LOG_PREFIX, "dddddddddddddddddddd"},
-        {SS_KEY_CHECKPOINTS_PREFIX, "dddddddddddddddddddd"},
-        {SS_KEY_DATA_PREFIX, "dddddddddddddddddddd-xxxxxxxxxxxxxxxx"},
-    };
-    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
-        size_t plen = strlen(kinds[i].prefix), k = 0;
-        const char *s = kinds[i].shape;
-        if (strncmp(key, kinds[i].prefix, plen) || strlen(key + plen) != strlen(s)) continue;
-        for (const char *c = key + plen; *c; c++, k++)
-            if (s[k] == 'd'   ? !(*c >= '0' && *c <= '9')
-                : s[k] == 'x' ? !((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))
-                              : *c != s[k])
-                break;
-        if (k == strlen(s)) return 1;
-    }
-    return 0;
-}
-
 /* --- asking ------------------------------------------------------------------------------ */
 
 static ss_rc recv_some(ss_peer *p, uint8_t *buf, size_t *ret_len, const char *key, ss_err *err)
@@ -77,7 +53,7 @@ ss_rc ss_peer_get(ss_peer *p, const char *key, uint64_t off, uint64_t len, uint6
     size_t klen = strlen(key), n = 0;
     uint64_t total = 0, got = 0;
     ss_rc rc;
-    if (klen >= SS_KEY_NAME_MAX || !servable(key))
+    if (klen >= SS_KEY_NAME_MAX || !ss_peer_key_servable(key))
         return ss_fail(err, SS_ERR_INVALID, "peer: %s is not an object peers serve", key);
     *q++ = SS_PEER_REQ_GET;
     q = ss_le_put16(q, (uint16_t)klen);
@@ -160,7 +136,7 @@ static ss_rc answer(ss_peer *p, const request *r, ss_peer_open_fn open, void *ct
     uint64_t size = 0, len;
     int fd = -1;
     ss_rc rc;
-    if (!servable(r->key)) return send_status(p, SS_PEER_ANS_BAD, err);
+    if (!ss_peer_key_servable(r->key)) return send_status(p, SS_PEER_ANS_BAD, err);
     rc = open(ctx, r->key, &fd, &size);
     if (rc) return send_status(p, SS_PEER_ANS_MISSING, err);
     len = r->len ? r->len : size - (r->off < size ? r->off : size);

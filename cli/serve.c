@@ -1,0 +1,189 @@
+/* serve: s3sync serve (see serve.h): the listening socket, the loop, the signals, the lines. */
+#include "serve.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "progress.h"
+
+#define SESSION_IO_S 10
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig)
+{
+    g_stop = sig;
+}
+
+/* A line on stderr, or an event on stdout with --json. */
+static void say(const cli_serve *s, const char *event, const char *msg)
+{
+    char safe[CLI_SAFE_CAP];
+    if (s->json) {
+        json_t *o = json_pack("{s:s, s:s}", "event", event, "message", msg);
+        char *text = json_dumps(o, JSON_COMPACT);
+        if (text) puts(text);
+        fflush(stdout);
+        free(text);
+        json_decref(o);
+        return;
+    }
+    if (s->quiet && strcmp(event, "error")) return;
+    fprintf(stderr, "s3sync serve: %s\n", cli_out_safe(safe, sizeof safe, msg));
+}
+
+/* A socket listening on where ("HOST:PORT"), and the address it got; -1 and a message. */
+static int listen_on(const char *where, char *got, size_t cap, char *why, size_t why_cap)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof sa;
+    char host[256], port[8], nhost[256], nport[8];
+    const char *colon = strrchr(where, ':');
+    int fd = -1, one = 1;
+    if (!colon || (size_t)(colon - where) >= sizeof host || strlen(colon + 1) >= sizeof port) {
+        snprintf(why, why_cap, "peer_listen '%s' is not HOST:PORT", where);
+        return -1;
+    }
+    snprintf(host, sizeof host, "%.*s", (int)(colon - where), where);
+    snprintf(port, sizeof port, "%s", colon + 1);
+    if (getaddrinfo(host, port, &hints, &ai) || !ai) {
+        snprintf(why, why_cap, "peer_listen %s: no such address", where);
+        return -1;
+    }
+    fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 16) ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) ||
+        getnameinfo((struct sockaddr *)&sa, sl, nhost, sizeof nhost, nport, sizeof nport,
+                    NI_NUMERICHOST | NI_NUMERICSERV)) {
+        snprintf(why, why_cap, "peer_listen %s: %s", where, strerror(errno));
+        if (fd >= 0) close(fd);
+        freeaddrinfo(ai);
+        return -1;
+    }
+    freeaddrinfo(ai);
+    snprintf(got, cap, "%s:%s", nhost, nport);
+    return fd;
+}
+
+/* One accepted connection, served to its end. */
+static void one_session(const cli_serve *s, ss_server *srv, int lfd)
+{
+    struct timeval tv = {SESSION_IO_S, 0};
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof sa;
+    char host[256] = "?", port[8] = "?", who[300], msg[sizeof who + sizeof host + 1200];
+    ss_err err = {{0}};
+    int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    getnameinfo((struct sockaddr *)&sa, sl, host, sizeof host, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ss_rc rc = ss_serve_session(srv, fd, who, sizeof who, &err);
+    if (rc && (rc != SS_ERR_TEMPORARY || s->verbose)) { /* a client gone is no news */
+        snprintf(msg, sizeof msg, "peer %s:%s%s%s: %s", host, port, who[0] ? " " : "", who,
+                 err.msg);
+        say(s, "error", msg);
+    } else if (!rc && s->verbose) {
+        snprintf(msg, sizeof msg, "served %s at %s:%s", who, host, port);
+        say(s, "session", msg);
+    }
+}
+
+static void pull_now(const cli_serve *s, ss_server *srv)
+{
+    ss_stats st = {0};
+    ss_err err = {{0}};
+    char msg[sizeof err.msg + 32];
+    if (ss_serve_pull(srv, &st, &err)) {
+        snprintf(msg, sizeof msg, "pull: %s", err.msg);
+        say(s, "error", msg);
+    }
+    ss_stats_clear(&st);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int serve_loop(const cli_serve *s, ss_server *srv, int lfd)
+{
+    int64_t next = now_ms() + (int64_t)(s->interval_s * 1000);
+    while (!g_stop) {
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+        int64_t wait = next - now_ms();
+        int n = poll(&pfd, 1, wait > 0 ? (int)wait : 0);
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0) one_session(s, srv, lfd);
+        if (now_ms() >= next) {
+            pull_now(s, srv);
+            next = now_ms() + (int64_t)(s->interval_s * 1000);
+        }
+    }
+    return 0;
+}
+
+const char *cli_serve_check(cli_serve *s, int argc)
+{
+    char *end = NULL;
+    if (argc) return "serve takes no arguments";
+    s->interval_s = s->interval ? strtod(s->interval, &end) : 60;
+    if ((s->interval && *end) || !(s->interval_s >= 1 && s->interval_s <= 86400))
+        return "--interval: seconds between pulls, 1 to 86400";
+    return NULL;
+}
+
+int cli_serve_run(const cli_serve *s)
+{
+    struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll wakes */
+    ss_server *srv = NULL;
+    ss_err err = {{0}};
+    char *dir = NULL, got[300], why[600], msg[400];
+    int lfd = -1, code = 0;
+    ss_rc rc = ss_folder_find(s->dir ? s->dir : ".", &dir, &err);
+    if (rc) goto fail;
+    rc = ss_serve_open(dir, s->store_opts, &s->hooks, &srv, &err);
+    if (rc) goto fail;
+    free(dir);
+    if (!strcmp(ss_serve_listen(srv), "off")) {
+        fprintf(stderr, "s3sync serve: peer_listen is off: this folder serves no peers\n");
+        ss_serve_free(srv);
+        return 1;
+    }
+    lfd = listen_on(ss_serve_listen(srv), got, sizeof got, why, sizeof why);
+    if (lfd < 0) {
+        fprintf(stderr, "s3sync serve: %s\n", why);
+        ss_serve_free(srv);
+        return 1;
+    }
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    snprintf(msg, sizeof msg, "serving peers on %s", got);
+    say(s, "listening", msg);
+    code = serve_loop(s, srv, lfd);
+    close(lfd);
+    ss_serve_free(srv);
+    return code;
+fail:
+    free(dir);
+    fprintf(stderr, "s3sync serve: %s\n", err.msg);
+    return rc == SS_ERR_INTEGRITY ? 3 : rc == SS_ERR_TEMPORARY ? 75 : 1;
+}

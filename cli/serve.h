@@ -1,0 +1,32 @@
+/*
+ * serve: s3sync serve [--interval SECONDS] (cli/serve.c): answer the peers
+ * of this folder's repository from its cache (docs/PEERS.md), and pull
+ * every interval so the device table (who may connect) and the cache stay
+ * current, until SIGINT or SIGTERM.
+ *
+ * Listens on peer_listen (default 0.0.0.0:21470; port 0: any free one; off:
+ * refused) and says where on stderr ("serving peers on HOST:PORT"; --json:
+ * an event). One session at a time, each with 10 s I/O timeouts; a session
+ * that fails (a device that is not enrolled or is revoked, a broken
+ * protocol) is one line on stderr and the serving goes on. The folder is
+ * opened only for the pulls.
+ */
+#ifndef SS_CLI_SERVE_H
+#define SS_CLI_SERVE_H
+
+#include "s3sync.h"
+
+typedef struct cli_serve {
+    const char *dir;                 /* -C, or NULL: the folder holding "." */
+    const ss_store_opts *store_opts; /* borrowed */
+    ss_hooks hooks;
+    int quiet, verbose, json;
+    const char *interval; /* --interval SECONDS as given; NULL: 60 */
+    double interval_s;    /* between pulls, parsed by cli_serve_check */
+} cli_serve;
+
+/* NULL when the arguments are fine, else what is wrong (for the usage message). */
+const char *cli_serve_check(cli_serve *s, int argc);
+int cli_serve_run(const cli_serve *s);
+
+#endif

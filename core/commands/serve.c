@@ -1,0 +1,123 @@
+/*
+ * serve: what `s3sync serve` needs of the engine (docs/PEERS.md "Serving"):
+ * the trust a session is checked against and the cache it answers from,
+ * copied out of the folder so the folder is not held (and its lock not
+ * taken) between pulls; a pull that brings the device table and the cache
+ * up to date; one session on an accepted socket. The socket, the loop and
+ * the signals are cli/serve.c's.
+ */
+#include "s3sync.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+struct ss_server {
+    char *dir;
+    ss_store_opts store_opts;
+    ss_hooks hooks;
+    ss_keys *keys;        /* epoch 0: the peer key */
+    ss_devices *devices;  /* the table at the last pull */
+    ss_device_key *key;   /* this device's */
+    ss_peer_cache *cache; /* its own handle on .s3sync/cache */
+    char listen[300];     /* peer_listen */
+};
+
+/* The server's copies of f's trust: keys, device table, device key, cache. */
+static ss_rc take_trust(ss_server *s, ss_folder *f, ss_err *err)
+{
+    const ss_keys *k = ss_repo_keys(f->repo);
+    ss_devices *devs = NULL;
+    ss_rc rc;
+    if (!f->cache)
+        return ss_fail(err, SS_ERR_INVALID,
+                       "%s: cache_size is 0, so there is nothing to serve (s3sync config "
+                       "cache_size BYTES)",
+                       f->root);
+    rc = ss_devices_copy(f->devices, &devs, err);
+    if (rc) return rc;
+    ss_devices_free(s->devices);
+    s->devices = devs;
+    if (s->keys) return SS_OK;
+    rc = ss_keys_from_master(ss_keys_master(k), ss_keys_repo_id(k), &s->keys, err);
+    if (rc) return rc;
+    rc = ss_device_key_load(f->meta, &s->key, err);
+    if (rc) return rc;
+    return eng_peers_cache_open(f, &s->cache, err);
+}
+
+ss_rc ss_serve_open(const char *dir, const ss_store_opts *store_opts, const ss_hooks *hooks,
+                    ss_server **ret_server, ss_err *err)
+{
+    ss_server *s = calloc(1, sizeof *s);
+    ss_folder *f = NULL;
+    ss_rc rc;
+    *ret_server = NULL;
+    if (!s || !(s->dir = strdup(dir))) {
+        free(s);
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    }
+    if (store_opts) s->store_opts = *store_opts;
+    if (hooks) s->hooks = *hooks;
+    rc = ss_folder_open(dir, &s->store_opts, &s->hooks, &f, err);
+    if (rc) goto fail;
+    if (!ss_folder_setting(f, "peer_listen", s->listen, sizeof s->listen))
+        snprintf(s->listen, sizeof s->listen, "0.0.0.0:%d", SS_PEER_PORT);
+    rc = take_trust(s, f, err);
+    if (rc) goto fail;
+    ss_folder_free(f);
+    *ret_server = s;
+    return SS_OK;
+fail:
+    ss_folder_free(f);
+    ss_serve_free(s);
+    return rc;
+}
+
+void ss_serve_free(ss_server *s)
+{
+    if (!s) return;
+    ss_keys_free(s->keys);
+    ss_devices_free(s->devices);
+    ss_device_key_free(s->key);
+    ss_peer_cache_free(s->cache);
+    free(s->dir);
+    free(s);
+}
+
+const char *ss_serve_listen(const ss_server *s)
+{
+    return s->listen;
+}
+
+ss_rc ss_serve_pull(ss_server *s, ss_stats *stats, ss_err *err)
+{
+    ss_folder *f = NULL;
+    ss_rc rc = ss_folder_open(s->dir, &s->store_opts, &s->hooks, &f, err);
+    if (rc) return rc;
+    rc = ss_pull(f, stats, err);
+    if (rc) goto done;
+    rc = take_trust(s, f, err); /* a revocation pulled holds from the next session on */
+done:
+    ss_folder_free(f);
+    return rc;
+}
+
+ss_rc ss_serve_session(ss_server *s, int fd, char *ret_peer, size_t cap, ss_err *err)
+{
+    ss_peer_trust t = {s->keys, s->devices, s->key};
+    ss_peer *p = NULL;
+    size_t which = 0;
+    ss_rc rc = ss_peer_accept(fd, &t, 1, &p, &which, err);
+    if (ret_peer && cap) snprintf(ret_peer, cap, "%s", "");
+    if (rc) return rc;
+    if (ret_peer && cap) {
+        const ss_device *d = ss_devices_find(s->devices, ss_peer_device(p));
+        snprintf(ret_peer, cap, "%s", d ? d->name : "?");
+    }
+    rc = ss_peer_serve(p, ss_peer_cache_open_key, s->cache, err);
+    ss_peer_free(p);
+    return rc;
+}

@@ -1,0 +1,117 @@
+/*
+ * peers: the engine's side of peer assist (docs/PEERS.md). A folder with a
+ * cache keeps the objects it uploads (packs, log objects) and downloads
+ * whole (log objects, checkpoints) in .s3sync/cache, which `s3sync serve`
+ * serves; a folder with `peers` set asks them before the store. Both hang
+ * on the store as its source (ss_store_set_source), so every reader above
+ * sees one store and verifies what it gets as it always does; a pull that
+ * finds peer bytes bad leaves those peers out and reads the store again
+ * (eng_peers_blame).
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+
+int eng_listen_parse(const char *v, char *host, size_t hcap, char port[8])
+{
+    const char *colon = strrchr(v, ':');
+    size_t hlen = colon ? (size_t)(colon - v) : 0, plen = colon ? strlen(colon + 1) : 0;
+    char *end = NULL;
+    unsigned long n;
+    if (!colon || !hlen || !plen || plen > 5 || strspn(colon + 1, "0123456789") != plen) return -1;
+    n = strtoul(colon + 1, &end, 10);
+    if (n > 65535) return -1;
+    if (host && (hlen >= hcap)) return -1;
+    if (host) {
+        memcpy(host, v, hlen);
+        host[hlen] = '\0';
+    }
+    if (port) snprintf(port, 8, "%lu", n);
+    return 0;
+}
+
+static void trust_now(void *ctx, ss_peer_trust *ret)
+{
+    ss_folder *f = ctx;
+    *ret =
+        (ss_peer_trust){ss_repo_keys(f->repo), f->peer_table ? f->peer_table : f->devices, f->key};
+}
+
+static void warn(void *ctx, const char *msg)
+{
+    ss_folder *f = ctx;
+    if (f->hooks.warn) f->hooks.warn(f->hooks.ctx, msg);
+}
+
+static ss_rc source_get(void *ctx, const char *key, uint64_t off, uint64_t len,
+                        ss_store_write_fn write, void *wctx)
+{
+    ss_folder *f = ctx;
+    return ss_peers_get(f->peers, key, off, len == SS_TO_END ? 0 : len, write, wctx);
+}
+
+/* What this device uploaded, and the log objects and checkpoints it read whole. */
+static void source_note(void *ctx, const char *key, const void *buf, size_t len, int put)
+{
+    ss_folder *f = ctx;
+    int data = !strncmp(key, SS_KEY_DATA_PREFIX, strlen(SS_KEY_DATA_PREFIX));
+    if (f->cache && (put || !data)) ss_peer_cache_put(f->cache, key, buf, len);
+}
+
+/* The folder's setting key as a number; dflt when unset. */
+static uint64_t setting_u64(ss_folder *f, const char *key, uint64_t dflt)
+{
+    char v[32];
+    return eng_setting(f->settings, key, v, sizeof v) ? strtoull(v, NULL, 10) : dflt;
+}
+
+ss_rc eng_peers_cache_open(ss_folder *f, ss_peer_cache **ret_cache, ss_err *err)
+{
+    uint64_t max = setting_u64(f, "cache_size", SS_PEER_CACHE_DEFAULT);
+    char *dir = NULL;
+    ss_rc rc;
+    *ret_cache = NULL;
+    if (!max) return SS_OK;
+    if (asprintf(&dir, "%s/cache", f->meta) < 0) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    rc = ss_peer_cache_open(dir, max, ret_cache, err);
+    free(dir);
+    return rc;
+}
+
+ss_rc eng_peers_attach(ss_folder *f, ss_err *err)
+{
+    char list[1024];
+    ss_store_source src = {source_get, source_note, f};
+    ss_rc rc = SS_OK;
+    if (eng_setting(f->settings, "peers", list, sizeof list)) {
+        rc = ss_peers_new(list, trust_now, warn, f, &f->peers, err);
+        if (rc) return rc;
+    }
+    rc = eng_peers_cache_open(f, &f->cache, err);
+    if (rc) return rc;
+    if (!f->peers) src.get = NULL;
+    if (f->peers || f->cache) ss_store_set_source(f->store, &src);
+    return SS_OK;
+}
+
+void eng_peers_detach(ss_folder *f)
+{
+    if (f->store) ss_store_set_source(f->store, NULL);
+    ss_peers_free(f->peers);
+    ss_peer_cache_free(f->cache);
+    f->peers = NULL;
+    f->cache = NULL;
+}
+
+uint64_t eng_peers_mark(const ss_folder *f)
+{
+    return ss_peers_delivered(f->peers);
+}
+
+int eng_peers_blame(ss_folder *f, uint64_t mark, const char *what)
+{
+    return ss_peers_blame(f->peers, mark, what);
+}

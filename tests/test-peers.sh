@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# test-peers: peer assist through the binary (#17, docs/PEERS.md), on a
+# file:// store and on RGW when S3SYNC_TEST_BUCKET and credentials are set;
+# peers on loopback only. A serves its cache (`s3sync serve`, peer_listen
+# 127.0.0.1:0); B, with peers set to A, pulls A's new file from A (bytes_peer
+# the file, bytes_down only the listing's worth). A's cache is then altered:
+# C gets the next file from the store after A's bytes fail verification, A
+# named in a warning, exit 0. A device not enrolled yet is refused by A and
+# pulls from the store; a peer that is off, and one of another repository,
+# leave the pull as it was. serve refuses a folder with cache_size 0 or
+# peer_listen off.
+# Usage: test-peers.sh S3SYNC_BIN
+set -euo pipefail
+. "$(dirname "$0")/cli-lib.sh"
+cli_setup peers "$1" "peers secret"
+json() { sed -n 's/.*"'"$1"'":\([0-9]*\).*/\1/p'; }
+serve_pid=""
+stop_serving() { [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true; wait 2>/dev/null || true; serve_pid=""; }
+trap 'stop_serving; rm -rf "$w"' EXIT
+
+serve() { # DIR: serve it in the background; $port is where
+  "$bin" -C "$1" config set peer_listen 127.0.0.1:0
+  "$bin" -C "$1" serve -v --interval 1 >"$1.serve.out" 2>"$1.serve.err" &
+  serve_pid=$!
+  for _ in $(seq 50); do
+    port=$(sed -n 's/.*serving peers on 127.0.0.1:\([0-9]*\).*/\1/p' "$1.serve.err")
+    [ -n "$port" ] && return 0
+    sleep 0.1
+  done
+  echo "  serve did not start: $(cat "$1.serve.err")"
+  return 1
+}
+
+one_store() { # STORE, a name for the checks
+  local store=$1 tag=$2 A="$w/$2-A" B="$w/$2-B" C="$w/$2-C" E="$w/$2-E" X="$w/$2-X" out
+  for d in "$A" "$B" "$C"; do # each enrolled by a push of its own
+    "$bin" -q init "$store" "$d"
+    echo "$d" >"$d/$(basename "$d").txt"
+    "$bin" -q -C "$d" sync
+  done
+  "$bin" -q -C "$A" sync
+  head -c 3000000 /dev/urandom >"$A/big.bin"
+  "$bin" -q -C "$A" push
+  check "$tag: A's push keeps its pack and log object in .s3sync/cache" \
+    test "$(find "$A/.s3sync/cache/data" "$A/.s3sync/cache/log" -type f | wc -l)" -ge 2
+  serve "$A"
+
+  "$bin" -C "$B" config set peers "127.0.0.1:$port"
+  out=$("$bin" -C "$B" --json pull)
+  check "$tag: B pulls A's new file from A" cmp -s "$A/big.bin" "$B/big.bin"
+  check "$tag: bytes_peer counts it ($(echo "$out" | json bytes_peer))" \
+    test "$(echo "$out" | json bytes_peer)" -ge 3000000
+  check "$tag: bytes_down is the store's part only ($(echo "$out" | json bytes_down))" \
+    test "$(echo "$out" | json bytes_down)" -lt 100000
+  check "$tag: A logged the session and no error" \
+    bash -c "grep -q 'served ' '$A.serve.err' && ! grep -q 'error\\|not enrolled' '$A.serve.err'"
+
+  # A's cache altered: what A serves fails verification at C, which reads the store instead.
+  head -c 2000000 /dev/urandom >"$A/big2.bin"
+  "$bin" -q -C "$A" push
+  pack=$(ls -t "$A/.s3sync/cache/data" | head -1)
+  printf 'X' | dd of="$A/.s3sync/cache/data/$pack" bs=1 seek=100000 conv=notrunc 2>/dev/null
+  "$bin" -C "$C" config set peers "127.0.0.1:$port"
+  check "$tag: C pulls past A's altered bytes (exit 0)" exits 0 "$bin" -C "$C" --json pull
+  check "$tag: C has the files as A pushed them" \
+    bash -c "cmp -s '$A/big.bin' '$C/big.bin' && cmp -s '$A/big2.bin' '$C/big2.bin'"
+  check "$tag: C names A's peer as failing verification" grep -q "127.0.0.1:$port left out: what it sent of log/.* failed verification" "$w/err"
+  check "$tag: C read big2.bin from the store ($(json bytes_down <"$w/out"))" \
+    test "$(json bytes_down <"$w/out")" -ge 2000000
+
+  # E joined but never pushed: not enrolled, so A refuses it, and E pulls from the store.
+  "$bin" -q init "$store" "$E"
+  "$bin" -C "$E" config set peers "127.0.0.1:$port"
+  head -c 500000 /dev/urandom >"$A/e.bin"
+  "$bin" -q -C "$A" push
+  check "$tag: a device not enrolled pulls from the store" exits 0 "$bin" -C "$E" --json pull
+  check "$tag: ... all of it" cmp -s "$A/e.bin" "$E/e.bin"
+  check "$tag: ... and got nothing from A" test "$(json bytes_peer <"$w/out")" = 0
+  sleep 0.3
+  check "$tag: A said it refused a device not enrolled" grep -q "is not enrolled here" "$A.serve.err"
+  stop_serving
+
+  # A peer that is off, then one of another repository: the pull is the store's, as without peers.
+  echo more >>"$A/a-more.txt"
+  "$bin" -q -C "$A" push
+  check "$tag: a peer that is off changes nothing" exits 0 "$bin" -C "$B" --json pull
+  check "$tag: ... quietly" test ! -s "$w/err"
+  "$bin" -q init "file://$w/$tag-other-store" "$X"
+  echo x >"$X/x.txt"
+  "$bin" -q -C "$X" push
+  serve "$X"
+  "$bin" -C "$B" config set peers "127.0.0.1:$port"
+  echo again >>"$A/a-more.txt"
+  "$bin" -q -C "$A" push
+  check "$tag: a peer of another repository changes nothing" exits 0 "$bin" -C "$B" --json pull
+  check "$tag: ... and B says it does not serve this repository" \
+    grep -q "does not serve this repository" "$w/err"
+  check "$tag: B has A's last change" cmp -s "$A/a-more.txt" "$B/a-more.txt"
+  stop_serving
+
+  "$bin" -C "$X" config set cache_size 0
+  check "$tag: serve refuses cache_size 0" exits 1 "$bin" -C "$X" serve
+  check "$tag: ... saying why" grep -q "cache_size is 0" "$w/err"
+  "$bin" -C "$X" config unset cache_size
+  "$bin" -C "$X" config set peer_listen off
+  check "$tag: serve refuses peer_listen off" exits 1 "$bin" -C "$X" serve
+  check "$tag: peers must be HOST:PORT" exits 2 "$bin" -C "$X" config set peers "nohost"
+}
+
+one_store "file://$w/store" file
+if cli_have_rgw; then
+  one_store "s3://$S3SYNC_TEST_BUCKET/peers-$$-$RANDOM" s3
+else
+  echo "skip RGW (S3SYNC_TEST_BUCKET or the aws CLI missing)"
+fi
+cli_done
