@@ -14,14 +14,20 @@ set -euo pipefail
 . "$(dirname "$0")/cli-lib.sh"
 cli_setup peers "$1" "peers secret"
 json() { sed -n 's/.*"'"$1"'":\([0-9]*\).*/\1/p'; }
-serve_pid=""
-stop_serving() { [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true; wait 2>/dev/null || true; serve_pid=""; }
+serve_pid="" serving=""
+stop_serving() { # and check it ended cleanly (an ASan build reports there)
+  [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true
+  wait 2>/dev/null || true
+  [ -z "$serve_pid" ] || check "serve of $(basename "$serving") ended cleanly" \
+    bash -c "! grep -q 'Sanitizer\|runtime error' '$serving.serve.err'"
+  serve_pid=""
+}
 trap 'stop_serving; rm -rf "$w"' EXIT
 
 serve() { # DIR: serve it in the background; $port is where
   "$bin" -C "$1" config set peer_listen 127.0.0.1:0
   "$bin" -C "$1" serve -v --interval 1 >"$1.serve.out" 2>"$1.serve.err" &
-  serve_pid=$!
+  serve_pid=$! serving=$1
   for _ in $(seq 50); do
     port=$(sed -n 's/.*serving peers on 127.0.0.1:\([0-9]*\).*/\1/p' "$1.serve.err")
     [ -n "$port" ] && return 0
