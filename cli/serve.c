@@ -78,8 +78,7 @@ static int listen_on(const char *where, char *got, size_t cap, char *why, size_t
     return fd;
 }
 
-/* One accepted connection, served to its end. */
-static void one_session(const cli_serve *s, ss_server *srv, int lfd)
+void cli_serve_one(const cli_serve *s, ss_server *srv, int lfd)
 {
     struct timeval tv = {SESSION_IO_S, 0};
     struct sockaddr_storage sa;
@@ -130,7 +129,7 @@ static int serve_loop(const cli_serve *s, ss_server *srv, int lfd)
         int64_t wait = next - now_ms();
         int n = poll(&pfd, 1, wait > 0 ? (int)wait : 0);
         if (n < 0 && errno != EINTR) break;
-        if (n > 0) one_session(s, srv, lfd);
+        if (n > 0) cli_serve_one(s, srv, lfd);
         if (now_ms() >= next) {
             pull_now(s, srv);
             next = now_ms() + (int64_t)(s->interval_s * 1000);
@@ -149,35 +148,50 @@ const char *cli_serve_check(cli_serve *s, int argc)
     return NULL;
 }
 
+int cli_serve_start(const cli_serve *s, const char *dir, ss_server **ret_srv, ss_err *err)
+{
+    ss_server *srv = NULL;
+    char got[300], why[600], msg[400];
+    int lfd;
+    ss_rc rc = ss_serve_open(dir, s->store_opts, &s->hooks, &srv, err);
+    *ret_srv = NULL;
+    if (rc) return -1;
+    if (!strcmp(ss_serve_listen(srv), "off")) {
+        ss_fail(err, SS_ERR_NOT_FOUND, "peer_listen is off: this folder serves no peers");
+        ss_serve_free(srv);
+        return -1;
+    }
+    lfd = listen_on(ss_serve_listen(srv), got, sizeof got, why, sizeof why);
+    if (lfd < 0) {
+        ss_fail(err, SS_ERR_IO, "%s", why);
+        ss_serve_free(srv);
+        return -1;
+    }
+    snprintf(msg, sizeof msg, "serving peers on %s", got);
+    say(s, "listening", msg);
+    *ret_srv = srv;
+    return lfd;
+}
+
 int cli_serve_run(const cli_serve *s)
 {
     struct sigaction sa = {.sa_handler = on_signal}; /* no SA_RESTART: poll wakes */
     ss_server *srv = NULL;
     ss_err err = {{0}};
-    char *dir = NULL, got[300], why[600], msg[400];
+    char *dir = NULL;
     int lfd = -1, code = 0;
     ss_rc rc = ss_folder_find(s->dir ? s->dir : ".", &dir, &err);
     if (rc) goto fail;
-    rc = ss_serve_open(dir, s->store_opts, &s->hooks, &srv, &err);
-    if (rc) goto fail;
+    lfd = cli_serve_start(s, dir, &srv, &err);
     free(dir);
-    if (!strcmp(ss_serve_listen(srv), "off")) {
-        fprintf(stderr, "s3sync serve: peer_listen is off: this folder serves no peers\n");
-        ss_serve_free(srv);
-        return 1;
-    }
-    lfd = listen_on(ss_serve_listen(srv), got, sizeof got, why, sizeof why);
     if (lfd < 0) {
-        fprintf(stderr, "s3sync serve: %s\n", why);
-        ss_serve_free(srv);
+        fprintf(stderr, "s3sync serve: %s\n", err.msg);
         return 1;
     }
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    snprintf(msg, sizeof msg, "serving peers on %s", got);
-    say(s, "listening", msg);
     code = serve_loop(s, srv, lfd);
     close(lfd);
     ss_serve_free(srv);
@@ -185,5 +199,5 @@ int cli_serve_run(const cli_serve *s)
 fail:
     free(dir);
     fprintf(stderr, "s3sync serve: %s\n", err.msg);
-    return rc == SS_ERR_INTEGRITY ? 3 : rc == SS_ERR_TEMPORARY ? 75 : 1;
+    return 1;
 }

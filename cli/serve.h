@@ -29,4 +29,13 @@ typedef struct cli_serve {
 const char *cli_serve_check(cli_serve *s, int argc);
 int cli_serve_run(const cli_serve *s);
 
+/*
+ * For watch: the server of the folder dir and its listening socket (said
+ * as "serving peers on HOST:PORT"), or -1 and why in err (SS_ERR_NOT_FOUND:
+ * peer_listen is off; SS_ERR_INVALID: cache_size is 0).
+ */
+int cli_serve_start(const cli_serve *s, const char *dir, ss_server **ret_srv, ss_err *err);
+/* Accept one connection on lfd and serve it to its end. */
+void cli_serve_one(const cli_serve *s, ss_server *srv, int lfd);
+
 #endif

@@ -22,6 +22,7 @@
 #include "array.h"
 #include "progress.h"
 #include "s3sync.h"
+#include "serve.h"
 #include "watch.h"
 
 #define QUIET_MS 300      /* a sync starts once the folder was quiet this long */
@@ -56,6 +57,9 @@ typedef struct watcher {
     int64_t first_change, last_change, next_poll, retry_at, backoff_ms, interval_ms;
     int failing; /* an outage was reported; its end is too */
     int64_t failing_since;
+    cli_serve serve; /* peer_listen set: the peers served meanwhile (cli/serve.c) */
+    ss_server *srv;
+    int lfd;
 } watcher;
 
 static int64_t now_ms(void)
@@ -426,6 +430,7 @@ static int step(watcher *w, int full)
     rc = ss_folder_open(w->root, &so, &w->o->hooks, &f, &err);
     if (rc) goto closed;
     rc = full ? ss_sync(f, &st, &err) : ss_pull(f, &st, &err);
+    if (!rc && w->srv) ss_serve_take(w->srv, f, NULL); /* whom it serves: as of this pull */
 closed:
     ss_folder_free(f); /* releases the folder lock */
     g_busy = 0;
@@ -463,11 +468,14 @@ static int64_t due_at(const watcher *w)
 
 static void wait_for_events(watcher *w, int64_t timeout_ms)
 {
-    struct pollfd p[2] = {{.fd = w->ifd, .events = POLLIN}, {.fd = g_wake[0], .events = POLLIN}};
+    struct pollfd p[3] = {{.fd = w->ifd, .events = POLLIN},
+                          {.fd = g_wake[0], .events = POLLIN},
+                          {.fd = w->lfd, .events = POLLIN}};
     char drain[64];
     if (timeout_ms > INT32_MAX) timeout_ms = INT32_MAX;
-    if (poll(p, 2, (int)timeout_ms) <= 0) return;
+    if (poll(p, w->lfd >= 0 ? 3 : 2, (int)timeout_ms) <= 0) return;
     if (p[0].revents) read_events(w);
+    if (w->lfd >= 0 && p[2].revents) cli_serve_one(&w->serve, w->srv, w->lfd);
     while (read(g_wake[0], drain, sizeof drain) > 0) {
     }
 }
@@ -534,9 +542,36 @@ const char *cli_watch_check(cli_watch *w, int argc)
     return NULL;
 }
 
+/*
+ * Serve peers meanwhile when the folder sets peer_listen (watch opens no
+ * port unless asked; s3sync serve does by default): a port taken or a
+ * cache_size of 0 is said once, and the watch goes on without.
+ */
+static void start_serving(watcher *w)
+{
+    char *listen = NULL;
+    ss_err err = {{0}};
+    char msg[sizeof err.msg + 32];
+    w->serve = (cli_serve){.dir = w->root,
+                           .store_opts = w->o->store_opts,
+                           .hooks = w->o->hooks,
+                           .quiet = w->o->quiet,
+                           .verbose = w->o->verbose,
+                           .json = w->o->json};
+    if (ss_folder_get_setting(w->root, "peer_listen", &listen, NULL) || !strcmp(listen, "off")) {
+        free(listen);
+        return;
+    }
+    free(listen);
+    w->lfd = cli_serve_start(&w->serve, w->root, &w->srv, &err);
+    if (w->lfd >= 0) return;
+    snprintf(msg, sizeof msg, "not serving peers: %s", err.msg);
+    say(msg);
+}
+
 int cli_watch_run(cli_watch *o)
 {
-    watcher w = {.o = o, .ifd = -1, .trigger = "start"};
+    watcher w = {.o = o, .ifd = -1, .trigger = "start", .lfd = -1};
     ss_err err = {{0}};
     ss_rc rc;
     int code = 1;
@@ -554,11 +589,14 @@ failed:
         goto out;
     }
     report_start(&w);
+    start_serving(&w);
     w.dirty = 1; /* a sync first: what changed while nobody watched */
     w.first_change = w.last_change = now_ms() - MAX_DELAY_MS;
     code = loop(&w);
     if (g_stop && !code) report_stop(&w);
 out:
+    if (w.lfd >= 0) close(w.lfd);
+    ss_serve_free(w.srv);
     if (w.ifd >= 0) close(w.ifd);
     forget_all(&w);
     ss_folder_ignore_free(w.ign);

@@ -20,7 +20,8 @@
  * and the kernel drops the lock). An inotify queue overflow, a directory
  * moved, and an edit of .s3syncignore rebuild the watches and sync the whole
  * folder. Output: nothing unless -v or an error; --json: one object per line
- * ("event": start, sync, pull, error, recovered, stop).
+ * ("event": start, sync, pull, error, recovered, stop). With peer_listen set
+ * it serves peers between syncs too (cli/serve.c; docs/PEERS.md).
  */
 #ifndef SS_CLI_WATCH_H
 #define SS_CLI_WATCH_H

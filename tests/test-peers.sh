@@ -24,9 +24,9 @@ stop_serving() { # and check it ended cleanly (an ASan build reports there)
 }
 trap 'stop_serving; rm -rf "$w"' EXIT
 
-serve() { # DIR: serve it in the background; $port is where
+serve() { # DIR [watch]: serve it (or watch it) in the background; $port is where
   "$bin" -C "$1" config set peer_listen 127.0.0.1:0
-  "$bin" -C "$1" serve -v --interval 1 >"$1.serve.out" 2>"$1.serve.err" &
+  "$bin" -C "$1" "${2:-serve}" -v --interval 1 >"$1.serve.out" 2>"$1.serve.err" &
   serve_pid=$! serving=$1
   for _ in $(seq 50); do
     port=$(sed -n 's/.*serving peers on 127.0.0.1:\([0-9]*\).*/\1/p' "$1.serve.err")
@@ -85,6 +85,20 @@ one_store() { # STORE, a name for the checks
   sleep 0.3
   check "$tag: A said it refused a device not enrolled" grep -q "is not enrolled here" "$A.serve.err"
   stop_serving
+
+  # B's watch serves too once peer_listen is set: A gets what B's watch pushed from B.
+  serve "$B" watch
+  "$bin" -C "$A" config set peers "127.0.0.1:$port"
+  head -c 1000000 /dev/urandom >"$B/w.bin"
+  for _ in $(seq 100); do
+    "$bin" -C "$A" --json pull >"$w/out" 2>"$w/err" || true
+    [ -e "$A/w.bin" ] && break
+    sleep 0.1
+  done
+  check "$tag: A gets what B's watch pushed" cmp -s "$B/w.bin" "$A/w.bin"
+  check "$tag: ... from B's watch ($(json bytes_peer <"$w/out"))" test "$(json bytes_peer <"$w/out")" -ge 1000000
+  stop_serving
+  "$bin" -C "$A" config unset peers
 
   # A peer that is off, then one of another repository: the pull is the store's, as without peers.
   echo more >>"$A/a-more.txt"

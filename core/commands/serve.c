@@ -92,6 +92,11 @@ const char *ss_serve_listen(const ss_server *s)
     return s->listen;
 }
 
+ss_rc ss_serve_take(ss_server *s, ss_folder *f, ss_err *err)
+{
+    return take_trust(s, f, err);
+}
+
 ss_rc ss_serve_pull(ss_server *s, ss_stats *stats, ss_err *err)
 {
     ss_folder *f = NULL;
@@ -99,7 +104,7 @@ ss_rc ss_serve_pull(ss_server *s, ss_stats *stats, ss_err *err)
     if (rc) return rc;
     rc = ss_pull(f, stats, err);
     if (rc) goto done;
-    rc = take_trust(s, f, err); /* a revocation pulled holds from the next session on */
+    rc = ss_serve_take(s, f, err); /* a revocation pulled holds from the next session on */
 done:
     ss_folder_free(f);
     return rc;

@@ -123,6 +123,8 @@ ss_rc ss_serve_open(const char *dir, const ss_store_opts *store_opts, const ss_h
 void ss_serve_free(ss_server *s); /* NULL safe */
 /* peer_listen as set ("HOST:PORT", or "off"), else the default 0.0.0.0:21470. Borrowed. */
 const char *ss_serve_listen(const ss_server *s);
+/* Take f's device table (f: the server's folder, open) for the next sessions. */
+ss_rc ss_serve_take(ss_server *s, ss_folder *f, ss_err *err);
 /* Pull, and take the device table it leaves for the next sessions. */
 ss_rc ss_serve_pull(ss_server *s, ss_stats *stats, ss_err *err);
 /*
