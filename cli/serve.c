@@ -78,42 +78,6 @@ static int listen_on(const char *where, char *got, size_t cap, char *why, size_t
     return fd;
 }
 
-void cli_serve_one(const cli_serve *s, ss_server *srv, int lfd)
-{
-    struct timeval tv = {SESSION_IO_S, 0};
-    struct sockaddr_storage sa;
-    socklen_t sl = sizeof sa;
-    char host[256] = "?", port[8] = "?", who[300], msg[sizeof who + sizeof host + 1200];
-    ss_err err = {{0}};
-    int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
-    if (fd < 0) return;
-    getnameinfo((struct sockaddr *)&sa, sl, host, sizeof host, port, sizeof port,
-                NI_NUMERICHOST | NI_NUMERICSERV);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    ss_rc rc = ss_serve_session(srv, fd, who, sizeof who, &err);
-    if (rc && (rc != SS_ERR_TEMPORARY || s->verbose)) { /* a client gone is no news */
-        snprintf(msg, sizeof msg, "peer %s:%s%s%s: %s", host, port, who[0] ? " " : "", who,
-                 err.msg);
-        say(s, "error", msg);
-    } else if (!rc && s->verbose) {
-        snprintf(msg, sizeof msg, "served %s at %s:%s", who, host, port);
-        say(s, "session", msg);
-    }
-}
-
-static void pull_now(const cli_serve *s, ss_server *srv)
-{
-    ss_stats st = {0};
-    ss_err err = {{0}};
-    char msg[sizeof err.msg + 32];
-    if (ss_serve_pull(srv, &st, &err)) {
-        snprintf(msg, sizeof msg, "pull: %s", err.msg);
-        say(s, "error", msg);
-    }
-    ss_stats_clear(&st);
-}
-
 static int64_t now_ms(void)
 {
     struct timespec t;
@@ -121,17 +85,82 @@ static int64_t now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+void cli_serve_one(const cli_serve *s, ss_server *srv, int lfd, cli_heads *heads)
+{
+    struct timeval tv = {SESSION_IO_S, 0};
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof sa;
+    char host[256] = "?", port[8] = "?", msg[2048];
+    ss_served sv;
+    ss_err err = {{0}};
+    int fd = accept4(lfd, (struct sockaddr *)&sa, &sl, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    getnameinfo((struct sockaddr *)&sa, sl, host, sizeof host, port, sizeof port,
+                NI_NUMERICHOST | NI_NUMERICSERV);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    ss_rc rc = ss_serve_session(srv, fd, &sv, &err);
+    if (rc && (rc != SS_ERR_TEMPORARY || s->verbose)) { /* a client gone is no news */
+        snprintf(msg, sizeof msg, "peer %s:%s%s%.256s: %s", host, port, sv.device[0] ? " " : "",
+                 sv.device, err.msg);
+        say(s, "error", msg);
+    } else if (!rc && s->verbose) {
+        snprintf(msg, sizeof msg, "served %.256s at %s:%s", sv.device, host, port);
+        say(s, "session", msg);
+    }
+    if (sv.head > heads->seq) { /* pull at once; see that the store shows it (cli_heads_pulled) */
+        heads->seq = sv.head;
+        heads->since_ms = now_ms();
+        heads->said = 0;
+        snprintf(heads->device, sizeof heads->device, "%s", sv.device);
+    }
+}
+
+void cli_heads_pulled(const cli_serve *s, cli_heads *heads, uint64_t seq, int64_t grace_ms)
+{
+    char msg[512];
+    if (!heads->seq || seq >= heads->seq) {
+        heads->seq = 0;
+        return;
+    }
+    if (heads->said || now_ms() - heads->since_ms < grace_ms) return;
+    heads->said = 1;
+    snprintf(msg, sizeof msg,
+             "device %.256s announced log/%020llu, signed, %lld s ago, and the store still "
+             "does not show it: is the store withholding objects?",
+             heads->device, (unsigned long long)heads->seq,
+             (long long)((now_ms() - heads->since_ms) / 1000));
+    say(s, "withheld", msg);
+}
+
+static void pull_now(const cli_serve *s, ss_server *srv, cli_heads *heads)
+{
+    ss_stats st = {0};
+    ss_err err = {{0}};
+    char msg[sizeof err.msg + 32];
+    if (ss_serve_pull(srv, &st, &err)) {
+        snprintf(msg, sizeof msg, "pull: %s", err.msg);
+        say(s, "error", msg);
+    } else {
+        cli_heads_pulled(s, heads, st.seq, (int64_t)(3 * s->interval_s * 1000));
+    }
+    ss_stats_clear(&st);
+}
+
 static int serve_loop(const cli_serve *s, ss_server *srv, int lfd)
 {
     int64_t next = now_ms() + (int64_t)(s->interval_s * 1000);
+    cli_heads heads = {0};
     while (!g_stop) {
         struct pollfd pfd = {.fd = lfd, .events = POLLIN};
         int64_t wait = next - now_ms();
+        uint64_t known = heads.seq;
         int n = poll(&pfd, 1, wait > 0 ? (int)wait : 0);
         if (n < 0 && errno != EINTR) break;
-        if (n > 0) cli_serve_one(s, srv, lfd);
+        if (n > 0) cli_serve_one(s, srv, lfd, &heads);
+        if (heads.seq > known) next = 0; /* a head announced: pull now, not at the next poll */
         if (now_ms() >= next) {
-            pull_now(s, srv);
+            pull_now(s, srv, &heads);
             next = now_ms() + (int64_t)(s->interval_s * 1000);
         }
     }

@@ -35,7 +35,19 @@ int cli_serve_run(const cli_serve *s);
  * peer_listen is off; SS_ERR_INVALID: cache_size is 0).
  */
 int cli_serve_start(const cli_serve *s, const char *dir, ss_server **ret_srv, ss_err *err);
-/* Accept one connection on lfd and serve it to its end. */
-void cli_serve_one(const cli_serve *s, ss_server *srv, int lfd);
+/* The newest head a peer announced that no pull has shown yet. */
+typedef struct cli_heads {
+    uint64_t seq; /* 0: none pending */
+    int64_t since_ms;
+    char device[256];
+    int said; /* the withholding warning was given */
+} cli_heads;
+/* Accept one connection on lfd and serve it to its end; a head it announced goes in heads. */
+void cli_serve_one(const cli_serve *s, ss_server *srv, int lfd, cli_heads *heads);
+/*
+ * A pull reached seq: the pending head is shown, or, once it has waited
+ * longer than grace_ms, a warning says the store may be withholding it.
+ */
+void cli_heads_pulled(const cli_serve *s, cli_heads *heads, uint64_t seq, int64_t grace_ms);
 
 #endif

@@ -60,6 +60,7 @@ typedef struct watcher {
     cli_serve serve; /* peer_listen set: the peers served meanwhile (cli/serve.c) */
     ss_server *srv;
     int lfd;
+    cli_heads heads; /* a head a peer announced: pulled at once */
 } watcher;
 
 static int64_t now_ms(void)
@@ -441,6 +442,7 @@ closed:
         w->failing = 0;
         w->backoff_ms = w->retry_at = 0;
         report_done(w, what, trigger, &st, now - t0);
+        cli_heads_pulled(&w->serve, &w->heads, st.seq, 3 * w->interval_ms);
     } else {
         w->backoff_ms = w->backoff_ms ? w->backoff_ms * 2 : BACKOFF_FIRST_MS;
         if (w->backoff_ms > BACKOFF_MAX_MS) w->backoff_ms = BACKOFF_MAX_MS;
@@ -475,7 +477,11 @@ static void wait_for_events(watcher *w, int64_t timeout_ms)
     if (timeout_ms > INT32_MAX) timeout_ms = INT32_MAX;
     if (poll(p, w->lfd >= 0 ? 3 : 2, (int)timeout_ms) <= 0) return;
     if (p[0].revents) read_events(w);
-    if (w->lfd >= 0 && p[2].revents) cli_serve_one(&w->serve, w->srv, w->lfd);
+    if (w->lfd >= 0 && p[2].revents) {
+        uint64_t known = w->heads.seq;
+        cli_serve_one(&w->serve, w->srv, w->lfd, &w->heads);
+        if (w->heads.seq > known) w->next_poll = 0; /* pull now, not at the next poll */
+    }
     while (read(g_wake[0], drain, sizeof drain) > 0) {
     }
 }

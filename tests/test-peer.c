@@ -7,7 +7,8 @@
  * what a hostile end or a tampering relay sends (a stranger's hello, a
  * hello cut short, a record flipped, dropped, repeated, reordered or cut,
  * reading after the last record, a request out of shape, an answer longer
- * than announced).
+ * than announced); heads, taken only as signed by the session's device,
+ * enrolled and not revoked.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -101,14 +102,25 @@ typedef struct server {
     size_t which;
     ss_rc rc;
     ss_err err;
+    const ss_devices *table; /* heads are checked against it */
+    uint64_t head;           /* the newest head taken */
 } server;
+
+static ss_rc take_head(void *ctx, const ss_peer_head *h)
+{
+    server *s = ctx;
+    ss_rc rc = ss_peer_head_check(h, g_repo, s->table, NULL);
+    if (!rc) s->head = h->seq;
+    return rc;
+}
 
 static void *server_main(void *arg)
 {
     server *s = arg;
     s->rc = ss_peer_accept(s->fd, s->trust, s->n_trust, &s->peer, &s->which, &s->err);
     if (!s->rc && s->serve) {
-        s->rc = ss_peer_serve(s->peer, open_served, NULL, &s->err);
+        ss_peer_handler h = {open_served, take_head, s};
+        s->rc = ss_peer_serve(s->peer, &h, &s->err);
         ss_peer_free(s->peer);
         s->peer = NULL;
     }
@@ -515,12 +527,69 @@ static void test_tampered_records(void **state)
     expect_tamper_refused(F_DROP, 4, SS_ERR_TEMPORARY, "connection ended"); /* no last record */
 }
 
+/* A head signed by device d over seq and chain. */
+static ss_peer_head head_of(int d, uint64_t seq, const uint8_t chain[32])
+{
+    uint8_t msg[SS_PEER_HEAD_MSG_BYTES];
+    ss_peer_head h = {.seq = seq};
+    memcpy(h.chain, chain, sizeof h.chain);
+    memcpy(h.device, ss_device_key_id(g_dev[d]), sizeof h.device);
+    ss_peer_head_message(msg, ss_keys_repo_id(g_repo), seq, chain);
+    ss_device_key_sign(g_dev[d], msg, sizeof msg, h.sig);
+    return h;
+}
+
+/* Heads: what a device says it wrote, taken only signed by an enrolled, unrevoked device. */
+static void test_heads(void **state)
+{
+    (void)state;
+    static const uint8_t chain[32] = {7, 7, 7};
+    ss_devices *t = table(-1), *revoked_a = table(DEV_A);
+    ss_err err = {{0}};
+    ss_peer_head h = head_of(DEV_A, 42, chain), bad = h;
+    assert_int_equal(ss_peer_head_check(&h, g_repo, t, &err), SS_OK);
+    bad.seq = 43; /* signed over 42 */
+    assert_int_equal(ss_peer_head_check(&bad, g_repo, t, &err), SS_ERR_AUTH);
+    assert_non_null(strstr(err.msg, "did not sign"));
+    bad = h;
+    bad.chain[0] ^= 1;
+    assert_int_equal(ss_peer_head_check(&bad, g_repo, t, &err), SS_ERR_AUTH);
+    assert_int_equal(ss_peer_head_check(&h, g_other, t, &err), SS_ERR_AUTH); /* another repo */
+    assert_int_equal(ss_peer_head_check(&h, g_repo, revoked_a, &err), SS_ERR_AUTH);
+    assert_non_null(strstr(err.msg, "which was revoked"));
+    ss_peer_head x = head_of(DEV_X, 42, chain);
+    assert_int_equal(ss_peer_head_check(&x, g_repo, t, &err), SS_ERR_AUTH);
+    assert_non_null(strstr(err.msg, "not enrolled"));
+
+    /* Through a session: A's own head is taken; one in B's name, or altered, is refused. */
+    server s = {.trust = {{g_repo, t, g_dev[DEV_B]}}, .n_trust = 1, .serve = 1, .table = t};
+    ss_peer_trust mine = {g_repo, t, g_dev[DEV_A]};
+    ss_peer *p = NULL;
+    int fds[2];
+    pair(fds);
+    server_start(&s, fds[1]);
+    assert_int_equal(ss_peer_connect(fds[0], &mine, &p, &err), SS_OK);
+    ss_peer_head in_b = head_of(DEV_B, 50, chain);
+    assert_int_equal(ss_peer_announce(p, &in_b, &err), SS_ERR_AUTH); /* not the session's device */
+    bad = head_of(DEV_A, 51, chain);
+    bad.sig[0] ^= 1;
+    assert_int_equal(ss_peer_announce(p, &bad, &err), SS_ERR_AUTH);
+    assert_int_equal(ss_peer_announce(p, &h, &err), SS_OK);
+    assert_int_equal(ss_peer_finish(p, &err), SS_OK);
+    ss_peer_free(p);
+    server_join(&s);
+    assert_int_equal(s.rc, SS_OK);
+    assert_int_equal(s.head, 42);
+    ss_devices_free(t);
+    ss_devices_free(revoked_a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_session),       cmocka_unit_test(test_handshake_refusals),
         cmocka_unit_test(test_hostile_hello), cmocka_unit_test(test_tampered_records),
-        cmocka_unit_test(test_after_last),
+        cmocka_unit_test(test_after_last),    cmocka_unit_test(test_heads),
     };
     char path[64];
     int failed;

@@ -24,9 +24,9 @@ stop_serving() { # and check it ended cleanly (an ASan build reports there)
 }
 trap 'stop_serving; rm -rf "$w"' EXIT
 
-serve() { # DIR [watch]: serve it (or watch it) in the background; $port is where
+serve() { # DIR [watch [INTERVAL]]: serve it (or watch it) in the background; $port is where
   "$bin" -C "$1" config set peer_listen 127.0.0.1:0
-  "$bin" -C "$1" "${2:-serve}" -v --interval 1 >"$1.serve.out" 2>"$1.serve.err" &
+  "$bin" -C "$1" "${2:-serve}" -v --interval "${3:-1}" >"$1.serve.out" 2>"$1.serve.err" &
   serve_pid=$! serving=$1
   for _ in $(seq 50); do
     port=$(sed -n 's/.*serving peers on 127.0.0.1:\([0-9]*\).*/\1/p' "$1.serve.err")
@@ -100,6 +100,15 @@ one_store() { # STORE, a name for the checks
   stop_serving
   "$bin" -C "$A" config unset peers
 
+  # Heads: A watches, polling only every 60 s; B's push tells A at once, and A pulls it.
+  serve "$A" watch 60
+  "$bin" -C "$B" config set peers "127.0.0.1:$port"
+  sleep 1 # A's first sync is done
+  echo "told at once" >"$B/told.txt"
+  "$bin" -q -C "$B" push
+  for _ in $(seq 50); do [ -e "$A/told.txt" ] && break; sleep 0.1; done
+  check "$tag: B's head reaches A's watch, which pulls at once (not in 60 s)" cmp -s "$B/told.txt" "$A/told.txt"
+  stop_serving
   # A peer that is off, then one of another repository: the pull is the store's, as without peers.
   echo more >>"$A/a-more.txt"
   "$bin" -q -C "$A" push
@@ -117,6 +126,20 @@ one_store() { # STORE, a name for the checks
     grep -q "does not serve this repository" "$w/err"
   check "$tag: B has A's last change" cmp -s "$A/a-more.txt" "$B/a-more.txt"
   stop_serving
+
+  # Last, as it leaves B on another store: a store that does not show what B announced: A says so after three polls.
+  if [ "$tag" = file ]; then # a copy of the store, which B then writes alone
+    cp -a "${store#file://}" "$w/$tag-hiding"
+    "$bin" -C "$B" config set store "file://$w/$tag-hiding"
+    serve "$A" watch 1
+    "$bin" -C "$B" config set peers "127.0.0.1:$port"
+    echo "hidden" >"$B/hidden.txt"
+    "$bin" -q -C "$B" push
+    for _ in $(seq 80); do grep -q withholding "$A.serve.err" && break; sleep 0.1; done
+    check "$tag: A reports a store not showing B's signed head" grep -q "announced log/.*the store still does not show it" "$A.serve.err"
+    check "$tag: ... and did not get the file" test ! -e "$A/hidden.txt"
+    stop_serving
+  fi
 
   "$bin" -C "$X" config set cache_size 0
   check "$tag: serve refuses cache_size 0" exits 1 "$bin" -C "$X" serve

@@ -494,7 +494,10 @@ out:
 static ss_rc push_with(ss_folder *f, const push_ask *ask, ss_stats *stats, ss_err *err)
 {
     uint8_t key[SS_EPOCH_KEY_BYTES]; /* the new epoch's, the same in every attempt */
-    ss_rc rc = SS_OK;
+    uint8_t chain[SS_CHAIN_BYTES];
+    uint64_t before = 0;
+    ss_rc rc = ss_state_watermark(f->state, &before, chain, err);
+    if (rc) return rc;
     randombytes_buf(key, sizeof key);
     for (int attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
         if (attempt) stats->retries++; /* a rebuild on what the pull brought */
@@ -510,6 +513,7 @@ static ss_rc push_with(ss_folder *f, const push_ask *ask, ss_stats *stats, ss_er
     if (rc == SS_ERR_EXISTS)
         rc = ss_fail(err, SS_ERR_TEMPORARY, "push: other devices kept writing first (%d tries)",
                      MAX_ATTEMPTS);
+    if (!rc) eng_peers_announce(f, before);
     eng_stats_from_store(f, stats, ENG_STATS_ALL);
     return rc;
 }

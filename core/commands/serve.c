@@ -23,6 +23,7 @@ struct ss_server {
     ss_device_key *key;   /* this device's */
     ss_peer_cache *cache; /* its own handle on .s3sync/cache */
     char listen[300];     /* peer_listen */
+    uint64_t head;        /* the newest head announced in the session being served */
 };
 
 /* The server's copies of f's trust: keys, device table, device key, cache. */
@@ -110,19 +111,36 @@ done:
     return rc;
 }
 
-ss_rc ss_serve_session(ss_server *s, int fd, char *ret_peer, size_t cap, ss_err *err)
+static ss_rc open_cached(void *ctx, const char *key, int *ret_fd, uint64_t *ret_size)
+{
+    ss_server *s = ctx;
+    return ss_peer_cache_open_key(s->cache, key, ret_fd, ret_size);
+}
+
+/* A head the client announced: taken when its device signed it (PEERS.md "Heads"). */
+static ss_rc take_head(void *ctx, const ss_peer_head *h)
+{
+    ss_server *s = ctx;
+    ss_rc rc = ss_peer_head_check(h, s->keys, s->devices, NULL);
+    if (!rc && h->seq > s->head) s->head = h->seq;
+    return rc;
+}
+
+ss_rc ss_serve_session(ss_server *s, int fd, ss_served *ret, ss_err *err)
 {
     ss_peer_trust t = {s->keys, s->devices, s->key};
+    ss_peer_handler h = {open_cached, take_head, s};
+    const ss_device *d;
     ss_peer *p = NULL;
     size_t which = 0;
     ss_rc rc = ss_peer_accept(fd, &t, 1, &p, &which, err);
-    if (ret_peer && cap) snprintf(ret_peer, cap, "%s", "");
+    memset(ret, 0, sizeof *ret);
     if (rc) return rc;
-    if (ret_peer && cap) {
-        const ss_device *d = ss_devices_find(s->devices, ss_peer_device(p));
-        snprintf(ret_peer, cap, "%s", d ? d->name : "?");
-    }
-    rc = ss_peer_serve(p, ss_peer_cache_open_key, s->cache, err);
+    d = ss_devices_find(s->devices, ss_peer_device(p));
+    snprintf(ret->device, sizeof ret->device, "%s", d ? d->name : "?");
+    s->head = 0;
+    rc = ss_peer_serve(p, &h, err);
+    ret->head = s->head;
     ss_peer_free(p);
     return rc;
 }

@@ -508,6 +508,12 @@ uint64_t eng_peers_mark(const ss_folder *f);
  * warning) and 1 says the caller may read it again from the store.
  */
 int eng_peers_blame(ss_folder *f, uint64_t mark, const char *what);
+/*
+ * After a push: when the watermark moved past before, tell the peers the
+ * new head, signed by this device (PEERS.md "Heads"), so a watching peer
+ * pulls at once. Best effort.
+ */
+void eng_peers_announce(ss_folder *f, uint64_t before);
 
 /* --- checkpoints (checkpoint_read.c, checkpoint_write.c, replay.c)
  * ------------------------------------------------------ */

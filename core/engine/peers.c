@@ -115,3 +115,16 @@ int eng_peers_blame(ss_folder *f, uint64_t mark, const char *what)
 {
     return ss_peers_blame(f->peers, mark, what);
 }
+
+void eng_peers_announce(ss_folder *f, uint64_t before)
+{
+    uint8_t msg[SS_PEER_HEAD_MSG_BYTES];
+    ss_peer_head h;
+    if (!f->peers) return;
+    memset(&h, 0, sizeof h);
+    if (ss_state_watermark(f->state, &h.seq, h.chain, NULL) || h.seq <= before) return;
+    memcpy(h.device, f->device_id, sizeof h.device);
+    ss_peer_head_message(msg, ss_keys_repo_id(ss_repo_keys(f->repo)), h.seq, h.chain);
+    ss_device_key_sign(f->key, msg, sizeof msg, h.sig);
+    ss_peers_announce(f->peers, &h);
+}

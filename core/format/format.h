@@ -373,6 +373,11 @@ typedef enum ss_subkey {
 #define SS_PEER_RECORD_ABYTES 17       /* crypto_secretstream_xchacha20poly1305_ABYTES */
 /* Requests and answers (the plaintext of messages) */
 #define SS_PEER_REQ_GET 1u     /* u8 type | u16 len(key) | key | u64 offset | u64 length (0: to the end) */
+/* u8 type | u64 seq | chain(seq) (32) | device id (16) | signature (64) */
+#define SS_PEER_REQ_HEAD 2u
+#define SS_PEER_HEAD_BYTES (1 + 8 + SS_CHAIN_BYTES + SS_TXN_DEVICE_ID_BYTES + SS_TXN_SIG_BYTES)
+#define SS_PEER_HEAD_LABEL "s3sync-peer-head" /* 16 bytes, then repo id, u64 seq, chain */
+#define SS_PEER_HEAD_MSG_BYTES (16 + SS_REPO_ID_BYTES + 8 + SS_CHAIN_BYTES)
 #define SS_PEER_ANS_OK 0u      /* u8 status | u64 length; then that many bytes in messages */
 #define SS_PEER_ANS_MISSING 1u /* u8 status: not held here */
 #define SS_PEER_ANS_BAD 2u     /* u8 status: a request this peer does not serve */

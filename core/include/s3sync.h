@@ -127,12 +127,16 @@ const char *ss_serve_listen(const ss_server *s);
 ss_rc ss_serve_take(ss_server *s, ss_folder *f, ss_err *err);
 /* Pull, and take the device table it leaves for the next sessions. */
 ss_rc ss_serve_pull(ss_server *s, ss_stats *stats, ss_err *err);
+/* What a session was. */
+typedef struct ss_served {
+    char device[256]; /* the name of the device served; "" if the handshake failed */
+    uint64_t head;    /* the newest sequence it announced it wrote (signed); 0: none */
+} ss_served;
 /*
  * One session on the accepted socket fd (owned from then on): the
- * handshake, then the client's requests until it ends. ret_peer[cap]: the
- * name of the device served ("" if the handshake failed).
+ * handshake, then the client's requests until it ends.
  */
-ss_rc ss_serve_session(ss_server *s, int fd, char *ret_peer, size_t cap, ss_err *err);
+ss_rc ss_serve_session(ss_server *s, int fd, ss_served *ret, ss_err *err);
 ss_rc ss_sync(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err);
 

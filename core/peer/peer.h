@@ -76,16 +76,43 @@ ss_rc ss_peer_recv(ss_peer *p, void *buf, size_t cap, size_t *ret_len, int *ret_
 ss_rc ss_peer_get(ss_peer *p, const char *key, uint64_t off, uint64_t len, uint64_t max,
                   ss_write_fn write, void *ctx, ss_err *err);
 
+/* A head: a device's signed word that log/<seq> with chain value chain exists. */
+typedef struct ss_peer_head {
+    uint64_t seq;
+    uint8_t chain[SS_CHAIN_BYTES];
+    uint8_t device[SS_TXN_DEVICE_ID_BYTES];
+    uint8_t sig[SS_TXN_SIG_BYTES];
+} ss_peer_head;
+
+/* What a head's signature signs (PEERS.md "Heads"). */
+void ss_peer_head_message(uint8_t out[SS_PEER_HEAD_MSG_BYTES],
+                          const uint8_t repo_id[SS_REPO_ID_BYTES], uint64_t seq,
+                          const uint8_t chain[SS_CHAIN_BYTES]);
 /*
- * Where a server finds an object: a readable fd of exactly *ret_size bytes
- * (owned by the caller), or SS_ERR_NOT_FOUND.
+ * h checked against table: its device is enrolled, not revoked, and
+ * signed it. SS_ERR_AUTH naming what is wrong.
  */
-typedef ss_rc (*ss_peer_open_fn)(void *ctx, const char *key, int *ret_fd, uint64_t *ret_size);
+ss_rc ss_peer_head_check(const ss_peer_head *h, const ss_keys *keys, const ss_devices *table,
+                         ss_err *err);
+/* Tell the other end this device's head; SS_ERR_AUTH when it refuses it. */
+ss_rc ss_peer_announce(ss_peer *p, const ss_peer_head *h, ss_err *err);
+
+/* What a server does with requests (ctx is each function's). */
+typedef struct ss_peer_handler {
+    /*
+     * Where an object is: a readable fd of exactly *ret_size bytes (owned
+     * by the caller), or SS_ERR_NOT_FOUND.
+     */
+    ss_rc (*open)(void *ctx, const char *key, int *ret_fd, uint64_t *ret_size);
+    /* A head the other end announced, not yet checked: SS_OK takes it. NULL: refused. */
+    ss_rc (*head)(void *ctx, const ss_peer_head *h);
+    void *ctx;
+} ss_peer_handler;
 /*
  * Answer requests on p until the client finishes (SS_OK) or breaks the
  * protocol. Keys outside log/, data/ and checkpoints/ are refused unasked.
  */
-ss_rc ss_peer_serve(ss_peer *p, ss_peer_open_fn open, void *ctx, ss_err *err);
+ss_rc ss_peer_serve(ss_peer *p, const ss_peer_handler *h, ss_err *err);
 
 /* --- the object cache a device serves from (peer_cache.c) ----------------------------- */
 
@@ -102,7 +129,7 @@ ss_rc ss_peer_cache_open(const char *dir, uint64_t max_bytes, ss_peer_cache **re
 void ss_peer_cache_free(ss_peer_cache *c); /* NULL safe */
 /* Keep key's len bytes (best effort: a cache that cannot keep it stays as it was). */
 void ss_peer_cache_put(ss_peer_cache *c, const char *key, const void *buf, size_t len);
-/* An ss_peer_open_fn over the cache (ctx: the ss_peer_cache); marks key recently used. */
+/* A handler's open over the cache (ctx: the ss_peer_cache); marks key recently used. */
 ss_rc ss_peer_cache_open_key(void *ctx, const char *key, int *ret_fd, uint64_t *ret_size);
 uint64_t ss_peer_cache_bytes(const ss_peer_cache *c); /* what it holds now */
 
@@ -139,5 +166,7 @@ uint64_t ss_peers_delivered(const ss_peers *ps);
 int ss_peers_blame(ss_peers *ps, uint64_t mark, const char *what);
 /* Bytes delivered so far. */
 uint64_t ss_peers_bytes(const ss_peers *ps);
+/* Tell every peer that can be reached this device's head h (best effort: nothing fails). */
+void ss_peers_announce(ss_peers *ps, const ss_peer_head *h);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -130,14 +131,14 @@ static ss_rc send_range(ss_peer *p, int fd, uint64_t off, uint64_t len, uint8_t 
     return rc;
 }
 
-static ss_rc answer(ss_peer *p, const request *r, ss_peer_open_fn open, void *ctx, uint8_t *buf,
+static ss_rc answer(ss_peer *p, const request *r, const ss_peer_handler *h, uint8_t *buf,
                     ss_err *err)
 {
     uint64_t size = 0, len;
     int fd = -1;
     ss_rc rc;
     if (!ss_peer_key_servable(r->key)) return send_status(p, SS_PEER_ANS_BAD, err);
-    rc = open(ctx, r->key, &fd, &size);
+    rc = h->open(h->ctx, r->key, &fd, &size);
     if (rc) return send_status(p, SS_PEER_ANS_MISSING, err);
     len = r->len ? r->len : size - (r->off < size ? r->off : size);
     if (r->off > size || len > size - r->off)
@@ -148,23 +149,95 @@ static ss_rc answer(ss_peer *p, const request *r, ss_peer_open_fn open, void *ct
     return rc;
 }
 
-ss_rc ss_peer_serve(ss_peer *p, ss_peer_open_fn open, void *ctx, ss_err *err)
+/* A HEAD message into h; 0 when it is not one. */
+static int parse_head(const uint8_t *m, size_t n, ss_peer_head *h)
 {
-    uint8_t *buf = malloc(SS_PEER_MSG_MAX); /* owned */
-    ss_rc rc = buf ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "peer: out of memory");
+    if (n != SS_PEER_HEAD_BYTES || m[0] != SS_PEER_REQ_HEAD) return 0;
+    h->seq = ss_le_get64(m + 1);
+    memcpy(h->chain, m + 9, sizeof h->chain);
+    memcpy(h->device, m + 9 + SS_CHAIN_BYTES, sizeof h->device);
+    memcpy(h->sig, m + 9 + SS_CHAIN_BYTES + SS_TXN_DEVICE_ID_BYTES, sizeof h->sig);
+    return 1;
+}
+
+/* One request: a GET, or a HEAD (taken only from the device the session is with). */
+static ss_rc one_request(ss_peer *p, const uint8_t *m, size_t n, const ss_peer_handler *h,
+                         uint8_t *buf, ss_err *err)
+{
+    ss_peer_head head;
+    request r;
+    if (parse_request(m, n, &r)) return answer(p, &r, h, buf, err);
+    if (!parse_head(m, n, &head))
+        return ss_fail(err, SS_ERR_INTEGRITY, "peer: a request out of shape");
+    if (!h->head || memcmp(head.device, ss_peer_device(p), sizeof head.device) ||
+        h->head(h->ctx, &head))
+        return send_status(p, SS_PEER_ANS_BAD, err);
+    return send_status(p, SS_PEER_ANS_OK, err);
+}
+
+ss_rc ss_peer_serve(ss_peer *p, const ss_peer_handler *h, ss_err *err)
+{
+    uint8_t *buf = malloc(SS_PEER_MSG_MAX), *msg = malloc(SS_PEER_MSG_MAX); /* owned */
+    ss_rc rc = buf && msg ? SS_OK : ss_fail(err, SS_ERR_NOMEM, "peer: out of memory");
     while (!rc) {
-        request r;
         size_t n = 0;
         int end = 0;
-        rc = ss_peer_recv(p, buf, SS_PEER_MSG_MAX, &n, &end, err);
-        if (rc) break;
-        if (end) break; /* the client's last record ends the session */
-        if (!parse_request(buf, n, &r)) {
-            rc = ss_fail(err, SS_ERR_INTEGRITY, "peer: a request out of shape");
-            break;
-        }
-        rc = answer(p, &r, open, ctx, buf, err);
+        rc = ss_peer_recv(p, msg, SS_PEER_MSG_MAX, &n, &end, err);
+        if (rc || end) break; /* the client's last record ends the session */
+        rc = one_request(p, msg, n, h, buf, err);
     }
     free(buf);
+    free(msg);
     return rc;
+}
+
+/* --- heads ------------------------------------------------------------------------------- */
+
+void ss_peer_head_message(uint8_t out[SS_PEER_HEAD_MSG_BYTES],
+                          const uint8_t repo_id[SS_REPO_ID_BYTES], uint64_t seq,
+                          const uint8_t chain[SS_CHAIN_BYTES])
+{
+    uint8_t *q = out;
+    memcpy(q, SS_PEER_HEAD_LABEL, strlen(SS_PEER_HEAD_LABEL));
+    q += strlen(SS_PEER_HEAD_LABEL);
+    memcpy(q, repo_id, SS_REPO_ID_BYTES);
+    q = ss_le_put64(q + SS_REPO_ID_BYTES, seq);
+    memcpy(q, chain, SS_CHAIN_BYTES);
+}
+
+ss_rc ss_peer_head_check(const ss_peer_head *h, const ss_keys *keys, const ss_devices *table,
+                         ss_err *err)
+{
+    uint8_t msg[SS_PEER_HEAD_MSG_BYTES];
+    const ss_device *d = ss_devices_find(table, h->device);
+    char hex[17];
+    ss_device_id_short(h->device, hex);
+    if (!d || d->revoked)
+        return ss_fail(err, SS_ERR_AUTH, "a head from device %s, %s", hex,
+                       d ? "which was revoked" : "which is not enrolled here");
+    ss_peer_head_message(msg, ss_keys_repo_id(keys), h->seq, h->chain);
+    if (crypto_sign_verify_detached(h->sig, msg, sizeof msg, d->pk))
+        return ss_fail(err, SS_ERR_AUTH, "a head device %s (%s) did not sign", d->name, hex);
+    return SS_OK;
+}
+
+ss_rc ss_peer_announce(ss_peer *p, const ss_peer_head *h, ss_err *err)
+{
+    uint8_t m[SS_PEER_HEAD_BYTES], reply[16];
+    size_t n = 0;
+    int end = 0;
+    ss_rc rc;
+    m[0] = SS_PEER_REQ_HEAD;
+    ss_le_put64(m + 1, h->seq);
+    memcpy(m + 9, h->chain, SS_CHAIN_BYTES);
+    memcpy(m + 9 + SS_CHAIN_BYTES, h->device, SS_TXN_DEVICE_ID_BYTES);
+    memcpy(m + 9 + SS_CHAIN_BYTES + SS_TXN_DEVICE_ID_BYTES, h->sig, SS_TXN_SIG_BYTES);
+    rc = ss_peer_send(p, m, sizeof m, err);
+    if (rc) return rc;
+    rc = ss_peer_recv(p, reply, sizeof reply, &n, &end, err);
+    if (rc) return rc;
+    if (end || n != 1)
+        return ss_fail(err, SS_ERR_INTEGRITY, "peer: an answer to a head out of shape");
+    if (reply[0] != SS_PEER_ANS_OK) return ss_fail(err, SS_ERR_AUTH, "peer: the head was refused");
+    return SS_OK;
 }

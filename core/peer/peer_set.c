@@ -228,3 +228,17 @@ int ss_peers_blame(ss_peers *ps, uint64_t mark, const char *what)
     }
     return any;
 }
+
+void ss_peers_announce(ss_peers *ps, const ss_peer_head *h)
+{
+    for (size_t i = 0; ps && i < ps->n; i++) {
+        peer_entry *e = &ps->v[i];
+        ss_peer *p = session(ps, e);
+        ss_err err = {{0}};
+        if (!p || !ss_peer_announce(p, h, &err)) continue;
+        e->out = 1; /* its state is unknown now */
+        ss_peer_free(e->session);
+        e->session = NULL;
+        warnf(ps, "peer %s:%s left out: %s", e->host, e->port, err.msg);
+    }
+}
