@@ -8,7 +8,8 @@
  * either optionally as "point:N", for its Nth hit only. Points are named
  * module.where: push.*, pull.* and apply.* (test-sync's crash table), gc.*
  * (core/commands/gc.c G5), checkpoint.* (core/engine/checkpoint_write.c
- * C5; test-crash-gc) and epoch.* (core/engine/epochs.c E4; test-revoke).
+ * C5; test-crash-gc), epoch.* (core/engine/epochs.c E4; test-revoke) and
+ * peer.* (core/peer/peer_get.c; test-peers).
  * ss_fault_on("ctime-is-mtime") is 1 when S3SYNC_FAULT names that flag: a
  * test stands in a file system that reports each file's ctime as its mtime,
  * so a rewrite with the old mtime put back looks exactly as a rewrite within

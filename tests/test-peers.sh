@@ -26,6 +26,7 @@ trap 'stop_serving; rm -rf "$w"' EXIT
 
 serve() { # DIR [watch [INTERVAL]]: serve it (or watch it) in the background; $port is where
   "$bin" -C "$1" config set peer_listen 127.0.0.1:0
+  rm -f "$1.serve.err" # not the last one's port
   "$bin" -C "$1" "${2:-serve}" -v --interval "${3:-1}" >"$1.serve.out" 2>"$1.serve.err" &
   serve_pid=$! serving=$1
   for _ in $(seq 50); do
@@ -73,6 +74,21 @@ one_store() { # STORE, a name for the checks
   check "$tag: C names A's peer as failing verification" grep -q "127.0.0.1:$port left out: what it sent of log/.* failed verification" "$w/err"
   check "$tag: C read big2.bin from the store ($(json bytes_down <"$w/out"))" \
     test "$(json bytes_down <"$w/out")" -ge 2000000
+
+  # A's server killed in the middle of an answer: C finishes from the store.
+  stop_serving
+  head -c 4000000 /dev/urandom >"$A/cut.bin"
+  "$bin" -q -C "$A" push
+  S3SYNC_CRASH_AT=peer.mid-answer:3 serve "$A"
+  "$bin" -C "$C" config set peers "127.0.0.1:$port"
+  check "$tag: C pulls while A's server dies mid-answer (exit 0)" exits 0 "$bin" -C "$C" --json pull
+  check "$tag: ... and has the file whole" cmp -s "$A/cut.bin" "$C/cut.bin"
+  check "$tag: ... from the store ($(json bytes_down <"$w/out") down)" test "$(json bytes_down <"$w/out")" -ge 4000000
+  for _ in $(seq 50); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+  kill "$serve_pid" 2>/dev/null && died=0 || { wait "$serve_pid" 2>/dev/null && died=0 || died=$?; }
+  check "$tag: A's server was killed there (status $died)" test "$died" = 137
+  serve_pid=""
+  serve "$A"
 
   # E joined but never pushed: not enrolled, so A refuses it, and E pulls from the store.
   "$bin" -q init "$store" "$E"

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fault.h"
 #include "le.h"
 
 #define ANSWER_OK_BYTES 9 /* u8 status | u64 length */
@@ -125,6 +126,7 @@ static ss_rc send_range(ss_peer *p, int fd, uint64_t off, uint64_t len, uint8_t 
             return ss_fail(err, SS_ERR_IO, "peer: reading an object to serve: %s",
                            n ? strerror(errno) : "it shrank");
         rc = ss_peer_send(p, buf, (size_t)n, err);
+        ss_fault_point("peer.mid-answer"); /* test-peers: a server gone mid-transfer */
         off += (uint64_t)n;
         len -= (uint64_t)n;
     }
