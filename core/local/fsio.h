@@ -9,10 +9,11 @@
  *     tests). A user who swaps a directory for a symlink to elsewhere while
  *     a command runs makes it fail on that path, never read, write or
  *     remove outside the folder (invariant 6);
- *   - a file is written to a temp name in its own directory, fsynced, given
- *     its mode and mtime, and renamed over the target: a reader sees the old
- *     or the new content, never a mix (invariant 3); ss_fs_sync makes the
- *     renames durable before the state records them.
+ *   - a file is written to a temp name in its own directory, given its mode
+ *     and mtime, made durable (an fsync each, or for a batch of them one
+ *     syncfs: ss_fs_batch) and only then renamed over the target: a reader
+ *     sees the old or the new content, never a mix (invariant 3);
+ *     ss_fs_sync makes the renames durable before the state records them.
  * Temp names start with SS_FS_TMP_PREFIX; the scanner skips them (and removes
  * those a killed command left behind).
  */
