@@ -21,6 +21,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include "fsio.h"
 #include "s3store.h"
 
 char g_step[256];
@@ -725,6 +726,28 @@ int count_name(void *ctx, const char *path, const char *rel, const struct stat *
     (void)st;
     if (strstr(base, nd->data)) nd->count++;
     return 0;
+}
+
+int old_or_new(void *ctx, const char *path, const char *rel, const struct stat *st)
+{
+    const char *const *trees = ctx; /* old, new */
+    const char *base = strrchr(path, '/') + 1;
+    if (!S_ISREG(st->st_mode) || !strncmp(base, SS_FS_TMP_PREFIX, strlen(SS_FS_TMP_PREFIX)))
+        return 0;
+    if (same_content(path, at_dir(trees[0], rel)) || same_content(path, at_dir(trees[1], rel)))
+        return 0;
+    fprintf(stderr, "%s is neither its old nor its new content\n", path);
+    return 1;
+}
+
+void expect_no_leftovers(const world *w)
+{
+    for (int k = A; k <= B; k++) {
+        if (count_in(w->dev[k], count_name, ".sync-conflict-"))
+            failf("%c has a conflict copy", 'A' + k);
+        if (count_in(w->dev[k], count_name, SS_FS_TMP_PREFIX))
+            failf("%c keeps a temp file", 'A' + k);
+    }
 }
 
 /* Files holding exactly data, or entries whose name contains data. */

@@ -161,6 +161,15 @@ int count_in(const char *dir, walk_fn fn, const char *data);
 void expect_content(const char *path, const char *data); /* data NULL: path is gone */
 /* A copy of dir, to compare with later (cp -a keeps modes, links and times). */
 void snapshot(const char *dir, const char *copy);
+/*
+ * walk_fn after a kill (ctx: const char *trees[2], the old and the new
+ * tree): a regular file that is neither its old nor its new content is
+ * told on stderr and stops the walk; temp files (SS_FS_TMP_PREFIX) are
+ * not looked at.
+ */
+int old_or_new(void *ctx, const char *path, const char *rel, const struct stat *st);
+/* Neither A nor B holds a conflict copy or a temp file (after a crash, once synced). */
+void expect_no_leftovers(const world *w);
 
 /* --- scripts -------------------------------------------------------------------------- */
 

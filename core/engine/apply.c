@@ -17,11 +17,28 @@
  *       key must be the watermark's own (else the store was rolled back),
  *       unless gc removed it and a checkpoint at or after the watermark is
  *       there to re-base on (commands/pull.c: listing, batches, checkpoints).
- *   P3. A file is its old or its new content (fsio's temp + rename), and
- *       the state and watermark of seq commit in one SQLite transaction
- *       after every file of seq is in place: killed anywhere, the next pull
- *       re-applies seq, and files already in place are recognised by content
- *       id (no conflict copy of our own write).
+ *   P3. A file is its old or its new content, and the state and watermark
+ *       of seq commit in one SQLite transaction after every file of seq is
+ *       in place, durably. The order, per batch of files (fsio.h
+ *       ss_fs_batch, bounded in files, bytes and descriptors; fsio_batch.c
+ *       says why it is safe):
+ *         a. each file written to a temp beside its target, no fsync
+ *            (apply_op.c write_file; fault point apply.staged);
+ *         b. one syncfs: every temp of the batch durable
+ *            (apply.batch-synced);
+ *         c. each temp renamed over its target, the P4 look first
+ *            (apply.before-rename, apply.after-rename, apply.batch-renamed),
+ *            then recorded in the open SQLite transaction;
+ *       a batch is flushed when full, before the walk leaves a directory
+ *       whose mode it opened (P6), and at the end of each walk (asserted
+ *       empty before d);
+ *         d. one syncfs for the transaction: every rename durable;
+ *         e. the watermark and state commit (pull.before-commit).
+ *       Killed anywhere, the next pull re-applies seq: a temp left behind
+ *       is the scanner's to remove, files already renamed are recognised by
+ *       content id (no conflict copy of our own write). A target is never
+ *       renamed over before its new data is durable (b before c), and the
+ *       watermark never moves before the renames are (d before e).
  *   P4. A local change is never overwritten: a path changed since the last
  *       sync keeps its local version as a conflict copy; modify beats delete.
  *       A file is looked at again right before the new version is renamed
@@ -41,11 +58,15 @@
  *   state per store transaction:
  *     LISTED --eng_fetch_txn--> STAGED --eng_check_txn (ops, signer)--> VERIFIED
  *     VERIFIED --stage_data--> DATA STAGED
- *     DATA STAGED --walk_ops (per op, apply_op.c: eng_apply_upsert / eng_apply_delete)--> APPLIED
- *     APPLIED --ss_state_commit (watermark = seq, chain, device table)--> COMMITTED
- *   any failure before COMMITTED: ss_state_rollback; the folder holds whole
- *   files only, and the next run starts again at STAGED for the same seq.
+ *     DATA STAGED --walk_ops (per op, apply_op.c: eng_apply_upsert / eng_apply_delete;
+ *                   files through P3's batches a-c)--> APPLIED
+ *     APPLIED --ss_fs_sync (P3 d)--> DURABLE
+ *     DURABLE --ss_state_commit (watermark = seq, chain, device table)--> COMMITTED
+ *   any failure before COMMITTED: ss_state_rollback and the temps of the
+ *   batch not renamed removed; the folder holds whole files only, and the
+ *   next run starts again at STAGED for the same seq.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +280,7 @@ static ss_rc walk_ops(eng_apply *a, int fd, uint64_t seq, ss_err *err)
         ss_fault_point("pull.op");
         if (rc) goto done;
     }
+    rc = eng_apply_flush(a, err); /* the last batch: every file of the walk in place */
 done:
     eng_txn_close(&a->txn);
     return rc;
@@ -361,9 +383,10 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
     began = 1;
     rc = apply_ops(&a, fd, seq, ours, err);
     if (rc) goto out;
+    assert(!a.n_pend);                  /* P3: each walk renamed its last batch */
     rc = ss_dirmodes_finish(a.dm, err); /* P6: every directory its mode */
     if (rc) goto out;
-    rc = ss_fs_sync(f->root_fd, err); /* P3: the files are durable before the state says so */
+    rc = ss_fs_sync(f->root_fd, err); /* P3: the renames are durable before the state says so */
     if (rc) goto out;
     rc = ss_state_set_watermark(f->state, seq, chain, prev, err);
     if (rc) goto out;
@@ -392,7 +415,8 @@ out:
     if (a.stage_fd >= 0) close(a.stage_fd);
     ss_devices_free(kept);
     ss_state_body_free(&a.body);
-    ss_dirmodes_free(a.dm); /* after a failure too: no directory stays open */
+    eng_apply_batch_free(&a); /* after a failure: the temps not renamed go */
+    ss_dirmodes_free(a.dm);   /* after a failure too: no directory stays open */
     ss_fs_cache_end();
     ss_xfer_free(a.xfer);
     return rc;

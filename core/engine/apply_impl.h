@@ -7,11 +7,24 @@
 #define ENG_APPLY_IMPL_H
 
 #include "engine.h"
+#include "fsio.h"
 
 typedef struct eng_deferral {
     char *path;
     int del; /* a delete; else a replacement of a directory */
 } eng_deferral;
+
+/*
+ * A file written to its temp and staged in the batch (fsio.h ss_fs_batch):
+ * what record() needs once it is renamed into place, owned copies.
+ */
+typedef struct eng_pending {
+    struct eng_apply *a; /* for the look before its rename (P4) */
+    ss_txn_entry e;      /* path and the fields eng_row_of reads; no data */
+    char *path;          /* e.path's copy */
+    uint8_t *body;       /* the state body: inline data or chunk refs */
+    size_t body_len;
+} eng_pending;
 
 typedef struct eng_apply {
     ss_folder *f;
@@ -32,6 +45,10 @@ typedef struct eng_apply {
         uint64_t start, left;
     } * staged;
     size_t n_staged, cap_staged;
+    /* Files written, not yet renamed: pend[i] is the batch's i-th (P3's batches). */
+    ss_fs_batch *batch;
+    eng_pending *pend; /* SS_FS_BATCH_FILES of them, allocated with the batch */
+    size_t n_pend;
     /* A checkpoint applied as a base (join, re-base after gc): per op, 1 when the state holds it.
      */
     int base;
@@ -54,5 +71,12 @@ ss_rc eng_apply_upsert(eng_apply *a, const ss_txn_entry *e, ss_err *err);
 ss_rc eng_apply_delete(eng_apply *a, const ss_txn_entry *e, ss_err *err);
 ss_rc eng_apply_deferred(eng_apply *a, ss_err *err);
 int eng_apply_is_deferred(const eng_apply *a, const char *path);
+/*
+ * P3's batch: make the files staged durable, rename them into place and
+ * record each in the state (their renames are durable after the
+ * transaction's final ss_fs_sync). Empties the batch, after a failure too.
+ */
+ss_rc eng_apply_flush(eng_apply *a, ss_err *err);
+void eng_apply_batch_free(eng_apply *a); /* temps not renamed are removed */
 
 #endif

@@ -6,6 +6,7 @@
  * way (a directory not empty yet, a parent the user replaced) is handled
  * before the new version is written.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -115,14 +116,11 @@ done:
 static ss_rc write_data(eng_apply *a, const ss_txn_entry *e, int out, ss_err *err)
 {
     uint8_t buf[65536];
-    ss_rc rc;
     if (e->storage == SS_TXN_INLINE) {
         if (e->size && ss_fs_pwrite_all(out, e->inline_data, e->size, 0))
             return ss_fail(err, SS_ERR_IO, "write %s: %s", e->path, strerror(errno));
         return SS_OK;
     }
-    rc = eng_txn_body(a->txn.r, &a->body, err);
-    if (rc) return rc;
     for (uint64_t done = 0; done < e->size;) {
         size_t want = e->size - done < sizeof buf ? (size_t)(e->size - done) : sizeof buf;
         ssize_t n = pread(a->stage_fd, buf, want, (off_t)(a->stage_off + done));
@@ -156,36 +154,113 @@ static ss_rc record(eng_apply *a, const ss_txn_entry *e, const void *body, size_
     return ss_state_put(a->f->state, &row, err);
 }
 
-typedef struct aside_ctx {
-    eng_apply *a;
-    const char *path;
-} aside_ctx;
-
-/* ss_fs_seen's aside: the file changed while its new version was written (P4). */
+/* ss_atomic_stage's aside: the file changed while its new version was written (P4). */
 static ss_rc aside(void *ctx, ss_err *err)
 {
-    aside_ctx *c = ctx;
-    return keep_as_conflict(c->a, c->path, err);
+    eng_pending *p = ctx;
+    return keep_as_conflict(p->a, p->path, err);
 }
 
-/* l: what look() found at e->path, as it stands after clearing the way (P4). */
+static void pending_clear(eng_pending *p)
+{
+    free(p->path);
+    free(p->body);
+    *p = (eng_pending){0};
+}
+
+/* The next slot of a->pend, holding what record() will need of e (its body: inline or refs). */
+static ss_rc pend(eng_apply *a, const ss_txn_entry *e, eng_pending **ret_p, ss_err *err)
+{
+    eng_pending *p;
+    const void *body = e->storage == SS_TXN_INLINE ? (const void *)e->inline_data : a->body.p;
+    size_t body_len = e->storage == SS_TXN_INLINE ? e->size : a->body.len;
+    *ret_p = NULL;
+    if (!a->pend && !(a->pend = calloc(SS_FS_BATCH_FILES, sizeof *a->pend)))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    assert(a->n_pend < SS_FS_BATCH_FILES && a->n_pend == ss_fs_batch_count(a->batch));
+    p = &a->pend[a->n_pend];
+    p->a = a;
+    p->e = *e;
+    p->e.inline_data = NULL;
+    p->e.target = NULL;
+    p->path = strdup(e->path);
+    p->body = malloc(body_len ? body_len : 1);
+    if (!p->path || !p->body) {
+        pending_clear(p);
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    }
+    if (body_len) memcpy(p->body, body, body_len);
+    p->body_len = body_len;
+    p->e.path = p->path;
+    a->n_pend++;
+    *ret_p = p;
+    return SS_OK;
+}
+
+ss_rc eng_apply_flush(eng_apply *a, ss_err *err)
+{
+    ss_rc rc = a->batch ? ss_fs_batch_flush(a->batch, err) : SS_OK; /* durable, then renamed */
+    for (size_t i = 0; i < a->n_pend; i++) {
+        eng_pending *p = &a->pend[i];
+        if (!rc) a->stats->files++;
+        if (!rc) rc = record(a, &p->e, p->body, p->body_len, err);
+        pending_clear(p);
+    }
+    a->n_pend = 0;
+    return rc;
+}
+
+void eng_apply_batch_free(eng_apply *a)
+{
+    for (size_t i = 0; i < a->n_pend; i++)
+        pending_clear(&a->pend[i]);
+    free(a->pend);
+    a->pend = NULL;
+    a->n_pend = 0;
+    ss_fs_batch_free(a->batch);
+    a->batch = NULL;
+}
+
+/*
+ * l: what look() found at e->path, as it stands after clearing the way
+ * (P4). The new version goes to a temp in the batch; eng_apply_flush
+ * renames it and records it (P3).
+ */
 static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
 {
-    aside_ctx ac = {a, e->path};
-    ss_fs_seen seen = {.present = l->state != L_ABSENT, .st = l->st, .aside = aside, .ctx = &ac};
+    ss_fs_seen seen = {.present = l->state != L_ABSENT, .st = l->st, .aside = aside};
+    eng_pending *p = NULL;
     ss_atomic *at = NULL;
-    ss_rc rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
+    ss_rc rc;
+    if (!a->batch) {
+        rc = ss_fs_batch_new(a->f->root_fd, &a->batch, err);
+        if (rc) return rc;
+    }
+    if (ss_fs_batch_full(a->batch)) {
+        rc = eng_apply_flush(a, err);
+        if (rc) return rc;
+    }
+    if (e->storage == SS_TXN_CHUNKS) {
+        rc = eng_txn_body(a->txn.r, &a->body, err); /* the refs record() keeps */
+        if (rc) return rc;
+    }
+    rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
     if (rc) return rc;
     rc = write_data(a, e, ss_atomic_fd(at), err);
-    if (rc) {
-        ss_atomic_abort(at);
-        return rc;
+    if (rc) goto fail;
+    rc = pend(a, e, &p, err);
+    if (rc) goto fail;
+    seen.ctx = p;
+    rc = ss_atomic_stage(at, a->batch, eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns,
+                         &seen, err);
+    if (rc) { /* at is gone with its temp: so is its slot */
+        pending_clear(p);
+        a->n_pend--;
     }
-    rc = ss_atomic_commit(at, eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns, &seen, err);
-    if (rc) return rc;
-    a->stats->files++;
-    return e->storage == SS_TXN_INLINE ? record(a, e, e->inline_data, e->size, err)
-                                       : record(a, e, a->body.p, a->body.len, err);
+    return rc;
+fail:
+    ss_atomic_abort(at);
+    return rc;
 }
 
 static ss_rc write_entry(eng_apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
@@ -275,6 +350,17 @@ static size_t blocked_at(eng_apply *a, const char *path)
     return 0;
 }
 
+/*
+ * The batch's renames are made before the walk moves on from a directory
+ * whose mode it opened (P6: it gets its mode back then), and before anything
+ * that could rename a directory holding a staged temp.
+ */
+static ss_rc settle(eng_apply *a, const char *path, int always, ss_err *err)
+{
+    if (!a->n_pend || (!always && !ss_dirmodes_closes(a->dm, path))) return SS_OK;
+    return eng_apply_flush(a, err);
+}
+
 /* look(), once path's parents are open to their owner (P6): either fails on a blocked parent. */
 static ss_rc enter_and_look(eng_apply *a, const char *path, local *l, ss_err *err)
 {
@@ -292,6 +378,8 @@ static ss_rc look_unblocked(eng_apply *a, const char *path, local *l, ss_err *er
     if (!n) return rc;
     parent = strndup(path, n);
     if (!parent) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    rc = settle(a, parent, 1, err); /* rare: the simplest order is none pending */
+    if (rc) goto done;
     rc = ss_dirmodes_enter(a->dm, parent, err);
     if (rc) goto done;
     rc = keep_as_conflict(a, parent, err);
@@ -306,7 +394,9 @@ ss_rc eng_apply_upsert(eng_apply *a, const ss_txn_entry *e, ss_err *err)
 {
     local l;
     int same = 0, deferred = 0;
-    ss_rc rc = ss_dirmodes_enter(a->dm, e->path, err);
+    ss_rc rc = settle(a, e->path, 0, err);
+    if (rc) return rc;
+    rc = ss_dirmodes_enter(a->dm, e->path, err);
     if (rc) return rc;
     rc = look_unblocked(a, e->path, &l, err);
     if (rc) return rc;
@@ -340,7 +430,9 @@ ss_rc eng_apply_delete(eng_apply *a, const ss_txn_entry *e, ss_err *err)
 {
     local l;
     int deferred = 0;
-    ss_rc rc = enter_and_look(a, e->path, &l, err);
+    ss_rc rc = settle(a, e->path, 0, err);
+    if (rc) return rc;
+    rc = enter_and_look(a, e->path, &l, err);
     if (rc == SS_ERR_IO && blocked_at(a, e->path)) { /* the user replaced a parent: gone here */
         rc = SS_OK;
         l.state = L_ABSENT;

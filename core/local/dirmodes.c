@@ -124,6 +124,13 @@ ss_rc ss_dirmodes_leave(ss_dirmodes *dm, const char *path, ss_err *err)
     return SS_OK;
 }
 
+int ss_dirmodes_closes(const ss_dirmodes *dm, const char *path)
+{
+    for (size_t i = dm->n; i-- > 0 && !at_or_under(path, dm->v[i].path);)
+        if (dm->v[i].now != dm->v[i].mode) return 1;
+    return 0;
+}
+
 static held *find(ss_dirmodes *dm, const char *path)
 {
     for (size_t i = dm->n; i-- > 0;)

@@ -46,6 +46,12 @@ ss_rc ss_dirmodes_mkdir(ss_dirmodes *dm, const char *path, uint32_t mode, ss_err
 ss_rc ss_dirmodes_open(ss_dirmodes *dm, const char *path, uint32_t need, ss_err *err);
 /* The walk is at path: directories it is not at or under get their modes back. */
 ss_rc ss_dirmodes_leave(ss_dirmodes *dm, const char *path, ss_err *err);
+/*
+ * 1 when the walk moving on to path (enter, mkdir or leave) would put a
+ * mode back: a writer with renames still to make in the directories it
+ * leaves (apply's batch) makes them first, while they are open.
+ */
+int ss_dirmodes_closes(const ss_dirmodes *dm, const char *path);
 /* Every directory held gets its mode back and the journal goes; the first failure is returned. */
 ss_rc ss_dirmodes_finish(ss_dirmodes *dm, ss_err *err);
 void ss_dirmodes_free(ss_dirmodes *dm); /* finishes first (failures ignored); NULL safe */

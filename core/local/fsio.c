@@ -38,16 +38,9 @@
 #include <unistd.h>
 
 #include "fault.h"
+#include "fsio_impl.h"
 
-struct ss_atomic {
-    int dirfd, fd;
-    int dir_owned; /* 0: dirfd is the directory cache's, pinned until abort */
-    char *tmp;     /* temp name in dirfd */
-    char *base;    /* target name in dirfd */
-    char *path;    /* for messages */
-};
-
-static ss_rc errno_fail(ss_err *err, const char *what, const char *path)
+ss_rc ss_fs_errno_fail(ss_err *err, const char *what, const char *path)
 {
     int e = errno;
     return ss_fail(err, e == ENOMEM ? SS_ERR_NOMEM : SS_ERR_IO, "%s %s: %s", what, path,
@@ -120,7 +113,7 @@ static ss_rc walk_parent(int root_fd, const char *path, int mkdirs, int *ret_dir
 {
     int fd = dup(root_fd);
     const char *p = path;
-    if (fd < 0) return errno_fail(err, "open folder for", path);
+    if (fd < 0) return ss_fs_errno_fail(err, "open folder for", path);
     for (const char *slash; (slash = strchr(p, '/')); p = slash + 1) {
         char name[256];
         size_t n = (size_t)(slash - p);
@@ -349,7 +342,7 @@ ss_rc ss_fs_readlink(int root_fd, const char *path, char *buf, size_t cap, size_
     *ret_len = 0;
     if (rc) return rc;
     n = readlinkat(dirfd, base, buf, cap);
-    if (n < 0) rc = errno_fail(err, "read symlink", path);
+    if (n < 0) rc = ss_fs_errno_fail(err, "read symlink", path);
     put_parent(dirfd, owned);
     if (rc) return rc;
     *ret_len = (size_t)n;
@@ -379,7 +372,7 @@ ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err 
     }
     at->fd = openat(at->dirfd, at->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (at->fd < 0) {
-        rc = errno_fail(err, "create temp file for", path);
+        rc = ss_fs_errno_fail(err, "create temp file for", path);
         ss_atomic_abort(at);
         return rc;
     }
@@ -407,8 +400,7 @@ void ss_atomic_abort(ss_atomic *at)
     free(at);
 }
 
-/* The target is still what the caller saw (ss_fs_seen): nothing, or that very file as it was. */
-static int still_seen(const ss_atomic *at, const ss_fs_seen *seen)
+int ss_atomic_still_seen(const ss_atomic *at, const ss_fs_seen *seen)
 {
     struct stat now;
     if (fstatat(at->dirfd, at->base, &now, AT_SYMLINK_NOFOLLOW)) return errno == ENOENT;
@@ -420,26 +412,43 @@ static int still_seen(const ss_atomic *at, const ss_fs_seen *seen)
            now.st_ctim.tv_nsec == seen->st.st_ctim.tv_nsec;
 }
 
-ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
-                       const ss_fs_seen *seen, ss_err *err)
+ss_rc ss_atomic_finish_meta(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
+                            ss_err *err)
 {
     struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)mtime_s, (long)mtime_ns}};
-    ss_rc rc = SS_OK;
-    if (fchmod(at->fd, mode & 07777) || futimens(at->fd, times) || fsync(at->fd)) {
-        rc = errno_fail(err, "write", at->path);
-        goto out;
-    }
+    if (fchmod(at->fd, mode & 07777) || futimens(at->fd, times))
+        return ss_fs_errno_fail(err, "write", at->path);
+    return SS_OK;
+}
+
+ss_rc ss_atomic_rename(ss_atomic *at, const ss_fs_seen *seen, ss_err *err)
+{
+    ss_rc rc;
     ss_fault_point("apply.before-rename");
     /* Writing the new version took a while: a local edit meanwhile is kept, not overwritten. */
-    if (seen && !still_seen(at, seen) && (rc = seen->aside(seen->ctx, err))) goto out;
-    /* A directory in the way is not ours to replace here: the caller resolves it first. */
-    if (renameat(at->dirfd, at->tmp, at->dirfd, at->base)) {
-        rc = errno_fail(err, "replace", at->path);
-        goto out;
+    if (seen && !ss_atomic_still_seen(at, seen)) {
+        rc = seen->aside(seen->ctx, err);
+        if (rc) return rc;
     }
+    /* A directory in the way is not ours to replace here: the caller resolves it first. */
+    if (renameat(at->dirfd, at->tmp, at->dirfd, at->base))
+        return ss_fs_errno_fail(err, "replace", at->path);
     free(at->tmp);
     at->tmp = NULL;
     ss_fault_point("apply.after-rename");
+    return SS_OK;
+}
+
+ss_rc ss_atomic_commit(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
+                       const ss_fs_seen *seen, ss_err *err)
+{
+    ss_rc rc = ss_atomic_finish_meta(at, mode, mtime_s, mtime_ns, err);
+    if (rc) goto out;
+    if (fsync(at->fd)) {
+        rc = ss_fs_errno_fail(err, "write", at->path);
+        goto out;
+    }
+    rc = ss_atomic_rename(at, seen, err);
 out:
     ss_atomic_abort(at);
     return rc;
@@ -465,7 +474,7 @@ int ss_fs_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 
 ss_rc ss_fs_sync(int root_fd, ss_err *err)
 {
-    if (syncfs(root_fd)) return errno_fail(err, "sync the file system of", "the folder");
+    if (syncfs(root_fd)) return ss_fs_errno_fail(err, "sync the file system of", "the folder");
     return SS_OK;
 }
 
@@ -481,15 +490,15 @@ ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t m
     if (rc) return rc;
     snprintf(tmp, sizeof tmp, SS_FS_TMP_PREFIX "%ld-l%lu", (long)getpid(), ++seq);
     if (symlinkat(target, dirfd, tmp)) {
-        rc = errno_fail(err, "create symlink", path);
+        rc = ss_fs_errno_fail(err, "create symlink", path);
     } else if (utimensat(dirfd, tmp, times, AT_SYMLINK_NOFOLLOW)) { /* rename keeps it */
-        rc = errno_fail(err, "set the mtime of symlink", path);
+        rc = ss_fs_errno_fail(err, "set the mtime of symlink", path);
         unlinkat(dirfd, tmp, 0);
     } else if (renameat(dirfd, tmp, dirfd, base)) {
-        rc = errno_fail(err, "replace", path);
+        rc = ss_fs_errno_fail(err, "replace", path);
         unlinkat(dirfd, tmp, 0);
     } else if (fsync(dirfd)) {
-        rc = errno_fail(err, "fsync directory of", path);
+        rc = ss_fs_errno_fail(err, "fsync directory of", path);
     }
     put_parent(dirfd, owned);
     return rc;
@@ -508,10 +517,10 @@ ss_rc ss_fs_dir_chmod(int fd, const char *path, uint32_t mode, ss_err *err)
     /* fchmod refuses an O_PATH descriptor; its /proc link names exactly the directory opened. */
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     if (!chmod(proc, mode & 07777)) return SS_OK;
-    if (errno != ENOENT) return errno_fail(err, "set mode of", path);
+    if (errno != ENOENT) return ss_fs_errno_fail(err, "set mode of", path);
     rd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* no /proc: readable ones */
     if (rd < 0 || fchmod(rd, mode & 07777)) {
-        ss_rc rc = errno_fail(err, "set mode of", path);
+        ss_rc rc = ss_fs_errno_fail(err, "set mode of", path);
         if (rd >= 0) close(rd);
         return rc;
     }
@@ -533,9 +542,9 @@ ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_m
         int e = errno;
         rc = e == ENOENT || e == ENOTDIR || e == ELOOP
                  ? ss_fail(err, SS_ERR_NOT_FOUND, "%s is no directory", path)
-                 : errno_fail(err, "open directory", path);
+                 : ss_fs_errno_fail(err, "open directory", path);
     } else if (fstat(fd, &st)) {
-        rc = errno_fail(err, "stat directory", path);
+        rc = ss_fs_errno_fail(err, "stat directory", path);
         close(fd);
     } else {
         *ret_fd = fd;
@@ -552,12 +561,12 @@ ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
     ss_rc rc = parent_of(root_fd, path, 1, &dirfd, &base, &owned, err);
     if (rc) return rc;
     if (mkdirat(dirfd, base, 0700) && errno != EEXIST) {
-        rc = errno_fail(err, "create directory", path);
+        rc = ss_fs_errno_fail(err, "create directory", path);
     } else if ((fd = open_dir_path(dirfd, base)) < 0) {
         rc =
             errno == ENOTDIR || errno == ELOOP
                 ? ss_fail(err, SS_ERR_IO, "create directory %s: something else is in the way", path)
-                : errno_fail(err, "open directory", path);
+                : ss_fs_errno_fail(err, "open directory", path);
     } else {
         rc = ss_fs_dir_chmod(fd, path, mode, err);
         close(fd);
@@ -576,9 +585,9 @@ ss_rc ss_fs_remove(int root_fd, const char *path, ss_err *err)
     if (unlinkat(dirfd, base, 0)) {
         if (errno == EISDIR || errno == EPERM) {
             if (unlinkat(dirfd, base, AT_REMOVEDIR) && errno != ENOENT)
-                rc = errno_fail(err, "remove directory", path);
+                rc = ss_fs_errno_fail(err, "remove directory", path);
         } else if (errno != ENOENT) {
-            rc = errno_fail(err, "remove", path);
+            rc = ss_fs_errno_fail(err, "remove", path);
         }
     }
     put_parent(dirfd, owned);
@@ -595,7 +604,7 @@ ss_rc ss_fs_rmdir(int root_fd, const char *path, ss_err *err)
     if (unlinkat(dirfd, base, AT_REMOVEDIR) && errno != ENOENT)
         rc = errno == ENOTEMPTY || errno == EEXIST
                  ? ss_fail(err, SS_ERR_EXISTS, "remove directory %s: %s", path, strerror(errno))
-                 : errno_fail(err, "remove directory", path);
+                 : ss_fs_errno_fail(err, "remove directory", path);
     put_parent(dirfd, owned);
     return rc;
 }
@@ -609,10 +618,10 @@ ss_rc ss_fs_rename(int root_fd, const char *from, const char *to, ss_err *err)
     if (!own1) pin(fd1, +1); /* the second lookup may evict: not this one */
     rc = parent_of(root_fd, to, 1, &fd2, &tb, &own2, err);
     if (rc) goto done;
-    if (renameat(fd1, fb, fd2, tb)) rc = errno_fail(err, "rename", from);
+    if (renameat(fd1, fb, fd2, tb)) rc = ss_fs_errno_fail(err, "rename", from);
     forget(from); /* a directory moved: its descriptors name it no more */
     forget(to);
-    if (!rc && fsync(fd2)) rc = errno_fail(err, "fsync directory of", to);
+    if (!rc && fsync(fd2)) rc = ss_fs_errno_fail(err, "fsync directory of", to);
     put_parent(fd2, own2);
 done:
     if (own1)

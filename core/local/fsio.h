@@ -9,10 +9,11 @@
  *     tests). A user who swaps a directory for a symlink to elsewhere while
  *     a command runs makes it fail on that path, never read, write or
  *     remove outside the folder (invariant 6);
- *   - a file is written to a temp name in its own directory, fsynced, given
- *     its mode and mtime, and renamed over the target: a reader sees the old
- *     or the new content, never a mix (invariant 3); ss_fs_sync makes the
- *     renames durable before the state records them.
+ *   - a file is written to a temp name in its own directory, given its mode
+ *     and mtime, made durable (an fsync each, or for a batch of them one
+ *     syncfs: ss_fs_batch) and only then renamed over the target: a reader
+ *     sees the old or the new content, never a mix (invariant 3);
+ *     ss_fs_sync makes the renames durable before the state records them.
  * Temp names start with SS_FS_TMP_PREFIX; the scanner skips them (and removes
  * those a killed command left behind).
  */
@@ -96,6 +97,47 @@ int ss_fs_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 /* Make every change to the folder's file system durable (syncfs). */
 ss_rc ss_fs_sync(int root_fd, ss_err *err);
 void ss_atomic_abort(ss_atomic *at); /* removes the temp file; NULL safe */
+
+/*
+ * Atomic writes made durable together (pull's apply; fsio_batch.c says why
+ * the order below keeps invariant 3). A file is written to its temp as with
+ * ss_atomic_begin, then handed to the batch by ss_atomic_stage: mode and
+ * mtime set, its writeout started (sync_file_range), no fsync, the temp
+ * closed. ss_fs_batch_flush then makes every temp of the batch durable at
+ * once (one syncfs), and only then renames each over its target, with
+ * ss_atomic_commit's look at the target first (seen); the renames are
+ * durable after the next ss_fs_sync, which the caller makes before it
+ * records them as done. A batch is full (ss_fs_batch_full) at
+ * SS_FS_BATCH_FILES temps, SS_FS_BATCH_BYTES of their data or
+ * SS_FS_BATCH_DIRS directory descriptors of its own (those the directory
+ * cache could not take): the caller flushes it then, so temp files, open
+ * descriptors and the memory of a batch stay bounded whatever a
+ * transaction's size. S3SYNC_FAULT=small-batches makes a batch full at two
+ * files, for the crash tests.
+ */
+#define SS_FS_BATCH_FILES 1024
+#define SS_FS_BATCH_BYTES (64u << 20)
+#define SS_FS_BATCH_DIRS 32
+
+typedef struct ss_fs_batch ss_fs_batch;
+
+ss_rc ss_fs_batch_new(int root_fd, ss_fs_batch **ret_b, ss_err *err);
+/*
+ * Hand at to b (at is b's from the call on, even when it fails). seen, when
+ * not NULL, is copied: its ctx must stay valid until the flush.
+ */
+ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint32_t mode, int64_t mtime_s,
+                      uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err);
+size_t ss_fs_batch_count(const ss_fs_batch *b);
+int ss_fs_batch_full(const ss_fs_batch *b);
+/*
+ * syncfs, then every rename in the order staged (fault points
+ * apply.batch-synced after the sync, apply.batch-renamed after the last
+ * rename). The batch is empty afterwards, after a failure too: temps not
+ * renamed are removed.
+ */
+ss_rc ss_fs_batch_flush(ss_fs_batch *b, ss_err *err);
+void ss_fs_batch_free(ss_fs_batch *b); /* removes the temps still staged; NULL safe */
 
 /* Replace path by a symlink to target with that mtime (the link's own), atomically. */
 ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t mtime_s,

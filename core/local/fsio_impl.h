@@ -1,0 +1,31 @@
+/*
+ * fsio_impl: what fsio.c (resolving, single atomic writes) and fsio_batch.c
+ * (atomic writes made durable together) share, private to them.
+ */
+#ifndef SS_FSIO_IMPL_H
+#define SS_FSIO_IMPL_H
+
+#include "fsio.h"
+
+struct ss_atomic {
+    int dirfd, fd;
+    int dir_owned; /* 0: dirfd is the directory cache's, pinned until abort */
+    char *tmp;     /* temp name in dirfd */
+    char *base;    /* target name in dirfd */
+    char *path;    /* for messages */
+};
+
+/* SS_ERR_IO (SS_ERR_NOMEM for ENOMEM) saying what failed on path, from errno. */
+ss_rc ss_fs_errno_fail(ss_err *err, const char *what, const char *path);
+/* at's target is still what seen says the caller saw: nothing, or that very file as it was. */
+int ss_atomic_still_seen(const ss_atomic *at, const ss_fs_seen *seen);
+/* Set the temp's mode and mtime (before it is renamed: never on the target's old inode). */
+ss_rc ss_atomic_finish_meta(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
+                            ss_err *err);
+/*
+ * Rename the temp over its target, P4's look first (seen may be NULL), with
+ * the fault points apply.before-rename and apply.after-rename around it.
+ */
+ss_rc ss_atomic_rename(ss_atomic *at, const ss_fs_seen *seen, ss_err *err);
+
+#endif
