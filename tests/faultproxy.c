@@ -31,9 +31,12 @@
 #define HEAD_MAX 65536
 #define BUF_SIZE 65536
 
+typedef struct faultproxy faultproxy;
+
 typedef struct stream {
     int fd;
     size_t off, len;
+    faultproxy *p; /* whose link rate its relayed bytes keep to */
     char buf[BUF_SIZE];
 } stream;
 
@@ -58,6 +61,7 @@ struct faultproxy {
     unsigned injected; /* under the current rates */
     int log;           /* FAULTPROXY_LOG=1 */
     uint64_t counts[FP_KINDS];
+    uint64_t paced_ns; /* bytes_per_s: when the link is free again (CLOCK_MONOTONIC) */
     char *first_page; /* FP_FIRST_PAGE: the last listing's first page, as answered */
     size_t first_page_len;
 };
@@ -161,11 +165,38 @@ static int s_until(stream *s, const char *end, char *out, size_t cap, size_t *re
     return 0;
 }
 
-/* Move len bytes from s to dst (dst < 0: discard). */
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Wait until n more bytes fit in the link's rate: one link shared by every connection. */
+static void pace(faultproxy *p, size_t n)
+{
+    uint64_t now, done;
+    if (!p || !p->rates.bytes_per_s) return;
+    pthread_mutex_lock(&p->mu);
+    now = mono_ns();
+    if (p->paced_ns < now) p->paced_ns = now;
+    p->paced_ns += (uint64_t)n * 1000000000u / p->rates.bytes_per_s;
+    done = p->paced_ns;
+    pthread_mutex_unlock(&p->mu);
+    if (done > now) {
+        struct timespec ts = {(time_t)((done - now) / 1000000000u),
+                              (long)((done - now) % 1000000000u)};
+        while (nanosleep(&ts, &ts) && errno == EINTR) {
+        }
+    }
+}
+
+/* Move len bytes from s to dst (dst < 0: discard), at p's rate (p may be NULL). */
 static int s_relay(stream *s, int dst, uint64_t len)
 {
     while (len) {
         size_t have = s_fill(s, 0, NULL), n = have < len ? have : (size_t)len;
+        if (dst >= 0) pace(s->p, n);
         if (!have || (dst >= 0 && send_all(dst, s->buf + s->off, n))) return -1;
         s->off += n;
         len -= n;
@@ -527,7 +558,7 @@ static void *accept_main(void *arg)
             close(fd);
             continue;
         }
-        c->p = p;
+        c->p = c->cl.p = c->up.p = p;
         c->cl.fd = fd;
         c->up.fd = -1;
         pthread_mutex_lock(&p->mu);

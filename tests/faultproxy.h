@@ -50,6 +50,8 @@ typedef struct fp_rates {
      * sent, or NULL to relay it unchanged. Runs on the proxy's threads. */
     char *(*rewrite)(void *ctx, const char *body, size_t len, size_t *ret_len);
     void *rewrite_ctx;
+    uint64_t bytes_per_s; /* 0, or the most body bytes relayed a second, all connections and
+                             both ways together: a store behind a slow link (bench-peers) */
 } fp_rates;
 
 typedef struct faultproxy faultproxy;
