@@ -155,6 +155,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
     if (!strcmp(c->command, "status")) {
         json_object_set_new(o, "pending_local", json_integer((json_int_t)s->pending_local));
         json_object_set_new(o, "pending_remote", json_integer((json_int_t)s->pending_remote));
+        json_object_set_new(o, "withheld", json_integer((json_int_t)s->withheld));
     }
     if (rc) {
         json_object_set_new(o, "error", json_string(err->msg[0] ? err->msg : ss_strerror(rc)));

@@ -155,6 +155,11 @@ one_store() { # STORE, a name for the checks
     check "$tag: A reports a store not showing B's signed head" grep -q "announced log/.*the store still does not show it" "$A.serve.err"
     check "$tag: ... and did not get the file" test ! -e "$A/hidden.txt"
     stop_serving
+    check "$tag: A's status says what the store withholds" \
+      bash -c "S3SYNC_PEER_HEAD_GRACE=0 '$bin' -C '$A' --json status 2>'$w/err' | grep -q '\"withheld\":[1-9]' && grep -q 'withholding' '$w/err'"
+    check "$tag: A's verify fails on it (exit 3)" exits 3 env S3SYNC_PEER_HEAD_GRACE=0 "$bin" -C "$A" verify
+    check "$tag: ... naming the log object" grep -q "announced log/.*does not show it" "$w/out" "$w/err"
+    check "$tag: within the grace, verify passes" exits 0 "$bin" -C "$A" verify
   fi
 
   "$bin" -C "$X" config set cache_size 0

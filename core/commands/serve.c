@@ -24,6 +24,8 @@ struct ss_server {
     ss_peer_cache *cache; /* its own handle on .s3sync/cache */
     char listen[300];     /* peer_listen */
     uint64_t head;        /* the newest head announced in the session being served */
+    uint64_t heard;       /* the newest head announced since the last take_trust */
+    char heard_from[256]; /* by this device */
 };
 
 /* The server's copies of f's trust: keys, device table, device key, cache. */
@@ -37,6 +39,8 @@ static ss_rc take_trust(ss_server *s, ss_folder *f, ss_err *err)
                        "%s: cache_size is 0, so there is nothing to serve (s3sync config "
                        "cache_size BYTES)",
                        f->root);
+    if (s->heard) eng_peer_head_note(f, s->heard, s->heard_from); /* status, verify */
+    s->heard = 0;
     rc = ss_devices_copy(f->devices, &devs, err);
     if (rc) return rc;
     ss_devices_free(s->devices);
@@ -121,9 +125,15 @@ static ss_rc open_cached(void *ctx, const char *key, int *ret_fd, uint64_t *ret_
 static ss_rc take_head(void *ctx, const ss_peer_head *h)
 {
     ss_server *s = ctx;
+    const ss_device *d = ss_devices_find(s->devices, h->device);
     ss_rc rc = ss_peer_head_check(h, s->keys, s->devices, NULL);
-    if (!rc && h->seq > s->head) s->head = h->seq;
-    return rc;
+    if (rc) return rc;
+    if (h->seq > s->head) s->head = h->seq;
+    if (h->seq > s->heard) {
+        s->heard = h->seq;
+        snprintf(s->heard_from, sizeof s->heard_from, "%s", d ? d->name : "?");
+    }
+    return SS_OK;
 }
 
 ss_rc ss_serve_session(ss_server *s, int fd, ss_served *ret, ss_err *err)

@@ -180,9 +180,9 @@ const char *settings_bad_value(const settings_key *k, const char *v)
         ss_peers_free(ps);
         return bad ? "HOST:PORT[,HOST:PORT...], at most 16" : NULL;
     }
-    case K_LISTEN: return !strcmp(v, "off") || eng_listen_parse(v, NULL, 0, NULL) == 0
-                              ? NULL
-                              : "HOST:PORT or off";
+    case K_LISTEN:
+        return !strcmp(v, "off") || eng_listen_parse(v, NULL, 0, NULL) == 0 ? NULL
+                                                                            : "HOST:PORT or off";
     default: return NULL;
     }
 }

@@ -10,6 +10,14 @@
 #include "engine.h"
 #include "format.h"
 
+/* A head a peer announced that the store, showing up to shown, still does not: said. */
+static void withheld(ss_folder *f, uint64_t shown, ss_stats *stats)
+{
+    char msg[600];
+    stats->withheld = eng_peer_head_withheld(f, shown, msg, sizeof msg);
+    if (stats->withheld && f->hooks.warn) f->hooks.warn(f->hooks.ctx, msg);
+}
+
 ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err)
 {
     uint8_t chain[SS_CHAIN_BYTES];
@@ -22,6 +30,7 @@ ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err)
     /* Where pull would start: a checkpoint it applies first counts as one. */
     rc = eng_log_start(f, wm, &l, &base, &base_size, err);
     stats->pending_remote = l.n + (base ? 1 : 0);
+    if (!rc) withheld(f, l.n ? l.seqs[l.n - 1] : base > wm ? base : wm, stats);
     eng_log_list_free(&l);
     if (rc) return rc;
     rc = eng_load_ignore(f, err);

@@ -50,6 +50,16 @@ static void problem(verifyw *v, const char *key, const char *msg)
     if (v->fn) v->fn(v->ctx, key, named);
 }
 
+/* A head a peer announced, signed, that the store does not show (PEERS.md "Heads"). */
+static void withheld(verifyw *v, uint64_t shown)
+{
+    char key[SS_KEY_NAME_MAX], msg[600];
+    uint64_t seq = eng_peer_head_withheld(v->f, shown, msg, sizeof msg);
+    if (!seq) return;
+    snprintf(key, sizeof key, SS_KEY_LOG_FMT, seq);
+    problem(v, key, msg);
+}
+
 /* Replay every op (later checkpoints are compared with it); with --data, note its chunks. */
 static ss_rc verify_op(void *ctx, const eng_walk_txn *t, ss_txn_reader *r, const ss_txn_entry *e,
                        ss_err *err)
@@ -242,6 +252,7 @@ ss_rc ss_verify(ss_folder *f, int data, ss_problem_fn fn, void *ctx, ss_verify_r
         if (err) *err = werr;
         goto out;
     }
+    withheld(&v, w.head);
     if (data) rc = verify_data(&v, err);
 out:
     sqlite3_finalize(v.add);

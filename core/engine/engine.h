@@ -514,6 +514,14 @@ int eng_peers_blame(ss_folder *f, uint64_t mark, const char *what);
  * pulls at once. Best effort.
  */
 void eng_peers_announce(ss_folder *f, uint64_t before);
+/* A head a peer announced (checked) that this device's watermark has not reached: kept. */
+void eng_peer_head_note(ss_folder *f, uint64_t seq, const char *device);
+/*
+ * The kept head when the store, which shows up to shown, still does not
+ * show it SS_PEER_HEAD_GRACE_S after it was heard: its seq, and why in
+ * msg[cap]; else 0 (a head the store now shows is forgotten).
+ */
+uint64_t eng_peer_head_withheld(ss_folder *f, uint64_t shown, char *msg, size_t cap);
 
 /* --- checkpoints (checkpoint_read.c, checkpoint_write.c, replay.c)
  * ------------------------------------------------------ */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine.h"
 
@@ -127,4 +128,49 @@ void eng_peers_announce(ss_folder *f, uint64_t before)
     ss_peer_head_message(msg, ss_keys_repo_id(ss_repo_keys(f->repo)), h.seq, h.chain);
     ss_device_key_sign(f->key, msg, sizeof msg, h.sig);
     ss_peers_announce(f->peers, &h);
+}
+
+/* meta "peer_head": "SEQ UNIX-SECONDS-FIRST-HEARD DEVICE" (PEERS.md "Heads"). */
+#define META_PEER_HEAD "peer_head"
+
+void eng_peer_head_note(ss_folder *f, uint64_t seq, const char *device)
+{
+    char *old = NULL, line[400];
+    uint64_t wm = 0, known = 0;
+    uint8_t chain[SS_CHAIN_BYTES];
+    if (ss_state_watermark(f->state, &wm, chain, NULL)) return;
+    ss_state_meta_get(f->state, META_PEER_HEAD, &old, NULL);
+    if (old) known = strtoull(old, NULL, 10);
+    free(old);
+    if (seq > wm && seq > known) {
+        snprintf(line, sizeof line, "%" PRIu64 " %lld %.255s", seq, (long long)time(NULL), device);
+        ss_state_meta_set(f->state, META_PEER_HEAD, line, NULL);
+    }
+}
+
+uint64_t eng_peer_head_withheld(ss_folder *f, uint64_t shown, char *msg, size_t cap)
+{
+    char *line = NULL, *end = NULL;
+    uint64_t seq = 0;
+    long long heard = 0, age;
+    ss_state_meta_get(f->state, META_PEER_HEAD, &line, NULL);
+    if (!line) return 0;
+    seq = strtoull(line, &end, 10);
+    if (end && *end == ' ') heard = strtoll(end + 1, &end, 10);
+    age = (long long)time(NULL) - heard;
+    const char *g = getenv(SS_PEER_HEAD_GRACE_ENV);
+    long long grace = g && *g ? strtoll(g, NULL, 10) : SS_PEER_HEAD_GRACE_S;
+    if (seq <= shown) { /* shown now (or "0": none kept): nothing withheld */
+        if (seq) ss_state_meta_set(f->state, META_PEER_HEAD, "0", NULL);
+        seq = 0;
+    } else if (age < grace) {
+        seq = 0;
+    } else {
+        snprintf(msg, cap,
+                 "device %.255s announced log/%020" PRIu64 ", signed, %lld s ago, and the store "
+                 "does not show it: is the store withholding objects?",
+                 end && *end == ' ' ? end + 1 : "?", seq, age);
+    }
+    free(line);
+    return seq;
 }

@@ -383,6 +383,8 @@ typedef enum ss_subkey {
 #define SS_PEER_ANS_BAD 2u     /* u8 status: a request this peer does not serve */
 #define SS_PEER_PORT 21470     /* the default peer_listen port */
 #define SS_PEERS_MAX 16        /* entries of the peers setting */
+#define SS_PEER_HEAD_GRACE_S 60 /* a head the store does not show this long: status, verify */
+#define SS_PEER_HEAD_GRACE_ENV "S3SYNC_PEER_HEAD_GRACE" /* seconds instead (tests) */
 #define SS_PEER_CACHE_DEFAULT (1ull << 30) /* cache_size unless set: 1 GiB */
 #define SS_PEER_OBJECT_MAX (64u << 20) /* the most a device takes from a peer at once */
 
