@@ -202,8 +202,10 @@ ss_rc eng_apply_flush(eng_apply *a, ss_err *err)
     ss_rc rc = a->batch ? ss_fs_batch_flush(a->batch, err) : SS_OK; /* durable, then renamed */
     for (size_t i = 0; i < a->n_pend; i++) {
         eng_pending *p = &a->pend[i];
-        if (!rc) a->stats->files++;
-        if (!rc) rc = record(a, &p->e, p->body, p->body_len, err);
+        if (!rc) { /* after a failure the rest are only cleared */
+            a->stats->files++;
+            rc = record(a, &p->e, p->body, p->body_len, err);
+        }
         pending_clear(p);
     }
     a->n_pend = 0;
