@@ -4,9 +4,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,7 @@
 #include "progress.h"
 
 #define SESSION_IO_S 10
+#define DISC_EVERY_MS 30000 /* a serving device announces itself this often (PEERS.md) */
 
 static volatile sig_atomic_t g_stop;
 
@@ -133,6 +137,78 @@ void cli_heads_pulled(const cli_serve *s, cli_heads *heads, uint64_t seq, int64_
     say(s, "withheld", msg);
 }
 
+/* --- discovery ---------------------------------------------------------------------------- */
+
+/* "HOST:PORT" as an IPv4 address; 0 when it is one. */
+static int ipv4_of(const char *where, struct sockaddr_in *out)
+{
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
+    char host[256];
+    const char *colon = strrchr(where, ':');
+    if (!colon || (size_t)(colon - where) >= sizeof host) return -1;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - where), where);
+    if (getaddrinfo(host, colon + 1, &hints, &ai) || !ai) return -1;
+    memcpy(out, ai->ai_addr, sizeof *out);
+    freeaddrinfo(ai);
+    return 0;
+}
+
+void cli_disc_open(cli_disc *d, const cli_serve *s, ss_server *srv, int lfd)
+{
+    struct sockaddr_in to, any = {.sin_family = AF_INET}, tcp;
+    socklen_t sl = sizeof tcp;
+    int one = 1;
+    char msg[400];
+    memset(d, 0, sizeof *d);
+    d->fd = -1;
+    snprintf(d->to, sizeof d->to, "%s", ss_serve_discovery_at(srv));
+    if (!d->to[0] || getsockname(lfd, (struct sockaddr *)&tcp, &sl)) return;
+    d->port = ntohs(tcp.sin_port);
+    if (ipv4_of(d->to, &to)) {
+        snprintf(msg, sizeof msg, "peer_discovery %s: not HOST:PORT of IPv4", d->to);
+        say(s, "error", msg);
+        return;
+    }
+    any.sin_port = to.sin_port;
+    d->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (d->fd < 0 || setsockopt(d->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        setsockopt(d->fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) ||
+        bind(d->fd, (struct sockaddr *)&any, sizeof any)) {
+        snprintf(msg, sizeof msg, "peer_discovery %s: %s", d->to, strerror(errno));
+        say(s, "error", msg);
+        cli_disc_close(d);
+    }
+}
+
+void cli_disc_readable(cli_disc *d, ss_server *srv)
+{
+    uint8_t in[SS_SERVE_DISC_BYTES + 1], out[SS_SERVE_DISC_BYTES];
+    struct sockaddr_in from;
+    socklen_t fl = sizeof from;
+    ssize_t n = recvfrom(d->fd, in, sizeof in, 0, (struct sockaddr *)&from, &fl);
+    if (n > 0 && ss_serve_discovery(srv, in, (size_t)n, d->port, out))
+        sendto(d->fd, out, sizeof out, 0, (struct sockaddr *)&from, fl);
+}
+
+int64_t cli_disc_tick(cli_disc *d, ss_server *srv)
+{
+    uint8_t out[SS_SERVE_DISC_BYTES];
+    struct sockaddr_in to;
+    int64_t now = now_ms();
+    if (d->fd < 0) return INT64_MAX;
+    if (now >= d->next && !ipv4_of(d->to, &to) && ss_serve_discovery(srv, NULL, 0, d->port, out)) {
+        sendto(d->fd, out, sizeof out, 0, (struct sockaddr *)&to, sizeof to);
+        d->next = now + DISC_EVERY_MS;
+    }
+    return d->next - now;
+}
+
+void cli_disc_close(cli_disc *d)
+{
+    if (d->fd >= 0) close(d->fd);
+    d->fd = -1;
+}
+
 static void pull_now(const cli_serve *s, ss_server *srv, cli_heads *heads)
 {
     ss_stats st = {0};
@@ -151,19 +227,23 @@ static int serve_loop(const cli_serve *s, ss_server *srv, int lfd)
 {
     int64_t next = now_ms() + (int64_t)(s->interval_s * 1000);
     cli_heads heads = {0};
+    cli_disc disc;
+    cli_disc_open(&disc, s, srv, lfd);
     while (!g_stop) {
-        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
-        int64_t wait = next - now_ms();
+        struct pollfd p[2] = {{.fd = lfd, .events = POLLIN}, {.fd = disc.fd, .events = POLLIN}};
+        int64_t wait = next - now_ms(), tick = cli_disc_tick(&disc, srv);
         uint64_t known = heads.seq;
-        int n = poll(&pfd, 1, wait > 0 ? (int)wait : 0);
+        int n = poll(p, disc.fd >= 0 ? 2 : 1, (int)(wait < tick ? (wait > 0 ? wait : 0) : tick));
         if (n < 0 && errno != EINTR) break;
-        if (n > 0) cli_serve_one(s, srv, lfd, &heads);
+        if (n > 0 && p[0].revents) cli_serve_one(s, srv, lfd, &heads);
+        if (n > 0 && disc.fd >= 0 && p[1].revents) cli_disc_readable(&disc, srv);
         if (heads.seq > known) next = 0; /* a head announced: pull now, not at the next poll */
         if (now_ms() >= next) {
             pull_now(s, srv, &heads);
             next = now_ms() + (int64_t)(s->interval_s * 1000);
         }
     }
+    cli_disc_close(&disc);
     return 0;
 }
 

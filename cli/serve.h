@@ -35,6 +35,21 @@ int cli_serve_run(const cli_serve *s);
  * peer_listen is off; SS_ERR_INVALID: cache_size is 0).
  */
 int cli_serve_start(const cli_serve *s, const char *dir, ss_server **ret_srv, ss_err *err);
+/* Discovery (peer_discovery set): queries answered, this device announced every 30 s. */
+typedef struct cli_disc {
+    int fd;         /* -1: off */
+    uint16_t port;  /* the TCP port served */
+    int64_t next;   /* the next announcement (ms, CLOCK_MONOTONIC) */
+    char to[300];   /* the broadcast HOST:PORT */
+} cli_disc;
+/* Start it when srv's folder sets peer_discovery (lfd: the TCP socket served); else fd -1. */
+void cli_disc_open(cli_disc *d, const cli_serve *s, ss_server *srv, int lfd);
+/* A datagram waits on d->fd: answer it when it is a query for this repository. */
+void cli_disc_readable(cli_disc *d, ss_server *srv);
+/* Announce when due; the ms until the next announcement. */
+int64_t cli_disc_tick(cli_disc *d, ss_server *srv);
+void cli_disc_close(cli_disc *d);
+
 /* The newest head a peer announced that no pull has shown yet. */
 typedef struct cli_heads {
     uint64_t seq; /* 0: none pending */

@@ -61,6 +61,7 @@ typedef struct watcher {
     ss_server *srv;
     int lfd;
     cli_heads heads; /* a head a peer announced: pulled at once */
+    cli_disc disc;   /* peer_discovery set too: queries answered, announcements */
 } watcher;
 
 static int64_t now_ms(void)
@@ -470,13 +471,17 @@ static int64_t due_at(const watcher *w)
 
 static void wait_for_events(watcher *w, int64_t timeout_ms)
 {
-    struct pollfd p[3] = {{.fd = w->ifd, .events = POLLIN},
+    struct pollfd p[4] = {{.fd = w->ifd, .events = POLLIN},
                           {.fd = g_wake[0], .events = POLLIN},
-                          {.fd = w->lfd, .events = POLLIN}};
+                          {.fd = w->lfd, .events = POLLIN},
+                          {.fd = w->disc.fd, .events = POLLIN}};
     char drain[64];
+    int64_t tick = w->srv ? cli_disc_tick(&w->disc, w->srv) : INT64_MAX;
+    if (tick < timeout_ms) timeout_ms = tick;
     if (timeout_ms > INT32_MAX) timeout_ms = INT32_MAX;
-    if (poll(p, w->lfd >= 0 ? 3 : 2, (int)timeout_ms) <= 0) return;
+    if (poll(p, w->lfd < 0 ? 2 : w->disc.fd < 0 ? 3 : 4, (int)timeout_ms) <= 0) return;
     if (p[0].revents) read_events(w);
+    if (w->lfd >= 0 && w->disc.fd >= 0 && p[3].revents) cli_disc_readable(&w->disc, w->srv);
     if (w->lfd >= 0 && p[2].revents) {
         uint64_t known = w->heads.seq;
         cli_serve_one(&w->serve, w->srv, w->lfd, &w->heads);
@@ -570,14 +575,17 @@ static void start_serving(watcher *w)
     }
     free(listen);
     w->lfd = cli_serve_start(&w->serve, w->root, &w->srv, &err);
-    if (w->lfd >= 0) return;
+    if (w->lfd >= 0) {
+        cli_disc_open(&w->disc, &w->serve, w->srv, w->lfd);
+        return;
+    }
     snprintf(msg, sizeof msg, "not serving peers: %s", err.msg);
     say(msg);
 }
 
 int cli_watch_run(cli_watch *o)
 {
-    watcher w = {.o = o, .ifd = -1, .trigger = "start", .lfd = -1};
+    watcher w = {.o = o, .ifd = -1, .trigger = "start", .lfd = -1, .disc = {.fd = -1}};
     ss_err err = {{0}};
     ss_rc rc;
     int code = 1;
@@ -601,6 +609,7 @@ failed:
     code = loop(&w);
     if (g_stop && !code) report_stop(&w);
 out:
+    cli_disc_close(&w.disc);
     if (w.lfd >= 0) close(w.lfd);
     ss_serve_free(w.srv);
     if (w.ifd >= 0) close(w.ifd);

@@ -73,7 +73,7 @@ expect_nospace() { # line: the suggestion is a prefix to type on from (compopt -
 }
 
 commands="checkpoint config cost device doctor gc init key log pull push restore serve status sync verify watch"
-keys="cache_size checkpoint_bytes checkpoint_txns device device_id endpoint ignore_file max_requests peer_listen peers preserve_modes price_delete price_download price_get price_head price_list price_put profile region store token_file"
+keys="cache_size checkpoint_bytes checkpoint_txns device device_id endpoint ignore_file max_requests peer_discovery peer_listen peers preserve_modes price_delete price_download price_get price_head price_list price_put profile region store token_file"
 
 # Commands and subcommands.
 expect "s3sync " "$commands"

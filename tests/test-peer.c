@@ -584,12 +584,44 @@ static void test_heads(void **state)
     ss_devices_free(revoked_a);
 }
 
+/* Discovery datagrams: what each end makes of the other's, and what strangers cannot use. */
+static void test_discovery(void **state)
+{
+    (void)state;
+    const uint8_t *a = ss_device_key_id(g_dev[DEV_A]), *b = ss_device_key_id(g_dev[DEV_B]);
+    const uint64_t now = 1800000000, W = SS_PEER_DISC_WINDOW_S;
+    uint8_t ann[SS_PEER_DISC_BYTES], q[SS_PEER_DISC_BYTES], later[SS_PEER_DISC_BYTES];
+    uint16_t port = 0;
+    ss_peer_disc_make(ann, g_repo, a, 21470, now);
+    ss_peer_disc_make(q, g_repo, b, 0, now);
+    assert_int_equal(ss_peer_disc_parse(ann, sizeof ann, g_repo, b, now, &port),
+                     SS_PEER_DISC_ANNOUNCE);
+    assert_int_equal(port, 21470);
+    assert_int_equal(ss_peer_disc_parse(ann, sizeof ann, g_repo, a, now, &port), 0); /* its own */
+    assert_int_equal(ss_peer_disc_parse(q, sizeof q, g_repo, a, now, &port), SS_PEER_DISC_QUERY);
+    assert_int_equal(ss_peer_disc_parse(ann, sizeof ann, g_other, b, now, &port), 0);
+    assert_int_equal(ss_peer_disc_parse(ann, sizeof ann, g_repo, b, now + W, &port),
+                     SS_PEER_DISC_ANNOUNCE); /* a clock one window ahead */
+    assert_int_equal(ss_peer_disc_parse(ann, sizeof ann, g_repo, b, now + 2 * W, &port), 0);
+    assert_int_equal(ss_peer_disc_parse(ann, sizeof ann - 1, g_repo, b, now, &port), 0);
+    ann[0] ^= 1;
+    assert_int_equal(ss_peer_disc_parse(ann, sizeof ann, g_repo, b, now, &port), 0);
+    ann[0] ^= 1;
+    ann[20] ^= 1; /* the tag */
+    assert_int_equal(ss_peer_disc_parse(ann, sizeof ann, g_repo, b, now, &port), 0);
+    /* The next window: every tag differs, so a stranger cannot link the device across them. */
+    ss_peer_disc_make(later, g_repo, a, 21470, now + W);
+    assert_memory_not_equal(ann + 16, later + 16, 16);
+    assert_memory_not_equal(ann + 32, later + 32, 16);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_session),       cmocka_unit_test(test_handshake_refusals),
         cmocka_unit_test(test_hostile_hello), cmocka_unit_test(test_tampered_records),
         cmocka_unit_test(test_after_last),    cmocka_unit_test(test_heads),
+        cmocka_unit_test(test_discovery),
     };
     char path[64];
     int failed;

@@ -125,6 +125,24 @@ one_store() { # STORE, a name for the checks
   for _ in $(seq 50); do [ -e "$A/told.txt" ] && break; sleep 0.1; done
   check "$tag: B's head reaches A's watch, which pulls at once (not in 60 s)" cmp -s "$B/told.txt" "$A/told.txt"
   stop_serving
+  # Discovery (file:// run only: one broadcast port at a time), on loopback's broadcast
+  # address, which stays on this machine: B, with no peers set, finds A's serve.
+  if [ "$tag" = file ]; then
+    dport=$((20000 + RANDOM % 20000))
+    "$bin" -C "$A" config set peer_discovery "127.255.255.255:$dport"
+    "$bin" -C "$B" config set peer_discovery "127.255.255.255:$dport"
+    serve "$A"
+    head -c 700000 /dev/urandom >"$A/found.bin"
+    "$bin" -q -C "$A" push
+    check "$tag: B finds A by discovery and pulls from it" exits 0 "$bin" -C "$B" --json pull
+    check "$tag: ... ($(json bytes_peer <"$w/out") bytes from A)" test "$(json bytes_peer <"$w/out")" -ge 700000
+    check "$tag: ... the file whole" cmp -s "$A/found.bin" "$B/found.bin"
+    stop_serving
+    "$bin" -C "$A" config unset peer_discovery
+    "$bin" -C "$B" config unset peer_discovery
+    check "$tag: peer_discovery must be on, off or HOST:PORT" exits 2 "$bin" -C "$B" config set peer_discovery loud
+  fi
+
   # A peer that is off, then one of another repository: the pull is the store's, as without peers.
   echo more >>"$A/a-more.txt"
   "$bin" -q -C "$A" push

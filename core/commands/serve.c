@@ -11,8 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine.h"
+
+_Static_assert(SS_SERVE_DISC_BYTES == SS_PEER_DISC_BYTES, "a discovery datagram");
 
 struct ss_server {
     char *dir;
@@ -23,6 +26,7 @@ struct ss_server {
     ss_device_key *key;   /* this device's */
     ss_peer_cache *cache; /* its own handle on .s3sync/cache */
     char listen[300];     /* peer_listen */
+    char discover[300];   /* peer_discovery as a broadcast HOST:PORT; "" off */
     uint64_t head;        /* the newest head announced in the session being served */
     uint64_t heard;       /* the newest head announced since the last take_trust */
     char heard_from[256]; /* by this device */
@@ -70,6 +74,7 @@ ss_rc ss_serve_open(const char *dir, const ss_store_opts *store_opts, const ss_h
     if (rc) goto fail;
     if (!ss_folder_setting(f, "peer_listen", s->listen, sizeof s->listen))
         snprintf(s->listen, sizeof s->listen, "0.0.0.0:%d", SS_PEER_PORT);
+    if (!eng_discovery_at(f->settings, s->discover, sizeof s->discover)) s->discover[0] = '\0';
     rc = take_trust(s, f, err);
     if (rc) goto fail;
     ss_folder_free(f);
@@ -95,6 +100,23 @@ void ss_serve_free(ss_server *s)
 const char *ss_serve_listen(const ss_server *s)
 {
     return s->listen;
+}
+
+const char *ss_serve_discovery_at(const ss_server *s)
+{
+    return s->discover;
+}
+
+int ss_serve_discovery(const ss_server *s, const uint8_t *d, size_t n, uint16_t port,
+                       uint8_t out[SS_SERVE_DISC_BYTES])
+{
+    uint16_t other = 0;
+    uint64_t now = (uint64_t)time(NULL);
+    if (d && ss_peer_disc_parse(d, n, s->keys, ss_device_key_id(s->key), now, &other) !=
+                 SS_PEER_DISC_QUERY)
+        return 0;
+    ss_peer_disc_make(out, s->keys, ss_device_key_id(s->key), port, now);
+    return 1;
 }
 
 ss_rc ss_serve_take(ss_server *s, ss_folder *f, ss_err *err)

@@ -96,6 +96,11 @@ static const settings_key known[] = {
       "(default 0.0.0.0:21470)",
       0},
      K_LISTEN},
+    {{"peer_discovery",
+      "find this repository's serving devices on the local network: on (broadcast to "
+      "255.255.255.255:21470), a broadcast HOST:PORT, or off (default off)",
+      0},
+     K_DISCOVERY},
     {{"cache_size",
       "bytes of objects kept in .s3sync/cache to serve peers; 0: no cache, nothing served "
       "(default 1073741824, 1 GiB)",
@@ -183,6 +188,10 @@ const char *settings_bad_value(const settings_key *k, const char *v)
     case K_LISTEN:
         return !strcmp(v, "off") || eng_listen_parse(v, NULL, 0, NULL) == 0 ? NULL
                                                                             : "HOST:PORT or off";
+    case K_DISCOVERY:
+        return !strcmp(v, "on") || !strcmp(v, "off") || eng_listen_parse(v, NULL, 0, NULL) == 0
+                   ? NULL
+                   : "on, off or HOST:PORT";
     default: return NULL;
     }
 }

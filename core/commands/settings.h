@@ -16,7 +16,20 @@
 #define SETTINGS_FILE "config"
 #define REPO_CONFIG_FILE "repo.config" /* the store's config object, cached at join */
 
-enum { K_STORE, K_URL, K_WORD, K_PATH, K_NAME, K_COUNT, K_BOOL, K_FIXED, K_PRICE, K_PEERS, K_LISTEN };
+enum {
+    K_STORE,
+    K_URL,
+    K_WORD,
+    K_PATH,
+    K_NAME,
+    K_COUNT,
+    K_BOOL,
+    K_FIXED,
+    K_PRICE,
+    K_PEERS,
+    K_LISTEN,
+    K_DISCOVERY
+};
 
 typedef struct settings_key {
     ss_setting_info info;

@@ -16,6 +16,17 @@
 
 #include "engine.h"
 
+int eng_discovery_at(const char *settings, char *where, size_t cap)
+{
+    char v[300];
+    if (!eng_setting(settings, "peer_discovery", v, sizeof v) || !strcmp(v, "off")) return 0;
+    if (!strcmp(v, "on"))
+        snprintf(where, cap, "255.255.255.255:%d", SS_PEER_PORT);
+    else
+        snprintf(where, cap, "%s", v);
+    return 1;
+}
+
 int eng_listen_parse(const char *v, char *host, size_t hcap, char port[8])
 {
     const char *colon = strrchr(v, ':');
@@ -84,13 +95,15 @@ ss_rc eng_peers_cache_open(ss_folder *f, ss_peer_cache **ret_cache, ss_err *err)
 
 ss_rc eng_peers_attach(ss_folder *f, ss_err *err)
 {
-    char list[1024];
+    char list[1024] = "", where[300];
+    int discover = eng_discovery_at(f->settings, where, sizeof where);
     ss_store_source src = {source_get, source_note, f};
     ss_rc rc = SS_OK;
-    if (eng_setting(f->settings, "peers", list, sizeof list)) {
+    if (eng_setting(f->settings, "peers", list, sizeof list) || discover) {
         rc = ss_peers_new(list, trust_now, warn, f, &f->peers, err);
         if (rc) return rc;
     }
+    if (discover) ss_peers_discover(f->peers, where);
     rc = eng_peers_cache_open(f, &f->cache, err);
     if (rc) return rc;
     if (!f->peers) src.get = NULL;

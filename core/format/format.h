@@ -381,7 +381,17 @@ typedef enum ss_subkey {
 #define SS_PEER_ANS_OK 0u      /* u8 status | u64 length; then that many bytes in messages */
 #define SS_PEER_ANS_MISSING 1u /* u8 status: not held here */
 #define SS_PEER_ANS_BAD 2u     /* u8 status: a request this peer does not serve */
-#define SS_PEER_PORT 21470     /* the default peer_listen port */
+#define SS_PEER_PORT 21470     /* the default peer_listen port; discovery's UDP port too */
+/* Discovery datagrams: magic (4) | u8 version 1 | u8 kind | u16 TCP port (0 in a query) |
+ * u64 window | tag (16) | device tag (16, zero in a query) */
+#define SS_PEER_DISC_MAGIC "S3PD"
+#define SS_PEER_DISC_ANNOUNCE 1u
+#define SS_PEER_DISC_QUERY 2u
+#define SS_PEER_DISC_BYTES (4 + 1 + 1 + 2 + 8 + 16 + 16) /* 48 */
+#define SS_PEER_DISC_WINDOW_S 300 /* tags change every window: unlinkable across them */
+#define SS_PEER_DISC_LABEL "s3sync-peer-disc" /* 16 bytes, then u64 window */
+#define SS_PEER_DISC_DEV_LABEL "s3sync-peer-dev" /* 15 bytes, then u64 window, device id */
+#define SS_PEER_DISC_WAIT_MS 300   /* a pull waits for answers to its query this long */
 #define SS_PEERS_MAX 16        /* entries of the peers setting */
 #define SS_PEER_HEAD_GRACE_S 60 /* a head the store does not show this long: status, verify */
 #define SS_PEER_HEAD_GRACE_ENV "S3SYNC_PEER_HEAD_GRACE" /* seconds instead (tests) */

@@ -124,6 +124,16 @@ ss_rc ss_serve_open(const char *dir, const ss_store_opts *store_opts, const ss_h
 void ss_serve_free(ss_server *s); /* NULL safe */
 /* peer_listen as set ("HOST:PORT", or "off"), else the default 0.0.0.0:21470. Borrowed. */
 const char *ss_serve_listen(const ss_server *s);
+/* peer_discovery as the broadcast "HOST:PORT" it names; "" when off. Borrowed. */
+const char *ss_serve_discovery_at(const ss_server *s);
+#define SS_SERVE_DISC_BYTES 48 /* a discovery datagram (docs/PEERS.md "Discovery") */
+/*
+ * d NULL: this device's announcement (serving on TCP port) into out: 1.
+ * Else 1 when the datagram d[n] is a query for this repository, with the
+ * announcement that answers it in out; 0 for anything else.
+ */
+int ss_serve_discovery(const ss_server *s, const uint8_t *d, size_t n, uint16_t port,
+                       uint8_t out[SS_SERVE_DISC_BYTES]);
 /* Take f's device table (f: the server's folder, open) for the next sessions. */
 ss_rc ss_serve_take(ss_server *s, ss_folder *f, ss_err *err);
 /* Pull, and take the device table it leaves for the next sessions. */

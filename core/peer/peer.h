@@ -133,6 +133,26 @@ void ss_peer_cache_put(ss_peer_cache *c, const char *key, const void *buf, size_
 ss_rc ss_peer_cache_open_key(void *ctx, const char *key, int *ret_fd, uint64_t *ret_size);
 uint64_t ss_peer_cache_bytes(const ss_peer_cache *c); /* what it holds now */
 
+/* --- discovery on the local network (peer_disc.c) --------------------------------------- */
+
+/*
+ * An announcement (this device serves on TCP port) or, port 0, a query for
+ * the repository's serving devices, for the time now (unix seconds), into
+ * out. Both carry only tags under the peer key that change every window.
+ */
+void ss_peer_disc_make(uint8_t out[SS_PEER_DISC_BYTES], const ss_keys *keys,
+                       const uint8_t device[SS_TXN_DEVICE_ID_BYTES], uint16_t port,
+                       uint64_t now);
+/*
+ * A datagram of n bytes: SS_PEER_DISC_ANNOUNCE (another device of this
+ * repository serves on *ret_port), SS_PEER_DISC_QUERY (one asks who
+ * serves), or 0: anything else, this device's own announcement included.
+ * The window may be the one before or after now's (clocks differ).
+ */
+int ss_peer_disc_parse(const uint8_t *d, size_t n, const ss_keys *keys,
+                       const uint8_t me[SS_TXN_DEVICE_ID_BYTES], uint64_t now,
+                       uint16_t *ret_port);
+
 /* --- the peers a device asks (peer_set.c) ------------------------------------------------ */
 
 typedef struct ss_peers ss_peers;
@@ -148,6 +168,12 @@ typedef void (*ss_peers_warn_fn)(void *ctx, const char *msg);
 ss_rc ss_peers_new(const char *list, ss_peers_trust_fn trust, ss_peers_warn_fn warn, void *ctx,
                    ss_peers **ret_peers, ss_err *err);
 void ss_peers_free(ss_peers *ps); /* NULL safe */
+/*
+ * Also ask the network: before the first get, a query is broadcast to
+ * where ("HOST:PORT"; e.g. 255.255.255.255:21470) and the devices that
+ * answer within SS_PEER_DISC_WAIT_MS join the peers.
+ */
+void ss_peers_discover(ss_peers *ps, const char *where);
 /*
  * key's bytes [off, off + len) (len 0: to the end, at most
  * SS_PEER_OBJECT_MAX) from the first peer that holds them, through write

@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ss_buf.h"
@@ -36,6 +39,7 @@ typedef struct peer_entry {
 struct ss_peers {
     peer_entry v[SS_PEERS_MAX];
     size_t n;
+    char disc[300]; /* where to ask the network before the first get; "" done or never */
     uint64_t delivered, bytes;
     ss_peers_trust_fn trust;
     ss_peers_warn_fn warn;
@@ -181,11 +185,87 @@ static int buf_sink(void *ctx, const void *data, size_t len)
     return ss_buf_append(ctx, data, len);
 }
 
+void ss_peers_discover(ss_peers *ps, const char *where)
+{
+    snprintf(ps->disc, sizeof ps->disc, "%s", where);
+}
+
+/* A device that answered from host (numeric) with port joins, unless it is known. */
+static void found(ss_peers *ps, const char *host, uint16_t port)
+{
+    peer_entry *e;
+    char p[8];
+    snprintf(p, sizeof p, "%u", port);
+    for (size_t i = 0; i < ps->n; i++)
+        if (!strcmp(ps->v[i].host, host) && !strcmp(ps->v[i].port, p)) return;
+    if (ps->n == SS_PEERS_MAX) return;
+    e = &ps->v[ps->n++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->host, sizeof e->host, "%s", host);
+    snprintf(e->port, sizeof e->port, "%s", p);
+}
+
+static long ms_since(const struct timeval *t0)
+{
+    struct timeval t;
+    gettimeofday(&t, NULL);
+    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_usec - t0->tv_usec) / 1000;
+}
+
+/* Announcements answering the query on fd until SS_PEER_DISC_WAIT_MS after t0. */
+static void collect(ss_peers *ps, int fd, const ss_peer_trust *t, const struct timeval *t0)
+{
+    uint8_t d[SS_PEER_DISC_BYTES + 1];
+    for (long left; (left = SS_PEER_DISC_WAIT_MS - ms_since(t0)) > 0;) {
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        char addr[INET_ADDRSTRLEN];
+        uint16_t tcp = 0;
+        if (poll(&pfd, 1, (int)left) <= 0) return;
+        ssize_t n = recvfrom(fd, d, sizeof d, 0, (struct sockaddr *)&from, &fl);
+        if (n <= 0 || from.sin_family != AF_INET ||
+            ss_peer_disc_parse(d, (size_t)n, t->keys, ss_device_key_id(t->me), (uint64_t)time(NULL),
+                               &tcp) != SS_PEER_DISC_ANNOUNCE)
+            continue;
+        inet_ntop(AF_INET, &from.sin_addr, addr, sizeof addr);
+        found(ps, addr, tcp);
+    }
+}
+
+/* One query broadcast to ps->disc, and the devices that answer (once a run). */
+static void discover(ss_peers *ps)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_family = AF_INET}, *ai = NULL;
+    char host[256], port[8];
+    uint8_t q[SS_PEER_DISC_BYTES];
+    ss_peer_trust t;
+    struct timeval t0;
+    int fd = -1, one = 1;
+    const char *colon = strrchr(ps->disc, ':');
+    if (!colon || (size_t)(colon - ps->disc) >= sizeof host) goto done;
+    snprintf(host, sizeof host, "%.*s", (int)(colon - ps->disc), ps->disc);
+    snprintf(port, sizeof port, "%.7s", colon + 1);
+    if (getaddrinfo(host, port, &hints, &ai) || !ai) goto done;
+    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one)) goto done;
+    ps->trust(ps->ctx, &t);
+    ss_peer_disc_make(q, t.keys, ss_device_key_id(t.me), 0, (uint64_t)time(NULL));
+    gettimeofday(&t0, NULL);
+    if (sendto(fd, q, sizeof q, 0, ai->ai_addr, ai->ai_addrlen) == (ssize_t)sizeof q)
+        collect(ps, fd, &t, &t0);
+done:
+    if (fd >= 0) close(fd);
+    if (ai) freeaddrinfo(ai);
+    ps->disc[0] = '\0';
+}
+
 ss_rc ss_peers_get(ss_peers *ps, const char *key, uint64_t off, uint64_t len, ss_write_fn write,
                    void *wctx)
 {
     uint64_t max = len && len < SS_PEER_OBJECT_MAX ? len : SS_PEER_OBJECT_MAX;
     if (!ps || !ss_peer_key_servable(key)) return SS_ERR_NOT_FOUND;
+    if (ps->disc[0]) discover(ps);
     for (size_t i = 0; i < ps->n; i++) {
         peer_entry *e = &ps->v[i];
         ss_peer *p = session(ps, e);
@@ -231,6 +311,7 @@ int ss_peers_blame(ss_peers *ps, uint64_t mark, const char *what)
 
 void ss_peers_announce(ss_peers *ps, const ss_peer_head *h)
 {
+    if (ps && ps->disc[0]) discover(ps);
     for (size_t i = 0; ps && i < ps->n; i++) {
         peer_entry *e = &ps->v[i];
         ss_peer *p = session(ps, e);
