@@ -15,7 +15,8 @@
  *                `s3sync watch` processes carrying a create, an edit and
  *                a delete, each idle poll one request (GET head); a
  *                revocation, an approval, and a forged checkpoint at the
- *                head refused by a device joining through lockd.
+ *                head refused by a device joining through lockd; a device
+ *                that fetches from its peer (serve) instead of the bucket.
  *
  * Each world is a repository of its own (w1, w2, ...) with devices A and B
  * (read-write) and C (read-only). Lease holding by hand goes through the
@@ -348,13 +349,67 @@ static void test_forged_checkpoint(void **state)
         assert_int_equal(ss_devices_put(lie, &d, NULL), SS_OK);
     }
     forge_checkpoint(&f, lie, key);
-    o = run_cli(pass, ARGS("--device", "C", "--token-file", w->token[C], "init", w->url, w->dev[C]));
+    o = run_cli(pass,
+                ARGS("--device", "C", "--token-file", w->token[C], "init", w->url, w->dev[C]));
     expect_exit(&o, 3, "joining through lockd from a checkpoint that drops a revocation");
     if (!strstr(o.err, "does not vouch for its device table")) failf("C: %s", o.err);
     outcome_free(&o);
     if (!access(at(w, C, "after.txt"), F_OK)) failf("C applied the forged checkpoint");
     ss_devices_free(lie);
     forger_free(&f);
+}
+
+/* The port `s3sync serve --json` says it listens on (its "listening" event), within 10 s. */
+static unsigned serve_port(child c)
+{
+    char text[4096];
+    for (int i = 0; i < 200; i++) {
+        ssize_t n = pread(c.out, text, sizeof text - 1, 0);
+        const char *p;
+        text[n > 0 ? n : 0] = '\0';
+        p = strstr(text, "serving peers on 127.0.0.1:");
+        if (p) return (unsigned)strtoul(p + strlen("serving peers on 127.0.0.1:"), NULL, 10);
+        usleep(50000);
+    }
+    failf("serve did not say where it listens");
+    return 0;
+}
+
+/*
+ * Peer assist through lockd (#17): A serves what it pushed through lockd;
+ * B, with A as its peer, gets A's file from A and only the log from lockd
+ * and the bucket.
+ */
+static void test_peers(void **state)
+{
+    world *w = *state;
+    char port[16];
+    outcome o;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, B, "b.txt"), "from B", 6);
+    ok(w, B, "sync"); /* both enrolled: a peer serves and is served once it is */
+    ok(w, A, "sync");
+    write_random(at(w, A, "big.bin"), 2000000);
+    ok(w, A, "push");
+    o = run_on(w, A, NULL, ARGS("config", "set", "peer_listen", "127.0.0.1:0"));
+    expect_exit(&o, 0, "config set peer_listen");
+    outcome_free(&o);
+    child srv = start_cli(NULL, ARGS("-C", w->dev[A], "--json", "--token-file", w->token[A],
+                                     "serve", "--interval", "60"));
+    snprintf(port, sizeof port, "127.0.0.1:%u", serve_port(srv));
+    o = run_on(w, B, NULL, ARGS("config", "set", "peers", port));
+    expect_exit(&o, 0, "config set peers");
+    outcome_free(&o);
+    json_t *j = ok_json(w, B, "pull");
+    if (jint(j, "bytes_peer") < 2000000 || jint(j, "bytes_down") > 100000)
+        failf("B's pull through lockd did not come from A: %s", json_dumps(j, 0));
+    json_decref(j);
+    expect_same_tree(w->dev[A], w->dev[B]);
+    kill(srv.pid, SIGTERM);
+    o = finish_within(srv, 10);
+    expect_exit(&o, 0, "serve, stopped");
+    outcome_free(&o);
 }
 
 /*
@@ -1132,14 +1187,22 @@ int main(void)
         cmocka_unit_test(test_store_bad_urls),
     };
     const struct CMUnitTest sync_tests[] = {
-        WORLD_TEST(test_two_devices),   WORLD_TEST(test_read_only),
-        WORLD_TEST(test_checkpoint_gc), WORLD_TEST(test_revoke),
-        WORLD_TEST(test_approve),       WORLD_TEST(test_tokens_and_failures),
-        WORLD_TEST(test_lease_held),    WORLD_TEST(test_concurrent_push),
-        WORLD_TEST(test_client_killed), WORLD_TEST(test_lockd_killed),
-        WATCH_TEST(test_watch),         cmocka_unit_test(test_no_bucket_credentials),
-        WORLD_TEST(test_fork),          WORLD_TEST(test_sleep_mid_push),
+        WORLD_TEST(test_two_devices),
+        WORLD_TEST(test_read_only),
+        WORLD_TEST(test_checkpoint_gc),
+        WORLD_TEST(test_revoke),
+        WORLD_TEST(test_approve),
+        WORLD_TEST(test_tokens_and_failures),
+        WORLD_TEST(test_lease_held),
+        WORLD_TEST(test_concurrent_push),
+        WORLD_TEST(test_client_killed),
+        WORLD_TEST(test_lockd_killed),
+        WATCH_TEST(test_watch),
+        cmocka_unit_test(test_no_bucket_credentials),
+        WORLD_TEST(test_fork),
+        WORLD_TEST(test_sleep_mid_push),
         WORLD_TEST(test_forged_checkpoint),
+        WORLD_TEST(test_peers),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];
