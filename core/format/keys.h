@@ -3,6 +3,7 @@
  * `keys/<id>` (master key sealed under a passphrase) and `config` (parameters
  * MAC'd with the master key). docs/FORMAT.md, sections Keys, config and
  * keys/<id>, is the normative layout; core/format.h has its constants.
+ * keys.c builds the keys and reads config; keyfile.c seals and opens key files.
  *
  * An ss_keys lives in sodium_malloc'ed memory (guard pages, mlock, wiped on
  * free) and is read-only once built, so it may be shared between threads.
