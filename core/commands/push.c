@@ -507,6 +507,7 @@ static ss_rc push_with(ss_folder *f, const push_ask *ask, ss_stats *stats, ss_er
         rc = SS_ERR_EXISTS;
     }
     sodium_memzero(key, sizeof key);
+    f->fork_checked = 0; /* a pull's check serves the push right after it only */
     if (rc == SS_ERR_EXISTS)
         rc = ss_fail(err, SS_ERR_TEMPORARY, "push: other devices kept writing first (%d tries)",
                      MAX_ATTEMPTS);

@@ -53,7 +53,8 @@ struct ss_folder {
     char *settings;     /* the text of .s3sync/config, as read at open */
     uint32_t mode_mask; /* bits of a mode from the store never applied here (eng_mode_applied) */
     eng_epoch_pending epoch_pending;
-    int epochs_unsaved; /* learned into f->repo, not yet in .s3sync/epochs */
+    int epochs_unsaved;    /* learned into f->repo, not yet in .s3sync/epochs */
+    uint64_t fork_checked; /* log/<this> passed the fork check in this command (fork.c) */
 };
 
 /*

@@ -17,6 +17,7 @@
 static const char schema[] =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
+    "PRAGMA journal_size_limit=8388608;" /* a WAL that a big push grew is cut back after */
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS files("
     "  path TEXT PRIMARY KEY COLLATE ss_path, kind INTEGER NOT NULL, mode INTEGER NOT NULL,"
@@ -108,6 +109,17 @@ static ss_rc open_conn(ss_state *st, int flags, sqlite3 **ret_db, ss_err *err)
     }
     sqlite3_busy_timeout(db, 10000);
     sqlite3_extended_result_codes(db, 0);
+    /*
+     * Every command opens and closes the database: by default the last close
+     * copies the WAL into the database (a write and an fdatasync) and deletes
+     * it, and the next command's first commit creates it again (an fsync of
+     * .s3sync/ besides the WAL's). Commits are durable in the WAL already
+     * (synchronous=FULL), so the WAL stays and is copied back when it reaches
+     * SQLite's automatic checkpoint size, at a commit.
+     */
+    int one = 1;
+    sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     if (sqlite3_create_collation(db, "ss_path", SQLITE_UTF8, NULL, path_collate) != SQLITE_OK) {
         ss_rc rc = ss_state_db_fail(st, db, err, "register collation");
         sqlite3_close(db);
