@@ -467,6 +467,8 @@ static ss_rc push_once(ss_folder *f, const push_ask *ask, const uint8_t *rotate,
     if (rc) goto fail;
     rc = ss_state_devices_save(f->state, next, err);
     if (rc) goto fail;
+    /* Counted in this commit, not one of its own. log/1 is not: a checkpoint at 1 repeats it. */
+    eng_checkpoint_count(f, p.seq > 1 ? p.log_bytes : 0);
     ss_fault_point("push.before-commit");
     rc = ss_state_commit(f->state, err);
     if (rc) goto fail;
@@ -478,7 +480,7 @@ static ss_rc push_once(ss_folder *f, const push_ask *ask, const uint8_t *rotate,
     f->devices = next;
     next = NULL;
     eng_inflight_clear(f);
-    eng_checkpoint_auto(f, p.seq, p.log_bytes);
+    eng_checkpoint_auto(f, p.seq);
     stats->seq = p.seq;
     stats->files += ss_spool_count(p.spool);
     goto out;

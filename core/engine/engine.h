@@ -497,10 +497,11 @@ ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd,
                            uint8_t ret_chain[SS_CHAIN_BYTES], uint64_t *ret_time_ns,
                            ss_devices **ret_table, ss_err *err);
 /*
- * After a push committed seq (its log object log_bytes long): the automatic
- * rule of FORMAT.md "Writing". Never fails the push: a failure is a warning.
+ * After a push committed seq (its log object counted by eng_checkpoint_count
+ * in that commit): the automatic rule of FORMAT.md "Writing". Never fails
+ * the push: a failure is a warning.
  */
-void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes);
+void eng_checkpoint_auto(ss_folder *f, uint64_t seq);
 /*
  * checkpoints/<seq> to apply as a base (pull) or to plan from (a dry run):
  * eng_fetch_checkpoint, and its device table checked to agree with what
@@ -515,7 +516,7 @@ ss_rc eng_fetch_base(ss_folder *f, uint64_t seq, int *ret_fd, uint8_t ret_chain[
 ss_rc eng_checkpoint_write(ss_folder *f, ss_checkpoint_result *res, ss_err *err);
 /* The newest checkpoint this device knows of (seq), and the log bytes it saw after it. */
 void eng_checkpoint_remember(ss_folder *f, uint64_t seq, uint64_t bytes);
-/* Log bytes applied by a pull: counted toward the rule's byte threshold. */
+/* Log bytes applied by a pull or pushed: counted toward the rule's byte threshold. */
 void eng_checkpoint_count(ss_folder *f, uint64_t log_bytes);
 
 /*
