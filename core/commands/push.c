@@ -30,6 +30,8 @@
 #include "ss_buf.h"
 
 #define MAX_ATTEMPTS 8
+/* Files up to this size are read ahead on a first push: the scan runs ~2,000 entries ahead. */
+#define PUSH_READ_AHEAD_MAX (64 * 1024)
 
 /* --- chunks of the file being pushed ------------------------------------------- */
 
@@ -354,7 +356,9 @@ static ss_rc diff_one(void *ctx, const ss_scan_entry *e, const ss_state_row *r, 
 static ss_rc diff(push *p, ss_err *err)
 {
     ss_warn_fn warn_fn = p->counting ? NULL : p->f->hooks.warn; /* the real pass warns, once */
-    return eng_merge(p->f, warn_fn, p->f->hooks.ctx, diff_one, p, err);
+    /* A first push reads every file: small ones are read ahead by the scan's thread. */
+    return eng_merge(p->f, warn_fn, p->f->hooks.ctx, p->counting ? 0 : PUSH_READ_AHEAD_MAX,
+                     diff_one, p, err);
 }
 
 /* --- the transaction ---------------------------------------------------------------- */

@@ -197,11 +197,14 @@ ss_rc eng_scan_end(eng_scan *s, ss_rc rc, ss_err *err);
  * The scan against the state, both in path order (merge.c): fn sees each
  * path once, e NULL for one only the state holds, r NULL for one only the
  * scan found. warn: the scan's (a skipped special file), may be NULL.
+ * read_max: fn reads every file new to the state; when the state holds no
+ * row at all (a first push), files up to read_max bytes are read ahead
+ * (ss_scan_set_readahead). 0: never.
  */
 typedef ss_rc (*eng_merge_fn)(void *ctx, const ss_scan_entry *e, const ss_state_row *r,
                               ss_err *err);
-ss_rc eng_merge(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_merge_fn fn, void *ctx,
-                ss_err *err);
+ss_rc eng_merge(ss_folder *f, ss_warn_fn warn, void *warn_ctx, off_t read_max, eng_merge_fn fn,
+                void *ctx, ss_err *err);
 /*
  * The paths push would send (status, dry runs), reading a file only when its
  * stat does not tell, and the content bytes of the changed files among them

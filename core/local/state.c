@@ -101,6 +101,8 @@ static ss_rc open_conn(ss_state *st, int flags, sqlite3 **ret_db, ss_err *err)
 {
     sqlite3 *db = NULL;
     *ret_db = NULL;
+    /* One thread uses a connection at a time (scan.c's thread never does): no mutex per call. */
+    flags |= SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(st->path, &db, flags, NULL) != SQLITE_OK) {
         ss_rc rc = ss_fail(err, SS_ERR_IO, "state %s: %s", st->path,
                            db ? sqlite3_errmsg(db) : "cannot open");
