@@ -74,9 +74,9 @@ static void warn(push *p, const char *fmt, const char *path, const char *why)
     p->f->hooks.warn(p->f->hooks.ctx, msg);
 }
 
-/* Record an upsert in the spool and the new row in the state. */
+/* Record an upsert in the spool and the new row in the state (over old, its row now). */
 static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, const void *body,
-                     size_t body_len, ss_err *err)
+                     size_t body_len, const ss_state_row *old, ss_err *err)
 {
     ss_state_row row = eng_row_of(e, body, body_len);
     ss_rc rc = ss_spool_put(p->spool, e, p->refs, err);
@@ -85,7 +85,7 @@ static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, cons
         eng_packer_use(p->packer, p->refs[i].pack);
     eng_row_set_stat(&row, st);
     verbose(p, "push", e->path);
-    return ss_state_put(p->f->state, &row, err);
+    return ss_state_put_over(p->f->state, &row, old, err);
 }
 
 /*
@@ -118,7 +118,7 @@ static ss_rc restat(push *p, const ss_state_row *old, const struct stat *st, ss_
     row.size = (uint64_t)st->st_size;
     row.mtime_s = st->st_mtim.tv_sec;
     row.mtime_ns = (uint32_t)st->st_mtim.tv_nsec;
-    return ss_state_put(p->f->state, &row, err);
+    return ss_state_put_over(p->f->state, &row, old, err);
 }
 
 /* Identify an open file; *ret_changed 1 when it changed while being read. */
@@ -252,8 +252,8 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
     e.storage = inl ? SS_TXN_INLINE : SS_TXN_CHUNKS;
     e.inline_data = inl;
     e.n_chunks = inl ? 0 : p->n_refs;
-    rc = inl ? publish(p, &e, &st, inl, (size_t)st.st_size, err)
-             : publish(p, &e, &st, p->body.p, p->body.len, err);
+    rc = inl ? publish(p, &e, &st, inl, (size_t)st.st_size, row, err)
+             : publish(p, &e, &st, p->body.p, p->body.len, row, err);
 out:
     free(inl);
     return rc;
@@ -288,7 +288,7 @@ static ss_rc push_symlink(push *p, const char *path, const struct stat *st, cons
         return restat(p, row, st, err);
     e.size = (uint64_t)n;
     e.target = target;
-    return publish(p, &e, st, target, n, err);
+    return publish(p, &e, st, target, n, row, err);
 }
 
 static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss_state_row *row,
@@ -303,7 +303,7 @@ static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss
                       .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
     /* A directory's mtime moves with every entry in it; only its mode is worth syncing. */
     if (row && row->kind == SS_TXN_DIR && row->mode == e.mode) return restat(p, row, st, err);
-    return publish(p, &e, st, NULL, 0, err);
+    return publish(p, &e, st, NULL, 0, row, err);
 }
 
 static ss_rc push_delete(push *p, const ss_state_row *row, ss_err *err)

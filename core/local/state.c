@@ -354,7 +354,8 @@ fail:
  * count), plus, until commit, those a push sealed: so a push reuses only
  * chunks of the device's current state, which gc keeps (FORMAT.md "gc").
  */
-ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
+static ss_rc put_row(ss_state *st, const ss_state_row *row, const ss_state_row *old, int known,
+                     ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_PUT];
     ss_rc rc;
@@ -362,7 +363,10 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
         rc = count_refs(st, row->body, row->body_len, 1, err);
         if (rc) return rc;
     }
-    rc = unref_path(st, row->path, 0, err);
+    if (!known)
+        rc = unref_path(st, row->path, 0, err);
+    else if (old && old->storage == 2)
+        rc = count_refs(st, old->body, old->body_len, -1, err);
     if (rc) return rc;
     sqlite3_bind_text(q, 1, row->path, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, row->kind);
@@ -385,6 +389,16 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
     sqlite3_bind_int64(q, 13, row->local_mode);
     sqlite3_reset(st->q[Q_LOOKUP]); /* row may have pointed into it; the binds copied */
     return ss_state_run(st, q, err, "write a path");
+}
+
+ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
+{
+    return put_row(st, row, NULL, 0, err);
+}
+
+ss_rc ss_state_put_over(ss_state *st, const ss_state_row *row, const ss_state_row *old, ss_err *err)
+{
+    return put_row(st, row, old, 1, err);
 }
 
 ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err)
