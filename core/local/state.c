@@ -358,7 +358,7 @@ static ss_rc put_row(ss_state *st, const ss_state_row *row, const ss_state_row *
                      ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_PUT];
-    ss_rc rc;
+    ss_rc rc = SS_OK;
     if (row->kind == 1 && row->storage == 2) {
         rc = count_refs(st, row->body, row->body_len, 1, err);
         if (rc) return rc;
