@@ -158,8 +158,10 @@ static int racy_read(const struct timespec *m, const struct timespec *start)
     return 1;
 }
 
-static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[SS_TXN_CONTENT_ID_BYTES],
-                            uint8_t **inl, int *ret_changed, ss_err *err)
+/* st: fstat of fd just before the first attempt (taken again before any later one). */
+static ss_rc read_file_once(push *p, int fd, int attempt, struct stat *st,
+                            uint8_t cid[SS_TXN_CONTENT_ID_BYTES], uint8_t **inl, int *ret_changed,
+                            ss_err *err)
 {
     struct stat after;
     struct timespec start;
@@ -170,7 +172,7 @@ static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[SS_TXN
     p->file_bytes = 0;
     *ret_changed = 0;
     clock_gettime(CLOCK_REALTIME, &start);
-    if (lseek(fd, 0, SEEK_SET) < 0 || fstat(fd, st))
+    if (attempt && (lseek(fd, 0, SEEK_SET) < 0 || fstat(fd, st)))
         return ss_fail(err, SS_ERR_IO, "read %s: %s", "file", strerror(errno));
     rc = eng_identify(p->f, fd, (uint64_t)st->st_size, on_file_chunk, p, cid, inl, err);
     if (rc) return rc;
@@ -223,7 +225,7 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
         return SS_OK;
     }
     for (int attempt = 0; attempt < 3 && changed; attempt++) {
-        rc = read_file_once(p, fd, &st, cid, &inl, &changed, err);
+        rc = read_file_once(p, fd, attempt, &st, cid, &inl, &changed, err);
         if (rc) break;
     }
     close(fd);
