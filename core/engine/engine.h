@@ -38,6 +38,7 @@ struct ss_folder {
     char *meta;  /* root/.s3sync */
     int root_fd; /* O_DIRECTORY; every change goes through fsio relative to it */
     int lock_fd;
+    uint64_t fork_checked; /* log/<this> passed the fork check in this command (fork.c) */
     ss_store *store;
     ss_repo *repo;
     ss_state *state;
@@ -53,8 +54,7 @@ struct ss_folder {
     char *settings;     /* the text of .s3sync/config, as read at open */
     uint32_t mode_mask; /* bits of a mode from the store never applied here (eng_mode_applied) */
     eng_epoch_pending epoch_pending;
-    int epochs_unsaved;    /* learned into f->repo, not yet in .s3sync/epochs */
-    uint64_t fork_checked; /* log/<this> passed the fork check in this command (fork.c) */
+    int epochs_unsaved; /* learned into f->repo, not yet in .s3sync/epochs */
 };
 
 /*
