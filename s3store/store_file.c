@@ -339,24 +339,52 @@ static int dent_cmp(const void *a, const void *b)
     return strcmp(((const dent *)a)->name, ((const dent *)b)->name);
 }
 
-static ss_rc read_dir(const char *path, int skip_tmp, dent **ret, size_t *ret_n, ss_err *err)
+/*
+ * Whether key (a directory's with its trailing '/') can be or hold a key the
+ * listing hands out: under the prefix, and after start_after.
+ */
+static int wanted(const list_walk *w, const char *key, int is_dir)
+{
+    size_t kl = strlen(key), pl = strlen(w->prefix);
+    if (strncmp(key, w->prefix, kl < pl ? kl : pl)) return 0;
+    if (is_dir) return strcmp(key, w->after) > 0 || !strncmp(key, w->after, kl);
+    return kl >= pl && strcmp(key, w->after) > 0;
+}
+
+/*
+ * The entries of root/rel the listing wants, sorted. Those it does not
+ * (before start_after: a pull lists log/ after its watermark) are left out
+ * before the sort, so a listing near the end of a long log/ sorts a few
+ * names, not all of them.
+ */
+static ss_rc read_dir(const char *path, const char *rel, const list_walk *w, dent **ret,
+                      size_t *ret_n, ss_err *err)
 {
     DIR *d = opendir(path);
     dent *v = NULL;
-    size_t n = 0, cap = 0;
+    size_t n = 0, cap = 0, rl = strlen(rel);
     struct dirent *e;
+    char key[PATH_MAX + 2];
     *ret = NULL;
     *ret_n = 0;
     if (!d) return errno == ENOENT ? SS_OK : io_fail(err, "list", path);
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (skip_tmp && !strcmp(e->d_name, TMP_DIR)) continue;
-        if (SS_ARRAY_GROW(v, n + 1, cap)) goto nomem;
+        if (!*rel && !strcmp(e->d_name, TMP_DIR)) continue;
         int is_dir = e->d_type == DT_DIR;
         if (e->d_type == DT_UNKNOWN) {
             struct stat st;
             is_dir = !fstatat(dirfd(d), e->d_name, &st, 0) && S_ISDIR(st.st_mode);
         }
+        size_t nl = strlen(e->d_name);
+        if (rl + nl + 2 <= sizeof key) { /* longer: walk() judges it as before */
+            memcpy(key, rel, rl);
+            memcpy(key + rl, e->d_name, nl);
+            key[rl + nl] = '/';
+            key[rl + nl + is_dir] = '\0';
+            if (!wanted(w, key, is_dir)) continue;
+        }
+        if (SS_ARRAY_GROW(v, n + 1, cap)) goto nomem;
         if (asprintf(&v[n].name, "%s%s", e->d_name, is_dir ? "/" : "") < 0) goto nomem;
         v[n++].is_dir = is_dir;
     }
@@ -382,7 +410,7 @@ static ss_rc walk(const char *root, const char *rel, list_walk *w, ss_err *err)
     ss_rc rc;
     if (asprintf(&path, "%s/%s", root, rel) < 0)
         return ss_fail(err, SS_ERR_NOMEM, "list: out of memory");
-    rc = read_dir(path, !*rel, &v, &n, err);
+    rc = read_dir(path, rel, w, &v, &n, err);
     free(path);
     for (size_t i = 0; i < n && !rc && !w->stopped; i++) {
         char *key = NULL;
@@ -390,13 +418,15 @@ static ss_rc walk(const char *root, const char *rel, list_walk *w, ss_err *err)
             rc = ss_fail(err, SS_ERR_NOMEM, "list: out of memory");
             break;
         }
-        size_t kl = strlen(key), pl = strlen(w->prefix);
-        /* Descend only where the prefix and start_after can still match. */
-        int pfx_ok = !strncmp(key, w->prefix, kl < pl ? kl : pl);
+        /* Descend only where the prefix and start_after can still match (read_dir kept
+         * only those, but for a name too long for its buffer). */
+        if (!wanted(w, key, v[i].is_dir)) {
+            free(key);
+            continue;
+        }
         if (v[i].is_dir) {
-            if (pfx_ok && (strcmp(key, w->after) > 0 || !strncmp(key, w->after, kl)))
-                rc = walk(root, key, w, err);
-        } else if (kl >= pl && pfx_ok && strcmp(key, w->after) > 0) {
+            rc = walk(root, key, w, err);
+        } else {
             struct stat st;
             ss_store_stat ss = {0};
             char *full = NULL;

@@ -143,6 +143,36 @@ static void test_config_budget(void **state)
     expect_converged(w);
 }
 
+/*
+ * Issue 16: a sync of one tiny file costs two requests, the pull's LIST of
+ * log/ (which checks log/<watermark> for a fork) and the PUT of the
+ * transaction; a push alone lists once itself. No second LIST in a sync.
+ */
+static void test_small_sync_requests(void **state)
+{
+    world *w = *state;
+    json_t *j;
+    join(w, A);
+    write_bytes(at(w, A, "first"), "1\n", 2);
+    ok(w, A, "sync"); /* a watermark to check from here on (at 0 a pull lists checkpoints/) */
+    for (int i = 0; i < 2; i++) {
+        const char *cmd = i ? "push" : "sync";
+        char name[32];
+        snprintf(name, sizeof name, "tiny-%s", cmd);
+        write_bytes(at(w, A, name), "x\n", 2);
+        j = ok_json(w, A, cmd);
+        json_t *by = json_object_get(j, "requests_by_class");
+        if (bucket_requests(j) != 2 || jint(by, "list") != 1 || jint(by, "put") != 1 ||
+            jint(j, "files") != 1)
+            failf("%s of one tiny file: %lld requests (%lld LIST, %lld PUT), %lld files", cmd,
+                  (long long)bucket_requests(j), (long long)jint(by, "list"),
+                  (long long)jint(by, "put"), (long long)jint(j, "files"));
+        json_decref(j);
+    }
+    join(w, B);
+    expect_converged(w);
+}
+
 static double jreal(const json_t *j, const char *key)
 {
     json_t *v = json_object_get(j, key);
@@ -198,6 +228,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_push_stopped, world_open, world_close),
         cmocka_unit_test_setup_teardown(test_config_budget, world_open, world_close),
         cmocka_unit_test_setup_teardown(test_cost, world_open, world_close),
+        cmocka_unit_test_setup_teardown(test_small_sync_requests, world_open, world_close),
     };
     if (fixture_init("budget")) return 1;
     return fixture_run_file_and_s3(tests, COUNT(tests));

@@ -229,6 +229,34 @@ static void test_checkpoint_join(void **state)
     ss_store_free(s);
 }
 
+/*
+ * The byte rule does not count log/1 (issue 16): checkpoints/1 would hold
+ * what log/1 holds, and for a first push of a big folder it doubled the
+ * upload. The push after it counts its own log object as always.
+ */
+static void test_checkpoint_bytes_skip_first(void **state)
+{
+    world *w = *state;
+    ss_store *s = world_store(w);
+    join(w, A);
+    for (int round = 1; round <= 2; round++) {
+        for (int i = 0; i < 10; i++) { /* ten inline files: a log object well over 1000 bytes */
+            char name[32];
+            snprintf(name, sizeof name, "r%d-%d.bin", round, i);
+            write_random(at(w, A, name), 300);
+        }
+        outcome o = run_cmd(w, A, ARGS("S3SYNC_CHECKPOINT_BYTES=1000"), "push");
+        expect_exit(&o, 0, "push with a 1000-byte checkpoint rule");
+        if (jint(o.json, "seq") != round)
+            failf("push %d made seq %lld", round, (long long)jint(o.json, "seq"));
+        outcome_free(&o);
+        if (has_key(s, cp_key(1))) failf("%s written: it repeats log/1", cp_key(1));
+        if (has_key(s, cp_key(2)) != (round == 2))
+            failf("after push %d: %s %s", round, cp_key(2), round == 2 ? "missing" : "there");
+    }
+    ss_store_free(s);
+}
+
 /* --- restore by time across a checkpoint ---------------------------------------------- */
 
 static void test_restore_time(void **state)
@@ -598,13 +626,10 @@ static int world_in_tmpfs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        WORLD_TEST(test_checkpoint_join),
-        WORLD_TEST(test_restore_time),
-        WORLD_TEST(test_gc),
-        WORLD_TEST(test_gc_reuse),
-        WORLD_TEST(test_gc_batched),
-        WORLD_TEST(test_gc_concurrent),
-        cmocka_unit_test(test_bad_arguments),
+        WORLD_TEST(test_checkpoint_join), WORLD_TEST(test_checkpoint_bytes_skip_first),
+        WORLD_TEST(test_restore_time),    WORLD_TEST(test_gc),
+        WORLD_TEST(test_gc_reuse),        WORLD_TEST(test_gc_batched),
+        WORLD_TEST(test_gc_concurrent),   cmocka_unit_test(test_bad_arguments),
     };
     const struct CMUnitTest long_history[] = {
         cmocka_unit_test_setup_teardown(test_join_long_history, world_in_tmpfs, world_close),

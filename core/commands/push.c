@@ -30,6 +30,8 @@
 #include "ss_buf.h"
 
 #define MAX_ATTEMPTS 8
+/* Files up to this size are read ahead on a first push: the scan runs ~2,000 entries ahead. */
+#define PUSH_READ_AHEAD_MAX (64 * 1024)
 
 /* --- chunks of the file being pushed ------------------------------------------- */
 
@@ -72,9 +74,9 @@ static void warn(push *p, const char *fmt, const char *path, const char *why)
     p->f->hooks.warn(p->f->hooks.ctx, msg);
 }
 
-/* Record an upsert in the spool and the new row in the state. */
+/* Record an upsert in the spool and the new row in the state (over old, its row now). */
 static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, const void *body,
-                     size_t body_len, ss_err *err)
+                     size_t body_len, const ss_state_row *old, ss_err *err)
 {
     ss_state_row row = eng_row_of(e, body, body_len);
     ss_rc rc = ss_spool_put(p->spool, e, p->refs, err);
@@ -83,7 +85,7 @@ static ss_rc publish(push *p, const ss_txn_entry *e, const struct stat *st, cons
         eng_packer_use(p->packer, p->refs[i].pack);
     eng_row_set_stat(&row, st);
     verbose(p, "push", e->path);
-    return ss_state_put(p->f->state, &row, err);
+    return ss_state_put_over(p->f->state, &row, old, err);
 }
 
 /*
@@ -116,7 +118,7 @@ static ss_rc restat(push *p, const ss_state_row *old, const struct stat *st, ss_
     row.size = (uint64_t)st->st_size;
     row.mtime_s = st->st_mtim.tv_sec;
     row.mtime_ns = (uint32_t)st->st_mtim.tv_nsec;
-    return ss_state_put(p->f->state, &row, err);
+    return ss_state_put_over(p->f->state, &row, old, err);
 }
 
 /* Identify an open file; *ret_changed 1 when it changed while being read. */
@@ -156,8 +158,10 @@ static int racy_read(const struct timespec *m, const struct timespec *start)
     return 1;
 }
 
-static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[SS_TXN_CONTENT_ID_BYTES],
-                            uint8_t **inl, int *ret_changed, ss_err *err)
+/* st: fstat of fd just before the first attempt (taken again before any later one). */
+static ss_rc read_file_once(push *p, int fd, int attempt, struct stat *st,
+                            uint8_t cid[SS_TXN_CONTENT_ID_BYTES], uint8_t **inl, int *ret_changed,
+                            ss_err *err)
 {
     struct stat after;
     struct timespec start;
@@ -168,7 +172,7 @@ static ss_rc read_file_once(push *p, int fd, struct stat *st, uint8_t cid[SS_TXN
     p->file_bytes = 0;
     *ret_changed = 0;
     clock_gettime(CLOCK_REALTIME, &start);
-    if (lseek(fd, 0, SEEK_SET) < 0 || fstat(fd, st))
+    if (attempt && (lseek(fd, 0, SEEK_SET) < 0 || fstat(fd, st)))
         return ss_fail(err, SS_ERR_IO, "read %s: %s", "file", strerror(errno));
     rc = eng_identify(p->f, fd, (uint64_t)st->st_size, on_file_chunk, p, cid, inl, err);
     if (rc) return rc;
@@ -221,7 +225,7 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
         return SS_OK;
     }
     for (int attempt = 0; attempt < 3 && changed; attempt++) {
-        rc = read_file_once(p, fd, &st, cid, &inl, &changed, err);
+        rc = read_file_once(p, fd, attempt, &st, cid, &inl, &changed, err);
         if (rc) break;
     }
     close(fd);
@@ -250,8 +254,8 @@ static ss_rc push_file(push *p, const char *path, const ss_state_row *row, ss_er
     e.storage = inl ? SS_TXN_INLINE : SS_TXN_CHUNKS;
     e.inline_data = inl;
     e.n_chunks = inl ? 0 : p->n_refs;
-    rc = inl ? publish(p, &e, &st, inl, (size_t)st.st_size, err)
-             : publish(p, &e, &st, p->body.p, p->body.len, err);
+    rc = inl ? publish(p, &e, &st, inl, (size_t)st.st_size, row, err)
+             : publish(p, &e, &st, p->body.p, p->body.len, row, err);
 out:
     free(inl);
     return rc;
@@ -286,7 +290,7 @@ static ss_rc push_symlink(push *p, const char *path, const struct stat *st, cons
         return restat(p, row, st, err);
     e.size = (uint64_t)n;
     e.target = target;
-    return publish(p, &e, st, target, n, err);
+    return publish(p, &e, st, target, n, row, err);
 }
 
 static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss_state_row *row,
@@ -301,7 +305,7 @@ static ss_rc push_dir(push *p, const char *path, const struct stat *st, const ss
                       .mtime_ns = (uint32_t)st->st_mtim.tv_nsec};
     /* A directory's mtime moves with every entry in it; only its mode is worth syncing. */
     if (row && row->kind == SS_TXN_DIR && row->mode == e.mode) return restat(p, row, st, err);
-    return publish(p, &e, st, NULL, 0, err);
+    return publish(p, &e, st, NULL, 0, row, err);
 }
 
 static ss_rc push_delete(push *p, const ss_state_row *row, ss_err *err)
@@ -354,7 +358,9 @@ static ss_rc diff_one(void *ctx, const ss_scan_entry *e, const ss_state_row *r, 
 static ss_rc diff(push *p, ss_err *err)
 {
     ss_warn_fn warn_fn = p->counting ? NULL : p->f->hooks.warn; /* the real pass warns, once */
-    return eng_merge(p->f, warn_fn, p->f->hooks.ctx, diff_one, p, err);
+    /* A first push reads every file: small ones are read ahead by the scan's thread. */
+    return eng_merge(p->f, warn_fn, p->f->hooks.ctx, p->counting ? 0 : PUSH_READ_AHEAD_MAX,
+                     diff_one, p, err);
 }
 
 /* --- the transaction ---------------------------------------------------------------- */
@@ -467,6 +473,8 @@ static ss_rc push_once(ss_folder *f, const push_ask *ask, const uint8_t *rotate,
     if (rc) goto fail;
     rc = ss_state_devices_save(f->state, next, err);
     if (rc) goto fail;
+    /* Counted in this commit, not one of its own. log/1 is not: a checkpoint at 1 repeats it. */
+    eng_checkpoint_count(f, p.seq > 1 ? p.log_bytes : 0);
     ss_fault_point("push.before-commit");
     rc = ss_state_commit(f->state, err);
     if (rc) goto fail;
@@ -478,7 +486,7 @@ static ss_rc push_once(ss_folder *f, const push_ask *ask, const uint8_t *rotate,
     f->devices = next;
     next = NULL;
     eng_inflight_clear(f);
-    eng_checkpoint_auto(f, p.seq, p.log_bytes);
+    eng_checkpoint_auto(f, p.seq);
     stats->seq = p.seq;
     stats->files += ss_spool_count(p.spool);
     goto out;
@@ -510,6 +518,7 @@ static ss_rc push_with(ss_folder *f, const push_ask *ask, ss_stats *stats, ss_er
         rc = SS_ERR_EXISTS;
     }
     sodium_memzero(key, sizeof key);
+    f->fork_checked = 0; /* a pull's check serves the push right after it only */
     if (rc == SS_ERR_EXISTS)
         rc = ss_fail(err, SS_ERR_TEMPORARY, "push: other devices kept writing first (%d tries)",
                      MAX_ATTEMPTS);

@@ -300,7 +300,7 @@ static int due(uint64_t seq, uint64_t cp, uint64_t bytes, uint64_t every_txns, u
     return (every_txns && seq >= cp + every_txns) || (every_bytes && bytes >= every_bytes);
 }
 
-void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes)
+void eng_checkpoint_auto(ss_folder *f, uint64_t seq)
 {
     uint64_t every_txns =
         setting(f, "checkpoint_txns", SS_CHECKPOINT_TXNS_ENV, SS_CHECKPOINT_EVERY_TXNS);
@@ -311,7 +311,6 @@ void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes)
     ss_checkpoint_result res = {0};
     ss_err err = {{0}};
     ss_rc rc = SS_OK;
-    eng_checkpoint_count(f, log_bytes);
     bytes = meta_u64(f, META_BYTES);
     if (!due(seq, cp, bytes, every_txns, every_bytes)) return;
     /* Another device may have written one since: one LIST, only when the rule may fire. */

@@ -39,6 +39,7 @@ struct ss_folder {
     char *meta;  /* root/.s3sync */
     int root_fd; /* O_DIRECTORY; every change goes through fsio relative to it */
     int lock_fd;
+    uint64_t fork_checked; /* log/<this> passed the fork check in this command (fork.c) */
     ss_store *store;
     ss_repo *repo;
     ss_state *state;
@@ -200,11 +201,14 @@ ss_rc eng_scan_end(eng_scan *s, ss_rc rc, ss_err *err);
  * The scan against the state, both in path order (merge.c): fn sees each
  * path once, e NULL for one only the state holds, r NULL for one only the
  * scan found. warn: the scan's (a skipped special file), may be NULL.
+ * read_max: fn reads every file new to the state; when the state holds no
+ * row at all (a first push), files up to read_max bytes are read ahead
+ * (ss_scan_set_readahead). 0: never.
  */
 typedef ss_rc (*eng_merge_fn)(void *ctx, const ss_scan_entry *e, const ss_state_row *r,
                               ss_err *err);
-ss_rc eng_merge(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_merge_fn fn, void *ctx,
-                ss_err *err);
+ss_rc eng_merge(ss_folder *f, ss_warn_fn warn, void *warn_ctx, off_t read_max, eng_merge_fn fn,
+                void *ctx, ss_err *err);
 /*
  * The paths push would send (status, dry runs), reading a file only when its
  * stat does not tell, and the content bytes of the changed files among them
@@ -547,10 +551,11 @@ typedef struct eng_cp_head {
 ss_rc eng_fetch_checkpoint(ss_folder *f, uint64_t seq, int *ret_fd, eng_cp_head *ret_head,
                            ss_devices **ret_table, ss_err *err);
 /*
- * After a push committed seq (its log object log_bytes long): the automatic
- * rule of FORMAT.md "Writing". Never fails the push: a failure is a warning.
+ * After a push committed seq (its log object counted by eng_checkpoint_count
+ * in that commit): the automatic rule of FORMAT.md "Writing". Never fails
+ * the push: a failure is a warning.
  */
-void eng_checkpoint_auto(ss_folder *f, uint64_t seq, uint64_t log_bytes);
+void eng_checkpoint_auto(ss_folder *f, uint64_t seq);
 /*
  * checkpoints/<seq> to apply as a base (pull) or to plan from (a dry run):
  * eng_fetch_checkpoint, and its device table checked to agree with what
@@ -574,7 +579,7 @@ ss_rc eng_checkpoint_endorsed(ss_folder *f, uint64_t seq, const eng_cp_head *hea
 ss_rc eng_checkpoint_write(ss_folder *f, ss_checkpoint_result *res, ss_err *err);
 /* The newest checkpoint this device knows of (seq), and the log bytes it saw after it. */
 void eng_checkpoint_remember(ss_folder *f, uint64_t seq, uint64_t bytes);
-/* Log bytes applied by a pull: counted toward the rule's byte threshold. */
+/* Log bytes applied by a pull or pushed: counted toward the rule's byte threshold. */
 void eng_checkpoint_count(ss_folder *f, uint64_t log_bytes);
 
 /*

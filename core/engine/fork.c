@@ -8,7 +8,9 @@
  *
  * Cost: pull lists log/ from the watermark's own key (log_list.c), so the
  * listing brings that key's ETag and size with no extra request; push lists
- * once more before it writes on top of the watermark. Only when they differ
+ * once more before it writes on top of the watermark, unless the same
+ * command's pull has just checked that very watermark (a sync: the push
+ * then sends one LIST fewer). Only when they differ
  * from what state.db recorded (ss_state_applied) is the object fetched and
  * its BLAKE2b-256 compared: the ETag is the store's word and may change
  * form (a copied bucket), the hash is the chain's. A listing that says
@@ -68,7 +70,7 @@ static ss_rc same_bytes(ss_folder *f, const char *key, const ss_state_applied *r
     return SS_OK;
 }
 
-ss_rc eng_fork_check(ss_folder *f, uint64_t wm, const ss_store_stat *st, ss_err *err)
+static ss_rc fork_check(ss_folder *f, uint64_t wm, const ss_store_stat *st, ss_err *err)
 {
     static const ss_store_stat unknown;
     char key[SS_KEY_NAME_MAX], tag[ENG_ETAG_TAG_TEXT];
@@ -96,6 +98,13 @@ ss_rc eng_fork_check(ss_folder *f, uint64_t wm, const ss_store_stat *st, ss_err 
     return ss_state_set_applied(f->state, &rec, err);
 }
 
+ss_rc eng_fork_check(ss_folder *f, uint64_t wm, const ss_store_stat *st, ss_err *err)
+{
+    ss_rc rc = fork_check(f, wm, st, err);
+    if (rc == SS_OK) f->fork_checked = wm;
+    return rc;
+}
+
 /* The first key a listing gives, and its stat. */
 typedef struct first_key {
     char key[SS_KEY_NAME_MAX];
@@ -115,7 +124,10 @@ ss_rc eng_fork_check_now(ss_folder *f, uint64_t wm, ss_err *err)
     char after[SS_KEY_NAME_MAX], own[SS_KEY_NAME_MAX];
     first_key k = {.key = ""};
     ss_rc rc;
-    if (!wm) return SS_OK;
+    uint64_t checked = f->fork_checked; /* good for the one push after the pull that set it */
+    f->fork_checked = 0;
+    /* The pull just before this push listed log/<wm> and checked it (sync): no second LIST. */
+    if (!wm || checked == wm) return SS_OK;
     snprintf(after, sizeof after, SS_KEY_LOG_FMT, wm - 1);
     snprintf(own, sizeof own, SS_KEY_LOG_FMT, wm);
     rc = ss_store_list(f->store, SS_KEY_LOG_PREFIX, after, take_first, &k, err);

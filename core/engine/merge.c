@@ -9,8 +9,8 @@
 #include "engine.h"
 #include "path.h"
 
-ss_rc eng_merge(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_merge_fn fn, void *ctx,
-                ss_err *err)
+ss_rc eng_merge(ss_folder *f, ss_warn_fn warn, void *warn_ctx, off_t read_max, eng_merge_fn fn,
+                void *ctx, ss_err *err)
 {
     eng_scan sc = {0};
     ss_state_iter *it = NULL;
@@ -21,9 +21,10 @@ ss_rc eng_merge(ss_folder *f, ss_warn_fn warn, void *warn_ctx, eng_merge_fn fn, 
     if (rc) goto out;
     rc = ss_state_iter_new(f->state, &it, err);
     if (rc) goto out;
-    rc = eng_scan_next(&sc, &e, err);
-    if (rc) goto out;
     rc = ss_state_iter_next(it, &r, err);
+    if (rc) goto out;
+    if (!r && read_max) ss_scan_set_readahead(sc.sc, read_max); /* every file is new */
+    rc = eng_scan_next(&sc, &e, err);
     if (rc) goto out;
     while (e || r) {
         int c = !e ? 1 : !r ? -1 : ss_path_cmp(e->path, strlen(e->path), r->path, strlen(r->path));
@@ -81,7 +82,7 @@ ss_rc eng_local_changes(ss_folder *f, uint64_t *ret_files, uint64_t *ret_bytes,
     *ret_files = 0;
     *ret_bytes = 0;
     if (ret_chunked) *ret_chunked = 0;
-    rc = eng_merge(f, NULL, NULL, count_one, &n, err);
+    rc = eng_merge(f, NULL, NULL, 0, count_one, &n, err);
     if (rc) return rc;
     *ret_files = n.files;
     *ret_bytes = n.bytes;

@@ -239,6 +239,12 @@ static int dot_alias(const char *s, size_t n)
 const char *ss_path_segment_fault(const char *s, size_t n)
 {
     if (n == 0) return "empty segment";
+    /*
+     * Every name refused below begins with '.' once folded; a first byte that
+     * is ASCII is its own code point, never ignorable, and folds to '.' only
+     * if it is one. The common name is settled here (a scan asks per entry).
+     */
+    if ((unsigned char)s[0] < 0x80 && s[0] != '.') return NULL;
     if (n == 1 && s[0] == '.') return "'.' segment";
     if (n == 2 && s[0] == '.' && s[1] == '.') return "'..' segment";
     if (n == strlen(SS_TXN_RESERVED_DIR) && !memcmp(s, SS_TXN_RESERVED_DIR, n))

@@ -14,7 +14,12 @@
  * its path beneath the root (fsio's ss_fs_open). A directory swapped for a
  * symlink while the scan runs ends there: nothing outside is listed.
  * Memory: the names of the directories on the current path only; one
- * directory descriptor open.
+ * directory descriptor open; and the batches the walk fills ahead.
+ *
+ * The walk runs on a thread of its own, ahead of the caller by at most a
+ * few batches of entries (scan.c); warnings and the opener are still
+ * called on the caller's thread, in the walk's order, when the caller
+ * reaches them.
  */
 #ifndef SS_SCAN_H
 #define SS_SCAN_H
@@ -43,6 +48,13 @@ ss_rc ss_scan_new(int root_fd, const ss_ignore *ign, ss_warn_fn warn, void *warn
  */
 typedef int (*ss_scan_open_fn)(void *ctx, const char *path, const struct stat *st);
 void ss_scan_set_opener(ss_scan *sc, ss_scan_open_fn fn, void *ctx);
+/*
+ * The caller will read every regular file of 1..max_size bytes the scan
+ * hands out (a first push): the walk's thread has the kernel read them
+ * ahead (posix_fadvise WILLNEED), so they come from memory when the caller
+ * reads them. 0 (the default): none. Before the first ss_scan_next.
+ */
+void ss_scan_set_readahead(ss_scan *sc, off_t max_size);
 /* *ret_entry NULL at the end. */
 ss_rc ss_scan_next(ss_scan *sc, const ss_scan_entry **ret_entry, ss_err *err);
 void ss_scan_free(ss_scan *sc);

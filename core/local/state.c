@@ -17,6 +17,7 @@
 static const char schema[] =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
+    "PRAGMA journal_size_limit=8388608;" /* a WAL that a big push grew is cut back after */
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS files("
     "  path TEXT PRIMARY KEY COLLATE ss_path, kind INTEGER NOT NULL, mode INTEGER NOT NULL,"
@@ -100,6 +101,8 @@ static ss_rc open_conn(ss_state *st, int flags, sqlite3 **ret_db, ss_err *err)
 {
     sqlite3 *db = NULL;
     *ret_db = NULL;
+    /* One thread uses a connection at a time (scan.c's thread never does): no mutex per call. */
+    flags |= SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(st->path, &db, flags, NULL) != SQLITE_OK) {
         ss_rc rc = ss_fail(err, SS_ERR_IO, "state %s: %s", st->path,
                            db ? sqlite3_errmsg(db) : "cannot open");
@@ -108,6 +111,17 @@ static ss_rc open_conn(ss_state *st, int flags, sqlite3 **ret_db, ss_err *err)
     }
     sqlite3_busy_timeout(db, 10000);
     sqlite3_extended_result_codes(db, 0);
+    /*
+     * Every command opens and closes the database: by default the last close
+     * copies the WAL into the database (a write and an fdatasync) and deletes
+     * it, and the next command's first commit creates it again (an fsync of
+     * .s3sync/ besides the WAL's). Commits are durable in the WAL already
+     * (synchronous=FULL), so the WAL stays and is copied back when it reaches
+     * SQLite's automatic checkpoint size, at a commit.
+     */
+    int one = 1;
+    sqlite3_file_control(db, "main", SQLITE_FCNTL_PERSIST_WAL, &one);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
     if (sqlite3_create_collation(db, "ss_path", SQLITE_UTF8, NULL, path_collate) != SQLITE_OK) {
         ss_rc rc = ss_state_db_fail(st, db, err, "register collation");
         sqlite3_close(db);
@@ -150,6 +164,16 @@ ss_rc ss_state_open(const char *path, int create, ss_state **ret_state, ss_err *
                                         NULL, NULL, NULL) != SQLITE_OK) ||
         sqlite3_exec(st->wr, schema, NULL, NULL, NULL) != SQLITE_OK) {
         rc = ss_state_db_fail(st, st->wr, err, "create schema");
+        goto fail;
+    }
+    /*
+     * The writer's page cache: a first push of 1,000,000 files writes ~250 MB
+     * of rows in one transaction, and the default 2 MB spilled and wrote
+     * interior pages again and again. Only pages this connection writes or
+     * reads fill it (a no-change sync reads through rd).
+     */
+    if (sqlite3_exec(st->wr, "PRAGMA cache_size=-32768", NULL, NULL, NULL) != SQLITE_OK) {
+        rc = ss_state_db_fail(st, st->wr, err, "set the cache size");
         goto fail;
     }
     rc = open_conn(st, SQLITE_OPEN_READONLY, &st->rd, err);
@@ -340,15 +364,19 @@ fail:
  * count), plus, until commit, those a push sealed: so a push reuses only
  * chunks of the device's current state, which gc keeps (FORMAT.md "gc").
  */
-ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
+static ss_rc put_row(ss_state *st, const ss_state_row *row, const ss_state_row *old, int known,
+                     ss_err *err)
 {
     sqlite3_stmt *q = st->q[Q_PUT];
-    ss_rc rc;
+    ss_rc rc = SS_OK;
     if (row->kind == 1 && row->storage == 2) {
         rc = count_refs(st, row->body, row->body_len, 1, err);
         if (rc) return rc;
     }
-    rc = unref_path(st, row->path, 0, err);
+    if (!known)
+        rc = unref_path(st, row->path, 0, err);
+    else if (old && old->storage == 2)
+        rc = count_refs(st, old->body, old->body_len, -1, err);
     if (rc) return rc;
     sqlite3_bind_text(q, 1, row->path, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, row->kind);
@@ -371,6 +399,16 @@ ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
     sqlite3_bind_int64(q, 13, row->local_mode);
     sqlite3_reset(st->q[Q_LOOKUP]); /* row may have pointed into it; the binds copied */
     return ss_state_run(st, q, err, "write a path");
+}
+
+ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err)
+{
+    return put_row(st, row, NULL, 0, err);
+}
+
+ss_rc ss_state_put_over(ss_state *st, const ss_state_row *row, const ss_state_row *old, ss_err *err)
+{
+    return put_row(st, row, old, 1, err);
 }
 
 ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err)

@@ -97,6 +97,13 @@ ss_rc ss_state_applied_get(ss_state *st, ss_state_applied *ret, int *ret_found, 
 ss_rc ss_state_lookup(ss_state *st, const char *path, ss_state_row *ret_row, int *ret_found,
                       ss_err *err);
 ss_rc ss_state_put(ss_state *st, const ss_state_row *row, ss_err *err);
+/*
+ * ss_state_put when the caller knows the row the state holds for that path
+ * now: old (NULL: none), as a merge with the state has just read it. Saves
+ * a lookup per row (a first push of 1,000,000 files made 1,000,000).
+ */
+ss_rc ss_state_put_over(ss_state *st, const ss_state_row *row, const ss_state_row *old,
+                        ss_err *err);
 ss_rc ss_state_remove(ss_state *st, const char *path, ss_err *err);
 /* Remove path and everything under it (a directory replaced by a file). */
 ss_rc ss_state_remove_tree(ss_state *st, const char *path, ss_err *err);
