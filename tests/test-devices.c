@@ -224,7 +224,11 @@ typedef struct endorse_case {
 
 static void check_endorsement(const endorse_case *c)
 {
-    ss_txn_header h = {.seq = 10, .n_devices = c->n, .devices = (ss_txn_device *)c->e};
+    ss_txn_header h = {.seq = 10,
+                       .device_name = c->signer == &K_N ? "n" : "a",
+                       .device_name_len = 1,
+                       .n_devices = c->n,
+                       .devices = (ss_txn_device *)c->e};
     ss_devices *after = table(); /* becomes the table after h */
     uint8_t digest[32], msg[SS_SIG_MESSAGE_BYTES], sig[64], chain[32], table_hash[32];
     ss_err err = {{0}};

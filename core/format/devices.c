@@ -355,7 +355,7 @@ ss_rc ss_devices_apply_log(ss_devices *d, const ss_txn_header *h, ss_err *err)
     if (!(known = ss_devices_find(d, h->device_id))) return SS_OK;
     dev = *known;
     dev.last = h->seq;
-    memcpy(dev.name, h->device_name, h->device_name_len);
+    if (h->device_name_len) memcpy(dev.name, h->device_name, h->device_name_len);
     dev.name[h->device_name_len] = '\0';
     return ss_devices_put(d, &dev, err);
 }
