@@ -37,10 +37,10 @@ int cli_serve_run(const cli_serve *s);
 int cli_serve_start(const cli_serve *s, const char *dir, ss_server **ret_srv, ss_err *err);
 /* Discovery (peer_discovery set): queries answered, this device announced every 30 s. */
 typedef struct cli_disc {
-    int fd;         /* -1: off */
-    uint16_t port;  /* the TCP port served */
-    int64_t next;   /* the next announcement (ms, CLOCK_MONOTONIC) */
-    char to[300];   /* the broadcast HOST:PORT */
+    int fd;        /* -1: off */
+    uint16_t port; /* the TCP port served */
+    int64_t next;  /* the next announcement (ms, CLOCK_MONOTONIC) */
+    char to[300];  /* the broadcast HOST:PORT */
 } cli_disc;
 /* Start it when srv's folder sets peer_discovery (lfd: the TCP socket served); else fd -1. */
 void cli_disc_open(cli_disc *d, const cli_serve *s, ss_server *srv, int lfd);

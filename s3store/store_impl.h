@@ -65,15 +65,15 @@ struct ss_store {
     char *url;
     ss_store_counters counts; /* kept up to date by the backends */
     unsigned max_parallel;
-    unsigned list_page; /* keys per LIST page asked for; 0: the store's own (s3: 1000) */
-    void *impl;         /* backend state */
+    unsigned list_page;     /* keys per LIST page asked for; 0: the store's own (s3: 1000) */
+    void *impl;             /* backend state */
     ss_store_source source; /* source.get NULL: none (store_source.c) */
     uint64_t bytes_source;  /* what it delivered */
 };
 
 /* store_source.c: the source's half of a GET, and what it hears of puts and whole gets. */
-int ss_source_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
-                  ss_store_write_fn write, void *ctx); /* 1: it delivered */
+int ss_source_get(ss_store *s, const char *key, uint64_t off, uint64_t len, ss_store_write_fn write,
+                  void *ctx); /* 1: it delivered */
 void ss_source_note(ss_store *s, const char *key, const void *buf, size_t len, int put);
 /* The same for a put of fd's [off, off + len), read back when it is small enough. */
 void ss_source_note_fd(ss_store *s, const char *key, int fd, uint64_t off, uint64_t len);

@@ -62,7 +62,7 @@ struct faultproxy {
     int log;           /* FAULTPROXY_LOG=1 */
     uint64_t counts[FP_KINDS];
     uint64_t paced_ns; /* bytes_per_s: when the link is free again (CLOCK_MONOTONIC) */
-    char *first_page; /* FP_FIRST_PAGE: the last listing's first page, as answered */
+    char *first_page;  /* FP_FIRST_PAGE: the last listing's first page, as answered */
     size_t first_page_len;
 };
 

@@ -956,12 +956,9 @@ static void test_checkpoint_at_head(void **state)
 int main(void)
 {
     const struct CMUnitTest rules[] = {
-        cmocka_unit_test(test_rules),
-        cmocka_unit_test(test_endorsement),
-        cmocka_unit_test(test_apply),
-        cmocka_unit_test(test_checkpoint_tables),
-        cmocka_unit_test(test_approval_rules),
-        cmocka_unit_test(test_device_key),
+        cmocka_unit_test(test_rules),          cmocka_unit_test(test_endorsement),
+        cmocka_unit_test(test_apply),          cmocka_unit_test(test_checkpoint_tables),
+        cmocka_unit_test(test_approval_rules), cmocka_unit_test(test_device_key),
     };
     const struct CMUnitTest cli[] = {
         WORLD_TEST(test_unknown_key),

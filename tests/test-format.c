@@ -272,7 +272,7 @@ static uint8_t *open_object(const char *key, uint64_t seq, const uint8_t prev_ch
     unsigned char tag = 0;
     assert_true(plain && olen >= 44 + 17);
     assert_memory_equal(obj, "S3SO\2", 5); /* magic, version 2 */
-    assert_int_equal(obj[5], kind);       /* 1: log, 2: checkpoint */
+    assert_int_equal(obj[5], kind);        /* 1: log, 2: checkpoint */
     assert_true((obj[6] & ~1) == 0 && obj[7] == 0);
     /* the key epoch in force, and where it began */
     assert_true(le(obj + 8, 4) == epoch && le(obj + 12, 8) == epoch_start);

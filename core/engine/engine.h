@@ -55,9 +55,9 @@ struct ss_folder {
     char *settings;     /* the text of .s3sync/config, as read at open */
     uint32_t mode_mask; /* bits of a mode from the store never applied here (eng_mode_applied) */
     eng_epoch_pending epoch_pending;
-    int epochs_unsaved;   /* learned into f->repo, not yet in .s3sync/epochs */
-    ss_peer_cache *cache; /* what this device serves peers; NULL: cache_size 0 (peers.c) */
-    ss_peers *peers;      /* whom it asks before the store; NULL: none set */
+    int epochs_unsaved;           /* learned into f->repo, not yet in .s3sync/epochs */
+    ss_peer_cache *cache;         /* what this device serves peers; NULL: cache_size 0 (peers.c) */
+    ss_peers *peers;              /* whom it asks before the store; NULL: none set */
     const ss_devices *peer_table; /* a verified table ahead of devices (a pull mid-apply) */
 };
 
@@ -640,7 +640,7 @@ typedef struct eng_walk {
     uint64_t head, last;
     uint64_t start;         /* the checkpoint the walk started from; 0: log/1 */
     eng_cp_head start_head; /* what its header records */
-    int broken;     /* the walk stopped at a log object that failed verification (err says why) */
+    int broken; /* the walk stopped at a log object that failed verification (err says why) */
     char broken_key[128]; /* that object's key */
     ss_devices *devices;  /* private: the device table as the walk goes; freed at its end */
 } eng_walk;

@@ -356,13 +356,13 @@ typedef enum ss_subkey {
 /* ---- Peers: docs/PEERS.md (the wire between two devices, not the store) ---- */
 
 #define SS_PEER_MAGIC "S3P1"
-#define SS_PEER_HELLO_LABEL "s3sync-peer-hello" /* 17 bytes: the tag of msg1 */
-#define SS_PEER_HS_LABEL "s3sync-peer-v1"       /* 14 bytes: the transcript hash h */
-#define SS_PEER_SIG_SERVER "s3sync-peer-server" /* 18 bytes, then h: what the server signs */
-#define SS_PEER_SIG_CLIENT "s3sync-peer-client" /* 18 bytes, then h: what the client signs */
+#define SS_PEER_HELLO_LABEL "s3sync-peer-hello"     /* 17 bytes: the tag of msg1 */
+#define SS_PEER_HS_LABEL "s3sync-peer-v1"           /* 14 bytes: the transcript hash h */
+#define SS_PEER_SIG_SERVER "s3sync-peer-server"     /* 18 bytes, then h: what the server signs */
+#define SS_PEER_SIG_CLIENT "s3sync-peer-client"     /* 18 bytes, then h: what the client signs */
 #define SS_PEER_SESSION_LABEL "s3sync-peer-session" /* 19 bytes: the stream keys */
-#define SS_PEER_PK_BYTES 32   /* X25519 ephemeral public key */
-#define SS_PEER_HASH_BYTES 32 /* BLAKE2b-256: tags and the transcript hash */
+#define SS_PEER_PK_BYTES 32                         /* X25519 ephemeral public key */
+#define SS_PEER_HASH_BYTES 32                       /* BLAKE2b-256: tags and the transcript hash */
 #define SS_PEER_MSG1_BYTES (8 + SS_PEER_PK_BYTES + SS_PEER_HASH_BYTES) /* 72 */
 /* id || signature, sealed: XChaCha20-Poly1305-IETF with a zero nonce (each key seals once) */
 #define SS_PEER_ID_BOX_BYTES (SS_TXN_DEVICE_ID_BYTES + SS_TXN_SIG_BYTES + 16) /* 96 */
@@ -372,7 +372,8 @@ typedef enum ss_subkey {
 #define SS_PEER_MSG_MAX 65536u         /* plaintext of one message */
 #define SS_PEER_RECORD_ABYTES 17       /* crypto_secretstream_xchacha20poly1305_ABYTES */
 /* Requests and answers (the plaintext of messages) */
-#define SS_PEER_REQ_GET 1u     /* u8 type | u16 len(key) | key | u64 offset | u64 length (0: to the end) */
+#define SS_PEER_REQ_GET                                                                            \
+    1u /* u8 type | u16 len(key) | key | u64 offset | u64 length (0: to the end) */
 /* u8 type | u64 seq | chain(seq) (32) | device id (16) | signature (64) */
 #define SS_PEER_REQ_HEAD 2u
 #define SS_PEER_HEAD_BYTES (1 + 8 + SS_CHAIN_BYTES + SS_TXN_DEVICE_ID_BYTES + SS_TXN_SIG_BYTES)
@@ -388,14 +389,14 @@ typedef enum ss_subkey {
 #define SS_PEER_DISC_ANNOUNCE 1u
 #define SS_PEER_DISC_QUERY 2u
 #define SS_PEER_DISC_BYTES (4 + 1 + 1 + 2 + 8 + 16 + 16) /* 48 */
-#define SS_PEER_DISC_WINDOW_S 300 /* tags change every window: unlinkable across them */
+#define SS_PEER_DISC_WINDOW_S 300             /* tags change every window: unlinkable across them */
 #define SS_PEER_DISC_LABEL "s3sync-peer-disc" /* 16 bytes, then u64 window */
 #define SS_PEER_DISC_DEV_LABEL "s3sync-peer-dev" /* 15 bytes, then u64 window, device id */
-#define SS_PEER_DISC_WAIT_MS 300   /* a pull waits for answers to its query this long */
-#define SS_PEERS_MAX 16        /* entries of the peers setting */
-#define SS_PEER_HEAD_GRACE_S 60 /* a head the store does not show this long: status, verify */
+#define SS_PEER_DISC_WAIT_MS 300 /* a pull waits for answers to its query this long */
+#define SS_PEERS_MAX 16          /* entries of the peers setting */
+#define SS_PEER_HEAD_GRACE_S 60  /* a head the store does not show this long: status, verify */
 #define SS_PEER_HEAD_GRACE_ENV "S3SYNC_PEER_HEAD_GRACE" /* seconds instead (tests) */
-#define SS_PEER_CACHE_DEFAULT (1ull << 30) /* cache_size unless set: 1 GiB */
+#define SS_PEER_CACHE_DEFAULT (1ull << 30)              /* cache_size unless set: 1 GiB */
 #define SS_PEER_OBJECT_MAX (64u << 20) /* the most a device takes from a peer at once */
 
 #endif

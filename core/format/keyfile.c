@@ -89,7 +89,8 @@ ss_rc ss_keyfile_seal(const ss_keys *keys, const char *passphrase, size_t passle
         rc = ss_kdf_limits_from_env(&lim, err);
         if (rc) return rc;
     }
-    if (ss_kdf_limits_weak(lim.opslimit, lim.memlimit) || ss_kdf_limits_huge(lim.opslimit, lim.memlimit))
+    if (ss_kdf_limits_weak(lim.opslimit, lim.memlimit) ||
+        ss_kdf_limits_huge(lim.opslimit, lim.memlimit))
         return ss_fail(err, SS_ERR_INVALID,
                        "key file: KDF limits opslimit %llu, memlimit %llu are outside "
                        "[%u, %u] x [%llu, %llu]",

@@ -48,7 +48,7 @@ typedef struct ss_stats {
     uint64_t retries; /* push: builds redone because another device took the sequence first */
     uint64_t pending_local, pending_remote; /* ss_status only; a checkpoint to start from: 1 */
     uint64_t withheld; /* ss_status: a head a peer announced the store does not show; 0 none */
-    char **conflicts;                       /* conflict copies made; NULL-terminated, owned */
+    char **conflicts;  /* conflict copies made; NULL-terminated, owned */
     size_t n_conflicts;
 } ss_stats;
 

@@ -141,8 +141,7 @@ uint64_t ss_peer_cache_bytes(const ss_peer_cache *c); /* what it holds now */
  * out. Both carry only tags under the peer key that change every window.
  */
 void ss_peer_disc_make(uint8_t out[SS_PEER_DISC_BYTES], const ss_keys *keys,
-                       const uint8_t device[SS_TXN_DEVICE_ID_BYTES], uint16_t port,
-                       uint64_t now);
+                       const uint8_t device[SS_TXN_DEVICE_ID_BYTES], uint16_t port, uint64_t now);
 /*
  * A datagram of n bytes: SS_PEER_DISC_ANNOUNCE (another device of this
  * repository serves on *ret_port), SS_PEER_DISC_QUERY (one asks who
@@ -150,8 +149,7 @@ void ss_peer_disc_make(uint8_t out[SS_PEER_DISC_BYTES], const ss_keys *keys,
  * The window may be the one before or after now's (clocks differ).
  */
 int ss_peer_disc_parse(const uint8_t *d, size_t n, const ss_keys *keys,
-                       const uint8_t me[SS_TXN_DEVICE_ID_BYTES], uint64_t now,
-                       uint16_t *ret_port);
+                       const uint8_t me[SS_TXN_DEVICE_ID_BYTES], uint64_t now, uint16_t *ret_port);
 
 /* --- the peers a device asks (peer_set.c) ------------------------------------------------ */
 
