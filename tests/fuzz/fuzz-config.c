@@ -1,6 +1,6 @@
 /*
  * fuzz-config: libFuzzer target for the config and key-file parsers
- * (core/keys.c), with fixed keys and a fixed passphrase.
+ * (core/format/keys.c, keyfile.c), with fixed keys and a fixed passphrase.
  *
  * Byte 0 picks the mode (low 2 bits); the rest is the object:
  *   0 config   ss_config_parse_unverified, then ss_config_open
