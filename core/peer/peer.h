@@ -121,8 +121,9 @@ typedef struct ss_peer_cache ss_peer_cache;
 /* A key of the shapes peers serve: log/ and checkpoints/ (20 digits), data/ pack keys. */
 int ss_peer_key_servable(const char *key);
 /*
- * The cache in dir (made 0700 if missing), holding at most max_bytes: what
- * goes past it pushes out the least recently used objects.
+ * The cache in dir (made 0700 at the first put), holding at most max_bytes:
+ * what goes past it pushes out the least recently used objects. Opening
+ * touches nothing on disk.
  */
 ss_rc ss_peer_cache_open(const char *dir, uint64_t max_bytes, ss_peer_cache **ret_cache,
                          ss_err *err);
@@ -131,7 +132,6 @@ void ss_peer_cache_free(ss_peer_cache *c); /* NULL safe */
 void ss_peer_cache_put(ss_peer_cache *c, const char *key, const void *buf, size_t len);
 /* A handler's open over the cache (ctx: the ss_peer_cache); marks key recently used. */
 ss_rc ss_peer_cache_open_key(void *ctx, const char *key, int *ret_fd, uint64_t *ret_size);
-uint64_t ss_peer_cache_bytes(const ss_peer_cache *c); /* what it holds now */
 
 /* --- discovery on the local network (peer_disc.c) --------------------------------------- */
 

@@ -28,6 +28,7 @@ static const char *const KINDS[] = {"log", "data", "checkpoints"};
 struct ss_peer_cache {
     char *dir;
     uint64_t max, bytes;
+    int ready; /* its folders made and bytes counted: at the first put, not at open */
 };
 
 int ss_peer_key_servable(const char *key)
@@ -123,27 +124,35 @@ static void make_room(ss_peer_cache *c, uint64_t want)
     free(v);
 }
 
+/*
+ * Every command opens the cache, few put anything: its folders are made and
+ * its bytes counted when the first object comes. 0 when it is ready.
+ */
+static int get_ready(ss_peer_cache *c)
+{
+    entry *v = NULL;
+    if (c->ready) return 0;
+    for (int k = -1; k < N_KINDS; k++) {
+        char sub[4096];
+        snprintf(sub, sizeof sub, "%s%s%s", c->dir, k < 0 ? "" : "/", k < 0 ? "" : KINDS[k]);
+        if (mkdir(sub, 0700) && errno != EEXIST) return -1;
+    }
+    scan(c, &v, &c->bytes);
+    free(v);
+    c->ready = 1;
+    return 0;
+}
+
 ss_rc ss_peer_cache_open(const char *dir, uint64_t max_bytes, ss_peer_cache **ret_cache,
                          ss_err *err)
 {
     ss_peer_cache *c = calloc(1, sizeof *c);
-    entry *v = NULL;
     *ret_cache = NULL;
     if (!c || !(c->dir = strdup(dir))) {
         free(c);
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     }
     c->max = max_bytes;
-    for (int k = -1; k < N_KINDS; k++) {
-        char sub[4096];
-        snprintf(sub, sizeof sub, "%s%s%s", dir, k < 0 ? "" : "/", k < 0 ? "" : KINDS[k]);
-        if (mkdir(sub, 0700) && errno != EEXIST) {
-            ss_peer_cache_free(c);
-            return ss_fail(err, SS_ERR_IO, "peer cache %s: %s", sub, strerror(errno));
-        }
-    }
-    scan(c, &v, &c->bytes);
-    free(v);
     *ret_cache = c;
     return SS_OK;
 }
@@ -155,17 +164,12 @@ void ss_peer_cache_free(ss_peer_cache *c)
     free(c);
 }
 
-uint64_t ss_peer_cache_bytes(const ss_peer_cache *c)
-{
-    return c->bytes;
-}
-
 void ss_peer_cache_put(ss_peer_cache *c, const char *key, const void *buf, size_t len)
 {
     char path[4096], tmp[4096 + 16];
     struct stat st;
     int fd;
-    if (!c || len > c->max || !path_of(c, key, path, sizeof path)) return;
+    if (!c || len > c->max || !path_of(c, key, path, sizeof path) || get_ready(c)) return;
     if (!lstat(path, &st)) return; /* objects never change: the one held is the one */
     if (c->bytes + len > c->max) make_room(c, len);
     snprintf(tmp, sizeof tmp, "%s/tmp.XXXXXX", c->dir);
