@@ -3,9 +3,11 @@
  */
 #include "cli-fixture.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -740,9 +742,24 @@ int old_or_new(void *ctx, const char *path, const char *rel, const struct stat *
     return 1;
 }
 
+int staged_files(const char *dev)
+{
+    char dir[PATH_MAX];
+    struct dirent *de;
+    DIR *d;
+    int n = 0;
+    snprintf(dir, sizeof dir, "%s/.s3sync/tmp", dev);
+    if (!(d = opendir(dir))) return 0;
+    while ((de = readdir(d)))
+        n += !strncmp(de->d_name, "stage-", 6);
+    closedir(d);
+    return n;
+}
+
 void expect_no_leftovers(const world *w)
 {
     for (int k = A; k <= B; k++) {
+        if (staged_files(w->dev[k])) failf("%c keeps a pull's stage files", 'A' + k);
         if (count_in(w->dev[k], count_name, ".sync-conflict-"))
             failf("%c has a conflict copy", 'A' + k);
         if (count_in(w->dev[k], count_name, SS_FS_TMP_PREFIX))

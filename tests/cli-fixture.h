@@ -169,6 +169,8 @@ void snapshot(const char *dir, const char *copy);
  */
 int old_or_new(void *ctx, const char *path, const char *rel, const struct stat *st);
 /* Neither A nor B holds a conflict copy or a temp file (after a crash, once synced). */
+/* Files in dev's .s3sync/tmp that a pull staged (core/engine/stage.c). */
+int staged_files(const char *dev);
 void expect_no_leftovers(const world *w);
 
 /* --- scripts -------------------------------------------------------------------------- */

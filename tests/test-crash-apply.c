@@ -11,6 +11,8 @@
  * full at two files, so one transaction of a dozen files runs through
  * several batches and each point below is hit inside one, not only at its
  * edges:
+ *   stage.file          a file's data fetched into .s3sync/tmp (engine/stage.c),
+ *                       others not yet: the next command removes the stage;
  *   apply.staged        a temp written, its batch not yet synced;
  *   apply.batch-synced  the batch's temps durable, nothing renamed yet;
  *   apply.after-rename  some of the batch renamed, not all;
@@ -73,6 +75,7 @@ static void crash_at(world *w, const char *point, int small, int i)
     if (o.sig != SIGKILL) failf("not killed: exit %d, stderr: %s", o.code, o.err);
     outcome_free(&o);
     if (walk(w->dev[B], "", old_or_new, trees)) failf("a partial file is visible");
+    if (!strncmp(point, "stage.", 6) && !staged_files(w->dev[B])) failf("nothing was staged");
     /* Run again without the crash: converges, and our own writes are no conflicts. */
     j = ok_json(w, B, "pull");
     if (json_array_size(json_object_get(j, "conflicts"))) failf("conflict after the crash");
@@ -94,6 +97,7 @@ static void test_crash_in_batches(void **state)
         {"apply.batch-synced:1", 1}, {"apply.batch-synced:3", 1},  {"apply.after-rename:1", 1},
         {"apply.after-rename:4", 1}, {"apply.batch-renamed:1", 1}, {"apply.batch-renamed:4", 1},
         {"apply.staged:5", 0},       {"apply.batch-synced:1", 0},  {"apply.batch-renamed:1", 0},
+        {"stage.file:1", 0},         {"stage.file:2", 1},
     };
     world *w = *state;
     join(w, A);

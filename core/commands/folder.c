@@ -110,7 +110,10 @@ static ss_rc take_lock(ss_folder *f, ss_err *err)
     if (f->lock_fd < 0)
         return ss_fail(err, SS_ERR_IO, "lock %s/lock: %s", f->meta, strerror(errno));
     for (int i = 0; i < 300; i++) { /* 30 s */
-        if (!fcntl(f->lock_fd, F_OFD_SETLK, &fl)) return SS_OK;
+        if (!fcntl(f->lock_fd, F_OFD_SETLK, &fl)) {
+            eng_stage_clean(f); /* ours now: what a killed pull staged goes */
+            return SS_OK;
+        }
         if (errno != EAGAIN && errno != EACCES)
             return ss_fail(err, SS_ERR_IO, "lock %s/lock: %s", f->meta, strerror(errno));
         usleep(100000);

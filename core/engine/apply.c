@@ -10,9 +10,12 @@
  *       eng_fetch_txn stages the plaintext in a temp file, ss_frame_end checks it
  *       ended at its final record, and eng_check_txn walks every op before
  *       walk_ops touches the folder. The same holds for the data: stage_data
- *       fetches and verifies every chunk of the transaction into a temp file
- *       first, so a truncated or altered pack changes nothing either (the
- *       stage costs disk, not memory; a re-run after a crash fetches again).
+ *       fetches and verifies every chunk of the transaction into the stage
+ *       first, a file per chunked op in .s3sync/tmp (stage.c), so a
+ *       truncated or altered pack changes nothing either (the stage costs
+ *       disk, not memory, and the walk adopts its files instead of copying
+ *       them: the data is written once; a re-run after a crash fetches
+ *       again, and the next command removes what a killed one staged).
  *   P2. Transactions apply in sequence order without gaps; the first listed
  *       key must be the watermark's own (else the store was rolled back),
  *       unless gc removed it and a checkpoint at or after the watermark is
@@ -22,9 +25,14 @@
  *       in place, durably. The order, per batch of files (fsio.h
  *       ss_fs_batch, bounded in files, bytes and descriptors; fsio_batch.c
  *       says why it is safe):
- *         a. each file written to a temp beside its target, no fsync
- *            (apply_op.c write_file; fault point apply.staged);
- *         b. one syncfs: every temp of the batch durable
+ *         a. each file's new version made a temp: its stage file adopted
+ *            (fsio.h ss_atomic_adopt; the stage wrote it, its writeout
+ *            started, fault point stage.file) or its inline bytes written
+ *            beside its target; no fsync (apply_op.c write_file; fault
+ *            point apply.staged);
+ *         b. one syncfs: every temp of the batch durable (the stage is on
+ *            the folder's file system; across a mount point inside the
+ *            folder ss_atomic_adopt copies and fsyncs instead)
  *            (apply.batch-synced);
  *         c. each temp renamed over its target, the P4 look first
  *            (apply.before-rename, apply.after-rename, apply.batch-renamed),
@@ -57,7 +65,7 @@
  *
  *   state per store transaction:
  *     LISTED --eng_fetch_txn--> STAGED --eng_check_txn (ops, signer)--> VERIFIED
- *     VERIFIED --stage_data--> DATA STAGED
+ *     VERIFIED --stage_data (eng_stage_add, eng_stage_put)--> DATA STAGED
  *     DATA STAGED --walk_ops (per op, apply_op.c: eng_apply_upsert / eng_apply_delete;
  *                   files through P3's batches a-c)--> APPLIED
  *     APPLIED --ss_fs_sync (P3 d)--> DURABLE
@@ -83,34 +91,29 @@
 /*
  * A chunk landed in the stage: its file counts as done for the progress bar
  * once all its bytes have (a pull's files finish as their data arrives, not
- * all at once when the ops apply). Files are staged in order, so a binary
- * search finds the one at out_off.
+ * all at once when the ops apply).
  */
 static void landed(void *ctx, uint64_t out_off, uint64_t len)
 {
     eng_apply *a = ctx;
-    size_t lo = 0, hi = a->n_staged;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (a->staged[mid].start <= out_off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    if (lo >= a->n_staged || !a->staged[lo].left) return;
-    a->staged[lo].left -= len < a->staged[lo].left ? len : a->staged[lo].left;
-    if (!a->staged[lo].left) a->f->prog.files_done++;
+    if (eng_stage_landed(a->stage, out_off, len)) a->f->prog.files_done++;
 }
 
-/* Queue every chunk of the current entry for the stage at stage_off (stage_data waits). */
-static ss_rc fetch_chunks(eng_apply *a, eng_fetch *x, const ss_txn_entry *e, ss_err *err)
+static int put(void *ctx, uint64_t out_off, const void *buf, size_t len)
+{
+    eng_apply *a = ctx;
+    return eng_stage_put(a->stage, out_off, buf, len);
+}
+
+/* Queue every chunk of the current entry for its stage file i (stage_data waits). */
+static ss_rc fetch_chunks(eng_apply *a, eng_fetch *x, const ss_txn_entry *e, size_t i, ss_err *err)
 {
     const ss_txn_header *h = ss_txn_reader_header(a->txn.r);
     eng_reuse *mine = NULL; /* owned */
-    uint64_t off = 0;
+    uint64_t start = eng_stage_start(a->stage, i), off = 0;
     ss_rc rc = eng_reuse_open(a->f, e->path, &mine, err);
     if (rc) goto done;
-    for (uint32_t i = 0; i < e->n_chunks; i++) {
+    for (uint32_t k = 0; k < e->n_chunks; k++) {
         ss_chunk_ref ref;
         ss_chunk_loc loc;
         rc = ss_txn_next_chunk(a->txn.r, &ref, err);
@@ -121,10 +124,10 @@ static ss_rc fetch_chunks(eng_apply *a, eng_fetch *x, const ss_txn_entry *e, ss_
         loc.plain_len = ref.plain_len;
         rc = ss_state_chunk_add(a->f->state, ref.id, &loc, err);
         if (rc) goto done;
-        if (eng_reuse_chunk(mine, &ref, x->out_fd, a->stage_off + off)) {
-            landed(a, a->stage_off + off, ref.plain_len);
+        if (mine && eng_reuse_chunk(mine, &ref, eng_stage_fd(a->stage, i), off)) {
+            landed(a, start + off, ref.plain_len);
         } else {
-            rc = eng_fetch_chunk(x, loc.pack, &ref, a->stage_off + off, err);
+            rc = eng_fetch_chunk(x, loc.pack, &ref, start + off, err);
             if (rc) goto done;
         }
         off += ref.plain_len;
@@ -152,13 +155,16 @@ static ss_rc note_same(eng_apply *a, const ss_txn_entry *e, ss_err *err)
 /* P1 for the data: every chunked file of the transaction, fetched and verified into the stage. */
 static ss_rc stage_data(eng_apply *a, int fd, uint64_t seq, ss_err *err)
 {
-    eng_fetch x = {.f = a->f, .xfer = a->xfer, .out_fd = -1, .landed = landed, .ctx = a};
+    eng_fetch x = {
+        .f = a->f, .xfer = a->xfer, .out_fd = -1, .landed = landed, .put = put, .ctx = a};
     const ss_txn_entry *e;
     ss_rc rc, wrc;
-    a->stage_off = 0;
+    rc = eng_stage_new(a->f, &a->stage, err);
+    if (rc) return rc;
     rc = eng_txn_open(&a->txn, a->f, fd, seq, err);
     if (rc) goto done;
     for (;;) {
+        size_t i;
         rc = eng_txn_next(&a->txn, &e, err);
         if (rc) goto done;
         if (!e) break;
@@ -171,20 +177,11 @@ static ss_rc stage_data(eng_apply *a, int fd, uint64_t seq, ss_err *err)
             }
         }
         if (!eng_is_chunked(e)) continue;
-        if (SS_ARRAY_GROW(a->staged, a->n_staged + 1, a->cap_staged)) {
-            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-        a->staged[a->n_staged++] = (struct eng_staged_file){a->stage_off, e->size};
-        if (!e->size) a->f->prog.files_done++;
-        if (a->stage_fd < 0) {
-            rc = eng_tmpfile(a->f, &a->stage_fd, err);
-            if (rc) goto done;
-        }
-        x.out_fd = a->stage_fd;
-        rc = fetch_chunks(a, &x, e, err);
+        rc = eng_stage_add(a->stage, e->size, &i, err);
         if (rc) goto done;
-        a->stage_off += e->size;
+        if (!e->size) a->f->prog.files_done++;
+        rc = fetch_chunks(a, &x, e, i, err);
+        if (rc) goto done;
     }
 done:
     eng_txn_close(&a->txn);
@@ -259,7 +256,7 @@ done:
 static ss_rc walk_ops(eng_apply *a, int fd, uint64_t seq, ss_err *err)
 {
     const ss_txn_entry *e;
-    uint64_t next_off = 0;
+    size_t next = 0; /* the stage's files are the chunked ops', in order */
     ss_rc rc = eng_txn_open(&a->txn, a->f, fd, seq, err);
     if (rc) goto done;
     for (size_t i = 0;; i++) {
@@ -272,8 +269,8 @@ static ss_rc walk_ops(eng_apply *a, int fd, uint64_t seq, ss_err *err)
             if (rc) goto done;
             continue;
         }
-        a->stage_off = next_off; /* the entry's data in the stage, if it has chunks */
-        next_off += eng_is_chunked(e) ? e->size : 0;
+        a->cur = next;
+        next += eng_is_chunked(e);
         if (a->deferred_pass && (e->type == SS_TXN_DELETE || !eng_apply_is_deferred(a, e->path)))
             continue;
         rc = e->type == SS_TXN_DELETE ? eng_apply_delete(a, e, err) : eng_apply_upsert(a, e, err);
@@ -369,7 +366,7 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
                     const uint8_t prev[SS_CHAIN_BYTES], const uint8_t chain[SS_CHAIN_BYTES],
                     int base, const ss_devices *devices, const ss_state_applied *obj, ss_err *err)
 {
-    eng_apply a = {.f = f, .stats = stats, .stage_fd = -1, .base = base};
+    eng_apply a = {.f = f, .stats = stats, .base = base};
     ss_devices *kept = NULL; /* owned: f->devices once committed */
     int ours = !base && eng_inflight_is(f, seq, chain), began = 0;
     ss_rc rc;
@@ -411,11 +408,10 @@ out:
         free(a.deferred[i].path);
     free(a.deferred);
     free(a.same);
-    free(a.staged);
-    if (a.stage_fd >= 0) close(a.stage_fd);
     ss_devices_free(kept);
     ss_state_body_free(&a.body);
     eng_apply_batch_free(&a); /* after a failure: the temps not renamed go */
+    eng_stage_free(a.stage);  /* and the stage's files not adopted */
     ss_dirmodes_free(a.dm);   /* after a failure too: no directory stays open */
     ss_fs_cache_end();
     ss_xfer_free(a.xfer);

@@ -36,15 +36,10 @@ typedef struct eng_apply {
     int kept;               /* clear_way left a directory holding local files */
     eng_deferral *deferred; /* ops that wait until the rest of the transaction applied */
     size_t n_deferred, cap_deferred;
-    /* Every chunked file's data, verified, back to back in transaction order (P1). */
-    int stage_fd;
-    uint64_t stage_off; /* where the current op's data starts in it */
+    /* Every chunked file's data, verified, in a file of its own (stage.c, P1). */
+    struct eng_stage *stage;
+    size_t cur;         /* the stage's file of the op being applied, if it has chunks */
     ss_state_body body; /* state body of the chunked file being applied */
-    /* Per chunked file staged: where its data starts and the bytes still to land (progress). */
-    struct eng_staged_file {
-        uint64_t start, left;
-    } * staged;
-    size_t n_staged, cap_staged;
     /* Files written, not yet renamed: pend[i] is the batch's i-th (P3's batches). */
     ss_fs_batch *batch;
     eng_pending *pend; /* SS_FS_BATCH_FILES of them, allocated with the batch */
@@ -55,6 +50,30 @@ typedef struct eng_apply {
     uint8_t *same;
     size_t n_ops, cap_same;
 } eng_apply;
+
+/*
+ * The stage (stage.c): a file per chunked op in .s3sync/tmp, each with a
+ * range of offsets in one address space (its data's place in the
+ * transaction), written by fetch.c's put as verified chunks land.
+ * eng_stage_free closes them and removes those not taken.
+ */
+typedef struct eng_stage eng_stage;
+ss_rc eng_stage_new(ss_folder *f, eng_stage **ret_stage, ss_err *err);
+void eng_stage_free(eng_stage *s); /* NULL safe */
+/* A file for size bytes at the next offsets: *ret_index, its first offset eng_stage_start. */
+ss_rc eng_stage_add(eng_stage *s, uint64_t size, size_t *ret_index, ss_err *err);
+uint64_t eng_stage_start(const eng_stage *s, size_t i);
+/* File i open for writing (borrowed; valid until the next call here): -1 with errno. */
+int eng_stage_fd(eng_stage *s, size_t i);
+/* Write len bytes at off (within one file): 0, or -1 with errno (fetch.c's put). */
+int eng_stage_put(eng_stage *s, uint64_t off, const void *buf, size_t len);
+/* len bytes at off landed: 1 when that completed their file (then closed, writeout started). */
+int eng_stage_landed(eng_stage *s, uint64_t off, uint64_t len);
+/* Where file i is: eng_stage_dirfd's entry eng_stage_name (buf, cap >= 32). */
+int eng_stage_dirfd(const eng_stage *s);
+const char *eng_stage_name(const eng_stage *s, size_t i, char *buf, size_t cap);
+/* File i was adopted (ss_atomic_adopt): every byte landed; it is no longer the stage's. */
+void eng_stage_taken(eng_stage *s, size_t i);
 
 static inline int eng_is_chunked(const ss_txn_entry *e)
 {

@@ -112,24 +112,29 @@ done:
     return rc;
 }
 
-/* The current entry's bytes into out: inline, or its chunks' plaintext from the stage. */
-static ss_rc write_data(eng_apply *a, const ss_txn_entry *e, int out, ss_err *err)
+/*
+ * The new version of e's file as an atomic write: its stage file (every
+ * chunk verified, P1) adopted, or a temp holding its inline bytes.
+ */
+static ss_rc new_version(eng_apply *a, const ss_txn_entry *e, ss_atomic **ret_at, ss_err *err)
 {
-    uint8_t buf[65536];
-    if (e->storage == SS_TXN_INLINE) {
-        if (e->size && ss_fs_pwrite_all(out, e->inline_data, e->size, 0))
-            return ss_fail(err, SS_ERR_IO, "write %s: %s", e->path, strerror(errno));
+    char name[32];
+    ss_rc rc;
+    if (e->storage == SS_TXN_CHUNKS) {
+        rc = ss_atomic_adopt(a->f->root_fd, e->path, eng_stage_dirfd(a->stage),
+                             eng_stage_name(a->stage, a->cur, name, sizeof name), ret_at, err);
+        if (rc) return rc;
+        eng_stage_taken(a->stage, a->cur);
         return SS_OK;
     }
-    for (uint64_t done = 0; done < e->size;) {
-        size_t want = e->size - done < sizeof buf ? (size_t)(e->size - done) : sizeof buf;
-        ssize_t n = pread(a->stage_fd, buf, want, (off_t)(a->stage_off + done));
-        if (n <= 0 || ss_fs_pwrite_all(out, buf, (size_t)n, (off_t)done))
-            return ss_fail(err, SS_ERR_IO, "write %s: %s", e->path,
-                           n == 0 ? "short stage" : strerror(errno));
-        done += (uint64_t)n;
+    rc = ss_atomic_begin(a->f->root_fd, e->path, ret_at, err);
+    if (rc) return rc;
+    if (e->size && ss_fs_pwrite_all(ss_atomic_fd(*ret_at), e->inline_data, e->size, 0)) {
+        rc = ss_fail(err, SS_ERR_IO, "write %s: %s", e->path, strerror(errno));
+        ss_atomic_abort(*ret_at);
+        *ret_at = NULL;
     }
-    return SS_OK;
+    return rc;
 }
 
 /*
@@ -246,10 +251,8 @@ static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_
         rc = eng_txn_body(a->txn.r, &a->body, err); /* the refs record() keeps */
         if (rc) return rc;
     }
-    rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
+    rc = new_version(a, e, &at, err);
     if (rc) return rc;
-    rc = write_data(a, e, ss_atomic_fd(at), err);
-    if (rc) goto fail;
     rc = pend(a, e, &p, err);
     if (rc) goto fail;
     seen.ctx = p;

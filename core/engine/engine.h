@@ -456,16 +456,24 @@ void eng_txn_close(eng_txn_iter *it);
 ss_rc eng_txn_body(ss_txn_reader *r, ss_state_body *body, ss_err *err);
 
 /*
+ * Remove the stage files a killed pull left in .s3sync/tmp (stage.c); the
+ * caller holds the folder's lock, so no command is using them.
+ */
+void eng_stage_clean(ss_folder *f);
+
+/*
  * Verified chunk fetches (fetch.c): chunks are queued by eng_fetch_chunk and
  * fetched in coalesced ranged GETs, each chunk opened with ss_chunk_open
- * (authenticity, id), checked for its plain length, and written to out_fd at
- * the offset given (out_fd -1: verify only). eng_fetch_wait runs what is
+ * (authenticity, id), checked for its plain length, and written at the
+ * offset given: through put when set, else to out_fd (-1: verify only). eng_fetch_wait runs what is
  * queued to the end and returns the first failure (all go to bad, if set).
  */
 typedef void (*eng_bad_chunk_fn)(void *ctx, const char *pack, const ss_chunk_ref *ref, ss_rc rc,
                                  const char *msg);
 /* A chunk's len plaintext bytes are written at out_off (verified). */
 typedef void (*eng_landed_fn)(void *ctx, uint64_t out_off, uint64_t len);
+/* Write a verified chunk's plaintext at out_off: 0, or -1 with errno. */
+typedef int (*eng_put_fn)(void *ctx, uint64_t out_off, const void *buf, size_t len);
 typedef struct eng_fetch {
     ss_folder *f;
     ss_xfer *xfer;
@@ -474,6 +482,7 @@ typedef struct eng_fetch {
     ss_err err;           /* its message, naming the pack and offset */
     eng_bad_chunk_fn bad; /* when set, told of every failure */
     eng_landed_fn landed; /* when set, told of every chunk written */
+    eng_put_fn put;       /* when set, writes instead of out_fd */
     void *ctx;
     struct eng_fetch_job *jobs; /* queued, not yet requested */
     size_t n_jobs, cap_jobs;

@@ -53,7 +53,8 @@ static ss_rc open_chunk(eng_fetch *x, const struct eng_fetch_job *j, const uint8
                      j->ref.plain_len);
         goto done;
     }
-    if (x->out_fd >= 0 && ss_fs_pwrite_all(x->out_fd, plain, len, (off_t)j->out_off)) {
+    if (x->put ? x->put(x->ctx, j->out_off, plain, len)
+               : x->out_fd >= 0 && ss_fs_pwrite_all(x->out_fd, plain, len, (off_t)j->out_off)) {
         rc = ss_fail(e, SS_ERR_IO, "stage in .s3sync/tmp: %s", strerror(errno));
         goto done;
     }

@@ -349,9 +349,8 @@ ss_rc ss_fs_readlink(int root_fd, const char *path, char *buf, size_t cap, size_
     return SS_OK;
 }
 
-ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
+ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
 {
-    static unsigned long seq;
     ss_atomic *at = NULL;
     const char *base;
     ss_rc rc;
@@ -363,16 +362,41 @@ ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err 
         free(at);
         return rc;
     }
+    at->src_dirfd = at->dirfd;
     if (!at->dir_owned) pin(at->dirfd, +1);
-    if (!(at->base = strdup(base)) || !(at->path = strdup(path)) ||
-        asprintf(&at->tmp, SS_FS_TMP_PREFIX "%ld-%lu", (long)getpid(), ++seq) < 0) {
-        at->tmp = NULL;
+    if (!(at->base = strdup(base)) || !(at->path = strdup(path))) {
         ss_atomic_abort(at);
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    }
+    *ret_at = at;
+    return SS_OK;
+}
+
+ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
+{
+    static unsigned long seq;
+    if (asprintf(&at->tmp, SS_FS_TMP_PREFIX "%ld-%lu", (long)getpid(), ++seq) < 0) {
+        at->tmp = NULL;
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     }
     at->fd = openat(at->dirfd, at->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (at->fd < 0) {
-        rc = ss_fs_errno_fail(err, "create temp file for", path);
+        ss_rc rc = ss_fs_errno_fail(err, "create temp file for", at->path);
+        free(at->tmp);
+        at->tmp = NULL;
+        return rc;
+    }
+    return SS_OK;
+}
+
+ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
+{
+    ss_atomic *at = NULL;
+    ss_rc rc = ss_atomic_new(root_fd, path, &at, err);
+    *ret_at = NULL;
+    if (rc) return rc;
+    rc = ss_atomic_temp(at, err);
+    if (rc) {
         ss_atomic_abort(at);
         return rc;
     }
@@ -389,7 +413,7 @@ void ss_atomic_abort(ss_atomic *at)
 {
     if (!at) return;
     if (at->fd >= 0) close(at->fd);
-    if (at->tmp && at->dirfd >= 0) unlinkat(at->dirfd, at->tmp, 0);
+    if (at->tmp && at->src_dirfd >= 0) unlinkat(at->src_dirfd, at->tmp, 0);
     if (at->dir_owned)
         put_parent(at->dirfd, 1);
     else
@@ -431,7 +455,7 @@ ss_rc ss_atomic_rename(ss_atomic *at, const ss_fs_seen *seen, ss_err *err)
         if (rc) return rc;
     }
     /* A directory in the way is not ours to replace here: the caller resolves it first. */
-    if (renameat(at->dirfd, at->tmp, at->dirfd, at->base))
+    if (renameat(at->src_dirfd, at->tmp, at->dirfd, at->base))
         return ss_fs_errno_fail(err, "replace", at->path);
     free(at->tmp);
     at->tmp = NULL;

@@ -9,10 +9,12 @@
  *     tests). A user who swaps a directory for a symlink to elsewhere while
  *     a command runs makes it fail on that path, never read, write or
  *     remove outside the folder (invariant 6);
- *   - a file is written to a temp name in its own directory, given its mode
- *     and mtime, made durable (an fsync each, or for a batch of them one
- *     syncfs: ss_fs_batch) and only then renamed over the target: a reader
- *     sees the old or the new content, never a mix (invariant 3);
+ *   - a file is written to a temp name in its own directory (or, for a
+ *     pull, to a file of the engine's stage on the same file system, then
+ *     adopted: ss_atomic_adopt), given its mode and mtime, made durable (an
+ *     fsync each, or for a batch of them one syncfs: ss_fs_batch) and only
+ *     then renamed over the target: a reader sees the old or the new
+ *     content, never a mix (invariant 3);
  *     ss_fs_sync makes the renames durable before the state records them.
  * Temp names start with SS_FS_TMP_PREFIX; the scanner skips them (and removes
  * those a killed command left behind).
@@ -128,6 +130,17 @@ ss_rc ss_fs_batch_new(int root_fd, ss_fs_batch **ret_b, ss_err *err);
  */
 ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint32_t mode, int64_t mtime_s,
                       uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err);
+/*
+ * An atomic write whose new content is already written: the file src_name
+ * in src_dirfd (a directory of the caller's, on the folder's file system;
+ * borrowed, open until at is done), renamed over path by the batch's flush
+ * or ss_atomic_commit, removed by ss_atomic_abort. When path's directory is
+ * on another file system, the content is copied to a temp beside the
+ * target instead and src_name removed. ss_atomic_fd is the file's, to set
+ * what it still needs.
+ */
+ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *src_name,
+                      ss_atomic **ret_at, ss_err *err);
 size_t ss_fs_batch_count(const ss_fs_batch *b);
 int ss_fs_batch_full(const ss_fs_batch *b);
 /*

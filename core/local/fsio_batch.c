@@ -95,6 +95,76 @@ fail:
     return rc;
 }
 
+/* len bytes of in into out from offset 0: 0, or -1 with errno set. */
+static int copy_all(int in, int out, uint64_t len)
+{
+    char buf[65536];
+    off_t off = 0;
+    while ((uint64_t)off < len) {
+        ssize_t n = pread(in, buf, sizeof buf, off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (!n) errno = EIO; /* the source shrank: not ours to write short */
+            return -1;
+        }
+        if (ss_fs_pwrite_all(out, buf, (size_t)n, off)) return -1;
+        off += n;
+    }
+    return 0;
+}
+
+/*
+ * The target's directory is on another file system than the adopted file
+ * (a mount point inside the folder): a rename cannot cross it, so the data
+ * goes to a temp beside the target, fsynced (the batch's syncfs is of the
+ * folder's file system, not that one), and the adopted file is removed.
+ */
+static ss_rc adopt_by_copy(ss_atomic *at, int src_dirfd, const char *src_name, int src_fd,
+                           const struct stat *st, ss_err *err)
+{
+    ss_rc rc = ss_atomic_temp(at, err);
+    if (rc) return rc;
+    if (copy_all(src_fd, at->fd, (uint64_t)st->st_size) || fsync(at->fd))
+        return ss_fs_errno_fail(err, "write", at->path);
+    unlinkat(src_dirfd, src_name, 0);
+    return SS_OK;
+}
+
+ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *src_name,
+                      ss_atomic **ret_at, ss_err *err)
+{
+    ss_atomic *at = NULL;
+    struct stat src, dir;
+    int fd = -1;
+    ss_rc rc = ss_atomic_new(root_fd, path, &at, err);
+    *ret_at = NULL;
+    if (rc) return rc;
+    fd = openat(src_dirfd, src_name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &src) || fstat(at->dirfd, &dir)) {
+        rc = ss_fs_errno_fail(err, "write", path);
+        goto fail;
+    }
+    if (src.st_dev != dir.st_dev) {
+        rc = adopt_by_copy(at, src_dirfd, src_name, fd, &src, err);
+        if (rc) goto fail;
+        close(fd);
+    } else {
+        at->src_dirfd = src_dirfd;
+        at->tmp = strdup(src_name);
+        at->fd = fd;
+        if (!at->tmp) {
+            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+    }
+    *ret_at = at;
+    return SS_OK;
+fail:
+    if (fd >= 0 && fd != at->fd) close(fd);
+    ss_atomic_abort(at);
+    return rc;
+}
+
 /* Empty the batch, removing the temps not renamed yet. */
 static void drop_all(ss_fs_batch *b)
 {

@@ -10,11 +10,16 @@
 struct ss_atomic {
     int dirfd, fd;
     int dir_owned; /* 0: dirfd is the directory cache's, pinned until abort */
-    char *tmp;     /* temp name in dirfd */
+    int src_dirfd; /* where tmp is: dirfd, or an adopted file's directory (the caller's) */
+    char *tmp;     /* temp name in src_dirfd; NULL once renamed */
     char *base;    /* target name in dirfd */
     char *path;    /* for messages */
 };
 
+/* An atomic write to path with its parent resolved (made when missing), no temp yet. */
+ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
+/* Create at's temp beside its target, open for writing. */
+ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err);
 /* SS_ERR_IO (SS_ERR_NOMEM for ENOMEM) saying what failed on path, from errno. */
 ss_rc ss_fs_errno_fail(ss_err *err, const char *what, const char *path);
 /* at's target is still what seen says the caller saw: nothing, or that very file as it was. */
