@@ -119,6 +119,7 @@ done:
 static ss_rc new_version(eng_apply *a, const ss_txn_entry *e, ss_atomic **ret_at, ss_err *err)
 {
     char name[32];
+    ss_atomic *at = NULL;
     ss_rc rc;
     if (e->storage == SS_TXN_CHUNKS) {
         rc = ss_atomic_adopt(a->f->root_fd, e->path, eng_stage_dirfd(a->stage),
@@ -127,14 +128,15 @@ static ss_rc new_version(eng_apply *a, const ss_txn_entry *e, ss_atomic **ret_at
         eng_stage_taken(a->stage, a->cur);
         return SS_OK;
     }
-    rc = ss_atomic_begin(a->f->root_fd, e->path, ret_at, err);
+    rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
     if (rc) return rc;
-    if (e->size && ss_fs_pwrite_all(ss_atomic_fd(*ret_at), e->inline_data, e->size, 0)) {
+    if (e->size && ss_fs_pwrite_all(ss_atomic_fd(at), e->inline_data, e->size, 0)) {
         rc = ss_fail(err, SS_ERR_IO, "write %s: %s", e->path, strerror(errno));
-        ss_atomic_abort(*ret_at);
-        *ret_at = NULL;
+        ss_atomic_abort(at);
+        return rc;
     }
-    return rc;
+    *ret_at = at;
+    return SS_OK;
 }
 
 /*
