@@ -197,4 +197,66 @@ if cli_have_rgw; then
 else
   echo "skip RGW (S3SYNC_TEST_BUCKET or the aws CLI missing)"
 fi
+# Two serving peers (#17 "several peers at once, each object from one"): B's pull
+# gets objects from both A and D (each server's log counts what it sent), and
+# converges; then D's copies of the packs are altered: C's pull names D alone,
+# and A and the store finish.
+served_bytes() { # SERVE-ERR: the bytes its sessions sent, summed
+  sed -n 's/.*served .* (\([0-9]*\) bytes).*/\1/p' "$1" | awk '{s += $1} END {print s + 0}'
+}
+two_peers() { # STORE, a name for the checks
+  local store=$1 tag=$2 A="$w/$2-2A" B="$w/$2-2B" C="$w/$2-2C" D="$w/$2-2D" pa pd pida
+  local size=3000000 n=6
+  [ "$tag" = file ] && size=6000000
+  for d in "$A" "$D" "$B" "$C"; do
+    "$bin" -q init "$store" "$d"
+    echo "$d" >"$d/$(basename "$d").txt"
+    "$bin" -q -C "$d" sync
+  done
+  "$bin" -q -C "$D" sync # D knows B and C
+  for i in $(seq "$n"); do # a log object and a pack each
+    head -c "$size" /dev/urandom >"$A/two-$i.bin"
+    "$bin" -q -C "$A" push
+  done
+  rm -rf "$D/.s3sync/cache"
+  cp -a "$A/.s3sync/cache" "$D/.s3sync/cache" # D holds what A pushed, as if it had
+  serve "$A"
+  pa=$port pida=$serve_pid
+  serve "$D"
+  pd=$port
+  "$bin" -C "$B" config set peers "127.0.0.1:$pa,127.0.0.1:$pd"
+  check "$tag: B pulls with two peers (exit 0)" exits 0 "$bin" -C "$B" --json pull
+  check "$tag: ... and has every file" \
+    bash -c "for i in \$(seq $n); do cmp -s '$A/two-'\$i.bin '$B/two-'\$i.bin || exit 1; done"
+  check "$tag: ... from the peers ($(json bytes_peer <"$w/out") bytes)" \
+    test "$(json bytes_peer <"$w/out")" -ge $((n * size))
+  sleep 0.5 # the servers log a session when it ends
+  check "$tag: ... A sent some of it ($(served_bytes "$A.serve.err") bytes)" \
+    test "$(served_bytes "$A.serve.err")" -ge "$size"
+  check "$tag: ... and D sent some of it ($(served_bytes "$D.serve.err") bytes)" \
+    test "$(served_bytes "$D.serve.err")" -ge "$size"
+
+  # D's packs altered (A's are not): C names D alone, and finishes from A and the store.
+  for f in "$D"/.s3sync/cache/data/*; do
+    printf 'X' | dd of="$f" bs=1 seek=1000 conv=notrunc 2>/dev/null
+  done
+  : >"$A.serve.err.before" && cp "$A.serve.err" "$A.serve.err.before"
+  "$bin" -C "$C" config set peers "127.0.0.1:$pd,127.0.0.1:$pa"
+  check "$tag: C pulls past D's altered bytes (exit 0)" exits 0 "$bin" -C "$C" --json pull
+  check "$tag: ... and has every file" \
+    bash -c "for i in \$(seq $n); do cmp -s '$A/two-'\$i.bin '$C/two-'\$i.bin || exit 1; done"
+  check "$tag: ... naming D as failing verification" \
+    grep -q "127.0.0.1:$pd left out: what it sent of .* failed verification" "$w/err"
+  check "$tag: ... and not A" bash -c "! grep -q '127.0.0.1:$pa left out' '$w/err'"
+  sleep 0.5
+  check "$tag: ... A kept serving C ($(($(served_bytes "$A.serve.err") - $(served_bytes "$A.serve.err.before"))) bytes)" \
+    test "$(($(served_bytes "$A.serve.err") - $(served_bytes "$A.serve.err.before")))" -ge "$size"
+  kill "$pida" 2>/dev/null || true
+  stop_serving
+  check "$tag: A's serve ended cleanly" bash -c "! grep -q 'Sanitizer\|runtime error' '$A.serve.err'"
+}
+two_peers "file://$w/store2" file
+if cli_have_rgw; then
+  two_peers "s3://$S3SYNC_TEST_BUCKET/peers2-$$-$RANDOM" s3
+fi
 cli_done

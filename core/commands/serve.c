@@ -165,6 +165,7 @@ ss_rc ss_serve_session(ss_server *s, int fd, ss_served *ret, ss_err *err)
     const ss_device *d;
     ss_peer *p = NULL;
     size_t which = 0;
+    uint64_t received = 0;
     ss_rc rc = ss_peer_accept(fd, &t, 1, &p, &which, err);
     memset(ret, 0, sizeof *ret);
     if (rc) return rc;
@@ -173,6 +174,7 @@ ss_rc ss_serve_session(ss_server *s, int fd, ss_served *ret, ss_err *err)
     s->head = 0;
     rc = ss_peer_serve(p, &h, err);
     ret->head = s->head;
+    ss_peer_bytes(p, &ret->bytes, &received);
     ss_peer_free(p);
     return rc;
 }

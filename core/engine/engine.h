@@ -508,6 +508,8 @@ ss_rc eng_peers_attach(ss_folder *f, ss_err *err);
 void eng_peers_detach(ss_folder *f); /* safe when nothing is attached */
 /* Objects peers delivered so far: a mark for eng_peers_blame. */
 uint64_t eng_peers_mark(const ss_folder *f);
+/* The bytes of key at off failed verification: eng_peers_blame leaves out who sent them. */
+void eng_peers_suspect(ss_folder *f, const char *key, uint64_t off);
 /*
  * Verification of what (an object) failed: when peers delivered anything
  * since mark, they are left out for the rest of the run (and named in a

@@ -142,6 +142,7 @@ ss_rc ss_serve_pull(ss_server *s, ss_stats *stats, ss_err *err);
 typedef struct ss_served {
     char device[256]; /* the name of the device served; "" if the handshake failed */
     uint64_t head;    /* the newest sequence it announced it wrote (signed); 0: none */
+    uint64_t bytes;   /* message bytes sent to it (the objects it asked for, and answers) */
 } ss_served;
 /*
  * One session on the accepted socket fd (owned from then on): the
