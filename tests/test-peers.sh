@@ -259,4 +259,55 @@ two_peers "file://$w/store2" file
 if cli_have_rgw; then
   two_peers "s3://$S3SYNC_TEST_BUCKET/peers2-$$-$RANDOM" s3
 fi
+# status -v and --json list the peers: those of the peers setting contacted now
+# (reachable or why not), each with its device, the head it announced here and
+# the bytes exchanged over all runs (.s3sync/peers, kept by pull and serve).
+peer_field() { # JSON-FILE ADDR-OR-DEVICE FIELD: that peer's field in status --json
+  python3 -c 'import json,sys
+d=json.load(open(sys.argv[1]))
+p=[p for p in d["peers"] if sys.argv[2] in (p["addr"], p["device"])]
+print(json.dumps(p[0][sys.argv[3]]) if p else "none")' "$@"
+}
+status_peers() { # STORE, a name for the checks
+  local store=$1 tag=$2 A="$w/$2-3A" B="$w/$2-3B" pa idb
+  for d in "$A" "$B"; do
+    "$bin" -q init "$store" "$d"
+    echo "$d" >"$d/$(basename "$d").txt"
+    "$bin" -q -C "$d" sync
+  done
+  "$bin" -q -C "$A" sync
+  head -c 1500000 /dev/urandom >"$A/st.bin"
+  "$bin" -q -C "$A" push
+  serve "$A"
+  pa=$port
+  "$bin" -C "$B" config set peers "127.0.0.1:$pa,127.0.0.1:1"
+  check "$tag: status -v before any exchange (exit 0)" exits 0 "$bin" -C "$B" -v status
+  check "$tag: ... lists A's serve as reachable" grep -q "^peer 127.0.0.1:$pa .*: reachable; .* 0 B received" "$w/out"
+  check "$tag: ... and the peer that is off, saying why" grep -q "^peer 127.0.0.1:1 .*not reachable: not reached" "$w/out"
+  "$bin" -q -C "$B" pull
+  echo "b's" >"$B/b.txt"
+  "$bin" -q -C "$B" push # B tells A its head
+  idb=$("$bin" -C "$B" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])')
+  check "$tag: status --json after B's pull (exit 0)" exits 0 "$bin" -C "$B" --json status
+  cp "$w/out" "$w/status-B.json"
+  check "$tag: ... A reachable" test "$(peer_field "$w/status-B.json" "127.0.0.1:$pa" reachable)" = true
+  check "$tag: ... with what it delivered ($(peer_field "$w/status-B.json" "127.0.0.1:$pa" received))" \
+    test "$(peer_field "$w/status-B.json" "127.0.0.1:$pa" received)" -ge 1500000
+  check "$tag: ... A's device named" test "$(peer_field "$w/status-B.json" "127.0.0.1:$pa" device)" != '""'
+  check "$tag: ... the peer that is off not reachable" \
+    test "$(peer_field "$w/status-B.json" "127.0.0.1:1" reachable)" = false
+  stop_serving
+  sleep 0.2
+  check "$tag: A's status --json, A having no peers set (exit 0)" exits 0 "$bin" -C "$A" --json status
+  cp "$w/out" "$w/status-A.json"
+  check "$tag: ... lists B from its serve's sessions, the bytes served and B's head (seq $idb)" python3 -c '
+import json,sys
+p=[p for p in json.load(open(sys.argv[1]))["peers"] if p["addr"]==""][0]
+sys.exit(0 if p["served"] >= 1500000 and p["head"] == int(sys.argv[2]) else 1)' "$w/status-A.json" "$idb"
+  check "$tag: plain status lists no peers" bash -c "! '$bin' -C '$B' status | grep -q '^peer '"
+}
+status_peers "file://$w/store3" file
+if cli_have_rgw; then
+  status_peers "s3://$S3SYNC_TEST_BUCKET/peers3-$$-$RANDOM" s3
+fi
 cli_done

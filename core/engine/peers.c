@@ -127,6 +127,11 @@ ss_rc eng_peers_attach(ss_folder *f, ss_err *err)
 
 void eng_peers_detach(ss_folder *f)
 {
+    for (size_t i = 0; i < ss_peers_count(f->peers); i++) { /* status -v: .s3sync/peers */
+        ss_peers_info in;
+        ss_peers_info_at(f->peers, i, &in);
+        if (in.known && in.bytes) eng_ledger_add(f->meta, in.device, in.bytes, 0, 0);
+    }
     if (f->store) ss_store_set_source(f->store, NULL);
     ss_peers_free(f->peers);
     ss_peer_cache_free(f->cache);

@@ -215,6 +215,19 @@ uint64_t ss_peers_delivered(const ss_peers *ps);
 int ss_peers_blame(ss_peers *ps, uint64_t mark, const char *what);
 /* Bytes delivered so far. */
 uint64_t ss_peers_bytes(const ss_peers *ps);
+/* What is known of one peer now (status -v). */
+typedef struct ss_peers_info {
+    char addr[270];                         /* HOST:PORT */
+    uint8_t device[SS_TXN_DEVICE_ID_BYTES]; /* once a handshake passed */
+    int known;                              /* device is set */
+    int reachable;                          /* a session is open */
+    char why[160];                          /* why not; "" */
+    uint64_t bytes;                         /* what it delivered this run */
+} ss_peers_info;
+/* Every peer contacted now (discovery first) as a GET would, with the same timeouts. */
+void ss_peers_probe(ss_peers *ps);
+size_t ss_peers_count(const ss_peers *ps); /* NULL: 0 */
+void ss_peers_info_at(const ss_peers *ps, size_t i, ss_peers_info *ret);
 /* Tell every peer that can be reached this device's head h (best effort: nothing fails). */
 void ss_peers_announce(ss_peers *ps, const ss_peer_head *h);
 

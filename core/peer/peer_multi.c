@@ -218,17 +218,24 @@ size_t ss_peers_step(ss_peers *ps, const void *owner, int wait_ms, void **tags, 
     }
 }
 
-void peers_jobs_free(ss_peers *ps)
+/* Here rather than in peer_set.c: the set ends with its threads (and peer_set.c calls nothing
+ * here). */
+void ss_peers_free(ss_peers *ps)
 {
+    if (!ps) return;
     for (size_t i = 0; i < ps->n; i++) {
         peer_entry *e = &ps->v[i];
-        if (!e->busy) continue;
-        pthread_join(e->thread, NULL);
+        if (e->busy) pthread_join(e->thread, NULL);
         e->busy = NULL;
+        if (e->session) ss_peer_finish(e->session, NULL);
+        ss_peer_free(e->session);
     }
     while (ps->jobs) {
         peers_job *j = ps->jobs;
         ps->jobs = j->next;
         free(j);
     }
+    pthread_cond_destroy(&ps->cv);
+    pthread_mutex_destroy(&ps->mu);
+    free(ps);
 }

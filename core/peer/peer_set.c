@@ -80,7 +80,9 @@ ss_rc ss_peers_new(const char *list, ss_peers_trust_fn trust, ss_peers_warn_fn w
     for (const char *s = list; *s;) {
         size_t len = strcspn(s, ",");
         if (ps->n == SS_PEERS_MAX || parse_entry(s, len, &ps->v[ps->n])) {
-            ss_peers_free(ps);
+            pthread_cond_destroy(&ps->cv); /* nothing else began yet */
+            pthread_mutex_destroy(&ps->mu);
+            free(ps);
             return ss_fail(err, SS_ERR_INVALID, "peers: '%.*s' is not HOST:PORT (at most %d)",
                            (int)len, s, SS_PEERS_MAX);
         }
@@ -90,19 +92,6 @@ ss_rc ss_peers_new(const char *list, ss_peers_trust_fn trust, ss_peers_warn_fn w
     }
     *ret_peers = ps;
     return SS_OK;
-}
-
-void ss_peers_free(ss_peers *ps)
-{
-    if (!ps) return;
-    peers_jobs_free(ps);
-    for (size_t i = 0; i < ps->n; i++) {
-        if (ps->v[i].session) ss_peer_finish(ps->v[i].session, NULL);
-        ss_peer_free(ps->v[i].session);
-    }
-    pthread_cond_destroy(&ps->cv);
-    pthread_mutex_destroy(&ps->mu);
-    free(ps);
 }
 
 uint64_t ss_peers_delivered(const ss_peers *ps)
@@ -372,4 +361,32 @@ void ss_peers_announce(ss_peers *ps, const ss_peer_head *h)
         if (!p || !ss_peer_announce(p, h, &err)) continue;
         peers_leave_out(ps, e, err.msg);
     }
+}
+
+void ss_peers_probe(ss_peers *ps)
+{
+    if (ps && ps->disc[0]) peers_discover_now(ps);
+    for (size_t i = 0; ps && i < ps->n; i++)
+        if (!ps->v[i].busy) peers_session(ps, &ps->v[i]);
+}
+
+size_t ss_peers_count(const ss_peers *ps)
+{
+    return ps ? ps->n : 0;
+}
+
+void ss_peers_info_at(const ss_peers *ps, size_t i, ss_peers_info *ret)
+{
+    const peer_entry *e = &ps->v[i];
+    memset(ret, 0, sizeof *ret);
+    snprintf(ret->addr, sizeof ret->addr, strchr(e->host, ':') ? "[%s]:%s" : "%s:%s", e->host,
+             e->port);
+    memcpy(ret->device, e->device, sizeof ret->device);
+    ret->known = e->known;
+    ret->reachable = e->session && !e->out;
+    snprintf(ret->why, sizeof ret->why, "%s",
+             ret->reachable ? ""
+             : e->why[0]    ? e->why
+                            : "not contacted");
+    ret->bytes = e->bytes;
 }

@@ -61,7 +61,5 @@ void peers_leave_out(ss_peers *ps, peer_entry *e, const char *why);
 void peers_delivered(ss_peers *ps, size_t i, const char *key, uint64_t off, uint64_t len);
 /* Discovery's query, once a run (before the first get). */
 void peers_discover_now(ss_peers *ps);
-/* The threads' end: every begun GET waited for (peer_multi.c). */
-void peers_jobs_free(ss_peers *ps);
 
 #endif
