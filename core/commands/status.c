@@ -6,6 +6,8 @@
  * touched file, or one just pulled, is no change. Remote: what pull would
  * apply, found as pull finds it (eng_log_start): the transactions after the
  * watermark, and a checkpoint to start from (one, whatever it holds).
+ * With -v or --json, the peers (ss_status_peers): contacted now, and those
+ * .s3sync/peers remembers (docs/PEERS.md "Status").
  */
 #include <stdlib.h>
 #include <string.h>
@@ -92,11 +94,12 @@ ss_rc ss_status_peers(ss_folder *f, ss_stats *stats, ss_err *err)
                 from_row(&v[k], &rows[r]);
             }
     }
-    for (size_t r = 0; r < n_rows; r++, k += !used[r - 1]) /* known from earlier runs only */
-        if (!used[r]) {
-            who(f, rows[r].device, &v[k]);
-            from_row(&v[k], &rows[r]);
-        }
+    for (size_t r = 0; r < n_rows; r++) { /* known from earlier runs only */
+        if (used[r]) continue;
+        who(f, rows[r].device, &v[k]);
+        from_row(&v[k], &rows[r]);
+        k++;
+    }
     stats->peers = v;
     stats->n_peers = k;
     v = NULL;
