@@ -198,8 +198,8 @@ else
   echo "skip RGW (S3SYNC_TEST_BUCKET or the aws CLI missing)"
 fi
 # Two serving peers (#17 "several peers at once, each object from one"): B's pull
-# gets objects from both A and D (each server's log counts what it sent), and
-# converges; then D's copies of the packs are altered: C's pull names D alone,
+# gets objects from both A and D (each server's log counts what it sent), the
+# pack D lacks from A, and converges; then D's copies of the packs are altered: C's pull names D alone,
 # and A and the store finish.
 served_bytes() { # SERVE-ERR: the bytes its sessions sent, summed
   sed -n 's/.*served .* (\([0-9]*\) bytes).*/\1/p' "$1" | awk '{s += $1} END {print s + 0}'
@@ -220,6 +220,7 @@ two_peers() { # STORE, a name for the checks
   done
   rm -rf "$D/.s3sync/cache"
   cp -a "$A/.s3sync/cache" "$D/.s3sync/cache" # D holds what A pushed, as if it had
+  rm "$(ls -d "$D"/.s3sync/cache/data/* | head -1)" # but one pack: D asked for it, A is next
   serve "$A"
   pa=$port pida=$serve_pid
   serve "$D"
@@ -230,6 +231,8 @@ two_peers() { # STORE, a name for the checks
     bash -c "for i in \$(seq $n); do cmp -s '$A/two-'\$i.bin '$B/two-'\$i.bin || exit 1; done"
   check "$tag: ... from the peers ($(json bytes_peer <"$w/out") bytes)" \
     test "$(json bytes_peer <"$w/out")" -ge $((n * size))
+  check "$tag: ... none of it from the store, the pack D lacks too ($(json bytes_down <"$w/out"))" \
+    test "$(json bytes_down <"$w/out")" -lt 1048576
   sleep 0.5 # the servers log a session when it ends
   check "$tag: ... A sent some of it ($(served_bytes "$A.serve.err") bytes)" \
     test "$(served_bytes "$A.serve.err")" -ge "$size"
