@@ -13,6 +13,9 @@
 # 1 GiB) and serves its cache on loopback (s3sync serve). Then:
 #   1 B1, without peers, pulls it through the slow link;
 #   2 B2, with peers = A, pulls it (the bucket still gives the listing);
+#   2b B3, with peers = A and A2, pulls it: A2 serves a copy of A's cache
+#     (as a second device holding the same packs would), so each object
+#     comes from one of two peers at once;
 #   the link's own time for the same bytes (size / rate) is printed beside.
 #   3 change propagation, BENCH_PEERS_ROUNDS (5) small pushes by A: B1 and
 #     B2 both watch with a 10 s poll interval; B2 serves on loopback and A's
@@ -82,17 +85,24 @@ background() { # DIR COMMAND ARGS...
 
 say "devices: A direct to the bucket; B1 and B2 through a $((RATE * 8 / 1000000)) Mbit/s link"
 "$S3SYNC" -q init "$STORE" "$W/A" --endpoint "$AWS_ENDPOINT_URL"
-for d in B1 B2; do "$S3SYNC" -q init "$STORE" "$W/$d" --endpoint "$SLOW"; done
-for d in A B1 B2; do # each enrolled by a push of its own
+"$S3SYNC" -q init "$STORE" "$W/A2" --endpoint "$AWS_ENDPOINT_URL"
+for d in B1 B2 B3; do "$S3SYNC" -q init "$STORE" "$W/$d" --endpoint "$SLOW"; done
+for d in A A2 B1 B2 B3; do # each enrolled by a push of its own
 	echo "$d" >"$W/$d/$d.txt"
 	"$S3SYNC" -q -C "$W/$d" sync
 done
+"$S3SYNC" -q -C "$W/A2" pull # A2 knows every device
 "$S3SYNC" -C "$W/A" config set cache_size $((BYTES * 2))
 say "A pushes $BYTES random bytes"
 head -c "$BYTES" /dev/urandom >"$W/A/big.bin"
 "$S3SYNC" -q -C "$W/A" push
 background "$W/A" serve --interval 60
 A_PORT=$PORT
+"$S3SYNC" -C "$W/A2" config set cache_size $((BYTES * 2))
+rm -rf "$W/A2/.s3sync/cache"
+cp -a "$W/A/.s3sync/cache" "$W/A2/.s3sync/cache"
+background "$W/A2" serve --interval 3600 # no pull of the 1 GiB while B1 pulls
+A2_PORT=$PORT
 
 pull() { # DEVICE: timed pull, its --json in $W/DEVICE.json
 	local t0 t1
@@ -106,7 +116,10 @@ T1=$(pull B1)
 "$S3SYNC" -C "$W/B2" config set peers "127.0.0.1:$A_PORT"
 say "B2 pulls with A as its peer"
 T2=$(pull B2)
-cmp "$W/A/big.bin" "$W/B1/big.bin" && cmp "$W/A/big.bin" "$W/B2/big.bin"
+"$S3SYNC" -C "$W/B3" config set peers "127.0.0.1:$A_PORT,127.0.0.1:$A2_PORT"
+say "B3 pulls with A and A2 as its peers"
+T3=$(pull B3)
+for d in B1 B2 B3; do cmp "$W/A/big.bin" "$W/$d/big.bin"; done
 LINK=$(echo "scale=3; $BYTES / $RATE" | bc)
 
 say "propagation: $ROUNDS small pushes by A; B1 polls every 10 s, B2 also hears A's head"
@@ -144,6 +157,7 @@ Pull of $BYTES bytes (one new file) through a bucket link of $RATE B/s ($(date -
 | the link's own time for those bytes (size / rate) | $LINK | | | |
 | B1, no peer | $T1 | $(json bytes_down "$W/B1.json") | $(json bytes_peer "$W/B1.json") | $(json requests "$W/B1.json") |
 | B2, A as its peer on loopback | $T2 | $(json bytes_down "$W/B2.json") | $(json bytes_peer "$W/B2.json") | $(json requests "$W/B2.json") |
+| B3, A and A2 as its peers on loopback | $T3 | $(json bytes_down "$W/B3.json") | $(json bytes_peer "$W/B3.json") | $(json requests "$W/B3.json") |
 
 Change propagation, $ROUNDS small pushes by A, watches polling every 10 s (from the end of A's push to the file in the folder):
 

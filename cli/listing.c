@@ -1,7 +1,7 @@
 /*
  * listing: what `key list` and `device list` print, a line per key file or
  * device at a terminal and an array of objects with --json (cli/main.c
- * runs the commands).
+ * runs the commands), and the peers `status -v` lists.
  */
 #include "listing.h"
 
@@ -72,4 +72,44 @@ ss_rc cli_print_request(void *ctx, const ss_request_info *r, ss_err *err)
     if (!o->request_header++) printf("waiting for approval (s3sync device approve ID):\n");
     printf("%s  %s\n", r->id, cli_out_safe(name, sizeof name, r->name));
     return SS_OK;
+}
+
+void cli_print_peers(const ss_stats *s)
+{
+    for (size_t i = 0; i < s->n_peers; i++) {
+        const ss_peer_seen *p = &s->peers[i];
+        char got[32], gave[32], name[CLI_SAFE_CAP], why[CLI_SAFE_CAP];
+        cli_out_bytes(p->received, got, sizeof got);
+        cli_out_bytes(p->served, gave, sizeof gave);
+        cli_out_safe(name, sizeof name, p->name[0] ? p->name : "?");
+        cli_out_safe(why, sizeof why, p->why);
+        printf("peer %s %s (%s): %s%s; head %" PRIu64 ", last signed %" PRIu64
+               "; %s received, %s served\n",
+               p->addr[0] ? p->addr : "-", name, p->device[0] ? p->device : "?",
+               p->reachable ? "reachable"
+               : p->addr[0] ? "not reachable: "
+                            : "not in peers",
+               p->reachable || !p->addr[0] ? "" : why, p->head, p->last_seq, got, gave);
+    }
+}
+
+json_t *cli_json_peers(const ss_stats *s)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < s->n_peers; i++) {
+        const ss_peer_seen *p = &s->peers[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "addr", json_string(p->addr));
+        json_object_set_new(o, "device", json_string(p->device));
+        json_object_set_new(o, "name", json_string(p->name));
+        json_object_set_new(o, "reachable", json_boolean(p->reachable));
+        json_object_set_new(o, "why", json_string(p->why));
+        json_object_set_new(o, "head", json_integer((json_int_t)p->head));
+        json_object_set_new(o, "last_seq", json_integer((json_int_t)p->last_seq));
+        json_object_set_new(o, "received", json_integer((json_int_t)p->received));
+        json_object_set_new(o, "served", json_integer((json_int_t)p->served));
+        json_object_set_new(o, "seen", json_integer((json_int_t)p->seen));
+        json_array_append_new(arr, o);
+    }
+    return arr;
 }

@@ -22,4 +22,8 @@ ss_rc cli_print_request(void *ctx, const ss_request_info *r, ss_err *err);
 ss_rc cli_print_device(void *ctx, const ss_device_info *d, ss_err *err);
 json_t *cli_json_device(const ss_device_info *d); /* new reference */
 
+/* status -v: the peers of s (ss_status_peers), a line each on stdout; --json: an array. */
+void cli_print_peers(const ss_stats *s);
+json_t *cli_json_peers(const ss_stats *s); /* new reference */
+
 #endif

@@ -156,6 +156,7 @@ static void print_json(const cli *c, const ss_stats *s, ss_rc rc, const ss_err *
         json_object_set_new(o, "pending_local", json_integer((json_int_t)s->pending_local));
         json_object_set_new(o, "pending_remote", json_integer((json_int_t)s->pending_remote));
         json_object_set_new(o, "withheld", json_integer((json_int_t)s->withheld));
+        json_object_set_new(o, "peers", cli_json_peers(s));
     }
     if (rc) {
         json_object_set_new(o, "error", json_string(err->msg[0] ? err->msg : ss_strerror(rc)));
@@ -186,6 +187,7 @@ static void print_human(const cli *c, const ss_stats *s)
                (unsigned long long)s->seq, (unsigned long long)s->pending_local,
                s->pending_local == 1 ? "" : "s", (unsigned long long)s->pending_remote,
                s->pending_remote == 1 ? "" : "s");
+        if (c->verbose) cli_print_peers(s);
     } else if (moves_data(c->command) && !c->quiet && isatty(1)) {
         printf("%s: %llu path%s changed, at sequence %llu (%s up, %s down)\n", c->command,
                (unsigned long long)s->files, s->files == 1 ? "" : "s", (unsigned long long)s->seq,
@@ -389,6 +391,8 @@ static int cmd_engine(cli *c, const command *cmd, int argc, char **argv)
         return 0;
     }
     rc = cmd->fn(f, &st, &err);
+    if (!rc && !strcmp(c->command, "status") && (c->verbose || c->json)) /* contacts them */
+        rc = ss_status_peers(f, &st, &err);
 done:
     ss_folder_free(f);
     rc = finish(c, &st, rc, &err);

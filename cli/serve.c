@@ -109,7 +109,8 @@ void cli_serve_one(const cli_serve *s, ss_server *srv, int lfd, cli_heads *heads
                  sv.device, err.msg);
         say(s, "error", msg);
     } else if (!rc && s->verbose) {
-        snprintf(msg, sizeof msg, "served %.256s at %s:%s", sv.device, host, port);
+        snprintf(msg, sizeof msg, "served %.256s at %s:%s (%llu bytes)", sv.device, host, port,
+                 (unsigned long long)sv.bytes);
         say(s, "session", msg);
     }
     if (sv.head > heads->seq) { /* pull at once; see that the store shows it (cli_heads_pulled) */

@@ -164,6 +164,20 @@ typedef struct ss_store_source {
                  void *wctx);
     /* The store took (put) or gave (a whole object read into memory) key's len bytes. */
     void (*note)(void *ctx, const char *key, const void *buf, size_t len, int put);
+    /*
+     * Optional, for parallel transfers (ss_xfer), instead of get: begin
+     * [off, off + len) of key into dst (exactly len bytes) without waiting;
+     * 0 when begun (step hands tag back), -1 when the store is to be asked.
+     * owner: the transfer set, which step serves alone.
+     */
+    int (*begin)(void *ctx, const void *owner, const char *key, uint64_t off, size_t len, void *dst,
+                 void *tag);
+    /*
+     * Begun GETs of owner that are over, at most cap: tags, ok 1 when dst
+     * holds all len bytes, 0 when the store is to be asked; waiting up to
+     * wait_ms for one when none is.
+     */
+    size_t (*step)(void *ctx, const void *owner, int wait_ms, void **tags, int *ok, size_t cap);
     void *ctx;
 } ss_store_source;
 /* src NULL: none. Copied; src->ctx borrowed until it is unset or the store freed. */

@@ -447,12 +447,24 @@ ss_rc ss_store_presign(ss_store *store, ss_presign_op op, const char *key, const
 
 /* --- parallel transfers --------------------------------------------------- */
 
+/*
+ * A GET is offered to the store's source first: one that can begin it
+ * without waiting (begin/step: peers, each object from one) has it in
+ * flight beside the store's own, under the same bound (max_parallel); one
+ * that cannot is asked synchronously (get). What the source does not
+ * deliver goes to the store.
+ */
 struct ss_xfer {
     ss_store *store;
-    size_t in_flight;
+    size_t in_flight; /* the store's and the source's */
+    size_t at_source; /* of them, the source's */
     ss_rc first_rc;
     ss_err first_err;
 };
+
+#define SOURCE_STEP_MAX 16  /* ops a source step hands back at once */
+#define SOURCE_POLL_MS 2    /* a wait on the source while the store has some in flight too */
+#define SOURCE_WAIT_MS 1000 /* a wait on the source alone (it wakes as soon as one is over) */
 
 ss_rc ss_xfer_new(ss_store *store, ss_xfer **ret_xfer, ss_err *err)
 {
@@ -477,6 +489,7 @@ static void finish_op(ss_xfer *x, ss_xfer_op *op)
     free(op);
 }
 
+/* The op by the store alone, synchronously (the source was asked already). */
 static void run_sync(ss_store *s, ss_xfer_op *op)
 {
     if (op->is_put) {
@@ -486,27 +499,74 @@ static void run_sync(ss_store *s, ss_xfer_op *op)
         op->rc = s->ops->put(s, op->key, op->len, &rd, op->buf, op->flags, NULL, &op->err);
         return;
     }
-    void *buf = NULL;
-    size_t got = 0;
+    ss_xfer_dst d = {op, 0, 0};
+    ss_err err = {{0}};
     if (!op->len) return;
-    op->rc = ss_store_get(s, op->key, op->off, op->len, &buf, &got, &op->err);
-    if (!op->rc && got != op->len)
-        op->rc = ss_fail(&op->err, SS_ERR_INTEGRITY, "get %s: %zu of %zu bytes at offset %llu",
-                         op->key, got, op->len, (unsigned long long)op->off);
-    if (!op->rc) memcpy(op->dst, buf, got);
-    free(buf);
+    ss_rc rc = check_key(op->key, &err);
+    if (!rc) rc = s->ops->get(s, op->key, op->off, op->len, ss_xfer_dst_write, &d, &err);
+    ss_xfer_settle(s, op, &d, rc, &err, 1);
 }
 
-/* Deliver finished ops; block for at least one when asked. */
-static void xfer_step(ss_xfer *x, int block)
+/* The op to the store (in_flight counts it already): 1 when it is over, 0 begun on its engine. */
+static int to_store(ss_xfer *x, ss_xfer_op *op)
+{
+    ss_store *s = x->store;
+    if (s->ops->xfer_start && (op->is_put || op->len) && !s->ops->xfer_start(s, op)) return 0;
+    if (!s->ops->xfer_start || (!op->is_put && !op->len)) run_sync(s, op);
+    x->in_flight--;
+    finish_op(x, op);
+    return 1;
+}
+
+/* The store's engine's finished ops delivered; how many. */
+static size_t store_step(ss_xfer *x, int block)
 {
     ss_xfer_op *done = NULL;
+    size_t n = 0;
     x->store->ops->xfer_step(x->store, block, &done);
     while (done) {
         ss_xfer_op *next = done->next;
         x->in_flight--;
         finish_op(x, done);
         done = next;
+        n++;
+    }
+    return n;
+}
+
+/* The source's finished ops delivered, or handed to the store; how many are over. */
+static size_t source_step(ss_xfer *x, int wait_ms)
+{
+    ss_store *s = x->store;
+    void *tags[SOURCE_STEP_MAX];
+    int ok[SOURCE_STEP_MAX];
+    size_t n = s->source.step(s->source.ctx, x, wait_ms, tags, ok, SOURCE_STEP_MAX), done = 0;
+    for (size_t i = 0; i < n; i++) {
+        ss_xfer_op *op = tags[i];
+        x->at_source--;
+        if (!ok[i]) { /* the store, as if the source had never been asked */
+            done += (size_t)to_store(x, op);
+            continue;
+        }
+        op->from_source = 1;
+        s->bytes_source += op->len;
+        x->in_flight--;
+        finish_op(x, op);
+        done++;
+    }
+    return done;
+}
+
+/* Deliver finished ops; block for at least one when asked. */
+static void xfer_step(ss_xfer *x, int block)
+{
+    for (;;) {
+        size_t done = 0, at_store = x->in_flight - x->at_source;
+        if (x->at_source)
+            done += source_step(x, !block ? 0 : at_store ? SOURCE_POLL_MS : SOURCE_WAIT_MS);
+        at_store = x->in_flight - x->at_source;
+        if (at_store) done += store_step(x, block && !x->at_source && !done);
+        if (!block || done || !x->in_flight) return;
     }
 }
 
@@ -536,23 +596,22 @@ static int from_source(ss_store *s, ss_xfer_op *op)
 static ss_rc xfer_submit(ss_xfer *x, ss_xfer_op *op)
 {
     ss_store *s = x->store;
-    if (from_source(s, op)) {
+    int begin = s->source.begin && !op->is_put && op->len;
+    if (!begin && from_source(s, op)) {
         finish_op(x, op);
         return SS_OK;
     }
-    if (!s->ops->xfer_start || (!op->is_put && !op->len)) {
-        run_sync(s, op);
-        finish_op(x, op);
-        return SS_OK;
-    }
-    while (x->in_flight >= s->max_parallel)
-        xfer_step(x, 1);
-    if (s->ops->xfer_start(s, op)) {
-        finish_op(x, op);
-        return SS_OK;
-    }
+    if (begin || (s->ops->xfer_start && (op->is_put || op->len)))
+        while (x->in_flight >= s->max_parallel)
+            xfer_step(x, 1);
     x->in_flight++;
-    xfer_step(x, 0);
+    if (begin && !s->source.begin(s->source.ctx, x, op->key, op->off, op->len, op->dst, op)) {
+        x->at_source++;
+        xfer_step(x, 0);
+        return SS_OK;
+    }
+    to_store(x, op);
+    if (s->ops->xfer_start) xfer_step(x, 0);
     return SS_OK;
 }
 

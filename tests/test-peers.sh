@@ -197,4 +197,120 @@ if cli_have_rgw; then
 else
   echo "skip RGW (S3SYNC_TEST_BUCKET or the aws CLI missing)"
 fi
+# Two serving peers (#17 "several peers at once, each object from one"): B's pull
+# gets objects from both A and D (each server's log counts what it sent), the
+# pack D lacks from A, and converges; then D's copies of the packs are altered: C's pull names D alone,
+# and A and the store finish.
+served_bytes() { # SERVE-ERR: the bytes its sessions sent, summed
+  sed -n 's/.*served .* (\([0-9]*\) bytes).*/\1/p' "$1" | awk '{s += $1} END {print s + 0}'
+}
+two_peers() { # STORE, a name for the checks
+  local store=$1 tag=$2 A="$w/$2-2A" B="$w/$2-2B" C="$w/$2-2C" D="$w/$2-2D" pa pd pida
+  local size=3000000 n=6
+  [ "$tag" = file ] && size=6000000
+  for d in "$A" "$D" "$B" "$C"; do
+    "$bin" -q init "$store" "$d"
+    echo "$d" >"$d/$(basename "$d").txt"
+    "$bin" -q -C "$d" sync
+  done
+  "$bin" -q -C "$D" sync # D knows B and C
+  for i in $(seq "$n"); do # a log object and a pack each
+    head -c "$size" /dev/urandom >"$A/two-$i.bin"
+    "$bin" -q -C "$A" push
+  done
+  rm -rf "$D/.s3sync/cache"
+  cp -a "$A/.s3sync/cache" "$D/.s3sync/cache" # D holds what A pushed, as if it had
+  rm "$(ls -d "$D"/.s3sync/cache/data/* | head -1)" # but one pack: D asked for it, A is next
+  serve "$A"
+  pa=$port pida=$serve_pid
+  serve "$D"
+  pd=$port
+  "$bin" -C "$B" config set peers "127.0.0.1:$pa,127.0.0.1:$pd"
+  check "$tag: B pulls with two peers (exit 0)" exits 0 "$bin" -C "$B" --json pull
+  check "$tag: ... and has every file" \
+    bash -c "for i in \$(seq $n); do cmp -s '$A/two-'\$i.bin '$B/two-'\$i.bin || exit 1; done"
+  check "$tag: ... from the peers ($(json bytes_peer <"$w/out") bytes)" \
+    test "$(json bytes_peer <"$w/out")" -ge $((n * size))
+  check "$tag: ... none of it from the store, the pack D lacks too ($(json bytes_down <"$w/out"))" \
+    test "$(json bytes_down <"$w/out")" -lt 1048576
+  sleep 0.5 # the servers log a session when it ends
+  check "$tag: ... A sent some of it ($(served_bytes "$A.serve.err") bytes)" \
+    test "$(served_bytes "$A.serve.err")" -ge "$size"
+  check "$tag: ... and D sent some of it ($(served_bytes "$D.serve.err") bytes)" \
+    test "$(served_bytes "$D.serve.err")" -ge "$size"
+
+  # D's packs altered (A's are not): C names D alone, and finishes from A and the store.
+  for f in "$D"/.s3sync/cache/data/*; do
+    printf 'X' | dd of="$f" bs=1 seek=1000 conv=notrunc 2>/dev/null
+  done
+  : >"$A.serve.err.before" && cp "$A.serve.err" "$A.serve.err.before"
+  "$bin" -C "$C" config set peers "127.0.0.1:$pd,127.0.0.1:$pa"
+  check "$tag: C pulls past D's altered bytes (exit 0)" exits 0 "$bin" -C "$C" --json pull
+  check "$tag: ... and has every file" \
+    bash -c "for i in \$(seq $n); do cmp -s '$A/two-'\$i.bin '$C/two-'\$i.bin || exit 1; done"
+  check "$tag: ... naming D as failing verification" \
+    grep -q "127.0.0.1:$pd left out: what it sent of .* failed verification" "$w/err"
+  check "$tag: ... and not A" bash -c "! grep -q '127.0.0.1:$pa left out' '$w/err'"
+  sleep 0.5
+  check "$tag: ... A kept serving C ($(($(served_bytes "$A.serve.err") - $(served_bytes "$A.serve.err.before"))) bytes)" \
+    test "$(($(served_bytes "$A.serve.err") - $(served_bytes "$A.serve.err.before")))" -ge "$size"
+  kill "$pida" 2>/dev/null || true
+  stop_serving
+  check "$tag: A's serve ended cleanly" bash -c "! grep -q 'Sanitizer\|runtime error' '$A.serve.err'"
+}
+two_peers "file://$w/store2" file
+if cli_have_rgw; then
+  two_peers "s3://$S3SYNC_TEST_BUCKET/peers2-$$-$RANDOM" s3
+fi
+# status -v and --json list the peers: those of the peers setting contacted now
+# (reachable or why not), each with its device, the head it announced here and
+# the bytes exchanged over all runs (.s3sync/peers, kept by pull and serve).
+peer_field() { # JSON-FILE ADDR-OR-DEVICE FIELD: that peer's field in status --json
+  python3 -c 'import json,sys
+d=json.load(open(sys.argv[1]))
+p=[p for p in d["peers"] if sys.argv[2] in (p["addr"], p["device"])]
+print(json.dumps(p[0][sys.argv[3]]) if p else "none")' "$@"
+}
+status_peers() { # STORE, a name for the checks
+  local store=$1 tag=$2 A="$w/$2-3A" B="$w/$2-3B" pa idb
+  for d in "$A" "$B"; do
+    "$bin" -q init "$store" "$d"
+    echo "$d" >"$d/$(basename "$d").txt"
+    "$bin" -q -C "$d" sync
+  done
+  "$bin" -q -C "$A" sync
+  head -c 1500000 /dev/urandom >"$A/st.bin"
+  "$bin" -q -C "$A" push
+  serve "$A"
+  pa=$port
+  "$bin" -C "$B" config set peers "127.0.0.1:$pa,127.0.0.1:1"
+  check "$tag: status -v before any exchange (exit 0)" exits 0 "$bin" -C "$B" -v status
+  check "$tag: ... lists A's serve as reachable" grep -q "^peer 127.0.0.1:$pa .*: reachable; .* 0 B received" "$w/out"
+  check "$tag: ... and the peer that is off, saying why" grep -q "^peer 127.0.0.1:1 .*not reachable: not reached" "$w/out"
+  "$bin" -q -C "$B" pull
+  echo "b's" >"$B/b.txt"
+  "$bin" -q -C "$B" push # B tells A its head
+  idb=$("$bin" -C "$B" --json status | python3 -c 'import json,sys; print(json.load(sys.stdin)["seq"])')
+  check "$tag: status --json after B's pull (exit 0)" exits 0 "$bin" -C "$B" --json status
+  cp "$w/out" "$w/status-B.json"
+  check "$tag: ... A reachable" test "$(peer_field "$w/status-B.json" "127.0.0.1:$pa" reachable)" = true
+  check "$tag: ... with what it delivered ($(peer_field "$w/status-B.json" "127.0.0.1:$pa" received))" \
+    test "$(peer_field "$w/status-B.json" "127.0.0.1:$pa" received)" -ge 1500000
+  check "$tag: ... A's device named" test "$(peer_field "$w/status-B.json" "127.0.0.1:$pa" device)" != '""'
+  check "$tag: ... the peer that is off not reachable" \
+    test "$(peer_field "$w/status-B.json" "127.0.0.1:1" reachable)" = false
+  stop_serving
+  sleep 0.2
+  check "$tag: A's status --json, A having no peers set (exit 0)" exits 0 "$bin" -C "$A" --json status
+  cp "$w/out" "$w/status-A.json"
+  check "$tag: ... lists B from its serve's sessions, the bytes served and B's head (seq $idb)" python3 -c '
+import json,sys
+p=[p for p in json.load(open(sys.argv[1]))["peers"] if p["addr"]==""][0]
+sys.exit(0 if p["served"] >= 1500000 and p["head"] == int(sys.argv[2]) else 1)' "$w/status-A.json" "$idb"
+  check "$tag: plain status lists no peers" bash -c "! '$bin' -C '$B' status | grep -q '^peer '"
+}
+status_peers "file://$w/store3" file
+if cli_have_rgw; then
+  status_peers "s3://$S3SYNC_TEST_BUCKET/peers3-$$-$RANDOM" s3
+fi
 cli_done

@@ -23,6 +23,7 @@ void ss_stats_clear(ss_stats *s)
     for (size_t i = 0; i < s->n_conflicts; i++)
         free(s->conflicts[i]);
     free(s->conflicts);
+    free(s->peers);
     memset(s, 0, sizeof *s);
 }
 

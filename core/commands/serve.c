@@ -19,6 +19,7 @@ _Static_assert(SS_SERVE_DISC_BYTES == SS_PEER_DISC_BYTES, "a discovery datagram"
 
 struct ss_server {
     char *dir;
+    char *meta; /* its .s3sync: what each session served goes in its peers file */
     ss_store_opts store_opts;
     ss_hooks hooks;
     ss_keys *keys;        /* epoch 0: the peer key */
@@ -77,6 +78,11 @@ ss_rc ss_serve_open(const char *dir, const ss_store_opts *store_opts, const ss_h
     if (!eng_discovery_at(f->settings, s->discover, sizeof s->discover)) s->discover[0] = '\0';
     rc = take_trust(s, f, err);
     if (rc) goto fail;
+    s->meta = strdup(f->meta);
+    if (!s->meta) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     ss_folder_free(f);
     *ret_server = s;
     return SS_OK;
@@ -93,6 +99,7 @@ void ss_serve_free(ss_server *s)
     ss_devices_free(s->devices);
     ss_device_key_free(s->key);
     ss_peer_cache_free(s->cache);
+    free(s->meta);
     free(s->dir);
     free(s);
 }
@@ -165,6 +172,7 @@ ss_rc ss_serve_session(ss_server *s, int fd, ss_served *ret, ss_err *err)
     const ss_device *d;
     ss_peer *p = NULL;
     size_t which = 0;
+    uint64_t received = 0;
     ss_rc rc = ss_peer_accept(fd, &t, 1, &p, &which, err);
     memset(ret, 0, sizeof *ret);
     if (rc) return rc;
@@ -173,6 +181,8 @@ ss_rc ss_serve_session(ss_server *s, int fd, ss_served *ret, ss_err *err)
     s->head = 0;
     rc = ss_peer_serve(p, &h, err);
     ret->head = s->head;
+    ss_peer_bytes(p, &ret->bytes, &received);
+    eng_ledger_add(s->meta, ss_peer_device(p), 0, ret->bytes, ret->head); /* status -v */
     ss_peer_free(p);
     return rc;
 }

@@ -6,7 +6,12 @@
  * touched file, or one just pulled, is no change. Remote: what pull would
  * apply, found as pull finds it (eng_log_start): the transactions after the
  * watermark, and a checkpoint to start from (one, whatever it holds).
+ * With -v or --json, the peers (ss_status_peers): contacted now, and those
+ * .s3sync/peers remembers (docs/PEERS.md "Status").
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "engine.h"
 #include "format.h"
 
@@ -39,4 +44,68 @@ ss_rc ss_status(ss_folder *f, ss_stats *stats, ss_err *err)
     if (rc) return rc;
     eng_stats_from_store(f, stats, ENG_STATS_NO_UP);
     return SS_OK;
+}
+
+/* v's device, name and last sequence from the device table. */
+static void who(const ss_folder *f, const uint8_t id[SS_TXN_DEVICE_ID_BYTES], ss_peer_seen *v)
+{
+    const ss_device *d = ss_devices_find(f->devices, id);
+    ss_device_id_short(id, v->device);
+    if (!d) return;
+    snprintf(v->name, sizeof v->name, "%s", d->name);
+    v->last_seq = d->last;
+}
+
+static void from_row(ss_peer_seen *v, const eng_ledger_row *r)
+{
+    v->received = r->received;
+    v->served = r->served;
+    v->head = r->head;
+    v->seen = (long long)r->seen;
+}
+
+ss_rc ss_status_peers(ss_folder *f, ss_stats *stats, ss_err *err)
+{
+    eng_ledger_row *rows = NULL; /* owned */
+    char *used = NULL;           /* owned: rows shown with a peer */
+    ss_peer_seen *v = NULL;
+    size_t n_rows = 0, n = 0, k = 0;
+    ss_rc rc = eng_ledger_read(f->meta, &rows, &n_rows, err);
+    if (rc) return rc;
+    ss_peers_probe(f->peers); /* discovery's answers join here */
+    n = ss_peers_count(f->peers);
+    v = calloc(n + n_rows + 1, sizeof *v);
+    used = calloc(n_rows + 1, 1);
+    if (!v || !used) {
+        rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++, k++) {
+        ss_peers_info in;
+        ss_peers_info_at(f->peers, i, &in);
+        snprintf(v[k].addr, sizeof v[k].addr, "%s", in.addr);
+        v[k].reachable = in.reachable;
+        snprintf(v[k].why, sizeof v[k].why, "%s", in.why);
+        if (!in.known) continue;
+        who(f, in.device, &v[k]);
+        for (size_t r = 0; r < n_rows; r++)
+            if (!used[r] && !memcmp(rows[r].device, in.device, sizeof in.device)) {
+                used[r] = 1;
+                from_row(&v[k], &rows[r]);
+            }
+    }
+    for (size_t r = 0; r < n_rows; r++) { /* known from earlier runs only */
+        if (used[r]) continue;
+        who(f, rows[r].device, &v[k]);
+        from_row(&v[k], &rows[r]);
+        k++;
+    }
+    stats->peers = v;
+    stats->n_peers = k;
+    v = NULL;
+done:
+    free(v);
+    free(used);
+    free(rows);
+    return rc;
 }

@@ -517,6 +517,8 @@ ss_rc eng_peers_attach(ss_folder *f, ss_err *err);
 void eng_peers_detach(ss_folder *f); /* safe when nothing is attached */
 /* Objects peers delivered so far: a mark for eng_peers_blame. */
 uint64_t eng_peers_mark(const ss_folder *f);
+/* The bytes of key at off failed verification: eng_peers_blame leaves out who sent them. */
+void eng_peers_suspect(ss_folder *f, const char *key, uint64_t off);
 /*
  * Verification of what (an object) failed: when peers delivered anything
  * since mark, they are left out for the rest of the run (and named in a
@@ -537,6 +539,20 @@ void eng_peer_head_note(ss_folder *f, uint64_t seq, const char *device);
  * msg[cap]; else 0 (a head the store now shows is forgotten).
  */
 uint64_t eng_peer_head_withheld(ss_folder *f, uint64_t shown, char *msg, size_t cap);
+
+/* --- what this device exchanged with each peer (peers_ledger.c, .s3sync/peers) ---------- */
+
+typedef struct eng_ledger_row {
+    uint8_t device[SS_TXN_DEVICE_ID_BYTES];
+    uint64_t received, served; /* bytes, all runs */
+    uint64_t head;             /* the newest head it announced here; 0 */
+    int64_t seen;              /* unix seconds of the last update */
+} eng_ledger_row;
+/* Add to device's row in meta/peers (made 0600), under flock; best effort. */
+void eng_ledger_add(const char *meta, const uint8_t device[SS_TXN_DEVICE_ID_BYTES],
+                    uint64_t received, uint64_t served, uint64_t head);
+/* Every row (none when there is no file); *ret_rows owned. */
+ss_rc eng_ledger_read(const char *meta, eng_ledger_row **ret_rows, size_t *ret_n, ss_err *err);
 
 /* --- checkpoints (checkpoint_read.c, checkpoint_write.c, replay.c)
  * ------------------------------------------------------ */

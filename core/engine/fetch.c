@@ -62,6 +62,7 @@ static ss_rc open_chunk(eng_fetch *x, const struct eng_fetch_job *j, const uint8
     if (x->landed) x->landed(x->ctx, j->out_off, len);
     eng_progress(x->f);
 done:
+    if (rc == SS_ERR_INTEGRITY) eng_peers_suspect(x->f, j->pack, j->ref.offset); /* peers.c */
     free(plain);
     return rc;
 }

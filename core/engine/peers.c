@@ -65,6 +65,20 @@ static ss_rc source_get(void *ctx, const char *key, uint64_t off, uint64_t len,
     return ss_peers_get(f->peers, key, off, len == SS_TO_END ? 0 : len, write, wctx);
 }
 
+static int source_begin(void *ctx, const void *owner, const char *key, uint64_t off, size_t len,
+                        void *dst, void *tag)
+{
+    ss_folder *f = ctx;
+    return ss_peers_begin(f->peers, owner, key, off, len, dst, tag);
+}
+
+static size_t source_step(void *ctx, const void *owner, int wait_ms, void **tags, int *ok,
+                          size_t cap)
+{
+    ss_folder *f = ctx;
+    return ss_peers_step(f->peers, owner, wait_ms, tags, ok, cap);
+}
+
 /* What this device uploaded, and the log objects and checkpoints it read whole. */
 static void source_note(void *ctx, const char *key, const void *buf, size_t len, int put)
 {
@@ -97,7 +111,7 @@ ss_rc eng_peers_attach(ss_folder *f, ss_err *err)
 {
     char list[1024] = "", where[300];
     int discover = eng_discovery_at(f->settings, where, sizeof where);
-    ss_store_source src = {source_get, source_note, f};
+    ss_store_source src = {source_get, source_note, source_begin, source_step, f};
     ss_rc rc = SS_OK;
     if (eng_setting(f->settings, "peers", list, sizeof list) || discover) {
         rc = ss_peers_new(list, trust_now, warn, f, &f->peers, err);
@@ -106,13 +120,18 @@ ss_rc eng_peers_attach(ss_folder *f, ss_err *err)
     if (discover) ss_peers_discover(f->peers, where);
     rc = eng_peers_cache_open(f, &f->cache, err);
     if (rc) return rc;
-    if (!f->peers) src.get = NULL;
+    if (!f->peers) src.get = NULL, src.begin = NULL, src.step = NULL;
     if (f->peers || f->cache) ss_store_set_source(f->store, &src);
     return SS_OK;
 }
 
 void eng_peers_detach(ss_folder *f)
 {
+    for (size_t i = 0; i < ss_peers_count(f->peers); i++) { /* status -v: .s3sync/peers */
+        ss_peers_info in;
+        ss_peers_info_at(f->peers, i, &in);
+        if (in.known && in.bytes) eng_ledger_add(f->meta, in.device, in.bytes, 0, 0);
+    }
     if (f->store) ss_store_set_source(f->store, NULL);
     ss_peers_free(f->peers);
     ss_peer_cache_free(f->cache);
@@ -123,6 +142,11 @@ void eng_peers_detach(ss_folder *f)
 uint64_t eng_peers_mark(const ss_folder *f)
 {
     return ss_peers_delivered(f->peers);
+}
+
+void eng_peers_suspect(ss_folder *f, const char *key, uint64_t off)
+{
+    ss_peers_suspect(f->peers, key, off);
 }
 
 int eng_peers_blame(ss_folder *f, uint64_t mark, const char *what)

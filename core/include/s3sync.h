@@ -50,9 +50,31 @@ typedef struct ss_stats {
     uint64_t withheld; /* ss_status: a head a peer announced the store does not show; 0 none */
     char **conflicts;  /* conflict copies made; NULL-terminated, owned */
     size_t n_conflicts;
+    struct ss_peer_seen *peers; /* ss_status_peers; owned */
+    size_t n_peers;
 } ss_stats;
 
-void ss_stats_clear(ss_stats *s); /* frees conflicts */
+void ss_stats_clear(ss_stats *s); /* frees conflicts and peers */
+
+/* A peer as `status -v` shows it (docs/PEERS.md "Status"). */
+typedef struct ss_peer_seen {
+    char addr[270];    /* HOST:PORT contacted now; "" for one known only from earlier runs */
+    char device[17];   /* its device id, short; "" when no handshake ever passed */
+    char name[256];    /* its name in the device table; "" when not known */
+    int reachable;     /* its handshake passed now */
+    char why[160];     /* why not; "" */
+    uint64_t head;     /* the newest head it announced to this device; 0: none */
+    uint64_t last_seq; /* the newest transaction it signed that this device applied; 0 */
+    uint64_t received; /* bytes it delivered to this device, all runs */
+    uint64_t served;   /* bytes this device's serve sent it, all runs */
+    long long seen;    /* unix seconds of the last exchange; 0: none */
+} ss_peer_seen;
+/*
+ * The peers f's settings name, and those discovery finds, contacted now
+ * with the short timeouts of a pull, and every device this folder exchanged
+ * bytes with before (.s3sync/peers), into stats->peers.
+ */
+ss_rc ss_status_peers(ss_folder *f, ss_stats *stats, ss_err *err);
 
 /*
  * Where a long push or pull stands. Push counts the changed files and their
@@ -142,6 +164,7 @@ ss_rc ss_serve_pull(ss_server *s, ss_stats *stats, ss_err *err);
 typedef struct ss_served {
     char device[256]; /* the name of the device served; "" if the handshake failed */
     uint64_t head;    /* the newest sequence it announced it wrote (signed); 0: none */
+    uint64_t bytes;   /* message bytes sent to it (the objects it asked for, and answers) */
 } ss_served;
 /*
  * One session on the accepted socket fd (owned from then on): the

@@ -37,6 +37,7 @@ struct ss_peer {
     int ended;    /* the other end's final record came */
     int finished; /* this end's final record went */
     uint8_t id[SS_TXN_DEVICE_ID_BYTES];
+    uint64_t sent, received; /* message bytes, each way (ss_peer_bytes) */
     crypto_secretstream_xchacha20poly1305_state tx, rx;
     uint8_t record[4 + RECORD_MAX]; /* one record in or out */
 };
@@ -350,7 +351,15 @@ static ss_rc send_record(ss_peer *p, const void *msg, size_t len, unsigned char 
 
 ss_rc ss_peer_send(ss_peer *p, const void *msg, size_t len, ss_err *err)
 {
-    return send_record(p, msg, len, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE, err);
+    ss_rc rc = send_record(p, msg, len, crypto_secretstream_xchacha20poly1305_TAG_MESSAGE, err);
+    if (!rc) p->sent += len;
+    return rc;
+}
+
+void ss_peer_bytes(const ss_peer *p, uint64_t *ret_sent, uint64_t *ret_received)
+{
+    *ret_sent = p->sent;
+    *ret_received = p->received;
 }
 
 ss_rc ss_peer_finish(ss_peer *p, ss_err *err)
@@ -386,5 +395,6 @@ ss_rc ss_peer_recv(ss_peer *p, void *buf, size_t cap, size_t *ret_len, int *ret_
     if (tag != crypto_secretstream_xchacha20poly1305_TAG_MESSAGE)
         return ss_fail(err, SS_ERR_INTEGRITY, "peer: a record with tag %u", tag);
     *ret_len = (size_t)mlen;
+    p->received += mlen;
     return SS_OK;
 }

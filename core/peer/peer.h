@@ -57,6 +57,8 @@ const uint8_t *ss_peer_device(const ss_peer *p);
 
 /* One message of at most SS_PEER_MSG_MAX bytes. */
 ss_rc ss_peer_send(ss_peer *p, const void *msg, size_t len, ss_err *err);
+/* Message bytes sent and received so far (what the sessions of a device exchanged). */
+void ss_peer_bytes(const ss_peer *p, uint64_t *ret_sent, uint64_t *ret_received);
 /* The end of this side's stream: nothing may be sent after it. */
 ss_rc ss_peer_finish(ss_peer *p, ss_err *err);
 /*
@@ -180,16 +182,52 @@ void ss_peers_discover(ss_peers *ps, const char *where);
  */
 ss_rc ss_peers_get(ss_peers *ps, const char *key, uint64_t off, uint64_t len, ss_write_fn write,
                    void *wctx);
+/*
+ * Several objects at once, each from one peer (peer_multi.c): begin
+ * key's [off, off + len) into dst (exactly len bytes, borrowed until
+ * ss_peers_step hands tag back) on an idle peer not asked for it yet,
+ * without waiting for it. 0: begun; -1: no peer can take it (ask the store).
+ * owner: whose it is (ss_peers_step hands back only its own).
+ */
+int ss_peers_begin(ss_peers *ps, const void *owner, const char *key, uint64_t off, size_t len,
+                   void *dst, void *tag);
+/*
+ * Begun GETs of owner that are over, at most cap: their tags, each with
+ * ok 1 when dst holds all its bytes, 0 when no peer delivered it (ask the
+ * store). Waits up to wait_ms for one when none is over and some run.
+ */
+size_t ss_peers_step(ss_peers *ps, const void *owner, int wait_ms, void **tags, int *ok,
+                     size_t cap);
+/*
+ * A reader found key's bytes at off bad: whoever delivered them last is the
+ * one ss_peers_blame leaves out (not every peer that delivered since mark).
+ */
+void ss_peers_suspect(ss_peers *ps, const char *key, uint64_t off);
 /* Objects delivered so far: a mark for ss_peers_blame. */
 uint64_t ss_peers_delivered(const ss_peers *ps);
 /*
  * What peers delivered since mark failed verification (what: the object):
- * every peer that delivered since is left out for the rest of the run, and
- * named in a warning. 1 when there was one.
+ * the peers suspected since the last blame (ss_peers_suspect), else the
+ * one that delivered what, else every peer that delivered since mark, is
+ * left out for the rest of the run and named in a warning. 1 when there
+ * was one.
  */
 int ss_peers_blame(ss_peers *ps, uint64_t mark, const char *what);
 /* Bytes delivered so far. */
 uint64_t ss_peers_bytes(const ss_peers *ps);
+/* What is known of one peer now (status -v). */
+typedef struct ss_peers_info {
+    char addr[270];                         /* HOST:PORT */
+    uint8_t device[SS_TXN_DEVICE_ID_BYTES]; /* once a handshake passed */
+    int known;                              /* device is set */
+    int reachable;                          /* a session is open */
+    char why[160];                          /* why not; "" */
+    uint64_t bytes;                         /* what it delivered this run */
+} ss_peers_info;
+/* Every peer contacted now (discovery first) as a GET would, with the same timeouts. */
+void ss_peers_probe(ss_peers *ps);
+size_t ss_peers_count(const ss_peers *ps); /* NULL: 0 */
+void ss_peers_info_at(const ss_peers *ps, size_t i, ss_peers_info *ret);
 /* Tell every peer that can be reached this device's head h (best effort: nothing fails). */
 void ss_peers_announce(ss_peers *ps, const ss_peer_head *h);
 

@@ -22,29 +22,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "peer_set_impl.h"
 #include "ss_buf.h"
 
 #define CONNECT_MS 1000 /* a peer on the LAN answers well within it */
 #define IO_SECONDS 10   /* no byte for this long: the peer is gone */
-
-typedef struct peer_entry {
-    char host[256], port[8];
-    ss_peer *session;
-    int out;            /* left out for the rest of the run */
-    int warned;         /* its refusal was said once */
-    size_t refused_at;  /* devices this device knew when the handshake failed; 0: it did not */
-    uint64_t delivered; /* ss_peers delivered count after its last delivery */
-} peer_entry;
-
-struct ss_peers {
-    peer_entry v[SS_PEERS_MAX];
-    size_t n;
-    char disc[300]; /* where to ask the network before the first get; "" done or never */
-    uint64_t delivered, bytes;
-    ss_peers_trust_fn trust;
-    ss_peers_warn_fn warn;
-    void *ctx;
-};
 
 static void warnf(ss_peers *ps, const char *fmt, const char *a, const char *b, const char *c)
 {
@@ -86,10 +68,21 @@ ss_rc ss_peers_new(const char *list, ss_peers_trust_fn trust, ss_peers_warn_fn w
     ps->trust = trust;
     ps->warn = warn;
     ps->ctx = ctx;
+    if (pthread_mutex_init(&ps->mu, NULL)) {
+        free(ps);
+        return ss_fail(err, SS_ERR_NOMEM, "peers: no mutex");
+    }
+    if (pthread_cond_init(&ps->cv, NULL)) {
+        pthread_mutex_destroy(&ps->mu);
+        free(ps);
+        return ss_fail(err, SS_ERR_NOMEM, "peers: no condition variable");
+    }
     for (const char *s = list; *s;) {
         size_t len = strcspn(s, ",");
         if (ps->n == SS_PEERS_MAX || parse_entry(s, len, &ps->v[ps->n])) {
-            ss_peers_free(ps);
+            pthread_cond_destroy(&ps->cv); /* nothing else began yet */
+            pthread_mutex_destroy(&ps->mu);
+            free(ps);
             return ss_fail(err, SS_ERR_INVALID, "peers: '%.*s' is not HOST:PORT (at most %d)",
                            (int)len, s, SS_PEERS_MAX);
         }
@@ -99,16 +92,6 @@ ss_rc ss_peers_new(const char *list, ss_peers_trust_fn trust, ss_peers_warn_fn w
     }
     *ret_peers = ps;
     return SS_OK;
-}
-
-void ss_peers_free(ss_peers *ps)
-{
-    if (!ps) return;
-    for (size_t i = 0; i < ps->n; i++) {
-        if (ps->v[i].session) ss_peer_finish(ps->v[i].session, NULL);
-        ss_peer_free(ps->v[i].session);
-    }
-    free(ps);
 }
 
 uint64_t ss_peers_delivered(const ss_peers *ps)
@@ -151,12 +134,11 @@ fail:
 }
 
 /*
- * e's session, opened now if need be; NULL when it cannot be. A peer not
- * reached is left out for the run; one whose handshake failed is tried
- * again once this device's table has changed (a pull that is still
- * learning the devices may not know the peer yet, nor the peer it).
+ * A peer not reached is left out for the run; one whose handshake failed
+ * is tried again once this device's table has changed (a pull that is
+ * still learning the devices may not know the peer yet, nor the peer it).
  */
-static ss_peer *session(ss_peers *ps, peer_entry *e)
+ss_peer *peers_session(ss_peers *ps, peer_entry *e)
 {
     ss_peer_trust t;
     ss_err err = {{0}};
@@ -167,11 +149,17 @@ static ss_peer *session(ss_peers *ps, peer_entry *e)
     fd = dial(e);
     if (fd < 0) { /* nobody there: a peer that is off is no news */
         e->out = 1;
+        snprintf(e->why, sizeof e->why, "not reached");
         return NULL;
     }
     ss_rc rc = ss_peer_connect(fd, &t, &e->session, &err);
-    if (rc) {
+    if (!rc) {
+        memcpy(e->device, ss_peer_device(e->session), sizeof e->device);
+        e->known = 1;
+        e->why[0] = '\0';
+    } else {
         e->refused_at = ss_devices_count(t.devices) + 1; /* + 1: never 0 */
+        snprintf(e->why, sizeof e->why, "%.159s", err.msg);
         /* one this device does not know yet is no news: its pull may enroll it */
         if (!e->warned && rc != SS_ERR_NOT_FOUND)
             warnf(ps, "peer %s:%s: %s", e->host, e->port, err.msg);
@@ -233,8 +221,7 @@ static void collect(ss_peers *ps, int fd, const ss_peer_trust *t, const struct t
     }
 }
 
-/* One query broadcast to ps->disc, and the devices that answer (once a run). */
-static void discover(ss_peers *ps)
+void peers_discover_now(ss_peers *ps)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_family = AF_INET}, *ai = NULL;
     char host[256], port[8];
@@ -260,15 +247,38 @@ done:
     ps->disc[0] = '\0';
 }
 
+void peers_leave_out(ss_peers *ps, peer_entry *e, const char *why)
+{
+    e->out = 1; /* its session's state is unknown: no more of it */
+    snprintf(e->why, sizeof e->why, "%.159s", why);
+    if (!e->busy) { /* else its thread still holds it: peer_multi.c frees it at the end */
+        ss_peer_free(e->session);
+        e->session = NULL;
+    }
+    warnf(ps, "peer %s:%s left out: %s", e->host, e->port, why);
+}
+
+void peers_delivered(ss_peers *ps, size_t i, const char *key, uint64_t off, uint64_t len)
+{
+    peers_delivery *d;
+    ps->delivered++;
+    ps->bytes += len;
+    ps->v[i].bytes += len;
+    ps->v[i].delivered = ps->delivered;
+    d = &ps->ring[ps->delivered % PEERS_RING];
+    *d = (peers_delivery){.n = ps->delivered, .peer = (unsigned)i, .off = off, .len = len};
+    snprintf(d->key, sizeof d->key, "%s", key);
+}
+
 ss_rc ss_peers_get(ss_peers *ps, const char *key, uint64_t off, uint64_t len, ss_write_fn write,
                    void *wctx)
 {
     uint64_t max = len && len < SS_PEER_OBJECT_MAX ? len : SS_PEER_OBJECT_MAX;
     if (!ps || !ss_peer_key_servable(key)) return SS_ERR_NOT_FOUND;
-    if (ps->disc[0]) discover(ps);
+    if (ps->disc[0]) peers_discover_now(ps);
     for (size_t i = 0; i < ps->n; i++) {
         peer_entry *e = &ps->v[i];
-        ss_peer *p = session(ps, e);
+        ss_peer *p = e->busy ? NULL : peers_session(ps, e); /* busy: its thread has it */
         ss_buf b = {0};
         ss_err err = {{0}};
         if (!p) continue;
@@ -278,48 +288,105 @@ ss_rc ss_peers_get(ss_peers *ps, const char *key, uint64_t off, uint64_t len, ss
             int taken = write(wctx, b.p, n) == 0;
             ss_buf_free(&b);
             if (!taken) return SS_ERR_NOT_FOUND;
-            ps->delivered++;
-            ps->bytes += n;
-            e->delivered = ps->delivered;
+            peers_delivered(ps, i, key, off, n);
             return SS_OK;
         }
         ss_buf_free(&b);
         if (rc == SS_ERR_NOT_FOUND) continue;
-        e->out = 1; /* a broken session: its state is unknown */
-        ss_peer_free(e->session);
-        e->session = NULL;
-        warnf(ps, "peer %s:%s left out: %s", e->host, e->port, err.msg);
+        peers_leave_out(ps, e, err.msg);
     }
     return SS_ERR_NOT_FOUND;
 }
 
+void ss_peers_suspect(ss_peers *ps, const char *key, uint64_t off)
+{
+    const peers_delivery *best = NULL;
+    if (!ps) return;
+    for (size_t k = 0; k < PEERS_RING; k++) {
+        const peers_delivery *d = &ps->ring[k];
+        if (d->n && !strcmp(d->key, key) && off >= d->off && off - d->off < d->len &&
+            (!best || d->n > best->n))
+            best = d;
+    }
+    if (best) ps->suspects |= 1u << best->peer;
+}
+
+/*
+ * Who sent what failed since mark: the peers whose bytes a reader found bad
+ * (ss_peers_suspect), else the one that delivered what itself, else (what
+ * came from the store, or the ring no longer holds it all) every peer that
+ * delivered since mark.
+ */
+static uint32_t culprits(const ss_peers *ps, uint64_t mark, const char *what)
+{
+    uint32_t who = 0;
+    if (ps->suspects) return ps->suspects;
+    if (ps->delivered - mark < PEERS_RING) {
+        for (uint64_t n = mark + 1; n <= ps->delivered; n++) {
+            const peers_delivery *d = &ps->ring[n % PEERS_RING];
+            if (!strcmp(d->key, what)) who = 1u << d->peer;
+        }
+        if (who) return who;
+    }
+    for (size_t i = 0; i < ps->n; i++)
+        if (ps->v[i].delivered > mark) who |= 1u << i;
+    return who;
+}
+
 int ss_peers_blame(ss_peers *ps, uint64_t mark, const char *what)
 {
+    char why[160];
+    uint32_t who;
     int any = 0;
     if (!ps) return 0;
+    who = culprits(ps, mark, what);
+    ps->suspects = 0;
+    snprintf(why, sizeof why, "what it sent of %.64s failed verification", what);
     for (size_t i = 0; i < ps->n; i++) {
         peer_entry *e = &ps->v[i];
-        if (e->delivered <= mark || e->out) continue;
-        e->out = any = 1;
-        ss_peer_free(e->session);
-        e->session = NULL;
-        warnf(ps, "peer %s:%s left out: what it sent of %s failed verification", e->host, e->port,
-              what);
+        if (!(who & (1u << i)) || e->out) continue;
+        any = 1;
+        peers_leave_out(ps, e, why);
     }
     return any;
 }
 
 void ss_peers_announce(ss_peers *ps, const ss_peer_head *h)
 {
-    if (ps && ps->disc[0]) discover(ps);
+    if (ps && ps->disc[0]) peers_discover_now(ps);
     for (size_t i = 0; ps && i < ps->n; i++) {
         peer_entry *e = &ps->v[i];
-        ss_peer *p = session(ps, e);
+        ss_peer *p = e->busy ? NULL : peers_session(ps, e);
         ss_err err = {{0}};
         if (!p || !ss_peer_announce(p, h, &err)) continue;
-        e->out = 1; /* its state is unknown now */
-        ss_peer_free(e->session);
-        e->session = NULL;
-        warnf(ps, "peer %s:%s left out: %s", e->host, e->port, err.msg);
+        peers_leave_out(ps, e, err.msg);
     }
+}
+
+void ss_peers_probe(ss_peers *ps)
+{
+    if (ps && ps->disc[0]) peers_discover_now(ps);
+    for (size_t i = 0; ps && i < ps->n; i++)
+        if (!ps->v[i].busy) peers_session(ps, &ps->v[i]);
+}
+
+size_t ss_peers_count(const ss_peers *ps)
+{
+    return ps ? ps->n : 0;
+}
+
+void ss_peers_info_at(const ss_peers *ps, size_t i, ss_peers_info *ret)
+{
+    const peer_entry *e = &ps->v[i];
+    memset(ret, 0, sizeof *ret);
+    snprintf(ret->addr, sizeof ret->addr, strchr(e->host, ':') ? "[%s]:%s" : "%s:%s", e->host,
+             e->port);
+    memcpy(ret->device, e->device, sizeof ret->device);
+    ret->known = e->known;
+    ret->reachable = e->session && !e->out;
+    snprintf(ret->why, sizeof ret->why, "%s",
+             ret->reachable ? ""
+             : e->why[0]    ? e->why
+                            : "not contacted");
+    ret->bytes = e->bytes;
 }
