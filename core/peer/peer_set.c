@@ -205,6 +205,16 @@ static void found(ss_peers *ps, const char *host, uint16_t port)
     snprintf(e->port, sizeof e->port, "%s", p);
 }
 
+int ss_peers_add(ss_peers *ps, const char *entry)
+{
+    peer_entry e;
+    memset(&e, 0, sizeof e);
+    if (!ps || parse_entry(entry, strlen(entry), &e)) return -1;
+    found(ps, e.host, (uint16_t)strtoul(e.port, NULL, 10));
+    ps->disc[0] = '\0'; /* who serves said so: no need to ask */
+    return 0;
+}
+
 static long ms_since(const struct timeval *t0)
 {
     struct timeval t;
@@ -212,51 +222,40 @@ static long ms_since(const struct timeval *t0)
     return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_usec - t0->tv_usec) / 1000;
 }
 
-/* Announcements answering the query on fd until SS_PEER_DISC_WAIT_MS after t0. */
-static void collect(ss_peers *ps, int fd, const ss_peer_trust *t, const struct timeval *t0)
-{
-    uint8_t d[SS_PEER_DISC_BYTES + 1];
-    for (long left; (left = SS_PEER_DISC_WAIT_MS - ms_since(t0)) > 0;) {
-        struct sockaddr_in from;
-        socklen_t fl = sizeof from;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        char addr[INET_ADDRSTRLEN];
-        uint16_t tcp = 0;
-        if (poll(&pfd, 1, (int)left) <= 0) return;
-        ssize_t n = recvfrom(fd, d, sizeof d, 0, (struct sockaddr *)&from, &fl);
-        if (n <= 0 || from.sin_family != AF_INET ||
-            ss_peer_disc_parse(d, (size_t)n, t->keys, ss_device_key_id(t->me), (uint64_t)time(NULL),
-                               &tcp) != SS_PEER_DISC_ANNOUNCE)
-            continue;
-        inet_ntop(AF_INET, &from.sin_addr, addr, sizeof addr);
-        found(ps, addr, tcp);
-    }
-}
-
-/* One query broadcast to ps->disc, and the devices that answer (once a run). */
+/* One query to ps->disc, and the devices that answer it within SS_PEER_DISC_WAIT_MS (once a run).
+ */
 static void discover(ss_peers *ps)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_family = AF_INET}, *ai = NULL;
-    char host[256], port[8];
-    uint8_t q[SS_PEER_DISC_BYTES];
+    uint8_t d[SS_PEER_DISC_BYTES + 1], seen[SS_PEERS_MAX][16];
+    char host[NI_MAXHOST];
+    size_t nseen = 0;
+    ss_peer_beacon *b = NULL;
     ss_peer_trust t;
     struct timeval t0;
-    int fd = -1, one = 1;
-    const char *colon = strrchr(ps->disc, ':');
-    if (!colon || (size_t)(colon - ps->disc) >= sizeof host) goto done;
-    snprintf(host, sizeof host, "%.*s", (int)(colon - ps->disc), ps->disc);
-    snprintf(port, sizeof port, "%.7s", colon + 1);
-    if (getaddrinfo(host, port, &hints, &ai) || !ai) goto done;
-    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one)) goto done;
+    if (ss_peer_beacon_open(ps->disc, 0, &b, NULL)) goto done;
     ps->trust(ps->ctx, &t);
-    ss_peer_disc_make(q, t.keys, ss_device_key_id(t.me), 0, (uint64_t)time(NULL));
+    ss_peer_disc_make(d, t.keys, ss_device_key_id(t.me), 0, (uint64_t)time(NULL));
     gettimeofday(&t0, NULL);
-    if (sendto(fd, q, sizeof q, 0, ai->ai_addr, ai->ai_addrlen) == (ssize_t)sizeof q)
-        collect(ps, fd, &t, &t0);
+    if (!ss_peer_beacon_send(b, d, SS_PEER_DISC_BYTES)) goto done;
+    for (long left; (left = SS_PEER_DISC_WAIT_MS - ms_since(&t0)) > 0;) {
+        struct pollfd pfd = {.fd = ss_peer_beacon_fd(b), .events = POLLIN};
+        uint16_t tcp = 0;
+        if (poll(&pfd, 1, (int)left) <= 0) break;
+        ssize_t n = ss_peer_beacon_recv(b, d, sizeof d, host, sizeof host);
+        size_t k = 0;
+        if (n <= 0 || ss_peer_disc_parse(d, (size_t)n, t.keys, ss_device_key_id(t.me),
+                                         (uint64_t)time(NULL), &tcp) != SS_PEER_DISC_ANNOUNCE)
+            continue;
+        /* one device answers at each of its addresses (IPv4, IPv6): one session is enough, and
+         * a second would wait behind the first at a server that takes one at a time */
+        while (k < nseen && memcmp(seen[k], d + 32, 16))
+            k++;
+        if (k < nseen || nseen == SS_PEERS_MAX) continue;
+        memcpy(seen[nseen++], d + 32, 16);
+        found(ps, host, tcp);
+    }
 done:
-    if (fd >= 0) close(fd);
-    if (ai) freeaddrinfo(ai);
+    ss_peer_beacon_free(b);
     ps->disc[0] = '\0';
 }
 
