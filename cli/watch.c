@@ -434,6 +434,7 @@ static int step(watcher *w, int full)
     g_busy = 1;
     rc = ss_folder_open(w->root, &so, &w->o->hooks, &f, &err);
     if (rc) goto closed;
+    if (w->disc.fd >= 0) cli_disc_heard(&w->disc, f); /* no query: who serves said so */
     rc = full ? ss_sync(f, &st, &err) : ss_pull(f, &st, &err);
     if (!rc && w->srv) ss_serve_take(w->srv, f, NULL); /* whom it serves: as of this pull */
 closed:
@@ -486,7 +487,8 @@ static void wait_for_events(watcher *w, int64_t timeout_ms)
     if (timeout_ms > INT32_MAX) timeout_ms = INT32_MAX;
     if (poll(p, w->lfd < 0 ? 2 : w->disc.fd < 0 ? 3 : 4, (int)timeout_ms) <= 0) return;
     if (p[0].revents) read_events(w);
-    if (w->lfd >= 0 && w->disc.fd >= 0 && p[3].revents) cli_disc_readable(&w->disc, w->srv);
+    if (w->lfd >= 0 && w->disc.fd >= 0 && p[3].revents)
+        cli_disc_readable(&w->disc, &w->serve, w->srv);
     if (w->lfd >= 0 && p[2].revents) {
         uint64_t known = w->heads.seq;
         cli_serve_one(&w->serve, w->srv, w->lfd, &w->heads);
