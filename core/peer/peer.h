@@ -176,6 +176,16 @@ size_t ss_peer_beacon_send(ss_peer_beacon *b, const uint8_t *d, size_t n);
 ssize_t ss_peer_beacon_recv(ss_peer_beacon *b, uint8_t *d, size_t cap, char *host, size_t hcap);
 /* d to the sender of the last datagram received. */
 void ss_peer_beacon_reply(ss_peer_beacon *b, const uint8_t *d, size_t n);
+/* A device that answered a query: its numeric address (IPv6 with %SCOPE) and TCP port. */
+typedef void (*ss_peer_found_fn)(void *ctx, const char *host, uint16_t port);
+/*
+ * One query to where (as for ss_peer_beacon_open, not bound), and each
+ * device of the repository that answers within SS_PEER_DISC_WAIT_MS, once
+ * a device (its device tag: it answers on each of its addresses), to found.
+ */
+void ss_peer_disc_query(const char *where, const ss_keys *keys,
+                        const uint8_t me[SS_TXN_DEVICE_ID_BYTES], ss_peer_found_fn found,
+                        void *ctx);
 
 /* --- the peers a device asks (peer_set.c) ------------------------------------------------ */
 

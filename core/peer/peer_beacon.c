@@ -19,8 +19,11 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 struct ss_peer_beacon {
@@ -227,4 +230,44 @@ ssize_t ss_peer_beacon_recv(ss_peer_beacon *b, uint8_t *d, size_t cap, char *hos
 void ss_peer_beacon_reply(ss_peer_beacon *b, const uint8_t *d, size_t n)
 {
     if (b->from_len) (void)sendto(b->fd, d, n, 0, (struct sockaddr *)&b->from, b->from_len);
+}
+
+static long ms_since(const struct timeval *t0)
+{
+    struct timeval t;
+    gettimeofday(&t, NULL);
+    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_usec - t0->tv_usec) / 1000;
+}
+
+void ss_peer_disc_query(const char *where, const ss_keys *keys,
+                        const uint8_t me[SS_TXN_DEVICE_ID_BYTES], ss_peer_found_fn found, void *ctx)
+{
+    uint8_t d[SS_PEER_DISC_BYTES + 1], seen[SS_PEERS_MAX][16];
+    char host[NI_MAXHOST];
+    size_t nseen = 0;
+    ss_peer_beacon *b = NULL;
+    struct timeval t0;
+    if (ss_peer_beacon_open(where, 0, &b, NULL)) return;
+    ss_peer_disc_make(d, keys, me, 0, (uint64_t)time(NULL));
+    gettimeofday(&t0, NULL);
+    if (!ss_peer_beacon_send(b, d, SS_PEER_DISC_BYTES)) goto done;
+    for (long left; (left = SS_PEER_DISC_WAIT_MS - ms_since(&t0)) > 0;) {
+        struct pollfd pfd = {.fd = b->fd, .events = POLLIN};
+        uint16_t tcp = 0;
+        size_t k = 0;
+        if (poll(&pfd, 1, (int)left) <= 0) break;
+        ssize_t n = ss_peer_beacon_recv(b, d, sizeof d, host, sizeof host);
+        if (n <= 0 || ss_peer_disc_parse(d, (size_t)n, keys, me, (uint64_t)time(NULL), &tcp) !=
+                          SS_PEER_DISC_ANNOUNCE)
+            continue;
+        /* one device answers at each of its addresses (IPv4, IPv6): one session is enough, and
+         * a second would wait behind the first at a server that takes one at a time */
+        while (k < nseen && memcmp(seen[k], d + 32, 16))
+            k++;
+        if (k < nseen || nseen == SS_PEERS_MAX) continue;
+        memcpy(seen[nseen++], d + 32, 16);
+        found(ctx, host, tcp);
+    }
+done:
+    ss_peer_beacon_free(b);
 }

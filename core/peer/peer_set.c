@@ -215,47 +215,17 @@ int ss_peers_add(ss_peers *ps, const char *entry)
     return 0;
 }
 
-static long ms_since(const struct timeval *t0)
+static void found_cb(void *ctx, const char *host, uint16_t port)
 {
-    struct timeval t;
-    gettimeofday(&t, NULL);
-    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_usec - t0->tv_usec) / 1000;
+    found(ctx, host, port);
 }
 
-/* One query to ps->disc, and the devices that answer it within SS_PEER_DISC_WAIT_MS (once a run).
- */
+/* One query to ps->disc, and the devices that answer it (once a run). */
 static void discover(ss_peers *ps)
 {
-    uint8_t d[SS_PEER_DISC_BYTES + 1], seen[SS_PEERS_MAX][16];
-    char host[NI_MAXHOST];
-    size_t nseen = 0;
-    ss_peer_beacon *b = NULL;
     ss_peer_trust t;
-    struct timeval t0;
-    if (ss_peer_beacon_open(ps->disc, 0, &b, NULL)) goto done;
     ps->trust(ps->ctx, &t);
-    ss_peer_disc_make(d, t.keys, ss_device_key_id(t.me), 0, (uint64_t)time(NULL));
-    gettimeofday(&t0, NULL);
-    if (!ss_peer_beacon_send(b, d, SS_PEER_DISC_BYTES)) goto done;
-    for (long left; (left = SS_PEER_DISC_WAIT_MS - ms_since(&t0)) > 0;) {
-        struct pollfd pfd = {.fd = ss_peer_beacon_fd(b), .events = POLLIN};
-        uint16_t tcp = 0;
-        if (poll(&pfd, 1, (int)left) <= 0) break;
-        ssize_t n = ss_peer_beacon_recv(b, d, sizeof d, host, sizeof host);
-        size_t k = 0;
-        if (n <= 0 || ss_peer_disc_parse(d, (size_t)n, t.keys, ss_device_key_id(t.me),
-                                         (uint64_t)time(NULL), &tcp) != SS_PEER_DISC_ANNOUNCE)
-            continue;
-        /* one device answers at each of its addresses (IPv4, IPv6): one session is enough, and
-         * a second would wait behind the first at a server that takes one at a time */
-        while (k < nseen && memcmp(seen[k], d + 32, 16))
-            k++;
-        if (k < nseen || nseen == SS_PEERS_MAX) continue;
-        memcpy(seen[nseen++], d + 32, 16);
-        found(ps, host, tcp);
-    }
-done:
-    ss_peer_beacon_free(b);
+    ss_peer_disc_query(ps->disc, t.keys, ss_device_key_id(t.me), found_cb, ps);
     ps->disc[0] = '\0';
 }
 
