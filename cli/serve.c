@@ -47,26 +47,44 @@ static void say(const cli_serve *s, const char *event, const char *msg)
     fprintf(stderr, "s3sync serve: %s\n", cli_out_safe(safe, sizeof safe, msg));
 }
 
-/* A socket listening on where ("HOST:PORT"), and the address it got; -1 and a message. */
+/*
+ * A socket listening on where ("HOST:PORT", "[V6]:PORT"; "[::]" takes IPv4
+ * too, and is 0.0.0.0 on a kernel without IPv6), and the address it got;
+ * -1 and a message.
+ */
 static int listen_on(const char *where, char *got, size_t cap, char *why, size_t why_cap)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
     struct sockaddr_storage sa;
     socklen_t sl = sizeof sa;
     char host[256], port[8], nhost[256], nport[8];
-    const char *colon = strrchr(where, ':');
-    int fd = -1, one = 1;
-    if (!colon || (size_t)(colon - where) >= sizeof host || strlen(colon + 1) >= sizeof port) {
+    const char *colon = strrchr(where, ':'), *h = where;
+    size_t hlen = colon ? (size_t)(colon - where) : 0;
+    int fd = -1, one = 1, zero = 0;
+    if (hlen >= 2 && where[0] == '[' && where[hlen - 1] == ']') h++, hlen -= 2;
+    if (!colon || hlen >= sizeof host || strlen(colon + 1) >= sizeof port) {
         snprintf(why, why_cap, "peer_listen '%s' is not HOST:PORT", where);
         return -1;
     }
-    snprintf(host, sizeof host, "%.*s", (int)(colon - where), where);
+    snprintf(host, sizeof host, "%.*s", (int)hlen, h);
     snprintf(port, sizeof port, "%s", colon + 1);
     if (getaddrinfo(host, port, &hints, &ai) || !ai) {
         snprintf(why, why_cap, "peer_listen %s: no such address", where);
         return -1;
     }
     fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 && errno == EAFNOSUPPORT && !strcmp(host, "::")) { /* no IPv6 here */
+        freeaddrinfo(ai);
+        ai = NULL;
+        hints.ai_family = AF_INET;
+        if (getaddrinfo(NULL, port, &hints, &ai) || !ai) {
+            snprintf(why, why_cap, "peer_listen %s: no such address", where);
+            return -1;
+        }
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    }
+    if (fd >= 0 && ai->ai_family == AF_INET6) /* [::] takes IPv4 too, whatever the sysctl says */
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         bind(fd, ai->ai_addr, ai->ai_addrlen) || listen(fd, 16) ||
         getsockname(fd, (struct sockaddr *)&sa, &sl) ||
@@ -78,7 +96,7 @@ static int listen_on(const char *where, char *got, size_t cap, char *why, size_t
         return -1;
     }
     freeaddrinfo(ai);
-    snprintf(got, cap, "%s:%s", nhost, nport);
+    snprintf(got, cap, strchr(nhost, ':') ? "[%s]:%s" : "%s:%s", nhost, nport);
     return fd;
 }
 
@@ -101,6 +119,8 @@ void cli_serve_one(const cli_serve *s, ss_server *srv, int lfd, cli_heads *heads
     if (fd < 0) return;
     getnameinfo((struct sockaddr *)&sa, sl, host, sizeof host, port, sizeof port,
                 NI_NUMERICHOST | NI_NUMERICSERV);
+    if (!strncmp(host, "::ffff:", 7) && strchr(host, '.')) /* IPv4 on the dual-stack socket */
+        memmove(host, host + 7, strlen(host + 7) + 1);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     ss_rc rc = ss_serve_session(srv, fd, &sv, &err);
@@ -140,74 +160,68 @@ void cli_heads_pulled(const cli_serve *s, cli_heads *heads, uint64_t seq, int64_
 
 /* --- discovery ---------------------------------------------------------------------------- */
 
-/* "HOST:PORT" as an IPv4 address; 0 when it is one. */
-static int ipv4_of(const char *where, struct sockaddr_in *out)
+/* The TCP port lfd took (0: none known). */
+static uint16_t port_of(int lfd)
 {
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_DGRAM}, *ai = NULL;
-    char host[256];
-    const char *colon = strrchr(where, ':');
-    if (!colon || (size_t)(colon - where) >= sizeof host) return -1;
-    snprintf(host, sizeof host, "%.*s", (int)(colon - where), where);
-    if (getaddrinfo(host, colon + 1, &hints, &ai) || !ai) return -1;
-    memcpy(out, ai->ai_addr, sizeof *out);
-    freeaddrinfo(ai);
-    return 0;
+    struct sockaddr_storage sa;
+    socklen_t sl = sizeof sa;
+    if (getsockname(lfd, (struct sockaddr *)&sa, &sl)) return 0;
+    if (sa.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&sa)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&sa)->sin_port);
 }
 
 void cli_disc_open(cli_disc *d, const cli_serve *s, ss_server *srv, int lfd)
 {
-    struct sockaddr_in to, any = {.sin_family = AF_INET}, tcp;
-    socklen_t sl = sizeof tcp;
-    int one = 1;
-    char msg[400];
+    ss_err err = {{0}};
+    const char *every = getenv("S3SYNC_PEER_DISC_EVERY_MS"); /* tests only: PEERS.md */
     memset(d, 0, sizeof *d);
-    d->fd = -1;
-    snprintf(d->to, sizeof d->to, "%s", ss_serve_discovery_at(srv));
-    if (!d->to[0] || getsockname(lfd, (struct sockaddr *)&tcp, &sl)) return;
-    d->port = ntohs(tcp.sin_port);
-    if (ipv4_of(d->to, &to)) {
-        snprintf(msg, sizeof msg, "peer_discovery %s: not HOST:PORT of IPv4", d->to);
-        say(s, "error", msg);
-        return;
-    }
-    any.sin_port = to.sin_port;
-    d->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (d->fd < 0 || setsockopt(d->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        setsockopt(d->fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one) ||
-        bind(d->fd, (struct sockaddr *)&any, sizeof any)) {
-        snprintf(msg, sizeof msg, "peer_discovery %s: %s", d->to, strerror(errno));
-        say(s, "error", msg);
-        cli_disc_close(d);
-    }
+    d->every = every && atoll(every) > 0 ? atoll(every) : DISC_EVERY_MS;
+    d->fd = ss_serve_disc_open(srv, port_of(lfd), &err);
+    if (d->fd < 0 && err.msg[0]) say(s, "error", err.msg);
 }
 
-void cli_disc_readable(cli_disc *d, ss_server *srv)
+void cli_disc_readable(cli_disc *d, const cli_serve *s, ss_server *srv)
 {
-    uint8_t in[SS_SERVE_DISC_BYTES + 1], out[SS_SERVE_DISC_BYTES];
-    struct sockaddr_in from;
-    socklen_t fl = sizeof from;
-    ssize_t n = recvfrom(d->fd, in, sizeof in, 0, (struct sockaddr *)&from, &fl);
-    if (n > 0 && ss_serve_discovery(srv, in, (size_t)n, d->port, out))
-        sendto(d->fd, out, sizeof out, 0, (struct sockaddr *)&from, fl);
+    char at[300], msg[400];
+    size_t i;
+    int64_t now = now_ms();
+    if (!ss_serve_disc_readable(srv, at, sizeof at)) return;
+    for (i = 0; i < d->n && strcmp(d->peers[i].at, at); i++) {
+    }
+    if (i == d->n) { /* new; full: the one heard longest ago goes */
+        if (d->n < CLI_DISC_PEERS)
+            i = d->n++;
+        else
+            for (size_t k = i = 0; k < d->n; k++)
+                if (d->peers[k].heard < d->peers[i].heard) i = k;
+        snprintf(d->peers[i].at, sizeof d->peers[i].at, "%s", at);
+        snprintf(msg, sizeof msg, "heard a peer announce itself at %s", at);
+        if (s->verbose) say(s, "peer", msg);
+    }
+    d->peers[i].heard = now;
+}
+
+void cli_disc_heard(const cli_disc *d, ss_folder *f)
+{
+    int64_t now = now_ms();
+    for (size_t i = 0; i < d->n; i++) /* three announcements missed: gone */
+        if (now - d->peers[i].heard <= 3 * d->every + 1000) ss_folder_add_peer(f, d->peers[i].at);
 }
 
 int64_t cli_disc_tick(cli_disc *d, ss_server *srv)
 {
-    uint8_t out[SS_SERVE_DISC_BYTES];
-    struct sockaddr_in to;
     int64_t now = now_ms();
     if (d->fd < 0) return INT64_MAX;
-    if (now >= d->next && !ipv4_of(d->to, &to) && ss_serve_discovery(srv, NULL, 0, d->port, out)) {
-        sendto(d->fd, out, sizeof out, 0, (struct sockaddr *)&to, sizeof to);
-        d->next = now + DISC_EVERY_MS;
+    if (now >= d->next) {
+        ss_serve_disc_announce(srv);
+        d->next = now + d->every;
     }
     return d->next - now;
 }
 
 void cli_disc_close(cli_disc *d)
 {
-    if (d->fd >= 0) close(d->fd);
-    d->fd = -1;
+    d->fd = -1; /* the server's */
 }
 
 static void pull_now(const cli_serve *s, ss_server *srv, cli_heads *heads)
@@ -237,7 +251,7 @@ static int serve_loop(const cli_serve *s, ss_server *srv, int lfd)
         int n = poll(p, disc.fd >= 0 ? 2 : 1, (int)(wait < tick ? (wait > 0 ? wait : 0) : tick));
         if (n < 0 && errno != EINTR) break;
         if (n > 0 && p[0].revents) cli_serve_one(s, srv, lfd, &heads);
-        if (n > 0 && disc.fd >= 0 && p[1].revents) cli_disc_readable(&disc, srv);
+        if (n > 0 && disc.fd >= 0 && p[1].revents) cli_disc_readable(&disc, s, srv);
         if (heads.seq > known) next = 0; /* a head announced: pull now, not at the next poll */
         if (now_ms() >= next) {
             pull_now(s, srv, &heads);

@@ -4,7 +4,7 @@
  * every interval so the device table (who may connect) and the cache stay
  * current, until SIGINT or SIGTERM.
  *
- * Listens on peer_listen (default 0.0.0.0:21470; port 0: any free one; off:
+ * Listens on peer_listen (default [::]:21470, IPv4 too; port 0: any free one; off:
  * refused) and says where on stderr ("serving peers on HOST:PORT"; --json:
  * an event). One session at a time, each with 10 s I/O timeouts; a session
  * that fails (a device that is not enrolled or is revoked, a broken
@@ -35,17 +35,28 @@ int cli_serve_run(const cli_serve *s);
  * peer_listen is off; SS_ERR_INVALID: cache_size is 0).
  */
 int cli_serve_start(const cli_serve *s, const char *dir, ss_server **ret_srv, ss_err *err);
-/* Discovery (peer_discovery set): queries answered, this device announced every 30 s. */
+/*
+ * Discovery (peer_discovery set): queries answered, this device announced
+ * at start and every 30 s (S3SYNC_PEER_DISC_EVERY_MS instead: tests), and
+ * the devices heard announcing themselves kept, for a watch's pulls.
+ */
+#define CLI_DISC_PEERS 16
 typedef struct cli_disc {
-    int fd;        /* -1: off */
-    uint16_t port; /* the TCP port served */
+    int fd;        /* -1: off (the server owns it) */
     int64_t next;  /* the next announcement (ms, CLOCK_MONOTONIC) */
-    char to[300];  /* the broadcast HOST:PORT */
+    int64_t every; /* ms between announcements */
+    struct {
+        char at[300];  /* "HOST:PORT", "[V6]:PORT" */
+        int64_t heard; /* last (ms, CLOCK_MONOTONIC) */
+    } peers[CLI_DISC_PEERS];
+    size_t n;
 } cli_disc;
 /* Start it when srv's folder sets peer_discovery (lfd: the TCP socket served); else fd -1. */
 void cli_disc_open(cli_disc *d, const cli_serve *s, ss_server *srv, int lfd);
-/* A datagram waits on d->fd: answer it when it is a query for this repository. */
-void cli_disc_readable(cli_disc *d, ss_server *srv);
+/* A datagram waits on d->fd: a query answered, or a device heard (said once with -v). */
+void cli_disc_readable(cli_disc *d, const cli_serve *s, ss_server *srv);
+/* The devices heard within three announcement periods become f's peers for its pull. */
+void cli_disc_heard(const cli_disc *d, ss_folder *f);
 /* Announce when due; the ms until the next announcement. */
 int64_t cli_disc_tick(cli_disc *d, ss_server *srv);
 void cli_disc_close(cli_disc *d);

@@ -61,6 +61,7 @@ typedef struct watcher {
     ss_server *srv;
     int lfd;
     cli_heads heads; /* a head a peer announced: pulled at once */
+    int head_now;    /* ... before any debounce of local changes runs out */
     cli_disc disc;   /* peer_discovery set too: queries answered, announcements */
 } watcher;
 
@@ -420,7 +421,8 @@ static int step(watcher *w, int full)
     ss_stats st = {0};
     ss_err err = {{0}};
     ss_store_opts so = *w->o->store_opts;
-    const char *what = full ? "sync" : "pull", *trigger = full ? w->trigger : "poll";
+    const char *what = full ? "sync" : "pull";
+    const char *trigger = full ? w->trigger : w->head_now ? "head" : "poll";
     int64_t t0 = now_ms(), now;
     int code = -1;
     ss_rc rc;
@@ -428,9 +430,11 @@ static int step(watcher *w, int full)
     if (!so.max_retries && !getenv("AWS_MAX_ATTEMPTS")) so.max_retries = full ? 3 : 1;
     if (!full && !so.timeout_ms) so.timeout_ms = 30000;
     if (full) w->dirty = 0; /* a change from now on needs another sync */
+    w->head_now = 0;
     g_busy = 1;
     rc = ss_folder_open(w->root, &so, &w->o->hooks, &f, &err);
     if (rc) goto closed;
+    if (w->disc.fd >= 0) cli_disc_heard(&w->disc, f); /* no query: who serves said so */
     rc = full ? ss_sync(f, &st, &err) : ss_pull(f, &st, &err);
     if (!rc && w->srv) ss_serve_take(w->srv, f, NULL); /* whom it serves: as of this pull */
 closed:
@@ -462,7 +466,9 @@ closed:
 static int64_t due_at(const watcher *w)
 {
     int64_t t = w->next_poll;
-    if (w->dirty) {
+    if (w->head_now) {
+        t = 0;
+    } else if (w->dirty) {
         t = w->last_change + QUIET_MS;
         if (t > w->first_change + MAX_DELAY_MS) t = w->first_change + MAX_DELAY_MS;
     }
@@ -481,11 +487,12 @@ static void wait_for_events(watcher *w, int64_t timeout_ms)
     if (timeout_ms > INT32_MAX) timeout_ms = INT32_MAX;
     if (poll(p, w->lfd < 0 ? 2 : w->disc.fd < 0 ? 3 : 4, (int)timeout_ms) <= 0) return;
     if (p[0].revents) read_events(w);
-    if (w->lfd >= 0 && w->disc.fd >= 0 && p[3].revents) cli_disc_readable(&w->disc, w->srv);
+    if (w->lfd >= 0 && w->disc.fd >= 0 && p[3].revents)
+        cli_disc_readable(&w->disc, &w->serve, w->srv);
     if (w->lfd >= 0 && p[2].revents) {
         uint64_t known = w->heads.seq;
         cli_serve_one(&w->serve, w->srv, w->lfd, &w->heads);
-        if (w->heads.seq > known) w->next_poll = 0; /* pull now, not at the next poll */
+        if (w->heads.seq > known) w->head_now = 1; /* pull now, not at the next poll */
     }
     while (read(g_wake[0], drain, sizeof drain) > 0) {
     }
@@ -511,8 +518,9 @@ static int loop(watcher *w)
             note_change(w, now, "rescan");
         }
         due = due_at(w);
+        /* A head: a pull at once (it keeps local changes); their sync waits for quiet. */
         if (now >= due)
-            code = step(w, w->dirty || w->unwatched);
+            code = step(w, !w->head_now && (w->dirty || w->unwatched));
         else
             wait_for_events(w, due - now);
     }

@@ -21,7 +21,9 @@
  * moved, and an edit of .s3syncignore rebuild the watches and sync the whole
  * folder. Output: nothing unless -v or an error; --json: one object per line
  * ("event": start, sync, pull, error, recovered, stop). With peer_listen set
- * it serves peers between syncs too (cli/serve.c; docs/PEERS.md).
+ * it serves peers between syncs too (cli/serve.c; docs/PEERS.md), and a
+ * head a peer announces is pulled at once ("trigger": "head"), before the
+ * quiet period of local changes runs out: a pull keeps them.
  */
 #ifndef SS_CLI_WATCH_H
 #define SS_CLI_WATCH_H

@@ -615,13 +615,68 @@ static void test_discovery(void **state)
     assert_memory_not_equal(ann + 32, later + 32, 16);
 }
 
+/* The beacon's addresses: what it takes, and a datagram over loopback's broadcast to a bound one.
+ */
+static void test_beacon(void **state)
+{
+    (void)state;
+    ss_peer_beacon *rx = NULL, *tx = NULL;
+    ss_err err = {{0}};
+    uint8_t d[SS_PEER_DISC_BYTES] = "S3PD", got[SS_PEER_DISC_BYTES + 1];
+    char host[300] = "", where[64];
+    struct pollfd pfd;
+    const char *bad[] = {"", "nohost", "255.255.255.255", "[::1:21470", "[]:1", "[::1]:"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(ss_peer_beacon_open(bad[i], 0, &tx, &err), SS_ERR_INVALID);
+        assert_null(tx);
+    }
+    assert_int_equal(ss_peer_beacon_open("on", 0, &tx, &err), SS_OK); /* anywhere */
+    ss_peer_beacon_free(tx);
+    assert_int_equal(ss_peer_beacon_open("[ff02::5333:5044]:21470", 0, &tx, &err), SS_OK);
+    ss_peer_beacon_free(tx);
+    snprintf(where, sizeof where, "127.255.255.255:%d", 20000 + (int)(getpid() % 20000));
+    assert_int_equal(ss_peer_beacon_open(where, 1, &rx, &err), SS_OK);
+    assert_int_equal(ss_peer_beacon_open(where, 0, &tx, &err), SS_OK);
+    assert_int_equal(ss_peer_beacon_send(tx, d, sizeof d), 1);
+    pfd = (struct pollfd){.fd = ss_peer_beacon_fd(rx), .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 2000), 1);
+    assert_int_equal(ss_peer_beacon_recv(rx, got, sizeof got, host, sizeof host), sizeof d);
+    assert_string_equal(host, "127.0.0.1"); /* plain IPv4, not ::ffff:127.0.0.1 */
+    ss_peer_beacon_reply(rx, got, 4);       /* back to the sender's own port */
+    pfd = (struct pollfd){.fd = ss_peer_beacon_fd(tx), .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 2000), 1);
+    assert_int_equal(ss_peer_beacon_recv(tx, got, sizeof got, host, sizeof host), 4);
+    assert_int_equal(ss_peer_beacon_recv(tx, got, sizeof got, host, sizeof host), -1); /* none */
+    ss_peer_beacon_free(rx);
+    ss_peer_beacon_free(tx);
+    ss_peer_beacon_free(NULL);
+}
+
+/* Devices heard on the network join the peers once each; an entry out of shape does not. */
+static void test_peers_add(void **state)
+{
+    (void)state;
+    ss_peers *ps = NULL;
+    assert_int_equal(ss_peers_new("", NULL, NULL, NULL, &ps, NULL), SS_OK);
+    assert_int_equal(ss_peers_add(ps, "10.0.0.1:21470"), 0);
+    assert_int_equal(ss_peers_add(ps, "[fe80::1%lo]:21470"), 0);
+    assert_int_equal(ss_peers_add(ps, "fe80::1:21470x"), -1);
+    assert_int_equal(ss_peers_add(ps, "[::1]:0"), -1);
+    assert_int_equal(ss_peers_add(NULL, "10.0.0.1:1"), -1);
+    ss_peers_free(ps);
+    assert_int_equal(ss_peers_new("[::1]:21470, 127.0.0.1:1", NULL, NULL, NULL, &ps, NULL), SS_OK);
+    ss_peers_free(ps);
+    assert_int_not_equal(ss_peers_new("[::1]21470", NULL, NULL, NULL, &ps, NULL), SS_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_session),       cmocka_unit_test(test_handshake_refusals),
         cmocka_unit_test(test_hostile_hello), cmocka_unit_test(test_tampered_records),
         cmocka_unit_test(test_after_last),    cmocka_unit_test(test_heads),
-        cmocka_unit_test(test_discovery),
+        cmocka_unit_test(test_discovery),     cmocka_unit_test(test_beacon),
+        cmocka_unit_test(test_peers_add),
     };
     char path[64];
     int failed;

@@ -15,19 +15,24 @@
 
 #include "engine.h"
 
-_Static_assert(SS_SERVE_DISC_BYTES == SS_PEER_DISC_BYTES, "a discovery datagram");
-
 struct ss_server {
     char *dir;
     char *meta; /* its .s3sync: what each session served goes in its peers file */
     ss_store_opts store_opts;
     ss_hooks hooks;
-    ss_keys *keys;        /* epoch 0: the peer key */
-    ss_devices *devices;  /* the table at the last pull */
-    ss_device_key *key;   /* this device's */
-    ss_peer_cache *cache; /* its own handle on .s3sync/cache */
-    char listen[300];     /* peer_listen */
-    char discover[300];   /* peer_discovery as a broadcast HOST:PORT; "" off */
+    ss_keys *keys;          /* epoch 0: the peer key */
+    ss_devices *devices;    /* the table at the last pull */
+    ss_device_key *key;     /* this device's */
+    ss_peer_cache *cache;   /* its own handle on .s3sync/cache */
+    char listen[300];       /* peer_listen */
+    char discover[300];     /* peer_discovery: on, HOST:PORT, [GROUP]:PORT; "" off */
+    ss_peer_beacon *beacon; /* its socket, once opened */
+    uint16_t port;          /* the TCP port announced */
+    struct {
+        uint8_t tag[16];      /* a device's tag in its announcements (changes each window) */
+        char at[300];         /* where it was first heard */
+    } heard_at[SS_PEERS_MAX]; /* a device is one peer, whatever addresses it announces on */
+    size_t next_heard;
     uint64_t head;        /* the newest head announced in the session being served */
     uint64_t heard;       /* the newest head announced since the last take_trust */
     char heard_from[256]; /* by this device */
@@ -74,7 +79,7 @@ ss_rc ss_serve_open(const char *dir, const ss_store_opts *store_opts, const ss_h
     rc = ss_folder_open(dir, &s->store_opts, &s->hooks, &f, err);
     if (rc) goto fail;
     if (!ss_folder_setting(f, "peer_listen", s->listen, sizeof s->listen))
-        snprintf(s->listen, sizeof s->listen, "0.0.0.0:%d", SS_PEER_PORT);
+        snprintf(s->listen, sizeof s->listen, "[::]:%d", SS_PEER_PORT); /* IPv4 too */
     if (!eng_discovery_at(f->settings, s->discover, sizeof s->discover)) s->discover[0] = '\0';
     rc = take_trust(s, f, err);
     if (rc) goto fail;
@@ -100,6 +105,7 @@ void ss_serve_free(ss_server *s)
     ss_device_key_free(s->key);
     ss_peer_cache_free(s->cache);
     free(s->meta);
+    ss_peer_beacon_free(s->beacon);
     free(s->dir);
     free(s);
 }
@@ -109,21 +115,47 @@ const char *ss_serve_listen(const ss_server *s)
     return s->listen;
 }
 
-const char *ss_serve_discovery_at(const ss_server *s)
+int ss_serve_disc_open(ss_server *s, uint16_t port, ss_err *err)
 {
-    return s->discover;
+    if (!s->discover[0]) return -1;
+    ss_peer_beacon_free(s->beacon);
+    s->beacon = NULL;
+    s->port = port;
+    if (ss_peer_beacon_open(s->discover, 1, &s->beacon, err)) return -1;
+    return ss_peer_beacon_fd(s->beacon);
 }
 
-int ss_serve_discovery(const ss_server *s, const uint8_t *d, size_t n, uint16_t port,
-                       uint8_t out[SS_SERVE_DISC_BYTES])
+void ss_serve_disc_announce(ss_server *s)
 {
-    uint16_t other = 0;
+    uint8_t d[SS_PEER_DISC_BYTES];
+    if (!s->beacon) return;
+    ss_peer_disc_make(d, s->keys, ss_device_key_id(s->key), s->port, (uint64_t)time(NULL));
+    ss_peer_beacon_send(s->beacon, d, sizeof d);
+}
+
+int ss_serve_disc_readable(ss_server *s, char *peer, size_t cap)
+{
+    uint8_t d[SS_PEER_DISC_BYTES + 1];
+    char host[300];
+    uint16_t port = 0;
     uint64_t now = (uint64_t)time(NULL);
-    if (d && ss_peer_disc_parse(d, n, s->keys, ss_device_key_id(s->key), now, &other) !=
-                 SS_PEER_DISC_QUERY)
+    ssize_t n = s->beacon ? ss_peer_beacon_recv(s->beacon, d, sizeof d, host, sizeof host) : -1;
+    if (n <= 0) return 0;
+    switch (ss_peer_disc_parse(d, (size_t)n, s->keys, ss_device_key_id(s->key), now, &port)) {
+    case SS_PEER_DISC_QUERY:
+        ss_peer_disc_make(d, s->keys, ss_device_key_id(s->key), s->port, now);
+        ss_peer_beacon_reply(s->beacon, d, SS_PEER_DISC_BYTES);
         return 0;
-    ss_peer_disc_make(out, s->keys, ss_device_key_id(s->key), port, now);
-    return 1;
+    case SS_PEER_DISC_ANNOUNCE:
+        snprintf(peer, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+        for (size_t i = 0; i < SS_PEERS_MAX; i++)
+            if (!memcmp(s->heard_at[i].tag, d + 32, 16)) return !strcmp(s->heard_at[i].at, peer);
+        memcpy(s->heard_at[s->next_heard].tag, d + 32, 16);
+        snprintf(s->heard_at[s->next_heard].at, sizeof s->heard_at[0].at, "%s", peer);
+        s->next_heard = (s->next_heard + 1) % SS_PEERS_MAX;
+        return 1;
+    default: return 0;
+    }
 }
 
 ss_rc ss_serve_take(ss_server *s, ss_folder *f, ss_err *err)

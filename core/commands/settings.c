@@ -87,18 +87,19 @@ static const settings_key known[] = {
      K_BOOL},
     {{"device_id", "this device's id, from its signing key (set by init)", 1}, K_FIXED},
     {{"peers",
-      "devices of this repository to fetch from before the store: HOST:PORT[,HOST:PORT...] "
-      "(docs/PEERS.md; default: none)",
+      "devices of this repository to fetch from before the store: HOST:PORT or [V6]:PORT, "
+      "comma-separated (docs/PEERS.md; default: none)",
       0},
      K_PEERS},
     {{"peer_listen",
-      "where s3sync serve takes peers: HOST:PORT (port 0: any free one), or off "
-      "(default 0.0.0.0:21470)",
+      "where s3sync serve takes peers: HOST:PORT or [V6]:PORT (port 0: any free one; [::] "
+      "takes IPv4 too), or off (default [::]:21470)",
       0},
      K_LISTEN},
     {{"peer_discovery",
-      "find this repository's serving devices on the local network: on (broadcast to "
-      "255.255.255.255:21470), a broadcast HOST:PORT, or off (default off)",
+      "find this repository's serving devices on the local network: on (IPv4 broadcast and "
+      "IPv6 group ff02::5333:5044, port 21470), a broadcast HOST:PORT, an IPv6 "
+      "[GROUP%IF]:PORT, or off (default off)",
       0},
      K_DISCOVERY},
     {{"cache_size",
@@ -183,7 +184,7 @@ const char *settings_bad_value(const settings_key *k, const char *v)
         ss_peers *ps = NULL;
         int bad = ss_peers_new(v, NULL, NULL, NULL, &ps, NULL) != SS_OK;
         ss_peers_free(ps);
-        return bad ? "HOST:PORT[,HOST:PORT...], at most 16" : NULL;
+        return bad ? "HOST:PORT or [V6]:PORT, comma-separated, at most 16" : NULL;
     }
     case K_LISTEN:
         return !strcmp(v, "off") || eng_listen_parse(v, NULL, 0, NULL) == 0 ? NULL
@@ -191,7 +192,7 @@ const char *settings_bad_value(const settings_key *k, const char *v)
     case K_DISCOVERY:
         return !strcmp(v, "on") || !strcmp(v, "off") || eng_listen_parse(v, NULL, 0, NULL) == 0
                    ? NULL
-                   : "on, off or HOST:PORT";
+                   : "on, off, HOST:PORT or [GROUP]:PORT";
     default: return NULL;
     }
 }

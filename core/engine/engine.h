@@ -506,9 +506,10 @@ void eng_reuse_free(eng_reuse *r); /* NULL safe */
 
 /* --- peer assist (peers.c; docs/PEERS.md) ----------------------------------------------- */
 
-/* The peer_discovery setting of settings as a broadcast "HOST:PORT" in where: 1; off: 0. */
+/* The peer_discovery setting of settings ("on", HOST:PORT, [GROUP]:PORT) in where: 1; off: 0. */
 int eng_discovery_at(const char *settings, char *where, size_t cap);
-/* "HOST:PORT" into host[hcap] and port (either may be NULL); 0 when it is one. */
+/* "HOST:PORT" or "[V6]:PORT" into host[hcap] (no brackets) and port (either may be NULL); 0 when it
+ * is one. */
 int eng_listen_parse(const char *v, char *host, size_t hcap, char port[8]);
 /* A handle on the folder's cache as cache_size sets it; *ret_cache NULL when it is 0. */
 ss_rc eng_peers_cache_open(ss_folder *f, ss_peer_cache **ret_cache, ss_err *err);

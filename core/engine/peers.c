@@ -20,10 +20,7 @@ int eng_discovery_at(const char *settings, char *where, size_t cap)
 {
     char v[300];
     if (!eng_setting(settings, "peer_discovery", v, sizeof v) || !strcmp(v, "off")) return 0;
-    if (!strcmp(v, "on"))
-        snprintf(where, cap, "255.255.255.255:%d", SS_PEER_PORT);
-    else
-        snprintf(where, cap, "%s", v);
+    snprintf(where, cap, "%s", v); /* "on": ss_peer_beacon_open knows where that is */
     return 1;
 }
 
@@ -36,6 +33,7 @@ int eng_listen_parse(const char *v, char *host, size_t hcap, char port[8])
     if (!colon || !hlen || !plen || plen > 5 || strspn(colon + 1, "0123456789") != plen) return -1;
     n = strtoul(colon + 1, &end, 10);
     if (n > 65535) return -1;
+    if (hlen >= 3 && v[0] == '[' && v[hlen - 1] == ']') v++, hlen -= 2; /* [V6]:PORT */
     if (host && (hlen >= hcap)) return -1;
     if (host) {
         memcpy(host, v, hlen);
@@ -123,6 +121,11 @@ ss_rc eng_peers_attach(ss_folder *f, ss_err *err)
     if (!f->peers) src.get = NULL, src.begin = NULL, src.step = NULL;
     if (f->peers || f->cache) ss_store_set_source(f->store, &src);
     return SS_OK;
+}
+
+void ss_folder_add_peer(ss_folder *f, const char *entry)
+{
+    if (f->peers) ss_peers_add(f->peers, entry);
 }
 
 void eng_peers_detach(ss_folder *f)

@@ -392,9 +392,10 @@ typedef enum ss_subkey {
 #define SS_PEER_DISC_WINDOW_S 300             /* tags change every window: unlinkable across them */
 #define SS_PEER_DISC_LABEL "s3sync-peer-disc" /* 16 bytes, then u64 window */
 #define SS_PEER_DISC_DEV_LABEL "s3sync-peer-dev" /* 15 bytes, then u64 window, device id */
-#define SS_PEER_DISC_WAIT_MS 300 /* a pull waits for answers to its query this long */
-#define SS_PEERS_MAX 16          /* entries of the peers setting */
-#define SS_PEER_HEAD_GRACE_S 60  /* a head the store does not show this long: status, verify */
+#define SS_PEER_DISC_WAIT_MS 300             /* a pull waits for answers to its query this long */
+#define SS_PEER_DISC_GROUP "ff02::5333:5044" /* IPv6 link-local group ("S3PD"), on each link */
+#define SS_PEERS_MAX 16                      /* entries of the peers setting */
+#define SS_PEER_HEAD_GRACE_S 60 /* a head the store does not show this long: status, verify */
 #define SS_PEER_HEAD_GRACE_ENV "S3SYNC_PEER_HEAD_GRACE" /* seconds instead (tests) */
 #define SS_PEER_CACHE_DEFAULT (1ull << 30)              /* cache_size unless set: 1 GiB */
 #define SS_PEER_OBJECT_MAX (64u << 20) /* the most a device takes from a peer at once */

@@ -132,6 +132,13 @@ ss_rc ss_folder_find(const char *path, char **ret_dir, ss_err *err);
 
 ss_rc ss_push(ss_folder *f, ss_stats *stats, ss_err *err);
 ss_rc ss_pull(ss_folder *f, ss_stats *stats, ss_err *err);
+/*
+ * A device heard announcing itself on the network ("HOST:PORT", "[V6]:PORT"):
+ * the next pull asks it as it asks the peers setting, and does not query
+ * the network (docs/PEERS.md "Discovery"). Nothing when f neither sets peers
+ * nor discovery.
+ */
+void ss_folder_add_peer(ss_folder *f, const char *entry);
 
 /*
  * s3sync serve (docs/PEERS.md "Serving"): a server holds copies of what a
@@ -144,18 +151,23 @@ typedef struct ss_server ss_server;
 ss_rc ss_serve_open(const char *dir, const ss_store_opts *store_opts, const ss_hooks *hooks,
                     ss_server **ret_server, ss_err *err);
 void ss_serve_free(ss_server *s); /* NULL safe */
-/* peer_listen as set ("HOST:PORT", or "off"), else the default 0.0.0.0:21470. Borrowed. */
+/* peer_listen as set ("HOST:PORT", "[V6]:PORT" or "off"), else the default [::]:21470. Borrowed. */
 const char *ss_serve_listen(const ss_server *s);
-/* peer_discovery as the broadcast "HOST:PORT" it names; "" when off. Borrowed. */
-const char *ss_serve_discovery_at(const ss_server *s);
-#define SS_SERVE_DISC_BYTES 48 /* a discovery datagram (docs/PEERS.md "Discovery") */
 /*
- * d NULL: this device's announcement (serving on TCP port) into out: 1.
- * Else 1 when the datagram d[n] is a query for this repository, with the
- * announcement that answers it in out; 0 for anything else.
+ * Discovery, when the folder sets peer_discovery: the UDP socket to poll
+ * (non-blocking), bound to its port, for a device serving TCP port; -1
+ * when discovery is off (err untouched) or the socket cannot be had (why
+ * in err). The server owns it.
  */
-int ss_serve_discovery(const ss_server *s, const uint8_t *d, size_t n, uint16_t port,
-                       uint8_t out[SS_SERVE_DISC_BYTES]);
+int ss_serve_disc_open(ss_server *s, uint16_t port, ss_err *err);
+/* Announce this device on the network now (the caller's loop: at start, then every 30 s). */
+void ss_serve_disc_announce(ss_server *s);
+/*
+ * A datagram waits on the socket: a query for this repository is answered;
+ * an announcement of another of its devices is 1, with where it serves,
+ * "HOST:PORT" or "[V6]:PORT", in peer. Anything else: 0.
+ */
+int ss_serve_disc_readable(ss_server *s, char *peer, size_t cap);
 /* Take f's device table (f: the server's folder, open) for the next sessions. */
 ss_rc ss_serve_take(ss_server *s, ss_folder *f, ss_err *err);
 /* Pull, and take the device table it leaves for the next sessions. */

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "device_key.h"
 #include "devices.h"
@@ -153,6 +154,41 @@ void ss_peer_disc_make(uint8_t out[SS_PEER_DISC_BYTES], const ss_keys *keys,
 int ss_peer_disc_parse(const uint8_t *d, size_t n, const ss_keys *keys,
                        const uint8_t me[SS_TXN_DEVICE_ID_BYTES], uint64_t now, uint16_t *ret_port);
 
+/* --- discovery's UDP socket (peer_beacon.c) -------------------------------------------- */
+
+typedef struct ss_peer_beacon ss_peer_beacon;
+/*
+ * A socket for datagrams to where: "on" (255.255.255.255, every IPv4
+ * interface's broadcast address, and the group SS_PEER_DISC_GROUP on every
+ * multicast interface, all on SS_PEER_PORT), an IPv4 "HOST:PORT" (there
+ * only), "[GROUP]:PORT" (an IPv6 group, on every interface) or
+ * "[GROUP%IF]:PORT" (on IF). bound: it takes where's port and joins the
+ * group, to hear queries and announcements; else any free port.
+ * SS_ERR_INVALID for where out of shape, SS_ERR_IO when the port is taken.
+ */
+ss_rc ss_peer_beacon_open(const char *where, int bound, ss_peer_beacon **ret_beacon, ss_err *err);
+void ss_peer_beacon_free(ss_peer_beacon *b);    /* NULL safe */
+int ss_peer_beacon_fd(const ss_peer_beacon *b); /* to poll; non-blocking */
+/* d to every destination of where, best effort: how many took it. */
+size_t ss_peer_beacon_send(ss_peer_beacon *b, const uint8_t *d, size_t n);
+/*
+ * The next datagram waiting into d, its length (-1: none), its sender's
+ * numeric address in host (IPv4 plain, IPv6 with %SCOPE when link-local).
+ */
+ssize_t ss_peer_beacon_recv(ss_peer_beacon *b, uint8_t *d, size_t cap, char *host, size_t hcap);
+/* d to the sender of the last datagram received. */
+void ss_peer_beacon_reply(ss_peer_beacon *b, const uint8_t *d, size_t n);
+/* A device that answered a query: its numeric address (IPv6 with %SCOPE) and TCP port. */
+typedef void (*ss_peer_found_fn)(void *ctx, const char *host, uint16_t port);
+/*
+ * One query to where (as for ss_peer_beacon_open, not bound), and each
+ * device of the repository that answers within SS_PEER_DISC_WAIT_MS, once
+ * a device (its device tag: it answers on each of its addresses), to found.
+ */
+void ss_peer_disc_query(const char *where, const ss_keys *keys,
+                        const uint8_t me[SS_TXN_DEVICE_ID_BYTES], ss_peer_found_fn found,
+                        void *ctx);
+
 /* --- the peers a device asks (peer_set.c) ------------------------------------------------ */
 
 typedef struct ss_peers ss_peers;
@@ -169,11 +205,17 @@ ss_rc ss_peers_new(const char *list, ss_peers_trust_fn trust, ss_peers_warn_fn w
                    ss_peers **ret_peers, ss_err *err);
 void ss_peers_free(ss_peers *ps); /* NULL safe */
 /*
- * Also ask the network: before the first get, a query is broadcast to
- * where ("HOST:PORT"; e.g. 255.255.255.255:21470) and the devices that
- * answer within SS_PEER_DISC_WAIT_MS join the peers.
+ * Also ask the network: before the first get, a query goes to where (as
+ * for ss_peer_beacon_open: "on", HOST:PORT, [GROUP]:PORT) and the devices
+ * that answer within SS_PEER_DISC_WAIT_MS join the peers.
  */
 void ss_peers_discover(ss_peers *ps, const char *where);
+/*
+ * A device heard announcing itself, "HOST:PORT" or "[V6]:PORT", joins the
+ * peers; with one heard, the network is not asked this run (ss_peers_discover):
+ * who serves said so. -1 for an entry out of shape.
+ */
+int ss_peers_add(ss_peers *ps, const char *entry);
 /*
  * key's bytes [off, off + len) (len 0: to the end, at most
  * SS_PEER_OBJECT_MAX) from the first peer that holds them, through write

@@ -193,57 +193,27 @@ static void found(ss_peers *ps, const char *host, uint16_t port)
     snprintf(e->port, sizeof e->port, "%s", p);
 }
 
-static long ms_since(const struct timeval *t0)
+int ss_peers_add(ss_peers *ps, const char *entry)
 {
-    struct timeval t;
-    gettimeofday(&t, NULL);
-    return (t.tv_sec - t0->tv_sec) * 1000 + (t.tv_usec - t0->tv_usec) / 1000;
+    peer_entry e;
+    memset(&e, 0, sizeof e);
+    if (!ps || parse_entry(entry, strlen(entry), &e)) return -1;
+    found(ps, e.host, (uint16_t)strtoul(e.port, NULL, 10));
+    ps->disc[0] = '\0'; /* who serves said so: no need to ask */
+    return 0;
 }
 
-/* Announcements answering the query on fd until SS_PEER_DISC_WAIT_MS after t0. */
-static void collect(ss_peers *ps, int fd, const ss_peer_trust *t, const struct timeval *t0)
+static void found_cb(void *ctx, const char *host, uint16_t port)
 {
-    uint8_t d[SS_PEER_DISC_BYTES + 1];
-    for (long left; (left = SS_PEER_DISC_WAIT_MS - ms_since(t0)) > 0;) {
-        struct sockaddr_in from;
-        socklen_t fl = sizeof from;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        char addr[INET_ADDRSTRLEN];
-        uint16_t tcp = 0;
-        if (poll(&pfd, 1, (int)left) <= 0) return;
-        ssize_t n = recvfrom(fd, d, sizeof d, 0, (struct sockaddr *)&from, &fl);
-        if (n <= 0 || from.sin_family != AF_INET ||
-            ss_peer_disc_parse(d, (size_t)n, t->keys, ss_device_key_id(t->me), (uint64_t)time(NULL),
-                               &tcp) != SS_PEER_DISC_ANNOUNCE)
-            continue;
-        inet_ntop(AF_INET, &from.sin_addr, addr, sizeof addr);
-        found(ps, addr, tcp);
-    }
+    found(ctx, host, port);
 }
 
+/* One query to ps->disc, and the devices that answer it (once a run). */
 void peers_discover_now(ss_peers *ps)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_DGRAM, .ai_family = AF_INET}, *ai = NULL;
-    char host[256], port[8];
-    uint8_t q[SS_PEER_DISC_BYTES];
     ss_peer_trust t;
-    struct timeval t0;
-    int fd = -1, one = 1;
-    const char *colon = strrchr(ps->disc, ':');
-    if (!colon || (size_t)(colon - ps->disc) >= sizeof host) goto done;
-    snprintf(host, sizeof host, "%.*s", (int)(colon - ps->disc), ps->disc);
-    snprintf(port, sizeof port, "%.7s", colon + 1);
-    if (getaddrinfo(host, port, &hints, &ai) || !ai) goto done;
-    fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one)) goto done;
     ps->trust(ps->ctx, &t);
-    ss_peer_disc_make(q, t.keys, ss_device_key_id(t.me), 0, (uint64_t)time(NULL));
-    gettimeofday(&t0, NULL);
-    if (sendto(fd, q, sizeof q, 0, ai->ai_addr, ai->ai_addrlen) == (ssize_t)sizeof q)
-        collect(ps, fd, &t, &t0);
-done:
-    if (fd >= 0) close(fd);
-    if (ai) freeaddrinfo(ai);
+    ss_peer_disc_query(ps->disc, t.keys, ss_device_key_id(t.me), found_cb, ps);
     ps->disc[0] = '\0';
 }
 
