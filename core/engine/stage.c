@@ -14,7 +14,7 @@
  * do: at most STAGE_FDS are open, one closed in turn when another must
  * open (a clock hand over the slots), and opened again by name if more of
  * its chunks land later. A file is
- * closed, its writeout started (sync_file_range, as fsio_batch.c's step 1),
+ * closed, its writeout started (ss_fs_writeout, as fsio_batch.c's step 1),
  * when its last byte landed. Each file has a range of offsets in one
  * address space, its data's place in the transaction (fetch.c's out_off).
  */
@@ -219,7 +219,7 @@ int eng_stage_landed(eng_stage *s, uint64_t off, uint64_t len)
     sf->left -= len < sf->left ? len : sf->left;
     if (sf->left) return 0;
     if (sf->fd >= 0) { /* all of it: its writeout starts while the rest lands */
-        sync_file_range(sf->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        (void)ss_fs_writeout(sf->fd, sf->size); /* a failure shows at the syncfs */
         close_file(s, sf);
     }
     ss_fault_point("stage.file");

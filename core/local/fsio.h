@@ -121,6 +121,14 @@ void ss_atomic_abort(ss_atomic *at); /* removes the temp file; NULL safe */
 #define SS_FS_BATCH_BYTES (64u << 20)
 #define SS_FS_BATCH_DIRS 32
 
+#define SS_FS_WRITEOUT_MIN (64u << 10)
+/*
+ * Start writing out fd's data (sync_file_range, SYNC_FILE_RANGE_WRITE)
+ * when it holds at least SS_FS_WRITEOUT_MIN bytes; a smaller file waits
+ * for the batch's syncfs (fsio_batch.c, step 1). 0, or -1 with errno.
+ */
+int ss_fs_writeout(int fd, uint64_t size);
+
 typedef struct ss_fs_batch ss_fs_batch;
 
 ss_rc ss_fs_batch_new(int root_fd, ss_fs_batch **ret_b, ss_err *err);

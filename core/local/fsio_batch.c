@@ -4,9 +4,13 @@
  * Why the order keeps invariant 3 (each file its old or its new content,
  * whenever the machine stops) at a fraction of an fsync per file:
  *   1. each new version is written to a temp name in its target's directory
- *      and closed without an fsync; sync_file_range(SYNC_FILE_RANGE_WRITE)
- *      starts its writeout at once, so the disk works while the next files
- *      are written (git's core.fsyncMethod=batch does the same);
+ *      and closed without an fsync; for a file of SS_FS_WRITEOUT_MIN bytes
+ *      or more sync_file_range(SYNC_FILE_RANGE_WRITE) starts its writeout at
+ *      once, so the disk works while the next files are written (git's
+ *      core.fsyncMethod=batch does the same). A smaller file is left to the
+ *      syncfs, which writes many of them together: started one by one,
+ *      their writeouts cost a join of 100,000 files of up to 256 bytes
+ *      ~17% of its time (docs/BENCHMARKS.md);
  *   2. one syncfs of the folder's file system: every temp's data and inode
  *      are durable (and whatever else is dirty on it; the writeout started
  *      in 1 is mostly done by then);
@@ -75,9 +79,8 @@ ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint32_t mode, int64_t mtim
     assert(b->n < SS_FS_BATCH_FILES); /* the caller flushes a full batch first */
     rc = ss_atomic_finish_meta(at, mode, mtime_s, mtime_ns, err);
     if (rc) goto fail;
-    /* Step 1: writeout started now, waited for by the flush's syncfs. */
-    if (fstat(at->fd, &st) || sync_file_range(at->fd, 0, 0, SYNC_FILE_RANGE_WRITE) ||
-        close(at->fd)) {
+    /* Step 1: writeout started now (for a file worth it), waited for by the flush's syncfs. */
+    if (fstat(at->fd, &st) || ss_fs_writeout(at->fd, (uint64_t)st.st_size) || close(at->fd)) {
         at->fd = -1;
         rc = ss_fs_errno_fail(err, "write", at->path);
         goto fail;
@@ -93,6 +96,12 @@ ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint32_t mode, int64_t mtim
 fail:
     ss_atomic_abort(at);
     return rc;
+}
+
+int ss_fs_writeout(int fd, uint64_t size)
+{
+    if (size < SS_FS_WRITEOUT_MIN) return 0;
+    return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 /* len bytes of in into out from offset 0: 0, or -1 with errno set. */
