@@ -19,6 +19,8 @@
  *   rewind.c  the admin's repo rewind: head back, the bucket above it deleted
  *             (ld_rewind)
  *   main.c    arguments, admin commands, server start, signals
+ *   state.h   being built (issue 19): the state interface the SQLite and
+ *             bucket backends will share; its design, not yet used
  *
  * lockd holds bucket credentials but never a repository's keys or plaintext:
  * it only names objects, counts sequences and signs URLs.

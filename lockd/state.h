@@ -1,0 +1,179 @@
+/*
+ * state.h: lockd's state behind one interface with two backends (issue 19).
+ *
+ * BEING BUILT. This header is the design and the interface the next slice
+ * implements; nothing includes it yet. Today lease.c, lease_repo.c,
+ * routes.c, auth.c, http.c, rewind.c and main.c call ld_db_* (lockd.h);
+ * the SQLite backend will wrap those unchanged (state_sqlite.c), the bucket
+ * backend (state_s3.c) is new, and the callers then move to ld_state_*.
+ * docs/PROTOCOL.md "State backends" specifies the bucket's objects.
+ *
+ *   state = sqlite:/var/lib/s3sync-lockd/lockd.db   one process (the default)
+ *   state = s3://BUCKET/PREFIX                       any number of replicas
+ *
+ * The model. Everything a lease or head decision reads of one repository
+ * is one record (ld_record: the repository row, its lease if any). Every
+ * change of it is one transition, the same on both backends:
+ *
+ *     read the record; decide; write it back only if nobody changed it
+ *     since the read; a lost race reads again and decides again.
+ *
+ *     ld_state_update(st, repo, decide, ctx, ret_rec, err)
+ *
+ * decide(ctx, rec, now_ms) edits rec in place and answers LD_WRITE (write
+ * rec back), LD_KEEP (the answer stands on what was read: nothing written)
+ * or refuses (its ss_rc goes up, nothing written). It must be a function of
+ * rec, ctx and now_ms alone: it may run more than once (once per lost
+ * race), it makes no request, and what it puts in ctx is overwritten by each
+ * run. Work that needs the bucket (a commit's HEAD of log/<seq>,
+ * reconciliation's LIST of log/) happens before the update, and the decision
+ * checks again what that work relied on (head unchanged, the lease still
+ * the caller's, dirty_gen unchanged).
+ *
+ *   SQLite: under db->mu, decide on the cached record (db_cache.c: valid
+ *     while PRAGMA data_version and this connection's changes stand still);
+ *     a refusal or LD_KEEP answers at once, as today's hot paths do. LD_WRITE:
+ *     BEGIN IMMEDIATE, read the rows, decide again, write the rows that
+ *     changed, COMMIT: the write lock makes the race impossible, so decide
+ *     runs at most twice.
+ *   Bucket: GET the record's object (its ETag with it), decide; LD_WRITE is
+ *     a PUT with If-Match: ETAG (ss_store_put_if; the first version
+ *     If-None-Match: *); SS_ERR_CHANGED: again, at most LD_STATE_TRIES times
+ *     in all, then SS_ERR_TEMPORARY (503 with Retry-After: the client's
+ *     retry, not a fault). A replica may skip the GET by swapping on the
+ *     ETag it last wrote or read, but only for an LD_WRITE: a successful
+ *     swap proves the record it decided on was current. LD_KEEP and a
+ *     refusal were decided on a record fetched by this very update.
+ *
+ * Invariants (PROTOCOL.md "Guarantees" numbers in brackets; S for the
+ * state layer's own). Each will be asserted in state_*.c and tested on
+ * both backends, the bucket's with two and three replicas:
+ *
+ *  S1. A transition is atomic against every other transition of the same
+ *      repository, in every process and replica: SQLite by its write lock,
+ *      the bucket by one compare-and-swap of the one object that holds the
+ *      record. Nothing about a repository's lease or head lives elsewhere.
+ *  S2. [2] Fencing tokens strictly increase per repository, across replicas
+ *      and restarts: next_fencing is in the record, and a grant takes it and
+ *      writes next_fencing + 1 in the same transition. A swap that lost wrote
+ *      nothing, and its retry reads the winner's next_fencing. A token is
+ *      durable (COMMIT or the PUT answered) before any client hears of it.
+ *  S3. [1] At most one unexpired lease per repository: the record has one
+ *      lease slot, and a grant decides on the slot it read in the same
+ *      transition.
+ *  S4. [3] Head only rises (but by rewind): a commit writes head + 1 from
+ *      the head it read; reconciliation writes max(head, found).
+ *  S5. [5] dirty, once set, is cleared only by a reconciliation whose LIST
+ *      began after it was set: each setting increments dirty_gen, and the
+ *      raise clears dirty only while dirty_gen is what it read before its
+ *      LIST (SQLite needs no counter, its slot mutex orders the two; the
+ *      counter is kept on both so the decision is one function).
+ *  S6. Expiry: decisions compare expires_ms (the granting replica's clock)
+ *      with the deciding replica's. Replicas' clocks may differ by up to
+ *      skew_ms (configuration, default 2000 on a bucket, 0 on SQLite): a
+ *      lease is taken over only once now >= expires_ms + skew_ms, and PUT
+ *      URLs expire no later than expires_ms by the signer's clock, so no
+ *      replica grants while another's holder may still upload [4].
+ *  S7. Reads without a decision (GET head, the access check's head) may be
+ *      up to head_cache_ms old (configuration, default 1000 on a bucket, 0
+ *      on SQLite): one GET of the record per repository per interval per
+ *      replica, however many devices ask. A stale read only ever answers
+ *      "head N" for a head since raised; it never grants, signs or commits,
+ *      which all decide inside an update.
+ *  S8. Device tokens: a replica caches a token hash's device for at most
+ *      token_cache_ms (default 5000 on a bucket; SQLite's cache is exact).
+ *      A revocation writes the device object first, so every replica refuses
+ *      the token within token_cache_ms, then ends the device's leases (one
+ *      update per repository), as `device revoke` does today.
+ */
+#ifndef LD_STATE_H
+#define LD_STATE_H
+
+#include "lockd.h"
+
+#define LD_STATE_TRIES 8 /* swaps one bucket update tries before SS_ERR_TEMPORARY */
+
+typedef struct ld_state ld_state;
+
+/* A repository's record: what one transition reads and writes back. */
+typedef struct ld_record {
+    ld_repo_row repo;   /* head, next_fencing, dirty, rewinding, urls_until_ms, head object */
+    ld_lease_row lease; /* when leased */
+    int leased;
+    uint64_t dirty_gen; /* S5: incremented whenever dirty is set */
+    /* Set by a decision that hands out PUT URLs of lease.put_seq: lease.device joins its
+     * writers (GET writers). Not read back: 0 in every record read. */
+    int add_writer;
+} ld_record;
+
+typedef enum ld_decision { LD_KEEP, LD_WRITE } ld_decision;
+
+/* One decision (the model above): rec in, rec out; SS_OK with *ret, or a refusal. */
+typedef ss_rc (*ld_decide_fn)(void *ctx, ld_record *rec, int64_t now_ms, ld_decision *ret,
+                              ss_err *err);
+
+/* What a backend provides: an ops table, as s3store's backends (store_impl.h). */
+typedef struct ld_state_ops {
+    const char *scheme; /* "sqlite", "s3" */
+    ss_rc (*open)(ld_state *st, const char *location, const ld_config *cfg, ss_err *err);
+    void (*close)(ld_state *st);
+    /* The token secret, made on first use (SQLite: meta; bucket: PREFIX/meta.json). */
+    ss_rc (*secret)(ld_state *st, unsigned char out[LD_SECRET_LEN], ss_err *err);
+
+    /* Devices: today's ld_db_device_* semantics. by_hash goes through S8's cache. */
+    ss_rc (*device_add)(ld_state *st, const char *name, const char *repo, int read_only,
+                        const unsigned char hash[LD_HASH_LEN], int64_t now_ms, ss_err *err);
+    ss_rc (*device_by_hash)(ld_state *st, const unsigned char hash[LD_HASH_LEN], ld_device *ret,
+                            unsigned char ret_hash[LD_HASH_LEN], ss_err *err);
+    /* S8: the device refused first, then its leases ended (dirty where they had URLs). */
+    ss_rc (*device_revoke)(ld_state *st, const char *name, ss_err *err);
+    ss_rc (*device_list)(ld_state *st, int (*fn)(void *ctx, const ld_device *d), void *ctx,
+                         ss_err *err);
+
+    /* Repositories: ld_db_repo_put's semantics (a changed URL resets head to 0). */
+    ss_rc (*repo_put)(ld_state *st, const char *name, const char *url, int *ret_changed,
+                      ss_err *err);
+    ss_rc (*repo_list)(ld_state *st, int (*fn)(void *ctx, const ld_repo_row *r), void *ctx,
+                       ss_err *err);
+
+    /*
+     * The record of repo: fresh (read now) or through S7's cache (GET head).
+     * SS_ERR_NOT_FOUND when the repository is not served.
+     */
+    ss_rc (*read)(ld_state *st, const char *repo, int fresh, ld_record *ret, ss_err *err);
+    /* The model above; ret_rec (may be NULL): the record as written, or as read on LD_KEEP. */
+    ss_rc (*update)(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
+                    const ld_clock *clock, ld_record *ret_rec, ss_err *err);
+    /* Who was given the PUT URLs of log/<seq> (ld_db_writers; the bucket keeps the last
+     * LD_STATE_WRITERS_KEPT sequences' in the record: older ones answer none). */
+    ss_rc (*writers)(ld_state *st, const char *repo, uint64_t seq, ld_writers *ret, ss_err *err);
+} ld_state_ops;
+
+#define LD_STATE_WRITERS_KEPT 64
+
+/*
+ * "sqlite:PATH" or "s3://BUCKET/PREFIX". The bucket backend first runs
+ * ss_store_probe_if_match and refuses, in one line, a store that takes a
+ * stale swap; and refuses a PREFIX inside (or around) a served
+ * repository's, whose devices could then be given URLs for lockd's objects.
+ */
+ss_rc ld_state_open(const char *url, const ld_config *cfg, ld_state **ret, ss_err *err);
+void ld_state_close(ld_state *st);
+
+ss_rc ld_state_update(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
+                      const ld_clock *clock, ld_record *ret_rec, ss_err *err);
+ss_rc ld_state_read(ld_state *st, const char *repo, int fresh, ld_record *ret, ss_err *err);
+
+/*
+ * The transitions of lease.c as decisions (lease_decide.c, next slice), each
+ * a pure function of (record, request, now): grant (refuses a live lease
+ * [1], ends an expired one as a release would, asks for reconciliation on a
+ * dirty record, takes next_fencing [2]); renew; release; begin_put (put_seq
+ * = head + 1, add_writer; LD_KEEP when already so); commit (head + 1 with
+ * the HEAD's stat, the lease ended on release; LD_KEEP for a repeated
+ * commit); raise (reconciliation: max(head, found), dirty cleared under S5);
+ * rewind_begin and rewind_end; and `migrate` copies a SQLite state into a
+ * bucket by create-only puts, refusing a prefix that holds one already.
+ */
+
+#endif
