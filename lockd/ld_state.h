@@ -1,12 +1,13 @@
 /*
- * state.h: lockd's state behind one interface with two backends (issue 19).
+ * ld_state.h: lockd's state behind one interface with two backends (issue 19).
  *
- * BEING BUILT. This header is the design and the interface the next slice
- * implements; nothing includes it yet. Today lease.c, lease_repo.c,
- * routes.c, auth.c, http.c, rewind.c and main.c call ld_db_* (lockd.h);
- * the SQLite backend will wrap those unchanged (state_sqlite.c), the bucket
- * backend (state_s3.c) is new, and the callers then move to ld_state_*.
- * docs/PROTOCOL.md "State backends" specifies the bucket's objects.
+ * Being built, in slices. This one: the interface, its design, and the
+ * SQLite backend of the record (db_state.c, over today's tables), which
+ * lease.c and lease_repo.c now decide through; nothing else changed.
+ * Next: the admin and route calls (devices, repositories, writers, rewind,
+ * the secret) into the ops table, main.c opening ld_state from `state =`,
+ * and the bucket backend (state_s3.c) that docs/PROTOCOL.md "State
+ * backends" specifies.
  *
  *   state = sqlite:/var/lib/s3sync-lockd/lockd.db   one process (the default)
  *   state = s3://BUCKET/PREFIX                       any number of replicas
@@ -18,7 +19,7 @@
  *     read the record; decide; write it back only if nobody changed it
  *     since the read; a lost race reads again and decides again.
  *
- *     ld_state_update(st, repo, decide, ctx, ret_rec, err)
+ *     ld_state_update(st, repo, decide, ctx, clock, ret_rec, err)
  *
  * decide(ctx, rec, now_ms) edits rec in place and answers LD_WRITE (write
  * rec back), LD_KEEP (the answer stands on what was read: nothing written)
@@ -46,8 +47,10 @@
  *     refusal were decided on a record fetched by this very update.
  *
  * Invariants (PROTOCOL.md "Guarantees" numbers in brackets; S for the
- * state layer's own). Each will be asserted in state_*.c and tested on
- * both backends, the bucket's with two and three replicas:
+ * state layer's own). On SQLite, S1 is tested by test-lockd-unit
+ * test_unit_state_decides_again and the rest by the tests of lease.c's
+ * invariants; on the bucket they come with its backend, tested with two and
+ * three replicas:
  *
  *  S1. A transition is atomic against every other transition of the same
  *      repository, in every process and replica: SQLite by its write lock,
@@ -66,8 +69,10 @@
  *  S5. [5] dirty, once set, is cleared only by a reconciliation whose LIST
  *      began after it was set: each setting increments dirty_gen, and the
  *      raise clears dirty only while dirty_gen is what it read before its
- *      LIST (SQLite needs no counter, its slot mutex orders the two; the
- *      counter is kept on both so the decision is one function).
+ *      LIST. SQLite keeps no counter (reads 0, drops what a decision adds),
+ *      as before this interface: its server is ordered by the slot mutex,
+ *      but an admin's `device revoke` in another process during a
+ *      reconciliation's LIST is not covered there.
  *  S6. Expiry: decisions compare expires_ms (the granting replica's clock)
  *      with the deciding replica's. Replicas' clocks may differ by up to
  *      skew_ms (configuration, default 2000 on a bucket, 0 on SQLite): a
@@ -112,52 +117,42 @@ typedef enum ld_decision { LD_KEEP, LD_WRITE } ld_decision;
 typedef ss_rc (*ld_decide_fn)(void *ctx, ld_record *rec, int64_t now_ms, ld_decision *ret,
                               ss_err *err);
 
-/* What a backend provides: an ops table, as s3store's backends (store_impl.h). */
+/*
+ * What a backend provides: an ops table, as s3store's backends (store_impl.h).
+ * Next slice, beside these: secret, device_add, device_by_hash (through S8's
+ * cache), device_revoke (S8: the device refused first, then its leases
+ * ended), device_list, repo_put, repo_list, writers, rewind; each with
+ * today's ld_db_* semantics.
+ */
 typedef struct ld_state_ops {
     const char *scheme; /* "sqlite", "s3" */
-    ss_rc (*open)(ld_state *st, const char *location, const ld_config *cfg, ss_err *err);
     void (*close)(ld_state *st);
-    /* The token secret, made on first use (SQLite: meta; bucket: PREFIX/meta.json). */
-    ss_rc (*secret)(ld_state *st, unsigned char out[LD_SECRET_LEN], ss_err *err);
-
-    /* Devices: today's ld_db_device_* semantics. by_hash goes through S8's cache. */
-    ss_rc (*device_add)(ld_state *st, const char *name, const char *repo, int read_only,
-                        const unsigned char hash[LD_HASH_LEN], int64_t now_ms, ss_err *err);
-    ss_rc (*device_by_hash)(ld_state *st, const unsigned char hash[LD_HASH_LEN], ld_device *ret,
-                            unsigned char ret_hash[LD_HASH_LEN], ss_err *err);
-    /* S8: the device refused first, then its leases ended (dirty where they had URLs). */
-    ss_rc (*device_revoke)(ld_state *st, const char *name, ss_err *err);
-    ss_rc (*device_list)(ld_state *st, int (*fn)(void *ctx, const ld_device *d), void *ctx,
-                         ss_err *err);
-
-    /* Repositories: ld_db_repo_put's semantics (a changed URL resets head to 0). */
-    ss_rc (*repo_put)(ld_state *st, const char *name, const char *url, int *ret_changed,
-                      ss_err *err);
-    ss_rc (*repo_list)(ld_state *st, int (*fn)(void *ctx, const ld_repo_row *r), void *ctx,
-                       ss_err *err);
-
     /*
      * The record of repo: fresh (read now) or through S7's cache (GET head).
-     * SS_ERR_NOT_FOUND when the repository is not served.
+     * SS_ERR_NOT_FOUND when the repository is not in the state.
      */
     ss_rc (*read)(ld_state *st, const char *repo, int fresh, ld_record *ret, ss_err *err);
     /* The model above; ret_rec (may be NULL): the record as written, or as read on LD_KEEP. */
     ss_rc (*update)(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
                     const ld_clock *clock, ld_record *ret_rec, ss_err *err);
-    /* Who was given the PUT URLs of log/<seq> (ld_db_writers; the bucket keeps the last
-     * LD_STATE_WRITERS_KEPT sequences' in the record: older ones answer none). */
-    ss_rc (*writers)(ld_state *st, const char *repo, uint64_t seq, ld_writers *ret, ss_err *err);
 } ld_state_ops;
+
+/* For a backend: a state over ops and its impl (ops->close is given the state to free it). */
+ss_rc ld_state_new(const ld_state_ops *ops, void *impl, ld_state **ret, ss_err *err);
+void *ld_state_impl(const ld_state *st);
+
+/* The SQLite backend (db_state.c) over db (borrowed: it must outlive the state). */
+ss_rc ld_state_sqlite(ld_db *db, ld_state **ret, ss_err *err);
 
 #define LD_STATE_WRITERS_KEPT 64
 
 /*
- * "sqlite:PATH" or "s3://BUCKET/PREFIX". The bucket backend first runs
- * ss_store_probe_if_match and refuses, in one line, a store that takes a
- * stale swap; and refuses a PREFIX inside (or around) a served
- * repository's, whose devices could then be given URLs for lockd's objects.
+ * Next slice: ld_state_open("sqlite:PATH" or "s3://BUCKET/PREFIX", cfg). The
+ * bucket backend first runs ss_store_probe_if_match and refuses, in one
+ * line, a store that takes a stale swap; and refuses a PREFIX inside (or
+ * around) a served repository's, whose devices could then be given URLs for
+ * lockd's objects.
  */
-ss_rc ld_state_open(const char *url, const ld_config *cfg, ld_state **ret, ss_err *err);
 void ld_state_close(ld_state *st);
 
 ss_rc ld_state_update(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
@@ -165,14 +160,14 @@ ss_rc ld_state_update(ld_state *st, const char *repo, ld_decide_fn decide, void 
 ss_rc ld_state_read(ld_state *st, const char *repo, int fresh, ld_record *ret, ss_err *err);
 
 /*
- * The transitions of lease.c as decisions (lease_decide.c, next slice), each
- * a pure function of (record, request, now): grant (refuses a live lease
- * [1], ends an expired one as a release would, asks for reconciliation on a
- * dirty record, takes next_fencing [2]); renew; release; begin_put (put_seq
- * = head + 1, add_writer; LD_KEEP when already so); commit (head + 1 with
- * the HEAD's stat, the lease ended on release; LD_KEEP for a repeated
- * commit); raise (reconciliation: max(head, found), dirty cleared under S5);
- * rewind_begin and rewind_end; and `migrate` copies a SQLite state into a
+ * The transitions of lease.c are decisions, each a function of (record,
+ * request, now): grant (refuses a live lease [1], ends an expired one as a
+ * release would, asks for reconciliation on a dirty record, takes
+ * next_fencing [2]); renew; release; begin_put (put_seq = head + 1,
+ * add_writer; LD_KEEP when already so); commit (head + 1 with the HEAD's
+ * stat, the lease ended on release; LD_KEEP for a repeated commit); raise
+ * (lease_repo.c, reconciliation: max(head, found), dirty cleared under S5).
+ * Later: rewind_begin and rewind_end; `migrate` copies a SQLite state into a
  * bucket by create-only puts, refusing a prefix that holds one already.
  */
 
