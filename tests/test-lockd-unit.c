@@ -611,6 +611,7 @@ static void test_unit_state_decides_again(void **state)
     ld_state *st = NULL;
     ld_record rec;
     racing r = {.answer = LD_WRITE};
+    ld_db *other = NULL; /* another connection, as the admin commands use */
     ld_repo_row row;
     uint64_t fencing;
     ss_err err = {{0}};
@@ -618,7 +619,8 @@ static void test_unit_state_decides_again(void **state)
     assert_int_equal(ld_state_read(st, "r1", 1, &rec, &err), SS_OK);
     assert_int_equal(rec.repo.head, 0);
     fencing = rec.repo.next_fencing;
-    assert_int_equal(ld_db_open(u->db_path, &r.other, &err), SS_OK);
+    assert_int_equal(ld_db_open(u->db_path, &other, &err), SS_OK);
+    r.other = other;
 
     assert_int_equal(ld_state_update(st, "r1", decide_racing, &r, &fake, &rec, &err), SS_OK);
     assert_int_equal(r.runs, 2); /* once on the cached record, once under the lock */
@@ -641,7 +643,7 @@ static void test_unit_state_decides_again(void **state)
     assert_int_equal(ld_db_repo_get(u->db, "r1", &row, &err), SS_OK);
     assert_int_equal(row.head, 5);
     ld_state_close(st);
-    ld_db_close(r.other);
+    ld_db_close(other);
 }
 
 int main(void)
