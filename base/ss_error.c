@@ -20,6 +20,7 @@ const char *ss_strerror(ss_rc rc)
     case SS_ERR_CONFLICT: return "conflict";
     case SS_ERR_REVOKED: return "device revoked";
     case SS_ERR_EPOCH: return "key epoch not held";
+    case SS_ERR_CHANGED: return "changed since read";
     }
     return "unknown error";
 }

@@ -27,6 +27,7 @@ typedef enum ss_rc {
     SS_ERR_CONFLICT,   /* lease held by another, stale fencing token (409) */
     SS_ERR_REVOKED,    /* this device was revoked: the repository refuses what it signs */
     SS_ERR_EPOCH,      /* sealed under a key epoch this device does not hold (yet) */
+    SS_ERR_CHANGED,    /* compare-and-swap lost: the object is not the one read (HTTP 412) */
 } ss_rc;
 
 /* Caller-provided detail: one line naming the object, path or key. */

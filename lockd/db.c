@@ -55,9 +55,6 @@ const char *const db_stmt_sql[S_COUNT] = {
                       " (SELECT 1 FROM leases WHERE repo = ?1 AND put_seq > repositories.head)",
     [S_GRANT_DELETE] = "DELETE FROM leases WHERE repo = ?1",
     [S_GRANT_FENCING] = "UPDATE repositories SET next_fencing = ?3 + 1 WHERE name = ?1",
-    [S_GRANT_INSERT] =
-        "INSERT INTO leases (repo, id, device, fencing, granted_ms, expires_ms, put_seq)"
-        " VALUES (?, ?, ?, ?, ?, ?, 0)",
     [S_LEASE_EXPIRY] = "UPDATE leases SET expires_ms = ?3 WHERE repo = ?1 AND id = ?2",
     [S_LEASE_PUT_SEQ] = "UPDATE leases SET put_seq = ?3 WHERE repo = ?1 AND id = ?2",
     [S_DELETE_DIRTY] = "UPDATE repositories SET dirty = 1 WHERE name = ?1 AND EXISTS (SELECT 1"
@@ -88,6 +85,11 @@ const char *const db_stmt_sql[S_COUNT] = {
     [S_REWIND_END] = "UPDATE repositories SET rewinding = 0 WHERE name = ?1",
     [S_HEAD_OBJECT] = "INSERT OR REPLACE INTO head_objects (repo, seq, etag, size)"
                       " VALUES (?1, ?2, ?3, ?4)",
+    /* A record written back (db_state.c): the columns a decision may change. */
+    [S_STATE_REPO] = "UPDATE repositories SET head = ?2, next_fencing = ?3, dirty = ?4,"
+                     " rewinding = ?5, urls_until_ms = ?6 WHERE name = ?1",
+    [S_STATE_LEASE] = "INSERT OR REPLACE INTO leases (repo, id, device, fencing, granted_ms,"
+                      " expires_ms, put_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 };
 
 static const char schema[] =

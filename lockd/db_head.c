@@ -44,22 +44,6 @@ ss_rc ld_db_lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_f
     return rc;
 }
 
-static ss_rc grant_insert(ld_db *db, const char *repo, const ld_lease_row *lease, ss_err *err)
-{
-    sqlite3_stmt *st = NULL;
-    ss_rc rc = db_take(db, S_GRANT_INSERT, &st, err);
-    if (rc) return rc;
-    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, lease->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, lease->device, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, (sqlite3_int64)lease->fencing);
-    sqlite3_bind_int64(st, 5, lease->granted_ms);
-    sqlite3_bind_int64(st, 6, lease->expires_ms);
-    rc = db_step_done(db, st, "lease grant", err);
-    db_give(db, S_GRANT_INSERT, st);
-    return rc;
-}
-
 ss_rc ld_db_lease_grant(ld_db *db, const char *repo, ld_lease_row *lease, ss_err *err)
 {
     ld_repo_row r;
@@ -75,7 +59,7 @@ ss_rc ld_db_lease_grant(ld_db *db, const char *repo, ld_lease_row *lease, ss_err
     if (rc) goto out;
     lease->fencing = r.next_fencing;
     lease->put_seq = 0;
-    rc = grant_insert(db, repo, lease, err);
+    rc = db_lease_write(db, repo, lease, err);
 out:
     return db_end(db, rc, err);
 }

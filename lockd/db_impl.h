@@ -46,7 +46,6 @@ typedef enum stmt_id {
     S_GRANT_DIRTY,
     S_GRANT_DELETE,
     S_GRANT_FENCING,
-    S_GRANT_INSERT,
     S_LEASE_EXPIRY,
     S_LEASE_PUT_SEQ,
     S_DELETE_DIRTY,
@@ -60,6 +59,8 @@ typedef enum stmt_id {
     S_REWIND_BEGIN,
     S_REWIND_END,
     S_HEAD_OBJECT,
+    S_STATE_REPO,
+    S_STATE_LEASE,
     S_COUNT
 } stmt_id;
 
@@ -157,6 +158,9 @@ ss_rc db_repo_get(ld_db *db, const char *name, ld_repo_row *ret, ss_err *err);
 
 /* db_head.c: the lease row of repo (*ret_found 0: none), uncached. */
 ss_rc db_lease_get(ld_db *db, const char *repo, ld_lease_row *ret, int *ret_found, ss_err *err);
+/* db_state.c: the lease row of repo becomes *lease (inserted or replaced); inside a
+ * transaction. */
+ss_rc db_lease_write(ld_db *db, const char *repo, const ld_lease_row *lease, ss_err *err);
 /* Record obj (NULL or without an ETag: nothing) as log/<seq>'s; inside a transaction. */
 ss_rc db_head_object(ld_db *db, const char *repo, uint64_t seq, const ss_store_stat *obj,
                      ss_err *err);

@@ -8,6 +8,7 @@
 #define LD_LEASE_IMPL_H
 
 #include "lockd.h"
+#include "ld_state.h"
 
 typedef struct ld_slot {
     char name[LD_NAME_MAX + 1];
@@ -17,7 +18,7 @@ typedef struct ld_slot {
 } ld_slot;
 
 struct ld_leases {
-    ld_db *db;
+    ld_state *state; /* the records decided on (SQLite over the db given to ld_leases_new) */
     ld_clock clock;
     ld_metrics *metrics;
     ld_lease_limits limits;

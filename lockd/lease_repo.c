@@ -55,9 +55,14 @@ ss_rc ld_leases_new(ld_db *db, const ld_clock *clock, ld_metrics *metrics,
                     const ld_lease_limits *limits, ld_leases **ret, ss_err *err)
 {
     ld_leases *l = calloc(1, sizeof *l);
+    ss_rc rc;
     *ret = NULL;
     if (!l) return ss_fail(err, SS_ERR_NOMEM, "leases: out of memory");
-    l->db = db;
+    rc = ld_state_sqlite(db, &l->state, err);
+    if (rc) {
+        free(l);
+        return rc;
+    }
     l->clock = clock ? *clock : ld_clock_real;
     l->metrics = metrics;
     l->limits = limits ? *limits : (ld_lease_limits){TTL_MIN_MS_DEFAULT, TTL_MAX_MS_DEFAULT};
@@ -75,6 +80,7 @@ void ld_leases_free(ld_leases *l)
         pthread_mutex_destroy(&s->mu);
         free(s);
     }
+    ld_state_close(l->state);
     free(l);
 }
 
@@ -180,32 +186,68 @@ static int scan_key(void *ctx, const char *key, const ss_store_stat *st)
     return 0;
 }
 
+/* What a reconciliation found, for its decision. */
+typedef struct raise_ctx {
+    scan sc;
+    uint64_t dirty_gen; /* as read before the listing (ld_state.h S5) */
+    uint64_t raised;    /* sequences head moved up by */
+} raise_ctx;
+
+/*
+ * Head up to what the listing found (never down: invariant 3), dirty cleared
+ * when no lease ended dirty since the listing began (S5). Not while a rewind
+ * is under way: the bucket still holds what it is deleting.
+ */
+static ss_rc decide_raise(void *ctx, ld_record *rec, int64_t now, ld_decision *ret, ss_err *err)
+{
+    raise_ctx *r = ctx;
+    (void)now;
+    (void)err;
+    r->raised = 0;
+    *ret = LD_KEEP;
+    if (rec->repo.rewinding) return SS_OK;
+    if (r->sc.head > rec->repo.head) {
+        r->raised = r->sc.head - rec->repo.head;
+        rec->repo.head = r->sc.head;
+        memcpy(rec->repo.head_etag, r->sc.st.etag, sizeof rec->repo.head_etag);
+        rec->repo.head_size = r->sc.st.size;
+        *ret = LD_WRITE;
+    }
+    if (rec->repo.dirty && rec->dirty_gen == r->dirty_gen) {
+        rec->repo.dirty = 0;
+        *ret = LD_WRITE;
+    }
+    return SS_OK;
+}
+
 ss_rc lease_reconcile_locked(ld_leases *l, ld_slot *s, uint64_t *ret_head, ld_outcome *out)
 {
-    ld_repo_row r;
+    ld_record rec;
+    raise_ctx r = {.raised = 0};
     char after[LD_LOG_KEY_SIZE];
-    ss_rc rc = ld_db_repo_get(l->db, s->name, &r, &out->err);
+    ss_rc rc = ld_state_read(l->state, s->name, 1, &rec, &out->err);
     if (rc) return lease_failed(out, rc);
-    if (r.rewinding) { /* the bucket still holds what the rewind is deleting: never count it */
-        out->head = r.head;
-        if (ret_head) *ret_head = r.head;
+    if (rec.repo
+            .rewinding) { /* the bucket still holds what the rewind is deleting: never count it */
+        out->head = rec.repo.head;
+        if (ret_head) *ret_head = rec.repo.head;
         return SS_OK;
     }
-    scan sc = {.head = r.head};
-    ld_log_key(r.head, after);
+    r.sc.head = rec.repo.head;
+    r.dirty_gen = rec.dirty_gen;
+    ld_log_key(rec.repo.head, after);
     /* start-after the current head's key: an idle repository costs one
      * short page, however long its history. */
-    rc = ss_store_list(s->store, "log/", after, scan_key, &sc, &out->err);
+    rc = ss_store_list(s->store, "log/", after, scan_key, &r.sc, &out->err);
     if (rc) return lease_failed(out, rc);
-    assert(sc.head >= r.head); /* invariant 3: never down */
-    if (sc.head != r.head || r.dirty) {
-        rc = ld_db_repo_raise_head(l->db, s->name, sc.head, sc.head != r.head ? &sc.st : NULL,
-                                   &out->err);
+    assert(r.sc.head >= rec.repo.head); /* invariant 3: never down */
+    if (r.sc.head != rec.repo.head || rec.repo.dirty) {
+        rc = ld_state_update(l->state, s->name, decide_raise, &r, &l->clock, NULL, &out->err);
         if (rc) return lease_failed(out, rc);
-        ld_metrics_add(l->metrics, LD_C_RECONCILE, sc.head - r.head);
+        ld_metrics_add(l->metrics, LD_C_RECONCILE, r.raised);
     }
-    out->head = sc.head;
-    if (ret_head) *ret_head = sc.head;
+    out->head = r.sc.head;
+    if (ret_head) *ret_head = r.sc.head;
     return SS_OK;
 }
 
@@ -228,22 +270,20 @@ ss_rc ld_lease_reconcile(ld_leases *l, const char *repo, uint64_t *ret_head, ld_
 ss_rc ld_lease_head(ld_leases *l, const char *repo, uint64_t *ret_head, int *ret_leased,
                     ss_store_stat *ret_obj, ld_outcome *out)
 {
-    ld_repo_row r;
-    ld_lease_row lr;
-    int found = 0;
+    ld_record rec;
     ss_rc rc;
     lease_outcome_clear(out);
     if (!find(l, repo))
         return lease_refuse(out, LD_WHY_NO_REPO, SS_ERR_NOT_FOUND,
                             "repository %s is not served here", repo);
-    rc = ld_db_repo_state(l->db, repo, &r, &lr, &found, &out->err);
+    rc = ld_state_read(l->state, repo, 0, &rec, &out->err);
     if (rc) return lease_failed(out, rc);
-    *ret_head = out->head = r.head;
-    if (ret_leased) *ret_leased = found && lease_now_ms(l) < lr.expires_ms;
+    *ret_head = out->head = rec.repo.head;
+    if (ret_leased) *ret_leased = rec.leased && lease_now_ms(l) < rec.lease.expires_ms;
     if (ret_obj) {
         memset(ret_obj, 0, sizeof *ret_obj);
-        memcpy(ret_obj->etag, r.head_etag, sizeof ret_obj->etag);
-        ret_obj->size = r.head_size;
+        memcpy(ret_obj->etag, rec.repo.head_etag, sizeof ret_obj->etag);
+        ret_obj->size = rec.repo.head_size;
     }
     return SS_OK;
 }

@@ -12,6 +12,8 @@
  * Semantics every backend keeps (tests/test-s3store.c checks both):
  *   - a put is all or nothing: no reader ever sees a partial object;
  *   - SS_PUT_CREATE_ONLY fails with SS_ERR_EXISTS when the key exists, atomically;
+ *   - ss_store_put_if fails with SS_ERR_CHANGED unless the key holds the
+ *     object of the ETag given, atomically (not on lockd:);
  *   - list returns keys in byte order, strictly after `start_after`;
  *   - a missing key is SS_ERR_NOT_FOUND; unreachable or throttled is
  *     SS_ERR_TEMPORARY (after the backend's own retries); refused
@@ -190,6 +192,18 @@ ss_rc ss_store_put(ss_store *store, const char *key, const void *buf, size_t len
 /* Upload len bytes of fd from offset off (pread, so fd's position is untouched). */
 ss_rc ss_store_put_file(ss_store *store, const char *key, int fd, uint64_t off, uint64_t len,
                         unsigned flags, ss_err *err);
+/*
+ * Compare-and-swap: put buf at key only while key still holds the object
+ * whose ETag is etag (unquoted, as ss_store_get_stat, ss_store_head, a
+ * listing or an earlier put gave it), atomically. SS_ERR_CHANGED, nothing
+ * written, when key holds another object or none (S3 answers 412 or 404):
+ * read it again and decide again. ret_stat (may be NULL): the new object's
+ * size and ETag, "" when the store answered none (a retry that met its own
+ * earlier write): read it again before the next swap. A lockd: store cannot
+ * (SS_ERR_INVALID). Create the first version with SS_PUT_CREATE_ONLY.
+ */
+ss_rc ss_store_put_if(ss_store *store, const char *key, const void *buf, size_t len,
+                      const char *etag, ss_store_stat *ret_stat, ss_err *err);
 ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
                           const ss_store_reader *body, unsigned flags, ss_err *err);
 /*
@@ -217,6 +231,13 @@ ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len,
  */
 ss_rc ss_store_get_max(ss_store *store, const char *key, size_t max, void **ret_buf,
                        size_t *ret_len, ss_err *err);
+/*
+ * ss_store_get_max, and ret_stat: its size and the ETag of exactly the
+ * object these bytes are (from the same answer, never a HEAD apart), what a
+ * compare-and-swap then names. The store's own answer: a source is not asked.
+ */
+ss_rc ss_store_get_stat(ss_store *store, const char *key, size_t max, void **ret_buf,
+                        size_t *ret_len, ss_store_stat *ret_stat, ss_err *err);
 ss_rc ss_store_get_stream(ss_store *store, const char *key, uint64_t off, uint64_t len,
                           ss_store_write_fn write, void *ctx, ss_err *err);
 /* Write the bytes to fd with write(2) from its current position. */
@@ -265,6 +286,17 @@ ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after
  * probed: lockd serialises writers with leases. Costs three requests.
  */
 ss_rc ss_store_probe_create_only(ss_store *store, ss_err *err);
+
+/*
+ * Check that the store honours compare-and-swap (ss_store_put_if), on which
+ * s3sync-lockd's state in a bucket rests: creates probe/<random>, swaps it
+ * with its ETag, then expects a swap naming the first (now stale) ETag to
+ * fail with SS_ERR_CHANGED and leave the object unchanged; deletes the
+ * probe. SS_ERR_STORE, in one line, when the store took the stale write or
+ * refused the current one. SS_ERR_INVALID on a lockd store. Costs three
+ * PUTs, two GETs and a DELETE.
+ */
+ss_rc ss_store_probe_if_match(ss_store *store, ss_err *err);
 
 /*
  * What `s3sync doctor` asks beyond sync (s3store/store_probe.c). Paging:

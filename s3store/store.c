@@ -8,7 +8,6 @@
 #include "ss_buf.h"
 
 #include <errno.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,11 +196,13 @@ ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t
                            unsigned attempts, unsigned flags, ss_err *err)
 {
     same_bytes sb = {buf, len, 0};
-    if (rc != SS_ERR_EXISTS || attempts < 2 || !buf || !(flags & SS_PUT_CREATE_ONLY)) return rc;
+    int create = rc == SS_ERR_EXISTS && (flags & SS_PUT_CREATE_ONLY);
+    if ((!create && rc != SS_ERR_CHANGED) || attempts < 2 || !buf) return rc;
     /* Compared as it streams: the object is read no further than our own length. */
     if (!ss_store_get_stream(s, key, 0, SS_TO_END, same_sink, &sb, NULL) && sb.got == len)
         return SS_OK;
-    return ss_fail(err, rc, "put %s: object exists", key);
+    return ss_fail(err, rc, "put %s: %s", key,
+                   create ? "object exists" : "the object changed since its ETag was read");
 }
 
 int ss_xfer_dst_write(void *ctx, const void *buf, size_t len)
@@ -248,7 +249,7 @@ ss_rc ss_store_put(ss_store *store, const char *key, const void *buf, size_t len
     ss_rc rc;
     if (check_key(key, err)) return SS_ERR_INVALID;
     ss_mem_reader_init(&m, buf, len, &rd);
-    rc = store->ops->put(store, key, len, &rd, buf, flags, NULL, err);
+    rc = store->ops->put(store, key, len, &rd, buf, flags, NULL, NULL, err);
     if (!rc) ss_source_note(store, key, buf, len, 1);
     return rc;
 }
@@ -267,16 +268,32 @@ ss_rc ss_store_put_file_stat(ss_store *store, const char *key, int fd, uint64_t 
     ss_rc rc;
     if (ret_stat) memset(ret_stat, 0, sizeof *ret_stat);
     if (check_key(key, err)) return SS_ERR_INVALID;
-    rc = store->ops->put(store, key, len, &rd, NULL, flags, ret_stat, err);
+    rc = store->ops->put(store, key, len, &rd, NULL, flags, NULL, ret_stat, err);
     if (!rc) ss_source_note_fd(store, key, fd, off, len);
     return rc;
+}
+
+ss_rc ss_store_put_if(ss_store *store, const char *key, const void *buf, size_t len,
+                      const char *etag, ss_store_stat *ret_stat, ss_err *err)
+{
+    ss_mem_reader m;
+    ss_store_reader rd;
+    if (ret_stat) memset(ret_stat, 0, sizeof *ret_stat);
+    if (check_key(key, err)) return SS_ERR_INVALID;
+    if (!etag || !*etag)
+        return ss_fail(err, SS_ERR_INVALID, "put %s: compare-and-swap without an ETag", key);
+    if (store->ops->leased)
+        return ss_fail(err, SS_ERR_INVALID, "put %s: %s cannot compare-and-swap", key, store->url);
+    ss_mem_reader_init(&m, buf, len, &rd);
+    /* Not told to a source: it serves immutable objects, and this one is meant to change. */
+    return store->ops->put(store, key, len, &rd, buf, 0, etag, ret_stat, err);
 }
 
 ss_rc ss_store_put_stream(ss_store *store, const char *key, uint64_t len,
                           const ss_store_reader *body, unsigned flags, ss_err *err)
 {
     if (check_key(key, err)) return SS_ERR_INVALID;
-    return store->ops->put(store, key, len, body, NULL, flags, NULL, err);
+    return store->ops->put(store, key, len, body, NULL, flags, NULL, NULL, err);
 }
 
 /* A sink into memory that takes at most max bytes. */
@@ -296,20 +313,25 @@ static int capped_sink(void *ctx, const void *data, size_t len)
     return ss_buf_append(&c->buf, data, len);
 }
 
-/* [off, off+len) into memory, at most max bytes of it. */
+/*
+ * [off, off+len) into memory, at most max bytes of it. ret_stat (may be NULL): the
+ * object's ETag; a source, which knows none, is then not asked.
+ */
 static ss_rc get_capped(ss_store *store, const char *key, uint64_t off, uint64_t len, size_t max,
-                        void **ret_buf, size_t *ret_len, ss_err *err)
+                        void **ret_buf, size_t *ret_len, ss_store_stat *ret_stat, ss_err *err)
 {
     capped c = {.max = max};
+    ss_store_stat st = {0};
     ss_rc rc;
 
     *ret_buf = NULL;
     *ret_len = 0;
+    if (ret_stat) memset(ret_stat, 0, sizeof *ret_stat);
     if (check_key(key, err)) return SS_ERR_INVALID;
-    if (ss_source_get(store, key, off, len, capped_sink, &c)) goto done;
+    if (!ret_stat && ss_source_get(store, key, off, len, capped_sink, &c)) goto done;
     ss_buf_free(&c.buf); /* what a source that failed may have left */
     c = (capped){.max = max};
-    rc = store->ops->get(store, key, off, len, capped_sink, &c, err);
+    rc = store->ops->get(store, key, off, len, capped_sink, &c, ret_stat ? &st : NULL, err);
     if (c.over) {
         rc = ss_fail(err, SS_ERR_INTEGRITY,
                      "GET %s from %s: more than %zu bytes, the most this read takes: refused", key,
@@ -317,7 +339,7 @@ static ss_rc get_capped(ss_store *store, const char *key, uint64_t off, uint64_t
         goto fail;
     }
     if (rc) goto fail;
-    if (!off) ss_source_note(store, key, c.buf.p, c.buf.len, 0);
+    if (!off && !ret_stat) ss_source_note(store, key, c.buf.p, c.buf.len, 0);
 done:
     if (ss_buf_append(&c.buf, "", 0)) {
         rc = ss_fail(err, SS_ERR_NOMEM, "get %s: out of memory", key);
@@ -325,6 +347,10 @@ done:
     }
     *ret_buf = c.buf.p;
     *ret_len = c.buf.len;
+    if (ret_stat) {
+        *ret_stat = st;
+        ret_stat->size = c.buf.len;
+    }
     return SS_OK;
 fail:
     ss_buf_free(&c.buf);
@@ -335,13 +361,19 @@ ss_rc ss_store_get(ss_store *store, const char *key, uint64_t off, uint64_t len,
                    size_t *ret_len, ss_err *err)
 {
     size_t max = len < SS_CAP_GET_WHOLE ? (size_t)len : SS_CAP_GET_WHOLE;
-    return get_capped(store, key, off, len, max, ret_buf, ret_len, err);
+    return get_capped(store, key, off, len, max, ret_buf, ret_len, NULL, err);
 }
 
 ss_rc ss_store_get_max(ss_store *store, const char *key, size_t max, void **ret_buf,
                        size_t *ret_len, ss_err *err)
 {
-    return get_capped(store, key, 0, SS_TO_END, max, ret_buf, ret_len, err);
+    return get_capped(store, key, 0, SS_TO_END, max, ret_buf, ret_len, NULL, err);
+}
+
+ss_rc ss_store_get_stat(ss_store *store, const char *key, size_t max, void **ret_buf,
+                        size_t *ret_len, ss_store_stat *ret_stat, ss_err *err)
+{
+    return get_capped(store, key, 0, SS_TO_END, max, ret_buf, ret_len, ret_stat, err);
 }
 
 ss_rc ss_store_get_stream(ss_store *store, const char *key, uint64_t off, uint64_t len,
@@ -349,7 +381,7 @@ ss_rc ss_store_get_stream(ss_store *store, const char *key, uint64_t off, uint64
 {
     if (check_key(key, err)) return SS_ERR_INVALID;
     if (ss_source_get(store, key, off, len, write, ctx)) return SS_OK;
-    return store->ops->get(store, key, off, len, write, ctx, err);
+    return store->ops->get(store, key, off, len, write, ctx, NULL, err);
 }
 
 ss_rc ss_store_get_file(ss_store *store, const char *key, uint64_t off, uint64_t len, int fd,
@@ -389,30 +421,6 @@ ss_rc ss_store_delete_batch(ss_store *store, const char *const *keys, size_t n, 
         if (rc) return rc;
     }
     return SS_OK;
-}
-
-ss_rc ss_store_probe_create_only(ss_store *store, ss_err *err)
-{
-    static const char body1[] = "s3sync create-only probe 1",
-                      body2[] = "s3sync create-only probe 2";
-    uint8_t id[8];
-    char hex[2 * sizeof id + 1], key[32];
-    ss_err ignored;
-    ss_rc rc;
-    if (store->ops->leased) return SS_OK;
-    randombytes_buf(id, sizeof id);
-    snprintf(key, sizeof key, "probe/%s", sodium_bin2hex(hex, sizeof hex, id, sizeof id));
-    rc = ss_store_put(store, key, body1, sizeof body1 - 1, SS_PUT_CREATE_ONLY, err);
-    if (rc) return rc;
-    rc = ss_store_put(store, key, body2, sizeof body2 - 1, SS_PUT_CREATE_ONLY, err);
-    ss_store_delete(store, key, &ignored); /* a leftover probe is harmless */
-    if (rc == SS_ERR_EXISTS) return SS_OK;
-    if (rc) return rc;
-    return ss_fail(err, SS_ERR_STORE,
-                   "%s ignores If-None-Match: * (a second create of %s succeeded), so two "
-                   "devices could both write one sequence: use a store that honours "
-                   "conditional writes, or a lockd: store",
-                   store->url, key);
 }
 
 ss_rc ss_store_list(ss_store *store, const char *prefix, const char *start_after,
@@ -496,14 +504,14 @@ static void run_sync(ss_store *s, ss_xfer_op *op)
         ss_mem_reader m;
         ss_store_reader rd;
         ss_mem_reader_init(&m, op->buf, op->len, &rd);
-        op->rc = s->ops->put(s, op->key, op->len, &rd, op->buf, op->flags, NULL, &op->err);
+        op->rc = s->ops->put(s, op->key, op->len, &rd, op->buf, op->flags, NULL, NULL, &op->err);
         return;
     }
     ss_xfer_dst d = {op, 0, 0};
     ss_err err = {{0}};
     if (!op->len) return;
     ss_rc rc = check_key(op->key, &err);
-    if (!rc) rc = s->ops->get(s, op->key, op->off, op->len, ss_xfer_dst_write, &d, &err);
+    if (!rc) rc = s->ops->get(s, op->key, op->off, op->len, ss_xfer_dst_write, &d, NULL, &err);
     ss_xfer_settle(s, op, &d, rc, &err, 1);
 }
 

@@ -4,7 +4,11 @@
  * Same semantics as S3, from POSIX: a put writes a temp file under
  * ROOT/.s3store-tmp/, fsyncs it, then rename()s it into place (overwrite) or
  * link()s it (create-only: link fails with EEXIST atomically), and fsyncs
- * the directory, so no reader ever sees a partial object. Listing walks the
+ * the directory, so no reader ever sees a partial object. A compare-and-swap
+ * (ss_store_put_if) checks the key's ETag and renames under an exclusive
+ * flock() of ROOT/.s3store-tmp/lock, which every other put and delete holds
+ * shared: between processes and threads alike, nothing changes the key
+ * between the check and the rename. Listing walks the
  * tree in byte order of the full key: a directory sorts as "name/", which
  * makes a depth-first walk yield keys in the same order S3 lists them.
  */
@@ -18,14 +22,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TMP_DIR ".s3store-tmp"
 
 typedef struct file_store {
     char *root; /* absolute, no trailing '/' */
-    unsigned long tmp_seq;
 } file_store;
 
 static file_store *fs_of(ss_store *s)
@@ -155,6 +160,77 @@ static ss_rc copy_body(int fd, const ss_store_reader *body, uint64_t len, const 
     return SS_OK;
 }
 
+/*
+ * The store's change lock, held (shared, or exclusive for a compare-and-swap)
+ * from before a change is checked until it is published: *ret_fd, -1 on failure.
+ * Closing the descriptor lets go.
+ */
+static ss_rc change_lock(const char *root, int exclusive, const char *key, int *ret_fd, ss_err *err)
+{
+    char path[PATH_MAX];
+    int fd, r;
+    *ret_fd = -1;
+    if ((size_t)snprintf(path, sizeof path, "%s/" TMP_DIR "/lock", root) >= sizeof path)
+        return ss_fail(err, SS_ERR_INVALID, "put %s: the store's path is too long", key);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) return io_fail(err, "open the store's lock for", key);
+    do
+        r = flock(fd, exclusive ? LOCK_EX : LOCK_SH);
+    while (r && errno == EINTR);
+    if (r) {
+        ss_rc rc = io_fail(err, "lock the store for", key);
+        close(fd);
+        return rc;
+    }
+    *ret_fd = fd;
+    return SS_OK;
+}
+
+/* An object's ETag: its inode, size and mtime to the nanosecond (a link() keeps all three). */
+static void stat_to(const struct stat *st, ss_store_stat *ret)
+{
+    ret->size = (uint64_t)st->st_size;
+    snprintf(ret->etag, sizeof ret->etag, "%llx-%llx-%llx.%lx", (unsigned long long)st->st_ino,
+             (unsigned long long)st->st_size, (unsigned long long)st->st_mtim.tv_sec,
+             (long)st->st_mtim.tv_nsec);
+}
+
+/*
+ * The compare of a compare-and-swap, under the exclusive change lock: path must
+ * hold the object of etag. The new object (fd, not yet published) then gets an
+ * mtime past the one it replaces: an inode freed by an earlier swap and reused,
+ * with the same size within one tick of the file system's coarse clock, would
+ * otherwise carry a stale ETag again (ABA) and let a stale swap through.
+ */
+static ss_rc if_match_check(const char *path, const char *etag, int fd, const char *key,
+                            struct stat *ret_st, ss_err *err)
+{
+    struct stat cur;
+    ss_store_stat have = {0};
+    struct timespec t[2];
+    if (stat(path, &cur)) {
+        if (errno != ENOENT) return io_fail(err, "put: stat", key);
+        return ss_fail(err, SS_ERR_CHANGED, "put %s: no object anymore (ETag %s)", key, etag);
+    }
+    stat_to(&cur, &have);
+    if (strcmp(have.etag, etag))
+        return ss_fail(err, SS_ERR_CHANGED, "put %s: the object is not the one of ETag %s anymore",
+                       key, etag);
+    clock_gettime(CLOCK_REALTIME, &t[1]);
+    if (t[1].tv_sec < cur.st_mtim.tv_sec ||
+        (t[1].tv_sec == cur.st_mtim.tv_sec && t[1].tv_nsec <= cur.st_mtim.tv_nsec)) {
+        t[1] = cur.st_mtim;
+        if (++t[1].tv_nsec == 1000000000L) {
+            t[1].tv_sec++;
+            t[1].tv_nsec = 0;
+        }
+    }
+    t[0] = t[1];
+    if (futimens(fd, t) || fsync(fd) || fstat(fd, ret_st))
+        return io_fail(err, "put: set the time of", key);
+    return SS_OK;
+}
+
 /* Place tmp at path: link() for create-only (atomic EEXIST), rename() otherwise. */
 static ss_rc publish(const char *tmp, char *path, const char *root, unsigned flags, const char *key,
                      ss_err *err)
@@ -175,21 +251,14 @@ static ss_rc publish(const char *tmp, char *path, const char *root, unsigned fla
     return SS_OK;
 }
 
-/* An object's ETag: its inode, size and mtime (a link() keeps all three). */
-static void stat_to(const struct stat *st, ss_store_stat *ret)
-{
-    ret->size = (uint64_t)st->st_size;
-    snprintf(ret->etag, sizeof ret->etag, "%llx-%llx-%lx", (unsigned long long)st->st_ino,
-             (unsigned long long)st->st_size, (long)st->st_mtim.tv_nsec ^ (long)st->st_mtim.tv_sec);
-}
-
 static ss_rc fs_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                    const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err)
+                    const void *buf, unsigned flags, const char *if_match, ss_store_stat *ret_stat,
+                    ss_err *err)
 {
     file_store *fs = fs_of(s);
     char *path = NULL, *tmp = NULL;
     struct stat st;
-    int fd = -1;
+    int fd = -1, lock = -1;
     ss_rc rc;
     (void)buf;
 
@@ -200,12 +269,13 @@ static ss_rc fs_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
         free(path);
         return rc;
     }
-    if (asprintf(&tmp, "%s/" TMP_DIR "/%ld.%lu", fs->root, (long)getpid(), ++fs->tmp_seq) < 0) {
+    if (asprintf(&tmp, "%s/" TMP_DIR "/%ld.XXXXXX", fs->root, (long)getpid()) < 0) {
         tmp = NULL;
         rc = ss_fail(err, SS_ERR_NOMEM, "put %s: out of memory", key);
         goto fail;
     }
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* A name no other handle of this process picks either (a counter per handle did). */
+    fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         rc = io_fail(err, "put: create temp", tmp);
         goto fail;
@@ -220,11 +290,18 @@ static ss_rc fs_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
         rc = io_fail(err, "put: fsync", key);
         goto fail;
     }
+    rc = change_lock(fs->root, if_match != NULL, key, &lock, err);
+    if (rc) goto fail;
+    if (if_match) {
+        rc = if_match_check(path, if_match, fd, key, &st, err);
+        if (rc) goto fail;
+    }
     close(fd);
     fd = -1;
     rc = publish(tmp, path, fs->root, flags, key, err);
     if (!rc && ret_stat) stat_to(&st, ret_stat);
 fail:
+    if (lock >= 0) close(lock);
     if (fd >= 0) close(fd);
     if (tmp) unlink(tmp); /* after link() the object keeps its own name */
     free(tmp);
@@ -233,7 +310,7 @@ fail:
 }
 
 static ss_rc fs_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
-                    ss_store_write_fn write_fn, void *ctx, ss_err *err)
+                    ss_store_write_fn write_fn, void *ctx, ss_store_stat *ret_stat, ss_err *err)
 {
     char *path = NULL;
     char buf[65536];
@@ -250,6 +327,14 @@ static ss_rc fs_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
         rc = errno == ENOENT ? ss_fail(err, SS_ERR_NOT_FOUND, "get %s: no such object", key)
                              : io_fail(err, "get", key);
         goto out;
+    }
+    if (ret_stat) { /* of the open file: a put renames a new inode in, never rewrites this one */
+        struct stat st;
+        if (fstat(fd, &st)) {
+            rc = io_fail(err, "get", key);
+            goto out;
+        }
+        stat_to(&st, ret_stat);
     }
     while (len) {
         ssize_t n = pread(fd, buf, len < sizeof buf ? (size_t)len : sizeof buf, (off_t)off);
@@ -297,6 +382,7 @@ static ss_rc fs_head(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_e
 static ss_rc fs_del(ss_store *s, const char *key, ss_err *err)
 {
     char *path = NULL;
+    int lock = -1;
     ss_rc rc = key_path(s, key, &path, err);
     if (rc) return rc;
     rc = ss_store_charge(&s->counts, SS_REQ_DELETE, "delete", key, err);
@@ -304,7 +390,9 @@ static ss_rc fs_del(ss_store *s, const char *key, ss_err *err)
         free(path);
         return rc;
     }
-    if (unlink(path) && errno != ENOENT) rc = io_fail(err, "delete", key);
+    rc = change_lock(fs_of(s)->root, 0, key, &lock, err);
+    if (!rc && unlink(path) && errno != ENOENT) rc = io_fail(err, "delete", key);
+    if (lock >= 0) close(lock);
     /* probe/ is init's and doctor's alone: the directories a probe made, probe/ included, are
      * not left behind once empty. Other prefixes keep theirs: a push may be putting into one. */
     if (!rc && !strncmp(key, "probe/", 6)) {

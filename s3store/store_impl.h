@@ -31,12 +31,17 @@ typedef struct ss_store_ops {
     int leased;         /* writers are serialised by leases: no create-only probe (lockd) */
     ss_rc (*open)(ss_store *s, const char *location, const ss_store_opts *opts, ss_err *err);
     void (*close)(ss_store *s);
-    /* buf, when not NULL, is the whole body (body then reads the same bytes). ret_stat (may
-     * be NULL): the new object's size and the ETag the store answered ("" if none). */
+    /*
+     * buf, when not NULL, is the whole body (body then reads the same bytes). ret_stat (may
+     * be NULL): the new object's size and the ETag the store answered ("" if none).
+     * if_match (NULL: none): compare-and-swap, ss_store_put_if's semantics, atomically.
+     */
     ss_rc (*put)(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                 const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err);
+                 const void *buf, unsigned flags, const char *if_match, ss_store_stat *ret_stat,
+                 ss_err *err);
+    /* ret_stat (may be NULL): the ETag of exactly the object the bytes came from. */
     ss_rc (*get)(ss_store *s, const char *key, uint64_t off, uint64_t len, ss_store_write_fn write,
-                 void *ctx, ss_err *err);
+                 void *ctx, ss_store_stat *ret_stat, ss_err *err);
     ss_rc (*head)(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err);
     ss_rc (*del)(ss_store *s, const char *key, ss_err *err);
     /* Optional: delete keys[0..n), 1 <= n <= SS_DELETE_BATCH_MAX, in one request; NULL: del
@@ -101,7 +106,8 @@ typedef struct ss_mem_reader {
 void ss_mem_reader_init(ss_mem_reader *m, const void *buf, size_t len, ss_store_reader *ret_rd);
 
 /*
- * Shared by backends: a create-only PUT that was retried may meet its own
+ * Shared by backends: a create-only PUT (rc SS_ERR_EXISTS) or a
+ * compare-and-swap (SS_ERR_CHANGED) that was retried may meet its own
  * earlier attempt (412). When buf (the whole body) is known, the object is
  * fetched: the same bytes mean success. Returns rc otherwise.
  */

@@ -265,13 +265,16 @@ static ss_rc after_put(ss_store *s, const char *key, ss_rc rc, ss_err *err)
 /* --- operations ---------------------------------------------------------------------- */
 
 static ss_rc lk_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
-                    const void *buf, unsigned flags, ss_store_stat *ret_stat, ss_err *err)
+                    const void *buf, unsigned flags, const char *if_match, ss_store_stat *ret_stat,
+                    ss_err *err)
 {
     char *url = NULL;
     lk_call *c = NULL;
     unsigned attempts;
     int64_t expires_at_ms = 0;
-    ss_rc rc = put_url(s, key, flags, &url, &expires_at_ms, err);
+    ss_rc rc;
+    (void)if_match; /* never set: ss_store_put_if refuses a leased store before */
+    rc = put_url(s, key, flags, &url, &expires_at_ms, err);
     if (rc) return rc;
     c = object_call(1, key, url);
     if (!c) return ss_fail(err, SS_ERR_NOMEM, "PUT %s: out of memory", key);
@@ -288,7 +291,7 @@ static ss_rc lk_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
 }
 
 static ss_rc lk_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
-                    ss_store_write_fn write, void *ctx, ss_err *err)
+                    ss_store_write_fn write, void *ctx, ss_store_stat *ret_stat, ss_err *err)
 {
     char *url = NULL;
     lk_call *c = NULL;
@@ -300,6 +303,7 @@ static ss_rc lk_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
     if (!c) return ss_fail(err, SS_ERR_NOMEM, "GET %s: out of memory", key);
     s3_req_get_range(&c->req, off, len, write, ctx);
     rc = run_call(s, c, err);
+    if (!rc && ret_stat) memcpy(ret_stat->etag, c->req.etag, sizeof ret_stat->etag);
     call_free(c);
     return rc;
 }

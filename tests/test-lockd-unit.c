@@ -30,6 +30,7 @@
 
 #include "lockd.h"
 #include "s3store.h"
+#include "ld_state.h"
 
 static char tmp_root[] = "/tmp/ss-lockd-unit-XXXXXX";
 static char tag[17]; /* random per run: file names */
@@ -569,6 +570,82 @@ static void test_unit_config(void **state)
     }
 }
 
+/* A decision that, on its first run, has another connection raise head meanwhile. */
+typedef struct racing {
+    ld_db *other;
+    unsigned runs;
+    uint64_t heads[3];
+    ld_decision answer;
+} racing;
+
+static ss_rc decide_racing(void *ctx, ld_record *rec, int64_t now, ld_decision *ret, ss_err *err)
+{
+    racing *r = ctx;
+    (void)now;
+    if (r->runs < 3) r->heads[r->runs] = rec->repo.head;
+    if (r->runs++ == 0 && r->other)
+        assert_int_equal(ld_db_repo_raise_head(r->other, "r1", 5, NULL, err), SS_OK);
+    rec->repo.next_fencing++;
+    *ret = r->answer;
+    return SS_OK;
+}
+
+static ss_rc decide_refuse(void *ctx, ld_record *rec, int64_t now, ld_decision *ret, ss_err *err)
+{
+    (void)ctx;
+    (void)now;
+    rec->repo.head = 99;
+    *ret = LD_WRITE;
+    return ss_fail(err, SS_ERR_CONFLICT, "refused");
+}
+
+/*
+ * The SQLite state backend (ld_state.h S1): a decision to write is taken again
+ * on the rows as they are under the write lock, so a change another
+ * connection made after the first decision is never overwritten; a decision
+ * that writes nothing, or refuses, writes nothing.
+ */
+static void test_unit_state_decides_again(void **state)
+{
+    unit *u = *state;
+    ld_state *st = NULL;
+    ld_record rec;
+    racing r = {.answer = LD_WRITE};
+    ld_db *other = NULL; /* another connection, as the admin commands use */
+    ld_repo_row row;
+    uint64_t fencing;
+    ss_err err = {{0}};
+    assert_int_equal(ld_state_sqlite(u->db, &st, &err), SS_OK);
+    assert_int_equal(ld_state_read(st, "r1", 1, &rec, &err), SS_OK);
+    assert_int_equal(rec.repo.head, 0);
+    fencing = rec.repo.next_fencing;
+    assert_int_equal(ld_db_open(u->db_path, &other, &err), SS_OK);
+    r.other = other;
+
+    assert_int_equal(ld_state_update(st, "r1", decide_racing, &r, &fake, &rec, &err), SS_OK);
+    assert_int_equal(r.runs, 2); /* once on the cached record, once under the lock */
+    assert_int_equal(r.heads[0], 0);
+    assert_int_equal(r.heads[1], 5); /* the other connection's raise, seen */
+    assert_int_equal(rec.repo.head, 5);
+    assert_int_equal(ld_db_repo_get(u->db, "r1", &row, &err), SS_OK);
+    assert_int_equal(row.head, 5);                   /* not written back down */
+    assert_int_equal(row.next_fencing, fencing + 1); /* decided once on what was written */
+
+    r = (racing){.answer = LD_KEEP};
+    assert_int_equal(ld_state_update(st, "r1", decide_racing, &r, &fake, &rec, &err), SS_OK);
+    assert_int_equal(r.runs, 1);
+    assert_int_equal(ld_db_repo_get(u->db, "r1", &row, &err), SS_OK);
+    assert_int_equal(row.next_fencing, fencing + 1);
+
+    assert_int_equal(ld_state_update(st, "r1", decide_refuse, NULL, &fake, &rec, &err),
+                     SS_ERR_CONFLICT);
+    assert_string_equal(err.msg, "refused");
+    assert_int_equal(ld_db_repo_get(u->db, "r1", &row, &err), SS_OK);
+    assert_int_equal(row.head, 5);
+    ld_state_close(st);
+    ld_db_close(other);
+}
+
 int main(void)
 {
     const struct CMUnitTest unit_tests[] = {
@@ -586,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_unit_keys),
         U(test_unit_auth),
         U(test_unit_config),
+        U(test_unit_state_decides_again),
 #undef U
     };
     unsigned char rnd[8];

@@ -1,0 +1,160 @@
+/*
+ * db_state.c: the SQLite backend of lockd's state interface (ld_state.h) over
+ * the tables of db.c. A repository's record is its repositories row (with
+ * its head_objects row) and its leases row. An update first decides on the
+ * cached record (db_cache.c, exact: checked against the database before each
+ * use), so a refusal or a decision that writes nothing costs no transaction,
+ * as lockd's hot paths always did; a decision to write takes the write lock
+ * (BEGIN IMMEDIATE), reads the rows again, decides again on them and writes
+ * what changed, so no other writer, in this process or another, comes
+ * between the read and the write (S1).
+ */
+#include "db_impl.h"
+#include "ld_state.h"
+
+#include <string.h>
+
+static ss_rc sq_read(ld_state *st, const char *repo, int fresh, ld_record *ret, ss_err *err)
+{
+    ld_db *db = ld_state_impl(st);
+    ld_record rec;
+    int found = 0;
+    ss_rc rc;
+    (void)fresh; /* the cache is always as fresh as the database */
+    memset(ret, 0, sizeof *ret);
+    memset(&rec, 0, sizeof rec);
+    rc = ld_db_repo_state(db, repo, &rec.repo, &rec.lease, &found, err);
+    if (rc) return rc;
+    rec.leased = found;
+    if (!found) memset(&rec.lease, 0, sizeof rec.lease);
+    *ret = rec;
+    return SS_OK;
+}
+
+/* The record's rows, uncached, inside the caller's transaction. */
+static ss_rc read_rows(ld_db *db, const char *repo, ld_record *ret, ss_err *err)
+{
+    int found = 0;
+    ss_rc rc;
+    memset(ret, 0, sizeof *ret);
+    rc = db_repo_get(db, repo, &ret->repo, err);
+    if (rc) return rc;
+    rc = db_lease_get(db, repo, &ret->lease, &found, err);
+    if (rc) return rc;
+    ret->leased = found;
+    if (!found) memset(&ret->lease, 0, sizeof ret->lease);
+    return SS_OK;
+}
+
+static int repo_changed(const ld_repo_row *a, const ld_repo_row *b)
+{
+    return a->head != b->head || a->next_fencing != b->next_fencing || a->dirty != b->dirty ||
+           a->rewinding != b->rewinding || a->urls_until_ms != b->urls_until_ms;
+}
+
+static ss_rc write_repo(ld_db *db, const char *repo, const ld_repo_row *r, ss_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ss_rc rc = db_take(db, S_STATE_REPO, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)r->head);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)r->next_fencing);
+    sqlite3_bind_int(st, 4, r->dirty);
+    sqlite3_bind_int(st, 5, r->rewinding);
+    sqlite3_bind_int64(st, 6, r->urls_until_ms);
+    rc = db_step_done(db, st, "repository write", err);
+    db_give(db, S_STATE_REPO, st);
+    return rc;
+}
+
+ss_rc db_lease_write(ld_db *db, const char *repo, const ld_lease_row *l, ss_err *err)
+{
+    sqlite3_stmt *st = NULL;
+    ss_rc rc = db_take(db, S_STATE_LEASE, &st, err);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, repo, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, l->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, l->device, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)l->fencing);
+    sqlite3_bind_int64(st, 5, l->granted_ms);
+    sqlite3_bind_int64(st, 6, l->expires_ms);
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)l->put_seq);
+    rc = db_step_done(db, st, "lease write", err);
+    db_give(db, S_STATE_LEASE, st);
+    return rc;
+}
+
+/* What a decision changed of was, into the rows; inside the caller's transaction. */
+static ss_rc write_back(ld_db *db, const char *repo, const ld_record *was, const ld_record *rec,
+                        ss_err *err)
+{
+    ss_rc rc = SS_OK;
+    if (repo_changed(&was->repo, &rec->repo)) {
+        rc = write_repo(db, repo, &rec->repo, err);
+        if (rc) return rc;
+    }
+    if (rec->repo.head != was->repo.head) { /* log/<head> as the decision saw it, if it did */
+        ss_store_stat obj = {.size = rec->repo.head_size};
+        memcpy(obj.etag, rec->repo.head_etag, sizeof obj.etag);
+        rc = db_head_object(db, repo, rec->repo.head, &obj, err);
+        if (rc) return rc;
+    }
+    if (was->leased && (!rec->leased || strcmp(was->lease.id, rec->lease.id))) {
+        rc = db_run(db, S_LEASE_DELETE, repo, was->lease.id, 0, err);
+        if (rc) return rc;
+    }
+    if (rec->leased && (!was->leased || memcmp(&was->lease, &rec->lease, sizeof rec->lease))) {
+        rc = db_lease_write(db, repo, &rec->lease, err);
+        if (rc) return rc;
+    }
+    if (rec->leased && rec->add_writer)
+        rc = db_run(db, S_WRITER_ADD, repo, rec->lease.id, (int64_t)rec->lease.put_seq, err);
+    return rc;
+}
+
+static ss_rc sq_update(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
+                       const ld_clock *clock, ld_record *ret_rec, ss_err *err)
+{
+    ld_db *db = ld_state_impl(st);
+    ld_record rec, was;
+    ld_decision d = LD_KEEP;
+    ss_rc rc;
+    if (ret_rec) memset(ret_rec, 0, sizeof *ret_rec);
+    rc = sq_read(st, repo, 0, &rec, err);
+    if (rc) return rc;
+    rc = decide(ctx, &rec, clock->now_ms(clock->ctx), &d, err);
+    if (rc) return rc;
+    if (d == LD_WRITE) {
+        rc = db_begin(db, err);
+        if (rc) return rc;
+        rc = read_rows(db, repo, &was, err);
+        if (!rc) {
+            rec = was;
+            rc = decide(ctx, &rec, clock->now_ms(clock->ctx), &d, err);
+        }
+        if (!rc && d == LD_WRITE) rc = write_back(db, repo, &was, &rec, err);
+        rc = db_end(db, rc, err);
+        if (rc) return rc;
+    }
+    rec.add_writer = 0;
+    if (ret_rec) *ret_rec = rec;
+    return SS_OK;
+}
+
+static void sq_close(ld_state *st)
+{
+    (void)st; /* the database is borrowed */
+}
+
+const ld_state_ops ld_state_sqlite_ops = {
+    .scheme = "sqlite",
+    .close = sq_close,
+    .read = sq_read,
+    .update = sq_update,
+};
+
+ss_rc ld_state_sqlite(ld_db *db, ld_state **ret, ss_err *err)
+{
+    return ld_state_new(&ld_state_sqlite_ops, db, ret, err);
+}
