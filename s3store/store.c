@@ -511,7 +511,9 @@ static void run_sync(ss_store *s, ss_xfer_op *op)
     ss_err err = {{0}};
     if (!op->len) return;
     ss_rc rc = check_key(op->key, &err);
-    if (!rc) rc = s->ops->get(s, op->key, op->off, op->len, ss_xfer_dst_write, &d, NULL, &err);
+    if (rc) goto done;
+    rc = s->ops->get(s, op->key, op->off, op->len, ss_xfer_dst_write, &d, NULL, &err);
+done:
     ss_xfer_settle(s, op, &d, rc, &err, 1);
 }
 
