@@ -58,10 +58,16 @@ void eng_stage_clean(ss_folder *f)
     char *dir = NULL;
     DIR *d = NULL;
     struct dirent *de;
+    int fd;
     if (asprintf(&dir, "%s/tmp", f->meta) < 0) return;
-    d = opendir(dir);
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC); /* ours, not a symlink */
     free(dir);
-    if (!d) return; /* none yet */
+    if (fd < 0) return; /* none yet */
+    d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return;
+    }
     while ((de = readdir(d)))
         if (!strncmp(de->d_name, STAGE_PREFIX, strlen(STAGE_PREFIX)))
             unlinkat(dirfd(d), de->d_name, 0);
