@@ -278,6 +278,60 @@ static void test_read_only(void **state)
     g_step[0] = '\0';
 }
 
+/* --- a mount point inside the folder ------------------------------------------------ */
+
+/*
+ * A pull fetches a file's data into .s3sync/tmp and links it beside its
+ * target (fsio.h ss_atomic_adopt): across a mount point inside the folder
+ * (a bind mount of the same file system, then a tmpfs) no link can be
+ * made, and the data is copied there instead. Files of every kind arrive.
+ */
+static void test_mount_inside(void **state)
+{
+    world *w = *state;
+    static const char *const types[] = {NULL, "tmpfs"}; /* NULL: a bind mount of itself */
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "d0/keep.txt"), "keep", 4);
+    write_bytes(at(w, A, "d1/keep.txt"), "keep", 4);
+    ok(w, A, "push");
+    ok(w, B, "pull");
+    for (size_t i = 0; i < COUNT(types); i++) {
+        char dir[200], opts[64], name[64];
+        struct stat st;
+        snprintf(g_step, sizeof g_step, "d%zu/ a mount point (%s)", i,
+                 types[i] ? types[i] : "bind");
+        snprintf(dir, sizeof dir, "%s/d%zu", w->dev[B], i);
+        if (stat(dir, &st)) failf("stat %s: %s", dir, strerror(errno));
+        snprintf(opts, sizeof opts, "size=16m,mode=%o", (unsigned)(st.st_mode & 07777));
+        if (types[i] ? !mount_or_skip("tmpfs", dir, "tmpfs", 0, opts)
+                     : !mount_or_skip(dir, dir, NULL, MS_BIND, NULL))
+            skip();
+        snprintf(name, sizeof name, "d%zu/keep.txt", i);
+        if (types[i]) { /* what the mount hides, as it was */
+            struct stat was;
+            if (stat(at(w, A, name), &was)) failf("stat %s", name);
+            write_bytes(at(w, B, name), "keep", 4);
+            const struct timespec t[2] = {was.st_atim, was.st_mtim};
+            if (utimensat(AT_FDCWD, at(w, B, name), t, 0)) failf("utimensat %s", name);
+        }
+        snprintf(name, sizeof name, "d%zu/big.bin", i);
+        write_random(at(w, A, name), 300000); /* chunked: staged, then linked or copied */
+        snprintf(name, sizeof name, "d%zu/small.txt", i);
+        write_random(at(w, A, name), 100); /* inline: written beside it */
+        ok(w, A, "push");
+        ok(w, B, "pull");
+        expect_same_tree(w->dev[A], w->dev[B]);
+        expect_no_leftovers(w);
+        unmount_last(); /* a bind mount of itself leaves the same files; a tmpfs takes its own */
+        if (types[i]) {
+            ok(w, B, "sync"); /* what the tmpfs held is gone on B: deleted, and on A after */
+            ok(w, A, "sync");
+        }
+    }
+    g_step[0] = '\0';
+}
+
 /* --- unreadable (as an unprivileged user) -------------------------------------------- */
 
 /* s3sync as uid nobody; env: one more variable ("NAME=value"), or NULL. */
@@ -826,11 +880,11 @@ static void test_casefold_aliases(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        WORLD_TEST(test_disk_full),        WORLD_TEST(test_read_only),
-        WORLD_TEST(test_unreadable),       WORLD_TEST(test_dir_modes),
-        WORLD_TEST(test_changing_file),    WORLD_TEST(test_swap_during_push),
-        WORLD_TEST(test_swap_during_pull), WORLD_TEST(test_swap_between_writes),
-        WORLD_TEST(test_casefold_aliases),
+        WORLD_TEST(test_disk_full),           WORLD_TEST(test_read_only),
+        WORLD_TEST(test_mount_inside),        WORLD_TEST(test_unreadable),
+        WORLD_TEST(test_dir_modes),           WORLD_TEST(test_changing_file),
+        WORLD_TEST(test_swap_during_push),    WORLD_TEST(test_swap_during_pull),
+        WORLD_TEST(test_swap_between_writes), WORLD_TEST(test_casefold_aliases),
     };
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);

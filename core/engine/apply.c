@@ -25,14 +25,14 @@
  *       in place, durably. The order, per batch of files (fsio.h
  *       ss_fs_batch, bounded in files, bytes and descriptors; fsio_batch.c
  *       says why it is safe):
- *         a. each file's new version made a temp: its stage file adopted
- *            (fsio.h ss_atomic_adopt; the stage wrote it, its writeout
- *            started, fault point stage.file) or its inline bytes written
- *            beside its target; no fsync (apply_op.c write_file; fault
- *            point apply.staged);
- *         b. one syncfs: every temp of the batch durable (the stage is on
- *            the folder's file system; across a mount point inside the
- *            folder ss_atomic_adopt copies and fsyncs instead)
+ *         a. each file's new version made a temp beside its target: its
+ *            stage file linked there (fsio.h ss_atomic_adopt; the stage
+ *            wrote it, its writeout started, fault point stage.file) or
+ *            its inline bytes written; no fsync (apply_op.c write_file;
+ *            fault point apply.staged);
+ *         b. one syncfs: every temp of the batch durable (across a mount
+ *            point inside the folder, where no link can be made,
+ *            ss_atomic_adopt copies and fsyncs instead)
  *            (apply.batch-synced);
  *         c. each temp renamed over its target, the P4 look first
  *            (apply.before-rename, apply.after-rename, apply.batch-renamed),

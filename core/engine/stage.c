@@ -2,7 +2,8 @@
  * stage: where a pull's chunked files are fetched to before they are applied
  * (apply.c P1): one file per chunked op in .s3sync/tmp, named by its index
  * in the transaction, written as its verified chunks land (fetch.c's put),
- * then adopted by the walk (fsio.h ss_atomic_adopt) and renamed into place.
+ * then adopted by the walk (fsio.h ss_atomic_adopt: linked beside its
+ * target, then renamed into place as any temp).
  *
  * Why a file each, not one stage file the walk copies from: the data is
  * written once, not twice, and a file is created and written while the

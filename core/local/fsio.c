@@ -362,7 +362,6 @@ ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *e
         free(at);
         return rc;
     }
-    at->src_dirfd = at->dirfd;
     if (!at->dir_owned) pin(at->dirfd, +1);
     if (!(at->base = strdup(base)) || !(at->path = strdup(path))) {
         ss_atomic_abort(at);
@@ -372,16 +371,23 @@ ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *e
     return SS_OK;
 }
 
-ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
+ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err)
 {
     static unsigned long seq;
     if (asprintf(&at->tmp, SS_FS_TMP_PREFIX "%ld-%lu", (long)getpid(), ++seq) < 0) {
         at->tmp = NULL;
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     }
+    return SS_OK;
+}
+
+ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
+{
+    ss_rc rc = ss_atomic_temp_name(at, err);
+    if (rc) return rc;
     at->fd = openat(at->dirfd, at->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (at->fd < 0) {
-        ss_rc rc = ss_fs_errno_fail(err, "create temp file for", at->path);
+        rc = ss_fs_errno_fail(err, "create temp file for", at->path);
         free(at->tmp);
         at->tmp = NULL;
         return rc;
@@ -413,7 +419,7 @@ void ss_atomic_abort(ss_atomic *at)
 {
     if (!at) return;
     if (at->fd >= 0) close(at->fd);
-    if (at->tmp && at->src_dirfd >= 0) unlinkat(at->src_dirfd, at->tmp, 0);
+    if (at->tmp && at->dirfd >= 0) unlinkat(at->dirfd, at->tmp, 0);
     if (at->dir_owned)
         put_parent(at->dirfd, 1);
     else
@@ -455,7 +461,7 @@ ss_rc ss_atomic_rename(ss_atomic *at, const ss_fs_seen *seen, ss_err *err)
         if (rc) return rc;
     }
     /* A directory in the way is not ours to replace here: the caller resolves it first. */
-    if (renameat(at->src_dirfd, at->tmp, at->dirfd, at->base))
+    if (renameat(at->dirfd, at->tmp, at->dirfd, at->base))
         return ss_fs_errno_fail(err, "replace", at->path);
     free(at->tmp);
     at->tmp = NULL;

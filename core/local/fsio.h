@@ -10,8 +10,8 @@
  *     a command runs makes it fail on that path, never read, write or
  *     remove outside the folder (invariant 6);
  *   - a file is written to a temp name in its own directory (or, for a
- *     pull, to a file of the engine's stage on the same file system, then
- *     adopted: ss_atomic_adopt), given its mode and mtime, made durable (an
+ *     pull, to a file of the engine's stage, then linked there:
+ *     ss_atomic_adopt), given its mode and mtime, made durable (an
  *     fsync each, or for a batch of them one syncfs: ss_fs_batch) and only
  *     then renamed over the target: a reader sees the old or the new
  *     content, never a mix (invariant 3);
@@ -140,12 +140,11 @@ ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint32_t mode, int64_t mtim
                       uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err);
 /*
  * An atomic write whose new content is already written: the file src_name
- * in src_dirfd (a directory of the caller's, on the folder's file system;
- * borrowed, open until at is done), renamed over path by the batch's flush
- * or ss_atomic_commit, removed by ss_atomic_abort. When path's directory is
- * on another file system, the content is copied to a temp beside the
- * target instead and src_name removed. ss_atomic_fd is the file's, to set
- * what it still needs.
+ * in src_dirfd (a directory of the caller's, on the folder's file system),
+ * linked beside path under a temp name (and src_name removed), as if
+ * ss_atomic_begin had made and written it; where no link can be made
+ * (another mount in between) its content is copied to the temp and
+ * fsynced. ss_atomic_fd is the temp's, to set what it still needs.
  */
 ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *src_name,
                       ss_atomic **ret_at, ss_err *err);

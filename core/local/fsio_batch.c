@@ -123,19 +123,23 @@ static int copy_all(int in, int out, uint64_t len)
 }
 
 /*
- * The target's directory is on another file system than the adopted file
- * (a mount point inside the folder): a rename cannot cross it, so the data
- * goes to a temp beside the target, fsynced (the batch's syncfs is of the
- * folder's file system, not that one), and the adopted file is removed.
+ * The adopted file cannot be linked beside its target: another mount (a
+ * mount point inside the folder, a bind mount too) or a file system
+ * without hard links. Its data goes to a temp beside the target instead,
+ * fsynced (the batch's syncfs is of the folder's file system, maybe not
+ * that one).
  */
-static ss_rc adopt_by_copy(ss_atomic *at, int src_dirfd, const char *src_name, int src_fd,
-                           const struct stat *st, ss_err *err)
+static ss_rc adopt_by_copy(ss_atomic *at, int src_fd, ss_err *err)
 {
-    ss_rc rc = ss_atomic_temp(at, err);
+    struct stat st;
+    ss_rc rc;
+    free(at->tmp);
+    at->tmp = NULL;
+    rc = ss_atomic_temp(at, err);
     if (rc) return rc;
-    if (copy_all(src_fd, at->fd, (uint64_t)st->st_size) || fsync(at->fd))
+    if (fstat(src_fd, &st) || copy_all(src_fd, at->fd, (uint64_t)st.st_size) || fsync(at->fd))
         return ss_fs_errno_fail(err, "write", at->path);
-    unlinkat(src_dirfd, src_name, 0);
+    close(src_fd);
     return SS_OK;
 }
 
@@ -143,29 +147,30 @@ ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *
                       ss_atomic **ret_at, ss_err *err)
 {
     ss_atomic *at = NULL;
-    struct stat src, dir;
     int fd = -1;
     ss_rc rc = ss_atomic_new(root_fd, path, &at, err);
     *ret_at = NULL;
     if (rc) return rc;
     fd = openat(src_dirfd, src_name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0 || fstat(fd, &src) || fstat(at->dirfd, &dir)) {
+    if (fd < 0) {
         rc = ss_fs_errno_fail(err, "write", path);
         goto fail;
     }
-    if (src.st_dev != dir.st_dev) {
-        rc = adopt_by_copy(at, src_dirfd, src_name, fd, &src, err);
-        if (rc) goto fail;
-        close(fd);
-    } else {
-        at->src_dirfd = src_dirfd;
-        at->tmp = strdup(src_name);
+    rc = ss_atomic_temp_name(at, err);
+    if (rc) goto fail;
+    /* A second name beside the target, then the stage's removed: a temp as begin makes. */
+    if (!linkat(src_dirfd, src_name, at->dirfd, at->tmp, 0)) {
         at->fd = fd;
-        if (!at->tmp) {
-            rc = ss_fail(err, SS_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
+    } else if (errno == EXDEV || errno == EPERM || errno == EMLINK) {
+        rc = adopt_by_copy(at, fd, err);
+        if (rc) goto fail;
+    } else {
+        rc = ss_fs_errno_fail(err, "create temp file for", path);
+        free(at->tmp); /* not made: nothing for abort to remove */
+        at->tmp = NULL;
+        goto fail;
     }
+    unlinkat(src_dirfd, src_name, 0);
     *ret_at = at;
     return SS_OK;
 fail:

@@ -10,14 +10,15 @@
 struct ss_atomic {
     int dirfd, fd;
     int dir_owned; /* 0: dirfd is the directory cache's, pinned until abort */
-    int src_dirfd; /* where tmp is: dirfd, or an adopted file's directory (the caller's) */
-    char *tmp;     /* temp name in src_dirfd; NULL once renamed */
+    char *tmp;     /* temp name in dirfd; NULL once renamed */
     char *base;    /* target name in dirfd */
     char *path;    /* for messages */
 };
 
 /* An atomic write to path with its parent resolved (made when missing), no temp yet. */
 ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
+/* A fresh temp name for at (at->tmp), nothing created. */
+ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err);
 /* Create at's temp beside its target, open for writing. */
 ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err);
 /* SS_ERR_IO (SS_ERR_NOMEM for ENOMEM) saying what failed on path, from errno. */
