@@ -7,6 +7,7 @@
  * close a guess came.
  */
 #include "lockd.h"
+#include "ld_state.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -28,8 +29,9 @@ void ld_auth_hash(const unsigned char secret[LD_SECRET_LEN], const char *token,
                        LD_SECRET_LEN);
 }
 
-ss_rc ld_auth_check(ld_db *db, const unsigned char secret[LD_SECRET_LEN], const char *authorization,
-                    ld_device *ret_dev, ld_auth_result *ret_result, ss_err *err)
+ss_rc ld_auth_check(ld_state *state, const unsigned char secret[LD_SECRET_LEN],
+                    const char *authorization, ld_device *ret_dev, ld_auth_result *ret_result,
+                    ss_err *err)
 {
     unsigned char hash[LD_HASH_LEN], stored[LD_HASH_LEN];
     const char *tok;
@@ -49,7 +51,7 @@ ss_rc ld_auth_check(ld_db *db, const unsigned char secret[LD_SECRET_LEN], const 
                     "0123456789-_") != LD_TOKEN_LEN)
         return SS_OK;
     ld_auth_hash(secret, tok, hash);
-    rc = ld_db_device_by_hash(db, hash, ret_dev, stored, err);
+    rc = ld_state_device_by_hash(state, hash, ret_dev, stored, err);
     if (rc == SS_ERR_NOT_FOUND) return SS_OK;
     if (rc) return rc;
     if (sodium_memcmp(hash, stored, LD_HASH_LEN) != 0) return SS_OK;

@@ -29,11 +29,14 @@ void ld_config_defaults(ld_config *c)
     c->ttl_max_ms = 600 * 1000;
     c->put_expires_max = 900;
     c->get_expires = 3600;
+    c->state_skew_ms = 2000;
+    c->state_head_cache_ms = 1000;
+    c->state_token_cache_ms = 5000;
 }
 
 void ld_config_clear(ld_config *c)
 {
-    char **strs[] = {&c->listen,   &c->db,     &c->cert,       &c->key,
+    char **strs[] = {&c->listen,   &c->state,  &c->cert,       &c->key,
                      &c->endpoint, &c->region, &c->access_key, &c->ca_bundle};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) {
         free(*strs[i]);
@@ -101,6 +104,28 @@ static ss_rc set_secret(char **dst, const char *value)
     return SS_OK;
 }
 
+/*
+ * state = sqlite:PATH | s3://BUCKET/PREFIX | file://DIR, or the older db = PATH
+ * (sqlite:PATH). A relative SQLite path is the config directory's, as db's was.
+ */
+static ss_rc set_state(ld_config *c, const char *dir, const char *k, const char *v, ss_err *err)
+{
+    char *path = NULL, *spec = NULL;
+    const char *sqlite = !strcmp(k, "db") ? v : !strncmp(v, "sqlite:", 7) ? v + 7 : NULL;
+    if (!sqlite && strncmp(v, "s3://", 5) && strncmp(v, "file://", 7))
+        return ss_fail(err, SS_ERR_INVALID, "state '%s': use sqlite:PATH or s3://BUCKET/PREFIX", v);
+    if (sqlite && !*sqlite) return ss_fail(err, SS_ERR_INVALID, "%s: no path", k);
+    if (!sqlite)
+        return set_string(&c->state, strdup(v))
+                   ? ss_fail(err, SS_ERR_NOMEM, "config: out of memory")
+                   : SS_OK;
+    path = resolve(dir, sqlite);
+    if (path && asprintf(&spec, "sqlite:%s", path) < 0) spec = NULL;
+    free(path);
+    if (set_string(&c->state, spec)) return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
+    return SS_OK;
+}
+
 static ss_rc add_repo(ld_config *c, const char *name, const char *url, ss_err *err)
 {
     ld_config_repo *t;
@@ -130,7 +155,6 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
         int path;
     } strs[] = {
         {"listen", offsetof(ld_config, listen), 0},
-        {"db", offsetof(ld_config, db), 1},
         {"cert", offsetof(ld_config, cert), 1},
         {"key", offsetof(ld_config, key), 1},
         {"s3_endpoint", offsetof(ld_config, endpoint), 0},
@@ -141,6 +165,7 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
     unsigned long long n;
 
     if (!strncmp(k, "repo ", 5)) return add_repo(c, trim((char *)k + 5), v, err);
+    if (!strcmp(k, "state") || !strcmp(k, "db")) return set_state(c, dir, k, v, err);
     if (!strcmp(k, "s3_secret_access_key") || !strcmp(k, "s3_session_token")) {
         char **dst = !strcmp(k, "s3_session_token") ? &c->session_token : &c->secret_key;
         if (set_secret(dst, v)) return ss_fail(err, SS_ERR_NOMEM, "config: out of memory");
@@ -157,6 +182,12 @@ static ss_rc apply(ld_config *c, const char *dir, const char *k, const char *v, 
         return ss_fail(err, SS_ERR_INVALID, "%s: '%s' is not a number (or an unknown key)", k, v);
     if (!strcmp(k, "threads"))
         c->threads = (unsigned)n;
+    else if (!strcmp(k, "state_skew_ms"))
+        c->state_skew_ms = (int64_t)n;
+    else if (!strcmp(k, "state_head_cache_ms"))
+        c->state_head_cache_ms = (int64_t)n;
+    else if (!strcmp(k, "state_token_cache_ms"))
+        c->state_token_cache_ms = (int64_t)n;
     else if (!strcmp(k, "max_connections"))
         c->max_connections = (unsigned)n;
     else if (!strcmp(k, "max_connections_per_ip"))
@@ -195,6 +226,11 @@ static ss_rc check(const ld_config *c, ss_err *err)
         c->get_expires > SS_SIGV4_MAX_EXPIRES)
         return ss_fail(err, SS_ERR_INVALID, "presign expiries must be 1..%d seconds",
                        SS_SIGV4_MAX_EXPIRES);
+    /* A minute bounds how long a revoked token or a stale head may last (ld_state.h S7, S8). */
+    if (c->state_skew_ms > 60000 || c->state_head_cache_ms > 60000 ||
+        c->state_token_cache_ms > 60000)
+        return ss_fail(err, SS_ERR_INVALID,
+                       "state_skew_ms, state_head_cache_ms and state_token_cache_ms: 0..60000");
     return SS_OK;
 }
 
@@ -252,6 +288,42 @@ out:
     sodium_free(text); /* wipes: the file may hold the bucket secret */
     free(dir);
     return rc;
+}
+
+/* Bucket and prefix of s3://BUCKET/PREFIX, the prefix without its slashes at either end. */
+static void split_url(const char *url, char *bucket, size_t bn, const char **ret_prefix,
+                      size_t *ret_len)
+{
+    const char *b = url + strlen("s3://"), *slash = strchr(b, '/');
+    const char *p = slash ? slash : b + strlen(b);
+    size_t n;
+    snprintf(bucket, bn, "%.*s", (int)(p - b), b);
+    while (*p == '/')
+        p++;
+    n = strlen(p);
+    while (n && p[n - 1] == '/')
+        n--;
+    *ret_prefix = p;
+    *ret_len = n;
+}
+
+/* 1 when one of the prefixes is the other's or lies below it (whole components). */
+static int prefix_overlaps(const char *a, size_t an, const char *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    if (n == 0) return 1; /* a whole bucket holds everything in it */
+    if (memcmp(a, b, n)) return 0;
+    return an == bn || (an > n ? a[n] : b[n]) == '/';
+}
+
+int ld_url_overlaps(const char *a, const char *b)
+{
+    char ab[LD_URL_MAX], bb[LD_URL_MAX];
+    const char *ap, *bp;
+    size_t an, bn;
+    split_url(a, ab, sizeof ab, &ap, &an);
+    split_url(b, bb, sizeof bb, &bp, &bn);
+    return !strcmp(ab, bb) && prefix_overlaps(ap, an, bp, bn);
 }
 
 void ld_config_store_opts(const ld_config *c, ss_store_opts *ret)

@@ -41,6 +41,8 @@ static void device_row(sqlite3_stmt *st, ld_device *d)
     d->read_only = sqlite3_column_int(st, 3) != 0;
     d->revoked = sqlite3_column_int(st, 4) != 0;
     d->created_ms = sqlite3_column_int64(st, 5);
+    if (sqlite3_column_bytes(st, 6) == LD_HASH_LEN)
+        memcpy(d->hash, sqlite3_column_blob(st, 6), LD_HASH_LEN);
 }
 
 ss_rc db_device_by_hash(ld_db *db, const unsigned char hash[LD_HASH_LEN], ld_device *ret,

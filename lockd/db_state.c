@@ -12,11 +12,24 @@
 #include "db_impl.h"
 #include "ld_state.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+/* The impl: the database, and whether the state closes it. */
+typedef struct sq_impl {
+    ld_db *db;
+    int owned;
+} sq_impl;
+
+static ld_db *sq_db(ld_state *st)
+{
+    const sq_impl *q = ld_state_impl(st);
+    return q->db;
+}
 
 static ss_rc sq_read(ld_state *st, const char *repo, int fresh, ld_record *ret, ss_err *err)
 {
-    ld_db *db = ld_state_impl(st);
+    ld_db *db = sq_db(st);
     ld_record rec;
     int found = 0;
     ss_rc rc;
@@ -110,13 +123,15 @@ static ss_rc write_back(ld_db *db, const char *repo, const ld_record *was, const
     }
     if (rec->leased && rec->add_writer)
         rc = db_run(db, S_WRITER_ADD, repo, rec->lease.id, (int64_t)rec->lease.put_seq, err);
+    if (!rc && rec->drop_writers)
+        rc = db_run(db, S_WRITERS_DROP, repo, NULL, (int64_t)rec->repo.head, err);
     return rc;
 }
 
 static ss_rc sq_update(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
                        const ld_clock *clock, ld_record *ret_rec, ss_err *err)
 {
-    ld_db *db = ld_state_impl(st);
+    ld_db *db = sq_db(st);
     ld_record rec, was;
     ld_decision d = LD_KEEP;
     ss_rc rc;
@@ -137,24 +152,109 @@ static ss_rc sq_update(ld_state *st, const char *repo, ld_decide_fn decide, void
         rc = db_end(db, rc, err);
         if (rc) return rc;
     }
-    rec.add_writer = 0;
+    rec.add_writer = rec.drop_writers = 0;
     if (ret_rec) *ret_rec = rec;
     return SS_OK;
 }
 
 static void sq_close(ld_state *st)
 {
-    (void)st; /* the database is borrowed */
+    sq_impl *q = ld_state_impl(st);
+    if (q->owned) ld_db_close(q->db);
+    free(q);
+}
+
+static ss_rc sq_secret(ld_state *st, unsigned char out[LD_SECRET_LEN], ss_err *err)
+{
+    (void)err;
+    ld_db_secret(sq_db(st), out);
+    return SS_OK;
+}
+
+static ss_rc sq_repo_put(ld_state *st, const char *name, const char *url, int *ret_changed,
+                         ss_err *err)
+{
+    return ld_db_repo_put(sq_db(st), name, url, ret_changed, err);
+}
+
+static ss_rc sq_repo_list(ld_state *st, int (*fn)(void *ctx, const ld_repo_row *r), void *ctx,
+                          ss_err *err)
+{
+    return ld_db_repo_list(sq_db(st), fn, ctx, err);
+}
+
+static ss_rc sq_writers(ld_state *st, const char *repo, uint64_t seq, ld_writers *ret, ss_err *err)
+{
+    return ld_db_writers(sq_db(st), repo, seq, ret, err);
+}
+
+static ss_rc sq_device_add(ld_state *st, const ld_device *d, ss_err *err)
+{
+    ss_rc rc =
+        ld_db_device_add(sq_db(st), d->name, d->repo, d->read_only, d->hash, d->created_ms, err);
+    if (rc || !d->revoked) return rc;
+    return ld_db_device_revoke(sq_db(st), d->name, err);
+}
+
+static ss_rc sq_device_by_hash(ld_state *st, const unsigned char hash[LD_HASH_LEN], ld_device *ret,
+                               unsigned char ret_hash[LD_HASH_LEN], ss_err *err)
+{
+    return ld_db_device_by_hash(sq_db(st), hash, ret, ret_hash, err);
+}
+
+/* The device and, in the same transaction, its leases (ld_db_device_revoke): stronger than
+ * the interface asks; the updates ld_state_device_revoke runs after it find nothing. */
+static ss_rc sq_device_revoke(ld_state *st, const char *name, ss_err *err)
+{
+    return ld_db_device_revoke(sq_db(st), name, err);
+}
+
+static ss_rc sq_device_list(ld_state *st, int (*fn)(void *ctx, const ld_device *d), void *ctx,
+                            ss_err *err)
+{
+    return ld_db_device_list(sq_db(st), fn, ctx, err);
 }
 
 const ld_state_ops ld_state_sqlite_ops = {
     .scheme = "sqlite",
     .close = sq_close,
+    .secret = sq_secret,
     .read = sq_read,
     .update = sq_update,
+    .repo_put = sq_repo_put,
+    .repo_list = sq_repo_list,
+    .writers = sq_writers,
+    .device_add = sq_device_add,
+    .device_by_hash = sq_device_by_hash,
+    .device_revoke = sq_device_revoke,
+    .device_list = sq_device_list,
 };
+
+/* S6: one process, one clock: no skew. */
+static ss_rc sq_new(ld_db *db, int owned, ld_state **ret, ss_err *err)
+{
+    sq_impl *q = calloc(1, sizeof *q);
+    ss_rc rc;
+    *ret = NULL;
+    if (!q) return ss_fail(err, SS_ERR_NOMEM, "state: out of memory");
+    q->db = db;
+    q->owned = owned;
+    rc = ld_state_new(&ld_state_sqlite_ops, q, 0, ret, err);
+    if (rc) free(q);
+    return rc;
+}
 
 ss_rc ld_state_sqlite(ld_db *db, ld_state **ret, ss_err *err)
 {
-    return ld_state_new(&ld_state_sqlite_ops, db, ret, err);
+    return sq_new(db, 0, ret, err);
+}
+
+ss_rc ld_state_sqlite_open(const char *path, ld_state **ret, ss_err *err)
+{
+    ld_db *db = NULL;
+    ss_rc rc = ld_db_open(path, &db, err);
+    if (rc) return rc;
+    rc = sq_new(db, 1, ret, err);
+    if (rc) ld_db_close(db);
+    return rc;
 }

@@ -9,6 +9,7 @@
  */
 #include "body.h"
 #include "lockd.h"
+#include "ld_state.h"
 #include "array.h"
 #include "routes.h"
 #include "ss_buf.h"
@@ -121,7 +122,7 @@ static int admit(ld_server *s, struct MHD_Connection *c, const char *url, const 
         return 1;
     }
     if (ld_auth_check(
-            s->ctx.db, s->secret,
+            s->ctx.state, s->secret,
             MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
             &rq->dev, &ar, &err)) {
         fprintf(stderr, "s3sync-lockd: auth: %s\n", err.msg);
@@ -312,7 +313,8 @@ ss_rc ld_http_start(const ld_server_ctx *ctx, ld_server **ret, unsigned *ret_por
         free(s);
         return ss_fail(err, SS_ERR_NOMEM, "server: out of memory");
     }
-    ld_db_secret(ctx->db, s->secret);
+    rc = ld_state_secret(ctx->state, s->secret, err);
+    if (rc) goto fail;
     if (ctx->cfg->cert) {
         if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
             rc = ss_fail(err, SS_ERR_INVALID, "this libmicrohttpd has no TLS support");

@@ -109,9 +109,18 @@ typedef struct ld_record {
     /* Set by a decision that hands out PUT URLs of lease.put_seq: lease.device joins its
      * writers (GET writers). Not read back: 0 in every record read. */
     int add_writer;
+    /* Set by a rewind's decision: the writers of every sequence above repo.head are
+     * forgotten. Not read back either. */
+    int drop_writers;
 } ld_record;
 
 typedef enum ld_decision { LD_KEEP, LD_WRITE } ld_decision;
+
+/* The writers of one sequence (migrate). */
+typedef struct ld_seq_writers {
+    uint64_t seq;
+    ld_writers w;
+} ld_seq_writers;
 
 /* One decision (the model above): rec in, rec out; SS_OK with *ret, or a refusal. */
 typedef ss_rc (*ld_decide_fn)(void *ctx, ld_record *rec, int64_t now_ms, ld_decision *ret,
@@ -119,14 +128,13 @@ typedef ss_rc (*ld_decide_fn)(void *ctx, ld_record *rec, int64_t now_ms, ld_deci
 
 /*
  * What a backend provides: an ops table, as s3store's backends (store_impl.h).
- * Next slice, beside these: secret, device_add, device_by_hash (through S8's
- * cache), device_revoke (S8: the device refused first, then its leases
- * ended), device_list, repo_put, repo_list, writers, rewind; each with
- * today's ld_db_* semantics.
+ * Every call may come from any of the server's threads at once.
  */
 typedef struct ld_state_ops {
     const char *scheme; /* "sqlite", "s3" */
     void (*close)(ld_state *st);
+    /* The key of the device tokens' hash, made by the first lockd on this state. */
+    ss_rc (*secret)(ld_state *st, unsigned char out[LD_SECRET_LEN], ss_err *err);
     /*
      * The record of repo: fresh (read now) or through S7's cache (GET head).
      * SS_ERR_NOT_FOUND when the repository is not in the state.
@@ -135,29 +143,126 @@ typedef struct ld_state_ops {
     /* The model above; ret_rec (may be NULL): the record as written, or as read on LD_KEEP. */
     ss_rc (*update)(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
                     const ld_clock *clock, ld_record *ret_rec, ss_err *err);
+    /*
+     * Adds the repository (head 0, next_fencing 1), or moves it to url: head 0 and
+     * dirty (head belongs to the old location; reconciliation finds the new one's),
+     * the rest of its record kept. *ret_changed: 1 when it added or moved.
+     */
+    ss_rc (*repo_put)(ld_state *st, const char *name, const char *url, int *ret_changed,
+                      ss_err *err);
+    /* Every repository's row, by name; fn answering nonzero stops the walk. */
+    ss_rc (*repo_list)(ld_state *st, int (*fn)(void *ctx, const ld_repo_row *r), void *ctx,
+                       ss_err *err);
+    /* The writers of seq (lockd.h ld_writers): none (n = 0) when nobody was given it. */
+    ss_rc (*writers)(ld_state *st, const char *repo, uint64_t seq, ld_writers *ret, ss_err *err);
+    /* d as given (its hash, revoked as it says: migrate copies revoked devices too);
+     * SS_ERR_EXISTS when the name is taken (revoked or not): names are never reused. */
+    ss_rc (*device_add)(ld_state *st, const ld_device *d, ss_err *err);
+    /* S8. SS_ERR_NOT_FOUND when no device has this hash; a revoked one is returned (the
+     * caller refuses it); ret_hash: the hash as stored, for the constant-time check. */
+    ss_rc (*device_by_hash)(ld_state *st, const unsigned char hash[LD_HASH_LEN], ld_device *ret,
+                            unsigned char ret_hash[LD_HASH_LEN], ss_err *err);
+    /* The device marked revoked (SS_ERR_NOT_FOUND: no such name); nothing else: its leases
+     * are ended by ld_state_device_revoke, one update per repository. */
+    ss_rc (*device_revoke)(ld_state *st, const char *name, ss_err *err);
+    ss_rc (*device_list)(ld_state *st, int (*fn)(void *ctx, const ld_device *d), void *ctx,
+                         ss_err *err);
+    /*
+     * migrate: the record of rec->repo.name (with its url) written as given, its
+     * writers w[0..n) with it; SS_ERR_EXISTS when the repository is in the state.
+     */
+    ss_rc (*repo_import)(ld_state *st, const ld_record *rec, const ld_seq_writers *w, size_t n,
+                         ss_err *err);
 } ld_state_ops;
 
 /* For a backend: a state over ops and its impl (ops->close is given the state to free it). */
-ss_rc ld_state_new(const ld_state_ops *ops, void *impl, ld_state **ret, ss_err *err);
+ss_rc ld_state_new(const ld_state_ops *ops, void *impl, int64_t skew_ms, ld_state **ret,
+                   ss_err *err);
 void *ld_state_impl(const ld_state *st);
 
-/* The SQLite backend (db_state.c) over db (borrowed: it must outlive the state). */
+/* The SQLite backend (db_state.c) over db (borrowed: it must outlive the state), or
+ * over the database at path, opened (made when absent) and closed with the state. */
 ss_rc ld_state_sqlite(ld_db *db, ld_state **ret, ss_err *err);
+ss_rc ld_state_sqlite_open(const char *path, ld_state **ret, ss_err *err);
 
-#define LD_STATE_WRITERS_KEPT 64
+#define LD_STATE_WRITERS_KEPT 64 /* sequences a bucket record keeps the writers of */
+
+/* The bucket backend's settings (ld_config's state_* keys). */
+typedef struct ld_state_s3_opts {
+    int64_t skew_ms;        /* S6 */
+    int64_t head_cache_ms;  /* S7 */
+    int64_t token_cache_ms; /* S8 */
+    const ld_clock *clock;  /* the caches' clock (borrowed) */
+    /* NULL, or the token secret meta.json must hold (migrate): made with it when absent,
+     * SS_ERR_CONFLICT when it holds another (tokens made under the other would fail). */
+    const unsigned char *secret;
+} ld_state_s3_opts;
 
 /*
- * Next slice: ld_state_open("sqlite:PATH" or "s3://BUCKET/PREFIX", cfg). The
- * bucket backend first runs ss_store_probe_if_match and refuses, in one
- * line, a store that takes a stale swap; and refuses a PREFIX inside (or
- * around) a served repository's, whose devices could then be given URLs for
- * lockd's objects.
+ * The bucket backend (state_s3.c) on store, opened at s3://BUCKET/PREFIX
+ * (owned: closed with the state; on failure the caller still owns it).
+ * Runs ss_store_probe_if_match first and refuses, in one line, a store that
+ * takes a stale swap; makes meta.json (the token secret) when absent.
  */
+ss_rc ld_state_s3(ss_store *store, const ld_state_s3_opts *o, ld_state **ret, ss_err *err);
+
+/*
+ * The state cfg names (`state =`, or the older `db =`, default sqlite):
+ * "sqlite:PATH" or "s3://BUCKET/PREFIX", the latter with the config's s3_*
+ * settings and refused when PREFIX lies inside, or around, a repository's
+ * (devices get URLs inside their repository's prefix only).
+ */
+ss_rc ld_state_open(const ld_config *cfg, const ld_clock *clock, ld_state **ret, ss_err *err);
+/* The same, a bucket state made with (or refused unless it holds) secret: migrate. */
+ss_rc ld_state_open_with_secret(const ld_config *cfg, const ld_clock *clock,
+                                const unsigned char secret[LD_SECRET_LEN], ld_state **ret,
+                                ss_err *err);
 void ld_state_close(ld_state *st);
+const char *ld_state_scheme(const ld_state *st);
+/* S6: 0 on SQLite. */
+int64_t ld_state_skew_ms(const ld_state *st);
 
 ss_rc ld_state_update(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
                       const ld_clock *clock, ld_record *ret_rec, ss_err *err);
 ss_rc ld_state_read(ld_state *st, const char *repo, int fresh, ld_record *ret, ss_err *err);
+
+ss_rc ld_state_secret(ld_state *st, unsigned char out[LD_SECRET_LEN], ss_err *err);
+ss_rc ld_state_repo_put(ld_state *st, const char *name, const char *url, int *ret_changed,
+                        ss_err *err);
+ss_rc ld_state_repo_list(ld_state *st, int (*fn)(void *ctx, const ld_repo_row *r), void *ctx,
+                         ss_err *err);
+ss_rc ld_state_writers(ld_state *st, const char *repo, uint64_t seq, ld_writers *ret, ss_err *err);
+ss_rc ld_state_device_add(ld_state *st, const ld_device *d, ss_err *err);
+ss_rc ld_state_device_by_hash(ld_state *st, const unsigned char hash[LD_HASH_LEN], ld_device *ret,
+                              unsigned char ret_hash[LD_HASH_LEN], ss_err *err);
+ss_rc ld_state_device_list(ld_state *st, int (*fn)(void *ctx, const ld_device *d), void *ctx,
+                           ss_err *err);
+
+/* Copies every repository's record (with the writers of its last LD_STATE_WRITERS_KEPT
+ * sequences) and every device of from into to, which must hold none of them. */
+ss_rc ld_state_migrate(ld_state *from, ld_state *to, FILE *out, ss_err *err);
+
+/* Transitions that are the same on every backend (ld_state.c), each one update. */
+
+/* A lease ends (released, committed with release, taken over, revoked, rewound): with
+ * PUT URLs out above head the repository is dirty (S5); the URLs it was given stay
+ * valid until its expiry, which a rewind must wait for (urls_until_ms). */
+void ld_record_end_lease(ld_record *rec);
+
+/* S8: the device refused first, then each repository's lease of it ended as a release. */
+ss_rc ld_state_device_revoke(ld_state *st, const char *name, const ld_clock *clock, ss_err *err);
+/* The repository reconciles before its next grant (a moved URL, a start). */
+ss_rc ld_state_mark_dirty(ld_state *st, const char *repo, const ld_clock *clock, ss_err *err);
+/*
+ * An admin's rewind (rewind.c), in two steps. begin: head = seq (at most head),
+ * the lease ended (its PUT URLs counted into urls_until_ms), rewinding set (no
+ * grant, no reconciliation until end), the writers above seq forgotten;
+ * *ret_before and *ret_after the repository row around it. end: rewinding
+ * cleared, once the bucket holds nothing above seq.
+ */
+ss_rc ld_state_rewind_begin(ld_state *st, const char *repo, uint64_t seq, const ld_clock *clock,
+                            ld_repo_row *ret_before, ld_repo_row *ret_after, ss_err *err);
+ss_rc ld_state_rewind_end(ld_state *st, const char *repo, const ld_clock *clock, ss_err *err);
 
 /*
  * The transitions of lease.c are decisions, each a function of (record,

@@ -135,24 +135,6 @@ static ss_rc current(const trans *t, const ld_record *rec, int64_t now, int allo
     return SS_OK;
 }
 
-/*
- * The lease of rec ends (released, committed with release, expired and taken
- * over): with PUT URLs out for a sequence above head, the repository is
- * dirty (invariant 5); URLs it was given stay valid until its expiry, which
- * a rewind must wait for (urls_until_ms).
- */
-static void end_lease(ld_record *rec)
-{
-    if (rec->lease.put_seq > rec->repo.head) {
-        rec->repo.dirty = 1;
-        rec->dirty_gen++; /* a reconciliation listing since before this does not clear it */
-    }
-    if (rec->lease.put_seq > 0 && rec->lease.expires_ms > rec->repo.urls_until_ms)
-        rec->repo.urls_until_ms = rec->lease.expires_ms;
-    rec->leased = 0;
-    memset(&rec->lease, 0, sizeof rec->lease);
-}
-
 static void fill_lease(const ld_leases *l, const ld_lease_row *row, uint64_t head, ld_lease *ret)
 {
     if (!ret) return;
@@ -198,7 +180,7 @@ static ss_rc decide_grant(void *ctx, ld_record *rec, int64_t now, ld_decision *r
     }
     if (rec->leased) { /* EXPIRED: end it the way a release would, so invariant 5 sees it */
         t->expired = 1;
-        end_lease(rec);
+        ld_record_end_lease(rec);
         *ret = LD_WRITE;
     }
     if (rec->repo.rewinding)
@@ -329,7 +311,7 @@ static ss_rc decide_release(void *ctx, ld_record *rec, int64_t now, ld_decision 
     *ret = LD_KEEP;
     rc = current(t, rec, now, 1);
     if (rc) return rc;
-    end_lease(rec);
+    ld_record_end_lease(rec);
     *ret = LD_WRITE;
     return SS_OK;
 }
@@ -425,7 +407,7 @@ static ss_rc decide_commit(void *ctx, ld_record *rec, int64_t now, ld_decision *
          * lease held the sequence throughout, so the object is its own. */
         t->done = 1;
         if (t->release) {
-            end_lease(rec);
+            ld_record_end_lease(rec);
             *ret = LD_WRITE;
         }
         return SS_OK;
@@ -440,7 +422,7 @@ static ss_rc decide_commit(void *ctx, ld_record *rec, int64_t now, ld_decision *
     memcpy(rec->repo.head_etag, t->obj->etag, sizeof rec->repo.head_etag);
     rec->repo.head_size = t->obj->size;
     t->out->head = t->seq;
-    if (t->release) end_lease(rec);
+    if (t->release) ld_record_end_lease(rec);
     *ret = LD_WRITE;
     return SS_OK;
 }

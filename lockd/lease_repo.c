@@ -51,18 +51,13 @@ void lease_outcome_clear(ld_outcome *out)
     memset(out, 0, sizeof *out);
 }
 
-ss_rc ld_leases_new(ld_db *db, const ld_clock *clock, ld_metrics *metrics,
+ss_rc ld_leases_new(ld_state *state, const ld_clock *clock, ld_metrics *metrics,
                     const ld_lease_limits *limits, ld_leases **ret, ss_err *err)
 {
     ld_leases *l = calloc(1, sizeof *l);
-    ss_rc rc;
     *ret = NULL;
     if (!l) return ss_fail(err, SS_ERR_NOMEM, "leases: out of memory");
-    rc = ld_state_sqlite(db, &l->state, err);
-    if (rc) {
-        free(l);
-        return rc;
-    }
+    l->state = state;
     l->clock = clock ? *clock : ld_clock_real;
     l->metrics = metrics;
     l->limits = limits ? *limits : (ld_lease_limits){TTL_MIN_MS_DEFAULT, TTL_MAX_MS_DEFAULT};
@@ -80,7 +75,6 @@ void ld_leases_free(ld_leases *l)
         pthread_mutex_destroy(&s->mu);
         free(s);
     }
-    ld_state_close(l->state);
     free(l);
 }
 

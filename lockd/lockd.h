@@ -115,6 +115,7 @@ char *ld_metrics_render(ld_metrics *m);
 /* --- db.c ------------------------------------------------------------------- */
 
 typedef struct ld_db ld_db;
+typedef struct ld_state ld_state; /* ld_state.h: the state behind one interface */
 
 typedef struct ld_device {
     int64_t id;
@@ -123,6 +124,7 @@ typedef struct ld_device {
     int read_only;
     int revoked;
     int64_t created_ms;
+    unsigned char hash[LD_HASH_LEN]; /* its token's keyed hash (auth.c) */
 } ld_device;
 
 typedef struct ld_repo_row {
@@ -246,8 +248,9 @@ typedef enum ld_auth_result {
 
 /* Check an Authorization header value (may be NULL). SS_OK with *ret_result
  * telling the outcome; an error only when the database failed. */
-ss_rc ld_auth_check(ld_db *db, const unsigned char secret[LD_SECRET_LEN], const char *authorization,
-                    ld_device *ret_dev, ld_auth_result *ret_result, ss_err *err);
+ss_rc ld_auth_check(ld_state *state, const unsigned char secret[LD_SECRET_LEN],
+                    const char *authorization, ld_device *ret_dev, ld_auth_result *ret_result,
+                    ss_err *err);
 
 /* --- lease.c ---------------------------------------------------------------- */
 
@@ -292,8 +295,8 @@ typedef struct ld_lease_limits {
     int64_t ttl_min_ms, ttl_max_ms;
 } ld_lease_limits;
 
-/* db, clock and metrics (may be NULL) are borrowed and must outlive the leases. */
-ss_rc ld_leases_new(ld_db *db, const ld_clock *clock, ld_metrics *metrics,
+/* state, clock and metrics (may be NULL) are borrowed and must outlive the leases. */
+ss_rc ld_leases_new(ld_state *state, const ld_clock *clock, ld_metrics *metrics,
                     const ld_lease_limits *limits, ld_leases **ret, ss_err *err);
 void ld_leases_free(ld_leases *l);
 /* Serve repository `name` (present in the db) from `store`, which the leases own. */
@@ -360,8 +363,10 @@ typedef struct ld_config_repo {
 } ld_config_repo;
 
 typedef struct ld_config {
-    char *listen;     /* HOST:PORT, [V6]:PORT; default 127.0.0.1:8443 */
-    char *db;         /* database path */
+    char *listen; /* HOST:PORT, [V6]:PORT; default 127.0.0.1:8443 */
+    char *state;  /* "sqlite:PATH", "s3://BUCKET/PREFIX" (ld_state.h), NULL: none given */
+    /* The bucket state's clock skew allowance, head cache and token cache (ld_state.h S6-S8). */
+    int64_t state_skew_ms, state_head_cache_ms, state_token_cache_ms;
     char *cert, *key; /* PEM files; both or neither */
     unsigned threads; /* 0: a thread per connection; N: a pool of N */
     /* Hostile clients: connections in all and from one address, and the
@@ -383,6 +388,8 @@ typedef struct ld_config {
 void ld_config_defaults(ld_config *c);
 ss_rc ld_config_load(const char *path, ld_config *c, ss_err *err);
 void ld_config_clear(ld_config *c);
+/* 1 when two s3:// URLs share a bucket and one's prefix is, or lies below, the other's. */
+int ld_url_overlaps(const char *a, const char *b);
 /* How lockd opens a repository's bucket: the config's s3_* settings (borrowed). */
 void ld_config_store_opts(const ld_config *c, ss_store_opts *ret);
 
@@ -393,7 +400,7 @@ void ld_config_store_opts(const ld_config *c, ss_store_opts *ret);
  * bucket's log/, data/ and checkpoints/ objects above it deleted, after every
  * PUT URL of the repository expired. What it did goes to out, one line.
  */
-ss_rc ld_rewind(const ld_config *cfg, ld_db *db, const char *repo, uint64_t seq, FILE *out,
+ss_rc ld_rewind(const ld_config *cfg, ld_state *state, const char *repo, uint64_t seq, FILE *out,
                 ss_err *err);
 
 /* --- http.c ----------------------------------------------------------------- */
@@ -402,7 +409,7 @@ typedef struct ld_server ld_server;
 
 typedef struct ld_server_ctx {
     const ld_config *cfg;
-    ld_db *db;
+    ld_state *state;
     ld_leases *leases;
     ld_metrics *metrics;
 } ld_server_ctx;

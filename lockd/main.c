@@ -7,6 +7,7 @@
  * Exit codes: 0 done, 1 failed, 2 usage.
  */
 #include "lockd.h"
+#include "ld_state.h"
 #include "array.h"
 
 #include <errno.h>
@@ -23,16 +24,18 @@
 #endif
 
 static const char usage_text[] =
-    "usage: s3sync-lockd --config FILE [--db FILE] [--listen ADDR:PORT] [--port-file FILE]\n"
-    "       s3sync-lockd (--config FILE | --db FILE) COMMAND\n"
-    "commands (on the database; the server need not run):\n"
+    "usage: s3sync-lockd --config FILE [--state SPEC] [--listen ADDR:PORT] [--port-file FILE]\n"
+    "       s3sync-lockd (--config FILE | --state SPEC | --db FILE) COMMAND\n"
+    "SPEC: sqlite:PATH (--db PATH) or s3://BUCKET/PREFIX\n"
+    "commands (on the state; the server need not run):\n"
     "  device add NAME --repo REPO [--read-only]   print the new device's token, once\n"
     "  device list\n"
     "  device revoke NAME\n"
     "  repo add NAME s3://BUCKET/PREFIX\n"
     "  repo list\n"
     "  repo rewind NAME SEQ                         head back to SEQ; deletes log/, data/ and\n"
-    "                                               checkpoints/ above it from the bucket\n";
+    "                                               checkpoints/ above it from the bucket\n"
+    "  migrate s3://BUCKET/PREFIX                   copy this SQLite state into a bucket state\n";
 
 static int usage(void)
 {
@@ -69,19 +72,21 @@ static int print_repo(void *ctx, const ld_repo_row *r)
     return 0;
 }
 
-static int repo_known(ld_db *db, const char *name)
+static int repo_known(ld_state *st, const char *name)
 {
-    ld_repo_row r;
-    return ld_db_repo_get(db, name, &r, NULL) == SS_OK;
+    ld_record r;
+    ss_err err = {{0}};
+    return ld_state_read(st, name, 1, &r, &err) == SS_OK;
 }
 
-static int cmd_device(ld_db *db, int argc, char **argv)
+static int cmd_device(ld_state *st, int argc, char **argv)
 {
     ss_err err = {{0}};
     if (argc >= 2 && !strcmp(argv[1], "add")) {
         const char *name = argc > 2 ? argv[2] : NULL, *repo = NULL;
         int ro = 0;
-        unsigned char secret[LD_SECRET_LEN], hash[LD_HASH_LEN];
+        unsigned char secret[LD_SECRET_LEN];
+        ld_device d = {0};
         char token[LD_TOKEN_LEN + 1];
         for (int i = 3; i < argc; i++) {
             if (!strcmp(argv[i], "--repo") && i + 1 < argc)
@@ -97,18 +102,20 @@ static int cmd_device(ld_db *db, int argc, char **argv)
                     "s3sync-lockd: names are 1..64 of [A-Za-z0-9._-], not starting with '.'\n");
             return 2;
         }
-        if (!repo_known(db, repo))
+        if (!repo_known(st, repo))
             fprintf(stderr,
                     "s3sync-lockd: warning: repository %s is not known yet (add it to the "
                     "config or with 'repo add')\n",
                     repo);
-        ld_db_secret(db, secret);
+        if (ld_state_secret(st, secret, &err)) return fail("device add", &err);
         ld_auth_token_new(token);
-        ld_auth_hash(secret, token, hash);
+        ld_auth_hash(secret, token, d.hash);
         sodium_memzero(secret, sizeof secret);
-        if (ld_db_device_add(db, name, repo, ro, hash, ld_clock_real.now_ms(ld_clock_real.ctx),
-                             &err))
-            return fail("device add", &err);
+        snprintf(d.name, sizeof d.name, "%s", name);
+        snprintf(d.repo, sizeof d.repo, "%s", repo);
+        d.read_only = ro;
+        d.created_ms = ld_clock_real.now_ms(ld_clock_real.ctx);
+        if (ld_state_device_add(st, &d, &err)) return fail("device add", &err);
         /* The only time the token exists outside the device: the db keeps its hash. */
         printf("%s\n", token);
         sodium_memzero(token, sizeof token);
@@ -116,15 +123,17 @@ static int cmd_device(ld_db *db, int argc, char **argv)
     }
     if (argc == 2 && !strcmp(argv[1], "list")) {
         printf("%-24s %-24s %-10s %-8s %s\n", "NAME", "REPO", "MODE", "STATUS", "CREATED");
-        return ld_db_device_list(db, print_device, NULL, &err) ? fail("device list", &err) : 0;
+        return ld_state_device_list(st, print_device, NULL, &err) ? fail("device list", &err) : 0;
     }
     if (argc == 3 && !strcmp(argv[1], "revoke"))
-        return ld_db_device_revoke(db, argv[2], &err) ? fail("device revoke", &err) : 0;
+        return ld_state_device_revoke(st, argv[2], &ld_clock_real, &err)
+                   ? fail("device revoke", &err)
+                   : 0;
     return usage();
 }
 
 /* repo rewind NAME SEQ */
-static int cmd_rewind(const ld_config *cfg, ld_db *db, const char *name, const char *seq_text)
+static int cmd_rewind(const ld_config *cfg, ld_state *st, const char *name, const char *seq_text)
 {
     ss_err err = {{0}};
     char *end = NULL;
@@ -135,21 +144,21 @@ static int cmd_rewind(const ld_config *cfg, ld_db *db, const char *name, const c
         fprintf(stderr, "s3sync-lockd: repo rewind NAME SEQ (SEQ a sequence number, 0 or more)\n");
         return 2;
     }
-    if (ld_rewind(cfg, db, name, (uint64_t)seq, stdout, &err)) return fail("repo rewind", &err);
+    if (ld_rewind(cfg, st, name, (uint64_t)seq, stdout, &err)) return fail("repo rewind", &err);
     return 0;
 }
 
-static int cmd_repo(const ld_config *cfg, ld_db *db, int argc, char **argv)
+static int cmd_repo(const ld_config *cfg, ld_state *st, int argc, char **argv)
 {
     ss_err err = {{0}};
     int changed = 0;
-    if (argc == 4 && !strcmp(argv[1], "rewind")) return cmd_rewind(cfg, db, argv[2], argv[3]);
+    if (argc == 4 && !strcmp(argv[1], "rewind")) return cmd_rewind(cfg, st, argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "add")) {
         if (!ld_name_ok(argv[2]) || strncmp(argv[3], "s3://", 5)) {
             fprintf(stderr, "s3sync-lockd: repo add NAME s3://BUCKET/PREFIX\n");
             return 2;
         }
-        if (ld_db_repo_put(db, argv[2], argv[3], &changed, &err)) return fail("repo add", &err);
+        if (ld_state_repo_put(st, argv[2], argv[3], &changed, &err)) return fail("repo add", &err);
         if (changed)
             fprintf(stderr,
                     "s3sync-lockd: repository %s moved to %s: head reconciles from the "
@@ -159,16 +168,44 @@ static int cmd_repo(const ld_config *cfg, ld_db *db, int argc, char **argv)
     }
     if (argc == 2 && !strcmp(argv[1], "list")) {
         printf("%-24s %-12s %s\n", "NAME", "HEAD", "URL");
-        return ld_db_repo_list(db, print_repo, NULL, &err) ? fail("repo list", &err) : 0;
+        return ld_state_repo_list(st, print_repo, NULL, &err) ? fail("repo list", &err) : 0;
     }
     return usage();
+}
+
+/* migrate s3://BUCKET/PREFIX: this SQLite state copied into a new bucket state, its token
+ * secret with it, so every device token keeps working when the config's state moves there. */
+static int cmd_migrate(const ld_config *cfg, ld_state *from, int argc, char **argv)
+{
+    ld_config to_cfg = *cfg;
+    ld_state *to = NULL;
+    unsigned char secret[LD_SECRET_LEN];
+    ss_err err = {{0}};
+    int status = 1;
+    if (argc != 2 || (strncmp(argv[1], "s3://", 5) && strncmp(argv[1], "file://", 7)))
+        return usage();
+    if (strcmp(ld_state_scheme(from), "sqlite")) {
+        fprintf(stderr, "s3sync-lockd: migrate: the state to copy from must be sqlite:, not %s\n",
+                ld_state_scheme(from));
+        return 2;
+    }
+    if (ld_state_secret(from, secret, &err)) return fail("migrate", &err);
+    to_cfg.state = argv[1];
+    if (ld_state_open_with_secret(&to_cfg, &ld_clock_real, secret, &to, &err) ||
+        ld_state_migrate(from, to, stdout, &err))
+        fail("migrate", &err);
+    else
+        status = 0;
+    sodium_memzero(secret, sizeof secret);
+    ld_state_close(to);
+    return status;
 }
 
 /* --- the server ------------------------------------------------------------------ */
 
 typedef struct open_ctx {
     const ld_config *cfg;
-    ld_db *db;
+    ld_state *state;
     ld_leases *leases;
     ss_rc rc;
     ss_err err;
@@ -243,7 +280,7 @@ static void reconcile(open_ctx *c, const ld_repo_row *r)
          * repository before a reconciliation succeeds (lease.c invariant 5). */
         fprintf(stderr, "s3sync-lockd: warning: %s: reconcile with the bucket failed: %s\n",
                 r->name, o.err.msg);
-        if (ld_db_repo_mark_dirty(c->db, r->name, &err))
+        if (ld_state_mark_dirty(c->state, r->name, &ld_clock_real, &err))
             fprintf(stderr, "s3sync-lockd: %s: %s\n", r->name, err.msg);
         return;
     }
@@ -268,12 +305,12 @@ static ss_rc write_port_file(const char *path, unsigned port, ss_err *err)
 
 /* The config's repositories into the db, so the server and the admin
  * commands see the same set. */
-static int sync_repos(const ld_config *cfg, ld_db *db)
+static int sync_repos(const ld_config *cfg, ld_state *st)
 {
     ss_err err = {{0}};
     int changed = 0;
     for (size_t i = 0; i < cfg->n_repos; i++) {
-        if (ld_db_repo_put(db, cfg->repos[i].name, cfg->repos[i].url, &changed, &err))
+        if (ld_state_repo_put(st, cfg->repos[i].name, cfg->repos[i].url, &changed, &err))
             return fail("repository", &err);
         if (changed)
             fprintf(stderr, "s3sync-lockd: %s moved to %s: head comes from the bucket\n",
@@ -282,12 +319,12 @@ static int sync_repos(const ld_config *cfg, ld_db *db)
     return 0;
 }
 
-static int serve(ld_config *cfg, ld_db *db, const char *port_file)
+static int serve(ld_config *cfg, ld_state *st, const char *port_file)
 {
     ld_metrics *metrics = NULL;
     ld_leases *leases = NULL;
     ld_server *server = NULL;
-    open_ctx oc = {.cfg = cfg, .db = db};
+    open_ctx oc = {.cfg = cfg, .state = st};
     ld_lease_limits lim = {cfg->ttl_min_ms, cfg->ttl_max_ms};
     sigset_t stop;
     unsigned port = 0;
@@ -302,12 +339,12 @@ static int serve(ld_config *cfg, ld_db *db, const char *port_file)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (ld_metrics_new(&metrics, &err) || ld_leases_new(db, NULL, metrics, &lim, &leases, &err)) {
+    if (ld_metrics_new(&metrics, &err) || ld_leases_new(st, NULL, metrics, &lim, &leases, &err)) {
         fail("start", &err);
         goto out;
     }
     oc.leases = leases;
-    if (ld_db_repo_list(db, collect_repo, &oc, &err) || oc.rc) {
+    if (ld_state_repo_list(st, collect_repo, &oc, &err) || oc.rc) {
         fail("repository", oc.rc ? &oc.err : &err);
         goto out;
     }
@@ -318,7 +355,7 @@ static int serve(ld_config *cfg, ld_db *db, const char *port_file)
         }
     for (size_t i = 0; i < oc.n_rows; i++)
         reconcile(&oc, &oc.rows[i]);
-    ld_server_ctx sc = {cfg, db, leases, metrics};
+    ld_server_ctx sc = {cfg, st, leases, metrics};
     if (ld_http_start(&sc, &server, &port, &err)) {
         fail("listen", &err);
         goto out;
@@ -327,8 +364,9 @@ static int serve(ld_config *cfg, ld_db *db, const char *port_file)
         fail("start", &err);
         goto out;
     }
-    fprintf(stderr, "s3sync-lockd %s: %s on %s, port %u, %zu repositories\n", S3SYNC_VERSION,
-            cfg->cert ? "https" : "http", cfg->listen ? cfg->listen : "127.0.0.1:8443", port, oc.n);
+    fprintf(stderr, "s3sync-lockd %s: %s on %s, port %u, %zu repositories, state %s\n",
+            S3SYNC_VERSION, cfg->cert ? "https" : "http",
+            cfg->listen ? cfg->listen : "127.0.0.1:8443", port, oc.n, ld_state_scheme(st));
     while (sigwait(&stop, &sig) == 0 && sig != SIGTERM && sig != SIGINT)
         ;
     fprintf(stderr, "s3sync-lockd: %s: stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -344,9 +382,10 @@ out:
 
 int main(int argc, char **argv)
 {
-    const char *config_path = NULL, *db_path = NULL, *listen = NULL, *port_file = NULL;
+    const char *config_path = NULL, *db_path = NULL, *state = NULL, *listen = NULL;
+    const char *port_file = NULL;
     ld_config cfg;
-    ld_db *db = NULL;
+    ld_state *st = NULL;
     ss_err err = {{0}};
     int i, status = 1;
 
@@ -356,6 +395,7 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         const char **dst = !strcmp(a, "--config")      ? &config_path
                            : !strcmp(a, "--db")        ? &db_path
+                           : !strcmp(a, "--state")     ? &state
                            : !strcmp(a, "--listen")    ? &listen
                            : !strcmp(a, "--port-file") ? &port_file
                                                        : NULL;
@@ -374,16 +414,21 @@ int main(int argc, char **argv)
         status = fail(err.msg, NULL);
         goto out;
     }
-    if (db_path) {
-        free(cfg.db);
-        cfg.db = strdup(db_path);
+    if (db_path || state) {
+        free(cfg.state);
+        cfg.state = NULL;
+        if (state)
+            cfg.state = strdup(state);
+        else if (asprintf(&cfg.state, "sqlite:%s", db_path) < 0)
+            cfg.state = NULL;
     }
     if (listen) {
         free(cfg.listen);
         cfg.listen = strdup(listen);
     }
-    if (!cfg.db) {
-        fprintf(stderr, "s3sync-lockd: no database: give --db FILE or db = FILE in the config\n");
+    if (!cfg.state) {
+        fprintf(stderr, "s3sync-lockd: no state: give --state SPEC (or --db FILE), or state = "
+                        "SPEC in the config\n");
         status = 2;
         goto out;
     }
@@ -391,22 +436,24 @@ int main(int argc, char **argv)
         status = usage();
         goto out;
     }
-    if (ld_db_open(cfg.db, &db, &err)) {
-        status = fail("database", &err);
+    if (ld_state_open(&cfg, &ld_clock_real, &st, &err)) {
+        status = fail("state", &err);
         goto out;
     }
-    if (sync_repos(&cfg, db))
+    if (sync_repos(&cfg, st))
         status = 1;
     else if (i == argc)
-        status = serve(&cfg, db, port_file);
+        status = serve(&cfg, st, port_file);
     else if (!strcmp(argv[i], "device"))
-        status = cmd_device(db, argc - i, argv + i);
+        status = cmd_device(st, argc - i, argv + i);
     else if (!strcmp(argv[i], "repo"))
-        status = cmd_repo(&cfg, db, argc - i, argv + i);
+        status = cmd_repo(&cfg, st, argc - i, argv + i);
+    else if (!strcmp(argv[i], "migrate"))
+        status = cmd_migrate(&cfg, st, argc - i, argv + i);
     else
         status = usage();
 out:
-    ld_db_close(db);
+    ld_state_close(st);
     ld_config_clear(&cfg);
     return status;
 }

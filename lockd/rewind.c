@@ -7,16 +7,17 @@
  *
  * Steps, each safe to repeat: a rewind that died is finished by running it
  * again.
- *  1. One transaction (ld_db_rewind_begin): head = SEQ, the lease ended,
+ *  1. One transaction (ld_state_rewind_begin): head = SEQ, the lease ended,
  *     rewinding set, so a running server grants no lease (503 rewinding)
  *     and does not reconcile (which would count what is being deleted).
  *  2. Wait until every PUT URL issued for the repository expired
  *     (urls_until_ms): one still valid could put an object back above SEQ.
  *  3. Delete the log/, data/ and checkpoints/ objects of sequences above
  *     SEQ (a checkpoint above SEQ holds the state the rewind undoes).
- *  4. Clear rewinding (ld_db_rewind_end).
+ *  4. Clear rewinding (ld_state_rewind_end).
  */
 #include "lockd.h"
+#include "ld_state.h"
 #include "array.h"
 
 #include <errno.h>
@@ -150,16 +151,16 @@ out:
     return rc;
 }
 
-ss_rc ld_rewind(const ld_config *cfg, ld_db *db, const char *repo, uint64_t seq, FILE *out,
+ss_rc ld_rewind(const ld_config *cfg, ld_state *state, const char *repo, uint64_t seq, FILE *out,
                 ss_err *err)
 {
     ld_repo_row before, after;
     size_t counts[3] = {0};
-    ss_rc rc = ld_db_rewind_begin(db, repo, seq, &before, &after, err);
+    ss_rc rc = ld_state_rewind_begin(state, repo, seq, &ld_clock_real, &before, &after, err);
     if (rc) return rc;
     rc = clear_above(cfg, &after, seq, out, counts, err);
     if (rc) return rc; /* rewinding stays set: run the command again */
-    rc = ld_db_rewind_end(db, repo, err);
+    rc = ld_state_rewind_end(state, repo, &ld_clock_real, err);
     if (rc) return rc;
     fprintf(out,
             "%s: head %" PRIu64 " -> %" PRIu64 "; deleted %zu log, %zu data and %zu checkpoint "

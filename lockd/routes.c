@@ -7,6 +7,7 @@
  */
 #include "body.h"
 #include "routes.h"
+#include "ld_state.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,7 +208,7 @@ static ss_rc serve_writers(const ld_call *call, ld_reply *r, ld_outcome *o)
     const char *repo = call->p->repo;
     ld_writers w;
     json_t *names = NULL;
-    ss_rc rc = ld_db_writers(call->ctx->db, repo, call->p->seq, &w, &o->err);
+    ss_rc rc = ld_state_writers(call->ctx->state, repo, call->p->seq, &w, &o->err);
     if (rc) {
         o->why = LD_WHY_INTERNAL;
         return rc;
@@ -228,11 +229,11 @@ static const ld_route_def routes[] = {
     {"GET", "/healthz", LD_R_HEALTHZ, LD_OPEN, serve_healthz},
     {"GET", "/metrics", LD_R_METRICS, LD_OPEN, serve_metrics},
     {"GET", "/v1/repos/{repo}/head", LD_R_HEAD, LD_READ, serve_head},
-    {"POST", "/v1/repos/{repo}/lease", LD_R_ACQUIRE, LD_WRITE, serve_acquire},
-    {"POST", "/v1/repos/{repo}/lease/{lease}/renew", LD_R_RENEW, LD_WRITE, serve_renew},
-    {"DELETE", "/v1/repos/{repo}/lease/{lease}", LD_R_RELEASE, LD_WRITE, serve_release},
+    {"POST", "/v1/repos/{repo}/lease", LD_R_ACQUIRE, LD_READ_WRITE, serve_acquire},
+    {"POST", "/v1/repos/{repo}/lease/{lease}/renew", LD_R_RENEW, LD_READ_WRITE, serve_renew},
+    {"DELETE", "/v1/repos/{repo}/lease/{lease}", LD_R_RELEASE, LD_READ_WRITE, serve_release},
     {"POST", "/v1/repos/{repo}/presign", LD_R_PRESIGN, LD_READ, serve_presign},
-    {"POST", "/v1/repos/{repo}/commit", LD_R_COMMIT, LD_WRITE, serve_commit},
+    {"POST", "/v1/repos/{repo}/commit", LD_R_COMMIT, LD_READ_WRITE, serve_commit},
     {"GET", "/v1/repos/{repo}/writers/{seq}", LD_R_WRITERS, LD_READ, serve_writers},
 };
 
@@ -295,8 +296,8 @@ void ld_route_serve(const ld_route_def *def, const ld_call *call, ld_reply *r)
     /* Who may do what comes before what the body says (PROTOCOL.md, Errors);
      * the lease operations check again, presign checks PUT itself. */
     if (def->kind != LD_OPEN) {
-        rc =
-            ld_lease_access(call->ctx->leases, call->dev, call->p->repo, def->kind == LD_WRITE, &o);
+        rc = ld_lease_access(call->ctx->leases, call->dev, call->p->repo,
+                             def->kind == LD_READ_WRITE, &o);
         if (rc) goto fail;
     }
     memset(&o, 0, sizeof o);

@@ -38,9 +38,9 @@ typedef struct ld_call {
 } ld_call;
 
 typedef enum ld_route_kind {
-    LD_OPEN,  /* no token, no body: answered at the headers (/healthz, /metrics) */
-    LD_READ,  /* a device token of the repository */
-    LD_WRITE, /* a read-write device token of the repository */
+    LD_OPEN,       /* no token, no body: answered at the headers (/healthz, /metrics) */
+    LD_READ,       /* a device token of the repository */
+    LD_READ_WRITE, /* a read-write device token of the repository */
 } ld_route_kind;
 
 typedef struct ld_route_def {

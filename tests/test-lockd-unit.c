@@ -50,6 +50,7 @@ static const ld_clock fake = {fake_clock, NULL};
 typedef struct unit {
     char dir[512], db_path[600], store_url[600];
     ld_db *db;
+    ld_state *st; /* over db */
     ld_leases *leases;
     ss_store *store; /* a second handle on the same directory, to play the device */
     ld_device a, b, ro, other;
@@ -61,7 +62,8 @@ static void unit_open_leases(unit *u)
     ss_err err = {{0}};
     ld_lease_limits lim = {1000, 600000};
     assert_int_equal(ld_db_open(u->db_path, &u->db, &err), SS_OK);
-    assert_int_equal(ld_leases_new(u->db, &fake, NULL, &lim, &u->leases, &err), SS_OK);
+    assert_int_equal(ld_state_sqlite(u->db, &u->st, &err), SS_OK);
+    assert_int_equal(ld_leases_new(u->st, &fake, NULL, &lim, &u->leases, &err), SS_OK);
     assert_int_equal(ss_store_open(u->store_url, NULL, &s, &err), SS_OK);
     assert_int_equal(ld_leases_add_repo(u->leases, "r1", s, &err), SS_OK);
 }
@@ -69,8 +71,10 @@ static void unit_open_leases(unit *u)
 static void unit_close_leases(unit *u)
 {
     ld_leases_free(u->leases);
+    ld_state_close(u->st);
     ld_db_close(u->db);
     u->leases = NULL;
+    u->st = NULL;
     u->db = NULL;
 }
 
@@ -491,30 +495,30 @@ static void test_unit_auth(void **state)
                      SS_ERR_EXISTS);
 
     snprintf(hdr, sizeof hdr, "Bearer %s", tok);
-    assert_int_equal(ld_auth_check(u->db, secret, hdr, &d, &ar, &err), SS_OK);
+    assert_int_equal(ld_auth_check(u->st, secret, hdr, &d, &ar, &err), SS_OK);
     assert_int_equal(ar, LD_AUTH_OK);
     assert_string_equal(d.name, "dev-a");
     assert_string_equal(d.repo, "r1");
-    assert_int_equal(ld_auth_check(u->db, secret, NULL, &d, &ar, &err), SS_OK);
+    assert_int_equal(ld_auth_check(u->st, secret, NULL, &d, &ar, &err), SS_OK);
     assert_int_equal(ar, LD_AUTH_MISSING);
-    assert_int_equal(ld_auth_check(u->db, secret, "Basic abc", &d, &ar, &err), SS_OK);
+    assert_int_equal(ld_auth_check(u->st, secret, "Basic abc", &d, &ar, &err), SS_OK);
     assert_int_equal(ar, LD_AUTH_MISSING);
-    assert_int_equal(ld_auth_check(u->db, secret, "Bearer short", &d, &ar, &err), SS_OK);
+    assert_int_equal(ld_auth_check(u->st, secret, "Bearer short", &d, &ar, &err), SS_OK);
     assert_int_equal(ar, LD_AUTH_BAD);
     hdr[10] ^= 1; /* one character off */
-    assert_int_equal(ld_auth_check(u->db, secret, hdr, &d, &ar, &err), SS_OK);
+    assert_int_equal(ld_auth_check(u->st, secret, hdr, &d, &ar, &err), SS_OK);
     assert_int_equal(ar, LD_AUTH_BAD);
     hdr[10] ^= 1;
 
     /* Revocation refuses the token and frees the repository at once. */
     ld_lease l;
     ld_outcome o;
-    assert_int_equal(ld_auth_check(u->db, secret, hdr, &d, &ar, &err), SS_OK);
+    assert_int_equal(ld_auth_check(u->st, secret, hdr, &d, &ar, &err), SS_OK);
     assert_int_equal(ar, LD_AUTH_OK);
     acquire_ok(u, &d, 60000, &l);
     assert_int_equal(ld_db_device_revoke(u->db, "dev-a", &err), SS_OK);
     assert_int_equal(ld_db_device_revoke(u->db, "nobody", &err), SS_ERR_NOT_FOUND);
-    assert_int_equal(ld_auth_check(u->db, secret, hdr, &d, &ar, &err), SS_OK);
+    assert_int_equal(ld_auth_check(u->st, secret, hdr, &d, &ar, &err), SS_OK);
     assert_int_equal(ar, LD_AUTH_REVOKED);
     acquire_ok(u, &u->b, 1000, &l);
     assert_int_equal(ld_lease_release(u->leases, &u->b, "r1", l.id, l.fencing, &o), SS_OK);
@@ -538,7 +542,8 @@ static void test_unit_config(void **state)
     ld_config_defaults(&c);
     assert_int_equal(ld_config_load(path, &c, &err), SS_OK);
     assert_string_equal(c.listen, "[::1]:8443");
-    assert_true(!strncmp(c.db, u->dir, strlen(u->dir)) && strstr(c.db, "/state/lockd.db"));
+    assert_true(!strncmp(c.state, "sqlite:", 7) && !strncmp(c.state + 7, u->dir, strlen(u->dir)) &&
+                strstr(c.state, "/state/lockd.db"));
     assert_int_equal(c.threads, 4);
     assert_int_equal(c.ttl_max_ms, 120000);
     assert_int_equal(c.n_repos, 2);
