@@ -16,6 +16,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TOKEN_CACHE_MAX 4096 /* hashes one replica remembers, found or not (oldest go) */
 
@@ -280,6 +281,15 @@ static ss_rc update_once(s3_impl *q, const char *repo, ld_decide_fn decide, void
     return SS_OK;
 }
 
+/* After the n-th lost swap: up to 2^n ms, random, so that replicas which lost together do
+ * not read and swap together again (they would lose again, all but one). */
+static void backoff(unsigned n)
+{
+    uint32_t ms = randombytes_uniform(1u << (n < 6 ? n : 6)) + 1;
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 static ss_rc s3_update(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
                        const ld_clock *clock, ld_record *ret_rec, ss_err *err)
 {
@@ -291,6 +301,7 @@ static ss_rc s3_update(ld_state *st, const char *repo, ld_decide_fn decide, void
     r = malloc(sizeof *r);
     if (!r) return ss_fail(err, SS_ERR_NOMEM, "state: out of memory");
     for (unsigned i = 0; i < LD_STATE_TRIES && lost; i++) {
+        if (i) backoff(i);
         rc = update_once(q, repo, decide, ctx, clock, r, &lost, err);
         if (rc && !lost) goto fail;
     }
@@ -370,9 +381,8 @@ static ss_rc s3_repo_put(ld_state *st, const char *name, const char *url, int *r
         if (rc == SS_ERR_NOT_FOUND) {
             rc = repo_create(q, name, url, err);
             if (rc == SS_ERR_EXISTS) continue;
-            if (rc) return rc;
-            *ret_changed = 1;
-            return SS_OK;
+            /* *ret_changed stays 0, as on SQLite: main.c reads 1 as "moved" */
+            return rc;
         }
         if (rc) return rc;
         rc = s3_update(st, name, decide_move, (void *)url, q->clock, &after, err);
@@ -506,7 +516,7 @@ static ss_rc s3_device_add(ld_state *st, const ld_device *d, ss_err *err)
     if (rc) goto fail;
     rc = put_device(q, d, NULL, err);
     if (rc) goto fail;
-    token_drop(q, d->hash); /* a cached "no such token" must not outlive the device's birth */
+    token_put(q, d->hash, d); /* as written; a cached "no such token" must not outlive it */
 fail:
     free(buf);
     return rc;
