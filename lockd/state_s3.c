@@ -264,10 +264,12 @@ static ss_rc update_once(s3_impl *q, const char *repo, ld_decide_fn decide, void
 {
     ss_store_stat stat;
     ld_decision d = LD_KEEP;
+    ld_record was;
     ss_rc rc;
     *ret_lost = 0;
     rc = get_record(q, repo, r, &stat, err);
     if (rc) return rc;
+    was = r->rec;
     rc = decide(ctx, &r->rec, clock->now_ms(clock->ctx), &d, err);
     if (rc) return rc;
     snprintf(r->rec.repo.name, sizeof r->rec.repo.name, "%s", repo); /* the key's, always */
@@ -277,7 +279,8 @@ static ss_rc update_once(s3_impl *q, const char *repo, ld_decide_fn decide, void
         *ret_lost = rc == SS_ERR_CHANGED;
         if (rc) return rc;
     }
-    head_put(q, &r->rec);
+    /* What the bucket holds now: on LD_KEEP the record as read, not as decide left it. */
+    head_put(q, d == LD_WRITE ? &r->rec : &was);
     return SS_OK;
 }
 
@@ -502,23 +505,24 @@ static ss_rc s3_device_add(ld_state *st, const ld_device *d, ss_err *err)
 {
     s3_impl *q = impl_of(st);
     char key[S3ST_KEY_MAX];
-    char *buf = NULL;
-    size_t len = 0;
-    ss_rc rc = s3st_name_dump(d->hash, &buf, &len, err);
-    if (rc) return rc;
-    if (!ld_name_ok(d->name)) {
-        rc = ss_fail(err, SS_ERR_INVALID, "device '%s': not a name", d->name);
-        goto fail;
-    }
+    char *name = NULL, *dev = NULL;
+    size_t name_len = 0, dev_len = 0;
+    /* Both objects made before either is written: a device refused leaves no name behind. */
+    ss_rc rc = s3st_device_dump(d, &dev, &dev_len, err);
+    if (rc) goto fail;
+    rc = s3st_name_dump(d->hash, &name, &name_len, err);
+    if (rc) goto fail;
     s3st_name_key(d->name, key);
-    rc = put_obj(q, key, buf, len, NULL, err);
+    rc = put_obj(q, key, name, name_len, NULL, err);
     if (rc == SS_ERR_EXISTS) rc = ss_fail(err, SS_ERR_EXISTS, "device %s already exists", d->name);
     if (rc) goto fail;
-    rc = put_device(q, d, NULL, err);
+    s3st_device_key(d->hash, key);
+    rc = put_obj(q, key, dev, dev_len, NULL, err);
     if (rc) goto fail;
     token_put(q, d->hash, d); /* as written; a cached "no such token" must not outlive it */
 fail:
-    free(buf);
+    free(name);
+    free(dev);
     return rc;
 }
 

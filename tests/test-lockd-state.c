@@ -276,6 +276,7 @@ static void test_devices(void **state)
     assert_int_equal(ld_state_device_add(st, &a, &err), SS_OK);
     make_device(&twin, "dev-a", "r1");
     assert_int_equal(ld_state_device_add(st, &twin, &err), SS_ERR_EXISTS);
+    assert_non_null(strstr(err.msg, "dev-a"));
 
     assert_int_equal(ld_state_device_by_hash(st, a.hash, &got, h, &err), SS_OK);
     assert_string_equal(got.name, "dev-a");
@@ -316,6 +317,7 @@ static void test_update(void **state)
 
     /* LD_KEEP and a refusal write nothing, whatever they did to the record. */
     assert_int_equal(ld_state_update(st, "r1", decide_keep, NULL, &fake, &out, &err), SS_OK);
+    assert_int_equal(read_ok(st, "r1", 0).repo.head, 0); /* nor cached as decided */
     assert_int_equal(ld_state_update(st, "r1", decide_keep, "x", &fake, &out, &err),
                      SS_ERR_CONFLICT);
     assert_string_equal(err.msg, "refused by the test");
