@@ -194,7 +194,8 @@ static ss_rc parse_head_object(const json_t *h, ld_repo_row *r, const char *key,
     if (seq != r->head) return refuse(err, key, "head_object", "is not of the head's sequence");
     rc = get_str(h, "etag", r->head_etag, sizeof r->head_etag, key, err);
     if (rc) return rc;
-    if (!etag_ok(r->head_etag)) return refuse(err, key, "etag", "holds a character no ETag has");
+    if (!r->head_etag[0] || !etag_ok(r->head_etag)) /* "" is written as no head_object */
+        return refuse(err, key, "etag", "is empty or holds a character no ETag has");
     return get_u64(h, "size", 0, &r->head_size, key, err);
 }
 
