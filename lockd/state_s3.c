@@ -226,13 +226,17 @@ static ss_rc get_record(s3_impl *q, const char *repo, s3st_record *ret, ss_store
     return rc;
 }
 
-/* r written at its key: a swap of etag, or created (etag NULL). */
-static ss_rc put_record(s3_impl *q, const s3st_record *r, const char *etag, ss_err *err)
+/* r written at its key with a fresh nonce: a swap of etag, or created (etag NULL). */
+static ss_rc put_record(s3_impl *q, s3st_record *r, const char *etag, ss_err *err)
 {
+    unsigned char nonce[S3ST_NONCE_BYTES];
     char key[S3ST_KEY_MAX];
     char *buf = NULL;
     size_t len = 0;
-    ss_rc rc = s3st_record_dump(r, &buf, &len, err);
+    ss_rc rc;
+    randombytes_buf(nonce, sizeof nonce);
+    sodium_bin2hex(r->nonce, sizeof r->nonce, nonce, sizeof nonce);
+    rc = s3st_record_dump(r, &buf, &len, err);
     if (rc) return rc;
     s3st_repo_key(r->rec.repo.name, key);
     rc = put_obj(q, key, buf, len, etag, err);

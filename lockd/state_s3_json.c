@@ -168,7 +168,7 @@ static ss_rc dumped(json_t *o, char **ret, size_t *ret_len, ss_err *err)
 
 static const char *const record_fields[] = {
     "v",         "repo",          "url",         "head",  "next_fencing", "dirty", "dirty_gen",
-    "rewinding", "urls_until_ms", "head_object", "lease", "writers",      NULL};
+    "rewinding", "urls_until_ms", "head_object", "lease", "writers",      "nonce", NULL};
 static const char *const head_fields[] = {"seq", "etag", "size", NULL};
 static const char *const lease_fields[] = {"id",         "device",  "fencing", "granted_ms",
                                            "expires_ms", "put_seq", NULL};
@@ -309,6 +309,12 @@ ss_rc s3st_record_parse(const char *key, const char *repo, const void *buf, size
     if (rc) goto fail;
     rc = parse_writers(json_object_get(o, "writers"), r, key, err);
     if (rc) goto fail;
+    rc = get_str(o, "nonce", r->nonce, sizeof r->nonce, key, err);
+    if (rc) goto fail;
+    if (!hex_ok(r->nonce, strlen(r->nonce), S3ST_NONCE_BYTES, NULL)) {
+        rc = refuse(err, key, "nonce", "is not 32 lower-case hex digits");
+        goto fail;
+    }
     json_decref(o);
     return SS_OK;
 fail:
@@ -364,12 +370,12 @@ ss_rc s3st_record_dump(const s3st_record *r, char **ret, size_t *ret_len, ss_err
     *ret = NULL;
     *ret_len = 0;
     if (ho && lease && w) /* "o" steals each: on failure json_pack has freed them */
-        o = json_pack("{s:i, s:s, s:s, s:I, s:I, s:b, s:I, s:b, s:I, s:o, s:o, s:o}", "v", 1,
-                      "repo", x->name, "url", x->url, "head", (json_int_t)x->head, "next_fencing",
-                      (json_int_t)x->next_fencing, "dirty", x->dirty, "dirty_gen",
-                      (json_int_t)r->rec.dirty_gen, "rewinding", x->rewinding, "urls_until_ms",
-                      (json_int_t)x->urls_until_ms, "head_object", ho, "lease", lease, "writers",
-                      w);
+        o = json_pack("{s:i, s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:b, s:I, s:o, s:o, s:o}", "v", 1,
+                      "nonce", r->nonce, "repo", x->name, "url", x->url, "head",
+                      (json_int_t)x->head, "next_fencing", (json_int_t)x->next_fencing, "dirty",
+                      x->dirty, "dirty_gen", (json_int_t)r->rec.dirty_gen, "rewinding",
+                      x->rewinding, "urls_until_ms", (json_int_t)x->urls_until_ms, "head_object",
+                      ho, "lease", lease, "writers", w);
     else {
         json_decref(ho);
         json_decref(lease);

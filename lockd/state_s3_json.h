@@ -20,9 +20,15 @@
 #define S3ST_SMALL_MAX (4u << 10)    /* meta.json, a device's or a name's object */
 #define S3ST_KEY_MAX 128             /* "devices/" + 64 hex + ".json", "repos/" + a name... */
 
+#define S3ST_NONCE_BYTES 16
+
 /* A record as the bucket holds it: the record, and the writers of its last sequences. */
 typedef struct s3st_record {
     ld_record rec;
+    /* Random per write (state_s3.c put_record): a swap retried after a lost answer meets
+     * 412 and s3store then compares the object with its own bytes (ss_store_resolve_412),
+     * which tells "mine" from "another's" only while no two writers write the same bytes. */
+    char nonce[2 * S3ST_NONCE_BYTES + 1];
     ld_seq_writers w[LD_STATE_WRITERS_KEPT]; /* by seq, strictly rising, each n >= 1 */
     size_t n_w;
 } s3st_record;
