@@ -717,6 +717,8 @@ ss_rc ld_state_s3(ss_store *store, const ld_state_s3_opts *o, ld_state **ret, ss
     s3_impl *q = NULL;
     ss_rc rc;
     *ret = NULL;
+    /* sodium_malloc below aborts before it: callers (the admin commands) need not know */
+    if (sodium_init() < 0) return ss_fail(err, SS_ERR_NOMEM, "state: libsodium failed to start");
     rc = ss_store_probe_if_match(store, err);
     if (rc) return rc;
     q = calloc(1, sizeof *q);
