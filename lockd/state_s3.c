@@ -20,17 +20,28 @@
 
 #define TOKEN_CACHE_MAX 4096 /* hashes one replica remembers, found or not (oldest go) */
 
+/*
+ * When an answer was asked for: taken before the request, so that a cache entry's age
+ * counts from before the bucket answered (S7, S8 bound it), and an answer asked for
+ * earlier never replaces one asked for later (a slow GET from before a revoke must not
+ * put the device back unrevoked).
+ */
+typedef struct stamp {
+    uint64_t n; /* this state's count of stamps: orders them, however the clock moves */
+    int64_t at_ms;
+} stamp;
+
 typedef struct head_ent { /* S7: a repository's record as last read or written */
     char repo[LD_NAME_MAX + 1];
     ld_record rec;
-    int64_t at_ms;
+    stamp at;
 } head_ent;
 
 typedef struct token_ent { /* S8: a hash's device, or that there is none */
     unsigned char hash[LD_HASH_LEN];
     int found;
     ld_device dev;
-    int64_t at_ms;
+    stamp at;
 } token_ent;
 
 typedef struct s3_impl {
@@ -44,6 +55,7 @@ typedef struct s3_impl {
     size_t n_heads, cap_heads;
     token_ent *tokens; /* TOKEN_CACHE_MAX */
     size_t n_tokens;
+    uint64_t stamps;
 } s3_impl;
 
 static s3_impl *impl_of(ld_state *st)
@@ -123,7 +135,23 @@ static ss_rc list_keys(s3_impl *q, const char *prefix, key_list *ret, ss_err *er
 
 /* --- the caches ---------------------------------------------------------------- */
 
-static void head_put(s3_impl *q, const ld_record *rec)
+static stamp stamp_now(s3_impl *q)
+{
+    stamp t;
+    pthread_mutex_lock(&q->mu);
+    t.n = ++q->stamps;
+    pthread_mutex_unlock(&q->mu);
+    t.at_ms = now_ms(q);
+    return t;
+}
+
+/* Young enough to answer at now: within max_ms, and not from a clock since set back. */
+static int fresh_at(const stamp *at, int64_t now, int64_t max_ms)
+{
+    return now >= at->at_ms && now - at->at_ms < max_ms;
+}
+
+static void head_put(s3_impl *q, const ld_record *rec, stamp at)
 {
     head_ent *e = NULL;
     pthread_mutex_lock(&q->mu);
@@ -131,11 +159,12 @@ static void head_put(s3_impl *q, const ld_record *rec)
         if (!strcmp(q->heads[i].repo, rec->repo.name)) e = &q->heads[i];
     if (!e && !SS_ARRAY_GROW(q->heads, q->n_heads + 1, q->cap_heads)) {
         e = &q->heads[q->n_heads++];
+        memset(e, 0, sizeof *e);
         snprintf(e->repo, sizeof e->repo, "%s", rec->repo.name);
     }
-    if (e) { /* out of memory: not cached, the next read asks the bucket */
+    if (e && at.n > e->at.n) { /* out of memory: not cached, the next read asks the bucket */
         e->rec = *rec;
-        e->at_ms = now_ms(q);
+        e->at = at;
     }
     pthread_mutex_unlock(&q->mu);
 }
@@ -146,8 +175,7 @@ static int head_get(s3_impl *q, const char *repo, ld_record *ret)
     int64_t now = now_ms(q);
     pthread_mutex_lock(&q->mu);
     for (size_t i = 0; i < q->n_heads && !hit; i++)
-        if (!strcmp(q->heads[i].repo, repo) && now - q->heads[i].at_ms < q->head_cache_ms &&
-            now >= q->heads[i].at_ms) {
+        if (!strcmp(q->heads[i].repo, repo) && fresh_at(&q->heads[i].at, now, q->head_cache_ms)) {
             *ret = q->heads[i].rec;
             hit = 1;
         }
@@ -156,23 +184,26 @@ static int head_get(s3_impl *q, const char *repo, ld_record *ret)
 }
 
 /* dev NULL: no device has this hash. Full: the oldest entry goes. */
-static void token_put(s3_impl *q, const unsigned char hash[LD_HASH_LEN], const ld_device *dev)
+static void token_put(s3_impl *q, const unsigned char hash[LD_HASH_LEN], const ld_device *dev,
+                      stamp at)
 {
     token_ent *e = NULL;
     pthread_mutex_lock(&q->mu);
     for (size_t i = 0; i < q->n_tokens && !e; i++)
         if (!memcmp(q->tokens[i].hash, hash, LD_HASH_LEN)) e = &q->tokens[i];
+    if (e && at.n < e->at.n) goto out; /* a later answer is there already */
     if (!e && q->n_tokens < TOKEN_CACHE_MAX) e = &q->tokens[q->n_tokens++];
     if (!e) {
         e = &q->tokens[0];
         for (size_t i = 1; i < q->n_tokens; i++)
-            if (q->tokens[i].at_ms < e->at_ms) e = &q->tokens[i];
+            if (q->tokens[i].at.n < e->at.n) e = &q->tokens[i];
     }
     memset(e, 0, sizeof *e);
     memcpy(e->hash, hash, LD_HASH_LEN);
     e->found = dev != NULL;
     if (dev) e->dev = *dev;
-    e->at_ms = now_ms(q);
+    e->at = at;
+out:
     pthread_mutex_unlock(&q->mu);
 }
 
@@ -185,8 +216,7 @@ static int token_get(s3_impl *q, const unsigned char hash[LD_HASH_LEN], ld_devic
     pthread_mutex_lock(&q->mu);
     for (size_t i = 0; i < q->n_tokens && !hit; i++) {
         const token_ent *e = &q->tokens[i];
-        if (memcmp(e->hash, hash, LD_HASH_LEN) || now - e->at_ms >= q->token_cache_ms ||
-            now < e->at_ms)
+        if (memcmp(e->hash, hash, LD_HASH_LEN) || !fresh_at(&e->at, now, q->token_cache_ms))
             continue;
         *ret_found = e->found;
         if (e->found) *ret = e->dev;
@@ -194,14 +224,6 @@ static int token_get(s3_impl *q, const unsigned char hash[LD_HASH_LEN], ld_devic
     }
     pthread_mutex_unlock(&q->mu);
     return hit;
-}
-
-static void token_drop(s3_impl *q, const unsigned char hash[LD_HASH_LEN])
-{
-    pthread_mutex_lock(&q->mu);
-    for (size_t i = 0; i < q->n_tokens; i++)
-        if (!memcmp(q->tokens[i].hash, hash, LD_HASH_LEN)) q->tokens[i] = q->tokens[--q->n_tokens];
-    pthread_mutex_unlock(&q->mu);
 }
 
 /* --- records ------------------------------------------------------------------- */
@@ -250,12 +272,14 @@ static ss_rc s3_read(ld_state *st, const char *repo, int fresh, ld_record *ret, 
     s3st_record *r = NULL;
     ss_rc rc;
     memset(ret, 0, sizeof *ret);
+    stamp at;
     if (!fresh && head_get(q, repo, ret)) return SS_OK;
     r = malloc(sizeof *r);
     if (!r) return ss_fail(err, SS_ERR_NOMEM, "state: out of memory");
+    at = stamp_now(q);
     rc = get_record(q, repo, r, NULL, err);
     if (rc) goto fail;
-    head_put(q, &r->rec);
+    head_put(q, &r->rec, at);
     *ret = r->rec;
 fail:
     free(r);
@@ -269,6 +293,7 @@ static ss_rc update_once(s3_impl *q, const char *repo, ld_decide_fn decide, void
     ss_store_stat stat;
     ld_decision d = LD_KEEP;
     ld_record was;
+    stamp at = stamp_now(q);
     ss_rc rc;
     *ret_lost = 0;
     rc = get_record(q, repo, r, &stat, err);
@@ -284,7 +309,7 @@ static ss_rc update_once(s3_impl *q, const char *repo, ld_decide_fn decide, void
         if (rc) return rc;
     }
     /* What the bucket holds now: on LD_KEEP the record as read, not as decide left it. */
-    head_put(q, d == LD_WRITE ? &r->rec : &was);
+    head_put(q, d == LD_WRITE ? &r->rec : &was, at);
     return SS_OK;
 }
 
@@ -523,7 +548,7 @@ static ss_rc s3_device_add(ld_state *st, const ld_device *d, ss_err *err)
     s3st_device_key(d->hash, key);
     rc = put_obj(q, key, dev, dev_len, NULL, err);
     if (rc) goto fail;
-    token_put(q, d->hash, d); /* as written; a cached "no such token" must not outlive it */
+    token_put(q, d->hash, d, stamp_now(q)); /* as written: a cached "no such token" goes */
 fail:
     free(name);
     free(dev);
@@ -539,10 +564,11 @@ static ss_rc s3_device_by_hash(ld_state *st, const unsigned char hash[LD_HASH_LE
     memset(ret, 0, sizeof *ret);
     memset(ret_hash, 0, LD_HASH_LEN);
     if (!token_get(q, hash, ret, &found)) {
+        stamp at = stamp_now(q);
         rc = get_device(q, hash, ret, NULL, err);
         if (rc && rc != SS_ERR_NOT_FOUND) return rc;
         found = !rc;
-        token_put(q, hash, found ? ret : NULL);
+        token_put(q, hash, found ? ret : NULL, at);
     }
     if (!found) return ss_fail(err, SS_ERR_NOT_FOUND, "no device has this token");
     memcpy(ret_hash, ret->hash, LD_HASH_LEN);
@@ -581,7 +607,8 @@ static ss_rc s3_device_revoke(ld_state *st, const char *name, ss_err *err)
     if (rc == SS_ERR_CHANGED)
         rc = ss_fail(err, SS_ERR_TEMPORARY, "device %s: its object kept changing; try again", name);
     if (rc) return rc;
-    token_drop(q, hash); /* S8: this replica refuses it at once, not after token_cache_ms */
+    /* S8: this replica refuses it at once, not after token_cache_ms */
+    token_put(q, hash, &d, stamp_now(q));
     return SS_OK;
 }
 
