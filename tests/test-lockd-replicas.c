@@ -16,6 +16,10 @@
  *   head_cost  GET head answered by a replica costs at most one bucket
  *              request per head_cache_ms however many devices ask (S7), and
  *              stays one request to lockd for the device
+ *   migrate    a SQLite lockd's state copied by `migrate` into a bucket state:
+ *              two replicas on it take the same tokens (a revoked one stays
+ *              refused), the same head, and grant fencing tokens above the
+ *              old ones; a second migrate into it is refused
  *   load2/3    bench/lockd-writers' 50 writers spread over two, then three
  *              replicas with --faults and --jump while replicas are SIGKILLed
  *              and restarted at random: log/ gapless, every sequence
@@ -244,6 +248,52 @@ static void test_replicas_head_cost(void **state)
     stop_all(p, 2);
 }
 
+static void test_replicas_migrate(void **state)
+{
+    lockd_proc old, p[2];
+    char dir[600], a[64], gone[64], out[512], extra[512], url[300];
+    (void)state;
+    snprintf(dir, sizeof dir, "%s/migrate-sqlite", tmp_root);
+    lockd_config(&old, dir, "rm", NULL);
+    add_device(&old, "dev-a", "rm", 0, a);
+    add_device(&old, "dev-gone", "rm", 0, gone);
+    assert_int_equal(admin(&old, out, sizeof out, "device", "revoke", "dev-gone", NULL), 0);
+    lockd_start(&old);
+    lease_t l = acquire(&old, a, "rm", 30);
+    put_seq(&old, a, "rm", &l, l.head + 1);
+    resp r = commit(&old, a, "rm", &l, l.fencing, l.head + 1, 1);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    lease_t m = acquire(&old, a, "rm", 30); /* left held: the record carries it over */
+    assert_int_equal(lockd_stop(&old, SIGTERM), 0);
+
+    snprintf(url, sizeof url, "%s/migrate", state_url);
+    assert_int_equal(admin(&old, out, sizeof out, "migrate", url, NULL), 0);
+    assert_non_null(strstr(out, "migrated 1 repositories and 2 devices"));
+    assert_int_not_equal(admin(&old, out, sizeof out, "migrate", url, NULL), 0);
+
+    snprintf(extra, sizeof extra, "state = %s\nstate_skew_ms = %d\n", url, SKEW_MS);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/migrate-%zu", tmp_root, i);
+        lockd_config(&p[i], dir, "rm", extra);
+        lockd_start(&p[i]);
+    }
+    assert_int_equal(head(&p[1], a, "rm"), l.head + 1);
+    r = call(&p[0], "GET", gone, "/v1/repos/rm/head", NULL);
+    assert_true(r.status == 401 || r.status == 403);
+    resp_free(&r);
+    r = release(&p[1], a, "rm", &m); /* the lease granted by SQLite, released on a replica */
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    lease_t n = acquire(&p[0], a, "rm", 30);
+    assert_true(n.fencing > m.fencing);
+    assert_int_equal(n.head, l.head + 1);
+    r = release(&p[0], a, "rm", &n);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    stop_all(p, 2);
+}
+
 /* --- under load -------------------------------------------------------------------- */
 
 static pid_t spawn(const char *const *argv, const char *out_path)
@@ -354,9 +404,10 @@ static void test_replicas_load3(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_replicas_across), cmocka_unit_test(test_replicas_fenced),
-        cmocka_unit_test(test_replicas_revoke), cmocka_unit_test(test_replicas_head_cost),
-        cmocka_unit_test(test_replicas_load2),  cmocka_unit_test(test_replicas_load3),
+        cmocka_unit_test(test_replicas_across),  cmocka_unit_test(test_replicas_fenced),
+        cmocka_unit_test(test_replicas_revoke),  cmocka_unit_test(test_replicas_head_cost),
+        cmocka_unit_test(test_replicas_migrate), cmocka_unit_test(test_replicas_load2),
+        cmocka_unit_test(test_replicas_load3),
     };
     const char *bucket = getenv("S3SYNC_TEST_BUCKET");
     unsigned char rnd[8];
