@@ -21,7 +21,7 @@
  *              refused), the same head, and grant fencing tokens above the
  *              old ones; a second migrate into it is refused
  *   load2/3    bench/lockd-writers' 50 writers spread over two, then three
- *              replicas with --faults and --jump while replicas are SIGKILLed
+ *              replicas with --faults and --jump 2 while replicas are SIGKILLed
  *              and restarted at random: log/ gapless, every sequence
  *              committed once, no fencing token granted twice, no stale
  *              commit accepted; the bucket checked again on its own
@@ -58,6 +58,7 @@
 #define HEAD_CACHE_MS 1000
 #define TOKEN_CACHE_MS 1000
 #define SKEW_MS 1000
+#define LOAD_S "16" /* seconds of writing under faults, per replica count */
 
 static char tmp_root[] = "/tmp/ss-lockd-replicas-XXXXXX";
 static char tag[17];
@@ -154,10 +155,10 @@ static void test_replicas_fenced(void **state)
     replicas(p, 3, "fenced", "rf");
     add_device(&p[0], "dev-a", "rf", 0, a);
     add_device(&p[0], "dev-b", "rf", 0, b);
-    lease_t old = acquire(&p[0], a, "rf", 1);
+    lease_t old = acquire(&p[0], a, "rf", 2); /* presign wants a second left */
     put_seq(&p[0], a, "rf", &old, old.head + 1);
     /* The holder pauses past its lease. Before expiry + skew nobody takes it over. */
-    usleep(1300 * 1000);
+    usleep(2300 * 1000);
     resp r = call(&p[1], "POST", b, "/v1/repos/rf/lease", "{\"ttl\": 30}");
     if (r.status == 201) fail_msg("granted within the skew allowance: %s", r.body);
     expect(&r, 409, "lease_held");
@@ -356,10 +357,13 @@ static void load(size_t n, const char *name)
         snprintf(urls + len, sizeof urls - len, "%shttp://127.0.0.1:%u", i ? "," : "", p[i].port);
     }
     snprintf(out, sizeof out, "%s/%s.out", tmp_root, name);
-    pid_t w = spawn((const char *const[]){LOCKD_WRITERS_BIN, urls, name, tok, "50", "12", "3000",
-                                          "--faults", "--jump", "6", NULL},
+    /* Two jumpers, not the SQLite test's six: a stalled holder blocks everyone for its TTL
+     * plus the skew allowance, and a bucket transition costs a GET and a PUT on RGW (the
+     * whole cycle ~0.3 s here), so six would leave too few commits to judge. */
+    pid_t w = spawn((const char *const[]){LOCKD_WRITERS_BIN, urls, name, tok, "50", LOAD_S, "3000",
+                                          "--faults", "--jump", "2", NULL},
                     out);
-    double t_end = now_s() + 12;
+    double t_end = now_s() + atoi(LOAD_S);
     while (now_s() < t_end - 1) { /* a replica killed every 1.5-3 s, back 0.2-0.7 s later */
         usleep((useconds_t)(1500000 + rand_r(&seed) % 1500000));
         size_t k = (size_t)rand_r(&seed) % n;
@@ -377,7 +381,7 @@ static void load(size_t n, const char *name)
     assert_int_equal(figure(line, "fencing granted twice "), 0);
     assert_int_equal(figure(line, "accepted "), 0);
     long commits = figure(line, " s: "), head = figure(line, "head 0 -> ");
-    assert_true(commits >= 20);
+    assert_true(commits >= 10);
     assert_true(head >= commits);
     snprintf(repo_url, sizeof repo_url, "%s/%s", bucket_base, name);
     assert_int_equal(ss_store_open(repo_url, NULL, &store, &err), SS_OK);
