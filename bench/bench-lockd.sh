@@ -14,7 +14,10 @@
 # 50 clients doing acquire, presign PUT, PUT to RGW (If-None-Match: *), commit
 # with release, for BENCH_LOCKD_WRITERS_S seconds, and checks that log/ in the
 # bucket is exactly 1..head, every sequence committed once. Exit 1 if that
-# check fails. About 2 minutes in all.
+# check fails. Then the state backends (issue 19): the same on one SQLite
+# lockd and on 1, 2 and 3 replicas of a bucket state, behind one nginx
+# balancer, with the bucket requests per second each costs (from RGW's own
+# counters and lockd's /metrics). About 5 minutes in all.
 #
 #   bench/bench-lockd.sh            env: BENCH_LOCKD_WRK="-t2 -c50 -d10s"
 #                                        BENCH_LOCKD_POOL=N
@@ -218,4 +221,96 @@ nginx_mean=$(awk -v a="$nginx1" -v b="$nginx2" 'BEGIN { print (a + b) / 2 }')
 for h in "${heads[@]}"; do
 	echo "head vs nginx (mean of both nginx runs, $nginx_mean/s): lockd ${h%%:*}: $(pct "${h##*: }" "$nginx_mean") (aim: >= 30%)"
 done
+
+# --- state backends (issue 19) ---------------------------------------------
+# The same repositories and devices (the threads=$POOL set) on one SQLite lockd
+# and on 1, 2 and 3 replicas of a bucket state made from it by migrate, each
+# setup behind the same nginx load balancer (so every row pays the same hop),
+# threads = $POOL. Per setup: head and acquire+release through the balancer,
+# then the writers spread over the replicas' own URLs. The bucket's cost is
+# read from RGW itself (its perf counters: every request RGW served in the
+# phase, the writers' own PUTs included) and from lockd's /metrics
+# (s3sync_lockd_state_requests_total: lockd's state alone).
+rgw_reqs() { # requests RGW has served so far
+	ceph --admin-daemon "$S3SYNC_RGW_DIR/run/client.rgw.s3sync.asok" perf dump 2>/dev/null |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["rgw"]["req"])'
+}
+state_reqs() { # sum over the running replicas
+	local t=0 p v
+	for p in "${REPLICA_PORTS[@]}"; do
+		v=$(curl -fsS "http://127.0.0.1:$p/metrics" | awk '$1 == "s3sync_lockd_state_requests_total" {print $2}')
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+lb_pid=''
+replica_pids=()
+REPLICA_PORTS=()
+replicas_stop() {
+	local p
+	for p in "${replica_pids[@]}"; do stop_pid "$p"; done
+	replica_pids=() REPLICA_PORTS=()
+	stop_pid "$lb_pid"
+	lb_pid=
+}
+trap 'replicas_stop; cleanup' EXIT
+replicas_start() { # state n: n replicas of `state`, then the balancer in front
+	local state=$1 n=$2 i port up=''
+	{ cat "$TMP/lockd.conf.base"; echo "threads = $POOL"; echo "state = $state"; } >"$TMP/replica.conf"
+	for i in $(seq "$n"); do
+		rm -f "$TMP/port.$i"
+		"$LOCKD" --config "$TMP/replica.conf" --port-file "$TMP/port.$i" 2>>"$TMP/lockd.err" &
+		replica_pids+=($!)
+		for _ in $(seq 1500); do [ -s "$TMP/port.$i" ] && break; sleep 0.02; done
+		[ -s "$TMP/port.$i" ] || { echo "bench-lockd.sh: replica $i did not start" >&2; tail -5 "$TMP/lockd.err" >&2; exit 1; }
+		port=$(cat "$TMP/port.$i")
+		REPLICA_PORTS+=("$port")
+		up="$up server 127.0.0.1:$port;"
+	done
+	LB_PORT=$(free_port)
+	mkdir -p "$TMP/lb"
+	sed -e "s|listen 127.0.0.1:$NGINX_PORT;|listen 127.0.0.1:$LB_PORT; location / { proxy_pass http://lockd; proxy_http_version 1.1; proxy_set_header Connection \"\"; }|" \
+		-e "s|^http {|http { upstream lockd {$up keepalive 64; }|" \
+		-e "s|pid $TMP/nginx/nginx.pid|pid $TMP/lb/nginx.pid|" "$TMP/nginx/nginx.conf" >"$TMP/lb/nginx.conf"
+	"$NGINX" -p "$TMP/lb" -c "$TMP/lb/nginx.conf" &
+	lb_pid=$!
+	for _ in $(seq 100); do curl -fsS -o /dev/null "http://127.0.0.1:$LB_PORT/healthz" 2>/dev/null && break; sleep 0.05; done
+	LB_URL="http://127.0.0.1:$LB_PORT"
+}
+STATE_URL="$PREFIX-state"
+conf "$POOL"
+admin migrate "$STATE_URL" >/dev/null
+tok_w=$(grep "^w$POOL " "$TMP/tokens.w" | cut -d' ' -f2)
+STATE_ROWS=()
+phase() { # label command...: runs it, then one line of the bucket's cost
+	local label=$1 r0 s0 t0 r1 s1 t1
+	shift
+	r0=$(rgw_reqs) s0=$(state_reqs) t0=$(date +%s.%N)
+	"$@"
+	r1=$(rgw_reqs) s1=$(state_reqs) t1=$(date +%s.%N)
+	STATE_ROWS+=("$(awk -v l="$label" -v r=$((r1 - r0)) -v s=$((s1 - s0)) -v t0="$t0" -v t1="$t1" \
+		'BEGIN { printf "%-44s RGW %7.1f req/s   lockd state %7.1f req/s", l, r / (t1 - t0), s / (t1 - t0) }')")
+	printf '%s\n' "${STATE_ROWS[-1]}"
+}
+writers_run() { # urls
+	local line
+	line=$("$WRITERS_BIN" "$1" "w$POOL" "$tok_w" "$WRITERS" "$WRITERS_S" 5000) ||
+		{ echo "bench-lockd.sh: the writers' check FAILED: $line" >&2; exit 1; }
+	echo "  $line"
+}
+echo "== state backends: threads=$POOL, behind one nginx balancer; head, acquire+release, then $WRITERS writers"
+for setup in "sqlite 1" "bucket 1" "bucket 2" "bucket 3"; do
+	kind=${setup% *} n=${setup#* }
+	state="sqlite:$TMP/lockd.db"
+	[ "$kind" = bucket ] && state=$STATE_URL
+	replicas_start "$state" "$n"
+	label="$kind x$n"
+	phase "$label head" run_wrk "$label head (via balancer)" "$lb_pid" "$LB_URL/v1/repos/h/head" -H "Authorization: Bearer $TOK_H"
+	LOCKD_TOKENS=$TMP/tokens.$POOL LOCKD_PER_THREAD=$((NREPOS / wthreads)) \
+		phase "$label acquire+release" run_wrk "$label acquire+release (via balancer)" "$lb_pid" "$LB_URL" -s bench/lockd-lease.lua
+	urls=$(printf 'http://127.0.0.1:%s,' "${REPLICA_PORTS[@]}")
+	phase "$label writers" writers_run "${urls%,}"
+	replicas_stop
+done
+printf '%s\n' "${STATE_ROWS[@]}"
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -16,10 +16,12 @@
  * the count of commits is head - head_at_start. Prints one line of figures;
  * exit 0 when every check passed, 1 otherwise.
  *
- *   lockd-writers URL REPO TOKEN [CLIENTS [SECONDS [TTL_MS]]] [--faults] [--jump K]
+ *   lockd-writers URL[,URL...] REPO TOKEN [CLIENTS [SECONDS [TTL_MS]]] [--faults] [--jump K]
  *
  * URL is lockd's base (http://127.0.0.1:PORT); TOKEN a read-write device of
- * REPO.
+ * REPO. Several URLs are replicas serving one state (issue 19): client i
+ * starts on replica i mod n and, under --faults, moves to the next one when
+ * its replica does not answer, as a load balancer in front of them would.
  *
  * --faults: lockd may be killed and restarted under the clients (the test
  * tests/test-lockd-load.c does). A request that gets no answer (or a 5xx)
@@ -55,7 +57,10 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
-static const char *base, *repo, *token;
+#define MAX_REPLICAS 8
+static const char *bases[MAX_REPLICAS], *repo, *token;
+static int n_bases;
+static _Atomic int *route; /* [id]: which replica client id asks; 0 is the main thread */
 static int clients = 50;
 static double seconds = 10;
 static long ttl_ms = 5000;
@@ -154,12 +159,19 @@ static void complain(int id, const char *what, long status, const buf *b)
                 b->p ? b->p : "");
 }
 
+/* lockd's URL of this repository's route tail ("/lease", ...), at client id's replica. */
+static void api_url(int id, char *out, size_t cap, const char *tail)
+{
+    snprintf(out, cap, "%s/v1/repos/%s%s", bases[atomic_load(&route[id]) % n_bases], repo, tail);
+}
+
 /* Under --faults, no answer or a 5xx means lockd is down or restarting:
  * wait a little and say so (1). Otherwise 0: the caller judges the status. */
-static int unreachable(long st)
+static int unreachable(int id, long st)
 {
     if (!faults || (st != 0 && st < 500)) return 0;
     atomic_fetch_add(&n_unreachable, 1);
+    atomic_fetch_add(&route[id], 1); /* the next replica, if there is one */
     usleep(50000);
     return 1;
 }
@@ -181,7 +193,7 @@ typedef struct held {
 static int acquire(int id, CURL *c, struct curl_slist *h, buf *b, unsigned *seed, held *l)
 {
     char url[1024], body[64];
-    snprintf(url, sizeof url, "%s/v1/repos/%s/lease", base, repo);
+    api_url(id, url, sizeof url, "/lease");
     snprintf(body, sizeof body, "{\"ttl_ms\":%ld}", ttl_ms);
     long st = call(c, "POST", url, body, h, b);
     json_t *j = parse(b);
@@ -195,7 +207,7 @@ static int acquire(int id, CURL *c, struct curl_slist *h, buf *b, unsigned *seed
         return 0;
     }
     if (st != 201 || !j) {
-        if (!unreachable(st)) {
+        if (!unreachable(id, st)) {
             complain(id, "acquire", st, b);
             usleep(100000);
         }
@@ -219,7 +231,7 @@ static int presign_put(int id, CURL *c, struct curl_slist *h, buf *b, const held
                        size_t cap)
 {
     char url[1024], body[512];
-    snprintf(url, sizeof url, "%s/v1/repos/%s/presign", base, repo);
+    api_url(id, url, sizeof url, "/presign");
     snprintf(body, sizeof body,
              "{\"op\":\"put\",\"lease_id\":\"%s\",\"fencing_token\":%" PRId64
              ",\"keys\":[\"log/%020" PRId64 "\"]}",
@@ -232,7 +244,7 @@ static int presign_put(int id, CURL *c, struct curl_slist *h, buf *b, const held
     int ok = st == 200 && u;
     if (ok)
         snprintf(purl, cap, "%s", u);
-    else if (!unreachable(st) && !(faults && st == 409)) /* 409: expired while lockd was down */
+    else if (!unreachable(id, st) && !(faults && st == 409)) /* 409: expired while lockd was down */
         complain(id, "presign put", st, b);
     json_decref(j);
     return ok;
@@ -261,14 +273,14 @@ static int commit(int id, CURL *c, struct curl_slist *h, buf *b, const held *l, 
 {
     char url[1024], body[512];
     int resent = 0;
-    snprintf(url, sizeof url, "%s/v1/repos/%s/commit", base, repo);
     snprintf(body, sizeof body,
              "{\"lease_id\":\"%s\",\"fencing_token\":%" PRId64 ",\"seq\":%" PRId64
              ",\"release\":true}",
              l->id, (int64_t)l->fence, (int64_t)l->seq);
     for (;;) {
+        api_url(id, url, sizeof url, "/commit");
         long st = call(c, "POST", url, body, h, b);
-        if (unreachable(st) && now_s() < t_end + 30) {
+        if (unreachable(id, st) && now_s() < t_end + 30) {
             atomic_fetch_add(&n_resent, 1);
             resent = 1;
             continue;
@@ -320,7 +332,6 @@ static void verify_acked(CURL *c, struct curl_slist *h, int owner)
     char url[512], want[96];
     buf b = {0}, x = {0};
     json_int_t to = atomic_load(&max_acked);
-    snprintf(url, sizeof url, "%s/v1/repos/%s/presign", base, repo);
     for (json_int_t s = 1; s <= to && s < MAX_SEQ;) {
         json_t *keys = json_array(), *req = NULL;
         json_int_t batch[50];
@@ -339,8 +350,11 @@ static void verify_acked(CURL *c, struct curl_slist *h, int owner)
         req = json_pack("{s:s, s:o}", "op", "get", "keys", keys);
         char *body = json_dumps(req, JSON_COMPACT);
         long st;
-        while (unreachable(st = call(c, "POST", url, body, h, &b)) && now_s() < t_end + 30)
-            ;
+        for (;;) {
+            api_url(owner, url, sizeof url, "/presign");
+            st = call(c, "POST", url, body, h, &b);
+            if (!unreachable(owner, st) || now_s() >= t_end + 30) break;
+        }
         free(body);
         json_decref(req);
         json_t *j = parse(&b), *urls = j ? json_object_get(j, "urls") : NULL;
@@ -403,8 +417,8 @@ static void *client(void *arg)
         /* A stalled client believes its lease is good: it commits whatever
          * its PUT got, and lockd must refuse. */
         if ((ok || stale) && commit(id, c, h, &b, &l, stale)) continue;
-        snprintf(url, sizeof url, "%s/v1/repos/%s/lease/%s?fencing_token=%" PRId64, base, repo,
-                 l.id, (int64_t)l.fence);
+        snprintf(url, sizeof url, "%s/v1/repos/%s/lease/%s?fencing_token=%" PRId64,
+                 bases[atomic_load(&route[id]) % n_bases], repo, l.id, (int64_t)l.fence);
         call(c, "DELETE", url, NULL, h, &b); /* best effort: else it expires */
     }
     if (faults) {
@@ -424,8 +438,9 @@ static json_int_t get_head(CURL *c, struct curl_slist *h)
 {
     char url[512];
     buf b = {0};
-    snprintf(url, sizeof url, "%s/v1/repos/%s/head", base, repo);
+    api_url(0, url, sizeof url, "/head");
     long st = call(c, "GET", url, NULL, h, &b);
+    if (st == 0 || st >= 500) atomic_fetch_add(&route[0], 1); /* next time, the next replica */
     json_t *j = parse(&b);
     json_int_t head = st == 200 && j ? json_integer_value(json_object_get(j, "head")) : -1;
     json_decref(j);
@@ -442,7 +457,7 @@ static long check_bucket(CURL *c, struct curl_slist *h, json_int_t head, long *l
     long problems = 0, next = 1;
     *listed = 0;
     for (;;) {
-        snprintf(url, sizeof url, "%s/v1/repos/%s/presign", base, repo);
+        api_url(0, url, sizeof url, "/presign");
         if (after[0])
             snprintf(body, sizeof body,
                      "{\"op\":\"list\",\"prefix\":\"log/\",\"start_after\":\"%s\"}", after);
@@ -533,11 +548,14 @@ int main(int argc, char **argv)
     argc = pos + 1;
     if (argc < 4) {
         fprintf(stderr,
-                "usage: %s URL REPO TOKEN [CLIENTS [SECONDS [TTL_MS]]] [--faults] [--jump K]\n",
+                "usage: %s URL[,URL...] REPO TOKEN [CLIENTS [SECONDS [TTL_MS]]] [--faults] [--jump "
+                "K]\n",
                 argv[0]);
         return 2;
     }
-    base = argv[1];
+    for (char *u = strtok(argv[1], ","); u && n_bases < MAX_REPLICAS; u = strtok(NULL, ","))
+        bases[n_bases++] = u;
+    if (!n_bases) return 2;
     repo = argv[2];
     token = argv[3];
     if (argc > 4) clients = atoi(argv[4]);
@@ -548,7 +566,10 @@ int main(int argc, char **argv)
     committed_fencing = calloc(MAX_SEQ, sizeof *committed_fencing);
     fencing_seen = calloc(MAX_SEQ, sizeof *fencing_seen);
     skew_ms = calloc((size_t)clients + 1, sizeof *skew_ms);
-    if (!committed_by || !committed_fencing || !fencing_seen || !skew_ms) return 1;
+    route = calloc((size_t)clients + 1, sizeof *route);
+    if (!committed_by || !committed_fencing || !fencing_seen || !skew_ms || !route) return 1;
+    for (int i = 0; i <= clients; i++)
+        atomic_store(&route[i], i % n_bases);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     CURL *c = curl_easy_init();

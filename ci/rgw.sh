@@ -335,9 +335,13 @@ osd op num shards = 2
 osd op num threads per shard = 2
 
 [$RGW_NAME]
+# tcp_nodelay: without it beast sends a GET's body only once the headers are
+# ACKed, and the client delays that ACK: 40 ms on every GET of a kept-alive
+# connection (measured: a 60-byte GET 43 ms, 2 ms with it), which is what
+# lockd's bucket state does on every transition.
 admin socket = $DIR/run/\$name.asok
 rgw data = $DIR/rgw
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port tcp_nodelay=1
 rgw thread pool size = 64
 EOF
 }

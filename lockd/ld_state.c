@@ -40,6 +40,11 @@ const char *ld_state_scheme(const ld_state *st)
     return st->ops->scheme;
 }
 
+uint64_t ld_state_requests(ld_state *st)
+{
+    return st->ops->requests ? st->ops->requests(st) : 0;
+}
+
 int64_t ld_state_skew_ms(const ld_state *st)
 {
     return st->skew_ms;

@@ -173,6 +173,8 @@ typedef struct ld_state_ops {
      */
     ss_rc (*repo_import)(ld_state *st, const ld_record *rec, const ld_seq_writers *w, size_t n,
                          ss_err *err);
+    /* The bucket requests this state made so far (/metrics); NULL: none (SQLite). */
+    uint64_t (*requests)(ld_state *st);
 } ld_state_ops;
 
 /* For a backend: a state over ops and its impl (ops->close is given the state to free it). */
@@ -219,6 +221,7 @@ ss_rc ld_state_open_with_secret(const ld_config *cfg, const ld_clock *clock,
                                 ss_err *err);
 void ld_state_close(ld_state *st);
 const char *ld_state_scheme(const ld_state *st);
+uint64_t ld_state_requests(ld_state *st);
 /* S6: 0 on SQLite. */
 int64_t ld_state_skew_ms(const ld_state *st);
 

@@ -110,7 +110,8 @@ void ld_metrics_free(ld_metrics *m);
 void ld_metrics_add(ld_metrics *m, ld_counter c, uint64_t n);
 void ld_metrics_request(ld_metrics *m, ld_route route, unsigned status, double seconds);
 /* The Prometheus text exposition, malloc'ed (caller frees), or NULL. */
-char *ld_metrics_render(ld_metrics *m);
+/* state_requests: the bucket requests lockd's state made (ld_state_requests). */
+char *ld_metrics_render(ld_metrics *m, uint64_t state_requests);
 
 /* --- db.c ------------------------------------------------------------------- */
 

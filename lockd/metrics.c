@@ -109,7 +109,7 @@ static const struct {
      "Sequences head advanced by reconciliation with the bucket."},
 };
 
-char *ld_metrics_render(ld_metrics *m)
+char *ld_metrics_render(ld_metrics *m, uint64_t state_requests)
 {
     page b = {{NULL, 0, 0}, 0};
     ld_metrics c;
@@ -165,6 +165,12 @@ char *ld_metrics_render(ld_metrics *m)
         (unsigned long long)c.counters[LD_C_PRESIGN_GET],
         (unsigned long long)c.counters[LD_C_PRESIGN_PUT],
         (unsigned long long)c.counters[LD_C_PRESIGN_LIST]);
+    put(&b,
+        "# HELP s3sync_lockd_state_requests_total Bucket requests made for lockd's own state "
+        "(0 on SQLite).\n"
+        "# TYPE s3sync_lockd_state_requests_total counter\n"
+        "s3sync_lockd_state_requests_total %llu\n",
+        (unsigned long long)state_requests);
     if (b.failed) ss_buf_free(&b.b);
     return (char *)b.b.p; /* owned by the caller, as before: free() */
 }

@@ -96,7 +96,7 @@ static ss_rc serve_metrics(const ld_call *call, ld_reply *r, ld_outcome *o)
 {
     (void)o;
     r->status = 200;
-    r->text = ld_metrics_render(call->ctx->metrics);
+    r->text = ld_metrics_render(call->ctx->metrics, ld_state_requests(call->ctx->state));
     if (!r->text) ld_reply_error(r, 500, "internal", "out of memory");
     return SS_OK;
 }

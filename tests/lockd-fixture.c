@@ -25,6 +25,7 @@
 
 char bucket_base[256];
 const char *cafile;
+char state_base[256];
 
 void write_text(const char *path, const char *fmt, ...)
 {
@@ -52,7 +53,12 @@ void lockd_config(lockd_proc *p, const char *dir, const char *repos, const char 
         snprintf(line + len, sizeof line - len, "repo %s = %s/%s\n", n, bucket_base, n);
     }
     free(names);
-    write_text(p->conf, "listen = 127.0.0.1:0\ndb = lockd.db\nlease_ttl_min = 1\n%s%s", line,
+    char state[600] = "db = lockd.db\n";
+    /* One machine, one clock: no skew allowance, so expiry means what it does on SQLite. */
+    if (state_base[0])
+        snprintf(state, sizeof state, "state = %s/%s\nstate_skew_ms = 0\n", state_base,
+                 strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
+    write_text(p->conf, "listen = 127.0.0.1:0\n%slease_ttl_min = 1\n%s%s", state, line,
                extra ? extra : "");
 }
 
@@ -113,12 +119,16 @@ static void track(pid_t old, pid_t new_pid)
 
 void lockd_start(lockd_proc *p)
 {
+    char listen[64];
+    const char *argv[] = {S3SYNC_LOCKD_BIN, "--config", p->conf, "--port-file",
+                          p->port_file,     "--listen", listen,  NULL};
+    snprintf(listen, sizeof listen, "127.0.0.1:%u", p->port);
+    if (!p->keep_port || !p->port) argv[5] = NULL; /* the config's listen */
     unlink(p->port_file);
     p->pid = fork();
     assert_true(p->pid >= 0);
     if (p->pid == 0) {
-        execl(S3SYNC_LOCKD_BIN, S3SYNC_LOCKD_BIN, "--config", p->conf, "--port-file", p->port_file,
-              (char *)NULL);
+        execv(S3SYNC_LOCKD_BIN, (char *const *)argv);
         _exit(127);
     }
     track(0, p->pid);

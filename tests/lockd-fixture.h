@@ -22,23 +22,28 @@
 extern char bucket_base[256];
 /* The CA file http() trusts (a TLS test's own), NULL for the system's. */
 extern const char *cafile;
+/* "" for SQLite states (each config's lockd.db), or s3://BUCKET/PREFIX: each config
+ * directory's daemons keep their state at PREFIX/<the directory's name> (issue 19). */
+extern char state_base[256];
 
 typedef struct lockd_proc {
     pid_t pid;
     unsigned port;
     int tls;
+    int keep_port; /* restart on the port it had (replicas behind one list of URLs) */
     char dir[512], conf[600], port_file[600];
 } lockd_proc;
 
 void write_text(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A config for the directory dir (db inside it) serving repositories
- * "NAME NAME ..." under bucket_base, with extra lines appended. */
+/* A config for the directory dir (db inside it, or the state state_base names)
+ * serving repositories "NAME NAME ..." under bucket_base, with extra lines appended. */
 void lockd_config(lockd_proc *p, const char *dir, const char *repos, const char *extra);
 /* Run `s3sync-lockd --config CONF ARGS... NULL`, its stdout into out; its exit status. */
 int admin(const lockd_proc *p, char *out, size_t cap, ...);
 /* `device add NAME --repo REPO [--read-only]`; the token into tok (LD_TOKEN_LEN + 1). */
 void add_device(const lockd_proc *p, const char *name, const char *repo, int ro, char *tok);
-/* Start the daemon on a free port (p->port) and wait until it listens. */
+/* Start the daemon on a free port (p->port; with keep_port the one it had) and wait
+ * until it listens. */
 void lockd_start(lockd_proc *p);
 /* Stop with sig; the exit status (0..255) or 1000 + the killing signal. */
 int lockd_stop(lockd_proc *p, int sig);

@@ -642,6 +642,10 @@ int main(void)
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(tag, sizeof tag, rnd, sizeof rnd);
     snprintf(bucket_base, sizeof bucket_base, "s3://%s/lockd-%s", bucket, tag);
+    /* test-lockd-http-bucket: every daemon's state in the bucket, not in SQLite. */
+    const char *kind = getenv("S3SYNC_TEST_LOCKD_STATE");
+    if (kind && !strcmp(kind, "bucket"))
+        snprintf(state_base, sizeof state_base, "s3://%s/lockd-state-%s", bucket, tag);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int failed = cmocka_run_group_tests_name("lockd/http", tests, http_setup, http_teardown);
     lockd_kill_all(); /* what failed tests left running */

@@ -563,7 +563,11 @@ static void test_unit_config(void **state)
                                       "lease_ttl_min = 0\n",
                                       "max_connections_per_ip = 0\n",
                                       "connection_timeout = 0\n",
-                                      "max_connections = 0\n"};
+                                      "max_connections = 0\n",
+                                      "state = ftp://b/x\n",
+                                      "state = sqlite:\n",
+                                      "state_head_cache_ms = 60001\n",
+                                      "state_token_cache_ms = -1\n"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         f = fopen(path, "w");
         fputs(bad[i], f);
@@ -573,6 +577,43 @@ static void test_unit_config(void **state)
         assert_true(err.msg[0] != '\0');
         ld_config_clear(&c);
     }
+
+    /* state: sqlite paths from the file's directory, bucket states kept apart from every
+     * repository's prefix (refused before any request: nothing here listens). */
+    static const struct {
+        const char *state;
+        ss_rc rc;
+    } states[] = {
+        {"s3://bucket/photos/lockd", SS_ERR_INVALID}, /* inside a repository's prefix */
+        {"s3://bucket", SS_ERR_INVALID},              /* around every one */
+        {"s3://bucket/docs", SS_ERR_INVALID},         /* a repository's own */
+        {"file:///nonexistent/dir/x", SS_ERR_IO},     /* no such directory */
+    };
+    for (size_t i = 0; i < sizeof states / sizeof *states; i++) {
+        ld_state *st = NULL;
+        f = fopen(path, "w");
+        fprintf(f, "repo photos = s3://bucket/photos\nrepo docs = s3://bucket/docs/\nstate = %s\n",
+                states[i].state);
+        fclose(f);
+        ld_config_defaults(&c);
+        assert_int_equal(ld_config_load(path, &c, &err), SS_OK);
+        assert_int_equal(c.state_skew_ms, 2000);
+        ss_rc rc = ld_state_open(&c, &fake, &st, &err);
+        if (rc != states[i].rc) fail_msg("state %s: %s", states[i].state, err.msg);
+        assert_null(st);
+        ld_config_clear(&c);
+    }
+    assert_true(ld_url_overlaps("s3://b/a/b", "s3://b/a"));
+    assert_false(ld_url_overlaps("s3://b/ab", "s3://b/a"));
+    assert_false(ld_url_overlaps("s3://c/a", "s3://b/a"));
+    f = fopen(path, "w");
+    fputs("db = x.db\nstate_head_cache_ms = 250\n", f);
+    fclose(f);
+    ld_config_defaults(&c);
+    assert_int_equal(ld_config_load(path, &c, &err), SS_OK);
+    assert_true(!strncmp(c.state, "sqlite:/", 8) && strstr(c.state, "/x.db"));
+    assert_int_equal(c.state_head_cache_ms, 250);
+    ld_config_clear(&c);
 }
 
 /* A decision that, on its first run, has another connection raise head meanwhile. */
