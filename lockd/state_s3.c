@@ -723,6 +723,17 @@ static void s3_close(ld_state *st)
     impl_free(impl_of(st), 1);
 }
 
+/* Under io_mu: the store's counters move during its requests. /metrics waits for one. */
+static uint64_t s3_requests(ld_state *st)
+{
+    s3_impl *q = impl_of(st);
+    uint64_t n;
+    pthread_mutex_lock(&q->io_mu);
+    n = ss_store_requests(q->store);
+    pthread_mutex_unlock(&q->io_mu);
+    return n;
+}
+
 static const ld_state_ops ld_state_s3_ops = {
     .scheme = "s3",
     .close = s3_close,
@@ -737,6 +748,7 @@ static const ld_state_ops ld_state_s3_ops = {
     .device_revoke = s3_device_revoke,
     .device_list = s3_device_list,
     .repo_import = s3_repo_import,
+    .requests = s3_requests,
 };
 
 ss_rc ld_state_s3(ss_store *store, const ld_state_s3_opts *o, ld_state **ret, ss_err *err)

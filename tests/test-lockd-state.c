@@ -554,22 +554,20 @@ static void test_caches(void **state)
     ld_state_close(b);
 }
 
-/* What the bucket is asked: an update is a GET and, to write, a PUT; reads through the caches
- * none. Printed: the figures docs/PROTOCOL.md "Costs" quotes. */
-/* Requests since *n0, and *n0 moved to now. */
-static uint64_t since(ss_store *s, uint64_t *n0)
+/* Requests since *n0 (ld_state_requests, the /metrics counter), and *n0 moved to now. */
+static uint64_t since(ld_state *st, uint64_t *n0)
 {
-    uint64_t d = ss_store_requests(s) - *n0;
-    *n0 = ss_store_requests(s);
+    uint64_t d = ld_state_requests(st) - *n0;
+    *n0 = ld_state_requests(st);
     return d;
 }
 
+/* What the bucket is asked: an update is a GET and, to write, a PUT; reads through the caches
+ * none. Printed: the figures docs/PROTOCOL.md "Costs" quotes. */
 static void test_costs(void **state)
 {
     char where[400];
-    ss_store *s = NULL;
     ld_state *st = NULL;
-    ld_state_s3_opts so = {.head_cache_ms = 1000, .token_cache_ms = 5000, .clock = &fake};
     ld_device d, got;
     unsigned char h[LD_HASH_LEN];
     uint64_t tok = 0, n0 = 0, opened, write, keep, cached, tokens;
@@ -577,23 +575,22 @@ static void test_costs(void **state)
     (void)state;
     need_bucket();
     fresh_where(where, sizeof where);
-    assert_int_equal(ss_store_open(where, NULL, &s, &err), SS_OK);
-    assert_int_equal(ld_state_s3(s, &so, &st, &err), SS_OK); /* s is the state's, borrowed */
-    opened = since(s, &n0);
+    st = open_ok(where, NULL);
+    opened = since(st, &n0);
     repo_add(st, "r1", "s3://bk/r1");
     make_device(&d, "dev-a", "r1");
     assert_int_equal(ld_state_device_add(st, &d, &err), SS_OK);
-    (void)since(s, &n0);
+    (void)since(st, &n0);
     update_ok(st, "r1", decide_take, &tok);
-    write = since(s, &n0);
+    write = since(st, &n0);
     update_ok(st, "r1", decide_keep, NULL);
-    keep = since(s, &n0);
+    keep = since(st, &n0);
     for (int i = 0; i < 100; i++)
         (void)read_ok(st, "r1", 0);
-    cached = since(s, &n0);
+    cached = since(st, &n0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(ld_state_device_by_hash(st, d.hash, &got, h, &err), SS_OK);
-    tokens = since(s, &n0);
+    tokens = since(st, &n0);
     fprintf(stderr,
             "costs: open %" PRIu64 " requests (probe + meta.json), LD_WRITE %" PRIu64
             ", LD_KEEP %" PRIu64 ", 100 cached head reads %" PRIu64 ", 100 token checks %" PRIu64
