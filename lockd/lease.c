@@ -166,17 +166,19 @@ static ss_rc decide_grant(void *ctx, ld_record *rec, int64_t now, ld_decision *r
 {
     trans *t = ctx;
     uint64_t old_fencing = rec->lease.fencing; /* asserted only */
+    /* S6: expires_ms is the granting replica's clock, which may run up to skew behind ours */
+    int64_t until = rec->lease.expires_ms + ld_state_skew_ms(t->l->state);
     (void)err;
     (void)old_fencing;
     lease_outcome_clear(t->out);
     t->reconcile = t->expired = 0;
     *ret = LD_KEEP;
-    if (rec->leased && now < rec->lease.expires_ms) {
-        t->out->retry_after_ms = rec->lease.expires_ms - now;
+    if (rec->leased && now < until) {
+        t->out->retry_after_ms = until - now;
         snprintf(t->out->holder, sizeof t->out->holder, "%s", rec->lease.device);
         return lease_refuse(t->out, LD_WHY_LEASE_HELD, SS_ERR_CONFLICT,
                             "repository %s is leased by %s for %" PRId64 " ms more", t->repo,
-                            rec->lease.device, rec->lease.expires_ms - now);
+                            rec->lease.device, until - now);
     }
     if (rec->leased) { /* EXPIRED: end it the way a release would, so invariant 5 sees it */
         t->expired = 1;

@@ -692,6 +692,48 @@ static void test_unit_state_decides_again(void **state)
     ld_db_close(other);
 }
 
+/*
+ * S6 (ld_state.h): on a state with skew (a bucket's, here on file:// with the
+ * fake clock), an expired lease is taken over only once now >= expires_ms +
+ * skew: the granting replica's clock may run that far behind this one's.
+ */
+static void test_unit_skew_takeover(void **state)
+{
+    unit *u = *state;
+    ld_state_s3_opts so = {.skew_ms = 2000, .clock = &fake};
+    ld_lease_limits lim = {1000, 600000};
+    char url[700];
+    ld_state *st = NULL;
+    ld_leases *leases = NULL;
+    ss_store *bucket = NULL, *repo = NULL;
+    ld_lease la, lb;
+    ld_outcome o;
+    ss_err err = {{0}};
+    int changed = 0;
+    snprintf(url, sizeof url, "file://%s/state", u->dir);
+    assert_int_equal(ss_store_open(url, NULL, &bucket, &err), SS_OK);
+    assert_int_equal(ld_state_s3(bucket, &so, &st, &err), SS_OK);
+    assert_int_equal(ld_state_skew_ms(st), 2000);
+    assert_int_equal(ld_state_repo_put(st, "r1", "s3://bucket/r1", &changed, &err), SS_OK);
+    assert_int_equal(ld_leases_new(st, &fake, NULL, &lim, &leases, &err), SS_OK);
+    assert_int_equal(ss_store_open(u->store_url, NULL, &repo, &err), SS_OK);
+    assert_int_equal(ld_leases_add_repo(leases, "r1", repo, &err), SS_OK);
+
+    assert_int_equal(ld_lease_acquire(leases, &u->a, "r1", 1000, &la, &o), SS_OK);
+    fake_now += 1000; /* expired by its own clock, not yet by every replica's */
+    assert_int_equal(ld_lease_acquire(leases, &u->b, "r1", 1000, &lb, &o), SS_ERR_CONFLICT);
+    assert_int_equal(o.why, LD_WHY_LEASE_HELD);
+    assert_int_equal(o.retry_after_ms, 2000);
+    fake_now += 1999;
+    assert_int_equal(ld_lease_acquire(leases, &u->b, "r1", 1000, &lb, &o), SS_ERR_CONFLICT);
+    assert_int_equal(o.retry_after_ms, 1);
+    fake_now += 1; /* expires_ms + skew */
+    assert_int_equal(ld_lease_acquire(leases, &u->b, "r1", 1000, &lb, &o), SS_OK);
+    assert_true(lb.fencing > la.fencing);
+    ld_leases_free(leases);
+    ld_state_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest unit_tests[] = {
@@ -710,6 +752,7 @@ int main(void)
         U(test_unit_auth),
         U(test_unit_config),
         U(test_unit_state_decides_again),
+        U(test_unit_skew_takeover),
 #undef U
     };
     unsigned char rnd[8];
