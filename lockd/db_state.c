@@ -239,7 +239,7 @@ static ss_rc sq_new(ld_db *db, int owned, ld_state **ret, ss_err *err)
     if (!q) return ss_fail(err, SS_ERR_NOMEM, "state: out of memory");
     q->db = db;
     q->owned = owned;
-    rc = ld_state_new(&ld_state_sqlite_ops, q, 0, ret, err);
+    rc = ld_state_new(&ld_state_sqlite_ops, q, 0, 0, ret, err);
     if (rc) free(q);
     return rc;
 }

@@ -14,10 +14,11 @@ struct ld_state {
     const ld_state_ops *ops;
     void *impl; /* the backend's */
     int64_t skew_ms;
+    int64_t stale_ms;
 };
 
-ss_rc ld_state_new(const ld_state_ops *ops, void *impl, int64_t skew_ms, ld_state **ret,
-                   ss_err *err)
+ss_rc ld_state_new(const ld_state_ops *ops, void *impl, int64_t skew_ms, int64_t stale_ms,
+                   ld_state **ret, ss_err *err)
 {
     ld_state *st = NULL;
     *ret = NULL;
@@ -26,6 +27,7 @@ ss_rc ld_state_new(const ld_state_ops *ops, void *impl, int64_t skew_ms, ld_stat
     st->ops = ops;
     st->impl = impl;
     st->skew_ms = skew_ms;
+    st->stale_ms = stale_ms;
     *ret = st;
     return SS_OK;
 }
@@ -48,6 +50,11 @@ uint64_t ld_state_requests(ld_state *st)
 int64_t ld_state_skew_ms(const ld_state *st)
 {
     return st->skew_ms;
+}
+
+int64_t ld_state_stale_ms(const ld_state *st)
+{
+    return st->stale_ms;
 }
 
 void ld_state_close(ld_state *st)

@@ -79,12 +79,15 @@
  *      lease is taken over only once now >= expires_ms + skew_ms, and PUT
  *      URLs expire no later than expires_ms by the signer's clock, so no
  *      replica grants while another's holder may still upload [4].
- *  S7. Reads without a decision (GET head, the access check's head) may be
- *      up to head_cache_ms old (configuration, default 1000 on a bucket, 0
- *      on SQLite): one GET of the record per repository per interval per
- *      replica, however many devices ask. A stale read only ever answers
- *      "head N" for a head since raised; it never grants, signs or commits,
- *      which all decide inside an update.
+ *  S7. Reads without a decision (GET head, the access check's head, an
+ *      acquire's refusal) may be up to head_cache_ms old (configuration,
+ *      default 1000 on a bucket, 0 on SQLite): one GET of the record per
+ *      repository per interval per replica, however many devices ask. A
+ *      stale read only ever answers "head N" for a head since raised, or
+ *      "lease held" (retry_after at most head_cache_ms) for a lease since
+ *      ended; it never grants, signs or commits, which all decide inside an
+ *      update (lease.c refuse_held_cached: devices waiting for a lease must
+ *      not queue, one GET each, in front of its holder's commit).
  *  S8. Device tokens: a replica caches a token hash's device for at most
  *      token_cache_ms (default 5000 on a bucket; SQLite's cache is exact).
  *      A revocation writes the device object first, so every replica refuses
@@ -146,7 +149,8 @@ typedef struct ld_state_ops {
     /*
      * Adds the repository (head 0, next_fencing 1), or moves it to url: head 0 and
      * dirty (head belongs to the old location; reconciliation finds the new one's),
-     * the rest of its record kept. *ret_changed: 1 when it added or moved.
+     * the rest of its record kept. *ret_changed: 1 when it moved (0 when it added: a
+     * new repository has no head to lose).
      */
     ss_rc (*repo_put)(ld_state *st, const char *name, const char *url, int *ret_changed,
                       ss_err *err);
@@ -178,8 +182,8 @@ typedef struct ld_state_ops {
 } ld_state_ops;
 
 /* For a backend: a state over ops and its impl (ops->close is given the state to free it). */
-ss_rc ld_state_new(const ld_state_ops *ops, void *impl, int64_t skew_ms, ld_state **ret,
-                   ss_err *err);
+ss_rc ld_state_new(const ld_state_ops *ops, void *impl, int64_t skew_ms, int64_t stale_ms,
+                   ld_state **ret, ss_err *err);
 void *ld_state_impl(const ld_state *st);
 
 /* The SQLite backend (db_state.c) over db (borrowed: it must outlive the state), or
@@ -224,6 +228,8 @@ const char *ld_state_scheme(const ld_state *st);
 uint64_t ld_state_requests(ld_state *st);
 /* S6: 0 on SQLite. */
 int64_t ld_state_skew_ms(const ld_state *st);
+/* S7: how old a read that does not ask for fresh may be; 0 on SQLite (exact). */
+int64_t ld_state_stale_ms(const ld_state *st);
 
 ss_rc ld_state_update(ld_state *st, const char *repo, ld_decide_fn decide, void *ctx,
                       const ld_clock *clock, ld_record *ret_rec, ss_err *err);

@@ -161,25 +161,32 @@ static ss_rc check_ttl(const ld_leases *l, int64_t ttl_ms, ld_outcome *out)
 
 /* --- transitions ---------------------------------------------------------------- */
 
+/* 409 lease_held when rec has a lease that is not yet to be taken over; else SS_OK. */
+static ss_rc refuse_held(trans *t, const ld_record *rec, int64_t now)
+{
+    /* S6: expires_ms is the granting replica's clock, which may run up to skew behind ours */
+    int64_t until = rec->lease.expires_ms + ld_state_skew_ms(t->l->state);
+    if (!rec->leased || now >= until) return SS_OK;
+    t->out->retry_after_ms = until - now;
+    snprintf(t->out->holder, sizeof t->out->holder, "%s", rec->lease.device);
+    return lease_refuse(t->out, LD_WHY_LEASE_HELD, SS_ERR_CONFLICT,
+                        "repository %s is leased by %s for %" PRId64 " ms more", t->repo,
+                        rec->lease.device, until - now);
+}
+
 /* FREE or EXPIRED -> HELD. */
 static ss_rc decide_grant(void *ctx, ld_record *rec, int64_t now, ld_decision *ret, ss_err *err)
 {
     trans *t = ctx;
     uint64_t old_fencing = rec->lease.fencing; /* asserted only */
-    /* S6: expires_ms is the granting replica's clock, which may run up to skew behind ours */
-    int64_t until = rec->lease.expires_ms + ld_state_skew_ms(t->l->state);
+    ss_rc rc;
     (void)err;
     (void)old_fencing;
     lease_outcome_clear(t->out);
     t->reconcile = t->expired = 0;
     *ret = LD_KEEP;
-    if (rec->leased && now < until) {
-        t->out->retry_after_ms = until - now;
-        snprintf(t->out->holder, sizeof t->out->holder, "%s", rec->lease.device);
-        return lease_refuse(t->out, LD_WHY_LEASE_HELD, SS_ERR_CONFLICT,
-                            "repository %s is leased by %s for %" PRId64 " ms more", t->repo,
-                            rec->lease.device, until - now);
-    }
+    rc = refuse_held(t, rec, now);
+    if (rc) return rc;
     if (rec->leased) { /* EXPIRED: end it the way a release would, so invariant 5 sees it */
         t->expired = 1;
         ld_record_end_lease(rec);
@@ -244,6 +251,30 @@ static ss_rc acquire_locked(ld_leases *l, ld_slot *s, const ld_device *dev, int6
     return SS_OK;
 }
 
+/*
+ * A lease live in the record as read without a request (exact on SQLite, at most
+ * state_head_cache_ms old on a bucket: S7) refuses at once, outside the slot's
+ * mutex, so that devices waiting for a lease do not queue in front of its holder's
+ * presign and commit. A refusal on an older record than the bucket's is safe: it
+ * grants nothing, and a lease released since is met by the device's retry.
+ */
+static ss_rc refuse_held_cached(ld_leases *l, const ld_device *dev, const char *repo,
+                                ld_outcome *out)
+{
+    ld_record rec;
+    ss_err err = {{0}};
+    trans t = {.l = l, .dev = dev, .repo = repo, .out = out};
+    ss_rc rc;
+    if (ld_state_read(l->state, repo, 0, &rec, &err)) return SS_OK; /* the update will say */
+    rc = refuse_held(&t, &rec, lease_now_ms(l));
+    if (!rc) return SS_OK;
+    /* The lease may have ended since this record was read: ask again once it is stale. */
+    if (ld_state_stale_ms(l->state) && out->retry_after_ms > ld_state_stale_ms(l->state))
+        out->retry_after_ms = ld_state_stale_ms(l->state);
+    ld_metrics_add(l->metrics, LD_C_REFUSED, 1);
+    return rc;
+}
+
 ss_rc ld_lease_acquire(ld_leases *l, const ld_device *dev, const char *repo, int64_t ttl_ms,
                        ld_lease *ret, ld_outcome *out)
 {
@@ -253,6 +284,8 @@ ss_rc ld_lease_acquire(ld_leases *l, const ld_device *dev, const char *repo, int
     s = lease_access_slot(l, dev, repo, 1, out);
     if (!s) return lease_access_rc(out);
     rc = check_ttl(l, ttl_ms, out);
+    if (rc) return rc;
+    rc = refuse_held_cached(l, dev, repo, out);
     if (rc) return rc;
     pthread_mutex_lock(&s->mu);
     rc = acquire_locked(l, s, dev, ttl_ms, ret, out);

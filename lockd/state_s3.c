@@ -776,7 +776,7 @@ ss_rc ld_state_s3(ss_store *store, const ld_state_s3_opts *o, ld_state **ret, ss
     q->store = store;
     rc = meta_load(q, o->secret, err);
     if (rc) goto fail;
-    rc = ld_state_new(&ld_state_s3_ops, q, o->skew_ms, ret, err);
+    rc = ld_state_new(&ld_state_s3_ops, q, o->skew_ms, o->head_cache_ms, ret, err);
     if (rc) goto fail;
     return SS_OK;
 fail:

@@ -54,10 +54,14 @@ void lockd_config(lockd_proc *p, const char *dir, const char *repos, const char 
     }
     free(names);
     char state[600] = "db = lockd.db\n";
-    /* One machine, one clock: no skew allowance, so expiry means what it does on SQLite. */
+    /* One machine, one clock: no skew allowance, so expiry means what it does on SQLite;
+     * no caches, so what an admin command changes (a revocation) counts from the next
+     * request, as on SQLite. test-lockd-replicas checks the caches' bounds. */
     if (state_base[0])
-        snprintf(state, sizeof state, "state = %s/%s\nstate_skew_ms = 0\n", state_base,
-                 strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
+        snprintf(state, sizeof state,
+                 "state = %s/%s\nstate_skew_ms = 0\nstate_head_cache_ms = 0\n"
+                 "state_token_cache_ms = 0\n",
+                 state_base, strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir);
     write_text(p->conf, "listen = 127.0.0.1:0\n%slease_ttl_min = 1\n%s%s", state, line,
                extra ? extra : "");
 }
@@ -262,18 +266,24 @@ void expect(const resp *r, long status, const char *error)
                  r->body ? r->body : "(no body)");
 }
 
+lease_t lease_of(const resp *r)
+{
+    lease_t l = {{0}, 0, 0};
+    snprintf(l.id, sizeof l.id, "%s", jstr(r, "lease_id"));
+    l.fencing = jint(r, "fencing_token");
+    l.head = jint(r, "head");
+    assert_int_equal(strlen(l.id), LD_LEASE_ID_LEN);
+    assert_true(l.fencing >= 1);
+    return l;
+}
+
 lease_t acquire(const lockd_proc *p, const char *tok, const char *repo, double ttl)
 {
     char path[200];
-    lease_t l = {{0}, 0, 0};
     snprintf(path, sizeof path, "/v1/repos/%s/lease", repo);
     resp r = call(p, "POST", tok, path, "{\"ttl\": %g}", ttl);
     expect(&r, 201, NULL);
-    snprintf(l.id, sizeof l.id, "%s", jstr(&r, "lease_id"));
-    l.fencing = jint(&r, "fencing_token");
-    l.head = jint(&r, "head");
-    assert_int_equal(strlen(l.id), LD_LEASE_ID_LEN);
-    assert_true(l.fencing >= 1);
+    lease_t l = lease_of(&r);
     resp_free(&r);
     return l;
 }

@@ -75,6 +75,7 @@ typedef struct lease_t {
     long long fencing, head;
 } lease_t;
 
+lease_t lease_of(const resp *r); /* of a 201 answer to POST .../lease */
 lease_t acquire(const lockd_proc *p, const char *tok, const char *repo, double ttl);
 resp release(const lockd_proc *p, const char *tok, const char *repo, const lease_t *l);
 resp presign_put(const lockd_proc *p, const char *tok, const char *repo, const lease_t *l,

@@ -106,6 +106,29 @@ static long head_within(const lockd_proc *p, const char *tok, const char *repo, 
     }
 }
 
+/* A replica that last saw the lease held refuses from its cached record (S7) until
+ * the record is re-read; such a refusal must never ask for a wait past head_cache. */
+static lease_t acquire_within(const lockd_proc *p, const char *tok, const char *repo, long ms)
+{
+    char path[200];
+    double t0 = now_s();
+    snprintf(path, sizeof path, "/v1/repos/%s/lease", repo);
+    for (;;) {
+        resp r = call(p, "POST", tok, path, "{\"ttl\": 30}");
+        long took = (long)((now_s() - t0) * 1000);
+        if (r.status == 201) {
+            lease_t l = lease_of(&r);
+            resp_free(&r);
+            return l;
+        }
+        expect(&r, 409, "lease_held");
+        assert_true(jint(&r, "retry_after_ms") <= HEAD_CACHE_MS);
+        resp_free(&r);
+        if (took > ms) fail_msg("still refused after %ld ms", took);
+        usleep(20000);
+    }
+}
+
 static void put_seq(const lockd_proc *p, const char *tok, const char *repo, const lease_t *l,
                     long long seq)
 {
@@ -273,7 +296,8 @@ static void test_replicas_migrate(void **state)
     assert_non_null(strstr(out, "migrated 1 repositories and 2 devices"));
     assert_int_not_equal(admin(&old, out, sizeof out, "migrate", url, NULL), 0);
 
-    snprintf(extra, sizeof extra, "state = %s\nstate_skew_ms = %d\n", url, SKEW_MS);
+    snprintf(extra, sizeof extra, "state = %s\nstate_skew_ms = %d\nstate_head_cache_ms = %d\n", url,
+             SKEW_MS, HEAD_CACHE_MS);
     for (size_t i = 0; i < 2; i++) {
         snprintf(dir, sizeof dir, "%s/migrate-%zu", tmp_root, i);
         lockd_config(&p[i], dir, "rm", extra);
@@ -286,7 +310,7 @@ static void test_replicas_migrate(void **state)
     r = release(&p[1], a, "rm", &m); /* the lease granted by SQLite, released on a replica */
     expect(&r, 200, NULL);
     resp_free(&r);
-    lease_t n = acquire(&p[0], a, "rm", 30);
+    lease_t n = acquire_within(&p[0], a, "rm", HEAD_CACHE_MS + 500);
     assert_true(n.fencing > m.fencing);
     assert_int_equal(n.head, l.head + 1);
     r = release(&p[0], a, "rm", &n);
