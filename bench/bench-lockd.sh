@@ -256,7 +256,13 @@ replicas_stop() {
 trap 'replicas_stop; cleanup' EXIT
 replicas_start() { # state n: n replicas of `state`, then the balancer in front
 	local state=$1 n=$2 i port up=''
-	{ cat "$TMP/lockd.conf.base"; echo "threads = $POOL"; echo "state = $state"; } >"$TMP/replica.conf"
+	# The balancer's kept-alive connections and the writers all come from 127.0.0.1.
+	{
+		cat "$TMP/lockd.conf.base"
+		echo "threads = $POOL"
+		echo "state = $state"
+		echo "max_connections_per_ip = 1024"
+	} >"$TMP/replica.conf"
 	for i in $(seq "$n"); do
 		rm -f "$TMP/port.$i"
 		"$LOCKD" --config "$TMP/replica.conf" --port-file "$TMP/port.$i" 2>>"$TMP/lockd.err" &
@@ -294,8 +300,11 @@ phase() { # label command...: runs it, then one line of the bucket's cost
 }
 writers_run() { # urls
 	local line
-	line=$("$WRITERS_BIN" "$1" "w$POOL" "$tok_w" "$WRITERS" "$WRITERS_S" 5000) ||
-		{ echo "bench-lockd.sh: the writers' check FAILED: $line" >&2; exit 1; }
+	line=$("$WRITERS_BIN" "$1" "w$POOL" "$tok_w" "$WRITERS" "$WRITERS_S" 5000) || {
+		echo "bench-lockd.sh: the writers' check FAILED: $line" >&2
+		tail -n 20 "$TMP/lockd.err" >&2
+		exit 1
+	}
 	echo "  $line"
 }
 echo "== state backends: threads=$POOL, behind one nginx balancer; head, acquire+release, then $WRITERS writers"

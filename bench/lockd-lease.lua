@@ -11,8 +11,11 @@
 -- wrk 4.1 was seen to call request() once more than a thread has
 -- connections (at start-up, before any answer, no socket error reported),
 -- which with one repository per connection left none free. The spare
--- repositories cover it; a 409 (e.g. lease_held) takes its repository out of
--- the rotation ("refused" in the summary).
+-- repositories cover it. A 409 lease_held goes back to the end of the free
+-- list, to be asked again: on replicas of a bucket state, a replica that has
+-- not yet read the release made through another refuses from its cached
+-- record for up to state_head_cache_ms ("refused" in the summary counts them).
+-- Any other 409 takes its repository out of the rotation.
 local counter = 0
 local threads = {}
 
@@ -69,6 +72,9 @@ function response(status, headers, body)
   elseif status == 200 and r and body:find('"released"', 1, true) then
     released = released + 1
     table.insert(free, r)
+  elseif status == 409 and body:match('repository (%S+) is leased') then
+    failed = failed + 1 -- the refusal names its repository only in its message
+    table.insert(free, body:match('repository (%S+) is leased'))
   elseif status ~= 200 then
     failed = failed + 1
     if failed <= 3 then io.write("lease-debug: " .. status .. " " .. body .. "\n") end

@@ -1,13 +1,11 @@
 /*
  * ld_state.h: lockd's state behind one interface with two backends (issue 19).
  *
- * Being built, in slices. This one: the interface, its design, and the
- * SQLite backend of the record (db_state.c, over today's tables), which
- * lease.c and lease_repo.c now decide through; nothing else changed.
- * Next: the admin and route calls (devices, repositories, writers, rewind,
- * the secret) into the ops table, main.c opening ld_state from `state =`,
- * and the bucket backend (state_s3.c) that docs/PROTOCOL.md "State
- * backends" specifies.
+ * Built (issue 19): the interface and its design below; the SQLite
+ * backend (db_state.c, over the tables of db.c) and the bucket backend
+ * (state_s3.c, its objects parsed in state_s3_json.c) that docs/PROTOCOL.md
+ * "State backends" specifies; lease.c, lease_repo.c, the routes and the
+ * admin commands decide and read through it alone.
  *
  *   state = sqlite:/var/lib/s3sync-lockd/lockd.db   one process (the default)
  *   state = s3://BUCKET/PREFIX                       any number of replicas

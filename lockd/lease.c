@@ -42,7 +42,7 @@
  *       +------+  <------------------------------  +------+  ld_lease_commit(release=0)
  *         ^      ld_lease_release,                  |   ^    (HELD -> HELD)
  *         |      ld_lease_commit(release=1),        |   |
- *         |      ld_db_device_revoke                |   | ld_lease_acquire by any device:
+ *         |      ld_state_device_revoke             |   | ld_lease_acquire by any device:
  *         |                          the clock      |   | takeover (ld_lease_reconcile
  *         |                          reaches        v   | first when dirty)
  *         |                          expires_ms  +---------+
@@ -57,7 +57,8 @@
  * the update (ld_state.h) makes each decision atomic against every other
  * writer, and a commit decides again after its HEAD, on the record as it is
  * then. Head reads take no repository mutex: they read one snapshot of the
- * record (ld_state_read, on SQLite usually from db_cache.c).
+ * record (ld_state_read, on SQLite usually from db_cache.c); nor does an
+ * acquire that this snapshot already refuses (refuse_held_cached, S7).
  */
 #include "lease_impl.h"
 
@@ -256,7 +257,9 @@ static ss_rc acquire_locked(ld_leases *l, ld_slot *s, const ld_device *dev, int6
  * state_head_cache_ms old on a bucket: S7) refuses at once, outside the slot's
  * mutex, so that devices waiting for a lease do not queue in front of its holder's
  * presign and commit. A refusal on an older record than the bucket's is safe: it
- * grants nothing, and a lease released since is met by the device's retry.
+ * grants nothing, and a lease released since is met by the device's retry (the
+ * holder itself too, after a release through another replica: at most
+ * head_cache_ms later; exempting it would let one device's many clients queue).
  */
 static ss_rc refuse_held_cached(ld_leases *l, const ld_device *dev, const char *repo,
                                 ld_outcome *out)

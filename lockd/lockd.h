@@ -19,10 +19,11 @@
  *   rewind.c  the admin's repo rewind: head back, the bucket above it deleted
  *             (ld_rewind)
  *   main.c    arguments, admin commands, server start, signals
- *   ld_state.c the state interface (ld_state.h, issue 19, being built):
- *             one record per repository, changed by read-decide-write-back
- *             updates; db_state.c its SQLite backend, which lease.c and
- *             lease_repo.c decide through
+ *   ld_state.c the state interface (ld_state.h): one record per repository,
+ *             changed by read-decide-write-back updates, and the devices;
+ *             db_state.c its SQLite backend, state_s3.c its bucket backend
+ *             (state_s3_json.c its objects), which every lease, head and
+ *             device decision goes through
  *
  * lockd holds bucket credentials but never a repository's keys or plaintext:
  * it only names objects, counts sequences and signs URLs.

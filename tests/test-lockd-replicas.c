@@ -275,11 +275,12 @@ static void test_replicas_head_cost(void **state)
 static void test_replicas_migrate(void **state)
 {
     lockd_proc old, p[2];
-    char dir[600], a[64], gone[64], out[512], extra[512], url[300];
+    char dir[600], a[64], b[64], gone[64], out[512], extra[512], url[300];
     (void)state;
     snprintf(dir, sizeof dir, "%s/migrate-sqlite", tmp_root);
     lockd_config(&old, dir, "rm", NULL);
     add_device(&old, "dev-a", "rm", 0, a);
+    add_device(&old, "dev-b", "rm", 0, b);
     add_device(&old, "dev-gone", "rm", 0, gone);
     assert_int_equal(admin(&old, out, sizeof out, "device", "revoke", "dev-gone", NULL), 0);
     lockd_start(&old);
@@ -293,7 +294,7 @@ static void test_replicas_migrate(void **state)
 
     snprintf(url, sizeof url, "%s/migrate", state_url);
     assert_int_equal(admin(&old, out, sizeof out, "migrate", url, NULL), 0);
-    assert_non_null(strstr(out, "migrated 1 repositories and 2 devices"));
+    assert_non_null(strstr(out, "migrated 1 repositories and 3 devices"));
     assert_int_not_equal(admin(&old, out, sizeof out, "migrate", url, NULL), 0);
 
     snprintf(extra, sizeof extra, "state = %s\nstate_skew_ms = %d\nstate_head_cache_ms = %d\n", url,
@@ -310,10 +311,16 @@ static void test_replicas_migrate(void **state)
     r = release(&p[1], a, "rm", &m); /* the lease granted by SQLite, released on a replica */
     expect(&r, 200, NULL);
     resp_free(&r);
-    lease_t n = acquire_within(&p[0], a, "rm", HEAD_CACHE_MS + 500);
+    lease_t n = acquire_within(&p[0], b, "rm", HEAD_CACHE_MS + 500);
     assert_true(n.fencing > m.fencing);
     assert_int_equal(n.head, l.head + 1);
-    r = release(&p[0], a, "rm", &n);
+    r = release(&p[1], b, "rm", &n);
+    expect(&r, 200, NULL);
+    resp_free(&r);
+    /* p[0] last saw n held: dev-b, its holder, waits no longer than anyone else */
+    lease_t o = acquire_within(&p[0], b, "rm", HEAD_CACHE_MS + 500);
+    assert_true(o.fencing > n.fencing);
+    r = release(&p[0], b, "rm", &o);
     expect(&r, 200, NULL);
     resp_free(&r);
     stop_all(p, 2);
