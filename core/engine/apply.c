@@ -258,6 +258,7 @@ static ss_rc walk_ops(eng_apply *a, int fd, uint64_t seq, ss_err *err)
     const ss_txn_entry *e;
     size_t next = 0; /* the stage's files are the chunked ops', in order */
     ss_rc rc = eng_txn_open(&a->txn, a->f, fd, seq, err);
+    eng_apply_made_clear(a);
     if (rc) goto done;
     for (size_t i = 0;; i++) {
         rc = eng_txn_next(&a->txn, &e, err);
@@ -408,6 +409,8 @@ out:
         free(a.deferred[i].path);
     free(a.deferred);
     free(a.same);
+    eng_apply_made_clear(&a);
+    free(a.made);
     ss_devices_free(kept);
     ss_state_body_free(&a.body);
     eng_apply_batch_free(&a); /* after a failure: the temps not renamed go */

@@ -258,8 +258,8 @@ static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_
     rc = pend(a, e, &p, err);
     if (rc) goto fail;
     seen.ctx = p;
-    rc = ss_atomic_stage(at, a->batch, eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns,
-                         &seen, err);
+    rc = ss_atomic_stage(at, a->batch, e->size, eng_mode_applied(a->f, e->mode), e->mtime_s,
+                         e->mtime_ns, &seen, err);
     if (rc) { /* at is gone with its temp: so is its slot */
         pending_clear(p);
         a->n_pend--;
@@ -270,8 +270,51 @@ fail:
     return rc;
 }
 
+/*
+ * A directory this walk made (ss_fs_mkdir says so) was empty then: a file
+ * written into it needs no look first (an lstat that says absent, and the
+ * fstat of the parent that tells a missing name from a removed directory).
+ * What appears there since is what could appear between a look and the
+ * rename anyway: the rename looks (RENAME_NOREPLACE, fsio.c) and keeps it
+ * as a conflict copy (P4). Only files: a symlink is renamed over what is
+ * there. Kept as the chain of made directories above the walk's position,
+ * so at most a path's depth of them.
+ */
+static int is_under(const char *path, const char *dir, size_t dir_len)
+{
+    return !strncmp(path, dir, dir_len) && path[dir_len] == '/';
+}
+
+static ss_rc made_push(eng_apply *a, const char *path, ss_err *err)
+{
+    char *copy = NULL;
+    while (a->n_made && !is_under(path, a->made[a->n_made - 1], strlen(a->made[a->n_made - 1])))
+        free(a->made[--a->n_made]);
+    if (SS_ARRAY_GROW(a->made, a->n_made + 1, a->cap_made) || !(copy = strdup(path)))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    a->made[a->n_made++] = copy;
+    return SS_OK;
+}
+
+/* path's parent is a directory this walk made (see made_push). */
+static int in_made(const eng_apply *a, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    for (size_t i = a->n_made; slash && i-- > 0;)
+        if (strlen(a->made[i]) == n && !memcmp(a->made[i], path, n)) return 1;
+    return 0;
+}
+
+void eng_apply_made_clear(eng_apply *a)
+{
+    while (a->n_made)
+        free(a->made[--a->n_made]);
+}
+
 static ss_rc write_entry(eng_apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
 {
+    int made = 0;
     ss_rc rc;
     switch (e->kind) {
     case SS_TXN_FILE: return write_file(a, e, l, err);
@@ -281,8 +324,12 @@ static ss_rc write_entry(eng_apply *a, const ss_txn_entry *e, const local *l, ss
         a->stats->files++;
         return record(a, e, e->target, e->size, err);
     default: /* its mode once its contents are written (P6) */
-        rc = ss_dirmodes_mkdir(a->dm, e->path, eng_mode_applied(a->f, e->mode), err);
+        rc = ss_dirmodes_mkdir(a->dm, e->path, eng_mode_applied(a->f, e->mode), &made, err);
         if (rc) return rc;
+        if (made) {
+            rc = made_push(a, e->path, err);
+            if (rc) return rc;
+        }
         a->stats->files++;
         return record(a, e, NULL, 0, err);
     }
@@ -405,7 +452,10 @@ ss_rc eng_apply_upsert(eng_apply *a, const ss_txn_entry *e, ss_err *err)
     if (rc) return rc;
     rc = ss_dirmodes_enter(a->dm, e->path, err);
     if (rc) return rc;
-    rc = look_unblocked(a, e->path, &l, err);
+    if (e->kind == SS_TXN_FILE && in_made(a, e->path))
+        memset(&l, 0, sizeof l); /* L_ABSENT: it was empty, the rename looks */
+    else
+        rc = look_unblocked(a, e->path, &l, err);
     if (rc) return rc;
     if (l.state == L_DIRTY) {
         rc = same_as_local(a, e, &l, &same, err);

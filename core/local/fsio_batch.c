@@ -71,16 +71,15 @@ int ss_fs_batch_full(const ss_fs_batch *b)
            b->owned >= SS_FS_BATCH_DIRS;
 }
 
-ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint32_t mode, int64_t mtime_s,
+ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint64_t size, uint32_t mode, int64_t mtime_s,
                       uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err)
 {
-    struct stat st;
     ss_rc rc;
     assert(b->n < SS_FS_BATCH_FILES); /* the caller flushes a full batch first */
     rc = ss_atomic_finish_meta(at, mode, mtime_s, mtime_ns, err);
     if (rc) goto fail;
     /* Step 1: writeout started now (for a file worth it), waited for by the flush's syncfs. */
-    if (fstat(at->fd, &st) || ss_fs_writeout(at->fd, (uint64_t)st.st_size) || close(at->fd)) {
+    if (ss_fs_writeout(at->fd, size) || close(at->fd)) {
         at->fd = -1;
         rc = ss_fs_errno_fail(err, "write", at->path);
         goto fail;
@@ -89,7 +88,7 @@ ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint32_t mode, int64_t mtim
     b->v[b->n] = (staged){.at = at, .has_seen = seen != NULL};
     if (seen) b->v[b->n].seen = *seen;
     b->n++;
-    b->bytes += (uint64_t)st.st_size;
+    b->bytes += size;
     b->owned += (size_t)at->dir_owned;
     ss_fault_point("apply.staged");
     return SS_OK;
@@ -159,13 +158,20 @@ ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *
     rc = ss_atomic_temp_name(at, err);
     if (rc) goto fail;
     /* A second name beside the target, then the stage's removed: a temp as begin makes. */
-    if (!linkat(src_dirfd, src_name, at->dirfd, at->tmp, 0)) {
-        at->fd = fd;
-    } else if (errno == EXDEV || errno == EPERM || errno == EMLINK) {
-        rc = adopt_by_copy(at, fd, err);
-        if (rc) goto fail;
-    } else {
-        rc = ss_fs_errno_fail(err, "create temp file for", path);
+    for (int tries = 0;; tries++) { /* once more after a removed directory, resolved afresh */
+        int again = 0;
+        if (!linkat(src_dirfd, src_name, at->dirfd, at->tmp, 0)) {
+            at->fd = fd;
+            break;
+        }
+        if (errno == EXDEV || errno == EPERM || errno == EMLINK) {
+            rc = adopt_by_copy(at, fd, err);
+            if (rc) goto fail;
+            break;
+        }
+        if (!tries) rc = ss_atomic_retry(at, &again, err);
+        if (again) continue;
+        if (!rc) rc = ss_fs_errno_fail(err, "create temp file for", path);
         free(at->tmp); /* not made: nothing for abort to remove */
         at->tmp = NULL;
         goto fail;
