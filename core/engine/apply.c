@@ -381,7 +381,7 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
     began = 1;
     rc = apply_ops(&a, fd, seq, ours, err);
     if (rc) goto out;
-    assert(!a.n_pend);                  /* P3: each walk renamed its last batch */
+    assert(!a.n_pend && !a.n_prev);     /* P3: each walk renamed its last batches */
     rc = ss_dirmodes_finish(a.dm, err); /* P6: every directory its mode */
     if (rc) goto out;
     rc = ss_fs_sync(f->root_fd, err); /* P3: the renames are durable before the state says so */

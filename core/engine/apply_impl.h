@@ -45,6 +45,14 @@ typedef struct eng_apply {
     eng_pending *pend; /* SS_FS_BATCH_FILES of them, allocated with the batch */
     size_t n_pend;
     /*
+     * The full batch before it, its syncfs running meanwhile (fsio.h
+     * ss_fs_batch_sync_start): renamed and recorded when batch is full in
+     * turn, or at a flush, before batch. At most two batches are pending.
+     */
+    ss_fs_batch *prev;
+    eng_pending *prev_pend;
+    size_t n_prev;
+    /*
      * The directories this walk made, as a chain (each under the one
      * before): a file whose parent is one needs no look (apply_op.c, fresh).
      */

@@ -204,30 +204,66 @@ static ss_rc pend(eng_apply *a, const ss_txn_entry *e, eng_pending **ret_p, ss_e
     return SS_OK;
 }
 
-ss_rc eng_apply_flush(eng_apply *a, ss_err *err)
+/* Batch b, whose pending records are pend[0..*n): made durable, renamed, recorded; emptied. */
+static ss_rc finish(eng_apply *a, ss_fs_batch *b, eng_pending *pend, size_t *n, ss_err *err)
 {
-    ss_rc rc = a->batch ? ss_fs_batch_flush(a->batch, err) : SS_OK; /* durable, then renamed */
-    for (size_t i = 0; i < a->n_pend; i++) {
-        eng_pending *p = &a->pend[i];
+    ss_rc rc = b ? ss_fs_batch_flush(b, err) : SS_OK; /* durable, then renamed */
+    for (size_t i = 0; i < *n; i++) {
+        eng_pending *p = &pend[i];
         if (!rc) { /* after a failure the rest are only cleared */
             a->stats->files++;
             rc = record(a, &p->e, p->body, p->body_len, err);
         }
         pending_clear(p);
     }
-    a->n_pend = 0;
+    *n = 0;
     return rc;
+}
+
+ss_rc eng_apply_flush(eng_apply *a, ss_err *err)
+{
+    ss_rc rc = finish(a, a->prev, a->prev_pend, &a->n_prev, err); /* staged first */
+    if (rc) return rc; /* the batch after it is removed with the apply (eng_apply_batch_free) */
+    return finish(a, a->batch, a->pend, &a->n_pend, err);
+}
+
+/*
+ * The batch is full: the one before it is finished (its syncfs has been
+ * running while this one filled), this one's syncfs starts, and it becomes
+ * the one before; the next files go to an empty batch.
+ */
+static ss_rc rotate(eng_apply *a, ss_err *err)
+{
+    ss_fs_batch *b = a->prev;
+    eng_pending *p = a->prev_pend;
+    ss_rc rc = finish(a, a->prev, a->prev_pend, &a->n_prev, err);
+    if (rc) return rc;
+    ss_fs_batch_sync_start(a->batch);
+    a->prev = a->batch;
+    a->prev_pend = a->pend;
+    a->n_prev = a->n_pend;
+    a->batch = b;
+    a->pend = p; /* NULL the first time: pend() allocates it */
+    a->n_pend = 0;
+    if (!a->batch) return ss_fs_batch_new(a->f->root_fd, &a->batch, err);
+    return SS_OK;
+}
+
+static void batch_free(eng_pending **pend, size_t *n, ss_fs_batch **b)
+{
+    for (size_t i = 0; i < *n; i++)
+        pending_clear(&(*pend)[i]);
+    free(*pend);
+    *pend = NULL;
+    *n = 0;
+    ss_fs_batch_free(*b); /* waits for its syncfs, if running */
+    *b = NULL;
 }
 
 void eng_apply_batch_free(eng_apply *a)
 {
-    for (size_t i = 0; i < a->n_pend; i++)
-        pending_clear(&a->pend[i]);
-    free(a->pend);
-    a->pend = NULL;
-    a->n_pend = 0;
-    ss_fs_batch_free(a->batch);
-    a->batch = NULL;
+    batch_free(&a->prev_pend, &a->n_prev, &a->prev);
+    batch_free(&a->pend, &a->n_pend, &a->batch);
 }
 
 /*
@@ -246,7 +282,7 @@ static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_
         if (rc) return rc;
     }
     if (ss_fs_batch_full(a->batch)) {
-        rc = eng_apply_flush(a, err);
+        rc = rotate(a, err);
         if (rc) return rc;
     }
     if (e->storage == SS_TXN_CHUNKS) {
@@ -411,7 +447,7 @@ static size_t blocked_at(eng_apply *a, const char *path)
  */
 static ss_rc settle(eng_apply *a, const char *path, int always, ss_err *err)
 {
-    if (!a->n_pend || (!always && !ss_dirmodes_closes(a->dm, path))) return SS_OK;
+    if ((!a->n_pend && !a->n_prev) || (!always && !ss_dirmodes_closes(a->dm, path))) return SS_OK;
     return eng_apply_flush(a, err);
 }
 

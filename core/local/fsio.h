@@ -152,6 +152,12 @@ ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *
 size_t ss_fs_batch_count(const ss_fs_batch *b);
 int ss_fs_batch_full(const ss_fs_batch *b);
 /*
+ * Start the flush's syncfs now, on a thread (fsio_batch.c says why that
+ * is safe): nothing more may be staged in b; the caller fills another
+ * batch meanwhile and flushes b before it, keeping the order staged.
+ */
+void ss_fs_batch_sync_start(ss_fs_batch *b);
+/*
  * syncfs, then every rename in the order staged (fault points
  * apply.batch-synced after the sync, apply.batch-renamed after the last
  * rename). The batch is empty afterwards, after a failure too: temps not
