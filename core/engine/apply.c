@@ -33,13 +33,16 @@
  *         b. one syncfs: every temp of the batch durable (across a mount
  *            point inside the folder, where no link can be made,
  *            ss_atomic_adopt copies and fsyncs instead)
- *            (apply.batch-synced);
+ *            (apply.batch-synced); started on a thread as soon as the
+ *            batch is full, while the walk writes the next batch
+ *            (apply_op.c rotate; fsio_batch.c says why that is safe);
  *         c. each temp renamed over its target, the P4 look first
  *            (apply.before-rename, apply.after-rename, apply.batch-renamed),
  *            then recorded in the open SQLite transaction;
- *       a batch is flushed when full, before the walk leaves a directory
- *       whose mode it opened (P6), and at the end of each walk (asserted
- *       empty before d);
+ *       a full batch is renamed once the next one is full (at most two
+ *       pending), and both before the walk leaves a directory whose mode
+ *       it opened (P6) and at the end of each walk (asserted empty
+ *       before d);
  *         d. one syncfs for the transaction: every rename durable;
  *         e. the watermark and state commit (pull.before-commit).
  *       Killed anywhere, the next pull re-applies seq: a temp left behind
