@@ -54,8 +54,8 @@ struct ss_fs_batch {
     int root_fd;
     staged v[SS_FS_BATCH_FILES];
     size_t n;
-    uint64_t bytes; /* data of the temps staged */
-    size_t owned;   /* directory descriptors of their own (not the cache's) */
+    uint64_t bytes;   /* data of the temps staged */
+    size_t owned;     /* directory descriptors of their own (not the cache's) */
     pthread_t syncer; /* running step 2 when syncing (ss_fs_batch_sync_start) */
     int syncing, sync_errno;
 };
