@@ -32,6 +32,8 @@
  *                 walk (S3SYNC_FAULT=no-openat2). And d/ swapped while
  *                 pull stands between two writes into it, d/ in apply's
  *                 directory cache: nothing is written outside either.
+ *                 And d/ removed and made again there: the next write
+ *                 finds it afresh, and a pull after converges.
  *   casefold      on a casefolded tmpfs or ext4 image (skipped, saying why,
  *                 where the kernel has no CONFIG_UNICODE): the kernel takes
  *                 each alias of tests/reserved-names.h for .s3sync, and a
@@ -752,6 +754,45 @@ static void test_swap_between_writes(void **state)
     g_step[0] = '\0';
 }
 
+/*
+ * A local user removes d/ and makes it again while B's pull stands between
+ * staging d/f1.txt and writing d/f2.txt, d/ in apply's directory cache. The
+ * per-file calls do not fstat a cached directory first (core/local/fsio.c):
+ * the next one through the removed d/ says ENOENT, and d/ is resolved
+ * afresh (in round 0 the walk made d/, so f2's temp create is what finds
+ * it; in round 1 the look at f2). The pull may fail (f1's temp went with
+ * the old d/); a pull after converges, and no temp is left behind.
+ */
+static void test_remove_between_writes(void **state)
+{
+    world *w = *state;
+    join(w, A);
+    join(w, B);
+    for (int walk = 0; walk < 2; walk++) {
+        outcome o;
+        child c;
+        snprintf(g_step, sizeof g_step, "pull, d/ removed and made again between two writes (%s)",
+                 g_resolvers[walk][0]);
+        write_bytes(at(w, A, "d/f1.txt"), walk ? "one 2" : "one 1", 5);
+        write_bytes(at(w, A, "d/f2.txt"), walk ? "two 2" : "two 1", 5);
+        ok(w, A, "push");
+        c = start_paused(w, B, "apply.staged:1", walk, "pull");
+        rm_rf(at(w, B, "d"));
+        if (mkdir(at(w, B, "d"), 0755)) failf("mkdir d: %s", strerror(errno));
+        kill(c.pid, SIGCONT);
+        o = finish(c);
+        if (o.code != 0 && o.code != 1) failf("pull: exit %d: %s", o.code, o.err);
+        fprintf(stderr, "  %s: exit %d %s", g_step, o.code, o.err);
+        outcome_free(&o);
+        ok(w, B, "pull");
+        ok(w, B, "sync"); /* its scan removes the temps a failed pull left */
+        ok(w, A, "sync");
+        expect_same_tree(w->dev[A], w->dev[B]);
+        expect_no_leftovers(w);
+    }
+    g_step[0] = '\0';
+}
+
 /* --- a casefolded file system ---------------------------------------------------------- */
 
 #ifndef FS_CASEFOLD_FL
@@ -884,7 +925,8 @@ int main(void)
         WORLD_TEST(test_mount_inside),        WORLD_TEST(test_unreadable),
         WORLD_TEST(test_dir_modes),           WORLD_TEST(test_changing_file),
         WORLD_TEST(test_swap_during_push),    WORLD_TEST(test_swap_during_pull),
-        WORLD_TEST(test_swap_between_writes), WORLD_TEST(test_casefold_aliases),
+        WORLD_TEST(test_swap_between_writes), WORLD_TEST(test_remove_between_writes),
+        WORLD_TEST(test_casefold_aliases),
     };
     if (sodium_init() < 0) return 1;
     setenv("S3SYNC_KDF", "interactive", 1);

@@ -483,6 +483,39 @@ static void test_edit_before_rename(void **state)
 }
 
 /*
+ * The same window for a new file in a new directory: apply does not look at
+ * a file's path before writing it when the walk made its parent (it was
+ * empty then), and renames it with RENAME_NOREPLACE (core/local/fsio.c):
+ * B's user creates the file meanwhile, and that is kept as a conflict copy.
+ */
+static void test_create_before_rename(void **state)
+{
+    static const char *const pause[] = {"S3SYNC_PAUSE_AT=apply.before-rename:1", NULL};
+    world *w = *state;
+    child c;
+    outcome o;
+    join(w, A);
+    join(w, B);
+    write_bytes(at(w, A, "new/g.txt"), "A's file", 8);
+    ok(w, A, "push");
+    c = start_cmd(w, B, pause, "pull");
+    expect_stopped(c, "B's pull");
+    write_bytes(at(w, B, "new/g.txt"), "B's file, in the window", 23);
+    kill(c.pid, SIGCONT);
+    o = finish(c);
+    expect_exit(&o, 0, "B's pull, after the create");
+    if (!json_is_object(o.json) || json_array_size(json_object_get(o.json, "conflicts")) != 1)
+        failf("the file made in the window is no conflict copy: %s", o.out);
+    outcome_free(&o);
+    expect_content(at(w, B, "new/g.txt"), "A's file");
+    assert_int_equal(count_in(w->dev[B], count_content, "B's file, in the window"), 1);
+    ok(w, B, "sync");
+    ok(w, A, "sync");
+    expect_converged(w);
+    assert_int_equal(count_in(w->dev[A], count_name, ".sync-conflict-"), 1);
+}
+
+/*
  * The racy-mtime rule (core/engine.c): a file whose mtime was too recent when
  * its stat was recorded is read again by the next push, since a rewrite in the
  * same timestamp tick leaves size, mtime and ctime as they were. No test can
@@ -885,6 +918,7 @@ int main(void)
         WORLD_TEST(test_push_retry),
         WORLD_TEST(test_racy_mtime),
         WORLD_TEST(test_edit_before_rename),
+        WORLD_TEST(test_create_before_rename),
         WORLD_TEST(test_crash_points),
         WORLD_TEST(test_crash_in_closed_dir),
         WORLD_TEST(test_tampering),

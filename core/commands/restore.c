@@ -399,7 +399,7 @@ static ss_rc write_row(rs *s, const row *r, ss_err *err)
     rc = ss_dirmodes_enter(s->dm, dest, err);
     if (rc) goto done;
     if (r->kind == SS_TXN_DIR) /* its mode once its contents are in (R3) */
-        rc = ss_dirmodes_mkdir(s->dm, dest, eng_mode_applied(s->f, r->mode), err);
+        rc = ss_dirmodes_mkdir(s->dm, dest, eng_mode_applied(s->f, r->mode), NULL, err);
     else if (r->kind == SS_TXN_SYMLINK)
         rc = ss_fs_symlink(s->pfd, dest, r->body, r->mtime_s, r->mtime_ns, err);
     else

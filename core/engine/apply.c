@@ -33,13 +33,16 @@
  *         b. one syncfs: every temp of the batch durable (across a mount
  *            point inside the folder, where no link can be made,
  *            ss_atomic_adopt copies and fsyncs instead)
- *            (apply.batch-synced);
+ *            (apply.batch-synced); started on a thread as soon as the
+ *            batch is full, while the walk writes the next batch
+ *            (apply_op.c rotate; fsio_batch.c says why that is safe);
  *         c. each temp renamed over its target, the P4 look first
  *            (apply.before-rename, apply.after-rename, apply.batch-renamed),
  *            then recorded in the open SQLite transaction;
- *       a batch is flushed when full, before the walk leaves a directory
- *       whose mode it opened (P6), and at the end of each walk (asserted
- *       empty before d);
+ *       a full batch is renamed once the next one is full (at most two
+ *       pending), and both before the walk leaves a directory whose mode
+ *       it opened (P6) and at the end of each walk (asserted empty
+ *       before d);
  *         d. one syncfs for the transaction: every rename durable;
  *         e. the watermark and state commit (pull.before-commit).
  *       Killed anywhere, the next pull re-applies seq: a temp left behind
@@ -258,6 +261,7 @@ static ss_rc walk_ops(eng_apply *a, int fd, uint64_t seq, ss_err *err)
     const ss_txn_entry *e;
     size_t next = 0; /* the stage's files are the chunked ops', in order */
     ss_rc rc = eng_txn_open(&a->txn, a->f, fd, seq, err);
+    eng_apply_made_clear(a);
     if (rc) goto done;
     for (size_t i = 0;; i++) {
         rc = eng_txn_next(&a->txn, &e, err);
@@ -380,7 +384,7 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
     began = 1;
     rc = apply_ops(&a, fd, seq, ours, err);
     if (rc) goto out;
-    assert(!a.n_pend);                  /* P3: each walk renamed its last batch */
+    assert(!a.n_pend && !a.n_prev);     /* P3: each walk renamed its last batches */
     rc = ss_dirmodes_finish(a.dm, err); /* P6: every directory its mode */
     if (rc) goto out;
     rc = ss_fs_sync(f->root_fd, err); /* P3: the renames are durable before the state says so */
@@ -408,6 +412,8 @@ out:
         free(a.deferred[i].path);
     free(a.deferred);
     free(a.same);
+    eng_apply_made_clear(&a);
+    free(a.made);
     ss_devices_free(kept);
     ss_state_body_free(&a.body);
     eng_apply_batch_free(&a); /* after a failure: the temps not renamed go */

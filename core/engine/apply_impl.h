@@ -44,6 +44,20 @@ typedef struct eng_apply {
     ss_fs_batch *batch;
     eng_pending *pend; /* SS_FS_BATCH_FILES of them, allocated with the batch */
     size_t n_pend;
+    /*
+     * The full batch before it, its syncfs running meanwhile (fsio.h
+     * ss_fs_batch_sync_start): renamed and recorded when batch is full in
+     * turn, or at a flush, before batch. At most two batches are pending.
+     */
+    ss_fs_batch *prev;
+    eng_pending *prev_pend;
+    size_t n_prev;
+    /*
+     * The directories this walk made, as a chain (each under the one
+     * before): a file whose parent is one needs no look (apply_op.c, fresh).
+     */
+    char **made;
+    size_t n_made, cap_made;
     /* A checkpoint applied as a base (join, re-base after gc): per op, 1 when the state holds it.
      */
     int base;
@@ -97,5 +111,6 @@ int eng_apply_is_deferred(const eng_apply *a, const char *path);
  */
 ss_rc eng_apply_flush(eng_apply *a, ss_err *err);
 void eng_apply_batch_free(eng_apply *a); /* temps not renamed are removed */
+void eng_apply_made_clear(eng_apply *a); /* forget the directories made (a walk starts) */
 
 #endif

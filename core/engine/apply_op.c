@@ -204,30 +204,66 @@ static ss_rc pend(eng_apply *a, const ss_txn_entry *e, eng_pending **ret_p, ss_e
     return SS_OK;
 }
 
-ss_rc eng_apply_flush(eng_apply *a, ss_err *err)
+/* Batch b, whose pending records are pend[0..*n): made durable, renamed, recorded; emptied. */
+static ss_rc finish(eng_apply *a, ss_fs_batch *b, eng_pending *pend, size_t *n, ss_err *err)
 {
-    ss_rc rc = a->batch ? ss_fs_batch_flush(a->batch, err) : SS_OK; /* durable, then renamed */
-    for (size_t i = 0; i < a->n_pend; i++) {
-        eng_pending *p = &a->pend[i];
+    ss_rc rc = b ? ss_fs_batch_flush(b, err) : SS_OK; /* durable, then renamed */
+    for (size_t i = 0; i < *n; i++) {
+        eng_pending *p = &pend[i];
         if (!rc) { /* after a failure the rest are only cleared */
             a->stats->files++;
             rc = record(a, &p->e, p->body, p->body_len, err);
         }
         pending_clear(p);
     }
-    a->n_pend = 0;
+    *n = 0;
     return rc;
+}
+
+ss_rc eng_apply_flush(eng_apply *a, ss_err *err)
+{
+    ss_rc rc = finish(a, a->prev, a->prev_pend, &a->n_prev, err); /* staged first */
+    if (rc) return rc; /* the batch after it is removed with the apply (eng_apply_batch_free) */
+    return finish(a, a->batch, a->pend, &a->n_pend, err);
+}
+
+/*
+ * The batch is full: the one before it is finished (its syncfs has been
+ * running while this one filled), this one's syncfs starts, and it becomes
+ * the one before; the next files go to an empty batch.
+ */
+static ss_rc rotate(eng_apply *a, ss_err *err)
+{
+    ss_fs_batch *b = a->prev;
+    eng_pending *p = a->prev_pend;
+    ss_rc rc = finish(a, a->prev, a->prev_pend, &a->n_prev, err);
+    if (rc) return rc;
+    ss_fs_batch_sync_start(a->batch);
+    a->prev = a->batch;
+    a->prev_pend = a->pend;
+    a->n_prev = a->n_pend;
+    a->batch = b;
+    a->pend = p; /* NULL the first time: pend() allocates it */
+    a->n_pend = 0;
+    if (!a->batch) return ss_fs_batch_new(a->f->root_fd, &a->batch, err);
+    return SS_OK;
+}
+
+static void batch_free(eng_pending **pend, size_t *n, ss_fs_batch **b)
+{
+    for (size_t i = 0; i < *n; i++)
+        pending_clear(&(*pend)[i]);
+    free(*pend);
+    *pend = NULL;
+    *n = 0;
+    ss_fs_batch_free(*b); /* waits for its syncfs, if running */
+    *b = NULL;
 }
 
 void eng_apply_batch_free(eng_apply *a)
 {
-    for (size_t i = 0; i < a->n_pend; i++)
-        pending_clear(&a->pend[i]);
-    free(a->pend);
-    a->pend = NULL;
-    a->n_pend = 0;
-    ss_fs_batch_free(a->batch);
-    a->batch = NULL;
+    batch_free(&a->prev_pend, &a->n_prev, &a->prev);
+    batch_free(&a->pend, &a->n_pend, &a->batch);
 }
 
 /*
@@ -246,7 +282,7 @@ static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_
         if (rc) return rc;
     }
     if (ss_fs_batch_full(a->batch)) {
-        rc = eng_apply_flush(a, err);
+        rc = rotate(a, err);
         if (rc) return rc;
     }
     if (e->storage == SS_TXN_CHUNKS) {
@@ -258,8 +294,8 @@ static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_
     rc = pend(a, e, &p, err);
     if (rc) goto fail;
     seen.ctx = p;
-    rc = ss_atomic_stage(at, a->batch, eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns,
-                         &seen, err);
+    rc = ss_atomic_stage(at, a->batch, e->size, eng_mode_applied(a->f, e->mode), e->mtime_s,
+                         e->mtime_ns, &seen, err);
     if (rc) { /* at is gone with its temp: so is its slot */
         pending_clear(p);
         a->n_pend--;
@@ -270,8 +306,51 @@ fail:
     return rc;
 }
 
+/*
+ * A directory this walk made (ss_fs_mkdir says so) was empty then: a file
+ * written into it needs no look first (an lstat that says absent, and the
+ * fstat of the parent that tells a missing name from a removed directory).
+ * What appears there since is what could appear between a look and the
+ * rename anyway: the rename looks (RENAME_NOREPLACE, fsio.c) and keeps it
+ * as a conflict copy (P4). Only files: a symlink is renamed over what is
+ * there. Kept as the chain of made directories above the walk's position,
+ * so at most a path's depth of them.
+ */
+static int is_under(const char *path, const char *dir, size_t dir_len)
+{
+    return !strncmp(path, dir, dir_len) && path[dir_len] == '/';
+}
+
+static ss_rc made_push(eng_apply *a, const char *path, ss_err *err)
+{
+    char *copy = NULL;
+    while (a->n_made && !is_under(path, a->made[a->n_made - 1], strlen(a->made[a->n_made - 1])))
+        free(a->made[--a->n_made]);
+    if (SS_ARRAY_GROW(a->made, a->n_made + 1, a->cap_made) || !(copy = strdup(path)))
+        return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    a->made[a->n_made++] = copy;
+    return SS_OK;
+}
+
+/* path's parent is a directory this walk made (see made_push). */
+static int in_made(const eng_apply *a, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    for (size_t i = a->n_made; slash && i-- > 0;)
+        if (strlen(a->made[i]) == n && !memcmp(a->made[i], path, n)) return 1;
+    return 0;
+}
+
+void eng_apply_made_clear(eng_apply *a)
+{
+    while (a->n_made)
+        free(a->made[--a->n_made]);
+}
+
 static ss_rc write_entry(eng_apply *a, const ss_txn_entry *e, const local *l, ss_err *err)
 {
+    int made = 0;
     ss_rc rc;
     switch (e->kind) {
     case SS_TXN_FILE: return write_file(a, e, l, err);
@@ -281,8 +360,12 @@ static ss_rc write_entry(eng_apply *a, const ss_txn_entry *e, const local *l, ss
         a->stats->files++;
         return record(a, e, e->target, e->size, err);
     default: /* its mode once its contents are written (P6) */
-        rc = ss_dirmodes_mkdir(a->dm, e->path, eng_mode_applied(a->f, e->mode), err);
+        rc = ss_dirmodes_mkdir(a->dm, e->path, eng_mode_applied(a->f, e->mode), &made, err);
         if (rc) return rc;
+        if (made) {
+            rc = made_push(a, e->path, err);
+            if (rc) return rc;
+        }
         a->stats->files++;
         return record(a, e, NULL, 0, err);
     }
@@ -364,7 +447,7 @@ static size_t blocked_at(eng_apply *a, const char *path)
  */
 static ss_rc settle(eng_apply *a, const char *path, int always, ss_err *err)
 {
-    if (!a->n_pend || (!always && !ss_dirmodes_closes(a->dm, path))) return SS_OK;
+    if ((!a->n_pend && !a->n_prev) || (!always && !ss_dirmodes_closes(a->dm, path))) return SS_OK;
     return eng_apply_flush(a, err);
 }
 
@@ -405,7 +488,10 @@ ss_rc eng_apply_upsert(eng_apply *a, const ss_txn_entry *e, ss_err *err)
     if (rc) return rc;
     rc = ss_dirmodes_enter(a->dm, e->path, err);
     if (rc) return rc;
-    rc = look_unblocked(a, e->path, &l, err);
+    if (e->kind == SS_TXN_FILE && in_made(a, e->path))
+        memset(&l, 0, sizeof l); /* L_ABSENT: it was empty, the rename looks */
+    else
+        rc = look_unblocked(a, e->path, &l, err);
     if (rc) return rc;
     if (l.state == L_DIRTY) {
         rc = same_as_local(a, e, &l, &same, err);

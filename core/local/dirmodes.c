@@ -228,7 +228,8 @@ done:
     return rc;
 }
 
-ss_rc ss_dirmodes_mkdir(ss_dirmodes *dm, const char *path, uint32_t mode, ss_err *err)
+ss_rc ss_dirmodes_mkdir(ss_dirmodes *dm, const char *path, uint32_t mode, int *ret_made,
+                        ss_err *err)
 {
     uint32_t open_mode = mode | S_IRWXU;
     held *h = NULL;
@@ -243,7 +244,7 @@ ss_rc ss_dirmodes_mkdir(ss_dirmodes *dm, const char *path, uint32_t mode, ss_err
         rc = write_journal(dm, 1, err);
         if (rc) return rc;
     }
-    return ss_fs_mkdir(dm->root_fd, path, open_mode, err);
+    return ss_fs_mkdir(dm->root_fd, path, open_mode, ret_made, err);
 }
 
 ss_rc ss_dirmodes_finish(ss_dirmodes *dm, ss_err *err)

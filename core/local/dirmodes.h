@@ -35,9 +35,12 @@ typedef struct ss_dirmodes ss_dirmodes;
 ss_rc ss_dirmodes_new(int root_fd, const char *journal, ss_dirmodes **ret_dm, ss_err *err);
 /* The walk writes path next (a file, link, directory, rename or delete there). */
 ss_rc ss_dirmodes_enter(ss_dirmodes *dm, const char *path, ss_err *err);
-/* Make directory path (entered already) or change its mode: it gets mode once the walk leaves it.
+/*
+ * Make directory path (entered already) or change its mode: it gets mode once the walk leaves it.
+ * *ret_made (may be NULL): 1 when this call made it (ss_fs_mkdir).
  */
-ss_rc ss_dirmodes_mkdir(ss_dirmodes *dm, const char *path, uint32_t mode, ss_err *err);
+ss_rc ss_dirmodes_mkdir(ss_dirmodes *dm, const char *path, uint32_t mode, int *ret_made,
+                        ss_err *err);
 /*
  * The walk is at directory path and needs the owner bits need (S_IRUSR |
  * S_IXUSR to list it): held open until the walk leaves it. Gone or no

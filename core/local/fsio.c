@@ -16,8 +16,12 @@
  *     symlink, which nothing here reads again. That is what an uncached
  *     write does too when the swap lands between its parent's open and its
  *     create: the cache only widens that window. A removed directory (its
- *     link count 0, checked at each use: an fstat, no path walk) is dropped
- *     and the path resolved afresh, as it was without the cache;
+ *     link count 0: an fstat, no path walk) is dropped and the path
+ *     resolved afresh, as it was without the cache. The per-file calls of a
+ *     pull (ss_fs_lstat, the temp's create) do not fstat the directory
+ *     first: every call beneath a removed directory fails with ENOENT, so
+ *     they look only then, and try once more on a fresh resolve; the others
+ *     (a remove, for which a missing name is fine) look at each use;
  *   - what the engine itself does to a directory (remove, rename, replace)
  *     drops its entry and every entry below it before the call returns.
  * A descriptor lent to a caller (an ss_atomic, from begin to commit) is
@@ -166,6 +170,7 @@ typedef struct dir_slot {
 
 static struct {
     int root_fd; /* -1: off */
+    pid_t pid;   /* ours, for temp names */
     uint64_t tick;
     dir_slot slot[SS_FS_DIRS_MAX];
 } g_dirs = {.root_fd = -1};
@@ -183,6 +188,7 @@ void ss_fs_cache_begin(int root_fd)
     for (size_t i = 0; i < SS_FS_DIRS_MAX; i++)
         g_dirs.slot[i] = (dir_slot){.fd = -1};
     g_dirs.root_fd = root_fd;
+    g_dirs.pid = getpid();
 }
 
 void ss_fs_cache_end(void)
@@ -220,21 +226,29 @@ static dir_slot *slot_for_new(void)
     return best;
 }
 
-/* The cached descriptor of directory path[0..n), still linked somewhere, or NULL. */
-static dir_slot *lookup(const char *path, size_t n)
+/* d's directory was removed behind our back: d leaves the cache (closed unless pinned), 1. */
+static int slot_gone(dir_slot *d)
+{
+    struct stat st;
+    char *gone = d->path;
+    if (!fstat(d->fd, &st) && st.st_nlink > 0) return 0;
+    d->path = NULL;
+    if (!d->pins) slot_close(d);
+    forget(gone);
+    free(gone);
+    return 1;
+}
+
+/*
+ * The cached descriptor of directory path[0..n), or NULL. check: only if
+ * still linked somewhere (else the caller retries on ENOENT: dir_gone).
+ */
+static dir_slot *lookup(const char *path, size_t n, int check)
 {
     for (size_t i = 0; i < SS_FS_DIRS_MAX; i++) {
         dir_slot *d = &g_dirs.slot[i];
-        struct stat st;
         if (!d->path || strlen(d->path) != n || memcmp(d->path, path, n)) continue;
-        if (fstat(d->fd, &st) || st.st_nlink == 0) { /* removed behind our back */
-            char *gone = d->path;
-            d->path = NULL;
-            if (!d->pins) slot_close(d);
-            forget(gone);
-            free(gone);
-            return NULL;
-        }
+        if (check && slot_gone(d)) return NULL;
         d->used = ++g_dirs.tick;
         return d;
     }
@@ -242,11 +256,29 @@ static dir_slot *lookup(const char *path, size_t n)
 }
 
 /*
+ * A call through dirfd failed with errno ENOENT: 1 when dirfd is a cached
+ * directory since removed (now out of the cache: resolve again and retry).
+ */
+static int dir_gone(int dirfd, int owned)
+{
+    int e = errno, gone = 0;
+    for (size_t i = 0; e == ENOENT && !owned && i < SS_FS_DIRS_MAX; i++) {
+        dir_slot *d = &g_dirs.slot[i];
+        if (d->fd != dirfd || !d->path) continue;
+        gone = slot_gone(d);
+        break;
+    }
+    errno = e;
+    return gone;
+}
+
+/*
  * path's parent as ss_fs_parent opens it, from the cache while it is on for
  * root_fd: then *ret_owned is 0 and the descriptor is the cache's (the
- * root's own for a top-level name), else 1 and the caller closes it.
+ * root's own for a top-level name), else 1 and the caller closes it. check:
+ * a cached one is fstat'ed first; without, the caller asks dir_gone on ENOENT.
  */
-static ss_rc parent_of(int root_fd, const char *path, int mkdirs, int *ret_dirfd,
+static ss_rc parent_at(int root_fd, const char *path, int mkdirs, int check, int *ret_dirfd,
                        const char **ret_base, int *ret_owned, ss_err *err)
 {
     const char *slash = strrchr(path, '/');
@@ -263,7 +295,7 @@ static ss_rc parent_of(int root_fd, const char *path, int mkdirs, int *ret_dirfd
         return SS_OK;
     }
     n = (size_t)(slash - path);
-    d = lookup(path, n);
+    d = lookup(path, n, check);
     if (!d) {
         rc = ss_fs_parent(root_fd, path, mkdirs, ret_dirfd, ret_base, err);
         if (rc) return rc;
@@ -276,6 +308,12 @@ static ss_rc parent_of(int root_fd, const char *path, int mkdirs, int *ret_dirfd
     *ret_base = slash + 1;
     *ret_owned = 0;
     return SS_OK;
+}
+
+static ss_rc parent_of(int root_fd, const char *path, int mkdirs, int *ret_dirfd,
+                       const char **ret_base, int *ret_owned, ss_err *err)
+{
+    return parent_at(root_fd, path, mkdirs, 1, ret_dirfd, ret_base, ret_owned, err);
 }
 
 /* Give back what parent_of lent: close it when it was the caller's own. */
@@ -319,10 +357,14 @@ ss_rc ss_fs_open(int root_fd, const char *path, int flags, int *ret_fd, ss_err *
 ss_rc ss_fs_lstat(int root_fd, const char *path, struct stat *ret_st, ss_err *err)
 {
     const char *base;
-    int dirfd, e, owned;
-    ss_rc rc = parent_of(root_fd, path, 0, &dirfd, &base, &owned, err);
-    if (rc) return rc;
-    if (!fstatat(dirfd, base, ret_st, AT_SYMLINK_NOFOLLOW)) {
+    int dirfd, e, owned, r;
+    for (int check = 0;; check = 1) { /* the second time after a removed directory: afresh */
+        ss_rc rc = parent_at(root_fd, path, 0, check, &dirfd, &base, &owned, err);
+        if (rc) return rc;
+        r = fstatat(dirfd, base, ret_st, AT_SYMLINK_NOFOLLOW);
+        if (!r || check || !dir_gone(dirfd, owned)) break;
+    }
+    if (!r) {
         put_parent(dirfd, owned);
         return SS_OK;
     }
@@ -357,7 +399,8 @@ ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *e
     *ret_at = NULL;
     if (!(at = calloc(1, sizeof *at))) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     at->fd = -1;
-    rc = parent_of(root_fd, path, 1, &at->dirfd, &base, &at->dir_owned, err);
+    at->root_fd = root_fd;
+    rc = parent_at(root_fd, path, 1, 0, &at->dirfd, &base, &at->dir_owned, err);
     if (rc) {
         free(at);
         return rc;
@@ -371,10 +414,28 @@ ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *e
     return SS_OK;
 }
 
+ss_rc ss_atomic_retry(ss_atomic *at, int *ret_again, ss_err *err)
+{
+    const char *base;
+    ss_rc rc;
+    *ret_again = 0;
+    if (!dir_gone(at->dirfd, at->dir_owned)) return SS_OK;
+    pin(at->dirfd, -1); /* out of the cache already: closed now */
+    at->dirfd = -1;
+    at->dir_owned = 1;
+    rc = parent_at(at->root_fd, at->path, 1, 1, &at->dirfd, &base, &at->dir_owned, err);
+    if (rc) return rc;
+    if (!at->dir_owned) pin(at->dirfd, +1);
+    *ret_again = 1;
+    return SS_OK;
+}
+
 ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err)
 {
     static unsigned long seq;
-    if (asprintf(&at->tmp, SS_FS_TMP_PREFIX "%ld-%lu", (long)getpid(), ++seq) < 0) {
+    /* getpid once per cache (a pull's): it is a system call, and this is per file. */
+    long pid = g_dirs.root_fd >= 0 ? (long)g_dirs.pid : (long)getpid();
+    if (asprintf(&at->tmp, SS_FS_TMP_PREFIX "%ld-%lu", pid, ++seq) < 0) {
         at->tmp = NULL;
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     }
@@ -383,16 +444,21 @@ ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err)
 
 ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
 {
+    int again = 0;
     ss_rc rc = ss_atomic_temp_name(at, err);
     if (rc) return rc;
-    at->fd = openat(at->dirfd, at->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (at->fd < 0) {
-        rc = ss_fs_errno_fail(err, "create temp file for", at->path);
-        free(at->tmp);
-        at->tmp = NULL;
-        return rc;
+    for (int tries = 0;; tries++) { /* once more after a removed directory, resolved afresh */
+        at->fd =
+            openat(at->dirfd, at->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (at->fd >= 0) return SS_OK;
+        if (tries) break;
+        rc = ss_atomic_retry(at, &again, err);
+        if (rc || !again) break;
     }
-    return SS_OK;
+    if (!rc) rc = ss_fs_errno_fail(err, "create temp file for", at->path);
+    free(at->tmp);
+    at->tmp = NULL;
+    return rc;
 }
 
 ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
@@ -454,14 +520,26 @@ ss_rc ss_atomic_finish_meta(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint3
 ss_rc ss_atomic_rename(ss_atomic *at, const ss_fs_seen *seen, ss_err *err)
 {
     ss_rc rc;
+    int moved = 0, look = seen != NULL;
     ss_fault_point("apply.before-rename");
+    /*
+     * Nothing was there (a pull's new files): the rename itself looks, one
+     * call instead of two. EEXIST: something appeared meanwhile, moved
+     * aside below; EINVAL: a file system without RENAME_NOREPLACE.
+     */
+    if (seen && !seen->present) {
+        moved = !renameat2(at->dirfd, at->tmp, at->dirfd, at->base, RENAME_NOREPLACE);
+        if (!moved && errno != EEXIST && errno != EINVAL && errno != ENOSYS)
+            return ss_fs_errno_fail(err, "replace", at->path);
+        look = !moved;
+    }
     /* Writing the new version took a while: a local edit meanwhile is kept, not overwritten. */
-    if (seen && !ss_atomic_still_seen(at, seen)) {
+    if (look && !ss_atomic_still_seen(at, seen)) {
         rc = seen->aside(seen->ctx, err);
         if (rc) return rc;
     }
     /* A directory in the way is not ours to replace here: the caller resolves it first. */
-    if (renameat(at->dirfd, at->tmp, at->dirfd, at->base))
+    if (!moved && renameat(at->dirfd, at->tmp, at->dirfd, at->base))
         return ss_fs_errno_fail(err, "replace", at->path);
     free(at->tmp);
     at->tmp = NULL;
@@ -584,13 +662,16 @@ ss_rc ss_fs_dir_open(int root_fd, const char *path, int *ret_fd, uint32_t *ret_m
     return rc;
 }
 
-ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err)
+ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, int *ret_made, ss_err *err)
 {
     const char *base;
-    int dirfd, fd, owned;
+    int dirfd, fd, owned, made;
     ss_rc rc = parent_of(root_fd, path, 1, &dirfd, &base, &owned, err);
+    if (ret_made) *ret_made = 0;
     if (rc) return rc;
-    if (mkdirat(dirfd, base, 0700) && errno != EEXIST) {
+    made = !mkdirat(dirfd, base, 0700);
+    if (ret_made) *ret_made = made;
+    if (!made && errno != EEXIST) {
         rc = ss_fs_errno_fail(err, "create directory", path);
     } else if ((fd = open_dir_path(dirfd, base)) < 0) {
         rc =

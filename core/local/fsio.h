@@ -133,10 +133,11 @@ typedef struct ss_fs_batch ss_fs_batch;
 
 ss_rc ss_fs_batch_new(int root_fd, ss_fs_batch **ret_b, ss_err *err);
 /*
- * Hand at to b (at is b's from the call on, even when it fails). seen, when
- * not NULL, is copied: its ctx must stay valid until the flush.
+ * Hand at to b (at is b's from the call on, even when it fails); size: the
+ * bytes its temp holds (the caller wrote them: no fstat to learn it). seen,
+ * when not NULL, is copied: its ctx must stay valid until the flush.
  */
-ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint32_t mode, int64_t mtime_s,
+ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint64_t size, uint32_t mode, int64_t mtime_s,
                       uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err);
 /*
  * An atomic write whose new content is already written: the file src_name
@@ -151,6 +152,12 @@ ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *
 size_t ss_fs_batch_count(const ss_fs_batch *b);
 int ss_fs_batch_full(const ss_fs_batch *b);
 /*
+ * Start the flush's syncfs now, on a thread (fsio_batch.c says why that
+ * is safe): nothing more may be staged in b; the caller fills another
+ * batch meanwhile and flushes b before it, keeping the order staged.
+ */
+void ss_fs_batch_sync_start(ss_fs_batch *b);
+/*
  * syncfs, then every rename in the order staged (fault points
  * apply.batch-synced after the sync, apply.batch-renamed after the last
  * rename). The batch is empty afterwards, after a failure too: temps not
@@ -162,8 +169,11 @@ void ss_fs_batch_free(ss_fs_batch *b); /* removes the temps still staged; NULL s
 /* Replace path by a symlink to target with that mtime (the link's own), atomically. */
 ss_rc ss_fs_symlink(int root_fd, const char *path, const char *target, int64_t mtime_s,
                     uint32_t mtime_ns, ss_err *err);
-/* Make directory path (and parents); an existing directory gets the mode. */
-ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, ss_err *err);
+/*
+ * Make directory path (and parents); an existing directory gets the mode.
+ * *ret_made (when not NULL): 1 when this call made it (empty then).
+ */
+ss_rc ss_fs_mkdir(int root_fd, const char *path, uint32_t mode, int *ret_made, ss_err *err);
 /*
  * Directory path opened O_PATH (*ret_fd, owned), never through a symlink,
  * and its mode: search permission on its parents is all it needs, so a

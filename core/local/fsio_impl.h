@@ -8,7 +8,7 @@
 #include "fsio.h"
 
 struct ss_atomic {
-    int dirfd, fd;
+    int root_fd, dirfd, fd;
     int dir_owned; /* 0: dirfd is the directory cache's, pinned until abort */
     char *tmp;     /* temp name in dirfd; NULL once renamed */
     char *base;    /* target name in dirfd */
@@ -17,6 +17,12 @@ struct ss_atomic {
 
 /* An atomic write to path with its parent resolved (made when missing), no temp yet. */
 ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
+/*
+ * A call in at's directory failed with errno ENOENT: when that directory
+ * (a cached one, not checked when at was made) has been removed since,
+ * at->dirfd is resolved afresh (made again) and *ret_again is 1: retry once.
+ */
+ss_rc ss_atomic_retry(ss_atomic *at, int *ret_again, ss_err *err);
 /* A fresh temp name for at (at->tmp), nothing created. */
 ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err);
 /* Create at's temp beside its target, open for writing. */
