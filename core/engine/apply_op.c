@@ -326,8 +326,10 @@ static ss_rc made_push(eng_apply *a, const char *path, ss_err *err)
     char *copy = NULL;
     while (a->n_made && !is_under(path, a->made[a->n_made - 1], strlen(a->made[a->n_made - 1])))
         free(a->made[--a->n_made]);
-    if (SS_ARRAY_GROW(a->made, a->n_made + 1, a->cap_made) || !(copy = strdup(path)))
+    if (SS_ARRAY_GROW(a->made, a->n_made + 1, a->cap_made))
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
+    copy = strdup(path);
+    if (!copy) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     a->made[a->n_made++] = copy;
     return SS_OK;
 }

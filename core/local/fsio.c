@@ -419,7 +419,8 @@ ss_rc ss_atomic_retry(ss_atomic *at, int *ret_again, ss_err *err)
     const char *base;
     ss_rc rc;
     *ret_again = 0;
-    if (!dir_gone(at->dirfd, at->dir_owned)) return SS_OK;
+    if (at->retried || !dir_gone(at->dirfd, at->dir_owned)) return SS_OK;
+    at->retried = 1;
     pin(at->dirfd, -1); /* out of the cache already: closed now */
     at->dirfd = -1;
     at->dir_owned = 1;
@@ -444,18 +445,18 @@ ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err)
 
 ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
 {
-    int again = 0;
+    int again = 1;
     ss_rc rc = ss_atomic_temp_name(at, err);
     if (rc) return rc;
-    for (int tries = 0;; tries++) { /* once more after a removed directory, resolved afresh */
+    while (again) { /* once more after a removed directory, resolved afresh */
         at->fd =
             openat(at->dirfd, at->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (at->fd >= 0) return SS_OK;
-        if (tries) break;
         rc = ss_atomic_retry(at, &again, err);
-        if (rc || !again) break;
+        if (rc) goto fail;
     }
-    if (!rc) rc = ss_fs_errno_fail(err, "create temp file for", at->path);
+    rc = ss_fs_errno_fail(err, "create temp file for", at->path);
+fail:
     free(at->tmp);
     at->tmp = NULL;
     return rc;

@@ -153,6 +153,31 @@ static ss_rc adopt_by_copy(ss_atomic *at, int src_fd, ss_err *err)
     return SS_OK;
 }
 
+/*
+ * at's temp as a second name of the stage file (fd open on it), or a copy of
+ * it across a mount point; once more after a removed directory, resolved afresh.
+ */
+static ss_rc temp_link(ss_atomic *at, int src_dirfd, const char *src_name, int fd, ss_err *err)
+{
+    int again = 1;
+    ss_rc rc;
+    while (again) {
+        if (!linkat(src_dirfd, src_name, at->dirfd, at->tmp, 0)) {
+            at->fd = fd;
+            return SS_OK;
+        }
+        if (errno == EXDEV || errno == EPERM || errno == EMLINK)
+            return adopt_by_copy(at, fd, err); /* its temp made: abort removes it */
+        rc = ss_atomic_retry(at, &again, err);
+        if (rc) goto fail;
+    }
+    rc = ss_fs_errno_fail(err, "create temp file for", at->path);
+fail:
+    free(at->tmp); /* not made: nothing for abort to remove */
+    at->tmp = NULL;
+    return rc;
+}
+
 ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *src_name,
                       ss_atomic **ret_at, ss_err *err)
 {
@@ -169,24 +194,8 @@ ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *
     rc = ss_atomic_temp_name(at, err);
     if (rc) goto fail;
     /* A second name beside the target, then the stage's removed: a temp as begin makes. */
-    for (int tries = 0;; tries++) { /* once more after a removed directory, resolved afresh */
-        int again = 0;
-        if (!linkat(src_dirfd, src_name, at->dirfd, at->tmp, 0)) {
-            at->fd = fd;
-            break;
-        }
-        if (errno == EXDEV || errno == EPERM || errno == EMLINK) {
-            rc = adopt_by_copy(at, fd, err);
-            if (rc) goto fail;
-            break;
-        }
-        if (!tries) rc = ss_atomic_retry(at, &again, err);
-        if (again) continue;
-        if (!rc) rc = ss_fs_errno_fail(err, "create temp file for", path);
-        free(at->tmp); /* not made: nothing for abort to remove */
-        at->tmp = NULL;
-        goto fail;
-    }
+    rc = temp_link(at, src_dirfd, src_name, fd, err);
+    if (rc) goto fail;
     unlinkat(src_dirfd, src_name, 0);
     *ret_at = at;
     return SS_OK;

@@ -10,6 +10,7 @@
 struct ss_atomic {
     int root_fd, dirfd, fd;
     int dir_owned; /* 0: dirfd is the directory cache's, pinned until abort */
+    int retried;   /* ss_atomic_retry resolved dirfd afresh once already */
     char *tmp;     /* temp name in dirfd; NULL once renamed */
     char *base;    /* target name in dirfd */
     char *path;    /* for messages */
@@ -20,7 +21,9 @@ ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *e
 /*
  * A call in at's directory failed with errno ENOENT: when that directory
  * (a cached one, not checked when at was made) has been removed since,
- * at->dirfd is resolved afresh (made again) and *ret_again is 1: retry once.
+ * at->dirfd is resolved afresh (made again) and *ret_again is 1: retry.
+ * Once per at: *ret_again is 0 the second time, so a loop on it ends. errno
+ * is kept for the caller's message when *ret_again is 0.
  */
 ss_rc ss_atomic_retry(ss_atomic *at, int *ret_again, ss_err *err);
 /* A fresh temp name for at (at->tmp), nothing created. */
