@@ -719,6 +719,23 @@ static void test_swap_during_pull(void **state)
     g_step[0] = '\0';
 }
 
+/* Round walk (0, 1) of a test where B's pull writes d/f1.txt and d/f2.txt: A pushes them. */
+static void push_two_files(world *w, int walk, const char *what)
+{
+    snprintf(g_step, sizeof g_step, "%s (%s)", what, g_resolvers[walk][0]);
+    write_bytes(at(w, A, "d/f1.txt"), walk ? "one 2" : "one 1", 5);
+    write_bytes(at(w, A, "d/f2.txt"), walk ? "two 2" : "two 1", 5);
+    ok(w, A, "push");
+}
+
+/* A pull that met a directory changed under it ends, done or failed (1), never worse. */
+static void expect_pull_ended(outcome *o)
+{
+    if (o->code != 0 && o->code != 1) failf("pull: exit %d: %s", o->code, o->err);
+    fprintf(stderr, "  %s: exit %d %s", g_step, o->code, o->err);
+    outcome_free(o);
+}
+
 /*
  * A local user swaps d/ for a symlink to a directory outside the folder
  * while B's pull stands between writing d/f1.txt and d/f2.txt, when apply
@@ -736,15 +753,9 @@ static void test_swap_between_writes(void **state)
     join(w, B);
     for (int walk = 0; walk < 2; walk++) {
         outcome o;
-        snprintf(g_step, sizeof g_step, "pull, d/ swapped between two writes into it (%s)",
-                 g_resolvers[walk][0]);
-        write_bytes(at(w, A, "d/f1.txt"), walk ? "one 2" : "one 1", 5);
-        write_bytes(at(w, A, "d/f2.txt"), walk ? "two 2" : "two 1", 5);
-        ok(w, A, "push");
+        push_two_files(w, walk, "pull, d/ swapped between two writes into it");
         o = run_swapped(w, B, "apply.after-rename:1", walk, "pull", away, outside);
-        if (o.code != 0 && o.code != 1) failf("pull: exit %d: %s", o.code, o.err);
-        fprintf(stderr, "  %s: exit %d %s", g_step, o.code, o.err);
-        outcome_free(&o);
+        expect_pull_ended(&o);
         if (count_in(outside, count_name, ".txt"))
             failf("a file was written outside the folder, through the symlink");
         swap_dir(at(w, B, "d"), away, NULL);
@@ -771,19 +782,13 @@ static void test_remove_between_writes(void **state)
     for (int walk = 0; walk < 2; walk++) {
         outcome o;
         child c;
-        snprintf(g_step, sizeof g_step, "pull, d/ removed and made again between two writes (%s)",
-                 g_resolvers[walk][0]);
-        write_bytes(at(w, A, "d/f1.txt"), walk ? "one 2" : "one 1", 5);
-        write_bytes(at(w, A, "d/f2.txt"), walk ? "two 2" : "two 1", 5);
-        ok(w, A, "push");
+        push_two_files(w, walk, "pull, d/ removed and made again between two writes");
         c = start_paused(w, B, "apply.staged:1", walk, "pull");
         rm_rf(at(w, B, "d"));
         if (mkdir(at(w, B, "d"), 0755)) failf("mkdir d: %s", strerror(errno));
         kill(c.pid, SIGCONT);
         o = finish(c);
-        if (o.code != 0 && o.code != 1) failf("pull: exit %d: %s", o.code, o.err);
-        fprintf(stderr, "  %s: exit %d %s", g_step, o.code, o.err);
-        outcome_free(&o);
+        expect_pull_ended(&o);
         ok(w, B, "pull");
         ok(w, B, "sync"); /* its scan removes the temps a failed pull left */
         ok(w, A, "sync");

@@ -446,18 +446,43 @@ static void test_push_retry(void **state)
 }
 
 /*
+ * B's pull of A's path (A pushed theirs there) stops at apply.before-rename
+ * (S3SYNC_PAUSE_AT), B's user writes mine there, and the pull goes on: it
+ * reports one conflict, path holds theirs, mine is kept as a conflict copy, and
+ * both devices converge on it.
+ */
+static void write_in_rename_window(world *w, const char *path, const char *theirs, const char *mine,
+                                   const char *what)
+{
+    static const char *const pause[] = {"S3SYNC_PAUSE_AT=apply.before-rename:1", NULL};
+    child c;
+    outcome o;
+    c = start_cmd(w, B, pause, "pull");
+    expect_stopped(c, "B's pull");
+    write_bytes(at(w, B, path), mine, strlen(mine));
+    kill(c.pid, SIGCONT);
+    o = finish(c);
+    expect_exit(&o, 0, "B's pull, after the write in the window");
+    if (!json_is_object(o.json) || json_array_size(json_object_get(o.json, "conflicts")) != 1)
+        failf("%s in the window is no conflict copy: %s", what, o.out);
+    outcome_free(&o);
+    expect_content(at(w, B, path), theirs);
+    assert_int_equal(count_in(w->dev[B], count_content, mine), 1);
+    ok(w, B, "sync");
+    ok(w, A, "sync");
+    expect_converged(w);
+    assert_int_equal(count_in(w->dev[A], count_name, ".sync-conflict-"), 1);
+}
+
+/*
  * A local edit in the window between pull's look at a file and the rename of
- * the new version over it (copying a large file's data takes that long):
- * B's pull stops at apply.before-rename (S3SYNC_PAUSE_AT), B's user edits
- * the file, and the pull goes on. The edit is kept as a conflict copy, as if
- * it had been made before the pull looked; nothing is overwritten.
+ * the new version over it (copying a large file's data takes that long). The
+ * edit is kept as a conflict copy, as if it had been made before the pull
+ * looked; nothing is overwritten.
  */
 static void test_edit_before_rename(void **state)
 {
-    static const char *const pause[] = {"S3SYNC_PAUSE_AT=apply.before-rename:1", NULL};
     world *w = *state;
-    child c;
-    outcome o;
     join(w, A);
     join(w, B);
     write_bytes(at(w, A, "f.txt"), "base", 4);
@@ -465,21 +490,7 @@ static void test_edit_before_rename(void **state)
     ok(w, B, "sync");
     write_bytes(at(w, A, "f.txt"), "A's edit", 8);
     ok(w, A, "push");
-    c = start_cmd(w, B, pause, "pull");
-    expect_stopped(c, "B's pull");
-    write_bytes(at(w, B, "f.txt"), "B's edit, in the window", 23);
-    kill(c.pid, SIGCONT);
-    o = finish(c);
-    expect_exit(&o, 0, "B's pull, after the edit");
-    if (!json_is_object(o.json) || json_array_size(json_object_get(o.json, "conflicts")) != 1)
-        failf("the edit in the window is no conflict copy: %s", o.out);
-    outcome_free(&o);
-    expect_content(at(w, B, "f.txt"), "A's edit");
-    assert_int_equal(count_in(w->dev[B], count_content, "B's edit, in the window"), 1);
-    ok(w, B, "sync");
-    ok(w, A, "sync");
-    expect_converged(w);
-    assert_int_equal(count_in(w->dev[A], count_name, ".sync-conflict-"), 1);
+    write_in_rename_window(w, "f.txt", "A's edit", "B's edit, in the window", "the edit");
 }
 
 /*
@@ -490,29 +501,12 @@ static void test_edit_before_rename(void **state)
  */
 static void test_create_before_rename(void **state)
 {
-    static const char *const pause[] = {"S3SYNC_PAUSE_AT=apply.before-rename:1", NULL};
     world *w = *state;
-    child c;
-    outcome o;
     join(w, A);
     join(w, B);
     write_bytes(at(w, A, "new/g.txt"), "A's file", 8);
     ok(w, A, "push");
-    c = start_cmd(w, B, pause, "pull");
-    expect_stopped(c, "B's pull");
-    write_bytes(at(w, B, "new/g.txt"), "B's file, in the window", 23);
-    kill(c.pid, SIGCONT);
-    o = finish(c);
-    expect_exit(&o, 0, "B's pull, after the create");
-    if (!json_is_object(o.json) || json_array_size(json_object_get(o.json, "conflicts")) != 1)
-        failf("the file made in the window is no conflict copy: %s", o.out);
-    outcome_free(&o);
-    expect_content(at(w, B, "new/g.txt"), "A's file");
-    assert_int_equal(count_in(w->dev[B], count_content, "B's file, in the window"), 1);
-    ok(w, B, "sync");
-    ok(w, A, "sync");
-    expect_converged(w);
-    assert_int_equal(count_in(w->dev[A], count_name, ".sync-conflict-"), 1);
+    write_in_rename_window(w, "new/g.txt", "A's file", "B's file, in the window", "the file made");
 }
 
 /*
