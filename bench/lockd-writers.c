@@ -523,11 +523,16 @@ static long check_bucket(CURL *c, struct curl_slist *h, json_int_t head, long *l
     return problems;
 }
 
-/* GET head; under --faults lockd may still be restarting: a few tries. */
+/*
+ * GET head; under --faults lockd may still be restarting: a few tries. A
+ * replica of a bucket state may answer from a record up to head_cache old
+ * (PROTOCOL.md S7): below the highest acknowledged commit, ask again for up
+ * to 10 s; a head that never gets there is what the check reports.
+ */
 static json_int_t get_head_patient(CURL *c, struct curl_slist *h)
 {
     json_int_t head = get_head(c, h);
-    for (int i = 0; faults && head < 0 && i < 100; i++) {
+    for (int i = 0; ((faults && head < 0) || head < atomic_load(&max_acked)) && i < 100; i++) {
         usleep(100000);
         head = get_head(c, h);
     }
