@@ -29,13 +29,16 @@
  *            stage file linked there (fsio.h ss_atomic_adopt; the stage
  *            wrote it, its writeout started, fault point stage.file) or
  *            its inline bytes written; no fsync (apply_op.c write_file;
- *            fault point apply.staged);
+ *            fault point apply.staged). The batch's writer thread makes
+ *            the temps (creates, writes, mode and mtime, closes) while the
+ *            walk decides the next files and renames the batch before;
  *         b. one syncfs: every temp of the batch durable (across a mount
  *            point inside the folder, where no link can be made,
  *            ss_atomic_adopt copies and fsyncs instead)
- *            (apply.batch-synced); started on a thread as soon as the
- *            batch is full, while the walk writes the next batch
- *            (apply_op.c rotate; fsio_batch.c says why that is safe);
+ *            (apply.batch-synced); made by that thread as soon as the
+ *            batch is full and its temps made, while the walk fills the
+ *            next batch (apply_op.c rotate; fsio_batch.c says why that is
+ *            safe);
  *         c. each temp renamed over its target, the P4 look first
  *            (apply.before-rename, apply.after-rename, apply.batch-renamed),
  *            then recorded in the open SQLite transaction;

@@ -114,28 +114,18 @@ done:
 
 /*
  * The new version of e's file as an atomic write: its stage file (every
- * chunk verified, P1) adopted, or a temp holding its inline bytes.
+ * chunk verified, P1) adopted, or a temp to be made holding its inline
+ * bytes (the batch writes it).
  */
 static ss_rc new_version(eng_apply *a, const ss_txn_entry *e, ss_atomic **ret_at, ss_err *err)
 {
     char name[32];
-    ss_atomic *at = NULL;
     ss_rc rc;
-    if (e->storage == SS_TXN_CHUNKS) {
-        rc = ss_atomic_adopt(a->f->root_fd, e->path, eng_stage_dirfd(a->stage),
-                             eng_stage_name(a->stage, a->cur, name, sizeof name), ret_at, err);
-        if (rc) return rc;
-        eng_stage_taken(a->stage, a->cur);
-        return SS_OK;
-    }
-    rc = ss_atomic_begin(a->f->root_fd, e->path, &at, err);
+    if (e->storage != SS_TXN_CHUNKS) return ss_atomic_prepare(a->f->root_fd, e->path, ret_at, err);
+    rc = ss_atomic_adopt(a->f->root_fd, e->path, eng_stage_dirfd(a->stage),
+                         eng_stage_name(a->stage, a->cur, name, sizeof name), ret_at, err);
     if (rc) return rc;
-    if (e->size && ss_fs_pwrite_all(ss_atomic_fd(at), e->inline_data, e->size, 0)) {
-        rc = ss_fail(err, SS_ERR_IO, "write %s: %s", e->path, strerror(errno));
-        ss_atomic_abort(at);
-        return rc;
-    }
-    *ret_at = at;
+    eng_stage_taken(a->stage, a->cur);
     return SS_OK;
 }
 
@@ -289,21 +279,18 @@ static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_
         rc = eng_txn_body(a->txn.r, &a->body, err); /* the refs record() keeps */
         if (rc) return rc;
     }
-    rc = new_version(a, e, &at, err);
+    rc = pend(a, e, &p, err); /* p->body: the inline bytes the batch writes */
     if (rc) return rc;
-    rc = pend(a, e, &p, err);
-    if (rc) goto fail;
-    seen.ctx = p;
-    rc = ss_atomic_stage(at, a->batch, e->size, eng_mode_applied(a->f, e->mode), e->mtime_s,
-                         e->mtime_ns, &seen, err);
-    if (rc) { /* at is gone with its temp: so is its slot */
+    rc = new_version(a, e, &at, err);
+    if (rc) {
         pending_clear(p);
         a->n_pend--;
+        return rc;
     }
-    return rc;
-fail:
-    ss_atomic_abort(at);
-    return rc;
+    seen.ctx = p;
+    ss_atomic_stage(at, a->batch, e->storage == SS_TXN_CHUNKS ? NULL : p->body, e->size,
+                    eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns, &seen);
+    return SS_OK;
 }
 
 /*

@@ -443,15 +443,21 @@ ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err)
     return SS_OK;
 }
 
+int ss_atomic_create(ss_atomic *at)
+{
+    at->fd = openat(at->dirfd, at->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (at->fd < 0) return -1;
+    at->unmade = 0;
+    return 0;
+}
+
 ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
 {
     int again = 1;
     ss_rc rc = ss_atomic_temp_name(at, err);
     if (rc) return rc;
     while (again) { /* once more after a removed directory, resolved afresh */
-        at->fd =
-            openat(at->dirfd, at->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (at->fd >= 0) return SS_OK;
+        if (!ss_atomic_create(at)) return SS_OK;
         rc = ss_atomic_retry(at, &again, err);
         if (rc) goto fail;
     }
@@ -460,6 +466,22 @@ fail:
     free(at->tmp);
     at->tmp = NULL;
     return rc;
+}
+
+ss_rc ss_atomic_prepare(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
+{
+    ss_atomic *at = NULL;
+    ss_rc rc = ss_atomic_new(root_fd, path, &at, err);
+    *ret_at = NULL;
+    if (rc) return rc;
+    rc = ss_atomic_temp_name(at, err);
+    if (rc) {
+        ss_atomic_abort(at);
+        return rc;
+    }
+    at->unmade = 1;
+    *ret_at = at;
+    return SS_OK;
 }
 
 ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
@@ -486,7 +508,7 @@ void ss_atomic_abort(ss_atomic *at)
 {
     if (!at) return;
     if (at->fd >= 0) close(at->fd);
-    if (at->tmp && at->dirfd >= 0) unlinkat(at->dirfd, at->tmp, 0);
+    if (at->tmp && !at->unmade && at->dirfd >= 0) unlinkat(at->dirfd, at->tmp, 0);
     if (at->dir_owned)
         put_parent(at->dirfd, 1);
     else
@@ -509,11 +531,16 @@ int ss_atomic_still_seen(const ss_atomic *at, const ss_fs_seen *seen)
            now.st_ctim.tv_nsec == seen->st.st_ctim.tv_nsec;
 }
 
+int ss_atomic_set_meta(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns)
+{
+    struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)mtime_s, (long)mtime_ns}};
+    return fchmod(at->fd, mode & 07777) || futimens(at->fd, times) ? -1 : 0;
+}
+
 ss_rc ss_atomic_finish_meta(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,
                             ss_err *err)
 {
-    struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)mtime_s, (long)mtime_ns}};
-    if (fchmod(at->fd, mode & 07777) || futimens(at->fd, times))
+    if (ss_atomic_set_meta(at, mode, mtime_s, mtime_ns))
         return ss_fs_errno_fail(err, "write", at->path);
     return SS_OK;
 }

@@ -102,10 +102,12 @@ void ss_atomic_abort(ss_atomic *at); /* removes the temp file; NULL safe */
 
 /*
  * Atomic writes made durable together (pull's apply; fsio_batch.c says why
- * the order below keeps invariant 3). A file is written to its temp as with
- * ss_atomic_begin, then handed to the batch by ss_atomic_stage: mode and
- * mtime set, its writeout started (sync_file_range), no fsync, the temp
- * closed. ss_fs_batch_flush then makes every temp of the batch durable at
+ * the order below keeps invariant 3). A file's new version is named with
+ * ss_atomic_prepare (or made and written by ss_atomic_adopt) and handed to
+ * the batch with ss_atomic_stage: the batch's writer thread creates the
+ * temp, writes it, sets mode and mtime, starts its writeout
+ * (sync_file_range), no fsync, and closes it, while the caller goes on.
+ * ss_fs_batch_flush then makes every temp of the batch durable at
  * once (one syncfs), and only then renames each over its target, with
  * ss_atomic_commit's look at the target first (seen); the renames are
  * durable after the next ss_fs_sync, which the caller makes before it
@@ -133,12 +135,19 @@ typedef struct ss_fs_batch ss_fs_batch;
 
 ss_rc ss_fs_batch_new(int root_fd, ss_fs_batch **ret_b, ss_err *err);
 /*
- * Hand at to b (at is b's from the call on, even when it fails); size: the
- * bytes its temp holds (the caller wrote them: no fstat to learn it). seen,
- * when not NULL, is copied: its ctx must stay valid until the flush.
+ * An atomic write to path with its parent resolved (made when missing) and
+ * its temp named, not created: for ss_atomic_stage with data.
  */
-ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint64_t size, uint32_t mode, int64_t mtime_s,
-                      uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err);
+ss_rc ss_atomic_prepare(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
+/*
+ * Hand at to b (at is b's from the call on). data: size bytes for at's
+ * temp, which the batch creates (at from ss_atomic_prepare), borrowed until
+ * the flush; NULL when at's temp holds its size bytes already (adopted).
+ * seen, when not NULL, is copied: its ctx must stay valid until the flush.
+ * What fails in the writing is told by ss_fs_batch_flush.
+ */
+void ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, const void *data, uint64_t size, uint32_t mode,
+                     int64_t mtime_s, uint32_t mtime_ns, const ss_fs_seen *seen);
 /*
  * An atomic write whose new content is already written: the file src_name
  * in src_dirfd (a directory of the caller's, on the folder's file system),
@@ -152,13 +161,14 @@ ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *
 size_t ss_fs_batch_count(const ss_fs_batch *b);
 int ss_fs_batch_full(const ss_fs_batch *b);
 /*
- * Start the flush's syncfs now, on a thread (fsio_batch.c says why that
- * is safe): nothing more may be staged in b; the caller fills another
- * batch meanwhile and flushes b before it, keeping the order staged.
+ * Start the flush's syncfs now, on b's thread, once every temp of b is
+ * made (waited for here; fsio_batch.c says why that is safe): nothing more
+ * may be staged in b; the caller fills another batch meanwhile and flushes
+ * b before it, keeping the order staged.
  */
 void ss_fs_batch_sync_start(ss_fs_batch *b);
 /*
- * syncfs, then every rename in the order staged (fault points
+ * The temps made, syncfs, then every rename in the order staged (fault points
  * apply.batch-synced after the sync, apply.batch-renamed after the last
  * rename). The batch is empty afterwards, after a failure too: temps not
  * renamed are removed.

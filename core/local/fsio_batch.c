@@ -19,9 +19,10 @@
  *      but never shows a new name over data not yet on disk;
  *   4. the caller's next ss_fs_sync makes the renames durable before it
  *      records them (apply: before the watermark commits).
- * The syncfs of step 2 may start early, on a thread of its own, once the
- * batch is full (ss_fs_batch_sync_start): the caller fills the next batch
- * meanwhile, and the flush waits for it before any rename. syncfs makes
+ * Steps 1 and 2 run on the batch's writer thread ("The writer" below) while
+ * the caller stages more; the syncfs of step 2 starts once the batch is full
+ * (ss_fs_batch_sync_start): the caller fills the next batch meanwhile, and
+ * the flush waits for it before any rename. syncfs makes
  * durable whatever was written before it was called, so the batch's temps
  * (all written and closed by then) are durable when it returns; what the
  * next batch writes meanwhile may be written out too, which costs nothing.
@@ -44,20 +45,37 @@
 #include "fault.h"
 #include "fsio_impl.h"
 
+/*
+ * A staged write. The batch's writer thread (see "The writer" below) makes
+ * it: creates the temp when data is set (else the caller made and wrote it:
+ * an adopted file), writes data, sets mode and mtime, starts the writeout,
+ * closes it. failed/fail_errno say what went wrong, for the flush to tell.
+ */
 typedef struct staged {
-    ss_atomic *at; /* its fd closed: the temp is written */
+    ss_atomic *at;
     int has_seen;
     ss_fs_seen seen;
+    const uint8_t *data; /* borrowed until the flush; NULL: the temp is written */
+    uint64_t size;
+    uint32_t mode, mtime_ns;
+    int64_t mtime_s;
+    const char *failed; /* NULL, or what failed ("write", "create temp file for") */
+    int fail_errno;
 } staged;
 
 struct ss_fs_batch {
     int root_fd;
     staged v[SS_FS_BATCH_FILES];
-    size_t n;
+    size_t n;         /* staged; the writer has made v[0..done) */
     uint64_t bytes;   /* data of the temps staged */
     size_t owned;     /* directory descriptors of their own (not the cache's) */
-    pthread_t syncer; /* running step 2 when syncing (ss_fs_batch_sync_start) */
-    int syncing, sync_errno;
+    pthread_t writer; /* making v[done..n), then the syncfs (step 2) once sealed */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;   /* n, sealed or done moved */
+    int running, idle;   /* the writer runs; it waits for n or sealed to move */
+    int sealed, discard; /* no more staged; discard: stop, no syncfs (drop_all) */
+    size_t done;
+    int sync_errno; /* the writer's syncfs (step 2) */
 };
 
 ss_rc ss_fs_batch_new(int root_fd, ss_fs_batch **ret_b, ss_err *err)
@@ -66,6 +84,8 @@ ss_rc ss_fs_batch_new(int root_fd, ss_fs_batch **ret_b, ss_err *err)
     *ret_b = NULL;
     if (!b) return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     b->root_fd = root_fd;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
     *ret_b = b;
     return SS_OK;
 }
@@ -82,30 +102,115 @@ int ss_fs_batch_full(const ss_fs_batch *b)
            b->owned >= SS_FS_BATCH_DIRS;
 }
 
-ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, uint64_t size, uint32_t mode, int64_t mtime_s,
-                      uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err)
+/* --- the writer ----------------------------------------------------------------------- *
+ *
+ * Step 1 runs on a thread of the batch's own, while the caller decides and
+ * stages the next files and renames the batch before (a join of small files
+ * is system calls, and these are half of them: docs/BENCHMARKS.md, "Join of
+ * a million files"). Why that changes nothing above:
+ *   - the writer touches only what the caller handed over: each staged
+ *     at's temp, through at->dirfd (resolved, pinned by the caller), and
+ *     the borrowed data; never the directory cache, the state or a hook;
+ *   - nothing is renamed before the writer is done with the batch (the
+ *     flush joins it), so step 3 still follows steps 1 and 2;
+ *   - a failure is kept in its entry and told by the flush, in the order
+ *     staged; a create that found its cached directory removed (ENOENT) is
+ *     made again by the flush on the caller's thread, where the cache is,
+ *     and fsynced (the syncfs is past);
+ *   - one writer writes at a time: ss_fs_batch_sync_start waits until the
+ *     writer has made every staged temp before it returns (it then makes
+ *     only the syncfs), so fault points keep their order.
+ * Without a thread (EAGAIN) the caller's thread writes each at staging.
+ */
+
+/* Step 1 for s but the close: its temp made (unless adopted); NULL, or what failed. */
+static const char *make_temp(const staged *s)
 {
-    ss_rc rc;
-    assert(b->n < SS_FS_BATCH_FILES && !b->syncing); /* the caller flushes a full batch first */
-    rc = ss_atomic_finish_meta(at, mode, mtime_s, mtime_ns, err);
-    if (rc) goto fail;
-    /* Step 1: writeout started now (for a file worth it), waited for by the flush's syncfs. */
-    if (ss_fs_writeout(at->fd, size) || close(at->fd)) {
-        at->fd = -1;
-        rc = ss_fs_errno_fail(err, "write", at->path);
-        goto fail;
+    ss_atomic *at = s->at;
+    if (s->data && ss_atomic_create(at)) return "create temp file for";
+    if (s->data && s->size && ss_fs_pwrite_all(at->fd, s->data, s->size, 0)) return "write";
+    if (ss_atomic_set_meta(at, s->mode, s->mtime_s, s->mtime_ns) || ss_fs_writeout(at->fd, s->size))
+        return "write";
+    return NULL;
+}
+
+/* make_temp, then closed; a failure kept in s for the flush to tell. */
+static void make(staged *s)
+{
+    ss_atomic *at = s->at;
+    const char *failed = make_temp(s);
+    if (!failed) {
+        int r = close(at->fd);
+        at->fd = -1; /* closed even when close says otherwise */
+        if (r) failed = "write";
     }
-    at->fd = -1;
-    b->v[b->n] = (staged){.at = at, .has_seen = seen != NULL};
-    if (seen) b->v[b->n].seen = *seen;
+    if (failed) {
+        s->failed = failed;
+        s->fail_errno = errno;
+        return;
+    }
+    ss_fault_point("apply.staged");
+}
+
+static void *writer(void *arg)
+{
+    ss_fs_batch *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        size_t i = b->done;
+        if (b->discard) break;
+        if (i == b->n && b->sealed) break;
+        if (i == b->n) {
+            b->idle = 1;
+            pthread_cond_wait(&b->cv, &b->mu);
+            b->idle = 0;
+            continue;
+        }
+        pthread_mutex_unlock(&b->mu);
+        make(&b->v[i]);
+        pthread_mutex_lock(&b->mu);
+        b->done = i + 1;
+        if (b->done == b->n && b->sealed) pthread_cond_broadcast(&b->cv); /* sync_start waits */
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (b->discard) return NULL;
+    b->sync_errno = syncfs(b->root_fd) ? errno : 0; /* step 2 */
+    return NULL;
+}
+
+/* Hand v[n] to the writer, starting it for the batch's first; or make it here without one. */
+static void hand_over(ss_fs_batch *b)
+{
+    if (!b->n && !b->running) b->running = !pthread_create(&b->writer, NULL, writer, b);
+    if (!b->running) {
+        make(&b->v[b->n]);
+        b->n++;
+        b->done = b->n;
+        return;
+    }
+    pthread_mutex_lock(&b->mu);
     b->n++;
+    if (b->idle) pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+void ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, const void *data, uint64_t size, uint32_t mode,
+                     int64_t mtime_s, uint32_t mtime_ns, const ss_fs_seen *seen)
+{
+    staged *s = &b->v[b->n];
+    assert(b->n < SS_FS_BATCH_FILES && !b->sealed); /* the caller flushes a full batch first */
+    assert(data ? at->unmade && at->fd < 0 : at->fd >= 0);
+    *s = (staged){.at = at,
+                  .has_seen = seen != NULL,
+                  .data = data,
+                  .size = size,
+                  .mode = mode,
+                  .mtime_s = mtime_s,
+                  .mtime_ns = mtime_ns};
+    if (seen) s->seen = *seen;
     b->bytes += size;
     b->owned += (size_t)at->dir_owned;
-    ss_fault_point("apply.staged");
-    return SS_OK;
-fail:
-    ss_atomic_abort(at);
-    return rc;
+    hand_over(b);
 }
 
 int ss_fs_writeout(int fd, uint64_t size)
@@ -205,50 +310,101 @@ fail:
     return rc;
 }
 
-static void *syncer(void *arg)
+/* Nothing more staged: the writer makes the rest, then the syncfs; wait: until the rest is made. */
+static void seal(ss_fs_batch *b, int wait)
 {
-    ss_fs_batch *b = arg;
-    b->sync_errno = syncfs(b->root_fd) ? errno : 0;
-    return NULL;
+    if (!b->running) return;
+    pthread_mutex_lock(&b->mu);
+    b->sealed = 1;
+    pthread_cond_signal(&b->cv);
+    while (wait && b->done < b->n)
+        pthread_cond_wait(&b->cv, &b->mu);
+    pthread_mutex_unlock(&b->mu);
 }
 
 void ss_fs_batch_sync_start(ss_fs_batch *b)
 {
-    if (!b->n || b->syncing) return;
-    /* No thread (EAGAIN): the flush makes the syncfs itself, as without this call. */
-    b->syncing = !pthread_create(&b->syncer, NULL, syncer, b);
+    seal(b, 1);
 }
 
-/* Step 2: the syncfs started early, waited for, or made now. */
-static ss_rc batch_sync(ss_fs_batch *b, ss_err *err)
+/* The writer's end: joined, what it did told (steps 1 and 2); or step 2 made now. */
+static ss_rc join_writer(ss_fs_batch *b, ss_err *err)
 {
-    if (!b->syncing) return ss_fs_sync(b->root_fd, err);
-    pthread_join(b->syncer, NULL);
-    b->syncing = 0;
+    if (!b->running) return ss_fs_sync(b->root_fd, err);
+    seal(b, 0);
+    pthread_join(b->writer, NULL);
+    b->running = 0;
     errno = b->sync_errno;
     if (errno) return ss_fs_errno_fail(err, "sync the file system of", "the folder");
+    return SS_OK;
+}
+
+/*
+ * s's temp, made on this thread after the writer's create found its cached
+ * directory removed: resolved afresh and made again (ss_atomic_temp),
+ * fsynced, as the syncfs is past.
+ */
+static ss_rc remake(staged *s, ss_err *err)
+{
+    ss_atomic *at = s->at;
+    ss_rc rc;
+    free(at->tmp);
+    at->tmp = NULL;
+    rc = ss_atomic_temp(at, err);
+    if (rc) return rc;
+    if ((s->size && ss_fs_pwrite_all(at->fd, s->data, s->size, 0)) ||
+        ss_atomic_set_meta(at, s->mode, s->mtime_s, s->mtime_ns) || fsync(at->fd))
+        return ss_fs_errno_fail(err, "write", at->path);
+    close(at->fd);
+    at->fd = -1;
+    return SS_OK;
+}
+
+/* Steps 1 and 2 done: a failure of the writer's told, or its temp made here (remake). */
+static ss_rc check_made(ss_fs_batch *b, ss_err *err)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        staged *s = &b->v[i];
+        ss_rc rc;
+        if (!s->failed) continue;
+        if (s->fail_errno == ENOENT && s->at->unmade) {
+            rc = remake(s, err);
+            if (rc) return rc;
+            continue;
+        }
+        errno = s->fail_errno;
+        return ss_fs_errno_fail(err, s->failed, s->at->path);
+    }
     return SS_OK;
 }
 
 /* Empty the batch, removing the temps not renamed yet. */
 static void drop_all(ss_fs_batch *b)
 {
-    if (b->syncing) { /* the thread reads b: done before b changes */
-        pthread_join(b->syncer, NULL);
-        b->syncing = 0;
+    if (b->running) { /* the writer reads b: stopped before b changes */
+        pthread_mutex_lock(&b->mu);
+        b->discard = 1;
+        pthread_cond_signal(&b->cv);
+        pthread_mutex_unlock(&b->mu);
+        pthread_join(b->writer, NULL);
+        b->running = 0;
     }
     for (size_t i = 0; i < b->n; i++)
         ss_atomic_abort(b->v[i].at);
     b->n = 0;
     b->bytes = 0;
     b->owned = 0;
+    b->done = 0;
+    b->sealed = b->discard = b->sync_errno = 0;
 }
 
 ss_rc ss_fs_batch_flush(ss_fs_batch *b, ss_err *err)
 {
     ss_rc rc = SS_OK;
     if (!b->n) return SS_OK;
-    rc = batch_sync(b, err); /* step 2: every temp durable */
+    rc = join_writer(b, err); /* steps 1 and 2: every temp written and durable */
+    if (rc) goto out;
+    rc = check_made(b, err);
     if (rc) goto out;
     ss_fault_point("apply.batch-synced");
     for (size_t i = 0; i < b->n; i++) { /* step 3 */
@@ -266,5 +422,7 @@ void ss_fs_batch_free(ss_fs_batch *b)
 {
     if (!b) return;
     drop_all(b);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
     free(b);
 }
