@@ -1,6 +1,7 @@
 /* scan: the ordered folder walk (see scan.h). */
 #include "scan.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -13,6 +14,7 @@
 #include "array.h"
 #include "fsio.h"
 #include "path.h"
+#include "scan_stats.h"
 
 #define MAX_PATH 4096
 
@@ -20,7 +22,19 @@ typedef struct frame {
     char **names;
     size_t n, next;
     size_t path_len; /* length of the directory's path in sc->path ("" for the root) */
+    /* The stats of names[win_lo..win_lo + win_n), taken together (entry_stat). */
+    struct stat *win_st;
+    int *win_err;
+    size_t win_lo, win_n, win_cap;
 } frame;
+
+/*
+ * A directory's names are statted STAT_WINDOW at a time, half of them on
+ * scan_stats' helper thread (scan_stats.h says why). A window is taken
+ * afresh after the walk returns from a subdirectory, so an entry's stat is
+ * never older than the last directory the walk went into.
+ */
+#define STAT_WINDOW 256
 
 /*
  * The walk runs ahead on a thread of its own (the producer), so its system
@@ -85,6 +99,8 @@ struct ss_scan {
     char path[MAX_PATH + 1];
     ss_scan_entry entry;
     ahead *ah;         /* NULL: the walk runs on the caller's thread */
+    scan_stats *stats; /* NULL: every stat on the walk's thread */
+    int stats_tried;   /* the walk tried to start it (once) */
     int ahead_tried;   /* the caller tried to start the producer (once) */
     off_t ra_max;      /* ss_scan_set_readahead */
     ss_scan_entry out; /* the caller's entry, from a batch */
@@ -106,6 +122,8 @@ static void frame_free(frame *f)
     for (size_t i = 0; i < f->n; i++)
         free(f->names[i]);
     free(f->names);
+    free(f->win_st);
+    free(f->win_err);
     memset(f, 0, sizeof *f);
 }
 
@@ -227,6 +245,7 @@ void ss_scan_free(ss_scan *sc)
 {
     if (!sc) return;
     ahead_end(sc);
+    scan_stats_free(sc->stats); /* after the walk's thread ended: it was the one using it */
     while (sc->depth)
         frame_free(&sc->stack[--sc->depth]);
     if (sc->dir_fd >= 0) close(sc->dir_fd);
@@ -246,6 +265,7 @@ static ss_rc reopen_top(ss_scan *sc, int *ret_gone, ss_err *err)
     ss_err why = {{0}};
     ss_rc rc;
     *ret_gone = 0;
+    f->win_n = 0; /* taken again, through the directory as it is now */
     if (!f->path_len) {
         sc->dir_fd = openat(sc->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         return sc->dir_fd < 0 ? scan_fail(sc, err, errno) : SS_OK;
@@ -260,10 +280,48 @@ static ss_rc reopen_top(ss_scan *sc, int *ret_gone, ss_err *err)
     return rc;
 }
 
-/* Classify name in the top frame's directory; 0 = skip it. */
-static int classify(ss_scan *sc, const char *name, struct stat *st, ss_err *err, ss_rc *rc)
+/* Fill f's window from entry i on: STAT_WINDOW names or the rest; 0, or -1 out of memory. */
+static int fill_window(ss_scan *sc, frame *f, size_t i)
 {
-    if (fstatat(sc->dir_fd, name, st, AT_SYMLINK_NOFOLLOW)) {
+    size_t n = f->n - i < STAT_WINDOW ? f->n - i : STAT_WINDOW;
+    if (!f->win_st) { /* the first window of f is its largest */
+        f->win_st = malloc(n * sizeof *f->win_st);
+        f->win_err = malloc(n * sizeof *f->win_err);
+        f->win_cap = n;
+        if (!f->win_st || !f->win_err) { /* each stat on its own, as without a window */
+            free(f->win_st);
+            free(f->win_err);
+            f->win_st = NULL;
+            f->win_err = NULL;
+            return -1;
+        }
+    }
+    assert(n <= f->win_cap);
+    if (!sc->stats_tried && n >= SCAN_STATS_SPLIT_MIN) {
+        sc->stats_tried = 1;
+        sc->stats = scan_stats_new();
+    }
+    scan_stats_run(sc->stats, sc->dir_fd, f->names + i, n, f->win_st, f->win_err);
+    f->win_lo = i;
+    f->win_n = n;
+    return 0;
+}
+
+/* lstat of the top frame's entry i (in sc->dir_fd), from its window: 0, or -1 with errno. */
+static int entry_stat(ss_scan *sc, frame *f, size_t i, struct stat *st)
+{
+    if (i < f->win_lo || i >= f->win_lo + f->win_n) {
+        if (fill_window(sc, f, i)) return fstatat(sc->dir_fd, f->names[i], st, AT_SYMLINK_NOFOLLOW);
+    }
+    *st = f->win_st[i - f->win_lo];
+    errno = f->win_err[i - f->win_lo];
+    return errno ? -1 : 0;
+}
+
+/* Classify the top frame's entry i; 0 = skip it. */
+static int classify(ss_scan *sc, frame *f, size_t i, struct stat *st, ss_err *err, ss_rc *rc)
+{
+    if (entry_stat(sc, f, i, st)) {
         if (errno == ENOENT) return 0; /* vanished while scanning: the next scan sees it gone */
         *rc = scan_fail(sc, err, errno);
         return 0;
@@ -339,7 +397,7 @@ static ss_rc walk_next(ss_scan *sc, const ss_scan_entry **ret_entry, ss_err *err
         }
         snprintf(sc->path + f->path_len, MAX_PATH + 1 - f->path_len, "%s%s", f->path_len ? "/" : "",
                  name);
-        int kind = classify(sc, name, &sc->entry.st, err, &rc);
+        int kind = classify(sc, f, f->next - 1, &sc->entry.st, err, &rc);
         if (rc) return rc;
         if (!kind || ss_ignore_match(sc->ign, sc->path, kind == 2)) continue;
         sc->entry.kind = kind;
