@@ -15,7 +15,11 @@
 #   b  first push:       init (create; its KDF not timed) then `sync --json`
 #   a  no-change sync:   3 rounds of find then `sync --json`; the medians
 #   c  join:             `init STORE EMPTYDIR` of a second device (join and
-#                        pull, the KDF included); its files counted after.
+#                        pull, the KDF included); its files counted after;
+#                        beside it, tar -x of the same tree into an empty
+#                        folder and a sync -f (the disk's own pace).
+#                        BENCH_MILLION_MKFS=1 (root): each into a freshly
+#                        made ext4 on a loop image (12 GB sparse, in $TMPDIR).
 #                        Stopped after BENCH_MILLION_JOIN_MAX seconds (300):
 #                        the row then says so, with the files written by then
 # find runs once untimed first, so both sides read a warm dentry and inode
@@ -42,6 +46,7 @@ cmake --build "$BUILD" -j2 --target s3sync treegen histgen >/dev/null
 W=$(mktemp -d "${TMPDIR:-/tmp}/s3sync-bench-million.XXXXXX")
 S3STORE=
 cleanup() {
+	if mountpoint -q "$W/mnt" 2>/dev/null; then umount "$W/mnt"; fi
 	if [ -n "$S3STORE" ]; then "$BUILD/bench/histgen" --purge "$S3STORE" >/dev/null 2>&1 || true; fi
 	rm -rf "$W"
 }
@@ -76,6 +81,27 @@ t0=$(now)
 echo "bench-million: generated in $(since "$t0") s" >&2
 find "$TREE" -printf '%s %T@\n' >/dev/null # warm, untimed
 
+# The tar reference: the same tree, written by tar into an empty folder as the join is.
+tar -C "$TREE" -cf "$W/tree.tar" .
+
+# join_fs: J, an empty place for a join (or tar -x): with BENCH_MILLION_MKFS=1
+# (root) a freshly made ext4 on a sparse image under $W, as a new device's
+# disk would be (ext4 searches past the inodes of a million files just
+# deleted on the same file system); else $W itself.
+J=$W
+join_fs() {
+	join_fs_end
+	[ "${BENCH_MILLION_MKFS:-0}" = 1 ] || return 0
+	truncate -s 12G "$W/fs.img" && mkfs.ext4 -q -F -N 4800000 "$W/fs.img"
+	mkdir -p "$W/mnt" && mount -o loop "$W/fs.img" "$W/mnt"
+	J=$W/mnt
+}
+join_fs_end() {
+	rm -rf "$J/tarx"
+	if [ "$J" != "$W" ]; then umount "$W/mnt" && rm -f "$W/fs.img"; fi
+	J=$W
+}
+
 ROWS=()
 bench_store() { # NAME STORE
 	local name=$1 store=$2 ft=() st=() rss=() req i
@@ -97,21 +123,29 @@ bench_store() { # NAME STORE
 	local sm fm
 	sm=$(median3 "${st[@]}") fm=$(median3 "${ft[@]}")
 	ROWS+=("| $name | a no-change sync (median of 3: ${st[*]} / ${ft[*]}) | $sm | $fm | $(awk -v a="$sm" -v b="$fm" 'BEGIN{printf "%.2f", a / b}') | $(median3 "${rss[@]}") MiB | $req | 0 | ≤ find, < 64 MiB | $(yes_no "$(awk -v a="$sm" -v b="$fm" -v r="$(median3 "${rss[@]}")" 'BEGIN{print a <= b && r < 64}')") |")
+	echo "bench-million: $name: tar -x of the tree into an empty folder, then sync -f" >&2
+	join_fs
+	t0=$(now)
+	mkdir "$J/tarx" && tar -xf "$W/tree.tar" -C "$J/tarx" && sync -f "$J/tarx"
+	local tx
+	tx=$(since "$t0")
+	join_fs
 	echo "bench-million: $name: join into an empty folder (at most $JOIN_MAX s)" >&2
-	mkdir "$W/join"
+	mkdir "$J/join"
 	run_find
 	local fj=$FT t0 got what
 	t0=$(now)
-	if timeout "$JOIN_MAX" /usr/bin/time -f %M -o "$W/rss" "$S3SYNC" --json init "$store" "$W/join" >"$W/json"; then
+	if timeout "$JOIN_MAX" /usr/bin/time -f %M -o "$W/rss" "$S3SYNC" --json init "$store" "$J/join" >"$W/json"; then
 		T=$(since "$t0") RSS=$(($(tail -1 "$W/rss") / 1024)) REQ=$(jq .requests "$W/json") FILES=$(jq .files "$W/json")
 		what="c join (init: join + pull"
 	else
 		T=$(since "$t0") RSS=? REQ=? FILES=?
 		what="c join **stopped at $JOIN_MAX s** (init: join + pull"
 	fi
-	got=$(find "$W/join" -path "$W/join/.s3sync" -prune -o -type f -print | wc -l)
-	ROWS+=("| $name | $what; $got files there, $(awk -v g="$got" -v t="$T" 'BEGIN{printf "%.0f", g / t}') a second) | $T | $fj | $(awk -v a="$T" -v b="$fj" 'BEGIN{printf "%.2f", a / b}') | $RSS MiB | $REQ | $FILES | < 30 s | $(yes_no "$(awk -v t="$T" -v g="$got" -v n="$N" 'BEGIN{print t < 30 && g == n}')") |")
-	rm -rf "$W/join"
+	got=$(find "$J/join" -path "$J/join/.s3sync" -prune -o -type f -print | wc -l)
+	ROWS+=("| $name | $what; $got files there, $(awk -v g="$got" -v t="$T" 'BEGIN{printf "%.0f", g / t}') a second; tar -x and sync -f: $tx s) | $T | $fj | $(awk -v a="$T" -v b="$fj" 'BEGIN{printf "%.2f", a / b}') | $RSS MiB | $REQ | $FILES | < 30 s | $(yes_no "$(awk -v t="$T" -v g="$got" -v n="$N" 'BEGIN{print t < 30 && g == n}')") |")
+	rm -rf "$J/join"
+	join_fs_end
 }
 
 bench_store "file://" "file://$W/store"
