@@ -13,11 +13,13 @@
  * stat'ed relative to it, and a parent is opened again after a subtree by
  * its path beneath the root (fsio's ss_fs_open). A directory swapped for a
  * symlink while the scan runs ends there: nothing outside is listed.
- * Memory: the names of the directories on the current path only; one
- * directory descriptor open; and the batches the walk fills ahead.
+ * Memory: the names of the directories on the current path only, and the
+ * stats of up to 256 of each; one directory descriptor open; and the
+ * batches the walk fills ahead.
  *
  * The walk runs on a thread of its own, ahead of the caller by at most a
- * few batches of entries (scan.c); warnings and the opener are still
+ * few batches of entries (scan.c), a helper thread taking half of each
+ * directory's stats (scan_stats.h); warnings and the opener are still
  * called on the caller's thread, in the walk's order, when the caller
  * reaches them.
  */
