@@ -7,13 +7,17 @@
 #include <string.h>
 #include <unistd.h>
 
-/* 1 when spec ("point" or "point:N") names name at this hit; *hits counts its hits. */
+/*
+ * 1 when spec ("point" or "point:N") names name at this hit; *hits counts
+ * its hits, atomically: a point may be hit on two threads (apply.staged by
+ * a batch's writer and by the walk), and each N must be hit once.
+ */
 static int names(const char *spec, const char *name, long *hits)
 {
     size_t n = strlen(name);
     if (!spec || strncmp(spec, name, n) || (spec[n] && spec[n] != ':')) return 0;
-    ++*hits;
-    return spec[n] != ':' || atol(spec + n + 1) == *hits;
+    long hit = __atomic_add_fetch(hits, 1, __ATOMIC_SEQ_CST);
+    return spec[n] != ':' || atol(spec + n + 1) == hit;
 }
 
 void ss_fault_point(const char *name)

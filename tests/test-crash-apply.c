@@ -13,11 +13,12 @@
  * edges:
  *   stage.file          a file's data fetched into .s3sync/tmp (engine/stage.c),
  *                       others not yet: the next command removes the stage;
- *   apply.staged        a temp written, its batch not yet synced;
+ *   apply.staged        a temp written (on the batch's writer thread, while
+ *                       the walk stages the next), its batch not yet synced;
  *   apply.batch-synced  the batch's temps durable, nothing renamed yet;
  *   apply.after-rename  some of the batch renamed, not all;
- *   apply.batch-renamed a batch renamed, the renames not yet synced (later
- *                       batches not yet written, the watermark not moved).
+ *   apply.batch-renamed a batch renamed, the renames not yet synced (the
+ *                       next batch being written, the watermark not moved).
  * Each run must die by SIGKILL there: a point that moved or vanished fails
  * the test instead of passing while proving nothing. test-sync's crash
  * table keeps the points of a whole transaction (pull.op, apply.before-rename

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -152,7 +153,20 @@ static void test_large_dirs_in_order(void **state)
     assert_int_equal(errno, ENOENT);
 }
 
-/* A scan stopped early ends its threads and leaves nothing open. */
+/* Threads of this process now (/proc/self/task). */
+static int threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    int n = 0;
+    assert_non_null(d);
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 2; /* . and .. */
+}
+
+/* A scan stopped early ends its threads (the walk's and the stat helper) and leaves nothing open.
+ */
 static void test_stopped_early(void **state)
 {
     tree *t = *state;
@@ -160,14 +174,16 @@ static void test_stopped_early(void **state)
     const ss_scan_entry *e = NULL;
     ss_err err = {{0}};
     int root = open(t->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int probe;
+    int probe, before = threads();
     assert_true(root >= 0);
     assert_int_equal(ss_scan_new(root, NULL, NULL, NULL, &sc, &err), SS_OK);
     for (int k = 0; k < 10; k++) {
         assert_int_equal(ss_scan_next(sc, &e, &err), SS_OK);
         assert_non_null(e);
     }
+    assert_true(threads() > before); /* the walk runs ahead on its own */
     ss_scan_free(sc);
+    assert_int_equal(threads(), before);
     probe = dup(root); /* the lowest free descriptor: the scan's were given back */
     assert_int_equal(probe, root + 1);
     close(probe);

@@ -241,13 +241,13 @@ static ss_rc rotate(eng_apply *a, ss_err *err)
 
 static void batch_free(eng_pending **pend, size_t *n, ss_fs_batch **b)
 {
+    ss_fs_batch_free(*b); /* first: its writer stops, then the bodies it writes from go */
+    *b = NULL;
     for (size_t i = 0; i < *n; i++)
         pending_clear(&(*pend)[i]);
     free(*pend);
     *pend = NULL;
     *n = 0;
-    ss_fs_batch_free(*b); /* waits for its syncfs, if running */
-    *b = NULL;
 }
 
 void eng_apply_batch_free(eng_apply *a)
@@ -279,18 +279,23 @@ static ss_rc write_file(eng_apply *a, const ss_txn_entry *e, const local *l, ss_
         rc = eng_txn_body(a->txn.r, &a->body, err); /* the refs record() keeps */
         if (rc) return rc;
     }
+    if (ss_fs_batch_failed(a->batch)) { /* a temp could not be made: told before any more */
+        rc = eng_apply_flush(a, err);
+        if (rc) return rc;
+    }
     rc = pend(a, e, &p, err); /* p->body: the inline bytes the batch writes */
     if (rc) return rc;
     rc = new_version(a, e, &at, err);
-    if (rc) {
-        pending_clear(p);
-        a->n_pend--;
-        return rc;
-    }
+    if (rc) goto fail;
     seen.ctx = p;
-    ss_atomic_stage(at, a->batch, e->storage == SS_TXN_CHUNKS ? NULL : p->body, e->size,
-                    eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns, &seen);
+    rc = ss_atomic_stage(at, a->batch, e->storage == SS_TXN_CHUNKS ? NULL : p->body, e->size,
+                         eng_mode_applied(a->f, e->mode), e->mtime_s, e->mtime_ns, &seen, err);
+    if (rc) goto fail; /* at is gone with its temp */
     return SS_OK;
+fail: /* so is its slot */
+    pending_clear(p);
+    a->n_pend--;
+    return rc;
 }
 
 /*

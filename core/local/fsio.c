@@ -414,12 +414,26 @@ ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *e
     return SS_OK;
 }
 
+/*
+ * A call in at's directory said ENOENT: 1 when that directory has been
+ * removed, whether the cache still knows it (dir_gone) or not (forgotten
+ * meanwhile, or at's own descriptor): its link count is 0.
+ */
+static int at_dir_gone(const ss_atomic *at)
+{
+    struct stat st;
+    int e = errno, gone = dir_gone(at->dirfd, at->dir_owned);
+    if (!gone && e == ENOENT && !fstat(at->dirfd, &st)) gone = st.st_nlink == 0;
+    errno = e;
+    return gone;
+}
+
 ss_rc ss_atomic_retry(ss_atomic *at, int *ret_again, ss_err *err)
 {
     const char *base;
     ss_rc rc;
     *ret_again = 0;
-    if (at->retried || !dir_gone(at->dirfd, at->dir_owned)) return SS_OK;
+    if (at->retried || !at_dir_gone(at)) return SS_OK;
     at->retried = 1;
     pin(at->dirfd, -1); /* out of the cache already: closed now */
     at->dirfd = -1;
@@ -534,7 +548,8 @@ int ss_atomic_still_seen(const ss_atomic *at, const ss_fs_seen *seen)
 int ss_atomic_set_meta(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns)
 {
     struct timespec times[2] = {{0, UTIME_OMIT}, {(time_t)mtime_s, (long)mtime_ns}};
-    return fchmod(at->fd, mode & 07777) || futimens(at->fd, times) ? -1 : 0;
+    if (fchmod(at->fd, mode & 07777)) return -1;
+    return futimens(at->fd, times);
 }
 
 ss_rc ss_atomic_finish_meta(ss_atomic *at, uint32_t mode, int64_t mtime_s, uint32_t mtime_ns,

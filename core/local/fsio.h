@@ -140,14 +140,19 @@ ss_rc ss_fs_batch_new(int root_fd, ss_fs_batch **ret_b, ss_err *err);
  */
 ss_rc ss_atomic_prepare(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
 /*
- * Hand at to b (at is b's from the call on). data: size bytes for at's
- * temp, which the batch creates (at from ss_atomic_prepare), borrowed until
- * the flush; NULL when at's temp holds its size bytes already (adopted).
- * seen, when not NULL, is copied: its ctx must stay valid until the flush.
- * What fails in the writing is told by ss_fs_batch_flush.
+ * Hand at to b (at is b's from the call on, even when it fails). data:
+ * size bytes for at's temp, which b's writer creates (at from
+ * ss_atomic_prepare), borrowed until ss_fs_batch_flush or ss_fs_batch_free
+ * returns; what fails in that writing is told by the flush (and
+ * ss_fs_batch_failed says it happened). NULL data: at's temp holds its size
+ * bytes already (adopted): its mode and mtime are set and it is closed
+ * now, a failure returned. seen, when not NULL, is copied: its ctx must
+ * stay valid until the flush.
  */
-void ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, const void *data, uint64_t size, uint32_t mode,
-                     int64_t mtime_s, uint32_t mtime_ns, const ss_fs_seen *seen);
+ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, const void *data, uint64_t size, uint32_t mode,
+                      int64_t mtime_s, uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err);
+/* A temp of b could not be made: the caller flushes b (which says why) before staging more. */
+int ss_fs_batch_failed(ss_fs_batch *b);
 /*
  * An atomic write whose new content is already written: the file src_name
  * in src_dirfd (a directory of the caller's, on the folder's file system),

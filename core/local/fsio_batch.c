@@ -74,6 +74,7 @@ struct ss_fs_batch {
     pthread_cond_t cv;   /* n, sealed or done moved */
     int running, idle;   /* the writer runs; it waits for n or sealed to move */
     int sealed, discard; /* no more staged; discard: stop, no syncfs (drop_all) */
+    int failed;          /* an entry failed (ss_fs_batch_failed) */
     size_t done;
     int sync_errno; /* the writer's syncfs (step 2) */
 };
@@ -123,41 +124,48 @@ int ss_fs_batch_full(const ss_fs_batch *b)
  * Without a thread (EAGAIN) the caller's thread writes each at staging.
  */
 
-/* Step 1 for s but the close: its temp made (unless adopted); NULL, or what failed. */
+/* Step 1 for s but the close: its temp created, written, mode and mtime; NULL, or what failed. */
 static const char *make_temp(const staged *s)
 {
     ss_atomic *at = s->at;
-    if (s->data && ss_atomic_create(at)) return "create temp file for";
-    if (s->data && s->size && ss_fs_pwrite_all(at->fd, s->data, s->size, 0)) return "write";
-    if (ss_atomic_set_meta(at, s->mode, s->mtime_s, s->mtime_ns) || ss_fs_writeout(at->fd, s->size))
-        return "write";
+    if (ss_atomic_create(at)) return "create temp file for";
+    if (s->size && ss_fs_pwrite_all(at->fd, s->data, s->size, 0)) return "write";
+    if (ss_atomic_set_meta(at, s->mode, s->mtime_s, s->mtime_ns)) return "write";
+    if (ss_fs_writeout(at->fd, s->size)) return "write";
     return NULL;
 }
 
-/* make_temp, then closed; a failure kept in s for the flush to tell. */
-static void make(staged *s)
+/* make_temp, then closed; a failure kept in s (its temp, if made, closed) for the flush. */
+static int make(staged *s)
 {
     ss_atomic *at = s->at;
     const char *failed = make_temp(s);
-    if (!failed) {
+    int e = errno;
+    if (at->fd >= 0) {
         int r = close(at->fd);
         at->fd = -1; /* closed even when close says otherwise */
-        if (r) failed = "write";
+        if (r && !failed) {
+            failed = "write";
+            e = errno;
+        }
     }
     if (failed) {
         s->failed = failed;
-        s->fail_errno = errno;
-        return;
+        s->fail_errno = e;
+        return -1;
     }
     ss_fault_point("apply.staged");
+    return 0;
 }
 
 static void *writer(void *arg)
 {
     ss_fs_batch *b = arg;
+    int discard;
     pthread_mutex_lock(&b->mu);
     for (;;) {
         size_t i = b->done;
+        int r = 0;
         if (b->discard) break;
         if (i == b->n && b->sealed) break;
         if (i == b->n) {
@@ -167,13 +175,15 @@ static void *writer(void *arg)
             continue;
         }
         pthread_mutex_unlock(&b->mu);
-        make(&b->v[i]);
+        if (b->v[i].data) r = make(&b->v[i]); /* an adopted one was made at staging */
         pthread_mutex_lock(&b->mu);
         b->done = i + 1;
+        b->failed |= r != 0;
         if (b->done == b->n && b->sealed) pthread_cond_broadcast(&b->cv); /* sync_start waits */
     }
+    discard = b->discard;
     pthread_mutex_unlock(&b->mu);
-    if (b->discard) return NULL;
+    if (discard) return NULL;
     b->sync_errno = syncfs(b->root_fd) ? errno : 0; /* step 2 */
     return NULL;
 }
@@ -183,7 +193,7 @@ static void hand_over(ss_fs_batch *b)
 {
     if (!b->n && !b->running) b->running = !pthread_create(&b->writer, NULL, writer, b);
     if (!b->running) {
-        make(&b->v[b->n]);
+        b->failed |= b->v[b->n].data && make(&b->v[b->n]);
         b->n++;
         b->done = b->n;
         return;
@@ -194,12 +204,38 @@ static void hand_over(ss_fs_batch *b)
     pthread_mutex_unlock(&b->mu);
 }
 
-void ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, const void *data, uint64_t size, uint32_t mode,
-                     int64_t mtime_s, uint32_t mtime_ns, const ss_fs_seen *seen)
+/*
+ * An adopted file's temp is made: mode, mtime, writeout and close here, as
+ * its descriptor is open (a batch of them waiting for the writer would
+ * hold up to SS_FS_BATCH_FILES descriptors).
+ */
+static ss_rc finish_adopted(ss_atomic *at, uint64_t size, uint32_t mode, int64_t mtime_s,
+                            uint32_t mtime_ns, ss_err *err)
+{
+    ss_rc rc = ss_atomic_finish_meta(at, mode, mtime_s, mtime_ns, err);
+    int r;
+    if (rc) return rc; /* the caller's abort closes it */
+    if (ss_fs_writeout(at->fd, size)) return ss_fs_errno_fail(err, "write", at->path);
+    r = close(at->fd);
+    at->fd = -1; /* closed even when close says otherwise */
+    if (r) return ss_fs_errno_fail(err, "write", at->path);
+    ss_fault_point("apply.staged");
+    return SS_OK;
+}
+
+ss_rc ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, const void *data, uint64_t size, uint32_t mode,
+                      int64_t mtime_s, uint32_t mtime_ns, const ss_fs_seen *seen, ss_err *err)
 {
     staged *s = &b->v[b->n];
     assert(b->n < SS_FS_BATCH_FILES && !b->sealed); /* the caller flushes a full batch first */
     assert(data ? at->unmade && at->fd < 0 : at->fd >= 0);
+    if (!data) {
+        ss_rc rc = finish_adopted(at, size, mode, mtime_s, mtime_ns, err);
+        if (rc) {
+            ss_atomic_abort(at);
+            return rc;
+        }
+    }
     *s = (staged){.at = at,
                   .has_seen = seen != NULL,
                   .data = data,
@@ -211,6 +247,16 @@ void ss_atomic_stage(ss_atomic *at, ss_fs_batch *b, const void *data, uint64_t s
     b->bytes += size;
     b->owned += (size_t)at->dir_owned;
     hand_over(b);
+    return SS_OK;
+}
+
+int ss_fs_batch_failed(ss_fs_batch *b)
+{
+    int failed;
+    pthread_mutex_lock(&b->mu);
+    failed = b->failed;
+    pthread_mutex_unlock(&b->mu);
+    return failed;
 }
 
 int ss_fs_writeout(int fd, uint64_t size)
@@ -340,9 +386,9 @@ static ss_rc join_writer(ss_fs_batch *b, ss_err *err)
 }
 
 /*
- * s's temp, made on this thread after the writer's create found its cached
+ * s's temp, made on this thread after the writer's create found its
  * directory removed: resolved afresh and made again (ss_atomic_temp),
- * fsynced, as the syncfs is past.
+ * fsynced, as the syncfs is past. A failure leaves the temp to abort.
  */
 static ss_rc remake(staged *s, ss_err *err)
 {
@@ -352,15 +398,17 @@ static ss_rc remake(staged *s, ss_err *err)
     at->tmp = NULL;
     rc = ss_atomic_temp(at, err);
     if (rc) return rc;
-    if ((s->size && ss_fs_pwrite_all(at->fd, s->data, s->size, 0)) ||
-        ss_atomic_set_meta(at, s->mode, s->mtime_s, s->mtime_ns) || fsync(at->fd))
-        return ss_fs_errno_fail(err, "write", at->path);
-    close(at->fd);
+    if (s->size && ss_fs_pwrite_all(at->fd, s->data, s->size, 0)) goto fail;
+    if (ss_atomic_set_meta(at, s->mode, s->mtime_s, s->mtime_ns)) goto fail;
+    if (fsync(at->fd)) goto fail;
+    close(at->fd); /* after the fsync: nothing left for close to report */
     at->fd = -1;
     return SS_OK;
+fail:
+    return ss_fs_errno_fail(err, "write", at->path);
 }
 
-/* Steps 1 and 2 done: a failure of the writer's told, or its temp made here (remake). */
+/* Steps 1 and 2 done: the first failure of the writer's told, or its temp made here (remake). */
 static ss_rc check_made(ss_fs_batch *b, ss_err *err)
 {
     for (size_t i = 0; i < b->n; i++) {
@@ -395,16 +443,18 @@ static void drop_all(ss_fs_batch *b)
     b->bytes = 0;
     b->owned = 0;
     b->done = 0;
-    b->sealed = b->discard = b->sync_errno = 0;
+    b->sealed = b->discard = b->failed = b->sync_errno = 0;
 }
 
 ss_rc ss_fs_batch_flush(ss_fs_batch *b, ss_err *err)
 {
     ss_rc rc = SS_OK;
+    ss_rc synced;
     if (!b->n) return SS_OK;
-    rc = join_writer(b, err); /* steps 1 and 2: every temp written and durable */
+    synced = join_writer(b, err); /* steps 1 and 2: every temp written and durable */
+    rc = check_made(b, err);      /* first: a temp's failure says more than the sync's */
     if (rc) goto out;
-    rc = check_made(b, err);
+    rc = synced;
     if (rc) goto out;
     ss_fault_point("apply.batch-synced");
     for (size_t i = 0; i < b->n; i++) { /* step 3 */

@@ -21,7 +21,8 @@ struct ss_atomic {
 ss_rc ss_atomic_new(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err);
 /*
  * A call in at's directory failed with errno ENOENT: when that directory
- * (a cached one, not checked when at was made) has been removed since,
+ * (a cached one, not checked when at was made, or one the cache has
+ * forgotten meanwhile) has been removed since,
  * at->dirfd is resolved afresh (made again) and *ret_again is 1: retry.
  * Once per at: *ret_again is 0 the second time, so a loop on it ends. errno
  * is kept for the caller's message when *ret_again is 0.

@@ -22,19 +22,22 @@ typedef struct frame {
     char **names;
     size_t n, next;
     size_t path_len; /* length of the directory's path in sc->path ("" for the root) */
-    /* The stats of names[win_lo..win_lo + win_n), taken together (entry_stat). */
-    struct stat *win_st;
-    int *win_err;
-    size_t win_lo, win_n, win_cap;
 } frame;
 
 /*
- * A directory's names are statted STAT_WINDOW at a time, half of them on
- * scan_stats' helper thread (scan_stats.h says why). A window is taken
- * afresh after the walk returns from a subdirectory, so an entry's stat is
- * never older than the last directory the walk went into.
+ * The top frame's names are statted up to STAT_WINDOW at a time, half of
+ * them on scan_stats' helper thread (scan_stats.h says why). A window ends
+ * at the first name readdir did not say is no directory: the walk goes
+ * into a directory right after it, so a window is never kept across a
+ * descent (one window for the scan; no stat taken twice or kept while a
+ * subtree is walked). Each name's d_type sits after its NUL (push_dir).
  */
 #define STAT_WINDOW 256
+
+static unsigned char name_type(const char *name)
+{
+    return (unsigned char)name[strlen(name) + 1];
+}
 
 /*
  * The walk runs ahead on a thread of its own (the producer), so its system
@@ -101,6 +104,10 @@ struct ss_scan {
     ahead *ah;         /* NULL: the walk runs on the caller's thread */
     scan_stats *stats; /* NULL: every stat on the walk's thread */
     int stats_tried;   /* the walk tried to start it (once) */
+    /* The stats of the top frame's names[win_lo..win_lo + win_n) (entry_stat). */
+    struct stat *win_st;
+    int *win_err;
+    size_t win_lo, win_n;
     int ahead_tried;   /* the caller tried to start the producer (once) */
     off_t ra_max;      /* ss_scan_set_readahead */
     ss_scan_entry out; /* the caller's entry, from a batch */
@@ -122,8 +129,6 @@ static void frame_free(frame *f)
     for (size_t i = 0; i < f->n; i++)
         free(f->names[i]);
     free(f->names);
-    free(f->win_st);
-    free(f->win_err);
     memset(f, 0, sizeof *f);
 }
 
@@ -156,6 +161,17 @@ static int skip_name(ss_scan *sc, size_t path_len, const char *name)
     return 1;
 }
 
+/* e's name, with its d_type after the NUL (name_type). */
+static char *name_copy(const struct dirent *e)
+{
+    size_t len = strlen(e->d_name);
+    char *copy = malloc(len + 2);
+    if (!copy) return NULL;
+    memcpy(copy, e->d_name, len + 1);
+    copy[len + 1] = (char)e->d_type;
+    return copy;
+}
+
 /* The names in directory fd, sorted, as a new frame on top; fd becomes the top's directory. */
 static ss_rc push_dir(ss_scan *sc, int fd, size_t path_len, ss_err *err)
 {
@@ -180,7 +196,7 @@ static ss_rc push_dir(ss_scan *sc, int fd, size_t path_len, ss_err *err)
         }
         if (skip_name(sc, path_len, e->d_name)) continue;
         if (SS_ARRAY_GROW(f.names, f.n + 1, cap)) goto nomem;
-        if (!(f.names[f.n] = strdup(e->d_name))) goto nomem;
+        if (!(f.names[f.n] = name_copy(e))) goto nomem;
         f.n++;
     }
     if (errno) {
@@ -194,6 +210,7 @@ static ss_rc push_dir(ss_scan *sc, int fd, size_t path_len, ss_err *err)
     if (f.n) qsort(f.names, f.n, sizeof *f.names, name_cmp); /* names is NULL when empty */
     if (SS_ARRAY_GROW(sc->stack, sc->depth + 1, sc->cap)) goto nomem_closed;
     sc->stack[sc->depth++] = f;
+    sc->win_n = 0; /* the window was the parent's */
     if (sc->dir_fd >= 0) close(sc->dir_fd);
     sc->dir_fd = fd;
     return SS_OK;
@@ -246,6 +263,8 @@ void ss_scan_free(ss_scan *sc)
     if (!sc) return;
     ahead_end(sc);
     scan_stats_free(sc->stats); /* after the walk's thread ended: it was the one using it */
+    free(sc->win_st);
+    free(sc->win_err);
     while (sc->depth)
         frame_free(&sc->stack[--sc->depth]);
     if (sc->dir_fd >= 0) close(sc->dir_fd);
@@ -265,7 +284,7 @@ static ss_rc reopen_top(ss_scan *sc, int *ret_gone, ss_err *err)
     ss_err why = {{0}};
     ss_rc rc;
     *ret_gone = 0;
-    f->win_n = 0; /* taken again, through the directory as it is now */
+    sc->win_n = 0; /* the window was the child's */
     if (!f->path_len) {
         sc->dir_fd = openat(sc->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         return sc->dir_fd < 0 ? scan_fail(sc, err, errno) : SS_OK;
@@ -280,46 +299,43 @@ static ss_rc reopen_top(ss_scan *sc, int *ret_gone, ss_err *err)
     return rc;
 }
 
-/* Fill f's window from entry i on: STAT_WINDOW names or the rest; 0, or -1 out of memory. */
-static int fill_window(ss_scan *sc, frame *f, size_t i)
+/* Fill the window from the top frame's entry i on; 0, or -1 out of memory. */
+static int fill_window(ss_scan *sc, const frame *f, size_t i)
 {
-    size_t n = f->n - i < STAT_WINDOW ? f->n - i : STAT_WINDOW;
-    if (!f->win_st) { /* the first window of f is its largest */
-        f->win_st = malloc(n * sizeof *f->win_st);
-        f->win_err = malloc(n * sizeof *f->win_err);
-        f->win_cap = n;
-        if (!f->win_st || !f->win_err) { /* each stat on its own, as without a window */
-            free(f->win_st);
-            free(f->win_err);
-            f->win_st = NULL;
-            f->win_err = NULL;
-            return -1;
-        }
+    size_t n = 0;
+    while (i + n < f->n && n < STAT_WINDOW) {
+        unsigned char t = name_type(f->names[i + n++]);
+        if (t == DT_DIR || t == DT_UNKNOWN) break; /* the walk may go into it next */
     }
-    assert(n <= f->win_cap);
+    if (!sc->win_st) {
+        sc->win_st = malloc(STAT_WINDOW * sizeof *sc->win_st);
+        sc->win_err = malloc(STAT_WINDOW * sizeof *sc->win_err);
+    }
+    if (!sc->win_st || !sc->win_err) return -1;
     if (!sc->stats_tried && n >= SCAN_STATS_SPLIT_MIN) {
         sc->stats_tried = 1;
         sc->stats = scan_stats_new();
     }
-    scan_stats_run(sc->stats, sc->dir_fd, f->names + i, n, f->win_st, f->win_err);
-    f->win_lo = i;
-    f->win_n = n;
+    scan_stats_run(sc->stats, sc->dir_fd, f->names + i, n, sc->win_st, sc->win_err);
+    sc->win_lo = i;
+    sc->win_n = n;
     return 0;
 }
 
-/* lstat of the top frame's entry i (in sc->dir_fd), from its window: 0, or -1 with errno. */
-static int entry_stat(ss_scan *sc, frame *f, size_t i, struct stat *st)
+/* lstat of the top frame's entry i (in sc->dir_fd), from the window: 0, or -1 with errno. */
+static int entry_stat(ss_scan *sc, const frame *f, size_t i, struct stat *st)
 {
-    if (i < f->win_lo || i >= f->win_lo + f->win_n) {
-        if (fill_window(sc, f, i)) return fstatat(sc->dir_fd, f->names[i], st, AT_SYMLINK_NOFOLLOW);
-    }
-    *st = f->win_st[i - f->win_lo];
-    errno = f->win_err[i - f->win_lo];
-    return errno ? -1 : 0;
+    int inside = i >= sc->win_lo && i < sc->win_lo + sc->win_n;
+    if (!inside && fill_window(sc, f, i)) /* out of memory: this one on its own */
+        return fstatat(sc->dir_fd, f->names[i], st, AT_SYMLINK_NOFOLLOW);
+    errno = sc->win_err[i - sc->win_lo];
+    if (errno) return -1;
+    *st = sc->win_st[i - sc->win_lo];
+    return 0;
 }
 
 /* Classify the top frame's entry i; 0 = skip it. */
-static int classify(ss_scan *sc, frame *f, size_t i, struct stat *st, ss_err *err, ss_rc *rc)
+static int classify(ss_scan *sc, const frame *f, size_t i, struct stat *st, ss_err *err, ss_rc *rc)
 {
     if (entry_stat(sc, f, i, st)) {
         if (errno == ENOENT) return 0; /* vanished while scanning: the next scan sees it gone */
