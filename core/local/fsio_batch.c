@@ -47,15 +47,15 @@
 
 /*
  * A staged write. The batch's writer thread (see "The writer" below) makes
- * it: creates the temp when data is set (else the caller made and wrote it:
- * an adopted file), writes data, sets mode and mtime, starts the writeout,
- * closes it. failed/fail_errno say what went wrong, for the flush to tell.
+ * it when data is set: creates the temp, writes data, sets mode and mtime,
+ * starts the writeout, closes it (an adopted file, data NULL, was finished
+ * by ss_atomic_stage). failed/fail_errno say what went wrong, for the flush.
  */
 typedef struct staged {
     ss_atomic *at;
     int has_seen;
     ss_fs_seen seen;
-    const uint8_t *data; /* borrowed until the flush; NULL: the temp is written */
+    const uint8_t *data; /* borrowed until the flush or free; NULL: the temp is made */
     uint64_t size;
     uint32_t mode, mtime_ns;
     int64_t mtime_s;
@@ -115,9 +115,10 @@ int ss_fs_batch_full(const ss_fs_batch *b)
  *   - nothing is renamed before the writer is done with the batch (the
  *     flush joins it), so step 3 still follows steps 1 and 2;
  *   - a failure is kept in its entry and told by the flush, in the order
- *     staged; a create that found its cached directory removed (ENOENT) is
- *     made again by the flush on the caller's thread, where the cache is,
- *     and fsynced (the syncfs is past);
+ *     staged (ss_fs_batch_failed has the caller flush before staging
+ *     more); a create that found its directory removed (ENOENT) is made
+ *     again by the flush on the caller's thread, where the cache is, and
+ *     fsynced (the syncfs is past);
  *   - one writer writes at a time: ss_fs_batch_sync_start waits until the
  *     writer has made every staged temp before it returns (it then makes
  *     only the syncfs), so fault points keep their order.
