@@ -1,7 +1,6 @@
 /* scan: the ordered folder walk (see scan.h). */
 #include "scan.h"
 
-#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
