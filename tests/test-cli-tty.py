@@ -124,6 +124,31 @@ check("init creates (exit 0), silent without a terminal", code == 0 and err == "
 write(A + "/hello.txt", b"hello\n")
 run(["-C", A, "push"])
 
+# 75: the folder busy (its lock held by another process for longer than the wait). A
+# folder of its own, so the 30 s the sync waits for the lock overlap the prompt and progress
+# checks below instead of adding 30 idle seconds to the suite; checked with the exit codes.
+BUSY = W + "/busy"
+run(["init", STORE, BUSY])
+holder = subprocess.Popen([sys.executable, "-c", """
+import fcntl, os, struct, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 0, 0))
+print('held', flush=True)
+time.sleep(60)
+""", BUSY + "/.s3sync/lock"], stdout=subprocess.PIPE, text=True)
+holder.stdout.readline()
+busy = {}
+
+
+def busy_sync():
+    t0 = time.time()
+    busy["outcome"] = run(["-C", BUSY, "sync", "--json"])
+    busy["seconds"] = time.time() - t0
+
+
+busy_thread = threading.Thread(target=busy_sync)
+busy_thread.start()
+
 noenv = env_with(S3SYNC_PASSWORD=None)
 code, out = run_pty(["init", STORE, W + "/wrong"], env=noenv, answers=[("Passphrase: ", "not it")])
 check("a wrong passphrase at the prompt exits 1", code == 1, out)
@@ -217,31 +242,6 @@ check("labelled with the device name by default, init's first key too",
       all(line.endswith("  " + host) for line in keys_after), repr(keys_after))
 code, _, _ = run(["init", STORE, W + "/K"], env=env_with(S3SYNC_PASSWORD="second one"))
 check("and the new passphrase joins", code == 0)
-
-# 75: the folder busy (its lock held by another process for longer than the wait). A
-# folder of its own, so the 30 s the sync waits for the lock overlap the progress checks
-# below instead of adding 30 idle seconds to the suite; checked with the exit codes.
-BUSY = W + "/busy"
-run(["init", STORE, BUSY])
-holder = subprocess.Popen([sys.executable, "-c", """
-import fcntl, os, struct, sys, time
-fd = os.open(sys.argv[1], os.O_RDWR)
-fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 0, 0))
-print('held', flush=True)
-time.sleep(60)
-""", BUSY + "/.s3sync/lock"], stdout=subprocess.PIPE, text=True)
-holder.stdout.readline()
-busy = {}
-
-
-def busy_sync():
-    t0 = time.time()
-    busy["outcome"] = run(["-C", BUSY, "sync", "--json"])
-    busy["seconds"] = time.time() - t0
-
-
-busy_thread = threading.Thread(target=busy_sync)
-busy_thread.start()
 
 # --- progress: drawn at a terminal, silent in cron -----------------------------------
 write(A + "/big.bin", os.urandom(128 << 20))
@@ -374,7 +374,7 @@ check("nothing of the tampered transaction was applied", not os.path.exists(B + 
 data[len(data) // 2] ^= 1
 write(victim, bytes(data))
 
-# 75: the folder busy, started before the progress checks (see there).
+# 75: the folder busy, started after init (see there).
 busy_thread.join()
 holder.kill()
 holder.wait()
