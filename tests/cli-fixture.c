@@ -203,13 +203,32 @@ int world_close(void **state)
     return 0;
 }
 
+static int g_parts_run; /* parts fixture_part said yes to */
+
+int fixture_part(const char *name)
+{
+    const char *want = getenv("S3SYNC_TEST_PART");
+    int run = !want || !*want || !strcmp(want, name);
+    g_parts_run += run;
+    return run;
+}
+
+int fixture_parts_end(void)
+{
+    const char *want = getenv("S3SYNC_TEST_PART");
+    if (g_parts_run || !want || !*want) return 0;
+    fprintf(stderr, "%s: no part %s (S3SYNC_TEST_PART)\n", g_suite, want);
+    return 1;
+}
+
 int fixture_run_file_and_s3(const struct CMUnitTest *tests, size_t n)
 {
     char name[64];
-    int failed;
+    int failed = 0;
     snprintf(name, sizeof name, "%s/file", g_suite);
     fixture_use_s3(0);
-    failed = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+    if (fixture_part("file")) failed = _cmocka_run_group_tests(name, tests, n, NULL, NULL);
+    if (!fixture_part("s3")) return failed;
     if (!fixture_bucket()) {
         fprintf(stderr, "%s: s3 store skipped (no RGW: run through ci/test.sh)\n", g_suite);
         return failed;

@@ -76,9 +76,22 @@ struct ss_store *world_store(const world *w);
 /* Every key of the store at url, in order; NULL-terminated, free with keys_free. */
 char **store_keys(const char *url, size_t *ret_n);
 void keys_free(char **keys);
-/* Run tests once on file:// stores and, with RGW, once more on s3:// ("SUITE/file", "SUITE/s3"). */
+/*
+ * Run tests once on file:// stores and, with RGW, once more on s3:// ("SUITE/file", "SUITE/s3"):
+ * the parts "file" and "s3" (fixture_part).
+ */
 struct CMUnitTest;
 int fixture_run_file_and_s3(const struct CMUnitTest *tests, size_t n);
+/*
+ * Parts of a long suite: with S3SYNC_TEST_PART=NAME set (tests/CMakeLists.txt's
+ * ss_split_test), a suite runs only the part NAME, so ctest can run its parts on two
+ * cores at once; unset, every part. fixture_part(name): whether part name runs now.
+ * fixture_parts_end(): 1 (and says so) when S3SYNC_TEST_PART named no part of the suite,
+ * so a misspelt part fails instead of passing with nothing run; a split suite's main
+ * returns it with its result.
+ */
+int fixture_part(const char *name);
+int fixture_parts_end(void);
 
 /* dir/rel in one of a few rotating buffers (valid for the next 15 calls). */
 const char *at_dir(const char *dir, const char *rel);

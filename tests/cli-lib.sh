@@ -27,7 +27,18 @@ exits() {
 cli_have_rgw() {
   [ -n "${S3SYNC_TEST_BUCKET:-}" ] && [ -n "${AWS_ACCESS_KEY_ID:-}" ] && command -v aws >/dev/null
 }
+# cli_part NAME: whether the part NAME of the script runs now: every part unless
+# S3SYNC_TEST_PART names one (as fixture_part in cli-fixture.h: tests/CMakeLists.txt runs
+# a long script's parts side by side).
+cli_part() {
+  [ -z "${S3SYNC_TEST_PART:-}" ] || [ "$S3SYNC_TEST_PART" = "$1" ]
+}
 cli_done() {
   echo "$passed passed, $fails failed"
+  # A part that checked nothing: S3SYNC_TEST_PART misspelt, not a pass.
+  [ -z "${S3SYNC_TEST_PART:-}" ] || [ $((passed + fails)) -gt 0 ] || {
+    echo "no part $S3SYNC_TEST_PART (S3SYNC_TEST_PART)"
+    return 1
+  }
   [ "$fails" = 0 ]
 }

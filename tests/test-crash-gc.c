@@ -435,5 +435,5 @@ int main(void)
     failed = fixture_run_file_and_s3(tests, COUNT(tests));
     fprintf(stderr, "crash-gc: %u runs killed at a crash point, %u restores checked, %u gc runs\n",
             g_kills, g_restores, g_gc_runs);
-    return failed;
+    return failed | fixture_parts_end();
 }

@@ -26,9 +26,10 @@
  * depends on timing where requests run in parallel). Debugging:
  * FAULTPROXY_LOG=1 prints each fault; S3SYNC_KEEP=1 keeps the folders
  * and store objects; S3SYNC_FAULT_ONLY=test_mix_storm runs one test (a cmocka
- * filter: * and ? only). Needs RGW (ci/rgw.sh): skipped with 77 otherwise;
- * the outages also need the Ceph daemons here (skipped without them). The
- * private cluster's folder is S3SYNC_OUTAGE_RGW_DIR, by default rgw-outage/
+ * filter: * and ? only); S3SYNC_TEST_PART=shared or outage runs the tests on the
+ * shared RGW or those on the private cluster (ctest runs them as two entries). Needs RGW
+ * (ci/rgw.sh): skipped with 77 otherwise; the outages also need the Ceph daemons here (skipped
+ * without them). The private cluster's folder is S3SYNC_OUTAGE_RGW_DIR, by default rgw-outage/
  * beside this binary: a run killed before it stopped the cluster leaves
  * it running, and the next run reuses it.
  *
@@ -916,17 +917,16 @@ static void test_credentials_expire_mid_push(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        WORLD_TEST(test_mix_drops),
-        WORLD_TEST(test_mix_errors),
-        WORLD_TEST(test_mix_everything),
-        WORLD_TEST(test_mix_storm),
-        WORLD_TEST(test_targeted),
-        WORLD_TEST(test_cut_listing),
-        WORLD_TEST(test_lost_log_answer),
+        WORLD_TEST(test_mix_drops),       WORLD_TEST(test_mix_errors),
+        WORLD_TEST(test_mix_everything),  WORLD_TEST(test_mix_storm),
+        WORLD_TEST(test_targeted),        WORLD_TEST(test_cut_listing),
+        WORLD_TEST(test_lost_log_answer), WORLD_TEST(test_init_refuses_store_ignoring_create_only),
+    };
+    /* The part "outage": on the private cluster, so ctest may run it beside the part "shared". */
+    const struct CMUnitTest outages[] = {
         PRIVATE_TEST(test_rgw_outage_mid_push, private_proxied_setup),
         PRIVATE_TEST(test_rgw_killed_mid_push, private_direct_setup),
         PRIVATE_TEST(test_credentials_expire_mid_push, private_direct_setup),
-        WORLD_TEST(test_init_refuses_store_ignoring_create_only),
     };
     const char *endpoint = getenv("AWS_ENDPOINT_URL_S3"), *seed = getenv("S3SYNC_FAULT_SEED");
     int failed;
@@ -950,9 +950,12 @@ int main(void)
     atexit(resume_rgw);
     if (getenv("S3SYNC_FAULT_ONLY")) cmocka_set_test_filter(getenv("S3SYNC_FAULT_ONLY"));
 
-    failed = cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+    failed = 0;
+    if (fixture_part("shared")) failed = cmocka_run_group_tests_name("faults", tests, NULL, NULL);
+    if (fixture_part("outage"))
+        failed |= cmocka_run_group_tests_name("faults/outage", outages, NULL, NULL);
     resume_rgw();
     private_rgw_stop();
     fp_stop(g_proxy);
-    return failed;
+    return failed | fixture_parts_end();
 }

@@ -923,5 +923,6 @@ int main(void)
         WORLD_TEST(test_touch),
     };
     if (fixture_init("sync")) return 1;
-    return fixture_run_file_and_s3(tests, COUNT(tests));
+    int failed = fixture_run_file_and_s3(tests, COUNT(tests));
+    return failed | fixture_parts_end();
 }

@@ -569,5 +569,5 @@ int main(void)
     }
     failed = fixture_run_file_and_s3(tests, COUNT(tests));
     if (g_proxy) fp_stop(g_proxy);
-    return failed;
+    return failed | fixture_parts_end();
 }
