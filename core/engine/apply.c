@@ -42,10 +42,10 @@
  *         c. each temp renamed over its target, the P4 look first
  *            (apply.before-rename, apply.after-rename, apply.batch-renamed),
  *            then recorded in the open SQLite transaction;
- *       a full batch is renamed once the next one is full (at most two
- *       pending), and both before the walk leaves a directory whose mode
- *       it opened (P6) and at the end of each walk (asserted empty
- *       before d);
+ *       a full batch is renamed once the two after it are full (at most
+ *       three pending, ENG_SEALED + 1), and all of them before the walk
+ *       leaves a directory whose mode it opened (P6) and at the end of
+ *       each walk (asserted empty before d);
  *         d. one syncfs for the transaction: every rename durable;
  *         e. the watermark and state commit (pull.before-commit).
  *       Killed anywhere, the next pull re-applies seq: a temp left behind
@@ -387,7 +387,7 @@ ss_rc eng_apply_txn(ss_folder *f, ss_stats *stats, int fd, uint64_t seq,
     began = 1;
     rc = apply_ops(&a, fd, seq, ours, err);
     if (rc) goto out;
-    assert(!a.n_pend && !a.n_prev);     /* P3: each walk renamed its last batches */
+    assert(!a.n_pend && !a.n_sealed);   /* P3: each walk renamed its last batches */
     rc = ss_dirmodes_finish(a.dm, err); /* P6: every directory its mode */
     if (rc) goto out;
     rc = ss_fs_sync(f->root_fd, err); /* P3: the renames are durable before the state says so */

@@ -26,6 +26,15 @@ typedef struct eng_pending {
     size_t body_len;
 } eng_pending;
 
+#define ENG_SEALED 2
+
+/* A full batch, its syncfs started, and its pending records: pend[i] is its i-th. */
+typedef struct eng_sealed {
+    ss_fs_batch *b;
+    eng_pending *pend;
+    size_t n;
+} eng_sealed;
+
 typedef struct eng_apply {
     ss_folder *f;
     ss_stats *stats;
@@ -45,13 +54,16 @@ typedef struct eng_apply {
     eng_pending *pend; /* SS_FS_BATCH_FILES of them, allocated with the batch */
     size_t n_pend;
     /*
-     * The full batch before it, its syncfs running meanwhile (fsio.h
-     * ss_fs_batch_sync_start): renamed and recorded when batch is full in
-     * turn, or at a flush, before batch. At most two batches are pending.
+     * The full batches before it, oldest first, their syncfs running or done
+     * (fsio.h ss_fs_batch_sync_start): the oldest is renamed and recorded
+     * when batch is full in turn and ENG_SEALED are waiting, all of them at
+     * a flush, before batch. A batch's syncfs starts once its writer made
+     * its temps; with two waiting it has a whole batch's walk to finish
+     * before its renames need it (docs/BENCHMARKS.md, "Join of a million
+     * files"). At most ENG_SEALED + 1 batches are pending.
      */
-    ss_fs_batch *prev;
-    eng_pending *prev_pend;
-    size_t n_prev;
+    eng_sealed sealed[ENG_SEALED];
+    size_t n_sealed;
     /*
      * The directories this walk made, as a chain (each under the one
      * before): a file whose parent is one needs no look (apply_op.c, fresh).

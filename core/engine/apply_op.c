@@ -212,28 +212,38 @@ static ss_rc finish(eng_apply *a, ss_fs_batch *b, eng_pending *pend, size_t *n, 
 
 ss_rc eng_apply_flush(eng_apply *a, ss_err *err)
 {
-    ss_rc rc = finish(a, a->prev, a->prev_pend, &a->n_prev, err); /* staged first */
-    if (rc) return rc; /* the batch after it is removed with the apply (eng_apply_batch_free) */
+    while (a->n_sealed) { /* staged first, oldest first */
+        eng_sealed *o = &a->sealed[0];
+        ss_rc rc = finish(a, o->b, o->pend, &o->n, err);
+        if (rc) return rc; /* the batches after it are removed with the apply */
+        ss_fs_batch_free(o->b);
+        free(o->pend);
+        memmove(&a->sealed[0], &a->sealed[1], --a->n_sealed * sizeof a->sealed[0]);
+        a->sealed[a->n_sealed] = (eng_sealed){0};
+    }
     return finish(a, a->batch, a->pend, &a->n_pend, err);
 }
 
 /*
- * The batch is full: the one before it is finished (its syncfs has been
- * running while this one filled), this one's syncfs starts, and it becomes
- * the one before; the next files go to an empty batch.
+ * The batch is full: its syncfs starts and it joins the sealed ones; the
+ * oldest of those is finished first when ENG_SEALED are waiting (its
+ * syncfs has had a batch's walk to run), and its batch and records are
+ * the next files' (else new ones).
  */
 static ss_rc rotate(eng_apply *a, ss_err *err)
 {
-    ss_fs_batch *b = a->prev;
-    eng_pending *p = a->prev_pend;
-    ss_rc rc = finish(a, a->prev, a->prev_pend, &a->n_prev, err);
-    if (rc) return rc;
+    eng_sealed reuse = {0};
+    if (a->n_sealed == ENG_SEALED) {
+        eng_sealed *o = &a->sealed[0];
+        ss_rc rc = finish(a, o->b, o->pend, &o->n, err);
+        if (rc) return rc;
+        reuse = *o;
+        memmove(&a->sealed[0], &a->sealed[1], --a->n_sealed * sizeof a->sealed[0]);
+    }
     ss_fs_batch_sync_start(a->batch);
-    a->prev = a->batch;
-    a->prev_pend = a->pend;
-    a->n_prev = a->n_pend;
-    a->batch = b;
-    a->pend = p; /* NULL the first time: pend() allocates it */
+    a->sealed[a->n_sealed++] = (eng_sealed){.b = a->batch, .pend = a->pend, .n = a->n_pend};
+    a->batch = reuse.b;
+    a->pend = reuse.pend; /* NULL while none is reused: pend() allocates it */
     a->n_pend = 0;
     if (!a->batch) return ss_fs_batch_new(a->f->root_fd, &a->batch, err);
     return SS_OK;
@@ -252,7 +262,9 @@ static void batch_free(eng_pending **pend, size_t *n, ss_fs_batch **b)
 
 void eng_apply_batch_free(eng_apply *a)
 {
-    batch_free(&a->prev_pend, &a->n_prev, &a->prev);
+    for (size_t i = 0; i < a->n_sealed; i++)
+        batch_free(&a->sealed[i].pend, &a->sealed[i].n, &a->sealed[i].b);
+    a->n_sealed = 0;
     batch_free(&a->pend, &a->n_pend, &a->batch);
 }
 
@@ -441,7 +453,7 @@ static size_t blocked_at(eng_apply *a, const char *path)
  */
 static ss_rc settle(eng_apply *a, const char *path, int always, ss_err *err)
 {
-    if ((!a->n_pend && !a->n_prev) || (!always && !ss_dirmodes_closes(a->dm, path))) return SS_OK;
+    if ((!a->n_pend && !a->n_sealed) || (!always && !ss_dirmodes_closes(a->dm, path))) return SS_OK;
     return eng_apply_flush(a, err);
 }
 
