@@ -465,20 +465,27 @@ int ss_atomic_create(ss_atomic *at)
     return 0;
 }
 
-ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
+ss_rc ss_atomic_make(ss_atomic *at, ss_err *err)
 {
     int again = 1;
-    ss_rc rc = ss_atomic_temp_name(at, err);
-    if (rc) return rc;
     while (again) { /* once more after a removed directory, resolved afresh */
+        ss_rc rc;
         if (!ss_atomic_create(at)) return SS_OK;
         rc = ss_atomic_retry(at, &again, err);
-        if (rc) goto fail;
+        if (rc) return rc;
     }
-    rc = ss_fs_errno_fail(err, "create temp file for", at->path);
-fail:
-    free(at->tmp);
-    at->tmp = NULL;
+    return ss_fs_errno_fail(err, "create temp file for", at->path);
+}
+
+ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
+{
+    ss_rc rc = ss_atomic_temp_name(at, err);
+    if (rc) return rc;
+    rc = ss_atomic_make(at, err);
+    if (rc) { /* not made: nothing for abort to remove */
+        free(at->tmp);
+        at->tmp = NULL;
+    }
     return rc;
 }
 
@@ -501,12 +508,12 @@ ss_rc ss_atomic_prepare(int root_fd, const char *path, ss_atomic **ret_at, ss_er
 ss_rc ss_atomic_begin(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
 {
     ss_atomic *at = NULL;
-    ss_rc rc = ss_atomic_new(root_fd, path, &at, err);
+    ss_rc rc = ss_atomic_prepare(root_fd, path, &at, err);
     *ret_at = NULL;
     if (rc) return rc;
-    rc = ss_atomic_temp(at, err);
+    rc = ss_atomic_make(at, err);
     if (rc) {
-        ss_atomic_abort(at);
+        ss_atomic_abort(at); /* unmade: its name is not removed */
         return rc;
     }
     *ret_at = at;

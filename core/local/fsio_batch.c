@@ -388,16 +388,13 @@ static ss_rc join_writer(ss_fs_batch *b, ss_err *err)
 
 /*
  * s's temp, made on this thread after the writer's create found its
- * directory removed: resolved afresh and made again (ss_atomic_temp),
- * fsynced, as the syncfs is past. A failure leaves the temp to abort.
+ * directory removed: resolved afresh and made (ss_atomic_make), fsynced, as
+ * the syncfs is past. A failure leaves the temp to abort.
  */
 static ss_rc remake(staged *s, ss_err *err)
 {
     ss_atomic *at = s->at;
-    ss_rc rc;
-    free(at->tmp);
-    at->tmp = NULL;
-    rc = ss_atomic_temp(at, err);
+    ss_rc rc = ss_atomic_make(at, err);
     if (rc) return rc;
     if (s->size && ss_fs_pwrite_all(at->fd, s->data, s->size, 0)) goto fail;
     if (ss_atomic_set_meta(at, s->mode, s->mtime_s, s->mtime_ns)) goto fail;

@@ -32,7 +32,9 @@ ss_rc ss_atomic_retry(ss_atomic *at, int *ret_again, ss_err *err);
 ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err);
 /* Create at's temp, named already, in at->dirfd as it is (no retry): 0, or -1 with errno. */
 int ss_atomic_create(ss_atomic *at);
-/* Create at's temp beside its target, open for writing. */
+/* Create at's named temp, once more after its directory was removed (ss_atomic_retry). */
+ss_rc ss_atomic_make(ss_atomic *at, ss_err *err);
+/* Name and create at's temp beside its target, open for writing. */
 ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err);
 /* SS_ERR_IO (SS_ERR_NOMEM for ENOMEM) saying what failed on path, from errno. */
 ss_rc ss_fs_errno_fail(ss_err *err, const char *what, const char *path);
