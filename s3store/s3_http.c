@@ -171,22 +171,33 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* The header line data[0, n)'s value after name (with its colon), spaces and quotes
+ * trimmed, into out[cap] cut to fit; 0 if the line is not name's. */
+static int header_value(const char *data, size_t n, const char *name, char *out, size_t cap)
+{
+    size_t skip = strlen(name);
+    const char *v = data + skip;
+    size_t len = n - skip;
+    if (n <= skip || strncasecmp(data, name, skip)) return 0;
+    while (len && (*v == ' ' || *v == '"'))
+        v++, len--;
+    while (len &&
+           (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == '"' || v[len - 1] == ' '))
+        len--;
+    if (len >= cap) len = cap - 1;
+    memcpy(out, v, len);
+    out[len] = '\0';
+    return 1;
+}
+
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
 {
     s3_req *r = ud;
     size_t n = size * nmemb;
-    if (n > 5 && !strncasecmp(data, "ETag:", 5)) {
-        const char *v = data + 5;
-        size_t len = n - 5;
-        while (len && (*v == ' ' || *v == '"'))
-            v++, len--;
-        while (len &&
-               (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == '"' || v[len - 1] == ' '))
-            len--;
-        if (len >= sizeof r->etag) len = sizeof r->etag - 1;
-        memcpy(r->etag, v, len);
-        r->etag[len] = '\0';
-    } else if (n > 5 && !strncasecmp(data, "Date:", 5)) {
+    if (header_value(data, n, "ETag:", r->etag, sizeof r->etag) ||
+        header_value(data, n, S3_WRITE_ID_HEADER ":", r->write_id, sizeof r->write_id))
+        return n;
+    if (n > 5 && !strncasecmp(data, "Date:", 5)) {
         /* SigV4 fails past 15 minutes of skew: doctor tells it before a request does. */
         char date[64];
         size_t len = n - 5 < sizeof date - 1 ? n - 5 : sizeof date - 1;
@@ -273,6 +284,7 @@ static ss_rc setup_attempt(s3_http *h, s3_req *r)
     ss_rc rc;
 
     s3_req_cleanup(r);
+    r->etag[0] = r->write_id[0] = '\0';  /* what an answer's headers tell is its own attempt's */
     if (r->whole_body && r->delivered) { /* a cut listing cannot be resumed with Range */
         ((ss_buf *)r->sink_ctx)->len = 0;
         r->delivered = 0;

@@ -18,6 +18,10 @@
 #include "ss_buf.h"
 
 #define S3_CODE_MAX 64 /* an S3 error Code, with its NUL: longer ones are cut */
+/* A swap's own identity, stored with the object as user metadata: what tells our write
+ * from another's of the same bytes after an attempt whose answer was lost (store_s3.c). */
+#define S3_WRITE_ID_HEADER "x-amz-meta-s3sync-write"
+#define S3_WRITE_ID_MAX 33 /* 32 hex digits and a NUL */
 
 typedef struct s3_http s3_http;
 typedef struct s3_req s3_req;
@@ -50,6 +54,7 @@ struct s3_req {
     char code[S3_CODE_MAX]; /* the S3 error's Code ("InvalidAccessKeyId"), "" when none */
     unsigned attempts;
     char etag[SS_ETAG_MAX];
+    char write_id[S3_WRITE_ID_MAX]; /* S3_WRITE_ID_HEADER's value, "" when none came */
     uint64_t content_length;
     uint64_t range_total; /* the object's size N from "Content-Range: bytes A-B/N" */
     int has_range_total;  /* a Content-Range with a size came */

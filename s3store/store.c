@@ -196,13 +196,11 @@ ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t
                            unsigned attempts, unsigned flags, ss_err *err)
 {
     same_bytes sb = {buf, len, 0};
-    int create = rc == SS_ERR_EXISTS && (flags & SS_PUT_CREATE_ONLY);
-    if ((!create && rc != SS_ERR_CHANGED) || attempts < 2 || !buf) return rc;
+    if (rc != SS_ERR_EXISTS || !(flags & SS_PUT_CREATE_ONLY) || attempts < 2 || !buf) return rc;
     /* Compared as it streams: the object is read no further than our own length. */
     if (!ss_store_get_stream(s, key, 0, SS_TO_END, same_sink, &sb, NULL) && sb.got == len)
         return SS_OK;
-    return ss_fail(err, rc, "put %s: %s", key,
-                   create ? "object exists" : "the object changed since its ETag was read");
+    return ss_fail(err, rc, "put %s: object exists", key);
 }
 
 int ss_xfer_dst_write(void *ctx, const void *buf, size_t len)

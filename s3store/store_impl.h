@@ -106,10 +106,12 @@ typedef struct ss_mem_reader {
 void ss_mem_reader_init(ss_mem_reader *m, const void *buf, size_t len, ss_store_reader *ret_rd);
 
 /*
- * Shared by backends: a create-only PUT (rc SS_ERR_EXISTS) or a
- * compare-and-swap (SS_ERR_CHANGED) that was retried may meet its own
- * earlier attempt (412). When buf (the whole body) is known, the object is
- * fetched: the same bytes mean success. Returns rc otherwise.
+ * Shared by backends: a create-only PUT (rc SS_ERR_EXISTS) that was retried
+ * may meet its own earlier attempt (412). When buf (the whole body) is known,
+ * the object is fetched: the same bytes mean success, since every body put
+ * create-only is named by its hash or sealed under a fresh nonce, so the same
+ * bytes are the same object whoever wrote them. Returns rc otherwise. (A
+ * compare-and-swap cannot be settled by its bytes: store_s3.c swap_resolve.)
  */
 ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t len, ss_rc rc,
                            unsigned attempts, unsigned flags, ss_err *err);

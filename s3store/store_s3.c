@@ -357,16 +357,62 @@ static ss_rc if_match_refusal(const s3_call *c, ss_rc rc, ss_err *err)
                    c->req.key, c->if_match);
 }
 
+/* HEAD key: its size and ETag, and the identity the swap that wrote it gave (may be NULL). */
+static ss_rc head_call(ss_store *s, const char *key, ss_store_stat *ret_stat,
+                       char ret_write_id[S3_WRITE_ID_MAX], ss_err *err)
+{
+    s3_call *c = call_new(s, "HEAD", "HEAD", key);
+    ss_rc rc;
+    if (!c) return ss_fail(err, SS_ERR_NOMEM, "HEAD %s: out of memory", key);
+    rc = run_call(s, c, err);
+    if (!rc) {
+        ret_stat->size = c->req.content_length;
+        memcpy(ret_stat->etag, c->req.etag, sizeof ret_stat->etag);
+        if (ret_write_id) memcpy(ret_write_id, c->req.write_id, S3_WRITE_ID_MAX);
+    }
+    call_free(c);
+    return rc;
+}
+
+/*
+ * A swap refused (rc SS_ERR_CHANGED) after more than one attempt may have met its own
+ * earlier attempt, whose answer was lost. The same bytes prove nothing here: another
+ * writer deciding from the same read may have written them. The object's write identity
+ * does: only ours carries write_id. Anything short of seeing it stays SS_ERR_CHANGED, which
+ * never claims the swap, so a caller reading again decides again and hands nothing out
+ * twice (at worst it skips the value its lost write took).
+ */
+static ss_rc swap_resolve(ss_store *s, const char *key, const char *write_id, ss_rc rc,
+                          unsigned attempts, ss_store_stat *ret_stat)
+{
+    ss_store_stat now = {0};
+    char seen[S3_WRITE_ID_MAX] = "";
+    ss_err ignored;
+    if (rc != SS_ERR_CHANGED || attempts < 2) return rc;
+    if (head_call(s, key, &now, seen, &ignored) || strcmp(seen, write_id)) return rc;
+    if (ret_stat) *ret_stat = now;
+    return SS_OK;
+}
+
 static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_reader *body,
                     const void *buf, unsigned flags, const char *if_match, ss_store_stat *ret_stat,
                     ss_err *err)
 {
     s3_call *c = call_new(s, "PUT", "PUT", key);
+    unsigned char id[(S3_WRITE_ID_MAX - 1) / 2];
+    char write_id[S3_WRITE_ID_MAX];
+    ss_sigv4_header tag = {S3_WRITE_ID_HEADER, write_id};
     ss_rc rc;
     unsigned attempts;
     if (!c) return ss_fail(err, SS_ERR_NOMEM, "PUT %s: out of memory", key);
     c->flags = flags;
     c->if_match = if_match;
+    if (if_match) {
+        randombytes_buf(id, sizeof id);
+        sodium_bin2hex(write_id, sizeof write_id, id, sizeof id);
+        c->extra = &tag;
+        c->n_extra = 1;
+    }
     c->req.body = body;
     c->req.body_len = len;
     rc = run_call(s, c, err);
@@ -374,6 +420,7 @@ static ss_rc s3_put(ss_store *s, const char *key, uint64_t len, const ss_store_r
     attempts = c->req.attempts;
     if (!rc && ret_stat) s3_req_put_stat(&c->req, len, ret_stat);
     call_free(c);
+    if (if_match) return swap_resolve(s, key, write_id, rc, attempts, ret_stat);
     return ss_store_resolve_412(s, key, buf, (size_t)len, rc, attempts, flags, err);
 }
 
@@ -394,16 +441,7 @@ static ss_rc s3_get(ss_store *s, const char *key, uint64_t off, uint64_t len,
 
 static ss_rc s3_head(ss_store *s, const char *key, ss_store_stat *ret_stat, ss_err *err)
 {
-    s3_call *c = call_new(s, "HEAD", "HEAD", key);
-    ss_rc rc;
-    if (!c) return ss_fail(err, SS_ERR_NOMEM, "HEAD %s: out of memory", key);
-    rc = run_call(s, c, err);
-    if (!rc) {
-        ret_stat->size = c->req.content_length;
-        memcpy(ret_stat->etag, c->req.etag, sizeof ret_stat->etag);
-    }
-    call_free(c);
-    return rc;
+    return head_call(s, key, ret_stat, NULL, err);
 }
 
 static ss_rc s3_del(ss_store *s, const char *key, ss_err *err)

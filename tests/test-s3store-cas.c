@@ -7,9 +7,10 @@
  * ETag is refused and leaves the object alone; writers racing with one ETag
  * have exactly one winner; a counter kept by read-decide-swap loops from
  * several threads loses no increment and never hands a value out twice
- * (the fencing token's guarantee). On s3 also through faultproxy turning
- * every 412 into a 200: a store that ignores If-Match, which the probe
- * must refuse.
+ * (the fencing token's guarantee). On s3 also through faultproxy: a swap
+ * retried after a lost answer is told its own write from another's of the
+ * same bytes, and every 412 turned into a 200 is a store that ignores
+ * If-Match, which the probe must refuse.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -287,20 +288,76 @@ static void test_probe_passes(void **state)
     assert_int_equal(rc, SS_OK);
 }
 
-/* RGW behind a proxy that answers 200 for every 412: the stale write "succeeds". */
-static void test_probe_refuses_ignoring_store(void **state)
+/* A store on RGW through a new faultproxy injecting fault into PUTs, limit (0: all) of them. */
+static ss_store *faulty_store(faultproxy **ret_fp, fp_fault fault, unsigned limit)
 {
     faultproxy *fp = fp_start(getenv("AWS_ENDPOINT_URL"), 1);
-    fp_rates rates = {.match = "PUT *"};
+    fp_rates rates = {.match = "PUT *", .limit = limit};
     ss_store_opts opts = {0};
     ss_store *s = NULL;
     ss_err err = {{0}};
-    (void)state;
     assert_non_null(fp);
-    rates.permille[FP_OVERWRITE] = 1000;
+    rates.permille[fault] = 1000;
     fp_set(fp, &rates, 1);
     opts.endpoint = fp_url(fp);
     assert_int_equal(ss_store_open(store_url, &opts, &s, &err), SS_OK);
+    *ret_fp = fp;
+    return s;
+}
+
+/*
+ * A swap whose first attempt failed and whose retry met 412 cannot tell from the
+ * bytes whether the write that came between was its own: another writer deciding
+ * from the same read may have written the very same bytes (the counter's next
+ * value). Only the write's own identity can say.
+ */
+static void test_retry_after_lost_answer(void **state)
+{
+    ss_store *s = *state, *x;
+    faultproxy *fp;
+    ss_store_stat v0, v1, now;
+    ss_err err = {{0}};
+    uint64_t n[FP_KINDS];
+    char key[64], *body;
+    fresh_key(key, sizeof key, "retry");
+
+    /* Another wrote "1" over v0; ours, refused once with 503 unsent, then 412: not ours. */
+    create(s, key, "0");
+    free(read_stat(s, key, &v0));
+    assert_int_equal(ss_store_put_if(s, key, "1", 1, v0.etag, &v1, &err), SS_OK);
+    x = faulty_store(&fp, FP_503, 1);
+    assert_int_equal(ss_store_put_if(x, key, "1", 1, v0.etag, NULL, &err), SS_ERR_CHANGED);
+    fp_counts(fp, n);
+    assert_int_equal(n[FP_503], 1);
+    ss_store_free(x);
+    fp_stop(fp);
+    body = read_stat(s, key, &now);
+    assert_string_equal(body, "1");
+    free(body);
+    assert_string_equal(now.etag, v1.etag);
+
+    /* Ours went through but its answer was lost; the retry's 412 is our own write. */
+    x = faulty_store(&fp, FP_DROP_AFTER, 1);
+    assert_int_equal(ss_store_put_if(x, key, "2", 1, v1.etag, &now, &err), SS_OK);
+    fp_counts(fp, n);
+    assert_int_equal(n[FP_DROP_AFTER], 1);
+    ss_store_free(x);
+    fp_stop(fp);
+    assert_string_not_equal(now.etag, v1.etag);
+    body = read_stat(s, key, &v1);
+    assert_string_equal(body, "2");
+    free(body);
+    assert_string_equal(now.etag, v1.etag); /* the stat told is the object's */
+    ss_store_delete(s, key, &err);
+}
+
+/* RGW behind a proxy that answers 200 for every 412: the stale write "succeeds". */
+static void test_probe_refuses_ignoring_store(void **state)
+{
+    faultproxy *fp;
+    ss_store *s = faulty_store(&fp, FP_OVERWRITE, 0);
+    ss_err err = {{0}};
+    (void)state;
     assert_int_equal(ss_store_probe_if_match(s, &err), SS_ERR_STORE);
     assert_non_null(strstr(err.msg, "ignores If-Match"));
     assert_null(strchr(err.msg, '\n'));
@@ -316,7 +373,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_racers_one_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_counter_by_swaps, setup, teardown),
         cmocka_unit_test_setup_teardown(test_probe_passes, setup, teardown)};
-    const struct CMUnitTest s3_only[] = {cmocka_unit_test(test_probe_refuses_ignoring_store)};
+    const struct CMUnitTest s3_only[] = {
+        cmocka_unit_test_setup_teardown(test_retry_after_lost_answer, setup, teardown),
+        cmocka_unit_test(test_probe_refuses_ignoring_store)};
     unsigned char rnd[6];
     char tag[13];
     char dir[] = "/tmp/ss-cas-XXXXXX";
