@@ -108,10 +108,11 @@ void ss_mem_reader_init(ss_mem_reader *m, const void *buf, size_t len, ss_store_
 /*
  * Shared by backends: a create-only PUT (rc SS_ERR_EXISTS) that was retried
  * may meet its own earlier attempt (412). When buf (the whole body) is known,
- * the object is fetched: the same bytes mean success, since every body put
- * create-only is named by its hash or sealed under a fresh nonce, so the same
- * bytes are the same object whoever wrote them. Returns rc otherwise. (A
- * compare-and-swap cannot be settled by its bytes: store_s3.c swap_resolve.)
+ * the object is fetched: the same bytes mean success. Every body put
+ * create-only is named by its hash or carries what only its writer has (a
+ * fresh nonce or salt, a device's token hash), so the same bytes are the same
+ * write. Returns rc otherwise. (A compare-and-swap's body need not be: it is
+ * settled by its write identity, store_s3.c swap_resolve.)
  */
 ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t len, ss_rc rc,
                            unsigned attempts, unsigned flags, ss_err *err);
