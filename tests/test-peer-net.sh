@@ -79,8 +79,10 @@ started() { # FILE: wait for "serving peers on" in it
 now() { echo "${EPOCHREALTIME}"; }
 
 if [ "$veth" = 1 ]; then
-  # A probe there hears what the network carries to port 21470 for 5 s.
-  there python3 - "$w/heard" <<'EOF' &
+  # A probe there hears what the network carries to port 21470 for 5 s from
+  # when it says it listens (a python started under load can take more than
+  # half a second: A's first announcement must not go out before).
+  there python3 - "$w/heard" "$w/probe-ready" <<'EOF' &
 import socket, struct, sys, time
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -88,6 +90,7 @@ s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("::", 21470))
 g = socket.inet_pton(socket.AF_INET6, "ff02::5333:5044")
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, g + struct.pack("@I", socket.if_nametoindex("vb")))
+open(sys.argv[2], "w").close()
 end = time.time() + 5
 with open(sys.argv[1], "w") as out:
     while time.time() < end:
@@ -101,7 +104,8 @@ with open(sys.argv[1], "w") as out:
             out.flush()
 EOF
   probe=$!
-  sleep 0.5
+  for _ in $(seq 200); do [ -e "$w/probe-ready" ] && break; sleep 0.05; done
+  [ -e "$w/probe-ready" ] || { echo "  the probe did not start listening in 10 s"; exit 1; }
   S3SYNC_PEER_DISC_EVERY_MS=1500 "$bin" -C "$w/A" serve -v --interval 60 2>"$w/A.err" &
   pids+=($!)
   started "$w/A.err"
