@@ -25,9 +25,9 @@
 /* A record as the bucket holds it: the record, and the writers of its last sequences. */
 typedef struct s3st_record {
     ld_record rec;
-    /* Random per write (state_s3.c put_record): a swap retried after a lost answer meets
-     * 412 and s3store then compares the object with its own bytes (ss_store_resolve_412),
-     * which tells "mine" from "another's" only while no two writers write the same bytes. */
+    /* Random per write (state_s3.c put_record): no two writes of a record have the same
+     * bytes, so none has an ETag (the body's MD5) an earlier one had, and an If-Match read
+     * before never matches again (docs/PROTOCOL.md "State backends"). */
     char nonce[2 * S3ST_NONCE_BYTES + 1];
     ld_seq_writers w[LD_STATE_WRITERS_KEPT]; /* by seq, strictly rising, each n >= 1 */
     size_t n_w;

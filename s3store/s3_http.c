@@ -175,10 +175,11 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
  * trimmed, into out[cap] cut to fit; 0 if the line is not name's. */
 static int header_value(const char *data, size_t n, const char *name, char *out, size_t cap)
 {
-    size_t skip = strlen(name);
-    const char *v = data + skip;
-    size_t len = n - skip;
+    size_t skip = strlen(name), len;
+    const char *v;
     if (n <= skip || strncasecmp(data, name, skip)) return 0;
+    v = data + skip;
+    len = n - skip;
     while (len && (*v == ' ' || *v == '"'))
         v++, len--;
     while (len &&

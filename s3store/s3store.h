@@ -197,10 +197,14 @@ ss_rc ss_store_put_file(ss_store *store, const char *key, int fd, uint64_t off, 
  * whose ETag is etag (unquoted, as ss_store_get_stat, ss_store_head, a
  * listing or an earlier put gave it), atomically. SS_ERR_CHANGED, nothing
  * written, when key holds another object or none (S3 answers 412 or 404):
- * read it again and decide again. ret_stat (may be NULL): the new object's
- * size and ETag, "" when the store answered none (a retry that met its own
- * earlier write): read it again before the next swap. A lockd: store cannot
- * (SS_ERR_INVALID). Create the first version with SS_PUT_CREATE_ONLY.
+ * read it again and decide again. A retried swap whose earlier attempt's
+ * answer was lost is SS_OK only when the object is its own write (s3: its
+ * write identity, x-amz-meta-s3sync-write), else SS_ERR_CHANGED: a lost
+ * answer can waste a decision (another swapped on top of it before the
+ * retry), never make it twice. ret_stat (may be NULL): the new object's
+ * size and ETag, "" when the store answered none: read it again before the
+ * next swap. A lockd: store cannot (SS_ERR_INVALID). Create the first
+ * version with SS_PUT_CREATE_ONLY.
  */
 ss_rc ss_store_put_if(ss_store *store, const char *key, const void *buf, size_t len,
                       const char *etag, ss_store_stat *ret_stat, ss_err *err);

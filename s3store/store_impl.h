@@ -110,8 +110,10 @@ void ss_mem_reader_init(ss_mem_reader *m, const void *buf, size_t len, ss_store_
  * may meet its own earlier attempt (412). When buf (the whole body) is known,
  * the object is fetched: the same bytes mean success. Every body put
  * create-only is named by its hash or carries what only its writer has (a
- * fresh nonce or salt, a device's token hash), so the same bytes are the same
- * write. Returns rc otherwise. (A compare-and-swap's body need not be: it is
+ * fresh nonce or salt, a device's token hash), or is one whose two writers
+ * may both be told "created" (lockd's meta.json from one given secret, a
+ * migrated device): the same bytes are the same write or a harmless one.
+ * Returns rc otherwise. (A compare-and-swap's body need not be unique: it is
  * settled by its write identity, store_s3.c swap_resolve.)
  */
 ss_rc ss_store_resolve_412(ss_store *s, const char *key, const void *buf, size_t len, ss_rc rc,

@@ -213,6 +213,7 @@ typedef struct counter {
     const char *key;
     unsigned long got[COUNT_EACH]; /* the values this thread took */
     unsigned lost;                 /* swaps lost to another */
+    unsigned unsure; /* of those, after a retried attempt: it may have written a value, wasted */
     ss_rc rc;
 } counter;
 
@@ -231,10 +232,12 @@ static void *count(void *arg)
         unsigned long v = strtoul(buf, NULL, 10) + 1;
         free(buf);
         snprintf(next, sizeof next, "%lu", v);
+        uint64_t before = ss_store_requests(s);
         c->rc = ss_store_put_if(s, c->key, next, strlen(next), st.etag, NULL, &err);
         if (c->rc == SS_ERR_CHANGED) { /* lost the race: read again, decide again */
             c->rc = SS_OK;
             c->lost++;
+            c->unsure += ss_store_requests(s) - before > 1; /* more than the one PUT */
             continue;
         }
         if (!c->rc) c->got[n++] = v;
@@ -249,8 +252,9 @@ static void test_counter_by_swaps(void **state)
     ss_store *s = *state;
     counter c[COUNTERS];
     pthread_t t[COUNTERS];
-    unsigned char seen[COUNTERS * COUNT_EACH + 1] = {0};
-    unsigned lost = 0;
+    unsigned char seen[COUNTERS * COUNT_EACH * 2 + 1] = {0};
+    unsigned lost = 0, unsure = 0;
+    unsigned long total;
     ss_store_stat st;
     char key[64], *body;
     fresh_key(key, sizeof key, "counter");
@@ -261,20 +265,28 @@ static void test_counter_by_swaps(void **state)
     }
     for (unsigned i = 0; i < COUNTERS; i++)
         pthread_join(t[i], NULL);
+    body = read_stat(s, key, &st);
+    total = strtoul(body, NULL, 10);
+    free(body);
     for (unsigned i = 0; i < COUNTERS; i++) {
         assert_int_equal(c[i].rc, SS_OK);
         lost += c[i].lost;
+        unsure += c[i].unsure;
+    }
+    /* None lost: every swap counted is one increment, and the only values nobody took are
+     * those a retried swap may have written before another swapped on top (s3store.h). */
+    assert_in_range(total, COUNTERS * COUNT_EACH, COUNTERS * COUNT_EACH + unsure);
+    assert_true(total < sizeof seen);
+    for (unsigned i = 0; i < COUNTERS; i++) {
         for (unsigned n = 0; n < COUNT_EACH; n++) {
-            assert_in_range(c[i].got[n], 1, COUNTERS * COUNT_EACH);
+            assert_in_range(c[i].got[n], 1, total);
             assert_int_equal(seen[c[i].got[n]], 0); /* no value handed out twice */
             seen[c[i].got[n]] = 1;
             if (n) assert_true(c[i].got[n] > c[i].got[n - 1]);
         }
     }
-    body = read_stat(s, key, &st);
-    assert_int_equal(strtoul(body, NULL, 10), COUNTERS * COUNT_EACH); /* none lost */
-    free(body);
-    fprintf(stderr, "counter: %u swaps, %u lost races re-decided\n", COUNTERS * COUNT_EACH, lost);
+    fprintf(stderr, "counter: %u swaps, %u lost races re-decided (%u after a retry)\n",
+            COUNTERS * COUNT_EACH, lost, unsure);
     ss_store_delete(s, key, &(ss_err){{0}});
 }
 
@@ -300,6 +312,8 @@ static ss_store *faulty_store(faultproxy **ret_fp, fp_fault fault, unsigned limi
     rates.permille[fault] = 1000;
     fp_set(fp, &rates, 1);
     opts.endpoint = fp_url(fp);
+    opts.max_retries =
+        3; /* a retry is what these tests are about, whatever AWS_MAX_ATTEMPTS says */
     assert_int_equal(ss_store_open(store_url, &opts, &s, &err), SS_OK);
     *ret_fp = fp;
     return s;
