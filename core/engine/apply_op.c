@@ -210,16 +210,25 @@ static ss_rc finish(eng_apply *a, ss_fs_batch *b, eng_pending *pend, size_t *n, 
     return rc;
 }
 
+/* The oldest sealed batch finished (durable, renamed, recorded) and taken off the queue. */
+static ss_rc finish_oldest(eng_apply *a, eng_sealed *ret, ss_err *err)
+{
+    ss_rc rc = finish(a, a->sealed[0].b, a->sealed[0].pend, &a->sealed[0].n, err);
+    if (rc) return rc; /* left queued: removed with the apply (eng_apply_batch_free) */
+    *ret = a->sealed[0];
+    memmove(&a->sealed[0], &a->sealed[1], --a->n_sealed * sizeof a->sealed[0]);
+    a->sealed[a->n_sealed] = (eng_sealed){0};
+    return SS_OK;
+}
+
 ss_rc eng_apply_flush(eng_apply *a, ss_err *err)
 {
     while (a->n_sealed) { /* staged first, oldest first */
-        eng_sealed *o = &a->sealed[0];
-        ss_rc rc = finish(a, o->b, o->pend, &o->n, err);
-        if (rc) return rc; /* the batches after it are removed with the apply */
-        ss_fs_batch_free(o->b);
-        free(o->pend);
-        memmove(&a->sealed[0], &a->sealed[1], --a->n_sealed * sizeof a->sealed[0]);
-        a->sealed[a->n_sealed] = (eng_sealed){0};
+        eng_sealed done;
+        ss_rc rc = finish_oldest(a, &done, err);
+        if (rc) return rc;
+        ss_fs_batch_free(done.b);
+        free(done.pend);
     }
     return finish(a, a->batch, a->pend, &a->n_pend, err);
 }
@@ -234,11 +243,8 @@ static ss_rc rotate(eng_apply *a, ss_err *err)
 {
     eng_sealed reuse = {0};
     if (a->n_sealed == ENG_SEALED) {
-        eng_sealed *o = &a->sealed[0];
-        ss_rc rc = finish(a, o->b, o->pend, &o->n, err);
+        ss_rc rc = finish_oldest(a, &reuse, err);
         if (rc) return rc;
-        reuse = *o;
-        memmove(&a->sealed[0], &a->sealed[1], --a->n_sealed * sizeof a->sealed[0]);
     }
     ss_fs_batch_sync_start(a->batch);
     a->sealed[a->n_sealed++] = (eng_sealed){.b = a->batch, .pend = a->pend, .n = a->n_pend};

@@ -454,6 +454,7 @@ ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err)
         at->tmp = NULL;
         return ss_fail(err, SS_ERR_NOMEM, "out of memory");
     }
+    at->unmade = 1; /* until made: abort has no file of that name to remove */
     return SS_OK;
 }
 
@@ -477,18 +478,6 @@ ss_rc ss_atomic_make(ss_atomic *at, ss_err *err)
     return ss_fs_errno_fail(err, "create temp file for", at->path);
 }
 
-ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err)
-{
-    ss_rc rc = ss_atomic_temp_name(at, err);
-    if (rc) return rc;
-    rc = ss_atomic_make(at, err);
-    if (rc) { /* not made: nothing for abort to remove */
-        free(at->tmp);
-        at->tmp = NULL;
-    }
-    return rc;
-}
-
 ss_rc ss_atomic_prepare(int root_fd, const char *path, ss_atomic **ret_at, ss_err *err)
 {
     ss_atomic *at = NULL;
@@ -500,7 +489,6 @@ ss_rc ss_atomic_prepare(int root_fd, const char *path, ss_atomic **ret_at, ss_er
         ss_atomic_abort(at);
         return rc;
     }
-    at->unmade = 1;
     *ret_at = at;
     return SS_OK;
 }

@@ -294,10 +294,7 @@ static int copy_all(int in, int out, uint64_t len)
 static ss_rc adopt_by_copy(ss_atomic *at, int src_fd, ss_err *err)
 {
     struct stat st;
-    ss_rc rc;
-    free(at->tmp);
-    at->tmp = NULL;
-    rc = ss_atomic_temp(at, err);
+    ss_rc rc = ss_atomic_make(at, err); /* under the name the link could not take */
     if (rc) return rc;
     if (fstat(src_fd, &st) || copy_all(src_fd, at->fd, (uint64_t)st.st_size) || fsync(at->fd))
         return ss_fs_errno_fail(err, "write", at->path);
@@ -316,18 +313,15 @@ static ss_rc temp_link(ss_atomic *at, int src_dirfd, const char *src_name, int f
     while (again) {
         if (!linkat(src_dirfd, src_name, at->dirfd, at->tmp, 0)) {
             at->fd = fd;
+            at->unmade = 0;
             return SS_OK;
         }
         if (errno == EXDEV || errno == EPERM || errno == EMLINK)
             return adopt_by_copy(at, fd, err); /* its temp made: abort removes it */
         rc = ss_atomic_retry(at, &again, err);
-        if (rc) goto fail;
+        if (rc) return rc; /* not made: abort leaves the name alone */
     }
-    rc = ss_fs_errno_fail(err, "create temp file for", at->path);
-fail:
-    free(at->tmp); /* not made: nothing for abort to remove */
-    at->tmp = NULL;
-    return rc;
+    return ss_fs_errno_fail(err, "create temp file for", at->path);
 }
 
 ss_rc ss_atomic_adopt(int root_fd, const char *path, int src_dirfd, const char *src_name,

@@ -11,10 +11,10 @@ struct ss_atomic {
     int root_fd, dirfd, fd;
     int dir_owned; /* 0: dirfd is the directory cache's, pinned until abort */
     int retried;   /* ss_atomic_retry resolved dirfd afresh once already */
-    int unmade;    /* tmp is named, not created yet (ss_atomic_prepare; the batch creates it) */
-    char *tmp;     /* temp name in dirfd; NULL once renamed */
-    char *base;    /* target name in dirfd */
-    char *path;    /* for messages */
+    int unmade; /* tmp is named, not created yet (ss_atomic_temp_name; made by ss_atomic_create) */
+    char *tmp;  /* temp name in dirfd; NULL once renamed */
+    char *base; /* target name in dirfd */
+    char *path; /* for messages */
 };
 
 /* An atomic write to path with its parent resolved (made when missing), no temp yet. */
@@ -34,8 +34,6 @@ ss_rc ss_atomic_temp_name(ss_atomic *at, ss_err *err);
 int ss_atomic_create(ss_atomic *at);
 /* Create at's named temp, once more after its directory was removed (ss_atomic_retry). */
 ss_rc ss_atomic_make(ss_atomic *at, ss_err *err);
-/* Name and create at's temp beside its target, open for writing. */
-ss_rc ss_atomic_temp(ss_atomic *at, ss_err *err);
 /* SS_ERR_IO (SS_ERR_NOMEM for ENOMEM) saying what failed on path, from errno. */
 ss_rc ss_fs_errno_fail(ss_err *err, const char *what, const char *path);
 /* at's target is still what seen says the caller saw: nothing, or that very file as it was. */
